@@ -1,0 +1,3 @@
+from outage_sentinel.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,208 @@
+"""The normalised outage event: what every source turns its payloads into.
+
+Pure: no I/O. A source maps its own payload into :class:`OutageEvent`; anything that cannot
+be mapped becomes a :class:`Quarantined` record carrying the raw payload and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Kind = Literal["planned", "temporary", "fault"]
+Status = Literal["active", "restored", "cancelled"]
+#: What an event says about the network. ``notice`` is an outage-system record (a scope of
+#: transformer areas, maybe a named device); the others are single pieces of evidence that the
+#: AMI / trouble-call / SCADA sources produce.
+Signal = Literal["notice", "dead", "alive", "call", "device_open", "device_closed"]
+
+KINDS: tuple[Kind, ...] = ("planned", "temporary", "fault")
+STATUSES: tuple[Status, ...] = ("active", "restored", "cancelled")
+SIGNALS: tuple[Signal, ...] = ("notice", "dead", "alive", "call", "device_open", "device_closed")
+
+
+class EventError(ValueError):
+    """A payload could not be turned into an event; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class OutageEvent:
+    """One normalised observation from a source.
+
+    ``(source, event_id, revision)`` identifies it: the same record seen again with the same
+    content is a duplicate; changed content (a new ETR, a restoration) is a new revision.
+    Times are timezone-aware UTC.
+    """
+
+    source: str
+    event_id: str
+    kind: Kind
+    status: Status
+    start: datetime
+    expected_restoration: datetime | None = None
+    end: datetime | None = None
+    feeder: str | None = None
+    device: str | None = None
+    transformers: tuple[str, ...] = ()
+    area_text: str = ""
+    cause: str = ""
+    signal: Signal = "notice"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    revision: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise EventError("source: must not be empty")
+        if not self.event_id:
+            raise EventError("event_id: must not be empty")
+        if self.kind not in KINDS:
+            raise EventError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.status not in STATUSES:
+            raise EventError(f"status: expected one of {', '.join(STATUSES)}, got {self.status!r}")
+        if self.signal not in SIGNALS:
+            raise EventError(f"signal: expected one of {', '.join(SIGNALS)}, got {self.signal!r}")
+        for name in ("start", "expected_restoration", "end"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise EventError(f"{name}: expected a timezone-aware datetime, got {value!r}")
+        if not isinstance(self.transformers, tuple):
+            object.__setattr__(self, "transformers", tuple(self.transformers))
+        if not self.revision:
+            object.__setattr__(self, "revision", self.fingerprint())
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the normalised content (not the raw payload)."""
+        content = {
+            "kind": self.kind,
+            "status": self.status,
+            "start": _iso(self.start),
+            "etr": _iso(self.expected_restoration),
+            "end": _iso(self.end),
+            "feeder": self.feeder,
+            "device": self.device,
+            "transformers": sorted(self.transformers),
+            "area": self.area_text,
+            "cause": self.cause,
+            "signal": self.signal,
+        }
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8"))
+        return digest.hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the normalised fields (raw payload excluded)."""
+        return {
+            "source": self.source,
+            "event_id": self.event_id,
+            "revision": self.revision,
+            "kind": self.kind,
+            "status": self.status,
+            "signal": self.signal,
+            "start": _iso(self.start),
+            "expected_restoration": _iso(self.expected_restoration),
+            "end": _iso(self.end),
+            "feeder": self.feeder,
+            "device": self.device,
+            "transformers": list(self.transformers),
+            "area_text": self.area_text,
+            "cause": self.cause,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], raw: Mapping[str, Any] | None = None) -> OutageEvent:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            source=str(data["source"]),
+            event_id=str(data["event_id"]),
+            revision=str(data.get("revision") or ""),
+            kind=data["kind"],
+            status=data["status"],
+            signal=data.get("signal", "notice"),
+            start=parse_time(data["start"], "start"),
+            expected_restoration=parse_optional_time(data.get("expected_restoration"), "etr"),
+            end=parse_optional_time(data.get("end"), "end"),
+            feeder=data.get("feeder"),
+            device=data.get("device"),
+            transformers=tuple(data.get("transformers") or ()),
+            area_text=str(data.get("area_text") or ""),
+            cause=str(data.get("cause") or ""),
+            raw=raw or {},
+        )
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A payload (or one record of it) that failed validation, kept for inspection."""
+
+    source: str
+    reason: str
+    raw: Any
+
+
+@dataclass
+class PollResult:
+    """What one poll of one source produced."""
+
+    events: list[OutageEvent] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    #: Source cursor to persist together with the events (ETag, file offsets, ...).
+    cursor: dict[str, Any] | None = None
+    #: True when the source had nothing new (HTTP 304, no files).
+    not_modified: bool = False
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def parse_time(value: Any, name: str, default_tz: Any = UTC) -> datetime:
+    """Parse an ISO-8601 / ``YYYY-MM-DD HH:MM[:SS]`` string or epoch number into aware UTC.
+
+    Naive times are taken in ``default_tz`` (feeds in China publish local time without offset).
+    """
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, bool):
+        raise EventError(f"{name}: expected a time, got {value!r}")
+    elif isinstance(value, int | float):
+        seconds = float(value) / 1000.0 if value > 1e11 else float(value)
+        return datetime.fromtimestamp(seconds, UTC)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace("/", "-")
+        if text.isdigit():
+            return parse_time(int(text), name, default_tz)
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise EventError(f"{name}: expected a time like 2026-11-23 08:00:00, got {value!r}") from None
+    else:
+        raise EventError(f"{name}: expected a time, got {value!r}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=default_tz)
+    return dt.astimezone(UTC)
+
+
+def parse_optional_time(value: Any, name: str, default_tz: Any = UTC) -> datetime | None:
+    """Like :func:`parse_time` but ``None``/empty gives ``None``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return parse_time(value, name, default_tz)
+
+
+def split_list(value: Any) -> tuple[str, ...]:
+    """Split a list field: a JSON list, or a string separated by , ， 、 ; ； or whitespace-free."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        text = value
+        for sep in ("，", "、", ";", "；", "\n"):
+            text = text.replace(sep, ",")
+        return tuple(p.strip() for p in text.split(",") if p.strip())
+    if isinstance(value, Sequence):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    raise EventError(f"expected a list or a separated string, got {type(value).__name__}")
