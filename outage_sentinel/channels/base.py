@@ -1,0 +1,70 @@
+"""The channel interface: every notification sender implements it.
+
+A channel turns a rendered :class:`Message` into one request to its service and classifies the
+outcome. It never decides *whether* to send (that is the outbox's job) and never retries by
+itself (the retry policy lives in the delivery loop), so each call is exactly one attempt.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    #: Try again later (rate limited, 5xx, timeout, connection refused).
+    RETRY = "retry"
+    #: Will never succeed as is (bad key, bad signature, keyword missing, invalid number).
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    detail: str = ""
+    #: Seconds the service asked us to wait (Retry-After, a documented block period), if any.
+    retry_after: float | None = None
+    #: The service's id for the delivered message, if it returns one.
+    provider_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """A rendered notification for one recipient on one channel."""
+
+    #: Idempotency key: ``incident/revision/recipient/purpose``; unique in the outbox.
+    key: str
+    channel: str
+    target: str
+    text: str
+    subject: str = ""
+    markdown: str | None = None
+    #: Phone numbers to @-mention (WeCom/DingTalk) or to send to (SMS).
+    mentions: tuple[str, ...] = ()
+    audience: str = "liaison"
+    purpose: str = "outage"
+    incident_id: str = ""
+    #: Template parameters for template-based channels (SMS).
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ChannelError(Exception):
+    """A channel could not be built from its config (the message names the key)."""
+
+
+@runtime_checkable
+class Channel(Protocol):
+    name: str
+    type: str
+
+    def send(self, message: Message) -> SendResult:
+        """One attempt to deliver ``message``. Must not raise for service or network errors."""
+
+    def already_delivered(self, key: str) -> bool | None:
+        """After a crash mid-send: does the service already hold ``key``? ``None`` = can't tell."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,426 @@
+"""Configuration: a YAML file validated by pydantic.
+
+Every key is checked at start; unknown keys are rejected; errors name the key path and what
+was expected (``sources[0].interval_seconds: Input should be greater than 0``). ``${VAR}`` and
+``${VAR:-default}`` in string values are replaced from the environment, so secrets (webhook
+keys, SMS credentials, database passwords) never sit in the committed file.
+
+Relative paths in the config are resolved against the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """The config is unusable; ``problems`` lists ``key.path: what was expected`` lines."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        body = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s) in config:\n{body}")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- sources ------------------------------------------------------------------------------------
+
+
+class SourceBase(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    interval_seconds: float = Field(default=60.0, gt=0)
+    #: A poll still running this long after its scheduled time is skipped, not queued.
+    misfire_grace_seconds: float = Field(default=30.0, gt=0)
+    enabled: bool = True
+
+
+class RetryConfig(Strict):
+    """Exponential backoff with jitter (see :mod:`outage_sentinel.retry`)."""
+
+    initial_seconds: float = Field(default=2.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    max_seconds: float = Field(default=300.0, gt=0)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    #: How long a message may keep failing before it is dead-lettered.
+    max_age_seconds: float = Field(default=6 * 3600.0, gt=0)
+    #: For source polls: attempts within one poll before the poll is counted failed.
+    max_attempts: int = Field(default=3, ge=1)
+
+
+class FieldMap(Strict):
+    """Where the normalised fields come from in one record (dotted paths into the JSON)."""
+
+    event_id: str
+    kind: str | None = None
+    status: str | None = None
+    start: str
+    expected_restoration: str | None = None
+    end: str | None = None
+    feeder: str | None = None
+    device: str | None = None
+    transformers: str | None = None
+    area_text: str | None = None
+    cause: str | None = None
+    revision: str | None = None
+    #: Map raw values of ``kind`` to planned|temporary|fault.
+    kind_values: dict[str, Literal["planned", "temporary", "fault"]] = Field(default_factory=dict)
+    #: Map raw values of ``status`` to active|restored|cancelled.
+    status_values: dict[str, Literal["active", "restored", "cancelled"]] = Field(default_factory=dict)
+    default_kind: Literal["planned", "temporary", "fault"] = "fault"
+    default_status: Literal["active", "restored", "cancelled"] = "active"
+
+
+class PaginationConfig(Strict):
+    #: ``none`` | ``page`` (a page number query parameter, total pages read from the body).
+    mode: Literal["none", "page"] = "none"
+    page_param: str = "pageNow"
+    total_pages_path: str | None = None
+    max_pages: int = Field(default=50, ge=1)
+
+
+class HttpJsonSourceConfig(SourceBase):
+    type: Literal["http_json"]
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "POST"] = "GET"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    verify_tls: bool = True
+    retry: RetryConfig = RetryConfig(initial_seconds=1.0, max_seconds=10.0, max_attempts=3)
+    #: ``95598_list`` (seleList/pageModel) or ``95598_powercut`` (data.powerCutList); sets
+    #: ``records_path``, ``fields`` and ``pagination`` unless given here.
+    preset: Literal["95598_list", "95598_powercut"] | None = None
+    records_path: str | None = None
+    fields: FieldMap | None = None
+    pagination: PaginationConfig | None = None
+    #: Timezone of times without an offset in the feed.
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_mapping(self) -> HttpJsonSourceConfig:
+        if self.preset is None and (self.fields is None or self.records_path is None):
+            raise ValueError("give either 'preset' or both 'records_path' and 'fields'")
+        return self
+
+
+class ReplaySourceConfig(SourceBase):
+    type: Literal["replay"]
+    #: A JSON-lines scenario (see fixtures/scenarios/README.md).
+    scenario: Path
+    #: Timeline speed-up: 2.0 plays a 100 s scenario in 50 s.
+    speed: float = Field(default=1.0, gt=0)
+    #: Start the timeline again after the last line (for long-running demos).
+    loop: bool = False
+    interval_seconds: float = Field(default=5.0, gt=0)
+
+
+class MqttSourceConfig(SourceBase):
+    type: Literal["mqtt"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, gt=0, lt=65536)
+    topics: list[str] = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    qos: Literal[0, 1, 2] = 1
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    keepalive_seconds: int = Field(default=60, gt=0)
+    #: ``json`` (one event or a list per message) or ``csv`` (lines).
+    payload_format: Literal["json", "csv"] = "json"
+    interval_seconds: float = Field(default=1.0, gt=0)
+    max_batch: int = Field(default=5000, gt=0)
+
+
+class FileDropSourceConfig(SourceBase):
+    type: Literal["file_drop"]
+    directory: Path
+    pattern: str = "*"
+    interval_seconds: float = Field(default=10.0, gt=0)
+
+
+SourceConfig = Annotated[
+    HttpJsonSourceConfig | ReplaySourceConfig | MqttSourceConfig | FileDropSourceConfig,
+    Field(discriminator="type"),
+]
+
+
+# -- channels -----------------------------------------------------------------------------------
+
+
+class ChannelBase(Strict):
+    enabled: bool = True
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class FileChannelConfig(ChannelBase):
+    type: Literal["file"]
+    path: Path
+
+
+class ConsoleChannelConfig(ChannelBase):
+    type: Literal["console"]
+    stream: Literal["stdout", "stderr"] = "stdout"
+
+
+class WebhookChannelConfig(ChannelBase):
+    type: Literal["webhook"]
+    #: ``{target}`` in the URL is replaced by the recipient's target.
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    #: JSON key whose value must be 0/"ok"/true for success; None = any 2xx is success.
+    success_field: str | None = None
+
+
+class RobotChannelConfig(ChannelBase):
+    """WeCom / DingTalk / Feishu group robots: one webhook per target group."""
+
+    type: Literal["wecom", "dingtalk", "feishu"]
+    #: Base URL of the service (override to point at a test server).
+    base_url: str | None = None
+    #: Per target group: the robot's key/access token and signing secret (``${ENV}`` only).
+    robots: dict[str, RobotCredentials] = Field(default_factory=dict)
+    #: Requests per minute per robot (WeCom 20, DingTalk 20, Feishu 100).
+    per_minute: int | None = Field(default=None, gt=0)
+    per_second: int | None = Field(default=None, gt=0)
+
+
+class RobotCredentials(Strict):
+    key: SecretStr
+    secret: SecretStr | None = None
+
+
+class SmsChannelConfig(ChannelBase):
+    type: Literal["sms"]
+    endpoint: str = "https://dysmsapi.aliyuncs.com/"
+    access_key_id: SecretStr
+    access_key_secret: SecretStr
+    sign_name: str
+    template_code: str
+    per_number_per_day: int = Field(default=50, gt=0)
+
+
+class EmailChannelConfig(ChannelBase):
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str
+
+
+ChannelConfig = Annotated[
+    FileChannelConfig
+    | ConsoleChannelConfig
+    | WebhookChannelConfig
+    | RobotChannelConfig
+    | SmsChannelConfig
+    | EmailChannelConfig,
+    Field(discriminator="type"),
+]
+
+
+# -- the rest -----------------------------------------------------------------------------------
+
+
+class DatabaseConfig(Strict):
+    #: SQLAlchemy URL; default ``sqlite:///<state_dir>/sentinel.db``. Put passwords in ``${ENV}``.
+    url: SecretStr | None = None
+
+
+class MetricsConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, lt=65536)
+
+
+class LogConfig(Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "json"
+    file: Path | None = None
+
+
+class CorrelationConfig(Strict):
+    #: Events on the same feeder whose outage windows are this close are one incident.
+    window_minutes: float = Field(default=30.0, ge=0)
+
+
+class DeliveryConfig(Strict):
+    interval_seconds: float = Field(default=2.0, gt=0)
+    batch_size: int = Field(default=100, gt=0)
+    retry: RetryConfig = RetryConfig()
+    #: Render and log what would be sent; send nothing.
+    dry_run: bool = False
+
+
+class NotifyConfig(Strict):
+    language: Literal["zh", "en"] = "zh"
+    #: Liaison roles that receive village notices.
+    liaison_roles: list[Literal["village_liaison", "grid_manager", "transformer_manager"]] = [
+        "village_liaison",
+        "grid_manager",
+        "transformer_manager",
+    ]
+    #: Directory of Jinja2 templates overriding the built-in ones (same file names).
+    templates_dir: Path | None = None
+
+
+class Config(Strict):
+    """The whole configuration file."""
+
+    state_dir: Path = Path("state")
+    timezone: str = "Asia/Shanghai"
+    topology: Path = Path("topology")
+    database: DatabaseConfig = DatabaseConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
+    sources: list[SourceConfig] = Field(min_length=1)
+    channels: dict[str, ChannelConfig] = Field(min_length=1)
+    correlation: CorrelationConfig = CorrelationConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    notify: NotifyConfig = NotifyConfig()
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Config:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:
+            raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
+        return self
+
+    def database_url(self) -> str:
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{self.state_dir / 'sentinel.db'}"
+
+
+RobotChannelConfig.model_rebuild()
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+            return ""
+
+        return _ENV.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    return value
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("http_json", "replay", "mqtt", "file_drop", "file", "console", "webhook",
+                      "wecom", "dingtalk", "feishu", "sms", "email", "function-after"):
+            continue  # discriminator tags pydantic inserts; not part of the user's key path
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | None = None,
+                 base_dir: Path | None = None) -> Config:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(data, dict):
+        raise ConfigError(path, ["<root>: expected a mapping of keys"])
+    problems: list[str] = []
+    data = _interpolate(data, "", os.environ if env is None else env, problems)
+    if problems:
+        raise ConfigError(path, problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            problems.append(f"{_loc(tuple(err['loc']))}: {msg}")
+        raise ConfigError(path, problems) from None
+    if base_dir is not None:
+        config = _resolve_paths(config, base_dir)
+    return config
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    def fix(p: Path | None) -> Path | None:
+        if p is None or p.is_absolute():
+            return p
+        return (base / p).resolve()
+
+    sources = []
+    for s in config.sources:
+        updates: dict[str, Any] = {}
+        for attr in ("scenario", "directory", "ca_file"):
+            if hasattr(s, attr) and getattr(s, attr) is not None:
+                updates[attr] = fix(getattr(s, attr))
+        sources.append(s.model_copy(update=updates))
+    channels: dict[str, Any] = {}
+    for name, c in config.channels.items():
+        channels[name] = c.model_copy(update={"path": fix(c.path)}) if isinstance(
+            c, FileChannelConfig) else c
+    notify = config.notify
+    if notify.templates_dir is not None:
+        notify = notify.model_copy(update={"templates_dir": fix(notify.templates_dir)})
+    log = config.log
+    if log.file is not None:
+        log = log.model_copy(update={"file": fix(log.file)})
+    return config.model_copy(update={
+        "state_dir": fix(config.state_dir),
+        "topology": fix(config.topology),
+        "sources": sources,
+        "channels": channels,
+        "notify": notify,
+        "log": log,
+    })
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [f"<file>: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        raise ConfigError(str(p), [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_config(data, str(p), env, base_dir=p.resolve().parent)
