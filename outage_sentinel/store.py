@@ -1,0 +1,501 @@
+"""The store: SQLAlchemy 2.x Core over SQLite (default) or PostgreSQL.
+
+What lives here is the record the delivery guarantees rest on:
+
+* ``events`` — every normalised event, unique on ``(source, event_id, revision)`` by a database
+  constraint, written together with the source's cursor before a poll counts as done;
+* ``quarantine`` — payloads that failed validation, with the reason, kept for inspection;
+* ``incidents`` — the incident state the pure core computes;
+* ``outbox`` — notifications, unique on ``(incident_id, revision, recipient, purpose)``,
+  written in the same transaction as the incident change that causes them;
+* ``kv`` — small JSON state (source cursors, channel rate-limit windows) that must survive
+  restarts.
+
+The schema is versioned: :data:`MIGRATIONS` is an ordered list and :meth:`Store.migrate` applies
+the ones an existing database has not seen, so upgrading the daemon upgrades the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+
+from outage_sentinel.events import OutageEvent, PollResult, Quarantined
+
+SCHEMA_VERSION_TABLE = "schema_version"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC; returns aware UTC (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+metadata = MetaData()
+
+events_t = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("revision", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("signal", String(20), nullable=False, server_default="notice"),
+    Column("start", UTCDateTime, nullable=False),
+    Column("etr", UTCDateTime),
+    Column("end_time", UTCDateTime),
+    Column("feeder", String(100)),
+    Column("device", String(200)),
+    Column("transformers", JSON, nullable=False),
+    Column("area_text", Text, nullable=False, server_default=""),
+    Column("cause", Text, nullable=False, server_default=""),
+    Column("raw", JSON),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("processed", Boolean, nullable=False, server_default="0"),
+    Column("incident_id", String(40)),
+    UniqueConstraint("source", "event_id", "revision", name="uq_events_source_id_rev"),
+)
+
+quarantine_t = Table(
+    "quarantine", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+incidents_t = Table(
+    "incidents", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("feeder", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("start", UTCDateTime, nullable=False),
+    Column("etr", UTCDateTime),
+    Column("end_time", UTCDateTime),
+    Column("fault_device", String(200)),
+    Column("customers", Integer, nullable=False, server_default="0"),
+    Column("state", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+outbox_t = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(40), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("recipient", String(300), nullable=False),
+    Column("purpose", String(40), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("audience", String(40), nullable=False),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("body", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    # pending | inflight | sent | dead
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("inflight_count", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("last_error", Text),
+    UniqueConstraint("incident_id", "revision", "recipient", "purpose", name="uq_outbox_key"),
+)
+
+kv_t = Table(
+    "kv", metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+schema_version_t = Table(
+    SCHEMA_VERSION_TABLE, metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
+def _m1_initial(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[events_t, quarantine_t, incidents_t, outbox_t, kv_t])
+
+
+def _m2_indexes(conn: Connection) -> None:
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_events_unprocessed ON events (processed, id)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_outbox_due ON outbox (status, next_attempt_at)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_incidents_status ON incidents (status, feeder)"))
+
+
+#: Ordered migrations; index + 1 is the schema version each one brings the database to.
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as read back from the store (with its row id)."""
+
+    row_id: int
+    event: OutageEvent
+    received_at: datetime
+    incident_id: str | None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    incident_id: str
+    revision: int
+    recipient: str
+    purpose: str
+    channel: str
+    target: str
+    audience: str
+    subject: str
+    body: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    inflight_count: int
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.incident_id}/{self.revision}/{self.recipient}/{self.purpose}"
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    inserted: int
+    duplicates: int
+    quarantined: int
+
+
+class Store:
+    """All database access. One instance per process; thread-safe through the engine pool."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version now in force."""
+        with self.engine.begin() as conn:
+            schema_version_t.create(conn, checkfirst=True)
+            current = conn.execute(select(func.max(schema_version_t.c.version))).scalar() or 0
+            for version, step in enumerate(MIGRATIONS, start=1):
+                if version <= current:
+                    continue
+                step(conn)
+                conn.execute(schema_version_t.insert().values(version=version, applied_at=_now()))
+            return len(MIGRATIONS) if current < len(MIGRATIONS) else int(current)
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(schema_version_t.c.version))).scalar() or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One database transaction; commits on success, rolls back on any exception."""
+        with self.engine.connect() as conn:
+            # SQLite: take the write lock up front so two writers (daemon threads, the operator
+            # CLI) queue on busy_timeout instead of failing with "database is locked" mid-way.
+            conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    def _insert(self, table: Table) -> Any:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        if self.dialect == "sqlite":
+            return sqlite.insert(table)
+        raise NotImplementedError(f"database {self.dialect!r} is not supported (sqlite, postgresql)")
+
+    # -- events -------------------------------------------------------------------------------
+
+    def ingest(self, source: str, result: PollResult, now: datetime) -> IngestCounts:
+        """Persist a poll's events, quarantined payloads and cursor in one transaction.
+
+        Duplicates (same source, event id and revision) are skipped by the unique constraint.
+        """
+        with self.transaction() as conn:
+            counts = self.ingest_in(conn, source, result, now)
+        return counts
+
+    def ingest_in(self, conn: Connection, source: str, result: PollResult,
+                  now: datetime) -> IngestCounts:
+        inserted = 0
+        if result.events:
+            rows = [_event_row(e, now) for e in result.events]
+            stmt = self._insert(events_t).on_conflict_do_nothing(
+                index_elements=["source", "event_id", "revision"])
+            # Insert one by one for exact counts across dialects (rowcount of multi-row
+            # ON CONFLICT inserts is not reliable on every driver); batches stay in one txn.
+            for row in rows:
+                inserted += conn.execute(stmt, row).rowcount or 0
+        for q in result.quarantined:
+            self.quarantine_in(conn, q, now)
+        if result.cursor is not None:
+            self.kv_set_in(conn, f"cursor:{source}", result.cursor, now)
+        return IngestCounts(inserted, len(result.events) - inserted, len(result.quarantined))
+
+    def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> None:
+        raw = q.raw if isinstance(q.raw, str) else json.dumps(q.raw, ensure_ascii=False, default=str)
+        conn.execute(quarantine_t.insert().values(source=q.source, reason=q.reason, raw=raw,
+                                                  received_at=now))
+
+    def quarantine(self, q: Quarantined, now: datetime) -> None:
+        with self.transaction() as conn:
+            self.quarantine_in(conn, q, now)
+
+    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(quarantine_t).order_by(quarantine_t.c.id.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    def unprocessed_events(self, limit: int = 1000) -> list[StoredEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events_t).where(events_t.c.processed.is_(False))
+                                .order_by(events_t.c.id).limit(limit))
+            return [_stored_event(r._mapping) for r in rows]
+
+    def events(self, *, incident_id: str | None = None, limit: int = 10000) -> list[StoredEvent]:
+        q = select(events_t).order_by(events_t.c.id).limit(limit)
+        if incident_id is not None:
+            q = q.where(events_t.c.incident_id == incident_id)
+        with self.engine.connect() as conn:
+            return [_stored_event(r._mapping) for r in conn.execute(q)]
+
+    def mark_processed_in(self, conn: Connection, row_id: int, incident_id: str | None) -> None:
+        conn.execute(update(events_t).where(events_t.c.id == row_id)
+                     .values(processed=True, incident_id=incident_id))
+
+    def count(self, table: str) -> int:
+        t = metadata.tables[table]
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
+
+    # -- key/value state ----------------------------------------------------------------------
+
+    def kv_get(self, key: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(kv_t.c.value).where(kv_t.c.key == key)).scalar()
+
+    def kv_set_in(self, conn: Connection, key: str, value: Any, now: datetime) -> None:
+        stmt = self._insert(kv_t).values(key=key, value=value, updated_at=now)
+        stmt = stmt.on_conflict_do_update(index_elements=["key"],
+                                          set_={"value": value, "updated_at": now})
+        conn.execute(stmt)
+
+    def kv_set(self, key: str, value: Any, now: datetime) -> None:
+        with self.transaction() as conn:
+            self.kv_set_in(conn, key, value, now)
+
+    # -- incidents ----------------------------------------------------------------------------
+
+    def load_incidents(self, *, open_only: bool = True, conn: Connection | None = None
+                       ) -> list[dict[str, Any]]:
+        """Incident rows (``state`` is the pure core's JSON)."""
+        q = select(incidents_t).order_by(incidents_t.c.created_at, incidents_t.c.id)
+        if open_only:
+            q = q.where(incidents_t.c.status == "active")
+        if conn is not None:
+            return [dict(r._mapping) for r in conn.execute(q)]
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def get_incident(self, incident_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(incidents_t).where(incidents_t.c.id == incident_id)).first()
+            return dict(row._mapping) if row else None
+
+    def save_incident_in(self, conn: Connection, row: dict[str, Any]) -> None:
+        stmt = self._insert(incidents_t).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={k: v for k, v in row.items() if k not in ("id", "created_at")})
+        conn.execute(stmt)
+
+    def next_incident_number(self, conn: Connection, prefix: str) -> int:
+        n = conn.execute(select(func.count()).select_from(incidents_t)
+                         .where(incidents_t.c.id.like(f"{prefix}%"))).scalar() or 0
+        return int(n) + 1
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    def enqueue_in(self, conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) -> int:
+        """Add outbox rows; a row whose unique key exists already is skipped. Returns added."""
+        added = 0
+        stmt = self._insert(outbox_t).on_conflict_do_nothing(
+            index_elements=["incident_id", "revision", "recipient", "purpose"])
+        for row in rows:
+            values = {"status": "pending", "attempts": 0, "inflight_count": 0,
+                      "next_attempt_at": now, "created_at": now, **row}
+            added += conn.execute(stmt, values).rowcount or 0
+        return added
+
+    def due_messages(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outbox_t)
+                                .where(outbox_t.c.status == "pending",
+                                       outbox_t.c.next_attempt_at <= now)
+                                .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id).limit(limit))
+            return [OutboxRow(**r._mapping) for r in rows]
+
+    def messages(self, *, status: str | None = None, incident_id: str | None = None
+                 ) -> list[OutboxRow]:
+        q = select(outbox_t).order_by(outbox_t.c.id)
+        if status is not None:
+            q = q.where(outbox_t.c.status == status)
+        if incident_id is not None:
+            q = q.where(outbox_t.c.incident_id == incident_id)
+        with self.engine.connect() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(q)]
+
+    def inflight_messages(self) -> list[OutboxRow]:
+        return self.messages(status="inflight")
+
+    def mark_inflight(self, row_id: int, now: datetime) -> bool:
+        """Claim a pending message before sending it (committed, so a crash leaves a trace)."""
+        with self.transaction() as conn:
+            res = conn.execute(update(outbox_t)
+                               .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending")
+                               .values(status="inflight",
+                                       inflight_count=outbox_t.c.inflight_count + 1,
+                                       attempts=outbox_t.c.attempts + 1))
+            return bool(res.rowcount)
+
+    def mark_sent(self, row_id: int, now: datetime, detail: str = "") -> None:
+        with self.transaction() as conn:
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
+                         .values(status="sent", sent_at=now, inflight_count=0,
+                                 last_error=detail or None))
+
+    def mark_retry(self, row_id: int, next_at: datetime, error: str, *,
+                   clear_inflight: bool = True) -> None:
+        values: dict[str, Any] = {"status": "pending", "next_attempt_at": next_at,
+                                  "last_error": error}
+        if clear_inflight:
+            values["inflight_count"] = 0
+        with self.transaction() as conn:
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(**values))
+
+    def mark_dead(self, row_id: int, now: datetime, error: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
+                         .values(status="dead", last_error=error, sent_at=None))
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outbox_t.c.status, func.count()).group_by(outbox_t.c.status))
+            return {str(s): int(n) for s, n in rows}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets the operator CLI read while the daemon writes; NORMAL sync is durable in WAL
+    # against process crashes (SIGKILL), which is what the delivery guarantees need.
+    dbapi_conn.isolation_level = None  # let SQLAlchemy/our BEGIN IMMEDIATE drive transactions
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _event_row(e: OutageEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "source": e.source, "event_id": e.event_id, "revision": e.revision, "kind": e.kind,
+        "status": e.status, "signal": e.signal, "start": e.start, "etr": e.expected_restoration,
+        "end_time": e.end, "feeder": e.feeder, "device": e.device,
+        "transformers": list(e.transformers), "area_text": e.area_text, "cause": e.cause,
+        "raw": _jsonable(e.raw), "received_at": now, "processed": False,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(value, default=str))
+
+
+def _stored_event(m: Any) -> StoredEvent:
+    event = OutageEvent(
+        source=m["source"], event_id=m["event_id"], revision=m["revision"], kind=m["kind"],
+        status=m["status"], signal=m["signal"], start=m["start"], expected_restoration=m["etr"],
+        end=m["end_time"], feeder=m["feeder"], device=m["device"],
+        transformers=tuple(m["transformers"] or ()), area_text=m["area_text"] or "",
+        cause=m["cause"] or "", raw=m["raw"] or {},
+    )
+    return StoredEvent(int(m["id"]), event, m["received_at"], m["incident_id"])
+
