@@ -70,7 +70,8 @@ class FieldMap(Strict):
     feeder: str | None = None
     device: str | None = None
     transformers: str | None = None
-    area_text: str | None = None
+    #: One path, or several whose non-empty values are joined with "；" (e.g. area + range).
+    area_text: str | list[str] | None = None
     cause: str | None = None
     revision: str | None = None
     #: Map raw values of ``kind`` to planned|temporary|fault.
@@ -85,6 +86,9 @@ class PaginationConfig(Strict):
     #: ``none`` | ``page`` (a page number query parameter, total pages read from the body).
     mode: Literal["none", "page"] = "none"
     page_param: str = "pageNow"
+    #: Where the page number goes: the query string, or the JSON body (``method: POST``).
+    page_location: Literal["query", "body"] = "query"
+    #: Dotted path of the total page count in each page; None = fetch until an empty page.
     total_pages_path: str | None = None
     max_pages: int = Field(default=50, ge=1)
 
@@ -96,7 +100,9 @@ class HttpJsonSourceConfig(SourceBase):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     params: dict[str, str] = Field(default_factory=dict)
     body: dict[str, Any] | None = None
+    #: Read timeout (between bytes) and the limit on downloading one whole response.
     timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
     max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     verify_tls: bool = True
     retry: RetryConfig = RetryConfig(initial_seconds=1.0, max_seconds=10.0, max_attempts=3)
@@ -113,6 +119,13 @@ class HttpJsonSourceConfig(SourceBase):
     def _needs_mapping(self) -> HttpJsonSourceConfig:
         if self.preset is None and (self.fields is None or self.records_path is None):
             raise ValueError("give either 'preset' or both 'records_path' and 'fields'")
+        if self.timezone is not None:
+            try:
+                from zoneinfo import ZoneInfo
+
+                ZoneInfo(self.timezone)
+            except Exception:
+                raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
         return self
 
 
