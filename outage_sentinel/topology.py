@@ -178,6 +178,14 @@ class Topology:
         for customer in customers:
             self.customers_by_transformer.setdefault(customer.transformer, []).append(customer)
         self.meter_transformer: dict[str, str] = {m.id: m.transformer for m in self.meters}
+        self.feeder_ids: frozenset[str] = frozenset(n.feeder for n in nodes.values() if n.feeder)
+        #: Feeder name (``feeder_name`` column of the source node, else its name) -> feeder id.
+        self.feeder_by_name: dict[str, str] = {}
+        for node in nodes.values():
+            if node.kind == "source" and node.feeder:
+                for label in (node.extra.get("feeder_name", ""), node.name):
+                    if label:
+                        self.feeder_by_name.setdefault(label, node.feeder)
         self._by_name: dict[str, str] = {}
         for node in nodes.values():
             if node.name and node.name not in self._by_name:
