@@ -1,0 +1,550 @@
+"""The ``http_json`` source: polls an HTTP(S) endpoint that returns outage records as JSON.
+
+One poll = one or more HTTP requests (pages), each with
+
+* connect and read timeouts, and a limit on the whole download time;
+* a response-size cap enforced while streaming, so a runaway body is cut off after
+  ``max_response_bytes`` instead of being read into memory;
+* retries with exponential backoff for HTTP 5xx/429, timeouts, refused/reset connections and
+  truncated bodies (``retry.max_attempts`` attempts; ``sleep`` is injected so tests don't wait);
+* a conditional GET: the ETag / Last-Modified of the last *committed* poll are sent as
+  ``If-None-Match`` / ``If-Modified-Since``; a 304 gives ``PollResult(not_modified=True)``.
+
+The new validators go into :attr:`PollResult.cursor`, and the source only starts sending them
+after :meth:`HttpJsonSource.acknowledge` — i.e. once the daemon has stored the events with the
+cursor. A crash or a failed commit in between therefore re-fetches the body instead of getting
+a 304 for events that were never stored.
+
+A poll that fails as a whole raises :class:`FeedError` (a :class:`SourceError`) whose message
+names the source, the URL (query values and credentials redacted) and the reason; the raw body,
+when there was one, is on ``FeedError.raw`` (at most :data:`RAW_LIMIT` characters) so the daemon
+can quarantine it. One bad record does not fail the poll: it becomes a
+:class:`~outage_sentinel.events.Quarantined` entry whose reason names the record and field.
+
+Secrets — header values, query values, credentials in the URL, string values of the POST body —
+never appear in messages or logs: messages are built from fixed texts plus redacted parts, and
+everything is scrubbed of the configured secret values once more before it leaves.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
+
+import requests
+import structlog
+
+from outage_sentinel.config import HttpJsonSourceConfig, RetryConfig
+from outage_sentinel.events import EventError, OutageEvent, PollResult, Quarantined
+from outage_sentinel.sources.base import SourceError
+from outage_sentinel.sources.mapping import (
+    MISSING,
+    RecordMapper,
+    extract_records,
+    get_path,
+    resolve_mapping,
+)
+
+__all__ = ["FeedError", "HttpJsonSource", "RAW_LIMIT", "backoff_delay", "redact_url"]
+
+#: How much of a failed body is kept on :attr:`FeedError.raw` for quarantine.
+RAW_LIMIT = 64 * 1024
+#: Streaming read size; the size cap is checked after each chunk.
+CHUNK_BYTES = 64 * 1024
+USER_AGENT = "outage-sentinel (http_json source)"
+
+log = structlog.get_logger(__name__)
+
+
+class FeedError(SourceError):
+    """A poll of an HTTP feed failed as a whole.
+
+    Attributes: ``source`` (source name), ``url`` (redacted), ``reason`` (what went wrong, no
+    secrets), ``status`` (HTTP status if a response came), ``raw`` (the body or its first
+    :data:`RAW_LIMIT` characters, decoded leniently, or ``None``), ``retryable`` (whether
+    trying again may help), ``retry_after`` (seconds the server asked to wait, if any).
+    """
+
+    def __init__(self, source: str, url: str, reason: str, *, status: int | None = None,
+                 raw: str | None = None, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
+        self.source = source
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.raw = raw
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(f"source {source}: {reason} ({url})")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials and with every query value replaced by ``***``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def backoff_delay(retry: RetryConfig, attempt: int, rand: float,
+                  retry_after: float | None = None) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based). Pure arithmetic.
+
+    ``initial * multiplier**(attempt-1)`` capped at ``max_seconds``, minus up to ``jitter`` of
+    it (``rand`` in [0, 1)) so many sources failing together don't retry in lockstep; a
+    server's ``Retry-After`` is honoured up to ``max_seconds``.
+    """
+    base = min(retry.max_seconds, retry.initial_seconds * retry.multiplier ** (attempt - 1))
+    delay = base * (1.0 - retry.jitter * rand)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry.max_seconds))
+    return max(0.0, delay)
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    etag: str | None
+    last_modified: str | None
+    body: bytes
+    charset: str | None
+
+
+def _charset(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            name = value.strip().strip('"')
+            try:
+                return codecs.lookup(name).name
+            except LookupError:
+                return None
+    return None
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The innermost OS-level reason of a connection error (``Connection refused``), no URL."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    found: str | None = None
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            found = current.strerror
+        for arg in getattr(current, "args", ()):
+            if isinstance(arg, BaseException):
+                stack.append(arg)
+        for nxt in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+    if found:
+        return found
+    name = type(exc).__name__
+    text = str(exc)
+    # Without an OS reason, name the failure by its class; urllib3's texts embed the URL.
+    for marker in ("NameResolutionError", "Failed to resolve", "getaddrinfo"):
+        if marker in text:
+            return "host name could not be resolved"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "server closed the connection without a response"
+    return name
+
+
+def _chain_has(exc: BaseException, name: str) -> bool:
+    current: BaseException | None = exc
+    depth = 0
+    while current is not None and depth < 10:
+        if type(current).__name__ == name or name in str(current.args[:1]):
+            return True
+        nxt = current.args[0] if current.args and isinstance(current.args[0], BaseException) \
+            else None
+        current = nxt or current.__cause__ or current.__context__
+        depth += 1
+    return False
+
+
+class HttpJsonSource:
+    """An outage feed served as JSON over HTTP(S); see the module docstring for the contract.
+
+    ``session`` may be passed to share connection pools or to swap the transport in tests;
+    otherwise the source owns one and closes it in :meth:`close`. ``default_tz`` (a
+    ``tzinfo`` or IANA name) reads naive feed times unless the source config sets ``timezone``.
+    """
+
+    type = "http_json"
+
+    def __init__(self, config: HttpJsonSourceConfig, *, session: requests.Session | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 default_tz: tzinfo | str = "Asia/Shanghai",
+                 clock: Callable[[], float] = time.monotonic,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.config = config
+        self.name: str = config.name
+        mapping = resolve_mapping(config)
+        self.records_path = mapping.records_path
+        self.fields = mapping.fields
+        self.pagination = mapping.pagination
+        tz_spec: tzinfo | str = config.timezone if config.timezone is not None else default_tz
+        self.tz: tzinfo = ZoneInfo(tz_spec) if isinstance(tz_spec, str) else tz_spec
+        self._mapper = RecordMapper(config.name, self.fields, self.tz)
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+        self._sleep = sleep
+        self._clock = clock
+        self._rand = rand
+        self._cursor: dict[str, Any] = {}
+        self.url_redacted = redact_url(config.url)
+        self._secrets = self._collect_secrets()
+
+    # -- Source protocol --------------------------------------------------------------------
+
+    def start(self, cursor: Mapping[str, Any] | None) -> None:
+        """Take the cursor persisted with the last committed poll (ETag, Last-Modified, pages)."""
+        self._cursor = self._clean_cursor(cursor)
+
+    def poll(self, now: datetime) -> PollResult:
+        """Fetch every page, map the records; raise :class:`FeedError` if the poll failed."""
+        conditional = self._conditional_headers()
+        result = PollResult()
+        seen: set[tuple[str, str]] = set()
+        new_cursor: dict[str, Any] = {}
+        paged = self.pagination.mode == "page"
+        page = 1
+        while True:
+            response = self._fetch(page if paged else None, conditional if page == 1 else {})
+            if response.status == 304:
+                if page == 1 and conditional:
+                    return PollResult(not_modified=True, cursor=dict(self._cursor) or None)
+                raise self._error(f"HTTP 304 for page {page} without a conditional request")
+            if page == 1:
+                if response.etag:
+                    new_cursor["etag"] = response.etag
+                if response.last_modified:
+                    new_cursor["last_modified"] = response.last_modified
+            payload = self._parse(response, page if paged else None)
+            try:
+                records = extract_records(payload, self.records_path)
+            except EventError as exc:
+                raise self._error(self._where(page if paged else None) + str(exc),
+                                  raw=self._raw(response.body, response.charset)) from None
+            self._map_records(records, page if paged else None, result, seen)
+            if not paged:
+                break
+            total = self._total_pages(payload, page, response)
+            if total is None and not records:
+                break
+            if total is not None and page >= total:
+                break
+            if page >= self.pagination.max_pages:
+                log.warning("http_json.max_pages_reached", source=self.name, pages=page,
+                            total_pages=total, max_pages=self.pagination.max_pages)
+                break
+            page += 1
+        new_cursor["pages"] = page
+        result.cursor = new_cursor
+        return result
+
+    def acknowledge(self, result: PollResult) -> None:
+        """The result is stored: from now on send its validators in conditional requests."""
+        if result.cursor is not None:
+            self._cursor = self._clean_cursor(result.cursor)
+
+    def close(self) -> None:
+        """Close the HTTP session if this source created it."""
+        if self._owns_session:
+            self._session.close()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _clean_cursor(cursor: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not cursor:
+            return {}
+        clean: dict[str, Any] = {}
+        for key in ("etag", "last_modified"):
+            value = cursor.get(key)
+            if isinstance(value, str) and value:
+                clean[key] = value
+        pages = cursor.get("pages")
+        if isinstance(pages, int) and not isinstance(pages, bool) and pages >= 1:
+            clean["pages"] = pages
+        return clean
+
+    def _conditional_headers(self) -> dict[str, str]:
+        # A page-1 validator says nothing about pages 2..n, so a feed that had several pages
+        # last time is fetched in full; conditional GET is only trusted for single-page feeds.
+        if self.pagination.mode == "page" and self._cursor.get("pages", 1) != 1:
+            return {}
+        headers: dict[str, str] = {}
+        if "etag" in self._cursor:
+            headers["If-None-Match"] = self._cursor["etag"]
+        if "last_modified" in self._cursor:
+            headers["If-Modified-Since"] = self._cursor["last_modified"]
+        return headers
+
+    def _collect_secrets(self) -> list[str]:
+        secrets: list[str] = [v.get_secret_value() for v in self.config.headers.values()]
+        secrets += list(self.config.params.values())
+        parts = urlsplit(self.config.url)
+        secrets += [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
+        secrets += [s for s in (parts.username, parts.password) if s]
+
+        def leaves(value: Any) -> Iterator[str]:
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, Mapping):
+                for v in value.values():
+                    yield from leaves(v)
+            elif isinstance(value, list):
+                for v in value:
+                    yield from leaves(v)
+
+        if self.config.body is not None:
+            secrets += list(leaves(self.config.body))
+        # Very short values ("1", "zh") would mangle messages and are no secret anyway.
+        return sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _error(self, reason: str, **kwargs: Any) -> FeedError:
+        raw = kwargs.pop("raw", None)
+        return FeedError(self.name, self.url_redacted, self._scrub(reason),
+                         raw=self._scrub(raw) if raw is not None else None, **kwargs)
+
+    @staticmethod
+    def _where(page: int | None) -> str:
+        return f"page {page}: " if page is not None else ""
+
+    def _raw(self, body: bytes, charset: str | None) -> str:
+        return self._decode(body[:RAW_LIMIT * 4], charset, lenient=True)[:RAW_LIMIT]
+
+    @staticmethod
+    def _decode(body: bytes, charset: str | None, *, lenient: bool = False) -> str:
+        """Decode a body: declared charset, else UTF-8 (BOM allowed), else GB18030."""
+        errors = "replace" if lenient else "strict"
+        if charset:
+            try:
+                return body.decode(charset, errors)
+            except (UnicodeDecodeError, LookupError):
+                pass
+        try:
+            return body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # Chinese government and utility back ends still emit GBK without saying so.
+            return body.decode("gb18030", errors)
+
+    def _parse(self, response: _Response, page: int | None) -> Any:
+        where = self._where(page)
+        try:
+            text = self._decode(response.body, response.charset)
+        except UnicodeDecodeError:
+            raise self._error(f"{where}body is not text in UTF-8 or GB18030",
+                              raw=self._raw(response.body, response.charset)) from None
+        if not text.strip():
+            raise self._error(f"{where}empty body (expected JSON)", raw="")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            stripped = text.rstrip()
+            if exc.pos >= len(stripped) - 1:
+                reason = (f"{where}invalid JSON: document ends unexpectedly at char {exc.pos} "
+                          f"({exc.msg}); the body looks truncated")
+            else:
+                reason = (f"{where}invalid JSON at line {exc.lineno} column {exc.colno}: "
+                          f"{exc.msg}")
+            raise self._error(reason, raw=self._raw(response.body, response.charset)) from None
+
+    def _total_pages(self, payload: Any, page: int, response: _Response) -> int | None:
+        path = self.pagination.total_pages_path
+        if path is None:
+            return None
+        value = get_path(payload, path)
+        if value is MISSING or value is None or value == "":
+            # No page model (some back ends drop it on an empty result): this is the last page.
+            return page
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self._error(f"page {page}: pagination.total_pages_path {path!r}: expected a "
+                              f"non-negative integer, got {value!r}"[:300],
+                              raw=self._raw(response.body, response.charset))
+        return value
+
+    def _map_records(self, records: list[Any], page: int | None, result: PollResult,
+                     seen: set[tuple[str, str]]) -> None:
+        where = self._where(page)
+        for index, record in enumerate(records):
+            try:
+                event: OutageEvent = self._mapper.map(record)
+            except EventError as exc:
+                result.quarantined.append(
+                    Quarantined(self.name, f"{where}record {index}: {exc}", record))
+                continue
+            key = (event.event_id, event.revision)
+            if key in seen:  # a record shifted across a page boundary between requests
+                continue
+            seen.add(key)
+            result.events.append(event)
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _fetch(self, page: int | None, conditional: Mapping[str, str]) -> _Response:
+        attempts = self.config.retry.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._fetch_once(page, conditional)
+            except FeedError as exc:
+                if not exc.retryable or attempt == attempts:
+                    if exc.retryable and attempts > 1:
+                        exc.reason = f"{exc.reason} (gave up after {attempts} attempts)"
+                        exc.args = (f"source {exc.source}: {exc.reason} ({exc.url})",)
+                    raise
+                delay = backoff_delay(self.config.retry, attempt, self._rand(), exc.retry_after)
+                log.warning("http_json.retry", source=self.name, attempt=attempt,
+                            max_attempts=attempts, reason=exc.reason, delay_s=round(delay, 3))
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request_args(self, page: int | None, conditional: Mapping[str, str]) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        headers.update({k: v.get_secret_value() for k, v in self.config.headers.items()})
+        headers.update(conditional)
+        params: dict[str, str] = dict(self.config.params)
+        body = dict(self.config.body) if self.config.body is not None else None
+        if page is not None:
+            if self.pagination.page_location == "body":
+                body = {**(body or {}), self.pagination.page_param: page}
+            else:
+                params[self.pagination.page_param] = str(page)
+        args: dict[str, Any] = {
+            "method": self.config.method,
+            "url": self.config.url,
+            "params": params,
+            "headers": headers,
+            "timeout": (self.config.connect_timeout_seconds, self.config.timeout_seconds),
+            "stream": True,
+            "verify": self.config.verify_tls,
+        }
+        if body is not None:
+            args["json"] = body
+        return args
+
+    def _fetch_once(self, page: int | None, conditional: Mapping[str, str]) -> _Response:
+        where = self._where(page)
+        cfg = self.config
+        try:
+            response = self._session.request(**self._request_args(page, conditional))
+        except requests.exceptions.ConnectTimeout:
+            raise self._error(f"{where}connect timed out after {cfg.connect_timeout_seconds:g}s",
+                              retryable=True) from None
+        except requests.exceptions.ReadTimeout:
+            raise self._error(f"{where}no response within {cfg.timeout_seconds:g}s (timeout)",
+                              retryable=True) from None
+        except requests.exceptions.SSLError as exc:
+            raise self._error(f"{where}TLS error: {_os_reason(exc)}") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise self._error(f"{where}connection failed: {_os_reason(exc)}",
+                              retryable=True) from None
+        except requests.exceptions.RequestException as exc:
+            raise self._error(f"{where}request failed: {type(exc).__name__}") from None
+        with response:
+            status = response.status_code
+            charset = _charset(response.headers.get("Content-Type"))
+            if status == 304:
+                return _Response(304, None, None, b"", charset)
+            if status >= 500 or status == 429:
+                body = self._read_body(response, page, min(cfg.max_response_bytes, RAW_LIMIT),
+                                       truncate=True)
+                raise self._error(f"{where}HTTP {status} {response.reason or ''}".rstrip(),
+                                  status=status, raw=self._raw(body, charset), retryable=True,
+                                  retry_after=self._retry_after(response))
+            if not 200 <= status < 300:
+                body = self._read_body(response, page, min(cfg.max_response_bytes, RAW_LIMIT),
+                                       truncate=True)
+                raise self._error(f"{where}HTTP {status} {response.reason or ''}".rstrip(),
+                                  status=status, raw=self._raw(body, charset))
+            body = self._read_body(response, page, cfg.max_response_bytes)
+            return _Response(status, response.headers.get("ETag"),
+                             response.headers.get("Last-Modified"), body, charset)
+
+    @staticmethod
+    def _retry_after(response: requests.Response) -> float | None:
+        value = response.headers.get("Retry-After")
+        if not value:
+            return None
+        if value.strip().isdigit():
+            return float(value.strip())
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
+
+    def _read_body(self, response: requests.Response, page: int | None, limit: int,
+                   *, truncate: bool = False) -> bytes:
+        """Stream the body into memory, never holding more than ``limit`` (+1 chunk) bytes.
+
+        ``truncate`` (used for error bodies we only keep for inspection) stops quietly at the
+        limit instead of failing the poll on size.
+        """
+        where = self._where(page)
+        declared = response.headers.get("Content-Length", "")
+        if not truncate and declared.isdigit() and int(declared) > limit:
+            raise self._error(f"{where}response too large: Content-Length {declared} bytes "
+                              f"exceeds max_response_bytes {limit}")
+        deadline = self._clock() + max(self.config.timeout_seconds,
+                                       self.config.connect_timeout_seconds)
+        buf = bytearray()
+        try:
+            for chunk in response.iter_content(CHUNK_BYTES):
+                buf += chunk
+                if len(buf) > limit:
+                    if truncate:
+                        return bytes(buf[:limit])
+                    raise self._error(f"{where}response too large: more than {limit} bytes "
+                                      f"(max_response_bytes); download aborted",
+                                      raw=self._raw(bytes(buf[:RAW_LIMIT]), None))
+                if self._clock() > deadline:
+                    raise self._error(f"{where}download not finished within "
+                                      f"{self.config.timeout_seconds:g}s (timeout)",
+                                      retryable=True)
+        except requests.exceptions.ChunkedEncodingError:
+            if truncate:
+                return bytes(buf)
+            raise self._error(f"{where}truncated body: connection closed after {len(buf)} bytes"
+                              + (f" of {declared}" if declared.isdigit() else ""),
+                              raw=self._raw(bytes(buf), None), retryable=True) from None
+        except requests.exceptions.ConnectionError as exc:
+            if truncate:
+                return bytes(buf)
+            if _chain_has(exc, "ReadTimeoutError"):
+                reason = f"{where}timed out reading the body after {len(buf)} bytes"
+            else:
+                reason = f"{where}connection lost reading the body: {_os_reason(exc)}"
+            raise self._error(reason, raw=self._raw(bytes(buf), None), retryable=True) from None
+        except requests.exceptions.ContentDecodingError:
+            raise self._error(f"{where}body could not be decompressed",
+                              raw=None) from None
+        return bytes(buf)

@@ -1,0 +1,388 @@
+"""Declarative field mapping: JSON records → :class:`~outage_sentinel.events.OutageEvent`.
+
+Pure: no I/O, no clock. A :class:`~outage_sentinel.config.FieldMap` names, for each normalised
+field, a dotted path into one record (``data.powerCutList`` / ``a.b.0.c``; a numeric segment
+indexes a list). :class:`RecordMapper` applies it and raises :class:`EventError` naming the
+normalised field *and* the feed's own path, so a quarantine reason reads
+``record 3: start (startTime): expected a time like 2026-11-23 08:00:00, got 'tomorrow'``.
+
+Two presets cover the 95598 outage-notice formats (DESIGN.md §4):
+
+``95598_list`` (older list format)::
+
+    {"seleList": [{"powerOffId", "subsName", "typeCode", "startTime", "stopTime", "scope",
+                   "lineName", "pubTranName", "poweroffReason"}],
+     "pageModel": {"pageNow", "totalPage", "totalCount"}}
+
+``95598_powercut`` (newer format)::
+
+    {"data": {"powerCutList": [{"poweroffId", "powerType", "takeType", "startTime", "stopTime",
+                                "powerRange", "powerArea", "powerCircuit", "powerCause"}]}}
+
+Outage-type values (``typeCode`` / ``powerType``) are mapped by :data:`KIND_VALUES_95598`:
+``1``/``01``/计划停电 → planned, ``2``/``02``/临时停电 → temporary, ``3``/``03``/故障停电 → fault
+(plus the usual label variants). A label not listed but containing 计划/临时/故障 is classified by
+that word; anything else falls back to the field map's ``default_kind`` (``fault``), because
+an outage notice we cannot classify must still reach the liaisons. ``stopTime`` is the
+*expected* restoration (a notice's end is a promise, not an observation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any, Final
+
+from outage_sentinel.config import FieldMap, HttpJsonSourceConfig, PaginationConfig
+from outage_sentinel.events import (
+    KINDS,
+    STATUSES,
+    EventError,
+    Kind,
+    OutageEvent,
+    Status,
+    parse_optional_time,
+    parse_time,
+    split_list,
+)
+
+
+class _Missing:
+    """Sentinel type for "the path does not exist in the record"."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: Returned by :func:`get_path` when a path does not resolve.
+MISSING: Final = _Missing()
+
+
+def get_path(data: Any, path: str) -> Any:
+    """Follow a dotted ``path`` into nested dicts/lists; :data:`MISSING` if any step is absent.
+
+    An empty path (``""``) returns ``data`` itself, so ``records_path: ""`` means "the body
+    is the list of records".
+    """
+    current = data
+    if not path:
+        return current
+    for part in path.split("."):
+        if isinstance(current, Mapping):
+            if part not in current:
+                return MISSING
+            current = current[part]
+        elif isinstance(current, list) and part.lstrip("-").isdigit():
+            index = int(part)
+            if not -len(current) <= index < len(current):
+                return MISSING
+            current = current[index]
+        else:
+            return MISSING
+    return current
+
+
+def describe_path_failure(data: Any, path: str) -> str:
+    """Explain where ``path`` stops resolving in ``data`` (for error messages about bodies)."""
+    current = data
+    walked: list[str] = []
+    for part in path.split("."):
+        if isinstance(current, Mapping):
+            if part not in current:
+                keys = ", ".join(sorted(str(k) for k in current)[:12]) or "none"
+                where = ".".join(walked) or "top level"
+                return f"key {part!r} not found at {where} (keys there: {keys})"
+            current = current[part]
+        elif isinstance(current, list) and part.lstrip("-").isdigit():
+            if not -len(current) <= int(part) < len(current):
+                return f"index {part} out of range at {'.'.join(walked) or 'top level'}"
+            current = current[int(part)]
+        else:
+            where = ".".join(walked) or "top level"
+            return f"cannot descend into {_type_name(current)} at {where} with {part!r}"
+        walked.append(part)
+    return "resolved"
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+#: Outage-type values of both 95598 formats. Codes are given with and without a leading zero
+#: because provinces differ; labels cover the wordings seen on notices.
+KIND_VALUES_95598: Final[dict[str, Kind]] = {
+    "1": "planned",
+    "01": "planned",
+    "计划停电": "planned",
+    "计划检修": "planned",
+    "计划检修停电": "planned",
+    "计划施工停电": "planned",
+    "2": "temporary",
+    "02": "temporary",
+    "临时停电": "temporary",
+    "临时检修": "temporary",
+    "临时检修停电": "temporary",
+    "临时施工停电": "temporary",
+    "有序用电": "temporary",
+    "超电网供电能力停电": "temporary",
+    "3": "fault",
+    "03": "fault",
+    "故障停电": "fault",
+    "故障抢修": "fault",
+    "事故停电": "fault",
+}
+
+#: Words that classify an unlisted label (``"10kV线路计划停电（检修）"`` → planned), in order.
+_KIND_WORDS: Final[tuple[tuple[str, Kind], ...]] = (
+    ("故障", "fault"),
+    ("事故", "fault"),
+    ("抢修", "fault"),
+    ("临时", "temporary"),
+    ("计划", "planned"),
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Where the records are, how to map them, and how the feed pages."""
+
+    records_path: str
+    fields: FieldMap
+    pagination: PaginationConfig
+
+
+PRESETS: Final[dict[str, Preset]] = {
+    "95598_list": Preset(
+        records_path="seleList",
+        fields=FieldMap(
+            event_id="powerOffId",
+            kind="typeCode",
+            start="startTime",
+            expected_restoration="stopTime",
+            feeder="lineName",
+            transformers="pubTranName",
+            area_text="scope",
+            cause="poweroffReason",
+            kind_values=KIND_VALUES_95598,
+        ),
+        pagination=PaginationConfig(
+            mode="page", page_param="pageNow", total_pages_path="pageModel.totalPage"
+        ),
+    ),
+    "95598_powercut": Preset(
+        records_path="data.powerCutList",
+        fields=FieldMap(
+            event_id="poweroffId",
+            kind="powerType",
+            start="startTime",
+            expected_restoration="stopTime",
+            feeder="powerCircuit",
+            area_text=["powerArea", "powerRange"],
+            cause="powerCause",
+            kind_values=KIND_VALUES_95598,
+        ),
+        pagination=PaginationConfig(mode="none"),
+    ),
+}
+
+
+def resolve_mapping(config: HttpJsonSourceConfig) -> Preset:
+    """The effective records path, field map and pagination of a source.
+
+    A preset supplies all three; each one given explicitly in the config replaces the
+    preset's (whole, not merged: a ``fields`` block is a complete field map).
+    """
+    preset = PRESETS[config.preset] if config.preset is not None else None
+    records_path = config.records_path if config.records_path is not None else (
+        preset.records_path if preset else None)
+    fields = config.fields if config.fields is not None else (preset.fields if preset else None)
+    pagination = config.pagination if config.pagination is not None else (
+        preset.pagination if preset else PaginationConfig())
+    if records_path is None or fields is None:  # the config validator already forbids this
+        raise ValueError(f"source {config.name}: give a preset or records_path and fields")
+    return Preset(records_path=records_path, fields=fields, pagination=pagination)
+
+
+# -- mapping ------------------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def _is_empty(value: Any) -> bool:
+    return value is MISSING or value is None or (isinstance(value, str) and not value.strip())
+
+
+class RecordMapper:
+    """Turns one feed record into an :class:`OutageEvent` according to a :class:`FieldMap`.
+
+    Naive times are read in ``tz`` (95598 feeds publish Beijing time without an offset).
+    Transformer-area names are kept as given; the daemon resolves them through the topology.
+    """
+
+    def __init__(self, source: str, fields: FieldMap, tz: tzinfo) -> None:
+        self.source = source
+        self.fields = fields
+        self.tz = tz
+
+    def _label(self, name: str, path: str) -> str:
+        return f"{name} ({path})" if path != name else name
+
+    def _scalar_text(self, record: Mapping[str, Any], name: str, path: str | None,
+                     *, required: bool = False) -> str | None:
+        """A string-ish field: strings and numbers are accepted, objects/arrays/booleans not."""
+        if path is None:
+            return None
+        value = get_path(record, path)
+        if _is_empty(value):
+            if required:
+                what = "missing" if value is MISSING else f"empty ({_type_name(value)})"
+                raise EventError(f"{self._label(name, path)}: required, but {what}")
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise EventError(
+                f"{self._label(name, path)}: expected a string or number, got {_type_name(value)}")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value).strip()
+
+    def _text(self, record: Mapping[str, Any], name: str, paths: str | list[str] | None) -> str:
+        if paths is None:
+            return ""
+        parts = [self._scalar_text(record, name, p) for p in ([paths] if isinstance(paths, str)
+                                                               else paths)]
+        seen: list[str] = []
+        for part in parts:
+            if part and part not in seen:
+                seen.append(part)
+        return "；".join(seen)
+
+    def _kind(self, record: Mapping[str, Any]) -> Kind:
+        raw = self._scalar_text(record, "kind", self.fields.kind)
+        if raw is None:
+            return self.fields.default_kind
+        if raw in self.fields.kind_values:
+            return self.fields.kind_values[raw]
+        if raw in KINDS:
+            return raw
+        for word, kind in _KIND_WORDS:
+            if word in raw:
+                return kind
+        return self.fields.default_kind
+
+    def _status(self, record: Mapping[str, Any]) -> Status:
+        raw = self._scalar_text(record, "status", self.fields.status)
+        if raw is None:
+            return self.fields.default_status
+        if raw in self.fields.status_values:
+            return self.fields.status_values[raw]
+        if raw in STATUSES:
+            return raw
+        known = ", ".join(sorted(self.fields.status_values)) or "none configured"
+        # Unlike the kind, a wrong status would close or reopen incidents: refuse to guess.
+        raise EventError(f"{self._label('status', self.fields.status or '')}: unknown value "
+                         f"{raw!r} (known: {known}; add it to fields.status_values)")
+
+    def _time(self, record: Mapping[str, Any], name: str, path: str | None,
+              *, required: bool = False) -> Any:
+        if path is None:
+            return None
+        value = get_path(record, path)
+        label = self._label(name, path)
+        if _is_empty(value):
+            if required:
+                what = "missing" if value is MISSING else f"empty ({_type_name(value)})"
+                raise EventError(f"{label}: required, but {what}")
+            return None
+        if required:
+            return parse_time(value, label, self.tz)
+        return parse_optional_time(value, label, self.tz)
+
+    def _transformers(self, record: Mapping[str, Any]) -> tuple[str, ...]:
+        path = self.fields.transformers
+        if path is None:
+            return ()
+        value = get_path(record, path)
+        if _is_empty(value):
+            return ()
+        label = self._label("transformers", path)
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, bool) or not isinstance(item, str | int):
+                    raise EventError(f"{label}[{i}]: expected a string, got {_type_name(item)}")
+            names = [str(v).strip() for v in value]
+        elif isinstance(value, str):
+            names = list(split_list(value))
+        else:
+            raise EventError(f"{label}: expected a list or a separated string, "
+                             f"got {_type_name(value)}")
+        unique: list[str] = []
+        for n in names:
+            if n and n not in unique:
+                unique.append(n)
+        return tuple(unique)
+
+    def map(self, record: Any) -> OutageEvent:
+        """Map one record; raise :class:`EventError` naming the field on any problem."""
+        if not isinstance(record, Mapping):
+            raise EventError(f"expected a JSON object, got {_type_name(record)}")
+        f = self.fields
+        event_id = self._scalar_text(record, "event_id", f.event_id, required=True)
+        assert event_id is not None
+        start = self._time(record, "start", f.start, required=True)
+        return OutageEvent(
+            source=self.source,
+            event_id=event_id,
+            kind=self._kind(record),
+            status=self._status(record),
+            start=start,
+            expected_restoration=self._time(record, "expected_restoration",
+                                            f.expected_restoration),
+            end=self._time(record, "end", f.end),
+            feeder=self._scalar_text(record, "feeder", f.feeder) or None,
+            device=self._scalar_text(record, "device", f.device) or None,
+            transformers=self._transformers(record),
+            area_text=self._text(record, "area_text", f.area_text),
+            cause=self._text(record, "cause", f.cause),
+            revision=self._scalar_text(record, "revision", f.revision) or "",
+            raw=dict(record),
+        )
+
+
+def extract_records(payload: Any, records_path: str) -> list[Any]:
+    """The list of records at ``records_path``.
+
+    ``null`` there means "no records" (Java back ends serialise an empty result that way);
+    a missing path or a non-list is a format error (likely an error envelope such as
+    ``{"code": 500, "message": ...}``) and raises :class:`EventError` saying where it broke.
+    """
+    value = get_path(payload, records_path)
+    if value is MISSING:
+        raise EventError(f"records_path {records_path!r}: "
+                         f"{describe_path_failure(payload, records_path)}")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise EventError(f"records_path {records_path!r}: expected an array, "
+                         f"got {_type_name(value)}")
+    return value
+
