@@ -1,0 +1,211 @@
+"""The ``outage-sentinel`` command.
+
+Verbs::
+
+    outage-sentinel [--config PATH] run [--once]      the daemon (or one cycle)
+    outage-sentinel [--config PATH] check             validate config + topology, list problems
+    outage-sentinel [--config PATH] topology stats [--topology DIR]
+    outage-sentinel topology import {opendss,glm,pandapower} SRC OUTDIR
+    outage-sentinel locate --topology DIR --evidence FILE
+    outage-sentinel --version
+
+Exit codes (also in the README):
+    0 success · 1 problems found / a run failed · 2 usage error · 3 config invalid ·
+    4 topology invalid · 5 database unusable
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from outage_sentinel import __version__
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_TOPOLOGY = 4
+EXIT_DATABASE = 5
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="outage-sentinel",
+                                description="Outage alerting for electricity distribution.")
+    p.add_argument("--version", action="version", version=f"outage-sentinel {__version__}")
+    p.add_argument("--config", default="config.yaml", help="config file (default: config.yaml)")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--once", action="store_true", help="one poll/process/deliver cycle, then exit")
+
+    sub.add_parser("check", help="validate config and topology; list every problem")
+
+    topo = sub.add_parser("topology", help="topology bundle tools")
+    tsub = topo.add_subparsers(dest="topology_verb", metavar="ACTION")
+    stats = tsub.add_parser("stats", help="counts of a bundle")
+    stats.add_argument("--topology", help="bundle directory (default: from config)")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    imp = tsub.add_parser("import", help="convert a public feeder model into a bundle")
+    imp.add_argument("format", choices=["opendss", "glm", "pandapower"])
+    imp.add_argument("src")
+    imp.add_argument("outdir")
+
+    loc = sub.add_parser("locate", help="localise faults for evidence cases (JSON / JSON lines)")
+    loc.add_argument("--topology", required=True, help="bundle directory")
+    loc.add_argument("--evidence", required=True, help="JSON object or JSON-lines file ('-' = stdin)")
+
+    from outage_sentinel import operator_cli
+
+    operator_cli.add_verbs(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.verb == "run":
+            return _run(args)
+        if args.verb == "check":
+            return _check(args)
+        if args.verb == "topology":
+            if args.topology_verb == "stats":
+                return _stats(args)
+            if args.topology_verb == "import":
+                from outage_sentinel.locate import import_main
+
+                return int(import_main(args.format, args.src, args.outdir))
+            parser.parse_args(["topology", "--help"])
+            return EXIT_USAGE
+        if args.verb == "locate":
+            from outage_sentinel.locate import locate_main
+
+            return int(locate_main(args.topology, args.evidence, sys.stdout))
+        from outage_sentinel import operator_cli
+
+        return operator_cli.dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    from outage_sentinel.config import ConfigError, load_config
+
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _setup_logging(config: Any) -> None:
+    from outage_sentinel.logs import configure
+
+    configure(config.log.level, config.log.format, config.log.file)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from outage_sentinel.topology import TopologyError, load_bundle
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    _setup_logging(config)
+    try:
+        topology = load_bundle(config.topology)
+    except TopologyError as exc:
+        print(f"error: {config.topology}: {exc}", file=sys.stderr)
+        return EXIT_TOPOLOGY
+    from outage_sentinel.daemon import Daemon
+
+    try:
+        daemon = Daemon(config, topology=topology)
+    except Exception as exc:
+        from outage_sentinel.logs import redact
+
+        print(f"error: cannot start: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return EXIT_DATABASE if "sqlalchemy" in type(exc).__module__ else EXIT_PROBLEMS
+    if args.once:
+        try:
+            report = daemon.run_once()
+        finally:
+            daemon.close()
+        print(json.dumps(report.__dict__), file=sys.stdout)
+        return EXIT_OK if report.failed_polls == 0 else EXIT_PROBLEMS
+    return daemon.run()
+
+
+def collect_problems(config: Any) -> list[str]:
+    """Cross-checks between config and topology that neither can do alone."""
+    from outage_sentinel.config import ReplaySourceConfig
+    from outage_sentinel.topology import TopologyError, load_bundle
+
+    problems: list[str] = []
+    try:
+        topology = load_bundle(config.topology)
+    except TopologyError as exc:
+        return [f"{config.topology}/{p}" for p in exc.problems]
+    for liaison in topology.liaisons:
+        if liaison.channel not in config.channels:
+            problems.append(f"{config.topology}/liaisons.csv: channel {liaison.channel!r} "
+                            f"(village {liaison.village}) is not a key of config 'channels'")
+    for crew in topology.crews:
+        if crew.channel not in config.channels:
+            problems.append(f"{config.topology}/crews.csv ({crew.id}): channel {crew.channel!r} "
+                            "is not a key of config 'channels'")
+    for i, s in enumerate(config.sources):
+        if isinstance(s, ReplaySourceConfig) and not Path(s.scenario).is_file():
+            problems.append(f"sources[{i}].scenario: file {s.scenario} does not exist")
+    return sorted(set(problems))
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    problems = collect_problems(config)
+    if problems:
+        print(f"{len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"ok: {args.config} and topology {config.topology} are valid")
+    return EXIT_OK
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from outage_sentinel.topology import TopologyError, load_bundle
+
+    if args.topology:
+        directory = Path(args.topology)
+    else:
+        config = _load_config(args)
+        if config is None:
+            return EXIT_CONFIG
+        directory = config.topology
+    try:
+        topology = load_bundle(directory)
+    except TopologyError as exc:
+        print(f"error: {directory}: {exc}", file=sys.stderr)
+        return EXIT_TOPOLOGY
+    stats = topology.stats()
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+    else:
+        for key, value in stats.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            print(f"{key:22} {value}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

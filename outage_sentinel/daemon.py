@@ -1,0 +1,474 @@
+"""The daemon: the I/O shell around the pure core.
+
+One cycle for a source::
+
+    poll ─▶ store events + quarantine + cursor (one transaction) ─▶ acknowledge to the source
+         ─▶ process unprocessed events: correlate, estimate, plan notices, write incident +
+            outbox + "processed" mark (one transaction per event)
+    deliver (its own job): due outbox messages ─▶ channels ─▶ mark sent / retry / dead
+
+Every step is restartable from the database alone, which is what makes SIGKILL safe: an event
+is either stored (and will be processed) or its cursor did not move (and it will be fetched
+again); an incident change and its notices commit together; a message is only ``sent`` once
+its channel confirmed it.
+
+APScheduler 3.x runs one interval job per source and one for delivery, each with
+``max_instances=1`` and ``coalesce`` so an overrunning poll is skipped and counted, not piled
+up. SIGTERM/SIGINT stop the scheduler, wait for running jobs to finish, and exit 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Connection
+
+from outage_sentinel.channels.base import Channel
+from outage_sentinel.config import Config, ReplaySourceConfig, SourceConfig
+from outage_sentinel.delivery import Deliverer
+from outage_sentinel.events import PollResult, Quarantined
+from outage_sentinel.incidents import (
+    Estimator,
+    Incident,
+    apply_event,
+    correlate,
+    first_estimate,
+    plan_notices,
+    resolve_event,
+)
+from outage_sentinel.liaison import LiaisonPlanner, Renderer
+from outage_sentinel.logs import get_logger, redact, register_secret
+from outage_sentinel.metrics import Metrics
+from outage_sentinel.retry import RetryPolicy
+from outage_sentinel.sources.base import Source, SourceError
+from outage_sentinel.store import StoredEvent, Store, events_t
+from outage_sentinel.topology import Topology, load_bundle
+
+#: Give up processing an event after this many failures (it is quarantined, not lost).
+MAX_PROCESSING_FAILURES = 3
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_source(cfg: SourceConfig, config: Config, topology: Topology | None = None) -> Source:
+    """Instantiate the source a config entry describes."""
+    if isinstance(cfg, ReplaySourceConfig):
+        from outage_sentinel.sources.replay import ReplaySource
+
+        return ReplaySource(cfg.name, cfg.scenario, speed=cfg.speed, loop=cfg.loop)
+    if cfg.type == "http_json":
+        from outage_sentinel.sources.http_json import HttpJsonSource
+
+        return HttpJsonSource(cfg, default_tz=ZoneInfo(cfg.timezone or config.timezone))  # type: ignore[arg-type]
+    if cfg.type == "mqtt":
+        from outage_sentinel.sources.mqtt import MqttSource
+
+        return MqttSource(cfg, topology=topology)  # type: ignore[arg-type]
+    if cfg.type == "file_drop":
+        from outage_sentinel.sources.file_drop import FileDropSource
+
+        return FileDropSource(cfg, topology=topology)  # type: ignore[arg-type]
+    raise ValueError(f"unknown source type {cfg.type!r}")
+
+
+def build_channels(config: Config) -> dict[str, Channel]:
+    from outage_sentinel.channels.registry import build_channels as build
+
+    return build(config.channels)
+
+
+def register_config_secrets(config: Config) -> None:
+    """Tell the log scrubber every secret the config holds."""
+
+    def walk(value: Any) -> None:
+        if hasattr(value, "get_secret_value"):
+            register_secret(value.get_secret_value())
+        elif hasattr(value, "model_fields"):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk(config)
+    url = config.database_url()
+    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+        register_secret(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])
+
+
+@dataclass
+class CycleReport:
+    """What one ``run --once`` cycle did (also logged)."""
+
+    polled: int = 0
+    failed_polls: int = 0
+    events: int = 0
+    quarantined: int = 0
+    processed: int = 0
+    delivered: int = 0
+
+
+class Daemon:
+    """Wires config, topology, store, sources, core and channels together."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        topology: Topology | None = None,
+        store: Store | None = None,
+        channels: Mapping[str, Channel] | None = None,
+        sources: list[Source] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        estimator: Estimator | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = get_logger(component="daemon")
+        register_config_secrets(config)
+        self.tz = ZoneInfo(config.timezone)
+        self.metrics = metrics or Metrics()
+        self.topology = topology or load_bundle(config.topology)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store or Store(config.database_url())
+        self.store.migrate()
+        self.sources: list[Source] = sources if sources is not None else [
+            build_source(s, config, self.topology) for s in config.sources if s.enabled]
+        self.source_configs = {s.name: s for s in config.sources}
+        self.channels = dict(channels) if channels is not None else build_channels(config)
+        self.estimator: Estimator = estimator or default_estimator()
+        self.planner = LiaisonPlanner(self.topology,
+                                      Renderer(config.notify.language, config.notify.templates_dir),
+                                      self.tz, config.notify.liaison_roles)
+        self.deliverer = Deliverer(self.store, self.channels,
+                                   RetryPolicy.from_config(config.delivery.retry), self.metrics,
+                                   batch_size=config.delivery.batch_size,
+                                   dry_run=config.delivery.dry_run)
+        self.window = timedelta(minutes=config.correlation.window_minutes)
+        self._process_lock = threading.Lock()
+        self._failures: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Restore source cursors and settle messages a previous process left in flight."""
+        if self._started:
+            return
+        for source in self.sources:
+            source.start(self.store.kv_get(f"cursor:{source.name}"))
+        self.deliverer.recover(self.clock())
+        self.metrics.up.set(time.time())
+        self._started = True
+        self.log.info("started", sources=[s.name for s in self.sources],
+                      channels=sorted(self.channels), topology=self.topology.source,
+                      transformers=len(self.topology.transformers))
+
+    def close(self) -> None:
+        for source in self.sources:
+            try:
+                source.close()
+            except Exception as exc:  # closing must not mask the shutdown
+                self.log.warning("source_close_failed", source=source.name, error=repr(exc))
+        for channel in self.channels.values():
+            try:
+                channel.close()
+            except Exception as exc:
+                self.log.warning("channel_close_failed", channel=channel.name, error=repr(exc))
+        self.store.close()
+
+    def run_once(self) -> CycleReport:
+        """One cycle: poll every source, process, deliver everything that is due."""
+        self.start()
+        report = CycleReport()
+        for source in self.sources:
+            result = self.poll(source)
+            report.polled += 1
+            if result is None:
+                report.failed_polls += 1
+            else:
+                report.events += len(result.events)
+                report.quarantined += len(result.quarantined)
+        report.processed = self.process()
+        for _ in range(1000):  # bounded: retries scheduled in the future are not due now
+            n = self.deliverer.run_once(self.clock())
+            report.delivered += n
+            if n == 0:
+                break
+        return report
+
+    def run(self, install_signals: bool = True) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        self.start()
+        if self.config.metrics.enabled:
+            self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+            self.log.info("metrics_listening", host=self.config.metrics.host,
+                          port=self.config.metrics.port)
+        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
+            "coalesce": True, "max_instances": 1})
+        now = self.clock()
+        for source in self.sources:
+            cfg = self.source_configs.get(source.name)
+            interval = cfg.interval_seconds if cfg else 60.0
+            grace = int(cfg.misfire_grace_seconds) if cfg else 30
+            scheduler.add_job(self._poll_job, "interval", seconds=interval, args=[source],
+                              id=f"poll:{source.name}", next_run_time=now,
+                              misfire_grace_time=max(1, grace))
+        scheduler.add_job(self._deliver_job, "interval",
+                          seconds=self.config.delivery.interval_seconds, id="deliver",
+                          next_run_time=now, misfire_grace_time=30)
+        scheduler.add_listener(self._on_job_event,
+                               EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
+        if install_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        scheduler.start()
+        self.log.info("running")
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            self.log.info("stopping", reason="signal")
+            scheduler.shutdown(wait=True)  # drain: let running polls/deliveries finish
+            self.close()
+            self.log.info("stopped")
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.log.info("signal", signal=signal.Signals(signum).name)
+        self._stop.set()
+
+    def _on_job_event(self, event: JobExecutionEvent) -> None:
+        if event.code in (EVENT_JOB_MISSED, EVENT_JOB_MAX_INSTANCES):
+            job = str(event.job_id)
+            self.metrics.job_missed.labels(job).inc()
+            if job.startswith("poll:"):
+                self.metrics.polls.labels(job[5:], "skipped").inc()
+            self.log.warning("job_skipped", job=job,
+                             reason="previous run still going" if event.code ==
+                             EVENT_JOB_MAX_INSTANCES else "missed its time")
+        elif event.code == EVENT_JOB_ERROR:
+            self.log.error("job_failed", job=str(event.job_id),
+                           error=redact(repr(getattr(event, "exception", None))))
+
+    def _poll_job(self, source: Source) -> None:
+        if self._stop.is_set():
+            return
+        self.poll(source)
+        self.process()
+
+    def _deliver_job(self) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.deliverer.run_once(self.clock())
+        except Exception as exc:  # the database may be briefly unavailable; try next time
+            self.log.error("delivery_failed", error=redact(repr(exc)))
+
+    # -- polling ------------------------------------------------------------------------------
+
+    def poll(self, source: Source) -> PollResult | None:
+        """Poll one source and persist what it returned. Never raises."""
+        log = self.log.bind(source=source.name)
+        started = time.perf_counter()
+        now = self.clock()
+        try:
+            result = source.poll(now)
+        except SourceError as exc:
+            self._poll_failed(source, now, str(exc), getattr(exc, "raw", None))
+            return None
+        except Exception as exc:  # a source bug must not kill the daemon
+            log.exception("poll_crashed")
+            self._poll_failed(source, now, f"{type(exc).__name__}: {exc}", None)
+            return None
+        try:
+            counts = self.store.ingest(source.name, result, now)
+        except Exception as exc:
+            log.error("store_failed", error=redact(repr(exc)))
+            self.metrics.polls.labels(source.name, "error").inc()
+            return None
+        try:
+            source.acknowledge(result)
+        except Exception as exc:
+            log.warning("acknowledge_failed", error=redact(repr(exc)))
+        self.metrics.events.labels(source.name).inc(counts.inserted)
+        self.metrics.duplicates.labels(source.name).inc(counts.duplicates)
+        self.metrics.quarantined.labels(source.name).inc(counts.quarantined)
+        self.metrics.polls.labels(source.name, "not_modified" if result.not_modified else "ok").inc()
+        self.metrics.last_success.labels(source.name).set(now.timestamp())
+        self.metrics.poll_duration.labels(source.name).observe(time.perf_counter() - started)
+        for q in result.quarantined:
+            log.warning("quarantined", reason=q.reason)
+        if counts.inserted or counts.quarantined:
+            log.info("polled", new=counts.inserted, duplicates=counts.duplicates,
+                     quarantined=counts.quarantined)
+        return result
+
+    def _poll_failed(self, source: Source, now: datetime, reason: str, raw: Any) -> None:
+        reason = redact(reason)
+        self.log.error("poll_failed", source=source.name, reason=reason)
+        self.metrics.polls.labels(source.name, "error").inc()
+        if raw is not None:
+            try:
+                self.store.quarantine(Quarantined(source.name, reason, raw), now)
+                self.metrics.quarantined.labels(source.name).inc()
+            except Exception as exc:
+                self.log.error("quarantine_failed", source=source.name, error=redact(repr(exc)))
+
+    # -- processing ---------------------------------------------------------------------------
+
+    def process(self) -> int:
+        """Fold every stored, unprocessed event into incidents. Returns how many were done."""
+        done = 0
+        with self._process_lock:
+            while True:
+                batch = self.store.unprocessed_events(500)
+                progress = 0
+                for stored in batch:
+                    if self._failures.get(stored.row_id, 0) >= MAX_PROCESSING_FAILURES:
+                        continue
+                    if self._process_one(stored):
+                        done += 1
+                        progress += 1
+                if not batch or progress == 0 or len(batch) < 500:
+                    break
+            self._update_incident_gauge()
+        return done
+
+    def _process_one(self, stored: StoredEvent) -> bool:
+        event = stored.event
+        log = self.log.bind(source=event.source, event_id=event.event_id)
+        try:
+            with self.store.transaction() as conn:
+                self._apply(conn, stored)
+            self._failures.pop(stored.row_id, None)
+            return True
+        except Exception as exc:
+            n = self._failures.get(stored.row_id, 0) + 1
+            self._failures[stored.row_id] = n
+            self.metrics.processing_errors.inc()
+            log.exception("processing_failed", attempt=n)
+            if n >= MAX_PROCESSING_FAILURES:
+                # Keep it for inspection and stop retrying; the event row itself stays stored.
+                try:
+                    with self.store.transaction() as conn:
+                        self.store.quarantine_in(conn, Quarantined(
+                            event.source, f"processing failed {n} times: "
+                            f"{redact(type(exc).__name__ + ': ' + str(exc))}",
+                            {"event_row": stored.row_id, **event.to_json()}), self.clock())
+                        self.store.mark_processed_in(conn, stored.row_id, None)
+                except Exception:
+                    log.exception("quarantine_failed")
+            return False
+
+    def _apply(self, conn: Connection, stored: StoredEvent) -> None:
+        now = self.clock()
+        event = stored.event
+        resolved = resolve_event(self.topology, event)
+        log = self.log.bind(source=event.source, event_id=event.event_id, feeder=resolved.feeder)
+        if resolved.unknown:
+            log.warning("unknown_references", refs=list(resolved.unknown))
+        open_rows = self.store.load_incidents(conn=conn, open_only=True)
+        incidents = [Incident.from_json(r["state"]) for r in open_rows]
+        current: Incident | None = None
+        known_id = self._incident_of_member(conn, event.source, event.event_id)
+        if known_id is not None:
+            current = next((i for i in incidents if i.id == known_id), None)
+            if current is None:
+                row = self.store.get_incident(known_id)
+                current = Incident.from_json(row["state"]) if row else None
+        if current is None:
+            current = correlate(incidents, event, resolved, now, self.window)
+        if current is None and (event.status != "active" or event.signal not in ("notice", "dead")):
+            # A restoration or alive report for nothing we know of: record it, nothing to do.
+            self.store.mark_processed_in(conn, stored.row_id, None)
+            log.info("event_without_incident", status=event.status, signal=event.signal)
+            return
+        if current is None and not resolved.transformers and resolved.device is None:
+            self.store.mark_processed_in(conn, stored.row_id, None)
+            log.warning("event_unlocatable", area_text=event.area_text,
+                        reason="no known transformer area or device")
+            return
+        planned = self._planned_transformers(incidents, now)
+        started = time.perf_counter()
+        after = apply_event(current, event, resolved, self.topology, self.estimator, now,
+                            lambda: self._new_incident_id(conn, event.start), planned)
+        self.metrics.localise_duration.observe(time.perf_counter() - started)
+        notices, after = plan_notices(current, after)
+        rows = self.planner.rows(after, notices, now, previous=current)
+        self.store.save_incident_in(conn, {
+            "id": after.id, "feeder": after.feeder, "kind": after.kind, "status": after.status,
+            "revision": after.revision, "start": after.start, "etr": after.etr,
+            "end_time": after.end, "fault_device": after.fault_device,
+            "customers": after.estimate.customers, "state": after.to_json(),
+            "created_at": after.created_at or now, "updated_at": now,
+        })
+        added = self.store.enqueue_in(conn, rows, now)
+        self.store.mark_processed_in(conn, stored.row_id, after.id)
+        if current is None or current.revision != after.revision:
+            log.info("incident_revised", incident_id=after.id, revision=after.revision,
+                     status=after.status, fault_device=after.fault_device,
+                     transformers=len(after.estimate.transformers),
+                     customers=after.estimate.customers, villages=len(after.estimate.villages),
+                     notices=[f"{n.purpose}:{len(n.villages)}" for n in notices], queued=added)
+
+    def _incident_of_member(self, conn: Connection, source: str, event_id: str) -> str | None:
+        from sqlalchemy import select
+
+        row = conn.execute(select(events_t.c.incident_id)
+                           .where(events_t.c.source == source, events_t.c.event_id == event_id,
+                                  events_t.c.incident_id.is_not(None))
+                           .order_by(events_t.c.id.desc()).limit(1)).first()
+        return str(row[0]) if row else None
+
+    def _planned_transformers(self, incidents: list[Incident], now: datetime) -> frozenset[str]:
+        out: set[str] = set()
+        for inc in incidents:
+            if inc.kind in ("planned", "temporary") and inc.status == "active":
+                if inc.start <= now and (inc.etr is None or now <= inc.etr):
+                    out.update(inc.estimate.transformers)
+        return frozenset(out)
+
+    def _new_incident_id(self, conn: Connection, start: datetime) -> str:
+        prefix = f"INC-{start.astimezone(self.tz):%Y%m%d}-"
+        return f"{prefix}{self.store.next_incident_number(conn, prefix):04d}"
+
+    def _update_incident_gauge(self) -> None:
+        counts: dict[str, int] = {"fault": 0, "planned": 0, "temporary": 0}
+        for row in self.store.load_incidents(open_only=True):
+            counts[row["kind"]] = counts.get(row["kind"], 0) + 1
+        for kind, n in counts.items():
+            self.metrics.incidents_active.labels(kind).set(n)
+
+
+def default_estimator() -> Estimator:
+    """The localiser when available (issue 3), else the first estimator."""
+    try:
+        from outage_sentinel.localise import daemon_estimator  # type: ignore[attr-defined]
+    except ImportError:
+        return first_estimate
+    return daemon_estimator  # type: ignore[no-any-return]

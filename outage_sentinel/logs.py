@@ -1,0 +1,85 @@
+"""Structured logging: structlog, one JSON object per line.
+
+Two processors guard what reaches the log: phone numbers are masked (``138****5678``), and
+every secret value registered with :func:`register_secret` (webhook keys, SMS credentials, DB
+passwords, read from the environment) is replaced by ``***`` wherever it appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+_secrets: set[str] = set()
+
+
+def mask_phone(text: str) -> str:
+    """Mask mainland mobile numbers in ``text``: 13812345678 -> 138****5678."""
+    return PHONE.sub(r"\1****\3", text)
+
+
+def register_secret(value: str | None) -> None:
+    """Never log ``value`` (ignored when shorter than 4 characters: too likely a false hit)."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask phones and registered secrets in ``text``."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return mask_phone(text)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}")
+    return value
+
+
+def scrub_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+                    ) -> MutableMapping[str, Any]:
+    """structlog processor: mask phones and secrets in every value."""
+    return {k: _scrub(v) for k, v in event_dict.items()}
+
+
+def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
+              stream: TextIO | None = None) -> None:
+    """Configure structlog for the daemon and the CLI."""
+    out: TextIO = stream or sys.stderr
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        out = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives with process
+    renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
+                     else structlog.dev.ConsoleRenderer(colors=False))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            scrub_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**bind: Any) -> Any:
+    return structlog.get_logger("outage_sentinel").bind(**bind)
