@@ -1,0 +1,642 @@
+"""Fault localisation: which protective device(s) operated, given partial and noisy evidence.
+
+Pure code over the :class:`~outage_sentinel.topology.Topology` index: no I/O, no clock.
+
+The model
+---------
+A hypothesis is a set ``S`` of operated devices on one energised component (a feeder tree). The
+transformer areas downstream of ``S`` are *dead*, every other area of the component is *alive*.
+Areas under an active planned outage or under a device already known to be open are taken out
+of the problem (their evidence is explained already). Each kind of evidence is an independent
+noisy observation of every area's state:
+
+* **dead reports** (outage-system scope, AMI terminal / meter power-off events): a dead area is
+  reported with an unknown detection rate ``p`` (missing reports are common, 0-60 %), which is
+  integrated out under a Beta prior (a beta-binomial over the dead region), so the localiser
+  needs no tuning to the missing rate of the day; an energised area is reported dead falsely
+  with rate ``false_dead_per_feeder / N`` (N = areas on the feeder: a dead-modem terminal or two
+  per feeder, whatever its size).
+* **alive reports** (AMI readings, restore events, pings): an energised area reports alive with
+  an unknown rate (beta-binomial over the alive region); a dead area reports alive only by error
+  (``alive_false_rate``, small: alive evidence is trustworthy and vetoes a device above it).
+* **trouble calls**: calls from a dead area are Poisson in its customers with an unknown rate
+  (Gamma prior, mean ~10 % of customers, integrated out); calls from an energised area are
+  Poisson at a small spurious rate.
+* **devices reported open** (SCADA, feeder automation, the outage system naming the device):
+  ``open_report_true`` if the device operated, ``open_report_false`` otherwise.
+
+The prior of ``S`` is a product over its devices of ``fault_prior`` (scaled per device kind),
+which is the penalty for every extra device. All evidence statistics of a device are subtree
+sums, found in O(log n) from the Euler-tour index, so scoring a hypothesis is O(|S|) and the
+search (every single device on the path of the evidence, then add/remove/move local search for
+several devices) touches only devices above some evidence. Probabilities are the posterior
+normalised over every hypothesis scored.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
+
+__all__ = [
+    "Evidence",
+    "LocaliserParams",
+    "Hypothesis",
+    "LocateResult",
+    "localise",
+    "naive_common_ancestor",
+]
+
+#: Importance grades and tags that make a customer "important" in an answer.
+SPECIAL_CARE_TAGS = frozenset({"life_support", "elderly_alone", "elderly_living_alone",
+                               "special_care", "medical"})
+
+
+def _frozen(values: Iterable[str] | None) -> frozenset[str]:
+    if values is None:
+        return frozenset()
+    if isinstance(values, str):
+        return frozenset((values,))
+    return frozenset(str(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything known about one window of one incident (possibly spanning several feeders).
+
+    Ids may be transformer ids, node names, meter ids or customer ids (mapped through
+    :meth:`Topology.resolve`); ids that cannot be mapped are reported in
+    :attr:`LocateResult.unknown`.
+    """
+
+    #: Transformer areas reported dead (outage system scope, AMI terminal or meter events).
+    dead: frozenset[str] = frozenset()
+    #: Transformer areas known to be energised (AMI readings, restore events, pings).
+    alive: frozenset[str] = frozenset()
+    #: Trouble calls per transformer area (id -> number of calls).
+    calls: Mapping[str, int] = field(default_factory=dict, hash=False)
+    #: Devices reported open (SCADA / feeder automation / the outage system naming the device).
+    open_devices: frozenset[str] = frozenset()
+    #: Devices and transformer areas under an active planned outage: their areas' evidence is
+    #: explained by the planned work and is not a new fault.
+    planned: frozenset[str] = frozenset()
+    #: Devices already known to be open (an earlier, still open incident): areas below them are
+    #: dead already, so only evidence elsewhere can point at a new (nested or separate) fault.
+    known_open: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        for name in ("dead", "alive", "open_devices", "planned", "known_open"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "calls", {str(k): int(v) for k, v in dict(self.calls).items()
+                                           if int(v) > 0})
+
+    @classmethod
+    def from_call_list(cls, calls: Iterable[str], **kwargs: Any) -> Evidence:
+        """Build evidence where calls are given one entry per call (the locate JSON form)."""
+        counts: dict[str, int] = {}
+        for ref in calls:
+            counts[str(ref)] = counts.get(str(ref), 0) + 1
+        return cls(calls=counts, **kwargs)
+
+
+@dataclass(frozen=True)
+class LocaliserParams:
+    """Reliabilities of the evidence and priors of the localiser (exposed in the config)."""
+
+    #: Beta prior (a, b) of the rate at which a dead area gets reported dead. Broad on purpose:
+    #: the rate is integrated out per case (missing reports vary from 0 % to 60 %+).
+    dead_detect_a: float = 2.0
+    dead_detect_b: float = 1.0
+    #: Expected number of false dead reports per feeder per window (dead modems and the like);
+    #: per area that is this divided by the number of areas, capped by ``false_dead_max_rate``.
+    false_dead_per_feeder: float = 1.0
+    false_dead_max_rate: float = 0.05
+    #: Beta prior (a, b) of the rate at which an energised area sends an alive report.
+    alive_report_a: float = 0.5
+    alive_report_b: float = 2.0
+    #: Probability that a dead area sends an alive report anyway (stale reading). Small: alive
+    #: evidence is trusted, and a device above it is all but ruled out.
+    alive_false_rate: float = 1e-4
+    #: Gamma prior (shape, rate) of trouble calls per customer of a dead area (mean 0.1).
+    call_rate_shape: float = 1.0
+    call_rate_rate: float = 10.0
+    #: Trouble calls per customer of an energised area (other complaints, wrong area).
+    spurious_call_rate: float = 2e-3
+    #: P(device reported open | it operated) and P(reported open | it did not).
+    open_report_true: float = 0.9
+    open_report_false: float = 1e-3
+    #: Prior probability that a given protective device operated in the window: the penalty
+    #: for each extra device in a hypothesis.
+    fault_prior: float = 2e-3
+    #: Multipliers of ``fault_prior`` per kind: losing the source (the substation bus) is rarer
+    #: than a protective device operating; a manual switch opening by itself rarer still.
+    source_prior_factor: float = 0.2
+    switch_prior_factor: float = 0.05
+    #: Most devices in one hypothesis per feeder, and most hypotheses returned.
+    max_devices: int = 12
+    max_hypotheses: int = 5
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One candidate answer: these devices operated; these areas and customers are off."""
+
+    devices: tuple[str, ...]
+    probability: float
+    transformers: tuple[str, ...]
+    customers: int
+    villages: tuple[str, ...]
+    important_customers: tuple[str, ...]
+    section: tuple[str, ...]
+    feeders: tuple[str, ...] = ()
+    log_score: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the locate command's hypothesis object)."""
+        return {
+            "devices": list(self.devices),
+            "probability": round(self.probability, 6),
+            "feeders": list(self.feeders),
+            "transformers": list(self.transformers),
+            "customers": self.customers,
+            "villages": list(self.villages),
+            "important_customers": list(self.important_customers),
+            "section": list(self.section),
+        }
+
+
+@dataclass(frozen=True)
+class LocateResult:
+    """Ranked hypotheses (best first) and the ids the topology does not know."""
+
+    hypotheses: list[Hypothesis]
+    unknown: list[str]
+    #: Evidence areas explained by an active planned outage or an already-open device.
+    explained: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Hypothesis | None:
+        return self.hypotheses[0] if self.hypotheses else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hypotheses": [h.to_json() for h in self.hypotheses],
+            "unknown": list(self.unknown),
+            "explained": list(self.explained),
+        }
+
+
+# -- evidence resolution ------------------------------------------------------------------------
+
+
+@dataclass
+class _Resolved:
+    dead: set[int] = field(default_factory=set)
+    alive: set[int] = field(default_factory=set)
+    calls: dict[int, int] = field(default_factory=dict)
+    open_devices: set[int] = field(default_factory=set)
+    planned: set[int] = field(default_factory=set)
+    known_open: set[int] = field(default_factory=set)
+    unknown: list[str] = field(default_factory=list)
+
+
+def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
+    out = _Resolved()
+    unknown: dict[str, None] = {}
+    nodes = topology.nodes
+    pos = topology.pos
+
+    def area(ref: str) -> int | None:
+        nid = topology.resolve(ref)
+        if nid is None or nodes[nid].kind != "transformer":
+            unknown.setdefault(ref, None)
+            return None
+        return pos[nid]
+
+    def device(ref: str, allow_area: bool = False) -> int | None:
+        nid = topology.resolve(ref)
+        if nid is None:
+            unknown.setdefault(ref, None)
+            return None
+        kind = nodes[nid].kind
+        if kind in DEVICE_KINDS or kind == "source" or (allow_area and kind == "transformer"):
+            return pos[nid]
+        unknown.setdefault(ref, None)
+        return None
+
+    for ref in sorted(evidence.dead):
+        i = area(ref)
+        if i is not None:
+            out.dead.add(i)
+    for ref in sorted(evidence.alive):
+        i = area(ref)
+        if i is not None:
+            out.alive.add(i)
+    for ref, count in sorted(evidence.calls.items()):
+        i = area(ref)
+        if i is not None:
+            out.calls[i] = out.calls.get(i, 0) + count
+    for ref in sorted(evidence.open_devices):
+        i = device(ref)
+        if i is not None:
+            out.open_devices.add(i)
+    for ref in sorted(evidence.planned):
+        i = device(ref, allow_area=True)
+        if i is not None:
+            out.planned.add(i)
+    for ref in sorted(evidence.known_open):
+        i = device(ref)
+        if i is not None:
+            out.known_open.add(i)
+    out.unknown = list(unknown)
+    return out
+
+
+# -- per-component scoring ----------------------------------------------------------------------
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+@dataclass
+class _Stats:
+    """Evidence sums over a set of transformer areas."""
+
+    n: int = 0  # areas (not excluded)
+    dead: int = 0  # dead reports
+    alive: int = 0  # alive reports
+    customers: int = 0
+    calls: int = 0
+
+    def __add__(self, other: _Stats) -> _Stats:
+        return _Stats(self.n + other.n, self.dead + other.dead, self.alive + other.alive,
+                      self.customers + other.customers, self.calls + other.calls)
+
+    def __sub__(self, other: _Stats) -> _Stats:
+        return _Stats(self.n - other.n, self.dead - other.dead, self.alive - other.alive,
+                      self.customers - other.customers, self.calls - other.calls)
+
+
+class _Component:
+    """The localisation problem on one energised component (one source's tree)."""
+
+    def __init__(self, topology: Topology, root: int, ev: _Resolved,
+                 excluded: list[tuple[int, int]], params: LocaliserParams) -> None:
+        self.t = topology
+        self.root = root
+        self.p = params
+        self.excluded = excluded  # sorted disjoint transformer-rank intervals [lo, hi)
+        tins = topology._tx_tins
+        tin = topology.tin
+        root_of = topology.root
+
+        def ranks(items: Iterable[int]) -> list[int]:
+            return sorted(bisect.bisect_left(tins, tin[i]) for i in items if root_of[i] == root)
+
+        self.dead_ranks = ranks(ev.dead)
+        self.alive_ranks = ranks(ev.alive)
+        call_items = sorted((bisect.bisect_left(tins, tin[i]), c) for i, c in ev.calls.items()
+                            if root_of[i] == root)
+        self.call_ranks = [r for r, _ in call_items]
+        self.call_prefix = [0]
+        for _, c in call_items:
+            self.call_prefix.append(self.call_prefix[-1] + c)
+        self.open_reported = {i for i in ev.open_devices if root_of[i] == root}
+        self._stats_cache: dict[int, _Stats] = {}
+        self.total = self.stats(root)
+        n_total = max(self.total.n, 1)
+        self.false_dead = min(params.false_dead_max_rate, params.false_dead_per_feeder / n_total)
+        self.log_fd = math.log(self.false_dead)
+        self.log_1fd = math.log1p(-self.false_dead)
+        self.log_af = math.log(params.alive_false_rate)
+        self.log_1af = math.log1p(-params.alive_false_rate)
+        self.log_open_bonus = (math.log(params.open_report_true)
+                               - math.log(params.open_report_false))
+        self.log_spur = math.log(params.spurious_call_rate)
+        self._score_cache: dict[frozenset[int], float] = {}
+
+    # subtree statistics, O(log n)
+    def tx_range(self, i: int) -> tuple[int, int]:
+        t = self.t
+        lo = bisect.bisect_left(t._tx_tins, t.tin[i])
+        hi = bisect.bisect_right(t._tx_tins, t.tout[i])
+        return lo, hi
+
+    def stats(self, i: int) -> _Stats:
+        cached = self._stats_cache.get(i)
+        if cached is not None:
+            return cached
+        lo, hi = self.tx_range(i)
+        s = self._range_stats(lo, hi)
+        for a, b in self.excluded:
+            if b <= lo or a >= hi:
+                continue
+            s = s - self._range_stats(max(a, lo), min(b, hi))
+        self._stats_cache[i] = s
+        return s
+
+    def _range_stats(self, lo: int, hi: int) -> _Stats:
+        prefix = self.t._tx_customer_prefix
+        c_lo = bisect.bisect_left(self.call_ranks, lo)
+        c_hi = bisect.bisect_left(self.call_ranks, hi)
+        return _Stats(
+            n=hi - lo,
+            dead=bisect.bisect_left(self.dead_ranks, hi) - bisect.bisect_left(self.dead_ranks, lo),
+            alive=(bisect.bisect_left(self.alive_ranks, hi)
+                   - bisect.bisect_left(self.alive_ranks, lo)),
+            customers=prefix[hi] - prefix[lo],
+            calls=self.call_prefix[c_hi] - self.call_prefix[c_lo],
+        )
+
+    def prior(self, i: int) -> float:
+        kind = self.t.nodes[self.t.ids[i]].kind
+        p = self.p.fault_prior
+        if kind == "source":
+            p *= self.p.source_prior_factor
+        elif kind not in PROTECTIVE_KINDS:
+            p *= self.p.switch_prior_factor
+        return math.log(p) - math.log1p(-p)
+
+    def loglik(self, dead: _Stats) -> float:
+        """Log-likelihood of all evidence of the component when exactly ``dead`` is off."""
+        p = self.p
+        alive = self.total - dead
+        ll = 0.0
+        # dead reports: beta-binomial in the dead region, false-report rate in the alive region
+        if dead.n:
+            ll += (_log_beta(p.dead_detect_a + dead.dead, p.dead_detect_b + dead.n - dead.dead)
+                   - _log_beta(p.dead_detect_a, p.dead_detect_b))
+        ll += alive.dead * self.log_fd + (alive.n - alive.dead) * self.log_1fd
+        # alive reports: stale-reading rate in the dead region, beta-binomial in the alive region
+        ll += dead.alive * self.log_af + (dead.n - dead.alive) * self.log_1af
+        if alive.n:
+            ll += (_log_beta(p.alive_report_a + alive.alive,
+                             p.alive_report_b + alive.n - alive.alive)
+                   - _log_beta(p.alive_report_a, p.alive_report_b))
+        # calls: Gamma-Poisson in the dead region, spurious Poisson in the alive region
+        a, b = p.call_rate_shape, p.call_rate_rate
+        ll += (math.lgamma(a + dead.calls) - math.lgamma(a) + a * math.log(b)
+               - (a + dead.calls) * math.log(b + dead.customers))
+        ll += alive.calls * self.log_spur - p.spurious_call_rate * alive.customers
+        return ll
+
+    def score(self, devices: frozenset[int]) -> float:
+        cached = self._score_cache.get(devices)
+        if cached is not None:
+            return cached
+        dead = _Stats()
+        s = 0.0
+        for d in devices:
+            dead = dead + self.stats(d)
+            s += self.prior(d)
+            if d in self.open_reported:
+                s += self.log_open_bonus
+        s += self.loglik(dead)
+        self._score_cache[devices] = s
+        return s
+
+    def related(self, a: int, b: int) -> bool:
+        tin, tout = self.t.tin, self.t.tout
+        return tin[a] <= tin[b] <= tout[a] or tin[b] <= tin[a] <= tout[b]
+
+    def search(self, candidates: list[int]) -> None:
+        """Score every single device, then local search for the best set of devices."""
+        if not candidates:
+            return
+        for c in candidates:
+            self.score(frozenset((c,)))
+        best = max(candidates, key=lambda c: self._score_cache[frozenset((c,))])
+        current = frozenset((best,))
+        current_score = self._score_cache[current]
+        for _ in range(4 * self.p.max_devices):
+            best_move: frozenset[int] | None = None
+            best_score = current_score
+            for c in candidates:
+                if c in current:
+                    continue
+                # add c, or let c replace the devices of the set above or below it
+                move = frozenset(d for d in current if not self.related(c, d)) | {c}
+                if len(move) > self.p.max_devices:
+                    continue
+                s = self.score(move)
+                if s > best_score:
+                    best_move, best_score = move, s
+            if len(current) > 1:
+                for d in current:
+                    move = current - {d}
+                    s = self.score(move)
+                    if s > best_score:
+                        best_move, best_score = move, s
+            if best_move is None:
+                break
+            current, current_score = best_move, best_score
+        # swaps of one device of the best set: alternatives, and a fuller normalisation
+        if len(current) > 1:
+            for d in current:
+                rest = current - {d}
+                for c in candidates:
+                    if c not in current and not any(self.related(c, e) for e in rest):
+                        self.score(rest | {c})
+
+    def ranked(self) -> list[tuple[frozenset[int], float]]:
+        """Scored hypotheses with their posterior probability (normalised), best first."""
+        items = [(k, v) for k, v in self._score_cache.items() if k]
+        if not items:
+            return []
+        top = max(v for _, v in items)
+        z = sum(math.exp(v - top) for _, v in items)
+        out = [(k, math.exp(v - top) / z) for k, v in items]
+        out.sort(key=lambda kv: (-kv[1], sorted(self.t.ids[i] for i in kv[0])))
+        return out
+
+
+# -- public entry points ------------------------------------------------------------------------
+
+
+def _excluded_intervals(topology: Topology, roots: Iterable[int]) -> list[tuple[int, int]]:
+    tins = topology._tx_tins
+    spans: list[tuple[int, int]] = []
+    for i in roots:
+        if topology.tin[i] < 0:
+            continue
+        lo = bisect.bisect_left(tins, topology.tin[i])
+        hi = bisect.bisect_right(tins, topology.tout[i])
+        if hi > lo:
+            spans.append((lo, hi))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if merged and lo < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _in_intervals(rank: int, intervals: list[tuple[int, int]]) -> bool:
+    k = bisect.bisect_right(intervals, (rank, math.inf)) - 1
+    return k >= 0 and intervals[k][0] <= rank < intervals[k][1]
+
+
+def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[int],
+                excluded: list[tuple[int, int]], excluded_devices: set[int]) -> list[int]:
+    """Devices that could explain the evidence: those above positive evidence, plus reported
+    open ones; one representative per set of devices with the same downstream areas."""
+    seen: set[int] = set()
+    for t in evidence_areas:
+        i = topology.protective_above[t]
+        while i >= 0 and i not in seen:
+            seen.add(i)
+            p = topology.parent[i]
+            i = topology.protective_above[p] if p >= 0 else -1
+    seen |= comp.open_reported
+    tin, tout = topology.tin, topology.tout
+    nodes, ids = topology.nodes, topology.ids
+    by_range: dict[tuple[int, int], int] = {}
+    for i in sorted(seen, key=lambda j: tin[j]):
+        if nodes[ids[i]].normally_open or i in excluded_devices:
+            continue
+        # a device below a planned / already-open device cannot explain anything new
+        if any(tin[e] <= tin[i] <= tout[e] for e in excluded_devices):
+            continue
+        s = comp.stats(i)
+        if s.n == 0 and i not in comp.open_reported:
+            continue
+        key = comp.tx_range(i) if i not in comp.open_reported else (-i - 1, 0)
+        held = by_range.get(key)
+        if held is None or _preferred(topology, i, held, comp):
+            by_range[key] = i
+    return sorted(by_range.values(), key=lambda j: tin[j])
+
+
+def _preferred(topology: Topology, a: int, b: int, comp: _Component) -> bool:
+    """Of two devices with the same downstream areas, the one a crew should be sent to: the
+    more likely kind, and then the deeper one (protection is coordinated so the device
+    nearest the fault clears it)."""
+    pa, pb = comp.prior(a), comp.prior(b)
+    if pa != pb:
+        return pa > pb
+    return topology.depth[a] > topology.depth[b]
+
+
+def _describe(topology: Topology, devices: Iterable[int], probability: float, log_score: float,
+              excluded: list[tuple[int, int]]) -> Hypothesis:
+    ids = topology.ids
+    device_ids = sorted((ids[d] for d in devices), key=lambda n: topology.tin[topology.pos[n]])
+    areas: list[str] = []
+    tins = topology._tx_tins
+    for nid in device_ids:
+        i = topology.pos[nid]
+        lo = bisect.bisect_left(tins, topology.tin[i])
+        hi = bisect.bisect_right(tins, topology.tout[i])
+        for r in range(lo, hi):
+            if excluded and _in_intervals(r, excluded):
+                continue
+            areas.append(ids[topology._tx_by_tin[r]])
+    nodes = topology.nodes
+    customers = sum(nodes[a].customers for a in areas)
+    villages = tuple(topology.villages_of(areas))
+    important: list[str] = []
+    by_tx = topology.customers_by_transformer
+    for a in areas:
+        for c in by_tx.get(a, ()):
+            if c.importance or SPECIAL_CARE_TAGS.intersection(c.tags):
+                important.append(c.id)
+    section: list[str] = []
+    for nid in device_ids:
+        section.extend(topology.suspected_section(nid))
+    feeders = tuple(dict.fromkeys(topology.feeder_of(n) for n in device_ids))
+    return Hypothesis(tuple(device_ids), probability, tuple(areas), customers, villages,
+                      tuple(important), tuple(section), feeders, log_score)
+
+
+def localise(topology: Topology, evidence: Evidence,
+             params: LocaliserParams | None = None) -> LocateResult:
+    """Rank the sets of operated devices that best explain ``evidence``.
+
+    Evidence on several feeders is solved per energised component and combined (devices of
+    the best hypothesis of each component together; alternatives vary one component).
+    """
+    params = params or LocaliserParams()
+    ev = _resolve(topology, evidence)
+    root_of = topology.root
+    excluded_devices = {i for i in ev.planned | ev.known_open
+                        if topology.nodes[topology.ids[i]].kind != "transformer"}
+    excluded = _excluded_intervals(topology, ev.planned | ev.known_open)
+    tins = topology._tx_tins
+
+    def is_excluded(i: int) -> bool:
+        return bool(excluded) and _in_intervals(bisect.bisect_left(tins, topology.tin[i]),
+                                                excluded)
+
+    explained: dict[str, None] = {}
+    for group in (ev.dead, ev.alive, set(ev.calls)):
+        for i in list(group):
+            if topology.tin[i] < 0:
+                group.discard(i)  # not energised normally (isolated): nothing to localise
+            elif is_excluded(i):
+                group.discard(i)
+                explained.setdefault(topology.ids[i], None)
+    ev.calls = {i: c for i, c in ev.calls.items() if topology.tin[i] >= 0 and not is_excluded(i)}
+    ev.open_devices = {i for i in ev.open_devices if topology.tin[i] >= 0
+                       and not topology.nodes[topology.ids[i]].normally_open
+                       and i not in excluded_devices and not is_excluded(i)}
+    positive: dict[int, list[int]] = {}
+    for i in sorted(ev.dead | set(ev.calls) | ev.open_devices):
+        positive.setdefault(root_of[i], []).append(i)
+
+    per_component: list[list[tuple[frozenset[int], float]]] = []
+    for root in sorted(positive, key=lambda r: topology.tin[r]):
+        comp = _Component(topology, root, ev, excluded, params)
+        cands = _candidates(topology, comp, positive[root], excluded, excluded_devices)
+        comp.search(cands)
+        ranked = comp.ranked()
+        if ranked:
+            per_component.append(ranked)
+
+    combos = _combine(per_component, params.max_hypotheses)
+    hypotheses = [_describe(topology, devs, prob, math.log(prob) if prob > 0 else -math.inf,
+                            excluded) for devs, prob in combos]
+    return LocateResult(hypotheses, ev.unknown, sorted(explained))
+
+
+def _combine(per_component: list[list[tuple[frozenset[int], float]]],
+             limit: int) -> list[tuple[frozenset[int], float]]:
+    """Joint hypotheses over independent components: the product of their probabilities."""
+    if not per_component:
+        return []
+    best = [ranked[0] for ranked in per_component]
+    joint: list[tuple[frozenset[int], float]] = []
+    devices = frozenset().union(*(b[0] for b in best))
+    joint.append((devices, math.prod(b[1] for b in best)))
+    for k, ranked in enumerate(per_component):
+        others = frozenset().union(*(b[0] for j, b in enumerate(best) if j != k))
+        other_p = math.prod(b[1] for j, b in enumerate(best) if j != k)
+        for alt, p in ranked[1:limit]:
+            joint.append((others | alt, other_p * p))
+    joint.sort(key=lambda kv: -kv[1])
+    return joint[:limit]
+
+
+def naive_common_ancestor(topology: Topology, evidence: Evidence) -> LocateResult:
+    """The baseline: the nearest protective device above everything reported dead or called
+    in (per energised component), ignoring alive reports and reliabilities."""
+    ev = _resolve(topology, evidence)
+    groups: dict[int, list[str]] = {}
+    for i in sorted(ev.dead | set(ev.calls)):
+        if topology.tin[i] >= 0:
+            groups.setdefault(topology.root[i], []).append(topology.ids[i])
+    devices: list[int] = []
+    for root in sorted(groups, key=lambda r: topology.tin[r]):
+        dev = topology.common_protective_device(groups[root])
+        if dev is not None:
+            devices.append(topology.pos[dev])
+    if not devices:
+        return LocateResult([], ev.unknown)
+    return LocateResult([_describe(topology, devices, 1.0, 0.0, [])], ev.unknown)

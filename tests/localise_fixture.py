@@ -1,0 +1,59 @@
+"""A two-feeder test network shared by the localisation tests.
+
+::
+
+    S1 ─ B1 ─ J1 ─ R1 ─ J2 ─ F1 ─ J3 ─ T1, T2
+               │         ├─ F2 ─ T3
+               │         └─ T4
+               ├─ F3 ─ J4 ─ T5, T6
+               │         └─ TIE (normally open) ─ J5
+               ├─ T7
+               └─ SW1 ─ T8
+    S2 ─ B2 ─ J5 ─ F4 ─ T9, T10
+               └─ T11
+"""
+
+from __future__ import annotations
+
+from outage_sentinel.topology import Topology
+
+EDGES = [
+    ("S1", "B1"), ("B1", "J1"), ("J1", "R1"), ("R1", "J2"), ("J2", "F1"), ("F1", "J3"),
+    ("J3", "T1"), ("J3", "T2"), ("J2", "F2"), ("F2", "T3"), ("J2", "T4"), ("J1", "F3"),
+    ("F3", "J4"), ("J4", "T5"), ("J4", "T6"), ("J4", "TIE"), ("TIE", "J5"), ("J1", "T7"),
+    ("J1", "SW1"), ("SW1", "T8"),
+    ("S2", "B2"), ("B2", "J5"), ("J5", "F4"), ("F4", "T9"), ("F4", "T10"), ("J5", "T11"),
+]
+KINDS = {
+    "S1": "source", "S2": "source", "B1": "breaker", "B2": "breaker", "R1": "recloser",
+    "F1": "fuse", "F2": "fuse", "F3": "fuse", "F4": "fuse", "SW1": "switch", "TIE": "switch",
+    "J1": "junction", "J2": "junction", "J3": "junction", "J4": "junction", "J5": "junction",
+}
+CUSTOMERS = {"T1": 40, "T2": 30, "T3": 50, "T4": 20, "T5": 60, "T6": 10, "T7": 25, "T8": 15,
+             "T9": 35, "T10": 45, "T11": 30}
+VILLAGE = {"T1": "V1", "T2": "V1", "T3": "V2", "T4": "V2", "T5": "V3", "T6": "V3", "T7": "V4",
+           "T8": "V4", "T9": "V5", "T10": "V5", "T11": "V6"}
+
+
+def build() -> Topology:
+    """The network above, with villages and a few important customers."""
+    nodes = []
+    for nid in sorted({a for e in EDGES for a in e}):
+        kind = KINDS.get(nid, "transformer")
+        feeder = "FD2" if nid in {"S2", "B2", "J5", "F4", "T9", "T10", "T11"} else "FD1"
+        nodes.append({
+            "id": nid, "kind": kind, "name": f"name-{nid}", "feeder": feeder,
+            "normally_open": 1 if nid == "TIE" else 0, "village": VILLAGE.get(nid, ""),
+            "customers": CUSTOMERS.get(nid, 0), "lat": "", "lon": "",
+        })
+    villages = [{"id": v, "name": f"village {v}", "township": "t", "grid": "g",
+                 "area_type": "rural"} for v in sorted(set(VILLAGE.values()))]
+    customers = [
+        {"id": "C-HOSP", "transformer": "T1", "name": "hospital", "phone": "1", "importance":
+         "special", "tags": ""},
+        {"id": "C-LIFE", "transformer": "T3", "name": "home", "phone": "2", "importance": "",
+         "tags": "life_support"},
+        {"id": "C-PLAIN", "transformer": "T2", "name": "shop", "phone": "3", "importance": "",
+         "tags": ""},
+    ]
+    return Topology.from_records(nodes, EDGES, villages, customers=customers)
