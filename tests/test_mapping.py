@@ -165,7 +165,8 @@ def test_status_values_map_and_unknown_status_is_refused() -> None:
 
 @pytest.mark.parametrize(("patch", "message"), [
     ({"powerOffId": None}, r"event_id \(powerOffId\): required, but empty \(null\)"),
-    ({"powerOffId": {"id": 1}}, r"event_id \(powerOffId\): expected a string or number, got object"),
+    ({"powerOffId": {"id": 1}},
+     r"event_id \(powerOffId\): expected a string or number, got object"),
     ({"powerOffId": True}, r"event_id \(powerOffId\): expected a string or number, got boolean"),
     ({"startTime": "明天上午"}, r"start \(startTime\): expected a time"),
     ({"startTime": ["2026-11-23"]}, r"start \(startTime\): expected a time"),

@@ -1,0 +1,627 @@
+"""The http_json source against a real local HTTP server with scripted responses."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from structlog.testing import capture_logs
+
+from outage_sentinel.config import HttpJsonSourceConfig
+from outage_sentinel.events import PollResult
+from outage_sentinel.sources.base import Source, SourceError
+from outage_sentinel.sources.http_json import FeedError, HttpJsonSource, backoff_delay, redact_url
+
+FEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def feed(name: str) -> bytes:
+    return (FEEDS / name).read_bytes()
+
+
+# -- the scripted server ------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """What the server sends for one request."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Seconds to wait before answering (to provoke client timeouts).
+    delay: float = 0.0
+    #: Declared Content-Length when it should differ from ``len(body)`` (truncation).
+    content_length: int | None = None
+    #: Stream this many filler bytes after ``body`` in 64 KiB chunks, without Content-Length.
+    stream_bytes: int = 0
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+class Scripted:
+    """Replies in order; the last one repeats. ``route`` (if set) decides instead."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.route: Callable[[Seen], Reply] | None = None
+        self.seen: list[Seen] = []
+        self.streamed = 0
+        self.lock = threading.Lock()
+
+    def next(self, request: Seen) -> Reply:
+        with self.lock:
+            self.seen.append(request)
+            if self.route is not None:
+                return self.route(request)
+            if len(self.replies) > 1:
+                return self.replies.pop(0)
+            return self.replies[0]
+
+
+def make_handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # close-delimited bodies make streaming/truncation easy
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            parts = urlsplit(self.path)
+            reply = script.next(Seen(self.command, parts.path, parse_qs(parts.query),
+                                     dict(self.headers.items()), body))
+            try:
+                if reply.delay:
+                    time.sleep(reply.delay)
+                self.send_response(reply.status)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                if reply.stream_bytes:
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                    chunk = b"0," * 32768
+                    sent = 0
+                    while sent < reply.stream_bytes:
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                        script.streamed = sent
+                    return
+                if reply.status != 304:
+                    declared = reply.content_length
+                    self.send_header("Content-Length",
+                                     str(declared if declared is not None else len(reply.body)))
+                self.end_headers()
+                if reply.status != 304:
+                    self.wfile.write(reply.body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout, size cap): that is what is being tested
+
+        do_GET = _handle
+        do_POST = _handle
+
+    return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Scripted]]:
+    script = Scripted()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(script))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", script
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def json_reply(body: bytes | Any, **kw: Any) -> Reply:
+    raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json;charset=UTF-8", **kw.pop("headers", {})}
+    return Reply(body=raw, headers=headers, **kw)
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def make_source(url: str, sleeps: Sleeps | None = None, **kw: Any) -> HttpJsonSource:
+    data: dict[str, Any] = {"type": "http_json", "name": "feed95598", "url": url,
+                            "preset": "95598_list", "timeout_seconds": 2.0,
+                            "retry": {"initial_seconds": 0.5, "multiplier": 2.0,
+                                      "max_seconds": 4.0, "max_attempts": 3, "jitter": 0.2}}
+    data.update(kw)
+    config = HttpJsonSourceConfig.model_validate(data)
+    return HttpJsonSource(config, sleep=sleeps if sleeps is not None else Sleeps(),
+                          default_tz="Asia/Shanghai", rand=lambda: 0.0)
+
+
+# -- presets end to end -------------------------------------------------------------------------
+
+
+def test_implements_the_source_protocol(server: tuple[str, Scripted]) -> None:
+    url, _ = server
+    source = make_source(url + "/notices")
+    assert isinstance(source, Source)
+    assert source.type == "http_json" and source.name == "feed95598"
+
+
+def test_list_preset_over_http(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [json_reply(feed("95598_list.json"))]
+    source = make_source(url + "/notices")
+    source.start(None)
+    result = source.poll(NOW)
+    assert [e.event_id for e in result.events] == [
+        "3720231125000101", "3720231124000212", "3720231123000318", "3720231126000405"]
+    assert [e.kind for e in result.events] == ["planned", "temporary", "fault", "planned"]
+    assert result.events[2].start == datetime(2026, 11, 22, 22, 42, tzinfo=UTC)
+    assert result.events[2].expected_restoration == datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    assert result.events[2].transformers == ("王庄村1号台区", "王庄村2号台区", "王庄村3号台区")
+    assert all(e.source == "feed95598" for e in result.events)
+    assert result.quarantined == []
+    assert result.not_modified is False
+    assert script.seen[0].query == {"pageNow": ["1"]}
+    assert script.seen[0].headers["Accept"] == "application/json"
+    assert result.cursor == {"pages": 1}
+
+
+def test_powercut_preset_over_http(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [json_reply(feed("95598_powercut.json"))]
+    source = make_source(url + "/api/powercut", preset="95598_powercut")
+    result = source.poll(NOW)
+    assert [(e.event_id, e.kind) for e in result.events] == [
+        ("PC2026112500017", "planned"), ("PC2026112300042", "fault"),
+        ("PC2026112400008", "temporary"), ("PC2026112600003", "temporary")]
+    assert result.events[1].area_text == "清河县马集镇；王庄村全村"
+    assert result.events[1].feeder == "10kV王庄线"
+    assert script.seen[0].query == {}  # no pagination in this format
+
+
+def test_source_timezone_overrides_the_default(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [json_reply(feed("95598_powercut.json"))]
+    source = make_source(url, preset="95598_powercut", timezone="UTC")
+    assert source.poll(NOW).events[0].start == datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+# -- pagination ---------------------------------------------------------------------------------
+
+
+def paged(script: Scripted) -> None:
+    def route(seen: Seen) -> Reply:
+        page = int(seen.query.get("pageNow", ["1"])[0])
+        return json_reply(feed(f"95598_list_page{page}.json"))
+
+    script.route = route
+
+
+def test_pagination_fetches_all_three_pages(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    paged(script)
+    result = make_source(url).poll(NOW)
+    assert [s.query["pageNow"] for s in script.seen] == [["1"], ["2"], ["3"]]
+    assert len(result.events) == 5
+    assert result.events[-1].event_id == "3720231127000511"
+    assert result.cursor == {"pages": 3}
+
+
+def test_pagination_stops_at_max_pages(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    paged(script)
+    with capture_logs() as logs:
+        result = make_source(url, pagination={"mode": "page", "max_pages": 2,
+                                              "total_pages_path": "pageModel.totalPage"}).poll(NOW)
+    assert len(script.seen) == 2
+    assert len(result.events) == 4
+    assert any(e["event"] == "http_json.max_pages_reached" for e in logs)
+
+
+def test_pagination_without_total_stops_at_an_empty_page(server: tuple[str, Scripted]) -> None:
+    url, script = server
+
+    def route(seen: Seen) -> Reply:
+        page = int(seen.query["p"][0])
+        if page <= 3:
+            return json_reply(feed(f"95598_list_page{page}.json"))
+        return json_reply({"seleList": []})
+
+    script.route = route
+    result = make_source(url, pagination={"mode": "page", "page_param": "p"}).poll(NOW)
+    assert len(script.seen) == 4 and len(result.events) == 5
+
+
+def test_a_record_shifting_across_pages_is_not_returned_twice(
+        server: tuple[str, Scripted]) -> None:
+    url, script = server
+    page1 = json.loads(feed("95598_list_page1.json"))
+    page2 = json.loads(feed("95598_list_page2.json"))
+    page2["seleList"].insert(0, page1["seleList"][1])  # a new notice pushed one down
+    page2["pageModel"]["totalPage"] = 2
+    script.replies = [json_reply(page1), json_reply(page2)]
+    result = make_source(url).poll(NOW)
+    assert len(result.events) == 4
+
+
+def test_page_number_in_a_post_body(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    paged_bodies: list[dict[str, Any]] = []
+
+    def route(seen: Seen) -> Reply:
+        body = json.loads(seen.body)
+        paged_bodies.append(body)
+        return json_reply(feed(f"95598_list_page{body['pageNow']}.json"))
+
+    script.route = route
+    source = make_source(url, method="POST", body={"orgNo": "13101", "pageSize": 2},
+                         pagination={"mode": "page", "page_location": "body",
+                                     "total_pages_path": "pageModel.totalPage"})
+    assert len(source.poll(NOW).events) == 5
+    assert paged_bodies == [{"orgNo": "13101", "pageSize": 2, "pageNow": n} for n in (1, 2, 3)]
+    assert all(s.method == "POST" and s.query == {} for s in script.seen)
+
+
+def test_bad_total_pages_fails_the_poll(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [json_reply({"seleList": [], "pageModel": {"totalPage": "many"}})]
+    with pytest.raises(FeedError, match="total_pages_path 'pageModel.totalPage'"):
+        make_source(url).poll(NOW)
+
+
+# -- conditional GET ----------------------------------------------------------------------------
+
+
+def test_etag_and_last_modified_round_trip_and_304(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    lm = "Mon, 23 Nov 2026 07:55:00 GMT"
+    body = feed("95598_powercut.json")
+
+    def route(seen: Seen) -> Reply:
+        if seen.headers.get("If-None-Match") == '"v1"':
+            return Reply(status=304, headers={"ETag": '"v1"'})
+        return json_reply(body, headers={"ETag": '"v1"', "Last-Modified": lm})
+
+    script.route = route
+    source = make_source(url, preset="95598_powercut")
+    source.start(None)
+    first = source.poll(NOW)
+    assert first.cursor == {"etag": '"v1"', "last_modified": lm, "pages": 1}
+    assert "If-None-Match" not in script.seen[0].headers
+
+    # Not yet acknowledged (the daemon has not stored the events): fetch in full again.
+    again = source.poll(NOW)
+    assert len(again.events) == 4
+    assert "If-None-Match" not in script.seen[1].headers
+
+    source.acknowledge(first)
+    third = source.poll(NOW)
+    assert third.not_modified is True and third.events == []
+    assert script.seen[2].headers["If-None-Match"] == '"v1"'
+    assert script.seen[2].headers["If-Modified-Since"] == lm
+
+    # A restart resumes from the persisted cursor.
+    restarted = make_source(url, preset="95598_powercut")
+    restarted.start(first.cursor)
+    assert restarted.poll(NOW).not_modified is True
+
+
+def test_conditional_get_is_skipped_after_a_multi_page_poll(server: tuple[str, Scripted]) -> None:
+    url, script = server
+
+    def route(seen: Seen) -> Reply:
+        page = int(seen.query["pageNow"][0])
+        return json_reply(feed(f"95598_list_page{page}.json"), headers={"ETag": f'"p{page}"'})
+
+    script.route = route
+    source = make_source(url)
+    first = source.poll(NOW)
+    assert first.cursor == {"etag": '"p1"', "pages": 3}
+    source.acknowledge(first)
+    source.poll(NOW)
+    assert "If-None-Match" not in script.seen[3].headers
+
+
+def test_garbage_cursor_is_ignored(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [json_reply(feed("95598_powercut.json"))]
+    source = make_source(url, preset="95598_powercut")
+    source.start({"etag": 5, "last_modified": None, "pages": "x", "other": 1})
+    assert len(source.poll(NOW).events) == 4
+    assert "If-None-Match" not in script.seen[0].headers
+
+
+# -- retries and whole-poll failures ------------------------------------------------------------
+
+
+def test_http_500_then_success_within_retries(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(status=500, body=b"busy"), Reply(status=503, body=b"busy"),
+                      json_reply(feed("95598_powercut.json"))]
+    sleeps = Sleeps()
+    result = make_source(url, sleeps, preset="95598_powercut").poll(NOW)
+    assert len(result.events) == 4
+    assert sleeps == [0.5, 1.0]  # exponential backoff, no jitter with rand=0
+    assert len(script.seen) == 3
+
+
+def test_http_500_always_raises_source_error(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(status=500, body="服务器内部错误".encode())]
+    sleeps = Sleeps()
+    with capture_logs() as logs, pytest.raises(SourceError) as info:
+        make_source(url + "/notices", sleeps).poll(NOW)
+    err = info.value
+    assert isinstance(err, FeedError)
+    assert err.status == 500
+    assert err.raw == "服务器内部错误"
+    assert "source feed95598" in str(err) and "HTTP 500" in str(err)
+    assert "gave up after 3 attempts" in str(err)
+    assert f"{url}/notices" in str(err)
+    assert len(script.seen) == 3 and len(sleeps) == 2
+    assert [e["attempt"] for e in logs if e["event"] == "http_json.retry"] == [1, 2]
+
+
+def test_http_404_is_not_retried(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(status=404, body=b"not here")]
+    with pytest.raises(FeedError, match="HTTP 404") as info:
+        make_source(url).poll(NOW)
+    assert len(script.seen) == 1 and info.value.raw == "not here"
+
+
+def test_429_honours_retry_after_up_to_max_seconds(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(status=429, headers={"Retry-After": "3"}),
+                      Reply(status=429, headers={"Retry-After": "3600"}),
+                      json_reply(feed("95598_powercut.json"))]
+    sleeps = Sleeps()
+    make_source(url, sleeps, preset="95598_powercut").poll(NOW)
+    assert sleeps == [3.0, 4.0]
+
+
+def test_timeout_raises_source_error(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(delay=1.5, body=b"{}")]
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"no response within 0.3s \(timeout\).*gave up after 2"):
+        make_source(url, timeout_seconds=0.3,
+                    retry={"max_attempts": 2, "initial_seconds": 0.1}).poll(NOW)
+    assert time.monotonic() - started < 1.4  # did not wait for the server
+    assert len(script.seen) == 2
+
+
+def test_slow_drip_body_hits_the_download_deadline(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(body=b"{", stream_bytes=10**9)]
+    clock = iter(range(0, 10**6, 1))  # every clock read is one second later
+    config = HttpJsonSourceConfig.model_validate({
+        "type": "http_json", "name": "feed95598", "url": url, "preset": "95598_list",
+        "timeout_seconds": 5, "retry": {"max_attempts": 1}})
+    source = HttpJsonSource(config, sleep=Sleeps(), clock=lambda: float(next(clock)))
+    with pytest.raises(FeedError, match=r"download not finished within 5s"):
+        source.poll(NOW)
+
+
+def test_invalid_json_raises_with_the_raw_body(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    page = "<html><body>系统维护中</body></html>".encode()
+    script.replies = [Reply(body=page, headers={"Content-Type": "text/html; charset=utf-8"})]
+    with pytest.raises(FeedError, match="invalid JSON at line 1 column 1") as info:
+        make_source(url).poll(NOW)
+    assert info.value.raw == page.decode()
+    assert len(script.seen) == 1  # a complete but wrong body is not retried
+
+
+def test_cut_json_is_reported_as_truncated(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    body = feed("95598_list.json")
+    script.replies = [json_reply(body[: len(body) // 2])]
+    with pytest.raises(FeedError, match="body looks truncated") as info:
+        make_source(url).poll(NOW)
+    assert info.value.raw is not None and info.value.raw.startswith('{\n  "seleList"')
+
+
+def test_content_length_larger_than_sent_is_truncation(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    body = feed("95598_list.json")
+    script.replies = [json_reply(body[:300], content_length=len(body))]
+    sleeps = Sleeps()
+    # (urllib3 drops the partial data when it detects the short read, so the count may be 0)
+    with pytest.raises(FeedError, match=rf"truncated body: connection closed after \d+ bytes "
+                                        rf"of {len(body)}.*gave up after 3"):
+        make_source(url, sleeps).poll(NOW)
+    assert len(script.seen) == 3  # a cut connection may be a blip: retried
+
+
+def test_truncated_then_complete_succeeds(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    body = feed("95598_list.json")
+    script.replies = [json_reply(body[:100], content_length=len(body)), json_reply(body)]
+    assert len(make_source(url).poll(NOW).events) == 4
+
+
+def test_50_mb_streamed_body_is_cut_off_without_reading_it(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(body=b'{"seleList": [', stream_bytes=50 * 1024 * 1024,
+                            headers={"Content-Type": "application/json"})]
+    source = make_source(url, max_response_bytes=1024 * 1024)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FeedError, match=r"response too large: more than 1048576 bytes") as i:
+            source.poll(NOW)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
+    assert len(script.seen) == 1  # size is not retried
+    assert i.value.raw is not None and len(i.value.raw) <= 64 * 1024
+    assert script.streamed < 50 * 1024 * 1024
+
+
+def test_declared_50_mb_is_refused_before_reading(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(body=b"{}", content_length=50 * 1024 * 1024)]
+    with pytest.raises(FeedError, match=r"Content-Length 52428800 bytes exceeds "
+                                        r"max_response_bytes 1048576"):
+        make_source(url, max_response_bytes=1024 * 1024).poll(NOW)
+
+
+def test_connection_refused(server: tuple[str, Scripted]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps = Sleeps()
+    with pytest.raises(SourceError, match=r"connection failed: Connection refused.*3 attempts"):
+        make_source(f"http://127.0.0.1:{port}/notices", sleeps).poll(NOW)
+    assert sleeps == [0.5, 1.0]
+
+
+def test_error_envelope_without_records_fails_the_poll(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [json_reply({"code": "500", "message": "系统繁忙，请稍后再试"})]
+    with pytest.raises(FeedError, match=r"records_path 'data.powerCutList': key 'data' not "
+                                        r"found at top level") as info:
+        make_source(url, preset="95598_powercut").poll(NOW)
+    assert "系统繁忙" in (info.value.raw or "")
+
+
+def test_empty_body_fails_the_poll(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(body=b"")]
+    with pytest.raises(FeedError, match="empty body"):
+        make_source(url).poll(NOW)
+
+
+def test_gbk_body_without_charset_is_decoded(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    text = feed("95598_powercut.json").decode("utf-8")
+    script.replies = [Reply(body=text.encode("gbk"), headers={"Content-Type": "application/json"})]
+    result = make_source(url, preset="95598_powercut").poll(NOW)
+    assert result.events[0].cause == "线路改造"
+
+
+# -- bad records --------------------------------------------------------------------------------
+
+
+def test_bad_records_are_quarantined_and_good_ones_kept(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [json_reply(feed("95598_powercut_bad_records.json"))]
+    result: PollResult = make_source(url, preset="95598_powercut").poll(NOW)
+    assert [e.event_id for e in result.events] == ["PC2026112800001", "PC2026112800007"]
+    assert result.events[1].expected_restoration is None
+    reasons = [q.reason for q in result.quarantined]
+    assert reasons[0] == "record 1: start (startTime): required, but missing"
+    assert reasons[1] == ("record 2: event_id (poweroffId): expected a string or number, "
+                          "got object")
+    assert reasons[2].startswith("record 3: start (startTime): expected a time")
+    assert reasons[3] == "record 4: kind (powerType): expected a string or number, got array"
+    assert reasons[4] == "record 5: expected a JSON object, got string"
+    assert all(q.source == "feed95598" for q in result.quarantined)
+    assert result.quarantined[0].raw["poweroffId"] == "PC2026112800002"
+    assert result.quarantined[4].raw == "not an object"
+
+
+def test_quarantine_reason_names_the_page(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    page1 = json.loads(feed("95598_list_page1.json"))
+    page2 = json.loads(feed("95598_list_page2.json"))
+    page2["pageModel"]["totalPage"] = 2
+    page2["seleList"][1]["startTime"] = None
+    script.replies = [json_reply(page1), json_reply(page2)]
+    result = make_source(url).poll(NOW)
+    assert len(result.events) == 3
+    assert [q.reason for q in result.quarantined] == [
+        "page 2: record 1: start (startTime): required, but empty (null)"]
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+SECRETS = ("TOPSECRETTOKEN", "URLKEY12345", "PARAMSECRET", "BODYSECRET", "hunter22")
+
+
+def secret_source(url: str, sleeps: Sleeps | None = None) -> HttpJsonSource:
+    return make_source(f"{url}/notices?key=URLKEY12345", sleeps,
+                       headers={"Authorization": "Bearer TOPSECRETTOKEN"},
+                       params={"token": "PARAMSECRET"}, method="POST",
+                       body={"appSecret": "BODYSECRET"}, preset="95598_powercut")
+
+
+def assert_clean(*texts: Any) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in str(text), f"{secret} leaked into {text!r}"
+
+
+def test_secrets_are_sent_but_never_in_errors_or_logs(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    echo = b"bad key URLKEY12345 / token PARAMSECRET / Bearer TOPSECRETTOKEN"
+    script.replies = [Reply(status=500, body=echo)]
+    with capture_logs() as logs, pytest.raises(FeedError) as info:
+        secret_source(url).poll(NOW)
+    seen = script.seen[0]
+    assert seen.headers["Authorization"] == "Bearer TOPSECRETTOKEN"
+    assert seen.query == {"key": ["URLKEY12345"], "token": ["PARAMSECRET"]}
+    assert json.loads(seen.body) == {"appSecret": "BODYSECRET"}
+    assert "key=***" in str(info.value)
+    assert_clean(str(info.value), info.value.reason, info.value.url, info.value.raw, logs)
+
+
+def test_secrets_not_in_connection_errors() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with capture_logs() as logs, pytest.raises(FeedError) as info:
+        secret_source(f"http://svc:hunter22@127.0.0.1:{port}").poll(NOW)
+    assert_clean(str(info.value), info.value.raw, logs)
+
+
+def test_redact_url() -> None:
+    assert redact_url("https://u:p@feed.example.cn:8443/api/x?key=abc&page=1") == \
+        "https://feed.example.cn:8443/api/x?key=***&page=***"
+    assert redact_url("http://127.0.0.1/notices") == "http://127.0.0.1/notices"
+
+
+def test_backoff_delay_is_pure_arithmetic() -> None:
+    from outage_sentinel.config import RetryConfig
+
+    retry = RetryConfig(initial_seconds=1.0, multiplier=2.0, max_seconds=5.0, jitter=0.5)
+    assert [backoff_delay(retry, n, 0.0) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+    assert backoff_delay(retry, 2, 0.999) == pytest.approx(1.001)
+    assert backoff_delay(retry, 1, 0.0, retry_after=30) == 5.0
+
+
+def test_close_only_closes_its_own_session(server: tuple[str, Scripted]) -> None:
+    import requests
+
+    url, _ = server
+    shared = requests.Session()
+    config = HttpJsonSourceConfig.model_validate(
+        {"type": "http_json", "name": "f", "url": url, "preset": "95598_list"})
+    HttpJsonSource(config, session=shared).close()
+    assert shared.adapters  # still usable
+    shared.close()
