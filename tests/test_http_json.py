@@ -156,7 +156,7 @@ def make_source(url: str, sleeps: Sleeps | None = None, **kw: Any) -> HttpJsonSo
     data.update(kw)
     config = HttpJsonSourceConfig.model_validate(data)
     return HttpJsonSource(config, sleep=sleeps if sleeps is not None else Sleeps(),
-                          default_tz="Asia/Shanghai", rand=lambda: 0.0)
+                          default_tz="Asia/Shanghai", rand=lambda: 0.5)
 
 
 # -- presets end to end -------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_http_500_then_success_within_retries(server: tuple[str, Scripted]) -> N
     sleeps = Sleeps()
     result = make_source(url, sleeps, preset="95598_powercut").poll(NOW)
     assert len(result.events) == 4
-    assert sleeps == [0.5, 1.0]  # exponential backoff, no jitter with rand=0
+    assert sleeps == [0.5, 1.0]  # exponential backoff; rand=0.5 is the exact base
     assert len(script.seen) == 3
 
 
@@ -509,6 +509,13 @@ def test_error_envelope_without_records_fails_the_poll(server: tuple[str, Script
     assert "系统繁忙" in (info.value.raw or "")
 
 
+def test_deeply_nested_json_fails_the_poll(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(body=b"[" * 200_000 + b"]" * 200_000)]
+    with pytest.raises(FeedError, match="nested too deeply"):
+        make_source(url, max_response_bytes=10**6).poll(NOW)
+
+
 def test_empty_body_fails_the_poll(server: tuple[str, Scripted]) -> None:
     url, script = server
     script.replies = [Reply(body=b"")]
@@ -610,9 +617,10 @@ def test_backoff_delay_is_pure_arithmetic() -> None:
     from outage_sentinel.config import RetryConfig
 
     retry = RetryConfig(initial_seconds=1.0, multiplier=2.0, max_seconds=5.0, jitter=0.5)
-    assert [backoff_delay(retry, n, 0.0) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
-    assert backoff_delay(retry, 2, 0.999) == pytest.approx(1.001)
-    assert backoff_delay(retry, 1, 0.0, retry_after=30) == 5.0
+    assert [backoff_delay(retry, n, 0.5) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+    assert backoff_delay(retry, 2, 0.0) == pytest.approx(1.0)
+    assert backoff_delay(retry, 2, 0.999) == pytest.approx(2.998)
+    assert backoff_delay(retry, 1, 0.5, retry_after=30) == 5.0
 
 
 def test_close_only_closes_its_own_session(server: tuple[str, Scripted]) -> None:

@@ -102,12 +102,17 @@ def backoff_delay(retry: RetryConfig, attempt: int, rand: float,
                   retry_after: float | None = None) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based). Pure arithmetic.
 
-    ``initial * multiplier**(attempt-1)`` capped at ``max_seconds``, minus up to ``jitter`` of
-    it (``rand`` in [0, 1)) so many sources failing together don't retry in lockstep; a
-    server's ``Retry-After`` is honoured up to ``max_seconds``.
+    The same formula as the delivery retry policy (``outage_sentinel.retry``): exponential,
+    capped at ``max_seconds``, +/- ``jitter`` around the base for ``rand`` in [0, 1) (exactly
+    the base at 0.5). A server's ``Retry-After`` is honoured when longer, but never beyond
+    ``max_seconds``, so one poll cannot hang on a hostile hint.
     """
-    base = min(retry.max_seconds, retry.initial_seconds * retry.multiplier ** (attempt - 1))
-    delay = base * (1.0 - retry.jitter * rand)
+    exponent = min(max(attempt, 1) - 1, 1024)  # multiplier ** 1000 would overflow a float
+    try:
+        base = min(retry.max_seconds, retry.initial_seconds * retry.multiplier**exponent)
+    except OverflowError:
+        base = retry.max_seconds
+    delay = base * (1.0 - retry.jitter + 2.0 * retry.jitter * min(max(rand, 0.0), 1.0))
     if retry_after is not None:
         delay = max(delay, min(retry_after, retry.max_seconds))
     return max(0.0, delay)
@@ -364,6 +369,9 @@ class HttpJsonSource:
             raise self._error(f"{where}empty body (expected JSON)", raw="")
         try:
             return json.loads(text)
+        except RecursionError:
+            raise self._error(f"{where}invalid JSON: nested too deeply",
+                              raw=self._raw(response.body, response.charset)) from None
         except json.JSONDecodeError as exc:
             stripped = text.rstrip()
             if exc.pos >= len(stripped) - 1:
