@@ -42,7 +42,9 @@ from outage_sentinel.config import Config, ReplaySourceConfig, SourceConfig
 from outage_sentinel.delivery import Deliverer
 from outage_sentinel.events import PollResult, Quarantined
 from outage_sentinel.incidents import (
+    Estimate,
     Estimator,
+    Evidence,
     Incident,
     apply_event,
     correlate,
@@ -465,10 +467,25 @@ class Daemon:
             self.metrics.incidents_active.labels(kind).set(n)
 
 
-def default_estimator() -> Estimator:
-    """The localiser when available (issue 3), else the first estimator."""
-    try:
-        from outage_sentinel.localise import daemon_estimator  # type: ignore[attr-defined]
-    except ImportError:
-        return first_estimate
-    return daemon_estimator  # type: ignore[no-any-return]
+def default_estimator(params: Any = None) -> Estimator:
+    """The Bayesian localiser (:mod:`outage_sentinel.localise`) adapted to the incident core."""
+    from outage_sentinel import localise
+
+    lparams = params if params is not None else localise.LocaliserParams()
+
+    def estimate(topology: Topology, evidence: Evidence) -> Estimate:
+        result = localise.localise(topology, localise.Evidence(
+            dead=evidence.dead, alive=evidence.alive, calls=dict(evidence.calls),
+            open_devices=evidence.open_devices, planned=evidence.planned), lparams)
+        best = result.best
+        if best is None or not best.devices:
+            return first_estimate(topology, evidence)
+        return Estimate(
+            devices=tuple(best.devices), probability=best.probability,
+            transformers=tuple(best.transformers), customers=best.customers,
+            villages=tuple(best.villages), section=tuple(best.section),
+            important_customers=tuple(best.important_customers),
+            hypotheses=tuple(h.to_json() for h in result.hypotheses[:3]),
+        )
+
+    return estimate

@@ -1,0 +1,159 @@
+"""The daemon as a real subprocess on the default config: notices, restoration, metrics,
+clean shutdown, and SIGKILL at random points losing and repeating nothing."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from outage_sentinel.store import Store
+from tests.e2e_helpers import (
+    ROOT,
+    free_port,
+    make_config,
+    scrape,
+    sink_lines,
+    start_daemon,
+    stop,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+SCENARIO = [line for line in (ROOT / "fixtures/scenarios/demo.jsonl").read_text("utf-8").splitlines()
+            if line.strip()]
+
+
+def _purposes(tmp: Path) -> Counter[tuple[str, str]]:
+    return Counter((m["incident_id"], m["purpose"]) for m in sink_lines(tmp))
+
+
+def test_default_config_notifies_first_fault_within_two_poll_intervals(tmp_path: Path) -> None:
+    """The embedded default as shipped (5 s polls, real-time replay)."""
+    default = yaml.safe_load((ROOT / "config.yaml").read_text("utf-8"))
+    interval = default["sources"][0]["interval_seconds"]
+    cfg = make_config(tmp_path, speed=default["sources"][0]["speed"], interval=interval,
+                      delivery_interval=default["delivery"]["interval_seconds"])
+    proc = start_daemon(cfg)
+    try:
+        assert wait_for(lambda: (tmp_path / "daemon.log").exists()
+                        and "running" in (tmp_path / "daemon.log").read_text("utf-8"), 30)
+        started = time.monotonic()
+        ok = wait_for(lambda: any(m["purpose"] == "outage" for m in sink_lines(tmp_path)),
+                      2 * interval + 2)
+        assert ok, f"no liaison notice {time.monotonic() - started:.1f}s after start"
+        first = sink_lines(tmp_path)[0]
+        assert first["audience"] == "liaison"
+        assert "南谢庄村" in first["text"]  # the village behind the demo's first fault
+        assert "停电" in first["text"]
+    finally:
+        assert stop(proc) == 0
+
+
+def test_demo_scenario_end_to_end_with_restoration_metrics_and_clean_stop(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = make_config(tmp_path, speed=10.0, interval=0.5, metrics_port=port)
+    proc = start_daemon(cfg)
+    try:
+        # The first fault's villages hear of it, and then of its restoration (at 60 s / 10).
+        assert wait_for(lambda: any(p == "restored" for _, p in _purposes(tmp_path)), 40), \
+            _purposes(tmp_path)
+        assert wait_for(lambda: sum(1 for (_, p) in _purposes(tmp_path) if p == "restored") >= 2
+                        and len({i for i, _ in _purposes(tmp_path)}) == 3, 40), _purposes(tmp_path)
+        lines = sink_lines(tmp_path)
+        by_incident: dict[str, list[str]] = {}
+        for m in lines:
+            by_incident.setdefault(m["incident_id"], []).append(m["purpose"])
+        faults = [i for i, ps in by_incident.items() if "restored" in ps]
+        assert len(faults) == 2
+        for inc in faults:  # restoration comes after the outage notice
+            ps = by_incident[inc]
+            assert ps.index("outage") < ps.index("restored")
+        # Every notice is unique on its key.
+        keys = [m["key"] for m in lines]
+        assert len(keys) == len(set(keys))
+        # Phones are masked in the sink (it is a log a person reads).
+        assert all("****" in p for m in lines for p in m.get("mentions", []))
+
+        metrics = scrape(port)
+        assert 'outage_sentinel_polls_total{result="ok",source="demo-feed"}' in metrics
+        assert 'outage_sentinel_events_ingested_total{source="demo-feed"} 6.0' in metrics
+        assert "outage_sentinel_last_successful_poll_timestamp_seconds" in metrics
+        assert 'outage_sentinel_notifications_total{channel="wecom",result="delivered"}' in metrics
+        assert "outage_sentinel_outbox_backlog_messages 0.0" in metrics
+        assert "outage_sentinel_localisation_duration_seconds_count" in metrics
+        assert 'outage_sentinel_incidents_active{kind="planned"} 1.0' in metrics
+    finally:
+        code = stop(proc, signal.SIGTERM)
+    assert code == 0
+    log = (tmp_path / "daemon.log").read_text("utf-8")
+    assert '"event": "stopped"' in log
+    # Phone numbers never appear unmasked in the log.
+    import re
+
+    assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", log)
+
+
+def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """Run the scenario once cleanly for the expected notices, then again with SIGKILL at random
+    points many times; the sink must hold the same notices, each at most twice (DESIGN.md §3
+    allows one resend of an unconfirmed message; the file sink confirms, so none expected)."""
+    speed, interval = 4.0, 0.3
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    cfg = make_config(ref, speed=speed, interval=interval, delivery_interval=0.1)
+    proc = start_daemon(cfg)
+    try:
+        assert wait_for(lambda: len({i for i, _ in _purposes(ref)}) == 3
+                        and sum(1 for (_, p) in _purposes(ref) if p == "restored") >= 2,
+                        100 / speed + 30)
+        time.sleep(1.0)
+    finally:
+        stop(proc)
+    expected = Counter(m["key"] for m in sink_lines(ref))
+    assert expected and max(expected.values()) == 1
+
+    chaos = tmp_path / "chaos"
+    chaos.mkdir()
+    cfg = make_config(chaos, speed=speed, interval=interval, delivery_interval=0.1)
+    rng = random.Random(20261123)
+    kills = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        proc = start_daemon(cfg)
+        time.sleep(rng.uniform(0.4, 2.2))
+        proc.kill()
+        proc.wait()
+        kills += 1
+        if kills >= 15 and set(m["key"] for m in sink_lines(chaos)) >= set(expected):
+            break
+    # Let a last, undisturbed run finish whatever is left.
+    proc = start_daemon(cfg)
+    try:
+        wait_for(lambda: set(m["key"] for m in sink_lines(chaos)) >= set(expected), 60)
+        time.sleep(1.0)
+    finally:
+        stop(proc)
+
+    got = Counter(m["key"] for m in sink_lines(chaos))
+    assert kills >= 15
+    assert set(got) == set(expected), {"missing": set(expected) - set(got),
+                                       "unexpected": set(got) - set(expected)}
+    assert max(got.values()) <= 2, [k for k, n in got.items() if n > 1]
+
+    store = Store(f"sqlite:///{chaos / 'state' / 'sentinel.db'}")
+    try:
+        assert store.count("events") == len(SCENARIO)  # every feed record kept, once
+        assert not store.unprocessed_events()
+        counts = store.outbox_counts()
+        assert counts.get("sent", 0) == len(expected)
+        assert counts.get("pending", 0) == counts.get("inflight", 0) == counts.get("dead", 0) == 0
+    finally:
+        store.close()
