@@ -178,6 +178,7 @@ class Topology:
         for customer in customers:
             self.customers_by_transformer.setdefault(customer.transformer, []).append(customer)
         self.meter_transformer: dict[str, str] = {m.id: m.transformer for m in self.meters}
+        self._customer_transformer: dict[str, str] | None = None
         self.feeder_ids: frozenset[str] = frozenset(n.feeder for n in nodes.values() if n.feeder)
         #: Feeder name (``feeder_name`` column of the source node, else its name) -> feeder id.
         self.feeder_by_name: dict[str, str] = {}
@@ -261,6 +262,12 @@ class Topology:
         self.depth = depth
         self.protective_above = protective
         self.energised = [t != -1 for t in tin]
+        #: Node index at each Euler-tour time (energised nodes only): a subtree is a slice.
+        order = [0] * clock
+        for i, t in enumerate(tin):
+            if t >= 0:
+                order[t] = i
+        self.order = order
         transformers = [i for i in range(n) if self.nodes[ids[i]].kind == "transformer" and tin[i] != -1]
         transformers.sort(key=lambda i: tin[i])
         self._tx_by_tin = transformers
@@ -305,10 +312,9 @@ class Topology:
             return self._by_name[ref]
         if ref in self.meter_transformer:
             return self.meter_transformer[ref]
-        for customer in self.customers:
-            if customer.id == ref:
-                return customer.transformer
-        return None
+        if self._customer_transformer is None:
+            self._customer_transformer = {c.id: c.transformer for c in self.customers}
+        return self._customer_transformer.get(ref)
 
     @property
     def transformers(self) -> list[str]:
@@ -412,14 +418,17 @@ class Topology:
     def suspected_section(self, device_id: str) -> list[str]:
         """Nodes a crew should patrol: from the device down to (not past) the next devices."""
         i = self.pos[device_id]
+        if self.tin[i] < 0:
+            return [device_id]
         out = [device_id]
-        stack = [c for c in self._children(i)]
-        while stack:
-            v = stack.pop()
-            out.append(self.ids[v])
-            if self.nodes[self.ids[v]].kind in DEVICE_KINDS:
-                continue
-            stack.extend(self._children(v))
+        # Walk the subtree in Euler order, jumping over the subtree of every device met.
+        order, tout, ids, nodes = self.order, self.tout, self.ids, self.nodes
+        t, end = self.tin[i] + 1, self.tout[i]
+        while t <= end:
+            v = order[t]
+            nid = ids[v]
+            out.append(nid)
+            t = tout[v] + 1 if nodes[nid].kind in DEVICE_KINDS else t + 1
         return out
 
     def _children(self, i: int) -> list[int]:
