@@ -393,6 +393,14 @@ def test_http_404_is_not_retried(server: tuple[str, Scripted]) -> None:
     assert len(script.seen) == 1 and info.value.raw == "not here"
 
 
+def test_redirects_are_not_followed(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    script.replies = [Reply(status=302, headers={"Location": "http://elsewhere.example/x?k=v"})]
+    with pytest.raises(FeedError, match=r"HTTP 302 redirect to http://elsewhere.example/x\?k=\*\*\*"):
+        make_source(url).poll(NOW)
+    assert len(script.seen) == 1
+
+
 def test_429_honours_retry_after_up_to_max_seconds(server: tuple[str, Scripted]) -> None:
     url, script = server
     script.replies = [Reply(status=429, headers={"Retry-After": "3"}),

@@ -454,6 +454,9 @@ class HttpJsonSource:
             "timeout": (self.config.connect_timeout_seconds, self.config.timeout_seconds),
             "stream": True,
             "verify": self.config.verify_tls,
+            # Configured headers carry credentials; following a redirect would hand them to
+            # whatever host the feed points at. The operator configures the final URL instead.
+            "allow_redirects": False,
         }
         if body is not None:
             args["json"] = body
@@ -488,6 +491,11 @@ class HttpJsonSource:
                 raise self._error(f"{where}HTTP {status} {response.reason or ''}".rstrip(),
                                   status=status, raw=self._raw(body, charset), retryable=True,
                                   retry_after=self._retry_after(response))
+            if 300 <= status < 400:
+                location = response.headers.get("Location", "")
+                target = redact_url(location) if "://" in location else "a relative location"
+                raise self._error(f"{where}HTTP {status} redirect to {target}; redirects are "
+                                  f"not followed, set url to the final address", status=status)
             if not 200 <= status < 300:
                 body = self._read_body(response, page, min(cfg.max_response_bytes, RAW_LIMIT),
                                        truncate=True)
