@@ -140,22 +140,103 @@ class ReplaySourceConfig(SourceBase):
     interval_seconds: float = Field(default=5.0, gt=0)
 
 
+AmiAction = Literal["off", "on", "off_on", "ignore"]
+
+
+class AmiCodeConfig(Strict):
+    """What one AMI event type code means (see docs/ami.md for the built-in codes)."""
+
+    #: ``off`` power lost, ``on`` power restored, ``off_on`` a record carrying an off time and
+    #: maybe an on time (DL/T 698.45 ``3106`` / Q/GDW 1376.1 ``ERC14``), ``ignore``.
+    action: AmiAction
+    #: Force the reporting device kind; ``None`` = from the meter registry or the payload.
+    kind: Literal["meter", "terminal"] | None = None
+
+
+class AmiPayloadConfig(Strict):
+    """How AMI payloads (JSON objects, CSV rows) map to power-off / power-on observations.
+
+    Each ``*_fields`` list holds dotted paths (or CSV column names) tried in order.
+    """
+
+    #: Code -> meaning, merged over the built-in defaults (``3.26.0.85`` off, ``3.26.0.216``
+    #: on, ``ERC14``/``3106``/``3011`` off_on, ...). A plain string is the action.
+    codes: dict[str, AmiCodeConfig | AmiAction] = Field(default_factory=dict)
+    #: Use only ``codes``, not the built-in defaults.
+    replace_default_codes: bool = False
+    id_fields: list[str] = Field(default_factory=lambda: [
+        "meter_id", "meterId", "meter", "terminal_id", "terminalId", "terminal", "device_id",
+        "deviceId", "device", "Assets.mRID", "Assets.0.mRID", "EndDevice.mRID"])
+    code_fields: list[str] = Field(default_factory=lambda: [
+        "code", "event_code", "eventCode", "event_type", "eventType", "type",
+        "EndDeviceEventType.ref", "EndDeviceEventType", "erc", "oi"])
+    time_fields: list[str] = Field(default_factory=lambda: [
+        "time", "event_time", "eventTime", "timestamp", "ts", "createdDateTime", "occurred"])
+    off_time_fields: list[str] = Field(default_factory=lambda: [
+        "off_time", "power_off_time", "offTime", "start_time", "startTime"])
+    on_time_fields: list[str] = Field(default_factory=lambda: [
+        "on_time", "power_on_time", "onTime", "end_time", "endTime", "restore_time"])
+    kind_fields: list[str] = Field(default_factory=lambda: [
+        "kind", "device_kind", "deviceKind", "device_type", "deviceType"])
+    #: Dotted path to the list of records in a JSON payload; default: the payload itself if it
+    #: is a list, else ``events``/``records``/``data``/``Payload.EndDeviceEvents.EndDeviceEvent``.
+    records_path: str | None = None
+    #: Column names for header-less CSV; ``None`` = the first line is the header.
+    csv_columns: list[str] | None = None
+    #: Timezone of times without an offset; ``None`` = the daemon's ``timezone``.
+    timezone: str | None = None
+    #: Codes not in the map (tamper, voltage, ... events) are skipped and counted, or
+    #: quarantined.
+    unknown_codes: Literal["ignore", "quarantine"] = "ignore"
+    #: A meter / terminal id missing from ``meters.csv`` is quarantined, or kept without a
+    #: transformer area.
+    unknown_devices: Literal["quarantine", "keep"] = "quarantine"
+
+
+class AmiScreenConfig(Strict):
+    """Master-station screening of AMI observations (see :mod:`outage_sentinel.ami`)."""
+
+    #: A transformer area is out when this many of its meters drop within ``window_seconds``.
+    min_meters: int = Field(default=5, ge=1)
+    #: When set, the threshold is this share of the area's registered meters instead.
+    min_share: float | None = Field(default=None, gt=0, le=1)
+    window_seconds: float = Field(default=60.0, gt=0)
+    #: Outages shorter than this are momentary (reclosing) and dropped.
+    min_duration_seconds: float = Field(default=60.0, ge=0)
+    #: An area out by meters is restored when this share of its off meters report power on.
+    restore_share: float = Field(default=0.5, gt=0, le=1)
+    #: Forget a meter still off after this long (its restore report was lost).
+    forget_after_hours: float = Field(default=72.0, gt=0)
+
+
 class MqttSourceConfig(SourceBase):
     type: Literal["mqtt"]
     host: str = "127.0.0.1"
     port: int = Field(default=1883, gt=0, lt=65536)
     topics: list[str] = Field(min_length=1)
+    #: Fixed per daemon: the broker keeps the persistent session (and what arrived while the
+    #: daemon was down) under this id.
     client_id: str = Field(min_length=1)
     qos: Literal[0, 1, 2] = 1
     username: str | None = None
     password: SecretStr | None = None
     tls: bool = False
     ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
     keepalive_seconds: int = Field(default=60, gt=0)
+    #: MQTT ``5`` lets the client raise the broker's in-flight window (``receive_maximum``);
+    #: with ``3.1.1`` Mosquitto sends only ``max_inflight_messages`` (default 20) unacknowledged
+    #: messages at a time, and messages are acknowledged only after commit.
+    protocol: Literal["5", "3.1.1"] = "5"
+    receive_maximum: int = Field(default=65535, ge=1, le=65535)
+    #: MQTT 5 session expiry: how long the broker keeps the session while the daemon is down.
+    session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=0, le=0xFFFFFFFF)
     #: ``json`` (one event or a list per message) or ``csv`` (lines).
     payload_format: Literal["json", "csv"] = "json"
     interval_seconds: float = Field(default=1.0, gt=0)
     max_batch: int = Field(default=5000, gt=0)
+    ami: AmiPayloadConfig = AmiPayloadConfig()
 
 
 class FileDropSourceConfig(SourceBase):
@@ -163,6 +244,17 @@ class FileDropSourceConfig(SourceBase):
     directory: Path
     pattern: str = "*"
     interval_seconds: float = Field(default=10.0, gt=0)
+    #: Processed files are moved here (default ``<directory>/done``) ...
+    done_dir: Path | None = None
+    #: ... or here when unparseable as a whole (default ``<directory>/failed``).
+    failed_dir: Path | None = None
+    #: A file is read only once its size and mtime have not changed for this long.
+    settle_seconds: float = Field(default=2.0, ge=0)
+    max_files_per_poll: int = Field(default=50, gt=0)
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    #: ``auto``: by extension (``.csv`` CSV, ``.json``/``.jsonl``/``.ndjson`` JSON lines).
+    format: Literal["auto", "csv", "jsonl"] = "auto"
+    ami: AmiPayloadConfig = AmiPayloadConfig()
 
 
 SourceConfig = Annotated[
@@ -399,7 +491,8 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     sources = []
     for s in config.sources:
         updates: dict[str, Any] = {}
-        for attr in ("scenario", "directory", "ca_file"):
+        for attr in ("scenario", "directory", "ca_file", "cert_file", "key_file", "done_dir",
+                     "failed_dir"):
             if hasattr(s, attr) and getattr(s, attr) is not None:
                 updates[attr] = fix(getattr(s, attr))
         sources.append(s.model_copy(update=updates))
