@@ -39,6 +39,7 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
@@ -126,13 +127,13 @@ class LocaliserParams:
     call_rate_shape: float = 1.0
     call_rate_rate: float = 10.0
     #: Trouble calls per customer of an energised area (other complaints, wrong area).
-    spurious_call_rate: float = 2e-3
+    spurious_call_rate: float = 5e-5
     #: P(device reported open | it operated) and P(reported open | it did not).
     open_report_true: float = 0.9
     open_report_false: float = 1e-3
     #: Prior probability that a given protective device operated in the window: the penalty
     #: for each extra device in a hypothesis.
-    fault_prior: float = 2e-3
+    fault_prior: float = 3e-4
     #: Multipliers of ``fault_prior`` per kind: losing the source (the substation bus) is rarer
     #: than a protective device operating; a manual switch opening by itself rarer still.
     source_prior_factor: float = 0.2
@@ -144,17 +145,86 @@ class LocaliserParams:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One candidate answer: these devices operated; these areas and customers are off."""
+    """One candidate answer: these devices operated; these areas and customers are off.
+
+    The affected areas, customers, villages, important customers and the section to patrol are
+    worked out on first use (most callers only need the best hypothesis described).
+    """
 
     devices: tuple[str, ...]
     probability: float
-    transformers: tuple[str, ...]
-    customers: int
-    villages: tuple[str, ...]
-    important_customers: tuple[str, ...]
-    section: tuple[str, ...]
     feeders: tuple[str, ...] = ()
     log_score: float = 0.0
+    _topology: Topology | None = field(default=None, compare=False, repr=False)
+    _excluded: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
+
+    def _ranges(self) -> list[tuple[int, int]]:
+        """Transformer-rank intervals [lo, hi) below the devices, minus excluded ones."""
+        t = self._topology
+        if t is None:
+            return []
+        out: list[tuple[int, int]] = []
+        for nid in self.devices:
+            i = t.pos[nid]
+            if t.tin[i] < 0:
+                continue
+            lo = bisect.bisect_left(t._tx_tins, t.tin[i])
+            hi = bisect.bisect_right(t._tx_tins, t.tout[i])
+            for a, b in self._excluded:
+                if b <= lo or a >= hi:
+                    continue
+                if a > lo:
+                    out.append((lo, a))
+                lo = max(lo, b)
+            if hi > lo:
+                out.append((lo, hi))
+        return out
+
+    @cached_property
+    def transformers(self) -> tuple[str, ...]:
+        """Affected transformer areas, in Euler order per device."""
+        t = self._topology
+        if t is None:
+            return ()
+        ids, by_tin = t.ids, t._tx_by_tin
+        return tuple(ids[by_tin[r]] for lo, hi in self._ranges() for r in range(lo, hi))
+
+    @cached_property
+    def customers(self) -> int:
+        """Customers of the affected areas."""
+        t = self._topology
+        if t is None:
+            return 0
+        prefix = t._tx_customer_prefix
+        return sum(prefix[hi] - prefix[lo] for lo, hi in self._ranges())
+
+    @cached_property
+    def villages(self) -> tuple[str, ...]:
+        """Distinct villages of the affected areas."""
+        t = self._topology
+        return tuple(t.villages_of(self.transformers)) if t is not None else ()
+
+    @cached_property
+    def important_customers(self) -> tuple[str, ...]:
+        """customers.csv ids with an importance grade or a special-care tag, in affected areas."""
+        t = self._topology
+        if t is None or not t.customers_by_transformer:
+            return ()
+        out: list[str] = []
+        by_tx = t.customers_by_transformer
+        for a in self.transformers:
+            for c in by_tx.get(a, ()):
+                if c.importance or SPECIAL_CARE_TAGS.intersection(c.tags):
+                    out.append(c.id)
+        return tuple(out)
+
+    @cached_property
+    def section(self) -> tuple[str, ...]:
+        """The suspected section to patrol: each device down to (not past) the next devices."""
+        t = self._topology
+        if t is None:
+            return ()
+        return tuple(n for d in self.devices for n in t.suspected_section(d))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the locate command's hypothesis object)."""
@@ -212,7 +282,7 @@ def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
     pos = topology.pos
 
     def area(ref: str) -> int | None:
-        nid = topology.resolve(ref)
+        nid = ref if ref in nodes else topology.resolve(ref)
         if nid is None or nodes[nid].kind != "transformer":
             unknown.setdefault(ref, None)
             return None
@@ -229,31 +299,31 @@ def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
         unknown.setdefault(ref, None)
         return None
 
-    for ref in sorted(evidence.dead):
+    for ref in evidence.dead:
         i = area(ref)
         if i is not None:
             out.dead.add(i)
-    for ref in sorted(evidence.alive):
+    for ref in evidence.alive:
         i = area(ref)
         if i is not None:
             out.alive.add(i)
-    for ref, count in sorted(evidence.calls.items()):
+    for ref, count in evidence.calls.items():
         i = area(ref)
         if i is not None:
             out.calls[i] = out.calls.get(i, 0) + count
-    for ref in sorted(evidence.open_devices):
+    for ref in evidence.open_devices:
         i = device(ref)
         if i is not None:
             out.open_devices.add(i)
-    for ref in sorted(evidence.planned):
+    for ref in evidence.planned:
         i = device(ref, allow_area=True)
         if i is not None:
             out.planned.add(i)
-    for ref in sorted(evidence.known_open):
+    for ref in evidence.known_open:
         i = device(ref)
         if i is not None:
             out.known_open.add(i)
-    out.unknown = list(unknown)
+    out.unknown = sorted(unknown)
     return out
 
 
@@ -452,7 +522,8 @@ class _Component:
         top = max(v for _, v in items)
         z = sum(math.exp(v - top) for _, v in items)
         out = [(k, math.exp(v - top) / z) for k, v in items]
-        out.sort(key=lambda kv: (-kv[1], sorted(self.t.ids[i] for i in kv[0])))
+        tin = self.t.tin
+        out.sort(key=lambda kv: (-kv[1], len(kv[0]), sorted(tin[i] for i in kv[0])))
         return out
 
 
@@ -528,32 +599,10 @@ def _preferred(topology: Topology, a: int, b: int, comp: _Component) -> bool:
 def _describe(topology: Topology, devices: Iterable[int], probability: float, log_score: float,
               excluded: list[tuple[int, int]]) -> Hypothesis:
     ids = topology.ids
-    device_ids = sorted((ids[d] for d in devices), key=lambda n: topology.tin[topology.pos[n]])
-    areas: list[str] = []
-    tins = topology._tx_tins
-    for nid in device_ids:
-        i = topology.pos[nid]
-        lo = bisect.bisect_left(tins, topology.tin[i])
-        hi = bisect.bisect_right(tins, topology.tout[i])
-        for r in range(lo, hi):
-            if excluded and _in_intervals(r, excluded):
-                continue
-            areas.append(ids[topology._tx_by_tin[r]])
-    nodes = topology.nodes
-    customers = sum(nodes[a].customers for a in areas)
-    villages = tuple(topology.villages_of(areas))
-    important: list[str] = []
-    by_tx = topology.customers_by_transformer
-    for a in areas:
-        for c in by_tx.get(a, ()):
-            if c.importance or SPECIAL_CARE_TAGS.intersection(c.tags):
-                important.append(c.id)
-    section: list[str] = []
-    for nid in device_ids:
-        section.extend(topology.suspected_section(nid))
+    device_ids = tuple(sorted((ids[d] for d in devices),
+                              key=lambda n: topology.tin[topology.pos[n]]))
     feeders = tuple(dict.fromkeys(topology.feeder_of(n) for n in device_ids))
-    return Hypothesis(tuple(device_ids), probability, tuple(areas), customers, villages,
-                      tuple(important), tuple(section), feeders, log_score)
+    return Hypothesis(device_ids, probability, feeders, log_score, topology, tuple(excluded))
 
 
 def localise(topology: Topology, evidence: Evidence,

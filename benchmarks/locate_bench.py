@@ -1,0 +1,440 @@
+"""Localisation benchmark: the localiser vs the naive common-ancestor baseline vs a Bayes-optimal
+single-fault oracle, on imported public feeders, a synthetic ~10k-node feeder and a
+province-size (1,000,000-node) topology.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/locate_bench.py --quick     # ~1-2 minutes
+    .venv/bin/python benchmarks/locate_bench.py             # full run
+
+Evidence model (the oracle knows these exact numbers; the localiser runs on its defaults):
+
+* every protective device with areas below it operates once per scenario (single faults);
+  double faults pick two unrelated devices at random;
+* each dead area is reported dead with probability ``1 - missing`` (missing 0 %, 30 %, 60 %);
+* "false" scenarios: each energised area of the feeder is reported dead with probability
+  ``1 / N`` (N areas on the feeder; one false report per case on average);
+* each energised area sends an alive report with probability 5 %; a dead one with 0.02 %;
+* each customer of a dead area calls with probability 10 %; of an energised area 0.001 %;
+* breakers and reclosers are telemetered: an operated one is reported open with probability 90 %.
+
+A top-1 answer is correct when its devices have the same downstream areas as the operated
+ones. F1 is over affected customers. Times are per case, in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from synth import feeder_records, write_province  # noqa: E402
+
+from outage_sentinel.localise import (  # noqa: E402
+    Evidence,
+    LocaliserParams,
+    localise,
+    naive_common_ancestor,
+)
+from outage_sentinel.topology import PROTECTIVE_KINDS, Topology, load_bundle  # noqa: E402
+
+FEEDERS = ROOT.parent / "shared" / "data" / "feeders"
+TELEMETERED = frozenset({"breaker", "recloser"})
+BIG = 1e6  # stands in for log(0) so that sums stay finite
+#: The localiser's "storm" setting: several simultaneous faults expected (fault_prior x10).
+STORM = LocaliserParams(fault_prior=3e-3)
+
+
+@dataclass(frozen=True)
+class Model:
+    """The evidence model the cases are drawn from."""
+
+    missing: float
+    false_per_feeder: float  # expected false dead reports per case (rate = this / N)
+    alive_rate: float = 0.05
+    alive_false: float = 2e-4
+    call_rate: float = 0.10
+    spurious_call: float = 1e-5
+    open_report: float = 0.9
+
+
+@dataclass
+class Case:
+    devices: list[int]
+    dead: list[str]
+    alive: list[str]
+    calls: dict[str, int]
+    open_devices: list[str]
+
+
+class Feeder:
+    """A feeder (one energised component) of a topology, with the arrays the sampler needs."""
+
+    def __init__(self, topology: Topology, root: int) -> None:
+        self.t = topology
+        self.root = root
+        tins = topology._tx_tins
+        self.lo = bisect.bisect_left(tins, topology.tin[root])
+        self.hi = bisect.bisect_right(tins, topology.tout[root])
+        self.areas = [topology._tx_by_tin[r] for r in range(self.lo, self.hi)]
+        self.devices = [i for i in range(len(topology.ids))
+                        if topology.root[i] == root and topology.tin[i] >= 0
+                        and topology.nodes[topology.ids[i]].kind in PROTECTIVE_KINDS
+                        and self.range(i)[1] > self.range(i)[0]]
+
+    def range(self, i: int) -> tuple[int, int]:
+        t = self.t
+        return (bisect.bisect_left(t._tx_tins, t.tin[i]),
+                bisect.bisect_right(t._tx_tins, t.tout[i]))
+
+    def related(self, a: int, b: int) -> bool:
+        tin, tout = self.t.tin, self.t.tout
+        return tin[a] <= tin[b] <= tout[a] or tin[b] <= tin[a] <= tout[b]
+
+
+def feeders_of(topology: Topology) -> list[Feeder]:
+    roots = [i for i, nid in enumerate(topology.ids)
+             if topology.nodes[nid].kind == "source" and topology.root[i] == i]
+    return [Feeder(topology, r) for r in roots]
+
+
+def sample(feeder: Feeder, devices: Sequence[int], model: Model, rng: random.Random) -> Case:
+    """Draw one case's evidence when ``devices`` operated."""
+    t = feeder.t
+    dead_ranks: set[int] = set()
+    for d in devices:
+        lo, hi = feeder.range(d)
+        dead_ranks.update(range(lo, hi))
+    n = feeder.hi - feeder.lo
+    false_rate = min(1.0, model.false_per_feeder / n) if model.false_per_feeder else 0.0
+    dead: list[str] = []
+    alive: list[str] = []
+    calls: dict[str, int] = {}
+    ids, nodes = t.ids, t.nodes
+    for r in range(feeder.lo, feeder.hi):
+        i = t._tx_by_tin[r]
+        nid = ids[i]
+        if r in dead_ranks:
+            if rng.random() >= model.missing:
+                dead.append(nid)
+            if rng.random() < model.alive_false:
+                alive.append(nid)
+            p_call = model.call_rate
+        else:
+            if false_rate and rng.random() < false_rate:
+                dead.append(nid)
+            if rng.random() < model.alive_rate:
+                alive.append(nid)
+            p_call = model.spurious_call
+        c = nodes[nid].customers
+        k = _binomial(rng, c, p_call)
+        if k:
+            calls[nid] = k
+    opened = [ids[d] for d in devices
+              if nodes[ids[d]].kind in TELEMETERED and rng.random() < model.open_report]
+    return Case(list(devices), dead, alive, calls, opened)
+
+
+def _binomial(rng: random.Random, n: int, p: float) -> int:
+    if p <= 0 or n <= 0:
+        return 0
+    if n * p < 0.05:
+        return 1 if rng.random() < 1 - (1 - p) ** n else 0
+    return sum(1 for _ in range(n) if rng.random() < p)
+
+
+def oracle(feeder: Feeder, case: Case, model: Model) -> int:
+    """Bayes-optimal single fault: the device maximising P(evidence | it operated), the exact
+    model and a uniform prior over devices (every device operates once in the benchmark)."""
+    t = feeder.t
+    n = feeder.hi - feeder.lo
+    false_rate = min(1.0, model.false_per_feeder / n) if model.false_per_feeder else 0.0
+
+    def lg(x: float) -> float:
+        return math.log(x) if x > 0 else -BIG
+
+    # per-area log-likelihood ratio dead vs alive: w(t) = base + per_customer * customers,
+    # corrected for the areas that have evidence
+    base = lg(model.missing) - lg(1 - false_rate) + lg(1 - model.alive_false) \
+        - lg(1 - model.alive_rate)
+    per_c = lg(1 - model.call_rate) - lg(1 - model.spurious_call)
+    dead_set, alive_set = set(case.dead), set(case.alive)
+    corr: dict[int, float] = {}
+    pos = t.pos
+    for nid in dead_set | alive_set | set(case.calls):
+        i = pos[nid]
+        r = bisect.bisect_left(t._tx_tins, t.tin[i])
+        w = 0.0
+        if nid in dead_set:
+            w += lg(1 - model.missing) - lg(false_rate) - (lg(model.missing) - lg(1 - false_rate))
+        if nid in alive_set:
+            w += lg(model.alive_false) - lg(model.alive_rate) \
+                - (lg(1 - model.alive_false) - lg(1 - model.alive_rate))
+        k = case.calls.get(nid, 0)
+        if k:
+            w += k * (lg(model.call_rate) - lg(model.spurious_call)
+                      - lg(1 - model.call_rate) + lg(1 - model.spurious_call))
+        corr[r] = w
+    ranks = sorted(corr)
+    prefix = [0.0]
+    for r in ranks:
+        prefix.append(prefix[-1] + corr[r])
+    cust = t._tx_customer_prefix
+    opened = {pos[d] for d in case.open_devices}
+    best, best_ll = -1, -math.inf
+    for d in feeder.devices:
+        lo, hi = feeder.range(d)
+        ll = base * (hi - lo) + per_c * (cust[hi] - cust[lo])
+        ll += prefix[bisect.bisect_left(ranks, hi)] - prefix[bisect.bisect_left(ranks, lo)]
+        if t.nodes[t.ids[d]].kind in TELEMETERED:
+            ll += lg(model.open_report) if d in opened else lg(1 - model.open_report)
+            ll -= BIG * len(opened - {d})
+        else:
+            ll -= BIG * len(opened)
+        if ll > best_ll:
+            best, best_ll = d, ll
+    return best
+
+
+def ranges_of(feeder: Feeder, ids: Sequence[str]) -> set[tuple[int, int]]:
+    return {feeder.range(feeder.t.pos[d]) for d in ids}
+
+
+def customers_f1(feeder: Feeder, truth: set[tuple[int, int]],
+                 pred: set[tuple[int, int]]) -> float:
+    cust = feeder.t._tx_customer_prefix
+
+    def ranks(spans: set[tuple[int, int]]) -> set[int]:
+        out: set[int] = set()
+        for lo, hi in spans:
+            out.update(range(lo, hi))
+        return out
+
+    a, b = ranks(truth), ranks(pred)
+
+    def weight(rs: set[int]) -> int:
+        return sum(cust[r + 1] - cust[r] for r in rs)
+
+    inter, wa, wb = weight(a & b), weight(a), weight(b)
+    return 2 * inter / (wa + wb) if wa + wb else 1.0
+
+
+@dataclass
+class Tally:
+    correct: int = 0
+    both: int = 0
+    n: int = 0
+    f1: float = 0.0
+    prob: float = 0.0
+    times: list[float] | None = None
+
+    def add(self, ok: bool, both: bool, f1: float, ms: float, prob: float = 0.0) -> None:
+        self.n += 1
+        self.correct += ok
+        self.both += both
+        self.f1 += f1
+        self.prob += prob
+        if self.times is None:
+            self.times = []
+        self.times.append(ms)
+
+    def line(self, label: str, double: bool) -> str:
+        ts = sorted(self.times or [0.0])
+        med = statistics.median(ts)
+        p99 = ts[min(len(ts) - 1, int(math.ceil(0.99 * len(ts))) - 1)]
+        acc = 100.0 * (self.both if double else self.correct) / max(self.n, 1)
+        extra = f"  mean p(top)={self.prob / max(self.n, 1):.2f}" if self.prob else ""
+        what = "both found" if double else "top-1"
+        return (f"    {label:<10} {what} {acc:6.1f}%  F1 {self.f1 / max(self.n, 1):.3f}  "
+                f"median {med:6.3f} ms  p99 {p99:6.3f} ms{extra}")
+
+
+def run_scenario(feeders: list[Feeder], model: Model, double: bool, max_cases: int,
+                 rng: random.Random) -> dict[str, Tally]:
+    tallies = {"localiser": Tally(), "naive": Tally(), "oracle": Tally(), "storm": Tally()}
+    jobs: list[tuple[Feeder, list[int]]] = []
+    for f in feeders:
+        if double:
+            if len(f.devices) < 3:
+                continue
+            for _ in range(max(1, max_cases // len(feeders))):
+                for _try in range(50):
+                    a, b = rng.sample(f.devices, 2)
+                    if not f.related(a, b):
+                        jobs.append((f, [a, b]))
+                        break
+        else:
+            devs = list(f.devices)
+            rng.shuffle(devs)
+            jobs.extend((f, [d]) for d in devs[:max(1, max_cases // len(feeders))])
+    rng.shuffle(jobs)
+    jobs = jobs[:max_cases]
+    for f, devices in jobs:
+        case = sample(f, devices, model, rng)
+        truth = {f.range(d) for d in devices}
+        ev = Evidence(dead=case.dead, alive=case.alive, calls=case.calls,
+                      open_devices=case.open_devices)
+        runs: list[tuple[str, Any]] = [("localiser", localise), ("naive", naive_common_ancestor)]
+        if double:
+            runs.append(("storm", lambda t, e: localise(t, e, STORM)))
+        for label, fn in runs:
+            t0 = time.perf_counter()
+            res = fn(f.t, ev)
+            if res.hypotheses:
+                res.hypotheses[0].to_json()  # the best answer, fully described
+            ms = (time.perf_counter() - t0) * 1000
+            top = res.hypotheses[0] if res.hypotheses else None
+            pred = ranges_of(f, top.devices) if top else set()
+            ok = pred == truth
+            both = truth <= pred
+            tallies[label].add(ok, both, customers_f1(f, truth, pred), ms,
+                               top.probability if top and label != "naive" else 0.0)
+        if not double:
+            t0 = time.perf_counter()
+            o = oracle(f, case, model)
+            ms = (time.perf_counter() - t0) * 1000
+            pred = {f.range(o)} if o >= 0 else set()
+            tallies["oracle"].add(pred == truth, truth <= pred, customers_f1(f, truth, pred), ms)
+    return tallies
+
+
+def scenarios() -> list[tuple[str, Model, bool]]:
+    out: list[tuple[str, Model, bool]] = []
+    for missing in (0.0, 0.3, 0.6):
+        out.append((f"single, {int(missing * 100)}% missing, no false reports",
+                    Model(missing, 0.0), False))
+        out.append((f"single, {int(missing * 100)}% missing, false reports",
+                    Model(missing, 1.0), False))
+    out.append(("double, 30% missing, false reports", Model(0.3, 1.0), True))
+    return out
+
+
+def bench_topology(name: str, topology: Topology, max_cases: int, seed: int) -> None:
+    feeders = [f for f in feeders_of(topology) if f.devices]
+    n_dev = sum(len(f.devices) for f in feeders)
+    n_tx = sum(f.hi - f.lo for f in feeders)
+    print(f"\n== {name}: {len(topology.ids)} nodes, {n_tx} transformer areas, "
+          f"{n_dev} protective devices with areas below, {len(feeders)} feeder(s)")
+    rng = random.Random(seed)
+    for label, model, double in scenarios():
+        if double and max(len(f.devices) for f in feeders) < 3:
+            continue
+        tallies = run_scenario(feeders, model, double, max_cases, rng)
+        n = tallies["localiser"].n
+        print(f"  {label} ({n} cases)")
+        for key in ("localiser", "storm", "naive", "oracle"):
+            if tallies[key].n:
+                print(tallies[key].line(key, double))
+        if not double and tallies["oracle"].correct:
+            ratio = tallies["localiser"].correct / tallies["oracle"].correct
+            gap = 100.0 * (tallies["localiser"].correct - tallies["naive"].correct) / n
+            print(f"    localiser/oracle accuracy = {ratio:.3f}; localiser - naive = {gap:+.1f} "
+                  "points")
+
+
+def imported_topologies(workdir: Path) -> list[tuple[str, Topology]]:
+    out: list[tuple[str, Topology]] = []
+    if not FEEDERS.is_dir():
+        print(f"(public feeders not found at {FEEDERS}; skipping them)")
+        return out
+    try:
+        from outage_sentinel.importers import import_topology
+    except ImportError:
+        print("(importers not available; skipping public feeders)")
+        return out
+
+    for fmt, src in (("glm", FEEDERS / "taxonomy" / "R4-12.47-1.glm"),
+                     ("glm", FEEDERS / "taxonomy" / "R2-12.47-2.glm"),
+                     ("opendss", FEEDERS / "ieee123")):
+        outdir = workdir / src.stem
+        import_topology(fmt, str(src), str(outdir))
+        out.append((f"{src.name} (imported)", load_bundle(outdir)))
+    return out
+
+
+def scale_case(outdir: Path, feeders: int, nodes_per_feeder: int, cases: int) -> None:
+    """Load + index a province bundle in a fresh process; report time, peak RSS, latency."""
+    bundle = outdir / f"province-{feeders}x{nodes_per_feeder}"
+    if not (bundle / "crews.csv").exists():
+        t0 = time.perf_counter()
+        write_province(bundle, feeders=feeders, nodes_per_feeder=nodes_per_feeder)
+        print(f"  (wrote {bundle} in {time.perf_counter() - t0:.1f} s)")
+    code = f"""
+import resource, sys, time, random, statistics, math
+sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from outage_sentinel.topology import load_bundle
+from outage_sentinel.localise import localise, Evidence
+import locate_bench as lb
+t0 = time.perf_counter()
+topo = load_bundle({str(bundle)!r})
+load_s = time.perf_counter() - t0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rng = random.Random(3)
+roots = [i for i, nid in enumerate(topo.ids) if topo.nodes[nid].kind == 'source']
+times = []
+model = lb.Model(0.3, 1.0)
+for _ in range({cases}):
+    f = lb.Feeder(topo, rng.choice(roots))
+    d = rng.choice(f.devices)
+    case = lb.sample(f, [d], model, rng)
+    ev = Evidence(dead=case.dead, alive=case.alive, calls=case.calls,
+                  open_devices=case.open_devices)
+    t1 = time.perf_counter()
+    localise(topo, ev)
+    times.append((time.perf_counter() - t1) * 1000)
+times.sort()
+p99 = times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)]
+rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+n_tx = sum(1 for n in topo.nodes.values() if n.kind == 'transformer')
+print(f"  nodes {{len(topo.ids)}}, transformer areas {{n_tx}}, feeders {{len(roots)}}")
+print(f"  load + index {{load_s:.2f}} s, peak RSS after load {{rss:.0f}} MB, "
+      f"after {{len(times)}} cases {{rss2:.0f}} MB")
+print(f"  localisation (30% missing, false reports): median {{statistics.median(times):.3f}} ms, "
+      f"p99 {{p99:.3f}} ms")
+"""
+    print(f"\n== scale: synthetic province, {feeders} feeders x {nodes_per_feeder} nodes")
+    sys.stdout.flush()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(ROOT),
+                   env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer cases, same topologies")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-scale", action="store_true", help="skip the 1,000,000-node case")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out"),
+                    help="where generated bundles are cached")
+    args = ap.parse_args(argv)
+    max_cases = 150 if args.quick else 600
+    out = Path(args.out)
+    print(f"locate benchmark ({'quick' if args.quick else 'full'}), seed {args.seed}, "
+          f"python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, topo in imported_topologies(Path(tmp)):
+            bench_topology(name, topo, max_cases, args.seed)
+    rec = feeder_records(args.seed, 10_000, "SYN")
+    topo = Topology.from_records(rec["nodes"], rec["edges"], rec["villages"])
+    bench_topology("synthetic feeder (10k nodes)", topo, max_cases, args.seed)
+    if not args.no_scale:
+        scale_case(out, 1000, 1000, 300 if args.quick else 2000)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
