@@ -1,0 +1,602 @@
+"""AMI screening: turn raw meter / terminal power-off and power-on reports into transformer-area
+outage evidence, the way a metering master station does. Pure: no I/O, no clock reads.
+
+The split
+---------
+The AMI sources (:mod:`outage_sentinel.sources.mqtt`, :mod:`outage_sentinel.sources.file_drop`)
+emit one *observation* per report: an :class:`~outage_sentinel.events.OutageEvent` with
+``signal`` ``dead`` (power off, ``status="active"``) or ``alive`` (power on,
+``status="restored"``), ``area_text`` = ``"meter:<id>"`` or ``"terminal:<id>"`` (see
+:func:`device_ref`), ``transformers`` = the meter's transformer area when known, and a
+deterministic ``event_id`` (``<device>:<off|on>:<time>``), so a report seen twice is one row in
+the store. The daemon persists observations like any other event, then feeds them to one
+:class:`AmiScreen`, whose *outputs* are what the incident correlation consumes:
+
+* ``dead`` / ``alive`` events per transformer area, ``source`` = the screen's name (``ami``),
+  ``event_id`` = ``<transformer>@<outage start>`` — the same id for the outage and its
+  restoration (``status`` ``active`` then ``restored``, two revisions);
+* :class:`CustomerFault` records: a single meter off while its neighbours are fine is a
+  customer-side fault (a blown service fuse, a tripped meter switch), *not* an incident.
+
+Rules (:class:`ScreenPolicy`, defaults after the field practice in DESIGN.md §4)
+------------------------------------------------------------------------------
+1. A transformer area is *out* when its terminal (concentrator) reports power off, or when
+   ≥ ``min_meters`` (5) of its meters — or ``min_share`` of its registered meters — report
+   power off within ``window_seconds`` (60 s). The outage starts at the earliest of those
+   reports. An area with fewer registered meters than the threshold needs all of them (never
+   fewer than 2).
+2. **Held for the momentary rule.** An area outage is released (a ``dead`` output) only once it
+   has lasted ``min_duration_seconds`` (60 s): at :meth:`AmiScreen.tick` / :meth:`AmiScreen.feed`
+   with ``now >= start + min_duration``. Restored before that, it was a momentary interruption
+   (a recloser's dead time) and is dropped — counted in :attr:`ScreenResult.momentary`, no
+   output at all. :meth:`AmiScreen.next_due` says when to call :meth:`AmiScreen.tick` next.
+   If an off and its restore reach the screen together (a backlog after a restart) and the
+   outage lasted long enough, both the ``dead`` and the ``alive`` output are produced.
+3. An area outage is *restored* (an ``alive`` output with ``end``) when the terminal reports
+   power on, or when ``restore_share`` (half) of the meters that went off report power on.
+4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
+   second code for the same event) changes nothing and is counted in ``merged``; a report
+   older than the last one applied for that device is ``stale`` and ignored.
+5. A meter off that does not become part of an area outage within the window, and is still off
+   after ``max(window, min_duration)``, is a :class:`CustomerFault` (``status="active"``; a
+   later power-on gives one with ``status="restored"``). Shorter single-meter blips are dropped
+   as momentary.
+
+Times are the devices' report times (event time), but *release* is decided against ``now``,
+which the daemon passes in. After a long downtime, a backlog larger than one batch may release
+an outage whose restore sits in the next batch: it then gets its ``alive`` right after — the
+incident is opened and closed, nothing is lost. Passing ``now=min(now, screen.watermark)``
+while a source reports a backlog avoids that.
+
+State is in memory, bounded by the number of devices currently off (power-on history is pruned
+after a few minutes, devices off longer than ``forget_after_hours`` are forgotten), and
+serialisable with :meth:`AmiScreen.to_state` / :meth:`AmiScreen.from_state` so the daemon can
+persist it with its commits, or rebuild it by re-feeding the last hour of observations (the
+outputs are deterministic, so re-produced outputs dedupe in the store).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from outage_sentinel.events import OutageEvent
+
+if TYPE_CHECKING:
+    from outage_sentinel.topology import Topology
+
+DeviceKind = Literal["meter", "terminal"]
+Action = Literal["off", "on"]
+DEVICE_KINDS: tuple[DeviceKind, ...] = ("meter", "terminal")
+
+_STATE_VERSION = 1
+
+
+def device_ref(kind: str, device_id: str) -> str:
+    """The ``area_text`` an AMI observation carries: ``"meter:<id>"`` / ``"terminal:<id>"``."""
+    return f"{kind}:{device_id}"
+
+
+def parse_device_ref(text: str) -> tuple[DeviceKind, str] | None:
+    """Inverse of :func:`device_ref`; ``None`` when ``text`` is not an AMI device reference."""
+    kind, sep, device_id = text.partition(":")
+    if not sep or not device_id:
+        return None
+    if kind == "meter":
+        return "meter", device_id
+    if kind == "terminal":
+        return "terminal", device_id
+    return None
+
+
+def compact_time(t: datetime) -> str:
+    """``20261123T080000Z`` (microseconds kept when non-zero): the time part of AMI event ids."""
+    u = t.astimezone(UTC)
+    text = u.strftime("%Y%m%dT%H%M%S")
+    if u.microsecond:
+        text += f".{u.microsecond:06d}"
+    return text + "Z"
+
+
+@dataclass(frozen=True)
+class AmiRegistry:
+    """Which transformer area every meter and terminal belongs to (``meters.csv``)."""
+
+    #: device id -> (transformer id, ``meter`` | ``terminal``)
+    devices: Mapping[str, tuple[str, DeviceKind]]
+    #: transformer id -> number of registered meters (terminals not counted)
+    meters_per_transformer: Mapping[str, int]
+    #: transformer id -> feeder id (for the outputs' ``feeder``)
+    feeder_of: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_records(cls, rows: Iterable[tuple[str, str, str]],
+                     feeder_of: Mapping[str, str] | None = None) -> AmiRegistry:
+        """Build from ``(id, transformer, kind)`` rows."""
+        devices: dict[str, tuple[str, DeviceKind]] = {}
+        counts: dict[str, int] = {}
+        for device_id, transformer, kind in rows:
+            k: DeviceKind = "terminal" if kind == "terminal" else "meter"
+            devices[device_id] = (transformer, k)
+            if k == "meter":
+                counts[transformer] = counts.get(transformer, 0) + 1
+        return cls(devices, counts, dict(feeder_of or {}))
+
+    @classmethod
+    def from_topology(cls, topology: Topology) -> AmiRegistry:
+        """Build from a loaded bundle's ``meters`` (feeders from the energised network)."""
+        feeders: dict[str, str] = {}
+        for tx in topology.transformers:
+            try:
+                feeders[tx] = topology.feeder_of(tx)
+            except (KeyError, IndexError):  # pragma: no cover - validated bundles have them
+                continue
+        return cls.from_records(((m.id, m.transformer, m.kind) for m in topology.meters), feeders)
+
+    def lookup(self, device_id: str) -> tuple[str, DeviceKind] | None:
+        """``(transformer, kind)`` of a device, or ``None`` when it is not registered."""
+        return self.devices.get(device_id)
+
+
+@dataclass(frozen=True)
+class ScreenPolicy:
+    """The screening thresholds (mirrors :class:`outage_sentinel.config.AmiScreenConfig`)."""
+
+    min_meters: int = 5
+    min_share: float | None = None
+    window_seconds: float = 60.0
+    min_duration_seconds: float = 60.0
+    restore_share: float = 0.5
+    forget_after_hours: float = 72.0
+
+    @classmethod
+    def from_config(cls, config: Any) -> ScreenPolicy:
+        """From an ``AmiScreenConfig`` (or anything with the same attributes)."""
+        return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One AMI report, resolved against the registry."""
+
+    device: str
+    kind: DeviceKind
+    transformer: str
+    action: Action
+    time: datetime
+    event_id: str
+
+
+@dataclass(frozen=True)
+class CustomerFault:
+    """A single meter without power while its transformer area is fine: customer side."""
+
+    meter: str
+    transformer: str
+    start: datetime
+    end: datetime | None
+    status: Literal["active", "restored"]
+
+
+@dataclass
+class ScreenResult:
+    """What one :meth:`AmiScreen.feed` / :meth:`AmiScreen.tick` produced."""
+
+    #: Transformer-area ``dead`` / ``alive`` events for the incident correlation, in time order.
+    events: list[OutageEvent] = field(default_factory=list)
+    customer_faults: list[CustomerFault] = field(default_factory=list)
+    #: Observations fed (AMI ones; other events are skipped and not counted).
+    observed: int = 0
+    #: Area outages and single-meter blips shorter than the minimum duration, dropped.
+    momentary: int = 0
+    #: Repeated reports merged into one already applied (duplicates, retries).
+    merged: int = 0
+    #: Reports older than the last applied one for the same device, ignored.
+    stale: int = 0
+    #: Observations for devices in no transformer area (not in the registry, no transformer).
+    unknown: int = 0
+    #: Area outages still held by the momentary rule after this call.
+    held: int = 0
+
+    def extend(self, other: ScreenResult) -> None:
+        """Add ``other``'s outputs and counters to this result."""
+        self.events.extend(other.events)
+        self.customer_faults.extend(other.customer_faults)
+        self.observed += other.observed
+        self.momentary += other.momentary
+        self.merged += other.merged
+        self.stale += other.stale
+        self.unknown += other.unknown
+        self.held = other.held
+
+
+@dataclass
+class _Episode:
+    start: float
+    basis: Literal["terminal", "meters"]
+    meters: set[str] = field(default_factory=set)
+    restored: set[str] = field(default_factory=set)
+    terminal_off: bool = False
+    released: bool = False
+    cause: str = ""
+
+
+@dataclass
+class _Area:
+    #: meters of this area currently off -> off time (epoch seconds)
+    off: dict[str, float] = field(default_factory=dict)
+    terminal_off: float | None = None
+    episode: _Episode | None = None
+
+
+@dataclass
+class _Single:
+    transformer: str
+    start: float
+    flagged: bool = False
+
+
+def _ts(t: datetime) -> float:
+    return t.timestamp()
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class AmiScreen:
+    """Screens AMI observations into transformer-area outage evidence (see module docstring).
+
+    Not thread-safe; the daemon calls it from its pipeline thread.
+    """
+
+    def __init__(self, registry: AmiRegistry, policy: ScreenPolicy | None = None,
+                 source: str = "ami") -> None:
+        self.registry = registry
+        self.policy = policy or ScreenPolicy()
+        self.source = source
+        self._areas: dict[str, _Area] = {}
+        #: device -> (time, action) of the last applied report (for merge / stale checks)
+        self._last: dict[str, tuple[float, Action]] = {}
+        self._singles: dict[str, _Single] = {}
+        #: (due time, seq, "area"|"single", key); entries are re-validated when popped
+        self._heap: list[tuple[float, int, str, str]] = []
+        self._seq = 0
+        self._watermark: float | None = None
+        self._last_prune: float = -math.inf
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The latest report time fed so far."""
+        return _dt(self._watermark) if self._watermark is not None else None
+
+    def observation(self, event: OutageEvent) -> Observation | None:
+        """Resolve an AMI observation event; ``None`` for non-AMI events or unknown devices."""
+        if event.signal not in ("dead", "alive"):
+            return None
+        ref = parse_device_ref(event.area_text)
+        if ref is None:
+            return None
+        kind, device = ref
+        known = self.registry.lookup(device)
+        if known is not None:
+            transformer, kind = known
+        elif event.transformers:
+            transformer = event.transformers[0]
+        else:
+            transformer = ""
+        return Observation(device, kind, transformer, "off" if event.signal == "dead" else "on",
+                           event.start if event.signal == "dead" else (event.end or event.start),
+                           event.event_id)
+
+    def feed(self, events: Iterable[OutageEvent], now: datetime) -> ScreenResult:
+        """Apply a batch of events (non-AMI ones are skipped), then release what is due at
+        ``now``. Reports are applied in time order, whatever order they come in."""
+        result = ScreenResult()
+        observations: list[Observation] = []
+        for event in events:
+            obs = self.observation(event)
+            if obs is None:
+                continue
+            result.observed += 1
+            if not obs.transformer:
+                result.unknown += 1
+                continue
+            observations.append(obs)
+        observations.sort(key=lambda o: o.time)
+        for obs in observations:
+            self._apply(obs, result)
+        result.extend(self.tick(now))
+        return result
+
+    def tick(self, now: datetime) -> ScreenResult:
+        """Release area outages that have lasted the minimum duration and flag single meters
+        that stayed off, as of ``now``; prune old state."""
+        result = ScreenResult()
+        t_now = _ts(now)
+        heap = self._heap
+        while heap and heap[0][0] <= t_now:
+            _, _, what, key = heapq.heappop(heap)
+            if what == "area":
+                self._release_area(key, t_now, result)
+            else:
+                self._flag_single(key, t_now, result)
+        if t_now - self._last_prune >= 60.0:
+            self._prune(t_now)
+            self._last_prune = t_now
+        result.held = sum(1 for a in self._areas.values()
+                          if a.episode is not None and not a.episode.released)
+        return result
+
+    def next_due(self) -> datetime | None:
+        """When :meth:`tick` may next have something to release (``None``: nothing held)."""
+        return _dt(self._heap[0][0]) if self._heap else None
+
+    def outages(self) -> dict[str, datetime]:
+        """Transformer areas currently out (released outages) -> outage start."""
+        return {tx: _dt(a.episode.start) for tx, a in self._areas.items()
+                if a.episode is not None and a.episode.released}
+
+    # -- rules --------------------------------------------------------------------------------
+
+    def _threshold(self, transformer: str) -> int:
+        p = self.policy
+        registered = self.registry.meters_per_transformer.get(transformer, 0)
+        if p.min_share is not None and registered:
+            n = math.ceil(p.min_share * registered - 1e-9)
+        else:
+            n = p.min_meters
+        if registered:
+            n = min(n, registered)
+        return max(n, 2)
+
+    def _push(self, due: float, what: str, key: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, what, key))
+
+    def _apply(self, obs: Observation, result: ScreenResult) -> None:
+        t = _ts(obs.time)
+        if self._watermark is None or t > self._watermark:
+            self._watermark = t
+        last = self._last.get(obs.device)
+        if last is not None:
+            last_t, last_action = last
+            if last_action == obs.action:
+                # Same state reported again (duplicate / retry): keep the earliest off time.
+                result.merged += 1
+                if obs.action == "off" and t < last_t:
+                    self._last[obs.device] = (t, "off")
+                return
+            if t < last_t:
+                result.stale += 1
+                return
+        self._last[obs.device] = (t, obs.action)
+        area = self._areas.get(obs.transformer)
+        if area is None:
+            area = self._areas[obs.transformer] = _Area()
+        if obs.kind == "terminal":
+            if obs.action == "off":
+                self._terminal_off(obs.transformer, area, t)
+            else:
+                self._terminal_on(obs.transformer, area, t, result)
+        elif obs.action == "off":
+            self._meter_off(obs.transformer, area, obs.device, t)
+        else:
+            self._meter_on(obs.transformer, area, obs.device, t, result)
+        if area.episode is None and not area.off and area.terminal_off is None:
+            del self._areas[obs.transformer]
+
+    def _terminal_off(self, tx: str, area: _Area, t: float) -> None:
+        area.terminal_off = t
+        ep = area.episode
+        if ep is not None:
+            ep.terminal_off = True
+            return
+        w = self.policy.window_seconds
+        joined = {m for m, mt in area.off.items() if mt >= t - w}
+        start = min([t] + [area.off[m] for m in joined])
+        self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True,
+                                      cause="AMI: terminal reported power off"))
+
+    def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
+        area.terminal_off = None
+        if area.episode is not None:
+            self._close(tx, area, t, result)
+
+    def _meter_off(self, tx: str, area: _Area, meter: str, t: float) -> None:
+        area.off[meter] = t
+        ep = area.episode
+        if ep is not None:
+            ep.meters.add(meter)
+            ep.restored.discard(meter)
+            if t < ep.start and not ep.released:
+                ep.start = t
+                self._push(t + self.policy.min_duration_seconds, "area", tx)
+            return
+        threshold = self._threshold(tx)
+        if len(area.off) >= threshold:
+            times = sorted(area.off.values())
+            w = self.policy.window_seconds
+            i = 0
+            for j, tj in enumerate(times):
+                while tj - times[i] > w:
+                    i += 1
+                if j - i + 1 >= threshold:
+                    start = times[i]
+                    members = {m for m, mt in area.off.items() if mt >= start}
+                    for m in members:
+                        self._singles.pop(m, None)
+                    self._open(tx, area, _Episode(
+                        start, "meters", members,
+                        cause=f"AMI: {len(members)} meters reported power off within "
+                              f"{w:g} s"))
+                    return
+        self._singles[meter] = _Single(tx, t)
+        self._push(t + max(self.policy.window_seconds, self.policy.min_duration_seconds),
+                   "single", meter)
+
+    def _meter_on(self, tx: str, area: _Area, meter: str, t: float, result: ScreenResult) -> None:
+        area.off.pop(meter, None)
+        ep = area.episode
+        if ep is not None and meter in ep.meters:
+            ep.restored.add(meter)
+            need = math.ceil(self.policy.restore_share * len(ep.meters) - 1e-9)
+            if area.terminal_off is not None and len(ep.meters) < self._threshold(tx):
+                return  # the terminal still says off and too few meters to overrule it
+            if len(ep.restored) >= max(need, 1):
+                self._close(tx, area, t, result)
+            return
+        single = self._singles.pop(meter, None)
+        if single is None:
+            return
+        if single.flagged:
+            result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), _dt(t),
+                                                        "restored"))
+        elif t - single.start < self.policy.min_duration_seconds:
+            result.momentary += 1
+        else:
+            # Lasted long enough but the flag was not due yet (both reports in one batch).
+            result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), None,
+                                                        "active"))
+            result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), _dt(t),
+                                                        "restored"))
+
+    def _open(self, tx: str, area: _Area, episode: _Episode) -> None:
+        area.episode = episode
+        self._push(episode.start + self.policy.min_duration_seconds, "area", tx)
+
+    def _close(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
+        ep = area.episode
+        assert ep is not None
+        area.episode = None
+        if not ep.released:
+            if t - ep.start < self.policy.min_duration_seconds:
+                result.momentary += 1
+                return
+            result.events.append(self._output(tx, ep, None))
+        result.events.append(self._output(tx, ep, t))
+
+    def _release_area(self, tx: str, t_now: float, result: ScreenResult) -> None:
+        area = self._areas.get(tx)
+        if area is None or area.episode is None or area.episode.released:
+            return
+        ep = area.episode
+        if t_now < ep.start + self.policy.min_duration_seconds:
+            return  # start moved; a later heap entry exists
+        ep.released = True
+        result.events.append(self._output(tx, ep, None))
+
+    def _flag_single(self, meter: str, t_now: float, result: ScreenResult) -> None:
+        single = self._singles.get(meter)
+        if single is None or single.flagged:
+            return
+        area = self._areas.get(single.transformer)
+        if area is None or meter not in area.off:
+            self._singles.pop(meter, None)
+            return
+        single.flagged = True
+        result.customer_faults.append(CustomerFault(meter, single.transformer,
+                                                    _dt(single.start), None, "active"))
+
+    def _output(self, tx: str, ep: _Episode, end: float | None) -> OutageEvent:
+        start = _dt(ep.start)
+        return OutageEvent(
+            source=self.source,
+            event_id=f"{tx}@{compact_time(start)}",
+            kind="fault",
+            status="active" if end is None else "restored",
+            signal="dead" if end is None else "alive",
+            start=start,
+            end=_dt(end) if end is not None else None,
+            feeder=self.registry.feeder_of.get(tx),
+            transformers=(tx,),
+            cause=ep.cause,
+            raw={"basis": ep.basis, "meters_off": len(ep.meters),
+                 "meters_restored": len(ep.restored), "terminal_off": ep.terminal_off},
+        )
+
+    def _prune(self, t_now: float) -> None:
+        """Drop power-on history older than the merge horizon and devices off for too long."""
+        p = self.policy
+        horizon = t_now - max(600.0, 2 * (p.window_seconds + p.min_duration_seconds))
+        forget = t_now - p.forget_after_hours * 3600.0
+        stale = [d for d, (t, a) in self._last.items()
+                 if (a == "on" and t < horizon) or (a == "off" and t < forget)]
+        for d in stale:
+            del self._last[d]
+        for tx in list(self._areas):
+            area = self._areas[tx]
+            for m in [m for m, t in area.off.items() if t < forget]:
+                del area.off[m]
+                self._singles.pop(m, None)
+            if area.terminal_off is not None and area.terminal_off < forget:
+                area.terminal_off = None
+            if area.episode is None and not area.off and area.terminal_off is None:
+                del self._areas[tx]
+        if len(self._heap) > 4 * (len(self._singles) + len(self._areas)) + 1024:
+            # Compact lazily-invalidated heap entries so memory stays flat in long storms.
+            live = [e for e in self._heap
+                    if (e[2] == "single" and e[3] in self._singles)
+                    or (e[2] == "area" and e[3] in self._areas)]
+            heapq.heapify(live)
+            self._heap = live
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-ready snapshot of the screening state."""
+        areas: dict[str, Any] = {}
+        for tx, a in self._areas.items():
+            ep = a.episode
+            areas[tx] = {
+                "off": a.off,
+                "terminal_off": a.terminal_off,
+                "episode": None if ep is None else {
+                    "start": ep.start, "basis": ep.basis, "meters": sorted(ep.meters),
+                    "restored": sorted(ep.restored), "terminal_off": ep.terminal_off,
+                    "released": ep.released, "cause": ep.cause,
+                },
+            }
+        return {
+            "version": _STATE_VERSION,
+            "areas": areas,
+            "last": {d: [t, a] for d, (t, a) in self._last.items()},
+            "singles": {m: [s.transformer, s.start, s.flagged] for m, s in self._singles.items()},
+            "watermark": self._watermark,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], registry: AmiRegistry,
+                   policy: ScreenPolicy | None = None, source: str = "ami") -> AmiScreen:
+        """Rebuild a screen from :meth:`to_state` output (due times are recomputed)."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"AMI screen state: unsupported version {state.get('version')!r}")
+        screen = cls(registry, policy, source)
+        p = screen.policy
+        for tx, a in state.get("areas", {}).items():
+            area = _Area(off={str(m): float(t) for m, t in a.get("off", {}).items()},
+                         terminal_off=a.get("terminal_off"))
+            e = a.get("episode")
+            if e is not None:
+                area.episode = _Episode(float(e["start"]), e["basis"], set(e["meters"]),
+                                        set(e["restored"]), bool(e["terminal_off"]),
+                                        bool(e["released"]), str(e.get("cause", "")))
+                if not area.episode.released:
+                    screen._push(area.episode.start + p.min_duration_seconds, "area", tx)
+            screen._areas[tx] = area
+        for d, (t, act) in state.get("last", {}).items():
+            screen._last[d] = (float(t), "off" if act == "off" else "on")
+        for m, (tx, start, flagged) in state.get("singles", {}).items():
+            screen._singles[m] = _Single(tx, float(start), bool(flagged))
+            if not flagged:
+                screen._push(float(start) + max(p.window_seconds, p.min_duration_seconds),
+                             "single", m)
+        wm = state.get("watermark")
+        screen._watermark = float(wm) if wm is not None else None
+        return screen

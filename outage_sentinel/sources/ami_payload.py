@@ -1,0 +1,370 @@
+"""Parsing AMI payloads — JSON messages, JSON lines, CSV rows — into observation events.
+
+Pure (no I/O). Used by the MQTT and file-drop sources; see :mod:`outage_sentinel.ami` for what
+an observation is and how the screening turns observations into transformer-area evidence.
+
+A payload holds one or more *records*; each record names a device (meter or terminal id), an
+event type code and a time. The code decides what the record means (:data:`DEFAULT_CODES`,
+extended or replaced by ``AmiPayloadConfig.codes``, since vendors differ):
+
+============================ ========== ===================================================
+code                         meaning    origin
+============================ ========== ===================================================
+``3.26.0.85``                off        IEC 61968-9 EndDeviceEventType: electric meter,
+                                        power, -, failed (power outage)
+``3.26.0.216``               on         IEC 61968-9: electric meter, power, -, restored
+``3106`` ``0x3106``          off_on     DL/T 698.45 object 0x3106 终端停/上电事件 (terminal
+``31060200``                            power-off/on event; the record carries the event
+                                        start = off time and end = on time)
+``ERC14``                    off_on     Q/GDW 1376.1 (DL/T 698 terminals) ERC14 终端停/上电
+                                        事件: off time, on time once power is back
+``3011`` ``0x3011``          off_on     DL/T 698.45 object 0x3011 电能表掉电事件 (meter
+``30110200``                            power-down event: start / end)
+``power_off`` ``停电``        off        generic head-end exports
+``power_on`` ``上电``         on
+``复电`` ``restore``
+============================ ========== ===================================================
+
+``off_on`` records give an ``off`` observation at the off time and, when the on time is there,
+an ``on`` observation too — so a terminal that reports its outage only after power returns
+(the usual ERC14 case) still feeds the momentary rule correctly. Codes are matched
+case-insensitively; codes not in the map are skipped (counted) or quarantined, per config.
+
+Each observation becomes an :class:`~outage_sentinel.events.OutageEvent` with
+``event_id = "<device>:<off|on>:<UTC time>"`` — deterministic from content, so the same report
+seen again (MQTT redelivery, a file processed twice after a crash, a second code for the same
+event) is a duplicate in the store. Naive times are in the configured timezone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from outage_sentinel.ami import AmiRegistry, DeviceKind, compact_time, device_ref
+from outage_sentinel.config import AmiCodeConfig, AmiPayloadConfig
+from outage_sentinel.events import EventError, OutageEvent, Quarantined, parse_time
+
+
+class PayloadError(ValueError):
+    """A payload or file is unusable as a whole (not JSON, no id column, ...)."""
+
+
+#: Built-in code map (see the module docstring for where each comes from).
+DEFAULT_CODES: dict[str, AmiCodeConfig] = {
+    "3.26.0.85": AmiCodeConfig(action="off"),
+    "3.26.0.216": AmiCodeConfig(action="on"),
+    "3106": AmiCodeConfig(action="off_on", kind="terminal"),
+    "0x3106": AmiCodeConfig(action="off_on", kind="terminal"),
+    "31060200": AmiCodeConfig(action="off_on", kind="terminal"),
+    "erc14": AmiCodeConfig(action="off_on", kind="terminal"),
+    "3011": AmiCodeConfig(action="off_on", kind="meter"),
+    "0x3011": AmiCodeConfig(action="off_on", kind="meter"),
+    "30110200": AmiCodeConfig(action="off_on", kind="meter"),
+    "power_off": AmiCodeConfig(action="off"),
+    "poweroff": AmiCodeConfig(action="off"),
+    "停电": AmiCodeConfig(action="off"),
+    "power_on": AmiCodeConfig(action="on"),
+    "poweron": AmiCodeConfig(action="on"),
+    "restore": AmiCodeConfig(action="on"),
+    "上电": AmiCodeConfig(action="on"),
+    "复电": AmiCodeConfig(action="on"),
+}
+
+_KIND_VALUES: dict[str, DeviceKind] = {
+    "meter": "meter", "electricmeter": "meter", "电表": "meter", "电能表": "meter",
+    "terminal": "terminal", "concentrator": "terminal", "集中器": "terminal",
+    "终端": "terminal", "专变终端": "terminal",
+}
+
+_RECORD_CONTAINERS = ("events", "records", "data", "Payload.EndDeviceEvents.EndDeviceEvent",
+                      "EndDeviceEvents.EndDeviceEvent", "EndDeviceEvent")
+
+
+@dataclass
+class Parsed:
+    """Observation events and quarantined records from one payload or file."""
+
+    events: list[OutageEvent] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    #: Records skipped because their code is not a power-off / power-on code.
+    ignored: int = 0
+    #: Records seen (good, bad or ignored).
+    records: int = 0
+
+    def extend(self, other: Parsed) -> None:
+        """Append ``other`` to this one."""
+        self.events.extend(other.events)
+        self.quarantined.extend(other.quarantined)
+        self.ignored += other.ignored
+        self.records += other.records
+
+
+def _paths(fields: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    return [(f, tuple(f.split("."))) for f in fields]
+
+
+def _get(record: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
+    value: Any = record
+    for part in parts:
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+        if value is None:
+            return None
+    return value
+
+
+def _first(record: Mapping[str, Any], paths: list[tuple[str, tuple[str, ...]]]) -> Any:
+    for _, parts in paths:
+        value = record.get(parts[0]) if len(parts) == 1 else _get(record, parts)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+class AmiPayloadParser:
+    """Turns AMI payloads into observation events for one source.
+
+    ``registry`` maps device ids to transformer areas; with ``unknown_devices="quarantine"``
+    (the default) a device missing from it is quarantined with the reason, so registry gaps are
+    visible and counted. Without a registry, observations carry no transformer.
+    """
+
+    def __init__(self, source: str, config: AmiPayloadConfig | None = None,
+                 registry: AmiRegistry | None = None,
+                 default_tz: str | tzinfo = "Asia/Shanghai") -> None:
+        self.source = source
+        self.config = config or AmiPayloadConfig()
+        self.registry = registry
+        tz = self.config.timezone or default_tz
+        self.tz: tzinfo = ZoneInfo(tz) if isinstance(tz, str) else tz
+        codes: dict[str, AmiCodeConfig] = {} if self.config.replace_default_codes else dict(
+            DEFAULT_CODES)
+        for code, meaning in self.config.codes.items():
+            codes[code.strip().lower()] = (meaning if isinstance(meaning, AmiCodeConfig)
+                                           else AmiCodeConfig(action=meaning))
+        self.codes = codes
+        c = self.config
+        self._id = _paths(c.id_fields)
+        self._code = _paths(c.code_fields)
+        self._time = _paths(c.time_fields)
+        self._off_time = _paths(c.off_time_fields)
+        self._on_time = _paths(c.on_time_fields)
+        self._kind = _paths(c.kind_fields)
+        self._records_parts = tuple(c.records_path.split(".")) if c.records_path else None
+
+    # -- one record ---------------------------------------------------------------------------
+
+    def record(self, record: Mapping[str, Any]) -> list[OutageEvent] | None:
+        """Events for one record; ``None`` when its code is not a power code (skipped).
+
+        Raises :class:`EventError` naming the field when the record is unusable.
+        """
+        if not isinstance(record, Mapping):
+            raise EventError(f"record: expected an object, got {type(record).__name__}")
+        code_value = _first(record, self._code)
+        if code_value is None:
+            raise EventError(f"event code: none of {', '.join(f for f, _ in self._code)} present")
+        if isinstance(code_value, Mapping):  # e.g. EndDeviceEventType given as an object
+            code_value = code_value.get("ref") or code_value.get("code") or code_value.get("mRID")
+        code = str(code_value).strip()
+        meaning = self.codes.get(code.lower())
+        if meaning is None:
+            if self.config.unknown_codes == "quarantine":
+                raise EventError(f"event code: {code!r} is not mapped to power off/on "
+                                 f"(configure it under ami.codes)")
+            return None
+        if meaning.action == "ignore":
+            return None
+        device_value = _first(record, self._id)
+        if device_value is None or isinstance(device_value, Mapping | list):
+            raise EventError(f"device id: none of {', '.join(f for f, _ in self._id)} present")
+        device = str(device_value).strip()
+        kind, transformer, feeder = self._resolve(record, device, meaning)
+        ref = device_ref(kind, device)
+        action = meaning.action
+        out: list[OutageEvent] = []
+        if action == "off" or action == "off_on":
+            raw_off = _first(record, self._off_time if action == "off_on" else self._time)
+            if raw_off is None:
+                raw_off = _first(record, self._time if action == "off_on" else self._off_time)
+            if raw_off is None:
+                raise EventError(f"time: none of {', '.join(f for f, _ in self._time)} present")
+            t_off = parse_time(raw_off, "off time" if action == "off_on" else "time", self.tz)
+            out.append(self._event(device, ref, transformer, feeder, "off", t_off, record))
+            if action == "off_on":
+                raw_on = _first(record, self._on_time)
+                if raw_on is not None:
+                    t_on = parse_time(raw_on, "on time", self.tz)
+                    if t_on < t_off:
+                        raise EventError(f"on time: {raw_on!r} is before the off time {raw_off!r}")
+                    out.append(self._event(device, ref, transformer, feeder, "on", t_on, record))
+        else:
+            raw_on = _first(record, self._time) or _first(record, self._on_time)
+            if raw_on is None:
+                raise EventError(f"time: none of {', '.join(f for f, _ in self._time)} present")
+            out.append(self._event(device, ref, transformer, feeder, "on",
+                                   parse_time(raw_on, "time", self.tz), record))
+        return out
+
+    def _resolve(self, record: Mapping[str, Any], device: str,
+                 meaning: AmiCodeConfig) -> tuple[DeviceKind, str, str | None]:
+        registry = self.registry
+        if registry is not None:
+            known = registry.lookup(device)
+            if known is not None:
+                tx, kind = known
+                return kind, tx, registry.feeder_of.get(tx)
+            if self.config.unknown_devices == "quarantine":
+                raise EventError(f"device id: meter or terminal {device!r} is not in meters.csv")
+        if meaning.kind is not None:
+            return meaning.kind, "", None
+        kind_value = _first(record, self._kind)
+        if kind_value is not None:
+            parsed = _KIND_VALUES.get(str(kind_value).strip().lower())
+            if parsed is None:
+                raise EventError(f"kind: expected meter or terminal, got {kind_value!r}")
+            return parsed, "", None
+        return "meter", "", None
+
+    def _event(self, device: str, ref: str, transformer: str, feeder: str | None,
+               action: str, t: datetime, record: Mapping[str, Any]) -> OutageEvent:
+        off = action == "off"
+        return OutageEvent(
+            source=self.source,
+            event_id=f"{device}:{action}:{compact_time(t)}",
+            kind="fault",
+            status="active" if off else "restored",
+            signal="dead" if off else "alive",
+            start=t,
+            end=None if off else t,
+            feeder=feeder,
+            transformers=(transformer,) if transformer else (),
+            area_text=ref,
+            cause="AMI power off" if off else "AMI power on",
+            raw=record,
+        )
+
+    def records(self, records: Iterable[Any], where: str, out: Parsed | None = None,
+                first: int = 1, label: str = "record") -> Parsed:
+        """Parse many records; a bad one is quarantined as ``<where> <label> <n>: <reason>``."""
+        out = out if out is not None else Parsed()
+        for n, rec in enumerate(records, start=first):
+            out.records += 1
+            try:
+                events = self.record(rec)
+            except EventError as exc:
+                out.quarantined.append(Quarantined(self.source, f"{where} {label} {n}: {exc}",
+                                                   rec))
+                continue
+            if events is None:
+                out.ignored += 1
+            else:
+                out.events.extend(events)
+        return out
+
+    # -- whole payloads -----------------------------------------------------------------------
+
+    def json_records(self, data: Any) -> list[Any]:
+        """The record list inside a decoded JSON payload."""
+        if self._records_parts is not None:
+            found = _get(data, self._records_parts) if isinstance(data, Mapping) else None
+            if found is None:
+                raise PayloadError(f"records_path {self.config.records_path!r} not found")
+            return found if isinstance(found, list) else [found]
+        if isinstance(data, list):
+            return data
+        if isinstance(data, Mapping):
+            for path in _RECORD_CONTAINERS:
+                found = _get(data, tuple(path.split(".")))
+                if isinstance(found, list):
+                    return found
+                if isinstance(found, Mapping) and path.endswith("EndDeviceEvent"):
+                    return [found]
+            return [data]
+        raise PayloadError(f"expected a JSON object or array, got {type(data).__name__}")
+
+    def json_payload(self, payload: bytes | str, where: str) -> Parsed:
+        """One JSON document: an object, an array of objects, or an envelope with a list.
+
+        Raises :class:`PayloadError` when it is not JSON / has no records.
+        """
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PayloadError(f"not valid JSON: {exc}") from None
+        return self.records(self.json_records(data), where)
+
+    def json_lines(self, text: str, where: str) -> Parsed:
+        """JSON lines (one record, array or envelope per line); a bad line is quarantined."""
+        out = Parsed()
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                data = json.loads(line)
+                recs = self.json_records(data)
+            except (ValueError, PayloadError) as exc:
+                out.records += 1
+                reason = exc if isinstance(exc, PayloadError) else f"not valid JSON: {exc}"
+                out.quarantined.append(Quarantined(self.source, f"{where} line {lineno}: {reason}",
+                                                   {"line": line[:4096]}))
+                continue
+            self.records(recs, f"{where} line {lineno}", out)
+        return out
+
+    def csv_text(self, text: str, where: str) -> Parsed:
+        """CSV with a header row (or ``csv_columns``); a bad row is quarantined as
+        ``<where> row <n>: <reason>`` (``n`` is the 1-based line number).
+
+        Raises :class:`PayloadError` when the header names no id, code or time column.
+        """
+        text = text.lstrip("\ufeff")
+        columns = self.config.csv_columns
+        reader = csv.reader(io.StringIO(text))
+        if columns is None:
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                return Parsed()
+            first_row = 2
+        else:
+            header = list(columns)
+            first_row = 1
+        for what, paths in (("device id", self._id), ("event code", self._code)):
+            if not any(p[0] in header for _, p in paths):
+                raise PayloadError(f"CSV header has no {what} column (one of "
+                                   f"{', '.join(f for f, _ in paths if '.' not in f)})")
+        if not any(p[0] in header for _, p in self._time + self._off_time + self._on_time):
+            raise PayloadError(f"CSV header has no time column (one of "
+                               f"{', '.join(f for f, _ in self._time)})")
+        out = Parsed()
+        width = len(header)
+        n = first_row - 1
+        try:
+            for n, row in enumerate(reader, start=first_row):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != width:
+                    out.records += 1
+                    out.quarantined.append(Quarantined(
+                        self.source, f"{where} row {n}: expected {width} columns, got {len(row)}",
+                        {"row": row}))
+                    continue
+                rec = {h: c.strip() for h, c in zip(header, row, strict=True)}
+                self.records((rec,), where, out, first=n, label="row")
+        except csv.Error as exc:
+            out.quarantined.append(Quarantined(self.source, f"{where} row {n + 1}: bad CSV: {exc}",
+                                               {}))
+        return out

@@ -1,0 +1,276 @@
+"""The ``mqtt`` source: AMI meter / terminal power-off and power-on events from an MQTT broker.
+
+Delivery: at least once, end to end.
+
+* A persistent session under the configured fixed ``client_id`` (MQTT 5 ``clean_start=False``
+  with ``session_expiry_seconds``; MQTT 3.1.1 ``clean_session=False``) and a QoS 1
+  subscription: while the daemon is down the broker queues what is published for it.
+* ``manual_ack``: a message is acknowledged (PUBACK) only in :meth:`MqttSource.acknowledge`,
+  which the daemon calls after it committed the poll's events. A message received but not
+  committed when the daemon crashes is redelivered by the broker when it reconnects.
+* A poll whose result is *not* acknowledged before the next poll (the commit failed) is offered
+  again by the next poll — its messages are still unacknowledged at the broker, so nothing is
+  lost while the daemon keeps running. Duplicates dedupe in the store by
+  ``(source, event_id, revision)``, the ids being deterministic from content.
+* On a reconnect where the broker still has the session, it redelivers every unacknowledged
+  message, so copies buffered from the old connection are dropped; acknowledgements for
+  messages of an old connection are skipped (their packet ids belong to the old connection).
+
+Flow control. Messages are acknowledged once per poll, so the broker must let a whole poll's
+worth of messages be in flight unacknowledged. With MQTT 5 (the default) the client announces
+``receive_maximum`` (65535) and Mosquitto honours it; with 3.1.1 Mosquitto allows only its
+``max_inflight_messages`` (default 20) — i.e. 20 messages per poll. The in-flight window also
+bounds this source's memory. Broker side, for a storm while the daemon is down, raise
+Mosquitto's ``max_queued_messages`` (default 1000 per client — beyond that it *drops* QoS 1
+messages for an offline client) and keep ``persistence true`` (see docs/ami.md).
+QoS 2 gives no more than QoS 1 here (paho acknowledges PUBREC before the message is processed);
+use QoS 1.
+
+Payloads: ``json`` (an object, an array, or an envelope — see
+:mod:`outage_sentinel.sources.ami_payload`) or ``csv``. A malformed message or record is
+quarantined with the reason (naming the topic), the rest goes on, and the message is still
+acknowledged after commit, so it is not redelivered forever.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Mapping
+from datetime import datetime, tzinfo
+from typing import Any, NamedTuple
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from outage_sentinel.ami import AmiRegistry
+from outage_sentinel.config import MqttSourceConfig
+from outage_sentinel.events import PollResult, Quarantined
+from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
+from outage_sentinel.sources.base import SourceError
+
+log = structlog.get_logger(__name__)
+
+#: At most this many characters of a quarantined payload are kept.
+RAW_LIMIT = 65536
+
+
+class _Message(NamedTuple):
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+class MqttSource:
+    """Subscribes to AMI event topics; see the module docstring for the delivery contract.
+
+    ``poll`` drains up to ``max_batch`` events from the messages buffered by paho's network
+    thread; ``acknowledge`` sends the PUBACKs of a committed poll.
+    """
+
+    type = "mqtt"
+
+    def __init__(self, config: MqttSourceConfig, *, registry: AmiRegistry | None = None,
+                 default_tz: tzinfo | str = "Asia/Shanghai",
+                 connect_timeout_seconds: float = 5.0) -> None:
+        self.config = config
+        self.name: str = config.name
+        self.parser = AmiPayloadParser(config.name, config.ami, registry, default_tz)
+        self.connect_timeout_seconds = connect_timeout_seconds
+        self._lock = threading.Lock()
+        self._buffer: deque[_Message] = deque()
+        self._pending: list[tuple[PollResult, list[_Message]]] = []
+        self._generation = 0
+        self._connected = threading.Event()
+        self._last_error = "not started"
+        self._client: mqtt.Client | None = None
+        #: Counters for metrics: messages received / acknowledged, records skipped (not power
+        #: codes), records and messages quarantined, connections made.
+        self.stats: dict[str, int] = {"messages": 0, "acked": 0, "ignored": 0,
+                                      "quarantined": 0, "connects": 0, "requeued": 0}
+
+    # -- Source protocol ----------------------------------------------------------------------
+
+    def start(self, cursor: Mapping[str, Any] | None) -> None:
+        """Connect (in the background; paho reconnects by itself) and wait briefly for it.
+
+        The cursor is unused: the broker session is the cursor.
+        """
+        c = self.config
+        v5 = c.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=c.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        if c.username is not None:
+            client.username_pw_set(
+                c.username, c.password.get_secret_value() if c.password is not None else None)
+        if c.tls:
+            client.tls_set(
+                ca_certs=str(c.ca_file) if c.ca_file else None,
+                certfile=str(c.cert_file) if c.cert_file else None,
+                keyfile=str(c.key_file) if c.key_file else None,
+            )
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        properties: Properties | None = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = c.session_expiry_seconds
+            properties.ReceiveMaximum = c.receive_maximum
+            client.connect_async(c.host, c.port, keepalive=c.keepalive_seconds,
+                                 clean_start=False, properties=properties)
+        else:
+            client.connect_async(c.host, c.port, keepalive=c.keepalive_seconds)
+        self._client = client
+        client.loop_start()
+        if not self._connected.wait(self.connect_timeout_seconds):
+            log.warning("mqtt.not_connected", source=self.name, host=c.host, port=c.port,
+                        reason=self._last_error)
+
+    def poll(self, now: datetime) -> PollResult:
+        """Parse up to ``max_batch`` events from the buffered messages.
+
+        Raises :class:`SourceError` when disconnected with nothing buffered.
+        """
+        with self._lock:
+            if self._pending:
+                # The previous result was not acknowledged: its commit failed. Offer it again
+                # (its messages are still unacknowledged at the broker).
+                requeue = [m for _, msgs in self._pending for m in msgs]
+                self._buffer.extendleft(reversed(requeue))
+                self.stats["requeued"] += len(requeue)
+                self._pending.clear()
+        taken: list[_Message] = []
+        parsed = Parsed()
+        limit = self.config.max_batch
+        # Pop under the lock, parse outside it, so paho's network thread is never held up.
+        while len(parsed.events) < limit:
+            with self._lock:
+                if not self._buffer:
+                    break
+                msg = self._buffer.popleft()
+            taken.append(msg)
+            self._parse(msg, parsed)
+        connected = self._connected.is_set()
+        if not taken:
+            if not connected:
+                c = self.config
+                raise SourceError(f"{self.name}: not connected to mqtt://{c.host}:{c.port}: "
+                                  f"{self._last_error}")
+            return PollResult(not_modified=True)
+        self.stats["ignored"] += parsed.ignored
+        self.stats["quarantined"] += len(parsed.quarantined)
+        result = PollResult(events=parsed.events, quarantined=parsed.quarantined)
+        with self._lock:
+            self._pending.append((result, taken))
+        return result
+
+    def acknowledge(self, result: PollResult) -> None:
+        """Send PUBACKs for the messages of a committed poll."""
+        with self._lock:
+            for i, (pending, taken) in enumerate(self._pending):
+                if pending is result:
+                    msgs = taken
+                    del self._pending[i]
+                    break
+            else:
+                return
+            generation = self._generation
+        client = self._client
+        if client is None:
+            return
+        acked = 0
+        for msg in msgs:
+            # A message of an earlier connection: the broker redelivers it (session present)
+            # or has forgotten it (session lost); its packet id means nothing now.
+            if msg.qos > 0 and msg.generation == generation:
+                client.ack(msg.mid, msg.qos)
+                acked += 1
+        self.stats["acked"] += acked
+
+    def close(self) -> None:
+        """Disconnect cleanly; unacknowledged messages stay with the broker's session."""
+        client = self._client
+        if client is None:
+            return
+        self._client = None
+        try:
+            client.disconnect()
+        finally:
+            client.loop_stop()
+            self._connected.clear()
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._connected.is_set()
+
+    @property
+    def buffered(self) -> int:
+        """Messages received and not yet polled (a backlog indicator for metrics)."""
+        return len(self._buffer)
+
+    # -- paho callbacks (network thread) ------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self._last_error = f"connection refused: {reason_code}"
+            log.warning("mqtt.connect_refused", source=self.name, reason=str(reason_code))
+            return
+        with self._lock:
+            self._generation += 1
+            if flags.session_present:
+                # The broker redelivers every unacknowledged message of the session.
+                kept = deque(m for m in self._buffer if m.generation == self._generation)
+                self._buffer = kept
+        self.stats["connects"] += 1
+        topics: list[tuple[str, int]] = [(topic, self.config.qos) for topic in self.config.topics]
+        client.subscribe(topics)
+        self._connected.set()
+        log.info("mqtt.connected", source=self.name, session_present=flags.session_present)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any,
+                       flags: mqtt.DisconnectFlags, reason_code: Any, properties: Any) -> None:
+        self._connected.clear()
+        self._last_error = f"disconnected: {reason_code}"
+        if self._client is not None:
+            log.warning("mqtt.disconnected", source=self.name, reason=str(reason_code))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        msg = _Message(self._generation, message.mid, message.qos, message.topic,
+                       bytes(message.payload))
+        with self._lock:
+            self._buffer.append(msg)
+        self.stats["messages"] += 1
+
+    # -- parsing ------------------------------------------------------------------------------
+
+    def _parse(self, msg: _Message, out: Parsed) -> None:
+        where = f"topic {msg.topic}"
+        try:
+            if self.config.payload_format == "json":
+                out.extend(self.parser.json_payload(msg.payload, where))
+            else:
+                out.extend(self.parser.csv_text(msg.payload.decode("utf-8"), where))
+        except (PayloadError, UnicodeDecodeError) as exc:
+            reason = (f"{where}: not UTF-8 text: {exc}" if isinstance(exc, UnicodeDecodeError)
+                      else f"{where}: {exc}")
+            out.records += 1
+            out.quarantined.append(Quarantined(
+                self.name, reason,
+                {"topic": msg.topic,
+                 "payload": msg.payload[:RAW_LIMIT].decode("utf-8", errors="replace")}))
