@@ -119,6 +119,13 @@ incidents_t = Table(
     Column("state", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Lifecycle (schema version 3):
+    Column("stage", String(30), nullable=False, server_default="detected"),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("crew_id", String(100)),
+    Column("parent_id", String(40)),
+    Column("cause_category", String(60)),
+    Column("closed_at", UTCDateTime),
 )
 
 outbox_t = Table(
@@ -145,6 +152,21 @@ outbox_t = Table(
     UniqueConstraint("incident_id", "revision", "recipient", "purpose", name="uq_outbox_key"),
 )
 
+incident_log_t = Table(
+    "incident_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(40), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    #: detected | confirmed | dispatched | on_site | partially_restored | restored | closed |
+    #: cancelled | reopened | etr_changed | escalated | note
+    Column("stage", String(30), nullable=False),
+    #: who: "daemon", "source:<name>", "operator:<name>"
+    Column("actor", String(100), nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    #: step details, e.g. {"transformers": [...], "customers": 120} for a restoration step
+    Column("details", JSON, nullable=False),
+)
+
 kv_t = Table(
     "kv", metadata,
     Column("key", String(200), primary_key=True),
@@ -169,8 +191,27 @@ def _m2_indexes(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_incidents_status ON incidents (status, feeder)"))
 
 
+def _add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
+    """ALTER TABLE ADD COLUMN for the named columns a database created earlier lacks."""
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        ddl = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+
+
+def _m3_lifecycle(conn: Connection) -> None:
+    _add_missing_columns(conn, incidents_t, ["stage", "priority", "crew_id", "parent_id",
+                                             "cause_category", "closed_at"])
+    incident_log_t.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes]
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle]
 
 
 @dataclass(frozen=True)
@@ -374,6 +415,19 @@ class Store:
         stmt = stmt.on_conflict_do_update(
             index_elements=["id"], set_={k: v for k, v in row.items() if k not in ("id", "created_at")})
         conn.execute(stmt)
+
+    def log_in(self, conn: Connection, incident_id: str, at: datetime, stage: str, actor: str,
+               note: str = "", details: dict[str, Any] | None = None) -> None:
+        """Append one lifecycle step to the incident's log."""
+        conn.execute(incident_log_t.insert().values(incident_id=incident_id, at=at, stage=stage,
+                                                    actor=actor, note=note, details=details or {}))
+
+    def incident_log(self, incident_id: str | None = None) -> list[dict[str, Any]]:
+        q = select(incident_log_t).order_by(incident_log_t.c.at, incident_log_t.c.id)
+        if incident_id is not None:
+            q = q.where(incident_log_t.c.incident_id == incident_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def next_incident_number(self, conn: Connection, prefix: str) -> int:
         n = conn.execute(select(func.count()).select_from(incidents_t)
