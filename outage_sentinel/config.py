@@ -384,6 +384,36 @@ class NotifyConfig(Strict):
     templates_dir: Path | None = None
 
 
+class LifecycleConfig(Strict):
+    """Incident lifecycle (see README "Incident lifecycle")."""
+
+    #: A new outage on the same transformer areas this soon after restoration is a reopening,
+    #: linked to the original incident.
+    reopen_window_minutes: float = Field(default=120.0, ge=0)
+    #: Dispatch a crew automatically when a fault incident is confirmed.
+    auto_dispatch: bool = True
+    #: How often deadlines, reminders and escalations are checked.
+    check_interval_seconds: float = Field(default=30.0, gt=0)
+
+
+class PlannedConfig(Strict):
+    """Planned and temporary outage notices."""
+
+    #: Reminders before the start, in hours (default: the day before and one hour before).
+    reminder_hours: list[float] = Field(default_factory=lambda: [24.0, 1.0])
+
+
+class CommandCentreConfig(Strict):
+    """Where command-centre summaries, escalations and dead letters go."""
+
+    channel: str | None = None
+    target: str = "command-centre"
+    #: Send a summary for every new incident revision (else only escalations/dead letters).
+    summaries: bool = True
+    #: Send the daily report at this local time (HH:MM), or never.
+    daily_report_at: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
 class Config(Strict):
     """The whole configuration file."""
 
@@ -398,6 +428,9 @@ class Config(Strict):
     correlation: CorrelationConfig = CorrelationConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     notify: NotifyConfig = NotifyConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    planned: PlannedConfig = PlannedConfig()
+    command_centre: CommandCentreConfig = CommandCentreConfig()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Config:
@@ -411,6 +444,9 @@ class Config(Strict):
             ZoneInfo(self.timezone)
         except Exception:
             raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
+        cc = self.command_centre.channel
+        if cc is not None and cc not in self.channels:
+            raise ValueError(f"command_centre.channel {cc!r} is not a key of 'channels'")
         return self
 
     def database_url(self) -> str:
