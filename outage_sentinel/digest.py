@@ -1,0 +1,235 @@
+"""Merge the pending messages of one group into a digest (pure).
+
+When a storm queues more messages for a robot than its rate limit lets through in useful time
+(WeCom: 20 a minute), sending them one by one would deliver the last notices many minutes
+late. Instead the delivery loop merges everything pending for that group into one digest
+message: the affected feeders, villages and households, worst first. Nothing is dropped: every
+pending message is *covered* by exactly one digest part, and the caller marks the covered
+messages as delivered-by-digest once the part is confirmed.
+
+The structured facts come from :attr:`Message.params` (the renderer fills them):
+
+=============  ====================================================================
+``feeder``     feeder name or id (``"10kV 城关线"``)
+``villages``   list of village names, or a mapping ``{village: households}``
+``village``    a single village name (alternative to ``villages``)
+``households`` affected households (customers) in total for this message
+``kind``       ``fault`` | ``temporary`` | ``planned``
+``status``     ``active`` | ``restored`` | ``cancelled``
+``priority``   optional number, higher is worse (overrides the kind/households order)
+=============  ====================================================================
+
+A message without params is still covered: its first text line is quoted in the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from outage_sentinel.channels.base import Message
+from outage_sentinel.textlimits import trim_bytes, utf8_len
+
+Language = Literal["zh", "en"]
+
+_KIND_RANK = {"fault": 3, "temporary": 2, "planned": 1}
+_STATUS_RANK = {"active": 2, "restored": 1, "cancelled": 0}
+
+_LABELS: dict[str, dict[str, str]] = {
+    "zh": {
+        "fault": "故障停电", "temporary": "临时停电", "planned": "计划停电", "unknown": "停电",
+        "restored": "已恢复送电", "cancelled": "已取消",
+        "households": "户", "sep": "、", "colon": "：", "total": "共",
+        "header": "停电汇总：{incidents}起事件，{feeders}条线路，{villages}个村，{households}户",
+        "part": "（第{i}/{n}部分）",
+    },
+    "en": {
+        "fault": "Fault outage", "temporary": "Temporary outage", "planned": "Planned outage",
+        "unknown": "Outage", "restored": "Restored", "cancelled": "Cancelled",
+        "households": " households", "sep": ", ", "colon": ": ", "total": "total ",
+        "header": ("Outage digest: {incidents} incident(s), {feeders} feeder(s), "
+                   "{villages} village(s), {households} household(s)"),
+        "part": " (part {i}/{n})",
+    },
+}
+
+
+@dataclass
+class DigestEntry:
+    """What the digest says about one incident (several pending messages may merge into it)."""
+
+    incident_id: str
+    kind: str = "unknown"
+    status: str = "active"
+    feeder: str = ""
+    #: village -> households (0 when unknown), in first-seen order.
+    villages: dict[str, int] = field(default_factory=dict)
+    households: int = 0
+    priority: float | None = None
+    summary: str = ""
+    keys: list[str] = field(default_factory=list)
+
+    def rank(self) -> tuple[float, ...]:
+        """Sort key, worst first: still-off before restored, faults before planned work, then
+        explicit priority, then households."""
+        return (
+            -_STATUS_RANK.get(self.status, 2),
+            -(self.priority if self.priority is not None else 0.0),
+            -_KIND_RANK.get(self.kind, 2),
+            -self.households,
+            0.0 if self.incident_id else 1.0,
+        )
+
+
+@dataclass(frozen=True)
+class DigestPart:
+    """One digest message and the pending message keys it stands for."""
+
+    message: Message
+    covers: tuple[str, ...]
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
+    """Merge messages per incident (later messages update status and facts), worst first."""
+    by_incident: dict[str, DigestEntry] = {}
+    for m in messages:
+        p: Mapping[str, Any] = m.params or {}
+        # Messages without an incident id can't be merged safely: one entry each.
+        ident = m.incident_id or f"\x00{m.key}"
+        e = by_incident.get(ident)
+        if e is None:
+            e = by_incident[ident] = DigestEntry(incident_id=m.incident_id)
+        e.keys.append(m.key)
+        if p.get("kind") in _KIND_RANK:
+            e.kind = str(p["kind"])
+        if p.get("status") in _STATUS_RANK:
+            e.status = str(p["status"])
+        elif m.purpose in ("restored", "restoration"):
+            e.status = "restored"
+        if p.get("feeder"):
+            e.feeder = str(p["feeder"])
+        villages = p.get("villages")
+        if isinstance(villages, Mapping):
+            for name, hh in villages.items():
+                e.villages[str(name)] = max(e.villages.get(str(name), 0), _int(hh))
+        elif isinstance(villages, (list, tuple)):
+            for name in villages:
+                e.villages.setdefault(str(name), 0)
+        if p.get("village"):
+            e.villages.setdefault(str(p["village"]), 0)
+        if "households" in p:
+            e.households = max(e.households, _int(p["households"]))
+        if p.get("priority") is not None:
+            try:
+                e.priority = float(p["priority"])
+            except (TypeError, ValueError):
+                pass
+        first_line = (m.text or m.subject).strip().splitlines()
+        if first_line:
+            e.summary = first_line[0].strip()
+    for e in by_incident.values():
+        e.households = max(e.households, sum(e.villages.values()))
+    return sorted(by_incident.values(), key=DigestEntry.rank)
+
+
+def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
+    state = labels[e.status] if e.status in ("restored", "cancelled") else labels[e.kind]
+    head = f"【{state}】" if labels is _LABELS["zh"] else f"[{state}] "
+    if not e.villages and not e.feeder:
+        # Nothing structured: quote the original message so it is still covered.
+        return head + e.summary
+    where = []
+    for name, hh in e.villages.items():
+        where.append(f"{name}({hh}{labels['households']})" if hh else name)
+    text = head + (e.feeder + labels["colon"] if e.feeder else "") + labels["sep"].join(where)
+    if e.households:
+        text += f"{labels['sep']}{labels['total']}{e.households}{labels['households']}"
+    return text
+
+
+def build_digest(
+    messages: Sequence[Message],
+    *,
+    limit_bytes: int,
+    language: Language = "zh",
+    channel: str | None = None,
+    target: str | None = None,
+) -> list[DigestPart]:
+    """Merge ``messages`` (all pending for one channel target) into as few parts as fit.
+
+    Each part's text is at most ``limit_bytes`` UTF-8 bytes. Each part repeats the overall
+    header (totals), so the first part alone gives the whole picture; lines are worst first,
+    so if the later parts wait behind a rate limit the most important facts are already out.
+    The digest key is derived from the covered keys, so rebuilding the same digest after a
+    crash gives the same key (the outbox's idempotency holds for digests too).
+    """
+    if not messages:
+        return []
+    labels = _LABELS[language]
+    entries = entries_from_messages(messages)
+    feeders = {e.feeder for e in entries if e.feeder}
+    villages = {v for e in entries for v in e.villages}
+    households = sum(e.households for e in entries if e.status == "active")
+    header = labels["header"].format(incidents=len(entries), feeders=len(feeders),
+                                     villages=len(villages), households=households)
+    # Reserve room for the longest possible part marker.
+    marker_room = utf8_len(labels["part"].format(i=len(entries), n=len(entries)))
+    head_bytes = utf8_len(header) + marker_room + 1  # + newline
+    line_room = limit_bytes - head_bytes
+    if line_room < 16:
+        raise ValueError(f"limit_bytes={limit_bytes} is too small for a digest")
+
+    groups: list[list[DigestEntry]] = [[]]
+    lines: list[list[str]] = [[]]
+    used = 0
+    for e in entries:
+        line = trim_bytes(_line(e, labels), line_room)
+        size = utf8_len(line) + 1
+        if lines[-1] and used + size > line_room:
+            groups.append([])
+            lines.append([])
+            used = 0
+        groups[-1].append(e)
+        lines[-1].append(line)
+        used += size
+
+    first = messages[0]
+    channel = channel if channel is not None else first.channel
+    target = target if target is not None else first.target
+    mentions: list[str] = []
+    for m in messages:
+        for phone in m.mentions:
+            if phone not in mentions:
+                mentions.append(phone)
+    n = len(groups)
+    parts: list[DigestPart] = []
+    for i, (group, group_lines) in enumerate(zip(groups, lines, strict=True), 1):
+        covers = tuple(k for e in group for k in e.keys)
+        title = header + (labels["part"].format(i=i, n=n) if n > 1 else "")
+        text = "\n".join([title, *group_lines])
+        digest_id = hashlib.sha256("\n".join(sorted(covers)).encode()).hexdigest()[:16]
+        parts.append(DigestPart(
+            message=Message(
+                key=f"digest/{channel}/{target}/{digest_id}",
+                channel=channel,
+                target=target,
+                text=text,
+                subject=title,
+                mentions=tuple(mentions),
+                audience=first.audience,
+                purpose="digest",
+                incident_id="",
+                params={"covers": list(covers), "part": i, "parts": n},
+            ),
+            covers=covers,
+        ))
+    return parts

@@ -1,0 +1,236 @@
+"""Per-target sliding-window rate limits whose state survives restarts.
+
+Pure: no clock reads, no I/O. The caller passes ``now`` (epoch seconds or an aware datetime)
+and persists :meth:`RateLimiter.to_json` wherever it keeps channel state, so a daemon that
+restarts in the middle of a storm does not send a fresh burst of 20 to a robot that already
+got 20 this minute — which for DingTalk would mean a ten-minute block (errcode 130101).
+
+A *key* is whatever the service counts by: a robot (``wecom-main/village-group-12``) or, for
+SMS, a phone number plus template (``sms/13812341234/SMS_1234``). Limits are passed with each
+call rather than stored, so changing the config takes effect on the next decision; the state
+only holds the timestamps of recent requests.
+
+Sliding windows, not fixed minutes: "20 per minute" means no 60-second interval anywhere on
+the timeline holds more than 20 requests, which is the strongest reading of the services'
+rules and the one the acceptance test checks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+Instant = float | datetime
+
+
+def _seconds(t: Instant) -> float:
+    if isinstance(t, datetime):
+        if t.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware datetime or epoch seconds")
+        return t.timestamp()
+    return float(t)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``max_requests`` in any window of ``window_seconds``."""
+
+    max_requests: int
+    window_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.max_requests < 1:
+            raise ValueError("max_requests must be >= 1")
+        if self.window_seconds <= 0:
+            raise ValueError("window_seconds must be > 0")
+
+    def __str__(self) -> str:
+        return f"{self.max_requests}/{self.window_seconds:g}s"
+
+
+#: A little longer than the documented minute: our clock and the service's differ, and a
+#: request's network latency varies, so two requests 60.0 s apart on our side can land 59.8 s
+#: apart on theirs. One second of margin costs ~2 % of throughput; a DingTalk block costs ten
+#: minutes.
+MINUTE = 61.0
+SECOND = 1.1
+DAY = 86400.0
+
+#: The services' documented limits (DESIGN §4), per robot / per number+template.
+DEFAULT_LIMITS: Mapping[str, tuple[RateLimit, ...]] = {
+    "wecom": (RateLimit(20, MINUTE),),
+    "dingtalk": (RateLimit(20, MINUTE),),
+    "feishu": (RateLimit(100, MINUTE), RateLimit(5, SECOND)),
+    # Aliyun counts per calendar day (China time); a sliding 24 h window is stricter, so it
+    # can never exceed the daily quota, and it needs no timezone.
+    "sms": (RateLimit(50, DAY),),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Result of :meth:`RateLimiter.allow`; unpacks as ``ok, wait_seconds``."""
+
+    ok: bool
+    #: Seconds until a request would be allowed (0 when ``ok``).
+    wait_seconds: float
+    #: The limit that blocked, for the log (``None`` when ``ok``).
+    limit: RateLimit | None = None
+
+    def __iter__(self) -> Any:
+        return iter((self.ok, self.wait_seconds))
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class RateLimiter:
+    """Sliding-window limiter over many keys. Mutable, but pure (no clock, no I/O)."""
+
+    #: Format version of :meth:`to_state`, so a future change can migrate persisted state.
+    STATE_VERSION = 1
+
+    def __init__(self, state: Mapping[str, Any] | None = None) -> None:
+        # key -> ascending timestamps of requests still inside the longest window used.
+        self._times: dict[str, list[float]] = {}
+        # key -> longest window seen for the key; timestamps older than this are forgotten.
+        self._horizon: dict[str, float] = {}
+        if state:
+            self._load(state)
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def check(self, key: str, now: Instant, limits: Sequence[RateLimit]) -> Decision:
+        """Would a request for ``key`` be allowed at ``now``? Records nothing."""
+        t = _seconds(now)
+        times = self._times.get(key, [])
+        worst: Decision = Decision(True, 0.0)
+        for limit in limits:
+            # Requests inside the half-open window (t - w, t]. Timestamps after ``t`` (clock
+            # stepped back after a restart) count too: better late than blocked by a service.
+            start = bisect.bisect_right(times, t - limit.window_seconds)
+            in_window = len(times) - start
+            if in_window < limit.max_requests:
+                continue
+            # The request that must leave the window before one more fits.
+            oldest_needed = times[len(times) - limit.max_requests]
+            wait = min(oldest_needed + limit.window_seconds - t, limit.window_seconds)
+            wait = max(wait, 0.0)
+            if not worst.ok and wait <= worst.wait_seconds:
+                continue
+            worst = Decision(False, wait, limit)
+        return worst
+
+    def allow(self, key: str | Iterable[str], now: Instant,
+              limits: Sequence[RateLimit]) -> Decision:
+        """Check and, if allowed, record one request for ``key`` at ``now``.
+
+        ``key`` may be several keys (an SMS to several numbers): the request is allowed only if
+        every key allows it, and then it is recorded against all of them, so a refusal never
+        leaves a partial record.
+        """
+        keys = [key] if isinstance(key, str) else list(key)
+        worst = Decision(True, 0.0)
+        for k in keys:
+            d = self.check(k, now, limits)
+            if not d.ok and (worst.ok or d.wait_seconds > worst.wait_seconds):
+                worst = d
+        if worst.ok:
+            for k in keys:
+                self.record(k, now, limits)
+        return worst
+
+    def record(self, key: str, now: Instant, limits: Sequence[RateLimit] = ()) -> None:
+        """Count a request that was made regardless of :meth:`allow` (e.g. a forced resend)."""
+        t = _seconds(now)
+        times = self._times.setdefault(key, [])
+        bisect.insort(times, t)
+        horizon = max([lim.window_seconds for lim in limits] + [self._horizon.get(key, 0.0)])
+        self._horizon[key] = horizon
+        self._prune_key(key, t)
+
+    def budget(self, key: str, now: Instant, limits: Sequence[RateLimit]) -> int:
+        """How many requests ``key`` could make at ``now`` without waiting.
+
+        The delivery loop compares this with the number of pending messages for a group to
+        decide whether to merge them into a digest.
+        """
+        t = _seconds(now)
+        times = self._times.get(key, [])
+        room: int | None = None
+        for limit in limits:
+            start = bisect.bisect_right(times, t - limit.window_seconds)
+            free = max(limit.max_requests - (len(times) - start), 0)
+            room = free if room is None else min(room, free)
+        return room if room is not None else 2**31 - 1
+
+    def history(self, key: str) -> tuple[float, ...]:
+        """Timestamps of the recorded requests for ``key`` still remembered (for tests/metrics)."""
+        return tuple(self._times.get(key, ()))
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def _prune_key(self, key: str, t: float) -> None:
+        horizon = self._horizon.get(key, 0.0)
+        times = self._times.get(key)
+        if times is None:
+            return
+        cut = bisect.bisect_right(times, t - horizon)
+        if cut:
+            del times[:cut]
+        if not times:
+            self._times.pop(key, None)
+            self._horizon.pop(key, None)
+
+    def prune(self, now: Instant) -> None:
+        """Forget requests that no window can see any more (keeps the persisted state small)."""
+        t = _seconds(now)
+        for key in list(self._times):
+            self._prune_key(key, t)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot; timestamps rounded to milliseconds."""
+        return {
+            "version": self.STATE_VERSION,
+            "keys": {
+                k: {"horizon": self._horizon.get(k, 0.0), "times": [round(x, 3) for x in v]}
+                for k, v in sorted(self._times.items())
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_state(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RateLimiter:
+        """Restore from :meth:`to_json`; empty/``None`` gives a fresh limiter.
+
+        A corrupt snapshot raises ``ValueError``: silently starting empty would allow exactly
+        the burst after restart that persistence exists to prevent, so the caller must decide.
+        """
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"rate-limit state is not valid JSON: {exc.msg}") from None
+        return cls(data)
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        if state.get("version") != self.STATE_VERSION or not isinstance(state.get("keys"), dict):
+            raise ValueError(f"rate-limit state: expected version {self.STATE_VERSION} with 'keys'")
+        for key, entry in state["keys"].items():
+            try:
+                times = sorted(float(x) for x in entry["times"])
+                horizon = float(entry["horizon"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"rate-limit state: bad entry for key {key!r}") from None
+            if times:
+                self._times[str(key)] = times
+                self._horizon[str(key)] = horizon
