@@ -122,7 +122,7 @@ class LocaliserParams:
     alive_report_b: float = 2.0
     #: Probability that a dead area sends an alive report anyway (stale reading). Small: alive
     #: evidence is trusted, and a device above it is all but ruled out.
-    alive_false_rate: float = 1e-4
+    alive_false_rate: float = 1e-6
     #: Gamma prior (shape, rate) of trouble calls per customer of a dead area (mean 0.1).
     call_rate_shape: float = 1.0
     call_rate_rate: float = 10.0
@@ -475,6 +475,19 @@ class _Component:
         tin, tout = self.t.tin, self.t.tout
         return tin[a] <= tin[b] <= tout[a] or tin[b] <= tin[a] <= tout[b]
 
+    def children_of(self, d: int, candidates: list[int]) -> list[int]:
+        """The highest candidates strictly below ``d`` (candidates are in Euler order)."""
+        tin, tout = self.t.tin, self.t.tout
+        out: list[int] = []
+        end = -1
+        for c in candidates:
+            if c == d or not (tin[d] < tin[c] <= tout[d]):
+                continue
+            if tin[c] > end:
+                out.append(c)
+                end = tout[c]
+        return out
+
     def search(self, candidates: list[int]) -> None:
         """Score every single device, then local search for the best set of devices."""
         if not candidates:
@@ -503,6 +516,16 @@ class _Component:
                     s = self.score(move)
                     if s > best_score:
                         best_move, best_score = move, s
+            # split: a device replaced by the candidates just below it (two faults on sibling
+            # laterals look like their common ancestor until alive evidence rules it out)
+            for d in current:
+                below = self.children_of(d, candidates)
+                if below:
+                    move = (current - {d}) | frozenset(below)
+                    if len(move) <= self.p.max_devices:
+                        s = self.score(move)
+                        if s > best_score:
+                            best_move, best_score = move, s
             if best_move is None:
                 break
             current, current_score = best_move, best_score

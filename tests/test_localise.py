@@ -1,0 +1,215 @@
+"""The localiser on a small two-feeder network (see tests/localise_fixture.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from outage_sentinel.localise import (
+    Evidence,
+    Hypothesis,
+    LocaliserParams,
+    localise,
+    naive_common_ancestor,
+)
+from outage_sentinel.topology import Topology
+from tests.localise_fixture import build
+
+
+@pytest.fixture(scope="module")
+def topo() -> Topology:
+    return build()
+
+
+def best(topo: Topology, **kwargs: object) -> Hypothesis:
+    result = localise(topo, Evidence(**kwargs))  # type: ignore[arg-type]
+    assert result.hypotheses, "expected at least one hypothesis"
+    return result.hypotheses[0]
+
+
+def test_dead_reports_point_at_the_lateral_fuse(topo: Topology) -> None:
+    h = best(topo, dead={"T1", "T2"})
+    assert h.devices == ("F1",)
+    assert set(h.transformers) == {"T1", "T2"}
+    assert h.customers == 70
+    assert h.villages == ("V1",)
+    assert h.important_customers == ("C-HOSP",)
+    assert h.section[0] == "F1" and set(h.section) == {"F1", "J3", "T1", "T2"}
+    assert h.feeders == ("FD1",)
+
+
+def test_probabilities_are_ranked_and_sum_to_at_most_one(topo: Topology) -> None:
+    result = localise(topo, Evidence(dead={"T1"}))
+    probs = [h.probability for h in result.hypotheses]
+    assert probs == sorted(probs, reverse=True)
+    assert 0.5 < probs[0] <= 1.0
+    assert sum(probs) <= 1.0 + 1e-9
+    assert result.hypotheses[0].devices == ("F1",)
+
+
+def test_dead_reports_on_two_laterals_blame_the_recloser(topo: Topology) -> None:
+    h = best(topo, dead={"T1", "T2", "T3", "T4"})
+    assert h.devices == ("R1",)
+    assert h.customers == 140
+    assert set(h.important_customers) == {"C-HOSP", "C-LIFE"}
+
+
+def test_trouble_calls_alone_localise(topo: Topology) -> None:
+    result = localise(topo, Evidence.from_call_list(["T3", "T3", "T3"]))
+    assert result.hypotheses[0].devices == ("F2",)
+
+
+def test_calls_by_customer_id_are_mapped_to_their_area(topo: Topology) -> None:
+    result = localise(topo, Evidence.from_call_list(["C-LIFE", "C-LIFE", "C-LIFE"]))
+    assert result.hypotheses[0].devices == ("F2",)
+    assert result.unknown == []
+
+
+def test_device_reported_open_is_the_answer_without_area_reports(topo: Topology) -> None:
+    h = best(topo, open_devices={"R1"})
+    assert h.devices == ("R1",)
+    assert h.probability > 0.9
+
+
+def test_open_report_beats_ambiguous_area_reports(topo: Topology) -> None:
+    # T1 alone would say F1; SCADA saying R1 tripped moves the answer up to R1.
+    assert best(topo, dead={"T1"}).devices == ("F1",)
+    assert best(topo, dead={"T1"}, open_devices={"R1"}).devices == ("R1",)
+
+
+def test_alive_evidence_vetoes_the_common_ancestor(topo: Topology) -> None:
+    # Dead areas under F1 and F3 share only B1 upstream; the naive answer is B1.
+    dead = {"T1", "T2", "T5", "T6"}
+    assert naive_common_ancestor(topo, Evidence(dead=dead)).hypotheses[0].devices == ("B1",)
+    h = best(topo, dead=dead, alive={"T7", "T8", "T4"}, calls={"T1": 3, "T5": 4})
+    assert set(h.devices) == {"F1", "F3"}
+    assert "B1" not in h.devices and "R1" not in h.devices
+
+
+def test_a_false_dead_report_does_not_move_the_answer_to_the_breaker(topo: Topology) -> None:
+    # F1 area reported and called in; one lone report on T7 with alive neighbours.
+    evidence = Evidence(dead={"T1", "T2", "T7"}, alive={"T8", "T5"},
+                        calls={"T1": 4, "T2": 3})
+    assert naive_common_ancestor(topo, evidence).hypotheses[0].devices == ("B1",)
+    assert localise(topo, evidence).hypotheses[0].devices == ("F1",)
+
+
+def test_contradicting_alive_report_inside_the_candidate(topo: Topology) -> None:
+    # Everything under R1 reported dead except T4, which is reported alive: R1 is
+    # contradicted, so the two fuses are blamed instead.
+    h = best(topo, dead={"T1", "T2", "T3"}, alive={"T4"}, calls={"T1": 3, "T3": 4})
+    assert "R1" not in h.devices
+    assert set(h.devices) == {"F1", "F2"}
+
+
+def test_normally_open_tie_keeps_feeders_apart(topo: Topology) -> None:
+    # T5 (FD1, beside the tie) and T9 (FD2, beside the tie) dead: two faults, one per feeder,
+    # never a common device across the open tie.
+    h = best(topo, dead={"T5", "T6", "T9", "T10"})
+    assert set(h.devices) == {"F3", "F4"}
+    assert set(h.feeders) == {"FD1", "FD2"}
+
+
+def test_normally_open_tie_reported_open_is_not_a_fault(topo: Topology) -> None:
+    result = localise(topo, Evidence(open_devices={"TIE"}))
+    assert result.hypotheses == []
+
+
+def test_mixed_feeders_combine_per_feeder_answers(topo: Topology) -> None:
+    result = localise(topo, Evidence(dead={"T3", "T11"}, calls={"T3": 5, "T11": 3}))
+    top = result.hypotheses[0]
+    assert set(top.devices) == {"F2", "B2"}
+    # alternatives vary one feeder at a time
+    assert all(len(h.devices) >= 2 for h in result.hypotheses[:2])
+
+
+def test_planned_outage_explains_its_areas(topo: Topology) -> None:
+    result = localise(topo, Evidence(dead={"T1", "T2", "T3", "T4"}, planned={"R1"}))
+    assert result.hypotheses == []
+    assert result.explained == ["T1", "T2", "T3", "T4"]
+
+
+def test_planned_outage_leaves_other_faults_visible(topo: Topology) -> None:
+    result = localise(topo, Evidence(dead={"T1", "T2", "T5", "T6"}, planned={"F1"},
+                                     calls={"T5": 4}))
+    assert result.hypotheses[0].devices == ("F3",)
+    assert set(result.explained) == {"T1", "T2"}
+
+
+def test_planned_transformer_area_is_excluded(topo: Topology) -> None:
+    result = localise(topo, Evidence(dead={"T3"}, planned={"T3"}))
+    assert result.hypotheses == []
+    assert result.explained == ["T3"]
+
+
+def test_planned_area_is_not_counted_as_affected(topo: Topology) -> None:
+    result = localise(topo, Evidence(dead={"T1", "T2", "T3", "T4"}, planned={"T4"}))
+    top = result.hypotheses[0]
+    assert top.devices == ("R1",)
+    assert "T4" not in top.transformers
+    assert top.customers == 120
+
+
+def test_nested_outage_under_an_open_recloser(topo: Topology) -> None:
+    # While R1 is open, reports below it are explained by it; nothing new to blame.
+    held = localise(topo, Evidence(dead={"T1", "T2", "T3", "T4"}, known_open={"R1"}))
+    assert held.hypotheses == []
+    # R1 closes again: T3/T4 come back, T1/T2 stay dark - the fuse F1 blew beneath it.
+    after = localise(topo, Evidence(dead={"T1", "T2"}, alive={"T3", "T4"}))
+    assert after.hypotheses[0].devices == ("F1",)
+
+
+def test_new_fault_elsewhere_while_a_recloser_is_open(topo: Topology) -> None:
+    result = localise(topo, Evidence(dead={"T1", "T5", "T6"}, known_open={"R1"},
+                                     calls={"T5": 3}))
+    assert result.hypotheses[0].devices == ("F3",)
+    assert result.explained == ["T1"]
+
+
+def test_unknown_ids_are_reported_not_fatal(topo: Topology) -> None:
+    result = localise(topo, Evidence(dead={"T1", "T2", "NOPE"}, alive={"J1"},
+                                     open_devices={"T3", "GHOST"}, calls={"ZZ": 2}))
+    assert result.hypotheses[0].devices == ("F1",)
+    # J1 is a junction (not an area), T3 an area (not a device): both unusable as given.
+    assert result.unknown == ["GHOST", "J1", "NOPE", "T3", "ZZ"]
+
+
+def test_node_names_resolve(topo: Topology) -> None:
+    assert best(topo, dead={"name-T1", "name-T2"}).devices == ("F1",)
+
+
+def test_empty_evidence_gives_no_hypotheses(topo: Topology) -> None:
+    result = localise(topo, Evidence())
+    assert result.hypotheses == [] and result.unknown == []
+    assert naive_common_ancestor(topo, Evidence()).hypotheses == []
+
+
+def test_params_change_the_penalty_for_extra_devices(topo: Topology) -> None:
+    evidence = Evidence(dead={"T1", "T2", "T5"}, alive={"T7", "T8", "T4"}, calls={"T5": 2})
+    cautious = localise(topo, evidence, LocaliserParams(fault_prior=1e-12)).hypotheses[0]
+    stormy = localise(topo, evidence, LocaliserParams(fault_prior=0.05)).hypotheses[0]
+    assert len(stormy.devices) >= len(cautious.devices)
+    assert set(stormy.devices) == {"F1", "F3"}
+    assert len(cautious.devices) == 1
+
+
+def test_to_json_is_serialisable(topo: Topology) -> None:
+    import json
+
+    result = localise(topo, Evidence(dead={"T1", "T2"}))
+    doc = json.loads(json.dumps(result.to_json()))
+    h = doc["hypotheses"][0]
+    assert h["devices"] == ["F1"] and h["customers"] == 70
+    assert set(h) >= {"devices", "probability", "transformers", "customers", "villages",
+                      "important_customers", "section"}
+    assert math.isclose(sum(x["probability"] for x in doc["hypotheses"]),
+                        sum(x.probability for x in result.hypotheses), abs_tol=1e-5)
+
+
+def test_evidence_accepts_lists_and_is_frozen() -> None:
+    ev = Evidence(dead=["T1", "T1"], calls={"T2": 2, "T3": 0})  # type: ignore[arg-type]
+    assert ev.dead == frozenset({"T1"})
+    assert dict(ev.calls) == {"T2": 2}
+    with pytest.raises(AttributeError):
+        ev.dead = frozenset()  # type: ignore[misc]
