@@ -89,6 +89,7 @@ class MqttSource:
         self._connected = threading.Event()
         self._last_error = "not started"
         self._client: mqtt.Client | None = None
+        self._subscribe_mid: int | None = None
         #: Counters for metrics: messages received / acknowledged, records skipped (not power
         #: codes), records and messages quarantined, connections made.
         self.stats: dict[str, int] = {"messages": 0, "acked": 0, "ignored": 0,
@@ -123,6 +124,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         properties: Properties | None = None
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -239,9 +241,21 @@ class MqttSource:
                 self._buffer = kept
         self.stats["connects"] += 1
         topics: list[tuple[str, int]] = [(topic, self.config.qos) for topic in self.config.topics]
-        client.subscribe(topics)
-        self._connected.set()
+        # Ready (``connected``) only once the broker confirmed the subscription (SUBACK).
+        _, self._subscribe_mid = client.subscribe(topics)
         log.info("mqtt.connected", source=self.name, session_present=flags.session_present)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[Any], properties: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [f"{t}: {rc}" for t, rc in zip(self.config.topics, reason_codes, strict=False)
+                   if rc.is_failure]
+        if refused:
+            # Not fatal: the other topics flow; the refusal is logged and kept for SourceError.
+            self._last_error = f"subscription refused: {'; '.join(refused)}"
+            log.error("mqtt.subscribe_refused", source=self.name, topics=refused)
+        self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any,
                        flags: mqtt.DisconnectFlags, reason_code: Any, properties: Any) -> None:

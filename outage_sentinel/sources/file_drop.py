@@ -1,0 +1,232 @@
+"""The ``file_drop`` source: a directory where AMI head-ends (or operators) drop exports.
+
+Files are CSV (``.csv``) or JSON lines (``.json``, ``.jsonl``, ``.ndjson``; a line may hold one
+record, an array or an envelope — see :mod:`outage_sentinel.sources.ami_payload`). UTF-8 (with
+or without BOM) is expected; GB18030 (which covers GBK exports from Windows tools) is accepted.
+
+Each file is processed once:
+
+* **Ready files only.** Names starting with ``.`` or ending ``.tmp``/``.part``/``.partial``/
+  ``.crdownload``/``.swp`` are never read (write to ``x.csv.tmp`` then rename is the safe way
+  to drop a file), and a file is read only when its mtime is ``settle_seconds`` old, i.e. no
+  one has written to it for that long.
+* :meth:`FileDropSource.poll` parses up to ``max_files_per_poll`` ready files, oldest first.
+  A bad row is quarantined (``export.csv row 7: time: ...``) and the rest of the file goes on;
+  a file unusable as a whole (not text, no id/code/time column, every record bad, too big)
+  yields one quarantined entry naming the file and why.
+* :meth:`FileDropSource.acknowledge` — called after the daemon committed the poll — moves each
+  file with :func:`os.replace` (atomic on one filesystem) into ``done/`` or, when unusable as a
+  whole, ``failed/``. A name already there gets a ``.1``, ``.2``, ... suffix.
+* A crash before the move, or a poll whose result is not acknowledged (the commit failed),
+  means the file is read again; its events carry deterministic ids (device + off/on + time) so
+  the store ignores the repeats. A file changed after it was read is not moved; it is read
+  again next poll.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from outage_sentinel.ami import AmiRegistry
+from outage_sentinel.config import FileDropSourceConfig
+from outage_sentinel.events import PollResult, Quarantined
+from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
+from outage_sentinel.sources.base import SourceError
+
+log = structlog.get_logger(__name__)
+
+#: Suffixes of files still being written.
+PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", ".filepart")
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+#: Characters of a failed file kept in its quarantine entry.
+HEAD_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class _Taken:
+    path: Path
+    size: int
+    mtime_ns: int
+    outcome: Literal["done", "failed"]
+
+
+class FileDropSource:
+    """Reads AMI export files from a directory; see the module docstring."""
+
+    type = "file_drop"
+
+    def __init__(self, config: FileDropSourceConfig, *, registry: AmiRegistry | None = None,
+                 default_tz: tzinfo | str = "Asia/Shanghai") -> None:
+        self.config = config
+        self.name: str = config.name
+        self.parser = AmiPayloadParser(config.name, config.ami, registry, default_tz)
+        self.directory = Path(config.directory)
+        self.done_dir = Path(config.done_dir) if config.done_dir else self.directory / "done"
+        self.failed_dir = (Path(config.failed_dir) if config.failed_dir
+                           else self.directory / "failed")
+        self._pending: list[tuple[PollResult, list[_Taken]]] = []
+        #: Counters for metrics.
+        self.stats: dict[str, int] = {"files_done": 0, "files_failed": 0, "records": 0,
+                                      "ignored": 0, "quarantined": 0}
+
+    # -- Source protocol ----------------------------------------------------------------------
+
+    def start(self, cursor: Mapping[str, Any] | None) -> None:
+        """Create ``done/`` and ``failed/``. The cursor is unused: the directory is the state."""
+        for d in (self.done_dir, self.failed_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def poll(self, now: datetime) -> PollResult:
+        """Parse the ready files. Raises :class:`SourceError` if the directory is unreadable."""
+        # An unacknowledged earlier result was not committed: its files are simply read again.
+        self._pending.clear()
+        ready = self._ready_files(now.timestamp())
+        if not ready:
+            return PollResult(not_modified=True)
+        result = PollResult()
+        taken: list[_Taken] = []
+        for path, st in ready:
+            parsed, failure = self._read(path, st.st_size)
+            self.stats["records"] += parsed.records
+            self.stats["ignored"] += parsed.ignored
+            if failure is not None:
+                self.stats["quarantined"] += 1
+                result.quarantined.append(Quarantined(self.name, f"{path.name}: {failure[0]}",
+                                                      {"file": path.name, "head": failure[1]}))
+                taken.append(_Taken(path, st.st_size, st.st_mtime_ns, "failed"))
+                continue
+            self.stats["quarantined"] += len(parsed.quarantined)
+            result.events.extend(parsed.events)
+            result.quarantined.extend(parsed.quarantined)
+            taken.append(_Taken(path, st.st_size, st.st_mtime_ns, "done"))
+        self._pending.append((result, taken))
+        return result
+
+    def acknowledge(self, result: PollResult) -> None:
+        """Move the committed poll's files to ``done/`` / ``failed/``."""
+        for i, (pending, files) in enumerate(self._pending):
+            if pending is result:
+                taken = files
+                del self._pending[i]
+                break
+        else:
+            return
+        for t in taken:
+            try:
+                st = t.path.stat()
+            except FileNotFoundError:
+                continue  # moved away by someone else; nothing to do
+            if st.st_size != t.size or st.st_mtime_ns != t.mtime_ns:
+                log.warning("file_drop.changed_after_read", source=self.name, file=t.path.name)
+                continue
+            target_dir = self.done_dir if t.outcome == "done" else self.failed_dir
+            target = _free_name(target_dir, t.path.name)
+            try:
+                os.replace(t.path, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:  # done/ on another filesystem: copy instead
+                    log.error("file_drop.move_failed", source=self.name, file=t.path.name,
+                              error=str(exc))
+                    continue
+                shutil.move(str(t.path), str(target))
+            self.stats["files_done" if t.outcome == "done" else "files_failed"] += 1
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _ready_files(self, now_ts: float) -> list[tuple[Path, os.stat_result]]:
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError as exc:
+            raise SourceError(f"{self.name}: cannot list {self.directory}: "
+                              f"{exc.strerror or exc}") from None
+        pattern = self.config.pattern
+        settle = self.config.settle_seconds
+        ready: list[tuple[Path, os.stat_result]] = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or name.lower().endswith(PARTIAL_SUFFIXES):
+                continue
+            if not fnmatch.fnmatch(name, pattern):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if now_ts - st.st_mtime < settle:
+                continue  # still being written (or just dropped): wait for it to settle
+            ready.append((Path(entry.path), st))
+        ready.sort(key=lambda item: (item[1].st_mtime_ns, item[0].name))
+        return ready[: self.config.max_files_per_poll]
+
+    def _format(self, path: Path) -> Literal["csv", "jsonl"] | None:
+        if self.config.format != "auto":
+            return self.config.format
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            return "csv"
+        if suffix in JSON_SUFFIXES:
+            return "jsonl"
+        return None
+
+    def _read(self, path: Path, size: int) -> tuple[Parsed, tuple[str, str] | None]:
+        """Parse one file; the second item is ``(reason, head)`` when it failed as a whole."""
+        fmt = self._format(path)
+        if fmt is None:
+            return Parsed(), ("unknown file type (expected .csv, .json, .jsonl or .ndjson)", "")
+        if size > self.config.max_file_bytes:
+            return Parsed(), (f"file is {size} bytes, over max_file_bytes "
+                              f"{self.config.max_file_bytes}", "")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return Parsed(), (f"cannot read: {exc.strerror or exc}", "")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            try:
+                text = data.decode("gb18030")
+            except UnicodeDecodeError as exc:
+                return Parsed(), (f"not UTF-8 or GB18030 text: {exc}",
+                                  data[:HEAD_LIMIT].decode("utf-8", errors="replace"))
+        try:
+            if fmt == "csv":
+                parsed = self.parser.csv_text(text, path.name)
+            else:
+                parsed = self.parser.json_lines(text, path.name)
+        except PayloadError as exc:
+            return Parsed(), (str(exc), text[:HEAD_LIMIT])
+        if parsed.records and not parsed.events and not parsed.ignored:
+            return Parsed(), (f"no usable record: all {parsed.records} records are bad, e.g. "
+                              f"{parsed.quarantined[0].reason}", text[:HEAD_LIMIT])
+        return parsed, None
+
+
+def _free_name(directory: Path, name: str) -> Path:
+    """``directory/name``, or ``name`` with ``.1``, ``.2``, ... before the suffix if taken."""
+    target = directory / name
+    if not target.exists():
+        return target
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    n = 1
+    while True:
+        candidate = directory / (f"{stem}.{n}.{suffix}" if suffix else f"{stem}.{n}")
+        if not candidate.exists():
+            return candidate
+        n += 1

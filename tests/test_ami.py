@@ -1,0 +1,310 @@
+"""AMI payload parsing and master-station screening (pure: no broker, no clock)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from outage_sentinel.ami import (
+    AmiRegistry,
+    AmiScreen,
+    ScreenPolicy,
+    compact_time,
+    device_ref,
+    parse_device_ref,
+)
+from outage_sentinel.config import AmiPayloadConfig, AmiScreenConfig
+from outage_sentinel.events import OutageEvent
+from outage_sentinel.sources.ami_payload import AmiPayloadParser, PayloadError
+
+T = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
+
+
+def registry(areas: int = 3, meters: int = 10) -> AmiRegistry:
+    """Areas TX0..; meters TXi-M0..; one terminal TXi-T per area."""
+    rows = []
+    for a in range(areas):
+        rows.append((f"TX{a}-T", f"TX{a}", "terminal"))
+        rows.extend((f"TX{a}-M{m}", f"TX{a}", "meter") for m in range(meters))
+    return AmiRegistry.from_records(rows, {f"TX{a}": f"F{a % 2}" for a in range(areas)})
+
+
+def obs(device: str, action: str, at: float, kind: str = "meter", tx: str = "") -> OutageEvent:
+    t = T + timedelta(seconds=at)
+    off = action == "off"
+    return OutageEvent(source="ami-mqtt", event_id=f"{device}:{action}:{compact_time(t)}",
+                       kind="fault", status="active" if off else "restored",
+                       signal="dead" if off else "alive", start=t, end=None if off else t,
+                       transformers=(tx,) if tx else (), area_text=device_ref(kind, device))
+
+
+def meters_off(area: int, count: int, at: float = 0.0, step: float = 1.0) -> list[OutageEvent]:
+    return [obs(f"TX{area}-M{m}", "off", at + m * step) for m in range(count)]
+
+
+def meters_on(area: int, count: int, at: float, step: float = 1.0) -> list[OutageEvent]:
+    return [obs(f"TX{area}-M{m}", "on", at + m * step) for m in range(count)]
+
+
+def at(seconds: float) -> datetime:
+    return T + timedelta(seconds=seconds)
+
+
+# -- payload parsing ----------------------------------------------------------------------------
+
+
+def parser(**cfg: object) -> AmiPayloadParser:
+    return AmiPayloadParser("ami-mqtt", AmiPayloadConfig.model_validate(cfg), registry(),
+                            default_tz="Asia/Shanghai")
+
+
+def test_device_ref_round_trip() -> None:
+    assert parse_device_ref(device_ref("terminal", "T:1")) == ("terminal", "T:1")
+    assert parse_device_ref("Village A") is None
+    assert parse_device_ref("meter:") is None
+
+
+def test_json_forms_give_deterministic_events() -> None:
+    p = parser()
+    one = p.json_payload(json.dumps(
+        {"meter_id": "TX0-M1", "code": "3.26.0.85", "time": "2026-07-01 16:00:00"}), "t")
+    assert len(one.events) == 1
+    e = one.events[0]
+    assert (e.signal, e.status, e.transformers, e.feeder) == ("dead", "active", ("TX0",), "F0")
+    assert e.area_text == "meter:TX0-M1"
+    assert e.start == datetime(2026, 7, 1, 8, 0, tzinfo=UTC)  # naive = Asia/Shanghai
+    assert e.event_id == "TX0-M1:off:20260701T080000Z"
+    again = p.json_payload(json.dumps(
+        [{"meterId": "TX0-M1", "eventType": "3.26.0.85", "timestamp": "2026-07-01T08:00:00Z"}]),
+        "t")
+    assert (again.events[0].event_id, again.events[0].revision) == (e.event_id, e.revision)
+    cim = {"Payload": {"EndDeviceEvents": {"EndDeviceEvent": [
+        {"mRID": "ev-1", "createdDateTime": "2026-07-01T08:01:00+00:00",
+         "EndDeviceEventType": {"ref": "3.26.0.216"}, "Assets": {"mRID": "TX0-M1"}}]}}}
+    restored = p.json_payload(json.dumps(cim), "t").events
+    assert [(x.signal, x.status, x.end) for x in restored] == [
+        ("alive", "restored", datetime(2026, 7, 1, 8, 1, tzinfo=UTC))]
+    envelope = p.json_payload(json.dumps({"events": [
+        {"meter": "TX1-M0", "code": "power_off", "time": 1782892800}]}), "t")
+    assert envelope.events[0].transformers == ("TX1",)
+
+
+def test_terminal_off_on_record_gives_both_observations() -> None:
+    p = parser()
+    parsed = p.json_payload(json.dumps({"terminal_id": "TX2-T", "erc": "ERC14",
+                                        "off_time": "2026-07-01 16:00:00",
+                                        "on_time": "2026-07-01 16:00:30"}), "t")
+    assert [(e.signal, e.area_text) for e in parsed.events] == [
+        ("dead", "terminal:TX2-T"), ("alive", "terminal:TX2-T")]
+    only_off = p.json_payload(json.dumps({"terminal": "TX2-T", "oi": 3106,
+                                          "start_time": "2026-07-01 16:00:00"}), "t")
+    assert [e.signal for e in only_off.events] == ["dead"]
+
+
+def test_bad_records_are_quarantined_with_reason_rest_goes_on() -> None:
+    p = parser()
+    parsed = p.json_payload(json.dumps([
+        {"meter_id": "TX0-M1", "code": "3.26.0.85", "time": "yesterday"},
+        {"meter_id": "NOPE", "code": "3.26.0.85", "time": "2026-07-01 16:00:00"},
+        {"code": "3.26.0.85", "time": "2026-07-01 16:00:00"},
+        {"meter_id": "TX0-M2", "code": "3.26.0.999", "time": "2026-07-01 16:00:00"},
+        {"meter_id": "TX0-M3", "code": "3.26.0.85", "time": "2026-07-01 16:00:00"},
+    ]), "topic ami/x")
+    assert [e.area_text for e in parsed.events] == ["meter:TX0-M3"]
+    reasons = [q.reason for q in parsed.quarantined]
+    assert reasons[0].startswith("topic ami/x record 1: time: expected a time")
+    assert "record 2: device id: meter or terminal 'NOPE' is not in meters.csv" in reasons[1]
+    assert "record 3: device id: none of meter_id" in reasons[2]
+    assert parsed.ignored == 1  # unknown code: skipped by default
+    strict = parser(unknown_codes="quarantine").json_payload(json.dumps(
+        {"meter_id": "TX0-M2", "code": "3.26.0.999", "time": "2026-07-01 16:00:00"}), "t")
+    assert "3.26.0.999" in strict.quarantined[0].reason
+    with pytest.raises(PayloadError, match="not valid JSON"):
+        p.json_payload(b"{oops", "t")
+
+
+def test_configured_codes_extend_defaults() -> None:
+    p = parser(codes={"E-17": "off", "E-18": {"action": "on"}, "3.26.0.85": "ignore"})
+    parsed = p.json_payload(json.dumps([
+        {"meter_id": "TX0-M1", "code": "e-17", "time": "2026-07-01 16:00:00"},
+        {"meter_id": "TX0-M1", "code": "E-18", "time": "2026-07-01 16:05:00"},
+        {"meter_id": "TX0-M1", "code": "3.26.0.85", "time": "2026-07-01 16:00:00"},
+    ]), "t")
+    assert [e.signal for e in parsed.events] == ["dead", "alive"]
+    assert parsed.ignored == 1
+
+
+def test_csv_rows_and_header_checks() -> None:
+    p = parser()
+    text = ("meter_id,code,time\n"
+            "TX0-M1,3.26.0.85,2026-07-01 16:00:00\n"
+            "TX0-M2,3.26.0.85\n"
+            "TX0-M3,3.26.0.85,not a time\n"
+            "TX0-M4,3.26.0.216,2026-07-01 16:02:00\n")
+    parsed = p.csv_text(text, "export.csv")
+    assert [e.area_text for e in parsed.events] == ["meter:TX0-M1", "meter:TX0-M4"]
+    assert [q.reason.split(":")[0] for q in parsed.quarantined] == [
+        "export.csv row 3", "export.csv row 4"]
+    with pytest.raises(PayloadError, match="no event code column"):
+        p.csv_text("meter_id,when\nTX0-M1,2026-07-01\n", "x.csv")
+    headerless = parser(csv_columns=["meter_id", "code", "time"]).csv_text(
+        "TX0-M1,3.26.0.85,2026-07-01 16:00:00\n", "t")
+    assert len(headerless.events) == 1
+
+
+# -- screening ----------------------------------------------------------------------------------
+
+
+def test_momentary_blip_makes_no_outage() -> None:
+    screen = AmiScreen(registry())
+    r = screen.feed(meters_off(0, 6), at(6))
+    assert r.events == [] and r.held == 1
+    r = screen.feed(meters_on(0, 6, at=20), at(26))
+    assert r.events == [] and r.momentary == 1 and r.held == 0
+    assert screen.tick(at(3600)).events == []
+    assert screen.outages() == {}
+
+
+def test_area_outage_is_held_for_min_duration_then_restored() -> None:
+    screen = AmiScreen(registry())
+    r = screen.feed(meters_off(1, 5, at=0, step=10), at(40))
+    assert r.events == []
+    assert screen.next_due() == at(60)
+    assert screen.tick(at(59)).events == []
+    dead = screen.tick(at(60)).events
+    assert len(dead) == 1
+    d = dead[0]
+    assert (d.source, d.signal, d.status, d.transformers, d.feeder, d.start) == (
+        "ami", "dead", "active", ("TX1",), "F1", T)
+    assert d.event_id == "TX1@20260701T080000Z"
+    assert screen.outages() == {"TX1": T}
+    # Two of five back: not yet restored (restore_share 0.5 needs three).
+    assert screen.feed(meters_on(1, 2, at=600), at(602)).events == []
+    alive = screen.feed(meters_on(1, 3, at=610), at(613)).events
+    assert len(alive) == 1
+    a = alive[0]
+    assert (a.signal, a.status, a.event_id, a.end) == ("alive", "restored", d.event_id, at(612))
+    assert a.revision != d.revision
+
+
+def test_terminal_off_plus_meters_make_one_area_outage() -> None:
+    screen = AmiScreen(registry())
+    events = [obs("TX2-T", "off", 2, kind="terminal")] + meters_off(2, 8)
+    r = screen.feed(events, at(10))
+    assert r.events == []
+    out = screen.tick(at(61)).events
+    assert [(e.signal, e.transformers, e.start) for e in out] == [("dead", ("TX2",), T)]
+    assert out[0].raw["basis"] == "terminal" and out[0].raw["meters_off"] == 8
+    # Terminal on restores the area even though most meters have not reported.
+    back = screen.feed([obs("TX2-T", "on", 900, kind="terminal")], at(901)).events
+    assert [(e.signal, e.event_id) for e in back] == [("alive", out[0].event_id)]
+
+
+def test_terminal_alone_is_an_area_outage_and_its_blip_is_momentary() -> None:
+    screen = AmiScreen(registry())
+    screen.feed([obs("TX0-T", "off", 0, kind="terminal")], at(1))
+    r = screen.feed([obs("TX0-T", "on", 30, kind="terminal")], at(31))
+    assert r.momentary == 1 and r.events == []
+    screen.feed([obs("TX0-T", "off", 100, kind="terminal")], at(101))
+    assert [e.signal for e in screen.tick(at(160)).events] == ["dead"]
+
+
+def test_duplicates_are_merged() -> None:
+    screen = AmiScreen(registry())
+    batch = meters_off(0, 5)
+    first = screen.feed(batch, at(5))
+    again = screen.feed(batch + meters_off(0, 5, at=20), at(25))  # redelivery + retries
+    assert first.merged == 0 and again.merged == 10
+    out = screen.tick(at(61)).events
+    assert len(out) == 1
+    redelivered = screen.feed(batch, at(62))
+    assert redelivered.events == [] and redelivered.merged == 5
+
+
+def test_single_meter_is_a_customer_fault_not_an_area_outage() -> None:
+    screen = AmiScreen(registry())
+    screen.feed([obs("TX0-M3", "off", 0)], at(0))
+    r = screen.tick(at(60))
+    assert r.events == []
+    assert [(f.meter, f.transformer, f.status) for f in r.customer_faults] == [
+        ("TX0-M3", "TX0", "active")]
+    back = screen.feed([obs("TX0-M3", "on", 300)], at(300))
+    assert [(f.status, f.end) for f in back.customer_faults] == [("restored", at(300))]
+    # A short single-meter blip is nothing at all.
+    r = screen.feed([obs("TX0-M4", "off", 400), obs("TX0-M4", "on", 410)], at(411))
+    assert r.momentary == 1 and r.customer_faults == [] and r.events == []
+
+
+def test_too_few_or_too_spread_meters_are_no_area_outage() -> None:
+    screen = AmiScreen(registry())
+    r = screen.feed(meters_off(0, 4), at(4))  # 4 < 5
+    r.extend(screen.feed(meters_off(1, 5, step=70), at(281)))  # 5 over 280 s, window 60 s
+    r.extend(screen.tick(at(400)))
+    assert r.events == []
+    assert len(r.customer_faults) == 9
+
+
+def test_share_threshold() -> None:
+    policy = ScreenPolicy.from_config(AmiScreenConfig(min_share=0.5, min_meters=5))
+    screen = AmiScreen(registry(meters=20), policy)
+    screen.feed(meters_off(0, 9), at(9))
+    assert screen.tick(at(100)).events == []
+    screen2 = AmiScreen(registry(meters=20), policy)
+    screen2.feed(meters_off(0, 10), at(10))
+    assert [e.signal for e in screen2.tick(at(100)).events] == ["dead"]
+    small = AmiScreen(registry(meters=3))  # fewer registered than min_meters: all of them
+    small.feed(meters_off(0, 3), at(3))
+    assert [e.signal for e in small.tick(at(100)).events] == ["dead"]
+
+
+def test_backlog_with_off_and_on_in_one_batch_gives_dead_and_alive() -> None:
+    screen = AmiScreen(registry())
+    batch = meters_on(0, 5, at=300) + meters_off(0, 5)  # out of order on purpose
+    r = screen.feed(batch, at(3600))
+    assert [(e.signal, e.start, e.end) for e in r.events] == [
+        ("dead", T, None), ("alive", T, at(302))]
+
+
+def test_stale_report_is_ignored() -> None:
+    screen = AmiScreen(registry())
+    screen.feed([obs("TX0-M1", "on", 100)], at(100))
+    r = screen.feed([obs("TX0-M1", "off", 50)], at(101))
+    assert r.stale == 1
+
+
+def test_unknown_devices_are_counted_not_screened() -> None:
+    screen = AmiScreen(registry())
+    r = screen.feed([obs("X-1", "off", 0), obs("X-2", "off", 0, tx="TX0")], at(1))
+    assert r.observed == 2 and r.unknown == 1
+    notice = OutageEvent(source="95598", event_id="n1", kind="planned", status="active",
+                         start=T, transformers=("TX0",))
+    assert screen.feed([notice], at(2)).observed == 0
+
+
+def test_state_round_trip_keeps_held_outage() -> None:
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed(meters_off(0, 5) + [obs("TX1-M1", "off", 0)], at(5))
+    state = json.loads(json.dumps(screen.to_state()))
+    restored = AmiScreen.from_state(state, reg)
+    r = restored.tick(at(61))
+    assert [e.event_id for e in r.events] == ["TX0@20260701T080000Z"]
+    assert [f.meter for f in r.customer_faults] == ["TX1-M1"]
+    assert restored.feed(meters_off(0, 5), at(62)).merged == 5
+
+
+def test_state_stays_small_after_many_blips() -> None:
+    screen = AmiScreen(registry(areas=50, meters=10))
+    for k in range(20):
+        base = k * 1000.0
+        batch = []
+        for a in range(50):
+            batch += [obs(f"TX{a}-M{m}", "off", base + m) for m in range(10)]
+            batch += [obs(f"TX{a}-M{m}", "on", base + 20 + m) for m in range(10)]
+        screen.feed(batch, at(base + 40))
+    screen.tick(at(30000))
+    state = screen.to_state()
+    assert state["areas"] == {} and state["last"] == {} and state["singles"] == {}
+    assert len(screen._heap) < 2000
