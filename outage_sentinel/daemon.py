@@ -420,7 +420,7 @@ class Daemon:
         after = apply_event(current, event, resolved, self.topology, self.estimator, now,
                             lambda: self._new_incident_id(conn, event.start), planned)
         self.metrics.localise_duration.observe(time.perf_counter() - started)
-        notices, after = plan_notices(current, after)
+        notices, after = plan_notices(current, after, self.topology)
         rows = self.planner.rows(after, notices, now, previous=current)
         self.store.save_incident_in(conn, {
             "id": after.id, "feeder": after.feeder, "kind": after.kind, "status": after.status,

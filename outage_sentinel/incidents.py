@@ -200,15 +200,27 @@ class Incident:
     unknown_refs: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: Transformer areas back on supply (restoration steps), with the time each came back.
+    restored: Mapping[str, datetime] = field(default_factory=dict)
+    #: Lifecycle stage, see :data:`STAGES`.
+    stage: str = "detected"
+    #: The incident this one reopens (same areas off again soon after restoration).
+    parent_id: str | None = None
 
     @property
     def fault_device(self) -> str | None:
         return self.estimate.devices[0] if self.estimate.devices else None
 
+    @property
+    def off(self) -> tuple[str, ...]:
+        """Affected transformer areas still without supply."""
+        return tuple(t for t in self.estimate.transformers if t not in self.restored)
+
     def material(self) -> tuple[Any, ...]:
         """What recipients care about; a change here is a new revision."""
         e = self.estimate
-        return (self.status, self.kind, e.devices, e.transformers, self.etr)
+        return (self.status, self.kind, e.devices, e.transformers, self.etr, self.start,
+                self.off)
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
@@ -227,6 +239,8 @@ class Incident:
             "notified_villages": list(self.notified_villages),
             "unknown_refs": list(self.unknown_refs),
             "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
+            "restored": {t: at.isoformat() for t, at in self.restored.items()},
+            "stage": self.stage, "parent_id": self.parent_id,
         }
 
     @classmethod
@@ -249,6 +263,8 @@ class Incident:
             unknown_refs=tuple(d.get("unknown_refs") or ()),
             created_at=parse_optional_time(d.get("created_at"), "created_at"),
             updated_at=parse_optional_time(d.get("updated_at"), "updated_at"),
+            restored={t: parse_time(at, "restored") for t, at in (d.get("restored") or {}).items()},
+            stage=d.get("stage", "detected"), parent_id=d.get("parent_id"),
         )
 
 
@@ -292,13 +308,14 @@ def evidence_of(members: Iterable[Member]) -> Evidence:
     calls: dict[str, int] = {}
     open_devices: set[str] = set()
     for m in sorted(members, key=lambda m: (m.seen_at, m.key)):
-        if m.status == "active":
+        if m.signal == "alive" or (m.signal == "dead" and m.status != "active"):
+            # Supply seen (AMI restore, a ping, an operator's restoration step).
+            alive.update(m.transformers)
+            dead.difference_update(m.transformers)
+        elif m.status == "active":
             if m.signal in ("notice", "dead"):
                 dead.update(m.transformers)
                 alive.difference_update(m.transformers)
-            elif m.signal == "alive":
-                alive.update(m.transformers)
-                dead.difference_update(m.transformers)
             elif m.signal == "call":
                 for t in m.transformers:
                     calls[t] = calls.get(t, 0) + 1
@@ -327,41 +344,99 @@ def apply_event(
         )
     members = dict(incident.members)
     members[member.key] = member
-    active = [m for m in members.values() if m.status == "active"]
-    reporting = [m for m in members.values() if m.signal in ("notice", "dead")]
-    if active:
-        status = "active"
-        end = None
-    elif reporting and all(m.status == "cancelled" for m in reporting):
-        status = "cancelled"
-        end = max((m.end or m.seen_at) for m in members.values())
-    else:
-        status = "restored"
-        end = max((m.end or m.seen_at) for m in members.values())
+    reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]
+    active = [m for m in reporting if m.status == "active"]
     notices = [m for m in members.values() if m.signal == "notice"] or list(members.values())
     kind = _worst_kind(m.kind for m in notices)
-    start = min(m.start for m in members.values())
+    start = min(m.start for m in (reporting or list(members.values())))
     etrs = [m.etr for m in (active or notices) if m.etr is not None]
     etr = max(etrs) if etrs else None
     causes = [m.cause for m in sorted(notices, key=lambda m: m.seen_at) if m.cause]
     areas = [m.area_text for m in sorted(notices, key=lambda m: m.seen_at) if m.area_text]
     unknown = tuple(dict.fromkeys(u for m in members.values() for u in m.unknown))
-    if status == "active":
-        ev = evidence_of(members.values())
+    ev = evidence_of(members.values())
+    restored = dict(incident.restored)
+    if active:
         ev = replace(ev, planned=planned if incident_class(kind) == "unplanned" else frozenset())
         estimate = estimator(topology, ev)
+        # Areas seen alive after they were counted off are restoration steps ("restore first,
+        # repair after": switching brings parts back before the fault is repaired).
+        for t in ev.alive:
+            if t in incident.estimate.transformers or t in estimate.transformers:
+                restored.setdefault(t, _alive_time(members.values(), t) or now)
+        for t in list(restored):
+            if t in ev.dead:  # off again: no longer restored
+                del restored[t]
     else:
         estimate = incident.estimate
+    off = [t for t in estimate.transformers if t not in restored]
+    if active and (off or not estimate.transformers):
+        status, end = "active", None
+    elif reporting and all(m.status == "cancelled" for m in reporting):
+        status = "cancelled"
+        end = max((m.end or m.seen_at) for m in members.values())
+    else:
+        status = "restored"
+        times = [m.end or m.seen_at for m in reporting if m.status != "active"]
+        times += list(restored.values())
+        end = max(times) if times else now
+        for t in off:  # the whole incident is over: the rest came back now
+            restored[t] = end
     updated = replace(
         incident, kind=kind, status=status, start=start, etr=etr, end=end,
         cause=causes[-1] if causes else incident.cause,
         area_text=areas[-1] if areas else incident.area_text,
         members=members, estimate=estimate, unknown_refs=unknown, updated_at=now,
         feeder=incident.feeder if incident.feeder != "?" else (resolved.feeder or "?"),
+        restored=restored,
     )
+    updated = replace(updated, stage=next_stage(incident, updated))
     if updated.material() != incident.material() or incident.revision == 0:
         updated = replace(updated, revision=incident.revision + 1)
     return updated
+
+
+#: Signals that say an area is off (and so keep an incident open while active).
+REPORTING_SIGNALS = ("notice", "dead", "device_open")
+
+#: Lifecycle stages in order. Operator steps (confirmed, dispatched, on_site) and the core's
+#: (restoration) only move an incident forward, except that an outage returning on an incident's
+#: own records (a feed re-activating a restored record) takes it back to detected/confirmed.
+STAGES = ("detected", "confirmed", "dispatched", "on_site", "partially_restored", "restored",
+          "cancelled", "closed")
+ACTIVE_STAGES = ("detected", "confirmed", "dispatched", "on_site", "partially_restored")
+
+
+def next_stage(before: Incident, after: Incident) -> str:
+    """The lifecycle stage ``after`` is in, given the stage ``before`` was in."""
+    if before.stage == "closed":
+        return "closed"
+    if after.status == "restored":
+        return "restored"
+    if after.status == "cancelled":
+        return "cancelled"
+    stage = before.stage if before.stage in ACTIVE_STAGES else "detected"
+    # The outage information system is authoritative: its notice confirms the outage.
+    if stage == "detected" and any(m.signal == "notice" for m in after.members.values()):
+        stage = "confirmed"
+    if after.restored and after.off:
+        stage = "partially_restored"
+    elif stage == "partially_restored":
+        stage = "confirmed"
+    return stage
+
+
+def restoration_step(before: Incident | None, after: Incident) -> tuple[str, ...]:
+    """Transformer areas that came back between two states (in affected order)."""
+    was = set(before.restored) if before is not None else set()
+    return tuple(t for t in after.estimate.transformers if t in after.restored and t not in was)
+
+
+def _alive_time(members: Iterable[Member], transformer: str) -> datetime | None:
+    times = [m.end or m.start for m in members
+             if transformer in m.transformers
+             and (m.signal == "alive" or (m.signal == "dead" and m.status != "active"))]
+    return max(times) if times else None
 
 
 def _worst_kind(kinds: Iterable[str]) -> str:
@@ -378,7 +453,8 @@ class Notice:
     villages: tuple[str, ...]
 
 
-def plan_notices(before: Incident | None, after: Incident) -> tuple[list[Notice], Incident]:
+def plan_notices(before: Incident | None, after: Incident, topology: Topology | None = None
+                 ) -> tuple[list[Notice], Incident]:
     """Decide which villages get which notice for ``after``'s revision.
 
     Returns the notices and ``after`` with ``notified_villages`` brought up to date.
@@ -388,7 +464,7 @@ def plan_notices(before: Incident | None, after: Incident) -> tuple[list[Notice]
     notified = list(after.notified_villages)
     out: list[Notice] = []
     if after.status == "active":
-        affected = list(after.estimate.villages)
+        affected = villages_off(after, topology)
         new = [v for v in affected if v not in notified]
         gone = [v for v in notified if v not in affected]
         still = [v for v in notified if v in affected]
@@ -396,7 +472,9 @@ def plan_notices(before: Incident | None, after: Incident) -> tuple[list[Notice]
             out.append(Notice("restored", tuple(gone)))
         if new:
             out.append(Notice("outage", tuple(new)))
-        if before is not None and before.status == "active" and before.etr != after.etr and still:
+        changed = before is not None and before.status == "active" and (
+            before.etr != after.etr or (after.kind != "fault" and before.start != after.start))
+        if changed and still:
             out.append(Notice("update", tuple(still)))
         notified = still + new
     elif after.status in ("restored", "cancelled"):
@@ -404,6 +482,18 @@ def plan_notices(before: Incident | None, after: Incident) -> tuple[list[Notice]
             out.append(Notice(after.status, tuple(notified)))
         notified = []
     return out, replace(after, notified_villages=tuple(notified))
+
+
+def villages_off(incident: Incident, topology: Topology | None = None) -> list[str]:
+    """Villages with at least one affected area still off, in estimate order.
+
+    Without a topology, restoration steps cannot be mapped to villages, so every village of
+    the estimate counts while the incident is active.
+    """
+    if topology is None or not incident.restored:
+        return list(incident.estimate.villages)
+    still = {topology.nodes[t].village for t in incident.off if t in topology.nodes}
+    return [v for v in incident.estimate.villages if v in still]
 
 
 def _iso(value: datetime | None) -> str | None:

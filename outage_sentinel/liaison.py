@@ -73,7 +73,10 @@ class LiaisonPlanner:
         estimate = incident.estimate
         if village_id not in estimate.villages and previous is not None:
             estimate = previous.estimate  # a village no longer affected: describe what it had
-        in_village = [t for t in estimate.transformers if topo.nodes[t].village == village_id]
+        # Outage and update notices count what is still off; restored/cancelled what was off.
+        areas = incident.off if notice.purpose in ("outage", "update") and estimate is \
+            incident.estimate else estimate.transformers
+        in_village = [t for t in areas if topo.nodes[t].village == village_id]
         village_customers = topo.customers_of(in_village)
         lang = self.renderer.language
         context = {
