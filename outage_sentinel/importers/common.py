@@ -205,7 +205,7 @@ def write_bundle(net: RawNetwork, outdir: str | Path) -> ImportSummary:
         adjacency[b].append(a)
     # rule 4: feeder-head breakers
     for sid, _feeder in source_ids:
-        if not any(kinds[v] in PROTECTIVE_KINDS for v in adjacency[sid]):
+        if not _head_protected(sid, adjacency, kinds, normally_open):
             brk = new_id(f"{sid}-brk")
             kinds[brk], names[brk], extra[brk] = "breaker", f"{names[sid]} feeder breaker", {}
             adjacency[brk] = []
@@ -323,6 +323,22 @@ def write_bundle(net: RawNetwork, outdir: str | Path) -> ImportSummary:
         normally_open=sum(1 for n in keep if normally_open.get(n)),
         feeders=feeders, villages=len(village_rows), warnings=list(net.warnings),
     )
+
+
+def _head_protected(source: str, adjacency: dict[str, list[str]], kinds: dict[str, str],
+                    normally_open: dict[str, bool]) -> bool:
+    """True when a protective device sits on the single path out of the source before the
+    network first branches (or reaches an area)."""
+    prev, u = "", source
+    while True:
+        onward = [v for v in adjacency[u] if v != prev and not normally_open.get(v, False)]
+        if len(onward) != 1:
+            return False
+        prev, u = u, onward[0]
+        if kinds[u] in PROTECTIVE_KINDS:
+            return True
+        if kinds[u] == "transformer":
+            return False
 
 
 def strip_phases(bus: str) -> str:

@@ -121,6 +121,7 @@ def parse(src: str | Path) -> RawNetwork:
     statements = _statements(path, warnings, set())
     elements: dict[str, dict[str, str]] = {}  # "class.name" -> props (lower-case keys)
     order: list[str] = []
+    display: dict[str, str] = {}  # element key -> name as written
     opened: set[str] = set()
     circuit = ""
     coords_file: Path | None = None
@@ -147,6 +148,7 @@ def parse(src: str | Path) -> RawNetwork:
             continue
         key = first.lower()
         cls = key.split(".", 1)[0]
+        display.setdefault(key, first.split(".", 1)[1])
         props = elements.setdefault(key, {}) if verb == "edit" else {}
         # positional / keyword properties; transformer windings are tracked with wdg=
         wdg = 1
@@ -194,9 +196,10 @@ def parse(src: str | Path) -> RawNetwork:
             if not target.startswith("line."):
                 net.warnings.append(f"{cls}.{name}: monitors {target or 'nothing'}; skipped")
                 continue
-            devices_on.setdefault(target, []).append((DEVICE_OF[cls], name))
+            devices_on.setdefault(target, []).append((DEVICE_OF[cls], display[key]))
     for key in order:
-        cls, name = key.split(".", 1)
+        cls = key.split(".", 1)[0]
+        name = display[key]
         props = elements[key]
         disabled = props.get("enabled", "yes").lower() in ("no", "false", "n")
         if cls == "line":

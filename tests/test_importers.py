@@ -1,0 +1,283 @@
+"""Importers on the shared public feeders: counts checked against the source files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from outage_sentinel.importers import ImportError_, import_topology
+from outage_sentinel.locate import import_main
+from outage_sentinel.topology import load_bundle
+
+FEEDERS = Path(__file__).resolve().parents[1].parent / "shared/data/feeders"
+needs_feeders = pytest.mark.skipif(not FEEDERS.is_dir(),
+                                   reason=f"public feeders not found at {FEEDERS}")
+
+
+def kinds_of(bundle: Path) -> dict[str, int]:
+    topo = load_bundle(bundle)
+    out: dict[str, int] = {}
+    for n in topo.nodes.values():
+        out[n.kind] = out.get(n.kind, 0) + 1
+    return out
+
+
+# -- GridLAB-D -------------------------------------------------------------------------------
+
+
+def glm_counts(path: Path) -> dict[str, int]:
+    """Count objects in the .glm text, comments removed, independently of the importer."""
+    text = "\n".join(line.split("//", 1)[0] for line in path.read_text().splitlines())
+
+    def objects(kind: str) -> int:
+        return len(re.findall(rf"^\s*object\s+{kind}(?::\d+)?\s*\{{", text, re.M))
+
+    transformer_targets = set(re.findall(
+        r"object\s+transformer(?::\d+)?\s*\{[^}]*?\bto\s+([^;\s]+)\s*;", text))
+    meters = set(re.findall(r"object\s+meter(?::\d+)?\s*\{[^}]*?\bname\s+([^;\s]+)\s*;", text))
+    return {
+        "fuse": objects("fuse"),
+        "recloser": objects("recloser"),
+        "sectionalizer": objects("sectionalizer"),
+        "switch": objects("switch"),
+        "transformer": objects("transformer"),
+        "customers": objects("triplex_meter") + len(meters & transformer_targets),
+        "open": len(re.findall(r"\bstatus\s+OPEN\s*;", text)),
+    }
+
+
+@needs_feeders
+@pytest.mark.parametrize("name", ["GC-12.47-1.glm", "R2-12.47-2.glm", "R4-12.47-1.glm"])
+def test_glm_taxonomy_feeders(tmp_path: Path, name: str) -> None:
+    src = FEEDERS / "taxonomy" / name
+    expected = glm_counts(src)
+    summary = import_topology("glm", str(src), str(tmp_path))
+    kinds = kinds_of(tmp_path)
+    for kind in ("fuse", "recloser", "sectionalizer", "switch", "transformer"):
+        assert kinds.get(kind, 0) == expected[kind], kind
+    assert kinds["breaker"] == 1  # the feeder head had none: one is added
+    assert kinds["source"] == 1
+    assert summary.customers == expected["customers"]
+    assert load_bundle(tmp_path).total_customers == expected["customers"]
+    assert summary.normally_open == expected["open"]
+
+
+@needs_feeders
+def test_glm_r4_has_the_documented_devices(tmp_path: Path) -> None:
+    import_topology("glm", str(FEEDERS / "taxonomy" / "R4-12.47-1.glm"), str(tmp_path))
+    kinds = kinds_of(tmp_path)
+    assert kinds["fuse"] == 79 and kinds["recloser"] == 1  # as SOURCES.md says
+    topo = load_bundle(tmp_path)
+    # every area is downstream of the head breaker and of exactly one source
+    brk = next(n.id for n in topo.nodes.values() if n.kind == "breaker")
+    assert len(topo.downstream_transformers(brk)) == kinds["transformer"]
+    # every area has a synthetic village with a liaison
+    assert all(topo.liaisons_by_village.get(topo.nodes[t].village) for t in topo.transformers)
+
+
+def test_glm_commented_out_objects_and_open_switches(tmp_path: Path) -> None:
+    src = tmp_path / "mini.glm"
+    src.write_text("""
+module powerflow;
+object node { name n0; bustype SWING; nominal_voltage 7200; }
+object overhead_line { name l1; from n0; to n1; }
+object node { name n1; }
+object fuse { name f1; from n1; to n2; status CLOSED; }
+object node { name n2; }
+object transformer_configuration { name tc; connect_type SINGLE_PHASE_CENTER_TAPPED; }
+object transformer { name x1; from n2; to tn1; configuration tc; }
+object triplex_node { name tn1; }
+object triplex_line { name tl1; from tn1; to tm1; }
+object triplex_meter { name tm1; }
+object triplex_meter { name tm2; parent tn1; }
+object switch { name tie; from n2; to n1; status OPEN; }
+// object fuse { name ghost; from n1; to n2; }
+""")
+    out = tmp_path / "bundle"
+    summary = import_topology("glm", str(src), str(out))
+    kinds = kinds_of(out)
+    assert kinds["fuse"] == 1 and kinds["switch"] == 1 and kinds["transformer"] == 1
+    assert summary.customers == 2 and summary.normally_open == 1
+    topo = load_bundle(out)
+    assert topo.nodes["tie"].normally_open
+    assert topo.downstream_transformers("f1") == ["x1"]
+
+
+def test_glm_without_swing_is_an_error(tmp_path: Path) -> None:
+    src = tmp_path / "bad.glm"
+    src.write_text("object node { name n0; }\n")
+    with pytest.raises(ImportError_, match="SWING"):
+        import_topology("glm", str(src), str(tmp_path / "out"))
+    assert import_main("glm", str(src), str(tmp_path / "out2")) == 1
+
+
+# -- OpenDSS ---------------------------------------------------------------------------------
+
+
+def dss_counts(files: list[Path]) -> dict[str, int]:
+    """Loads, load buses, switches and load-less service transformers from the DSS text."""
+    text = "\n".join(re.sub(r"!.*", "", f.read_text()) for f in files)
+    loads = re.findall(r"^\s*new\s+load\.\S+\s+.*?bus1=([^\s.]+)", text, re.I | re.M)
+    switches = re.findall(r"^\s*new\s+line\.\S+.*switch=(?:y|yes|true)", text, re.I | re.M)
+    # service transformers: a winding below 1 kV; its LV bus is the one with that kv
+    service_lv: list[str] = []
+    for m in re.finditer(r"^\s*new\s+transformer\.(\S+)(.*?)(?=^\s*new\s|\Z)", text,
+                         re.I | re.M | re.S):
+        body = m.group(2)
+        pairs = re.findall(r"bus=(\S+)\s+conn=\S+\s+kv=([\d.]+)", body, re.I)
+        if pairs and min(float(kv) for _, kv in pairs) < 1.0:
+            service_lv.append(min(pairs, key=lambda p: float(p[1]))[0].split(".")[0])
+    load_buses = {b for b in loads}
+    loadless = [b for b in service_lv if b not in load_buses]
+    return {
+        "loads": len(loads),
+        "areas": len(load_buses) + len(loadless),
+        "customers": len(loads) + len(loadless),
+        "switches": len(switches),
+    }
+
+
+@needs_feeders
+def test_opendss_ieee13(tmp_path: Path) -> None:
+    src = FEEDERS / "ieee13"
+    expected = dss_counts([src / "IEEE13Nodeckt.dss"])
+    summary = import_topology("opendss", str(src), str(tmp_path))
+    kinds = kinds_of(tmp_path)
+    assert kinds["transformer"] == expected["areas"] == 9
+    assert summary.customers == expected["customers"] == 15
+    assert kinds["switch"] == expected["switches"] == 1
+    assert kinds["breaker"] == 1 and kinds["source"] == 1
+    topo = load_bundle(tmp_path)
+    # the XFM1 service transformer carries the three 634 loads
+    assert topo.nodes["XFM1"].customers == 3
+
+
+@needs_feeders
+@pytest.mark.parametrize("master", ["IEEE123Master.dss", "IEEE123Switches.dss"])
+def test_opendss_ieee123(tmp_path: Path, master: str) -> None:
+    src = FEEDERS / "ieee123"
+    expected = dss_counts([src / master, src / "IEEE123Loads.DSS"])
+    summary = import_topology("opendss", str(src / master), str(tmp_path))
+    kinds = kinds_of(tmp_path)
+    assert kinds["transformer"] == expected["areas"]
+    assert summary.customers == expected["customers"]
+    assert kinds["switch"] == expected["switches"] == 8
+    assert summary.normally_open == 2  # Sw7 and Sw8, the open ties
+    topo = load_bundle(tmp_path)
+    assert topo.nodes["Sw7"].normally_open and topo.nodes["Sw8"].normally_open
+    assert not topo.nodes["Sw1"].normally_open
+
+
+@needs_feeders
+def test_opendss_directory_picks_the_master(tmp_path: Path) -> None:
+    a = import_topology("opendss", str(FEEDERS / "ieee123"), str(tmp_path / "a"))
+    b = import_topology("opendss", str(FEEDERS / "ieee123" / "IEEE123Master.dss"),
+                        str(tmp_path / "b"))
+    assert (a.transformers, a.customers, a.devices) == (b.transformers, b.customers, b.devices)
+
+
+def test_opendss_fuse_recloser_relay_on_lines(tmp_path: Path) -> None:
+    src = tmp_path / "mini.dss"
+    src.write_text("""Clear
+New Circuit.mini basekv=12.47 bus1=src
+New Line.L1 bus1=src bus2=a
+New Line.L2 bus1=a bus2=b
+New Line.L3 bus1=a.1 bus2=c.1
+New Line.L4 bus1=c bus2=b switch=y
+~ enabled=yes
+New Relay.R1 MonitoredObj=Line.L1 MonitoredTerm=1
+New Recloser.RC1 MonitoredObj=Line.L2
+New Fuse.F1 MonitoredObj=Line.L3
+New Transformer.T1 phases=1 windings=2 buses=[b b_lv] kvs=[7.2 0.24]
+new transformer.T2 like=T1 buses=[c c_lv]
+New Load.house1 bus1=b_lv.1 kW=3
+New Load.house2 bus1=b_lv.2 kW=3
+New Load.big bus1=c kW=300
+open Line.L4
+Redirect missing_file.dss
+""")
+    out = tmp_path / "bundle"
+    summary = import_topology("opendss", str(src), str(out))
+    kinds = kinds_of(out)
+    assert kinds == {"source": 1, "breaker": 1, "recloser": 1, "fuse": 1, "switch": 1,
+                     "transformer": 3, "junction": kinds["junction"]}
+    topo = load_bundle(out)
+    assert topo.nodes["T1"].customers == 2
+    assert topo.nodes["L4"].normally_open
+    assert sorted(topo.downstream_transformers("F1")) == ["T2", "area-c"]
+    assert topo.nodes["T2"].customers == 1  # a service transformer without loads
+    assert any("missing_file.dss" in w for w in summary.warnings)
+
+
+def test_opendss_without_circuit_is_an_error(tmp_path: Path) -> None:
+    src = tmp_path / "x.dss"
+    src.write_text("New Line.L1 bus1=a bus2=b\n")
+    with pytest.raises(ImportError_, match="Circuit"):
+        import_topology("opendss", str(src), str(tmp_path / "out"))
+
+
+# -- pandapower --------------------------------------------------------------------------------
+
+
+def frame(columns: list[str], rows: list[list[object]]) -> dict[str, object]:
+    return {"_module": "pandas.core.frame", "_class": "DataFrame", "orient": "split",
+            "_object": json.dumps({"columns": columns, "index": list(range(len(rows))),
+                                   "data": rows})}
+
+
+def test_pandapower_json_without_pandapower(tmp_path: Path) -> None:
+    # HV grid -> substation trafo -> MV bus -> CB -> line -> MV/LV trafo -> 3 LV loads,
+    # plus an MV load, a load-break switch and an open tie.
+    net = {"_module": "pandapower.auxiliary", "_class": "pandapowerNet", "_object": {
+        "bus": frame(["name", "vn_kv", "in_service"], [
+            ["HV", 110.0, True], ["MV0", 20.0, True], ["MV1", 20.0, True],
+            ["MV2", 20.0, True], ["LV", 0.4, True], ["MV3", 20.0, True],
+            ["dead", 20.0, False]]),
+        "ext_grid": frame(["name", "bus", "in_service"], [["grid", 0, True]]),
+        "trafo": frame(["name", "hv_bus", "lv_bus", "vn_lv_kv", "in_service"], [
+            ["sub", 0, 1, 20.0, True], ["dt1", 3, 4, 0.4, True]]),
+        "line": frame(["name", "from_bus", "to_bus", "in_service"], [
+            ["l1", 1, 2, True], ["l2", 2, 3, True], ["l3", 2, 5, True], ["tie", 5, 3, True]]),
+        "switch": frame(["name", "bus", "element", "et", "type", "closed"], [
+            ["cb1", 1, 0, "l", "CB", True], ["lbs", 2, 2, "l", "LBS", True],
+            ["open-tie", 5, 3, "l", "LBS", False]]),
+        "load": frame(["name", "bus", "in_service"], [
+            ["h1", 4, True], ["h2", 4, True], ["h3", 4, True], ["mv", 5, True],
+            ["off", 5, False]]),
+    }}
+    src = tmp_path / "net.json"
+    src.write_text(json.dumps(net))
+    out = tmp_path / "bundle"
+    assert import_main("pandapower", str(src), str(out)) == 0
+    topo = load_bundle(out)
+    kinds = kinds_of(out)
+    assert kinds["breaker"] == 1  # cb1 protects the feeder head: no breaker is added
+    assert kinds.get("switch", 0) == 2
+    areas = {t: topo.nodes[t].customers for t in topo.transformers}
+    assert areas == {"dt1": 3, "area-bus5": 1}
+    assert sum(1 for n in topo.nodes.values() if n.normally_open) == 1
+
+
+def test_pandapower_builtin_network(tmp_path: Path) -> None:
+    pp = pytest.importorskip("pandapower", reason="pandapower not installed (optional extra)")
+    import pandapower.networks as pn
+
+    net = pn.create_cigre_network_mv()
+    loads = int(net.load.in_service.sum())
+    lv_trafos = int((net.trafo.vn_lv_kv < 1.0).sum())
+    cb = int((net.switch.type == "CB").sum())
+    other = int((net.switch.type != "CB").sum())
+    open_switches = int((~net.switch.closed).sum())
+    summary = import_topology("pandapower", "pandapower.networks.create_cigre_network_mv",
+                              str(tmp_path))
+    kinds = kinds_of(tmp_path)
+    assert lv_trafos == 0  # CIGRE MV loads sit on MV buses: one synthetic area per load bus
+    assert summary.customers == loads
+    assert kinds["transformer"] == len(set(net.load.bus[net.load.in_service]))
+    assert kinds.get("switch", 0) == other
+    assert kinds["breaker"] >= cb
+    assert summary.normally_open == open_switches
+    assert pp is not None
