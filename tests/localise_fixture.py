@@ -15,6 +15,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 from outage_sentinel.topology import Topology
 
 EDGES = [
@@ -57,3 +60,30 @@ def build() -> Topology:
          "tags": ""},
     ]
     return Topology.from_records(nodes, EDGES, villages, customers=customers)
+
+
+def write(directory: Path) -> Path:
+    """Write the network above as a bundle directory (for the locate command)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    topo = build()
+
+    def dump(name: str, header: list[str], rows: list[list[object]]) -> None:
+        with (directory / name).open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(rows)
+
+    dump("nodes.csv", ["id", "kind", "name", "feeder", "normally_open", "village", "customers",
+                       "lat", "lon"],
+         [[n.id, n.kind, n.name, n.feeder, int(n.normally_open), n.village, n.customers, "", ""]
+          for n in topo.nodes.values()])
+    dump("edges.csv", ["from", "to"], [list(e) for e in EDGES])
+    dump("villages.csv", ["id", "name", "township", "grid", "area_type"],
+         [[v.id, v.name, v.township, v.grid, v.area_type] for v in topo.villages.values()])
+    dump("liaisons.csv", ["village", "name", "role", "phone", "channel", "target"], [])
+    dump("crews.csv", ["id", "name", "phone", "channel", "target", "feeders"], [])
+    dump("customers.csv", ["id", "transformer", "name", "phone", "importance", "tags"],
+         [[c.id, c.transformer, c.name, c.phone, c.importance, ";".join(c.tags)]
+          for c in topo.customers])
+    dump("meters.csv", ["id", "transformer", "kind"], [["M-T3-1", "T3", "meter"]])
+    return directory

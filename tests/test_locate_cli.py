@@ -1,0 +1,121 @@
+"""The locate and topology-import commands: called directly and through the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from outage_sentinel.locate import import_main, locate_main
+from tests.localise_fixture import write
+
+REPO = Path(__file__).resolve().parents[1]
+FEEDERS = REPO.parent / "shared/data/feeders"
+
+
+@pytest.fixture()
+def bundle(tmp_path: Path) -> Path:
+    return write(tmp_path / "bundle")
+
+
+def run(bundle: Path, tmp_path: Path, text: str) -> tuple[int, list[dict[str, object]]]:
+    evidence = tmp_path / "evidence.jsonl"
+    evidence.write_text(text, encoding="utf-8")
+    out = io.StringIO()
+    code = locate_main(str(bundle), str(evidence), out)
+    return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_single_json_object(bundle: Path, tmp_path: Path) -> None:
+    code, answers = run(bundle, tmp_path, json.dumps(
+        {"id": "c1", "dead": ["T1", "T2"], "alive": ["T4"], "calls": ["T1", "T1"],
+         "open_devices": []}, indent=2))
+    assert code == 0
+    assert len(answers) == 1
+    a = answers[0]
+    assert a["id"] == "c1"
+    assert a["hypotheses"][0]["devices"] == ["F1"]
+    assert a["hypotheses"][0]["customers"] == 70
+    assert a["hypotheses"][0]["villages"] == ["V1"]
+    assert a["hypotheses"][0]["important_customers"] == ["C-HOSP"]
+    assert isinstance(a["elapsed_ms"], float) and a["elapsed_ms"] >= 0
+    assert a["unknown"] == []
+
+
+def test_json_lines_with_a_bad_line_continue_and_exit_1(bundle: Path, tmp_path: Path) -> None:
+    text = "\n".join([
+        json.dumps({"id": "a", "dead": ["T3"], "calls": ["C-LIFE", "M-T3-1"]}),
+        "{not json",
+        json.dumps({"id": "b", "dead": "T1"}),
+        "",
+        json.dumps({"id": "c", "open_devices": ["R1"], "dead": ["nope"]}),
+    ])
+    code, answers = run(bundle, tmp_path, text)
+    assert code == 1
+    assert [a["id"] for a in answers] == ["a", None, "b", "c"]
+    assert answers[0]["hypotheses"][0]["devices"] == ["F2"]
+    assert answers[0]["unknown"] == []  # customer and meter ids map to their area
+    assert answers[1]["line"] == 2 and "invalid JSON" in str(answers[1]["error"])
+    assert answers[2]["line"] == 3 and "dead" in str(answers[2]["error"])
+    assert answers[3]["hypotheses"][0]["devices"] == ["R1"]
+    assert answers[3]["unknown"] == ["nope"]
+
+
+def test_json_array_of_cases(bundle: Path, tmp_path: Path) -> None:
+    code, answers = run(bundle, tmp_path, json.dumps([
+        {"id": 1, "dead": ["T9", "T10"]}, {"id": 2, "dead": ["T5"], "planned": ["F3"]}]))
+    assert code == 0
+    assert answers[0]["hypotheses"][0]["devices"] == ["F4"]
+    assert answers[1]["hypotheses"] == [] and answers[1]["explained"] == ["T5"]
+
+
+def test_bad_topology_exits_2(tmp_path: Path) -> None:
+    evidence = tmp_path / "e.json"
+    evidence.write_text("{}")
+    assert locate_main(str(tmp_path / "missing"), str(evidence), io.StringIO()) == 2
+
+
+def test_import_main_writes_a_loadable_bundle(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "mini.dss"
+    src.write_text("New Circuit.c bus1=s\nNew Line.L1 bus1=s bus2=a\nNew Load.x bus1=a\n")
+    assert import_main("opendss", str(src), str(tmp_path / "out")) == 0
+    assert "1 transformer areas" in capsys.readouterr().out
+    assert import_main("nonsense", str(src), str(tmp_path / "out2")) == 2
+
+
+# -- through the CLI (cli.py is owned by the lead; these run when the verbs are wired) -----------
+
+
+def cli_has(*words: str) -> bool:
+    cli = REPO / "outage_sentinel" / "cli.py"
+    return cli.exists() and all(w in cli.read_text(encoding="utf-8") for w in words)
+
+
+@pytest.mark.skipif(not cli_has("locate_main"), reason="locate is not wired into cli.py yet")
+def test_cli_locate(bundle: Path, tmp_path: Path) -> None:
+    evidence = tmp_path / "e.jsonl"
+    evidence.write_text(json.dumps({"id": "x", "dead": ["T1", "T2"]}) + "\nbad\n")
+    proc = subprocess.run([sys.executable, "-m", "outage_sentinel", "locate", "--topology",
+                           str(bundle), "--evidence", str(evidence)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert proc.returncode == 1, proc.stderr
+    assert lines[0]["hypotheses"][0]["devices"] == ["F1"]
+    assert lines[1]["line"] == 2
+
+
+@pytest.mark.skipif(not cli_has("import_main"), reason="topology import is not wired yet")
+@pytest.mark.skipif(not FEEDERS.is_dir(), reason=f"public feeders not found at {FEEDERS}")
+def test_cli_topology_import(tmp_path: Path) -> None:
+    out = tmp_path / "r4"
+    proc = subprocess.run([sys.executable, "-m", "outage_sentinel", "topology", "import", "glm",
+                           str(FEEDERS / "taxonomy" / "R4-12.47-1.glm"), str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "551 transformer areas" in proc.stdout
+    assert (out / "nodes.csv").exists()
