@@ -1,0 +1,185 @@
+"""Village liaison notices: who gets a message, grouping per group chat, and what it says."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from outage_sentinel.incidents import Estimate, Evidence, Incident, Notice, first_estimate
+from outage_sentinel.liaison import LiaisonPlanner, Renderer
+from outage_sentinel.topology import Topology
+from tests.conftest import T0, build_topology
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def incident(grid: Topology, dead: set[str], **kw: Any) -> Incident:
+    est = first_estimate(grid, Evidence(dead=frozenset(dead)))
+    base = Incident(id="INC-20260301-0001", feeder="F1", kind="fault", status="active",
+                    revision=1, start=T0, etr=T0 + timedelta(hours=2), end=None, cause="雷击",
+                    area_text="马集镇南部", members={}, estimate=est)
+    return replace(base, **kw)
+
+
+def planner(grid: Topology, language: str = "zh", **kw: Any) -> LiaisonPlanner:
+    return LiaisonPlanner(grid, Renderer(language), SHANGHAI, **kw)
+
+
+def by_recipient(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["recipient"]: r for r in rows}
+
+
+def test_liaisons_sharing_a_group_get_one_message_mentioning_all(grid: Topology) -> None:
+    inc = incident(grid, {"T1"})
+    rows = planner(grid).rows(inc, [Notice("outage", ("V1",))], T0)
+    rows_by = by_recipient(rows)
+    assert set(rows_by) == {"village:V1:wecom:group-v1", "village:V1:sms:13800000003"}
+    group = rows_by["village:V1:wecom:group-v1"]
+    assert group["payload"]["mentions"] == ["13800000001", "13800000002"]
+    assert group["payload"]["roles"] == ["grid_manager", "village_liaison"]
+    assert (group["channel"], group["target"], group["audience"]) == ("wecom", "group-v1",
+                                                                      "liaison")
+    sms = rows_by["village:V1:sms:13800000003"]
+    assert sms["target"] == "13800000003"  # no target column: the phone is the target
+    assert sms["payload"]["mentions"] == ["13800000003"]
+    for r in rows:
+        assert (r["incident_id"], r["revision"], r["purpose"]) == ("INC-20260301-0001", 1,
+                                                                   "outage")
+        assert r["payload"]["village"] == "V1"
+
+
+def test_rows_for_several_villages_have_unique_keys(grid: Topology) -> None:
+    inc = incident(grid, {"T1", "T4"})  # B1: V1, V2, V3
+    rows = planner(grid).rows(inc, [Notice("outage", ("V1", "V2", "V3"))], T0)
+    keys = [(r["incident_id"], r["revision"], r["recipient"], r["purpose"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 4
+    assert {r["payload"]["village"] for r in rows} == {"V1", "V2", "V3"}
+
+
+def test_roles_filter(grid: Topology) -> None:
+    inc = incident(grid, {"T1"})
+    rows = planner(grid, roles=("grid_manager",)).rows(inc, [Notice("outage", ("V1",))], T0)
+    (row,) = rows
+    assert row["recipient"] == "village:V1:wecom:group-v1"
+    assert row["payload"]["mentions"] == ["13800000002"]
+
+
+def test_unknown_village_or_no_liaisons_means_no_rows(grid: Topology) -> None:
+    topo = build_topology([("S1", "B1"), ("B1", "T1")])  # a village without liaisons
+    inc = incident(grid, {"T1"})
+    assert LiaisonPlanner(topo, Renderer(), SHANGHAI).rows(
+        replace(inc, estimate=first_estimate(topo, Evidence(dead=frozenset({"T1"})))),
+        [Notice("outage", ("V1",))], T0) == []
+    assert planner(grid).rows(inc, [Notice("outage", ("V99",))], T0) == []
+
+
+def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
+    inc = incident(grid, {"T1", "T3"})  # R1 off: T1, T2 (V1) and T3 (V2); 120 households
+    rows = planner(grid).rows(inc, [Notice("outage", ("V1",))], T0)
+    body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
+    assert body.startswith("【故障停电通知】马集村（马集镇）")
+    assert "因雷击" in body
+    assert "马集I线（马集重合器）停电" in body  # feeder name from feeder_name, device by name
+    assert "台区T1、台区T2" in body and "台区T3" not in body  # this village's areas
+    assert "本村70户（全部120户）" in body
+    # Times in the configured zone: 00:00 UTC is 08:00 in Shanghai.
+    assert "停电时间：2026-03-01 08:00；预计恢复：2026-03-01 10:00" in body
+    assert "编号：INC-20260301-0001（第1版）" in body
+    row = by_recipient(rows)["village:V1:wecom:group-v1"]
+    assert row["subject"] == "【故障停电通知】马集村（马集镇）"
+    assert row["payload"]["params"] == {
+        "village": "马集村", "feeder": "马集I线", "start": "2026-03-01 08:00",
+        "etr": "2026-03-01 10:00", "households": 70, "incident": "INC-20260301-0001"}
+
+
+def test_planned_notice_without_etr(grid: Topology) -> None:
+    inc = incident(grid, {"T4"}, kind="planned", etr=None, cause="")
+    (row,) = planner(grid).rows(inc, [Notice("outage", ("V3",))], T0)
+    assert row["body"].startswith("【计划停电通知】王楼村\n")  # no township: no brackets
+    assert "因计划检修" in row["body"] and "恢复时间待定" in row["body"]
+    assert "请提前做好准备" in row["body"]
+    assert row["payload"]["params"]["etr"] == ""
+
+
+def test_english_rendering(grid: Topology) -> None:
+    inc = incident(grid, {"T1"})
+    rows = planner(grid, "en").rows(inc, [Notice("outage", ("V1",))], T0)
+    body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
+    assert body.startswith("[Fault outage] 马集村 (马集镇)")
+    assert "马集I线 (马集1号熔断器) is off: 雷击." in body
+    assert "Affected: 台区T1, 台区T2; 70 households in this village." in body
+    assert "expected back 2026-03-01 10:00" in body
+
+
+def test_update_and_cancelled_notices(grid: Topology) -> None:
+    inc = incident(grid, {"T1"}, revision=2, etr=T0 + timedelta(hours=5))
+    (_, upd) = planner(grid).rows(inc, [Notice("update", ("V1",))], T0)
+    assert upd["purpose"] == "update" and upd["revision"] == 2
+    assert "预计恢复时间调整为：2026-03-01 13:00" in upd["body"]
+    can = planner(grid).rows(replace(inc, status="cancelled"), [Notice("cancelled", ("V1",))], T0)
+    assert all(r["purpose"] == "cancelled" and "已取消" in r["body"] for r in can)
+
+
+def test_restored_notice_uses_end_time(grid: Topology) -> None:
+    end = T0 + timedelta(hours=1, minutes=30)
+    inc = incident(grid, {"T1"}, status="restored", end=end, revision=2)
+    rows = planner(grid).rows(inc, [Notice("restored", ("V1",))], end + timedelta(minutes=1))
+    body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
+    assert "已于2026-03-01 09:30恢复送电，本村70户" in body
+
+
+def test_partially_restored_village_is_described_from_the_previous_estimate(
+        grid: Topology) -> None:
+    before = incident(grid, {"T1", "T4"})  # B1: V1..V3
+    after = incident(grid, {"T4"}, revision=2)  # FU2 only: V1 is back
+    assert "V1" not in after.estimate.villages
+    now = T0 + timedelta(minutes=40)
+    rows = planner(grid).rows(after, [Notice("restored", ("V1",))], now, previous=before)
+    body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
+    assert "本村70户" in body and "已于2026-03-01 08:40恢复送电" in body
+
+
+def test_long_area_lists_are_shortened() -> None:
+    edges = [("S1", "B1")] + [("B1", f"T{i:02d}") for i in range(12)]
+    topo = build_topology(edges, liaisons=[{"village": "V1", "name": "a", "role": "village_liaison",
+                                            "phone": "13800000009", "channel": "sms",
+                                            "target": ""}])
+    inc = Incident(id="I", feeder="F1", kind="fault", status="active", revision=1, start=T0,
+                   etr=None, end=None, cause="", area_text="", members={},
+                   estimate=first_estimate(topo, Evidence(dead=frozenset({"T00", "T11"}))))
+    (row,) = LiaisonPlanner(topo, Renderer(), SHANGHAI).rows(inc, [Notice("outage", ("V1",))], T0)
+    assert "等12个台区" in row["body"] and "name-T08" not in row["body"]
+    (row,) = LiaisonPlanner(topo, Renderer("en"), SHANGHAI).rows(
+        inc, [Notice("outage", ("V1",))], T0)
+    assert "and 4 more" in row["body"]
+
+
+def test_area_text_used_when_no_transformer_is_known(grid: Topology) -> None:
+    inc = replace(incident(grid, {"T1"}), estimate=Estimate((), None, (), 0, ()))
+    (_, row) = sorted(planner(grid).rows(inc, [Notice("outage", ("V1",))], T0),
+                      key=lambda r: r["channel"])
+    assert "停电范围：马集镇南部" in row["body"]
+
+
+def test_templates_can_be_overridden(grid: Topology, tmp_path: Path) -> None:
+    (tmp_path / "liaison_outage.zh.j2").write_text(
+        "停电 {{ village.name }} {{ village_customers }} {{ incident_id }}", encoding="utf-8")
+    p = LiaisonPlanner(grid, Renderer("zh", tmp_path), SHANGHAI)
+    rows = p.rows(incident(grid, {"T1"}), [Notice("outage", ("V1",)),
+                                            Notice("restored", ("V1",))], T0)
+    outage = [r for r in rows if r["purpose"] == "outage"]
+    assert {r["body"] for r in outage} == {"停电 马集村 70 INC-20260301-0001"}
+    restored = [r for r in rows if r["purpose"] == "restored"]
+    assert restored and all(r["body"].startswith("【恢复送电】") for r in restored)  # built-in
+
+
+def test_template_referencing_an_unknown_name_fails_loudly(grid: Topology, tmp_path: Path) -> None:
+    (tmp_path / "liaison_outage.zh.j2").write_text("{{ no_such_thing }}", encoding="utf-8")
+    p = LiaisonPlanner(grid, Renderer("zh", tmp_path), SHANGHAI)
+    with pytest.raises(Exception, match="no_such_thing"):
+        p.rows(incident(grid, {"T1"}), [Notice("outage", ("V1",))], T0)
