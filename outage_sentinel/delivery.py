@@ -136,8 +136,11 @@ class Deliverer:
             self.metrics.notifications.labels(row.channel, "permanent").inc()
             log.error("dead_letter", reason=detail)
             return
-        decision = self.policy.next_attempt(first_queued=row.created_at, failures=row.attempts,
-                                            now=now, u=self.rand(), retry_after=result.retry_after)
+        # ``row`` was read before mark_inflight counted this attempt: it is failure number
+        # attempts + 1 (the policy's backoff is 1-based and refuses 0).
+        decision = self.policy.next_attempt(first_queued=row.created_at,
+                                            failures=row.attempts + 1, now=now, u=self.rand(),
+                                            retry_after=result.retry_after)
         if decision.action == "dead_letter":
             self.store.mark_dead(row.id, now, f"{detail}; {decision.reason}")
             self.metrics.notifications.labels(row.channel, "dead").inc()
