@@ -16,7 +16,9 @@ from typing import Any, TextIO
 
 import structlog
 
-PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+# The optional country code (+86 / 86 / 0086 glued to the number, as E.164 and SMS APIs write
+# it) is kept but must not hide the number from the mask.
+PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)?1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 _secrets: set[str] = set()
 
 

@@ -1,0 +1,121 @@
+"""Logs: phone numbers masked and registered secrets redacted in every value that is logged."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from outage_sentinel import logs
+from outage_sentinel.logs import configure, get_logger, mask_phone, redact, register_secret
+
+
+@pytest.fixture(autouse=True)
+def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with no registered secrets and leaves structlog as it found it."""
+    monkeypatch.setattr(logs, "_secrets", set())
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("13812345678", "138****5678"),
+    ("call 13812345678 now", "call 138****5678 now"),
+    ("张三13812345678，李四19987654321", "张三138****5678，李四199****4321"),
+    ("tel:15900001111;", "tel:159****1111;"),
+    ("+86 13812345678", "+86 138****5678"),
+    ("+86-13812345678", "+86-138****5678"),
+])
+def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
+    assert mask_phone(text) == masked
+
+
+@pytest.mark.parametrize("text", [
+    "12812345678",                 # no mainland mobile starts with 12
+    "1381234567",                  # 10 digits
+    "138123456789",                # 12 digits: part of a longer number, not a phone
+    "110101199003071234",          # an ID-card number containing 1990030712...
+    "0571-87654321",               # a landline
+    "order 2026030113812345678",   # digits glued to a longer number
+    "INC-20260301-0001",
+])
+def test_other_numbers_are_left_alone(text: str) -> None:
+    assert mask_phone(text) == text
+
+
+def test_country_code_prefix_without_separator_is_masked() -> None:
+    assert mask_phone("+8613812345678") == "+86138****5678"
+    assert mask_phone("8613812345678") == "86138****5678"
+    assert mask_phone("008613812345678") == "0086138****5678"
+    assert "12345678" not in mask_phone("mentioned_mobile_list=[\"+8613812345678\"]")
+
+
+def test_registered_secrets_are_redacted() -> None:
+    register_secret("wecom-key-0123456789")
+    register_secret("abc")  # too short: would hit ordinary words
+    register_secret(None)
+    register_secret("")
+    text = "POST https://qyapi/send?key=wecom-key-0123456789 abc 13812345678"
+    assert redact(text) == "POST https://qyapi/send?key=*** abc 138****5678"
+
+
+def test_longer_secret_wins_over_its_prefix() -> None:
+    register_secret("token")
+    register_secret("token-extended-part")
+    assert redact("x=token-extended-part y=token") == "x=*** y=***"
+
+
+def test_scrub_processor_walks_nested_values() -> None:
+    register_secret("s3cr3t-value")
+    event = {
+        "event": "sent 13812345678",
+        "payload": {"mentions": ["13900001111", "all"], "auth": "Bearer s3cr3t-value"},
+        "tuple": ("13700002222",),
+        "count": 3,
+        "error": ValueError("bad key s3cr3t-value for 13600003333"),
+    }
+    out = logs.scrub_processor(None, "info", event)
+    assert out["event"] == "sent 138****5678"
+    assert out["payload"] == {"mentions": ["139****1111", "all"], "auth": "Bearer ***"}
+    assert out["tuple"] == ["137****2222"]
+    assert out["count"] == 3
+    assert out["error"] == "ValueError: bad key *** for 136****3333"
+
+
+def test_json_log_lines_are_scrubbed_end_to_end() -> None:
+    register_secret("dingtalk-secret-xyz")
+    stream = io.StringIO()
+    configure(level="INFO", fmt="json", stream=stream)
+    log = get_logger(component="test", target="13812345678")
+    log.info("delivered", url="https://oapi/robot?sign=dingtalk-secret-xyz", village="马集村")
+    log.debug("hidden at INFO")
+    try:
+        raise RuntimeError("send to 13912345678 failed with dingtalk-secret-xyz")
+    except RuntimeError:
+        log.exception("send_failed")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["event"] == "delivered" and first["level"] == "info"
+    assert first["target"] == "138****5678"
+    assert first["url"] == "https://oapi/robot?sign=***"
+    assert first["village"] == "马集村"  # UTF-8, not \\u escapes
+    assert "马集村" in lines[0]
+    assert first["component"] == "test" and "timestamp" in first
+    second = json.loads(lines[1])
+    assert "RuntimeError" in second["exception"]
+    assert "139****5678" in second["exception"]
+    whole = stream.getvalue()
+    for leaked in ("dingtalk-secret-xyz", "13812345678", "13912345678"):
+        assert leaked not in whole
+
+
+def test_log_file_is_created(tmp_path: pytest.TempPathFactory) -> None:
+    path = tmp_path / "logs" / "sentinel.log"  # type: ignore[operator]
+    configure(level="WARNING", fmt="json", file=path)
+    get_logger().warning("poll_failed", source="feed", phone="15012345678")
+    record = json.loads(path.read_text(encoding="utf-8").splitlines()[-1])
+    assert record["phone"] == "150****5678" and record["source"] == "feed"
