@@ -480,14 +480,21 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[s
     return value
 
 
+_TAGS = frozenset({"http_json", "replay", "mqtt", "file_drop", "file", "console", "webhook",
+                   "wecom", "dingtalk", "feishu", "sms", "email"})
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("http_json", "replay", "mqtt", "file_drop", "file", "console", "webhook",
-                      "wecom", "dingtalk", "feishu", "sms", "email", "function-after"):
-            continue  # discriminator tags pydantic inserts; not part of the user's key path
+        elif part == "function-after" or (
+                i == 2 and loc[0] in ("sources", "channels") and part in _TAGS):
+            # The discriminator tag pydantic inserts right after a source's index or a
+            # channel's name; not part of the user's key path. Only there: a channel *named*
+            # like its type (``sms: {type: sms}``, as config.yaml does) keeps its name.
+            continue
         else:
             out += f".{part}" if out else str(part)
     return out or "<root>"
