@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,12 +35,13 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.channels.base import Channel
 from outage_sentinel.config import Config, ReplaySourceConfig, SourceConfig
 from outage_sentinel.delivery import Deliverer
-from outage_sentinel.events import PollResult, Quarantined
+from outage_sentinel.events import OutageEvent, PollResult, Quarantined, parse_time, split_list
 from outage_sentinel.incidents import (
     Estimate,
     Estimator,
@@ -49,9 +50,12 @@ from outage_sentinel.incidents import (
     apply_event,
     correlate,
     first_estimate,
+    incident_class,
     plan_notices,
     resolve_event,
+    restoration_step,
 )
+from outage_sentinel.lifecycle import Lifecycle, incident_columns
 from outage_sentinel.liaison import LiaisonPlanner, Renderer
 from outage_sentinel.logs import get_logger, redact, register_secret
 from outage_sentinel.metrics import Metrics
@@ -62,6 +66,8 @@ from outage_sentinel.topology import Topology, load_bundle
 
 #: Give up processing an event after this many failures (it is quarantined, not lost).
 MAX_PROCESSING_FAILURES = 3
+#: Source name of events the operator CLI writes (restoration steps).
+OPERATOR_SOURCE = "operator"
 
 
 def utcnow() -> datetime:
@@ -167,6 +173,7 @@ class Daemon:
                                    batch_size=config.delivery.batch_size,
                                    dry_run=config.delivery.dry_run)
         self.window = timedelta(minutes=config.correlation.window_minutes)
+        self.lifecycle = Lifecycle(self.store, self.topology, self.planner, config, clock)
         self._process_lock = threading.Lock()
         self._failures: dict[int, int] = {}
         self._stop = threading.Event()
@@ -213,6 +220,7 @@ class Daemon:
                 report.events += len(result.events)
                 report.quarantined += len(result.quarantined)
         report.processed = self.process()
+        self.lifecycle.check(self.clock())
         for _ in range(1000):  # bounded: retries scheduled in the future are not due now
             n = self.deliverer.run_once(self.clock())
             report.delivered += n
@@ -239,6 +247,9 @@ class Daemon:
                               misfire_grace_time=max(1, grace))
         scheduler.add_job(self._deliver_job, "interval",
                           seconds=self.config.delivery.interval_seconds, id="deliver",
+                          next_run_time=now, misfire_grace_time=30)
+        scheduler.add_job(self._lifecycle_job, "interval",
+                          seconds=self.config.lifecycle.check_interval_seconds, id="lifecycle",
                           next_run_time=now, misfire_grace_time=30)
         scheduler.add_listener(self._on_job_event,
                                EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
@@ -282,6 +293,14 @@ class Daemon:
             return
         self.poll(source)
         self.process()
+
+    def _lifecycle_job(self) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.lifecycle.check(self.clock())
+        except Exception as exc:
+            self.log.error("lifecycle_check_failed", error=redact(repr(exc)))
 
     def _deliver_job(self) -> None:
         if self._stop.is_set():
@@ -390,6 +409,12 @@ class Daemon:
     def _apply(self, conn: Connection, stored: StoredEvent) -> None:
         now = self.clock()
         event = stored.event
+        # Another process (the operator CLI) may have processed it since we listed it.
+        q = select(events_t.c.processed).where(events_t.c.id == stored.row_id)
+        if self.store.dialect == "postgresql":
+            q = q.with_for_update()
+        if conn.execute(q).scalar():
+            return
         resolved = resolve_event(self.topology, event)
         log = self.log.bind(source=event.source, event_id=event.event_id, feeder=resolved.feeder)
         if resolved.unknown:
@@ -398,6 +423,9 @@ class Daemon:
         incidents = [Incident.from_json(r["state"]) for r in open_rows]
         current: Incident | None = None
         known_id = self._incident_of_member(conn, event.source, event.event_id)
+        if known_id is None and event.source == OPERATOR_SOURCE:
+            # Operator steps (``incidents restore``) name their incident explicitly.
+            known_id = str(event.raw.get("incident_id") or "") or None
         if known_id is not None:
             current = next((i for i in incidents if i.id == known_id), None)
             if current is None:
@@ -420,15 +448,13 @@ class Daemon:
         after = apply_event(current, event, resolved, self.topology, self.estimator, now,
                             lambda: self._new_incident_id(conn, event.start), planned)
         self.metrics.localise_duration.observe(time.perf_counter() - started)
+        if current is None and incident_class(after.kind) == "unplanned":
+            after = self._link_reopened(conn, after, now)
         notices, after = plan_notices(current, after, self.topology)
         rows = self.planner.rows(after, notices, now, previous=current)
-        self.store.save_incident_in(conn, {
-            "id": after.id, "feeder": after.feeder, "kind": after.kind, "status": after.status,
-            "revision": after.revision, "start": after.start, "etr": after.etr,
-            "end_time": after.end, "fault_device": after.fault_device,
-            "customers": after.estimate.customers, "state": after.to_json(),
-            "created_at": after.created_at or now, "updated_at": now,
-        })
+        rows += self.lifecycle.summary_rows(current, after)
+        self.store.save_incident_in(conn, incident_columns(after, now))
+        self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         if current is None or current.revision != after.revision:
@@ -438,9 +464,87 @@ class Daemon:
                      customers=after.estimate.customers, villages=len(after.estimate.villages),
                      notices=[f"{n.purpose}:{len(n.villages)}" for n in notices], queued=added)
 
-    def _incident_of_member(self, conn: Connection, source: str, event_id: str) -> str | None:
-        from sqlalchemy import select
+    def operator_restore(self, incident_id: str, actor: str, transformers: str | None,
+                         at: str | None, note: str = "") -> Incident:
+        """Record a restoration step as an operator event and process it at once.
 
+        The step goes through the same path as a feed's restoration (stored event, incident
+        revision, notices in one transaction), so the daemon and the CLI never disagree.
+        """
+        from outage_sentinel.lifecycle import LifecycleError
+
+        row = self.store.get_incident(incident_id)
+        if row is None:
+            raise LifecycleError(f"no incident {incident_id!r}")
+        inc = Incident.from_json(row["state"])
+        if inc.status != "active":
+            raise LifecycleError(f"{incident_id} is {inc.status}; nothing to restore")
+        ids: list[str] = []
+        for ref in split_list(transformers) if transformers else inc.off:
+            tid = self.topology.resolve(ref)
+            if tid is None or tid not in inc.estimate.transformers:
+                raise LifecycleError(f"{ref!r} is not an affected transformer area of "
+                                     f"{incident_id} (affected: {', '.join(inc.off[:10])})")
+            ids.append(tid)
+        now = self.clock()
+        when = parse_time(at, "--at", self.tz) if at else now
+        if when > now + timedelta(minutes=1):
+            raise LifecycleError(f"--at {at} is in the future")
+        event = OutageEvent(
+            source=OPERATOR_SOURCE, event_id=f"{incident_id}:restore:{when.isoformat()}:"
+            f"{','.join(sorted(ids))}", kind=inc.kind, status="restored", signal="alive",
+            start=when, end=when, transformers=tuple(ids), area_text=note,
+            raw={"incident_id": incident_id, "actor": actor, "note": note})
+        self.store.ingest(OPERATOR_SOURCE, PollResult(events=[event]), now)
+        self.process()
+        latest = self.store.get_incident(incident_id)
+        assert latest is not None
+        return Incident.from_json(latest["state"])
+
+    def _log_steps(self, conn: Connection, before: Incident | None, after: Incident,
+                   event: Any, now: datetime) -> None:
+        """Record the lifecycle steps this change made (the report's raw material)."""
+        actor = str(event.raw.get("actor") or "operator") if event.source == OPERATOR_SOURCE \
+            else f"source:{event.source}"
+        if before is None:
+            self.store.log_in(conn, after.id, now, "detected", actor, "",
+                              {"transformers": list(after.off),
+                               "customers": self.topology.customers_of(after.off)})
+        step = restoration_step(before, after)
+        if step:
+            stage = "restored" if after.status == "restored" else "partially_restored"
+            self.store.log_in(conn, after.id, now, stage, actor, "",
+                              {"transformers": list(step),
+                               "customers": self.topology.customers_of(step),
+                               "at": max(after.restored[t] for t in step).isoformat()})
+        elif after.status == "restored" and (before is None or before.status != "restored"):
+            self.store.log_in(conn, after.id, now, "restored", actor, "", {"transformers": [],
+                                                                             "customers": 0})
+        old_stage = before.stage if before is not None else None
+        if after.stage != old_stage and after.stage in ("confirmed", "cancelled"):
+            self.store.log_in(conn, after.id, now, after.stage, actor)
+        if before is not None and before.etr != after.etr and after.status == "active":
+            self.store.log_in(conn, after.id, now, "etr_changed", actor, "",
+                              {"from": before.etr.isoformat() if before.etr else None,
+                               "to": after.etr.isoformat() if after.etr else None})
+
+    def _link_reopened(self, conn: Connection, inc: Incident, now: datetime) -> Incident:
+        """Link a new outage on areas restored shortly before to the incident it reopens."""
+        window = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
+        areas = set(inc.estimate.transformers)
+        for row in self.store.load_incidents(conn=conn, open_only=False):
+            if row["status"] != "restored" or row["feeder"] != inc.feeder or row["end_time"] is None:
+                continue
+            if row["end_time"] < now - window or row["id"] == inc.id:
+                continue
+            prev = Incident.from_json(row["state"])
+            if areas & set(prev.estimate.transformers):
+                self.store.log_in(conn, prev.id, now, "reopened", "daemon", "",
+                                  {"by": inc.id})
+                return replace(inc, parent_id=prev.id)
+        return inc
+
+    def _incident_of_member(self, conn: Connection, source: str, event_id: str) -> str | None:
         row = conn.execute(select(events_t.c.incident_id)
                            .where(events_t.c.source == source, events_t.c.event_id == event_id,
                                   events_t.c.incident_id.is_not(None))

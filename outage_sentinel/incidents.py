@@ -308,14 +308,13 @@ def evidence_of(members: Iterable[Member]) -> Evidence:
     calls: dict[str, int] = {}
     open_devices: set[str] = set()
     for m in sorted(members, key=lambda m: (m.seen_at, m.key)):
-        if m.signal == "alive" or (m.signal == "dead" and m.status != "active"):
-            # Supply seen (AMI restore, a ping, an operator's restoration step).
-            alive.update(m.transformers)
-            dead.difference_update(m.transformers)
-        elif m.status == "active":
+        if m.status == "active":
             if m.signal in ("notice", "dead"):
                 dead.update(m.transformers)
                 alive.difference_update(m.transformers)
+            elif m.signal == "alive":  # a reading or ping: diagnostic evidence
+                alive.update(m.transformers)
+                dead.difference_update(m.transformers)
             elif m.signal == "call":
                 for t in m.transformers:
                     calls[t] = calls.get(t, 0) + 1
@@ -355,18 +354,20 @@ def apply_event(
     areas = [m.area_text for m in sorted(notices, key=lambda m: m.seen_at) if m.area_text]
     unknown = tuple(dict.fromkeys(u for m in members.values() for u in m.unknown))
     ev = evidence_of(members.values())
-    restored = dict(incident.restored)
+    # Restoration signals (AMI power-restore, an operator's step) for areas counted off are
+    # restoration steps ("restore first, repair after": switching brings parts back before the
+    # fault is repaired). They say nothing about where the fault is, so the estimator still
+    # sees those areas as dead.
+    back = restoration_signals(members.values())
+    restored = {t: at for t, at in incident.restored.items() if t in back or not active}
+    for t, at in back.items():
+        if t in incident.estimate.transformers:
+            restored.setdefault(t, at)
     if active:
-        ev = replace(ev, planned=planned if incident_class(kind) == "unplanned" else frozenset())
-        estimate = estimator(topology, ev)
-        # Areas seen alive after they were counted off are restoration steps ("restore first,
-        # repair after": switching brings parts back before the fault is repaired).
-        for t in ev.alive:
-            if t in incident.estimate.transformers or t in estimate.transformers:
-                restored.setdefault(t, _alive_time(members.values(), t) or now)
-        for t in list(restored):
-            if t in ev.dead:  # off again: no longer restored
-                del restored[t]
+        gone = frozenset(restored)
+        ev_est = replace(ev, dead=ev.dead | gone, alive=ev.alive - gone,
+                         planned=planned if incident_class(kind) == "unplanned" else frozenset())
+        estimate = estimator(topology, ev_est)
     else:
         estimate = incident.estimate
     off = [t for t in estimate.transformers if t not in restored]
@@ -432,11 +433,18 @@ def restoration_step(before: Incident | None, after: Incident) -> tuple[str, ...
     return tuple(t for t in after.estimate.transformers if t in after.restored and t not in was)
 
 
-def _alive_time(members: Iterable[Member], transformer: str) -> datetime | None:
-    times = [m.end or m.start for m in members
-             if transformer in m.transformers
-             and (m.signal == "alive" or (m.signal == "dead" and m.status != "active"))]
-    return max(times) if times else None
+def restoration_signals(members: Iterable[Member]) -> dict[str, datetime]:
+    """Areas whose latest word is "supply is back" (``alive``/``dead`` signals with a restored
+    status), with the time it came back. A later active dead report takes an area off again."""
+    back: dict[str, datetime] = {}
+    for m in sorted(members, key=lambda m: (m.seen_at, m.key)):
+        if m.signal in ("alive", "dead") and m.status != "active":
+            for t in m.transformers:
+                back[t] = m.end or m.start
+        elif m.signal in ("notice", "dead") and m.status == "active":
+            for t in m.transformers:
+                back.pop(t, None)
+    return back
 
 
 def _worst_kind(kinds: Iterable[str]) -> str:

@@ -1,7 +1,9 @@
-"""Operator verbs that read (and later act on) the daemon's database while it runs.
+"""Operator verbs that read and act on the daemon's database while it runs.
 
-``incidents list|show``, ``outbox list``, ``quarantine list``. They open the same database as
-the daemon (SQLite in WAL mode lets them read while it writes).
+``incidents list|show|ack|dispatch|arrive|restore|close``, ``outbox list``, ``quarantine list``.
+They open the same database as the daemon (SQLite in WAL mode and write transactions taken up
+front, PostgreSQL row locks), so they are safe while it runs. Steps that notify people queue
+their messages in the outbox; the running daemon delivers them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,27 @@ def add_verbs(sub: Any) -> None:
     lst.add_argument("--json", action="store_true")
     show = isub.add_parser("show", help="one incident with its events and notices")
     show.add_argument("incident_id")
+    for name, text in (("ack", "confirm an incident"), ("arrive", "the crew is on site")):
+        p = isub.add_parser(name, help=text)
+        p.add_argument("incident_id")
+        p.add_argument("--note", default="")
+        p.add_argument("--actor", help="who (default: your user name)")
+    disp = isub.add_parser("dispatch", help="dispatch a crew (the best one unless --crew)")
+    disp.add_argument("incident_id")
+    disp.add_argument("--crew", help="crew id from crews.csv")
+    disp.add_argument("--note", default="")
+    disp.add_argument("--actor")
+    rest = isub.add_parser("restore", help="record a restoration step (all areas unless given)")
+    rest.add_argument("incident_id")
+    rest.add_argument("--transformers", help="comma-separated transformer area ids or names")
+    rest.add_argument("--at", help="when supply came back (default: now), e.g. '2026-11-23 14:05'")
+    rest.add_argument("--note", default="")
+    rest.add_argument("--actor")
+    close = isub.add_parser("close", help="close out (销号) a restored incident")
+    close.add_argument("incident_id")
+    close.add_argument("--cause", required=True, help="cause category, e.g. 树线矛盾, 设备故障")
+    close.add_argument("--note", default="")
+    close.add_argument("--actor")
 
     out = sub.add_parser("outbox", help="notifications in the outbox")
     osub = out.add_subparsers(dest="outbox_verb", metavar="ACTION")
@@ -44,6 +67,48 @@ def _store(args: argparse.Namespace) -> Any:
     return store
 
 
+ACTIONS = ("ack", "arrive", "dispatch", "restore", "close")
+
+
+def _act(args: argparse.Namespace) -> int:
+    """Lifecycle steps: run through the daemon's own code, without sources or channels."""
+    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_TOPOLOGY, _load_config
+    from outage_sentinel.daemon import Daemon
+    from outage_sentinel.lifecycle import LifecycleError, parse_actor
+    from outage_sentinel.topology import TopologyError
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        daemon = Daemon(config, sources=[], channels={})
+    except TopologyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_TOPOLOGY
+    actor = parse_actor(args.actor)
+    life = daemon.lifecycle
+    try:
+        action = args.incidents_verb
+        if action == "ack":
+            inc = life.ack(args.incident_id, actor, args.note)
+        elif action == "arrive":
+            inc = life.arrive(args.incident_id, actor, args.note)
+        elif action == "close":
+            inc = life.close(args.incident_id, actor, args.cause, args.note)
+        elif action == "dispatch":
+            inc = life.dispatch(args.incident_id, actor, crew_id=args.crew, note=args.note)
+        else:
+            inc = daemon.operator_restore(args.incident_id, actor, args.transformers, args.at,
+                                          args.note)
+    except LifecycleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    finally:
+        daemon.close()
+    print(f"{inc.id}: stage {inc.stage}, status {inc.status}, {len(inc.off)} area(s) off")
+    return 0
+
+
 def dispatch(args: argparse.Namespace) -> int:
     from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_USAGE
 
@@ -52,6 +117,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if action is None:
         print(f"usage: outage-sentinel {verb} ACTION (see --help)", file=sys.stderr)
         return EXIT_USAGE
+    if verb == "incidents" and action in ACTIONS:
+        return _act(args)
     store = _store(args)
     if store is None:
         return EXIT_CONFIG
