@@ -14,10 +14,14 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+if TYPE_CHECKING:  # the pure modules are imported lazily in to_weights()/to_params()
+    from outage_sentinel.crew import DispatchParams
+    from outage_sentinel.priority import PriorityWeights
 
 
 class ConfigError(Exception):
@@ -414,6 +418,105 @@ class CommandCentreConfig(Strict):
     daily_report_at: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+class PriorityConfig(Strict):
+    """Repair-priority weights (see :mod:`outage_sentinel.priority` for the formula)."""
+
+    #: Per important user of each grade.
+    special: float = Field(default=1000.0, ge=0)
+    first: float = Field(default=400.0, ge=0)
+    second: float = Field(default=150.0, ge=0)
+    #: Per household with the tag.
+    life_support: float = Field(default=600.0, ge=0)
+    elderly_alone: float = Field(default=120.0, ge=0)
+    #: Weights of further ``customers.csv`` tags, e.g. ``{cold_storage: 30}``.
+    extra_tags: dict[str, float] = Field(default_factory=dict)
+    #: Multiplier of log10(1 + customers off).
+    per_customer_log: float = Field(default=40.0, ge=0)
+    #: Per hour elapsed since the outage began, up to ``elapsed_cap_hours``.
+    per_hour: float = Field(default=20.0, ge=0)
+    elapsed_cap_hours: float = Field(default=24.0, ge=0)
+    #: Names listed per category in the priority reasons.
+    max_named: int = Field(default=5, ge=0)
+
+    @model_validator(mode="after")
+    def _extra_tags_non_negative(self) -> PriorityConfig:
+        bad = sorted(t for t, w in self.extra_tags.items() if w < 0 or not t)
+        if bad:
+            raise ValueError(f"extra_tags need a name and a weight >= 0: {', '.join(bad)}")
+        return self
+
+    def to_weights(self) -> PriorityWeights:
+        """The immutable :class:`outage_sentinel.priority.PriorityWeights`."""
+        from outage_sentinel.priority import PriorityWeights  # lazy: config stays import-light
+
+        return PriorityWeights(
+            special=self.special, first=self.first, second=self.second,
+            life_support=self.life_support, elderly_alone=self.elderly_alone,
+            extra_tags=tuple(sorted(self.extra_tags.items())),
+            per_customer_log=self.per_customer_log, per_hour=self.per_hour,
+            elapsed_cap_hours=self.elapsed_cap_hours, max_named=self.max_named)
+
+
+class ArrivalMinutes(Strict):
+    """Crew arrival commitments by village area type (SGCC 45/90/120; GB/T 28583 60/120/240)."""
+
+    urban: float = Field(default=45.0, gt=0)
+    rural: float = Field(default=90.0, gt=0)
+    remote: float = Field(default=120.0, gt=0)
+
+
+class TravelSpeeds(Strict):
+    """Assumed average road speed (km/h) from a crew base, by area type of the site."""
+
+    urban: float = Field(default=25.0, gt=0)
+    rural: float = Field(default=30.0, gt=0)
+    remote: float = Field(default=20.0, gt=0)
+
+
+class DispatchConfig(Strict):
+    """Crew dispatch (see :mod:`outage_sentinel.crew` and docs/dispatch.md)."""
+
+    arrival_minutes: ArrivalMinutes = ArrivalMinutes()
+    #: Area type assumed when no affected village is known.
+    default_area_type: Literal["urban", "rural", "remote"] = "rural"
+    #: Escalate when the crew would arrive less than this long before the deadline.
+    at_risk_margin_minutes: float = Field(default=15.0, ge=0)
+    speed_kmh: TravelSpeeds = TravelSpeeds()
+    #: Road distance / straight-line distance.
+    road_factor: float = Field(default=1.4, ge=1)
+    #: ``{lat}``, ``{lon}`` and ``{label}`` (URL-encoded) are substituted.
+    map_url_template: str = "https://uri.amap.com/marker?position={lon},{lat}&name={label}"
+    #: Longest household and patrol lists in one message.
+    max_households: int = Field(default=10, ge=0)
+    max_patrol_nodes: int = Field(default=12, ge=0)
+
+    @model_validator(mode="after")
+    def _map_template_formats(self) -> DispatchConfig:
+        try:
+            url = self.map_url_template.format(lat="0", lon="0", label="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                "map_url_template may only use {lat}, {lon} and {label} "
+                f"(write {{{{ and }}}} for literal braces): {exc!r}") from None
+        if not url.startswith(("https://", "http://")):
+            raise ValueError("map_url_template must start with http:// or https://")
+        return self
+
+    def to_params(self) -> DispatchParams:
+        """The immutable :class:`outage_sentinel.crew.DispatchParams`."""
+        from outage_sentinel.crew import Commitments, DispatchParams  # lazy, as above
+
+        return DispatchParams(
+            commitments=Commitments(
+                urban=self.arrival_minutes.urban, rural=self.arrival_minutes.rural,
+                remote=self.arrival_minutes.remote, default_area_type=self.default_area_type),
+            at_risk_margin_minutes=self.at_risk_margin_minutes,
+            urban_speed_kmh=self.speed_kmh.urban, rural_speed_kmh=self.speed_kmh.rural,
+            remote_speed_kmh=self.speed_kmh.remote, road_factor=self.road_factor,
+            map_url_template=self.map_url_template, max_households=self.max_households,
+            max_patrol_nodes=self.max_patrol_nodes)
+
+
 class Config(Strict):
     """The whole configuration file."""
 
@@ -431,6 +534,8 @@ class Config(Strict):
     lifecycle: LifecycleConfig = LifecycleConfig()
     planned: PlannedConfig = PlannedConfig()
     command_centre: CommandCentreConfig = CommandCentreConfig()
+    priority: PriorityConfig = PriorityConfig()
+    dispatch: DispatchConfig = DispatchConfig()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Config:

@@ -1,0 +1,528 @@
+"""Repair-crew dispatch: which crew goes, by when it must arrive, and what its message says.
+
+Pure: topology, incident, priority, busy crews and ``now`` in; decisions and template contexts
+out. The daemon owns the state (who is busy on what, who is on site) and the outbox.
+
+- :func:`arrival_deadline` — the arrival commitment (SGCC: 45 min urban, 90 min rural, 2 h
+  remote) of the *strictest* area type among the affected villages, from detection.
+- :func:`choose_crew` — crews covering the incident's feeder first, then distance from the
+  crew's base; a crew busy on a strictly lower-priority incident may be pulled off it
+  (:attr:`CrewChoice.preempts`); with no covering crew, the nearest other crew
+  (:attr:`CrewChoice.outside_area`); ``None`` when every crew is busy on something as urgent.
+- :func:`deadline_at_risk` — whether to escalate to the command centre.
+- :func:`dispatch_context`, :func:`care_list_context`, :func:`escalation_context` — the dicts
+  the ``crew_dispatch``, ``liaison_care`` and ``command_escalation`` templates render.
+
+The dispatch and care-list contexts carry household names and phone numbers in full: the crew
+and the village liaison need them to call and visit. They belong in the message body only —
+log incident and customer ids, never these contexts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from urllib.parse import quote
+
+from outage_sentinel.incidents import Incident
+from outage_sentinel.priority import (
+    GRADE_LABELS,
+    TAG_LABELS,
+    Priority,
+    affected_customers,
+    important_customers,
+    special_care_customers,
+    summary,
+)
+from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Crew, Customer, Topology
+
+#: Amap (高德) marker page: opens the app on phones, a web map elsewhere; needs no key.
+DEFAULT_MAP_URL = "https://uri.amap.com/marker?position={lon},{lat}&name={label}"
+EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
+
+AREA_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"urban": "城区", "rural": "农村", "remote": "偏远地区"},
+    "en": {"urban": "urban", "rural": "rural", "remote": "remote"},
+}
+KIND_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"fault": "故障停电", "planned": "计划停电", "temporary": "临时停电"},
+    "en": {"fault": "Fault outage", "planned": "Planned outage", "temporary": "Temporary outage"},
+}
+DEVICE_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"source": "出线开关", "breaker": "断路器", "recloser": "重合器",
+           "sectionalizer": "分段器", "fuse": "熔断器", "switch": "开关", "junction": "杆塔",
+           "transformer": "配变"},
+    "en": {"source": "feeder head", "breaker": "breaker", "recloser": "recloser",
+           "sectionalizer": "sectionalizer", "fuse": "fuse", "switch": "switch",
+           "junction": "pole", "transformer": "transformer"},
+}
+ROLE_LABELS: Mapping[str, Mapping[str, str]] = {
+    # Why each device is on the list: the one that opened; the one above, in case it was the
+    # one that tripped (over-reach); the ones below, in case one of them failed to clear a
+    # fault in its own zone (the fault may be past them).
+    "zh": {"operated": "疑似动作", "upstream": "上级保护，核对是否越级",
+           "downstream": "下级保护，核对是否拒动"},
+    "en": {"operated": "suspected to have operated",
+           "upstream": "upstream protection: check for over-tripping",
+           "downstream": "downstream protection: check it did not fail to clear"},
+}
+REASON_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"at_risk": "到达时限将超", "overdue": "已超到达时限", "no_crew": "无可派抢修班组"},
+    "en": {"at_risk": "arrival deadline at risk", "overdue": "arrival deadline missed",
+           "no_crew": "no crew available"},
+}
+
+
+@dataclass(frozen=True)
+class Commitments:
+    """Arrival commitments in minutes from detection, by village area type (SGCC defaults;
+    GB/T 28583 allows 60/120/240)."""
+
+    urban: float = 45.0
+    rural: float = 90.0
+    remote: float = 120.0
+    #: Area type assumed when no affected village is known (e.g. only a feeder was reported).
+    default_area_type: str = "rural"
+
+    def minutes(self, area_type: str) -> float:
+        """Minutes for the area type; an unknown type (a typo in ``villages.csv`` that got past
+        validation, or a new type) falls back to the default area type's commitment."""
+        table = {"urban": self.urban, "rural": self.rural, "remote": self.remote}
+        if area_type in table:
+            return table[area_type]
+        return table.get(self.default_area_type, self.rural)
+
+
+@dataclass(frozen=True)
+class DispatchParams:
+    """Everything :mod:`crew` needs from ``dispatch:`` in the config. Immutable."""
+
+    commitments: Commitments = Commitments()
+    #: Escalate when the crew would arrive less than this long before the deadline.
+    at_risk_margin_minutes: float = 15.0
+    #: Assumed average road speed from a crew base to the site, by area type of the site.
+    urban_speed_kmh: float = 25.0
+    rural_speed_kmh: float = 30.0
+    remote_speed_kmh: float = 20.0
+    #: Road distance / straight-line distance (rural roads wind; ~1.3–1.5 is typical).
+    road_factor: float = 1.4
+    #: ``{lat}``, ``{lon}`` (6 decimals) and ``{label}`` (URL-encoded) are substituted.
+    map_url_template: str = DEFAULT_MAP_URL
+    #: Longest lists in one message (group-robot text messages are ≤ 2048 bytes).
+    max_households: int = 10
+    max_patrol_nodes: int = 12
+
+    def speed_kmh(self, area_type: str) -> float:
+        return {"urban": self.urban_speed_kmh, "remote": self.remote_speed_kmh}.get(
+            area_type, self.rural_speed_kmh)
+
+
+@dataclass(frozen=True)
+class Busy:
+    """What a busy crew is working on. ``incident_id`` may be unknown (``None``)."""
+
+    priority: int
+    incident_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CrewChoice:
+    """The crew to send and what is known about its trip."""
+
+    crew: Crew
+    #: Straight-line distance base → site; None when either has no coordinates.
+    distance_km: float | None
+    #: Estimated road travel time; None when the distance is unknown.
+    travel_minutes: float | None
+    eta: datetime | None
+    #: The incident's feeder is not in the crew's service area.
+    outside_area: bool = False
+    #: The lower-priority work the crew is being pulled off, if any.
+    preempts: Busy | None = None
+
+
+# -- geometry -----------------------------------------------------------------------------------
+
+
+def haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance in km between two (lat, lon) points in degrees."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    h = (math.sin((lat2 - lat1) / 2) ** 2
+         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def crew_base(crew: Crew) -> tuple[float, float] | None:
+    """The crew's base from the ``lat``/``lon`` extra columns of ``crews.csv``, if usable."""
+    try:
+        lat, lon = float(crew.extra["lat"]), float(crew.extra["lon"])
+    except (KeyError, ValueError):
+        return None
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        return None
+    return lat, lon
+
+
+def incident_location(topology: Topology, devices: Sequence[str],
+                      transformers: Iterable[str]) -> tuple[float, float] | None:
+    """Where to send the crew: the first located fault device's coordinates, else the centroid
+    of the affected transformer areas that have coordinates, else None."""
+    for d in devices:
+        node = topology.nodes.get(d)
+        if node is not None and node.lat is not None and node.lon is not None:
+            return node.lat, node.lon
+    points: list[tuple[float, float]] = []
+    for t in transformers:
+        node = topology.nodes.get(t)
+        if node is not None and node.lat is not None and node.lon is not None:
+            points.append((node.lat, node.lon))
+    if not points:
+        return None
+    # An arithmetic mean is fine at county scale (tens of km): the error is metres.
+    return sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)
+
+
+def travel_minutes(distance_km: float, area_type: str,
+                   params: DispatchParams = DispatchParams()) -> float:
+    """Road travel time for a straight-line distance at the area type's assumed speed."""
+    return distance_km * params.road_factor / params.speed_kmh(area_type) * 60.0
+
+
+def map_link(lat: float, lon: float, label: str, template: str = DEFAULT_MAP_URL) -> str:
+    """A map URL for a point. ``label`` is percent-encoded (UTF-8) so Chinese names, spaces,
+    ``&`` and ``#`` cannot break the query string."""
+    return template.format(lat=f"{lat:.6f}", lon=f"{lon:.6f}", label=quote(label, safe=""))
+
+
+# -- deadline -----------------------------------------------------------------------------------
+
+
+def arrival_deadline(topology: Topology, villages: Iterable[str], detected_at: datetime,
+                     commitments: Commitments = Commitments()) -> tuple[datetime, str]:
+    """The arrival deadline and the area type it comes from.
+
+    The strictest (shortest) commitment among the affected villages applies: an outage that
+    reaches one urban street is held to the urban 45 minutes even if most of it is rural.
+    Unknown village ids are ignored; with no known village, ``default_area_type`` applies.
+    """
+    types = {topology.villages[v].area_type for v in villages if v in topology.villages}
+    if not types:
+        types = {commitments.default_area_type}
+    # Sort by minutes then name, so equal commitments give a stable answer.
+    area_type = min(types, key=lambda a: (commitments.minutes(a), a))
+    return detected_at + timedelta(minutes=commitments.minutes(area_type)), area_type
+
+
+def deadline_at_risk(deadline: datetime, now: datetime, travel_minutes: float | None = None,
+                     margin_minutes: float = 15.0, on_site: bool = False) -> bool:
+    """True when a crew not yet on site would arrive within ``margin_minutes`` of the deadline
+    (or after it). For a crew on its way pass the minutes until its ETA; with no crew (or
+    unknown distance) pass None, which escalates ``margin_minutes`` before the deadline.
+    Exactly at the margin counts as at risk: the point is to warn while there is still time."""
+    if on_site:
+        return False
+    travel = max(0.0, travel_minutes or 0.0)
+    return now + timedelta(minutes=travel + margin_minutes) >= deadline
+
+
+# -- crew choice --------------------------------------------------------------------------------
+
+
+def choose_crew(
+    topology: Topology,
+    incident_feeder: str | None,
+    location: tuple[float, float] | None,
+    priority: int,
+    crews_busy: Mapping[str, int | Busy],
+    now: datetime,
+    params: DispatchParams = DispatchParams(),
+    area_type: str | None = None,
+) -> CrewChoice | None:
+    """Pick the crew for an incident of ``priority`` on ``incident_feeder`` at ``location``.
+
+    Tiers, first non-empty wins, nearest first within a tier (crews without coordinates last,
+    then by id so the answer is deterministic):
+
+    1. crews whose ``feeders`` include the incident's feeder, free;
+    2. such crews busy on a strictly lower-priority incident (the lowest-priority work is the
+       tie-break at equal distance) — pulled off it, :attr:`CrewChoice.preempts` says which;
+    3. other crews, free (``outside_area=True``);
+    4. other crews busy on strictly lower priority (``outside_area=True``, preempting).
+
+    Free crews outrank preemption even if farther: preempting leaves another outage unattended.
+    ``crews_busy`` maps crew id to the busy incident's priority score (or a :class:`Busy`).
+    ``area_type`` (of the site) picks the assumed travel speed; the default area type if None.
+    """
+    speed_area = area_type or params.commitments.default_area_type
+    tiers: list[list[tuple[float, int, str, CrewChoice]]] = [[], [], [], []]
+    for crew in topology.crews:
+        busy_raw = crews_busy.get(crew.id)
+        busy = Busy(int(busy_raw)) if isinstance(busy_raw, int | float) else busy_raw
+        if busy is not None and busy.priority >= priority:
+            continue  # as urgent or more: never pulled off
+        covers = bool(incident_feeder) and incident_feeder in crew.feeders
+        base = crew_base(crew)
+        distance = haversine_km(base, location) if base is not None and location else None
+        minutes = travel_minutes(distance, speed_area, params) if distance is not None else None
+        choice = CrewChoice(
+            crew=crew, distance_km=distance, travel_minutes=minutes,
+            eta=now + timedelta(minutes=minutes) if minutes is not None else None,
+            outside_area=not covers, preempts=busy)
+        tier = (0 if covers else 2) + (1 if busy is not None else 0)
+        key = (distance if distance is not None else math.inf,
+               busy.priority if busy is not None else 0, crew.id, choice)
+        tiers[tier].append(key)
+    for tier_choices in tiers:
+        if tier_choices:
+            return min(tier_choices, key=lambda k: k[:3])[3]
+    return None
+
+
+# -- template contexts --------------------------------------------------------------------------
+
+
+def _local(value: datetime | None, tz: tzinfo) -> str | None:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value is not None else None
+
+
+def _sep(language: str) -> str:
+    return "、" if language == "zh" else ", "
+
+
+def _labels(table: Mapping[str, Mapping[str, str]], language: str) -> Mapping[str, str]:
+    return table.get(language, table["en"])
+
+
+def feeder_label(topology: Topology, feeder: str) -> str:
+    """The feeder's display name (``feeder_name`` of its source node, else the node's name)."""
+    for node in topology.nodes.values():
+        if node.kind == "source" and node.feeder == feeder:
+            return node.extra.get("feeder_name") or node.name or feeder
+    return feeder
+
+
+def _name(topology: Topology, node_id: str) -> str:
+    node = topology.nodes.get(node_id)
+    return (node.name or node_id) if node is not None else node_id
+
+
+def _household(topology: Topology, c: Customer, language: str,
+               params: DispatchParams) -> dict[str, Any]:
+    tags = _labels(TAG_LABELS, language)
+    area = topology.nodes.get(c.transformer)
+    village = topology.villages.get(area.village) if area is not None else None
+    link = None
+    if area is not None and area.lat is not None and area.lon is not None:
+        link = map_link(area.lat, area.lon, area.name or c.transformer, params.map_url_template)
+    return {
+        "id": c.id,
+        "name": c.name or c.id,
+        "phone": c.phone,
+        "tags": [t for t in c.tags],
+        "tags_label": _sep(language).join(tags.get(t, t) for t in c.tags),
+        "grade": c.importance,
+        "grade_label": _labels(GRADE_LABELS, language).get(c.importance, ""),
+        "area": area.name if area is not None and area.name else c.transformer,
+        "village": village.name if village is not None else "",
+        "map_link": link,
+    }
+
+
+def _devices_to_check(topology: Topology, devices: Sequence[str], section: Sequence[str],
+                      language: str) -> list[dict[str, Any]]:
+    roles, kinds = _labels(ROLE_LABELS, language), _labels(DEVICE_LABELS, language)
+    out: dict[str, str] = {}
+    for d in devices:
+        out.setdefault(d, "operated")
+    for d in devices:
+        if d in topology.pos:
+            up = topology.protective_upstream(d, include_self=False)
+            if up is not None:
+                out.setdefault(up, "upstream")
+    for n in section:
+        node = topology.nodes.get(n)
+        if node is not None and node.kind in PROTECTIVE_KINDS:
+            out.setdefault(n, "downstream")
+    return [{"id": d, "name": _name(topology, d),
+             "kind_label": kinds.get(topology.nodes[d].kind, topology.nodes[d].kind)
+             if d in topology.nodes else "",
+             "role": role, "role_label": roles[role]} for d, role in out.items()]
+
+
+def dispatch_context(
+    topology: Topology,
+    incident: Incident,
+    priority: Priority,
+    choice: CrewChoice | None,
+    deadline: datetime,
+    area_type: str,
+    now: datetime,
+    tz: tzinfo,
+    language: str = "zh",
+    params: DispatchParams = DispatchParams(),
+) -> dict[str, Any]:
+    """The context of ``crew_dispatch.{zh,en}.j2`` for sending ``choice.crew`` to ``incident``.
+
+    Keys: incident (``incident_id``, ``revision``, ``kind``/``kind_label``, ``cause``,
+    ``feeder_label``, ``villages``, ``customers``, ``start_local``, ``etr_local``,
+    ``now_local``), priority (``priority_score``, ``priority_reasons``,
+    ``priority_summary``), crew (``crew_name``,
+    ``crew_leader``, ``outside_area``, ``distance_km``, ``travel_minutes``, ``eta_local``,
+    ``preempts_incident``, ``preempts_priority``), deadline (``deadline_local``,
+    ``area_type``, ``area_label``, ``commitment_minutes``, ``minutes_left``), where to go
+    (``map_link``, ``map_label``, ``patrol_from``, ``patrol_to``, ``patrol_nodes``,
+    ``patrol_more``, ``devices`` to check), and whom to call (``important`` users and
+    special-care ``households`` with full phone numbers, ``households_more``).
+    """
+    estimate = incident.estimate
+    devices = [d for d in estimate.devices if d in topology.nodes]
+    section = [n for n in estimate.section if n in topology.nodes]
+    if not section:
+        for d in devices:
+            section.extend(topology.suspected_section(d))
+    sep = _sep(language)
+    location = incident_location(topology, devices, estimate.transformers)
+    map_label = _name(topology, devices[0]) if devices else feeder_label(topology, incident.feeder)
+    link = (map_link(location[0], location[1], map_label, params.map_url_template)
+            if location is not None else None)
+
+    # The section runs from the operated device down to the next devices; poles and areas in
+    # between are what the crew walks. Listing every pole of a long section would swamp the
+    # message, so the count is kept and the list is capped.
+    operated = set(devices)
+    boundary = [n for n in section if n not in operated and topology.nodes[n].kind in DEVICE_KINDS]
+    walk = [n for n in section if topology.nodes[n].kind in ("junction", "transformer")]
+
+    rows = affected_customers(topology, estimate.transformers)
+    care = special_care_customers(rows)
+    minutes_left = (deadline - now).total_seconds() / 60.0
+    crew = choice.crew if choice is not None else None
+    return {
+        "incident_id": incident.id,
+        "revision": incident.revision,
+        "kind": incident.kind,
+        "kind_label": _labels(KIND_LABELS, language).get(incident.kind, incident.kind),
+        "cause": incident.cause,
+        "feeder_label": feeder_label(topology, incident.feeder),
+        "villages": [topology.villages[v].name for v in estimate.villages
+                     if v in topology.villages],
+        "customers": estimate.customers,
+        "start_local": _local(incident.start, tz),
+        "etr_local": _local(incident.etr, tz),
+        "now_local": _local(now, tz),
+        "priority_score": priority.score,
+        "priority_reasons": list(priority.reasons),
+        "priority_summary": summary(priority, language),
+        "crew_id": crew.id if crew is not None else None,
+        "crew_name": crew.name if crew is not None else None,
+        "crew_leader": crew.extra.get("leader", "") if crew is not None else "",
+        "outside_area": choice.outside_area if choice is not None else False,
+        "distance_km": round(choice.distance_km, 1)
+        if choice is not None and choice.distance_km is not None else None,
+        "travel_minutes": int(math.ceil(choice.travel_minutes))
+        if choice is not None and choice.travel_minutes is not None else None,
+        "eta_local": _local(choice.eta, tz) if choice is not None else None,
+        "preempts_incident": choice.preempts.incident_id
+        if choice is not None and choice.preempts is not None else None,
+        "preempts_priority": choice.preempts.priority
+        if choice is not None and choice.preempts is not None else None,
+        "deadline_local": _local(deadline, tz),
+        "area_type": area_type,
+        "area_label": _labels(AREA_LABELS, language).get(area_type, area_type),
+        "commitment_minutes": int(params.commitments.minutes(area_type)),
+        "minutes_left": int(math.floor(minutes_left)),
+        "map_link": link,
+        "map_label": map_label,
+        "patrol_from": sep.join(_name(topology, d) for d in devices),
+        "patrol_to": sep.join(_name(topology, n) for n in boundary),
+        "patrol_nodes": [_name(topology, n) for n in walk[: params.max_patrol_nodes]],
+        "patrol_more": max(0, len(walk) - params.max_patrol_nodes),
+        "devices": _devices_to_check(topology, devices, section, language),
+        "important": [_household(topology, c, language, params)
+                      for c in important_customers(rows)[: params.max_households]],
+        "households": [_household(topology, c, language, params)
+                       for c in care[: params.max_households]],
+        "households_more": max(0, len(care) - params.max_households),
+    }
+
+
+def care_list_context(
+    topology: Topology,
+    incident: Incident,
+    village_id: str,
+    now: datetime,
+    tz: tzinfo,
+    language: str = "zh",
+    params: DispatchParams = DispatchParams(),
+) -> dict[str, Any]:
+    """The context of ``liaison_care.{zh,en}.j2``: special-care households of one village among
+    the incident's affected areas, for the village liaison to call on. ``households`` is empty
+    when there are none: then send nothing (the caller checks)."""
+    village = topology.villages.get(village_id)
+    areas = [t for t in incident.estimate.transformers
+             if t in topology.nodes and topology.nodes[t].village == village_id]
+    care = special_care_customers(affected_customers(topology, areas))
+    return {
+        "incident_id": incident.id,
+        "revision": incident.revision,
+        "kind": incident.kind,
+        "kind_label": _labels(KIND_LABELS, language).get(incident.kind, incident.kind),
+        "village_id": village_id,
+        "village_name": village.name if village is not None else village_id,
+        "township": village.township if village is not None else "",
+        "start_local": _local(incident.start, tz),
+        "etr_local": _local(incident.etr, tz),
+        "now_local": _local(now, tz),
+        # A liaison's list is for one village, so it is short; still capped for the channel.
+        "households": [_household(topology, c, language, params)
+                       for c in care[: params.max_households]],
+        "households_more": max(0, len(care) - params.max_households),
+    }
+
+
+def escalation_context(
+    topology: Topology,
+    incident: Incident,
+    priority: Priority,
+    reason: str,
+    deadline: datetime,
+    area_type: str,
+    now: datetime,
+    tz: tzinfo,
+    choice: CrewChoice | None = None,
+    busy: Mapping[str, int | Busy] | None = None,
+    language: str = "zh",
+    params: DispatchParams = DispatchParams(),
+) -> dict[str, Any]:
+    """The context of ``command_escalation.{zh,en}.j2``.
+
+    ``reason`` is ``at_risk`` (crew would arrive within the margin of the deadline),
+    ``overdue`` (deadline passed, no crew on site) or ``no_crew``. ``choice`` is the crew
+    assigned or on its way, if any; ``busy`` lists what the other crews are doing so the
+    command centre can decide whom to pull off.
+    """
+    base = dispatch_context(topology, incident, priority, choice, deadline, area_type, now, tz,
+                            language, params)
+    busy_rows = []
+    crews = {c.id: c for c in topology.crews}
+    for crew_id, raw in sorted((busy or {}).items()):
+        b = Busy(int(raw)) if isinstance(raw, int | float) else raw
+        busy_rows.append({"crew_id": crew_id,
+                          "crew_name": crews[crew_id].name if crew_id in crews else crew_id,
+                          "incident_id": b.incident_id, "priority": b.priority})
+    return {
+        **{k: base[k] for k in (
+            "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
+            "customers", "start_local", "etr_local", "now_local", "priority_score",
+            "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area", "distance_km",
+            "travel_minutes", "eta_local", "deadline_local", "area_type", "area_label",
+            "commitment_minutes", "minutes_left", "map_link", "map_label")},
+        "reason": reason,
+        "reason_label": _labels(REASON_LABELS, language).get(reason, reason),
+        "busy": busy_rows,
+        "special_care_count": len(priority.special_care),
+        "important_count": len(priority.important),
+    }
