@@ -67,7 +67,7 @@ class Core:
                             for t in i.estimate.transformers)
         after = apply_event(current, event, resolved, self.topo, first_estimate, now,
                             self._new_id, planned)
-        notices, after = plan_notices(current, after)
+        notices, after = plan_notices(current, after, self.topo)
         self.incidents[after.id] = after
         for n in notices:
             self.sent.append((after.id, n.purpose, after.revision, n.villages))
@@ -339,7 +339,9 @@ def test_fault_during_planned_work_ignores_the_planned_area(core: Core) -> None:
     assert fault.fault_device == "FU1"  # T4 is explained by the planned work
 
 
-def test_alive_report_takes_a_transformer_out_of_the_evidence(core: Core) -> None:
+def test_active_alive_report_is_diagnostic_evidence(core: Core) -> None:
+    """A reading that an area has supply (while the incident is active) takes it out of the
+    dead set the estimator sees, so the fault point moves downstream."""
     core.feed(ev("E1", "T1", "T4"), T0)
     inc, _ = core.feed(ev("A1", "T4", signal="alive"), T0 + timedelta(minutes=1))
     ev_ = evidence_of(inc.members.values())
