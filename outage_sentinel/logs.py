@@ -44,6 +44,8 @@ def redact(text: str) -> str:
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
+    if isinstance(value, int) and not isinstance(value, bool) and PHONE.fullmatch(str(value)):
+        return mask_phone(str(value))  # a phone number that arrived as a number
     if isinstance(value, dict):
         return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
