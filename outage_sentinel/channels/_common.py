@@ -1,0 +1,252 @@
+"""Shared plumbing for the channel senders: secret redaction, phone masking, one HTTP attempt.
+
+Why one place: every sender must obey the same two rules, and a rule implemented six times is
+broken in one of them.
+
+* **Secrets never leave the sender.** ``requests`` puts the full URL — with the WeCom ``key``
+  or the DingTalk ``access_token`` in it — into its exception messages, so exception text is
+  never used raw: it goes through :class:`Redactor`, which replaces every configured secret
+  (and its URL-encoded forms) and strips query strings.
+* **Phone numbers are masked** (``138****1234``) in every detail text and log line: liaisons'
+  numbers are personal data, and details end up in the command-centre summary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import requests
+import structlog
+
+from outage_sentinel.channels.base import Outcome, SendResult
+
+log = structlog.get_logger("outage_sentinel.channels")
+
+#: Mainland mobile numbers, optionally with +86/0086; not inside longer digit runs.
+_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?|0086[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+_URL_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
+
+
+def mask_phone(phone: str) -> str:
+    """``13812341234`` → ``138****1234``; anything else keeps only its last 4 characters."""
+    digits = phone.strip()
+    m = _PHONE.fullmatch(digits)
+    if m:
+        return f"{m.group(1)}****{m.group(3)}"
+    if len(digits) <= 4:
+        return "****"
+    return "****" + digits[-4:]
+
+
+def mask_phones(text: str) -> str:
+    """Mask every mobile number inside free text."""
+    return _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+
+
+class Redactor:
+    """Removes known secrets from text. Built once per channel from its config."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        forms: set[str] = set()
+        for s in secrets:
+            if not s:
+                continue
+            forms.update({s, quote(s, safe=""), quote_plus(s)})
+        # Longest first, so a secret containing another secret is replaced whole.
+        self._forms = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        # Query strings carry keys, tokens and signatures; drop them wholesale.
+        out = _URL_QUERY.sub(r"\1?<redacted>", text)
+        for form in self._forms:
+            out = out.replace(form, "***")
+        return mask_phones(out)
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._forms)} forms)"
+
+
+def retry(detail: str, retry_after: float | None = None) -> SendResult:
+    return SendResult(Outcome.RETRY, detail, retry_after=retry_after)
+
+
+def permanent(detail: str) -> SendResult:
+    return SendResult(Outcome.PERMANENT, detail)
+
+
+def delivered(detail: str = "ok", provider_id: str | None = None) -> SendResult:
+    return SendResult(Outcome.DELIVERED, detail, provider_id=provider_id)
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """A completed HTTP exchange: status, parsed JSON (if any), and a short body excerpt."""
+
+    status: int
+    body: Any
+    text: str
+    headers: Mapping[str, str]
+
+    def retry_after(self) -> float | None:
+        """The ``Retry-After`` header in seconds, if present and numeric."""
+        value = self.headers.get("Retry-After")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            return None
+
+
+def http_attempt(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    redact: Redactor,
+    json_body: Any = None,
+    data: bytes | Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> HttpReply | SendResult:
+    """Make one request. Returns the reply, or a RETRY result for transport failures.
+
+    Transport failures (timeout, refused connection, reset) are always RETRY: the request may
+    or may not have reached the service, and the outbox tolerates one duplicate but never a
+    loss. Only the exception *class* and a redacted message are reported.
+    """
+    body = data
+    hdrs = dict(headers or {})
+    if json_body is not None:
+        # ensure_ascii=False: the services count UTF-8 bytes, and \\uXXXX escapes would triple
+        # the size of Chinese text against the body limits.
+        body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        hdrs.setdefault("Content-Type", "application/json; charset=utf-8")
+    try:
+        resp = session.request(method, url, data=body, headers=hdrs, timeout=timeout,
+                               allow_redirects=False)
+    except requests.Timeout:
+        return retry(f"timeout after {timeout:g} s")
+    except requests.ConnectionError as exc:
+        reason = "connection refused" if _refused(exc) else "connection failed"
+        return retry(f"{reason}: {redact(type(exc).__name__)}")
+    except requests.RequestException as exc:
+        return retry(f"request failed: {type(exc).__name__}: {redact(str(exc))[:200]}")
+    text = resp.text[:2000] if resp.content else ""
+    parsed: Any = None
+    if resp.content:
+        try:
+            parsed = resp.json()
+        except ValueError:
+            parsed = None
+    return HttpReply(resp.status_code, parsed, text, dict(resp.headers))
+
+
+def _refused(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError) or "Connection refused" in str(cur):
+            return True
+        nxt = cur.__cause__ or cur.__context__
+        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
+            nxt = cur.args[0]
+        cur = nxt
+    return False
+
+
+def http_status_result(reply: HttpReply, redact: Redactor) -> SendResult | None:
+    """Classify a reply by HTTP status alone, when the body carries no service verdict.
+
+    5xx / 429 / 408 → RETRY (honouring Retry-After); other non-2xx → PERMANENT (a 404 means
+    a wrong URL or key, which repeating won't fix). ``None`` for 2xx: the caller must read the
+    body, because 200 alone is never proof of delivery.
+    """
+    if 200 <= reply.status < 300:
+        return None
+    excerpt = redact(reply.text[:200]).replace("\n", " ")
+    if reply.status >= 500 or reply.status in (408, 425, 429):
+        return retry(f"HTTP {reply.status}: {excerpt}".strip(), reply.retry_after())
+    return permanent(f"HTTP {reply.status}: {excerpt}".strip())
+
+
+def log_result(channel: str, channel_type: str, target: str, key: str, result: SendResult,
+               redact: Redactor) -> None:
+    """One structured log line per attempt; target masked, detail redacted."""
+    level = "info" if result.outcome is Outcome.DELIVERED else "warning"
+    getattr(log, level)(
+        "channel_send",
+        channel=channel,
+        channel_type=channel_type,
+        target=mask_phones(target),
+        key=mask_phones(key),
+        outcome=result.outcome.value,
+        retry_after=result.retry_after,
+        detail=redact(result.detail),
+    )
+
+
+def safe_result(result: SendResult, redact: Redactor) -> SendResult:
+    """Re-check a result's detail on the way out (belt and braces for secrets and phones)."""
+    clean = redact(result.detail)
+    if clean == result.detail:
+        return result
+    return SendResult(result.outcome, clean, result.retry_after, result.provider_id)
+
+
+class HttpChannel:
+    """Base for the senders: the ``send`` wrapper that guarantees the Channel contract.
+
+    Subclasses implement :meth:`_send`. The wrapper makes sure that ``send`` never raises (a
+    bug in one sender must not stop the delivery loop for every other target), that the detail
+    is redacted, and that every attempt is logged exactly once.
+    """
+
+    type: str = "base"
+
+    def __init__(self, name: str, *, timeout: float, secrets: Iterable[str] = (),
+                 rate_limits: tuple[Any, ...] = (),
+                 session: requests.Session | None = None) -> None:
+        self.name = name
+        self.timeout = timeout
+        self.rate_limits = rate_limits
+        self._redact = Redactor(secrets)
+        self._session = session or requests.Session()
+        # No proxies from the environment in tests pointing at 127.0.0.1; production proxies
+        # still apply through HTTPS_PROXY for the real service hosts.
+        self._session.headers["User-Agent"] = "outage-sentinel"
+
+    def __repr__(self) -> str:
+        # Never show config (it holds the keys).
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def rate_keys(self, message: Any) -> tuple[str, ...]:
+        """What the service counts requests by; the robot, i.e. the target group, by default."""
+        return (str(message.target),)
+
+    def send(self, message: Any) -> SendResult:
+        try:
+            result = self._send(message)
+        except Exception as exc:  # the contract: never raise for one message
+            result = retry(f"internal error in {self.type} sender: {type(exc).__name__}: "
+                           f"{self._redact(str(exc))[:200]}")
+        result = safe_result(result, self._redact)
+        log_result(self.name, self.type, str(message.target), str(message.key), result,
+                   self._redact)
+        return result
+
+    def _send(self, message: Any) -> SendResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def already_delivered(self, key: str) -> bool | None:
+        # Robots and SMS keep no queryable record of our key.
+        return None
+
+    def close(self) -> None:
+        self._session.close()

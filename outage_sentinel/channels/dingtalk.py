@@ -1,0 +1,129 @@
+"""DingTalk (钉钉) custom robot, signed.
+
+Wire format: ``POST {base}/robot/send?access_token=TOKEN&timestamp=MS&sign=SIGN`` where
+``SIGN = urlencode(base64(HMAC-SHA256(secret, "{MS}\\n{secret}")))`` (DESIGN §4). The body is
+``{"msgtype": "text", "text": {"content"}, "at": {"atMobiles": [...], "isAtAll": false}}`` or
+``{"msgtype": "markdown", "markdown": {"title", "text"}, "at": {...}}``; in markdown the
+``@138...`` tokens must also appear in the text for the mention to render, so they are appended.
+
+Verdict in ``errcode`` of an HTTP-200 body. 130101 ("send too fast") means the robot is now
+blocked for ten minutes, so the retry hint is 600 s — retrying sooner only extends the block.
+310000 covers keyword, signature and IP whitelist failures: configuration problems no retry
+can fix. A robot without a secret (keyword security only) is sent unsigned.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import requests
+
+from outage_sentinel.channels._common import (
+    HttpChannel,
+    HttpReply,
+    delivered,
+    http_attempt,
+    http_status_result,
+    permanent,
+    retry,
+)
+from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.ratelimit import RateLimit
+from outage_sentinel.textlimits import trim_bytes
+
+DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
+#: DingTalk documents 20000 bytes for text content; markdown likewise.
+TEXT_LIMIT = 20000
+BLOCK_SECONDS = 600.0
+
+_RETRY_CODES: dict[int, float | None] = {130101: BLOCK_SECONDS, 410100: BLOCK_SECONDS, -1: None}
+_PERMANENT_CODES: dict[int, str] = {
+    310000: "keyword, signature or IP whitelist check failed",
+    300001: "access token does not exist",
+    300005: "access token does not exist",
+    400013: "group disabled",
+    400101: "access token does not exist",
+    400102: "robot disabled",
+    400105: "unsupported message type",
+    400106: "robot does not exist",
+    40035: "missing parameter",
+}
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+    """The ``sign`` query value (already URL-encoded, as DingTalk's own sample does)."""
+    to_sign = f"{timestamp_ms}\n{secret}".encode()
+    digest = hmac.new(secret.encode(), to_sign, hashlib.sha256).digest()
+    return quote_plus(base64.b64encode(digest).decode())
+
+
+def classify_dingtalk(body: Any) -> SendResult:
+    if not isinstance(body, dict) or "errcode" not in body:
+        return retry("no errcode in reply; delivery unconfirmed")
+    try:
+        code = int(body["errcode"])
+    except (TypeError, ValueError):
+        return retry(f"unreadable errcode {body['errcode']!r}")
+    msg = str(body.get("errmsg", ""))[:200]
+    if code == 0:
+        return delivered()
+    if code in _RETRY_CODES:
+        return retry(f"errcode {code}: {msg}", _RETRY_CODES[code])
+    if code in _PERMANENT_CODES:
+        return permanent(f"errcode {code} ({_PERMANENT_CODES[code]}): {msg}")
+    return retry(f"errcode {code} (unrecognised): {msg}")
+
+
+class DingTalkChannel(HttpChannel):
+    """Sends to DingTalk custom robots, one robot (token + optional secret) per target."""
+
+    type = "dingtalk"
+
+    def __init__(self, name: str, *, robots: dict[str, tuple[str, str | None]],
+                 base_url: str = DEFAULT_BASE_URL, timeout: float = 10.0,
+                 rate_limits: tuple[RateLimit, ...] = (),
+                 session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        secrets = [s for pair in robots.values() for s in pair if s]
+        super().__init__(name, timeout=timeout, secrets=secrets, rate_limits=rate_limits,
+                         session=session)
+        self._robots = dict(robots)
+        self._base = base_url.rstrip("/")
+        # The signature embeds the time; DingTalk rejects it if more than an hour off.
+        self._clock = clock
+
+    def build_payload(self, message: Message) -> dict[str, Any]:
+        mobiles = list(dict.fromkeys(message.mentions))
+        at = {"atMobiles": mobiles, "isAtAll": False}
+        if message.markdown:
+            tail = ("\n\n" + " ".join(f"@{m}" for m in mobiles)) if mobiles else ""
+            body = trim_bytes(message.markdown, TEXT_LIMIT - len(tail.encode())) + tail
+            title = message.subject or message.text.strip().split("\n", 1)[0][:30] or "通知"
+            return {"msgtype": "markdown", "markdown": {"title": title, "text": body}, "at": at}
+        return {"msgtype": "text", "text": {"content": trim_bytes(message.text, TEXT_LIMIT)},
+                "at": at}
+
+    def _send(self, message: Message) -> SendResult:
+        robot = self._robots.get(message.target)
+        if robot is None:
+            return permanent(f"no robot configured for target {message.target!r} "
+                             f"(channels.{self.name}.robots)")
+        token, secret = robot
+        url = f"{self._base}/robot/send?access_token={quote(token, safe='')}"
+        if secret:
+            ts = int(self._clock() * 1000)
+            url += f"&timestamp={ts}&sign={dingtalk_sign(secret, ts)}"
+        reply = http_attempt(self._session, "POST", url, timeout=self.timeout,
+                             redact=self._redact, json_body=self.build_payload(message))
+        if not isinstance(reply, HttpReply):
+            return reply
+        status = http_status_result(reply, self._redact)
+        if status is not None:
+            return status
+        return classify_dingtalk(reply.body)

@@ -1,0 +1,159 @@
+"""Feishu (飞书) custom bot, signed.
+
+Wire format: ``POST {base}/open-apis/bot/v2/hook/{token}`` with JSON
+``{"timestamp": "S", "sign": SIGN, "msg_type": "text", "content": {"text": ...}}`` where
+``SIGN = base64(HMAC-SHA256(key="{S}\\n{secret}", msg=""))`` (DESIGN §4; note the secret is in
+the *key*, unlike DingTalk). Markdown bodies go as an ``interactive`` card with a markdown
+element, which is how Feishu renders lark-markdown from a bot.
+
+Verdict: ``code == 0`` (older deployments answer ``StatusCode == 0``). Feishu answers some
+errors with HTTP 400 *and* a JSON ``code``, so the body is read before the HTTP status.
+The whole request body must stay under 20 KB, so the text is trimmed until the encoded body fits.
+
+Mentions: Feishu can only @ by user id (``ou_...``) or ``all``, not by phone number; such ids
+in :attr:`Message.mentions` become ``<at user_id=...>`` tags, phone numbers are ignored (the
+liaison is identified in the text by the renderer).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from outage_sentinel.channels._common import (
+    HttpChannel,
+    HttpReply,
+    delivered,
+    http_attempt,
+    http_status_result,
+    permanent,
+    retry,
+)
+from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.ratelimit import RateLimit
+from outage_sentinel.textlimits import trim_bytes, utf8_len
+
+DEFAULT_BASE_URL = "https://open.feishu.cn"
+BODY_LIMIT = 20 * 1024
+
+_RETRY_CODES: dict[int, float | None] = {11232: 60.0, 9499: None}
+_PERMANENT_CODES: dict[int, str] = {
+    19021: "bad signature or timestamp",
+    19022: "IP not allowed",
+    19024: "keyword check failed",
+    19001: "invalid parameters",
+    19002: "invalid request",
+    19007: "bot not found or not in the group",
+    11105: "invalid app or webhook",
+    11246: "content too long",
+}
+
+
+def feishu_sign(secret: str, timestamp_s: int) -> str:
+    """``base64(HMAC-SHA256(key=f"{ts}\\n{secret}", msg=b""))`` as Feishu's sample code does."""
+    key = f"{timestamp_s}\n{secret}".encode()
+    return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+
+
+def classify_feishu(body: Any) -> SendResult | None:
+    """The verdict in a Feishu body; ``None`` if the body has no verdict at all."""
+    if not isinstance(body, dict):
+        return None
+    raw = body.get("code", body.get("StatusCode"))
+    if raw is None:
+        return None
+    try:
+        code = int(raw)
+    except (TypeError, ValueError):
+        return retry(f"unreadable code {raw!r}")
+    msg = str(body.get("msg", body.get("StatusMessage", "")))[:200]
+    if code == 0:
+        return delivered()
+    if code in _RETRY_CODES:
+        return retry(f"code {code}: {msg}", _RETRY_CODES[code])
+    if code in _PERMANENT_CODES:
+        return permanent(f"code {code} ({_PERMANENT_CODES[code]}): {msg}")
+    return retry(f"code {code} (unrecognised): {msg}")
+
+
+class FeishuChannel(HttpChannel):
+    """Sends to Feishu custom bots, one bot (hook token + optional secret) per target."""
+
+    type = "feishu"
+
+    def __init__(self, name: str, *, robots: dict[str, tuple[str, str | None]],
+                 base_url: str = DEFAULT_BASE_URL, timeout: float = 10.0,
+                 rate_limits: tuple[RateLimit, ...] = (),
+                 session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        secrets = [s for pair in robots.values() for s in pair if s]
+        super().__init__(name, timeout=timeout, secrets=secrets, rate_limits=rate_limits,
+                         session=session)
+        self._robots = dict(robots)
+        self._base = base_url.rstrip("/")
+        self._clock = clock
+
+    @staticmethod
+    def _at_tags(message: Message) -> str:
+        ids = [m for m in dict.fromkeys(message.mentions) if m == "all" or m.startswith("ou_")]
+        return "".join(f'<at user_id="{i}"></at>' for i in ids)
+
+    def _payload(self, message: Message, body_text: str) -> dict[str, Any]:
+        if message.markdown:
+            card: dict[str, Any] = {
+                "config": {"wide_screen_mode": True},
+                "elements": [{"tag": "markdown", "content": body_text}],
+            }
+            if message.subject:
+                card["header"] = {"title": {"tag": "plain_text", "content": message.subject}}
+            return {"msg_type": "interactive", "card": card}
+        return {"msg_type": "text", "content": {"text": body_text}}
+
+    def build_payload(self, message: Message, signature: dict[str, str] | None = None
+                      ) -> dict[str, Any]:
+        """The JSON body, trimmed so that its UTF-8 encoding is at most 20 KB."""
+        tags = self._at_tags(message)
+        text = (message.markdown or message.text) + tags
+        sig = signature or {}
+        payload = {**sig, **self._payload(message, text)}
+        size = utf8_len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+        while size > BODY_LIMIT:
+            # JSON escaping can make the body grow faster than the text; trim by the excess
+            # (plus a margin) and measure again.
+            room = max(utf8_len(text) - (size - BODY_LIMIT) - 64 - utf8_len(tags), 0)
+            text = trim_bytes(message.markdown or message.text, room) + tags
+            payload = {**sig, **self._payload(message, text)}
+            size = utf8_len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+        return payload
+
+    def _send(self, message: Message) -> SendResult:
+        robot = self._robots.get(message.target)
+        if robot is None:
+            return permanent(f"no robot configured for target {message.target!r} "
+                             f"(channels.{self.name}.robots)")
+        token, secret = robot
+        sig: dict[str, str] = {}
+        if secret:
+            ts = int(self._clock())
+            sig = {"timestamp": str(ts), "sign": feishu_sign(secret, ts)}
+        url = f"{self._base}/open-apis/bot/v2/hook/{quote(token, safe='')}"
+        reply = http_attempt(self._session, "POST", url, timeout=self.timeout,
+                             redact=self._redact, json_body=self.build_payload(message, sig))
+        if not isinstance(reply, HttpReply):
+            return reply
+        verdict = classify_feishu(reply.body)
+        if verdict is not None and not (verdict.outcome.value == "delivered"
+                                        and not 200 <= reply.status < 300):
+            return verdict
+        status = http_status_result(reply, self._redact)
+        if status is not None:
+            return status
+        return retry("no code in reply; delivery unconfirmed")

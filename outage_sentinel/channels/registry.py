@@ -1,0 +1,177 @@
+"""Build channel objects from the ``channels:`` section of the config.
+
+Config validation (pydantic) already checked types and required keys; this adds the checks
+that need to know what a channel does (a robot channel with no robots, an empty key, a base URL
+that isn't HTTP) and raises :class:`ChannelError` naming the config key. Disabled channels are
+left out: the delivery loop dead-letters messages for a channel it doesn't have, with the
+channel's name in the reason, which is what an operator who disabled it wants to see.
+
+Also home of the per-channel rate-limit defaults (DESIGN §4) and the two helpers the delivery
+loop uses to ask any channel — including test doubles that don't define them — what to count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from outage_sentinel.channels.base import Channel, ChannelError, Message
+from outage_sentinel.config import (
+    ConsoleChannelConfig,
+    EmailChannelConfig,
+    FileChannelConfig,
+    RobotChannelConfig,
+    SmsChannelConfig,
+    WebhookChannelConfig,
+)
+from outage_sentinel.ratelimit import DAY, DEFAULT_LIMITS, MINUTE, SECOND, RateLimit
+
+ChannelConfigT = (FileChannelConfig | ConsoleChannelConfig | WebhookChannelConfig
+                  | RobotChannelConfig | SmsChannelConfig | EmailChannelConfig)
+
+
+def default_rate_limits(config: ChannelConfigT) -> tuple[RateLimit, ...]:
+    """The limits for one channel: documented defaults, overridden by the config's numbers."""
+    if isinstance(config, RobotChannelConfig):
+        defaults = DEFAULT_LIMITS[config.type]
+        per_minute = next((lim for lim in defaults if lim.window_seconds == MINUTE), None)
+        per_second = next((lim for lim in defaults if lim.window_seconds == SECOND), None)
+        if config.per_minute is not None:
+            per_minute = RateLimit(config.per_minute, MINUTE)
+        if config.per_second is not None:
+            per_second = RateLimit(config.per_second, SECOND)
+        return tuple(lim for lim in (per_minute, per_second) if lim is not None)
+    if isinstance(config, SmsChannelConfig):
+        return (RateLimit(config.per_number_per_day, DAY),)
+    return ()
+
+
+def rate_limits_of(channel: Any) -> tuple[RateLimit, ...]:
+    """The channel's limits; none for channels (and test fakes) that don't declare any."""
+    return tuple(getattr(channel, "rate_limits", ()) or ())
+
+
+def rate_keys_of(channel: Any, message: Message) -> tuple[str, ...]:
+    """Limiter keys for ``message``, prefixed by the channel name so channels never collide.
+
+    Robots count per target group; SMS per number and template (one key per number).
+    """
+    fn = getattr(channel, "rate_keys", None)
+    keys = tuple(fn(message)) if callable(fn) else (message.target,)
+    return tuple(f"{channel.name}/{k}" for k in keys)
+
+
+def _secret(value: Any) -> str:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value or "")
+
+
+def _check_url(name: str, field: str, url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ChannelError(f"channels.{name}.{field}: expected an http(s):// URL")
+    return url
+
+
+def _robots(name: str, config: RobotChannelConfig) -> dict[str, tuple[str, str | None]]:
+    if not config.robots:
+        raise ChannelError(f"channels.{name}.robots: at least one robot (target group with "
+                           f"its key) is required")
+    out: dict[str, tuple[str, str | None]] = {}
+    for group, creds in config.robots.items():
+        key = _secret(creds.key).strip()
+        if not key:
+            raise ChannelError(f"channels.{name}.robots.{group}.key: must not be empty "
+                               f"(is the environment variable set?)")
+        secret = _secret(creds.secret).strip() if creds.secret is not None else None
+        if creds.secret is not None and not secret:
+            raise ChannelError(f"channels.{name}.robots.{group}.secret: must not be empty; "
+                               f"leave it out for an unsigned robot")
+        if config.type == "wecom" and secret:
+            raise ChannelError(f"channels.{name}.robots.{group}.secret: WeCom robots are not "
+                               f"signed; remove the secret")
+        out[group] = (key, secret or None)
+    return out
+
+
+def build_channel(name: str, config: ChannelConfigT, *,
+                  clock: Callable[[], float] = time.time) -> Channel:
+    """One channel from its config; raises :class:`ChannelError` naming the key."""
+    from outage_sentinel.channels import (
+        console,
+        dingtalk,
+        email,
+        feishu,
+        file,
+        sms,
+        webhook,
+        wecom,
+    )
+
+    limits = default_rate_limits(config)
+    timeout = config.timeout_seconds
+    if isinstance(config, FileChannelConfig):
+        return file.FileChannel(name, path=config.path, clock=clock)
+    if isinstance(config, ConsoleChannelConfig):
+        return console.ConsoleChannel(name, stream=config.stream)
+    if isinstance(config, WebhookChannelConfig):
+        return webhook.WebhookChannel(
+            name, url=_check_url(name, "url", config.url),
+            headers={k: _secret(v) for k, v in config.headers.items()},
+            success_field=config.success_field, timeout=timeout, rate_limits=limits)
+    if isinstance(config, RobotChannelConfig):
+        robots = _robots(name, config)
+        if config.type == "wecom":
+            base = _check_url(name, "base_url", config.base_url or wecom.DEFAULT_BASE_URL)
+            return wecom.WeComChannel(name, robots={g: k for g, (k, _) in robots.items()},
+                                      base_url=base, timeout=timeout, rate_limits=limits)
+        if config.type == "dingtalk":
+            base = _check_url(name, "base_url", config.base_url or dingtalk.DEFAULT_BASE_URL)
+            return dingtalk.DingTalkChannel(name, robots=robots, base_url=base,
+                                            timeout=timeout, rate_limits=limits, clock=clock)
+        base = _check_url(name, "base_url", config.base_url or feishu.DEFAULT_BASE_URL)
+        return feishu.FeishuChannel(name, robots=robots, base_url=base, timeout=timeout,
+                                    rate_limits=limits, clock=clock)
+    if isinstance(config, SmsChannelConfig):
+        key_id = _secret(config.access_key_id).strip()
+        key_secret = _secret(config.access_key_secret).strip()
+        if not key_id:
+            raise ChannelError(f"channels.{name}.access_key_id: must not be empty")
+        if not key_secret:
+            raise ChannelError(f"channels.{name}.access_key_secret: must not be empty")
+        if not config.sign_name.strip():
+            raise ChannelError(f"channels.{name}.sign_name: must not be empty")
+        if not config.template_code.strip():
+            raise ChannelError(f"channels.{name}.template_code: must not be empty")
+        return sms.SmsChannel(
+            name, access_key_id=key_id, access_key_secret=key_secret,
+            sign_name=config.sign_name, template_code=config.template_code,
+            endpoint=_check_url(name, "endpoint", config.endpoint),
+            region_id=getattr(config, "region_id", "cn-hangzhou"),
+            timeout=timeout, rate_limits=limits, clock=clock)
+    if isinstance(config, EmailChannelConfig):
+        if "@" not in config.sender:
+            raise ChannelError(f"channels.{name}.sender: expected an e-mail address")
+        if config.username and config.password is None:
+            raise ChannelError(f"channels.{name}.password: required when username is set")
+        if config.password is not None and config.security == "none":
+            # AUTH over plain text would send the password in the clear.
+            raise ChannelError(f"channels.{name}.security: 'none' with a password would send "
+                               f"it unencrypted; use starttls or ssl")
+        return email.EmailChannel(
+            name, host=config.host, port=config.port, security=config.security,
+            username=config.username,
+            password=_secret(config.password) if config.password is not None else None,
+            sender=config.sender, timeout=timeout)
+    raise ChannelError(f"channels.{name}.type: unknown channel type "
+                       f"{getattr(config, 'type', None)!r}")
+
+
+def build_channels(configs: Mapping[str, Any], *,
+                   clock: Callable[[], float] = time.time) -> dict[str, Channel]:
+    """All enabled channels, by config name."""
+    channels: dict[str, Channel] = {}
+    for name, config in configs.items():
+        if not getattr(config, "enabled", True):
+            continue
+        channels[name] = build_channel(name, config, clock=clock)
+    return channels
