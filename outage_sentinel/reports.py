@@ -1,0 +1,835 @@
+"""Reliability reports: incidents, customer-hours lost, AIHC-1 and RS-1 (DL/T 836), notices, crews.
+
+:func:`build_report` reads the store (incidents, incident log, events, outbox) for a period
+``[start, end)`` and returns a :class:`Report` of pandas DataFrames; :func:`write_report` writes
+it as CSV, XLSX or a single-file HTML page with embedded PNG charts; :func:`daily_report_message`
+is the short Chinese text the daemon sends to the command centre.
+
+Formulas (DL/T 836 供电系统供电可靠性评价规程)
+----------------------------------------------
+
+Each incident is split into **transformer areas** (台区): the union of the transformers of its
+fault estimate (``state["estimate"]["transformers"]``) and of every restoration step in its log.
+An area is off
+
+* from the incident ``start``,
+* until the first restoration step (incident-log stage ``partially_restored`` or ``restored``)
+  whose ``details["transformers"]`` lists it; a step without a transformer list restores every
+  area still off;
+* otherwise until the incident's ``end_time``; if that is missing: ``now`` while the incident is
+  active, else the time it was last updated;
+* a **cancelled** incident is off at most until it was cancelled (its first ``cancelled`` log
+  entry, else its last update): one cancelled before it started counts 0;
+
+and every interval is clipped to ``[start, min(end, now))`` of the report, so planned outages
+still in the future count 0. With ``c_a`` the customers of area ``a`` (topology) and ``h_a`` its
+clipped hours off::
+
+    customer-hours (停电时户数)        CH     = Σ_a c_a × h_a
+    AIHC-1 (用户平均停电时间, h/户)      AIHC-1 = CH / N          N = customers of the scope
+    RS-1 (供电可靠率, %)                 RS-1   = (1 − AIHC-1 / H) × 100
+                                                 H = hours in the period (up to ``now``)
+
+The scope is the whole area (N = all customers of the topology), a feeder (the customers of the
+transformers it energises; an area's hours count to the feeder that energises it, which can
+differ from the incident's feeder after a transfer) or a village (its transformers' customers).
+Outages of planned *and* temporary work are 预安排停电 and reported together as ``planned``;
+faults as ``fault``. An incident whose transformers are all unknown to the topology falls back to
+its ``customers`` column as one pseudo-area (restoration steps then subtract their
+``details["customers"]``); its hours count to the whole area and its feeder, not to a village.
+
+Other measures: notice latency = first liaison notice actually sent (outbox, audience
+``liaison``, ``sent_at``) minus first evidence (earliest ``received_at`` of the incident's
+events), in minutes. Crew arrival: the first ``dispatched`` log entry gives the crew and the
+arrival deadline (``details["deadline"]``), the first ``on_site`` entry after it the arrival;
+met = arrived by the deadline, missed = arrived late or not arrived once the deadline passed
+(while the incident was still on), otherwise pending. Dead letters: outbox rows with status
+``dead`` created in the period.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import and_, func, or_, select
+
+from outage_sentinel.store import events_t, incident_log_t, incidents_t, outbox_t
+from outage_sentinel.topology import Topology
+
+if TYPE_CHECKING:
+    from outage_sentinel.store import Store
+
+#: Incident kinds reported as 预安排停电 ("planned"); everything else is a fault.
+PREARRANGED_KINDS = frozenset({"planned", "temporary"})
+#: Log stages that restore transformer areas.
+RESTORATION_STAGES = frozenset({"partially_restored", "restored"})
+#: Table names in the order they are written.
+TABLES = ("incidents", "by_feeder", "by_village", "summary", "dead_letters", "areas")
+#: Output formats of :func:`write_report`.
+FORMATS = ("csv", "xlsx", "html")
+
+INCIDENT_COLUMNS = [
+    "id", "kind", "class", "status", "feeder", "feeder_name", "start", "end", "duration_h",
+    "customers", "customer_hours", "villages", "cause_category", "stage", "parent_id",
+    "first_evidence", "first_liaison_notice", "notice_latency_min", "crew", "arrival_deadline",
+    "arrived_at", "met_commitment",
+]
+AREA_COLUMNS = [
+    "incident_id", "class", "transformer", "feeder", "village", "customers", "off_from",
+    "back_at", "hours", "customer_hours",
+]
+SCOPE_COLUMNS = [
+    "customers", "incidents", "fault_incidents", "planned_incidents", "customer_hours",
+    "fault_customer_hours", "planned_customer_hours", "aihc1_h", "rs1_pct",
+]
+DEAD_LETTER_COLUMNS = [
+    "id", "incident_id", "audience", "purpose", "channel", "recipient", "created_at",
+    "attempts", "last_error",
+]
+
+
+@dataclass
+class Report:
+    """A reliability report for ``[start, end)``; every table is a pandas DataFrame.
+
+    ``incidents``: one row per incident overlapping the period. ``by_feeder`` / ``by_village``:
+    every feeder / village of the topology with its customers, incidents, customer-hours,
+    AIHC-1 and RS-1. ``summary``: one row for the whole area. ``dead_letters``: outbox rows that
+    died. ``areas``: the transformer-area intervals the customer-hours come from (for audits).
+    Times are timezone-aware in ``tz``.
+    """
+
+    start: datetime
+    end: datetime
+    tz: tzinfo
+    now: datetime
+    incidents: pd.DataFrame
+    by_feeder: pd.DataFrame
+    by_village: pd.DataFrame
+    summary: pd.DataFrame
+    dead_letters: pd.DataFrame
+    areas: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=AREA_COLUMNS))
+
+    @property
+    def hours(self) -> float:
+        """Hours of the period up to ``now`` (the RS-1 denominator)."""
+        return _period_hours(self.start, self.end, self.now)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tables by name, in :data:`TABLES` order."""
+        return {name: getattr(self, name) for name in TABLES}
+
+    @property
+    def title(self) -> str:
+        """E.g. ``Outage report 2026-03-01`` or ``Outage report 2026-03-02 – 2026-03-08``."""
+        first = self.start.astimezone(self.tz).date()
+        last = (self.end.astimezone(self.tz) - timedelta(microseconds=1)).date()
+        span = first.isoformat() if first == last else f"{first.isoformat()} – {last.isoformat()}"
+        return f"Outage report {span}"
+
+
+# -- periods ------------------------------------------------------------------------------------
+
+
+def day_period(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """Local midnight of ``day`` to the next local midnight."""
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    return start, datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+
+
+def week_period(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """The Monday–Sunday week containing ``day`` (local midnights)."""
+    monday = day - timedelta(days=day.weekday())
+    return (datetime.combine(monday, time(0), tzinfo=tz),
+            datetime.combine(monday + timedelta(days=7), time(0), tzinfo=tz))
+
+
+def range_period(first: date, last: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """From local midnight of ``first`` to the end of ``last`` (both days included)."""
+    if last < first:
+        raise ValueError(f"--to {last} is before --from {first}")
+    return (datetime.combine(first, time(0), tzinfo=tz),
+            datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz))
+
+
+def yesterday(now: datetime, tz: tzinfo) -> date:
+    """The local calendar day before ``now`` (the default daily report)."""
+    return now.astimezone(tz).date() - timedelta(days=1)
+
+
+def last_full_week(now: datetime, tz: tzinfo) -> date:
+    """A day (the Monday) of the last Monday–Sunday week that has ended by ``now``."""
+    today = now.astimezone(tz).date()
+    return today - timedelta(days=today.weekday() + 7)
+
+
+# -- building -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Area:
+    incident_id: str
+    klass: str
+    transformer: str | None
+    feeder: str
+    village: str | None
+    customers: int
+    off_from: datetime
+    back_at: datetime
+
+
+def build_report(store: Store, topology: Topology, start: datetime, end: datetime, tz: tzinfo,
+                 now: datetime) -> Report:
+    """Read the store and compute the report for ``[start, end)`` (aware datetimes).
+
+    ``now`` bounds ongoing outages and the period (nothing is counted after it). See the module
+    docstring for the formulas.
+    """
+    if start.tzinfo is None or end.tzinfo is None or now.tzinfo is None:
+        raise ValueError("build_report needs timezone-aware start, end and now")
+    if end <= start:
+        raise ValueError("report period is empty (end <= start)")
+    rows, logs, first_evidence, first_notice, dead = _load(store, start, end)
+    upto = min(end, now)
+    feeder_names = _feeder_names(topology)
+
+    incident_rows: list[dict[str, Any]] = []
+    areas: list[_Area] = []
+    # Which incidents each feeder / village had (any area, even with 0 h inside the period).
+    feeder_touch: dict[str, set[str]] = {}
+    village_touch: dict[str, set[str]] = {}
+    for row in rows:
+        log = logs.get(row["id"], [])
+        klass = incident_class_of(row["kind"])
+        inc_areas, eff_end = _areas_of(row, log, topology, klass, now)
+        nominal_end = eff_end if eff_end is not None else now
+        overlaps = row["start"] < end and (nominal_end > start or row["start"] >= start)
+        if not overlaps:
+            continue
+        clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
+        areas.extend(clipped)
+        for a in inc_areas:
+            feeder_touch.setdefault(a.feeder, set()).add(row["id"])
+            if a.village:
+                village_touch.setdefault(a.village, set()).add(row["id"])
+        if not inc_areas:
+            feeder_touch.setdefault(row["feeder"], set()).add(row["id"])
+        ch = sum(a.customers * _hours(a.off_from, a.back_at) for a in clipped)
+        off = [a for a in inc_areas if a.back_at > a.off_from]
+        duration = (_hours(min(a.off_from for a in off), max(a.back_at for a in off))
+                    if off else 0.0)
+        villages = _unique(a.village for a in inc_areas if a.village)
+        crew, deadline, arrived, met = _arrival(row, log, eff_end, now)
+        evidence = first_evidence.get(row["id"])
+        notice = first_notice.get(row["id"])
+        latency = ((notice - evidence).total_seconds() / 60.0
+                   if evidence is not None and notice is not None else math.nan)
+        incident_rows.append({
+            "id": row["id"], "kind": row["kind"], "class": klass, "status": row["status"],
+            "feeder": row["feeder"], "feeder_name": feeder_names.get(row["feeder"], ""),
+            "start": _local(row["start"], tz), "end": _local(eff_end, tz),
+            "duration_h": duration,
+            "customers": sum(a.customers for a in inc_areas),
+            "customer_hours": ch,
+            "villages": "、".join(_village_name(topology, v) for v in villages),
+            "cause_category": row.get("cause_category") or "",
+            "stage": row.get("stage") or "", "parent_id": row.get("parent_id") or "",
+            "first_evidence": _local(evidence, tz), "first_liaison_notice": _local(notice, tz),
+            "notice_latency_min": latency, "crew": crew or "",
+            "arrival_deadline": _local(deadline, tz), "arrived_at": _local(arrived, tz),
+            "met_commitment": met,
+        })
+
+    incidents = pd.DataFrame(incident_rows, columns=INCIDENT_COLUMNS)
+    incidents["met_commitment"] = incidents["met_commitment"].astype("boolean")
+    for col in ("start", "end", "first_evidence", "first_liaison_notice", "arrival_deadline",
+                "arrived_at"):
+        incidents[col] = _as_local_datetimes(incidents[col], tz)
+    incidents = incidents.sort_values(["start", "id"], kind="stable").reset_index(drop=True)
+    area_df = _areas_frame(areas, tz)
+    hours = _period_hours(start, end, now)
+    by_feeder = _by_feeder(topology, incidents, area_df, feeder_touch, feeder_names, hours)
+    by_village = _by_village(topology, incidents, area_df, village_touch, hours)
+    dead_df = _dead_frame(dead, tz)
+    summary = _summary(topology, incidents, area_df, dead_df, start, end, tz, now, hours)
+    return Report(start=start, end=end, tz=tz, now=now, incidents=incidents, by_feeder=by_feeder,
+                  by_village=by_village, summary=summary, dead_letters=dead_df, areas=area_df)
+
+
+def incident_class_of(kind: str) -> str:
+    """``planned`` for planned and temporary work (预安排停电), else ``fault``."""
+    return "planned" if kind in PREARRANGED_KINDS else "fault"
+
+
+def customer_hours_of(areas: Iterable[tuple[int, datetime, datetime]], start: datetime,
+                      end: datetime) -> float:
+    """Σ customers × hours of each ``(customers, off_from, back_at)`` within ``[start, end)``."""
+    total = 0.0
+    for customers, off, back in areas:
+        lo, hi = max(off, start), min(back, end)
+        if hi > lo:
+            total += customers * _hours(lo, hi)
+    return total
+
+
+def aihc1(customer_hours: float, customers: int) -> float:
+    """AIHC-1 in hours per customer (NaN for a scope without customers)."""
+    return customer_hours / customers if customers > 0 else math.nan
+
+
+def rs1(aihc1_h: float, hours: float) -> float:
+    """RS-1 in percent (NaN for an empty period or scope)."""
+    if hours <= 0 or math.isnan(aihc1_h):
+        return math.nan
+    return (1.0 - aihc1_h / hours) * 100.0
+
+
+def _load(store: Store, start: datetime, end: datetime) -> tuple[
+        list[dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, datetime],
+        dict[str, datetime], list[dict[str, Any]]]:
+    """One read-only pass over the tables (a single connection, so one consistent snapshot
+    on SQLite WAL as long as the reads are in one transaction)."""
+    t = incidents_t
+    q = (select(t).where(t.c.start < end,
+                         or_(t.c.end_time.is_(None), t.c.end_time > start,
+                             and_(t.c.start >= start, t.c.start < end)))
+         .order_by(t.c.start, t.c.id))
+    with store.engine.connect() as conn, conn.begin():
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+        ids = [r["id"] for r in rows]
+        logs: dict[str, list[dict[str, Any]]] = {}
+        evidence: dict[str, datetime] = {}
+        notice: dict[str, datetime] = {}
+        for chunk in _chunks(ids, 500):
+            lq = (select(incident_log_t).where(incident_log_t.c.incident_id.in_(chunk))
+                  .order_by(incident_log_t.c.at, incident_log_t.c.id))
+            for r in conn.execute(lq):
+                logs.setdefault(r.incident_id, []).append(dict(r._mapping))
+            eq = (select(events_t.c.incident_id, func.min(events_t.c.received_at))
+                  .where(events_t.c.incident_id.in_(chunk)).group_by(events_t.c.incident_id))
+            for iid, at in conn.execute(eq):
+                evidence[iid] = _aware(at)
+            nq = (select(outbox_t.c.incident_id, func.min(outbox_t.c.sent_at))
+                  .where(outbox_t.c.incident_id.in_(chunk), outbox_t.c.audience == "liaison",
+                         outbox_t.c.status == "sent", outbox_t.c.sent_at.is_not(None))
+                  .group_by(outbox_t.c.incident_id))
+            for iid, at in conn.execute(nq):
+                notice[iid] = _aware(at)
+        dq = (select(outbox_t).where(outbox_t.c.status == "dead", outbox_t.c.created_at >= start,
+                                     outbox_t.c.created_at < end)
+              .order_by(outbox_t.c.created_at, outbox_t.c.id))
+        dead = [dict(r._mapping) for r in conn.execute(dq)]
+    return rows, logs, evidence, notice, dead
+
+
+def _aware(value: Any) -> datetime:
+    """Aggregates (MIN) bypass the column type on SQLite: parse and mark as UTC."""
+    from datetime import UTC
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime from the database, got {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology: Topology,
+              klass: str, now: datetime) -> tuple[list[_Area], datetime | None]:
+    """Unclipped off-intervals of the incident's areas, and its effective end (None = ongoing)."""
+    start: datetime = row["start"]
+    state = row.get("state") or {}
+    estimate = state.get("estimate") or {}
+    steps = [e for e in log if e["stage"] in RESTORATION_STAGES]
+    listed = list(estimate.get("transformers") or [])
+    for step in steps:
+        listed.extend((step.get("details") or {}).get("transformers") or [])
+    known = [t for t in _unique(listed) if t in topology.nodes]
+
+    status = row["status"]
+    if status == "cancelled":
+        cancels = [e["at"] for e in log if e["stage"] == "cancelled"]
+        cancelled_at: datetime = cancels[0] if cancels else (row.get("updated_at") or start)
+        if cancelled_at <= start:
+            return ([_Area(row["id"], klass, t, topology.feeder_of(t),
+                           topology.nodes[t].village or None, topology.nodes[t].customers,
+                           start, start) for t in known], start)
+        end_time = row.get("end_time")
+        rest_end: datetime | None = min(end_time, cancelled_at) if end_time else cancelled_at
+    elif row.get("end_time") is not None:
+        rest_end = row["end_time"]
+    elif status == "active":
+        rest_end = None
+    else:
+        finals = [e["at"] for e in steps if e["stage"] == "restored"]
+        rest_end = finals[-1] if finals else (row.get("updated_at") or now)
+    remaining_end = rest_end if rest_end is not None else max(now, start)
+
+    areas: list[_Area] = []
+    if known:
+        back: dict[str, datetime] = {}
+        for step in steps:
+            ts = (step.get("details") or {}).get("transformers")
+            for t in (ts if ts else known):
+                back.setdefault(t, step["at"])
+        for t in known:
+            node = topology.nodes[t]
+            b = min(back.get(t, remaining_end), remaining_end)
+            areas.append(_Area(row["id"], klass, t, topology.feeder_of(t), node.village or None,
+                               node.customers, start, max(b, start)))
+    else:
+        remaining = int(row.get("customers") or 0)
+        for step in steps:
+            n = int((step.get("details") or {}).get("customers") or 0)
+            n = min(n, remaining) if step["stage"] == "partially_restored" else remaining
+            if n > 0:
+                b = min(step["at"], remaining_end)
+                areas.append(_Area(row["id"], klass, None, row["feeder"], None, n, start,
+                                   max(b, start)))
+                remaining -= n
+        if remaining > 0:
+            areas.append(_Area(row["id"], klass, None, row["feeder"], None, remaining, start,
+                               max(remaining_end, start)))
+    eff_end = rest_end
+    if eff_end is None and areas and all(a.back_at < remaining_end for a in areas):
+        eff_end = max(a.back_at for a in areas)  # every area back, status not yet updated
+    return areas, eff_end
+
+
+def _clip(area: _Area, start: datetime, end: datetime) -> _Area | None:
+    lo, hi = max(area.off_from, start), min(area.back_at, end)
+    if hi <= lo:
+        return None
+    return _Area(area.incident_id, area.klass, area.transformer, area.feeder, area.village,
+                 area.customers, lo, hi)
+
+
+def _arrival(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
+             eff_end: datetime | None, now: datetime
+             ) -> tuple[str | None, datetime | None, datetime | None, bool | None]:
+    """(crew, deadline, arrived at, met) from the first dispatch and the arrival after it."""
+    dispatches = [e for e in log if e["stage"] == "dispatched"]
+    if not dispatches:
+        return row.get("crew_id"), None, None, None
+    first = dispatches[0]
+    details = first.get("details") or {}
+    crew = details.get("crew") or row.get("crew_id")
+    deadline = _parse_time(details.get("deadline"))
+    arrivals = [e["at"] for e in log if e["stage"] == "on_site" and e["at"] >= first["at"]]
+    arrived = arrivals[0] if arrivals else None
+    met: bool | None = None
+    if deadline is not None:
+        if arrived is not None:
+            met = arrived <= deadline
+        elif now > deadline and (eff_end is None or eff_end > deadline):
+            met = False
+    return crew, deadline, arrived, met
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return _aware(value)
+    try:
+        return _aware(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
+
+
+def _areas_frame(areas: Sequence[_Area], tz: tzinfo) -> pd.DataFrame:
+    df = pd.DataFrame([{
+        "incident_id": a.incident_id, "class": a.klass, "transformer": a.transformer or "",
+        "feeder": a.feeder, "village": a.village or "", "customers": a.customers,
+        "off_from": a.off_from.astimezone(tz), "back_at": a.back_at.astimezone(tz),
+        "hours": _hours(a.off_from, a.back_at),
+        "customer_hours": a.customers * _hours(a.off_from, a.back_at),
+    } for a in areas], columns=AREA_COLUMNS)
+    for col in ("off_from", "back_at"):
+        df[col] = _as_local_datetimes(df[col], tz)
+    df["customers"] = df["customers"].astype("int64")
+    df["hours"] = df["hours"].astype("float64")
+    df["customer_hours"] = df["customer_hours"].astype("float64")
+    return df
+
+
+def _scope_row(customers: int, incident_ids: set[str], klass: Mapping[str, str],
+               scope_areas: pd.DataFrame, hours: float) -> dict[str, Any]:
+    ch = float(scope_areas["customer_hours"].sum())
+    fault = float(scope_areas.loc[scope_areas["class"] == "fault", "customer_hours"].sum())
+    a = aihc1(ch, customers)
+    return {
+        "customers": customers, "incidents": len(incident_ids),
+        "fault_incidents": sum(1 for i in incident_ids if klass.get(i) == "fault"),
+        "planned_incidents": sum(1 for i in incident_ids if klass.get(i) == "planned"),
+        "customer_hours": ch, "fault_customer_hours": fault, "planned_customer_hours": ch - fault,
+        "aihc1_h": a, "rs1_pct": rs1(a, hours),
+    }
+
+
+def _by_feeder(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
+               touched: Mapping[str, set[str]], feeder_names: Mapping[str, str],
+               hours: float) -> pd.DataFrame:
+    customers: dict[str, int] = {}
+    for t in topology.transformers:
+        f = topology.feeder_of(t)
+        customers[f] = customers.get(f, 0) + topology.nodes[t].customers
+    klass = dict(zip(incidents["id"], incidents["class"], strict=True))
+    feeders = list(dict.fromkeys([*sorted(customers), *sorted(touched)]))
+    rows = []
+    for f in feeders:
+        rows.append({"feeder": f, "feeder_name": feeder_names.get(f, ""),
+                     **_scope_row(customers.get(f, 0), touched.get(f, set()), klass,
+                                  areas[areas["feeder"] == f], hours)})
+    return pd.DataFrame(rows, columns=["feeder", "feeder_name", *SCOPE_COLUMNS])
+
+
+def _by_village(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
+                touched: Mapping[str, set[str]], hours: float) -> pd.DataFrame:
+    customers: dict[str, int] = {}
+    for t in topology.transformers:
+        v = topology.nodes[t].village
+        if v:
+            customers[v] = customers.get(v, 0) + topology.nodes[t].customers
+    klass = dict(zip(incidents["id"], incidents["class"], strict=True))
+    rows = []
+    for v in list(dict.fromkeys([*topology.villages, *sorted(customers), *sorted(touched)])):
+        village = topology.villages.get(v)
+        rows.append({"village": v, "village_name": village.name if village else "",
+                     "township": village.township if village else "",
+                     "area_type": village.area_type if village else "",
+                     **_scope_row(customers.get(v, 0), touched.get(v, set()), klass,
+                                  areas[areas["village"] == v], hours)})
+    return pd.DataFrame(rows, columns=["village", "village_name", "township", "area_type",
+                                       *SCOPE_COLUMNS])
+
+
+def _dead_frame(dead: Sequence[Mapping[str, Any]], tz: tzinfo) -> pd.DataFrame:
+    df = pd.DataFrame([{k: r[k] for k in DEAD_LETTER_COLUMNS} for r in dead],
+                      columns=DEAD_LETTER_COLUMNS)
+    df["created_at"] = _as_local_datetimes(
+        pd.Series([_local(r["created_at"], tz) for r in dead], dtype=object), tz)
+    return df
+
+
+def _summary(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
+             dead: pd.DataFrame, start: datetime, end: datetime, tz: tzinfo, now: datetime,
+             hours: float) -> pd.DataFrame:
+    klass = dict(zip(incidents["id"], incidents["class"], strict=True))
+    scope = _scope_row(topology.total_customers, set(incidents["id"]), klass, areas, hours)
+    latency = incidents["notice_latency_min"].dropna().astype(float)
+    met = incidents["met_commitment"]
+    row = {
+        "period_start": start.astimezone(tz).replace(tzinfo=None),
+        "period_end": end.astimezone(tz).replace(tzinfo=None),
+        "timezone": str(tz), "hours_in_period": hours,
+        **scope,
+        "temporary_incidents": int((incidents["kind"] == "temporary").sum()),
+        "cancelled_incidents": int((incidents["status"] == "cancelled").sum()),
+        "active_incidents": int((incidents["status"] == "active").sum()),
+        "notices_measured": len(latency),
+        "notice_latency_median_min": float(latency.median()) if len(latency) else math.nan,
+        "notice_latency_p90_min": float(latency.quantile(0.9)) if len(latency) else math.nan,
+        "crew_arrivals_met": int((met == True).sum()),  # noqa: E712 (nullable boolean)
+        "crew_arrivals_missed": int((met == False).sum()),  # noqa: E712
+        "crew_arrivals_pending": int((incidents["arrival_deadline"].notna() & met.isna()).sum()),
+        "dead_letters": len(dead),
+        "generated_at": now.astimezone(tz).replace(tzinfo=None, microsecond=0),
+    }
+    return pd.DataFrame([row])
+
+
+def _period_hours(start: datetime, end: datetime, now: datetime) -> float:
+    return max(0.0, _hours(start, min(end, now)))
+
+
+def _hours(a: datetime, b: datetime) -> float:
+    return (b - a).total_seconds() / 3600.0
+
+
+def _local(value: datetime | None, tz: tzinfo) -> datetime | None:
+    return value.astimezone(tz) if value is not None else None
+
+
+def _as_local_datetimes(values: pd.Series, tz: tzinfo) -> pd.Series:
+    """A tz-aware datetime64 column in ``tz`` (NaT for missing)."""
+    return pd.to_datetime(values, utc=True).dt.tz_convert(tz)
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _feeder_names(topology: Topology) -> dict[str, str]:
+    """Feeder id -> display name (the source node's ``feeder_name`` column, else its name)."""
+    names: dict[str, str] = {}
+    for node in topology.nodes.values():
+        if node.kind == "source" and node.feeder:
+            names.setdefault(node.feeder, node.extra.get("feeder_name", "") or node.name)
+    return names
+
+
+def _village_name(topology: Topology, village: str) -> str:
+    v = topology.villages.get(village)
+    return v.name if v is not None and v.name else village
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def write_report(report: Report, fmt: str, path: str | Path) -> list[Path]:
+    """Write ``report`` as ``csv``, ``xlsx`` or ``html`` at ``path``; return the files written.
+
+    * ``csv``: ``path`` holds the incidents table, and every table is also written next to it
+      as ``<stem>_<table>.csv`` (``report.csv`` → ``report_incidents.csv``,
+      ``report_by_feeder.csv``, ...). UTF-8 with a BOM so Excel shows Chinese; loads with
+      ``pandas.read_csv``.
+    * ``xlsx``: one sheet per table (openpyxl); times are local without an offset.
+    * ``html``: one self-contained page; charts are PNG ``data:`` URIs.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        return _write_csv(report, out)
+    if fmt == "xlsx":
+        _write_xlsx(report, out)
+        return [out]
+    if fmt == "html":
+        out.write_text(render_html(report), encoding="utf-8")
+        return [out]
+    raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+def _write_csv(report: Report, out: Path) -> list[Path]:
+    written = []
+    tables = report.tables()
+    tables["incidents"].to_csv(out, index=False, encoding="utf-8-sig")
+    written.append(out)
+    for name, df in tables.items():
+        p = out.with_name(f"{out.stem}_{name}.csv")
+        df.to_csv(p, index=False, encoding="utf-8-sig")
+        written.append(p)
+    return written
+
+
+def _naive_local(df: pd.DataFrame) -> pd.DataFrame:
+    """Excel has no time zones: tz-aware columns become local wall-clock times."""
+    df = df.copy()
+    for col in df.columns:
+        if isinstance(df[col].dtype, pd.DatetimeTZDtype):
+            df[col] = df[col].dt.tz_localize(None)
+    if "met_commitment" in df.columns:
+        df["met_commitment"] = df["met_commitment"].astype(object).where(
+            df["met_commitment"].notna(), None)
+    return df
+
+
+def _write_xlsx(report: Report, out: Path) -> None:
+    with pd.ExcelWriter(out, engine="openpyxl") as writer:
+        for name, df in report.tables().items():
+            _naive_local(df).to_excel(writer, sheet_name=name, index=False)
+
+
+# -- HTML and charts ----------------------------------------------------------------------------
+
+
+def chart_pngs(report: Report) -> dict[str, bytes]:
+    """The report's charts as PNG bytes: customer-hours by feeder, incidents by day, notice
+    latency histogram. Drawn with matplotlib's Agg canvas (no display, no global pyplot state);
+    labels are ASCII because a CJK font may be missing on the server."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    def render(fig: Figure) -> bytes:
+        FigureCanvasAgg(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
+
+    charts: dict[str, bytes] = {}
+
+    # Customer-hours by feeder, fault and planned stacked (feeders with any, else all).
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.add_subplot()
+    bf = report.by_feeder
+    shown = bf[bf["customer_hours"] > 0]
+    if shown.empty:
+        _no_data(ax)
+    else:
+        x = list(range(len(shown)))
+        ax.bar(x, shown["fault_customer_hours"], label="fault", color="#c0392b")
+        ax.bar(x, shown["planned_customer_hours"], bottom=shown["fault_customer_hours"],
+               label="planned/temporary", color="#2980b9")
+        ax.set_xticks(x, [_ascii(f) for f in shown["feeder"]], rotation=45, ha="right")
+        ax.legend()
+    ax.set_title("Customer-hours lost by feeder")
+    ax.set_ylabel("customer-hours")
+    charts["customer_hours_by_feeder"] = render(fig)
+
+    # Incidents by local start day (clipped to the period), fault and planned stacked.
+    fig = Figure(figsize=(8, 3.2))
+    ax = fig.add_subplot()
+    first = report.start.astimezone(report.tz).date()
+    last = (report.end.astimezone(report.tz) - timedelta(microseconds=1)).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    counts = {d: {"fault": 0, "planned": 0} for d in days}
+    for s, klass in zip(report.incidents["start"], report.incidents["class"], strict=True):
+        d = max(first, min(last, s.date()))
+        counts[d][klass] += 1
+    x = list(range(len(days)))
+    faults = [counts[d]["fault"] for d in days]
+    ax.bar(x, faults, label="fault", color="#c0392b")
+    ax.bar(x, [counts[d]["planned"] for d in days], bottom=faults, label="planned/temporary",
+           color="#2980b9")
+    step = max(1, len(days) // 15)
+    ax.set_xticks(x[::step], [d.strftime("%m-%d") for d in days][::step], rotation=45, ha="right")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Incidents by day (start)")
+    ax.set_ylabel("incidents")
+    ax.legend()
+    charts["incidents_by_day"] = render(fig)
+
+    # First evidence -> first liaison notice, minutes.
+    fig = Figure(figsize=(8, 3.2))
+    ax = fig.add_subplot()
+    latency = report.incidents["notice_latency_min"].dropna().astype(float)
+    if latency.empty:
+        _no_data(ax)
+    else:
+        ax.hist(latency, bins=min(20, max(5, len(latency))), color="#27ae60")
+        ax.axvline(float(latency.median()), color="black", linestyle="--", label="median")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    ax.set_title("First evidence to first liaison notice")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("incidents")
+    charts["notice_latency"] = render(fig)
+    return charts
+
+
+def _no_data(ax: Any) -> None:
+    ax.text(0.5, 0.5, "no data in this period", ha="center", va="center",
+            transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _ascii(label: str) -> str:
+    """Tick labels without a CJK font would render as boxes: keep ASCII, else '?'."""
+    return label.encode("ascii", "replace").decode("ascii")
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI","Noto Sans CJK SC","Microsoft YaHei",sans-serif;
+margin:1.5em;color:#222}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}
+th{background:#f2f2f2}td.num{text-align:right}
+img{max-width:100%;display:block;margin:.5em 0}
+.note{color:#666;font-size:.85em}
+"""
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML page (tables and base64 PNG charts)."""
+    s = report.summary.iloc[0]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
+        f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(report.title)}</h1>",
+        f'<p class="note">Period {html.escape(str(s["period_start"]))} to '
+        f'{html.escape(str(s["period_end"]))} ({html.escape(str(s["timezone"]))}), '
+        f'generated {html.escape(str(s["generated_at"]))}. Customer-hours, AIHC-1 and RS-1 '
+        "per DL/T 836; planned includes temporary work (预安排停电).</p>",
+        "<h2>Summary</h2>",
+        _table_html(report.summary.T.reset_index().set_axis(["measure", "value"], axis=1)),
+        "<h2>Charts</h2>",
+    ]
+    for name, png in chart_pngs(report).items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
+    parts += ["<h2>Incidents</h2>", _table_html(report.incidents),
+              "<h2>By feeder</h2>", _table_html(report.by_feeder)]
+    bv = report.by_village
+    affected = bv[(bv["incidents"] > 0) | (bv["customer_hours"] > 0)]
+    parts += ["<h2>By village</h2>",
+              f'<p class="note">{len(affected)} of {len(bv)} villages had outages; the CSV/XLSX '
+              "reports list them all.</p>", _table_html(affected),
+              "<h2>Dead letters</h2>", _table_html(report.dead_letters),
+              "</body></html>"]
+    return "\n".join(parts)
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    if df.empty:
+        return '<p class="note">none</p>'
+    shown = df.copy()
+    for col in shown.columns:
+        if isinstance(shown[col].dtype, pd.DatetimeTZDtype):
+            shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M").fillna("")
+    return str(shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.4g}"
+                         if abs(v) < 1000 else f"{v:,.1f}", escape=True, border=0))
+
+
+# -- command-centre message ---------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return "—" if math.isnan(v) else f"{v:.{digits}f}"
+
+
+def daily_report_message(report: Report, top: int = 3) -> str:
+    """A short Chinese plain-text summary for the command centre (well under 2048 bytes)."""
+    s = report.summary.iloc[0]
+    first = report.start.astimezone(report.tz).date()
+    last = (report.end.astimezone(report.tz) - timedelta(microseconds=1)).date()
+    span = first.isoformat() if first == last else f"{first.isoformat()} 至 {last.isoformat()}"
+    title = "停电日报" if first == last else "停电报告"
+    lines = [
+        f"【{title}】{span}",
+        f"停电事件 {int(s['incidents'])} 起：故障 {int(s['fault_incidents'])} 起，"
+        f"计划/临时 {int(s['planned_incidents'])} 起"
+        + (f"（取消 {int(s['cancelled_incidents'])} 起）" if s["cancelled_incidents"] else "")
+        + (f"，仍在停电 {int(s['active_incidents'])} 起" if s["active_incidents"] else ""),
+        f"停电时户数 {_fmt(s['customer_hours'])} 时·户（故障 {_fmt(s['fault_customer_hours'])}，"
+        f"预安排 {_fmt(s['planned_customer_hours'])}）",
+        f"用户平均停电时间 AIHC-1 {_fmt(s['aihc1_h'], 4)} 小时/户，"
+        f"供电可靠率 RS-1 {_fmt(s['rs1_pct'], 4)}%",
+    ]
+    if s["notices_measured"]:
+        lines.append(f"发现到首条村联络通知：中位 {_fmt(s['notice_latency_median_min'])} 分钟，"
+                     f"P90 {_fmt(s['notice_latency_p90_min'])} 分钟")
+    arrivals = int(s["crew_arrivals_met"]) + int(s["crew_arrivals_missed"])
+    if arrivals or s["crew_arrivals_pending"]:
+        lines.append(f"抢修到达：按时 {int(s['crew_arrivals_met'])} 次，"
+                     f"超时 {int(s['crew_arrivals_missed'])} 次"
+                     + (f"，待到达 {int(s['crew_arrivals_pending'])} 次"
+                        if s["crew_arrivals_pending"] else ""))
+    worst = report.by_feeder[report.by_feeder["customer_hours"] > 0].nlargest(
+        top, "customer_hours")
+    if not worst.empty:
+        lines.append("时户数最多的线路：" + "，".join(
+            f"{(r.feeder_name or r.feeder)} {_fmt(r.customer_hours)}"
+            for r in worst.itertuples()))
+    if s["dead_letters"]:
+        lines.append(f"未送达通知（死信）{int(s['dead_letters'])} 条，请核查")
+    return "\n".join(lines)
