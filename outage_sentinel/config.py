@@ -314,11 +314,14 @@ class RobotCredentials(Strict):
 
 class SmsChannelConfig(ChannelBase):
     type: Literal["sms"]
-    endpoint: str = "https://dysmsapi.aliyuncs.com/"
+    endpoint: str = Field(default="https://dysmsapi.aliyuncs.com/", pattern=r"^https?://")
+    #: Aliyun region of the SMS API (part of the signed request).
+    region_id: str = "cn-hangzhou"
     access_key_id: SecretStr
     access_key_secret: SecretStr
     sign_name: str
     template_code: str
+    #: Aliyun's quota: notifications per number per day per signature+template.
     per_number_per_day: int = Field(default=50, gt=0)
 
 

@@ -135,7 +135,10 @@ class EmailChannel:
             return permanent(f"server does not support {self.security} or AUTH")
         except smtplib.SMTPResponseException as exc:
             return _code_result(exc.smtp_code, "refused")
-        except smtplib.SMTPServerDisconnected:
+        except smtplib.SMTPServerDisconnected as exc:
+            # smtplib reports a read timeout as a disconnect ("...: timed out").
+            if "timed out" in str(exc):
+                return retry(f"timeout after {self.timeout:g} s")
             return retry("server disconnected")
         except ssl.SSLCertVerificationError:
             return permanent("TLS certificate verification failed")

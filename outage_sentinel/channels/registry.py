@@ -146,7 +146,7 @@ def build_channel(name: str, config: ChannelConfigT, *,
             name, access_key_id=key_id, access_key_secret=key_secret,
             sign_name=config.sign_name, template_code=config.template_code,
             endpoint=_check_url(name, "endpoint", config.endpoint),
-            region_id=getattr(config, "region_id", "cn-hangzhou"),
+            region_id=config.region_id,
             timeout=timeout, rate_limits=limits, clock=clock)
     if isinstance(config, EmailChannelConfig):
         if "@" not in config.sender:

@@ -1,7 +1,7 @@
 """Generic JSON webhook: the message as JSON, POSTed to a URL (``{target}`` substituted).
 
 For integrations the project doesn't know (a dispatch system, a paging gateway). The body is
-the whole message; an ``Idempotency-Key`` header carries the outbox key so a receiver can drop
+the whole message; an ``Idempotency-Key`` header carries the outbox key (percent-encoded) so a receiver can drop
 the one duplicate a crash may cause. Success is any 2xx, or — when ``success_field`` is set —
 a 2xx whose JSON field (dotted path) is ``0``, ``true``, ``"ok"`` or ``"success"``; many such
 services answer 200 with an error inside, like the robots do.
@@ -78,7 +78,8 @@ class WebhookChannel(HttpChannel):
         return self._url.replace("{target}", quote(target, safe=""))
 
     def _send(self, message: Message) -> SendResult:
-        headers = {**self._headers, "Idempotency-Key": message.key}
+        # Header values must be ASCII (keys hold village names): percent-encode them.
+        headers = {**self._headers, "Idempotency-Key": quote(message.key, safe="/:-_.~")}
         reply = http_attempt(self._session, "POST", self.url_for(message.target),
                              timeout=self.timeout, redact=self._redact,
                              json_body=message_json(message), headers=headers)
