@@ -490,8 +490,8 @@ class DispatchConfig(Strict):
     #: ``{lat}``, ``{lon}`` and ``{label}`` (URL-encoded) are substituted.
     map_url_template: str = "https://uri.amap.com/marker?position={lon},{lat}&name={label}"
     #: Longest household and patrol lists in one message.
-    max_households: int = Field(default=10, ge=0)
-    max_patrol_nodes: int = Field(default=12, ge=0)
+    max_households: int = Field(default=8, ge=0)
+    max_patrol_nodes: int = Field(default=8, ge=0)
 
     @model_validator(mode="after")
     def _map_template_formats(self) -> DispatchConfig:

@@ -39,7 +39,8 @@ from outage_sentinel.priority import (
 )
 from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Crew, Customer, Topology
 
-#: Amap (高德) marker page: opens the app on phones, a web map elsewhere; needs no key.
+#: Amap (高德) URI-API marker page, needs no key. ``position`` is read as GCJ-02 unless the
+#: template adds ``&coordinate=wgs84``; ``&callnative=1`` tries the Amap app on phones.
 DEFAULT_MAP_URL = "https://uri.amap.com/marker?position={lon},{lat}&name={label}"
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
 
@@ -112,8 +113,8 @@ class DispatchParams:
     #: ``{lat}``, ``{lon}`` (6 decimals) and ``{label}`` (URL-encoded) are substituted.
     map_url_template: str = DEFAULT_MAP_URL
     #: Longest lists in one message (group-robot text messages are ≤ 2048 bytes).
-    max_households: int = 10
-    max_patrol_nodes: int = 12
+    max_households: int = 8
+    max_patrol_nodes: int = 8
 
     def speed_kmh(self, area_type: str) -> float:
         return {"urban": self.urban_speed_kmh, "remote": self.remote_speed_kmh}.get(
@@ -340,7 +341,8 @@ def _devices_to_check(topology: Topology, devices: Sequence[str], section: Seque
     for d in devices:
         if d in topology.pos:
             up = topology.protective_upstream(d, include_self=False)
-            if up is not None:
+            # A feeder-head breaker's "upstream" is the substation bus: not the crew's to check.
+            if up is not None and topology.nodes[up].kind != "source":
                 out.setdefault(up, "upstream")
     for n in section:
         node = topology.nodes.get(n)
@@ -517,9 +519,9 @@ def escalation_context(
         **{k: base[k] for k in (
             "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
             "customers", "start_local", "etr_local", "now_local", "priority_score",
-            "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area", "distance_km",
-            "travel_minutes", "eta_local", "deadline_local", "area_type", "area_label",
-            "commitment_minutes", "minutes_left", "map_link", "map_label")},
+            "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area",
+            "distance_km", "travel_minutes", "eta_local", "deadline_local", "area_type",
+            "area_label", "commitment_minutes", "minutes_left", "map_link", "map_label")},
         "reason": reason,
         "reason_label": _labels(REASON_LABELS, language).get(reason, reason),
         "busy": busy_rows,
