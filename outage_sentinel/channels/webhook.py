@@ -1,10 +1,10 @@
 """Generic JSON webhook: the message as JSON, POSTed to a URL (``{target}`` substituted).
 
 For integrations the project doesn't know (a dispatch system, a paging gateway). The body is
-the whole message; an ``Idempotency-Key`` header carries the outbox key (percent-encoded) so a receiver can drop
-the one duplicate a crash may cause. Success is any 2xx, or — when ``success_field`` is set —
-a 2xx whose JSON field (dotted path) is ``0``, ``true``, ``"ok"`` or ``"success"``; many such
-services answer 200 with an error inside, like the robots do.
+the whole message; an ``Idempotency-Key`` header carries the outbox key (percent-encoded) so a
+receiver can drop the one duplicate a crash may cause. Success is any 2xx, or — when
+``success_field`` is set — a 2xx whose JSON field (dotted path) is ``0``, ``true``, ``"ok"`` or
+``"success"``; many such services answer 200 with an error inside, like the robots do.
 """
 
 from __future__ import annotations

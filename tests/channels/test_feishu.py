@@ -32,7 +32,7 @@ def msg(**kw: object) -> Message:
 
 def expected_sign(ts: str) -> str:
     # Feishu's recipe: the string "{timestamp}\n{secret}" is the HMAC *key*; the message is empty.
-    key = f"{ts}\n{SECRET}".encode("utf-8")
+    key = f"{ts}\n{SECRET}".encode()
     return base64.b64encode(hmac.new(key, digestmod=hashlib.sha256).digest()).decode()
 
 

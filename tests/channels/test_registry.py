@@ -10,6 +10,7 @@ import pytest
 from outage_sentinel.channels.base import Channel, ChannelError, Message
 from outage_sentinel.channels.dingtalk import DingTalkChannel
 from outage_sentinel.channels.feishu import FeishuChannel
+from outage_sentinel.channels.file import FileChannel
 from outage_sentinel.channels.registry import build_channels, rate_keys_of, rate_limits_of
 from outage_sentinel.channels.sms import SmsChannel
 from outage_sentinel.channels.wecom import WeComChannel
@@ -80,4 +81,6 @@ def test_bad_configs_name_the_key(channels: dict[str, Any], needle: str) -> None
 
 def test_file_path_is_kept(tmp_path: Path) -> None:
     chans = build_channels(config({"f": {"type": "file", "path": str(tmp_path / "a.jsonl")}}))
-    assert getattr(chans["f"], "path") == tmp_path / "a.jsonl"
+    file_channel = chans["f"]
+    assert isinstance(file_channel, FileChannel)
+    assert file_channel.path == tmp_path / "a.jsonl"
