@@ -7,6 +7,8 @@ Verbs::
     outage-sentinel [--config PATH] topology stats [--topology DIR]
     outage-sentinel topology import {opendss,glm,pandapower} SRC OUTDIR
     outage-sentinel locate --topology DIR --evidence FILE
+    outage-sentinel [--config PATH] incidents list|show|ack|dispatch|arrive|restore|close ...
+    outage-sentinel [--config PATH] report daily|weekly|range [--format csv|xlsx|html] [--out PATH]
     outage-sentinel --version
 
 Exit codes (also in the README):
@@ -59,9 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--topology", required=True, help="bundle directory")
     loc.add_argument("--evidence", required=True, help="JSON object or JSON-lines file ('-' = stdin)")
 
-    from outage_sentinel import operator_cli
+    from outage_sentinel import operator_cli, report_cli
 
     operator_cli.add_verbs(sub)
+    report_cli.add_verbs(sub)
     return p
 
 
@@ -89,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from outage_sentinel.locate import locate_main
 
             return int(locate_main(args.topology, args.evidence, sys.stdout))
+        if args.verb == "report":
+            from outage_sentinel import report_cli
+
+            return int(report_cli.dispatch(args))
         from outage_sentinel import operator_cli
 
         return operator_cli.dispatch(args)
