@@ -100,7 +100,7 @@ def parse(src: str | Path) -> RawNetwork:
     objects = _objects(_strip_comments(path.read_text(encoding="utf-8", errors="replace")))
     net = RawNetwork(name=path.stem)
     alias: dict[str, str] = {}
-    for otype, props in objects:
+    for _otype, props in objects:
         name = props.get("name") or props["__id"]
         props["name"] = name
         if props["__id"]:
