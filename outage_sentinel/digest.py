@@ -12,10 +12,12 @@ The structured facts come from :attr:`Message.params` (the renderer fills them):
 =============  ====================================================================
 ``feeder``     feeder name or id (``"10kV 城关线"``)
 ``villages``   list of village names, or a mapping ``{village: households}``
-``village``    a single village name (alternative to ``villages``)
+``village``    a single village name (alternative to ``villages``); ``households`` is then
+               that village's count (the liaison notices are one message per village)
 ``households`` affected households (customers) in total for this message
 ``kind``       ``fault`` | ``temporary`` | ``planned``
-``status``     ``active`` | ``restored`` | ``cancelled``
+``status``     ``active`` | ``restored`` | ``cancelled`` (default from the purpose:
+               ``restored`` / ``cancelled`` messages, else active)
 ``priority``   optional number, higher is worse (overrides the kind/households order)
 =============  ====================================================================
 
@@ -64,8 +66,11 @@ class DigestEntry:
     kind: str = "unknown"
     status: str = "active"
     feeder: str = ""
-    #: village -> households (0 when unknown), in first-seen order.
+    #: Villages still off: village -> households (0 when unknown), in first-seen order.
     villages: dict[str, int] = field(default_factory=dict)
+    #: Villages back on (or whose notice was cancelled) since an earlier pending message.
+    restored: dict[str, int] = field(default_factory=dict)
+    #: Households off, when a message gives a total but no per-village breakdown.
     households: int = 0
     priority: float | None = None
     summary: str = ""
@@ -98,8 +103,36 @@ def _int(value: Any) -> int:
         return 0
 
 
+def _message_status(m: Message, p: Mapping[str, Any]) -> str:
+    if p.get("status") in _STATUS_RANK:
+        return str(p["status"])
+    if m.purpose in ("restored", "restoration"):
+        return "restored"
+    if m.purpose == "cancelled":
+        return "cancelled"
+    return "active"
+
+
+def _message_villages(p: Mapping[str, Any]) -> dict[str, int]:
+    """village -> households named by one message's params."""
+    out: dict[str, int] = {}
+    villages = p.get("villages")
+    if isinstance(villages, Mapping):
+        out.update({str(k): _int(v) for k, v in villages.items()})
+    elif isinstance(villages, (list, tuple)):
+        out.update({str(k): 0 for k in villages})
+    if p.get("village"):
+        # One message per village (the liaison notices): its households are that village's.
+        out.setdefault(str(p["village"]), _int(p.get("households")) if not villages else 0)
+    return out
+
+
 def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
-    """Merge messages per incident (later messages update status and facts), worst first."""
+    """Merge messages per incident, worst first.
+
+    Messages are taken in outbox order, so a later message about a village wins: an "outage"
+    followed by a "restored" for the same village lists the village as restored.
+    """
     by_incident: dict[str, DigestEntry] = {}
     for m in messages:
         p: Mapping[str, Any] = m.params or {}
@@ -111,23 +144,22 @@ def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
         e.keys.append(m.key)
         if p.get("kind") in _KIND_RANK:
             e.kind = str(p["kind"])
-        if p.get("status") in _STATUS_RANK:
-            e.status = str(p["status"])
-        elif m.purpose in ("restored", "restoration"):
-            e.status = "restored"
         if p.get("feeder"):
             e.feeder = str(p["feeder"])
-        villages = p.get("villages")
-        if isinstance(villages, Mapping):
-            for name, hh in villages.items():
-                e.villages[str(name)] = max(e.villages.get(str(name), 0), _int(hh))
-        elif isinstance(villages, (list, tuple)):
-            for name in villages:
-                e.villages.setdefault(str(name), 0)
-        if p.get("village"):
-            e.villages.setdefault(str(p["village"]), 0)
-        if "households" in p:
+        status = _message_status(m, p)
+        villages = _message_villages(p)
+        for name, hh in villages.items():
+            if status == "active":
+                e.restored.pop(name, None)
+                e.villages[name] = max(e.villages.get(name, 0), hh)
+            else:
+                e.villages.pop(name, None)
+                e.restored[name] = max(e.restored.get(name, 0), hh)
+        # A total without a per-village breakdown still counts.
+        if not sum(villages.values()) and "households" in p and status == "active":
             e.households = max(e.households, _int(p["households"]))
+        if not villages:
+            e.status = status
         if p.get("priority") is not None:
             try:
                 e.priority = float(p["priority"])
@@ -137,22 +169,36 @@ def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
         if first_line:
             e.summary = first_line[0].strip()
     for e in by_incident.values():
-        e.households = max(e.households, sum(e.villages.values()))
+        if e.villages:
+            e.status = "active"
+            e.households = max(e.households, sum(e.villages.values()))
+        elif e.restored and e.status == "active":
+            e.status = "restored"
     return sorted(by_incident.values(), key=DigestEntry.rank)
+
+
+def _places(villages: Mapping[str, int], labels: Mapping[str, str]) -> str:
+    return labels["sep"].join(f"{name}({hh}{labels['households']})" if hh else name
+                              for name, hh in villages.items())
 
 
 def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
     state = labels[e.status] if e.status in ("restored", "cancelled") else labels[e.kind]
-    head = f"【{state}】" if labels is _LABELS["zh"] else f"[{state}] "
-    if not e.villages and not e.feeder:
+    zh = labels is _LABELS["zh"]
+    head = f"【{state}】" if zh else f"[{state}] "
+    if not e.villages and not e.restored and not e.feeder:
         # Nothing structured: quote the original message so it is still covered.
         return head + e.summary
-    where = []
-    for name, hh in e.villages.items():
-        where.append(f"{name}({hh}{labels['households']})" if hh else name)
-    text = head + (e.feeder + labels["colon"] if e.feeder else "") + labels["sep"].join(where)
-    if e.households:
-        text += f"{labels['sep']}{labels['total']}{e.households}{labels['households']}"
+    text = head + (e.feeder + labels["colon"] if e.feeder else "")
+    if e.villages:
+        text += _places(e.villages, labels)
+        if e.households:
+            text += f"{labels['sep']}{labels['total']}{e.households}{labels['households']}"
+        if e.restored:
+            back = labels["restored"]
+            text += (f"；{back}：" if zh else f"; {back}: ") + _places(e.restored, labels)
+    else:
+        text += _places(e.restored, labels)
     return text
 
 
@@ -177,8 +223,10 @@ def build_digest(
     labels = _LABELS[language]
     entries = entries_from_messages(messages)
     feeders = {e.feeder for e in entries if e.feeder}
-    villages = {v for e in entries for v in e.villages}
+    villages = {v for e in entries for v in e.villages} or {
+        v for e in entries for v in e.restored}
     households = sum(e.households for e in entries if e.status == "active")
+    # The header counts villages still off; restored ones are listed in their lines.
     header = labels["header"].format(incidents=len(entries), feeders=len(feeders),
                                      villages=len(villages), households=households)
     # Reserve room for the longest possible part marker.

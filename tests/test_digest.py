@@ -35,12 +35,13 @@ def test_worst_first_and_totals() -> None:
 def test_messages_of_one_incident_merge_and_restoration_sorts_last() -> None:
     msgs = [
         msg("r1", "I1", kind="fault", feeder="F1", villages={"甲村": 50}),
-        msg("r2", "I1", kind="fault", feeder="F1", villages={"乙村": 20}, status="restored"),
+        msg("r2", "I1", kind="fault", feeder="F1", villages={"甲村": 50, "乙村": 20},
+            status="restored"),
         msg("x", "I2", kind="planned", feeder="F2", villages={"丙村": 5}),
     ]
     entries = entries_from_messages(msgs)
     assert [e.incident_id for e in entries] == ["I2", "I1"]
-    assert entries[1].status == "restored" and set(entries[1].villages) == {"甲村", "乙村"}
+    assert entries[1].status == "restored" and set(entries[1].restored) == {"甲村", "乙村"}
     (part,) = build_digest(msgs, limit_bytes=2048, language="en")
     assert "[Restored] F1: 甲村(50 households), 乙村(20 households)" in part.message.text
     assert "[Restored] F1" in part.message.text
@@ -72,3 +73,20 @@ def test_every_message_covered_exactly_once_within_limit(n: int, limit: int) -> 
     assert all(utf8_len(p.message.text) <= limit for p in parts)
     if len(parts) > 1:
         assert parts[0].message.text.splitlines()[0].endswith(f"（第1/{len(parts)}部分）")
+
+
+def test_liaison_rows_one_per_village_sum_households_and_track_restoration() -> None:
+    def liaison(key: str, village: str, hh: int, purpose: str = "outage") -> Message:
+        return Message(key=key, channel="wecom", target="g", text=f"{village} 通知",
+                       incident_id="INC-7", purpose=purpose,
+                       params={"village": village, "feeder": "10kV 马集线", "households": hh})
+
+    msgs = [liaison("a", "马集村", 120), liaison("b", "后庄", 40), liaison("c", "前庄", 15),
+            liaison("d", "前庄", 15, purpose="restored")]
+    (e,) = entries_from_messages(msgs)
+    assert e.villages == {"马集村": 120, "后庄": 40} and e.restored == {"前庄": 15}
+    assert e.households == 160 and e.status == "active"
+    (part,) = build_digest(msgs, limit_bytes=2048)
+    assert part.message.text.splitlines()[1] == (
+        "【停电】10kV 马集线：马集村(120户)、后庄(40户)、共160户；已恢复送电：前庄(15户)")
+    assert part.message.text.splitlines()[0] == "停电汇总：1起事件，1条线路，2个村，160户"

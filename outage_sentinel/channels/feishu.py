@@ -88,6 +88,8 @@ class FeishuChannel(HttpChannel):
     """Sends to Feishu custom bots, one bot (hook token + optional secret) per target."""
 
     type = "feishu"
+    #: Well inside the 20 KB body limit, and readable on a phone.
+    digest_limit_bytes = 8192
 
     def __init__(self, name: str, *, robots: dict[str, tuple[str, str | None]],
                  base_url: str = DEFAULT_BASE_URL, timeout: float = 10.0,

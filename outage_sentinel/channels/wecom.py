@@ -81,6 +81,8 @@ class WeComChannel(HttpChannel):
     """Sends to WeCom group robots, one robot (webhook key) per target group."""
 
     type = "wecom"
+    #: Digests go as text (to keep the @mentions), so the text limit applies.
+    digest_limit_bytes = TEXT_LIMIT
 
     def __init__(self, name: str, *, robots: dict[str, str], base_url: str = DEFAULT_BASE_URL,
                  timeout: float = 10.0, rate_limits: tuple[RateLimit, ...] = (),
