@@ -35,7 +35,7 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.channels.base import Channel
@@ -61,7 +61,7 @@ from outage_sentinel.logs import get_logger, redact, register_secret
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source, SourceError
-from outage_sentinel.store import StoredEvent, Store, events_t
+from outage_sentinel.store import StoredEvent, Store, events_t, incidents_t
 from outage_sentinel.topology import Topology, load_bundle
 
 #: Give up processing an event after this many failures (it is quarantined, not lost).
@@ -456,6 +456,8 @@ class Daemon:
         self.store.save_incident_in(conn, incident_columns(after, now))
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
+        if after.status == "active":
+            after = self._prioritise_and_dispatch(conn, after, now)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         if current is None or current.revision != after.revision:
             log.info("incident_revised", incident_id=after.id, revision=after.revision,
@@ -463,6 +465,21 @@ class Daemon:
                      transformers=len(after.estimate.transformers),
                      customers=after.estimate.customers, villages=len(after.estimate.villages),
                      notices=[f"{n.purpose}:{len(n.villages)}" for n in notices], queued=added)
+
+    def _prioritise_and_dispatch(self, conn: Connection, inc: Incident, now: datetime
+                                 ) -> Incident:
+        """Keep the priority current; send a crew to a confirmed fault that has none."""
+        score = self.lifecycle.priority(inc, now).score
+        conn.execute(update(incidents_t).where(incidents_t.c.id == inc.id)
+                     .values(priority=score))
+        if not (self.config.lifecycle.auto_dispatch and inc.kind == "fault"
+                and inc.stage == "confirmed"):
+            return inc
+        crew_id = conn.execute(select(incidents_t.c.crew_id)
+                               .where(incidents_t.c.id == inc.id)).scalar()
+        if crew_id is not None:
+            return inc
+        return self.lifecycle.dispatch_in(conn, inc, {"created_at": inc.created_at}, now, "daemon")
 
     def operator_restore(self, incident_id: str, actor: str, transformers: str | None,
                          at: str | None, note: str = "") -> Incident:

@@ -98,8 +98,23 @@ class LiaisonPlanner:
             "purpose": notice.purpose,
         }
         body = self.renderer.render(f"liaison_{notice.purpose}", **context)
+        params = {
+            "village": village.name, "feeder": context["feeder_label"],
+            "start": context["start_local"], "etr": context["etr_local"] or "",
+            "households": village_customers, "incident": incident.id,
+        }
+        return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
+
+    def liaison_rows(self, incident: Incident, village_id: str, purpose: str, body: str, *,
+                     revision: int | None = None, params: dict[str, Any] | None = None
+                     ) -> list[dict[str, Any]]:
+        """Outbox rows carrying ``body`` to the liaisons of one village.
+
+        Liaisons sharing a channel and target (one group chat) get one message mentioning all
+        of them.
+        """
         groups: dict[tuple[str, str], list[Any]] = {}
-        for liaison in topo.liaisons_by_village.get(village_id, []):
+        for liaison in self.topology.liaisons_by_village.get(village_id, []):
             if liaison.role not in self.roles:
                 continue
             target = liaison.target or liaison.phone
@@ -109,9 +124,9 @@ class LiaisonPlanner:
             phones = tuple(dict.fromkeys(m.phone for m in members if m.phone))
             rows.append({
                 "incident_id": incident.id,
-                "revision": incident.revision,
+                "revision": incident.revision if revision is None else revision,
                 "recipient": f"village:{village_id}:{channel}:{target}",
-                "purpose": notice.purpose,
+                "purpose": purpose,
                 "channel": channel,
                 "target": target,
                 "audience": "liaison",
@@ -121,11 +136,7 @@ class LiaisonPlanner:
                     "mentions": list(phones),
                     "village": village_id,
                     "roles": sorted({m.role for m in members}),
-                    "params": {
-                        "village": village.name, "feeder": context["feeder_label"],
-                        "start": context["start_local"], "etr": context["etr_local"] or "",
-                        "households": village_customers, "incident": incident.id,
-                    },
+                    "params": params or {"village": village_id, "incident": incident.id},
                 },
             })
         return rows

@@ -24,11 +24,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from outage_sentinel import crew as crews
+from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
+from outage_sentinel.events import parse_time
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
 from outage_sentinel.liaison import KIND_LABELS, LiaisonPlanner
-from outage_sentinel.store import Store, incidents_t
+from outage_sentinel.logs import get_logger
+from outage_sentinel.store import Store, incident_log_t, incidents_t
 from outage_sentinel.topology import Topology
+
+#: Stages in which an incident holds its crew.
+CREW_STAGES = ("dispatched", "on_site", "partially_restored")
 
 
 class LifecycleError(Exception):
@@ -58,6 +65,9 @@ class Lifecycle:
         self.planner = planner
         self.config = config
         self.clock = clock
+        self.weights = config.priority.to_weights()
+        self.params = config.dispatch.to_params()
+        self.log = get_logger(component="lifecycle")
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -162,12 +172,131 @@ class Lifecycle:
                 inc, "closed", self.render_summary(inc, headline="closed")), now)
         return inc
 
+    # -- priority and dispatch ----------------------------------------------------------------
+
+    def priority(self, inc: Incident, now: datetime) -> prio.Priority:
+        return prio.score(self.topology, inc.off, inc.start, now, self.weights,
+                          self.planner.renderer.language)
+
+    def _busy(self, conn: Connection, exclude: str) -> dict[str, crews.Busy]:
+        q = select(incidents_t.c.id, incidents_t.c.crew_id, incidents_t.c.priority).where(
+            incidents_t.c.status == "active", incidents_t.c.crew_id.is_not(None),
+            incidents_t.c.stage.in_(CREW_STAGES), incidents_t.c.id != exclude)
+        busy: dict[str, crews.Busy] = {}
+        for iid, cid, score in conn.execute(q):
+            prev = busy.get(cid)
+            if prev is None or score > prev.priority:
+                busy[cid] = crews.Busy(int(score or 0), iid)
+        return busy
+
+    def _detected_at(self, conn: Connection, inc: Incident, row: dict[str, Any]) -> datetime:
+        first = conn.execute(select(incident_log_t.c.at).where(
+            incident_log_t.c.incident_id == inc.id).order_by(incident_log_t.c.at).limit(1)).scalar()
+        return first or row.get("created_at") or inc.start
+
+    def dispatch(self, incident_id: str, actor: str, crew_id: str | None = None,
+                 note: str = "") -> Incident:
+        """Send a crew: the given one, or the best by service area, distance and priority."""
+        now = self.clock()
+        with self.store.transaction() as conn:
+            inc, row = self._load(conn, incident_id)
+            if inc.status != "active":
+                raise LifecycleError(f"{incident_id} is {inc.status}; no crew needed")
+            if crew_id is not None and not any(c.id == crew_id for c in self.topology.crews):
+                known = ", ".join(c.id for c in self.topology.crews)
+                raise LifecycleError(f"unknown crew {crew_id!r} (crews: {known})")
+            inc = self.dispatch_in(conn, inc, row, now, actor, crew_id=crew_id, note=note)
+        return inc
+
+    def dispatch_in(self, conn: Connection, inc: Incident, row: dict[str, Any], now: datetime,
+                    actor: str, crew_id: str | None = None, note: str = "") -> Incident:
+        """Choose and send a crew inside the caller's transaction (also used by the daemon)."""
+        lang = self.planner.renderer.language
+        pr = self.priority(inc, now)
+        villages = villages_off(inc, self.topology)
+        detected = self._detected_at(conn, inc, row)
+        deadline, area = crews.arrival_deadline(self.topology, villages, detected,
+                                                self.params.commitments)
+        location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
+        busy = self._busy(conn, exclude=inc.id)
+        if crew_id is not None:
+            busy = {k: v for k, v in busy.items() if k != crew_id}
+            # The operator named the crew: send it, whatever it was doing.
+            forced = next(c for c in self.topology.crews if c.id == crew_id)
+            base = crews.crew_base(forced)
+            dist = crews.haversine_km(base, location) if base and location else None
+            travel = crews.travel_minutes(dist, area, self.params) if dist is not None else None
+            choice: crews.CrewChoice | None = crews.CrewChoice(
+                forced, dist, travel, now + timedelta(minutes=travel) if travel else None,
+                inc.feeder not in forced.feeders)
+        else:
+            choice = crews.choose_crew(self.topology, inc.feeder, location, pr.score, busy, now,
+                                       self.params, area_type=area)
+        if choice is None:
+            self._save(conn, inc, now, priority=pr.score)
+            ctx = crews.escalation_context(self.topology, inc, pr, "no_crew", deadline, area, now,
+                                           self.planner.tz, None, busy, lang, self.params)
+            added = self.store.enqueue_in(conn, self.command_rows(
+                inc, "escalation_no_crew", self.planner.renderer.render("command_escalation", **ctx),
+                revision=0), now)
+            if added or self.config.command_centre.channel is None:
+                self.store.log_in(conn, inc.id, now, "note", actor, "no crew available",
+                                  {"priority": pr.score, "deadline": deadline.isoformat()})
+            self.log.warning("no_crew", incident_id=inc.id, priority=pr.score)
+            return inc
+        if choice.preempts is not None and choice.preempts.incident_id:
+            self._release_crew(conn, choice.preempts.incident_id, choice.crew.id, inc.id, now)
+        inc = replace(inc, stage="dispatched") if inc.stage in ("detected", "confirmed") else inc
+        self._save(conn, inc, now, priority=pr.score, crew_id=choice.crew.id)
+        self.store.log_in(conn, inc.id, now, "dispatched", actor, note, {
+            "crew": choice.crew.id, "deadline": deadline.isoformat(), "area_type": area,
+            "priority": pr.score, "distance_km": choice.distance_km,
+            "eta": choice.eta.isoformat() if choice.eta else None,
+            "outside_area": choice.outside_area,
+            "preempts": choice.preempts.incident_id if choice.preempts else None})
+        ctx = crews.dispatch_context(self.topology, inc, pr, choice, deadline, area, now,
+                                     self.planner.tz, lang, self.params)
+        body = self.planner.renderer.render("crew_dispatch", **ctx)
+        c = choice.crew
+        rows: list[dict[str, Any]] = [{
+            "incident_id": inc.id, "revision": inc.revision, "recipient": f"crew:{c.id}",
+            "purpose": "dispatch", "channel": c.channel, "target": c.target or c.phone,
+            "audience": "crew", "subject": body.splitlines()[0], "body": body,
+            "payload": {"mentions": [c.phone] if c.phone else [], "crew": c.id,
+                        "params": {"incident": inc.id, "priority": pr.score,
+                                   "deadline": self.planner._local(deadline) or ""}},
+        }]
+        # Village liaisons check on the special-care households of their village.
+        for v in villages:
+            care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
+                                           self.params)
+            if care.get("households"):
+                rows += self.planner.liaison_rows(
+                    inc, v, "care", self.planner.renderer.render("liaison_care", **care))
+        rows += self.command_rows(inc, "dispatched", self.render_summary(inc))
+        self.store.enqueue_in(conn, rows, now)
+        self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,
+                      deadline=deadline.isoformat(), preempts=choice.preempts.incident_id
+                      if choice.preempts else None)
+        return inc
+
+    def _release_crew(self, conn: Connection, incident_id: str, crew_id: str, by: str,
+                      now: datetime) -> None:
+        """Take a crew off lower-priority work; that incident waits for the next free crew."""
+        other, _ = self._load(conn, incident_id)
+        if other.stage == "dispatched":
+            other = replace(other, stage="confirmed")
+        self._save(conn, other, now, crew_id=None)
+        self.store.log_in(conn, other.id, now, "note", "daemon",
+                          f"crew {crew_id} reassigned to higher-priority {by}",
+                          {"crew": crew_id, "reassigned_to": by})
+
     # -- clock checks -------------------------------------------------------------------------
 
     def check(self, now: datetime | None = None) -> int:
-        """Planned-outage reminders; returns how many rows were queued."""
+        """Planned-outage reminders, crew deadlines; returns how many rows were queued."""
         now = now or self.clock()
-        queued = 0
+        queued = self._check_deadlines(now)
         hours = sorted(self.config.planned.reminder_hours, reverse=True)
         for row in self.store.load_incidents(open_only=True):
             inc = Incident.from_json(row["state"])
@@ -184,6 +313,62 @@ class Lifecycle:
                     queued += self.store.enqueue_in(conn, rows, now)
                 break  # only the nearest due reminder
         return queued
+
+    def _check_deadlines(self, now: datetime) -> int:
+        """Dispatch waiting faults when a crew is free; escalate arrival deadlines at risk."""
+        queued = 0
+        lang = self.planner.renderer.language
+        for row in self.store.load_incidents(open_only=True):
+            if row["kind"] != "fault" or row["stage"] not in ("detected", "confirmed",
+                                                                "dispatched"):
+                continue
+            with self.store.transaction() as conn:
+                inc, current = self._load(conn, row["id"])
+                if inc.status != "active":
+                    continue
+                if (current["crew_id"] is None and inc.stage == "confirmed"
+                        and self.config.lifecycle.auto_dispatch):
+                    inc = self.dispatch_in(conn, inc, current, now, "daemon")
+                    current = dict(current, crew_id=self._crew_of(conn, inc.id))
+                dispatched = conn.execute(select(incident_log_t.c.details).where(
+                    incident_log_t.c.incident_id == inc.id,
+                    incident_log_t.c.stage == "dispatched").order_by(
+                    incident_log_t.c.id.desc()).limit(1)).scalar()
+                area: str
+                if dispatched and current.get("crew_id"):
+                    deadline = parse_time(dispatched["deadline"], "deadline")
+                    area = str(dispatched.get("area_type") or self.params.default_area_type)
+                    eta = dispatched.get("eta")
+                    travel = max(0.0, (parse_time(eta, "eta") - now).total_seconds() / 60) \
+                        if eta else None
+                else:
+                    deadline, area = crews.arrival_deadline(
+                        self.topology, villages_off(inc, self.topology),
+                        self._detected_at(conn, inc, current), self.params.commitments)
+                    travel = None
+                if not crews.deadline_at_risk(deadline, now, travel,
+                                              self.params.at_risk_margin_minutes, False):
+                    continue
+                reason = "overdue" if now >= deadline else (
+                    "at_risk" if current.get("crew_id") else "no_crew")
+                pr = self.priority(inc, now)
+                ctx = crews.escalation_context(self.topology, inc, pr, reason, deadline, area,
+                                               now, self.planner.tz, None,
+                                               self._busy(conn, inc.id), lang, self.params)
+                body = self.planner.renderer.render("command_escalation", **ctx)
+                added = self.store.enqueue_in(conn, self.command_rows(
+                    inc, f"escalation_{reason}", body, revision=0), now)
+                if added:
+                    self.store.log_in(conn, inc.id, now, "escalated", "daemon", reason,
+                                      {"deadline": deadline.isoformat(), "priority": pr.score})
+                    self.log.warning("escalated", incident_id=inc.id, reason=reason,
+                                     deadline=deadline.isoformat())
+                queued += added
+        return queued
+
+    def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
+        return conn.execute(select(incidents_t.c.crew_id).where(
+            incidents_t.c.id == incident_id)).scalar()
 
     def _reminder_rows(self, inc: Incident, purpose: str, now: datetime) -> list[dict[str, Any]]:
         from outage_sentinel.incidents import Notice
