@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from outage_sentinel.textlimits import TRIM_MARK, split_bytes, trim_bytes, utf8_len
 
 texts = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x1FAFF, exclude_categories=("Cs",)),
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x1FAFF, exclude_categories=["Cs"]),
     max_size=400,
 )
 
@@ -48,13 +48,16 @@ def test_split_prefers_line_breaks() -> None:
     assert all(p.endswith("停电") for p in parts)
 
 
+def _squash(s: str) -> str:
+    return "".join(s.split())
+
+
 @given(texts, st.integers(min_value=4, max_value=300))
 def test_split_property(text: str, limit: int) -> None:
     parts = split_bytes(text, limit)
     assert all(utf8_len(p) <= limit for p in parts)
     # Nothing lost except the line breaks/whitespace a cut consumed.
-    squash = lambda s: "".join(s.split())  # noqa: E731
-    assert squash("".join(parts)) == squash(text)
+    assert _squash("".join(parts)) == _squash(text)
 
 
 def test_split_numbered() -> None:
