@@ -107,7 +107,7 @@ def register_config_secrets(config: Config) -> None:
     def walk(value: Any) -> None:
         if hasattr(value, "get_secret_value"):
             register_secret(value.get_secret_value())
-        elif hasattr(value, "model_fields"):
+        elif hasattr(type(value), "model_fields"):
             for name in type(value).model_fields:
                 walk(getattr(value, name))
         elif isinstance(value, dict):
@@ -444,6 +444,12 @@ class Daemon:
                         reason="no known transformer area or device")
             return
         planned = self._planned_transformers(incidents, now)
+        if (current is None and incident_class(event.kind) == "unplanned" and planned
+                and resolved.transformers and set(resolved.transformers) <= planned):
+            # Areas off inside an announced planned outage's window: explained, not a fault.
+            self.store.mark_processed_in(conn, stored.row_id, None)
+            log.info("explained_by_planned_outage", transformers=list(resolved.transformers))
+            return
         started = time.perf_counter()
         after = apply_event(current, event, resolved, self.topology, self.estimator, now,
                             lambda: self._new_incident_id(conn, event.start), planned)
@@ -530,10 +536,12 @@ class Daemon:
         step = restoration_step(before, after)
         if step:
             stage = "restored" if after.status == "restored" else "partially_restored"
-            self.store.log_in(conn, after.id, now, stage, actor, "",
+            # Logged at the time supply came back (an operator may record it later).
+            back_at = max(after.restored[t] for t in step)
+            self.store.log_in(conn, after.id, min(back_at, now), stage, actor, "",
                               {"transformers": list(step),
                                "customers": self.topology.customers_of(step),
-                               "at": max(after.restored[t] for t in step).isoformat()})
+                               "recorded_at": now.isoformat()})
         elif after.status == "restored" and (before is None or before.status != "restored"):
             self.store.log_in(conn, after.id, now, "restored", actor, "", {"transformers": [],
                                                                              "customers": 0})
@@ -593,11 +601,16 @@ def default_estimator(params: Any = None) -> Estimator:
     from outage_sentinel import localise
 
     lparams = params if params is not None else localise.LocaliserParams()
+    # Where no trouble call reached the incident, silence is not evidence: the deployment may
+    # have no call source at all, and the localiser's call model would read "no calls from a
+    # big area" as "that area is alive". Neutralise the call model for such incidents.
+    silent = replace(lparams, call_rate_shape=1e-9, spurious_call_rate=1e-12)
 
     def estimate(topology: Topology, evidence: Evidence) -> Estimate:
         result = localise.localise(topology, localise.Evidence(
             dead=evidence.dead, alive=evidence.alive, calls=dict(evidence.calls),
-            open_devices=evidence.open_devices, planned=evidence.planned), lparams)
+            open_devices=evidence.open_devices, planned=evidence.planned),
+            lparams if evidence.calls else silent)
         best = result.best
         if best is None or not best.devices:
             return first_estimate(topology, evidence)

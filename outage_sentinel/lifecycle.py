@@ -237,7 +237,7 @@ class Lifecycle:
             ctx = crews.escalation_context(self.topology, inc, pr, "no_crew", deadline, area, now,
                                            self.planner.tz, None, busy, lang, self.params)
             added = self.store.enqueue_in(conn, self.command_rows(
-                inc, "escalation_no_crew", self.planner.renderer.render("command_escalation", **ctx),
+                inc, "waiting_for_crew", self.planner.renderer.render("command_escalation", **ctx),
                 revision=0), now)
             if added or self.config.command_centre.channel is None:
                 self.store.log_in(conn, inc.id, now, "note", actor, "no crew available",
@@ -297,7 +297,7 @@ class Lifecycle:
         """Planned-outage reminders, crew deadlines; returns how many rows were queued."""
         now = now or self.clock()
         queued = self._check_deadlines(now)
-        hours = sorted(self.config.planned.reminder_hours, reverse=True)
+        hours = sorted(self.config.planned.reminder_hours)  # the nearest due window wins
         for row in self.store.load_incidents(open_only=True):
             inc = Incident.from_json(row["state"])
             if inc.kind == "fault" or inc.status != "active" or inc.start <= now:

@@ -1,0 +1,283 @@
+"""Issue 6 acceptance: an incident through every lifecycle state, priority dispatch with one
+crew, planned outages announced and reminded and not mistaken for faults, and the report's
+customer-hours checked by hand. The daemon's real processing, store (SQLite) and lifecycle run
+under a fake clock; the channel is a recording collaborator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from outage_sentinel.channels.base import Message, Outcome, SendResult
+from outage_sentinel.config import parse_config
+from outage_sentinel.daemon import Daemon
+from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.reports import build_report
+from outage_sentinel.topology import Topology
+
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+class Recorder:
+    """A channel that accepts everything and remembers it."""
+
+    type = "file"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list[Message] = []
+
+    def send(self, message: Message) -> SendResult:
+        self.sent.append(message)
+        return SendResult(Outcome.DELIVERED, "ok")
+
+    def already_delivered(self, key: str) -> bool | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def node(id: str, kind: str, feeder: str, village: str = "", customers: int = 0,
+         lat: float = 36.5, lon: float = 115.5, **extra: Any) -> dict[str, Any]:
+    return {"id": id, "kind": kind, "name": id, "feeder": feeder, "normally_open": 0,
+            "village": village, "customers": customers, "lat": lat, "lon": lon, **extra}
+
+
+def county() -> Topology:
+    nodes = [
+        node("S1", "source", "F1", feeder_name="10kV一号线"), node("B1", "breaker", "F1"),
+        node("J1", "junction", "F1"), node("FU1", "fuse", "F1"), node("FU2", "fuse", "F1"),
+        node("T1", "transformer", "F1", "V1", 100), node("T2", "transformer", "F1", "V1", 50),
+        node("T3", "transformer", "F1", "V2", 80),
+        node("S2", "source", "F2", lat=36.6, lon=115.6, feeder_name="10kV二号线"),
+        node("B2", "breaker", "F2", lat=36.6, lon=115.6),
+        node("FU3", "fuse", "F2", lat=36.6, lon=115.6),
+        node("T4", "transformer", "F2", "V3", 40, lat=36.6, lon=115.6),
+        node("T5", "transformer", "F2", "V3", 30, lat=36.6, lon=115.6),
+    ]
+    edges = [("S1", "B1"), ("B1", "J1"), ("J1", "FU1"), ("FU1", "T1"), ("FU1", "T2"),
+             ("J1", "FU2"), ("FU2", "T3"), ("S2", "B2"), ("B2", "FU3"), ("FU3", "T4"),
+             ("FU3", "T5")]
+    villages = [{"id": v, "name": n, "township": "城关镇", "grid": "G1", "area_type": "rural"}
+                for v, n in (("V1", "东村"), ("V2", "西村"), ("V3", "南村"))]
+    liaisons = [{"village": v, "name": f"{v}联络人", "role": "village_liaison",
+                 "phone": f"1380000000{i}", "channel": "wecom", "target": f"{v}群"}
+                for i, v in enumerate(("V1", "V2", "V3"))]
+    crews = [{"id": "C1", "name": "抢修一班", "phone": "13900000001", "channel": "sms",
+              "target": "13900000001", "feeders": "F1;F2", "lat": 36.55, "lon": 115.55}]
+    customers = [
+        {"id": "H1", "transformer": "T4", "name": "县人民医院", "phone": "", "importance": "special",
+         "tags": ""},
+        {"id": "L1", "transformer": "T1", "name": "王大爷", "phone": "13700000001",
+         "importance": "", "tags": "elderly_alone"},
+    ]
+    return Topology.from_records(nodes, edges, villages, liaisons, crews, customers)
+
+
+class Harness:
+    def __init__(self, tmp: Path, **config: Any) -> None:
+        self.now = T0
+        self.topology = county()
+        data = {
+            "state_dir": str(tmp / "state"),
+            "sources": [{"name": "unused", "type": "replay", "scenario": str(tmp / "none.jsonl")}],
+            "channels": {"wecom": {"type": "file", "path": str(tmp / "sink.jsonl")},
+                         "sms": {"type": "file", "path": str(tmp / "sink.jsonl")},
+                         "cc": {"type": "file", "path": str(tmp / "sink.jsonl")}},
+            "command_centre": {"channel": "cc", "target": "指挥中心"},
+            **config,
+        }
+        self.config = parse_config(data)
+        self.channel = Recorder("all")
+        self.daemon = Daemon(self.config, topology=self.topology, sources=[],
+                             channels={"wecom": self.channel, "sms": self.channel,
+                                       "cc": self.channel},
+                             clock=lambda: self.now)
+        self.daemon.start()
+
+    def feed(self, *events: OutageEvent) -> None:
+        self.daemon.store.ingest("feed", PollResult(events=list(events)), self.now)
+        self.daemon.process()
+        self.deliver()
+
+    def deliver(self) -> list[Message]:
+        before = len(self.channel.sent)
+        self.daemon.lifecycle.check(self.now)
+        while self.daemon.deliverer.run_once(self.now):
+            pass
+        return self.channel.sent[before:]
+
+    def at(self, minutes: float) -> None:
+        self.now = T0 + timedelta(minutes=minutes)
+
+    def incident(self, incident_id: str) -> dict[str, Any]:
+        row = self.daemon.store.get_incident(incident_id)
+        assert row is not None
+        return row
+
+    def only_incident(self) -> str:
+        rows = self.daemon.store.load_incidents(open_only=False)
+        assert len(rows) == 1, [r["id"] for r in rows]
+        return str(rows[0]["id"])
+
+    def sent(self, purpose: str | None = None, audience: str | None = None) -> list[Message]:
+        return [m for m in self.channel.sent if (purpose is None or m.purpose == purpose)
+                and (audience is None or m.audience == audience)]
+
+
+def ev(event_id: str, *transformers: str, kind: str = "fault", status: str = "active",
+       signal: str = "notice", start: datetime = T0, etr: datetime | None = None,
+       device: str | None = None, feeder: str | None = None, source: str = "feed"
+       ) -> OutageEvent:
+    return OutageEvent(source=source, event_id=event_id, kind=kind, status=status,  # type: ignore[arg-type]
+                       signal=signal, start=start, expected_restoration=etr,  # type: ignore[arg-type]
+                       transformers=transformers, device=device, feeder=feeder,
+                       cause="线路故障")
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    harness = Harness(tmp_path)
+    yield harness
+    harness.daemon.close()
+
+
+def test_one_fault_through_every_state_with_two_restoration_steps(h: Harness) -> None:
+    # Detected from AMI evidence alone: not yet confirmed, no crew sent.
+    h.feed(ev("ami-1", "T1", "T2", "T3", signal="dead", source="ami"))
+    inc = h.only_incident()
+    row = h.incident(inc)
+    assert row["stage"] == "detected" and row["fault_device"] == "B1"
+    outage = h.sent("outage", "liaison")
+    assert sorted(m.target for m in outage) == ["V1群", "V2群"]
+    assert not h.sent("dispatch")
+
+    h.at(5)
+    life = h.daemon.lifecycle
+    assert life.ack(inc, "operator:zhang").stage == "confirmed"
+    assert h.incident(inc)["stage"] == "confirmed"
+    assert life.dispatch(inc, "operator:zhang").stage == "dispatched"
+    h.deliver()
+    dispatch = h.sent("dispatch", "crew")
+    assert len(dispatch) == 1 and dispatch[0].target == "13900000001"
+    assert "B1" in dispatch[0].text and inc in dispatch[0].text
+    # The elderly household behind T1 is on the crew's list and its village liaison's.
+    assert "王大爷" in dispatch[0].text
+    care = h.sent("care", "liaison")
+    assert [m.target for m in care] == ["V1群"] and "王大爷" in care[0].text
+
+    h.at(40)
+    assert life.arrive(inc, "operator:crew1").stage == "on_site"
+
+    # Restoration step 1: T3 (all of 西村) back at +60 min — only 西村 hears it.
+    h.at(61)
+    step1 = h.daemon.operator_restore(inc, "operator:crew1", "T3", "2026-11-23 11:00", "倒闸恢复")
+    assert step1.stage == "partially_restored" and set(step1.off) == {"T1", "T2"}
+    restored = h.deliver()
+    liaison_restored = [m for m in restored if m.purpose == "restored" and m.audience == "liaison"]
+    assert [m.target for m in liaison_restored] == ["V2群"]
+
+    # Step 2: the rest at +120 min.
+    h.at(121)
+    step2 = h.daemon.operator_restore(inc, "operator:crew1", None, "2026-11-23 12:00")
+    assert step2.status == "restored" and step2.stage == "restored" and not step2.off
+    restored = h.deliver()
+    assert [m.target for m in restored if m.purpose == "restored" and m.audience == "liaison"] \
+        == ["V1群"]
+
+    h.at(180)
+    closed = life.close(inc, "operator:zhang", "树线矛盾", "清理树障后恢复")
+    assert closed.stage == "closed"
+    assert h.incident(inc)["cause_category"] == "树线矛盾"
+    h.deliver()
+
+    stages = [r["stage"] for r in h.daemon.store.incident_log(inc)]
+    for s in ("detected", "confirmed", "dispatched", "on_site", "partially_restored", "restored",
+              "closed"):
+        assert s in stages, stages
+    assert stages.index("partially_restored") < stages.index("restored") < stages.index("closed")
+
+    # Every liaison notice went to the right group, once per revision; nothing left undelivered.
+    keys = [m.key for m in h.channel.sent]
+    assert len(keys) == len(set(keys))
+    assert h.daemon.store.outbox_counts().get("pending", 0) == 0
+    command = {m.purpose for m in h.sent(audience="command")}
+    assert {"summary", "dispatched", "closed"} <= command
+
+    # Customer-hours by hand: T3 80 customers × 1 h (10:00→11:00) + (T1 100 + T2 50) × 2 h
+    # (10:00→12:00) = 80 + 300 = 380. AIHC-1 over the 300 customers of the area = 380/300 h;
+    # RS-1 over the 24 h day = (1 − (380/300)/24) × 100.
+    day_start = datetime(2026, 11, 23, tzinfo=TZ)
+    report = build_report(h.daemon.store, h.topology, day_start, day_start + timedelta(days=1),
+                          TZ, T0 + timedelta(days=2))
+    summary = report.summary.iloc[0]
+    assert summary["customer_hours"] == pytest.approx(380.0)
+    assert summary["aihc1_h"] == pytest.approx(380.0 / 300)
+    assert summary["rs1_pct"] == pytest.approx((1 - (380.0 / 300) / 24) * 100)
+
+
+def test_one_crew_two_incidents_hospital_first_other_escalates(h: Harness) -> None:
+    # An ordinary outage on feeder 1 is confirmed first and takes the only crew.
+    h.feed(ev("F1", "T1", "T2", "T3"))
+    first = h.only_incident()
+    assert h.incident(first)["crew_id"] == "C1"
+    # Then the hospital's feeder goes off: higher priority, the crew is reassigned to it.
+    h.at(2)
+    h.feed(ev("F2", "T4", "T5", start=T0 + timedelta(minutes=2)))
+    second = next(r["id"] for r in h.daemon.store.load_incidents() if r["id"] != first)
+    assert h.incident(second)["priority"] > h.incident(first)["priority"]
+    assert h.incident(second)["crew_id"] == "C1"
+    assert h.incident(first)["crew_id"] is None
+    assert h.incident(first)["stage"] == "confirmed"
+    assert "县人民医院" in h.sent("dispatch")[-1].text
+    h.daemon.lifecycle.arrive(second, "operator:crew1")
+
+    # Nothing is escalated while the rural 90-minute deadline is far away...
+    h.at(30)
+    assert not [m for m in h.deliver() if m.purpose.startswith("escalation")]
+    # ...but 15 minutes before it, the waiting incident goes to the command centre, once.
+    h.at(76)
+    escalated = [m for m in h.deliver() if m.purpose.startswith("escalation")]
+    assert [m.incident_id for m in escalated] == [first]
+    assert escalated[0].audience == "command"
+    h.at(80)
+    assert not [m for m in h.deliver() if m.purpose.startswith("escalation")]
+
+
+def test_planned_outage_announced_reminded_and_not_taken_for_a_fault(h: Harness) -> None:
+    start = T0 + timedelta(days=2)
+    h.feed(ev("P1", "T1", "T2", kind="planned", start=start, etr=start + timedelta(hours=4)))
+    planned = h.only_incident()
+    announced = h.sent("outage")
+    assert [m.target for m in announced] == ["V1群"] and "计划停电" in announced[0].text
+    assert not h.sent("dispatch")  # planned work needs no repair crew
+
+    h.at(60 * 24)  # 24 h before the start: the day-before reminder
+    day_before = [m for m in h.deliver() if m.purpose.startswith("reminder")]
+    assert [(m.purpose, m.target) for m in day_before] == [("reminder_24h", "V1群")]
+    h.at(60 * 24 + 30)
+    assert not [m for m in h.deliver() if m.purpose.startswith("reminder")]
+    h.at(60 * 47 + 10)  # 50 minutes before: the one-hour reminder
+    hour_before = [m for m in h.deliver() if m.purpose.startswith("reminder")]
+    assert [(m.purpose, m.target) for m in hour_before] == [("reminder_1h", "V1群")]
+
+    # During the window AMI sees T1 and T2 dead: explained by the planned work, no fault.
+    h.at(60 * 49)
+    h.feed(ev("ami-9", "T1", "T2", signal="dead", source="ami", start=h.now))
+    assert [r["id"] for r in h.daemon.store.load_incidents(open_only=False)] == [planned]
+    assert not h.sent("dispatch")
+
+    # A time change is announced as an update; a cancellation tells the village.
+    h.at(60 * 50)
+    h.feed(ev("P1", "T1", "T2", kind="planned", start=start, etr=start + timedelta(hours=6)))
+    assert [m.target for m in h.sent("update")] == ["V1群"]
+    h.feed(ev("P1", "T1", "T2", kind="planned", status="cancelled", start=start,
+              etr=start + timedelta(hours=6)))
+    assert [m.target for m in h.sent("cancelled")] == ["V1群"]
+    assert h.incident(planned)["stage"] == "cancelled"
