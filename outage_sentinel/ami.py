@@ -26,12 +26,21 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in DESIGN.md §4
    reports. An area with fewer registered meters than the threshold needs all of them (never
    fewer than 2).
 2. **Held for the momentary rule.** An area outage is released (a ``dead`` output) only once it
-   has lasted ``min_duration_seconds`` (60 s): at :meth:`AmiScreen.tick` / :meth:`AmiScreen.feed`
-   with ``now >= start + min_duration``. Restored before that, it was a momentary interruption
-   (a recloser's dead time) and is dropped — counted in :attr:`ScreenResult.momentary`, no
-   output at all. :meth:`AmiScreen.next_due` says when to call :meth:`AmiScreen.tick` next.
-   If an off and its restore reach the screen together (a backlog after a restart) and the
-   outage lasted long enough, both the ``dead`` and the ``alive`` output are produced.
+   has lasted ``min_duration_seconds`` (60 s); restored before that, it was a momentary
+   interruption (a recloser's dead time) and is dropped — counted in
+   :attr:`ScreenResult.momentary`, no output at all. "Has lasted" is judged on report times
+   with room for reports in transit (``lateness_seconds``, 15 s): the outage is released by
+   :meth:`AmiScreen.tick` / :meth:`AmiScreen.feed` when either
+
+   * ``now >= start + min_duration`` and the outage has been known for ``lateness`` seconds
+     (live operation: released 60 s after it began; :meth:`AmiScreen.next_due` says when), or
+   * the report stream itself (the *watermark*, the newest report time fed) is
+     ``min_duration + lateness`` past the start — so a backlog replayed after a restart, whose
+     reports are all hours old, releases real outages as it goes while a blip whose restore
+     is in the next batch is still dropped.
+
+   If an off and its restore reach the screen together and the outage lasted long enough, both
+   the ``dead`` and the ``alive`` output are produced.
 3. An area outage is *restored* (an ``alive`` output with ``end``) when the terminal reports
    power on, or when ``restore_share`` (half) of the meters that went off report power on.
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
@@ -42,11 +51,7 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in DESIGN.md §4
    later power-on gives one with ``status="restored"``). Shorter single-meter blips are dropped
    as momentary.
 
-Times are the devices' report times (event time), but *release* is decided against ``now``,
-which the daemon passes in. After a long downtime, a backlog larger than one batch may release
-an outage whose restore sits in the next batch: it then gets its ``alive`` right after — the
-incident is opened and closed, nothing is lost. Passing ``now=min(now, screen.watermark)``
-while a source reports a backlog avoids that.
+Single-meter flags (rule 5) are held the same way. ``now`` is only ever passed in.
 
 State is in memory, bounded by the number of devices currently off (power-on history is pruned
 after a few minutes, devices off longer than ``forget_after_hours`` are forgotten), and
@@ -152,6 +157,7 @@ class ScreenPolicy:
     min_duration_seconds: float = 60.0
     restore_share: float = 0.5
     forget_after_hours: float = 72.0
+    lateness_seconds: float = 15.0
 
     @classmethod
     def from_config(cls, config: Any) -> ScreenPolicy:
@@ -223,6 +229,8 @@ class _Episode:
     terminal_off: bool = False
     released: bool = False
     cause: str = ""
+    #: processing time (``now``) when the episode was opened
+    seen: float = 0.0
 
 
 @dataclass
@@ -238,6 +246,7 @@ class _Single:
     transformer: str
     start: float
     flagged: bool = False
+    seen: float = 0.0
 
 
 def _ts(t: datetime) -> float:
@@ -263,11 +272,14 @@ class AmiScreen:
         #: device -> (time, action) of the last applied report (for merge / stale checks)
         self._last: dict[str, tuple[float, Action]] = {}
         self._singles: dict[str, _Single] = {}
-        #: (due time, seq, "area"|"single", key); entries are re-validated when popped
-        self._heap: list[tuple[float, int, str, str]] = []
+        #: (due, seq, "area"|"single", key) by report time (compared with the watermark) and
+        #: by processing time (compared with ``now``); entries are re-validated when popped.
+        self._eheap: list[tuple[float, int, str, str]] = []
+        self._wheap: list[tuple[float, int, str, str]] = []
         self._seq = 0
         self._watermark: float | None = None
         self._last_prune: float = -math.inf
+        self._t_now: float = 0.0
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -310,6 +322,7 @@ class AmiScreen:
                 continue
             observations.append(obs)
         observations.sort(key=lambda o: o.time)
+        self._t_now = _ts(now)
         for obs in observations:
             self._apply(obs, result)
         result.extend(self.tick(now))
@@ -320,13 +333,15 @@ class AmiScreen:
         that stayed off, as of ``now``; prune old state."""
         result = ScreenResult()
         t_now = _ts(now)
-        heap = self._heap
-        while heap and heap[0][0] <= t_now:
-            _, _, what, key = heapq.heappop(heap)
-            if what == "area":
-                self._release_area(key, t_now, result)
-            else:
-                self._flag_single(key, t_now, result)
+        # A device clock far ahead must not release everything: cap the watermark near now.
+        wm = min(self._watermark, t_now + 300.0) if self._watermark is not None else -math.inf
+        for heap, limit in ((self._eheap, wm), (self._wheap, t_now)):
+            while heap and heap[0][0] <= limit:
+                _, _, what, key = heapq.heappop(heap)
+                if what == "area":
+                    self._release_area(key, wm, t_now, result)
+                else:
+                    self._flag_single(key, wm, t_now, result)
         if t_now - self._last_prune >= 60.0:
             self._prune(t_now)
             self._last_prune = t_now
@@ -336,7 +351,7 @@ class AmiScreen:
 
     def next_due(self) -> datetime | None:
         """When :meth:`tick` may next have something to release (``None``: nothing held)."""
-        return _dt(self._heap[0][0]) if self._heap else None
+        return _dt(self._wheap[0][0]) if self._wheap else None
 
     def outages(self) -> dict[str, datetime]:
         """Transformer areas currently out (released outages) -> outage start."""
@@ -356,9 +371,19 @@ class AmiScreen:
             n = min(n, registered)
         return max(n, 2)
 
-    def _push(self, due: float, what: str, key: str) -> None:
+    def _push(self, due: float, seen: float, what: str, key: str) -> None:
+        """Schedule a check of something due at report time ``due``, first seen at ``seen``."""
+        late = self.policy.lateness_seconds
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, what, key))
+        heapq.heappush(self._eheap, (due + late, self._seq, what, key))
+        heapq.heappush(self._wheap, (max(due, seen + late), self._seq, what, key))
+
+    def _is_due(self, due: float, seen: float, wm: float, t_now: float) -> bool:
+        """Report time ``due`` has passed: the report stream is ``lateness`` past it, or the
+        clock is past it and the thing has been known for ``lateness`` (a restore in transit
+        has had time to arrive)."""
+        late = self.policy.lateness_seconds
+        return wm >= due + late or (t_now >= due and t_now >= seen + late)
 
     def _apply(self, obs: Observation, result: ScreenResult) -> None:
         t = _ts(obs.time)
@@ -417,7 +442,7 @@ class AmiScreen:
             ep.restored.discard(meter)
             if t < ep.start and not ep.released:
                 ep.start = t
-                self._push(t + self.policy.min_duration_seconds, "area", tx)
+                self._push(t + self.policy.min_duration_seconds, ep.seen, "area", tx)
             return
         threshold = self._threshold(tx)
         if len(area.off) >= threshold:
@@ -437,9 +462,8 @@ class AmiScreen:
                         cause=f"AMI: {len(members)} meters reported power off within "
                               f"{w:g} s"))
                     return
-        self._singles[meter] = _Single(tx, t)
-        self._push(t + max(self.policy.window_seconds, self.policy.min_duration_seconds),
-                   "single", meter)
+        self._singles[meter] = _Single(tx, t, seen=self._t_now)
+        self._push(t + self._single_hold(), self._t_now, "single", meter)
 
     def _meter_on(self, tx: str, area: _Area, meter: str, t: float, result: ScreenResult) -> None:
         area.off.pop(meter, None)
@@ -467,9 +491,13 @@ class AmiScreen:
             result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), _dt(t),
                                                         "restored"))
 
+    def _single_hold(self) -> float:
+        return max(self.policy.window_seconds, self.policy.min_duration_seconds)
+
     def _open(self, tx: str, area: _Area, episode: _Episode) -> None:
+        episode.seen = self._t_now
         area.episode = episode
-        self._push(episode.start + self.policy.min_duration_seconds, "area", tx)
+        self._push(episode.start + self.policy.min_duration_seconds, episode.seen, "area", tx)
 
     def _close(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
         ep = area.episode
@@ -482,19 +510,21 @@ class AmiScreen:
             result.events.append(self._output(tx, ep, None))
         result.events.append(self._output(tx, ep, t))
 
-    def _release_area(self, tx: str, t_now: float, result: ScreenResult) -> None:
+    def _release_area(self, tx: str, wm: float, t_now: float, result: ScreenResult) -> None:
         area = self._areas.get(tx)
         if area is None or area.episode is None or area.episode.released:
             return
         ep = area.episode
-        if t_now < ep.start + self.policy.min_duration_seconds:
-            return  # start moved; a later heap entry exists
+        if not self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now):
+            return  # the start moved; another heap entry covers it
         ep.released = True
         result.events.append(self._output(tx, ep, None))
 
-    def _flag_single(self, meter: str, t_now: float, result: ScreenResult) -> None:
+    def _flag_single(self, meter: str, wm: float, t_now: float, result: ScreenResult) -> None:
         single = self._singles.get(meter)
         if single is None or single.flagged:
+            return
+        if not self._is_due(single.start + self._single_hold(), single.seen, wm, t_now):
             return
         area = self._areas.get(single.transformer)
         if area is None or meter not in area.off:
@@ -539,13 +569,16 @@ class AmiScreen:
                 area.terminal_off = None
             if area.episode is None and not area.off and area.terminal_off is None:
                 del self._areas[tx]
-        if len(self._heap) > 4 * (len(self._singles) + len(self._areas)) + 1024:
+        if len(self._wheap) + len(self._eheap) > 8 * (len(self._singles) + len(self._areas)) + 2048:
             # Compact lazily-invalidated heap entries so memory stays flat in long storms.
-            live = [e for e in self._heap
-                    if (e[2] == "single" and e[3] in self._singles)
-                    or (e[2] == "area" and e[3] in self._areas)]
-            heapq.heapify(live)
-            self._heap = live
+            def live(heap: list[tuple[float, int, str, str]]) -> list[tuple[float, int, str, str]]:
+                kept = [e for e in heap if (e[2] == "single" and e[3] in self._singles)
+                        or (e[2] == "area" and e[3] in self._areas)]
+                heapq.heapify(kept)
+                return kept
+
+            self._eheap = live(self._eheap)
+            self._wheap = live(self._wheap)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -560,14 +593,15 @@ class AmiScreen:
                 "episode": None if ep is None else {
                     "start": ep.start, "basis": ep.basis, "meters": sorted(ep.meters),
                     "restored": sorted(ep.restored), "terminal_off": ep.terminal_off,
-                    "released": ep.released, "cause": ep.cause,
+                    "released": ep.released, "cause": ep.cause, "seen": ep.seen,
                 },
             }
         return {
             "version": _STATE_VERSION,
             "areas": areas,
             "last": {d: [t, a] for d, (t, a) in self._last.items()},
-            "singles": {m: [s.transformer, s.start, s.flagged] for m, s in self._singles.items()},
+            "singles": {m: [s.transformer, s.start, s.flagged, s.seen]
+                        for m, s in self._singles.items()},
             "watermark": self._watermark,
         }
 
@@ -584,19 +618,19 @@ class AmiScreen:
                          terminal_off=a.get("terminal_off"))
             e = a.get("episode")
             if e is not None:
-                area.episode = _Episode(float(e["start"]), e["basis"], set(e["meters"]),
-                                        set(e["restored"]), bool(e["terminal_off"]),
-                                        bool(e["released"]), str(e.get("cause", "")))
-                if not area.episode.released:
-                    screen._push(area.episode.start + p.min_duration_seconds, "area", tx)
+                ep = _Episode(float(e["start"]), e["basis"], set(e["meters"]),
+                              set(e["restored"]), bool(e["terminal_off"]), bool(e["released"]),
+                              str(e.get("cause", "")), float(e.get("seen", 0.0)))
+                area.episode = ep
+                if not ep.released:
+                    screen._push(ep.start + p.min_duration_seconds, ep.seen, "area", tx)
             screen._areas[tx] = area
         for d, (t, act) in state.get("last", {}).items():
             screen._last[d] = (float(t), "off" if act == "off" else "on")
-        for m, (tx, start, flagged) in state.get("singles", {}).items():
-            screen._singles[m] = _Single(tx, float(start), bool(flagged))
+        for m, (tx, start, flagged, seen) in state.get("singles", {}).items():
+            screen._singles[m] = _Single(tx, float(start), bool(flagged), float(seen))
             if not flagged:
-                screen._push(float(start) + max(p.window_seconds, p.min_duration_seconds),
-                             "single", m)
+                screen._push(float(start) + screen._single_hold(), float(seen), "single", m)
         wm = state.get("watermark")
         screen._watermark = float(wm) if wm is not None else None
         return screen

@@ -211,6 +211,10 @@ class AmiScreenConfig(Strict):
     restore_share: float = Field(default=0.5, gt=0, le=1)
     #: Forget a meter still off after this long (its restore report was lost).
     forget_after_hours: float = Field(default=72.0, gt=0)
+    #: How far reports of one outage may lag behind each other / behind the clock: a held
+    #: outage is released only once it has been known this long (or the report stream is this
+    #: far past its minimum duration), so a restore in transit can still cancel it.
+    lateness_seconds: float = Field(default=15.0, ge=0)
 
 
 class MqttSourceConfig(SourceBase):

@@ -307,4 +307,30 @@ def test_state_stays_small_after_many_blips() -> None:
     screen.tick(at(30000))
     state = screen.to_state()
     assert state["areas"] == {} and state["last"] == {} and state["singles"] == {}
-    assert len(screen._heap) < 2000
+    assert len(screen._eheap) + len(screen._wheap) < 4000
+
+
+def test_backlog_replayed_in_batches_keeps_blips_momentary() -> None:
+    """Reports hours old (a backlog after a restart): ``now`` is far ahead of their times, yet
+    a blip whose restore comes in the next batch is still dropped, and a real outage is
+    released as soon as the report stream has moved past its minimum duration."""
+    screen = AmiScreen(registry())
+    late = 3 * 3600.0
+    r = screen.feed(meters_off(0, 6) + meters_off(1, 6), at(late))
+    assert r.events == []
+    r = screen.feed(meters_on(0, 6, at=10), at(late + 1))  # next batch, one second later
+    assert r.momentary == 1 and r.events == []
+    later_reports = [obs("TX2-M0", "off", 80), obs("TX2-M0", "on", 81)]
+    r = screen.feed(later_reports, at(late + 2))  # the stream is now 80 s past TX1's start
+    assert [(e.signal, e.transformers) for e in r.events] == [("dead", ("TX1",))]
+
+
+def test_restore_in_transit_cancels_a_just_seen_outage() -> None:
+    """An outage first seen after its minimum duration is held ``lateness`` more seconds."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 5), at(70))  # reports arrive 70 s late
+    assert screen.tick(at(80)).events == []
+    assert screen.next_due() == at(85)
+    r = screen.feed(meters_on(0, 5, at=50), at(82))  # the restores were 50 s after the offs
+    assert r.momentary == 1
+    assert screen.tick(at(200)).events == []
