@@ -251,6 +251,10 @@ class Daemon:
         scheduler.add_job(self._lifecycle_job, "interval",
                           seconds=self.config.lifecycle.check_interval_seconds, id="lifecycle",
                           next_run_time=now, misfire_grace_time=30)
+        if self.config.command_centre.daily_report_at and self.config.command_centre.channel:
+            hh, mm = self.config.command_centre.daily_report_at.split(":")
+            scheduler.add_job(self._daily_report_job, "cron", hour=int(hh), minute=int(mm),
+                              timezone=self.tz, id="daily_report", misfire_grace_time=3600)
         scheduler.add_listener(self._on_job_event,
                                EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
         if install_signals:
@@ -301,6 +305,12 @@ class Daemon:
             self.lifecycle.check(self.clock())
         except Exception as exc:
             self.log.error("lifecycle_check_failed", error=redact(repr(exc)))
+
+    def _daily_report_job(self) -> None:
+        try:
+            self.lifecycle.daily_report(self.clock())
+        except Exception as exc:
+            self.log.error("daily_report_failed", error=redact(repr(exc)))
 
     def _deliver_job(self) -> None:
         if self._stop.is_set():

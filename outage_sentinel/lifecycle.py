@@ -366,6 +366,26 @@ class Lifecycle:
                 queued += added
         return queued
 
+    def daily_report(self, now: datetime | None = None) -> int:
+        """Queue yesterday's report summary for the command centre (once per day)."""
+        from outage_sentinel import reports
+
+        cc = self.config.command_centre
+        if cc.channel is None:
+            return 0
+        now = now or self.clock()
+        tz = self.planner.tz
+        day = reports.yesterday(now, tz)
+        start, end = reports.day_period(day, tz)
+        report = reports.build_report(self.store, self.topology, start, end, tz, now)
+        body = reports.daily_report_message(report)
+        row = {"incident_id": f"REPORT-{day:%Y%m%d}", "revision": 0,
+               "recipient": f"command:{cc.target}", "purpose": "daily_report",
+               "channel": cc.channel, "target": cc.target, "audience": "command",
+               "subject": body.splitlines()[0], "body": body, "payload": {"markdown": body}}
+        with self.store.transaction() as conn:
+            return self.store.enqueue_in(conn, [row], now)
+
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return conn.execute(select(incidents_t.c.crew_id).where(
             incidents_t.c.id == incident_id)).scalar()

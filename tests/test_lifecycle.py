@@ -281,3 +281,16 @@ def test_planned_outage_announced_reminded_and_not_taken_for_a_fault(h: Harness)
               etr=start + timedelta(hours=6)))
     assert [m.target for m in h.sent("cancelled")] == ["V1群"]
     assert h.incident(planned)["stage"] == "cancelled"
+
+
+def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
+    h.feed(ev("F1", "T3"))
+    inc = h.only_incident()
+    h.at(60)
+    h.daemon.operator_restore(inc, "operator:crew1", None, None)
+    h.at(60 * 24)  # the next morning: yesterday's report
+    assert h.daemon.lifecycle.daily_report(h.now) == 1
+    assert h.daemon.lifecycle.daily_report(h.now) == 0  # idempotent within the day
+    sent = [m for m in h.deliver() if m.purpose == "daily_report"]
+    assert len(sent) == 1 and sent[0].audience == "command" and sent[0].target == "指挥中心"
+    assert "80" in sent[0].text  # the 80 customers × 1 h lost
