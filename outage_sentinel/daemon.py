@@ -55,13 +55,13 @@ from outage_sentinel.incidents import (
     resolve_event,
     restoration_step,
 )
-from outage_sentinel.lifecycle import Lifecycle, incident_columns
 from outage_sentinel.liaison import LiaisonPlanner, Renderer
+from outage_sentinel.lifecycle import Lifecycle, incident_columns
 from outage_sentinel.logs import get_logger, redact, register_secret
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source, SourceError
-from outage_sentinel.store import StoredEvent, Store, events_t, incidents_t
+from outage_sentinel.store import Store, StoredEvent, events_t, incidents_t
 from outage_sentinel.topology import Topology, load_bundle
 
 #: Give up processing an event after this many failures (it is quarantined, not lost).
@@ -171,7 +171,8 @@ class Daemon:
         self.deliverer = Deliverer(self.store, self.channels,
                                    RetryPolicy.from_config(config.delivery.retry), self.metrics,
                                    batch_size=config.delivery.batch_size,
-                                   dry_run=config.delivery.dry_run)
+                                   dry_run=config.delivery.dry_run,
+                                   language=config.notify.language)
         self.window = timedelta(minutes=config.correlation.window_minutes)
         self.lifecycle = Lifecycle(self.store, self.topology, self.planner, config, clock)
         self._process_lock = threading.Lock()

@@ -102,6 +102,7 @@ class LiaisonPlanner:
             "village": village.name, "feeder": context["feeder_label"],
             "start": context["start_local"], "etr": context["etr_local"] or "",
             "households": village_customers, "incident": incident.id,
+            "kind": incident.kind,
         }
         return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
 

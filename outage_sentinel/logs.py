@@ -18,13 +18,13 @@ import structlog
 
 # The optional country code (+86 / 86 / 0086 glued to the number, as E.164 and SMS APIs write
 # it) is kept but must not hide the number from the mask.
-PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)?1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 _secrets: set[str] = set()
 
 
 def mask_phone(text: str) -> str:
     """Mask mainland mobile numbers in ``text``: 13812345678 -> 138****5678."""
-    return PHONE.sub(r"\1****\3", text)
+    return PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
 
 
 def register_secret(value: str | None) -> None:

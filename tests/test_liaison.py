@@ -94,7 +94,8 @@ def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
     assert row["subject"] == "【故障停电通知】马集村（马集镇）"
     assert row["payload"]["params"] == {
         "village": "马集村", "feeder": "马集I线", "start": "2026-03-01 08:00",
-        "etr": "2026-03-01 10:00", "households": 70, "incident": "INC-20260301-0001"}
+        "etr": "2026-03-01 10:00", "households": 70, "incident": "INC-20260301-0001",
+        "kind": "fault"}
 
 
 def test_planned_notice_without_etr(grid: Topology) -> None:

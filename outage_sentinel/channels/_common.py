@@ -24,11 +24,13 @@ import requests
 import structlog
 
 from outage_sentinel.channels.base import Outcome, SendResult
+from outage_sentinel.logs import PHONE
+from outage_sentinel.logs import mask_phone as _mask_in_text
 
 log = structlog.get_logger("outage_sentinel.channels")
 
-#: Mainland mobile numbers, optionally with +86/0086; not inside longer digit runs.
-_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?|0086[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+#: Mainland mobile numbers, optionally with +86/0086 (one pattern for logs and channels).
+_PHONE = PHONE
 _URL_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
 
 
@@ -37,7 +39,7 @@ def mask_phone(phone: str) -> str:
     digits = phone.strip()
     m = _PHONE.fullmatch(digits)
     if m:
-        return f"{m.group(1)}****{m.group(3)}"
+        return f"{m.group(2)}****{m.group(4)}"
     if len(digits) <= 4:
         return "****"
     return "****" + digits[-4:]
@@ -45,7 +47,7 @@ def mask_phone(phone: str) -> str:
 
 def mask_phones(text: str) -> str:
     """Mask every mobile number inside free text."""
-    return _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+    return _mask_in_text(text)
 
 
 class Redactor:
