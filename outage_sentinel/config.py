@@ -118,6 +118,10 @@ class HttpJsonSourceConfig(SourceBase):
     pagination: PaginationConfig | None = None
     #: Timezone of times without an offset in the feed.
     timezone: str | None = None
+    #: The feed lists every current outage (as 95598 notice lists do): a record that is gone
+    #: from a complete poll is over, and its incident is restored. False for feeds that only
+    #: send changes.
+    snapshot: bool = True
 
     @model_validator(mode="after")
     def _needs_mapping(self) -> HttpJsonSourceConfig:

@@ -44,7 +44,7 @@ import requests
 import structlog
 
 from outage_sentinel.config import HttpJsonSourceConfig, RetryConfig
-from outage_sentinel.events import EventError, OutageEvent, PollResult, Quarantined
+from outage_sentinel.events import EventError, OutageEvent, PollResult, Quarantined, parse_time
 from outage_sentinel.sources.base import SourceError
 from outage_sentinel.sources.mapping import (
     MISSING,
@@ -232,6 +232,7 @@ class HttpJsonSource:
         new_cursor: dict[str, Any] = {}
         paged = self.pagination.mode == "page"
         page = 1
+        total: int | None = None
         while True:
             response = self._fetch(page if paged else None, conditional if page == 1 else {})
             if response.status == 304:
@@ -263,8 +264,41 @@ class HttpJsonSource:
                 break
             page += 1
         new_cursor["pages"] = page
+        complete = not (paged and page >= self.pagination.max_pages
+                        and (total is None or total > page))
+        if self.config.snapshot:
+            self._snapshot(result, new_cursor, now, complete)
         result.cursor = new_cursor
         return result
+
+    def _snapshot(self, result: PollResult, cursor: dict[str, Any], now: datetime,
+                  complete: bool) -> None:
+        """The feed lists every current outage: a record gone from a complete poll is over.
+
+        95598 notice lists carry no status field; an outage leaves the list when it ends. The
+        active records are kept in the cursor (persisted with the events), and a record that
+        disappears becomes a ``restored`` revision. Not inferred from an incomplete poll (page
+        limit reached) or one with quarantined records (their ids are unknown).
+        """
+        previous: dict[str, Any] = dict(self._cursor.get("active") or {})
+        current = {e.event_id: {"kind": e.kind, "start": e.start.isoformat(),
+                                "feeder": e.feeder}
+                   for e in result.events if e.status == "active"}
+        listed = {e.event_id for e in result.events}
+        if not complete or result.quarantined:
+            cursor["active"] = {**previous, **current}
+            return
+        for event_id, info in sorted(previous.items()):
+            if event_id in listed:
+                continue
+            try:
+                result.events.append(OutageEvent(
+                    source=self.name, event_id=event_id, kind=info.get("kind", "fault"),
+                    status="restored", start=parse_time(info["start"], "start"), end=now,
+                    feeder=info.get("feeder"), raw={"inferred": "record left the feed"}))
+            except (EventError, KeyError, TypeError):
+                continue  # a damaged cursor entry: forget it rather than fail the poll
+        cursor["active"] = current
 
     def acknowledge(self, result: PollResult) -> None:
         """The result is stored: from now on send its validators in conditional requests."""
@@ -290,6 +324,9 @@ class HttpJsonSource:
         pages = cursor.get("pages")
         if isinstance(pages, int) and not isinstance(pages, bool) and pages >= 1:
             clean["pages"] = pages
+        active = cursor.get("active")
+        if isinstance(active, dict):
+            clean["active"] = {str(k): v for k, v in active.items() if isinstance(v, dict)}
         return clean
 
     def _conditional_headers(self) -> dict[str, str]:
