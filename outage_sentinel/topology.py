@@ -975,17 +975,21 @@ def _split_table(text: str) -> _Table | None:
     del flat[:width]
     if text.endswith("\n"):
         flat.pop()
-    return _columns(header, flat, n, text)
+    return _columns(header, flat, n, not _plain(text))
 
 
-def _columns(header: list[str], flat: list[str], n: int, text: str) -> _Table:
-    """Columns out of the row-major ``flat`` fields, stripped when the text has any space."""
+def _plain(text: str) -> bool:
+    """True when no unquoted field of ``text`` can need stripping (ASCII, no space at all)."""
+    return text.isascii() and '"' not in text and not any(c in text for c in _ASCII_SPACE)
+
+
+def _columns(header: list[str], flat: list[str], n: int, strip: bool) -> _Table:
+    """Columns out of the row-major ``flat`` fields, stripped if ``strip``."""
     width = len(header)
     index = {name: k for k, name in enumerate(header)}  # a repeated name: the last one wins
     columns = cast(dict[str, list[str | None]],
                    {name: flat[k::width] for name, k in index.items()} if width else {})
-    clean = text.isascii() and not any(c in text for c in _ASCII_SPACE)
-    if not clean:
+    if strip:
         for name, column in columns.items():
             columns[name] = [v.strip() if v else "" for v in column]
     return _Table(header, columns, n)
@@ -1006,7 +1010,7 @@ def _parse_table(text: str) -> _Table:
     n = len(rows)
     flat = list(itertools.chain.from_iterable(rows))
     del rows
-    return _columns(header, flat, n, text if '"' not in text else "\"")
+    return _columns(header, flat, n, not _plain(text))
 
 
 def read_csv_file(path: Path) -> tuple[list[str], list[dict[str, str]]]:
