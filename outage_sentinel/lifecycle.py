@@ -337,7 +337,7 @@ class Lifecycle:
                 area: str
                 if dispatched and current.get("crew_id"):
                     deadline = parse_time(dispatched["deadline"], "deadline")
-                    area = str(dispatched.get("area_type") or self.params.default_area_type)
+                    area = str(dispatched.get("area_type") or self.params.commitments.default_area_type)
                     eta = dispatched.get("eta")
                     travel = max(0.0, (parse_time(eta, "eta") - now).total_seconds() / 60) \
                         if eta else None
