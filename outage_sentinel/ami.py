@@ -101,9 +101,8 @@ def parse_device_ref(text: str) -> tuple[DeviceKind, str] | None:
 def compact_time(t: datetime) -> str:
     """``20261123T080000Z`` (microseconds kept when non-zero): the time part of AMI event ids."""
     u = t.astimezone(UTC)
-    text = u.strftime("%Y%m%dT%H%M%S")
-    if u.microsecond:
-        text += f".{u.microsecond:06d}"
+    # isoformat is C code; at storm rates this is ~3x faster than strftime.
+    text = u.replace(tzinfo=None).isoformat().replace("-", "").replace(":", "")
     return text + "Z"
 
 
