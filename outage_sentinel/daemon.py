@@ -87,11 +87,11 @@ def build_source(cfg: SourceConfig, config: Config, topology: Topology | None = 
     if cfg.type == "mqtt":
         from outage_sentinel.sources.mqtt import MqttSource
 
-        return MqttSource(cfg, topology=topology)  # type: ignore[arg-type]
+        return MqttSource(cfg, topology=topology, default_tz=config.timezone)
     if cfg.type == "file_drop":
         from outage_sentinel.sources.file_drop import FileDropSource
 
-        return FileDropSource(cfg, topology=topology)  # type: ignore[arg-type]
+        return FileDropSource(cfg, topology=topology, default_tz=config.timezone)
     raise ValueError(f"unknown source type {cfg.type!r}")
 
 

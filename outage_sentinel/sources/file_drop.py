@@ -42,6 +42,7 @@ from outage_sentinel.config import FileDropSourceConfig
 from outage_sentinel.events import PollResult, Quarantined
 from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
 from outage_sentinel.sources.base import SourceError
+from outage_sentinel.topology import Topology
 
 log = structlog.get_logger(__name__)
 
@@ -66,9 +67,14 @@ class FileDropSource:
     type = "file_drop"
 
     def __init__(self, config: FileDropSourceConfig, *, registry: AmiRegistry | None = None,
+                 topology: Topology | None = None,
                  default_tz: tzinfo | str = "Asia/Shanghai") -> None:
+        """``registry`` (or one built from ``topology``'s ``meters.csv``) places devices in
+        transformer areas; ``default_tz`` is for times without an offset."""
         self.config = config
         self.name: str = config.name
+        if registry is None and topology is not None:
+            registry = AmiRegistry.from_topology(topology)
         self.parser = AmiPayloadParser(config.name, config.ami, registry, default_tz)
         self.directory = Path(config.directory)
         self.done_dir = Path(config.done_dir) if config.done_dir else self.directory / "done"
@@ -140,6 +146,10 @@ class FileDropSource:
                     continue
                 shutil.move(str(t.path), str(target))
             self.stats["files_done" if t.outcome == "done" else "files_failed"] += 1
+
+    def update_topology(self, topology: Topology) -> None:
+        """Use a reloaded bundle's ``meters.csv`` from the next poll on."""
+        self.parser.registry = AmiRegistry.from_topology(topology)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -51,6 +51,7 @@ from outage_sentinel.config import MqttSourceConfig
 from outage_sentinel.events import PollResult, Quarantined
 from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
 from outage_sentinel.sources.base import SourceError
+from outage_sentinel.topology import Topology
 
 log = structlog.get_logger(__name__)
 
@@ -76,10 +77,15 @@ class MqttSource:
     type = "mqtt"
 
     def __init__(self, config: MqttSourceConfig, *, registry: AmiRegistry | None = None,
+                 topology: Topology | None = None,
                  default_tz: tzinfo | str = "Asia/Shanghai",
                  connect_timeout_seconds: float = 5.0) -> None:
+        """``registry`` (or one built from ``topology``'s ``meters.csv``) places devices in
+        transformer areas; ``default_tz`` is for payload times without an offset."""
         self.config = config
         self.name: str = config.name
+        if registry is None and topology is not None:
+            registry = AmiRegistry.from_topology(topology)
         self.parser = AmiPayloadParser(config.name, config.ami, registry, default_tz)
         self.connect_timeout_seconds = connect_timeout_seconds
         self._lock = threading.Lock()
@@ -200,6 +206,10 @@ class MqttSource:
                 client.ack(msg.mid, msg.qos)
                 acked += 1
         self.stats["acked"] += acked
+
+    def update_topology(self, topology: Topology) -> None:
+        """Use a reloaded bundle's ``meters.csv`` from the next poll on."""
+        self.parser.registry = AmiRegistry.from_topology(topology)
 
     def close(self) -> None:
         """Disconnect cleanly; unacknowledged messages stay with the broker's session."""
