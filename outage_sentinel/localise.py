@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -123,17 +124,25 @@ class LocaliserParams:
     #: Probability that a dead area sends an alive report anyway (stale reading). Small: alive
     #: evidence is trusted, and a device above it is all but ruled out.
     alive_false_rate: float = 1e-6
-    #: Gamma prior (shape, rate) of trouble calls per customer of a dead area (mean 0.1).
-    call_rate_shape: float = 1.0
-    call_rate_rate: float = 10.0
-    #: Trouble calls per customer of an energised area (other complaints, wrong area).
-    spurious_call_rate: float = 5e-5
+    #: Gamma prior (shape, rate) of trouble calls per customer of a dead area: mean 0.1,
+    #: coefficient of variation ~0.3 (8-12 % of customers phone in an outage), so a dead
+    #: area of many customers and no call is unlikely.
+    call_rate_shape: float = 10.0
+    call_rate_rate: float = 100.0
+    #: Trouble calls per customer of an energised area (other complaints, wrong area): about
+    #: one a window on a feeder of 100,000 customers.
+    spurious_call_rate: float = 1e-5
     #: P(device reported open | it operated) and P(reported open | it did not).
     open_report_true: float = 0.9
     open_report_false: float = 1e-3
-    #: Prior probability that a given protective device operated in the window: the penalty
-    #: for each extra device in a hypothesis.
-    fault_prior: float = 3e-4
+    #: Mean prior probability that a given protective device operated in the window (a device
+    #: operates every few years; a window is about an hour).
+    fault_prior: float = 6e-5
+    #: Shape of the Beta prior of that per-device rate (its mean is ``fault_prior``). The rate
+    #: is shared by the devices of a feeder and uncertain (calm day or storm), so the count of
+    #: operated devices is beta-binomial: every operated device found makes another one more
+    #: likely. Small = bursty (storms); large = independent devices at ``fault_prior``.
+    fault_rate_shape: float = 0.1
     #: Multipliers of ``fault_prior`` per kind: losing the source (the substation bus) is rarer
     #: than a protective device operating; a manual switch opening by itself rarer still.
     source_prior_factor: float = 0.2
@@ -278,22 +287,26 @@ class _Resolved:
 def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
     out = _Resolved()
     unknown: dict[str, None] = {}
-    nodes = topology.nodes
     pos = topology.pos
 
+    kinds = topology.kinds
+
     def area(ref: str) -> int | None:
-        nid = ref if ref in nodes else topology.resolve(ref)
-        if nid is None or nodes[nid].kind != "transformer":
+        i = pos.get(ref)
+        if i is None:
+            nid = topology.resolve(ref)
+            i = pos.get(nid) if nid is not None else None
+        if i is None or kinds[i] != "transformer":
             unknown.setdefault(ref, None)
             return None
-        return pos[nid]
+        return i
 
     def device(ref: str, allow_area: bool = False) -> int | None:
         nid = topology.resolve(ref)
         if nid is None:
             unknown.setdefault(ref, None)
             return None
-        kind = nodes[nid].kind
+        kind = kinds[pos[nid]]
         if kind in DEVICE_KINDS or kind == "source" or (allow_area and kind == "transformer"):
             return pos[nid]
         unknown.setdefault(ref, None)
@@ -328,6 +341,25 @@ def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
 
 
 # -- per-component scoring ----------------------------------------------------------------------
+
+#: Protective devices per energised component (keyed by root), per topology: the number of
+#: devices that could have operated, for the prior on how many did. Counted on first use.
+_DEVICE_COUNTS: weakref.WeakKeyDictionary[Topology, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
+def _device_count(topology: Topology, root: int) -> int:
+    try:
+        counts = _DEVICE_COUNTS.setdefault(topology, {})
+    except TypeError:  # not weak-referenceable: count every time (O(component))
+        counts = {}
+    n = counts.get(root)
+    if n is None:
+        kinds = topology.kinds
+        n = sum(1 for i in topology.order[topology.tin[root]:topology.tout[root] + 1]
+                if kinds[i] in PROTECTIVE_KINDS)
+        counts[root] = n
+    return n
+
 
 
 def _log_beta(a: float, b: float) -> float:
@@ -389,6 +421,15 @@ class _Component:
         self.log_open_bonus = (math.log(params.open_report_true)
                                - math.log(params.open_report_false))
         self.log_spur = math.log(params.spurious_call_rate)
+        # beta-binomial prior on how many of the component's devices operated
+        self.n_devices = max(_device_count(topology, root), 1)
+        fp = min(max(params.fault_prior, 1e-300), 0.5)
+        self.rate_a = params.fault_rate_shape
+        self.rate_b = params.fault_rate_shape * (1.0 - fp) / fp
+        self._count_prior: list[float] = [0.0]
+        #: log prior weight of each candidate beyond the count prior: its kind, summed over
+        #: the devices with the same downstream areas (any of them opening has the same effect)
+        self.log_weight: dict[int, float] = {}
         self._score_cache: dict[frozenset[int], float] = {}
 
     # subtree statistics, O(log n)
@@ -424,14 +465,29 @@ class _Component:
             calls=self.call_prefix[c_hi] - self.call_prefix[c_lo],
         )
 
-    def prior(self, i: int) -> float:
-        kind = self.t.nodes[self.t.ids[i]].kind
-        p = self.p.fault_prior
+    def kind_factor(self, i: int) -> float:
+        """Prior weight of a device by its kind, relative to a protective device."""
+        kind = self.t.kinds[i]
         if kind == "source":
-            p *= self.p.source_prior_factor
-        elif kind not in PROTECTIVE_KINDS:
-            p *= self.p.switch_prior_factor
-        return math.log(p) - math.log1p(-p)
+            return self.p.source_prior_factor
+        if kind not in PROTECTIVE_KINDS:
+            return self.p.switch_prior_factor
+        return 1.0
+
+    def prior(self, i: int) -> float:
+        """Log prior weight of candidate ``i`` (its kind, times its equivalent devices)."""
+        w = self.log_weight.get(i)
+        return w if w is not None else math.log(self.kind_factor(i))
+
+    def count_prior(self, k: int) -> float:
+        """log P(a given set of k devices operated) under the beta-binomial: the per-device
+        rate ~ Beta(a, b) is integrated out over the component's D devices."""
+        cp = self._count_prior
+        a, b, d = self.rate_a, self.rate_b, self.n_devices
+        while len(cp) <= k:
+            j = len(cp) - 1  # extend from j to j + 1 devices
+            cp.append(cp[-1] + math.log(a + j) - math.log(b + max(d - j - 1, 0)))
+        return cp[k]
 
     def loglik(self, dead: _Stats) -> float:
         """Log-likelihood of all evidence of the component when exactly ``dead`` is off."""
@@ -461,7 +517,7 @@ class _Component:
         if cached is not None:
             return cached
         dead = _Stats()
-        s = 0.0
+        s = self.count_prior(len(devices))
         for d in devices:
             dead = dead + self.stats(d)
             s += self.prior(d)
@@ -593,6 +649,7 @@ def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[i
     tin, tout = topology.tin, topology.tout
     nodes, ids = topology.nodes, topology.ids
     by_range: dict[tuple[int, int], int] = {}
+    weight: dict[tuple[int, int], float] = {}
     for i in sorted(seen, key=lambda j: tin[j]):
         if nodes[ids[i]].normally_open or i in excluded_devices:
             continue
@@ -603,9 +660,12 @@ def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[i
         if s.n == 0 and i not in comp.open_reported:
             continue
         key = comp.tx_range(i) if i not in comp.open_reported else (-i - 1, 0)
+        weight[key] = weight.get(key, 0.0) + comp.kind_factor(i)
         held = by_range.get(key)
         if held is None or _preferred(topology, i, held, comp):
             by_range[key] = i
+    for key, i in by_range.items():
+        comp.log_weight[i] = math.log(weight[key])
     return sorted(by_range.values(), key=lambda j: tin[j])
 
 
@@ -613,7 +673,7 @@ def _preferred(topology: Topology, a: int, b: int, comp: _Component) -> bool:
     """Of two devices with the same downstream areas, the one a crew should be sent to: the
     more likely kind, and then the deeper one (protection is coordinated so the device
     nearest the fault clears it)."""
-    pa, pb = comp.prior(a), comp.prior(b)
+    pa, pb = comp.kind_factor(a), comp.kind_factor(b)
     if pa != pb:
         return pa > pb
     return topology.depth[a] > topology.depth[b]
@@ -639,7 +699,7 @@ def localise(topology: Topology, evidence: Evidence,
     ev = _resolve(topology, evidence)
     root_of = topology.root
     excluded_devices = {i for i in ev.planned | ev.known_open
-                        if topology.nodes[topology.ids[i]].kind != "transformer"}
+                        if topology.kinds[i] != "transformer"}
     excluded = _excluded_intervals(topology, ev.planned | ev.known_open)
     tins = topology._tx_tins
 
