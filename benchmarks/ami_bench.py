@@ -130,23 +130,27 @@ def publisher(topic: str, seed: int, t0_iso: str, per_message: int, ready: Any,
     """Child process: publish the storm at QoS 1 as fast as the broker takes it.
 
     ``tool="mosquitto_pub"`` pipes one JSON line per message into ``mosquitto_pub -l`` (a C
-    client, like a head-end's), in chunks of 1,000 paced to ``rate`` events/s (0 = flat out);
+    client, like a head-end's), fed in chunks of 500 paced to ``rate`` events/s (0 = flat out);
     ``paho`` publishes from Python (``per_message`` per message), flat out.
     """
     t0 = datetime.fromisoformat(t0_iso)
     # Round k replays the storm (new seed) an hour of device time after round k-1.
     events = [e for k in range(rounds) for e in storm(seed + k, t0 + timedelta(hours=k), k)]
     if tool == "mosquitto_pub":
-        lines = [json.dumps(e) + "\n" for e in events]
-        chunk = 1000
+        lines = [(json.dumps(e) + "\n").encode() for e in events]
+        chunk = 500
+        proc = subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-t", topic,
+                                 "-q", "1", "-M", "1000", "-l"], stdin=subprocess.PIPE)
+        assert proc.stdin is not None
         ready.wait()
         started = time.time()
         for i in range(0, len(lines), chunk):
             if rate > 0:
                 time.sleep(max(0.0, started + i / rate - time.time()))
-            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-t", topic,
-                            "-q", "1", "-M", "1000", "-l"],
-                           input="".join(lines[i:i + chunk]).encode(), check=True)
+            proc.stdin.write(b"".join(lines[i:i + chunk]))
+            proc.stdin.flush()
+        proc.stdin.close()
+        proc.wait()
         report.put((started, time.time(), len(events)))
         return
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
