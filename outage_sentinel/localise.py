@@ -25,11 +25,15 @@ noisy observation of every area's state:
 * **devices reported open** (SCADA, feeder automation, the outage system naming the device):
   ``open_report_true`` if the device operated, ``open_report_false`` otherwise.
 
-The prior of ``S`` is a product over its devices of ``fault_prior`` (scaled per device kind),
-which is the penalty for every extra device. All evidence statistics of a device are subtree
-sums, found in O(log n) from the Euler-tour index, so scoring a hypothesis is O(|S|) and the
-search (every single device on the path of the evidence, then add/remove/move local search for
-several devices) touches only devices above some evidence. Probabilities are the posterior
+The prior of ``S`` is hierarchical: every device of the feeder operates with the same unknown
+rate, Beta-distributed with mean ``fault_prior`` and shape ``fault_rate_shape`` (calm windows
+and storms), so the number of operated devices is beta-binomial and each device found makes
+the next one cheaper. Each device is further weighted by its kind and by how many devices have
+the same downstream areas (any of them opening has the same effect). All evidence statistics
+of a device are subtree sums, found in O(log n) from the Euler-tour index, so scoring a
+hypothesis is O(|S|) and the search (every single device on the path of the evidence, then
+add/remove/move/split local search for several devices) touches only devices above some
+evidence. Probabilities are the posterior
 normalised over every hypothesis scored.
 """
 
@@ -135,9 +139,11 @@ class LocaliserParams:
     #: P(device reported open | it operated) and P(reported open | it did not).
     open_report_true: float = 0.9
     open_report_false: float = 1e-3
-    #: Mean prior probability that a given protective device operated in the window (a device
-    #: operates every few years; a window is about an hour).
-    fault_prior: float = 6e-5
+    #: Mean prior probability that a given protective device operated in the window (about
+    #: once a year per device, for a window of about an hour). With ``fault_rate_shape`` it
+    #: sets the price of a second device: see docs/localisation.md for the trade-off between
+    #: single-fault precision (false reports) and finding second faults.
+    fault_prior: float = 1.2e-4
     #: Shape of the Beta prior of that per-device rate (its mean is ``fault_prior``). The rate
     #: is shared by the devices of a feeder and uncertain (calm day or storm), so the count of
     #: operated devices is beta-binomial: every operated device found makes another one more

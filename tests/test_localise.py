@@ -213,3 +213,34 @@ def test_evidence_accepts_lists_and_is_frozen() -> None:
     assert dict(ev.calls) == {"T2": 2}
     with pytest.raises(AttributeError):
         ev.dead = frozenset()  # type: ignore[misc]
+
+
+# A clear fault at F1: its areas reported dead and calling, areas around it reported alive.
+F1_DEAD = frozenset({"T1", "T2"})
+F1_CALLS: dict[str, int] = {"T1": 4, "T2": 3}
+F1_ALIVE = frozenset({"T7", "T4", "T8"})
+
+
+def test_a_second_fault_with_reports_and_calls_is_found(topo: Topology) -> None:
+    evidence = Evidence(dead=F1_DEAD | {"T5", "T6"}, alive=F1_ALIVE,
+                        calls={**F1_CALLS, "T5": 5})
+    assert set(localise(topo, evidence).hypotheses[0].devices) == {"F1", "F3"}
+
+
+def test_silent_big_area_reported_dead_is_not_a_second_fault(topo: Topology) -> None:
+    # T5/T6 (70 customers) reported dead but nobody there calls, while F1's area calls at
+    # ~10 %: the call model says they are energised (dead modems), not a second fault.
+    evidence = Evidence(dead=F1_DEAD | {"T5", "T6"}, alive=F1_ALIVE,
+                        calls=F1_CALLS)
+    assert localise(topo, evidence).hypotheses[0].devices == ("F1",)
+
+
+def test_uncertain_fault_rate_makes_a_second_fault_likelier(topo: Topology) -> None:
+    # One dead report and one call under F2 beside a clear F1 fault: with the fault rate
+    # uncertain (storms), one fault found makes another likelier and F2 is blamed too; with
+    # devices failing independently at the same mean rate it is put down to false evidence.
+    evidence = Evidence(dead=F1_DEAD | {"T3"}, alive=F1_ALIVE,
+                        calls={**F1_CALLS, "T3": 1})
+    assert set(localise(topo, evidence).hypotheses[0].devices) == {"F1", "F2"}
+    independent = LocaliserParams(fault_rate_shape=1e6)
+    assert localise(topo, evidence, independent).hypotheses[0].devices == ("F1",)
