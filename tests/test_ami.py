@@ -334,3 +334,36 @@ def test_restore_in_transit_cancels_a_just_seen_outage() -> None:
     r = screen.feed(meters_on(0, 5, at=50), at(82))  # the restores were 50 s after the offs
     assert r.momentary == 1
     assert screen.tick(at(200)).events == []
+
+
+def test_area_outputs_point_at_the_fault() -> None:
+    """Terminal off in T1 plus meters in T2 (both under FU1, T3 under FU2 fine): the screened
+    dead areas localise to FU1 through the topology."""
+    from outage_sentinel.topology import Meter, Topology
+
+    nodes = [{"id": "S1", "kind": "source", "name": "S1", "feeder": "F1"},
+             {"id": "B1", "kind": "breaker", "name": "B1", "feeder": "F1"},
+             {"id": "FU1", "kind": "fuse", "name": "FU1", "feeder": "F1"},
+             {"id": "FU2", "kind": "fuse", "name": "FU2", "feeder": "F1"}]
+    nodes += [{"id": t, "kind": "transformer", "name": t, "feeder": "F1", "village": "V1",
+               "customers": 6} for t in ("T1", "T2", "T3")]
+    base = Topology.from_records(
+        nodes, [("S1", "B1"), ("B1", "FU1"), ("B1", "FU2"), ("FU1", "T1"), ("FU1", "T2"),
+                ("FU2", "T3")],
+        villages=[{"id": "V1", "name": "V1", "township": "X", "grid": "G",
+                   "area_type": "rural"}])
+    meters = [Meter(f"{t}-TERM", t, "terminal") for t in ("T1", "T2", "T3")]
+    meters += [Meter(f"{t}-M{m}", t, "meter") for t in ("T1", "T2", "T3") for m in range(6)]
+    topo = Topology(base.nodes, base.edges, base.villages, base.liaisons, base.crews,
+                    base.customers, meters)
+    screen = AmiScreen(AmiRegistry.from_topology(topo))
+    reports = [obs("T1-TERM", "off", 0, kind="terminal")]
+    reports += [obs(f"T2-M{m}", "off", 1 + m) for m in range(6)]
+    reports += [obs("T3-M0", "off", 2)]  # a lone meter under FU2: customer side
+    r = screen.feed(reports, at(10))
+    r.extend(screen.tick(at(120)))
+    dead = sorted(tx for e in r.events if e.signal == "dead" for tx in e.transformers)
+    assert dead == ["T1", "T2"]
+    assert {e.feeder for e in r.events} == {"F1"}
+    assert topo.common_protective_device(dead) == "FU1"
+    assert [f.meter for f in r.customer_faults] == ["T3-M0"]
