@@ -175,43 +175,43 @@ _new_object = object.__new__
 
 
 class _NodeTable:
-    """Node fields column by column (one list per field, index = node position)."""
+    """Node fields column by column (one tuple per field, index = node position).
+
+    Tuples rather than lists: a tuple of strings and numbers is untracked by the cyclic garbage
+    collector, so a million-node table costs nothing in the full collections that a long-running
+    process keeps doing (lists would be traversed element by element every time).
+    """
 
     __slots__ = ("ids", "pos", "kinds", "names", "feeders", "normally_open", "villages",
                  "customers", "lat", "lon", "extra")
 
-    def __init__(self, ids: list[str], pos: dict[str, int], kinds: list[str], names: list[str],
-                 feeders: list[str], normally_open: list[bool], villages: list[str],
-                 customers: list[int], lat: list[float | None], lon: list[float | None],
-                 extra: dict[str, list[str | None]]) -> None:
-        self.ids = ids
+    def __init__(self, ids: Sequence[str], pos: dict[str, int], kinds: Sequence[str],
+                 names: Sequence[str], feeders: Sequence[str], normally_open: Sequence[bool],
+                 villages: Sequence[str], customers: Sequence[int],
+                 lat: Sequence[float | None], lon: Sequence[float | None],
+                 extra: Mapping[str, Sequence[str | None]]) -> None:
+        self.ids = tuple(ids)
         self.pos = pos
-        self.kinds = kinds
-        self.names = names
-        self.feeders = feeders
-        self.normally_open = normally_open
-        self.villages = villages
-        self.customers = customers
-        self.lat = lat
-        self.lon = lon
+        self.kinds = tuple(kinds)
+        self.names = tuple(names)
+        self.feeders = tuple(feeders)
+        self.normally_open = tuple(normally_open)
+        self.villages = tuple(villages)
+        self.customers = tuple(customers)
+        self.lat = tuple(lat)
+        self.lon = tuple(lon)
         #: extra columns; None where a record (``from_records``) did not have the key
-        self.extra = extra
+        self.extra = {k: tuple(v) for k, v in extra.items()}
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def node(self, i: int) -> Node:
-        """Build the :class:`Node` at position ``i`` (bypassing the frozen ``__init__``)."""
-        extra: dict[str, str] = {}
-        for key, column in self.extra.items():
-            value = column[i]
-            if value is not None:
-                extra[key] = value
-        node: Node = _new_object(Node)
-        node.__dict__.update(id=self.ids[i], kind=self.kinds[i], name=self.names[i],
-                             feeder=self.feeders[i], normally_open=self.normally_open[i],
-                             village=self.villages[i], customers=self.customers[i],
-                             lat=self.lat[i], lon=self.lon[i], extra=extra)
+        """The :class:`Node` at position ``i``: a view whose fields are read from the columns
+        on access (cheap to make; equal to, and hashed like, the plain ``Node``)."""
+        node: _ColumnNode = _new_object(_ColumnNode)
+        _set_table(node, self)
+        _set_index(node, i)
         return node
 
     @classmethod
@@ -230,6 +230,100 @@ class _NodeTable:
                    [n.normally_open for n in items], [n.village for n in items],
                    [n.customers for n in items], [n.lat for n in items],
                    [n.lon for n in items], extra)
+
+
+class _ColumnNode(Node):
+    """A :class:`Node` backed by the node columns of a topology (made by :class:`NodeMap`)."""
+
+    __slots__ = ("_table", "_index")
+    _table: _NodeTable
+    _index: int
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Node:  # type: ignore[misc]
+        # ``dataclasses.replace`` and friends construct ``type(node)(...)``: give a plain Node.
+        return Node(*args, **kwargs)
+
+    @property
+    def id(self) -> str:
+        return self._table.ids[self._index]
+
+    @property
+    def kind(self) -> str:
+        return self._table.kinds[self._index]
+
+    @property
+    def name(self) -> str:
+        return self._table.names[self._index]
+
+    @property
+    def feeder(self) -> str:
+        return self._table.feeders[self._index]
+
+    @property
+    def normally_open(self) -> bool:
+        return self._table.normally_open[self._index]
+
+    @property
+    def village(self) -> str:
+        return self._table.villages[self._index]
+
+    @property
+    def customers(self) -> int:
+        return self._table.customers[self._index]
+
+    @property
+    def lat(self) -> float | None:
+        return self._table.lat[self._index]
+
+    @property
+    def lon(self) -> float | None:
+        return self._table.lon[self._index]
+
+    @property
+    def extra(self) -> dict[str, str]:
+        cached: dict[str, str] | None = self.__dict__.get("extra")
+        if cached is None:
+            cached = {}
+            for key, column in self._table.extra.items():
+                value = column[self._index]
+                if value is not None:
+                    cached[key] = value
+            self.__dict__["extra"] = cached
+        return cached
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.id, self.kind, self.name, self.feeder, self.normally_open, self.village,
+                self.customers, self.lat, self.lon)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _ColumnNode):
+            return self._fields() == other._fields()
+        if isinstance(other, Node):
+            return self._fields() == (other.id, other.kind, other.name, other.feeder,
+                                      other.normally_open, other.village, other.customers,
+                                      other.lat, other.lon)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "Node(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in _NODE_FIELDS) + ")"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Node, tuple(getattr(self, f) for f in _NODE_FIELDS)
+
+    def __copy__(self) -> Node:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Node:
+        return self
+
+
+_NODE_FIELDS = ("id", "kind", "name", "feeder", "normally_open", "village", "customers", "lat",
+                "lon", "extra")
+_set_table = _ColumnNode._table.__set__  # type: ignore[attr-defined]
+_set_index = _ColumnNode._index.__set__  # type: ignore[attr-defined]
 
 
 class _NodeValues(ValuesView[Node]):
@@ -314,7 +408,7 @@ class NodeMap(Mapping[str, Node]):
 class EdgeList(Sequence[tuple[str, str]]):
     """The bundle's edges (``from``, ``to`` ids) in file order, stored as two index arrays."""
 
-    def __init__(self, ids: list[str], a: IntArray, b: IntArray) -> None:
+    def __init__(self, ids: tuple[str, ...], a: IntArray, b: IntArray) -> None:
         self._ids = ids
         self._a = a
         self._b = b
@@ -486,7 +580,7 @@ class _Forest:
         found.sort(key=lambda f: (f[0], f[1]))
         return [p for _, _, p in found]
 
-    def _cycle_problem(self, ids: list[str], in_comp: BoolArray) -> Problem:
+    def _cycle_problem(self, ids: Sequence[str], in_comp: BoolArray) -> Problem:
         keep = in_comp[self.ea]
         g: nx.Graph = nx.Graph()
         g.add_nodes_from(ids[i] for i in np.flatnonzero(in_comp).tolist())
@@ -595,10 +689,10 @@ class Topology:
     def _build_index(self, forest: _Forest | None) -> None:
         t = self._table
         ids = t.ids
-        self.ids: list[str] = ids
+        self.ids: tuple[str, ...] = ids
         self.pos: dict[str, int] = t.pos
         #: Node kind by position (interned strings): the fast way to ask ``nodes[id].kind``.
-        self.kinds: list[str] = t.kinds
+        self.kinds: tuple[str, ...] = t.kinds
         n = len(ids)
         if forest is None:
             open_ = np.fromiter(t.normally_open, dtype=np.bool_, count=n)
@@ -639,29 +733,29 @@ class Topology:
         order = np.empty(clock, dtype=np.int64)
         energised_idx = np.flatnonzero(reached)
         order[tin[energised_idx]] = energised_idx
-        self.parent: list[int] = parent.tolist()
-        self.root: list[int] = forest.root.tolist()
-        self.tin: list[int] = tin.tolist()
-        self.tout: list[int] = tout.tolist()
-        self.depth: list[int] = forest.depth.tolist()
-        self.protective_above: list[int] = protective.tolist()
-        self.energised: list[bool] = reached.tolist()
+        self.parent: tuple[int, ...] = tuple(parent.tolist())
+        self.root: tuple[int, ...] = tuple(forest.root.tolist())
+        self.tin: tuple[int, ...] = tuple(tin.tolist())
+        self.tout: tuple[int, ...] = tuple(tout.tolist())
+        self.depth: tuple[int, ...] = tuple(forest.depth.tolist())
+        self.protective_above: tuple[int, ...] = tuple(protective.tolist())
+        self.energised: tuple[bool, ...] = tuple(reached.tolist())
         #: Node index at each Euler-tour time (energised nodes only): a subtree is a slice.
-        self.order: list[int] = order.tolist()
+        self.order: tuple[int, ...] = tuple(order.tolist())
         tx_all = np.flatnonzero(kind_code == _TRANSFORMER)
-        self._tx_index: list[int] = tx_all.tolist()
+        self._tx_index: tuple[int, ...] = tuple(tx_all.tolist())
         tx = tx_all[reached[tx_all]]
         tx = tx[np.argsort(tin[tx], kind="stable")]
-        self._tx_by_tin: list[int] = tx.tolist()
-        self._tx_tins: list[int] = tin[tx].tolist()
+        self._tx_by_tin: tuple[int, ...] = tuple(tx.tolist())
+        self._tx_tins: tuple[int, ...] = tuple(tin[tx].tolist())
         # Prefix sums of customers in Euler order, for O(log n) customer counts of any subtree.
         cust = t.customers
         tx_customers = np.fromiter((cust[i] for i in self._tx_by_tin), dtype=np.int64,
                                    count=len(self._tx_by_tin))
         prefix = np.zeros(len(tx) + 1, dtype=np.int64)
         np.cumsum(tx_customers, out=prefix[1:])
-        self._tx_customer_prefix: list[int] = prefix.tolist()
-        self._source_index: list[int] = np.flatnonzero(kind_code == _SOURCE).tolist()
+        self._tx_customer_prefix: tuple[int, ...] = tuple(prefix.tolist())
+        self._source_index: tuple[int, ...] = tuple(np.flatnonzero(kind_code == _SOURCE).tolist())
         self._total_customers = sum(cust[i] for i in self._tx_index)
 
     @classmethod

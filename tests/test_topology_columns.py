@@ -69,11 +69,11 @@ def test_row_numbers_skip_blank_lines_like_dictreader(tmp_path: Path) -> None:
 def test_nodes_is_a_lazy_read_only_mapping() -> None:
     topo = build_topology([("S1", "B1"), ("B1", "T1")], node_extra={"S1": {"feeder_name": "x"}})
     assert isinstance(topo.nodes, NodeMap)
-    assert list(topo.nodes) == topo.ids and len(topo.nodes) == 3
+    assert list(topo.nodes) == list(topo.ids) and len(topo.nodes) == 3
     assert "T1" in topo.nodes and "nope" not in topo.nodes and topo.nodes.get("nope") is None
     assert topo.nodes["T1"].kind == "transformer" == topo.kinds[topo.pos["T1"]]
     assert topo.nodes["S1"].extra == {"feeder_name": "x"} and topo.nodes["B1"].extra == {}
-    assert [n.id for n in topo.nodes.values()] == topo.ids
+    assert [n.id for n in topo.nodes.values()] == list(topo.ids)
     assert dict(topo.nodes.items())["B1"] == topo.nodes["B1"]
     assert topo.nodes["B1"] in topo.nodes.values()
     with pytest.raises(TypeError):
