@@ -543,6 +543,7 @@ class Config(Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     notify: NotifyConfig = NotifyConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    ami_screen: AmiScreenConfig = AmiScreenConfig()
     planned: PlannedConfig = PlannedConfig()
     command_centre: CommandCentreConfig = CommandCentreConfig()
     priority: PriorityConfig = PriorityConfig()

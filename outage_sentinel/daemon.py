@@ -68,6 +68,11 @@ from outage_sentinel.topology import Topology, load_bundle
 MAX_PROCESSING_FAILURES = 3
 #: Source name of events the operator CLI writes (restoration steps).
 OPERATOR_SOURCE = "operator"
+#: Source name of the screened AMI outputs (per transformer area), and the kv key of its state.
+AMI_SOURCE = "ami"
+SCREEN_KEY = "ami_screen"
+#: Polls in a row while an AMI source still has a full batch waiting (a storm backlog).
+MAX_DRAIN_POLLS = 50
 
 
 def utcnow() -> datetime:
@@ -175,6 +180,8 @@ class Daemon:
                                    language=config.notify.language)
         self.window = timedelta(minutes=config.correlation.window_minutes)
         self.lifecycle = Lifecycle(self.store, self.topology, self.planner, config, clock)
+        self.ami_sources = {s.name for s in config.sources if s.type in ("mqtt", "file_drop")}
+        self.screen = self._load_screen()
         self._process_lock = threading.Lock()
         self._failures: dict[int, int] = {}
         self._stop = threading.Event()
@@ -256,6 +263,9 @@ class Daemon:
             hh, mm = self.config.command_centre.daily_report_at.split(":")
             scheduler.add_job(self._daily_report_job, "cron", hour=int(hh), minute=int(mm),
                               timezone=self.tz, id="daily_report", misfire_grace_time=3600)
+        if self.ami_sources:
+            scheduler.add_job(self._screen_job, "interval", seconds=2.0, id="ami_screen",
+                              next_run_time=now, misfire_grace_time=30)
         scheduler.add_listener(self._on_job_event,
                                EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
         if install_signals:
@@ -296,8 +306,26 @@ class Daemon:
     def _poll_job(self, source: Source) -> None:
         if self._stop.is_set():
             return
-        self.poll(source)
+        cfg = self.source_configs.get(source.name)
+        batch = getattr(cfg, "max_batch", None)
+        for _ in range(MAX_DRAIN_POLLS):
+            result = self.poll(source)
+            # In a storm an AMI source has more waiting than one batch: drain it now rather
+            # than one batch per interval.
+            full = result is not None and batch is not None and \
+                len(result.events) + len(result.quarantined) >= batch
+            if result is None or self._stop.is_set() or not (
+                    full or getattr(source, "buffered", 0)):
+                break
         self.process()
+
+    def _screen_job(self) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.screen_tick(self.clock())
+        except Exception as exc:
+            self.log.error("ami_screen_failed", error=redact(repr(exc)))
 
     def _lifecycle_job(self) -> None:
         if self._stop.is_set():
@@ -373,49 +401,126 @@ class Daemon:
 
     # -- processing ---------------------------------------------------------------------------
 
+    # -- AMI screening ------------------------------------------------------------------------
+
+    def _load_screen(self) -> Any:
+        from outage_sentinel.ami import AmiRegistry, AmiScreen, ScreenPolicy
+
+        registry = AmiRegistry.from_topology(self.topology)
+        policy = ScreenPolicy.from_config(self.config.ami_screen)
+        state = self.store.kv_get(SCREEN_KEY)
+        if state:
+            try:
+                return AmiScreen.from_state(state, registry, policy, AMI_SOURCE)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.log.warning("ami_screen_state_unusable", error=repr(exc))
+        return AmiScreen(registry, policy, AMI_SOURCE)
+
+    def _is_observation(self, event: OutageEvent) -> bool:
+        from outage_sentinel.ami import parse_device_ref
+
+        return (event.source in self.ami_sources and event.signal in ("dead", "alive")
+                and parse_device_ref(event.area_text) is not None)
+
+    def _screen_batch(self, observations: list[StoredEvent]) -> None:
+        """Screen stored AMI reports; store the area outputs and the screen state with the
+        reports' processed marks in one transaction (a crash replays the batch, same outputs)."""
+        now = self.clock()
+        try:
+            with self.store.transaction() as conn:
+                result = self.screen.feed([s.event for s in observations], now)
+                self._store_screened(conn, result, now)
+                for s in observations:
+                    self.store.mark_processed_in(conn, s.row_id, None)
+        except Exception:
+            self.screen = self._load_screen()  # back to the committed state
+            raise
+        self.metrics.ami_observations.inc(len(observations))
+
+    def screen_tick(self, now: datetime) -> int:
+        """Release held AMI outages that have now lasted the minimum duration."""
+        due = self.screen.next_due()
+        if due is None or due > now:
+            return 0
+        with self._process_lock:
+            try:
+                with self.store.transaction() as conn:
+                    result = self.screen.tick(now)
+                    self._store_screened(conn, result, now)
+            except Exception:
+                self.screen = self._load_screen()
+                raise
+        self.process()
+        return len(result.events)
+
+    def _store_screened(self, conn: Connection, result: Any, now: datetime) -> None:
+        if result.events:
+            self.store.ingest_in(conn, AMI_SOURCE, PollResult(events=list(result.events)), now)
+        self.store.kv_set_in(conn, SCREEN_KEY, self.screen.to_state(), now)
+        self.metrics.ami_momentary.inc(result.momentary)
+        self.metrics.ami_customer_faults.inc(len(result.customer_faults))
+        for fault in result.customer_faults:
+            self.log.info("customer_side_fault", **{k: str(v) for k, v in vars(fault).items()})
+
+    # -- processing ---------------------------------------------------------------------------
+
     def process(self) -> int:
         """Fold every stored, unprocessed event into incidents. Returns how many were done."""
         done = 0
         with self._process_lock:
             while True:
-                batch = self.store.unprocessed_events(500)
+                fetched = self.store.unprocessed_events(500)
+                batch = [s for s in fetched
+                         if self._failures.get(s.row_id, 0) < MAX_PROCESSING_FAILURES]
+                observations = [s for s in batch if self._is_observation(s.event)]
                 progress = 0
+                if observations:
+                    try:
+                        self._screen_batch(observations)
+                        progress += len(observations)
+                    except Exception as exc:
+                        self.log.exception("ami_screening_failed", reports=len(observations))
+                        for s in observations:
+                            self._failed(s, exc)
                 for stored in batch:
-                    if self._failures.get(stored.row_id, 0) >= MAX_PROCESSING_FAILURES:
-                        continue
-                    if self._process_one(stored):
-                        done += 1
+                    if not self._is_observation(stored.event) and self._process_one(stored):
                         progress += 1
-                if not batch or progress == 0 or len(batch) < 500:
+                done += progress
+                if len(fetched) < 500 or progress == 0:
                     break
             self._update_incident_gauge()
         return done
 
     def _process_one(self, stored: StoredEvent) -> bool:
-        event = stored.event
-        log = self.log.bind(source=event.source, event_id=event.event_id)
         try:
             with self.store.transaction() as conn:
                 self._apply(conn, stored)
             self._failures.pop(stored.row_id, None)
             return True
         except Exception as exc:
-            n = self._failures.get(stored.row_id, 0) + 1
-            self._failures[stored.row_id] = n
-            self.metrics.processing_errors.inc()
-            log.exception("processing_failed", attempt=n)
-            if n >= MAX_PROCESSING_FAILURES:
-                # Keep it for inspection and stop retrying; the event row itself stays stored.
-                try:
-                    with self.store.transaction() as conn:
-                        self.store.quarantine_in(conn, Quarantined(
-                            event.source, f"processing failed {n} times: "
-                            f"{redact(type(exc).__name__ + ': ' + str(exc))}",
-                            {"event_row": stored.row_id, **event.to_json()}), self.clock())
-                        self.store.mark_processed_in(conn, stored.row_id, None)
-                except Exception:
-                    log.exception("quarantine_failed")
+            self.log.exception("processing_failed", source=stored.event.source,
+                               event_id=stored.event.event_id)
+            self._failed(stored, exc)
             return False
+
+    def _failed(self, stored: StoredEvent, exc: Exception) -> None:
+        """Count a processing failure; after a few, quarantine the event and stop retrying
+        (the event row itself stays stored, so nothing accepted is lost)."""
+        event = stored.event
+        n = self._failures.get(stored.row_id, 0) + 1
+        self._failures[stored.row_id] = n
+        self.metrics.processing_errors.inc()
+        if n < MAX_PROCESSING_FAILURES:
+            return
+        try:
+            with self.store.transaction() as conn:
+                self.store.quarantine_in(conn, Quarantined(
+                    event.source, f"processing failed {n} times: "
+                    f"{redact(type(exc).__name__ + ': ' + str(exc))}",
+                    {"event_row": stored.row_id, **event.to_json()}), self.clock())
+                self.store.mark_processed_in(conn, stored.row_id, None)
+        except Exception:
+            self.log.exception("quarantine_failed", source=event.source, event_id=event.event_id)
 
     def _apply(self, conn: Connection, stored: StoredEvent) -> None:
         now = self.clock()

@@ -55,6 +55,14 @@ class Metrics:
         self.job_missed = Counter(p + "scheduler_jobs_missed_total",
                                   "Scheduled runs skipped because the previous one overran",
                                   ["job"], registry=r)
+        self.ami_observations = Counter(p + "ami_observations_total",
+                                        "AMI meter/terminal reports screened", registry=r)
+        self.ami_momentary = Counter(p + "ami_momentary_total",
+                                     "AMI outages shorter than the minimum duration (dropped)",
+                                     registry=r)
+        self.ami_customer_faults = Counter(p + "ami_customer_faults_total",
+                                           "Single meters off: customer-side faults, not incidents",
+                                           registry=r)
         self.up = Gauge(p + "start_time_seconds", "Unix time the daemon started", registry=r)
 
     def serve(self, host: str, port: int) -> WSGIServer:
