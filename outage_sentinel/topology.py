@@ -426,12 +426,13 @@ class EdgeList(Sequence[tuple[str, str]]):
         if isinstance(index, slice):
             ids = self._ids
             return [(ids[a], ids[b]) for a, b in zip(self._a[index].tolist(),
-                                                     self._b[index].tolist())]
+                                                     self._b[index].tolist(), strict=True)]
         return self._ids[int(self._a[index])], self._ids[int(self._b[index])]
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         ids = self._ids
-        return zip(map(ids.__getitem__, self._a.tolist()), map(ids.__getitem__, self._b.tolist()))
+        return zip(map(ids.__getitem__, self._a.tolist()), map(ids.__getitem__, self._b.tolist()),
+                   strict=True)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, EdgeList | list | tuple):
@@ -534,7 +535,8 @@ class _Forest:
             return x
 
         extra_edges: dict[int, int] = {}
-        pairs = list(zip(self.root[a_nt[reached_nt]].tolist(), self.root[b_nt[reached_nt]].tolist()))
+        pairs = list(zip(self.root[a_nt[reached_nt]].tolist(),
+                         self.root[b_nt[reached_nt]].tolist(), strict=True))
         for ra, rb in pairs:
             fa, fb = find(ra), find(rb)
             if fa != fb:
@@ -565,7 +567,7 @@ class _Forest:
             g: nx.Graph = nx.Graph()
             g.add_nodes_from(np.flatnonzero(lost).tolist())
             keep = lost[self.ea]
-            g.add_edges_from(zip(self.ea[keep].tolist(), self.eb[keep].tolist()))
+            g.add_edges_from(zip(self.ea[keep].tolist(), self.eb[keep].tolist(), strict=True))
             for component in nx.connected_components(g):
                 sample = min(component)
                 found.append((sample, 0, Problem(
@@ -585,7 +587,7 @@ class _Forest:
         g: nx.Graph = nx.Graph()
         g.add_nodes_from(ids[i] for i in np.flatnonzero(in_comp).tolist())
         g.add_edges_from((ids[a], ids[b]) for a, b in zip(self.ea[keep].tolist(),
-                                                          self.eb[keep].tolist()))
+                                                          self.eb[keep].tolist(), strict=True))
         cycle = nx.find_cycle(g)
         ring = " - ".join([str(e[0]) for e in cycle] + [str(cycle[0][0])])
         return Problem("edges.csv", None, str(cycle[0][0]),
@@ -602,9 +604,11 @@ class Topology:
     """A validated bundle plus the energised-network index.
 
     Construct with :func:`load_bundle` (from a directory) or :meth:`from_records`. The index is
-    a set of lists by node position (``ids[i]``, ``pos[id]``): ``parent``, ``root``, ``tin``,
+    a set of tuples by node position (``ids[i]``, ``pos[id]``): ``parent``, ``root``, ``tin``,
     ``tout`` (Euler-tour interval, -1 when not energised), ``depth``, ``protective_above``,
-    ``energised``, ``kinds``, and ``order`` (node at each Euler time).
+    ``energised``, ``kinds``, and ``order`` (node at each Euler time). Hot paths should read
+    these rather than ``nodes[id].kind``; iterating ``nodes.values()`` makes a view per node
+    (use :attr:`sources` to visit only the feeder heads).
     """
 
     def __init__(
@@ -707,7 +711,7 @@ class Topology:
         for level in levels[1:]:
             p = parent[level]
             group_starts.append(np.flatnonzero(np.concatenate(([True], p[1:] != p[:-1]))))
-        for level, starts in zip(reversed(levels[1:]), reversed(group_starts)):
+        for level, starts in zip(reversed(levels[1:]), reversed(group_starts), strict=True):
             sums = np.add.reduceat(size[level], starts)
             size[parent[level[starts]]] += sums
         # Euler-tour entry times: roots in bundle order, children in adjacency order
@@ -715,7 +719,7 @@ class Topology:
         roots = levels[0]
         s = size[roots]
         tin[roots] = np.cumsum(s) - s
-        for level, starts in zip(levels[1:], group_starts):
+        for level, starts in zip(levels[1:], group_starts, strict=True):
             s = size[level]
             before = np.cumsum(s) - s
             flag = np.zeros(len(level), dtype=np.bool_)
@@ -791,7 +795,7 @@ class Topology:
             return ref
         if self._by_name is None:
             names, ids = self._table.names, self._table.ids
-            by_name = dict(zip(reversed(names), reversed(ids)))  # first occurrence wins
+            by_name = dict(zip(reversed(names), reversed(ids), strict=True))  # first occurrence wins
             by_name.pop("", None)
             self._by_name = by_name
         if ref in self._by_name:
@@ -806,6 +810,12 @@ class Topology:
     def transformers(self) -> list[str]:
         ids = self.ids
         return [ids[i] for i in self._tx_index]
+
+    @property
+    def sources(self) -> list[str]:
+        """Ids of the source nodes (feeder heads), in bundle order."""
+        ids = self.ids
+        return [ids[i] for i in self._source_index]
 
     @property
     def feeders(self) -> list[str]:
@@ -1034,8 +1044,8 @@ class _Table:
     def dicts(self) -> Iterator[dict[str, str]]:
         """Row dicts (absent keys left out), like ``csv.DictReader`` after stripping."""
         names = list(self.columns)
-        for values in zip(*(self.columns[k] for k in names)):
-            yield {k: v for k, v in zip(names, values) if v is not None}
+        for values in zip(*(self.columns[k] for k in names), strict=True):
+            yield {k: v for k, v in zip(names, values, strict=True) if v is not None}
 
 
 def _read_table(path: Path) -> _Table:
@@ -1175,7 +1185,7 @@ def _parse_nodes(table: _Table, first: int, villages: dict[str, Village], proble
     extra = table.extra(REQUIRED_COLUMNS["nodes.csv"])
     ids = table.col("id", take=True)
     n = table.n
-    pos = dict(zip(ids, range(n)))
+    pos = dict(zip(ids, range(n), strict=True))
     keep: list[int] | None = None
     if len(pos) != n or "" in pos:
         keep = []
@@ -1297,7 +1307,7 @@ def _parse_edges(table: _Table, first: int, pos: dict[str, int], problems: list[
     bad = (a < 0) | (b < 0)
     for k in np.flatnonzero(bad).tolist():
         ends = (fa[k], fb[k])
-        for end, label in zip(ends, ("from", "to")):
+        for end, label in zip(ends, ("from", "to"), strict=True):
             if not end:
                 found.append((first + k, Problem("edges.csv", first + k, None,
                                                  f"{label} is empty")))

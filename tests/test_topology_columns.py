@@ -90,5 +90,5 @@ def test_edges_and_rebuilding_from_another_topology() -> None:
         again = Topology(nodes, edges, topo.villages, topo.liaisons, topo.crews, topo.customers)
         assert again.tin == topo.tin and again.tout == topo.tout and again.parent == topo.parent
         assert again.downstream_transformers("B1") == ["T1", "T2"]
-    assert topo.children("J1") == ["T1", "T2"]
+    assert topo.children("J1") == ["T1", "T2"] and topo.sources == ["S1"]
     assert set(topo.graph.edges) == {tuple(e) for e in topo.edges}
