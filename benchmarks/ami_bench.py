@@ -4,6 +4,8 @@ local Mosquitto, consumed by the MQTT source, stored (SQLite) and screened.
     .venv/bin/python benchmarks/ami_bench.py                     # one event per MQTT message
     .venv/bin/python benchmarks/ami_bench.py --per-message 50    # head-end batches
     .venv/bin/python benchmarks/ami_bench.py --no-store          # source + screening only
+    .venv/bin/python benchmarks/ami_bench.py --daemon            # the daemon's own pipeline:
+                                                  # poll, store, screen, incidents
 
 The storm (deterministic, ``--seed``), replayed in device-time order as fast as the publisher
 can go, device times 30 minutes in the past so nothing waits for the momentary hold:
@@ -191,6 +193,9 @@ def main() -> int:
                          "consumer keeps up with, Mosquitto's default max_queued_messages 1000 "
                          "drops messages)")
     ap.add_argument("--no-store", action="store_true", help="skip the SQLite store")
+    ap.add_argument("--daemon", action="store_true",
+                    help="consume through the daemon (Daemon.poll + Daemon.process: store, "
+                         "screening and incident correlation) and time incidents updated")
     ap.add_argument("--interval", type=float, default=1.0, help="poll interval when idle (s)")
     ap.add_argument("--max-batch", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=7)
@@ -227,7 +232,25 @@ def main() -> int:
         "session_expiry_seconds": 600, "max_batch": args.max_batch})
     source = MqttSource(cfg, registry=registry, default_tz="UTC")
     screen = AmiScreen(registry)
-    source.start(None)
+    daemon = None
+    if args.daemon:
+        from outage_sentinel.config import parse_config
+        from outage_sentinel.daemon import Daemon
+
+        config = parse_config({
+            "state_dir": tmp.name, "timezone": "UTC",
+            "sources": [{"type": "mqtt", "name": "ami-mqtt", "topics": [topic],
+                         "client_id": f"bench-{tag}", "max_batch": args.max_batch}],
+            "channels": {"sink": {"type": "file", "path": f"{tmp.name}/sink.jsonl"}},
+            "metrics": {"enabled": False}, "log": {"level": "WARNING"}})
+        if store is not None:
+            store.close()
+        daemon = Daemon(config, topology=topology, sources=[source], channels={})
+        store = daemon.store
+        screen = daemon.screen
+        daemon.start()
+    else:
+        source.start(None)
     if not source.connected:
         print("cannot connect to the MQTT broker at 127.0.0.1:1883", file=sys.stderr)
         return 2
@@ -256,6 +279,31 @@ def main() -> int:
     spent = {"poll": 0.0, "store": 0.0, "ack": 0.0, "screen": 0.0}
     while True:
         c0 = time.perf_counter()
+        if daemon is not None:
+            # The daemon's own cycle: poll + store + acknowledge, then screen + incidents.
+            polled = daemon.poll(source)
+            c1 = time.perf_counter()
+            daemon.process()
+            c2 = time.perf_counter()
+            spent["poll"] += c1 - c0
+            spent["screen"] += c2 - c1
+            if polled is not None and not polled.not_modified:
+                polls += 1
+                ingested += len(polled.events)
+                quarantined += len(polled.quarantined)
+                t_last_ingest = time.time()
+                while ingested >= next_sample:
+                    samples.append((next_sample, rss_mb()))
+                    next_sample += 10_000
+            else:
+                daemon.screen_tick(datetime.now(UTC))
+            if ingested + quarantined >= expected_events:
+                break
+            if pub is None and not report.empty():
+                pub = report.get()
+            if polled is None or len(polled.events) < args.max_batch:
+                time.sleep(args.interval)
+            continue
         result = source.poll(datetime.now(UTC))
         c1 = time.perf_counter()
         spent["poll"] += c1 - c0
@@ -292,8 +340,20 @@ def main() -> int:
             pub = report.get()
         if len(result.events) < args.max_batch:
             time.sleep(args.interval)
-    totals.extend(screen.tick(datetime.now(UTC)))
-    t_done = time.time()
+    if daemon is not None:
+        # Incidents are updated once every stored report and screened output is processed.
+        while daemon.store.unprocessed_events(1) or daemon.screen_tick(datetime.now(UTC)):
+            daemon.process()
+        t_done = time.time()
+        areas = list(daemon.store.events_after(0, {"ami"}))
+        totals.events.extend(e.event for e in areas)
+        rows = daemon.store.load_incidents(open_only=False)
+        print(f"incidents: {len(rows)} ({sum(r['status'] == 'active' for r in rows)} active, "
+              f"{sum(r['status'] == 'restored' for r in rows)} restored) from "
+              f"{len(areas)} screened area events")
+    else:
+        totals.extend(screen.tick(datetime.now(UTC)))
+        t_done = time.time()
     if pub is None:
         pub = report.get(timeout=60)
     proc.join(10)
@@ -304,8 +364,8 @@ def main() -> int:
     cleaner.disconnect()
 
     p_start, p_end, messages = pub
-    dead = sum(1 for e in totals.events if e.signal == "dead")
-    alive = sum(1 for e in totals.events if e.signal == "alive")
+    dead = sum(1 for e in totals.events if e.status == "active")
+    alive = sum(1 for e in totals.events if e.status != "active")
     faults = sum(1 for f in totals.customer_faults if f.status == "active")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"published: {expected_events} events in {messages} messages "
@@ -314,7 +374,8 @@ def main() -> int:
     print(f"ingested{' + stored' if store else ''} + screened: {ingested} events, "
           f"{quarantined} quarantined, {polls} polls, in {t_last_ingest - p_start:.2f} s = "
           f"{ingested / (t_last_ingest - p_start):,.0f} events/s end to end")
-    print(f"last event published -> screened outputs final: {t_done - p_end:.2f} s")
+    print(f"last event published -> "
+          f"{'incidents updated' if daemon else 'screened outputs final'}: {t_done - p_end:.2f} s")
     print("consumer time: " + ", ".join(
         f"{k} {v:.2f} s ({v / max(ingested, 1) * 1e6:.0f} us/event)" for k, v in spent.items()))
     print(f"screened: {dead} area outages, {alive} restorations, {totals.momentary} momentary "
@@ -325,7 +386,10 @@ def main() -> int:
           + ", ".join(f"{n // 1000}k: {mb:.0f}" for n, mb in samples[1::2 * rounds])
           + f" MB; peak {peak:.0f} MB; screen state {len(json.dumps(screen.to_state())) // 1024}"
           f" KB")
-    if store is not None:
+    if daemon is not None:
+        print(f"store: {store.count('events')} event rows")
+        daemon.close()
+    elif store is not None:
         print(f"store: {store.count('events')} event rows")
         store.close()
     tmp.cleanup()

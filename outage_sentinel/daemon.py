@@ -35,7 +35,7 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.channels.base import Channel
@@ -73,6 +73,10 @@ AMI_SOURCE = "ami"
 SCREEN_KEY = "ami_screen"
 #: Polls in a row while an AMI source still has a full batch waiting (a storm backlog).
 MAX_DRAIN_POLLS = 50
+#: How often the AMI screen state is saved (reports after it are re-screened on start).
+SCREEN_SAVE_SECONDS = 30.0
+#: Stored events fetched per processing round (AMI reports are screened a round at a time).
+BATCH = 5000
 
 
 def utcnow() -> datetime:
@@ -181,7 +185,7 @@ class Daemon:
         self.window = timedelta(minutes=config.correlation.window_minutes)
         self.lifecycle = Lifecycle(self.store, self.topology, self.planner, config, clock)
         self.ami_sources = {s.name for s in config.sources if s.type in ("mqtt", "file_drop")}
-        self.screen = self._load_screen()
+        self._load_screen()
         self._process_lock = threading.Lock()
         self._failures: dict[int, int] = {}
         self._stop = threading.Event()
@@ -203,6 +207,10 @@ class Daemon:
                       transformers=len(self.topology.transformers))
 
     def close(self) -> None:
+        try:
+            self.save_screen()
+        except Exception as exc:  # the reports are stored; the next start re-screens them
+            self.log.warning("ami_screen_save_failed", error=redact(repr(exc)))
         for source in self.sources:
             try:
                 source.close()
@@ -366,7 +374,10 @@ class Daemon:
             self._poll_failed(source, now, f"{type(exc).__name__}: {exc}", None)
             return None
         try:
-            counts = self.store.ingest(source.name, result, now)
+            if source.name in self.ami_sources:
+                counts = self._ingest_and_screen(source.name, result, now)
+            else:
+                counts = self.store.ingest(source.name, result, now)
         except Exception as exc:
             log.error("store_failed", error=redact(repr(exc)))
             self.metrics.polls.labels(source.name, "error").inc()
@@ -399,22 +410,41 @@ class Daemon:
             except Exception as exc:
                 self.log.error("quarantine_failed", source=source.name, error=redact(repr(exc)))
 
-    # -- processing ---------------------------------------------------------------------------
-
     # -- AMI screening ------------------------------------------------------------------------
 
     def _load_screen(self) -> Any:
+        """The screen as of its last saved state, caught up with the reports screened since.
+
+        Saving the whole state (megabytes in a storm) at every batch would dominate ingest, so
+        it is saved at most every :data:`SCREEN_SAVE_SECONDS` with the id of the last report it
+        includes; reports after that id are fed again here. Outputs are deterministic, so the
+        ones re-produced are duplicates the store ignores.
+        """
         from outage_sentinel.ami import AmiRegistry, AmiScreen, ScreenPolicy
 
         registry = AmiRegistry.from_topology(self.topology)
         policy = ScreenPolicy.from_config(self.config.ami_screen)
-        state = self.store.kv_get(SCREEN_KEY)
-        if state:
+        saved = self.store.kv_get(SCREEN_KEY) or {}
+        screen = None
+        if saved.get("state"):
             try:
-                return AmiScreen.from_state(state, registry, policy, AMI_SOURCE)
+                screen = AmiScreen.from_state(saved["state"], registry, policy, AMI_SOURCE)
             except (ValueError, KeyError, TypeError) as exc:
                 self.log.warning("ami_screen_state_unusable", error=repr(exc))
-        return AmiScreen(registry, policy, AMI_SOURCE)
+        self.screen = screen or AmiScreen(registry, policy, AMI_SOURCE)
+        self._screen_row = int(saved.get("row", 0)) if screen is not None else 0
+        self._screen_saved = time.monotonic()
+        if self.ami_sources:
+            now = self.clock()
+            replay = [s for s in self.store.events_after(self._screen_row, self.ami_sources)
+                      if s.event is not None and self._is_observation(s.event)]
+            if replay:
+                with self.store.transaction() as conn:
+                    result = self.screen.feed([s.event for s in replay], now)
+                    self._screen_row = max(s.row_id for s in replay)
+                    self._store_screened(conn, result, now, force_save=True)
+                self.log.info("ami_screen_caught_up", reports=len(replay))
+        return self.screen
 
     def _is_observation(self, event: OutageEvent) -> bool:
         from outage_sentinel.ami import parse_device_ref
@@ -422,18 +452,39 @@ class Daemon:
         return (event.source in self.ami_sources and event.signal in ("dead", "alive")
                 and parse_device_ref(event.area_text) is not None)
 
+    def _ingest_and_screen(self, source: str, result: PollResult, now: datetime) -> Any:
+        """Store an AMI poll and screen its new reports in the same transaction: a storm's
+        reports never make a round trip through the unprocessed queue."""
+        with self._process_lock:
+            try:
+                with self.store.transaction() as conn:
+                    counts = self.store.ingest_in(conn, source, result, now,
+                                                  processed=self._is_observation)
+                    fresh = [e for e in counts.new_events if self._is_observation(e)]
+                    screened = self.screen.feed(fresh, now)
+                    if counts.new_events:
+                        last = conn.execute(select(func.max(events_t.c.id)).where(
+                            events_t.c.source == source)).scalar()
+                        self._screen_row = max(self._screen_row, int(last or 0))
+                    self._store_screened(conn, screened, now)
+            except Exception:
+                self._load_screen()  # back to the committed state
+                raise
+        self.metrics.ami_observations.inc(len(fresh))
+        return counts
+
     def _screen_batch(self, observations: list[StoredEvent]) -> None:
-        """Screen stored AMI reports; store the area outputs and the screen state with the
-        reports' processed marks in one transaction (a crash replays the batch, same outputs)."""
+        """Screen stored AMI reports; store the area outputs with the reports' processed marks
+        in one transaction (a crash replays the reports, to the same outputs)."""
         now = self.clock()
         try:
             with self.store.transaction() as conn:
                 result = self.screen.feed([s.event for s in observations], now)
+                self._screen_row = max(self._screen_row, *(s.row_id for s in observations))
                 self._store_screened(conn, result, now)
-                for s in observations:
-                    self.store.mark_processed_in(conn, s.row_id, None)
+                self.store.mark_many_processed_in(conn, [s.row_id for s in observations])
         except Exception:
-            self.screen = self._load_screen()  # back to the committed state
+            self._load_screen()  # back to the committed state
             raise
         self.metrics.ami_observations.inc(len(observations))
 
@@ -448,19 +499,32 @@ class Daemon:
                     result = self.screen.tick(now)
                     self._store_screened(conn, result, now)
             except Exception:
-                self.screen = self._load_screen()
+                self._load_screen()
                 raise
         self.process()
         return len(result.events)
 
-    def _store_screened(self, conn: Connection, result: Any, now: datetime) -> None:
-        if result.events:
-            self.store.ingest_in(conn, AMI_SOURCE, PollResult(events=list(result.events)), now)
-        self.store.kv_set_in(conn, SCREEN_KEY, self.screen.to_state(), now)
-        self.metrics.ami_momentary.inc(result.momentary)
-        self.metrics.ami_customer_faults.inc(len(result.customer_faults))
-        for fault in result.customer_faults:
-            self.log.info("customer_side_fault", **{k: str(v) for k, v in vars(fault).items()})
+    def save_screen(self) -> None:
+        """Persist the screen state now (on shutdown)."""
+        if self.ami_sources:
+            with self._process_lock, self.store.transaction() as conn:
+                self._store_screened(conn, None, self.clock(), force_save=True)
+
+    def _store_screened(self, conn: Connection, result: Any, now: datetime,
+                        force_save: bool = False) -> None:
+        if result is not None:
+            if result.events:
+                self.store.ingest_in(conn, AMI_SOURCE, PollResult(events=list(result.events)),
+                                     now)
+            self.metrics.ami_momentary.inc(result.momentary)
+            self.metrics.ami_customer_faults.inc(len(result.customer_faults))
+            for fault in result.customer_faults:
+                self.log.info("customer_side_fault",
+                              **{k: str(v) for k, v in vars(fault).items()})
+        if force_save or time.monotonic() - self._screen_saved >= SCREEN_SAVE_SECONDS:
+            self.store.kv_set_in(conn, SCREEN_KEY, {"state": self.screen.to_state(),
+                                                    "row": self._screen_row}, now)
+            self._screen_saved = time.monotonic()
 
     # -- processing ---------------------------------------------------------------------------
 
@@ -469,7 +533,7 @@ class Daemon:
         done = 0
         with self._process_lock:
             while True:
-                fetched = self.store.unprocessed_events(500)
+                fetched = self.store.unprocessed_events(BATCH)
                 batch = [s for s in fetched
                          if self._failures.get(s.row_id, 0) < MAX_PROCESSING_FAILURES]
                 observations = [s for s in batch if self._is_observation(s.event)]
@@ -486,7 +550,7 @@ class Daemon:
                     if not self._is_observation(stored.event) and self._process_one(stored):
                         progress += 1
                 done += progress
-                if len(fetched) < 500 or progress == 0:
+                if len(fetched) < BATCH or progress == 0:
                     break
             self._update_incident_gauge()
         return done
@@ -535,20 +599,21 @@ class Daemon:
         log = self.log.bind(source=event.source, event_id=event.event_id, feeder=resolved.feeder)
         if resolved.unknown:
             log.warning("unknown_references", refs=list(resolved.unknown))
-        open_rows = self.store.load_incidents(conn=conn, open_only=True)
-        incidents = [Incident.from_json(r["state"]) for r in open_rows]
         current: Incident | None = None
         known_id = self._incident_of_member(conn, event.source, event.event_id)
         if known_id is None and event.source == OPERATOR_SOURCE:
             # Operator steps (``incidents restore``) name their incident explicitly.
             known_id = str(event.raw.get("incident_id") or "") or None
         if known_id is not None:
-            current = next((i for i in incidents if i.id == known_id), None)
-            if current is None:
-                row = self.store.get_incident(known_id)
-                current = Incident.from_json(row["state"]) if row else None
-        if current is None:
-            current = correlate(incidents, event, resolved, now, self.window)
+            row = self.store.get_incident(known_id, conn)
+            current = Incident.from_json(row["state"]) if row else None
+        if current is None and resolved.feeder is not None:
+            # Only open incidents on the event's feeder can take it (parsing every open
+            # incident's state per event would make a storm quadratic).
+            candidates = self.store.load_incidents(conn=conn, open_only=True,
+                                                   feeder=resolved.feeder)
+            current = correlate([Incident.from_json(r["state"]) for r in candidates], event,
+                                resolved, now, self.window)
         if current is None and (event.status != "active" or event.signal not in ("notice", "dead")):
             # A restoration or alive report for nothing we know of: record it, nothing to do.
             self.store.mark_processed_in(conn, stored.row_id, None)
@@ -559,7 +624,9 @@ class Daemon:
             log.warning("event_unlocatable", area_text=event.area_text,
                         reason="no known transformer area or device")
             return
-        planned = self._planned_transformers(incidents, now)
+        planned = self._planned_transformers([
+            Incident.from_json(r["state"]) for r in self.store.load_incidents(
+                conn=conn, open_only=True, kinds=("planned", "temporary"))], now)
         if (current is None and incident_class(event.kind) == "unplanned" and planned
                 and resolved.transformers and set(resolved.transformers) <= planned):
             # Areas off inside an announced planned outage's window: explained, not a fault.
@@ -674,10 +741,9 @@ class Daemon:
         """Link a new outage on areas restored shortly before to the incident it reopens."""
         window = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
         areas = set(inc.estimate.transformers)
-        for row in self.store.load_incidents(conn=conn, open_only=False):
-            if row["status"] != "restored" or row["feeder"] != inc.feeder or row["end_time"] is None:
-                continue
-            if row["end_time"] < now - window or row["id"] == inc.id:
+        for row in self.store.load_incidents(conn=conn, open_only=False, feeder=inc.feeder,
+                                             status="restored", ended_after=now - window):
+            if row["id"] == inc.id:
                 continue
             prev = Incident.from_json(row["state"])
             if areas & set(prev.estimate.transformers):
@@ -707,8 +773,7 @@ class Daemon:
 
     def _update_incident_gauge(self) -> None:
         counts: dict[str, int] = {"fault": 0, "planned": 0, "temporary": 0}
-        for row in self.store.load_incidents(open_only=True):
-            counts[row["kind"]] = counts.get(row["kind"], 0) + 1
+        counts.update(self.store.incident_counts())
         for kind, n in counts.items():
             self.metrics.incidents_active.labels(kind).set(n)
 

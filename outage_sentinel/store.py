@@ -255,6 +255,8 @@ class IngestCounts:
     inserted: int
     duplicates: int
     quarantined: int
+    #: The events that were new (not already stored), in poll order.
+    new_events: tuple[OutageEvent, ...] = ()
 
 
 class Store:
@@ -324,21 +326,43 @@ class Store:
         return counts
 
     def ingest_in(self, conn: Connection, source: str, result: PollResult,
-                  now: datetime) -> IngestCounts:
+                  now: datetime, *,
+                  processed: Callable[[OutageEvent], bool] | None = None) -> IngestCounts:
+        """:meth:`ingest` inside the caller's transaction. Events for which ``processed`` says
+        so are stored as already handled (the caller handles them in this same transaction)."""
         inserted = 0
         if result.events:
-            rows = [_event_row(e, now) for e in result.events]
-            stmt = self._insert(events_t).on_conflict_do_nothing(
-                index_elements=["source", "event_id", "revision"])
-            # Insert one by one for exact counts across dialects (rowcount of multi-row
-            # ON CONFLICT inserts is not reliable on every driver); batches stay in one txn.
-            for row in rows:
-                inserted += conn.execute(stmt, row).rowcount or 0
+            # Find what is already stored with one query per chunk, then insert the rest in one
+            # executemany (a storm brings thousands of AMI reports per poll). The unique
+            # constraint still guards against a concurrent writer (ON CONFLICT DO NOTHING).
+            fresh: dict[tuple[str, str, str], OutageEvent] = {}
+            for e in result.events:
+                fresh.setdefault((e.source, e.event_id, e.revision), e)
+            by_source: dict[str, list[str]] = {}
+            for src, eid, _rev in fresh:
+                by_source.setdefault(src, []).append(eid)
+            for src, ids in by_source.items():
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    for row in conn.execute(select(events_t.c.event_id, events_t.c.revision)
+                                            .where(events_t.c.source == src,
+                                                   events_t.c.event_id.in_(chunk))):
+                        fresh.pop((src, row[0], row[1]), None)
+            if fresh:
+                stmt = self._insert(events_t).on_conflict_do_nothing(
+                    index_elements=["source", "event_id", "revision"])
+                rows = [_event_row(e, now) for e in fresh.values()]
+                if processed is not None:
+                    for row, e in zip(rows, fresh.values(), strict=True):
+                        row["processed"] = processed(e)
+                conn.execute(stmt, rows)
+            inserted = len(fresh)
         for q in result.quarantined:
             self.quarantine_in(conn, q, now)
         if result.cursor is not None:
             self.kv_set_in(conn, f"cursor:{source}", result.cursor, now)
-        return IngestCounts(inserted, len(result.events) - inserted, len(result.quarantined))
+        return IngestCounts(inserted, len(result.events) - inserted, len(result.quarantined),
+                            tuple(fresh.values()) if result.events else ())
 
     def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> None:
         raw = q.raw if isinstance(q.raw, str) else json.dumps(q.raw, ensure_ascii=False, default=str)
@@ -371,6 +395,27 @@ class Store:
         conn.execute(update(events_t).where(events_t.c.id == row_id)
                      .values(processed=True, incident_id=incident_id))
 
+    def mark_many_processed_in(self, conn: Connection, row_ids: Sequence[int]) -> None:
+        """Mark events processed (no incident) in bulk."""
+        for i in range(0, len(row_ids), 500):
+            conn.execute(update(events_t).where(events_t.c.id.in_(row_ids[i:i + 500]))
+                         .values(processed=True))
+
+    def events_after(self, row_id: int, sources: set[str] | frozenset[str],
+                     chunk: int = 5000) -> Iterator[StoredEvent]:
+        """Stored events of ``sources`` with a row id above ``row_id``, in id order."""
+        last = row_id
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(events_t).where(events_t.c.id > last,
+                                                           events_t.c.source.in_(sorted(sources)))
+                                    .order_by(events_t.c.id).limit(chunk)).all()
+            if not rows:
+                return
+            for r in rows:
+                yield _stored_event(r._mapping)
+            last = int(rows[-1]._mapping["id"])
+
     def count(self, table: str) -> int:
         t = metadata.tables[table]
         with self.engine.connect() as conn:
@@ -394,21 +439,44 @@ class Store:
 
     # -- incidents ----------------------------------------------------------------------------
 
-    def load_incidents(self, *, open_only: bool = True, conn: Connection | None = None
+    def load_incidents(self, *, open_only: bool = True, conn: Connection | None = None,
+                       feeder: str | None = None, kinds: Sequence[str] | None = None,
+                       status: str | None = None, ended_after: datetime | None = None
                        ) -> list[dict[str, Any]]:
-        """Incident rows (``state`` is the pure core's JSON)."""
+        """Incident rows (``state`` is the pure core's JSON), optionally narrowed."""
         q = select(incidents_t).order_by(incidents_t.c.created_at, incidents_t.c.id)
         if open_only:
             q = q.where(incidents_t.c.status == "active")
+        if feeder is not None:
+            q = q.where(incidents_t.c.feeder == feeder)
+        if kinds is not None:
+            q = q.where(incidents_t.c.kind.in_(list(kinds)))
+        if status is not None:
+            q = q.where(incidents_t.c.status == status)
+        if ended_after is not None:
+            q = q.where(incidents_t.c.end_time >= ended_after)
         if conn is not None:
             return [dict(r._mapping) for r in conn.execute(q)]
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
-    def get_incident(self, incident_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(incidents_t).where(incidents_t.c.id == incident_id)).first()
+    def get_incident(self, incident_id: str, conn: Connection | None = None
+                     ) -> dict[str, Any] | None:
+        q = select(incidents_t).where(incidents_t.c.id == incident_id)
+        if conn is not None:
+            row = conn.execute(q).first()
             return dict(row._mapping) if row else None
+        with self.engine.connect() as c:
+            row = c.execute(q).first()
+            return dict(row._mapping) if row else None
+
+    def incident_counts(self) -> dict[str, int]:
+        """Open incidents by kind."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(incidents_t.c.kind, func.count())
+                                .where(incidents_t.c.status == "active")
+                                .group_by(incidents_t.c.kind))
+            return {str(k): int(n) for k, n in rows}
 
     def save_incident_in(self, conn: Connection, row: dict[str, Any]) -> None:
         stmt = self._insert(incidents_t).values(**row)
