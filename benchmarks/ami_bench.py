@@ -295,8 +295,15 @@ def main() -> int:
                 while ingested >= next_sample:
                     samples.append((next_sample, rss_mb()))
                     next_sample += 10_000
+                stalled_since = None
             else:
                 daemon.screen_tick(datetime.now(UTC))
+                if pub is not None:
+                    stalled_since = stalled_since or time.time()
+                    if time.time() - stalled_since > 10:
+                        print(f"STALLED: {expected_events - ingested} events never arrived (the "
+                              f"broker dropped them: raise Mosquitto's max_queued_messages)")
+                        break
             if ingested + quarantined >= expected_events:
                 break
             if pub is None and not report.empty():
