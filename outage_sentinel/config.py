@@ -397,6 +397,21 @@ class NotifyConfig(Strict):
     ]
     #: Directory of Jinja2 templates overriding the built-in ones (same file names).
     templates_dir: Path | None = None
+    #: Per audience (liaison, crew, command), local hours in which only fault notices go out;
+    #: the rest wait until the window ends, e.g. ``{liaison: "22:00-07:00"}``.
+    quiet_hours: dict[Literal["liaison", "crew", "command"],
+                      Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")]
+                      ] = Field(default_factory=dict)
+
+    def quiet_windows(self) -> dict[str, tuple[Any, Any]]:
+        """``quiet_hours`` as ``(start, end)`` local times."""
+        from datetime import time
+
+        out: dict[str, tuple[Any, Any]] = {}
+        for audience, text in self.quiet_hours.items():
+            a, b = text.split("-")
+            out[audience] = (time.fromisoformat(a), time.fromisoformat(b))
+        return out
 
 
 class LifecycleConfig(Strict):

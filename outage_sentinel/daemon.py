@@ -181,7 +181,9 @@ class Daemon:
                                    RetryPolicy.from_config(config.delivery.retry), self.metrics,
                                    batch_size=config.delivery.batch_size,
                                    dry_run=config.delivery.dry_run,
-                                   language=config.notify.language)
+                                   language=config.notify.language,
+                                   quiet_hours=config.notify.quiet_windows(), tz=self.tz,
+                                   on_dead=self._dead_letter_notice)
         self.window = timedelta(minutes=config.correlation.window_minutes)
         self.lifecycle = Lifecycle(self.store, self.topology, self.planner, config, clock)
         self.ami_sources = {s.name for s in config.sources if s.type in ("mqtt", "file_drop")}
@@ -334,6 +336,12 @@ class Daemon:
             self.screen_tick(self.clock())
         except Exception as exc:
             self.log.error("ami_screen_failed", error=redact(repr(exc)))
+
+    def _dead_letter_notice(self, row: Any, reason: str, now: datetime) -> None:
+        """Every dead letter is shown to the command centre (but not one about itself)."""
+        if row.audience == "command":
+            return
+        self.lifecycle.dead_letter(row, reason, now)
 
     def _lifecycle_job(self) -> None:
         if self._stop.is_set():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
 from outage_sentinel.channels.base import Channel, Message, Outcome, SendResult
@@ -67,6 +67,9 @@ class Deliverer:
         dry_run: bool = False,
         rand: Callable[[], float] = random.random,
         language: Literal["zh", "en"] = "zh",
+        quiet_hours: Mapping[str, tuple[time, time]] | None = None,
+        tz: tzinfo = UTC,
+        on_dead: Callable[[OutboxRow, str, datetime], None] | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -76,6 +79,9 @@ class Deliverer:
         self.dry_run = dry_run
         self.rand = rand
         self.language = language
+        self.quiet_hours = dict(quiet_hours or {})
+        self.tz = tz
+        self.on_dead = on_dead
         self.log = get_logger(component="delivery")
         self.limiter = self._load_limiter()
 
@@ -92,7 +98,7 @@ class Deliverer:
                 self.store.mark_retry(row.id, now, "interrupted before the channel got it")
                 self.log.info("recovered_resend", key=row.key, channel=row.channel)
             elif row.inflight_count >= 2:
-                self.store.mark_dead(row.id, now, "delivery uncertain: interrupted twice mid-send; "
+                self._dead(row, now, "delivery uncertain: interrupted twice mid-send; "
                                      "not sent again to avoid a second duplicate")
                 self.metrics.notifications.labels(row.channel, "dead").inc()
                 self.log.warning("recovered_dead_letter", key=row.key, channel=row.channel)
@@ -107,6 +113,7 @@ class Deliverer:
         """Send one batch of due messages; return how many were attempted."""
         now = now or datetime.now(UTC)
         rows = self.store.due_messages(now, self.batch_size)
+        rows = self._defer_quiet(rows, now)
         self.limiter.prune(now)
         # Rate-limited channels are handled per limiter key (robot group, SMS number), so that
         # everything due for one group can be weighed against its budget together.
@@ -123,6 +130,30 @@ class Deliverer:
         self.update_gauges()
         return len(rows)
 
+    def _defer_quiet(self, rows: Sequence[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """Hold non-fault messages for an audience in its quiet hours until they end."""
+        if not self.quiet_hours:
+            return list(rows)
+        out = []
+        for row in rows:
+            window = self.quiet_hours.get(row.audience)
+            kind = ((row.payload or {}).get("params") or {}).get("kind", "fault")
+            until = quiet_until(now, window, self.tz) if window and kind != "fault" else None
+            if until is None:
+                out.append(row)
+            else:
+                self.store.mark_retry(row.id, until, "quiet hours")
+        return out
+
+    def _dead(self, row: OutboxRow, now: datetime, reason: str) -> None:
+        """Dead-letter a message and tell whoever wants to know (the command centre)."""
+        self.store.mark_dead(row.id, now, reason)
+        if self.on_dead is not None:
+            try:
+                self.on_dead(row, reason, now)
+            except Exception as exc:  # the dead letter itself is recorded; the notice is extra
+                self.log.error("dead_letter_notice_failed", key=row.key, error=redact(repr(exc)))
+
     def update_gauges(self) -> None:
         counts = self.store.outbox_counts()
         self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("inflight", 0))
@@ -132,7 +163,7 @@ class Deliverer:
         log = self.log.bind(key=row.key, channel=row.channel, incident_id=row.incident_id)
         channel = self.channels.get(row.channel)
         if channel is None:
-            self.store.mark_dead(row.id, now, f"channel {row.channel!r} is not configured")
+            self._dead(row, now, f"channel {row.channel!r} is not configured")
             self.metrics.notifications.labels(row.channel, "dead").inc()
             log.error("dead_letter", reason="channel not configured")
             return
@@ -162,7 +193,7 @@ class Deliverer:
             log.info("delivered", target=row.target, purpose=row.purpose)
             return
         if result.outcome is Outcome.PERMANENT:
-            self.store.mark_dead(row.id, now, f"refused: {detail}")
+            self._dead(row, now, f"refused: {detail}")
             self.metrics.notifications.labels(row.channel, "permanent").inc()
             log.error("dead_letter", reason=detail)
             return
@@ -172,7 +203,7 @@ class Deliverer:
                                             failures=row.attempts + 1, now=now, u=self.rand(),
                                             retry_after=result.retry_after)
         if decision.action == "dead_letter":
-            self.store.mark_dead(row.id, now, f"{detail}; {decision.reason}")
+            self._dead(row, now, f"{detail}; {decision.reason}")
             self.metrics.notifications.labels(row.channel, "dead").inc()
             log.error("dead_letter", reason=detail, why=decision.reason)
             return
@@ -202,7 +233,7 @@ class Deliverer:
         """Put ``row`` back until the limiter allows it; not an attempt, but age still counts."""
         deadline = row.created_at + timedelta(seconds=self.policy.max_age_seconds)
         if now >= deadline:
-            self.store.mark_dead(row.id, now, f"rate limited past max age: {why}")
+            self._dead(row, now, f"rate limited past max age: {why}")
             self.metrics.notifications.labels(row.channel, "dead").inc()
             self.log.error("dead_letter", key=row.key, channel=row.channel,
                            reason="rate limited past max age")
@@ -262,3 +293,16 @@ class Deliverer:
             self._settle(row, result, now, self.log.bind(key=row.key, channel=row.channel,
                                                          incident_id=row.incident_id),
                          sent_note=f"in digest {part.message.key}")
+
+
+def quiet_until(now: datetime, window: tuple[time, time], tz: tzinfo) -> datetime | None:
+    """The end of the quiet window ``now`` falls in (local times ``(start, end)``, which may
+    cross midnight), or ``None`` when ``now`` is outside it."""
+    start, end = window
+    local = now.astimezone(tz)
+    t = local.time()
+    inside = (start <= t < end) if start < end else (t >= start or t < end)
+    if not inside:
+        return None
+    day = local.date() if (start < end or t < end) else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, tzinfo=tz).astimezone(UTC)

@@ -386,6 +386,26 @@ class Lifecycle:
         with self.store.transaction() as conn:
             return self.store.enqueue_in(conn, [row], now)
 
+    def dead_letter(self, row: Any, reason: str, now: datetime) -> int:
+        """Tell the command centre a notice could not be delivered (who, why)."""
+        cc = self.config.command_centre
+        if cc.channel is None:
+            return 0
+        from outage_sentinel.logs import mask_phone
+
+        zh = self.planner.renderer.language == "zh"
+        body = (f"【投递失败】{row.incident_id} 的{row.purpose}通知未能送达"
+                f"（{row.channel}：{mask_phone(row.target)}）。原因：{mask_phone(reason)}。请人工联系。"
+                if zh else
+                f"[Undelivered] {row.purpose} notice of {row.incident_id} to {row.channel}:"
+                f"{mask_phone(row.target)} failed: {mask_phone(reason)}. Please follow up by hand.")
+        out = {"incident_id": row.incident_id, "revision": int(row.id),
+               "recipient": f"command:{cc.target}", "purpose": "dead_letter",
+               "channel": cc.channel, "target": cc.target, "audience": "command",
+               "subject": body.splitlines()[0], "body": body, "payload": {"markdown": body}}
+        with self.store.transaction() as conn:
+            return self.store.enqueue_in(conn, [out], now)
+
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return conn.execute(select(incidents_t.c.crew_id).where(
             incidents_t.c.id == incident_id)).scalar()

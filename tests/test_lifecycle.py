@@ -24,15 +24,18 @@ TZ = ZoneInfo("Asia/Shanghai")
 
 
 class Recorder:
-    """A channel that accepts everything and remembers it."""
+    """A channel that accepts everything (but the targets in ``refuse``) and remembers it."""
 
     type = "file"
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.sent: list[Message] = []
+        self.refuse: set[str] = set()
 
     def send(self, message: Message) -> SendResult:
+        if message.target in self.refuse:
+            return SendResult(Outcome.PERMANENT, "errcode 310000: keywords not in content")
         self.sent.append(message)
         return SendResult(Outcome.DELIVERED, "ok")
 
@@ -81,11 +84,12 @@ def county() -> Topology:
 
 
 class Harness:
-    def __init__(self, tmp: Path, **config: Any) -> None:
+    def __init__(self, tmp: Path, db_url: str | None = None, **config: Any) -> None:
         self.now = T0
         self.topology = county()
         data = {
             "state_dir": str(tmp / "state"),
+            "database": {"url": db_url},
             "sources": [{"name": "unused", "type": "replay", "scenario": str(tmp / "none.jsonl")}],
             "channels": {"wecom": {"type": "file", "path": str(tmp / "sink.jsonl")},
                          "sms": {"type": "file", "path": str(tmp / "sink.jsonl")},
@@ -142,8 +146,9 @@ def ev(event_id: str, *transformers: str, kind: str = "fault", status: str = "ac
 
 
 @pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    harness = Harness(tmp_path)
+def h(tmp_path: Path, db_url: str) -> Harness:
+    """The daemon's core on SQLite and on the local PostgreSQL (see conftest ``db_url``)."""
+    harness = Harness(tmp_path, db_url)
     yield harness
     harness.daemon.close()
 
@@ -294,3 +299,45 @@ def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     sent = [m for m in h.deliver() if m.purpose == "daily_report"]
     assert len(sent) == 1 and sent[0].audience == "command" and sent[0].target == "指挥中心"
     assert "80" in sent[0].text  # the 80 customers × 1 h lost
+
+
+def test_an_outage_soon_after_restoration_links_to_the_original(h: Harness) -> None:
+    h.feed(ev("F1", "T3"))
+    first = h.only_incident()
+    h.at(30)
+    h.daemon.operator_restore(first, "operator:crew1", None, None)
+    h.at(45)  # off again within the reopen window
+    h.feed(ev("F1-again", "T3", start=h.now))
+    second = next(r for r in h.daemon.store.load_incidents(open_only=False) if r["id"] != first)
+    assert second["parent_id"] == first
+    assert "reopened" in [r["stage"] for r in h.daemon.store.incident_log(first)]
+
+
+def test_quiet_hours_hold_planned_notices_but_not_faults(tmp_path: Path) -> None:
+    h = Harness(tmp_path, notify={"quiet_hours": {"liaison": "22:00-07:00"}})
+    try:
+        h.at(13 * 60)  # 23:00 in Shanghai
+        start = h.now + timedelta(days=3)
+        h.feed(ev("P1", "T1", kind="planned", start=start, etr=start + timedelta(hours=4)))
+        assert not h.sent("outage")  # planned work waits for the morning
+        h.feed(ev("F9", "T4", start=h.now))
+        assert [m.target for m in h.sent("outage")] == ["V3群"]  # a fault goes out at once
+        h.at(20 * 60 + 59)  # 06:59
+        assert not [m for m in h.deliver() if m.incident_id != h.sent("outage")[0].incident_id
+                    and m.purpose == "outage"]
+        h.at(21 * 60)  # 07:00: the held announcement goes out
+        assert [m.target for m in h.deliver() if m.purpose == "outage"] == ["V1群"]
+    finally:
+        h.daemon.close()
+
+
+def test_a_dead_letter_is_shown_to_the_command_centre(h: Harness) -> None:
+    h.channel.refuse.add("V2群")
+    h.feed(ev("F1", "T3"))
+    inc = h.only_incident()
+    dead = h.daemon.store.messages(status="dead")
+    assert [m.target for m in dead] == ["V2群"]
+    h.deliver()
+    notices = [m for m in h.sent(audience="command") if m.purpose == "dead_letter"]
+    assert len(notices) == 1 and notices[0].incident_id == inc
+    assert "V2群" in notices[0].text and "310000" in notices[0].text
