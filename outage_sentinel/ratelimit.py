@@ -35,6 +35,9 @@ def _seconds(t: Instant) -> float:
     return float(t)
 
 
+#: The shortest wait a refusal asks for (1 ms: above float resolution at epoch seconds).
+MIN_WAIT_SECONDS = 1e-3
+
 @dataclass(frozen=True)
 class RateLimit:
     """At most ``max_requests`` in any window of ``window_seconds``."""
@@ -119,7 +122,10 @@ class RateLimiter:
             # The request that must leave the window before one more fits.
             oldest_needed = times[len(times) - limit.max_requests]
             wait = min(oldest_needed + limit.window_seconds - t, limit.window_seconds)
-            wait = max(wait, 0.0)
+            # Never 0 while refused: in floating point ``oldest + w - t`` can round to 0 although
+            # ``oldest`` is still inside the window (hypothesis found it); a caller retrying at
+            # ``t + 0`` would be refused again.
+            wait = max(wait, MIN_WAIT_SECONDS)
             if not worst.ok and wait <= worst.wait_seconds:
                 continue
             worst = Decision(False, wait, limit)

@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from outage_sentinel.ratelimit import DEFAULT_LIMITS, RateLimit, RateLimiter
@@ -102,6 +102,8 @@ def test_defaults_have_a_safety_margin() -> None:
 
 @given(st.lists(st.floats(0, 600, allow_nan=False), max_size=300),
        st.sampled_from([(RateLimit(20, 60),), (RateLimit(100, 60), RateLimit(5, 1))]))
+# Found by hypothesis: ``oldest + window - now`` rounded to a zero wait while still refused.
+@example([1.0] * 5 + [2.7375975518333972e-120], (RateLimit(100, 60), RateLimit(5, 1)))
 def test_no_window_ever_exceeds_the_limit(arrivals: list[float],
                                           limits: tuple[RateLimit, ...]) -> None:
     rl = RateLimiter()
