@@ -81,6 +81,27 @@ def permanent(detail: str) -> SendResult:
     return SendResult(Outcome.PERMANENT, detail)
 
 
+def classify_code(raw: Any, msg: str, retry_codes: Mapping[int, float | None],
+                  permanent_codes: Mapping[int, str], label: str = "errcode") -> SendResult:
+    """The verdict for a robot service's numeric result code (WeCom, DingTalk, Feishu).
+
+    0 is delivered; listed codes retry (with the service's wait) or fail permanently; codes we
+    don't recognise retry, bounded by the retry policy's max age: giving up on an unknown code
+    could silently drop an outage notice, retrying costs a few requests.
+    """
+    try:
+        code = int(raw)
+    except (TypeError, ValueError):
+        return retry(f"unreadable {label} {raw!r}")
+    if code == 0:
+        return delivered()
+    if code in retry_codes:
+        return retry(f"{label} {code}: {msg}", retry_codes[code])
+    if code in permanent_codes:
+        return permanent(f"{label} {code} ({permanent_codes[code]}): {msg}")
+    return retry(f"{label} {code} (unrecognised): {msg}")
+
+
 def delivered(detail: str = "ok", provider_id: str | None = None) -> SendResult:
     return SendResult(Outcome.DELIVERED, detail, provider_id=provider_id)
 

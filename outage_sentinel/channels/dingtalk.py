@@ -27,7 +27,7 @@ import requests
 from outage_sentinel.channels._common import (
     HttpChannel,
     HttpReply,
-    delivered,
+    classify_code,
     http_attempt,
     http_status_result,
     permanent,
@@ -66,18 +66,8 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
 def classify_dingtalk(body: Any) -> SendResult:
     if not isinstance(body, dict) or "errcode" not in body:
         return retry("no errcode in reply; delivery unconfirmed")
-    try:
-        code = int(body["errcode"])
-    except (TypeError, ValueError):
-        return retry(f"unreadable errcode {body['errcode']!r}")
-    msg = str(body.get("errmsg", ""))[:200]
-    if code == 0:
-        return delivered()
-    if code in _RETRY_CODES:
-        return retry(f"errcode {code}: {msg}", _RETRY_CODES[code])
-    if code in _PERMANENT_CODES:
-        return permanent(f"errcode {code} ({_PERMANENT_CODES[code]}): {msg}")
-    return retry(f"errcode {code} (unrecognised): {msg}")
+    return classify_code(body["errcode"], str(body.get("errmsg", ""))[:200], _RETRY_CODES,
+                         _PERMANENT_CODES)
 
 
 class DingTalkChannel(HttpChannel):

@@ -31,7 +31,7 @@ import requests
 from outage_sentinel.channels._common import (
     HttpChannel,
     HttpReply,
-    delivered,
+    classify_code,
     http_attempt,
     http_status_result,
     permanent,
@@ -70,18 +70,8 @@ def classify_feishu(body: Any) -> SendResult | None:
     raw = body.get("code", body.get("StatusCode"))
     if raw is None:
         return None
-    try:
-        code = int(raw)
-    except (TypeError, ValueError):
-        return retry(f"unreadable code {raw!r}")
-    msg = str(body.get("msg", body.get("StatusMessage", "")))[:200]
-    if code == 0:
-        return delivered()
-    if code in _RETRY_CODES:
-        return retry(f"code {code}: {msg}", _RETRY_CODES[code])
-    if code in _PERMANENT_CODES:
-        return permanent(f"code {code} ({_PERMANENT_CODES[code]}): {msg}")
-    return retry(f"code {code} (unrecognised): {msg}")
+    return classify_code(raw, str(body.get("msg", body.get("StatusMessage", "")))[:200],
+                         _RETRY_CODES, _PERMANENT_CODES, label="code")
 
 
 class FeishuChannel(HttpChannel):
