@@ -35,7 +35,7 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.channels.base import Channel
@@ -650,11 +650,13 @@ class Daemon:
         notices, after = plan_notices(current, after, self.topology)
         rows = self.planner.rows(after, notices, now, previous=current)
         rows += self.lifecycle.summary_rows(current, after)
-        self.store.save_incident_in(conn, incident_columns(after, now))
+        extra = {"priority": self.lifecycle.priority(after, now).score} \
+            if after.status == "active" else {}
+        self.store.save_incident_in(conn, incident_columns(after, now, **extra))
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
         if after.status == "active":
-            after = self._prioritise_and_dispatch(conn, after, now)
+            after = self._dispatch_if_waiting(conn, after, now)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         if current is None or current.revision != after.revision:
             log.info("incident_revised", incident_id=after.id, revision=after.revision,
@@ -663,12 +665,8 @@ class Daemon:
                      customers=after.estimate.customers, villages=len(after.estimate.villages),
                      notices=[f"{n.purpose}:{len(n.villages)}" for n in notices], queued=added)
 
-    def _prioritise_and_dispatch(self, conn: Connection, inc: Incident, now: datetime
-                                 ) -> Incident:
-        """Keep the priority current; send a crew to a confirmed fault that has none."""
-        score = self.lifecycle.priority(inc, now).score
-        conn.execute(update(incidents_t).where(incidents_t.c.id == inc.id)
-                     .values(priority=score))
+    def _dispatch_if_waiting(self, conn: Connection, inc: Incident, now: datetime) -> Incident:
+        """Send a crew to a confirmed fault that has none."""
         if not (self.config.lifecycle.auto_dispatch and inc.kind == "fault"
                 and inc.stage == "confirmed"):
             return inc
