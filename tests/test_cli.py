@@ -157,3 +157,40 @@ def test_run_once_then_operator_verbs_read_the_same_database(tmp_path: Path) -> 
     r = cli("--config", str(cfg), "outbox", "list", "--status", "sent")
     assert r.returncode == 0 and "INC-" in r.stdout
     assert cli("--config", str(cfg), "incidents", "show", "INC-NOPE").returncode == 1
+
+
+def test_operator_steps_while_the_daemon_runs(tmp_path: Path) -> None:
+    """ack / dispatch / arrive / restore / close from the CLI against the running daemon's
+    database; the daemon delivers the notices the steps queue."""
+    from tests.e2e_helpers import sink_lines, start_daemon, stop, wait_for
+
+    cfg = make_config(tmp_path, speed=1.0, interval=0.5)
+    proc = start_daemon(cfg)
+    try:
+        assert wait_for(lambda: any(m["purpose"] == "outage" for m in sink_lines(tmp_path)), 30)
+        inc = sink_lines(tmp_path)[0]["incident_id"]
+        assert cli("--config", str(cfg), "incidents", "ack", inc, "--actor", "zhang").returncode == 0
+        r = cli("--config", str(cfg), "incidents", "dispatch", inc, "--crew", "CR01")
+        assert r.returncode == 0, r.stderr
+        assert cli("--config", str(cfg), "incidents", "arrive", inc).returncode == 0
+        shown = json.loads(cli("--config", str(cfg), "incidents", "show", inc).stdout)
+        first_area = shown["estimate"]["transformers"][0]
+        r = cli("--config", str(cfg), "incidents", "restore", inc, "--transformers", first_area)
+        assert r.returncode == 0 and "partially_restored" in r.stdout, r.stdout + r.stderr
+        bad = cli("--config", str(cfg), "incidents", "close", inc, "--cause", "树线矛盾")
+        assert bad.returncode == 1 and "still active" in bad.stderr
+        assert cli("--config", str(cfg), "incidents", "restore", inc).returncode == 0
+        r = cli("--config", str(cfg), "incidents", "close", inc, "--cause", "树线矛盾")
+        assert r.returncode == 0 and "stage closed" in r.stdout
+        unknown = cli("--config", str(cfg), "incidents", "dispatch", inc, "--crew", "NOPE")
+        assert unknown.returncode == 1
+        # The daemon delivers what the steps queued: the crew dispatch and the restorations.
+        assert wait_for(lambda: any(m["purpose"] == "dispatch" and m["target"] and
+                                    "CR01" in m["key"] for m in sink_lines(tmp_path)), 20)
+        assert wait_for(lambda: any(m["purpose"] == "restored" and m["incident_id"] == inc
+                                    for m in sink_lines(tmp_path)), 20)
+        assert proc.poll() is None
+    finally:
+        assert stop(proc) == 0
+    log = json.loads(cli("--config", str(cfg), "incidents", "show", inc).stdout)
+    assert log["stage"] == "closed"
