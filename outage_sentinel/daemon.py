@@ -92,7 +92,7 @@ def build_source(cfg: SourceConfig, config: Config, topology: Topology | None = 
     if cfg.type == "http_json":
         from outage_sentinel.sources.http_json import HttpJsonSource
 
-        return HttpJsonSource(cfg, default_tz=ZoneInfo(cfg.timezone or config.timezone))  # type: ignore[arg-type]
+        return HttpJsonSource(cfg, default_tz=ZoneInfo(cfg.timezone or config.timezone))
     if cfg.type == "mqtt":
         from outage_sentinel.sources.mqtt import MqttSource
 

@@ -351,11 +351,11 @@ class Store:
             if fresh:
                 stmt = self._insert(events_t).on_conflict_do_nothing(
                     index_elements=["source", "event_id", "revision"])
-                rows = [_event_row(e, now) for e in fresh.values()]
+                values = [_event_row(e, now) for e in fresh.values()]
                 if processed is not None:
-                    for row, e in zip(rows, fresh.values(), strict=True):
-                        row["processed"] = processed(e)
-                conn.execute(stmt, rows)
+                    for value, e in zip(values, fresh.values(), strict=True):
+                        value["processed"] = processed(e)
+                conn.execute(stmt, values)
             inserted = len(fresh)
         for q in result.quarantined:
             self.quarantine_in(conn, q, now)
