@@ -186,7 +186,9 @@ class Daemon:
                                    on_dead=self._dead_letter_notice)
         self.window = timedelta(minutes=config.correlation.window_minutes)
         self.lifecycle = Lifecycle(self.store, self.topology, self.planner, config, clock)
-        self.ami_sources = {s.name for s in config.sources if s.type in ("mqtt", "file_drop")}
+        # Only a daemon that runs the AMI sources screens their reports (the operator CLI builds
+        # a Daemon without sources and must not touch the screen state).
+        self.ami_sources = {s.name for s in self.sources if s.type in ("mqtt", "file_drop")}
         self._load_screen()
         self._process_lock = threading.Lock()
         self._failures: dict[int, int] = {}
