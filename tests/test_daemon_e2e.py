@@ -78,8 +78,15 @@ def test_demo_scenario_end_to_end_with_restoration_metrics_and_clean_stop(tmp_pa
         # Every notice is unique on its key.
         keys = [m["key"] for m in lines]
         assert len(keys) == len(set(keys))
-        # Phones are masked in the sink (it is a log a person reads).
+        # Phones are masked in the sink (it is a log a person reads): mentions, SMS targets, keys.
         assert all("****" in p for m in lines for p in m.get("mentions", []))
+        import re as _re
+
+        # (Message texts keep the special-care households' phones: the crew has to call them.)
+        assert any(m["channel"] == "sms" for m in lines)
+        for m in lines:
+            for field in (m["key"], m["target"], *m.get("mentions", [])):
+                assert not _re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", field), field
 
         metrics = scrape(port)
         assert 'outage_sentinel_polls_total{result="ok",source="demo-feed"}' in metrics

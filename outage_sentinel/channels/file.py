@@ -11,6 +11,7 @@ other processes by ``flock`` where the OS has it, so lines never interleave.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from outage_sentinel.channels._common import Redactor, log_result, mask_phone, retry
+from outage_sentinel.channels._common import Redactor, log_result, mask_phone, mask_phones, retry
 from outage_sentinel.channels.base import Message, Outcome, SendResult
 
 try:  # POSIX only; on other systems the in-process lock is all we have.
@@ -38,12 +39,19 @@ def _lock_for(path: Path) -> threading.Lock:
         return _LOCKS.setdefault(key, threading.Lock())
 
 
+def key_digest(key: str) -> str:
+    """What identifies a message in the file: its key may hold a phone number (SMS targets),
+    which the file shows masked, so recovery matches on a hash of the full key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def file_record(message: Message, sent_at: datetime) -> dict[str, Any]:
     """The JSON line for ``message``; phone numbers masked (the file is read by people)."""
     return {
-        "key": message.key,
+        "key": mask_phones(message.key),
+        "key_sha256": key_digest(message.key),
         "channel": message.channel,
-        "target": message.target,
+        "target": mask_phones(message.target),
         "audience": message.audience,
         "purpose": message.purpose,
         "incident_id": message.incident_id,
@@ -104,14 +112,14 @@ class FileChannel:
 
     def already_delivered(self, key: str) -> bool | None:
         """Is a record for ``key`` in the file? ``None`` if the file can't be read."""
-        needle = json.dumps(key, ensure_ascii=False)
+        needle = key_digest(key)
         try:
             with self._lock, open(self.path, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     if needle not in line:  # cheap pre-filter before parsing
                         continue
                     try:
-                        if json.loads(line).get("key") == key:
+                        if json.loads(line).get("key_sha256") == needle:
                             return True
                     except (ValueError, AttributeError):
                         continue  # a torn line from a crash

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -77,6 +78,7 @@ def test_file_appends_json_lines_with_masked_phones(tmp_path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2
     rec = json.loads(lines[0])
+    assert rec.pop("key_sha256") == hashlib.sha256(b"I1/1/liaison:\xe5\xbc\xa0\xe5\xae\xb6\xe6\x9d\x91/outage").hexdigest()
     assert rec == {"key": "I1/1/liaison:张家村/outage", "channel": "x", "target": "张家村",
                    "audience": "liaison", "purpose": "outage", "incident_id": "I1",
                    "subject": "通知", "text": "停电", "mentions": ["138****1234"],
@@ -128,3 +130,16 @@ def test_console_prints_with_masked_mentions(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "[con → 张家村] outage: 通知" in out and "停电" in out
     assert "@138****1234" in out and "13812341234" not in out
+
+
+def test_file_masks_sms_targets_but_still_recognises_the_message(tmp_path: Path) -> None:
+    """An SMS key and target hold the phone number: shown masked, matched by hash."""
+    path = tmp_path / "sent.jsonl"
+    ch = FileChannel("sms", path=path)
+    m = Message(key="I1/1/village:V1:sms:13812345678/outage", channel="sms",
+                target="13812345678", text="停电")
+    assert ch.send(m).outcome is Outcome.DELIVERED
+    text = path.read_text(encoding="utf-8")
+    assert "13812345678" not in text and "138****5678" in text
+    assert ch.already_delivered(m.key) is True
+    assert ch.already_delivered("I1/1/village:V1:sms:13899995678/outage") is False
