@@ -81,18 +81,22 @@ class Lifecycle:
         m = dict(row._mapping)
         return Incident.from_json(m["state"]), m
 
-    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None,
-                     subject: str = "") -> list[dict[str, Any]]:
+    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
+                     ) -> list[dict[str, Any]]:
         """Outbox rows for the command centre (none when no command-centre channel is set)."""
+        return self._command_rows(inc.id, inc.revision if revision is None else revision,
+                                  purpose, body)
+
+    def _command_rows(self, incident_id: str, revision: int, purpose: str, body: str
+                      ) -> list[dict[str, Any]]:
         cc = self.config.command_centre
         if cc.channel is None:
             return []
         return [{
-            "incident_id": inc.id, "revision": inc.revision if revision is None else revision,
+            "incident_id": incident_id, "revision": revision,
             "recipient": f"command:{cc.target}", "purpose": purpose, "channel": cc.channel,
-            "target": cc.target, "audience": "command",
-            "subject": subject or body.splitlines()[0], "body": body,
-            "payload": {"markdown": body},
+            "target": cc.target, "audience": "command", "subject": body.splitlines()[0],
+            "body": body, "payload": {"markdown": body},
         }]
 
     def summary_rows(self, before: Incident | None, inc: Incident) -> list[dict[str, Any]]:
@@ -370,8 +374,7 @@ class Lifecycle:
         """Queue yesterday's report summary for the command centre (once per day)."""
         from outage_sentinel import reports
 
-        cc = self.config.command_centre
-        if cc.channel is None:
+        if self.config.command_centre.channel is None:
             return 0
         now = now or self.clock()
         tz = self.planner.tz
@@ -379,17 +382,13 @@ class Lifecycle:
         start, end = reports.day_period(day, tz)
         report = reports.build_report(self.store, self.topology, start, end, tz, now)
         body = reports.daily_report_message(report)
-        row = {"incident_id": f"REPORT-{day:%Y%m%d}", "revision": 0,
-               "recipient": f"command:{cc.target}", "purpose": "daily_report",
-               "channel": cc.channel, "target": cc.target, "audience": "command",
-               "subject": body.splitlines()[0], "body": body, "payload": {"markdown": body}}
         with self.store.transaction() as conn:
-            return self.store.enqueue_in(conn, [row], now)
+            return self.store.enqueue_in(
+                conn, self._command_rows(f"REPORT-{day:%Y%m%d}", 0, "daily_report", body), now)
 
     def dead_letter(self, row: Any, reason: str, now: datetime) -> int:
         """Tell the command centre a notice could not be delivered (who, why)."""
-        cc = self.config.command_centre
-        if cc.channel is None:
+        if self.config.command_centre.channel is None:
             return 0
         from outage_sentinel.logs import mask_phone
 
@@ -399,12 +398,10 @@ class Lifecycle:
                 if zh else
                 f"[Undelivered] {row.purpose} notice of {row.incident_id} to {row.channel}:"
                 f"{mask_phone(row.target)} failed: {mask_phone(reason)}. Please follow up by hand.")
-        out = {"incident_id": row.incident_id, "revision": int(row.id),
-               "recipient": f"command:{cc.target}", "purpose": "dead_letter",
-               "channel": cc.channel, "target": cc.target, "audience": "command",
-               "subject": body.splitlines()[0], "body": body, "payload": {"markdown": body}}
+        # Revision = the dead row's id: one notice per dead letter.
         with self.store.transaction() as conn:
-            return self.store.enqueue_in(conn, [out], now)
+            return self.store.enqueue_in(
+                conn, self._command_rows(row.incident_id, int(row.id), "dead_letter", body), now)
 
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return conn.execute(select(incidents_t.c.crew_id).where(
