@@ -299,10 +299,7 @@ def _labels(table: Mapping[str, Mapping[str, str]], language: str) -> Mapping[st
 
 def feeder_label(topology: Topology, feeder: str) -> str:
     """The feeder's display name (``feeder_name`` of its source node, else the node's name)."""
-    for node in topology.nodes.values():
-        if node.kind == "source" and node.feeder == feeder:
-            return node.extra.get("feeder_name") or node.name or feeder
-    return feeder
+    return topology.feeder_names.get(feeder, feeder)
 
 
 def _name(topology: Topology, node_id: str) -> str:

@@ -50,11 +50,7 @@ class LiaisonPlanner:
         self.renderer = renderer
         self.tz = tz
         self.roles = tuple(roles)
-        self.feeder_names: dict[str, str] = {}
-        for node in topology.nodes.values():
-            if node.kind == "source" and node.feeder:
-                label = node.extra.get("feeder_name") or node.name or node.feeder
-                self.feeder_names.setdefault(node.feeder, label)
+        self.feeder_names = topology.feeder_names
 
     def rows(self, incident: Incident, notices: Sequence[Notice], now: datetime,
              previous: Incident | None = None) -> list[dict[str, Any]]:

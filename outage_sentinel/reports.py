@@ -575,11 +575,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 
 def _feeder_names(topology: Topology) -> dict[str, str]:
     """Feeder id -> display name (the source node's ``feeder_name`` column, else its name)."""
-    names: dict[str, str] = {}
-    for node in topology.nodes.values():
-        if node.kind == "source" and node.feeder:
-            names.setdefault(node.feeder, node.extra.get("feeder_name", "") or node.name)
-    return names
+    return dict(topology.feeder_names)
 
 
 def _village_name(topology: Topology, village: str) -> str:

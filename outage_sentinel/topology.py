@@ -818,6 +818,21 @@ class Topology:
         return [ids[i] for i in self._source_index]
 
     @property
+    def feeder_names(self) -> dict[str, str]:
+        """Feeder id -> display name: the ``feeder_name`` column of its source node, else the
+        node's name, else the id. Built once (notices and reports ask for it constantly)."""
+        cached: dict[str, str] | None = self.__dict__.get("_feeder_names")
+        if cached is None:
+            cached = {}
+            for source_id in self.sources:
+                node = self.nodes[source_id]
+                if node.feeder:
+                    cached.setdefault(node.feeder,
+                                      node.extra.get("feeder_name") or node.name or node.feeder)
+            self.__dict__["_feeder_names"] = cached
+        return cached
+
+    @property
     def feeders(self) -> list[str]:
         return sorted(self.feeder_ids)
 
