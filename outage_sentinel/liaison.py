@@ -151,7 +151,8 @@ class LiaisonPlanner:
         if not names:
             return area_text or "-"
         if len(names) > 8:
-            more = f"等{len(names)}个台区" if self.renderer.language == "zh" else f" and {len(names) - 8} more"
+            zh = self.renderer.language == "zh"
+            more = f"等{len(names)}个台区" if zh else f" and {len(names) - 8} more"
             return sep.join(names[:8]) + more
         return sep.join(names)
 
