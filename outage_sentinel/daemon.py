@@ -4,7 +4,8 @@ One cycle for a source::
 
     poll ─▶ store events + quarantine + cursor (one transaction) ─▶ acknowledge to the source
          ─▶ process unprocessed events: correlate, estimate, plan notices, write incident +
-            outbox + "processed" mark (one transaction per event)
+            outbox + "processed" mark (one transaction per round of events; if one fails,
+            the round is redone with one transaction per event)
     deliver (its own job): due outbox messages ─▶ channels ─▶ mark sent / retry / dead
 
 Every step is restartable from the database alone, which is what makes SIGKILL safe: an event
@@ -77,6 +78,8 @@ MAX_DRAIN_POLLS = 50
 SCREEN_SAVE_SECONDS = 30.0
 #: Stored events fetched per processing round (AMI reports are screened a round at a time).
 BATCH = 5000
+#: Non-observation events folded into incidents per transaction (each in its own savepoint).
+ROUND_EVENTS = 250
 
 
 def utcnow() -> datetime:
@@ -142,6 +145,110 @@ class CycleReport:
     quarantined: int = 0
     processed: int = 0
     delivered: int = 0
+
+
+class _Round:
+    """What one processing transaction has read and written, so that a storm's events on the
+    same feeder correlate with the state in memory instead of re-reading and re-parsing it.
+
+    Only valid inside its transaction: every incident change is still written at once (the
+    database stays the truth for ids, reopen links, dispatch), the cache only saves reads.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.processed: dict[int, bool] = {}
+        self.members: dict[tuple[str, str], tuple[int, str]] = {}
+        self.members_known: set[tuple[str, str]] = set()
+        self.forget()
+
+    def forget(self) -> None:
+        self.incidents: dict[str, Incident | None] = {}
+        self.created: dict[str, Any] = {}
+        self.feeders: dict[str, list[str]] = {}
+        self.planned: list[Incident] | None = None
+
+    def preload(self, conn: Connection, batch: list[StoredEvent]) -> None:
+        self.processed.update(self.store.processed_flags_in(conn, [s.row_id for s in batch]))
+        keys = [(s.event.source, s.event.event_id) for s in batch]
+        self.members.update(self.store.member_incidents_in(conn, keys))
+        self.members_known.update(keys)
+
+    def is_processed(self, conn: Connection, row_id: int) -> bool:
+        if row_id in self.processed:
+            return self.processed[row_id]
+        q = select(events_t.c.processed).where(events_t.c.id == row_id)
+        if self.store.dialect == "postgresql":
+            q = q.with_for_update()
+        return bool(conn.execute(q).scalar())
+
+    def member_incident(self, conn: Connection, source: str, event_id: str) -> str | None:
+        key = (source, event_id)
+        if key in self.members_known:
+            hit = self.members.get(key)
+            return hit[1] if hit else None
+        row = conn.execute(select(events_t.c.incident_id)
+                           .where(events_t.c.source == source, events_t.c.event_id == event_id,
+                                  events_t.c.incident_id.is_not(None))
+                           .order_by(events_t.c.id.desc()).limit(1)).first()
+        return str(row[0]) if row else None
+
+    def done(self, stored: StoredEvent, incident_id: str | None) -> None:
+        """The event committed (its savepoint released) with this incident."""
+        self.processed[stored.row_id] = True
+        key = (stored.event.source, stored.event.event_id)
+        if incident_id is not None and key in self.members_known:
+            prev = self.members.get(key)
+            if prev is None or stored.row_id > prev[0]:
+                self.members[key] = (stored.row_id, incident_id)
+
+    def _remember(self, row: Mapping[str, Any]) -> Incident:
+        iid = str(row["id"])
+        inc = self.incidents.get(iid)
+        if inc is None:
+            inc = Incident.from_json(row["state"])
+            self.incidents[iid] = inc
+            self.created[iid] = row["created_at"]
+        return inc
+
+    def get(self, conn: Connection, incident_id: str) -> Incident | None:
+        if incident_id in self.incidents:
+            return self.incidents[incident_id]
+        row = self.store.get_incident(incident_id, conn)
+        if row is None:
+            return None
+        return self._remember(row)
+
+    def open_on(self, conn: Connection, feeder: str) -> list[Incident]:
+        ids = self.feeders.get(feeder)
+        if ids is None:
+            rows = self.store.load_incidents(conn=conn, open_only=True, feeder=feeder)
+            out = [self._remember(r) for r in rows]
+            self.feeders[feeder] = [i.id for i in out]
+            return out
+        return [inc for i in ids if (inc := self.incidents.get(i)) is not None]
+
+    def open_planned(self, conn: Connection) -> list[Incident]:
+        if self.planned is None:
+            self.planned = [Incident.from_json(r["state"]) for r in self.store.load_incidents(
+                conn=conn, open_only=True, kinds=("planned", "temporary"))]
+        return self.planned
+
+    def saved(self, before: Incident | None, after: Incident, now: datetime) -> None:
+        """``after`` was just written (as :func:`incident_columns` does)."""
+        iid = after.id
+        self.created.setdefault(iid, after.created_at or now)
+        self.incidents[iid] = after
+        for listed in self.feeders.values():
+            if iid in listed:
+                listed.remove(iid)
+        ids = self.feeders.get(after.feeder) if after.feeder is not None else None
+        if ids is not None and after.status == "active":
+            ids.append(iid)
+            ids.sort(key=lambda i: (self.created[i], i))  # as load_incidents orders them
+        planned = ("planned", "temporary")
+        if after.kind in planned or (before is not None and before.kind in planned):
+            self.planned = None
 
 
 class Daemon:
@@ -556,19 +663,40 @@ class Daemon:
                         self.log.exception("ami_screening_failed", reports=len(observations))
                         for s in observations:
                             self._failed(s, exc)
-                for stored in batch:
-                    if not self._is_observation(stored.event) and self._process_one(stored):
-                        progress += 1
+                rest = [s for s in batch if not self._is_observation(s.event)]
+                for i in range(0, len(rest), ROUND_EVENTS):
+                    progress += self._process_round(rest[i:i + ROUND_EVENTS])
                 done += progress
                 if len(fetched) < BATCH or progress == 0:
                     break
             self._update_incident_gauge()
         return done
 
+    def _process_round(self, chunk: list[StoredEvent]) -> int:
+        """Fold events into incidents in one transaction (incident changes, their outbox rows
+        and processed marks still commit together). If any event fails, the whole round is
+        rolled back and redone with a transaction per event, so a failing event is retried or
+        quarantined alone as before (a savepoint per event cost more than the storm's saves)."""
+        if len(chunk) == 1:
+            return int(self._process_one(chunk[0]))
+        try:
+            with self.store.transaction() as conn:
+                rnd = _Round(self.store)
+                rnd.preload(conn, chunk)
+                for stored in chunk:
+                    rnd.done(stored, self._apply(conn, stored, rnd))
+        except Exception as exc:
+            self.log.warning("processing_round_failed", events=len(chunk),
+                             error=redact(repr(exc)), retry="one transaction per event")
+            return sum(self._process_one(s) for s in chunk)
+        for stored in chunk:
+            self._failures.pop(stored.row_id, None)
+        return len(chunk)
+
     def _process_one(self, stored: StoredEvent) -> bool:
         try:
             with self.store.transaction() as conn:
-                self._apply(conn, stored)
+                self._apply(conn, stored, _Round(self.store))
             self._failures.pop(stored.row_id, None)
             return True
         except Exception as exc:
@@ -596,53 +724,46 @@ class Daemon:
         except Exception:
             self.log.exception("quarantine_failed", source=event.source, event_id=event.event_id)
 
-    def _apply(self, conn: Connection, stored: StoredEvent) -> None:
+    def _apply(self, conn: Connection, stored: StoredEvent, rnd: _Round) -> str | None:
+        """Fold one event in; returns the incident it now belongs to (``None``: none)."""
         now = self.clock()
         event = stored.event
         # Another process (the operator CLI) may have processed it since we listed it.
-        q = select(events_t.c.processed).where(events_t.c.id == stored.row_id)
-        if self.store.dialect == "postgresql":
-            q = q.with_for_update()
-        if conn.execute(q).scalar():
-            return
+        if rnd.is_processed(conn, stored.row_id):
+            return None
         resolved = resolve_event(self.topology, event)
         log = self.log.bind(source=event.source, event_id=event.event_id, feeder=resolved.feeder)
         if resolved.unknown:
             log.warning("unknown_references", refs=list(resolved.unknown))
         current: Incident | None = None
-        known_id = self._incident_of_member(conn, event.source, event.event_id)
+        known_id = rnd.member_incident(conn, event.source, event.event_id)
         if known_id is None and event.source == OPERATOR_SOURCE:
             # Operator steps (``incidents restore``) name their incident explicitly.
             known_id = str(event.raw.get("incident_id") or "") or None
         if known_id is not None:
-            row = self.store.get_incident(known_id, conn)
-            current = Incident.from_json(row["state"]) if row else None
+            current = rnd.get(conn, known_id)
         if current is None and resolved.feeder is not None:
             # Only open incidents on the event's feeder can take it (parsing every open
             # incident's state per event would make a storm quadratic).
-            candidates = self.store.load_incidents(conn=conn, open_only=True,
-                                                   feeder=resolved.feeder)
-            current = correlate([Incident.from_json(r["state"]) for r in candidates], event,
-                                resolved, now, self.window)
+            current = correlate(rnd.open_on(conn, resolved.feeder), event, resolved, now,
+                                self.window)
         if current is None and (event.status != "active" or event.signal not in ("notice", "dead")):
             # A restoration or alive report for nothing we know of: record it, nothing to do.
             self.store.mark_processed_in(conn, stored.row_id, None)
             log.info("event_without_incident", status=event.status, signal=event.signal)
-            return
+            return None
         if current is None and not resolved.transformers and resolved.device is None:
             self.store.mark_processed_in(conn, stored.row_id, None)
             log.warning("event_unlocatable", area_text=event.area_text,
                         reason="no known transformer area or device")
-            return
-        planned = self._planned_transformers([
-            Incident.from_json(r["state"]) for r in self.store.load_incidents(
-                conn=conn, open_only=True, kinds=("planned", "temporary"))], now)
+            return None
+        planned = self._planned_transformers(rnd.open_planned(conn), now)
         if (current is None and incident_class(event.kind) == "unplanned" and planned
                 and resolved.transformers and set(resolved.transformers) <= planned):
             # Areas off inside an announced planned outage's window: explained, not a fault.
             self.store.mark_processed_in(conn, stored.row_id, None)
             log.info("explained_by_planned_outage", transformers=list(resolved.transformers))
-            return
+            return None
         started = time.perf_counter()
         after = apply_event(current, event, resolved, self.topology, self.estimator, now,
                             lambda: self._new_incident_id(conn, event.start), planned)
@@ -655,10 +776,11 @@ class Daemon:
         extra = {"priority": self.lifecycle.priority(after, now).score} \
             if after.status == "active" else {}
         self.store.save_incident_in(conn, incident_columns(after, now, **extra))
+        rnd.saved(current, after, now)
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
         if after.status == "active":
-            after = self._dispatch_if_waiting(conn, after, now)
+            after = self._dispatch_if_waiting(conn, after, now, rnd)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         if current is None or current.revision != after.revision:
             log.info("incident_revised", incident_id=after.id, revision=after.revision,
@@ -666,8 +788,10 @@ class Daemon:
                      transformers=len(after.estimate.transformers),
                      customers=after.estimate.customers, villages=len(after.estimate.villages),
                      notices=[f"{n.purpose}:{len(n.villages)}" for n in notices], queued=added)
+        return after.id
 
-    def _dispatch_if_waiting(self, conn: Connection, inc: Incident, now: datetime) -> Incident:
+    def _dispatch_if_waiting(self, conn: Connection, inc: Incident, now: datetime,
+                             rnd: _Round | None = None) -> Incident:
         """Send a crew to a confirmed fault that has none."""
         if not (self.config.lifecycle.auto_dispatch and inc.kind == "fault"
                 and inc.stage == "confirmed"):
@@ -676,6 +800,8 @@ class Daemon:
                                .where(incidents_t.c.id == inc.id)).scalar()
         if crew_id is not None:
             return inc
+        if rnd is not None:
+            rnd.forget()  # dispatching saves this incident (and may release another's crew)
         return self.lifecycle.dispatch_in(conn, inc, {"created_at": inc.created_at}, now, "daemon")
 
     def operator_restore(self, incident_id: str, actor: str, transformers: str | None,
@@ -759,13 +885,6 @@ class Daemon:
                                   {"by": inc.id})
                 return replace(inc, parent_id=prev.id)
         return inc
-
-    def _incident_of_member(self, conn: Connection, source: str, event_id: str) -> str | None:
-        row = conn.execute(select(events_t.c.incident_id)
-                           .where(events_t.c.source == source, events_t.c.event_id == event_id,
-                                  events_t.c.incident_id.is_not(None))
-                           .order_by(events_t.c.id.desc()).limit(1)).first()
-        return str(row[0]) if row else None
 
     def _planned_transformers(self, incidents: list[Incident], now: datetime) -> frozenset[str]:
         out: set[str] = set()

@@ -37,6 +37,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     func,
@@ -275,6 +276,7 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        self._save_stmts: dict[tuple[str, ...], Any] = {}
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -392,14 +394,47 @@ class Store:
             return [_stored_event(r._mapping) for r in conn.execute(q)]
 
     def mark_processed_in(self, conn: Connection, row_id: int, incident_id: str | None) -> None:
-        conn.execute(update(events_t).where(events_t.c.id == row_id)
-                     .values(processed=True, incident_id=incident_id))
+        conn.execute(_MARK_PROCESSED, {"row_id": row_id, "incident": incident_id})
 
     def mark_many_processed_in(self, conn: Connection, row_ids: Sequence[int]) -> None:
         """Mark events processed (no incident) in bulk."""
         for i in range(0, len(row_ids), 500):
             conn.execute(update(events_t).where(events_t.c.id.in_(row_ids[i:i + 500]))
                          .values(processed=True))
+
+    def processed_flags_in(self, conn: Connection, row_ids: Sequence[int]) -> dict[int, bool]:
+        """``processed`` of each given event row (locked for update on PostgreSQL)."""
+        out: dict[int, bool] = {}
+        for i in range(0, len(row_ids), 500):
+            q = select(events_t.c.id, events_t.c.processed).where(
+                events_t.c.id.in_(list(row_ids[i:i + 500])))
+            if self.dialect == "postgresql":
+                q = q.with_for_update()
+            out.update((int(r), bool(p)) for r, p in conn.execute(q))
+        return out
+
+    def member_incidents_in(self, conn: Connection, keys: Sequence[tuple[str, str]]
+                            ) -> dict[tuple[str, str], tuple[int, str]]:
+        """For each (source, event_id): (row id, incident id) of its newest row that belongs to
+        an incident; keys with none are absent."""
+        by_source: dict[str, list[str]] = {}
+        for source, event_id in keys:
+            by_source.setdefault(source, []).append(event_id)
+        out: dict[tuple[str, str], tuple[int, str]] = {}
+        for source, ids in by_source.items():
+            uniq = sorted(set(ids))
+            for i in range(0, len(uniq), 500):
+                rows = conn.execute(select(events_t.c.id, events_t.c.event_id,
+                                           events_t.c.incident_id)
+                                    .where(events_t.c.source == source,
+                                           events_t.c.event_id.in_(uniq[i:i + 500]),
+                                           events_t.c.incident_id.is_not(None)))
+                for row_id, event_id, incident_id in rows:
+                    key = (source, str(event_id))
+                    prev = out.get(key)
+                    if prev is None or int(row_id) > prev[0]:
+                        out[key] = (int(row_id), str(incident_id))
+        return out
 
     def events_after(self, row_id: int, sources: set[str] | frozenset[str],
                      chunk: int = 5000) -> Iterator[StoredEvent]:
@@ -479,10 +514,17 @@ class Store:
             return {str(k): int(n) for k, n in rows}
 
     def save_incident_in(self, conn: Connection, row: dict[str, Any]) -> None:
-        stmt = self._insert(incidents_t).values(**row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"], set_={k: v for k, v in row.items() if k not in ("id", "created_at")})
-        conn.execute(stmt)
+        # One upsert statement per column set, built once: building it per call (a storm saves
+        # an incident per event) cost more than executing it.
+        keys = tuple(sorted(row))
+        stmt = self._save_stmts.get(keys)
+        if stmt is None:
+            ins = self._insert(incidents_t)
+            stmt = ins.on_conflict_do_update(
+                index_elements=["id"],
+                set_={k: ins.excluded[k] for k in keys if k not in ("id", "created_at")})
+            self._save_stmts[keys] = stmt
+        conn.execute(stmt, row)
 
     def log_in(self, conn: Connection, incident_id: str, at: datetime, stage: str, actor: str,
                note: str = "", details: dict[str, Any] | None = None) -> None:
@@ -570,6 +612,10 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(outbox_t.c.status, func.count()).group_by(outbox_t.c.status))
             return {str(s): int(n) for s, n in rows}
+
+
+_MARK_PROCESSED = (update(events_t).where(events_t.c.id == bindparam("row_id"))
+                   .values(processed=True, incident_id=bindparam("incident")))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
