@@ -78,7 +78,8 @@ MAX_DRAIN_POLLS = 50
 SCREEN_SAVE_SECONDS = 30.0
 #: Stored events fetched per processing round (AMI reports are screened a round at a time).
 BATCH = 5000
-#: Non-observation events folded into incidents per transaction (each in its own savepoint).
+#: Non-observation events folded into incidents per transaction (a failure redoes the round
+#: one transaction per event).
 ROUND_EVENTS = 250
 
 
@@ -194,7 +195,7 @@ class _Round:
         return str(row[0]) if row else None
 
     def done(self, stored: StoredEvent, incident_id: str | None) -> None:
-        """The event committed (its savepoint released) with this incident."""
+        """The event was folded (in this round's transaction) into this incident."""
         self.processed[stored.row_id] = True
         key = (stored.event.source, stored.event.event_id)
         if incident_id is not None and key in self.members_known:
