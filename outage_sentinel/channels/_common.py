@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -273,3 +274,20 @@ class HttpChannel:
 
     def close(self) -> None:
         self._session.close()
+
+
+class SignedRobotChannel(HttpChannel):
+    """A group robot per target with an access token and an optional signing secret
+    (DingTalk, Feishu). Signatures embed the time; the services reject one far off, so the
+    clock is injectable for tests."""
+
+    def __init__(self, name: str, *, robots: dict[str, tuple[str, str | None]], base_url: str,
+                 timeout: float = 10.0, rate_limits: tuple[Any, ...] = (),
+                 session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        secrets = [s for pair in robots.values() for s in pair if s]
+        super().__init__(name, timeout=timeout, secrets=secrets, rate_limits=rate_limits,
+                         session=session)
+        self._robots = dict(robots)
+        self._base = base_url.rstrip("/")
+        self._clock = clock

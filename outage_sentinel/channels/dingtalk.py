@@ -17,16 +17,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-import requests
-
 from outage_sentinel.channels._common import (
-    HttpChannel,
     HttpReply,
+    SignedRobotChannel,
     classify_code,
     http_attempt,
     http_status_result,
@@ -34,7 +30,6 @@ from outage_sentinel.channels._common import (
     retry,
 )
 from outage_sentinel.channels.base import Message, SendResult
-from outage_sentinel.ratelimit import RateLimit
 from outage_sentinel.textlimits import trim_bytes
 
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
@@ -70,7 +65,7 @@ def classify_dingtalk(body: Any) -> SendResult:
                          _PERMANENT_CODES)
 
 
-class DingTalkChannel(HttpChannel):
+class DingTalkChannel(SignedRobotChannel):
     """Sends to DingTalk custom robots, one robot (token + optional secret) per target."""
 
     type = "dingtalk"
@@ -78,17 +73,8 @@ class DingTalkChannel(HttpChannel):
     digest_limit_bytes = 4096
 
     def __init__(self, name: str, *, robots: dict[str, tuple[str, str | None]],
-                 base_url: str = DEFAULT_BASE_URL, timeout: float = 10.0,
-                 rate_limits: tuple[RateLimit, ...] = (),
-                 session: requests.Session | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        secrets = [s for pair in robots.values() for s in pair if s]
-        super().__init__(name, timeout=timeout, secrets=secrets, rate_limits=rate_limits,
-                         session=session)
-        self._robots = dict(robots)
-        self._base = base_url.rstrip("/")
-        # The signature embeds the time; DingTalk rejects it if more than an hour off.
-        self._clock = clock
+                 base_url: str = DEFAULT_BASE_URL, **kwargs: Any) -> None:
+        super().__init__(name, robots=robots, base_url=base_url, **kwargs)
 
     def build_payload(self, message: Message) -> dict[str, Any]:
         mobiles = list(dict.fromkeys(message.mentions))

@@ -21,16 +21,12 @@ import base64
 import hashlib
 import hmac
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from outage_sentinel.channels._common import (
-    HttpChannel,
     HttpReply,
+    SignedRobotChannel,
     classify_code,
     http_attempt,
     http_status_result,
@@ -38,7 +34,6 @@ from outage_sentinel.channels._common import (
     retry,
 )
 from outage_sentinel.channels.base import Message, SendResult
-from outage_sentinel.ratelimit import RateLimit
 from outage_sentinel.textlimits import trim_bytes, utf8_len
 
 DEFAULT_BASE_URL = "https://open.feishu.cn"
@@ -74,7 +69,7 @@ def classify_feishu(body: Any) -> SendResult | None:
                          _RETRY_CODES, _PERMANENT_CODES, label="code")
 
 
-class FeishuChannel(HttpChannel):
+class FeishuChannel(SignedRobotChannel):
     """Sends to Feishu custom bots, one bot (hook token + optional secret) per target."""
 
     type = "feishu"
@@ -82,16 +77,8 @@ class FeishuChannel(HttpChannel):
     digest_limit_bytes = 8192
 
     def __init__(self, name: str, *, robots: dict[str, tuple[str, str | None]],
-                 base_url: str = DEFAULT_BASE_URL, timeout: float = 10.0,
-                 rate_limits: tuple[RateLimit, ...] = (),
-                 session: requests.Session | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        secrets = [s for pair in robots.values() for s in pair if s]
-        super().__init__(name, timeout=timeout, secrets=secrets, rate_limits=rate_limits,
-                         session=session)
-        self._robots = dict(robots)
-        self._base = base_url.rstrip("/")
-        self._clock = clock
+                 base_url: str = DEFAULT_BASE_URL, **kwargs: Any) -> None:
+        super().__init__(name, robots=robots, base_url=base_url, **kwargs)
 
     @staticmethod
     def _at_tags(message: Message) -> str:
