@@ -284,57 +284,41 @@ def main() -> int:
             polled = daemon.poll(source)
             c1 = time.perf_counter()
             daemon.process()
-            c2 = time.perf_counter()
             spent["poll"] += c1 - c0
-            spent["screen"] += c2 - c1
-            if polled is not None and not polled.not_modified:
-                polls += 1
-                ingested += len(polled.events)
-                quarantined += len(polled.quarantined)
-                t_last_ingest = time.time()
-                while ingested >= next_sample:
-                    samples.append((next_sample, rss_mb()))
-                    next_sample += 10_000
-                stalled_since = None
-            else:
-                daemon.screen_tick(datetime.now(UTC))
-                if pub is not None:
-                    stalled_since = stalled_since or time.time()
-                    if time.time() - stalled_since > 10:
-                        print(f"STALLED: {expected_events - ingested} events never arrived (the "
-                              f"broker dropped them: raise Mosquitto's max_queued_messages)")
-                        break
-            if ingested + quarantined >= expected_events:
-                break
-            if pub is None and not report.empty():
-                pub = report.get()
-            if polled is None or len(polled.events) < args.max_batch:
-                time.sleep(args.interval)
-            continue
-        result = source.poll(datetime.now(UTC))
-        c1 = time.perf_counter()
-        spent["poll"] += c1 - c0
-        if not result.not_modified:
+            spent["screen"] += time.perf_counter() - c1
+            got = polled is not None and not polled.not_modified
+            events = polled.events if polled is not None else []
+            bad = polled.quarantined if polled is not None else []
+        else:
+            result = source.poll(datetime.now(UTC))
+            c1 = time.perf_counter()
+            spent["poll"] += c1 - c0
+            got = not result.not_modified
+            events, bad = result.events, result.quarantined
+            if got:
+                if store is not None:
+                    store.ingest(source.name, result, datetime.now(UTC))
+                c2 = time.perf_counter()
+                source.acknowledge(result)
+                c3 = time.perf_counter()
+                totals.extend(screen.feed(result.events, datetime.now(UTC)))
+                spent["store"] += c2 - c1
+                spent["ack"] += c3 - c2
+                spent["screen"] += time.perf_counter() - c3
+        if got:
             polls += 1
-            if store is not None:
-                store.ingest(source.name, result, datetime.now(UTC))
-            c2 = time.perf_counter()
-            source.acknowledge(result)
-            c3 = time.perf_counter()
-            totals.extend(screen.feed(result.events, datetime.now(UTC)))
-            c4 = time.perf_counter()
-            spent["store"] += c2 - c1
-            spent["ack"] += c3 - c2
-            spent["screen"] += c4 - c3
-            ingested += len(result.events)
-            quarantined += len(result.quarantined)
+            ingested += len(events)
+            quarantined += len(bad)
             t_last_ingest = time.time()
             while ingested >= next_sample:
                 samples.append((next_sample, rss_mb()))
                 next_sample += 10_000
             stalled_since = None
         else:
-            totals.extend(screen.tick(datetime.now(UTC)))
+            if daemon is not None:
+                daemon.screen_tick(datetime.now(UTC))
+            else:
+                totals.extend(screen.tick(datetime.now(UTC)))
             if pub is not None:
                 stalled_since = stalled_since or time.time()
                 if time.time() - stalled_since > 10:
@@ -345,7 +329,7 @@ def main() -> int:
             break
         if pub is None and not report.empty():
             pub = report.get()
-        if len(result.events) < args.max_batch:
+        if len(events) < args.max_batch:
             time.sleep(args.interval)
     if daemon is not None:
         # Incidents are updated once every stored report and screened output is processed.
