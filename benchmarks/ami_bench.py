@@ -242,7 +242,12 @@ def main() -> int:
             "sources": [{"type": "mqtt", "name": "ami-mqtt", "topics": [topic],
                          "client_id": f"bench-{tag}", "max_batch": args.max_batch}],
             "channels": {"sink": {"type": "file", "path": f"{tmp.name}/sink.jsonl"}},
-            "metrics": {"enabled": False}, "log": {"level": "WARNING"}})
+            "metrics": {"enabled": False},
+            "log": {"level": "INFO", "file": f"{tmp.name}/daemon.log"}})
+        # Logging as `outage-sentinel run` sets it up (JSON lines, INFO), into a file.
+        from outage_sentinel.logs import configure
+
+        configure(config.log.level, config.log.format, config.log.file)
         if store is not None:
             store.close()
         daemon = Daemon(config, topology=topology, sources=[source], channels={})

@@ -6,7 +6,7 @@ of its own per test; skipped with the reason when the server is not reachable).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -103,6 +103,40 @@ def test_event_round_trips(store: Store) -> None:
     assert stored.event.start.tzinfo is not None and stored.event.start == e.start
     assert stored.received_at == T0
     assert stored.incident_id is None
+
+
+def test_bulk_ingest_reads_back_as_core_writes_it(store: Store) -> None:
+    """A storm's batch (the SQLite fast path encodes columns itself) reads back exactly, and
+    its times compare in SQL like rows written through Core."""
+    cst = timezone(timedelta(hours=8))
+    batch = [event(f"B{i}", start=(T0 - timedelta(seconds=i)).astimezone(cst),
+                   status="restored" if i % 3 == 0 else "active",
+                   end=T0 + timedelta(microseconds=i) if i % 3 == 0 else None,
+                   expected_restoration=T0 + timedelta(hours=1) if i % 5 == 0 else None,
+                   transformers=() if i % 2 else ("T1",),
+                   raw={"i": i, "at": T0, "村": "马集"})  # a datetime JSON cannot take
+             for i in range(600)]
+    with store.transaction() as conn:
+        counts = store.ingest_in(conn, "feed", PollResult(events=batch), T0,
+                                 processed=lambda e: e.status == "restored")
+    assert counts.inserted == 600 and len(counts.new_events) == 600
+    with store.transaction() as conn:  # a Core-written row among them
+        conn.execute(events_t.insert().values(
+            source="feed", event_id="core", revision="r", kind="fault", status="active",
+            start=T0 - timedelta(seconds=299, microseconds=500000), transformers=[],
+            received_at=T0, processed=False))
+    stored = {s.event.event_id: s for s in store.events(limit=1000)}
+    for e in batch:
+        got = stored[e.event_id]
+        assert got.event == e and got.event.start == e.start and got.event.end == e.end
+        assert got.event.raw == {"i": e.raw["i"], "at": str(T0), "村": "马集"}
+        assert got.received_at == T0
+    assert {s.event.event_id for s in store.unprocessed_events(1000)} == {
+        e.event_id for e in batch if e.status == "active"} | {"core"}
+    with store.engine.connect() as conn:
+        later = conn.execute(sa.select(events_t.c.event_id).where(
+            events_t.c.start > T0 - timedelta(seconds=300)).order_by(events_t.c.start)).scalars()
+        assert list(later) == ["core"] + [f"B{i}" for i in range(299, -1, -1)]
 
 
 def test_duplicate_events_are_skipped_and_counted(store: Store) -> None:
