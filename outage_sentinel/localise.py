@@ -26,15 +26,19 @@ noisy observation of every area's state:
   ``open_report_true`` if the device operated, ``open_report_false`` otherwise.
 
 The prior of ``S`` is hierarchical: every device of the feeder operates with the same unknown
-rate, Beta-distributed with mean ``fault_prior`` and shape ``fault_rate_shape`` (calm windows
-and storms), so the number of operated devices is beta-binomial and each device found makes
-the next one cheaper. Each device is further weighted by its kind and by how many devices have
-the same downstream areas (any of them opening has the same effect). All evidence statistics
-of a device are subtree sums, found in O(log n) from the Euler-tour index, so scoring a
-hypothesis is O(|S|) and the search (every single device on the path of the evidence, then
-add/remove/move/split local search for several devices) touches only devices above some
-evidence. Probabilities are the posterior
-normalised over every hypothesis scored.
+rate, Beta-distributed with shape ``fault_rate_shape`` and mean ``fault_prior`` (a calm window)
+or ``storm_fault_prior`` (a storm declared in the :class:`FaultContext`), so the number of
+operated devices is beta-binomial and each device found makes the next one cheaper. The
+weather is shared by the county, so devices known to have operated elsewhere in the window
+(``faults_elsewhere`` of ``devices_elsewhere``, from the other open incidents) update that rate
+before this feeder is looked at: Beta(a + k, b + n - k), an empirical-Bayes step. A quiet
+county makes a second device on this feeder dearer; a busy one makes it cheaper. Each device
+is further weighted by its kind and by how many devices have the same downstream areas (any of
+them opening has the same effect). All evidence statistics of a device are subtree sums, found
+in O(log n) from the Euler-tour index, so scoring a hypothesis is O(|S|) and the search (every
+single device on the path of the evidence, then add/remove/move/split local search for several
+devices) touches only devices above some evidence. Probabilities are the posterior normalised
+over every hypothesis scored.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
 
 __all__ = [
     "Evidence",
+    "FaultContext",
     "LocaliserParams",
     "Hypothesis",
     "LocateResult",
@@ -111,6 +116,40 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class FaultContext:
+    """What is known about the window beyond this incident's evidence: the weather.
+
+    The default (no storm declared, nothing known elsewhere) is a calm window. The daemon can
+    fill it from its own state: ``faults_elsewhere`` = protective devices operated in the
+    other open fault incidents of the county (planned work excluded), ``devices_elsewhere`` =
+    protective devices of the county outside the feeders of this evidence.
+    """
+
+    #: A storm declared by an operator or a weather warning: the prior mean of the per-device
+    #: fault rate is ``storm_fault_prior`` instead of ``fault_prior``.
+    storm: bool = False
+    #: Protective devices known to have operated elsewhere in the county in this window.
+    faults_elsewhere: int = 0
+    #: Protective devices of the county outside the feeders being localised (0 = unknown).
+    devices_elsewhere: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.storm, bool):
+            raise ValueError(f"storm must be true or false, got {self.storm!r}")
+        for name in ("faults_elsewhere", "devices_elsewhere"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.faults_elsewhere > self.devices_elsewhere:
+            raise ValueError(f"faults_elsewhere ({self.faults_elsewhere}) cannot exceed "
+                             f"devices_elsewhere ({self.devices_elsewhere})")
+
+
+#: A calm window with nothing known elsewhere (what ``localise`` assumes without a context).
+CALM = FaultContext()
+
+
+@dataclass(frozen=True)
 class LocaliserParams:
     """Reliabilities of the evidence and priors of the localiser (exposed in the config)."""
 
@@ -149,6 +188,10 @@ class LocaliserParams:
     #: operated devices is beta-binomial: every operated device found makes another one more
     #: likely. Small = bursty (storms); large = independent devices at ``fault_prior``.
     fault_rate_shape: float = 0.1
+    #: Mean prior per-device fault rate in a window with a storm declared
+    #: (:attr:`FaultContext.storm`): a typhoon or ice storm operates devices at tens of times
+    #: the calm rate. Counts of devices operated elsewhere (the context) update it further.
+    storm_fault_prior: float = 5e-3
     #: Multipliers of ``fault_prior`` per kind: losing the source (the substation bus) is rarer
     #: than a protective device operating; a manual switch opening by itself rarer still.
     source_prior_factor: float = 0.2
@@ -395,7 +438,8 @@ class _Component:
     """The localisation problem on one energised component (one source's tree)."""
 
     def __init__(self, topology: Topology, root: int, ev: _Resolved,
-                 excluded: list[tuple[int, int]], params: LocaliserParams) -> None:
+                 excluded: list[tuple[int, int]], params: LocaliserParams,
+                 context: FaultContext = CALM) -> None:
         self.t = topology
         self.root = root
         self.p = params
@@ -427,11 +471,14 @@ class _Component:
         self.log_open_bonus = (math.log(params.open_report_true)
                                - math.log(params.open_report_false))
         self.log_spur = math.log(params.spurious_call_rate)
-        # beta-binomial prior on how many of the component's devices operated
+        # beta-binomial prior on how many of the component's devices operated; the shared
+        # rate's Beta is first updated with the devices operated elsewhere in the county
         self.n_devices = max(_device_count(topology, root), 1)
-        fp = min(max(params.fault_prior, 1e-300), 0.5)
-        self.rate_a = params.fault_rate_shape
-        self.rate_b = params.fault_rate_shape * (1.0 - fp) / fp
+        fp = params.storm_fault_prior if context.storm else params.fault_prior
+        fp = min(max(fp, 1e-300), 0.5)
+        k, n = context.faults_elsewhere, context.devices_elsewhere
+        self.rate_a = params.fault_rate_shape + k
+        self.rate_b = params.fault_rate_shape * (1.0 - fp) / fp + (n - k)
         self._count_prior: list[float] = [0.0]
         #: log prior weight of each candidate beyond the count prior: its kind, summed over
         #: the devices with the same downstream areas (any of them opening has the same effect)
@@ -695,13 +742,19 @@ def _describe(topology: Topology, devices: Iterable[int], probability: float, lo
 
 
 def localise(topology: Topology, evidence: Evidence,
-             params: LocaliserParams | None = None) -> LocateResult:
+             params: LocaliserParams | None = None,
+             context: FaultContext | None = None) -> LocateResult:
     """Rank the sets of operated devices that best explain ``evidence``.
 
-    Evidence on several feeders is solved per energised component and combined (devices of
-    the best hypothesis of each component together; alternatives vary one component).
+    ``context`` is the weather of the window (a storm declared, devices operated elsewhere in
+    the county); without it the window is calm. Evidence on several feeders is solved per
+    energised component and combined (devices of the best hypothesis of each component
+    together; alternatives vary one component).
     """
     params = params or LocaliserParams()
+    context = context if context is not None else CALM
+    if not isinstance(context, FaultContext):
+        raise TypeError(f"context must be a FaultContext, got {type(context).__name__}")
     ev = _resolve(topology, evidence)
     root_of = topology.root
     excluded_devices = {i for i in ev.planned | ev.known_open
@@ -731,7 +784,7 @@ def localise(topology: Topology, evidence: Evidence,
 
     per_component: list[list[tuple[frozenset[int], float]]] = []
     for root in sorted(positive, key=lambda r: topology.tin[r]):
-        comp = _Component(topology, root, ev, excluded, params)
+        comp = _Component(topology, root, ev, excluded, params, context)
         cands = _candidates(topology, comp, positive[root], excluded, excluded_devices)
         comp.search(cands)
         ranked = comp.ranked()

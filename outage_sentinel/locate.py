@@ -3,7 +3,11 @@
 ``locate`` (DESIGN.md §3): the evidence file is one JSON object, a JSON array of objects, or
 JSON lines (one case per line). A case is ``{"id", "dead": [...], "alive": [...], "calls":
 [one entry per call], "open_devices": [...]}`` plus, optionally, ``"planned"`` and
-``"known_open"``; ids may be transformer, node-name, meter or customer ids. Each case gets one
+``"known_open"``; ids may be transformer, node-name, meter or customer ids. A case may also
+carry the weather of its window (:class:`~outage_sentinel.localise.FaultContext`): ``"storm"``
+(true/false, a storm declared), ``"faults_elsewhere"`` and ``"devices_elsewhere"`` (protective
+devices operated elsewhere in the county in the window, out of how many); a case without them
+is a calm window (or the caller's default context). Each case gets one
 output line ``{"id", "hypotheses": [...], "unknown": [...], "explained": [...],
 "elapsed_ms"}``; a case that cannot be read gets ``{"id", "line", "error"}`` and the rest go
 on. The exit code is 0 when every case was read, 1 otherwise, 2 when the topology is bad.
@@ -15,14 +19,16 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from outage_sentinel.importers import FORMATS, ImportError_, import_topology
-from outage_sentinel.localise import Evidence, LocaliserParams, localise
+from outage_sentinel.localise import Evidence, FaultContext, LocaliserParams, localise
 from outage_sentinel.topology import Topology, TopologyError, load_bundle
 
 LIST_FIELDS = ("dead", "alive", "calls", "open_devices", "planned", "known_open")
+COUNT_FIELDS = ("faults_elsewhere", "devices_elsewhere")
 
 
 class CaseError(ValueError):
@@ -75,20 +81,50 @@ def evidence_of(case: Any, line: int) -> Evidence:
                                    known_open=lists["known_open"])
 
 
+def context_of(case: Any, line: int, default: FaultContext | None = None) -> FaultContext:
+    """The case's weather (``storm``, ``faults_elsewhere``, ``devices_elsewhere``) over the
+    ``default`` context; raises :class:`CaseError` naming the case and the key."""
+    base = default if default is not None else FaultContext()
+    if not isinstance(case, dict):
+        return base
+    where = f"line {line}" + (f" (case {case['id']!r})" if case.get("id") is not None else "")
+    changes: dict[str, Any] = {}
+    storm = case.get("storm")
+    if storm is not None:
+        if not isinstance(storm, bool):
+            raise CaseError(f"{where}: 'storm' must be true or false, got {storm!r}")
+        changes["storm"] = storm
+    for name in COUNT_FIELDS:
+        value = case.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CaseError(f"{where}: {name!r} must be a whole number >= 0, got {value!r}")
+        changes[name] = value
+    try:
+        return replace(base, **changes)
+    except ValueError as exc:
+        raise CaseError(f"{where}: {exc}") from None
+
+
 def locate_case(topology: Topology, case: Any, line: int,
-                params: LocaliserParams | None = None) -> dict[str, Any]:
-    """Localise one parsed case into its output object (raises :class:`CaseError`)."""
+                params: LocaliserParams | None = None,
+                context: FaultContext | None = None) -> dict[str, Any]:
+    """Localise one parsed case into its output object (raises :class:`CaseError`).
+    ``context`` is the default weather for cases that do not give theirs."""
     t0 = time.perf_counter()
     evidence = evidence_of(case, line)
-    result = localise(topology, evidence, params)
+    result = localise(topology, evidence, params, context_of(case, line, context))
     body = result.to_json()
     elapsed = (time.perf_counter() - t0) * 1000.0
     return {"id": case.get("id"), **body, "elapsed_ms": round(elapsed, 3)}
 
 
 def locate_main(topology_dir: str, evidence_path: str, out: TextIO,
-                params: LocaliserParams | None = None) -> int:
-    """Run ``locate``: load the topology once, answer every case, one JSON line each."""
+                params: LocaliserParams | None = None,
+                context: FaultContext | None = None) -> int:
+    """Run ``locate``: load the topology once, answer every case, one JSON line each.
+    ``context`` is the default weather (e.g. a ``--storm`` flag) for cases without theirs."""
     try:
         topology = load_bundle(topology_dir)
     except TopologyError as exc:
@@ -103,7 +139,7 @@ def locate_main(topology_dir: str, evidence_path: str, out: TextIO,
     for line, case, error in read_cases(text):
         if error is None:
             try:
-                answer = locate_case(topology, case, line, params)
+                answer = locate_case(topology, case, line, params, context)
             except CaseError as exc:
                 error = str(exc)
         if error is not None:

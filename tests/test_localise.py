@@ -8,6 +8,7 @@ import pytest
 
 from outage_sentinel.localise import (
     Evidence,
+    FaultContext,
     Hypothesis,
     LocaliserParams,
     localise,
@@ -244,3 +245,77 @@ def test_uncertain_fault_rate_makes_a_second_fault_likelier(topo: Topology) -> N
     assert set(localise(topo, evidence).hypotheses[0].devices) == {"F1", "F2"}
     independent = LocaliserParams(fault_rate_shape=1e6)
     assert localise(topo, evidence, independent).hypotheses[0].devices == ("F1",)
+
+
+# -- the weather of the window (FaultContext) ----------------------------------------------------
+
+# F1 clearly out, and under F2 one dead report and one call: a second fault or false evidence?
+WEAK_F2 = Evidence(dead=F1_DEAD | {"T3"}, alive=F1_ALIVE, calls={**F1_CALLS, "T3": 1})
+QUIET_COUNTY = FaultContext(faults_elsewhere=0, devices_elsewhere=5000)
+BUSY_COUNTY = FaultContext(faults_elsewhere=40, devices_elsewhere=5000)
+
+
+def second_device_probability(topo: Topology, context: FaultContext | None) -> float:
+    result = localise(topo, WEAK_F2, None, context)
+    return sum(h.probability for h in result.hypotheses if set(h.devices) == {"F1", "F2"})
+
+
+def test_a_declared_storm_accepts_a_weakly_reported_second_device(topo: Topology) -> None:
+    calm = localise(topo, WEAK_F2, None, QUIET_COUNTY).hypotheses[0]
+    storm = localise(topo, WEAK_F2, None, FaultContext(storm=True)).hypotheses[0]
+    assert calm.devices == ("F1",)
+    assert set(storm.devices) == {"F1", "F2"}
+
+
+def test_devices_operated_elsewhere_in_the_county_make_a_second_device_likelier(
+        topo: Topology) -> None:
+    busy = localise(topo, WEAK_F2, None, BUSY_COUNTY).hypotheses[0]
+    assert set(busy.devices) == {"F1", "F2"}
+    quiet = second_device_probability(topo, QUIET_COUNTY)
+    unknown = second_device_probability(topo, None)
+    stormy = second_device_probability(topo, BUSY_COUNTY)
+    assert quiet < unknown < stormy
+
+
+def test_a_quiet_county_rejects_a_second_device_the_storm_prior_accepts(topo: Topology) -> None:
+    # the reverse: one call alone under F2 beside the F1 fault is put down to a spurious call
+    # in a calm window, and taken as a second fault in a declared storm
+    evidence = Evidence(dead=F1_DEAD, alive=F1_ALIVE, calls={**F1_CALLS, "T3": 1})
+    assert localise(topo, evidence, None, QUIET_COUNTY).hypotheses[0].devices == ("F1",)
+    assert localise(topo, evidence).hypotheses[0].devices == ("F1",)
+    stormy = localise(topo, evidence, None, FaultContext(storm=True)).hypotheses[0]
+    assert set(stormy.devices) == {"F1", "F2"}
+
+
+def test_storm_fault_prior_is_what_a_declared_storm_uses(topo: Topology) -> None:
+    mild = LocaliserParams(storm_fault_prior=1e-6)
+    h = localise(topo, WEAK_F2, mild, FaultContext(storm=True)).hypotheses[0]
+    assert h.devices == ("F1",)
+
+
+def test_no_context_is_a_calm_window(topo: Topology) -> None:
+    a = localise(topo, WEAK_F2)
+    b = localise(topo, WEAK_F2, None, FaultContext())
+    assert [(h.devices, h.probability) for h in a.hypotheses] == \
+        [(h.devices, h.probability) for h in b.hypotheses]
+
+
+def test_a_lone_clear_fault_stays_single_in_a_storm(topo: Topology) -> None:
+    evidence = Evidence(dead=F1_DEAD, alive=F1_ALIVE, calls=F1_CALLS)
+    for context in (None, QUIET_COUNTY, BUSY_COUNTY, FaultContext(storm=True)):
+        assert localise(topo, evidence, None, context).hypotheses[0].devices == ("F1",)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"storm": "yes"}, {"faults_elsewhere": -1, "devices_elsewhere": 5},
+    {"faults_elsewhere": 3, "devices_elsewhere": 2}, {"devices_elsewhere": 2.5},
+    {"faults_elsewhere": True, "devices_elsewhere": 3},
+])
+def test_fault_context_rejects_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        FaultContext(**kwargs)  # type: ignore[arg-type]
+
+
+def test_localise_rejects_a_context_of_the_wrong_type(topo: Topology) -> None:
+    with pytest.raises(TypeError):
+        localise(topo, WEAK_F2, None, {"storm": True})  # type: ignore[arg-type]

@@ -73,6 +73,59 @@ def test_json_array_of_cases(bundle: Path, tmp_path: Path) -> None:
     assert answers[1]["hypotheses"] == [] and answers[1]["explained"] == ["T5"]
 
 
+# F1 clearly out; under F2 a single call and nothing else (a spurious call, or a second fault?)
+WEAK_SECOND = {"dead": ["T1", "T2"], "alive": ["T4", "T7", "T8"],
+               "calls": ["T1"] * 4 + ["T2"] * 3 + ["T3"]}
+
+
+def test_storm_context_per_case(bundle: Path, tmp_path: Path) -> None:
+    code, answers = run(bundle, tmp_path, "\n".join(json.dumps(c) for c in [
+        {"id": "calm", **WEAK_SECOND},
+        {"id": "quiet", **WEAK_SECOND, "storm": False, "faults_elsewhere": 0,
+         "devices_elsewhere": 5000},
+        {"id": "storm", **WEAK_SECOND, "storm": True},
+    ]))
+    assert code == 0
+    devices = {a["id"]: a["hypotheses"][0]["devices"] for a in answers}  # type: ignore[index]
+    assert devices["calm"] == ["F1"] and devices["quiet"] == ["F1"]
+    assert sorted(devices["storm"]) == ["F1", "F2"]
+
+
+@pytest.mark.parametrize("extra, key", [
+    ({"storm": "yes"}, "storm"),
+    ({"faults_elsewhere": -2, "devices_elsewhere": 10}, "faults_elsewhere"),
+    ({"faults_elsewhere": 3, "devices_elsewhere": 1.5}, "devices_elsewhere"),
+    ({"faults_elsewhere": 30, "devices_elsewhere": 10}, "faults_elsewhere"),
+])
+def test_bad_context_value_names_the_case_and_key(bundle: Path, tmp_path: Path,
+                                                  extra: dict[str, object], key: str) -> None:
+    code, answers = run(bundle, tmp_path, "\n".join(json.dumps(c) for c in [
+        {"id": "before", "dead": ["T9", "T10"]},
+        {"id": "bad-one", "dead": ["T1", "T2"], **extra},
+        {"id": "after", "dead": ["T3"], "storm": True},
+    ]))
+    assert code == 1
+    assert [a["id"] for a in answers] == ["before", "bad-one", "after"]
+    assert answers[0]["hypotheses"][0]["devices"] == ["F4"]  # type: ignore[index]
+    assert answers[2]["hypotheses"][0]["devices"] == ["F2"]  # type: ignore[index]
+    bad = answers[1]
+    assert "hypotheses" not in bad and bad["line"] == 2
+    assert "bad-one" in str(bad["error"]) and key in str(bad["error"])
+
+
+def test_default_context_applies_to_cases_without_one(bundle: Path, tmp_path: Path) -> None:
+    from outage_sentinel.localise import FaultContext
+
+    evidence = tmp_path / "e.jsonl"
+    evidence.write_text("\n".join(json.dumps(c) for c in [
+        {"id": "inherits", **WEAK_SECOND}, {"id": "own", **WEAK_SECOND, "storm": False}]))
+    out = io.StringIO()
+    assert locate_main(str(bundle), str(evidence), out, context=FaultContext(storm=True)) == 0
+    answers = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert sorted(answers[0]["hypotheses"][0]["devices"]) == ["F1", "F2"]
+    assert answers[1]["hypotheses"][0]["devices"] == ["F1"]
+
+
 def test_bad_topology_exits_2(tmp_path: Path) -> None:
     evidence = tmp_path / "e.json"
     evidence.write_text("{}")
