@@ -178,15 +178,17 @@ class LocaliserParams:
     #: P(device reported open | it operated) and P(reported open | it did not).
     open_report_true: float = 0.9
     open_report_false: float = 1e-3
-    #: Mean prior probability that a given protective device operated in the window (about
-    #: once a year per device, for a window of about an hour). With ``fault_rate_shape`` it
-    #: sets the price of a second device: see docs/localisation.md for the trade-off between
-    #: single-fault precision (false reports) and finding second faults.
-    fault_prior: float = 1.2e-4
+    #: Mean prior probability that a given protective device operated in a *calm* window
+    #: (about once in four years per device, for a window of about an hour). Storms are not in
+    #: this mean: they come in through the :class:`FaultContext` (``storm_fault_prior`` and the
+    #: devices operated elsewhere). With ``fault_rate_shape`` it sets the price of a second
+    #: device: see docs/localisation.md for the trade-off between single-fault precision
+    #: (false reports) and finding second faults.
+    fault_prior: float = 3e-5
     #: Shape of the Beta prior of that per-device rate (its mean is ``fault_prior``). The rate
-    #: is shared by the devices of a feeder and uncertain (calm day or storm), so the count of
-    #: operated devices is beta-binomial: every operated device found makes another one more
-    #: likely. Small = bursty (storms); large = independent devices at ``fault_prior``.
+    #: is shared by the devices of a feeder and uncertain (weather nobody has reported yet),
+    #: so the count of operated devices is beta-binomial: every operated device found makes
+    #: another one more likely. Small = bursty; large = independent devices at the mean rate.
     fault_rate_shape: float = 0.1
     #: Mean prior per-device fault rate in a window with a storm declared
     #: (:attr:`FaultContext.storm`): a typhoon or ice storm operates devices at tens of times

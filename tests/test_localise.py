@@ -238,12 +238,13 @@ def test_silent_big_area_reported_dead_is_not_a_second_fault(topo: Topology) -> 
 
 def test_uncertain_fault_rate_makes_a_second_fault_likelier(topo: Topology) -> None:
     # One dead report and one call under F2 beside a clear F1 fault: with the fault rate
-    # uncertain (storms), one fault found makes another likelier and F2 is blamed too; with
+    # uncertain (bursty), one fault found makes another likelier and F2 is blamed too; with
     # devices failing independently at the same mean rate it is put down to false evidence.
     evidence = Evidence(dead=F1_DEAD | {"T3"}, alive=F1_ALIVE,
                         calls={**F1_CALLS, "T3": 1})
-    assert set(localise(topo, evidence).hypotheses[0].devices) == {"F1", "F2"}
-    independent = LocaliserParams(fault_rate_shape=1e6)
+    bursty = LocaliserParams(fault_prior=1.2e-4, fault_rate_shape=0.1)
+    assert set(localise(topo, evidence, bursty).hypotheses[0].devices) == {"F1", "F2"}
+    independent = LocaliserParams(fault_prior=1.2e-4, fault_rate_shape=1e6)
     assert localise(topo, evidence, independent).hypotheses[0].devices == ("F1",)
 
 
