@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     loc = sub.add_parser("locate", help="localise faults for evidence cases (JSON / JSON lines)")
     loc.add_argument("--topology", required=True, help="bundle directory")
     loc.add_argument("--evidence", required=True, help="JSON object or JSON-lines file ('-' = stdin)")
+    loc.add_argument("--storm", action="store_true",
+                     help="a storm is declared for cases that do not say (their 'storm' key)")
 
     from outage_sentinel import operator_cli, report_cli
 
@@ -89,9 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.parse_args(["topology", "--help"])
             return EXIT_USAGE
         if args.verb == "locate":
+            from outage_sentinel.localise import FaultContext
             from outage_sentinel.locate import locate_main
 
-            return int(locate_main(args.topology, args.evidence, sys.stdout))
+            return int(locate_main(args.topology, args.evidence, sys.stdout,
+                                   context=FaultContext(storm=True) if args.storm else None))
         if args.verb == "report":
             from outage_sentinel import report_cli
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 if TYPE_CHECKING:  # the pure modules are imported lazily in to_weights()/to_params()
     from outage_sentinel.crew import DispatchParams
+    from outage_sentinel.localise import LocaliserParams
     from outage_sentinel.priority import PriorityWeights
 
 
@@ -543,6 +544,49 @@ class DispatchConfig(Strict):
             max_patrol_nodes=self.max_patrol_nodes)
 
 
+Probability = Annotated[float, Field(gt=0, lt=1)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class LocalisationConfig(Strict):
+    """Evidence reliabilities and priors of the localiser (docs/localisation.md).
+
+    Every key left out keeps the localiser's own default
+    (:class:`outage_sentinel.localise.LocaliserParams`), so there is one place for them.
+    """
+
+    dead_detect_a: Positive | None = None
+    dead_detect_b: Positive | None = None
+    false_dead_per_feeder: Positive | None = None
+    false_dead_max_rate: Probability | None = None
+    alive_report_a: Positive | None = None
+    alive_report_b: Positive | None = None
+    alive_false_rate: Probability | None = None
+    call_rate_shape: Positive | None = None
+    call_rate_rate: Positive | None = None
+    spurious_call_rate: Probability | None = None
+    open_report_true: Probability | None = None
+    open_report_false: Probability | None = None
+    fault_prior: Probability | None = None
+    fault_rate_shape: Positive | None = None
+    storm_fault_prior: Probability | None = None
+    source_prior_factor: Positive | None = None
+    switch_prior_factor: Positive | None = None
+    max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
+    max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
+    #: Tell the localiser how many protective devices the county's other open fault incidents
+    #: hold (a storm shows itself): a second device on a feeder then costs less.
+    county_context: bool = True
+
+    def to_params(self) -> LocaliserParams:
+        """The immutable :class:`outage_sentinel.localise.LocaliserParams`."""
+        from outage_sentinel.localise import LocaliserParams  # lazy: config stays import-light
+
+        given = {k: v for k, v in self.model_dump(exclude={"county_context"}).items()
+                 if v is not None}
+        return LocaliserParams(**given)
+
+
 class Config(Strict):
     """The whole configuration file."""
 
@@ -563,6 +607,7 @@ class Config(Strict):
     command_centre: CommandCentreConfig = CommandCentreConfig()
     priority: PriorityConfig = PriorityConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    localisation: LocalisationConfig = LocalisationConfig()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Config:

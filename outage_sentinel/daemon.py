@@ -58,12 +58,14 @@ from outage_sentinel.incidents import (
 )
 from outage_sentinel.liaison import LiaisonPlanner, Renderer
 from outage_sentinel.lifecycle import Lifecycle, incident_columns
+from outage_sentinel.localise import Evidence as LocaliserEvidence
+from outage_sentinel.localise import FaultContext, LocaliserParams, localise
 from outage_sentinel.logs import get_logger, redact, register_secret
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source, SourceError
 from outage_sentinel.store import Store, StoredEvent, events_t, incidents_t
-from outage_sentinel.topology import Topology, load_bundle
+from outage_sentinel.topology import PROTECTIVE_KINDS, Topology, load_bundle
 
 #: Give up processing an event after this many failures (it is quarantined, not lost).
 MAX_PROCESSING_FAILURES = 3
@@ -72,6 +74,8 @@ OPERATOR_SOURCE = "operator"
 #: Source name of the screened AMI outputs (per transformer area), and the kv key of its state.
 AMI_SOURCE = "ami"
 SCREEN_KEY = "ami_screen"
+#: kv key of a storm declared by an operator (``outage-sentinel storm declare``).
+STORM_KEY = "storm"
 #: Polls in a row while an AMI source still has a full batch waiting (a storm backlog).
 MAX_DRAIN_POLLS = 50
 #: How often the AMI screen state is saved (reports after it are re-screened on start).
@@ -168,6 +172,8 @@ class _Round:
         self.created: dict[str, Any] = {}
         self.feeders: dict[str, list[str]] = {}
         self.planned: list[Incident] | None = None
+        self.faults: dict[str, int] | None = None
+        self.storm: bool | None = None
 
     def preload(self, conn: Connection, batch: list[StoredEvent]) -> None:
         self.processed.update(self.store.processed_flags_in(conn, [s.row_id for s in batch]))
@@ -235,8 +241,19 @@ class _Round:
                 conn=conn, open_only=True, kinds=("planned", "temporary"))]
         return self.planned
 
+    def open_faults(self, conn: Connection) -> dict[str, int]:
+        """Open fault incidents with a fault device per feeder, kept current in the round."""
+        if self.faults is None:
+            self.faults = self.store.open_faults_by_feeder_in(conn)
+        return self.faults
+
     def saved(self, before: Incident | None, after: Incident, now: datetime) -> None:
         """``after`` was just written (as :func:`incident_columns` does)."""
+        if self.faults is not None:
+            for inc, step in ((before, -1), (after, 1)):
+                if (inc is not None and inc.kind == "fault" and inc.status == "active"
+                        and inc.fault_device is not None):
+                    self.faults[inc.feeder] = max(0, self.faults.get(inc.feeder, 0) + step)
         iid = after.id
         self.created.setdefault(iid, after.created_at or now)
         self.incidents[iid] = after
@@ -281,7 +298,9 @@ class Daemon:
             build_source(s, config, self.topology) for s in config.sources if s.enabled]
         self.source_configs = {s.name: s for s in config.sources}
         self.channels = dict(channels) if channels is not None else build_channels(config)
-        self.estimator: Estimator = estimator or default_estimator()
+        self.estimator: Estimator = estimator or default_estimator(
+            config.localisation.to_params())
+        self._protective = protective_by_feeder(self.topology)
         self.planner = LiaisonPlanner(self.topology,
                                       Renderer(config.notify.language, config.notify.templates_dir),
                                       self.tz, config.notify.liaison_roles)
@@ -765,8 +784,11 @@ class Daemon:
             self.store.mark_processed_in(conn, stored.row_id, None)
             log.info("explained_by_planned_outage", transformers=list(resolved.transformers))
             return None
+        estimator = self.estimator
+        if isinstance(estimator, BayesEstimator):
+            estimator = estimator.within(self._fault_context(conn, rnd, resolved.feeder, now))
         started = time.perf_counter()
-        after = apply_event(current, event, resolved, self.topology, self.estimator, now,
+        after = apply_event(current, event, resolved, self.topology, estimator, now,
                             lambda: self._new_incident_id(conn, event.start), planned)
         self.metrics.localise_duration.observe(time.perf_counter() - started)
         if current is None and incident_class(after.kind) == "unplanned":
@@ -887,6 +909,20 @@ class Daemon:
                 return replace(inc, parent_id=prev.id)
         return inc
 
+    def _fault_context(self, conn: Connection, rnd: _Round, feeder: str | None,
+                       now: datetime) -> FaultContext:
+        """The weather of the window for the localiser: a storm an operator declared, and how
+        many protective devices the county's open fault incidents on other feeders hold."""
+        if rnd.storm is None:
+            rnd.storm = storm_declared(self.store.kv_get_in(conn, STORM_KEY), now)
+        if not self.config.localisation.county_context:
+            return FaultContext(storm=rnd.storm)
+        faults = rnd.open_faults(conn)
+        elsewhere = sum(faults.values()) - faults.get(feeder or "", 0)
+        devices = sum(self._protective.values()) - self._protective.get(feeder or "", 0)
+        return FaultContext(storm=rnd.storm, faults_elsewhere=min(elsewhere, devices),
+                            devices_elsewhere=devices)
+
     def _planned_transformers(self, incidents: list[Incident], now: datetime) -> frozenset[str]:
         out: set[str] = set()
         for inc in incidents:
@@ -906,21 +942,59 @@ class Daemon:
             self.metrics.incidents_active.labels(kind).set(n)
 
 
-def default_estimator(params: Any = None) -> Estimator:
-    """The Bayesian localiser (:mod:`outage_sentinel.localise`) adapted to the incident core."""
-    from outage_sentinel import localise
+def protective_by_feeder(topology: Topology) -> dict[str, int]:
+    """Protective devices per feeder (energised component), as the localiser counts them."""
+    kinds, root = topology.kinds, topology.root
+    per_root: dict[int, int] = {}
+    for i, kind in enumerate(kinds):
+        if kind in PROTECTIVE_KINDS and root[i] >= 0:
+            per_root[root[i]] = per_root.get(root[i], 0) + 1
+    out: dict[str, int] = {}
+    for r, n in per_root.items():
+        feeder = topology.feeder_of(topology.ids[r])
+        out[feeder] = out.get(feeder, 0) + n
+    return out
 
-    lparams = params if params is not None else localise.LocaliserParams()
-    # Where no trouble call reached the incident, silence is not evidence: the deployment may
-    # have no call source at all, and the localiser's call model would read "no calls from a
-    # big area" as "that area is alive". Neutralise the call model for such incidents.
-    silent = replace(lparams, call_rate_shape=1e-9, spurious_call_rate=1e-12)
 
-    def estimate(topology: Topology, evidence: Evidence) -> Estimate:
-        result = localise.localise(topology, localise.Evidence(
+def storm_declared(value: Any, now: datetime) -> bool:
+    """Whether the stored storm declaration (``{"declared", "until", ...}``) holds at ``now``."""
+    if not isinstance(value, Mapping) or not value.get("declared"):
+        return False
+    until = value.get("until")
+    if not until:
+        return True
+    try:
+        return now < parse_time(until, "until")
+    except ValueError:
+        return True  # an unreadable end: keep the operator's declaration
+
+
+class BayesEstimator:
+    """The Bayesian localiser (:mod:`outage_sentinel.localise`) adapted to the incident core.
+
+    Called as an :data:`Estimator` it localises in a calm window; :meth:`within` gives one
+    that knows the weather (:class:`~outage_sentinel.localise.FaultContext`).
+    """
+
+    def __init__(self, params: LocaliserParams | None = None,
+                 context: FaultContext | None = None) -> None:
+        self.params = params if params is not None else LocaliserParams()
+        self.context = context
+        # Where no trouble call reached the incident, silence is not evidence: the deployment
+        # may have no call source at all, and the localiser's call model would read "no calls
+        # from a big area" as "that area is alive". Neutralise the call model for such incidents.
+        self.silent = replace(self.params, call_rate_shape=1e-9, spurious_call_rate=1e-12)
+
+    def within(self, context: FaultContext) -> BayesEstimator:
+        other = BayesEstimator.__new__(BayesEstimator)
+        other.params, other.silent, other.context = self.params, self.silent, context
+        return other
+
+    def __call__(self, topology: Topology, evidence: Evidence) -> Estimate:
+        result = localise(topology, LocaliserEvidence(
             dead=evidence.dead, alive=evidence.alive, calls=dict(evidence.calls),
             open_devices=evidence.open_devices, planned=evidence.planned),
-            lparams if evidence.calls else silent)
+            self.params if evidence.calls else self.silent, self.context)
         best = result.best
         if best is None or not best.devices:
             return first_estimate(topology, evidence)
@@ -932,4 +1006,7 @@ def default_estimator(params: Any = None) -> Estimator:
             hypotheses=tuple(h.to_json() for h in result.hypotheses[:3]),
         )
 
-    return estimate
+
+def default_estimator(params: LocaliserParams | None = None) -> BayesEstimator:
+    """The daemon's estimator: :class:`BayesEstimator` with ``params`` (the config's)."""
+    return BayesEstimator(params)

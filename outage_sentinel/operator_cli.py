@@ -1,6 +1,7 @@
 """Operator verbs that read and act on the daemon's database while it runs.
 
-``incidents list|show|ack|dispatch|arrive|restore|close``, ``outbox list``, ``quarantine list``.
+``incidents list|show|ack|dispatch|arrive|restore|close``, ``outbox list``, ``quarantine list``,
+``storm declare|end|status``.
 They open the same database as the daemon (SQLite in WAL mode and write transactions taken up
 front, PostgreSQL row locks), so they are safe while it runs. Steps that notify people queue
 their messages in the outbox; the running daemon delivers them.
@@ -49,6 +50,17 @@ def add_verbs(sub: Any) -> None:
     olist = osub.add_parser("list", help="messages, oldest first")
     olist.add_argument("--status", choices=["pending", "inflight", "sent", "dead"])
 
+    storm = sub.add_parser("storm", help="declare a storm (the localiser expects several "
+                                         "faults per feeder) or end it")
+    ssub = storm.add_subparsers(dest="storm_verb", metavar="ACTION")
+    sdec = ssub.add_parser("declare", help="from now, until ended or --hours have passed")
+    sdec.add_argument("--hours", type=float, help="ends by itself after this many hours")
+    sdec.add_argument("--note", default="", help="e.g. the typhoon warning it follows")
+    sdec.add_argument("--actor")
+    send = ssub.add_parser("end", help="back to calm-weather priors")
+    send.add_argument("--actor")
+    ssub.add_parser("status", help="whether a storm is declared")
+
     q = sub.add_parser("quarantine", help="payloads that failed validation")
     qsub = q.add_subparsers(dest="quarantine_verb", metavar="ACTION")
     qlist = qsub.add_parser("list", help="newest first")
@@ -62,6 +74,7 @@ def _store(args: argparse.Namespace) -> Any:
     config = _load_config(args)
     if config is None:
         return None
+    config.state_dir.mkdir(parents=True, exist_ok=True)  # before the daemon's first start
     store = Store(config.database_url())
     store.migrate()
     return store
@@ -153,6 +166,8 @@ def dispatch(args: argparse.Namespace) -> int:
                 print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phone(m.target):30} "
                       f"{m.key}  {m.last_error or ''}")
             return 0
+        if verb == "storm":
+            return _storm(store, args)
         if verb == "quarantine" and action == "list":
             for q in store.quarantined(args.limit):
                 raw = (q["raw"] or "")[:200]
@@ -163,3 +178,36 @@ def dispatch(args: argparse.Namespace) -> int:
         store.close()
     print(f"error: unknown action {verb} {action}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _storm(store: Any, args: argparse.Namespace) -> int:
+    """Declare, end or show the storm state the daemon's localiser reads (kv ``storm``)."""
+    from datetime import UTC, datetime, timedelta
+
+    from outage_sentinel.cli import EXIT_USAGE
+    from outage_sentinel.daemon import STORM_KEY, storm_declared
+    from outage_sentinel.lifecycle import parse_actor
+
+    now = datetime.now(UTC)
+    action = args.storm_verb
+    if action == "declare":
+        if args.hours is not None and not args.hours > 0:
+            print("error: --hours must be greater than 0", file=sys.stderr)
+            return EXIT_USAGE
+        until = now + timedelta(hours=args.hours) if args.hours is not None else None
+        store.kv_set(STORM_KEY, {"declared": True, "by": parse_actor(args.actor),
+                                 "at": now.isoformat(), "note": args.note,
+                                 "until": until.isoformat() if until else None}, now)
+    elif action == "end":
+        store.kv_set(STORM_KEY, {"declared": False, "by": parse_actor(args.actor),
+                                 "at": now.isoformat()}, now)
+    value = store.kv_get(STORM_KEY) or {}
+    if storm_declared(value, now):
+        until = value.get("until")
+        print(f"storm declared by {value.get('by')} at {value.get('at')}"
+              + (f", until {until}" if until else ", until ended")
+              + (f": {value['note']}" if value.get("note") else ""))
+    else:
+        print("no storm declared" + (f" (ended by {value.get('by')} at {value.get('at')})"
+                                     if value and not value.get("declared") else ""))
+    return 0

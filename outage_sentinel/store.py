@@ -468,6 +468,9 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(kv_t.c.value).where(kv_t.c.key == key)).scalar()
 
+    def kv_get_in(self, conn: Connection, key: str) -> Any:
+        return conn.execute(select(kv_t.c.value).where(kv_t.c.key == key)).scalar()
+
     def kv_set_in(self, conn: Connection, key: str, value: Any, now: datetime) -> None:
         stmt = self._insert(kv_t).values(key=key, value=value, updated_at=now)
         stmt = stmt.on_conflict_do_update(index_elements=["key"],
@@ -518,6 +521,15 @@ class Store:
                                 .where(incidents_t.c.status == "active")
                                 .group_by(incidents_t.c.kind))
             return {str(k): int(n) for k, n in rows}
+
+    def open_faults_by_feeder_in(self, conn: Connection) -> dict[str, int]:
+        """Open fault incidents with a fault device, per feeder (the county's storm state)."""
+        rows = conn.execute(select(incidents_t.c.feeder, func.count())
+                            .where(incidents_t.c.status == "active",
+                                   incidents_t.c.kind == "fault",
+                                   incidents_t.c.fault_device.is_not(None))
+                            .group_by(incidents_t.c.feeder))
+        return {str(f): int(n) for f, n in rows}
 
     def save_incident_in(self, conn: Connection, row: dict[str, Any]) -> None:
         # One upsert statement per column set, built once: building it per call (a storm saves

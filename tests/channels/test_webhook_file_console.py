@@ -78,7 +78,8 @@ def test_file_appends_json_lines_with_masked_phones(tmp_path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2
     rec = json.loads(lines[0])
-    assert rec.pop("key_sha256") == hashlib.sha256(b"I1/1/liaison:\xe5\xbc\xa0\xe5\xae\xb6\xe6\x9d\x91/outage").hexdigest()
+    key = "I1/1/liaison:张家村/outage".encode()
+    assert rec.pop("key_sha256") == hashlib.sha256(key).hexdigest()
     assert rec == {"key": "I1/1/liaison:张家村/outage", "channel": "x", "target": "张家村",
                    "audience": "liaison", "purpose": "outage", "incident_id": "I1",
                    "subject": "通知", "text": "停电", "mentions": ["138****1234"],
