@@ -70,11 +70,30 @@ def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
         out = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives with process
     renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    # Libraries (APScheduler, paho) log through the standard library: render their records
+    # the same way, into the same stream, so an operator's log is one JSON object per line.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, scrub_processor, renderer]))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_outage_sentinel", False)]:
+        root.removeHandler(old)
+    handler._outage_sentinel = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level))
+    # The daemon reports skipped and failed jobs itself (job_skipped / job_failed, counted in
+    # outage_sentinel_job_missed_total); the scheduler's own lines would repeat them.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
             scrub_processor,
             renderer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,9 @@ def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(logs, "_secrets", set())
     yield
     structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_outage_sentinel", False)]:
+        root.removeHandler(handler)
 
 
 @pytest.mark.parametrize(("text", "masked"), [
@@ -111,6 +115,32 @@ def test_json_log_lines_are_scrubbed_end_to_end() -> None:
     whole = stream.getvalue()
     for leaked in ("dingtalk-secret-xyz", "13812345678", "13912345678"):
         assert leaked not in whole
+
+
+def test_library_records_join_the_json_stream_scrubbed() -> None:
+    """APScheduler and paho log through the standard library: their records come out as the
+    same JSON lines, with secrets and phones scrubbed; the scheduler's own skip warnings are
+    left to the daemon's structured job_skipped lines."""
+    register_secret("wecom-key-abc")
+    stream = io.StringIO()
+    configure(level="INFO", fmt="json", stream=stream)
+    try:
+        raise ValueError("webhook key=wecom-key-abc")
+    except ValueError:
+        logging.getLogger("apscheduler.executors.default").exception(
+            "Job poll:feed raised an exception (crew 13812345678)")
+    logging.getLogger("apscheduler.scheduler").warning(
+        "Execution of job skipped: maximum number of running instances reached (1)")
+    logging.getLogger("paho.mqtt").debug("hidden at INFO")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["logger"] == "apscheduler.executors.default" and record["level"] == "error"
+    assert record["event"] == "Job poll:feed raised an exception (crew 138****5678)"
+    assert "ValueError: webhook key=***" in record["exception"]
+    assert "wecom-key-abc" not in stream.getvalue()
+    configure(level="INFO", fmt="json", stream=io.StringIO())  # configuring again replaces it
+    assert sum(getattr(h, "_outage_sentinel", False) for h in logging.getLogger().handlers) == 1
 
 
 def test_log_file_is_created(tmp_path: pytest.TempPathFactory) -> None:
