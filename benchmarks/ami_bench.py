@@ -6,6 +6,7 @@ local Mosquitto, consumed by the MQTT source, stored (SQLite) and screened.
     .venv/bin/python benchmarks/ami_bench.py --no-store          # source + screening only
     .venv/bin/python benchmarks/ami_bench.py --daemon            # the daemon's own pipeline:
                                                   # poll, store, screen, incidents
+    .venv/bin/python benchmarks/ami_bench.py --daemon --scheduled   # Daemon.run() itself
 
 The storm (deterministic, ``--seed``), replayed in device-time order as fast as the publisher
 can go, device times 30 minutes in the past so nothing waits for the momentary hold:
@@ -183,6 +184,72 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def watch_scheduled(daemon: Any, source: MqttSource, proc: Any, report: Any, expected: int,
+                    t_first: float, rss_start: float, tag: str, tmp: Any) -> int:
+    """The daemon as `outage-sentinel run` runs it (scheduler threads, 1 s MQTT poll interval,
+    draining full batches), watched from this thread through the store every 50 ms."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from outage_sentinel.store import events_t, incidents_t
+
+    runner = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
+    runner.start()
+    samples: list[tuple[int, float]] = []
+    next_sample = 10_000
+    t_last_ingest: float | None = None
+    t_done = time.time()
+    while True:
+        time.sleep(0.05)
+        with daemon.store.engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(events_t).where(
+                events_t.c.source == source.name)).scalar() or 0
+            pending = conn.execute(select(func.count()).select_from(events_t).where(
+                events_t.c.processed.is_(False))).scalar() or 0
+        while stored >= next_sample:
+            samples.append((next_sample, rss_mb()))
+            next_sample += 10_000
+        if stored >= expected and t_last_ingest is None:
+            t_last_ingest = time.time()
+        if t_last_ingest is not None and pending == 0:
+            t_done = time.time()
+            break
+        if time.time() - t_first > 600:
+            print(f"TIMED OUT: {stored} of {expected} reports stored, {pending} unprocessed")
+            break
+    pub = report.get(timeout=60)
+    proc.join(10)
+    with daemon.store.engine.connect() as conn:
+        statuses = [r[0] for r in conn.execute(select(incidents_t.c.status))]
+        areas = conn.execute(select(events_t.c.status).where(events_t.c.source == "ami")).all()
+    daemon.stop()
+    runner.join(30)
+    p_start, p_end, messages = pub
+    dead = sum(1 for (st,) in areas if st == "active")
+    alive = len(areas) - dead
+    outages = OUTAGES * (expected // 100_000)
+    last = t_last_ingest or time.time()
+    print(f"published: {expected} events in {messages} messages in {p_end - p_start:.2f} s = "
+          f"{expected / (p_end - p_start):,.0f} events/s")
+    print(f"stored + screened by the running daemon: {expected} events in "
+          f"{last - p_start:.2f} s = {expected / (last - p_start):,.0f} events/s end to end")
+    print(f"last event published -> incidents updated: {t_done - p_end:.2f} s")
+    print(f"incidents: {len(statuses)} ({statuses.count('active')} active, "
+          f"{statuses.count('restored')} restored) from {dead} area outages and {alive} "
+          f"restorations screened (expected {outages}, {outages})")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"memory: RSS {rss_start:.0f} MB before, "
+          + ", ".join(f"{n // 1000}k: {mb:.0f}" for n, mb in samples[1::2])
+          + f" MB; peak {peak:.0f} MB")
+    cleaner = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{tag}",
+                          protocol=mqtt.MQTTv5)
+    cleaner.connect("127.0.0.1", 1883, clean_start=True)
+    cleaner.disconnect()
+    tmp.cleanup()
+    return 0 if (dead, alive, t_last_ingest is not None) == (outages, outages, True) else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--per-message", type=int, default=1, help="events per MQTT message")
@@ -196,6 +263,9 @@ def main() -> int:
     ap.add_argument("--daemon", action="store_true",
                     help="consume through the daemon (Daemon.poll + Daemon.process: store, "
                          "screening and incident correlation) and time incidents updated")
+    ap.add_argument("--scheduled", action="store_true",
+                    help="with --daemon: run Daemon.run() itself (its APScheduler jobs poll, "
+                         "screen and process) and watch the store from outside")
     ap.add_argument("--interval", type=float, default=1.0, help="poll interval when idle (s)")
     ap.add_argument("--max-batch", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=7)
@@ -273,6 +343,10 @@ def main() -> int:
     rss_start = rss_mb()
     ready.set()
     t_first = time.time()
+
+    if args.scheduled and daemon is not None:
+        return watch_scheduled(daemon, source, proc, report, expected_events, t_first,
+                               rss_start, tag, tmp)
 
     totals = ScreenResult()
     ingested = quarantined = polls = 0
