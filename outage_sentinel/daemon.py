@@ -301,6 +301,7 @@ class Daemon:
         self.estimator: Estimator = estimator or default_estimator(
             config.localisation.to_params())
         self._protective = protective_by_feeder(self.topology)
+        self._protective_total = sum(self._protective.values())
         self.planner = LiaisonPlanner(self.topology,
                                       Renderer(config.notify.language, config.notify.templates_dir),
                                       self.tz, config.notify.liaison_roles)
@@ -919,7 +920,7 @@ class Daemon:
             return FaultContext(storm=rnd.storm)
         faults = rnd.open_faults(conn)
         elsewhere = sum(faults.values()) - faults.get(feeder or "", 0)
-        devices = sum(self._protective.values()) - self._protective.get(feeder or "", 0)
+        devices = self._protective_total - self._protective.get(feeder or "", 0)
         return FaultContext(storm=rnd.storm, faults_elsewhere=min(elsewhere, devices),
                             devices_elsewhere=devices)
 
