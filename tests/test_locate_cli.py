@@ -172,3 +172,18 @@ def test_cli_topology_import(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "551 transformer areas" in proc.stdout
     assert (out / "nodes.csv").exists()
+
+
+def test_storm_flag_of_the_command_is_the_default_context(
+        bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from outage_sentinel import cli
+
+    evidence = tmp_path / "e.jsonl"
+    evidence.write_text("\n".join(json.dumps(c) for c in [
+        {"id": "inherits", **WEAK_SECOND}, {"id": "own", **WEAK_SECOND, "storm": False}]))
+    args = ["locate", "--topology", str(bundle), "--evidence", str(evidence)]
+    for flag, inherited in (([], ["F1"]), (["--storm"], ["F1", "F2"])):
+        assert cli.main([*args, *flag]) == 0
+        answers = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert sorted(answers[0]["hypotheses"][0]["devices"]) == inherited
+        assert answers[1]["hypotheses"][0]["devices"] == ["F1"]
