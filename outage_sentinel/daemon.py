@@ -20,6 +20,7 @@ up. SIGTERM/SIGINT stop the scheduler, wait for running jobs to finish, and exit
 
 from __future__ import annotations
 
+import copy
 import signal
 import threading
 import time
@@ -477,7 +478,9 @@ class Daemon:
         if self._stop.is_set():
             return
         try:
-            self.lifecycle.check(self.clock())
+            now = self.clock()
+            self.lifecycle.check(now)
+            self.metrics.storm_declared.set(int(storm_declared(self.store.kv_get(STORM_KEY), now)))
         except Exception as exc:
             self.log.error("lifecycle_check_failed", error=redact(repr(exc)))
 
@@ -916,6 +919,7 @@ class Daemon:
         many protective devices the county's open fault incidents on other feeders hold."""
         if rnd.storm is None:
             rnd.storm = storm_declared(self.store.kv_get_in(conn, STORM_KEY), now)
+            self.metrics.storm_declared.set(int(rnd.storm))
         if not self.config.localisation.county_context:
             return FaultContext(storm=rnd.storm)
         faults = rnd.open_faults(conn)
@@ -987,8 +991,8 @@ class BayesEstimator:
         self.silent = replace(self.params, call_rate_shape=1e-9, spurious_call_rate=1e-12)
 
     def within(self, context: FaultContext) -> BayesEstimator:
-        other = BayesEstimator.__new__(BayesEstimator)
-        other.params, other.silent, other.context = self.params, self.silent, context
+        other = copy.copy(self)
+        other.context = context
         return other
 
     def __call__(self, topology: Topology, evidence: Evidence) -> Estimate:

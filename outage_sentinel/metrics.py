@@ -39,6 +39,8 @@ class Metrics:
                                          registry=r)
         self.incidents_active = Gauge(p + "incidents_active", "Open incidents", ["kind"],
                                       registry=r)
+        self.storm_declared = Gauge(p + "storm_declared",
+                                    "1 while an operator's storm declaration holds", registry=r)
         self.notifications = Counter(p + "notifications_total",
                                      "Delivery attempts by channel and result "
                                      "(delivered, retry, permanent, dead, dry_run)",

@@ -63,11 +63,13 @@ def test_a_declared_storm_reaches_the_localiser_until_it_ends(
     store = h.daemon.store
     store.kv_set(STORM_KEY, {"declared": True, "by": "operator:zhang",
                              "until": (T0 + timedelta(hours=2)).isoformat()}, T0)
+    gauge = lambda: h.daemon.metrics.registry.get_sample_value(  # noqa: E731
+        "outage_sentinel_storm_declared")
     h.feed(ev("A", "T4"))
-    assert watching.seen[-1].storm is True
+    assert watching.seen[-1].storm is True and gauge() == 1
     h.at(180)  # past its end
     h.feed(ev("B", "T1"))
-    assert watching.seen[-1].storm is False
+    assert watching.seen[-1].storm is False and gauge() == 0
     store.kv_set(STORM_KEY, {"declared": True, "by": "operator:zhang", "until": None}, h.now)
     h.feed(ev("C", "T3"))
     assert watching.seen[-1].storm is True
