@@ -60,13 +60,18 @@ from outage_sentinel.incidents import (
 from outage_sentinel.liaison import LiaisonPlanner, Renderer
 from outage_sentinel.lifecycle import Lifecycle, incident_columns
 from outage_sentinel.localise import Evidence as LocaliserEvidence
-from outage_sentinel.localise import FaultContext, LocaliserParams, localise
+from outage_sentinel.localise import (
+    FaultContext,
+    LocaliserParams,
+    devices_per_feeder,
+    localise,
+)
 from outage_sentinel.logs import get_logger, redact, register_secret
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source, SourceError
 from outage_sentinel.store import Store, StoredEvent, events_t, incidents_t
-from outage_sentinel.topology import PROTECTIVE_KINDS, Topology, load_bundle
+from outage_sentinel.topology import Topology, load_bundle
 
 #: Give up processing an event after this many failures (it is quarantined, not lost).
 MAX_PROCESSING_FAILURES = 3
@@ -301,7 +306,7 @@ class Daemon:
         self.channels = dict(channels) if channels is not None else build_channels(config)
         self.estimator: Estimator = estimator or default_estimator(
             config.localisation.to_params())
-        self._protective = protective_by_feeder(self.topology)
+        self._protective = devices_per_feeder(self.topology)
         self._protective_total = sum(self._protective.values())
         self.planner = LiaisonPlanner(self.topology,
                                       Renderer(config.notify.language, config.notify.templates_dir),
@@ -945,20 +950,6 @@ class Daemon:
         counts.update(self.store.incident_counts())
         for kind, n in counts.items():
             self.metrics.incidents_active.labels(kind).set(n)
-
-
-def protective_by_feeder(topology: Topology) -> dict[str, int]:
-    """Protective devices per feeder (energised component), as the localiser counts them."""
-    kinds, root = topology.kinds, topology.root
-    per_root: dict[int, int] = {}
-    for i, kind in enumerate(kinds):
-        if kind in PROTECTIVE_KINDS and root[i] >= 0:
-            per_root[root[i]] = per_root.get(root[i], 0) + 1
-    out: dict[str, int] = {}
-    for r, n in per_root.items():
-        feeder = topology.feeder_of(topology.ids[r])
-        out[feeder] = out.get(feeder, 0) + n
-    return out
 
 
 def storm_declared(value: Any, now: datetime) -> bool:

@@ -61,6 +61,7 @@ __all__ = [
     "LocateResult",
     "localise",
     "naive_common_ancestor",
+    "devices_per_feeder",
 ]
 
 #: Importance grades and tags that make a customer "important" in an answer.
@@ -411,6 +412,18 @@ def _device_count(topology: Topology, root: int) -> int:
         counts[root] = n
     return n
 
+
+
+def devices_per_feeder(topology: Topology) -> dict[str, int]:
+    """Protective devices per feeder (energised component) as the fault prior counts them:
+    what a caller sums to fill :attr:`FaultContext.devices_elsewhere`."""
+    out: dict[str, int] = {}
+    for source in topology.sources:
+        i = topology.pos[source]
+        if topology.tin[i] >= 0 and topology.root[i] == i:
+            feeder = topology.feeder_of(source)
+            out[feeder] = out.get(feeder, 0) + _device_count(topology, i)
+    return out
 
 
 def _log_beta(a: float, b: float) -> float:

@@ -12,9 +12,9 @@ import pytest
 
 from outage_sentinel import cli
 from outage_sentinel.config import ConfigError, parse_config
-from outage_sentinel.daemon import STORM_KEY, BayesEstimator, protective_by_feeder
+from outage_sentinel.daemon import STORM_KEY, BayesEstimator
 from outage_sentinel.incidents import Evidence
-from outage_sentinel.localise import FaultContext
+from outage_sentinel.localise import FaultContext, devices_per_feeder
 from tests.localise_fixture import build
 from tests.test_lifecycle import T0, Harness, county, ev
 
@@ -42,7 +42,7 @@ def watched(tmp_path: Path) -> tuple[Harness, Watching]:
 
 def test_protective_devices_are_counted_per_feeder() -> None:
     # F1: S1, B1, FU1, FU2; F2: S2, B2, FU3 (sources count, as in the localiser)
-    assert protective_by_feeder(county()) == {"F1": 4, "F2": 3}
+    assert devices_per_feeder(county()) == {"F1": 4, "F2": 3}
 
 
 def test_open_faults_on_other_feeders_reach_the_localiser(
