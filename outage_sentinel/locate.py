@@ -28,7 +28,7 @@ from outage_sentinel.localise import Evidence, FaultContext, LocaliserParams, lo
 from outage_sentinel.topology import Topology, TopologyError, load_bundle
 
 LIST_FIELDS = ("dead", "alive", "calls", "open_devices", "planned", "known_open")
-COUNT_FIELDS = ("faults_elsewhere", "devices_elsewhere")
+CONTEXT_FIELDS = ("storm", "faults_elsewhere", "devices_elsewhere")
 
 
 class CaseError(ValueError):
@@ -88,21 +88,9 @@ def context_of(case: Any, line: int, default: FaultContext | None = None) -> Fau
     if not isinstance(case, dict):
         return base
     where = f"line {line}" + (f" (case {case['id']!r})" if case.get("id") is not None else "")
-    changes: dict[str, Any] = {}
-    storm = case.get("storm")
-    if storm is not None:
-        if not isinstance(storm, bool):
-            raise CaseError(f"{where}: 'storm' must be true or false, got {storm!r}")
-        changes["storm"] = storm
-    for name in COUNT_FIELDS:
-        value = case.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise CaseError(f"{where}: {name!r} must be a whole number >= 0, got {value!r}")
-        changes[name] = value
+    changes = {name: case[name] for name in CONTEXT_FIELDS if case.get(name) is not None}
     try:
-        return replace(base, **changes)
+        return replace(base, **changes)  # FaultContext checks every value and names the key
     except ValueError as exc:
         raise CaseError(f"{where}: {exc}") from None
 

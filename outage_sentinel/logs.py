@@ -88,7 +88,7 @@ def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
     root.addHandler(handler)
     root.setLevel(getattr(logging, level))
     # The daemon reports skipped and failed jobs itself (job_skipped / job_failed, counted in
-    # outage_sentinel_job_missed_total); the scheduler's own lines would repeat them.
+    # outage_sentinel_scheduler_jobs_missed_total); the scheduler's own lines would repeat them.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     structlog.configure(
         processors=[
