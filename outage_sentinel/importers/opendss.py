@@ -226,10 +226,10 @@ def parse(src: str | Path) -> RawNetwork:
                     net.branches.append(Branch(name, "line", ba, bb))
                     continue
             prev = ba
-            for k, (kind, dname) in enumerate(chain):
-                nxt = bb if k == len(chain) - 1 else net.bus(f"{name}#{k + 1}")
+            for step, (kind, dname) in enumerate(chain):
+                nxt = bb if step == len(chain) - 1 else net.bus(f"{name}#{step + 1}")
                 net.branches.append(Branch(dname, kind, prev, nxt,
-                                           normally_open=is_open and k == 0))
+                                           normally_open=is_open and step == 0))
                 prev = nxt
         elif cls == "transformer":
             buses = _list(props["buses"]) if "buses" in props else []

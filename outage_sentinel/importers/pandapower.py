@@ -24,8 +24,8 @@ SWITCH_KINDS = {"CB": "breaker"}
 def _load_json(src: str) -> tuple[str, dict[str, Any]]:
     if src.startswith("pandapower.networks."):
         try:
-            import pandapower as pp  # type: ignore[import-not-found]
-            import pandapower.networks as pn  # type: ignore[import-not-found]
+            import pandapower as pp
+            import pandapower.networks as pn
         except ImportError as exc:
             raise ImportError_(f"{src}: pandapower is not installed (pip install "
                                "'outage-sentinel[pandapower]'), or pass a pandapower JSON "
