@@ -342,6 +342,9 @@ class EmailChannelConfig(ChannelBase):
     username: str | None = None
     password: SecretStr | None = None
     sender: str
+    #: PEM file of the CA that signed the server's certificate (an intranet mail server with a
+    #: private CA); the system's trusted CAs when unset.
+    ca_file: Path | None = None
 
 
 ChannelConfig = Annotated[
@@ -718,8 +721,11 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         sources.append(s.model_copy(update=updates))
     channels: dict[str, Any] = {}
     for name, c in config.channels.items():
-        channels[name] = c.model_copy(update={"path": fix(c.path)}) if isinstance(
-            c, FileChannelConfig) else c
+        if isinstance(c, FileChannelConfig):
+            c = c.model_copy(update={"path": fix(c.path)})
+        elif isinstance(c, EmailChannelConfig) and c.ca_file is not None:
+            c = c.model_copy(update={"ca_file": fix(c.ca_file)})
+        channels[name] = c
     notify = config.notify
     if notify.templates_dir is not None:
         notify = notify.model_copy(update={"templates_dir": fix(notify.templates_dir)})

@@ -12,6 +12,7 @@ loop uses to ask any channel â€” including test doubles that don't define them â
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -157,11 +158,20 @@ def build_channel(name: str, config: ChannelConfigT, *,
             # AUTH over plain text would send the password in the clear.
             raise ChannelError(f"channels.{name}.security: 'none' with a password would send "
                                f"it unencrypted; use starttls or ssl")
+        context = None
+        if config.ca_file is not None:
+            if config.security == "none":
+                raise ChannelError(f"channels.{name}.ca_file: only used with starttls or ssl")
+            try:
+                context = ssl.create_default_context(cafile=str(config.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ChannelError(f"channels.{name}.ca_file: cannot load {config.ca_file} as "
+                                   f"PEM CA certificates ({exc})") from None
         return email.EmailChannel(
             name, host=config.host, port=config.port, security=config.security,
             username=config.username,
             password=_secret(config.password) if config.password is not None else None,
-            sender=config.sender, timeout=timeout)
+            sender=config.sender, timeout=timeout, ssl_context=context)
     raise ChannelError(f"channels.{name}.type: unknown channel type "
                        f"{getattr(config, 'type', None)!r}")
 

@@ -15,8 +15,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from outage_sentinel.channels.base import Message, Outcome
+from outage_sentinel.channels.base import ChannelError, Message, Outcome
 from outage_sentinel.channels.email import EmailChannel, message_id
+from outage_sentinel.channels.registry import build_channel
+from outage_sentinel.config import EmailChannelConfig, load_config, parse_config
 
 PASSWORD = "Sm7p-Pa55w0rd-Example"
 
@@ -131,6 +133,53 @@ def test_starttls_with_auth(cert: tuple[Path, Path]) -> None:
         assert untrusting.send(msg()).outcome is Outcome.PERMANENT
     finally:
         ctl.stop()
+
+
+def test_ca_file_from_the_config_trusts_a_private_ca(cert: tuple[Path, Path],
+                                                     tmp_path: Path) -> None:
+    """An intranet mail server signed by a private CA: the channel built from the config with
+    ``ca_file`` trusts it; one without does not; a file that is no CA is refused at start."""
+    key, crt = cert
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(crt, key)
+    handler = Handler()
+    port = free_port()
+    ctl = Controller(handler, hostname="127.0.0.1", port=port, tls_context=server_ctx,
+                     require_starttls=True)
+    ctl.start()
+    base = {"type": "email", "host": "127.0.0.1", "port": port, "sender": "s@example.cn"}
+    try:
+        trusting = build_channel("mail", parse_channel({**base, "ca_file": str(crt)}))
+        assert trusting.send(msg()).outcome is Outcome.DELIVERED
+        assert len(handler.messages) == 1
+        default = build_channel("mail", parse_channel(base))
+        assert default.send(msg()).outcome is Outcome.PERMANENT
+    finally:
+        ctl.stop()
+    junk = tmp_path / "not-a-ca.pem"
+    junk.write_text("hello", encoding="utf-8")
+    for ca_file, problem in ((junk, "cannot load"), (tmp_path / "missing.pem", "cannot load")):
+        with pytest.raises(ChannelError, match=rf"channels\.mail\.ca_file: {problem}"):
+            build_channel("mail", parse_channel({**base, "ca_file": str(ca_file)}))
+    with pytest.raises(ChannelError, match="only used with starttls or ssl"):
+        build_channel("mail", parse_channel({**base, "security": "none", "ca_file": str(crt)}))
+
+
+def test_ca_file_is_resolved_against_the_config_directory(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        "sources: [{name: r, type: replay, scenario: x.jsonl}]\n"
+        "channels: {mail: {type: email, host: smtp.example.cn, sender: s@example.cn,"
+        " ca_file: certs/intranet-ca.pem}}\n", encoding="utf-8")
+    loaded = load_config(config).channels["mail"]
+    assert isinstance(loaded, EmailChannelConfig)
+    assert loaded.ca_file == tmp_path / "etc" / "certs" / "intranet-ca.pem"
+
+
+def parse_channel(data: dict[str, Any]) -> Any:
+    return parse_config({"sources": [{"name": "r", "type": "replay", "scenario": "x.jsonl"}],
+                         "channels": {"mail": data}}).channels["mail"]
 
 
 @pytest.mark.parametrize(("reply", "outcome"), [("550 5.1.1 no such user", Outcome.PERMANENT),
