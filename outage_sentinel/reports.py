@@ -44,7 +44,8 @@ events), in minutes. Crew arrival: the first ``dispatched`` log entry gives the 
 arrival deadline (``details["deadline"]``), the first ``on_site`` entry after it the arrival;
 met = arrived by the deadline, missed = arrived late or not arrived once the deadline passed
 (while the incident was still on), otherwise pending. Dead letters: outbox rows with status
-``dead`` created in the period.
+``dead`` given up on in the period (``dead_at``; rows from before schema version 4 have none
+and count by when they were created).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ SCOPE_COLUMNS = [
 ]
 DEAD_LETTER_COLUMNS = [
     "id", "incident_id", "audience", "purpose", "channel", "recipient", "created_at",
-    "attempts", "last_error",
+    "dead_at", "attempts", "last_error",
 ]
 
 
@@ -324,9 +325,9 @@ def _load(store: Store, start: datetime, end: datetime) -> tuple[
                   .group_by(outbox_t.c.incident_id))
             for iid, at in conn.execute(nq):
                 notice[iid] = _aware(at)
-        dq = (select(outbox_t).where(outbox_t.c.status == "dead", outbox_t.c.created_at >= start,
-                                     outbox_t.c.created_at < end)
-              .order_by(outbox_t.c.created_at, outbox_t.c.id))
+        died = func.coalesce(outbox_t.c.dead_at, outbox_t.c.created_at)
+        dq = (select(outbox_t).where(outbox_t.c.status == "dead", died >= start, died < end)
+              .order_by(died, outbox_t.c.id))
         dead = [dict(r._mapping) for r in conn.execute(dq)]
     return rows, logs, evidence, notice, dead
 
@@ -515,8 +516,9 @@ def _by_village(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame
 def _dead_frame(dead: Sequence[Mapping[str, Any]], tz: tzinfo) -> pd.DataFrame:
     df = pd.DataFrame([{k: r[k] for k in DEAD_LETTER_COLUMNS} for r in dead],
                       columns=DEAD_LETTER_COLUMNS)
-    df["created_at"] = _as_local_datetimes(
-        pd.Series([_local(r["created_at"], tz) for r in dead], dtype=object), tz)
+    for col in ("created_at", "dead_at"):
+        df[col] = _as_local_datetimes(
+            pd.Series([_local(r[col], tz) for r in dead], dtype=object), tz)
     return df
 
 

@@ -150,6 +150,8 @@ outbox_t = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Column("last_error", Text),
+    # When it was given up on (schema version 4; NULL for dead letters of older versions).
+    Column("dead_at", UTCDateTime),
     UniqueConstraint("incident_id", "revision", "recipient", "purpose", name="uq_outbox_key"),
 )
 
@@ -211,8 +213,13 @@ def _m3_lifecycle(conn: Connection) -> None:
     incident_log_t.create(conn, checkfirst=True)
 
 
+def _m4_dead_at(conn: Connection) -> None:
+    _add_missing_columns(conn, outbox_t, ["dead_at"])
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle]
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
+                                                  _m4_dead_at]
 
 
 @dataclass(frozen=True)
@@ -245,6 +252,7 @@ class OutboxRow:
     created_at: datetime
     sent_at: datetime | None
     last_error: str | None
+    dead_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -624,7 +632,7 @@ class Store:
     def mark_dead(self, row_id: int, now: datetime, error: str) -> None:
         with self.transaction() as conn:
             conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
-                         .values(status="dead", last_error=error, sent_at=None))
+                         .values(status="dead", last_error=error, sent_at=None, dead_at=now))
 
     def outbox_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

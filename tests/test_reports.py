@@ -26,7 +26,8 @@ RS-1 = (1 − 2.5357 / 24) × 100 = 89.4345 %. Fault 470, planned 240.
 F1: A 345 + D 90 = 435 / 200 = 2.175 h, RS-1 90.9375 %. F2: B 240 + E 35 = 275 / 80 = 3.4375 h.
 V1 245/70 = 3.5; V2 100/70; V3 90/60 = 1.5; V4 275/80.
 Notice latency (minutes): A 4, B 1, D 2, E 10 → median 3, p90 8.2. Crew arrivals: A met,
-D missed (no arrival, restored after its deadline), E met. Dead letters in the day: 1.
+D missed (no arrival, restored after its deadline), E met. Dead letters in the day (given up
+on in it, whenever created): 2, D's (created the evening before) and B's.
 """
 
 from __future__ import annotations
@@ -177,6 +178,9 @@ def populate(store: Store) -> None:
     _message(store, "D", "liaison:V3", "liaison", L(1, 22, 2), "sent", L(1, 22, 3))
     _message(store, "E", "liaison:V4", "liaison", L(2, 23, 2), "sent", L(2, 23, 11))
     _message(store, "G", "liaison:V4", "liaison", L(1, 10), "dead", L(1, 10, 30))  # 03-01
+    # Retried across midnight: created the day before, given up on in the day (and the reverse)
+    _message(store, "D", "cmd", "command", L(1, 23, 55), "dead", L(2, 0, 25))
+    _message(store, "E", "cmd", "command", L(2, 23, 58), "dead", L(3, 0, 30))
 
 
 @pytest.fixture
@@ -270,8 +274,10 @@ def test_notice_latency_crew_arrivals_and_dead_letters(report: Report) -> None:
     assert bool(inc.loc["E", "met_commitment"])
     assert pd.isna(inc.loc["B", "met_commitment"])
     assert (s["crew_arrivals_met"], s["crew_arrivals_missed"]) == (2, 1)
-    assert s["dead_letters"] == 1
-    assert list(report.dead_letters["incident_id"]) == ["B"]
+    assert s["dead_letters"] == 2
+    assert list(report.dead_letters["incident_id"]) == ["D", "B"]
+    assert list(report.dead_letters["dead_at"]) == [pd.Timestamp("2026-03-02 00:25", tz=TZ),
+                                                     pd.Timestamp("2026-03-02 09:10", tz=TZ)]
 
 
 def test_future_planned_counts_zero_and_hours_stop_at_now(store: Store,
@@ -331,7 +337,7 @@ def test_csv_loads_back_in_pandas(report: Report, tmp_path: Path) -> None:
     assert feeders.loc["F2", "customer_hours"] == pytest.approx(275)
     areas = pd.read_csv(tmp_path / "daily_areas.csv")
     assert areas["customer_hours"].sum() == pytest.approx(710)
-    assert len(pd.read_csv(tmp_path / "daily_dead_letters.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "daily_dead_letters.csv")) == 2
 
 
 def test_xlsx_loads_back_in_pandas(report: Report, tmp_path: Path) -> None:
@@ -376,7 +382,7 @@ def test_daily_message_in_chinese(report: Report) -> None:
     assert "停电时户数 710.0 时·户" in text
     assert "AIHC-1 2.5357 小时/户" in text and "RS-1 89.4345%" in text
     assert "中位 3.0 分钟" in text and "按时 2 次，超时 1 次" in text
-    assert "死信）1 条" in text
+    assert "死信）2 条" in text
     assert len(text.encode("utf-8")) < 2048  # fits a WeCom text message
 
 

@@ -88,6 +88,21 @@ def test_upgrades_a_version_1_database_keeping_its_rows(blank_store: Store) -> N
     assert [s.event.event_id for s in blank_store.events()] == ["E1"]
 
 
+def test_version_4_adds_dead_at_to_an_older_outbox_keeping_its_rows(blank_store: Store) -> None:
+    blank_store.migrate()
+    enqueue(blank_store, [outbox_row()])
+    with blank_store.engine.begin() as conn:  # as a version-3 database had it
+        conn.execute(sa.text("ALTER TABLE outbox DROP COLUMN dead_at"))
+        conn.execute(schema_version_t.delete().where(schema_version_t.c.version == 4))
+    assert "dead_at" not in {c["name"] for c in sa.inspect(blank_store.engine).get_columns("outbox")}
+    assert blank_store.migrate() == len(MIGRATIONS)
+    (row,) = blank_store.messages()
+    assert row.dead_at is None and row.body == "停电通知"
+    blank_store.mark_dead(row.id, T0 + timedelta(hours=6), "HTTP 500 five times")
+    (dead,) = blank_store.messages(status="dead")
+    assert dead.dead_at == T0 + timedelta(hours=6) and dead.created_at == T0
+
+
 # -- events ------------------------------------------------------------------------------------
 
 
