@@ -71,7 +71,7 @@ from outage_sentinel.metrics import Metrics
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source, SourceError
 from outage_sentinel.store import Store, StoredEvent, events_t, incidents_t
-from outage_sentinel.topology import Topology, load_bundle
+from outage_sentinel.topology import Topology, TopologyError, load_bundle
 
 #: Give up processing an event after this many failures (it is quarantined, not lost).
 MAX_PROCESSING_FAILURES = 3
@@ -327,6 +327,7 @@ class Daemon:
         self._process_lock = threading.Lock()
         self._failures: dict[int, int] = {}
         self._stop = threading.Event()
+        self._reload = threading.Event()
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -417,11 +418,14 @@ class Daemon:
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+            signal.signal(signal.SIGHUP, self._on_reload_signal)
         scheduler.start()
         self.log.info("running")
         try:
-            while not self._stop.wait(1.0):
-                pass
+            while not self._stop.wait(0.5):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload_topology()
         finally:
             self.log.info("stopping", reason="signal")
             scheduler.shutdown(wait=True)  # drain: let running polls/deliveries finish
@@ -435,6 +439,49 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.log.info("signal", signal=signal.Signals(signum).name)
         self._stop.set()
+
+    def _on_reload_signal(self, signum: int, _frame: Any) -> None:
+        self.log.info("signal", signal=signal.Signals(signum).name, action="reload topology")
+        self._reload.set()  # reloaded by the main loop, not inside the handler
+
+    def reload_topology(self) -> bool:
+        """Load the topology bundle again (SIGHUP, ``systemctl reload``). A bundle with any
+        problem is refused, every problem logged, and the one in use is kept."""
+        started = time.perf_counter()
+        try:
+            topology = load_bundle(self.config.topology)
+        except TopologyError as exc:
+            self.metrics.topology_reloads.labels("error").inc()
+            self.log.error("topology_reload_failed", topology=str(self.config.topology),
+                           problems=[str(p) for p in exc.problems], kept=self.topology.source)
+            return False
+        except Exception as exc:  # an unreadable directory and the like: keep running
+            self.metrics.topology_reloads.labels("error").inc()
+            self.log.error("topology_reload_failed", topology=str(self.config.topology),
+                           error=redact(repr(exc)), kept=self.topology.source)
+            return False
+        from outage_sentinel.ami import AmiRegistry
+
+        registry = AmiRegistry.from_topology(topology)
+        planner = LiaisonPlanner(topology, self.planner.renderer, self.tz,
+                                 self.config.notify.liaison_roles)
+        with self._process_lock:  # between two processing rounds, never inside one
+            before = len(self.topology.transformers)
+            self.topology = topology
+            self.planner = planner
+            self.lifecycle.topology, self.lifecycle.planner = topology, planner
+            self._protective = devices_per_feeder(topology)
+            self._protective_total = sum(self._protective.values())
+            self.screen.registry = registry
+            for source in self.sources:
+                update = getattr(source, "update_topology", None)
+                if update is not None:
+                    update(topology)
+        self.metrics.topology_reloads.labels("ok").inc()
+        self.log.info("topology_reloaded", topology=topology.source,
+                      transformers=len(topology.transformers), transformers_before=before,
+                      seconds=round(time.perf_counter() - started, 3))
+        return True
 
     def _on_job_event(self, event: JobExecutionEvent) -> None:
         if event.code in (EVENT_JOB_MISSED, EVENT_JOB_MAX_INSTANCES):

@@ -39,6 +39,9 @@ class Metrics:
                                          registry=r)
         self.incidents_active = Gauge(p + "incidents_active", "Open incidents", ["kind"],
                                       registry=r)
+        self.topology_reloads = Counter(p + "topology_reloads_total",
+                                        "Topology reloads (SIGHUP) by result (ok, error)",
+                                        ["result"], registry=r)
         self.storm_declared = Gauge(p + "storm_declared",
                                     "1 while an operator's storm declaration holds", registry=r)
         self.notifications = Counter(p + "notifications_total",
