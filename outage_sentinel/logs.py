@@ -87,8 +87,11 @@ def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
     handler._outage_sentinel = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(getattr(logging, level))
+    # APScheduler says "Running job ..." / "executed successfully" at INFO for every run of
+    # every job (several a second); only its warnings and errors belong in an operator's log.
     # The daemon reports skipped and failed jobs itself (job_skipped / job_failed, counted in
     # outage_sentinel_scheduler_jobs_missed_total); the scheduler's own lines would repeat them.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     structlog.configure(
         processors=[

@@ -99,11 +99,13 @@ def test_sighup_reloads_the_running_daemon(bundle: Path, tmp_path: Path) -> None
     proc = start_daemon(port_config)
     log = tmp_path / "daemon.log"
 
-    def events(name: str) -> list[dict[str, object]]:
+    def records() -> list[dict[str, object]]:
         if not log.exists():
             return []
-        return [r for r in (json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()
-                            if x.strip()) if r.get("event") == name]
+        return [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+    def events(name: str) -> list[dict[str, object]]:
+        return [r for r in records() if r.get("event") == name]
 
     try:
         assert wait_for(lambda: bool(events("running")), 30), proc.stderr
@@ -128,5 +130,9 @@ def test_sighup_reloads_the_running_daemon(bundle: Path, tmp_path: Path) -> None
         metrics = scrape(port)
         assert 'outage_sentinel_topology_reloads_total{result="ok"} 1.0' in metrics
         assert 'outage_sentinel_topology_reloads_total{result="error"} 1.0' in metrics
+        # one JSON log: no bare lines, and no scheduler chatter about every job run
+        chatter = [r for r in records() if str(r.get("logger", "")).startswith("apscheduler")
+                   and r.get("level") in ("debug", "info")]
+        assert chatter == []
     finally:
         assert stop(proc) == 0
