@@ -327,7 +327,8 @@ class Daemon:
         self._process_lock = threading.Lock()
         self._failures: dict[int, int] = {}
         self._stop = threading.Event()
-        self._reload = threading.Event()
+        #: Signals received and not yet acted on; the handler only appends (see _on_signal).
+        self._signals: list[int] = []
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -416,16 +417,16 @@ class Daemon:
         scheduler.add_listener(self._on_job_event,
                                EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
         if install_signals:
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
-            signal.signal(signal.SIGHUP, self._on_reload_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, self._on_signal)
         scheduler.start()
         self.log.info("running")
         try:
-            while not self._stop.wait(0.5):
-                if self._reload.is_set():
-                    self._reload.clear()
-                    self.reload_topology()
+            while not self._stop.is_set():
+                if self._signals:
+                    self._act_on(self._take_signals())
+                if not self._stop.is_set():
+                    time.sleep(0.2)
         finally:
             self.log.info("stopping", reason="signal")
             scheduler.shutdown(wait=True)  # drain: let running polls/deliveries finish
@@ -437,12 +438,27 @@ class Daemon:
         self._stop.set()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.log.info("signal", signal=signal.Signals(signum).name)
-        self._stop.set()
+        # Runs in the main thread between two bytecodes, possibly on top of itself (signals in
+        # quick succession) or of a log call: it must take no lock (Event.set and logging both
+        # do, and a second signal inside them deadlocked the daemon). Appending to a list is
+        # atomic; the main loop acts on it.
+        self._signals.append(signum)
 
-    def _on_reload_signal(self, signum: int, _frame: Any) -> None:
-        self.log.info("signal", signal=signal.Signals(signum).name, action="reload topology")
-        self._reload.set()  # reloaded by the main loop, not inside the handler
+    def _take_signals(self) -> list[int]:
+        taken: list[int] = []
+        while self._signals:
+            taken.append(self._signals.pop(0))
+        return taken
+
+    def _act_on(self, signums: list[int]) -> None:
+        """Stop if any signal asks to; else reload once however many SIGHUPs came."""
+        names = sorted({signal.Signals(s).name for s in signums})
+        if any(s != signal.SIGHUP for s in signums):
+            self.log.info("signal", signals=names, count=len(signums), action="stop")
+            self._stop.set()
+        else:
+            self.log.info("signal", signals=names, count=len(signums), action="reload topology")
+            self.reload_topology()
 
     def reload_topology(self) -> bool:
         """Load the topology bundle again (SIGHUP, ``systemctl reload``). A bundle with any
