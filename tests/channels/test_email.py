@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,16 +106,27 @@ def test_plain_text_and_html_alternative(smtp: tuple[Handler, int]) -> None:
     assert "张家村 &lt;停电&gt;" in html.get_content()
 
 
-def test_starttls_with_auth(cert: tuple[Path, Path]) -> None:
+@contextmanager
+def starttls_server(cert: tuple[Path, Path], **kw: Any) -> Iterator[tuple[Handler, int]]:
+    """A real SMTP server on loopback that requires STARTTLS with ``cert``."""
     key, crt = cert
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(crt, key)
     handler = Handler()
     port = free_port()
     ctl = Controller(handler, hostname="127.0.0.1", port=port, tls_context=server_ctx,
-                     require_starttls=True, authenticator=authenticator, auth_required=True)
+                     require_starttls=True, **kw)
     ctl.start()
     try:
+        yield handler, port
+    finally:
+        ctl.stop()
+
+
+def test_starttls_with_auth(cert: tuple[Path, Path]) -> None:
+    crt = cert[1]
+    server = starttls_server(cert, authenticator=authenticator, auth_required=True)
+    with server as (handler, port):
         client_ctx = ssl.create_default_context(cafile=str(crt))
         ch = EmailChannel("mail", host="127.0.0.1", port=port, security="starttls",
                           username="ops", password=PASSWORD, sender="sentinel@example.cn",
@@ -131,31 +143,20 @@ def test_starttls_with_auth(cert: tuple[Path, Path]) -> None:
         untrusting = EmailChannel("mail", host="127.0.0.1", port=port, security="starttls",
                                   sender="s@example.cn", timeout=5)
         assert untrusting.send(msg()).outcome is Outcome.PERMANENT
-    finally:
-        ctl.stop()
 
 
 def test_ca_file_from_the_config_trusts_a_private_ca(cert: tuple[Path, Path],
                                                      tmp_path: Path) -> None:
     """An intranet mail server signed by a private CA: the channel built from the config with
     ``ca_file`` trusts it; one without does not; a file that is no CA is refused at start."""
-    key, crt = cert
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(crt, key)
-    handler = Handler()
-    port = free_port()
-    ctl = Controller(handler, hostname="127.0.0.1", port=port, tls_context=server_ctx,
-                     require_starttls=True)
-    ctl.start()
-    base = {"type": "email", "host": "127.0.0.1", "port": port, "sender": "s@example.cn"}
-    try:
+    crt = cert[1]
+    with starttls_server(cert) as (handler, port):
+        base = {"type": "email", "host": "127.0.0.1", "port": port, "sender": "s@example.cn"}
         trusting = build_channel("mail", parse_channel({**base, "ca_file": str(crt)}))
         assert trusting.send(msg()).outcome is Outcome.DELIVERED
         assert len(handler.messages) == 1
         default = build_channel("mail", parse_channel(base))
         assert default.send(msg()).outcome is Outcome.PERMANENT
-    finally:
-        ctl.stop()
     junk = tmp_path / "not-a-ca.pem"
     junk.write_text("hello", encoding="utf-8")
     for ca_file, problem in ((junk, "cannot load"), (tmp_path / "missing.pem", "cannot load")):
