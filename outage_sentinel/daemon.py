@@ -478,16 +478,18 @@ class Daemon:
             return False
         from outage_sentinel.ami import AmiRegistry
 
+        # Everything derived from the bundle is built first; the swap itself is quick.
         registry = AmiRegistry.from_topology(topology)
         planner = LiaisonPlanner(topology, self.planner.renderer, self.tz,
                                  self.config.notify.liaison_roles)
+        protective = devices_per_feeder(topology)
         with self._process_lock:  # between two processing rounds, never inside one
             before = len(self.topology.transformers)
             self.topology = topology
             self.planner = planner
             self.lifecycle.topology, self.lifecycle.planner = topology, planner
-            self._protective = devices_per_feeder(topology)
-            self._protective_total = sum(self._protective.values())
+            self._protective = protective
+            self._protective_total = sum(protective.values())
             self.screen.registry = registry
             for source in self.sources:
                 update = getattr(source, "update_topology", None)
