@@ -185,6 +185,22 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def forget_session(tag: str) -> None:
+    """Connect once with a clean start so the broker drops the benchmark's persistent session."""
+    cleaner = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{tag}",
+                          protocol=mqtt.MQTTv5)
+    cleaner.connect("127.0.0.1", 1883, clean_start=True)
+    cleaner.disconnect()
+
+
+def memory_line(rss_start: float, samples: list[tuple[int, float]], step: int) -> str:
+    """RSS before the run, every ``step``-th 10k-event sample from 20k on, and the peak."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (f"memory: RSS {rss_start:.0f} MB before, "
+            + ", ".join(f"{n // 1000}k: {mb:.0f}" for n, mb in samples[1::step])
+            + f" MB; peak {peak:.0f} MB")
+
+
 def host_speed() -> float:
     """µs per iteration of a fixed pure-Python loop (JSON-encode an AMI record and format its
     time), best of five: the speed of this shared host at the time of the run. The figures
@@ -272,14 +288,8 @@ def watch_scheduled(daemon: Any, source: MqttSource, proc: Any, report: Any, exp
           f"{statuses.count('restored')} restored) from {dead} area outages and {alive} "
           f"restorations screened (expected {outages}, {outages})")
     print(daemon_screen_counts(daemon))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"memory: RSS {rss_start:.0f} MB before, "
-          + ", ".join(f"{n // 1000}k: {mb:.0f}" for n, mb in samples[1::2])
-          + f" MB; peak {peak:.0f} MB")
-    cleaner = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{tag}",
-                          protocol=mqtt.MQTTv5)
-    cleaner.connect("127.0.0.1", 1883, clean_start=True)
-    cleaner.disconnect()
+    print(memory_line(rss_start, samples, 2))
+    forget_session(tag)
     tmp.cleanup()
     return 0 if (dead, alive, t_last_ingest is not None) == (outages, outages, True) else 1
 
@@ -464,16 +474,12 @@ def main() -> int:
         pub = report.get(timeout=60)
     proc.join(10)
     source.close()
-    cleaner = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{tag}",
-                          protocol=mqtt.MQTTv5)
-    cleaner.connect("127.0.0.1", 1883, clean_start=True)
-    cleaner.disconnect()
+    forget_session(tag)
 
     p_start, p_end, messages = pub
     dead = sum(1 for e in totals.events if e.status == "active")
     alive = sum(1 for e in totals.events if e.status != "active")
     faults = sum(1 for f in totals.customer_faults if f.status == "active")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"published: {expected_events} events in {messages} messages "
           f"({args.per_message}/message) in {p_end - p_start:.2f} s = "
           f"{expected_events / (p_end - p_start):,.0f} events/s")
@@ -492,10 +498,8 @@ def main() -> int:
               f"momentary dropped, {faults} customer-side faults, {totals.merged} merged "
               f"(expected {OUTAGES * rounds}, {OUTAGES * rounds}, {BLIPS * rounds}, "
               f"{(100_000 - OUTAGES * 102 - BLIPS * 100) * rounds})")
-    print(f"memory: RSS {rss_start:.0f} MB before, "
-          + ", ".join(f"{n // 1000}k: {mb:.0f}" for n, mb in samples[1::2 * rounds])
-          + f" MB; peak {peak:.0f} MB; screen state {len(json.dumps(screen.to_state())) // 1024}"
-          f" KB")
+    print(memory_line(rss_start, samples, 2 * rounds)
+          + f"; screen state {len(json.dumps(screen.to_state())) // 1024} KB")
     if daemon is not None:
         print(f"store: {store.count('events')} event rows")
         daemon.close()
