@@ -23,6 +23,11 @@ KIND_LABELS = {
 }
 
 
+#: Notice purposes liaisons never receive: a village the estimate stopped inferring is told
+#: nothing (it was only ever "可能受影响"); the command centre's summary says so.
+COMMAND_ONLY_PURPOSES = ("withdrawn",)
+
+
 class Renderer:
     """Jinja2 templates, built-in under ``outage_sentinel/templates``, overridable by a directory."""
 
@@ -38,6 +43,12 @@ class Renderer:
     def render(self, name: str, **context: Any) -> str:
         template = self.env.get_template(f"{name}.{self.language}.j2")
         return template.render(**context).strip()
+
+
+def reported_devices(incident: Incident, devices: Sequence[str]) -> list[str]:
+    """The devices of ``devices`` that one of the incident's records names as operated."""
+    named = {m.device for m in incident.members.values() if m.device}
+    return [d for d in devices if d in named]
 
 
 class LiaisonPlanner:
@@ -56,6 +67,8 @@ class LiaisonPlanner:
              previous: Incident | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for notice in notices:
+            if notice.purpose in COMMAND_ONLY_PURPOSES:
+                continue  # a withdrawn inference is the command centre's business only
             for village_id in notice.villages:
                 out.extend(self._village_rows(incident, notice, village_id, now, previous))
         return out
@@ -73,6 +86,8 @@ class LiaisonPlanner:
         areas = incident.off if notice.purpose in ("outage", "update") and estimate is \
             incident.estimate else estimate.transformers
         in_village = [t for t in areas if topo.nodes[t].village == village_id]
+        confirmed = [t for t in in_village if incident.mark(t) == "reported"]
+        possible = [t for t in in_village if incident.mark(t) != "reported"]
         village_customers = topo.customers_of(in_village)
         lang = self.renderer.language
         context = {
@@ -82,8 +97,12 @@ class LiaisonPlanner:
             "kind_label": KIND_LABELS[lang].get(incident.kind, incident.kind),
             "village": village,
             "feeder_label": self._feeder_label(incident.feeder),
-            "device_label": self._device_label(estimate.devices),
+            # A device is named to liaisons only when a source named it: an inferred fault
+            # point is the command centre's working hypothesis, not a fact to announce.
+            "device_label": self._device_label(reported_devices(incident, estimate.devices)),
             "area_label": self._area_label(in_village, incident.area_text),
+            "confirmed_label": self._area_label(confirmed, "") if confirmed else "",
+            "possible_label": self._area_label(possible, "") if possible else "",
             "customers": estimate.customers,
             "village_customers": village_customers,
             "start_local": self._local(incident.start),
