@@ -15,13 +15,8 @@ from typing import Any
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
 from outage_sentinel.incidents import Incident, Notice
+from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.topology import Topology
-
-KIND_LABELS = {
-    "zh": {"fault": "故障停电", "planned": "计划停电", "temporary": "临时停电"},
-    "en": {"fault": "Fault outage", "planned": "Planned outage", "temporary": "Temporary outage"},
-}
-
 
 #: Notice purposes liaisons never receive: a village the estimate stopped inferring is told
 #: nothing (it was only ever "可能受影响"); the command centre's summary says so.

@@ -29,7 +29,8 @@ from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
 from outage_sentinel.events import parse_time
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
-from outage_sentinel.liaison import KIND_LABELS, LiaisonPlanner, reported_devices
+from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
+from outage_sentinel.liaison import LiaisonPlanner, reported_devices
 from outage_sentinel.logs import get_logger
 from outage_sentinel.store import Store, incident_log_t, incidents_t
 from outage_sentinel.topology import Topology
@@ -122,6 +123,7 @@ class Lifecycle:
             end_local=self.planner._local(inc.end),
             probability=inc.estimate.probability,
             device_reported=bool(reported_devices(inc, inc.estimate.devices)),
+            stage_label=label(STAGE_LABELS, r.language, inc.stage),
             confirmed=len(inc.confirmed),
             withdrawn=[self.topology.villages[v].name for v in inc.withdrawn_villages
                        if v in self.topology.villages],
