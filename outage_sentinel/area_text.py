@@ -75,6 +75,8 @@ class _Index:
     feeders: dict[str, str] = field(default_factory=dict)
     #: village id -> its transformer areas (bundle order); only villages that have areas
     village_areas: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: transformer id -> its village id (those with one)
+    area_village: dict[str, str] = field(default_factory=dict)
     #: village id -> the name fragments after it are tried with ("2号台区" after "王庄村1号")
     village_key: dict[str, str] = field(default_factory=dict)
     #: county and township names, read as context and skipped ("马集镇王庄村")
@@ -111,6 +113,7 @@ def _build_index(topology: Topology) -> _Index:
         names.append(node.name)
         if node.village:
             by_village.setdefault(node.village, []).append(t)
+            ix.area_village[t] = node.village
     ix.village_areas = {v: tuple(ts) for v, ts in by_village.items()}
     for vid, village in topology.villages.items():
         if vid in ix.village_areas:
@@ -217,6 +220,9 @@ class _Reader:
             if self.village is not None and len(ids) > 1:
                 ids = tuple(t for t in ids if t in ix.village_areas.get(self.village, ())) or ids
             self.found.append(_Found("area", ids))
+            villages = {ix.area_village.get(t) for t in ids}
+            if len(villages) == 1:
+                self.village = villages.pop()
             self._rest(rest, depth)
         elif lengths[1] == best:
             vids = ix.villages[key[:best]]
