@@ -828,12 +828,8 @@ class Daemon:
         resolved = resolve_event(self.topology, event)
         log = self.log.bind(source=event.source, event_id=event.event_id, feeder=resolved.feeder)
         if resolved.unknown:
-            # Kept for the operator (``quarantine list``) with the reason; what did resolve is
-            # still processed below.
             log.warning("unknown_references", refs=list(resolved.unknown))
-            self.store.quarantine_in(conn, Quarantined(
-                event.source, unknown_references_reason(event, resolved.unknown),
-                dict(event.raw) or {"event_row": stored.row_id, **event.to_json()}), now)
+            self._quarantine_unknown(conn, stored, resolved.unknown, now)
         current: Incident | None = None
         known_id = rnd.member_incident(conn, event.source, event.event_id)
         if known_id is None and event.source == OPERATOR_SOURCE:
@@ -899,6 +895,15 @@ class Daemon:
                      customers=after.estimate.customers, villages=len(after.estimate.villages),
                      notices=[f"{n.purpose}:{len(n.villages)}" for n in notices], queued=added)
         return after.id
+
+    def _quarantine_unknown(self, conn: Connection, stored: StoredEvent, refs: tuple[str, ...],
+                            now: datetime) -> None:
+        """Keep a record naming unknown lines/areas for the operator (``quarantine list``) with
+        the reason; what did resolve is still processed."""
+        event = stored.event
+        self.store.quarantine_in(conn, Quarantined(
+            event.source, unknown_references_reason(event, refs),
+            dict(event.raw) or {"event_row": stored.row_id, **event.to_json()}), now)
 
     def _dispatch_if_waiting(self, conn: Connection, inc: Incident, now: datetime,
                              rnd: _Round | None = None) -> Incident:

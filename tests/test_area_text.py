@@ -281,7 +281,7 @@ def feed() -> Iterator[Feed]:
     f.server.server_close()
 
 
-def config_file(tmp: Path, url: str) -> Path:
+def config_file(tmp: Path, url: str, summaries: bool = True) -> Path:
     sink = str(tmp / "state" / "notifications.jsonl")
     data = {
         "state_dir": str(tmp / "state"), "topology": str(ROOT / "topology"),
@@ -290,7 +290,7 @@ def config_file(tmp: Path, url: str) -> Path:
                      "retry": {"max_attempts": 1}}],
         "channels": {name: {"type": "file", "path": sink}
                      for name in ("wecom", "dingtalk", "feishu", "sms", "cc")},
-        "command_centre": {"channel": "cc", "target": "指挥中心"},
+        "command_centre": {"channel": "cc", "target": "指挥中心", "summaries": summaries},
         "metrics": {"enabled": False},
     }
     path = tmp / "config.yaml"
@@ -298,8 +298,8 @@ def config_file(tmp: Path, url: str) -> Path:
     return path
 
 
-def run_daemon(tmp: Path, url: str) -> Daemon:
-    path = config_file(tmp, url)
+def run_daemon(tmp: Path, url: str, summaries: bool = True) -> Daemon:
+    path = config_file(tmp, url, summaries)
     daemon = Daemon(parse_config(json.loads(path.read_text("utf-8"))), clock=lambda: NOW)
     daemon.run_once()
     return daemon
@@ -419,3 +419,16 @@ def test_an_unplaceable_record_reaches_the_command_centre_and_quarantine(tmp_pat
     # The operator can still send a crew by hand once a person has placed it.
     sent = cli(config, "incidents", "dispatch", u2["id"], "--crew", "CR03")
     assert sent.returncode == 0 and "stage dispatched" in sent.stdout, sent.stderr
+
+
+def test_an_unplaceable_record_is_told_even_with_summaries_off(tmp_path: Path,
+                                                               feed: Feed) -> None:
+    feed.serve(UNPLACEABLE[1:])
+    daemon = run_daemon(tmp_path, feed.url, summaries=False)
+    try:
+        command = [m for m in daemon.store.messages() if m.audience == "command"]
+        assert [m.purpose for m in command] == ["unplaced"]
+        assert "无法定位到台区，请人工核实：王五村部分用户" in command[0].body
+        assert "线路：未知" in command[0].body
+    finally:
+        daemon.close()
