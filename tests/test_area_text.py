@@ -281,10 +281,11 @@ def feed() -> Iterator[Feed]:
     f.server.server_close()
 
 
-def config_file(tmp: Path, url: str, summaries: bool = True) -> Path:
+def config_file(tmp: Path, url: str, summaries: bool = True, db: str | None = None) -> Path:
     sink = str(tmp / "state" / "notifications.jsonl")
     data = {
         "state_dir": str(tmp / "state"), "topology": str(ROOT / "topology"),
+        "database": {"url": db},
         "sources": [{"name": "county-95598", "type": "http_json", "url": url,
                      "preset": "95598_powercut", "interval_seconds": 60,
                      "retry": {"max_attempts": 1}}],
@@ -298,8 +299,8 @@ def config_file(tmp: Path, url: str, summaries: bool = True) -> Path:
     return path
 
 
-def run_daemon(tmp: Path, url: str, summaries: bool = True) -> Daemon:
-    path = config_file(tmp, url, summaries)
+def run_daemon(tmp: Path, url: str, summaries: bool = True, db: str | None = None) -> Daemon:
+    path = config_file(tmp, url, summaries, db)
     daemon = Daemon(parse_config(json.loads(path.read_text("utf-8"))), clock=lambda: NOW)
     daemon.run_once()
     return daemon
@@ -384,10 +385,10 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=str(config.parent))
 
 
-def test_an_unplaceable_record_reaches_the_command_centre_and_quarantine(tmp_path: Path,
-                                                                         feed: Feed) -> None:
+def test_an_unplaceable_record_reaches_the_command_centre_and_quarantine(
+        tmp_path: Path, feed: Feed, db_url: str) -> None:
     feed.serve(UNPLACEABLE)
-    daemon = run_daemon(tmp_path, feed.url)
+    daemon = run_daemon(tmp_path, feed.url, db=db_url)
     try:
         rows = {next(iter(r["state"]["members"])): r for r in
                 daemon.store.load_incidents(open_only=False)}
