@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from outage_sentinel.area_text import find_feeder, resolve_area_text
 from outage_sentinel.events import OutageEvent, parse_optional_time, parse_time
 from outage_sentinel.topology import Topology
 
@@ -30,7 +31,12 @@ UNPLANNED = ("fault",)
 
 @dataclass(frozen=True)
 class Resolved:
-    """An event's references mapped onto the topology."""
+    """An event's references mapped onto the topology.
+
+    ``transformers`` are the areas the event names (by reference, or by precise area text);
+    ``possible`` the areas its imprecise area text may mean ("XX村部分用户", 可能受影响), never
+    one of ``transformers``.
+    """
 
     feeder: str | None
     transformers: tuple[str, ...]
@@ -40,7 +46,8 @@ class Resolved:
 
 
 def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
-    """Resolve transformer/device references by id, name, meter id or customer id."""
+    """Resolve transformer/device references by id, name, meter id or customer id, and the
+    event's area text by the bundle's names and aliases (:mod:`outage_sentinel.area_text`)."""
     transformers: list[str] = []
     unknown: list[str] = []
     for ref in event.transformers:
@@ -61,13 +68,26 @@ def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
         if event.feeder in topology.feeder_ids:
             feeder = event.feeder
         else:
-            feeder = topology.feeder_by_name.get(event.feeder)
+            # "10KV马集线", "马集线" or an alias mean the same line as "10kV马集线".
+            feeder = topology.feeder_by_name.get(event.feeder) or find_feeder(topology,
+                                                                                event.feeder)
             if feeder is None:
                 unknown.append(event.feeder)
     anchor = device or (transformers[0] if transformers else None)
     if anchor is not None and topology.energised[topology.pos[anchor]]:
         feeder = topology.feeder_of(anchor)
-    return Resolved(feeder, tuple(transformers), device, tuple(unknown))
+    possible: list[str] = []
+    if event.area_text:
+        scope = resolve_area_text(topology, event.area_text, feeder)
+        transformers.extend(t for t in scope.confirmed if t not in transformers)
+        possible = [t for t in scope.possible if t not in transformers]
+        if feeder is None:
+            feeder = scope.feeder
+        if anchor is None and transformers and topology.energised[topology.pos[transformers[0]]]:
+            feeder = topology.feeder_of(transformers[0])
+        if not transformers and not possible and device is None:
+            unknown.extend(f for f in scope.unplaced if f not in unknown)
+    return Resolved(feeder, tuple(transformers), device, tuple(unknown), tuple(possible))
 
 
 @dataclass(frozen=True)

@@ -337,7 +337,8 @@ class Lifecycle:
                 if inc.status != "active":
                     continue
                 if (current["crew_id"] is None and inc.stage == "confirmed"
-                        and self.config.lifecycle.auto_dispatch):
+                        and self.config.lifecycle.auto_dispatch
+                        and (inc.off or inc.feeder != "?")):  # unplaced: a person decides
                     inc = self.dispatch_in(conn, inc, current, now, "daemon")
                     current = dict(current, crew_id=self._crew_of(conn, inc.id))
                 dispatched = conn.execute(select(incident_log_t.c.details).where(

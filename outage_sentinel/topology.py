@@ -22,7 +22,7 @@ import csv
 import gc
 import io
 import itertools
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +58,11 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "crews.csv": ("id", "name", "phone", "channel", "target", "feeders"),
     "customers.csv": ("id", "transformer", "name", "phone", "importance", "tags"),
 }
-OPTIONAL_FILES = frozenset({"customers.csv", "meters.csv"})
+OPTIONAL_FILES = frozenset({"customers.csv", "meters.csv", "aliases.csv"})
 METER_COLUMNS = ("id", "transformer", "kind")
+#: ``aliases.csv`` (optional): other names feeds use for villages, transformer areas, feeders.
+ALIAS_COLUMNS = ("alias", "kind", "id")
+ALIAS_KINDS = ("village", "transformer", "feeder")
 
 _KIND_CODE = {k: i for i, k in enumerate(NODE_KINDS)}
 _SOURCE = _KIND_CODE["source"]
@@ -167,6 +170,16 @@ class Meter:
     id: str
     transformer: str
     kind: str
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Another name (``alias``) for a village, transformer area or feeder id (``aliases.csv``);
+    area text in feeds resolves through it (:mod:`outage_sentinel.area_text`)."""
+
+    alias: str
+    kind: str
+    id: str
 
 
 # -- column storage -----------------------------------------------------------------------------
@@ -611,6 +624,9 @@ class Topology:
     (use :attr:`sources` to visit only the feeder heads).
     """
 
+    #: The bundle's ``aliases.csv`` rows (set by :func:`load_bundle` / :meth:`from_records`).
+    aliases: tuple[Alias, ...] = ()
+
     def __init__(
         self,
         nodes: Mapping[str, Node],
@@ -771,6 +787,7 @@ class Topology:
         liaisons: Iterable[dict[str, Any]] = (),
         crews: Iterable[dict[str, Any]] = (),
         customers: Iterable[dict[str, Any]] = (),
+        aliases: Iterable[dict[str, Any]] = (),
     ) -> Topology:
         """Build and validate a topology from in-memory records (same fields as the CSVs)."""
         tables = {
@@ -780,6 +797,7 @@ class Topology:
             "liaisons.csv": _Table.from_records(liaisons),
             "crews.csv": _Table.from_records(crews),
             "customers.csv": _Table.from_records(customers),
+            "aliases.csv": _Table.from_records(aliases),
         }
         with _gc_paused():
             return _parse_tables(tables, {name: 2 for name in tables}, "<memory>")
@@ -1146,7 +1164,8 @@ def load_bundle(directory: str | Path) -> Topology:
         raise TopologyError([Problem(str(root), None, None, "not a directory")])
     tables: dict[str, _Table] = {}
     with _gc_paused():
-        for name, required in [*REQUIRED_COLUMNS.items(), ("meters.csv", METER_COLUMNS)]:
+        for name, required in [*REQUIRED_COLUMNS.items(), ("meters.csv", METER_COLUMNS),
+                               ("aliases.csv", ALIAS_COLUMNS)]:
             path = root / name
             if not path.exists():
                 if name not in OPTIONAL_FILES:
@@ -1480,7 +1499,40 @@ def _parse_tables(tables: dict[str, _Table], first_row: dict[str, int], source: 
             problems.append(Problem("meters.csv", r, mid, f"kind must be meter|terminal, got {kind!r}"))
         meters.append(Meter(mid, tx, kind))
 
+    aliases = _parse_aliases(tables.get("aliases.csv", empty), villages, is_transformer,
+                             feeders, problems)
     if problems:
         raise TopologyError(problems)
-    return Topology._create(table, ea, eb, forest, villages, liaisons, crews, customers, meters,
-                            source)
+    topology = Topology._create(table, ea, eb, forest, villages, liaisons, crews, customers,
+                                meters, source)
+    topology.aliases = aliases
+    return topology
+
+
+def _parse_aliases(table: _Table, villages: Mapping[str, Village],
+                   is_transformer: Callable[[str], bool], feeders: set[str],
+                   problems: list[Problem]) -> tuple[Alias, ...]:
+    """Validate aliases.csv: every alias names a known id of its kind, once."""
+    known: dict[str, Callable[[str], bool]] = {
+        "village": villages.__contains__, "transformer": is_transformer,
+        "feeder": feeders.__contains__}
+    out: list[Alias] = []
+    first: dict[str, int] = {}
+    for r, row in enumerate(table.dicts(), start=2):
+        alias, kind, target = row.get("alias", ""), row.get("kind", ""), row.get("id", "")
+        if not alias:
+            problems.append(Problem("aliases.csv", r, target or None, "alias is empty"))
+            continue
+        if alias in first:
+            problems.append(Problem("aliases.csv", r, alias,
+                                    f"duplicate alias (first at row {first[alias]})"))
+            continue
+        first[alias] = r
+        if kind not in known:
+            problems.append(Problem("aliases.csv", r, alias,
+                                    f"kind must be one of {'|'.join(ALIAS_KINDS)}, got {kind!r}"))
+        elif not known[kind](target):
+            problems.append(Problem("aliases.csv", r, alias, f"unknown {kind} id {target!r}"))
+        else:
+            out.append(Alias(alias, kind, target))
+    return tuple(out)
