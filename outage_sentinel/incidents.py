@@ -391,11 +391,7 @@ def apply_event(
     """
     member = member_of(event, resolved, now)
     if incident is None:
-        incident = Incident(
-            id=new_id(), feeder=resolved.feeder or (event.feeder or "?"), kind=event.kind,
-            status="active", revision=0, start=event.start, etr=None, end=None, cause="",
-            area_text="", members={}, estimate=Estimate((), None, (), 0, ()), created_at=now,
-        )
+        incident = _blank(new_id(), resolved.feeder or (event.feeder or "?"), event, now)
     members = dict(incident.members)
     members[member.key] = member
     reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]
@@ -443,6 +439,13 @@ def apply_event(
     if updated.material() != incident.material() or incident.revision == 0:
         updated = replace(updated, revision=incident.revision + 1)
     return updated
+
+
+def _blank(incident_id: str, feeder: str, event: OutageEvent, now: datetime) -> Incident:
+    """A new incident before its first event is folded in (revision 0)."""
+    return Incident(id=incident_id, feeder=feeder, kind=event.kind, status="active", revision=0,
+                    start=event.start, etr=None, end=None, cause="", area_text="", members={},
+                    estimate=Estimate((), None, (), 0, ()), created_at=now)
 
 
 #: Where an affected area's place in an incident comes from: a source reported it off
