@@ -632,10 +632,11 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
                        Notice("outage", tuple(new))):
             if notice.villages:
                 out.append(notice)
-        changed = before is not None and before.status == "active" and (
-            before.etr != after.etr or (after.kind != "fault" and before.start != after.start))
-        if changed and still:
-            out.append(Notice("update", tuple(still)))
+        moved = [v for v in still if before is not None and before.status == "active" and (
+            village_etr(before, v, topology) != village_etr(after, v, topology)
+            or (after.kind != "fault" and before.start != after.start))]
+        if moved:
+            out.append(Notice("update", tuple(moved)))
         notified = still + rejoin + new
         withdrawn = [v for v in withdrawn if v not in rejoin] + dropped
         told_back = [v for v in told_back if v not in new] + back
@@ -646,6 +647,20 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
         notified = []
     return out, replace(after, notified_villages=tuple(notified),
                         withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back))
+
+
+def village_etr(incident: Incident, village: str, topology: Topology | None = None
+                ) -> datetime | None:
+    """The expected restoration time that concerns ``village``: the latest of the open records
+    naming one of its areas (a storm's other records on the feeder are other villages' news);
+    the incident's own for a village no record names, or without a topology."""
+    if topology is None:
+        return incident.etr
+    etrs = [m.etr for m in incident.members.values()
+            if m.etr is not None and m.status == "active" and m.signal in REPORTING_SIGNALS
+            and any(t in topology.nodes and topology.nodes[t].village == village
+                    for t in (*m.transformers, *m.possible))]
+    return max(etrs) if etrs else incident.etr
 
 
 def villages_off(incident: Incident, topology: Topology | None = None) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
-from outage_sentinel.incidents import Incident, Notice
+from outage_sentinel.incidents import Incident, Notice, village_etr
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.topology import Topology
 
@@ -101,7 +101,7 @@ class LiaisonPlanner:
             "customers": estimate.customers,
             "village_customers": village_customers,
             "start_local": self._local(incident.start),
-            "etr_local": self._local(incident.etr),
+            "etr_local": self._local(village_etr(incident, village_id, topo)),
             "end_local": self._local(incident.end),
             "now_local": self._local(now),
             "cause": incident.cause,

@@ -204,3 +204,18 @@ def test_a_feed_restating_an_old_outage_does_not_undo_a_restoration_step() -> No
     later = step + timedelta(minutes=10)
     off, notices = core.feed(ev("E2", "T1", start=later), later)
     assert "T1" in off.off and off.status == "active"
+
+
+def test_another_villages_record_does_not_move_this_villages_etr() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "B1"))
+    core.feed(ev("E1", "T1", expected_restoration=T0 + timedelta(hours=1)), T0)
+    inc, notices = core.feed(ev("E2", "T5", expected_restoration=T0 + timedelta(hours=4)),
+                             T0 + timedelta(minutes=1))
+    assert inc.etr == T0 + timedelta(hours=4)  # the incident's latest
+    # V3's own record says 4 h; V2 (inferred, named by no record) follows the incident; V1's
+    # own record did not move, so V1 hears nothing.
+    assert [(n.purpose, set(n.villages)) for n in notices] == [("update", {"V2", "V3"})]
+    _, notices = core.feed(ev("E1", "T1", expected_restoration=T0 + timedelta(hours=2)),
+                           T0 + timedelta(minutes=2))
+    assert [(n.purpose, n.villages) for n in notices] == [("update", ("V1",))]
