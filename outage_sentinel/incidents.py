@@ -263,8 +263,11 @@ class Incident:
     def material(self) -> tuple[Any, ...]:
         """What recipients care about; a change here is a new revision."""
         e = self.estimate
+        # Each open record's ETR: a village's expected restoration is that of its own records.
+        etrs = tuple(sorted((k, m.etr) for k, m in self.members.items()
+                            if m.etr is not None and m.status == "active"))
         return (self.status, self.kind, e.devices, e.transformers, self.etr, self.start,
-                self.off)
+                self.off, etrs)
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
