@@ -832,7 +832,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     })
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]
     """A SafeLoader that refuses documents whose aliases loop or expand beyond
     :data:`MAX_YAML_VALUES` values (``a: &a [*a]``; the "billion laughs")."""
 
