@@ -19,6 +19,7 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import re
 import sys
@@ -151,7 +152,18 @@ def _run(args: argparse.Namespace) -> int:
             daemon.close()
         print(json.dumps(report.__dict__), file=sys.stdout)
         return EXIT_OK if report.failed_polls == 0 else EXIT_PROBLEMS
-    return daemon.run()
+    try:
+        return daemon.run()
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        # The metrics endpoint is the only listener the daemon opens: a busy port is a one-line
+        # error, not a traceback.
+        m = config.metrics
+        print(f"error: cannot serve metrics on {m.host}:{m.port} ({exc.strerror}); "
+              "free the port or set metrics.port", file=sys.stderr)
+        daemon.close()
+        return EXIT_PROBLEMS
 
 
 #: A mainland mobile number, optionally with +86 (what SMS and robot @-mentions need).
