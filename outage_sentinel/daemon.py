@@ -57,7 +57,7 @@ from outage_sentinel.incidents import (
     resolve_event,
     restoration_step,
 )
-from outage_sentinel.liaison import LiaisonPlanner, Renderer
+from outage_sentinel.liaison import LiaisonPlanner, Renderer, TemplateFailure
 from outage_sentinel.lifecycle import Lifecycle, incident_columns
 from outage_sentinel.localise import Evidence as LocaliserEvidence
 from outage_sentinel.localise import (
@@ -308,8 +308,11 @@ class Daemon:
             config.localisation.to_params())
         self._protective = devices_per_feeder(self.topology)
         self._protective_total = sum(self._protective.values())
+        #: Override templates that failed (the built-in was used); told to the command centre.
+        self._template_failures: list[TemplateFailure] = []
         self.planner = LiaisonPlanner(self.topology,
-                                      Renderer(config.notify.language, config.notify.templates_dir),
+                                      Renderer(config.notify.language, config.notify.templates_dir,
+                                               on_failure=self._template_failed),
                                       self.tz, config.notify.liaison_roles)
         self.deliverer = Deliverer(self.store, self.channels,
                                    RetryPolicy.from_config(config.delivery.retry), self.metrics,
@@ -377,6 +380,7 @@ class Daemon:
                 report.quarantined += len(result.quarantined)
         report.processed = self.process()
         self.lifecycle.check(self.clock())
+        self._template_alerts()
         for _ in range(1000):  # bounded: retries scheduled in the future are not due now
             n = self.deliverer.run_once(self.clock())
             report.delivered += n
@@ -544,6 +548,26 @@ class Daemon:
             return
         self.lifecycle.dead_letter(row, reason, now)
 
+    def _template_failed(self, failure: TemplateFailure) -> None:
+        """Count a failed override template; the alert is queued by :meth:`_template_alerts`
+        (the failure happens inside the transaction that renders the notice)."""
+        self.metrics.template_failures.labels(failure.name).inc()
+        self._template_failures.append(failure)
+
+    def _template_alerts(self) -> None:
+        """Tell the command centre of each failed template, once per incident and template."""
+        pending, self._template_failures = self._template_failures, []
+        seen: set[tuple[str | None, str]] = set()
+        for f in pending:
+            if (f.incident_id, f.name) in seen:
+                continue
+            seen.add((f.incident_id, f.name))
+            try:
+                self.lifecycle.template_alert(f.incident_id, f.name, f.where, f.error,
+                                              self.clock())
+            except Exception as exc:  # the notice itself went out; the alert is extra
+                self.log.error("template_alert_failed", error=redact(repr(exc)))
+
     def _lifecycle_job(self) -> None:
         if self._stop.is_set():
             return
@@ -564,6 +588,7 @@ class Daemon:
         if self._stop.is_set():
             return
         try:
+            self._template_alerts()
             self.deliverer.run_once(self.clock())
         except Exception as exc:  # the database may be briefly unavailable; try next time
             self.log.error("delivery_failed", error=redact(repr(exc)))

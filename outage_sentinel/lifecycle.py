@@ -410,6 +410,23 @@ class Lifecycle:
             return self.store.enqueue_in(
                 conn, self._command_rows(row.incident_id, int(row.id), "dead_letter", body), now)
 
+    def template_alert(self, incident_id: str | None, template: str, where: str, error: str,
+                       now: datetime) -> int:
+        """Tell the command centre an override template failed and the built-in one was used
+        (once per incident and template: the outbox key holds a hash of the template name)."""
+        import zlib
+
+        zh = self.planner.renderer.language == "zh"
+        body = (f"【模板错误】通知模板 {where} 渲染失败：{error}。通知已改用内置模板发出；"
+                "请修正该模板并运行 outage-sentinel check。"
+                if zh else
+                f"[Template error] notice template {where} failed: {error}. The notice went "
+                "out with the built-in template; fix the template and run outage-sentinel check.")
+        revision = zlib.crc32(template.encode("utf-8")) & 0x7FFFFFFF
+        with self.store.transaction() as conn:
+            return self.store.enqueue_in(conn, self._command_rows(
+                incident_id or f"TEMPLATE-{now:%Y%m%d}", revision, "template_failed", body), now)
+
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return conn.execute(select(incidents_t.c.crew_id).where(
             incidents_t.c.id == incident_id)).scalar()

@@ -140,11 +140,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         if verb == "outbox" and action == "list":
-            from outage_sentinel.logs import mask_phone
+            from outage_sentinel.logs import mask_phone, redact
 
             for m in store.messages(status=args.status):
+                # redact: rows stored by older versions may hold a secret in last_error.
                 print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phone(m.target):30} "
-                      f"{m.key}  {m.last_error or ''}")
+                      f"{m.key}  {redact(m.last_error or '')}")
             return 0
         if verb == "storm":
             return _storm(store, args)

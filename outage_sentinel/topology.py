@@ -79,6 +79,28 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+#: Nodes of a cycle named in its problem text; the rest are counted (a ring of a million
+#: nodes must not become a 1 MB line in an operator's terminal or log).
+CYCLE_SHOWN = 20
+#: Longest problem text shown; longer ones are cut with the count of characters left out.
+PROBLEM_CHARS = 2000
+
+
+def clip_list(items: Sequence[str], shown: int, noun: str) -> list[str]:
+    """The first ``shown`` items, then "… and 12,345 more <noun>s" if any were left out."""
+    if len(items) <= shown:
+        return list(items)
+    more = len(items) - shown
+    return [*items[:shown], f"… and {more:,} more {noun}{'s' if more != 1 else ''}"]
+
+
+def clip_text(text: str, limit: int = PROBLEM_CHARS) -> str:
+    """``text`` cut to about ``limit`` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a bundle. ``row`` is the 1-based line number in the file."""
@@ -90,8 +112,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.row is None else f"{self.file}:{self.row}"
-        who = f" ({self.id})" if self.id else ""
-        return f"{where}{who}: {self.message}"
+        who = f" ({clip_text(self.id, 200)})" if self.id else ""
+        return f"{where}{who}: {clip_text(self.message)}"
 
 
 class TopologyError(Exception):
@@ -602,7 +624,8 @@ class _Forest:
         g.add_edges_from((ids[a], ids[b]) for a, b in zip(self.ea[keep].tolist(),
                                                           self.eb[keep].tolist(), strict=True))
         cycle = nx.find_cycle(g)
-        ring = " - ".join([str(e[0]) for e in cycle] + [str(cycle[0][0])])
+        ring = " - ".join(clip_list([str(e[0]) for e in cycle] + [str(cycle[0][0])],
+                                    CYCLE_SHOWN, "node"))
         return Problem("edges.csv", None, str(cycle[0][0]),
                        f"cycle in the energised network: {ring} "
                        "(open a tie switch with normally_open=1)")
@@ -1167,14 +1190,18 @@ def load_bundle(directory: str | Path) -> Topology:
         for name, required in [*REQUIRED_COLUMNS.items(), ("meters.csv", METER_COLUMNS),
                                ("aliases.csv", ALIAS_COLUMNS)]:
             path = root / name
-            if not path.exists():
-                if name not in OPTIONAL_FILES:
-                    problems.append(Problem(name, None, None, "file missing"))
-                continue
             try:
+                if not path.exists():
+                    if name not in OPTIONAL_FILES:
+                        problems.append(Problem(name, None, None, "file missing"))
+                    continue
                 table = _read_table(path)
             except (UnicodeDecodeError, csv.Error) as exc:
                 problems.append(Problem(name, None, None, f"cannot read as UTF-8 CSV: {exc}"))
+                continue
+            except OSError as exc:  # a directory, no permission, an I/O error: a problem too
+                problems.append(Problem(name, None, None,
+                                        f"cannot read: {exc.strerror or type(exc).__name__}"))
                 continue
             missing = [c for c in required if c not in table.header]
             if missing:
