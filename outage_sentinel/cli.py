@@ -12,8 +12,9 @@ Verbs::
     outage-sentinel --version
 
 Exit codes (also in the README):
-    0 success · 1 problems found / a run failed · 2 usage error · 3 config invalid ·
-    4 topology invalid · 5 database unusable
+    0 success · 1 problems found / a run failed · 2 usage error · 3 config invalid (also: the
+    metrics port is taken) · 4 topology invalid · 5 database unusable · 6 the SQLite file was
+    deleted or replaced under the running daemon
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outage_sentinel import __version__
+
+if TYPE_CHECKING:
+    from outage_sentinel.signals import SignalInbox
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -124,21 +128,34 @@ def _setup_logging(config: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    inbox = None
+    if not args.once:
+        # First of all, before the slow steps (config, a topology bundle of seconds, the
+        # database): a SIGHUP or SIGTERM from now on is remembered, never the default action
+        # that killed a starting daemon with status 129 (see outage_sentinel/signals.py).
+        from outage_sentinel.signals import SignalInbox
+
+        inbox = SignalInbox()
+        inbox.install()
     from outage_sentinel.topology import TopologyError, load_bundle
 
     config = _load_config(args)
     if config is None:
         return EXIT_CONFIG
     _setup_logging(config)
+    if _stopped_during_startup(inbox, "config"):
+        return EXIT_OK
     try:
         topology = load_bundle(config.topology)
     except TopologyError as exc:
         print(f"error: {config.topology}: {exc}", file=sys.stderr)
         return EXIT_TOPOLOGY
-    from outage_sentinel.daemon import Daemon
+    if _stopped_during_startup(inbox, "topology"):
+        return EXIT_OK
+    from outage_sentinel.daemon import Daemon, MetricsPortError
 
     try:
-        daemon = Daemon(config, topology=topology)
+        daemon = Daemon(config, topology=topology, signals=inbox)
     except Exception as exc:
         from outage_sentinel.logs import redact
 
@@ -151,7 +168,23 @@ def _run(args: argparse.Namespace) -> int:
             daemon.close()
         print(json.dumps(report.__dict__), file=sys.stdout)
         return EXIT_OK if report.failed_polls == 0 else EXIT_PROBLEMS
-    return daemon.run()
+    try:
+        return daemon.run(install_signals=False)  # installed above
+    except MetricsPortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _stopped_during_startup(inbox: SignalInbox | None, step: str) -> bool:
+    """A SIGTERM/SIGINT came while ``step`` ran: stop here, cleanly (exit 0)."""
+    if inbox is None or not inbox.stop_requested():
+        return False
+    from outage_sentinel.logs import get_logger
+    from outage_sentinel.signals import names
+
+    get_logger(component="daemon").info("stopped", reason="signal during start-up",
+                                         after=step, signals=names(inbox.take()), exit_code=0)
+    return True
 
 
 def collect_problems(config: Any) -> list[str]:

@@ -68,6 +68,10 @@ class Metrics:
         self.ami_customer_faults = Counter(p + "ami_customer_faults_total",
                                            "Single meters off: customer-side faults, not incidents",
                                            registry=r)
+        self.database_file_replaced = Counter(
+            p + "database_file_replaced_total",
+            "Times the SQLite file was found deleted or replaced under the daemon (it stops)",
+            registry=r)
         self.up = Gauge(p + "start_time_seconds", "Unix time the daemon started", registry=r)
 
     def serve(self, host: str, port: int) -> WSGIServer:
