@@ -142,7 +142,9 @@ def test_database_file_deleted_or_replaced_stops_the_daemon(tmp_path: Path, how:
     finally:
         stop(proc, signal.SIGKILL)
     (lost,) = events(tmp_path, "database_file_replaced")
-    assert lost["problem"] == ("missing" if how == "deleted" else "replaced")
+    # A deleted file can already be "replaced" when checked: a connection the pool opened
+    # meanwhile (another job's thread) makes a new, empty file at the same path.
+    assert lost["problem"] in (("missing", "replaced") if how == "deleted" else ("replaced",))
     assert lost["path"] == str(db.resolve()) and lost["exit_code"] == EXIT_DATABASE_FILE
     assert events(tmp_path, "stopped")[-1]["exit_code"] == EXIT_DATABASE_FILE
 
