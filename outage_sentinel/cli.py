@@ -12,23 +12,26 @@ Verbs::
     outage-sentinel --version
 
 Exit codes (also in the README):
-    0 success · 1 problems found / a run failed · 2 usage error · 3 config invalid ·
-    4 topology invalid · 5 database unusable
+    0 success · 1 problems found / a run failed · 2 usage error · 3 config invalid (also: the
+    metrics port is taken) · 4 topology invalid · 5 database unusable · 6 the SQLite file was
+    deleted or replaced under the running daemon
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outage_sentinel import __version__
 from outage_sentinel.logs import mask_phone, redact
+
+if TYPE_CHECKING:
+    from outage_sentinel.signals import SignalInbox
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -127,21 +130,34 @@ def _setup_logging(config: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    inbox = None
+    if not args.once:
+        # First of all, before the slow steps (config, a topology bundle of seconds, the
+        # database): a SIGHUP or SIGTERM from now on is remembered, never the default action
+        # that killed a starting daemon with status 129 (see outage_sentinel/signals.py).
+        from outage_sentinel.signals import SignalInbox
+
+        inbox = SignalInbox()
+        inbox.install()
     from outage_sentinel.topology import TopologyError, load_bundle
 
     config = _load_config(args)
     if config is None:
         return EXIT_CONFIG
     _setup_logging(config)
+    if _stopped_during_startup(inbox, "config"):
+        return EXIT_OK
     try:
         topology = load_bundle(config.topology)
     except TopologyError as exc:
         print(redact(f"error: {config.topology}: {exc}"), file=sys.stderr)
         return EXIT_TOPOLOGY
-    from outage_sentinel.daemon import Daemon
+    if _stopped_during_startup(inbox, "topology"):
+        return EXIT_OK
+    from outage_sentinel.daemon import Daemon, MetricsPortError
 
     try:
-        daemon = Daemon(config, topology=topology)
+        daemon = Daemon(config, topology=topology, signals=inbox)
     except Exception as exc:
         print(f"error: cannot start: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return EXIT_DATABASE if "sqlalchemy" in type(exc).__module__ else EXIT_PROBLEMS
@@ -153,17 +169,22 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(report.__dict__), file=sys.stdout)
         return EXIT_OK if report.failed_polls == 0 else EXIT_PROBLEMS
     try:
-        return daemon.run()
-    except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            raise
-        # The metrics endpoint is the only listener the daemon opens: a busy port is a one-line
-        # error, not a traceback.
-        m = config.metrics
-        print(f"error: cannot serve metrics on {m.host}:{m.port} ({exc.strerror}); "
-              "free the port or set metrics.port", file=sys.stderr)
-        daemon.close()
-        return EXIT_PROBLEMS
+        return daemon.run(install_signals=False)  # installed above
+    except MetricsPortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _stopped_during_startup(inbox: SignalInbox | None, step: str) -> bool:
+    """A SIGTERM/SIGINT came while ``step`` ran: stop here, cleanly (exit 0)."""
+    if inbox is None or not inbox.stop_requested():
+        return False
+    from outage_sentinel.logs import get_logger
+    from outage_sentinel.signals import names
+
+    get_logger(component="daemon").info("stopped", reason="signal during start-up",
+                                         after=step, signals=names(inbox.take()), exit_code=0)
+    return True
 
 
 #: A mainland mobile number, optionally with +86 (what SMS and robot @-mentions need).

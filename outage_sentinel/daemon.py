@@ -69,6 +69,7 @@ from outage_sentinel.localise import (
 from outage_sentinel.logs import get_logger, redact, register_secret
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.retry import RetryPolicy
+from outage_sentinel.signals import SignalInbox, names
 from outage_sentinel.sources.base import Source, SourceError
 from outage_sentinel.store import Store, StoredEvent, events_t, incidents_t
 from outage_sentinel.topology import Topology, TopologyError, load_bundle
@@ -88,6 +89,9 @@ MAX_DRAIN_POLLS = 50
 SCREEN_SAVE_SECONDS = 30.0
 #: Stored events fetched per processing round (AMI reports are screened a round at a time).
 BATCH = 5000
+#: Exit code of ``run`` when the SQLite file was deleted or replaced under it (README "Exit
+#: codes"); 3-5 are the start-up codes of the CLI.
+EXIT_DATABASE_FILE = 6
 #: Non-observation events folded into incidents per transaction (a failure redoes the round
 #: one transaction per event).
 ROUND_EVENTS = 250
@@ -95,6 +99,16 @@ ROUND_EVENTS = 250
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class MetricsPortError(Exception):
+    """The metrics endpoint cannot listen (port in use, address not on this host)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"metrics endpoint cannot listen on {host}:{port}: {reason} "
+                         "(another process holds the port? change config key metrics.port, "
+                         "or metrics.enabled: false)")
+        self.host, self.port = host, port
 
 
 def build_source(cfg: SourceConfig, config: Config, topology: Topology | None = None) -> Source:
@@ -289,6 +303,7 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
         estimator: Estimator | None = None,
         metrics: Metrics | None = None,
+        signals: SignalInbox | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -330,9 +345,12 @@ class Daemon:
         self._process_lock = threading.Lock()
         self._failures: dict[int, int] = {}
         self._stop = threading.Event()
-        #: Signals received and not yet acted on; the handler only appends (see _on_signal).
-        self._signals: list[int] = []
+        #: Signals received and not yet acted on (``run`` may have installed it before start-up).
+        self.signals = signals if signals is not None else SignalInbox()
         self._started = False
+        #: What :meth:`run` returns; only a lost database file changes it (see _database_intact).
+        self._exit_code = 0
+        self._database_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -389,12 +407,18 @@ class Daemon:
         return report
 
     def run(self, install_signals: bool = True) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit code."""
+        """Run until SIGTERM/SIGINT; returns the exit code (0, or :data:`EXIT_DATABASE_FILE`).
+
+        Raises :class:`MetricsPortError` (nothing started) when the metrics port is taken.
+        """
+        if install_signals:
+            self.signals.install()
+        self._serve_metrics()
+        if self._stopped_during_startup():
+            return 0
         self.start()
-        if self.config.metrics.enabled:
-            self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
-            self.log.info("metrics_listening", host=self.config.metrics.host,
-                          port=self.config.metrics.port)
+        if self._stopped_during_startup():
+            return 0
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1})
         now = self.clock()
@@ -420,48 +444,74 @@ class Daemon:
                               next_run_time=now, misfire_grace_time=30)
         scheduler.add_listener(self._on_job_event,
                                EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
-        if install_signals:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(signum, self._on_signal)
         scheduler.start()
         self.log.info("running")
         try:
             while not self._stop.is_set():
-                if self._signals:
-                    self._act_on(self._take_signals())
-                if not self._stop.is_set():
+                if self.signals.received:  # SIGHUPs during start-up become one reload here
+                    self._act_on(self.signals.take())
+                if not self._stop.is_set() and self._database_intact():
                     time.sleep(0.2)
         finally:
-            self.log.info("stopping", reason="signal")
+            self.log.info("stopping", reason="signal" if self._exit_code == 0 else "database")
             scheduler.shutdown(wait=True)  # drain: let running polls/deliveries finish
             self.close()
-            self.log.info("stopped")
-        return 0
+            self.log.info("stopped", exit_code=self._exit_code)
+        return self._exit_code
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        # Runs in the main thread between two bytecodes, possibly on top of itself (signals in
-        # quick succession) or of a log call: it must take no lock (Event.set and logging both
-        # do, and a second signal inside them deadlocked the daemon). Appending to a list is
-        # atomic; the main loop acts on it.
-        self._signals.append(signum)
+    def _stopped_during_startup(self) -> bool:
+        """A SIGTERM/SIGINT came during start-up: close and start no job at all."""
+        if not self.signals.stop_requested():
+            return False
+        self.log.info("stopping", reason="signal during start-up",
+                      signals=names(self.signals.take()))
+        self.close()
+        self.log.info("stopped", exit_code=0)
+        return True
 
-    def _take_signals(self) -> list[int]:
-        taken: list[int] = []
-        while self._signals:
-            taken.append(self._signals.pop(0))
-        return taken
+    def _serve_metrics(self) -> None:
+        if not self.config.metrics.enabled:
+            return
+        host, port = self.config.metrics.host, self.config.metrics.port
+        try:
+            self.metrics.serve(host, port)
+        except OSError as exc:  # in use, or an address this host does not have
+            self.close()
+            raise MetricsPortError(host, port, exc.strerror or str(exc)) from None
+        self.log.info("metrics_listening", host=host, port=port)
+
+    def _database_intact(self) -> bool:
+        """False (and the daemon stopping) once the SQLite file is deleted or replaced.
+
+        Checked each main-loop turn and before each poll: SQLite keeps writing into a deleted
+        file without an error, so history and the outbox would vanish at the next start and
+        every notice be sent again. Stopping with :data:`EXIT_DATABASE_FILE` makes an operator
+        look (the unit file does not restart on it).
+        """
+        problem = self.store.database_file_problem()
+        if problem is None:
+            return True
+        with self._database_lock:
+            first = self._exit_code == 0
+            self._exit_code = EXIT_DATABASE_FILE
+            self._stop.set()
+        if first:
+            self.metrics.database_file_replaced.inc()
+            self.log.error("database_file_replaced", path=str(self.store.sqlite_path),
+                           problem=problem, action="stop", exit_code=EXIT_DATABASE_FILE)
+        return False
 
     def _act_on(self, signums: list[int]) -> None:
         """Stop if any signal asks to; else reload once however many SIGHUPs came."""
-        names = sorted({signal.Signals(s).name for s in signums})
         if any(s != signal.SIGHUP for s in signums):
-            self.log.info("signal", signals=names, count=len(signums), action="stop")
+            self.log.info("signal", signals=names(signums), count=len(signums), action="stop")
             self._stop.set()
         else:
-            self.log.info("signal", signals=names, count=len(signums), action="reload topology")
+            self.log.info("signal", signals=names(signums), count=len(signums),
+                          action="reload topology")
             self.reload_topology()
 
     def reload_topology(self) -> bool:
@@ -519,7 +569,7 @@ class Daemon:
                            error=redact(repr(getattr(event, "exception", None))))
 
     def _poll_job(self, source: Source) -> None:
-        if self._stop.is_set():
+        if self._stop.is_set() or not self._database_intact():
             return
         cfg = self.source_configs.get(source.name)
         batch = getattr(cfg, "max_batch", None)

@@ -72,6 +72,10 @@ class Metrics:
                                          "Override templates that failed to render (the "
                                          "built-in template was used instead)", ["template"],
                                          registry=r)
+        self.database_file_replaced = Counter(
+            p + "database_file_replaced_total",
+            "Times the SQLite file was found deleted or replaced under the daemon (it stops)",
+            registry=r)
         self.up = Gauge(p + "start_time_seconds", "Unix time the daemon started", registry=r)
 
     def serve(self, host: str, port: int) -> WSGIServer:

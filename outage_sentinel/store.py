@@ -18,10 +18,12 @@ the ones an existing database has not seen, so upgrading the daemon upgrades the
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -286,6 +288,12 @@ class Store:
             event.listen(self.engine, "begin", _sqlite_begin)
         self._save_stmts: dict[tuple[str, ...], Any] = {}
         self._event_insert: _EventInsert | None = None
+        database = parsed.database or ""
+        #: The SQLite file, absolute (None for PostgreSQL and in-memory SQLite).
+        self.sqlite_path: Path | None = (
+            Path(database).resolve() if self.dialect == "sqlite" and database
+            and database != ":memory:" and not database.startswith("file:") else None)
+        self._file_identity: tuple[int, int] | None = None
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -299,7 +307,27 @@ class Store:
                     continue
                 step(conn)
                 conn.execute(schema_version_t.insert().values(version=version, applied_at=_now()))
-            return len(MIGRATIONS) if current < len(MIGRATIONS) else int(current)
+            version_now = len(MIGRATIONS) if current < len(MIGRATIONS) else int(current)
+        self.database_file_problem()  # the file exists now: remember which one it is
+        return version_now
+
+    def database_file_problem(self) -> str | None:
+        """``"missing"`` or ``"replaced"`` once the SQLite file at :attr:`sqlite_path` is not
+        the one this store opened (compared by device and inode); None while it is, and always
+        for PostgreSQL and in-memory SQLite. The first call remembers the file (``migrate``
+        makes it). SQLite itself notices neither: it goes on writing into the deleted file."""
+        if self.sqlite_path is None:
+            return None
+        try:
+            st = os.stat(self.sqlite_path)
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:  # e.g. a directory on the path removed or made unreadable
+            return f"missing ({exc.strerror or exc})"
+        identity = (st.st_dev, st.st_ino)
+        if self._file_identity is None:
+            self._file_identity = identity
+        return None if identity == self._file_identity else "replaced"
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
