@@ -447,6 +447,9 @@ class NotifyConfig(Strict):
     ]
     #: Directory of Jinja2 templates overriding the built-in ones (same file names).
     templates_dir: Path | None = None
+    #: A village is sent an update when its expected restoration time moves at least this much
+    #: from the one it was last told (or appears or disappears).
+    etr_update_minutes: float = Field(default=15.0, ge=0, le=MAX_MINUTES)
     #: Per audience (liaison, crew, command), local hours in which only fault notices go out;
     #: the rest wait until the window ends, e.g. ``{liaison: "22:00-07:00"}``.
     quiet_hours: dict[Literal["liaison", "crew", "command"],

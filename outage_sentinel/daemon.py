@@ -337,6 +337,7 @@ class Daemon:
                                    quiet_hours=config.notify.quiet_windows(), tz=self.tz,
                                    on_dead=self._dead_letter_notice)
         self.window = timedelta(minutes=config.correlation.window_minutes)
+        self.etr_step = timedelta(minutes=config.notify.etr_update_minutes)
         self.lifecycle = Lifecycle(self.store, self.topology, self.planner, config, clock)
         # Only a daemon that runs the AMI sources screens their reports (the operator CLI builds
         # a Daemon without sources and must not touch the screen state).
@@ -946,7 +947,7 @@ class Daemon:
             after = replace(after, feeder=resolved.feeder or "?")
         if current is None and incident_class(after.kind) == "unplanned":
             after = self._link_reopened(conn, after, now)
-        notices, after = plan_notices(current, after, self.topology)
+        notices, after = plan_notices(current, after, self.topology, self.etr_step)
         rows = self.planner.rows(after, notices, now, previous=current)
         rows += self.lifecycle.summary_rows(current, after)
         if current is None and unplaced and not any(r["audience"] == "command" for r in rows):

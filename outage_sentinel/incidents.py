@@ -241,6 +241,8 @@ class Incident:
     #: Villages told of areas the estimate later dropped, nothing having reported them: taken
     #: out quietly (the command centre is told, the liaisons are not).
     withdrawn_villages: tuple[str, ...] = ()
+    #: The expected restoration time each notified village was last told (``None``: not known).
+    told_etr: Mapping[str, datetime | None] = field(default_factory=dict)
 
     @property
     def fault_device(self) -> str | None:
@@ -290,6 +292,7 @@ class Incident:
             "stage": self.stage, "parent_id": self.parent_id, "scope": dict(self.scope),
             "restored_villages": list(self.restored_villages),
             "withdrawn_villages": list(self.withdrawn_villages),
+            "told_etr": {v: _iso(at) for v, at in self.told_etr.items()},
         }
 
     @classmethod
@@ -317,6 +320,8 @@ class Incident:
             scope=dict(d.get("scope") or {}),
             restored_villages=tuple(d.get("restored_villages") or ()),
             withdrawn_villages=tuple(d.get("withdrawn_villages") or ()),
+            told_etr={v: parse_optional_time(at, "told_etr")
+                      for v, at in (d.get("told_etr") or {}).items()},
         )
 
 
@@ -606,15 +611,17 @@ class Notice:
     villages: tuple[str, ...]
 
 
-def plan_notices(before: Incident | None, after: Incident, topology: Topology | None = None
-                 ) -> tuple[list[Notice], Incident]:
+def plan_notices(before: Incident | None, after: Incident, topology: Topology | None = None,
+                 etr_step: timedelta = timedelta(minutes=15)) -> tuple[list[Notice], Incident]:
     """Decide which villages get which notice for ``after``'s revision.
 
     A village hears "outage" when one of its areas is first affected, and "restored" when every
     affected area of it is back (or the whole incident is over): once each, unless a source
     reports it off again after it was told power is back. A village whose areas were only
     inferred and that the estimate dropped is withdrawn: a ``withdrawn`` notice, which goes to
-    the command centre only; if it is inferred again it rejoins without a second notice.
+    the command centre only; if it is inferred again it rejoins without a second notice. A
+    village told already hears an update when its own expected restoration time
+    (:func:`village_etr`) moved at least ``etr_step`` from the one it was last told.
     Returns the notices and ``after`` with its village lists brought up to date.
     """
     if before is not None and before.revision == after.revision:
@@ -635,11 +642,17 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
                        Notice("outage", tuple(new))):
             if notice.villages:
                 out.append(notice)
+        etrs = {v: village_etr(after, v, topology) for v in [*still, *rejoin, *new]}
+        told_etr = {v: after.told_etr.get(v, before.etr if before else None)
+                    for v in still if v in after.told_etr or before is not None}
         moved = [v for v in still if before is not None and before.status == "active" and (
-            village_etr(before, v, topology) != village_etr(after, v, topology)
+            _moved(told_etr.get(v), etrs[v], etr_step)
             or (after.kind != "fault" and before.start != after.start))]
         if moved:
             out.append(Notice("update", tuple(moved)))
+        told_etr.update({v: etrs[v] for v in [*moved, *new]})
+        after = replace(after, told_etr={v: told_etr.get(v, etrs[v])
+                                         for v in [*still, *rejoin, *new]})
         notified = still + rejoin + new
         withdrawn = [v for v in withdrawn if v not in rejoin] + dropped
         told_back = [v for v in told_back if v not in new] + back
@@ -650,6 +663,13 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
         notified = []
     return out, replace(after, notified_villages=tuple(notified),
                         withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back))
+
+
+def _moved(told: datetime | None, now: datetime | None, step: timedelta) -> bool:
+    """Whether an expected restoration time moved enough to tell the village again."""
+    if told is None or now is None:
+        return (told is None) != (now is None)
+    return now != told and abs(now - told) >= step
 
 
 def village_etr(incident: Incident, village: str, topology: Topology | None = None

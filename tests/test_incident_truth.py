@@ -219,3 +219,18 @@ def test_another_villages_record_does_not_move_this_villages_etr() -> None:
     _, notices = core.feed(ev("E1", "T1", expected_restoration=T0 + timedelta(hours=2)),
                            T0 + timedelta(minutes=2))
     assert [(n.purpose, n.villages) for n in notices] == [("update", ("V1",))]
+
+
+def test_small_etr_moves_are_not_news_until_they_add_up() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    etr = T0 + timedelta(hours=2)
+    core.feed(ev("E1", "T1", expected_restoration=etr), T0)
+    updates = []
+    for i in range(1, 8):  # the feed nudges its ETR by 3 minutes at a time
+        _, notices = core.feed(ev("E1", "T1", expected_restoration=etr + timedelta(minutes=3 * i)),
+                               T0 + timedelta(minutes=i))
+        updates += [i for n in notices if n.purpose == "update"]
+    assert updates == [5]  # 15 minutes from what V1 was told, then 6 more: not yet again
+    inc = next(iter(core.incidents.values()))
+    assert inc.told_etr["V1"] == etr + timedelta(minutes=15)
