@@ -153,8 +153,10 @@ def dispatch(args: argparse.Namespace) -> int:
                 print(f"error: no incident {args.incident_id!r}", file=sys.stderr)
                 return EXIT_PROBLEMS
             detail = dict(row["state"])
+            from outage_sentinel.logs import mask_phone
+
             detail["notices"] = [
-                {"key": m.key, "channel": m.channel, "status": m.status, "sent_at":
+                {"key": mask_phone(m.key), "channel": m.channel, "status": m.status, "sent_at":
                  m.sent_at.isoformat() if m.sent_at else None}
                 for m in store.messages(incident_id=args.incident_id)]
             print(json.dumps(detail, ensure_ascii=False, indent=2))
@@ -162,9 +164,10 @@ def dispatch(args: argparse.Namespace) -> int:
         if verb == "outbox" and action == "list":
             from outage_sentinel.logs import mask_phone
 
+            # Keys name the recipient (``village:V01:sms:13800001111``): mask them like targets.
             for m in store.messages(status=args.status):
                 print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phone(m.target):30} "
-                      f"{m.key}  {m.last_error or ''}")
+                      f"{mask_phone(m.key)}  {mask_phone(m.last_error or '')}")
             return 0
         if verb == "storm":
             return _storm(store, args)
