@@ -41,6 +41,9 @@ _TAGS: dict[str, dict[str, str]] = {
     "en": {"life_support": "life support", "elderly_alone": "elderly alone"},
 }
 
+#: Most urgent first: a life-support household without power is the emergency.
+_TAG_ORDER = {"life_support": 0, "elderly_alone": 1}
+
 
 def _labels(language: str) -> Mapping[str, str]:
     return _LABELS.get(language, _LABELS["zh"])
@@ -150,7 +153,7 @@ def care_params(*, village: str, households: Sequence[Mapping[str, object]],
             counts[str(tag)] = counts.get(str(tag), 0) + 1
     unit = "户" if language == "zh" else ""
     tags = [f"{tag_names.get(t, t)}{n}{unit}" if language == "zh" else f"{tag_names.get(t, t)} {n}"
-            for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+            for t, n in sorted(counts.items(), key=lambda kv: (_TAG_ORDER.get(kv[0], 9), kv[0]))]
     items = [f"{h.get('name') or '-'}{h.get('phone') or ''}" if language == "zh"
              else f"{h.get('name') or '-'} {h.get('phone') or ''}".strip() for h in households]
     return {"village": fit(village), "count": str(total),
