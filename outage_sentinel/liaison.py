@@ -37,6 +37,12 @@ LIAISON_ROLE_LABELS = {
 }
 
 
+def individual_channels(channels: Mapping[str, Any]) -> dict[str, str]:
+    """The enabled channels of the config that reach one person, name → type."""
+    return {name: c.type for name, c in channels.items()
+            if c.type in INDIVIDUAL_CHANNEL_TYPES and getattr(c, "enabled", True)}
+
+
 class Renderer:
     """Jinja2 templates, built-in under ``outage_sentinel/templates``, overridable by a directory."""
 

@@ -29,7 +29,7 @@ from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
 from outage_sentinel.events import parse_time
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
-from outage_sentinel.liaison import INDIVIDUAL_CHANNEL_TYPES, KIND_LABELS, LiaisonPlanner
+from outage_sentinel.liaison import KIND_LABELS, LiaisonPlanner, individual_channels
 from outage_sentinel.logs import get_logger
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.store import Store, incident_log_t, incidents_t
@@ -101,11 +101,6 @@ class Lifecycle:
                 "sms_template": "command",
                 "sms": command_params(summary=body.splitlines()[0], incident=incident_id)}},
         }]
-
-    def individual_channels(self) -> dict[str, str]:
-        """Enabled channels that reach one person (SMS, e-mail), name → type."""
-        return {name: c.type for name, c in self.config.channels.items()
-                if c.type in INDIVIDUAL_CHANNEL_TYPES and getattr(c, "enabled", True)}
 
     def summary_rows(self, before: Incident | None, inc: Incident) -> list[dict[str, Any]]:
         """A command-centre summary for every new revision (when enabled)."""
@@ -279,7 +274,7 @@ class Lifecycle:
         }]
         # Village liaisons check on the special-care households of their village; the list
         # itself goes only to liaisons reached in person (a group hears the count).
-        individual = self.individual_channels()
+        individual = individual_channels(self.config.channels)
         for v in villages:
             care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
                                            self.params)
