@@ -181,7 +181,9 @@ def dispatch_params(*, incident: str, priority: int, deadline: str | None, feede
 def command_params(*, summary: str, incident: str) -> dict[str, str]:
     """Command-centre messages (summaries, escalations, dead letters, reports) by SMS:
     ``summary incident`` (``summary`` = the message's first line)."""
-    return {"summary": fit(summary) or "-", "incident": fit(incident) or "-"}
+    # 【】 is reserved for the signature in an Aliyun SMS: "【故障停电】INC-1" → "故障停电 INC-1".
+    plain = summary.replace("【", "").replace("】", " ")
+    return {"summary": fit(plain) or "-", "incident": fit(incident) or "-"}
 
 
 def sms_purpose(purpose: str, kind: str = "fault") -> str:

@@ -229,7 +229,7 @@ def test_every_purpose_has_its_template_code_and_parameters(
         (LIAISON_V3, {"village": "南村", "feeder": "10kV二号线", "kind": "计划停电",
                       "start": "2026-11-24 16:00", "incident": PLANNED})]
     # Command-centre messages have no code of their own here: the fallback template_code.
-    assert (COMMAND, {"summary": f"【已恢复】{FAULT} 第3版", "incident": FAULT}) \
+    assert (COMMAND, {"summary": f"已恢复 {FAULT} 第3版", "incident": FAULT}) \
         in by_code["SMS_FALLBACK"]
     assert {n for n, _ in by_code["SMS_FALLBACK"]} == {COMMAND}
 
@@ -254,3 +254,20 @@ def test_care_list_goes_to_the_liaison_by_sms_and_only_the_count_to_the_group(
             assert private not in text
     # The crew's dispatch carries the list (the crew is a recipient the list is for).
     assert sent(aliyun)["SMS_DISPATCH"][0][1]["care"] == "2"
+
+
+def test_docs_list_every_parameter_of_every_purpose() -> None:
+    """docs/channels.md has a table per purpose naming exactly the variables sent."""
+    import re
+
+    docs = (Path(__file__).parents[2] / "docs" / "channels.md").read_text("utf-8")
+    section = docs[docs.index("### SMS templates per purpose"):]
+    for purpose in PURPOSES:
+        start = section.index(f"**`{purpose}`**")
+        end = section.find("**`", start + 5)
+        block = section[start:end if end > 0 else None]
+        documented = set(re.findall(r"^\| `(\w+)` \|", block, flags=re.M))
+        assert documented == KEYS[purpose], purpose
+        template = next(line for line in block.splitlines() if "${" in line)
+        assert set(re.findall(r"\$\{(\w+)\}", template)) == KEYS[purpose], purpose
+        assert "【" not in template and "}${" not in template
