@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from outage_sentinel.priority import SPECIAL_CARE_TAGS
+
 #: Default per-variable limit of an Aliyun notification template, in characters.
 VARIABLE_LIMIT = 35
 
@@ -35,14 +37,16 @@ _LABELS: dict[str, dict[str, str]] = {
            "more": " ({n} in all)"},
 }
 
-#: Special-care tags as the SMS names them (the crew module has the same labels for messages).
+#: Special-care tags, short: a 35-character variable has no room for
+#: :data:`outage_sentinel.priority.TAG_LABELS` ("生命支持设备用户").
 _TAGS: dict[str, dict[str, str]] = {
     "zh": {"life_support": "生命支持", "elderly_alone": "独居老人"},
     "en": {"life_support": "life support", "elderly_alone": "elderly alone"},
 }
 
-#: Most urgent first: a life-support household without power is the emergency.
-_TAG_ORDER = {"life_support": 0, "elderly_alone": 1}
+#: Most urgent first (a life-support household without power is the emergency), as priority
+#: orders them.
+_TAG_ORDER = {tag: i for i, tag in enumerate(SPECIAL_CARE_TAGS)}
 
 
 def _labels(language: str) -> Mapping[str, str]:
