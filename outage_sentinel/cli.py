@@ -19,13 +19,16 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from outage_sentinel import __version__
+from outage_sentinel.logs import mask_phone, redact
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -113,7 +116,7 @@ def _load_config(args: argparse.Namespace) -> Any:
     try:
         return load_config(args.config)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return None
 
 
@@ -133,15 +136,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         topology = load_bundle(config.topology)
     except TopologyError as exc:
-        print(f"error: {config.topology}: {exc}", file=sys.stderr)
+        print(redact(f"error: {config.topology}: {exc}"), file=sys.stderr)
         return EXIT_TOPOLOGY
     from outage_sentinel.daemon import Daemon
 
     try:
         daemon = Daemon(config, topology=topology)
     except Exception as exc:
-        from outage_sentinel.logs import redact
-
         print(f"error: cannot start: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return EXIT_DATABASE if "sqlalchemy" in type(exc).__module__ else EXIT_PROBLEMS
     if args.once:
@@ -151,32 +152,86 @@ def _run(args: argparse.Namespace) -> int:
             daemon.close()
         print(json.dumps(report.__dict__), file=sys.stdout)
         return EXIT_OK if report.failed_polls == 0 else EXIT_PROBLEMS
-    return daemon.run()
+    try:
+        return daemon.run()
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        # The metrics endpoint is the only listener the daemon opens: a busy port is a one-line
+        # error, not a traceback.
+        m = config.metrics
+        print(f"error: cannot serve metrics on {m.host}:{m.port} ({exc.strerror}); "
+              "free the port or set metrics.port", file=sys.stderr)
+        daemon.close()
+        return EXIT_PROBLEMS
+
+
+#: A mainland mobile number, optionally with +86 (what SMS and robot @-mentions need).
+MOBILE = re.compile(r"(\+86)?1[3-9]\d{9}")
+ROBOT_TYPES = ("wecom", "dingtalk", "feishu")
 
 
 def collect_problems(config: Any) -> list[str]:
-    """Cross-checks between config and topology that neither can do alone."""
+    """Cross-checks between config and topology that neither can do alone, and every notice
+    template rendered: ``file:row (who): what`` lines."""
     from outage_sentinel.config import ReplaySourceConfig
+    from outage_sentinel.template_check import template_problems
     from outage_sentinel.topology import TopologyError, load_bundle
 
     problems: list[str] = []
     try:
         topology = load_bundle(config.topology)
     except TopologyError as exc:
-        return [f"{config.topology}/{p}" for p in exc.problems]
-    for liaison in topology.liaisons:
-        if liaison.channel not in config.channels:
-            problems.append(f"{config.topology}/liaisons.csv: channel {liaison.channel!r} "
-                            f"(village {liaison.village}) is not a key of config 'channels'")
-    for crew in topology.crews:
-        if crew.channel not in config.channels:
-            problems.append(f"{config.topology}/crews.csv ({crew.id}): channel {crew.channel!r} "
-                            "is not a key of config 'channels'")
+        problems += [f"{config.topology}/{p}" for p in exc.problems]
+    else:
+        problems += routing_problems(config, topology)
     problems += sms_template_notes(config)[0]
     for i, s in enumerate(config.sources):
         if isinstance(s, ReplaySourceConfig) and not Path(s.scenario).is_file():
             problems.append(f"sources[{i}].scenario: file {s.scenario} does not exist")
-    return sorted(set(problems))
+    problems += [f"notify.templates_dir: {p}" if not p.startswith("<built-in>") else p
+                 for p in template_problems(config)]
+    return list(dict.fromkeys(problems))
+
+
+def routing_problems(config: Any, topology: Any) -> list[str]:
+    """Every liaison, crew and the command centre must reach a configured channel: a robot
+    channel must have a robot for the target group, an SMS number must be a mobile number
+    (a notice routed anywhere else is dead-lettered at outage time)."""
+    problems: list[str] = []
+    for i, li in enumerate(topology.liaisons):
+        where = f"{config.topology}/liaisons.csv:{i + 2} ({li.name or li.village})"
+        problems += [f"{where}: {p}" for p in _route(config, li.channel, li.target, li.phone)]
+    for i, crew in enumerate(topology.crews):
+        where = f"{config.topology}/crews.csv:{i + 2} ({crew.id})"
+        problems += [f"{where}: {p}" for p in _route(config, crew.channel, crew.target,
+                                                     crew.phone)]
+    cc = config.command_centre
+    if cc.channel is not None:
+        problems += [f"command_centre.target: {p}" for p in _route(config, cc.channel,
+                                                                    cc.target, "")]
+    return problems
+
+
+def _route(config: Any, channel: str, target: str, phone: str) -> list[str]:
+    out = []
+    if phone and not MOBILE.fullmatch(phone):
+        out.append(f"phone {mask_phone(phone)!r} is not a mainland mobile number "
+                   "(11 digits 1[3-9]…, optional +86)")
+    cfg = config.channels.get(channel)
+    if cfg is None:
+        return [*out, f"channel {channel!r} is not a key of config 'channels'"]
+    effective = target or phone
+    if cfg.type in ROBOT_TYPES and effective not in cfg.robots:
+        known = ", ".join(sorted(cfg.robots)) or "none"
+        out.append(f"no robot for target {effective!r} in channels.{channel}.robots "
+                   f"(configured: {known})")
+    elif cfg.type == "sms" and target and not MOBILE.fullmatch(target):
+        out.append(f"SMS target {mask_phone(target)!r} is not a mainland mobile number "
+                   "(11 digits 1[3-9]…, optional +86)")
+    elif cfg.type == "email" and "@" not in effective:
+        out.append(f"e-mail target {effective!r} is not an address")
+    return out
 
 
 def sms_template_notes(config: Any) -> tuple[list[str], list[str]]:
@@ -208,7 +263,7 @@ def _check(args: argparse.Namespace) -> int:
     if problems:
         print(f"{len(problems)} problem(s):", file=sys.stderr)
         for p in problems:
-            print(f"  {p}", file=sys.stderr)
+            print(f"  {redact(p)}", file=sys.stderr)
         return EXIT_PROBLEMS
     for note in sms_template_notes(config)[1]:
         print(f"note: {note}")
@@ -229,7 +284,7 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         topology = load_bundle(directory)
     except TopologyError as exc:
-        print(f"error: {directory}: {exc}", file=sys.stderr)
+        print(redact(f"error: {directory}: {exc}"), file=sys.stderr)
         return EXIT_TOPOLOGY
     stats = topology.stats()
     if args.json:

@@ -19,10 +19,30 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from outage_sentinel.logs import redact_secrets, register_secret
+
 if TYPE_CHECKING:  # the pure modules are imported lazily in to_weights()/to_params()
     from outage_sentinel.crew import DispatchParams
     from outage_sentinel.localise import LocaliserParams
     from outage_sentinel.priority import PriorityWeights
+
+
+#: Upper bounds of durations, so every one fits what the scheduler and ``datetime`` can hold
+#: (``interval_seconds: 1e400`` or ``window_minutes: 1e300`` passed validation and then
+#: stopped the daemon at start with an OverflowError). A year is more than any real setting.
+MAX_SECONDS = 366 * 24 * 3600.0
+MAX_MINUTES = MAX_SECONDS / 60
+MAX_HOURS = MAX_SECONDS / 3600
+#: Byte limits (a terabyte) and priority weights: far above any sensible value, finite.
+MAX_BYTES = 1 << 40
+MAX_WEIGHT = 1e6
+#: Road speed in km/h (a speed near 0 made travel times overflow a timedelta).
+MAX_SPEED = 300.0
+#: Longest problem line shown; a longer one is cut and the rest counted.
+MAX_PROBLEM_CHARS = 500
+#: Values (scalars, sequence items, mapping keys and values) a YAML document may expand to
+#: once its aliases are followed: a 432-byte "billion laughs" expands to 10^9.
+MAX_YAML_VALUES = 100_000
 
 
 class ConfigError(Exception):
@@ -30,13 +50,39 @@ class ConfigError(Exception):
 
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
-        self.problems = problems
-        body = "\n".join(f"  {p}" for p in problems)
+        self.problems = [_clip(p) for p in problems]
+        body = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"{path}: {len(problems)} problem(s) in config:\n{body}")
 
 
+def _clip(text: str) -> str:
+    if len(text) <= MAX_PROBLEM_CHARS:
+        return text
+    return f"{text[:MAX_PROBLEM_CHARS]}… ({len(text) - MAX_PROBLEM_CHARS:,} more characters)"
+
+
+def _masked(value: Any) -> Any:
+    """``value`` for a repr, with every registered secret (``${ENV}`` values) masked."""
+    if isinstance(value, str | Path):
+        text = str(value)
+        clean = redact_secrets(text)
+        return value if clean == text else clean
+    if isinstance(value, dict):
+        return {_masked(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_masked(v) for v in value)
+    return value
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every config section: unknown keys rejected, immutable, finite numbers only,
+    and a ``repr`` that never shows a value read from the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, _masked(value)
 
 
 # -- sources ------------------------------------------------------------------------------------
@@ -44,23 +90,23 @@ class Strict(BaseModel):
 
 class SourceBase(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    interval_seconds: float = Field(default=60.0, gt=0)
+    interval_seconds: float = Field(default=60.0, gt=0, le=MAX_SECONDS)
     #: A poll still running this long after its scheduled time is skipped, not queued.
-    misfire_grace_seconds: float = Field(default=30.0, gt=0)
+    misfire_grace_seconds: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
     enabled: bool = True
 
 
 class RetryConfig(Strict):
     """Exponential backoff with jitter (see :mod:`outage_sentinel.retry`)."""
 
-    initial_seconds: float = Field(default=2.0, gt=0)
-    multiplier: float = Field(default=2.0, ge=1)
-    max_seconds: float = Field(default=300.0, gt=0)
+    initial_seconds: float = Field(default=2.0, gt=0, le=MAX_SECONDS)
+    multiplier: float = Field(default=2.0, ge=1, le=100)
+    max_seconds: float = Field(default=300.0, gt=0, le=MAX_SECONDS)
     jitter: float = Field(default=0.2, ge=0, le=1)
     #: How long a message may keep failing before it is dead-lettered.
-    max_age_seconds: float = Field(default=6 * 3600.0, gt=0)
+    max_age_seconds: float = Field(default=6 * 3600.0, gt=0, le=MAX_SECONDS)
     #: For source polls: attempts within one poll before the poll is counted failed.
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=1000)
 
 
 class FieldMap(Strict):
@@ -95,7 +141,7 @@ class PaginationConfig(Strict):
     page_location: Literal["query", "body"] = "query"
     #: Dotted path of the total page count in each page; None = fetch until an empty page.
     total_pages_path: str | None = None
-    max_pages: int = Field(default=50, ge=1)
+    max_pages: int = Field(default=50, ge=1, le=100_000)
 
 
 class HttpJsonSourceConfig(SourceBase):
@@ -106,9 +152,9 @@ class HttpJsonSourceConfig(SourceBase):
     params: dict[str, str] = Field(default_factory=dict)
     body: dict[str, Any] | None = None
     #: Read timeout (between bytes) and the limit on downloading one whole response.
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=MAX_SECONDS)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=MAX_SECONDS)
+    max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0, le=MAX_BYTES)
     verify_tls: bool = True
     retry: RetryConfig = RetryConfig(initial_seconds=1.0, max_seconds=10.0, max_attempts=3)
     #: ``95598_list`` (seleList/pageModel) or ``95598_powercut`` (data.powerCutList); sets
@@ -143,10 +189,10 @@ class ReplaySourceConfig(SourceBase):
     #: A JSON-lines scenario (see fixtures/scenarios/README.md).
     scenario: Path
     #: Timeline speed-up: 2.0 plays a 100 s scenario in 50 s.
-    speed: float = Field(default=1.0, gt=0)
+    speed: float = Field(default=1.0, gt=0, le=1e6)
     #: Start the timeline again after the last line (for long-running demos).
     loop: bool = False
-    interval_seconds: float = Field(default=5.0, gt=0)
+    interval_seconds: float = Field(default=5.0, gt=0, le=MAX_SECONDS)
 
 
 AmiAction = Literal["off", "on", "off_on", "ignore"]
@@ -206,20 +252,20 @@ class AmiScreenConfig(Strict):
     """Master-station screening of AMI observations (see :mod:`outage_sentinel.ami`)."""
 
     #: A transformer area is out when this many of its meters drop within ``window_seconds``.
-    min_meters: int = Field(default=5, ge=1)
+    min_meters: int = Field(default=5, ge=1, le=1_000_000)
     #: When set, the threshold is this share of the area's registered meters instead.
     min_share: float | None = Field(default=None, gt=0, le=1)
-    window_seconds: float = Field(default=60.0, gt=0)
+    window_seconds: float = Field(default=60.0, gt=0, le=MAX_SECONDS)
     #: Outages shorter than this are momentary (reclosing) and dropped.
-    min_duration_seconds: float = Field(default=60.0, ge=0)
+    min_duration_seconds: float = Field(default=60.0, ge=0, le=MAX_SECONDS)
     #: An area out by meters is restored when this share of its off meters report power on.
     restore_share: float = Field(default=0.5, gt=0, le=1)
     #: Forget a meter still off after this long (its restore report was lost).
-    forget_after_hours: float = Field(default=72.0, gt=0)
+    forget_after_hours: float = Field(default=72.0, gt=0, le=MAX_HOURS)
     #: How far reports of one outage may lag behind each other / behind the clock: a held
     #: outage is released only once it has been known this long (or the report stream is this
     #: far past its minimum duration), so a restore in transit can still cancel it.
-    lateness_seconds: float = Field(default=15.0, ge=0)
+    lateness_seconds: float = Field(default=15.0, ge=0, le=MAX_SECONDS)
 
 
 class MqttSourceConfig(SourceBase):
@@ -237,7 +283,7 @@ class MqttSourceConfig(SourceBase):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    keepalive_seconds: int = Field(default=60, gt=0)
+    keepalive_seconds: int = Field(default=60, gt=0, le=65535)
     #: MQTT ``5`` lets the client raise the broker's in-flight window (``receive_maximum``);
     #: with ``3.1.1`` Mosquitto sends only ``max_inflight_messages`` (default 20) unacknowledged
     #: messages at a time, and messages are acknowledged only after commit.
@@ -247,8 +293,8 @@ class MqttSourceConfig(SourceBase):
     session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=0, le=0xFFFFFFFF)
     #: ``json`` (one event or a list per message) or ``csv`` (lines).
     payload_format: Literal["json", "csv"] = "json"
-    interval_seconds: float = Field(default=1.0, gt=0)
-    max_batch: int = Field(default=5000, gt=0)
+    interval_seconds: float = Field(default=1.0, gt=0, le=MAX_SECONDS)
+    max_batch: int = Field(default=5000, gt=0, le=1_000_000)
     ami: AmiPayloadConfig = AmiPayloadConfig()
 
 
@@ -256,15 +302,15 @@ class FileDropSourceConfig(SourceBase):
     type: Literal["file_drop"]
     directory: Path
     pattern: str = "*"
-    interval_seconds: float = Field(default=10.0, gt=0)
+    interval_seconds: float = Field(default=10.0, gt=0, le=MAX_SECONDS)
     #: Processed files are moved here (default ``<directory>/done``) ...
     done_dir: Path | None = None
     #: ... or here when unparseable as a whole (default ``<directory>/failed``).
     failed_dir: Path | None = None
     #: A file is read only once its size and mtime have not changed for this long.
-    settle_seconds: float = Field(default=2.0, ge=0)
-    max_files_per_poll: int = Field(default=50, gt=0)
-    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    settle_seconds: float = Field(default=2.0, ge=0, le=MAX_SECONDS)
+    max_files_per_poll: int = Field(default=50, gt=0, le=100_000)
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0, le=MAX_BYTES)
     #: ``auto``: by extension (``.csv`` CSV, ``.json``/``.jsonl``/``.ndjson`` JSON lines).
     format: Literal["auto", "csv", "jsonl"] = "auto"
     ami: AmiPayloadConfig = AmiPayloadConfig()
@@ -281,7 +327,7 @@ SourceConfig = Annotated[
 
 class ChannelBase(Strict):
     enabled: bool = True
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=MAX_SECONDS)
 
 
 class FileChannelConfig(ChannelBase):
@@ -312,8 +358,8 @@ class RobotChannelConfig(ChannelBase):
     #: Per target group: the robot's key/access token and signing secret (``${ENV}`` only).
     robots: dict[str, RobotCredentials] = Field(default_factory=dict)
     #: Requests per minute per robot (WeCom 20, DingTalk 20, Feishu 100).
-    per_minute: int | None = Field(default=None, gt=0)
-    per_second: int | None = Field(default=None, gt=0)
+    per_minute: int | None = Field(default=None, gt=0, le=100_000)
+    per_second: int | None = Field(default=None, gt=0, le=100_000)
 
 
 class RobotCredentials(Strict):
@@ -336,7 +382,7 @@ class SmsChannelConfig(ChannelBase):
     #: care, dispatch, command); parameters per purpose in docs/channels.md.
     templates: dict[str, str] = Field(default_factory=dict)
     #: Aliyun's quota: notifications per number per day per signature+template.
-    per_number_per_day: int = Field(default=50, gt=0)
+    per_number_per_day: int = Field(default=50, gt=0, le=100_000)
 
     @model_validator(mode="after")
     def _template_codes(self) -> SmsChannelConfig:
@@ -405,12 +451,12 @@ class LogConfig(Strict):
 
 class CorrelationConfig(Strict):
     #: Events on the same feeder whose outage windows are this close are one incident.
-    window_minutes: float = Field(default=30.0, ge=0)
+    window_minutes: float = Field(default=30.0, ge=0, le=MAX_MINUTES)
 
 
 class DeliveryConfig(Strict):
-    interval_seconds: float = Field(default=2.0, gt=0)
-    batch_size: int = Field(default=100, gt=0)
+    interval_seconds: float = Field(default=2.0, gt=0, le=MAX_SECONDS)
+    batch_size: int = Field(default=100, gt=0, le=100_000)
     retry: RetryConfig = RetryConfig()
     #: Render and log what would be sent; send nothing.
     dry_run: bool = False
@@ -448,18 +494,19 @@ class LifecycleConfig(Strict):
 
     #: A new outage on the same transformer areas this soon after restoration is a reopening,
     #: linked to the original incident.
-    reopen_window_minutes: float = Field(default=120.0, ge=0)
+    reopen_window_minutes: float = Field(default=120.0, ge=0, le=MAX_MINUTES)
     #: Dispatch a crew automatically when a fault incident is confirmed.
     auto_dispatch: bool = True
     #: How often deadlines, reminders and escalations are checked.
-    check_interval_seconds: float = Field(default=30.0, gt=0)
+    check_interval_seconds: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
 
 
 class PlannedConfig(Strict):
     """Planned and temporary outage notices."""
 
     #: Reminders before the start, in hours (default: the day before and one hour before).
-    reminder_hours: list[float] = Field(default_factory=lambda: [24.0, 1.0])
+    reminder_hours: list[Annotated[float, Field(ge=0, le=MAX_HOURS)]] = Field(
+        default_factory=lambda: [24.0, 1.0])
 
 
 class CommandCentreConfig(Strict):
@@ -477,21 +524,21 @@ class PriorityConfig(Strict):
     """Repair-priority weights (see :mod:`outage_sentinel.priority` for the formula)."""
 
     #: Per important user of each grade.
-    special: float = Field(default=1000.0, ge=0)
-    first: float = Field(default=400.0, ge=0)
-    second: float = Field(default=150.0, ge=0)
+    special: float = Field(default=1000.0, ge=0, le=MAX_WEIGHT)
+    first: float = Field(default=400.0, ge=0, le=MAX_WEIGHT)
+    second: float = Field(default=150.0, ge=0, le=MAX_WEIGHT)
     #: Per household with the tag.
-    life_support: float = Field(default=600.0, ge=0)
-    elderly_alone: float = Field(default=120.0, ge=0)
+    life_support: float = Field(default=600.0, ge=0, le=MAX_WEIGHT)
+    elderly_alone: float = Field(default=120.0, ge=0, le=MAX_WEIGHT)
     #: Weights of further ``customers.csv`` tags, e.g. ``{cold_storage: 30}``.
-    extra_tags: dict[str, float] = Field(default_factory=dict)
+    extra_tags: dict[str, Annotated[float, Field(le=MAX_WEIGHT)]] = Field(default_factory=dict)
     #: Multiplier of log10(1 + customers off).
-    per_customer_log: float = Field(default=40.0, ge=0)
+    per_customer_log: float = Field(default=40.0, ge=0, le=MAX_WEIGHT)
     #: Per hour elapsed since the outage began, up to ``elapsed_cap_hours``.
-    per_hour: float = Field(default=20.0, ge=0)
-    elapsed_cap_hours: float = Field(default=24.0, ge=0)
+    per_hour: float = Field(default=20.0, ge=0, le=MAX_WEIGHT)
+    elapsed_cap_hours: float = Field(default=24.0, ge=0, le=MAX_HOURS)
     #: Names listed per category in the priority reasons.
-    max_named: int = Field(default=5, ge=0)
+    max_named: int = Field(default=5, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _extra_tags_non_negative(self) -> PriorityConfig:
@@ -515,17 +562,17 @@ class PriorityConfig(Strict):
 class ArrivalMinutes(Strict):
     """Crew arrival commitments by village area type (SGCC 45/90/120; GB/T 28583 60/120/240)."""
 
-    urban: float = Field(default=45.0, gt=0)
-    rural: float = Field(default=90.0, gt=0)
-    remote: float = Field(default=120.0, gt=0)
+    urban: float = Field(default=45.0, gt=0, le=MAX_MINUTES)
+    rural: float = Field(default=90.0, gt=0, le=MAX_MINUTES)
+    remote: float = Field(default=120.0, gt=0, le=MAX_MINUTES)
 
 
 class TravelSpeeds(Strict):
     """Assumed average road speed (km/h) from a crew base, by area type of the site."""
 
-    urban: float = Field(default=25.0, gt=0)
-    rural: float = Field(default=30.0, gt=0)
-    remote: float = Field(default=20.0, gt=0)
+    urban: float = Field(default=25.0, ge=1, le=MAX_SPEED)
+    rural: float = Field(default=30.0, ge=1, le=MAX_SPEED)
+    remote: float = Field(default=20.0, ge=1, le=MAX_SPEED)
 
 
 class DispatchConfig(Strict):
@@ -535,15 +582,15 @@ class DispatchConfig(Strict):
     #: Area type assumed when no affected village is known.
     default_area_type: Literal["urban", "rural", "remote"] = "rural"
     #: Escalate when the crew would arrive less than this long before the deadline.
-    at_risk_margin_minutes: float = Field(default=15.0, ge=0)
+    at_risk_margin_minutes: float = Field(default=15.0, ge=0, le=MAX_MINUTES)
     speed_kmh: TravelSpeeds = TravelSpeeds()
     #: Road distance / straight-line distance.
-    road_factor: float = Field(default=1.4, ge=1)
+    road_factor: float = Field(default=1.4, ge=1, le=10)
     #: ``{lat}``, ``{lon}`` and ``{label}`` (URL-encoded) are substituted.
     map_url_template: str = "https://uri.amap.com/marker?position={lon},{lat}&name={label}"
     #: Longest household and patrol lists in one message.
-    max_households: int = Field(default=8, ge=0)
-    max_patrol_nodes: int = Field(default=8, ge=0)
+    max_households: int = Field(default=8, ge=0, le=1000)
+    max_patrol_nodes: int = Field(default=8, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _map_template_formats(self) -> DispatchConfig:
@@ -573,7 +620,8 @@ class DispatchConfig(Strict):
 
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
-Positive = Annotated[float, Field(gt=0)]
+#: Localiser rates and shape factors; the bound keeps its arithmetic finite.
+Positive = Annotated[float, Field(gt=0, le=1e6)]
 
 
 class LocalisationConfig(Strict):
@@ -665,24 +713,61 @@ RobotChannelConfig.model_rebuild()
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
-    if isinstance(value, str):
-        def replace(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
-            return ""
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str],
+                 used: set[str]) -> Any:
+    """``value`` with ``${VAR}`` replaced; every value taken from ``env`` is added to ``used``
+    and registered as a secret (whatever key it lands in: a URL, a header, a path).
 
-        return _ENV.sub(replace, value)
-    if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
-    return value
+    Iterative, not recursive: a deeply nested document must not exhaust the stack.
+    """
+    def replace(match: re.Match[str], where: str) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            used.add(env[name])
+            register_secret(env[name])
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{where or '<root>'}: environment variable {name} is not set")
+        return ""
+
+    def one(v: Any, where: str) -> Any:
+        if isinstance(v, str):
+            return _ENV.sub(lambda m: replace(m, where), v) if "${" in v else v
+        if isinstance(v, dict):
+            return {}
+        if isinstance(v, list):
+            return []
+        return v
+
+    root = one(value, path)
+    stack: list[tuple[Any, Any, str]] = [(value, root, path)]
+    while stack:
+        src, dst, where = stack.pop()
+        if isinstance(src, dict):
+            for k, v in src.items():
+                sub = f"{where}.{k}" if where else str(k)
+                dst[k] = one(v, sub)
+                if isinstance(v, dict | list):
+                    stack.append((v, dst[k], sub))
+        elif isinstance(src, list):
+            for i, v in enumerate(src):
+                sub = f"{where}[{i}]"
+                dst.append(one(v, sub))
+                if isinstance(v, dict | list):
+                    stack.append((v, dst[-1], sub))
+    return root
+
+
+def _hide(text: str, used: set[str]) -> str:
+    """``text`` without any value that came from the environment: registered ones (4+
+    characters) masked, shorter ones masked where quoted (``'abc'``, as pydantic echoes)."""
+    text = redact_secrets(text)
+    for v in sorted(used, key=len, reverse=True):
+        if v:
+            for quoted in (repr(v), f"'{v}'", f'"{v}"'):
+                text = text.replace(quoted, "'***'")
+    return text
 
 
 _TAGS = frozenset({"http_json", "replay", "mqtt", "file_drop", "file", "console", "webhook",
@@ -711,20 +796,25 @@ def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | Non
     if not isinstance(data, dict):
         raise ConfigError(path, ["<root>: expected a mapping of keys"])
     problems: list[str] = []
-    data = _interpolate(data, "", os.environ if env is None else env, problems)
+    used: set[str] = set()
+    data = _interpolate(data, "", os.environ if env is None else env, problems, used)
     if problems:
         raise ConfigError(path, problems)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
+        for err in exc.errors(include_url=False, include_input=False):
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             elif err["type"] == "missing":
                 msg = "required key is missing"
-            problems.append(f"{_loc(tuple(err['loc']))}: {msg}")
+            # Messages may quote the input (a discriminator tag, a timezone): never one that
+            # came from the environment.
+            problems.append(_hide(f"{_loc(tuple(err['loc']))}: {msg}", used))
         raise ConfigError(path, problems) from None
+    except RecursionError:
+        raise ConfigError(path, ["<root>: nested too deeply"]) from None
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
     return config
@@ -767,17 +857,83 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     })
 
 
+class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """A SafeLoader that refuses documents whose aliases loop or expand beyond
+    :data:`MAX_YAML_VALUES` values (``a: &a [*a]``; the "billion laughs")."""
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        _check_expansion(node)
+        return node
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values ``root`` expands to, following aliases (shared nodes) each time they
+    are used; raise on a loop or too many. Iterative, memoised per node."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_YAML_VALUES:
+                raise yaml.MarkedYAMLError(
+                    problem=f"aliases expand this document to more than {MAX_YAML_VALUES:,} "
+                            "values; write the values out", problem_mark=node.start_mark)
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise yaml.MarkedYAMLError(problem="an alias refers to the value that contains it "
+                                               "(a recursive alias)",
+                                       problem_mark=node.start_mark)
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _decode(p: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(str(p), [
+            f"line {line}, column {column}: not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+            "save the file as UTF-8"]) from None
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate a YAML config file."""
+    """Read, interpolate and validate a YAML config file.
+
+    Every failure is a :class:`ConfigError` naming the file and the line or key: unreadable
+    file, bytes that are not UTF-8, invalid YAML, aliases that loop or explode, nesting too deep.
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = _decode(p, p.read_bytes())
     except OSError as exc:
         raise ConfigError(str(p), [f"<file>: cannot read: {exc.strerror or exc}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
         raise ConfigError(str(p), [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    except RecursionError:
+        raise ConfigError(str(p), ["<file>: not valid YAML: nested too deeply"]) from None
+    except (ValueError, OverflowError) as exc:  # a date like 2026-02-30, a 5000-digit number
+        raise ConfigError(str(p), [f"<file>: not valid YAML: {exc}"]) from None
     return parse_config(data, str(p), env, base_dir=p.resolve().parent)

@@ -57,7 +57,7 @@ from outage_sentinel.incidents import (
     resolve_event,
     restoration_step,
 )
-from outage_sentinel.liaison import LiaisonPlanner, Renderer
+from outage_sentinel.liaison import LiaisonPlanner, Renderer, TemplateFailure
 from outage_sentinel.lifecycle import Lifecycle, incident_columns
 from outage_sentinel.localise import Evidence as LocaliserEvidence
 from outage_sentinel.localise import (
@@ -308,8 +308,11 @@ class Daemon:
             config.localisation.to_params())
         self._protective = devices_per_feeder(self.topology)
         self._protective_total = sum(self._protective.values())
+        #: Override templates that failed (the built-in was used); told to the command centre.
+        self._template_failures: list[TemplateFailure] = []
         self.planner = LiaisonPlanner(self.topology,
-                                      Renderer(config.notify.language, config.notify.templates_dir),
+                                      Renderer(config.notify.language, config.notify.templates_dir,
+                                               on_failure=self._template_failed),
                                       self.tz, config.notify.liaison_roles)
         self.deliverer = Deliverer(self.store, self.channels,
                                    RetryPolicy.from_config(config.delivery.retry), self.metrics,
@@ -377,6 +380,7 @@ class Daemon:
                 report.quarantined += len(result.quarantined)
         report.processed = self.process()
         self.lifecycle.check(self.clock())
+        self._template_alerts()
         for _ in range(1000):  # bounded: retries scheduled in the future are not due now
             n = self.deliverer.run_once(self.clock())
             report.delivered += n
@@ -544,6 +548,26 @@ class Daemon:
             return
         self.lifecycle.dead_letter(row, reason, now)
 
+    def _template_failed(self, failure: TemplateFailure) -> None:
+        """Count a failed override template; the alert is queued by :meth:`_template_alerts`
+        (the failure happens inside the transaction that renders the notice)."""
+        self.metrics.template_failures.labels(failure.name).inc()
+        self._template_failures.append(failure)
+
+    def _template_alerts(self) -> None:
+        """Tell the command centre of each failed template, once per incident and template."""
+        pending, self._template_failures = self._template_failures, []
+        seen: set[tuple[str | None, str]] = set()
+        for f in pending:
+            if (f.incident_id, f.name) in seen:
+                continue
+            seen.add((f.incident_id, f.name))
+            try:
+                self.lifecycle.template_alert(f.incident_id, f.name, f.where, f.error,
+                                              self.clock())
+            except Exception as exc:  # the notice itself went out; the alert is extra
+                self.log.error("template_alert_failed", error=redact(repr(exc)))
+
     def _lifecycle_job(self) -> None:
         if self._stop.is_set():
             return
@@ -564,6 +588,7 @@ class Daemon:
         if self._stop.is_set():
             return
         try:
+            self._template_alerts()
             self.deliverer.run_once(self.clock())
         except Exception as exc:  # the database may be briefly unavailable; try next time
             self.log.error("delivery_failed", error=redact(repr(exc)))
@@ -829,6 +854,7 @@ class Daemon:
         log = self.log.bind(source=event.source, event_id=event.event_id, feeder=resolved.feeder)
         if resolved.unknown:
             log.warning("unknown_references", refs=list(resolved.unknown))
+            self._quarantine_unknown(conn, stored, resolved.unknown, now)
         current: Incident | None = None
         known_id = rnd.member_incident(conn, event.source, event.event_id)
         if known_id is None and event.source == OPERATOR_SOURCE:
@@ -846,11 +872,12 @@ class Daemon:
             self.store.mark_processed_in(conn, stored.row_id, None)
             log.info("event_without_incident", status=event.status, signal=event.signal)
             return None
-        if current is None and not resolved.transformers and resolved.device is None:
-            self.store.mark_processed_in(conn, stored.row_id, None)
+        unplaced = not (resolved.transformers or resolved.possible or resolved.device)
+        if current is None and unplaced:
+            # Not dropped: it opens an incident (feeder if known, else "?") whose summary
+            # carries the raw text to the command centre for a person to place.
             log.warning("event_unlocatable", area_text=event.area_text,
-                        reason="no known transformer area or device")
-            return None
+                        reason="no known transformer area or device", action="command_centre")
         planned = self._planned_transformers(rnd.open_planned(conn), now)
         if (current is None and incident_class(event.kind) == "unplanned" and planned
                 and resolved.transformers and set(resolved.transformers) <= planned):
@@ -865,18 +892,25 @@ class Daemon:
         after = apply_event(current, event, resolved, self.topology, estimator, now,
                             lambda: self._new_incident_id(conn, event.start), planned)
         self.metrics.localise_duration.observe(time.perf_counter() - started)
+        if current is None and unplaced:
+            after = replace(after, feeder=resolved.feeder or "?")
         if current is None and incident_class(after.kind) == "unplanned":
             after = self._link_reopened(conn, after, now)
         notices, after = plan_notices(current, after, self.topology)
         rows = self.planner.rows(after, notices, now, previous=current)
         rows += self.lifecycle.summary_rows(current, after)
+        if current is None and unplaced and not any(r["audience"] == "command" for r in rows):
+            # Summaries switched off: an outage nobody could place still goes to a person.
+            rows += self.lifecycle.command_rows(after, "unplaced",
+                                                self.lifecycle.render_summary(after))
         extra = {"priority": self.lifecycle.priority(after, now).score} \
             if after.status == "active" else {}
         self.store.save_incident_in(conn, incident_columns(after, now, **extra))
         rnd.saved(current, after, now)
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
-        if after.status == "active":
+        if after.status == "active" and (after.off or after.feeder != "?"):
+            # A crew goes only where there is a line to send it to.
             after = self._dispatch_if_waiting(conn, after, now, rnd)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         if current is None or current.revision != after.revision:
@@ -886,6 +920,15 @@ class Daemon:
                      customers=after.estimate.customers, villages=len(after.estimate.villages),
                      notices=[f"{n.purpose}:{len(n.villages)}" for n in notices], queued=added)
         return after.id
+
+    def _quarantine_unknown(self, conn: Connection, stored: StoredEvent, refs: tuple[str, ...],
+                            now: datetime) -> None:
+        """Keep a record naming unknown lines/areas for the operator (``quarantine list``) with
+        the reason; what did resolve is still processed."""
+        event = stored.event
+        self.store.quarantine_in(conn, Quarantined(
+            event.source, unknown_references_reason(event, refs),
+            dict(event.raw) or {"event_row": stored.row_id, **event.to_json()}), now)
 
     def _dispatch_if_waiting(self, conn: Connection, inc: Incident, now: datetime,
                              rnd: _Round | None = None) -> Incident:
@@ -1015,6 +1058,21 @@ class Daemon:
         counts.update(self.store.incident_counts())
         for kind, n in counts.items():
             self.metrics.incidents_active.labels(kind).set(n)
+
+
+def unknown_references_reason(event: OutageEvent, refs: tuple[str, ...]) -> str:
+    """The quarantine reason for a record naming lines, areas or devices the bundle lacks."""
+    def what(ref: str) -> str:
+        if ref == event.feeder:
+            return "line"
+        if ref == event.device:
+            return "device"
+        if ref in event.transformers:
+            return "area"
+        return "area text"
+
+    named = ", ".join(f"{ref!r} ({what(ref)})" for ref in refs)
+    return f"record {event.event_id}: unknown references, not in the topology bundle: {named}"
 
 
 def storm_declared(value: Any, now: datetime) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from outage_sentinel.area_text import find_feeder, resolve_area_text
 from outage_sentinel.events import OutageEvent, parse_optional_time, parse_time
 from outage_sentinel.topology import Topology
 
@@ -30,16 +31,23 @@ UNPLANNED = ("fault",)
 
 @dataclass(frozen=True)
 class Resolved:
-    """An event's references mapped onto the topology."""
+    """An event's references mapped onto the topology.
+
+    ``transformers`` are the areas the event names (by reference, or by precise area text);
+    ``possible`` the areas its imprecise area text may mean ("XX村部分用户", 可能受影响), never
+    one of ``transformers``.
+    """
 
     feeder: str | None
     transformers: tuple[str, ...]
     device: str | None
     unknown: tuple[str, ...]
+    possible: tuple[str, ...] = ()
 
 
 def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
-    """Resolve transformer/device references by id, name, meter id or customer id."""
+    """Resolve transformer/device references by id, name, meter id or customer id, and the
+    event's area text by the bundle's names and aliases (:mod:`outage_sentinel.area_text`)."""
     transformers: list[str] = []
     unknown: list[str] = []
     for ref in event.transformers:
@@ -60,13 +68,26 @@ def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
         if event.feeder in topology.feeder_ids:
             feeder = event.feeder
         else:
-            feeder = topology.feeder_by_name.get(event.feeder)
+            # "10KV马集线", "马集线" or an alias mean the same line as "10kV马集线".
+            feeder = topology.feeder_by_name.get(event.feeder) or find_feeder(topology,
+                                                                                event.feeder)
             if feeder is None:
                 unknown.append(event.feeder)
     anchor = device or (transformers[0] if transformers else None)
     if anchor is not None and topology.energised[topology.pos[anchor]]:
         feeder = topology.feeder_of(anchor)
-    return Resolved(feeder, tuple(transformers), device, tuple(unknown))
+    possible: list[str] = []
+    if event.area_text:
+        scope = resolve_area_text(topology, event.area_text, feeder)
+        transformers.extend(t for t in scope.confirmed if t not in transformers)
+        possible = [t for t in scope.possible if t not in transformers]
+        if feeder is None:
+            feeder = scope.feeder
+        if anchor is None and transformers and topology.energised[topology.pos[transformers[0]]]:
+            feeder = topology.feeder_of(transformers[0])
+        if not transformers and not possible and device is None:
+            unknown.extend(f for f in scope.unplaced if f not in unknown)
+    return Resolved(feeder, tuple(transformers), device, tuple(unknown), tuple(possible))
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,8 @@ class Member:
     area_text: str
     cause: str
     seen_at: datetime
+    #: Areas the record names imprecisely ("XX村部分用户"): in scope as 可能受影响, not evidence.
+    possible: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,7 +116,7 @@ class Member:
             "start": self.start.isoformat(), "etr": _iso(self.etr), "end": _iso(self.end),
             "device": self.device, "transformers": list(self.transformers),
             "unknown": list(self.unknown), "area_text": self.area_text, "cause": self.cause,
-            "seen_at": self.seen_at.isoformat(),
+            "seen_at": self.seen_at.isoformat(), "possible": list(self.possible),
         }
 
     @classmethod
@@ -105,6 +128,7 @@ class Member:
             transformers=tuple(d.get("transformers") or ()), unknown=tuple(d.get("unknown") or ()),
             area_text=d.get("area_text", ""), cause=d.get("cause", ""),
             seen_at=parse_time(d["seen_at"], "seen_at"),
+            possible=tuple(d.get("possible") or ()),
         )
 
 
@@ -114,6 +138,7 @@ def member_of(event: OutageEvent, resolved: Resolved, now: datetime) -> Member:
         signal=event.signal, start=event.start, etr=event.expected_restoration, end=event.end,
         device=resolved.device, transformers=resolved.transformers, unknown=resolved.unknown,
         area_text=event.area_text, cause=event.cause, seen_at=now,
+        possible=resolved.possible,
     )
 
 
@@ -206,6 +231,16 @@ class Incident:
     stage: str = "detected"
     #: The incident this one reopens (same areas off again soon after restoration).
     parent_id: str | None = None
+    #: Where each affected area's place in the incident comes from, see :data:`SCOPE_MARKS`.
+    #: Its keys are ``estimate.transformers``. Empty for incidents stored before it existed:
+    #: every affected area then counts as reported.
+    scope: Mapping[str, str] = field(default_factory=dict)
+    #: Villages told their power is back. They hear of this incident again only if a source
+    #: reports one of their areas off again, never on an inference.
+    restored_villages: tuple[str, ...] = ()
+    #: Villages told of areas the estimate later dropped, nothing having reported them: taken
+    #: out quietly (the command centre is told, the liaisons are not).
+    withdrawn_villages: tuple[str, ...] = ()
 
     @property
     def fault_device(self) -> str | None:
@@ -216,11 +251,23 @@ class Incident:
         """Affected transformer areas still without supply."""
         return tuple(t for t in self.estimate.transformers if t not in self.restored)
 
+    def mark(self, transformer: str) -> str:
+        """How ``transformer`` came to be affected: ``reported``, ``possible`` or ``inferred``."""
+        return self.scope.get(transformer, "reported")
+
+    @property
+    def confirmed(self) -> tuple[str, ...]:
+        """Affected areas a source reported off (已确认停电), in affected order."""
+        return tuple(t for t in self.estimate.transformers if self.mark(t) == "reported")
+
     def material(self) -> tuple[Any, ...]:
         """What recipients care about; a change here is a new revision."""
         e = self.estimate
+        # Each open record's ETR: a village's expected restoration is that of its own records.
+        etrs = tuple(sorted((k, m.etr) for k, m in self.members.items()
+                            if m.etr is not None and m.status == "active"))
         return (self.status, self.kind, e.devices, e.transformers, self.etr, self.start,
-                self.off)
+                self.off, etrs)
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
@@ -240,7 +287,9 @@ class Incident:
             "unknown_refs": list(self.unknown_refs),
             "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
             "restored": {t: at.isoformat() for t, at in self.restored.items()},
-            "stage": self.stage, "parent_id": self.parent_id,
+            "stage": self.stage, "parent_id": self.parent_id, "scope": dict(self.scope),
+            "restored_villages": list(self.restored_villages),
+            "withdrawn_villages": list(self.withdrawn_villages),
         }
 
     @classmethod
@@ -265,6 +314,9 @@ class Incident:
             updated_at=parse_optional_time(d.get("updated_at"), "updated_at"),
             restored={t: parse_time(at, "restored") for t, at in (d.get("restored") or {}).items()},
             stage=d.get("stage", "detected"), parent_id=d.get("parent_id"),
+            scope=dict(d.get("scope") or {}),
+            restored_villages=tuple(d.get("restored_villages") or ()),
+            withdrawn_villages=tuple(d.get("withdrawn_villages") or ()),
         )
 
 
@@ -333,61 +385,56 @@ def apply_event(
     new_id: Callable[[], str],
     planned: frozenset[str] = frozenset(),
 ) -> Incident:
-    """Fold ``event`` into ``incident`` (or start a new one) and return the new state."""
+    """Fold ``event`` into ``incident`` (or start a new one) and return the new state.
+
+    The affected areas (the incident's *scope*) are what sources reported off, plus what they
+    named imprecisely, plus what the localiser infers from the evidence. An area leaves the
+    off list only on evidence that its supply is back (:func:`areas_back`); an area only ever
+    inferred that a new estimate no longer covers is withdrawn instead (never "restored").
+    """
     member = member_of(event, resolved, now)
     if incident is None:
-        incident = Incident(
-            id=new_id(), feeder=resolved.feeder or (event.feeder or "?"), kind=event.kind,
-            status="active", revision=0, start=event.start, etr=None, end=None, cause="",
-            area_text="", members={}, estimate=Estimate((), None, (), 0, ()), created_at=now,
-        )
+        incident = _blank(new_id(), resolved.feeder or (event.feeder or "?"), event, now)
     members = dict(incident.members)
     members[member.key] = member
     reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]
     active = [m for m in reporting if m.status == "active"]
     notices = [m for m in members.values() if m.signal == "notice"] or list(members.values())
     kind = _worst_kind(m.kind for m in notices)
-    start = min(m.start for m in (reporting or list(members.values())))
-    etrs = [m.etr for m in (active or notices) if m.etr is not None]
-    etr = max(etrs) if etrs else None
-    causes = [m.cause for m in sorted(notices, key=lambda m: m.seen_at) if m.cause]
-    areas = [m.area_text for m in sorted(notices, key=lambda m: m.seen_at) if m.area_text]
-    unknown = tuple(dict.fromkeys(u for m in members.values() for u in m.unknown))
     ev = evidence_of(members.values())
-    # Restoration signals (AMI power-restore, an operator's step) for areas counted off are
-    # restoration steps ("restore first, repair after": switching brings parts back before the
-    # fault is repaired). They say nothing about where the fault is, so the estimator still
-    # sees those areas as dead.
-    back = restoration_signals(members.values())
+    back = areas_back(members.values())
     restored = {t: at for t, at in incident.restored.items() if t in back or not active}
+    scope = dict(incident.scope) or {t: "reported" for t in incident.estimate.transformers}
     for t, at in back.items():
-        if t in incident.estimate.transformers:
+        if t in scope:
             restored.setdefault(t, at)
     if active:
-        gone = frozenset(restored)
+        # Restoration steps ("restore first, repair after": switching brings parts back before
+        # the fault is repaired) say nothing about where the fault is, so the estimator still
+        # sees those areas as dead. Areas of a record that ended are no evidence at all.
+        steps = restoration_signals(members.values())
+        gone = frozenset(t for t in restored if t in steps)
         ev_est = replace(ev, dead=ev.dead | gone, alive=ev.alive - gone,
                          planned=planned if incident_class(kind) == "unplanned" else frozenset())
         estimate = estimator(topology, ev_est)
+        told_back = set(incident.restored_villages)
+        inferred = [t for t in estimate.transformers
+                    if t in scope or topology.nodes[t].village not in told_back]
+        scope = widen_scope(scope, ev.dead, possible_areas(active) - ev.dead, inferred, restored)
+        estimate = scoped_estimate(topology, estimate, scope)
     else:
         estimate = incident.estimate
     off = [t for t in estimate.transformers if t not in restored]
-    if active and (off or not estimate.transformers):
-        status, end = "active", None
-    elif reporting and all(m.status == "cancelled" for m in reporting):
-        status = "cancelled"
-        end = max((m.end or m.seen_at) for m in members.values())
-    else:
-        status = "restored"
-        times = [m.end or m.seen_at for m in reporting if m.status != "active"]
-        times += list(restored.values())
-        end = max(times) if times else now
+    status, end = _status(reporting, active, off, bool(estimate.transformers), restored, now)
+    if status != "active":
         for t in off:  # the whole incident is over: the rest came back now
-            restored[t] = end
+            restored[t] = end or now
     updated = replace(
-        incident, kind=kind, status=status, start=start, etr=etr, end=end,
-        cause=causes[-1] if causes else incident.cause,
-        area_text=areas[-1] if areas else incident.area_text,
-        members=members, estimate=estimate, unknown_refs=unknown, updated_at=now,
+        incident, kind=kind, status=status, start=_start(reporting, members), etr=_etr(active, notices),
+        end=end, members=members, estimate=estimate, updated_at=now, scope=scope,
+        cause=_latest(notices, "cause") or incident.cause,
+        area_text=_latest(notices, "area_text") or incident.area_text,
+        unknown_refs=tuple(dict.fromkeys(u for m in members.values() for u in m.unknown)),
         feeder=incident.feeder if incident.feeder != "?" else (resolved.feeder or "?"),
         restored=restored,
     )
@@ -395,6 +442,85 @@ def apply_event(
     if updated.material() != incident.material() or incident.revision == 0:
         updated = replace(updated, revision=incident.revision + 1)
     return updated
+
+
+def _blank(incident_id: str, feeder: str, event: OutageEvent, now: datetime) -> Incident:
+    """A new incident before its first event is folded in (revision 0)."""
+    return Incident(id=incident_id, feeder=feeder, kind=event.kind, status="active", revision=0,
+                    start=event.start, etr=None, end=None, cause="", area_text="", members={},
+                    estimate=Estimate((), None, (), 0, ()), created_at=now)
+
+
+#: Where an affected area's place in an incident comes from: a source reported it off
+#: (已确认停电); a source named it imprecisely, e.g. "XX村部分用户" (可能受影响); or the localiser
+#: infers it from the operated device (可能受影响). Reported and possible areas stay affected
+#: until a source says they are back; inferred ones go when the estimate no longer covers them.
+SCOPE_MARKS = ("reported", "possible", "inferred")
+
+
+def widen_scope(scope: Mapping[str, str], reported: Iterable[str], possible: Iterable[str],
+                inferred: Iterable[str], restored: Mapping[str, datetime]) -> dict[str, str]:
+    """The incident's new scope: the old one, with reported areas marked so, newly named or
+    inferred areas added, and inferred areas the estimate dropped (not back) taken out."""
+    inferred = tuple(inferred)
+    out = dict(scope)
+    for t in reported:
+        out[t] = "reported"
+    for t in possible:
+        if out.get(t) != "reported":
+            out[t] = "possible"
+    for t in inferred:
+        out.setdefault(t, "inferred")
+    keep = set(inferred)
+    return {t: mark for t, mark in out.items()
+            if mark != "inferred" or t in keep or t in restored}
+
+
+def scoped_estimate(topology: Topology, estimate: Estimate, scope: Mapping[str, str]
+                    ) -> Estimate:
+    """``estimate`` with its affected areas, customers and villages those of ``scope`` (the
+    localiser's own areas first, in its order)."""
+    areas = tuple(dict.fromkeys([t for t in estimate.transformers if t in scope] + list(scope)))
+    if areas == estimate.transformers:
+        return estimate
+    important = tuple(c.id for t in areas for c in topology.customers_by_transformer.get(t, ())
+                      if c.importance or c.tags)
+    return replace(estimate, transformers=areas, customers=topology.customers_of(areas),
+                   villages=tuple(topology.villages_of(areas)), important_customers=important)
+
+
+def possible_areas(active: Iterable[Member]) -> frozenset[str]:
+    """Areas active records name imprecisely."""
+    return frozenset(t for m in active for t in m.possible)
+
+
+def _status(reporting: Sequence[Member], active: Sequence[Member], off: Sequence[str],
+            has_scope: bool, restored: Mapping[str, datetime], now: datetime
+            ) -> tuple[str, datetime | None]:
+    """The incident's status and end from its records and what is still off."""
+    if active and (off or not has_scope):
+        return "active", None
+    if reporting and all(m.status == "cancelled" for m in reporting):
+        return "cancelled", max((m.end or m.seen_at) for m in reporting)
+    times = [m.end or m.seen_at for m in reporting if m.status != "active"]
+    times += list(restored.values())
+    return "restored", max(times) if times else now
+
+
+def _start(reporting: Sequence[Member], members: Mapping[str, Member]) -> datetime:
+    return min(m.start for m in (reporting or list(members.values())))
+
+
+def _etr(active: Sequence[Member], notices: Sequence[Member]) -> datetime | None:
+    etrs = [m.etr for m in (active or notices) if m.etr is not None]
+    return max(etrs) if etrs else None
+
+
+def _latest(members: Sequence[Member], name: str) -> str:
+    """The latest non-empty ``cause`` or ``area_text`` among ``members``."""
+    values = [getattr(m, name) for m in sorted(members, key=lambda m: m.seen_at)]
+    values = [v for v in values if v]
+    return str(values[-1]) if values else ""
 
 
 #: Signals that say an area is off (and so keep an incident open while active).
@@ -435,7 +561,9 @@ def restoration_step(before: Incident | None, after: Incident) -> tuple[str, ...
 
 def restoration_signals(members: Iterable[Member]) -> dict[str, datetime]:
     """Areas whose latest word is "supply is back" (``alive``/``dead`` signals with a restored
-    status), with the time it came back. A later active dead report takes an area off again."""
+    status), with the time it came back. An active report of an outage that started at or after
+    that time takes an area off again; a feed re-stating an outage that began before the step
+    (feeds lag behind the field) does not undo it."""
     back: dict[str, datetime] = {}
     for m in sorted(members, key=lambda m: (m.seen_at, m.key)):
         if m.signal in ("alive", "dead") and m.status != "active":
@@ -443,7 +571,24 @@ def restoration_signals(members: Iterable[Member]) -> dict[str, datetime]:
                 back[t] = m.end or m.start
         elif m.signal in ("notice", "dead") and m.status == "active":
             for t in m.transformers:
-                back.pop(t, None)
+                if t in back and m.start >= back[t]:
+                    del back[t]
+    return back
+
+
+def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
+    """Areas with evidence that supply is back, and since when: restoration signals (AMI
+    power-restore, an operator's or crew's step), and areas a record named that is now restored
+    or cancelled (or gone from a complete snapshot) when no active record still names them."""
+    ordered = sorted(members, key=lambda m: (m.seen_at, m.key))
+    back = restoration_signals(ordered)
+    named_active = {t for m in ordered if m.signal in REPORTING_SIGNALS and m.status == "active"
+                    for t in (*m.transformers, *m.possible)}
+    for m in ordered:
+        if m.signal == "notice" and m.status != "active":
+            for t in (*m.transformers, *m.possible):
+                if t not in named_active:
+                    back.setdefault(t, m.end or m.seen_at)
     return back
 
 
@@ -457,7 +602,7 @@ def _worst_kind(kinds: Iterable[str]) -> str:
 class Notice:
     """Tell these villages this about the incident (at its current revision)."""
 
-    purpose: str  # outage | update | restored | cancelled
+    purpose: str  # outage | update | restored | cancelled | withdrawn (command centre only)
     villages: tuple[str, ...]
 
 
@@ -465,43 +610,79 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
                  ) -> tuple[list[Notice], Incident]:
     """Decide which villages get which notice for ``after``'s revision.
 
-    Returns the notices and ``after`` with ``notified_villages`` brought up to date.
+    A village hears "outage" when one of its areas is first affected, and "restored" when every
+    affected area of it is back (or the whole incident is over): once each, unless a source
+    reports it off again after it was told power is back. A village whose areas were only
+    inferred and that the estimate dropped is withdrawn: a ``withdrawn`` notice, which goes to
+    the command centre only; if it is inferred again it rejoins without a second notice.
+    Returns the notices and ``after`` with its village lists brought up to date.
     """
     if before is not None and before.revision == after.revision:
         return [], after
     notified = list(after.notified_villages)
+    withdrawn = list(after.withdrawn_villages)
+    told_back = list(after.restored_villages)
     out: list[Notice] = []
     if after.status == "active":
         affected = villages_off(after, topology)
-        new = [v for v in affected if v not in notified]
-        gone = [v for v in notified if v not in affected]
+        in_scope = set(affected) | set(villages_of_scope(after, topology))
+        back = [v for v in notified if v not in affected and v in in_scope]
+        dropped = [v for v in notified if v not in affected and v not in in_scope]
+        rejoin = [v for v in affected if v not in notified and v in withdrawn]
+        new = [v for v in affected if v not in notified and v not in withdrawn]
         still = [v for v in notified if v in affected]
-        if gone:
-            out.append(Notice("restored", tuple(gone)))
-        if new:
-            out.append(Notice("outage", tuple(new)))
-        changed = before is not None and before.status == "active" and (
-            before.etr != after.etr or (after.kind != "fault" and before.start != after.start))
-        if changed and still:
-            out.append(Notice("update", tuple(still)))
-        notified = still + new
+        for notice in (Notice("restored", tuple(back)), Notice("withdrawn", tuple(dropped)),
+                       Notice("outage", tuple(new))):
+            if notice.villages:
+                out.append(notice)
+        moved = [v for v in still if before is not None and before.status == "active" and (
+            village_etr(before, v, topology) != village_etr(after, v, topology)
+            or (after.kind != "fault" and before.start != after.start))]
+        if moved:
+            out.append(Notice("update", tuple(moved)))
+        notified = still + rejoin + new
+        withdrawn = [v for v in withdrawn if v not in rejoin] + dropped
+        told_back = [v for v in told_back if v not in new] + back
     elif after.status in ("restored", "cancelled"):
         if notified:
             out.append(Notice(after.status, tuple(notified)))
+        told_back += [v for v in notified if v not in told_back]
         notified = []
-    return out, replace(after, notified_villages=tuple(notified))
+    return out, replace(after, notified_villages=tuple(notified),
+                        withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back))
+
+
+def village_etr(incident: Incident, village: str, topology: Topology | None = None
+                ) -> datetime | None:
+    """The expected restoration time that concerns ``village``: the latest of the open records
+    naming one of its areas (a storm's other records on the feeder are other villages' news);
+    the incident's own for a village no record names, or without a topology."""
+    if topology is None:
+        return incident.etr
+    etrs = [m.etr for m in incident.members.values()
+            if m.etr is not None and m.status == "active" and m.signal in REPORTING_SIGNALS
+            and any(t in topology.nodes and topology.nodes[t].village == village
+                    for t in (*m.transformers, *m.possible))]
+    return max(etrs) if etrs else incident.etr
 
 
 def villages_off(incident: Incident, topology: Topology | None = None) -> list[str]:
     """Villages with at least one affected area still off, in estimate order.
 
-    Without a topology, restoration steps cannot be mapped to villages, so every village of
-    the estimate counts while the incident is active.
+    Without a topology, areas cannot be mapped to villages, so every village of the estimate
+    counts while the incident is active.
     """
-    if topology is None or not incident.restored:
+    if topology is None:
         return list(incident.estimate.villages)
     still = {topology.nodes[t].village for t in incident.off if t in topology.nodes}
     return [v for v in incident.estimate.villages if v in still]
+
+
+def villages_of_scope(incident: Incident, topology: Topology | None = None) -> list[str]:
+    """Villages with any affected area, off or back."""
+    if topology is None:
+        return list(incident.estimate.villages)
+    return list(topology.villages_of(incident.estimate.transformers))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -7,21 +7,65 @@ get one message that @-mentions all of them, not one each; an SMS target is one 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateSyntaxError,
+)
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from outage_sentinel import sms_params as sms
-from outage_sentinel.incidents import Incident, Notice
+from outage_sentinel.incidents import Incident, Notice, village_etr
+from outage_sentinel.labels import KIND_LABELS
+from outage_sentinel.logs import get_logger
 from outage_sentinel.topology import Topology
 
-KIND_LABELS = {
-    "zh": {"fault": "故障停电", "planned": "计划停电", "temporary": "临时停电"},
-    "en": {"fault": "Fault outage", "planned": "Planned outage", "temporary": "Temporary outage"},
-}
+#: Notice purposes liaisons never receive: a village the estimate stopped inferring is told
+#: nothing (it was only ever "可能受影响"); the command centre's summary says so.
+COMMAND_ONLY_PURPOSES = ("withdrawn",)
+
+
+#: Longest string or list a template may build with ``*`` and the largest ``**`` exponent: the
+#: sandbox stops attribute tricks, these stop ``"x" * 10**9`` from eating the daemon's memory.
+MAX_TEMPLATE_REPEAT = 100_000
+MAX_TEMPLATE_POWER = 100
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, plus bounds on repetition and powers."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_TEMPLATE_POWER:
+            raise SecurityError(f"exponent {right} is over {MAX_TEMPLATE_POWER}")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if (isinstance(seq, str | list | tuple) and isinstance(n, int)
+                        and len(seq) * n > MAX_TEMPLATE_REPEAT):
+                    raise SecurityError(f"repetition longer than {MAX_TEMPLATE_REPEAT}")
+        return super().call_binop(context, operator, left, right)
+
+
+@dataclass(frozen=True)
+class TemplateFailure:
+    """An override template that failed; the message went out with the built-in one."""
+
+    #: The template's name without language and suffix (``liaison_outage``).
+    name: str
+    #: The file that failed, with the line when known (``/etc/.../liaison_outage.zh.j2:3``).
+    where: str
+    error: str
+    incident_id: str | None
 
 #: Channel types that reach one person. Special-care lists (names, phones, 独居老人/生命支持)
 #: go only there; every other type — group robots (wecom, dingtalk, feishu), webhooks, and the
@@ -44,20 +88,118 @@ def individual_channels(channels: Mapping[str, Any]) -> dict[str, str]:
 
 
 class Renderer:
-    """Jinja2 templates, built-in under ``outage_sentinel/templates``, overridable by a directory."""
+    """Jinja2 templates, built-in under ``outage_sentinel/templates``, overridable by a directory.
 
-    def __init__(self, language: str = "zh", override_dir: Path | None = None) -> None:
-        loaders: list[Any] = []
-        if override_dir is not None:
-            loaders.append(FileSystemLoader(str(override_dir)))
-        loaders.append(PackageLoader("outage_sentinel", "templates"))
+    Both sets render in a sandbox (:class:`jinja2.sandbox.SandboxedEnvironment`) with
+    ``StrictUndefined``: an override is operator input, and ``{{ cycler.__init__.__globals__ }}``
+    must not reach the daemon's modules. An override that fails at run time never stops a
+    notice: the message is rendered from the built-in template instead, the failure is logged
+    (``template_failed``) and handed to ``on_failure`` (the daemon counts it and tells the
+    command centre). ``outage-sentinel check`` renders every template beforehand
+    (:meth:`problems`).
+    """
+
+    def __init__(self, language: str = "zh", override_dir: Path | None = None,
+                 on_failure: Callable[[TemplateFailure], None] | None = None) -> None:
         self.language = language
-        self.env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
-                               autoescape=False, trim_blocks=False, keep_trailing_newline=False)
+        self.override_dir = override_dir
+        self.on_failure = on_failure
+        builtin = PackageLoader("outage_sentinel", "templates")
+        options: dict[str, Any] = {"undefined": StrictUndefined, "autoescape": False,
+                                   "trim_blocks": False, "keep_trailing_newline": False}
+        self.builtin_env = _Sandbox(loader=builtin, **options)
+        # An override may {% include %} or {% extends %} a built-in template: both loaders.
+        self.env = self.builtin_env if override_dir is None else _Sandbox(
+            loader=ChoiceLoader([FileSystemLoader(str(override_dir)), builtin]), **options)
+        self._log = get_logger(component="templates")
+
+    def file_name(self, name: str, language: str | None = None) -> str:
+        """``liaison_outage`` → ``liaison_outage.zh.j2``."""
+        return f"{name}.{language or self.language}.j2"
+
+    def override_path(self, name: str) -> Path | None:
+        """The override directory's own ``name`` in this language, if it has one."""
+        if self.override_dir is None:
+            return None
+        path = self.override_dir / self.file_name(name)
+        return path if path.is_file() else None
 
     def render(self, name: str, **context: Any) -> str:
-        template = self.env.get_template(f"{name}.{self.language}.j2")
-        return template.render(**context).strip()
+        """The text of template ``name`` (override first, then the built-in one)."""
+        file = self.file_name(name)
+        override = self.override_path(name)
+        if override is not None:
+            try:
+                return self.env.get_template(file).render(**context).strip()
+            except Exception as exc:  # any failure of operator input: fall back, say so
+                failure = TemplateFailure(name, _where(exc, str(override)),
+                                          _error_text(exc), _incident_of(context))
+                self._log.error("template_failed", template=failure.where,
+                                error=failure.error, incident_id=failure.incident_id,
+                                fallback="built-in")
+                if self.on_failure is not None:
+                    self.on_failure(failure)
+        return self.builtin_env.get_template(file).render(**context).strip()
+
+    def problems(self, name: str, context: Mapping[str, Any]) -> list[str]:
+        """Render ``name`` from the override (if any) and the built-in set, without fallback;
+        ``"<file>:<line>: <error>"`` for each that fails."""
+        file = self.file_name(name)
+        envs = [(self.builtin_env, f"<built-in>/{file}")]
+        override = self.override_path(name)
+        if override is not None:
+            envs.insert(0, (self.env, str(override)))
+        out = []
+        for env, label in envs:
+            try:
+                env.get_template(file).render(**context)
+            except Exception as exc:
+                out.append(f"{_where(exc, label)}: {_error_text(exc)}")
+        return out
+
+    def syntax_problems(self) -> list[str]:
+        """Every ``*.j2`` file of the override directory that does not compile."""
+        if self.override_dir is None:
+            return []
+        out = []
+        for path in sorted(self.override_dir.glob("*.j2")):
+            try:
+                self.env.parse(path.read_text(encoding="utf-8"), path.name, str(path))
+            except TemplateSyntaxError as exc:
+                out.append(f"{path}:{exc.lineno}: {_error_text(exc)}")
+            except (OSError, UnicodeDecodeError) as exc:
+                out.append(f"{path}: cannot read as UTF-8: {exc}")
+        return out
+
+
+def _where(exc: BaseException, label: str) -> str:
+    """``label`` with the template line the error happened on, when Jinja tells it."""
+    line = getattr(exc, "lineno", None)
+    if line is None:
+        tb = exc.__traceback__
+        while tb is not None:  # Jinja rewrites tracebacks to point into the template file
+            if tb.tb_frame.f_code.co_filename.endswith(".j2"):
+                line = tb.tb_lineno
+            tb = tb.tb_next
+    return f"{label}:{line}" if line else label
+
+
+def _error_text(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {str(text)[:300]}"
+
+
+def _incident_of(context: Mapping[str, Any]) -> str | None:
+    value = context.get("incident_id")
+    if value is None and context.get("incident") is not None:
+        value = getattr(context["incident"], "id", None)
+    return None if value is None else str(value)
+
+
+def reported_devices(incident: Incident, devices: Sequence[str]) -> list[str]:
+    """The devices of ``devices`` that one of the incident's records names as operated."""
+    named = {m.device for m in incident.members.values() if m.device}
+    return [d for d in devices if d in named]
 
 
 class LiaisonPlanner:
@@ -76,6 +218,8 @@ class LiaisonPlanner:
              previous: Incident | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for notice in notices:
+            if notice.purpose in COMMAND_ONLY_PURPOSES:
+                continue  # a withdrawn inference is the command centre's business only
             for village_id in notice.villages:
                 out.extend(self._village_rows(incident, notice, village_id, now, previous))
         return out
@@ -93,6 +237,8 @@ class LiaisonPlanner:
         areas = incident.off if notice.purpose in ("outage", "update") and estimate is \
             incident.estimate else estimate.transformers
         in_village = [t for t in areas if topo.nodes[t].village == village_id]
+        confirmed = [t for t in in_village if incident.mark(t) == "reported"]
+        possible = [t for t in in_village if incident.mark(t) != "reported"]
         village_customers = topo.customers_of(in_village)
         lang = self.renderer.language
         context = {
@@ -102,12 +248,16 @@ class LiaisonPlanner:
             "kind_label": KIND_LABELS[lang].get(incident.kind, incident.kind),
             "village": village,
             "feeder_label": self._feeder_label(incident.feeder),
-            "device_label": self._device_label(estimate.devices),
+            # A device is named to liaisons only when a source named it: an inferred fault
+            # point is the command centre's working hypothesis, not a fact to announce.
+            "device_label": self._device_label(reported_devices(incident, estimate.devices)),
             "area_label": self._area_label(in_village, incident.area_text),
+            "confirmed_label": self._area_label(confirmed, "") if confirmed else "",
+            "possible_label": self._area_label(possible, "") if possible else "",
             "customers": estimate.customers,
             "village_customers": village_customers,
             "start_local": self._local(incident.start),
-            "etr_local": self._local(incident.etr),
+            "etr_local": self._local(village_etr(incident, village_id, topo)),
             "end_local": self._local(incident.end),
             "now_local": self._local(now),
             "cause": incident.cause,

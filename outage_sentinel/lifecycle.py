@@ -29,7 +29,8 @@ from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
 from outage_sentinel.events import parse_time
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
-from outage_sentinel.liaison import KIND_LABELS, LiaisonPlanner, individual_channels
+from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
+from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.store import Store, incident_log_t, incidents_t
@@ -124,6 +125,11 @@ class Lifecycle:
             start_local=self.planner._local(inc.start), etr_local=self.planner._local(inc.etr),
             end_local=self.planner._local(inc.end),
             probability=inc.estimate.probability,
+            device_reported=bool(reported_devices(inc, inc.estimate.devices)),
+            stage_label=label(STAGE_LABELS, r.language, inc.stage),
+            confirmed=len(inc.confirmed),
+            withdrawn=[self.topology.villages[v].name for v in inc.withdrawn_villages
+                       if v in self.topology.villages],
         )
 
     def _save(self, conn: Connection, inc: Incident, now: datetime, **extra: Any) -> None:
@@ -334,7 +340,8 @@ class Lifecycle:
                 if inc.status != "active":
                     continue
                 if (current["crew_id"] is None and inc.stage == "confirmed"
-                        and self.config.lifecycle.auto_dispatch):
+                        and self.config.lifecycle.auto_dispatch
+                        and (inc.off or inc.feeder != "?")):  # unplaced: a person decides
                     inc = self.dispatch_in(conn, inc, current, now, "daemon")
                     current = dict(current, crew_id=self._crew_of(conn, inc.id))
                 dispatched = conn.execute(select(incident_log_t.c.details).where(
@@ -405,6 +412,23 @@ class Lifecycle:
         with self.store.transaction() as conn:
             return self.store.enqueue_in(
                 conn, self._command_rows(row.incident_id, int(row.id), "dead_letter", body), now)
+
+    def template_alert(self, incident_id: str | None, template: str, where: str, error: str,
+                       now: datetime) -> int:
+        """Tell the command centre an override template failed and the built-in one was used
+        (once per incident and template: the outbox key holds a hash of the template name)."""
+        import zlib
+
+        zh = self.planner.renderer.language == "zh"
+        body = (f"【模板错误】通知模板 {where} 渲染失败：{error}。通知已改用内置模板发出；"
+                "请修正该模板并运行 outage-sentinel check。"
+                if zh else
+                f"[Template error] notice template {where} failed: {error}. The notice went "
+                "out with the built-in template; fix the template and run outage-sentinel check.")
+        revision = zlib.crc32(template.encode("utf-8")) & 0x7FFFFFFF
+        with self.store.transaction() as conn:
+            return self.store.enqueue_in(conn, self._command_rows(
+                incident_id or f"TEMPLATE-{now:%Y%m%d}", revision, "template_failed", body), now)
 
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return conn.execute(select(incidents_t.c.crew_id).where(

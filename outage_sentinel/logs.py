@@ -13,13 +13,19 @@ import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote, quote_plus
 
 import structlog
 
 # The optional country code (+86 / 86 / 0086 glued to the number, as E.164 and SMS APIs write
 # it) is kept but must not hide the number from the mask.
 PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+#: The one secret registry of the process: every value read from ``${ENV}`` in the config
+#: (registered by :mod:`outage_sentinel.config` as it interpolates), every SecretStr, every
+#: channel credential, each with its URL-encoded forms so a key inside a URL or a form body is
+#: found as well.
 _secrets: set[str] = set()
+_MIN_SECRET = 4
 
 
 def mask_phone(text: str) -> str:
@@ -28,17 +34,33 @@ def mask_phone(text: str) -> str:
 
 
 def register_secret(value: str | None) -> None:
-    """Never log ``value`` (ignored when shorter than 4 characters: too likely a false hit)."""
-    if value and len(value) >= 4:
-        _secrets.add(value)
+    """Never show ``value`` in logs, stored errors, CLI output or reprs.
+
+    Ignored when shorter than 4 characters: too likely to hit ordinary text.
+    """
+    if not value or len(value) < _MIN_SECRET:
+        return
+    forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
+    _secrets.update(f for f in forms if len(f) >= _MIN_SECRET)
+
+
+def reset_secrets() -> None:
+    """Forget every registered secret (for tests that must start from a clean registry)."""
+    _secrets.clear()
+
+
+def redact_secrets(text: str) -> str:
+    """Replace every registered secret in ``text`` by ``***`` (phones left alone)."""
+    # Longest first, so a secret containing another secret is replaced whole.
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def redact(text: str) -> str:
     """Mask phones and registered secrets in ``text``."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return mask_phone(text)
+    return mask_phone(redact_secrets(text))
 
 
 def _scrub(value: Any) -> Any:

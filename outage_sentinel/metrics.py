@@ -68,6 +68,10 @@ class Metrics:
         self.ami_customer_faults = Counter(p + "ami_customer_faults_total",
                                            "Single meters off: customer-side faults, not incidents",
                                            registry=r)
+        self.template_failures = Counter(p + "template_failures_total",
+                                         "Override templates that failed to render (the "
+                                         "built-in template was used instead)", ["template"],
+                                         registry=r)
         self.up = Gauge(p + "start_time_seconds", "Unix time the daemon started", registry=r)
 
     def serve(self, host: str, port: int) -> WSGIServer:

@@ -21,8 +21,9 @@ def add_verbs(sub: Any) -> None:
     lst = isub.add_parser("list", help="incidents, newest first")
     lst.add_argument("--all", action="store_true", help="include restored/closed incidents")
     lst.add_argument("--json", action="store_true")
-    show = isub.add_parser("show", help="one incident with its events and notices")
+    show = isub.add_parser("show", help="one incident: what is off, who was told, what was done")
     show.add_argument("incident_id")
+    show.add_argument("--json", action="store_true", help="the stored state, for machines")
     for name, text in (("ack", "confirm an incident"), ("arrive", "the crew is on site")):
         p = isub.add_parser(name, help=text)
         p.add_argument("incident_id")
@@ -123,7 +124,7 @@ def _act(args: argparse.Namespace) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_USAGE
+    from outage_sentinel.cli import EXIT_CONFIG, EXIT_USAGE
 
     verb = args.verb
     action = getattr(args, f"{verb}_verb", None)
@@ -132,42 +133,20 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if verb == "incidents" and action in ACTIONS:
         return _act(args)
+    if verb == "incidents" and action in ("list", "show"):
+        return _view(args)
     store = _store(args)
     if store is None:
         return EXIT_CONFIG
     try:
-        if verb == "incidents" and action == "list":
-            rows = store.load_incidents(open_only=not args.all)
-            rows.sort(key=lambda r: r["created_at"], reverse=True)
-            if args.json:
-                print(json.dumps([r["state"] for r in rows], ensure_ascii=False))
-            for r in rows if not args.json else []:
-                s = r["state"]
-                print(f"{r['id']}  {r['status']:9} {r['kind']:9} {r['feeder']:8} "
-                      f"rev {r['revision']:<3} device {r['fault_device'] or '-':14} "
-                      f"customers {r['customers']:<6} villages {len(s['estimate']['villages'])}")
-            return 0
-        if verb == "incidents" and action == "show":
-            row = store.get_incident(args.incident_id)
-            if row is None:
-                print(f"error: no incident {args.incident_id!r}", file=sys.stderr)
-                return EXIT_PROBLEMS
-            detail = dict(row["state"])
-            from outage_sentinel.logs import mask_phone
-
-            detail["notices"] = [
-                {"key": mask_phone(m.key), "channel": m.channel, "status": m.status, "sent_at":
-                 m.sent_at.isoformat() if m.sent_at else None}
-                for m in store.messages(incident_id=args.incident_id)]
-            print(json.dumps(detail, ensure_ascii=False, indent=2))
-            return 0
         if verb == "outbox" and action == "list":
-            from outage_sentinel.logs import mask_phone
+            from outage_sentinel.logs import mask_phone, redact
 
             # Keys name the recipient (``village:V01:sms:13800001111``): mask them like targets.
             for m in store.messages(status=args.status):
+                # redact: rows stored by older versions may hold a secret in last_error.
                 print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phone(m.target):30} "
-                      f"{mask_phone(m.key)}  {mask_phone(m.last_error or '')}")
+                      f"{mask_phone(m.key)}  {redact(m.last_error or '')}")
             return 0
         if verb == "storm":
             return _storm(store, args)
@@ -181,6 +160,57 @@ def dispatch(args: argparse.Namespace) -> int:
         store.close()
     print(f"error: unknown action {verb} {action}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _view(args: argparse.Namespace) -> int:
+    """``incidents list`` and ``incidents show``: text for people (local times, words, names),
+    or the stored state with ``--json``."""
+    from zoneinfo import ZoneInfo
+
+    from outage_sentinel import incident_view
+    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_TOPOLOGY, _load_config
+    from outage_sentinel.store import Store
+    from outage_sentinel.topology import TopologyError, load_bundle
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        topology = load_bundle(config.topology)
+    except TopologyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_TOPOLOGY
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(config.database_url())
+    tz, lang = ZoneInfo(config.timezone), config.notify.language
+    try:
+        store.migrate()
+        if args.incidents_verb == "list":
+            rows = store.load_incidents(open_only=not args.all)
+            rows.sort(key=lambda r: r["created_at"], reverse=True)
+            if args.json:
+                print(json.dumps([r["state"] for r in rows], ensure_ascii=False))
+            for r in rows if not args.json else []:
+                print(incident_view.incident_line(r, topology, tz, lang))
+            return 0
+        row = store.get_incident(args.incident_id)
+        if row is None:
+            print(f"error: no incident {args.incident_id!r}", file=sys.stderr)
+            return EXIT_PROBLEMS
+        notices = store.messages(incident_id=args.incident_id)
+        if args.json:
+            detail = dict(row["state"])
+            detail["stage"] = row.get("stage") or detail.get("stage")
+            detail["notices"] = [
+                {"key": m.key, "channel": m.channel, "status": m.status, "sent_at":
+                 m.sent_at.isoformat() if m.sent_at else None} for m in notices]
+            print(json.dumps(detail, ensure_ascii=False, indent=2))
+        else:
+            print(incident_view.incident_text(row, notices, store.incident_log(args.incident_id),
+                                              topology, tz, lang))
+        return 0
+    finally:
+        store.close()
 
 
 def _storm(store: Any, args: argparse.Namespace) -> int:

@@ -41,6 +41,8 @@ def add_verbs(sub: Any) -> None:
         p.add_argument("--format", choices=list(reports.FORMATS), default="html",
                        help="output format (default: html)")
         p.add_argument("--out", help="output file (csv: also <stem>_<table>.csv next to it)")
+        p.add_argument("--lang", choices=["zh", "en"], default=None,
+                       help="language of the html/xlsx report (default: notify.language)")
 
     daily = rsub.add_parser("daily", help="one local day (default: yesterday)")
     daily.add_argument("--date", type=_date, help="the day, YYYY-MM-DD")
@@ -125,7 +127,8 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
     out = Path(args.out) if args.out else default_path(args.report_verb, start, end, tz,
                                                         args.format)
     try:
-        written = reports.write_report(report, args.format, out)
+        written = reports.write_report(report, args.format, out,
+                                       args.lang or config.notify.language)
     except OSError as exc:
         print(f"error: cannot write {out}: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -50,9 +50,6 @@ and count by when they were created).
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,7 +78,8 @@ FORMATS = ("csv", "xlsx", "html")
 INCIDENT_COLUMNS = [
     "id", "kind", "class", "status", "feeder", "feeder_name", "start", "end", "duration_h",
     "customers", "customer_hours", "villages", "cause_category", "stage", "parent_id",
-    "first_evidence", "first_liaison_notice", "notice_latency_min", "crew", "arrival_deadline",
+    "first_evidence", "first_liaison_notice", "notice_latency_min", "crew", "crew_name",
+    "arrival_deadline",
     "arrived_at", "met_commitment",
 ]
 AREA_COLUMNS = [
@@ -246,6 +244,7 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
             "stage": row.get("stage") or "", "parent_id": row.get("parent_id") or "",
             "first_evidence": _local(evidence, tz), "first_liaison_notice": _local(notice, tz),
             "notice_latency_min": latency, "crew": crew or "",
+            "crew_name": _crew_name(topology, crew),
             "arrival_deadline": _local(deadline, tz), "arrived_at": _local(arrived, tz),
             "met_commitment": met,
         })
@@ -542,7 +541,10 @@ def _summary(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
         "notice_latency_p90_min": float(latency.quantile(0.9)) if len(latency) else math.nan,
         "crew_arrivals_met": int((met == True).sum()),  # noqa: E712 (nullable boolean)
         "crew_arrivals_missed": int((met == False).sum()),  # noqa: E712
-        "crew_arrivals_pending": int((incidents["arrival_deadline"].notna() & met.isna()).sum()),
+        # Pending: a crew still expected, i.e. the incident is still off and no arrival was
+        # recorded; a restored incident whose crew never logged an arrival is not "pending".
+        "crew_arrivals_pending": int((incidents["arrival_deadline"].notna() & met.isna()
+                                      & (incidents["status"] == "active")).sum()),
         "dead_letters": len(dead),
         "generated_at": now.astimezone(tz).replace(tzinfo=None, microsecond=0),
     }
@@ -580,6 +582,11 @@ def _feeder_names(topology: Topology) -> dict[str, str]:
     return dict(topology.feeder_names)
 
 
+def _crew_name(topology: Topology, crew: str | None) -> str:
+    found = next((c for c in topology.crews if c.id == crew), None) if crew else None
+    return found.name if found is not None and found.name else (crew or "")
+
+
 def _village_name(topology: Topology, village: str) -> str:
     v = topology.villages.get(village)
     return v.name if v is not None and v.name else village
@@ -588,25 +595,28 @@ def _village_name(topology: Topology, village: str) -> str:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def write_report(report: Report, fmt: str, path: str | Path) -> list[Path]:
+def write_report(report: Report, fmt: str, path: str | Path, language: str = "zh") -> list[Path]:
     """Write ``report`` as ``csv``, ``xlsx`` or ``html`` at ``path``; return the files written.
 
-    * ``csv``: ``path`` holds the incidents table, and every table is also written next to it
-      as ``<stem>_<table>.csv`` (``report.csv`` → ``report_incidents.csv``,
-      ``report_by_feeder.csv``, ...). UTF-8 with a BOM so Excel shows Chinese; loads with
-      ``pandas.read_csv``.
-    * ``xlsx``: one sheet per table (openpyxl); times are local without an offset.
-    * ``html``: one self-contained page; charts are PNG ``data:`` URIs.
+    * ``csv``: the export for machines. ``path`` holds the incidents table, and every table is
+      also written next to it as ``<stem>_<table>.csv`` (``report.csv`` →
+      ``report_incidents.csv``, ``report_by_feeder.csv``, ...), with the stable column names of
+      :data:`INCIDENT_COLUMNS` and friends, full precision, ids and names. UTF-8 with a BOM so
+      Excel shows Chinese; loads with ``pandas.read_csv``.
+    * ``xlsx`` and ``html``: for people, in ``language`` (:mod:`outage_sentinel.report_view`):
+      one sheet per table, or one self-contained page whose charts are PNG ``data:`` URIs.
     """
+    from outage_sentinel import report_view
+
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         return _write_csv(report, out)
     if fmt == "xlsx":
-        _write_xlsx(report, out)
+        report_view.write_xlsx(report, out, language)
         return [out]
     if fmt == "html":
-        out.write_text(render_html(report), encoding="utf-8")
+        out.write_text(report_view.render_html(report, language), encoding="utf-8")
         return [out]
     raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
 
@@ -621,167 +631,6 @@ def _write_csv(report: Report, out: Path) -> list[Path]:
         df.to_csv(p, index=False, encoding="utf-8-sig")
         written.append(p)
     return written
-
-
-def _naive_local(df: pd.DataFrame) -> pd.DataFrame:
-    """Excel has no time zones: tz-aware columns become local wall-clock times."""
-    df = df.copy()
-    for col in df.columns:
-        if isinstance(df[col].dtype, pd.DatetimeTZDtype):
-            df[col] = df[col].dt.tz_localize(None)
-    if "met_commitment" in df.columns:
-        df["met_commitment"] = df["met_commitment"].astype(object).where(
-            df["met_commitment"].notna(), None)
-    return df
-
-
-def _write_xlsx(report: Report, out: Path) -> None:
-    with pd.ExcelWriter(out, engine="openpyxl") as writer:
-        for name, df in report.tables().items():
-            _naive_local(df).to_excel(writer, sheet_name=name, index=False)
-
-
-# -- HTML and charts ----------------------------------------------------------------------------
-
-
-def chart_pngs(report: Report) -> dict[str, bytes]:
-    """The report's charts as PNG bytes: customer-hours by feeder, incidents by day, notice
-    latency histogram. Drawn with matplotlib's Agg canvas (no display, no global pyplot state);
-    labels are ASCII because a CJK font may be missing on the server."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    def render(fig: Figure) -> bytes:
-        FigureCanvasAgg(fig)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-        return buf.getvalue()
-
-    charts: dict[str, bytes] = {}
-
-    # Customer-hours by feeder, fault and planned stacked (feeders with any, else all).
-    fig = Figure(figsize=(8, 3.6))
-    ax = fig.add_subplot()
-    bf = report.by_feeder
-    shown = bf[bf["customer_hours"] > 0]
-    if shown.empty:
-        _no_data(ax)
-    else:
-        x = list(range(len(shown)))
-        ax.bar(x, shown["fault_customer_hours"], label="fault", color="#c0392b")
-        ax.bar(x, shown["planned_customer_hours"], bottom=shown["fault_customer_hours"],
-               label="planned/temporary", color="#2980b9")
-        ax.set_xticks(x, [_ascii(f) for f in shown["feeder"]], rotation=45, ha="right")
-        ax.legend()
-    ax.set_title("Customer-hours lost by feeder")
-    ax.set_ylabel("customer-hours")
-    charts["customer_hours_by_feeder"] = render(fig)
-
-    # Incidents by local start day (clipped to the period), fault and planned stacked.
-    fig = Figure(figsize=(8, 3.2))
-    ax = fig.add_subplot()
-    first = report.start.astimezone(report.tz).date()
-    last = (report.end.astimezone(report.tz) - timedelta(microseconds=1)).date()
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    counts = {d: {"fault": 0, "planned": 0} for d in days}
-    for s, klass in zip(report.incidents["start"], report.incidents["class"], strict=True):
-        d = max(first, min(last, s.date()))
-        counts[d][klass] += 1
-    x = list(range(len(days)))
-    faults = [counts[d]["fault"] for d in days]
-    ax.bar(x, faults, label="fault", color="#c0392b")
-    ax.bar(x, [counts[d]["planned"] for d in days], bottom=faults, label="planned/temporary",
-           color="#2980b9")
-    step = max(1, len(days) // 15)
-    ax.set_xticks(x[::step], [d.strftime("%m-%d") for d in days][::step], rotation=45, ha="right")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Incidents by day (start)")
-    ax.set_ylabel("incidents")
-    ax.legend()
-    charts["incidents_by_day"] = render(fig)
-
-    # First evidence -> first liaison notice, minutes.
-    fig = Figure(figsize=(8, 3.2))
-    ax = fig.add_subplot()
-    latency = report.incidents["notice_latency_min"].dropna().astype(float)
-    if latency.empty:
-        _no_data(ax)
-    else:
-        ax.hist(latency, bins=min(20, max(5, len(latency))), color="#27ae60")
-        ax.axvline(float(latency.median()), color="black", linestyle="--", label="median")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-    ax.set_title("First evidence to first liaison notice")
-    ax.set_xlabel("minutes")
-    ax.set_ylabel("incidents")
-    charts["notice_latency"] = render(fig)
-    return charts
-
-
-def _no_data(ax: Any) -> None:
-    ax.text(0.5, 0.5, "no data in this period", ha="center", va="center",
-            transform=ax.transAxes, color="grey")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _ascii(label: str) -> str:
-    """Tick labels without a CJK font would render as boxes: keep ASCII, else '?'."""
-    return label.encode("ascii", "replace").decode("ascii")
-
-
-_CSS = """
-body{font-family:-apple-system,"Segoe UI","Noto Sans CJK SC","Microsoft YaHei",sans-serif;
-margin:1.5em;color:#222}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}
-th{background:#f2f2f2}td.num{text-align:right}
-img{max-width:100%;display:block;margin:.5em 0}
-.note{color:#666;font-size:.85em}
-"""
-
-
-def render_html(report: Report) -> str:
-    """The report as one self-contained HTML page (tables and base64 PNG charts)."""
-    s = report.summary.iloc[0]
-    parts = [
-        "<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
-        f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(report.title)}</h1>",
-        f'<p class="note">Period {html.escape(str(s["period_start"]))} to '
-        f'{html.escape(str(s["period_end"]))} ({html.escape(str(s["timezone"]))}), '
-        f'generated {html.escape(str(s["generated_at"]))}. Customer-hours, AIHC-1 and RS-1 '
-        "per DL/T 836; planned includes temporary work (预安排停电).</p>",
-        "<h2>Summary</h2>",
-        _table_html(report.summary.T.reset_index().set_axis(["measure", "value"], axis=1)),
-        "<h2>Charts</h2>",
-    ]
-    for name, png in chart_pngs(report).items():
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
-    parts += ["<h2>Incidents</h2>", _table_html(report.incidents),
-              "<h2>By feeder</h2>", _table_html(report.by_feeder)]
-    bv = report.by_village
-    affected = bv[(bv["incidents"] > 0) | (bv["customer_hours"] > 0)]
-    parts += ["<h2>By village</h2>",
-              f'<p class="note">{len(affected)} of {len(bv)} villages had outages; the CSV/XLSX '
-              "reports list them all.</p>", _table_html(affected),
-              "<h2>Dead letters</h2>", _table_html(report.dead_letters),
-              "</body></html>"]
-    return "\n".join(parts)
-
-
-def _table_html(df: pd.DataFrame) -> str:
-    if df.empty:
-        return '<p class="note">none</p>'
-    shown = df.copy()
-    for col in shown.columns:
-        if isinstance(shown[col].dtype, pd.DatetimeTZDtype):
-            shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M").fillna("")
-    return str(shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.4g}"
-                         if abs(v) < 1000 else f"{v:,.1f}", escape=True, border=0))
 
 
 # -- command-centre message ---------------------------------------------------------------------

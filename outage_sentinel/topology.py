@@ -22,7 +22,7 @@ import csv
 import gc
 import io
 import itertools
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +58,11 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "crews.csv": ("id", "name", "phone", "channel", "target", "feeders"),
     "customers.csv": ("id", "transformer", "name", "phone", "importance", "tags"),
 }
-OPTIONAL_FILES = frozenset({"customers.csv", "meters.csv"})
+OPTIONAL_FILES = frozenset({"customers.csv", "meters.csv", "aliases.csv"})
 METER_COLUMNS = ("id", "transformer", "kind")
+#: ``aliases.csv`` (optional): other names feeds use for villages, transformer areas, feeders.
+ALIAS_COLUMNS = ("alias", "kind", "id")
+ALIAS_KINDS = ("village", "transformer", "feeder")
 
 _KIND_CODE = {k: i for i, k in enumerate(NODE_KINDS)}
 _SOURCE = _KIND_CODE["source"]
@@ -76,6 +79,28 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+#: Nodes of a cycle named in its problem text; the rest are counted (a ring of a million
+#: nodes must not become a 1 MB line in an operator's terminal or log).
+CYCLE_SHOWN = 20
+#: Longest problem text shown; longer ones are cut with the count of characters left out.
+PROBLEM_CHARS = 2000
+
+
+def clip_list(items: Sequence[str], shown: int, noun: str) -> list[str]:
+    """The first ``shown`` items, then "… and 12,345 more <noun>s" if any were left out."""
+    if len(items) <= shown:
+        return list(items)
+    more = len(items) - shown
+    return [*items[:shown], f"… and {more:,} more {noun}{'s' if more != 1 else ''}"]
+
+
+def clip_text(text: str, limit: int = PROBLEM_CHARS) -> str:
+    """``text`` cut to about ``limit`` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a bundle. ``row`` is the 1-based line number in the file."""
@@ -87,8 +112,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.row is None else f"{self.file}:{self.row}"
-        who = f" ({self.id})" if self.id else ""
-        return f"{where}{who}: {self.message}"
+        who = f" ({clip_text(self.id, 200)})" if self.id else ""
+        return f"{where}{who}: {clip_text(self.message)}"
 
 
 class TopologyError(Exception):
@@ -167,6 +192,16 @@ class Meter:
     id: str
     transformer: str
     kind: str
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Another name (``alias``) for a village, transformer area or feeder id (``aliases.csv``);
+    area text in feeds resolves through it (:mod:`outage_sentinel.area_text`)."""
+
+    alias: str
+    kind: str
+    id: str
 
 
 # -- column storage -----------------------------------------------------------------------------
@@ -589,7 +624,8 @@ class _Forest:
         g.add_edges_from((ids[a], ids[b]) for a, b in zip(self.ea[keep].tolist(),
                                                           self.eb[keep].tolist(), strict=True))
         cycle = nx.find_cycle(g)
-        ring = " - ".join([str(e[0]) for e in cycle] + [str(cycle[0][0])])
+        ring = " - ".join(clip_list([str(e[0]) for e in cycle] + [str(cycle[0][0])],
+                                    CYCLE_SHOWN, "node"))
         return Problem("edges.csv", None, str(cycle[0][0]),
                        f"cycle in the energised network: {ring} "
                        "(open a tie switch with normally_open=1)")
@@ -610,6 +646,9 @@ class Topology:
     these rather than ``nodes[id].kind``; iterating ``nodes.values()`` makes a view per node
     (use :attr:`sources` to visit only the feeder heads).
     """
+
+    #: The bundle's ``aliases.csv`` rows (set by :func:`load_bundle` / :meth:`from_records`).
+    aliases: tuple[Alias, ...] = ()
 
     def __init__(
         self,
@@ -771,6 +810,7 @@ class Topology:
         liaisons: Iterable[dict[str, Any]] = (),
         crews: Iterable[dict[str, Any]] = (),
         customers: Iterable[dict[str, Any]] = (),
+        aliases: Iterable[dict[str, Any]] = (),
     ) -> Topology:
         """Build and validate a topology from in-memory records (same fields as the CSVs)."""
         tables = {
@@ -780,6 +820,7 @@ class Topology:
             "liaisons.csv": _Table.from_records(liaisons),
             "crews.csv": _Table.from_records(crews),
             "customers.csv": _Table.from_records(customers),
+            "aliases.csv": _Table.from_records(aliases),
         }
         with _gc_paused():
             return _parse_tables(tables, {name: 2 for name in tables}, "<memory>")
@@ -1146,16 +1187,21 @@ def load_bundle(directory: str | Path) -> Topology:
         raise TopologyError([Problem(str(root), None, None, "not a directory")])
     tables: dict[str, _Table] = {}
     with _gc_paused():
-        for name, required in [*REQUIRED_COLUMNS.items(), ("meters.csv", METER_COLUMNS)]:
+        for name, required in [*REQUIRED_COLUMNS.items(), ("meters.csv", METER_COLUMNS),
+                               ("aliases.csv", ALIAS_COLUMNS)]:
             path = root / name
-            if not path.exists():
-                if name not in OPTIONAL_FILES:
-                    problems.append(Problem(name, None, None, "file missing"))
-                continue
             try:
+                if not path.exists():
+                    if name not in OPTIONAL_FILES:
+                        problems.append(Problem(name, None, None, "file missing"))
+                    continue
                 table = _read_table(path)
             except (UnicodeDecodeError, csv.Error) as exc:
                 problems.append(Problem(name, None, None, f"cannot read as UTF-8 CSV: {exc}"))
+                continue
+            except OSError as exc:  # a directory, no permission, an I/O error: a problem too
+                problems.append(Problem(name, None, None,
+                                        f"cannot read: {exc.strerror or type(exc).__name__}"))
                 continue
             missing = [c for c in required if c not in table.header]
             if missing:
@@ -1480,7 +1526,40 @@ def _parse_tables(tables: dict[str, _Table], first_row: dict[str, int], source: 
             problems.append(Problem("meters.csv", r, mid, f"kind must be meter|terminal, got {kind!r}"))
         meters.append(Meter(mid, tx, kind))
 
+    aliases = _parse_aliases(tables.get("aliases.csv", empty), villages, is_transformer,
+                             feeders, problems)
     if problems:
         raise TopologyError(problems)
-    return Topology._create(table, ea, eb, forest, villages, liaisons, crews, customers, meters,
-                            source)
+    topology = Topology._create(table, ea, eb, forest, villages, liaisons, crews, customers,
+                                meters, source)
+    topology.aliases = aliases
+    return topology
+
+
+def _parse_aliases(table: _Table, villages: Mapping[str, Village],
+                   is_transformer: Callable[[str], bool], feeders: set[str],
+                   problems: list[Problem]) -> tuple[Alias, ...]:
+    """Validate aliases.csv: every alias names a known id of its kind, once."""
+    known: dict[str, Callable[[str], bool]] = {
+        "village": villages.__contains__, "transformer": is_transformer,
+        "feeder": feeders.__contains__}
+    out: list[Alias] = []
+    first: dict[str, int] = {}
+    for r, row in enumerate(table.dicts(), start=2):
+        alias, kind, target = row.get("alias", ""), row.get("kind", ""), row.get("id", "")
+        if not alias:
+            problems.append(Problem("aliases.csv", r, target or None, "alias is empty"))
+            continue
+        if alias in first:
+            problems.append(Problem("aliases.csv", r, alias,
+                                    f"duplicate alias (first at row {first[alias]})"))
+            continue
+        first[alias] = r
+        if kind not in known:
+            problems.append(Problem("aliases.csv", r, alias,
+                                    f"kind must be one of {'|'.join(ALIAS_KINDS)}, got {kind!r}"))
+        elif not known[kind](target):
+            problems.append(Problem("aliases.csv", r, alias, f"unknown {kind} id {target!r}"))
+        else:
+            out.append(Alias(alias, kind, target))
+    return tuple(out)

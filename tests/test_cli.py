@@ -148,7 +148,7 @@ def test_run_once_then_operator_verbs_read_the_same_database(tmp_path: Path) -> 
     assert {i["status"] for i in incidents} == {"restored", "active"}
     assert len(incidents) == 3
     fault = next(i for i in incidents if i["estimate"]["devices"] == ["RC-LH01-2"])
-    r = cli("--config", str(cfg), "incidents", "show", fault["id"])
+    r = cli("--config", str(cfg), "incidents", "show", fault["id"], "--json")
     assert r.returncode == 0
     shown = json.loads(r.stdout)
     assert shown["status"] == "restored"
@@ -173,7 +173,7 @@ def test_operator_steps_while_the_daemon_runs(tmp_path: Path) -> None:
         r = cli("--config", str(cfg), "incidents", "dispatch", inc, "--crew", "CR01")
         assert r.returncode == 0, r.stderr
         assert cli("--config", str(cfg), "incidents", "arrive", inc).returncode == 0
-        shown = json.loads(cli("--config", str(cfg), "incidents", "show", inc).stdout)
+        shown = json.loads(cli("--config", str(cfg), "incidents", "show", inc, "--json").stdout)
         first_area = shown["estimate"]["transformers"][0]
         r = cli("--config", str(cfg), "incidents", "restore", inc, "--transformers", first_area)
         assert r.returncode == 0 and "partially_restored" in r.stdout, r.stdout + r.stderr
@@ -192,5 +192,5 @@ def test_operator_steps_while_the_daemon_runs(tmp_path: Path) -> None:
         assert proc.poll() is None
     finally:
         assert stop(proc) == 0
-    log = json.loads(cli("--config", str(cfg), "incidents", "show", inc).stdout)
+    log = json.loads(cli("--config", str(cfg), "incidents", "show", inc, "--json").stdout)
     assert log["stage"] == "closed"

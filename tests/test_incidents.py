@@ -22,6 +22,7 @@ import pytest
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.incidents import (
     Estimate,
+    Estimator,
     Evidence,
     Incident,
     Notice,
@@ -55,6 +56,7 @@ class Core:
     incidents: dict[str, Incident] = field(default_factory=dict)
     sent: list[tuple[str, str, int, tuple[str, ...]]] = field(default_factory=list)
     counter: int = 0
+    estimator: Estimator = first_estimate
 
     def feed(self, event: OutageEvent, now: datetime) -> tuple[Incident, list[Notice]]:
         resolved = resolve_event(self.topo, event)
@@ -65,7 +67,7 @@ class Core:
             open_, event, resolved, now, WINDOW)
         planned = frozenset(t for i in open_ if i.kind != "fault"
                             for t in i.estimate.transformers)
-        after = apply_event(current, event, resolved, self.topo, first_estimate, now,
+        after = apply_event(current, event, resolved, self.topo, self.estimator, now,
                             self._new_id, planned)
         notices, after = plan_notices(current, after, self.topo)
         self.incidents[after.id] = after

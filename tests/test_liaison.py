@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from outage_sentinel.incidents import Estimate, Evidence, Incident, Notice, first_estimate
+from outage_sentinel.incidents import (
+    Estimate,
+    Evidence,
+    Incident,
+    Member,
+    Notice,
+    first_estimate,
+)
 from outage_sentinel.liaison import LiaisonPlanner, Renderer
 from outage_sentinel.topology import Topology
 from tests.conftest import T0, build_topology
@@ -24,6 +29,14 @@ def incident(grid: Topology, dead: set[str], **kw: Any) -> Incident:
                     revision=1, start=T0, etr=T0 + timedelta(hours=2), end=None, cause="雷击",
                     area_text="马集镇南部", members={}, estimate=est)
     return replace(base, **kw)
+
+
+def naming(inc: Incident, device: str) -> Incident:
+    """``inc`` with a feed record that names ``device`` as the operated one."""
+    member = Member(key="feed|E1", kind="fault", status="active", signal="notice", start=T0,
+                    etr=None, end=None, device=device, transformers=(), unknown=(),
+                    area_text="", cause="", seen_at=T0)
+    return replace(inc, members={member.key: member})
 
 
 def planner(grid: Topology, language: str = "zh", **kw: Any) -> LiaisonPlanner:
@@ -79,7 +92,7 @@ def test_unknown_village_or_no_liaisons_means_no_rows(grid: Topology) -> None:
 
 
 def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
-    inc = incident(grid, {"T1", "T3"})  # R1 off: T1, T2 (V1) and T3 (V2); 120 households
+    inc = naming(incident(grid, {"T1", "T3"}), "R1")  # R1 off: T1, T2 (V1), T3 (V2); 120 hh
     rows = planner(grid).rows(inc, [Notice("outage", ("V1",))], T0)
     body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
     assert body.startswith("【故障停电通知】马集村（马集镇）")
@@ -111,12 +124,12 @@ def test_planned_notice_without_etr(grid: Topology) -> None:
 
 
 def test_english_rendering(grid: Topology) -> None:
-    inc = incident(grid, {"T1"})
+    inc = naming(incident(grid, {"T1"}), "FU1")
     rows = planner(grid, "en").rows(inc, [Notice("outage", ("V1",))], T0)
     body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
     assert body.startswith("[Fault outage] 马集村 (马集镇)")
     assert "马集I线 (马集1号熔断器) is off: 雷击." in body
-    assert "Affected: 台区T1, 台区T2; 70 households in this village." in body
+    assert "Confirmed off: 台区T1, 台区T2; 70 households in this village." in body
     assert "expected back 2026-03-01 10:00" in body
 
 
@@ -182,8 +195,35 @@ def test_templates_can_be_overridden(grid: Topology, tmp_path: Path) -> None:
     assert restored and all(r["body"].startswith("【恢复送电】") for r in restored)  # built-in
 
 
-def test_template_referencing_an_unknown_name_fails_loudly(grid: Topology, tmp_path: Path) -> None:
+def test_template_referencing_an_unknown_name_falls_back_and_says_so(grid: Topology,
+                                                                    tmp_path: Path) -> None:
+    """A broken override never stops a notice: the built-in text goes out, the failure is
+    reported (see tests/test_templates.py for the daemon's alert)."""
     (tmp_path / "liaison_outage.zh.j2").write_text("{{ no_such_thing }}", encoding="utf-8")
-    p = LiaisonPlanner(grid, Renderer("zh", tmp_path), SHANGHAI)
-    with pytest.raises(Exception, match="no_such_thing"):
-        p.rows(incident(grid, {"T1"}), [Notice("outage", ("V1",))], T0)
+    failures: list[Any] = []
+    p = LiaisonPlanner(grid, Renderer("zh", tmp_path, on_failure=failures.append), SHANGHAI)
+    rows = p.rows(incident(grid, {"T1"}), [Notice("outage", ("V1",))], T0)
+    builtin = planner(grid).rows(incident(grid, {"T1"}), [Notice("outage", ("V1",))], T0)
+    assert [r["body"] for r in rows] == [r["body"] for r in builtin]
+    assert {f.where for f in failures} == {f"{tmp_path / 'liaison_outage.zh.j2'}:1"}
+    assert all("no_such_thing" in f.error for f in failures)
+
+
+def test_inferred_areas_and_devices_are_not_stated_as_fact(grid: Topology) -> None:
+    # The feed reported T1 only; the localiser infers the recloser R1 (T1, T2, T3).
+    inc = replace(incident(grid, {"T1", "T3"}),
+                  scope={"T1": "reported", "T2": "inferred", "T3": "inferred"})
+    rows = by_recipient(planner(grid).rows(inc, [Notice("outage", ("V1", "V2"))], T0))
+    v1 = rows["village:V1:wecom:group-v1"]["body"]
+    assert "已确认停电：台区T1；可能受影响：台区T2" in v1
+    assert "马集重合器" not in v1 and "马集I线停电" in v1  # an inferred device is not named
+    v2 = rows["village:V2:dingtalk:group-v2"]["body"]
+    assert "可能受影响：台区T3" in v2 and "已确认停电" not in v2
+    en = by_recipient(planner(grid, "en").rows(inc, [Notice("outage", ("V1",))], T0))
+    assert "Confirmed off: 台区T1; possibly affected: 台区T2" in \
+        en["village:V1:wecom:group-v1"]["body"]
+
+
+def test_withdrawn_villages_get_no_liaison_notice(grid: Topology) -> None:
+    inc = incident(grid, {"T1"})
+    assert planner(grid).rows(inc, [Notice("withdrawn", ("V1",))], T0) == []

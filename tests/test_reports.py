@@ -49,15 +49,14 @@ import yaml
 
 from outage_sentinel import report_cli
 from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.report_view import chart_pngs, render_html
 from outage_sentinel.reports import (
     Report,
     build_report,
-    chart_pngs,
     daily_report_message,
     day_period,
     last_full_week,
     range_period,
-    render_html,
     week_period,
     write_report,
     yesterday,
@@ -266,7 +265,9 @@ def test_notice_latency_crew_arrivals_and_dead_letters(report: Report) -> None:
     assert s["notices_measured"] == 4
     assert s["notice_latency_median_min"] == pytest.approx(3)
     assert s["notice_latency_p90_min"] == pytest.approx(8.2)
-    assert inc.loc["A", "crew"] == "CR1"
+    assert inc.loc["A", "crew"] == "CR1" and inc.loc["A", "crew_name"] == "马集抢修班"
+    # E is the only incident still off with a crew deadline; it has arrived: nothing pending.
+    assert s["crew_arrivals_pending"] == 0
     assert inc.loc["A", "arrival_deadline"] == pd.Timestamp("2026-03-02 09:40", tz=TZ)
     assert inc.loc["A", "arrived_at"] == pd.Timestamp("2026-03-02 09:10", tz=TZ)
     assert inc.loc["A", "met_commitment"] is True or inc.loc["A", "met_commitment"] == True  # noqa: E712
@@ -344,14 +345,22 @@ def test_xlsx_loads_back_in_pandas(report: Report, tmp_path: Path) -> None:
     path = tmp_path / "daily.xlsx"
     write_report(report, "xlsx", path)
     sheets = pd.read_excel(path, sheet_name=None)
-    assert list(sheets) == ["incidents", "by_feeder", "by_village", "summary", "dead_letters",
-                            "areas"]
-    inc = sheets["incidents"].set_index("id")
-    assert inc.loc["A", "customer_hours"] == pytest.approx(345)
-    assert inc.loc["A", "start"] == pd.Timestamp("2026-03-02 08:00")  # local wall clock
-    assert sheets["summary"].loc[0, "rs1_pct"] == pytest.approx(RS1)
-    assert sheets["by_village"].set_index("village").loc["V4", "customer_hours"] \
-        == pytest.approx(275)
+    assert list(sheets) == ["汇总", "停电事件", "通知与抢修", "分线路", "分村庄", "未送达通知",
+                            "台区明细"]
+    inc = sheets["停电事件"].set_index("编号")
+    assert inc.loc["A", "停电时户数"] == pytest.approx(345)
+    assert inc.loc["A", "开始"] == pd.Timestamp("2026-03-02 08:00")  # local wall clock
+    assert inc.loc["A", "类型"] == "故障停电" and inc.loc["A", "线路"] == "马集I线"
+    summary = sheets["汇总"].set_index("指标")["数值"]
+    assert float(summary["RS-1（%）"]) == pytest.approx(RS1, abs=1e-4)  # rounded to 4 places
+    assert sheets["分村庄"].set_index("村庄").loc["城关社区", "停电时户数"] == pytest.approx(275)
+    assert len(sheets["分村庄"]) == len(report.by_village)  # every village, in the workbook
+    crews = sheets["通知与抢修"].set_index("编号")
+    assert crews.loc["A", "抢修班组"] == "马集抢修班" and crews.loc["A", "按时到达"] == "是"
+    assert crews.loc["A", "阶段"] == "已销号"
+    en = tmp_path / "daily_en.xlsx"
+    write_report(report, "xlsx", en, language="en")
+    assert list(pd.read_excel(en, sheet_name=None))[:2] == ["Summary", "Incidents"]
 
 
 def test_html_embeds_charts_that_decode_to_pngs(report: Report, tmp_path: Path) -> None:
@@ -371,8 +380,12 @@ def test_html_embeds_charts_that_decode_to_pngs(report: Report, tmp_path: Path) 
         pixels = mpimg.imread(io.BytesIO(png), format="png")
         assert pixels.shape[0] > 100 and pixels.shape[1] > 300
         assert pixels.std() > 0  # something was drawn
-    assert "马集村" in text and "Incidents" in text and "<script" not in text
+    assert "马集村" in text and "停电事件" in text and "<script" not in text
+    assert "<th>停电时户数</th>" in text and "<th>customer_hours</th>" not in text
+    assert "345.0" in text and "2026-03-02 08:00" in text and "马集抢修班" in text
     assert set(chart_pngs(report)) == {name for name, _ in images}
+    english = render_html(report, "en")
+    assert "<th>Customer-hours</th>" in english and "Outage report 2026-03-02" in english
 
 
 def test_daily_message_in_chinese(report: Report) -> None:
@@ -433,9 +446,15 @@ def test_cli_dispatch_writes_each_format(tmp_path: Path) -> None:
     xlsx = tmp_path / "out" / "w.xlsx"
     assert report_cli.dispatch(_args("--config", str(cfg), "report", "weekly", "--week-of",
                                      "2026-03-04", "--format", "xlsx", "--out", str(xlsx))) == 0
-    summary = pd.read_excel(xlsx, sheet_name="summary")
-    assert summary.loc[0, "hours_in_period"] == 7 * 24
-    assert summary.loc[0, "customer_hours"] == pytest.approx(customers * 2)
+    summary = pd.read_excel(xlsx, sheet_name="汇总").set_index("指标")["数值"]
+    assert float(summary["统计小时数"]) == 7 * 24
+    assert float(summary["停电时户数"]) == pytest.approx(customers * 2)
+    english = tmp_path / "out" / "e.xlsx"
+    assert report_cli.dispatch(_args("--config", str(cfg), "report", "weekly", "--week-of",
+                                     "2026-03-04", "--format", "xlsx", "--lang", "en",
+                                     "--out", str(english))) == 0
+    summary = pd.read_excel(english, sheet_name="Summary").set_index("Measure")["Value"]
+    assert float(summary["Customer-hours"]) == pytest.approx(customers * 2)
     html_path = tmp_path / "out" / "r.html"
     assert report_cli.dispatch(_args("--config", str(cfg), "report", "range", "--from",
                                      "2026-03-01", "--to", "2026-03-03", "--out",
@@ -480,3 +499,17 @@ def test_report_verb_through_the_command(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert str(out) in r.stdout.splitlines()
     assert pd.read_csv(out).loc[0, "customer_hours"] == pytest.approx(customers * 2)
+
+
+def test_a_restored_incident_without_an_arrival_is_not_pending(store: Store,
+                                                              grid_topology: Topology) -> None:
+    with store.transaction() as c:
+        for iid, status in (("H", "restored"), ("K", "active")):
+            _incident(store, c, iid, feeder="F1", kind="fault", status=status,
+                      start=L(2, 20), end=L(2, 21) if status == "restored" else None,
+                      transformers=["T3"], customers=50, updated=L(2, 21))
+            store.log_in(c, iid, L(2, 20, 5), "dispatched", "daemon",
+                         details={"crew": "CR1", "deadline": L(3, 12).isoformat()})
+    s = build_report(store, grid_topology, *day_period(L(2, 0).date(), TZ), TZ,
+                     NOW).summary.iloc[0]
+    assert s["crew_arrivals_pending"] == 1  # K only: H is over, no crew is still expected

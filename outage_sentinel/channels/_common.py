@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import requests
 import structlog
 
 from outage_sentinel.channels.base import Outcome, SendResult
-from outage_sentinel.logs import PHONE
+from outage_sentinel.logs import PHONE, redact_secrets, register_secret
 from outage_sentinel.logs import mask_phone as _mask_in_text
 
 log = structlog.get_logger("outage_sentinel.channels")
@@ -52,26 +51,24 @@ def mask_phones(text: str) -> str:
 
 
 class Redactor:
-    """Removes known secrets from text. Built once per channel from its config."""
+    """Removes known secrets from text: the channel's own, registered in the process-wide
+    registry (:func:`outage_sentinel.logs.register_secret`, with their URL-encoded forms), and
+    every other secret registered there (values the config read from ``${ENV}``)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms: set[str] = set()
+        self._count = 0
         for s in secrets:
-            if not s:
-                continue
-            forms.update({s, quote(s, safe=""), quote_plus(s)})
-        # Longest first, so a secret containing another secret is replaced whole.
-        self._forms = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+            if s:
+                register_secret(s)
+                self._count += 1
 
     def __call__(self, text: str) -> str:
         # Query strings carry keys, tokens and signatures; drop them wholesale.
         out = _URL_QUERY.sub(r"\1?<redacted>", text)
-        for form in self._forms:
-            out = out.replace(form, "***")
-        return mask_phones(out)
+        return mask_phones(redact_secrets(out))
 
     def __repr__(self) -> str:
-        return f"Redactor({len(self._forms)} forms)"
+        return f"Redactor({self._count} secrets)"
 
 
 def retry(detail: str, retry_after: float | None = None) -> SendResult:

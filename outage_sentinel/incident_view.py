@@ -1,0 +1,138 @@
+"""Incidents as an operator reads them on a terminal: ``incidents list`` and ``incidents show``.
+
+Pure: given the stored incident row, its notices and log, the topology and the time zone, return
+text. Local times, words for kinds and stages (:mod:`outage_sentinel.labels`), names instead of
+ids, affected areas split into confirmed (reported by a source) and inferred, phone numbers
+masked. ``--json`` keeps the machine form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, tzinfo
+from typing import Any
+
+from outage_sentinel.incidents import Incident
+from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, STATUS_LABELS, label
+from outage_sentinel.logs import mask_phone
+from outage_sentinel.topology import Topology
+
+_WORDS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"feeder": "线路", "device": "故障点", "inferred_device": "推断故障点",
+           "probability": "概率", "pending": "待定", "since": "开始", "etr": "预计恢复",
+           "end": "结束", "stage": "阶段", "crew": "抢修班组", "cause": "原因",
+           "confirmed": "已确认停电", "possible": "可能受影响", "restored": "已恢复",
+           "villages": "涉及村庄", "customers": "户", "areas": "个台区", "none": "无",
+           "notices": "通知", "log": "处理记录", "unknown": "未能识别", "area_text": "停电范围原文",
+           "withdrawn": "已撤回推断（未通知联络人）", "reopens": "重复停电，关联"},
+    "en": {"feeder": "Feeder", "device": "Fault point", "inferred_device": "Estimated fault point",
+           "probability": "probability", "pending": "unknown", "since": "Since",
+           "etr": "Expected back", "end": "Ended", "stage": "Stage", "crew": "Crew",
+           "cause": "Cause", "confirmed": "Confirmed off", "possible": "Possibly affected",
+           "restored": "Back", "villages": "Villages", "customers": "customers",
+           "areas": "areas", "none": "none", "notices": "Notices", "log": "Log",
+           "unknown": "Not recognised", "area_text": "Scope as reported",
+           "withdrawn": "Inference withdrawn (liaisons not told)", "reopens": "Reopens"},
+}
+
+
+def local(value: datetime | None, tz: tzinfo) -> str:
+    """``YYYY-MM-DD HH:MM`` in ``tz``, or ``-``."""
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+def incident_line(row: Mapping[str, Any], topology: Topology, tz: tzinfo,
+                  language: str = "zh") -> str:
+    """One line of ``incidents list``: id, stage, kind, feeder, start, customers, villages."""
+    inc = Incident.from_json(row["state"])
+    return (f"{row['id']}  {label(STAGE_LABELS, language, str(row.get('stage') or inc.stage)):6}"
+            f"  {label(KIND_LABELS, language, inc.kind):6}  "
+            f"{topology.feeder_names.get(inc.feeder, inc.feeder):12}  {local(inc.start, tz)}  "
+            f"{inc.estimate.customers:>6} {_WORDS[_lang(language)]['customers']}  "
+            f"{_village_names(topology, inc.estimate.villages, 4)}")
+
+
+def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[Mapping[str, Any]],
+                  topology: Topology, tz: tzinfo, language: str = "zh") -> str:
+    """The whole of ``incidents show``: what is off, since when, who was told, what was done."""
+    w = _WORDS[_lang(language)]
+    inc = Incident.from_json(row["state"])
+    stage = str(row.get("stage") or inc.stage)
+    lines = [
+        f"{inc.id}  {label(KIND_LABELS, language, inc.kind)}  "
+        f"{label(STATUS_LABELS, language, inc.status)}  (rev {inc.revision})",
+        f"{w['feeder']}: {topology.feeder_names.get(inc.feeder, inc.feeder)}",
+        _device_line(inc, topology, w),
+        f"{w['since']}: {local(inc.start, tz)}   {w['etr']}: {local(inc.etr, tz)}"
+        + (f"   {w['end']}: {local(inc.end, tz)}" if inc.end else ""),
+        f"{w['stage']}: {label(STAGE_LABELS, language, stage)}"
+        + (f"   {w['crew']}: {_crew_name(topology, row.get('crew_id'))}"
+           if row.get("crew_id") else "")
+        + (f"   {w['cause']}: {row.get('cause_category') or inc.cause}"
+           if (row.get("cause_category") or inc.cause) else ""),
+        f"{w['villages']}: {_village_names(topology, inc.estimate.villages, 12)}  "
+        f"({inc.estimate.customers} {w['customers']})",
+    ]
+    lines += _area_lines(inc, topology, w)
+    if inc.withdrawn_villages:
+        lines.append(f"{w['withdrawn']}: {_village_names(topology, inc.withdrawn_villages, 12)}")
+    if inc.area_text:
+        lines.append(f"{w['area_text']}: {inc.area_text}")
+    if inc.unknown_refs:
+        lines.append(f"{w['unknown']}: {', '.join(inc.unknown_refs[:10])}")
+    if inc.parent_id:
+        lines.append(f"{w['reopens']}: {inc.parent_id}")
+    lines.append(f"{w['log']}:")
+    lines += [f"  {local(e['at'], tz)}  {label(STAGE_LABELS, language, str(e['stage'])):6} "
+              f"{mask_phone(str(e.get('actor') or ''))}"
+              + (f"  {mask_phone(str(e['note']))}" if e.get("note") else "") for e in log]
+    lines.append(f"{w['notices']}:")
+    lines += [f"  {m.status:8} {m.purpose:10} {m.channel:10} {mask_phone(m.target):24} "
+              f"{local(m.sent_at, tz) if m.sent_at else ''}" for m in notices]
+    return "\n".join(lines)
+
+
+def _lang(language: str) -> str:
+    return language if language in _WORDS else "en"
+
+
+def _device_line(inc: Incident, topology: Topology, w: Mapping[str, str]) -> str:
+    names = [topology.nodes[d].name or d if d in topology.nodes else d
+             for d in inc.estimate.devices]
+    if not names:
+        return f"{w['device']}: {w['pending']}"
+    named = {m.device for m in inc.members.values() if m.device}
+    if set(inc.estimate.devices) <= named:
+        return f"{w['device']}: {'、'.join(names)}"
+    p = inc.estimate.probability
+    return f"{w['inferred_device']}: {'、'.join(names)}" + (
+        f" ({w['probability']} {p:.0%})" if p is not None else "")
+
+
+def _area_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list[str]:
+    def names(areas: Sequence[str]) -> str:
+        shown = [topology.nodes[t].name or t if t in topology.nodes else t for t in areas[:12]]
+        more = f" … +{len(areas) - 12}" if len(areas) > 12 else ""
+        return "、".join(shown) + more if shown else w["none"]
+
+    off = [t for t in inc.estimate.transformers if t not in inc.restored]
+    confirmed = [t for t in off if inc.mark(t) == "reported"]
+    possible = [t for t in off if inc.mark(t) != "reported"]
+    back = [t for t in inc.estimate.transformers if t in inc.restored]
+    out = [f"{w['confirmed']} ({len(confirmed)} {w['areas']}): {names(confirmed)}"]
+    if possible:
+        out.append(f"{w['possible']} ({len(possible)} {w['areas']}): {names(possible)}")
+    if back:
+        out.append(f"{w['restored']} ({len(back)} {w['areas']}): {names(back)}")
+    return out
+
+
+def _village_names(topology: Topology, villages: Sequence[str], limit: int) -> str:
+    names = [topology.villages[v].name if v in topology.villages else v for v in villages]
+    more = f" … +{len(names) - limit}" if len(names) > limit else ""
+    return "、".join(names[:limit]) + more if names else "-"
+
+
+def _crew_name(topology: Topology, crew_id: Any) -> str:
+    crew = next((c for c in topology.crews if c.id == crew_id), None)
+    return f"{crew.name} ({crew_id})" if crew is not None and crew.name else str(crew_id)

@@ -1,0 +1,49 @@
+"""Words people read for the codes the daemon keeps: incident kinds, statuses, stages, classes.
+
+One table per code, in every notice language (``zh``, ``en``). Notices, command-centre texts,
+CLI views and reports all take their words from here, so a stage is called the same thing
+everywhere. :func:`label` falls back to the code itself for a value it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+KIND_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"fault": "故障停电", "planned": "计划停电", "temporary": "临时停电"},
+    "en": {"fault": "Fault outage", "planned": "Planned outage", "temporary": "Temporary outage"},
+}
+
+STATUS_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"active": "停电中", "restored": "已恢复", "cancelled": "已取消"},
+    "en": {"active": "off", "restored": "restored", "cancelled": "cancelled"},
+}
+
+#: Lifecycle stages (see :data:`outage_sentinel.incidents.STAGES`).
+STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"detected": "已发现", "confirmed": "已确认", "dispatched": "已派工",
+           "on_site": "已到场", "partially_restored": "部分恢复", "restored": "已恢复",
+           "cancelled": "已取消", "closed": "已销号"},
+    "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
+           "on_site": "crew on site", "partially_restored": "partly restored",
+           "restored": "restored", "cancelled": "cancelled", "closed": "closed"},
+}
+
+#: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).
+CLASS_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"fault": "故障", "planned": "预安排"},
+    "en": {"fault": "fault", "planned": "planned/temporary"},
+}
+
+#: Village area types (villages.csv ``area_type``).
+AREA_TYPE_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"urban": "城区", "rural": "农村", "remote": "偏远"},
+    "en": {"urban": "urban", "rural": "rural", "remote": "remote"},
+}
+
+
+def label(table: Mapping[str, Mapping[str, str]], language: str, code: str) -> str:
+    """The word for ``code`` in ``language`` (English if the language is unknown; the code
+    itself if the table has no word for it)."""
+    words = table.get(language) or table["en"]
+    return words.get(code, code)

@@ -1,0 +1,221 @@
+"""What the incident core tells villages must be true: restoration only from evidence that supply
+is back, reported areas never dropped, inferred areas marked as such and withdrawn quietly.
+
+The network is the two-feeder grid from conftest::
+
+    F1: S1 ─ B1 ─ J1 ─ R1 ─ J2 ─ FU1 ─ T1 (V1, 40), T2 (V1, 30)
+                  │          └─ T3 (V2, 50)
+                  ├─ FU2 ─ T4 (V2, 20), T5 (V3, 60)
+                  └─ TIE (normally open) ─ J3
+    F2: S2 ─ B2 ─ J3 ─ FU3 ─ T6 (V4, 35), T7 (V4, 45)
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from outage_sentinel.incidents import (
+    Estimate,
+    Evidence,
+    Incident,
+    first_estimate,
+)
+from outage_sentinel.topology import Topology
+from tests.conftest import T0, build_grid
+from tests.test_incidents import Core, ev
+
+F1_AREAS = ("T1", "T2", "T3", "T4", "T5")
+
+
+def fixed(topo: Topology, device: str, probability: float = 0.7) -> Estimate:
+    areas = tuple(topo.downstream_transformers(device))
+    return Estimate(devices=(device,), probability=probability, transformers=areas,
+                    customers=topo.customers_of(areas), villages=tuple(topo.villages_of(areas)))
+
+
+def hopping(sequence: Sequence[str]) -> object:
+    """An estimator that names the next device of ``sequence`` on every call (a localiser whose
+    single best device moves as storm evidence arrives)."""
+    calls = {"n": 0}
+
+    def estimate(topo: Topology, evidence: Evidence) -> Estimate:
+        device = sequence[min(calls["n"], len(sequence) - 1)]
+        calls["n"] += 1
+        return fixed(topo, device)
+    return estimate
+
+
+def told(core: Core, purpose: str) -> list[str]:
+    return [v for _, p, _, villages in core.sent if p == purpose for v in villages]
+
+
+def test_a_hopping_estimate_never_tells_a_village_power_is_back() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=hopping(["FU1", "FU2", "R1", "FU1", "B1", "FU2"]))  # type: ignore[arg-type]
+    for i, area in enumerate(["T1", "T4", "T3", "T2", "T5", "T1"]):
+        inc, _ = core.feed(ev(f"E{i}", area), T0 + timedelta(minutes=i))
+    assert told(core, "restored") == []
+    # V3 was inferred under FU2 and dropped when the estimate moved to R1 (the command centre
+    # hears of it); reported off later, it rejoins without a second outage notice.
+    assert told(core, "withdrawn") == ["V3"]
+    assert sorted(told(core, "outage")) == ["V1", "V2", "V3"]  # each once
+    assert set(inc.off) == set(F1_AREAS) and inc.confirmed == inc.estimate.transformers
+
+
+def test_reported_villages_are_always_told_and_inferred_ones_marked() -> None:
+    grid = build_grid()
+    # The feed names T1 (V1) and T4 (V2); the localiser prefers FU1, covering V1 only.
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    inc, notices = core.feed(ev("E1", "T1", "T4"), T0)
+    assert notices[0].purpose == "outage" and set(notices[0].villages) == {"V1", "V2"}
+    assert inc.mark("T1") == inc.mark("T4") == "reported"
+    assert inc.mark("T2") == "inferred"  # under FU1, reported by nobody
+    assert "T5" not in inc.estimate.transformers  # FU2 is not inferred
+    assert set(inc.estimate.villages) == {"V1", "V2"}
+    assert inc.estimate.customers == grid.customers_of(("T1", "T2", "T4"))
+
+
+def test_a_village_only_inferred_is_withdrawn_quietly_when_the_estimate_moves() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=hopping(["R1", "FU1"]))  # type: ignore[arg-type]
+    inc, _ = core.feed(ev("E1", "T1"), T0)
+    assert set(inc.notified_villages) == {"V1", "V2"}  # T3 (V2) inferred under R1
+    after, notices = core.feed(ev("E2", "T2"), T0 + timedelta(minutes=2))
+    assert [(n.purpose, n.villages) for n in notices] == [("withdrawn", ("V2",))]
+    assert after.notified_villages == ("V1",) and after.withdrawn_villages == ("V2",)
+    assert "T3" not in after.estimate.transformers
+
+
+def test_a_withdrawn_village_inferred_again_is_not_told_twice() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=hopping(["R1", "FU1", "R1"]))  # type: ignore[arg-type]
+    core.feed(ev("E1", "T1"), T0)
+    core.feed(ev("E2", "T2"), T0 + timedelta(minutes=1))
+    back, notices = core.feed(ev("E3", "T1", "T2"), T0 + timedelta(minutes=2))
+    assert notices == [] or all(n.purpose != "outage" for n in notices)
+    assert set(back.notified_villages) == {"V1", "V2"} and back.withdrawn_villages == ()
+    assert told(core, "outage").count("V2") == 1
+
+
+def test_restored_once_after_the_last_area_of_the_village_is_back() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "B1"))
+    core.feed(ev("E1", "T1"), T0)
+    core.feed(ev("E2", "T2"), T0 + timedelta(minutes=1))
+    core.feed(ev("E3", "T4"), T0 + timedelta(minutes=2))
+    _, n1 = core.feed(ev("E1", "T1", status="restored"), T0 + timedelta(minutes=20))
+    assert n1 == []  # T2 (V1) is still reported off
+    inc, n2 = core.feed(ev("E2", "T2", status="restored"), T0 + timedelta(minutes=25))
+    # V1's reported areas are back; V1 has no inferred area left off either? T1, T2 are all of
+    # V1's areas, so V1 is told now, once.
+    assert [(n.purpose, n.villages) for n in n2] == [("restored", ("V1",))]
+    assert inc.status == "active"
+    done, n3 = core.feed(ev("E3", "T4", status="restored"), T0 + timedelta(minutes=30))
+    assert done.status == "restored"
+    assert [(n.purpose, set(n.villages)) for n in n3] == [("restored", {"V2", "V3"})]
+    assert sorted(told(core, "restored")) == ["V1", "V2", "V3"]
+
+
+def test_possible_areas_are_in_scope_until_their_record_ends() -> None:
+    grid = build_grid()
+    core = Core(grid)
+    inc, notices = core.feed(ev("E1"), T0)  # nothing placed yet
+    from outage_sentinel.incidents import Resolved, apply_event, plan_notices
+    resolved = Resolved(feeder="F1", transformers=(), device=None, unknown=(),
+                        possible=("T4",))
+    after = apply_event(None, ev("E9"), resolved, grid, first_estimate, T0, lambda: "I9")
+    assert after.mark("T4") == "possible" and after.off == ("T4",)
+    notices, after = plan_notices(None, after, grid)
+    assert [(n.purpose, n.villages) for n in notices] == [("outage", ("V2",))]
+    ended = apply_event(after, ev("E9", status="restored", end=T0 + timedelta(hours=1)),
+                        resolved, grid, first_estimate, T0 + timedelta(hours=1), lambda: "x")
+    assert ended.status == "restored"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_no_restored_notice_while_every_record_is_active(data: st.DataObject) -> None:
+    """Property: however records arrive and whatever device the estimator names, while no
+    record has ended no village is told power is back, and none hears "outage" twice."""
+    grid = build_grid()
+    devices = data.draw(st.lists(st.sampled_from(["FU1", "FU2", "R1", "B1"]), min_size=1,
+                                 max_size=8))
+    core = Core(grid, estimator=hopping(devices))  # type: ignore[arg-type]
+    n = data.draw(st.integers(1, 8))
+    for i in range(n):
+        areas = data.draw(st.lists(st.sampled_from(F1_AREAS), min_size=1, max_size=3,
+                                   unique=True))
+        core.feed(ev(f"E{i % 4}", *areas), T0 + timedelta(minutes=i))
+    assert told(core, "restored") == []
+    outage = told(core, "outage")
+    assert len(outage) == len(set(outage))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10_000))
+def test_records_ending_one_by_one_restore_each_village_once_after_its_last_area(
+        seed: int) -> None:
+    rng = random.Random(seed)
+    grid = build_grid()
+    core = Core(grid, estimator=hopping([rng.choice(["FU1", "FU2", "R1", "B1"])
+                                         for _ in range(12)]))  # type: ignore[arg-type]
+    records = {f"E{i}": tuple(rng.sample(F1_AREAS, rng.randint(1, 2))) for i in range(5)}
+    for i, (rid, areas) in enumerate(records.items()):
+        core.feed(ev(rid, *areas), T0 + timedelta(minutes=i))
+    order = list(records)
+    rng.shuffle(order)
+    open_records = dict(records)
+    inc: Incident | None = None
+    for j, rid in enumerate(order):
+        areas = open_records.pop(rid)
+        before = len(core.sent)
+        inc, _ = core.feed(ev(rid, *areas, status="restored",
+                              end=T0 + timedelta(hours=1, minutes=j)),
+                           T0 + timedelta(hours=1, minutes=j))
+        still_named = {grid.nodes[t].village for a in open_records.values() for t in a}
+        for _, purpose, _, villages in core.sent[before:]:
+            if purpose == "restored":
+                assert not set(villages) & still_named  # a village with a named area off
+    restored = told(core, "restored")
+    assert len(restored) == len(set(restored))
+    assert inc is not None and inc.status == "restored"
+    reported = {grid.nodes[t].village for a in records.values() for t in a}
+    assert reported <= set(restored)  # every village with a reported area is told, once
+
+
+def test_a_feed_restating_an_old_outage_does_not_undo_a_restoration_step() -> None:
+    grid = build_grid()
+    core = Core(grid)
+    core.feed(ev("E1", "T1", "T2"), T0)
+    step = T0 + timedelta(minutes=30)
+    inc, _ = core.feed(ev("S1", "T1", "T2", source="operator", status="restored",
+                          signal="alive", start=step, end=step), step)
+    assert inc.status == "restored"
+    # The feed lags: its record (outage since T0) is listed again, with a new ETR.
+    again, notices = core.feed(ev("E1", "T1", "T2", expected_restoration=T0 + timedelta(hours=3)),
+                               step + timedelta(minutes=1))
+    assert again.off == () and all(n.purpose != "outage" for n in notices)
+    # A new outage of T1, after the step, is news: T1 is off again and V1 is told.
+    later = step + timedelta(minutes=10)
+    off, notices = core.feed(ev("E2", "T1", start=later), later)
+    assert "T1" in off.off and off.status == "active"
+
+
+def test_another_villages_record_does_not_move_this_villages_etr() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "B1"))
+    core.feed(ev("E1", "T1", expected_restoration=T0 + timedelta(hours=1)), T0)
+    inc, notices = core.feed(ev("E2", "T5", expected_restoration=T0 + timedelta(hours=4)),
+                             T0 + timedelta(minutes=1))
+    assert inc.etr == T0 + timedelta(hours=4)  # the incident's latest
+    # V3's own record says 4 h; V2 (inferred, named by no record) follows the incident; V1's
+    # own record did not move, so V1 hears nothing.
+    assert [(n.purpose, set(n.villages)) for n in notices] == [("update", {"V2", "V3"})]
+    _, notices = core.feed(ev("E1", "T1", expected_restoration=T0 + timedelta(hours=2)),
+                           T0 + timedelta(minutes=2))
+    assert [(n.purpose, n.villages) for n in notices] == [("update", ("V1",))]

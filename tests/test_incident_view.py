@@ -1,0 +1,56 @@
+"""``incidents list`` / ``incidents show`` as an operator reads them: local times, stage words,
+confirmed vs inferred areas, the crew by name, phone numbers masked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from outage_sentinel.incident_view import incident_line, incident_text
+from outage_sentinel.incidents import Estimate, Incident, Member
+from outage_sentinel.lifecycle import incident_columns
+from tests.conftest import T0, build_grid
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def stored(**kw: object) -> dict[str, object]:
+    grid = build_grid()
+    areas = ("T1", "T2", "T3")
+    member = Member(key="feed|E1", kind="fault", status="active", signal="notice", start=T0,
+                    etr=None, end=None, device=None, transformers=("T1",), unknown=(),
+                    area_text="马集镇南部", cause="", seen_at=T0)
+    inc = Incident(id="INC-1", feeder="F1", kind="fault", status="active", revision=2, start=T0,
+                   etr=T0 + timedelta(hours=2), end=None, cause="雷击", area_text="马集镇南部",
+                   members={member.key: member},
+                   estimate=Estimate(("R1",), 0.71, areas, grid.customers_of(areas),
+                                     tuple(grid.villages_of(areas))),
+                   scope={"T1": "reported", "T2": "inferred", "T3": "inferred"},
+                   restored={"T3": T0 + timedelta(minutes=30)}, stage="dispatched")
+    row = incident_columns(replace(inc, **kw), T0, crew_id="CR1")  # type: ignore[arg-type]
+    return row
+
+
+def test_show_reads_like_a_summary_not_json() -> None:
+    log = [{"at": T0 + timedelta(minutes=5), "stage": "dispatched",
+            "actor": "operator:13812345678", "note": ""}]
+    text = incident_text(stored(), [], log, build_grid(), TZ)
+    assert text.splitlines()[0] == "INC-1  故障停电  停电中  (rev 2)"
+    assert "线路: 马集I线" in text
+    assert "推断故障点: 马集重合器 (概率 71%)" in text  # nobody named it: inferred, with p
+    assert "开始: 2026-03-01 08:00" in text  # local time, not UTC
+    assert "阶段: 已派工   抢修班组: 马集抢修班 (CR1)" in text
+    assert "已确认停电 (1 个台区): 台区T1" in text
+    assert "可能受影响 (1 个台区): 台区T2" in text and "已恢复 (1 个台区): 台区T3" in text
+    assert "13812345678" not in text and "138****5678" in text
+    assert "{" not in text
+
+
+def test_list_shows_the_stage_so_a_closed_incident_is_not_restored() -> None:
+    row = stored(status="restored", stage="closed")
+    line = incident_line(row, build_grid(), TZ)
+    assert line.startswith("INC-1  已销号") and "已恢复" not in line
+    assert "马集I线" in line and "2026-03-01 08:00" in line
+    assert "Closed" not in incident_line(row, build_grid(), TZ, "en") and \
+        "closed" in incident_line(row, build_grid(), TZ, "en")
