@@ -206,6 +206,7 @@ def collect_problems(config: Any) -> list[str]:
         problems += [f"{config.topology}/{p}" for p in exc.problems]
     else:
         problems += routing_problems(config, topology)
+    problems += sms_template_notes(config)[0]
     for i, s in enumerate(config.sources):
         if isinstance(s, ReplaySourceConfig) and not Path(s.scenario).is_file():
             problems.append(f"sources[{i}].scenario: file {s.scenario} does not exist")
@@ -254,6 +255,27 @@ def _route(config: Any, channel: str, target: str, phone: str) -> list[str]:
     return out
 
 
+def sms_template_notes(config: Any) -> tuple[list[str], list[str]]:
+    """SMS purposes without a template code of their own: a problem when there is no
+    ``template_code`` fallback either (those SMS would be refused), else a note."""
+    from outage_sentinel.config import SmsChannelConfig
+
+    problems: list[str] = []
+    notes: list[str] = []
+    for name, ch in config.channels.items():
+        if not isinstance(ch, SmsChannelConfig) or not ch.enabled:
+            continue
+        missing = ch.purposes_without_code()
+        if missing and not ch.template_code:
+            problems.append(f"channels.{name}.templates: no template code for "
+                            f"{', '.join(missing)} and no template_code fallback")
+        elif missing:
+            notes.append(f"channels.{name}.templates: {', '.join(missing)} use the fallback "
+                         f"template_code {ch.template_code} (parameters differ per purpose; "
+                         "see docs/channels.md)")
+    return problems, notes
+
+
 def _check(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if config is None:
@@ -264,6 +286,8 @@ def _check(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"  {redact(p)}", file=sys.stderr)
         return EXIT_PROBLEMS
+    for note in sms_template_notes(config)[1]:
+        print(f"note: {note}")
     print(f"ok: {args.config} and topology {config.topology} are valid")
     return EXIT_OK
 

@@ -375,9 +375,34 @@ class SmsChannelConfig(ChannelBase):
     access_key_id: SecretStr
     access_key_secret: SecretStr
     sign_name: str
-    template_code: str
+    #: Fallback template code for purposes not listed in ``templates`` (the only key before
+    #: per-purpose templates; such configs stay valid).
+    template_code: str | None = None
+    #: Template code per purpose (outage, planned, update, restored, cancelled, reminder,
+    #: care, dispatch, command); parameters per purpose in docs/channels.md.
+    templates: dict[str, str] = Field(default_factory=dict)
     #: Aliyun's quota: notifications per number per day per signature+template.
     per_number_per_day: int = Field(default=50, gt=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _template_codes(self) -> SmsChannelConfig:
+        from outage_sentinel.sms_params import PURPOSES
+
+        for purpose, code in self.templates.items():
+            if purpose not in PURPOSES:
+                raise ValueError(f"templates.{purpose}: unknown purpose (one of "
+                                 f"{', '.join(PURPOSES)})")
+            if not code.strip():
+                raise ValueError(f"templates.{purpose}: must not be empty")
+        if not self.templates and not (self.template_code or "").strip():
+            raise ValueError("give 'templates' (a code per purpose) or 'template_code'")
+        return self
+
+    def purposes_without_code(self) -> list[str]:
+        """Purposes with no template code of their own (they use ``template_code``, if any)."""
+        from outage_sentinel.sms_params import PURPOSES
+
+        return [p for p in PURPOSES if p not in self.templates]
 
 
 class EmailChannelConfig(ChannelBase):

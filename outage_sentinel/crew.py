@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
 
+from outage_sentinel import sms_params
 from outage_sentinel.incidents import Incident
 from outage_sentinel.priority import (
     GRADE_LABELS,
@@ -445,6 +446,24 @@ def dispatch_context(
         "households": [_household(topology, c, language, params)
                        for c in care[: params.max_households]],
         "households_more": max(0, len(care) - params.max_households),
+    }
+
+
+def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, Any]:
+    """``payload["params"]`` of a crew dispatch, from its :func:`dispatch_context`: the
+    digest's facts (feeder, villages, households, kind, priority), the SMS template purpose
+    and its parameter set (:func:`outage_sentinel.sms_params.dispatch_params`)."""
+    care = len(ctx["households"]) + int(ctx["households_more"])
+    return {
+        "incident": ctx["incident_id"], "priority": ctx["priority_score"],
+        "deadline": ctx["deadline_local"] or "", "feeder": ctx["feeder_label"],
+        "villages": list(ctx["villages"]), "households": ctx["customers"],
+        "kind": ctx["kind"], "sms_template": "dispatch",
+        "sms": sms_params.dispatch_params(
+            incident=ctx["incident_id"], priority=int(ctx["priority_score"]),
+            deadline=ctx["deadline_local"], feeder=ctx["feeder_label"],
+            device=ctx["patrol_from"], villages=ctx["villages"], customers=ctx["customers"],
+            cause=ctx["cause"], care=care, language=language),
     }
 
 

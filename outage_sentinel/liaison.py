@@ -23,6 +23,7 @@ from jinja2 import (
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from outage_sentinel import sms_params as sms
 from outage_sentinel.incidents import Incident, Notice, village_etr
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
@@ -65,6 +66,25 @@ class TemplateFailure:
     where: str
     error: str
     incident_id: str | None
+
+#: Channel types that reach one person. Special-care lists (names, phones, 独居老人/生命支持)
+#: go only there; every other type — group robots (wecom, dingtalk, feishu), webhooks, and the
+#: file/console sinks, which may stand in for a group and are read by whoever reads the file —
+#: gets the count and who holds the list. Privacy errs on the side of the group.
+INDIVIDUAL_CHANNEL_TYPES = frozenset({"sms", "email"})
+CHANNEL_LABELS = {"zh": {"sms": "短信", "email": "邮件"}, "en": {"sms": "SMS", "email": "e-mail"}}
+LIAISON_ROLE_LABELS = {
+    "zh": {"village_liaison": "村联络人", "grid_manager": "网格经理",
+           "transformer_manager": "台区经理"},
+    "en": {"village_liaison": "village liaison", "grid_manager": "grid manager",
+           "transformer_manager": "transformer-area manager"},
+}
+
+
+def individual_channels(channels: Mapping[str, Any]) -> dict[str, str]:
+    """The enabled channels of the config that reach one person, name → type."""
+    return {name: c.type for name, c in channels.items()
+            if c.type in INDIVIDUAL_CHANNEL_TYPES and getattr(c, "enabled", True)}
 
 
 class Renderer:
@@ -244,13 +264,47 @@ class LiaisonPlanner:
             "purpose": notice.purpose,
         }
         body = self.renderer.render(f"liaison_{notice.purpose}", **context)
-        params = {
-            "village": village.name, "feeder": context["feeder_label"],
-            "start": context["start_local"], "etr": context["etr_local"] or "",
-            "households": village_customers, "incident": incident.id,
-            "kind": incident.kind,
-        }
+        params = self.notice_params(incident, notice.purpose, context, now)
         return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
+
+    def notice_params(self, incident: Incident, purpose: str, context: dict[str, Any],
+                      now: datetime) -> dict[str, Any]:
+        """``payload["params"]`` of a liaison notice: the digest's facts (village, feeder,
+        households, kind; see :mod:`outage_sentinel.digest`), the SMS template purpose
+        (``sms_template``) and its fixed parameter set (``sms``, :mod:`outage_sentinel.sms_params`).
+        """
+        village = context["village"].name
+        households = int(context["village_customers"])
+        sms_purpose = sms.sms_purpose(purpose, incident.kind)
+        common = {"village": village, "feeder": context["feeder_label"],
+                  "incident": incident.id, "language": self.renderer.language}
+        values: dict[str, str]
+        if sms_purpose == "restored":
+            values = sms.restored_params(start=context["start_local"],
+                                         restored=context["end_local"] or context["now_local"],
+                                         **common)
+        elif sms_purpose == "cancelled":
+            values = sms.cancelled_params(kind=context["kind_label"],
+                                          start=context["start_local"], **common)
+        elif sms_purpose in ("planned", "reminder"):
+            timing = {"kind": context["kind_label"], "start": context["start_local"],
+                      "end": context["etr_local"], "households": households}
+            if sms_purpose == "planned":
+                values = sms.planned_params(cause=context["cause"], **timing, **common)
+            else:
+                # How long before the start this reminder actually goes (24, 1, …).
+                hours = max((incident.start - now).total_seconds() / 3600.0, 0.0)
+                values = sms.reminder_params(hours=round(hours, 1 if hours < 1 else 0),
+                                             **timing, **common)
+        else:  # outage and update (new times) of a fault
+            build = sms.update_params if sms_purpose == "update" else sms.outage_params
+            values = build(kind=context["kind_label"], start=context["start_local"],
+                           etr=context["etr_local"], cause=context["cause"],
+                           households=households, **common)
+        return {"village": village, "feeder": context["feeder_label"],
+                "start": context["start_local"], "etr": context["etr_local"] or "",
+                "households": households, "incident": incident.id, "kind": incident.kind,
+                "sms_template": sms_purpose, "sms": values}
 
     def liaison_rows(self, incident: Incident, village_id: str, purpose: str, body: str, *,
                      revision: int | None = None, params: dict[str, Any] | None = None
@@ -287,6 +341,52 @@ class LiaisonPlanner:
                 },
             })
         return rows
+
+    def care_rows(self, incident: Incident, village_id: str, care: dict[str, Any],
+                  individual: Mapping[str, str], crew_label: str) -> list[dict[str, Any]]:
+        """Outbox rows of a village's special-care list (``care`` = the context of
+        :func:`outage_sentinel.crew.care_list_context`, with households).
+
+        ``individual`` maps the names of channels that reach one person to their type
+        (see :data:`INDIVIDUAL_CHANNEL_TYPES`). Those rows carry the list; rows to any other
+        channel (a group) carry only the count and who holds the list — the village's
+        individually reached liaisons, else the crew (``crew_label``).
+        """
+        lang = self.renderer.language
+        households = list(care["households"])
+        total = len(households) + int(care.get("households_more") or 0)
+        # The digest's facts; no household count: the digest would read it as customers off.
+        facts = {"village": care["village_name"], "kind": incident.kind, "incident": incident.id}
+        values = sms.care_params(village=care["village_name"], households=households,
+                                 total=total, start=care["start_local"], etr=care["etr_local"],
+                                 incident=incident.id, language=lang)
+        rows = self.liaison_rows(incident, village_id, "care",
+                                 self.renderer.render("liaison_care", **care),
+                                 params={**facts, "sms_template": "care", "sms": values})
+        holders = self.care_holders(village_id, individual)
+        group_body = self.renderer.render("liaison_care_group", **care, count=total,
+                                          holders=holders, crew_label=crew_label)
+        for row in rows:
+            if row["channel"] not in individual:
+                row.update(body=group_body, subject=group_body.splitlines()[0])
+                row["payload"]["params"] = dict(facts)  # no names, no phones
+        return rows
+
+    def care_holders(self, village_id: str, individual: Mapping[str, str]) -> list[str]:
+        """Who in the village receives the care list in person: "村联络人张三（短信）"."""
+        lang = self.renderer.language
+        roles, channels = LIAISON_ROLE_LABELS[lang], CHANNEL_LABELS[lang]
+        out: list[str] = []
+        for liaison in self.topology.liaisons_by_village.get(village_id, []):
+            if liaison.role not in self.roles or liaison.channel not in individual:
+                continue
+            label = channels.get(individual[liaison.channel], individual[liaison.channel])
+            role = roles.get(liaison.role, liaison.role)
+            text = (f"{role}{liaison.name}（{label}）" if lang == "zh"
+                    else f"{role} {liaison.name} ({label})")
+            if text not in out:
+                out.append(text)
+        return out
 
     def _feeder_label(self, feeder: str) -> str:
         return self.feeder_names.get(feeder, feeder)

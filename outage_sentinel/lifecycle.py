@@ -30,8 +30,9 @@ from outage_sentinel.config import Config
 from outage_sentinel.events import parse_time
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
-from outage_sentinel.liaison import LiaisonPlanner, reported_devices
+from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
+from outage_sentinel.sms_params import command_params
 from outage_sentinel.store import Store, incident_log_t, incidents_t
 from outage_sentinel.topology import Topology
 
@@ -97,7 +98,9 @@ class Lifecycle:
             "incident_id": incident_id, "revision": revision,
             "recipient": f"command:{cc.target}", "purpose": purpose, "channel": cc.channel,
             "target": cc.target, "audience": "command", "subject": body.splitlines()[0],
-            "body": body, "payload": {"markdown": body},
+            "body": body, "payload": {"markdown": body, "params": {
+                "sms_template": "command",
+                "sms": command_params(summary=body.splitlines()[0], incident=incident_id)}},
         }]
 
     def summary_rows(self, before: Incident | None, inc: Incident) -> list[dict[str, Any]]:
@@ -273,16 +276,16 @@ class Lifecycle:
             "purpose": "dispatch", "channel": c.channel, "target": c.target or c.phone,
             "audience": "crew", "subject": body.splitlines()[0], "body": body,
             "payload": {"mentions": [c.phone] if c.phone else [], "crew": c.id,
-                        "params": {"incident": inc.id, "priority": pr.score,
-                                   "deadline": self.planner._local(deadline) or ""}},
+                        "params": crews.dispatch_params(ctx, lang)},
         }]
-        # Village liaisons check on the special-care households of their village.
+        # Village liaisons check on the special-care households of their village; the list
+        # itself goes only to liaisons reached in person (a group hears the count).
+        individual = individual_channels(self.config.channels)
         for v in villages:
             care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
                                            self.params)
             if care.get("households"):
-                rows += self.planner.liaison_rows(
-                    inc, v, "care", self.planner.renderer.render("liaison_care", **care))
+                rows += self.planner.care_rows(inc, v, care, individual, c.name or c.id)
         rows += self.command_rows(inc, "dispatched", self.render_summary(inc))
         self.store.enqueue_in(conn, rows, now)
         self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,

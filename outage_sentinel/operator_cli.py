@@ -142,10 +142,11 @@ def dispatch(args: argparse.Namespace) -> int:
         if verb == "outbox" and action == "list":
             from outage_sentinel.logs import mask_phone, redact
 
+            # Keys name the recipient (``village:V01:sms:13800001111``): mask them like targets.
             for m in store.messages(status=args.status):
                 # redact: rows stored by older versions may hold a secret in last_error.
                 print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phone(m.target):30} "
-                      f"{m.key}  {redact(m.last_error or '')}")
+                      f"{mask_phone(m.key)}  {redact(m.last_error or '')}")
             return 0
         if verb == "storm":
             return _storm(store, args)

@@ -126,6 +126,11 @@ def sample_contexts(config: Config, language: str) -> list[tuple[str, dict[str, 
             for headline in (None, "closed"):
                 life.render_summary(inc, headline=headline)
             recorder.seen += _crew_contexts(topology, inc, tz, language, params, weights)
+            for village in villages_off(inc, topology):
+                # The list for a liaison reached in person, the count for the group chats.
+                planner.care_rows(inc, village, crews.care_list_context(
+                    topology, inc, village, NOW, tz, language, params), {"sms": "sms"},
+                    "抢修一班")
     finally:
         store.close()
     return recorder.seen
@@ -146,9 +151,6 @@ def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, pa
         out.append(("command_escalation", crews.escalation_context(
             topology, inc, pr, reason, deadline, area, NOW, tz,
             None if reason == "no_crew" else choice, busy, language, params)))
-    for village in villages:
-        out.append(("liaison_care", crews.care_list_context(topology, inc, village, NOW, tz,
-                                                            language, params)))
     return out
 
 

@@ -33,16 +33,25 @@ def _is_joiner(ch: str) -> bool:
     return unicodedata.combining(ch) != 0
 
 
-def _prefix_within(text: str, limit: int) -> int:
-    """Number of leading code points of ``text`` whose UTF-8 form fits in ``limit`` bytes."""
+def _code_points_within(text: str, limit: int) -> int:
+    """Number of leading code points of ``text`` whose UTF-8 form fits in ``limit`` bytes,
+    ignoring joiners (the byte limit is all that counts here)."""
     if limit <= 0:
         return 0
     encoded = text.encode("utf-8")
     if len(encoded) <= limit:
         return len(text)
     # Decoding a cut prefix with errors="ignore" drops the partial trailing character.
-    n = len(encoded[:limit].decode("utf-8", errors="ignore"))
-    # Don't separate a base character from its combining marks / joiners.
+    return len(encoded[:limit].decode("utf-8", errors="ignore"))
+
+
+def _prefix_within(text: str, limit: int) -> int:
+    """Number of leading code points of ``text`` whose UTF-8 form fits in ``limit`` bytes,
+    cut before a base character rather than between it and its combining marks / joiners.
+
+    Returns 0 when the first cluster (a base and its joiners) does not fit as a whole.
+    """
+    n = _code_points_within(text, limit)
     while 0 < n < len(text) and _is_joiner(text[n]):
         n -= 1
     return n
@@ -84,7 +93,8 @@ def split_bytes(text: str, limit: int, *, number: bool = False) -> list[str]:
     parts_guess = 2
     for _ in range(8):
         suffix_room = utf8_len(f" ({parts_guess}/{parts_guess})")
-        if suffix_room >= limit:
+        # Below 4 bytes of room a 4-byte character could not fit in a part at all.
+        if limit - suffix_room < 4:
             raise ValueError(f"limit {limit} is too small to number the parts")
         parts = _split(text, limit - suffix_room)
         if len(parts) <= parts_guess and len(str(len(parts))) == len(str(parts_guess)):
@@ -104,11 +114,12 @@ def _split(text: str, limit: int) -> list[str]:
     while utf8_len(rest) > limit:
         hard = _prefix_within(rest, limit)
         if hard == 0:
-            # A single character (with its joiners) is bigger than the limit; emit it alone
-            # rather than loop forever. Only possible for limits below 4 bytes.
-            hard = 1
-            while hard < len(rest) and _is_joiner(rest[hard]):
-                hard += 1
+            # The first cluster (a base with its combining marks / joiners, e.g. "\x80\u0859"
+            # = 5 bytes) is bigger than the limit. The limit is the service's hard rule, so the
+            # cluster is cut between its code points: as many as fit, at least one so the loop
+            # progresses. (One code point is at most 4 bytes, so a part can exceed the limit
+            # only when the limit itself is below 4 bytes.)
+            hard = max(_code_points_within(rest, limit), 1)
             parts.append(rest[:hard])
             rest = rest[hard:]
             continue

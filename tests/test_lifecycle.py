@@ -172,10 +172,12 @@ def test_one_fault_through_every_state_with_two_restoration_steps(h: Harness) ->
     dispatch = h.sent("dispatch", "crew")
     assert len(dispatch) == 1 and dispatch[0].target == "13900000001"
     assert "B1" in dispatch[0].text and inc in dispatch[0].text
-    # The elderly household behind T1 is on the crew's list and its village liaison's.
+    # The elderly household behind T1 is on the crew's list; its village's liaison group
+    # (a group: no names there) hears the count and who holds the list.
     assert "王大爷" in dispatch[0].text
     care = h.sent("care", "liaison")
-    assert [m.target for m in care] == ["V1群"] and "王大爷" in care[0].text
+    assert [m.target for m in care] == ["V1群"] and "王大爷" not in care[0].text
+    assert "本村有1户特殊关怀用户，名单已发送给抢修一班" in care[0].text
 
     h.at(40)
     assert life.arrive(inc, "operator:crew1").stage == "on_site"

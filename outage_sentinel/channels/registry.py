@@ -141,11 +141,12 @@ def build_channel(name: str, config: ChannelConfigT, *,
             raise ChannelError(f"channels.{name}.access_key_secret: must not be empty")
         if not config.sign_name.strip():
             raise ChannelError(f"channels.{name}.sign_name: must not be empty")
-        if not config.template_code.strip():
+        if config.template_code is not None and not config.template_code.strip():
             raise ChannelError(f"channels.{name}.template_code: must not be empty")
         return sms.SmsChannel(
             name, access_key_id=key_id, access_key_secret=key_secret,
             sign_name=config.sign_name, template_code=config.template_code,
+            templates=config.templates,
             endpoint=_check_url(name, "endpoint", config.endpoint),
             region_id=config.region_id,
             timeout=timeout, rate_limits=limits, clock=clock)

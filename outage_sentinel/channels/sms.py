@@ -13,6 +13,10 @@ plus ``Signature``::
 where ``pe`` is RFC 3986 percent-encoding (space → ``%20``, ``*`` → ``%2A``, ``~`` kept).
 POST rather than GET keeps phone numbers out of URLs (and so out of proxy logs).
 
+Each purpose (outage, planned, update, restored, cancelled, reminder, care, dispatch, command)
+has its own template code (``templates``, falling back to ``template_code``) and its own fixed
+``TemplateParam`` set, built by :mod:`outage_sentinel.sms_params` when the message is planned.
+
 ``SendSms`` is not idempotent, so ``OutId`` carries our outbox key (hashed when too long) for
 reconciliation in the SMS console. Verdict: ``Code == "OK"``; ``BizId`` is the provider id.
 ``isv.BUSINESS_LIMIT_CONTROL`` is the per-number flow control; its ``Message`` says which level
@@ -48,6 +52,7 @@ from outage_sentinel.channels._common import (
 )
 from outage_sentinel.channels.base import Message, SendResult
 from outage_sentinel.ratelimit import RateLimit
+from outage_sentinel.sms_params import PURPOSES, sms_purpose
 
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com/"
 API_VERSION = "2017-05-25"
@@ -151,7 +156,9 @@ def classify_sms(body: Any, now: float) -> SendResult | None:
 
 
 def template_param(params: Mapping[str, Any]) -> dict[str, str]:
-    """The template variables: ``params["sms"]`` if the renderer gave one, else the scalars.
+    """The template variables: ``params["sms"]`` (the purpose's fixed parameter set, see
+    :mod:`outage_sentinel.sms_params`) if the planner gave one, else the scalars (messages
+    queued before per-purpose parameters existed).
 
     Non-scalar params (village lists for digests) can't be template variables, and Aliyun
     requires string values.
@@ -163,13 +170,23 @@ def template_param(params: Mapping[str, Any]) -> dict[str, str]:
             if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
 
 
+def message_purpose(message: Message) -> str:
+    """The SMS template purpose of ``message``: what the planner named (``sms_template``),
+    else derived from the outbox purpose and the incident kind."""
+    named = message.params.get("sms_template")
+    if isinstance(named, str) and named in PURPOSES:
+        return named
+    return sms_purpose(message.purpose, str(message.params.get("kind") or "fault"))
+
+
 class SmsChannel(HttpChannel):
     """Aliyun SMS; one message goes to ``Message.mentions`` (or to ``Message.target``)."""
 
     type = "sms"
 
     def __init__(self, name: str, *, access_key_id: str, access_key_secret: str,
-                 sign_name: str, template_code: str, endpoint: str = DEFAULT_ENDPOINT,
+                 sign_name: str, template_code: str | None = None,
+                 templates: Mapping[str, str] | None = None, endpoint: str = DEFAULT_ENDPOINT,
                  region_id: str = "cn-hangzhou", timeout: float = 10.0,
                  rate_limits: tuple[RateLimit, ...] = (),
                  session: requests.Session | None = None,
@@ -180,7 +197,10 @@ class SmsChannel(HttpChannel):
         self._key_id = access_key_id
         self._secret = access_key_secret
         self.sign_name = sign_name
+        #: Fallback template code for purposes without their own (``template_code``).
         self.template_code = template_code
+        #: Template code per purpose (``templates``), see :data:`sms_params.PURPOSES`.
+        self.templates = dict(templates or {})
         self._endpoint = endpoint
         self._region = region_id
         self._clock = clock
@@ -190,9 +210,14 @@ class SmsChannel(HttpChannel):
     def numbers(message: Message) -> tuple[str, ...]:
         return tuple(dict.fromkeys(message.mentions)) or (message.target,)
 
+    def template_for(self, message: Message) -> str | None:
+        """The template code for ``message``'s purpose, else the fallback, else ``None``."""
+        return self.templates.get(message_purpose(message)) or self.template_code
+
     def rate_keys(self, message: Any) -> tuple[str, ...]:
         """Aliyun counts per number and template, so the limiter does too."""
-        return tuple(f"{n}/{self.template_code}" for n in self.numbers(message))
+        code = self.template_for(message) or "-"
+        return tuple(f"{n}/{code}" for n in self.numbers(message))
 
     def build_params(self, message: Message) -> dict[str, str]:
         """All request parameters including ``Signature``."""
@@ -209,7 +234,7 @@ class SmsChannel(HttpChannel):
             "Version": API_VERSION,
             "PhoneNumbers": ",".join(self.numbers(message)),
             "SignName": self.sign_name,
-            "TemplateCode": self.template_code,
+            "TemplateCode": self.template_for(message) or "",
             "OutId": out_id(message.key),
         }
         tp = template_param(message.params)
@@ -222,6 +247,10 @@ class SmsChannel(HttpChannel):
         numbers = self.numbers(message)
         if not any(numbers):
             return permanent("no phone number to send to")
+        if self.template_for(message) is None:
+            purpose = message_purpose(message)
+            return permanent(f"no SMS template for purpose {purpose!r}: set channels."
+                             f"{self.name}.templates.{purpose} or template_code")
         body = "&".join(f"{percent_encode(k)}={percent_encode(v)}"
                         for k, v in self.build_params(message).items()).encode()
         reply = http_attempt(self._session, "POST", self._endpoint, timeout=self.timeout,

@@ -1,0 +1,201 @@
+"""SMS template parameters, one fixed set per purpose (pure).
+
+An SMS is a template registered with Aliyun plus a ``TemplateParam`` JSON object, so unlike a
+robot message its text cannot say anything the template does not: a restoration needs its own
+template, and every fact the reader needs (cause, expected restoration, restored time) must be
+a variable. Each purpose below has one builder returning exactly its documented keys
+(docs/channels.md, "SMS templates per purpose"), always all of them, always strings (Aliyun
+requires string values), never empty (a missing fact reads "待定"/"待查").
+
+Length: Aliyun caps one variable of a notification template at 35 characters unless the
+limit is lifted for the template ("单个模板变量的长度可以超过默认的 35 字符上限" only after
+lifting it; the whole SMS, signature and fixed text included, stays within 500 characters —
+help.aliyun.com/zh/document_detail/3041859.html; variable rules per attribute:
+help.aliyun.com/document_detail/2806243.html). Aliyun counts characters, not bytes, so every
+value is cut to :data:`VARIABLE_LIMIT` characters; lists (villages, care households) are cut
+whole items at a time and end with the total ("等3户"), so a cut is never silent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from outage_sentinel.priority import SPECIAL_CARE_TAGS
+
+#: Default per-variable limit of an Aliyun notification template, in characters.
+VARIABLE_LIMIT = 35
+
+#: The SMS purposes, each with its own template code key (``channels.<sms>.templates``).
+PURPOSES = ("outage", "planned", "update", "restored", "cancelled", "reminder", "care",
+            "dispatch", "command")
+
+_LABELS: dict[str, dict[str, str]] = {
+    "zh": {"unknown_time": "待定", "unknown_cause": "待查", "none": "无", "sep": "、",
+           "more_households": "等{n}户", "more_villages": "等{n}个村", "more": "等{n}项"},
+    "en": {"unknown_time": "TBD", "unknown_cause": "under investigation", "none": "none",
+           "sep": ", ", "more_households": " ({n} in all)", "more_villages": " ({n} in all)",
+           "more": " ({n} in all)"},
+}
+
+#: Special-care tags, short: a 35-character variable has no room for
+#: :data:`outage_sentinel.priority.TAG_LABELS` ("生命支持设备用户").
+_TAGS: dict[str, dict[str, str]] = {
+    "zh": {"life_support": "生命支持", "elderly_alone": "独居老人"},
+    "en": {"life_support": "life support", "elderly_alone": "elderly alone"},
+}
+
+#: Most urgent first (a life-support household without power is the emergency), as priority
+#: orders them.
+_TAG_ORDER = {tag: i for i, tag in enumerate(SPECIAL_CARE_TAGS)}
+
+
+def _labels(language: str) -> Mapping[str, str]:
+    return _LABELS.get(language, _LABELS["zh"])
+
+
+def fit(value: object, limit: int = VARIABLE_LIMIT) -> str:
+    """``value`` as a string of at most ``limit`` characters (cut ones end with "…")."""
+    text = " ".join(str(value).split())  # SMS variables are one line
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def pack(items: Sequence[str], total: int, more: str, sep: str = "、",
+         limit: int = VARIABLE_LIMIT) -> str:
+    """As many whole ``items`` as fit in ``limit`` characters, followed by ``more`` (``{n}`` =
+    ``total``) when some are left out; the first item alone is cut if even it does not fit."""
+    shown: list[str] = []
+    for item in items:
+        tail = more.format(n=total) if len(shown) + 1 < total else ""
+        if len(sep.join([*shown, item]) + tail) > limit:
+            break
+        shown.append(item)
+    if not shown and items:
+        tail = more.format(n=total) if total > 1 else ""
+        return fit(items[0], limit - len(tail)) + tail
+    return sep.join(shown) + (more.format(n=total) if len(shown) < total else "")
+
+
+def _time(value: str | None, language: str) -> str:
+    return fit(value) if value else _labels(language)["unknown_time"]
+
+
+def _cause(value: str | None, language: str) -> str:
+    return fit(value) if value and value.strip() else _labels(language)["unknown_cause"]
+
+
+def outage_params(*, village: str, feeder: str, kind: str, start: str | None,
+                  etr: str | None, cause: str | None, households: int, incident: str,
+                  language: str = "zh") -> dict[str, str]:
+    """Fault (or unplanned) outage: ``village feeder kind start etr cause households incident``."""
+    return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
+            "start": _time(start, language), "etr": _time(etr, language),
+            "cause": _cause(cause, language), "households": str(households),
+            "incident": fit(incident)}
+
+
+def planned_params(*, village: str, feeder: str, kind: str, start: str | None,
+                   end: str | None, cause: str | None, households: int, incident: str,
+                   language: str = "zh") -> dict[str, str]:
+    """Planned or temporary work announced: ``village feeder kind start end cause households
+    incident`` (``cause`` = the work's reason)."""
+    return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
+            "start": _time(start, language), "end": _time(end, language),
+            "cause": _cause(cause, language), "households": str(households),
+            "incident": fit(incident)}
+
+
+def update_params(*, village: str, feeder: str, kind: str, start: str | None,
+                  etr: str | None, cause: str | None, households: int, incident: str,
+                  language: str = "zh") -> dict[str, str]:
+    """New times for an outage already announced: same keys as :func:`outage_params`."""
+    return outage_params(village=village, feeder=feeder, kind=kind, start=start, etr=etr,
+                         cause=cause, households=households, incident=incident,
+                         language=language)
+
+
+def restored_params(*, village: str, feeder: str, start: str | None, restored: str | None,
+                    incident: str, language: str = "zh") -> dict[str, str]:
+    """Power back in the village: ``village feeder start restored incident``."""
+    return {"village": fit(village), "feeder": fit(feeder), "start": _time(start, language),
+            "restored": _time(restored, language), "incident": fit(incident)}
+
+
+def cancelled_params(*, village: str, feeder: str, kind: str, start: str | None,
+                     incident: str, language: str = "zh") -> dict[str, str]:
+    """Announced work called off: ``village feeder kind start incident``."""
+    return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
+            "start": _time(start, language), "incident": fit(incident)}
+
+
+def reminder_params(*, village: str, feeder: str, kind: str, start: str | None,
+                    end: str | None, hours: float, households: int, incident: str,
+                    language: str = "zh") -> dict[str, str]:
+    """Reminder before planned work: ``village feeder kind start end hours households
+    incident`` (``hours`` = how long before the start, "24")."""
+    return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
+            "start": _time(start, language), "end": _time(end, language),
+            "hours": f"{hours:g}", "households": str(households), "incident": fit(incident)}
+
+
+def care_params(*, village: str, households: Sequence[Mapping[str, object]],
+                total: int, start: str | None, etr: str | None, incident: str,
+                language: str = "zh") -> dict[str, str]:
+    """Special-care list for the village liaison (an individual recipient only):
+    ``village count tags households start etr incident``.
+
+    ``households`` are dicts with ``name``, ``phone`` (in full: the liaison must call them)
+    and ``tags`` (codes), most urgent first; ``total`` counts all of them, listed or not.
+    ``households`` packs "name+phone" items into one variable ("王秀英13800001111、李建国…等3户");
+    ``tags`` sums the tags over all listed ("生命支持1户、独居老人2户").
+    """
+    labels = _labels(language)
+    tag_names = _TAGS.get(language, _TAGS["zh"])
+    counts: dict[str, int] = {}
+    for h in households:
+        tags_of = h.get("tags")
+        for tag in tags_of if isinstance(tags_of, (list, tuple)) else ():
+            counts[str(tag)] = counts.get(str(tag), 0) + 1
+    unit = "户" if language == "zh" else ""
+    tags = [f"{tag_names.get(t, t)}{n}{unit}" if language == "zh" else f"{tag_names.get(t, t)} {n}"
+            for t, n in sorted(counts.items(), key=lambda kv: (_TAG_ORDER.get(kv[0], 9), kv[0]))]
+    items = [f"{h.get('name') or '-'}{h.get('phone') or ''}" if language == "zh"
+             else f"{h.get('name') or '-'} {h.get('phone') or ''}".strip() for h in households]
+    return {"village": fit(village), "count": str(total),
+            "tags": pack(tags, len(tags), labels["more"], labels["sep"]) or labels["none"],
+            "households": pack(items, max(total, len(items)), labels["more_households"],
+                               labels["sep"]) or labels["none"],
+            "start": _time(start, language), "etr": _time(etr, language),
+            "incident": fit(incident)}
+
+
+def dispatch_params(*, incident: str, priority: int, deadline: str | None, feeder: str,
+                    device: str, villages: Sequence[str], customers: int, cause: str | None,
+                    care: int, language: str = "zh") -> dict[str, str]:
+    """Crew dispatch: ``incident priority deadline feeder device villages customers cause
+    care`` (``care`` = number of special-care households, listed in the crew's message)."""
+    labels = _labels(language)
+    return {"incident": fit(incident), "priority": str(priority),
+            "deadline": _time(deadline, language), "feeder": fit(feeder),
+            "device": fit(device) if device else labels["unknown_cause"],
+            "villages": pack(list(villages), len(villages), labels["more_villages"],
+                             labels["sep"]) or labels["none"],
+            "customers": str(customers), "cause": _cause(cause, language), "care": str(care)}
+
+
+def command_params(*, summary: str, incident: str) -> dict[str, str]:
+    """Command-centre messages (summaries, escalations, dead letters, reports) by SMS:
+    ``summary incident`` (``summary`` = the message's first line)."""
+    # 【】 is reserved for the signature in an Aliyun SMS: "【故障停电】INC-1" → "故障停电 INC-1".
+    plain = summary.replace("【", "").replace("】", " ")
+    return {"summary": fit(plain) or "-", "incident": fit(incident) or "-"}
+
+
+def sms_purpose(purpose: str, kind: str = "fault") -> str:
+    """The SMS template purpose of an outbox purpose (``reminder_24h`` → ``reminder``; an
+    outage notice of planned/temporary work → ``planned``; command-centre purposes →
+    ``command``)."""
+    if purpose == "outage" and kind in ("planned", "temporary"):
+        return "planned"
+    if purpose.startswith("reminder"):
+        return "reminder"
+    return purpose if purpose in PURPOSES else "command"
