@@ -360,8 +360,10 @@ class LiaisonPlanner:
         values = sms.care_params(village=care["village_name"], households=households,
                                  total=total, start=care["start_local"], etr=care["etr_local"],
                                  incident=incident.id, language=lang)
+        # Revision 0: a village's liaisons get the list once per incident, not again with every
+        # re-dispatch (in a storm crews are pulled between incidents many times).
         rows = self.liaison_rows(incident, village_id, "care",
-                                 self.renderer.render("liaison_care", **care),
+                                 self.renderer.render("liaison_care", **care), revision=0,
                                  params={**facts, "sms_template": "care", "sms": values})
         holders = self.care_holders(village_id, individual)
         group_body = self.renderer.render("liaison_care_group", **care, count=total,

@@ -340,6 +340,8 @@ def test_storm_tells_no_false_restoration_and_each_village_restored_once(
             found["恢复送电 to a liaison told it before"][v] += restored - 1
         # Every record's ETR is start + 4 h, the starts a second apart: a village's expected
         # restoration moves by seconds, which is no news (notify.etr_update_minutes).
+        if per[(v, r, "care")] > 1:  # once per incident, not with every re-dispatch
+            found["care list to a liaison told it before"][v] += per[(v, r, "care")] - 1
         if per[(v, r, "update")] > 1:
             found["update flood: more than one update to a liaison"][v] += per[(v, r, "update")]
     problems = {k: c for k, c in found.items() if c}
