@@ -327,6 +327,8 @@ SourceConfig = Annotated[
 
 class ChannelBase(Strict):
     enabled: bool = True
+    #: Bound on each request to the service (connect, and each wait for reply bytes); a hung
+    #: service costs its own target this long per attempt, then the attempt is retried.
     timeout_seconds: float = Field(default=10.0, gt=0, le=MAX_SECONDS)
 
 
@@ -460,6 +462,13 @@ class DeliveryConfig(Strict):
     retry: RetryConfig = RetryConfig()
     #: Render and log what would be sent; send nothing.
     dry_run: bool = False
+    #: Worker threads per channel: how many of one channel's targets are sent to at once. Each
+    #: (channel, target) is delivered on its own, so a hung target holds one thread of its own
+    #: channel and nothing of any other channel.
+    workers_per_channel: int = Field(default=4, ge=1, le=64)
+    #: On SIGTERM, how long sends already under way may take to finish and be recorded; one
+    #: still running then is left in flight and sent at most once more at the next start.
+    shutdown_grace_seconds: float = Field(default=15.0, ge=0)
 
 
 class NotifyConfig(Strict):

@@ -6,7 +6,8 @@ One cycle for a source::
          ─▶ process unprocessed events: correlate, estimate, plan notices, write incident +
             outbox + "processed" mark (one transaction per round of events; if one fails,
             the round is redone with one transaction per event)
-    deliver (its own job): due outbox messages ─▶ channels ─▶ mark sent / retry / dead
+    deliver (its own job): due outbox messages ─▶ a job per (channel, target) ─▶ channels
+         ─▶ mark sent / retry / dead   (a hung service holds only its own target)
 
 Every step is restartable from the database alone, which is what makes SIGKILL safe: an event
 is either stored (and will be processed) or its cursor did not move (and it will be fetched
@@ -15,7 +16,9 @@ its channel confirmed it.
 
 APScheduler 3.x runs one interval job per source and one for delivery, each with
 ``max_instances=1`` and ``coalesce`` so an overrunning poll is skipped and counted, not piled
-up. SIGTERM/SIGINT stop the scheduler, wait for running jobs to finish, and exit 0.
+up. SIGTERM/SIGINT stop the scheduler, wait for running jobs to finish, give sends under way
+``delivery.shutdown_grace_seconds`` to complete (then leave them in flight for recovery), and
+exit 0.
 """
 
 from __future__ import annotations
@@ -335,7 +338,9 @@ class Daemon:
                                    dry_run=config.delivery.dry_run,
                                    language=config.notify.language,
                                    quiet_hours=config.notify.quiet_windows(), tz=self.tz,
-                                   on_dead=self._dead_letter_notice)
+                                   on_dead=self._dead_letter_notice,
+                                   workers_per_channel=config.delivery.workers_per_channel,
+                                   clock=clock)
         self.window = timedelta(minutes=config.correlation.window_minutes)
         self.etr_step = timedelta(minutes=config.notify.etr_update_minutes)
         self.lifecycle = Lifecycle(self.store, self.topology, self.planner, config, clock)
@@ -369,6 +374,9 @@ class Daemon:
                       transformers=len(self.topology.transformers))
 
     def close(self) -> None:
+        # Sends under way finish (each bounded by its channel's timeout) or are left in flight
+        # for the next start's recovery: the crash-between-send-and-mark case, one resend at most.
+        self.deliverer.close(self.config.delivery.shutdown_grace_seconds)
         try:
             self.save_screen()
         except Exception as exc:  # the reports are stored; the next start re-screens them
@@ -640,7 +648,9 @@ class Daemon:
             return
         try:
             self._template_alerts()
-            self.deliverer.run_once(self.clock())
+            # Only starts the sends (each channel target on its own worker) and returns: a hung
+            # service never makes this job overrun or holds up another channel.
+            self.deliverer.dispatch(self.clock())
         except Exception as exc:  # the database may be briefly unavailable; try next time
             self.log.error("delivery_failed", error=redact(repr(exc)))
 

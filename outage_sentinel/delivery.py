@@ -17,26 +17,145 @@ The guarantees (DESIGN.md §3) and how they are kept:
   when more messages wait for one robot group than its budget allows, they are merged into a
   digest (:mod:`outage_sentinel.digest`) instead of trickling out minutes late. Every merged
   message is marked sent only when the digest that covers it is confirmed.
+
+Channels isolated: no channel or target is held up by another
+--------------------------------------------------------------
+
+* Due messages are grouped per ``(channel, target)`` — one robot group, one phone number, one
+  mailbox. Each group is one *job* on its channel's *lane*, a small pool of worker threads
+  (``delivery.workers_per_channel``). Within a job the group's messages go one at a time in
+  outbox order, so a target still gets its notices in order and its rate limit and digest are
+  decided in one place, as before.
+* A group whose job is still queued or running is *busy*: later runs do not even read its
+  messages (``Store.due_messages(exclude=...)``), so a hung target's backlog never fills the
+  batch, never blocks the run, and holds only its own rows.
+* Every request is bounded by its channel's ``timeout_seconds``; a timeout is a RETRY like any
+  transport failure, so the hung target's messages follow the retry policy (backoff, then dead
+  letter at the max age) while everyone else's are delivered.
+* The daemon's job only *starts* the work (:meth:`Deliverer.dispatch`) and returns at once, so
+  runs are never skipped for overrunning. :meth:`Deliverer.run_once` starts it and waits (the
+  ``run --once`` cycle and the tests); its groups still run side by side.
+* Shared state under concurrency: the limiter is checked, recorded and saved as one step under
+  one lock (two workers never both take the last slot of a window, and an older snapshot is
+  never saved over a newer one); a digest is built by the one job that owns the group, from the
+  group's own rows, so it shares nothing. The store is one pooled engine used from several
+  threads: SQLite runs in WAL with ``BEGIN IMMEDIATE`` and a 30 s ``busy_timeout`` (writers
+  queue instead of failing with "database is locked"); claims stay
+  ``UPDATE ... WHERE status = 'pending'``, so a row is claimed once whoever asks. A channel's
+  sender is shared by its workers: the HTTP senders' connection pool (urllib3) is thread-safe,
+  the file sink locks per path, the e-mail sender opens a connection per message.
+* Shutdown (:meth:`Deliverer.close`): after SIGTERM nothing new is claimed; sends under way get
+  ``delivery.shutdown_grace_seconds`` to finish and be recorded; a send still running after
+  that is abandoned *in flight*, which is exactly the crash between send and mark: the next
+  start's :meth:`Deliverer.recover` sends it at most once more.
+
+Why a lane per channel, not one shared pool or one thread per channel: a shared pool lets a
+channel whose many targets all hang (Feishu down, 30 village groups) take every thread and
+stall WeCom and SMS — the failure this replaces. One long-lived thread per channel with
+per-target queues makes a channel's targets wait for each other (one hung village group stalls
+the rest) unless that thread multiplexes, which is a pool again; and a thread per target is
+unbounded (SMS targets are phone numbers). Lanes are bounded (channels × workers threads,
+started on demand, gone when idle) and a channel only ever uses its own: a hung channel cannot
+delay another at all, and hung targets delay the rest of their own channel only when more of
+them hang at once than the lane has threads — and then only until their timeout.
+Lane threads are daemon threads (not a ``ThreadPoolExecutor``, whose threads are joined at
+interpreter exit) so that an abandoned send cannot keep a stopping daemon alive.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_for_jobs
+from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from time import monotonic
 from typing import Any, Literal
 
 from outage_sentinel.channels.base import Channel, Message, Outcome, SendResult
 from outage_sentinel.channels.registry import rate_keys_of, rate_limits_of
 from outage_sentinel.digest import DigestPart, build_digest
-from outage_sentinel.logs import get_logger, redact
+from outage_sentinel.logs import get_logger, mask_phone, redact
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.ratelimit import RateLimiter
+from outage_sentinel.ratelimit import Decision, RateLimit, RateLimiter
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.store import OutboxRow, Store
 
+#: A delivery group: ``(channel name, target)``.
+GroupKey = tuple[str, str]
+Job = Callable[[], int]
+
+
+def utcnow() -> datetime:
+    """The wall clock, aware UTC (the default clock of a :class:`Deliverer`)."""
+    return datetime.now(UTC)
+
+
+class Lane:
+    """One channel's worker threads: at most ``workers``, started when jobs wait and no thread
+    is free, each leaving after ``idle_seconds`` without work (see the module docstring)."""
+
+    def __init__(self, name: str, workers: int, idle_seconds: float = 30.0) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.name = name
+        self.workers = workers
+        self.idle_seconds = idle_seconds
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Future[int], Job]] = deque()
+        self._threads = 0
+        self._waiting = 0
+        self._closed = False
+
+    def submit(self, job: Job) -> Future[int]:
+        """Queue ``job``; its future holds its result or whatever it raised."""
+        future: Future[int] = Future()
+        with self._cond:
+            self._queue.append((future, job))
+            # Threads woken by notify() still count as waiting until they run, so compare with
+            # the whole queue: a second job before the first is taken gets a thread of its own.
+            if self._waiting < len(self._queue) and self._threads < self.workers:
+                self._threads += 1
+                threading.Thread(target=self._run, name=f"deliver:{self.name}",
+                                 daemon=True).start()
+            self._cond.notify()
+        return future
+
+    def close(self) -> None:
+        """Let the threads leave once the queue is empty (queued jobs still run)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _next(self) -> tuple[Future[int], Job] | None:
+        with self._cond:
+            deadline = monotonic() + self.idle_seconds
+            while not self._queue:
+                remaining = deadline - monotonic()
+                if self._closed or remaining <= 0:
+                    self._threads -= 1
+                    return None
+                self._waiting += 1
+                self._cond.wait(remaining)
+                self._waiting -= 1
+            return self._queue.popleft()
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
+            future, job = item
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled at shutdown before it started: its rows stay due
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # handed to whoever waits (a test's simulated crash)
+                future.set_exception(exc)
+
 
 def message_of(row: OutboxRow) -> Message:
+    """The channel message for an outbox row."""
     payload: Mapping[str, Any] = row.payload or {}
     return Message(
         key=row.key,
@@ -54,7 +173,12 @@ def message_of(row: OutboxRow) -> Message:
 
 
 class Deliverer:
-    """Sends due outbox messages. Not thread-safe: run it from one scheduler job."""
+    """Sends due outbox messages, each ``(channel, target)`` group on its channel's lane.
+
+    :meth:`dispatch`, :meth:`run_once`, :meth:`recover` and :meth:`close` are called from one
+    thread at a time (the scheduler's delivery job, the start/stop path); the workers they
+    start share only the store and the limiter, which is locked.
+    """
 
     def __init__(
         self,
@@ -70,7 +194,11 @@ class Deliverer:
         quiet_hours: Mapping[str, tuple[time, time]] | None = None,
         tz: tzinfo = UTC,
         on_dead: Callable[[OutboxRow, str, datetime], None] | None = None,
+        workers_per_channel: int = 4,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        if workers_per_channel < 1:
+            raise ValueError("workers_per_channel must be >= 1")
         self.store = store
         self.channels = channels
         self.policy = policy
@@ -82,8 +210,23 @@ class Deliverer:
         self.quiet_hours = dict(quiet_hours or {})
         self.tz = tz
         self.on_dead = on_dead
+        self.workers_per_channel = workers_per_channel
+        self.clock = clock
         self.log = get_logger(component="delivery")
         self.limiter = self._load_limiter()
+        #: Guards the limiter and its saved copy (check + record + save is one step).
+        self._limiter_lock = threading.Lock()
+        self._gauge_lock = threading.Lock()
+        #: Guards the bookkeeping below.
+        self._lock = threading.Lock()
+        self._busy: set[GroupKey] = set()
+        self._lanes: dict[str, Lane] = {}
+        self._jobs: set[Future[int]] = set()
+        #: Rows claimed and not yet settled (id -> key), for the shutdown report.
+        self._claimed: dict[int, str] = {}
+        self._stopping = threading.Event()
+        #: Set when close() gave up waiting: late outcomes are then not recorded (see _settle).
+        self._abandoned = threading.Event()
 
     def recover(self, now: datetime) -> int:
         """Settle messages a previous process left in flight. Returns how many were found."""
@@ -109,26 +252,148 @@ class Deliverer:
                 self.log.info("recovered_resend_once", key=row.key, channel=row.channel)
         return len(rows)
 
-    def run_once(self, now: datetime | None = None) -> int:
-        """Send one batch of due messages; return how many were attempted."""
-        now = now or datetime.now(UTC)
-        rows = self.store.due_messages(now, self.batch_size)
-        rows = self._defer_quiet(rows, now)
-        self.limiter.prune(now)
-        # Rate-limited channels are handled per limiter key (robot group, SMS number), so that
-        # everything due for one group can be weighed against its budget together.
-        groups: dict[tuple[str, tuple[str, ...]], list[OutboxRow]] = {}
-        for row in rows:
-            channel = self.channels.get(row.channel)
-            if channel is None or self.dry_run or not rate_limits_of(channel):
-                self._deliver(row, now)
-                continue
-            keys = rate_keys_of(channel, message_of(row))
-            groups.setdefault((row.channel, keys), []).append(row)
-        for (name, keys), group in groups.items():
-            self._deliver_group(self.channels[name], keys, group, now)
+    def dispatch(self, now: datetime | None = None) -> int:
+        """Hand one batch of due messages to the channels' workers and return at once.
+
+        Groups still busy from an earlier call are left out. Each send is stamped by
+        ``clock`` when it happens (a worker may start a little after this call). Returns how
+        many messages were handed over or settled here (dry run, unknown channel).
+        """
+        _, n = self._start(now or self.clock(), self.clock)  # jobs tracked in self._jobs
         self.update_gauges()
-        return len(rows)
+        return n
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Deliver one batch of due messages and wait for every group; return how many were
+        attempted. Groups run side by side (a hung target costs its timeout, not everyone's);
+        every step is stamped ``now``."""
+        at = now or self.clock()
+        jobs, n = self._start(at, lambda: at)
+        wait_for_jobs(jobs)
+        self.update_gauges()
+        for job in jobs:
+            job.result()  # re-raise what killed a job (a test's simulated crash)
+        return n
+
+    def close(self, grace_seconds: float = 0.0) -> int:
+        """Stop: nothing is claimed from now on; sends under way get ``grace_seconds`` to
+        finish and be recorded. Returns how many are abandoned in flight — each is the
+        "crash between send and mark" case, sent at most once more by the next
+        :meth:`recover`."""
+        self._stopping.set()
+        with self._lock:
+            jobs = list(self._jobs)
+            lanes = list(self._lanes.values())
+            self._lanes.clear()
+        _, unfinished = wait_for_jobs(jobs, timeout=grace_seconds)
+        for job in unfinished:
+            job.cancel()  # still queued: nothing claimed, its rows stay due for the next start
+        for lane in lanes:
+            lane.close()
+        with self._lock:
+            abandoned = sorted(self._claimed.values())
+        if abandoned:
+            self._abandoned.set()
+            self.log.warning("delivery_abandoned", count=len(abandoned), grace_s=grace_seconds,
+                             keys=[mask_phone(k) for k in abandoned],
+                             note="left in flight; the next start sends each at most once more")
+        return len(abandoned)
+
+    def busy_groups(self) -> set[GroupKey]:
+        """The ``(channel, target)`` groups whose job is queued or running."""
+        with self._lock:
+            return set(self._busy)
+
+    def _start(self, now: datetime, clock: Callable[[], datetime]
+               ) -> tuple[list[Future[int]], int]:
+        """Read due messages (busy groups left out) and start a job per group."""
+        if self._stopping.is_set():
+            return [], 0
+        rows = self.store.due_messages(now, self.batch_size, exclude=self.busy_groups())
+        rows = self._defer_quiet(rows, now)
+        with self._limiter_lock:
+            self.limiter.prune(now)
+        groups: dict[GroupKey, list[OutboxRow]] = {}
+        for row in rows:
+            groups.setdefault((row.channel, row.target), []).append(row)
+        jobs: list[Future[int]] = []
+        handled = 0
+        for key, group in groups.items():
+            if key[0] not in self.channels or self.dry_run:
+                for row in group:  # settled in the store alone: no worker needed
+                    self._deliver(row, now)
+                handled += len(group)
+                continue
+            job = self._submit(key, group, clock)
+            if job is not None:
+                jobs.append(job)
+                handled += len(group)
+        return jobs, handled
+
+    def _submit(self, key: GroupKey, rows: Sequence[OutboxRow],
+                clock: Callable[[], datetime]) -> Future[int] | None:
+        with self._lock:
+            if key in self._busy or self._stopping.is_set():
+                return None
+            self._busy.add(key)
+            lane = self._lanes.get(key[0])
+            if lane is None:
+                lane = self._lanes[key[0]] = Lane(key[0], self.workers_per_channel)
+            job = lane.submit(lambda: self._work(key, rows, clock))
+            self._jobs.add(job)
+        job.add_done_callback(self._job_done)
+        return job
+
+    def _job_done(self, job: Future[int]) -> None:
+        with self._lock:
+            self._jobs.discard(job)
+
+    def _work(self, key: GroupKey, rows: Sequence[OutboxRow],
+              clock: Callable[[], datetime]) -> int:
+        """One group's messages, in order (runs on the channel's lane)."""
+        try:
+            channel = self.channels[key[0]]
+            if not rate_limits_of(channel):
+                for row in rows:
+                    if self._stopping.is_set():
+                        break
+                    self._deliver(row, clock(), clock)
+                return len(rows)
+            # Rate-limited: weigh everything due for one limiter key (robot group; for an SMS
+            # to several numbers, those numbers) against its budget together.
+            by_keys: dict[tuple[str, ...], list[OutboxRow]] = {}
+            for row in rows:
+                by_keys.setdefault(rate_keys_of(channel, message_of(row)), []).append(row)
+            for keys, part in by_keys.items():
+                self._deliver_group(channel, keys, part, clock)
+            return len(rows)
+        except Exception as exc:  # the database may be briefly unavailable: rows stay due
+            self.log.error("delivery_failed", channel=key[0], target=mask_phone(key[1]),
+                           error=redact(repr(exc)))
+            return 0
+        finally:
+            with self._lock:
+                self._busy.discard(key)
+            self._refresh_gauges()
+
+    def _refresh_gauges(self) -> None:
+        """Gauges after a job: the backlog shrinks when sends finish, not at the next run."""
+        try:
+            self.update_gauges()
+        except Exception as exc:  # a metric must not turn a finished job into a failed one
+            self.log.warning("gauge_update_failed", error=redact(repr(exc)))
+
+    @contextmanager
+    def _claim(self, rows: Sequence[OutboxRow]) -> Iterator[None]:
+        """Note ``rows`` as claimed and unsettled while the block runs (for :meth:`close`)."""
+        with self._lock:
+            self._claimed.update((r.id, r.key) for r in rows)
+        try:
+            yield
+        finally:
+            with self._lock:
+                for r in rows:
+                    self._claimed.pop(r.id, None)
 
     def _defer_quiet(self, rows: Sequence[OutboxRow], now: datetime) -> list[OutboxRow]:
         """Hold non-fault messages for an audience in its quiet hours until they end."""
@@ -155,11 +420,18 @@ class Deliverer:
                 self.log.error("dead_letter_notice_failed", key=row.key, error=redact(repr(exc)))
 
     def update_gauges(self) -> None:
-        counts = self.store.outbox_counts()
-        self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("inflight", 0))
-        self.metrics.dead_letters.set(counts.get("dead", 0))
+        """Set the backlog and dead-letter gauges from the outbox."""
+        # Read and set under one lock: otherwise a job that read the counts before another
+        # job's last mark could set its stale number after the fresh one.
+        with self._gauge_lock:
+            counts = self.store.outbox_counts()
+            self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("inflight", 0))
+            self.metrics.dead_letters.set(counts.get("dead", 0))
 
-    def _deliver(self, row: OutboxRow, now: datetime) -> None:
+    def _deliver(self, row: OutboxRow, now: datetime,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        """One message: claim, send, record. The outcome is stamped by ``clock`` when it
+        arrives (a retry backs off from the end of a 30 s timeout, not from its start)."""
         log = self.log.bind(key=row.key, channel=row.channel, incident_id=row.incident_id)
         channel = self.channels.get(row.channel)
         if channel is None:
@@ -173,17 +445,24 @@ class Deliverer:
             self.metrics.notifications.labels(row.channel, "dry_run").inc()
             log.info("dry_run", target=row.target, text=row.body)
             return
-        if not self.store.mark_inflight(row.id, now):
-            return  # claimed by someone else meanwhile
-        try:
-            result = channel.send(message)
-        except Exception as exc:  # a channel bug must not stop the loop or lose the message
-            result = SendResult(Outcome.RETRY, redact(f"channel raised {type(exc).__name__}: {exc}"))
-        self._settle(row, result, now, log)
+        if self._stopping.is_set() or not self.store.mark_inflight(row.id, now):
+            return  # stopping, or claimed by someone else meanwhile
+        with self._claim([row]):
+            try:
+                result = channel.send(message)
+            except Exception as exc:  # a channel bug must not stop the loop or lose the message
+                result = SendResult(Outcome.RETRY,
+                                    redact(f"channel raised {type(exc).__name__}: {exc}"))
+            self._settle(row, result, clock() if clock else now, log)
 
     def _settle(self, row: OutboxRow, result: SendResult, now: datetime, log: Any,
                 sent_note: str = "") -> None:
         """Record the outcome of an attempt for ``row`` (already marked in flight)."""
+        if self._abandoned.is_set():
+            # close() left this send in flight for the next start's recovery, which may already
+            # be running in a new process: an outcome recorded now could undo what it settles.
+            log.warning("late_outcome_not_recorded", outcome=result.outcome.value)
+            return
         detail = redact(result.detail)
         if result.outcome is Outcome.DELIVERED:
             if sent_note:
@@ -226,8 +505,16 @@ class Deliverer:
             self.log.error("rate_limit_state_unreadable", error=str(exc))
             return RateLimiter()
 
-    def _save_limiter(self, now: datetime) -> None:
-        self.store.kv_set(self.RATE_STATE_KEY, self.limiter.to_state(), now)
+    def _allow(self, keys: Sequence[str], now: datetime, limits: Sequence[RateLimit]
+               ) -> Decision:
+        """Check, record and save one request for ``keys`` as one step under the lock, so
+        concurrent workers never share the last slot of a window nor save an older snapshot
+        over a newer one. Saved *before* the request: a crash must not forget it."""
+        with self._limiter_lock:
+            decision = self.limiter.allow(keys, now, limits)
+            if decision.ok:
+                self.store.kv_set(self.RATE_STATE_KEY, self.limiter.to_state(), now)
+        return decision
 
     def _defer(self, row: OutboxRow, now: datetime, wait: float, why: str) -> None:
         """Put ``row`` back until the limiter allows it; not an attempt, but age still counts."""
@@ -244,55 +531,64 @@ class Deliverer:
         self.metrics.notifications.labels(row.channel, "rate_limited").inc()
 
     def _deliver_group(self, channel: Channel, keys: tuple[str, ...], rows: Sequence[OutboxRow],
-                       now: datetime) -> None:
+                       clock: Callable[[], datetime]) -> None:
         """Deliver the due messages of one limiter key: one by one within the budget, as a
-        digest when more are waiting than the budget allows."""
+        digest when more are waiting than the budget allows. Each request is stamped by
+        ``clock`` when it goes out, so the limiter records when it really happened."""
         limits = rate_limits_of(channel)
-        budget = min(self.limiter.budget(k, now, limits) for k in keys)
+        now = clock()
+        with self._limiter_lock:
+            budget = min(self.limiter.budget(k, now, limits) for k in keys)
         digest_limit = getattr(channel, "digest_limit_bytes", None)
         if len(rows) <= budget or len(rows) == 1 or not digest_limit:
             for row in rows:
-                decision = self.limiter.allow(keys, now, limits)
+                if self._stopping.is_set():
+                    return
+                now = clock()
+                decision = self._allow(keys, now, limits)
                 if not decision.ok:
                     self._defer(row, now, decision.wait_seconds, f"{decision.limit} per target")
                     continue
-                self._save_limiter(now)  # before the request: a crash must not forget it
-                self._deliver(row, now)
+                self._deliver(row, now, clock)
             return
         parts = build_digest([message_of(r) for r in rows], limit_bytes=int(digest_limit),
                              language=self.language, channel=channel.name,
                              target=rows[0].target)
         by_key = {r.key: r for r in rows}
         for part in parts:
+            if self._stopping.is_set():
+                return
+            now = clock()
             covered = [by_key[k] for k in part.covers]
-            decision = self.limiter.allow(keys, now, limits)
+            decision = self._allow(keys, now, limits)
             if not decision.ok:
                 for row in covered:
                     self._defer(row, now, decision.wait_seconds,
                                 f"{decision.limit} per target; waiting for a digest")
                 continue
-            self._save_limiter(now)
-            self._deliver_digest(channel, part, covered, now)
+            self._deliver_digest(channel, part, covered, now, clock)
 
     def _deliver_digest(self, channel: Channel, part: DigestPart, rows: Sequence[OutboxRow],
-                        now: datetime) -> None:
+                        now: datetime, clock: Callable[[], datetime]) -> None:
         log = self.log.bind(key=part.message.key, channel=channel.name)
         # Claim every covered row first: after a crash, recovery finds them in flight and
         # resends each once on its own (the digest key is not in the outbox).
         claimed = [r for r in rows if self.store.mark_inflight(r.id, now)]
         if not claimed:
             return
-        try:
-            result = channel.send(part.message)
-        except Exception as exc:  # a channel bug must not stop the loop or lose the messages
-            result = SendResult(Outcome.RETRY,
-                                redact(f"channel raised {type(exc).__name__}: {exc}"))
-        log.info("digest_attempt", covers=len(claimed), outcome=result.outcome.value,
-                 bytes=len(part.message.text.encode("utf-8")))
-        for row in claimed:
-            self._settle(row, result, now, self.log.bind(key=row.key, channel=row.channel,
-                                                         incident_id=row.incident_id),
-                         sent_note=f"in digest {part.message.key}")
+        with self._claim(claimed):
+            try:
+                result = channel.send(part.message)
+            except Exception as exc:  # a channel bug must not stop the loop or lose them
+                result = SendResult(Outcome.RETRY,
+                                    redact(f"channel raised {type(exc).__name__}: {exc}"))
+            log.info("digest_attempt", covers=len(claimed), outcome=result.outcome.value,
+                     bytes=len(part.message.text.encode("utf-8")))
+            done = clock()
+            for row in claimed:
+                self._settle(row, result, done, self.log.bind(key=row.key, channel=row.channel,
+                                                             incident_id=row.incident_id),
+                             sent_note=f"in digest {part.message.key}")
 
 
 def quiet_until(now: datetime, window: tuple[time, time], tz: tzinfo) -> datetime | None:

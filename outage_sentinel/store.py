@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +39,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     bindparam,
     create_engine,
     event,
@@ -611,12 +612,18 @@ class Store:
             added += conn.execute(stmt, values).rowcount or 0
         return added
 
-    def due_messages(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+    def due_messages(self, now: datetime, limit: int = 100,
+                     exclude: Collection[tuple[str, str]] = ()) -> list[OutboxRow]:
+        """Pending messages due at ``now``, oldest first; ``exclude`` leaves out the
+        ``(channel, target)`` pairs whose delivery is still under way, so that a hung target's
+        backlog never fills the batch and keeps other targets' messages from being read."""
+        q = select(outbox_t).where(outbox_t.c.status == "pending",
+                                   outbox_t.c.next_attempt_at <= now)
+        for channel, target in exclude:
+            q = q.where(~and_(outbox_t.c.channel == channel, outbox_t.c.target == target))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(outbox_t)
-                                .where(outbox_t.c.status == "pending",
-                                       outbox_t.c.next_attempt_at <= now)
-                                .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id).limit(limit))
+            rows = conn.execute(q.order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
+                                .limit(limit))
             return [OutboxRow(**r._mapping) for r in rows]
 
     def messages(self, *, status: str | None = None, incident_id: str | None = None
