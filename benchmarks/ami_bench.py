@@ -367,7 +367,7 @@ def main() -> int:
             store.close()
         daemon = Daemon(config, topology=topology, sources=[source], channels={})
         store = daemon.store
-        screen = daemon.screen
+        screen = daemon.screener.screen
         daemon.start()
     else:
         source.start(None)

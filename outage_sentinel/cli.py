@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from outage_sentinel import __version__
-from outage_sentinel.logs import mask_phone, redact
+from outage_sentinel.logs import mask_phones, redact
 
 if TYPE_CHECKING:
     from outage_sentinel.signals import SignalInbox
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _load_config(args: argparse.Namespace) -> Any:
+def config_from_args(args: argparse.Namespace) -> Any:
     from outage_sentinel.config import ConfigError, load_config
 
     try:
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
         inbox.install()
     from outage_sentinel.topology import TopologyError, load_bundle
 
-    config = _load_config(args)
+    config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
     _setup_logging(config)
@@ -237,7 +237,7 @@ def routing_problems(config: Any, topology: Any) -> list[str]:
 def _route(config: Any, channel: str, target: str, phone: str) -> list[str]:
     out = []
     if phone and not MOBILE.fullmatch(phone):
-        out.append(f"phone {mask_phone(phone)!r} is not a mainland mobile number "
+        out.append(f"phone {mask_phones(phone)!r} is not a mainland mobile number "
                    "(11 digits 1[3-9]…, optional +86)")
     cfg = config.channels.get(channel)
     if cfg is None:
@@ -248,7 +248,7 @@ def _route(config: Any, channel: str, target: str, phone: str) -> list[str]:
         out.append(f"no robot for target {effective!r} in channels.{channel}.robots "
                    f"(configured: {known})")
     elif cfg.type == "sms" and target and not MOBILE.fullmatch(target):
-        out.append(f"SMS target {mask_phone(target)!r} is not a mainland mobile number "
+        out.append(f"SMS target {mask_phones(target)!r} is not a mainland mobile number "
                    "(11 digits 1[3-9]…, optional +86)")
     elif cfg.type == "email" and "@" not in effective:
         out.append(f"e-mail target {effective!r} is not an address")
@@ -277,7 +277,7 @@ def sms_template_notes(config: Any) -> tuple[list[str], list[str]]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = _load_config(args)
+    config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
     problems = collect_problems(config)
@@ -298,7 +298,7 @@ def _stats(args: argparse.Namespace) -> int:
     if args.topology:
         directory = Path(args.topology)
     else:
-        config = _load_config(args)
+        config = config_from_args(args)
         if config is None:
             return EXIT_CONFIG
         directory = config.topology

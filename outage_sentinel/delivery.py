@@ -78,7 +78,7 @@ from typing import Any, Literal
 from outage_sentinel.channels.base import Channel, Message, Outcome, SendResult
 from outage_sentinel.channels.registry import rate_keys_of, rate_limits_of
 from outage_sentinel.digest import DigestPart, build_digest
-from outage_sentinel.logs import get_logger, mask_phone, redact
+from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ratelimit import Decision, RateLimit, RateLimiter
 from outage_sentinel.retry import RetryPolicy
@@ -295,7 +295,7 @@ class Deliverer:
         if abandoned:
             self._abandoned.set()
             self.log.warning("delivery_abandoned", count=len(abandoned), grace_s=grace_seconds,
-                             keys=[mask_phone(k) for k in abandoned],
+                             keys=[mask_phones(k) for k in abandoned],
                              note="left in flight; the next start sends each at most once more")
         return len(abandoned)
 
@@ -368,7 +368,7 @@ class Deliverer:
                 self._deliver_group(channel, keys, part, clock)
             return len(rows)
         except Exception as exc:  # the database may be briefly unavailable: rows stay due
-            self.log.error("delivery_failed", channel=key[0], target=mask_phone(key[1]),
+            self.log.error("delivery_failed", channel=key[0], target=mask_phones(key[1]),
                            error=redact(repr(exc)))
             return 0
         finally:

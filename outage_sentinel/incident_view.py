@@ -14,7 +14,7 @@ from typing import Any
 
 from outage_sentinel.incidents import Incident
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, STATUS_LABELS, label
-from outage_sentinel.logs import mask_phone
+from outage_sentinel.logs import mask_phones
 from outage_sentinel.topology import Topology
 
 _WORDS: Mapping[str, Mapping[str, str]] = {
@@ -84,10 +84,10 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         lines.append(f"{w['reopens']}: {inc.parent_id}")
     lines.append(f"{w['log']}:")
     lines += [f"  {local(e['at'], tz)}  {label(STAGE_LABELS, language, str(e['stage'])):6} "
-              f"{mask_phone(str(e.get('actor') or ''))}"
-              + (f"  {mask_phone(str(e['note']))}" if e.get("note") else "") for e in log]
+              f"{mask_phones(str(e.get('actor') or ''))}"
+              + (f"  {mask_phones(str(e['note']))}" if e.get("note") else "") for e in log]
     lines.append(f"{w['notices']}:")
-    lines += [f"  {m.status:8} {m.purpose:10} {m.channel:10} {mask_phone(m.target):24} "
+    lines += [f"  {m.status:8} {m.purpose:10} {m.channel:10} {mask_phones(m.target):24} "
               f"{local(m.sent_at, tz) if m.sent_at else ''}" for m in notices]
     return "\n".join(lines)
 

@@ -21,7 +21,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from outage_sentinel import crew as crews
@@ -33,7 +32,7 @@ from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
 from outage_sentinel.sms_params import command_params
-from outage_sentinel.store import Store, incident_log_t, incidents_t
+from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
 #: Stages in which an incident holds its crew.
@@ -74,13 +73,9 @@ class Lifecycle:
     # -- helpers ------------------------------------------------------------------------------
 
     def _load(self, conn: Connection, incident_id: str) -> tuple[Incident, dict[str, Any]]:
-        q = select(incidents_t).where(incidents_t.c.id == incident_id)
-        if self.store.dialect == "postgresql":
-            q = q.with_for_update()
-        row = conn.execute(q).first()
-        if row is None:
+        m = self.store.lock_incident_in(conn, incident_id)
+        if m is None:
             raise LifecycleError(f"no incident {incident_id!r}")
-        m = dict(row._mapping)
         return Incident.from_json(m["state"]), m
 
     def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
@@ -192,19 +187,15 @@ class Lifecycle:
                           self.planner.renderer.language)
 
     def _busy(self, conn: Connection, exclude: str) -> dict[str, crews.Busy]:
-        q = select(incidents_t.c.id, incidents_t.c.crew_id, incidents_t.c.priority).where(
-            incidents_t.c.status == "active", incidents_t.c.crew_id.is_not(None),
-            incidents_t.c.stage.in_(CREW_STAGES), incidents_t.c.id != exclude)
         busy: dict[str, crews.Busy] = {}
-        for iid, cid, score in conn.execute(q):
+        for iid, cid, score in self.store.crews_busy_in(conn, CREW_STAGES, exclude):
             prev = busy.get(cid)
             if prev is None or score > prev.priority:
                 busy[cid] = crews.Busy(int(score or 0), iid)
         return busy
 
     def _detected_at(self, conn: Connection, inc: Incident, row: dict[str, Any]) -> datetime:
-        first = conn.execute(select(incident_log_t.c.at).where(
-            incident_log_t.c.incident_id == inc.id).order_by(incident_log_t.c.at).limit(1)).scalar()
+        first = self.store.first_log_at_in(conn, inc.id)
         return first or row.get("created_at") or inc.start
 
     def dispatch(self, incident_id: str, actor: str, crew_id: str | None = None,
@@ -344,10 +335,7 @@ class Lifecycle:
                         and (inc.off or inc.feeder != "?")):  # unplaced: a person decides
                     inc = self.dispatch_in(conn, inc, current, now, "daemon")
                     current = dict(current, crew_id=self._crew_of(conn, inc.id))
-                dispatched = conn.execute(select(incident_log_t.c.details).where(
-                    incident_log_t.c.incident_id == inc.id,
-                    incident_log_t.c.stage == "dispatched").order_by(
-                    incident_log_t.c.id.desc()).limit(1)).scalar()
+                dispatched = self.store.last_log_details_in(conn, inc.id, "dispatched")
                 area: str
                 if dispatched and current.get("crew_id"):
                     deadline = parse_time(dispatched["deadline"], "deadline")
@@ -396,18 +384,24 @@ class Lifecycle:
             return self.store.enqueue_in(
                 conn, self._command_rows(f"REPORT-{day:%Y%m%d}", 0, "daily_report", body), now)
 
+    def dead_letter_notice(self, row: Any, reason: str, now: datetime) -> None:
+        """The deliverer's dead-letter hook: every dead letter is shown to the command centre,
+        but not one about itself."""
+        if row.audience != "command":
+            self.dead_letter(row, reason, now)
+
     def dead_letter(self, row: Any, reason: str, now: datetime) -> int:
         """Tell the command centre a notice could not be delivered (who, why)."""
         if self.config.command_centre.channel is None:
             return 0
-        from outage_sentinel.logs import mask_phone
+        from outage_sentinel.logs import mask_phones
 
         zh = self.planner.renderer.language == "zh"
         body = (f"【投递失败】{row.incident_id} 的{row.purpose}通知未能送达"
-                f"（{row.channel}：{mask_phone(row.target)}）。原因：{mask_phone(reason)}。请人工联系。"
+                f"（{row.channel}：{mask_phones(row.target)}）。原因：{mask_phones(reason)}。请人工联系。"
                 if zh else
                 f"[Undelivered] {row.purpose} notice of {row.incident_id} to {row.channel}:"
-                f"{mask_phone(row.target)} failed: {mask_phone(reason)}. Please follow up by hand.")
+                f"{mask_phones(row.target)} failed: {mask_phones(reason)}. Please follow up by hand.")
         # Revision = the dead row's id: one notice per dead letter.
         with self.store.transaction() as conn:
             return self.store.enqueue_in(
@@ -431,8 +425,7 @@ class Lifecycle:
                 incident_id or f"TEMPLATE-{now:%Y%m%d}", revision, "template_failed", body), now)
 
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
-        return conn.execute(select(incidents_t.c.crew_id).where(
-            incidents_t.c.id == incident_id)).scalar()
+        return self.store.crew_of_in(conn, incident_id)
 
     def _reminder_rows(self, inc: Incident, purpose: str, now: datetime) -> list[dict[str, Any]]:
         from outage_sentinel.incidents import Notice

@@ -28,7 +28,7 @@ _secrets: set[str] = set()
 _MIN_SECRET = 4
 
 
-def mask_phone(text: str) -> str:
+def mask_phones(text: str) -> str:
     """Mask mainland mobile numbers in ``text``: 13812345678 -> 138****5678."""
     return PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
 
@@ -60,14 +60,14 @@ def redact_secrets(text: str) -> str:
 
 def redact(text: str) -> str:
     """Mask phones and registered secrets in ``text``."""
-    return mask_phone(redact_secrets(text))
+    return mask_phones(redact_secrets(text))
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, int) and not isinstance(value, bool) and PHONE.fullmatch(str(value)):
-        return mask_phone(str(value))  # a phone number that arrived as a number
+        return mask_phones(str(value))  # a phone number that arrived as a number
     if isinstance(value, dict):
         return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -69,12 +70,15 @@ def add_verbs(sub: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from outage_sentinel.cli import _load_config
+    from outage_sentinel.cli import config_from_args
+
+    config = config_from_args(args)
+    return None if config is None else _open_store(config)
+
+
+def _open_store(config: Any) -> Any:
     from outage_sentinel.store import Store
 
-    config = _load_config(args)
-    if config is None:
-        return None
     config.state_dir.mkdir(parents=True, exist_ok=True)  # before the daemon's first start
     store = Store(config.database_url())
     store.migrate()
@@ -85,42 +89,50 @@ ACTIONS = ("ack", "arrive", "dispatch", "restore", "close")
 
 
 def _act(args: argparse.Namespace) -> int:
-    """Lifecycle steps: run through the daemon's own code, without sources or channels."""
-    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_TOPOLOGY, _load_config
-    from outage_sentinel.daemon import Daemon
+    """Lifecycle steps: the incident core the daemon runs, without sources or channels."""
+    from outage_sentinel.assembly import build_core
+    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_TOPOLOGY, config_from_args
     from outage_sentinel.lifecycle import LifecycleError, parse_actor
-    from outage_sentinel.topology import TopologyError
+    from outage_sentinel.metrics import Metrics
+    from outage_sentinel.topology import TopologyError, load_bundle
 
-    config = _load_config(args)
+    config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
     try:
-        daemon = Daemon(config, sources=[], channels={})
+        topology = load_bundle(config.topology)
     except TopologyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_TOPOLOGY
-    actor = parse_actor(args.actor)
-    life = daemon.lifecycle
+    store = _open_store(config)
+    core = build_core(config, store, topology, metrics=Metrics(), clock=_utcnow)
     try:
-        action = args.incidents_verb
-        if action == "ack":
-            inc = life.ack(args.incident_id, actor, args.note)
-        elif action == "arrive":
-            inc = life.arrive(args.incident_id, actor, args.note)
-        elif action == "close":
-            inc = life.close(args.incident_id, actor, args.cause, args.note)
-        elif action == "dispatch":
-            inc = life.dispatch(args.incident_id, actor, crew_id=args.crew, note=args.note)
-        else:
-            inc = daemon.operator_restore(args.incident_id, actor, args.transformers, args.at,
-                                          args.note)
+        inc = _step(core, args, parse_actor(args.actor))
     except LifecycleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     finally:
-        daemon.close()
+        store.close()
     print(f"{inc.id}: stage {inc.stage}, status {inc.status}, {len(inc.off)} area(s) off")
     return 0
+
+
+def _step(core: Any, args: argparse.Namespace, actor: str) -> Any:
+    life, action = core.lifecycle, args.incidents_verb
+    if action == "ack":
+        return life.ack(args.incident_id, actor, args.note)
+    if action == "arrive":
+        return life.arrive(args.incident_id, actor, args.note)
+    if action == "close":
+        return life.close(args.incident_id, actor, args.cause, args.note)
+    if action == "dispatch":
+        return life.dispatch(args.incident_id, actor, crew_id=args.crew, note=args.note)
+    return core.processor.operator_restore(args.incident_id, actor, args.transformers, args.at,
+                                           args.note, now=_utcnow())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -140,13 +152,13 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         if verb == "outbox" and action == "list":
-            from outage_sentinel.logs import mask_phone, redact
+            from outage_sentinel.logs import mask_phones, redact
 
             # Keys name the recipient (``village:V01:sms:13800001111``): mask them like targets.
             for m in store.messages(status=args.status):
                 # redact: rows stored by older versions may hold a secret in last_error.
-                print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phone(m.target):30} "
-                      f"{mask_phone(m.key)}  {redact(m.last_error or '')}")
+                print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phones(m.target):30} "
+                      f"{mask_phones(m.key)}  {redact(m.last_error or '')}")
             return 0
         if verb == "storm":
             return _storm(store, args)
@@ -168,11 +180,11 @@ def _view(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from outage_sentinel import incident_view
-    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_TOPOLOGY, _load_config
+    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_TOPOLOGY, config_from_args
     from outage_sentinel.store import Store
     from outage_sentinel.topology import TopologyError, load_bundle
 
-    config = _load_config(args)
+    config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
     try:
@@ -218,8 +230,8 @@ def _storm(store: Any, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from outage_sentinel.cli import EXIT_USAGE
-    from outage_sentinel.daemon import STORM_KEY, storm_declared
     from outage_sentinel.lifecycle import parse_actor
+    from outage_sentinel.triage import STORM_KEY, storm_declared
 
     now = datetime.now(UTC)
     action = args.storm_verb

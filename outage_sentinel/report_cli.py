@@ -86,7 +86,7 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
         EXIT_PROBLEMS,
         EXIT_TOPOLOGY,
         EXIT_USAGE,
-        _load_config,
+        config_from_args,
     )
     from outage_sentinel.store import Store
     from outage_sentinel.topology import TopologyError, load_bundle
@@ -95,7 +95,7 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
         print("usage: outage-sentinel report daily|weekly|range [options] (see --help)",
               file=sys.stderr)
         return EXIT_USAGE
-    config = _load_config(args)
+    config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
     tz = ZoneInfo(config.timezone)

@@ -37,7 +37,7 @@ from outage_sentinel.labels import (
     STATUS_LABELS,
     label,
 )
-from outage_sentinel.logs import mask_phone
+from outage_sentinel.logs import mask_phones
 
 if TYPE_CHECKING:
     from matplotlib.font_manager import FontProperties
@@ -252,7 +252,7 @@ _FORMATS: dict[str, Callable[[Any, str], str]] = {
     "f4": lambda v, _l: f"{float(v):.4f}",
     "time": _time,
     "bool": _bool,
-    "masked": lambda v, _l: mask_phone(str(v)),
+    "masked": lambda v, _l: mask_phones(str(v)),
     "kind": lambda v, lang: label(KIND_LABELS, lang, str(v)),
     "status": lambda v, lang: label(STATUS_LABELS, lang, str(v)),
     "stage": lambda v, lang: label(STAGE_LABELS, lang, str(v)),

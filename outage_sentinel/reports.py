@@ -58,9 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import and_, func, or_, select
 
-from outage_sentinel.store import events_t, incident_log_t, incidents_t, outbox_t
 from outage_sentinel.topology import Topology
 
 if TYPE_CHECKING:
@@ -197,7 +195,7 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
         raise ValueError("build_report needs timezone-aware start, end and now")
     if end <= start:
         raise ValueError("report period is empty (end <= start)")
-    rows, logs, first_evidence, first_notice, dead = _load(store, start, end)
+    rows, logs, first_evidence, first_notice, dead = store.report_snapshot(start, end)
     upto = min(end, now)
     feeder_names = _feeder_names(topology)
 
@@ -291,44 +289,6 @@ def rs1(aihc1_h: float, hours: float) -> float:
     if hours <= 0 or math.isnan(aihc1_h):
         return math.nan
     return (1.0 - aihc1_h / hours) * 100.0
-
-
-def _load(store: Store, start: datetime, end: datetime) -> tuple[
-        list[dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, datetime],
-        dict[str, datetime], list[dict[str, Any]]]:
-    """One read-only pass over the tables (a single connection, so one consistent snapshot
-    on SQLite WAL as long as the reads are in one transaction)."""
-    t = incidents_t
-    q = (select(t).where(t.c.start < end,
-                         or_(t.c.end_time.is_(None), t.c.end_time > start,
-                             and_(t.c.start >= start, t.c.start < end)))
-         .order_by(t.c.start, t.c.id))
-    with store.engine.connect() as conn, conn.begin():
-        rows = [dict(r._mapping) for r in conn.execute(q)]
-        ids = [r["id"] for r in rows]
-        logs: dict[str, list[dict[str, Any]]] = {}
-        evidence: dict[str, datetime] = {}
-        notice: dict[str, datetime] = {}
-        for chunk in _chunks(ids, 500):
-            lq = (select(incident_log_t).where(incident_log_t.c.incident_id.in_(chunk))
-                  .order_by(incident_log_t.c.at, incident_log_t.c.id))
-            for r in conn.execute(lq):
-                logs.setdefault(r.incident_id, []).append(dict(r._mapping))
-            eq = (select(events_t.c.incident_id, func.min(events_t.c.received_at))
-                  .where(events_t.c.incident_id.in_(chunk)).group_by(events_t.c.incident_id))
-            for iid, at in conn.execute(eq):
-                evidence[iid] = _aware(at)
-            nq = (select(outbox_t.c.incident_id, func.min(outbox_t.c.sent_at))
-                  .where(outbox_t.c.incident_id.in_(chunk), outbox_t.c.audience == "liaison",
-                         outbox_t.c.status == "sent", outbox_t.c.sent_at.is_not(None))
-                  .group_by(outbox_t.c.incident_id))
-            for iid, at in conn.execute(nq):
-                notice[iid] = _aware(at)
-        died = func.coalesce(outbox_t.c.dead_at, outbox_t.c.created_at)
-        dq = (select(outbox_t).where(outbox_t.c.status == "dead", died >= start, died < end)
-              .order_by(died, outbox_t.c.id))
-        dead = [dict(r._mapping) for r in conn.execute(dq)]
-    return rows, logs, evidence, notice, dead
 
 
 def _aware(value: Any) -> datetime:
@@ -570,11 +530,6 @@ def _as_local_datetimes(values: pd.Series, tz: tzinfo) -> pd.Series:
 
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 def _feeder_names(topology: Topology) -> dict[str, str]:

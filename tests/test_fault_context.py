@@ -12,9 +12,10 @@ import pytest
 
 from outage_sentinel import cli
 from outage_sentinel.config import ConfigError, parse_config
-from outage_sentinel.daemon import STORM_KEY, BayesEstimator
+from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.incidents import Evidence
 from outage_sentinel.localise import FaultContext, devices_per_feeder
+from outage_sentinel.triage import STORM_KEY
 from tests.localise_fixture import build
 from tests.test_lifecycle import T0, Harness, county, ev
 
@@ -35,7 +36,7 @@ class Watching(BayesEstimator):
 def watched(tmp_path: Path) -> tuple[Harness, Watching]:
     h = Harness(tmp_path)
     watching = Watching(params=h.config.localisation.to_params())
-    h.daemon.estimator = watching
+    h.daemon.processor.estimator = watching
     yield h, watching
     h.daemon.close()
 
@@ -79,7 +80,7 @@ def test_county_context_can_be_switched_off(tmp_path: Path) -> None:
     h = Harness(tmp_path, localisation={"county_context": False})
     try:
         watching = Watching()
-        h.daemon.estimator = watching
+        h.daemon.processor.estimator = watching
         h.feed(ev("A", "T4"), ev("B", "T1"))
         assert watching.seen and all(c == FaultContext() for c in watching.seen)
     finally:

@@ -184,7 +184,8 @@ def test_one_fault_through_every_state_with_two_restoration_steps(h: Harness) ->
 
     # Restoration step 1: T3 (all of 西村) back at +60 min — only 西村 hears it.
     h.at(61)
-    step1 = h.daemon.operator_restore(inc, "operator:crew1", "T3", "2026-11-23 11:00", "倒闸恢复")
+    step1 = h.daemon.processor.operator_restore(
+        inc, "operator:crew1", "T3", "2026-11-23 11:00", "倒闸恢复", now=h.daemon.clock())
     assert step1.stage == "partially_restored" and set(step1.off) == {"T1", "T2"}
     restored = h.deliver()
     liaison_restored = [m for m in restored if m.purpose == "restored" and m.audience == "liaison"]
@@ -192,7 +193,8 @@ def test_one_fault_through_every_state_with_two_restoration_steps(h: Harness) ->
 
     # Step 2: the rest at +120 min.
     h.at(121)
-    step2 = h.daemon.operator_restore(inc, "operator:crew1", None, "2026-11-23 12:00")
+    step2 = h.daemon.processor.operator_restore(
+        inc, "operator:crew1", None, "2026-11-23 12:00", now=h.daemon.clock())
     assert step2.status == "restored" and step2.stage == "restored" and not step2.off
     restored = h.deliver()
     assert [m.target for m in restored if m.purpose == "restored" and m.audience == "liaison"] \
@@ -294,7 +296,8 @@ def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     h.feed(ev("F1", "T3"))
     inc = h.only_incident()
     h.at(60)
-    h.daemon.operator_restore(inc, "operator:crew1", None, None)
+    h.daemon.processor.operator_restore(
+        inc, "operator:crew1", None, None, now=h.daemon.clock())
     h.at(60 * 24)  # the next morning: yesterday's report
     assert h.daemon.lifecycle.daily_report(h.now) == 1
     assert h.daemon.lifecycle.daily_report(h.now) == 0  # idempotent within the day
@@ -307,7 +310,8 @@ def test_an_outage_soon_after_restoration_links_to_the_original(h: Harness) -> N
     h.feed(ev("F1", "T3"))
     first = h.only_incident()
     h.at(30)
-    h.daemon.operator_restore(first, "operator:crew1", None, None)
+    h.daemon.processor.operator_restore(
+        first, "operator:crew1", None, None, now=h.daemon.clock())
     h.at(45)  # off again within the reopen window
     h.feed(ev("F1-again", "T3", start=h.now))
     second = next(r for r in h.daemon.store.load_incidents(open_only=False) if r["id"] != first)

@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from outage_sentinel import logs
-from outage_sentinel.logs import configure, get_logger, mask_phone, redact, register_secret
+from outage_sentinel.logs import configure, get_logger, mask_phones, redact, register_secret
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,7 @@ def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ("+86-13812345678", "+86-138****5678"),
 ])
 def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
-    assert mask_phone(text) == masked
+    assert mask_phones(text) == masked
 
 
 @pytest.mark.parametrize("text", [
@@ -47,14 +47,14 @@ def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
     "INC-20260301-0001",
 ])
 def test_other_numbers_are_left_alone(text: str) -> None:
-    assert mask_phone(text) == text
+    assert mask_phones(text) == text
 
 
 def test_country_code_prefix_without_separator_is_masked() -> None:
-    assert mask_phone("+8613812345678") == "+86138****5678"
-    assert mask_phone("8613812345678") == "86138****5678"
-    assert mask_phone("008613812345678") == "0086138****5678"
-    assert "12345678" not in mask_phone("mentioned_mobile_list=[\"+8613812345678\"]")
+    assert mask_phones("+8613812345678") == "+86138****5678"
+    assert mask_phones("8613812345678") == "86138****5678"
+    assert mask_phones("008613812345678") == "0086138****5678"
+    assert "12345678" not in mask_phones("mentioned_mobile_list=[\"+8613812345678\"]")
 
 
 def test_registered_secrets_are_redacted() -> None:

@@ -24,8 +24,7 @@ import requests
 import structlog
 
 from outage_sentinel.channels.base import Outcome, SendResult
-from outage_sentinel.logs import PHONE, redact_secrets, register_secret
-from outage_sentinel.logs import mask_phone as _mask_in_text
+from outage_sentinel.logs import PHONE, mask_phones, redact_secrets, register_secret
 
 log = structlog.get_logger("outage_sentinel.channels")
 
@@ -34,7 +33,7 @@ _PHONE = PHONE
 _URL_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
 
 
-def mask_phone(phone: str) -> str:
+def mask_number(phone: str) -> str:
     """``13812341234`` → ``138****1234``; anything else keeps only its last 4 characters."""
     digits = phone.strip()
     m = _PHONE.fullmatch(digits)
@@ -43,11 +42,6 @@ def mask_phone(phone: str) -> str:
     if len(digits) <= 4:
         return "****"
     return "****" + digits[-4:]
-
-
-def mask_phones(text: str) -> str:
-    """Mask every mobile number inside free text."""
-    return _mask_in_text(text)
 
 
 class Redactor:

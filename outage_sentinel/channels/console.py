@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Literal, TextIO
 
-from outage_sentinel.channels._common import mask_phone
+from outage_sentinel.channels._common import mask_number
 from outage_sentinel.channels.base import Message, Outcome, SendResult
 
 
@@ -28,7 +28,7 @@ class ConsoleChannel:
     def send(self, message: Message) -> SendResult:
         # Resolve the stream at send time so pytest's capsys and redirections see the output.
         out = self._out or (sys.stdout if self._stream_name == "stdout" else sys.stderr)
-        mentions = " ".join(f"@{mask_phone(m)}" for m in message.mentions)
+        mentions = " ".join(f"@{mask_number(m)}" for m in message.mentions)
         head = f"[{self.name} → {message.target}] {message.purpose}"
         if message.subject:
             head += f": {message.subject}"

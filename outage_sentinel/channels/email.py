@@ -23,12 +23,12 @@ from outage_sentinel.channels._common import (
     Redactor,
     delivered,
     log_result,
-    mask_phones,
     permanent,
     retry,
     safe_result,
 )
 from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.logs import mask_phones
 
 
 def message_id(key: str) -> str:

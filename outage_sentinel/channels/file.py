@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from outage_sentinel.channels._common import Redactor, log_result, mask_phone, mask_phones, retry
+from outage_sentinel.channels._common import Redactor, log_result, mask_number, retry
 from outage_sentinel.channels.base import Message, Outcome, SendResult
+from outage_sentinel.logs import mask_phones
 
 try:  # POSIX only; on other systems the in-process lock is all we have.
     import fcntl
@@ -57,7 +58,7 @@ def file_record(message: Message, sent_at: datetime) -> dict[str, Any]:
         "incident_id": message.incident_id,
         "subject": message.subject,
         "text": message.text,
-        "mentions": [mask_phone(m) for m in message.mentions],
+        "mentions": [mask_number(m) for m in message.mentions],
         "sent_at": sent_at.isoformat().replace("+00:00", "Z"),
     }
 

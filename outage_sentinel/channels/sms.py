@@ -46,7 +46,7 @@ from outage_sentinel.channels._common import (
     delivered,
     http_attempt,
     http_status_result,
-    mask_phone,
+    mask_number,
     permanent,
     retry,
 )
@@ -260,7 +260,7 @@ class SmsChannel(HttpChannel):
             return reply
         # Aliyun puts a Code in 4xx bodies too (SignatureDoesNotMatch comes as HTTP 400).
         verdict = classify_sms(reply.body, self._clock())
-        who = ",".join(mask_phone(n) for n in numbers)
+        who = ",".join(mask_number(n) for n in numbers)
         if verdict is not None:
             if verdict.outcome.value == "delivered" and not 200 <= reply.status < 300:
                 return retry(f"HTTP {reply.status} with Code OK for {who}; unconfirmed")

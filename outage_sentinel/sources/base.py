@@ -18,6 +18,9 @@ from outage_sentinel.events import PollResult
 class SourceError(Exception):
     """A poll failed as a whole (HTTP 500, timeout, unreadable body). The message names why."""
 
+    #: The payload that failed, kept for the quarantine (``None``: nothing worth keeping).
+    raw: Any = None
+
 
 @runtime_checkable
 class Source(Protocol):

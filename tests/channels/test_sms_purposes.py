@@ -142,7 +142,8 @@ def run_every_purpose(county: County) -> None:
     county.at(30)
     county.feed(ev("f1", "T1", "T2", "T3", etr=T0 + timedelta(hours=3)))
     county.at(121)
-    county.daemon.operator_restore(fault, "operator:crew1", None, "2026-11-23 12:00")
+    county.daemon.processor.operator_restore(
+        fault, "operator:crew1", None, "2026-11-23 12:00", now=county.daemon.clock())
     county.deliver()
     # Planned work on F2 tomorrow 16:00-20:00 (Shanghai), announced now.
     start = T0 + timedelta(hours=30)

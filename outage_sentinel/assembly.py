@@ -1,0 +1,105 @@
+"""Assembly: builds the incident core and the daemon's parts from the config.
+
+The daemon (:mod:`outage_sentinel.daemon`) and every other actor — the operator CLI, later the
+board — build the same incident core here, so a step taken by any of them runs the same code:
+:func:`build_core` gives the liaison planner, the lifecycle and the incident processor over one
+store and topology, without sources, channels or a scheduler.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from outage_sentinel.channels.base import Channel
+from outage_sentinel.config import Config, ReplaySourceConfig, SourceConfig
+from outage_sentinel.estimation import default_estimator
+from outage_sentinel.incidents import Estimator
+from outage_sentinel.liaison import LiaisonPlanner, Renderer, TemplateFailure
+from outage_sentinel.lifecycle import Lifecycle
+from outage_sentinel.logs import register_secret
+from outage_sentinel.metrics import Metrics
+from outage_sentinel.processing import IncidentProcessor, ObservationScreen
+from outage_sentinel.sources.base import Source
+from outage_sentinel.store import Store
+from outage_sentinel.topology import Topology
+
+
+@dataclass
+class Core:
+    """The incident core over one store and topology."""
+
+    renderer: Renderer
+    planner: LiaisonPlanner
+    lifecycle: Lifecycle
+    processor: IncidentProcessor
+
+
+def build_core(config: Config, store: Store, topology: Topology, *, metrics: Metrics,
+               clock: Callable[[], datetime], estimator: Estimator | None = None,
+               lock: threading.Lock | None = None, screen: ObservationScreen | None = None,
+               on_template_failure: Callable[[TemplateFailure], None] | None = None) -> Core:
+    """Planner, lifecycle and processor as every actor uses them."""
+    renderer = Renderer(config.notify.language, config.notify.templates_dir,
+                        on_failure=on_template_failure)
+    planner = LiaisonPlanner(topology, renderer, ZoneInfo(config.timezone),
+                             config.notify.liaison_roles)
+    lifecycle = Lifecycle(store, topology, planner, config, clock)
+    processor = IncidentProcessor(
+        store, topology, planner, lifecycle, config, metrics,
+        estimator or default_estimator(config.localisation.to_params()), lock=lock,
+        screen=screen)
+    return Core(renderer, planner, lifecycle, processor)
+
+
+def build_source(cfg: SourceConfig, config: Config, topology: Topology | None = None) -> Source:
+    """Instantiate the source a config entry describes."""
+    if isinstance(cfg, ReplaySourceConfig):
+        from outage_sentinel.sources.replay import ReplaySource
+
+        return ReplaySource(cfg.name, cfg.scenario, speed=cfg.speed, loop=cfg.loop)
+    if cfg.type == "http_json":
+        from outage_sentinel.sources.http_json import HttpJsonSource
+
+        return HttpJsonSource(cfg, default_tz=ZoneInfo(cfg.timezone or config.timezone))
+    if cfg.type == "mqtt":
+        from outage_sentinel.sources.mqtt import MqttSource
+
+        return MqttSource(cfg, topology=topology, default_tz=config.timezone)
+    if cfg.type == "file_drop":
+        from outage_sentinel.sources.file_drop import FileDropSource
+
+        return FileDropSource(cfg, topology=topology, default_tz=config.timezone)
+    raise ValueError(f"unknown source type {cfg.type!r}")
+
+
+def build_channels(config: Config) -> dict[str, Channel]:
+    from outage_sentinel.channels.registry import build_channels as build
+
+    return build(config.channels)
+
+
+def register_config_secrets(config: Config) -> None:
+    """Tell the log scrubber every secret the config holds."""
+
+    def walk(value: Any) -> None:
+        if hasattr(value, "get_secret_value"):
+            register_secret(value.get_secret_value())
+        elif hasattr(type(value), "model_fields"):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk(config)
+    url = config.database_url()
+    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+        register_secret(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])

@@ -1,0 +1,54 @@
+"""The Bayesian localiser (:mod:`outage_sentinel.localise`) as the incident core's estimator."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+from outage_sentinel.incidents import Estimate, Evidence, first_estimate
+from outage_sentinel.localise import Evidence as LocaliserEvidence
+from outage_sentinel.localise import FaultContext, LocaliserParams, localise
+from outage_sentinel.topology import Topology
+
+
+class BayesEstimator:
+    """The Bayesian localiser (:mod:`outage_sentinel.localise`) adapted to the incident core.
+
+    Called as an :data:`Estimator` it localises in a calm window; :meth:`within` gives one
+    that knows the weather (:class:`~outage_sentinel.localise.FaultContext`).
+    """
+
+    def __init__(self, params: LocaliserParams | None = None,
+                 context: FaultContext | None = None) -> None:
+        self.params = params if params is not None else LocaliserParams()
+        self.context = context
+        # Where no trouble call reached the incident, silence is not evidence: the deployment
+        # may have no call source at all, and the localiser's call model would read "no calls
+        # from a big area" as "that area is alive". Neutralise the call model for such incidents.
+        self.silent = replace(self.params, call_rate_shape=1e-9, spurious_call_rate=1e-12)
+
+    def within(self, context: FaultContext) -> BayesEstimator:
+        other = copy.copy(self)
+        other.context = context
+        return other
+
+    def __call__(self, topology: Topology, evidence: Evidence) -> Estimate:
+        result = localise(topology, LocaliserEvidence(
+            dead=evidence.dead, alive=evidence.alive, calls=dict(evidence.calls),
+            open_devices=evidence.open_devices, planned=evidence.planned),
+            self.params if evidence.calls else self.silent, self.context)
+        best = result.best
+        if best is None or not best.devices:
+            return first_estimate(topology, evidence)
+        return Estimate(
+            devices=tuple(best.devices), probability=best.probability,
+            transformers=tuple(best.transformers), customers=best.customers,
+            villages=tuple(best.villages), section=tuple(best.section),
+            important_customers=tuple(best.important_customers),
+            hypotheses=tuple(h.to_json() for h in result.hypotheses[:3]),
+        )
+
+
+def default_estimator(params: LocaliserParams | None = None) -> BayesEstimator:
+    """The daemon's estimator: :class:`BayesEstimator` with ``params`` (the config's)."""
+    return BayesEstimator(params)

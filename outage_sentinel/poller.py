@@ -1,0 +1,126 @@
+"""The poller: one source polled, what it returned persisted, then acknowledged (a daemon stage).
+
+``poll ─▶ store events + quarantine + cursor (one transaction) ─▶ acknowledge to the source``:
+an event is either stored (and will be processed) or its cursor did not move (and it will be
+fetched again). A poll never raises: a failed poll is logged, counted and, where the source
+kept the bad body, quarantined. AMI sources are stored through the screener, which screens
+their reports in the same transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from outage_sentinel.config import MqttSourceConfig, SourceConfig
+from outage_sentinel.events import PollResult, Quarantined
+from outage_sentinel.logs import get_logger, redact
+from outage_sentinel.metrics import Metrics
+from outage_sentinel.sources.base import Source, SourceError
+from outage_sentinel.sources.capabilities import Buffering
+from outage_sentinel.store import IngestCounts, Store
+
+#: Polls in a row while an AMI source still has a full batch waiting (a storm backlog).
+MAX_DRAIN_POLLS = 50
+
+#: Stores one poll's result: ``(source name, result, now) -> counts``.
+Ingest = Callable[[str, PollResult, datetime], IngestCounts]
+
+
+@dataclass
+class PollReport:
+    """What one :meth:`Poller.run_once` did for a source."""
+
+    polls: int = 0
+    failed: int = 0
+    events: int = 0
+    quarantined: int = 0
+
+
+class Poller:
+    """Polls sources into the store; ``ingest_by_source`` overrides how a source is stored."""
+
+    def __init__(self, store: Store, metrics: Metrics,
+                 configs: dict[str, SourceConfig] | None = None,
+                 ingest_by_source: dict[str, Ingest] | None = None) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.configs = configs or {}
+        self.ingest_by_source = ingest_by_source or {}
+        self.log = get_logger(component="poller")
+
+    def run_once(self, source: Source, now: Callable[[], datetime],
+                 keep_going: Callable[[], bool] = lambda: True) -> PollReport:
+        """Poll once; in a storm, go on while an AMI source still has a full batch waiting
+        (rather than one batch per interval). ``now`` is read per poll."""
+        report = PollReport()
+        cfg = self.configs.get(source.name)
+        batch = cfg.max_batch if isinstance(cfg, MqttSourceConfig) else None
+        for _ in range(MAX_DRAIN_POLLS):
+            result = self.poll(source, now())
+            report.polls += 1
+            if result is None:
+                report.failed += 1
+                break
+            report.events += len(result.events)
+            report.quarantined += len(result.quarantined)
+            full = batch is not None and len(result.events) + len(result.quarantined) >= batch
+            waiting = isinstance(source, Buffering) and source.buffered > 0
+            if not keep_going() or not (full or waiting):
+                break
+        return report
+
+    def poll(self, source: Source, now: datetime) -> PollResult | None:
+        """Poll one source and persist what it returned. Never raises."""
+        started = time.perf_counter()
+        try:
+            result = source.poll(now)
+        except SourceError as exc:
+            self._failed(source, now, str(exc), exc.raw)
+            return None
+        except Exception as exc:  # a source bug must not kill the daemon
+            self.log.exception("poll_crashed", source=source.name)
+            self._failed(source, now, f"{type(exc).__name__}: {exc}", None)
+            return None
+        ingest = self.ingest_by_source.get(source.name, self.store.ingest)
+        try:
+            counts = ingest(source.name, result, now)
+        except Exception as exc:
+            self.log.error("store_failed", source=source.name, error=redact(repr(exc)))
+            self.metrics.polls.labels(source.name, "error").inc()
+            return None
+        try:
+            source.acknowledge(result)
+        except Exception as exc:
+            self.log.warning("acknowledge_failed", source=source.name, error=redact(repr(exc)))
+        self._count(source.name, result, counts, now, time.perf_counter() - started)
+        return result
+
+    def _count(self, name: str, result: PollResult, counts: IngestCounts, now: datetime,
+               seconds: float) -> None:
+        m = self.metrics
+        m.events.labels(name).inc(counts.inserted)
+        m.duplicates.labels(name).inc(counts.duplicates)
+        m.quarantined.labels(name).inc(counts.quarantined)
+        m.polls.labels(name, "not_modified" if result.not_modified else "ok").inc()
+        m.last_success.labels(name).set(now.timestamp())
+        m.poll_duration.labels(name).observe(seconds)
+        for q in result.quarantined:
+            self.log.warning("quarantined", source=name, reason=q.reason)
+        if counts.inserted or counts.quarantined:
+            self.log.info("polled", source=name, new=counts.inserted,
+                          duplicates=counts.duplicates, quarantined=counts.quarantined)
+
+    def _failed(self, source: Source, now: datetime, reason: str, raw: Any) -> None:
+        reason = redact(reason)
+        self.log.error("poll_failed", source=source.name, reason=reason)
+        self.metrics.polls.labels(source.name, "error").inc()
+        if raw is not None:
+            try:
+                self.store.quarantine(Quarantined(source.name, reason, raw), now)
+                self.metrics.quarantined.labels(source.name).inc()
+            except Exception as exc:
+                self.log.error("quarantine_failed", source=source.name, error=redact(repr(exc)))

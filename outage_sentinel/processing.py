@@ -1,0 +1,443 @@
+"""The incident processor: folds stored events into incidents (a stage of the daemon).
+
+For each unprocessed event, in rounds of :data:`ROUND_EVENTS` per transaction::
+
+    resolve on the topology ─▶ correlate with the open incidents of its feeder
+        ─▶ triage (pure: :mod:`outage_sentinel.triage`)
+        ─▶ apply (estimate, revision) ─▶ plan notices ─▶ incident row + outbox rows + log steps
+           + processed mark, in one transaction
+
+AMI reports are handed to the screen (:class:`ObservationScreen`) instead. A round that fails
+is redone one transaction per event; an event that fails :data:`MAX_PROCESSING_FAILURES`
+times is quarantined (its row stays stored: nothing accepted is lost).
+
+Operator steps (``incidents restore``) enter as events of the ``operator`` source through
+:meth:`IncidentProcessor.operator_restore`, so the daemon, the CLI and the board share one path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Connection
+
+from outage_sentinel.config import Config
+from outage_sentinel.estimation import BayesEstimator
+from outage_sentinel.events import OutageEvent, PollResult, Quarantined, parse_time, split_list
+from outage_sentinel.incidents import (
+    Estimator,
+    Incident,
+    Resolved,
+    apply_event,
+    correlate,
+    incident_class,
+    plan_notices,
+    resolve_event,
+    restoration_step,
+)
+from outage_sentinel.liaison import LiaisonPlanner
+from outage_sentinel.lifecycle import Lifecycle, LifecycleError, incident_columns
+from outage_sentinel.localise import FaultContext, devices_per_feeder
+from outage_sentinel.logs import get_logger, redact
+from outage_sentinel.metrics import Metrics
+from outage_sentinel.round_cache import RoundCache
+from outage_sentinel.store import Store, StoredEvent
+from outage_sentinel.topology import Topology
+from outage_sentinel.triage import (
+    STORM_KEY,
+    planned_transformers,
+    storm_declared,
+    triage,
+    unknown_references_reason,
+)
+
+#: Give up processing an event after this many failures (it is quarantined, not lost).
+MAX_PROCESSING_FAILURES = 3
+#: Source name of events the operator CLI writes (restoration steps).
+OPERATOR_SOURCE = "operator"
+#: Stored events fetched per processing round (AMI reports are screened a round at a time).
+BATCH = 5000
+#: Non-observation events folded into incidents per transaction (a failure redoes the round
+#: one transaction per event).
+ROUND_EVENTS = 250
+
+
+class ObservationScreen(Protocol):
+    """The AMI screen as the processor sees it (:class:`outage_sentinel.screening.AmiScreener`)."""
+
+    def is_observation(self, event: OutageEvent) -> bool:
+        """A raw meter/terminal report the screen consumes (not an incident event)."""
+
+    def screen_stored(self, observations: list[StoredEvent], now: datetime) -> None:
+        """Screen stored reports and mark them processed, in one transaction."""
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """One event being folded in, with what the round knows around it."""
+
+    event: OutageEvent
+    resolved: Resolved
+    rnd: RoundCache
+    now: datetime
+    planned: frozenset[str]
+    unplaced: bool
+
+
+@dataclass
+class ProcessReport:
+    """What one :meth:`IncidentProcessor.run_once` did."""
+
+    processed: int = 0
+
+
+class IncidentProcessor:
+    """Folds stored events into incidents; one per process, shared by every actor."""
+
+    def __init__(self, store: Store, topology: Topology, planner: LiaisonPlanner,
+                 lifecycle: Lifecycle, config: Config, metrics: Metrics, estimator: Estimator,
+                 *, lock: threading.Lock | None = None,
+                 screen: ObservationScreen | None = None) -> None:
+        self.store = store
+        self.lifecycle = lifecycle
+        self.config = config
+        self.metrics = metrics
+        self.estimator = estimator
+        self.screen = screen
+        self.lock = lock or threading.Lock()
+        self.tz = ZoneInfo(config.timezone)
+        self.window = timedelta(minutes=config.correlation.window_minutes)
+        self.etr_step = timedelta(minutes=config.notify.etr_update_minutes)
+        self.log = get_logger(component="processor")
+        self.failures: dict[int, int] = {}
+        self.use_topology(topology, planner)
+
+    def use_topology(self, topology: Topology, planner: LiaisonPlanner) -> None:
+        """Switch to a reloaded bundle (the caller holds :attr:`lock`)."""
+        self.topology = topology
+        self.planner = planner
+        self.protective = devices_per_feeder(topology)
+        self.protective_total = sum(self.protective.values())
+
+    def run_once(self, now: datetime) -> ProcessReport:
+        """Fold every stored, unprocessed event into incidents."""
+        return ProcessReport(processed=self.process(now))
+
+    def process(self, now: datetime) -> int:
+        """Fold every stored, unprocessed event into incidents. Returns how many were done."""
+        done = 0
+        with self.lock:
+            while True:
+                fetched = self.store.unprocessed_events(BATCH)
+                batch = [s for s in fetched
+                         if self.failures.get(s.row_id, 0) < MAX_PROCESSING_FAILURES]
+                progress = self._screen_observations(batch, now)
+                rest = [s for s in batch if not self._is_observation(s.event)]
+                for i in range(0, len(rest), ROUND_EVENTS):
+                    progress += self._process_round(rest[i:i + ROUND_EVENTS], now)
+                done += progress
+                if len(fetched) < BATCH or progress == 0:
+                    break
+            self._update_incident_gauge()
+        return done
+
+    def _is_observation(self, event: OutageEvent) -> bool:
+        return self.screen is not None and self.screen.is_observation(event)
+
+    def _screen_observations(self, batch: list[StoredEvent], now: datetime) -> int:
+        observations = [s for s in batch if self._is_observation(s.event)]
+        if not observations or self.screen is None:
+            return 0
+        try:
+            self.screen.screen_stored(observations, now)
+            return len(observations)
+        except Exception as exc:
+            self.log.exception("ami_screening_failed", reports=len(observations))
+            for s in observations:
+                self._failed(s, exc, now)
+            return 0
+
+    def _process_round(self, chunk: list[StoredEvent], now: datetime) -> int:
+        """Fold events into incidents in one transaction (incident changes, their outbox rows
+        and processed marks still commit together). If any event fails, the whole round is
+        rolled back and redone with a transaction per event, so a failing event is retried or
+        quarantined alone as before (a savepoint per event cost more than the storm's saves)."""
+        if len(chunk) == 1:
+            return int(self._process_one(chunk[0], now))
+        try:
+            with self.store.transaction() as conn:
+                rnd = RoundCache(self.store)
+                rnd.preload(conn, chunk)
+                for stored in chunk:
+                    rnd.done(stored, self._apply(conn, stored, rnd, now))
+        except Exception as exc:
+            self.log.warning("processing_round_failed", events=len(chunk),
+                             error=redact(repr(exc)), retry="one transaction per event")
+            return sum(self._process_one(s, now) for s in chunk)
+        for stored in chunk:
+            self.failures.pop(stored.row_id, None)
+        return len(chunk)
+
+    def _process_one(self, stored: StoredEvent, now: datetime) -> bool:
+        try:
+            with self.store.transaction() as conn:
+                self._apply(conn, stored, RoundCache(self.store), now)
+            self.failures.pop(stored.row_id, None)
+            return True
+        except Exception as exc:
+            self.log.exception("processing_failed", source=stored.event.source,
+                               event_id=stored.event.event_id)
+            self._failed(stored, exc, now)
+            return False
+
+    def _failed(self, stored: StoredEvent, exc: Exception, now: datetime) -> None:
+        """Count a processing failure; after a few, quarantine the event and stop retrying
+        (the event row itself stays stored, so nothing accepted is lost)."""
+        event = stored.event
+        n = self.failures.get(stored.row_id, 0) + 1
+        self.failures[stored.row_id] = n
+        self.metrics.processing_errors.inc()
+        if n < MAX_PROCESSING_FAILURES:
+            return
+        try:
+            with self.store.transaction() as conn:
+                self.store.quarantine_in(conn, Quarantined(
+                    event.source, f"processing failed {n} times: "
+                    f"{redact(type(exc).__name__ + ': ' + str(exc))}",
+                    {"event_row": stored.row_id, **event.to_json()}), now)
+                self.store.mark_processed_in(conn, stored.row_id, None)
+        except Exception:
+            self.log.exception("quarantine_failed", source=event.source, event_id=event.event_id)
+
+    # -- one event ------------------------------------------------------------------------------
+
+    def _current(self, conn: Connection, event: OutageEvent, resolved: Resolved,
+                 rnd: RoundCache, now: datetime) -> Incident | None:
+        """The incident the event belongs to: by membership, by the operator's naming, or by
+        correlation with the open incidents of its feeder (only those: parsing every open
+        incident's state per event would make a storm quadratic)."""
+        known_id = rnd.member_incident(conn, event.source, event.event_id)
+        if known_id is None and event.source == OPERATOR_SOURCE:
+            known_id = str(event.raw.get("incident_id") or "") or None
+        current = rnd.get(conn, known_id) if known_id is not None else None
+        if current is None and resolved.feeder is not None:
+            current = correlate(rnd.open_on(conn, resolved.feeder), event, resolved, now,
+                                self.window)
+        return current
+
+    def _apply(self, conn: Connection, stored: StoredEvent, rnd: RoundCache,
+               now: datetime) -> str | None:
+        """Fold one event in; returns the incident it now belongs to (``None``: none)."""
+        event = stored.event
+        # Another process (the operator CLI) may have processed it since we listed it.
+        if rnd.is_processed(conn, stored.row_id):
+            return None
+        resolved = resolve_event(self.topology, event)
+        log = self.log.bind(source=event.source, event_id=event.event_id, feeder=resolved.feeder)
+        if resolved.unknown:
+            log.warning("unknown_references", refs=list(resolved.unknown))
+            self._quarantine_unknown(conn, stored, resolved.unknown, now)
+        current = self._current(conn, event, resolved, rnd, now)
+        planned = planned_transformers(rnd.open_planned(conn), now)
+        decision = triage(current, event, resolved, planned)
+        if decision.action != "incident":
+            self.store.mark_processed_in(conn, stored.row_id, None)
+            if decision.action == "explained":
+                log.info("explained_by_planned_outage", transformers=list(resolved.transformers))
+            else:
+                log.info("event_without_incident", status=event.status, signal=event.signal)
+            return None
+        if decision.unplaced:
+            log.warning("event_unlocatable", area_text=event.area_text,
+                        reason="no known transformer area or device", action="command_centre")
+        after = self._revise(conn, current, _Fold(event, resolved, rnd, now, planned,
+                                                  decision.unplaced))
+        self.store.mark_processed_in(conn, stored.row_id, after.id)
+        return after.id
+
+    def _estimated(self, conn: Connection, current: Incident | None, f: _Fold) -> Incident:
+        """The incident after the event (estimate and revision; nothing written yet)."""
+        estimator = self.estimator
+        if isinstance(estimator, BayesEstimator):
+            estimator = estimator.within(self._fault_context(conn, f.rnd, f.resolved.feeder,
+                                                             f.now))
+        started = time.perf_counter()
+        after = apply_event(current, f.event, f.resolved, self.topology, estimator, f.now,
+                            lambda: self._new_incident_id(conn, f.event.start), f.planned)
+        self.metrics.localise_duration.observe(time.perf_counter() - started)
+        if f.unplaced:
+            after = replace(after, feeder=f.resolved.feeder or "?")
+        if current is None and incident_class(after.kind) == "unplanned":
+            after = self._link_reopened(conn, after, f.now)
+        return after
+
+    def _revise(self, conn: Connection, current: Incident | None, f: _Fold) -> Incident:
+        """Apply the event and write the incident, its notices and its log steps."""
+        event, rnd, now = f.event, f.rnd, f.now
+        after = self._estimated(conn, current, f)
+        notices, after = plan_notices(current, after, self.topology, self.etr_step)
+        rows = self.planner.rows(after, notices, now, previous=current)
+        rows += self.lifecycle.summary_rows(current, after)
+        if f.unplaced and not any(r["audience"] == "command" for r in rows):
+            # Summaries switched off: an outage nobody could place still goes to a person.
+            rows += self.lifecycle.command_rows(after, "unplaced",
+                                                self.lifecycle.render_summary(after))
+        extra = {"priority": self.lifecycle.priority(after, now).score} \
+            if after.status == "active" else {}
+        self.store.save_incident_in(conn, incident_columns(after, now, **extra))
+        rnd.saved(current, after, now)
+        self._log_steps(conn, current, after, event, now)
+        added = self.store.enqueue_in(conn, rows, now)
+        if after.status == "active" and (after.off or after.feeder != "?"):
+            # A crew goes only where there is a line to send it to.
+            after = self._dispatch_if_waiting(conn, after, now, rnd)
+        if current is None or current.revision != after.revision:
+            self.log.info("incident_revised", source=event.source, event_id=event.event_id,
+                          feeder=f.resolved.feeder, incident_id=after.id,
+                          revision=after.revision, status=after.status,
+                          fault_device=after.fault_device,
+                          transformers=len(after.estimate.transformers),
+                          customers=after.estimate.customers,
+                          villages=len(after.estimate.villages),
+                          notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
+                          queued=added)
+        return after
+
+    def _quarantine_unknown(self, conn: Connection, stored: StoredEvent, refs: tuple[str, ...],
+                            now: datetime) -> None:
+        """Keep a record naming unknown lines/areas for the operator (``quarantine list``) with
+        the reason; what did resolve is still processed."""
+        event = stored.event
+        self.store.quarantine_in(conn, Quarantined(
+            event.source, unknown_references_reason(event, refs),
+            dict(event.raw) or {"event_row": stored.row_id, **event.to_json()}), now)
+
+    def _dispatch_if_waiting(self, conn: Connection, inc: Incident, now: datetime,
+                             rnd: RoundCache | None = None) -> Incident:
+        """Send a crew to a confirmed fault that has none."""
+        if not (self.config.lifecycle.auto_dispatch and inc.kind == "fault"
+                and inc.stage == "confirmed"):
+            return inc
+        if self.store.crew_of_in(conn, inc.id) is not None:
+            return inc
+        if rnd is not None:
+            rnd.forget()  # dispatching saves this incident (and may release another's crew)
+        return self.lifecycle.dispatch_in(conn, inc, {"created_at": inc.created_at}, now, "daemon")
+
+    # -- operator steps -------------------------------------------------------------------------
+
+    def operator_restore(self, incident_id: str, actor: str, transformers: str | None,
+                         at: str | None, note: str = "", *, now: datetime) -> Incident:
+        """Record a restoration step as an operator event and process it at once.
+
+        The step goes through the same path as a feed's restoration (stored event, incident
+        revision, notices in one transaction), so the daemon and the CLI never disagree.
+        """
+        inc = self._active(incident_id)
+        ids: list[str] = []
+        for ref in split_list(transformers) if transformers else inc.off:
+            tid = self.topology.resolve(ref)
+            if tid is None or tid not in inc.estimate.transformers:
+                raise LifecycleError(f"{ref!r} is not an affected transformer area of "
+                                     f"{incident_id} (affected: {', '.join(inc.off[:10])})")
+            ids.append(tid)
+        when = parse_time(at, "--at", self.tz) if at else now
+        if when > now + timedelta(minutes=1):
+            raise LifecycleError(f"--at {at} is in the future")
+        event = OutageEvent(
+            source=OPERATOR_SOURCE, event_id=f"{incident_id}:restore:{when.isoformat()}:"
+            f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",  # type: ignore[arg-type]
+            signal="alive", start=when, end=when, transformers=tuple(ids), area_text=note,
+            raw={"incident_id": incident_id, "actor": actor, "note": note})
+        self.store.ingest(OPERATOR_SOURCE, PollResult(events=[event]), now)
+        self.process(now)
+        latest = self.store.get_incident(incident_id)
+        assert latest is not None
+        return Incident.from_json(latest["state"])
+
+    def _active(self, incident_id: str) -> Incident:
+        row = self.store.get_incident(incident_id)
+        if row is None:
+            raise LifecycleError(f"no incident {incident_id!r}")
+        inc = Incident.from_json(row["state"])
+        if inc.status != "active":
+            raise LifecycleError(f"{incident_id} is {inc.status}; nothing to restore")
+        return inc
+
+    def _log_steps(self, conn: Connection, before: Incident | None, after: Incident,
+                   event: Any, now: datetime) -> None:
+        """Record the lifecycle steps this change made (the report's raw material)."""
+        actor = str(event.raw.get("actor") or "operator") if event.source == OPERATOR_SOURCE \
+            else f"source:{event.source}"
+        if before is None:
+            self.store.log_in(conn, after.id, now, "detected", actor, "",
+                              {"transformers": list(after.off),
+                               "customers": self.topology.customers_of(after.off)})
+        self._log_restoration(conn, before, after, actor, now)
+        old_stage = before.stage if before is not None else None
+        if after.stage != old_stage and after.stage in ("confirmed", "cancelled"):
+            self.store.log_in(conn, after.id, now, after.stage, actor)
+        if before is not None and before.etr != after.etr and after.status == "active":
+            self.store.log_in(conn, after.id, now, "etr_changed", actor, "",
+                              {"from": before.etr.isoformat() if before.etr else None,
+                               "to": after.etr.isoformat() if after.etr else None})
+
+    def _log_restoration(self, conn: Connection, before: Incident | None, after: Incident,
+                         actor: str, now: datetime) -> None:
+        step = restoration_step(before, after)
+        if step:
+            stage = "restored" if after.status == "restored" else "partially_restored"
+            # Logged at the time supply came back (an operator may record it later).
+            back_at = max(after.restored[t] for t in step)
+            self.store.log_in(conn, after.id, min(back_at, now), stage, actor, "",
+                              {"transformers": list(step),
+                               "customers": self.topology.customers_of(step),
+                               "recorded_at": now.isoformat()})
+        elif after.status == "restored" and (before is None or before.status != "restored"):
+            self.store.log_in(conn, after.id, now, "restored", actor, "", {"transformers": [],
+                                                                             "customers": 0})
+
+    def _link_reopened(self, conn: Connection, inc: Incident, now: datetime) -> Incident:
+        """Link a new outage on areas restored shortly before to the incident it reopens."""
+        window = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
+        areas = set(inc.estimate.transformers)
+        for row in self.store.load_incidents(conn=conn, open_only=False, feeder=inc.feeder,
+                                             status="restored", ended_after=now - window):
+            if row["id"] == inc.id:
+                continue
+            prev = Incident.from_json(row["state"])
+            if areas & set(prev.estimate.transformers):
+                self.store.log_in(conn, prev.id, now, "reopened", "daemon", "",
+                                  {"by": inc.id})
+                return replace(inc, parent_id=prev.id)
+        return inc
+
+    def _fault_context(self, conn: Connection, rnd: RoundCache, feeder: str | None,
+                       now: datetime) -> FaultContext:
+        """The weather of the window for the localiser: a storm an operator declared, and how
+        many protective devices the county's open fault incidents on other feeders hold."""
+        if rnd.storm is None:
+            rnd.storm = storm_declared(self.store.kv_get_in(conn, STORM_KEY), now)
+            self.metrics.storm_declared.set(int(rnd.storm))
+        if not self.config.localisation.county_context:
+            return FaultContext(storm=rnd.storm)
+        faults = rnd.open_faults(conn)
+        elsewhere = sum(faults.values()) - faults.get(feeder or "", 0)
+        devices = self.protective_total - self.protective.get(feeder or "", 0)
+        return FaultContext(storm=rnd.storm, faults_elsewhere=min(elsewhere, devices),
+                            devices_elsewhere=devices)
+
+    def _new_incident_id(self, conn: Connection, start: datetime) -> str:
+        prefix = f"INC-{start.astimezone(self.tz):%Y%m%d}-"
+        return f"{prefix}{self.store.next_incident_number(conn, prefix):04d}"
+
+    def _update_incident_gauge(self) -> None:
+        counts: dict[str, int] = {"fault": 0, "planned": 0, "temporary": 0}
+        counts.update(self.store.incident_counts())
+        for kind, n in counts.items():
+            self.metrics.incidents_active.labels(kind).set(n)

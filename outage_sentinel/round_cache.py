@@ -1,0 +1,122 @@
+"""What one processing transaction has read and written (the processor's round cache)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from outage_sentinel.incidents import Incident
+from outage_sentinel.store import Store, StoredEvent
+
+
+class RoundCache:
+    """What one processing transaction has read and written, so that a storm's events on the
+    same feeder correlate with the state in memory instead of re-reading and re-parsing it.
+
+    Only valid inside its transaction: every incident change is still written at once (the
+    database stays the truth for ids, reopen links, dispatch), the cache only saves reads.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.processed: dict[int, bool] = {}
+        self.members: dict[tuple[str, str], tuple[int, str]] = {}
+        self.members_known: set[tuple[str, str]] = set()
+        self.forget()
+
+    def forget(self) -> None:
+        self.incidents: dict[str, Incident | None] = {}
+        self.created: dict[str, Any] = {}
+        self.feeders: dict[str, list[str]] = {}
+        self.planned: list[Incident] | None = None
+        self.faults: dict[str, int] | None = None
+        self.storm: bool | None = None
+
+    def preload(self, conn: Connection, batch: list[StoredEvent]) -> None:
+        self.processed.update(self.store.processed_flags_in(conn, [s.row_id for s in batch]))
+        keys = [(s.event.source, s.event.event_id) for s in batch]
+        self.members.update(self.store.member_incidents_in(conn, keys))
+        self.members_known.update(keys)
+
+    def is_processed(self, conn: Connection, row_id: int) -> bool:
+        if row_id in self.processed:
+            return self.processed[row_id]
+        return self.store.processed_flags_in(conn, [row_id]).get(row_id, False)
+
+    def member_incident(self, conn: Connection, source: str, event_id: str) -> str | None:
+        key = (source, event_id)
+        if key in self.members_known:
+            hit = self.members.get(key)
+            return hit[1] if hit else None
+        return self.store.member_incident_in(conn, source, event_id)
+
+    def done(self, stored: StoredEvent, incident_id: str | None) -> None:
+        """The event was folded (in this round's transaction) into this incident."""
+        self.processed[stored.row_id] = True
+        key = (stored.event.source, stored.event.event_id)
+        if incident_id is not None and key in self.members_known:
+            prev = self.members.get(key)
+            if prev is None or stored.row_id > prev[0]:
+                self.members[key] = (stored.row_id, incident_id)
+
+    def _remember(self, row: Mapping[str, Any]) -> Incident:
+        iid = str(row["id"])
+        inc = self.incidents.get(iid)
+        if inc is None:
+            inc = Incident.from_json(row["state"])
+            self.incidents[iid] = inc
+            self.created[iid] = row["created_at"]
+        return inc
+
+    def get(self, conn: Connection, incident_id: str) -> Incident | None:
+        if incident_id in self.incidents:
+            return self.incidents[incident_id]
+        row = self.store.get_incident(incident_id, conn)
+        if row is None:
+            return None
+        return self._remember(row)
+
+    def open_on(self, conn: Connection, feeder: str) -> list[Incident]:
+        ids = self.feeders.get(feeder)
+        if ids is None:
+            rows = self.store.load_incidents(conn=conn, open_only=True, feeder=feeder)
+            out = [self._remember(r) for r in rows]
+            self.feeders[feeder] = [i.id for i in out]
+            return out
+        return [inc for i in ids if (inc := self.incidents.get(i)) is not None]
+
+    def open_planned(self, conn: Connection) -> list[Incident]:
+        if self.planned is None:
+            self.planned = [Incident.from_json(r["state"]) for r in self.store.load_incidents(
+                conn=conn, open_only=True, kinds=("planned", "temporary"))]
+        return self.planned
+
+    def open_faults(self, conn: Connection) -> dict[str, int]:
+        """Open fault incidents with a fault device per feeder, kept current in the round."""
+        if self.faults is None:
+            self.faults = self.store.open_faults_by_feeder_in(conn)
+        return self.faults
+
+    def saved(self, before: Incident | None, after: Incident, now: datetime) -> None:
+        """``after`` was just written (as :func:`incident_columns` does)."""
+        if self.faults is not None:
+            for inc, step in ((before, -1), (after, 1)):
+                if (inc is not None and inc.kind == "fault" and inc.status == "active"
+                        and inc.fault_device is not None):
+                    self.faults[inc.feeder] = max(0, self.faults.get(inc.feeder, 0) + step)
+        iid = after.id
+        self.created.setdefault(iid, after.created_at or now)
+        self.incidents[iid] = after
+        for listed in self.feeders.values():
+            if iid in listed:
+                listed.remove(iid)
+        ids = self.feeders.get(after.feeder) if after.feeder is not None else None
+        if ids is not None and after.status == "active":
+            ids.append(iid)
+            ids.sort(key=lambda i: (self.created[i], i))  # as load_incidents orders them
+        planned = ("planned", "temporary")
+        if after.kind in planned or (before is not None and before.kind in planned):
+            self.planned = None

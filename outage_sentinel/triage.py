@@ -1,0 +1,90 @@
+"""Triage: what one resolved event may do before it touches an incident (pure core).
+
+The decisions the processor takes for every event, kept out of the I/O shell so that each is a
+row of a table-driven test:
+
+* ``without_incident`` — a restoration or alive report for nothing we know of: recorded,
+  nothing to do;
+* ``explained`` — a new unplanned outage whose areas all lie inside an announced planned
+  outage's window: explained by the planned work, not a fault;
+* ``incident`` — fold it into (or open) an incident; ``unplaced`` when a new one names no area
+  or device the bundle knows (it still opens an incident, whose summary carries the raw text to
+  the command centre for a person to place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from outage_sentinel.events import OutageEvent, parse_time
+from outage_sentinel.incidents import Incident, Resolved, incident_class
+
+#: kv key of a storm declared by an operator (``outage-sentinel storm declare``).
+STORM_KEY = "storm"
+
+Action = Literal["without_incident", "explained", "incident"]
+
+
+@dataclass(frozen=True)
+class Triage:
+    """The decision for one event (see the module docstring)."""
+
+    action: Action
+    #: A new incident that names nothing the bundle knows (only with ``incident``).
+    unplaced: bool = False
+
+
+def triage(current: Incident | None, event: OutageEvent, resolved: Resolved,
+           planned: frozenset[str]) -> Triage:
+    """Decide what ``event`` does, given the incident it correlated with (``None``: none) and
+    the areas inside planned outages in force (:func:`planned_transformers`)."""
+    if current is not None:
+        return Triage("incident")
+    if event.status != "active" or event.signal not in ("notice", "dead"):
+        return Triage("without_incident")
+    if (incident_class(event.kind) == "unplanned" and planned and resolved.transformers
+            and set(resolved.transformers) <= planned):
+        return Triage("explained")
+    unplaced = not (resolved.transformers or resolved.possible or resolved.device)
+    return Triage("incident", unplaced=unplaced)
+
+
+def planned_transformers(incidents: Iterable[Incident], now: datetime) -> frozenset[str]:
+    """Areas inside an active planned/temporary outage whose window holds ``now``."""
+    out: set[str] = set()
+    for inc in incidents:
+        if inc.kind in ("planned", "temporary") and inc.status == "active":
+            if inc.start <= now and (inc.etr is None or now <= inc.etr):
+                out.update(inc.estimate.transformers)
+    return frozenset(out)
+
+
+def storm_declared(value: Any, now: datetime) -> bool:
+    """Whether the stored storm declaration (``{"declared", "until", ...}``) holds at ``now``."""
+    if not isinstance(value, Mapping) or not value.get("declared"):
+        return False
+    until = value.get("until")
+    if not until:
+        return True
+    try:
+        return now < parse_time(until, "until")
+    except ValueError:
+        return True  # an unreadable end: keep the operator's declaration
+
+
+def unknown_references_reason(event: OutageEvent, refs: tuple[str, ...]) -> str:
+    """The quarantine reason for a record naming lines, areas or devices the bundle lacks."""
+    def what(ref: str) -> str:
+        if ref == event.feeder:
+            return "line"
+        if ref == event.device:
+            return "device"
+        if ref in event.transformers:
+            return "area"
+        return "area text"
+
+    named = ", ".join(f"{ref!r} ({what(ref)})" for ref in refs)
+    return f"record {event.event_id}: unknown references, not in the topology bundle: {named}"
