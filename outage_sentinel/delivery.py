@@ -252,22 +252,22 @@ class Deliverer:
                 self.log.info("recovered_resend_once", key=row.key, channel=row.channel)
         return len(rows)
 
-    def dispatch(self, now: datetime | None = None) -> int:
+    def dispatch(self, now: datetime) -> int:
         """Hand one batch of due messages to the channels' workers and return at once.
 
         Groups still busy from an earlier call are left out. Each send is stamped by
         ``clock`` when it happens (a worker may start a little after this call). Returns how
         many messages were handed over or settled here (dry run, unknown channel).
         """
-        _, n = self._start(now or self.clock(), self.clock)  # jobs tracked in self._jobs
+        _, n = self._start(now, self.clock)  # jobs tracked in self._jobs
         self.update_gauges()
         return n
 
-    def run_once(self, now: datetime | None = None) -> int:
+    def run_once(self, now: datetime) -> int:
         """Deliver one batch of due messages and wait for every group; return how many were
         attempted. Groups run side by side (a hung target costs its timeout, not everyone's);
         every step is stamped ``now``."""
-        at = now or self.clock()
+        at = now
         jobs, n = self._start(at, lambda: at)
         wait_for_jobs(jobs)
         self.update_gauges()

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from outage_sentinel.area_text import find_feeder, resolve_area_text
-from outage_sentinel.events import OutageEvent, parse_optional_time, parse_time
+from outage_sentinel.events import Kind, OutageEvent, Signal, Status, parse_optional_time, parse_time
 from outage_sentinel.topology import Topology
 
 UNPLANNED = ("fault",)
@@ -95,9 +95,9 @@ class Member:
     """The latest revision of one source record (``source|event_id``) within an incident."""
 
     key: str
-    kind: str
-    status: str
-    signal: str
+    kind: Kind
+    status: Status
+    signal: Signal
     start: datetime
     etr: datetime | None
     end: datetime | None
@@ -210,8 +210,8 @@ class Incident:
 
     id: str
     feeder: str
-    kind: str
-    status: str
+    kind: Kind
+    status: IncidentStatus
     revision: int
     start: datetime
     etr: datetime | None
@@ -228,7 +228,7 @@ class Incident:
     #: Transformer areas back on supply (restoration steps), with the time each came back.
     restored: Mapping[str, datetime] = field(default_factory=dict)
     #: Lifecycle stage, see :data:`STAGES`.
-    stage: str = "detected"
+    stage: Stage = "detected"
     #: The incident this one reopens (same areas off again soon after restoration).
     parent_id: str | None = None
     #: Where each affected area's place in the incident comes from, see :data:`SCOPE_MARKS`.
@@ -501,7 +501,7 @@ def possible_areas(active: Iterable[Member]) -> frozenset[str]:
 
 def _status(reporting: Sequence[Member], active: Sequence[Member], off: Sequence[str],
             has_scope: bool, restored: Mapping[str, datetime], now: datetime
-            ) -> tuple[str, datetime | None]:
+            ) -> tuple[IncidentStatus, datetime | None]:
     """The incident's status and end from its records and what is still off."""
     if active and (off or not has_scope):
         return "active", None
@@ -531,15 +531,21 @@ def _latest(members: Sequence[Member], name: str) -> str:
 #: Signals that say an area is off (and so keep an incident open while active).
 REPORTING_SIGNALS = ("notice", "dead", "device_open")
 
+#: An incident's status: the outage is on, over, or was a false alarm.
+IncidentStatus = Literal["active", "restored", "cancelled"]
+
 #: Lifecycle stages in order. Operator steps (confirmed, dispatched, on_site) and the core's
 #: (restoration) only move an incident forward, except that an outage returning on an incident's
 #: own records (a feed re-activating a restored record) takes it back to detected/confirmed.
-STAGES = ("detected", "confirmed", "dispatched", "on_site", "partially_restored", "restored",
-          "cancelled", "closed")
-ACTIVE_STAGES = ("detected", "confirmed", "dispatched", "on_site", "partially_restored")
+Stage = Literal["detected", "confirmed", "dispatched", "on_site", "partially_restored",
+                "restored", "cancelled", "closed"]
+STAGES: tuple[Stage, ...] = ("detected", "confirmed", "dispatched", "on_site",
+                             "partially_restored", "restored", "cancelled", "closed")
+ACTIVE_STAGES: tuple[Stage, ...] = ("detected", "confirmed", "dispatched", "on_site",
+                                     "partially_restored")
 
 
-def next_stage(before: Incident, after: Incident) -> str:
+def next_stage(before: Incident, after: Incident) -> Stage:
     """The lifecycle stage ``after`` is in, given the stage ``before`` was in."""
     if before.stage == "closed":
         return "closed"
@@ -597,7 +603,7 @@ def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
     return back
 
 
-def _worst_kind(kinds: Iterable[str]) -> str:
+def _worst_kind(kinds: Iterable[Kind]) -> Kind:
     order = {"fault": 0, "temporary": 1, "planned": 2}
     ks = sorted(kinds, key=lambda k: order.get(k, 9))
     return ks[0] if ks else "fault"

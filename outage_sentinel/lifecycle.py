@@ -297,9 +297,8 @@ class Lifecycle:
 
     # -- clock checks -------------------------------------------------------------------------
 
-    def check(self, now: datetime | None = None) -> int:
+    def check(self, now: datetime) -> int:
         """Planned-outage reminders, crew deadlines; returns how many rows were queued."""
-        now = now or self.clock()
         queued = self._check_deadlines(now)
         hours = sorted(self.config.planned.reminder_hours)  # the nearest due window wins
         for row in self.store.load_incidents(open_only=True):
@@ -368,13 +367,12 @@ class Lifecycle:
                 queued += added
         return queued
 
-    def daily_report(self, now: datetime | None = None) -> int:
+    def daily_report(self, now: datetime) -> int:
         """Queue yesterday's report summary for the command centre (once per day)."""
         from outage_sentinel import reports
 
         if self.config.command_centre.channel is None:
             return 0
-        now = now or self.clock()
         tz = self.planner.tz
         day = reports.yesterday(now, tz)
         start, end = reports.day_period(day, tz)

@@ -351,7 +351,7 @@ class IncidentProcessor:
             raise LifecycleError(f"--at {at} is in the future")
         event = OutageEvent(
             source=OPERATOR_SOURCE, event_id=f"{incident_id}:restore:{when.isoformat()}:"
-            f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",  # type: ignore[arg-type]
+            f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",
             signal="alive", start=when, end=when, transformers=tuple(ids), area_text=note,
             raw={"incident_id": incident_id, "actor": actor, "note": note})
         self.store.ingest(OPERATOR_SOURCE, PollResult(events=[event]), now)

@@ -21,12 +21,20 @@ from zoneinfo import ZoneInfo
 from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
-from outage_sentinel.incidents import Evidence, Incident, Notice, first_estimate, villages_off
+from outage_sentinel.events import Kind
+from outage_sentinel.incidents import (
+    Evidence,
+    Incident,
+    IncidentStatus,
+    Notice,
+    first_estimate,
+    villages_off,
+)
 from outage_sentinel.liaison import LiaisonPlanner, Renderer
 from outage_sentinel.topology import Topology
 
 LANGUAGES = ("zh", "en")
-KINDS = ("fault", "planned", "temporary")
+KINDS: tuple[Kind, ...] = ("fault", "planned", "temporary")
 #: Purposes of village notices rendered by the liaison planner (``liaison_<purpose>``).
 LIAISON_PURPOSES = ("outage", "update", "restored", "cancelled", "reminder")
 ESCALATION_REASONS = ("at_risk", "overdue", "no_crew")
@@ -120,7 +128,8 @@ def sample_contexts(config: Config, language: str) -> list[tuple[str, dict[str, 
         for inc in sample_incidents(topology):
             villages = tuple(inc.estimate.villages)
             for purpose in LIAISON_PURPOSES:
-                status = {"restored": "restored", "cancelled": "cancelled"}.get(purpose, "active")
+                status: IncidentStatus = "restored" if purpose == "restored" else \
+                    "cancelled" if purpose == "cancelled" else "active"
                 planner.rows(replace(inc, status=status), [Notice(purpose, villages)], NOW,
                              previous=inc)
             for headline in (None, "closed"):

@@ -344,17 +344,17 @@ def test_shutdown_abandons_a_hung_send_and_the_next_start_resends_it_once(
     channel = robot("wecom", wecom, ["g1"], timeout=HUNG_TIMEOUT)
     d = Deliverer(sqlite_store, {"wecom": channel}, POLICY)
     enqueue(sqlite_store, [notice("wecom", "g1", 0), notice("wecom", "g1", 1)])
-    d.dispatch()
+    d.dispatch(datetime.now(UTC))
     assert wait_for(lambda: len(wecom.hung) == 1, 30)
     assert d.close(grace_seconds=0.2) == 1
     first, second = sqlite_store.messages()
     assert (first.status, first.inflight_count) == ("inflight", 1)
     assert (second.status, second.attempts) == ("pending", 0)  # never claimed
-    assert d.dispatch() == 0 and d.run_once() == 0  # a closed deliverer claims nothing
+    assert d.dispatch(datetime.now(UTC)) == 0 and d.run_once(datetime.now(UTC)) == 0  # a closed deliverer claims nothing
 
     restarted = Deliverer(sqlite_store, {"wecom": channel}, POLICY)
     assert restarted.recover(datetime.now(UTC)) == 1
-    assert restarted.run_once() == 2
+    assert restarted.run_once(datetime.now(UTC)) == 2
     restarted.close()
     assert [m.status for m in sqlite_store.messages()] == ["sent", "sent"]
     # The abandoned message: one unanswered request and one resend; the other: one request.
@@ -367,7 +367,7 @@ def test_shutdown_lets_a_send_under_way_finish_and_claims_nothing_more(
     wecom.delay = 0.5
     d = Deliverer(sqlite_store, {"wecom": robot("wecom", wecom, ["g1"])}, POLICY)
     enqueue(sqlite_store, [notice("wecom", "g1", 0), notice("wecom", "g1", 1)])
-    d.dispatch()
+    d.dispatch(datetime.now(UTC))
     assert wait_for(lambda: sqlite_store.messages()[0].status == "inflight", 30)
     assert d.close(grace_seconds=30) == 0  # finished within the grace: nothing abandoned
     first, second = sqlite_store.messages()
@@ -386,7 +386,7 @@ def test_targets_sharing_a_number_never_exceed_its_limit(store: Store,
     rows = [notice("sms", a, n) for n in range(4)]
     rows += [notice("sms", b, n, mentions=(a, b)) for n in range(10, 14)]
     enqueue(store, rows)
-    d.run_once()
+    d.run_once(datetime.now(UTC))
     d.close()
     to_a = [f for f in sinks["sms"].forms() if a in f["PhoneNumbers"].split(",")]
     assert len(to_a) == 3  # the quota, not more, although both groups ran at once
@@ -405,7 +405,7 @@ def test_many_targets_at_once_on_one_database(store: Store, sinks: dict[str, Sin
     channels = {ch: robot(ch, sinks[ch], ts) for ch, ts in targets.items()}
     d = Deliverer(store, channels, POLICY, workers_per_channel=4)
     enqueue(store, [notice(ch, t, n) for ch, ts in targets.items() for t in ts for n in range(3)])
-    assert d.run_once() == 90
+    assert d.run_once(datetime.now(UTC)) == 90
     d.close()
     assert Counter(r.status for r in store.messages()) == {"sent": 90}
     for ch, ts in targets.items():
@@ -426,7 +426,7 @@ def test_a_timed_out_send_backs_off_from_when_it_ended(sqlite_store: Store,
     d = Deliverer(sqlite_store, {"wecom": robot("wecom", wecom, ["g1"], timeout=1.0)}, policy)
     enqueue(sqlite_store, [notice("wecom", "g1", 0)])
     before = datetime.now(UTC)
-    d.dispatch()
+    d.dispatch(datetime.now(UTC))
     try:
         assert wait_for(lambda: sqlite_store.messages()[0].attempts == 1
                         and sqlite_store.messages()[0].status == "pending", 30)
