@@ -18,7 +18,7 @@ the store. The daemon persists observations like any other event, then feeds the
 * :class:`CustomerFault` records: a single meter off while its neighbours are fine is a
   customer-side fault (a blown service fuse, a tripped meter switch), *not* an incident.
 
-Rules (:class:`ScreenPolicy`, defaults after the field practice in DESIGN.md §4)
+Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.md §4)
 ------------------------------------------------------------------------------
 1. A transformer area is *out* when its terminal (concentrator) reports power off, or when
    ≥ ``min_meters`` (5) of its meters — or ``min_share`` of its registered meters — report

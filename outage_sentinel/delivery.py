@@ -1,6 +1,6 @@
 """Outbox delivery: take due messages, send each through its channel, record the outcome.
 
-The guarantees (DESIGN.md §3) and how they are kept:
+The guarantees (docs/design.md §3) and how they are kept:
 
 * A message is marked ``sent`` only when the channel confirms it (``Outcome.DELIVERED``).
 * Before a send the row is claimed as ``inflight`` in its own committed transaction, so a crash

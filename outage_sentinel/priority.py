@@ -3,7 +3,7 @@
 Pure: the topology, the affected transformer areas, the incident start and ``now`` in; a
 :class:`Priority` out. No clock reads, no I/O.
 
-The ordering principle (DESIGN.md §4, SGCC practice: "restore first, repair after") is
+The ordering principle (docs/design.md §4, SGCC practice: "restore first, repair after") is
 important users (special > first > second grade), then life-support and elderly-living-alone
 households, then the number of customers off; the time already elapsed breaks ties and lets a
 long outage climb over time. A weighted sum keeps that order for realistic cases while staying

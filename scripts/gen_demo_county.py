@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the demo county topology bundle (DESIGN.md §3) and the demo replay scenario.
+"""Generate the demo county topology bundle (docs/design.md §3) and the demo replay scenario.
 
 A fictional county, 清河县, fed from three substations (城关变 110kV, 马集变 35kV, 柳河变 35kV)
 through 14 radial 10kV feeders. Each feeder is::

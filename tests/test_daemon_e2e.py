@@ -111,7 +111,7 @@ def test_demo_scenario_end_to_end_with_restoration_metrics_and_clean_stop(tmp_pa
 
 def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path) -> None:
     """Run the scenario once cleanly for the expected notices, then again with SIGKILL at random
-    points many times; the sink must hold the same notices, each at most twice (DESIGN.md §3
+    points many times; the sink must hold the same notices, each at most twice (docs/design.md §3
     allows one resend of an unconfirmed message; the file sink confirms, so none expected)."""
     speed, interval = 4.0, 0.3
 

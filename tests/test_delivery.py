@@ -329,7 +329,7 @@ def test_recover_unknown_resends_once_then_dead_letters(sqlite_store: Store) -> 
     d.recover(now)
     m = only(sqlite_store)
     assert (m.status, m.inflight_count) == ("pending", 1)  # remembered: one crash already
-    # The single resend DESIGN.md allows ... and the process dies mid-send again.
+    # The single resend docs/design.md allows ... and the process dies mid-send again.
     with pytest.raises(Crash):
         d.run_once(now)
     m = only(sqlite_store)

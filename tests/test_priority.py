@@ -1,4 +1,4 @@
-"""Repair priority: the ordering DESIGN.md §4 asks for, the formula's terms, and the config."""
+"""Repair priority: the ordering docs/design.md §4 asks for, the formula's terms, and the config."""
 
 from __future__ import annotations
 

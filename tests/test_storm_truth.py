@@ -64,7 +64,7 @@ class Area:
 
 @dataclass
 class County:
-    """The demo bundle, read from its CSV files (the contract of DESIGN.md §3)."""
+    """The demo bundle, read from its CSV files (the contract of docs/design.md §3)."""
 
     areas: dict[str, Area]
     feeder_names: dict[str, str]
