@@ -350,7 +350,8 @@ def test_shutdown_abandons_a_hung_send_and_the_next_start_resends_it_once(
     first, second = sqlite_store.messages()
     assert (first.status, first.inflight_count) == ("inflight", 1)
     assert (second.status, second.attempts) == ("pending", 0)  # never claimed
-    assert d.dispatch(datetime.now(UTC)) == 0 and d.run_once(datetime.now(UTC)) == 0  # a closed deliverer claims nothing
+    # A closed deliverer claims nothing.
+    assert d.dispatch(datetime.now(UTC)) == 0 and d.run_once(datetime.now(UTC)) == 0
 
     restarted = Deliverer(sqlite_store, {"wecom": channel}, POLICY)
     assert restarted.recover(datetime.now(UTC)) == 1
