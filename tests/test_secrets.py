@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from outage_sentinel import logs
-from outage_sentinel.channels._common import Redactor
+from outage_sentinel.channels.common import Redactor
 from outage_sentinel.config import parse_config
 from tests.e2e_helpers import ROOT, make_config
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Literal, TextIO
 
-from outage_sentinel.channels._common import mask_number
 from outage_sentinel.channels.base import Message, Outcome, SendResult
+from outage_sentinel.channels.common import mask_number
 
 
 class ConsoleChannel:

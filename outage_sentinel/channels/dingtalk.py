@@ -20,7 +20,8 @@ import hmac
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from outage_sentinel.channels._common import (
+from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.channels.common import (
     HttpReply,
     SignedRobotChannel,
     classify_code,
@@ -29,7 +30,6 @@ from outage_sentinel.channels._common import (
     permanent,
     retry,
 )
-from outage_sentinel.channels.base import Message, SendResult
 from outage_sentinel.textlimits import trim_bytes
 
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"

@@ -19,7 +19,8 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Literal
 
-from outage_sentinel.channels._common import (
+from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.channels.common import (
     Redactor,
     delivered,
     log_result,
@@ -27,7 +28,6 @@ from outage_sentinel.channels._common import (
     retry,
     safe_result,
 )
-from outage_sentinel.channels.base import Message, SendResult
 from outage_sentinel.logs import mask_phones
 
 

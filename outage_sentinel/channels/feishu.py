@@ -24,7 +24,8 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from outage_sentinel.channels._common import (
+from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.channels.common import (
     HttpReply,
     SignedRobotChannel,
     classify_code,
@@ -33,7 +34,6 @@ from outage_sentinel.channels._common import (
     permanent,
     retry,
 )
-from outage_sentinel.channels.base import Message, SendResult
 from outage_sentinel.textlimits import trim_bytes, utf8_len
 
 DEFAULT_BASE_URL = "https://open.feishu.cn"

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from outage_sentinel.channels._common import Redactor, log_result, mask_number, retry
 from outage_sentinel.channels.base import Message, Outcome, SendResult
+from outage_sentinel.channels.common import Redactor, log_result, mask_number, retry
 from outage_sentinel.logs import mask_phones
 
 try:  # POSIX only; on other systems the in-process lock is all we have.

@@ -40,7 +40,8 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from outage_sentinel.channels._common import (
+from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.channels.common import (
     HttpChannel,
     HttpReply,
     delivered,
@@ -50,7 +51,6 @@ from outage_sentinel.channels._common import (
     permanent,
     retry,
 )
-from outage_sentinel.channels.base import Message, SendResult
 from outage_sentinel.ratelimit import RateLimit
 from outage_sentinel.sms_params import PURPOSES, sms_purpose
 

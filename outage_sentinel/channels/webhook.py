@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 import requests
 
-from outage_sentinel.channels._common import (
+from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.channels.common import (
     HttpChannel,
     HttpReply,
     delivered,
@@ -24,7 +25,6 @@ from outage_sentinel.channels._common import (
     permanent,
     retry,
 )
-from outage_sentinel.channels.base import Message, SendResult
 from outage_sentinel.ratelimit import RateLimit
 
 _OK_VALUES = {"0", "ok", "success", "true"}

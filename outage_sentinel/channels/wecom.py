@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 import requests
 
-from outage_sentinel.channels._common import (
+from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.channels.common import (
     HttpChannel,
     HttpReply,
     classify_code,
@@ -31,7 +32,6 @@ from outage_sentinel.channels._common import (
     permanent,
     retry,
 )
-from outage_sentinel.channels.base import Message, SendResult
 from outage_sentinel.ratelimit import RateLimit
 from outage_sentinel.textlimits import trim_bytes
 
