@@ -164,7 +164,14 @@ def test_operator_steps_while_the_daemon_runs(tmp_path: Path) -> None:
     database; the daemon delivers the notices the steps queue."""
     from tests.e2e_helpers import sink_lines, start_daemon, stop, wait_for
 
-    cfg = make_config(tmp_path, speed=1.0, interval=0.5)
+    # Only the demo's first record: the feed must not re-state the outage while the steps run
+    # (its revision 20 s later names three more areas, which would make the incident active
+    # again between `restore` and `close` on a slow machine).
+    first = (ROOT / "fixtures/scenarios/demo.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    (tmp_path / "one.jsonl").write_text(first + "\n", encoding="utf-8")
+    cfg = make_config(tmp_path, sources=[{"name": "demo-feed", "type": "replay",
+                                          "scenario": str(tmp_path / "one.jsonl"),
+                                          "speed": 1.0, "interval_seconds": 0.5}])
     proc = start_daemon(cfg)
     try:
         assert wait_for(lambda: any(m["purpose"] == "outage" for m in sink_lines(tmp_path)), 30)
