@@ -47,7 +47,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from outage_sentinel import report_cli
+from outage_sentinel.cli import report as report_cli
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.report_view import chart_pngs, render_html
 from outage_sentinel.reports import (

@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--storm", action="store_true",
                      help="a storm is declared for cases that do not say (their 'storm' key)")
 
-    from outage_sentinel import operator_cli, report_cli
+    from outage_sentinel.cli import operator as operator_cli
+    from outage_sentinel.cli import report as report_cli
 
     operator_cli.add_verbs(sub)
     report_cli.add_verbs(sub)
@@ -103,10 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(locate_main(args.topology, args.evidence, sys.stdout,
                                    context=FaultContext(storm=True) if args.storm else None))
         if args.verb == "report":
-            from outage_sentinel import report_cli
+            from outage_sentinel.cli import report as report_cli
 
             return int(report_cli.dispatch(args))
-        from outage_sentinel import operator_cli
+        from outage_sentinel.cli import operator as operator_cli
 
         return operator_cli.dispatch(args)
     except KeyboardInterrupt:
