@@ -75,7 +75,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Any, Literal
 
-from outage_sentinel.channels.base import Channel, Message, Outcome, SendResult
+from outage_sentinel.channels.base import Channel, Digestible, Message, Outcome, SendResult
 from outage_sentinel.channels.registry import rate_keys_of, rate_limits_of
 from outage_sentinel.digest import DigestPart, build_digest
 from outage_sentinel.logs import get_logger, mask_phones, redact
@@ -539,7 +539,7 @@ class Deliverer:
         now = clock()
         with self._limiter_lock:
             budget = min(self.limiter.budget(k, now, limits) for k in keys)
-        digest_limit = getattr(channel, "digest_limit_bytes", None)
+        digest_limit = channel.digest_limit_bytes if isinstance(channel, Digestible) else None
         if len(rows) <= budget or len(rows) == 1 or not digest_limit:
             for row in rows:
                 if self._stopping.is_set():

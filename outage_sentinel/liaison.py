@@ -24,6 +24,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from outage_sentinel import sms_params as sms
+from outage_sentinel.config import ChannelConfig
 from outage_sentinel.incidents import Incident, Notice, village_etr
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
@@ -81,10 +82,10 @@ LIAISON_ROLE_LABELS = {
 }
 
 
-def individual_channels(channels: Mapping[str, Any]) -> dict[str, str]:
+def individual_channels(channels: Mapping[str, ChannelConfig]) -> dict[str, str]:
     """The enabled channels of the config that reach one person, name → type."""
     return {name: c.type for name, c in channels.items()
-            if c.type in INDIVIDUAL_CHANNEL_TYPES and getattr(c, "enabled", True)}
+            if c.type in INDIVIDUAL_CHANNEL_TYPES and c.enabled}
 
 
 class Renderer:

@@ -68,3 +68,21 @@ class Channel(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class RateLimited(Protocol):
+    """A channel with per-target limits (robots per group, SMS per number per day)."""
+
+    rate_limits: tuple[Any, ...]
+
+    def rate_keys(self, message: Message) -> tuple[str, ...]:
+        """The limiter keys ``message`` counts against (without the channel's name)."""
+
+
+@runtime_checkable
+class Digestible(Protocol):
+    """A channel that can take several pending messages as one digest of at most this size."""
+
+    digest_limit_bytes: int
+

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from outage_sentinel.channels.base import Channel, ChannelError, Message
+from outage_sentinel.channels.base import Channel, ChannelError, Message, RateLimited
 from outage_sentinel.config import (
     ConsoleChannelConfig,
     EmailChannelConfig,
@@ -50,7 +50,7 @@ def default_rate_limits(config: ChannelConfigT) -> tuple[RateLimit, ...]:
 
 def rate_limits_of(channel: Any) -> tuple[RateLimit, ...]:
     """The channel's limits; none for channels (and test fakes) that don't declare any."""
-    return tuple(getattr(channel, "rate_limits", ()) or ())
+    return tuple(channel.rate_limits or ()) if isinstance(channel, RateLimited) else ()
 
 
 def rate_keys_of(channel: Any, message: Message) -> tuple[str, ...]:
@@ -58,8 +58,8 @@ def rate_keys_of(channel: Any, message: Message) -> tuple[str, ...]:
 
     Robots count per target group; SMS per number and template (one key per number).
     """
-    fn = getattr(channel, "rate_keys", None)
-    keys = tuple(fn(message)) if callable(fn) else (message.target,)
+    keys = tuple(channel.rate_keys(message)) if isinstance(channel, RateLimited) \
+        else (message.target,)
     return tuple(f"{channel.name}/{k}" for k in keys)
 
 

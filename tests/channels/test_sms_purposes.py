@@ -174,12 +174,14 @@ PLANNED = "INC-20261124-0001"
 
 
 def sent(aliyun: Aliyun) -> dict[str, list[tuple[str, dict[str, str]]]]:
-    """TemplateCode -> [(PhoneNumbers, TemplateParam)], in sending order."""
+    """TemplateCode -> [(PhoneNumbers, TemplateParam)], by number (each number is sent to by
+    its own delivery worker, so the order between numbers is not defined; per number it is the
+    sending order)."""
     out: dict[str, list[tuple[str, dict[str, str]]]] = {}
     for form in aliyun.sends():
         out.setdefault(form["TemplateCode"], []).append(
             (form["PhoneNumbers"], json.loads(form["TemplateParam"])))
-    return out
+    return {code: sorted(sends, key=lambda s: s[0]) for code, sends in out.items()}
 
 
 def test_every_purpose_has_its_template_code_and_parameters(
