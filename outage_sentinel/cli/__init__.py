@@ -124,6 +124,18 @@ def config_from_args(args: argparse.Namespace) -> Any:
         return None
 
 
+def topology_from_config(config: Any) -> Any:
+    """The config's topology bundle, or ``None`` with every problem printed (exit with
+    :data:`EXIT_TOPOLOGY`)."""
+    from outage_sentinel.topology import TopologyError, load_bundle
+
+    try:
+        return load_bundle(config.topology)
+    except TopologyError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return None
+
+
 def _setup_logging(config: Any) -> None:
     from outage_sentinel.logs import configure
 

@@ -15,6 +15,15 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from outage_sentinel.cli import (
+    EXIT_CONFIG,
+    EXIT_PROBLEMS,
+    EXIT_TOPOLOGY,
+    EXIT_USAGE,
+    config_from_args,
+    topology_from_config,
+)
+
 
 def add_verbs(sub: Any) -> None:
     inc = sub.add_parser("incidents", help="list or show incidents")
@@ -70,7 +79,6 @@ def add_verbs(sub: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from outage_sentinel.cli import config_from_args
 
     config = config_from_args(args)
     return None if config is None else _open_store(config)
@@ -91,18 +99,14 @@ ACTIONS = ("ack", "arrive", "dispatch", "restore", "close")
 def _act(args: argparse.Namespace) -> int:
     """Lifecycle steps: the incident core the daemon runs, without sources or channels."""
     from outage_sentinel.assembly import build_core
-    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_TOPOLOGY, config_from_args
     from outage_sentinel.lifecycle import LifecycleError, parse_actor
     from outage_sentinel.metrics import Metrics
-    from outage_sentinel.topology import TopologyError, load_bundle
 
     config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
-    try:
-        topology = load_bundle(config.topology)
-    except TopologyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    topology = topology_from_config(config)
+    if topology is None:
         return EXIT_TOPOLOGY
     store = _open_store(config)
     core = build_core(config, store, topology, metrics=Metrics(), clock=_utcnow)
@@ -136,7 +140,6 @@ def _utcnow() -> datetime:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from outage_sentinel.cli import EXIT_CONFIG, EXIT_USAGE
 
     verb = args.verb
     action = getattr(args, f"{verb}_verb", None)
@@ -180,23 +183,15 @@ def _view(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from outage_sentinel import incident_view
-    from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_TOPOLOGY, config_from_args
-    from outage_sentinel.store import Store
-    from outage_sentinel.topology import TopologyError, load_bundle
-
     config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
-    try:
-        topology = load_bundle(config.topology)
-    except TopologyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    topology = topology_from_config(config)
+    if topology is None:
         return EXIT_TOPOLOGY
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(config.database_url())
+    store = _open_store(config)
     tz, lang = ZoneInfo(config.timezone), config.notify.language
     try:
-        store.migrate()
         if args.incidents_verb == "list":
             rows = store.load_incidents(open_only=not args.all)
             rows.sort(key=lambda r: r["created_at"], reverse=True)
@@ -229,7 +224,6 @@ def _storm(store: Any, args: argparse.Namespace) -> int:
     """Declare, end or show the storm state the daemon's localiser reads (kv ``storm``)."""
     from datetime import UTC, datetime, timedelta
 
-    from outage_sentinel.cli import EXIT_USAGE
     from outage_sentinel.lifecycle import parse_actor
     from outage_sentinel.triage import STORM_KEY, storm_declared
 

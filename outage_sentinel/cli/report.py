@@ -87,9 +87,9 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
         EXIT_TOPOLOGY,
         EXIT_USAGE,
         config_from_args,
+        topology_from_config,
     )
     from outage_sentinel.store import Store
-    from outage_sentinel.topology import TopologyError, load_bundle
 
     if getattr(args, "report_verb", None) is None:
         print("usage: outage-sentinel report daily|weekly|range [options] (see --help)",
@@ -105,10 +105,8 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        topology = load_bundle(config.topology)
-    except TopologyError as exc:
-        print(f"error: {config.topology}: {exc}", file=sys.stderr)
+    topology = topology_from_config(config)
+    if topology is None:
         return EXIT_TOPOLOGY
     try:
         store = Store(config.database_url())
