@@ -146,57 +146,18 @@ def score(
     rows = affected_customers(topology, areas)
     customers = topology.customers_of(areas)
     hours = max(0.0, (now - start).total_seconds() / 3600.0)
-    zh = language == "zh"
-    grade_labels = GRADE_LABELS.get(language, GRADE_LABELS["en"])
-    tag_labels = TAG_LABELS.get(language, TAG_LABELS["en"])
-
-    breakdown: dict[str, float] = {g: 0.0 for g in GRADES}
-    tag_weights = weights.tag_weights()
-    for tag in tag_weights:
-        breakdown[tag] = 0.0
-    counts = {key: 0 for key in breakdown}
     important = important_customers(rows)
-    for c in important:
-        breakdown[c.importance] += weights.grade_weight(c.importance)
-        counts[c.importance] += 1
-    for c in rows:
-        for tag in dict.fromkeys(c.tags):  # a tag repeated in the CSV counts once
-            if tag in tag_weights:
-                breakdown[tag] += tag_weights[tag]
-                counts[tag] += 1
+    breakdown, counts = _breakdown(rows, important, weights)
     breakdown["customers"] = weights.per_customer_log * math.log10(1 + customers)
     breakdown["elapsed"] = weights.per_hour * min(hours, weights.elapsed_cap_hours)
-    total = sum(breakdown.values())
-
-    reasons: list[str] = []
-    for grade in GRADES:
-        # Important users are few and each matters on its own: name them, one line each.
-        of_grade = [c for c in important if c.importance == grade]
-        for c in of_grade[: weights.max_named]:
-            reasons.append(f"{c.name or c.id}（{grade_labels[grade]}）" if zh
-                           else f"{c.name or c.id} ({grade_labels[grade]})")
-        if len(of_grade) > weights.max_named:
-            rest = len(of_grade) - weights.max_named
-            reasons.append(f"另有{rest}个{grade_labels[grade]}" if zh
-                           else f"{rest} more {grade_labels[grade]}s")
-    for tag in tag_weights:
-        tagged = [c for c in rows if tag in c.tags]
-        if not tagged:
-            continue
-        label = tag_labels.get(tag, tag)
-        names = "、".join(c.name or c.id for c in tagged[: weights.max_named]) if zh else \
-            ", ".join(c.name or c.id for c in tagged[: weights.max_named])
-        more = len(tagged) > weights.max_named
-        if zh:
-            reasons.append(f"{label}{len(tagged)}户：{names}{'等' if more else ''}")
-        else:
-            reasons.append(f"{len(tagged)} {label}: {names}{', ...' if more else ''}")
+    zh = language == "zh"
+    reasons = _grade_reasons(important, weights, language) + \
+        _tag_reasons(rows, weights, language)
     reasons.append(f"停电{customers}户" if zh else f"{customers} customers off")
     if hours >= 1 / 60:
         reasons.append(f"已停电{_duration(hours, zh)}" if zh else f"off for {_duration(hours, zh)}")
-
     return Priority(
-        score=int(round(total)),
+        score=int(round(sum(breakdown.values()))),
         breakdown=breakdown,
         reasons=tuple(reasons),
         special_care=tuple(c.id for c in special_care_customers(rows)),
@@ -205,6 +166,61 @@ def score(
         customers=customers,
         elapsed_hours=hours,
     )
+
+
+def _breakdown(rows: list[Customer], important: list[Customer], weights: PriorityWeights
+               ) -> tuple[dict[str, float], dict[str, int]]:
+    """Score terms (and counts) for important-user grades and customer tags."""
+    tag_weights = weights.tag_weights()
+    breakdown: dict[str, float] = {g: 0.0 for g in GRADES}
+    breakdown.update({tag: 0.0 for tag in tag_weights})
+    counts = {key: 0 for key in breakdown}
+    for c in important:
+        breakdown[c.importance] += weights.grade_weight(c.importance)
+        counts[c.importance] += 1
+    for c in rows:
+        for tag in dict.fromkeys(c.tags):  # a tag repeated in the CSV counts once
+            if tag in tag_weights:
+                breakdown[tag] += tag_weights[tag]
+                counts[tag] += 1
+    return breakdown, counts
+
+
+def _grade_reasons(important: list[Customer], weights: PriorityWeights,
+                   language: str) -> list[str]:
+    """Important users are few and each matters on its own: name them, one line each."""
+    zh = language == "zh"
+    grade_labels = GRADE_LABELS.get(language, GRADE_LABELS["en"])
+    reasons: list[str] = []
+    for grade in GRADES:
+        of_grade = [c for c in important if c.importance == grade]
+        for c in of_grade[: weights.max_named]:
+            reasons.append(f"{c.name or c.id}（{grade_labels[grade]}）" if zh
+                           else f"{c.name or c.id} ({grade_labels[grade]})")
+        if len(of_grade) > weights.max_named:
+            rest = len(of_grade) - weights.max_named
+            reasons.append(f"另有{rest}个{grade_labels[grade]}" if zh
+                           else f"{rest} more {grade_labels[grade]}s")
+    return reasons
+
+
+def _tag_reasons(rows: list[Customer], weights: PriorityWeights, language: str) -> list[str]:
+    """One line per tag with weight: how many households, the first few named."""
+    zh = language == "zh"
+    tag_labels = TAG_LABELS.get(language, TAG_LABELS["en"])
+    reasons: list[str] = []
+    for tag in weights.tag_weights():
+        tagged = [c for c in rows if tag in c.tags]
+        if not tagged:
+            continue
+        label = tag_labels.get(tag, tag)
+        names = ("、" if zh else ", ").join(c.name or c.id for c in tagged[: weights.max_named])
+        more = len(tagged) > weights.max_named
+        if zh:
+            reasons.append(f"{label}{len(tagged)}户：{names}{'等' if more else ''}")
+        else:
+            reasons.append(f"{len(tagged)} {label}: {names}{', ...' if more else ''}")
+    return reasons
 
 
 def _duration(hours: float, zh: bool) -> str:
