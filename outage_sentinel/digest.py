@@ -222,62 +222,55 @@ def build_digest(
         return []
     labels = _LABELS[language]
     entries = entries_from_messages(messages)
+    header = _header(entries, labels)
+    # Reserve room for the longest possible part marker.
+    marker_room = utf8_len(labels["part"].format(i=len(entries), n=len(entries)))
+    line_room = limit_bytes - (utf8_len(header) + marker_room + 1)  # + newline
+    if line_room < 16:
+        raise ValueError(f"limit_bytes={limit_bytes} is too small for a digest")
+    groups = _pack(entries, labels, line_room)
+    first = messages[0]
+    channel = channel if channel is not None else first.channel
+    target = target if target is not None else first.target
+    mentions = tuple(dict.fromkeys(phone for m in messages for phone in m.mentions))
+    n = len(groups)
+    parts: list[DigestPart] = []
+    for i, group in enumerate(groups, 1):
+        covers = tuple(k for e, _ in group for k in e.keys)
+        title = header + (labels["part"].format(i=i, n=n) if n > 1 else "")
+        digest_id = hashlib.sha256("\n".join(sorted(covers)).encode()).hexdigest()[:16]
+        parts.append(DigestPart(
+            message=Message(
+                key=f"digest/{channel}/{target}/{digest_id}", channel=channel, target=target,
+                text="\n".join([title, *(line for _, line in group)]), subject=title,
+                mentions=mentions, audience=first.audience, purpose="digest",
+                incident_id="", params={"covers": list(covers), "part": i, "parts": n}),
+            covers=covers,
+        ))
+    return parts
+
+
+def _header(entries: Sequence[DigestEntry], labels: Mapping[str, str]) -> str:
+    """The totals line; it counts villages still off (restored ones are listed in lines)."""
     feeders = {e.feeder for e in entries if e.feeder}
     villages = {v for e in entries for v in e.villages} or {
         v for e in entries for v in e.restored}
     households = sum(e.households for e in entries if e.status == "active")
-    # The header counts villages still off; restored ones are listed in their lines.
-    header = labels["header"].format(incidents=len(entries), feeders=len(feeders),
-                                     villages=len(villages), households=households)
-    # Reserve room for the longest possible part marker.
-    marker_room = utf8_len(labels["part"].format(i=len(entries), n=len(entries)))
-    head_bytes = utf8_len(header) + marker_room + 1  # + newline
-    line_room = limit_bytes - head_bytes
-    if line_room < 16:
-        raise ValueError(f"limit_bytes={limit_bytes} is too small for a digest")
+    return labels["header"].format(incidents=len(entries), feeders=len(feeders),
+                                   villages=len(villages), households=households)
 
-    groups: list[list[DigestEntry]] = [[]]
-    lines: list[list[str]] = [[]]
+
+def _pack(entries: Sequence[DigestEntry], labels: Mapping[str, str], line_room: int
+          ) -> list[list[tuple[DigestEntry, str]]]:
+    """Entries with their lines, in order, into parts of at most ``line_room`` bytes."""
+    groups: list[list[tuple[DigestEntry, str]]] = [[]]
     used = 0
     for e in entries:
         line = trim_bytes(_line(e, labels), line_room)
         size = utf8_len(line) + 1
-        if lines[-1] and used + size > line_room:
+        if groups[-1] and used + size > line_room:
             groups.append([])
-            lines.append([])
             used = 0
-        groups[-1].append(e)
-        lines[-1].append(line)
+        groups[-1].append((e, line))
         used += size
-
-    first = messages[0]
-    channel = channel if channel is not None else first.channel
-    target = target if target is not None else first.target
-    mentions: list[str] = []
-    for m in messages:
-        for phone in m.mentions:
-            if phone not in mentions:
-                mentions.append(phone)
-    n = len(groups)
-    parts: list[DigestPart] = []
-    for i, (group, group_lines) in enumerate(zip(groups, lines, strict=True), 1):
-        covers = tuple(k for e in group for k in e.keys)
-        title = header + (labels["part"].format(i=i, n=n) if n > 1 else "")
-        text = "\n".join([title, *group_lines])
-        digest_id = hashlib.sha256("\n".join(sorted(covers)).encode()).hexdigest()[:16]
-        parts.append(DigestPart(
-            message=Message(
-                key=f"digest/{channel}/{target}/{digest_id}",
-                channel=channel,
-                target=target,
-                text=text,
-                subject=title,
-                mentions=tuple(mentions),
-                audience=first.audience,
-                purpose="digest",
-                incident_id="",
-                params={"covers": list(covers), "part": i, "parts": n},
-            ),
-            covers=covers,
-        ))
-    return parts
+    return groups
