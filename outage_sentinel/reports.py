@@ -197,8 +197,7 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
         raise ValueError("report period is empty (end <= start)")
     rows, logs, first_evidence, first_notice, dead = store.report_snapshot(start, end)
     upto = min(end, now)
-    feeder_names = _feeder_names(topology)
-
+    ctx = _RowContext(topology, tz, now, _feeder_names(topology), first_evidence, first_notice)
     incident_rows: list[dict[str, Any]] = []
     areas: list[_Area] = []
     # Which incidents each feeder / village had (any area, even with 0 h inside the period).
@@ -209,8 +208,7 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
         klass = incident_class_of(row["kind"])
         inc_areas, eff_end = _areas_of(row, log, topology, klass, now)
         nominal_end = eff_end if eff_end is not None else now
-        overlaps = row["start"] < end and (nominal_end > start or row["start"] >= start)
-        if not overlaps:
+        if not (row["start"] < end and (nominal_end > start or row["start"] >= start)):
             continue
         clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
         areas.extend(clipped)
@@ -220,32 +218,8 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
                 village_touch.setdefault(a.village, set()).add(row["id"])
         if not inc_areas:
             feeder_touch.setdefault(row["feeder"], set()).add(row["id"])
-        ch = sum(a.customers * _hours(a.off_from, a.back_at) for a in clipped)
-        off = [a for a in inc_areas if a.back_at > a.off_from]
-        duration = (_hours(min(a.off_from for a in off), max(a.back_at for a in off))
-                    if off else 0.0)
-        villages = _unique(a.village for a in inc_areas if a.village)
-        crew, deadline, arrived, met = _arrival(row, log, eff_end, now)
-        evidence = first_evidence.get(row["id"])
-        notice = first_notice.get(row["id"])
-        latency = ((notice - evidence).total_seconds() / 60.0
-                   if evidence is not None and notice is not None else math.nan)
-        incident_rows.append({
-            "id": row["id"], "kind": row["kind"], "class": klass, "status": row["status"],
-            "feeder": row["feeder"], "feeder_name": feeder_names.get(row["feeder"], ""),
-            "start": _local(row["start"], tz), "end": _local(eff_end, tz),
-            "duration_h": duration,
-            "customers": sum(a.customers for a in inc_areas),
-            "customer_hours": ch,
-            "villages": "、".join(_village_name(topology, v) for v in villages),
-            "cause_category": row.get("cause_category") or "",
-            "stage": row.get("stage") or "", "parent_id": row.get("parent_id") or "",
-            "first_evidence": _local(evidence, tz), "first_liaison_notice": _local(notice, tz),
-            "notice_latency_min": latency, "crew": crew or "",
-            "crew_name": _crew_name(topology, crew),
-            "arrival_deadline": _local(deadline, tz), "arrived_at": _local(arrived, tz),
-            "met_commitment": met,
-        })
+        incident_rows.append(_incident_row(ctx, row, log, klass, inc_areas, clipped, eff_end))
+    feeder_names = ctx.feeder_names
 
     incidents = pd.DataFrame(incident_rows, columns=INCIDENT_COLUMNS)
     incidents["met_commitment"] = incidents["met_commitment"].astype("boolean")
@@ -261,6 +235,50 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     summary = _summary(topology, incidents, area_df, dead_df, start, end, tz, now, hours)
     return Report(start=start, end=end, tz=tz, now=now, incidents=incidents, by_feeder=by_feeder,
                   by_village=by_village, summary=summary, dead_letters=dead_df, areas=area_df)
+
+
+@dataclass(frozen=True)
+class _RowContext:
+    """What every incident row of one report reads besides its own incident."""
+
+    topology: Topology
+    tz: tzinfo
+    now: datetime
+    feeder_names: dict[str, str]
+    first_evidence: dict[str, datetime]
+    first_notice: dict[str, datetime]
+
+
+def _incident_row(ctx: _RowContext, row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
+                  klass: str, inc_areas: list[_Area], clipped: list[_Area],
+                  eff_end: datetime | None) -> dict[str, Any]:
+    """One incident's line of the report (times still aware; localised by the caller)."""
+    tz, topology = ctx.tz, ctx.topology
+    off = [a for a in inc_areas if a.back_at > a.off_from]
+    duration = (_hours(min(a.off_from for a in off), max(a.back_at for a in off))
+                if off else 0.0)
+    villages = _unique(a.village for a in inc_areas if a.village)
+    crew, deadline, arrived, met = _arrival(row, log, eff_end, ctx.now)
+    evidence = ctx.first_evidence.get(row["id"])
+    notice = ctx.first_notice.get(row["id"])
+    latency = ((notice - evidence).total_seconds() / 60.0
+               if evidence is not None and notice is not None else math.nan)
+    return {
+        "id": row["id"], "kind": row["kind"], "class": klass, "status": row["status"],
+        "feeder": row["feeder"], "feeder_name": ctx.feeder_names.get(row["feeder"], ""),
+        "start": _local(row["start"], tz), "end": _local(eff_end, tz),
+        "duration_h": duration,
+        "customers": sum(a.customers for a in inc_areas),
+        "customer_hours": sum(a.customers * _hours(a.off_from, a.back_at) for a in clipped),
+        "villages": "、".join(_village_name(topology, v) for v in villages),
+        "cause_category": row.get("cause_category") or "",
+        "stage": row.get("stage") or "", "parent_id": row.get("parent_id") or "",
+        "first_evidence": _local(evidence, tz), "first_liaison_notice": _local(notice, tz),
+        "notice_latency_min": latency, "crew": crew or "",
+        "crew_name": _crew_name(topology, crew),
+        "arrival_deadline": _local(deadline, tz), "arrived_at": _local(arrived, tz),
+        "met_commitment": met,
+    }
 
 
 def incident_class_of(kind: str) -> str:
