@@ -1,0 +1,117 @@
+"""The store's engine, schema upgrades and transactions, shared by every table's methods."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+
+from outage_sentinel.store.schema import (
+    MIGRATIONS,
+    metadata,
+    schema_version_t,
+    sqlite_begin,
+    sqlite_pragmas,
+    utc_now,
+)
+
+
+class StoreBase:
+    """One engine over SQLite or PostgreSQL; thread-safe through the engine pool."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", sqlite_pragmas)
+            event.listen(self.engine, "begin", sqlite_begin)
+        #: Statements built once and reused (the storm path executes them thousands of times).
+        self.statements: dict[Any, Any] = {}
+        database = parsed.database or ""
+        #: The SQLite file, absolute (None for PostgreSQL and in-memory SQLite).
+        self.sqlite_path: Path | None = (
+            Path(database).resolve() if self.dialect == "sqlite" and database
+            and database != ":memory:" and not database.startswith("file:") else None)
+        self._file_identity: tuple[int, int] | None = None
+
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version now in force."""
+        with self.engine.begin() as conn:
+            schema_version_t.create(conn, checkfirst=True)
+            current = conn.execute(select(func.max(schema_version_t.c.version))).scalar() or 0
+            for version, step in enumerate(MIGRATIONS, start=1):
+                if version <= current:
+                    continue
+                step(conn)
+                conn.execute(schema_version_t.insert().values(version=version, applied_at=utc_now()))
+            version_now = len(MIGRATIONS) if current < len(MIGRATIONS) else int(current)
+        self.database_file_problem()  # the file exists now: remember which one it is
+        return version_now
+
+    def database_file_problem(self) -> str | None:
+        """``"missing"`` or ``"replaced"`` once the SQLite file at :attr:`sqlite_path` is not
+        the one this store opened (compared by device and inode); None while it is, and always
+        for PostgreSQL and in-memory SQLite. The first call remembers the file (``migrate``
+        makes it). SQLite itself notices neither: it goes on writing into the deleted file."""
+        if self.sqlite_path is None:
+            return None
+        try:
+            st = os.stat(self.sqlite_path)
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:  # e.g. a directory on the path removed or made unreadable
+            return f"missing ({exc.strerror or exc})"
+        identity = (st.st_dev, st.st_ino)
+        if self._file_identity is None:
+            self._file_identity = identity
+        return None if identity == self._file_identity else "replaced"
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(schema_version_t.c.version))).scalar() or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One database transaction; commits on success, rolls back on any exception."""
+        with self.engine.connect() as conn:
+            # SQLite: take the write lock up front so two writers (daemon threads, the operator
+            # CLI) queue on busy_timeout instead of failing with "database is locked" mid-way.
+            conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    def insert_stmt(self, table: Table) -> Any:
+        """INSERT for ``table`` in the dialect that supports ON CONFLICT."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        if self.dialect == "sqlite":
+            return sqlite.insert(table)
+        raise NotImplementedError(f"database {self.dialect!r} is not supported (sqlite, postgresql)")
+
+    def count(self, table: str) -> int:
+        t = metadata.tables[table]
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)

@@ -1,0 +1,290 @@
+"""Events and the quarantine: what the sources brought, stored once, processed once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    bindparam,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
+
+from outage_sentinel.events import OutageEvent, PollResult, Quarantined
+from outage_sentinel.store.kv import KvStore
+from outage_sentinel.store.schema import events_t, quarantine_t
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as read back from the store (with its row id)."""
+
+    row_id: int
+    event: OutageEvent
+    received_at: datetime
+    incident_id: str | None
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    inserted: int
+    duplicates: int
+    quarantined: int
+    #: The events that were new (not already stored), in poll order.
+    new_events: tuple[OutageEvent, ...] = ()
+
+
+MARK_PROCESSED = (update(events_t).where(events_t.c.id == bindparam("row_id"))
+                   .values(processed=True, incident_id=bindparam("incident")))
+
+
+def event_row(e: OutageEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "source": e.source, "event_id": e.event_id, "revision": e.revision, "kind": e.kind,
+        "status": e.status, "signal": e.signal, "start": e.start, "etr": e.expected_restoration,
+        "end_time": e.end, "feeder": e.feeder, "device": e.device,
+        "transformers": list(e.transformers), "area_text": e.area_text, "cause": e.cause,
+        "raw": jsonable(e.raw), "received_at": now, "processed": False,
+    }
+
+
+def jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return json.loads(raw_json(value))
+
+
+def raw_json(value: Any) -> str:
+    """A raw payload as JSON text; what JSON cannot take (a datetime) is kept as its string."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+#: Columns of an event row written by :class:`EventInsert` (all but ``id`` and ``incident_id``).
+EVENT_COLUMNS = ("source", "event_id", "revision", "kind", "status", "signal", "start", "etr",
+                  "end_time", "feeder", "device", "transformers", "area_text", "cause", "raw",
+                  "received_at", "processed")
+
+
+class EventInsert:
+    """The SQLite executemany of new event rows, encoded column by column.
+
+    A storm brings thousands of AMI reports per poll. Through Core, every row of an executemany
+    goes through SQLAlchemy's generic per-parameter type processing, which cost more than SQLite
+    itself. Here each column's processor (the very ones Core uses, so rows read back the same;
+    raw payloads as :func:`_jsonable` writes them) is applied directly, and values shared by the
+    whole batch (``received_at``, the ``processed`` flags, common ``transformers`` lists) are
+    encoded once.
+    """
+
+    def __init__(self, dialect: Any) -> None:
+        stmt = sqlite.insert(events_t).values(
+            {name: bindparam(name) for name in EVENT_COLUMNS}).on_conflict_do_nothing(
+            index_elements=["source", "event_id", "revision"])
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = str(compiled)
+        order = tuple(compiled.positiontup or ())
+        if order != EVENT_COLUMNS:  # rows below are built in this order
+            raise RuntimeError(f"unexpected parameters in the event insert: {order}")
+
+        def processor(name: str) -> Callable[[Any], Any]:
+            proc = events_t.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            return proc if proc is not None else (lambda v: v)
+
+        self.encode = {name: processor(name) for name in EVENT_COLUMNS}
+
+    def run(self, conn: Connection, events: Iterable[OutageEvent], now: datetime,
+            processed: Callable[[OutageEvent], bool] | None) -> None:
+        enc = self.encode
+        when, raw = enc["start"], raw_json  # one encoding, no test-encoding first
+        received = enc["received_at"](now)
+        flags = {True: enc["processed"](True), False: enc["processed"](False)}
+        tx_cache: dict[tuple[str, ...], Any] = {}
+        rows = []
+        for e in events:
+            txs = tx_cache.get(e.transformers)
+            if txs is None:
+                txs = tx_cache[e.transformers] = enc["transformers"](list(e.transformers))
+            rows.append((
+                e.source, e.event_id, e.revision, e.kind, e.status, e.signal, when(e.start),
+                None if e.expected_restoration is None else when(e.expected_restoration),
+                None if e.end is None else when(e.end), e.feeder, e.device, txs, e.area_text,
+                e.cause, raw(e.raw), received,
+                flags[bool(processed(e)) if processed is not None else False]))
+        conn.exec_driver_sql(self.sql, rows)
+
+
+def stored_event(m: Any) -> StoredEvent:
+    event = OutageEvent(
+        source=m["source"], event_id=m["event_id"], revision=m["revision"], kind=m["kind"],
+        status=m["status"], signal=m["signal"], start=m["start"], expected_restoration=m["etr"],
+        end=m["end_time"], feeder=m["feeder"], device=m["device"],
+        transformers=tuple(m["transformers"] or ()), area_text=m["area_text"] or "",
+        cause=m["cause"] or "", raw=m["raw"] or {},
+    )
+    return StoredEvent(int(m["id"]), event, m["received_at"], m["incident_id"])
+
+
+
+class EventStore(KvStore):
+    """The ``events`` and ``quarantine`` tables."""
+
+    def ingest(self, source: str, result: PollResult, now: datetime) -> IngestCounts:
+        """Persist a poll's events, quarantined payloads and cursor in one transaction.
+
+        Duplicates (same source, event id and revision) are skipped by the unique constraint.
+        """
+        with self.transaction() as conn:
+            counts = self.ingest_in(conn, source, result, now)
+        return counts
+
+    def ingest_in(self, conn: Connection, source: str, result: PollResult,
+                  now: datetime, *,
+                  processed: Callable[[OutageEvent], bool] | None = None) -> IngestCounts:
+        """:meth:`ingest` inside the caller's transaction. Events for which ``processed`` says
+        so are stored as already handled (the caller handles them in this same transaction)."""
+        inserted = 0
+        if result.events:
+            # Find what is already stored with one query per chunk, then insert the rest in one
+            # executemany (a storm brings thousands of AMI reports per poll). The unique
+            # constraint still guards against a concurrent writer (ON CONFLICT DO NOTHING).
+            fresh: dict[tuple[str, str, str], OutageEvent] = {}
+            for e in result.events:
+                fresh.setdefault((e.source, e.event_id, e.revision), e)
+            by_source: dict[str, list[str]] = {}
+            for src, eid, _rev in fresh:
+                by_source.setdefault(src, []).append(eid)
+            for src, ids in by_source.items():
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    for row in conn.execute(select(events_t.c.event_id, events_t.c.revision)
+                                            .where(events_t.c.source == src,
+                                                   events_t.c.event_id.in_(chunk))):
+                        fresh.pop((src, row[0], row[1]), None)
+            if fresh and self.dialect == "sqlite":
+                insert = self.statements.get(EventInsert)
+                if insert is None:
+                    insert = self.statements[EventInsert] = EventInsert(self.engine.dialect)
+                insert.run(conn, fresh.values(), now, processed)
+            elif fresh:
+                # PostgreSQL: SQLAlchemy batches an executemany into multi-row INSERTs.
+                stmt = self.insert_stmt(events_t).on_conflict_do_nothing(
+                    index_elements=["source", "event_id", "revision"])
+                values = [event_row(e, now) for e in fresh.values()]
+                if processed is not None:
+                    for value, e in zip(values, fresh.values(), strict=True):
+                        value["processed"] = processed(e)
+                conn.execute(stmt, values)
+            inserted = len(fresh)
+        for q in result.quarantined:
+            self.quarantine_in(conn, q, now)
+        if result.cursor is not None:
+            self.kv_set_in(conn, f"cursor:{source}", result.cursor, now)
+        return IngestCounts(inserted, len(result.events) - inserted, len(result.quarantined),
+                            tuple(fresh.values()) if result.events else ())
+
+    def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> None:
+        raw = q.raw if isinstance(q.raw, str) else json.dumps(q.raw, ensure_ascii=False, default=str)
+        conn.execute(quarantine_t.insert().values(source=q.source, reason=q.reason, raw=raw,
+                                                  received_at=now))
+
+    def quarantine(self, q: Quarantined, now: datetime) -> None:
+        with self.transaction() as conn:
+            self.quarantine_in(conn, q, now)
+
+    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(quarantine_t).order_by(quarantine_t.c.id.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    def unprocessed_events(self, limit: int = 1000) -> list[StoredEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events_t).where(events_t.c.processed.is_(False))
+                                .order_by(events_t.c.id).limit(limit))
+            return [stored_event(r._mapping) for r in rows]
+
+    def events(self, *, incident_id: str | None = None, limit: int = 10000) -> list[StoredEvent]:
+        q = select(events_t).order_by(events_t.c.id).limit(limit)
+        if incident_id is not None:
+            q = q.where(events_t.c.incident_id == incident_id)
+        with self.engine.connect() as conn:
+            return [stored_event(r._mapping) for r in conn.execute(q)]
+
+    def mark_processed_in(self, conn: Connection, row_id: int, incident_id: str | None) -> None:
+        conn.execute(MARK_PROCESSED, {"row_id": row_id, "incident": incident_id})
+
+    def mark_many_processed_in(self, conn: Connection, row_ids: Sequence[int]) -> None:
+        """Mark events processed (no incident) in bulk."""
+        for i in range(0, len(row_ids), 500):
+            conn.execute(update(events_t).where(events_t.c.id.in_(row_ids[i:i + 500]))
+                         .values(processed=True))
+
+    def processed_flags_in(self, conn: Connection, row_ids: Sequence[int]) -> dict[int, bool]:
+        """``processed`` of each given event row (locked for update on PostgreSQL)."""
+        out: dict[int, bool] = {}
+        for i in range(0, len(row_ids), 500):
+            q = select(events_t.c.id, events_t.c.processed).where(
+                events_t.c.id.in_(list(row_ids[i:i + 500])))
+            if self.dialect == "postgresql":
+                q = q.with_for_update()
+            out.update((int(r), bool(p)) for r, p in conn.execute(q))
+        return out
+
+    def member_incidents_in(self, conn: Connection, keys: Sequence[tuple[str, str]]
+                            ) -> dict[tuple[str, str], tuple[int, str]]:
+        """For each (source, event_id): (row id, incident id) of its newest row that belongs to
+        an incident; keys with none are absent."""
+        by_source: dict[str, list[str]] = {}
+        for source, event_id in keys:
+            by_source.setdefault(source, []).append(event_id)
+        out: dict[tuple[str, str], tuple[int, str]] = {}
+        for source, ids in by_source.items():
+            uniq = sorted(set(ids))
+            for i in range(0, len(uniq), 500):
+                rows = conn.execute(select(events_t.c.id, events_t.c.event_id,
+                                           events_t.c.incident_id)
+                                    .where(events_t.c.source == source,
+                                           events_t.c.event_id.in_(uniq[i:i + 500]),
+                                           events_t.c.incident_id.is_not(None)))
+                for row_id, event_id, incident_id in rows:
+                    key = (source, str(event_id))
+                    prev = out.get(key)
+                    if prev is None or int(row_id) > prev[0]:
+                        out[key] = (int(row_id), str(incident_id))
+        return out
+
+    def member_incident_in(self, conn: Connection, source: str, event_id: str) -> str | None:
+        """The incident the newest row of (source, event_id) belongs to, if any."""
+        row = conn.execute(select(events_t.c.incident_id)
+                           .where(events_t.c.source == source, events_t.c.event_id == event_id,
+                                  events_t.c.incident_id.is_not(None))
+                           .order_by(events_t.c.id.desc()).limit(1)).first()
+        return str(row[0]) if row else None
+
+    def last_event_row_in(self, conn: Connection, source: str) -> int:
+        """The highest event row id stored for ``source`` (0: none)."""
+        return int(conn.execute(select(func.max(events_t.c.id))
+                                .where(events_t.c.source == source)).scalar() or 0)
+
+    def events_after(self, row_id: int, sources: set[str] | frozenset[str],
+                     chunk: int = 5000) -> Iterator[StoredEvent]:
+        """Stored events of ``sources`` with a row id above ``row_id``, in id order."""
+        last = row_id
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(events_t).where(events_t.c.id > last,
+                                                           events_t.c.source.in_(sorted(sources)))
+                                    .order_by(events_t.c.id).limit(chunk)).all()
+            if not rows:
+                return
+            for r in rows:
+                yield stored_event(r._mapping)
+            last = int(rows[-1]._mapping["id"])

@@ -1,0 +1,215 @@
+"""The schema: tables, column types and the ordered migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Connection
+
+SCHEMA_VERSION_TABLE = "schema_version"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC; returns aware UTC (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+metadata = MetaData()
+
+events_t = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("revision", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("signal", String(20), nullable=False, server_default="notice"),
+    Column("start", UTCDateTime, nullable=False),
+    Column("etr", UTCDateTime),
+    Column("end_time", UTCDateTime),
+    Column("feeder", String(100)),
+    Column("device", String(200)),
+    Column("transformers", JSON, nullable=False),
+    Column("area_text", Text, nullable=False, server_default=""),
+    Column("cause", Text, nullable=False, server_default=""),
+    Column("raw", JSON),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("processed", Boolean, nullable=False, server_default="0"),
+    Column("incident_id", String(40)),
+    UniqueConstraint("source", "event_id", "revision", name="uq_events_source_id_rev"),
+)
+
+quarantine_t = Table(
+    "quarantine", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+incidents_t = Table(
+    "incidents", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("feeder", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("start", UTCDateTime, nullable=False),
+    Column("etr", UTCDateTime),
+    Column("end_time", UTCDateTime),
+    Column("fault_device", String(200)),
+    Column("customers", Integer, nullable=False, server_default="0"),
+    Column("state", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Lifecycle (schema version 3):
+    Column("stage", String(30), nullable=False, server_default="detected"),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("crew_id", String(100)),
+    Column("parent_id", String(40)),
+    Column("cause_category", String(60)),
+    Column("closed_at", UTCDateTime),
+)
+
+outbox_t = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(40), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("recipient", String(300), nullable=False),
+    Column("purpose", String(40), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("audience", String(40), nullable=False),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("body", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    # pending | inflight | sent | dead
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("inflight_count", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("last_error", Text),
+    # When it was given up on (schema version 4; NULL for dead letters of older versions).
+    Column("dead_at", UTCDateTime),
+    UniqueConstraint("incident_id", "revision", "recipient", "purpose", name="uq_outbox_key"),
+)
+
+incident_log_t = Table(
+    "incident_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(40), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    #: detected | confirmed | dispatched | on_site | partially_restored | restored | closed |
+    #: cancelled | reopened | etr_changed | escalated | note
+    Column("stage", String(30), nullable=False),
+    #: who: "daemon", "source:<name>", "operator:<name>"
+    Column("actor", String(100), nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    #: step details, e.g. {"transformers": [...], "customers": 120} for a restoration step
+    Column("details", JSON, nullable=False),
+)
+
+kv_t = Table(
+    "kv", metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+schema_version_t = Table(
+    SCHEMA_VERSION_TABLE, metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
+def _m1_initial(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[events_t, quarantine_t, incidents_t, outbox_t, kv_t])
+
+
+def _m2_indexes(conn: Connection) -> None:
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_events_unprocessed ON events (processed, id)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_outbox_due ON outbox (status, next_attempt_at)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_incidents_status ON incidents (status, feeder)"))
+
+
+def _add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
+    """ALTER TABLE ADD COLUMN for the named columns a database created earlier lacks."""
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        ddl = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+
+
+def _m3_lifecycle(conn: Connection) -> None:
+    _add_missing_columns(conn, incidents_t, ["stage", "priority", "crew_id", "parent_id",
+                                             "cause_category", "closed_at"])
+    incident_log_t.create(conn, checkfirst=True)
+
+
+def _m4_dead_at(conn: Connection) -> None:
+    _add_missing_columns(conn, outbox_t, ["dead_at"])
+
+
+#: Ordered migrations; index + 1 is the schema version each one brings the database to.
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
+                                                  _m4_dead_at]
+
+
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets the operator CLI read while the daemon writes; NORMAL sync is durable in WAL
+    # against process crashes (SIGKILL), which is what the delivery guarantees need.
+    dbapi_conn.isolation_level = None  # let SQLAlchemy/our BEGIN IMMEDIATE drive transactions
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
