@@ -251,16 +251,16 @@ class LiaisonPlanner:
             "feeder_label": self._feeder_label(incident.feeder),
             # A device is named to liaisons only when a source named it: an inferred fault
             # point is the command centre's working hypothesis, not a fact to announce.
-            "device_label": self._device_label(reported_devices(incident, estimate.devices)),
+            "device_label": self.device_label(reported_devices(incident, estimate.devices)),
             "area_label": self._area_label(in_village, incident.area_text),
             "confirmed_label": self._area_label(confirmed, "") if confirmed else "",
             "possible_label": self._area_label(possible, "") if possible else "",
             "customers": estimate.customers,
             "village_customers": village_customers,
-            "start_local": self._local(incident.start),
-            "etr_local": self._local(village_etr(incident, village_id, topo)),
-            "end_local": self._local(incident.end),
-            "now_local": self._local(now),
+            "start_local": self.local_time(incident.start),
+            "etr_local": self.local_time(village_etr(incident, village_id, topo)),
+            "end_local": self.local_time(incident.end),
+            "now_local": self.local_time(now),
             "cause": incident.cause,
             "purpose": notice.purpose,
         }
@@ -394,7 +394,7 @@ class LiaisonPlanner:
     def _feeder_label(self, feeder: str) -> str:
         return self.feeder_names.get(feeder, feeder)
 
-    def _device_label(self, devices: Sequence[str]) -> str:
+    def device_label(self, devices: Sequence[str]) -> str:
         names = [self.topology.nodes[d].name or d for d in devices if d in self.topology.nodes]
         return "、".join(names) if self.renderer.language == "zh" else ", ".join(names)
 
@@ -409,7 +409,7 @@ class LiaisonPlanner:
             return sep.join(names[:8]) + more
         return sep.join(names)
 
-    def _local(self, value: datetime | None) -> str | None:
+    def local_time(self, value: datetime | None) -> str | None:
         if value is None:
             return None
         return value.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")

@@ -98,34 +98,51 @@ class Lifecycle:
                 "sms": command_params(summary=body.splitlines()[0], incident=incident_id)}},
         }]
 
-    def summary_rows(self, before: Incident | None, inc: Incident) -> list[dict[str, Any]]:
-        """A command-centre summary for every new revision (when enabled)."""
+    def summary_rows(self, before: Incident | None, inc: Incident, crew: str | None = None
+                     ) -> list[dict[str, Any]]:
+        """A command-centre summary for every new revision (when enabled); ``crew`` is the
+        crew the incident holds."""
         if not self.config.command_centre.summaries:
             return []
         if before is not None and before.revision == inc.revision:
             return []
-        return self.command_rows(inc, "summary", self.render_summary(inc))
+        return self.command_rows(inc, "summary", self.render_summary(inc, crew=crew))
 
-    def render_summary(self, inc: Incident, headline: str | None = None) -> str:
-        r = self.planner.renderer
+    def render_summary(self, inc: Incident, headline: str | None = None,
+                       crew: str | None = None) -> str:
+        """The command centre's summary of ``inc`` as of its last revision (``updated_at``):
+        planned work described as planned (its device not an estimate, its start possibly
+        still to come), the crew named."""
+        r, planner = self.planner.renderer, self.planner
         names = [self.topology.villages[v].name for v in inc.estimate.villages
                  if v in self.topology.villages]
+        planned = inc.kind in ("planned", "temporary")
         return r.render(
             "command_summary", incident=inc, headline=headline,
             kind_label=KIND_LABELS[r.language].get(inc.kind, inc.kind),
-            feeder_label=self.planner.feeder_names.get(inc.feeder, inc.feeder),
-            device_label=self.planner._device_label(inc.estimate.devices),
+            feeder_label=planner.feeder_names.get(inc.feeder, inc.feeder),
+            device_label=planner.device_label(inc.estimate.devices),
             villages=names, off=len(inc.off),
             customers_off=self.topology.customers_of(inc.off),
-            start_local=self.planner._local(inc.start), etr_local=self.planner._local(inc.etr),
-            end_local=self.planner._local(inc.end),
+            start_local=planner.local_time(inc.start), etr_local=planner.local_time(inc.etr),
+            end_local=planner.local_time(inc.end),
             probability=inc.estimate.probability,
-            device_reported=bool(reported_devices(inc, inc.estimate.devices)),
+            device_reported=planned or bool(reported_devices(inc, inc.estimate.devices)),
+            planned=planned,
+            upcoming=inc.updated_at is not None and inc.start > inc.updated_at,
+            crew_label=self._crew_label(crew),
             stage_label=label(STAGE_LABELS, r.language, inc.stage),
             confirmed=len(inc.confirmed),
             withdrawn=[self.topology.villages[v].name for v in inc.withdrawn_villages
                        if v in self.topology.villages],
         )
+
+    def _crew_label(self, crew_id: str | None) -> str:
+        """``抢修一班`` for a crew of the bundle, its id otherwise ('' for none)."""
+        if crew_id is None:
+            return ""
+        crew = next((c for c in self.topology.crews if c.id == crew_id), None)
+        return (crew.name or crew_id) if crew is not None else crew_id
 
     def _save(self, conn: Connection, inc: Incident, now: datetime, **extra: Any) -> None:
         self.store.save_incident_in(conn, incident_columns(inc, now, **extra))
@@ -166,7 +183,7 @@ class Lifecycle:
         if not cause_category:
             raise LifecycleError("closing needs a cause category (--cause)")
         with self.store.transaction() as conn:
-            inc, _ = self._load(conn, incident_id)
+            inc, row = self._load(conn, incident_id)
             if inc.stage == "closed":
                 raise LifecycleError(f"{incident_id} is already closed")
             if inc.status == "active":
@@ -177,7 +194,8 @@ class Lifecycle:
             self.store.log_in(conn, inc.id, now, "closed", actor, note,
                               {"cause_category": cause_category})
             self.store.enqueue_in(conn, self.command_rows(
-                inc, "closed", self.render_summary(inc, headline="closed")), now)
+                inc, "closed", self.render_summary(inc, headline="closed",
+                                                   crew=row.get("crew_id"))), now)
         return inc
 
     # -- priority and dispatch ----------------------------------------------------------------
@@ -277,7 +295,7 @@ class Lifecycle:
                                            self.params)
             if care.get("households"):
                 rows += self.planner.care_rows(inc, v, care, individual, c.name or c.id)
-        rows += self.command_rows(inc, "dispatched", self.render_summary(inc))
+        rows += self.command_rows(inc, "dispatched", self.render_summary(inc, crew=c.id))
         self.store.enqueue_in(conn, rows, now)
         self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,
                       deadline=deadline.isoformat(), preempts=choice.preempts.incident_id

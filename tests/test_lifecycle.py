@@ -347,3 +347,21 @@ def test_a_dead_letter_is_shown_to_the_command_centre(h: Harness) -> None:
     notices = [m for m in h.sent(audience="command") if m.purpose == "dead_letter"]
     assert len(notices) == 1 and notices[0].incident_id == inc
     assert "V2群" in notices[0].text and "310000" in notices[0].text
+
+
+def test_summaries_describe_planned_work_as_planned_and_name_the_crew(h: Harness) -> None:
+    """Issue 13: a planned outage starting tomorrow is not a fault point with a probability
+    nor 当前停电; a dispatched fault's summaries name the crew."""
+    start = T0 + timedelta(days=1)
+    h.feed(ev("P1", "T4", "T5", kind="planned", start=start, etr=start + timedelta(hours=4),
+              device="FU3"))
+    [planned] = [m.text for m in h.sent("summary", "command")]
+    assert "停电设备：FU3" in planned and "尚未开始，计划停电2个台区" in planned
+    assert "概率" not in planned and "推断" not in planned and "当前停电" not in planned
+    assert "计划2026-11-24 10:00起" in planned
+    h.feed(ev("F1", "T1", "T2", "T3"))  # the outage system's notice: confirmed, crew sent
+    [dispatched] = [m.text for m in h.sent("dispatched", "command")]
+    assert "抢修队伍：抢修一班" in dispatched and "当前停电" in dispatched
+    h.at(30)
+    h.feed(ev("F1", "T1", "T2", "T3", etr=T0 + timedelta(hours=3)))  # a new revision
+    assert "抢修队伍：抢修一班" in [m.text for m in h.sent("summary", "command")][-1]
