@@ -108,6 +108,13 @@ def locate_case(topology: Topology, case: Any, line: int,
     return {"id": case.get("id"), **body, "elapsed_ms": round(elapsed, 3)}
 
 
+def read_evidence(path: str) -> str:
+    """The evidence text of ``path`` (``-``: standard input), UTF-8 with or without a BOM."""
+    if path == "-":
+        return sys.stdin.buffer.read().decode("utf-8-sig")
+    return Path(path).read_text(encoding="utf-8-sig")
+
+
 def locate_main(topology_dir: str, evidence_path: str, out: TextIO,
                 params: LocaliserParams | None = None,
                 context: FaultContext | None = None) -> int:
@@ -119,7 +126,7 @@ def locate_main(topology_dir: str, evidence_path: str, out: TextIO,
         print(f"outage-sentinel locate: {exc}", file=sys.stderr)
         return 2
     try:
-        text = Path(evidence_path).read_text(encoding="utf-8-sig")
+        text = read_evidence(evidence_path)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"outage-sentinel locate: cannot read {evidence_path}: {exc}", file=sys.stderr)
         return 1

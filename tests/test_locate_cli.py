@@ -156,6 +156,17 @@ def test_cli_locate(bundle: Path, tmp_path: Path) -> None:
     assert lines[1]["line"] == 2
 
 
+def test_cli_locate_reads_the_evidence_from_standard_input(bundle: Path) -> None:
+    """``--evidence -`` as documented (issue 13): the cases come from stdin."""
+    cases = json.dumps({"id": "a", "dead": ["T1", "T2"]}) + "\n" + json.dumps(
+        {"id": "b", "dead": ["T1"]}) + "\n"
+    proc = subprocess.run([sys.executable, "-m", "outage_sentinel", "locate", "--topology",
+                           str(bundle), "--evidence", "-"], input=cases,
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(x)["id"] for x in proc.stdout.splitlines()] == ["a", "b"]
+
+
 @pytest.mark.skipif(not FEEDERS.is_dir(), reason=f"public feeders not found at {FEEDERS}")
 def test_cli_topology_import(tmp_path: Path) -> None:
     out = tmp_path / "r4"
