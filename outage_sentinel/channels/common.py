@@ -18,12 +18,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 import structlog
 
 from outage_sentinel.channels.base import Outcome, SendResult
+from outage_sentinel.errors import exception_chain, parse_retry_after
 from outage_sentinel.logs import PHONE, mask_phones, redact_secrets, register_secret
 
 log = structlog.get_logger("outage_sentinel.channels")
@@ -108,14 +110,8 @@ class HttpReply:
     headers: Mapping[str, str]
 
     def retry_after(self) -> float | None:
-        """The ``Retry-After`` header in seconds, if present and numeric."""
-        value = self.headers.get("Retry-After")
-        if value is None:
-            return None
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            return None
+        """The ``Retry-After`` header in seconds (delta or HTTP-date, capped), if present."""
+        return parse_retry_after(self.headers.get("Retry-After"), datetime.now(UTC))
 
 
 def http_attempt(
@@ -163,17 +159,8 @@ def http_attempt(
 
 
 def _refused(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, ConnectionRefusedError) or "Connection refused" in str(cur):
-            return True
-        nxt = cur.__cause__ or cur.__context__
-        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
-            nxt = cur.args[0]
-        cur = nxt
-    return False
+    return any(isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e)
+               for e in exception_chain(exc))
 
 
 def http_status_result(reply: HttpReply, redact: Redactor) -> SendResult | None:
