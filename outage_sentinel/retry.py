@@ -110,6 +110,15 @@ class RetryPolicy:
         base = min(self.max_seconds, base)
         return base * (1.0 - self.jitter + 2.0 * self.jitter * u)
 
+    def delay(self, failures: int, u: float = 0.5, retry_after: float | None = None) -> float:
+        """The in-line wait after ``failures`` failures (a source poll retrying at once): the
+        backoff, or a server's ``Retry-After`` when longer — but never beyond ``max_seconds``,
+        so one poll cannot hang on a hostile hint."""
+        delay = self.backoff(failures, min(max(u, 0.0), 1.0))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_seconds))
+        return max(0.0, delay)
+
     def next_attempt(
         self,
         *,

@@ -20,8 +20,9 @@ from structlog.testing import capture_logs
 
 from outage_sentinel.config import HttpJsonSourceConfig
 from outage_sentinel.events import PollResult
+from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source, SourceError
-from outage_sentinel.sources.http_json import FeedError, HttpJsonSource, backoff_delay, redact_url
+from outage_sentinel.sources.http_json import FeedError, HttpJsonSource, redact_url
 
 FEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -626,14 +627,17 @@ def test_redact_url() -> None:
     assert redact_url("http://127.0.0.1/notices") == "http://127.0.0.1/notices"
 
 
-def test_backoff_delay_is_pure_arithmetic() -> None:
+def test_the_poll_retry_delay_is_the_shared_policy_s_arithmetic() -> None:
     from outage_sentinel.config import RetryConfig
 
-    retry = RetryConfig(initial_seconds=1.0, multiplier=2.0, max_seconds=5.0, jitter=0.5)
-    assert [backoff_delay(retry, n, 0.5) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
-    assert backoff_delay(retry, 2, 0.0) == pytest.approx(1.0)
-    assert backoff_delay(retry, 2, 0.999) == pytest.approx(2.998)
-    assert backoff_delay(retry, 1, 0.5, retry_after=30) == 5.0
+    retry = RetryPolicy.from_config(RetryConfig(initial_seconds=1.0, multiplier=2.0,
+                                                max_seconds=5.0, jitter=0.5),
+                                    count_attempts=True)
+    assert [retry.delay(n, 0.5) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+    assert retry.delay(2, 0.0) == pytest.approx(1.0)
+    assert retry.delay(2, 0.999) == pytest.approx(2.998)
+    assert retry.delay(1, 0.5, retry_after=30) == 5.0  # a hint never beyond max_seconds
+    assert retry.delay(1, 0.5, retry_after=3) == 3.0
 
 
 def test_close_only_closes_its_own_session(server: tuple[str, Scripted]) -> None:

@@ -34,8 +34,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
@@ -43,8 +42,10 @@ from zoneinfo import ZoneInfo
 import requests
 import structlog
 
-from outage_sentinel.config import HttpJsonSourceConfig, RetryConfig
+from outage_sentinel.config import HttpJsonSourceConfig
+from outage_sentinel.errors import exception_chain, parse_retry_after
 from outage_sentinel.events import EventError, OutageEvent, PollResult, Quarantined, parse_time
+from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import SourceError
 from outage_sentinel.sources.mapping import (
     MISSING,
@@ -54,7 +55,7 @@ from outage_sentinel.sources.mapping import (
     resolve_mapping,
 )
 
-__all__ = ["FeedError", "HttpJsonSource", "RAW_LIMIT", "backoff_delay", "redact_url"]
+__all__ = ["FeedError", "HttpJsonSource", "RAW_LIMIT", "redact_url"]
 
 #: How much of a failed body is kept on :attr:`FeedError.raw` for quarantine.
 RAW_LIMIT = 64 * 1024
@@ -98,26 +99,6 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
-def backoff_delay(retry: RetryConfig, attempt: int, rand: float,
-                  retry_after: float | None = None) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1-based). Pure arithmetic.
-
-    The same formula as the delivery retry policy (``outage_sentinel.retry``): exponential,
-    capped at ``max_seconds``, +/- ``jitter`` around the base for ``rand`` in [0, 1) (exactly
-    the base at 0.5). A server's ``Retry-After`` is honoured when longer, but never beyond
-    ``max_seconds``, so one poll cannot hang on a hostile hint.
-    """
-    exponent = min(max(attempt, 1) - 1, 1024)  # multiplier ** 1000 would overflow a float
-    try:
-        base = min(retry.max_seconds, retry.initial_seconds * retry.multiplier**exponent)
-    except OverflowError:
-        base = retry.max_seconds
-    delay = base * (1.0 - retry.jitter + 2.0 * retry.jitter * min(max(rand, 0.0), 1.0))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, retry.max_seconds))
-    return max(0.0, delay)
-
-
 @dataclass(frozen=True)
 class _Response:
     status: int
@@ -143,22 +124,9 @@ def _charset(content_type: str | None) -> str | None:
 
 def _os_reason(exc: BaseException) -> str:
     """The innermost OS-level reason of a connection error (``Connection refused``), no URL."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    found: str | None = None
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            found = current.strerror
-        for arg in getattr(current, "args", ()):
-            if isinstance(arg, BaseException):
-                stack.append(arg)
-        for nxt in (current.__cause__, current.__context__, getattr(current, "reason", None)):
-            if isinstance(nxt, BaseException):
-                stack.append(nxt)
+    reasons = [e.strerror for e in exception_chain(exc)
+               if isinstance(e, OSError) and e.strerror]
+    found = reasons[-1] if reasons else None
     if found:
         return found
     name = type(exc).__name__
@@ -173,16 +141,7 @@ def _os_reason(exc: BaseException) -> str:
 
 
 def _chain_has(exc: BaseException, name: str) -> bool:
-    current: BaseException | None = exc
-    depth = 0
-    while current is not None and depth < 10:
-        if type(current).__name__ == name or name in str(current.args[:1]):
-            return True
-        nxt = current.args[0] if current.args and isinstance(current.args[0], BaseException) \
-            else None
-        current = nxt or current.__cause__ or current.__context__
-        depth += 1
-    return False
+    return any(type(e).__name__ == name or name in str(e.args[:1]) for e in exception_chain(exc))
 
 
 class HttpJsonSource:
@@ -201,6 +160,8 @@ class HttpJsonSource:
                  clock: Callable[[], float] = time.monotonic,
                  rand: Callable[[], float] = random.random) -> None:
         self.config = config
+        #: The same policy value as message delivery; here attempts within one poll count.
+        self.retry = RetryPolicy.from_config(config.retry, count_attempts=True)
         self.name: str = config.name
         mapping = resolve_mapping(config)
         self.records_path = mapping.records_path
@@ -466,7 +427,7 @@ class HttpJsonSource:
                         exc.reason = f"{exc.reason} (gave up after {attempts} attempts)"
                         exc.args = (f"source {exc.source}: {exc.reason} ({exc.url})",)
                     raise
-                delay = backoff_delay(self.config.retry, attempt, self._rand(), exc.retry_after)
+                delay = self.retry.delay(attempt, self._rand(), exc.retry_after)
                 log.warning("http_json.retry", source=self.name, attempt=attempt,
                             max_attempts=attempts, reason=exc.reason, delay_s=round(delay, 3))
                 self._sleep(delay)
@@ -544,16 +505,7 @@ class HttpJsonSource:
 
     @staticmethod
     def _retry_after(response: requests.Response) -> float | None:
-        value = response.headers.get("Retry-After")
-        if not value:
-            return None
-        if value.strip().isdigit():
-            return float(value.strip())
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
+        return parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
 
     def _read_body(self, response: requests.Response, page: int | None, limit: int,
                    *, truncate: bool = False) -> bytes:
