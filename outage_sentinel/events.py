@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +73,10 @@ class OutageEvent:
                 raise EventError(f"{name}: expected a timezone-aware datetime, got {value!r}")
         if not isinstance(self.transformers, tuple):
             object.__setattr__(self, "transformers", tuple(self.transformers))
+        for name in ("source", "event_id", "feeder", "device", "area_text", "cause", "revision"):
+            _storable(name, getattr(self, name))
+        for i, ref in enumerate(self.transformers):
+            _storable(f"transformers[{i}]", ref)
         if not self.revision:
             object.__setattr__(self, "revision", self.fingerprint())
 
@@ -158,33 +164,79 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
+#: Characters no database column can hold: NUL (PostgreSQL refuses it in text) and lone
+#: UTF-16 surrogates (not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(name: str, value: Any) -> None:
+    """Raise :class:`EventError` when a text field holds a character the store cannot keep."""
+    if isinstance(value, str) and _UNSTORABLE.search(value):
+        raise EventError(f"{name}: contains a character the database cannot store "
+                         "(NUL or a lone surrogate)")
+    if value is not None and not isinstance(value, str):
+        raise EventError(f"{name}: expected text, got {type(value).__name__}")
+
+
+#: Times a record may carry: a feed's clock is wrong, not the calendar, outside these.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def parse_time(value: Any, name: str, default_tz: Any = UTC) -> datetime:
     """Parse an ISO-8601 / ``YYYY-MM-DD HH:MM[:SS]`` string or epoch number into aware UTC.
 
     Naive times are taken in ``default_tz`` (feeds in China publish local time without offset).
+    Anything that is not a time between :data:`EARLIEST` and :data:`LATEST` raises
+    :class:`EventError` naming ``name`` (a record error: that record is quarantined, never the
+    poll).
     """
+    try:
+        dt = _to_datetime(value, name, default_tz)
+    except (ValueError, OverflowError, OSError) as exc:
+        if isinstance(exc, EventError):
+            raise
+        raise EventError(f"{name}: not a time this system can hold: {_clip(value)}") from None
+    if not EARLIEST <= dt < LATEST:
+        raise EventError(f"{name}: {dt:%Y-%m-%d} is out of range "
+                         f"({EARLIEST:%Y}–{LATEST:%Y}): {_clip(value)}")
+    return dt
+
+
+def _to_datetime(value: Any, name: str, default_tz: Any) -> datetime:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, bool):
-        raise EventError(f"{name}: expected a time, got {value!r}")
+        raise EventError(f"{name}: expected a time, got {_clip(value)}")
     elif isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EventError(f"{name}: expected a time, got {_clip(value)}")
         seconds = float(value) / 1000.0 if value > 1e11 else float(value)
         return datetime.fromtimestamp(seconds, UTC)
     elif isinstance(value, str) and value.strip():
         text = value.strip().replace("/", "-")
         if text.isdigit():
-            return parse_time(int(text), name, default_tz)
+            if len(text) > 15:  # beyond any epoch in milliseconds this system can hold
+                raise EventError(f"{name}: not a time this system can hold: {_clip(value)}")
+            return _to_datetime(int(text), name, default_tz)
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
         try:
             dt = datetime.fromisoformat(text)
         except ValueError:
-            raise EventError(f"{name}: expected a time like 2026-11-23 08:00:00, got {value!r}") from None
+            raise EventError(f"{name}: expected a time like 2026-11-23 08:00:00, "
+                             f"got {_clip(value)}") from None
     else:
-        raise EventError(f"{name}: expected a time, got {value!r}")
+        raise EventError(f"{name}: expected a time, got {_clip(value)}")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=default_tz)
     return dt.astimezone(UTC)
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a record error never echoes a whole blob)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
 
 
 def parse_optional_time(value: Any, name: str, default_tz: Any = UTC) -> datetime | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,8 +65,21 @@ def jsonable(value: Any) -> Any:
 
 
 def raw_json(value: Any) -> str:
-    """A raw payload as JSON text; what JSON cannot take (a datetime) is kept as its string."""
-    return json.dumps(value, ensure_ascii=False, default=str)
+    """A raw payload as JSON text; what JSON cannot take (a datetime) is kept as its string,
+    a lone surrogate (not UTF-8) as U+FFFD. NUL is escaped by JSON itself (``\\u0000``)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` any database column can hold: NUL written as ``\\x00``, lone surrogates as
+    U+FFFD (only for text kept for people to read: quarantined payloads and reasons)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 #: Columns of an event row written by :class:`EventInsert` (all but ``id`` and ``incident_id``).
@@ -192,9 +206,12 @@ class EventStore(KvStore):
                             tuple(fresh.values()) if result.events else ())
 
     def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> None:
-        raw = q.raw if isinstance(q.raw, str) else json.dumps(q.raw, ensure_ascii=False, default=str)
-        conn.execute(quarantine_t.insert().values(source=q.source, reason=q.reason, raw=raw,
-                                                  received_at=now))
+        """Keep a payload that failed, whatever it holds: a quarantined payload is exactly the
+        one that may carry NUL or a lone surrogate, so both are made storable here."""
+        raw = q.raw if isinstance(q.raw, str) else raw_json(q.raw)
+        conn.execute(quarantine_t.insert().values(
+            source=storable_text(q.source), reason=storable_text(q.reason),
+            raw=storable_text(raw), received_at=now))
 
     def quarantine(self, q: Quarantined, now: datetime) -> None:
         with self.transaction() as conn:

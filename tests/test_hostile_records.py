@@ -1,0 +1,97 @@
+"""Issue 11: one bad record never costs the good ones. Out-of-range times and characters the
+database refuses are that record's quarantine reason; the rest of the poll is stored, on SQLite
+and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from outage_sentinel.events import EventError, OutageEvent, PollResult, Quarantined, parse_time
+from outage_sentinel.store import Store
+from tests.test_http_json import Scripted, feed, json_reply, make_source, server  # noqa: F401
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", [
+    "253402300800000", "99999999999999999999", "9999-12-31T23:59:59-05:00",
+    "0001-01-01T00:00:00+14:00", float("inf"), float("nan"), -1e30, 1e300, 10**30,
+    "1900-01-01 00:00:00", "2300-01-01 00:00:00", True, "", "half past eight",
+])
+def test_a_time_no_system_can_hold_is_a_record_error_naming_the_field(value: Any) -> None:
+    with pytest.raises(EventError, match="^startTime: "):
+        parse_time(value, "startTime")
+
+
+@pytest.mark.parametrize("text", ["线路\x00故障", "bad \ud800 half", "\udfff"])
+def test_text_the_database_cannot_store_is_a_record_error(text: str) -> None:
+    with pytest.raises(EventError, match="^cause: contains a character the database cannot"):
+        OutageEvent(source="s", event_id="e", kind="fault", status="active", start=NOW,
+                    cause=text)
+    with pytest.raises(EventError, match=r"^transformers\[1\]: "):
+        OutageEvent(source="s", event_id="e", kind="fault", status="active", start=NOW,
+                    transformers=("T1", text))
+
+
+def five_good_two_bad() -> dict[str, Any]:
+    """The 95598 list feed with five valid records and two poison ones between them."""
+    base = json.loads(feed("95598_list.json"))
+    good = [dict(r) for r in base["seleList"]]
+    extra = dict(good[0], powerOffId="3720231125000199", remark="东风\u0000社区\ud800")
+    records = good + [extra]  # a NUL outside the mapped fields is kept in the raw payload
+    bad_time = dict(good[1], powerOffId="BAD-TIME", startTime="253402300800000")
+    bad_cause = dict(good[2], powerOffId="BAD-NUL", poweroffReason="线路\u0000故障")
+    records[2:2] = [bad_time]
+    records.append(bad_cause)
+    out = copy.deepcopy(base)
+    out["seleList"] = records
+    return out
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def test_a_poll_with_poison_records_stores_the_good_ones_on_both_databases(
+        server: tuple[str, Scripted], store: Store) -> None:  # noqa: F811
+    url, script = server
+    script.replies = [json_reply(json.dumps(five_good_two_bad()).encode())]  # \\u escapes
+    source = make_source(url + "/notices")
+    source.start(None)
+    result = source.poll(NOW)
+    assert len(result.events) == 5 and len(result.quarantined) == 2
+    reasons = " | ".join(q.reason for q in result.quarantined)
+    assert "startTime" in reasons and "cannot store" in reasons
+    counts = store.ingest(source.name, result, NOW)
+    assert (counts.inserted, counts.quarantined) == (5, 2)
+    stored = {s.event.event_id for s in store.events()}
+    assert "3720231125000199" in stored and not stored & {"BAD-TIME", "BAD-NUL"}
+    assert len(store.quarantined()) == 2
+
+
+def test_a_quarantined_payload_keeps_whatever_it_holds_on_both_databases(store: Store) -> None:
+    store.quarantine(Quarantined("feed", "cause: bad \x00 and \ud800", {"cause": "a\x00b",
+                                                                      "x": "\udc00"}), NOW)
+    store.quarantine(Quarantined("feed", "raw text", "line\x00with NUL \ud801"), NOW)
+    rows = store.quarantined()
+    assert len(rows) == 2
+    assert all("\x00" not in r["raw"] and "\x00" not in r["reason"] for r in rows)
+
+
+def test_a_stored_event_s_raw_payload_may_hold_nul_and_surrogates(store: Store) -> None:
+    event = OutageEvent(source="feed", event_id="E1", kind="fault", status="active", start=NOW,
+                        cause="线路故障", raw={"note": "a\x00b", "odd": "\ud800"})
+    counts = store.ingest("feed", PollResult(events=[event]), NOW)
+    assert counts.inserted == 1
+    [back] = store.events()
+    assert back.event.event_id == "E1" and back.event.cause == "线路故障"
