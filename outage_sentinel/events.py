@@ -164,6 +164,17 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
+def load_json(text: str | bytes) -> Any:
+    """``json.loads``, bounded: a document nested deeper than the parser can follow (a hostile
+    ``[[[[...``) is a :class:`json.JSONDecodeError` like any other bad JSON, never a
+    RecursionError escaping a parser."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        doc = text if isinstance(text, str) else ""
+        raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+
+
 #: Characters no database column can hold: NUL (PostgreSQL refuses it in text) and lone
 #: UTF-16 surrogates (not encodable as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

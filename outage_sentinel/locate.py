@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from outage_sentinel.events import load_json
 from outage_sentinel.importers import FORMATS, ImportError_, import_topology
 from outage_sentinel.localise import Evidence, FaultContext, LocaliserParams, localise
 from outage_sentinel.topology import Topology, TopologyError, load_bundle
@@ -41,7 +42,7 @@ def read_cases(text: str) -> Iterator[tuple[int, Any, str | None]]:
     if not stripped:
         return
     try:
-        whole = json.loads(stripped)
+        whole = load_json(stripped)
     except json.JSONDecodeError:
         whole = None
     else:
@@ -58,7 +59,7 @@ def read_cases(text: str) -> Iterator[tuple[int, Any, str | None]]:
         if not line.strip():
             continue
         try:
-            yield n, json.loads(line), None
+            yield n, load_json(line), None
         except json.JSONDecodeError as exc:
             yield n, None, f"invalid JSON on line {n}: {exc.msg} (column {exc.colno})"
 

@@ -40,6 +40,9 @@ GOOD = {
 }
 MISSING_START = {k: v for k, v in GOOD.items() if k != "startTime"} | {"powerOffId": "BAD-1"}
 WRONG_TYPE = GOOD | {"powerOffId": {"nested": "object"}, "startTime": [1, 2]}
+#: Issue 11's poison records: a time no system can hold, a NUL PostgreSQL refuses.
+YEAR_9999 = GOOD | {"powerOffId": "BAD-2", "startTime": "9999-12-31T23:59:59-05:00"}
+NUL_CAUSE = GOOD | {"powerOffId": "BAD-3", "poweroffReason": "线路\u0000故障"}
 
 
 class Feed:
@@ -93,9 +96,11 @@ def _handler(feed: Feed) -> type[BaseHTTPRequestHandler]:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 self.close_connection = True
+            elif step == "deep":
+                self._send(200, b"[" * 100_000 + b"]" * 100_000)
             elif step == "mixed":
-                body = {"seleList": [MISSING_START, GOOD, WRONG_TYPE],
-                        "pageModel": {"pageNow": 1, "totalPage": 1, "totalCount": 3}}
+                body = {"seleList": [MISSING_START, YEAR_9999, GOOD, NUL_CAUSE, WRONG_TYPE],
+                        "pageModel": {"pageNow": 1, "totalPage": 1, "totalCount": 5}}
                 self._send(200, json.dumps(body, ensure_ascii=False).encode("utf-8"))
 
         def _send(self, code: int, body: bytes) -> None:
@@ -110,7 +115,7 @@ def _handler(feed: Feed) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def feed_server() -> Iterator[tuple[Feed, str]]:
-    feed = Feed(["500", "timeout", "invalid", "truncated", "huge", "mixed"])
+    feed = Feed(["500", "timeout", "invalid", "truncated", "huge", "deep", "mixed"])
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(feed))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -143,15 +148,18 @@ def test_daemon_survives_every_kind_of_bad_feed(tmp_path: Path, feed_server: tup
         failures = [e for e in log if e.get("event") == "poll_failed"]
         assert all(e["source"] == "county-95598" for e in failures)
         reasons = " | ".join(e["reason"] for e in failures)
-        assert len(failures) >= 5, reasons
+        assert len(failures) >= 6, reasons
+        assert "nested too deeply" in reasons, reasons
         assert "500" in reasons
         assert re.search(r"time(d )?out", reasons, re.I), reasons
         assert re.search(r"json", reasons, re.I), reasons
         assert re.search(r"truncat|incomplete|content-length|ended early", reasons, re.I), reasons
         assert re.search(r"size|bytes|too large|exceed", reasons, re.I), reasons
         quarantined = [e for e in log if e.get("event") == "quarantined"]
-        assert len(quarantined) >= 2  # the two bad records of the mixed response
+        assert len(quarantined) >= 4  # the four bad records of the mixed response
         assert any("startTime" in e["reason"] or "start" in e["reason"] for e in quarantined)
+        assert any("cannot store" in e["reason"] for e in quarantined)
+        assert not any(e.get("event") in ("poll_crashed", "store_failed") for e in log)
 
         metrics = scrape(port)
         errors = re.search(r'outage_sentinel_polls_total\{result="error",source="county-95598"\} (\S+)',
@@ -159,7 +167,7 @@ def test_daemon_survives_every_kind_of_bad_feed(tmp_path: Path, feed_server: tup
         assert errors and float(errors.group(1)) >= 5
         q = re.search(r'outage_sentinel_events_quarantined_total\{source="county-95598"\} (\S+)',
                       metrics)
-        assert q and float(q.group(1)) >= 2
+        assert q and float(q.group(1)) >= 4
         ok = re.search(r'outage_sentinel_polls_total\{result="ok",source="county-95598"\} (\S+)',
                        metrics)
         assert ok and float(ok.group(1)) >= 1

@@ -95,3 +95,52 @@ def test_a_stored_event_s_raw_payload_may_hold_nul_and_surrogates(store: Store) 
     assert counts.inserted == 1
     [back] = store.events()
     assert back.event.event_id == "E1" and back.event.cause == "线路故障"
+
+
+# -- AMI payloads, dropped files, locate evidence -----------------------------------------------
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_json_document_nested_too_deeply_is_bad_json_not_a_crash() -> None:
+    from outage_sentinel.events import load_json
+
+    with pytest.raises(json.JSONDecodeError, match="nested too deeply"):
+        load_json(DEEP)
+    with pytest.raises(json.JSONDecodeError, match="nested too deeply"):
+        load_json(DEEP.encode())
+
+
+def test_dropped_files_a_bad_one_goes_to_failed_and_the_next_is_read(tmp_path: Any) -> None:
+    from tests.test_file_drop import drop, make, names
+
+    good = "meter_id,code,time\nTX1-M0,3.26.0.85,2026-07-01 16:00:00\n"
+    drop(tmp_path / "1-cr-only.csv", good.replace("\n", "\r"), age=300)
+    drop(tmp_path / "2-deep.jsonl", DEEP + "\n", age=200)
+    drop(tmp_path / "3-good.csv", good, age=100)
+    source = make(tmp_path)
+    result = source.poll(datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+    assert [e.event_id for e in result.events] == ["TX1-M0:off:20260701T080000Z"]
+    reasons = sorted(q.reason for q in result.quarantined)
+    assert reasons[0].startswith("1-cr-only.csv: bad CSV header")
+    assert reasons[1].startswith("2-deep.jsonl: ") and "nested too deeply" in reasons[1]
+    source.acknowledge(result)
+    assert names(tmp_path / "failed") == ["1-cr-only.csv", "2-deep.jsonl"]
+    assert names(tmp_path / "done") == ["3-good.csv"]
+
+
+def test_locate_answers_a_deeply_nested_case_with_an_error_line(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_locate_cli import REPO
+
+    evidence = tmp_path / "e.jsonl"
+    evidence.write_text(DEEP + "\n" + json.dumps({"id": "ok", "dead": ["T-CG01-001"]}) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "outage_sentinel", "locate", "--topology",
+                           str(REPO / "topology"), "--evidence", str(evidence)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    first, second = (json.loads(x) for x in proc.stdout.splitlines())
+    assert "nested too deeply" in first["error"] and second["id"] == "ok"

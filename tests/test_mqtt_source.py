@@ -95,7 +95,7 @@ def make_source(ids: dict[str, str], **extra: Any) -> MqttSource:
     return source
 
 
-def poll_until(source: MqttSource, count: int, timeout: float = 5.0) -> list[PollResult]:
+def poll_until(source: MqttSource, count: int, timeout: float = 20.0) -> list[PollResult]:
     """Poll (acknowledging each result, like the daemon after a commit) until ``count``
     events + quarantined records arrived."""
     results: list[PollResult] = []
@@ -236,6 +236,28 @@ def test_malformed_payloads_are_quarantined_and_the_rest_goes_on(
     try:
         time.sleep(0.5)
         assert again.poll(NOW).not_modified
+    finally:
+        again.close()
+
+
+def test_a_poison_time_is_quarantined_and_acked_and_never_redelivered(
+        ids: dict[str, str], publish: Callable[[str, Any], None]) -> None:
+    """Issue 11: a message whose time no system can hold costs only itself."""
+    source = make_source(ids)
+    try:
+        publish(ids["topic"], ev("T1-M0", "3.26.0.85", "2026-07-01T08:00:00Z"))
+        publish(ids["topic"], ev("T1-M1", "3.26.0.85", "99999999999999999999"))
+        publish(ids["topic"], ev("T1-M2", "3.26.0.85", "2026-07-01T08:00:02Z"))
+        results = poll_until(source, 3)
+        assert sorted(e.area_text for r in results for e in r.events) == [
+            "meter:T1-M0", "meter:T1-M2"]
+        [poison] = [q for r in results for q in r.quarantined]
+        assert "time" in poison.reason and "99999999999999999999" in json.dumps(poison.raw)
+    finally:
+        source.close()
+    again = make_source(ids)
+    try:
+        assert poll_until(again, 1, timeout=1.0) == []  # nothing comes back after reconnect
     finally:
         again.close()
 

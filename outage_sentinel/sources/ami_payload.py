@@ -41,7 +41,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -50,7 +49,7 @@ from zoneinfo import ZoneInfo
 
 from outage_sentinel.ami import AmiRegistry, DeviceKind, compact_time, device_ref
 from outage_sentinel.config import AmiCodeConfig, AmiPayloadConfig
-from outage_sentinel.events import EventError, OutageEvent, Quarantined, parse_time
+from outage_sentinel.events import EventError, OutageEvent, Quarantined, load_json, parse_time
 
 
 class PayloadError(ValueError):
@@ -312,7 +311,7 @@ class AmiPayloadParser:
         Raises :class:`PayloadError` when it is not JSON / has no records.
         """
         try:
-            data = json.loads(payload)
+            data = load_json(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise PayloadError(f"not valid JSON: {exc}") from None
         return self.records(self.json_records(data), where)
@@ -325,7 +324,7 @@ class AmiPayloadParser:
             if not line:
                 continue
             try:
-                data = json.loads(line)
+                data = load_json(line)
                 recs = self.json_records(data)
             except (ValueError, PayloadError) as exc:
                 out.records += 1
@@ -350,6 +349,8 @@ class AmiPayloadParser:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
                 return Parsed()
+            except csv.Error as exc:  # e.g. CR-only line endings: "new-line character seen"
+                raise PayloadError(f"bad CSV header: {exc}") from None
             first_row = 2
         else:
             header = list(columns)

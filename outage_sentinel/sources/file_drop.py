@@ -102,7 +102,7 @@ class FileDropSource:
         result = PollResult()
         taken: list[_Taken] = []
         for path, st in ready:
-            parsed, failure = self._read(path, st.st_size)
+            parsed, failure = self._read_safely(path, st.st_size)
             self.stats["records"] += parsed.records
             self.stats["ignored"] += parsed.ignored
             if failure is not None:
@@ -192,6 +192,16 @@ class FileDropSource:
         if suffix in JSON_SUFFIXES:
             return "jsonl"
         return None
+
+    def _read_safely(self, path: Path, size: int) -> tuple[Parsed, tuple[str, str] | None]:
+        """:meth:`_read`, with any failure of one file that file's reason (it goes to
+        ``failed/``): a bad file never keeps the next ones waiting in the directory."""
+        try:
+            return self._read(path, size)
+        except Exception as exc:  # a parser bug or an input nobody foresaw
+            log.error("file_drop.unreadable", source=self.name, file=path.name,
+                      error=f"{type(exc).__name__}: {exc}"[:500])
+            return Parsed(), (f"could not be parsed: {type(exc).__name__}: {exc}"[:500], "")
 
     def _read(self, path: Path, size: int) -> tuple[Parsed, tuple[str, str] | None]:
         """Parse one file; the second item is ``(reason, head)`` when it failed as a whole."""

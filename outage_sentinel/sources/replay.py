@@ -30,6 +30,7 @@ from outage_sentinel.events import (
     OutageEvent,
     PollResult,
     Quarantined,
+    load_json,
     parse_optional_time,
     split_list,
 )
@@ -115,7 +116,7 @@ class ReplaySource:
 
     def _event(self, line: str, lineno: int, anchor: datetime, round_: int) -> OutageEvent:
         try:
-            rec = json.loads(line)
+            rec = load_json(line)
         except json.JSONDecodeError as exc:
             raise EventError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
         if not isinstance(rec, dict):
@@ -156,7 +157,7 @@ class ReplaySource:
 
 def _at(line: str) -> float | None:
     try:
-        rec = json.loads(line)
+        rec = load_json(line)
         at = rec.get("at") if isinstance(rec, dict) else None
         return float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None
     except (json.JSONDecodeError, ValueError):
