@@ -130,10 +130,10 @@ class Feeder:
     def __init__(self, topology: Topology, root: int) -> None:
         self.t = topology
         self.root = root
-        tins = topology._tx_tins
+        tins = topology.transformer_tins
         self.lo = bisect.bisect_left(tins, topology.tin[root])
         self.hi = bisect.bisect_right(tins, topology.tout[root])
-        self.areas = [topology._tx_by_tin[r] for r in range(self.lo, self.hi)]
+        self.areas = [topology.transformer_by_tin[r] for r in range(self.lo, self.hi)]
         self.devices = [i for i in range(len(topology.ids))
                         if topology.root[i] == root and topology.tin[i] >= 0
                         and topology.nodes[topology.ids[i]].kind in PROTECTIVE_KINDS
@@ -141,8 +141,8 @@ class Feeder:
 
     def range(self, i: int) -> tuple[int, int]:
         t = self.t
-        return (bisect.bisect_left(t._tx_tins, t.tin[i]),
-                bisect.bisect_right(t._tx_tins, t.tout[i]))
+        return (bisect.bisect_left(t.transformer_tins, t.tin[i]),
+                bisect.bisect_right(t.transformer_tins, t.tout[i]))
 
     def related(self, a: int, b: int) -> bool:
         tin, tout = self.t.tin, self.t.tout
@@ -169,7 +169,7 @@ def sample(feeder: Feeder, devices: Sequence[int], model: Model, rng: random.Ran
     calls: dict[str, int] = {}
     ids, nodes = t.ids, t.nodes
     for r in range(feeder.lo, feeder.hi):
-        i = t._tx_by_tin[r]
+        i = t.transformer_by_tin[r]
         nid = ids[i]
         if r in dead_ranks:
             if rng.random() >= model.missing:
@@ -221,7 +221,7 @@ def device_scores(feeder: Feeder, case: Case, model: Model) -> tuple[dict[int, f
     pos = t.pos
     for nid in dead_set | alive_set | set(case.calls):
         i = pos[nid]
-        r = bisect.bisect_left(t._tx_tins, t.tin[i])
+        r = bisect.bisect_left(t.transformer_tins, t.tin[i])
         w = 0.0
         if nid in dead_set:
             w += lg(1 - model.missing) - lg(false_rate) - (lg(model.missing) - lg(1 - false_rate))
@@ -237,7 +237,7 @@ def device_scores(feeder: Feeder, case: Case, model: Model) -> tuple[dict[int, f
     prefix = [0.0]
     for r in ranks:
         prefix.append(prefix[-1] + corr[r])
-    cust = t._tx_customer_prefix
+    cust = t.transformer_customer_prefix
     opened = {pos[d] for d in case.open_devices}
     out: dict[int, float] = {}
     for d in feeder.devices:
@@ -306,7 +306,7 @@ def ranges_of(feeder: Feeder, ids: Sequence[str]) -> set[tuple[int, int]]:
 
 def customers_f1(feeder: Feeder, truth: set[tuple[int, int]],
                  pred: set[tuple[int, int]]) -> float:
-    cust = feeder.t._tx_customer_prefix
+    cust = feeder.t.transformer_customer_prefix
 
     def ranks(spans: set[tuple[int, int]]) -> set[int]:
         out: set[int] = set()

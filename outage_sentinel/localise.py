@@ -229,8 +229,8 @@ class Hypothesis:
             i = t.pos[nid]
             if t.tin[i] < 0:
                 continue
-            lo = bisect.bisect_left(t._tx_tins, t.tin[i])
-            hi = bisect.bisect_right(t._tx_tins, t.tout[i])
+            lo = bisect.bisect_left(t.transformer_tins, t.tin[i])
+            hi = bisect.bisect_right(t.transformer_tins, t.tout[i])
             for a, b in self._excluded:
                 if b <= lo or a >= hi:
                     continue
@@ -247,7 +247,7 @@ class Hypothesis:
         t = self._topology
         if t is None:
             return ()
-        ids, by_tin = t.ids, t._tx_by_tin
+        ids, by_tin = t.ids, t.transformer_by_tin
         return tuple(ids[by_tin[r]] for lo, hi in self._ranges() for r in range(lo, hi))
 
     @cached_property
@@ -256,7 +256,7 @@ class Hypothesis:
         t = self._topology
         if t is None:
             return 0
-        prefix = t._tx_customer_prefix
+        prefix = t.transformer_customer_prefix
         return sum(prefix[hi] - prefix[lo] for lo, hi in self._ranges())
 
     @cached_property
@@ -459,7 +459,7 @@ class _Component:
         self.root = root
         self.p = params
         self.excluded = excluded  # sorted disjoint transformer-rank intervals [lo, hi)
-        tins = topology._tx_tins
+        tins = topology.transformer_tins
         tin = topology.tin
         root_of = topology.root
 
@@ -503,8 +503,8 @@ class _Component:
     # subtree statistics, O(log n)
     def tx_range(self, i: int) -> tuple[int, int]:
         t = self.t
-        lo = bisect.bisect_left(t._tx_tins, t.tin[i])
-        hi = bisect.bisect_right(t._tx_tins, t.tout[i])
+        lo = bisect.bisect_left(t.transformer_tins, t.tin[i])
+        hi = bisect.bisect_right(t.transformer_tins, t.tout[i])
         return lo, hi
 
     def stats(self, i: int) -> _Stats:
@@ -521,7 +521,7 @@ class _Component:
         return s
 
     def _range_stats(self, lo: int, hi: int) -> _Stats:
-        prefix = self.t._tx_customer_prefix
+        prefix = self.t.transformer_customer_prefix
         c_lo = bisect.bisect_left(self.call_ranks, lo)
         c_hi = bisect.bisect_left(self.call_ranks, hi)
         return _Stats(
@@ -678,7 +678,7 @@ class _Component:
 
 
 def _excluded_intervals(topology: Topology, roots: Iterable[int]) -> list[tuple[int, int]]:
-    tins = topology._tx_tins
+    tins = topology.transformer_tins
     spans: list[tuple[int, int]] = []
     for i in roots:
         if topology.tin[i] < 0:
@@ -775,7 +775,7 @@ def localise(topology: Topology, evidence: Evidence,
     excluded_devices = {i for i in ev.planned | ev.known_open
                         if topology.kinds[i] != "transformer"}
     excluded = _excluded_intervals(topology, ev.planned | ev.known_open)
-    tins = topology._tx_tins
+    tins = topology.transformer_tins
 
     def is_excluded(i: int) -> bool:
         return bool(excluded) and _in_intervals(bisect.bisect_left(tins, topology.tin[i]),

@@ -1,6 +1,6 @@
 """The ``outage-sentinel locate`` and ``outage-sentinel topology import`` commands.
 
-``locate`` (DESIGN.md §3): the evidence file is one JSON object, a JSON array of objects, or
+``locate`` (docs/design.md §3): the evidence file is one JSON object, a JSON array of objects, or
 JSON lines (one case per line). A case is ``{"id", "dead": [...], "alive": [...], "calls":
 [one entry per call], "open_devices": [...]}`` plus, optionally, ``"planned"`` and
 ``"known_open"``; ids may be transformer, node-name, meter or customer ids. A case may also

@@ -18,8 +18,8 @@ from outage_sentinel.topology import (
     NodeMap,
     Topology,
     TopologyError,
-    _read_table,
     load_bundle,
+    read_table,
 )
 from tests.conftest import build_topology
 
@@ -45,7 +45,7 @@ def dictreader(text: str) -> list[dict[str, str]]:
 def test_reader_matches_csv_dictreader(tmp_path: Path, text: str) -> None:
     path = tmp_path / "nodes.csv"
     path.write_bytes(text.encode("utf-8"))
-    table = _read_table(path)
+    table = read_table(path)
     assert list(table.dicts()) == dictreader(text)
     assert table.n == len(dictreader(text))
 

@@ -1,7 +1,7 @@
 """Format-neutral network description and the bundle writer shared by the importers.
 
 An importer fills a :class:`RawNetwork` (buses, two-terminal branches, loads, sources) and
-:func:`write_bundle` turns it into a bundle (DESIGN.md §3) by these documented rules:
+:func:`write_bundle` turns it into a bundle (docs/design.md §3) by these documented rules:
 
 1. **Service transformers become transformer areas.** A transformer is a service (distribution)
    transformer when the format says so (see each importer). Everything on its low-voltage side

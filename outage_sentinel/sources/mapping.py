@@ -6,7 +6,7 @@ indexes a list). :class:`RecordMapper` applies it and raises :class:`EventError`
 normalised field *and* the feed's own path, so a quarantine reason reads
 ``record 3: start (startTime): expected a time like 2026-11-23 08:00:00, got 'tomorrow'``.
 
-Two presets cover the 95598 outage-notice formats (DESIGN.md §4):
+Two presets cover the 95598 outage-notice formats (docs/design.md §4):
 
 ``95598_list`` (older list format)::
 

@@ -1,0 +1,568 @@
+"""Reading a bundle: CSV files parsed into columns and every rule checked."""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from outage_sentinel.topology.columns import NodeTable
+from outage_sentinel.topology.index import Forest, Topology
+from outage_sentinel.topology.model import (
+    ALIAS_COLUMNS,
+    ALIAS_KINDS,
+    AREA_TYPES,
+    ASCII_SPACE,
+    DEVICE_KINDS,
+    IMPORTANCE,
+    KIND_CODE,
+    LIAISON_ROLES,
+    METER_COLUMNS,
+    NO_TEXTS,
+    NO_TRUE,
+    NODE_KINDS,
+    OPTIONAL_FILES,
+    REQUIRED_COLUMNS,
+    TRANSFORMER_CODE,
+    Alias,
+    BoolArray,
+    Crew,
+    Customer,
+    IntArray,
+    Liaison,
+    Meter,
+    Problem,
+    TopologyError,
+    Village,
+)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of acyclic objects are created."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+class RawTable:
+    """A table held column-wise: ``n`` rows, ``columns`` name -> values (None = key absent, only
+    for records)."""
+
+    __slots__ = ("header", "columns", "n", "absent")
+
+    def __init__(self, header: list[str], columns: dict[str, list[str | None]], n: int,
+                 absent: bool = False) -> None:
+        self.header = header
+        self.columns = columns
+        self.n = n
+        self.absent = absent  # some record lacked a key (only from records)
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> RawTable:
+        rows = list(records)
+        names: dict[str, None] = {}
+        for r in rows:
+            names.update(dict.fromkeys(r))
+        columns: dict[str, list[str | None]] = {
+            k: [_text(r[k]) if k in r else None for r in rows] for k in names}
+        return cls(list(names), columns, len(rows), any(None in c for c in columns.values()))
+
+    def col(self, name: str, take: bool = False) -> list[str]:
+        """A column as strings ("" where absent); ``take`` removes it from the table (so that
+        its strings can be freed as soon as they are converted)."""
+        column = self.columns.pop(name, None) if take else self.columns.get(name)
+        if column is None:
+            return [""] * self.n
+        if self.absent and None in column:
+            return ["" if v is None else v for v in column]
+        return column  # type: ignore[return-value]  # no None in it
+
+    def extra(self, known: Iterable[str]) -> dict[str, list[str | None]]:
+        skip = set(known)
+        return {k: v for k, v in self.columns.items() if k not in skip}
+
+    def dicts(self) -> Iterator[dict[str, str]]:
+        """Row dicts (absent keys left out), like ``csv.DictReader`` after stripping."""
+        names = list(self.columns)
+        for values in zip(*(self.columns[k] for k in names), strict=True):
+            yield {k: v for k, v in zip(names, values, strict=True) if v is not None}
+
+
+def read_table(path: Path) -> RawTable:
+    """Read a UTF-8 CSV (BOM tolerated) column-wise, with ``csv.DictReader`` semantics: blank
+    lines skipped, short rows padded with "", surplus fields dropped, values stripped."""
+    text = path.read_bytes().decode("utf-8-sig")
+    return _split_table(text) or _parse_table(text)
+
+
+def _split_table(text: str) -> RawTable | None:
+    """The fast path for plain files (no quotes, every line the header's width): split the whole
+    text at once. None when the file needs the csv module."""
+    if '"' in text or "\x00" in text:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if not lines:
+        return RawTable([], {}, 0)
+    header = [h.strip() for h in lines[0].split(",")]
+    width = len(header)
+    if width < 2 or set(map(str.count, lines, itertools.repeat(","))) != {width - 1}:
+        return None
+    n = len(lines) - 1
+    del lines
+    flat = text.replace("\n", ",").split(",")
+    del flat[:width]
+    if text.endswith("\n"):
+        flat.pop()
+    return _columns(header, flat, n, not _plain(text))
+
+
+def _plain(text: str) -> bool:
+    """True when no unquoted field of ``text`` can need stripping (ASCII, no space at all)."""
+    return text.isascii() and '"' not in text and not any(c in text for c in ASCII_SPACE)
+
+
+def _columns(header: list[str], flat: list[str], n: int, strip: bool) -> RawTable:
+    """Columns out of the row-major ``flat`` fields, stripped if ``strip``."""
+    width = len(header)
+    index = {name: k for k, name in enumerate(header)}  # a repeated name: the last one wins
+    columns = cast(dict[str, list[str | None]],
+                   {name: flat[k::width] for name, k in index.items()} if width else {})
+    if strip:
+        for name, column in columns.items():
+            columns[name] = [v.strip() if v else "" for v in column]
+    return RawTable(header, columns, n)
+
+
+def _parse_table(text: str) -> RawTable:
+    """The general path: the csv module (quoted fields, ragged rows, blank lines)."""
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows:
+        return RawTable([], {}, 0)
+    header = [h.strip() for h in rows[0]]
+    del rows[0]
+    width = len(header)
+    if set(map(len, rows)) - {width}:
+        rows = [r if len(r) == width else (r + [""] * (width - len(r)) if len(r) < width
+                                           else r[:width])
+                for r in rows if r]
+    n = len(rows)
+    flat = list(itertools.chain.from_iterable(rows))
+    del rows
+    return _columns(header, flat, n, not _plain(text))
+
+
+def read_csv_file(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Read a UTF-8 CSV (BOM tolerated) into its header and row dicts."""
+    table = read_table(path)
+    return table.header, list(table.dicts())
+
+
+def load_bundle(directory: str | Path) -> Topology:
+    """Load and validate a topology bundle directory; raise :class:`TopologyError` on any problem."""
+    root = Path(directory)
+    problems: list[Problem] = []
+    if not root.is_dir():
+        raise TopologyError([Problem(str(root), None, None, "not a directory")])
+    tables: dict[str, RawTable] = {}
+    with gc_paused():
+        for name, required in [*REQUIRED_COLUMNS.items(), ("meters.csv", METER_COLUMNS),
+                               ("aliases.csv", ALIAS_COLUMNS)]:
+            path = root / name
+            try:
+                if not path.exists():
+                    if name not in OPTIONAL_FILES:
+                        problems.append(Problem(name, None, None, "file missing"))
+                    continue
+                table = read_table(path)
+            except (UnicodeDecodeError, csv.Error) as exc:
+                problems.append(Problem(name, None, None, f"cannot read as UTF-8 CSV: {exc}"))
+                continue
+            except OSError as exc:  # a directory, no permission, an I/O error: a problem too
+                problems.append(Problem(name, None, None,
+                                        f"cannot read: {exc.strerror or type(exc).__name__}"))
+                continue
+            missing = [c for c in required if c not in table.header]
+            if missing:
+                problems.append(Problem(name, 1, None,
+                                        f"header lacks column(s): {', '.join(missing)}"))
+                continue
+            tables[name] = table
+        if problems:
+            raise TopologyError(problems)
+        return parse_tables(tables, {name: 2 for name in tables}, str(root))
+
+
+_KNOWN = {name: frozenset(columns) for name, columns in REQUIRED_COLUMNS.items()}
+
+
+def _extra(row: dict[str, str], name: str) -> dict[str, str]:
+    known = _KNOWN[name]
+    return {k: v for k, v in row.items() if k not in known}
+
+
+def _pick(column: list[Any], keep: list[int]) -> list[Any]:
+    return [column[k] for k in keep]
+
+
+def _interned(column: list[str]) -> list[str]:
+    """The column with equal strings sharing one object."""
+    canon = {v: v for v in dict.fromkeys(column)}
+    return list(map(canon.__getitem__, column))
+
+
+def _parse_nodes(table: RawTable, first: int, villages: dict[str, Village], problems: list[Problem]
+                 ) -> tuple[NodeTable, list[int], npt.NDArray[np.int8], BoolArray]:
+    """Validate nodes.csv column-wise; returns the node table and each node's row number."""
+    found: list[tuple[int, Problem]] = []  # (row, problem), sorted stably by row at the end
+
+    def report(row: int, nid: str | None, message: str) -> None:
+        found.append((row, Problem("nodes.csv", row, nid, message)))
+
+    extra = table.extra(REQUIRED_COLUMNS["nodes.csv"])
+    ids = table.col("id", take=True)
+    n = table.n
+    pos = dict(zip(ids, range(n), strict=True))
+    keep: list[int] | None = None
+    if len(pos) != n or "" in pos:
+        keep = []
+        seen: dict[str, int] = {}
+        for k, nid in enumerate(ids):
+            if not nid:
+                report(first + k, None, "id is empty")
+            elif nid in seen:
+                report(first + k, nid, f"duplicate node id (first at row {first + seen[nid]})")
+            else:
+                seen[nid] = k
+                keep.append(k)
+        ids = _pick(ids, keep)
+        pos = {nid: k for k, nid in enumerate(ids)}
+        n = len(ids)
+    row_of = [first + k for k in keep] if keep is not None else range(first, first + n)
+
+    def column(name: str) -> list[str]:
+        values = table.col(name, take=True)
+        return _pick(values, keep) if keep is not None else values
+
+    # kind
+    raw_kinds = column("kind")
+    kind_map = {v: NODE_KINDS[KIND_CODE[v]] if v in KIND_CODE else v
+                for v in dict.fromkeys(raw_kinds)}
+    kinds = list(map(kind_map.__getitem__, raw_kinds))
+    code_map = {v: KIND_CODE.get(v, -1) for v in kind_map}
+    kind_code = np.fromiter(map(code_map.__getitem__, raw_kinds), dtype=np.int8, count=n)
+    del raw_kinds
+    if any(v not in KIND_CODE for v in kind_map):
+        for k, kind in enumerate(kinds):
+            if kind not in KIND_CODE:
+                report(row_of[k], ids[k],
+                       f"kind must be one of {'|'.join(NODE_KINDS)}, got {kind!r}")
+    # normally_open
+    raw_open = column("normally_open")
+    open_map = {v: (v or "0") in NO_TRUE for v in dict.fromkeys(raw_open)}
+    if any((v or "0") not in NO_TEXTS for v in open_map):
+        for k, v in enumerate(raw_open):
+            if (v or "0") not in NO_TEXTS:
+                report(row_of[k], ids[k], f"normally_open must be 0 or 1, got {v or '0'!r}")
+    normally_open = list(map(open_map.__getitem__, raw_open))
+    del raw_open
+    open_ = np.fromiter(normally_open, dtype=np.bool_, count=n)
+    for k in np.flatnonzero(open_).tolist():
+        if kinds[k] not in DEVICE_KINDS:
+            report(row_of[k], ids[k],
+                   f"normally_open=1 is only for switching devices, not {kinds[k]!r}")
+    # customers
+    raw_customers = column("customers")
+    customer_map: dict[str, int | None] = {}
+    for v in dict.fromkeys(raw_customers):
+        try:
+            value = int(v or "0")
+            customer_map[v] = value if value >= 0 else None
+        except ValueError:
+            customer_map[v] = None
+    if None in customer_map.values():
+        for k, v in enumerate(raw_customers):
+            if customer_map[v] is None:
+                report(row_of[k], ids[k],
+                       f"customers must be a whole number >= 0, got {v or '0'!r}")
+    if None in customer_map.values():
+        customers = [c or 0 for c in map(customer_map.__getitem__, raw_customers)]
+    else:
+        customers = list(map(customer_map.__getitem__, raw_customers))  # type: ignore[arg-type]
+    del raw_customers
+    # transformer areas: customers and village
+    node_villages = _interned(column("village"))
+    for k in np.flatnonzero(kind_code == TRANSFORMER_CODE).tolist():
+        if customers[k] < 1:
+            report(row_of[k], ids[k], "transformer needs customers >= 1")
+        village = node_villages[k]
+        if not village:
+            report(row_of[k], ids[k], "transformer needs a village")
+        elif villages and village not in villages:
+            report(row_of[k], ids[k], f"village {village!r} is not in villages.csv")
+    # coordinates
+    coords: list[list[float | None]] = []
+    for axis in ("lat", "lon"):
+        raw = column(axis)
+        number: dict[str, float | None] = {}
+        bad: set[str] = set()
+        distinct = dict.fromkeys(raw)
+        if len(distinct) == 1 and "" in distinct:
+            coords.append([None] * n)
+            continue
+        for v in distinct:
+            if not v:
+                number[v] = None
+                continue
+            try:
+                number[v] = float(v)
+            except ValueError:
+                number[v] = None
+                bad.add(v)
+        if bad:
+            for k, v in enumerate(raw):
+                if v in bad:
+                    report(row_of[k], ids[k], f"{axis} must be a number, got {v!r}")
+        coords.append(list(map(number.__getitem__, raw)))
+    if keep is not None:
+        extra = {k: _pick(v, keep) for k, v in extra.items()}
+    nodes = NodeTable(ids, pos, kinds, column("name"), _interned(column("feeder")),
+                       normally_open, node_villages, customers, coords[0], coords[1], extra)
+    found.sort(key=lambda f: f[0])
+    problems.extend(p for _, p in found)
+    return nodes, list(row_of), kind_code, open_
+
+
+def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: list[Problem]
+                 ) -> tuple[IntArray, IntArray]:
+    """Validate edges.csv column-wise; returns the kept edges as index arrays."""
+    found: list[tuple[int, Problem]] = []
+    fa, fb = table.col("from", take=True), table.col("to", take=True)
+    m = table.n
+    a = np.fromiter(map(pos.get, fa, itertools.repeat(-1)), dtype=np.int64, count=m)
+    b = np.fromiter(map(pos.get, fb, itertools.repeat(-1)), dtype=np.int64, count=m)
+    bad = (a < 0) | (b < 0)
+    for k in np.flatnonzero(bad).tolist():
+        ends = (fa[k], fb[k])
+        for end, label in zip(ends, ("from", "to"), strict=True):
+            if not end:
+                found.append((first + k, Problem("edges.csv", first + k, None,
+                                                 f"{label} is empty")))
+            elif end not in pos:
+                found.append((first + k, Problem(
+                    "edges.csv", first + k, f"{ends[0]}-{ends[1]}",
+                    f"dangling edge: {label} node {end!r} is not in nodes.csv")))
+    loop = (a == b) & ~bad
+    for k in np.flatnonzero(loop).tolist():
+        found.append((first + k, Problem("edges.csv", first + k, f"{fa[k]}-{fb[k]}",
+                                         "edge connects a node to itself")))
+    good = np.flatnonzero(~bad & ~loop)
+    lo, hi = np.minimum(a[good], b[good]), np.maximum(a[good], b[good])
+    key = lo * max(len(pos), 1) + hi
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    repeat = np.concatenate(([False], ordered[1:] == ordered[:-1]))
+    if repeat.any():
+        starts = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(ordered))))
+        for p in np.flatnonzero(repeat).tolist():
+            k, k0 = int(good[order[p]]), int(good[order[starts[p]]])
+            found.append((first + k, Problem("edges.csv", first + k, f"{fa[k]}-{fb[k]}",
+                                             f"duplicate edge (first at row {first + k0})")))
+        dup = np.zeros(len(good), dtype=np.bool_)
+        dup[order[repeat]] = True
+        good = good[~dup]
+    found.sort(key=lambda f: f[0])
+    problems.extend(p for _, p in found)
+    return a[good], b[good]
+
+
+def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source: str) -> Topology:
+    problems: list[Problem] = []
+    empty = RawTable([], {}, 0)
+
+    # villages
+    villages: dict[str, Village] = {}
+    for r, row in enumerate(tables.get("villages.csv", empty).dicts(),
+                            start=first_row.get("villages.csv", 2)):
+        vid = row.get("id", "")
+        if not vid:
+            problems.append(Problem("villages.csv", r, None, "id is empty"))
+            continue
+        if vid in villages:
+            problems.append(Problem("villages.csv", r, vid, "duplicate village id"))
+            continue
+        area = row.get("area_type", "")
+        if area not in AREA_TYPES:
+            problems.append(Problem("villages.csv", r, vid,
+                                    f"area_type must be one of {'|'.join(AREA_TYPES)}, got {area!r}"))
+        villages[vid] = Village(vid, row.get("name", ""), row.get("township", ""),
+                                row.get("grid", ""), area, _extra(row, "villages.csv"))
+
+    # nodes and edges
+    table, row_of, kind_code, open_ = _parse_nodes(
+        tables.get("nodes.csv", empty), first_row.get("nodes.csv", 2), villages, problems)
+    ea, eb = _parse_edges(tables.get("edges.csv", empty), first_row.get("edges.csv", 2),
+                          table.pos, problems)
+
+    # energised network: each component one source, a tree
+    forest = Forest(len(table), kind_code, open_, ea, eb)
+    if len(table):
+        problems.extend(forest.check(table, open_, row_of))
+
+    # liaisons
+    liaisons: list[Liaison] = []
+    for r, row in enumerate(tables.get("liaisons.csv", empty).dicts(),
+                            start=first_row.get("liaisons.csv", 2)):
+        village = row.get("village", "")
+        who = row.get("name", "") or None
+        if village not in villages:
+            problems.append(Problem("liaisons.csv", r, who, f"unknown village {village!r}"))
+        role = row.get("role", "")
+        if role not in LIAISON_ROLES:
+            problems.append(Problem("liaisons.csv", r, who,
+                                    f"role must be one of {'|'.join(LIAISON_ROLES)}, got {role!r}"))
+        if not row.get("channel"):
+            problems.append(Problem("liaisons.csv", r, who, "channel is empty"))
+        if not row.get("target") and not row.get("phone"):
+            problems.append(Problem("liaisons.csv", r, who, "needs a target or a phone"))
+        liaisons.append(Liaison(village, row.get("name", ""), role, row.get("phone", ""),
+                                row.get("channel", ""), row.get("target", ""),
+                                _extra(row, "liaisons.csv")))
+
+    # crews
+    feeders = set(dict.fromkeys(table.feeders)) - {""}
+    crews: list[Crew] = []
+    crew_ids: set[str] = set()
+    for r, row in enumerate(tables.get("crews.csv", empty).dicts(),
+                            start=first_row.get("crews.csv", 2)):
+        cid = row.get("id", "")
+        if not cid:
+            problems.append(Problem("crews.csv", r, None, "id is empty"))
+            continue
+        if cid in crew_ids:
+            problems.append(Problem("crews.csv", r, cid, "duplicate crew id"))
+            continue
+        crew_ids.add(cid)
+        crew_feeders = tuple(f.strip() for f in row.get("feeders", "").split(";") if f.strip())
+        for f in crew_feeders:
+            if f not in feeders:
+                problems.append(Problem("crews.csv", r, cid, f"unknown feeder {f!r}"))
+        if not row.get("channel"):
+            problems.append(Problem("crews.csv", r, cid, "channel is empty"))
+        crews.append(Crew(cid, row.get("name", ""), row.get("phone", ""), row.get("channel", ""),
+                          row.get("target", ""), crew_feeders, _extra(row, "crews.csv")))
+
+    pos, kinds = table.pos, table.kinds
+
+    def is_transformer(nid: str) -> bool:
+        i = pos.get(nid)
+        return i is not None and kinds[i] == "transformer"
+
+    # customers (optional)
+    customers: list[Customer] = []
+    customer_ids: set[str] = set()
+    for r, row in enumerate(tables.get("customers.csv", empty).dicts(),
+                            start=first_row.get("customers.csv", 2)):
+        cid = row.get("id", "")
+        if not cid:
+            problems.append(Problem("customers.csv", r, None, "id is empty"))
+            continue
+        if cid in customer_ids:
+            problems.append(Problem("customers.csv", r, cid, "duplicate customer id"))
+            continue
+        customer_ids.add(cid)
+        tx = row.get("transformer", "")
+        if not is_transformer(tx):
+            problems.append(Problem("customers.csv", r, cid, f"unknown transformer {tx!r}"))
+        importance = row.get("importance", "")
+        if importance not in IMPORTANCE:
+            problems.append(Problem("customers.csv", r, cid,
+                                    f"importance must be special|first|second or empty, got {importance!r}"))
+        tags = tuple(t.strip() for t in row.get("tags", "").split(";") if t.strip())
+        customers.append(Customer(cid, tx, row.get("name", ""), row.get("phone", ""), importance,
+                                  tags, _extra(row, "customers.csv")))
+
+    # meters (optional, AMI registry)
+    meters: list[Meter] = []
+    meter_ids: set[str] = set()
+    for r, row in enumerate(tables.get("meters.csv", empty).dicts(), start=2):
+        mid = row.get("id", "")
+        if not mid:
+            problems.append(Problem("meters.csv", r, None, "id is empty"))
+            continue
+        if mid in meter_ids:
+            problems.append(Problem("meters.csv", r, mid, "duplicate meter id"))
+            continue
+        meter_ids.add(mid)
+        tx = row.get("transformer", "")
+        if not is_transformer(tx):
+            problems.append(Problem("meters.csv", r, mid, f"unknown transformer {tx!r}"))
+        kind = row.get("kind", "") or "meter"
+        if kind not in ("meter", "terminal"):
+            problems.append(Problem("meters.csv", r, mid, f"kind must be meter|terminal, got {kind!r}"))
+        meters.append(Meter(mid, tx, kind))
+
+    aliases = _parse_aliases(tables.get("aliases.csv", empty), villages, is_transformer,
+                             feeders, problems)
+    if problems:
+        raise TopologyError(problems)
+    topology = Topology._create(table, ea, eb, forest, villages, liaisons, crews, customers,
+                                meters, source)
+    topology.aliases = aliases
+    return topology
+
+
+def _parse_aliases(table: RawTable, villages: Mapping[str, Village],
+                   is_transformer: Callable[[str], bool], feeders: set[str],
+                   problems: list[Problem]) -> tuple[Alias, ...]:
+    """Validate aliases.csv: every alias names a known id of its kind, once."""
+    known: dict[str, Callable[[str], bool]] = {
+        "village": villages.__contains__, "transformer": is_transformer,
+        "feeder": feeders.__contains__}
+    out: list[Alias] = []
+    first: dict[str, int] = {}
+    for r, row in enumerate(table.dicts(), start=2):
+        alias, kind, target = row.get("alias", ""), row.get("kind", ""), row.get("id", "")
+        if not alias:
+            problems.append(Problem("aliases.csv", r, target or None, "alias is empty"))
+            continue
+        if alias in first:
+            problems.append(Problem("aliases.csv", r, alias,
+                                    f"duplicate alias (first at row {first[alias]})"))
+            continue
+        first[alias] = r
+        if kind not in known:
+            problems.append(Problem("aliases.csv", r, alias,
+                                    f"kind must be one of {'|'.join(ALIAS_KINDS)}, got {kind!r}"))
+        elif not known[kind](target):
+            problems.append(Problem("aliases.csv", r, alias, f"unknown {kind} id {target!r}"))
+        else:
+            out.append(Alias(alias, kind, target))
+    return tuple(out)
+
