@@ -378,28 +378,8 @@ def dispatch_context(
     special-care ``households`` with full phone numbers, ``households_more``).
     """
     estimate = incident.estimate
-    devices = [d for d in estimate.devices if d in topology.nodes]
-    section = [n for n in estimate.section if n in topology.nodes]
-    if not section:
-        for d in devices:
-            section.extend(topology.suspected_section(d))
-    sep = _sep(language)
-    location = incident_location(topology, devices, estimate.transformers)
-    map_label = _name(topology, devices[0]) if devices else feeder_label(topology, incident.feeder)
-    link = (map_link(location[0], location[1], map_label, params.map_url_template)
-            if location is not None else None)
-
-    # The section runs from the operated device down to the next devices; poles and areas in
-    # between are what the crew walks. Listing every pole of a long section would swamp the
-    # message, so the count is kept and the list is capped.
-    operated = set(devices)
-    boundary = [n for n in section if n not in operated and topology.nodes[n].kind in DEVICE_KINDS]
-    walk = [n for n in section if topology.nodes[n].kind in ("junction", "transformer")]
-
     rows = affected_customers(topology, estimate.transformers)
     care = special_care_customers(rows)
-    minutes_left = (deadline - now).total_seconds() / 60.0
-    crew = choice.crew if choice is not None else None
     return {
         "incident_id": incident.id,
         "revision": incident.revision,
@@ -416,36 +396,66 @@ def dispatch_context(
         "priority_score": priority.score,
         "priority_reasons": list(priority.reasons),
         "priority_summary": summary(priority, language),
-        "crew_id": crew.id if crew is not None else None,
-        "crew_name": crew.name if crew is not None else None,
-        "crew_leader": crew.extra.get("leader", "") if crew is not None else "",
-        "outside_area": choice.outside_area if choice is not None else False,
-        "distance_km": round(choice.distance_km, 1)
-        if choice is not None and choice.distance_km is not None else None,
-        "travel_minutes": int(math.ceil(choice.travel_minutes))
-        if choice is not None and choice.travel_minutes is not None else None,
-        "eta_local": _local(choice.eta, tz) if choice is not None else None,
-        "preempts_incident": choice.preempts.incident_id
-        if choice is not None and choice.preempts is not None else None,
-        "preempts_priority": choice.preempts.priority
-        if choice is not None and choice.preempts is not None else None,
+        **_crew_context(choice, tz),
         "deadline_local": _local(deadline, tz),
         "area_type": area_type,
         "area_label": _labels(AREA_LABELS, language).get(area_type, area_type),
         "commitment_minutes": int(params.commitments.minutes(area_type)),
-        "minutes_left": int(math.floor(minutes_left)),
-        "map_link": link,
+        "minutes_left": int(math.floor((deadline - now).total_seconds() / 60.0)),
+        **_patrol_context(topology, incident, language, params),
+        "important": [_household(topology, c, language, params)
+                      for c in important_customers(rows)[: params.max_households]],
+        "households": [_household(topology, c, language, params)
+                       for c in care[: params.max_households]],
+        "households_more": max(0, len(care) - params.max_households),
+    }
+
+
+def _crew_context(choice: CrewChoice | None, tz: tzinfo) -> dict[str, Any]:
+    """Who goes, from how far, and whose work it takes over."""
+    if choice is None:
+        return {"crew_id": None, "crew_name": None, "crew_leader": "", "outside_area": False,
+                "distance_km": None, "travel_minutes": None, "eta_local": None,
+                "preempts_incident": None, "preempts_priority": None}
+    crew, preempts = choice.crew, choice.preempts
+    return {
+        "crew_id": crew.id, "crew_name": crew.name, "crew_leader": crew.extra.get("leader", ""),
+        "outside_area": choice.outside_area,
+        "distance_km": round(choice.distance_km, 1) if choice.distance_km is not None else None,
+        "travel_minutes": int(math.ceil(choice.travel_minutes))
+        if choice.travel_minutes is not None else None,
+        "eta_local": _local(choice.eta, tz),
+        "preempts_incident": preempts.incident_id if preempts is not None else None,
+        "preempts_priority": preempts.priority if preempts is not None else None,
+    }
+
+
+def _patrol_context(topology: Topology, incident: Incident, language: str,
+                    params: DispatchParams) -> dict[str, Any]:
+    """Where to go: the map link, and the section from the operated device down to the next
+    devices. Poles and areas in between are what the crew walks; listing every pole of a long
+    section would swamp the message, so the count is kept and the list is capped."""
+    estimate = incident.estimate
+    devices = [d for d in estimate.devices if d in topology.nodes]
+    section = [n for n in estimate.section if n in topology.nodes]
+    if not section:
+        for d in devices:
+            section.extend(topology.suspected_section(d))
+    sep = _sep(language)
+    location = incident_location(topology, devices, estimate.transformers)
+    map_label = _name(topology, devices[0]) if devices else feeder_label(topology, incident.feeder)
+    operated = set(devices)
+    boundary = [n for n in section if n not in operated and topology.nodes[n].kind in DEVICE_KINDS]
+    walk = [n for n in section if topology.nodes[n].kind in ("junction", "transformer")]
+    return {
+        "map_link": map_link(location[0], location[1], map_label, params.map_url_template)
+        if location is not None else None,
         "map_label": map_label,
         "patrol_from": sep.join(_name(topology, d) for d in devices),
         "patrol_to": sep.join(_name(topology, n) for n in boundary),
         "patrol_nodes": [_name(topology, n) for n in walk[: params.max_patrol_nodes]],
         "patrol_more": max(0, len(walk) - params.max_patrol_nodes),
         "devices": _devices_to_check(topology, devices, section, language),
-        "important": [_household(topology, c, language, params)
-                      for c in important_customers(rows)[: params.max_households]],
-        "households": [_household(topology, c, language, params)
-                       for c in care[: params.max_households]],
-        "households_more": max(0, len(care) - params.max_households),
     }
 
 
