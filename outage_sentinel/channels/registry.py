@@ -97,19 +97,9 @@ def _robots(name: str, config: RobotChannelConfig) -> dict[str, tuple[str, str |
 def build_channel(name: str, config: ChannelConfigT, *,
                   clock: Callable[[], float] = time.time) -> Channel:
     """One channel from its config; raises :class:`ChannelError` naming the key."""
-    from outage_sentinel.channels import (
-        console,
-        dingtalk,
-        email,
-        feishu,
-        file,
-        sms,
-        webhook,
-        wecom,
-    )
+    from outage_sentinel.channels import console, file, webhook
 
     limits = default_rate_limits(config)
-    timeout = config.timeout_seconds
     if isinstance(config, FileChannelConfig):
         return file.FileChannel(name, path=config.path, clock=clock)
     if isinstance(config, ConsoleChannelConfig):
@@ -118,63 +108,85 @@ def build_channel(name: str, config: ChannelConfigT, *,
         return webhook.WebhookChannel(
             name, url=_check_url(name, "url", config.url),
             headers={k: _secret(v) for k, v in config.headers.items()},
-            success_field=config.success_field, timeout=timeout, rate_limits=limits)
+            success_field=config.success_field, timeout=config.timeout_seconds,
+            rate_limits=limits)
     if isinstance(config, RobotChannelConfig):
-        robots = _robots(name, config)
-        if config.type == "wecom":
-            base = _check_url(name, "base_url", config.base_url or wecom.DEFAULT_BASE_URL)
-            return wecom.WeComChannel(name, robots={g: k for g, (k, _) in robots.items()},
-                                      base_url=base, timeout=timeout, rate_limits=limits)
-        if config.type == "dingtalk":
-            base = _check_url(name, "base_url", config.base_url or dingtalk.DEFAULT_BASE_URL)
-            return dingtalk.DingTalkChannel(name, robots=robots, base_url=base,
-                                            timeout=timeout, rate_limits=limits, clock=clock)
-        base = _check_url(name, "base_url", config.base_url or feishu.DEFAULT_BASE_URL)
-        return feishu.FeishuChannel(name, robots=robots, base_url=base, timeout=timeout,
-                                    rate_limits=limits, clock=clock)
+        return _robot_channel(name, config, limits, clock)
     if isinstance(config, SmsChannelConfig):
-        key_id = _secret(config.access_key_id).strip()
-        key_secret = _secret(config.access_key_secret).strip()
-        if not key_id:
-            raise ChannelError(f"channels.{name}.access_key_id: must not be empty")
-        if not key_secret:
-            raise ChannelError(f"channels.{name}.access_key_secret: must not be empty")
-        if not config.sign_name.strip():
-            raise ChannelError(f"channels.{name}.sign_name: must not be empty")
-        if config.template_code is not None and not config.template_code.strip():
-            raise ChannelError(f"channels.{name}.template_code: must not be empty")
-        return sms.SmsChannel(
-            name, access_key_id=key_id, access_key_secret=key_secret,
-            sign_name=config.sign_name, template_code=config.template_code,
-            templates=config.templates,
-            endpoint=_check_url(name, "endpoint", config.endpoint),
-            region_id=config.region_id,
-            timeout=timeout, rate_limits=limits, clock=clock)
+        return _sms_channel(name, config, limits, clock)
     if isinstance(config, EmailChannelConfig):
-        if "@" not in config.sender:
-            raise ChannelError(f"channels.{name}.sender: expected an e-mail address")
-        if config.username and config.password is None:
-            raise ChannelError(f"channels.{name}.password: required when username is set")
-        if config.password is not None and config.security == "none":
-            # AUTH over plain text would send the password in the clear.
-            raise ChannelError(f"channels.{name}.security: 'none' with a password would send "
-                               f"it unencrypted; use starttls or ssl")
-        context = None
-        if config.ca_file is not None:
-            if config.security == "none":
-                raise ChannelError(f"channels.{name}.ca_file: only used with starttls or ssl")
-            try:
-                context = ssl.create_default_context(cafile=str(config.ca_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise ChannelError(f"channels.{name}.ca_file: cannot load {config.ca_file} as "
-                                   f"PEM CA certificates ({exc})") from None
-        return email.EmailChannel(
-            name, host=config.host, port=config.port, security=config.security,
-            username=config.username,
-            password=_secret(config.password) if config.password is not None else None,
-            sender=config.sender, timeout=timeout, ssl_context=context)
+        return _email_channel(name, config)
     raise ChannelError(f"channels.{name}.type: unknown channel type "
                        f"{getattr(config, 'type', None)!r}")
+
+
+def _robot_channel(name: str, config: RobotChannelConfig, limits: tuple[RateLimit, ...],
+                   clock: Callable[[], float]) -> Channel:
+    """A WeCom, DingTalk or Feishu group robot."""
+    from outage_sentinel.channels import dingtalk, feishu, wecom
+
+    robots = _robots(name, config)
+    timeout = config.timeout_seconds
+    if config.type == "wecom":
+        base = _check_url(name, "base_url", config.base_url or wecom.DEFAULT_BASE_URL)
+        return wecom.WeComChannel(name, robots={g: k for g, (k, _) in robots.items()},
+                                  base_url=base, timeout=timeout, rate_limits=limits)
+    if config.type == "dingtalk":
+        base = _check_url(name, "base_url", config.base_url or dingtalk.DEFAULT_BASE_URL)
+        return dingtalk.DingTalkChannel(name, robots=robots, base_url=base,
+                                        timeout=timeout, rate_limits=limits, clock=clock)
+    base = _check_url(name, "base_url", config.base_url or feishu.DEFAULT_BASE_URL)
+    return feishu.FeishuChannel(name, robots=robots, base_url=base, timeout=timeout,
+                                rate_limits=limits, clock=clock)
+
+
+def _sms_channel(name: str, config: SmsChannelConfig, limits: tuple[RateLimit, ...],
+                 clock: Callable[[], float]) -> Channel:
+    """Aliyun SMS, its credentials and sign name checked."""
+    from outage_sentinel.channels import sms
+
+    key_id = _secret(config.access_key_id).strip()
+    key_secret = _secret(config.access_key_secret).strip()
+    for key, value in (("access_key_id", key_id), ("access_key_secret", key_secret),
+                       ("sign_name", config.sign_name.strip())):
+        if not value:
+            raise ChannelError(f"channels.{name}.{key}: must not be empty")
+    if config.template_code is not None and not config.template_code.strip():
+        raise ChannelError(f"channels.{name}.template_code: must not be empty")
+    return sms.SmsChannel(
+        name, access_key_id=key_id, access_key_secret=key_secret,
+        sign_name=config.sign_name, template_code=config.template_code,
+        templates=config.templates, endpoint=_check_url(name, "endpoint", config.endpoint),
+        region_id=config.region_id, timeout=config.timeout_seconds, rate_limits=limits,
+        clock=clock)
+
+
+def _email_channel(name: str, config: EmailChannelConfig) -> Channel:
+    """SMTP: no password over an unencrypted connection, a CA file that loads."""
+    from outage_sentinel.channels import email
+
+    if "@" not in config.sender:
+        raise ChannelError(f"channels.{name}.sender: expected an e-mail address")
+    if config.username and config.password is None:
+        raise ChannelError(f"channels.{name}.password: required when username is set")
+    if config.password is not None and config.security == "none":
+        # AUTH over plain text would send the password in the clear.
+        raise ChannelError(f"channels.{name}.security: 'none' with a password would send "
+                           f"it unencrypted; use starttls or ssl")
+    context = None
+    if config.ca_file is not None:
+        if config.security == "none":
+            raise ChannelError(f"channels.{name}.ca_file: only used with starttls or ssl")
+        try:
+            context = ssl.create_default_context(cafile=str(config.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ChannelError(f"channels.{name}.ca_file: cannot load {config.ca_file} as "
+                               f"PEM CA certificates ({exc})") from None
+    return email.EmailChannel(
+        name, host=config.host, port=config.port, security=config.security,
+        username=config.username,
+        password=_secret(config.password) if config.password is not None else None,
+        sender=config.sender, timeout=config.timeout_seconds, ssl_context=context)
 
 
 def build_channels(configs: Mapping[str, Any], *,
