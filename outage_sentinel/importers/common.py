@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import csv
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from outage_sentinel.topology import PROTECTIVE_KINDS
 
@@ -109,220 +110,271 @@ def write_bundle(net: RawNetwork, outdir: str | Path) -> ImportSummary:
     """Apply the rules above and write the bundle CSVs into ``outdir``."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    kinds: dict[str, str] = {}
-    names: dict[str, str] = {}
-    normally_open: dict[str, bool] = {}
-    customers: dict[str, int] = {}
-    extra: dict[str, dict[str, str]] = {}
-    edges: set[tuple[str, str]] = set()
-    taken: set[str] = set()
+    b = _BundleBuilder(net)
+    b.add_buses()
+    absorbed = b.add_service_transformers()
+    b.add_branches(absorbed)
+    b.add_synthetic_areas(absorbed)
+    sources = b.add_sources()
+    adjacency = b.protect_heads(sources)
+    feeder_of, order = b.energise(sources, adjacency)
+    village_of, village_rows = b.villages(sources, adjacency, feeder_of)
+    keep = set(feeder_of)
+    b.write_nodes(out, keep, feeder_of, village_of, order)
+    b.write_tables(out, keep, village_rows, sorted({f for _, f in sources}))
+    return b.summary(out, keep, sorted({f for _, f in sources}), len(village_rows))
 
-    def new_id(base: str) -> str:
+
+class _BundleBuilder:
+    """The bundle's nodes and edges as the rules of this module build them."""
+
+    def __init__(self, net: RawNetwork) -> None:
+        self.net = net
+        self.kinds: dict[str, str] = {}
+        self.names: dict[str, str] = {}
+        self.normally_open: dict[str, bool] = {}
+        self.customers: dict[str, int] = {}
+        self.extra: dict[str, dict[str, str]] = {}
+        self.edges: set[tuple[str, str]] = set()
+        self.taken: set[str] = set()
+        self.bus_id: dict[str, str] = {}
+
+    def new_id(self, base: str) -> str:
         nid, k = base, 1
-        while nid in taken:
+        while nid in self.taken:
             k += 1
             nid = f"{base}~{k}"
-        taken.add(nid)
+        self.taken.add(nid)
         return nid
 
-    bus_id = {b: new_id(b) for b in net.buses}
-    for b, nid in bus_id.items():
-        kinds[nid], names[nid] = "junction", b
-        extra[nid] = dict(net.buses[b])
-
-    def edge(a: str, b: str) -> None:
+    def edge(self, a: str, b: str) -> None:
         if a != b:
-            edges.add((a, b) if a < b else (b, a))
+            self.edges.add((a, b) if a < b else (b, a))
 
-    # bus adjacency through everything except service transformers (to find LV sides)
-    adj: dict[str, set[str]] = {}
-    for br in net.branches:
-        if br.kind == "transformer" and br.service:
-            continue
-        adj.setdefault(br.a, set()).add(br.b)
-        adj.setdefault(br.b, set()).add(br.a)
-    absorbed: set[str] = set()
-    source_buses = {bus for _, bus in net.sources}
-    for br in net.branches:
-        if br.kind != "transformer" or not br.service:
-            continue
-        lv = _bfs(adj, br.b, {br.a})
-        if lv & source_buses:
-            net.warnings.append(f"transformer {br.name}: secondary reaches a source; kept as a "
-                                "plain connection")
-            br.service = False
-            edge(bus_id[br.a], bus_id[br.b])
-            continue
-        absorbed |= lv
-        count = sum(net.customers_at.get(x, 0) for x in lv)
-        if count == 0:
-            count = sum(net.loads_at.get(x, 0) for x in lv)
-        nid = new_id(br.name)
-        kinds[nid], names[nid] = "transformer", br.name
-        customers[nid] = max(1, count)
-        extra[nid] = {}
-        edge(bus_id[br.a], nid)
-    for br in net.branches:
-        if br.kind == "transformer" and br.service:
-            continue
-        if br.a in absorbed or br.b in absorbed:
-            continue
-        if br.kind in ("line", "transformer"):
-            edge(bus_id[br.a], bus_id[br.b])
-            continue
-        nid = new_id(br.name)
-        kinds[nid], names[nid] = br.kind, br.name
-        normally_open[nid] = br.normally_open
-        extra[nid] = {}
-        edge(bus_id[br.a], nid)
-        edge(nid, bus_id[br.b])
-    for bus in absorbed:
-        nid = bus_id[bus]
-        for d in (kinds, names, extra):
-            d.pop(nid, None)
-    for bus in sorted(net.loads_at):
-        if bus in absorbed or bus not in bus_id:
-            continue
-        count = net.customers_at.get(bus, 0) or net.loads_at.get(bus, 0)
-        if count <= 0:
-            continue
-        nid = new_id(f"area-{bus}")
-        kinds[nid], names[nid] = "transformer", f"{bus} (synthetic area)"
-        customers[nid] = count
-        extra[nid] = {}
-        edge(bus_id[bus], nid)
-    source_ids: list[tuple[str, str]] = []
-    for k, (sname, bus) in enumerate(net.sources):
-        nid = new_id(sname)
-        kinds[nid], names[nid] = "source", sname
-        extra[nid] = {}
-        edge(nid, bus_id[bus])
-        source_ids.append((nid, net.name if len(net.sources) == 1 else f"{net.name}-{k + 1}"))
+    def node(self, base: str, kind: str, name: str, *, customers: int | None = None,
+             normally_open: bool | None = None) -> str:
+        nid = self.new_id(base)
+        self.kinds[nid], self.names[nid], self.extra[nid] = kind, name, {}
+        if customers is not None:
+            self.customers[nid] = customers
+        if normally_open is not None:
+            self.normally_open[nid] = normally_open
+        return nid
 
-    adjacency: dict[str, list[str]] = {n: [] for n in kinds}
-    for a, b in edges:
-        adjacency[a].append(b)
-        adjacency[b].append(a)
-    # rule 4: feeder-head breakers
-    for sid, _feeder in source_ids:
-        if not _head_protected(sid, adjacency, kinds, normally_open):
-            brk = new_id(f"{sid}-brk")
-            kinds[brk], names[brk], extra[brk] = "breaker", f"{names[sid]} feeder breaker", {}
+    def add_buses(self) -> None:
+        self.bus_id = {b: self.new_id(b) for b in self.net.buses}
+        for b, nid in self.bus_id.items():
+            self.kinds[nid], self.names[nid] = "junction", b
+            self.extra[nid] = dict(self.net.buses[b])
+
+    def add_service_transformers(self) -> set[str]:
+        """Rule 2: a service transformer becomes a transformer area absorbing its LV side;
+        returns the absorbed buses."""
+        net, adj = self.net, self._bus_adjacency()
+        absorbed: set[str] = set()
+        source_buses = {bus for _, bus in net.sources}
+        for br in net.branches:
+            if br.kind != "transformer" or not br.service:
+                continue
+            lv = _bfs(adj, br.b, {br.a})
+            if lv & source_buses:
+                net.warnings.append(f"transformer {br.name}: secondary reaches a source; kept "
+                                    "as a plain connection")
+                br.service = False
+                self.edge(self.bus_id[br.a], self.bus_id[br.b])
+                continue
+            absorbed |= lv
+            count = sum(net.customers_at.get(x, 0) for x in lv)
+            if count == 0:
+                count = sum(net.loads_at.get(x, 0) for x in lv)
+            nid = self.node(br.name, "transformer", br.name, customers=max(1, count))
+            self.edge(self.bus_id[br.a], nid)
+        return absorbed
+
+    def _bus_adjacency(self) -> dict[str, set[str]]:
+        """Bus adjacency through everything except service transformers (the LV sides)."""
+        adj: dict[str, set[str]] = {}
+        for br in self.net.branches:
+            if br.kind == "transformer" and br.service:
+                continue
+            adj.setdefault(br.a, set()).add(br.b)
+            adj.setdefault(br.b, set()).add(br.a)
+        return adj
+
+    def add_branches(self, absorbed: set[str]) -> None:
+        """Lines join buses; switching devices become nodes between them."""
+        for br in self.net.branches:
+            if (br.kind == "transformer" and br.service) or br.a in absorbed or br.b in absorbed:
+                continue
+            if br.kind in ("line", "transformer"):
+                self.edge(self.bus_id[br.a], self.bus_id[br.b])
+                continue
+            nid = self.node(br.name, br.kind, br.name, normally_open=br.normally_open)
+            self.edge(self.bus_id[br.a], nid)
+            self.edge(nid, self.bus_id[br.b])
+        for bus in absorbed:
+            nid = self.bus_id[bus]
+            for d in (self.kinds, self.names, self.extra):
+                d.pop(nid, None)
+
+    def add_synthetic_areas(self, absorbed: set[str]) -> None:
+        """Rule 3: loads on a bus with no service transformer become a synthetic area."""
+        net = self.net
+        for bus in sorted(net.loads_at):
+            if bus in absorbed or bus not in self.bus_id:
+                continue
+            count = net.customers_at.get(bus, 0) or net.loads_at.get(bus, 0)
+            if count <= 0:
+                continue
+            nid = self.node(f"area-{bus}", "transformer", f"{bus} (synthetic area)",
+                            customers=count)
+            self.edge(self.bus_id[bus], nid)
+
+    def add_sources(self) -> list[tuple[str, str]]:
+        """The sources, each with its feeder name: ``[(node id, feeder)]``."""
+        net = self.net
+        out: list[tuple[str, str]] = []
+        for k, (sname, bus) in enumerate(net.sources):
+            nid = self.node(sname, "source", sname)
+            self.edge(nid, self.bus_id[bus])
+            out.append((nid, net.name if len(net.sources) == 1 else f"{net.name}-{k + 1}"))
+        return out
+
+    def protect_heads(self, sources: list[tuple[str, str]]) -> dict[str, list[str]]:
+        """Rule 4: a feeder-head breaker where none protects the way out of a source;
+        returns the node adjacency."""
+        adjacency: dict[str, list[str]] = {n: [] for n in self.kinds}
+        for a, b in self.edges:
+            adjacency[a].append(b)
+            adjacency[b].append(a)
+        for sid, _feeder in sources:
+            if _head_protected(sid, adjacency, self.kinds, self.normally_open):
+                continue
+            brk = self.node(f"{sid}-brk", "breaker", f"{self.names[sid]} feeder breaker")
             adjacency[brk] = []
             for v in list(adjacency[sid]):
-                edges.discard((sid, v) if sid < v else (v, sid))
+                self.edges.discard((sid, v) if sid < v else (v, sid))
                 adjacency[v].remove(sid)
-                edge(brk, v)
+                self.edge(brk, v)
                 adjacency[v].append(brk)
                 adjacency[brk].append(v)
             adjacency[sid] = [brk]
-            edge(sid, brk)
+            self.edge(sid, brk)
             adjacency[brk].append(sid)
-    # rule 5: energised network from each source; feeder = that source's feeder
-    feeder_of: dict[str, str] = {}
-    order: list[str] = []
-    for sid, feeder in source_ids:
-        if sid in feeder_of:
-            continue
-        feeder_of[sid] = feeder
-        stack = [sid]
-        while stack:
-            u = stack.pop()
-            order.append(u)
-            for v in sorted(adjacency[u], reverse=True):
-                if v in feeder_of or normally_open.get(v, False):
-                    continue
-                feeder_of[v] = feeder
-                stack.append(v)
-    keep = set(feeder_of)
-    for nid, is_open in normally_open.items():
-        if is_open and any(v in keep for v in adjacency[nid]):
-            keep.add(nid)
-            feeder_of[nid] = next(feeder_of[v] for v in adjacency[nid] if v in feeder_of)
-    dropped = len(kinds) - len(keep)
-    if dropped:
-        net.warnings.append(f"dropped {dropped} node(s) not connected to a source")
-    # rule 6: villages by nearest protective device upstream, in DFS order
-    parent_dev: dict[str, str] = {}
-    for sid, _ in source_ids:
-        parent_dev[sid] = sid
-    village_of: dict[str, str] = {}
-    village_rows: list[list[str]] = []
-    groups: dict[str, list[str]] = {}
-    visited: set[str] = set()
-    for sid, _ in source_ids:
-        stack2: list[tuple[str, str]] = [(sid, sid)]
-        while stack2:
-            u, dev = stack2.pop()
-            if u in visited:
-                continue
-            visited.add(u)
-            if kinds[u] in PROTECTIVE_KINDS:
-                dev = u
-            if kinds[u] == "transformer":
-                groups.setdefault(dev, []).append(u)
-            for v in sorted(adjacency[u], reverse=True):
-                if v in keep and v not in visited and not normally_open.get(v, False):
-                    stack2.append((v, dev))
-    counter: dict[str, int] = {}
-    for dev, areas in groups.items():
-        feeder = feeder_of[dev]
-        for start in range(0, len(areas), VILLAGE_SIZE):
-            counter[feeder] = counter.get(feeder, 0) + 1
-            vid = f"{feeder}-V{counter[feeder]}"
-            village_rows.append([vid, f"{names.get(dev, dev)} area {counter[feeder]}",
-                                 feeder, feeder, "rural"])
-            for a in areas[start:start + VILLAGE_SIZE]:
-                village_of[a] = vid
+        return adjacency
 
-    extra_cols = sorted({k for nid in keep for k in extra.get(nid, {})})
-    with (out / "nodes.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "kind", "name", "feeder", "normally_open", "village", "customers",
-                    "lat", "lon", *extra_cols])
+    def energise(self, sources: list[tuple[str, str]], adjacency: dict[str, list[str]]
+                 ) -> tuple[dict[str, str], list[str]]:
+        """Rule 5: the energised network from each source (feeder = that source's), plus the
+        normally-open points at its edge; returns the feeder of each kept node and the DFS
+        order."""
+        feeder_of: dict[str, str] = {}
+        order: list[str] = []
+        for sid, feeder in sources:
+            if sid in feeder_of:
+                continue
+            feeder_of[sid] = feeder
+            stack = [sid]
+            while stack:
+                u = stack.pop()
+                order.append(u)
+                for v in sorted(adjacency[u], reverse=True):
+                    if v in feeder_of or self.normally_open.get(v, False):
+                        continue
+                    feeder_of[v] = feeder
+                    stack.append(v)
+        for nid, is_open in self.normally_open.items():
+            if is_open and any(v in feeder_of for v in adjacency[nid]):
+                feeder_of[nid] = next(feeder_of[v] for v in adjacency[nid] if v in feeder_of)
+        dropped = len(self.kinds) - len(feeder_of)
+        if dropped:
+            self.net.warnings.append(f"dropped {dropped} node(s) not connected to a source")
+        return feeder_of, order
+
+    def villages(self, sources: list[tuple[str, str]], adjacency: dict[str, list[str]],
+                 feeder_of: dict[str, str]) -> tuple[dict[str, str], list[list[str]]]:
+        """Rule 6: villages by nearest protective device upstream, in DFS order."""
+        groups: dict[str, list[str]] = {}
+        visited: set[str] = set()
+        for sid, _ in sources:
+            stack: list[tuple[str, str]] = [(sid, sid)]
+            while stack:
+                u, dev = stack.pop()
+                if u in visited:
+                    continue
+                visited.add(u)
+                if self.kinds[u] in PROTECTIVE_KINDS:
+                    dev = u
+                if self.kinds[u] == "transformer":
+                    groups.setdefault(dev, []).append(u)
+                for v in sorted(adjacency[u], reverse=True):
+                    if (v in feeder_of and v not in visited
+                            and not self.normally_open.get(v, False)):
+                        stack.append((v, dev))
+        village_of: dict[str, str] = {}
+        rows: list[list[str]] = []
+        counter: dict[str, int] = {}
+        for dev, areas in groups.items():
+            feeder = feeder_of[dev]
+            for start in range(0, len(areas), VILLAGE_SIZE):
+                counter[feeder] = counter.get(feeder, 0) + 1
+                vid = f"{feeder}-V{counter[feeder]}"
+                rows.append([vid, f"{self.names.get(dev, dev)} area {counter[feeder]}",
+                             feeder, feeder, "rural"])
+                for a in areas[start:start + VILLAGE_SIZE]:
+                    village_of[a] = vid
+        return village_of, rows
+
+    def write_nodes(self, out: Path, keep: set[str], feeder_of: dict[str, str],
+                    village_of: dict[str, str], order: list[str]) -> None:
+        extra_cols = sorted({k for nid in keep for k in self.extra.get(nid, {})})
         rank = {n: i for i, n in enumerate(order)}
+        rows = []
         for nid in sorted(keep, key=lambda n: (rank.get(n, len(order)), n)):
-            ex = extra.get(nid, {})
-            w.writerow([nid, kinds[nid], names[nid], feeder_of.get(nid, ""),
-                        1 if normally_open.get(nid) else 0, village_of.get(nid, ""),
-                        customers.get(nid, "") if kinds[nid] == "transformer" else "",
-                        "", "", *[ex.get(c, "") for c in extra_cols]])
-    with (out / "edges.csv").open("w", newline="", encoding="utf-8") as fh:
+            ex = self.extra.get(nid, {})
+            rows.append([nid, self.kinds[nid], self.names[nid], feeder_of.get(nid, ""),
+                         1 if self.normally_open.get(nid) else 0, village_of.get(nid, ""),
+                         self.customers.get(nid, "") if self.kinds[nid] == "transformer"
+                         else "", "", "", *[ex.get(c, "") for c in extra_cols]])
+        _write_csv(out / "nodes.csv", ["id", "kind", "name", "feeder", "normally_open",
+                                       "village", "customers", "lat", "lon", *extra_cols], rows)
+
+    def write_tables(self, out: Path, keep: set[str], village_rows: list[list[str]],
+                     feeders: list[str]) -> None:
+        """Edges, villages, and placeholder liaisons and crews to be replaced by real ones."""
+        _write_csv(out / "edges.csv", ["from", "to"],
+                   [[a, b] for a, b in sorted(self.edges) if a in keep and b in keep])
+        _write_csv(out / "villages.csv", ["id", "name", "township", "grid", "area_type"],
+                   village_rows)
+        _write_csv(out / "liaisons.csv", ["village", "name", "role", "phone", "channel", "target"],
+                   [[row[0], f"{row[0]} liaison (placeholder)", "village_liaison",
+                     PLACEHOLDER_PHONE, "sms", PLACEHOLDER_PHONE] for row in village_rows])
+        _write_csv(out / "crews.csv", ["id", "name", "phone", "channel", "target", "feeders"],
+                   [[f"{f}-crew", f"{f} repair crew (placeholder)", PLACEHOLDER_PHONE, "sms",
+                     PLACEHOLDER_PHONE, f] for f in feeders])
+
+    def summary(self, out: Path, keep: set[str], feeders: list[str],
+                villages: int) -> ImportSummary:
+        devices: dict[str, int] = {}
+        for nid in keep:
+            if self.kinds[nid] in ("breaker", "recloser", "sectionalizer", "fuse", "switch"):
+                devices[self.kinds[nid]] = devices.get(self.kinds[nid], 0) + 1
+        tx = [n for n in keep if self.kinds[n] == "transformer"]
+        return ImportSummary(
+            outdir=str(out), nodes=len(keep),
+            edges=sum(1 for a, b in self.edges if a in keep and b in keep),
+            transformers=len(tx), customers=sum(self.customers[n] for n in tx),
+            devices=dict(sorted(devices.items())),
+            normally_open=sum(1 for n in keep if self.normally_open.get(n)),
+            feeders=feeders, villages=villages, warnings=list(self.net.warnings),
+        )
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["from", "to"])
-        for a, b in sorted(edges):
-            if a in keep and b in keep:
-                w.writerow([a, b])
-    with (out / "villages.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "name", "township", "grid", "area_type"])
-        w.writerows(village_rows)
-    with (out / "liaisons.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["village", "name", "role", "phone", "channel", "target"])
-        for row in village_rows:
-            w.writerow([row[0], f"{row[0]} liaison (placeholder)", "village_liaison",
-                        PLACEHOLDER_PHONE, "sms", PLACEHOLDER_PHONE])
-    feeders = sorted({f for _, f in source_ids})
-    with (out / "crews.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "name", "phone", "channel", "target", "feeders"])
-        for f in feeders:
-            w.writerow([f"{f}-crew", f"{f} repair crew (placeholder)", PLACEHOLDER_PHONE, "sms",
-                        PLACEHOLDER_PHONE, f])
-    devices: dict[str, int] = {}
-    for nid in keep:
-        if kinds[nid] in ("breaker", "recloser", "sectionalizer", "fuse", "switch"):
-            devices[kinds[nid]] = devices.get(kinds[nid], 0) + 1
-    tx = [n for n in keep if kinds[n] == "transformer"]
-    return ImportSummary(
-        outdir=str(out), nodes=len(keep),
-        edges=sum(1 for a, b in edges if a in keep and b in keep),
-        transformers=len(tx), customers=sum(customers[n] for n in tx),
-        devices=dict(sorted(devices.items())),
-        normally_open=sum(1 for n in keep if normally_open.get(n)),
-        feeders=feeders, villages=len(village_rows), warnings=list(net.warnings),
-    )
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def _head_protected(source: str, adjacency: dict[str, list[str]], kinds: dict[str, str],
