@@ -108,55 +108,67 @@ def parse(src: str | Path) -> RawNetwork:
     types: dict[str, str] = {props["name"]: otype for otype, props in objects}
     configs = {props["name"]: props for otype, props in objects
                if otype == "transformer_configuration"}
-
-    def ref(value: str) -> str:
-        return alias.get(value, value)
-
     for otype, props in objects:
-        name = props["name"]
-        if otype in BUS_TYPES:
-            if otype == "capacitor":
-                continue
-            net.bus(name)
-            if props.get("bustype", "").upper() == "SWING":
-                net.sources.append((f"{name}-source", name))
-            parent = props.get("parent")
-            if parent:
-                p = ref(parent)
-                if types.get(p) in BUS_TYPES:
-                    net.bus(p)
-                    net.branches.append(Branch(f"{name}~parent", "line", p, name))
-            if otype in CUSTOMER_TYPES:
-                net.customers_at[name] = net.customers_at.get(name, 0) + 1
-            elif otype in LOAD_TYPES:
-                net.loads_at[name] = net.loads_at.get(name, 0) + 1
+        if otype in BUS_TYPES and otype != "capacitor":
+            _add_bus(net, otype, props, types, alias)
     for otype, props in objects:
-        name = props["name"]
-        if otype not in LINK_TYPES and otype not in DEVICE_TYPES and otype != "transformer":
-            continue
-        a, b = ref(props.get("from", "")), ref(props.get("to", ""))
-        if not a or not b:
-            net.warnings.append(f"{otype} {name}: missing from/to; skipped")
-            continue
-        net.bus(a)
-        net.bus(b)
-        if otype in DEVICE_TYPES:
-            status = props.get("status", "CLOSED").upper()
-            net.branches.append(Branch(name, DEVICE_TYPES[otype], a, b,
-                                       normally_open=status == "OPEN"))
-        elif otype == "transformer":
-            cfg = configs.get(ref(props.get("configuration", "")), {})
-            secondary = cfg.get("secondary_voltage", "")
-            try:
-                sec_v = float(secondary.split()[0]) if secondary else None
-            except ValueError:
-                sec_v = None
-            service = (types.get(b, "").startswith("triplex")
-                       or cfg.get("connect_type", "").upper() == "SINGLE_PHASE_CENTER_TAPPED"
-                       or (sec_v is not None and sec_v < 1000.0))
-            net.branches.append(Branch(name, "transformer", a, b, service=service))
-        else:
-            net.branches.append(Branch(name, "line", a, b))
+        if otype in LINK_TYPES or otype in DEVICE_TYPES or otype == "transformer":
+            _add_link(net, otype, props, types, alias, configs)
     if not net.sources:
         raise ImportError_(f"{path}: no node with 'bustype SWING' (the source)")
     return net
+
+
+def _add_bus(net: RawNetwork, otype: str, props: dict[str, str], types: dict[str, str],
+             alias: dict[str, str]) -> None:
+    """A node, meter or load: a bus (a SWING bus is the source), linked to its parent."""
+    name = props["name"]
+    net.bus(name)
+    if props.get("bustype", "").upper() == "SWING":
+        net.sources.append((f"{name}-source", name))
+    parent = props.get("parent")
+    if parent:
+        p = alias.get(parent, parent)
+        if types.get(p) in BUS_TYPES:
+            net.bus(p)
+            net.branches.append(Branch(f"{name}~parent", "line", p, name))
+    if otype in CUSTOMER_TYPES:
+        net.customers_at[name] = net.customers_at.get(name, 0) + 1
+    elif otype in LOAD_TYPES:
+        net.loads_at[name] = net.loads_at.get(name, 0) + 1
+
+
+def _add_link(net: RawNetwork, otype: str, props: dict[str, str], types: dict[str, str],
+              alias: dict[str, str], configs: dict[str, dict[str, str]]) -> None:
+    """A line, switching device or transformer between two buses."""
+    name = props["name"]
+    a, b = alias.get(props.get("from", ""), props.get("from", "")), \
+        alias.get(props.get("to", ""), props.get("to", ""))
+    if not a or not b:
+        net.warnings.append(f"{otype} {name}: missing from/to; skipped")
+        return
+    net.bus(a)
+    net.bus(b)
+    if otype in DEVICE_TYPES:
+        status = props.get("status", "CLOSED").upper()
+        net.branches.append(Branch(name, DEVICE_TYPES[otype], a, b,
+                                   normally_open=status == "OPEN"))
+    elif otype == "transformer":
+        cfg = configs.get(alias.get(props.get("configuration", ""),
+                                    props.get("configuration", "")), {})
+        net.branches.append(Branch(name, "transformer", a, b,
+                                   service=_is_service(cfg, types.get(b, ""))))
+    else:
+        net.branches.append(Branch(name, "line", a, b))
+
+
+def _is_service(cfg: dict[str, str], secondary_type: str) -> bool:
+    """A service transformer: a triplex secondary, center-tapped, or under 1 kV."""
+    secondary = cfg.get("secondary_voltage", "")
+    try:
+        sec_v = float(secondary.split()[0]) if secondary else None
+    except ValueError:
+        sec_v = None
+    return (secondary_type.startswith("triplex")
+            or cfg.get("connect_type", "").upper() == "SINGLE_PHASE_CENTER_TAPPED"
+            or (sec_v is not None and sec_v < 1000.0))
