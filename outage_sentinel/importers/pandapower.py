@@ -69,6 +69,48 @@ def parse(src: str | Path) -> RawNetwork:
     """Read a pandapower JSON network (or a named built-in one) into a :class:`RawNetwork`."""
     name, doc = _load_json(str(src))
     net = RawNetwork(name=name)
+    buses = _buses(net, doc)
+    for row in _table(doc, "ext_grid"):
+        if _in_service(row) and row["bus"] in buses:
+            net.sources.append((str(row.get("name") or f"ext_grid{row['index']}"),
+                                buses[row["bus"]]))
+    if not net.sources:
+        raise ImportError_(f"{src}: no in-service ext_grid (the source)")
+    ends = _switches(net, doc, buses)
+
+    def connect(et: str, idx: int, bus: int) -> str:
+        """The bus an element end attaches to, through its switches (if any)."""
+        here = buses[bus]
+        for k, (kind, sname, is_open) in enumerate(ends.get((et, idx, bus), [])):
+            nxt = net.bus(f"{et}{idx}@{bus}#{k + 1}")
+            net.branches.append(Branch(sname, kind, here, nxt, normally_open=is_open))
+            here = nxt
+        return here
+
+    for row in _table(doc, "line"):
+        if _in_service(row) and row["from_bus"] in buses and row["to_bus"] in buses:
+            a = connect("l", row["index"], row["from_bus"])
+            b = connect("l", row["index"], row["to_bus"])
+            net.branches.append(Branch(str(row.get("name") or f"line{row['index']}"), "line",
+                                       a, b))
+    for row in _table(doc, "trafo"):
+        if _in_service(row) and row["hv_bus"] in buses and row["lv_bus"] in buses:
+            a = connect("t", row["index"], row["hv_bus"])
+            b = connect("t", row["index"], row["lv_bus"])
+            net.branches.append(Branch(str(row.get("name") or f"trafo{row['index']}"),
+                                       "transformer", a, b,
+                                       service=float(row.get("vn_lv_kv") or 99) < 1.0))
+    _three_winding(net, doc, buses)
+    for row in _table(doc, "load"):
+        if _in_service(row) and row["bus"] in buses:
+            b = buses[row["bus"]]
+            net.customers_at[b] = net.customers_at.get(b, 0) + 1
+            net.loads_at[b] = net.loads_at.get(b, 0) + 1
+    return net
+
+
+def _buses(net: RawNetwork, doc: dict[str, Any]) -> dict[int, str]:
+    """In-service buses, by pandapower index."""
     buses: dict[int, str] = {}
     for row in _table(doc, "bus"):
         if not _in_service(row):
@@ -77,13 +119,13 @@ def parse(src: str | Path) -> RawNetwork:
         buses[row["index"]] = net.bus(label)
         net.buses[label]["bus_name"] = str(row.get("name") or "")
         net.buses[label]["vn_kv"] = str(row.get("vn_kv") or "")
-    for row in _table(doc, "ext_grid"):
-        if _in_service(row) and row["bus"] in buses:
-            net.sources.append((str(row.get("name") or f"ext_grid{row['index']}"),
-                                buses[row["bus"]]))
-    if not net.sources:
-        raise ImportError_(f"{src}: no in-service ext_grid (the source)")
-    # switches on line / trafo ends: element end -> [(kind, name, open)]
+    return buses
+
+
+def _switches(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str]
+              ) -> dict[tuple[str, int, int], list[tuple[str, str, bool]]]:
+    """Bus-bus switches become branches; switches on line / trafo ends are returned by
+    element end: ``(et, element, bus) -> [(kind, name, open)]``."""
     ends: dict[tuple[str, int, int], list[tuple[str, str, bool]]] = {}
     for row in _table(doc, "switch"):
         kind = SWITCH_KINDS.get(str(row.get("type") or ""), "switch")
@@ -98,30 +140,11 @@ def parse(src: str | Path) -> RawNetwork:
         else:
             ends.setdefault((row["et"], int(row["element"]), int(row["bus"])), []).append(
                 (kind, sname, is_open))
+    return ends
 
-    def connect(et: str, idx: int, bus: int) -> str:
-        """The bus an element end attaches to, through its switches (if any)."""
-        here = buses[bus]
-        for k, (kind, sname, is_open) in enumerate(ends.get((et, idx, bus), [])):
-            nxt = net.bus(f"{et}{idx}@{bus}#{k + 1}")
-            net.branches.append(Branch(sname, kind, here, nxt, normally_open=is_open))
-            here = nxt
-        return here
 
-    for row in _table(doc, "line"):
-        if not _in_service(row) or row["from_bus"] not in buses or row["to_bus"] not in buses:
-            continue
-        a = connect("l", row["index"], row["from_bus"])
-        b = connect("l", row["index"], row["to_bus"])
-        net.branches.append(Branch(str(row.get("name") or f"line{row['index']}"), "line", a, b))
-    for row in _table(doc, "trafo"):
-        if not _in_service(row) or row["hv_bus"] not in buses or row["lv_bus"] not in buses:
-            continue
-        a = connect("t", row["index"], row["hv_bus"])
-        b = connect("t", row["index"], row["lv_bus"])
-        service = float(row.get("vn_lv_kv") or 99) < 1.0
-        net.branches.append(Branch(str(row.get("name") or f"trafo{row['index']}"),
-                                   "transformer", a, b, service=service))
+def _three_winding(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str]) -> None:
+    """A three-winding transformer as two two-winding ones from its HV side."""
     for row in _table(doc, "trafo3w"):
         if not _in_service(row):
             continue
@@ -132,9 +155,3 @@ def parse(src: str | Path) -> RawNetwork:
                 net.branches.append(Branch(f"{tname}-{side}", "transformer",
                                            buses[row["hv_bus"]], buses[row[f"{side}_bus"]],
                                            service=service))
-    for row in _table(doc, "load"):
-        if _in_service(row) and row["bus"] in buses:
-            b = buses[row["bus"]]
-            net.customers_at[b] = net.customers_at.get(b, 0) + 1
-            net.loads_at[b] = net.loads_at.get(b, 0) + 1
-    return net
