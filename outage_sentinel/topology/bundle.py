@@ -6,7 +6,7 @@ import csv
 import gc
 import io
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -239,124 +239,148 @@ def _interned(column: list[str]) -> list[str]:
 
 def _parse_nodes(table: RawTable, first: int, villages: dict[str, Village], problems: list[Problem]
                  ) -> tuple[NodeTable, list[int], npt.NDArray[np.int8], BoolArray]:
-    """Validate nodes.csv column-wise; returns the node table and each node's row number."""
-    found: list[tuple[int, Problem]] = []  # (row, problem), sorted stably by row at the end
-
-    def report(row: int, nid: str | None, message: str) -> None:
-        found.append((row, Problem("nodes.csv", row, nid, message)))
-
+    """Validate nodes.csv column-wise, one check per rule; returns the node table, each node's
+    row number, the kind codes and the normally-open flags."""
+    rows = _NodeRows(table, first)
+    kinds, kind_code = rows.kinds()
+    normally_open, open_ = rows.normally_open(kinds)
+    customers = rows.customers()
+    node_villages = _interned(rows.column("village"))
+    rows.transformer_areas(kind_code, customers, node_villages, villages)
+    lat, lon = rows.coordinate("lat"), rows.coordinate("lon")
     extra = table.extra(REQUIRED_COLUMNS["nodes.csv"])
-    ids = table.col("id", take=True)
-    n = table.n
-    pos = dict(zip(ids, range(n), strict=True))
-    keep: list[int] | None = None
-    if len(pos) != n or "" in pos:
-        keep = []
+    if rows.keep is not None:
+        extra = {k: _pick(v, rows.keep) for k, v in extra.items()}
+    nodes = NodeTable(rows.ids, rows.pos, kinds, rows.column("name"),
+                      _interned(rows.column("feeder")), normally_open, node_villages, customers,
+                      lat, lon, extra)
+    rows.found.sort(key=lambda f: f[0])
+    problems.extend(p for _, p in rows.found)
+    return nodes, list(rows.row_of), kind_code, open_
+
+
+class _NodeRows:
+    """nodes.csv's columns, rows with an empty or duplicate id left out (and reported)."""
+
+    def __init__(self, table: RawTable, first: int) -> None:
+        self.table = table
+        #: (row, problem), sorted stably by row at the end.
+        self.found: list[tuple[int, Problem]] = []
+        self.ids = table.col("id", take=True)
+        self.n = table.n
+        self.pos = dict(zip(self.ids, range(self.n), strict=True))
+        self.keep: list[int] | None = None
+        if len(self.pos) != self.n or "" in self.pos:
+            self._drop_bad_ids(first)
+        self.row_of: Sequence[int] = ([first + k for k in self.keep] if self.keep is not None
+                                      else range(first, first + self.n))
+
+    def report(self, row: int, nid: str | None, message: str) -> None:
+        self.found.append((row, Problem("nodes.csv", row, nid, message)))
+
+    def _drop_bad_ids(self, first: int) -> None:
+        keep: list[int] = []
         seen: dict[str, int] = {}
-        for k, nid in enumerate(ids):
+        for k, nid in enumerate(self.ids):
             if not nid:
-                report(first + k, None, "id is empty")
+                self.report(first + k, None, "id is empty")
             elif nid in seen:
-                report(first + k, nid, f"duplicate node id (first at row {first + seen[nid]})")
+                self.report(first + k, nid, f"duplicate node id (first at row {first + seen[nid]})")
             else:
                 seen[nid] = k
                 keep.append(k)
-        ids = _pick(ids, keep)
-        pos = {nid: k for k, nid in enumerate(ids)}
-        n = len(ids)
-    row_of = [first + k for k in keep] if keep is not None else range(first, first + n)
+        self.keep = keep
+        self.ids = _pick(self.ids, keep)
+        self.pos = {nid: k for k, nid in enumerate(self.ids)}
+        self.n = len(self.ids)
 
-    def column(name: str) -> list[str]:
-        values = table.col(name, take=True)
-        return _pick(values, keep) if keep is not None else values
+    def column(self, name: str) -> list[str]:
+        values = self.table.col(name, take=True)
+        return _pick(values, self.keep) if self.keep is not None else values
 
-    # kind
-    raw_kinds = column("kind")
-    kind_map = {v: NODE_KINDS[KIND_CODE[v]] if v in KIND_CODE else v
-                for v in dict.fromkeys(raw_kinds)}
-    kinds = list(map(kind_map.__getitem__, raw_kinds))
-    code_map = {v: KIND_CODE.get(v, -1) for v in kind_map}
-    kind_code = np.fromiter(map(code_map.__getitem__, raw_kinds), dtype=np.int8, count=n)
-    del raw_kinds
-    if any(v not in KIND_CODE for v in kind_map):
-        for k, kind in enumerate(kinds):
-            if kind not in KIND_CODE:
-                report(row_of[k], ids[k],
-                       f"kind must be one of {'|'.join(NODE_KINDS)}, got {kind!r}")
-    # normally_open
-    raw_open = column("normally_open")
-    open_map = {v: (v or "0") in NO_TRUE for v in dict.fromkeys(raw_open)}
-    if any((v or "0") not in NO_TEXTS for v in open_map):
-        for k, v in enumerate(raw_open):
-            if (v or "0") not in NO_TEXTS:
-                report(row_of[k], ids[k], f"normally_open must be 0 or 1, got {v or '0'!r}")
-    normally_open = list(map(open_map.__getitem__, raw_open))
-    del raw_open
-    open_ = np.fromiter(normally_open, dtype=np.bool_, count=n)
-    for k in np.flatnonzero(open_).tolist():
-        if kinds[k] not in DEVICE_KINDS:
-            report(row_of[k], ids[k],
-                   f"normally_open=1 is only for switching devices, not {kinds[k]!r}")
-    # customers
-    raw_customers = column("customers")
-    customer_map: dict[str, int | None] = {}
-    for v in dict.fromkeys(raw_customers):
-        try:
-            value = int(v or "0")
-            customer_map[v] = value if value >= 0 else None
-        except ValueError:
-            customer_map[v] = None
-    if None in customer_map.values():
+    def kinds(self) -> tuple[list[str], npt.NDArray[np.int8]]:
+        """Rule: kind is one of NODE_KINDS."""
+        raw_kinds = self.column("kind")
+        kind_map = {v: NODE_KINDS[KIND_CODE[v]] if v in KIND_CODE else v
+                    for v in dict.fromkeys(raw_kinds)}
+        kinds = list(map(kind_map.__getitem__, raw_kinds))
+        code_map = {v: KIND_CODE.get(v, -1) for v in kind_map}
+        kind_code = np.fromiter(map(code_map.__getitem__, raw_kinds), dtype=np.int8,
+                                count=self.n)
+        if any(v not in KIND_CODE for v in kind_map):
+            for k, kind in enumerate(kinds):
+                if kind not in KIND_CODE:
+                    self.report(self.row_of[k], self.ids[k],
+                                f"kind must be one of {'|'.join(NODE_KINDS)}, got {kind!r}")
+        return kinds, kind_code
+
+    def normally_open(self, kinds: list[str]) -> tuple[list[bool], BoolArray]:
+        """Rules: normally_open is 0 or 1, and 1 only on a switching device."""
+        raw_open = self.column("normally_open")
+        open_map = {v: (v or "0") in NO_TRUE for v in dict.fromkeys(raw_open)}
+        if any((v or "0") not in NO_TEXTS for v in open_map):
+            for k, v in enumerate(raw_open):
+                if (v or "0") not in NO_TEXTS:
+                    self.report(self.row_of[k], self.ids[k],
+                                f"normally_open must be 0 or 1, got {v or '0'!r}")
+        normally_open = list(map(open_map.__getitem__, raw_open))
+        open_ = np.fromiter(normally_open, dtype=np.bool_, count=self.n)
+        for k in np.flatnonzero(open_).tolist():
+            if kinds[k] not in DEVICE_KINDS:
+                self.report(self.row_of[k], self.ids[k],
+                            f"normally_open=1 is only for switching devices, not {kinds[k]!r}")
+        return normally_open, open_
+
+    def customers(self) -> list[int]:
+        """Rule: customers is a whole number >= 0 (0 where empty)."""
+        raw_customers = self.column("customers")
+        customer_map: dict[str, int | None] = {}
+        for v in dict.fromkeys(raw_customers):
+            try:
+                value = int(v or "0")
+                customer_map[v] = value if value >= 0 else None
+            except ValueError:
+                customer_map[v] = None
+        if None not in customer_map.values():
+            return list(map(customer_map.__getitem__, raw_customers))  # type: ignore[arg-type]
         for k, v in enumerate(raw_customers):
             if customer_map[v] is None:
-                report(row_of[k], ids[k],
-                       f"customers must be a whole number >= 0, got {v or '0'!r}")
-    if None in customer_map.values():
-        customers = [c or 0 for c in map(customer_map.__getitem__, raw_customers)]
-    else:
-        customers = list(map(customer_map.__getitem__, raw_customers))  # type: ignore[arg-type]
-    del raw_customers
-    # transformer areas: customers and village
-    node_villages = _interned(column("village"))
-    for k in np.flatnonzero(kind_code == TRANSFORMER_CODE).tolist():
-        if customers[k] < 1:
-            report(row_of[k], ids[k], "transformer needs customers >= 1")
-        village = node_villages[k]
-        if not village:
-            report(row_of[k], ids[k], "transformer needs a village")
-        elif villages and village not in villages:
-            report(row_of[k], ids[k], f"village {village!r} is not in villages.csv")
-    # coordinates
-    coords: list[list[float | None]] = []
-    for axis in ("lat", "lon"):
-        raw = column(axis)
-        number: dict[str, float | None] = {}
-        bad: set[str] = set()
+                self.report(self.row_of[k], self.ids[k],
+                            f"customers must be a whole number >= 0, got {v or '0'!r}")
+        return [c or 0 for c in map(customer_map.__getitem__, raw_customers)]
+
+    def transformer_areas(self, kind_code: npt.NDArray[np.int8], customers: list[int],
+                          node_villages: list[str], villages: dict[str, Village]) -> None:
+        """Rules: a transformer area has customers and a village of villages.csv."""
+        for k in np.flatnonzero(kind_code == TRANSFORMER_CODE).tolist():
+            if customers[k] < 1:
+                self.report(self.row_of[k], self.ids[k], "transformer needs customers >= 1")
+            village = node_villages[k]
+            if not village:
+                self.report(self.row_of[k], self.ids[k], "transformer needs a village")
+            elif villages and village not in villages:
+                self.report(self.row_of[k], self.ids[k],
+                            f"village {village!r} is not in villages.csv")
+
+    def coordinate(self, axis: str) -> list[float | None]:
+        """Rule: lat / lon is a number or empty."""
+        raw = self.column(axis)
         distinct = dict.fromkeys(raw)
         if len(distinct) == 1 and "" in distinct:
-            coords.append([None] * n)
-            continue
+            return [None] * self.n
+        number: dict[str, float | None] = {}
+        bad: set[str] = set()
         for v in distinct:
-            if not v:
-                number[v] = None
-                continue
             try:
-                number[v] = float(v)
+                number[v] = float(v) if v else None
             except ValueError:
                 number[v] = None
                 bad.add(v)
         if bad:
             for k, v in enumerate(raw):
                 if v in bad:
-                    report(row_of[k], ids[k], f"{axis} must be a number, got {v!r}")
-        coords.append(list(map(number.__getitem__, raw)))
-    if keep is not None:
-        extra = {k: _pick(v, keep) for k, v in extra.items()}
-    nodes = NodeTable(ids, pos, kinds, column("name"), _interned(column("feeder")),
-                       normally_open, node_villages, customers, coords[0], coords[1], extra)
-    found.sort(key=lambda f: f[0])
-    problems.extend(p for _, p in found)
-    return nodes, list(row_of), kind_code, open_
+                    self.report(self.row_of[k], self.ids[k], f"{axis} must be a number, got {v!r}")
+        return list(map(number.__getitem__, raw))
 
 
 def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: list[Problem]
