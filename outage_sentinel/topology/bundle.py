@@ -427,13 +427,52 @@ def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: lis
 
 
 def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source: str) -> Topology:
+    """Check every table of a bundle against every rule; the topology, or a
+    :class:`TopologyError` listing all problems at once."""
     problems: list[Problem] = []
     empty = RawTable([], {}, 0)
 
-    # villages
+    def rows(name: str, first: int | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+        start = first if first is not None else first_row.get(name, 2)
+        return enumerate(tables.get(name, empty).dicts(), start=start)
+
+    villages = _parse_villages(rows("villages.csv"), problems)
+    table, row_of, kind_code, open_ = _parse_nodes(
+        tables.get("nodes.csv", empty), first_row.get("nodes.csv", 2), villages, problems)
+    ea, eb = _parse_edges(tables.get("edges.csv", empty), first_row.get("edges.csv", 2),
+                          table.pos, problems)
+    # energised network: each component one source, a tree
+    forest = Forest(len(table), kind_code, open_, ea, eb)
+    if len(table):
+        problems.extend(forest.check(table, open_, row_of))
+    liaisons = _parse_liaisons(rows("liaisons.csv"), villages, problems)
+    feeders = set(dict.fromkeys(table.feeders)) - {""}
+    crews = _parse_crews(rows("crews.csv"), feeders, problems)
+    pos, kinds = table.pos, table.kinds
+
+    def is_transformer(nid: str) -> bool:
+        i = pos.get(nid)
+        return i is not None and kinds[i] == "transformer"
+
+    customers = _parse_customers(rows("customers.csv"), is_transformer, problems)
+    meters = _parse_meters(rows("meters.csv", 2), is_transformer, problems)
+    aliases = _parse_aliases(tables.get("aliases.csv", empty), villages, is_transformer,
+                             feeders, problems)
+    if problems:
+        raise TopologyError(problems)
+    topology = Topology.assemble(table, ea, eb, forest, villages, liaisons, crews, customers,
+                                 meters, source)
+    topology.aliases = aliases
+    return topology
+
+
+Rows = Iterator[tuple[int, dict[str, str]]]
+
+
+def _parse_villages(rows: Rows, problems: list[Problem]) -> dict[str, Village]:
+    """Rules: a unique id, an area type of AREA_TYPES."""
     villages: dict[str, Village] = {}
-    for r, row in enumerate(tables.get("villages.csv", empty).dicts(),
-                            start=first_row.get("villages.csv", 2)):
+    for r, row in rows:
         vid = row.get("id", "")
         if not vid:
             problems.append(Problem("villages.csv", r, None, "id is empty"))
@@ -447,22 +486,14 @@ def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source:
                                     f"area_type must be one of {'|'.join(AREA_TYPES)}, got {area!r}"))
         villages[vid] = Village(vid, row.get("name", ""), row.get("township", ""),
                                 row.get("grid", ""), area, _extra(row, "villages.csv"))
+    return villages
 
-    # nodes and edges
-    table, row_of, kind_code, open_ = _parse_nodes(
-        tables.get("nodes.csv", empty), first_row.get("nodes.csv", 2), villages, problems)
-    ea, eb = _parse_edges(tables.get("edges.csv", empty), first_row.get("edges.csv", 2),
-                          table.pos, problems)
 
-    # energised network: each component one source, a tree
-    forest = Forest(len(table), kind_code, open_, ea, eb)
-    if len(table):
-        problems.extend(forest.check(table, open_, row_of))
-
-    # liaisons
+def _parse_liaisons(rows: Rows, villages: Mapping[str, Village],
+                    problems: list[Problem]) -> list[Liaison]:
+    """Rules: a known village, a role of LIAISON_ROLES, a channel, a target or a phone."""
     liaisons: list[Liaison] = []
-    for r, row in enumerate(tables.get("liaisons.csv", empty).dicts(),
-                            start=first_row.get("liaisons.csv", 2)):
+    for r, row in rows:
         village = row.get("village", "")
         who = row.get("name", "") or None
         if village not in villages:
@@ -478,13 +509,14 @@ def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source:
         liaisons.append(Liaison(village, row.get("name", ""), role, row.get("phone", ""),
                                 row.get("channel", ""), row.get("target", ""),
                                 _extra(row, "liaisons.csv")))
+    return liaisons
 
-    # crews
-    feeders = set(dict.fromkeys(table.feeders)) - {""}
+
+def _parse_crews(rows: Rows, feeders: set[str], problems: list[Problem]) -> list[Crew]:
+    """Rules: a unique id, known feeders, a channel."""
     crews: list[Crew] = []
     crew_ids: set[str] = set()
-    for r, row in enumerate(tables.get("crews.csv", empty).dicts(),
-                            start=first_row.get("crews.csv", 2)):
+    for r, row in rows:
         cid = row.get("id", "")
         if not cid:
             problems.append(Problem("crews.csv", r, None, "id is empty"))
@@ -501,18 +533,15 @@ def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source:
             problems.append(Problem("crews.csv", r, cid, "channel is empty"))
         crews.append(Crew(cid, row.get("name", ""), row.get("phone", ""), row.get("channel", ""),
                           row.get("target", ""), crew_feeders, _extra(row, "crews.csv")))
+    return crews
 
-    pos, kinds = table.pos, table.kinds
 
-    def is_transformer(nid: str) -> bool:
-        i = pos.get(nid)
-        return i is not None and kinds[i] == "transformer"
-
-    # customers (optional)
+def _parse_customers(rows: Rows, is_transformer: Callable[[str], bool],
+                     problems: list[Problem]) -> list[Customer]:
+    """Rules (optional file): a unique id, a known transformer area, an importance grade."""
     customers: list[Customer] = []
     customer_ids: set[str] = set()
-    for r, row in enumerate(tables.get("customers.csv", empty).dicts(),
-                            start=first_row.get("customers.csv", 2)):
+    for r, row in rows:
         cid = row.get("id", "")
         if not cid:
             problems.append(Problem("customers.csv", r, None, "id is empty"))
@@ -531,11 +560,16 @@ def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source:
         tags = tuple(t.strip() for t in row.get("tags", "").split(";") if t.strip())
         customers.append(Customer(cid, tx, row.get("name", ""), row.get("phone", ""), importance,
                                   tags, _extra(row, "customers.csv")))
+    return customers
 
-    # meters (optional, AMI registry)
+
+def _parse_meters(rows: Rows, is_transformer: Callable[[str], bool],
+                  problems: list[Problem]) -> list[Meter]:
+    """Rules (optional file, the AMI registry): a unique id, a known transformer area, a kind
+    of meter|terminal."""
     meters: list[Meter] = []
     meter_ids: set[str] = set()
-    for r, row in enumerate(tables.get("meters.csv", empty).dicts(), start=2):
+    for r, row in rows:
         mid = row.get("id", "")
         if not mid:
             problems.append(Problem("meters.csv", r, None, "id is empty"))
@@ -551,15 +585,7 @@ def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source:
         if kind not in ("meter", "terminal"):
             problems.append(Problem("meters.csv", r, mid, f"kind must be meter|terminal, got {kind!r}"))
         meters.append(Meter(mid, tx, kind))
-
-    aliases = _parse_aliases(tables.get("aliases.csv", empty), villages, is_transformer,
-                             feeders, problems)
-    if problems:
-        raise TopologyError(problems)
-    topology = Topology._create(table, ea, eb, forest, villages, liaisons, crews, customers,
-                                meters, source)
-    topology.aliases = aliases
-    return topology
+    return meters
 
 
 def _parse_aliases(table: RawTable, villages: Mapping[str, Village],

@@ -225,7 +225,7 @@ class Topology:
         self._setup(table, ea, eb, None, villages, liaisons, crews, customers, meters, source)
 
     @classmethod
-    def _create(cls, table: NodeTable, ea: IntArray, eb: IntArray, forest: Forest | None,
+    def assemble(cls, table: NodeTable, ea: IntArray, eb: IntArray, forest: Forest | None,
                 villages: dict[str, Village], liaisons: list[Liaison], crews: list[Crew],
                 customers: list[Customer], meters: list[Meter] | None, source: str) -> Topology:
         topo = cls.__new__(cls)
