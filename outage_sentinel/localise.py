@@ -46,7 +46,7 @@ from __future__ import annotations
 import bisect
 import math
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -337,59 +337,57 @@ class _Resolved:
 
 
 def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
+    """The evidence's references as node positions; what does not resolve is listed."""
+    refs = _Refs(topology)
     out = _Resolved()
-    unknown: dict[str, None] = {}
-    pos = topology.pos
+    out.dead = refs.areas(evidence.dead)
+    out.alive = refs.areas(evidence.alive)
+    for ref, count in evidence.calls.items():
+        i = refs.area(ref)
+        if i is not None:
+            out.calls[i] = out.calls.get(i, 0) + count
+    out.open_devices = refs.devices(evidence.open_devices)
+    out.planned = refs.devices(evidence.planned, allow_area=True)
+    out.known_open = refs.devices(evidence.known_open)
+    out.unknown = sorted(refs.unknown)
+    return out
 
-    kinds = topology.kinds
 
-    def area(ref: str) -> int | None:
-        i = pos.get(ref)
+class _Refs:
+    """Resolves references to transformer areas and devices, remembering the unknown ones."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.pos = topology.pos
+        self.kinds = topology.kinds
+        self.unknown: dict[str, None] = {}
+
+    def area(self, ref: str) -> int | None:
+        i = self.pos.get(ref)
         if i is None:
-            nid = topology.resolve(ref)
-            i = pos.get(nid) if nid is not None else None
-        if i is None or kinds[i] != "transformer":
-            unknown.setdefault(ref, None)
+            nid = self.topology.resolve(ref)
+            i = self.pos.get(nid) if nid is not None else None
+        if i is None or self.kinds[i] != "transformer":
+            self.unknown.setdefault(ref, None)
             return None
         return i
 
-    def device(ref: str, allow_area: bool = False) -> int | None:
-        nid = topology.resolve(ref)
+    def areas(self, refs: Iterable[str]) -> set[int]:
+        return {i for i in map(self.area, refs) if i is not None}
+
+    def device(self, ref: str, allow_area: bool = False) -> int | None:
+        nid = self.topology.resolve(ref)
         if nid is None:
-            unknown.setdefault(ref, None)
+            self.unknown.setdefault(ref, None)
             return None
-        kind = kinds[pos[nid]]
+        kind = self.kinds[self.pos[nid]]
         if kind in DEVICE_KINDS or kind == "source" or (allow_area and kind == "transformer"):
-            return pos[nid]
-        unknown.setdefault(ref, None)
+            return self.pos[nid]
+        self.unknown.setdefault(ref, None)
         return None
 
-    for ref in evidence.dead:
-        i = area(ref)
-        if i is not None:
-            out.dead.add(i)
-    for ref in evidence.alive:
-        i = area(ref)
-        if i is not None:
-            out.alive.add(i)
-    for ref, count in evidence.calls.items():
-        i = area(ref)
-        if i is not None:
-            out.calls[i] = out.calls.get(i, 0) + count
-    for ref in evidence.open_devices:
-        i = device(ref)
-        if i is not None:
-            out.open_devices.add(i)
-    for ref in evidence.planned:
-        i = device(ref, allow_area=True)
-        if i is not None:
-            out.planned.add(i)
-    for ref in evidence.known_open:
-        i = device(ref)
-        if i is not None:
-            out.known_open.add(i)
-    out.unknown = sorted(unknown)
-    return out
+    def devices(self, refs: Iterable[str], allow_area: bool = False) -> set[int]:
+        return {i for i in (self.device(r, allow_area) for r in refs) if i is not None}
 
 
 # -- per-component scoring ----------------------------------------------------------------------
@@ -624,42 +622,46 @@ class _Component:
         for _ in range(4 * self.p.max_devices):
             best_move: frozenset[int] | None = None
             best_score = current_score
-            for c in candidates:
-                if c in current:
-                    continue
-                # add c, or let c replace the devices of the set above or below it
-                move = frozenset(d for d in current if not self.related(c, d)) | {c}
-                if len(move) > self.p.max_devices:
-                    continue
+            for move in self._moves(current, candidates):
                 s = self.score(move)
                 if s > best_score:
                     best_move, best_score = move, s
-            if len(current) > 1:
-                for d in current:
-                    move = current - {d}
-                    s = self.score(move)
-                    if s > best_score:
-                        best_move, best_score = move, s
-            # split: a device replaced by the candidates just below it (two faults on sibling
-            # laterals look like their common ancestor until alive evidence rules it out)
-            for d in current:
-                below = self.children_of(d, candidates)
-                if below:
-                    move = (current - {d}) | frozenset(below)
-                    if len(move) <= self.p.max_devices:
-                        s = self.score(move)
-                        if s > best_score:
-                            best_move, best_score = move, s
             if best_move is None:
                 break
             current, current_score = best_move, best_score
-        # swaps of one device of the best set: alternatives, and a fuller normalisation
+        self._swaps(current, candidates)
+
+    def _moves(self, current: frozenset[int], candidates: list[int]) -> Iterator[frozenset[int]]:
+        """The sets one step from ``current``, in a fixed order (ties go to the first)."""
+        limit = self.p.max_devices
+        for c in candidates:
+            if c in current:
+                continue
+            # add c, or let c replace the devices of the set above or below it
+            move = frozenset(d for d in current if not self.related(c, d)) | {c}
+            if len(move) <= limit:
+                yield move
         if len(current) > 1:
             for d in current:
-                rest = current - {d}
-                for c in candidates:
-                    if c not in current and not any(self.related(c, e) for e in rest):
-                        self.score(rest | {c})
+                yield current - {d}
+        # split: a device replaced by the candidates just below it (two faults on sibling
+        # laterals look like their common ancestor until alive evidence rules it out)
+        for d in current:
+            below = self.children_of(d, candidates)
+            if below:
+                move = (current - {d}) | frozenset(below)
+                if len(move) <= limit:
+                    yield move
+
+    def _swaps(self, current: frozenset[int], candidates: list[int]) -> None:
+        """Swaps of one device of the best set: alternatives, and a fuller normalisation."""
+        if len(current) < 2:
+            return
+        for d in current:
+            rest = current - {d}
+            for c in candidates:
+                if c not in current and not any(self.related(c, e) for e in rest):
+                    self.score(rest | {c})
 
     def ranked(self) -> list[tuple[frozenset[int], float]]:
         """Scored hypotheses with their posterior probability (normalised), best first."""
