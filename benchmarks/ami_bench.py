@@ -237,10 +237,6 @@ def watch_scheduled(daemon: Any, source: MqttSource, proc: Any, report: Any, exp
     any unprocessed row (a COUNT over the events table would itself load the machine)."""
     import threading
 
-    from sqlalchemy import select
-
-    from outage_sentinel.store import events_t, incidents_t
-
     registry = daemon.metrics.registry
 
     runner = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
@@ -253,9 +249,7 @@ def watch_scheduled(daemon: Any, source: MqttSource, proc: Any, report: Any, exp
         time.sleep(0.05)
         stored = int(registry.get_sample_value("outage_sentinel_events_ingested_total",
                                                {"source": source.name}) or 0)
-        with daemon.store.engine.connect() as conn:
-            pending = conn.execute(select(events_t.c.id).where(
-                events_t.c.processed.is_(False)).limit(1)).first() is not None
+        pending = bool(daemon.store.unprocessed_events(1))
         while stored >= next_sample:
             samples.append((next_sample, rss_mb()))
             next_sample += 10_000
@@ -269,9 +263,8 @@ def watch_scheduled(daemon: Any, source: MqttSource, proc: Any, report: Any, exp
             break
     pub = report.get(timeout=60)
     proc.join(10)
-    with daemon.store.engine.connect() as conn:
-        statuses = [r[0] for r in conn.execute(select(incidents_t.c.status))]
-        areas = conn.execute(select(events_t.c.status).where(events_t.c.source == "ami")).all()
+    statuses = [r["status"] for r in daemon.store.load_incidents(open_only=False)]
+    areas = [(s.event.status,) for s in daemon.store.events_after(0, {"ami"})]
     daemon.stop()
     runner.join(30)
     p_start, p_end, messages = pub

@@ -194,7 +194,7 @@ def build_channels(configs: Mapping[str, Any], *,
     """All enabled channels, by config name."""
     channels: dict[str, Channel] = {}
     for name, config in configs.items():
-        if not getattr(config, "enabled", True):
+        if not config.enabled:
             continue
         channels[name] = build_channel(name, config, clock=clock)
     return channels
