@@ -187,7 +187,7 @@ def run_file_case(directory: Path, name: str, data: bytes) -> None:
     """A dropped file beside a good one: the source never raises, the bad file goes to
     ``failed/`` or ``done/``, the good one is read."""
     good = "meter_id,code,time\nTX1-M0,3.26.0.85,2026-07-01 16:00:00\n"
-    for path in list(directory.iterdir()):
+    for path in list(directory.rglob("*")):  # done/ and failed/ too: a fresh drop each time
         if path.is_file():
             path.unlink()
     (directory / name).write_bytes(data)
