@@ -96,19 +96,28 @@ def _open_store(config: Any) -> Any:
 ACTIONS = ("ack", "arrive", "dispatch", "restore", "close")
 
 
-def _act(args: argparse.Namespace) -> int:
-    """Lifecycle steps: the incident core the daemon runs, without sources or channels."""
-    from outage_sentinel.assembly import build_core
-    from outage_sentinel.lifecycle import LifecycleError, parse_actor
-    from outage_sentinel.metrics import Metrics
-
+def _open(args: argparse.Namespace) -> tuple[Any, Any, Any] | int:
+    """The config, its topology and the migrated store, or the exit code of what failed
+    (its problems printed)."""
     config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
     topology = topology_from_config(config)
     if topology is None:
         return EXIT_TOPOLOGY
-    store = _open_store(config)
+    return config, topology, _open_store(config)
+
+
+def _act(args: argparse.Namespace) -> int:
+    """Lifecycle steps: the incident core the daemon runs, without sources or channels."""
+    from outage_sentinel.assembly import build_core
+    from outage_sentinel.lifecycle import LifecycleError, parse_actor
+    from outage_sentinel.metrics import Metrics
+
+    opened = _open(args)
+    if isinstance(opened, int):
+        return opened
+    config, topology, store = opened
     core = build_core(config, store, topology, metrics=Metrics(), clock=_utcnow)
     try:
         inc = _step(core, args, parse_actor(args.actor))
@@ -183,13 +192,11 @@ def _view(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from outage_sentinel import incident_view
-    config = config_from_args(args)
-    if config is None:
-        return EXIT_CONFIG
-    topology = topology_from_config(config)
-    if topology is None:
-        return EXIT_TOPOLOGY
-    store = _open_store(config)
+
+    opened = _open(args)
+    if isinstance(opened, int):
+        return opened
+    config, topology, store = opened
     tz, lang = ZoneInfo(config.timezone), config.notify.language
     try:
         if args.incidents_verb == "list":

@@ -469,17 +469,25 @@ def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source:
 Rows = Iterator[tuple[int, dict[str, str]]]
 
 
+def _unique(rows: Rows, file: str, what: str, problems: list[Problem]
+            ) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """The rows of ``file`` with a non-empty id not seen before; the others are reported."""
+    seen: set[str] = set()
+    for r, row in rows:
+        rid = row.get("id", "")
+        if not rid:
+            problems.append(Problem(file, r, None, "id is empty"))
+        elif rid in seen:
+            problems.append(Problem(file, r, rid, f"duplicate {what} id"))
+        else:
+            seen.add(rid)
+            yield r, rid, row
+
+
 def _parse_villages(rows: Rows, problems: list[Problem]) -> dict[str, Village]:
     """Rules: a unique id, an area type of AREA_TYPES."""
     villages: dict[str, Village] = {}
-    for r, row in rows:
-        vid = row.get("id", "")
-        if not vid:
-            problems.append(Problem("villages.csv", r, None, "id is empty"))
-            continue
-        if vid in villages:
-            problems.append(Problem("villages.csv", r, vid, "duplicate village id"))
-            continue
+    for r, vid, row in _unique(rows, "villages.csv", "village", problems):
         area = row.get("area_type", "")
         if area not in AREA_TYPES:
             problems.append(Problem("villages.csv", r, vid,
@@ -515,16 +523,7 @@ def _parse_liaisons(rows: Rows, villages: Mapping[str, Village],
 def _parse_crews(rows: Rows, feeders: set[str], problems: list[Problem]) -> list[Crew]:
     """Rules: a unique id, known feeders, a channel."""
     crews: list[Crew] = []
-    crew_ids: set[str] = set()
-    for r, row in rows:
-        cid = row.get("id", "")
-        if not cid:
-            problems.append(Problem("crews.csv", r, None, "id is empty"))
-            continue
-        if cid in crew_ids:
-            problems.append(Problem("crews.csv", r, cid, "duplicate crew id"))
-            continue
-        crew_ids.add(cid)
+    for r, cid, row in _unique(rows, "crews.csv", "crew", problems):
         crew_feeders = tuple(f.strip() for f in row.get("feeders", "").split(";") if f.strip())
         for f in crew_feeders:
             if f not in feeders:
@@ -540,16 +539,7 @@ def _parse_customers(rows: Rows, is_transformer: Callable[[str], bool],
                      problems: list[Problem]) -> list[Customer]:
     """Rules (optional file): a unique id, a known transformer area, an importance grade."""
     customers: list[Customer] = []
-    customer_ids: set[str] = set()
-    for r, row in rows:
-        cid = row.get("id", "")
-        if not cid:
-            problems.append(Problem("customers.csv", r, None, "id is empty"))
-            continue
-        if cid in customer_ids:
-            problems.append(Problem("customers.csv", r, cid, "duplicate customer id"))
-            continue
-        customer_ids.add(cid)
+    for r, cid, row in _unique(rows, "customers.csv", "customer", problems):
         tx = row.get("transformer", "")
         if not is_transformer(tx):
             problems.append(Problem("customers.csv", r, cid, f"unknown transformer {tx!r}"))
@@ -568,16 +558,7 @@ def _parse_meters(rows: Rows, is_transformer: Callable[[str], bool],
     """Rules (optional file, the AMI registry): a unique id, a known transformer area, a kind
     of meter|terminal."""
     meters: list[Meter] = []
-    meter_ids: set[str] = set()
-    for r, row in rows:
-        mid = row.get("id", "")
-        if not mid:
-            problems.append(Problem("meters.csv", r, None, "id is empty"))
-            continue
-        if mid in meter_ids:
-            problems.append(Problem("meters.csv", r, mid, "duplicate meter id"))
-            continue
-        meter_ids.add(mid)
+    for r, mid, row in _unique(rows, "meters.csv", "meter", problems):
         tx = row.get("transformer", "")
         if not is_transformer(tx):
             problems.append(Problem("meters.csv", r, mid, f"unknown transformer {tx!r}"))
