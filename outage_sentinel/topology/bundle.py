@@ -6,6 +6,8 @@ import csv
 import gc
 import io
 import itertools
+import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from outage_sentinel.topology.columns import NodeTable
 from outage_sentinel.topology.index import Forest, Topology
@@ -113,12 +116,13 @@ def read_table(path: Path) -> RawTable:
     """Read a UTF-8 CSV (BOM tolerated) column-wise, with ``csv.DictReader`` semantics: blank
     lines skipped, short rows padded with "", surplus fields dropped, values stripped."""
     text = path.read_bytes().decode("utf-8-sig")
-    return _split_table(text) or _parse_table(text)
+    return _split_table(text) or _pandas_table(text) or _parse_table(text)
 
 
 def _split_table(text: str) -> RawTable | None:
     """The fast path for plain files (no quotes, every line the header's width): split the whole
-    text at once. None when the file needs the csv module."""
+    text at once (twice as fast as pandas here, whose values must become lists and be stripped).
+    None when the file needs a real CSV parser."""
     if '"' in text or "\x00" in text:
         return None
     if "\r" in text:
@@ -141,6 +145,38 @@ def _split_table(text: str) -> RawTable | None:
     if text.endswith("\n"):
         flat.pop()
     return _columns(header, flat, n, not _plain(text))
+
+
+#: A line holding only spaces or tabs: the csv module reads it as a row, pandas skips it.
+_SPACE_LINE = re.compile(r"(?:^|\n)[ \t]+\r?(?:\n|$)")
+
+
+def _pandas_table(text: str) -> RawTable | None:
+    """Quoted files: pandas' C parser (about 4x the csv module), for files it reads exactly as
+    the csv module would. None (use :func:`_parse_table`) for what it reads differently: NUL bytes, lone CRs,
+    space-only lines, a header with a repeated or empty name, rows wider than the header."""
+    if not text or "\x00" in text or _SPACE_LINE.search(text):
+        return None
+    if "\r" in text and "\r" in text.replace("\r\n", ""):
+        return None
+    header = [h.strip() for h in next(csv.reader(io.StringIO(text, newline="")), [])]
+    if len(header) < 2 or "" in header or len(set(header)) != len(header):
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame = pd.read_csv(io.StringIO(text), dtype=str, na_filter=False, engine="c",
+                                index_col=False, header=0, names=header)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+            return None
+    if caught or frame.shape[1] != len(header):
+        return None
+    columns = cast(dict[str, list[str | None]], {name: frame[name].tolist() for name in header})
+    del frame
+    if not _plain(text):
+        for name, column in columns.items():
+            columns[name] = [v.strip() for v in column]  # type: ignore[union-attr]
+    return RawTable(header, columns, len(next(iter(columns.values()))))
 
 
 def _plain(text: str) -> bool:
