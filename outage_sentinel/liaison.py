@@ -28,6 +28,7 @@ from outage_sentinel.config import ChannelConfig
 from outage_sentinel.incidents import Incident, Notice, village_etr
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.topology import Topology
 
 #: Notice purposes liaisons never receive: a village the estimate stopped inferring is told
@@ -216,8 +217,8 @@ class LiaisonPlanner:
         self.feeder_names = topology.feeder_names
 
     def rows(self, incident: Incident, notices: Sequence[Notice], now: datetime,
-             previous: Incident | None = None) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+             previous: Incident | None = None) -> list[OutboxMessage]:
+        out: list[OutboxMessage] = []
         for notice in notices:
             if notice.purpose in COMMAND_ONLY_PURPOSES:
                 continue  # a withdrawn inference is the command centre's business only
@@ -226,7 +227,7 @@ class LiaisonPlanner:
         return out
 
     def _village_rows(self, incident: Incident, notice: Notice, village_id: str, now: datetime,
-                      previous: Incident | None) -> list[dict[str, Any]]:
+                      previous: Incident | None) -> list[OutboxMessage]:
         topo = self.topology
         village = topo.villages.get(village_id)
         if village is None:
@@ -309,7 +310,7 @@ class LiaisonPlanner:
 
     def liaison_rows(self, incident: Incident, village_id: str, purpose: str, body: str, *,
                      revision: int | None = None, params: dict[str, Any] | None = None
-                     ) -> list[dict[str, Any]]:
+                     ) -> list[OutboxMessage]:
         """Outbox rows carrying ``body`` to the liaisons of one village.
 
         Liaisons sharing a channel and target (one group chat) get one message mentioning all
@@ -324,27 +325,27 @@ class LiaisonPlanner:
         rows = []
         for (channel, target), members in sorted(groups.items()):
             phones = tuple(dict.fromkeys(m.phone for m in members if m.phone))
-            rows.append({
-                "incident_id": incident.id,
-                "revision": incident.revision if revision is None else revision,
-                "recipient": f"village:{village_id}:{channel}:{target}",
-                "purpose": purpose,
-                "channel": channel,
-                "target": target,
-                "audience": "liaison",
-                "subject": body.splitlines()[0] if body else "",
-                "body": body,
-                "payload": {
+            rows.append(OutboxMessage(
+                incident_id=incident.id,
+                revision=incident.revision if revision is None else revision,
+                recipient=f"village:{village_id}:{channel}:{target}",
+                purpose=purpose,
+                channel=channel,
+                target=target,
+                audience="liaison",
+                subject=body.splitlines()[0] if body else "",
+                body=body,
+                payload={
                     "mentions": list(phones),
                     "village": village_id,
                     "roles": sorted({m.role for m in members}),
                     "params": params or {"village": village_id, "incident": incident.id},
                 },
-            })
+            ))
         return rows
 
     def care_rows(self, incident: Incident, village_id: str, care: dict[str, Any],
-                  individual: Mapping[str, str], crew_label: str) -> list[dict[str, Any]]:
+                  individual: Mapping[str, str], crew_label: str) -> list[OutboxMessage]:
         """Outbox rows of a village's special-care list (``care`` = the context of
         :func:`outage_sentinel.crew.care_list_context`, with households).
 
@@ -369,11 +370,10 @@ class LiaisonPlanner:
         holders = self.care_holders(village_id, individual)
         group_body = self.renderer.render("liaison_care_group", **care, count=total,
                                           holders=holders, crew_label=crew_label)
-        for row in rows:
-            if row["channel"] not in individual:
-                row.update(body=group_body, subject=group_body.splitlines()[0])
-                row["payload"]["params"] = dict(facts)  # no names, no phones
-        return rows
+        return [row if row.channel in individual else row.but(  # no names, no phones
+                    body=group_body, subject=group_body.splitlines()[0],
+                    payload={**row.payload, "params": dict(facts)})
+                for row in rows]
 
     def care_holders(self, village_id: str, individual: Mapping[str, str]) -> list[str]:
         """Who in the village receives the care list in person: "村联络人张三（短信）"."""

@@ -31,6 +31,7 @@ from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
@@ -79,27 +80,27 @@ class Lifecycle:
         return Incident.from_json(m["state"]), m
 
     def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
-                     ) -> list[dict[str, Any]]:
+                     ) -> list[OutboxMessage]:
         """Outbox rows for the command centre (none when no command-centre channel is set)."""
         return self._command_rows(inc.id, inc.revision if revision is None else revision,
                                   purpose, body)
 
     def _command_rows(self, incident_id: str, revision: int, purpose: str, body: str
-                      ) -> list[dict[str, Any]]:
+                      ) -> list[OutboxMessage]:
         cc = self.config.command_centre
         if cc.channel is None:
             return []
-        return [{
-            "incident_id": incident_id, "revision": revision,
-            "recipient": f"command:{cc.target}", "purpose": purpose, "channel": cc.channel,
-            "target": cc.target, "audience": "command", "subject": body.splitlines()[0],
-            "body": body, "payload": {"markdown": body, "params": {
+        return [OutboxMessage(
+            incident_id=incident_id, revision=revision,
+            recipient=f"command:{cc.target}", purpose=purpose, channel=cc.channel,
+            target=cc.target, audience="command", subject=body.splitlines()[0],
+            body=body, payload={"markdown": body, "params": {
                 "sms_template": "command",
                 "sms": command_params(summary=body.splitlines()[0], incident=incident_id)}},
-        }]
+        )]
 
     def summary_rows(self, before: Incident | None, inc: Incident, crew: str | None = None
-                     ) -> list[dict[str, Any]]:
+                     ) -> list[OutboxMessage]:
         """A command-centre summary for every new revision (when enabled); ``crew`` is the
         crew the incident holds."""
         if not self.config.command_centre.summaries:
@@ -280,13 +281,13 @@ class Lifecycle:
                                      self.planner.tz, lang, self.params)
         body = self.planner.renderer.render("crew_dispatch", **ctx)
         c = choice.crew
-        rows: list[dict[str, Any]] = [{
-            "incident_id": inc.id, "revision": inc.revision, "recipient": f"crew:{c.id}",
-            "purpose": "dispatch", "channel": c.channel, "target": c.target or c.phone,
-            "audience": "crew", "subject": body.splitlines()[0], "body": body,
-            "payload": {"mentions": [c.phone] if c.phone else [], "crew": c.id,
-                        "params": crews.dispatch_params(ctx, lang)},
-        }]
+        rows = [OutboxMessage(
+            incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
+            purpose="dispatch", channel=c.channel, target=c.target or c.phone,
+            audience="crew", subject=body.splitlines()[0], body=body,
+            payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
+                     "params": crews.dispatch_params(ctx, lang)},
+        )]
         # Village liaisons check on the special-care households of their village; the list
         # itself goes only to liaisons reached in person (a group hears the count).
         individual = individual_channels(self.config.channels)
@@ -443,16 +444,13 @@ class Lifecycle:
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return self.store.crew_of_in(conn, incident_id)
 
-    def _reminder_rows(self, inc: Incident, purpose: str, now: datetime) -> list[dict[str, Any]]:
+    def _reminder_rows(self, inc: Incident, purpose: str, now: datetime) -> list[OutboxMessage]:
         from outage_sentinel.incidents import Notice
 
         villages = tuple(villages_off(inc, self.topology))
-        rows = self.planner.rows(inc, [Notice("reminder", villages)], now)
-        for r in rows:
-            # Revision 0: a reminder goes once per incident, whatever revisions follow.
-            r["revision"] = 0
-            r["purpose"] = purpose
-        return rows
+        # Revision 0: a reminder goes once per incident, whatever revisions follow.
+        return [r.but(revision=0, purpose=purpose)
+                for r in self.planner.rows(inc, [Notice("reminder", villages)], now)]
 
 
 def parse_actor(actor: str | None) -> str:

@@ -283,7 +283,7 @@ class IncidentProcessor:
         notices, after = plan_notices(current, after, self.topology, self.etr_step)
         rows = self.planner.rows(after, notices, now, previous=current)
         rows += self.lifecycle.summary_rows(current, after, self.store.crew_of_in(conn, after.id))
-        if f.unplaced and not any(r["audience"] == "command" for r in rows):
+        if f.unplaced and not any(r.audience == "command" for r in rows):
             # Summaries switched off: an outage nobody could place still goes to a person.
             rows += self.lifecycle.command_rows(after, "unplaced",
                                                 self.lifecycle.render_summary(after))

@@ -55,8 +55,8 @@ def care_rows(topo: Topology, individual: dict[str, str], language: str = "zh"
 
 def test_group_only_village_hears_the_count_and_that_the_crew_holds_the_list() -> None:
     (row,) = care_rows(grid_with(), individual={"sms": "sms"})
-    assert (row["channel"], row["target"]) == ("dingtalk", "group-v2")
-    assert row["body"] == ("【重点关怀】刘庄村（马集镇）故障停电\n"
+    assert (row.channel, row.target) == ("dingtalk", "group-v2")
+    assert row.body == ("【重点关怀】刘庄村（马集镇）故障停电\n"
                            "本村有1户特殊关怀用户，名单已发送给马集抢修班，请与其联系，不在群内公布。\n"
                            "编号：INC-1（第2版）")
     text = repr(row)
@@ -70,14 +70,14 @@ def test_liaison_by_email_and_sms_gets_the_list_and_the_group_is_told_who_holds_
          "channel": "mail", "target": "zhou@example.cn"},
         {"village": "V2", "name": "吴十", "role": "transformer_manager",
          "phone": "13800000010", "channel": "sms", "target": ""})
-    rows = {r["channel"]: r for r in care_rows(topo, {"sms": "sms", "mail": "email"})}
+    rows = {r.channel: r for r in care_rows(topo, {"sms": "sms", "mail": "email"})}
     assert set(rows) == {"dingtalk", "mail", "sms"}
     for person in ("mail", "sms"):
-        assert "居民甲" in rows[person]["body"] and "13700000002" in rows[person]["body"]
-        assert "生命支持" in rows[person]["body"]
-    assert rows["sms"]["payload"]["params"]["sms"]["households"] == "居民甲13700000002"
+        assert "居民甲" in rows[person].body and "13700000002" in rows[person].body
+        assert "生命支持" in rows[person].body
+    assert rows["sms"].payload["params"]["sms"]["households"] == "居民甲13700000002"
     group = rows["dingtalk"]
-    assert ("名单已发送给网格经理周九（邮件）、台区经理吴十（短信）" in group["body"])
+    assert ("名单已发送给网格经理周九（邮件）、台区经理吴十（短信）" in group.body)
     for private in PRIVATE:
         assert private not in repr(group)
 
@@ -86,10 +86,10 @@ def test_file_and_webhook_channels_count_as_groups() -> None:
     topo = grid_with({"village": "V2", "name": "周九", "role": "grid_manager",
                       "phone": "13800000009", "channel": "hook", "target": "ops"})
     rows = care_rows(topo, individual={}, language="en")
-    assert {r["channel"] for r in rows} == {"dingtalk", "hook"}
+    assert {r.channel for r in rows} == {"dingtalk", "hook"}
     for row in rows:
         assert "1 special-care household(s) in this village; the list went to 马集抢修班" \
-            in row["body"]
+            in row.body
         for private in PRIVATE:
             assert private not in repr(row)
 

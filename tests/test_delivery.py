@@ -17,6 +17,7 @@ from outage_sentinel import logs
 from outage_sentinel.channels.base import Channel, Message, Outcome, SendResult
 from outage_sentinel.delivery import Deliverer
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.store import OutboxRow, Store
 from tests.conftest import T0
@@ -65,7 +66,7 @@ def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def row(recipient: str = "village:V1:wecom:g1", **kw: Any) -> dict[str, Any]:
+def row(recipient: str = "village:V1:wecom:g1", **kw: Any) -> OutboxMessage:
     r: dict[str, Any] = {
         "incident_id": "INC-1", "revision": 1, "recipient": recipient, "purpose": "outage",
         "channel": "wecom", "target": recipient.rsplit(":", 1)[-1], "audience": "liaison",
@@ -73,10 +74,10 @@ def row(recipient: str = "village:V1:wecom:g1", **kw: Any) -> dict[str, Any]:
         "payload": {"mentions": ["13800000001"], "params": {"village": "马集村"}},
     }
     r.update(kw)
-    return r
+    return OutboxMessage(**r)
 
 
-def enqueue(store: Store, *rows: dict[str, Any], now: datetime = T0) -> list[OutboxRow]:
+def enqueue(store: Store, *rows: OutboxMessage, now: datetime = T0) -> list[OutboxRow]:
     with store.transaction() as conn:
         store.enqueue_in(conn, list(rows), now)
     return store.messages()

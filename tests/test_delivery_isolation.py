@@ -30,6 +30,7 @@ from outage_sentinel.channels.feishu import FeishuChannel
 from outage_sentinel.channels.sms import SmsChannel, out_id
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.delivery import Deliverer
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.ratelimit import DAY, DEFAULT_LIMITS, RateLimit, RateLimiter
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.store import OutboxRow, Store
@@ -200,19 +201,19 @@ def marker(channel: str, target: str, n: int) -> str:
     return f"{channel}-{target}-{n}"
 
 
-def notice(channel: str, target: str, n: int, mentions: tuple[str, ...] = ()) -> dict[str, Any]:
+def notice(channel: str, target: str, n: int, mentions: tuple[str, ...] = ()) -> OutboxMessage:
     """Outbox row ``n`` for ``target``; its text carries ``<channel>-<target>-<n>``."""
     marker = f"{channel}-{target}-{n}"
     body = f"【故障停电通知】{marker}\n10kV 线路故障，停电，抢修中。"
-    return {
-        "incident_id": f"INC-{n}", "revision": 1, "recipient": f"village:V{n}:{channel}:{target}",
-        "purpose": "outage", "channel": channel, "target": target, "audience": "liaison",
-        "subject": body.splitlines()[0], "body": body,
-        "payload": {"mentions": list(mentions), "params": {"village": marker}},
-    }
+    return OutboxMessage(
+        incident_id=f"INC-{n}", revision=1, recipient=f"village:V{n}:{channel}:{target}",
+        purpose="outage", channel=channel, target=target, audience="liaison",
+        subject=body.splitlines()[0], body=body,
+        payload={"mentions": list(mentions), "params": {"village": marker}},
+    )
 
 
-def enqueue(store: Store, rows: list[dict[str, Any]]) -> float:
+def enqueue(store: Store, rows: list[OutboxMessage]) -> float:
     """Queue ``rows`` now; returns the monotonic time just before they became visible."""
     t = time.monotonic()
     with store.transaction() as conn:

@@ -12,13 +12,13 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from outage_sentinel import logs
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.delivery import Deliverer
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.ratelimit import DEFAULT_LIMITS
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.store import Store
@@ -43,19 +43,19 @@ def wecom() -> Iterator[FakeService]:
     s.close()
 
 
-def notice(i: int) -> dict[str, Any]:
+def notice(i: int) -> OutboxMessage:
     group = GROUPS[i % 5]
     village = f"第{i:03d}村"
     incident = f"INC-{i // 10:02d}"  # 20 faults, 10 villages each
     body = f"【故障停电通知】{village}\n10kV 线路故障，{village} 停电，抢修中。"
-    return {
-        "incident_id": incident, "revision": 1, "recipient": f"village:V{i}:wecom:{group}",
-        "purpose": "outage", "channel": "wecom", "target": group, "audience": "liaison",
-        "subject": body.splitlines()[0], "body": body,
-        "payload": {"mentions": [f"138{i:08d}"],
-                    "params": {"village": village, "feeder": f"10kV F{i // 10:02d}",
-                               "households": 20 + i % 50, "incident": incident}},
-    }
+    return OutboxMessage(
+        incident_id=incident, revision=1, recipient=f"village:V{i}:wecom:{group}",
+        purpose="outage", channel="wecom", target=group, audience="liaison",
+        subject=body.splitlines()[0], body=body,
+        payload={"mentions": [f"138{i:08d}"],
+                 "params": {"village": village, "feeder": f"10kV F{i // 10:02d}",
+                            "households": 20 + i % 50, "incident": incident}},
+    )
 
 
 def max_in_window(times: list[float], window: float = 60.0) -> int:
@@ -88,7 +88,7 @@ def test_storm_200_notices_5_groups(store: Store, wecom: FakeService) -> None:
         while next_notice < 200 and arrivals[next_notice] <= t:
             row = notice(next_notice)
             batch.append(row)
-            queued_at[row["payload"]["params"]["village"]] = t
+            queued_at[row.payload["params"]["village"]] = t
             next_notice += 1
         if batch:
             with store.transaction() as conn:

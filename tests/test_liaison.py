@@ -44,7 +44,7 @@ def planner(grid: Topology, language: str = "zh", **kw: Any) -> LiaisonPlanner:
 
 
 def by_recipient(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {r["recipient"]: r for r in rows}
+    return {r.recipient: r for r in rows}
 
 
 def test_liaisons_sharing_a_group_get_one_message_mentioning_all(grid: Topology) -> None:
@@ -53,33 +53,33 @@ def test_liaisons_sharing_a_group_get_one_message_mentioning_all(grid: Topology)
     rows_by = by_recipient(rows)
     assert set(rows_by) == {"village:V1:wecom:group-v1", "village:V1:sms:13800000003"}
     group = rows_by["village:V1:wecom:group-v1"]
-    assert group["payload"]["mentions"] == ["13800000001", "13800000002"]
-    assert group["payload"]["roles"] == ["grid_manager", "village_liaison"]
-    assert (group["channel"], group["target"], group["audience"]) == ("wecom", "group-v1",
+    assert group.payload["mentions"] == ["13800000001", "13800000002"]
+    assert group.payload["roles"] == ["grid_manager", "village_liaison"]
+    assert (group.channel, group.target, group.audience) == ("wecom", "group-v1",
                                                                       "liaison")
     sms = rows_by["village:V1:sms:13800000003"]
-    assert sms["target"] == "13800000003"  # no target column: the phone is the target
-    assert sms["payload"]["mentions"] == ["13800000003"]
+    assert sms.target == "13800000003"  # no target column: the phone is the target
+    assert sms.payload["mentions"] == ["13800000003"]
     for r in rows:
-        assert (r["incident_id"], r["revision"], r["purpose"]) == ("INC-20260301-0001", 1,
+        assert (r.incident_id, r.revision, r.purpose) == ("INC-20260301-0001", 1,
                                                                    "outage")
-        assert r["payload"]["village"] == "V1"
+        assert r.payload["village"] == "V1"
 
 
 def test_rows_for_several_villages_have_unique_keys(grid: Topology) -> None:
     inc = incident(grid, {"T1", "T4"})  # B1: V1, V2, V3
     rows = planner(grid).rows(inc, [Notice("outage", ("V1", "V2", "V3"))], T0)
-    keys = [(r["incident_id"], r["revision"], r["recipient"], r["purpose"]) for r in rows]
+    keys = [(r.incident_id, r.revision, r.recipient, r.purpose) for r in rows]
     assert len(keys) == len(set(keys)) == 4
-    assert {r["payload"]["village"] for r in rows} == {"V1", "V2", "V3"}
+    assert {r.payload["village"] for r in rows} == {"V1", "V2", "V3"}
 
 
 def test_roles_filter(grid: Topology) -> None:
     inc = incident(grid, {"T1"})
     rows = planner(grid, roles=("grid_manager",)).rows(inc, [Notice("outage", ("V1",))], T0)
     (row,) = rows
-    assert row["recipient"] == "village:V1:wecom:group-v1"
-    assert row["payload"]["mentions"] == ["13800000002"]
+    assert row.recipient == "village:V1:wecom:group-v1"
+    assert row.payload["mentions"] == ["13800000002"]
 
 
 def test_unknown_village_or_no_liaisons_means_no_rows(grid: Topology) -> None:
@@ -94,7 +94,7 @@ def test_unknown_village_or_no_liaisons_means_no_rows(grid: Topology) -> None:
 def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
     inc = naming(incident(grid, {"T1", "T3"}), "R1")  # R1 off: T1, T2 (V1), T3 (V2); 120 hh
     rows = planner(grid).rows(inc, [Notice("outage", ("V1",))], T0)
-    body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
+    body = by_recipient(rows)["village:V1:wecom:group-v1"].body
     assert body.startswith("【故障停电通知】马集村（马集镇）")
     assert "因雷击" in body
     assert "马集I线（马集重合器）停电" in body  # feeder name from feeder_name, device by name
@@ -104,8 +104,8 @@ def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
     assert "停电时间：2026-03-01 08:00；预计恢复：2026-03-01 10:00" in body
     assert "编号：INC-20260301-0001（第1版）" in body
     row = by_recipient(rows)["village:V1:wecom:group-v1"]
-    assert row["subject"] == "【故障停电通知】马集村（马集镇）"
-    assert row["payload"]["params"] == {
+    assert row.subject == "【故障停电通知】马集村（马集镇）"
+    assert row.payload["params"] == {
         "village": "马集村", "feeder": "马集I线", "start": "2026-03-01 08:00",
         "etr": "2026-03-01 10:00", "households": 70, "incident": "INC-20260301-0001",
         "kind": "fault", "sms_template": "outage",
@@ -117,16 +117,16 @@ def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
 def test_planned_notice_without_etr(grid: Topology) -> None:
     inc = incident(grid, {"T4"}, kind="planned", etr=None, cause="")
     (row,) = planner(grid).rows(inc, [Notice("outage", ("V3",))], T0)
-    assert row["body"].startswith("【计划停电通知】王楼村\n")  # no township: no brackets
-    assert "因计划检修" in row["body"] and "恢复时间待定" in row["body"]
-    assert "请提前做好准备" in row["body"]
-    assert row["payload"]["params"]["etr"] == ""
+    assert row.body.startswith("【计划停电通知】王楼村\n")  # no township: no brackets
+    assert "因计划检修" in row.body and "恢复时间待定" in row.body
+    assert "请提前做好准备" in row.body
+    assert row.payload["params"]["etr"] == ""
 
 
 def test_english_rendering(grid: Topology) -> None:
     inc = naming(incident(grid, {"T1"}), "FU1")
     rows = planner(grid, "en").rows(inc, [Notice("outage", ("V1",))], T0)
-    body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
+    body = by_recipient(rows)["village:V1:wecom:group-v1"].body
     assert body.startswith("[Fault outage] 马集村 (马集镇)")
     assert "马集I线 (马集1号熔断器) is off: 雷击." in body
     assert "Confirmed off: 台区T1, 台区T2; 70 households in this village." in body
@@ -136,17 +136,17 @@ def test_english_rendering(grid: Topology) -> None:
 def test_update_and_cancelled_notices(grid: Topology) -> None:
     inc = incident(grid, {"T1"}, revision=2, etr=T0 + timedelta(hours=5))
     (_, upd) = planner(grid).rows(inc, [Notice("update", ("V1",))], T0)
-    assert upd["purpose"] == "update" and upd["revision"] == 2
-    assert "预计恢复时间调整为：2026-03-01 13:00" in upd["body"]
+    assert upd.purpose == "update" and upd.revision == 2
+    assert "预计恢复时间调整为：2026-03-01 13:00" in upd.body
     can = planner(grid).rows(replace(inc, status="cancelled"), [Notice("cancelled", ("V1",))], T0)
-    assert all(r["purpose"] == "cancelled" and "已取消" in r["body"] for r in can)
+    assert all(r.purpose == "cancelled" and "已取消" in r.body for r in can)
 
 
 def test_restored_notice_uses_end_time(grid: Topology) -> None:
     end = T0 + timedelta(hours=1, minutes=30)
     inc = incident(grid, {"T1"}, status="restored", end=end, revision=2)
     rows = planner(grid).rows(inc, [Notice("restored", ("V1",))], end + timedelta(minutes=1))
-    body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
+    body = by_recipient(rows)["village:V1:wecom:group-v1"].body
     assert "已于2026-03-01 09:30恢复送电，本村70户" in body
 
 
@@ -157,7 +157,7 @@ def test_partially_restored_village_is_described_from_the_previous_estimate(
     assert "V1" not in after.estimate.villages
     now = T0 + timedelta(minutes=40)
     rows = planner(grid).rows(after, [Notice("restored", ("V1",))], now, previous=before)
-    body = by_recipient(rows)["village:V1:wecom:group-v1"]["body"]
+    body = by_recipient(rows)["village:V1:wecom:group-v1"].body
     assert "本村70户" in body and "已于2026-03-01 08:40恢复送电" in body
 
 
@@ -170,17 +170,17 @@ def test_long_area_lists_are_shortened() -> None:
                    etr=None, end=None, cause="", area_text="", members={},
                    estimate=first_estimate(topo, Evidence(dead=frozenset({"T00", "T11"}))))
     (row,) = LiaisonPlanner(topo, Renderer(), SHANGHAI).rows(inc, [Notice("outage", ("V1",))], T0)
-    assert "等12个台区" in row["body"] and "name-T08" not in row["body"]
+    assert "等12个台区" in row.body and "name-T08" not in row.body
     (row,) = LiaisonPlanner(topo, Renderer("en"), SHANGHAI).rows(
         inc, [Notice("outage", ("V1",))], T0)
-    assert "and 4 more" in row["body"]
+    assert "and 4 more" in row.body
 
 
 def test_area_text_used_when_no_transformer_is_known(grid: Topology) -> None:
     inc = replace(incident(grid, {"T1"}), estimate=Estimate((), None, (), 0, ()))
     (_, row) = sorted(planner(grid).rows(inc, [Notice("outage", ("V1",))], T0),
-                      key=lambda r: r["channel"])
-    assert "停电范围：马集镇南部" in row["body"]
+                      key=lambda r: r.channel)
+    assert "停电范围：马集镇南部" in row.body
 
 
 def test_templates_can_be_overridden(grid: Topology, tmp_path: Path) -> None:
@@ -189,10 +189,10 @@ def test_templates_can_be_overridden(grid: Topology, tmp_path: Path) -> None:
     p = LiaisonPlanner(grid, Renderer("zh", tmp_path), SHANGHAI)
     rows = p.rows(incident(grid, {"T1"}), [Notice("outage", ("V1",)),
                                             Notice("restored", ("V1",))], T0)
-    outage = [r for r in rows if r["purpose"] == "outage"]
-    assert {r["body"] for r in outage} == {"停电 马集村 70 INC-20260301-0001"}
-    restored = [r for r in rows if r["purpose"] == "restored"]
-    assert restored and all(r["body"].startswith("【恢复送电】") for r in restored)  # built-in
+    outage = [r for r in rows if r.purpose == "outage"]
+    assert {r.body for r in outage} == {"停电 马集村 70 INC-20260301-0001"}
+    restored = [r for r in rows if r.purpose == "restored"]
+    assert restored and all(r.body.startswith("【恢复送电】") for r in restored)  # built-in
 
 
 def test_template_referencing_an_unknown_name_falls_back_and_says_so(grid: Topology,
@@ -204,7 +204,7 @@ def test_template_referencing_an_unknown_name_falls_back_and_says_so(grid: Topol
     p = LiaisonPlanner(grid, Renderer("zh", tmp_path, on_failure=failures.append), SHANGHAI)
     rows = p.rows(incident(grid, {"T1"}), [Notice("outage", ("V1",))], T0)
     builtin = planner(grid).rows(incident(grid, {"T1"}), [Notice("outage", ("V1",))], T0)
-    assert [r["body"] for r in rows] == [r["body"] for r in builtin]
+    assert [r.body for r in rows] == [r.body for r in builtin]
     assert {f.where for f in failures} == {f"{tmp_path / 'liaison_outage.zh.j2'}:1"}
     assert all("no_such_thing" in f.error for f in failures)
 
@@ -214,14 +214,14 @@ def test_inferred_areas_and_devices_are_not_stated_as_fact(grid: Topology) -> No
     inc = replace(incident(grid, {"T1", "T3"}),
                   scope={"T1": "reported", "T2": "inferred", "T3": "inferred"})
     rows = by_recipient(planner(grid).rows(inc, [Notice("outage", ("V1", "V2"))], T0))
-    v1 = rows["village:V1:wecom:group-v1"]["body"]
+    v1 = rows["village:V1:wecom:group-v1"].body
     assert "已确认停电：台区T1；可能受影响：台区T2" in v1
     assert "马集重合器" not in v1 and "马集I线停电" in v1  # an inferred device is not named
-    v2 = rows["village:V2:dingtalk:group-v2"]["body"]
+    v2 = rows["village:V2:dingtalk:group-v2"].body
     assert "可能受影响：台区T3" in v2 and "已确认停电" not in v2
     en = by_recipient(planner(grid, "en").rows(inc, [Notice("outage", ("V1",))], T0))
     assert "Confirmed off: 台区T1; possibly affected: 台区T2" in \
-        en["village:V1:wecom:group-v1"]["body"]
+        en["village:V1:wecom:group-v1"].body
 
 
 def test_withdrawn_villages_get_no_liaison_notice(grid: Topology) -> None:

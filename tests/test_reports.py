@@ -49,6 +49,7 @@ import yaml
 
 from outage_sentinel.cli import report as report_cli
 from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.report_view import chart_pngs, render_html
 from outage_sentinel.reports import (
     Report,
@@ -109,11 +110,11 @@ def _evidence(store: Store, iid: str, received: list[datetime], kind: str = "fau
 def _message(store: Store, iid: str, recipient: str, audience: str, created: datetime,
              outcome: str, at: datetime) -> None:
     with store.transaction() as conn:
-        store.enqueue_in(conn, [{
-            "incident_id": iid, "revision": 1, "recipient": recipient, "purpose": "outage",
-            "channel": "wecom", "target": "group", "audience": audience, "body": "停电通知",
-            "payload": {},
-        }], created)
+        store.enqueue_in(conn, [OutboxMessage(
+            incident_id=iid, revision=1, recipient=recipient, purpose="outage",
+            channel="wecom", target="group", audience=audience,  # type: ignore[arg-type]
+            subject="", body="停电通知", payload={},
+        )], created)
     row = next(m for m in store.messages(incident_id=iid) if m.recipient == recipient)
     if outcome == "sent":
         store.mark_sent(row.id, at)

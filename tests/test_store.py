@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.store import (
     MIGRATIONS,
     SCHEMA_VERSION_TABLE,
@@ -35,17 +36,17 @@ def event(event_id: str = "E1", **kw: Any) -> OutageEvent:
     return OutageEvent(**fields)
 
 
-def outbox_row(recipient: str = "village:V1:wecom:g1", **kw: Any) -> dict[str, Any]:
+def outbox_row(recipient: str = "village:V1:wecom:g1", **kw: Any) -> OutboxMessage:
     row: dict[str, Any] = {
         "incident_id": "INC-1", "revision": 1, "recipient": recipient, "purpose": "outage",
         "channel": "wecom", "target": "g1", "audience": "liaison", "subject": "s",
         "body": "停电通知", "payload": {"mentions": ["13800000001"]},
     }
     row.update(kw)
-    return row
+    return OutboxMessage(**row)
 
 
-def enqueue(store: Store, rows: list[dict[str, Any]], now: datetime = T0) -> int:
+def enqueue(store: Store, rows: list[OutboxMessage], now: datetime = T0) -> int:
     with store.transaction() as conn:
         return store.enqueue_in(conn, rows, now)
 
@@ -290,7 +291,7 @@ def test_outbox_unique_key(store: Store) -> None:
 
 def test_outbox_unique_key_is_a_database_constraint(store: Store) -> None:
     enqueue(store, [outbox_row()])
-    values = {**outbox_row(body="another body"), "status": "pending", "attempts": 0,
+    values = {**outbox_row(body="another body").columns(), "status": "pending", "attempts": 0,
               "inflight_count": 0, "next_attempt_at": T0, "created_at": T0}
     with pytest.raises(IntegrityError), store.engine.begin() as conn:
         conn.execute(outbox_t.insert().values(**values))

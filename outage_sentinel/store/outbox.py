@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.schema import outbox_t
 
@@ -50,14 +51,14 @@ class OutboxRow:
 class OutboxStore(StoreBase):
     """The ``outbox`` table."""
 
-    def enqueue_in(self, conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) -> int:
+    def enqueue_in(self, conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> int:
         """Add outbox rows; a row whose unique key exists already is skipped. Returns added."""
         added = 0
         stmt = self.insert_stmt(outbox_t).on_conflict_do_nothing(
             index_elements=["incident_id", "revision", "recipient", "purpose"])
         for row in rows:
             values = {"status": "pending", "attempts": 0, "inflight_count": 0,
-                      "next_attempt_at": now, "created_at": now, **row}
+                      "next_attempt_at": now, "created_at": now, **row.columns()}
             added += conn.execute(stmt, values).rowcount or 0
         return added
 

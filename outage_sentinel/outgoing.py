@@ -1,0 +1,58 @@
+"""A message the core wants sent: one outbox row before it is stored (pure core).
+
+Producers (the liaison planner, the lifecycle's summaries, dispatches and alerts) return
+:class:`OutboxMessage` values; :meth:`outage_sentinel.store.Store.enqueue_in` stores them in the
+same transaction as the incident change that causes them, and the deliverer reads them back as
+:class:`outage_sentinel.store.OutboxRow`. ``(incident_id, revision, recipient, purpose)`` is the
+message's identity: the same four never go out twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+#: Who reads it: village liaisons (groups or people), the command centre, a repair crew.
+Audience = Literal["liaison", "command", "crew"]
+AUDIENCES: tuple[Audience, ...] = ("liaison", "command", "crew")
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One message to one recipient (a village's channel target, the command centre, a crew).
+
+    ``purpose`` says why (outage, update, restored, cancelled, care, reminder, dispatch,
+    summary, …; the SMS template a purpose uses is in ``payload["params"]["sms_template"]``).
+    ``payload`` carries what a channel may need besides the text: mentions, the digest's facts,
+    SMS template parameters.
+    """
+
+    incident_id: str
+    revision: int
+    recipient: str
+    purpose: str
+    channel: str
+    target: str
+    audience: Audience
+    subject: str
+    body: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.audience not in AUDIENCES:
+            raise ValueError(f"audience: expected one of {', '.join(AUDIENCES)}, "
+                             f"got {self.audience!r}")
+        if not self.purpose or not self.recipient or not self.channel:
+            raise ValueError("purpose, recipient and channel must not be empty")
+
+    def but(self, **changes: Any) -> OutboxMessage:
+        """A copy with ``changes`` (e.g. another revision or body)."""
+        return replace(self, **changes)
+
+    def columns(self) -> dict[str, Any]:
+        """The values of its outbox columns."""
+        return {"incident_id": self.incident_id, "revision": self.revision,
+                "recipient": self.recipient, "purpose": self.purpose, "channel": self.channel,
+                "target": self.target, "audience": self.audience, "subject": self.subject,
+                "body": self.body, "payload": dict(self.payload)}
