@@ -21,12 +21,12 @@ from outage_sentinel.estimation import default_estimator
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.liaison import LiaisonPlanner, Renderer, TemplateFailure
 from outage_sentinel.lifecycle import Lifecycle
-from outage_sentinel.logs import register_secret
+from outage_sentinel.logs import redact, register_secret
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.processing import IncidentProcessor, ObservationScreen
 from outage_sentinel.sources.base import Source
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, TopologyError, load_bundle
 
 
 @dataclass
@@ -103,3 +103,20 @@ def register_config_secrets(config: Config) -> None:
     url = config.database_url()
     if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
         register_secret(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])
+
+
+def load_replacement(config: Config, renderer: Renderer, metrics: Metrics, log: Any,
+                     kept: str) -> tuple[Topology, LiaisonPlanner] | None:
+    """The bundle loaded again and its planner, ready to swap in; None (every problem logged,
+    ``kept`` still in use) when the bundle has any problem or cannot be read."""
+    try:
+        topology = load_bundle(config.topology)
+    except Exception as exc:  # problems, or an unreadable directory: keep running
+        metrics.topology_reloads.labels("error").inc()
+        problems = [str(p) for p in exc.problems] if isinstance(exc, TopologyError) \
+            else [redact(repr(exc))]
+        log.error("topology_reload_failed", topology=str(config.topology), problems=problems,
+                  kept=kept)
+        return None
+    return topology, LiaisonPlanner(topology, renderer, ZoneInfo(config.timezone),
+                                    config.notify.liaison_roles)

@@ -35,18 +35,13 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    JobExecutionEvent,
-)
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from outage_sentinel.assembly import (
     build_channels,
     build_core,
     build_source,
+    load_replacement,
     register_config_secrets,
 )
 from outage_sentinel.channels.base import Channel
@@ -54,7 +49,6 @@ from outage_sentinel.config import Config
 from outage_sentinel.delivery import Deliverer
 from outage_sentinel.events import PollResult
 from outage_sentinel.incidents import Estimator
-from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.lifecycle_clock import LifecycleClock
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
@@ -66,27 +60,20 @@ from outage_sentinel.signals import SignalInbox, names
 from outage_sentinel.sources.base import Source
 from outage_sentinel.sources.capabilities import TopologyAware
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology, TopologyError, load_bundle
+from outage_sentinel.supervisor import (
+    DatabaseWatch,
+    MetricsPortError,
+    Schedule,
+    serve_metrics,
+)
+from outage_sentinel.topology import Topology, load_bundle
 
-#: Exit code of ``run`` when the SQLite file was deleted or replaced under it (README "Exit
-#: codes"); 3-5 are the start-up codes of the CLI.
-EXIT_DATABASE_FILE = 6
 #: How often the AMI screen releases held outages (seconds).
 SCREEN_TICK_SECONDS = 2.0
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class MetricsPortError(Exception):
-    """The metrics endpoint cannot listen (port in use, address not on this host)."""
-
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        super().__init__(f"metrics endpoint cannot listen on {host}:{port}: {reason} "
-                         "(another process holds the port? change config key metrics.port, "
-                         "or metrics.enabled: false)")
-        self.host, self.port = host, port
 
 
 @dataclass
@@ -135,9 +122,8 @@ class Daemon:
         #: Signals received and not yet acted on (``run`` may have installed it before start-up).
         self.signals = signals if signals is not None else SignalInbox()
         self._started = False
-        #: What :meth:`run` returns; only a lost database file changes it (see _database_intact).
-        self._exit_code = 0
-        self._database_lock = threading.Lock()
+        #: Stops the daemon (exit 6) if the SQLite file is deleted or replaced under it.
+        self.database = DatabaseWatch(self.store, self.metrics, self._stop, self.log)
 
     def _build_stages(self, estimator: Estimator | None) -> None:
         config, store, metrics = self.config, self.store, self.metrics
@@ -243,7 +229,11 @@ class Daemon:
         """
         if install_signals:
             self.signals.install()
-        self._serve_metrics()
+        try:
+            serve_metrics(self.config, self.metrics, self.log)
+        except MetricsPortError:
+            self.close()
+            raise
         if self._stopped_during_startup():
             return 0
         self.start()
@@ -256,42 +246,32 @@ class Daemon:
             while not self._stop.is_set():
                 if self.signals.received:  # SIGHUPs during start-up become one reload here
                     self._act_on(self.signals.take())
-                if not self._stop.is_set() and self._database_intact():
+                if not self._stop.is_set() and self.database.intact():
                     time.sleep(0.2)
         finally:
-            self.log.info("stopping", reason="signal" if self._exit_code == 0 else "database")
+            code = self.database.exit_code
+            self.log.info("stopping", reason="signal" if code == 0 else "database")
             scheduler.shutdown(wait=True)  # drain: let running polls/deliveries finish
             self.close()
-            self.log.info("stopped", exit_code=self._exit_code)
-        return self._exit_code
+            self.log.info("stopped", exit_code=code)
+        return code
 
     def _scheduler(self) -> BackgroundScheduler:
-        """One job per source and per stage, each at most once at a time."""
-        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
-            "coalesce": True, "max_instances": 1})
-        now = self.clock()
+        """One job per source and per stage."""
+        jobs = Schedule(self.metrics, self.log, self.clock())
         configs = {s.name: s for s in self.config.sources}
-
-        def every(fn: Callable[..., None], seconds: float, job_id: str, grace: float = 30,
-                  args: list[Any] | None = None) -> None:
-            scheduler.add_job(fn, "interval", seconds=seconds, args=args or [], id=job_id,
-                              next_run_time=now, misfire_grace_time=max(1, int(grace)))
-
         for source in self.sources:
             cfg = configs.get(source.name)
-            every(self._poll_job, cfg.interval_seconds if cfg else 60.0, f"poll:{source.name}",
-                  cfg.misfire_grace_seconds if cfg else 30, [source])
-        every(self._deliver_job, self.config.delivery.interval_seconds, "deliver")
-        every(self._clock_job, self.config.lifecycle.check_interval_seconds, "lifecycle")
+            jobs.every(self._poll_job, cfg.interval_seconds if cfg else 60.0,
+                       f"poll:{source.name}", cfg.misfire_grace_seconds if cfg else 30, [source])
+        jobs.every(self._deliver_job, self.config.delivery.interval_seconds, "deliver")
+        jobs.every(self._clock_job, self.config.lifecycle.check_interval_seconds, "lifecycle")
         if self.screener.sources:
-            every(self._screen_job, SCREEN_TICK_SECONDS, "ami_screen")
-        if self.config.command_centre.daily_report_at and self.config.command_centre.channel:
-            hh, mm = self.config.command_centre.daily_report_at.split(":")
-            scheduler.add_job(self._report_job, "cron", hour=int(hh), minute=int(mm),
-                              timezone=self.tz, id="daily_report", misfire_grace_time=3600)
-        scheduler.add_listener(self._on_job_event,
-                               EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
-        return scheduler
+            jobs.every(self._screen_job, SCREEN_TICK_SECONDS, "ami_screen")
+        cc = self.config.command_centre
+        if cc.daily_report_at and cc.channel:
+            jobs.daily(self._report_job, cc.daily_report_at, self.tz, "daily_report")
+        return jobs.scheduler
 
     def stop(self) -> None:
         self._stop.set()
@@ -305,38 +285,6 @@ class Daemon:
         self.close()
         self.log.info("stopped", exit_code=0)
         return True
-
-    def _serve_metrics(self) -> None:
-        if not self.config.metrics.enabled:
-            return
-        host, port = self.config.metrics.host, self.config.metrics.port
-        try:
-            self.metrics.serve(host, port)
-        except OSError as exc:  # in use, or an address this host does not have
-            self.close()
-            raise MetricsPortError(host, port, exc.strerror or str(exc)) from None
-        self.log.info("metrics_listening", host=host, port=port)
-
-    def _database_intact(self) -> bool:
-        """False (and the daemon stopping) once the SQLite file is deleted or replaced.
-
-        Checked each main-loop turn and before each poll: SQLite keeps writing into a deleted
-        file without an error, so history and the outbox would vanish at the next start and
-        every notice be sent again. Stopping with :data:`EXIT_DATABASE_FILE` makes an operator
-        look (the unit file does not restart on it).
-        """
-        problem = self.store.database_file_problem()
-        if problem is None:
-            return True
-        with self._database_lock:
-            first = self._exit_code == 0
-            self._exit_code = EXIT_DATABASE_FILE
-            self._stop.set()
-        if first:
-            self.metrics.database_file_replaced.inc()
-            self.log.error("database_file_replaced", path=str(self.store.sqlite_path),
-                           problem=problem, action="stop", exit_code=EXIT_DATABASE_FILE)
-        return False
 
     def _act_on(self, signums: list[int]) -> None:
         """Stop if any signal asks to; else reload once however many SIGHUPs came."""
@@ -352,18 +300,11 @@ class Daemon:
         """Load the topology bundle again (SIGHUP, ``systemctl reload``). A bundle with any
         problem is refused, every problem logged, and the one in use is kept."""
         started = time.perf_counter()
-        try:
-            topology = load_bundle(self.config.topology)
-        except Exception as exc:  # problems, or an unreadable directory: keep running
-            self.metrics.topology_reloads.labels("error").inc()
-            problems = [str(p) for p in exc.problems] if isinstance(exc, TopologyError) \
-                else [redact(repr(exc))]
-            self.log.error("topology_reload_failed", topology=str(self.config.topology),
-                           problems=problems, kept=self.topology.source)
+        loaded = load_replacement(self.config, self.renderer, self.metrics, self.log,
+                                  self.topology.source)
+        if loaded is None:
             return False
-        # Everything derived from the bundle is built first; the swap itself is quick.
-        planner = LiaisonPlanner(topology, self.renderer, self.tz,
-                                 self.config.notify.liaison_roles)
+        topology, planner = loaded
         with self.process_lock:  # between two processing rounds, never inside one
             before = len(self.topology.transformers)
             self.topology, self.planner = topology, planner
@@ -381,21 +322,8 @@ class Daemon:
 
     # -- scheduler jobs: each runs one stage and never raises ---------------------------------
 
-    def _on_job_event(self, event: JobExecutionEvent) -> None:
-        if event.code in (EVENT_JOB_MISSED, EVENT_JOB_MAX_INSTANCES):
-            job = str(event.job_id)
-            self.metrics.job_missed.labels(job).inc()
-            if job.startswith("poll:"):
-                self.metrics.polls.labels(job[5:], "skipped").inc()
-            self.log.warning("job_skipped", job=job,
-                             reason="previous run still going" if event.code ==
-                             EVENT_JOB_MAX_INSTANCES else "missed its time")
-        elif event.code == EVENT_JOB_ERROR:
-            self.log.error("job_failed", job=str(event.job_id),
-                           error=redact(repr(event.exception)))
-
     def _poll_job(self, source: Source) -> None:
-        if self._stop.is_set() or not self._database_intact():
+        if self._stop.is_set() or not self.database.intact():
             return
         self.poller.run_once(source, self.clock, keep_going=lambda: not self._stop.is_set())
         self.process()

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from outage_sentinel.config import load_config
-from outage_sentinel.daemon import EXIT_DATABASE_FILE, Daemon
+from outage_sentinel.daemon import Daemon
 from outage_sentinel.store import Store
+from outage_sentinel.supervisor import EXIT_DATABASE_FILE
 from tests.e2e_helpers import free_port, make_config, scrape, start_daemon, stop, wait_for
 
 pytestmark = pytest.mark.slow

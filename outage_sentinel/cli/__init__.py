@@ -167,7 +167,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_TOPOLOGY
     if _stopped_during_startup(inbox, "topology"):
         return EXIT_OK
-    from outage_sentinel.daemon import Daemon, MetricsPortError
+    from outage_sentinel.daemon import Daemon
+    from outage_sentinel.supervisor import MetricsPortError
 
     try:
         daemon = Daemon(config, topology=topology, signals=inbox)

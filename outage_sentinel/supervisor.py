@@ -1,0 +1,121 @@
+"""What keeps the daemon's process honest, apart from the stages: the metrics endpoint, the
+watch on the SQLite file, the scheduler (one job per source and per stage) and what it says
+about jobs that were skipped or failed. The daemon (``daemon.py``) composes these."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from outage_sentinel.config import Config
+from outage_sentinel.logs import redact
+from outage_sentinel.metrics import Metrics
+from outage_sentinel.store import Store
+
+#: Exit code of ``run`` when the SQLite file was deleted or replaced under it (README "Exit
+#: codes"); 3-5 are the start-up codes of the CLI.
+EXIT_DATABASE_FILE = 6
+
+
+class MetricsPortError(Exception):
+    """The metrics endpoint cannot listen (port in use, address not on this host)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"metrics endpoint cannot listen on {host}:{port}: {reason} "
+                         "(another process holds the port? change config key metrics.port, "
+                         "or metrics.enabled: false)")
+        self.host, self.port = host, port
+
+
+def serve_metrics(config: Config, metrics: Metrics, log: Any) -> None:
+    """Start the metrics endpoint if enabled; :class:`MetricsPortError` if it cannot listen."""
+    if not config.metrics.enabled:
+        return
+    host, port = config.metrics.host, config.metrics.port
+    try:
+        metrics.serve(host, port)
+    except OSError as exc:  # in use, or an address this host does not have
+        raise MetricsPortError(host, port, exc.strerror or str(exc)) from None
+    log.info("metrics_listening", host=host, port=port)
+
+
+class DatabaseWatch:
+    """Stops the daemon (exit :data:`EXIT_DATABASE_FILE`) once its SQLite file is deleted or
+    replaced.
+
+    SQLite keeps writing into a deleted file without an error, so history and the outbox would
+    vanish at the next start and every notice be sent again. Stopping makes an operator look
+    (the unit file does not restart on it).
+    """
+
+    def __init__(self, store: Store, metrics: Metrics, stop: threading.Event, log: Any) -> None:
+        self.store, self.metrics, self.stop, self.log = store, metrics, stop, log
+        self.exit_code = 0
+        self._lock = threading.Lock()
+
+    def intact(self) -> bool:
+        """False (and ``stop`` set) once the file is gone or another one."""
+        problem = self.store.database_file_problem()
+        if problem is None:
+            return True
+        with self._lock:
+            first = self.exit_code == 0
+            self.exit_code = EXIT_DATABASE_FILE
+            self.stop.set()
+        if first:
+            self.metrics.database_file_replaced.inc()
+            self.log.error("database_file_replaced", path=str(self.store.sqlite_path),
+                           problem=problem, action="stop", exit_code=EXIT_DATABASE_FILE)
+        return False
+
+
+@dataclass
+class Schedule:
+    """The daemon's jobs, each at most once at a time (an overrunning poll is skipped and
+    counted, not piled up); skipped and failed jobs are counted and logged."""
+
+    metrics: Metrics
+    log: Any
+    now: datetime
+    scheduler: BackgroundScheduler = field(default_factory=lambda: BackgroundScheduler(
+        timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}))
+
+    def __post_init__(self) -> None:
+        self.scheduler.add_listener(
+            self.on_job_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
+
+    def every(self, fn: Callable[..., None], seconds: float, job_id: str, grace: float = 30,
+              args: list[Any] | None = None) -> None:
+        """Run ``fn`` now and every ``seconds``."""
+        self.scheduler.add_job(fn, "interval", seconds=seconds, args=args or [], id=job_id,
+                               next_run_time=self.now, misfire_grace_time=max(1, int(grace)))
+
+    def daily(self, fn: Callable[[], None], at: str, tz: tzinfo, job_id: str) -> None:
+        """Run ``fn`` every day at local ``HH:MM``."""
+        hh, mm = at.split(":")
+        self.scheduler.add_job(fn, "cron", hour=int(hh), minute=int(mm), timezone=tz,
+                               id=job_id, misfire_grace_time=3600)
+
+    def on_job_event(self, event: JobExecutionEvent) -> None:
+        if event.code in (EVENT_JOB_MISSED, EVENT_JOB_MAX_INSTANCES):
+            job = str(event.job_id)
+            self.metrics.job_missed.labels(job).inc()
+            if job.startswith("poll:"):
+                self.metrics.polls.labels(job[5:], "skipped").inc()
+            self.log.warning("job_skipped", job=job,
+                             reason="previous run still going" if event.code ==
+                             EVENT_JOB_MAX_INSTANCES else "missed its time")
+        elif event.code == EVENT_JOB_ERROR:
+            self.log.error("job_failed", job=str(event.job_id),
+                           error=redact(repr(event.exception)))
