@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,18 +43,34 @@ class StoreBase:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine: Engine = create_engine(url, **kwargs)
-        if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", sqlite_pragmas)
-            event.listen(self.engine, "begin", sqlite_begin)
-        #: Statements built once and reused (the storm path executes them thousands of times).
-        self.statements: dict[Any, Any] = {}
         database = parsed.database or ""
         #: The SQLite file, absolute (None for PostgreSQL and in-memory SQLite).
         self.sqlite_path: Path | None = (
             Path(database).resolve() if self.dialect == "sqlite" and database
             and database != ":memory:" and not database.startswith("file:") else None)
         self._file_identity: tuple[int, int] | None = None
+        if self.sqlite_path is not None:
+            kwargs["creator"] = self._sqlite_connect
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", sqlite_pragmas)
+            event.listen(self.engine, "begin", sqlite_begin)
+        #: Statements built once and reused (the storm path executes them thousands of times).
+        self.statements: dict[Any, Any] = {}
+
+    def _sqlite_connect(self) -> sqlite3.Connection:
+        """A connection to the SQLite file. Once the file was made, no connection makes or opens
+        another file at its path: a new file (an empty one where the old was deleted, or a copy
+        moved over it) would reset the WAL index (``-shm``) that open connections have mapped,
+        and the process die of SIGBUS before the file watch could stop it cleanly."""
+        assert self.sqlite_path is not None
+        if self._file_identity is None:
+            return sqlite3.connect(self.sqlite_path, check_same_thread=False, timeout=30)
+        problem = self.database_file_problem()
+        if problem is not None:  # replaced: opening the new file would reset the -shm too
+            raise sqlite3.OperationalError(f"database file {self.sqlite_path} {problem}")
+        uri = f"file:{urllib.parse.quote(str(self.sqlite_path))}?mode=rw"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
 
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version now in force."""
