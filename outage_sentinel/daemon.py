@@ -57,6 +57,7 @@ from outage_sentinel.report_job import ReportJob
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.signals import SignalInbox, names
+from outage_sentinel.silencing import Silencing
 from outage_sentinel.sources.base import Source
 from outage_sentinel.sources.capabilities import TopologyAware
 from outage_sentinel.store import Store
@@ -151,7 +152,8 @@ class Daemon:
                                    quiet_hours=config.notify.quiet_windows(), tz=self.tz,
                                    on_dead=self.lifecycle.dead_letter_notice,
                                    workers_per_channel=config.delivery.workers_per_channel,
-                                   clock=self.clock)
+                                   clock=self.clock,
+                                   muter=Silencing(store, lambda: self.topology))
 
     # -- one cycle, and the stages as the tests and benchmarks drive them ----------------------
 

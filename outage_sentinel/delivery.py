@@ -73,7 +73,7 @@ from concurrent.futures import wait as wait_for_jobs
 from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from time import monotonic
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from outage_sentinel.channels.base import Channel, Digestible, Message, Outcome, SendResult
 from outage_sentinel.channels.registry import rate_keys_of, rate_limits_of
@@ -172,6 +172,13 @@ def message_of(row: OutboxRow) -> Message:
     )
 
 
+class Muter(Protocol):
+    """Decides which due messages a silence mutes (see :mod:`outage_sentinel.silencing`)."""
+
+    def muted(self, rows: Sequence[OutboxRow], now: datetime) -> dict[int, str]:
+        """Outbox id -> the silence muting it."""
+
+
 class Deliverer:
     """Sends due outbox messages, each ``(channel, target)`` group on its channel's lane.
 
@@ -196,6 +203,7 @@ class Deliverer:
         on_dead: Callable[[OutboxRow, str, datetime], None] | None = None,
         workers_per_channel: int = 4,
         clock: Callable[[], datetime] = utcnow,
+        muter: Muter | None = None,
     ) -> None:
         if workers_per_channel < 1:
             raise ValueError("workers_per_channel must be >= 1")
@@ -212,6 +220,7 @@ class Deliverer:
         self.on_dead = on_dead
         self.workers_per_channel = workers_per_channel
         self.clock = clock
+        self.muter = muter
         self.log = get_logger(component="delivery")
         self.limiter = self._load_limiter()
         #: Guards the limiter and its saved copy (check + record + save is one step).
@@ -311,6 +320,7 @@ class Deliverer:
             return [], 0
         rows = self.store.due_messages(now, self.batch_size, exclude=self.busy_groups())
         rows = self._defer_quiet(rows, now)
+        rows = self._unmuted(rows, now)
         with self._limiter_lock:
             self.limiter.prune(now)
         groups: dict[GroupKey, list[OutboxRow]] = {}
@@ -329,6 +339,18 @@ class Deliverer:
                 jobs.append(job)
                 handled += len(group)
         return jobs, handled
+
+    def _unmuted(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """``rows`` without those a silence mutes (each marked ``silenced``, counted, logged)."""
+        if self.muter is None or not rows:
+            return rows
+        muted = self.muter.muted(rows, now)
+        for row in rows:
+            reason = muted.get(row.id)
+            if reason is not None and self.store.mark_silenced(row.id, now, reason):
+                self.metrics.notifications.labels(row.channel, "silenced").inc()
+                self.log.info("silenced", key=row.key, channel=row.channel, silence=reason)
+        return [r for r in rows if r.id not in muted]
 
     def _submit(self, key: GroupKey, rows: Sequence[OutboxRow],
                 clock: Callable[[], datetime]) -> Future[int] | None:

@@ -77,7 +77,7 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
     if inc.withdrawn_villages:
         lines.append(f"{w['withdrawn']}: {_village_names(topology, inc.withdrawn_villages, 12)}")
     if inc.area_text:
-        lines.append(f"{w['area_text']}: {inc.area_text}")
+        lines.append(f"{w['area_text']}: {mask_phones(inc.area_text)}")
     if inc.unknown_refs:
         lines.append(f"{w['unknown']}: {', '.join(inc.unknown_refs[:10])}")
     if inc.parent_id:

@@ -243,6 +243,12 @@ class Incident:
     withdrawn_villages: tuple[str, ...] = ()
     #: The expected restoration time each notified village was last told (``None``: not known).
     told_etr: Mapping[str, datetime | None] = field(default_factory=dict)
+    #: Operator corrections (``incidents etr|scope|cancel``), which later evidence never undoes:
+    #: the expected restoration time the command centre set (wins over the sources'), areas it
+    #: took out of the scope, and why it cancelled the incident as a false alarm.
+    etr_set: datetime | None = None
+    excluded: tuple[str, ...] = ()
+    cancel_reason: str = ""
 
     @property
     def fault_device(self) -> str | None:
@@ -293,6 +299,8 @@ class Incident:
             "restored_villages": list(self.restored_villages),
             "withdrawn_villages": list(self.withdrawn_villages),
             "told_etr": {v: _iso(at) for v, at in self.told_etr.items()},
+            "etr_set": _iso(self.etr_set), "excluded": list(self.excluded),
+            "cancel_reason": self.cancel_reason,
         }
 
     @classmethod
@@ -322,6 +330,9 @@ class Incident:
             withdrawn_villages=tuple(d.get("withdrawn_villages") or ()),
             told_etr={v: parse_optional_time(at, "told_etr")
                       for v, at in (d.get("told_etr") or {}).items()},
+            etr_set=parse_optional_time(d.get("etr_set"), "etr_set"),
+            excluded=tuple(d.get("excluded") or ()),
+            cancel_reason=str(d.get("cancel_reason") or ""),
         )
 
 
@@ -426,16 +437,20 @@ def apply_event(
         inferred = [t for t in estimate.transformers
                     if t in scope or topology.nodes[t].village not in told_back]
         scope = widen_scope(scope, ev.dead, possible_areas(active) - ev.dead, inferred, restored)
+        scope = {t: m for t, m in scope.items() if t not in incident.excluded}
         estimate = scoped_estimate(topology, estimate, scope)
     else:
         estimate = incident.estimate
     off = [t for t in estimate.transformers if t not in restored]
     status, end = _status(reporting, active, off, bool(estimate.transformers), restored, now)
+    if incident.cancel_reason:  # a false alarm stays cancelled; its evidence is still kept
+        status, end = "cancelled", incident.end
     if status != "active":
         for t in off:  # the whole incident is over: the rest came back now
             restored[t] = end or now
     updated = replace(
-        incident, kind=kind, status=status, start=_start(reporting, members), etr=_etr(active, notices),
+        incident, kind=kind, status=status, start=_start(reporting, members),
+        etr=incident.etr_set or _etr(active, notices),
         end=end, members=members, estimate=estimate, updated_at=now, scope=scope,
         cause=_latest(notices, "cause") or incident.cause,
         area_text=_latest(notices, "area_text") or incident.area_text,
@@ -618,7 +633,8 @@ class Notice:
 
 
 def plan_notices(before: Incident | None, after: Incident, topology: Topology | None = None,
-                 etr_step: timedelta = timedelta(minutes=15)) -> tuple[list[Notice], Incident]:
+                 etr_step: timedelta = timedelta(minutes=15), dropped_as: str = "withdrawn"
+                 ) -> tuple[list[Notice], Incident]:
     """Decide which villages get which notice for ``after``'s revision.
 
     A village hears "outage" when one of its areas is first affected, and "restored" when every
@@ -628,6 +644,8 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
     the command centre only; if it is inferred again it rejoins without a second notice. A
     village told already hears an update when its own expected restoration time
     (:func:`village_etr`) moved at least ``etr_step`` from the one it was last told.
+    ``dropped_as`` names the notice of villages that left the scope: ``withdrawn`` (an
+    inference dropped) or ``corrected`` (an operator took them out: they hear it was a mistake).
     Returns the notices and ``after`` with its village lists brought up to date.
     """
     if before is not None and before.revision == after.revision:
@@ -644,7 +662,7 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
         rejoin = [v for v in affected if v not in notified and v in withdrawn]
         new = [v for v in affected if v not in notified and v not in withdrawn]
         still = [v for v in notified if v in affected]
-        for notice in (Notice("restored", tuple(back)), Notice("withdrawn", tuple(dropped)),
+        for notice in (Notice("restored", tuple(back)), Notice(dropped_as, tuple(dropped)),
                        Notice("outage", tuple(new))):
             if notice.villages:
                 out.append(notice)
@@ -683,7 +701,7 @@ def village_etr(incident: Incident, village: str, topology: Topology | None = No
     """The expected restoration time that concerns ``village``: the latest of the open records
     naming one of its areas (a storm's other records on the feeder are other villages' news);
     the incident's own for a village no record names, or without a topology."""
-    if topology is None:
+    if topology is None or incident.etr_set is not None:
         return incident.etr
     etrs = [m.etr for m in incident.members.values()
             if m.etr is not None and m.status == "active" and m.signal in REPORTING_SIGNALS

@@ -73,7 +73,7 @@ class Lifecycle:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _load(self, conn: Connection, incident_id: str) -> tuple[Incident, dict[str, Any]]:
+    def load_in(self, conn: Connection, incident_id: str) -> tuple[Incident, dict[str, Any]]:
         m = self.store.lock_incident_in(conn, incident_id)
         if m is None:
             raise LifecycleError(f"no incident {incident_id!r}")
@@ -145,7 +145,7 @@ class Lifecycle:
         crew = next((c for c in self.topology.crews if c.id == crew_id), None)
         return (crew.name or crew_id) if crew is not None else crew_id
 
-    def _save(self, conn: Connection, inc: Incident, now: datetime, **extra: Any) -> None:
+    def save_in(self, conn: Connection, inc: Incident, now: datetime, **extra: Any) -> None:
         self.store.save_incident_in(conn, incident_columns(inc, now, **extra))
 
     # -- operator steps -----------------------------------------------------------------------
@@ -154,13 +154,13 @@ class Lifecycle:
         """Confirm an incident (an operator has seen it and it is real)."""
         now = self.clock()
         with self.store.transaction() as conn:
-            inc, _ = self._load(conn, incident_id)
+            inc, _ = self.load_in(conn, incident_id)
             if inc.stage not in ACTIVE_STAGES:
                 raise LifecycleError(f"{incident_id} is {inc.stage}; only open incidents can be "
                                      "acknowledged")
             if inc.stage == "detected":
                 inc = replace(inc, stage="confirmed")
-            self._save(conn, inc, now)
+            self.save_in(conn, inc, now)
             self.store.log_in(conn, inc.id, now, "confirmed", actor, note)
         return inc
 
@@ -168,12 +168,12 @@ class Lifecycle:
         """The crew reports it is on site."""
         now = self.clock()
         with self.store.transaction() as conn:
-            inc, row = self._load(conn, incident_id)
+            inc, row = self.load_in(conn, incident_id)
             if inc.stage not in ACTIVE_STAGES:
                 raise LifecycleError(f"{incident_id} is {inc.stage}; the crew cannot arrive")
             if inc.stage in ("detected", "confirmed", "dispatched"):
                 inc = replace(inc, stage="on_site")
-            self._save(conn, inc, now)
+            self.save_in(conn, inc, now)
             self.store.log_in(conn, inc.id, now, "on_site", actor, note,
                               {"crew": row.get("crew_id")})
         return inc
@@ -184,14 +184,14 @@ class Lifecycle:
         if not cause_category:
             raise LifecycleError("closing needs a cause category (--cause)")
         with self.store.transaction() as conn:
-            inc, row = self._load(conn, incident_id)
+            inc, row = self.load_in(conn, incident_id)
             if inc.stage == "closed":
                 raise LifecycleError(f"{incident_id} is already closed")
             if inc.status == "active":
                 raise LifecycleError(f"{incident_id} is still active ({len(inc.off)} transformer "
                                      "area(s) off); restore it first")
             inc = replace(inc, stage="closed")
-            self._save(conn, inc, now, cause_category=cause_category, closed_at=now)
+            self.save_in(conn, inc, now, cause_category=cause_category, closed_at=now)
             self.store.log_in(conn, inc.id, now, "closed", actor, note,
                               {"cause_category": cause_category})
             self.store.enqueue_in(conn, self.command_rows(
@@ -222,7 +222,7 @@ class Lifecycle:
         """Send a crew: the given one, or the best by service area, distance and priority."""
         now = self.clock()
         with self.store.transaction() as conn:
-            inc, row = self._load(conn, incident_id)
+            inc, row = self.load_in(conn, incident_id)
             if inc.status != "active":
                 raise LifecycleError(f"{incident_id} is {inc.status}; no crew needed")
             if crew_id is not None and not any(c.id == crew_id for c in self.topology.crews):
@@ -256,7 +256,7 @@ class Lifecycle:
             choice = crews.choose_crew(self.topology, inc.feeder, location, pr.score, busy, now,
                                        self.params, area_type=area)
         if choice is None:
-            self._save(conn, inc, now, priority=pr.score)
+            self.save_in(conn, inc, now, priority=pr.score)
             ctx = crews.escalation_context(self.topology, inc, pr, "no_crew", deadline, area, now,
                                            self.planner.tz, None, busy, lang, self.params)
             added = self.store.enqueue_in(conn, self.command_rows(
@@ -270,7 +270,7 @@ class Lifecycle:
         if choice.preempts is not None and choice.preempts.incident_id:
             self._release_crew(conn, choice.preempts.incident_id, choice.crew.id, inc.id, now)
         inc = replace(inc, stage="dispatched") if inc.stage in ("detected", "confirmed") else inc
-        self._save(conn, inc, now, priority=pr.score, crew_id=choice.crew.id)
+        self.save_in(conn, inc, now, priority=pr.score, crew_id=choice.crew.id)
         self.store.log_in(conn, inc.id, now, "dispatched", actor, note, {
             "crew": choice.crew.id, "deadline": deadline.isoformat(), "area_type": area,
             "priority": pr.score, "distance_km": choice.distance_km,
@@ -306,10 +306,10 @@ class Lifecycle:
     def _release_crew(self, conn: Connection, incident_id: str, crew_id: str, by: str,
                       now: datetime) -> None:
         """Take a crew off lower-priority work; that incident waits for the next free crew."""
-        other, _ = self._load(conn, incident_id)
+        other, _ = self.load_in(conn, incident_id)
         if other.stage == "dispatched":
             other = replace(other, stage="confirmed")
-        self._save(conn, other, now, crew_id=None)
+        self.save_in(conn, other, now, crew_id=None)
         self.store.log_in(conn, other.id, now, "note", "daemon",
                           f"crew {crew_id} reassigned to higher-priority {by}",
                           {"crew": crew_id, "reassigned_to": by})
@@ -345,7 +345,7 @@ class Lifecycle:
                                                                 "dispatched"):
                 continue
             with self.store.transaction() as conn:
-                inc, current = self._load(conn, row["id"])
+                inc, current = self.load_in(conn, row["id"])
                 if inc.status != "active":
                     continue
                 if (current["crew_id"] is None and inc.stage == "confirmed"

@@ -338,7 +338,7 @@ class IncidentProcessor:
         The step goes through the same path as a feed's restoration (stored event, incident
         revision, notices in one transaction), so the daemon and the CLI never disagree.
         """
-        inc = self._active(incident_id)
+        inc = self.active(incident_id)
         ids: list[str] = []
         for ref in split_list(transformers) if transformers else inc.off:
             tid = self.topology.resolve(ref)
@@ -360,7 +360,19 @@ class IncidentProcessor:
         assert latest is not None
         return Incident.from_json(latest["state"])
 
-    def _active(self, incident_id: str) -> Incident:
+    def incident(self, incident_id: str) -> Incident:
+        """The incident's current state."""
+        row = self.store.get_incident(incident_id)
+        if row is None:
+            raise LifecycleError(f"no incident {incident_id!r}")
+        return Incident.from_json(row["state"])
+
+    def incident_of(self, source: str, event_id: str) -> str | None:
+        """The incident a source record was folded into, if any."""
+        with self.store.transaction() as conn:
+            return self.store.member_incident_in(conn, source, event_id)
+
+    def active(self, incident_id: str) -> Incident:
         row = self.store.get_incident(incident_id)
         if row is None:
             raise LifecycleError(f"no incident {incident_id!r}")

@@ -198,4 +198,6 @@ def sms_purpose(purpose: str, kind: str = "fault") -> str:
         return "planned"
     if purpose.startswith("reminder"):
         return "reminder"
+    if purpose == "corrected":  # taken out of the scope: the registered "cancelled" text
+        return "cancelled"
     return purpose if purpose in PURPOSES else "command"

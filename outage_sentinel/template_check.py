@@ -36,7 +36,7 @@ from outage_sentinel.topology import Topology
 LANGUAGES = ("zh", "en")
 KINDS: tuple[Kind, ...] = ("fault", "planned", "temporary")
 #: Purposes of village notices rendered by the liaison planner (``liaison_<purpose>``).
-LIAISON_PURPOSES = ("outage", "update", "restored", "cancelled", "reminder")
+LIAISON_PURPOSES = ("outage", "update", "restored", "cancelled", "corrected", "reminder")
 ESCALATION_REASONS = ("at_risk", "overdue", "no_crew")
 NOW = datetime(2026, 7, 14, 6, 30, tzinfo=UTC)
 

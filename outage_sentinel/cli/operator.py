@@ -1,7 +1,8 @@
 """Operator verbs that read and act on the daemon's database while it runs.
 
-``incidents list|show|ack|dispatch|arrive|restore|close``, ``outbox list``, ``quarantine list``,
-``storm declare|end|status``.
+``incidents list|show|ack|dispatch|arrive|restore|close`` (and the corrections of
+:mod:`outage_sentinel.cli.corrections`), ``outbox list|retry``, ``silence add|list|expire``,
+``quarantine list``, ``storm declare|end|status``.
 They open the same database as the daemon (SQLite in WAL mode and write transactions taken up
 front, PostgreSQL row locks), so they are safe while it runs. Steps that notify people queue
 their messages in the outbox; the running daemon delivers them.
@@ -21,6 +22,7 @@ from outage_sentinel.cli import (
     EXIT_TOPOLOGY,
     EXIT_USAGE,
     config_from_args,
+    corrections,
     topology_from_config,
 )
 
@@ -55,11 +57,13 @@ def add_verbs(sub: Any) -> None:
     close.add_argument("--cause", required=True, help="cause category, e.g. 树线矛盾, 设备故障")
     close.add_argument("--note", default="")
     close.add_argument("--actor")
+    corrections.add_incident_verbs(isub)
 
     out = sub.add_parser("outbox", help="notifications in the outbox")
     osub = out.add_subparsers(dest="outbox_verb", metavar="ACTION")
     olist = osub.add_parser("list", help="messages, oldest first")
-    olist.add_argument("--status", choices=["pending", "inflight", "sent", "dead"])
+    olist.add_argument("--status", choices=["pending", "inflight", "sent", "dead", "silenced"])
+    corrections.add_other_verbs(sub, osub)
 
     storm = sub.add_parser("storm", help="declare a storm (the localiser expects several "
                                          "faults per feeder) or end it")
@@ -93,7 +97,7 @@ def _open_store(config: Any) -> Any:
     return store
 
 
-ACTIONS = ("ack", "arrive", "dispatch", "restore", "close")
+ACTIONS = ("ack", "arrive", "dispatch", "restore", "close", *corrections.INCIDENT_ACTIONS)
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any, Any] | int:
@@ -132,6 +136,8 @@ def _act(args: argparse.Namespace) -> int:
 
 def _step(core: Any, args: argparse.Namespace, actor: str) -> Any:
     life, action = core.lifecycle, args.incidents_verb
+    if action in corrections.INCIDENT_ACTIONS:
+        return corrections.run_incident_step(core, args, actor)
     if action == "ack":
         return life.ack(args.incident_id, actor, args.note)
     if action == "arrive":
@@ -159,6 +165,15 @@ def dispatch(args: argparse.Namespace) -> int:
         return _act(args)
     if verb == "incidents" and action in ("list", "show"):
         return _view(args)
+    if verb == "silence":
+        opened = _open(args)
+        if isinstance(opened, int):
+            return opened
+        config, topology, store = opened
+        try:
+            return corrections.silence(store, topology, config, args)
+        finally:
+            store.close()
     store = _store(args)
     if store is None:
         return EXIT_CONFIG
@@ -172,6 +187,8 @@ def dispatch(args: argparse.Namespace) -> int:
                 print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phones(m.target):30} "
                       f"{mask_phones(m.key)}  {redact(m.last_error or '')}")
             return 0
+        if verb == "outbox" and action == "retry":
+            return corrections.outbox_retry(store, args)
         if verb == "storm":
             return _storm(store, args)
         if verb == "quarantine" and action == "list":

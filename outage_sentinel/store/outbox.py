@@ -16,8 +16,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.silences import Silence
 from outage_sentinel.store.base import StoreBase
-from outage_sentinel.store.schema import outbox_t
+from outage_sentinel.store.schema import incidents_t, outbox_t, silences_t
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,70 @@ class OutboxStore(StoreBase):
         with self.transaction() as conn:
             conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
                          .values(status="dead", last_error=error, sent_at=None, dead_at=now))
+
+    def mark_silenced(self, row_id: int, now: datetime, reason: str) -> bool:
+        """A pending message muted by a silence: kept, never sent (unless retried)."""
+        with self.transaction() as conn:
+            res = conn.execute(update(outbox_t)
+                               .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending")
+                               .values(status="silenced", last_error=reason, dead_at=now))
+            return bool(res.rowcount)
+
+    def requeue(self, row_ids: Sequence[int] | None, now: datetime, note: str) -> list[int]:
+        """Dead or silenced messages (the given ones, or every dead letter for ``None``) made
+        pending again, due now, with a fresh count of attempts. Returns the ids requeued;
+        a message sent or still pending is left alone (sending it again would be a
+        duplicate, not a retry)."""
+        cond = outbox_t.c.status.in_(("dead", "silenced")) if row_ids is not None \
+            else outbox_t.c.status == "dead"
+        q = select(outbox_t.c.id).where(cond)
+        if row_ids is not None:
+            q = q.where(outbox_t.c.id.in_(list(row_ids)))
+        with self.transaction() as conn:
+            ids = [int(i) for i in conn.execute(q.order_by(outbox_t.c.id)).scalars()]
+            if ids:
+                conn.execute(update(outbox_t).where(outbox_t.c.id.in_(ids)).values(
+                    status="pending", attempts=0, inflight_count=0, next_attempt_at=now,
+                    dead_at=None, sent_at=None, last_error=note))
+        return ids
+
+    def incident_addresses(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """Feeder and kind of each incident named (what a silence matches)."""
+        if not ids:
+            return {}
+        q = select(incidents_t.c.id, incidents_t.c.feeder, incidents_t.c.kind) \
+            .where(incidents_t.c.id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return {r.id: {"feeder": r.feeder, "kind": r.kind} for r in conn.execute(q)}
+
+    # -- silences ---------------------------------------------------------------------------
+
+    def add_silence(self, silence: Silence) -> int:
+        """Store a silence; returns its id."""
+        values = {"matcher": silence.matcher, "value": silence.value,
+                  "starts_at": silence.starts_at, "ends_at": silence.ends_at,
+                  "reason": silence.reason, "actor": silence.actor, "force": silence.force}
+        with self.transaction() as conn:
+            key = conn.execute(silences_t.insert().values(**values)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def silences(self, *, holding_at: datetime | None = None) -> list[Silence]:
+        """Every silence, newest first, or those holding at ``holding_at``."""
+        q = select(silences_t).order_by(silences_t.c.id.desc())
+        if holding_at is not None:
+            q = q.where(silences_t.c.expired_at.is_(None), silences_t.c.starts_at <= holding_at,
+                        silences_t.c.ends_at > holding_at)
+        with self.engine.connect() as conn:
+            return [Silence(**r._mapping) for r in conn.execute(q)]
+
+    def expire_silence(self, silence_id: int, now: datetime) -> bool:
+        """End a silence now; False if there is no such silence or it had ended."""
+        with self.transaction() as conn:
+            res = conn.execute(update(silences_t).where(
+                silences_t.c.id == silence_id, silences_t.c.expired_at.is_(None),
+                silences_t.c.ends_at > now).values(expired_at=now))
+            return bool(res.rowcount)
 
     def outbox_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Connection
@@ -114,7 +115,7 @@ outbox_t = Table(
     Column("subject", Text, nullable=False, server_default=""),
     Column("body", Text, nullable=False),
     Column("payload", JSON, nullable=False),
-    # pending | inflight | sent | dead
+    # pending | inflight | sent | dead | silenced
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("inflight_count", Integer, nullable=False, server_default="0"),
@@ -147,6 +148,20 @@ kv_t = Table(
     Column("key", String(200), primary_key=True),
     Column("value", JSON, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+silences_t = Table(
+    "silences", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    #: feeder | village | incident
+    Column("matcher", String(20), nullable=False),
+    Column("value", String(200), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("force", Boolean, nullable=False, server_default=false()),
+    Column("expired_at", UTCDateTime),
 )
 
 schema_version_t = Table(
@@ -189,9 +204,13 @@ def _m4_dead_at(conn: Connection) -> None:
     _add_missing_columns(conn, outbox_t, ["dead_at"])
 
 
+def _m5_silences(conn: Connection) -> None:
+    silences_t.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
-                                                  _m4_dead_at]
+                                                  _m4_dead_at, _m5_silences]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,147 @@
+"""The command centre's corrections: ``incidents etr|scope|cancel|open``, ``silence
+add|list|expire`` and ``outbox retry``. Each takes the step through the same code the daemon
+(and later the board) runs, logged with its actor; notices it causes are queued in the outbox
+for the running daemon to deliver."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from outage_sentinel.cli import EXIT_PROBLEMS, EXIT_USAGE
+
+#: The ``incidents`` actions this module handles.
+INCIDENT_ACTIONS = ("etr", "scope", "cancel", "open")
+
+
+def _actor(p: Any) -> None:
+    p.add_argument("--actor", help="who (default: your user name)")
+
+
+def add_incident_verbs(isub: Any) -> None:
+    etr = isub.add_parser("etr", help="set the expected restoration time (villages told)")
+    etr.add_argument("incident_id")
+    etr.add_argument("time", help="local time, e.g. '2026-11-23 18:00'")
+    etr.add_argument("--note", default="")
+    _actor(etr)
+    scope = isub.add_parser("scope", help="add or remove transformer areas or villages")
+    scope.add_argument("incident_id")
+    scope.add_argument("--add", action="append", help="areas/villages now known to be off")
+    scope.add_argument("--remove", action="append",
+                       help="areas/villages wrongly included (they are told it was a mistake)")
+    scope.add_argument("--note", default="")
+    _actor(scope)
+    cancel = isub.add_parser("cancel", help="cancel a false alarm (everyone told hears so)")
+    cancel.add_argument("incident_id")
+    cancel.add_argument("--reason", required=True)
+    _actor(cancel)
+    op = isub.add_parser("open", help="open an incident from a phone call")
+    op.add_argument("--feeder", help="feeder id or name")
+    op.add_argument("--transformers", help="comma-separated areas or villages")
+    op.add_argument("--caller", default="", help="who called, e.g. '王村长 13800001111'")
+    op.add_argument("--note", default="")
+    _actor(op)
+
+
+def add_other_verbs(sub: Any, osub: Any) -> None:
+    retry = osub.add_parser("retry", help="send dead (or silenced) messages again")
+    retry.add_argument("ids", nargs="*", type=int, help="outbox ids (see outbox list)")
+    retry.add_argument("--dead", action="store_true", help="every dead letter")
+    _actor(retry)
+    sil = sub.add_parser("silence", help="mute liaison notices during known work")
+    ssub = sil.add_subparsers(dest="silence_verb", metavar="ACTION")
+    add = ssub.add_parser("add", help="one of --feeder/--village/--incident, until a time")
+    what = add.add_mutually_exclusive_group(required=True)
+    what.add_argument("--feeder")
+    what.add_argument("--village")
+    what.add_argument("--incident")
+    add.add_argument("--until", required=True, help="local time, e.g. '2026-11-23 18:00'")
+    add.add_argument("--reason", required=True)
+    add.add_argument("--force", action="store_true",
+                     help="also mute faults with special-care households")
+    _actor(add)
+    lst = ssub.add_parser("list", help="silences, newest first")
+    lst.add_argument("--all", action="store_true", help="include ended ones")
+    exp = ssub.add_parser("expire", help="end a silence now")
+    exp.add_argument("silence_id", type=int)
+    _actor(exp)
+
+
+def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
+    """One of :data:`INCIDENT_ACTIONS` (raises ``LifecycleError`` when it cannot be taken)."""
+    from outage_sentinel.command_steps import CommandSteps, refs_of
+    from outage_sentinel.lifecycle import LifecycleError
+
+    steps = CommandSteps(core.lifecycle, core.processor, _utcnow)
+    action = args.incidents_verb
+    if action == "etr":
+        return steps.etr(args.incident_id, args.time, actor, args.note)
+    if action == "cancel":
+        return steps.cancel(args.incident_id, args.reason, actor)
+    if action == "open":
+        return steps.open(actor, feeder=args.feeder, transformers=args.transformers,
+                          caller=args.caller, note=args.note)
+    if not args.add and not args.remove:
+        raise LifecycleError("give --add and/or --remove")
+    inc = None
+    if args.add:
+        inc = steps.add(args.incident_id, refs_of(args.add), actor, args.note)
+    if args.remove:
+        inc = steps.remove(args.incident_id, refs_of(args.remove), actor, args.note)
+    return inc
+
+
+def outbox_retry(store: Any, args: argparse.Namespace) -> int:
+    from outage_sentinel.lifecycle import parse_actor
+
+    if bool(args.ids) == bool(args.dead):
+        print("error: give outbox ids or --dead", file=sys.stderr)
+        return EXIT_USAGE
+    actor = parse_actor(args.actor)
+    ids = store.requeue(args.ids or None, _utcnow(), f"retried by {actor}")
+    missing = sorted(set(args.ids) - set(ids))
+    print(f"requeued {len(ids)} message(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
+    if missing:
+        print(f"error: not dead or silenced (or unknown): {', '.join(map(str, missing))}",
+              file=sys.stderr)
+        return EXIT_PROBLEMS
+    return 0
+
+
+def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from outage_sentinel.events import parse_time
+    from outage_sentinel.lifecycle import parse_actor
+    from outage_sentinel.silencing import SilenceError, Silencing
+
+    silencing, now, tz = Silencing(store, lambda: topology), _utcnow(), ZoneInfo(config.timezone)
+    try:
+        if args.silence_verb == "add":
+            matcher = "feeder" if args.feeder else "village" if args.village else "incident"
+            until = parse_time(args.until, "--until", tz)
+            s = silencing.add(matcher, args.feeder or args.village or args.incident, until,
+                              args.reason, parse_actor(args.actor), now, force=args.force)
+            print(f"silence {s.id}: {s.matcher} {s.value} until "
+                  f"{s.ends_at.astimezone(tz):%Y-%m-%d %H:%M}" + ("（含重点关怀户）" if s.force
+                                                                 else ""))
+        elif args.silence_verb == "expire":
+            silencing.expire(args.silence_id, now)
+            print(f"silence {args.silence_id} ended")
+        else:
+            for s in store.silences(holding_at=None if args.all else now):
+                state = "在效" if s.holds(now) else "已结束"
+                print(f"{s.id:4} {state} {s.matcher}={s.value} "
+                      f"{s.starts_at.astimezone(tz):%m-%d %H:%M}–"
+                      f"{s.ends_at.astimezone(tz):%m-%d %H:%M} {s.actor}：{s.reason}"
+                      + ("（强制）" if s.force else ""))
+    except (SilenceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return 0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

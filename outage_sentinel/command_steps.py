@@ -1,0 +1,151 @@
+"""The command centre's corrections, as the operator CLI (and later the board) takes them.
+
+``incidents etr|scope|cancel|open``: each step runs in one transaction with the notices it
+causes and a log line naming its actor, and the command centre gets a summary headed by the
+step. The decisions are pure (:mod:`outage_sentinel.corrections`); areas added and incidents
+opened from a phone call are operator reports folded in by the
+:class:`~outage_sentinel.processing.IncidentProcessor`, the path every source takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from outage_sentinel import corrections
+from outage_sentinel.events import OutageEvent, PollResult, parse_time, split_list
+from outage_sentinel.incidents import Incident, plan_notices
+from outage_sentinel.lifecycle import Lifecycle, LifecycleError
+from outage_sentinel.logs import mask_phones
+from outage_sentinel.processing import OPERATOR_SOURCE, IncidentProcessor
+
+
+class CommandSteps:
+    """``etr``, ``scope``, ``cancel`` and ``open`` over one store and topology."""
+
+    def __init__(self, lifecycle: Lifecycle, processor: IncidentProcessor,
+                 clock: Callable[[], datetime]) -> None:
+        self.lifecycle, self.processor, self.clock = lifecycle, processor, clock
+
+    @property
+    def topology(self) -> Any:
+        return self.lifecycle.topology
+
+    def _correct(self, incident_id: str, actor: str, note: str, step: str,
+                 change: Callable[[Incident, datetime], Incident], details: dict[str, Any],
+                 dropped_as: str = "withdrawn") -> Incident:
+        """Apply ``change`` and write the revision, its notices, the log line and the
+        command centre's summary in one transaction."""
+        life, now = self.lifecycle, self.clock()
+        with life.store.transaction() as conn:
+            before, row = life.load_in(conn, incident_id)
+            try:
+                after = change(before, now)
+            except corrections.CorrectionError as exc:
+                raise LifecycleError(str(exc)) from None
+            # The operator's word is news to every village it concerns, however small the move.
+            notices, after = plan_notices(before, after, self.topology, timedelta(0), dropped_as)
+            rows = life.planner.rows(after, notices, now, previous=before)
+            rows += life.command_rows(after, step, life.render_summary(
+                after, headline=step, crew=row.get("crew_id")))
+            life.save_in(conn, after, now)
+            life.store.log_in(conn, after.id, now, step, actor, note, details)
+            life.store.enqueue_in(conn, rows, now)
+        return after
+
+    def etr(self, incident_id: str, when: str, actor: str, note: str = "") -> Incident:
+        """Set the expected restoration time (local time, e.g. ``2026-11-23 18:00``)."""
+        etr = parse_time(when, "ETR", self.processor.tz)
+        return self._correct(incident_id, actor, note, "etr_set",
+                             lambda inc, now: corrections.set_etr(inc, etr, now),
+                             {"etr": etr.isoformat()})
+
+    def cancel(self, incident_id: str, reason: str, actor: str) -> Incident:
+        """Cancel a false alarm: everyone told hears it is cancelled."""
+        return self._correct(incident_id, actor, reason, "cancelled",
+                             lambda inc, now: corrections.cancel_incident(inc, reason, now),
+                             {"reason": reason})
+
+    def remove(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
+        """Take areas (ids, names, or villages) out of the scope; their villages hear it
+        was a mistake."""
+        areas = self.areas(refs, incident_id)
+        return self._correct(incident_id, actor, note, "scope_removed",
+                             lambda inc, now: corrections.exclude_areas(
+                                 inc, self.topology, areas, now),
+                             {"transformers": areas}, dropped_as="corrected")
+
+    def add(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
+        """Add areas the command centre knows are off (an operator report: they stay off
+        until a restoration step or a source says they are back)."""
+        inc = self.processor.active(incident_id)
+        areas = [t for t in self.areas(refs, None) if t not in inc.off]
+        if not areas:
+            raise LifecycleError(f"every area given is already off in {incident_id}")
+        now = self.clock()
+        self._report(OutageEvent(
+            source=OPERATOR_SOURCE, event_id=f"{incident_id}:add:{now.isoformat()}",
+            kind=inc.kind, status="active", signal="dead", start=now,
+            transformers=tuple(areas), area_text=note,
+            raw={"incident_id": incident_id, "actor": actor, "note": note}), now)
+        self._log(incident_id, now, "scope_added", actor, note, {"transformers": areas})
+        return self.processor.incident(incident_id)
+
+    def open(self, actor: str, *, feeder: str | None, transformers: str | None,
+             caller: str = "", note: str = "") -> Incident:
+        """Open an incident from a phone call: a feeder and/or transformer areas."""
+        if not feeder and not transformers:
+            raise LifecycleError("give --feeder or --transformers (or both)")
+        areas = self.areas(transformers, None) if transformers else []
+        if feeder and feeder not in self.topology.feeder_ids and \
+                feeder not in self.topology.feeder_by_name:
+            raise LifecycleError(f"unknown feeder {feeder!r}")
+        now = self.clock()
+        event_id = f"call:{now.isoformat()}"
+        # The caller stays out of the record's text: liaison notices may quote it.
+        self._report(OutageEvent(
+            source=OPERATOR_SOURCE, event_id=event_id, kind="fault", status="active",
+            signal="notice", start=now, feeder=feeder, transformers=tuple(areas),
+            area_text=note, raw={"actor": actor, "caller": caller, "note": note}), now)
+        incident_id = self.processor.incident_of(OPERATOR_SOURCE, event_id)
+        if incident_id is None:
+            raise LifecycleError("the call was recorded but opened no incident (its areas "
+                                 "lie in planned work in force?); see `incidents list`")
+        text = "；".join(x for x in (caller and f"来电：{caller}", note) if x)
+        self._log(incident_id, now, "opened", actor, mask_phones(text),
+                  {"transformers": areas, "feeder": feeder})
+        return self.processor.incident(incident_id)
+
+    def areas(self, refs: str | None, incident_id: str | None) -> list[str]:
+        """Transformer area ids for refs of areas (id, name) or villages (id, name)."""
+        out: list[str] = []
+        topo = self.topology
+        for ref in split_list(refs or ""):
+            village = topo.villages.get(ref) or next(
+                (v for v in topo.villages.values() if v.name == ref), None)
+            if village is not None:
+                out += [t for t in topo.transformers if topo.nodes[t].village == village.id]
+                continue
+            tid = topo.resolve(ref)
+            if tid is None or topo.nodes[tid].kind != "transformer":
+                raise LifecycleError(f"{ref!r} is neither a transformer area nor a village")
+            out.append(tid)
+        if not out:
+            raise LifecycleError("no transformer area given")
+        return list(dict.fromkeys(out))
+
+    def _report(self, event: OutageEvent, now: datetime) -> None:
+        self.processor.store.ingest(OPERATOR_SOURCE, PollResult(events=[event]), now)
+        self.processor.process(now)
+
+    def _log(self, incident_id: str, now: datetime, step: str, actor: str, note: str,
+             details: dict[str, Any]) -> None:
+        store = self.lifecycle.store
+        with store.transaction() as conn:
+            store.log_in(conn, incident_id, now, step, actor, note, details)
+
+
+def refs_of(values: Sequence[str] | None) -> str:
+    """Repeated ``--add``/``--remove`` options as one comma-separated list."""
+    return ",".join(values or ())

@@ -1,0 +1,71 @@
+"""Operator corrections of an incident (pure core, ``now`` passed in).
+
+What the command centre knows better than the evidence: the expected restoration time, areas
+wrongly taken into an outage, an incident that was a false alarm. Each correction is kept on
+the incident (:attr:`~outage_sentinel.incidents.Incident.etr_set`, ``excluded``,
+``cancel_reason``) so that later evidence, folded in by
+:func:`~outage_sentinel.incidents.apply_event`, never undoes it; each makes a new revision,
+whose notices :func:`~outage_sentinel.incidents.plan_notices` then plans like any other
+(removed villages hear a correction, not "power restored"). Areas an operator adds are
+evidence, not a correction: the processor folds them in as an operator report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from outage_sentinel.incidents import Incident, scoped_estimate
+from outage_sentinel.topology import Topology
+
+
+class CorrectionError(ValueError):
+    """A correction that cannot be made; the message says why."""
+
+
+def _open(inc: Incident, what: str) -> None:
+    if inc.status != "active" or inc.stage == "closed":
+        raise CorrectionError(f"{inc.id} is {inc.stage}; {what} only an open incident")
+
+
+def _revised(before: Incident, after: Incident, now: datetime) -> Incident:
+    return replace(after, revision=before.revision + 1, updated_at=now)
+
+
+def set_etr(inc: Incident, etr: datetime, now: datetime) -> Incident:
+    """``inc`` with the command centre's expected restoration time, which wins over the
+    sources' from now on."""
+    _open(inc, "set the expected restoration time of")
+    if etr <= now - timedelta(minutes=1):
+        raise CorrectionError(f"the expected restoration time {etr.isoformat()} has passed")
+    if etr < inc.start:
+        raise CorrectionError("the expected restoration time is before the outage started")
+    return _revised(inc, replace(inc, etr=etr, etr_set=etr), now)
+
+
+def exclude_areas(inc: Incident, topology: Topology, areas: Sequence[str], now: datetime
+                  ) -> Incident:
+    """``inc`` without ``areas`` (wrongly taken in): out of its scope for good."""
+    _open(inc, "narrow")
+    missing = [t for t in areas if t not in inc.estimate.transformers]
+    if missing:
+        raise CorrectionError(f"not in {inc.id}'s scope: {', '.join(missing)}")
+    left = [t for t in inc.estimate.transformers if t not in areas]
+    if not left:
+        raise CorrectionError(f"that would leave {inc.id} with no area; cancel it instead")
+    scope = {t: inc.mark(t) for t in left}
+    estimate = scoped_estimate(topology, replace(inc.estimate, transformers=tuple(left)), scope)
+    restored = {t: at for t, at in inc.restored.items() if t in scope}
+    return _revised(inc, replace(inc, estimate=estimate, scope=scope, restored=restored,
+                                 excluded=tuple(dict.fromkeys([*inc.excluded, *areas]))), now)
+
+
+def cancel_incident(inc: Incident, reason: str, now: datetime) -> Incident:
+    """``inc`` cancelled as a false alarm: everyone told hears so; later evidence is kept
+    but never reopens it."""
+    if not reason.strip():
+        raise CorrectionError("cancelling needs a reason (--reason)")
+    _open(inc, "cancel")
+    return _revised(inc, replace(inc, status="cancelled", stage="cancelled", end=now,
+                                 cancel_reason=reason.strip()), now)
