@@ -55,7 +55,7 @@ def exclude_areas(inc: Incident, topology: Topology, areas: Sequence[str], now: 
     if not left:
         raise CorrectionError(f"that would leave {inc.id} with no area; cancel it instead")
     scope = {t: inc.mark(t) for t in left}
-    estimate = scoped_estimate(topology, replace(inc.estimate, transformers=tuple(left)), scope)
+    estimate = scoped_estimate(topology, inc.estimate, scope)
     restored = {t: at for t, at in inc.restored.items() if t in scope}
     return _revised(inc, replace(inc, estimate=estimate, scope=scope, restored=restored,
                                  excluded=tuple(dict.fromkeys([*inc.excluded, *areas]))), now)
