@@ -40,6 +40,8 @@ MAX_WEIGHT = 1e6
 MAX_SPEED = 300.0
 #: Longest problem line shown; a longer one is cut and the rest counted.
 MAX_PROBLEM_CHARS = 500
+#: Longest key shown in a problem's key path (the place must fit before the message).
+MAX_KEY_CHARS = 80
 #: Values (scalars, sequence items, mapping keys and values) a YAML document may expand to
 #: once its aliases are followed: a 432-byte "billion laughs" expands to 10^9.
 MAX_YAML_VALUES = 100_000
@@ -798,7 +800,10 @@ def _loc(loc: tuple[Any, ...]) -> str:
             # like its type (``sms: {type: sms}``, as config.yaml does) keeps its name.
             continue
         else:
-            out += f".{part}" if out else str(part)
+            key = str(part)
+            if len(key) > MAX_KEY_CHARS:  # a key pasted from a broken file: name it, shortly
+                key = f"{key[:MAX_KEY_CHARS]}…"
+            out += f".{key}" if out else key
     return out or "<root>"
 
 

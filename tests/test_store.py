@@ -94,7 +94,8 @@ def test_version_4_adds_dead_at_to_an_older_outbox_keeping_its_rows(blank_store:
     enqueue(blank_store, [outbox_row()])
     with blank_store.engine.begin() as conn:  # as a version-3 database had it
         conn.execute(sa.text("ALTER TABLE outbox DROP COLUMN dead_at"))
-        conn.execute(schema_version_t.delete().where(schema_version_t.c.version == 4))
+        conn.execute(sa.text("DROP TABLE silences"))
+        conn.execute(schema_version_t.delete().where(schema_version_t.c.version >= 4))
     assert "dead_at" not in {c["name"] for c in sa.inspect(blank_store.engine).get_columns("outbox")}
     assert blank_store.migrate() == len(MIGRATIONS)
     (row,) = blank_store.messages()
