@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from outage_sentinel import corrections
-from outage_sentinel.events import OutageEvent, PollResult, parse_time, split_list
+from outage_sentinel.events import OutageEvent, parse_time, split_list
 from outage_sentinel.incidents import Incident, plan_notices
 from outage_sentinel.lifecycle import Lifecycle, LifecycleError
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import OPERATOR_SOURCE, IncidentProcessor
+from outage_sentinel.topology import Topology
 
 
 class CommandSteps:
@@ -29,7 +30,7 @@ class CommandSteps:
         self.lifecycle, self.processor, self.clock = lifecycle, processor, clock
 
     @property
-    def topology(self) -> Any:
+    def topology(self) -> Topology:
         return self.lifecycle.topology
 
     def _correct(self, incident_id: str, actor: str, note: str, step: str,
@@ -70,7 +71,7 @@ class CommandSteps:
     def remove(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
         """Take areas (ids, names, or villages) out of the scope; their villages hear it
         was a mistake."""
-        areas = self.areas(refs, incident_id)
+        areas = self.areas(refs)
         return self._correct(incident_id, actor, note, "scope_removed",
                              lambda inc, now: corrections.exclude_areas(
                                  inc, self.topology, areas, now),
@@ -80,7 +81,7 @@ class CommandSteps:
         """Add areas the command centre knows are off (an operator report: they stay off
         until a restoration step or a source says they are back)."""
         inc = self.processor.active(incident_id)
-        areas = [t for t in self.areas(refs, None) if t not in inc.off]
+        areas = [t for t in self.areas(refs) if t not in inc.off]
         if not areas:
             raise LifecycleError(f"every area given is already off in {incident_id}")
         now = self.clock()
@@ -97,7 +98,7 @@ class CommandSteps:
         """Open an incident from a phone call: a feeder and/or transformer areas."""
         if not feeder and not transformers:
             raise LifecycleError("give --feeder or --transformers (or both)")
-        areas = self.areas(transformers, None) if transformers else []
+        areas = self.areas(transformers) if transformers else []
         if feeder and feeder not in self.topology.feeder_ids and \
                 feeder not in self.topology.feeder_by_name:
             raise LifecycleError(f"unknown feeder {feeder!r}")
@@ -117,7 +118,7 @@ class CommandSteps:
                   {"transformers": areas, "feeder": feeder})
         return self.processor.incident(incident_id)
 
-    def areas(self, refs: str | None, incident_id: str | None) -> list[str]:
+    def areas(self, refs: str | None) -> list[str]:
         """Transformer area ids for refs of areas (id, name) or villages (id, name)."""
         out: list[str] = []
         topo = self.topology
@@ -125,7 +126,7 @@ class CommandSteps:
             village = topo.villages.get(ref) or next(
                 (v for v in topo.villages.values() if v.name == ref), None)
             if village is not None:
-                out += [t for t in topo.transformers if topo.nodes[t].village == village.id]
+                out += topo.village_transformers(village.id)
                 continue
             tid = topo.resolve(ref)
             if tid is None or topo.nodes[tid].kind != "transformer":
@@ -136,8 +137,7 @@ class CommandSteps:
         return list(dict.fromkeys(out))
 
     def _report(self, event: OutageEvent, now: datetime) -> None:
-        self.processor.store.ingest(OPERATOR_SOURCE, PollResult(events=[event]), now)
-        self.processor.process(now)
+        self.processor.report(event, now)
 
     def _log(self, incident_id: str, now: datetime, step: str, actor: str, note: str,
              details: dict[str, Any]) -> None:

@@ -3,8 +3,9 @@
 Producers (the liaison planner, the lifecycle's summaries, dispatches and alerts) return
 :class:`OutboxMessage` values; :meth:`outage_sentinel.store.Store.enqueue_in` stores them in the
 same transaction as the incident change that causes them, and the deliverer reads them back as
-:class:`outage_sentinel.store.OutboxRow`. ``(incident_id, revision, recipient, purpose)`` is the
-message's identity: the same four never go out twice.
+:class:`outage_sentinel.store.OutboxRow` (the same message with its delivery state).
+``(incident_id, revision, recipient, purpose)`` is the message's identity: the same four never
+go out twice.
 """
 
 from __future__ import annotations

@@ -354,11 +354,13 @@ class IncidentProcessor:
             f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",
             signal="alive", start=when, end=when, transformers=tuple(ids), area_text=note,
             raw={"incident_id": incident_id, "actor": actor, "note": note})
+        self.report(event, now)
+        return self.incident(incident_id)
+
+    def report(self, event: OutageEvent, now: datetime) -> None:
+        """Store an operator's report (source ``operator``) and fold it in at once."""
         self.store.ingest(OPERATOR_SOURCE, PollResult(events=[event]), now)
         self.process(now)
-        latest = self.store.get_incident(incident_id)
-        assert latest is not None
-        return Incident.from_json(latest["state"])
 
     def incident(self, incident_id: str) -> Incident:
         """The incident's current state."""

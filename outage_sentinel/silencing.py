@@ -30,7 +30,7 @@ class Silencing:
     def has_care(self, village: str) -> bool:
         topo = self.topology()
         return any(special_care_customers(topo.customers_by_transformer.get(t, ()))
-                   for t in topo.transformers if topo.nodes[t].village == village)
+                   for t in topo.village_transformers(village))
 
     def muted(self, rows: Sequence[OutboxRow], now: datetime) -> dict[int, str]:
         """The deliverer's muter: outbox id -> the silence muting it."""

@@ -21,19 +21,11 @@ from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.schema import incidents_t, outbox_t, silences_t
 
 
-@dataclass(frozen=True)
-class OutboxRow:
+@dataclass(frozen=True, kw_only=True)
+class OutboxRow(OutboxMessage):
+    """A stored message: what was asked to be sent, and how its delivery stands."""
+
     id: int
-    incident_id: str
-    revision: int
-    recipient: str
-    purpose: str
-    channel: str
-    target: str
-    audience: str
-    subject: str
-    body: str
-    payload: dict[str, Any]
     status: str
     attempts: int
     inflight_count: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -547,6 +548,20 @@ class Topology:
 
     def children(self, node_id: str) -> list[str]:
         return [self.ids[v] for v in self._children(self.pos[node_id])]
+
+    @functools.cached_property
+    def _village_areas(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {}
+        villages, pos = self._table.villages, self.pos
+        for t in self.transformers:
+            v = villages[pos[t]]
+            if v:
+                out.setdefault(v, []).append(t)
+        return {v: tuple(ts) for v, ts in out.items()}
+
+    def village_transformers(self, village_id: str) -> tuple[str, ...]:
+        """The village's transformer areas, in bundle order (built once per topology)."""
+        return self._village_areas.get(village_id, ())
 
     def villages_of(self, transformer_ids: Iterable[str]) -> list[str]:
         """Distinct village ids of the transformer areas, in first-seen order."""
