@@ -105,6 +105,13 @@ def ami_target(rng: random.Random) -> None:
                          splice(rng, good_csv.encode()).decode("utf-8", "replace"))
 
 
+def work_order_target(rng: random.Random) -> None:
+    good_csv = "orderNo,acceptTime,custNo,faultType\nW1,2026-11-23 06:42:00,C1,无电\n"
+    good = parsers.GOOD_RECORDS["95598_workorder"]
+    parsers.run_work_order_case([mutate(rng, good) for _ in range(rng.randint(1, 3))],
+                                splice(rng, good_csv.encode()).decode("utf-8", "replace"))
+
+
 def locate_target(rng: random.Random) -> None:
     case = {"id": "a", "dead": ["T1", "T2"], "alive": ["T3"], "calls": {"T1": 2},
             "open_devices": ["FU1"], "storm": False}
@@ -143,6 +150,7 @@ def targets() -> dict[str, Callable[[random.Random], None]]:
         out[f"feed:{mapping}"] = feed_target(mapping)
         out[f"feed-body:{mapping}"] = feed_body_target(mapping)
     out["ami"] = ami_target
+    out["work-orders"] = work_order_target
     out["locate"] = locate_target
     out["file_drop"] = file_target(Path(tempfile.mkdtemp(prefix="fuzz-files-")))
     out["config"] = config_target

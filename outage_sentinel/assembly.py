@@ -9,14 +9,19 @@ store and topology, without sources, channels or a scheduler.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from outage_sentinel.channels.base import Channel
-from outage_sentinel.config import Config, ReplaySourceConfig, SourceConfig
+from outage_sentinel.config import (
+    Config,
+    FileDropSourceConfig,
+    ReplaySourceConfig,
+    SourceConfig,
+)
 from outage_sentinel.estimation import default_estimator
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.liaison import LiaisonPlanner, Renderer, TemplateFailure
@@ -75,6 +80,19 @@ def build_source(cfg: SourceConfig, config: Config, topology: Topology | None = 
 
         return FileDropSource(cfg, topology=topology, default_tz=config.timezone)
     raise ValueError(f"unknown source type {cfg.type!r}")
+
+
+def screened_sources(config: Config, sources: Iterable[Source]) -> set[str]:
+    """Names of the sources whose reports the AMI screen turns into events: MQTT and dropped
+    AMI exports (not dropped work orders, which are events already)."""
+    configs = {c.name: c for c in config.sources}
+    out: set[str] = set()
+    for s in sources:
+        cfg = configs.get(s.name)
+        orders = isinstance(cfg, FileDropSourceConfig) and cfg.content == "work_orders"
+        if s.type == "mqtt" or (s.type == "file_drop" and not orders):
+            out.add(s.name)
+    return out
 
 
 def build_channels(config: Config) -> dict[str, Channel]:

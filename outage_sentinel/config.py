@@ -125,7 +125,7 @@ class FieldMap(Strict):
     transformers: str | None = None
     #: One path, or several whose non-empty values are joined with "；" (e.g. area + range).
     area_text: str | list[str] | None = None
-    cause: str | None = None
+    cause: str | list[str] | None = None
     revision: str | None = None
     #: Map raw values of ``kind`` to planned|temporary|fault.
     kind_values: dict[str, Literal["planned", "temporary", "fault"]] = Field(default_factory=dict)
@@ -133,6 +133,19 @@ class FieldMap(Strict):
     status_values: dict[str, Literal["active", "restored", "cancelled"]] = Field(default_factory=dict)
     default_kind: Literal["planned", "temporary", "fault"] = "fault"
     default_status: Literal["active", "restored", "cancelled"] = "active"
+    #: What the records are: outage notices, or trouble calls (95598 / customer-service work
+    #: orders: evidence for the localiser, never an incident on their own).
+    signal: Literal["notice", "call"] = "notice"
+    #: A customer number and a meter number the call came from: placed in their transformer
+    #: area through customers.csv / meters.csv (like ``transformers``, which may name the area).
+    customer: str | None = None
+    meter: str | None = None
+    #: The work order's category (无电, 电压低, 电费…). With a category path, only records whose
+    #: category contains one of ``outage_categories`` are outage evidence; the others are
+    #: counted and skipped (a low-voltage complaint is not a dead area).
+    category: str | None = None
+    outage_categories: list[str] = Field(default_factory=lambda: [
+        "无电", "停电", "没电", "断电", "缺相", "全部停电", "部分停电", "no power", "outage"])
 
 
 class PaginationConfig(Strict):
@@ -159,9 +172,10 @@ class HttpJsonSourceConfig(SourceBase):
     max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0, le=MAX_BYTES)
     verify_tls: bool = True
     retry: RetryConfig = RetryConfig(initial_seconds=1.0, max_seconds=10.0, max_attempts=3)
-    #: ``95598_list`` (seleList/pageModel) or ``95598_powercut`` (data.powerCutList); sets
+    #: ``95598_list`` (seleList/pageModel), ``95598_powercut`` (data.powerCutList) or
+    #: ``95598_workorder`` (trouble calls, data.records; see docs/sources.md); sets
     #: ``records_path``, ``fields`` and ``pagination`` unless given here.
-    preset: Literal["95598_list", "95598_powercut"] | None = None
+    preset: Literal["95598_list", "95598_powercut", "95598_workorder"] | None = None
     records_path: str | None = None
     fields: FieldMap | None = None
     pagination: PaginationConfig | None = None
@@ -171,6 +185,15 @@ class HttpJsonSourceConfig(SourceBase):
     #: from a complete poll is over, and its incident is restored. False for feeds that only
     #: send changes.
     snapshot: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _work_orders_are_no_snapshot(cls, data: Any) -> Any:
+        # A list of recent work orders, not of current outages: a call that leaves the list
+        # says nothing about the supply (``snapshot: true`` can still be given).
+        if isinstance(data, dict) and data.get("preset") == "95598_workorder":
+            data = {"snapshot": False, **data}
+        return data
 
     @model_validator(mode="after")
     def _needs_mapping(self) -> HttpJsonSourceConfig:
@@ -315,7 +338,14 @@ class FileDropSourceConfig(SourceBase):
     max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0, le=MAX_BYTES)
     #: ``auto``: by extension (``.csv`` CSV, ``.json``/``.jsonl``/``.ndjson`` JSON lines).
     format: Literal["auto", "csv", "jsonl"] = "auto"
+    #: What the files hold: AMI meter/terminal events (``ami``), or trouble-call work orders
+    #: (``work_orders``: one record per CSV row or JSON line, mapped by ``fields``, by default
+    #: the ``95598_workorder`` preset's).
+    content: Literal["ami", "work_orders"] = "ami"
     ami: AmiPayloadConfig = AmiPayloadConfig()
+    fields: FieldMap | None = None
+    #: Timezone of work-order times without an offset (default: the config's ``timezone``).
+    timezone: str | None = None
 
 
 SourceConfig = Annotated[

@@ -43,6 +43,7 @@ from outage_sentinel.assembly import (
     build_source,
     load_replacement,
     register_config_secrets,
+    screened_sources,
 )
 from outage_sentinel.channels.base import Channel
 from outage_sentinel.config import Config
@@ -131,7 +132,7 @@ class Daemon:
         #: Held between processing rounds and AMI screening (and by a topology swap).
         self.process_lock = threading.Lock()
         # Only a daemon that runs the AMI sources screens their reports.
-        ami = {s.name for s in self.sources if s.type in ("mqtt", "file_drop")}
+        ami = screened_sources(config, self.sources)
         self.screener = AmiScreener(store, self.topology, config, metrics, ami,
                                     self.process_lock)
         self.screener.load(self.clock())

@@ -1,4 +1,5 @@
-"""Incidents as an operator reads them on a terminal: ``incidents list`` and ``incidents show``.
+"""Incidents as an operator reads them on a terminal: ``incidents list``, ``incidents show``
+and ``calls list``.
 
 Pure: given the stored incident row, its notices and log, the topology and the time zone, return
 text. Local times, words for kinds and stages (:mod:`outage_sentinel.labels`), names instead of
@@ -136,3 +137,22 @@ def _village_names(topology: Topology, villages: Sequence[str], limit: int) -> s
 def _crew_name(topology: Topology, crew_id: Any) -> str:
     crew = next((c for c in topology.crews if c.id == crew_id), None)
     return f"{crew.name} ({crew_id})" if crew is not None and crew.name else str(crew_id)
+
+
+def call_line(event: Any, resolved: Any, incident_id: str | None, topology: Topology,
+              tz: tzinfo, language: str = "zh") -> str:
+    """One line of ``calls list``: when, which order, where it was placed (area and village,
+    or why not), its incident; phone numbers masked."""
+    zh = language == "zh"
+    areas = resolved.transformers
+    if areas:
+        names = [topology.nodes[t].name or t for t in areas[:3]]
+        villages = _village_names(topology, topology.villages_of(areas), 2)
+        where = f"{'、'.join(names)}（{villages}）"
+    else:
+        feeder = topology.feeder_names.get(resolved.feeder, resolved.feeder or "")
+        where = ("未定位" if zh else "unplaced") + (
+            f"（{'线路' if zh else 'feeder'} {feeder}）" if feeder else "")
+    said = "；".join(x for x in (event.area_text, event.cause, "、".join(event.transformers)) if x)
+    return (f"{local(event.start, tz)}  {event.source}:{event.event_id}  {where}  "
+            f"{incident_id or '-'}  {mask_phones(said)[:120]}")

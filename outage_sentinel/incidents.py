@@ -77,9 +77,15 @@ def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
     if anchor is not None and topology.energised[topology.pos[anchor]]:
         feeder = topology.feeder_of(anchor)
     possible: list[str] = []
-    if event.area_text:
+    if event.area_text and not (event.signal == "call" and transformers):
         scope = resolve_area_text(topology, event.area_text, feeder)
-        transformers.extend(t for t in scope.confirmed if t not in transformers)
+        confirmed = scope.confirmed
+        if event.signal == "call":
+            # One caller is one customer: an address naming several areas (a village) places
+            # none of them, only the feeder when they share one.
+            feeder = feeder or _one_feeder(topology, (*confirmed, *scope.possible))
+            confirmed = confirmed if len(confirmed) == 1 else ()
+        transformers.extend(t for t in confirmed if t not in transformers)
         possible = [t for t in scope.possible if t not in transformers]
         if feeder is None:
             feeder = scope.feeder
@@ -88,6 +94,12 @@ def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
         if not transformers and not possible and device is None:
             unknown.extend(f for f in scope.unplaced if f not in unknown)
     return Resolved(feeder, tuple(transformers), device, tuple(unknown), tuple(possible))
+
+
+def _one_feeder(topology: Topology, areas: Iterable[str]) -> str | None:
+    """The feeder all energised ``areas`` are on, if it is one."""
+    feeders = {topology.feeder_of(t) for t in areas if topology.energised[topology.pos[t]]}
+    return feeders.pop() if len(feeders) == 1 else None
 
 
 @dataclass(frozen=True)

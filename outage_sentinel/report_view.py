@@ -62,6 +62,7 @@ INCIDENT_VIEW: Sequence[Column] = (
     ("customer_hours", "停电时户数", "Customer-hours", "f1"),
     ("villages", "涉及村庄", "Villages", "text"),
     ("cause_category", "原因分类", "Cause", "text"),
+    ("calls", "报修来电", "Trouble calls", "int"),
 )
 RESPONSE_VIEW: Sequence[Column] = (
     ("id", "编号", "Incident", "text"),
@@ -127,6 +128,8 @@ SUMMARY_VIEW: Sequence[Column] = (
     ("crew_arrivals_missed", "抢修超时", "Crew arrivals late", "int"),
     ("crew_arrivals_pending", "待到达", "Crew arrivals pending", "int"),
     ("dead_letters", "未送达通知", "Undelivered notices", "int"),
+    ("trouble_calls", "报修来电", "Trouble calls", "int"),
+    ("trouble_calls_without_incident", "未关联停电事件的来电", "Calls joining no incident", "int"),
 )
 
 #: Sheet (and section) titles per table.

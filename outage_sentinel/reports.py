@@ -78,7 +78,7 @@ INCIDENT_COLUMNS = [
     "customers", "customer_hours", "villages", "cause_category", "stage", "parent_id",
     "first_evidence", "first_liaison_notice", "notice_latency_min", "crew", "crew_name",
     "arrival_deadline",
-    "arrived_at", "met_commitment",
+    "arrived_at", "met_commitment", "calls",
 ]
 AREA_COLUMNS = [
     "incident_id", "class", "transformer", "feeder", "village", "customers", "off_from",
@@ -233,6 +233,9 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     by_village = _by_village(topology, incidents, area_df, village_touch, hours)
     dead_df = _dead_frame(dead, tz)
     summary = _summary(topology, incidents, area_df, dead_df, start, end, tz, now, hours)
+    calls = store.calls_between(start, upto)
+    summary["trouble_calls"] = len(calls)
+    summary["trouble_calls_without_incident"] = sum(1 for i in calls.values() if i is None)
     return Report(start=start, end=end, tz=tz, now=now, incidents=incidents, by_feeder=by_feeder,
                   by_village=by_village, summary=summary, dead_letters=dead_df, areas=area_df)
 
@@ -278,6 +281,8 @@ def _incident_row(ctx: _RowContext, row: Mapping[str, Any], log: Sequence[Mappin
         "crew_name": _crew_name(topology, crew),
         "arrival_deadline": _local(deadline, tz), "arrived_at": _local(arrived, tz),
         "met_commitment": met,
+        "calls": sum(1 for m in (row.get("state") or {}).get("members", {}).values()
+                     if m.get("signal") == "call"),
     }
 
 

@@ -25,7 +25,8 @@ from outage_sentinel.events import EventError, load_json
 from outage_sentinel.locate import CaseError, evidence_of, read_cases
 from outage_sentinel.sources.ami_payload import AmiPayloadParser, PayloadError
 from outage_sentinel.sources.file_drop import FileDropSource
-from outage_sentinel.sources.mapping import PRESETS, RecordMapper, extract_records
+from outage_sentinel.sources.mapping import PRESETS, WORK_ORDER_FIELDS, RecordMapper, extract_records
+from outage_sentinel.sources.work_orders import WorkOrderParser
 
 NOW = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 TZ = ZoneInfo("Asia/Shanghai")
@@ -75,6 +76,8 @@ GOOD_RECORDS = {
                    "scope": "马集镇南谢庄村", "poweroffReason": "线路故障"},
     "95598_powercut": {"poweroffId": "G1", "powerType": "3", "startTime": "2026-11-23 06:42",
                        "powerCircuit": "10kV马集线", "powerArea": "南谢庄村", "powerCause": "故障"},
+    "95598_workorder": {"orderNo": "G1", "acceptTime": "2026-11-23 06:42:00", "custNo": "C1",
+                        "address": "马集镇南谢庄村", "faultType": "无电", "content": "全家无电"},
     "custom": {"id": "G1", "type": "fault", "begin": "2026-11-23T06:42:00+08:00",
                "line": {"name": "L1"}, "areas": ["T1"], "where": "村", "why": "故障",
                "state": "active"},
@@ -117,9 +120,12 @@ def run_feed_case(mapping: str, records: list[Any], body: bytes | None = None) -
     mapped = []
     for record in found:
         try:
-            mapped.append(mapper.map(record).event_id)
+            event = mapper.map(record)
         except EventError as exc:
             assert str(exc), "a record error must say why"
+            continue
+        if event is not None:  # None: a work order of no outage category
+            mapped.append(event.event_id)
     if body is None:
         assert mapped[:1] == ["G1"] and mapped[-1:] == ["G1"], mapped
 
@@ -212,6 +218,34 @@ def test_dropped_files_never_block_the_directory(name: str, data: bytes) -> None
         run_file_case(Path(tmp), name, data)
 
 
+def run_work_order_case(records: list[Any], csv_text: str) -> None:
+    """Dropped work orders, JSON lines and CSV: only PayloadError escapes (for a whole CSV),
+    the good orders around the bad ones are kept."""
+    parser = WorkOrderParser("orders", None, TZ)
+    good = GOOD_RECORDS["95598_workorder"]
+    lines = "\n".join(json.dumps(r, default=str) for r in [good, *records, good])
+    out = parser.json_lines(lines + "\n" + nested(50_000), "o.jsonl")
+    assert sum(e.event_id == "G1" for e in out.events) >= 2  # mutants may keep its id
+    try:
+        parser.csv_text(csv_text, "o.csv")
+    except PayloadError as exc:
+        assert str(exc)
+
+
+ORDER_CSV = st.one_of(
+    CSV_TEXT,
+    st.lists(st.lists(HOSTILE_TEXT | st.text(max_size=10), max_size=6), max_size=5).map(
+        lambda rows: "orderNo,acceptTime,custNo,faultType\n" + "\n".join(",".join(r)
+                                                                        for r in rows)))
+
+
+@FUZZ
+@given(st.lists(st.one_of(records_with(field_names(WORK_ORDER_FIELDS)), VALUES), max_size=4),
+       ORDER_CSV)
+def test_dropped_work_orders_give_only_payload_errors(records: list[Any], csv_text: str) -> None:
+    run_work_order_case(records, csv_text)
+
+
 # -- locate evidence ----------------------------------------------------------------------------
 
 CASE_KEYS = ["id", "dead", "alive", "calls", "open_devices", "planned", "storm", "context"]
@@ -254,6 +288,8 @@ def _register() -> None:
             st.binary(max_size=200), lambda body, m=mapping: run_feed_case(m, [], body))
     TARGETS["ami"] = (st.tuples(st.lists(st.one_of(records_with(AMI_KEYS), VALUES), max_size=4),
                                 CSV_TEXT), lambda args: run_ami_case(*args))
+    TARGETS["work-orders"] = (st.tuples(st.lists(st.one_of(records_with(field_names(
+        WORK_ORDER_FIELDS)), VALUES), max_size=4), ORDER_CSV), lambda a: run_work_order_case(*a))
     TARGETS["locate"] = (st.one_of(st.text(max_size=300), st.lists(
         st.one_of(records_with(CASE_KEYS), VALUES), max_size=4).map(
         lambda cs: "\n".join(json.dumps(c, default=str) for c in cs))), run_locate_case)
@@ -266,5 +302,6 @@ def test_the_good_inputs_pass_the_runners() -> None:
     for mapping in MAPPINGS:
         run_feed_case(mapping, [])
     run_ami_case([], "meter_id,code,time\nTX1-M0,3.26.0.85,2026-07-01 16:00:00\n")
+    run_work_order_case([], "orderNo,acceptTime\nW1,2026-11-23 06:42:00\n")
     run_locate_case(json.dumps({"id": "a", "dead": ["T1"]}))
     assert isinstance(TARGETS, Mapping) and len(TARGETS) >= 8

@@ -2,7 +2,7 @@
 
 ``incidents list|show|ack|dispatch|arrive|restore|close`` (and the corrections of
 :mod:`outage_sentinel.cli.corrections`), ``outbox list|retry``, ``silence add|list|expire``,
-``quarantine list``, ``storm declare|end|status``.
+``calls list``, ``quarantine list``, ``storm declare|end|status``.
 They open the same database as the daemon (SQLite in WAL mode and write transactions taken up
 front, PostgreSQL row locks), so they are safe while it runs. Steps that notify people queue
 their messages in the outbox; the running daemon delivers them.
@@ -75,6 +75,13 @@ def add_verbs(sub: Any) -> None:
     send = ssub.add_parser("end", help="back to calm-weather priors")
     send.add_argument("--actor")
     ssub.add_parser("status", help="whether a storm is declared")
+
+    calls = sub.add_parser("calls", help="trouble calls (95598 / customer-service work orders)")
+    csub = calls.add_subparsers(dest="calls_verb", metavar="ACTION")
+    clist = csub.add_parser("list", help="newest first: where each was placed, its incident")
+    clist.add_argument("--unplaced", action="store_true",
+                       help="only calls that could not be placed in a transformer area")
+    clist.add_argument("--limit", type=int, default=50)
 
     q = sub.add_parser("quarantine", help="payloads that failed validation")
     qsub = q.add_subparsers(dest="quarantine_verb", metavar="ACTION")
@@ -165,6 +172,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return _act(args)
     if verb == "incidents" and action in ("list", "show"):
         return _view(args)
+    if verb == "calls":
+        return _calls(args)
     if verb == "silence":
         opened = _open(args)
         if isinstance(opened, int):
@@ -239,6 +248,39 @@ def _view(args: argparse.Namespace) -> int:
         else:
             print(incident_view.incident_text(row, notices, store.incident_log(args.incident_id),
                                               topology, tz, lang))
+        return 0
+    finally:
+        store.close()
+
+
+def _calls(args: argparse.Namespace) -> int:
+    """``calls list``: each call (its latest revision) placed as the daemon places it."""
+    from zoneinfo import ZoneInfo
+
+    from outage_sentinel import incident_view
+    from outage_sentinel.incidents import resolve_event
+
+    opened = _open(args)
+    if isinstance(opened, int):
+        return opened
+    config, topology, store = opened
+    tz, lang = ZoneInfo(config.timezone), config.notify.language
+    try:
+        seen: set[tuple[str, str]] = set()
+        shown = 0
+        for stored in store.events_by_signal("call", limit=max(args.limit, 1) * 20):
+            event = stored.event
+            if (event.source, event.event_id) in seen:
+                continue  # an older revision of a call already shown
+            seen.add((event.source, event.event_id))
+            resolved = resolve_event(topology, event)
+            if args.unplaced and resolved.transformers:
+                continue
+            print(incident_view.call_line(event, resolved, stored.incident_id, topology, tz,
+                                          lang))
+            shown += 1
+            if shown >= args.limit:
+                break
         return 0
     finally:
         store.close()

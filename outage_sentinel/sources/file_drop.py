@@ -1,5 +1,8 @@
 """The ``file_drop`` source: a directory where AMI head-ends (or operators) drop exports.
 
+With ``content: work_orders`` the files hold trouble-call work orders instead
+(:mod:`outage_sentinel.sources.work_orders`); everything below holds for both.
+
 Files are CSV (``.csv``) or JSON lines (``.json``, ``.jsonl``, ``.ndjson``; a line may hold one
 record, an array or an envelope — see :mod:`outage_sentinel.sources.ami_payload`). UTF-8 (with
 or without BOM) is expected; GB18030 (which covers GBK exports from Windows tools) is accepted.
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -42,6 +46,7 @@ from outage_sentinel.config import FileDropSourceConfig
 from outage_sentinel.events import PollResult, Quarantined
 from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
 from outage_sentinel.sources.base import SourceError
+from outage_sentinel.sources.work_orders import WorkOrderParser
 from outage_sentinel.topology import Topology
 
 log = structlog.get_logger(__name__)
@@ -75,7 +80,12 @@ class FileDropSource:
         self.name: str = config.name
         if registry is None and topology is not None:
             registry = AmiRegistry.from_topology(topology)
-        self.parser = AmiPayloadParser(config.name, config.ami, registry, default_tz)
+        tz = ZoneInfo(default_tz) if isinstance(default_tz, str) else default_tz
+        self.parser: AmiPayloadParser | WorkOrderParser = (
+            WorkOrderParser(config.name, config.fields, ZoneInfo(config.timezone)
+                            if config.timezone else tz)
+            if config.content == "work_orders"
+            else AmiPayloadParser(config.name, config.ami, registry, default_tz))
         self.directory = Path(config.directory)
         self.done_dir = Path(config.done_dir) if config.done_dir else self.directory / "done"
         self.failed_dir = (Path(config.failed_dir) if config.failed_dir
@@ -148,8 +158,10 @@ class FileDropSource:
             self.stats["files_done" if t.outcome == "done" else "files_failed"] += 1
 
     def update_topology(self, topology: Topology) -> None:
-        """Use a reloaded bundle's ``meters.csv`` from the next poll on."""
-        self.parser.registry = AmiRegistry.from_topology(topology)
+        """Use a reloaded bundle's ``meters.csv`` from the next poll on (AMI files; work
+        orders are placed by the daemon's resolver)."""
+        if isinstance(self.parser, AmiPayloadParser):
+            self.parser.registry = AmiRegistry.from_topology(topology)
 
     def close(self) -> None:
         """Nothing to release."""

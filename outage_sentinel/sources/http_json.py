@@ -170,6 +170,8 @@ class HttpJsonSource:
         tz_spec: tzinfo | str = config.timezone if config.timezone is not None else default_tz
         self.tz: tzinfo = ZoneInfo(tz_spec) if isinstance(tz_spec, str) else tz_spec
         self._mapper = RecordMapper(config.name, self.fields, self.tz)
+        #: Records skipped as no outage evidence (work orders of other categories).
+        self.skipped = 0
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._sleep = sleep
@@ -403,10 +405,13 @@ class HttpJsonSource:
         where = self._where(page)
         for index, record in enumerate(records):
             try:
-                event: OutageEvent = self._mapper.map(record)
+                event = self._mapper.map(record)
             except EventError as exc:
                 result.quarantined.append(
                     Quarantined(self.name, f"{where}record {index}: {exc}", record))
+                continue
+            if event is None:  # a work order that reports no outage
+                self.skipped += 1
                 continue
             key = (event.event_id, event.revision)
             if key in seen:  # a record shifted across a page boundary between requests

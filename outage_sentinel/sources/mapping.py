@@ -19,6 +19,15 @@ Two presets cover the 95598 outage-notice formats (docs/design.md §4):
     {"data": {"powerCutList": [{"poweroffId", "powerType", "takeType", "startTime", "stopTime",
                                 "powerRange", "powerArea", "powerCircuit", "powerCause"}]}}
 
+``95598_workorder`` (trouble calls: work orders of customer service)::
+
+    {"data": {"records": [{"orderNo", "acceptTime", "custNo", "meterNo", "tgNo", "lineName",
+                           "address", "faultType", "content"}], "pages"}}
+
+Each becomes a ``call`` event placed by customer number, meter number, area number or address
+(in that order of precision; the topology resolves them). A record whose ``faultType`` names no
+outage (电压低, 电费…) is skipped, not evidence.
+
 Outage-type values (``typeCode`` / ``powerType``) are mapped by :data:`KIND_VALUES_95598`:
 ``1``/``01``/计划停电 → planned, ``2``/``02``/临时停电 → temporary, ``3``/``03``/故障停电 → fault
 (plus the usual label variants). A label not listed but containing 计划/临时/故障 is classified by
@@ -148,6 +157,22 @@ _KIND_WORDS: Final[tuple[tuple[str, Kind], ...]] = (
 )
 
 
+#: Trouble calls (95598 / customer-service work orders): one record per call, placed by the
+#: customer or meter number it came from, else the area named, else the address.
+WORK_ORDER_FIELDS: Final = FieldMap(
+    event_id="orderNo",
+    start="acceptTime",
+    signal="call",
+    customer="custNo",
+    meter="meterNo",
+    transformers="tgNo",
+    feeder="lineName",
+    area_text="address",
+    category="faultType",
+    cause=["faultType", "content"],
+)
+
+
 @dataclass(frozen=True)
 class Preset:
     """Where the records are, how to map them, and how the feed pages."""
@@ -188,6 +213,13 @@ PRESETS: Final[dict[str, Preset]] = {
             kind_values=KIND_VALUES_95598,
         ),
         pagination=PaginationConfig(mode="none"),
+    ),
+    "95598_workorder": Preset(
+        records_path="data.records",
+        fields=WORK_ORDER_FIELDS,
+        pagination=PaginationConfig(
+            mode="page", page_param="pageNum", total_pages_path="data.pages"
+        ),
     ),
 }
 
@@ -341,11 +373,29 @@ class RecordMapper:
                 unique.append(n)
         return tuple(unique)
 
-    def map(self, record: Any) -> OutageEvent:
-        """Map one record; raise :class:`EventError` naming the field on any problem."""
+    def is_outage(self, record: Mapping[str, Any]) -> bool:
+        """False for a work order whose category names no outage (电压低, 电费…)."""
+        f = self.fields
+        category = self._scalar_text(record, "category", f.category)
+        return category is None or any(word in category for word in f.outage_categories)
+
+    def _references(self, record: Mapping[str, Any]) -> tuple[str, ...]:
+        """The areas named, then the customer and meter numbers (the topology places each)."""
+        refs = list(self._transformers(record))
+        for name, path in (("customer", self.fields.customer), ("meter", self.fields.meter)):
+            value = self._scalar_text(record, name, path)
+            if value and value not in refs:
+                refs.append(value)
+        return tuple(refs)
+
+    def map(self, record: Any) -> OutageEvent | None:
+        """Map one record; raise :class:`EventError` naming the field on any problem. None
+        for a record that is no outage evidence (see :meth:`is_outage`)."""
         if not isinstance(record, Mapping):
             raise EventError(f"expected a JSON object, got {_type_name(record)}")
         f = self.fields
+        if not self.is_outage(record):
+            return None
         event_id = self._scalar_text(record, "event_id", f.event_id, required=True)
         assert event_id is not None
         start = self._time(record, "start", f.start, required=True)
@@ -360,9 +410,10 @@ class RecordMapper:
             end=self._time(record, "end", f.end),
             feeder=self._scalar_text(record, "feeder", f.feeder) or None,
             device=self._scalar_text(record, "device", f.device) or None,
-            transformers=self._transformers(record),
+            transformers=self._references(record),
             area_text=self._text(record, "area_text", f.area_text),
             cause=self._text(record, "cause", f.cause),
+            signal=f.signal,
             revision=self._scalar_text(record, "revision", f.revision) or "",
             raw=dict(record),
         )

@@ -235,6 +235,22 @@ class EventStore(KvStore):
         with self.engine.connect() as conn:
             return [stored_event(r._mapping) for r in conn.execute(q)]
 
+    def events_by_signal(self, signal: str, limit: int = 1000) -> list[StoredEvent]:
+        """The newest ``limit`` events of one signal (e.g. every trouble call), newest first."""
+        q = select(events_t).where(events_t.c.signal == signal) \
+            .order_by(events_t.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [stored_event(r._mapping) for r in conn.execute(q)]
+
+    def calls_between(self, start: datetime, end: datetime) -> dict[tuple[str, str], str | None]:
+        """Trouble calls received in ``[start, end)``: ``(source, order id)`` -> the incident
+        it joined (None: none), its latest revision counting."""
+        q = (select(events_t.c.source, events_t.c.event_id, events_t.c.incident_id)
+             .where(events_t.c.signal == "call", events_t.c.received_at >= start,
+                    events_t.c.received_at < end).order_by(events_t.c.id))
+        with self.engine.connect() as conn:
+            return {(r.source, r.event_id): r.incident_id for r in conn.execute(q)}
+
     def mark_processed_in(self, conn: Connection, row_id: int, incident_id: str | None) -> None:
         conn.execute(MARK_PROCESSED, {"row_id": row_id, "incident": incident_id})
 
