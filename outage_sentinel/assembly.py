@@ -9,7 +9,7 @@ store and topology, without sources, channels or a scheduler.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,7 @@ from outage_sentinel.config import (
     ReplaySourceConfig,
     SourceConfig,
 )
+from outage_sentinel.delivery import Deliverer, Muter
 from outage_sentinel.estimation import default_estimator
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.liaison import LiaisonPlanner, Renderer, TemplateFailure
@@ -29,8 +30,9 @@ from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.logs import redact, register_secret
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.processing import IncidentProcessor, ObservationScreen
+from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source
-from outage_sentinel.store import Store
+from outage_sentinel.store import OutboxRow, Store
 from outage_sentinel.topology import Topology, TopologyError, load_bundle
 
 
@@ -93,6 +95,19 @@ def screened_sources(config: Config, sources: Iterable[Source]) -> set[str]:
         if s.type == "mqtt" or (s.type == "file_drop" and not orders):
             out.add(s.name)
     return out
+
+
+def build_deliverer(config: Config, store: Store, channels: Mapping[str, Channel],
+                    metrics: Metrics, clock: Callable[[], datetime], *,
+                    on_dead: Callable[[OutboxRow, str, datetime], None],
+                    muter: Muter) -> Deliverer:
+    """The delivery stage as the config's ``delivery`` and ``notify`` sections set it up."""
+    d = config.delivery
+    return Deliverer(store, channels, RetryPolicy.from_config(d.retry), metrics,
+                     batch_size=d.batch_size, dry_run=d.dry_run,
+                     language=config.notify.language, quiet_hours=config.notify.quiet_windows(),
+                     tz=ZoneInfo(config.timezone), on_dead=on_dead,
+                     workers_per_channel=d.workers_per_channel, clock=clock, muter=muter)
 
 
 def build_channels(config: Config) -> dict[str, Channel]:

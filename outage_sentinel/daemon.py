@@ -40,6 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from outage_sentinel.assembly import (
     build_channels,
     build_core,
+    build_deliverer,
     build_source,
     load_replacement,
     register_config_secrets,
@@ -47,7 +48,6 @@ from outage_sentinel.assembly import (
 )
 from outage_sentinel.channels.base import Channel
 from outage_sentinel.config import Config
-from outage_sentinel.delivery import Deliverer
 from outage_sentinel.events import PollResult
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.lifecycle_clock import LifecycleClock
@@ -55,7 +55,6 @@ from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.poller import Poller
 from outage_sentinel.report_job import ReportJob
-from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.signals import SignalInbox, names
 from outage_sentinel.silencing import Silencing
@@ -145,16 +144,9 @@ class Daemon:
         self.report_job = ReportJob(self.lifecycle)
         self.poller = Poller(store, metrics, {s.name: s for s in config.sources},
                              {name: self.screener.ingest for name in ami})
-        self.deliverer = Deliverer(store, self.channels,
-                                   RetryPolicy.from_config(config.delivery.retry), metrics,
-                                   batch_size=config.delivery.batch_size,
-                                   dry_run=config.delivery.dry_run,
-                                   language=config.notify.language,
-                                   quiet_hours=config.notify.quiet_windows(), tz=self.tz,
-                                   on_dead=self.lifecycle.dead_letter_notice,
-                                   workers_per_channel=config.delivery.workers_per_channel,
-                                   clock=self.clock,
-                                   muter=Silencing(store, lambda: self.topology))
+        self.deliverer = build_deliverer(config, store, self.channels, metrics, self.clock,
+                                         on_dead=self.lifecycle.dead_letter_notice,
+                                         muter=Silencing(store, lambda: self.topology))
 
     # -- one cycle, and the stages as the tests and benchmarks drive them ----------------------
 
