@@ -664,6 +664,7 @@ class DispatchConfig(Strict):
 
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
+UnitInterval = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 #: Localiser rates and shape factors; the bound keeps its arithmetic finite.
 Positive = Annotated[float, Field(gt=0, le=1e6)]
 
@@ -694,6 +695,12 @@ class LocalisationConfig(Strict):
     switch_prior_factor: Positive | None = None
     max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
     max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
+    false_dead_per_area: Probability | None = None
+    #: Knots (stated probability, observed frequency) of a calibration map, non-decreasing.
+    calibration: list[tuple[UnitInterval, UnitInterval]] | None = None
+    #: A parameters file written by ``outage-sentinel localisation fit`` (the same keys as
+    #: this section). Keys given in this section win over the file's.
+    params_file: Path | None = None
     #: Tell the localiser how many protective devices the county's other open fault incidents
     #: hold (a storm shows itself): a second device on a feeder then costs less.
     county_context: bool = True
@@ -702,9 +709,18 @@ class LocalisationConfig(Strict):
         """The immutable :class:`outage_sentinel.localise.LocaliserParams`."""
         from outage_sentinel.localise import LocaliserParams  # lazy: config stays import-light
 
-        given = {k: v for k, v in self.model_dump(exclude={"county_context"}).items()
-                 if v is not None}
+        given = {k: v for k, v in self.model_dump(
+            exclude={"county_context", "params_file"}).items() if v is not None}
+        if "calibration" in given:
+            given["calibration"] = tuple(tuple(k) for k in given["calibration"])
         return LocaliserParams(**given)
+
+    @model_validator(mode="after")
+    def _monotone_calibration(self) -> LocalisationConfig:
+        knots = self.calibration or []
+        if any(b[0] < a[0] or b[1] < a[1] for a, b in zip(knots, knots[1:], strict=False)):
+            raise ValueError("calibration: knots must be non-decreasing in both values")
+        return self
 
 
 class Config(Strict):
@@ -864,7 +880,33 @@ def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | Non
         raise ConfigError(path, ["<root>: nested too deeply"]) from None
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
+    if config.localisation.params_file is not None:
+        config = _with_params_file(config, config.localisation.params_file)
     return config
+
+
+def _with_params_file(config: Config, path: Path) -> Config:
+    """``config`` with the fitted parameters of ``path`` under its own ``localisation`` keys."""
+    fitted = load_localisation(path)
+    own = config.localisation.model_dump(exclude_unset=True)
+    merged = {**fitted.model_dump(exclude_unset=True), **own}
+    return config.model_copy(update={"localisation": LocalisationConfig.model_validate(merged)})
+
+
+def load_localisation(path: str | Path) -> LocalisationConfig:
+    """A parameters file (``localisation fit --out``): the keys of the ``localisation``
+    section. Every problem is a :class:`ConfigError` naming the file and the key."""
+    p = Path(path)
+    data = _read_yaml(p)
+    if not isinstance(data, dict):
+        raise ConfigError(str(p), ["<root>: expected a mapping of localisation keys"])
+    data.pop("params_file", None)
+    try:
+        return LocalisationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(str(p), [
+            f"{_loc(tuple(e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)]) from None
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
@@ -888,6 +930,10 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         elif isinstance(c, EmailChannelConfig) and c.ca_file is not None:
             c = c.model_copy(update={"ca_file": fix(c.ca_file)})
         channels[name] = c
+    localisation = config.localisation
+    if localisation.params_file is not None:
+        localisation = localisation.model_copy(
+            update={"params_file": fix(localisation.params_file)})
     notify = config.notify
     if notify.templates_dir is not None:
         notify = notify.model_copy(update={"templates_dir": fix(notify.templates_dir)})
@@ -901,6 +947,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         "channels": channels,
         "notify": notify,
         "log": log,
+        "localisation": localisation,
     })
 
 
@@ -969,12 +1016,18 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     file, bytes that are not UTF-8, invalid YAML, aliases that loop or explode, nesting too deep.
     """
     p = Path(path)
+    return parse_config(_read_yaml(p), str(p), env, base_dir=p.resolve().parent)
+
+
+def _read_yaml(p: Path) -> Any:
+    """A YAML file read through the bounded loader; :class:`ConfigError` naming the file and
+    the line for anything unreadable."""
     try:
         text = _decode(p, p.read_bytes())
     except OSError as exc:
         raise ConfigError(str(p), [f"<file>: cannot read: {exc.strerror or exc}"]) from None
     try:
-        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
@@ -983,4 +1036,3 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(str(p), ["<file>: not valid YAML: nested too deeply"]) from None
     except (ValueError, OverflowError) as exc:  # a date like 2026-02-30, a 5000-digit number
         raise ConfigError(str(p), [f"<file>: not valid YAML: {exc}"]) from None
-    return parse_config(data, str(p), env, base_dir=p.resolve().parent)

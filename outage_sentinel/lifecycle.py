@@ -34,7 +34,7 @@ from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import DEVICE_KINDS, Topology
 
 #: Stages in which an incident holds its crew.
 CREW_STAGES = ("dispatched", "on_site", "partially_restored")
@@ -178,11 +178,19 @@ class Lifecycle:
                               {"crew": row.get("crew_id")})
         return inc
 
-    def close(self, incident_id: str, actor: str, cause_category: str, note: str = "") -> Incident:
-        """Close out (销号) a restored or cancelled incident with its cause category."""
+    def close(self, incident_id: str, actor: str, cause_category: str, note: str = "",
+              device: str | None = None) -> Incident:
+        """Close out (销号) a restored or cancelled incident with its cause category and, if the
+        crew confirmed it, the device that operated (the localiser learns from these)."""
         now = self.clock()
         if not cause_category:
             raise LifecycleError("closing needs a cause category (--cause)")
+        details: dict[str, Any] = {"cause_category": cause_category}
+        if device:
+            nid = self.topology.resolve(device)
+            if nid is None or self.topology.nodes[nid].kind not in DEVICE_KINDS | {"source"}:
+                raise LifecycleError(f"{device!r} is not a device of the topology")
+            details["device"] = nid
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
             if inc.stage == "closed":
@@ -192,8 +200,7 @@ class Lifecycle:
                                      "area(s) off); restore it first")
             inc = replace(inc, stage="closed")
             self.save_in(conn, inc, now, cause_category=cause_category, closed_at=now)
-            self.store.log_in(conn, inc.id, now, "closed", actor, note,
-                              {"cause_category": cause_category})
+            self.store.log_in(conn, inc.id, now, "closed", actor, note, details)
             self.store.enqueue_in(conn, self.command_rows(
                 inc, "closed", self.render_summary(inc, headline="closed",
                                                    crew=row.get("crew_id"))), now)

@@ -46,7 +46,7 @@ from __future__ import annotations
 import bisect
 import math
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -162,6 +162,10 @@ class LocaliserParams:
     #: per area that is this divided by the number of areas, capped by ``false_dead_max_rate``.
     false_dead_per_feeder: float = 1.0
     false_dead_max_rate: float = 0.05
+    #: A per-area false dead rate (e.g. fitted from close-outs: ``localisation fit``); when
+    #: set (> 0) it replaces ``false_dead_per_feeder / N``, so a small feeder's areas are not
+    #: each priced as if it had a large one's false reports.
+    false_dead_per_area: float = 0.0
     #: Beta prior (a, b) of the rate at which an energised area sends an alive report.
     alive_report_a: float = 0.5
     alive_report_b: float = 2.0
@@ -202,6 +206,10 @@ class LocaliserParams:
     #: Most devices in one hypothesis per feeder, and most hypotheses returned.
     max_devices: int = 12
     max_hypotheses: int = 5
+    #: A monotone map from the probability the model states to the frequency it is right,
+    #: learnt from close-outs (``localisation fit``): knots ``(p, q)``, empty = none. Applied to
+    #: the top answer (the others scaled to keep the total).
+    calibration: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -476,7 +484,8 @@ class _Component:
         self._stats_cache: dict[int, _Stats] = {}
         self.total = self.stats(root)
         n_total = max(self.total.n, 1)
-        self.false_dead = min(params.false_dead_max_rate, params.false_dead_per_feeder / n_total)
+        self.false_dead = min(params.false_dead_max_rate, params.false_dead_per_area
+                              or params.false_dead_per_feeder / n_total)
         self.log_fd = math.log(self.false_dead)
         self.log_1fd = math.log1p(-self.false_dead)
         self.log_af = math.log(params.alive_false_rate)
@@ -808,10 +817,37 @@ def localise(topology: Topology, evidence: Evidence,
         if ranked:
             per_component.append(ranked)
 
-    combos = _combine(per_component, params.max_hypotheses)
+    combos = _calibrate(_combine(per_component, params.max_hypotheses), params.calibration)
     hypotheses = [_describe(topology, devs, prob, math.log(prob) if prob > 0 else -math.inf,
                             excluded) for devs, prob in combos]
     return LocateResult(hypotheses, ev.unknown, sorted(explained))
+
+
+def _calibrate(combos: list[tuple[frozenset[int], float]],
+               knots: tuple[tuple[float, float], ...]) -> list[tuple[frozenset[int], float]]:
+    """The top answer's probability through the calibration map; the others scaled so that
+    the total stays what it was."""
+    if not knots or not combos:
+        return combos
+    top = combos[0][1]
+    new_top = calibrated(knots, top)
+    scale = (1.0 - new_top) / (1.0 - top) if top < 1.0 else 0.0
+    return [(combos[0][0], new_top)] + [(d, p * scale) for d, p in combos[1:]]
+
+
+def calibrated(knots: Sequence[tuple[float, float]], p: float) -> float:
+    """``p`` through a calibration map (the identity without knots): linear between knots,
+    flat beyond the ends."""
+    if not knots:
+        return p
+    xs = [k[0] for k in knots]
+    i = bisect.bisect_left(xs, p)
+    if i == 0:
+        return knots[0][1]
+    if i == len(knots):
+        return knots[-1][1]
+    (x0, y0), (x1, y1) = knots[i - 1], knots[i]
+    return y0 if x1 == x0 else y0 + (y1 - y0) * (p - x0) / (x1 - x0)
 
 
 def _combine(per_component: list[list[tuple[frozenset[int], float]]],

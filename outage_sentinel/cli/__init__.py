@@ -6,7 +6,9 @@ Verbs::
     outage-sentinel [--config PATH] check             validate config + topology, list problems
     outage-sentinel [--config PATH] topology stats [--topology DIR]
     outage-sentinel topology import {opendss,glm,pandapower} SRC OUTDIR
-    outage-sentinel locate --topology DIR --evidence FILE
+    outage-sentinel locate --topology DIR --evidence FILE [--params FILE] [--storm]
+    outage-sentinel [--config PATH] localisation history [--out FILE]
+    outage-sentinel localisation fit --topology DIR --history FILE --out PARAMS.yaml
     outage-sentinel [--config PATH] incidents list|show|ack|dispatch|arrive|restore|close ...
     outage-sentinel [--config PATH] report daily|weekly|range [--format csv|xlsx|html] [--out PATH]
     outage-sentinel --version
@@ -68,12 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--evidence", required=True, help="JSON object or JSON-lines file ('-' = stdin)")
     loc.add_argument("--storm", action="store_true",
                      help="a storm is declared for cases that do not say (their 'storm' key)")
+    loc.add_argument("--params", help="parameters file from `localisation fit`")
 
+    from outage_sentinel.cli import localisation as localisation_cli
     from outage_sentinel.cli import operator as operator_cli
     from outage_sentinel.cli import report as report_cli
 
     operator_cli.add_verbs(sub)
     report_cli.add_verbs(sub)
+    localisation_cli.add_verbs(sub)
     return p
 
 
@@ -98,11 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.parse_args(["topology", "--help"])
             return EXIT_USAGE
         if args.verb == "locate":
-            from outage_sentinel.localise import FaultContext
-            from outage_sentinel.locate import locate_main
+            return _locate(args)
+        if args.verb == "localisation":
+            from outage_sentinel.cli import localisation as localisation_cli
 
-            return int(locate_main(args.topology, args.evidence, sys.stdout,
-                                   context=FaultContext(storm=True) if args.storm else None))
+            return localisation_cli.dispatch(args)
         if args.verb == "report":
             from outage_sentinel.cli import report as report_cli
 
@@ -112,6 +117,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return operator_cli.dispatch(args)
     except KeyboardInterrupt:
         return 130
+
+
+def _locate(args: argparse.Namespace) -> int:
+    from outage_sentinel.cli.localisation import load_params
+    from outage_sentinel.config import ConfigError
+    from outage_sentinel.localise import FaultContext
+    from outage_sentinel.locate import locate_main
+
+    try:
+        params = load_params(args.params)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return int(locate_main(args.topology, args.evidence, sys.stdout, params,
+                           context=FaultContext(storm=True) if args.storm else None))
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

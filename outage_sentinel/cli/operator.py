@@ -55,6 +55,8 @@ def add_verbs(sub: Any) -> None:
     close = isub.add_parser("close", help="close out (销号) a restored incident")
     close.add_argument("incident_id")
     close.add_argument("--cause", required=True, help="cause category, e.g. 树线矛盾, 设备故障")
+    close.add_argument("--device", help="the device the crew found operated (the localiser "
+                                        "learns from it: `localisation history`)")
     close.add_argument("--note", default="")
     close.add_argument("--actor")
     corrections.add_incident_verbs(isub)
@@ -107,7 +109,7 @@ def _open_store(config: Any) -> Any:
 ACTIONS = ("ack", "arrive", "dispatch", "restore", "close", *corrections.INCIDENT_ACTIONS)
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any, Any] | int:
+def open_config(args: argparse.Namespace) -> tuple[Any, Any, Any] | int:
     """The config, its topology and the migrated store, or the exit code of what failed
     (its problems printed)."""
     config = config_from_args(args)
@@ -125,7 +127,7 @@ def _act(args: argparse.Namespace) -> int:
     from outage_sentinel.lifecycle import LifecycleError, parse_actor
     from outage_sentinel.metrics import Metrics
 
-    opened = _open(args)
+    opened = open_config(args)
     if isinstance(opened, int):
         return opened
     config, topology, store = opened
@@ -150,7 +152,7 @@ def _step(core: Any, args: argparse.Namespace, actor: str) -> Any:
     if action == "arrive":
         return life.arrive(args.incident_id, actor, args.note)
     if action == "close":
-        return life.close(args.incident_id, actor, args.cause, args.note)
+        return life.close(args.incident_id, actor, args.cause, args.note, device=args.device)
     if action == "dispatch":
         return life.dispatch(args.incident_id, actor, crew_id=args.crew, note=args.note)
     return core.processor.operator_restore(args.incident_id, actor, args.transformers, args.at,
@@ -175,7 +177,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if verb == "calls":
         return _calls(args)
     if verb == "silence":
-        opened = _open(args)
+        opened = open_config(args)
         if isinstance(opened, int):
             return opened
         config, topology, store = opened
@@ -219,7 +221,7 @@ def _view(args: argparse.Namespace) -> int:
 
     from outage_sentinel import incident_view
 
-    opened = _open(args)
+    opened = open_config(args)
     if isinstance(opened, int):
         return opened
     config, topology, store = opened
@@ -260,7 +262,7 @@ def _calls(args: argparse.Namespace) -> int:
     from outage_sentinel import incident_view
     from outage_sentinel.incidents import resolve_event
 
-    opened = _open(args)
+    opened = open_config(args)
     if isinstance(opened, int):
         return opened
     config, topology, store = opened

@@ -1,0 +1,339 @@
+"""Learning the localiser's evidence reliabilities from close-outs (pure core).
+
+A close-out with the device the crew confirmed turns an incident into a solved case: its
+evidence and the truth. With the truth known, every reliability of the model
+(:class:`~outage_sentinel.localise.LocaliserParams`) is a rate over observable counts:
+
+* **dead detection**: of the areas below the operated devices, how many were reported dead
+  (the missing rate is its complement). The localiser integrates the rate out per case under a
+  Beta prior; the fit moves that prior's mean to the county's own figure and, with enough
+  cases, its spread to the spread seen between cases (method of moments);
+* **false dead reports** per energised area (``false_dead_per_area``): dead reports from areas
+  that were in fact energised, over the energised areas of the same feeders;
+* **alive reports**: of the energised areas, how many sent one (the Beta prior's mean), and of
+  the dead areas (``alive_false_rate``), over cases with any alive report;
+* **trouble calls** per customer of a dead area (the Gamma prior's mean, its shape kept) and
+  per customer of an energised area (``spurious_call_rate``), counted only over cases that had
+  calls at all: a case without a single call had no call source, which is not "nobody called";
+* **devices reported open**: of the operated devices, how many were reported open, and of the
+  others on the same feeders, over cases with any device reported open.
+
+Each source may be absent from a case (no AMI readings, no trouble-call feed, no SCADA): a case
+with nothing at all from a source says nothing about that source's rates, so it is left out of
+them ("no data" is not "reported nothing").
+
+Each rate is a posterior mean under a prior equivalent to ``PRIOR_WEIGHT`` pseudo-observations
+centred on the current parameter, so 20 cases already move it and 2,000 settle it. The fault
+rates themselves (how often devices operate) are not fitted: close-outs carry no exposure
+(windows in which nothing happened).
+
+:func:`calibration_map` learns a monotone map from the probability the localiser states to the
+frequency it is right, from the same history (pool-adjacent-violators over the stated
+probabilities); :func:`expected_calibration_error` and :func:`reliability` measure it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from outage_sentinel.localise import Evidence, LocaliserParams, calibrated, devices_per_feeder
+from outage_sentinel.topology import Topology
+
+#: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
+FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "alive_report_a",
+               "alive_report_b", "alive_false_rate", "call_rate_rate", "spurious_call_rate",
+               "open_report_true", "open_report_false")
+
+#: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
+PRIOR_WEIGHT = 20.0
+
+
+class HistoryError(ValueError):
+    """A history case that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class SolvedCase:
+    """One close-out: its evidence (already resolved to areas and devices) and the truth."""
+
+    dead: frozenset[str]
+    alive: frozenset[str]
+    calls: Mapping[str, int]
+    open_devices: frozenset[str]
+    truth: tuple[str, ...]
+
+
+def solved_case(topology: Topology, evidence: Evidence, truth: Iterable[str],
+                where: str) -> SolvedCase:
+    """Resolve a case's ids (areas, meters, customers, devices) through ``topology``."""
+    def areas(refs: Iterable[str]) -> frozenset[str]:
+        out = set()
+        for ref in refs:
+            nid = topology.resolve(ref)
+            if nid is not None and topology.nodes[nid].kind == "transformer":
+                out.add(nid)
+        return frozenset(out)
+
+    devices = []
+    for ref in truth:
+        nid = topology.resolve(ref)
+        if nid is None or topology.tin[topology.pos[nid]] < 0:
+            raise HistoryError(f"{where}: truth device {ref!r} is not an energised node of "
+                               "the topology")
+        devices.append(nid)
+    if not devices:
+        raise HistoryError(f"{where}: truth has no device")
+    calls: dict[str, int] = {}
+    for ref, n in evidence.calls.items():
+        for a in areas([ref]):
+            calls[a] = calls.get(a, 0) + n
+    opened = frozenset(d for d in (topology.resolve(r) for r in evidence.open_devices) if d)
+    return SolvedCase(areas(evidence.dead), areas(evidence.alive), calls, opened,
+                      tuple(devices))
+
+
+def downstream(topology: Topology, node_id: str) -> list[str]:
+    """Transformer areas below ``node_id`` (itself included if it is one)."""
+    i = topology.pos[node_id]
+    tins = topology.transformer_tins
+    lo = bisect.bisect_left(tins, topology.tin[i])
+    hi = bisect.bisect_right(tins, topology.tout[i])
+    by_tin = topology.transformer_by_tin
+    return [topology.ids[by_tin[r]] for r in range(lo, hi)]
+
+
+@dataclass
+class _Counts:
+    """Sufficient statistics of the history, per reliability: (hits, trials)."""
+
+    dead_rates: list[float]
+    dead: list[int]
+    false_dead: list[int]
+    alive: list[int]
+    alive_false: list[int]
+    calls_dead: list[float]
+    calls_alive: list[float]
+    open_true: list[int]
+    open_false: list[int]
+
+    @classmethod
+    def empty(cls) -> _Counts:
+        return cls([], [0, 0], [0, 0], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0], [0, 0])
+
+
+def _add(pair: list[Any], hits: float, trials: float) -> None:
+    pair[0] += hits
+    pair[1] += trials
+
+
+def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
+    """The counts every rate is estimated from."""
+    c = _Counts.empty()
+    devices = devices_per_feeder(topology)
+    for case in cases:
+        dead = set().union(*(downstream(topology, d) for d in case.truth))
+        roots = {topology.ids[topology.root[topology.pos[d]]] for d in case.truth}
+        feeder = set().union(*(downstream(topology, r) for r in roots))
+        alive = feeder - dead
+        if dead:
+            hits = len(case.dead & dead)
+            _add(c.dead, hits, len(dead))
+            c.dead_rates.append(hits / len(dead))
+        _add(c.false_dead, len(case.dead & alive), len(alive))
+        if case.alive:  # a case without any alive report had no such source
+            _add(c.alive, len(case.alive & alive), len(alive))
+            _add(c.alive_false, len(case.alive & dead), len(dead))
+        if case.calls:  # a case without calls had no call source
+            _add(c.calls_dead, sum(n for a, n in case.calls.items() if a in dead),
+                 topology.customers_of(dead))
+            _add(c.calls_alive, sum(n for a, n in case.calls.items() if a in alive),
+                 topology.customers_of(alive))
+        if case.open_devices:  # no device reported open at all: no telemetry, not a miss
+            truth = set(case.truth)
+            _add(c.open_true, len(case.open_devices & truth), len(truth))
+            _add(c.open_false, len(case.open_devices - truth),
+                 max(sum(devices.get(topology.feeder_of(r), 0) for r in roots) - len(truth), 1))
+    return c
+
+
+def _rate(pair: Sequence[float], prior: float, weight: float = PRIOR_WEIGHT,
+          lo: float = 1e-9, hi: float = 1.0 - 1e-9) -> float:
+    """Posterior mean of a rate with ``weight`` pseudo-trials at ``prior``."""
+    hits, trials = pair
+    return min(hi, max(lo, (hits + prior * weight) / (trials + weight)))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Fitted parameters, what changed (for the log), and how many cases they rest on."""
+
+    params: LocaliserParams
+    changes: tuple[str, ...]
+    cases: int
+
+
+def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams) -> Fit:
+    """Fit the evidence reliabilities of ``base`` to ``cases`` (see the module docstring)."""
+    c = count(topology, cases)
+    updates: dict[str, Any] = {}
+    mean = base.dead_detect_a / (base.dead_detect_a + base.dead_detect_b)
+    m = _rate(c.dead, mean)
+    conc = base.dead_detect_a + base.dead_detect_b
+    if len(c.dead_rates) >= 2:
+        var = statistics.pvariance(c.dead_rates)
+        if var > 0:  # method of moments, shrunk towards the prior's concentration
+            seen = min(max(m * (1 - m) / var - 1, 0.5), 200.0)
+            w = len(c.dead_rates) / (len(c.dead_rates) + PRIOR_WEIGHT)
+            conc = w * seen + (1 - w) * conc
+    updates["dead_detect_a"], updates["dead_detect_b"] = m * conc, (1 - m) * conc
+    feeder_areas = max(c.false_dead[1] / max(len(cases), 1), 1.0)
+    prior_false = min(base.false_dead_max_rate, base.false_dead_per_area
+                      or base.false_dead_per_feeder / feeder_areas)
+    updates["false_dead_per_area"] = _rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
+    a_mean = base.alive_report_a / (base.alive_report_a + base.alive_report_b)
+    a_conc = base.alive_report_a + base.alive_report_b
+    am = _rate(c.alive, a_mean)
+    updates["alive_report_a"], updates["alive_report_b"] = am * a_conc, (1 - am) * a_conc
+    updates["alive_false_rate"] = _rate(c.alive_false, base.alive_false_rate, lo=1e-7, hi=0.2)
+    call_mean = base.call_rate_shape / base.call_rate_rate
+    cm = _rate(c.calls_dead, call_mean, lo=1e-4, hi=5.0)
+    updates["call_rate_rate"] = base.call_rate_shape / cm
+    updates["spurious_call_rate"] = _rate(c.calls_alive, base.spurious_call_rate, lo=1e-8,
+                                          hi=0.05)
+    updates["open_report_true"] = _rate(c.open_true, base.open_report_true, lo=0.01, hi=0.999)
+    updates["open_report_false"] = _rate(c.open_false, base.open_report_false, lo=1e-5,
+                                         hi=0.2)
+    params = replace(base, **updates)
+    return Fit(params, tuple(_changes(base, params)), len(cases))
+
+
+def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
+    out = []
+    for f in fields(LocaliserParams):
+        a, b = getattr(before, f.name), getattr(after, f.name)
+        if isinstance(a, float) and isinstance(b, float) and abs(a - b) > 1e-12 * max(
+                abs(a), abs(b), 1e-300):
+            out.append(f"{f.name}: {a:.4g} -> {b:.4g}")
+    return out
+
+
+# -- calibration --------------------------------------------------------------------------------
+
+
+def calibration_map(pairs: Sequence[tuple[float, bool]], bins: int = 10
+                    ) -> tuple[tuple[float, float], ...]:
+    """A monotone map from stated probability to observed frequency, as knots ``(p, q)`` to
+    interpolate between: pool-adjacent-violators over the pairs sorted by ``p``, each pooled
+    block smoothed by a uniform prior of one pseudo-case, anchored at (0, 0) and (1, 1) so that
+    probabilities outside the history's range stay near themselves. Empty for fewer than
+    ``bins`` pairs."""
+    if len(pairs) < bins:
+        return ()
+    blocks: list[list[float]] = []  # [sum p, hits, n]
+    for p, ok in sorted(pairs):
+        blocks.append([p, 1.0 if ok else 0.0, 1.0])
+        while len(blocks) > 1 and _freq(blocks[-2]) >= _freq(blocks[-1]):
+            last = blocks.pop()
+            for k in range(3):
+                blocks[-1][k] += last[k]
+    knots = [(0.0, 0.0)] + [(b[0] / b[2], (b[1] + 0.5) / (b[2] + 1.0)) for b in blocks]
+    out: list[tuple[float, float]] = []
+    for p, q in [*knots, (1.0, 1.0)]:  # anchored at 0 and 1; non-decreasing after smoothing
+        q = max(q, out[-1][1]) if out else q
+        if out and p <= out[-1][0]:
+            out[-1] = (out[-1][0], q)
+            continue
+        out.append((round(p, 6), round(q, 6)))
+    return tuple(out)
+
+
+def _freq(block: Sequence[float]) -> float:
+    return block[1] / block[2]
+
+
+def reliability(pairs: Iterable[tuple[float, bool]], bins: int = 10
+                ) -> list[tuple[float, float, float, int]]:
+    """Per probability bin: (lower edge, mean stated, frequency right, cases); empty bins
+    left out."""
+    acc: dict[int, list[float]] = {}
+    for p, ok in pairs:
+        b = min(int(p * bins), bins - 1)
+        a = acc.setdefault(b, [0.0, 0.0, 0.0])
+        a[0] += p
+        a[1] += 1.0 if ok else 0.0
+        a[2] += 1.0
+    return [(b / bins, a[0] / a[2], a[1] / a[2], int(a[2])) for b, a in sorted(acc.items())]
+
+
+def expected_calibration_error(pairs: Sequence[tuple[float, bool]], bins: int = 10) -> float:
+    """Σ over bins of (cases in bin / cases) × |mean stated − frequency right|."""
+    n = len(pairs)
+    if not n:
+        return 0.0
+    return sum(k / n * abs(stated - right) for _, stated, right, k in reliability(pairs, bins))
+
+
+# -- history ------------------------------------------------------------------------------------
+
+
+def history_case(incident_id: str, state: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """A ``locate`` case with its ``truth``: the evidence an incident gathered (its records'
+    latest revisions, as the localiser last saw them) and the device the crew confirmed."""
+    from outage_sentinel.incidents import Member, evidence_of
+
+    members = [Member.from_json(m) for m in state.get("members", {}).values()]
+    ev = evidence_of(members)
+    return {"id": incident_id, "dead": sorted(ev.dead), "alive": sorted(ev.alive),
+            "calls": [a for a, n in sorted(ev.calls.items()) for _ in range(n)],
+            "open_devices": sorted(ev.open_devices), "truth": {"devices": [device]}}
+
+
+def truth_of(case: Mapping[str, Any], where: str) -> list[str]:
+    """The ``truth.devices`` of a history case (:class:`HistoryError` naming ``where``)."""
+    truth = case.get("truth")
+    devices = truth.get("devices") if isinstance(truth, Mapping) else None
+    if not isinstance(devices, list) or not devices or not all(
+            isinstance(d, str) and d for d in devices):
+        raise HistoryError(f"{where}: needs \"truth\": {{\"devices\": [device ids]}}")
+    return list(devices)
+
+
+def same_answer(topology: Topology, devices: Iterable[str], truth: Iterable[str]) -> bool:
+    """Whether two device sets cut off the same areas (the benchmark's notion of right)."""
+    def areas(ids: Iterable[str]) -> frozenset[str]:
+        return frozenset(a for d in ids for a in downstream(topology, d))
+    return areas(devices) == areas(truth)
+
+
+def stated_and_right(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
+                     params: LocaliserParams) -> list[tuple[float, bool]]:
+    """For each case, the probability the localiser states for its top answer and whether
+    that answer is right."""
+    from outage_sentinel.localise import localise
+
+    out: list[tuple[float, bool]] = []
+    for evidence, solved in cases:
+        best = localise(topology, evidence, params).best
+        if best is not None:
+            out.append((best.probability, same_answer(topology, best.devices, solved.truth)))
+    return out
+
+
+def fit_with_calibration(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
+                         base: LocaliserParams) -> tuple[Fit, dict[str, float]]:
+    """:func:`fit`, then a calibration map learnt on the same cases with the fitted
+    reliabilities. Returns the fit (its params carrying the map) and the calibration figures
+    (expected calibration error before and after the map, on these cases)."""
+    fitted = fit(topology, [s for _, s in cases], replace(base, calibration=()))
+    pairs = stated_and_right(topology, cases, fitted.params)
+    knots = calibration_map(pairs)
+    after = [(calibrated(knots, p), ok) for p, ok in pairs]
+    figures = {"cases_answered": float(len(pairs)),
+               "ece_before": expected_calibration_error(pairs),
+               "ece_after": expected_calibration_error(after),
+               "accuracy": sum(ok for _, ok in pairs) / len(pairs) if pairs else 0.0}
+    return replace(fitted, params=replace(fitted.params, calibration=knots)), figures

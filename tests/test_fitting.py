@@ -1,0 +1,188 @@
+"""Learning from close-outs: the fit recovers the rates a history was drawn from, leaves a
+source's rates alone when the history has no data from it, and the calibration map makes an
+overconfident localiser honest. The CLI end to end: close with the confirmed device, export
+the history, fit, locate with the fitted parameters, the daemon's config key."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from outage_sentinel.config import ConfigError, load_config, load_localisation
+from outage_sentinel.fitting import (
+    calibration_map,
+    downstream,
+    expected_calibration_error,
+    fit,
+    solved_case,
+)
+from outage_sentinel.localise import Evidence, LocaliserParams, calibrated
+from outage_sentinel.topology import Topology, load_bundle
+from tests.e2e_helpers import ROOT, make_config
+
+TOPOLOGY = load_bundle(ROOT / "topology")
+DEVICES = [n for n in TOPOLOGY.ids if TOPOLOGY.nodes[n].kind in ("fuse", "breaker", "recloser")
+           and TOPOLOGY.tin[TOPOLOGY.pos[n]] >= 0 and downstream(TOPOLOGY, n)]
+
+
+def history(n: int, seed: int, *, detect: float = 0.6, false_rate: float = 0.03,
+            alive_rate: float = 0.1, call_rate: float = 0.03, alive: bool = True,
+            calls: bool = True) -> list[dict[str, object]]:
+    """Cases drawn from a known evidence model, one operated device each."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(n):
+        device = rng.choice(DEVICES)
+        dead = downstream(TOPOLOGY, device)
+        feeder = downstream(TOPOLOGY, TOPOLOGY.ids[TOPOLOGY.root[TOPOLOGY.pos[device]]])
+        up = [a for a in feeder if a not in dead]
+        case = {"id": f"h{k}",
+                "dead": [a for a in dead if rng.random() < detect]
+                + [a for a in up if rng.random() < false_rate],
+                "alive": [a for a in up if rng.random() < alive_rate] if alive else [],
+                "calls": [a for a in dead for _ in range(TOPOLOGY.customers_of([a]))
+                          if rng.random() < call_rate] if calls else [],
+                "truth": {"devices": [device]}}
+        out.append(case)
+    return out
+
+
+def solved(cases: list[dict[str, object]], topology: Topology = TOPOLOGY) -> list:
+    out = []
+    for c in cases:
+        ev = Evidence.from_call_list(c["calls"], dead=c["dead"], alive=c["alive"])  # type: ignore[arg-type]
+        out.append(solved_case(topology, ev, c["truth"]["devices"], str(c["id"])))  # type: ignore[index]
+    return out
+
+
+def detect_mean(p: LocaliserParams) -> float:
+    return p.dead_detect_a / (p.dead_detect_a + p.dead_detect_b)
+
+
+def test_the_fit_recovers_the_rates_the_history_was_drawn_from() -> None:
+    base = LocaliserParams()
+    p = fit(TOPOLOGY, solved(history(2000, 1)), base).params
+    assert detect_mean(p) == pytest.approx(0.6, abs=0.02)
+    assert p.false_dead_per_area == pytest.approx(0.03, abs=0.005)
+    assert p.alive_report_a / (p.alive_report_a + p.alive_report_b) == pytest.approx(
+        0.1, abs=0.02)
+    assert p.call_rate_shape / p.call_rate_rate == pytest.approx(0.03, abs=0.005)
+
+
+def test_twenty_cases_already_move_the_rates_and_more_cases_move_them_further() -> None:
+    base = LocaliserParams()  # detection mean 2/3
+    errors = [abs(detect_mean(fit(TOPOLOGY, solved(history(n, 2, detect=0.3)), base).params)
+                  - 0.3) for n in (0, 20, 2000)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.03
+
+
+def test_a_source_the_history_never_had_is_left_alone() -> None:
+    """No alive reports, no calls, no device reported open in any case: those sources did not
+    exist, their rates are not "nobody reported"."""
+    base = LocaliserParams()
+    p = fit(TOPOLOGY, solved(history(300, 3, alive=False, calls=False)), base).params
+    for name in ("alive_report_a", "alive_report_b", "alive_false_rate", "call_rate_rate",
+                 "spurious_call_rate", "open_report_true", "open_report_false"):
+        assert getattr(p, name) == getattr(base, name), name
+    assert detect_mean(p) != detect_mean(base)
+
+
+def test_calibration_map_makes_an_overconfident_localiser_honest() -> None:
+    rng = random.Random(4)
+    pairs = []
+    for _ in range(3000):
+        stated = rng.uniform(0.5, 1.0)
+        pairs.append((stated, rng.random() < 0.5 + (stated - 0.5) * 0.6))  # claims too much
+    knots = calibration_map(pairs)
+    fixed = [(calibrated(knots, p), ok) for p, ok in pairs]
+    assert expected_calibration_error(pairs) > 0.08
+    assert expected_calibration_error(fixed) < 0.03
+    assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(knots, knots[1:], strict=False))
+    assert knots[0] == (0.0, 0.0) and knots[-1] == (1.0, 1.0)
+    assert calibration_map(pairs[:5]) == ()  # too few to learn from
+
+
+def test_a_calibrated_localiser_states_the_mapped_probability() -> None:
+    from outage_sentinel.localise import localise
+
+    ev = Evidence(dead=frozenset(downstream(TOPOLOGY, DEVICES[3])))
+    raw = localise(TOPOLOGY, ev).best
+    knots = ((0.0, 0.0), (1.0, 0.5))
+    mapped = localise(TOPOLOGY, ev, LocaliserParams(calibration=knots)).best
+    assert raw is not None and mapped is not None and mapped.devices == raw.devices
+    assert mapped.probability == pytest.approx(raw.probability * 0.5)
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "outage_sentinel", *args], capture_output=True,
+                          text=True, cwd=str(cwd), timeout=300)
+
+
+def test_fit_writes_parameters_that_locate_and_the_daemon_use(tmp_path: Path) -> None:
+    hist = tmp_path / "history.jsonl"
+    cases = history(300, 5)
+    hist.write_text("".join(json.dumps(c) + "\n" for c in cases) + "{broken\n"
+                    + json.dumps({"id": "x", "dead": ["T-MJ01-020"]}) + "\n", encoding="utf-8")
+    out = tmp_path / "params.yaml"
+    r = cli("localisation", "fit", "--topology", "topology", "--history", str(hist),
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "fitted on 300 case(s)" in r.stdout and "false_dead_per_area" in r.stdout
+    assert "line 301" in r.stderr and "truth" in r.stderr  # the bad lines are named, skipped
+    fitted = load_localisation(out).to_params()
+    assert fitted.false_dead_per_area == pytest.approx(0.03, abs=0.01)
+    evidence = tmp_path / "case.json"
+    evidence.write_text(json.dumps({"id": "c", "dead": cases[0]["dead"]}), encoding="utf-8")
+    r = cli("locate", "--topology", "topology", "--evidence", str(evidence), "--params", str(out))
+    assert r.returncode == 0 and json.loads(r.stdout)["hypotheses"], r.stderr
+    # The daemon's config takes the file (its own keys win).
+    cfg = make_config(tmp_path, localisation={"params_file": str(out), "open_report_true": 0.5})
+    loc = load_config(cfg).localisation.to_params()
+    assert loc.false_dead_per_area == fitted.false_dead_per_area
+    assert loc.open_report_true == 0.5
+
+
+def test_a_bad_parameters_file_names_its_key(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text(yaml.safe_dump({"false_dead_per_aera": 0.1, "calibration": [[0.5, 0.9],
+                                                                             [0.6, 0.2]]}))
+    with pytest.raises(ConfigError) as info:
+        load_localisation(bad)
+    assert "false_dead_per_aera: unknown key" in str(info.value)
+    evidence = tmp_path / "c.json"
+    evidence.write_text("{}", encoding="utf-8")
+    r = cli("locate", "--topology", "topology", "--evidence", str(evidence), "--params", str(bad))
+    assert r.returncode == 3 and "false_dead_per_aera" in r.stderr
+
+
+def test_close_with_the_device_then_export_the_history(tmp_path: Path) -> None:
+    scenario = tmp_path / "one.jsonl"
+    scenario.write_text(json.dumps({
+        "at": 0, "event_id": "F1", "kind": "fault", "status": "active", "start_offset": -60,
+        "feeder": "MJ01", "transformers": ["T-MJ01-020", "T-MJ01-021"]}) + "\n",
+        encoding="utf-8")
+    cfg = make_config(tmp_path, sources=[{"name": "feed", "type": "replay",
+                                          "scenario": str(scenario), "speed": 1.0}])
+    assert cli("--config", str(cfg), "run", "--once").returncode == 0
+    (inc,) = json.loads(cli("--config", str(cfg), "incidents", "list", "--json").stdout)
+    assert cli("--config", str(cfg), "incidents", "restore", inc["id"]).returncode == 0
+    bad = cli("--config", str(cfg), "incidents", "close", inc["id"], "--cause", "设备故障",
+              "--device", "NOPE")
+    assert bad.returncode == 1 and "NOPE" in bad.stderr
+    r = cli("--config", str(cfg), "incidents", "close", inc["id"], "--cause", "设备故障",
+            "--device", "FU-MJ01-05")
+    assert r.returncode == 0, r.stderr
+    r = cli("--config", str(cfg), "localisation", "history")
+    assert r.returncode == 0, r.stderr
+    (case,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert case["truth"] == {"devices": ["FU-MJ01-05"]} and case["id"] == inc["id"]
+    assert {"T-MJ01-020", "T-MJ01-021"} <= set(case["dead"])
