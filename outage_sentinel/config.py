@@ -701,6 +701,9 @@ class LocalisationConfig(Strict):
     #: A parameters file written by ``outage-sentinel localisation fit`` (the same keys as
     #: this section). Keys given in this section win over the file's.
     params_file: Path | None = None
+    #: Refit the reliabilities and calibration daily at this local time (HH:MM) from the
+    #: close-outs with a confirmed device in the database (at least 20), or never (null).
+    refit_at: str | None = Field(default="03:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     #: Tell the localiser how many protective devices the county's other open fault incidents
     #: hold (a storm shows itself): a second device on a feeder then costs less.
     county_context: bool = True
@@ -710,7 +713,7 @@ class LocalisationConfig(Strict):
         from outage_sentinel.localise import LocaliserParams  # lazy: config stays import-light
 
         given = {k: v for k, v in self.model_dump(
-            exclude={"county_context", "params_file"}).items() if v is not None}
+            exclude={"county_context", "params_file", "refit_at"}).items() if v is not None}
         if "calibration" in given:
             given["calibration"] = tuple(tuple(k) for k in given["calibration"])
         return LocaliserParams(**given)

@@ -48,12 +48,14 @@ from outage_sentinel.assembly import (
 )
 from outage_sentinel.channels.base import Channel
 from outage_sentinel.config import Config
+from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import PollResult
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.lifecycle_clock import LifecycleClock
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.poller import Poller
+from outage_sentinel.refit_job import RefitJob
 from outage_sentinel.report_job import ReportJob
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.signals import SignalInbox, names
@@ -142,6 +144,10 @@ class Daemon:
         self.lifecycle, self.processor = core.lifecycle, core.processor
         self.clock_stage = LifecycleClock(self.lifecycle, store, metrics)
         self.report_job = ReportJob(self.lifecycle)
+        estimator = self.processor.estimator
+        self.refit_job = RefitJob(store, lambda: self.topology, estimator,
+                                  config.localisation.to_params()) \
+            if isinstance(estimator, BayesEstimator) else None
         self.poller = Poller(store, metrics, {s.name: s for s in config.sources},
                              {name: self.screener.ingest for name in ami})
         self.deliverer = build_deliverer(config, store, self.channels, metrics, self.clock,
@@ -266,6 +272,8 @@ class Daemon:
         cc = self.config.command_centre
         if cc.daily_report_at and cc.channel:
             jobs.daily(self._report_job, cc.daily_report_at, self.tz, "daily_report")
+        if self.refit_job is not None and self.config.localisation.refit_at:
+            jobs.daily(self._refit_job, self.config.localisation.refit_at, self.tz, "refit")
         return jobs.scheduler
 
     def stop(self) -> None:
@@ -339,6 +347,10 @@ class Daemon:
 
     def _report_job(self) -> None:
         self._guarded("daily_report", self.report_job.run_once)
+
+    def _refit_job(self) -> None:
+        if self.refit_job is not None:
+            self._guarded("refit", self.refit_job.run_once)
 
     def _deliver_job(self) -> None:
         def deliver(now: datetime) -> None:

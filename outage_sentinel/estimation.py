@@ -20,12 +20,16 @@ class BayesEstimator:
 
     def __init__(self, params: LocaliserParams | None = None,
                  context: FaultContext | None = None) -> None:
-        self.params = params if params is not None else LocaliserParams()
         self.context = context
+        self.use_params(params if params is not None else LocaliserParams())
+
+    def use_params(self, params: LocaliserParams) -> None:
+        """Localise with ``params`` from now on (a refit)."""
+        self.params = params
         # Where no trouble call reached the incident, silence is not evidence: the deployment
         # may have no call source at all, and the localiser's call model would read "no calls
         # from a big area" as "that area is alive". Neutralise the call model for such incidents.
-        self.silent = replace(self.params, call_rate_shape=1e-9, spurious_call_rate=1e-12)
+        self.silent = replace(params, call_rate_shape=1e-9, spurious_call_rate=1e-12)
 
     def within(self, context: FaultContext) -> BayesEstimator:
         other = copy.copy(self)

@@ -227,32 +227,40 @@ def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
 def calibration_map(pairs: Sequence[tuple[float, bool]], bins: int = 10
                     ) -> tuple[tuple[float, float], ...]:
     """A monotone map from stated probability to observed frequency, as knots ``(p, q)`` to
-    interpolate between: pool-adjacent-violators over the pairs sorted by ``p``, each pooled
-    block smoothed by a uniform prior of one pseudo-case, anchored at (0, 0) and (1, 1) so that
-    probabilities outside the history's range stay near themselves. Empty for fewer than
+    interpolate between: pool-adjacent-violators over the pairs sorted by ``p``; each pooled
+    block (its frequency smoothed by one pseudo-case) is flat from its lowest to its highest
+    stated probability, with straight lines between blocks; anchored at (0, 0), flat above the
+    highest block (stated probabilities crowd near 1: an anchor at (1, 1) would undo the
+    correction exactly where the localiser is most overconfident). Empty for fewer than
     ``bins`` pairs."""
     if len(pairs) < bins:
         return ()
-    blocks: list[list[float]] = []  # [sum p, hits, n]
-    for p, ok in sorted(pairs):
-        blocks.append([p, 1.0 if ok else 0.0, 1.0])
+    blocks: list[list[float]] = []  # [lowest p, highest p, hits, n]
+    tied: dict[float, list[float]] = {}  # equal stated probabilities are one block
+    for p, ok in pairs:
+        t = tied.setdefault(p, [0.0, 0.0])
+        t[0] += 1.0 if ok else 0.0
+        t[1] += 1.0
+    for p, (hits, n) in sorted(tied.items()):
+        blocks.append([p, p, hits, n])
         while len(blocks) > 1 and _freq(blocks[-2]) >= _freq(blocks[-1]):
             last = blocks.pop()
-            for k in range(3):
-                blocks[-1][k] += last[k]
-    knots = [(0.0, 0.0)] + [(b[0] / b[2], (b[1] + 0.5) / (b[2] + 1.0)) for b in blocks]
-    out: list[tuple[float, float]] = []
-    for p, q in [*knots, (1.0, 1.0)]:  # anchored at 0 and 1; non-decreasing after smoothing
-        q = max(q, out[-1][1]) if out else q
-        if out and p <= out[-1][0]:
-            out[-1] = (out[-1][0], q)
-            continue
-        out.append((round(p, 6), round(q, 6)))
+            blocks[-1][1] = last[1]
+            blocks[-1][2] += last[2]
+            blocks[-1][3] += last[3]
+    out: list[tuple[float, float]] = [(0.0, 0.0)]
+    for lo, hi, hits, n in blocks:
+        q = max(round((hits + 0.5) / (n + 1.0), 6), out[-1][1])  # non-decreasing, smoothed
+        for p in (lo, hi):
+            if p > out[-1][0]:
+                out.append((p, q))  # p unrounded: stated probabilities crowd near 1
+            else:
+                out[-1] = (out[-1][0], max(out[-1][1], q))
     return tuple(out)
 
 
 def _freq(block: Sequence[float]) -> float:
-    return block[1] / block[2]
+    return block[2] / block[3]
 
 
 def reliability(pairs: Iterable[tuple[float, bool]], bins: int = 10

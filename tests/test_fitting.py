@@ -9,12 +9,15 @@ import json
 import random
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
 from outage_sentinel.config import ConfigError, load_config, load_localisation
+from outage_sentinel.estimation import BayesEstimator
+from outage_sentinel.events import OutageEvent
 from outage_sentinel.fitting import (
     calibration_map,
     downstream,
@@ -22,7 +25,11 @@ from outage_sentinel.fitting import (
     fit,
     solved_case,
 )
+from outage_sentinel.incidents import apply_event, resolve_event
+from outage_sentinel.lifecycle import incident_columns
 from outage_sentinel.localise import Evidence, LocaliserParams, calibrated
+from outage_sentinel.refit_job import RefitJob
+from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
 from tests.e2e_helpers import ROOT, make_config
 
@@ -104,7 +111,7 @@ def test_calibration_map_makes_an_overconfident_localiser_honest() -> None:
     assert expected_calibration_error(pairs) > 0.08
     assert expected_calibration_error(fixed) < 0.03
     assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(knots, knots[1:], strict=False))
-    assert knots[0] == (0.0, 0.0) and knots[-1] == (1.0, 1.0)
+    assert knots[0] == (0.0, 0.0) and calibrated(knots, 1.0) < 0.95  # no longer claims 1
     assert calibration_map(pairs[:5]) == ()  # too few to learn from
 
 
@@ -186,3 +193,30 @@ def test_close_with_the_device_then_export_the_history(tmp_path: Path) -> None:
     (case,) = [json.loads(line) for line in r.stdout.splitlines()]
     assert case["truth"] == {"devices": ["FU-MJ01-05"]} and case["id"] == inc["id"]
     assert {"T-MJ01-020", "T-MJ01-021"} <= set(case["dead"])
+
+
+def test_the_scheduled_refit_learns_from_the_close_outs_in_the_database(store: Store) -> None:
+    """The daemon's refit stage: below 20 close-outs it waits; from 20 on the estimator
+    localises with the fitted reliabilities and calibration."""
+    now = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
+    estimator = BayesEstimator()
+    job = RefitJob(store, lambda: TOPOLOGY, estimator, LocaliserParams())
+    rng = random.Random(6)
+    for k in range(25):
+        if k == 19:
+            assert job.run_once(now) is None and estimator.params == LocaliserParams()
+        device = rng.choice(DEVICES)
+        reported = [a for a in downstream(TOPOLOGY, device) if rng.random() < 0.4] or \
+            downstream(TOPOLOGY, device)[:1]
+        event = OutageEvent(source="feed", event_id=f"E{k}", kind="fault", status="active",
+                            start=now, transformers=tuple(reported))
+        inc = apply_event(None, event, resolve_event(TOPOLOGY, event), TOPOLOGY, estimator,
+                          now, lambda k=k: f"INC-{k}")
+        with store.transaction() as conn:
+            store.save_incident_in(conn, incident_columns(inc, now))
+            store.log_in(conn, inc.id, now, "closed", "zhang", "", {"device": device})
+    report = job.run_once(now)
+    assert report is not None and report.cases == 20 + 5
+    assert estimator.params != LocaliserParams() and estimator.params.calibration
+    assert detect_mean(estimator.params) < detect_mean(LocaliserParams())  # 40 % reported
+    assert any(c.startswith("dead_detect_a") for c in report.changes)

@@ -49,20 +49,14 @@ def load_params(path: str | None) -> Any:
 
 def _history(args: argparse.Namespace) -> int:
     from outage_sentinel.cli.operator import open_config
-    from outage_sentinel.fitting import history_case
+    from outage_sentinel.refit_job import store_history
 
     opened = open_config(args)
     if isinstance(opened, int):
         return opened
     _, _, store = opened
     try:
-        lines = []
-        for row in store.load_incidents(open_only=False):
-            closed = [e for e in store.incident_log(row["id"]) if e["stage"] == "closed"]
-            device = (closed[-1]["details"] or {}).get("device") if closed else None
-            if device:
-                lines.append(json.dumps(history_case(row["id"], row["state"], device),
-                                        ensure_ascii=False))
+        lines = [json.dumps(case, ensure_ascii=False) for case in store_history(store)]
     finally:
         store.close()
     text = "".join(f"{line}\n" for line in lines)

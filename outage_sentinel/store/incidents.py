@@ -101,6 +101,20 @@ class IncidentStore(StoreBase):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def confirmed_devices(self) -> dict[str, str]:
+        """Incident id -> the device its close-out confirmed (the latest close-out counts)."""
+        q = (select(incident_log_t.c.incident_id, incident_log_t.c.details)
+             .where(incident_log_t.c.stage == "closed").order_by(incident_log_t.c.id))
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                device = (r.details or {}).get("device")
+                if device:
+                    out[r.incident_id] = str(device)
+                else:
+                    out.pop(r.incident_id, None)
+        return out
+
     def report_snapshot(self, start: datetime, end: datetime) -> tuple[
             list[dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, datetime],
             dict[str, datetime], list[dict[str, Any]]]:
