@@ -11,6 +11,7 @@ Stages (each in its own module, each with ``run_once(now)``; see docs/architectu
     LifecycleClock (lifecycle_clock.py)
                                   deadlines, reminders, storm gauge, template alerts
     ReportJob (report_job.py)     the daily report
+    RefitJob (refit_job.py)       the localiser learning from close-outs, daily
 
 Every step is restartable from the database alone, which is what makes SIGKILL safe: an event
 is either stored (and will be processed) or its cursor did not move (and it will be fetched
