@@ -79,6 +79,41 @@ def feeder_records(seed: int, n_nodes: int, feeder: str = "FD") -> dict[str, Any
     return {"nodes": nodes, "edges": edges, "villages": villages}
 
 
+def urban_records(seed: int, feeders: int = 30) -> dict[str, Any]:
+    """Small urban medium/low-voltage feeders with a breaker in front of every transformer:
+    8-20 transformer areas a feeder, 40-120 customers each, on a short main line (a ring
+    main unit's cabinets) — where a silent area and a false report elsewhere look alike."""
+    rng = random.Random(seed)
+    nodes: list[dict[str, Any]] = []
+    edges: list[tuple[str, str]] = []
+    villages = []
+    for f in range(feeders):
+        p = f"U{f:02d}"
+        village = f"{p}-V"
+        villages.append({"id": village, "name": village, "township": p, "grid": p,
+                         "area_type": "urban"})
+
+        def add(nid: str, kind: str, customers: int = 0, feeder: str = p,
+                village: str = village) -> None:
+            nodes.append({"id": nid, "kind": kind, "name": nid, "feeder": feeder,
+                          "normally_open": 0, "village": village if customers else "",
+                          "customers": customers, "lat": "", "lon": ""})
+
+        add(f"{p}-S", "source")
+        add(f"{p}-B", "breaker")
+        edges.append((f"{p}-S", f"{p}-B"))
+        prev = f"{p}-B"
+        for k in range(rng.randint(8, 20)):
+            j = f"{p}-J{k}"
+            add(j, "junction")
+            edges.append((prev, j))
+            prev = j
+            add(f"{p}-TB{k}", "breaker")
+            add(f"{p}-T{k}", "transformer", rng.randint(40, 120))
+            edges += [(j, f"{p}-TB{k}"), (f"{p}-TB{k}", f"{p}-T{k}")]
+    return {"nodes": nodes, "edges": edges, "villages": villages}
+
+
 def write_province(outdir: Path, seed: int = 7, feeders: int = 1000,
                    nodes_per_feeder: int = 1000) -> Path:
     """Write a province-size bundle (feeders x nodes_per_feeder nodes) to ``outdir``."""

@@ -405,6 +405,25 @@ class _Refs:
 _DEVICE_COUNTS: weakref.WeakKeyDictionary[Topology, dict[int, int]] = weakref.WeakKeyDictionary()
 
 
+_DEVICES: weakref.WeakKeyDictionary[Topology, dict[int, tuple[int, ...]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _component_devices(topology: Topology, root: int) -> tuple[int, ...]:
+    """The protective devices of an energised component (cached per topology and root)."""
+    try:
+        cache = _DEVICES.setdefault(topology, {})
+    except TypeError:
+        cache = {}
+    devices = cache.get(root)
+    if devices is None:
+        kinds = topology.kinds
+        devices = tuple(i for i in topology.order[topology.tin[root]:topology.tout[root] + 1]
+                        if kinds[i] in PROTECTIVE_KINDS)
+        cache[root] = devices
+    return devices
+
+
 def _device_count(topology: Topology, root: int) -> int:
     try:
         counts = _DEVICE_COUNTS.setdefault(topology, {})
@@ -506,6 +525,7 @@ class _Component:
         #: the devices with the same downstream areas (any of them opening has the same effect)
         self.log_weight: dict[int, float] = {}
         self._score_cache: dict[frozenset[int], float] = {}
+        self._silent_terms: dict[int, float] = {}
 
     # subtree statistics, O(log n)
     def tx_range(self, i: int) -> tuple[int, int]:
@@ -563,6 +583,35 @@ class _Component:
             j = len(cp) - 1  # extend from j to j + 1 devices
             cp.append(cp[-1] + math.log(a + j) - math.log(b + max(d - j - 1, 0)))
         return cp[k]
+
+    def has_evidence(self, lo: int, hi: int) -> bool:
+        """Whether any dead or alive report or call comes from areas lo..hi-1."""
+        for ranks in (self.dead_ranks, self.alive_ranks, self.call_ranks):
+            k = bisect.bisect_left(ranks, lo)
+            if k < len(ranks) and ranks[k] < hi:
+                return True
+        return False
+
+    def score_silent(self, device: int, n: int, customers: int, log_weight: float) -> None:
+        """:meth:`score` of the single device whose region (``n`` areas, ``customers``) holds
+        no evidence at all, computed from cached per-size terms (there are many of these)."""
+        key = frozenset((device,))
+        if key in self._score_cache:
+            return
+        terms = self._silent_terms.get(n)
+        if terms is None:
+            dead = _Stats(n=n, customers=0)
+            terms = self.loglik(dead) - self._call_terms(0)
+            self._silent_terms[n] = terms
+        self.log_weight[device] = log_weight
+        self._score_cache[key] = (self.count_prior(1) + log_weight + terms
+                                  + self._call_terms(customers))
+
+    def _call_terms(self, customers: int) -> float:
+        """The part of :meth:`loglik` that depends on a callless dead region's customers."""
+        a, b = self.p.call_rate_shape, self.p.call_rate_rate
+        return (a * math.log(b) - a * math.log(b + customers)
+                + self.p.spurious_call_rate * customers)
 
     def loglik(self, dead: _Stats) -> float:
         """Log-likelihood of all evidence of the component when exactly ``dead`` is off."""
@@ -725,6 +774,60 @@ def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[i
             p = topology.parent[i]
             i = topology.protective_above[p] if p >= 0 else -1
     seen |= comp.open_reported
+    return _representatives(topology, comp, seen, excluded_devices)
+
+
+#: Per topology and component root: every distinct downstream range of its protective
+#: devices as (lo, hi, representative, log prior weight of its devices, customers).
+_RANGES: weakref.WeakKeyDictionary[Topology, dict[int, list[tuple[int, int, int, float, int]]]] \
+    = weakref.WeakKeyDictionary()
+
+
+def _component_ranges(topology: Topology, comp: _Component) -> list[tuple[int, int, int, float,
+                                                                          int]]:
+    try:
+        cache = _RANGES.setdefault(topology, {})
+    except TypeError:
+        cache = {}
+    ranges = cache.get(comp.root)
+    if ranges is None:
+        reps: dict[tuple[int, int], int] = {}
+        weight: dict[tuple[int, int], float] = {}
+        nodes, ids = topology.nodes, topology.ids
+        for i in _component_devices(topology, comp.root):
+            key = comp.tx_range(i)
+            if key[1] <= key[0] or nodes[ids[i]].normally_open:
+                continue
+            weight[key] = weight.get(key, 0.0) + comp.kind_factor(i)
+            held = reps.get(key)
+            if held is None or _preferred(topology, i, held, comp):
+                reps[key] = i
+        prefix = topology.transformer_customer_prefix
+        ranges = [(lo, hi, i, math.log(weight[(lo, hi)]), prefix[hi] - prefix[lo])
+                  for (lo, hi), i in reps.items()]
+        cache[comp.root] = ranges
+    return ranges
+
+
+def _silent(topology: Topology, comp: _Component, candidates: list[int]) -> None:
+    """Score "a device above no evidence operated and its region sent nothing" (every report
+    from it missing, the evidence elsewhere false) for every such device of the component,
+    so that the probabilities stated account for them. Regions with an alive report are left
+    out (an alive report from a dead area costs a factor ~1e-5: nothing to account for).
+    The search does not start from these."""
+    taken = {comp.tx_range(i) for i in candidates}
+    for lo, hi, rep, logw, customers in _component_ranges(topology, comp):
+        if (lo, hi) in taken or any(a < hi and b > lo for a, b in comp.excluded):
+            continue
+        if comp.has_evidence(lo, hi):
+            continue
+        comp.score_silent(rep, hi - lo, customers, logw)
+
+
+def _representatives(topology: Topology, comp: _Component, seen: set[int],
+                     excluded_devices: set[int]) -> list[int]:
+    """One device per set of ``seen`` devices with the same downstream areas (the one a crew
+    is sent to), each weighted by the prior of all of them."""
     tin, tout = topology.tin, topology.tout
     nodes, ids = topology.nodes, topology.ids
     by_range: dict[tuple[int, int], int] = {}
@@ -813,6 +916,7 @@ def localise(topology: Topology, evidence: Evidence,
         comp = _Component(topology, root, ev, excluded, params, context)
         cands = _candidates(topology, comp, positive[root], excluded, excluded_devices)
         comp.search(cands)
+        _silent(topology, comp, cands)
         ranked = comp.ranked()
         if ranked:
             per_component.append(ranked)

@@ -70,7 +70,10 @@ def test_calls_by_customer_id_are_mapped_to_their_area(topo: Topology) -> None:
 def test_device_reported_open_is_the_answer_without_area_reports(topo: Topology) -> None:
     h = best(topo, open_devices={"R1"})
     assert h.devices == ("R1",)
-    assert h.probability > 0.9
+    # Not 0.9+: with no area report at all, "another device operated and its region sent
+    # nothing, the open report is false" is scored too (the silent-region hypothesis), and
+    # with R1's own region silent as well the model is only moderately sure.
+    assert 0.5 < h.probability < 0.9
 
 
 def test_open_report_beats_ambiguous_area_reports(topo: Topology) -> None:
