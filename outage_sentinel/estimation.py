@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 from outage_sentinel.incidents import Estimate, Evidence, first_estimate
 from outage_sentinel.localise import Evidence as LocaliserEvidence
@@ -26,10 +25,6 @@ class BayesEstimator:
     def use_params(self, params: LocaliserParams) -> None:
         """Localise with ``params`` from now on (a refit)."""
         self.params = params
-        # Where no trouble call reached the incident, silence is not evidence: the deployment
-        # may have no call source at all, and the localiser's call model would read "no calls
-        # from a big area" as "that area is alive". Neutralise the call model for such incidents.
-        self.silent = replace(params, call_rate_shape=1e-9, spurious_call_rate=1e-12)
 
     def within(self, context: FaultContext) -> BayesEstimator:
         other = copy.copy(self)
@@ -40,7 +35,7 @@ class BayesEstimator:
         result = localise(topology, LocaliserEvidence(
             dead=evidence.dead, alive=evidence.alive, calls=dict(evidence.calls),
             open_devices=evidence.open_devices, planned=evidence.planned),
-            self.params if evidence.calls else self.silent, self.context)
+            self.params, self.context)
         best = result.best
         if best is None or not best.devices:
             return first_estimate(topology, evidence)

@@ -47,9 +47,12 @@ import bisect
 import math
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
 
@@ -100,6 +103,10 @@ class Evidence:
     #: Devices already known to be open (an earlier, still open incident): areas below them are
     #: dead already, so only evidence elsewhere can point at a new (nested or separate) fault.
     known_open: frozenset[str] = frozenset()
+    #: Whether a trouble-call source was watching: ``None`` (the default) infers it from the
+    #: calls (none at all = no call source, so silence says nothing); ``True`` says a source
+    #: was there and nobody called (silence from a big dead area is then evidence).
+    calls_observed: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("dead", "alive", "open_devices", "planned", "known_open"):
@@ -526,6 +533,9 @@ class _Component:
         self.log_weight: dict[int, float] = {}
         self._score_cache: dict[frozenset[int], float] = {}
         self._silent_terms: dict[int, float] = {}
+        #: scores and devices of the silent-region hypotheses (see :func:`_silent`)
+        self._silent_scores: npt.NDArray[np.float64] = np.empty(0)
+        self._silent_devices: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
 
     # subtree statistics, O(log n)
     def tx_range(self, i: int) -> tuple[int, int]:
@@ -584,28 +594,23 @@ class _Component:
             cp.append(cp[-1] + math.log(a + j) - math.log(b + max(d - j - 1, 0)))
         return cp[k]
 
-    def has_evidence(self, lo: int, hi: int) -> bool:
-        """Whether any dead or alive report or call comes from areas lo..hi-1."""
-        for ranks in (self.dead_ranks, self.alive_ranks, self.call_ranks):
-            k = bisect.bisect_left(ranks, lo)
-            if k < len(ranks) and ranks[k] < hi:
-                return True
-        return False
-
-    def score_silent(self, device: int, n: int, customers: int, log_weight: float) -> None:
-        """:meth:`score` of the single device whose region (``n`` areas, ``customers``) holds
-        no evidence at all, computed from cached per-size terms (there are many of these)."""
-        key = frozenset((device,))
-        if key in self._score_cache:
-            return
-        terms = self._silent_terms.get(n)
-        if terms is None:
-            dead = _Stats(n=n, customers=0)
-            terms = self.loglik(dead) - self._call_terms(0)
-            self._silent_terms[n] = terms
-        self.log_weight[device] = log_weight
-        self._score_cache[key] = (self.count_prior(1) + log_weight + terms
-                                  + self._call_terms(customers))
+    def score_silent(self, devices: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64],
+                     customers: npt.NDArray[np.float64],
+                     log_weights: npt.NDArray[np.float64]) -> None:
+        """:meth:`score` of single devices whose regions (``sizes`` areas, ``customers``) hold
+        no evidence at all: per-size terms computed once, the customers' terms vectorised."""
+        terms = np.empty(len(sizes), dtype=np.float64)
+        for n in np.unique(sizes).tolist():
+            t = self._silent_terms.get(n)
+            if t is None:
+                t = self.count_prior(1) + self.loglik(_Stats(n=n)) - self._call_terms(0)
+                self._silent_terms[n] = t
+            terms[sizes == n] = t
+        a, b = self.p.call_rate_shape, self.p.call_rate_rate
+        scores = (terms + log_weights + a * math.log(b) - a * np.log(b + customers)
+                  + self.p.spurious_call_rate * customers)
+        self._silent_scores = np.concatenate([self._silent_scores, scores])
+        self._silent_devices = np.concatenate([self._silent_devices, devices])
 
     def _call_terms(self, customers: int) -> float:
         """The part of :meth:`loglik` that depends on a callless dead region's customers."""
@@ -722,12 +727,18 @@ class _Component:
                     self.score(rest | {c})
 
     def ranked(self) -> list[tuple[frozenset[int], float]]:
-        """Scored hypotheses with their posterior probability (normalised), best first."""
+        """Scored hypotheses with their posterior probability (normalised), best first. The
+        silent-region hypotheses count in the normalisation; the best few are listed."""
         items = [(k, v) for k, v in self._score_cache.items() if k]
         if not items:
             return []
-        top = max(v for _, v in items)
-        z = sum(math.exp(v - top) for _, v in items)
+        scores = self._silent_scores
+        top = max(max(v for _, v in items), float(scores.max()) if len(scores) else -math.inf)
+        z = sum(math.exp(v - top) for _, v in items) + float(np.exp(scores - top).sum())
+        if len(scores):
+            best = np.argsort(scores)[::-1][: self.p.max_hypotheses]
+            items += [(frozenset((int(self._silent_devices[j]),)), float(scores[j]))
+                      for j in best]
         out = [(k, math.exp(v - top) / z) for k, v in items]
         tin = self.t.tin
         out.sort(key=lambda kv: (-kv[1], len(kv[0]), sorted(tin[i] for i in kv[0])))
@@ -777,14 +788,24 @@ def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[i
     return _representatives(topology, comp, seen, excluded_devices)
 
 
-#: Per topology and component root: every distinct downstream range of its protective
-#: devices as (lo, hi, representative, log prior weight of its devices, customers).
-_RANGES: weakref.WeakKeyDictionary[Topology, dict[int, list[tuple[int, int, int, float, int]]]] \
-    = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class _Ranges:
+    """Every distinct downstream range of a component's protective devices, as arrays: its
+    transformer ranks [lo, hi), representative device, log prior weight, customers."""
+
+    lo: npt.NDArray[np.int64]
+    hi: npt.NDArray[np.int64]
+    rep: npt.NDArray[np.int64]
+    log_weight: npt.NDArray[np.float64]
+    customers: npt.NDArray[np.float64]
+    index: dict[tuple[int, int], int]
 
 
-def _component_ranges(topology: Topology, comp: _Component) -> list[tuple[int, int, int, float,
-                                                                          int]]:
+#: Per topology and component root (the ranges do not depend on the evidence or parameters).
+_RANGES: weakref.WeakKeyDictionary[Topology, dict[int, _Ranges]] = weakref.WeakKeyDictionary()
+
+
+def _component_ranges(topology: Topology, comp: _Component) -> _Ranges:
     try:
         cache = _RANGES.setdefault(topology, {})
     except TypeError:
@@ -802,9 +823,15 @@ def _component_ranges(topology: Topology, comp: _Component) -> list[tuple[int, i
             held = reps.get(key)
             if held is None or _preferred(topology, i, held, comp):
                 reps[key] = i
+        keys = list(reps)
         prefix = topology.transformer_customer_prefix
-        ranges = [(lo, hi, i, math.log(weight[(lo, hi)]), prefix[hi] - prefix[lo])
-                  for (lo, hi), i in reps.items()]
+        ranges = _Ranges(
+            lo=np.array([k[0] for k in keys], dtype=np.int64),
+            hi=np.array([k[1] for k in keys], dtype=np.int64),
+            rep=np.array([reps[k] for k in keys], dtype=np.int64),
+            log_weight=np.log(np.array([weight[k] for k in keys], dtype=np.float64)),
+            customers=np.array([prefix[k[1]] - prefix[k[0]] for k in keys], dtype=np.float64),
+            index={k: j for j, k in enumerate(keys)})
         cache[comp.root] = ranges
     return ranges
 
@@ -812,16 +839,27 @@ def _component_ranges(topology: Topology, comp: _Component) -> list[tuple[int, i
 def _silent(topology: Topology, comp: _Component, candidates: list[int]) -> None:
     """Score "a device above no evidence operated and its region sent nothing" (every report
     from it missing, the evidence elsewhere false) for every such device of the component,
-    so that the probabilities stated account for them. Regions with an alive report are left
-    out (an alive report from a dead area costs a factor ~1e-5: nothing to account for).
-    The search does not start from these."""
-    taken = {comp.tx_range(i) for i in candidates}
-    for lo, hi, rep, logw, customers in _component_ranges(topology, comp):
-        if (lo, hi) in taken or any(a < hi and b > lo for a, b in comp.excluded):
-            continue
-        if comp.has_evidence(lo, hi):
-            continue
-        comp.score_silent(rep, hi - lo, customers, logw)
+    so that the probabilities stated account for them (vectorised: a feeder has hundreds).
+    Regions with an alive report are left out (an alive report from a dead area costs a
+    factor ~1e-5: nothing to account for). The search does not start from these."""
+    r = _component_ranges(topology, comp)
+    if not len(r.lo):
+        return
+    ranks = np.array(sorted({*comp.dead_ranks, *comp.alive_ranks, *comp.call_ranks}),
+                     dtype=np.int64)
+    keep = np.ones(len(r.lo), dtype=bool)
+    if len(ranks):
+        k = np.searchsorted(ranks, r.lo)
+        keep &= ~((k < len(ranks)) & (ranks[np.minimum(k, len(ranks) - 1)] < r.hi))
+    for i in candidates:  # scored by the search already
+        j = r.index.get(comp.tx_range(i))
+        if j is not None:
+            keep[j] = False
+    for a, b in comp.excluded:
+        keep &= ~((r.lo < b) & (r.hi > a))
+    if keep.any():
+        comp.score_silent(r.rep[keep], (r.hi - r.lo)[keep], r.customers[keep],
+                          r.log_weight[keep])
 
 
 def _representatives(topology: Topology, comp: _Component, seen: set[int],
@@ -881,6 +919,9 @@ def localise(topology: Topology, evidence: Evidence,
     together; alternatives vary one component).
     """
     params = params or LocaliserParams()
+    if not (evidence.calls_observed if evidence.calls_observed is not None else evidence.calls):
+        # No call source: "nobody called" is no data, not evidence that an area is alive.
+        params = replace(params, call_rate_shape=1e-9, spurious_call_rate=1e-12)
     context = context if context is not None else CALM
     if not isinstance(context, FaultContext):
         raise TypeError(f"context must be a FaultContext, got {type(context).__name__}")

@@ -3,7 +3,9 @@
 ``locate`` (docs/design.md §3): the evidence file is one JSON object, a JSON array of objects, or
 JSON lines (one case per line). A case is ``{"id", "dead": [...], "alive": [...], "calls":
 [one entry per call], "open_devices": [...]}`` plus, optionally, ``"planned"`` and
-``"known_open"``; ids may be transformer, node-name, meter or customer ids. A case may also
+``"known_open"``, and ``"calls_observed": true`` when a call source was watching and nobody
+called (without it, a case with no call at all had no call source: its silence is no data);
+ids may be transformer, node-name, meter or customer ids. A case may also
 carry the weather of its window (:class:`~outage_sentinel.localise.FaultContext`): ``"storm"``
 (true/false, a storm declared), ``"faults_elsewhere"`` and ``"devices_elsewhere"`` (protective
 devices operated elsewhere in the county in the window, out of how many); a case without them
@@ -77,9 +79,12 @@ def evidence_of(case: Any, line: int) -> Evidence:
                                                   not isinstance(v, bool) for v in value):
             raise CaseError(f"line {line}: {name!r} must be a list of ids")
         lists[name] = [str(v) for v in value]
+    observed = case.get("calls_observed")
+    if observed is not None and not isinstance(observed, bool):
+        raise CaseError(f"line {line}: 'calls_observed' must be true or false")
     return Evidence.from_call_list(lists["calls"], dead=lists["dead"], alive=lists["alive"],
                                    open_devices=lists["open_devices"], planned=lists["planned"],
-                                   known_open=lists["known_open"])
+                                   known_open=lists["known_open"], calls_observed=observed)
 
 
 def context_of(case: Any, line: int, default: FaultContext | None = None) -> FaultContext:

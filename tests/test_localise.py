@@ -70,10 +70,12 @@ def test_calls_by_customer_id_are_mapped_to_their_area(topo: Topology) -> None:
 def test_device_reported_open_is_the_answer_without_area_reports(topo: Topology) -> None:
     h = best(topo, open_devices={"R1"})
     assert h.devices == ("R1",)
-    # Not 0.9+: with no area report at all, "another device operated and its region sent
-    # nothing, the open report is false" is scored too (the silent-region hypothesis), and
-    # with R1's own region silent as well the model is only moderately sure.
-    assert 0.5 < h.probability < 0.9
+    assert h.probability > 0.9
+    # A call source watched and nobody called from R1's many customers: "another device
+    # operated, its region sent nothing and the open report is false" (the silent-region
+    # hypothesis) now competes, and the answer is stated with less certainty.
+    watched = best(topo, open_devices={"R1"}, calls_observed=True)
+    assert watched.devices == ("R1",) and 0.5 < watched.probability < h.probability
 
 
 def test_open_report_beats_ambiguous_area_reports(topo: Topology) -> None:
