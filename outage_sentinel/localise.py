@@ -38,7 +38,15 @@ them opening has the same effect). All evidence statistics of a device are subtr
 in O(log n) from the Euler-tour index, so scoring a hypothesis is O(|S|) and the search (every
 single device on the path of the evidence, then add/remove/move/split local search for several
 devices) touches only devices above some evidence. Probabilities are the posterior normalised
-over every hypothesis scored.
+over every hypothesis scored, and that includes the **silent-region hypotheses**: every device
+above no evidence at all, "it operated, its region sent nothing, and the evidence elsewhere is
+false" (scored in one vectorised pass from cached per-component ranges). Without them a lone
+false report was explained by the device above it at probability 1.0, however many silent
+regions could have been the fault.
+
+**No data is not "nobody reported".** A case without a single trouble call had no call source
+(:attr:`Evidence.calls_observed` unset): the call model is switched off for it, so that silence
+from a big dead area is not read as "that area is alive".
 """
 
 from __future__ import annotations
