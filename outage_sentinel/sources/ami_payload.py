@@ -41,7 +41,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -87,6 +87,20 @@ _RECORD_CONTAINERS = tuple(tuple(p.split(".")) for p in (
     "events", "records", "data", "Payload.EndDeviceEvents.EndDeviceEvent",
     "EndDeviceEvents.EndDeviceEvent", "EndDeviceEvent"))
 _CONTAINER_KEYS = frozenset(parts[0] for parts in _RECORD_CONTAINERS)
+
+
+def json_line_values(text: str) -> Iterator[tuple[int, str, Any, str | None]]:
+    """``(line number, line, value, None)`` for each non-blank line of JSON-lines text, or
+    ``(line number, line, None, reason)`` for a line that is not JSON (bounded: a hostile
+    ``[[[[`` is bad JSON, not an escaping RecursionError)."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield lineno, line, load_json(line), None
+        except ValueError as exc:
+            yield lineno, line, None, f"not valid JSON: {exc}"
 
 
 @dataclass
@@ -319,17 +333,14 @@ class AmiPayloadParser:
     def json_lines(self, text: str, where: str) -> Parsed:
         """JSON lines (one record, array or envelope per line); a bad line is quarantined."""
         out = Parsed()
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            line = line.strip()
-            if not line:
-                continue
+        for lineno, line, data, error in json_line_values(text):
             try:
-                data = load_json(line)
+                if error is not None:
+                    raise PayloadError(error)
                 recs = self.json_records(data)
-            except (ValueError, PayloadError) as exc:
+            except PayloadError as exc:
                 out.records += 1
-                reason = exc if isinstance(exc, PayloadError) else f"not valid JSON: {exc}"
-                out.quarantined.append(Quarantined(self.source, f"{where} line {lineno}: {reason}",
+                out.quarantined.append(Quarantined(self.source, f"{where} line {lineno}: {exc}",
                                                    {"line": line[:4096]}))
                 continue
             self.records(recs, f"{where} line {lineno}", out)

@@ -17,8 +17,8 @@ from datetime import tzinfo
 from typing import Any
 
 from outage_sentinel.config import FieldMap
-from outage_sentinel.events import EventError, Quarantined, load_json
-from outage_sentinel.sources.ami_payload import Parsed, PayloadError
+from outage_sentinel.events import EventError, Quarantined
+from outage_sentinel.sources.ami_payload import Parsed, PayloadError, json_line_values
 from outage_sentinel.sources.mapping import WORK_ORDER_FIELDS, RecordMapper
 
 
@@ -74,17 +74,11 @@ class WorkOrderParser:
     def json_lines(self, text: str, where: str) -> Parsed:
         """JSON lines: an object or an array of objects per line."""
         out = Parsed()
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                data = load_json(line)
-            except ValueError as exc:
+        for lineno, line, data, error in json_line_values(text):
+            if error is not None:
                 out.records += 1
-                out.quarantined.append(Quarantined(
-                    self.source, f"{where} line {lineno}: not valid JSON: {exc}",
-                    {"line": line[:4096]}))
+                out.quarantined.append(Quarantined(self.source, f"{where} line {lineno}: {error}",
+                                                   {"line": line[:4096]}))
                 continue
             items = data if isinstance(data, list) else [data]
             label = f"{where} line {lineno}"
