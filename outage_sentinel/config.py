@@ -907,9 +907,11 @@ def load_localisation(path: str | Path) -> LocalisationConfig:
     try:
         return LocalisationConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(str(p), [
-            f"{_loc(tuple(e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)]) from None
+        problems = []
+        for e in exc.errors(include_url=False, include_input=False):
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+            problems.append(f"{_loc(tuple(e['loc']))}: {msg}")
+        raise ConfigError(str(p), problems) from None
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

@@ -84,7 +84,7 @@ def _fit(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (OSError, HistoryError) as exc:
+    except (OSError, UnicodeDecodeError, HistoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     for problem in problems:
