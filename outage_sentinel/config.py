@@ -159,6 +159,18 @@ class PaginationConfig(Strict):
     max_pages: int = Field(default=50, ge=1, le=100_000)
 
 
+def _known_zone(name: str | None) -> None:
+    """Refuse a timezone name that is not an IANA zone (None passes)."""
+    if name is None:
+        return
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(name)
+    except Exception:
+        raise ValueError(f"timezone {name!r} is not a known IANA zone") from None
+
+
 class HttpJsonSourceConfig(SourceBase):
     type: Literal["http_json"]
     url: str = Field(pattern=r"^https?://")
@@ -199,13 +211,7 @@ class HttpJsonSourceConfig(SourceBase):
     def _needs_mapping(self) -> HttpJsonSourceConfig:
         if self.preset is None and (self.fields is None or self.records_path is None):
             raise ValueError("give either 'preset' or both 'records_path' and 'fields'")
-        if self.timezone is not None:
-            try:
-                from zoneinfo import ZoneInfo
-
-                ZoneInfo(self.timezone)
-            except Exception:
-                raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
+        _known_zone(self.timezone)
         return self
 
 
@@ -346,6 +352,11 @@ class FileDropSourceConfig(SourceBase):
     fields: FieldMap | None = None
     #: Timezone of work-order times without an offset (default: the config's ``timezone``).
     timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _zone(self) -> FileDropSourceConfig:
+        _known_zone(self.timezone)
+        return self
 
 
 SourceConfig = Annotated[

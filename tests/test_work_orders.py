@@ -218,3 +218,14 @@ def test_work_orders_from_http_and_a_dropped_file_become_call_evidence(
     assert (summary["trouble_calls"], summary["trouble_calls_without_incident"]) == (3, 1)
     incidents = pd.read_csv(tmp_path / "r_incidents.csv")
     assert incidents.loc[incidents["id"] == after["id"], "calls"].item() == 2
+
+
+def test_a_work_order_drop_with_an_unknown_timezone_is_refused_naming_it(tmp_path: Path) -> None:
+    from outage_sentinel.config import ConfigError
+
+    cfg = make_config(tmp_path, sources=[{"name": "orders-files", "type": "file_drop",
+                                          "directory": str(tmp_path), "content": "work_orders",
+                                          "timezone": "Mars/Base"}])
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert "sources[0]" in str(info.value) and "Mars/Base" in str(info.value)
