@@ -27,7 +27,6 @@ exit 0. SIGHUP reloads the topology bundle.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -59,7 +58,7 @@ from outage_sentinel.poller import Poller
 from outage_sentinel.refit_job import RefitJob
 from outage_sentinel.report_job import ReportJob
 from outage_sentinel.screening import AmiScreener
-from outage_sentinel.signals import SignalInbox, names
+from outage_sentinel.signals import SignalInbox
 from outage_sentinel.silencing import Silencing
 from outage_sentinel.sources.base import Source
 from outage_sentinel.sources.capabilities import TopologyAware
@@ -67,7 +66,9 @@ from outage_sentinel.store import Store
 from outage_sentinel.supervisor import (
     DatabaseWatch,
     MetricsPortError,
+    ProcessLoop,
     Schedule,
+    close_all,
     serve_metrics,
 )
 from outage_sentinel.topology import Topology, load_bundle
@@ -178,12 +179,8 @@ class Daemon:
             self.screener.save(self.clock())
         except Exception as exc:  # the reports are stored; the next start re-screens them
             self.log.warning("ami_screen_save_failed", error=redact(repr(exc)))
-        for closeable, kind in [(s, "source") for s in self.sources] + \
-                [(c, "channel") for c in self.channels.values()]:
-            try:
-                closeable.close()
-            except Exception as exc:  # closing must not mask the shutdown
-                self.log.warning(f"{kind}_close_failed", name=closeable.name, error=repr(exc))
+        close_all(self.sources, "source", self.log)
+        close_all(list(self.channels.values()), "channel", self.log)
         self.store.close()
 
     def run_once(self) -> CycleReport:
@@ -236,69 +233,36 @@ class Daemon:
         except MetricsPortError:
             self.close()
             raise
-        if self._stopped_during_startup():
-            return 0
-        self.start()
-        if self._stopped_during_startup():
-            return 0
-        scheduler = self._scheduler()
-        scheduler.start()
-        self.log.info("running")
-        try:
-            while not self._stop.is_set():
-                if self.signals.received:  # SIGHUPs during start-up become one reload here
-                    self._act_on(self.signals.take())
-                if not self._stop.is_set() and self.database.intact():
-                    time.sleep(0.2)
-        finally:
-            code = self.database.exit_code
-            self.log.info("stopping", reason="signal" if code == 0 else "database")
-            scheduler.shutdown(wait=True)  # drain: let running polls/deliveries finish
-            self.close()
-            self.log.info("stopped", exit_code=code)
-        return code
+        loop = ProcessLoop(self.signals, self._stop, self.database, self.log)
+        return loop.run(start=self.start, close=self.close, scheduler=self._scheduler,
+                        reload=self.reload_topology)
 
     def _scheduler(self) -> BackgroundScheduler:
-        """One job per source and per stage."""
+        """One job per source and per stage; each job runs one stage and never raises."""
         jobs = Schedule(self.metrics, self.log, self.clock())
         configs = {s.name: s for s in self.config.sources}
         for source in self.sources:
             cfg = configs.get(source.name)
             jobs.every(self._poll_job, cfg.interval_seconds if cfg else 60.0,
                        f"poll:{source.name}", cfg.misfire_grace_seconds if cfg else 30, [source])
-        jobs.every(self._deliver_job, self.config.delivery.interval_seconds, "deliver")
-        jobs.every(self._clock_job, self.config.lifecycle.check_interval_seconds, "lifecycle")
+        jobs.every(self._guarded("delivery", self._deliver), self.config.delivery.interval_seconds,
+                   "deliver")
+        jobs.every(self._guarded("lifecycle_check", self.clock_stage.run_once),
+                   self.config.lifecycle.check_interval_seconds, "lifecycle")
         if self.screener.sources:
-            jobs.every(self._screen_job, SCREEN_TICK_SECONDS, "ami_screen")
+            jobs.every(self._guarded("ami_screen", self.screen_tick), SCREEN_TICK_SECONDS,
+                       "ami_screen")
         cc = self.config.command_centre
         if cc.daily_report_at and cc.channel:
-            jobs.daily(self._report_job, cc.daily_report_at, self.tz, "daily_report")
+            jobs.daily(self._guarded("daily_report", self.report_job.run_once),
+                       cc.daily_report_at, self.tz, "daily_report")
         if self.refit_job is not None and self.config.localisation.refit_at:
-            jobs.daily(self._refit_job, self.config.localisation.refit_at, self.tz, "refit")
+            jobs.daily(self._guarded("refit", self.refit_job.run_once),
+                       self.config.localisation.refit_at, self.tz, "refit")
         return jobs.scheduler
 
     def stop(self) -> None:
         self._stop.set()
-
-    def _stopped_during_startup(self) -> bool:
-        """A SIGTERM/SIGINT came during start-up: close and start no job at all."""
-        if not self.signals.stop_requested():
-            return False
-        self.log.info("stopping", reason="signal during start-up",
-                      signals=names(self.signals.take()))
-        self.close()
-        self.log.info("stopped", exit_code=0)
-        return True
-
-    def _act_on(self, signums: list[int]) -> None:
-        """Stop if any signal asks to; else reload once however many SIGHUPs came."""
-        if any(s != signal.SIGHUP for s in signums):
-            self.log.info("signal", signals=names(signums), count=len(signums), action="stop")
-            self._stop.set()
-        else:
-            self.log.info("signal", signals=names(signums), count=len(signums),
-                          action="reload topology")
-            self.reload_topology()
 
     def reload_topology(self) -> bool:
         """Load the topology bundle again (SIGHUP, ``systemctl reload``). A bundle with any
@@ -324,7 +288,7 @@ class Daemon:
                       seconds=round(time.perf_counter() - started, 3))
         return True
 
-    # -- scheduler jobs: each runs one stage and never raises ---------------------------------
+    # -- scheduler jobs ---------------------------------------------------------------------
 
     def _poll_job(self, source: Source) -> None:
         if self._stop.is_set() or not self.database.intact():
@@ -332,32 +296,21 @@ class Daemon:
         self.poller.run_once(source, self.clock, keep_going=lambda: not self._stop.is_set())
         self.process()
 
-    def _guarded(self, what: str, step: Callable[[datetime], Any]) -> None:
-        if self._stop.is_set():
-            return
-        try:
-            step(self.clock())
-        except Exception as exc:  # the database may be briefly unavailable; try next time
-            self.log.error(f"{what}_failed", error=redact(repr(exc)))
+    def _guarded(self, what: str, step: Callable[[datetime], Any]) -> Callable[[], None]:
+        """A job running ``step(now)`` that logs a failure (the database may be briefly
+        unavailable; the next run tries again) instead of raising."""
+        def job() -> None:
+            if self._stop.is_set():
+                return
+            try:
+                step(self.clock())
+            except Exception as exc:
+                self.log.error(f"{what}_failed", error=redact(repr(exc)))
+        job.__qualname__ = f"Daemon.{what}"
+        return job
 
-    def _screen_job(self) -> None:
-        self._guarded("ami_screen", self.screen_tick)
-
-    def _clock_job(self) -> None:
-        self._guarded("lifecycle_check", self.clock_stage.run_once)
-
-    def _report_job(self) -> None:
-        self._guarded("daily_report", self.report_job.run_once)
-
-    def _refit_job(self) -> None:
-        if self.refit_job is not None:
-            self._guarded("refit", self.refit_job.run_once)
-
-    def _deliver_job(self) -> None:
-        def deliver(now: datetime) -> None:
-            self.clock_stage.alert_templates(now)
-            # Only starts the sends (each channel target on its own worker) and returns: a hung
-            # service never makes this job overrun or holds up another channel.
-            self.deliverer.dispatch(now)
-
-        self._guarded("delivery", deliver)
+    def _deliver(self, now: datetime) -> None:
+        self.clock_stage.alert_templates(now)
+        # Only starts the sends (each channel target on its own worker) and returns: a hung
+        # service never makes this job overrun or holds up another channel.
+        self.deliverer.dispatch(now)

@@ -1,14 +1,17 @@
 """What keeps the daemon's process honest, apart from the stages: the metrics endpoint, the
 watch on the SQLite file, the scheduler (one job per source and per stage) and what it says
-about jobs that were skipped or failed. The daemon (``daemon.py``) composes these."""
+about jobs that were skipped or failed, and the main loop with its signals. The daemon
+(``daemon.py``) composes these."""
 
 from __future__ import annotations
 
+import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -21,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from outage_sentinel.config import Config
 from outage_sentinel.logs import redact
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.signals import SignalInbox, names
 from outage_sentinel.store import Store
 
 #: Exit code of ``run`` when the SQLite file was deleted or replaced under it (README "Exit
@@ -119,3 +123,76 @@ class Schedule:
         elif event.code == EVENT_JOB_ERROR:
             self.log.error("job_failed", job=str(event.job_id),
                            error=redact(repr(event.exception)))
+
+
+class Closeable(Protocol):
+    name: str
+
+    def close(self) -> None: ...
+
+
+def close_all(items: Sequence[Closeable], kind: str, log: Any) -> None:
+    """Close each of ``items``; a failure is logged (``<kind>_close_failed``), never raised, so
+    closing one never masks the shutdown or leaves the others open."""
+    for item in items:
+        try:
+            item.close()
+        except Exception as exc:
+            log.warning(f"{kind}_close_failed", name=item.name, error=redact(repr(exc)))
+
+
+@dataclass
+class ProcessLoop:
+    """The main thread of ``run``: start-up that a SIGTERM can cut short, the scheduler, the
+    signals received (SIGTERM/SIGINT stop, SIGHUPs become one reload), the database-file watch,
+    and a drained shutdown. What to start, schedule, reload and close is the daemon's."""
+
+    signals: SignalInbox
+    stop: threading.Event
+    database: DatabaseWatch
+    log: Any
+
+    def run(self, *, start: Callable[[], None], close: Callable[[], None],
+            scheduler: Callable[[], BackgroundScheduler], reload: Callable[[], object]) -> int:
+        """Run until stopped; the exit code (0, or :data:`EXIT_DATABASE_FILE`)."""
+        if self.stopped_during_startup(close):
+            return 0
+        start()
+        if self.stopped_during_startup(close):
+            return 0
+        jobs = scheduler()
+        jobs.start()
+        self.log.info("running")
+        try:
+            while not self.stop.is_set():
+                if self.signals.received:  # SIGHUPs during start-up become one reload here
+                    self.act_on(self.signals.take(), reload)
+                if not self.stop.is_set() and self.database.intact():
+                    time.sleep(0.2)
+        finally:
+            code = self.database.exit_code
+            self.log.info("stopping", reason="signal" if code == 0 else "database")
+            jobs.shutdown(wait=True)  # drain: let running polls/deliveries finish
+            close()
+            self.log.info("stopped", exit_code=code)
+        return code
+
+    def stopped_during_startup(self, close: Callable[[], None]) -> bool:
+        """A SIGTERM/SIGINT came during start-up: close and start no job at all."""
+        if not self.signals.stop_requested():
+            return False
+        self.log.info("stopping", reason="signal during start-up",
+                      signals=names(self.signals.take()))
+        close()
+        self.log.info("stopped", exit_code=0)
+        return True
+
+    def act_on(self, signums: list[int], reload: Callable[[], object]) -> None:
+        """Stop if any signal asks to; else reload once however many SIGHUPs came."""
+        if any(s != signal.SIGHUP for s in signums):
+            self.log.info("signal", signals=names(signums), count=len(signums), action="stop")
+            self.stop.set()
+        else:
+            self.log.info("signal", signals=names(signums), count=len(signums),
+                          action="reload topology")
+            reload()
