@@ -488,6 +488,27 @@ class MetricsConfig(Strict):
     port: int = Field(default=9108, ge=0, lt=65536)
 
 
+class BoardConfig(Strict):
+    """The command-centre board (``outage-sentinel board``; README "The board")."""
+
+    #: Also serve the board inside ``outage-sentinel run`` (the embedded default does).
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, lt=65536)
+    #: Signed-in sessions last this long.
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    #: Mark the session cookie Secure. Set it when the board is reached over TLS (a proxy in
+    #: front); leave it off for plain http on 127.0.0.1, or the browser drops the cookie.
+    secure_cookies: bool = False
+    #: With no user in the database, create ``admin`` with a one-time password printed once on
+    #: standard output (never logged); it must be changed at the first sign-in.
+    first_admin: bool = False
+    #: Optional intranet tile server for the map, e.g. ``http://tiles.local/{z}/{x}/{y}.png``.
+    tile_url: str | None = None
+    #: Failed sign-ins for one user name before each further attempt is slowed down.
+    max_failed_sign_ins: int = Field(default=5, ge=1, le=100)
+
+
 class LogConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "json"
@@ -745,6 +766,7 @@ class Config(Strict):
     topology: Path = Path("topology")
     database: DatabaseConfig = DatabaseConfig()
     metrics: MetricsConfig = MetricsConfig()
+    board: BoardConfig = BoardConfig()
     log: LogConfig = LogConfig()
     sources: list[SourceConfig] = Field(min_length=1)
     channels: dict[str, ChannelConfig] = Field(min_length=1)

@@ -46,6 +46,7 @@ from outage_sentinel.assembly import (
     register_config_secrets,
     screened_sources,
 )
+from outage_sentinel.board.serve import BoardPortError, BoardServer, serve_board
 from outage_sentinel.channels.base import Channel
 from outage_sentinel.config import Config
 from outage_sentinel.estimation import BayesEstimator
@@ -127,6 +128,8 @@ class Daemon:
         #: Signals received and not yet acted on (``run`` may have installed it before start-up).
         self.signals = signals if signals is not None else SignalInbox()
         self._started = False
+        #: The board, when ``board.enabled`` and running (not in ``--once``).
+        self.board: BoardServer | None = None
         #: Stops the daemon (exit 6) if the SQLite file is deleted or replaced under it.
         self.database = DatabaseWatch(self.store, self.metrics, self._stop, self.log)
 
@@ -172,6 +175,8 @@ class Daemon:
                       transformers=len(self.topology.transformers))
 
     def close(self) -> None:
+        if self.board is not None:
+            self.board.stop()
         # Sends under way finish (each bounded by its channel's timeout) or are left in flight
         # for the next start's recovery: the crash-between-send-and-mark case, one resend at most.
         self.deliverer.close(self.config.delivery.shutdown_grace_seconds)
@@ -230,7 +235,8 @@ class Daemon:
             self.signals.install()
         try:
             serve_metrics(self.config, self.metrics, self.log)
-        except MetricsPortError:
+            self.board = serve_board(self.config, self.store, lambda: self.topology, self.clock)
+        except (MetricsPortError, BoardPortError):
             self.close()
             raise
         loop = ProcessLoop(self.signals, self._stop, self.database, self.log)

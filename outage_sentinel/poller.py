@@ -26,6 +26,10 @@ from outage_sentinel.store import IngestCounts, Store
 #: Polls in a row while an AMI source still has a full batch waiting (a storm backlog).
 MAX_DRAIN_POLLS = 50
 
+#: The board reads each source's health from kv ``health:<source>``; written when it changes,
+#: and at most this often (seconds) while it stays the same.
+HEALTH_EVERY_SECONDS = 30.0
+
 #: Stores one poll's result: ``(source name, result, now) -> counts``.
 Ingest = Callable[[str, PollResult, datetime], IngestCounts]
 
@@ -51,6 +55,8 @@ class Poller:
         self.configs = configs or {}
         self.ingest_by_source = ingest_by_source or {}
         self.log = get_logger(component="poller")
+        #: Per source: (ok, error, when last written) of the health record.
+        self._health: dict[str, tuple[bool, str, datetime]] = {}
 
     def run_once(self, source: Source, now: Callable[[], datetime],
                  keep_going: Callable[[], bool] = lambda: True) -> PollReport:
@@ -97,7 +103,26 @@ class Poller:
         except Exception as exc:
             self.log.warning("acknowledge_failed", source=source.name, error=redact(repr(exc)))
         self._count(source.name, result, counts, now, time.perf_counter() - started)
+        self.health(source.name, now, "")
         return result
+
+    def health(self, name: str, now: datetime, error: str) -> None:
+        """Record the source's health for the board (``health:<name>``): whether its last poll
+        succeeded, when one last did, and the last error. Never raises."""
+        ok = not error
+        before = self._health.get(name)
+        if before is not None and before[:2] == (ok, error) and \
+                (now - before[2]).total_seconds() < HEALTH_EVERY_SECONDS:
+            return
+        try:
+            value = dict(self.store.kv_get(f"health:{name}") or {})
+            value.update(ok=ok, error=error[:300], checked_at=now.isoformat())
+            if ok:
+                value["last_ok"] = now.isoformat()
+            self.store.kv_set(f"health:{name}", value, now)
+            self._health[name] = (ok, error, now)
+        except Exception as exc:  # the board shows an older state; polling goes on
+            self.log.warning("health_write_failed", source=name, error=redact(repr(exc)))
 
     def _count(self, name: str, result: PollResult, counts: IngestCounts, now: datetime,
                seconds: float) -> None:
@@ -117,6 +142,7 @@ class Poller:
     def _failed(self, source: Source, now: datetime, reason: str, raw: Any) -> None:
         reason = redact(reason)
         self.log.error("poll_failed", source=source.name, reason=reason)
+        self.health(source.name, now, reason)
         self.metrics.polls.labels(source.name, "error").inc()
         if raw is not None:
             try:

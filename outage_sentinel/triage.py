@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from outage_sentinel.events import OutageEvent, parse_time
@@ -60,6 +60,19 @@ def planned_transformers(incidents: Iterable[Incident], now: datetime) -> frozen
             if inc.start <= now and (inc.etr is None or now <= inc.etr):
                 out.update(inc.estimate.transformers)
     return frozenset(out)
+
+
+def storm_declaration(declared: bool, actor: str, now: datetime, *,
+                      hours: float | None = None, note: str = "") -> dict[str, Any]:
+    """The value stored under :data:`STORM_KEY` by ``storm declare|end`` (CLI and board):
+    declared from ``now`` until ended or for ``hours``."""
+    if not declared:
+        return {"declared": False, "by": actor, "at": now.isoformat()}
+    if hours is not None and not hours > 0:
+        raise ValueError("hours must be greater than 0")
+    until = now + timedelta(hours=hours) if hours is not None else None
+    return {"declared": True, "by": actor, "at": now.isoformat(), "note": note,
+            "until": until.isoformat() if until else None}
 
 
 def storm_declared(value: Any, now: datetime) -> bool:

@@ -45,6 +45,8 @@ def make_config(tmp: Path, *, speed: float = 10.0, interval: float = 0.5,
     data["delivery"]["interval_seconds"] = delivery_interval
     data["delivery"]["retry"]["initial_seconds"] = 0.2
     data["metrics"]["port"] = metrics_port or free_port()
+    # The embedded default serves the board too: on a port of its own per test.
+    data["board"]["port"] = free_port()
     data["log"]["file"] = str(tmp / "daemon.log")
     data.update(overrides)
     path = tmp / "config.yaml"

@@ -10,6 +10,8 @@ Verbs::
     outage-sentinel [--config PATH] localisation history [--out FILE]
     outage-sentinel localisation fit --topology DIR --history FILE --out PARAMS.yaml
     outage-sentinel [--config PATH] incidents list|show|ack|dispatch|arrive|restore|close ...
+    outage-sentinel [--config PATH] board [--host H] [--port P]
+    outage-sentinel [--config PATH] users add|passwd|role|disable|enable|list ...
     outage-sentinel [--config PATH] report daily|weekly|range [--format csv|xlsx|html] [--out PATH]
     outage-sentinel --version
 
@@ -72,11 +74,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="a storm is declared for cases that do not say (their 'storm' key)")
     loc.add_argument("--params", help="parameters file from `localisation fit`")
 
+    from outage_sentinel.cli import board as board_cli
     from outage_sentinel.cli import localisation as localisation_cli
     from outage_sentinel.cli import operator as operator_cli
     from outage_sentinel.cli import report as report_cli
 
     operator_cli.add_verbs(sub)
+    board_cli.add_verbs(sub)
     report_cli.add_verbs(sub)
     localisation_cli.add_verbs(sub)
     return p
@@ -114,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(report_cli.dispatch(args))
         from outage_sentinel.cli import operator as operator_cli
 
+        if args.verb in ("board", "users"):
+            from outage_sentinel.cli import board as board_cli
+
+            opened = operator_cli.open_config(args)
+            return opened if isinstance(opened, int) else board_cli.dispatch(args, opened)
         return operator_cli.dispatch(args)
     except KeyboardInterrupt:
         return 130
@@ -187,6 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_TOPOLOGY
     if _stopped_during_startup(inbox, "topology"):
         return EXIT_OK
+    from outage_sentinel.board.serve import BoardPortError
     from outage_sentinel.daemon import Daemon
     from outage_sentinel.supervisor import MetricsPortError
 
@@ -204,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK if report.failed_polls == 0 else EXIT_PROBLEMS
     try:
         return daemon.run(install_signals=False)  # installed above
-    except MetricsPortError as exc:
+    except (MetricsPortError, BoardPortError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

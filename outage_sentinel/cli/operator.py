@@ -290,24 +290,21 @@ def _calls(args: argparse.Namespace) -> int:
 
 def _storm(store: Any, args: argparse.Namespace) -> int:
     """Declare, end or show the storm state the daemon's localiser reads (kv ``storm``)."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from outage_sentinel.lifecycle import parse_actor
-    from outage_sentinel.triage import STORM_KEY, storm_declared
+    from outage_sentinel.triage import STORM_KEY, storm_declaration, storm_declared
 
     now = datetime.now(UTC)
     action = args.storm_verb
-    if action == "declare":
-        if args.hours is not None and not args.hours > 0:
-            print("error: --hours must be greater than 0", file=sys.stderr)
+    if action in ("declare", "end"):
+        try:
+            store.kv_set(STORM_KEY, storm_declaration(
+                action == "declare", parse_actor(args.actor), now,
+                hours=getattr(args, "hours", None), note=getattr(args, "note", "")), now)
+        except ValueError as exc:
+            print(f"error: --{exc}", file=sys.stderr)
             return EXIT_USAGE
-        until = now + timedelta(hours=args.hours) if args.hours is not None else None
-        store.kv_set(STORM_KEY, {"declared": True, "by": parse_actor(args.actor),
-                                 "at": now.isoformat(), "note": args.note,
-                                 "until": until.isoformat() if until else None}, now)
-    elif action == "end":
-        store.kv_set(STORM_KEY, {"declared": False, "by": parse_actor(args.actor),
-                                 "at": now.isoformat()}, now)
     value = store.kv_get(STORM_KEY) or {}
     if storm_declared(value, now):
         until = value.get("until")

@@ -8,6 +8,7 @@ What lives here is the record the delivery guarantees rest on:
 * ``incidents`` — the incident state the pure core computes;
 * ``outbox`` — notifications, unique on ``(incident_id, revision, recipient, purpose)``,
   written in the same transaction as the incident change that causes them;
+* ``users``, ``board_sessions``, ``audit`` — who may sign in to the board, and what they did;
 * ``kv`` — small JSON state (source cursors, channel rate-limit windows) that must survive
   restarts.
 
@@ -18,6 +19,7 @@ the ones an existing database has not seen, so upgrading the daemon upgrades the
 from __future__ import annotations
 
 from outage_sentinel.store.base import StoreBase
+from outage_sentinel.store.board import BoardStore
 from outage_sentinel.store.events import EventStore, IngestCounts, StoredEvent
 from outage_sentinel.store.incidents import IncidentStore
 from outage_sentinel.store.kv import KvStore
@@ -40,6 +42,6 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION_TABLE", "IngestCounts", "OutboxRow", "S
            "metadata", "outbox_t", "quarantine_t", "schema_version_t"]
 
 
-class Store(EventStore, IncidentStore, OutboxStore, KvStore):
+class Store(EventStore, IncidentStore, OutboxStore, KvStore, BoardStore):
     """All database access, by aggregate (events, incidents, outbox, key-value state) over
     one engine. One instance per process; thread-safe through the engine pool."""

@@ -164,6 +164,47 @@ silences_t = Table(
     Column("expired_at", UTCDateTime),
 )
 
+#: People who sign in to the board (schema version 6).
+users_t = Table(
+    "users", metadata,
+    Column("name", String(100), primary_key=True),
+    #: viewer | operator | admin
+    Column("role", String(20), nullable=False),
+    #: argon2 hash (the encoded form carries its own salt and cost)
+    Column("password_hash", String(200), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    #: set for a password that must be changed at the next sign-in (the first admin's)
+    Column("must_change", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: Board sessions: only a hash of the cookie's token is kept, so a copy of the database signs
+#: nobody in.
+board_sessions_t = Table(
+    "board_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_name", String(100), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+#: Every sign-in (and failed attempt) and every action taken on the board.
+audit_t = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(100), nullable=False),
+    #: sign_in | sign_in_failed | sign_in_throttled | sign_out | action | denied
+    Column("kind", String(30), nullable=False),
+    Column("action", String(60), nullable=False, server_default=""),
+    Column("target", String(200), nullable=False, server_default=""),
+    Column("remote", String(100), nullable=False, server_default=""),
+    Column("ok", Boolean, nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+)
+
 schema_version_t = Table(
     SCHEMA_VERSION_TABLE, metadata,
     Column("version", Integer, primary_key=True),
@@ -208,9 +249,15 @@ def _m5_silences(conn: Connection) -> None:
     silences_t.create(conn, checkfirst=True)
 
 
+def _m6_board(conn: Connection) -> None:
+    for table in (users_t, board_sessions_t, audit_t):
+        table.create(conn, checkfirst=True)
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_audit_actor ON audit (actor, kind, at)"))
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
-                                                  _m4_dead_at, _m5_silences]
+                                                  _m4_dead_at, _m5_silences, _m6_board]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

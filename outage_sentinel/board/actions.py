@@ -1,0 +1,156 @@
+"""The board's buttons: each runs the very lifecycle step the operator verb runs (one code
+path for every actor), with the signed-in user as actor (``board:<name>``).
+
+An action takes the JSON body of the request; a missing or malformed field is an
+:class:`ActionError` naming it, and a step the incident's state refuses is the
+``LifecycleError`` the CLI prints too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from outage_sentinel.assembly import Core
+from outage_sentinel.command_steps import CommandSteps, refs_of
+from outage_sentinel.events import parse_time
+from outage_sentinel.lifecycle import LifecycleError
+from outage_sentinel.silencing import SilenceError, Silencing
+from outage_sentinel.store import Store
+from outage_sentinel.triage import STORM_KEY, storm_declaration
+
+
+class ActionError(ValueError):
+    """A request body the action cannot use."""
+
+
+@dataclass
+class Actions:
+    """Everything staff can do from the board."""
+
+    core: Core
+    store: Store
+    silencing: Silencing
+    clock: Callable[[], datetime]
+    tz: tzinfo
+
+    @property
+    def steps(self) -> CommandSteps:
+        return CommandSteps(self.core.lifecycle, self.core.processor, self.clock)
+
+    def incident_step(self, incident_id: str, action: str, body: Mapping[str, Any],
+                      actor: str) -> str:
+        """Run ``action`` on the incident; returns what the incident became (one line)."""
+        step = INCIDENT_STEPS.get(action)
+        if step is None:
+            raise ActionError(f"unknown action {action!r} (actions: {', '.join(INCIDENT_STEPS)})")
+        inc = step(self, incident_id, body, actor)
+        return f"{inc.id}: {inc.stage}, {inc.status}, {len(inc.off)} area(s) off"
+
+    def open_incident(self, body: Mapping[str, Any], actor: str) -> str:
+        inc = self.steps.open(actor, feeder=text(body, "feeder", required=False) or None,
+                              transformers=refs(body, "transformers", required=False) or None,
+                              caller=text(body, "caller", required=False),
+                              note=text(body, "note", required=False))
+        return inc.id
+
+    def storm(self, body: Mapping[str, Any], actor: str) -> str:
+        declare = bool(body.get("declare"))
+        hours = body.get("hours")
+        if hours is not None and not isinstance(hours, int | float):
+            raise ActionError("hours: a number")
+        now = self.clock()
+        try:
+            value = storm_declaration(declare, actor, now, hours=hours,
+                                      note=text(body, "note", required=False))
+        except ValueError as exc:
+            raise ActionError(str(exc)) from None
+        self.store.kv_set(STORM_KEY, value, now)
+        return "storm declared" if declare else "storm ended"
+
+    def retry(self, body: Mapping[str, Any], actor: str) -> str:
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+            raise ActionError("ids: a list of outbox message ids")
+        done = self.store.requeue(ids, self.clock(), f"retried by {actor}")
+        missing = sorted(set(ids) - set(done))
+        if missing:
+            raise ActionError(f"not dead or silenced (or unknown): {missing}")
+        return f"requeued {len(done)}"
+
+    def silence(self, body: Mapping[str, Any], actor: str) -> str:
+        now = self.clock()
+        try:
+            if body.get("expire") is not None:
+                self.silencing.expire(int(body["expire"]), now)
+                return f"silence {body['expire']} ended"
+            until = parse_time(text(body, "until"), "until", self.tz)
+            s = self.silencing.add(text(body, "matcher"), text(body, "value"), until,
+                                   text(body, "reason"), actor, now,
+                                   force=bool(body.get("force")))
+        except (SilenceError, ValueError) as exc:
+            raise ActionError(str(exc)) from None
+        return f"silence {s.id}"
+
+
+def text(body: Mapping[str, Any], key: str, required: bool = True) -> str:
+    value = body.get(key)
+    if value is None or value == "":
+        if required:
+            raise ActionError(f"{key}: required")
+        return ""
+    if not isinstance(value, str):
+        raise ActionError(f"{key}: text expected")
+    return value.strip()
+
+
+def refs(body: Mapping[str, Any], key: str, required: bool = True) -> str:
+    """Transformer areas as a list or comma-separated text, as the CLI takes them."""
+    value = body.get(key)
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ActionError(f"{key}: a list of transformer area ids")
+        return refs_of(value)
+    return text(body, key, required)
+
+
+def _restore(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
+    return a.core.processor.operator_restore(
+        iid, actor, refs(body, "transformers", required=False) or None,
+        text(body, "at", required=False) or None, text(body, "note", required=False),
+        now=a.clock())
+
+
+def _scope(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
+    add, remove = refs(body, "add", required=False), refs(body, "remove", required=False)
+    if not add and not remove:
+        raise ActionError("add or remove: the transformer areas to correct")
+    inc = None
+    note = text(body, "note", required=False)
+    if add:
+        inc = a.steps.add(iid, add, actor, note)
+    if remove:
+        inc = a.steps.remove(iid, remove, actor, note)
+    return inc
+
+
+Step = Callable[[Actions, str, Mapping[str, Any], str], Any]
+
+#: The incident buttons, by the name the page posts (``/api/incidents/{id}/{action}``).
+INCIDENT_STEPS: dict[str, Step] = {
+    "ack": lambda a, i, b, u: a.core.lifecycle.ack(i, u, text(b, "note", False)),
+    "dispatch": lambda a, i, b, u: a.core.lifecycle.dispatch(
+        i, u, crew_id=text(b, "crew", False) or None, note=text(b, "note", False)),
+    "arrive": lambda a, i, b, u: a.core.lifecycle.arrive(i, u, text(b, "note", False)),
+    "restore": _restore,
+    "etr": lambda a, i, b, u: a.steps.etr(i, text(b, "time"), u, text(b, "note", False)),
+    "scope": _scope,
+    "cancel": lambda a, i, b, u: a.steps.cancel(i, text(b, "reason"), u),
+    "close": lambda a, i, b, u: a.core.lifecycle.close(
+        i, u, text(b, "cause"), text(b, "note", False), device=text(b, "device", False) or None),
+}
+
+#: Errors a step raises that are the user's to fix (shown on the page, status 400/409).
+USER_ERRORS = (ActionError, LifecycleError)

@@ -1,0 +1,406 @@
+"""The board's web application (Starlette): sign-in, the pages, their JSON, the live stream
+and the actions. It reads and writes the daemon's database (SQLite in WAL mode or PostgreSQL),
+so it is safe while the daemon runs, and several board processes may share one database.
+
+Every request but ``/login``, ``/healthz`` and the static assets needs a session; every
+state-changing request also needs the session's CSRF token (``X-CSRF-Token`` header, or the
+``csrf`` form field for the sign-out form); acting needs the operator or admin role. Every
+sign-in, failed sign-in and action is written to the audit table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from outage_sentinel.board import access
+from outage_sentinel.board.actions import USER_ERRORS, Actions
+from outage_sentinel.board.geo import map_payload
+from outage_sentinel.board.live import ChangeWatcher
+from outage_sentinel.board.views import Viewer, incident_detail, overview
+from outage_sentinel.config import BoardConfig
+from outage_sentinel.crew import Commitments
+from outage_sentinel.logs import get_logger, redact
+from outage_sentinel.store import Store
+from outage_sentinel.topology import Topology
+from outage_sentinel.triage import STORM_KEY, storm_declared
+
+HERE = Path(__file__).parent
+COOKIE = "sentinel_session"
+HEALTH_PREFIX = "health:"
+
+
+@dataclass
+class Board:
+    """What the application works with; built by :func:`outage_sentinel.board.serve.build`."""
+
+    settings: BoardConfig
+    store: Store
+    topology: Callable[[], Topology]
+    actions: Actions
+    commitments: Commitments
+    clock: Callable[[], datetime]
+    tz: tzinfo
+    language: str
+
+
+Handler = Callable[[Request, Board, dict[str, Any]], Awaitable[Response]]
+
+
+def create_app(board: Board) -> Starlette:
+    watcher = ChangeWatcher(board.store.change_marker)
+    pages = Environment(loader=FileSystemLoader(HERE / "pages"),
+                        autoescape=select_autoescape(["html"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await watcher.start()
+        yield
+        await watcher.stop()
+
+    def signed_in(handler: Handler, *, act: bool = False, admin: bool = False
+                  ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            checked = await check_request(board, request, act=act, admin=admin)
+            if isinstance(checked, Response):
+                return checked
+            return await handler(request, board, checked)
+        return endpoint
+
+    async def index(request: Request, board: Board, session: dict[str, Any]) -> Response:
+        if session.get("must_change"):
+            return RedirectResponse("/password", status_code=303)
+        return HTMLResponse(pages.get_template("index.html").render(
+            language=board.language, user=session["user_name"], role=session["role"],
+            csrf=session["csrf"]))
+
+    async def events(request: Request, board: Board, session: dict[str, Any]) -> Response:
+        return StreamingResponse(watcher.stream(request.is_disconnected),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def login_page(request: Request) -> Response:
+        return HTMLResponse(pages.get_template("login.html").render(
+            language=board.language, error=request.query_params.get("error", "")))
+
+    async def login_form(request: Request) -> Response:
+        return await login(request, board)
+
+    async def logout_form(request: Request) -> Response:
+        return await logout(request, board)
+
+    async def password_page(request: Request, board: Board, session: dict[str, Any]) -> Response:
+        return HTMLResponse(pages.get_template("password.html").render(
+            language=board.language, user=session["user_name"], csrf=session["csrf"]))
+
+    routes = [
+        Route("/", signed_in(index)),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login_form, methods=["POST"]),
+        Route("/logout", logout_form, methods=["POST"]),
+        Route("/password", signed_in(password_page), methods=["GET"]),
+        Route("/api/password", signed_in(change_password), methods=["POST"]),
+        Route("/healthz", lambda _r: PlainTextResponse("ok")),
+        Route("/api/me", signed_in(me)),
+        Route("/api/overview", signed_in(overview_json)),
+        Route("/api/map", signed_in(map_json)),
+        Route("/api/events", signed_in(events)),
+        Route("/api/incidents/{incident_id}", signed_in(incident_json)),
+        Route("/api/incidents", signed_in(open_incident, act=True), methods=["POST"]),
+        Route("/api/incidents/{incident_id}/{action}", signed_in(incident_action, act=True),
+              methods=["POST"]),
+        Route("/api/storm", signed_in(storm, act=True), methods=["POST"]),
+        Route("/api/outbox", signed_in(outbox_json)),
+        Route("/api/outbox/retry", signed_in(retry, act=True), methods=["POST"]),
+        Route("/api/silences", signed_in(silences_json)),
+        Route("/api/silences", signed_in(silence, act=True), methods=["POST"]),
+        Route("/api/audit", signed_in(audit_json, admin=True)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+
+    return app
+
+
+# -- sign-in ------------------------------------------------------------------------------------
+
+
+async def check_request(board: Board, request: Request, *, act: bool, admin: bool
+                        ) -> dict[str, Any] | Response:
+    """The request's session, or the response refusing it: no session (401, or the sign-in
+    page for a page), a state change without the CSRF token (403), a role that may not (403,
+    audited)."""
+    session = await run_in_threadpool(_session, board, request)
+    if session is None:
+        if request.url.path.startswith("/api/") or request.method != "GET":
+            return JSONResponse({"error": "sign in first"}, status_code=401)
+        return RedirectResponse("/login", status_code=303)
+    if request.method != "GET" and not access.csrf_ok(
+            session["csrf"], request.headers.get("x-csrf-token")):
+        return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+    if (act and session["role"] not in access.MAY_ACT) or (admin and session["role"] != "admin"):
+        await run_in_threadpool(board.store.audit, board.clock(), session["user_name"],
+                                "denied", ok=False, action=request.url.path,
+                                remote=_remote(request))
+        return JSONResponse({"error": f"role {session['role']} may not do this"},
+                            status_code=403)
+    return session
+
+
+async def login(request: Request, board: Board) -> Response:
+    form = await request.form()
+    name, password = str(form.get("user") or ""), str(form.get("password") or "")
+    outcome = await run_in_threadpool(sign_in, board, name, password, _remote(request))
+    if isinstance(outcome, float):
+        wait = str(int(outcome) + 1)
+        return RedirectResponse(f"/login?error=wait&seconds={wait}", status_code=303,
+                                headers={"Retry-After": wait})
+    if outcome is None:
+        return RedirectResponse("/login?error=wrong", status_code=303)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, outcome, max_age=int(board.settings.session_hours * 3600),
+                        httponly=True, samesite="strict", secure=board.settings.secure_cookies,
+                        path="/")
+    return response
+
+
+async def logout(request: Request, board: Board) -> Response:
+    token = request.cookies.get(COOKIE)
+    session = await run_in_threadpool(_session, board, request)
+    form = await request.form()
+    if session is None or not access.csrf_ok(session["csrf"], str(form.get("csrf") or "")):
+        return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+    if token:
+        await run_in_threadpool(board.store.end_session, access.token_hash(token))
+        await run_in_threadpool(board.store.audit, board.clock(), session["user_name"],
+                                "sign_out", ok=True, remote=_remote(request))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _remote(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _session(board: Board, request: Request) -> dict[str, Any] | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    return board.store.session(access.token_hash(token), board.clock())
+
+
+def sign_in(board: Board, name: str, password: str, remote: str) -> str | float | None:
+    """The new session's cookie token; the seconds to wait when throttled; None if refused."""
+    now = board.clock()
+    name = name.strip()[:100]
+    wait = access.sign_in_wait(board.store.failed_sign_ins(name, now - access.FAILURE_WINDOW),
+                               now, board.settings.max_failed_sign_ins)
+    if wait > 0:
+        # Audited, not counted: the wait announced (Retry-After) stays true.
+        board.store.audit(now, name or "-", "sign_in_throttled", ok=False, remote=remote,
+                          detail=f"{wait:.0f} s to wait")
+        return wait
+    user = board.store.user(name) if name else None
+    if user is None or user["disabled"] or not access.password_matches(user["password_hash"],
+                                                                       password):
+        board.store.audit(now, name or "-", "sign_in_failed", ok=False, remote=remote,
+                          detail="unknown user" if user is None else
+                          "disabled" if user["disabled"] else "wrong password")
+        return None
+    session = access.new_session()
+    board.store.add_session(session.token_hash, name, session.csrf, now,
+                            now + timedelta(hours=board.settings.session_hours))
+    board.store.audit(now, name, "sign_in", ok=True, remote=remote)
+    return session.token
+
+
+async def change_password(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    body = await _json(request)
+    name = session["user_name"]
+    user = await run_in_threadpool(board.store.user, name)
+    if user is None or not access.password_matches(user["password_hash"],
+                                                   str(body.get("current") or "")):
+        return JSONResponse({"error": "the current password is wrong"}, status_code=400)
+    try:
+        hashed = access.hash_password(str(body.get("new") or ""))
+    except access.AccessError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    await run_in_threadpool(board.store.update_user, name, board.clock(),
+                            password_hash=hashed, must_change=False)
+    await run_in_threadpool(board.store.audit, board.clock(), name, "action", ok=True,
+                            action="password", remote=_remote(request))
+    return JSONResponse({"ok": True, "message": "password changed: sign in again"})
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _viewer(board: Board, session: dict[str, Any]) -> Viewer:
+    return Viewer(board.language, board.tz, session["role"] in access.MAY_SEE_PHONES)
+
+
+async def me(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    return JSONResponse({"user": session["user_name"], "role": session["role"],
+                         "csrf": session["csrf"], "language": board.language,
+                         "may_act": session["role"] in access.MAY_ACT})
+
+
+def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
+    now, topology = board.clock(), board.topology()
+    rows = board.store.load_incidents(open_only=True)
+    horizon = now + timedelta(days=2)
+    planned = [r for r in board.store.load_incidents(open_only=False, kinds=["planned",
+                                                                             "temporary"])
+               if r["status"] == "active" and r["start"] < horizon]
+    storm = board.store.kv_get(STORM_KEY)
+    return overview([r for r in rows if r["kind"] == "fault"], planned, topology, now, viewer,
+                    board.commitments,
+                    storm=storm if storm_declared(storm, now) else None,
+                    health=board.store.kv_prefixed(HEALTH_PREFIX),
+                    outbox=board.store.outbox_counts())
+
+
+async def overview_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    data = await run_in_threadpool(overview_data, board, _viewer(board, session))
+    return JSONResponse(data)
+
+
+def incident_data(board: Board, incident_id: str, viewer: Viewer) -> dict[str, Any] | None:
+    row = board.store.get_incident(incident_id)
+    if row is None:
+        return None
+    return incident_detail(row, board.store.incident_log(incident_id),
+                           board.store.messages(incident_id=incident_id),
+                           board.store.events(incident_id=incident_id, limit=500),
+                           board.topology(), board.clock(), viewer, board.commitments)
+
+
+async def incident_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    iid = request.path_params["incident_id"]
+    data = await run_in_threadpool(incident_data, board, iid, _viewer(board, session))
+    if data is None:
+        return JSONResponse({"error": f"no incident {iid!r}"}, status_code=404)
+    return JSONResponse(data)
+
+
+async def map_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    data = await run_in_threadpool(map_payload, board.topology(), board.settings.tile_url)
+    return JSONResponse(data, headers={"Cache-Control": "private, max-age=60"})
+
+
+async def outbox_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    status = request.query_params.get("status") or "dead"
+    viewer = _viewer(board, session)
+    rows = await run_in_threadpool(board.store.messages, status=status)
+    from outage_sentinel.board.views import local, phone
+
+    return JSONResponse([{"id": m.id, "incident": m.incident_id, "status": m.status,
+                          "channel": m.channel, "purpose": m.purpose,
+                          "target": phone(m.target, viewer), "attempts": m.attempts,
+                          "error": redact(m.last_error or ""),
+                          "sent_at": local(m.sent_at, board.tz)} for m in rows[-200:]])
+
+
+async def silences_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    now = board.clock()
+    rows = await run_in_threadpool(board.store.silences, holding_at=now)
+    return JSONResponse([{"id": s.id, "matcher": s.matcher, "value": s.value,
+                          "ends_at": s.ends_at.astimezone(board.tz).strftime("%Y-%m-%d %H:%M"),
+                          "reason": s.reason, "actor": s.actor, "force": s.force}
+                         for s in rows])
+
+
+async def audit_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    rows = await run_in_threadpool(board.store.audit_trail, 200)
+    return JSONResponse([{**r, "at": r["at"].isoformat()} for r in rows])
+
+
+# -- acting -------------------------------------------------------------------------------------
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return {"__invalid__": True}
+    return body if isinstance(body, dict) else {"__invalid__": True}
+
+
+def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: str,
+         step: Callable[[str], str]) -> tuple[int, dict[str, Any]]:
+    """Run one action as the signed-in user and audit it, whatever the outcome."""
+    actor = f"board:{session['user_name']}"
+    now = board.clock()
+    try:
+        result = step(actor)
+    except USER_ERRORS as exc:
+        board.store.audit(now, session["user_name"], "action", ok=False, action=what,
+                          target=target, remote=remote, detail=redact(str(exc)))
+        return 409, {"error": str(exc)}
+    except Exception as exc:
+        get_logger(component="board").error("action_failed", action=what, target=target,
+                                             error=redact(repr(exc)))
+        board.store.audit(now, session["user_name"], "action", ok=False, action=what,
+                          target=target, remote=remote, detail=redact(repr(exc)))
+        return 500, {"error": "the action failed; see the board's log"}
+    board.store.audit(now, session["user_name"], "action", ok=True, action=what,
+                      target=target, remote=remote, detail=result)
+    return 200, {"ok": True, "result": result}
+
+
+async def _respond(request: Request, board: Board, session: dict[str, Any], what: str,
+                   target: str, step: Callable[[str, dict[str, Any]], str]) -> Response:
+    body = await _json(request)
+    if body.get("__invalid__"):
+        return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+    status, data = await run_in_threadpool(_act, board, session, what, target,
+                                           _remote(request), lambda actor: step(actor, body))
+    return JSONResponse(data, status_code=status)
+
+
+async def incident_action(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    iid, action = request.path_params["incident_id"], request.path_params["action"]
+    return await _respond(request, board, session, action, iid,
+                          lambda actor, body: board.actions.incident_step(iid, action, body,
+                                                                          actor))
+
+
+async def open_incident(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    return await _respond(request, board, session, "open", "",
+                          lambda actor, body: board.actions.open_incident(body, actor))
+
+
+async def storm(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    return await _respond(request, board, session, "storm", "",
+                          lambda actor, body: board.actions.storm(body, actor))
+
+
+async def retry(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    return await _respond(request, board, session, "retry", "",
+                          lambda actor, body: board.actions.retry(body, actor))
+
+
+async def silence(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    return await _respond(request, board, session, "silence", "",
+                          lambda actor, body: board.actions.silence(body, actor))

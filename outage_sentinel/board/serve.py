@@ -1,0 +1,114 @@
+"""Building and serving the board: from the config (``outage-sentinel board``, or inside
+``outage-sentinel run`` when ``board.enabled``), with uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+import uvicorn
+
+from outage_sentinel.assembly import build_core
+from outage_sentinel.board import access
+from outage_sentinel.board.actions import Actions
+from outage_sentinel.board.app import Board, create_app
+from outage_sentinel.config import Config
+from outage_sentinel.metrics import Metrics
+from outage_sentinel.silencing import Silencing
+from outage_sentinel.store import Store
+from outage_sentinel.topology import Topology
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def build(config: Config, store: Store, topology: Callable[[], Topology],
+          clock: Callable[[], datetime] = utcnow) -> Board:
+    """The board over the daemon's store; ``topology`` is read per request, so a daemon that
+    reloads its bundle shows the new one at once."""
+    core = build_core(config, store, topology(), metrics=Metrics(), clock=clock)
+    tz = ZoneInfo(config.timezone)
+    actions = Actions(core, store, Silencing(store, topology), clock, tz)
+    return Board(config.board, store, topology, actions, core.lifecycle.params.commitments,
+                 clock, tz, config.notify.language)
+
+
+def first_admin(store: Store, now: datetime, out: TextIO) -> str | None:
+    """With no user at all, create ``admin`` with a one-time password, print it once on ``out``
+    (never to the log) and return it; it must be changed at the first sign-in."""
+    if store.users():
+        return None
+    password = access.one_time_password()
+    if not store.add_user("admin", "admin", access.hash_password(password), now,
+                          must_change=True):
+        return None
+    out.write(f"board: first admin created — user admin, one-time password {password} "
+              "(change it at the first sign-in; it is not shown again)\n")
+    out.flush()
+    return password
+
+
+class BoardPortError(Exception):
+    """The board cannot listen (port in use, address not on this host)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"board cannot listen on {host}:{port}: {reason} (another process "
+                         "holds the port? change config key board.port, or board.enabled: "
+                         "false)")
+
+
+def check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise BoardPortError(host, port, exc.strerror or str(exc)) from None
+
+
+class BoardServer:
+    """uvicorn in a thread of its own (inside ``run``), stopped with the daemon."""
+
+    def __init__(self, board: Board) -> None:
+        self.config = uvicorn.Config(create_app(board), host=board.settings.host,
+                                     port=board.settings.port, log_config=None,
+                                     access_log=False, lifespan="on")
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, name="board", daemon=True)
+
+    def start(self) -> None:
+        """Start serving; :class:`BoardPortError` if the address cannot be listened on."""
+        check_port(self.config.host, self.config.port)
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def serve(board: Board) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT (``outage-sentinel board``)."""
+    uvicorn.run(create_app(board), host=board.settings.host, port=board.settings.port,
+                log_config=None, access_log=False)
+
+
+def serve_board(config: Config, store: Store, topology: Callable[[], Topology],
+                clock: Callable[[], datetime]) -> BoardServer | None:
+    """Inside ``run``: the board in a thread when ``board.enabled`` (its address and, the first
+    time, the admin's one-time password printed on standard output)."""
+    if not config.board.enabled:
+        return None
+    server = BoardServer(build(config, store, topology, clock))
+    server.start()
+    if config.board.first_admin:
+        first_admin(store, clock(), sys.stdout)
+    print(f"board: http://{config.board.host}:{config.board.port}/", file=sys.stdout,
+          flush=True)
+    return server

@@ -1,0 +1,326 @@
+"use strict";
+// The board's page: overview, incident and map views drawn from the server's JSON, kept live
+// by Server-Sent Events (/api/events). Every text goes through textContent (no HTML from data).
+
+const BODY = document.body;
+const LANG = BODY.dataset.language === "en" ? "en" : "zh";
+const CSRF = BODY.dataset.csrf;
+const MAY_ACT = BODY.dataset.role === "operator" || BODY.dataset.role === "admin";
+
+const WORDS = {
+  zh: {
+    incidents: "进行中的故障停电", planned: "今明两天计划/临时停电", sources: "数据源",
+    outbox: "通知发送", feeder: "线路", point: "故障点", customers: "户数", villages: "村庄",
+    stage: "阶段", crew: "班组", deadline: "到达时限", etr: "预计恢复", special: "重点/关怀",
+    none: "无", reported: "（数据源报告）", inferred: "推断", live: "实时", lost: "连接中断，正在重连…",
+    storm: "已宣布恶劣天气", declare: "宣布恶劣天气", endStorm: "结束恶劣天气",
+    timeline: "处理记录", evidence: "收到的证据", hypotheses: "候选故障点", section: "巡线区段",
+    areas: "受影响台区", care: "重点关怀户", notices: "通知", actions: "操作",
+    ack: "确认", dispatch: "派单", arrive: "到达现场", restore: "恢复送电（所选台区）",
+    setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
+    cause: "原因分类", device: "确认的故障设备", note: "备注", reason: "原因",
+    best: "推荐班组（自动）", back: "已恢复", dead: "死信", retry: "重发", pending: "待发",
+    sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
+    left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
+    caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
+    map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
+    hours: "小时（可空）", silenced: "已静默",
+  },
+  en: {
+    incidents: "Active fault outages", planned: "Planned/temporary outages, today and tomorrow",
+    sources: "Sources", outbox: "Notices", feeder: "Feeder", point: "Fault point",
+    customers: "Customers", villages: "Villages", stage: "Stage", crew: "Crew",
+    deadline: "Arrival deadline", etr: "Expected back", special: "Important/care", none: "none",
+    reported: "(reported by a source)", inferred: "estimated", live: "live",
+    lost: "Connection lost, reconnecting…", storm: "Storm declared", declare: "Declare storm",
+    endStorm: "End storm", timeline: "Timeline", evidence: "Evidence received",
+    hypotheses: "Hypotheses", section: "Section to patrol", areas: "Affected areas",
+    care: "Special-care households", notices: "Notices", actions: "Actions", ack: "Confirm",
+    dispatch: "Dispatch", arrive: "Crew on site", restore: "Restore (selected areas)",
+    setEtr: "Set expected restoration", cancel: "Cancel as false alarm", close: "Close out",
+    scopeRemove: "Take out of scope", cause: "Cause category", device: "Device the crew found",
+    note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
+    dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
+    failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
+    open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
+    onlyHere: "only this one has off", onlyFirst: "only the first has off", prob: "probability",
+    map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
+    hours: "hours (optional)", silenced: "silenced",
+  },
+};
+const W = WORDS[LANG];
+const CAUSES = LANG === "zh"
+  ? ["树线矛盾", "设备故障", "外力破坏", "雷击", "大风", "用户原因", "动物", "其他"]
+  : ["vegetation", "equipment", "third party", "lightning", "wind", "customer", "animal", "other"];
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+async function api(path, body) {
+  const opts = {credentials: "same-origin", headers: {}};
+  if (body !== undefined) {
+    opts.method = "POST";
+    opts.headers = {"Content-Type": "application/json", "X-CSRF-Token": CSRF};
+    opts.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, opts);
+  if (res.status === 401) { window.location = "/login"; throw new Error("signed out"); }
+  const data = await res.json();
+  if (!res.ok) throw new Error(data.error || res.statusText);
+  return data;
+}
+
+function flash(text, bad) {
+  const el = document.getElementById("flash");
+  el.textContent = text;
+  el.className = bad ? "flash bad" : "flash";
+  el.hidden = false;
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => { el.hidden = true; }, 6000);
+}
+
+async function act(path, body) {
+  try {
+    const data = await api(path, body);
+    flash(data.result || "ok", false);
+    await render();
+  } catch (e) { flash(e.message, true); }
+}
+
+function pct(p) { return p === null || p === undefined ? "" : `${Math.round(p * 100)}%`; }
+
+function countdown(iso, state) {
+  if (!iso) return "";
+  if (state === "met") return "✓";
+  const mins = Math.round((Date.parse(iso) - Date.now()) / 60000);
+  return mins >= 0 ? `${W.left} ${mins} min` : `${W.over} ${-mins} min`;
+}
+
+function deadlineClass(iso, state) {
+  if (!iso || state === "met") return "ok";
+  const mins = (Date.parse(iso) - Date.now()) / 60000;
+  return mins < 0 ? "red" : mins < 15 ? "amber" : "ok";
+}
+
+function pointText(c) {
+  if (!c.devices.length) return W.none;
+  const names = c.devices.map((d) => d.name).join("、");
+  return c.device_reported ? `${names} ${W.reported}` : `${W.inferred}: ${names} (${pct(c.probability)})`;
+}
+
+// -- overview ----------------------------------------------------------------------------------
+
+function incidentRow(c) {
+  return h("tr", {class: `stage-${c.stage}`, "data-incident": c.id},
+    h("td", {}, h("a", {href: `#/incident/${encodeURIComponent(c.id)}`}, c.id)),
+    h("td", {}, c.feeder_name),
+    h("td", {}, pointText(c)),
+    h("td", {class: "num"}, c.customers),
+    h("td", {}, c.villages.slice(0, 4).map((v) => v.name).join("、") + (c.villages.length > 4 ? ` +${c.villages.length - 4}` : "")),
+    h("td", {class: "num"}, `${c.important}/${c.special_care}`),
+    h("td", {}, c.stage_label),
+    h("td", {}, c.crew_name || ""),
+    h("td", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state}, countdown(c.deadline, c.deadline_state)),
+    h("td", {}, c.etr_local || ""));
+}
+
+function overviewView(data) {
+  const head = [W.feeder, W.point, W.customers, W.villages, W.special, W.stage, W.crew, W.deadline, W.etr];
+  const table = (rows) => h("table", {class: "grid"},
+    h("thead", {}, h("tr", {}, h("th", {}, "#"), head.map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows.length ? rows.map(incidentRow) : h("tr", {}, h("td", {colspan: 10}, W.none))));
+  const sources = h("ul", {class: "sources"}, data.sources.map((s) =>
+    h("li", {class: s.ok ? "ok" : "bad"}, `${s.name}: ${s.ok ? W.ok : W.failing} · ${W.lastPoll} ${s.last_ok_local || "-"}${s.error ? " · " + s.error : ""}`)));
+  const ob = data.outbox;
+  const outbox = h("div", {id: "outbox"},
+    `${W.pending} ${(ob.pending || 0) + (ob.inflight || 0)} · ${W.sent} ${ob.sent || 0} · ${W.dead} ${ob.dead || 0} · ${W.silenced} ${ob.silenced || 0}`,
+    MAY_ACT && ob.dead ? h("button", {id: "retry-dead", onclick: retryDead}, `${W.retry} (${ob.dead})`) : null);
+  const storm = MAY_ACT ? h("button", {id: data.storm ? "storm-end" : "storm-declare",
+    onclick: () => act("/api/storm", {declare: !data.storm})}, data.storm ? W.endStorm : W.declare) : null;
+  return h("div", {class: "overview"},
+    h("section", {}, h("h2", {}, `${W.incidents} (${data.incidents.length}) · ${data.totals.customers} ${W.customers}`), table(data.incidents)),
+    h("section", {}, h("h2", {}, W.planned), table(data.planned)),
+    h("section", {class: "side"}, h("h2", {}, W.sources), sources, h("h2", {}, W.outbox), outbox,
+      h("div", {class: "actions"}, storm, MAY_ACT ? openForm() : h("p", {class: "muted"}, W.viewerNote))));
+}
+
+async function retryDead() {
+  const dead = await api("/api/outbox?status=dead");
+  await act("/api/outbox/retry", {ids: dead.map((m) => m.id)});
+}
+
+function openForm() {
+  const feeder = h("input", {name: "feeder", placeholder: W.feeder});
+  const areas = h("input", {name: "transformers", placeholder: W.transformers});
+  const caller = h("input", {name: "caller", placeholder: W.caller});
+  return h("form", {class: "inline-form", id: "open-form", onsubmit: (ev) => {
+    ev.preventDefault();
+    act("/api/incidents", {feeder: feeder.value, transformers: areas.value, caller: caller.value});
+  }}, feeder, areas, caller, h("button", {type: "submit"}, W.open));
+}
+
+// -- incident ----------------------------------------------------------------------------------
+
+function section(title, ...content) { return h("section", {}, h("h2", {}, title), ...content); }
+
+function list(items, fn) { return items.length ? h("ul", {}, items.map((x) => h("li", {}, fn(x)))) : h("p", {class: "muted"}, W.none); }
+
+function incidentView(c) {
+  const head = h("div", {class: "card"},
+    h("h1", {}, `${c.id} · ${c.kind_label} · ${c.stage_label}`),
+    h("p", {}, `${W.feeder}: ${c.feeder_name} · ${W.point}: ${pointText(c)}`),
+    h("p", {}, `${W.customers}: ${c.customers} · ${W.villages}: ${c.villages.map((v) => v.name).join("、")}`),
+    h("p", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state},
+      `${W.deadline}: ${c.deadline_local || "-"} ${countdown(c.deadline, c.deadline_state)}`),
+    h("p", {}, `${W.etr}: ${c.etr_local || "-"} · ${W.crew}: ${c.crew_name || "-"}${c.cause ? " · " + W.cause + ": " + c.cause : ""}`));
+  return h("div", {class: "incident"}, head,
+    c.status === "active" || c.stage === "restored" ? (MAY_ACT ? actionsPanel(c) : h("p", {class: "muted"}, W.viewerNote)) : null,
+    section(W.hypotheses, list(c.hypotheses, (x) => `${x.devices.map((d) => d.name).join("、")} · ${W.prob} ${pct(x.probability)} · ${x.customers} ${W.customers}` +
+      (x.only_here.length ? ` · ${W.onlyHere}: ${x.only_here.join("、")}` : "") + (x.only_first.length ? ` · ${W.onlyFirst}: ${x.only_first.join("、")}` : ""))),
+    section(W.section, list(c.section, (d) => d.name)),
+    section(W.areas, h("table", {class: "grid"}, h("tbody", {}, c.areas.map((a) =>
+      h("tr", {class: a.restored ? "back" : `mark-${a.mark}`}, h("td", {}, a.name), h("td", {}, a.village), h("td", {class: "num"}, a.customers),
+        h("td", {}, a.restored ? `${W.back} ${a.restored}` : a.mark)))))),
+    section(W.care, list(c.care, (p) => `${p.name} ${p.phone} · ${p.tags.join(",")} · ${p.area}`)),
+    section(W.timeline, list(c.timeline, (e) => `${e.at} · ${e.stage_label} · ${e.actor}${e.note ? " · " + e.note : ""}`)),
+    section(W.evidence, list(c.evidence, (e) => `${e.at} · ${e.source} · ${e.signal} · ${e.status} · ${e.device || ""} ${e.transformers.slice(0, 6).join(",")} ${e.text}`)),
+    section(W.notices, h("table", {class: "grid", id: "notices"}, h("tbody", {}, c.notices.map((m) =>
+      h("tr", {class: `status-${m.status}`}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
+        h("td", {}, m.target), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error))))))));
+}
+
+function actionsPanel(c) {
+  const base = `/api/incidents/${encodeURIComponent(c.id)}`;
+  const note = h("input", {name: "note", placeholder: W.note});
+  const button = (id, label, fn) => h("button", {id, type: "button", onclick: fn}, label);
+  const crew = h("select", {name: "crew"}, h("option", {value: ""}, W.best), c.crews.map((k) => h("option", {value: k.id}, `${k.name} (${k.id})`)));
+  const off = c.areas.filter((a) => !a.restored);
+  const picks = off.map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", value: a.id, checked: true}), a.name));
+  const etr = h("input", {type: "datetime-local", name: "etr"});
+  const reason = h("input", {name: "reason", placeholder: W.reason});
+  const cause = h("select", {name: "cause"}, CAUSES.map((k) => h("option", {value: k}, k)));
+  const devices = [...c.devices, ...c.section, ...c.hypotheses.flatMap((x) => x.devices)];
+  const seen = new Set();
+  const device = h("select", {name: "device"}, h("option", {value: ""}, "-"), devices.filter((d) => !seen.has(d.id) && seen.add(d.id)).map((d) => h("option", {value: d.id}, d.name)));
+  const chosen = () => picks.map((p) => p.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+  return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions),
+    h("div", {class: "row"}, note,
+      button("act-ack", W.ack, () => act(`${base}/ack`, {note: note.value})),
+      crew, button("act-dispatch", W.dispatch, () => act(`${base}/dispatch`, {crew: crew.value, note: note.value})),
+      button("act-arrive", W.arrive, () => act(`${base}/arrive`, {note: note.value}))),
+    off.length ? h("div", {class: "row"}, picks, button("act-restore", W.restore, () => act(`${base}/restore`, {transformers: chosen(), note: note.value})),
+      button("act-scope", W.scopeRemove, () => act(`${base}/scope`, {remove: chosen(), note: note.value}))) : null,
+    h("div", {class: "row"}, etr, button("act-etr", W.setEtr, () => act(`${base}/etr`, {time: etr.value.replace("T", " "), note: note.value})),
+      reason, button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value}))),
+    h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, device),
+      button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: device.value, note: note.value}))));
+}
+
+// -- map ---------------------------------------------------------------------------------------
+
+let MAP = null;
+
+async function mapView() {
+  if (!MAP) MAP = await api("/api/map");
+  const data = await api("/api/overview");
+  const off = new Map();
+  const suspect = new Set();
+  const detail = await Promise.all(data.incidents.slice(0, 50).map((c) => api(`/api/incidents/${encodeURIComponent(c.id)}`)));
+  for (const c of detail) {
+    for (const a of c.areas) if (!a.restored) off.set(a.id, c.id);
+    for (const d of [...c.devices, ...c.section]) suspect.add(d.id);
+  }
+  const [x0, y0, x1, y1] = MAP.bounds;
+  const geo = MAP.mode === "geo";
+  const W_ = 1000, H_ = 700, pad = 20;
+  const sx = (W_ - 2 * pad) / Math.max(x1 - x0, 1e-9), sy = (H_ - 2 * pad) / Math.max(y1 - y0, 1e-9);
+  const s = geo ? Math.min(sx, sy) : null;
+  const X = (x) => pad + (x - x0) * (geo ? s : sx);
+  const Y = (y) => geo ? H_ - pad - (y - y0) * s : pad + (y - y0) * sy;
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W_} ${H_}`);
+  svg.setAttribute("id", "map-svg");
+  const add = (tag, attrs, text) => {
+    const el = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    if (text) el.textContent = text;
+    svg.append(el);
+    return el;
+  };
+  for (const f of MAP.feeders) {
+    const d = f.lines.map(([a, b, c, e]) => `M${X(a).toFixed(1)},${Y(b).toFixed(1)}L${X(c).toFixed(1)},${Y(e).toFixed(1)}`).join("");
+    add("path", {d, class: "feeder"}).append(Object.assign(document.createElementNS(NS, "title"), {textContent: f.name}));
+  }
+  for (const [id, x, y] of MAP.devices) if (suspect.has(id)) add("circle", {cx: X(x), cy: Y(y), r: 7, class: "suspect"});
+  for (const [id, x, y] of MAP.areas) add("circle", {cx: X(x), cy: Y(y), r: off.has(id) ? 4 : 2.5, class: off.has(id) ? "area off" : "area"});
+  for (const [id, x, y] of MAP.sources) add("rect", {x: X(x) - 5, y: Y(y) - 5, width: 10, height: 10, class: "substation"});
+  for (const [, name, x, y] of MAP.villages) add("text", {x: X(x) + 4, y: Y(y) - 4, class: "village"}, name);
+  return h("div", {class: "map"}, h("h2", {}, `${W.map} · ${off.size} ${W.off}`), svg);
+}
+
+// -- routing and live updates ------------------------------------------------------------------
+
+let rendering = false, again = false;
+
+async function render() {
+  if (rendering) { again = true; return; }
+  rendering = true;
+  try {
+    const route = window.location.hash.replace(/^#/, "") || "/";
+    let view;
+    if (route.startsWith("/incident/")) {
+      view = incidentView(await api(`/api/incidents/${route.slice(10)}`));
+    } else if (route === "/map") {
+      view = await mapView();
+    } else {
+      const data = await api("/api/overview");
+      const banner = document.getElementById("storm-banner");
+      banner.hidden = !data.storm;
+      banner.textContent = data.storm ? `${W.storm}: ${data.storm.by || ""} ${data.storm.note || ""}` : "";
+      view = overviewView(data);
+    }
+    document.getElementById("view").replaceChildren(view);
+    BODY.dataset.rendered = String(Date.now());
+  } catch (e) {
+    flash(e.message, true);
+  } finally {
+    rendering = false;
+    if (again) { again = false; render(); }
+  }
+}
+
+function tick() {
+  for (const el of document.querySelectorAll("[data-deadline]")) {
+    const iso = el.dataset.deadline;
+    if (!iso) continue;
+    el.classList.remove("ok", "amber", "red");
+    el.classList.add(deadlineClass(iso, el.dataset.state));
+    if (el.tagName === "TD") el.textContent = countdown(iso, el.dataset.state);
+  }
+}
+
+function connect() {
+  const conn = document.getElementById("connection");
+  const source = new EventSource("/api/events");
+  source.addEventListener("hello", () => { conn.textContent = W.live; conn.className = "conn up"; render(); });
+  source.addEventListener("change", () => render());
+  source.onerror = () => { conn.textContent = W.lost; conn.className = "conn down"; };
+}
+
+window.addEventListener("hashchange", render);
+setInterval(tick, 1000);
+render();
+connect();

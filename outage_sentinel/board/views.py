@@ -1,0 +1,195 @@
+"""What the board's pages show, built from the store's rows and the topology. Pure: the rows,
+the topology, ``now`` and the time zone in, JSON-ready dicts out.
+
+Phones are masked unless the viewer's role may see them; ids come with names; every time is
+local (``YYYY-MM-DD HH:MM``) and also ISO for the page's countdowns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from outage_sentinel import crew as crews
+from outage_sentinel.incidents import Incident, villages_off
+from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
+from outage_sentinel.logs import mask_phones
+from outage_sentinel.priority import affected_customers, special_care_customers
+from outage_sentinel.topology import Topology
+
+#: Minutes before the arrival deadline when the countdown turns amber.
+AMBER_MINUTES = 15.0
+
+
+@dataclass(frozen=True)
+class Viewer:
+    language: str
+    tz: tzinfo
+    phones: bool  # whether phone numbers are shown unmasked
+
+
+def local(value: datetime | None, tz: tzinfo) -> str | None:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value is not None else None
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def phone(value: str, viewer: Viewer) -> str:
+    return value if viewer.phones else mask_phones(value)
+
+
+def name_of(topology: Topology, node: str) -> str:
+    n = topology.nodes.get(node)
+    return (n.name or node) if n is not None else node
+
+
+def village_name(topology: Topology, village: str) -> str:
+    v = topology.villages.get(village)
+    return v.name if v is not None else village
+
+
+def deadline_state(deadline: datetime | None, now: datetime, arrived: bool) -> str:
+    """``ok`` | ``amber`` (within :data:`AMBER_MINUTES`) | ``red`` (missed) | ``met``."""
+    if deadline is None or arrived:
+        return "met" if arrived else "ok"
+    left = (deadline - now).total_seconds() / 60
+    return "red" if left < 0 else "amber" if left < AMBER_MINUTES else "ok"
+
+
+def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, viewer: Viewer,
+                  commitments: crews.Commitments) -> dict[str, Any]:
+    """One incident as the overview lists it."""
+    inc = Incident.from_json(row["state"])
+    stage = str(row.get("stage") or inc.stage)
+    villages = villages_off(inc, topology)
+    detected = row.get("created_at") or inc.start
+    deadline, area_type = crews.arrival_deadline(topology, villages, detected, commitments)
+    arrived = stage in ("on_site", "partially_restored", "restored", "closed")
+    care = special_care_customers(affected_customers(topology, inc.off))
+    named = {m.device for m in inc.members.values() if m.device}
+    return {
+        "id": inc.id, "kind": inc.kind, "kind_label": label(KIND_LABELS, viewer.language, inc.kind),
+        "status": inc.status, "stage": stage,
+        "stage_label": label(STAGE_LABELS, viewer.language, stage),
+        "priority": int(row.get("priority") or 0),
+        "feeder": inc.feeder, "feeder_name": topology.feeder_names.get(inc.feeder, inc.feeder),
+        "devices": [{"id": d, "name": name_of(topology, d)} for d in inc.estimate.devices],
+        # Named by a source (a fact) or inferred by the localiser (a probability).
+        "device_reported": bool(inc.estimate.devices) and set(inc.estimate.devices) <= named,
+        "probability": None if inc.estimate.probability is None
+        else round(inc.estimate.probability, 4),
+        "customers": inc.estimate.customers, "areas_off": len(inc.off),
+        "areas_confirmed": len([t for t in inc.off if inc.mark(t) == "reported"]),
+        "villages": [{"id": v, "name": village_name(topology, v)} for v in villages],
+        "important": len(inc.estimate.important_customers), "special_care": len(care),
+        "crew": row.get("crew_id"), "crew_name": _crew_name(topology, row.get("crew_id")),
+        "start": iso(inc.start), "start_local": local(inc.start, viewer.tz),
+        "etr": iso(inc.etr), "etr_local": local(inc.etr, viewer.tz),
+        "deadline": iso(deadline), "deadline_local": local(deadline, viewer.tz),
+        "deadline_area": area_type, "deadline_state": deadline_state(deadline, now, arrived),
+        "parent": inc.parent_id,
+    }
+
+
+def _crew_name(topology: Topology, crew_id: Any) -> str | None:
+    if not crew_id:
+        return None
+    crew = next((c for c in topology.crews if c.id == crew_id), None)
+    return crew.name if crew is not None and crew.name else str(crew_id)
+
+
+def overview(rows: Sequence[Mapping[str, Any]], planned: Sequence[Mapping[str, Any]],
+             topology: Topology, now: datetime, viewer: Viewer, commitments: crews.Commitments,
+             *, storm: Mapping[str, Any] | None, health: Mapping[str, Any],
+             outbox: Mapping[str, int]) -> dict[str, Any]:
+    """The overview: active incidents by priority, planned work, storm, sources, outbox."""
+    cards = [incident_card(r, topology, now, viewer, commitments) for r in rows]
+    cards.sort(key=lambda c: (-c["priority"], c["start"] or ""))
+    return {
+        "now": iso(now), "incidents": cards,
+        "planned": [incident_card(r, topology, now, viewer, commitments) for r in planned],
+        "storm": dict(storm) if storm else None,
+        "sources": [source_health(k, v, viewer) for k, v in sorted(health.items())],
+        "outbox": dict(outbox),
+        "totals": {"customers": sum(c["customers"] for c in cards),
+                   "special_care": sum(c["special_care"] for c in cards)},
+    }
+
+
+def source_health(name: str, value: Any, viewer: Viewer) -> dict[str, Any]:
+    """One source as the overview shows it: ok or failing, its last successful poll."""
+    value = value if isinstance(value, Mapping) else {}
+    last_ok = value.get("last_ok")
+    try:
+        last = datetime.fromisoformat(str(last_ok)) if last_ok else None
+    except ValueError:
+        last = None
+    return {"name": name, "ok": bool(value.get("ok")), "last_ok": iso(last),
+            "last_ok_local": local(last, viewer.tz), "error": mask_phones(str(value.get("error")
+                                                                                or ""))}
+
+
+def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
+                    notices: Sequence[Any], evidence: Sequence[Any], topology: Topology,
+                    now: datetime, viewer: Viewer, commitments: crews.Commitments
+                    ) -> dict[str, Any]:
+    """The incident page: the card plus timeline, evidence, hypotheses, section, areas,
+    special-care households and every notice."""
+    inc = Incident.from_json(row["state"])
+    card = incident_card(row, topology, now, viewer, commitments)
+    care = special_care_customers(affected_customers(topology, inc.off))
+    card.update({
+        "timeline": [{"at": local(e["at"], viewer.tz), "stage": str(e["stage"]),
+                      "stage_label": label(STAGE_LABELS, viewer.language, str(e["stage"])),
+                      "actor": mask_phones(str(e.get("actor") or "")),
+                      "note": mask_phones(str(e.get("note") or ""))} for e in log],
+        "evidence": [_evidence(s, viewer) for s in evidence],
+        "hypotheses": hypotheses(inc.estimate.hypotheses, topology),
+        "section": [{"id": d, "name": name_of(topology, d)} for d in inc.estimate.section],
+        "areas": [{"id": t, "name": name_of(topology, t), "mark": inc.mark(t),
+                   "restored": local(inc.restored[t], viewer.tz) if t in inc.restored else None,
+                   "village": village_name(topology, topology.nodes[t].village)
+                   if t in topology.nodes else "",
+                   "customers": topology.nodes[t].customers if t in topology.nodes else 0}
+                  for t in inc.estimate.transformers],
+        "care": [{"name": c.name, "phone": phone(c.phone, viewer), "tags": list(c.tags),
+                  "area": name_of(topology, c.transformer)} for c in care],
+        "notices": [{"id": m.id, "status": m.status, "purpose": m.purpose,
+                     "channel": m.channel, "target": phone(m.target, viewer),
+                     "attempts": m.attempts, "sent_at": local(m.sent_at, viewer.tz),
+                     "error": mask_phones(m.last_error or "")} for m in notices],
+        "cause": row.get("cause_category") or inc.cause,
+        "cancel_reason": inc.cancel_reason, "area_text": mask_phones(inc.area_text),
+        "crews": [{"id": c.id, "name": c.name} for c in topology.crews
+                  if not c.feeders or inc.feeder in c.feeders],
+    })
+    return card
+
+
+def _evidence(stored: Any, viewer: Viewer) -> dict[str, Any]:
+    e = stored.event
+    return {"source": e.source, "signal": e.signal, "status": e.status,
+            "at": local(e.start, viewer.tz), "transformers": list(e.transformers),
+            "device": e.device, "text": mask_phones(e.area_text or "")}
+
+
+def hypotheses(ranked: Sequence[Mapping[str, Any]], topology: Topology) -> list[dict[str, Any]]:
+    """The ranked hypotheses, each with what separates it from the first: the areas only it
+    would have off, and the areas only the first would (where a patrol or a call-back decides)."""
+    top = set(ranked[0].get("transformers", ())) if ranked else set()
+    out = []
+    for h in ranked:
+        areas = set(h.get("transformers", ()))
+        out.append({
+            "devices": [{"id": str(d), "name": name_of(topology, str(d))}
+                        for d in h.get("devices", ())],
+            "probability": h.get("probability"), "customers": h.get("customers"),
+            "areas": len(areas),
+            "only_here": [name_of(topology, t) for t in sorted(areas - top)][:8],
+            "only_first": [name_of(topology, t) for t in sorted(top - areas)][:8],
+        })
+    return out

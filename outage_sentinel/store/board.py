@@ -1,0 +1,133 @@
+"""What the board keeps: users, sessions, the audit trail, and the change marker its live view
+watches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from outage_sentinel.store.base import StoreBase
+from outage_sentinel.store.schema import (
+    audit_t,
+    board_sessions_t,
+    incident_log_t,
+    incidents_t,
+    kv_t,
+    outbox_t,
+    users_t,
+)
+
+
+class BoardStore(StoreBase):
+    """The ``users``, ``board_sessions`` and ``audit`` tables."""
+
+    # -- users ----------------------------------------------------------------------------------
+
+    def add_user(self, name: str, role: str, password_hash: str, now: datetime,
+                 must_change: bool = False) -> bool:
+        """False if the name is taken."""
+        with self.transaction() as conn:
+            if conn.execute(select(users_t.c.name).where(users_t.c.name == name)).first():
+                return False
+            conn.execute(users_t.insert().values(
+                name=name, role=role, password_hash=password_hash, disabled=False,
+                must_change=must_change, created_at=now, updated_at=now))
+        return True
+
+    def user(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users_t).where(users_t.c.name == name)).first()
+            return dict(row._mapping) if row else None
+
+    def users(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(users_t).order_by(
+                users_t.c.name))]
+
+    def update_user(self, name: str, now: datetime, **values: Any) -> bool:
+        """Set ``password_hash``, ``role``, ``disabled`` or ``must_change``; False if unknown.
+        Disabling or a new password ends the user's sessions."""
+        with self.transaction() as conn:
+            n = conn.execute(update(users_t).where(users_t.c.name == name)
+                             .values(updated_at=now, **values)).rowcount
+            if n and ("password_hash" in values or values.get("disabled")):
+                conn.execute(delete(board_sessions_t)
+                             .where(board_sessions_t.c.user_name == name))
+        return bool(n)
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def add_session(self, token_hash: str, user: str, csrf: str, now: datetime,
+                    expires: datetime) -> None:
+        with self.transaction() as conn:
+            conn.execute(delete(board_sessions_t).where(board_sessions_t.c.expires_at < now))
+            conn.execute(board_sessions_t.insert().values(
+                token_hash=token_hash, user_name=user, csrf=csrf, created_at=now,
+                expires_at=expires))
+
+    def session(self, token_hash: str, now: datetime) -> dict[str, Any] | None:
+        """The live session and its (enabled) user's name and role, or None."""
+        q = (select(board_sessions_t.c.user_name, board_sessions_t.c.csrf,
+                    board_sessions_t.c.expires_at, users_t.c.role, users_t.c.must_change)
+             .join(users_t, users_t.c.name == board_sessions_t.c.user_name)
+             .where(board_sessions_t.c.token_hash == token_hash,
+                    board_sessions_t.c.expires_at > now, users_t.c.disabled.is_(False)))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+            return dict(row._mapping) if row else None
+
+    def end_session(self, token_hash: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(delete(board_sessions_t)
+                         .where(board_sessions_t.c.token_hash == token_hash))
+
+    # -- audit ----------------------------------------------------------------------------------
+
+    def audit(self, now: datetime, actor: str, kind: str, *, ok: bool, action: str = "",
+              target: str = "", remote: str = "", detail: str = "") -> None:
+        with self.transaction() as conn:
+            conn.execute(audit_t.insert().values(
+                at=now, actor=actor[:100], kind=kind, action=action[:60], target=target[:200],
+                remote=remote[:100], ok=ok, detail=detail))
+
+    def failed_sign_ins(self, actor: str, since: datetime) -> list[datetime]:
+        """Times of failed sign-ins for ``actor`` since ``since``, after its last success."""
+        with self.engine.connect() as conn:
+            last_ok = conn.execute(select(func.max(audit_t.c.at)).where(
+                audit_t.c.actor == actor, audit_t.c.kind == "sign_in")).scalar()
+            start = max(since, last_ok) if last_ok is not None else since
+            return [r[0] for r in conn.execute(
+                select(audit_t.c.at).where(audit_t.c.actor == actor,
+                                           audit_t.c.kind == "sign_in_failed",
+                                           audit_t.c.at > start).order_by(audit_t.c.at))]
+
+    def audit_trail(self, limit: int = 200) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(audit_t).order_by(audit_t.c.id.desc()).limit(limit))]
+
+    # -- the live view --------------------------------------------------------------------------
+
+    def change_marker(self) -> str:
+        """A value that changes whenever the daemon or an operator commits anything the board
+        shows: incidents, their log, the outbox, the kv state (storm, source health)."""
+        with self.engine.connect() as conn:
+            parts = [
+                conn.execute(select(func.max(incidents_t.c.updated_at))).scalar(),
+                conn.execute(select(func.max(incident_log_t.c.id))).scalar(),
+                conn.execute(select(func.max(outbox_t.c.id))).scalar(),
+                conn.execute(select(func.count()).select_from(outbox_t)
+                             .where(outbox_t.c.status == "sent")).scalar(),
+                conn.execute(select(func.max(kv_t.c.updated_at))
+                             .where(~kv_t.c.key.like("cursor:%"))).scalar(),
+            ]
+        return "|".join(str(p) for p in parts)
+
+    def kv_prefixed(self, prefix: str) -> dict[str, Any]:
+        """Every kv value whose key starts with ``prefix`` (keyed by the rest of the key)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(kv_t.c.key, kv_t.c.value)
+                                .where(kv_t.c.key.like(prefix + "%")))
+            return {str(k)[len(prefix):]: v for k, v in rows}
