@@ -161,7 +161,10 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         "notices": [{"id": m.id, "status": m.status, "purpose": m.purpose,
                      "channel": m.channel, "target": phone(m.target, viewer),
                      "attempts": m.attempts, "sent_at": local(m.sent_at, viewer.tz),
-                     "error": mask_phones(m.last_error or "")} for m in notices],
+                     "error": mask_phones(m.last_error or "") if m.status != "sent" else ""}
+                    for m in notices],
+        "villages_all": [{"id": v, "name": village_name(topology, v)}
+                         for v in inc.estimate.villages],
         "cause": row.get("cause_category") or inc.cause,
         "cancel_reason": inc.cancel_reason, "area_text": mask_phones(inc.area_text),
         "crews": [{"id": c.id, "name": c.name} for c in topology.crews

@@ -99,7 +99,13 @@ async function act(path, body) {
   } catch (e) { flash(e.message, true); }
 }
 
-function pct(p) { return p === null || p === undefined ? "" : `${Math.round(p * 100)}%`; }
+// An inference is never shown as certain: above 99 % it reads ">99%", below 1 % "<1%".
+function pct(p) {
+  if (p === null || p === undefined) return "";
+  if (p > 0.99) return ">99%";
+  if (p < 0.01) return "<1%";
+  return `${Math.round(p * 100)}%`;
+}
 
 function countdown(iso, state) {
   if (!iso) return "";
@@ -181,12 +187,12 @@ function incidentView(c) {
   const head = h("div", {class: "card"},
     h("h1", {}, `${c.id} · ${c.kind_label} · ${c.stage_label}`),
     h("p", {}, `${W.feeder}: ${c.feeder_name} · ${W.point}: ${pointText(c)}`),
-    h("p", {}, `${W.customers}: ${c.customers} · ${W.villages}: ${c.villages.map((v) => v.name).join("、")}`),
+    h("p", {}, `${W.customers}: ${c.customers} · ${W.villages}: ${(c.villages.length ? c.villages : c.villages_all).map((v) => v.name).join("、")}`),
     h("p", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state},
       `${W.deadline}: ${c.deadline_local || "-"} ${countdown(c.deadline, c.deadline_state)}`),
     h("p", {}, `${W.etr}: ${c.etr_local || "-"} · ${W.crew}: ${c.crew_name || "-"}${c.cause ? " · " + W.cause + ": " + c.cause : ""}`));
   return h("div", {class: "incident"}, head,
-    c.status === "active" || c.stage === "restored" ? (MAY_ACT ? actionsPanel(c) : h("p", {class: "muted"}, W.viewerNote)) : null,
+    c.status === "active" || c.stage === "restored" ? (MAY_ACT ? actionsPanel(c) : h("p", {class: "muted", id: "read-only"}, W.viewerNote)) : null,
     section(W.hypotheses, list(c.hypotheses, (x) => `${x.devices.map((d) => d.name).join("、")} · ${W.prob} ${pct(x.probability)} · ${x.customers} ${W.customers}` +
       (x.only_here.length ? ` · ${W.onlyHere}: ${x.only_here.join("、")}` : "") + (x.only_first.length ? ` · ${W.onlyFirst}: ${x.only_first.join("、")}` : ""))),
     section(W.section, list(c.section, (d) => d.name)),
@@ -198,7 +204,7 @@ function incidentView(c) {
     section(W.evidence, list(c.evidence, (e) => `${e.at} · ${e.source} · ${e.signal} · ${e.status} · ${e.device || ""} ${e.transformers.slice(0, 6).join(",")} ${e.text}`)),
     section(W.notices, h("table", {class: "grid", id: "notices"}, h("tbody", {}, c.notices.map((m) =>
       h("tr", {class: `status-${m.status}`}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
-        h("td", {}, m.target), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error))))))));
+        h("td", {}, m.target), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error)))))));
 }
 
 function actionsPanel(c) {
@@ -215,6 +221,9 @@ function actionsPanel(c) {
   const seen = new Set();
   const device = h("select", {name: "device"}, h("option", {value: ""}, "-"), devices.filter((d) => !seen.has(d.id) && seen.add(d.id)).map((d) => h("option", {value: d.id}, d.name)));
   const chosen = () => picks.map((p) => p.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+  const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, device),
+    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: device.value, note: note.value})));
+  if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), closing);
   return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions),
     h("div", {class: "row"}, note,
       button("act-ack", W.ack, () => act(`${base}/ack`, {note: note.value})),
@@ -223,9 +232,7 @@ function actionsPanel(c) {
     off.length ? h("div", {class: "row"}, picks, button("act-restore", W.restore, () => act(`${base}/restore`, {transformers: chosen(), note: note.value})),
       button("act-scope", W.scopeRemove, () => act(`${base}/scope`, {remove: chosen(), note: note.value}))) : null,
     h("div", {class: "row"}, etr, button("act-etr", W.setEtr, () => act(`${base}/etr`, {time: etr.value.replace("T", " "), note: note.value})),
-      reason, button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value}))),
-    h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, device),
-      button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: device.value, note: note.value}))));
+      reason, button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value}))));
 }
 
 // -- map ---------------------------------------------------------------------------------------

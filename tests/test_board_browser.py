@@ -1,0 +1,186 @@
+"""The board in a real headless Chromium, served by the daemon running as a subprocess on the
+demo scenario: sign in, an incident committed by another process appears without a reload,
+confirm / dispatch / on site / restore / close from the page (the database, the lifecycle log
+and the outbox show each step with the user as actor), a viewer cannot act, a POST without the
+CSRF token is refused, and wrong passwords are slowed down. Screenshots of the overview, the
+map and the incident page are written to ``test-screenshots/board/``."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from outage_sentinel.store import Store
+from tests.browser import browser, screenshot_dir  # noqa: F401 (the fixture)
+from tests.e2e_helpers import make_config, start_daemon, stop, wait_for
+
+pytestmark = pytest.mark.slow
+PASSWORD = "board test password"
+
+
+def cli(config: Path, *args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if password is not None:
+        env["OUTAGE_SENTINEL_PASSWORD"] = password
+    return subprocess.run([sys.executable, "-m", "outage_sentinel", "--config", str(config),
+                           *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    tmp = tmp_path_factory.mktemp("board")
+    config = make_config(tmp, speed=10.0, interval=0.5)
+    for name, role in (("ops", "operator"), ("watch", "viewer"), ("slow", "viewer")):
+        r = cli(config, "users", "add", name, "--role", role, password=PASSWORD)
+        assert r.returncode == 0, r.stderr
+    listed = cli(config, "users", "list").stdout
+    assert "ops" in listed and "operator" in listed and "watch" in listed
+    port = yaml.safe_load(config.read_text("utf-8"))["board"]["port"]
+    proc = start_daemon(config)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(lambda: (tmp / "daemon.log").exists() and "running" in
+                        (tmp / "daemon.log").read_text("utf-8"), 30)
+        yield config, url
+    finally:
+        assert stop(proc) == 0
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        assert f"board: {url}/" in out
+        assert "one-time password" not in out  # users existed: no first admin
+
+
+def sign_in(browser: Any, url: str, user: str, password: str = PASSWORD) -> Any:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.errors = errors  # checked by the tests once they are done with the page
+    page.goto(f"{url}/")
+    assert page.url.endswith("/login")
+    page.fill("input[name=user]", user)
+    page.fill("input[name=password]", password)
+    page.click("#sign-in")
+    page.wait_for_selector("#view table, #view .overview", timeout=15000)
+    return page
+
+
+def store_of(config: Path) -> Store:
+    state = yaml.safe_load(config.read_text("utf-8"))["state_dir"]
+    return Store(f"sqlite:///{state}/sentinel.db")
+
+
+def stage_of(config: Path, iid: str) -> str:
+    store = store_of(config)
+    try:
+        row = store.get_incident(iid)
+        return str(row["stage"]) if row else ""
+    finally:
+        store.close()
+
+
+def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    config, url = running
+    page = sign_in(browser, url, "ops")
+    page.wait_for_selector("#connection.up", timeout=10000)
+    page.evaluate("window.__noReload = 1")
+    shots = screenshot_dir() / "board"
+    shots.mkdir(exist_ok=True)
+    # Another process (the operator CLI) opens an incident: the page shows it without reload.
+    r = cli(config, "incidents", "open", "--transformers", "T-CG01-001,T-CG01-002",
+            "--note", "电话报修")
+    assert r.returncode == 0, r.stderr
+    found = re.search(r"^(INC-\S+): stage", r.stdout, re.M)
+    assert found, r.stdout
+    iid = found.group(1)
+    page.wait_for_selector(f"tr[data-incident='{iid}']", timeout=5000)
+    assert page.evaluate("window.__noReload") == 1
+    page.screenshot(path=str(shots / "overview.png"), full_page=True)
+
+    page.click("a[href='#/map']")
+    page.wait_for_selector("#map-svg circle.area.off", timeout=15000)
+    page.screenshot(path=str(shots / "map.png"))
+
+    page.goto(f"{url}/#/incident/{iid}")
+    page.wait_for_selector("#actions", timeout=10000)
+    for button, stage in (("#act-ack", None), ("#act-dispatch", "dispatched"),
+                          ("#act-arrive", "on_site"), ("#act-restore", "restored")):
+        page.click(button)
+        page.wait_for_selector("#flash:not([hidden])", timeout=10000)
+        assert "flash bad" not in (page.get_attribute("#flash", "class") or ""), \
+            page.text_content("#flash")
+        if stage:
+            assert wait_for(lambda s=stage: stage_of(config, iid) == s, 10)  # type: ignore[misc]
+    page.wait_for_selector("#act-close", timeout=10000)
+    page.screenshot(path=str(shots / "incident.png"), full_page=True)
+    page.select_option("select[name=cause]", index=1)
+    page.click("#act-close")
+    store = store_of(config)
+    try:
+        assert wait_for(lambda: store.get_incident(iid)["stage"] == "closed", 10)  # type: ignore[index]
+        log = store.incident_log(iid)
+        by_stage = {e["stage"]: e["actor"] for e in log}
+        for stage in ("confirmed", "on_site", "restored", "closed"):
+            assert by_stage.get(stage) == "board:ops", (stage, by_stage)
+        assert "board:ops" in {e["actor"] for e in log if e["stage"] == "dispatched"}
+        purposes = {m.purpose for m in store.messages(incident_id=iid)}
+        assert {"outage", "dispatch", "restored"} <= purposes
+        actions = [(a["actor"], a["action"]) for a in store.audit_trail()
+                   if a["kind"] == "action" and a["target"] == iid]
+        assert {("ops", "ack"), ("ops", "dispatch"), ("ops", "arrive"), ("ops", "restore"),
+                ("ops", "close")} <= set(actions)
+    finally:
+        store.close()
+    assert page.errors == []
+    page.context.close()
+
+
+def test_a_viewer_cannot_act_and_a_post_without_csrf_is_refused(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    config, url = running
+    page = sign_in(browser, url, "watch")
+    page.wait_for_selector("tr[data-incident] a", timeout=20000)  # the demo's incidents
+    iid = page.text_content("tr[data-incident] a")
+    page.goto(f"{url}/#/incident/{iid}")
+    page.wait_for_selector(".incident", timeout=10000)
+    assert page.query_selector("#actions") is None
+    status = page.evaluate(
+        """async ([iid, csrf]) => (await fetch(`/api/incidents/${iid}/ack`, {method: "POST",
+        headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: "{}"})).status""",
+        [iid, page.evaluate("document.body.dataset.csrf")])
+    assert status == 403
+    page.context.close()
+    ops = sign_in(browser, url, "ops")
+    no_token = ops.evaluate(
+        """async (iid) => (await fetch(`/api/incidents/${iid}/ack`, {method: "POST",
+        headers: {"Content-Type": "application/json"}, body: "{}"})).status""", iid)
+    assert no_token == 403
+    ops.context.close()
+
+
+def test_wrong_passwords_five_times_slow_the_next_attempt(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    _config, url = running
+    context = browser.new_context()
+    page = context.new_page()
+    for _ in range(5):
+        page.goto(f"{url}/login")
+        page.fill("input[name=user]", "slow")
+        page.fill("input[name=password]", "not the password")
+        page.click("#sign-in")
+        page.wait_for_selector("#login-error")
+    page.fill("input[name=user]", "slow")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#sign-in")
+    page.wait_for_selector("#login-error")
+    assert "error=wait" in page.url
+    context.close()
