@@ -85,15 +85,40 @@ def test_source_health_reads_what_the_poller_wrote() -> None:
 
 def test_a_bundle_without_coordinates_gets_a_schematic_tree() -> None:
     grid = build_grid()
-    layout = schematic(grid)
+    x, y, placed = schematic(grid)
+    pos = grid.columns.pos
     energised = {n for n in grid.nodes if n in grid.sources or grid.parent_of(n) is not None}
-    assert set(layout) == energised  # an open tie switch belongs to no feeder tree
-    for node in energised:  # each child one step right of its parent
+    # An open tie switch belongs to no feeder tree.
+    assert {n for n in grid.nodes if placed[pos[n]]} == energised
+    for node in energised:  # each child one step right of its parent, not above its row
         parent = grid.parent_of(node)
         if parent is not None:
-            assert layout[node][0] == layout[parent][0] + 1
+            assert x[pos[node]] == x[pos[parent]] + 1
+            assert y[pos[node]] >= y[pos[parent]]
     leaves = [n for n in energised if not grid.children(n)]
-    assert len({layout[n][1] for n in leaves}) == len(leaves)  # one row per leaf
+    assert len({y[pos[n]] for n in leaves}) == len(leaves)  # one row per leaf
     payload = map_payload(grid)
-    assert payload["mode"] == "schematic"
+    assert payload["mode"] == "schematic" and payload["level"] == "detail"
     assert sum(len(f["lines"]) for f in payload["feeders"]) == len(energised) - len(grid.sources)
+    one = grid.feeders[0]
+    detail = map_payload(grid, feeders=[one])
+    assert [f["id"] for f in detail["feeders"]] == [one]
+
+
+def test_a_large_bundle_is_sent_as_villages_first_and_feeders_on_demand() -> None:
+    from pathlib import Path
+
+    from outage_sentinel.topology import load_bundle
+
+    demo = load_bundle(Path(__file__).resolve().parents[1] / "topology")
+    county = map_payload(demo, detail_limit=10)
+    assert county["level"] == "county" and county["areas"] == [] and county["devices"] == []
+    assert sum(v[4] for v in county["villages"]) == len(demo.transformers)
+    assert sum(v[5] for v in county["villages"]) == demo.total_customers
+    assert sum(len(f["lines"]) for f in county["feeders"]) == len(county["villages"])
+    whole = map_payload(demo)
+    assert whole["level"] == "detail" and len(whole["areas"]) == len(demo.transformers)
+    one = demo.feeders[0]
+    detail = map_payload(demo, feeders=[one], detail_limit=10)
+    assert detail["level"] == "detail" and {f["id"] for f in detail["feeders"]} == {one}
+    assert 0 < len(detail["areas"]) < len(demo.transformers)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 
 from outage_sentinel.board import access
 from outage_sentinel.board.actions import USER_ERRORS, Actions
-from outage_sentinel.board.geo import map_payload
+from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
 from outage_sentinel.board.views import Viewer, incident_detail, overview
 from outage_sentinel.config import BoardConfig
@@ -62,6 +62,9 @@ class Board:
     clock: Callable[[], datetime]
     tz: tzinfo
     language: str
+    #: The map's layout and JSON, per topology object (see :func:`map_bytes`).
+    layouts: dict[int, Layout] = field(default_factory=dict)
+    map_cache: dict[tuple[int, str], bytes] = field(default_factory=dict)
 
 
 Handler = Callable[[Request, Board, dict[str, Any]], Awaitable[Response]]
@@ -304,9 +307,30 @@ async def incident_json(request: Request, board: Board, session: dict[str, Any])
     return JSONResponse(data)
 
 
+def map_bytes(board: Board, feeders: str | None) -> bytes:
+    """The map's JSON, cached per topology (a reload brings a new one) and feeder selection."""
+    topology = board.topology()
+    key = (id(topology), feeders or "")
+    cached = board.map_cache.get(key)
+    if cached is None:
+        lay = board.layouts.get(id(topology))
+        if lay is None:
+            board.layouts.clear()
+            board.map_cache.clear()
+            lay = board.layouts[id(topology)] = layout(topology)
+        wanted = [f for f in feeders.split(",") if f] if feeders is not None else None
+        cached = json.dumps(map_payload(topology, board.settings.tile_url, wanted, lay),
+                            ensure_ascii=False, separators=(",", ":")).encode()
+        if len(board.map_cache) > 256:
+            board.map_cache.clear()
+        board.map_cache[key] = cached
+    return cached
+
+
 async def map_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
-    data = await run_in_threadpool(map_payload, board.topology(), board.settings.tile_url)
-    return JSONResponse(data, headers={"Cache-Control": "private, max-age=60"})
+    body = await run_in_threadpool(map_bytes, board, request.query_params.get("feeders"))
+    return Response(body, media_type="application/json",
+                    headers={"Cache-Control": "private, max-age=60"})
 
 
 async def outbox_json(request: Request, board: Board, session: dict[str, Any]) -> Response:

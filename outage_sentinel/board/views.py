@@ -167,10 +167,30 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                          for v in inc.estimate.villages],
         "cause": row.get("cause_category") or inc.cause,
         "cancel_reason": inc.cancel_reason, "area_text": mask_phones(inc.area_text),
+        "crew_position": crew_position(topology, row.get("crew_id"), inc,
+                                       str(row.get("stage") or inc.stage)),
         "crews": [{"id": c.id, "name": c.name} for c in topology.crews
                   if not c.feeders or inc.feeder in c.feeders],
     })
     return card
+
+
+def crew_position(topology: Topology, crew_id: Any, inc: Incident, stage: str
+                  ) -> list[float] | None:
+    """Where to draw the crew on the map, ``[lon, lat]``: at the fault once on site, else at
+    its base (``crews.csv`` lat/lon); None when the bundle does not say."""
+    if not crew_id:
+        return None
+    if stage in ("on_site", "partially_restored"):
+        for d in inc.estimate.devices:
+            node = topology.nodes.get(d)
+            if node is not None and node.lat is not None and node.lon is not None:
+                return [node.lon, node.lat]
+    crew = next((c for c in topology.crews if c.id == crew_id), None)
+    try:
+        return [float(crew.extra["lon"]), float(crew.extra["lat"])] if crew else None
+    except (KeyError, ValueError):
+        return None
 
 
 def _evidence(stored: Any, viewer: Viewer) -> dict[str, Any]:

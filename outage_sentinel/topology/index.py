@@ -600,6 +600,12 @@ class Topology:
     def total_customers(self) -> int:
         return self._total_customers
 
+    @property
+    def columns(self) -> NodeTable:
+        """The node fields column by column (read-only; index = node position): for views that
+        visit every node (the board's map) without making a view per node."""
+        return self._table
+
     def stats(self) -> dict[str, Any]:
         """Counts for ``outage-sentinel topology stats``."""
         t = self._table

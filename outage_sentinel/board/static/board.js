@@ -238,19 +238,30 @@ function actionsPanel(c) {
 // -- map ---------------------------------------------------------------------------------------
 
 let MAP = null;
+const DETAIL = new Map();  // feeder ids -> their detail (large bundles)
+
+async function mapData(feeders) {
+  if (!MAP) MAP = await api("/api/map");
+  if (MAP.level !== "county" || !feeders.length) return [MAP];
+  const key = [...feeders].sort().join(",");
+  if (!DETAIL.has(key)) DETAIL.set(key, await api(`/api/map?feeders=${encodeURIComponent(key)}`));
+  return [MAP, DETAIL.get(key)];
+}
 
 async function mapView() {
-  if (!MAP) MAP = await api("/api/map");
   const data = await api("/api/overview");
   const off = new Map();
   const suspect = new Set();
+  const offVillages = new Set(data.incidents.flatMap((c) => c.villages.map((v) => v.id)));
   const detail = await Promise.all(data.incidents.slice(0, 50).map((c) => api(`/api/incidents/${encodeURIComponent(c.id)}`)));
   for (const c of detail) {
     for (const a of c.areas) if (!a.restored) off.set(a.id, c.id);
     for (const d of [...c.devices, ...c.section]) suspect.add(d.id);
   }
-  const [x0, y0, x1, y1] = MAP.bounds;
-  const geo = MAP.mode === "geo";
+  const layers = await mapData([...new Set(data.incidents.map((c) => c.feeder))]);
+  const base = layers[0];
+  const [x0, y0, x1, y1] = base.bounds;
+  const geo = base.mode === "geo";
   const W_ = 1000, H_ = 700, pad = 20;
   const sx = (W_ - 2 * pad) / Math.max(x1 - x0, 1e-9), sy = (H_ - 2 * pad) / Math.max(y1 - y0, 1e-9);
   const s = geo ? Math.min(sx, sy) : null;
@@ -267,14 +278,25 @@ async function mapView() {
     svg.append(el);
     return el;
   };
-  for (const f of MAP.feeders) {
-    const d = f.lines.map(([a, b, c, e]) => `M${X(a).toFixed(1)},${Y(b).toFixed(1)}L${X(c).toFixed(1)},${Y(e).toFixed(1)}`).join("");
-    add("path", {d, class: "feeder"}).append(Object.assign(document.createElementNS(NS, "title"), {textContent: f.name}));
+  for (const layer of layers) {
+    for (const f of layer.feeders) {
+      const d = f.lines.map(([a, b, c, e]) => `M${X(a).toFixed(1)},${Y(b).toFixed(1)}L${X(c).toFixed(1)},${Y(e).toFixed(1)}`).join("");
+      add("path", {d, class: layer.level === "county" ? "feeder county" : "feeder"}).append(Object.assign(document.createElementNS(NS, "title"), {textContent: f.name}));
+    }
   }
-  for (const [id, x, y] of MAP.devices) if (suspect.has(id)) add("circle", {cx: X(x), cy: Y(y), r: 7, class: "suspect"});
-  for (const [id, x, y] of MAP.areas) add("circle", {cx: X(x), cy: Y(y), r: off.has(id) ? 4 : 2.5, class: off.has(id) ? "area off" : "area"});
-  for (const [id, x, y] of MAP.sources) add("rect", {x: X(x) - 5, y: Y(y) - 5, width: 10, height: 10, class: "substation"});
-  for (const [, name, x, y] of MAP.villages) add("text", {x: X(x) + 4, y: Y(y) - 4, class: "village"}, name);
+  for (const layer of layers) {
+    for (const [id, x, y] of layer.devices) if (suspect.has(id)) add("circle", {cx: X(x), cy: Y(y), r: 7, class: "suspect"});
+    for (const [id, x, y] of layer.areas) add("circle", {cx: X(x), cy: Y(y), r: off.has(id) ? 4 : 2.5, class: off.has(id) ? "area off" : "area"});
+    for (const [, x, y] of layer.sources) add("rect", {x: X(x) - 5, y: Y(y) - 5, width: 10, height: 10, class: "substation"});
+  }
+  if (base.level === "county") {
+    for (const [id, , x, y, n] of base.villages) add("circle", {cx: X(x), cy: Y(y), r: Math.min(2 + Math.sqrt(n), 8), class: offVillages.has(id) ? "area off" : "area"});
+  }
+  for (const [, name, x, y] of base.villages) add("text", {x: X(x) + 4, y: Y(y) - 4, class: "village"}, name);
+  for (const c of detail) {
+    const crew = c.crew_position;
+    if (crew && geo) add("text", {x: X(crew[0]), y: Y(crew[1]), class: "crew"}, `▲ ${c.crew_name || ""}`);
+  }
   return h("div", {class: "map"}, h("h2", {}, `${W.map} · ${off.size} ${W.off}`), svg);
 }
 
