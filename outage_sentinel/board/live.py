@@ -26,11 +26,12 @@ class ChangeWatcher:
         self.read_marker, self.interval = read_marker, interval
         self.marker = ""
         self.version = 0
-        self._changed: asyncio.Condition | None = None
+        #: Set (and replaced by a fresh one) at each change: a stream waits on the one it holds.
+        self._changed: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         self.marker = await run_in_threadpool(self.read_marker)
         self._task = asyncio.create_task(self._watch())
 
@@ -49,28 +50,24 @@ class ChangeWatcher:
             if marker != self.marker:
                 self.marker = marker
                 self.version += 1
-                async with self._changed:
-                    self._changed.notify_all()
+                changed, self._changed = self._changed, asyncio.Event()
+                changed.set()
 
     async def stream(self, is_disconnected: Callable[[], object]) -> AsyncIterator[str]:
         """SSE lines: ``event: change`` whenever the marker moves, a comment when idle."""
         assert self._changed is not None
         seen = self.version
-
-        def moved() -> bool:
-            return self.version != seen
-
-        yield f"retry: 2000\nevent: hello\ndata: {self.version}\n\n"
+        yield f"retry: 2000\nevent: hello\ndata: {seen}\n\n"
         while True:
-            try:
-                async with self._changed:
-                    await asyncio.wait_for(self._changed.wait_for(moved),
-                                           KEEPALIVE_SECONDS)
-            except TimeoutError:
-                if await _awaited(is_disconnected()):
-                    return
-                yield ": keep-alive\n\n"
-                continue
+            changed = self._changed
+            if self.version == seen:
+                try:
+                    await asyncio.wait_for(changed.wait(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    if await _awaited(is_disconnected()):
+                        return
+                    yield ": keep-alive\n\n"
+                    continue
             seen = self.version
             yield f"event: change\ndata: {seen}\n\n"
 
