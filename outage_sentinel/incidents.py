@@ -730,7 +730,8 @@ def villages_off(incident: Incident, topology: Topology | None = None) -> list[s
     """
     if topology is None:
         return list(incident.estimate.villages)
-    still = {topology.nodes[t].village for t in incident.off if t in topology.nodes}
+    pos = topology.pos
+    still = set(topology.villages_of(t for t in incident.off if t in pos))
     return [v for v in incident.estimate.villages if v in still]
 
 

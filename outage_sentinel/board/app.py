@@ -37,7 +37,7 @@ from outage_sentinel.board import access
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
-from outage_sentinel.board.views import Viewer, incident_detail, overview
+from outage_sentinel.board.views import CardCache, Viewer, incident_detail, overview
 from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
 from outage_sentinel.logs import get_logger, redact
@@ -65,6 +65,8 @@ class Board:
     #: The map's layout and JSON, per topology object (see :func:`map_bytes`).
     layouts: dict[int, Layout] = field(default_factory=dict)
     map_cache: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    #: Overview cards of incidents that have not changed since they were last shown.
+    cards: CardCache = field(default_factory=CardCache)
 
 
 Handler = Callable[[Request, Board, dict[str, Any]], Awaitable[Response]]
@@ -271,17 +273,16 @@ async def me(request: Request, board: Board, session: dict[str, Any]) -> Respons
 
 def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
     now, topology = board.clock(), board.topology()
-    rows = board.store.load_incidents(open_only=True)
-    horizon = now + timedelta(days=2)
-    planned = [r for r in board.store.load_incidents(open_only=False, kinds=["planned",
-                                                                             "temporary"])
-               if r["status"] == "active" and r["start"] < horizon]
+    heads = board.store.incident_heads()
+    cards = board.cards.cards(heads, board.store.incident_states, topology, now, viewer,
+                              board.commitments)
+    horizon = (now + timedelta(days=2)).isoformat()
     storm = board.store.kv_get(STORM_KEY)
-    return overview([r for r in rows if r["kind"] == "fault"], planned, topology, now, viewer,
-                    board.commitments,
-                    storm=storm if storm_declared(storm, now) else None,
+    return overview([c for c in cards if c["kind"] == "fault"],
+                    [c for c in cards if c["kind"] != "fault" and (c["start"] or "") < horizon],
+                    now, storm=storm if storm_declared(storm, now) else None,
                     health=board.store.kv_prefixed(HEALTH_PREFIX),
-                    outbox=board.store.outbox_counts())
+                    outbox=board.store.outbox_counts(), viewer=viewer)
 
 
 async def overview_json(request: Request, board: Board, session: dict[str, Any]) -> Response:

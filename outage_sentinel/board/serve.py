@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
@@ -19,6 +20,7 @@ from outage_sentinel.board.actions import Actions
 from outage_sentinel.board.app import Board, create_app
 from outage_sentinel.config import Config
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.signals import SignalInbox
 from outage_sentinel.silencing import Silencing
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
@@ -93,10 +95,23 @@ class BoardServer:
         self.thread.join(timeout)
 
 
-def serve(board: Board) -> None:
-    """Serve in the foreground until SIGTERM/SIGINT (``outage-sentinel board``)."""
-    uvicorn.run(create_app(board), host=board.settings.host, port=board.settings.port,
-                log_config=None, access_log=False)
+def serve(board: Board, reload: Callable[[], object] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (``outage-sentinel board``), then exit 0; SIGHUP calls
+    ``reload`` (the topology bundle). uvicorn runs in a thread, so the signals stay ours."""
+    inbox = SignalInbox()
+    inbox.install()
+    server = BoardServer(board)
+    server.start()
+    while server.thread.is_alive():
+        if inbox.received:
+            if inbox.stop_requested():
+                break
+            inbox.take()
+            if reload is not None:
+                reload()
+        time.sleep(0.2)
+    server.stop(timeout=10)
+    return 0
 
 
 def serve_board(config: Config, store: Store, topology: Callable[[], Topology],

@@ -7,7 +7,8 @@ local (``YYYY-MM-DD HH:MM``) and also ISO for the page's countdowns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -69,7 +70,8 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
     detected = row.get("created_at") or inc.start
     deadline, area_type = crews.arrival_deadline(topology, villages, detected, commitments)
     arrived = stage in ("on_site", "partially_restored", "restored", "closed")
-    care = special_care_customers(affected_customers(topology, inc.off))
+    off = inc.off
+    care = special_care_customers(affected_customers(topology, off))
     named = {m.device for m in inc.members.values() if m.device}
     return {
         "id": inc.id, "kind": inc.kind, "kind_label": label(KIND_LABELS, viewer.language, inc.kind),
@@ -82,8 +84,8 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
         "device_reported": bool(inc.estimate.devices) and set(inc.estimate.devices) <= named,
         "probability": None if inc.estimate.probability is None
         else round(inc.estimate.probability, 4),
-        "customers": inc.estimate.customers, "areas_off": len(inc.off),
-        "areas_confirmed": len([t for t in inc.off if inc.mark(t) == "reported"]),
+        "customers": inc.estimate.customers, "areas_off": len(off),
+        "areas_confirmed": sum(1 for t in off if inc.mark(t) == "reported"),
         "villages": [{"id": v, "name": village_name(topology, v)} for v in villages],
         "important": len(inc.estimate.important_customers), "special_care": len(care),
         "crew": row.get("crew_id"), "crew_name": _crew_name(topology, row.get("crew_id")),
@@ -91,7 +93,7 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
         "etr": iso(inc.etr), "etr_local": local(inc.etr, viewer.tz),
         "deadline": iso(deadline), "deadline_local": local(deadline, viewer.tz),
         "deadline_area": area_type, "deadline_state": deadline_state(deadline, now, arrived),
-        "parent": inc.parent_id,
+        "parent": inc.parent_id, "arrived": arrived,
     }
 
 
@@ -102,16 +104,57 @@ def _crew_name(topology: Topology, crew_id: Any) -> str | None:
     return crew.name if crew is not None and crew.name else str(crew_id)
 
 
-def overview(rows: Sequence[Mapping[str, Any]], planned: Sequence[Mapping[str, Any]],
-             topology: Topology, now: datetime, viewer: Viewer, commitments: crews.Commitments,
-             *, storm: Mapping[str, Any] | None, health: Mapping[str, Any],
-             outbox: Mapping[str, int]) -> dict[str, Any]:
+class CardCache:
+    """Overview cards by incident, kept while the incident row (revision, stage, crew,
+    priority), the topology and the language stay the same; the countdown colour is recomputed
+    at each read. A board serving 500 incidents decodes only the states that changed."""
+
+    def __init__(self) -> None:
+        self._cards: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self._lock = threading.Lock()  # requests run on several worker threads
+
+    def cards(self, heads: Sequence[Mapping[str, Any]],
+              states: Callable[[Sequence[str]], Mapping[str, Any]], topology: Topology,
+              now: datetime, viewer: Viewer, commitments: crews.Commitments
+              ) -> list[dict[str, Any]]:
+        """The cards of ``heads`` (the active incident rows without state), in their order."""
+        with self._lock:
+            return self._refresh(heads, states, topology, now, viewer, commitments)
+
+    def _refresh(self, heads: Sequence[Mapping[str, Any]],
+              states: Callable[[Sequence[str]], Mapping[str, Any]], topology: Topology,
+              now: datetime, viewer: Viewer, commitments: crews.Commitments
+              ) -> list[dict[str, Any]]:
+        keys = {h["id"]: (h["updated_at"], h["revision"], h.get("stage"), h.get("crew_id"),
+                          h.get("priority"), id(topology), viewer.language, str(viewer.tz))
+                for h in heads}
+        stale = [i for i, k in keys.items() if self._cards.get(i, ((), {}))[0] != k]
+        fresh = states(stale) if stale else {}
+        for h in heads:
+            if h["id"] in fresh:
+                card = incident_card({**h, "state": fresh[h["id"]]}, topology, now, viewer,
+                                     commitments)
+                self._cards[h["id"]] = (keys[h["id"]], card)
+        self._cards = {i: c for i, c in self._cards.items() if i in keys}
+        out = []
+        for h in heads:
+            cached = self._cards.get(h["id"])
+            if cached is None:
+                continue  # its state vanished between the two reads: next time
+            card = dict(cached[1])
+            deadline = datetime.fromisoformat(card["deadline"]) if card["deadline"] else None
+            card["deadline_state"] = deadline_state(deadline, now, card["arrived"])
+            out.append(card)
+        return out
+
+
+def overview(cards: list[dict[str, Any]], planned: list[dict[str, Any]], now: datetime, *,
+             storm: Mapping[str, Any] | None, health: Mapping[str, Any],
+             outbox: Mapping[str, int], viewer: Viewer) -> dict[str, Any]:
     """The overview: active incidents by priority, planned work, storm, sources, outbox."""
-    cards = [incident_card(r, topology, now, viewer, commitments) for r in rows]
-    cards.sort(key=lambda c: (-c["priority"], c["start"] or ""))
+    cards = sorted(cards, key=lambda c: (-c["priority"], c["start"] or ""))
     return {
-        "now": iso(now), "incidents": cards,
-        "planned": [incident_card(r, topology, now, viewer, commitments) for r in planned],
+        "now": iso(now), "incidents": cards, "planned": planned,
         "storm": dict(storm) if storm else None,
         "sources": [source_health(k, v, viewer) for k, v in sorted(health.items())],
         "outbox": dict(outbox),

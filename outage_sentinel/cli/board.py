@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from outage_sentinel.cli import EXIT_PROBLEMS, EXIT_USAGE
+from outage_sentinel.cli import EXIT_CONFIG, EXIT_PROBLEMS, EXIT_USAGE
 
 #: Read the new password from this environment variable instead of prompting (scripts, tests).
 PASSWORD_ENV = "OUTAGE_SENTINEL_PASSWORD"
@@ -90,25 +90,42 @@ def _update(verb: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve_board(args: argparse.Namespace, config: Any, topology: Any, store: Any) -> int:
-    from outage_sentinel.board.serve import build, first_admin, serve
-    from outage_sentinel.logs import configure
+    from outage_sentinel.board.serve import build, check_port, first_admin, serve
+    from outage_sentinel.logs import configure, get_logger
+    from outage_sentinel.topology import TopologyError, load_bundle
 
     configure(config.log.level, config.log.format, config.log.file)
     settings = config.board.model_copy(update={
         k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
     config = config.model_copy(update={"board": settings})
+    check_port(settings.host, settings.port)
     if settings.first_admin:
         first_admin(store, datetime.now(UTC), sys.stdout)
     print(f"board: http://{settings.host}:{settings.port}/", flush=True)
-    serve(build(config, store, lambda: topology))
-    return 0
+    current = [topology]
+    log = get_logger(component="board")
+
+    def reload() -> None:  # SIGHUP: the edited bundle, or the one in use if it has problems
+        try:
+            current[0] = load_bundle(config.topology)
+            log.info("topology_reloaded", topology=str(config.topology))
+        except TopologyError as exc:
+            log.error("topology_reload_failed", problems=len(exc.problems))
+
+    return serve(build(config, store, lambda: current[0]), reload)
 
 
 def dispatch(args: argparse.Namespace, opened: tuple[Any, Any, Any]) -> int:
     config, topology, store = opened
     try:
         if args.verb == "board":
-            return serve_board(args, config, topology, store)
+            from outage_sentinel.board.serve import BoardPortError
+
+            try:
+                return serve_board(args, config, topology, store)
+            except BoardPortError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
         if args.users_verb is None:
             print("usage: outage-sentinel users ACTION (see --help)", file=sys.stderr)
             return EXIT_USAGE

@@ -42,6 +42,25 @@ class IncidentStore(StoreBase):
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
+    def incident_heads(self) -> list[dict[str, Any]]:
+        """The active incidents without their state (id, kind, start, stage, priority, crew,
+        created/updated times): what tells a reader which states it must load again."""
+        cols = [c for c in incidents_t.c if c.name != "state"]
+        q = select(*cols).where(incidents_t.c.status == "active") \
+            .order_by(incidents_t.c.created_at, incidents_t.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def incident_states(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Incident id -> its state (the pure core's JSON), for the given ids."""
+        out: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                q = select(incidents_t.c.id, incidents_t.c.state) \
+                    .where(incidents_t.c.id.in_(list(ids[i:i + 500])))
+                out.update({str(r.id): r.state for r in conn.execute(q)})
+        return out
+
     def get_incident(self, incident_id: str, conn: Connection | None = None
                      ) -> dict[str, Any] | None:
         q = select(incidents_t).where(incidents_t.c.id == incident_id)
