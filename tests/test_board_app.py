@@ -288,3 +288,35 @@ def test_the_map_is_drawn_from_the_bundle(board_env: Any, demo: Topology) -> Non
     assert len(data["areas"]) == len(demo.transformers)
     assert {f["id"] for f in data["feeders"]} <= set(demo.feeders)
     assert len(client.get("/api/map").content) < 1_000_000
+
+
+def test_reports_are_viewed_and_downloaded_from_the_board(board_env: Any,
+                                                         demo: Topology) -> None:
+    import io
+    import zipfile
+
+    import openpyxl
+
+    app, _store, clock = board_env
+    client, csrf = signed_in(app, "watch")
+    ops, ops_csrf = signed_in(app, "ops")
+    iid = open_incident(ops, ops_csrf, demo)
+    clock.now += timedelta(minutes=30)
+    assert post(ops, ops_csrf, f"/api/incidents/{iid}/restore", {}).status_code == 200
+    today = clock().astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    assert "报表" in client.get("/reports").text
+    base = f"/reports/view?period=range&from={today}&to={today}"
+    page = client.get(base + "&format=html")
+    assert page.status_code == 200 and "data:image/png;base64," in page.text
+    assert iid in page.text
+    xlsx = client.get(base + "&format=xlsx")
+    assert "attachment" in xlsx.headers["content-disposition"]
+    book = openpyxl.load_workbook(io.BytesIO(xlsx.content))
+    assert len(book.sheetnames) >= 3
+    csvs = zipfile.ZipFile(io.BytesIO(client.get(base + "&format=csv").content))
+    names = csvs.namelist()
+    assert any(n.endswith("_by_feeder.csv") for n in names)
+    assert any(iid in csvs.read(n).decode("utf-8-sig") for n in names)
+    bad = client.get("/reports/view?period=range&from=2026-13-01", follow_redirects=False)
+    assert bad.status_code == 303 and "from" in bad.headers["location"]
+    assert client.get("/reports/view?period=hourly", follow_redirects=False).status_code == 303

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -33,7 +34,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from outage_sentinel.board import access
+from outage_sentinel.board import access, report_pages
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
@@ -114,6 +115,11 @@ def create_app(board: Board) -> Starlette:
     async def logout_form(request: Request) -> Response:
         return await logout(request, board)
 
+    async def reports_page(request: Request, board: Board, session: dict[str, Any]
+                           ) -> Response:
+        return HTMLResponse(pages.get_template("reports.html").render(
+            language=board.language, error=request.query_params.get("error", "")))
+
     async def password_page(request: Request, board: Board, session: dict[str, Any]) -> Response:
         return HTMLResponse(pages.get_template("password.html").render(
             language=board.language, user=session["user_name"], csrf=session["csrf"]))
@@ -140,6 +146,8 @@ def create_app(board: Board) -> Starlette:
         Route("/api/silences", signed_in(silences_json)),
         Route("/api/silences", signed_in(silence, act=True), methods=["POST"]),
         Route("/api/audit", signed_in(audit_json, admin=True)),
+        Route("/reports", signed_in(reports_page)),
+        Route("/reports/view", signed_in(report_view)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -359,6 +367,19 @@ async def silences_json(request: Request, board: Board, session: dict[str, Any])
 async def audit_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
     rows = await run_in_threadpool(board.store.audit_trail, 200)
     return JSONResponse([{**r, "at": r["at"].isoformat()} for r in rows])
+
+
+async def report_view(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    try:
+        wanted = report_pages.parse(dict(request.query_params))
+        body, media, name = await run_in_threadpool(
+            report_pages.render, wanted, board.store, board.topology(), board.clock(), board.tz,
+            board.language)
+    except (report_pages.ReportRequestError, ValueError) as exc:
+        return RedirectResponse(f"/reports?{urlencode({'error': str(exc)})}", status_code=303)
+    disposition = "inline" if wanted.fmt == "html" else "attachment"
+    return Response(body, media_type=media,
+                    headers={"Content-Disposition": f"{disposition}; filename=\"{name}\""})
 
 
 # -- acting -------------------------------------------------------------------------------------
