@@ -48,6 +48,8 @@ from outage_sentinel.triage import STORM_KEY, storm_declared
 
 HERE = Path(__file__).parent
 COOKIE = "sentinel_session"
+LANGUAGE_COOKIE = "sentinel_language"
+LANGUAGES = ("zh", "en")
 HEALTH_PREFIX = "health:"
 
 
@@ -97,8 +99,8 @@ def create_app(board: Board) -> Starlette:
         if session.get("must_change"):
             return RedirectResponse("/password", status_code=303)
         return HTMLResponse(pages.get_template("index.html").render(
-            language=board.language, user=session["user_name"], role=session["role"],
-            csrf=session["csrf"]))
+            language=language_of(board, request), user=session["user_name"],
+            role=session["role"], csrf=session["csrf"]))
 
     async def events(request: Request, board: Board, session: dict[str, Any]) -> Response:
         return StreamingResponse(watcher.stream(request.is_disconnected),
@@ -107,7 +109,8 @@ def create_app(board: Board) -> Starlette:
 
     async def login_page(request: Request) -> Response:
         return HTMLResponse(pages.get_template("login.html").render(
-            language=board.language, error=request.query_params.get("error", "")))
+            language=language_of(board, request),
+            error=request.query_params.get("error", "")))
 
     async def login_form(request: Request) -> Response:
         return await login(request, board)
@@ -118,11 +121,13 @@ def create_app(board: Board) -> Starlette:
     async def reports_page(request: Request, board: Board, session: dict[str, Any]
                            ) -> Response:
         return HTMLResponse(pages.get_template("reports.html").render(
-            language=board.language, error=request.query_params.get("error", "")))
+            language=language_of(board, request),
+            error=request.query_params.get("error", "")))
 
     async def password_page(request: Request, board: Board, session: dict[str, Any]) -> Response:
         return HTMLResponse(pages.get_template("password.html").render(
-            language=board.language, user=session["user_name"], csrf=session["csrf"]))
+            language=language_of(board, request), user=session["user_name"],
+            csrf=session["csrf"]))
 
     routes = [
         Route("/", signed_in(index)),
@@ -132,6 +137,7 @@ def create_app(board: Board) -> Starlette:
         Route("/password", signed_in(password_page), methods=["GET"]),
         Route("/api/password", signed_in(change_password), methods=["POST"]),
         Route("/healthz", lambda _r: PlainTextResponse("ok")),
+        Route("/language", choose_language),
         Route("/api/me", signed_in(me)),
         Route("/api/overview", signed_in(overview_json)),
         Route("/api/map", signed_in(map_json)),
@@ -177,7 +183,26 @@ async def check_request(board: Board, request: Request, *, act: bool, admin: boo
                                 remote=_remote(request))
         return JSONResponse({"error": f"role {session['role']} may not do this"},
                             status_code=403)
+    session["language"] = language_of(board, request)
     return session
+
+
+def language_of(board: Board, request: Request) -> str:
+    """The page language: the browser's choice (``/language?to=en``), else the config's."""
+    chosen = request.cookies.get(LANGUAGE_COOKIE)
+    return chosen if chosen in LANGUAGES else board.language
+
+
+async def choose_language(request: Request) -> Response:
+    """Switch the board's language for this browser (a cookie; nothing is stored)."""
+    to = request.query_params.get("to", "")
+    back = request.headers.get("referer") or "/"
+    response = RedirectResponse(back if back.startswith(("/", str(request.base_url))) else "/",
+                                status_code=303)
+    if to in LANGUAGES:
+        response.set_cookie(LANGUAGE_COOKIE, to, max_age=365 * 86400, samesite="strict",
+                            path="/")
+    return response
 
 
 async def login(request: Request, board: Board) -> Response:
@@ -270,12 +295,13 @@ async def change_password(request: Request, board: Board, session: dict[str, Any
 
 
 def _viewer(board: Board, session: dict[str, Any]) -> Viewer:
-    return Viewer(board.language, board.tz, session["role"] in access.MAY_SEE_PHONES)
+    return Viewer(session.get("language") or board.language, board.tz,
+                  session["role"] in access.MAY_SEE_PHONES)
 
 
 async def me(request: Request, board: Board, session: dict[str, Any]) -> Response:
     return JSONResponse({"user": session["user_name"], "role": session["role"],
-                         "csrf": session["csrf"], "language": board.language,
+                         "csrf": session["csrf"], "language": language_of(board, request),
                          "may_act": session["role"] in access.MAY_ACT})
 
 
@@ -286,11 +312,19 @@ def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
                               board.commitments)
     horizon = (now + timedelta(days=2)).isoformat()
     storm = board.store.kv_get(STORM_KEY)
-    return overview([c for c in cards if c["kind"] == "fault"],
+    data = overview([c for c in cards if c["kind"] == "fault"],
                     [c for c in cards if c["kind"] != "fault" and (c["start"] or "") < horizon],
                     now, storm=storm if storm_declared(storm, now) else None,
                     health=board.store.kv_prefixed(HEALTH_PREFIX),
                     outbox=board.store.outbox_counts(), viewer=viewer)
+    data["silences"] = [silence_row(s, board.tz) for s in board.store.silences(holding_at=now)]
+    return data
+
+
+def silence_row(s: Any, tz: tzinfo) -> dict[str, Any]:
+    return {"id": s.id, "matcher": s.matcher, "value": s.value,
+            "ends_at": s.ends_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), "reason": s.reason,
+            "actor": s.actor, "force": s.force}
 
 
 async def overview_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
@@ -358,10 +392,7 @@ async def outbox_json(request: Request, board: Board, session: dict[str, Any]) -
 async def silences_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
     now = board.clock()
     rows = await run_in_threadpool(board.store.silences, holding_at=now)
-    return JSONResponse([{"id": s.id, "matcher": s.matcher, "value": s.value,
-                          "ends_at": s.ends_at.astimezone(board.tz).strftime("%Y-%m-%d %H:%M"),
-                          "reason": s.reason, "actor": s.actor, "force": s.force}
-                         for s in rows])
+    return JSONResponse([silence_row(s, board.tz) for s in rows])
 
 
 async def audit_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
@@ -374,7 +405,7 @@ async def report_view(request: Request, board: Board, session: dict[str, Any]) -
         wanted = report_pages.parse(dict(request.query_params))
         body, media, name = await run_in_threadpool(
             report_pages.render, wanted, board.store, board.topology(), board.clock(), board.tz,
-            board.language)
+            language_of(board, request))
     except (report_pages.ReportRequestError, ValueError) as exc:
         return RedirectResponse(f"/reports?{urlencode({'error': str(exc)})}", status_code=303)
     disposition = "inline" if wanted.fmt == "html" else "attachment"

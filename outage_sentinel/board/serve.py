@@ -56,6 +56,10 @@ def first_admin(store: Store, now: datetime, out: TextIO) -> str | None:
     return password
 
 
+#: On stop, how long requests under way may take before open event streams are closed.
+SHUTDOWN_GRACE_SECONDS = 1
+
+
 class BoardPortError(Exception):
     """The board cannot listen (port in use, address not on this host)."""
 
@@ -81,7 +85,10 @@ class BoardServer:
     def __init__(self, board: Board) -> None:
         self.config = uvicorn.Config(create_app(board), host=board.settings.host,
                                      port=board.settings.port, log_config=None,
-                                     access_log=False, lifespan="on")
+                                     access_log=False, lifespan="on",
+                                     # Event streams never end by themselves: give requests
+                                     # under way a moment, then close the rest.
+                                     timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="board", daemon=True)
 

@@ -16,6 +16,7 @@ from outage_sentinel.store.schema import (
     incidents_t,
     kv_t,
     outbox_t,
+    silences_t,
     users_t,
 )
 
@@ -112,7 +113,7 @@ class BoardStore(StoreBase):
 
     def change_marker(self) -> str:
         """A value that changes whenever the daemon or an operator commits anything the board
-        shows: incidents, their log, the outbox, the kv state (storm, source health)."""
+        shows: incidents, their log, the outbox, the kv state (storm, source health), silences."""
         with self.engine.connect() as conn:
             parts = [
                 conn.execute(select(func.max(incidents_t.c.updated_at))).scalar(),
@@ -122,6 +123,9 @@ class BoardStore(StoreBase):
                              .where(outbox_t.c.status == "sent")).scalar(),
                 conn.execute(select(func.max(kv_t.c.updated_at))
                              .where(~kv_t.c.key.like("cursor:%"))).scalar(),
+                conn.execute(select(func.max(silences_t.c.id))).scalar(),
+                conn.execute(select(func.count()).select_from(silences_t)
+                             .where(silences_t.c.expired_at.is_not(None))).scalar(),
             ]
         return "|".join(str(p) for p in parts)
 

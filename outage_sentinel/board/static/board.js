@@ -24,7 +24,8 @@ const WORDS = {
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
     map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
-    hours: "小时（可空）", silenced: "已静默",
+    hours: "小时（可空）", silenced: "已静默", silences: "静默", until: "截止", expire: "结束",
+    add: "添加", scopeAdd: "加入范围", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
     incidents: "Active fault outages", planned: "Planned/temporary outages, today and tomorrow",
@@ -45,7 +46,9 @@ const WORDS = {
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
     onlyHere: "only this one has off", onlyFirst: "only the first has off", prob: "probability",
     map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
-    hours: "hours (optional)", silenced: "silenced",
+    hours: "hours (optional)", silenced: "silenced", silences: "Silences", until: "until",
+    expire: "End", add: "Add", scopeAdd: "Add to scope", force: "also over special-care households",
+    matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
 };
 const W = WORDS[LANG];
@@ -159,7 +162,23 @@ function overviewView(data) {
     h("section", {}, h("h2", {}, `${W.incidents} (${data.incidents.length}) · ${data.totals.customers} ${W.customers}`), table(data.incidents)),
     h("section", {}, h("h2", {}, W.planned), table(data.planned)),
     h("section", {class: "side"}, h("h2", {}, W.sources), sources, h("h2", {}, W.outbox), outbox,
-      h("div", {class: "actions"}, storm, MAY_ACT ? openForm() : h("p", {class: "muted"}, W.viewerNote))));
+      h("div", {class: "actions"}, storm, MAY_ACT ? openForm() : h("p", {class: "muted"}, W.viewerNote)),
+      h("h2", {}, W.silences), h("div", {id: "silences"}, silencesPanel(data.silences || []))));
+}
+
+function silencesPanel(rows) {
+  const items = rows.map((x) => h("li", {}, `${W.matchers[x.matcher] || x.matcher} ${x.value} · ${W.until} ${x.ends_at} · ${x.actor}: ${x.reason}${x.force ? " ⚠" : ""} `,
+    MAY_ACT ? h("button", {type: "button", class: "small", onclick: () => act("/api/silences", {expire: x.id})}, W.expire) : null));
+  if (!MAY_ACT) return h("ul", {}, items);
+  const matcher = h("select", {name: "matcher"}, Object.entries(W.matchers).map(([k, v]) => h("option", {value: k}, v)));
+  const value = h("input", {name: "value", placeholder: "ID"});
+  const until = h("input", {type: "datetime-local", name: "until"});
+  const reason = h("input", {name: "reason", placeholder: W.reason});
+  const force = h("input", {type: "checkbox", name: "force"});
+  return h("div", {}, h("ul", {}, items), h("form", {class: "inline-form", id: "silence-form", onsubmit: (ev) => {
+    ev.preventDefault();
+    act("/api/silences", {matcher: matcher.value, value: value.value, until: until.value.replace("T", " "), reason: reason.value, force: force.checked});
+  }}, matcher, value, until, reason, h("label", {}, force, W.force), h("button", {type: "submit"}, W.add)));
 }
 
 async function retryDead() {
@@ -204,7 +223,8 @@ function incidentView(c) {
     section(W.evidence, list(c.evidence, (e) => `${e.at} · ${e.source} · ${e.signal} · ${e.status} · ${e.device || ""} ${e.transformers.slice(0, 6).join(",")} ${e.text}`)),
     section(W.notices, h("table", {class: "grid", id: "notices"}, h("tbody", {}, c.notices.map((m) =>
       h("tr", {class: `status-${m.status}`}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
-        h("td", {}, m.target), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error)))))));
+        h("td", {}, m.target), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error),
+        h("td", {}, MAY_ACT && (m.status === "dead" || m.status === "silenced") ? h("button", {type: "button", class: "small retry", onclick: () => act("/api/outbox/retry", {ids: [m.id]})}, W.retry) : null)))))));
 }
 
 function actionsPanel(c) {
@@ -215,6 +235,7 @@ function actionsPanel(c) {
   const off = c.areas.filter((a) => !a.restored);
   const picks = off.map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", value: a.id, checked: true}), a.name));
   const etr = h("input", {type: "datetime-local", name: "etr"});
+  const more = h("input", {name: "add", placeholder: W.transformers});
   const reason = h("input", {name: "reason", placeholder: W.reason});
   const cause = h("select", {name: "cause"}, CAUSES.map((k) => h("option", {value: k}, k)));
   const devices = [...c.devices, ...c.section, ...c.hypotheses.flatMap((x) => x.devices)];
@@ -231,6 +252,7 @@ function actionsPanel(c) {
       button("act-arrive", W.arrive, () => act(`${base}/arrive`, {note: note.value}))),
     off.length ? h("div", {class: "row"}, picks, button("act-restore", W.restore, () => act(`${base}/restore`, {transformers: chosen(), note: note.value})),
       button("act-scope", W.scopeRemove, () => act(`${base}/scope`, {remove: chosen(), note: note.value}))) : null,
+    h("div", {class: "row"}, more, button("act-scope-add", W.scopeAdd, () => act(`${base}/scope`, {add: more.value, note: note.value}))),
     h("div", {class: "row"}, etr, button("act-etr", W.setEtr, () => act(`${base}/etr`, {time: etr.value.replace("T", " "), note: note.value})),
       reason, button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value}))));
 }

@@ -1,0 +1,130 @@
+"""The board's page in a real headless Chromium against the board served in-process (uvicorn
+in a thread) over a real SQLite store: a lost connection says so and recovers by itself, the
+page switches to English, silences and retries work from the page, and a 390 px phone shows the
+overview without horizontal scrolling. Screenshots go to ``test-screenshots/board/``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outage_sentinel.board import access
+from outage_sentinel.board.serve import BoardServer, build
+from outage_sentinel.config import load_config
+from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.store import Store
+from outage_sentinel.topology import load_bundle
+from tests.browser import browser, screenshot_dir  # noqa: F401 (the fixture)
+from tests.e2e_helpers import free_port, make_config, wait_for
+
+pytestmark = pytest.mark.slow
+PASSWORD = "page test password"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Store, Any]]:
+    port = free_port()
+    config = load_config(make_config(tmp_path, board={"enabled": True, "port": port}))
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(config.database_url())
+    store.migrate()
+    store.add_user("ops", "operator", access.hash_password(PASSWORD), datetime.now(UTC))
+    topology = load_bundle(config.topology)
+    board = build(config, store, lambda: topology)
+    server = BoardServer(board)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    assert wait_for(lambda: _up(url), 10)
+    holder = {"server": server, "board": board}
+    try:
+        yield url, store, holder
+    finally:
+        holder["server"].stop()
+        store.close()
+
+
+def _up(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
+            return r.read() == b"ok"
+    except OSError:
+        return False
+
+
+def sign_in(browser: Any, url: str, **context: Any) -> Any:  # noqa: F811
+    page = browser.new_context(**context).new_page()
+    page.goto(f"{url}/login")
+    page.fill("input[name=user]", "ops")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#sign-in")
+    page.wait_for_selector("#view .overview", timeout=15000)
+    page.wait_for_selector("#connection.up", timeout=10000)
+    return page
+
+
+def test_a_lost_connection_is_shown_and_the_page_recovers_by_itself(
+        browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    url, store, holder = served
+    page = sign_in(browser, url)
+    holder["server"].stop()
+    page.wait_for_selector("#connection.down", timeout=15000)
+    assert "连接中断" in page.text_content("#connection")
+    holder["server"] = BoardServer(holder["board"])
+    holder["server"].start()
+    page.wait_for_selector("#connection.up", timeout=20000)
+    # ...and it is live again: a storm declared by another writer shows up.
+    store.kv_set("storm", {"declared": True, "by": "operator:cli", "note": "台风"},
+                 datetime.now(UTC))
+    page.wait_for_selector("#storm-banner:not([hidden])", timeout=10000)
+    page.context.close()
+
+
+def test_english_silences_and_retry_from_the_page(
+        browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    url, store, _ = served
+    page = sign_in(browser, url)
+    page.click("#language")
+    page.wait_for_selector("#view .overview", timeout=10000)
+    assert "Active fault outages" in page.text_content("#view")
+    page.fill("#silence-form input[name=value]", "CG01")
+    page.fill("#silence-form input[name=until]", "2099-01-01T08:00")
+    page.fill("#silence-form input[name=reason]", "switching work")
+    page.click("#silence-form button[type=submit]")
+    page.wait_for_selector("#silences li", timeout=10000)
+    assert [s.value for s in store.silences(holding_at=datetime.now(UTC))] == ["CG01"]
+    page.click("#silences li button")
+    assert wait_for(lambda: store.silences(holding_at=datetime.now(UTC)) == [], 10)
+    # A dead letter is retried from the overview.
+    now = datetime.now(UTC)
+    with store.transaction() as conn:
+        store.enqueue_in(conn, [OutboxMessage(
+            incident_id="INC-X", revision=1, recipient="village:V1:sms:13800001111",
+            purpose="outage", channel="sms", target="13800001111", audience="liaison",
+            subject="停电通知", body="停电通知")], now)
+    message = store.messages()[0]
+    store.mark_dead(message.id, now, "HTTP 500")
+    page.reload()
+    page.wait_for_selector("#retry-dead", timeout=10000)
+    page.click("#retry-dead")
+    assert wait_for(lambda: store.messages()[0].status == "pending", 10)
+    page.context.close()
+
+
+def test_the_overview_fits_a_phone(browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    url, _store, holder = served
+    holder["board"].actions.open_incident({"transformers": "T-LH01-014,T-LH01-015"},
+                                          "board:ops")
+    page = sign_in(browser, url, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page.wait_for_selector("tr[data-incident]", timeout=10000)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width} px wide on a 390 px phone"
+    shots = screenshot_dir() / "board"
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / "overview-phone.png"), full_page=True)
+    page.context.close()
