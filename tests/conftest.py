@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
+from tests.browser import browser  # noqa: F401 (one Chromium for the whole session)
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("OUTAGE_SENTINEL_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")

@@ -320,3 +320,17 @@ def test_reports_are_viewed_and_downloaded_from_the_board(board_env: Any,
     bad = client.get("/reports/view?period=range&from=2026-13-01", follow_redirects=False)
     assert bad.status_code == 303 and "from" in bad.headers["location"]
     assert client.get("/reports/view?period=hourly", follow_redirects=False).status_code == 303
+
+
+def test_the_language_switch_stays_on_this_site(board_env: Any) -> None:
+    app, _store, _clock = board_env
+    client, _ = signed_in(app, "watch")
+    for referer, back in (("http://127.0.0.1/reports", "/reports"),
+                          ("https://evil.example/x", "/x"), ("//evil.example/", "/")):
+        r = client.get("/language?to=en", headers={"referer": referer},
+                       follow_redirects=False)
+        assert r.headers["location"] == back
+    assert client.get("/api/me").json()["language"] == "en"
+    assert "Sign in" in TestClient(app).get("/login", cookies={"sentinel_language": "en"}).text
+    overview = client.get("/api/overview").json()
+    assert overview["incidents"] == []

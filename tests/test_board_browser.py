@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from outage_sentinel.store import Store
-from tests.browser import browser, screenshot_dir  # noqa: F401 (the fixture)
+from tests.browser import screenshot_dir
 from tests.e2e_helpers import make_config, start_daemon, stop, wait_for
 
 pytestmark = pytest.mark.slow

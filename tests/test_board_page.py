@@ -18,7 +18,7 @@ from outage_sentinel.config import load_config
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.store import Store
 from outage_sentinel.topology import load_bundle
-from tests.browser import browser, screenshot_dir  # noqa: F401 (the fixture)
+from tests.browser import screenshot_dir
 from tests.e2e_helpers import free_port, make_config, wait_for
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Any
 from outage_sentinel.report_view import cjk_font
 from outage_sentinel.reports import build_report, day_period, write_report
 from outage_sentinel.store import Store
-from tests.browser import browser, screenshot_dir  # noqa: F401 (the fixture)
+from tests.browser import screenshot_dir
 from tests.conftest import build_grid
 from tests.test_reports import NOW, TZ, L, populate
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -196,9 +196,10 @@ def language_of(board: Board, request: Request) -> str:
 async def choose_language(request: Request) -> Response:
     """Switch the board's language for this browser (a cookie; nothing is stored)."""
     to = request.query_params.get("to", "")
-    back = request.headers.get("referer") or "/"
-    response = RedirectResponse(back if back.startswith(("/", str(request.base_url))) else "/",
-                                status_code=303)
+    # Back to the page the switch was on: only its path, never another site.
+    path = urlparse(request.headers.get("referer") or "/").path or "/"
+    response = RedirectResponse(path if path.startswith("/") and not path.startswith("//")
+                                else "/", status_code=303)
     if to in LANGUAGES:
         response.set_cookie(LANGUAGE_COOKIE, to, max_age=365 * 86400, samesite="strict",
                             path="/")
