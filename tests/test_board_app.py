@@ -331,6 +331,8 @@ def test_the_language_switch_stays_on_this_site(board_env: Any) -> None:
                        follow_redirects=False)
         assert r.headers["location"] == back
     assert client.get("/api/me").json()["language"] == "en"
-    assert "Sign in" in TestClient(app).get("/login", cookies={"sentinel_language": "en"}).text
+    english = TestClient(app, base_url="http://127.0.0.1")
+    english.cookies.set("sentinel_language", "en")
+    assert "Sign in" in english.get("/login").text
     overview = client.get("/api/overview").json()
     assert overview["incidents"] == []

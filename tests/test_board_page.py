@@ -25,10 +25,48 @@ pytestmark = pytest.mark.slow
 PASSWORD = "page test password"
 
 
+class Tiles:
+    """An intranet tile server on loopback: every request answered with a 1x1 PNG."""
+
+    PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                        "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201ab2a5b"
+                        "ad0000000049454e44ae426082")
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[str] = []
+        self.requested = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                seen.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+                self.wfile.write(Tiles.PNG)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Store, Any]]:
+def tile_server() -> Iterator[Tiles]:
+    tiles = Tiles()
+    yield tiles
+    tiles.server.shutdown()
+
+
+@pytest.fixture
+def served(tmp_path: Path, tile_server: Tiles) -> Iterator[tuple[str, Store, Any]]:
     port = free_port()
-    config = load_config(make_config(tmp_path, board={"enabled": True, "port": port}))
+    config = load_config(make_config(tmp_path, board={
+        "enabled": True, "port": port, "tile_url": tile_server.url + "/{z}/{x}/{y}.png"}))
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(config.database_url())
     store.migrate()
@@ -39,7 +77,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Store, Any]]:
     server.start()
     url = f"http://127.0.0.1:{port}"
     assert wait_for(lambda: _up(url), 10)
-    holder = {"server": server, "board": board}
+    holder = {"server": server, "board": board, "tiles": tile_server}
     try:
         yield url, store, holder
     finally:
@@ -127,4 +165,20 @@ def test_the_overview_fits_a_phone(browser: Any, served: tuple[str, Store, Any])
     shots = screenshot_dir() / "board"
     shots.mkdir(exist_ok=True)
     page.screenshot(path=str(shots / "overview-phone.png"), full_page=True)
+    page.context.close()
+
+
+def test_the_map_draws_the_intranet_tiles_under_the_network(
+        browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    import re
+
+    url, _store, holder = served
+    page = sign_in(browser, url)
+    page.click("a[href='#/map']")
+    page.wait_for_selector("#map-svg image.tile", timeout=15000)
+    page.wait_for_selector("#map-svg circle.area", timeout=15000)
+    tiles = holder["tiles"]
+    assert wait_for(lambda: len(tiles.requested) > 0, 10)
+    assert all(re.fullmatch(r"/\d+/\d+/\d+\.png", p) for p in tiles.requested)
+    assert len(tiles.requested) <= 64  # a county's worth, not the world
     page.context.close()

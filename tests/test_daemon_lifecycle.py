@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from outage_sentinel.config import load_config
 from outage_sentinel.daemon import Daemon
@@ -96,7 +97,7 @@ def test_sighup_during_startup_is_remembered_and_becomes_one_reload(
         assert proc.poll() is None, proc.communicate()
         running = events(tmp_path, "running")
         assert running, "not running yet reloaded"
-        port = int(text.split("port: ")[1].split()[0])
+        port = int(yaml.safe_load(text)["metrics"]["port"])
         assert "outage_sentinel_start_time_seconds" in scrape(port)  # ready: metrics answer
         # every SIGHUP came before it ran: they are one reload, acted on once running
         (sig,) = [r for r in events(tmp_path, "signal") if r.get("action") == "reload topology"]

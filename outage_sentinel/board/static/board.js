@@ -282,13 +282,17 @@ async function mapView() {
   }
   const layers = await mapData([...new Set(data.incidents.map((c) => c.feeder))]);
   const base = layers[0];
-  const [x0, y0, x1, y1] = base.bounds;
   const geo = base.mode === "geo";
+  // Geographic maps use the Web Mercator y (so intranet tiles line up); schematic ones as is.
+  const merc = (lat) => Math.log(Math.tan(Math.PI / 4 + (lat * Math.PI) / 360)) * 180 / Math.PI;
+  const PY = geo ? merc : (y) => y;
+  const [x0, b0, x1, b1] = base.bounds;
+  const y0 = PY(b0), y1 = PY(b1);
   const W_ = 1000, H_ = 700, pad = 20;
   const sx = (W_ - 2 * pad) / Math.max(x1 - x0, 1e-9), sy = (H_ - 2 * pad) / Math.max(y1 - y0, 1e-9);
   const s = geo ? Math.min(sx, sy) : null;
   const X = (x) => pad + (x - x0) * (geo ? s : sx);
-  const Y = (y) => geo ? H_ - pad - (y - y0) * s : pad + (y - y0) * sy;
+  const Y = (y) => geo ? H_ - pad - (PY(y) - y0) * s : pad + (y - y0) * sy;
   const NS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("viewBox", `0 0 ${W_} ${H_}`);
@@ -300,6 +304,7 @@ async function mapView() {
     svg.append(el);
     return el;
   };
+  if (geo && base.tile_url) tiles(base.tile_url, x0, x1, b0, b1, X, Y, add);
   for (const layer of layers) {
     for (const f of layer.feeders) {
       const d = f.lines.map(([a, b, c, e]) => `M${X(a).toFixed(1)},${Y(b).toFixed(1)}L${X(c).toFixed(1)},${Y(e).toFixed(1)}`).join("");
@@ -320,6 +325,24 @@ async function mapView() {
     if (crew && geo) add("text", {x: X(crew[0]), y: Y(crew[1]), class: "crew"}, `▲ ${c.crew_name || ""}`);
   }
   return h("div", {class: "map"}, h("h2", {}, `${W.map} · ${off.size} ${W.off}`), svg);
+}
+
+// Tiles of an intranet tile server ({z}/{x}/{y}), drawn under the network when configured.
+function tiles(url, lon0, lon1, lat0, lat1, X, Y, add) {
+  const span = Math.max(lon1 - lon0, 1e-6);
+  const z = Math.max(1, Math.min(18, Math.round(Math.log2((5 * 360) / span))));
+  const n = 2 ** z;
+  const tx = (lon) => Math.floor(((lon + 180) / 360) * n);
+  const ty = (lat) => { const r = (lat * Math.PI) / 180; return Math.floor(((1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2) * n); };
+  const lonOf = (x) => (x / n) * 360 - 180;
+  const latOf = (y) => (Math.atan(Math.sinh(Math.PI * (1 - (2 * y) / n))) * 180) / Math.PI;
+  for (let x = tx(lon0); x <= tx(lon1); x++) {
+    for (let y = ty(lat1); y <= ty(lat0); y++) {
+      const left = X(lonOf(x)), top = Y(latOf(y));
+      add("image", {href: url.replace("{z}", z).replace("{x}", x).replace("{y}", y), x: left, y: top,
+        width: X(lonOf(x + 1)) - left, height: Y(latOf(y + 1)) - top, preserveAspectRatio: "none", class: "tile"});
+    }
+  }
 }
 
 // -- routing and live updates ------------------------------------------------------------------
