@@ -74,6 +74,8 @@ from outage_sentinel.supervisor import (
 )
 from outage_sentinel.topology import Topology, load_bundle
 
+#: The region a single node leads (``outage_sentinel_leader{region}``).
+REGION = "default"
 #: How often the AMI screen releases held outages (seconds).
 SCREEN_TICK_SECONDS = 2.0
 
@@ -169,6 +171,9 @@ class Daemon:
             source.start(self.store.kv_get(f"cursor:{source.name}"))
         self.deliverer.recover(self.clock())
         self.metrics.up.set(time.time())
+        self.metrics.leader.labels(REGION).set(1)  # a single node leads its only region
+        for cfg in self.config.sources:
+            self.metrics.poll_interval.labels(cfg.name).set(cfg.interval_seconds)
         self._started = True
         self.log.info("started", sources=[s.name for s in self.sources],
                       channels=sorted(self.channels), topology=self.topology.source,
@@ -234,7 +239,7 @@ class Daemon:
         if install_signals:
             self.signals.install()
         try:
-            serve_metrics(self.config, self.metrics, self.log)
+            serve_metrics(self.config, self.metrics, self.log, self.readiness)
             self.board = serve_board(self.config, self.store, lambda: self.topology, self.clock)
         except (MetricsPortError, BoardPortError):
             self.close()
@@ -269,6 +274,15 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def readiness(self) -> str | None:
+        """``/readyz``: None when started, not stopping, and the database answers."""
+        if not self._started:
+            return "starting"
+        if self._stop.is_set():
+            return "stopping"
+        self.store.ping()  # raises: not ready
+        return None
 
     def reload_topology(self) -> bool:
         """Load the topology bundle again (SIGHUP, ``systemctl reload``). A bundle with any

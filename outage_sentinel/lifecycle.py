@@ -69,6 +69,8 @@ class Lifecycle:
         self.clock = clock
         self.weights = config.priority.to_weights()
         self.params = config.dispatch.to_params()
+        #: Fault incidents whose arrival deadline was at risk or missed at the last check.
+        self.at_risk = 0
         self.log = get_logger(component="lifecycle")
 
     # -- helpers ------------------------------------------------------------------------------
@@ -344,8 +346,9 @@ class Lifecycle:
         return queued
 
     def _check_deadlines(self, now: datetime) -> int:
-        """Dispatch waiting faults when a crew is free; escalate arrival deadlines at risk."""
-        queued = 0
+        """Dispatch waiting faults when a crew is free; escalate arrival deadlines at risk
+        (:attr:`at_risk` counts them)."""
+        queued = at_risk = 0
         lang = self.planner.renderer.language
         for row in self.store.load_incidents(open_only=True):
             if row["kind"] != "fault" or row["stage"] not in ("detected", "confirmed",
@@ -376,6 +379,7 @@ class Lifecycle:
                 if not crews.deadline_at_risk(deadline, now, travel,
                                               self.params.at_risk_margin_minutes, False):
                     continue
+                at_risk += 1
                 reason = "overdue" if now >= deadline else (
                     "at_risk" if current.get("crew_id") else "no_crew")
                 pr = self.priority(inc, now)
@@ -391,6 +395,7 @@ class Lifecycle:
                     self.log.warning("escalated", incident_id=inc.id, reason=reason,
                                      deadline=deadline.isoformat())
                 queued += added
+        self.at_risk = at_risk
         return queued
 
     def daily_report(self, now: datetime) -> int:

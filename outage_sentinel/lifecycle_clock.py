@@ -46,6 +46,7 @@ class LifecycleClock:
     def run_once(self, now: datetime) -> ClockReport:
         """Deadline and reminder checks, the storm gauge, then the template alerts."""
         self.lifecycle.check(now)
+        self.metrics.deadline_at_risk.set(self.lifecycle.at_risk)
         storm = storm_declared(self.store.kv_get(STORM_KEY), now)
         self.metrics.storm_declared.set(int(storm))
         return ClockReport(storm=storm, template_alerts=self.alert_templates(now))

@@ -6,9 +6,22 @@ config, result words), never villages or incidents. See README "Metrics" for the
 
 from __future__ import annotations
 
-from wsgiref.simple_server import WSGIServer
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    make_wsgi_app,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LOCALISE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
@@ -77,8 +90,58 @@ class Metrics:
             "Times the SQLite file was found deleted or replaced under the daemon (it stops)",
             registry=r)
         self.up = Gauge(p + "start_time_seconds", "Unix time the daemon started", registry=r)
+        self.poll_interval = Gauge(p + "poll_interval_seconds",
+                                   "Configured poll interval of each source (the stale-source "
+                                   "alert fires after three)", ["source"], registry=r)
+        self.source_connected = Gauge(p + "source_connected",
+                                      "1 while a streaming source (MQTT) is connected to its "
+                                      "broker", ["source"], registry=r)
+        self.deadline_at_risk = Gauge(p + "arrival_deadline_at_risk_incidents",
+                                      "Fault incidents that will miss or have missed the crew "
+                                      "arrival commitment (no crew on site yet)", registry=r)
+        self.leader = Gauge(p + "leader", "1 while this daemon leads its region (a single "
+                            "node always does)", ["region"], registry=r)
+        # The standard process (CPU, memory, file descriptors), Python and GC collectors.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
-    def serve(self, host: str, port: int) -> WSGIServer:
-        """Start the ``/metrics`` HTTP endpoint in a daemon thread."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, host: str, port: int,
+              ready: Callable[[], str | None] = lambda: None) -> WSGIServer:
+        """Start the HTTP endpoint in a daemon thread: ``/metrics``; ``/healthz`` (the process
+        answers: 200); ``/readyz`` (200, or 503 with the reason ``ready()`` returns)."""
+        server = make_server(host, port, health_app(make_wsgi_app(self.registry), ready),
+                             ThreadingWSGIServer, handler_class=QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return server
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One thread per request (a slow scrape never blocks a probe)."""
+
+    daemon_threads = True
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        """Scrapes and probes are not for the log."""
+
+
+def health_app(metrics_app: Callable[..., Iterable[bytes]], ready: Callable[[], str | None]
+               ) -> Callable[..., Iterable[bytes]]:
+    """The metrics app plus ``/healthz`` and ``/readyz``."""
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            try:
+                reason = ready()
+            except Exception as exc:  # the check itself failed: not ready
+                reason = f"readiness check failed: {type(exc).__name__}"
+            status = "200 OK" if reason is None else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain")])
+            return [(reason or "ready").encode() + b"\n"]
+        return metrics_app(environ, start_response)
+    return app

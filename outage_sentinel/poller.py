@@ -20,7 +20,7 @@ from outage_sentinel.events import PollResult, Quarantined
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.sources.base import Source, SourceError
-from outage_sentinel.sources.capabilities import Buffering
+from outage_sentinel.sources.capabilities import Buffering, Connected
 from outage_sentinel.store import IngestCounts, Store
 
 #: Polls in a row while an AMI source still has a full batch waiting (a storm backlog).
@@ -81,6 +81,13 @@ class Poller:
 
     def poll(self, source: Source, now: datetime) -> PollResult | None:
         """Poll one source and persist what it returned. Never raises."""
+        try:
+            return self._poll(source, now)
+        finally:
+            if isinstance(source, Connected):
+                self.metrics.source_connected.labels(source.name).set(int(source.connected))
+
+    def _poll(self, source: Source, now: datetime) -> PollResult | None:
         started = time.perf_counter()
         try:
             result = source.poll(now)

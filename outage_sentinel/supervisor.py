@@ -42,13 +42,15 @@ class MetricsPortError(Exception):
         self.host, self.port = host, port
 
 
-def serve_metrics(config: Config, metrics: Metrics, log: Any) -> None:
-    """Start the metrics endpoint if enabled; :class:`MetricsPortError` if it cannot listen."""
+def serve_metrics(config: Config, metrics: Metrics, log: Any,
+                  ready: Callable[[], str | None] = lambda: None) -> None:
+    """Start the metrics endpoint (with ``/healthz`` and ``/readyz``) if enabled;
+    :class:`MetricsPortError` if it cannot listen."""
     if not config.metrics.enabled:
         return
     host, port = config.metrics.host, config.metrics.port
     try:
-        metrics.serve(host, port)
+        metrics.serve(host, port, ready)
     except OSError as exc:  # in use, or an address this host does not have
         raise MetricsPortError(host, port, exc.strerror or str(exc)) from None
     log.info("metrics_listening", host=host, port=port)

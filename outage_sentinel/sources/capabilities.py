@@ -26,3 +26,10 @@ class Buffering(Protocol):
     @property
     def buffered(self) -> int:
         """Messages received and not yet polled."""
+
+
+@runtime_checkable
+class Connected(Protocol):
+    @property
+    def connected(self) -> bool:
+        """Whether the source is connected to its broker now (streaming sources)."""

@@ -129,6 +129,11 @@ class StoreBase:
             return sqlite.insert(table)
         raise NotImplementedError(f"database {self.dialect!r} is not supported (sqlite, postgresql)")
 
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query (the readiness probe)."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
     def count(self, table: str) -> int:
         t = metadata.tables[table]
         with self.engine.connect() as conn:
