@@ -30,7 +30,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -49,6 +48,7 @@ from outage_sentinel.assembly import (
 from outage_sentinel.board.serve import BoardPortError, BoardServer, serve_board
 from outage_sentinel.channels.base import Channel
 from outage_sentinel.config import Config
+from outage_sentinel.cycle import CycleReport, run_cycle
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import PollResult
 from outage_sentinel.incidents import Estimator
@@ -82,18 +82,6 @@ SCREEN_TICK_SECONDS = 2.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class CycleReport:
-    """What one ``run --once`` cycle did (also logged)."""
-
-    polled: int = 0
-    failed_polls: int = 0
-    events: int = 0
-    quarantined: int = 0
-    processed: int = 0
-    delivered: int = 0
 
 
 class Daemon:
@@ -196,23 +184,8 @@ class Daemon:
     def run_once(self) -> CycleReport:
         """One cycle: poll every source, process, deliver everything that is due."""
         self.start()
-        report = CycleReport()
-        for source in self.sources:
-            result = self.poll(source)
-            report.polled += 1
-            if result is None:
-                report.failed_polls += 1
-            else:
-                report.events += len(result.events)
-                report.quarantined += len(result.quarantined)
-        report.processed = self.process()
-        self.clock_stage.run_once(self.clock())
-        for _ in range(1000):  # bounded: retries scheduled in the future are not due now
-            n = self.deliverer.run_once(self.clock())
-            report.delivered += n
-            if n == 0:
-                break
-        return report
+        return run_cycle(self.sources, self.poller, self.processor, self.clock_stage,
+                         self.deliverer, self.clock)
 
     def poll(self, source: Source) -> PollResult | None:
         """Poll one source and persist what it returned. Never raises."""
