@@ -65,7 +65,9 @@ from outage_sentinel.sources.base import Source
 from outage_sentinel.sources.capabilities import TopologyAware
 from outage_sentinel.store import Store
 from outage_sentinel.supervisor import (
+    HEARTBEAT_SECONDS,
     DatabaseWatch,
+    Health,
     MetricsPortError,
     ProcessLoop,
     Schedule,
@@ -122,6 +124,9 @@ class Daemon:
         self.board: BoardServer | None = None
         #: Stops the daemon (exit 6) if the SQLite file is deleted or replaced under it.
         self.database = DatabaseWatch(self.store, self.metrics, self._stop, self.log)
+        #: Readiness, systemd's watchdog and STATUS line.
+        self.health = Health(self.store, self._stop, lambda: self.poller.last_success,
+                             self.tz, REGION)
 
     def _build_stages(self, estimator: Estimator | None) -> None:
         config, store, metrics = self.config, self.store, self.metrics
@@ -158,6 +163,7 @@ class Daemon:
         for source in self.sources:
             source.start(self.store.kv_get(f"cursor:{source.name}"))
         self.deliverer.recover(self.clock())
+        self.health.started = True
         self.metrics.up.set(time.time())
         self.metrics.leader.labels(REGION).set(1)  # a single node leads its only region
         for cfg in self.config.sources:
@@ -212,14 +218,15 @@ class Daemon:
         if install_signals:
             self.signals.install()
         try:
-            serve_metrics(self.config, self.metrics, self.log, self.readiness)
+            serve_metrics(self.config, self.metrics, self.log, self.health.readiness)
             self.board = serve_board(self.config, self.store, lambda: self.topology, self.clock)
         except (MetricsPortError, BoardPortError):
             self.close()
             raise
         loop = ProcessLoop(self.signals, self._stop, self.database, self.log)
         return loop.run(start=self.start, close=self.close, scheduler=self._scheduler,
-                        reload=self.reload_topology)
+                        reload=self.reload_topology, healthy=self.health.healthy,
+                        status=self.health.status)
 
     def _scheduler(self) -> BackgroundScheduler:
         """One job per source and per stage; each job runs one stage and never raises."""
@@ -229,6 +236,7 @@ class Daemon:
             cfg = configs.get(source.name)
             jobs.every(self._poll_job, cfg.interval_seconds if cfg else 60.0,
                        f"poll:{source.name}", cfg.misfire_grace_seconds if cfg else 30, [source])
+        jobs.every(self.health.beat, HEARTBEAT_SECONDS, "heartbeat")
         jobs.every(self._guarded("delivery", self._deliver), self.config.delivery.interval_seconds,
                    "deliver")
         jobs.every(self._guarded("lifecycle_check", self.clock_stage.run_once),
@@ -247,15 +255,6 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
-
-    def readiness(self) -> str | None:
-        """``/readyz``: None when started, not stopping, and the database answers."""
-        if not self._started:
-            return "starting"
-        if self._stop.is_set():
-            return "stopping"
-        self.store.ping()  # raises: not ready
-        return None
 
     def reload_topology(self) -> bool:
         """Load the topology bundle again (SIGHUP, ``systemctl reload``). A bundle with any

@@ -55,6 +55,8 @@ class Poller:
         self.configs = configs or {}
         self.ingest_by_source = ingest_by_source or {}
         self.log = get_logger(component="poller")
+        #: When any source was last polled successfully (the daemon's systemd STATUS line).
+        self.last_success: datetime | None = None
         #: Per source: (ok, error, when last written) of the health record.
         self._health: dict[str, tuple[bool, str, datetime]] = {}
 
@@ -139,6 +141,7 @@ class Poller:
         m.quarantined.labels(name).inc(counts.quarantined)
         m.polls.labels(name, "not_modified" if result.not_modified else "ok").inc()
         m.last_success.labels(name).set(now.timestamp())
+        self.last_success = now
         m.poll_duration.labels(name).observe(seconds)
         for q in result.quarantined:
             self.log.warning("quarantined", source=name, reason=q.reason)

@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from outage_sentinel.config import Config
 from outage_sentinel.logs import redact
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.sd_notify import Notifier
 from outage_sentinel.signals import SignalInbox, names
 from outage_sentinel.store import Store
 
@@ -127,6 +128,50 @@ class Schedule:
                            error=redact(repr(event.exception)))
 
 
+#: How often the scheduler's heartbeat job runs (the watchdog needs it recent).
+HEARTBEAT_SECONDS = 2.0
+
+
+class Health:
+    """What the daemon says of itself: ``/readyz``, whether systemd's watchdog may be fed (the
+    scheduler's heartbeat is recent and the database answers: a hung daemon is restarted), and
+    systemd's STATUS line."""
+
+    def __init__(self, store: Store, stopping: threading.Event,
+                 last_poll: Callable[[], datetime | None], tz: tzinfo, region: str) -> None:
+        self.store, self.stopping, self.last_poll = store, stopping, last_poll
+        self.tz, self.region = tz, region
+        self.started = False
+        self.last_beat = time.monotonic()
+
+    def beat(self) -> None:
+        """The scheduler's heartbeat job."""
+        self.last_beat = time.monotonic()
+
+    def readiness(self) -> str | None:
+        """None when started, not stopping, and the database answers; else why not."""
+        if not self.started:
+            return "starting"
+        if self.stopping.is_set():
+            return "stopping"
+        self.store.ping()  # raises: not ready
+        return None
+
+    def healthy(self) -> bool:
+        if time.monotonic() - self.last_beat > 3 * HEARTBEAT_SECONDS:
+            return False
+        self.store.ping()
+        return True
+
+    def status(self) -> str:
+        last = self.last_poll()
+        backlog = sum(n for s, n in self.store.outbox_counts().items()
+                      if s in ("pending", "inflight"))
+        polled = f"last successful poll {last.astimezone(self.tz):%H:%M:%S}" if last \
+            else "no successful poll yet"
+        return f"leader of region {self.region}; {polled}; outbox backlog {backlog}"
+
+
 class Closeable(Protocol):
     name: str
 
@@ -147,15 +192,22 @@ def close_all(items: Sequence[Closeable], kind: str, log: Any) -> None:
 class ProcessLoop:
     """The main thread of ``run``: start-up that a SIGTERM can cut short, the scheduler, the
     signals received (SIGTERM/SIGINT stop, SIGHUPs become one reload), the database-file watch,
-    and a drained shutdown. What to start, schedule, reload and close is the daemon's."""
+    systemd's notify protocol (READY once the stages run, a STATUS line, watchdog keep-alives
+    only while ``healthy()``), and a drained shutdown. What to start, schedule, reload and close
+    is the daemon's."""
 
     signals: SignalInbox
     stop: threading.Event
     database: DatabaseWatch
     log: Any
+    notifier: Notifier = field(default_factory=Notifier)
+    #: Seconds between two STATUS lines.
+    status_every: float = 10.0
 
     def run(self, *, start: Callable[[], None], close: Callable[[], None],
-            scheduler: Callable[[], BackgroundScheduler], reload: Callable[[], object]) -> int:
+            scheduler: Callable[[], BackgroundScheduler], reload: Callable[[], object],
+            healthy: Callable[[], bool] = lambda: True,
+            status: Callable[[], str] = lambda: "running") -> int:
         """Run until stopped; the exit code (0, or :data:`EXIT_DATABASE_FILE`)."""
         if self.stopped_during_startup(close):
             return 0
@@ -165,19 +217,48 @@ class ProcessLoop:
         jobs = scheduler()
         jobs.start()
         self.log.info("running")
+        self.notifier.send("READY=1", f"STATUS={self._status(status)}")
         try:
-            while not self.stop.is_set():
-                if self.signals.received:  # SIGHUPs during start-up become one reload here
-                    self.act_on(self.signals.take(), reload)
-                if not self.stop.is_set() and self.database.intact():
-                    time.sleep(0.2)
+            self._loop(jobs, reload, healthy, status)
         finally:
             code = self.database.exit_code
             self.log.info("stopping", reason="signal" if code == 0 else "database")
+            self.notifier.send("STOPPING=1")
             jobs.shutdown(wait=True)  # drain: let running polls/deliveries finish
             close()
             self.log.info("stopped", exit_code=code)
         return code
+
+    def _loop(self, jobs: BackgroundScheduler, reload: Callable[[], object],
+              healthy: Callable[[], bool], status: Callable[[], str]) -> None:
+        last_status = last_alive = time.monotonic()
+        interval = self.notifier.watchdog_interval
+        while not self.stop.is_set():
+            if self.signals.received:  # SIGHUPs during start-up become one reload here
+                self.act_on(self.signals.take(), reload)
+            now = time.monotonic()
+            if interval is not None and now - last_alive >= interval and jobs.running:
+                if self._healthy(healthy):
+                    self.notifier.send("WATCHDOG=1")
+                    last_alive = now
+            if now - last_status >= self.status_every:
+                self.notifier.send(f"STATUS={self._status(status)}")
+                last_status = now
+            if not self.stop.is_set() and self.database.intact():
+                time.sleep(0.2)
+
+    def _healthy(self, healthy: Callable[[], bool]) -> bool:
+        try:
+            return healthy()
+        except Exception as exc:  # a failing check is an unhealthy daemon, not a dead loop
+            self.log.warning("health_check_failed", error=redact(repr(exc)))
+            return False
+
+    def _status(self, status: Callable[[], str]) -> str:
+        try:
+            return status().replace("\n", " ")
+        except Exception as exc:
+            return f"status unavailable: {type(exc).__name__}"
 
     def stopped_during_startup(self, close: Callable[[], None]) -> bool:
         """A SIGTERM/SIGINT came during start-up: close and start no job at all."""
@@ -197,4 +278,6 @@ class ProcessLoop:
         else:
             self.log.info("signal", signals=names(signums), count=len(signums),
                           action="reload topology")
+            self.notifier.send("RELOADING=1")
             reload()
+            self.notifier.send("READY=1")

@@ -165,3 +165,61 @@ def test_a_live_daemon_answers_probes_and_exports_clean_metrics(tmp_path: Path) 
     finally:
         assert stop(proc) == 0
     assert yaml.safe_load(config.read_text("utf-8"))["metrics"]["port"] == port
+
+
+@pytest.mark.slow
+def test_under_systemd_the_daemon_says_ready_once_running_and_feeds_the_watchdog(
+        tmp_path: Path) -> None:
+    import os
+    import socket
+    import sys
+    import threading
+
+    path = str(tmp_path / "notify.sock")
+    got: list[str] = []
+    done = threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(path)
+        systemd.settimeout(0.1)
+
+        def read() -> None:
+            while not done.is_set():
+                try:
+                    got.append(systemd.recv(4096).decode())
+                except OSError:
+                    continue
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        config = make_config(tmp_path)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", NOTIFY_SOCKET=path,
+                   WATCHDOG_USEC="2000000")
+        proc = subprocess.Popen([sys.executable, "-m", "outage_sentinel", "--config",
+                                 str(config), "run"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, cwd=str(tmp_path))
+        try:
+            assert wait_for(lambda: sum(m == "WATCHDOG=1" for m in got) >= 3, 30), got
+            log = (tmp_path / "daemon.log").read_text("utf-8")
+            assert '"running"' in log  # READY came after the stages run
+        finally:
+            assert stop(proc) == 0
+            done.set()
+            reader.join(2)
+    ready = next(m for m in got if m.startswith("READY=1"))
+    assert "STATUS=leader of region default" in ready
+    assert got.index(ready) < got.index("WATCHDOG=1")
+    assert got[-1] == "STOPPING=1"
+
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed "
+                    "(.ci/run installs Debian's systemd package)")
+@pytest.mark.parametrize("unit", ["outage-sentinel.service", "outage-sentinel-board.service"])
+def test_the_units_are_hardened(unit: str) -> None:
+    r = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager",
+                        str(ROOT / "systemd" / unit)], capture_output=True, text=True)
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
+    assert found, r.stdout[-2000:] + r.stderr
+    assert float(found.group(1)) <= 2.0, r.stdout[-3000:]
