@@ -100,14 +100,15 @@ def screened_sources(config: Config, sources: Iterable[Source]) -> set[str]:
 def build_deliverer(config: Config, store: Store, channels: Mapping[str, Channel],
                     metrics: Metrics, clock: Callable[[], datetime], *,
                     on_dead: Callable[[OutboxRow, str, datetime], None],
-                    muter: Muter) -> Deliverer:
+                    muter: Muter, may_send: Callable[[], bool] = lambda: True) -> Deliverer:
     """The delivery stage as the config's ``delivery`` and ``notify`` sections set it up."""
     d = config.delivery
     return Deliverer(store, channels, RetryPolicy.from_config(d.retry), metrics,
                      batch_size=d.batch_size, dry_run=d.dry_run,
                      language=config.notify.language, quiet_hours=config.notify.quiet_windows(),
                      tz=ZoneInfo(config.timezone), on_dead=on_dead,
-                     workers_per_channel=d.workers_per_channel, clock=clock, muter=muter)
+                     workers_per_channel=d.workers_per_channel, clock=clock, muter=muter,
+                     may_send=may_send)
 
 
 def build_channels(config: Config) -> dict[str, Channel]:

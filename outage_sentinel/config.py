@@ -509,6 +509,20 @@ class BoardConfig(Strict):
     max_failed_sign_ins: int = Field(default=5, ge=1, le=100)
 
 
+class HaConfig(Strict):
+    """Active/standby daemons on one PostgreSQL (README "Two nodes")."""
+
+    #: Take part in leader election: only the region's leader polls, processes and sends.
+    enabled: bool = False
+    #: The region this daemon serves (one leader per region, many regions per database).
+    region: str = Field(default="default", min_length=1, max_length=100)
+    #: This node's name in the lease (default: host name and process id).
+    node: str | None = Field(default=None, max_length=200)
+    #: How long a lease lasts without renewal (renewed every third of it). A standby takes
+    #: over within this time of the leader's death; keep it under two poll intervals.
+    lease_seconds: float = Field(default=10.0, ge=1.0, le=3600.0)
+
+
 class LogConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "json"
@@ -767,6 +781,7 @@ class Config(Strict):
     database: DatabaseConfig = DatabaseConfig()
     metrics: MetricsConfig = MetricsConfig()
     board: BoardConfig = BoardConfig()
+    ha: HaConfig = HaConfig()
     log: LogConfig = LogConfig()
     sources: list[SourceConfig] = Field(min_length=1)
     channels: dict[str, ChannelConfig] = Field(min_length=1)
@@ -793,6 +808,9 @@ class Config(Strict):
             ZoneInfo(self.timezone)
         except Exception:
             raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
+        if self.ha.enabled and not self.database_url().startswith("postgresql"):
+            raise ValueError("ha.enabled needs a PostgreSQL database.url (SQLite is one node: "
+                             "two daemons on one file would both act)")
         cc = self.command_centre.channel
         if cc is not None and cc not in self.channels:
             raise ValueError(f"command_centre.channel {cc!r} is not a key of 'channels'")

@@ -52,6 +52,7 @@ from outage_sentinel.cycle import CycleReport, run_cycle
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import PollResult
 from outage_sentinel.incidents import Estimator
+from outage_sentinel.leadership import build_leadership
 from outage_sentinel.lifecycle_clock import LifecycleClock
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
@@ -76,8 +77,6 @@ from outage_sentinel.supervisor import (
 )
 from outage_sentinel.topology import Topology, load_bundle
 
-#: The region a single node leads (``outage_sentinel_leader{region}``).
-REGION = "default"
 #: How often the AMI screen releases held outages (seconds).
 SCREEN_TICK_SECONDS = 2.0
 
@@ -115,6 +114,8 @@ class Daemon:
         self.sources: list[Source] = sources if sources is not None else [
             build_source(s, config, self.topology) for s in config.sources if s.enabled]
         self.channels = dict(channels) if channels is not None else build_channels(config)
+        #: Only the region's leader polls, processes and sends (``ha``); a sole node always leads.
+        self.leadership = build_leadership(config, self.store, self._leadership_changed)
         self._build_stages(estimator)
         self._stop = threading.Event()
         #: Signals received and not yet acted on (``run`` may have installed it before start-up).
@@ -126,7 +127,7 @@ class Daemon:
         self.database = DatabaseWatch(self.store, self.metrics, self._stop, self.log)
         #: Readiness, systemd's watchdog and STATUS line.
         self.health = Health(self.store, self._stop, lambda: self.poller.last_success,
-                             self.tz, REGION)
+                             self.tz, self.leadership)
 
     def _build_stages(self, estimator: Estimator | None) -> None:
         config, store, metrics = self.config, self.store, self.metrics
@@ -152,26 +153,48 @@ class Daemon:
                              {name: self.screener.ingest for name in ami})
         self.deliverer = build_deliverer(config, store, self.channels, metrics, self.clock,
                                          on_dead=self.lifecycle.dead_letter_notice,
-                                         muter=Silencing(store, lambda: self.topology))
+                                         muter=Silencing(store, lambda: self.topology),
+                                         may_send=self.leadership.is_leader)
 
     # -- one cycle, and the stages as the tests and benchmarks drive them ----------------------
 
     def start(self) -> None:
-        """Restore source cursors and settle messages a previous process left in flight."""
+        """Take the lead if this node can (always, without ``ha``); a standby stays warm."""
+        self.health.started = True
+        self.metrics.up.set(time.time())
+        for cfg in self.config.sources:
+            self.metrics.poll_interval.labels(cfg.name).set(cfg.interval_seconds)
+        if self.leadership.renew():
+            self._take_over()
+        else:
+            self.metrics.leader.labels(self.leadership.region).set(0)
+            self.log.info("standby", region=self.leadership.region)
+
+    def _take_over(self) -> None:
+        """Restore source cursors and settle messages a previous process (or leader) left in
+        flight: from here on this node polls and sends."""
         if self._started:
             return
+        self.screener.load(self.clock())
         for source in self.sources:
             source.start(self.store.kv_get(f"cursor:{source.name}"))
         self.deliverer.recover(self.clock())
-        self.health.started = True
-        self.metrics.up.set(time.time())
-        self.metrics.leader.labels(REGION).set(1)  # a single node leads its only region
-        for cfg in self.config.sources:
-            self.metrics.poll_interval.labels(cfg.name).set(cfg.interval_seconds)
+        self.metrics.leader.labels(self.leadership.region).set(1)
         self._started = True
         self.log.info("started", sources=[s.name for s in self.sources],
                       channels=sorted(self.channels), topology=self.topology.source,
-                      transformers=len(self.topology.transformers))
+                      transformers=len(self.topology.transformers),
+                      region=self.leadership.region)
+
+    def _leadership_changed(self, leader: bool) -> None:
+        if leader:
+            self._take_over()
+            return
+        self.metrics.leader.labels(self.leadership.region).set(0)
+        if self._started:  # deposed: stop consuming; a new term starts from the database
+            self._started = False
+            close_all(self.sources, "source", self.log)
+            self.log.warning("deposed", region=self.leadership.region)
 
     def close(self) -> None:
         if self.board is not None:
@@ -179,6 +202,7 @@ class Daemon:
         # Sends under way finish (each bounded by its channel's timeout) or are left in flight
         # for the next start's recovery: the crash-between-send-and-mark case, one resend at most.
         self.deliverer.close(self.config.delivery.shutdown_grace_seconds)
+        self.leadership.release()  # a standby takes over at once
         try:
             self.screener.save(self.clock())
         except Exception as exc:  # the reports are stored; the next start re-screens them
@@ -237,6 +261,8 @@ class Daemon:
             jobs.every(self._poll_job, cfg.interval_seconds if cfg else 60.0,
                        f"poll:{source.name}", cfg.misfire_grace_seconds if cfg else 30, [source])
         jobs.every(self.health.beat, HEARTBEAT_SECONDS, "heartbeat")
+        if self.config.ha.enabled:
+            jobs.every(self._renew, self.config.ha.lease_seconds / 3, "lease")
         jobs.every(self._guarded("delivery", self._deliver), self.config.delivery.interval_seconds,
                    "deliver")
         jobs.every(self._guarded("lifecycle_check", self.clock_stage.run_once),
@@ -283,7 +309,7 @@ class Daemon:
     # -- scheduler jobs ---------------------------------------------------------------------
 
     def _poll_job(self, source: Source) -> None:
-        if self._stop.is_set() or not self.database.intact():
+        if self._stop.is_set() or not self.leadership.is_leader() or not self.database.intact():
             return
         self.poller.run_once(source, self.clock, keep_going=lambda: not self._stop.is_set())
         self.process()
@@ -292,7 +318,7 @@ class Daemon:
         """A job running ``step(now)`` that logs a failure (the database may be briefly
         unavailable; the next run tries again) instead of raising."""
         def job() -> None:
-            if self._stop.is_set():
+            if self._stop.is_set() or not self.leadership.is_leader():
                 return
             try:
                 step(self.clock())
@@ -300,6 +326,10 @@ class Daemon:
                 self.log.error(f"{what}_failed", error=redact(repr(exc)))
         job.__qualname__ = f"Daemon.{what}"
         return job
+
+    def _renew(self) -> None:
+        if not self._stop.is_set():
+            self.leadership.renew()
 
     def _deliver(self, now: datetime) -> None:
         self.clock_stage.alert_templates(now)

@@ -204,6 +204,7 @@ class Deliverer:
         workers_per_channel: int = 4,
         clock: Callable[[], datetime] = utcnow,
         muter: Muter | None = None,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         if workers_per_channel < 1:
             raise ValueError("workers_per_channel must be >= 1")
@@ -221,6 +222,8 @@ class Deliverer:
         self.workers_per_channel = workers_per_channel
         self.clock = clock
         self.muter = muter
+        #: Checked before each claim and each send: a deposed leader sends nothing more.
+        self.may_send = may_send
         self.log = get_logger(component="delivery")
         self.limiter = self._load_limiter()
         #: Guards the limiter and its saved copy (check + record + save is one step).
@@ -467,9 +470,12 @@ class Deliverer:
             self.metrics.notifications.labels(row.channel, "dry_run").inc()
             log.info("dry_run", target=row.target, text=row.body)
             return
-        if self._stopping.is_set() or not self.store.mark_inflight(row.id, now):
-            return  # stopping, or claimed by someone else meanwhile
+        if self._stopping.is_set() or not self.may_send() or \
+                not self.store.mark_inflight(row.id, now):
+            return  # stopping, no longer the leader, or claimed by someone else meanwhile
         with self._claim([row]):
+            if not self.may_send():  # deposed since the claim: the next leader resends it
+                return
             try:
                 result = channel.send(message)
             except Exception as exc:  # a channel bug must not stop the loop or lose the message
@@ -595,10 +601,14 @@ class Deliverer:
         log = self.log.bind(key=part.message.key, channel=channel.name)
         # Claim every covered row first: after a crash, recovery finds them in flight and
         # resends each once on its own (the digest key is not in the outbox).
+        if not self.may_send():
+            return
         claimed = [r for r in rows if self.store.mark_inflight(r.id, now)]
         if not claimed:
             return
         with self._claim(claimed):
+            if not self.may_send():  # deposed since the claim: the next leader resends them
+                return
             try:
                 result = channel.send(part.message)
             except Exception as exc:  # a channel bug must not stop the loop or lose them

@@ -22,6 +22,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from outage_sentinel.config import Config
+from outage_sentinel.leadership import Leadership
 from outage_sentinel.logs import redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.sd_notify import Notifier
@@ -138,9 +139,10 @@ class Health:
     systemd's STATUS line."""
 
     def __init__(self, store: Store, stopping: threading.Event,
-                 last_poll: Callable[[], datetime | None], tz: tzinfo, region: str) -> None:
+                 last_poll: Callable[[], datetime | None], tz: tzinfo,
+                 leadership: Leadership) -> None:
         self.store, self.stopping, self.last_poll = store, stopping, last_poll
-        self.tz, self.region = tz, region
+        self.tz, self.leadership = tz, leadership
         self.started = False
         self.last_beat = time.monotonic()
 
@@ -149,7 +151,8 @@ class Health:
         self.last_beat = time.monotonic()
 
     def readiness(self) -> str | None:
-        """None when started, not stopping, and the database answers; else why not."""
+        """None when started (leader or warm standby), not stopping, and the database
+        answers; else why not."""
         if not self.started:
             return "starting"
         if self.stopping.is_set():
@@ -169,7 +172,8 @@ class Health:
                       if s in ("pending", "inflight"))
         polled = f"last successful poll {last.astimezone(self.tz):%H:%M:%S}" if last \
             else "no successful poll yet"
-        return f"leader of region {self.region}; {polled}; outbox backlog {backlog}"
+        role = "leader" if self.leadership.is_leader() else "standby"
+        return f"{role} of region {self.leadership.region}; {polled}; outbox backlog {backlog}"
 
 
 class Closeable(Protocol):

@@ -23,6 +23,7 @@ from outage_sentinel.store.board import BoardStore
 from outage_sentinel.store.events import EventStore, IngestCounts, StoredEvent
 from outage_sentinel.store.incidents import IncidentStore
 from outage_sentinel.store.kv import KvStore
+from outage_sentinel.store.leases import FencedError, LeaseStore
 from outage_sentinel.store.outbox import OutboxRow, OutboxStore
 from outage_sentinel.store.schema import (
     MIGRATIONS,
@@ -37,11 +38,11 @@ from outage_sentinel.store.schema import (
     schema_version_t,
 )
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION_TABLE", "IngestCounts", "OutboxRow", "Store",
+__all__ = ["MIGRATIONS", "FencedError", "SCHEMA_VERSION_TABLE", "IngestCounts", "OutboxRow", "Store",
            "StoreBase", "StoredEvent", "events_t", "incident_log_t", "incidents_t", "kv_t",
            "metadata", "outbox_t", "quarantine_t", "schema_version_t"]
 
 
-class Store(EventStore, IncidentStore, OutboxStore, KvStore, BoardStore):
+class Store(EventStore, IncidentStore, OutboxStore, KvStore, BoardStore, LeaseStore):
     """All database access, by aggregate (events, incidents, outbox, key-value state) over
     one engine. One instance per process; thread-safe through the engine pool."""

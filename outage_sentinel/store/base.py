@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -111,14 +111,20 @@ class StoreBase:
     def close(self) -> None:
         self.engine.dispose()
 
+    #: Called first in every write transaction when set (active/standby: refuses the writes
+    #: of a node that no longer holds its region's lease; see ``leadership.py``).
+    fence: Callable[[Connection], None] | None = None
+
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, fenced: bool = True) -> Iterator[Connection]:
         """One database transaction; commits on success, rolls back on any exception."""
         with self.engine.connect() as conn:
             # SQLite: take the write lock up front so two writers (daemon threads, the operator
             # CLI) queue on busy_timeout instead of failing with "database is locked" mid-way.
             conn.execution_options(sqlite_immediate=True)
             with conn.begin():
+                if fenced and self.fence is not None:
+                    self.fence(conn)
                 yield conn
 
     def insert_stmt(self, table: Table) -> Any:

@@ -205,6 +205,18 @@ audit_t = Table(
     Column("detail", Text, nullable=False, server_default=""),
 )
 
+#: Who leads each region (active/standby on PostgreSQL, schema version 7). ``epoch`` grows by
+#: one at every change of holder; a write carries the writer's epoch and is refused once
+#: another node holds the lease (fencing).
+leases_t = Table(
+    "leases", metadata,
+    Column("region", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("renewed_at", UTCDateTime, nullable=False),
+)
+
 schema_version_t = Table(
     SCHEMA_VERSION_TABLE, metadata,
     Column("version", Integer, primary_key=True),
@@ -255,9 +267,14 @@ def _m6_board(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_audit_actor ON audit (actor, kind, at)"))
 
 
+def _m7_leases(conn: Connection) -> None:
+    leases_t.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
-                                                  _m4_dead_at, _m5_silences, _m6_board]
+                                                  _m4_dead_at, _m5_silences, _m6_board,
+                                                  _m7_leases]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

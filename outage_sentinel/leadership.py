@@ -1,0 +1,125 @@
+"""Who may poll and send: one leader per region among the daemons sharing one PostgreSQL.
+
+A leader holds its region's lease (``store/leases.py``) and renews it every third of
+``ha.lease_seconds``. It acts only while it believes the lease valid by its own monotonic clock,
+counted from *before* the renewal's request, so a leader that was stopped (SIGSTOP, a VM pause,
+a lost connection) stops polling and sending before any standby can take the lease over.
+Every write it makes carries its epoch and is refused by the database once another node holds
+the lease (fencing), so a deposed leader that wakes up changes nothing. A single node without
+``ha`` is always the leader of region ``default`` and nothing is fenced.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy.engine import Connection
+
+from outage_sentinel.config import Config
+from outage_sentinel.logs import get_logger, redact
+from outage_sentinel.store import Store
+
+#: Of the lease's length, the part a leader acts on after a renewal (the rest is margin for
+#: the renewal round trip and the database's own view of time).
+VALID_FRACTION = 0.8
+
+
+class Leadership(Protocol):
+    region: str
+
+    def is_leader(self) -> bool: ...
+
+    def renew(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class SoleNode:
+    """No active/standby: this daemon always leads."""
+
+    def __init__(self, region: str = "default") -> None:
+        self.region = region
+
+    def is_leader(self) -> bool:
+        return True
+
+    def renew(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+class Lease:
+    """Leadership by a renewed lease with a fencing epoch."""
+
+    def __init__(self, store: Store, region: str, node: str, seconds: float,
+                 on_change: Callable[[bool], None] = lambda _leader: None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.region, self.node, self.seconds = store, region, node, seconds
+        self.on_change, self.monotonic = on_change, monotonic
+        self.epoch: int | None = None
+        self.valid_until = 0.0
+        #: What ``on_change`` was last told.
+        self._acting = False
+        self._lock = threading.Lock()
+        self.log = get_logger(component="leadership", region=region, node=node)
+        store.fence = self.fence
+
+    def is_leader(self) -> bool:
+        return self.epoch is not None and self.monotonic() < self.valid_until
+
+    def renew(self) -> bool:
+        """Take or renew the lease; tells ``on_change`` when leadership starts or ends."""
+        with self._lock:
+            was = self._acting
+            asked = self.monotonic()
+            try:
+                epoch = self.store.take_lease(self.region, self.node, self.seconds)
+            except Exception as exc:  # the database is away: the lease lapses by itself
+                self.log.warning("lease_renewal_failed", error=redact(repr(exc)))
+            else:
+                if was and epoch is not None and epoch != self.epoch:
+                    self.on_change(False)  # our lease lapsed and was taken again: a new term
+                    was = False
+                self.epoch = epoch
+                self.valid_until = asked + self.seconds * VALID_FRACTION if epoch else 0.0
+            now = self._acting = self.is_leader()
+        if now != was:
+            self.log.info("leadership", leader=now, epoch=self.epoch)
+            self.on_change(now)
+        return now
+
+    def fence(self, conn: Connection) -> None:
+        """The store's fence: refuse writes unless we hold the lease at our epoch."""
+        from outage_sentinel.store import FencedError
+
+        epoch = self.epoch
+        if epoch is None or not self.is_leader():
+            raise FencedError(f"{self.node} does not lead region {self.region}")
+        self.store.check_lease_in(conn, self.region, self.node, epoch)
+
+    def release(self) -> None:
+        """On a clean stop: give the lease up so a standby takes over at once."""
+        with self._lock:
+            epoch, self.epoch, self.valid_until, self._acting = self.epoch, None, 0.0, False
+        if epoch is not None:
+            try:
+                self.store.release_lease(self.region, self.node, epoch)
+            except Exception as exc:
+                self.log.warning("lease_release_failed", error=redact(repr(exc)))
+
+
+def build_leadership(config: Config, store: Store, on_change: Callable[[bool], None]
+                     ) -> Leadership:
+    """A :class:`Lease` with ``ha.enabled`` (PostgreSQL), else a :class:`SoleNode`."""
+    ha = config.ha
+    if not ha.enabled:
+        return SoleNode(ha.region)
+    node = ha.node or f"{socket.gethostname()}:{os.getpid()}"
+    return Lease(store, ha.region, node, ha.lease_seconds, on_change)

@@ -1,0 +1,67 @@
+"""Region leases for active/standby daemons on one PostgreSQL (see ``leadership.py``).
+
+Times are the database's (``now()``), so the nodes' clocks do not matter. Taking or renewing a
+lease locks its row (``FOR UPDATE``); a fenced write locks it shared (``FOR SHARE``) and checks
+that the writer still holds the lease at its epoch, so a takeover waits for the deposed
+leader's last transaction and every later one of its transactions is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+
+from outage_sentinel.store.base import StoreBase
+from outage_sentinel.store.schema import leases_t
+
+
+class FencedError(RuntimeError):
+    """A write by a node that no longer leads its region (refused, rolled back)."""
+
+
+class LeaseStore(StoreBase):
+    """The ``leases`` table."""
+
+    def take_lease(self, region: str, node: str, seconds: float) -> int | None:
+        """Take or renew the region's lease for ``node``; its epoch, or None while another
+        node's lease is live. A node whose own lease lapsed takes it at a new epoch."""
+        ttl = timedelta(seconds=seconds)
+        with self.transaction(fenced=False) as conn:
+            now = conn.execute(select(func.now())).scalar_one()
+            row = conn.execute(select(leases_t).where(leases_t.c.region == region)
+                               .with_for_update()).first()
+            if row is None:
+                stmt = self.insert_stmt(leases_t).values(
+                    region=region, holder=node, epoch=1, expires_at=now + ttl, renewed_at=now)
+                if conn.execute(stmt.on_conflict_do_nothing(index_elements=["region"])).rowcount:
+                    return 1
+                return None  # another node inserted it first
+            live = row.expires_at > now
+            if row.holder != node and live:
+                return None
+            epoch = row.epoch if row.holder == node and live else row.epoch + 1
+            conn.execute(update(leases_t).where(leases_t.c.region == region).values(
+                holder=node, epoch=epoch, expires_at=now + ttl, renewed_at=now))
+            return int(epoch)
+
+    def release_lease(self, region: str, node: str, epoch: int) -> None:
+        """Give the lease up at once (a clean stop): a standby need not wait for it to lapse."""
+        with self.transaction(fenced=False) as conn:
+            conn.execute(update(leases_t).where(
+                leases_t.c.region == region, leases_t.c.holder == node,
+                leases_t.c.epoch == epoch).values(expires_at=func.now()))
+
+    def check_lease_in(self, conn: Connection, region: str, node: str, epoch: int) -> None:
+        """Raise :class:`FencedError` unless ``node`` holds the live lease at ``epoch``."""
+        held = conn.execute(select(leases_t.c.epoch).where(
+            leases_t.c.region == region, leases_t.c.holder == node, leases_t.c.epoch == epoch,
+            leases_t.c.expires_at > func.now()).with_for_update(read=True)).first()
+        if held is None:
+            raise FencedError(f"{node} no longer leads region {region} (epoch {epoch})")
+
+    def lease(self, region: str) -> dict[str, object] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(leases_t).where(leases_t.c.region == region)).first()
+            return dict(row._mapping) if row else None

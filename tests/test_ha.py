@@ -1,0 +1,196 @@
+"""Active/standby on the local PostgreSQL: daemons run as subprocesses on one database, the
+demo feed replayed in a loop, every notice written to one shared sink. The leader is killed
+(SIGKILL) or frozen (SIGSTOP) twenty times at random points; each time a standby must take
+over within two poll intervals, and in the end every notice must have reached the sink exactly
+once (a notice whose sender died after the sink had it is recognised by the sink and not sent
+again). A frozen leader that wakes after it was replaced sends nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from outage_sentinel.channels.file import key_digest
+from outage_sentinel.config import ConfigError, load_config
+from tests.e2e_helpers import ROOT, make_config, start_daemon, stop, wait_for
+
+pytestmark = pytest.mark.slow
+POLL = 1.5
+LEASE = 1.5
+
+
+def node_config(tmp: Path, name: str, pg_url: str, sink: Path) -> Path:
+    sources = [{"name": "feed", "type": "replay", "interval_seconds": POLL,
+                "scenario": str(ROOT / "fixtures" / "scenarios" / "demo.jsonl"),
+                "speed": 4.0, "loop": True}]
+    (tmp / name).mkdir(parents=True, exist_ok=True)
+    path = make_config(tmp / name, sources=sources, database={"url": pg_url},
+                       ha={"enabled": True, "region": "county", "node": name,
+                           "lease_seconds": LEASE},
+                       board={"enabled": False})
+    data = yaml.safe_load(path.read_text("utf-8"))
+    for channel in data["channels"].values():
+        channel["path"] = str(sink)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+class Cluster:
+    def __init__(self, tmp: Path, pg_url: str, names: list[str]) -> None:
+        self.sink = tmp / "sink.jsonl"
+        self.configs = {n: node_config(tmp, n, pg_url, self.sink) for n in names}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.engine = sa.create_engine(pg_url)
+
+    def start(self, name: str) -> None:
+        self.procs[name] = start_daemon(self.configs[name])
+
+    def holder(self) -> tuple[str, int] | None:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.text(
+                    "SELECT holder, epoch FROM leases WHERE region = 'county' "
+                    "AND expires_at > now()")).first()
+        except sa.exc.SQLAlchemyError:
+            return None  # not migrated yet
+        return (str(row[0]), int(row[1])) if row else None
+
+    def outbox(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.text(
+                "SELECT id, incident_id, revision, recipient, purpose, status FROM outbox"))]
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                stop(proc)
+        self.engine.dispose()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, pg_url, ["a", "b", "c"])
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def sink_keys(sink: Path) -> Counter[str]:
+    if not sink.exists():
+        return Counter()
+    return Counter(json.loads(line)["key_sha256"] for line in
+                   sink.read_text("utf-8").splitlines() if line.strip())
+
+
+def test_ha_needs_postgresql(tmp_path: Path) -> None:
+    path = make_config(tmp_path, ha={"enabled": True})
+    with pytest.raises(ConfigError, match="ha.enabled needs a PostgreSQL"):
+        load_config(path)
+
+
+def test_twenty_leader_deaths_lose_no_notice_and_send_none_twice(cluster: Cluster) -> None:
+    rng = random.Random(int(os.environ.get("HA_SEED", "7")))
+    cluster.start("a")
+    assert wait_for(lambda: cluster.holder() is not None, 30)
+    cluster.start("b")
+    cluster.start("c")
+    failovers: list[float] = []
+    stopped: list[str] = []
+    for round_ in range(20):
+        time.sleep(rng.uniform(0.5, 2.5))  # a random point of the leader's work
+        holder = cluster.holder()
+        assert holder is not None, f"round {round_}: no leader"
+        leader, epoch = holder
+        how = signal.SIGSTOP if round_ % 4 == 3 else signal.SIGKILL
+        cluster.procs[leader].send_signal(how)
+        killed = time.monotonic()
+        assert wait_for(lambda old=leader: (cluster.holder() or (old, 0))[0] != old, 10), \
+            f"round {round_}: nobody took over from {leader}"
+        failovers.append(time.monotonic() - killed)
+        new = cluster.holder()
+        assert new is not None and new[1] > epoch
+        if how == signal.SIGSTOP:
+            stopped.append(leader)
+            log = cluster.configs[leader].parent / "daemon.log"
+            seen = log.stat().st_size
+            cluster.procs[leader].send_signal(signal.SIGCONT)  # it wakes, deposed
+            time.sleep(LEASE + 1)
+            woke = [json.loads(line) for line in log.read_bytes()[seen:].decode().splitlines()
+                    if line.startswith("{")]
+            acted = [r["event"] for r in woke if r.get("event") in ("delivered", "polled",
+                                                                   "incident_revised")]
+            assert acted == [], f"round {round_}: the deposed {leader} still acted: {acted}"
+            assert "deposed" in [r.get("event") for r in woke]
+        else:
+            cluster.procs[leader].wait(10)
+            cluster.start(leader)  # back as a standby
+    print(f"\nfailover seconds over 20 deaths: max {max(failovers):.2f}, "
+          f"median {sorted(failovers)[10]:.2f}")
+    assert max(failovers) <= 2 * POLL, failovers  # within two poll intervals
+    # Let the last leader deliver what is due, then stop everyone cleanly.
+    assert wait_for(lambda: all(r["status"] in ("sent", "dead", "silenced")
+                                for r in cluster.outbox()), 60)
+    rows = cluster.outbox()
+    sent = sink_keys(cluster.sink)
+    assert rows and all(r["status"] == "sent" for r in rows), Counter(r["status"] for r in rows)
+    lost = [r for r in rows if key_digest(
+        f"{r['incident_id']}/{r['revision']}/{r['recipient']}/{r['purpose']}") not in sent]
+    assert lost == []
+    duplicates = {k: n for k, n in sent.items() if n > 1}
+    assert duplicates == {}, duplicates
+    print(f"{len(rows)} notices, each delivered once; {len(stopped)} frozen leaders woke "
+          "and sent nothing")
+    assert stopped
+
+
+def test_a_deposed_leaders_writes_are_refused_and_a_release_hands_over_at_once(
+        pg_url: str) -> None:
+    from outage_sentinel.leadership import Lease
+    from outage_sentinel.store import FencedError, Store
+
+    clock = {"t": 0.0}
+    a_store, b_store = Store(pg_url), Store(pg_url)
+    a_store.migrate()
+    changes: list[tuple[str, bool]] = []
+    a = Lease(a_store, "r", "a", 30, lambda up: changes.append(("a", up)),
+              monotonic=lambda: clock["t"])
+    b = Lease(b_store, "r", "b", 30, lambda up: changes.append(("b", up)))
+    try:
+        assert a.renew() and not b.renew()
+        a_store.kv_set("x", 1, datetime.now(UTC))
+        # a freezes past its lease (its own clock says so): it stops acting at once...
+        clock["t"] = 100.0
+        assert not a.is_leader()
+        with pytest.raises(FencedError):
+            a_store.kv_set("x", 2, __import__("datetime").datetime.now(UTC))
+        # ...and once the database lets b take over, a's epoch is refused for good.
+        with b_store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE leases SET expires_at = now() - interval '1 second'"))
+        assert b.renew()
+        clock["t"] = 0.0  # even if a's clock said it still led
+        a.valid_until = 50.0
+        with pytest.raises(FencedError):
+            a_store.kv_set("x", 3, __import__("datetime").datetime.now(UTC))
+        assert a_store.kv_get("x") == 1
+        assert not a.renew()  # b's lease is live
+        b.release()
+        assert a.renew()  # handed over at once, at a new epoch
+        assert ("a", True) in changes and ("b", True) in changes and changes[-1] == ("a", True)
+    finally:
+        a_store.close()
+        b_store.close()
