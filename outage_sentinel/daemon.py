@@ -72,6 +72,8 @@ from outage_sentinel.supervisor import (
     MetricsPortError,
     ProcessLoop,
     Schedule,
+    SecondDaemonError,
+    SqliteNodeLock,
     close_all,
     serve_metrics,
 )
@@ -121,6 +123,8 @@ class Daemon:
         #: Signals received and not yet acted on (``run`` may have installed it before start-up).
         self.signals = signals if signals is not None else SignalInbox()
         self._started = False
+        #: Held by ``run`` on SQLite: a second daemon on the same file stops at once.
+        self.node_lock: SqliteNodeLock | None = None
         #: The board, when ``board.enabled`` and running (not in ``--once``).
         self.board: BoardServer | None = None
         #: Stops the daemon (exit 6) if the SQLite file is deleted or replaced under it.
@@ -197,6 +201,8 @@ class Daemon:
             self.log.warning("deposed", region=self.leadership.region)
 
     def close(self) -> None:
+        if self.node_lock is not None:
+            self.node_lock.release()
         if self.board is not None:
             self.board.stop()
         # Sends under way finish (each bounded by its channel's timeout) or are left in flight
@@ -242,9 +248,12 @@ class Daemon:
         if install_signals:
             self.signals.install()
         try:
+            if self.store.sqlite_path is not None:
+                self.node_lock = SqliteNodeLock(self.store.sqlite_path)
+                self.node_lock.acquire()
             serve_metrics(self.config, self.metrics, self.log, self.health.readiness)
             self.board = serve_board(self.config, self.store, lambda: self.topology, self.clock)
-        except (MetricsPortError, BoardPortError):
+        except (MetricsPortError, BoardPortError, SecondDaemonError):
             self.close()
             raise
         loop = ProcessLoop(self.signals, self._stop, self.database, self.log)

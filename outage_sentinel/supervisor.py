@@ -5,13 +5,15 @@ about jobs that were skipped or failed, and the main loop with its signals. The 
 
 from __future__ import annotations
 
+import fcntl
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -32,6 +34,36 @@ from outage_sentinel.store import Store
 #: Exit code of ``run`` when the SQLite file was deleted or replaced under it (README "Exit
 #: codes"); 3-5 are the start-up codes of the CLI.
 EXIT_DATABASE_FILE = 6
+
+
+class SecondDaemonError(Exception):
+    """Another daemon already runs on this SQLite file."""
+
+
+class SqliteNodeLock:
+    """SQLite is one node: ``run`` holds an exclusive lock on ``<database>.lock`` while it runs,
+    and a second daemon on the same file stops at once, saying so (two would both poll and
+    send). PostgreSQL daemons coordinate with ``ha`` instead."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held while running)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise SecondDaemonError(
+                f"another daemon already runs on the SQLite database {self.path.with_suffix('')}"
+                " (SQLite is one node; for two nodes use PostgreSQL with ha.enabled)") from None
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the lock
+            self._file = None
 
 
 class MetricsPortError(Exception):

@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -194,3 +195,33 @@ def test_a_deposed_leaders_writes_are_refused_and_a_release_hands_over_at_once(
     finally:
         a_store.close()
         b_store.close()
+
+
+def test_a_second_daemon_on_one_sqlite_file_stops_and_says_why(tmp_path: Path) -> None:
+    from tests.e2e_helpers import free_port
+
+    first = make_config(tmp_path)
+    proc = start_daemon(first)
+    try:
+        assert wait_for(lambda: (tmp_path / "daemon.log").exists()
+                        and '"running"' in (tmp_path / "daemon.log").read_text("utf-8"), 30)
+        data = yaml.safe_load(first.read_text("utf-8"))
+        data["metrics"]["port"], data["board"]["port"] = free_port(), free_port()
+        data["log"]["file"] = str(tmp_path / "second.log")
+        second = tmp_path / "second.yaml"
+        second.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        r = subprocess.run([sys.executable, "-m", "outage_sentinel", "--config", str(second),
+                            "run"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 5
+        assert "another daemon already runs on the SQLite database" in r.stderr
+        assert "ha.enabled" in r.stderr
+        assert proc.poll() is None  # the first goes on
+    finally:
+        assert stop(proc) == 0
+    # Once the first stopped, the file is free again.
+    again = start_daemon(first)
+    try:
+        assert wait_for(lambda: '"running"' in (tmp_path / "daemon.log").read_text("utf-8")
+                        .split('"stopped"')[-1], 30)
+    finally:
+        assert stop(again) == 0

@@ -198,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from outage_sentinel.board.serve import BoardPortError
     from outage_sentinel.daemon import Daemon
-    from outage_sentinel.supervisor import MetricsPortError
+    from outage_sentinel.supervisor import MetricsPortError, SecondDaemonError
 
     try:
         daemon = Daemon(config, topology=topology, signals=inbox)
@@ -217,6 +217,9 @@ def _run(args: argparse.Namespace) -> int:
     except (MetricsPortError, BoardPortError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except SecondDaemonError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
 
 
 def _stopped_during_startup(inbox: SignalInbox | None, step: str) -> bool:
