@@ -252,7 +252,7 @@ class Daemon:
                 self.node_lock = SqliteNodeLock(self.store.sqlite_path)
                 self.node_lock.acquire()
             serve_metrics(self.config, self.metrics, self.log, self.health.readiness)
-            self.board = serve_board(self.config, self.store, lambda: self.topology, self.clock)
+            self.board = serve_board(self.config, lambda: self.topology, self.clock)
         except (MetricsPortError, BoardPortError, SecondDaemonError):
             self.close()
             raise

@@ -82,7 +82,8 @@ def check_port(host: str, port: int) -> None:
 class BoardServer:
     """uvicorn in a thread of its own (inside ``run``), stopped with the daemon."""
 
-    def __init__(self, board: Board) -> None:
+    def __init__(self, board: Board, owns_store: bool = False) -> None:
+        self.board, self.owns_store = board, owns_store
         self.config = uvicorn.Config(create_app(board), host=board.settings.host,
                                      port=board.settings.port, log_config=None,
                                      access_log=False, lifespan="on",
@@ -100,6 +101,8 @@ class BoardServer:
     def stop(self, timeout: float = 5.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+        if self.owns_store:
+            self.board.store.close()
 
 
 def serve(board: Board, reload: Callable[[], object] | None = None) -> int:
@@ -121,13 +124,15 @@ def serve(board: Board, reload: Callable[[], object] | None = None) -> int:
     return 0
 
 
-def serve_board(config: Config, store: Store, topology: Callable[[], Topology],
+def serve_board(config: Config, topology: Callable[[], Topology],
                 clock: Callable[[], datetime]) -> BoardServer | None:
     """Inside ``run``: the board in a thread when ``board.enabled`` (its address and, the first
-    time, the admin's one-time password printed on standard output)."""
+    time, the admin's one-time password printed on standard output). It has a store of its
+    own: staff act from any node, leader or standby, so its writes are never fenced."""
     if not config.board.enabled:
         return None
-    server = BoardServer(build(config, store, topology, clock))
+    store = Store(config.database_url())
+    server = BoardServer(build(config, store, topology, clock), owns_store=True)
     server.start()
     if config.board.first_admin:
         first_admin(store, clock(), sys.stdout)
