@@ -143,14 +143,17 @@ def create_app(board: Board) -> Starlette:
         Route("/api/map", signed_in(map_json)),
         Route("/api/events", signed_in(events)),
         Route("/api/incidents/{incident_id}", signed_in(incident_json)),
-        Route("/api/incidents", signed_in(open_incident, act=True), methods=["POST"]),
+        Route("/api/incidents", signed_in(global_action("open"), act=True),
+              methods=["POST"]),
         Route("/api/incidents/{incident_id}/{action}", signed_in(incident_action, act=True),
               methods=["POST"]),
-        Route("/api/storm", signed_in(storm, act=True), methods=["POST"]),
+        Route("/api/storm", signed_in(global_action("storm"), act=True), methods=["POST"]),
         Route("/api/outbox", signed_in(outbox_json)),
-        Route("/api/outbox/retry", signed_in(retry, act=True), methods=["POST"]),
+        Route("/api/outbox/retry", signed_in(global_action("retry"), act=True),
+              methods=["POST"]),
         Route("/api/silences", signed_in(silences_json)),
-        Route("/api/silences", signed_in(silence, act=True), methods=["POST"]),
+        Route("/api/silences", signed_in(global_action("silence"), act=True),
+              methods=["POST"]),
         Route("/api/audit", signed_in(audit_json, admin=True)),
         Route("/reports", signed_in(reports_page)),
         Route("/reports/view", signed_in(report_view)),
@@ -464,21 +467,17 @@ async def incident_action(request: Request, board: Board, session: dict[str, Any
                                                                           actor))
 
 
-async def open_incident(request: Request, board: Board, session: dict[str, Any]) -> Response:
-    return await _respond(request, board, session, "open", "",
-                          lambda actor, body: board.actions.open_incident(body, actor))
+#: Actions not on one incident, by the name the audit trail records.
+GLOBAL_ACTIONS: dict[str, Callable[[Actions, dict[str, Any], str], str]] = {
+    "open": Actions.open_incident, "storm": Actions.storm, "retry": Actions.retry,
+    "silence": Actions.silence}
 
 
-async def storm(request: Request, board: Board, session: dict[str, Any]) -> Response:
-    return await _respond(request, board, session, "storm", "",
-                          lambda actor, body: board.actions.storm(body, actor))
+def global_action(what: str) -> Handler:
+    """The endpoint of one of :data:`GLOBAL_ACTIONS`."""
+    step = GLOBAL_ACTIONS[what]
 
-
-async def retry(request: Request, board: Board, session: dict[str, Any]) -> Response:
-    return await _respond(request, board, session, "retry", "",
-                          lambda actor, body: board.actions.retry(body, actor))
-
-
-async def silence(request: Request, board: Board, session: dict[str, Any]) -> Response:
-    return await _respond(request, board, session, "silence", "",
-                          lambda actor, body: board.actions.silence(body, actor))
+    async def endpoint(request: Request, board: Board, session: dict[str, Any]) -> Response:
+        return await _respond(request, board, session, what, "",
+                              lambda actor, body: step(board.actions, body, actor))
+    return endpoint
