@@ -201,8 +201,6 @@ class Daemon:
             self.log.warning("deposed", region=self.leadership.region)
 
     def close(self) -> None:
-        if self.node_lock is not None:
-            self.node_lock.release()
         if self.board is not None:
             self.board.stop()
         # Sends under way finish (each bounded by its channel's timeout) or are left in flight
@@ -216,6 +214,8 @@ class Daemon:
         close_all(self.sources, "source", self.log)
         close_all(list(self.channels.values()), "channel", self.log)
         self.store.close()
+        if self.node_lock is not None:  # last: a next daemon starts only once this one is done
+            self.node_lock.release()
 
     def run_once(self) -> CycleReport:
         """One cycle: poll every source, process, deliver everything that is due."""
@@ -320,7 +320,8 @@ class Daemon:
     def _poll_job(self, source: Source) -> None:
         if self._stop.is_set() or not self.leadership.is_leader() or not self.database.intact():
             return
-        self.poller.run_once(source, self.clock, keep_going=lambda: not self._stop.is_set())
+        self.poller.run_once(source, self.clock, keep_going=lambda: not self._stop.is_set()
+                             and self.leadership.is_leader())
         self.process()
 
     def _guarded(self, what: str, step: Callable[[datetime], Any]) -> Callable[[], None]:
