@@ -336,3 +336,15 @@ def test_the_language_switch_stays_on_this_site(board_env: Any) -> None:
     assert "Sign in" in english.get("/login").text
     overview = client.get("/api/overview").json()
     assert overview["incidents"] == []
+
+
+def test_every_response_carries_the_security_headers(board_env: Any) -> None:
+    app, _store, _clock = board_env
+    client = TestClient(app, base_url="http://127.0.0.1")
+    for path in ("/login", "/healthz", "/static/board.js"):
+        headers = client.get(path).headers
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["x-content-type-options"] == "nosniff"
+        policy = headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy

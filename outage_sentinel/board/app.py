@@ -22,6 +22,8 @@ from urllib.parse import urlencode, urlparse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -33,6 +35,7 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outage_sentinel.board import access, report_pages
 from outage_sentinel.board.actions import USER_ERRORS, Actions
@@ -159,9 +162,46 @@ def create_app(board: Board) -> Starlette:
         Route("/reports/view", signed_in(report_view)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(SecurityHeaders, tile_url=board.settings.tile_url)])
 
     return app
+
+
+class SecurityHeaders:
+    """Headers on every response: no framing, no sniffing, no referrer off the site, and a
+    content policy that lets the page load only its own scripts, styles and data (plus the
+    intranet tile server's images when one is configured). The report view keeps its inline
+    styles."""
+
+    def __init__(self, app: ASGIApp, tile_url: str | None = None) -> None:
+        self.app = app
+        tiles = ""
+        if tile_url:
+            parts = urlparse(tile_url)
+            tiles = f" {parts.scheme}://{parts.netloc}"
+        self.policy = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
+                       f"img-src 'self' data:{tiles}; frame-ancestors 'none'; "
+                       "base-uri 'none'; form-action 'self'")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        inline = scope.get("path", "").startswith("/reports/view")
+        policy = self.policy + ("; style-src 'self' 'unsafe-inline'" if inline
+                                else "; style-src 'self'")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = policy
+                headers["X-Frame-Options"] = "DENY"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "same-origin"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 # -- sign-in ------------------------------------------------------------------------------------
@@ -180,6 +220,10 @@ async def check_request(board: Board, request: Request, *, act: bool, admin: boo
     if request.method != "GET" and not access.csrf_ok(
             session["csrf"], request.headers.get("x-csrf-token")):
         return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+    if session.get("must_change") and request.url.path not in ("/", "/password",
+                                                                "/api/password", "/api/me"):
+        return JSONResponse({"error": "choose a new password first (/password)"},
+                            status_code=403)
     if (act and session["role"] not in access.MAY_ACT) or (admin and session["role"] != "admin"):
         await run_in_threadpool(board.store.audit, board.clock(), session["user_name"],
                                 "denied", ok=False, action=request.url.path,
