@@ -8,6 +8,7 @@ store and topology, without sources, channels or a scheduler.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ from outage_sentinel.config import (
 )
 from outage_sentinel.delivery import Deliverer, Muter
 from outage_sentinel.estimation import default_estimator
+from outage_sentinel.field_links import Link, sign
 from outage_sentinel.incidents import Estimator
-from outage_sentinel.liaison import LiaisonPlanner, Renderer, TemplateFailure
+from outage_sentinel.liaison import LiaisonPlanner, LinkMaker, Renderer, TemplateFailure
 from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.logs import redact, register_secret
 from outage_sentinel.metrics import Metrics
@@ -54,13 +56,38 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
     renderer = Renderer(config.notify.language, config.notify.templates_dir,
                         on_failure=on_template_failure)
     planner = LiaisonPlanner(topology, renderer, ZoneInfo(config.timezone),
-                             config.notify.liaison_roles)
+                             config.notify.liaison_roles, links=link_maker(config, store, clock))
     lifecycle = Lifecycle(store, topology, planner, config, clock)
     processor = IncidentProcessor(
         store, topology, planner, lifecycle, config, metrics,
         estimator or default_estimator(config.localisation.to_params()), lock=lock,
         screen=screen)
     return Core(renderer, planner, lifecycle, processor)
+
+
+LINK_SECRET_KEY = "field:link_secret"
+
+
+def link_secret(config: Config, store: Store, now: datetime) -> bytes:
+    """The field links' signing key: ``field.link_secret``, else one generated once and kept
+    in the database (so every node and the board share it)."""
+    if config.field.link_secret is not None:
+        return config.field.link_secret.get_secret_value().encode()
+    return str(store.kv_setdefault(LINK_SECRET_KEY, secrets.token_hex(32), now)).encode()
+
+
+def link_maker(config: Config, store: Store, clock: Callable[[], datetime]
+               ) -> LinkMaker | None:
+    """Each liaison's personal link to the incident's field page (``field.base_url``)."""
+    base = config.field.base_url
+    if not base:
+        return None
+    secret = link_secret(config, store, clock())
+
+    def make(incident_id: str, village: str, recipient: str) -> str:
+        token = sign(secret, Link(incident_id, village, recipient, clock()))
+        return f"{base.rstrip('/')}/f/{token}"
+    return make
 
 
 def build_source(cfg: SourceConfig, config: Config, topology: Topology | None = None) -> Source:

@@ -509,6 +509,17 @@ class BoardConfig(Strict):
     max_failed_sign_ins: int = Field(default=5, ge=1, le=100)
 
 
+class FieldConfig(Strict):
+    """Links for the field (README "Field links")."""
+
+    #: The board's address as a liaison's phone reaches it, e.g. ``https://board.example.cn``;
+    #: None: notices carry no link.
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    #: The links' signing key (32 bytes or more, from the environment: ``${LINK_SECRET}``).
+    #: Unset: one is generated once and kept in the database.
+    link_secret: SecretStr | None = None
+
+
 class HaConfig(Strict):
     """Active/standby daemons on one PostgreSQL (README "Two nodes")."""
 
@@ -782,6 +793,7 @@ class Config(Strict):
     metrics: MetricsConfig = MetricsConfig()
     board: BoardConfig = BoardConfig()
     ha: HaConfig = HaConfig()
+    field: FieldConfig = FieldConfig()
     log: LogConfig = LogConfig()
     sources: list[SourceConfig] = Field(min_length=1)
     channels: dict[str, ChannelConfig] = Field(min_length=1)

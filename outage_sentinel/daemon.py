@@ -300,6 +300,7 @@ class Daemon:
         if loaded is None:
             return False
         topology, planner = loaded
+        planner.links = self.planner.links  # the field links go on with the new bundle
         with self.process_lock:  # between two processing rounds, never inside one
             before = len(self.topology.transformers)
             self.topology, self.planner = topology, planner

@@ -204,13 +204,23 @@ def reported_devices(incident: Incident, devices: Sequence[str]) -> list[str]:
     return [d for d in devices if d in named]
 
 
+#: ``(incident id, village, recipient) -> URL`` of that recipient's field page.
+LinkMaker = Callable[[str, str, str], str]
+#: Notices that carry the recipient's link (SMS templates are fixed: no link there).
+LINKED_PURPOSES = frozenset({"outage", "update", "restored"})
+LINK_LINE = {"zh": "反馈（已来电 / 仍停电）：{url}", "en": "Tell us (power back / still off): {url}"}
+
+
 class LiaisonPlanner:
     """Turns incident notices into outbox rows for village liaisons."""
 
     def __init__(self, topology: Topology, renderer: Renderer, tz: tzinfo,
                  roles: Sequence[str] = ("village_liaison", "grid_manager",
-                                         "transformer_manager")) -> None:
+                                         "transformer_manager"),
+                 links: LinkMaker | None = None) -> None:
         self.topology = topology
+        #: A personal link per liaison row of :data:`LINKED_PURPOSES` (``field.base_url``).
+        self.links = links
         self.renderer = renderer
         self.tz = tz
         self.roles = tuple(roles)
@@ -325,16 +335,22 @@ class LiaisonPlanner:
         rows = []
         for (channel, target), members in sorted(groups.items()):
             phones = tuple(dict.fromkeys(m.phone for m in members if m.phone))
+            recipient = f"village:{village_id}:{channel}:{target}"
+            text = body
+            if self.links is not None and purpose in LINKED_PURPOSES and channel != "sms":
+                line = LINK_LINE.get(self.renderer.language, LINK_LINE["en"])
+                text = body + "\n" + line.format(url=self.links(incident.id, village_id,
+                                                                  recipient))
             rows.append(OutboxMessage(
                 incident_id=incident.id,
                 revision=incident.revision if revision is None else revision,
-                recipient=f"village:{village_id}:{channel}:{target}",
+                recipient=recipient,
                 purpose=purpose,
                 channel=channel,
                 target=target,
                 audience="liaison",
                 subject=body.splitlines()[0] if body else "",
-                body=body,
+                body=text,
                 payload={
                     "mentions": list(phones),
                     "village": village_id,

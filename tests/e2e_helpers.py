@@ -47,6 +47,7 @@ def make_config(tmp: Path, *, speed: float = 10.0, interval: float = 0.5,
     data["metrics"]["port"] = metrics_port or free_port()
     # The embedded default serves the board too: on a port of its own per test.
     data["board"]["port"] = free_port()
+    data["field"]["base_url"] = f"http://127.0.0.1:{data['board']['port']}"
     data["log"]["file"] = str(tmp / "daemon.log")
     data.update(overrides)
     path = tmp / "config.yaml"

@@ -182,3 +182,36 @@ def test_the_map_draws_the_intranet_tiles_under_the_network(
     assert all(re.fullmatch(r"/\d+/\d+/\d+\.png", p) for p in tiles.requested)
     assert len(tiles.requested) <= 64  # a county's worth, not the world
     page.context.close()
+
+
+def test_a_liaison_on_a_phone_says_an_area_is_still_dark(
+        browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    import re
+    import threading
+
+    url, store, holder = served
+    board = holder["board"]
+    iid = board.actions.open_incident({"transformers": "T-LH01-014,T-LH01-015"}, "board:ops")
+    link = next(m for m in store.messages(incident_id=iid)
+                if m.audience == "liaison" and "/f/" in m.body)
+    token = re.search(r"/f/(\S+)", link.body).group(1)  # type: ignore[union-attr]
+    village = link.payload["village"]
+    processor = board.actions.core.processor
+    area = next(t for t in processor.incident(iid).off
+                if board.topology().nodes[t].village == village)
+    processor.operator_restore(iid, "board:ops", area, None, "", now=datetime.now(UTC))
+    assert area in processor.incident(iid).restored
+    threading.Event().wait(1.0)  # the liaison answers after the restoration
+    page = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
+    page.goto(f"{url}/f/{token}")
+    item = f"li[data-area='{area}']"
+    assert "已恢复" in page.text_content(f"{item} .state")
+    page.click(f"{item} button[data-answer=dark]")
+    page.wait_for_selector("#field-done:not([hidden])", timeout=10000)
+    assert "停电" in page.text_content(f"{item} .state")
+    assert area in processor.incident(iid).off  # reopened by the liaison's word
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shots = screenshot_dir() / "board"
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / "field-phone.png"), full_page=True)
+    page.context.close()

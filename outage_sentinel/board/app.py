@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outage_sentinel.board import access, report_pages
 from outage_sentinel.board.actions import USER_ERRORS, Actions
+from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
 from outage_sentinel.board.views import CardCache, Viewer, incident_detail, overview
@@ -68,6 +69,8 @@ class Board:
     clock: Callable[[], datetime]
     tz: tzinfo
     language: str
+    #: The liaisons' pages (signed links, no sign-in).
+    field_desk: FieldDesk
     #: The map's layout and JSON, per topology object (see :func:`map_bytes`).
     layouts: dict[int, Layout] = field(default_factory=dict)
     map_cache: dict[tuple[int, str], bytes] = field(default_factory=dict)
@@ -127,6 +130,12 @@ def create_app(board: Board) -> Starlette:
             language=language_of(board, request),
             error=request.query_params.get("error", "")))
 
+    async def field_view(request: Request) -> Response:
+        return await field_page(request, board, pages)
+
+    async def field_post(request: Request) -> Response:
+        return await field_answer(request, board)
+
     async def password_page(request: Request, board: Board, session: dict[str, Any]) -> Response:
         return HTMLResponse(pages.get_template("password.html").render(
             language=language_of(board, request), user=session["user_name"],
@@ -160,6 +169,8 @@ def create_app(board: Board) -> Starlette:
         Route("/api/audit", signed_in(audit_json, admin=True)),
         Route("/reports", signed_in(reports_page)),
         Route("/reports/view", signed_in(report_view)),
+        Route("/f/{token}", field_view, methods=["GET"]),
+        Route("/f/{token}/answer", field_post, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
@@ -202,6 +213,31 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+# -- the field's pages (a signed link, no sign-in) ---------------------------------------------
+
+
+async def field_page(request: Request, board: Board, pages: Environment) -> Response:
+    token = request.path_params["token"]
+    try:
+        link, inc = await run_in_threadpool(board.field_desk.open, token, _remote(request))
+        view = await run_in_threadpool(board.field_desk.view, link, inc)
+    except FieldError as exc:
+        return HTMLResponse(pages.get_template("field.html").render(
+            language="zh", error=str(exc), view=None, token=""), status_code=exc.status)
+    return HTMLResponse(pages.get_template("field.html").render(
+        language="zh", error="", view=view, token=token))
+
+
+async def field_answer(request: Request, board: Board) -> Response:
+    body = await _json(request)
+    try:
+        view = await run_in_threadpool(board.field_desk.answer, request.path_params["token"],
+                                       _remote(request), body)
+    except FieldError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    return JSONResponse(view)
 
 
 # -- sign-in ------------------------------------------------------------------------------------

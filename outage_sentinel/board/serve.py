@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 import uvicorn
 
-from outage_sentinel.assembly import build_core
+from outage_sentinel.assembly import build_core, link_secret
 from outage_sentinel.board import access
 from outage_sentinel.board.actions import Actions
 from outage_sentinel.board.app import Board, create_app
+from outage_sentinel.board.field import FieldDesk
 from outage_sentinel.config import Config
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.signals import SignalInbox
@@ -37,8 +38,9 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
     core = build_core(config, store, topology(), metrics=Metrics(), clock=clock)
     tz = ZoneInfo(config.timezone)
     actions = Actions(core, store, Silencing(store, topology), clock, tz)
+    desk = FieldDesk(store, core.processor, topology, link_secret(config, store, clock()), clock)
     return Board(config.board, store, topology, actions, core.lifecycle.params.commitments,
-                 clock, tz, config.notify.language)
+                 clock, tz, config.notify.language, desk)
 
 
 def first_admin(store: Store, now: datetime, out: TextIO) -> str | None:

@@ -12,6 +12,7 @@ from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.schema import (
     audit_t,
     board_sessions_t,
+    field_answers_t,
     incident_log_t,
     incidents_t,
     kv_t,
@@ -109,6 +110,34 @@ class BoardStore(StoreBase):
             return [dict(r._mapping) for r in conn.execute(
                 select(audit_t).order_by(audit_t.c.id.desc()).limit(limit))]
 
+    # -- field answers --------------------------------------------------------------------------
+
+    def record_answer(self, token_hash: str, area: str, incident_id: str, village: str,
+                      answer: str, note: str, now: datetime) -> int | None:
+        """Keep the latest answer of one link for one area; its new revision, or None when it
+        says what it said before (nothing to report)."""
+        key = (field_answers_t.c.token_hash == token_hash) & (field_answers_t.c.area == area)
+        with self.transaction(fenced=False) as conn:
+            row = conn.execute(select(field_answers_t).where(key).with_for_update()).first()
+            if row is None:
+                conn.execute(field_answers_t.insert().values(
+                    token_hash=token_hash, area=area, incident_id=incident_id, village=village,
+                    answer=answer, note=note, revision=1, at=now))
+                return 1
+            if row.answer == answer:
+                if note and note != row.note:
+                    conn.execute(update(field_answers_t).where(key).values(note=note, at=now))
+                return None
+            conn.execute(update(field_answers_t).where(key).values(
+                answer=answer, note=note, revision=row.revision + 1, at=now))
+            return int(row.revision) + 1
+
+    def answers(self, incident_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(field_answers_t).where(field_answers_t.c.incident_id == incident_id)
+                .order_by(field_answers_t.c.at))]
+
     # -- the live view --------------------------------------------------------------------------
 
     def change_marker(self) -> str:
@@ -121,9 +150,10 @@ class BoardStore(StoreBase):
                 conn.execute(select(func.max(outbox_t.c.id))).scalar(),
                 conn.execute(select(func.count()).select_from(outbox_t)
                              .where(outbox_t.c.status == "sent")).scalar(),
-                conn.execute(select(func.max(kv_t.c.updated_at))
-                             .where(~kv_t.c.key.like("cursor:%"))).scalar(),
+                conn.execute(select(func.max(kv_t.c.updated_at), func.count())
+                             .where(~kv_t.c.key.like("cursor:%"))).first(),
                 conn.execute(select(func.max(silences_t.c.id))).scalar(),
+                conn.execute(select(func.max(field_answers_t.c.at))).scalar(),
                 conn.execute(select(func.count()).select_from(silences_t)
                              .where(silences_t.c.expired_at.is_not(None))).scalar(),
             ]

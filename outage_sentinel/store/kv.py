@@ -33,3 +33,11 @@ class KvStore(StoreBase):
     def kv_set(self, key: str, value: Any, now: datetime) -> None:
         with self.transaction() as conn:
             self.kv_set_in(conn, key, value, now)
+
+    def kv_setdefault(self, key: str, value: Any, now: datetime) -> Any:
+        """The value under ``key``, storing ``value`` first if there is none (first writer
+        wins; never fenced: every node may need it at start, leader or not)."""
+        with self.transaction(fenced=False) as conn:
+            stmt = self.insert_stmt(kv_t).values(key=key, value=value, updated_at=now)
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+            return self.kv_get_in(conn, key)

@@ -217,6 +217,20 @@ leases_t = Table(
     Column("renewed_at", UTCDateTime, nullable=False),
 )
 
+#: What the field said through its links (schema version 8): one row per link and area, the
+#: latest answer; ``revision`` counts changes (a second tap changes it, it adds no report).
+field_answers_t = Table(
+    "field_answers", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("area", String(200), primary_key=True),
+    Column("incident_id", String(40), nullable=False, index=True),
+    Column("village", String(200), nullable=False),
+    Column("answer", String(20), nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("revision", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
 schema_version_t = Table(
     SCHEMA_VERSION_TABLE, metadata,
     Column("version", Integer, primary_key=True),
@@ -271,10 +285,14 @@ def _m7_leases(conn: Connection) -> None:
     leases_t.create(conn, checkfirst=True)
 
 
+def _m8_field_answers(conn: Connection) -> None:
+    field_answers_t.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
                                                   _m4_dead_at, _m5_silences, _m6_board,
-                                                  _m7_leases]
+                                                  _m7_leases, _m8_field_answers]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,137 @@
+"""The field's pages: a liaison's personal link opens the outage as it concerns their village,
+with "已来电 / 仍停电" per transformer area. No sign-in: the signed link is the credential
+(``field_links.py``), scoped to one incident, village and recipient, and expiring a day after
+the incident ends.
+
+An answer is evidence, folded by the same processor as every feed (source ``field``): "still
+off" for an area the incident says is back reopens it (a nested fault, a missed step) and the
+command centre is told; "power back" restores the area; "still off" for an area the incident
+does not hold is a new trouble report. Answers are idempotent per link and area: a second tap
+changes the answer, it adds no report. Requests are limited per link and per address.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from outage_sentinel.board.access import token_hash
+from outage_sentinel.events import OutageEvent
+from outage_sentinel.field_links import Link, LinkError, verify
+from outage_sentinel.incidents import Incident
+from outage_sentinel.processing import IncidentProcessor
+from outage_sentinel.store import Store
+from outage_sentinel.topology import Topology
+
+FIELD_SOURCE = "field"
+ANSWERS = {"back": "已来电", "dark": "仍停电"}
+
+
+class FieldError(ValueError):
+    """A field request refused (the message is shown to the liaison)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Throttle:
+    """At most ``limit`` requests per ``window`` seconds per key (a link, an address)."""
+
+    limit: int
+    window: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _hits: dict[str, deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return False
+            hits.append(now)
+            if len(self._hits) > 10_000:  # forget idle keys
+                self._hits = {k: v for k, v in self._hits.items() if v}
+            return True
+
+
+@dataclass
+class FieldDesk:
+    store: Store
+    processor: IncidentProcessor
+    topology: Callable[[], Topology]
+    secret: bytes
+    clock: Callable[[], datetime]
+    per_link: Throttle = field(default_factory=lambda: Throttle(30))
+    per_address: Throttle = field(default_factory=lambda: Throttle(300))
+
+    def open(self, token: str, address: str) -> tuple[Link, Incident]:
+        """The link and its incident, or :class:`FieldError`."""
+        if not self.per_address.allow(address) or not self.per_link.allow(token[:64]):
+            raise FieldError("请求过于频繁，请稍后再试", 429)
+        try:
+            bare = verify(self.secret, token, self.clock())  # signature and age first
+        except LinkError as exc:
+            raise FieldError(str(exc), 403) from None
+        row = self.store.get_incident(bare.incident_id)
+        if row is None:
+            raise FieldError("this link has expired", 403)
+        inc = Incident.from_json(row["state"])
+        ended = None if inc.status == "active" else (row.get("closed_at") or inc.end or
+                                                     row["updated_at"])
+        try:
+            return verify(self.secret, token, self.clock(), ended), inc
+        except LinkError as exc:
+            raise FieldError(str(exc), 403) from None
+
+    def view(self, link: Link, inc: Incident) -> dict[str, Any]:
+        """What the liaison sees: their village's areas in this outage; nothing personal."""
+        topology = self.topology()
+        village = topology.villages.get(link.village)
+        areas = [t for t in topology.village_transformers(link.village)]
+        told = {a["area"]: a["answer"] for a in self.store.answers(inc.id)
+                if a["village"] == link.village}
+        return {
+            "village": village.name if village else link.village,
+            "status": inc.status, "kind": inc.kind, "stage": inc.stage,
+            "start": inc.start.isoformat(), "etr": inc.etr.isoformat() if inc.etr else None,
+            "areas": [{"id": t, "name": topology.nodes[t].name or t,
+                       "state": "off" if t in inc.off else "back" if t in inc.restored
+                       else "unaffected", "told": told.get(t)} for t in areas],
+        }
+
+    def answer(self, token: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
+        link, inc = self.open(token, address)
+        area, answer = str(body.get("area") or ""), str(body.get("answer") or "")
+        note = str(body.get("note") or "")[:500]
+        if answer not in ANSWERS:
+            raise FieldError("answer: back or dark")
+        if area not in self.topology().village_transformers(link.village):
+            raise FieldError("area: one of this village's transformer areas")
+        now = self.clock()
+        revision = self.store.record_answer(token_hash(token), area, inc.id, link.village,
+                                            answer, note, now)
+        if revision is not None:
+            self.processor.report(self._event(token_hash(token), inc, area, answer, revision,
+                                              now), now)
+        return self.view(link, self.processor.incident(inc.id))
+
+    @staticmethod
+    def _event(key: str, inc: Incident, area: str, answer: str, revision: int,
+               now: datetime) -> OutageEvent:
+        dark = answer == "dark"
+        return OutageEvent(
+            source=FIELD_SOURCE, event_id=f"{key[:24]}:{area}", revision=str(revision),
+            kind=inc.kind, status="active" if dark else "restored",
+            signal="dead" if dark else "alive", start=now, end=None if dark else now,
+            transformers=(area,), area_text=f"联络人反馈：{ANSWERS[answer]}",
+            raw={"incident_id": inc.id, "answer": answer})

@@ -1,0 +1,137 @@
+"""The field loop's first part: liaisons' personal links (signed, scoped, expiring), their
+page, and their answers folded as evidence — over a real store and the demo topology."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from outage_sentinel.board.app import create_app
+from outage_sentinel.board.serve import build
+from outage_sentinel.config import CommandCentreConfig, FieldConfig, load_config
+from outage_sentinel.field_links import Link, LinkError, sign, verify
+from outage_sentinel.store import Store
+from outage_sentinel.topology import Topology, load_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
+
+
+def test_tokens_cannot_be_forged_moved_or_used_after_expiry() -> None:
+    secret = b"k" * 32
+    link = Link("INC-1", "V01", "village:V01:wecom:g", T0)
+    token = sign(secret, link)
+    assert verify(secret, token, T0 + timedelta(days=1)) == link
+    head, mac = token.split(".")
+    for bad in (f"{head}.{mac[:-2]}AA", sign(b"x" * 32, link), "nonsense", f"{head}x.{mac}"):
+        with pytest.raises(LinkError):
+            verify(secret, bad, T0)
+    # Another incident or village is another token: a token's payload cannot be swapped.
+    other = sign(secret, Link("INC-2", "V01", link.recipient, T0)).split(".")[0]
+    with pytest.raises(LinkError, match="not one of ours"):
+        verify(secret, f"{other}.{mac}", T0)
+    with pytest.raises(LinkError, match="expired"):
+        verify(secret, token, T0 + timedelta(days=15))
+    with pytest.raises(LinkError, match="expired"):
+        verify(secret, token, T0 + timedelta(days=2), ended=T0 + timedelta(hours=1))
+    assert verify(secret, token, T0 + timedelta(hours=20), ended=T0 + timedelta(hours=1))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def field_board(store: Store, tmp_path: Path) -> tuple[Any, Store, Clock, Topology]:
+    config = load_config(ROOT / "config.yaml").model_copy(update={
+        "state_dir": tmp_path,
+        "field": FieldConfig(base_url="http://board.example.cn:8088"),
+        "command_centre": CommandCentreConfig(channel="wecom")})
+    topology = load_bundle(ROOT / "topology")
+    clock = Clock()
+    board = build(config, store, lambda: topology, clock)
+    return board, store, clock, topology
+
+
+def links_of(store: Store, incident_id: str) -> dict[str, str]:
+    """village -> a liaison's token, from the notices queued."""
+    out = {}
+    for m in store.messages(incident_id=incident_id):
+        found = re.search(r"http://board\.example\.cn:8088/f/(\S+)", m.body)
+        if found and m.audience == "liaison":
+            out.setdefault(m.payload["village"], found.group(1))
+    return out
+
+
+def field_events(store: Store) -> list[Any]:
+    return [e for e in store.events() if e.event.source == "field"]
+
+
+def test_a_liaison_says_still_dark_and_the_area_is_off_again(field_board: Any) -> None:
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-LH01-014,T-LH01-015"}, "operator:x")
+    (village, token), *_ = links_of(store, iid).items()
+    sms = [m for m in store.messages(incident_id=iid) if m.channel == "sms"]
+    assert all("/f/" not in m.body for m in sms)  # SMS templates carry no link
+    page = client.get(f"/f/{token}")
+    assert page.status_code == 200 and topology.villages[village].name in page.text
+    assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", page.text)  # nothing personal
+    inc = board.actions.core.processor.incident(iid)
+    area = next(t for t in inc.off if topology.nodes[t].village == village)
+    clock.now += timedelta(minutes=10)
+    board.actions.core.processor.operator_restore(iid, "operator:x", area, None, "",
+                                                  now=clock.now)
+    assert area in board.actions.core.processor.incident(iid).restored
+    clock.now += timedelta(minutes=5)
+    r = client.post(f"/f/{token}/answer", json={"area": area, "answer": "dark",
+                                                 "note": "3组还没电"})
+    assert r.status_code == 200, r.text
+    assert area in board.actions.core.processor.incident(iid).off
+    assert next(a for a in r.json()["areas"] if a["id"] == area)["state"] == "off"
+    assert len(field_events(store)) == 1
+    # The same tap again adds no report; a changed answer is a new revision of the same one.
+    assert client.post(f"/f/{token}/answer", json={"area": area, "answer": "dark"}).status_code == 200
+    assert len(field_events(store)) == 1
+    clock.now += timedelta(minutes=5)
+    back = client.post(f"/f/{token}/answer", json={"area": area, "answer": "back"})
+    assert back.status_code == 200
+    assert area in board.actions.core.processor.incident(iid).restored
+    revisions = [e.event.revision for e in field_events(store)]
+    assert revisions == ["1", "2"]
+    summaries = [m.body for m in store.messages(incident_id=iid) if m.audience == "command"]
+    assert len(summaries) >= 4  # opened, restored, reopened by the liaison, back again
+
+
+def test_wrong_area_forged_and_expired_links_are_refused(field_board: Any) -> None:
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    village, token = next(iter(links_of(store, iid).items()))
+    elsewhere = next(t for t in topology.transformers if topology.nodes[t].village != village)
+    r = client.post(f"/f/{token}/answer", json={"area": elsewhere, "answer": "dark"})
+    assert r.status_code == 400 and "this village" in r.json()["error"]
+    assert client.post(f"/f/{token}/answer", json={"area": elsewhere,
+                                                   "answer": "maybe"}).status_code == 400
+    assert client.get(f"/f/{token[:-3]}xyz").status_code == 403
+    clock.now += timedelta(days=15)
+    assert client.get(f"/f/{token}").status_code == 403
+    assert field_events(store) == []
+
+
+def test_a_burst_on_one_link_is_throttled(field_board: Any) -> None:
+    board, store, _clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    token = next(iter(links_of(store, iid).values()))
+    codes = [client.get(f"/f/{token}").status_code for _ in range(1000)]
+    assert codes.count(200) == 30 and codes.count(429) == 970
