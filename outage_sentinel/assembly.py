@@ -86,7 +86,8 @@ def link_maker(config: Config, store: Store, clock: Callable[[], datetime]
 
     def make(incident_id: str, village: str, recipient: str) -> str:
         token = sign(secret, Link(incident_id, village, recipient, clock()))
-        return f"{base.rstrip('/')}/f/{token}"
+        page = "c" if village.startswith("crew:") else "f"  # a crew's page, a liaison's
+        return f"{base.rstrip('/')}/{page}/{token}"
     return make
 
 

@@ -38,6 +38,13 @@ from outage_sentinel.topology import DEVICE_KINDS, Topology
 
 #: Stages in which an incident holds its crew.
 CREW_STAGES = ("dispatched", "on_site", "partially_restored")
+#: The dispatch message's link to the crew's page (``field.base_url``).
+CREW_LINK_LINE = {"zh": "现场进度（接单 / 到场 / 找到故障 / 恢复送电）：{url}",
+                  "en": "Report progress (accept / on site / fault found / restored): {url}"}
+#: Steps only the crew reports (logged with the crew as actor; the stage does not change).
+CREW_NOTES = ("accepted", "on_the_way", "fault_found")
+CREW_NOTE_WORDS = {"zh": {"accepted": "已接单", "on_the_way": "正在赶往现场",
+                          "fault_found": "找到故障"}}
 
 
 class LifecycleError(Exception):
@@ -180,6 +187,25 @@ class Lifecycle:
                               {"crew": row.get("crew_id")})
         return inc
 
+    def crew_note(self, incident_id: str, actor: str, step: str, note: str = "",
+                  details: dict[str, Any] | None = None) -> Incident:
+        """A step of :data:`CREW_NOTES` from the crew's page: logged, the command centre told."""
+        if step not in CREW_NOTES:
+            raise LifecycleError(f"unknown crew step {step!r} ({', '.join(CREW_NOTES)})")
+        now = self.clock()
+        with self.store.transaction() as conn:
+            inc, row = self.load_in(conn, incident_id)
+            if inc.status != "active":
+                raise LifecycleError(f"{incident_id} is {inc.status}")
+            self.store.log_in(conn, inc.id, now, step, actor, note,
+                              {"crew": row.get("crew_id"), **(details or {})})
+            words = CREW_NOTE_WORDS.get(self.planner.renderer.language, {})
+            body = f"【{inc.id}】{actor}：{words.get(step, step)}" + (f"（{note}）" if note
+                                                                      else "")
+            self.store.enqueue_in(conn, self.command_rows(inc, f"crew_{step}", body,
+                                                          revision=0), now)
+        return inc
+
     def close(self, incident_id: str, actor: str, cause_category: str, note: str = "",
               device: str | None = None) -> Incident:
         """Close out (销号) a restored or cancelled incident with its cause category and, if the
@@ -290,6 +316,9 @@ class Lifecycle:
                                      self.planner.tz, lang, self.params)
         body = self.planner.renderer.render("crew_dispatch", **ctx)
         c = choice.crew
+        if self.planner.links is not None and c.channel != "sms":
+            url = self.planner.links(inc.id, f"crew:{c.id}", f"crew:{c.id}")
+            body += "\n" + CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"]).format(url=url)
         rows = [OutboxMessage(
             incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
             purpose="dispatch", channel=c.channel, target=c.target or c.phone,

@@ -215,3 +215,39 @@ def test_a_liaison_on_a_phone_says_an_area_is_still_dark(
     shots.mkdir(exist_ok=True)
     page.screenshot(path=str(shots / "field-phone.png"), full_page=True)
     page.context.close()
+
+
+def test_a_crew_on_a_phone_goes_from_accept_to_restored(
+        browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    import re
+
+    url, store, holder = served
+    board = holder["board"]
+    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "board:ops")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "board:ops")
+    message = [m for m in store.messages(incident_id=iid) if m.purpose == "dispatch"][-1]
+    token = re.search(r"/c/(\S+)", message.body).group(1)  # type: ignore[union-attr]
+    page = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
+    page.goto(f"{url}/c/{token}")
+    for button in ("#crew-accept", "#crew-way", "#crew-arrive"):
+        label = page.text_content(button)
+        page.click(button)
+        page.wait_for_selector(f"#crew-done:has-text('{label}')", timeout=10000)
+    page.select_option("#crew-device", index=1)
+    page.fill("#crew-cause", "树线矛盾")
+    page.click("#crew-found")
+    page.wait_for_selector("#crew-done:has-text('找到故障')", timeout=10000)
+    page.check("#crew-areas input >> nth=0")
+    page.click("#crew-restore")
+    page.wait_for_selector("#crew-stage b:text-is('partially_restored')", timeout=10000)
+    for box in page.query_selector_all("#crew-areas input"):
+        box.check()
+    page.click("#crew-restore")
+    page.wait_for_selector("#crew-stage b:text-is('restored')", timeout=10000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shots = screenshot_dir() / "board"
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / "crew-phone.png"), full_page=True)
+    stages = [e["stage"] for e in store.incident_log(iid) if e["actor"] == "crew:CR01"]
+    assert stages[:4] == ["accepted", "on_the_way", "on_site", "fault_found"]
+    page.context.close()

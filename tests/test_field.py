@@ -135,3 +135,63 @@ def test_a_burst_on_one_link_is_throttled(field_board: Any) -> None:
     token = next(iter(links_of(store, iid).values()))
     codes = [client.get(f"/f/{token}").status_code for _ in range(1000)]
     assert codes.count(200) == 30 and codes.count(429) == 970
+
+
+def crew_token(store: Store, incident_id: str) -> tuple[str, str]:
+    """(crew id, token) from the latest dispatch message."""
+    m = [m for m in store.messages(incident_id=incident_id) if m.purpose == "dispatch"][-1]
+    found = re.search(r"http://board\.example\.cn:8088/c/(\S+)", m.body)
+    assert found, m.body
+    return m.payload["crew"], found.group(1)
+
+
+def test_a_crew_reports_from_its_page_through_the_lifecycle(field_board: Any) -> None:
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")  # on WeCom
+    crew, token = crew_token(store, iid)
+    page = client.get(f"/c/{token}")
+    assert page.status_code == 200 and iid in page.text
+    inc = board.actions.core.processor.incident(iid)
+    steps: list[dict[str, Any]] = [
+        {"step": "accepted"}, {"step": "on_the_way"}, {"step": "arrive"},
+        {"step": "fault_found", "device": inc.estimate.section[0], "cause": "树线矛盾",
+         "note": "支线熔断器熔断"},
+        {"step": "restore", "transformers": [inc.off[0]]},
+        {"step": "restore"}]
+    for body in steps:
+        clock.now += timedelta(minutes=3)
+        r = client.post(f"/c/{token}/step", json=body)
+        assert r.status_code == 200, (body, r.text)
+    assert board.actions.core.processor.incident(iid).stage == "restored"
+    actors = {e["stage"]: e["actor"] for e in store.incident_log(iid)}
+    for stage in ("accepted", "on_the_way", "on_site", "fault_found"):
+        assert actors[stage] == f"crew:{crew}", stage
+    found = [e for e in store.incident_log(iid) if e["stage"] == "fault_found"][0]
+    assert found["details"]["device"] == inc.estimate.section[0]
+    restored = [e for e in store.events() if e.event.source == "operator"
+                and e.event.status == "restored"]
+    assert {e.event.raw["actor"] for e in restored} == {f"crew:{crew}"}
+    # Liaisons heard "power restored", each recipient once per restoration step.
+    back = [(m.recipient, m.revision) for m in store.messages(incident_id=iid)
+            if m.purpose == "restored" and m.audience == "liaison"]
+    assert back and len(back) == len(set(back))
+
+
+def test_crew_pages_refuse_other_links_and_other_crews(field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-CG01-001"}, "operator:x")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
+    liaison = next(iter(links_of(store, iid).values()))
+    assert client.get(f"/c/{liaison}").status_code == 403  # a liaison's link is no crew's
+    crew, token = crew_token(store, iid)
+    assert client.get(f"/f/{token}").status_code == 403  # ...and a crew's no liaison's
+    r = client.post(f"/c/{token}/step", json={"step": "fault_found", "device": "nowhere"})
+    assert r.status_code == 400
+    assert client.post(f"/c/{token}/step", json={"step": "fly"}).status_code == 400
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR03"}, "operator:x")
+    assert client.get(f"/c/{token}").status_code == 403  # re-dispatched: the old crew's link
+    _, new = crew_token(store, iid)
+    assert client.get(f"/c/{new}").status_code == 200

@@ -101,52 +101,35 @@ def create_app(board: Board) -> Starlette:
             return await handler(request, board, checked)
         return endpoint
 
-    async def index(request: Request, board: Board, session: dict[str, Any]) -> Response:
-        if session.get("must_change"):
-            return RedirectResponse("/password", status_code=303)
-        return HTMLResponse(pages.get_template("index.html").render(
-            language=language_of(board, request), user=session["user_name"],
-            role=session["role"], csrf=session["csrf"]))
+    def public(handler: Callable[[Request, Board, Environment], Awaitable[Response]]
+               ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, board, pages)
+        return endpoint
+
+    def page(name: str, **extra: Any) -> Handler:
+        """A signed-in page rendered from ``pages/<name>.html``."""
+        async def endpoint(request: Request, board: Board, session: dict[str, Any]
+                           ) -> Response:
+            if name == "index" and session.get("must_change"):
+                return RedirectResponse("/password", status_code=303)
+            return HTMLResponse(pages.get_template(f"{name}.html").render(
+                language=language_of(board, request), user=session["user_name"],
+                role=session["role"], csrf=session["csrf"],
+                error=request.query_params.get("error", ""), **extra))
+        return endpoint
 
     async def events(request: Request, board: Board, session: dict[str, Any]) -> Response:
         return StreamingResponse(watcher.stream(request.is_disconnected),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    async def login_page(request: Request) -> Response:
-        return HTMLResponse(pages.get_template("login.html").render(
-            language=language_of(board, request),
-            error=request.query_params.get("error", "")))
-
-    async def login_form(request: Request) -> Response:
-        return await login(request, board)
-
-    async def logout_form(request: Request) -> Response:
-        return await logout(request, board)
-
-    async def reports_page(request: Request, board: Board, session: dict[str, Any]
-                           ) -> Response:
-        return HTMLResponse(pages.get_template("reports.html").render(
-            language=language_of(board, request),
-            error=request.query_params.get("error", "")))
-
-    async def field_view(request: Request) -> Response:
-        return await field_page(request, board, pages)
-
-    async def field_post(request: Request) -> Response:
-        return await field_answer(request, board)
-
-    async def password_page(request: Request, board: Board, session: dict[str, Any]) -> Response:
-        return HTMLResponse(pages.get_template("password.html").render(
-            language=language_of(board, request), user=session["user_name"],
-            csrf=session["csrf"]))
-
     routes = [
-        Route("/", signed_in(index)),
-        Route("/login", login_page, methods=["GET"]),
-        Route("/login", login_form, methods=["POST"]),
-        Route("/logout", logout_form, methods=["POST"]),
-        Route("/password", signed_in(password_page), methods=["GET"]),
+        Route("/", signed_in(page("index"))),
+        Route("/login", public(login_page), methods=["GET"]),
+        Route("/login", public(login), methods=["POST"]),
+        Route("/logout", public(logout), methods=["POST"]),
+        Route("/password", signed_in(page("password")), methods=["GET"]),
         Route("/api/password", signed_in(change_password), methods=["POST"]),
         Route("/healthz", lambda _r: PlainTextResponse("ok")),
         Route("/language", choose_language),
@@ -167,10 +150,12 @@ def create_app(board: Board) -> Starlette:
         Route("/api/silences", signed_in(global_action("silence"), act=True),
               methods=["POST"]),
         Route("/api/audit", signed_in(audit_json, admin=True)),
-        Route("/reports", signed_in(reports_page)),
+        Route("/reports", signed_in(page("reports"))),
         Route("/reports/view", signed_in(report_view)),
-        Route("/f/{token}", field_view, methods=["GET"]),
-        Route("/f/{token}/answer", field_post, methods=["POST"]),
+        Route("/f/{token}", public(field_page), methods=["GET"]),
+        Route("/f/{token}/answer", public(field_answer), methods=["POST"]),
+        Route("/c/{token}", public(crew_page), methods=["GET"]),
+        Route("/c/{token}/step", public(crew_step), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
@@ -221,7 +206,8 @@ class SecurityHeaders:
 async def field_page(request: Request, board: Board, pages: Environment) -> Response:
     token = request.path_params["token"]
     try:
-        link, inc = await run_in_threadpool(board.field_desk.open, token, _remote(request))
+        link, inc = await run_in_threadpool(board.field_desk.open_liaison, token,
+                                            _remote(request))
         view = await run_in_threadpool(board.field_desk.view, link, inc)
     except FieldError as exc:
         return HTMLResponse(pages.get_template("field.html").render(
@@ -230,10 +216,32 @@ async def field_page(request: Request, board: Board, pages: Environment) -> Resp
         language="zh", error="", view=view, token=token))
 
 
-async def field_answer(request: Request, board: Board) -> Response:
+async def field_answer(request: Request, board: Board, _pages: Environment) -> Response:
     body = await _json(request)
     try:
         view = await run_in_threadpool(board.field_desk.answer, request.path_params["token"],
+                                       _remote(request), body)
+    except FieldError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    return JSONResponse(view)
+
+
+async def crew_page(request: Request, board: Board, pages: Environment) -> Response:
+    token = request.path_params["token"]
+    try:
+        crew, inc = await run_in_threadpool(board.field_desk.open_crew, token, _remote(request))
+        view = await run_in_threadpool(board.field_desk.crew_view, crew, inc)
+    except FieldError as exc:
+        return HTMLResponse(pages.get_template("crew.html").render(
+            language="zh", error=str(exc), view=None, token=""), status_code=exc.status)
+    return HTMLResponse(pages.get_template("crew.html").render(
+        language="zh", error="", view=view, token=token))
+
+
+async def crew_step(request: Request, board: Board, _pages: Environment) -> Response:
+    body = await _json(request)
+    try:
+        view = await run_in_threadpool(board.field_desk.crew_step, request.path_params["token"],
                                        _remote(request), body)
     except FieldError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
@@ -289,7 +297,12 @@ async def choose_language(request: Request) -> Response:
     return response
 
 
-async def login(request: Request, board: Board) -> Response:
+async def login_page(request: Request, board: Board, pages: Environment) -> Response:
+    return HTMLResponse(pages.get_template("login.html").render(
+        language=language_of(board, request), error=request.query_params.get("error", "")))
+
+
+async def login(request: Request, board: Board, _pages: Environment) -> Response:
     form = await request.form()
     name, password = str(form.get("user") or ""), str(form.get("password") or "")
     outcome = await run_in_threadpool(sign_in, board, name, password, _remote(request))
@@ -306,7 +319,7 @@ async def login(request: Request, board: Board) -> Response:
     return response
 
 
-async def logout(request: Request, board: Board) -> Response:
+async def logout(request: Request, board: Board, _pages: Environment) -> Response:
     token = request.cookies.get(COOKIE)
     session = await run_in_threadpool(_session, board, request)
     form = await request.form()

@@ -21,10 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from outage_sentinel.board.access import token_hash
+from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.field_links import Link, LinkError, verify
 from outage_sentinel.incidents import Incident
-from outage_sentinel.processing import IncidentProcessor
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
@@ -67,7 +67,7 @@ class Throttle:
 @dataclass
 class FieldDesk:
     store: Store
-    processor: IncidentProcessor
+    actions: Actions
     topology: Callable[[], Topology]
     secret: bytes
     clock: Callable[[], datetime]
@@ -93,6 +93,13 @@ class FieldDesk:
         except LinkError as exc:
             raise FieldError(str(exc), 403) from None
 
+    def open_liaison(self, token: str, address: str) -> tuple[Link, Incident]:
+        """A liaison's link and its incident (a crew's link opens the crew's page only)."""
+        link, inc = self.open(token, address)
+        if link.village.startswith("crew:"):
+            raise FieldError("this link is a crew's", 403)
+        return link, inc
+
     def view(self, link: Link, inc: Incident) -> dict[str, Any]:
         """What the liaison sees: their village's areas in this outage; nothing personal."""
         topology = self.topology()
@@ -110,7 +117,7 @@ class FieldDesk:
         }
 
     def answer(self, token: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
-        link, inc = self.open(token, address)
+        link, inc = self.open_liaison(token, address)
         area, answer = str(body.get("area") or ""), str(body.get("answer") or "")
         note = str(body.get("note") or "")[:500]
         if answer not in ANSWERS:
@@ -120,10 +127,65 @@ class FieldDesk:
         now = self.clock()
         revision = self.store.record_answer(token_hash(token), area, inc.id, link.village,
                                             answer, note, now)
+        processor = self.actions.core.processor
         if revision is not None:
-            self.processor.report(self._event(token_hash(token), inc, area, answer, revision,
-                                              now), now)
-        return self.view(link, self.processor.incident(inc.id))
+            processor.report(self._event(token_hash(token), inc, area, answer, revision, now),
+                             now)
+        return self.view(link, processor.incident(inc.id))
+
+    # -- the crew's page -----------------------------------------------------------------------
+
+    def open_crew(self, token: str, address: str) -> tuple[str, Incident]:
+        """The crew id of a crew link and its incident, while the crew is still the one
+        dispatched to it; else :class:`FieldError`."""
+        link, inc = self.open(token, address)
+        if not link.village.startswith("crew:"):
+            raise FieldError("this link is not a crew's", 403)
+        crew = link.village[5:]
+        row = self.store.get_incident(inc.id)
+        if row is None or row.get("crew_id") != crew:
+            raise FieldError("another crew has this incident now", 403)
+        return crew, inc
+
+    def crew_view(self, crew: str, inc: Incident) -> dict[str, Any]:
+        topology = self.topology()
+        log = [{"stage": e["stage"], "at": e["at"].isoformat(), "actor": e["actor"]}
+               for e in self.store.incident_log(inc.id)]
+        return {"incident": inc.id, "crew": crew, "status": inc.status, "stage": inc.stage,
+                "feeder": topology.feeder_names.get(inc.feeder, inc.feeder),
+                "section": [{"id": d, "name": topology.nodes[d].name or d}
+                            for d in inc.estimate.section if d in topology.nodes],
+                "off": [{"id": t, "name": topology.nodes[t].name or t} for t in inc.off
+                        if t in topology.nodes],
+                "etr": inc.etr.isoformat() if inc.etr else None, "log": log[-12:]}
+
+    def crew_step(self, token: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One step from the crew's page, through the operator verbs' code, the crew as actor."""
+        crew, inc = self.open_crew(token, address)
+        step, note = str(body.get("step") or ""), str(body.get("note") or "")[:500]
+        actor, life = f"crew:{crew}", self.actions.core.lifecycle
+        try:
+            if step == "arrive":
+                life.arrive(inc.id, actor, note)
+            elif step == "fault_found":
+                device = str(body.get("device") or "")
+                if device and device not in inc.estimate.section + inc.estimate.devices:
+                    raise FieldError("device: one of the suspected section")
+                life.crew_note(inc.id, actor, step, note,
+                               {"device": device, "cause": str(body.get("cause") or "")[:60]})
+            elif step in ("accepted", "on_the_way"):
+                life.crew_note(inc.id, actor, step, note)
+            elif step == "restore":
+                self.actions.incident_step(inc.id, "restore", {
+                    "transformers": body.get("transformers") or [], "note": note}, actor)
+            elif step == "etr":
+                self.actions.incident_step(inc.id, "etr", {"time": body.get("time"),
+                                                           "note": note}, actor)
+            else:
+                raise FieldError("step: accepted, on_the_way, arrive, fault_found, restore, etr")
+        except USER_ERRORS as exc:
+            raise FieldError(str(exc), 409) from None
+        return self.crew_view(crew, self.actions.core.processor.incident(inc.id))
 
     @staticmethod
     def _event(key: str, inc: Incident, area: str, answer: str, revision: int,

@@ -1,0 +1,37 @@
+"use strict";
+// The crew's steps; each goes through the same lifecycle code as the operator's.
+const crew = document.getElementById("crew");
+for (const button of document.querySelectorAll("#crew button[data-step]")) {
+  button.addEventListener("click", async () => {
+    const step = button.dataset.step;
+    const body = {step, note: document.getElementById("crew-note").value};
+    if (step === "fault_found") {
+      body.device = document.getElementById("crew-device").value;
+      body.cause = document.getElementById("crew-cause").value;
+    } else if (step === "restore") {
+      body.transformers = [...document.querySelectorAll("#crew-areas input:checked")].map((i) => i.value);
+    } else if (step === "etr") {
+      body.time = document.getElementById("crew-etr").value.replace("T", " ");
+    }
+    const res = await fetch(`/c/${crew.dataset.token}/step`, {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+    const data = await res.json();
+    const failed = document.getElementById("crew-failed");
+    const done = document.getElementById("crew-done");
+    if (!res.ok) { failed.textContent = data.error; failed.hidden = false; done.hidden = true; return; }
+    failed.hidden = true;
+    done.textContent = `已记录：${button.textContent}`;
+    done.hidden = false;
+    document.querySelector("#crew-stage b").textContent = data.stage;
+    const list = document.getElementById("crew-areas");
+    list.replaceChildren(...data.off.map((a) => {
+      const li = document.createElement("li");
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox"; box.value = a.id;
+      label.append(box, ` ${a.name}`);
+      li.append(label);
+      return li;
+    }));
+  });
+}
