@@ -108,6 +108,11 @@ def test_a_liaison_says_still_dark_and_the_area_is_off_again(field_board: Any) -
     assert area in board.actions.core.processor.incident(iid).restored
     revisions = [e.event.revision for e in field_events(store)]
     assert revisions == ["1", "2"]
+    from outage_sentinel.board.app import incident_data
+    from outage_sentinel.board.views import Viewer
+
+    shown = incident_data(board, iid, Viewer("zh", UTC, phones=False))["answers"]  # type: ignore[index]
+    assert [(a["answer_label"], a["revision"]) for a in shown] == [("已来电", 2)]
     summaries = [m.body for m in store.messages(incident_id=iid) if m.audience == "command"]
     assert len(summaries) >= 4  # opened, restored, reopened by the liaison, back again
 
@@ -195,3 +200,24 @@ def test_crew_pages_refuse_other_links_and_other_crews(field_board: Any) -> None
     assert client.get(f"/c/{token}").status_code == 403  # re-dispatched: the old crew's link
     _, new = crew_token(store, iid)
     assert client.get(f"/c/{new}").status_code == 200
+
+
+def test_progress_reaches_the_villages_once_per_step(field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
+    _crew, token = crew_token(store, iid)
+    told = {m.recipient for m in store.messages(incident_id=iid)
+            if m.purpose == "outage" and m.channel != "sms"}
+    for body in ({"step": "arrive"}, {"step": "arrive"},
+                 {"step": "fault_found", "cause": "树线矛盾"}):
+        clock.now += timedelta(minutes=2)
+        assert client.post(f"/c/{token}/step", json=body).status_code in (200, 409)
+    progress = [m for m in store.messages(incident_id=iid) if m.purpose.startswith("progress")]
+    on_site = [m for m in progress if m.purpose == "progress_on_site"]
+    found = [m for m in progress if m.purpose == "progress_fault_found"]
+    assert {m.recipient for m in on_site} == told and len(on_site) == len(told)
+    assert {m.recipient for m in found} == told
+    assert all("树线矛盾" in m.body for m in found)
+    assert all(m.channel != "sms" for m in progress)

@@ -42,7 +42,13 @@ from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
-from outage_sentinel.board.views import CardCache, Viewer, incident_detail, overview
+from outage_sentinel.board.views import (
+    CardCache,
+    Viewer,
+    field_answers,
+    incident_detail,
+    overview,
+)
 from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
 from outage_sentinel.logs import get_logger, redact
@@ -433,10 +439,13 @@ def incident_data(board: Board, incident_id: str, viewer: Viewer) -> dict[str, A
     row = board.store.get_incident(incident_id)
     if row is None:
         return None
-    return incident_detail(row, board.store.incident_log(incident_id),
-                           board.store.messages(incident_id=incident_id),
-                           board.store.events(incident_id=incident_id, limit=500),
-                           board.topology(), board.clock(), viewer, board.commitments)
+    detail = incident_detail(row, board.store.incident_log(incident_id),
+                             board.store.messages(incident_id=incident_id),
+                             board.store.events(incident_id=incident_id, limit=500),
+                             board.topology(), board.clock(), viewer, board.commitments)
+    detail["answers"] = field_answers(board.store.answers(incident_id), board.topology(),
+                                      viewer)
+    return detail
 
 
 async def incident_json(request: Request, board: Board, session: dict[str, Any]) -> Response:

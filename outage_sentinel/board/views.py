@@ -259,3 +259,15 @@ def hypotheses(ranked: Sequence[Mapping[str, Any]], topology: Topology) -> list[
             "only_first": [name_of(topology, t) for t in sorted(top - areas)][:8],
         })
     return out
+
+
+def field_answers(rows: Sequence[Mapping[str, Any]], topology: Topology, viewer: Viewer
+                  ) -> list[dict[str, Any]]:
+    """What liaisons answered through their links, latest first."""
+    words = {"back": "已来电", "dark": "仍停电"} if viewer.language == "zh" else \
+        {"back": "power back", "dark": "still off"}
+    return [{"area": name_of(topology, str(r["area"])),
+             "village": village_name(topology, str(r["village"])),
+             "answer": r["answer"], "answer_label": words.get(str(r["answer"]), r["answer"]),
+             "note": mask_phones(str(r["note"] or "")), "at": local(r["at"], viewer.tz),
+             "revision": r["revision"]} for r in reversed(rows)]

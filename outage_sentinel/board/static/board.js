@@ -24,7 +24,7 @@ const WORDS = {
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
     map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
-    hours: "小时（可空）", silenced: "已静默", silences: "静默", until: "截止", expire: "结束",
+    hours: "小时（可空）", silenced: "已静默", answers: "联络人反馈", silences: "静默", until: "截止", expire: "结束",
     add: "添加", scopeAdd: "加入范围", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
@@ -46,7 +46,7 @@ const WORDS = {
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
     onlyHere: "only this one has off", onlyFirst: "only the first has off", prob: "probability",
     map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
-    hours: "hours (optional)", silenced: "silenced", silences: "Silences", until: "until",
+    hours: "hours (optional)", silenced: "silenced", answers: "Liaisons' answers", silences: "Silences", until: "until",
     expire: "End", add: "Add", scopeAdd: "Add to scope", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
@@ -218,6 +218,7 @@ function incidentView(c) {
     section(W.areas, h("table", {class: "grid"}, h("tbody", {}, c.areas.map((a) =>
       h("tr", {class: a.restored ? "back" : `mark-${a.mark}`}, h("td", {}, a.name), h("td", {}, a.village), h("td", {class: "num"}, a.customers),
         h("td", {}, a.restored ? `${W.back} ${a.restored}` : a.mark)))))),
+    section(W.answers, list(c.answers || [], (a) => `${a.at} · ${a.village} ${a.area}: ${a.answer_label}${a.note ? " · " + a.note : ""}`)),
     section(W.care, list(c.care, (p) => `${p.name} ${p.phone} · ${p.tags.join(",")} · ${p.area}`)),
     section(W.timeline, list(c.timeline, (e) => `${e.at} · ${e.stage_label} · ${e.actor}${e.note ? " · " + e.note : ""}`)),
     section(W.evidence, list(c.evidence, (e) => `${e.at} · ${e.source} · ${e.signal} · ${e.status} · ${e.device || ""} ${e.transformers.slice(0, 6).join(",")} ${e.text}`)),
