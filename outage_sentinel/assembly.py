@@ -25,7 +25,7 @@ from outage_sentinel.config import (
 )
 from outage_sentinel.delivery import Deliverer, Muter
 from outage_sentinel.estimation import default_estimator
-from outage_sentinel.field_links import Link, sign
+from outage_sentinel.field_links import PUBLIC, Link, sign
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.liaison import LiaisonPlanner, LinkMaker, Renderer, TemplateFailure
 from outage_sentinel.lifecycle import Lifecycle
@@ -86,7 +86,8 @@ def link_maker(config: Config, store: Store, clock: Callable[[], datetime]
 
     def make(incident_id: str, village: str, recipient: str) -> str:
         token = sign(secret, Link(incident_id, village, recipient, clock()))
-        page = "c" if village.startswith("crew:") else "f"  # a crew's page, a liaison's
+        # a crew's page, the public progress page, a liaison's page
+        page = "c" if village.startswith("crew:") else "p" if village == PUBLIC else "f"
         return f"{base.rstrip('/')}/{page}/{token}"
     return make
 

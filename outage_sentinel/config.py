@@ -518,6 +518,8 @@ class FieldConfig(Strict):
     #: The links' signing key (32 bytes or more, from the environment: ``${LINK_SECRET}``).
     #: Unset: one is generated once and kept in the database.
     link_secret: SecretStr | None = None
+    #: Crews' photos (re-encoded, under ``<state_dir>/photos``) are deleted after this long.
+    photo_retention_days: float = Field(default=180.0, gt=0, le=3660)
 
 
 class HaConfig(Strict):

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 MAX_AGE = timedelta(days=14)
 #: How long after the incident ended the page still answers.
 GRACE = timedelta(hours=24)
+#: The "village" of an incident's public progress page link (status, cause, photos).
+PUBLIC = "public"
 #: Bytes of the HMAC kept in the token (128 bits).
 MAC_BYTES = 16
 

@@ -27,6 +27,7 @@ from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
 from outage_sentinel.events import parse_time
+from outage_sentinel.field_links import PUBLIC
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
@@ -42,18 +43,19 @@ CREW_STAGES = ("dispatched", "on_site", "partially_restored")
 CREW_LINK_LINE = {"zh": "现场进度（接单 / 到场 / 找到故障 / 恢复送电）：{url}",
                   "en": "Report progress (accept / on site / fault found / restored): {url}"}
 #: Steps only the crew reports (logged with the crew as actor; the stage does not change).
-CREW_NOTES = ("accepted", "on_the_way", "fault_found")
+CREW_NOTES = ("accepted", "on_the_way", "fault_found", "photo")
 PROGRESS_WORDS = {
     "zh": {"head": "【抢修进展】{village}：{feeder}故障停电（编号{incident}）{progress}。",
            "on_site": "抢修人员已到达现场", "fault_found": "已找到故障，原因：{cause}",
-           "unknown": "待查明"},
+           "unknown": "待查明", "page": "抢修进展与现场照片：{url}"},
     "en": {"head": "[Repair progress] {village}: the outage on {feeder} ({incident}): "
                    "{progress}.",
            "on_site": "the crew is on site", "fault_found": "the fault is found, cause: {cause}",
-           "unknown": "being established"},
+           "unknown": "being established",
+           "page": "Progress and photos from the site: {url}"},
 }
 CREW_NOTE_WORDS = {"zh": {"accepted": "已接单", "on_the_way": "正在赶往现场",
-                          "fault_found": "找到故障"}}
+                          "fault_found": "找到故障", "photo": "上传现场照片"}}
 
 
 class LifecycleError(Exception):
@@ -213,6 +215,9 @@ class Lifecycle:
                 village=village.name if village else v, incident=inc.id,
                 feeder=self.topology.feeder_names.get(inc.feeder, inc.feeder),
                 progress=words[step].format(cause=cause or words["unknown"]))
+            if self.planner.links is not None:
+                body += "\n" + words["page"].format(url=self.planner.links(inc.id, PUBLIC,
+                                                                            PUBLIC))
             rows += [r for r in self.planner.liaison_rows(inc, v, f"progress_{step}", body)
                      if r.channel != "sms"]
         return rows

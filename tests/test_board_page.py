@@ -233,6 +233,12 @@ def test_a_crew_on_a_phone_goes_from_accept_to_restored(
         label = page.text_content(button)
         page.click(button)
         page.wait_for_selector(f"#crew-done:has-text('{label}')", timeout=10000)
+    from tests.test_field import jpeg_with_gps
+
+    page.set_input_files("#crew-photo-file", files=[{"name": "site.jpg", "mimeType": "image/jpeg",
+                                                     "buffer": jpeg_with_gps()}])
+    page.click("#crew-photo")
+    page.wait_for_selector("#crew-done:has-text('现场照片')", timeout=10000)
     page.select_option("#crew-device", index=1)
     page.fill("#crew-cause", "树线矛盾")
     page.click("#crew-found")
@@ -249,5 +255,5 @@ def test_a_crew_on_a_phone_goes_from_accept_to_restored(
     shots.mkdir(exist_ok=True)
     page.screenshot(path=str(shots / "crew-phone.png"), full_page=True)
     stages = [e["stage"] for e in store.incident_log(iid) if e["actor"] == "crew:CR01"]
-    assert stages[:4] == ["accepted", "on_the_way", "on_site", "fault_found"]
+    assert stages[:5] == ["accepted", "on_the_way", "on_site", "photo", "fault_found"]
     page.context.close()

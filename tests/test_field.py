@@ -221,3 +221,70 @@ def test_progress_reaches_the_villages_once_per_step(field_board: Any) -> None:
     assert {m.recipient for m in found} == told
     assert all("树线矛盾" in m.body for m in found)
     assert all(m.channel != "sms" for m in progress)
+
+
+def jpeg_with_gps() -> bytes:
+    import io
+
+    from PIL import Image
+
+    img = Image.new("RGB", (64, 48), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {2: (36.0, 30.0, 0.0), 4: (115.0, 30.0, 0.0)}  # GPS latitude/longitude
+    out = io.BytesIO()
+    img.save(out, "JPEG", exif=exif)
+    return out.getvalue()
+
+
+def test_a_crews_photo_is_cleaned_kept_and_shown_on_the_public_progress_page(
+        field_board: Any, tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
+    _crew, token = crew_token(store, iid)
+    original = jpeg_with_gps()
+    assert b"PhoneMaker" in original
+    r = client.post(f"/c/{token}/photo", content=original,
+                    headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 200, r.text
+    for bad, why in ((b"not an image", "not an image"), (b"", "empty"),
+                     (b"\xff" * (11 * 1024 * 1024), "MB at most")):
+        r = client.post(f"/c/{token}/photo", content=bad)
+        assert r.status_code == 400 and why in r.json()["error"]
+    clock.now += timedelta(minutes=2)
+    assert client.post(f"/c/{token}/step", json={"step": "fault_found",
+                                                 "cause": "树线矛盾"}).status_code == 200
+    notice = next(m for m in store.messages(incident_id=iid)
+                  if m.purpose == "progress_fault_found")
+    public = re.search(r"http://board\.example\.cn:8088/p/(\S+)", notice.body)
+    assert public, notice.body
+    page = client.get(f"/p/{public.group(1)}")
+    assert page.status_code == 200 and "树线矛盾" in page.text
+    assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", page.text)
+    name = re.search(r'src="/p/[^/]+/([0-9a-f]{32}\.jpg)"', page.text).group(1)  # type: ignore[union-attr]
+    photo = client.get(f"/p/{public.group(1)}/{name}")
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    kept = Image.open(io.BytesIO(photo.content))
+    assert kept.size == (64, 48) and not kept.getexif() and b"PhoneMaker" not in photo.content
+    assert client.get(f"/p/{public.group(1)}/..%2f..%2fconfig.yaml").status_code == 404
+    assert client.get(f"/p/{token}").status_code == 403  # a crew's link is no public page
+    assert [e["stage"] for e in store.incident_log(iid)].count("photo") == 1
+
+
+def test_old_photos_are_deleted(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from outage_sentinel.board.photos import photos_of, prune, store_photo
+
+    name = store_photo(tmp_path, "INC-1", jpeg_with_gps())
+    assert photos_of(tmp_path, "INC-1") == [name]
+    old = tmp_path / "INC-1" / name
+    os.utime(old, (time.time() - 200 * 86400,) * 2)
+    assert prune(tmp_path, 180) == 1 and photos_of(tmp_path, "INC-1") == []

@@ -26,6 +26,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
+    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -162,6 +163,9 @@ def create_app(board: Board) -> Starlette:
         Route("/f/{token}/answer", public(field_answer), methods=["POST"]),
         Route("/c/{token}", public(crew_page), methods=["GET"]),
         Route("/c/{token}/step", public(crew_step), methods=["POST"]),
+        Route("/c/{token}/photo", public(crew_photo), methods=["POST"]),
+        Route("/p/{token}", public(progress_page), methods=["GET"]),
+        Route("/p/{token}/{name}", public(progress_photo), methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
@@ -252,6 +256,38 @@ async def crew_step(request: Request, board: Board, _pages: Environment) -> Resp
     except FieldError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
     return JSONResponse(view)
+
+
+async def crew_photo(request: Request, board: Board, _pages: Environment) -> Response:
+    data = await request.body()
+    try:
+        view = await run_in_threadpool(board.field_desk.crew_photo, request.path_params["token"],
+                                       _remote(request), data)
+    except FieldError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    return JSONResponse(view)
+
+
+async def progress_page(request: Request, board: Board, pages: Environment) -> Response:
+    token = request.path_params["token"]
+    try:
+        inc = await run_in_threadpool(board.field_desk.open_public, token, _remote(request))
+        view = await run_in_threadpool(board.field_desk.public_view, inc)
+    except FieldError as exc:
+        return HTMLResponse(pages.get_template("progress.html").render(
+            language="zh", error=str(exc), view=None, token=""), status_code=exc.status)
+    return HTMLResponse(pages.get_template("progress.html").render(
+        language="zh", error="", view=view, token=token))
+
+
+async def progress_photo(request: Request, board: Board, _pages: Environment) -> Response:
+    try:
+        path = await run_in_threadpool(board.field_desk.photo, request.path_params["token"],
+                                       _remote(request), request.path_params["name"])
+    except FieldError as exc:
+        return PlainTextResponse(str(exc), status_code=exc.status)
+    return FileResponse(path, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=86400"})
 
 
 # -- sign-in ------------------------------------------------------------------------------------

@@ -18,12 +18,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from outage_sentinel.board.access import token_hash
 from outage_sentinel.board.actions import USER_ERRORS, Actions
+from outage_sentinel.board.photos import PhotoError, photo_path, photos_of, prune, store_photo
 from outage_sentinel.events import OutageEvent
-from outage_sentinel.field_links import Link, LinkError, verify
+from outage_sentinel.field_links import PUBLIC, Link, LinkError, verify
 from outage_sentinel.incidents import Incident
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
@@ -71,6 +73,9 @@ class FieldDesk:
     topology: Callable[[], Topology]
     secret: bytes
     clock: Callable[[], datetime]
+    #: Where crews' photos are kept (``<state_dir>/photos``), and for how long.
+    photos: Path
+    photo_days: float = 180.0
     per_link: Throttle = field(default_factory=lambda: Throttle(30))
     per_address: Throttle = field(default_factory=lambda: Throttle(300))
 
@@ -92,6 +97,47 @@ class FieldDesk:
             return verify(self.secret, token, self.clock(), ended), inc
         except LinkError as exc:
             raise FieldError(str(exc), 403) from None
+
+    def open_public(self, token: str, address: str) -> Incident:
+        """The incident of a public progress link."""
+        link, inc = self.open(token, address)
+        if link.village != PUBLIC:
+            raise FieldError("this link is not a progress page's", 403)
+        return inc
+
+    def public_view(self, inc: Incident) -> dict[str, Any]:
+        """Status, cause, expected restoration, photos; nothing personal."""
+        topology = self.topology()
+        causes = [str((e.get("details") or {}).get("cause") or "")
+                  for e in self.store.incident_log(inc.id) if e["stage"] in ("fault_found",
+                                                                             "closed")]
+        row = self.store.get_incident(inc.id) or {}
+        return {"incident": inc.id, "status": inc.status, "stage": inc.stage,
+                "feeder": topology.feeder_names.get(inc.feeder, inc.feeder),
+                "villages": [topology.villages[v].name for v in inc.estimate.villages
+                             if v in topology.villages],
+                "cause": row.get("cause_category") or next((c for c in reversed(causes) if c),
+                                                           ""),
+                "etr": inc.etr.isoformat() if inc.etr else None,
+                "photos": photos_of(self.photos, inc.id)}
+
+    def photo(self, token: str, address: str, name: str) -> Path:
+        inc = self.open_public(token, address)
+        path = photo_path(self.photos, inc.id, name)
+        if path is None:
+            raise FieldError("no such photo", 404)
+        return path
+
+    def crew_photo(self, token: str, address: str, data: bytes) -> dict[str, Any]:
+        crew, inc = self.open_crew(token, address)
+        try:
+            name = store_photo(self.photos, inc.id, data)
+        except PhotoError as exc:
+            raise FieldError(str(exc), 400) from None
+        prune(self.photos, self.photo_days)
+        self.actions.core.lifecycle.crew_note(inc.id, f"crew:{crew}", "photo", "",
+                                              {"file": name})
+        return self.crew_view(crew, inc)
 
     def open_liaison(self, token: str, address: str) -> tuple[Link, Incident]:
         """A liaison's link and its incident (a crew's link opens the crew's page only)."""

@@ -38,7 +38,8 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
     core = build_core(config, store, topology(), metrics=Metrics(), clock=clock)
     tz = ZoneInfo(config.timezone)
     actions = Actions(core, store, Silencing(store, topology), clock, tz)
-    desk = FieldDesk(store, actions, topology, link_secret(config, store, clock()), clock)
+    desk = FieldDesk(store, actions, topology, link_secret(config, store, clock()), clock,
+                     config.state_dir / "photos", config.field.photo_retention_days)
     return Board(config.board, store, topology, actions, core.lifecycle.params.commitments,
                  clock, tz, config.notify.language, desk)
 

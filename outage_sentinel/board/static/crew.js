@@ -35,3 +35,16 @@ for (const button of document.querySelectorAll("#crew button[data-step]")) {
     }));
   });
 }
+
+document.getElementById("crew-photo")?.addEventListener("click", async () => {
+  const file = document.getElementById("crew-photo-file").files[0];
+  const failed = document.getElementById("crew-failed");
+  const done = document.getElementById("crew-done");
+  if (!file) { failed.textContent = "请先选择照片"; failed.hidden = false; return; }
+  const res = await fetch(`/c/${crew.dataset.token}/photo`, {method: "POST", headers: {"Content-Type": file.type || "application/octet-stream"}, body: file});
+  const data = await res.json();
+  if (!res.ok) { failed.textContent = data.error; failed.hidden = false; return; }
+  failed.hidden = true;
+  done.textContent = "已记录：现场照片";
+  done.hidden = false;
+});
