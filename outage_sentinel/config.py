@@ -509,6 +509,9 @@ class BoardConfig(Strict):
     max_failed_sign_ins: int = Field(default=5, ge=1, le=100)
 
 
+DEFAULT_SMS_KEYWORDS: dict[str, Literal["back", "dark"]] = {"1": "back", "2": "dark"}
+
+
 class FieldConfig(Strict):
     """Links for the field (README "Field links")."""
 
@@ -518,6 +521,12 @@ class FieldConfig(Strict):
     #: The links' signing key (32 bytes or more, from the environment: ``${LINK_SECRET}``).
     #: Unset: one is generated once and kept in the database.
     link_secret: SecretStr | None = None
+    #: The secret path part of the SMS reply webhook (``/hooks/sms/<token>``, Aliyun's uplink
+    #: push); None: no webhook. From the environment: ``${SMS_REPLY_TOKEN}``.
+    sms_reply_token: SecretStr | None = None
+    #: SMS reply keywords and what they mean (a liaison replies 1 or 2 to an outage notice).
+    sms_keywords: dict[str, Literal["back", "dark"]] = Field(
+        default_factory=lambda: dict(DEFAULT_SMS_KEYWORDS))
     #: Crews' photos (re-encoded, under ``<state_dir>/photos``) are deleted after this long.
     photo_retention_days: float = Field(default=180.0, gt=0, le=3660)
 

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from starlette.testclient import TestClient
@@ -288,3 +289,37 @@ def test_old_photos_are_deleted(tmp_path: Path) -> None:
     old = tmp_path / "INC-1" / name
     os.utime(old, (time.time() - 200 * 86400,) * 2)
     assert prune(tmp_path, 180) == 1 and photos_of(tmp_path, "INC-1") == []
+
+
+def test_sms_replies_answer_for_the_village_once_and_only_fresh(field_board: Any) -> None:
+    from pydantic import SecretStr
+
+    board, store, clock, topology = field_board
+    board.field_desk.sms_token = SecretStr("hook-secret-123").get_secret_value()
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    sms_liaison = next(li for li in topology.liaisons if li.channel == "sms")
+    area = topology.village_transformers(sms_liaison.village)[0]
+    iid = board.actions.open_incident({"transformers": area}, "operator:x")
+    notice = next(m for m in store.messages(incident_id=iid)
+                  if m.channel == "sms" and m.audience == "liaison")
+    phone = notice.target
+    processor = board.actions.core.processor
+    clock.now += timedelta(minutes=10)
+    processor.operator_restore(iid, "operator:x", area, None, "", now=clock.now)
+    clock.now += timedelta(minutes=5)
+    beijing = clock.now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+    reply = {"phone_number": phone, "content": "2", "send_time": beijing, "sequence_id": 77,
+             "sign_name": "供电公司", "dest_code": "1"}
+    assert client.post("/hooks/sms/wrong", json=[reply]).status_code == 404
+    r = client.post("/hooks/sms/hook-secret-123", json=[reply])
+    assert r.status_code == 200 and r.json()["code"] == 0 and r.json()["accepted"] == 1
+    assert area in processor.incident(iid).off  # still dark, said the liaison by SMS
+    assert client.post("/hooks/sms/hook-secret-123", json=[reply]).json()["ignored"] == 1
+    stale = dict(reply, sequence_id=78, content="1",
+                 send_time=(clock.now - timedelta(hours=2)).astimezone(
+                     ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S"))
+    unknown = dict(reply, sequence_id=79, content="好的")
+    r = client.post("/hooks/sms/hook-secret-123", json=[stale, unknown, "junk"])
+    assert r.json() == {"code": 0, "msg": "ok", "accepted": 0, "ignored": 3}
+    assert area in processor.incident(iid).off
+    assert client.post("/hooks/sms/hook-secret-123", content=b"{").status_code == 400

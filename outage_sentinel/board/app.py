@@ -165,6 +165,7 @@ def create_app(board: Board) -> Starlette:
         Route("/c/{token}/step", public(crew_step), methods=["POST"]),
         Route("/c/{token}/photo", public(crew_photo), methods=["POST"]),
         Route("/p/{token}", public(progress_page), methods=["GET"]),
+        Route("/hooks/sms/{token}", public(sms_hook), methods=["POST"]),
         Route("/p/{token}/{name}", public(progress_photo), methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -266,6 +267,19 @@ async def crew_photo(request: Request, board: Board, _pages: Environment) -> Res
     except FieldError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
     return JSONResponse(view)
+
+
+async def sms_hook(request: Request, board: Board, _pages: Environment) -> Response:
+    """Aliyun's SMS uplink push: answers it as the platform expects (``code`` 0)."""
+    try:
+        body = json.loads(await request.body() or b"[]")
+        counts = await run_in_threadpool(board.field_desk.sms_replies,
+                                         request.path_params["token"], body)
+    except FieldError as exc:
+        return JSONResponse({"code": 1, "msg": str(exc)}, status_code=exc.status)
+    except ValueError:
+        return JSONResponse({"code": 1, "msg": "the body must be JSON"}, status_code=400)
+    return JSONResponse({"code": 0, "msg": "ok", **counts})
 
 
 async def progress_page(request: Request, board: Board, pages: Environment) -> Response:

@@ -12,25 +12,33 @@ changes the answer, it adds no report. Requests are limited per link and per add
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
+import uuid
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from outage_sentinel.board.access import token_hash
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.photos import PhotoError, photo_path, photos_of, prune, store_photo
-from outage_sentinel.events import OutageEvent
+from outage_sentinel.events import OutageEvent, parse_optional_time
 from outage_sentinel.field_links import PUBLIC, Link, LinkError, verify
 from outage_sentinel.incidents import Incident
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
 FIELD_SOURCE = "field"
+#: An SMS reply older than this when it arrives is not taken (a replay or a stale queue).
+SMS_REPLY_MAX_AGE = timedelta(minutes=30)
+#: Aliyun sends reply times in Beijing time without an offset.
+CHINA = ZoneInfo("Asia/Shanghai")
 ANSWERS = {"back": "已来电", "dark": "仍停电"}
 
 
@@ -76,6 +84,9 @@ class FieldDesk:
     #: Where crews' photos are kept (``<state_dir>/photos``), and for how long.
     photos: Path
     photo_days: float = 180.0
+    #: The SMS reply webhook's path secret (None: no webhook) and its keywords.
+    sms_token: str | None = None
+    sms_keywords: dict[str, str] = field(default_factory=lambda: {"1": "back", "2": "dark"})
     per_link: Throttle = field(default_factory=lambda: Throttle(30))
     per_address: Throttle = field(default_factory=lambda: Throttle(300))
 
@@ -232,6 +243,52 @@ class FieldDesk:
         except USER_ERRORS as exc:
             raise FieldError(str(exc), 409) from None
         return self.crew_view(crew, self.actions.core.processor.incident(inc.id))
+
+    # -- SMS replies (Aliyun's uplink push) -----------------------------------------------------
+
+    def sms_replies(self, token: str, body: Any) -> dict[str, int]:
+        """Replies to SMS notices: a keyword (1 = 已来电, 2 = 仍停电) answers for every area of
+        the village the replying number was last told about. A reply is taken once (its
+        ``sequence_id``), and only within :data:`SMS_REPLY_MAX_AGE` of being sent."""
+        if self.sms_token is None or not hmac.compare_digest(token, self.sms_token):
+            raise FieldError("unknown webhook", 404)
+        replies = body if isinstance(body, list) else [body]
+        counts = {"accepted": 0, "ignored": 0}
+        for reply in replies[:1000]:
+            counts["accepted" if self._sms_reply(reply) else "ignored"] += 1
+        return counts
+
+    def _sms_reply(self, reply: Any) -> bool:
+        if not isinstance(reply, dict):
+            return False
+        phone, content = str(reply.get("phone_number") or ""), str(reply.get("content") or "")
+        answer = self.sms_keywords.get(content.strip())
+        now = self.clock()
+        try:
+            sent = parse_optional_time(reply.get("send_time"), "send_time", CHINA)
+        except ValueError:
+            return False
+        if answer is None or not phone or sent is None or now - sent > SMS_REPLY_MAX_AGE:
+            return False
+        seen = f"sms_reply:{reply.get('sequence_id') or phone + ':' + str(sent)}"
+        marker = uuid.uuid4().hex
+        if self.store.kv_setdefault(seen, marker, now) != marker:
+            return False  # a replay
+        notice = self.store.last_sms_notice(phone, ("outage", "update", "restored"))
+        if notice is None:
+            return False
+        village = str(notice.payload.get("village") or "")
+        inc = self.actions.core.processor.incident(notice.incident_id)
+        key = hashlib.sha256(f"sms:{phone}:{inc.id}".encode()).hexdigest()
+        areas = [t for t in inc.estimate.transformers
+                 if t in self.topology().village_transformers(village)]
+        processor = self.actions.core.processor
+        for area in areas:
+            revision = self.store.record_answer(key, area, inc.id, village, answer,
+                                                "短信回复", now)
+            if revision is not None:
+                processor.report(self._event(key, inc, area, answer, revision, now), now)
+        return bool(areas)
 
     @staticmethod
     def _event(key: str, inc: Incident, area: str, answer: str, revision: int,

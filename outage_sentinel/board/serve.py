@@ -39,7 +39,9 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
     tz = ZoneInfo(config.timezone)
     actions = Actions(core, store, Silencing(store, topology), clock, tz)
     desk = FieldDesk(store, actions, topology, link_secret(config, store, clock()), clock,
-                     config.state_dir / "photos", config.field.photo_retention_days)
+                     config.state_dir / "photos", config.field.photo_retention_days,
+                     config.field.sms_reply_token.get_secret_value()
+                     if config.field.sms_reply_token else None, dict(config.field.sms_keywords))
     return Board(config.board, store, topology, actions, core.lifecycle.params.commitments,
                  clock, tz, config.notify.language, desk)
 

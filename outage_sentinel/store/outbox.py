@@ -79,6 +79,17 @@ class OutboxStore(StoreBase):
         with self.engine.connect() as conn:
             return [OutboxRow(**r._mapping) for r in conn.execute(q)]
 
+    def last_sms_notice(self, phone: str, purposes: Sequence[str]) -> OutboxRow | None:
+        """The latest liaison notice of ``purposes`` sent by SMS to ``phone`` (what an SMS
+        reply answers)."""
+        q = (select(outbox_t).where(outbox_t.c.channel == "sms", outbox_t.c.target == phone,
+                                    outbox_t.c.audience == "liaison",
+                                    outbox_t.c.purpose.in_(list(purposes)))
+             .order_by(outbox_t.c.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+            return OutboxRow(**row._mapping) if row else None
+
     def inflight_messages(self) -> list[OutboxRow]:
         return self.messages(status="inflight")
 
