@@ -90,6 +90,9 @@ VILLAGE_VIEW: Sequence[Column] = (
     ("township", "乡镇", "Township", "text"),
     ("area_type", "地区类型", "Area type", "area_type"),
     *SCOPE_VIEW,
+    ("field_confirmations", "联络人确认来电", "Confirmed back by liaisons", "int"),
+    ("confirm_minutes_median", "恢复到确认（分钟，中位）", "Restored to confirmed (min, median)",
+     "f1"),
 )
 DEAD_VIEW: Sequence[Column] = (
     ("incident_id", "事件编号", "Incident", "text"),
@@ -130,6 +133,8 @@ SUMMARY_VIEW: Sequence[Column] = (
     ("dead_letters", "未送达通知", "Undelivered notices", "int"),
     ("trouble_calls", "报修来电", "Trouble calls", "int"),
     ("trouble_calls_without_incident", "未关联停电事件的来电", "Calls joining no incident", "int"),
+    ("field_confirmations", "联络人确认来电（台区）", "Areas confirmed back by liaisons", "int"),
+    ("field_still_dark", "联络人反馈仍停电", "Still-off reports from liaisons", "int"),
 )
 
 #: Sheet (and section) titles per table.

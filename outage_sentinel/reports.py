@@ -231,11 +231,15 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     hours = _period_hours(start, end, now)
     by_feeder = _by_feeder(topology, incidents, area_df, feeder_touch, feeder_names, hours)
     by_village = _by_village(topology, incidents, area_df, village_touch, hours)
+    answers = [a for iid in incidents["id"] for a in store.answers(str(iid))]
+    by_village = _with_confirmations(by_village, area_df, answers, tz)
     dead_df = _dead_frame(dead, tz)
     summary = _summary(topology, incidents, area_df, dead_df, start, end, tz, now, hours)
     calls = store.calls_between(start, upto)
     summary["trouble_calls"] = len(calls)
     summary["trouble_calls_without_incident"] = sum(1 for i in calls.values() if i is None)
+    summary["field_confirmations"] = int(by_village["field_confirmations"].sum())
+    summary["field_still_dark"] = sum(1 for a in answers if a["answer"] == "dark")
     return Report(start=start, end=end, tz=tz, now=now, incidents=incidents, by_feeder=by_feeder,
                   by_village=by_village, summary=summary, dead_letters=dead_df, areas=area_df)
 
@@ -493,6 +497,33 @@ def _by_village(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame
                                   areas[areas["village"] == v], hours)})
     return pd.DataFrame(rows, columns=["village", "village_name", "township", "area_type",
                                        *SCOPE_COLUMNS])
+
+
+def _with_confirmations(by_village: pd.DataFrame, areas: pd.DataFrame,
+                        answers: Sequence[Mapping[str, Any]], tz: tzinfo) -> pd.DataFrame:
+    """Per village, the liaisons' "power back" answers (field links, SMS replies) and the
+    median minutes from an area's restoration to its first confirmation."""
+    back: dict[tuple[str, str], datetime] = {}
+    for a in answers:
+        if a["answer"] == "back":
+            key, at = (str(a["incident_id"]), str(a["area"])), _aware(a["at"])
+            back[key] = min(back.get(key, at), at)
+    counts: dict[str, int] = {}
+    minutes: dict[str, list[float]] = {}
+    for (iid, area), at in back.items():
+        rows = areas[(areas["incident_id"] == iid) & (areas["transformer"] == area)]
+        village = str(rows["village"].iloc[0]) if len(rows) else ""
+        counts[village] = counts.get(village, 0) + 1
+        if len(rows) and rows["back_at"].iloc[0] is not pd.NaT:
+            restored = rows["back_at"].iloc[0].to_pydatetime()
+            if at >= restored:
+                minutes.setdefault(village, []).append((at - restored).total_seconds() / 60)
+    out = by_village.copy()
+    out["field_confirmations"] = [counts.get(v, 0) for v in out["village"]]
+    out["confirm_minutes_median"] = [
+        float(pd.Series(minutes[v]).median()) if v in minutes else float("nan")
+        for v in out["village"]]
+    return out
 
 
 def _dead_frame(dead: Sequence[Mapping[str, Any]], tz: tzinfo) -> pd.DataFrame:

@@ -323,3 +323,30 @@ def test_sms_replies_answer_for_the_village_once_and_only_fresh(field_board: Any
     assert r.json() == {"code": 0, "msg": "ok", "accepted": 0, "ignored": 3}
     assert area in processor.incident(iid).off
     assert client.post("/hooks/sms/hook-secret-123", content=b"{").status_code == 400
+
+
+def test_the_report_counts_confirmations_and_the_time_to_confirm(field_board: Any) -> None:
+    from zoneinfo import ZoneInfo as Zone
+
+    from outage_sentinel import reports
+
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    start = clock.now
+    iid = board.actions.open_incident({"transformers": "T-LH01-014,T-LH01-015"}, "operator:x")
+    village, token = next(iter(links_of(store, iid).items()))
+    processor = board.actions.core.processor
+    area = next(t for t in processor.incident(iid).off if topology.nodes[t].village == village)
+    clock.now += timedelta(minutes=30)
+    processor.operator_restore(iid, "operator:x", area, None, "", now=clock.now)
+    clock.now += timedelta(minutes=12)  # the liaison confirms twelve minutes later
+    assert client.post(f"/f/{token}/answer", json={"area": area,
+                                                   "answer": "back"}).status_code == 200
+    tz = Zone("Asia/Shanghai")
+    report = reports.build_report(store, topology, start - timedelta(hours=1),
+                                  clock.now + timedelta(hours=1), tz, clock.now)
+    row = report.by_village[report.by_village["village"] == village].iloc[0]
+    assert row["field_confirmations"] == 1
+    assert row["confirm_minutes_median"] == pytest.approx(12, abs=0.1)
+    assert report.summary["field_confirmations"].iloc[0] == 1
+    assert report.summary["field_still_dark"].iloc[0] == 0

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-import uuid
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
