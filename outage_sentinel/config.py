@@ -524,7 +524,10 @@ class FieldConfig(Strict):
     #: The secret path part of the SMS reply webhook (``/hooks/sms/<token>``, Aliyun's uplink
     #: push); None: no webhook. From the environment: ``${SMS_REPLY_TOKEN}``.
     sms_reply_token: SecretStr | None = None
-    #: SMS reply keywords and what they mean (a liaison replies 1 or 2 to an outage notice).
+    #: The app secret of a DingTalk outgoing robot in the liaisons' groups (``/hooks/dingtalk``);
+    #: None: no callback. From the environment: ``${DINGTALK_ROBOT_SECRET}``.
+    dingtalk_app_secret: SecretStr | None = None
+    #: Reply keywords (SMS and robot groups) and what they mean (a liaison replies 1 or 2).
     sms_keywords: dict[str, Literal["back", "dark"]] = Field(
         default_factory=lambda: dict(DEFAULT_SMS_KEYWORDS))
     #: Crews' photos (re-encoded, under ``<state_dir>/photos``) are deleted after this long.

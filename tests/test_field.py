@@ -350,3 +350,39 @@ def test_the_report_counts_confirmations_and_the_time_to_confirm(field_board: An
     assert row["confirm_minutes_median"] == pytest.approx(12, abs=0.1)
     assert report.summary["field_confirmations"].iloc[0] == 1
     assert report.summary["field_still_dark"].iloc[0] == 0
+
+
+def test_a_dingtalk_group_reply_is_signed_fresh_and_taken_once(field_board: Any) -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    board, store, clock, topology = field_board
+    board.field_desk.dingtalk_secret = secret = "SEC-robot-app-secret"
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    group = next(li for li in topology.liaisons if li.channel == "dingtalk")
+    area = topology.village_transformers(group.village)[0]
+    iid = board.actions.open_incident({"transformers": area}, "operator:x")
+    notice = next(m for m in store.messages(incident_id=iid) if m.channel == "dingtalk")
+
+    def post(body: dict[str, Any], at: datetime, key: str = secret) -> Any:
+        stamp = str(int(at.timestamp() * 1000))
+        sign = base64.b64encode(hmac.new(key.encode(), f"{stamp}\n{key}".encode(),
+                                         hashlib.sha256).digest()).decode()
+        return client.post("/hooks/dingtalk", json=body,
+                           headers={"timestamp": stamp, "sign": sign})
+
+    body = {"msgtype": "text", "text": {"content": " 2 "}, "msgId": "m1",
+            "conversationTitle": notice.target, "senderNick": "村委"}
+    assert post(body, clock.now, key="wrong").status_code == 403
+    assert post(body, clock.now - timedelta(hours=2)).status_code == 403
+    r = post(body, clock.now)
+    assert r.status_code == 200 and r.json()["text"]["content"] == "已收到：仍停电"
+    inc = board.actions.core.processor.incident(iid)
+    village_areas = [t for t in inc.estimate.transformers
+                     if t in topology.village_transformers(group.village)]
+    taken = [e for e in store.events() if e.event.source == "field"]
+    assert sorted(e.event.transformers[0] for e in taken) == sorted(village_areas)
+    assert post(body, clock.now).json() == {}  # the same msgId again
+    assert len([e for e in store.events() if e.event.source == "field"]) == len(taken)
+    assert post(dict(body, msgId="m2", text={"content": "谢谢"}), clock.now).json() == {}

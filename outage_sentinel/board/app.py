@@ -166,6 +166,7 @@ def create_app(board: Board) -> Starlette:
         Route("/c/{token}/photo", public(crew_photo), methods=["POST"]),
         Route("/p/{token}", public(progress_page), methods=["GET"]),
         Route("/hooks/sms/{token}", public(sms_hook), methods=["POST"]),
+        Route("/hooks/dingtalk", public(dingtalk_hook), methods=["POST"]),
         Route("/p/{token}/{name}", public(progress_photo), methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -280,6 +281,22 @@ async def sms_hook(request: Request, board: Board, _pages: Environment) -> Respo
     except ValueError:
         return JSONResponse({"code": 1, "msg": "the body must be JSON"}, status_code=400)
     return JSONResponse({"code": 0, "msg": "ok", **counts})
+
+
+async def dingtalk_hook(request: Request, board: Board, _pages: Environment) -> Response:
+    """A DingTalk outgoing robot's callback; the robot answers in the group."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+        said = await run_in_threadpool(board.field_desk.dingtalk,
+                                       request.headers.get("timestamp", ""),
+                                       request.headers.get("sign", ""), body)
+    except FieldError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    except ValueError:
+        return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+    if said is None:
+        return JSONResponse({})
+    return JSONResponse({"msgtype": "text", "text": {"content": said}})
 
 
 async def progress_page(request: Request, board: Board, pages: Environment) -> Response:

@@ -12,6 +12,7 @@ changes the answer, it adds no report. Requests are limited per link and per add
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import threading
@@ -20,7 +21,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -86,6 +87,8 @@ class FieldDesk:
     photo_days: float = 180.0
     #: The SMS reply webhook's path secret (None: no webhook) and its keywords.
     sms_token: str | None = None
+    #: The DingTalk outgoing robot's app secret (None: no callback).
+    dingtalk_secret: str | None = None
     sms_keywords: dict[str, str] = field(default_factory=lambda: {"1": "back", "2": "dark"})
     per_link: Throttle = field(default_factory=lambda: Throttle(30))
     per_address: Throttle = field(default_factory=lambda: Throttle(300))
@@ -262,33 +265,68 @@ class FieldDesk:
         if not isinstance(reply, dict):
             return False
         phone, content = str(reply.get("phone_number") or ""), str(reply.get("content") or "")
-        answer = self.sms_keywords.get(content.strip())
-        now = self.clock()
         try:
             sent = parse_optional_time(reply.get("send_time"), "send_time", CHINA)
         except ValueError:
             return False
-        if answer is None or not phone or sent is None or now - sent > SMS_REPLY_MAX_AGE:
+        if not phone or sent is None or self.clock() - sent > SMS_REPLY_MAX_AGE:
             return False
-        seen = f"sms_reply:{reply.get('sequence_id') or phone + ':' + str(sent)}"
+        return self.reply("sms", phone, content,
+                          f"sms_reply:{reply.get('sequence_id') or phone + ':' + str(sent)}")
+
+    def reply(self, channel: str, target: str, content: str, once: str) -> bool:
+        """A keyword reply (SMS, a robot's group) answers for every affected area of the
+        village ``target`` was last told about; ``once`` names it so a replay is ignored."""
+        answer = self.sms_keywords.get(content.strip())
+        if answer is None:
+            return False
+        now = self.clock()
         marker = uuid.uuid4().hex
-        if self.store.kv_setdefault(seen, marker, now) != marker:
+        if self.store.kv_setdefault(once, marker, now) != marker:
             return False  # a replay
-        notice = self.store.last_sms_notice(phone, ("outage", "update", "restored"))
+        notice = self.store.last_liaison_notice(channel, target, ("outage", "update",
+                                                                  "restored"))
         if notice is None:
             return False
         village = str(notice.payload.get("village") or "")
-        inc = self.actions.core.processor.incident(notice.incident_id)
-        key = hashlib.sha256(f"sms:{phone}:{inc.id}".encode()).hexdigest()
+        processor = self.actions.core.processor
+        inc = processor.incident(notice.incident_id)
+        key = hashlib.sha256(f"{channel}:{target}:{inc.id}".encode()).hexdigest()
         areas = [t for t in inc.estimate.transformers
                  if t in self.topology().village_transformers(village)]
-        processor = self.actions.core.processor
         for area in areas:
             revision = self.store.record_answer(key, area, inc.id, village, answer,
-                                                "短信回复", now)
+                                                f"{channel} 回复", now)
             if revision is not None:
                 processor.report(self._event(key, inc, area, answer, revision, now), now)
         return bool(areas)
+
+    # -- DingTalk outgoing robot ---------------------------------------------------------------
+
+    def dingtalk(self, timestamp: str, sign: str, body: Any) -> str | None:
+        """A message @-ing the outgoing robot in a liaisons' group: its keyword answers like an
+        SMS reply. The signature (HMAC-SHA256 of ``timestamp + "\\n" + secret``) must match
+        and the timestamp be within an hour; each ``msgId`` is taken once. Returns what the
+        robot says back (None: nothing taken)."""
+        secret = self.dingtalk_secret
+        if secret is None:
+            raise FieldError("unknown webhook", 404)
+        expected = base64.b64encode(hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(),
+                                             hashlib.sha256).digest()).decode()
+        if not hmac.compare_digest(expected, sign):
+            raise FieldError("bad signature", 403)
+        try:
+            sent = datetime.fromtimestamp(int(timestamp) / 1000, tz=UTC)
+        except (ValueError, OverflowError):
+            raise FieldError("bad timestamp", 403) from None
+        if abs((self.clock() - sent).total_seconds()) > 3600:
+            raise FieldError("stale request", 403)
+        if not isinstance(body, dict):
+            raise FieldError("the body must be a JSON object")
+        text = str((body.get("text") or {}).get("content") or "")
+        group = str(body.get("conversationTitle") or "")
+        taken = self.reply("dingtalk", group, text, f"dingtalk:{body.get('msgId') or sign}")
+        return f"已收到：{ANSWERS[self.sms_keywords[text.strip()]]}" if taken else None
 
     @staticmethod
     def _event(key: str, inc: Incident, area: str, answer: str, revision: int,

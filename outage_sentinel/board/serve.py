@@ -38,10 +38,14 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
     core = build_core(config, store, topology(), metrics=Metrics(), clock=clock)
     tz = ZoneInfo(config.timezone)
     actions = Actions(core, store, Silencing(store, topology), clock, tz)
+    f = config.field
     desk = FieldDesk(store, actions, topology, link_secret(config, store, clock()), clock,
-                     config.state_dir / "photos", config.field.photo_retention_days,
-                     config.field.sms_reply_token.get_secret_value()
-                     if config.field.sms_reply_token else None, dict(config.field.sms_keywords))
+                     photos=config.state_dir / "photos", photo_days=f.photo_retention_days,
+                     sms_token=f.sms_reply_token.get_secret_value() if f.sms_reply_token
+                     else None,
+                     dingtalk_secret=f.dingtalk_app_secret.get_secret_value()
+                     if f.dingtalk_app_secret else None,
+                     sms_keywords=dict(f.sms_keywords))
     return Board(config.board, store, topology, actions, core.lifecycle.params.commitments,
                  clock, tz, config.notify.language, desk)
 

@@ -79,10 +79,11 @@ class OutboxStore(StoreBase):
         with self.engine.connect() as conn:
             return [OutboxRow(**r._mapping) for r in conn.execute(q)]
 
-    def last_sms_notice(self, phone: str, purposes: Sequence[str]) -> OutboxRow | None:
-        """The latest liaison notice of ``purposes`` sent by SMS to ``phone`` (what an SMS
-        reply answers)."""
-        q = (select(outbox_t).where(outbox_t.c.channel == "sms", outbox_t.c.target == phone,
+    def last_liaison_notice(self, channel: str, target: str, purposes: Sequence[str]
+                            ) -> OutboxRow | None:
+        """The latest liaison notice of ``purposes`` to ``target`` on ``channel`` (what a
+        reply by SMS or in a robot's group answers)."""
+        q = (select(outbox_t).where(outbox_t.c.channel == channel, outbox_t.c.target == target,
                                     outbox_t.c.audience == "liaison",
                                     outbox_t.c.purpose.in_(list(purposes)))
              .order_by(outbox_t.c.id.desc()).limit(1))
