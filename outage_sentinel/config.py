@@ -702,6 +702,7 @@ class LocalisationConfig(Strict):
     fault_prior: Probability | None = None
     fault_rate_shape: Positive | None = None
     storm_fault_prior: Probability | None = None
+    storm_weight: Probability | None = None
     source_prior_factor: Positive | None = None
     switch_prior_factor: Positive | None = None
     max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
