@@ -40,7 +40,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from outage_sentinel.localise import Evidence, LocaliserParams, calibrated, devices_per_feeder
+from outage_sentinel.localise import (
+    Evidence,
+    FaultContext,
+    LocaliserParams,
+    calibrated,
+    devices_per_feeder,
+)
 from outage_sentinel.topology import Topology
 
 #: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
@@ -318,26 +324,33 @@ def same_answer(topology: Topology, devices: Iterable[str], truth: Iterable[str]
 
 
 def stated_and_right(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
-                     params: LocaliserParams) -> list[tuple[float, bool]]:
+                     params: LocaliserParams,
+                     contexts: Sequence[FaultContext | None] | None = None
+                     ) -> list[tuple[float, bool]]:
     """For each case, the probability the localiser states for its top answer and whether
-    that answer is right."""
+    that answer is right; each case localised in its own window's context (``contexts``,
+    one per case; none = calm), as it was when it happened."""
     from outage_sentinel.localise import localise
 
     out: list[tuple[float, bool]] = []
-    for evidence, solved in cases:
-        best = localise(topology, evidence, params).best
+    for i, (evidence, solved) in enumerate(cases):
+        context = contexts[i] if contexts is not None else None
+        best = localise(topology, evidence, params, context).best
         if best is not None:
             out.append((best.probability, same_answer(topology, best.devices, solved.truth)))
     return out
 
 
 def fit_with_calibration(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
-                         base: LocaliserParams) -> tuple[Fit, dict[str, float]]:
+                         base: LocaliserParams,
+                         contexts: Sequence[FaultContext | None] | None = None
+                         ) -> tuple[Fit, dict[str, float]]:
     """:func:`fit`, then a calibration map learnt on the same cases with the fitted
-    reliabilities. Returns the fit (its params carrying the map) and the calibration figures
-    (expected calibration error before and after the map, on these cases)."""
+    reliabilities (each localised in its window's context, ``contexts``). Returns the fit (its
+    params carrying the map) and the calibration figures (expected calibration error before
+    and after the map, on these cases)."""
     fitted = fit(topology, [s for _, s in cases], replace(base, calibration=()))
-    pairs = stated_and_right(topology, cases, fitted.params)
+    pairs = stated_and_right(topology, cases, fitted.params, contexts)
     knots = calibration_map(pairs)
     after = [(calibrated(knots, p), ok) for p, ok in pairs]
     figures = {"cases_answered": float(len(pairs)),
