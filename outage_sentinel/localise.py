@@ -116,6 +116,15 @@ class Evidence:
     #: calls (none at all = no call source, so silence says nothing); ``True`` says a source
     #: was there and nobody called (silence from a big dead area is then evidence).
     calls_observed: bool | None = None
+    #: Whether an alive-report source (AMI readings, pings) was watching: ``None`` infers it
+    #: from the alive reports (none at all = no such source, so "no area reported alive" says
+    #: nothing); ``True`` says one was there and no area reported alive.
+    alive_observed: bool | None = None
+    #: Whether telemetry (SCADA, feeder automation) was watching the devices: ``None`` infers
+    #: it from the devices reported open (none = no telemetry); ``True`` says it was there, so
+    #: a telemetered device (:attr:`LocaliserParams.telemetered_kinds`) that operated without
+    #: being reported open is unlikely.
+    open_observed: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("dead", "alive", "open_devices", "planned", "known_open"):
@@ -199,6 +208,8 @@ class LocaliserParams:
     #: P(device reported open | it operated) and P(reported open | it did not).
     open_report_true: float = 0.9
     open_report_false: float = 1e-3
+    #: Kinds of device whose opening telemetry reports (when a case has telemetry at all).
+    telemetered_kinds: tuple[str, ...] = ("breaker", "recloser")
     #: Mean prior probability that a given protective device operated in a *calm* window
     #: (about once in four years per device, for a window of about an hour). Storms are not in
     #: this mean: they come in through the :class:`FaultContext` (``storm_fault_prior`` and the
@@ -363,6 +374,9 @@ class _Resolved:
     planned: set[int] = field(default_factory=set)
     known_open: set[int] = field(default_factory=set)
     unknown: list[str] = field(default_factory=list)
+    #: whether the case had an alive-report source and telemetry (see :class:`Evidence`)
+    alive_observed: bool = True
+    open_observed: bool = False
 
 
 def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
@@ -379,6 +393,10 @@ def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
     out.planned = refs.devices(evidence.planned, allow_area=True)
     out.known_open = refs.devices(evidence.known_open)
     out.unknown = sorted(refs.unknown)
+    out.alive_observed = (evidence.alive_observed if evidence.alive_observed is not None
+                          else bool(evidence.alive))
+    out.open_observed = (evidence.open_observed if evidence.open_observed is not None
+                         else bool(evidence.open_devices))
     return out
 
 
@@ -553,6 +571,11 @@ class _Component:
         for _, c in call_items:
             self.call_prefix.append(self.call_prefix[-1] + c)
         self.open_reported = {i for i in ev.open_devices if root_of[i] == root}
+        self.alive_observed = ev.alive_observed
+        #: factor of a telemetered device that operated and was not reported open (1 when
+        #: the case had no telemetry: no data, not "nothing opened")
+        self.open_miss = ((1.0 - params.open_report_true) / (1.0 - params.open_report_false)
+                          if ev.open_observed else 1.0)
         self._stats_cache: dict[int, _Stats] = {}
         self.total = self.stats(root)
         n_total = max(self.total.n, 1)
@@ -615,6 +638,15 @@ class _Component:
             calls=self.call_prefix[c_hi] - self.call_prefix[c_lo],
         )
 
+    def evidence_factor(self, i: int) -> float:
+        """:meth:`kind_factor` times the telemetry's silence about the device: a telemetered
+        device not reported open, in a case with telemetry, is ``open_miss`` as likely."""
+        f = self.kind_factor(i)
+        if self.open_miss != 1.0 and i not in self.open_reported and \
+                self.t.kinds[i] in self.p.telemetered_kinds:
+            f *= self.open_miss
+        return f
+
     def kind_factor(self, i: int) -> float:
         """Prior weight of a device by its kind, relative to a protective device."""
         kind = self.t.kinds[i]
@@ -627,7 +659,7 @@ class _Component:
     def prior(self, i: int) -> float:
         """Log prior weight of candidate ``i`` (its kind, times its equivalent devices)."""
         w = self.log_weight.get(i)
-        return w if w is not None else math.log(self.kind_factor(i))
+        return w if w is not None else math.log(self.evidence_factor(i))
 
     def count_prior(self, k: int) -> float:
         """log P(a given set of k devices operated, and no other): the per-device rate is
@@ -694,11 +726,14 @@ class _Component:
         rt = p.alive_report_a + p.alive_report_b + alive.n
         alive_cum = np.concatenate(([0.0], np.cumsum(np.log(rt - 1 - j)
                                                      - np.log(np.maximum(ra - 1 - j, 1e-300)))))
+        if not self.alive_observed:
+            alive_cum[:] = 0.0
         a, b = p.call_rate_shape, p.call_rate_rate
         calls = (-(a + dead.calls) * (np.log(b + dead.customers + customers)
                                       - math.log(b + dead.customers))
                  + p.spurious_call_rate * customers)
-        shift = (dead_cum[sizes] + alive_cum[sizes] + sizes * (self.log_1af - self.log_1fd)
+        log_1af = self.log_1af if self.alive_observed else 0.0
+        shift = (dead_cum[sizes] + alive_cum[sizes] + sizes * (log_1af - self.log_1fd)
                  + calls)
         return np.asarray(shift, dtype=np.float64)
 
@@ -718,9 +753,11 @@ class _Component:
             ll += (_log_beta(p.dead_detect_a + dead.dead, p.dead_detect_b + dead.n - dead.dead)
                    - _log_beta(p.dead_detect_a, p.dead_detect_b))
         ll += alive.dead * self.log_fd + (alive.n - alive.dead) * self.log_1fd
-        # alive reports: stale-reading rate in the dead region, beta-binomial in the alive region
-        ll += dead.alive * self.log_af + (dead.n - dead.alive) * self.log_1af
-        if alive.n:
+        # alive reports: stale-reading rate in the dead region, beta-binomial in the alive
+        # region; nothing at all without an alive source (no data)
+        if self.alive_observed:
+            ll += dead.alive * self.log_af + (dead.n - dead.alive) * self.log_1af
+        if alive.n and self.alive_observed:
             ll += (_log_beta(p.alive_report_a + alive.alive,
                              p.alive_report_b + alive.n - alive.alive)
                    - _log_beta(p.alive_report_a, p.alive_report_b))
@@ -898,27 +935,42 @@ class _Ranges:
     log_weight: npt.NDArray[np.float64]
     customers: npt.NDArray[np.float64]
     index: dict[tuple[int, int], int]
+    #: prior weight of the telemetered devices among those with the range
+    telemetered: npt.NDArray[np.float64]
+
+    def weights(self, open_miss: float) -> npt.NDArray[np.float64]:
+        """Log prior weights, the telemetered devices' times ``open_miss``."""
+        if open_miss == 1.0:
+            return self.log_weight
+        w = np.exp(self.log_weight) - self.telemetered * (1.0 - open_miss)
+        return np.asarray(np.log(np.maximum(w, 1e-300)), dtype=np.float64)
 
 
-#: Per topology and component root (the ranges do not depend on the evidence or parameters).
-_RANGES: weakref.WeakKeyDictionary[Topology, dict[int, _Ranges]] = weakref.WeakKeyDictionary()
+#: Per topology, component root and telemetered kinds (they do not depend on the evidence).
+_RANGES: weakref.WeakKeyDictionary[Topology, dict[tuple[int, tuple[str, ...]], _Ranges]] = \
+    weakref.WeakKeyDictionary()
 
 
 def _component_ranges(topology: Topology, comp: _Component) -> _Ranges:
+    cache: dict[tuple[int, tuple[str, ...]], _Ranges]
     try:
         cache = _RANGES.setdefault(topology, {})
     except TypeError:
         cache = {}
-    ranges = cache.get(comp.root)
+    telemetered = comp.p.telemetered_kinds
+    ranges = cache.get((comp.root, telemetered))
     if ranges is None:
         reps: dict[tuple[int, int], int] = {}
         weight: dict[tuple[int, int], float] = {}
-        nodes, ids = topology.nodes, topology.ids
+        tele: dict[tuple[int, int], float] = {}
+        nodes, ids, kinds = topology.nodes, topology.ids, topology.kinds
         for i in _component_devices(topology, comp.root):
             key = comp.tx_range(i)
             if key[1] <= key[0] or nodes[ids[i]].normally_open:
                 continue
             weight[key] = weight.get(key, 0.0) + comp.kind_factor(i)
+            if kinds[i] in telemetered:
+                tele[key] = tele.get(key, 0.0) + comp.kind_factor(i)
             held = reps.get(key)
             if held is None or _preferred(topology, i, held, comp):
                 reps[key] = i
@@ -930,8 +982,9 @@ def _component_ranges(topology: Topology, comp: _Component) -> _Ranges:
             rep=np.array([reps[k] for k in keys], dtype=np.int64),
             log_weight=np.log(np.array([weight[k] for k in keys], dtype=np.float64)),
             customers=np.array([prefix[k[1]] - prefix[k[0]] for k in keys], dtype=np.float64),
-            index={k: j for j, k in enumerate(keys)})
-        cache[comp.root] = ranges
+            index={k: j for j, k in enumerate(keys)},
+            telemetered=np.array([tele.get(k, 0.0) for k in keys], dtype=np.float64))
+        cache[(comp.root, telemetered)] = ranges
     return ranges
 
 
@@ -957,9 +1010,9 @@ def _silent(topology: Topology, comp: _Component, candidates: list[int]) -> None
     for a, b in comp.excluded:
         keep &= ~((r.lo < b) & (r.hi > a))
     if keep.any():
-        comp.score_silent(r.rep[keep], (r.hi - r.lo)[keep], r.customers[keep],
-                          r.log_weight[keep])
-        _silent_extensions(topology, comp, r, keep)
+        weights = r.weights(comp.open_miss)
+        comp.score_silent(r.rep[keep], (r.hi - r.lo)[keep], r.customers[keep], weights[keep])
+        _silent_extensions(topology, comp, r, keep, weights)
 
 
 #: How many of the best scored sets get "plus one silent device" scored.
@@ -967,7 +1020,7 @@ EXTENDED_SETS = 3
 
 
 def _silent_extensions(topology: Topology, comp: _Component, r: _Ranges,
-                       keep: npt.NDArray[np.bool_]) -> None:
+                       keep: npt.NDArray[np.bool_], weights: npt.NDArray[np.float64]) -> None:
     """Score each of the best few sets plus one device above no evidence, outside the set's
     regions: a second fault whose every report is missing. Without them a set that
     explained every report was stated at ~1.0, though in a storm a second, silent device
@@ -979,7 +1032,7 @@ def _silent_extensions(topology: Topology, comp: _Component, r: _Ranges,
             mask &= (r.hi <= lo) | (r.lo >= hi)
         if mask.any():
             comp.score_extensions(base, r.rep[mask], (r.hi - r.lo)[mask], r.customers[mask],
-                                  r.log_weight[mask])
+                                  weights[mask])
 
 
 def _representatives(topology: Topology, comp: _Component, seen: set[int],
@@ -1000,7 +1053,7 @@ def _representatives(topology: Topology, comp: _Component, seen: set[int],
         if s.n == 0 and i not in comp.open_reported:
             continue
         key = comp.tx_range(i) if i not in comp.open_reported else (-i - 1, 0)
-        weight[key] = weight.get(key, 0.0) + comp.kind_factor(i)
+        weight[key] = weight.get(key, 0.0) + comp.evidence_factor(i)
         held = by_range.get(key)
         if held is None or _preferred(topology, i, held, comp):
             by_range[key] = i
