@@ -697,6 +697,8 @@ class LocalisationConfig(Strict):
     call_rate_shape: Positive | None = None
     call_rate_rate: Positive | None = None
     spurious_call_rate: Probability | None = None
+    quiet_call_weight: Probability | None = None
+    quiet_call_rate: Probability | None = None
     open_report_true: Probability | None = None
     open_report_false: Probability | None = None
     fault_prior: Probability | None = None
@@ -708,6 +710,10 @@ class LocalisationConfig(Strict):
     max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
     max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
     false_dead_per_area: Probability | None = None
+    #: Kinds of device whose opening telemetry reports (a case with telemetry and no open
+    #: report weighs against them).
+    telemetered_kinds: list[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",
+                                    "switch"]] | None = None
     #: Knots (stated probability, observed frequency) of a calibration map, non-decreasing.
     calibration: list[tuple[UnitInterval, UnitInterval]] | None = None
     #: A parameters file written by ``outage-sentinel localisation fit`` (the same keys as
@@ -726,6 +732,8 @@ class LocalisationConfig(Strict):
 
         given = {k: v for k, v in self.model_dump(
             exclude={"county_context", "params_file", "refit_at"}).items() if v is not None}
+        if "telemetered_kinds" in given:
+            given["telemetered_kinds"] = tuple(given["telemetered_kinds"])
         if "calibration" in given:
             given["calibration"] = tuple(tuple(k) for k in given["calibration"])
         return LocaliserParams(**given)

@@ -55,7 +55,7 @@ import bisect
 import math
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -73,6 +73,7 @@ __all__ = [
     "localise",
     "naive_common_ancestor",
     "devices_per_feeder",
+    "call_modes",
     "fault_regimes",
 ]
 
@@ -205,6 +206,13 @@ class LocaliserParams:
     #: Trouble calls per customer of an energised area (other complaints, wrong area): about
     #: one a window on a feeder of 100,000 customers.
     spurious_call_rate: float = 1e-5
+    #: Calls are a mixture over call-rate scales: with this weight the window is a quiet one
+    #: (night, a source forwarding a fraction of the calls), whose rate per customer is
+    #: exponential with mean ``quiet_call_rate``. So a dead region with few or no calls is
+    #: unlikely, not all but impossible (the Gamma alone made a silent area of 1,000
+    #: customers cost e^-24).
+    quiet_call_weight: float = 0.1
+    quiet_call_rate: float = 0.01
     #: P(device reported open | it operated) and P(reported open | it did not).
     open_report_true: float = 0.9
     open_report_false: float = 1e-3
@@ -374,7 +382,8 @@ class _Resolved:
     planned: set[int] = field(default_factory=set)
     known_open: set[int] = field(default_factory=set)
     unknown: list[str] = field(default_factory=list)
-    #: whether the case had an alive-report source and telemetry (see :class:`Evidence`)
+    #: whether the case had a call source, an alive-report source and telemetry
+    calls_observed: bool = True
     alive_observed: bool = True
     open_observed: bool = False
 
@@ -393,6 +402,8 @@ def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
     out.planned = refs.devices(evidence.planned, allow_area=True)
     out.known_open = refs.devices(evidence.known_open)
     out.unknown = sorted(refs.unknown)
+    out.calls_observed = bool(evidence.calls_observed if evidence.calls_observed is not None
+                              else evidence.calls)
     out.alive_observed = (evidence.alive_observed if evidence.alive_observed is not None
                           else bool(evidence.alive))
     out.open_observed = (evidence.open_observed if evidence.open_observed is not None
@@ -499,6 +510,18 @@ def _beta_of(shape: float, mean: float) -> tuple[float, float]:
     return shape, shape * (1.0 - mean) / mean
 
 
+def call_modes(params: LocaliserParams) -> list[tuple[float, float, float]]:
+    """The prior of the call rate per customer of a dead region as modes (log weight, Gamma
+    shape, Gamma rate): the field figure (``call_rate_shape``, ``call_rate_rate``) and, with
+    weight ``quiet_call_weight``, a quiet window (exponential, mean ``quiet_call_rate``)."""
+    main = (params.call_rate_shape, params.call_rate_rate)
+    w = min(max(params.quiet_call_weight, 0.0), 1.0 - 1e-12)
+    if w <= 0.0:
+        return [(0.0, *main)]
+    return [(math.log1p(-w), *main),
+            (math.log(w), 1.0, 1.0 / max(params.quiet_call_rate, 1e-12))]
+
+
 def fault_regimes(params: LocaliserParams, context: FaultContext
                   ) -> list[tuple[float, float, float]]:
     """The prior of the per-device fault rate of the window as regimes (log weight, Beta a,
@@ -572,6 +595,8 @@ class _Component:
             self.call_prefix.append(self.call_prefix[-1] + c)
         self.open_reported = {i for i in ev.open_devices if root_of[i] == root}
         self.alive_observed = ev.alive_observed
+        self.calls_observed = ev.calls_observed
+        self.call_modes = call_modes(params)
         #: factor of a telemetered device that operated and was not reported open (1 when
         #: the case had no telemetry: no data, not "nothing opened")
         self.open_miss = ((1.0 - params.open_report_true) / (1.0 - params.open_report_false)
@@ -684,12 +709,12 @@ class _Component:
         for n in np.unique(sizes).tolist():
             t = self._silent_terms.get(n)
             if t is None:
-                t = self.count_prior(1) + self.loglik(_Stats(n=n)) - self._call_terms(0)
+                t = self.count_prior(1) + self.loglik(_Stats(n=n))
                 self._silent_terms[n] = t
             terms[sizes == n] = t
-        a, b = self.p.call_rate_shape, self.p.call_rate_rate
-        scores = (terms + log_weights + a * math.log(b) - a * np.log(b + customers)
-                  + self.p.spurious_call_rate * customers)
+        scores = terms + log_weights + self.dead_calls_at(0, customers)
+        if self.calls_observed:
+            scores = scores + self.p.spurious_call_rate * customers
         self._silent_scores = np.concatenate([self._silent_scores, scores])
         self._silent_devices = np.concatenate([self._silent_devices, devices])
 
@@ -728,20 +753,37 @@ class _Component:
                                                      - np.log(np.maximum(ra - 1 - j, 1e-300)))))
         if not self.alive_observed:
             alive_cum[:] = 0.0
-        a, b = p.call_rate_shape, p.call_rate_rate
-        calls = (-(a + dead.calls) * (np.log(b + dead.customers + customers)
-                                      - math.log(b + dead.customers))
-                 + p.spurious_call_rate * customers)
+        calls = (self.dead_calls_at(dead.calls, dead.customers + customers)
+                 - self.dead_calls(dead.calls, dead.customers))
+        if self.calls_observed:
+            calls = calls + p.spurious_call_rate * customers
         log_1af = self.log_1af if self.alive_observed else 0.0
         shift = (dead_cum[sizes] + alive_cum[sizes] + sizes * (log_1af - self.log_1fd)
                  + calls)
         return np.asarray(shift, dtype=np.float64)
 
-    def _call_terms(self, customers: int) -> float:
-        """The part of :meth:`loglik` that depends on a callless dead region's customers."""
-        a, b = self.p.call_rate_shape, self.p.call_rate_rate
-        return (a * math.log(b) - a * math.log(b + customers)
-                + self.p.spurious_call_rate * customers)
+    def dead_calls(self, calls: int, customers: float) -> float:
+        """log P(``calls`` calls from a dead region of ``customers``): Poisson with a rate
+        per customer from the mixture :func:`call_modes`, integrated out (negative binomial
+        per mode); 0 without a call source."""
+        if not self.calls_observed:
+            return 0.0
+        terms = [w + math.lgamma(a + calls) - math.lgamma(a) + a * math.log(b)
+                 - (a + calls) * math.log(b + customers) for w, a, b in self.call_modes]
+        top = max(terms)
+        return top + math.log(sum(math.exp(t - top) for t in terms))
+
+    def dead_calls_at(self, calls: int, customers: npt.NDArray[np.float64]
+                      ) -> npt.NDArray[np.float64]:
+        """:meth:`dead_calls` for many region sizes at once."""
+        out = np.zeros(len(customers), dtype=np.float64)
+        if not self.calls_observed:
+            return out
+        for k, (w, a, b) in enumerate(self.call_modes):
+            t = (w + math.lgamma(a + calls) - math.lgamma(a) + a * math.log(b)
+                 - (a + calls) * np.log(b + customers))
+            out = t if k == 0 else np.logaddexp(out, t)
+        return np.asarray(out, dtype=np.float64)
 
     def loglik(self, dead: _Stats) -> float:
         """Log-likelihood of all evidence of the component when exactly ``dead`` is off."""
@@ -761,11 +803,11 @@ class _Component:
             ll += (_log_beta(p.alive_report_a + alive.alive,
                              p.alive_report_b + alive.n - alive.alive)
                    - _log_beta(p.alive_report_a, p.alive_report_b))
-        # calls: Gamma-Poisson in the dead region, spurious Poisson in the alive region
-        a, b = p.call_rate_shape, p.call_rate_rate
-        ll += (math.lgamma(a + dead.calls) - math.lgamma(a) + a * math.log(b)
-               - (a + dead.calls) * math.log(b + dead.customers))
-        ll += alive.calls * self.log_spur - p.spurious_call_rate * alive.customers
+        # calls: a mixture of Gamma-Poissons in the dead region, spurious Poisson in the
+        # alive region; nothing without a call source (no data)
+        if self.calls_observed:
+            ll += self.dead_calls(dead.calls, dead.customers)
+            ll += alive.calls * self.log_spur - p.spurious_call_rate * alive.customers
         return ll
 
     def score(self, devices: frozenset[int]) -> float:
@@ -1092,9 +1134,6 @@ def localise(topology: Topology, evidence: Evidence,
     together; alternatives vary one component).
     """
     params = params or LocaliserParams()
-    if not (evidence.calls_observed if evidence.calls_observed is not None else evidence.calls):
-        # No call source: "nobody called" is no data, not evidence that an area is alive.
-        params = replace(params, call_rate_shape=1e-9, spurious_call_rate=1e-12)
     context = context if context is not None else CALM
     if not isinstance(context, FaultContext):
         raise TypeError(f"context must be a FaultContext, got {type(context).__name__}")

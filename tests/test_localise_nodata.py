@@ -75,3 +75,14 @@ def test_locate_cases_carry_the_observed_flags(key: str) -> None:
 def test_locate_case_without_the_flags_infers_them(tmp_path: Path) -> None:
     ev = evidence_of(json.loads('{"id": "x", "dead": ["T1"]}'), 1)
     assert ev.alive_observed is None and ev.open_observed is None
+
+
+def test_config_carries_the_new_model_keys() -> None:
+    from outage_sentinel.config import LocalisationConfig
+
+    params = LocalisationConfig(telemetered_kinds=["breaker"], quiet_call_weight=0.2,
+                                storm_weight=0.1).to_params()
+    assert params.telemetered_kinds == ("breaker",)
+    assert (params.quiet_call_weight, params.storm_weight) == (0.2, 0.1)
+    with pytest.raises(ValueError, match="telemetered_kinds"):
+        LocalisationConfig(telemetered_kinds=["transformer"])  # type: ignore[list-item]

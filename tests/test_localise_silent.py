@@ -54,7 +54,8 @@ def test_vectorised_extension_scores_equal_the_direct_score(topo: Topology, seed
     dead = set(rng.sample(AREAS[:8], rng.randint(1, 3)))
     alive = set(rng.sample(sorted(set(AREAS[:8]) - dead), 2))
     calls = {a: rng.randint(0, 3) for a in dead}
-    ev = Evidence(dead=dead, alive=alive, calls=calls)
+    ev = Evidence(dead=dead, alive=alive, calls=calls,
+                  open_devices={"B2"} if seed % 2 else set())  # telemetry on every other
     resolved = loc._resolve(topo, ev)
     root = topo.pos["S1"]
     comp = loc._Component(topo, root, resolved, [], LocaliserParams(),
@@ -67,7 +68,8 @@ def test_vectorised_extension_scores_equal_the_direct_score(topo: Topology, seed
     checked = 0
     for base, devices, scores in comp._extensions:
         for x, s in zip(devices.tolist(), scores.tolist(), strict=True):
-            comp.log_weight[x] = float(ranges.log_weight[ranges.index[comp.tx_range(x)]])
+            weights = ranges.weights(comp.open_miss)
+            comp.log_weight[x] = float(weights[ranges.index[comp.tx_range(x)]])
             assert comp.score(base | {x}) == pytest.approx(s, abs=1e-9)
             checked += 1
     if not checked:
@@ -105,3 +107,17 @@ def test_regime_weights_are_a_distribution() -> None:
         regimes = fault_regimes(LocaliserParams(), FaultContext(faults_elsewhere=k,
                                                                 devices_elsewhere=n))
         assert sum(math.exp(w) for w, _, _ in regimes) == pytest.approx(1.0)
+
+
+def test_a_silent_dead_region_is_unlikely_not_impossible_with_quiet_windows(
+        topo: Topology) -> None:
+    # every area under R1 reported dead, a call source watching, and nobody called from its
+    # 140 customers: the field call rate alone (10 %) makes that e^-8.7; a quiet window
+    # (night, a partial call feed) makes it far likelier, so R1 keeps more of its probability
+    ev = Evidence(dead={"T1", "T2", "T3", "T4"}, alive={"T5", "T7"}, calls_observed=True)
+
+    def r1(params: LocaliserParams) -> float:
+        return sum(h.probability for h in localise(topo, ev, params).hypotheses
+                   if h.devices == ("R1",))
+
+    assert r1(LocaliserParams()) > r1(LocaliserParams(quiet_call_weight=0.0))
