@@ -710,6 +710,9 @@ class LocalisationConfig(Strict):
     max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
     max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
     false_dead_per_area: Probability | None = None
+    #: Relative fault rate per device kind (fitted by ``localisation fit``).
+    kind_factors: dict[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",
+                               "switch"], Positive] | None = None
     #: Kinds of device whose opening telemetry reports (a case with telemetry and no open
     #: report weighs against them).
     telemetered_kinds: list[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",
@@ -732,6 +735,8 @@ class LocalisationConfig(Strict):
 
         given = {k: v for k, v in self.model_dump(
             exclude={"county_context", "params_file", "refit_at"}).items() if v is not None}
+        if "kind_factors" in given:
+            given["kind_factors"] = tuple(sorted(given["kind_factors"].items()))
         if "telemetered_kinds" in given:
             given["telemetered_kinds"] = tuple(given["telemetered_kinds"])
         if "calibration" in given:

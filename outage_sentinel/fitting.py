@@ -23,9 +23,14 @@ with nothing at all from a source says nothing about that source's rates, so it 
 them ("no data" is not "reported nothing").
 
 Each rate is a posterior mean under a prior equivalent to ``PRIOR_WEIGHT`` pseudo-observations
-centred on the current parameter, so 20 cases already move it and 2,000 settle it. The fault
-rates themselves (how often devices operate) are not fitted: close-outs carry no exposure
-(windows in which nothing happened).
+centred on the current parameter, so 20 cases already move it and 2,000 settle it.
+
+**Fault rate per device kind** (``kind_factors``): close-outs carry no exposure (the windows in
+which nothing happened), so the absolute rate cannot be fitted from them, but the *relative*
+rate per kind can: of the devices on the feeders of the cases, how often each kind was the one
+the crew found, against how many of that kind there were. The factor of a kind is its rate over
+the mean protective device's, a Gamma-Poisson posterior mean with ``KIND_PRIOR_FAULTS``
+pseudo-faults at the current factor, so a kind seen in a handful of close-outs moves little.
 
 :func:`calibration_map` learns a monotone map from the probability the localiser states to the
 frequency it is right, from the same history (pool-adjacent-violators over the stated
@@ -46,8 +51,9 @@ from outage_sentinel.localise import (
     LocaliserParams,
     calibrated,
     devices_per_feeder,
+    kind_factor,
 )
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import PROTECTIVE_KINDS, Topology
 
 #: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
 FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "alive_report_a",
@@ -56,6 +62,12 @@ FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "alive_r
 
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
 PRIOR_WEIGHT = 20.0
+
+#: Pseudo-faults the current relative fault rate of a device kind is worth.
+KIND_PRIOR_FAULTS = 5.0
+
+#: Kinds whose relative fault rate is fitted (the crew may confirm any of them).
+FAULT_KINDS = ("source", "breaker", "recloser", "sectionalizer", "fuse", "switch")
 
 
 class HistoryError(ValueError):
@@ -125,10 +137,32 @@ class _Counts:
     calls_alive: list[float]
     open_true: list[int]
     open_false: list[int]
+    #: per device kind: (times it was the device found, devices of that kind exposed)
+    kinds: dict[str, list[int]]
 
     @classmethod
     def empty(cls) -> _Counts:
-        return cls([], [0, 0], [0, 0], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0], [0, 0])
+        return cls([], [0, 0], [0, 0], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0], [0, 0],
+                   {k: [0, 0] for k in FAULT_KINDS})
+
+
+def _kinds_below(topology: Topology, root: str, memo: dict[str, dict[str, int]]
+                 ) -> dict[str, int]:
+    """Devices per kind of the energised component of ``root`` that have areas below them
+    (the devices a crew could find; memoised per root)."""
+    out = memo.get(root)
+    if out is None:
+        i = topology.pos[root]
+        tins, tin, tout = topology.transformer_tins, topology.tin, topology.tout
+        out = {}
+        for j in topology.order[tin[i]:tout[i] + 1]:
+            kind = topology.kinds[j]
+            if kind not in FAULT_KINDS or topology.nodes[topology.ids[j]].normally_open:
+                continue
+            if bisect.bisect_right(tins, tout[j]) > bisect.bisect_left(tins, tin[j]):
+                out[kind] = out.get(kind, 0) + 1
+        memo[root] = out
+    return out
 
 
 def _add(pair: list[Any], hits: float, trials: float) -> None:
@@ -140,9 +174,11 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
     """The counts every rate is estimated from."""
     c = _Counts.empty()
     devices = devices_per_feeder(topology)
+    memo: dict[str, dict[str, int]] = {}
     for case in cases:
         dead = set().union(*(downstream(topology, d) for d in case.truth))
         roots = {topology.ids[topology.root[topology.pos[d]]] for d in case.truth}
+        _count_kinds(topology, case, roots, c.kinds, memo)
         feeder = set().union(*(downstream(topology, r) for r in roots))
         alive = feeder - dead
         if dead:
@@ -164,6 +200,37 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
             _add(c.open_false, len(case.open_devices - truth),
                  max(sum(devices.get(topology.feeder_of(r), 0) for r in roots) - len(truth), 1))
     return c
+
+
+def _count_kinds(topology: Topology, case: SolvedCase, roots: set[str],
+                 kinds: dict[str, list[int]], memo: dict[str, dict[str, int]]) -> None:
+    """The kinds of the devices found, and of every device they could have been."""
+    for root in roots:
+        for kind, n in _kinds_below(topology, root, memo).items():
+            kinds[kind][1] += n
+    for d in case.truth:
+        kind = topology.kinds[topology.pos[d]]
+        if kind in kinds:
+            kinds[kind][0] += 1
+
+
+def _kind_factors(kinds: Mapping[str, Sequence[int]], base: LocaliserParams
+                  ) -> tuple[tuple[str, float], ...]:
+    """Each kind's fault rate relative to the mean protective device (see the module
+    docstring); kinds never exposed keep their factor and are left out."""
+
+    hits = sum(kinds[k][0] for k in kinds if k in PROTECTIVE_KINDS)
+    exposed = sum(kinds[k][1] for k in kinds if k in PROTECTIVE_KINDS)
+    if not hits or not exposed:
+        return base.kind_factors
+    mean = hits / exposed
+    out = dict(base.kind_factors)
+    for kind, (found, n) in sorted(kinds.items()):
+        if n:
+            prior = kind_factor(base, kind)
+            out[kind] = round((found + KIND_PRIOR_FAULTS * prior)
+                              / (n * mean + KIND_PRIOR_FAULTS), 6)
+    return tuple(sorted(out.items()))
 
 
 def _rate(pair: Sequence[float], prior: float, weight: float = PRIOR_WEIGHT,
@@ -213,12 +280,18 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams) 
     updates["open_report_true"] = _rate(c.open_true, base.open_report_true, lo=0.01, hi=0.999)
     updates["open_report_false"] = _rate(c.open_false, base.open_report_false, lo=1e-5,
                                          hi=0.2)
+    updates["kind_factors"] = _kind_factors(c.kinds, base)
     params = replace(base, **updates)
     return Fit(params, tuple(_changes(base, params)), len(cases))
 
 
 def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
+
     out = []
+    for kind in FAULT_KINDS:
+        a, b = kind_factor(before, kind), kind_factor(after, kind)
+        if abs(a - b) > 1e-9:
+            out.append(f"fault rate of a {kind} (relative): {a:.3g} -> {b:.3g}")
     for f in fields(LocaliserParams):
         a, b = getattr(before, f.name), getattr(after, f.name)
         if isinstance(a, float) and isinstance(b, float) and abs(a - b) > 1e-12 * max(

@@ -75,6 +75,7 @@ __all__ = [
     "devices_per_feeder",
     "call_modes",
     "fault_regimes",
+    "kind_factor",
 ]
 
 #: Importance grades and tags that make a customer "important" in an answer.
@@ -243,6 +244,11 @@ class LocaliserParams:
     #: than a protective device operating; a manual switch opening by itself rarer still.
     source_prior_factor: float = 0.2
     switch_prior_factor: float = 0.05
+    #: Relative fault rate per device kind (``(kind, factor)`` pairs, e.g. fitted from
+    #: close-outs by ``localisation fit``: fuses operate more often than breakers); a kind
+    #: listed here overrides the factors above, a kind not listed keeps them (1 for a
+    #: protective device).
+    kind_factors: tuple[tuple[str, float], ...] = ()
     #: Most devices in one hypothesis per feeder, and most hypotheses returned.
     max_devices: int = 12
     max_hypotheses: int = 5
@@ -505,6 +511,19 @@ def _log_beta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
+def kind_factor(params: LocaliserParams, kind: str) -> float:
+    """The prior weight of a device of ``kind``: ``kind_factors`` if it lists the kind, else
+    ``source_prior_factor``, ``switch_prior_factor`` or 1 (a protective device)."""
+    for k, f in params.kind_factors:
+        if k == kind:
+            return f
+    if kind == "source":
+        return params.source_prior_factor
+    if kind not in PROTECTIVE_KINDS:
+        return params.switch_prior_factor
+    return 1.0
+
+
 def _beta_of(shape: float, mean: float) -> tuple[float, float]:
     mean = min(max(mean, 1e-300), 0.5)
     return shape, shape * (1.0 - mean) / mean
@@ -674,12 +693,7 @@ class _Component:
 
     def kind_factor(self, i: int) -> float:
         """Prior weight of a device by its kind, relative to a protective device."""
-        kind = self.t.kinds[i]
-        if kind == "source":
-            return self.p.source_prior_factor
-        if kind not in PROTECTIVE_KINDS:
-            return self.p.switch_prior_factor
-        return 1.0
+        return kind_factor(self.p, self.t.kinds[i])
 
     def prior(self, i: int) -> float:
         """Log prior weight of candidate ``i`` (its kind, times its equivalent devices)."""
@@ -988,19 +1002,21 @@ class _Ranges:
         return np.asarray(np.log(np.maximum(w, 1e-300)), dtype=np.float64)
 
 
-#: Per topology, component root and telemetered kinds (they do not depend on the evidence).
-_RANGES: weakref.WeakKeyDictionary[Topology, dict[tuple[int, tuple[str, ...]], _Ranges]] = \
+#: Per topology, component root, telemetered kinds and kind factors (not the evidence).
+_RangesKey = tuple[int, tuple[str, ...], tuple[tuple[str, float], ...]]
+_RANGES: weakref.WeakKeyDictionary[Topology, dict[_RangesKey, _Ranges]] = \
     weakref.WeakKeyDictionary()
 
 
 def _component_ranges(topology: Topology, comp: _Component) -> _Ranges:
-    cache: dict[tuple[int, tuple[str, ...]], _Ranges]
+    cache: dict[_RangesKey, _Ranges]
     try:
         cache = _RANGES.setdefault(topology, {})
     except TypeError:
         cache = {}
     telemetered = comp.p.telemetered_kinds
-    ranges = cache.get((comp.root, telemetered))
+    key_of: _RangesKey = (comp.root, telemetered, comp.p.kind_factors)
+    ranges = cache.get(key_of)
     if ranges is None:
         reps: dict[tuple[int, int], int] = {}
         weight: dict[tuple[int, int], float] = {}
@@ -1026,7 +1042,7 @@ def _component_ranges(topology: Topology, comp: _Component) -> _Ranges:
             customers=np.array([prefix[k[1]] - prefix[k[0]] for k in keys], dtype=np.float64),
             index={k: j for j, k in enumerate(keys)},
             telemetered=np.array([tele.get(k, 0.0) for k in keys], dtype=np.float64))
-        cache[(comp.root, telemetered)] = ranges
+        cache[key_of] = ranges
     return ranges
 
 

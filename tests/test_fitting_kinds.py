@@ -1,0 +1,78 @@
+"""The fault rate per device kind, fitted from close-outs (relative to the mean protective
+device: close-outs carry no exposure for the absolute rate), and the localiser using it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from outage_sentinel.fitting import fit, solved_case
+from outage_sentinel.localise import Evidence, LocaliserParams, kind_factor, localise
+from tests.localise_fixture import build
+from tests.test_fitting import DEVICES, TOPOLOGY, solved
+
+
+def kind_history(n: int, seed: int, fuse_weight: float) -> list[dict[str, object]]:
+    """Cases whose device is drawn with a fuse ``fuse_weight`` times as likely as a breaker
+    or recloser; evidence: every area below reported dead."""
+    rng = random.Random(seed)
+    weights = [fuse_weight if TOPOLOGY.nodes[d].kind == "fuse" else 1.0 for d in DEVICES]
+    out = []
+    for k in range(n):
+        device = rng.choices(DEVICES, weights)[0]
+        out.append({"id": f"k{k}", "dead": [], "alive": [], "calls": [],
+                    "truth": {"devices": [device]}})
+    return out
+
+
+def factor(p: LocaliserParams, kind: str) -> float:
+    return kind_factor(p, kind)
+
+
+def test_the_fit_finds_fuses_operate_more_often_than_reclosers() -> None:
+    params = fit(TOPOLOGY, solved(kind_history(2000, 1, 3.0)), LocaliserParams()).params
+    assert factor(params, "fuse") > 1.0 > factor(params, "recloser")
+    assert factor(params, "fuse") / factor(params, "recloser") == pytest.approx(3.0, rel=0.3)
+
+
+def test_kinds_found_equally_often_get_equal_factors() -> None:
+    # fuses, breakers and reclosers found per device alike; the sectionalizers of this
+    # topology never are, so they fall below and the others rise above the mean
+    params = fit(TOPOLOGY, solved(kind_history(2000, 2, 1.0)), LocaliserParams()).params
+    fuse = factor(params, "fuse")
+    for kind in ("recloser", "breaker"):
+        assert factor(params, kind) == pytest.approx(fuse, rel=0.25)
+    assert factor(params, "sectionalizer") < 0.1 < 1.0 < fuse
+
+
+def test_twenty_close_outs_move_the_factors_less_than_two_thousand() -> None:
+    few = fit(TOPOLOGY, solved(kind_history(20, 3, 3.0)), LocaliserParams()).params
+    many = fit(TOPOLOGY, solved(kind_history(2000, 3, 3.0)), LocaliserParams()).params
+    assert 1.0 <= factor(few, "fuse") < factor(many, "fuse")
+    assert any("fault rate of a fuse" in c for c in
+               fit(TOPOLOGY, solved(kind_history(200, 4, 3.0)), LocaliserParams()).changes)
+
+
+def test_a_history_without_a_kind_leaves_its_factor_alone() -> None:
+    # the source bus is never the device found: its factor moves down, never up
+    params = fit(TOPOLOGY, solved(kind_history(300, 5, 1.0)), LocaliserParams()).params
+    assert factor(params, "source") <= LocaliserParams().source_prior_factor
+    assert factor(params, "switch") <= LocaliserParams().switch_prior_factor
+
+
+def test_the_localiser_uses_the_kind_factors() -> None:
+    topo = build()
+    ev = Evidence(dead={"T1", "T2"})
+
+    def f1(params: LocaliserParams) -> float:
+        return sum(h.probability for h in localise(topo, ev, params).hypotheses
+                   if h.devices == ("F1",))
+
+    rare_fuses = LocaliserParams(kind_factors=(("fuse", 0.01),))
+    assert f1(rare_fuses) < f1(LocaliserParams())
+
+
+def test_solved_case_keeps_the_truth_kind() -> None:
+    case = solved_case(TOPOLOGY, Evidence(), [DEVICES[0]], "x")
+    assert TOPOLOGY.nodes[case.truth[0]].kind in ("fuse", "breaker", "recloser")
