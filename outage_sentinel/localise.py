@@ -839,11 +839,12 @@ class _Component:
         self._score_cache[devices] = s
         return s
 
-    def best_sets(self, n: int) -> list[frozenset[int]]:
-        """The ``n`` best non-empty sets scored so far."""
+    def best_sets(self, n: int, within: float = math.inf) -> list[frozenset[int]]:
+        """The ``n`` best non-empty sets scored so far, of those within ``within`` of the
+        best log score."""
         items = sorted(((v, k) for k, v in self._score_cache.items() if k),
                        key=lambda vk: -vk[0])
-        return [k for _, k in items[:n]]
+        return [k for v, k in items[:n] if v >= items[0][0] - within]
 
     def related(self, a: int, b: int) -> bool:
         tin, tout = self.t.tin, self.t.tout
@@ -1073,8 +1074,10 @@ def _silent(topology: Topology, comp: _Component, candidates: list[int]) -> None
         _silent_extensions(topology, comp, r, keep, weights)
 
 
-#: How many of the best scored sets get "plus one silent device" scored.
+#: How many of the best scored sets get "plus one silent device" scored, and how far below
+#: the best a set may be (log score): one e^-12 as likely adds nothing that shows.
 EXTENDED_SETS = 3
+EXTENDED_WITHIN = 12.0
 
 
 def _silent_extensions(topology: Topology, comp: _Component, r: _Ranges,
@@ -1083,7 +1086,7 @@ def _silent_extensions(topology: Topology, comp: _Component, r: _Ranges,
     regions: a second fault whose every report is missing. Without them a set that
     explained every report was stated at ~1.0, though in a storm a second, silent device
     operates often (the storm doubles were right 67 % of the time at a stated 0.97)."""
-    for base in comp.best_sets(EXTENDED_SETS):
+    for base in comp.best_sets(EXTENDED_SETS, EXTENDED_WITHIN):
         mask = keep.copy()
         for d in base:
             lo, hi = comp.tx_range(d)
