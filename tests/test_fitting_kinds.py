@@ -3,7 +3,9 @@ device: close-outs carry no exposure for the absolute rate), and the localiser u
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +78,20 @@ def test_the_localiser_uses_the_kind_factors() -> None:
 def test_solved_case_keeps_the_truth_kind() -> None:
     case = solved_case(TOPOLOGY, Evidence(), [DEVICES[0]], "x")
     assert TOPOLOGY.nodes[case.truth[0]].kind in ("fuse", "breaker", "recloser")
+
+
+def test_fit_reads_each_case_weather_and_names_a_bad_one(tmp_path: Path) -> None:
+    from tests.test_fitting import cli, history
+
+    cases = history(40, 9)
+    for c in cases[:20]:
+        c.update({"storm": False, "faults_elsewhere": 30, "devices_elsewhere": 1500})
+    cases[20]["storm"] = "yes"
+    hist = tmp_path / "history.jsonl"
+    hist.write_text("".join(json.dumps(c) + "\n" for c in cases), encoding="utf-8")
+    out = tmp_path / "params.yaml"
+    r = cli("localisation", "fit", "--topology", "topology", "--history", str(hist),
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "fitted on 39 case(s)" in r.stdout
+    assert "line 21" in r.stderr and "storm" in r.stderr
