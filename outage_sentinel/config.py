@@ -710,6 +710,7 @@ class LocalisationConfig(Strict):
     max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
     max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
     false_dead_per_area: Probability | None = None
+    false_dead_shape: Annotated[float, Field(ge=0, le=1e6)] | None = None
     #: Relative fault rate per device kind (fitted by ``localisation fit``).
     kind_factors: dict[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",
                                "switch"], Positive] | None = None

@@ -56,12 +56,15 @@ from outage_sentinel.localise import (
 from outage_sentinel.topology import PROTECTIVE_KINDS, Topology
 
 #: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
-FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "alive_report_a",
-               "alive_report_b", "alive_false_rate", "call_rate_rate", "spurious_call_rate",
-               "open_report_true", "open_report_false")
+FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_dead_shape",
+               "alive_report_a", "alive_report_b", "alive_false_rate", "call_rate_rate",
+               "spurious_call_rate", "open_report_true", "open_report_false")
 
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
 PRIOR_WEIGHT = 20.0
+
+#: Cases needed before the spread of false reports between them is trusted.
+MIN_CASES_FOR_SPREAD = 20
 
 #: Pseudo-faults the current relative fault rate of a device kind is worth.
 KIND_PRIOR_FAULTS = 5.0
@@ -131,6 +134,8 @@ class _Counts:
     dead_rates: list[float]
     dead: list[int]
     false_dead: list[int]
+    #: per case: (false dead reports, energised areas), for their spread between windows
+    false_cases: list[tuple[int, int]]
     alive: list[int]
     alive_false: list[int]
     calls_dead: list[float]
@@ -142,8 +147,8 @@ class _Counts:
 
     @classmethod
     def empty(cls) -> _Counts:
-        return cls([], [0, 0], [0, 0], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0], [0, 0],
-                   {k: [0, 0] for k in FAULT_KINDS})
+        return cls([], [0, 0], [0, 0], [], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0],
+                   [0, 0], {k: [0, 0] for k in FAULT_KINDS})
 
 
 def _kinds_below(topology: Topology, root: str, memo: dict[str, dict[str, int]]
@@ -186,6 +191,8 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
             _add(c.dead, hits, len(dead))
             c.dead_rates.append(hits / len(dead))
         _add(c.false_dead, len(case.dead & alive), len(alive))
+        if alive:
+            c.false_cases.append((len(case.dead & alive), len(alive)))
         if case.alive:  # a case without any alive report had no such source
             _add(c.alive, len(case.alive & alive), len(alive))
             _add(c.alive_false, len(case.alive & dead), len(dead))
@@ -233,6 +240,24 @@ def _kind_factors(kinds: Mapping[str, Sequence[int]], base: LocaliserParams
     return tuple(sorted(out.items()))
 
 
+def _false_shape(per_case: Sequence[tuple[int, int]], current: float) -> float:
+    """The Beta shape of the window's false dead rate from the spread of the false reports
+    between cases (method of moments for a beta-binomial: Var(x/m) = p(1-p)/m (1 + (m-1) rho),
+    rho = 1/(a + b + 1)); 0 (a known rate) when they spread no more than independent reports
+    would, ``current`` below ``MIN_CASES_FOR_SPREAD`` cases."""
+    if len(per_case) < MIN_CASES_FOR_SPREAD:
+        return current
+    p = sum(x for x, _ in per_case) / sum(m for _, m in per_case)
+    if not 0.0 < p < 1.0:
+        return current
+    inv_m = statistics.fmean(1.0 / m for _, m in per_case)
+    spread = statistics.pvariance([x / m for x, m in per_case]) / (p * (1.0 - p))
+    rho = (spread - inv_m) / (1.0 - inv_m) if inv_m < 1.0 else 0.0
+    if rho <= 1e-6:
+        return 0.0
+    return round(min(max(p * (1.0 / rho - 1.0), 0.05), 1e3), 6)
+
+
 def _rate(pair: Sequence[float], prior: float, weight: float = PRIOR_WEIGHT,
           lo: float = 1e-9, hi: float = 1.0 - 1e-9) -> float:
     """Posterior mean of a rate with ``weight`` pseudo-trials at ``prior``."""
@@ -267,6 +292,7 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams) 
     prior_false = min(base.false_dead_max_rate, base.false_dead_per_area
                       or base.false_dead_per_feeder / feeder_areas)
     updates["false_dead_per_area"] = _rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
+    updates["false_dead_shape"] = _false_shape(c.false_cases, base.false_dead_shape)
     a_mean = base.alive_report_a / (base.alive_report_a + base.alive_report_b)
     a_conc = base.alive_report_a + base.alive_report_b
     am = _rate(c.alive, a_mean)

@@ -193,6 +193,12 @@ class LocaliserParams:
     #: set (> 0) it replaces ``false_dead_per_feeder / N``, so a small feeder's areas are not
     #: each priced as if it had a large one's false reports.
     false_dead_per_area: float = 0.0
+    #: Shape of the Beta prior of the window's false dead rate (its mean is the figure above):
+    #: the rate is unknown per window and integrated out (a beta-binomial over the energised
+    #: areas), so several false reports in one window (a concentrator glitch) are not priced
+    #: as independent rare events. 0 (the default) = a known rate (independent reports);
+    #: ``localisation fit`` sets it when its history shows false reports clustered by window.
+    false_dead_shape: float = 0.0
     #: Beta prior (a, b) of the rate at which an energised area sends an alive report.
     alive_report_a: float = 0.5
     alive_report_b: float = 2.0
@@ -627,6 +633,10 @@ class _Component:
                               or params.false_dead_per_feeder / n_total)
         self.log_fd = math.log(self.false_dead)
         self.log_1fd = math.log1p(-self.false_dead)
+        shape = params.false_dead_shape
+        #: Beta prior of the window's false dead rate, or None for a known rate
+        self.fd_beta = ((shape, shape * (1.0 - self.false_dead) / self.false_dead)
+                        if shape > 0 else None)
         self.log_af = math.log(params.alive_false_rate)
         self.log_1af = math.log1p(-params.alive_false_rate)
         self.log_open_bonus = (math.log(params.open_report_true)
@@ -772,9 +782,29 @@ class _Component:
         if self.calls_observed:
             calls = calls + p.spurious_call_rate * customers
         log_1af = self.log_1af if self.alive_observed else 0.0
-        shift = (dead_cum[sizes] + alive_cum[sizes] + sizes * (log_1af - self.log_1fd)
-                 + calls)
+        shift = (dead_cum[sizes] + alive_cum[sizes] + sizes * log_1af
+                 + self._false_shift(alive, len(j))[sizes] + calls)
         return np.asarray(shift, dtype=np.float64)
+
+    def false_dead_ll(self, reported: int, areas: int) -> float:
+        """log P(``reported`` of ``areas`` energised areas reported dead): the window's false
+        rate integrated out under its Beta (a beta-binomial), or independent at the rate."""
+        if self.fd_beta is None:
+            return reported * self.log_fd + (areas - reported) * self.log_1fd
+        a, b = self.fd_beta
+        return _log_beta(a + reported, b + areas - reported) - _log_beta(a, b)
+
+    def _false_shift(self, alive: _Stats, m: int) -> npt.NDArray[np.float64]:
+        """Change of :meth:`false_dead_ll` when 0..m unreported areas leave the energised
+        region (running sums, index = areas removed)."""
+        j = np.arange(1, m + 1, dtype=np.float64)
+        if self.fd_beta is None:
+            steps = np.full(m, -self.log_1fd)
+        else:
+            a, b = self.fd_beta
+            quiet = b + alive.n - alive.dead
+            steps = np.log(a + b + alive.n - j) - np.log(np.maximum(quiet - j, 1e-300))
+        return np.concatenate(([0.0], np.cumsum(steps)))
 
     def dead_calls(self, calls: int, customers: float) -> float:
         """log P(``calls`` calls from a dead region of ``customers``): Poisson with a rate
@@ -808,7 +838,7 @@ class _Component:
         if dead.n:
             ll += (_log_beta(p.dead_detect_a + dead.dead, p.dead_detect_b + dead.n - dead.dead)
                    - _log_beta(p.dead_detect_a, p.dead_detect_b))
-        ll += alive.dead * self.log_fd + (alive.n - alive.dead) * self.log_1fd
+        ll += self.false_dead_ll(alive.dead, alive.n)
         # alive reports: stale-reading rate in the dead region, beta-binomial in the alive
         # region; nothing at all without an alive source (no data)
         if self.alive_observed:
