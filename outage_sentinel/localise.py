@@ -20,10 +20,13 @@ noisy observation of every area's state:
   an unknown rate (beta-binomial over the alive region); a dead area reports alive only by error
   (``alive_false_rate``, small: alive evidence is trustworthy and vetoes a device above it).
 * **trouble calls**: calls from a dead area are Poisson in its customers with an unknown rate
-  (Gamma prior, mean ~10 % of customers, integrated out); calls from an energised area are
+  pooled over the dead region and integrated out under a mixture over call-rate scales
+  (:func:`call_modes`: the field figure, mean ~10 % of customers, and a quiet window), so a
+  dead region with no call is unlikely, not impossible; calls from an energised area are
   Poisson at a small spurious rate.
 * **devices reported open** (SCADA, feeder automation, the outage system naming the device):
-  ``open_report_true`` if the device operated, ``open_report_false`` otherwise.
+  ``open_report_true`` if the device operated, ``open_report_false`` otherwise; in a case with
+  telemetry, a telemetered kind that operated unreported costs the ratio of the complements.
 
 The prior of ``S`` is hierarchical: every device of the feeder operates with the same unknown
 rate, Beta-distributed with shape ``fault_rate_shape`` and mean ``fault_prior`` (a calm window)
@@ -32,7 +35,10 @@ operated devices is beta-binomial and each device found makes the next one cheap
 weather is shared by the county, so devices known to have operated elsewhere in the window
 (``faults_elsewhere`` of ``devices_elsewhere``, from the other open incidents) update that rate
 before this feeder is looked at: Beta(a + k, b + n - k), an empirical-Bayes step. A quiet
-county makes a second device on this feeder dearer; a busy one makes it cheaper. Each device
+county makes a second device on this feeder dearer; a busy one makes it cheaper. With the
+county's figures the rate's prior is a mixture of a calm and a storm regime
+(:func:`fault_regimes`), so a busy county's own count is believed rather than shrunk to the
+calm mean. Each device
 is further weighted by its kind and by how many devices have the same downstream areas (any of
 them opening has the same effect). All evidence statistics of a device are subtree sums, found
 in O(log n) from the Euler-tour index, so scoring a hypothesis is O(|S|) and the search (every
@@ -42,11 +48,15 @@ over every hypothesis scored, and that includes the **silent-region hypotheses**
 above no evidence at all, "it operated, its region sent nothing, and the evidence elsewhere is
 false" (scored in one vectorised pass from cached per-component ranges). Without them a lone
 false report was explained by the device above it at probability 1.0, however many silent
-regions could have been the fault.
+regions could have been the fault. The best sets are likewise scored **plus one silent
+device** (a second fault whose every report was lost), so a set that explains every report is
+not stated at ~1.0 in a storm.
 
 **No data is not "nobody reported".** A case without a single trouble call had no call source
 (:attr:`Evidence.calls_observed` unset): the call model is switched off for it, so that silence
-from a big dead area is not read as "that area is alive".
+from a big dead area is not read as "that area is alive". Likewise a case without any alive
+report had no alive source (:attr:`Evidence.alive_observed`) and one without any device
+reported open no telemetry (:attr:`Evidence.open_observed`).
 """
 
 from __future__ import annotations
