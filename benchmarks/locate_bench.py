@@ -714,8 +714,8 @@ def print_summary(summaries: list[Summary]) -> None:
             print(f"  {s.name:<32} {label:<48} localiser {loc:5.1f}%  naive {naive:5.1f}%  "
                   f"oracle {oracle:5.1f}%  ECE {ece:.3f}")
     print("\n== calibration per scenario: expected calibration error of the stated top "
-          "probability (target <= 0.05), defaults -> fitted on 400 close-outs of the "
-          "scenario; top-1 % (doubles: both found %) defaults -> fitted")
+          "probability (target <= 0.05), defaults -> fitted on as many close-outs of the "
+          "scenario as it has test cases; top-1 % (doubles: both found %) defaults -> fitted")
     for s in summaries:
         for label, ece, ece_fit, acc, acc_fit in s.calibration:
             print(f"  {s.name:<32} {label:<48} ECE {ece:.3f} -> {ece_fit:.3f}   "

@@ -95,3 +95,31 @@ def test_fit_reads_each_case_weather_and_names_a_bad_one(tmp_path: Path) -> None
     assert r.returncode == 0, r.stderr
     assert "fitted on 39 case(s)" in r.stdout
     assert "line 21" in r.stderr and "storm" in r.stderr
+
+
+def test_platt_map_bends_over_and_under_confidence_together() -> None:
+    from outage_sentinel.fitting import expected_calibration_error, platt_map
+    from outage_sentinel.localise import calibrated
+
+    rng = random.Random(11)
+    pairs = []
+    for _ in range(3000):
+        stated = rng.uniform(0.05, 0.99)
+        # right at a flatter rate than stated: under-confident low, over-confident high
+        pairs.append((stated, rng.random() < 0.3 + 0.4 * stated))
+    knots = platt_map(pairs)
+    assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(knots, knots[1:], strict=False))
+    fixed = [(calibrated(knots, p), ok) for p, ok in pairs]
+    assert expected_calibration_error(pairs) > 0.1
+    assert expected_calibration_error(fixed) < 0.03
+    assert platt_map(pairs[:5]) == ()
+
+
+def test_choose_map_keeps_a_calibrated_localiser_calibrated() -> None:
+    from outage_sentinel.fitting import choose_map, expected_calibration_error
+    from outage_sentinel.localise import calibrated
+
+    rng = random.Random(12)
+    pairs = [(p, rng.random() < p) for p in (rng.uniform(0.3, 1.0) for _ in range(2000))]
+    knots = choose_map(pairs)
+    assert expected_calibration_error([(calibrated(knots, p), ok) for p, ok in pairs]) < 0.03
