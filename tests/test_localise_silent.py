@@ -48,8 +48,9 @@ def test_probabilities_with_silent_extensions_sum_to_at_most_one(topo: Topology)
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_vectorised_extension_scores_equal_the_direct_score(topo: Topology, seed: int) -> None:
-    # the pooled running sums of score_extensions against score() of the same set
+def test_vectorised_silent_scores_equal_the_direct_score(topo: Topology, seed: int) -> None:
+    # the per-size terms of score_silent and the pooled running sums of score_extensions
+    # against score() of the same set
     rng = random.Random(seed)
     dead = set(rng.sample(AREAS[:8], rng.randint(1, 3)))
     alive = set(rng.sample(sorted(set(AREAS[:8]) - dead), 2))
@@ -66,7 +67,8 @@ def test_vectorised_extension_scores_equal_the_direct_score(topo: Topology, seed
     loc._silent(topo, comp, cands)
     ranges = loc._component_ranges(topo, comp)
     checked = 0
-    for base, devices, scores in comp._extensions:
+    pools = [(frozenset(), comp._silent_devices, comp._silent_scores), *comp._extensions]
+    for base, devices, scores in pools:
         for x, s in zip(devices.tolist(), scores.tolist(), strict=True):
             weights = ranges.weights(comp.open_miss)
             comp.log_weight[x] = float(weights[ranges.index[comp.tx_range(x)]])
