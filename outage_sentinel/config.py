@@ -711,6 +711,8 @@ class LocalisationConfig(Strict):
     max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
     false_dead_per_area: Probability | None = None
     false_dead_shape: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    #: Areas with a false dead rate of their own (flaky terminals, fitted): area id -> rate.
+    false_dead_areas: dict[str, Probability] | None = None
     #: Relative fault rate per device kind (fitted by ``localisation fit``).
     kind_factors: dict[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",
                                "switch"], Positive] | None = None
@@ -736,6 +738,8 @@ class LocalisationConfig(Strict):
 
         given = {k: v for k, v in self.model_dump(
             exclude={"county_context", "params_file", "refit_at"}).items() if v is not None}
+        if "false_dead_areas" in given:
+            given["false_dead_areas"] = tuple(sorted(given["false_dead_areas"].items()))
         if "kind_factors" in given:
             given["kind_factors"] = tuple(sorted(given["kind_factors"].items()))
         if "telemetered_kinds" in given:

@@ -64,6 +64,12 @@ FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_d
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
 PRIOR_WEIGHT = 20.0
 
+#: How many times the common false dead rate makes an area's own rate worth keeping.
+FLAKY_RATIO = 3.0
+
+#: How unlikely an area's false reports must be under the common rate to give it its own.
+FLAKY_P = 1e-4
+
 #: Cases needed before the spread of false reports between them is trusted.
 MIN_CASES_FOR_SPREAD = 20
 
@@ -145,11 +151,15 @@ class _Counts:
     open_false: list[int]
     #: per device kind: (times it was the device found, devices of that kind exposed)
     kinds: dict[str, list[int]]
+    #: per area: false dead reports; per area: cases it was dead in; per feeder root: cases
+    area_false: dict[str, int]
+    area_dead: dict[str, int]
+    root_cases: dict[str, int]
 
     @classmethod
     def empty(cls) -> _Counts:
         return cls([], [0, 0], [0, 0], [], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0],
-                   [0, 0], {k: [0, 0] for k in FAULT_KINDS})
+                   [0, 0], {k: [0, 0] for k in FAULT_KINDS}, {}, {}, {})
 
 
 def _kinds_below(topology: Topology, root: str, memo: dict[str, dict[str, int]]
@@ -192,6 +202,12 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
             _add(c.dead, hits, len(dead))
             c.dead_rates.append(hits / len(dead))
         _add(c.false_dead, len(case.dead & alive), len(alive))
+        for root in roots:
+            c.root_cases[root] = c.root_cases.get(root, 0) + 1
+        for a in dead:
+            c.area_dead[a] = c.area_dead.get(a, 0) + 1
+        for a in case.dead & alive:
+            c.area_false[a] = c.area_false.get(a, 0) + 1
         if alive:
             c.false_cases.append((len(case.dead & alive), len(alive)))
         if case.alive:  # a case without any alive report had no such source
@@ -239,6 +255,33 @@ def _kind_factors(kinds: Mapping[str, Sequence[int]], base: LocaliserParams
             out[kind] = round((found + KIND_PRIOR_FAULTS * prior)
                               / (n * mean + KIND_PRIOR_FAULTS), 6)
     return tuple(sorted(out.items()))
+
+
+def _flaky_areas(topology: Topology, c: _Counts, common: float
+                 ) -> dict[str, tuple[int, int]]:
+    """The areas whose false dead reports, (hits, energised cases), set them apart: more
+    than the common rate could give by chance (Poisson tail below ``FLAKY_P``: thousands of
+    areas are tested, so one or two chance reports never qualify) and a rate of their own
+    (Beta posterior mean with ``PRIOR_WEIGHT`` pseudo-cases at the common rate) of more than
+    ``FLAKY_RATIO`` times the common one."""
+    out: dict[str, tuple[int, int]] = {}
+    for area, hits in c.area_false.items():
+        root = topology.ids[topology.root[topology.pos[area]]]
+        n = c.root_cases.get(root, 0) - c.area_dead.get(area, 0)
+        if n <= 0 or _poisson_tail(hits, n * common) >= FLAKY_P:
+            continue
+        if _rate((hits, n), common, lo=1e-6, hi=0.5) > FLAKY_RATIO * common:
+            out[area] = (hits, n)
+    return out
+
+
+def _poisson_tail(k: int, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam)."""
+    term, below = math.exp(-lam), 0.0
+    for j in range(k):
+        below += term
+        term *= lam / (j + 1)
+    return max(0.0, 1.0 - below)
 
 
 def _false_shape(per_case: Sequence[tuple[int, int]], current: float) -> float:
@@ -292,7 +335,13 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams) 
     feeder_areas = max(c.false_dead[1] / max(len(cases), 1), 1.0)
     prior_false = min(base.false_dead_max_rate, base.false_dead_per_area
                       or base.false_dead_per_feeder / feeder_areas)
-    updates["false_dead_per_area"] = _rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
+    common = _rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
+    flaky = _flaky_areas(topology, c, common)
+    rest = [c.false_dead[0] - sum(h for h, _ in flaky.values()),
+            c.false_dead[1] - sum(n for _, n in flaky.values())]
+    updates["false_dead_per_area"] = _rate(rest, prior_false, lo=1e-6, hi=0.5)
+    updates["false_dead_areas"] = tuple(sorted(
+        (a, round(_rate((h, n), common, lo=1e-6, hi=0.5), 6)) for a, (h, n) in flaky.items()))
     updates["false_dead_shape"] = _false_shape(c.false_cases, base.false_dead_shape)
     a_mean = base.alive_report_a / (base.alive_report_a + base.alive_report_b)
     a_conc = base.alive_report_a + base.alive_report_b
@@ -319,6 +368,11 @@ def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
         a, b = kind_factor(before, kind), kind_factor(after, kind)
         if abs(a - b) > 1e-9:
             out.append(f"fault rate of a {kind} (relative): {a:.3g} -> {b:.3g}")
+    if before.false_dead_areas != after.false_dead_areas:
+        worst = sorted(after.false_dead_areas, key=lambda ar: -ar[1])[:3]
+        out.append(f"areas with a false dead rate of their own: {len(before.false_dead_areas)} "
+                   f"-> {len(after.false_dead_areas)}"
+                   + "".join(f"; {a} {r:.3g}" for a, r in worst))
     for f in fields(LocaliserParams):
         a, b = getattr(before, f.name), getattr(after, f.name)
         if isinstance(a, float) and isinstance(b, float) and abs(a - b) > 1e-12 * max(

@@ -209,6 +209,9 @@ class LocaliserParams:
     #: as independent rare events. 0 (the default) = a known rate (independent reports);
     #: ``localisation fit`` sets it when its history shows false reports clustered by window.
     false_dead_shape: float = 0.0
+    #: Areas with a false dead rate of their own, ``(area id, rate)`` (flaky terminals, fitted
+    #: from close-outs); the others keep the per-area figure above.
+    false_dead_areas: tuple[tuple[str, float], ...] = ()
     #: Beta prior (a, b) of the rate at which an energised area sends an alive report.
     alive_report_a: float = 0.5
     alive_report_b: float = 2.0
@@ -593,14 +596,19 @@ class _Stats:
     alive: int = 0  # alive reports
     customers: int = 0
     calls: int = 0
+    #: log-likelihood correction of the areas with a false dead rate of their own, were they
+    #: energised (their rate instead of the common one)
+    flaky: float = 0.0
 
     def __add__(self, other: _Stats) -> _Stats:
         return _Stats(self.n + other.n, self.dead + other.dead, self.alive + other.alive,
-                      self.customers + other.customers, self.calls + other.calls)
+                      self.customers + other.customers, self.calls + other.calls,
+                      self.flaky + other.flaky)
 
     def __sub__(self, other: _Stats) -> _Stats:
         return _Stats(self.n - other.n, self.dead - other.dead, self.alive - other.alive,
-                      self.customers - other.customers, self.calls - other.calls)
+                      self.customers - other.customers, self.calls - other.calls,
+                      self.flaky - other.flaky)
 
 
 class _Component:
@@ -637,12 +645,18 @@ class _Component:
         self.open_miss = ((1.0 - params.open_report_true) / (1.0 - params.open_report_false)
                           if ev.open_observed else 1.0)
         self._stats_cache: dict[int, _Stats] = {}
+        self.flaky_ranks = np.empty(0, dtype=np.int64)
+        self.flaky_prefix = np.zeros(1, dtype=np.float64)
         self.total = self.stats(root)
         n_total = max(self.total.n, 1)
         self.false_dead = min(params.false_dead_max_rate, params.false_dead_per_area
                               or params.false_dead_per_feeder / n_total)
         self.log_fd = math.log(self.false_dead)
         self.log_1fd = math.log1p(-self.false_dead)
+        if params.false_dead_areas:  # the flaky areas' corrections, then the totals again
+            self.flaky_ranks, self.flaky_prefix = self._flaky_areas(params)
+            self._stats_cache.clear()
+            self.total = self.stats(root)
         shape = params.false_dead_shape
         #: Beta prior of the window's false dead rate, or None for a known rate
         self.fd_beta = ((shape, shape * (1.0 - self.false_dead) / self.false_dead)
@@ -693,6 +707,7 @@ class _Component:
         prefix = self.t.transformer_customer_prefix
         c_lo = bisect.bisect_left(self.call_ranks, lo)
         c_hi = bisect.bisect_left(self.call_ranks, hi)
+        flaky = self.flaky_ranks
         return _Stats(
             n=hi - lo,
             dead=bisect.bisect_left(self.dead_ranks, hi) - bisect.bisect_left(self.dead_ranks, lo),
@@ -700,7 +715,37 @@ class _Component:
                    - bisect.bisect_left(self.alive_ranks, lo)),
             customers=prefix[hi] - prefix[lo],
             calls=self.call_prefix[c_hi] - self.call_prefix[c_lo],
+            flaky=(float(self.flaky_prefix[bisect.bisect_left(flaky, hi)]
+                         - self.flaky_prefix[bisect.bisect_left(flaky, lo)]) if len(flaky) else 0.0),
         )
+
+    def _flaky_areas(self, params: LocaliserParams
+                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Ranks (sorted) of this component's areas with a false dead rate of their own, and
+        the running sum of their corrections: log(rate / common rate) if reported dead,
+        log((1 - rate) / (1 - common rate)) if not (counted while the area is energised)."""
+        t, dead = self.t, set(self.dead_ranks)
+        items: list[tuple[int, float]] = []
+        for area, rate in params.false_dead_areas:
+            i = t.pos.get(area)
+            if i is None or t.kinds[i] != "transformer" or t.root[i] != self.root:
+                continue
+            r = bisect.bisect_left(t.transformer_tins, t.tin[i])
+            rate = min(max(rate, 1e-9), 0.5)
+            items.append((r, math.log(rate) - self.log_fd if r in dead
+                          else math.log1p(-rate) - self.log_1fd))
+        items.sort()
+        ranks = np.array([r for r, _ in items], dtype=np.int64)
+        return ranks, np.concatenate(([0.0], np.cumsum([c for _, c in items])))
+
+    def flaky_in(self, lo: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]
+                 ) -> npt.NDArray[np.float64]:
+        """:attr:`_Stats.flaky` of the ranges [lo, lo + sizes) (vectorised)."""
+        if not len(self.flaky_ranks):
+            return np.zeros(len(lo), dtype=np.float64)
+        p, ranks = self.flaky_prefix, self.flaky_ranks
+        out = p[np.searchsorted(ranks, lo + sizes)] - p[np.searchsorted(ranks, lo)]
+        return np.asarray(out, dtype=np.float64)
 
     def evidence_factor(self, i: int) -> float:
         """:meth:`kind_factor` times the telemetry's silence about the device: a telemetered
@@ -734,8 +779,8 @@ class _Component:
             cp.append(top + math.log(sum(math.exp(t - top) for t in terms)))
         return cp[k]
 
-    def score_silent(self, devices: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64],
-                     customers: npt.NDArray[np.float64],
+    def score_silent(self, devices: npt.NDArray[np.int64], lo: npt.NDArray[np.int64],
+                     sizes: npt.NDArray[np.int64], customers: npt.NDArray[np.float64],
                      log_weights: npt.NDArray[np.float64]) -> None:
         """:meth:`score` of single devices whose regions (``sizes`` areas, ``customers``) hold
         no evidence at all: per-size terms computed once, the customers' terms vectorised."""
@@ -746,14 +791,16 @@ class _Component:
                 t = self.count_prior(1) + self.loglik(_Stats(n=n))
                 self._silent_terms[n] = t
             terms[sizes == n] = t
-        scores = terms + log_weights + self.dead_calls_at(0, customers)
+        scores = (terms + log_weights + self.dead_calls_at(0, customers)
+                  - self.flaky_in(lo, sizes))
         if self.calls_observed:
             scores = scores + self.p.spurious_call_rate * customers
         self._silent_scores = np.concatenate([self._silent_scores, scores])
         self._silent_devices = np.concatenate([self._silent_devices, devices])
 
     def score_extensions(self, base: frozenset[int], devices: npt.NDArray[np.int64],
-                         sizes: npt.NDArray[np.int64], customers: npt.NDArray[np.float64],
+                         lo: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64],
+                         customers: npt.NDArray[np.float64],
                          log_weights: npt.NDArray[np.float64]) -> None:
         """:meth:`score` of ``base`` plus one of ``devices`` whose regions (``sizes`` areas,
         ``customers``) hold no evidence and lie outside ``base``'s: a second fault none of
@@ -766,7 +813,7 @@ class _Component:
             dead = dead + self.stats(d)
         k = len(base)
         shift = (self.score(base) + self.count_prior(k + 1) - self.count_prior(k)
-                 + self._silent_shift(dead, sizes, customers))
+                 + self._silent_shift(dead, sizes, customers) - self.flaky_in(lo, sizes))
         self._extensions.append((base, devices, shift + log_weights))
 
     def _silent_shift(self, dead: _Stats, sizes: npt.NDArray[np.int64],
@@ -848,7 +895,7 @@ class _Component:
         if dead.n:
             ll += (_log_beta(p.dead_detect_a + dead.dead, p.dead_detect_b + dead.n - dead.dead)
                    - _log_beta(p.dead_detect_a, p.dead_detect_b))
-        ll += self.false_dead_ll(alive.dead, alive.n)
+        ll += self.false_dead_ll(alive.dead, alive.n) + alive.flaky
         # alive reports: stale-reading rate in the dead region, beta-binomial in the alive
         # region; nothing at all without an alive source (no data)
         if self.alive_observed:
@@ -1110,7 +1157,8 @@ def _silent(topology: Topology, comp: _Component, candidates: list[int]) -> None
         keep &= ~((r.lo < b) & (r.hi > a))
     if keep.any():
         weights = r.weights(comp.open_miss)
-        comp.score_silent(r.rep[keep], (r.hi - r.lo)[keep], r.customers[keep], weights[keep])
+        comp.score_silent(r.rep[keep], r.lo[keep], (r.hi - r.lo)[keep], r.customers[keep],
+                          weights[keep])
         _silent_extensions(topology, comp, r, keep, weights)
 
 
@@ -1132,8 +1180,8 @@ def _silent_extensions(topology: Topology, comp: _Component, r: _Ranges,
             lo, hi = comp.tx_range(d)
             mask &= (r.hi <= lo) | (r.lo >= hi)
         if mask.any():
-            comp.score_extensions(base, r.rep[mask], (r.hi - r.lo)[mask], r.customers[mask],
-                                  weights[mask])
+            comp.score_extensions(base, r.rep[mask], r.lo[mask], (r.hi - r.lo)[mask],
+                                  r.customers[mask], weights[mask])
 
 
 def _representatives(topology: Topology, comp: _Component, seen: set[int],

@@ -43,3 +43,52 @@ def test_the_fit_finds_false_reports_clustered_by_window() -> None:
     assert 0.0 < fit(TOPOLOGY, clustered, LocaliserParams()).params.false_dead_shape < 2.0
     even_shape = fit(TOPOLOGY, even, LocaliserParams()).params.false_dead_shape
     assert even_shape == 0.0 or even_shape > 3.0
+
+
+def flaky_history(n: int, seed: int, flaky: str, rate: float) -> list[dict[str, object]]:
+    """history() with one area reporting dead falsely in ``rate`` of the windows it is
+    energised in (and 1 % false reports elsewhere)."""
+    import random
+
+    from outage_sentinel.fitting import downstream
+
+    rng = random.Random(seed)
+    cases = history(n, seed, false_rate=0.01)
+    for c in cases:
+        dead = set(downstream(TOPOLOGY, c["truth"]["devices"][0]))  # type: ignore[index]
+        root = TOPOLOGY.ids[TOPOLOGY.root[TOPOLOGY.pos[c["truth"]["devices"][0]]]]  # type: ignore[index]
+        if flaky in downstream(TOPOLOGY, root) and flaky not in dead and rng.random() < rate:
+            c["dead"] = sorted(set(c["dead"]) | {flaky})  # type: ignore[call-overload]
+    return cases
+
+
+FLAKY = sorted(a for a in TOPOLOGY.transformers)[7]
+
+
+def test_the_fit_gives_a_flaky_area_its_own_false_rate() -> None:
+    params = fit(TOPOLOGY, solved(flaky_history(600, 4, FLAKY, 0.4)), LocaliserParams()).params
+    own = dict(params.false_dead_areas)
+    assert FLAKY in own and own[FLAKY] == pytest.approx(0.4, abs=0.12)
+    assert len(own) <= 3  # chance reports elsewhere do not qualify
+    assert params.false_dead_per_area == pytest.approx(0.01, abs=0.005)
+
+
+def test_a_history_without_flaky_areas_gives_none() -> None:
+    params = fit(TOPOLOGY, solved(history(600, 5, false_rate=0.02)), LocaliserParams()).params
+    assert params.false_dead_areas == ()
+
+
+def test_a_flaky_area_report_weighs_less_than_an_ordinary_one() -> None:
+    # T3 alone reported dead beside the clear F1 fault: with T3 a known flaky terminal, the
+    # second device above it (F2) is less likely than with T3 an ordinary one
+    from outage_sentinel.localise import FaultContext, localise
+
+    topo = build()
+    ev = Evidence(dead={"T1", "T2", "T3"}, alive={"T4", "T7"}, calls={"T1": 3, "T2": 2})
+    storm = FaultContext(storm=True)
+
+    def f1_f2(params: LocaliserParams) -> float:
+        return sum(h.probability for h in localise(topo, ev, params, storm).hypotheses
+                   if set(h.devices) == {"F1", "F2"})
+
+    assert f1_f2(LocaliserParams(false_dead_areas=(("T3", 0.3),))) < f1_f2(LocaliserParams())

@@ -59,7 +59,8 @@ def test_vectorised_silent_scores_equal_the_direct_score(topo: Topology, seed: i
                   open_devices={"B2"} if seed % 2 else set())  # telemetry on every other
     resolved = loc._resolve(topo, ev)
     root = topo.pos["S1"]
-    comp = loc._Component(topo, root, resolved, [], LocaliserParams(),
+    params = LocaliserParams(false_dead_areas=(("T5", 0.2), ("T8", 0.1)) if seed % 3 else ())
+    comp = loc._Component(topo, root, resolved, [], params,
                           FaultContext(faults_elsewhere=30, devices_elsewhere=900))
     positive = sorted(resolved.dead | set(resolved.calls))
     cands = loc._candidates(topo, comp, positive, [], set())

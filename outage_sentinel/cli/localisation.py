@@ -135,6 +135,7 @@ def _params_yaml(fitted: Any, figures: dict[str, float]) -> str:
     values = asdict(fitted.params)
     body: dict[str, Any] = {k: float(values[k]) for k in FITTED_KEYS}
     body["kind_factors"] = {k: float(f) for k, f in fitted.params.kind_factors}
+    body["false_dead_areas"] = {a: float(r) for a, r in fitted.params.false_dead_areas}
     body["calibration"] = [list(k) for k in fitted.params.calibration]
     head = (f"# outage-sentinel localisation fit: {fitted.cases} case(s); top answer right "
             f"{figures['accuracy']:.1%}; calibration error {figures['ece_before']:.3f} -> "
