@@ -218,6 +218,11 @@ def sample(feeder: Feeder, devices: Sequence[int], model: Model, rng: random.Ran
     return Case(list(devices), dead, alive, calls, opened)
 
 
+def evidence_of(case: Case) -> Evidence:
+    return Evidence(dead=case.dead, alive=case.alive, calls=case.calls,
+                    open_devices=case.open_devices)
+
+
 def _area_false_rate(model: Model, nid: str, rate: float) -> float:
     """The false dead rate of one area: ``rate``, or under ``false_heavy`` 16x for one area
     in 20 (fixed by its id) and a fifth of it for the others (the same mean)."""
@@ -411,7 +416,8 @@ class Tally:
 
 def run_scenario(feeders: list[Feeder], model: Model, double: bool, max_cases: int,
                  rng: random.Random, params: LocaliserParams | None = None,
-                 storm: Storm = STORM) -> dict[str, Tally]:
+                 storm: Storm = STORM, fitted: LocaliserParams | None = None
+                 ) -> dict[str, Tally]:
     """``max_cases`` cases per scenario, spread over the feeders. Single faults: every device
     once (in random order), then again until the cases are used up, so that small feeders
     are not judged on one draw per device.
@@ -423,7 +429,21 @@ def run_scenario(feeders: list[Feeder], model: Model, double: bool, max_cases: i
     the calm answer and "storm" the cost of a storm context on a lone fault."""
     main, other = ("storm", "calm") if double else ("calm", "storm")
     tallies = {"localiser": Tally(), other: Tally(), "naive": Tally(), "oracle": Tally()}
+    if fitted is not None:
+        tallies["fitted"] = Tally()
     draw = np.random.default_rng(rng.randrange(2**32))
+    for f, devices in make_jobs(feeders, double, max_cases, rng):
+        case = sample(f, devices, model, rng)
+        ctx = {"calm": None, "storm": storm.context(f, draw)}
+        _localise_case(f, case, tallies, main, other, ctx, params, fitted)
+        _oracle_case(f, case, model, double, tallies["oracle"])
+    return tallies
+
+
+def make_jobs(feeders: list[Feeder], double: bool, max_cases: int, rng: random.Random
+              ) -> list[tuple[Feeder, list[int]]]:
+    """The operated devices of ``max_cases`` cases: single faults cycle through every
+    device of every feeder (in random order); double faults are random unrelated pairs."""
     jobs: list[tuple[Feeder, list[int]]] = []
     per_feeder = max(1, max_cases // len(feeders))
     for f in feeders:
@@ -444,46 +464,53 @@ def run_scenario(feeders: list[Feeder], model: Model, double: bool, max_cases: i
                 picked.extend(devs[:per_feeder - len(picked)])
             jobs.extend((f, [d]) for d in picked)
     rng.shuffle(jobs)
-    jobs = jobs[:max_cases]
-    for f, devices in jobs:
-        case = sample(f, devices, model, rng)
-        truth = {f.range(d) for d in devices}
-        ev = Evidence(dead=case.dead, alive=case.alive, calls=case.calls,
-                      open_devices=case.open_devices)
-        contexts = {"calm": None, "storm": storm.context(f, draw)}
+    return jobs[:max_cases]
 
-        def run_localiser(which: str, ctx: dict[str, FaultContext | None] = contexts) -> Any:
-            return lambda t, e: localise(t, e, params, ctx[which])
 
-        runs: list[tuple[str, Any]] = [("localiser", run_localiser(main)),
-                                       (other, run_localiser(other)),
-                                       ("naive", naive_common_ancestor)]
-        for label, fn in runs:
-            t0 = time.perf_counter()
-            res = fn(f.t, ev)
-            if res.hypotheses:
-                res.hypotheses[0].to_json()  # the best answer, fully described
-            ms = (time.perf_counter() - t0) * 1000
-            top = res.hypotheses[0] if res.hypotheses else None
-            pred = ranges_of(f, top.devices) if top else set()
-            ok = pred == truth
-            both = truth <= pred
-            tallies[label].add(ok, both, customers_f1(f, truth, pred), ms,
-                               top.probability if top and label != "naive" else 0.0)
+def _localise_case(f: Feeder, case: Case, tallies: dict[str, Tally], main: str, other: str,
+                   contexts: dict[str, FaultContext | None], params: LocaliserParams | None,
+                   fitted: LocaliserParams | None) -> None:
+    """Localise one case every way (main and other context, the fit, naive) and tally it."""
+    truth = {f.range(d) for d in case.devices}
+    ev = evidence_of(case)
+
+    def run_localiser(which: str, p: LocaliserParams | None = params) -> Any:
+        return lambda t, e: localise(t, e, p, contexts[which])
+
+    runs: list[tuple[str, Any]] = [("localiser", run_localiser(main)),
+                                   (other, run_localiser(other)),
+                                   ("naive", naive_common_ancestor)]
+    if fitted is not None:
+        runs.append(("fitted", run_localiser(main, fitted)))
+    for label, fn in runs:
         t0 = time.perf_counter()
-        if not (case.dead or case.calls or case.open_devices):
-            # nothing reported: no incident to localise, for the oracle as for the localiser
-            # (the oracle would otherwise "know" there is a fault and guess its prior mode)
-            answers: list[set[tuple[int, int]]] = [set()]
-        else:
-            answers = ([set(p) for p in pair_oracle(f, case, model)] if double
-                       else [{o} for o in oracle(f, case, model)]) or [set()]
+        res = fn(f.t, ev)
+        if res.hypotheses:
+            res.hypotheses[0].to_json()  # the best answer, fully described
         ms = (time.perf_counter() - t0) * 1000
-        m = len(answers)  # tied answers: each is the oracle's guess 1/m of the time
-        tallies["oracle"].add(sum(p == truth for p in answers) / m,
-                              sum(truth <= p for p in answers) / m,
-                              sum(customers_f1(f, truth, p) for p in answers) / m, ms)
-    return tallies
+        top = res.hypotheses[0] if res.hypotheses else None
+        pred = ranges_of(f, top.devices) if top else set()
+        ok = pred == truth
+        both = truth <= pred
+        tallies[label].add(ok, both, customers_f1(f, truth, pred), ms,
+                           top.probability if top and label != "naive" else 0.0)
+
+
+def _oracle_case(f: Feeder, case: Case, model: Model, double: bool, tally: Tally) -> None:
+    """The oracle's (or oracle-2's) answer to one case, tallied."""
+    truth = {f.range(d) for d in case.devices}
+    t0 = time.perf_counter()
+    if not (case.dead or case.calls or case.open_devices):
+        # nothing reported: no incident to localise, for the oracle as for the localiser
+        # (the oracle would otherwise "know" there is a fault and guess its prior mode)
+        answers: list[set[tuple[int, int]]] = [set()]
+    else:
+        answers = ([set(p) for p in pair_oracle(f, case, model)] if double
+                   else [{o} for o in oracle(f, case, model)]) or [set()]
+    ms = (time.perf_counter() - t0) * 1000
+    m = len(answers)  # tied answers: each is the oracle's guess 1/m of the time
+    tally.add(sum(p == truth for p in answers) / m, sum(truth <= p for p in answers) / m,
+              sum(customers_f1(f, truth, p) for p in answers) / m, ms)
 
 
 def scenarios() -> list[tuple[str, Model, bool]]:
@@ -525,20 +552,25 @@ class Summary:
     median_ms: float = 0.0  # worst median time per case of the localiser over scenarios
     p99_ms: float = 0.0
     worst_ece: float = 0.0  # expected calibration error of the top answer, worst scenario
+    worst_ece_fitted: float = 0.0  # the same with parameters fitted on the scenario's history
+    worst_ratio_fitted: float = math.inf  # min single-fault localiser / oracle, fitted
+    double_both_fitted: float = math.nan
+    #: per scenario: (label, ECE defaults, ECE fitted, top-1 or both % defaults, fitted)
+    calibration: list[tuple[str, float, float, float, float]] = field(default_factory=list)
     fitted: str = ""  # the fit-on-history result line
     #: the evidence models the localiser does not assume: (scenario, localiser %, naive %,
     #: oracle of the base model %, calibration error)
     harder: list[tuple[str, float, float, float, float]] = field(default_factory=list)
 
 
-def print_calibration(pairs: list[tuple[float, bool]]) -> float:
+def print_calibration(pairs: list[tuple[float, bool]], label: str = "calibration") -> float:
     """The expected calibration error of the stated top probabilities and a reliability
     diagram (stated vs right, per probability bin); returns the error."""
     ece = expected_calibration_error(pairs)
     bins = reliability(pairs, 5)
     cells = "  ".join(f"{lo:.1f}+: {stated:.2f}->{right:.2f} (n={n})"
                       for lo, stated, right, n in bins)
-    print(f"    calibration ECE {ece:.3f}; stated->right per bin: {cells}")
+    print(f"    {label} ECE {ece:.3f}; stated->right per bin: {cells}")
     return ece
 
 
@@ -572,6 +604,26 @@ def fit_on_history(name: str, feeders: list[Feeder], topology: Topology, cases: 
             f"(fit on {len(hist)} close-outs in {fit_s:.1f} s)")
 
 
+def fit_scenario(feeders: list[Feeder], topology: Topology, model: Model, double: bool,
+                 cases: int, seed: int, label: str) -> tuple[LocaliserParams, float]:
+    """Fitted parameters (reliabilities and calibration map) from ``cases`` close-outs of a
+    county whose evidence follows ``model``: the scenario's own history, drawn apart from
+    its test cases (doubles in their storm context, as the daemon saw them). Returns the
+    parameters and the seconds the fit took."""
+    rng = random.Random(f"{seed}/{label}/history")
+    draw = np.random.default_rng(zlib.crc32(f"{seed}/{label}".encode()))
+    hist: list[tuple[Evidence, Any]] = []
+    contexts: list[FaultContext | None] = []
+    for f, devices in make_jobs(feeders, double, cases, rng):
+        c = sample(f, devices, model, rng)
+        ev = evidence_of(c)
+        hist.append((ev, solved_case(topology, ev, [topology.ids[d] for d in devices], "h")))
+        contexts.append(STORM.context(f, draw) if double else None)
+    t0 = time.perf_counter()
+    fitted, _ = fit_with_calibration(topology, hist, LocaliserParams(), contexts)
+    return fitted.params, time.perf_counter() - t0
+
+
 def _single_jobs(feeders: list[Feeder], n: int, rng: random.Random
                  ) -> list[tuple[Feeder, list[int]]]:
     jobs = [(f, [d]) for f in feeders for d in f.devices]
@@ -590,18 +642,28 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
     for label, model, double in scenarios():
         if double and max(len(f.devices) for f in feeders) < 3:
             continue
-        tallies = run_scenario(feeders, model, double, max_cases, rng, params)
+        fitted, fit_s = fit_scenario(feeders, topology, model, double, max_cases, seed, label)
+        tallies = run_scenario(feeders, model, double, max_cases, rng, params, fitted=fitted)
         n = tallies["localiser"].n
         ctx = ("storm context; 'calm' = the same cases without it" if double else
                "calm; 'storm' = the same cases with a storm context")
         print(f"  {label} ({n} cases; localiser {ctx})")
-        for key in ("localiser", "calm", "storm", "naive", "oracle"):
+        for key in ("localiser", "calm", "storm", "fitted", "naive", "oracle"):
             if key in tallies and tallies[key].n:
                 tag = "oracle-2" if key == "oracle" and double else key
                 print(tallies[key].line(tag, double))
-        loc = tallies["localiser"]
+        loc, fit = tallies["localiser"], tallies["fitted"]
         ece = print_calibration(loc.pairs)
+        ece_fit = print_calibration(fit.pairs, f"fitted on {max_cases} close-outs of this "
+                                    f"scenario ({fit_s:.1f} s): calibration")
         summary.worst_ece = max(summary.worst_ece, ece)
+        summary.worst_ece_fitted = max(summary.worst_ece_fitted, ece_fit)
+        summary.calibration.append((label, ece, ece_fit, loc.pct(double), fit.pct(double)))
+        if not double and tallies["oracle"].correct:
+            summary.worst_ratio_fitted = min(summary.worst_ratio_fitted,
+                                             fit.correct / tallies["oracle"].correct)
+        if double:
+            summary.double_both_fitted = fit.pct(True)
         if (label, model, double) in HARDER:
             summary.harder.append((label, loc.pct(False), tallies["naive"].pct(False),
                                    tallies["oracle"].pct(False), ece))
@@ -651,10 +713,22 @@ def print_summary(summaries: list[Summary]) -> None:
         for label, loc, naive, oracle, ece in s.harder:
             print(f"  {s.name:<32} {label:<48} localiser {loc:5.1f}%  naive {naive:5.1f}%  "
                   f"oracle {oracle:5.1f}%  ECE {ece:.3f}")
-    print("\n== calibration (worst scenario's expected calibration error of the stated top "
-          "probability; target <= 0.05) and fit on history")
+    print("\n== calibration per scenario: expected calibration error of the stated top "
+          "probability (target <= 0.05), defaults -> fitted on as many close-outs of the "
+          "scenario as it has test cases; top-1 % (doubles: both found %) defaults -> fitted")
     for s in summaries:
-        print(f"  {s.name:<32} worst ECE {s.worst_ece:.3f}   {s.fitted}")
+        for label, ece, ece_fit, acc, acc_fit in s.calibration:
+            print(f"  {s.name:<32} {label:<48} ECE {ece:.3f} -> {ece_fit:.3f}   "
+                  f"{acc:5.1f}% -> {acc_fit:5.1f}%")
+    print("\n== with fitted parameters (each scenario fitted on its own history)")
+    print(f"  {'topology':<32} {'min loc/oracle':>14} {'double both':>12} {'worst ECE':>10} "
+          f"{'(defaults)':>10}")
+    for s in summaries:
+        print(f"  {s.name:<32} {s.worst_ratio_fitted:>14.3f} {s.double_both_fitted:>11.1f}% "
+              f"{s.worst_ece_fitted:>10.3f} {s.worst_ece:>10.3f}")
+    print("\n== fit on history of a county unlike the defaults (FIELD)")
+    for s in summaries:
+        print(f"  {s.name:<32} {s.fitted}")
     print("\n== the cost of the context (same cases, the other way round)")
     print(f"  {'topology':<32} {'singles, storm: min loc/oracle':>31} "
           f"{'doubles, calm: both found':>26}")

@@ -757,16 +757,29 @@ class LocalisationConfig(Strict):
     call_rate_shape: Positive | None = None
     call_rate_rate: Positive | None = None
     spurious_call_rate: Probability | None = None
+    quiet_call_weight: Probability | None = None
+    quiet_call_rate: Probability | None = None
     open_report_true: Probability | None = None
     open_report_false: Probability | None = None
     fault_prior: Probability | None = None
     fault_rate_shape: Positive | None = None
     storm_fault_prior: Probability | None = None
+    storm_weight: Probability | None = None
     source_prior_factor: Positive | None = None
     switch_prior_factor: Positive | None = None
     max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
     max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
     false_dead_per_area: Probability | None = None
+    false_dead_shape: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    #: Areas with a false dead rate of their own (flaky terminals, fitted): area id -> rate.
+    false_dead_areas: dict[str, Probability] | None = None
+    #: Relative fault rate per device kind (fitted by ``localisation fit``).
+    kind_factors: dict[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",
+                               "switch"], Positive] | None = None
+    #: Kinds of device whose opening telemetry reports (a case with telemetry and no open
+    #: report weighs against them).
+    telemetered_kinds: list[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",
+                                    "switch"]] | None = None
     #: Knots (stated probability, observed frequency) of a calibration map, non-decreasing.
     calibration: list[tuple[UnitInterval, UnitInterval]] | None = None
     #: A parameters file written by ``outage-sentinel localisation fit`` (the same keys as
@@ -785,6 +798,12 @@ class LocalisationConfig(Strict):
 
         given = {k: v for k, v in self.model_dump(
             exclude={"county_context", "params_file", "refit_at"}).items() if v is not None}
+        if "false_dead_areas" in given:
+            given["false_dead_areas"] = tuple(sorted(given["false_dead_areas"].items()))
+        if "kind_factors" in given:
+            given["kind_factors"] = tuple(sorted(given["kind_factors"].items()))
+        if "telemetered_kinds" in given:
+            given["telemetered_kinds"] = tuple(given["telemetered_kinds"])
         if "calibration" in given:
             given["calibration"] = tuple(tuple(k) for k in given["calibration"])
         return LocaliserParams(**given)

@@ -23,9 +23,14 @@ with nothing at all from a source says nothing about that source's rates, so it 
 them ("no data" is not "reported nothing").
 
 Each rate is a posterior mean under a prior equivalent to ``PRIOR_WEIGHT`` pseudo-observations
-centred on the current parameter, so 20 cases already move it and 2,000 settle it. The fault
-rates themselves (how often devices operate) are not fitted: close-outs carry no exposure
-(windows in which nothing happened).
+centred on the current parameter, so 20 cases already move it and 2,000 settle it.
+
+**Fault rate per device kind** (``kind_factors``): close-outs carry no exposure (the windows in
+which nothing happened), so the absolute rate cannot be fitted from them, but the *relative*
+rate per kind can: of the devices on the feeders of the cases, how often each kind was the one
+the crew found, against how many of that kind there were. The factor of a kind is its rate over
+the mean protective device's, a Gamma-Poisson posterior mean with ``KIND_PRIOR_FAULTS``
+pseudo-faults at the current factor, so a kind seen in a handful of close-outs moves little.
 
 :func:`calibration_map` learns a monotone map from the probability the localiser states to the
 frequency it is right, from the same history (pool-adjacent-violators over the stated
@@ -35,21 +40,44 @@ probabilities); :func:`expected_calibration_error` and :func:`reliability` measu
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from outage_sentinel.localise import Evidence, LocaliserParams, calibrated, devices_per_feeder
-from outage_sentinel.topology import Topology
+from outage_sentinel.localise import (
+    Evidence,
+    FaultContext,
+    LocaliserParams,
+    calibrated,
+    devices_per_feeder,
+    kind_factor,
+)
+from outage_sentinel.topology import PROTECTIVE_KINDS, Topology
 
 #: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
-FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "alive_report_a",
-               "alive_report_b", "alive_false_rate", "call_rate_rate", "spurious_call_rate",
-               "open_report_true", "open_report_false")
+FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_dead_shape",
+               "alive_report_a", "alive_report_b", "alive_false_rate", "call_rate_rate",
+               "spurious_call_rate", "open_report_true", "open_report_false")
 
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
 PRIOR_WEIGHT = 20.0
+
+#: How many times the common false dead rate makes an area's own rate worth keeping.
+FLAKY_RATIO = 3.0
+
+#: How unlikely an area's false reports must be under the common rate to give it its own.
+FLAKY_P = 1e-4
+
+#: Cases needed before the spread of false reports between them is trusted.
+MIN_CASES_FOR_SPREAD = 20
+
+#: Pseudo-faults the current relative fault rate of a device kind is worth.
+KIND_PRIOR_FAULTS = 5.0
+
+#: Kinds whose relative fault rate is fitted (the crew may confirm any of them).
+FAULT_KINDS = ("source", "breaker", "recloser", "sectionalizer", "fuse", "switch")
 
 
 class HistoryError(ValueError):
@@ -113,16 +141,44 @@ class _Counts:
     dead_rates: list[float]
     dead: list[int]
     false_dead: list[int]
+    #: per case: (false dead reports, energised areas), for their spread between windows
+    false_cases: list[tuple[int, int]]
     alive: list[int]
     alive_false: list[int]
     calls_dead: list[float]
     calls_alive: list[float]
     open_true: list[int]
     open_false: list[int]
+    #: per device kind: (times it was the device found, devices of that kind exposed)
+    kinds: dict[str, list[int]]
+    #: per area: false dead reports; per area: cases it was dead in; per feeder root: cases
+    area_false: dict[str, int]
+    area_dead: dict[str, int]
+    root_cases: dict[str, int]
 
     @classmethod
     def empty(cls) -> _Counts:
-        return cls([], [0, 0], [0, 0], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0], [0, 0])
+        return cls([], [0, 0], [0, 0], [], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0],
+                   [0, 0], {k: [0, 0] for k in FAULT_KINDS}, {}, {}, {})
+
+
+def _kinds_below(topology: Topology, root: str, memo: dict[str, dict[str, int]]
+                 ) -> dict[str, int]:
+    """Devices per kind of the energised component of ``root`` that have areas below them
+    (the devices a crew could find; memoised per root)."""
+    out = memo.get(root)
+    if out is None:
+        i = topology.pos[root]
+        tins, tin, tout = topology.transformer_tins, topology.tin, topology.tout
+        out = {}
+        for j in topology.order[tin[i]:tout[i] + 1]:
+            kind = topology.kinds[j]
+            if kind not in FAULT_KINDS or topology.nodes[topology.ids[j]].normally_open:
+                continue
+            if bisect.bisect_right(tins, tout[j]) > bisect.bisect_left(tins, tin[j]):
+                out[kind] = out.get(kind, 0) + 1
+        memo[root] = out
+    return out
 
 
 def _add(pair: list[Any], hits: float, trials: float) -> None:
@@ -134,9 +190,11 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
     """The counts every rate is estimated from."""
     c = _Counts.empty()
     devices = devices_per_feeder(topology)
+    memo: dict[str, dict[str, int]] = {}
     for case in cases:
         dead = set().union(*(downstream(topology, d) for d in case.truth))
         roots = {topology.ids[topology.root[topology.pos[d]]] for d in case.truth}
+        _count_kinds(topology, case, roots, c.kinds, memo)
         feeder = set().union(*(downstream(topology, r) for r in roots))
         alive = feeder - dead
         if dead:
@@ -144,6 +202,14 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
             _add(c.dead, hits, len(dead))
             c.dead_rates.append(hits / len(dead))
         _add(c.false_dead, len(case.dead & alive), len(alive))
+        for root in roots:
+            c.root_cases[root] = c.root_cases.get(root, 0) + 1
+        for a in dead:
+            c.area_dead[a] = c.area_dead.get(a, 0) + 1
+        for a in case.dead & alive:
+            c.area_false[a] = c.area_false.get(a, 0) + 1
+        if alive:
+            c.false_cases.append((len(case.dead & alive), len(alive)))
         if case.alive:  # a case without any alive report had no such source
             _add(c.alive, len(case.alive & alive), len(alive))
             _add(c.alive_false, len(case.alive & dead), len(dead))
@@ -158,6 +224,82 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
             _add(c.open_false, len(case.open_devices - truth),
                  max(sum(devices.get(topology.feeder_of(r), 0) for r in roots) - len(truth), 1))
     return c
+
+
+def _count_kinds(topology: Topology, case: SolvedCase, roots: set[str],
+                 kinds: dict[str, list[int]], memo: dict[str, dict[str, int]]) -> None:
+    """The kinds of the devices found, and of every device they could have been."""
+    for root in roots:
+        for kind, n in _kinds_below(topology, root, memo).items():
+            kinds[kind][1] += n
+    for d in case.truth:
+        kind = topology.kinds[topology.pos[d]]
+        if kind in kinds:
+            kinds[kind][0] += 1
+
+
+def _kind_factors(kinds: Mapping[str, Sequence[int]], base: LocaliserParams
+                  ) -> tuple[tuple[str, float], ...]:
+    """Each kind's fault rate relative to the mean protective device (see the module
+    docstring); kinds never exposed keep their factor and are left out."""
+
+    hits = sum(kinds[k][0] for k in kinds if k in PROTECTIVE_KINDS)
+    exposed = sum(kinds[k][1] for k in kinds if k in PROTECTIVE_KINDS)
+    if not hits or not exposed:
+        return base.kind_factors
+    mean = hits / exposed
+    out = dict(base.kind_factors)
+    for kind, (found, n) in sorted(kinds.items()):
+        if n:
+            prior = kind_factor(base, kind)
+            out[kind] = round((found + KIND_PRIOR_FAULTS * prior)
+                              / (n * mean + KIND_PRIOR_FAULTS), 6)
+    return tuple(sorted(out.items()))
+
+
+def _flaky_areas(topology: Topology, c: _Counts, common: float
+                 ) -> dict[str, tuple[int, int]]:
+    """The areas whose false dead reports, (hits, energised cases), set them apart: more
+    than the common rate could give by chance (Poisson tail below ``FLAKY_P``: thousands of
+    areas are tested, so one or two chance reports never qualify) and a rate of their own
+    (Beta posterior mean with ``PRIOR_WEIGHT`` pseudo-cases at the common rate) of more than
+    ``FLAKY_RATIO`` times the common one."""
+    out: dict[str, tuple[int, int]] = {}
+    for area, hits in c.area_false.items():
+        root = topology.ids[topology.root[topology.pos[area]]]
+        n = c.root_cases.get(root, 0) - c.area_dead.get(area, 0)
+        if n <= 0 or _poisson_tail(hits, n * common) >= FLAKY_P:
+            continue
+        if _rate((hits, n), common, lo=1e-6, hi=0.5) > FLAKY_RATIO * common:
+            out[area] = (hits, n)
+    return out
+
+
+def _poisson_tail(k: int, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam)."""
+    term, below = math.exp(-lam), 0.0
+    for j in range(k):
+        below += term
+        term *= lam / (j + 1)
+    return max(0.0, 1.0 - below)
+
+
+def _false_shape(per_case: Sequence[tuple[int, int]], current: float) -> float:
+    """The Beta shape of the window's false dead rate from the spread of the false reports
+    between cases (method of moments for a beta-binomial: Var(x/m) = p(1-p)/m (1 + (m-1) rho),
+    rho = 1/(a + b + 1)); 0 (a known rate) when they spread no more than independent reports
+    would, ``current`` below ``MIN_CASES_FOR_SPREAD`` cases."""
+    if len(per_case) < MIN_CASES_FOR_SPREAD:
+        return current
+    p = sum(x for x, _ in per_case) / sum(m for _, m in per_case)
+    if not 0.0 < p < 1.0:
+        return current
+    inv_m = statistics.fmean(1.0 / m for _, m in per_case)
+    spread = statistics.pvariance([x / m for x, m in per_case]) / (p * (1.0 - p))
+    rho = (spread - inv_m) / (1.0 - inv_m) if inv_m < 1.0 else 0.0
+    if rho <= 1e-6:
+        return 0.0
+    return round(min(max(p * (1.0 / rho - 1.0), 0.05), 1e3), 6)
 
 
 def _rate(pair: Sequence[float], prior: float, weight: float = PRIOR_WEIGHT,
@@ -193,7 +335,14 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams) 
     feeder_areas = max(c.false_dead[1] / max(len(cases), 1), 1.0)
     prior_false = min(base.false_dead_max_rate, base.false_dead_per_area
                       or base.false_dead_per_feeder / feeder_areas)
-    updates["false_dead_per_area"] = _rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
+    common = _rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
+    flaky = _flaky_areas(topology, c, common)
+    rest = [c.false_dead[0] - sum(h for h, _ in flaky.values()),
+            c.false_dead[1] - sum(n for _, n in flaky.values())]
+    updates["false_dead_per_area"] = _rate(rest, prior_false, lo=1e-6, hi=0.5)
+    updates["false_dead_areas"] = tuple(sorted(
+        (a, round(_rate((h, n), common, lo=1e-6, hi=0.5), 6)) for a, (h, n) in flaky.items()))
+    updates["false_dead_shape"] = _false_shape(c.false_cases, base.false_dead_shape)
     a_mean = base.alive_report_a / (base.alive_report_a + base.alive_report_b)
     a_conc = base.alive_report_a + base.alive_report_b
     am = _rate(c.alive, a_mean)
@@ -207,12 +356,23 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams) 
     updates["open_report_true"] = _rate(c.open_true, base.open_report_true, lo=0.01, hi=0.999)
     updates["open_report_false"] = _rate(c.open_false, base.open_report_false, lo=1e-5,
                                          hi=0.2)
+    updates["kind_factors"] = _kind_factors(c.kinds, base)
     params = replace(base, **updates)
     return Fit(params, tuple(_changes(base, params)), len(cases))
 
 
 def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
+
     out = []
+    for kind in FAULT_KINDS:
+        a, b = kind_factor(before, kind), kind_factor(after, kind)
+        if abs(a - b) > 1e-9:
+            out.append(f"fault rate of a {kind} (relative): {a:.3g} -> {b:.3g}")
+    if before.false_dead_areas != after.false_dead_areas:
+        worst = sorted(after.false_dead_areas, key=lambda ar: -ar[1])[:3]
+        out.append(f"areas with a false dead rate of their own: {len(before.false_dead_areas)} "
+                   f"-> {len(after.false_dead_areas)}"
+                   + "".join(f"; {a} {r:.3g}" for a, r in worst))
     for f in fields(LocaliserParams):
         a, b = getattr(before, f.name), getattr(after, f.name)
         if isinstance(a, float) and isinstance(b, float) and abs(a - b) > 1e-12 * max(
@@ -257,6 +417,70 @@ def calibration_map(pairs: Sequence[tuple[float, bool]], bins: int = 10
             else:
                 out[-1] = (out[-1][0], max(out[-1][1], q))
     return tuple(out)
+
+
+def platt_map(pairs: Sequence[tuple[float, bool]], points: int = 41
+              ) -> tuple[tuple[float, float], ...]:
+    """A two-parameter map, logit q = alpha + beta logit p (logistic regression of "right" on
+    the stated log-odds, beta kept > 0 so it stays monotone, shrunk towards the identity), as
+    knots on a log-odds grid (the format :func:`calibration_map` gives). It bends a whole
+    range at once: it corrects over- and under-confidence together where pooled blocks would
+    need hundreds of cases each. Empty for fewer than 10 pairs."""
+    if len(pairs) < 10:
+        return ()
+    xs = [math.log(min(max(p, 1e-6), 1 - 1e-6) / (1 - min(max(p, 1e-6), 1 - 1e-6)))
+          for p, _ in pairs]
+    ys = [1.0 if ok else 0.0 for _, ok in pairs]
+    alpha, beta = _logistic(xs, ys)
+    out: list[tuple[float, float]] = [(0.0, 0.0)]
+    for k in range(points):
+        x = -8.0 + 20.0 * k / (points - 1)
+        p = 1.0 / (1.0 + math.exp(-x))
+        q = round(1.0 / (1.0 + math.exp(-(alpha + beta * x))), 6)
+        out.append((p, max(q, out[-1][1])))
+    return tuple(out)
+
+
+def _logistic(xs: Sequence[float], ys: Sequence[float], ridge: float = 1.0
+              ) -> tuple[float, float]:
+    """(alpha, beta) of a logistic regression by Newton's method, with a ridge of ``ridge``
+    pseudo-observations' worth pulling towards the identity (0, 1)."""
+    a, b = 0.0, 1.0
+    for _ in range(50):
+        ga, gb = ridge * a, ridge * (b - 1.0)  # gradient of the penalised negative log-lik
+        haa, hab, hbb = ridge, 0.0, ridge
+        for x, y in zip(xs, ys, strict=True):
+            q = 1.0 / (1.0 + math.exp(-min(max(a + b * x, -50.0), 50.0)))
+            w = q * (1.0 - q)
+            ga += q - y
+            gb += (q - y) * x
+            haa += w
+            hab += w * x
+            hbb += w * x * x
+        det = haa * hbb - hab * hab
+        if det <= 0:
+            break
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        a, b = a - da, max(b - db, 1e-3)
+        if abs(da) + abs(db) < 1e-9:
+            break
+    return a, b
+
+
+def choose_map(pairs: Sequence[tuple[float, bool]]) -> tuple[tuple[float, float], ...]:
+    """The calibration map that does better out of sample: :func:`calibration_map` (pooled
+    blocks) or :func:`platt_map` (two parameters), each learnt on one half of the pairs and
+    scored (expected calibration error) on the other, both ways round; the winner is then
+    learnt on all of them."""
+    halves = (pairs[0::2], pairs[1::2])
+    if min(len(h) for h in halves) < 10:
+        return calibration_map(pairs)
+    scores = {}
+    for name, learn in (("blocks", calibration_map), ("platt", platt_map)):
+        scores[name] = sum(
+            expected_calibration_error([(calibrated(learn(train), p), ok) for p, ok in test])
+            for train, test in (halves, halves[::-1]))
+    return platt_map(pairs) if scores["platt"] < scores["blocks"] else calibration_map(pairs)
 
 
 def _freq(block: Sequence[float]) -> float:
@@ -318,27 +542,34 @@ def same_answer(topology: Topology, devices: Iterable[str], truth: Iterable[str]
 
 
 def stated_and_right(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
-                     params: LocaliserParams) -> list[tuple[float, bool]]:
+                     params: LocaliserParams,
+                     contexts: Sequence[FaultContext | None] | None = None
+                     ) -> list[tuple[float, bool]]:
     """For each case, the probability the localiser states for its top answer and whether
-    that answer is right."""
+    that answer is right; each case localised in its own window's context (``contexts``,
+    one per case; none = calm), as it was when it happened."""
     from outage_sentinel.localise import localise
 
     out: list[tuple[float, bool]] = []
-    for evidence, solved in cases:
-        best = localise(topology, evidence, params).best
+    for i, (evidence, solved) in enumerate(cases):
+        context = contexts[i] if contexts is not None else None
+        best = localise(topology, evidence, params, context).best
         if best is not None:
             out.append((best.probability, same_answer(topology, best.devices, solved.truth)))
     return out
 
 
 def fit_with_calibration(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
-                         base: LocaliserParams) -> tuple[Fit, dict[str, float]]:
+                         base: LocaliserParams,
+                         contexts: Sequence[FaultContext | None] | None = None
+                         ) -> tuple[Fit, dict[str, float]]:
     """:func:`fit`, then a calibration map learnt on the same cases with the fitted
-    reliabilities. Returns the fit (its params carrying the map) and the calibration figures
-    (expected calibration error before and after the map, on these cases)."""
+    reliabilities (each localised in its window's context, ``contexts``). Returns the fit (its
+    params carrying the map) and the calibration figures (expected calibration error before
+    and after the map, on these cases)."""
     fitted = fit(topology, [s for _, s in cases], replace(base, calibration=()))
-    pairs = stated_and_right(topology, cases, fitted.params)
-    knots = calibration_map(pairs)
+    pairs = stated_and_right(topology, cases, fitted.params, contexts)
+    knots = choose_map(pairs)
     after = [(calibrated(knots, p), ok) for p, ok in pairs]
     figures = {"cases_answered": float(len(pairs)),
                "ece_before": expected_calibration_error(pairs),

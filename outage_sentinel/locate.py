@@ -4,7 +4,8 @@
 JSON lines (one case per line). A case is ``{"id", "dead": [...], "alive": [...], "calls":
 [one entry per call], "open_devices": [...]}`` plus, optionally, ``"planned"`` and
 ``"known_open"``, and ``"calls_observed": true`` when a call source was watching and nobody
-called (without it, a case with no call at all had no call source: its silence is no data);
+called (without it, a case with no call at all had no call source: its silence is no data),
+likewise ``"alive_observed"`` (an alive-report source) and ``"open_observed"`` (telemetry);
 ids may be transformer, node-name, meter or customer ids. A case may also
 carry the weather of its window (:class:`~outage_sentinel.localise.FaultContext`): ``"storm"``
 (true/false, a storm declared), ``"faults_elsewhere"`` and ``"devices_elsewhere"`` (protective
@@ -79,12 +80,15 @@ def evidence_of(case: Any, line: int) -> Evidence:
                                                   not isinstance(v, bool) for v in value):
             raise CaseError(f"line {line}: {name!r} must be a list of ids")
         lists[name] = [str(v) for v in value]
-    observed = case.get("calls_observed")
-    if observed is not None and not isinstance(observed, bool):
-        raise CaseError(f"line {line}: 'calls_observed' must be true or false")
+    observed: dict[str, bool | None] = {}
+    for name in ("calls_observed", "alive_observed", "open_observed"):
+        value = case.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise CaseError(f"line {line}: {name!r} must be true or false")
+        observed[name] = value
     return Evidence.from_call_list(lists["calls"], dead=lists["dead"], alive=lists["alive"],
                                    open_devices=lists["open_devices"], planned=lists["planned"],
-                                   known_open=lists["known_open"], calls_observed=observed)
+                                   known_open=lists["known_open"], **observed)
 
 
 def context_of(case: Any, line: int, default: FaultContext | None = None) -> FaultContext:

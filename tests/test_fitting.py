@@ -147,6 +147,7 @@ def test_fit_writes_parameters_that_locate_and_the_daemon_use(tmp_path: Path) ->
     assert "line 301" in r.stderr and "truth" in r.stderr  # the bad lines are named, skipped
     fitted = load_localisation(out).to_params()
     assert fitted.false_dead_per_area == pytest.approx(0.03, abs=0.01)
+    assert dict(fitted.kind_factors)["fuse"] > 0  # the fault rate per kind is written too
     evidence = tmp_path / "case.json"
     evidence.write_text(json.dumps({"id": "c", "dead": cases[0]["dead"]}), encoding="utf-8")
     r = cli("locate", "--topology", "topology", "--evidence", str(evidence), "--params", str(out))

@@ -80,7 +80,7 @@ def _fit(args: argparse.Namespace) -> int:
         return EXIT_TOPOLOGY
     try:
         base = load_params(args.base)
-        cases, problems = _read_history(topology, args.history)
+        cases, contexts, problems = _read_history(topology, args.history)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -92,7 +92,7 @@ def _fit(args: argparse.Namespace) -> int:
     if not cases:
         print(f"error: {args.history}: no usable case", file=sys.stderr)
         return EXIT_PROBLEMS
-    fitted, figures = fit_with_calibration(topology, cases, base)
+    fitted, figures = fit_with_calibration(topology, cases, base, contexts)
     Path(args.out).write_text(_params_yaml(fitted, figures), encoding="utf-8")
     print(f"fitted on {fitted.cases} case(s); wrote {args.out}")
     for change in fitted.changes:
@@ -102,11 +102,15 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_history(topology: Any, path: str) -> tuple[list[Any], list[str]]:
+def _read_history(topology: Any, path: str) -> tuple[list[Any], list[Any], list[str]]:
+    """The usable cases of a history (evidence, solved case), the weather of each (as
+    ``locate`` reads it: calm without the keys), and a problem per line left out."""
     from outage_sentinel.fitting import HistoryError, solved_case, truth_of
-    from outage_sentinel.locate import CaseError, evidence_of, read_cases, read_evidence
+    from outage_sentinel.locate import CaseError, context_of, evidence_of, read_cases, read_evidence
 
-    cases, problems = [], []
+    cases: list[Any] = []
+    contexts: list[Any] = []
+    problems: list[str] = []
     for line, case, error in read_cases(read_evidence(path)):
         where = f"{path} line {line}"
         if error is not None:
@@ -114,11 +118,13 @@ def _read_history(topology: Any, path: str) -> tuple[list[Any], list[str]]:
             continue
         try:
             evidence = evidence_of(case, line)
+            context = context_of(case, line)
             cases.append((evidence, solved_case(topology, evidence, truth_of(case, where),
                                                 where)))
+            contexts.append(context)
         except (CaseError, HistoryError) as exc:
             problems.append(str(exc))
-    return cases, problems
+    return cases, contexts, problems
 
 
 def _params_yaml(fitted: Any, figures: dict[str, float]) -> str:
@@ -128,6 +134,8 @@ def _params_yaml(fitted: Any, figures: dict[str, float]) -> str:
 
     values = asdict(fitted.params)
     body: dict[str, Any] = {k: float(values[k]) for k in FITTED_KEYS}
+    body["kind_factors"] = {k: float(f) for k, f in fitted.params.kind_factors}
+    body["false_dead_areas"] = {a: float(r) for a, r in fitted.params.false_dead_areas}
     body["calibration"] = [list(k) for k in fitted.params.calibration]
     head = (f"# outage-sentinel localisation fit: {fitted.cases} case(s); top answer right "
             f"{figures['accuracy']:.1%}; calibration error {figures['ece_before']:.3f} -> "
