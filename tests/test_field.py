@@ -386,3 +386,19 @@ def test_a_dingtalk_group_reply_is_signed_fresh_and_taken_once(field_board: Any)
     assert post(body, clock.now).json() == {}  # the same msgId again
     assert len([e for e in store.events() if e.event.source == "field"]) == len(taken)
     assert post(dict(body, msgId="m2", text={"content": "谢谢"}), clock.now).json() == {}
+
+
+def test_the_crews_fault_found_device_is_the_confirmed_device_for_learning(
+        field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
+    _crew, token = crew_token(store, iid)
+    device = board.actions.core.processor.incident(iid).estimate.section[0]
+    assert client.post(f"/c/{token}/step", json={"step": "fault_found",
+                                                 "device": device}).status_code == 200
+    clock.now += timedelta(minutes=5)
+    board.actions.incident_step(iid, "restore", {}, "operator:x")
+    board.actions.incident_step(iid, "close", {"cause": "树线矛盾"}, "operator:x")
+    assert store.confirmed_devices()[iid] == device  # the close-out named none
