@@ -527,6 +527,12 @@ class FieldConfig(Strict):
     #: The app secret of a DingTalk outgoing robot in the liaisons' groups (``/hooks/dingtalk``);
     #: None: no callback. From the environment: ``${DINGTALK_ROBOT_SECRET}``.
     dingtalk_app_secret: SecretStr | None = None
+    #: Feishu event callbacks (``/hooks/feishu``): the app's verification token (None: no
+    #: callback) and, optionally, its encrypt key to check the request signature.
+    feishu_verification_token: SecretStr | None = None
+    feishu_encrypt_key: SecretStr | None = None
+    #: Feishu chat id -> the liaisons' ``target`` of that group in liaisons.csv.
+    feishu_chats: dict[str, str] = Field(default_factory=dict)
     #: Reply keywords (SMS and robot groups) and what they mean (a liaison replies 1 or 2).
     sms_keywords: dict[str, Literal["back", "dark"]] = Field(
         default_factory=lambda: dict(DEFAULT_SMS_KEYWORDS))

@@ -402,3 +402,44 @@ def test_the_crews_fault_found_device_is_the_confirmed_device_for_learning(
     board.actions.incident_step(iid, "restore", {}, "operator:x")
     board.actions.incident_step(iid, "close", {"cause": "树线矛盾"}, "operator:x")
     assert store.confirmed_devices()[iid] == device  # the close-out named none
+
+
+def test_a_feishu_group_reply_is_verified_fresh_and_taken_once(field_board: Any) -> None:
+    import hashlib
+    import json
+
+    board, store, clock, topology = field_board
+    desk = board.field_desk
+    desk.feishu_token, desk.feishu_key = "verify-token-1", "encrypt-key-1"
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    group = next(li for li in topology.liaisons if li.channel == "feishu")
+    area = topology.village_transformers(group.village)[0]
+    iid = board.actions.open_incident({"transformers": area}, "operator:x")
+    notice = next(m for m in store.messages(incident_id=iid) if m.channel == "feishu")
+    desk.feishu_chats = {"oc_group1": notice.target}
+
+    def post(body: dict[str, Any], key: str = "encrypt-key-1") -> Any:
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        stamp, nonce = "1733299200", "n1"
+        sign = hashlib.sha256((stamp + nonce + key).encode() + raw).hexdigest()
+        return client.post("/hooks/feishu", content=raw, headers={
+            "X-Lark-Request-Timestamp": stamp, "X-Lark-Request-Nonce": nonce,
+            "X-Lark-Signature": sign, "Content-Type": "application/json"})
+
+    check = post({"challenge": "abc", "token": "verify-token-1", "type": "url_verification"})
+    assert check.json() == {"challenge": "abc"}
+    event = {"schema": "2.0", "header": {
+        "event_id": "ev1", "token": "verify-token-1", "event_type": "im.message.receive_v1",
+        "create_time": str(int(clock.now.timestamp() * 1000))},
+        "event": {"message": {"chat_id": "oc_group1", "message_id": "om_1",
+                              "content": json.dumps({"text": "@_user_1 2"})}}}
+    assert post(event, key="wrong").status_code == 403
+    assert post(dict(event, header=dict(event["header"], token="x"))).status_code == 403
+    assert post(event).json() == {"taken": True}
+    taken = len([e for e in store.events() if e.event.source == "field"])
+    assert taken >= 1
+    assert post(event).json() == {"taken": False}  # the same event again
+    old = dict(event, header=dict(event["header"], event_id="ev2", create_time=str(
+        int((clock.now - timedelta(hours=3)).timestamp() * 1000))))
+    assert post(old).json() == {"taken": False}
+    assert len([e for e in store.events() if e.event.source == "field"]) == taken

@@ -167,6 +167,7 @@ def create_app(board: Board) -> Starlette:
         Route("/p/{token}", public(progress_page), methods=["GET"]),
         Route("/hooks/sms/{token}", public(sms_hook), methods=["POST"]),
         Route("/hooks/dingtalk", public(dingtalk_hook), methods=["POST"]),
+        Route("/hooks/feishu", public(feishu_hook), methods=["POST"]),
         Route("/p/{token}/{name}", public(progress_photo), methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -297,6 +298,17 @@ async def dingtalk_hook(request: Request, board: Board, _pages: Environment) -> 
     if said is None:
         return JSONResponse({})
     return JSONResponse({"msgtype": "text", "text": {"content": said}})
+
+
+async def feishu_hook(request: Request, board: Board, _pages: Environment) -> Response:
+    """Feishu's event callback (and its URL verification)."""
+    raw = await request.body()
+    try:
+        out = await run_in_threadpool(board.field_desk.feishu,
+                                      {k.lower(): v for k, v in request.headers.items()}, raw)
+    except FieldError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    return JSONResponse(out)
 
 
 async def progress_page(request: Request, board: Board, pages: Environment) -> Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import threading
 import time
 import uuid
@@ -89,6 +90,10 @@ class FieldDesk:
     sms_token: str | None = None
     #: The DingTalk outgoing robot's app secret (None: no callback).
     dingtalk_secret: str | None = None
+    #: Feishu: verification token (None: no callback), encrypt key, chat id -> group target.
+    feishu_token: str | None = None
+    feishu_key: str | None = None
+    feishu_chats: dict[str, str] = field(default_factory=dict)
     sms_keywords: dict[str, str] = field(default_factory=lambda: {"1": "back", "2": "dark"})
     per_link: Throttle = field(default_factory=lambda: Throttle(30))
     per_address: Throttle = field(default_factory=lambda: Throttle(300))
@@ -327,6 +332,51 @@ class FieldDesk:
         group = str(body.get("conversationTitle") or "")
         taken = self.reply("dingtalk", group, text, f"dingtalk:{body.get('msgId') or sign}")
         return f"已收到：{ANSWERS[self.sms_keywords[text.strip()]]}" if taken else None
+
+    # -- Feishu event callbacks ----------------------------------------------------------------
+
+    def feishu(self, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
+        """A message in a liaisons' Feishu group (``im.message.receive_v1``), or the URL check.
+        The verification token must match, and the signature when an encrypt key is set; the
+        event must be under an hour old and is taken once (its ``event_id``)."""
+        if self.feishu_token is None:
+            raise FieldError("unknown webhook", 404)
+        if self.feishu_key is not None:
+            stamp = headers.get("x-lark-request-timestamp", "")
+            nonce = headers.get("x-lark-request-nonce", "")
+            expected = hashlib.sha256((stamp + nonce + self.feishu_key).encode() + raw)
+            if not hmac.compare_digest(expected.hexdigest(),
+                                       headers.get("x-lark-signature", "")):
+                raise FieldError("bad signature", 403)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            raise FieldError("the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise FieldError("the body must be a JSON object")
+        nested = body.get("header")
+        header: dict[str, Any] = nested if isinstance(nested, dict) else body
+        if not hmac.compare_digest(str(header.get("token") or ""), self.feishu_token):
+            raise FieldError("bad verification token", 403)
+        if body.get("type") == "url_verification":
+            return {"challenge": body.get("challenge")}
+        return {"taken": self._feishu_message(header, body.get("event") or {})}
+
+    def _feishu_message(self, header: dict[str, Any], event: Any) -> bool:
+        try:
+            created = datetime.fromtimestamp(int(str(header.get("create_time"))) / 1000, tz=UTC)
+            message = event["message"]
+            text = json.loads(message["content"]).get("text", "")
+        except (TypeError, ValueError, KeyError, OverflowError):
+            return False
+        if abs((self.clock() - created).total_seconds()) > 3600:
+            return False
+        target = self.feishu_chats.get(str(message.get("chat_id") or ""))
+        words = [w for w in str(text).split() if not w.startswith("@")]
+        if target is None or len(words) != 1:
+            return False
+        return self.reply("feishu", target, words[0],
+                          f"feishu:{header.get('event_id') or message.get('message_id')}")
 
     @staticmethod
     def _event(key: str, inc: Incident, area: str, answer: str, revision: int,

@@ -45,7 +45,12 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
                      else None,
                      dingtalk_secret=f.dingtalk_app_secret.get_secret_value()
                      if f.dingtalk_app_secret else None,
-                     sms_keywords=dict(f.sms_keywords))
+                     sms_keywords=dict(f.sms_keywords),
+                     feishu_token=f.feishu_verification_token.get_secret_value()
+                     if f.feishu_verification_token else None,
+                     feishu_key=f.feishu_encrypt_key.get_secret_value()
+                     if f.feishu_encrypt_key else None,
+                     feishu_chats=dict(f.feishu_chats))
     return Board(config.board, store, topology, actions, core.lifecycle.params.commitments,
                  clock, tz, config.notify.language, desk)
 
