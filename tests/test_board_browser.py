@@ -184,3 +184,41 @@ def test_wrong_passwords_five_times_slow_the_next_attempt(
     page.wait_for_selector("#login-error")
     assert "error=wait" in page.url
     context.close()
+
+
+def test_a_burst_on_one_field_link_is_throttled_while_the_daemon_delivers(
+        tmp_path: Path) -> None:
+    import concurrent.futures
+    import urllib.error
+    import urllib.request
+
+    from tests.e2e_helpers import sink_lines
+
+    config = make_config(tmp_path, speed=4.0, interval=0.5)
+    proc = start_daemon(config)
+    try:
+        def link() -> str | None:
+            for m in sink_lines(tmp_path):
+                found = re.search(r"(http://127\.0\.0\.1:\d+/f/\S+)", m.get("text", ""))
+                if found:
+                    return found.group(1)
+            return None
+
+        assert wait_for(lambda: link() is not None, 30)
+        url = link()
+        before = len(sink_lines(tmp_path))
+
+        def hit(_: int) -> int:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as r:  # type: ignore[arg-type]
+                    return int(r.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(hit, range(1000)))
+        assert codes.count(429) >= 960 and codes.count(200) <= 30, codes.count(200)
+        # The daemon went on delivering the scenario's notices meanwhile and after.
+        assert wait_for(lambda: len(sink_lines(tmp_path)) > before, 30)
+    finally:
+        assert stop(proc) == 0
