@@ -184,8 +184,9 @@ class Lifecycle:
             self.store.log_in(conn, inc.id, now, "confirmed", actor, note)
         return inc
 
-    def arrive(self, incident_id: str, actor: str, note: str = "") -> Incident:
-        """The crew reports it is on site."""
+    def arrive(self, incident_id: str, actor: str, note: str = "",
+               where: tuple[float, float] | None = None) -> Incident:
+        """The crew reports it is on site (``where``: its position, lat/lon, if it sent it)."""
         now = self.clock()
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
@@ -195,7 +196,8 @@ class Lifecycle:
                 inc = replace(inc, stage="on_site")
             self.save_in(conn, inc, now)
             self.store.log_in(conn, inc.id, now, "on_site", actor, note,
-                              {"crew": row.get("crew_id")})
+                              {"crew": row.get("crew_id"),
+                               **({"lat": where[0], "lon": where[1]} if where else {})})
             self.store.enqueue_in(conn, self.progress_rows(inc, "on_site", ""), now)
         return inc
 

@@ -161,7 +161,8 @@ def test_a_crew_reports_from_its_page_through_the_lifecycle(field_board: Any) ->
     assert page.status_code == 200 and iid in page.text
     inc = board.actions.core.processor.incident(iid)
     steps: list[dict[str, Any]] = [
-        {"step": "accepted"}, {"step": "on_the_way"}, {"step": "arrive"},
+        {"step": "accepted"}, {"step": "on_the_way"},
+        {"step": "arrive", "lat": 36.4911, "lon": 115.5071},
         {"step": "fault_found", "device": inc.estimate.section[0], "cause": "树线矛盾",
          "note": "支线熔断器熔断"},
         {"step": "restore", "transformers": [inc.off[0]]},
@@ -174,6 +175,8 @@ def test_a_crew_reports_from_its_page_through_the_lifecycle(field_board: Any) ->
     actors = {e["stage"]: e["actor"] for e in store.incident_log(iid)}
     for stage in ("accepted", "on_the_way", "on_site", "fault_found"):
         assert actors[stage] == f"crew:{crew}", stage
+    on_site = [e for e in store.incident_log(iid) if e["stage"] == "on_site"][0]
+    assert (on_site["details"]["lat"], on_site["details"]["lon"]) == (36.4911, 115.5071)
     found = [e for e in store.incident_log(iid) if e["stage"] == "fault_found"][0]
     assert found["details"]["device"] == inc.estimate.section[0]
     restored = [e for e in store.events() if e.event.source == "operator"
@@ -197,6 +200,8 @@ def test_crew_pages_refuse_other_links_and_other_crews(field_board: Any) -> None
     r = client.post(f"/c/{token}/step", json={"step": "fault_found", "device": "nowhere"})
     assert r.status_code == 400
     assert client.post(f"/c/{token}/step", json={"step": "fly"}).status_code == 400
+    assert client.post(f"/c/{token}/step", json={"step": "arrive",
+                                                 "lat": 200, "lon": 0}).status_code == 400
     board.actions.incident_step(iid, "dispatch", {"crew": "CR03"}, "operator:x")
     assert client.get(f"/c/{token}").status_code == 403  # re-dispatched: the old crew's link
     _, new = crew_token(store, iid)

@@ -52,6 +52,19 @@ class FieldError(ValueError):
         self.status = status
 
 
+def position(body: dict[str, Any]) -> tuple[float, float] | None:
+    """The crew's position from its page (the browser's, when allowed), or None."""
+    if body.get("lat") is None and body.get("lon") is None:
+        return None
+    try:
+        lat, lon = float(body["lat"]), float(body["lon"])
+    except (KeyError, TypeError, ValueError):
+        raise FieldError("lat, lon: numbers") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise FieldError("lat, lon: a position on Earth")
+    return round(lat, 6), round(lon, 6)
+
+
 @dataclass
 class Throttle:
     """At most ``limit`` requests per ``window`` seconds per key (a link, an address)."""
@@ -231,7 +244,7 @@ class FieldDesk:
         actor, life = f"crew:{crew}", self.actions.core.lifecycle
         try:
             if step == "arrive":
-                life.arrive(inc.id, actor, note)
+                life.arrive(inc.id, actor, note, position(body))
             elif step == "fault_found":
                 device = str(body.get("device") or "")
                 if device and device not in inc.estimate.section + inc.estimate.devices:

@@ -10,6 +10,11 @@ for (const button of document.querySelectorAll("#crew button[data-step]")) {
       body.cause = document.getElementById("crew-cause").value;
     } else if (step === "restore") {
       body.transformers = [...document.querySelectorAll("#crew-areas input:checked")].map((i) => i.value);
+    } else if (step === "arrive" && navigator.geolocation) {
+      // The position if the crew allows it; the step goes without it otherwise.
+      const where = await new Promise((resolve) => navigator.geolocation.getCurrentPosition(
+        (p) => resolve(p.coords), () => resolve(null), {timeout: 3000, maximumAge: 60000}));
+      if (where) { body.lat = where.latitude; body.lon = where.longitude; }
     } else if (step === "etr") {
       body.time = document.getElementById("crew-etr").value.replace("T", " ");
     }
