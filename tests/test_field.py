@@ -448,3 +448,32 @@ def test_a_feishu_group_reply_is_verified_fresh_and_taken_once(field_board: Any)
         int((clock.now - timedelta(hours=3)).timestamp() * 1000))))
     assert post(old).json() == {"taken": False}
     assert len([e for e in store.events() if e.event.source == "field"]) == taken
+
+
+def test_the_overview_counts_what_the_field_said_and_an_unlisted_dark_area_is_reported(
+        field_board: Any) -> None:
+    from outage_sentinel.board.app import overview_data
+    from outage_sentinel.board.views import Viewer
+
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    # T-CG01-006's fuse feeds part of its village: the rest is not in the incident.
+    iid = board.actions.open_incident({"transformers": "T-CG01-006"}, "operator:x")
+    village = topology.nodes["T-CG01-006"].village
+    token = links_of(store, iid)[village]
+    inc = board.actions.core.processor.incident(iid)
+    unlisted = [t for t in topology.village_transformers(village)
+                if t not in inc.estimate.transformers]
+    assert unlisted
+    clock.now += timedelta(minutes=3)
+    assert client.post(f"/f/{token}/answer", json={"area": "T-CG01-006",
+                                                   "answer": "back"}).status_code == 200
+    card = next(c for c in overview_data(board, Viewer("zh", UTC, True))["incidents"]
+                if c["id"] == iid)
+    assert (card["field_back"], card["field_dark"]) == (1, 0)
+    clock.now += timedelta(minutes=3)
+    assert client.post(f"/f/{token}/answer", json={"area": unlisted[0],
+                                                   "answer": "dark"}).status_code == 200
+    holders = [r["id"] for r in store.load_incidents(open_only=True)
+               if unlisted[0] in r["state"]["estimate"]["transformers"]]
+    assert holders, "the dark report joined no incident"

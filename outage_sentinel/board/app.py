@@ -43,6 +43,7 @@ from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
+from outage_sentinel.board.photos import photos_of
 from outage_sentinel.board.views import (
     CardCache,
     Viewer,
@@ -500,6 +501,11 @@ def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
                     health=board.store.kv_prefixed(HEALTH_PREFIX),
                     outbox=board.store.outbox_counts(), viewer=viewer)
     data["silences"] = [silence_row(s, board.tz) for s in board.store.silences(holding_at=now)]
+    said = board.store.answer_counts()
+    for card in data["incidents"]:  # what the field said, and the crew's photos
+        card["field_back"] = said.get(card["id"], {}).get("back", 0)
+        card["field_dark"] = said.get(card["id"], {}).get("dark", 0)
+        card["photos"] = len(photos_of(board.field_desk.photos, card["id"]))
     return data
 
 

@@ -132,6 +132,16 @@ class BoardStore(StoreBase):
                 answer=answer, note=note, revision=row.revision + 1, at=now))
             return int(row.revision) + 1
 
+    def answer_counts(self) -> dict[str, dict[str, int]]:
+        """Incident id -> how many areas its liaisons said are back / still off (latest)."""
+        q = select(field_answers_t.c.incident_id, field_answers_t.c.answer, func.count()) \
+            .group_by(field_answers_t.c.incident_id, field_answers_t.c.answer)
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for iid, answer, n in conn.execute(q):
+                out.setdefault(str(iid), {})[str(answer)] = int(n)
+        return out
+
     def answers(self, incident_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(

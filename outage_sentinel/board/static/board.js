@@ -24,7 +24,7 @@ const WORDS = {
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
     map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
-    hours: "小时（可空）", silenced: "已静默", answers: "联络人反馈", silences: "静默", until: "截止", expire: "结束",
+    hours: "小时（可空）", silenced: "已静默", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
     add: "添加", scopeAdd: "加入范围", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
@@ -46,7 +46,7 @@ const WORDS = {
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
     onlyHere: "only this one has off", onlyFirst: "only the first has off", prob: "probability",
     map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
-    hours: "hours (optional)", silenced: "silenced", answers: "Liaisons' answers", silences: "Silences", until: "until",
+    hours: "hours (optional)", silenced: "silenced", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
     expire: "End", add: "Add", scopeAdd: "Add to scope", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
@@ -139,10 +139,19 @@ function incidentRow(c) {
     h("td", {class: "num"}, c.customers),
     h("td", {}, c.villages.slice(0, 4).map((v) => v.name).join("、") + (c.villages.length > 4 ? ` +${c.villages.length - 4}` : "")),
     h("td", {class: "num"}, `${c.important}/${c.special_care}`),
-    h("td", {}, c.stage_label),
+    h("td", {}, c.stage_label, fieldBadges(c)),
     h("td", {}, c.crew_name || ""),
     h("td", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state}, countdown(c.deadline, c.deadline_state)),
     h("td", {}, c.etr_local || ""));
+}
+
+// What the field said: areas confirmed back, areas still off (after restoration), photos.
+function fieldBadges(c) {
+  const parts = [];
+  if (c.field_back) parts.push(h("span", {class: "badge ok", title: W.back}, `✓${c.field_back}`));
+  if (c.field_dark) parts.push(h("span", {class: "badge bad", title: W.stillDark}, `✗${c.field_dark}`));
+  if (c.photos) parts.push(h("span", {class: "badge", title: W.photos}, `▣${c.photos}`));
+  return parts.length ? h("span", {class: "badges"}, ...parts) : null;
 }
 
 function overviewView(data) {
