@@ -160,12 +160,16 @@ def create_app(board: Board) -> Starlette:
         Route("/api/audit", signed_in(audit_json, admin=True)),
         Route("/reports", signed_in(page("reports"))),
         Route("/reports/view", signed_in(report_view)),
-        Route("/f/{token}", public(field_page), methods=["GET"]),
-        Route("/f/{token}/answer", public(field_answer), methods=["POST"]),
-        Route("/c/{token}", public(crew_page), methods=["GET"]),
-        Route("/c/{token}/step", public(crew_step), methods=["POST"]),
-        Route("/c/{token}/photo", public(crew_photo), methods=["POST"]),
-        Route("/p/{token}", public(progress_page), methods=["GET"]),
+        Route("/f/{token}", public(field_html("field.html", lambda d: d.liaison_page)),
+              methods=["GET"]),
+        Route("/f/{token}/answer", public(field_json(FieldDesk.answer)), methods=["POST"]),
+        Route("/c/{token}", public(field_html("crew.html", lambda d: d.crew_page)),
+              methods=["GET"]),
+        Route("/c/{token}/step", public(field_json(FieldDesk.crew_step)), methods=["POST"]),
+        Route("/c/{token}/photo", public(field_json(FieldDesk.crew_photo, raw=True)),
+              methods=["POST"]),
+        Route("/p/{token}", public(field_html("progress.html", lambda d: d.public_page)),
+              methods=["GET"]),
         Route("/hooks/sms/{token}", public(sms_hook), methods=["POST"]),
         Route("/hooks/dingtalk", public(dingtalk_hook), methods=["POST"]),
         Route("/hooks/feishu", public(feishu_hook), methods=["POST"]),
@@ -217,59 +221,38 @@ class SecurityHeaders:
 # -- the field's pages (a signed link, no sign-in) ---------------------------------------------
 
 
-async def field_page(request: Request, board: Board, pages: Environment) -> Response:
-    token = request.path_params["token"]
-    try:
-        link, inc = await run_in_threadpool(board.field_desk.open_liaison, token,
-                                            _remote(request))
-        view = await run_in_threadpool(board.field_desk.view, link, inc)
-    except FieldError as exc:
-        return HTMLResponse(pages.get_template("field.html").render(
-            language="zh", error=str(exc), view=None, token=""), status_code=exc.status)
-    return HTMLResponse(pages.get_template("field.html").render(
-        language="zh", error="", view=view, token=token))
+PageView = Callable[[FieldDesk], Callable[[str, str], dict[str, Any]]]
+FieldCall = Callable[[FieldDesk, str, str, Any], dict[str, Any]]
 
 
-async def field_answer(request: Request, board: Board, _pages: Environment) -> Response:
-    body = await _json(request)
-    try:
-        view = await run_in_threadpool(board.field_desk.answer, request.path_params["token"],
-                                       _remote(request), body)
-    except FieldError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-    return JSONResponse(view)
+def field_html(template: str, view: PageView) -> Callable[[Request, Board, Environment],
+                                                        Awaitable[Response]]:
+    """A field page (``/f``, ``/c``, ``/p``): its view from the token, or why not."""
+    async def page(request: Request, board: Board, pages: Environment) -> Response:
+        token = request.path_params["token"]
+        try:
+            shown = await run_in_threadpool(view(board.field_desk), token, _remote(request))
+        except FieldError as exc:
+            return HTMLResponse(pages.get_template(template).render(
+                language="zh", error=str(exc), view=None, token=""), status_code=exc.status)
+        return HTMLResponse(pages.get_template(template).render(
+            language="zh", error="", view=shown, token=token))
+    return page
 
 
-async def crew_page(request: Request, board: Board, pages: Environment) -> Response:
-    token = request.path_params["token"]
-    try:
-        crew, inc = await run_in_threadpool(board.field_desk.open_crew, token, _remote(request))
-        view = await run_in_threadpool(board.field_desk.crew_view, crew, inc)
-    except FieldError as exc:
-        return HTMLResponse(pages.get_template("crew.html").render(
-            language="zh", error=str(exc), view=None, token=""), status_code=exc.status)
-    return HTMLResponse(pages.get_template("crew.html").render(
-        language="zh", error="", view=view, token=token))
-
-
-async def crew_step(request: Request, board: Board, _pages: Environment) -> Response:
-    body = await _json(request)
-    try:
-        view = await run_in_threadpool(board.field_desk.crew_step, request.path_params["token"],
-                                       _remote(request), body)
-    except FieldError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-    return JSONResponse(view)
-
-
-async def crew_photo(request: Request, board: Board, _pages: Environment) -> Response:
-    data = await request.body()
-    try:
-        view = await run_in_threadpool(board.field_desk.crew_photo, request.path_params["token"],
-                                       _remote(request), data)
-    except FieldError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-    return JSONResponse(view)
+def field_json(call: FieldCall, raw: bool = False) -> Callable[[Request, Board, Environment],
+                                                              Awaitable[Response]]:
+    """A field action (an answer, a crew's step, a photo): the JSON body (or the raw bytes)
+    to ``call``; its result, or the refusal."""
+    async def action(request: Request, board: Board, _pages: Environment) -> Response:
+        body: Any = await request.body() if raw else await _json(request)
+        try:
+            out = await run_in_threadpool(call, board.field_desk, request.path_params["token"],
+                                          _remote(request), body)
+        except FieldError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse(out)
+    return action
 
 
 async def sms_hook(request: Request, board: Board, _pages: Environment) -> Response:
@@ -310,18 +293,6 @@ async def feishu_hook(request: Request, board: Board, _pages: Environment) -> Re
     except FieldError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
     return JSONResponse(out)
-
-
-async def progress_page(request: Request, board: Board, pages: Environment) -> Response:
-    token = request.path_params["token"]
-    try:
-        inc = await run_in_threadpool(board.field_desk.open_public, token, _remote(request))
-        view = await run_in_threadpool(board.field_desk.public_view, inc)
-    except FieldError as exc:
-        return HTMLResponse(pages.get_template("progress.html").render(
-            language="zh", error=str(exc), view=None, token=""), status_code=exc.status)
-    return HTMLResponse(pages.get_template("progress.html").render(
-        language="zh", error="", view=view, token=token))
 
 
 async def progress_photo(request: Request, board: Board, _pages: Environment) -> Response:

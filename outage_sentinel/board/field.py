@@ -130,6 +130,17 @@ class FieldDesk:
         except LinkError as exc:
             raise FieldError(str(exc), 403) from None
 
+    # -- what each page shows, from its token ---------------------------------------------------
+
+    def liaison_page(self, token: str, address: str) -> dict[str, Any]:
+        return self.view(*self.open_liaison(token, address))
+
+    def crew_page(self, token: str, address: str) -> dict[str, Any]:
+        return self.crew_view(*self.open_crew(token, address))
+
+    def public_page(self, token: str, address: str) -> dict[str, Any]:
+        return self.public_view(self.open_public(token, address))
+
     def open_public(self, token: str, address: str) -> Incident:
         """The incident of a public progress link."""
         link, inc = self.open(token, address)
