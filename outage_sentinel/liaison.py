@@ -25,7 +25,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from outage_sentinel import sms_params as sms
 from outage_sentinel.config import ChannelConfig
-from outage_sentinel.incidents import Incident, Notice, village_etr
+from outage_sentinel.field_links import PUBLIC
+from outage_sentinel.incidents import Incident, Notice, village_etr, villages_off
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -211,6 +212,18 @@ LINKED_PURPOSES = frozenset({"outage", "update", "restored"})
 LINK_LINE = {"zh": "反馈（已来电 / 仍停电）：{url}", "en": "Tell us (power back / still off): {url}"}
 
 
+PROGRESS_WORDS = {
+    "zh": {"head": "【抢修进展】{village}：{feeder}故障停电（编号{incident}）{progress}。",
+           "on_site": "抢修人员已到达现场", "fault_found": "已找到故障，原因：{cause}",
+           "unknown": "待查明", "page": "抢修进展与现场照片：{url}"},
+    "en": {"head": "[Repair progress] {village}: the outage on {feeder} ({incident}): "
+                   "{progress}.",
+           "on_site": "the crew is on site", "fault_found": "the fault is found, cause: {cause}",
+           "unknown": "being established",
+           "page": "Progress and photos from the site: {url}"},
+}
+
+
 class LiaisonPlanner:
     """Turns incident notices into outbox rows for village liaisons."""
 
@@ -317,6 +330,29 @@ class LiaisonPlanner:
                 "start": context["start_local"], "etr": context["etr_local"] or "",
                 "households": households, "incident": incident.id, "kind": incident.kind,
                 "sms_template": sms_purpose, "sms": values}
+
+    def progress_rows(self, inc: Incident, step: str, cause: str) -> list[OutboxMessage]:
+        """Progress for the villages told of the outage and still off: the crew is on site,
+        the cause is found (group and robot channels; SMS templates have no such notice).
+        Once per step and incident revision."""
+        lang = self.renderer.language
+        words = PROGRESS_WORDS.get(lang, PROGRESS_WORDS["en"])
+        told = set(inc.notified_villages)
+        rows: list[OutboxMessage] = []
+        for v in villages_off(inc, self.topology):
+            if v not in told:
+                continue
+            village = self.topology.villages.get(v)
+            body = words["head"].format(
+                village=village.name if village else v, incident=inc.id,
+                feeder=self.topology.feeder_names.get(inc.feeder, inc.feeder),
+                progress=words[step].format(cause=cause or words["unknown"]))
+            if self.links is not None:
+                body += "\n" + words["page"].format(url=self.links(inc.id, PUBLIC,
+                                                                            PUBLIC))
+            rows += [r for r in self.liaison_rows(inc, v, f"progress_{step}", body)
+                     if r.channel != "sms"]
+        return rows
 
     def liaison_rows(self, incident: Incident, village_id: str, purpose: str, body: str, *,
                      revision: int | None = None, params: dict[str, Any] | None = None

@@ -27,7 +27,6 @@ from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
 from outage_sentinel.events import parse_time
-from outage_sentinel.field_links import PUBLIC
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
@@ -44,16 +43,6 @@ CREW_LINK_LINE = {"zh": "现场进度（接单 / 到场 / 找到故障 / 恢复�
                   "en": "Report progress (accept / on site / fault found / restored): {url}"}
 #: Steps only the crew reports (logged with the crew as actor; the stage does not change).
 CREW_NOTES = ("accepted", "on_the_way", "fault_found", "photo")
-PROGRESS_WORDS = {
-    "zh": {"head": "【抢修进展】{village}：{feeder}故障停电（编号{incident}）{progress}。",
-           "on_site": "抢修人员已到达现场", "fault_found": "已找到故障，原因：{cause}",
-           "unknown": "待查明", "page": "抢修进展与现场照片：{url}"},
-    "en": {"head": "[Repair progress] {village}: the outage on {feeder} ({incident}): "
-                   "{progress}.",
-           "on_site": "the crew is on site", "fault_found": "the fault is found, cause: {cause}",
-           "unknown": "being established",
-           "page": "Progress and photos from the site: {url}"},
-}
 CREW_NOTE_WORDS = {"zh": {"accepted": "已接单", "on_the_way": "正在赶往现场",
                           "fault_found": "找到故障", "photo": "上传现场照片"}}
 
@@ -198,31 +187,8 @@ class Lifecycle:
             self.store.log_in(conn, inc.id, now, "on_site", actor, note,
                               {"crew": row.get("crew_id"),
                                **({"lat": where[0], "lon": where[1]} if where else {})})
-            self.store.enqueue_in(conn, self.progress_rows(inc, "on_site", ""), now)
+            self.store.enqueue_in(conn, self.planner.progress_rows(inc, "on_site", ""), now)
         return inc
-
-    def progress_rows(self, inc: Incident, step: str, cause: str) -> list[OutboxMessage]:
-        """Progress for the villages told of the outage and still off: the crew is on site,
-        the cause is found (group and robot channels; SMS templates have no such notice).
-        Once per step and incident revision."""
-        lang = self.planner.renderer.language
-        words = PROGRESS_WORDS.get(lang, PROGRESS_WORDS["en"])
-        told = set(inc.notified_villages)
-        rows: list[OutboxMessage] = []
-        for v in villages_off(inc, self.topology):
-            if v not in told:
-                continue
-            village = self.topology.villages.get(v)
-            body = words["head"].format(
-                village=village.name if village else v, incident=inc.id,
-                feeder=self.topology.feeder_names.get(inc.feeder, inc.feeder),
-                progress=words[step].format(cause=cause or words["unknown"]))
-            if self.planner.links is not None:
-                body += "\n" + words["page"].format(url=self.planner.links(inc.id, PUBLIC,
-                                                                            PUBLIC))
-            rows += [r for r in self.planner.liaison_rows(inc, v, f"progress_{step}", body)
-                     if r.channel != "sms"]
-        return rows
 
     def crew_note(self, incident_id: str, actor: str, step: str, note: str = "",
                   details: dict[str, Any] | None = None) -> Incident:
@@ -241,7 +207,7 @@ class Lifecycle:
                                                                       else "")
             rows = self.command_rows(inc, f"crew_{step}", body, revision=0)
             if step == "fault_found":
-                rows += self.progress_rows(inc, step, str((details or {}).get("cause") or ""))
+                rows += self.planner.progress_rows(inc, step, str((details or {}).get("cause") or ""))
             self.store.enqueue_in(conn, rows, now)
         return inc
 

@@ -363,7 +363,7 @@ def test_a_dingtalk_group_reply_is_signed_fresh_and_taken_once(field_board: Any)
     import hmac
 
     board, store, clock, topology = field_board
-    board.field_desk.dingtalk_secret = secret = "SEC-robot-app-secret"
+    board.field_desk.dingtalk_secret = secret = "robot-test-key"
     client = TestClient(create_app(board), base_url="http://127.0.0.1")
     group = next(li for li in topology.liaisons if li.channel == "dingtalk")
     area = topology.village_transformers(group.village)[0]

@@ -132,7 +132,57 @@ def create_app(board: Board) -> Starlette:
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    routes = [
+    routes = route_table(signed_in, public, page, events)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(SecurityHeaders, tile_url=board.settings.tile_url)])
+
+    return app
+
+
+class SecurityHeaders:
+    """Headers on every response: no framing, no sniffing, no referrer off the site, and a
+    content policy that lets the page load only its own scripts, styles and data (plus the
+    intranet tile server's images when one is configured). The report view keeps its inline
+    styles."""
+
+    def __init__(self, app: ASGIApp, tile_url: str | None = None) -> None:
+        self.app = app
+        tiles = ""
+        if tile_url:
+            parts = urlparse(tile_url)
+            tiles = f" {parts.scheme}://{parts.netloc}"
+        self.policy = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
+                       f"img-src 'self' data:{tiles}; frame-ancestors 'none'; "
+                       "base-uri 'none'; form-action 'self'")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        inline = scope.get("path", "").startswith("/reports/view")
+        policy = self.policy + ("; style-src 'self' 'unsafe-inline'" if inline
+                                else "; style-src 'self'")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = policy
+                headers["X-Frame-Options"] = "DENY"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "same-origin"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+Wrap = Callable[..., Callable[[Request], Awaitable[Response]]]
+
+
+def route_table(signed_in: Wrap, public: Wrap, page: Callable[..., Handler], events: Handler
+                ) -> list[Route | Mount]:
+    """Every route of the board: pages and their JSON (signed in), the field's pages (a
+    signed link), the hooks (their own secrets), the static assets."""
+    return [
         Route("/", signed_in(page("index"))),
         Route("/login", public(login_page), methods=["GET"]),
         Route("/login", public(login), methods=["POST"]),
@@ -176,46 +226,6 @@ def create_app(board: Board) -> Starlette:
         Route("/p/{token}/{name}", public(progress_photo), methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(SecurityHeaders, tile_url=board.settings.tile_url)])
-
-    return app
-
-
-class SecurityHeaders:
-    """Headers on every response: no framing, no sniffing, no referrer off the site, and a
-    content policy that lets the page load only its own scripts, styles and data (plus the
-    intranet tile server's images when one is configured). The report view keeps its inline
-    styles."""
-
-    def __init__(self, app: ASGIApp, tile_url: str | None = None) -> None:
-        self.app = app
-        tiles = ""
-        if tile_url:
-            parts = urlparse(tile_url)
-            tiles = f" {parts.scheme}://{parts.netloc}"
-        self.policy = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
-                       f"img-src 'self' data:{tiles}; frame-ancestors 'none'; "
-                       "base-uri 'none'; form-action 'self'")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        inline = scope.get("path", "").startswith("/reports/view")
-        policy = self.policy + ("; style-src 'self' 'unsafe-inline'" if inline
-                                else "; style-src 'self'")
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = policy
-                headers["X-Frame-Options"] = "DENY"
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Referrer-Policy"] = "same-origin"
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 # -- the field's pages (a signed link, no sign-in) ---------------------------------------------
