@@ -77,6 +77,7 @@ from outage_sentinel.supervisor import (
     close_all,
     serve_metrics,
 )
+from outage_sentinel.term import Term
 from outage_sentinel.topology import Topology, load_bundle
 
 #: How often the AMI screen releases held outages (seconds).
@@ -122,7 +123,6 @@ class Daemon:
         self._stop = threading.Event()
         #: Signals received and not yet acted on (``run`` may have installed it before start-up).
         self.signals = signals if signals is not None else SignalInbox()
-        self._started = False
         #: Held by ``run`` on SQLite: a second daemon on the same file stops at once.
         self.node_lock: SqliteNodeLock | None = None
         #: The board, when ``board.enabled`` and running (not in ``--once``).
@@ -159,6 +159,9 @@ class Daemon:
                                          on_dead=self.lifecycle.dead_letter_notice,
                                          muter=Silencing(store, lambda: self.topology),
                                          may_send=self.leadership.is_leader)
+        #: This node's term as leader: begun at start (or takeover), ended when deposed.
+        self.term = Term(store, self.sources, self.screener, self.deliverer, metrics,
+                         self.leadership.region, self.clock, self.log)
 
     # -- one cycle, and the stages as the tests and benchmarks drive them ----------------------
 
@@ -169,36 +172,15 @@ class Daemon:
         for cfg in self.config.sources:
             self.metrics.poll_interval.labels(cfg.name).set(cfg.interval_seconds)
         if self.leadership.renew():
-            self._take_over()
+            self._leadership_changed(True)
         else:
-            self.metrics.leader.labels(self.leadership.region).set(0)
+            self.term.end()
             self.log.info("standby", region=self.leadership.region)
 
-    def _take_over(self) -> None:
-        """Restore source cursors and settle messages a previous process (or leader) left in
-        flight: from here on this node polls and sends."""
-        if self._started:
-            return
-        self.screener.load(self.clock())
-        for source in self.sources:
-            source.start(self.store.kv_get(f"cursor:{source.name}"))
-        self.deliverer.recover(self.clock())
-        self.metrics.leader.labels(self.leadership.region).set(1)
-        self._started = True
-        self.log.info("started", sources=[s.name for s in self.sources],
-                      channels=sorted(self.channels), topology=self.topology.source,
-                      transformers=len(self.topology.transformers),
-                      region=self.leadership.region)
-
     def _leadership_changed(self, leader: bool) -> None:
-        if leader:
-            self._take_over()
-            return
-        self.metrics.leader.labels(self.leadership.region).set(0)
-        if self._started:  # deposed: stop consuming; a new term starts from the database
-            self._started = False
-            close_all(self.sources, "source", self.log)
-            self.log.warning("deposed", region=self.leadership.region)
+        self.term.changed(leader, channels=sorted(self.channels),
+                          topology=self.topology.source,
+                          transformers=len(self.topology.transformers))
 
     def close(self) -> None:
         if self.board is not None:

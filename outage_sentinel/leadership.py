@@ -16,8 +16,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.config import Config
@@ -70,6 +71,22 @@ class Lease:
         self._lock = threading.Lock()
         self.log = get_logger(component="leadership", region=region, node=node)
         store.fence = self.fence
+        self._bound_idle_transactions(seconds)
+
+    def _bound_idle_transactions(self, seconds: float) -> None:
+        """A leader frozen inside a transaction (SIGSTOP, a VM pause) would hold its shared
+        lock on the lease row, and with it every takeover, for as long as it stays frozen.
+        PostgreSQL ends such a session after ``seconds`` idle in its transaction (the work is
+        rolled back and redone by whoever leads), so a standby waits at most that long."""
+        millis = max(1000, int(seconds * 1000))
+
+        def bound(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {millis}")
+            cursor.close()
+
+        event.listen(self.store.engine, "connect", bound)
+        self.store.engine.dispose()  # connections opened before now get it when reopened
 
     def is_leader(self) -> bool:
         return self.epoch is not None and self.monotonic() < self.valid_until
