@@ -540,13 +540,31 @@ class FieldConfig(Strict):
     photo_retention_days: float = Field(default=180.0, gt=0, le=3660)
 
 
+#: A region's name: it goes into incident ids, so short and plain.
+REGION_NAME = r"^[A-Za-z0-9_]{1,20}$"
+
+
+class RegionConfig(Strict):
+    """The part of the bundle this daemon group serves (README "Regions")."""
+
+    #: One leader per region; incident ids carry it (``INC-<name>-20261204-0001``) unless it
+    #: is ``default``, the whole bundle.
+    name: str = Field(default="default", pattern=REGION_NAME)
+    #: The substations (``substation`` column of the feeder heads) whose feeders it serves.
+    substations: list[str] = Field(default_factory=list)
+    #: Feeders (id or name) it serves besides. Both lists empty: every feeder of the bundle.
+    feeders: list[str] = Field(default_factory=list)
+
+
 class HaConfig(Strict):
     """Active/standby daemons on one PostgreSQL (README "Two nodes")."""
 
     #: Take part in leader election: only the region's leader polls, processes and sends.
     enabled: bool = False
-    #: The region this daemon serves (one leader per region, many regions per database).
-    region: str = Field(default="default", min_length=1, max_length=100)
+    #: Before ``region`` existed, the lease's name (still read for the lease only: the
+    #: daemon's data stays the whole bundle's; ``region.name`` wins, and the two must agree
+    #: when both are set).
+    region: str | None = Field(default=None, pattern=REGION_NAME)
     #: This node's name in the lease (default: host name and process id).
     node: str | None = Field(default=None, max_length=200)
     #: How long a lease lasts without renewal (renewed every third of it). A standby takes
@@ -832,6 +850,7 @@ class Config(Strict):
     metrics: MetricsConfig = MetricsConfig()
     board: BoardConfig = BoardConfig()
     ha: HaConfig = HaConfig()
+    region: RegionConfig = RegionConfig()
     field: FieldConfig = FieldConfig()
     log: LogConfig = LogConfig()
     sources: list[SourceConfig] = Field(min_length=1)
@@ -865,7 +884,19 @@ class Config(Strict):
         cc = self.command_centre.channel
         if cc is not None and cc not in self.channels:
             raise ValueError(f"command_centre.channel {cc!r} is not a key of 'channels'")
+        old = self.ha.region
+        if old is not None and self.region.name not in ("default", old):
+            raise ValueError(f"ha.region {old!r} and region.name {self.region.name!r} differ "
+                             "(ha.region is the old name of region.name: keep one)")
         return self
+
+    @property
+    def lease_region(self) -> str:
+        """The region whose lease this daemon bids for (``region.name``, else the older
+        ``ha.region``)."""
+        if self.region.name == "default" and self.ha.region is not None:
+            return self.ha.region
+        return self.region.name
 
     def database_url(self) -> str:
         if self.database.url is not None:

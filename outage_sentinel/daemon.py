@@ -58,6 +58,7 @@ from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.poller import Poller
 from outage_sentinel.refit_job import RefitJob
+from outage_sentinel.region import RegionError, RegionScope, resolve_region
 from outage_sentinel.report_job import ReportJob
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.signals import SignalInbox
@@ -111,8 +112,14 @@ class Daemon:
         self.tz = ZoneInfo(config.timezone)
         self.metrics = metrics or Metrics()
         self.topology = topology or load_bundle(config.topology)
+        #: The feeders this daemon group serves (``region``; raises RegionError naming the key).
+        self.region = resolve_region(config.region.name, config.region.substations,
+                                     config.region.feeders, self.topology)
         config.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = store or Store(config.database_url())
+        self.store = store or Store(config.database_url(), region=config.region.name)
+        if self.store.region != self.region.name:
+            raise ValueError(f"the store serves region {self.store.region!r}, the config "
+                             f"{self.region.name!r}")
         self.store.migrate()
         self.sources: list[Source] = sources if sources is not None else [
             build_source(s, config, self.topology) for s in config.sources if s.enabled]
@@ -153,8 +160,11 @@ class Daemon:
         self.refit_job = RefitJob(store, lambda: self.topology, estimator,
                                   config.localisation.to_params()) \
             if isinstance(estimator, BayesEstimator) else None
+        self.scope = RegionScope(self.region, self.topology)
+        self.processor.use_topology(self.topology, self.planner, self.region.feeders)
         self.poller = Poller(store, metrics, {s.name: s for s in config.sources},
-                             {name: self.screener.ingest for name in ami})
+                             {name: self.screener.ingest for name in ami},
+                             scope=lambda result: self.scope.keep(result))
         self.deliverer = build_deliverer(config, store, self.channels, metrics, self.clock,
                                          on_dead=self.lifecycle.dead_letter_notice,
                                          muter=Silencing(store, lambda: self.topology),
@@ -282,12 +292,16 @@ class Daemon:
         if loaded is None:
             return False
         topology, planner = loaded
+        scope = self._scope_in(topology)
+        if scope is None:
+            return False
         planner.links = self.planner.links  # the field links go on with the new bundle
         with self.process_lock:  # between two processing rounds, never inside one
             before = len(self.topology.transformers)
             self.topology, self.planner = topology, planner
             self.lifecycle.topology, self.lifecycle.planner = topology, planner
-            self.processor.use_topology(topology, planner)
+            self.processor.use_topology(topology, planner, scope.region.feeders)
+            self.scope = scope
             self.screener.use_topology(topology)
             for source in self.sources:
                 if isinstance(source, TopologyAware):
@@ -297,6 +311,19 @@ class Daemon:
                       transformers=len(topology.transformers), transformers_before=before,
                       seconds=round(time.perf_counter() - started, 3))
         return True
+
+    def _scope_in(self, topology: Topology) -> RegionScope | None:
+        """The region in a new bundle; None (the reload refused, said why) when the bundle
+        lacks a substation or feeder the region names."""
+        try:
+            region = resolve_region(self.region.name, self.config.region.substations,
+                                    self.config.region.feeders, topology)
+        except RegionError as exc:
+            self.metrics.topology_reloads.labels("error").inc()
+            self.log.error("topology_reload_refused", topology=topology.source, problem=str(exc))
+            return None
+        self.region = region
+        return RegionScope(region, topology)
 
     # -- scheduler jobs ---------------------------------------------------------------------
 

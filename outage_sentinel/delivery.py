@@ -225,9 +225,11 @@ class Deliverer:
         #: Checked before each claim and each send: a deposed leader sends nothing more.
         self.may_send = may_send
         self.log = get_logger(component="delivery")
-        self.limiter = self._load_limiter()
-        #: Guards the limiter and its saved copy (check + record + save is one step).
+        self._import_limiter()
+        #: Orders this process's limiter decisions (the store's row locks order every
+        #: process's: check + record + save is one step across nodes and regions).
         self._limiter_lock = threading.Lock()
+        self._forgotten_at: datetime | None = None
         self._gauge_lock = threading.Lock()
         #: Guards the bookkeeping below.
         self._lock = threading.Lock()
@@ -324,8 +326,7 @@ class Deliverer:
         rows = self.store.due_messages(now, self.batch_size, exclude=self.busy_groups())
         rows = self._defer_quiet(rows, now)
         rows = self._unmuted(rows, now)
-        with self._limiter_lock:
-            self.limiter.prune(now)
+        self._forget_idle_keys(now)
         groups: dict[GroupKey, list[OutboxRow]] = {}
         for row in rows:
             groups.setdefault((row.channel, row.target), []).append(row)
@@ -520,29 +521,59 @@ class Deliverer:
 
     # -- rate limits and digests ---------------------------------------------------------------
 
-    #: Key of the limiter state in the store's key/value table.
+    #: Before version 0.9 the whole limiter was one key of the store; imported once.
     RATE_STATE_KEY = "channel_state:ratelimit"
+    #: Each limiter key's window is the store's key ``rate:<limiter key>``, shared by every
+    #: node and region: a robot or an SMS account counts every region's requests.
+    RATE_PREFIX = "rate:"
+    #: Windows are forgotten once idle this long (the longest service window is a day).
+    RATE_IDLE = timedelta(days=2)
 
-    def _load_limiter(self) -> RateLimiter:
+    def _import_limiter(self) -> None:
+        """Move a limiter saved whole by an earlier version into per-key rows (once)."""
         try:
             state = self.store.kv_get(self.RATE_STATE_KEY)
-            return RateLimiter(state) if state else RateLimiter()
+            old = RateLimiter(state) if state else None
         except ValueError as exc:
             # Unreadable state: start empty but say so loudly; the services' own limits
             # (45009/130101 → retry later) are the backstop for the one burst this allows.
             self.log.error("rate_limit_state_unreadable", error=str(exc))
-            return RateLimiter()
+            old = None
+        if old is not None:
+            now = self.clock()
+            for key in old.to_state()["keys"]:
+                self.store.kv_setdefault(self.RATE_PREFIX + key, old.key_state(key), now)
+            self.store.kv_forget(self.RATE_STATE_KEY, now + timedelta(seconds=1))
+
+    def saved_limiter(self, keys: Sequence[str]) -> RateLimiter:
+        """The limiter windows of ``keys`` as the store holds them."""
+        rows = self.store.kv_get_many([self.RATE_PREFIX + k for k in keys])
+        return RateLimiter.of_keys({k[len(self.RATE_PREFIX):]: v for k, v in rows.items() if v})
 
     def _allow(self, keys: Sequence[str], now: datetime, limits: Sequence[RateLimit]
                ) -> Decision:
-        """Check, record and save one request for ``keys`` as one step under the lock, so
-        concurrent workers never share the last slot of a window nor save an older snapshot
-        over a newer one. Saved *before* the request: a crash must not forget it."""
+        """Check, record and save one request for ``keys`` as one step under the store's row
+        locks, so concurrent workers (of any node or region) never share the last slot of a
+        window nor save an older window over a newer one. Saved *before* the request: a
+        crash must not forget it."""
+        def decide(rows: dict[str, Any]) -> tuple[dict[str, Any] | None, Decision]:
+            limiter = RateLimiter.of_keys({k[len(self.RATE_PREFIX):]: v for k, v in rows.items()})
+            decision = limiter.allow(keys, now, limits)
+            saved = {self.RATE_PREFIX + k: limiter.key_state(k) for k in keys}
+            return (saved if decision.ok else None), decision
         with self._limiter_lock:
-            decision = self.limiter.allow(keys, now, limits)
-            if decision.ok:
-                self.store.kv_set(self.RATE_STATE_KEY, self.limiter.to_state(), now)
-        return decision
+            return self.store.kv_update([self.RATE_PREFIX + k for k in keys], decide, now)
+
+    def record(self, key: str, now: datetime, limits: Sequence[RateLimit]) -> Decision:
+        """Count one request for ``key`` as :meth:`_allow` does (a request made elsewhere)."""
+        return self._allow([key], now, limits)
+
+    def _forget_idle_keys(self, now: datetime) -> None:
+        """Drop limiter windows idle for :data:`RATE_IDLE` (hourly)."""
+        if self._forgotten_at is not None and now - self._forgotten_at < timedelta(hours=1):
+            return
+        self._forgotten_at = now
+        self.store.kv_forget(self.RATE_PREFIX, now - self.RATE_IDLE)
 
     def _defer(self, row: OutboxRow, now: datetime, wait: float, why: str) -> None:
         """Put ``row`` back until the limiter allows it; not an attempt, but age still counts."""
@@ -565,8 +596,8 @@ class Deliverer:
         ``clock`` when it goes out, so the limiter records when it really happened."""
         limits = rate_limits_of(channel)
         now = clock()
-        with self._limiter_lock:
-            budget = min(self.limiter.budget(k, now, limits) for k in keys)
+        saved = self.saved_limiter(keys)
+        budget = min(saved.budget(k, now, limits) for k in keys)
         digest_limit = channel.digest_limit_bytes if isinstance(channel, Digestible) else None
         if len(rows) <= budget or len(rows) == 1 or not digest_limit:
             for row in rows:

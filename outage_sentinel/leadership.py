@@ -137,6 +137,6 @@ def build_leadership(config: Config, store: Store, on_change: Callable[[bool], N
     """A :class:`Lease` with ``ha.enabled`` (PostgreSQL), else a :class:`SoleNode`."""
     ha = config.ha
     if not ha.enabled:
-        return SoleNode(ha.region)
+        return SoleNode(config.lease_region)
     node = ha.node or f"{socket.gethostname()}:{os.getpid()}"
-    return Lease(store, ha.region, node, ha.lease_seconds, on_change)
+    return Lease(store, config.lease_region, node, ha.lease_seconds, on_change)

@@ -32,6 +32,7 @@ from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.region import id_part
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.store import Store
 from outage_sentinel.topology import DEVICE_KINDS, Topology
@@ -445,7 +446,7 @@ class Lifecycle:
         body = reports.daily_report_message(report)
         with self.store.transaction() as conn:
             return self.store.enqueue_in(
-                conn, self._command_rows(f"REPORT-{day:%Y%m%d}", 0, "daily_report", body), now)
+                conn, self._command_rows(f"REPORT-{id_part(self.store.region)}{day:%Y%m%d}", 0, "daily_report", body), now)
 
     def dead_letter_notice(self, row: Any, reason: str, now: datetime) -> None:
         """The deliverer's dead-letter hook: every dead letter is shown to the command centre,

@@ -44,6 +44,9 @@ class Metrics:
         self.duplicates = Counter(p + "events_duplicate_total",
                                   "Events already stored (same source, id, revision)", ["source"],
                                   registry=r)
+        self.events_other_region = Counter(
+            p + "events_other_region_total", "Events left to the regions whose feeders they "
+            "are on (region sharding)", ["source"], registry=r)
         self.quarantined = Counter(p + "events_quarantined_total",
                                    "Payloads or records that failed validation", ["source"],
                                    registry=r)

@@ -33,6 +33,9 @@ HEALTH_EVERY_SECONDS = 30.0
 #: Stores one poll's result: ``(source name, result, now) -> counts``.
 Ingest = Callable[[str, PollResult, datetime], IngestCounts]
 
+#: What this daemon's region keeps of a poll, and how many events it leaves to other regions.
+Scope = Callable[[PollResult], tuple[PollResult, int]]
+
 
 @dataclass
 class PollReport:
@@ -49,8 +52,11 @@ class Poller:
 
     def __init__(self, store: Store, metrics: Metrics,
                  configs: dict[str, SourceConfig] | None = None,
-                 ingest_by_source: dict[str, Ingest] | None = None) -> None:
+                 ingest_by_source: dict[str, Ingest] | None = None,
+                 scope: Scope | None = None) -> None:
         self.store = store
+        #: The region's part of each poll (None: everything; see ``region.py``).
+        self.scope = scope
         self.metrics = metrics
         self.configs = configs or {}
         self.ingest_by_source = ingest_by_source or {}
@@ -102,7 +108,8 @@ class Poller:
             return None
         ingest = self.ingest_by_source.get(source.name, self.store.ingest)
         try:
-            counts = ingest(source.name, result, now)
+            kept = self._kept(source.name, result)
+            counts = ingest(source.name, kept, now)
         except Exception as exc:
             self.log.error("store_failed", source=source.name, error=redact(repr(exc)))
             self.metrics.polls.labels(source.name, "error").inc()
@@ -111,9 +118,18 @@ class Poller:
             source.acknowledge(result)
         except Exception as exc:
             self.log.warning("acknowledge_failed", source=source.name, error=redact(repr(exc)))
-        self._count(source.name, result, counts, now, time.perf_counter() - started)
+        self._count(source.name, kept, counts, now, time.perf_counter() - started)
         self.health(source.name, now, "")
-        return result
+        return kept
+
+    def _kept(self, name: str, result: PollResult) -> PollResult:
+        """The region's part of ``result`` (the source is acknowledged the whole of it)."""
+        if self.scope is None:
+            return result
+        kept, left = self.scope(result)
+        if left:
+            self.metrics.events_other_region.labels(name).inc(left)
+        return kept
 
     def health(self, name: str, now: datetime, error: str) -> None:
         """Record the source's health for the board (``health:<name>``): whether its last poll

@@ -45,6 +45,7 @@ from outage_sentinel.lifecycle import Lifecycle, LifecycleError, incident_column
 from outage_sentinel.localise import FaultContext, devices_per_feeder
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.region import id_part
 from outage_sentinel.round_cache import RoundCache
 from outage_sentinel.store import Store, StoredEvent
 from outage_sentinel.topology import Topology
@@ -115,13 +116,19 @@ class IncidentProcessor:
         self.etr_step = timedelta(minutes=config.notify.etr_update_minutes)
         self.log = get_logger(component="processor")
         self.failures: dict[int, int] = {}
+        #: The region's feeders (None: the whole bundle): the county context counts these.
+        self.feeders: frozenset[str] | None = None
         self.use_topology(topology, planner)
 
-    def use_topology(self, topology: Topology, planner: LiaisonPlanner) -> None:
-        """Switch to a reloaded bundle (the caller holds :attr:`lock`)."""
+    def use_topology(self, topology: Topology, planner: LiaisonPlanner,
+                     feeders: frozenset[str] | None = None) -> None:
+        """Switch to a reloaded bundle, and the region's feeders in it (the caller holds
+        :attr:`lock`)."""
         self.topology = topology
         self.planner = planner
-        self.protective = devices_per_feeder(topology)
+        self.feeders = feeders
+        self.protective = {f: n for f, n in devices_per_feeder(topology).items()
+                           if feeders is None or f in feeders}
         self.protective_total = sum(self.protective.values())
 
     def run_once(self, now: datetime) -> ProcessReport:
@@ -447,7 +454,7 @@ class IncidentProcessor:
                             devices_elsewhere=devices)
 
     def _new_incident_id(self, conn: Connection, start: datetime) -> str:
-        prefix = f"INC-{start.astimezone(self.tz):%Y%m%d}-"
+        prefix = f"INC-{id_part(self.store.region)}{start.astimezone(self.tz):%Y%m%d}-"
         return f"{prefix}{self.store.next_incident_number(conn, prefix):04d}"
 
     def _update_incident_gauge(self) -> None:

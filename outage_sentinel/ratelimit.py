@@ -210,6 +210,16 @@ class RateLimiter:
             },
         }
 
+    def key_state(self, key: str) -> dict[str, Any]:
+        """One key's entry of :meth:`to_state` (what a store keeps per key)."""
+        times = self._times.get(key, [])
+        return {"horizon": self._horizon.get(key, 0.0), "times": [round(x, 3) for x in times]}
+
+    @classmethod
+    def of_keys(cls, entries: Mapping[str, Any]) -> RateLimiter:
+        """A limiter from per-key entries as :meth:`key_state` gives them."""
+        return cls({"version": cls.STATE_VERSION, "keys": dict(entries)})
+
     def to_json(self) -> str:
         return json.dumps(self.to_state(), separators=(",", ":"), sort_keys=True)
 

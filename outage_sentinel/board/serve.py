@@ -145,7 +145,7 @@ def serve_board(config: Config, topology: Callable[[], Topology],
     own: staff act from any node, leader or standby, so its writes are never fenced."""
     if not config.board.enabled:
         return None
-    store = Store(config.database_url())
+    store = Store(config.database_url(), region=config.region.name)
     server = BoardServer(build(config, store, topology, clock), owns_store=True)
     server.start()
     if config.board.first_admin:

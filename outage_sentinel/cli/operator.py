@@ -101,7 +101,7 @@ def _open_store(config: Any) -> Any:
     from outage_sentinel.store import Store
 
     config.state_dir.mkdir(parents=True, exist_ok=True)  # before the daemon's first start
-    store = Store(config.database_url())
+    store = Store(config.database_url(), region=config.region.name)
     store.migrate()
     return store
 

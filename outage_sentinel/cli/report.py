@@ -109,7 +109,7 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
     if topology is None:
         return EXIT_TOPOLOGY
     try:
-        store = Store(config.database_url())
+        store = Store(config.database_url(), region=config.region.name)
         try:
             store.migrate()
             report = reports.build_report(store, topology, start, end, tz, now)

@@ -34,8 +34,11 @@ from outage_sentinel.store.schema import (
 class StoreBase:
     """One engine over SQLite or PostgreSQL; thread-safe through the engine pool."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, region: str = "default") -> None:
         self.url = url
+        #: The region this store reads and writes (``region.name``): events, incidents, outbox
+        #: rows and key/value state of other regions sharing the database are not seen.
+        self.region = region
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
@@ -126,6 +129,10 @@ class StoreBase:
                 if fenced and self.fence is not None:
                     self.fence(conn)
                 yield conn
+
+    def in_region(self, table: Table) -> Any:
+        """The condition selecting ``table``'s rows of this store's region."""
+        return table.c.region == self.region
 
     def insert_stmt(self, table: Table) -> Any:
         """INSERT for ``table`` in the dialect that supports ON CONFLICT."""

@@ -161,7 +161,7 @@ class BoardStore(StoreBase):
                 conn.execute(select(func.count()).select_from(outbox_t)
                              .where(outbox_t.c.status == "sent")).scalar(),
                 conn.execute(select(func.max(kv_t.c.updated_at), func.count())
-                             .where(~kv_t.c.key.like("cursor:%"))).first(),
+                             .where(~kv_t.c.key.like("%cursor:%"))).first(),
                 conn.execute(select(func.max(silences_t.c.id))).scalar(),
                 conn.execute(select(func.max(field_answers_t.c.at))).scalar(),
                 conn.execute(select(func.count()).select_from(silences_t)
@@ -171,7 +171,8 @@ class BoardStore(StoreBase):
 
     def kv_prefixed(self, prefix: str) -> dict[str, Any]:
         """Every kv value whose key starts with ``prefix`` (keyed by the rest of the key)."""
+        stored = self.kv_key(prefix)
         with self.engine.connect() as conn:
             rows = conn.execute(select(kv_t.c.key, kv_t.c.value)
-                                .where(kv_t.c.key.like(prefix + "%")))
-            return {str(k)[len(prefix):]: v for k, v in rows}
+                                .where(kv_t.c.key.like(stored + "%")))
+            return {str(k)[len(stored):]: v for k, v in rows}

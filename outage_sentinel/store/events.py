@@ -46,13 +46,13 @@ MARK_PROCESSED = (update(events_t).where(events_t.c.id == bindparam("row_id"))
                    .values(processed=True, incident_id=bindparam("incident")))
 
 
-def event_row(e: OutageEvent, now: datetime) -> dict[str, Any]:
+def event_row(e: OutageEvent, now: datetime, region: str) -> dict[str, Any]:
     return {
         "source": e.source, "event_id": e.event_id, "revision": e.revision, "kind": e.kind,
         "status": e.status, "signal": e.signal, "start": e.start, "etr": e.expected_restoration,
         "end_time": e.end, "feeder": e.feeder, "device": e.device,
         "transformers": list(e.transformers), "area_text": e.area_text, "cause": e.cause,
-        "raw": jsonable(e.raw), "received_at": now, "processed": False,
+        "raw": jsonable(e.raw), "received_at": now, "processed": False, "region": region,
     }
 
 
@@ -85,7 +85,7 @@ def storable_text(text: str) -> str:
 #: Columns of an event row written by :class:`EventInsert` (all but ``id`` and ``incident_id``).
 EVENT_COLUMNS = ("source", "event_id", "revision", "kind", "status", "signal", "start", "etr",
                   "end_time", "feeder", "device", "transformers", "area_text", "cause", "raw",
-                  "received_at", "processed")
+                  "received_at", "processed", "region")
 
 
 class EventInsert:
@@ -102,7 +102,7 @@ class EventInsert:
     def __init__(self, dialect: Any) -> None:
         stmt = sqlite.insert(events_t).values(
             {name: bindparam(name) for name in EVENT_COLUMNS}).on_conflict_do_nothing(
-            index_elements=["source", "event_id", "revision"])
+            index_elements=["region", "source", "event_id", "revision"])
         compiled = stmt.compile(dialect=dialect)
         self.sql = str(compiled)
         order = tuple(compiled.positiontup or ())
@@ -116,7 +116,7 @@ class EventInsert:
         self.encode = {name: processor(name) for name in EVENT_COLUMNS}
 
     def run(self, conn: Connection, events: Iterable[OutageEvent], now: datetime,
-            processed: Callable[[OutageEvent], bool] | None) -> None:
+            processed: Callable[[OutageEvent], bool] | None, region: str) -> None:
         enc = self.encode
         when, raw = enc["start"], raw_json  # one encoding, no test-encoding first
         received = enc["received_at"](now)
@@ -132,7 +132,7 @@ class EventInsert:
                 None if e.expected_restoration is None else when(e.expected_restoration),
                 None if e.end is None else when(e.end), e.feeder, e.device, txs, e.area_text,
                 e.cause, raw(e.raw), received,
-                flags[bool(processed(e)) if processed is not None else False]))
+                flags[bool(processed(e)) if processed is not None else False], region))
         conn.exec_driver_sql(self.sql, rows)
 
 
@@ -180,19 +180,20 @@ class EventStore(KvStore):
                 for i in range(0, len(ids), 500):
                     chunk = ids[i:i + 500]
                     for row in conn.execute(select(events_t.c.event_id, events_t.c.revision)
-                                            .where(events_t.c.source == src,
+                                            .where(self.in_region(events_t),
+                                                   events_t.c.source == src,
                                                    events_t.c.event_id.in_(chunk))):
                         fresh.pop((src, row[0], row[1]), None)
             if fresh and self.dialect == "sqlite":
                 insert = self.statements.get(EventInsert)
                 if insert is None:
                     insert = self.statements[EventInsert] = EventInsert(self.engine.dialect)
-                insert.run(conn, fresh.values(), now, processed)
+                insert.run(conn, fresh.values(), now, processed, self.region)
             elif fresh:
                 # PostgreSQL: SQLAlchemy batches an executemany into multi-row INSERTs.
                 stmt = self.insert_stmt(events_t).on_conflict_do_nothing(
-                    index_elements=["source", "event_id", "revision"])
-                values = [event_row(e, now) for e in fresh.values()]
+                    index_elements=["region", "source", "event_id", "revision"])
+                values = [event_row(e, now, self.region) for e in fresh.values()]
                 if processed is not None:
                     for value, e in zip(values, fresh.values(), strict=True):
                         value["processed"] = processed(e)
@@ -224,12 +225,13 @@ class EventStore(KvStore):
 
     def unprocessed_events(self, limit: int = 1000) -> list[StoredEvent]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(events_t).where(events_t.c.processed.is_(False))
+            rows = conn.execute(select(events_t).where(self.in_region(events_t),
+                                                       events_t.c.processed.is_(False))
                                 .order_by(events_t.c.id).limit(limit))
             return [stored_event(r._mapping) for r in rows]
 
     def events(self, *, incident_id: str | None = None, limit: int = 10000) -> list[StoredEvent]:
-        q = select(events_t).order_by(events_t.c.id).limit(limit)
+        q = select(events_t).where(self.in_region(events_t)).order_by(events_t.c.id).limit(limit)
         if incident_id is not None:
             q = q.where(events_t.c.incident_id == incident_id)
         with self.engine.connect() as conn:
@@ -237,7 +239,7 @@ class EventStore(KvStore):
 
     def events_by_signal(self, signal: str, limit: int = 1000) -> list[StoredEvent]:
         """The newest ``limit`` events of one signal (e.g. every trouble call), newest first."""
-        q = select(events_t).where(events_t.c.signal == signal) \
+        q = select(events_t).where(self.in_region(events_t), events_t.c.signal == signal) \
             .order_by(events_t.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [stored_event(r._mapping) for r in conn.execute(q)]
@@ -246,7 +248,8 @@ class EventStore(KvStore):
         """Trouble calls received in ``[start, end)``: ``(source, order id)`` -> the incident
         it joined (None: none), its latest revision counting."""
         q = (select(events_t.c.source, events_t.c.event_id, events_t.c.incident_id)
-             .where(events_t.c.signal == "call", events_t.c.received_at >= start,
+             .where(self.in_region(events_t), events_t.c.signal == "call",
+                    events_t.c.received_at >= start,
                     events_t.c.received_at < end).order_by(events_t.c.id))
         with self.engine.connect() as conn:
             return {(r.source, r.event_id): r.incident_id for r in conn.execute(q)}
@@ -284,7 +287,8 @@ class EventStore(KvStore):
             for i in range(0, len(uniq), 500):
                 rows = conn.execute(select(events_t.c.id, events_t.c.event_id,
                                            events_t.c.incident_id)
-                                    .where(events_t.c.source == source,
+                                    .where(self.in_region(events_t),
+                                           events_t.c.source == source,
                                            events_t.c.event_id.in_(uniq[i:i + 500]),
                                            events_t.c.incident_id.is_not(None)))
                 for row_id, event_id, incident_id in rows:
@@ -297,7 +301,8 @@ class EventStore(KvStore):
     def member_incident_in(self, conn: Connection, source: str, event_id: str) -> str | None:
         """The incident the newest row of (source, event_id) belongs to, if any."""
         row = conn.execute(select(events_t.c.incident_id)
-                           .where(events_t.c.source == source, events_t.c.event_id == event_id,
+                           .where(self.in_region(events_t), events_t.c.source == source,
+                                  events_t.c.event_id == event_id,
                                   events_t.c.incident_id.is_not(None))
                            .order_by(events_t.c.id.desc()).limit(1)).first()
         return str(row[0]) if row else None
@@ -305,7 +310,8 @@ class EventStore(KvStore):
     def last_event_row_in(self, conn: Connection, source: str) -> int:
         """The highest event row id stored for ``source`` (0: none)."""
         return int(conn.execute(select(func.max(events_t.c.id))
-                                .where(events_t.c.source == source)).scalar() or 0)
+                                .where(self.in_region(events_t),
+                                       events_t.c.source == source)).scalar() or 0)
 
     def events_after(self, row_id: int, sources: set[str] | frozenset[str],
                      chunk: int = 5000) -> Iterator[StoredEvent]:
@@ -313,8 +319,9 @@ class EventStore(KvStore):
         last = row_id
         while True:
             with self.engine.connect() as conn:
-                rows = conn.execute(select(events_t).where(events_t.c.id > last,
-                                                           events_t.c.source.in_(sorted(sources)))
+                rows = conn.execute(select(events_t).where(
+                    events_t.c.id > last, self.in_region(events_t),
+                    events_t.c.source.in_(sorted(sources)))
                                     .order_by(events_t.c.id).limit(chunk)).all()
             if not rows:
                 return

@@ -26,7 +26,8 @@ class IncidentStore(StoreBase):
                        status: str | None = None, ended_after: datetime | None = None
                        ) -> list[dict[str, Any]]:
         """Incident rows (``state`` is the pure core's JSON), optionally narrowed."""
-        q = select(incidents_t).order_by(incidents_t.c.created_at, incidents_t.c.id)
+        q = select(incidents_t).where(self.in_region(incidents_t)) \
+            .order_by(incidents_t.c.created_at, incidents_t.c.id)
         if open_only:
             q = q.where(incidents_t.c.status == "active")
         if feeder is not None:
@@ -46,7 +47,7 @@ class IncidentStore(StoreBase):
         """The active incidents without their state (id, kind, start, stage, priority, crew,
         created/updated times): what tells a reader which states it must load again."""
         cols = [c for c in incidents_t.c if c.name != "state"]
-        q = select(*cols).where(incidents_t.c.status == "active") \
+        q = select(*cols).where(self.in_region(incidents_t), incidents_t.c.status == "active") \
             .order_by(incidents_t.c.created_at, incidents_t.c.id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
@@ -75,14 +76,15 @@ class IncidentStore(StoreBase):
         """Open incidents by kind."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(incidents_t.c.kind, func.count())
-                                .where(incidents_t.c.status == "active")
+                                .where(self.in_region(incidents_t),
+                                       incidents_t.c.status == "active")
                                 .group_by(incidents_t.c.kind))
             return {str(k): int(n) for k, n in rows}
 
     def open_faults_by_feeder_in(self, conn: Connection) -> dict[str, int]:
         """Open fault incidents with a fault device, per feeder (the county's storm state)."""
         rows = conn.execute(select(incidents_t.c.feeder, func.count())
-                            .where(incidents_t.c.status == "active",
+                            .where(self.in_region(incidents_t), incidents_t.c.status == "active",
                                    incidents_t.c.kind == "fault",
                                    incidents_t.c.fault_device.is_not(None))
                             .group_by(incidents_t.c.feeder))
@@ -97,6 +99,7 @@ class IncidentStore(StoreBase):
     def save_incident_in(self, conn: Connection, row: dict[str, Any]) -> None:
         # One upsert statement per column set, built once: building it per call (a storm saves
         # an incident per event) cost more than executing it.
+        row = {**row, "region": self.region}
         keys = tuple(sorted(row))
         stmt = self.statements.get(keys)
         if stmt is None:
@@ -148,7 +151,7 @@ class IncidentStore(StoreBase):
         logs, the first evidence and first liaison notice of each, and the period's dead
         letters."""
         t = incidents_t
-        q = (select(t).where(t.c.start < end,
+        q = (select(t).where(self.in_region(t), t.c.start < end,
                              or_(t.c.end_time.is_(None), t.c.end_time > start,
                                  and_(t.c.start >= start, t.c.start < end)))
              .order_by(t.c.start, t.c.id))
@@ -169,7 +172,8 @@ class IncidentStore(StoreBase):
                     conn, outbox_t.c.sent_at, chunk, outbox_t.c.audience == "liaison",
                     outbox_t.c.status == "sent", outbox_t.c.sent_at.is_not(None)))
             died = func.coalesce(outbox_t.c.dead_at, outbox_t.c.created_at)
-            dq = (select(outbox_t).where(outbox_t.c.status == "dead", died >= start, died < end)
+            dq = (select(outbox_t).where(self.in_region(outbox_t), outbox_t.c.status == "dead",
+                                         died >= start, died < end)
                   .order_by(died, outbox_t.c.id))
             dead = [dict(r._mapping) for r in conn.execute(dq)]
         return rows, logs, evidence, notice, dead
@@ -200,7 +204,8 @@ class IncidentStore(StoreBase):
                       ) -> list[tuple[str, str, int]]:
         """(incident, crew, priority) of active incidents in ``stages`` holding a crew."""
         q = select(incidents_t.c.id, incidents_t.c.crew_id, incidents_t.c.priority).where(
-            incidents_t.c.status == "active", incidents_t.c.crew_id.is_not(None),
+            self.in_region(incidents_t), incidents_t.c.status == "active",
+            incidents_t.c.crew_id.is_not(None),
             incidents_t.c.stage.in_(list(stages)), incidents_t.c.id != exclude)
         return [(str(i), str(c), int(p or 0)) for i, c, p in conn.execute(q)]
 

@@ -34,6 +34,8 @@ class OutboxRow(OutboxMessage):
     sent_at: datetime | None
     last_error: str | None
     dead_at: datetime | None = None
+    #: The region whose leader sends it.
+    region: str = "default"
 
     @property
     def key(self) -> str:
@@ -51,7 +53,8 @@ class OutboxStore(StoreBase):
             index_elements=["incident_id", "revision", "recipient", "purpose"])
         for row in rows:
             values = {"status": "pending", "attempts": 0, "inflight_count": 0,
-                      "next_attempt_at": now, "created_at": now, **row.columns()}
+                      "next_attempt_at": now, "created_at": now, "region": self.region,
+                      **row.columns()}
             added += conn.execute(stmt, values).rowcount or 0
         return added
 
@@ -60,7 +63,7 @@ class OutboxStore(StoreBase):
         """Pending messages due at ``now``, oldest first; ``exclude`` leaves out the
         ``(channel, target)`` pairs whose delivery is still under way, so that a hung target's
         backlog never fills the batch and keeps other targets' messages from being read."""
-        q = select(outbox_t).where(outbox_t.c.status == "pending",
+        q = select(outbox_t).where(self.in_region(outbox_t), outbox_t.c.status == "pending",
                                    outbox_t.c.next_attempt_at <= now)
         for channel, target in exclude:
             q = q.where(~and_(outbox_t.c.channel == channel, outbox_t.c.target == target))
@@ -71,7 +74,7 @@ class OutboxStore(StoreBase):
 
     def messages(self, *, status: str | None = None, incident_id: str | None = None
                  ) -> list[OutboxRow]:
-        q = select(outbox_t).order_by(outbox_t.c.id)
+        q = select(outbox_t).where(self.in_region(outbox_t)).order_by(outbox_t.c.id)
         if status is not None:
             q = q.where(outbox_t.c.status == status)
         if incident_id is not None:
@@ -83,7 +86,8 @@ class OutboxStore(StoreBase):
                             ) -> OutboxRow | None:
         """The latest liaison notice of ``purposes`` to ``target`` on ``channel`` (what a
         reply by SMS or in a robot's group answers)."""
-        q = (select(outbox_t).where(outbox_t.c.channel == channel, outbox_t.c.target == target,
+        q = (select(outbox_t).where(self.in_region(outbox_t), outbox_t.c.channel == channel,
+                                    outbox_t.c.target == target,
                                     outbox_t.c.audience == "liaison",
                                     outbox_t.c.purpose.in_(list(purposes)))
              .order_by(outbox_t.c.id.desc()).limit(1))
@@ -139,7 +143,7 @@ class OutboxStore(StoreBase):
         duplicate, not a retry)."""
         cond = outbox_t.c.status.in_(("dead", "silenced")) if row_ids is not None \
             else outbox_t.c.status == "dead"
-        q = select(outbox_t.c.id).where(cond)
+        q = select(outbox_t.c.id).where(self.in_region(outbox_t), cond)
         if row_ids is not None:
             q = q.where(outbox_t.c.id.in_(list(row_ids)))
         with self.transaction() as conn:
@@ -190,5 +194,6 @@ class OutboxStore(StoreBase):
 
     def outbox_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(outbox_t.c.status, func.count()).group_by(outbox_t.c.status))
+            rows = conn.execute(select(outbox_t.c.status, func.count())
+                                .where(self.in_region(outbox_t)).group_by(outbox_t.c.status))
             return {str(s): int(n) for s, n in rows}

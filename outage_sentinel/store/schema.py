@@ -66,7 +66,10 @@ events_t = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Column("processed", Boolean, nullable=False, server_default="0"),
     Column("incident_id", String(40)),
-    UniqueConstraint("source", "event_id", "revision", name="uq_events_source_id_rev"),
+    # The region whose daemons store and process it (schema version 9; ``region.name``).
+    Column("region", String(40), nullable=False, server_default="default"),
+    UniqueConstraint("region", "source", "event_id", "revision",
+                     name="uq_events_region_source_id_rev"),
 )
 
 quarantine_t = Table(
@@ -100,6 +103,8 @@ incidents_t = Table(
     Column("parent_id", String(40)),
     Column("cause_category", String(60)),
     Column("closed_at", UTCDateTime),
+    # Region sharding (schema version 9).
+    Column("region", String(40), nullable=False, server_default="default"),
 )
 
 outbox_t = Table(
@@ -125,6 +130,8 @@ outbox_t = Table(
     Column("last_error", Text),
     # When it was given up on (schema version 4; NULL for dead letters of older versions).
     Column("dead_at", UTCDateTime),
+    # The region whose leader sends it (schema version 9).
+    Column("region", String(40), nullable=False, server_default="default"),
     UniqueConstraint("incident_id", "revision", "recipient", "purpose", name="uq_outbox_key"),
 )
 
@@ -289,10 +296,27 @@ def _m8_field_answers(conn: Connection) -> None:
     field_answers_t.create(conn, checkfirst=True)
 
 
+def _m9_regions(conn: Connection) -> None:
+    """A region column on events, incidents and outbox; an event is unique per region (two
+    regions polling one province-wide feed each keep the part in their own feeders)."""
+    for table in (events_t, incidents_t, outbox_t):
+        _add_missing_columns(conn, table, ["region"])
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE events DROP CONSTRAINT IF EXISTS uq_events_source_id_rev"))
+    # A database made before version 9 keeps (on SQLite, which cannot drop a constraint) the
+    # old three-column one too: SQLite is one node and serves one region.
+    conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS uq_events_region_source_id_rev "
+                      "ON events (region, source, event_id, revision)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_events_region_unprocessed "
+                      "ON events (region, processed, id)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_outbox_region_due "
+                      "ON outbox (region, status, next_attempt_at)"))
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
                                                   _m4_dead_at, _m5_silences, _m6_board,
-                                                  _m7_leases, _m8_field_answers]
+                                                  _m7_leases, _m8_field_answers, _m9_regions]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
