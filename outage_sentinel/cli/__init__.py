@@ -198,10 +198,14 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from outage_sentinel.board.serve import BoardPortError
     from outage_sentinel.daemon import Daemon
+    from outage_sentinel.region import RegionError
     from outage_sentinel.supervisor import MetricsPortError, SecondDaemonError
 
     try:
         daemon = Daemon(config, topology=topology, signals=inbox)
+    except RegionError as exc:
+        print(redact(f"error: {args.config}: {exc}"), file=sys.stderr)
+        return EXIT_CONFIG
     except Exception as exc:
         print(f"error: cannot start: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return EXIT_DATABASE if "sqlalchemy" in type(exc).__module__ else EXIT_PROBLEMS
@@ -253,6 +257,7 @@ def collect_problems(config: Any) -> list[str]:
         problems += [f"{config.topology}/{p}" for p in exc.problems]
     else:
         problems += routing_problems(config, topology)
+        problems += region_problems(config, topology)
     problems += sms_template_notes(config)[0]
     for i, s in enumerate(config.sources):
         if isinstance(s, ReplaySourceConfig) and not Path(s.scenario).is_file():
@@ -260,6 +265,18 @@ def collect_problems(config: Any) -> list[str]:
     problems += [f"notify.templates_dir: {p}" if not p.startswith("<built-in>") else p
                  for p in template_problems(config)]
     return list(dict.fromkeys(problems))
+
+
+def region_problems(config: Any, topology: Any) -> list[str]:
+    """The substations and feeders ``region`` names must be in the bundle."""
+    from outage_sentinel.region import RegionError, resolve_region
+
+    r = config.region
+    try:
+        resolve_region(r.name, r.substations, r.feeders, topology)
+    except RegionError as exc:
+        return str(exc).split("; ")
+    return []
 
 
 def routing_problems(config: Any, topology: Any) -> list[str]:
