@@ -17,6 +17,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
@@ -29,6 +30,10 @@ from outage_sentinel.store.schema import (
     sqlite_pragmas,
     utc_now,
 )
+
+
+#: The PostgreSQL advisory lock held while the schema is upgraded (any fixed number).
+MIGRATION_LOCK = 0x05E471E1
 
 
 class StoreBase:
@@ -78,6 +83,8 @@ class StoreBase:
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version now in force."""
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":  # nodes starting together upgrade one at a time
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             schema_version_t.create(conn, checkfirst=True)
             current = conn.execute(select(func.max(schema_version_t.c.version))).scalar() or 0
             for version, step in enumerate(MIGRATIONS, start=1):
