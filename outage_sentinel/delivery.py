@@ -12,7 +12,8 @@ The guarantees (docs/design.md §3) and how they are kept:
   older than its max age, or permanently refused, is dead-lettered (counted, logged, kept).
 * Messages are independent: a target that keeps failing only delays itself.
 * Per-target rate limits (:mod:`outage_sentinel.ratelimit`) are checked before every request
-  and the limiter state is saved to the store *before* the request goes out, so a restart never
+  and the window is saved to the store *before* the request goes out
+  (:mod:`outage_sentinel.shared_limits`), so neither a restart, a takeover nor a second region
   bursts past a robot's limit. A message over the limit waits (without counting an attempt);
   when more messages wait for one robot group than its budget allows, they are merged into a
   digest (:mod:`outage_sentinel.digest`) instead of trickling out minutes late. Every merged
@@ -35,9 +36,9 @@ Channels isolated: no channel or target is held up by another
 * The daemon's job only *starts* the work (:meth:`Deliverer.dispatch`) and returns at once, so
   runs are never skipped for overrunning. :meth:`Deliverer.run_once` starts it and waits (the
   ``run --once`` cycle and the tests); its groups still run side by side.
-* Shared state under concurrency: the limiter is checked, recorded and saved as one step under
-  one lock (two workers never both take the last slot of a window, and an older snapshot is
-  never saved over a newer one); a digest is built by the one job that owns the group, from the
+* Shared state under concurrency: a limiter key's window is checked, recorded and saved as one
+  step under its row's lock (two workers of any node or region never both take the last slot
+  of a window, and an older window is never saved over a newer one); a digest is built by the one job that owns the group, from the
   group's own rows, so it shares nothing. The store is one pooled engine used from several
   threads: SQLite runs in WAL with ``BEGIN IMMEDIATE`` and a 30 s ``busy_timeout`` (writers
   queue instead of failing with "database is locked"); claims stay
@@ -80,8 +81,9 @@ from outage_sentinel.channels.registry import rate_keys_of, rate_limits_of
 from outage_sentinel.digest import DigestPart, build_digest
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.ratelimit import Decision, RateLimit, RateLimiter
+from outage_sentinel.ratelimit import Decision, RateLimit
 from outage_sentinel.retry import RetryPolicy
+from outage_sentinel.shared_limits import SharedLimits
 from outage_sentinel.store import OutboxRow, Store
 
 #: A delivery group: ``(channel name, target)``.
@@ -225,11 +227,8 @@ class Deliverer:
         #: Checked before each claim and each send: a deposed leader sends nothing more.
         self.may_send = may_send
         self.log = get_logger(component="delivery")
-        self._import_limiter()
-        #: Orders this process's limiter decisions (the store's row locks order every
-        #: process's: check + record + save is one step across nodes and regions).
-        self._limiter_lock = threading.Lock()
-        self._forgotten_at: datetime | None = None
+        #: The channels' rate-limit windows, shared by every node and region.
+        self.limits = SharedLimits(store, clock())
         self._gauge_lock = threading.Lock()
         #: Guards the bookkeeping below.
         self._lock = threading.Lock()
@@ -326,7 +325,7 @@ class Deliverer:
         rows = self.store.due_messages(now, self.batch_size, exclude=self.busy_groups())
         rows = self._defer_quiet(rows, now)
         rows = self._unmuted(rows, now)
-        self._forget_idle_keys(now)
+        self.limits.forget_idle(now)
         groups: dict[GroupKey, list[OutboxRow]] = {}
         for row in rows:
             groups.setdefault((row.channel, row.target), []).append(row)
@@ -521,59 +520,10 @@ class Deliverer:
 
     # -- rate limits and digests ---------------------------------------------------------------
 
-    #: Before version 0.9 the whole limiter was one key of the store; imported once.
-    RATE_STATE_KEY = "channel_state:ratelimit"
-    #: Each limiter key's window is the store's key ``rate:<limiter key>``, shared by every
-    #: node and region: a robot or an SMS account counts every region's requests.
-    RATE_PREFIX = "rate:"
-    #: Windows are forgotten once idle this long (the longest service window is a day).
-    RATE_IDLE = timedelta(days=2)
-
-    def _import_limiter(self) -> None:
-        """Move a limiter saved whole by an earlier version into per-key rows (once)."""
-        try:
-            state = self.store.kv_get(self.RATE_STATE_KEY)
-            old = RateLimiter(state) if state else None
-        except ValueError as exc:
-            # Unreadable state: start empty but say so loudly; the services' own limits
-            # (45009/130101 → retry later) are the backstop for the one burst this allows.
-            self.log.error("rate_limit_state_unreadable", error=str(exc))
-            old = None
-        if old is not None:
-            now = self.clock()
-            for key in old.to_state()["keys"]:
-                self.store.kv_setdefault(self.RATE_PREFIX + key, old.key_state(key), now)
-            self.store.kv_forget(self.RATE_STATE_KEY, now + timedelta(seconds=1))
-
-    def saved_limiter(self, keys: Sequence[str]) -> RateLimiter:
-        """The limiter windows of ``keys`` as the store holds them."""
-        rows = self.store.kv_get_many([self.RATE_PREFIX + k for k in keys])
-        return RateLimiter.of_keys({k[len(self.RATE_PREFIX):]: v for k, v in rows.items() if v})
-
     def _allow(self, keys: Sequence[str], now: datetime, limits: Sequence[RateLimit]
                ) -> Decision:
-        """Check, record and save one request for ``keys`` as one step under the store's row
-        locks, so concurrent workers (of any node or region) never share the last slot of a
-        window nor save an older window over a newer one. Saved *before* the request: a
-        crash must not forget it."""
-        def decide(rows: dict[str, Any]) -> tuple[dict[str, Any] | None, Decision]:
-            limiter = RateLimiter.of_keys({k[len(self.RATE_PREFIX):]: v for k, v in rows.items()})
-            decision = limiter.allow(keys, now, limits)
-            saved = {self.RATE_PREFIX + k: limiter.key_state(k) for k in keys}
-            return (saved if decision.ok else None), decision
-        with self._limiter_lock:
-            return self.store.kv_update([self.RATE_PREFIX + k for k in keys], decide, now)
-
-    def record(self, key: str, now: datetime, limits: Sequence[RateLimit]) -> Decision:
-        """Count one request for ``key`` as :meth:`_allow` does (a request made elsewhere)."""
-        return self._allow([key], now, limits)
-
-    def _forget_idle_keys(self, now: datetime) -> None:
-        """Drop limiter windows idle for :data:`RATE_IDLE` (hourly)."""
-        if self._forgotten_at is not None and now - self._forgotten_at < timedelta(hours=1):
-            return
-        self._forgotten_at = now
-        self.store.kv_forget(self.RATE_PREFIX, now - self.RATE_IDLE)
+        """One request for ``keys``, checked and recorded across every node and region."""
+        return self.limits.allow(keys, now, limits)
 
     def _defer(self, row: OutboxRow, now: datetime, wait: float, why: str) -> None:
         """Put ``row`` back until the limiter allows it; not an attempt, but age still counts."""
@@ -596,7 +546,7 @@ class Deliverer:
         ``clock`` when it goes out, so the limiter records when it really happened."""
         limits = rate_limits_of(channel)
         now = clock()
-        saved = self.saved_limiter(keys)
+        saved = self.limits.saved(keys)
         budget = min(saved.budget(k, now, limits) for k in keys)
         digest_limit = channel.digest_limit_bytes if isinstance(channel, Digestible) else None
         if len(rows) <= budget or len(rows) == 1 or not digest_limit:

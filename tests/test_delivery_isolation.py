@@ -392,7 +392,7 @@ def test_targets_sharing_a_number_never_exceed_its_limit(store: Store,
     d.close()
     to_a = [f for f in sinks["sms"].forms() if a in f["PhoneNumbers"].split(",")]
     assert len(to_a) == 3  # the quota, not more, although both groups ran at once
-    saved = d.saved_limiter([f"sms/{a}/SMS_1"])
+    saved = d.limits.saved([f"sms/{a}/SMS_1"])
     assert len(saved.history(f"sms/{a}/SMS_1")) == 3
     assert Counter(r.status for r in store.messages()) == {"sent": 3, "pending": 5}
 
@@ -413,7 +413,7 @@ def test_many_targets_at_once_on_one_database(store: Store, sinks: dict[str, Sin
     for ch, ts in targets.items():
         for t in ts:
             assert sinks[ch].count(f"tok-{t}") == 3, (ch, t)
-    saved = d.saved_limiter([f"{ch}/{t}" for ch, ts in targets.items() for t in ts])
+    saved = d.limits.saved([f"{ch}/{t}" for ch, ts in targets.items() for t in ts])
     assert all(len(saved.history(f"{ch}/{t}")) == 3 for ch, ts in targets.items() for t in ts)
 
 

@@ -150,7 +150,7 @@ def test_rate_limited_past_max_age_is_dead_lettered(store: Store, wecom: FakeSer
                            rate_limits=DEFAULT_LIMITS["wecom"])
     d = Deliverer(store, {"wecom": channel}, short)
     for _ in range(20):
-        d.record("wecom/g0", T0, DEFAULT_LIMITS["wecom"])
+        d.limits.allow(["wecom/g0"], T0, DEFAULT_LIMITS["wecom"])
     with store.transaction() as conn:
         store.enqueue_in(conn, [notice(0)], T0)
     d.run_once(T0 + timedelta(seconds=1))

@@ -28,6 +28,7 @@ from outage_sentinel.region import (
     substation_feeders,
 )
 from outage_sentinel.retry import RetryPolicy
+from outage_sentinel.shared_limits import WHOLE_STATE_KEY
 from outage_sentinel.store import MIGRATIONS, Store, events_t, schema_version_t
 from outage_sentinel.topology import Topology, load_bundle
 from tests.conftest import T0
@@ -254,7 +255,7 @@ def test_two_regions_sending_to_one_robot_never_exceed_its_limit_together(pg_url
         for d in delivers:
             d.close()
         assert len(sink.received) == 3
-        saved = delivers[0].saved_limiter(["wecom/g1"])
+        saved = delivers[0].limits.saved(["wecom/g1"])
         assert len(saved.history("wecom/g1")) == 3
         statuses = sorted(r.status for s in stores for r in s.messages())
         assert statuses == ["pending", "sent", "sent", "sent"]  # the fourth waits its turn
@@ -269,8 +270,9 @@ def test_a_limiter_saved_whole_by_an_earlier_version_is_imported(store: Store) -
     now = datetime.now(UTC)
     for _ in range(3):
         old.record("wecom/g1", now, (RateLimit(3, 60.0),))
-    store.kv_set(Deliverer.RATE_STATE_KEY, old.to_state(), now)
+    store.kv_set(WHOLE_STATE_KEY, old.to_state(), now)
     d = Deliverer(store, {}, RetryPolicy(), clock=lambda: now)
-    assert len(d.saved_limiter(["wecom/g1"]).history("wecom/g1")) == 3
-    assert store.kv_get(Deliverer.RATE_STATE_KEY) is None
-    assert not d.record("wecom/g1", now + timedelta(seconds=1), (RateLimit(3, 60.0),)).ok
+    assert len(d.limits.saved(["wecom/g1"]).history("wecom/g1")) == 3
+    assert store.kv_get(WHOLE_STATE_KEY) is None
+    assert not d.limits.allow(["wecom/g1"], now + timedelta(seconds=1),
+                              (RateLimit(3, 60.0),)).ok
