@@ -18,7 +18,7 @@ from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.cli import main as cli_main
 from outage_sentinel.config import Config, ConfigError, load_config
 from outage_sentinel.delivery import Deliverer
-from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.events import OutageEvent, PollResult, Quarantined
 from outage_sentinel.ratelimit import RateLimit, RateLimiter
 from outage_sentinel.region import (
     Region,
@@ -148,8 +148,11 @@ def two_pg(pg_url: str) -> Iterator[tuple[Store, Store]]:
 def test_each_region_sees_only_its_own_events_incidents_outbox_and_state(
         two_pg: tuple[Store, Store]) -> None:
     east, west = two_pg
-    poll = PollResult(events=[event("E1")], cursor={"n": 1})
+    poll = PollResult(events=[event("E1")], cursor={"n": 1},
+                      quarantined=[Quarantined("feed", "bad date", "{}")])
     assert east.ingest("feed", poll, T0).inserted == 1
+    assert [q["reason"] for q in east.quarantined()] == ["bad date"]
+    assert west.quarantined() == []
     assert west.ingest("feed", PollResult(events=[event("E1")], cursor={"n": 2}), T0).inserted == 1
     assert east.ingest("feed", poll, T0).inserted == 0  # a duplicate within a region
     assert [e.event.event_id for e in east.unprocessed_events()] == ["E1"]

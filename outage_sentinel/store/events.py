@@ -212,7 +212,7 @@ class EventStore(KvStore):
         raw = q.raw if isinstance(q.raw, str) else raw_json(q.raw)
         conn.execute(quarantine_t.insert().values(
             source=storable_text(q.source), reason=storable_text(q.reason),
-            raw=storable_text(raw), received_at=now))
+            raw=storable_text(raw), received_at=now, region=self.region))
 
     def quarantine(self, q: Quarantined, now: datetime) -> None:
         with self.transaction() as conn:
@@ -220,7 +220,8 @@ class EventStore(KvStore):
 
     def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(quarantine_t).order_by(quarantine_t.c.id.desc()).limit(limit))
+            rows = conn.execute(select(quarantine_t).where(self.in_region(quarantine_t))
+                                .order_by(quarantine_t.c.id.desc()).limit(limit))
             return [dict(r._mapping) for r in rows]
 
     def unprocessed_events(self, limit: int = 1000) -> list[StoredEvent]:

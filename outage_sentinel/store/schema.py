@@ -79,6 +79,9 @@ quarantine_t = Table(
     Column("reason", Text, nullable=False),
     Column("raw", Text),
     Column("received_at", UTCDateTime, nullable=False),
+    # The region that received it (schema version 9): a province-wide feed's bad payload is
+    # each region's to see, once.
+    Column("region", String(40), nullable=False, server_default="default"),
 )
 
 incidents_t = Table(
@@ -297,9 +300,9 @@ def _m8_field_answers(conn: Connection) -> None:
 
 
 def _m9_regions(conn: Connection) -> None:
-    """A region column on events, incidents and outbox; an event is unique per region (two
+    """A region column on events, incidents, outbox and quarantine; an event is unique per region (two
     regions polling one province-wide feed each keep the part in their own feeders)."""
-    for table in (events_t, incidents_t, outbox_t):
+    for table in (events_t, incidents_t, outbox_t, quarantine_t):
         _add_missing_columns(conn, table, ["region"])
     if conn.dialect.name == "postgresql":
         conn.execute(text("ALTER TABLE events DROP CONSTRAINT IF EXISTS uq_events_source_id_rev"))
