@@ -58,6 +58,9 @@ log = structlog.get_logger(__name__)
 #: At most this many characters of a quarantined payload are kept.
 RAW_LIMIT = 65536
 
+#: How long ``close`` waits for the last acknowledgements and the DISCONNECT to be written.
+CLOSE_SECONDS = 5.0
+
 
 class _Message(NamedTuple):
     generation: int
@@ -93,6 +96,8 @@ class MqttSource:
         self._pending: list[tuple[PollResult, list[_Message]]] = []
         self._generation = 0
         self._connected = threading.Event()
+        #: Set once the client's own DISCONNECT (and every PUBACK before it) is written.
+        self._gone = threading.Event()
         self._last_error = "not started"
         self._client: mqtt.Client | None = None
         self._subscribe_mid: int | None = None
@@ -217,8 +222,15 @@ class MqttSource:
         if client is None:
             return
         self._client = None
+        was_connected = self._connected.is_set()
+        self._gone.clear()
         try:
             client.disconnect()
+            # The network thread writes the PUBACKs of the last acknowledge, then the
+            # DISCONNECT; stopping it before then would drop them and the broker would deliver
+            # those messages again.
+            if was_connected:
+                self._gone.wait(CLOSE_SECONDS)
         finally:
             client.loop_stop()
             self._connected.clear()
@@ -270,6 +282,7 @@ class MqttSource:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any,
                        flags: mqtt.DisconnectFlags, reason_code: Any, properties: Any) -> None:
         self._connected.clear()
+        self._gone.set()
         self._last_error = f"disconnected: {reason_code}"
         if self._client is not None:
             log.warning("mqtt.disconnected", source=self.name, reason=str(reason_code))
