@@ -321,15 +321,17 @@ class Lifecycle:
                                      self.planner.tz, lang, self.params)
         body = self.planner.renderer.render("crew_dispatch", **ctx)
         c = choice.crew
+        links: list[dict[str, str]] = []
         if self.planner.links is not None and c.channel != "sms":
-            url = self.planner.links(inc.id, f"crew:{c.id}", f"crew:{c.id}")
-            body += "\n" + CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"]).format(url=url)
+            link = self.planner.links(inc.id, f"crew:{c.id}", f"crew:{c.id}")
+            body += "\n" + CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"]).format(url=link.url)
+            links.append(link.record)
         rows = [OutboxMessage(
             incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
             purpose="dispatch", channel=c.channel, target=c.target or c.phone,
             audience="crew", subject=body.splitlines()[0], body=body,
             payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
-                     "params": crews.dispatch_params(ctx, lang)},
+                     "params": crews.dispatch_params(ctx, lang), "field_links": links},
         )]
         # Village liaisons check on the special-care households of their village; the list
         # itself goes only to liaisons reached in person (a group hears the count).

@@ -31,7 +31,16 @@ from outage_sentinel.board.access import token_hash
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.photos import PhotoError, photo_path, photos_of, prune, store_photo
 from outage_sentinel.events import OutageEvent, parse_optional_time
-from outage_sentinel.field_links import PUBLIC, Link, LinkError, verify
+from outage_sentinel.field_links import (
+    LINK_PREFIX,
+    PUBLIC,
+    Link,
+    LinkError,
+    short_key,
+    stored_link,
+    verify,
+    verify_short,
+)
 from outage_sentinel.incidents import Incident
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
@@ -116,19 +125,25 @@ class FieldDesk:
         if not self.per_address.allow(address) or not self.per_link.allow(token[:64]):
             raise FieldError("请求过于频繁，请稍后再试", 429)
         try:
-            bare = verify(self.secret, token, self.clock())  # signature and age first
+            bare = self.check(token)  # signature and age first
+            row = self.store.get_incident(bare.incident_id)
+            if row is None:
+                raise LinkError("this link has expired")
+            inc = Incident.from_json(row["state"])
+            ended = None if inc.status == "active" else (row.get("closed_at") or inc.end or
+                                                         row["updated_at"])
+            return self.check(token, ended), inc
         except LinkError as exc:
             raise FieldError(str(exc), 403) from None
-        row = self.store.get_incident(bare.incident_id)
-        if row is None:
-            raise FieldError("this link has expired", 403)
-        inc = Incident.from_json(row["state"])
-        ended = None if inc.status == "active" else (row.get("closed_at") or inc.end or
-                                                     row["updated_at"])
-        try:
-            return verify(self.secret, token, self.clock(), ended), inc
-        except LinkError as exc:
-            raise FieldError(str(exc), 403) from None
+
+    def check(self, token: str, ended: datetime | None = None) -> Link:
+        """The link of a short token (its stored row) or of a long one (sent before short
+        links), or :class:`LinkError`."""
+        if "." in token:
+            return verify(self.secret, token, self.clock(), ended)
+        key = short_key(token)
+        stored = stored_link(self.store.kv_get(LINK_PREFIX + key)) if key else None
+        return verify_short(self.secret, token, stored, self.clock(), ended)
 
     # -- what each page shows, from its token ---------------------------------------------------
 

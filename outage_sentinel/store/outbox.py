@@ -9,16 +9,18 @@ from typing import Any
 
 from sqlalchemy import (
     and_,
+    delete,
     func,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
 
+from outage_sentinel.field_links import LINK_PREFIX, MAX_AGE
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.silences import Silence
 from outage_sentinel.store.base import StoreBase
-from outage_sentinel.store.schema import incidents_t, outbox_t, silences_t
+from outage_sentinel.store.schema import incidents_t, kv_t, outbox_t, silences_t
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +47,9 @@ class OutboxStore(StoreBase):
     """The ``outbox`` table."""
 
     def enqueue_in(self, conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> int:
-        """Add outbox rows; a row whose unique key exists already is skipped. Returns added."""
+        """Add outbox rows; a row whose unique key exists already is skipped. Returns added.
+        The short field links the rows carry (``payload["field_links"]``) are kept in the same
+        transaction: a link exists exactly when a message carrying it was queued."""
         added = 0
         stmt = self.insert_stmt(outbox_t).on_conflict_do_nothing(
             index_elements=["incident_id", "revision", "recipient", "purpose"])
@@ -53,7 +57,24 @@ class OutboxStore(StoreBase):
             values = {"status": "pending", "attempts": 0, "inflight_count": 0,
                       "next_attempt_at": now, "created_at": now, **row.columns()}
             added += conn.execute(stmt, values).rowcount or 0
+            self.keep_links_in(conn, row.payload.get("field_links") or (), now)
         return added
+
+    def keep_links_in(self, conn: Connection, links: Sequence[dict[str, str]],
+                      now: datetime) -> None:
+        """Store short field links (``issued`` = ``now``, so a link's age counts from the last
+        message carrying it); links issued longer ago than the maximum age go."""
+        if not links:
+            return
+        conn.execute(delete(kv_t).where(kv_t.c.key.like(LINK_PREFIX + "%"),
+                                        kv_t.c.updated_at < now - MAX_AGE))
+        for link in links:
+            value = {k: link[k] for k in ("incident", "village", "recipient")}
+            value["issued"] = now.isoformat()
+            stmt = self.insert_stmt(kv_t).values(key=LINK_PREFIX + link["key"], value=value,
+                                                 updated_at=now)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"],
+                                                    set_={"value": value, "updated_at": now}))
 
     def due_messages(self, now: datetime, limit: int = 100,
                      exclude: Collection[tuple[str, str]] = ()) -> list[OutboxRow]:
