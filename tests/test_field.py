@@ -15,7 +15,15 @@ from starlette.testclient import TestClient
 from outage_sentinel.board.app import create_app
 from outage_sentinel.board.serve import build
 from outage_sentinel.config import CommandCentreConfig, FieldConfig, load_config
-from outage_sentinel.field_links import Link, LinkError, sign, verify
+from outage_sentinel.field_links import (
+    LINK_PREFIX,
+    Link,
+    LinkError,
+    short_token,
+    sign,
+    verify,
+    verify_short,
+)
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
 
@@ -41,6 +49,31 @@ def test_tokens_cannot_be_forged_moved_or_used_after_expiry() -> None:
     with pytest.raises(LinkError, match="expired"):
         verify(secret, token, T0 + timedelta(days=2), ended=T0 + timedelta(hours=1))
     assert verify(secret, token, T0 + timedelta(hours=20), ended=T0 + timedelta(hours=1))
+
+
+def test_short_tokens_are_checked_against_their_stored_link() -> None:
+    secret = b"k" * 32
+    link = Link("INC-20261204-0001", "V01", "village:V01:wecom:g", T0)
+    token = short_token(secret, link.incident_id, link.village, link.recipient)
+    assert len(token) == 24 and re.fullmatch(r"[A-Za-z0-9_-]{24}", token)
+    assert token == short_token(secret, link.incident_id, link.village, link.recipient)
+    assert verify_short(secret, token, link, T0 + timedelta(days=1)) == link
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    for bad, stored in ((flipped, link), (token, None), (token[:20], link),
+                        (short_token(b"x" * 32, "INC-20261204-0001", "V01", link.recipient),
+                         link),
+                        # the row altered to point at another incident, village, recipient
+                        (token, Link("INC-20261204-0002", "V01", link.recipient, T0)),
+                        (token, Link(link.incident_id, "V02", link.recipient, T0)),
+                        (token, Link(link.incident_id, "V01", "village:V01:sms:1", T0))):
+        with pytest.raises(LinkError):
+            verify_short(secret, bad, stored, T0)
+    with pytest.raises(LinkError, match="expired"):
+        verify_short(secret, token, link, T0 + timedelta(days=15))
+    with pytest.raises(LinkError, match="expired"):
+        verify_short(secret, token, link, T0 + timedelta(days=2), ended=T0 + timedelta(hours=1))
+    assert verify_short(secret, token, link, T0 + timedelta(hours=20),
+                        ended=T0 + timedelta(hours=1))
 
 
 class Clock:
@@ -477,3 +510,63 @@ def test_the_overview_counts_what_the_field_said_and_an_unlisted_dark_area_is_re
     holders = [r["id"] for r in store.load_incidents(open_only=True)
                if unlisted[0] in r["state"]["estimate"]["transformers"]]
     assert holders, "the dark report joined no incident"
+
+
+def test_links_are_short_kept_with_their_message_and_the_same_in_every_notice(
+        field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    urls = re.findall(r"http://board\.example\.cn:8088/f/\S+", "\n".join(
+        m.body for m in store.messages(incident_id=iid)))
+    assert urls and all(len(u) == len("http://board.example.cn:8088/f/") + 24 for u in urls)
+    village, token = next(iter(links_of(store, iid).items()))
+    kept = store.kv_get(LINK_PREFIX + token[:12])
+    assert kept["incident"] == iid and kept["village"] == village
+    clock.now += timedelta(minutes=5)
+    board.actions.incident_step(iid, "etr", {"time": (clock.now + timedelta(hours=3))
+                                             .isoformat()}, "operator:x")
+    update = [m for m in store.messages(incident_id=iid) if m.purpose == "update"
+              and m.payload["village"] == village and m.channel != "sms"]
+    assert update and token in update[0].body  # the same link: answers stay one per area
+    assert client.get(f"/f/{token}").status_code == 200
+
+
+def test_a_short_link_opens_nothing_of_another_incident_and_ends_after_the_close(
+        field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    first = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    clock.now += timedelta(minutes=1)
+    second = board.actions.open_incident({"transformers": "T-CG01-001"}, "operator:x")
+    assert first != second
+    a, b = (next(iter(links_of(store, i).values())) for i in (first, second))
+    # One incident's key with the other's MAC, and each the other way round: refused.
+    for mixed in (a[:12] + b[12:], b[:12] + a[12:]):
+        assert client.get(f"/f/{mixed}").status_code == 403
+    # A stored row moved to the other incident is no longer the link its token signs.
+    row = store.kv_get(LINK_PREFIX + a[:12])
+    store.kv_set(LINK_PREFIX + a[:12], {**row, "incident": second}, clock.now)
+    assert client.get(f"/f/{a}").status_code == 403
+    store.kv_set(LINK_PREFIX + a[:12], row, clock.now)
+    assert client.get(f"/f/{a}").status_code == 200
+    board.actions.incident_step(first, "restore", {}, "operator:x")
+    board.actions.incident_step(first, "close", {"cause": "树线矛盾"}, "operator:x")
+    clock.now += timedelta(hours=23)
+    assert client.get(f"/f/{a}").status_code == 200  # within the grace after the close
+    clock.now += timedelta(hours=2)
+    assert client.get(f"/f/{a}").status_code == 403
+    assert client.get(f"/f/{b}").status_code == 200  # the other incident is still open
+
+
+def test_a_long_link_sent_before_short_links_still_opens_until_it_expires(
+        field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    village = next(iter(links_of(store, iid)))
+    long = sign(board.field_desk.secret, Link(iid, village, f"village:{village}:wecom:g",
+                                              clock.now))
+    assert len(long) > 100 and client.get(f"/f/{long}").status_code == 200
+    clock.now += timedelta(days=15)
+    assert client.get(f"/f/{long}").status_code == 403
