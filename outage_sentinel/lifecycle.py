@@ -211,6 +211,18 @@ class Lifecycle:
             self.store.enqueue_in(conn, rows, now)
         return inc
 
+    def field_photo(self, incident_id: str, actor: str, details: dict[str, Any]) -> None:
+        """A photo from a liaison's page (whatever the incident's status: the page answers
+        until its link expires): logged, the command centre told."""
+        now = self.clock()
+        with self.store.transaction() as conn:
+            inc, _row = self.load_in(conn, incident_id)
+            self.store.log_in(conn, inc.id, now, "photo", actor, "", details)
+            words = CREW_NOTE_WORDS.get(self.planner.renderer.language, {})
+            body = f"【{inc.id}】{actor}：{words.get('photo', 'photo')}"
+            self.store.enqueue_in(conn, self.command_rows(inc, "field_photo", body,
+                                                          revision=0), now)
+
     def close(self, incident_id: str, actor: str, cause_category: str, note: str = "",
               device: str | None = None) -> Incident:
         """Close out (销号) a restored or cancelled incident with its cause category and, if the

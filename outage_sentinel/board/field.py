@@ -177,25 +177,52 @@ class FieldDesk:
                 "cause": row.get("cause_category") or next((c for c in reversed(causes) if c),
                                                            ""),
                 "etr": inc.etr.isoformat() if inc.etr else None,
-                "photos": photos_of(self.photos, inc.id)}
+                "photos": self.public_photos(inc.id)}
+
+    def public_photos(self, incident_id: str) -> list[str]:
+        """The crews' photos of the incident (a liaison's stay with the command centre)."""
+        crews = {str((e.get("details") or {}).get("file")) for e in
+                 self.store.incident_log(incident_id)
+                 if e["stage"] == "photo" and str(e["actor"]).startswith("crew:")}
+        return [n for n in photos_of(self.photos, incident_id) if n in crews]
 
     def photo(self, token: str, address: str, name: str) -> Path:
         inc = self.open_public(token, address)
         path = photo_path(self.photos, inc.id, name)
-        if path is None:
+        if path is None or name not in self.public_photos(inc.id):
             raise FieldError("no such photo", 404)
         return path
 
-    def crew_photo(self, token: str, address: str, data: bytes) -> dict[str, Any]:
-        crew, inc = self.open_crew(token, address)
+    def keep_photo(self, incident_id: str, data: Any) -> str:
+        """A photo upload (``{"data": bytes}``) checked, cleaned and kept; its file name."""
         try:
-            name = store_photo(self.photos, inc.id, data)
+            name = store_photo(self.photos, incident_id, data.get("data") or b"")
         except PhotoError as exc:
             raise FieldError(str(exc), 400) from None
         prune(self.photos, self.photo_days)
+        return name
+
+    def crew_photo(self, token: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A crew's photo, with the device it found the fault at (when it has said)."""
+        crew, inc = self.open_crew(token, address)
+        found = [e for e in self.store.incident_log(inc.id) if e["stage"] == "fault_found"]
+        device = str((found[-1].get("details") or {}).get("device") or "") if found else ""
+        name = self.keep_photo(inc.id, body)
         self.actions.core.lifecycle.crew_note(inc.id, f"crew:{crew}", "photo", "",
-                                              {"file": name})
+                                              {"file": name, "device": device})
         return self.crew_view(crew, inc)
+
+    def liaison_photo(self, token: str, address: str, body: dict[str, Any]
+                      ) -> dict[str, Any]:
+        """A liaison's photo (``area``: one of the village's areas, or none)."""
+        link, inc = self.open_liaison(token, address)
+        area = str(body.get("area") or "")
+        if area and area not in self.topology().village_transformers(link.village):
+            raise FieldError("area: one of this village's transformer areas")
+        name = self.keep_photo(inc.id, body)
+        self.actions.core.lifecycle.field_photo(inc.id, f"liaison:{link.village}", {
+            "file": name, "village": link.village, "area": area})
+        return self.view(link, inc)
 
     def open_liaison(self, token: str, address: str) -> tuple[Link, Incident]:
         """A liaison's link and its incident (a crew's link opens the crew's page only)."""
