@@ -570,3 +570,58 @@ def test_a_long_link_sent_before_short_links_still_opens_until_it_expires(
     assert len(long) > 100 and client.get(f"/f/{long}").status_code == 200
     clock.now += timedelta(days=15)
     assert client.get(f"/f/{long}").status_code == 403
+
+
+def test_photos_reach_signed_in_staff_and_a_liaisons_never_the_public_page(
+        field_board: Any) -> None:
+    import io
+
+    from PIL import Image
+
+    from outage_sentinel.board import access
+
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
+    _crew, crew = crew_token(store, iid)
+    village, liaison = next(iter(links_of(store, iid).items()))
+    area = topology.village_transformers(village)[0]
+    big = io.BytesIO()
+    Image.new("RGB", (1200, 900), (200, 40, 40)).save(big, "JPEG")
+    device = board.actions.core.processor.incident(iid).estimate.section[0]
+    assert client.post(f"/c/{crew}/step", json={"step": "fault_found", "device": device,
+                                                "cause": "树线矛盾"}).status_code == 200
+    assert client.post(f"/c/{crew}/photo", content=big.getvalue()).status_code == 200
+    elsewhere = next(t for t in topology.transformers if topology.nodes[t].village != village)
+    assert client.post(f"/f/{liaison}/photo?area={elsewhere}",
+                       content=big.getvalue()).status_code == 400
+    r = client.post(f"/f/{liaison}/photo?area={area}", content=jpeg_with_gps())
+    assert r.status_code == 200, r.text
+    assert client.post(f"/f/{liaison}/photo", content=b"not an image").status_code == 400
+    # The public progress page shows the crew's photo only.
+    public = next(re.search(r"/p/(\S+)", m.body).group(1)  # type: ignore[union-attr]
+                  for m in store.messages(incident_id=iid) if m.purpose.startswith("progress"))
+    shown = re.findall(r'src="/p/[^/]+/([0-9a-f]{32}\.jpg)"', client.get(f"/p/{public}").text)
+    logged = {e["actor"].split(":")[0]: e["details"]["file"] for e in store.incident_log(iid)
+              if e["stage"] == "photo"}
+    assert shown == [logged["crew"]]
+    assert client.get(f"/p/{public}/{logged['liaison']}").status_code == 404
+    # Staff: not signed in, nothing; signed in, both, with who, when, where, and thumbnails.
+    photo_url = f"/api/incidents/{iid}/photos/{logged['liaison']}"
+    assert client.get(photo_url, follow_redirects=False).status_code in (401, 303)
+    store.add_user("viewer1", "viewer", access.hash_password("a long enough password"),
+                   clock())
+    client.post("/login", data={"user": "viewer1", "password": "a long enough password"})
+    photos = client.get(f"/api/incidents/{iid}").json()["photos"]
+    assert [(p["name"], p["where"]) for p in photos] == [
+        (logged["crew"], topology.nodes[device].name or device),
+        (logged["liaison"], topology.nodes[area].name or area)]
+    assert topology.villages[village].name in photos[1]["by"] and photos[0]["at"]
+    full = client.get(photos[0]["url"])
+    thumb = client.get(photos[0]["thumb"])
+    assert full.headers["content-type"] == thumb.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(full.content)).size == (1200, 900)
+    assert max(Image.open(io.BytesIO(thumb.content)).size) == 320
+    assert client.get(f"/api/incidents/{iid}/photos/..%2f..%2fconfig.yaml").status_code == 404
+    assert client.get(f"/api/incidents/INC-other/photos/{logged['crew']}").status_code == 404
