@@ -625,3 +625,24 @@ def test_photos_reach_signed_in_staff_and_a_liaisons_never_the_public_page(
     assert max(Image.open(io.BytesIO(thumb.content)).size) == 320
     assert client.get(f"/api/incidents/{iid}/photos/..%2f..%2fconfig.yaml").status_code == 404
     assert client.get(f"/api/incidents/INC-other/photos/{logged['crew']}").status_code == 404
+
+
+def test_a_link_is_kept_with_its_message_and_forgotten_once_too_old(store: Store) -> None:
+    from outage_sentinel.field_links import link_record
+    from outage_sentinel.outgoing import OutboxMessage
+
+    def queue(incident: str, at: datetime) -> str:
+        record = link_record(b"k" * 32, incident, "V01", "village:V01:wecom:g")
+        with store.transaction() as conn:
+            store.enqueue_in(conn, [OutboxMessage(
+                incident_id=incident, revision=1, recipient="village:V01:wecom:g",
+                purpose="outage", channel="wecom", target="g", audience="liaison",
+                subject="s", body="b", payload={"field_links": [record]})], at)
+        return LINK_PREFIX + record["key"]
+
+    old = queue("INC-1", T0)
+    assert store.kv_get(old) == {"incident": "INC-1", "village": "V01",
+                                 "recipient": "village:V01:wecom:g",
+                                 "issued": T0.isoformat()}
+    new = queue("INC-2", T0 + timedelta(days=15))
+    assert store.kv_get(old) is None and store.kv_get(new)["incident"] == "INC-2"

@@ -53,11 +53,13 @@ class OutboxStore(StoreBase):
         added = 0
         stmt = self.insert_stmt(outbox_t).on_conflict_do_nothing(
             index_elements=["incident_id", "revision", "recipient", "purpose"])
+        links: dict[str, dict[str, str]] = {}
         for row in rows:
             values = {"status": "pending", "attempts": 0, "inflight_count": 0,
                       "next_attempt_at": now, "created_at": now, **row.columns()}
             added += conn.execute(stmt, values).rowcount or 0
-            self.keep_links_in(conn, row.payload.get("field_links") or (), now)
+            links.update((link["key"], link) for link in row.payload.get("field_links") or ())
+        self.keep_links_in(conn, list(links.values()), now)
         return added
 
     def keep_links_in(self, conn: Connection, links: Sequence[dict[str, str]],
