@@ -644,5 +644,10 @@ def test_a_link_is_kept_with_its_message_and_forgotten_once_too_old(store: Store
     assert store.kv_get(old) == {"incident": "INC-1", "village": "V01",
                                  "recipient": "village:V01:wecom:g",
                                  "issued": T0.isoformat()}
+    # Queued again soon after: not written again (no queue on the row); later, renewed.
+    assert queue("INC-1", T0 + timedelta(minutes=10)) == old
+    assert store.kv_get(old)["issued"] == T0.isoformat()
+    queue("INC-1", T0 + timedelta(hours=2))
+    assert store.kv_get(old)["issued"] == (T0 + timedelta(hours=2)).isoformat()
     new = queue("INC-2", T0 + timedelta(days=15))
     assert store.kv_get(old) is None and store.kv_get(new)["incident"] == "INC-2"

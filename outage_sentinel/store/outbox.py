@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +21,9 @@ from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.silences import Silence
 from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.schema import incidents_t, kv_t, outbox_t, silences_t
+
+#: A stored field link is written again (its ``issued`` renewed) at most this often.
+LINK_REFRESH = timedelta(hours=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,12 +68,22 @@ class OutboxStore(StoreBase):
     def keep_links_in(self, conn: Connection, links: Sequence[dict[str, str]],
                       now: datetime) -> None:
         """Store short field links (``issued`` = ``now``, so a link's age counts from the last
-        message carrying it); links issued longer ago than the maximum age go."""
+        message carrying it, to within :data:`LINK_REFRESH`: a link stored more recently is
+        not written again, so the transactions of one incident's notices do not queue on its
+        rows); links issued longer ago than the maximum age go."""
         if not links:
+            return
+        keys = [LINK_PREFIX + link["key"] for link in links]
+        fresh = {str(k) for k, at in conn.execute(
+            select(kv_t.c.key, kv_t.c.updated_at).where(kv_t.c.key.in_(keys)))
+            if now - at < LINK_REFRESH}
+        if len(fresh) == len(keys):
             return
         conn.execute(delete(kv_t).where(kv_t.c.key.like(LINK_PREFIX + "%"),
                                         kv_t.c.updated_at < now - MAX_AGE))
         for link in links:
+            if LINK_PREFIX + link["key"] in fresh:
+                continue
             value = {k: link[k] for k in ("incident", "village", "recipient")}
             value["issued"] = now.isoformat()
             stmt = self.insert_stmt(kv_t).values(key=LINK_PREFIX + link["key"], value=value,
