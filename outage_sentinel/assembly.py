@@ -25,7 +25,7 @@ from outage_sentinel.config import (
 )
 from outage_sentinel.delivery import Deliverer, Muter
 from outage_sentinel.estimation import default_estimator
-from outage_sentinel.field_links import PUBLIC, Link, sign
+from outage_sentinel.field_links import PUBLIC, IssuedLink, link_record, short_token
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.liaison import LiaisonPlanner, LinkMaker, Renderer, TemplateFailure
 from outage_sentinel.lifecycle import Lifecycle
@@ -78,17 +78,19 @@ def link_secret(config: Config, store: Store, now: datetime) -> bytes:
 
 def link_maker(config: Config, store: Store, clock: Callable[[], datetime]
                ) -> LinkMaker | None:
-    """Each liaison's personal link to the incident's field page (``field.base_url``)."""
+    """Each liaison's personal link to the incident's field page (``field.base_url``): a
+    short link, kept by the store when the message carrying it is queued."""
     base = config.field.base_url
     if not base:
         return None
     secret = link_secret(config, store, clock())
 
-    def make(incident_id: str, village: str, recipient: str) -> str:
-        token = sign(secret, Link(incident_id, village, recipient, clock()))
+    def make(incident_id: str, village: str, recipient: str) -> IssuedLink:
+        token = short_token(secret, incident_id, village, recipient)
         # a crew's page, the public progress page, a liaison's page
         page = "c" if village.startswith("crew:") else "p" if village == PUBLIC else "f"
-        return f"{base.rstrip('/')}/{page}/{token}"
+        return IssuedLink(f"{base.rstrip('/')}/{page}/{token}", token,
+                          link_record(secret, incident_id, village, recipient))
     return make
 
 

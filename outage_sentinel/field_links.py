@@ -1,9 +1,21 @@
 """Personal links for the field: a liaison's (or a crew's) link to one incident's page.
 
-A token names one incident, one village and one recipient, and when it was issued; it is
-signed with HMAC-SHA256 under a secret from the environment, so it cannot be forged or moved to
-another incident, village or recipient. It expires ``grace`` after the incident closed (or was
-cancelled), and in any case ``max_age`` after issue. Pure: the secret and ``now`` come in.
+A link names one incident, one village and one recipient. It is signed with HMAC-SHA256 under a
+secret from the environment, so it cannot be forged or moved to another incident, village or
+recipient. It expires :data:`GRACE` after the incident closed (or was cancelled), and in any
+case :data:`MAX_AGE` after it was last issued. Pure: the secret and ``now`` come in.
+
+Two forms:
+
+* **short** (what every message carries now): 24 URL-safe characters, a 12-character *key*
+  and a 12-character MAC (72 bits each), both HMACs of the link's incident, village and
+  recipient. The key names the link's stored row (incident, village, recipient, when last
+  issued; kept by the store when a message carrying the link is queued, see
+  :func:`link_record`); the MAC is checked against that row, so a row cannot be altered or a
+  key guessed into another link. The same recipient gets the same link for the same incident
+  and village in every notice.
+* **long** (messages sent before short links): the signed payload itself
+  (``<base64 JSON>.<base64 MAC>``, ~140 characters), still taken until it expires.
 """
 
 from __future__ import annotations
@@ -23,6 +35,12 @@ GRACE = timedelta(hours=24)
 PUBLIC = "public"
 #: Bytes of the HMAC kept in the token (128 bits).
 MAC_BYTES = 16
+#: Bytes of a short token's key and of its MAC (72 bits each, 12 characters each).
+SHORT_BYTES = 9
+#: Length of a short token, in characters.
+SHORT_LENGTH = 24
+#: The kv key prefix of the stored short links (``field:link:<key>``).
+LINK_PREFIX = "field:link:"
 
 
 class LinkError(ValueError):
@@ -35,6 +53,17 @@ class Link:
     village: str
     recipient: str
     issued: datetime
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    """A short link as a message carries it: the URL to show, the token alone (an SMS
+    template's variable: the template holds the board's address), and what the store keeps
+    (the message's ``payload["field_links"]``)."""
+
+    url: str
+    token: str
+    record: dict[str, str]
 
 
 def _b64(data: bytes) -> str:
@@ -76,3 +105,59 @@ def verify(secret: bytes, token: str, now: datetime, ended: datetime | None = No
     if now - issued_at > MAX_AGE or (ended is not None and now - ended > GRACE):
         raise LinkError("this link has expired")
     return Link(str(incident_id), str(village), str(recipient), issued_at)
+
+
+# -- short links --------------------------------------------------------------------------------
+
+
+def _short_part(secret: bytes, label: bytes, *fields: str) -> str:
+    payload = b"outage-sentinel/field-link/short\0" + label + b"\0" + "\0".join(fields).encode()
+    return _b64(hmac.new(secret, payload, hashlib.sha256).digest()[:SHORT_BYTES])
+
+
+def short_token(secret: bytes, incident_id: str, village: str, recipient: str) -> str:
+    """The short token of a link: its key, then its MAC (both fixed by the three fields)."""
+    key = _short_part(secret, b"key", incident_id, village, recipient)
+    return key + _short_part(secret, b"mac", key, incident_id, village, recipient)
+
+
+def short_key(token: str) -> str | None:
+    """The key of a short token (the stored row's name), or None if ``token`` is none."""
+    if len(token) != SHORT_LENGTH or not all(c.isascii() and (c.isalnum() or c in "-_")
+                                             for c in token):
+        return None
+    return token[:SHORT_LENGTH // 2]
+
+
+def link_record(secret: bytes, incident_id: str, village: str, recipient: str
+                ) -> dict[str, str]:
+    """What the store keeps of a short link, under :data:`LINK_PREFIX` + ``key`` (the store
+    adds ``issued``). A message carrying the link has it in ``payload["field_links"]``."""
+    token = short_token(secret, incident_id, village, recipient)
+    return {"key": token[:SHORT_LENGTH // 2], "incident": incident_id, "village": village,
+            "recipient": recipient}
+
+
+def verify_short(secret: bytes, token: str, stored: Link | None, now: datetime,
+                 ended: datetime | None = None) -> Link:
+    """The link a short ``token`` stands for, given the row its key names (None: no row), or
+    :class:`LinkError`."""
+    if short_key(token) is None:
+        raise LinkError("malformed link")
+    if stored is None or not hmac.compare_digest(
+            short_token(secret, stored.incident_id, stored.village, stored.recipient), token):
+        raise LinkError("this link is not one of ours")
+    if now - stored.issued > MAX_AGE or (ended is not None and now - ended > GRACE):
+        raise LinkError("this link has expired")
+    return stored
+
+
+def stored_link(value: object) -> Link | None:
+    """The link of a stored row (what :func:`link_record` gave, plus ``issued``), or None."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return Link(str(value["incident"]), str(value["village"]), str(value["recipient"]),
+                    datetime.fromisoformat(str(value["issued"])))
+    except (KeyError, ValueError):
+        return None

@@ -25,7 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from outage_sentinel import sms_params as sms
 from outage_sentinel.config import ChannelConfig
-from outage_sentinel.field_links import PUBLIC
+from outage_sentinel.field_links import PUBLIC, IssuedLink
 from outage_sentinel.incidents import Incident, Notice, village_etr, villages_off
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
@@ -205,10 +205,12 @@ def reported_devices(incident: Incident, devices: Sequence[str]) -> list[str]:
     return [d for d in devices if d in named]
 
 
-#: ``(incident id, village, recipient) -> URL`` of that recipient's field page.
-LinkMaker = Callable[[str, str, str], str]
-#: Notices that carry the recipient's link (SMS templates are fixed: no link there).
+#: ``(incident id, village, recipient) ->`` that recipient's short link to its field page.
+LinkMaker = Callable[[str, str, str], IssuedLink]
+#: Notices that carry the recipient's link: in the text, or by SMS as the ``link`` variable of
+#: the templates in :data:`SMS_LINKED_TEMPLATES` (the template holds the board's address).
 LINKED_PURPOSES = frozenset({"outage", "update", "restored"})
+SMS_LINKED_TEMPLATES = frozenset({"outage", "update", "restored"})
 LINK_LINE = {"zh": "反馈（已来电 / 仍停电）：{url}", "en": "Tell us (power back / still off): {url}"}
 
 
@@ -347,10 +349,13 @@ class LiaisonPlanner:
                 village=village.name if village else v, incident=inc.id,
                 feeder=self.topology.feeder_names.get(inc.feeder, inc.feeder),
                 progress=words[step].format(cause=cause or words["unknown"]))
+            links: list[dict[str, str]] = []
             if self.links is not None:
-                body += "\n" + words["page"].format(url=self.links(inc.id, PUBLIC,
-                                                                            PUBLIC))
-            rows += [r for r in self.liaison_rows(inc, v, f"progress_{step}", body)
+                page = self.links(inc.id, PUBLIC, PUBLIC)
+                body += "\n" + words["page"].format(url=page.url)
+                links.append(page.record)
+            rows += [r.but(payload={**r.payload, "field_links": links}) if links else r
+                     for r in self.liaison_rows(inc, v, f"progress_{step}", body)
                      if r.channel != "sms"]
         return rows
 
@@ -372,11 +377,12 @@ class LiaisonPlanner:
         for (channel, target), members in sorted(groups.items()):
             phones = tuple(dict.fromkeys(m.phone for m in members if m.phone))
             recipient = f"village:{village_id}:{channel}:{target}"
-            text = body
-            if self.links is not None and purpose in LINKED_PURPOSES and channel != "sms":
-                line = LINK_LINE.get(self.renderer.language, LINK_LINE["en"])
-                text = body + "\n" + line.format(url=self.links(incident.id, village_id,
-                                                                  recipient))
+            text, row_params, links = body, params, []
+            if self.links is not None and purpose in LINKED_PURPOSES:
+                link = self.links(incident.id, village_id, recipient)
+                carried = self.with_link(body, params, channel, link)
+                if carried is not None:
+                    (text, row_params), links = carried, [link.record]
             rows.append(OutboxMessage(
                 incident_id=incident.id,
                 revision=incident.revision if revision is None else revision,
@@ -391,10 +397,24 @@ class LiaisonPlanner:
                     "mentions": list(phones),
                     "village": village_id,
                     "roles": sorted({m.role for m in members}),
-                    "params": params or {"village": village_id, "incident": incident.id},
+                    "params": row_params or {"village": village_id,
+                                             "incident": incident.id},
+                    **({"field_links": links} if links else {}),
                 },
             ))
         return rows
+
+    def with_link(self, body: str, params: dict[str, Any] | None, channel: str,
+                  link: IssuedLink) -> tuple[str, dict[str, Any] | None] | None:
+        """The text and parameters of one liaison's notice with its link: a line under the
+        text, or by SMS the ``link`` variable of the templates that have one (None: an SMS
+        template without one, planned work's)."""
+        if channel != "sms":
+            line = LINK_LINE.get(self.renderer.language, LINK_LINE["en"])
+            return body + "\n" + line.format(url=link.url), params
+        if params is None or params.get("sms_template") not in SMS_LINKED_TEMPLATES:
+            return None
+        return body, {**params, "sms": sms.with_link(params["sms"], link.token)}
 
     def care_rows(self, incident: Incident, village_id: str, care: dict[str, Any],
                   individual: Mapping[str, str], crew_label: str) -> list[OutboxMessage]:

@@ -212,6 +212,18 @@ class Lifecycle:
             self.store.enqueue_in(conn, rows, now)
         return inc
 
+    def field_photo(self, incident_id: str, actor: str, details: dict[str, Any]) -> None:
+        """A photo from a liaison's page (whatever the incident's status: the page answers
+        until its link expires): logged, the command centre told."""
+        now = self.clock()
+        with self.store.transaction() as conn:
+            inc, _row = self.load_in(conn, incident_id)
+            self.store.log_in(conn, inc.id, now, "photo", actor, "", details)
+            words = CREW_NOTE_WORDS.get(self.planner.renderer.language, {})
+            body = f"【{inc.id}】{actor}：{words.get('photo', 'photo')}"
+            self.store.enqueue_in(conn, self.command_rows(inc, "field_photo", body,
+                                                          revision=0), now)
+
     def close(self, incident_id: str, actor: str, cause_category: str, note: str = "",
               device: str | None = None) -> Incident:
         """Close out (销号) a restored or cancelled incident with its cause category and, if the
@@ -322,15 +334,17 @@ class Lifecycle:
                                      self.planner.tz, lang, self.params)
         body = self.planner.renderer.render("crew_dispatch", **ctx)
         c = choice.crew
+        links: list[dict[str, str]] = []
         if self.planner.links is not None and c.channel != "sms":
-            url = self.planner.links(inc.id, f"crew:{c.id}", f"crew:{c.id}")
-            body += "\n" + CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"]).format(url=url)
+            link = self.planner.links(inc.id, f"crew:{c.id}", f"crew:{c.id}")
+            body += "\n" + CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"]).format(url=link.url)
+            links.append(link.record)
         rows = [OutboxMessage(
             incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
             purpose="dispatch", channel=c.channel, target=c.target or c.phone,
             audience="crew", subject=body.splitlines()[0], body=body,
             payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
-                     "params": crews.dispatch_params(ctx, lang)},
+                     "params": crews.dispatch_params(ctx, lang), "field_links": links},
         )]
         # Village liaisons check on the special-care households of their village; the list
         # itself goes only to liaisons reached in person (a group hears the count).

@@ -5,7 +5,8 @@ robot message its text cannot say anything the template does not: a restoration 
 template, and every fact the reader needs (cause, expected restoration, restored time) must be
 a variable. Each purpose below has one builder returning exactly its documented keys
 (docs/channels.md, "SMS templates per purpose"), always all of them, always strings (Aliyun
-requires string values), never empty (a missing fact reads "待定"/"待查").
+requires string values), never empty (a missing fact reads "待定"/"待查"). With field links on,
+a liaison's ``outage``, ``update`` and ``restored`` carry one more, ``link`` (:func:`with_link`).
 
 Length: Aliyun caps one variable of a notification template at 35 characters unless the
 limit is lifted for the template ("单个模板变量的长度可以超过默认的 35 字符上限" only after
@@ -180,6 +181,16 @@ def dispatch_params(*, incident: str, priority: int, deadline: str | None, feede
             "villages": pack(list(villages), len(villages), labels["more_villages"],
                              labels["sep"]) or labels["none"],
             "customers": str(customers), "cause": _cause(cause, language), "care": str(care)}
+
+
+def with_link(values: Mapping[str, str], token: str) -> dict[str, str]:
+    """``values`` and ``link``: the liaison's short link token, for the ``outage``, ``update``
+    and ``restored`` templates when field links are on. Carriers take a link only as fixed
+    text of the template, so the template holds the board's address and the variable is the
+    link's last part (``…/f/${link}``). A token is never cut (a cut link opens nothing)."""
+    if len(token) > VARIABLE_LIMIT or not token:
+        raise ValueError(f"a link token must be 1 to {VARIABLE_LIMIT} characters")
+    return {**values, "link": token}
 
 
 def command_params(*, summary: str, incident: str) -> dict[str, str]:

@@ -257,3 +257,60 @@ def test_a_crew_on_a_phone_goes_from_accept_to_restored(
     stages = [e["stage"] for e in store.incident_log(iid) if e["actor"] == "crew:CR01"]
     assert stages[:5] == ["accepted", "on_the_way", "on_site", "photo", "fault_found"]
     page.context.close()
+
+
+def test_the_incident_page_shows_the_fields_photos_to_staff(
+        browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    import re
+
+    from tests.test_field import jpeg_with_gps
+
+    url, store, holder = served
+    board = holder["board"]
+    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "board:ops")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "board:ops")
+    crew = re.search(r"/c/(\S+)", [m for m in store.messages(incident_id=iid)
+                                   if m.purpose == "dispatch"][-1].body).group(1)  # type: ignore[union-attr]
+    link = next(m for m in store.messages(incident_id=iid)
+                if m.audience == "liaison" and "/f/" in m.body)
+    liaison = re.search(r"/f/(\S+)", link.body).group(1)  # type: ignore[union-attr]
+    photo = [{"name": "site.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps()}]
+    # The crew and the liaison each send one from their phone page.
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = phone.new_page()
+    page.goto(f"{url}/c/{crew}")
+    page.set_input_files("#crew-photo-file", files=photo)
+    page.click("#crew-photo")
+    page.wait_for_selector("#crew-done:has-text('现场照片')", timeout=10000)
+    page.goto(f"{url}/f/{liaison}")
+    page.select_option("#field-photo-area", index=1)
+    area = page.eval_on_selector("#field-photo-area", "s => s.options[s.selectedIndex].text")
+    page.set_input_files("#field-photo-file", files=photo)
+    page.click("#field-photo")
+    page.wait_for_selector("#field-done:not([hidden])", timeout=10000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.close()
+    # Staff see both on the incident page: thumbnails, who, which area; a click opens one.
+    staff = sign_in(browser, url)
+    staff.goto(f"{url}/#/incident/{iid}")
+    staff.wait_for_selector("#photos figure >> nth=1", timeout=10000)
+    captions = [c.text_content() for c in staff.query_selector_all("#photos figcaption")]
+    assert "城关供电所抢修一班" in captions[0]  # the crew by name
+    assert area in captions[1] and "联络人" in captions[1]
+    loaded = staff.eval_on_selector_all(
+        "#photos img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+    assert all(done and 0 < width <= 320 for done, width in loaded), loaded
+    with staff.context.expect_page() as opened:
+        staff.click("#photos a >> nth=1")
+    full = opened.value
+    full.wait_for_load_state()
+    assert f"/api/incidents/{iid}/photos/" in full.url and "size=thumb" not in full.url
+    shots = screenshot_dir() / "board"
+    shots.mkdir(exist_ok=True)
+    staff.screenshot(path=str(shots / "incident-photos.png"), full_page=True)
+    staff.context.close()
+    # Without a session the same address gives no photo.
+    stranger = browser.new_context().new_page()
+    response = stranger.goto(f"{url}{full.url.split(url, 1)[1]}")
+    assert response is not None and response.headers.get("content-type") != "image/jpeg"
+    stranger.context.close()

@@ -15,7 +15,15 @@ from starlette.testclient import TestClient
 from outage_sentinel.board.app import create_app
 from outage_sentinel.board.serve import build
 from outage_sentinel.config import CommandCentreConfig, FieldConfig, load_config
-from outage_sentinel.field_links import Link, LinkError, sign, verify
+from outage_sentinel.field_links import (
+    LINK_PREFIX,
+    Link,
+    LinkError,
+    short_token,
+    sign,
+    verify,
+    verify_short,
+)
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
 
@@ -41,6 +49,31 @@ def test_tokens_cannot_be_forged_moved_or_used_after_expiry() -> None:
     with pytest.raises(LinkError, match="expired"):
         verify(secret, token, T0 + timedelta(days=2), ended=T0 + timedelta(hours=1))
     assert verify(secret, token, T0 + timedelta(hours=20), ended=T0 + timedelta(hours=1))
+
+
+def test_short_tokens_are_checked_against_their_stored_link() -> None:
+    secret = b"k" * 32
+    link = Link("INC-20261204-0001", "V01", "village:V01:wecom:g", T0)
+    token = short_token(secret, link.incident_id, link.village, link.recipient)
+    assert len(token) == 24 and re.fullmatch(r"[A-Za-z0-9_-]{24}", token)
+    assert token == short_token(secret, link.incident_id, link.village, link.recipient)
+    assert verify_short(secret, token, link, T0 + timedelta(days=1)) == link
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    for bad, stored in ((flipped, link), (token, None), (token[:20], link),
+                        (short_token(b"x" * 32, "INC-20261204-0001", "V01", link.recipient),
+                         link),
+                        # the row altered to point at another incident, village, recipient
+                        (token, Link("INC-20261204-0002", "V01", link.recipient, T0)),
+                        (token, Link(link.incident_id, "V02", link.recipient, T0)),
+                        (token, Link(link.incident_id, "V01", "village:V01:sms:1", T0))):
+        with pytest.raises(LinkError):
+            verify_short(secret, bad, stored, T0)
+    with pytest.raises(LinkError, match="expired"):
+        verify_short(secret, token, link, T0 + timedelta(days=15))
+    with pytest.raises(LinkError, match="expired"):
+        verify_short(secret, token, link, T0 + timedelta(days=2), ended=T0 + timedelta(hours=1))
+    assert verify_short(secret, token, link, T0 + timedelta(hours=20),
+                        ended=T0 + timedelta(hours=1))
 
 
 class Clock:
@@ -477,3 +510,144 @@ def test_the_overview_counts_what_the_field_said_and_an_unlisted_dark_area_is_re
     holders = [r["id"] for r in store.load_incidents(open_only=True)
                if unlisted[0] in r["state"]["estimate"]["transformers"]]
     assert holders, "the dark report joined no incident"
+
+
+def test_links_are_short_kept_with_their_message_and_the_same_in_every_notice(
+        field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    urls = re.findall(r"http://board\.example\.cn:8088/f/\S+", "\n".join(
+        m.body for m in store.messages(incident_id=iid)))
+    assert urls and all(len(u) == len("http://board.example.cn:8088/f/") + 24 for u in urls)
+    village, token = next(iter(links_of(store, iid).items()))
+    kept = store.kv_get(LINK_PREFIX + token[:12])
+    assert kept["incident"] == iid and kept["village"] == village
+    clock.now += timedelta(minutes=5)
+    board.actions.incident_step(iid, "etr", {"time": (clock.now + timedelta(hours=3))
+                                             .isoformat()}, "operator:x")
+    update = [m for m in store.messages(incident_id=iid) if m.purpose == "update"
+              and m.payload["village"] == village and m.channel != "sms"]
+    assert update and token in update[0].body  # the same link: answers stay one per area
+    assert client.get(f"/f/{token}").status_code == 200
+
+
+def test_a_short_link_opens_nothing_of_another_incident_and_ends_after_the_close(
+        field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    first = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    clock.now += timedelta(minutes=1)
+    second = board.actions.open_incident({"transformers": "T-CG01-001"}, "operator:x")
+    assert first != second
+    a, b = (next(iter(links_of(store, i).values())) for i in (first, second))
+    # One incident's key with the other's MAC, and each the other way round: refused.
+    for mixed in (a[:12] + b[12:], b[:12] + a[12:]):
+        assert client.get(f"/f/{mixed}").status_code == 403
+    # A stored row moved to the other incident is no longer the link its token signs.
+    row = store.kv_get(LINK_PREFIX + a[:12])
+    store.kv_set(LINK_PREFIX + a[:12], {**row, "incident": second}, clock.now)
+    assert client.get(f"/f/{a}").status_code == 403
+    store.kv_set(LINK_PREFIX + a[:12], row, clock.now)
+    assert client.get(f"/f/{a}").status_code == 200
+    board.actions.incident_step(first, "restore", {}, "operator:x")
+    board.actions.incident_step(first, "close", {"cause": "树线矛盾"}, "operator:x")
+    clock.now += timedelta(hours=23)
+    assert client.get(f"/f/{a}").status_code == 200  # within the grace after the close
+    clock.now += timedelta(hours=2)
+    assert client.get(f"/f/{a}").status_code == 403
+    assert client.get(f"/f/{b}").status_code == 200  # the other incident is still open
+
+
+def test_a_long_link_sent_before_short_links_still_opens_until_it_expires(
+        field_board: Any) -> None:
+    board, store, clock, _topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    village = next(iter(links_of(store, iid)))
+    long = sign(board.field_desk.secret, Link(iid, village, f"village:{village}:wecom:g",
+                                              clock.now))
+    assert len(long) > 100 and client.get(f"/f/{long}").status_code == 200
+    clock.now += timedelta(days=15)
+    assert client.get(f"/f/{long}").status_code == 403
+
+
+def test_photos_reach_signed_in_staff_and_a_liaisons_never_the_public_page(
+        field_board: Any) -> None:
+    import io
+
+    from PIL import Image
+
+    from outage_sentinel.board import access
+
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
+    _crew, crew = crew_token(store, iid)
+    village, liaison = next(iter(links_of(store, iid).items()))
+    area = topology.village_transformers(village)[0]
+    big = io.BytesIO()
+    Image.new("RGB", (1200, 900), (200, 40, 40)).save(big, "JPEG")
+    device = board.actions.core.processor.incident(iid).estimate.section[0]
+    assert client.post(f"/c/{crew}/step", json={"step": "fault_found", "device": device,
+                                                "cause": "树线矛盾"}).status_code == 200
+    assert client.post(f"/c/{crew}/photo", content=big.getvalue()).status_code == 200
+    elsewhere = next(t for t in topology.transformers if topology.nodes[t].village != village)
+    assert client.post(f"/f/{liaison}/photo?area={elsewhere}",
+                       content=big.getvalue()).status_code == 400
+    r = client.post(f"/f/{liaison}/photo?area={area}", content=jpeg_with_gps())
+    assert r.status_code == 200, r.text
+    assert client.post(f"/f/{liaison}/photo", content=b"not an image").status_code == 400
+    # The public progress page shows the crew's photo only.
+    public = next(re.search(r"/p/(\S+)", m.body).group(1)  # type: ignore[union-attr]
+                  for m in store.messages(incident_id=iid) if m.purpose.startswith("progress"))
+    shown = re.findall(r'src="/p/[^/]+/([0-9a-f]{32}\.jpg)"', client.get(f"/p/{public}").text)
+    logged = {e["actor"].split(":")[0]: e["details"]["file"] for e in store.incident_log(iid)
+              if e["stage"] == "photo"}
+    assert shown == [logged["crew"]]
+    assert client.get(f"/p/{public}/{logged['liaison']}").status_code == 404
+    # Staff: not signed in, nothing; signed in, both, with who, when, where, and thumbnails.
+    photo_url = f"/api/incidents/{iid}/photos/{logged['liaison']}"
+    assert client.get(photo_url, follow_redirects=False).status_code in (401, 303)
+    store.add_user("viewer1", "viewer", access.hash_password("a long enough password"),
+                   clock())
+    client.post("/login", data={"user": "viewer1", "password": "a long enough password"})
+    photos = client.get(f"/api/incidents/{iid}").json()["photos"]
+    assert [(p["name"], p["where"]) for p in photos] == [
+        (logged["crew"], topology.nodes[device].name or device),
+        (logged["liaison"], topology.nodes[area].name or area)]
+    assert topology.villages[village].name in photos[1]["by"] and photos[0]["at"]
+    full = client.get(photos[0]["url"])
+    thumb = client.get(photos[0]["thumb"])
+    assert full.headers["content-type"] == thumb.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(full.content)).size == (1200, 900)
+    assert max(Image.open(io.BytesIO(thumb.content)).size) == 320
+    assert client.get(f"/api/incidents/{iid}/photos/..%2f..%2fconfig.yaml").status_code == 404
+    assert client.get(f"/api/incidents/INC-other/photos/{logged['crew']}").status_code == 404
+
+
+def test_a_link_is_kept_with_its_message_and_forgotten_once_too_old(store: Store) -> None:
+    from outage_sentinel.field_links import link_record
+    from outage_sentinel.outgoing import OutboxMessage
+
+    def queue(incident: str, at: datetime) -> str:
+        record = link_record(b"k" * 32, incident, "V01", "village:V01:wecom:g")
+        with store.transaction() as conn:
+            store.enqueue_in(conn, [OutboxMessage(
+                incident_id=incident, revision=1, recipient="village:V01:wecom:g",
+                purpose="outage", channel="wecom", target="g", audience="liaison",
+                subject="s", body="b", payload={"field_links": [record]})], at)
+        return LINK_PREFIX + record["key"]
+
+    old = queue("INC-1", T0)
+    assert store.kv_get(old) == {"incident": "INC-1", "village": "V01",
+                                 "recipient": "village:V01:wecom:g",
+                                 "issued": T0.isoformat()}
+    # Queued again soon after: not written again (no queue on the row); later, renewed.
+    assert queue("INC-1", T0 + timedelta(minutes=10)) == old
+    assert store.kv_get(old)["issued"] == T0.isoformat()
+    queue("INC-1", T0 + timedelta(hours=2))
+    assert store.kv_get(old)["issued"] == (T0 + timedelta(hours=2)).isoformat()
+    new = queue("INC-2", T0 + timedelta(days=15))
+    assert store.kv_get(old) is None and store.kv_get(new)["incident"] == "INC-2"

@@ -43,11 +43,12 @@ from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
-from outage_sentinel.board.photos import photos_of
+from outage_sentinel.board.photos import photo_path, photos_of, thumbnail
 from outage_sentinel.board.views import (
     CardCache,
     Viewer,
     field_answers,
+    field_photos,
     incident_detail,
     overview,
 )
@@ -196,6 +197,8 @@ def route_table(signed_in: Wrap, public: Wrap, page: Callable[..., Handler], eve
         Route("/api/map", signed_in(map_json)),
         Route("/api/events", signed_in(events)),
         Route("/api/incidents/{incident_id}", signed_in(incident_json)),
+        Route("/api/incidents/{incident_id}/photos/{name}", signed_in(incident_photo),
+              methods=["GET"]),
         Route("/api/incidents", signed_in(global_action("open"), act=True),
               methods=["POST"]),
         Route("/api/incidents/{incident_id}/{action}", signed_in(incident_action, act=True),
@@ -213,6 +216,8 @@ def route_table(signed_in: Wrap, public: Wrap, page: Callable[..., Handler], eve
         Route("/f/{token}", public(field_html("field.html", lambda d: d.liaison_page)),
               methods=["GET"]),
         Route("/f/{token}/answer", public(field_json(FieldDesk.answer)), methods=["POST"]),
+        Route("/f/{token}/photo", public(field_json(FieldDesk.liaison_photo, raw=True)),
+              methods=["POST"]),
         Route("/c/{token}", public(field_html("crew.html", lambda d: d.crew_page)),
               methods=["GET"]),
         Route("/c/{token}/step", public(field_json(FieldDesk.crew_step)), methods=["POST"]),
@@ -252,10 +257,11 @@ def field_html(template: str, view: PageView) -> Callable[[Request, Board, Envir
 
 def field_json(call: FieldCall, raw: bool = False) -> Callable[[Request, Board, Environment],
                                                               Awaitable[Response]]:
-    """A field action (an answer, a crew's step, a photo): the JSON body (or the raw bytes)
-    to ``call``; its result, or the refusal."""
+    """A field action (an answer, a crew's step, a photo): the JSON body (or the raw bytes as
+    ``data`` with the query's parameters) to ``call``; its result, or the refusal."""
     async def action(request: Request, board: Board, _pages: Environment) -> Response:
-        body: Any = await request.body() if raw else await _json(request)
+        body: Any = {**request.query_params, "data": await request.body()} if raw \
+            else await _json(request)
         try:
             out = await run_in_threadpool(call, board.field_desk, request.path_params["token"],
                                           _remote(request), body)
@@ -505,13 +511,26 @@ def incident_data(board: Board, incident_id: str, viewer: Viewer) -> dict[str, A
     row = board.store.get_incident(incident_id)
     if row is None:
         return None
-    detail = incident_detail(row, board.store.incident_log(incident_id),
+    log = board.store.incident_log(incident_id)
+    detail = incident_detail(row, log,
                              board.store.messages(incident_id=incident_id),
                              board.store.events(incident_id=incident_id, limit=500),
                              board.topology(), board.clock(), viewer, board.commitments)
     detail["answers"] = field_answers(board.store.answers(incident_id), board.topology(),
                                       viewer)
+    detail["photos"] = field_photos(log, incident_id, board.topology(), viewer)
     return detail
+
+
+async def incident_photo(request: Request, board: Board, session: dict[str, Any]) -> Response:
+    """A photo of the incident (``?size=thumb``: its thumbnail), for signed-in staff."""
+    iid, name = request.path_params["incident_id"], request.path_params["name"]
+    find = thumbnail if request.query_params.get("size") == "thumb" else photo_path
+    path = await run_in_threadpool(find, board.field_desk.photos, iid, name)
+    if path is None:
+        return PlainTextResponse("no such photo", status_code=404)
+    return FileResponse(path, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=86400"})
 
 
 async def incident_json(request: Request, board: Board, session: dict[str, Any]) -> Response:

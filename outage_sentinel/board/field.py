@@ -31,7 +31,16 @@ from outage_sentinel.board.access import token_hash
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.photos import PhotoError, photo_path, photos_of, prune, store_photo
 from outage_sentinel.events import OutageEvent, parse_optional_time
-from outage_sentinel.field_links import PUBLIC, Link, LinkError, verify
+from outage_sentinel.field_links import (
+    LINK_PREFIX,
+    PUBLIC,
+    Link,
+    LinkError,
+    short_key,
+    stored_link,
+    verify,
+    verify_short,
+)
 from outage_sentinel.incidents import Incident
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
@@ -116,19 +125,25 @@ class FieldDesk:
         if not self.per_address.allow(address) or not self.per_link.allow(token[:64]):
             raise FieldError("请求过于频繁，请稍后再试", 429)
         try:
-            bare = verify(self.secret, token, self.clock())  # signature and age first
+            bare = self.check(token)  # signature and age first
+            row = self.store.get_incident(bare.incident_id)
+            if row is None:
+                raise LinkError("this link has expired")
+            inc = Incident.from_json(row["state"])
+            ended = None if inc.status == "active" else (row.get("closed_at") or inc.end or
+                                                         row["updated_at"])
+            return self.check(token, ended), inc
         except LinkError as exc:
             raise FieldError(str(exc), 403) from None
-        row = self.store.get_incident(bare.incident_id)
-        if row is None:
-            raise FieldError("this link has expired", 403)
-        inc = Incident.from_json(row["state"])
-        ended = None if inc.status == "active" else (row.get("closed_at") or inc.end or
-                                                     row["updated_at"])
-        try:
-            return verify(self.secret, token, self.clock(), ended), inc
-        except LinkError as exc:
-            raise FieldError(str(exc), 403) from None
+
+    def check(self, token: str, ended: datetime | None = None) -> Link:
+        """The link of a short token (its stored row) or of a long one (sent before short
+        links), or :class:`LinkError`."""
+        if "." in token:
+            return verify(self.secret, token, self.clock(), ended)
+        key = short_key(token)
+        stored = stored_link(self.store.kv_get(LINK_PREFIX + key)) if key else None
+        return verify_short(self.secret, token, stored, self.clock(), ended)
 
     # -- what each page shows, from its token ---------------------------------------------------
 
@@ -162,25 +177,52 @@ class FieldDesk:
                 "cause": row.get("cause_category") or next((c for c in reversed(causes) if c),
                                                            ""),
                 "etr": inc.etr.isoformat() if inc.etr else None,
-                "photos": photos_of(self.photos, inc.id)}
+                "photos": self.public_photos(inc.id)}
+
+    def public_photos(self, incident_id: str) -> list[str]:
+        """The crews' photos of the incident (a liaison's stay with the command centre)."""
+        crews = {str((e.get("details") or {}).get("file")) for e in
+                 self.store.incident_log(incident_id)
+                 if e["stage"] == "photo" and str(e["actor"]).startswith("crew:")}
+        return [n for n in photos_of(self.photos, incident_id) if n in crews]
 
     def photo(self, token: str, address: str, name: str) -> Path:
         inc = self.open_public(token, address)
         path = photo_path(self.photos, inc.id, name)
-        if path is None:
+        if path is None or name not in self.public_photos(inc.id):
             raise FieldError("no such photo", 404)
         return path
 
-    def crew_photo(self, token: str, address: str, data: bytes) -> dict[str, Any]:
-        crew, inc = self.open_crew(token, address)
+    def keep_photo(self, incident_id: str, data: Any) -> str:
+        """A photo upload (``{"data": bytes}``) checked, cleaned and kept; its file name."""
         try:
-            name = store_photo(self.photos, inc.id, data)
+            name = store_photo(self.photos, incident_id, data.get("data") or b"")
         except PhotoError as exc:
             raise FieldError(str(exc), 400) from None
         prune(self.photos, self.photo_days)
+        return name
+
+    def crew_photo(self, token: str, address: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A crew's photo, with the device it found the fault at (when it has said)."""
+        crew, inc = self.open_crew(token, address)
+        found = [e for e in self.store.incident_log(inc.id) if e["stage"] == "fault_found"]
+        device = str((found[-1].get("details") or {}).get("device") or "") if found else ""
+        name = self.keep_photo(inc.id, body)
         self.actions.core.lifecycle.crew_note(inc.id, f"crew:{crew}", "photo", "",
-                                              {"file": name})
+                                              {"file": name, "device": device})
         return self.crew_view(crew, inc)
+
+    def liaison_photo(self, token: str, address: str, body: dict[str, Any]
+                      ) -> dict[str, Any]:
+        """A liaison's photo (``area``: one of the village's areas, or none)."""
+        link, inc = self.open_liaison(token, address)
+        area = str(body.get("area") or "")
+        if area and area not in self.topology().village_transformers(link.village):
+            raise FieldError("area: one of this village's transformer areas")
+        name = self.keep_photo(inc.id, body)
+        self.actions.core.lifecycle.field_photo(inc.id, f"liaison:{link.village}", {
+            "file": name, "village": link.village, "area": area})
+        return self.view(link, inc)
 
     def open_liaison(self, token: str, address: str) -> tuple[Link, Incident]:
         """A liaison's link and its incident (a crew's link opens the crew's page only)."""

@@ -20,6 +20,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MAX_SIDE = 2000
+#: The board's thumbnails: at most this many pixels a side (made once, kept beside the photo).
+THUMB_SIDE = 320
 NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
 
 
@@ -56,6 +58,23 @@ def photo_path(root: Path, incident_id: str, name: str) -> Path | None:
         return None
     path = root / safe(incident_id) / name
     return path if path.is_file() else None
+
+
+def thumbnail(root: Path, incident_id: str, name: str) -> Path | None:
+    """A small copy of a kept photo (``<name>.thumb.jpg``, deleted with it by :func:`prune`),
+    made on first use; None when there is no such photo."""
+    path = photo_path(root, incident_id, name)
+    if path is None:
+        return None
+    thumb = path.with_suffix(".thumb.jpg")
+    if not thumb.is_file():
+        with Image.open(path) as img:
+            small = img.convert("RGB")
+            small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+            partial = thumb.with_suffix(".part")
+            small.save(partial, "JPEG", quality=80)
+            partial.replace(thumb)
+    return thumb
 
 
 def photos_of(root: Path, incident_id: str) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
+from urllib.parse import quote
 
 from outage_sentinel import crew as crews
 from outage_sentinel.incidents import Incident, villages_off
@@ -271,3 +272,31 @@ def field_answers(rows: Sequence[Mapping[str, Any]], topology: Topology, viewer:
              "answer": r["answer"], "answer_label": words.get(str(r["answer"]), r["answer"]),
              "note": mask_phones(str(r["note"] or "")), "at": local(r["at"], viewer.tz),
              "revision": r["revision"]} for r in reversed(rows)]
+
+
+def field_photos(log: Sequence[Mapping[str, Any]], incident_id: str, topology: Topology,
+                 viewer: Viewer) -> list[dict[str, Any]]:
+    """The photos crews and liaisons uploaded (the log's ``photo`` steps), oldest first: who,
+    when, which device or area, and where the board serves them (signed-in staff only)."""
+    zh = viewer.language == "zh"
+    out = []
+    for e in log:
+        details = e.get("details") or {}
+        name = str(details.get("file") or "")
+        if e["stage"] != "photo" or not name:
+            continue
+        actor = str(e.get("actor") or "")
+        kind, _, who = actor.partition(":")
+        if kind == "crew":
+            by = _crew_name(topology, who) or who
+        elif kind == "liaison":
+            by = (f"{village_name(topology, who)}联络人" if zh
+                  else f"liaison of {village_name(topology, who)}")
+        else:
+            by = actor
+        where = details.get("device") or details.get("area") or ""
+        base = f"/api/incidents/{quote(incident_id, safe='')}/photos/{name}"
+        out.append({"name": name, "at": local(e["at"], viewer.tz), "by": mask_phones(by),
+                    "where": name_of(topology, str(where)) if where else "",
+                    "url": base, "thumb": base + "?size=thumb"})
+    return out

@@ -18,10 +18,11 @@ from outage_sentinel.store.schema import kv_t
 T = TypeVar("T")
 
 
-#: Keys every region shares: the field links' secret (a link works on any region's board)
-#: and the channels' rate-limit windows (a robot or an SMS account counts every region's
-#: requests). Every other key belongs to the store's region.
-SHARED_PREFIXES = ("field:link_secret", "rate:")
+#: Keys every region shares: the field links' secret and the short links themselves
+#: (``field:link_secret``, ``field:link:<key>``: a link works on any region's board) and the
+#: channels' rate-limit windows (a robot or an SMS account counts every region's requests).
+#: Every other key belongs to the store's region.
+SHARED_PREFIXES = ("field:link", "rate:")
 
 
 class KvStore(StoreBase):

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     and_,
+    delete,
     func,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
 
+from outage_sentinel.field_links import LINK_PREFIX, MAX_AGE
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.silences import Silence
 from outage_sentinel.store.base import StoreBase
-from outage_sentinel.store.schema import incidents_t, outbox_t, silences_t
+from outage_sentinel.store.schema import incidents_t, kv_t, outbox_t, silences_t
+
+#: A stored field link is written again (its ``issued`` renewed) at most this often.
+LINK_REFRESH = timedelta(hours=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,16 +52,47 @@ class OutboxStore(StoreBase):
     """The ``outbox`` table."""
 
     def enqueue_in(self, conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> int:
-        """Add outbox rows; a row whose unique key exists already is skipped. Returns added."""
+        """Add outbox rows; a row whose unique key exists already is skipped. Returns added.
+        The short field links the rows carry (``payload["field_links"]``) are kept in the same
+        transaction: a link exists exactly when a message carrying it was queued."""
         added = 0
         stmt = self.insert_stmt(outbox_t).on_conflict_do_nothing(
             index_elements=["incident_id", "revision", "recipient", "purpose"])
+        links: dict[str, dict[str, str]] = {}
         for row in rows:
             values = {"status": "pending", "attempts": 0, "inflight_count": 0,
                       "next_attempt_at": now, "created_at": now, "region": self.region,
                       **row.columns()}
             added += conn.execute(stmt, values).rowcount or 0
+            links.update((link["key"], link) for link in row.payload.get("field_links") or ())
+        self.keep_links_in(conn, list(links.values()), now)
         return added
+
+    def keep_links_in(self, conn: Connection, links: Sequence[dict[str, str]],
+                      now: datetime) -> None:
+        """Store short field links (``issued`` = ``now``, so a link's age counts from the last
+        message carrying it, to within :data:`LINK_REFRESH`: a link stored more recently is
+        not written again, so the transactions of one incident's notices do not queue on its
+        rows); links issued longer ago than the maximum age go."""
+        if not links:
+            return
+        keys = [LINK_PREFIX + link["key"] for link in links]
+        fresh = {str(k) for k, at in conn.execute(
+            select(kv_t.c.key, kv_t.c.updated_at).where(kv_t.c.key.in_(keys)))
+            if now - at < LINK_REFRESH}
+        if len(fresh) == len(keys):
+            return
+        conn.execute(delete(kv_t).where(kv_t.c.key.like(LINK_PREFIX + "%"),
+                                        kv_t.c.updated_at < now - MAX_AGE))
+        for link in links:
+            if LINK_PREFIX + link["key"] in fresh:
+                continue
+            value = {k: link[k] for k in ("incident", "village", "recipient")}
+            value["issued"] = now.isoformat()
+            stmt = self.insert_stmt(kv_t).values(key=LINK_PREFIX + link["key"], value=value,
+                                                 updated_at=now)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"],
+                                                    set_={"value": value, "updated_at": now}))
 
     def due_messages(self, now: datetime, limit: int = 100,
                      exclude: Collection[tuple[str, str]] = ()) -> list[OutboxRow]:

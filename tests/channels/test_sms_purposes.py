@@ -82,7 +82,8 @@ class Aliyun(FakeService):
 class County:
     """The daemon's core under a fake clock, delivering through real channels."""
 
-    def __init__(self, tmp: Path, aliyun: FakeService, wecom: FakeService) -> None:
+    def __init__(self, tmp: Path, aliyun: FakeService, wecom: FakeService,
+                 field: dict[str, Any] | None = None) -> None:
         self.now = T0
         data: dict[str, Any] = {
             "state_dir": str(tmp / "state"),
@@ -96,6 +97,7 @@ class County:
                           "robots": {"东村群": {"key": "wecom-key-0001"}}},
             },
             "command_centre": {"channel": "sms", "target": COMMAND},
+            **({"field": field} if field else {}),
         }
         self.daemon = Daemon(parse_config(data), topology=topology(), sources=[],
                              clock=lambda: self.now)
@@ -274,3 +276,38 @@ def test_docs_list_every_parameter_of_every_purpose() -> None:
         template = next(line for line in block.splitlines() if "${" in line)
         assert set(re.findall(r"\$\{(\w+)\}", template)) == KEYS[purpose], purpose
         assert "【" not in template and "}${" not in template
+
+
+def test_with_field_links_a_liaisons_sms_carries_its_link_token(tmp_path: Path) -> None:
+    """outage, update and restored carry ``link`` (the template holds the board's address);
+    the token opens that liaison's village page; no other purpose has one."""
+    from starlette.testclient import TestClient
+
+    from outage_sentinel.board.app import create_app
+    from outage_sentinel.board.serve import build
+
+    aliyun, wecom = Aliyun(), FakeService()
+    aliyun.default = Reply(200, {"Code": "OK", "Message": "OK", "BizId": "9006^0"})
+    county = County(tmp_path, aliyun, wecom, field={"base_url": "https://board.example.cn"})
+    try:
+        run_every_purpose(county)
+        by_code = sent(aliyun)
+        for purpose in PURPOSES:
+            linked = purpose in ("outage", "update", "restored")
+            for _, params in by_code[CODES.get(purpose, "SMS_FALLBACK")]:
+                assert set(params) == KEYS[purpose] | ({"link"} if linked else set()), purpose
+                assert all(len(v) <= 35 for v in params.values()), params
+        tokens = {n: p["link"] for n, p in by_code["SMS_OUTAGE"]}
+        assert all(len(t) == 24 for t in tokens.values())
+        assert tokens[LIAISON_V1] != tokens[LIAISON_V2]  # one link per recipient
+        # The same liaison's link in the update and the restoration: one page, one answer.
+        assert {p["link"] for n, p in by_code["SMS_UPDATE"] + by_code["SMS_RESTORED"]
+                if n == LIAISON_V1} == {tokens[LIAISON_V1]}
+        board = build(county.daemon.config, county.daemon.store, lambda: county.daemon.topology,
+                      county.daemon.clock)
+        page = TestClient(create_app(board)).get(f"/f/{tokens[LIAISON_V1]}")
+        assert page.status_code == 200 and "东村" in page.text and "西村" not in page.text
+    finally:
+        county.daemon.close()
+        aliyun.close()
+        wecom.close()

@@ -142,3 +142,20 @@ def test_values_are_strings_cut_to_the_limit_and_never_empty() -> None:
 def test_pack_cuts_a_single_oversized_item() -> None:
     assert pack(["甲" * 50], 3, "等{n}户") == "甲" * 31 + "…等3户"  # 35 characters
     assert pack([], 0, "等{n}户") == ""
+
+
+def test_a_link_token_is_a_whole_variable_or_none() -> None:
+    from outage_sentinel.sms_params import with_link
+
+    base = outage_params(village="东村", feeder="F1", kind="故障停电", start=None, etr=None,
+                         cause=None, households=3, incident="INC-1")
+    assert with_link(base, "A" * 24) == {**base, "link": "A" * 24}
+    for bad in ("", "A" * (VARIABLE_LIMIT + 1)):  # never cut: a cut link opens nothing
+        with pytest.raises(ValueError):
+            with_link(base, bad)
+
+
+def test_docs_say_how_a_template_carries_the_link() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "channels.md").read_text("utf-8")
+    intro = docs[docs.index("### SMS templates per purpose"):docs.index("**`outage`**")]
+    assert "/f/${link}" in intro and "| `link` |" in intro

@@ -228,6 +228,7 @@ function incidentView(c) {
       h("tr", {class: a.restored ? "back" : `mark-${a.mark}`}, h("td", {}, a.name), h("td", {}, a.village), h("td", {class: "num"}, a.customers),
         h("td", {}, a.restored ? `${W.back} ${a.restored}` : a.mark)))))),
     section(W.answers, list(c.answers || [], (a) => `${a.at} · ${a.village} ${a.area}: ${a.answer_label}${a.note ? " · " + a.note : ""}`)),
+    section(W.photos, photoGrid(c.photos || [])),
     section(W.care, list(c.care, (p) => `${p.name} ${p.phone} · ${p.tags.join(",")} · ${p.area}`)),
     section(W.timeline, list(c.timeline, (e) => `${e.at} · ${e.stage_label} · ${e.actor}${e.note ? " · " + e.note : ""}`)),
     section(W.evidence, list(c.evidence, (e) => `${e.at} · ${e.source} · ${e.signal} · ${e.status} · ${e.device || ""} ${e.transformers.slice(0, 6).join(",")} ${e.text}`)),
@@ -235,6 +236,16 @@ function incidentView(c) {
       h("tr", {class: `status-${m.status}`}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
         h("td", {}, m.target), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error),
         h("td", {}, MAY_ACT && (m.status === "dead" || m.status === "silenced") ? h("button", {type: "button", class: "small retry", onclick: () => act("/api/outbox/retry", {ids: [m.id]})}, W.retry) : null)))))));
+}
+
+// The crews' and liaisons' photos: a thumbnail each (who, when, which device or area); a click
+// opens the photo at full size. Both are served to signed-in staff only.
+function photoGrid(photos) {
+  if (!photos.length) return h("p", {class: "muted"}, W.none);
+  return h("div", {class: "photo-grid", id: "photos"}, photos.map((p) =>
+    h("figure", {class: "shot"},
+      h("a", {href: p.url, target: "_blank", rel: "noopener"}, h("img", {src: p.thumb, alt: `${W.photos} ${p.at}`, loading: "lazy"})),
+      h("figcaption", {}, `${p.at} · ${p.by}${p.where ? " · " + p.where : ""}`))));
 }
 
 function actionsPanel(c) {

@@ -23,3 +23,16 @@ for (const button of document.querySelectorAll("button.answer")) {
     document.getElementById("field-done").hidden = false;
   });
 }
+
+// An optional photo, with the area it shows; it goes to the command centre only.
+document.getElementById("field-photo")?.addEventListener("click", async () => {
+  const file = document.getElementById("field-photo-file").files[0];
+  const failed = document.getElementById("field-failed");
+  if (!file) { failed.textContent = "请先选择照片"; failed.hidden = false; return; }
+  const area = encodeURIComponent(document.getElementById("field-photo-area").value);
+  const res = await fetch(`/f/${root.dataset.token}/photo?area=${area}`, {method: "POST", headers: {"Content-Type": file.type || "application/octet-stream"}, body: file});
+  const data = await res.json();
+  if (!res.ok) { failed.textContent = data.error; failed.hidden = false; return; }
+  failed.hidden = true;
+  document.getElementById("field-done").hidden = false;
+});
