@@ -580,39 +580,57 @@ def stated_and_right(topology: Topology, cases: Sequence[tuple[Evidence, SolvedC
     return out
 
 
-#: Fewest cases a window or an answer size needs for a calibration map of its own.
-MIN_MAP_CASES = 40
+#: Fewest cases each window or answer size needs before they get calibration maps of their own.
+MIN_MAP_CASES = 20
 
 
 def keyed_maps(keyed: Sequence[tuple[str, float, bool]],
                pooled: tuple[tuple[float, float], ...]
                ) -> tuple[tuple[str, tuple[tuple[float, float], ...]], ...]:
     """Calibration maps per window (``calm``, ``storm``) and then per answer size within it
-    (``storm/one``, ...): a group gets a map of its own when it has ``MIN_MAP_CASES`` cases
-    and its own map does better out of sample than its parent's (:func:`_beats_parent`), so
-    a window the history barely saw keeps the pooled map."""
-    maps: dict[str, tuple[tuple[float, float], ...]] = {}
+    (``storm/one``, ``storm/several``), from ``(key, stated, right)`` triples: siblings are
+    split off their parent's map together (:func:`_split`), so a window the history barely
+    saw keeps the pooled map."""
+    maps = _split([(k.split("/")[0], p, ok) for k, p, ok in keyed], ("calm", "storm"), pooled)
     for window in ("calm", "storm"):
-        group = [(p, ok) for k, p, ok in keyed if k.split("/")[0] == window]
-        if _beats_parent(group, pooled):
-            maps[window] = choose_map(group)
-        parent = maps.get(window, pooled)
-        for size in ("one", "several"):
-            sub = [(p, ok) for k, p, ok in keyed if k == f"{window}/{size}"]
-            if _beats_parent(sub, parent):
-                maps[f"{window}/{size}"] = choose_map(sub)
+        sub = [(k, p, ok) for k, p, ok in keyed if k.startswith(window + "/")]
+        maps.update(_split(sub, (f"{window}/one", f"{window}/several"),
+                           maps.get(window, pooled)))
     return tuple(sorted(maps.items()))
 
 
-def _beats_parent(pairs: Sequence[tuple[float, bool]],
-                  parent: tuple[tuple[float, float], ...]) -> bool:
-    """Whether a map learnt on these pairs alone calibrates them better than ``parent``, out
-    of sample (learnt on one half, scored on the other, both ways round)."""
-    if len(pairs) < MIN_MAP_CASES:
-        return False
-    halves = (pairs[0::2], pairs[1::2])
-    own = sum(_held_out(choose_map(train), test) for train, test in (halves, halves[::-1]))
-    return own < sum(_held_out(parent, h) for h in halves)
+def _split(keyed: Sequence[tuple[str, float, bool]], names: Sequence[str],
+           parent: tuple[tuple[float, float], ...]) -> dict[str, tuple[tuple[float, float], ...]]:
+    """A map of its own for every group of ``names``, or for none of them (they keep
+    ``parent``): all when each has ``MIN_MAP_CASES`` cases and, out of sample, maps per group
+    predict better than one map for them all (each learnt on one half of every group's
+    cases and scored on the other half, both ways round, by the Brier score: the expected
+    calibration error bins by stated probability only, so it cannot see one group pulled up
+    and another down inside a bin). All or none, because the parent's
+    map was learnt with every group in it: a group taking a map of its own would leave its
+    siblings with a map pulled towards the group that left (a storm's one-device answers,
+    right far less often, dragging the others down, or the other way round)."""
+    groups = {n: [(p, ok) for k, p, ok in keyed if k == n] for n in names}
+    if min(len(g) for g in groups.values()) < MIN_MAP_CASES:
+        return {}
+    own: list[tuple[float, bool]] = []
+    shared: list[tuple[float, bool]] = []
+    for fold in (0, 1):
+        trains = {n: g[fold::2] for n, g in groups.items()}
+        tests = {n: g[1 - fold::2] for n, g in groups.items()}
+        one_map = choose_map([pair for t in trains.values() for pair in t])
+        for n, test in tests.items():
+            knots = choose_map(trains[n])
+            own += [(calibrated(knots, p), ok) for p, ok in test]
+            shared += [(calibrated(one_map, p), ok) for p, ok in test]
+    if brier(own) >= brier(shared):
+        return {}
+    return {n: choose_map(g) for n, g in groups.items()}
+
+
+def brier(pairs: Sequence[tuple[float, bool]]) -> float:
+    """Mean squared difference between the stated probability and the outcome (0 or 1)."""
+    return statistics.fmean((p - ok) ** 2 for p, ok in pairs) if pairs else 0.0
 
 
 def fit_with_calibration(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
