@@ -381,6 +381,9 @@ class Tally:
     times: list[float] | None = None
     #: (stated probability of the top answer, right) per answered case: the calibration
     pairs: list[tuple[float, bool]] = field(default_factory=list)
+    #: double faults: cases where one true region sent nothing at all (no dead report, no
+    #: call, not reported open): no localiser can find that device but by a guess
+    silent: int = 0
 
     def add(self, ok: float, both: float, f1: float, ms: float, prob: float = 0.0) -> None:
         if prob:
@@ -408,6 +411,9 @@ class Tally:
         if double:
             what = (f"both found {self.pct(True):5.1f}%  exact "
                     f"{100.0 * self.correct / max(self.n, 1):5.1f}%")
+            if self.silent:
+                extra += (f"  one true region sent nothing in "
+                          f"{100.0 * self.silent / max(self.n, 1):.1f}% of cases")
         else:
             what = f"top-1 {self.pct(False):5.1f}%"
         return (f"    {label:<9} {what}  F1 {self.f1 / max(self.n, 1):.3f}  "
@@ -437,6 +443,8 @@ def run_scenario(feeders: list[Feeder], model: Model, double: bool, max_cases: i
         ctx = {"calm": None, "storm": storm.context(f, draw)}
         _localise_case(f, case, tallies, main, other, ctx, params, fitted)
         _oracle_case(f, case, model, double, tallies["oracle"])
+        if double and any(_sent_nothing(f, case, d) for d in devices):
+            tallies["oracle"].silent += 1
     return tallies
 
 
@@ -496,6 +504,16 @@ def _localise_case(f: Feeder, case: Case, tallies: dict[str, Tally], main: str, 
                            top.probability if top and label != "naive" else 0.0)
 
 
+def _sent_nothing(f: Feeder, case: Case, device: int) -> bool:
+    """Whether nothing at all came from the region of ``device``: no dead report, no call,
+    and the device not reported open."""
+    lo, hi = f.range(device)
+    ids, by_tin = f.t.ids, f.t.transformer_by_tin
+    region = {ids[by_tin[r]] for r in range(lo, hi)}
+    return (ids[device] not in case.open_devices and not region & set(case.dead)
+            and not any(case.calls.get(a) for a in region))
+
+
 def _oracle_case(f: Feeder, case: Case, model: Model, double: bool, tally: Tally) -> None:
     """The oracle's (or oracle-2's) answer to one case, tallied."""
     truth = {f.range(d) for d in case.devices}
@@ -548,6 +566,7 @@ class Summary:
     double_both: float = math.nan  # localiser with the storm context, both found
     double_oracle: float = math.nan  # the two-fault oracle, same cases
     double_calm: float = math.nan  # the same cases localised without the context (calm)
+    double_silent: float = math.nan  # % of double cases where one true region sent nothing
     storm_worst_ratio: float = math.inf  # single faults localised with a storm context
     median_ms: float = 0.0  # worst median time per case of the localiser over scenarios
     p99_ms: float = 0.0
@@ -676,6 +695,7 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
             summary.double_both = loc.pct(True)
             summary.double_oracle = tallies["oracle"].pct(True)
             summary.double_calm = tallies["calm"].pct(True)
+            summary.double_silent = 100.0 * tallies["oracle"].silent / max(tallies["oracle"].n, 1)
             continue
         oracle_ok = tallies["oracle"].correct
         ratio = loc.correct / oracle_ok if oracle_ok else 1.0
@@ -720,6 +740,15 @@ def print_summary(summaries: list[Summary]) -> None:
         for label, ece, ece_fit, acc, acc_fit in s.calibration:
             print(f"  {s.name:<32} {label:<48} ECE {ece:.3f} -> {ece_fit:.3f}   "
                   f"{acc:5.1f}% -> {acc_fit:5.1f}%")
+    print("\n== doubles: how many cases a two-device answer cannot get right (one true region "
+          "sent nothing at all; the best a localiser can do there is a guess among the silent "
+          "devices)")
+    for s in summaries:
+        if not math.isnan(s.double_silent):
+            print(f"  {s.name:<32} one region silent in {s.double_silent:5.1f}% of cases; "
+                  f"both found, storm context {s.double_both:5.1f}%, oracle-2 "
+                  f"{s.double_oracle:5.1f}%; at most ~{100.0 - s.double_silent:5.1f}% "
+                  "+ lucky guesses")
     print("\n== with fitted parameters (each scenario fitted on its own history)")
     print(f"  {'topology':<32} {'min loc/oracle':>14} {'double both':>12} {'worst ECE':>10} "
           f"{'(defaults)':>10}")

@@ -806,6 +806,11 @@ class LocalisationConfig(Strict):
                                     "switch"]] | None = None
     #: Knots (stated probability, observed frequency) of a calibration map, non-decreasing.
     calibration: list[tuple[UnitInterval, UnitInterval]] | None = None
+    #: Calibration maps of their own per window and answer size (fitted from close-outs that
+    #: carry their weather): key -> knots, as ``calibration``.
+    calibration_maps: dict[Literal["calm", "storm", "calm/one", "calm/several", "storm/one",
+                                   "storm/several"],
+                           list[tuple[UnitInterval, UnitInterval]]] | None = None
     #: A parameters file written by ``outage-sentinel localisation fit`` (the same keys as
     #: this section). Keys given in this section win over the file's.
     params_file: Path | None = None
@@ -830,13 +835,19 @@ class LocalisationConfig(Strict):
             given["telemetered_kinds"] = tuple(given["telemetered_kinds"])
         if "calibration" in given:
             given["calibration"] = tuple(tuple(k) for k in given["calibration"])
+        if "calibration_maps" in given:
+            given["calibration_maps"] = tuple(sorted(
+                (key, tuple(tuple(k) for k in knots))
+                for key, knots in given["calibration_maps"].items()))
         return LocaliserParams(**given)
 
     @model_validator(mode="after")
     def _monotone_calibration(self) -> LocalisationConfig:
-        knots = self.calibration or []
-        if any(b[0] < a[0] or b[1] < a[1] for a, b in zip(knots, knots[1:], strict=False)):
-            raise ValueError("calibration: knots must be non-decreasing in both values")
+        maps = {"calibration": self.calibration or []}
+        maps.update({f"calibration_maps.{k}": v for k, v in (self.calibration_maps or {}).items()})
+        for where, knots in maps.items():
+            if any(b[0] < a[0] or b[1] < a[1] for a, b in zip(knots, knots[1:], strict=False)):
+                raise ValueError(f"{where}: knots must be non-decreasing in both values")
         return self
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from outage_sentinel.incidents import Estimate, Evidence, first_estimate
 from outage_sentinel.localise import Evidence as LocaliserEvidence
@@ -45,7 +46,17 @@ class BayesEstimator:
             villages=tuple(best.villages), section=tuple(best.section),
             important_customers=tuple(best.important_customers),
             hypotheses=tuple(h.to_json() for h in result.hypotheses[:3]),
+            context=context_json(self.context),
         )
+
+
+def context_json(context: FaultContext | None) -> dict[str, Any]:
+    """The weather of a window as ``locate`` reads it (the keys of a history case); empty for
+    a calm window with nothing known elsewhere."""
+    if context is None or context == FaultContext():
+        return {}
+    return {"storm": context.storm, "faults_elsewhere": context.faults_elsewhere,
+            "devices_elsewhere": context.devices_elsewhere}
 
 
 def default_estimator(params: LocaliserParams | None = None) -> BayesEstimator:

@@ -51,8 +51,11 @@ from outage_sentinel.localise import (
     FaultContext,
     LocaliserParams,
     calibrated,
+    calibration_for,
+    calibration_key,
     devices_per_feeder,
     kind_factor,
+    window_of,
 )
 from outage_sentinel.topology import PROTECTIVE_KINDS, Topology
 
@@ -78,6 +81,10 @@ KIND_PRIOR_FAULTS = 5.0
 
 #: Kinds whose relative fault rate is fitted (the crew may confirm any of them).
 FAULT_KINDS = ("source", "breaker", "recloser", "sectionalizer", "fuse", "switch")
+
+
+#: The keys of a history case that carry its window's weather (as ``locate`` reads them).
+CONTEXT_KEYS = ("storm", "faults_elsewhere", "devices_elsewhere")
 
 
 class HistoryError(ValueError):
@@ -477,10 +484,15 @@ def choose_map(pairs: Sequence[tuple[float, bool]]) -> tuple[tuple[float, float]
         return calibration_map(pairs)
     scores = {}
     for name, learn in (("blocks", calibration_map), ("platt", platt_map)):
-        scores[name] = sum(
-            expected_calibration_error([(calibrated(learn(train), p), ok) for p, ok in test])
-            for train, test in (halves, halves[::-1]))
+        scores[name] = sum(_held_out(learn(train), test)
+                           for train, test in (halves, halves[::-1]))
     return platt_map(pairs) if scores["platt"] < scores["blocks"] else calibration_map(pairs)
+
+
+def _held_out(knots: tuple[tuple[float, float], ...],
+              pairs: Sequence[tuple[float, bool]]) -> float:
+    """The expected calibration error of ``pairs`` through the map ``knots`` (learnt once)."""
+    return expected_calibration_error([(calibrated(knots, p), ok) for p, ok in pairs])
 
 
 def _freq(block: Sequence[float]) -> float:
@@ -514,14 +526,20 @@ def expected_calibration_error(pairs: Sequence[tuple[float, bool]], bins: int = 
 
 def history_case(incident_id: str, state: Mapping[str, Any], device: str) -> dict[str, Any]:
     """A ``locate`` case with its ``truth``: the evidence an incident gathered (its records'
-    latest revisions, as the localiser last saw them) and the device the crew confirmed."""
+    latest revisions, as the localiser last saw them), the weather it was last estimated in
+    (``storm``, ``faults_elsewhere``, ``devices_elsewhere``, the keys ``locate`` reads; none for
+    a calm window or an incident stored before the estimate kept it) and the device the crew
+    confirmed."""
     from outage_sentinel.incidents import Member, evidence_of
 
     members = [Member.from_json(m) for m in state.get("members", {}).values()]
     ev = evidence_of(members)
+    context = (state.get("estimate") or {}).get("context") or {}
     return {"id": incident_id, "dead": sorted(ev.dead), "alive": sorted(ev.alive),
             "calls": [a for a, n in sorted(ev.calls.items()) for _ in range(n)],
-            "open_devices": sorted(ev.open_devices), "truth": {"devices": [device]}}
+            "open_devices": sorted(ev.open_devices),
+            **{k: context[k] for k in CONTEXT_KEYS if k in context},
+            "truth": {"devices": [device]}}
 
 
 def truth_of(case: Mapping[str, Any], where: str) -> list[str]:
@@ -544,35 +562,96 @@ def same_answer(topology: Topology, devices: Iterable[str], truth: Iterable[str]
 def stated_and_right(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
                      params: LocaliserParams,
                      contexts: Sequence[FaultContext | None] | None = None
-                     ) -> list[tuple[float, bool]]:
-    """For each case, the probability the localiser states for its top answer and whether
-    that answer is right; each case localised in its own window's context (``contexts``,
-    one per case; none = calm), as it was when it happened."""
+                     ) -> list[tuple[str, float, bool]]:
+    """For each case, the calibration key of its answer (:func:`calibration_key`: the window
+    and the answer's size), the probability the localiser states for its top answer, and
+    whether that answer is right; each case localised in its own window's context
+    (``contexts``, one per case; none = calm), as it was when it happened."""
     from outage_sentinel.localise import localise
 
-    out: list[tuple[float, bool]] = []
+    out: list[tuple[str, float, bool]] = []
     for i, (evidence, solved) in enumerate(cases):
-        context = contexts[i] if contexts is not None else None
+        context = (contexts[i] if contexts is not None else None) or FaultContext()
         best = localise(topology, evidence, params, context).best
         if best is not None:
-            out.append((best.probability, same_answer(topology, best.devices, solved.truth)))
+            key = calibration_key(window_of(params, context), len(best.devices))
+            out.append((key, best.probability,
+                        same_answer(topology, best.devices, solved.truth)))
     return out
+
+
+#: Fewest cases each window or answer size needs before they get calibration maps of their own.
+MIN_MAP_CASES = 20
+
+
+def keyed_maps(keyed: Sequence[tuple[str, float, bool]],
+               pooled: tuple[tuple[float, float], ...]
+               ) -> tuple[tuple[str, tuple[tuple[float, float], ...]], ...]:
+    """Calibration maps per window (``calm``, ``storm``) and then per answer size within it
+    (``storm/one``, ``storm/several``), from ``(key, stated, right)`` triples: siblings are
+    split off their parent's map together (:func:`_split`), so a window the history barely
+    saw keeps the pooled map."""
+    maps = _split([(k.split("/")[0], p, ok) for k, p, ok in keyed], ("calm", "storm"), pooled)
+    for window in ("calm", "storm"):
+        sub = [(k, p, ok) for k, p, ok in keyed if k.startswith(window + "/")]
+        maps.update(_split(sub, (f"{window}/one", f"{window}/several"),
+                           maps.get(window, pooled)))
+    return tuple(sorted(maps.items()))
+
+
+def _split(keyed: Sequence[tuple[str, float, bool]], names: Sequence[str],
+           parent: tuple[tuple[float, float], ...]) -> dict[str, tuple[tuple[float, float], ...]]:
+    """A map of its own for every group of ``names``, or for none of them (they keep
+    ``parent``): all when each has ``MIN_MAP_CASES`` cases and, out of sample, maps per group
+    predict better than one map for them all (each learnt on one half of every group's
+    cases and scored on the other half, both ways round, by the Brier score: the expected
+    calibration error bins by stated probability only, so it cannot see one group pulled up
+    and another down inside a bin). All or none, because the parent's
+    map was learnt with every group in it: a group taking a map of its own would leave its
+    siblings with a map pulled towards the group that left (a storm's one-device answers,
+    right far less often, dragging the others down, or the other way round)."""
+    groups = {n: [(p, ok) for k, p, ok in keyed if k == n] for n in names}
+    if min(len(g) for g in groups.values()) < MIN_MAP_CASES:
+        return {}
+    own: list[tuple[float, bool]] = []
+    shared: list[tuple[float, bool]] = []
+    for fold in (0, 1):
+        trains = {n: g[fold::2] for n, g in groups.items()}
+        tests = {n: g[1 - fold::2] for n, g in groups.items()}
+        one_map = choose_map([pair for t in trains.values() for pair in t])
+        for n, test in tests.items():
+            knots = choose_map(trains[n])
+            own += [(calibrated(knots, p), ok) for p, ok in test]
+            shared += [(calibrated(one_map, p), ok) for p, ok in test]
+    if brier(own) >= brier(shared):
+        return {}
+    return {n: choose_map(g) for n, g in groups.items()}
+
+
+def brier(pairs: Sequence[tuple[float, bool]]) -> float:
+    """Mean squared difference between the stated probability and the outcome (0 or 1)."""
+    return statistics.fmean((p - ok) ** 2 for p, ok in pairs) if pairs else 0.0
 
 
 def fit_with_calibration(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
                          base: LocaliserParams,
                          contexts: Sequence[FaultContext | None] | None = None
                          ) -> tuple[Fit, dict[str, float]]:
-    """:func:`fit`, then a calibration map learnt on the same cases with the fitted
-    reliabilities (each localised in its window's context, ``contexts``). Returns the fit (its
-    params carrying the map) and the calibration figures (expected calibration error before
-    and after the map, on these cases)."""
-    fitted = fit(topology, [s for _, s in cases], replace(base, calibration=()))
-    pairs = stated_and_right(topology, cases, fitted.params, contexts)
+    """:func:`fit`, then calibration maps learnt on the same cases with the fitted
+    reliabilities, each case localised in its window's context (``contexts``): a pooled map
+    (``calibration``) and maps of their own for the windows and answer sizes that need one
+    (:func:`keyed_maps`). Returns the fit (its params carrying the maps) and the calibration
+    figures (expected calibration error before and after the maps, on these cases)."""
+    fitted = fit(topology, [s for _, s in cases],
+                 replace(base, calibration=(), calibration_maps=()))
+    keyed = stated_and_right(topology, cases, fitted.params, contexts)
+    pairs = [(p, ok) for _, p, ok in keyed]
     knots = choose_map(pairs)
-    after = [(calibrated(knots, p), ok) for p, ok in pairs]
+    params = replace(fitted.params, calibration=knots, calibration_maps=keyed_maps(keyed, knots))
+    after = [(calibrated(calibration_for(params, k), p), ok) for k, p, ok in keyed]
     figures = {"cases_answered": float(len(pairs)),
                "ece_before": expected_calibration_error(pairs),
                "ece_after": expected_calibration_error(after),
-               "accuracy": sum(ok for _, ok in pairs) / len(pairs) if pairs else 0.0}
-    return replace(fitted, params=replace(fitted.params, calibration=knots)), figures
+               "accuracy": sum(ok for _, ok in pairs) / len(pairs) if pairs else 0.0,
+               "storm_cases": float(sum(k.startswith("storm") for k, _, _ in keyed))}
+    return replace(fitted, params=params), figures

@@ -178,6 +178,10 @@ class Estimate:
     section: tuple[str, ...] = ()
     important_customers: tuple[str, ...] = ()
     hypotheses: tuple[Mapping[str, Any], ...] = ()
+    #: The weather the estimate was made in, as ``locate`` reads it (``storm``,
+    #: ``faults_elsewhere``, ``devices_elsewhere``); empty = a calm window. Kept so that a
+    #: close-out's history case is localised again in the window it happened in.
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 Estimator = Callable[[Topology, Evidence], Estimate]
@@ -302,6 +306,7 @@ class Incident:
                 "villages": list(e.villages), "section": list(e.section),
                 "important_customers": list(e.important_customers),
                 "hypotheses": [dict(h) for h in e.hypotheses],
+                "context": dict(e.context),
             },
             "notified_villages": list(self.notified_villages),
             "unknown_refs": list(self.unknown_refs),
@@ -330,6 +335,7 @@ class Incident:
                 villages=tuple(e["villages"]), section=tuple(e.get("section") or ()),
                 important_customers=tuple(e.get("important_customers") or ()),
                 hypotheses=tuple(e.get("hypotheses") or ()),
+                context=dict(e.get("context") or {}),
             ),
             notified_villages=tuple(d.get("notified_villages") or ()),
             unknown_refs=tuple(d.get("unknown_refs") or ()),

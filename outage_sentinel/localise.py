@@ -86,6 +86,9 @@ __all__ = [
     "call_modes",
     "fault_regimes",
     "kind_factor",
+    "window_of",
+    "calibration_key",
+    "calibration_for",
 ]
 
 #: Importance grades and tags that make a customer "important" in an answer.
@@ -275,6 +278,17 @@ class LocaliserParams:
     #: learnt from close-outs (``localisation fit``): knots ``(p, q)``, empty = none. Applied to
     #: the top answer (the others scaled to keep the total).
     calibration: tuple[tuple[float, float], ...] = ()
+    #: Calibration maps of their own, ``(key, knots)``, for the window the answer is given in
+    #: and its size (:data:`CALIBRATION_KEYS`: ``calm``, ``storm``, ``calm/one``,
+    #: ``storm/several``, ...; fitted from close-outs that carry their weather). The most
+    #: specific key present wins, else the window's, else ``calibration``: in a storm the
+    #: model's count of faults is what it misjudges, and one map for every window and answer
+    #: size averages that error over answers it does not touch.
+    calibration_maps: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+
+
+#: The keys of :attr:`LocaliserParams.calibration_maps`.
+CALIBRATION_KEYS = ("calm", "storm", "calm/one", "calm/several", "storm/one", "storm/several")
 
 
 @dataclass(frozen=True)
@@ -585,6 +599,34 @@ def fault_regimes(params: LocaliserParams, context: FaultContext
     top = max(w for w, _, _ in out)
     z = top + math.log(sum(math.exp(w - top) for w, _, _ in out))
     return [(w - z, a, b) for w, a, b in out]
+
+
+def window_of(params: LocaliserParams, context: FaultContext) -> str:
+    """``storm`` when a storm is declared or the county's figures make the storm regime the
+    likelier one (:func:`fault_regimes`), else ``calm``: the window a calibration map is
+    chosen for."""
+    if context.storm:
+        return "storm"
+    if context.devices_elsewhere == 0:
+        return "calm"
+    regimes = fault_regimes(params, context)
+    return "storm" if regimes[-1][0] > math.log(0.5) else "calm"
+
+
+def calibration_key(window: str, devices: int) -> str:
+    """The most specific key of :attr:`LocaliserParams.calibration_maps` for an answer of
+    ``devices`` devices stated in ``window``."""
+    return f"{window}/{'one' if devices <= 1 else 'several'}"
+
+
+def calibration_for(params: LocaliserParams, key: str) -> tuple[tuple[float, float], ...]:
+    """The calibration map of ``key`` (``window/size``): its own, else its window's, else
+    ``params.calibration``."""
+    maps = dict(params.calibration_maps)
+    for k in (key, key.split("/")[0]):
+        if k in maps:
+            return maps[k]
+    return params.calibration
 
 
 @dataclass
@@ -1281,7 +1323,10 @@ def localise(topology: Topology, evidence: Evidence,
         if ranked:
             per_component.append(ranked)
 
-    combos = _calibrate(_combine(per_component, params.max_hypotheses), params.calibration)
+    combos = _combine(per_component, params.max_hypotheses)
+    if combos and (params.calibration or params.calibration_maps):
+        key = calibration_key(window_of(params, context), len(combos[0][0]))
+        combos = _calibrate(combos, calibration_for(params, key))
     hypotheses = [_describe(topology, devs, prob, math.log(prob) if prob > 0 else -math.inf,
                             excluded) for devs, prob in combos]
     return LocateResult(hypotheses, ev.unknown, sorted(explained))

@@ -11,6 +11,7 @@ from typing import Any
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.fitting import fit_with_calibration, history_case, solved_case
 from outage_sentinel.localise import Evidence, LocaliserParams
+from outage_sentinel.locate import context_of
 from outage_sentinel.logs import get_logger
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
@@ -48,19 +49,24 @@ class RefitJob:
     def run_once(self, now: datetime) -> RefitReport | None:
         """Fit on the close-outs so far; None (nothing changed) below :data:`MIN_CASES`."""
         topology: Topology = self.topology()
-        cases = []
+        cases, contexts = [], []
         for case in store_history(self.store):
             ev = Evidence.from_call_list(case["calls"], dead=case["dead"], alive=case["alive"],
                                          open_devices=case["open_devices"])
             try:
-                cases.append((ev, solved_case(topology, ev, case["truth"]["devices"],
-                                              case["id"])))
+                solved = solved_case(topology, ev, case["truth"]["devices"], case["id"])
+                context = context_of(case, 0)
             except ValueError as exc:  # a device gone from a reloaded bundle
                 self.log.info("refit_case_skipped", reason=str(exc))
+                continue
+            cases.append((ev, solved))
+            contexts.append(context)
         if len(cases) < MIN_CASES:
             self.log.info("refit_waiting", cases=len(cases), needed=MIN_CASES)
             return None
-        fitted, figures = fit_with_calibration(topology, cases, self.base)
+        # Each case is localised again in the weather it happened in, so that the storm
+        # windows' calibration is learnt apart from the calm ones'.
+        fitted, figures = fit_with_calibration(topology, cases, self.base, contexts)
         self.estimator.use_params(fitted.params)
         self.log.info("localisation_refit", cases=fitted.cases, changes=list(fitted.changes),
                       **{k: round(v, 4) for k, v in figures.items()})

@@ -99,6 +99,9 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"  {change}")
     print(f"  top answer right {figures['accuracy']:.1%}; calibration error "
           f"{figures['ece_before']:.3f} -> {figures['ece_after']:.3f} (on these cases)")
+    own = ", ".join(key for key, _ in fitted.params.calibration_maps) or "none"
+    print(f"  {figures['storm_cases']:.0f} case(s) in a storm window; calibration maps of "
+          f"their own: {own}")
     return 0
 
 
@@ -137,6 +140,8 @@ def _params_yaml(fitted: Any, figures: dict[str, float]) -> str:
     body["kind_factors"] = {k: float(f) for k, f in fitted.params.kind_factors}
     body["false_dead_areas"] = {a: float(r) for a, r in fitted.params.false_dead_areas}
     body["calibration"] = [list(k) for k in fitted.params.calibration]
+    body["calibration_maps"] = {key: [list(k) for k in knots]
+                                for key, knots in fitted.params.calibration_maps}
     head = (f"# outage-sentinel localisation fit: {fitted.cases} case(s); top answer right "
             f"{figures['accuracy']:.1%}; calibration error {figures['ece_before']:.3f} -> "
             f"{figures['ece_after']:.3f} on them.\n"
