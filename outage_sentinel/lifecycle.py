@@ -34,6 +34,7 @@ from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.region import id_part
 from outage_sentinel.sms_params import command_params
+from outage_sentinel.sms_params import with_link as sms_with_link
 from outage_sentinel.store import Store
 from outage_sentinel.topology import DEVICE_KINDS, Topology
 
@@ -334,17 +335,22 @@ class Lifecycle:
                                      self.planner.tz, lang, self.params)
         body = self.planner.renderer.render("crew_dispatch", **ctx)
         c = choice.crew
+        params = crews.dispatch_params(ctx, lang)
         links: list[dict[str, str]] = []
-        if self.planner.links is not None and c.channel != "sms":
+        if self.planner.links is not None:
             link = self.planner.links(inc.id, f"crew:{c.id}", f"crew:{c.id}")
-            body += "\n" + CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"]).format(url=link.url)
             links.append(link.record)
+            if c.channel == "sms":  # the template holds the address: …/c/${link}
+                params = {**params, "sms": sms_with_link(params["sms"], link.token)}
+            else:
+                line = CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"])
+                body += "\n" + line.format(url=link.url)
         rows = [OutboxMessage(
             incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
             purpose="dispatch", channel=c.channel, target=c.target or c.phone,
             audience="crew", subject=body.splitlines()[0], body=body,
             payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
-                     "params": crews.dispatch_params(ctx, lang), "field_links": links},
+                     "params": params, "field_links": links},
         )]
         # Village liaisons check on the special-care households of their village; the list
         # itself goes only to liaisons reached in person (a group hears the count).

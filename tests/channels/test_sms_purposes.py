@@ -280,7 +280,8 @@ def test_docs_list_every_parameter_of_every_purpose() -> None:
 
 def test_with_field_links_a_liaisons_sms_carries_its_link_token(tmp_path: Path) -> None:
     """outage, update and restored carry ``link`` (the template holds the board's address);
-    the token opens that liaison's village page; no other purpose has one."""
+    the token opens that liaison's village page; the crew's dispatch carries the crew page's;
+    no other purpose has one."""
     from starlette.testclient import TestClient
 
     from outage_sentinel.board.app import create_app
@@ -293,7 +294,7 @@ def test_with_field_links_a_liaisons_sms_carries_its_link_token(tmp_path: Path) 
         run_every_purpose(county)
         by_code = sent(aliyun)
         for purpose in PURPOSES:
-            linked = purpose in ("outage", "update", "restored")
+            linked = purpose in ("outage", "update", "restored", "dispatch")
             for _, params in by_code[CODES.get(purpose, "SMS_FALLBACK")]:
                 assert set(params) == KEYS[purpose] | ({"link"} if linked else set()), purpose
                 assert all(len(v) <= 35 for v in params.values()), params
@@ -305,8 +306,14 @@ def test_with_field_links_a_liaisons_sms_carries_its_link_token(tmp_path: Path) 
                 if n == LIAISON_V1} == {tokens[LIAISON_V1]}
         board = build(county.daemon.config, county.daemon.store, lambda: county.daemon.topology,
                       county.daemon.clock)
-        page = TestClient(create_app(board)).get(f"/f/{tokens[LIAISON_V1]}")
+        client = TestClient(create_app(board))
+        page = client.get(f"/f/{tokens[LIAISON_V1]}")
         assert page.status_code == 200 and "东村" in page.text and "西村" not in page.text
+        # The crew's dispatch by SMS: its token opens the crew page of that incident.
+        [(_, dispatch)] = by_code["SMS_DISPATCH"]
+        crew_page = client.get(f"/c/{dispatch['link']}")
+        assert crew_page.status_code == 200 and FAULT in crew_page.text
+        assert client.get(f"/f/{dispatch['link']}").status_code != 200  # not a liaison page
     finally:
         county.daemon.close()
         aliyun.close()
