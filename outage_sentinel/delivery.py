@@ -38,11 +38,11 @@ Channels isolated: no channel or target is held up by another
   ``run --once`` cycle and the tests); its groups still run side by side.
 * Shared state under concurrency: a limiter key's window is checked, recorded and saved as one
   step under its row's lock (two workers of any node or region never both take the last slot
-  of a window, and an older window is never saved over a newer one); a digest is built by the one job that owns the group, from the
-  group's own rows, so it shares nothing. The store is one pooled engine used from several
-  threads: SQLite runs in WAL with ``BEGIN IMMEDIATE`` and a 30 s ``busy_timeout`` (writers
-  queue instead of failing with "database is locked"); claims stay
-  ``UPDATE ... WHERE status = 'pending'``, so a row is claimed once whoever asks. A channel's
+  of a window, and an older window is never saved over a newer one); a digest is built by the
+  one job that owns the group, from the group's own rows, so it shares nothing. The store is
+  one pooled engine used from several threads: SQLite runs in WAL with ``BEGIN IMMEDIATE``
+  and a 30 s ``busy_timeout`` (writers queue instead of failing with "database is locked");
+  claims stay ``UPDATE ... WHERE status = 'pending'``, so a row is claimed once whoever asks. A channel's
   sender is shared by its workers: the HTTP senders' connection pool (urllib3) is thread-safe,
   the file sink locks per path, the e-mail sender opens a connection per message.
 * Shutdown (:meth:`Deliverer.close`): after SIGTERM nothing new is claimed; sends under way get

@@ -465,8 +465,9 @@ class Lifecycle:
         report = reports.build_report(self.store, self.topology, start, end, tz, now)
         body = reports.daily_report_message(report)
         with self.store.transaction() as conn:
+            report_id = f"REPORT-{id_part(self.store.region)}{day:%Y%m%d}"
             return self.store.enqueue_in(
-                conn, self._command_rows(f"REPORT-{id_part(self.store.region)}{day:%Y%m%d}", 0, "daily_report", body), now)
+                conn, self._command_rows(report_id, 0, "daily_report", body), now)
 
     def dead_letter_notice(self, row: Any, reason: str, now: datetime) -> None:
         """The deliverer's dead-letter hook: every dead letter is shown to the command centre,

@@ -31,7 +31,7 @@ from outage_sentinel.channels.sms import SmsChannel, out_id
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.delivery import Deliverer
 from outage_sentinel.outgoing import OutboxMessage
-from outage_sentinel.ratelimit import DAY, DEFAULT_LIMITS, RateLimit, RateLimiter
+from outage_sentinel.ratelimit import DAY, DEFAULT_LIMITS, RateLimit
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.store import OutboxRow, Store
 from tests.e2e_helpers import wait_for

@@ -43,6 +43,6 @@ __all__ = ["MIGRATIONS", "FencedError", "SCHEMA_VERSION_TABLE", "IngestCounts", 
            "metadata", "outbox_t", "quarantine_t", "schema_version_t"]
 
 
-class Store(EventStore, IncidentStore, OutboxStore, KvStore, BoardStore, LeaseStore):
+class Store(EventStore, IncidentStore, OutboxStore, BoardStore, KvStore, LeaseStore):
     """All database access, by aggregate (events, incidents, outbox, key-value state) over
     one engine. One instance per process; thread-safe through the engine pool."""

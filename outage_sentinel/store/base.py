@@ -31,7 +31,6 @@ from outage_sentinel.store.schema import (
     utc_now,
 )
 
-
 #: The PostgreSQL advisory lock held while the schema is upgraded (any fixed number).
 MIGRATION_LOCK = 0x05E471E1
 

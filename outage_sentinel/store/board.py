@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from outage_sentinel.store.base import StoreBase
+from outage_sentinel.store.kv import KvStore
 from outage_sentinel.store.schema import (
     audit_t,
     board_sessions_t,
@@ -22,7 +22,7 @@ from outage_sentinel.store.schema import (
 )
 
 
-class BoardStore(StoreBase):
+class BoardStore(KvStore):
     """The ``users``, ``board_sessions`` and ``audit`` tables."""
 
     # -- users ----------------------------------------------------------------------------------
