@@ -261,7 +261,7 @@ class Deliverer:
             else:
                 # One resend allowed; keep inflight_count so a second crash is recognised.
                 self.store.mark_retry(row.id, now, "interrupted mid-send; sending once more",
-                                      clear_inflight=False)
+                                      clear_inflight=False, interrupted=True)
                 self.log.info("recovered_resend_once", key=row.key, channel=row.channel)
         return len(rows)
 

@@ -108,7 +108,7 @@ class Cluster:
     def outbox(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.text(
-                "SELECT id, incident_id, revision, recipient, purpose, status, inflight_count "
+                "SELECT id, incident_id, revision, recipient, purpose, status, interruptions "
                 "FROM outbox"))]
 
     def delivered(self) -> Counter[str]:
@@ -209,10 +209,10 @@ def test_leader_deaths_lose_no_notice_and_send_none_twice(cluster: Cluster) -> N
     assert lost == []
     duplicates = {d: n for d, n in sent.items() if n > 1}
     # A second delivery is allowed only where the sender died after the service had the
-    # request and before it heard the reply (the next leader resent it once): such a row
-    # carries its interruption in inflight_count.
+    # request and before its outcome was recorded (the next leader resent it once): such a
+    # row counts the interruption.
     unexplained = {d: n for d, n in duplicates.items()
-                   if n > 2 or d not in digest or digest[d]["inflight_count"] < 1}
+                   if n > 2 or d not in digest or digest[d]["interruptions"] < 1}
     assert unexplained == {}, unexplained
     print(f"{len(rows)} notices: {len(rows) - len(duplicates)} delivered once, "
           f"{len(duplicates)} twice after a death mid-send (counted apart), 0 lost; "

@@ -41,6 +41,8 @@ class OutboxRow(OutboxMessage):
     dead_at: datetime | None = None
     #: The region whose leader sends it.
     region: str = "default"
+    #: Sends interrupted with the outcome unknown, after which it was sent again.
+    interruptions: int = 0
 
     @property
     def key(self) -> str:
@@ -151,11 +153,15 @@ class OutboxStore(StoreBase):
                                  last_error=detail or None))
 
     def mark_retry(self, row_id: int, next_at: datetime, error: str, *,
-                   clear_inflight: bool = True) -> None:
+                   clear_inflight: bool = True, interrupted: bool = False) -> None:
+        """Pending again from ``next_at``; ``interrupted``: a send of it was cut off with the
+        outcome unknown (counted in ``interruptions``)."""
         values: dict[str, Any] = {"status": "pending", "next_attempt_at": next_at,
                                   "last_error": error}
         if clear_inflight:
             values["inflight_count"] = 0
+        if interrupted:
+            values["interruptions"] = outbox_t.c.interruptions + 1
         with self.transaction() as conn:
             conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(**values))
 

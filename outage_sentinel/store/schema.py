@@ -135,6 +135,9 @@ outbox_t = Table(
     Column("dead_at", UTCDateTime),
     # The region whose leader sends it (schema version 9).
     Column("region", String(40), nullable=False, server_default="default"),
+    # How often a send of it was interrupted with the outcome unknown and it was sent again
+    # (schema version 9): each one a possible duplicate at the service, counted apart.
+    Column("interruptions", Integer, nullable=False, server_default="0"),
     UniqueConstraint("incident_id", "revision", "recipient", "purpose", name="uq_outbox_key"),
 )
 
@@ -304,6 +307,7 @@ def _m9_regions(conn: Connection) -> None:
     regions polling one province-wide feed each keep the part in their own feeders)."""
     for table in (events_t, incidents_t, outbox_t, quarantine_t):
         _add_missing_columns(conn, table, ["region"])
+    _add_missing_columns(conn, outbox_t, ["interruptions"])
     if conn.dialect.name == "postgresql":
         conn.execute(text("ALTER TABLE events DROP CONSTRAINT IF EXISTS uq_events_source_id_rev"))
     # A database made before version 9 keeps (on SQLite, which cannot drop a constraint) the
