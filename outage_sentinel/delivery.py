@@ -497,7 +497,7 @@ class Deliverer:
                 detail = f"{sent_note}: {detail}"
             self.store.mark_sent(row.id, now, detail)
             self.metrics.notifications.labels(row.channel, "delivered").inc()
-            log.info("delivered", target=row.target, purpose=row.purpose)
+            log.info("delivered", target=row.target, purpose=row.purpose, at=now.isoformat())
             return
         if result.outcome is Outcome.PERMANENT:
             self._dead(row, now, f"refused: {detail}")

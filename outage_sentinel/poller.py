@@ -162,7 +162,7 @@ class Poller:
         for q in result.quarantined:
             self.log.warning("quarantined", source=name, reason=q.reason)
         if counts.inserted or counts.quarantined:
-            self.log.info("polled", source=name, new=counts.inserted,
+            self.log.info("polled", source=name, new=counts.inserted, at=now.isoformat(),
                           duplicates=counts.duplicates, quarantined=counts.quarantined)
 
     def _failed(self, source: Source, now: datetime, reason: str, raw: Any) -> None:

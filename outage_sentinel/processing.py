@@ -305,6 +305,7 @@ class IncidentProcessor:
             after = self._dispatch_if_waiting(conn, after, now, rnd)
         if current is None or current.revision != after.revision:
             self.log.info("incident_revised", source=event.source, event_id=event.event_id,
+                          at=now.isoformat(),
                           feeder=f.resolved.feeder, incident_id=after.id,
                           revision=after.revision, status=after.status,
                           fault_device=after.fault_device,
