@@ -285,6 +285,19 @@ class Lifecycle:
             inc = self.dispatch_in(conn, inc, row, now, actor, crew_id=crew_id, note=note)
         return inc
 
+    def _crew_link(self, incident_id: str, crew: Any, lang: str, body: str,
+                   params: dict[str, Any]) -> tuple[str, dict[str, Any], list[dict[str, str]]]:
+        """The dispatch's text and parameters with the crew page's link (a line; by SMS the
+        template's ``link``, the template holding the address ``…/c/${link}``), and the link
+        records to keep with the message (none while field links are off)."""
+        if self.planner.links is None:
+            return body, params, []
+        link = self.planner.links(incident_id, f"crew:{crew.id}", f"crew:{crew.id}")
+        if crew.channel == "sms":
+            return body, {**params, "sms": sms_with_link(params["sms"], link.token)}, [link.record]
+        line = CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"])
+        return body + "\n" + line.format(url=link.url), params, [link.record]
+
     def dispatch_in(self, conn: Connection, inc: Incident, row: dict[str, Any], now: datetime,
                     actor: str, crew_id: str | None = None, note: str = "") -> Incident:
         """Choose and send a crew inside the caller's transaction (also used by the daemon)."""
@@ -335,16 +348,8 @@ class Lifecycle:
                                      self.planner.tz, lang, self.params)
         body = self.planner.renderer.render("crew_dispatch", **ctx)
         c = choice.crew
-        params = crews.dispatch_params(ctx, lang)
-        links: list[dict[str, str]] = []
-        if self.planner.links is not None:
-            link = self.planner.links(inc.id, f"crew:{c.id}", f"crew:{c.id}")
-            links.append(link.record)
-            if c.channel == "sms":  # the template holds the address: …/c/${link}
-                params = {**params, "sms": sms_with_link(params["sms"], link.token)}
-            else:
-                line = CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"])
-                body += "\n" + line.format(url=link.url)
+        body, params, links = self._crew_link(inc.id, c, lang, body,
+                                              crews.dispatch_params(ctx, lang))
         rows = [OutboxMessage(
             incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
             purpose="dispatch", channel=c.channel, target=c.target or c.phone,

@@ -116,17 +116,14 @@ class IncidentProcessor:
         self.etr_step = timedelta(minutes=config.notify.etr_update_minutes)
         self.log = get_logger(component="processor")
         self.failures: dict[int, int] = {}
-        #: The region's feeders (None: the whole bundle): the county context counts these.
-        self.feeders: frozenset[str] | None = None
         self.use_topology(topology, planner)
 
     def use_topology(self, topology: Topology, planner: LiaisonPlanner,
                      feeders: frozenset[str] | None = None) -> None:
-        """Switch to a reloaded bundle, and the region's feeders in it (the caller holds
-        :attr:`lock`)."""
+        """Switch to a reloaded bundle, and the region's feeders in it (None: every feeder;
+        the county context counts only these). The caller holds :attr:`lock`."""
         self.topology = topology
         self.planner = planner
-        self.feeders = feeders
         self.protective = {f: n for f, n in devices_per_feeder(topology).items()
                            if feeders is None or f in feeders}
         self.protective_total = sum(self.protective.values())
