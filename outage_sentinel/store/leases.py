@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.schema import leases_t
@@ -26,9 +27,37 @@ class LeaseStore(StoreBase):
 
     def take_lease(self, region: str, node: str, seconds: float) -> int | None:
         """Take or renew the region's lease for ``node``; its epoch, or None while another
-        node's lease is live. A node whose own lease lapsed takes it at a new epoch."""
+        node's lease is live. A node whose own lease lapsed takes it at a new epoch. Raises
+        (the caller tries again) when the row stays locked for a quarter of the lease, after
+        ending the sessions that hold it if the lease has lapsed (:meth:`end_lapsed_holders`)."""
+        try:
+            return self._take_lease(region, node, seconds)
+        except OperationalError as exc:
+            if "lock timeout" in str(exc):
+                self.end_lapsed_holders(region)
+            raise
+
+    def end_lapsed_holders(self, region: str) -> int:
+        """End the database sessions holding the lease table locked while the region's lease
+        has lapsed: a leader frozen in the middle of a statement (not idle in a transaction,
+        which PostgreSQL ends by itself) would otherwise block every takeover for as long as
+        it stays frozen. Its work is rolled back; returns how many sessions were ended."""
+        with self.engine.connect() as conn:
+            lapsed = conn.execute(select(leases_t.c.expires_at < func.now())
+                                  .where(leases_t.c.region == region)).scalar()
+            if not lapsed:
+                return 0
+            ended = conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = "
+                "'leases'::regclass AND granted AND pid <> pg_backend_pid()")).all()
+            conn.commit()
+            return len(ended)
+
+    def _take_lease(self, region: str, node: str, seconds: float) -> int | None:
         ttl = timedelta(seconds=seconds)
         with self.transaction(fenced=False) as conn:
+            if self.dialect == "postgresql":  # a held row: give up, and see why, in time
+                conn.execute(text(f"SET LOCAL lock_timeout = {max(100, int(seconds * 250))}"))
             now = conn.execute(select(func.now())).scalar_one()
             row = conn.execute(select(leases_t).where(leases_t.c.region == region)
                                .with_for_update()).first()
