@@ -326,3 +326,38 @@ def test_a_leader_frozen_inside_a_transaction_does_not_block_the_takeover(pg_url
     finally:
         a_store.close()
         b_store.close()
+
+
+def test_a_leader_stuck_in_a_statement_does_not_block_the_takeover(pg_url: str) -> None:
+    """A leader frozen while a statement of a fenced transaction runs is not idle, so
+    PostgreSQL does not end it: once the lease has lapsed, the standby's bid ends the sessions
+    that hold the lease table and its next bid takes over."""
+    import threading
+
+    from outage_sentinel.store import Store
+
+    leader, standby = Store(pg_url), Store(pg_url)
+    leader.migrate()
+    try:
+        assert leader.take_lease("county", "a", 0.5) == 1
+        stuck: list[BaseException] = []
+
+        def frozen_mid_statement() -> None:
+            try:
+                with leader.transaction(fenced=False) as conn:
+                    conn.execute(sa.text("SELECT epoch FROM leases FOR SHARE"))
+                    conn.execute(sa.text("SELECT pg_sleep(30)"))
+            except BaseException as exc:  # ended by the standby
+                stuck.append(exc)
+
+        worker = threading.Thread(target=frozen_mid_statement)
+        worker.start()
+        time.sleep(1.0)  # the lease (0.5 s) has lapsed; the row is still held
+        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+            standby.take_lease("county", "b", 0.5)
+        worker.join(10)
+        assert not worker.is_alive() and stuck  # its session was ended, its work rolled back
+        assert standby.take_lease("county", "b", 0.5) == 2
+    finally:
+        leader.close()
+        standby.close()
