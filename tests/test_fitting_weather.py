@@ -36,12 +36,8 @@ from outage_sentinel.localise import (
 from outage_sentinel.locate import context_of
 from outage_sentinel.refit_job import RefitJob
 from outage_sentinel.store import Store
-from outage_sentinel.topology import load_bundle
-from tests.e2e_helpers import ROOT
+from tests.test_fitting import DEVICES, TOPOLOGY
 
-TOPOLOGY = load_bundle(ROOT / "topology")
-DEVICES = [n for n in TOPOLOGY.ids if TOPOLOGY.nodes[n].kind in ("fuse", "breaker", "recloser")
-           and TOPOLOGY.tin[TOPOLOGY.pos[n]] >= 0 and downstream(TOPOLOGY, n)]
 STORM = FaultContext(storm=True)
 NOW = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
 
