@@ -361,6 +361,13 @@ def test_sms_replies_answer_for_the_village_once_and_only_fresh(field_board: Any
     assert r.json() == {"code": 0, "msg": "ok", "accepted": 0, "ignored": 3}
     assert area in processor.incident(iid).off
     assert client.post("/hooks/sms/hook-secret-123", content=b"{").status_code == 400
+    # a replay marker is kept while a replay could still be fresh, then deleted
+    assert store.kv_get("sms_reply:77") is not None
+    clock.now += timedelta(days=3)
+    late = dict(reply, sequence_id=80, send_time=clock.now.astimezone(
+        ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S"))
+    client.post("/hooks/sms/hook-secret-123", json=[late])
+    assert store.kv_get("sms_reply:77") is None and store.kv_get("sms_reply:80") is not None
 
 
 def test_the_report_counts_confirmations_and_the_time_to_confirm(field_board: Any) -> None:

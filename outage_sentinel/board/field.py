@@ -48,6 +48,9 @@ from outage_sentinel.topology import Topology
 FIELD_SOURCE = "field"
 #: An SMS reply older than this when it arrives is not taken (a replay or a stale queue).
 SMS_REPLY_MAX_AGE = timedelta(minutes=30)
+#: How long a reply's replay marker is kept. Every channel refuses a reply older than an hour
+#: by its own timestamp, so a marker past this age guards nothing and is deleted.
+REPLY_MEMORY = timedelta(days=2)
 #: Aliyun sends reply times in Beijing time without an offset.
 CHINA = ZoneInfo("Asia/Shanghai")
 ANSWERS = {"back": "已来电", "dark": "仍停电"}
@@ -355,6 +358,7 @@ class FieldDesk:
         marker = uuid.uuid4().hex
         if self.store.kv_setdefault(once, marker, now) != marker:
             return False  # a replay
+        self.store.kv_forget(once.split(":", 1)[0] + ":", now - REPLY_MEMORY)
         notice = self.store.last_liaison_notice(channel, target, ("outage", "update",
                                                                   "restored"))
         if notice is None:
