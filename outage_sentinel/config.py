@@ -788,6 +788,7 @@ class LocalisationConfig(Strict):
     fault_prior: Probability | None = None
     fault_rate_shape: Positive | None = None
     storm_fault_prior: Probability | None = None
+    storm_rate_shape: Positive | None = None
     storm_weight: Probability | None = None
     source_prior_factor: Positive | None = None
     switch_prior_factor: Positive | None = None

@@ -32,6 +32,9 @@ the crew found, against how many of that kind there were. The factor of a kind i
 the mean protective device's, a Gamma-Poisson posterior mean with ``KIND_PRIOR_FAULTS``
 pseudo-faults at the current factor, so a kind seen in a handful of close-outs moves little.
 
+**The storm's fault rate** (``storm_fault_prior``, with the cases' windows): how many devices
+each close-out made in a declared storm found per feeder (:mod:`outage_sentinel.storm_rate`).
+
 :func:`calibration_map` learns a monotone map from the probability the localiser states to the
 frequency it is right, from the same history (pool-adjacent-violators over the stated
 probabilities); :func:`expected_calibration_error` and :func:`reliability` measure it.
@@ -57,12 +60,14 @@ from outage_sentinel.localise import (
     kind_factor,
     window_of,
 )
+from outage_sentinel.storm_rate import fit_storm_rate, storm_counts
 from outage_sentinel.topology import PROTECTIVE_KINDS, Topology
 
 #: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
 FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_dead_shape",
                "alive_report_a", "alive_report_b", "alive_false_rate", "call_rate_rate",
-               "spurious_call_rate", "open_report_true", "open_report_false")
+               "spurious_call_rate", "open_report_true", "open_report_false",
+               "storm_fault_prior", "storm_rate_shape")
 
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
 PRIOR_WEIGHT = 20.0
@@ -325,10 +330,17 @@ class Fit:
     cases: int
 
 
-def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams) -> Fit:
-    """Fit the evidence reliabilities of ``base`` to ``cases`` (see the module docstring)."""
+def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
+        contexts: Sequence[FaultContext | None] | None = None) -> Fit:
+    """Fit the evidence reliabilities of ``base`` to ``cases`` (see the module docstring);
+    with ``contexts`` (the window of each case), also the rate of a declared storm from how
+    many devices its close-outs found per feeder (:mod:`outage_sentinel.storm_rate`)."""
     c = count(topology, cases)
     updates: dict[str, Any] = {}
+    if contexts is not None:
+        storms = storm_counts(topology, [case.truth for case in cases], contexts)
+        updates["storm_fault_prior"], updates["storm_rate_shape"] = fit_storm_rate(
+            storms, base.storm_fault_prior, base.storm_rate_shape)
     mean = base.dead_detect_a / (base.dead_detect_a + base.dead_detect_b)
     m = _rate(c.dead, mean)
     conc = base.dead_detect_a + base.dead_detect_b
@@ -635,15 +647,18 @@ def brier(pairs: Sequence[tuple[float, bool]]) -> float:
 
 def fit_with_calibration(topology: Topology, cases: Sequence[tuple[Evidence, SolvedCase]],
                          base: LocaliserParams,
-                         contexts: Sequence[FaultContext | None] | None = None
-                         ) -> tuple[Fit, dict[str, float]]:
+                         contexts: Sequence[FaultContext | None] | None = None,
+                         storm_rate: bool = True) -> tuple[Fit, dict[str, float]]:
     """:func:`fit`, then calibration maps learnt on the same cases with the fitted
     reliabilities, each case localised in its window's context (``contexts``): a pooled map
     (``calibration``) and maps of their own for the windows and answer sizes that need one
     (:func:`keyed_maps`). Returns the fit (its params carrying the maps) and the calibration
-    figures (expected calibration error before and after the maps, on these cases)."""
+    figures (expected calibration error before and after the maps, on these cases).
+    ``storm_rate=False`` keeps the storm's fault rate: for a history whose truths name one
+    device per case whatever was found (the daemon's close-outs)."""
     fitted = fit(topology, [s for _, s in cases],
-                 replace(base, calibration=(), calibration_maps=()))
+                 replace(base, calibration=(), calibration_maps=()),
+                 contexts if storm_rate and contexts is not None else None)
     keyed = stated_and_right(topology, cases, fitted.params, contexts)
     pairs = [(p, ok) for _, p, ok in keyed]
     knots = choose_map(pairs)

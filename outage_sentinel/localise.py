@@ -257,6 +257,10 @@ class LocaliserParams:
     #: (:attr:`FaultContext.storm`): a typhoon or ice storm operates devices at tens of times
     #: the calm rate. Counts of devices operated elsewhere (the context) update it further.
     storm_fault_prior: float = 5e-3
+    #: Shape of the storm's Beta (the calm one's is ``fault_rate_shape``): small = a storm
+    #: either spares a feeder or takes many of its devices; large = every feeder loses about
+    #: its share. ``localisation fit`` sets both from the storm close-outs' devices per feeder.
+    storm_rate_shape: float = 0.1
     #: Prior probability that a window is a storm window, when the county's figures are known
     #: (:attr:`FaultContext.devices_elsewhere` > 0): the rate's prior is then a mixture of the
     #: calm and the storm Beta, and the county's counts decide between them (a mixture, so
@@ -585,7 +589,7 @@ def fault_regimes(params: LocaliserParams, context: FaultContext
     weight 1 - ``storm_weight`` and storm with ``storm_weight``, each regime weighted by how
     well it predicts k of n (beta-binomial) and updated to Beta(a + k, b + n - k)."""
     calm = _beta_of(params.fault_rate_shape, params.fault_prior)
-    storm = _beta_of(params.fault_rate_shape, params.storm_fault_prior)
+    storm = _beta_of(params.storm_rate_shape, params.storm_fault_prior)
     k, n = context.faults_elsewhere, context.devices_elsewhere
     if context.storm:
         regimes = [(0.0, storm)]

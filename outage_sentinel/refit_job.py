@@ -65,8 +65,11 @@ class RefitJob:
             self.log.info("refit_waiting", cases=len(cases), needed=MIN_CASES)
             return None
         # Each case is localised again in the weather it happened in, so that the storm
-        # windows' calibration is learnt apart from the calm ones'.
-        fitted, figures = fit_with_calibration(topology, cases, self.base, contexts)
+        # windows' calibration is learnt apart from the calm ones'. A close-out names one
+        # device whatever the crews found, so these truths cannot say how many devices a
+        # storm takes per feeder: the storm's rate is left as configured.
+        fitted, figures = fit_with_calibration(topology, cases, self.base, contexts,
+                                               storm_rate=False)
         self.estimator.use_params(fitted.params)
         self.log.info("localisation_refit", cases=fitted.cases, changes=list(fitted.changes),
                       **{k: round(v, 4) for k, v in figures.items()})
