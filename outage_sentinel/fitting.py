@@ -536,11 +536,12 @@ def expected_calibration_error(pairs: Sequence[tuple[float, bool]], bins: int = 
 # -- history ------------------------------------------------------------------------------------
 
 
-def history_case(incident_id: str, state: Mapping[str, Any], device: str) -> dict[str, Any]:
+def history_case(incident_id: str, state: Mapping[str, Any], devices: Sequence[str]
+                 ) -> dict[str, Any]:
     """A ``locate`` case with its ``truth``: the evidence an incident gathered (its records'
     latest revisions, as the localiser last saw them), the weather it was last estimated in
     (``storm``, ``faults_elsewhere``, ``devices_elsewhere``, the keys ``locate`` reads; none for
-    a calm window or an incident stored before the estimate kept it) and the device the crew
+    a calm window or an incident stored before the estimate kept it) and the devices the crews
     confirmed."""
     from outage_sentinel.incidents import Member, evidence_of
 
@@ -551,7 +552,7 @@ def history_case(incident_id: str, state: Mapping[str, Any], device: str) -> dic
             "calls": [a for a, n in sorted(ev.calls.items()) for _ in range(n)],
             "open_devices": sorted(ev.open_devices),
             **{k: context[k] for k in CONTEXT_KEYS if k in context},
-            "truth": {"devices": [device]}}
+            "truth": {"devices": list(devices)}}
 
 
 def truth_of(case: Mapping[str, Any], where: str) -> list[str]:
@@ -654,8 +655,8 @@ def fit_with_calibration(topology: Topology, cases: Sequence[tuple[Evidence, Sol
     (``calibration``) and maps of their own for the windows and answer sizes that need one
     (:func:`keyed_maps`). Returns the fit (its params carrying the maps) and the calibration
     figures (expected calibration error before and after the maps, on these cases).
-    ``storm_rate=False`` keeps the storm's fault rate: for a history whose truths name one
-    device per case whatever was found (the daemon's close-outs)."""
+    ``storm_rate=False`` keeps the storm's fault rate (a history whose truths may name fewer
+    devices than operated)."""
     fitted = fit(topology, [s for _, s in cases],
                  replace(base, calibration=(), calibration_maps=()),
                  contexts if storm_rate and contexts is not None else None)

@@ -16,6 +16,7 @@ incident change, with keys that make repeating the step harmless.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -64,6 +65,22 @@ def incident_columns(inc: Incident, now: datetime, **extra: Any) -> dict[str, An
     }
     row.update(extra)
     return row
+
+
+def confirmed_devices(topology: Topology, text: str) -> list[str]:
+    """The device ids of a close-out's ``device`` field (ids or names, separated by commas,
+    、 or spaces; each once, in order); :class:`LifecycleError` naming one that is not a
+    device of the topology."""
+    out: list[str] = []
+    for ref in re.split(r"[\s,，、;；]+", text.strip()):
+        if not ref:
+            continue
+        nid = topology.resolve(ref)
+        if nid is None or topology.nodes[nid].kind not in DEVICE_KINDS | {"source"}:
+            raise LifecycleError(f"{ref!r} is not a device of the topology")
+        if nid not in out:
+            out.append(nid)
+    return out
 
 
 class Lifecycle:
@@ -228,16 +245,15 @@ class Lifecycle:
     def close(self, incident_id: str, actor: str, cause_category: str, note: str = "",
               device: str | None = None) -> Incident:
         """Close out (销号) a restored or cancelled incident with its cause category and, if the
-        crew confirmed it, the device that operated (the localiser learns from these)."""
+        crews confirmed them, the devices that operated (``device``: one id or several
+        separated by commas or spaces; the localiser learns from these)."""
         now = self.clock()
         if not cause_category:
             raise LifecycleError("closing needs a cause category (--cause)")
         details: dict[str, Any] = {"cause_category": cause_category}
-        if device:
-            nid = self.topology.resolve(device)
-            if nid is None or self.topology.nodes[nid].kind not in DEVICE_KINDS | {"source"}:
-                raise LifecycleError(f"{device!r} is not a device of the topology")
-            details["device"] = nid
+        found = confirmed_devices(self.topology, device or "")
+        if found:
+            details["device"], details["devices"] = found[0], found
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
             if inc.stage == "closed":

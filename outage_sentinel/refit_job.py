@@ -23,10 +23,10 @@ MIN_CASES = 20
 def store_history(store: Store) -> list[dict[str, Any]]:
     """Every closed incident with a confirmed device, as a ``locate`` case with its truth."""
     out = []
-    for incident_id, device in store.confirmed_devices().items():
+    for incident_id, devices in store.confirmed_devices().items():
         row = store.get_incident(incident_id)
         if row is not None:
-            out.append(history_case(incident_id, row["state"], device))
+            out.append(history_case(incident_id, row["state"], devices))
     return out
 
 
@@ -65,11 +65,9 @@ class RefitJob:
             self.log.info("refit_waiting", cases=len(cases), needed=MIN_CASES)
             return None
         # Each case is localised again in the weather it happened in, so that the storm
-        # windows' calibration is learnt apart from the calm ones'. A close-out names one
-        # device whatever the crews found, so these truths cannot say how many devices a
-        # storm takes per feeder: the storm's rate is left as configured.
-        fitted, figures = fit_with_calibration(topology, cases, self.base, contexts,
-                                               storm_rate=False)
+        # windows' calibration is learnt apart from the calm ones', and the storm close-outs
+        # (naming every device the crews found) set the storm's rate.
+        fitted, figures = fit_with_calibration(topology, cases, self.base, contexts)
         self.estimator.use_params(fitted.params)
         self.log.info("localisation_refit", cases=fitted.cases, changes=list(fitted.changes),
                       **{k: round(v, 4) for k, v in figures.items()})

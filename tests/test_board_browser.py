@@ -123,12 +123,19 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
     page.wait_for_selector("#act-close", timeout=10000)
     page.screenshot(path=str(shots / "incident.png"), full_page=True)
     page.select_option("select[name=cause]", index=1)
+    options = page.eval_on_selector_all("select[name=device] option", "os => os.map(o => o.value)")
+    assert len(options) >= 2, options
+    page.select_option("select[name=device]", options[:2])  # two devices found in a storm
     page.click("#act-close")
+    page.wait_for_selector("#flash:not([hidden])", timeout=10000)
+    assert "flash bad" not in (page.get_attribute("#flash", "class") or ""), \
+        (options, page.text_content("#flash"))
     store = store_of(config)
     try:
         assert wait_for(lambda: store.get_incident(iid)["stage"] == "closed", 10)  # type: ignore[index]
         log = store.incident_log(iid)
         by_stage = {e["stage"]: e["actor"] for e in log}
+        assert store.confirmed_devices()[iid] == options[:2]
         for stage in ("confirmed", "on_site", "restored", "closed"):
             assert by_stage.get(stage) == "board:ops", (stage, by_stage)
         assert "board:ops" in {e["actor"] for e in log if e["stage"] == "dispatched"}

@@ -446,7 +446,7 @@ def test_the_crews_fault_found_device_is_the_confirmed_device_for_learning(
     clock.now += timedelta(minutes=5)
     board.actions.incident_step(iid, "restore", {}, "operator:x")
     board.actions.incident_step(iid, "close", {"cause": "树线矛盾"}, "operator:x")
-    assert store.confirmed_devices()[iid] == device  # the close-out named none
+    assert store.confirmed_devices()[iid] == [device]  # the close-out named none
 
 
 def test_a_feishu_group_reply_is_verified_fresh_and_taken_once(field_board: Any) -> None:

@@ -186,13 +186,18 @@ def test_close_with_the_device_then_export_the_history(tmp_path: Path) -> None:
     bad = cli("--config", str(cfg), "incidents", "close", inc["id"], "--cause", "设备故障",
               "--device", "NOPE")
     assert bad.returncode == 1 and "NOPE" in bad.stderr
+    bad = cli("--config", str(cfg), "incidents", "close", inc["id"], "--cause", "设备故障",
+              "--device", "FU-MJ01-05,NOPE2")
+    assert bad.returncode == 1 and "NOPE2" in bad.stderr  # nothing closed on half a list
+    # a storm's incident: the crews found two fuses (by id and by name, in any separator)
     r = cli("--config", str(cfg), "incidents", "close", inc["id"], "--cause", "设备故障",
-            "--device", "FU-MJ01-05")
+            "--device", "FU-MJ01-05， 南谢庄支线跌落式熔断器、FU-MJ01-06")
     assert r.returncode == 0, r.stderr
     r = cli("--config", str(cfg), "localisation", "history")
     assert r.returncode == 0, r.stderr
     (case,) = [json.loads(line) for line in r.stdout.splitlines()]
-    assert case["truth"] == {"devices": ["FU-MJ01-05"]} and case["id"] == inc["id"]
+    assert case["truth"] == {"devices": ["FU-MJ01-05", "FU-MJ01-06"]}
+    assert case["id"] == inc["id"]
     assert {"T-MJ01-020", "T-MJ01-021"} <= set(case["dead"])
 
 

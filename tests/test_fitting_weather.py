@@ -110,10 +110,10 @@ def test_a_close_out_keeps_the_weather_its_estimate_was_made_in() -> None:
     county = FaultContext(storm=True, faults_elsewhere=12, devices_elsewhere=300)
     inc = _incident(1, DEVICES[2], BayesEstimator().within(county), random.Random(1))
     state = Incident.from_json(inc.to_json()).to_json()  # as stored and read back
-    case = history_case(inc.id, state, DEVICES[2])
+    case = history_case(inc.id, state, [DEVICES[2]])
     assert context_of(case, 1) == county
     calm = _incident(2, DEVICES[2], BayesEstimator(), random.Random(1))
-    case = history_case(calm.id, calm.to_json(), DEVICES[2])
+    case = history_case(calm.id, calm.to_json(), [DEVICES[2]])
     assert context_of(case, 1) == FaultContext() and "storm" not in case
     # An incident stored before the estimate kept its weather reads as a calm window.
     old = calm.to_json()

@@ -7,18 +7,26 @@ import json
 import math
 import random
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from outage_sentinel.config import load_localisation
+from outage_sentinel.estimation import BayesEstimator
+from outage_sentinel.events import OutageEvent
 from outage_sentinel.fitting import downstream, fit, fit_with_calibration
+from outage_sentinel.incidents import apply_event, resolve_event
+from outage_sentinel.lifecycle import incident_columns
 from outage_sentinel.localise import Evidence, FaultContext, LocaliserParams, localise
+from outage_sentinel.refit_job import RefitJob
+from outage_sentinel.store import Store
 from outage_sentinel.storm_rate import fit_storm_rate, log_count_given_one, storm_counts
 from tests.test_fitting import DEVICES, TOPOLOGY, cli, solved
 
 STORM = FaultContext(storm=True)
 BASE = LocaliserParams()
+NOW = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
 
 
 def unrelated(devices: list[str]) -> bool:
@@ -88,7 +96,7 @@ def test_the_fit_learns_the_storm_only_from_its_windows(tmp_path: Path) -> None:
     calm = fit(TOPOLOGY, cases, BASE, [None] * len(cases)).params
     assert calm.storm_fault_prior == BASE.storm_fault_prior
     assert fit(TOPOLOGY, cases, BASE).params.storm_fault_prior == BASE.storm_fault_prior
-    # the daemon's close-outs name one device each whatever was found: it keeps the rate
+    # a caller whose history may name fewer devices than operated can keep the rate
     pairs = [(Evidence(dead=sorted(c.dead)), c) for c in cases]
     kept, _ = fit_with_calibration(TOPOLOGY, pairs, BASE, storms, storm_rate=False)
     assert kept.params.storm_fault_prior == BASE.storm_fault_prior
@@ -117,3 +125,28 @@ def test_a_storm_rate_learnt_by_the_cli_makes_the_second_fault_likelier(tmp_path
         hyps = localise(TOPOLOGY, evidence, params, STORM).hypotheses
         return sum(h.probability for h in hyps if len(h.devices) == 2)
     assert two(learnt) > two(plain) + 0.2
+
+
+def test_the_daemon_refit_learns_the_storm_from_close_outs_naming_every_device(store: Store
+                                                                               ) -> None:
+    """Storm incidents closed through the lifecycle with the two or three devices the crews
+    found (one close-out each): the scheduled refit raises the storm's rate."""
+    topology = TOPOLOGY
+    job_estimator = BayesEstimator()
+    job = RefitJob(store, lambda: topology, job_estimator, LocaliserParams())
+    estimator = BayesEstimator().within(STORM)
+    for k, case in enumerate(storm_history(30, 3, seed=4)):
+        event = OutageEvent(source="feed", event_id=f"E{k}", kind="fault", status="active",
+                            start=NOW, transformers=tuple(case["dead"]))  # type: ignore[arg-type]
+        inc = apply_event(None, event, resolve_event(topology, event), topology, estimator,
+                          NOW, lambda k=k: f"INC-{k}")
+        devices = case["truth"]["devices"]  # type: ignore[index]
+        with store.transaction() as conn:
+            store.save_incident_in(conn, incident_columns(inc, NOW))
+            store.log_in(conn, inc.id, NOW, "closed", "zhang", "",
+                         {"device": devices[0], "devices": devices})
+    assert all(len(d) == 3 for d in store.confirmed_devices().values())
+    report = job.run_once(NOW)
+    assert report is not None and report.figures["storm_cases"] == 30
+    assert any(c.startswith("storm_fault_prior") for c in report.changes)
+    assert job_estimator.params.storm_fault_prior > 3 * BASE.storm_fault_prior

@@ -19,7 +19,7 @@ from outage_sentinel.incidents import Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.priority import affected_customers, special_care_customers
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import DEVICE_KINDS, Topology
 
 #: Minutes before the arrival deadline when the countdown turns amber.
 AMBER_MINUTES = 15.0
@@ -177,6 +177,16 @@ def source_health(name: str, value: Any, viewer: Viewer) -> dict[str, Any]:
                                                                                 or ""))}
 
 
+def closable_devices(inc: Incident, topology: Topology) -> list[dict[str, str]]:
+    """The devices a close-out may name from the page: the estimate's, then those of its
+    suspected section and its other hypotheses (junctions and areas are no devices)."""
+    ids = [*inc.estimate.devices, *inc.estimate.section,
+           *(str(d) for h in inc.estimate.hypotheses for d in h.get("devices", ()))]
+    kinds = DEVICE_KINDS | {"source"}
+    return [{"id": d, "name": name_of(topology, d)} for d in dict.fromkeys(ids)
+            if d in topology.nodes and topology.nodes[d].kind in kinds]
+
+
 def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                     notices: Sequence[Any], evidence: Sequence[Any], topology: Topology,
                     now: datetime, viewer: Viewer, commitments: crews.Commitments
@@ -194,6 +204,7 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         "evidence": [_evidence(s, viewer) for s in evidence],
         "hypotheses": hypotheses(inc.estimate.hypotheses, topology),
         "section": [{"id": d, "name": name_of(topology, d)} for d in inc.estimate.section],
+        "closable": closable_devices(inc, topology),
         "areas": [{"id": t, "name": name_of(topology, t), "mark": inc.mark(t),
                    "restored": local(inc.restored[t], viewer.tz) if t in inc.restored else None,
                    "village": village_name(topology, topology.nodes[t].village)

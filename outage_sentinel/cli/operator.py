@@ -55,8 +55,9 @@ def add_verbs(sub: Any) -> None:
     close = isub.add_parser("close", help="close out (销号) a restored incident")
     close.add_argument("incident_id")
     close.add_argument("--cause", required=True, help="cause category, e.g. 树线矛盾, 设备故障")
-    close.add_argument("--device", help="the device the crew found operated (the localiser "
-                                        "learns from it: `localisation history`)")
+    close.add_argument("--device", help="the device(s) the crews found operated, several "
+                                        "separated by commas (the localiser learns from "
+                                        "them: `localisation history`)")
     close.add_argument("--note", default="")
     close.add_argument("--actor")
     corrections.add_incident_verbs(isub)

@@ -123,20 +123,21 @@ class IncidentStore(StoreBase):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
-    def confirmed_devices(self) -> dict[str, str]:
-        """Incident id -> the device found operated: the close-out's (board or CLI), else the
+    def confirmed_devices(self) -> dict[str, list[str]]:
+        """Incident id -> the devices found operated: the close-out's (board or CLI), else the
         crew's "fault found" from its page; the latest word counts."""
         q = (select(incident_log_t.c.incident_id, incident_log_t.c.stage,
                     incident_log_t.c.details)
              .where(incident_log_t.c.stage.in_(["closed", "fault_found"]))
              .order_by(incident_log_t.c.id))
-        out: dict[str, str] = {}
+        out: dict[str, list[str]] = {}
         by_crew: set[str] = set()
         with self.engine.connect() as conn:
             for r in conn.execute(q):
-                device = (r.details or {}).get("device")
+                details = r.details or {}
+                device = details.get("device")
                 if device:
-                    out[r.incident_id] = str(device)
+                    out[r.incident_id] = [str(d) for d in details.get("devices") or [device]]
                     if r.stage == "fault_found":
                         by_crew.add(r.incident_id)
                 elif r.stage == "closed" and r.incident_id not in by_crew:
