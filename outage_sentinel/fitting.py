@@ -61,7 +61,7 @@ from outage_sentinel.localise import (
     window_of,
 )
 from outage_sentinel.storm_rate import fit_storm_rate, storm_counts
-from outage_sentinel.topology import PROTECTIVE_KINDS, Topology
+from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
 
 #: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
 FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_dead_shape",
@@ -109,7 +109,9 @@ class SolvedCase:
 
 def solved_case(topology: Topology, evidence: Evidence, truth: Iterable[str],
                 where: str) -> SolvedCase:
-    """Resolve a case's ids (areas, meters, customers, devices) through ``topology``."""
+    """Resolve a case's ids (areas, meters, customers, devices) through ``topology``. A truth
+    that is no device (where the crew found the fault: a junction, a line, an area) stands for
+    the nearest protective device above it, the one that operated."""
     def areas(refs: Iterable[str]) -> frozenset[str]:
         out = set()
         for ref in refs:
@@ -124,7 +126,12 @@ def solved_case(topology: Topology, evidence: Evidence, truth: Iterable[str],
         if nid is None or topology.tin[topology.pos[nid]] < 0:
             raise HistoryError(f"{where}: truth device {ref!r} is not an energised node of "
                                "the topology")
-        devices.append(nid)
+        if topology.nodes[nid].kind not in DEVICE_KINDS | PROTECTIVE_KINDS:
+            # where the crew found the fault (a junction, a line, an area): the device that
+            # operated is the nearest protective device above it
+            nid = topology.protective_upstream(nid) or nid
+        if nid not in devices:
+            devices.append(nid)
     if not devices:
         raise HistoryError(f"{where}: truth has no device")
     calls: dict[str, int] = {}

@@ -89,6 +89,15 @@ def test_twenty_cases_already_move_the_rates_and_more_cases_move_them_further() 
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.03
 
 
+def test_a_fault_found_on_a_line_stands_for_the_device_that_operated() -> None:
+    # The crew's "fault found" may name the pole where the line broke, not the fuse that blew.
+    ev = Evidence(dead=["T-CG01-002"])
+    case = solved_case(TOPOLOGY, ev, ["J-CG01-B01-1", "FU-CG01-01"], "c1")
+    assert case.truth == ("FU-CG01-01",)
+    assert solved_case(TOPOLOGY, ev, ["建设路支线#3杆"], "c2").truth == ("FU-CG01-01",)
+    assert solved_case(TOPOLOGY, ev, ["RC-CG01-1"], "c3").truth == ("RC-CG01-1",)
+
+
 def test_a_source_the_history_never_had_is_left_alone() -> None:
     """No alive reports, no calls, no device reported open in any case: those sources did not
     exist, their rates are not "nobody reported"."""
