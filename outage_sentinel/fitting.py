@@ -7,7 +7,8 @@ evidence and the truth. With the truth known, every reliability of the model
 * **dead detection**: of the areas below the operated devices, how many were reported dead
   (the missing rate is its complement). The localiser integrates the rate out per case under a
   Beta prior; the fit moves that prior's mean to the county's own figure and, with enough
-  cases, its spread to the spread seen between cases (method of moments);
+  cases, its spread to the spread seen between cases beyond the binomial noise of their few
+  areas (beta-binomial method of moments);
 * **false dead reports** per energised area (``false_dead_per_area``): dead reports from areas
   that were in fact energised, over the energised areas of the same feeders;
 * **alive reports**: of the energised areas, how many sent one (the Beta prior's mean), and of
@@ -157,7 +158,8 @@ def downstream(topology: Topology, node_id: str) -> list[str]:
 class _Counts:
     """Sufficient statistics of the history, per reliability: (hits, trials)."""
 
-    dead_rates: list[float]
+    #: per case: (areas below the true devices reported dead, areas below them)
+    dead_cases: list[tuple[int, int]]
     dead: list[int]
     false_dead: list[int]
     #: per case: (false dead reports, energised areas), for their spread between windows
@@ -219,7 +221,7 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
         if dead:
             hits = len(case.dead & dead)
             _add(c.dead, hits, len(dead))
-            c.dead_rates.append(hits / len(dead))
+            c.dead_cases.append((hits, len(dead)))
         _add(c.false_dead, len(case.dead & alive), len(alive))
         for root in roots:
             c.root_cases[root] = c.root_cases.get(root, 0) + 1
@@ -328,6 +330,25 @@ def _rate(pair: Sequence[float], prior: float, weight: float = PRIOR_WEIGHT,
     return min(hi, max(lo, (hits + prior * weight) / (trials + weight)))
 
 
+def _detect_concentration(per_case: Sequence[tuple[int, int]], m: float, current: float
+                          ) -> float:
+    """The concentration of the Beta the detection rate varies by between cases, by the
+    beta-binomial method of moments: the spread of the per-case rates x/n about ``m`` less the
+    spread that drawing n areas at one rate gives by itself (a case of one or two areas is
+    mostly that), shrunk towards ``current``; ``current`` with fewer than two cases of two
+    areas or more."""
+    cases = [(x, n) for x, n in per_case if n >= 2]
+    if len(cases) < 2 or not 0.0 < m < 1.0:
+        return current
+    spread = sum((x / n - m) ** 2 for x, n in cases)
+    sampling = sum(m * (1 - m) / n for _, n in cases)
+    room = sum(m * (1 - m) * (n - 1) / n for _, n in cases)
+    rho = (spread - sampling) / room  # the intra-case correlation, 1 / (concentration + 1)
+    seen = 200.0 if rho <= 1 / 201 else min(max(1 / rho - 1, 0.5), 200.0)
+    w = len(cases) / (len(cases) + PRIOR_WEIGHT)
+    return w * seen + (1 - w) * current
+
+
 @dataclass(frozen=True)
 class Fit:
     """Fitted parameters, what changed (for the log), and how many cases they rest on."""
@@ -350,13 +371,7 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
             storms, base.storm_fault_prior, base.storm_rate_shape)
     mean = base.dead_detect_a / (base.dead_detect_a + base.dead_detect_b)
     m = _rate(c.dead, mean)
-    conc = base.dead_detect_a + base.dead_detect_b
-    if len(c.dead_rates) >= 2:
-        var = statistics.pvariance(c.dead_rates)
-        if var > 0:  # method of moments, shrunk towards the prior's concentration
-            seen = min(max(m * (1 - m) / var - 1, 0.5), 200.0)
-            w = len(c.dead_rates) / (len(c.dead_rates) + PRIOR_WEIGHT)
-            conc = w * seen + (1 - w) * conc
+    conc = _detect_concentration(c.dead_cases, m, base.dead_detect_a + base.dead_detect_b)
     updates["dead_detect_a"], updates["dead_detect_b"] = m * conc, (1 - m) * conc
     feeder_areas = max(c.false_dead[1] / max(len(cases), 1), 1.0)
     prior_false = min(base.false_dead_max_rate, base.false_dead_per_area
@@ -414,29 +429,34 @@ def calibration_map(pairs: Sequence[tuple[float, bool]], bins: int = 10
                     ) -> tuple[tuple[float, float], ...]:
     """A monotone map from stated probability to observed frequency, as knots ``(p, q)`` to
     interpolate between: pool-adjacent-violators over the pairs sorted by ``p``; each pooled
-    block (its frequency smoothed by one pseudo-case) is flat from its lowest to its highest
-    stated probability, with straight lines between blocks; anchored at (0, 0), flat above the
+    block (its frequency starting from ``MAP_PRIOR_CASES`` pseudo-cases at the probability it
+    stated, so a block of a few cases keeps about what was stated) is flat from its lowest to
+    its highest stated probability, with straight lines between blocks; anchored at (0, 0),
+    flat above the
     highest block (stated probabilities crowd near 1: an anchor at (1, 1) would undo the
     correction exactly where the localiser is most overconfident). Empty for fewer than
     ``bins`` pairs."""
     if len(pairs) < bins:
         return ()
-    blocks: list[list[float]] = []  # [lowest p, highest p, hits, n]
+    blocks: list[list[float]] = []  # [lowest p, highest p, hits, n, sum of p]
     tied: dict[float, list[float]] = {}  # equal stated probabilities are one block
     for p, ok in pairs:
         t = tied.setdefault(p, [0.0, 0.0])
         t[0] += 1.0 if ok else 0.0
         t[1] += 1.0
     for p, (hits, n) in sorted(tied.items()):
-        blocks.append([p, p, hits, n])
+        blocks.append([p, p, hits, n, p * n])
         while len(blocks) > 1 and _freq(blocks[-2]) >= _freq(blocks[-1]):
             last = blocks.pop()
             blocks[-1][1] = last[1]
-            blocks[-1][2] += last[2]
-            blocks[-1][3] += last[3]
+            for j in (2, 3, 4):
+                blocks[-1][j] += last[j]
     out: list[tuple[float, float]] = [(0.0, 0.0)]
-    for lo, hi, hits, n in blocks:
-        q = max(round((hits + 0.5) / (n + 1.0), 6), out[-1][1])  # non-decreasing, smoothed
+    k = MAP_PRIOR_CASES
+    for lo, hi, hits, n, stated in blocks:
+        # the block's frequency with K pseudo-cases at what it stated: a block of a few cases
+        # keeps about what the localiser said, a block of hundreds says what happened
+        q = max(round((hits + stated / n * k) / (n + k), 6), out[-1][1])  # non-decreasing
         for p in (lo, hi):
             if p > out[-1][0]:
                 out.append((p, q))  # p unrounded: stated probabilities crowd near 1
@@ -494,24 +514,27 @@ def _logistic(xs: Sequence[float], ys: Sequence[float], ridge: float = 1.0
 
 
 def choose_map(pairs: Sequence[tuple[float, bool]]) -> tuple[tuple[float, float], ...]:
-    """The calibration map that does better out of sample: :func:`calibration_map` (pooled
-    blocks) or :func:`platt_map` (two parameters), each learnt on one half of the pairs and
-    scored (expected calibration error) on the other, both ways round; the winner is then
-    learnt on all of them."""
+    """The calibration map that does better out of sample, or none: :func:`calibration_map`
+    (pooled blocks) and :func:`platt_map` (two parameters) are each learnt on one half of the
+    pairs and scored on the other, both ways round, by the squared error of the mapped
+    probability (the Brier score: the expected calibration error bins, and is too noisy on a
+    few dozen cases to choose by). The better map is kept only if it beats the stated
+    probabilities themselves by more than one standard error of the case-by-case difference:
+    a localiser that is already calibrated, or a history too small to show otherwise, keeps
+    what it states. The winner is then learnt on all the pairs."""
     halves = (pairs[0::2], pairs[1::2])
     if min(len(h) for h in halves) < 10:
-        return calibration_map(pairs)
-    scores = {}
+        return ()
+    gains: dict[str, list[float]] = {}
     for name, learn in (("blocks", calibration_map), ("platt", platt_map)):
-        scores[name] = sum(_held_out(learn(train), test)
-                           for train, test in (halves, halves[::-1]))
-    return platt_map(pairs) if scores["platt"] < scores["blocks"] else calibration_map(pairs)
-
-
-def _held_out(knots: tuple[tuple[float, float], ...],
-              pairs: Sequence[tuple[float, bool]]) -> float:
-    """The expected calibration error of ``pairs`` through the map ``knots`` (learnt once)."""
-    return expected_calibration_error([(calibrated(knots, p), ok) for p, ok in pairs])
+        gains[name] = [(p - ok) ** 2 - (calibrated(knots, p) - ok) ** 2
+                       for train, test in (halves, halves[::-1])
+                       for knots in (learn(train),) for p, ok in test]
+    name = max(gains, key=lambda n: statistics.fmean(gains[n]))
+    gain = gains[name]
+    if statistics.fmean(gain) <= statistics.stdev(gain) / math.sqrt(len(gain)):
+        return ()
+    return platt_map(pairs) if name == "platt" else calibration_map(pairs)
 
 
 def _freq(block: Sequence[float]) -> float:
@@ -599,6 +622,9 @@ def stated_and_right(topology: Topology, cases: Sequence[tuple[Evidence, SolvedC
                         same_answer(topology, best.devices, solved.truth)))
     return out
 
+
+#: Pseudo-cases at the stated probability each block of a calibration map starts from.
+MAP_PRIOR_CASES = 2.0
 
 #: Fewest cases each window or answer size needs before they get calibration maps of their own.
 MIN_MAP_CASES = 20

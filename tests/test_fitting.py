@@ -235,3 +235,15 @@ def test_the_scheduled_refit_learns_from_the_close_outs_in_the_database(store: S
     assert estimator.params != LocaliserParams() and estimator.params.calibration
     assert detect_mean(estimator.params) < detect_mean(LocaliserParams())  # 40 % reported
     assert any(c.startswith("dead_detect_a") for c in report.changes)
+
+
+def test_the_spread_of_detection_between_cases_is_not_the_noise_of_small_regions() -> None:
+    # Every case reports each dead area with the same 70 %: regions of one to four areas make
+    # the per-case rates scatter, but only by binomial noise, so the fitted Beta is narrow.
+    steady = fit(TOPOLOGY, solved(history(300, 21, detect=0.7)), LocaliserParams()).params
+    conc = steady.dead_detect_a + steady.dead_detect_b
+    assert detect_mean(steady) == pytest.approx(0.7, abs=0.05) and conc > 30
+    # Half the windows report 95 %, half 25 %: the same mean, a wide Beta.
+    mixed = history(150, 22, detect=0.95) + history(150, 23, detect=0.25)
+    wide = fit(TOPOLOGY, solved(mixed), LocaliserParams()).params
+    assert wide.dead_detect_a + wide.dead_detect_b < 5

@@ -123,3 +123,24 @@ def test_choose_map_keeps_a_calibrated_localiser_calibrated() -> None:
     pairs = [(p, rng.random() < p) for p in (rng.uniform(0.3, 1.0) for _ in range(2000))]
     knots = choose_map(pairs)
     assert expected_calibration_error([(calibrated(knots, p), ok) for p, ok in pairs]) < 0.03
+
+
+def test_a_calibrated_localiser_keeps_what_it_states_unless_the_history_shows_otherwise(
+) -> None:
+    from outage_sentinel.fitting import choose_map, expected_calibration_error
+    from outage_sentinel.localise import calibrated
+
+    # An honest localiser and a small history: most draws keep no map at all (a map learnt on
+    # a few dozen cases would move stated probabilities by noise).
+    kept = 0
+    for seed in range(20):
+        rng = random.Random(seed)
+        pairs = [(p, rng.random() < p) for p in (rng.uniform(0.3, 1.0) for _ in range(60))]
+        kept += choose_map(pairs) == ()
+    assert kept >= 15
+    # An overconfident one (says 0.9, right 60 %) is corrected from 200 close-outs.
+    rng = random.Random(3)
+    pairs = [(p, rng.random() < p - 0.3) for p in (rng.uniform(0.85, 0.95) for _ in range(200))]
+    knots = choose_map(pairs)
+    assert knots and calibrated(knots, 0.9) == pytest.approx(0.6, abs=0.1)
+    assert expected_calibration_error([(calibrated(knots, p), ok) for p, ok in pairs]) < 0.05
