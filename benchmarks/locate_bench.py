@@ -609,6 +609,8 @@ class Summary:
     declared: tuple[float, float, float, float] = (math.nan,) * 4
     #: the storm world (faults at the county's rate): exact top-1 %, ECE, on the defaults
     storm_world: tuple[float, float] = (math.nan, math.nan)
+    #: the learning curve: (close-outs, loc/oracle, ECE), 0 close-outs for the defaults
+    curve: list[tuple[int, float, float]] = field(default_factory=list)
     #: the evidence models the localiser does not assume: (scenario, localiser %, naive %,
     #: oracle of the base model %, calibration error)
     harder: list[tuple[str, float, float, float, float]] = field(default_factory=list)
@@ -730,6 +732,38 @@ def storm_world(feeders: list[Feeder], n: int, rng: random.Random) -> tuple[floa
     return loc.pct(False), ece
 
 
+#: History sizes of the learning curve (the contract: 20 must already help and never hurt,
+#: 2,000 should converge); sizes under 200 are drawn three times.
+CURVE_SIZES = (20, 50, 200, 1000)
+
+
+def learning_curve(feeders: list[Feeder], topology: Topology, cases: int, rng: random.Random,
+                   full: bool) -> list[tuple[int, float, float]]:
+    """Fit on histories of the FIELD county of growing size and localise the same ``cases``
+    new cases with each fit: (size, loc/oracle, ECE) per fit, size 0 for the defaults."""
+    pool: list[tuple[Evidence, Any]] = []
+    for f, devices in _single_jobs(feeders, max(CURVE_SIZES) if full else 400, rng):
+        c = sample(f, devices, FIELD, rng)
+        ev = evidence_of(c)
+        pool.append((ev, solved_case(topology, ev, [topology.ids[d] for d in devices], "h")))
+    test_seed = rng.random()
+    out: list[tuple[int, float, float]] = []
+    for size in (0, *(n for n in CURVE_SIZES if n <= len(pool))):
+        for draw in range(3 if 0 < size < 200 else 1):
+            params = None
+            if size:
+                hist = random.Random(f"{size}/{draw}").sample(pool, size)
+                params = fit_with_calibration(topology, hist, LocaliserParams())[0].params
+            tallies = run_scenario(feeders, FIELD, False, cases, random.Random(test_seed), params)
+            loc, ora = tallies["localiser"], tallies["oracle"]
+            out.append((size, loc.correct / ora.correct if ora.correct else 1.0,
+                        expected_calibration_error(loc.pairs)))
+    cells = "  ".join(f"{'defaults' if n == 0 else n}: {r:.3f}/{e:.3f}" for n, r, e in out)
+    print(f"  learning curve (FIELD county; close-outs: loc/oracle / ECE on {cases} new "
+          f"cases): {cells}")
+    return out
+
+
 def _single_jobs(feeders: list[Feeder], n: int, rng: random.Random
                  ) -> list[tuple[Feeder, list[int]]]:
     jobs = [(f, [d]) for f in feeders for d in f.devices]
@@ -803,6 +837,7 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
           f"defaults (35% missing, per-area false rates, 3% calls, 15% alive)")
     summary.fitted = fit_on_history(name, feeders, topology, max_cases, rng)
     summary.storm_world = storm_world(feeders, max_cases, rng)
+    summary.curve = learning_curve(feeders, topology, max_cases, rng, max_cases >= 1000)
     return summary
 
 
@@ -855,6 +890,13 @@ def print_summary(summaries: list[Summary]) -> None:
         exact, ece = s.storm_world
         if not math.isnan(exact):
             print(f"  {s.name:<32} top-1 exact {exact:5.1f}%  ECE {ece:.3f}")
+    print("\n== learning curve: fitted on N close-outs of the FIELD county, loc/oracle and ECE "
+          "on the same new cases (sizes under 200 drawn three times; the quick run stops at "
+          "400 close-outs)")
+    for s in summaries:
+        cells = "  ".join(f"{'defaults' if n == 0 else n}: {r:.3f}/{e:.3f}"
+                          for n, r, e in s.curve)
+        print(f"  {s.name:<32} {cells}")
     print("\n== with fitted parameters (each scenario fitted on its own history)")
     print(f"  {'topology':<32} {'min loc/oracle':>14} {'double both':>12} {'worst ECE':>10} "
           f"{'(defaults)':>10}")
