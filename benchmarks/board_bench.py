@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import socket
 import statistics
 import sys
@@ -200,7 +201,11 @@ def scenario(title: str, topology_dir: Path, n_incidents: int, seed: int) -> Non
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        session.post(f"{url}/login", data={"user": "bench", "password": PASSWORD},
+        page = session.get(f"{url}/login").text
+        token = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert token, "no sign-in token on /login"
+        session.post(f"{url}/login", data={"user": "bench", "password": PASSWORD,
+                                           "csrf": token.group(1)},
                      allow_redirects=False).raise_for_status()
         try:
             measure(session, url, ids, store, seed, core)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,3 +97,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         return resp.read().decode("utf-8")
+
+
+def sign_in_form(client: Any, user: str, password: str) -> dict[str, str]:
+    """The sign-in form's fields as the board's own page fills them (GET /login first: the
+    form's token must match the cookie that page sets)."""
+    page = client.get("/login")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return {"user": user, "password": password, "csrf": found.group(1)}

@@ -22,6 +22,7 @@ from outage_sentinel.config import load_config
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
 from outage_sentinel.triage import STORM_KEY, storm_declared
+from tests.e2e_helpers import sign_in_form
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
@@ -56,7 +57,7 @@ def board_env(store: Store, demo: Topology, tmp_path: Path) -> Iterator[tuple[An
 
 def signed_in(app: Any, user: str, password: str = PASSWORD) -> tuple[TestClient, str]:
     client = TestClient(app, base_url="http://127.0.0.1")
-    r = client.post("/login", data={"user": user, "password": password}, follow_redirects=False)
+    r = client.post("/login", data=sign_in_form(client, user, password), follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/", r.text
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -180,20 +181,42 @@ def test_a_viewer_sees_but_cannot_act_and_sees_no_phone(board_env: Any, demo: To
     assert not phones.search(viewer.get("/api/outbox?status=pending").text)
 
 
+def test_a_sign_in_not_posted_from_the_boards_own_page_is_refused(board_env: Any) -> None:
+    """Login CSRF: another site's page posting the form (right credentials, an attacker's own
+    account) must not sign the browser in; the form's token must match the page's cookie."""
+    app, store, _ = board_env
+    elsewhere = TestClient(app, base_url="http://127.0.0.1")
+    r = elsewhere.post("/login", data={"user": "ops", "password": PASSWORD},
+                       follow_redirects=False)
+    assert r.headers["location"] == "/login?error=expired" and "set-cookie" not in r.headers
+    # a token copied from a page, without the cookie that page set in *its* browser
+    fields = sign_in_form(TestClient(app, base_url="http://127.0.0.1"), "ops", PASSWORD)
+    r = elsewhere.post("/login", data=fields, follow_redirects=False)
+    assert r.headers["location"] == "/login?error=expired"
+    assert elsewhere.get("/api/me").status_code == 401
+    assert "登录页已过期" in elsewhere.get("/login?error=expired").text
+    # from the board's own page it works, and the form's token is spent with the sign-in
+    r = elsewhere.post("/login", data=sign_in_form(elsewhere, "ops", PASSWORD),
+                       follow_redirects=False)
+    assert r.headers["location"] == "/" and "sentinel_login=\"\"" in r.headers["set-cookie"]
+    assert elsewhere.get("/api/me").json()["user"] == "ops"
+    assert not [a for a in store.audit_trail() if a["kind"] == "sign_in_failed"]
+
+
 def test_wrong_passwords_are_slowed_down_then_a_right_one_after_the_wait_works(
         board_env: Any) -> None:
     app, store, clock = board_env
     client = TestClient(app, base_url="http://127.0.0.1")
     for _ in range(5):
-        r = client.post("/login", data={"user": "ops", "password": "wrong"},
+        r = client.post("/login", data=sign_in_form(client, "ops", "wrong"),
                         follow_redirects=False)
         assert r.headers["location"] == "/login?error=wrong"
-    r = client.post("/login", data={"user": "ops", "password": PASSWORD},
+    r = client.post("/login", data=sign_in_form(client, "ops", PASSWORD),
                     follow_redirects=False)
     assert "error=wait" in r.headers["location"] and int(r.headers["Retry-After"]) >= 1
     # Refused without the password being tried, however right; the wait announced holds.
     clock.now += timedelta(seconds=int(r.headers["Retry-After"]))
-    r = client.post("/login", data={"user": "ops", "password": PASSWORD},
+    r = client.post("/login", data=sign_in_form(client, "ops", PASSWORD),
                     follow_redirects=False)
     assert r.headers["location"] == "/"
     kinds = [r["kind"] for r in store.audit_trail() if r["actor"] == "ops"]

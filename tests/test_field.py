@@ -26,6 +26,7 @@ from outage_sentinel.field_links import (
 )
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
+from tests.e2e_helpers import sign_in_form
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
@@ -619,7 +620,7 @@ def test_photos_reach_signed_in_staff_and_a_liaisons_never_the_public_page(
     assert client.get(photo_url, follow_redirects=False).status_code in (401, 303)
     store.add_user("viewer1", "viewer", access.hash_password("a long enough password"),
                    clock())
-    client.post("/login", data={"user": "viewer1", "password": "a long enough password"})
+    client.post("/login", data=sign_in_form(client, "viewer1", "a long enough password"))
     photos = client.get(f"/api/incidents/{iid}").json()["photos"]
     assert [(p["name"], p["where"]) for p in photos] == [
         (logged["crew"], topology.nodes[device].name or device),

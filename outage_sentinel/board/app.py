@@ -4,7 +4,8 @@ so it is safe while the daemon runs, and several board processes may share one d
 
 Every request but ``/login``, ``/healthz`` and the static assets needs a session; every
 state-changing request also needs the session's CSRF token (``X-CSRF-Token`` header, or the
-``csrf`` form field for the sign-out form); acting needs the operator or admin role. Every
+``csrf`` form field for the sign-out form), and signing in the token the sign-in page set
+(its form field and cookie); acting needs the operator or admin role. Every
 sign-in, failed sign-in and action is written to the audit table.
 """
 
@@ -62,6 +63,9 @@ from outage_sentinel.triage import STORM_KEY, storm_declared
 HERE = Path(__file__).parent
 COOKIE = "sentinel_session"
 LANGUAGE_COOKIE = "sentinel_language"
+#: The sign-in form's token, also in this cookie (SameSite strict, so another site's page
+#: posting the form to sign a browser in to an account of its choosing has no cookie).
+LOGIN_COOKIE = "sentinel_login"
 LANGUAGES = ("zh", "en")
 HEALTH_PREFIX = "health:"
 
@@ -371,12 +375,20 @@ async def choose_language(request: Request) -> Response:
 
 
 async def login_page(request: Request, board: Board, pages: Environment) -> Response:
-    return HTMLResponse(pages.get_template("login.html").render(
-        language=language_of(board, request), error=request.query_params.get("error", "")))
+    token = access.new_session().csrf
+    response = HTMLResponse(pages.get_template("login.html").render(
+        language=language_of(board, request), error=request.query_params.get("error", ""),
+        csrf=token))
+    response.set_cookie(LOGIN_COOKIE, token, max_age=12 * 3600, httponly=True,
+                        samesite="strict", secure=board.settings.secure_cookies, path="/login")
+    return response
 
 
 async def login(request: Request, board: Board, _pages: Environment) -> Response:
     form = await request.form()
+    if not access.csrf_ok(request.cookies.get(LOGIN_COOKIE) or "", str(form.get("csrf") or "")):
+        # not posted from this board's own sign-in page (or the page is over 12 hours old)
+        return RedirectResponse("/login?error=expired", status_code=303)
     name, password = str(form.get("user") or ""), str(form.get("password") or "")
     outcome = await run_in_threadpool(sign_in, board, name, password, _remote(request))
     if isinstance(outcome, float):
@@ -386,6 +398,7 @@ async def login(request: Request, board: Board, _pages: Environment) -> Response
     if outcome is None:
         return RedirectResponse("/login?error=wrong", status_code=303)
     response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
     response.set_cookie(COOKIE, outcome, max_age=int(board.settings.session_hours * 3600),
                         httponly=True, samesite="strict", secure=board.settings.secure_cookies,
                         path="/")
