@@ -126,6 +126,14 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
     options = page.eval_on_selector_all("select[name=device] option", "os => os.map(o => o.value)")
     assert len(options) >= 2, options
     page.select_option("select[name=device]", options[:2])  # two devices found in a storm
+    page.fill("#actions input[name=note]", "两处熔断器均已更换")
+    # Another incident opens meanwhile: the page re-renders live and keeps what was entered.
+    before = page.get_attribute("body", "data-rendered")
+    assert cli(config, "incidents", "open", "--transformers", "T-LH01-014").returncode == 0
+    assert wait_for(lambda: page.get_attribute("body", "data-rendered") != before, 10)
+    assert page.input_value("#actions input[name=note]") == "两处熔断器均已更换"
+    assert page.eval_on_selector("select[name=device]", "s => [...s.selectedOptions]"
+                                 ".map(o => o.value)") == options[:2]
     page.click("#act-close")
     page.wait_for_selector("#flash:not([hidden])", timeout=10000)
     assert "flash bad" not in (page.get_attribute("#flash", "class") or ""), \
@@ -136,6 +144,7 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
         log = store.incident_log(iid)
         by_stage = {e["stage"]: e["actor"] for e in log}
         assert store.confirmed_devices()[iid] == options[:2]
+        assert [e["note"] for e in log if e["stage"] == "closed"] == ["两处熔断器均已更换"]
         for stage in ("confirmed", "on_site", "restored", "closed"):
             assert by_stage.get(stage) == "board:ops", (stage, by_stage)
         assert "board:ops" in {e["actor"] for e in log if e["stage"] == "dispatched"}

@@ -98,6 +98,7 @@ async function act(path, body) {
   try {
     const data = await api(path, body);
     flash(data.result || "ok", false);
+    freshForms = true;  // what was typed is done with; a failed action keeps it to fix
     await render();
   } catch (e) { flash(e.message, true); }
 }
@@ -254,7 +255,7 @@ function actionsPanel(c) {
   const button = (id, label, fn) => h("button", {id, type: "button", onclick: fn}, label);
   const crew = h("select", {name: "crew"}, h("option", {value: ""}, W.best), c.crews.map((k) => h("option", {value: k.id}, `${k.name} (${k.id})`)));
   const off = c.areas.filter((a) => !a.restored);
-  const picks = off.map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", value: a.id, checked: true}), a.name));
+  const picks = off.map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "area", value: a.id, checked: true}), a.name));
   const etr = h("input", {type: "datetime-local", name: "etr"});
   const more = h("input", {name: "add", placeholder: W.transformers});
   const reason = h("input", {name: "reason", placeholder: W.reason});
@@ -367,7 +368,36 @@ function tiles(url, lon0, lon1, lat0, lat1, X, Y, add) {
 
 // -- routing and live updates ------------------------------------------------------------------
 
-let rendering = false, again = false;
+let rendering = false, again = false, freshForms = false, shownRoute = null;
+
+// A live update re-renders the page: what an operator is typing or has ticked (a note, the
+// devices of a close-out, the areas to restore) is carried over to the new page by name.
+function controlKey(el) { return `${el.name}|${el.type === "checkbox" ? el.value : ""}`; }
+
+function controls(root) {
+  return [...root.querySelectorAll("input[name], select[name], textarea[name]")]
+    .filter((el) => el.type !== "password" && el.type !== "file");
+}
+
+function formState(root) {
+  const state = new Map();
+  for (const el of controls(root)) {
+    state.set(controlKey(el), el.type === "checkbox" ? el.checked
+      : el.multiple ? [...el.selectedOptions].map((o) => o.value) : el.value);
+  }
+  return state;
+}
+
+function restoreForms(root, state) {
+  for (const el of controls(root)) {
+    const key = controlKey(el);
+    if (!state.has(key)) continue;
+    const v = state.get(key);
+    if (el.type === "checkbox") el.checked = v;
+    else if (el.multiple) for (const o of el.options) o.selected = v.includes(o.value);
+    else if (el.tagName !== "SELECT" || [...el.options].some((o) => o.value === v)) el.value = v;
+  }
+}
 
 async function render() {
   if (rendering) { again = true; return; }
@@ -386,7 +416,14 @@ async function render() {
       banner.textContent = data.storm ? `${W.storm}: ${data.storm.by || ""} ${data.storm.note || ""}` : "";
       view = overviewView(data);
     }
-    document.getElementById("view").replaceChildren(view);
+    const holder = document.getElementById("view");
+    const kept = route === shownRoute && !freshForms ? formState(holder) : null;
+    const focused = document.activeElement && holder.contains(document.activeElement) ? document.activeElement.name : null;
+    freshForms = false;
+    holder.replaceChildren(view);
+    shownRoute = route;
+    if (kept) restoreForms(view, kept);
+    if (kept && focused) view.querySelector(`[name="${CSS.escape(focused)}"]`)?.focus();
     BODY.dataset.rendered = String(Date.now());
   } catch (e) {
     flash(e.message, true);
