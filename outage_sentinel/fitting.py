@@ -424,6 +424,9 @@ def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
 
 # -- calibration --------------------------------------------------------------------------------
 
+#: Pseudo-cases at the stated probability each block of a calibration map starts from.
+MAP_PRIOR_CASES = 2.0
+
 
 def calibration_map(pairs: Sequence[tuple[float, bool]], bins: int = 10
                     ) -> tuple[tuple[float, float], ...]:
@@ -432,10 +435,9 @@ def calibration_map(pairs: Sequence[tuple[float, bool]], bins: int = 10
     block (its frequency starting from ``MAP_PRIOR_CASES`` pseudo-cases at the probability it
     stated, so a block of a few cases keeps about what was stated) is flat from its lowest to
     its highest stated probability, with straight lines between blocks; anchored at (0, 0),
-    flat above the
-    highest block (stated probabilities crowd near 1: an anchor at (1, 1) would undo the
-    correction exactly where the localiser is most overconfident). Empty for fewer than
-    ``bins`` pairs."""
+    flat above the highest block (stated probabilities crowd near 1: an anchor at (1, 1) would
+    undo the correction exactly where the localiser is most overconfident). Empty for fewer
+    than ``bins`` pairs."""
     if len(pairs) < bins:
         return ()
     blocks: list[list[float]] = []  # [lowest p, highest p, hits, n, sum of p]
@@ -622,9 +624,6 @@ def stated_and_right(topology: Topology, cases: Sequence[tuple[Evidence, SolvedC
                         same_answer(topology, best.devices, solved.truth)))
     return out
 
-
-#: Pseudo-cases at the stated probability each block of a calibration map starts from.
-MAP_PRIOR_CASES = 2.0
 
 #: Fewest cases each window or answer size needs before they get calibration maps of their own.
 MIN_MAP_CASES = 20

@@ -1,5 +1,6 @@
 """The storm's fault rate learnt from how many devices its close-outs found per feeder
-(outage_sentinel/storm_rate.py; docs/localisation.md, "The storm's rate from close-outs")."""
+(outage_sentinel/storm_rate.py; docs/localisation.md, "Learning from close-outs", the storm's
+fault rate)."""
 
 from __future__ import annotations
 
