@@ -620,6 +620,23 @@ def restoration_signals(members: Iterable[Member]) -> dict[str, datetime]:
     return back
 
 
+#: The source of the field's answers (a liaison's "已来电 / 仍停电" from a link or a reply).
+FIELD_SOURCE = "field"
+
+
+def back_on_field_word(incident: Incident, areas: Iterable[str]) -> bool:
+    """Whether any of ``areas`` is back on a liaison's answer alone: no feed, meter reading or
+    operator's or crew's step says so. A notice that tells the village then says whose word
+    it is rather than stating it as the system's own finding."""
+    members = list(incident.members.values())
+    field = [m for m in members if m.key.split("|", 1)[0] == FIELD_SOURCE]
+    if not field:
+        return False
+    by_field = restoration_signals(field)
+    others = areas_back([m for m in members if m.key.split("|", 1)[0] != FIELD_SOURCE])
+    return any(t in by_field and t not in others for t in areas)
+
+
 def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
     """Areas with evidence that supply is back, and since when: restoration signals (AMI
     power-restore, an operator's or crew's step), and areas a record named that is now restored

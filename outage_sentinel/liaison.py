@@ -26,7 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from outage_sentinel import sms_params as sms
 from outage_sentinel.config import ChannelConfig
 from outage_sentinel.field_links import PUBLIC, IssuedLink
-from outage_sentinel.incidents import Incident, Notice, village_etr, villages_off
+from outage_sentinel.incidents import Incident, Notice, back_on_field_word, village_etr, villages_off
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -289,6 +289,9 @@ class LiaisonPlanner:
             "now_local": self.local_time(now),
             "cause": incident.cause,
             "purpose": notice.purpose,
+            # "restored" on a liaison's answer alone says whose word it is
+            "restored_by_liaison": notice.purpose == "restored"
+            and back_on_field_word(incident, in_village),
         }
         body = self.renderer.render(f"liaison_{notice.purpose}", **context)
         params = self.notice_params(incident, notice.purpose, context, now)

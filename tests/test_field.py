@@ -659,3 +659,29 @@ def test_a_link_is_kept_with_its_message_and_forgotten_once_too_old(store: Store
     assert store.kv_get(old)["issued"] == (T0 + timedelta(hours=2)).isoformat()
     new = queue("INC-2", T0 + timedelta(days=15))
     assert store.kv_get(old) is None and store.kv_get(new)["incident"] == "INC-2"
+
+
+def test_power_back_on_a_liaisons_word_alone_is_told_as_their_word(field_board: Any) -> None:
+    """A village told "restored" because its own liaison tapped 已来电 (no feed, meter or
+    operator says so) hears whose word it is; one restored by the operator hears it plain."""
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    processor = board.actions.core.processor
+    iid = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    village, token = next(iter(links_of(store, iid).items()))
+    areas = [t for t in processor.incident(iid).off if topology.nodes[t].village == village]
+    clock.now += timedelta(minutes=20)
+    for area in areas:
+        assert client.post(f"/f/{token}/answer",
+                           json={"area": area, "answer": "back"}).status_code == 200
+    restored = [m for m in store.messages(incident_id=iid)
+                if m.purpose == "restored" and m.audience == "liaison"]
+    assert restored and all("据本村联络人反馈" in m.body for m in restored), \
+        [m.body for m in restored]
+    # The operator's own restoration of another incident is stated plainly.
+    other = board.actions.open_incident({"transformers": "T-CG01-001"}, "operator:x")
+    clock.now += timedelta(minutes=20)
+    processor.operator_restore(other, "operator:x", None, None, "", now=clock.now)
+    plain = [m for m in store.messages(incident_id=other)
+             if m.purpose == "restored" and m.audience == "liaison"]
+    assert plain and not any("联络人反馈" in m.body for m in plain)

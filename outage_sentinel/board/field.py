@@ -41,11 +41,10 @@ from outage_sentinel.field_links import (
     verify,
     verify_short,
 )
-from outage_sentinel.incidents import Incident
+from outage_sentinel.incidents import FIELD_SOURCE, Incident
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
-FIELD_SOURCE = "field"
 #: An SMS reply older than this when it arrives is not taken (a replay or a stale queue).
 SMS_REPLY_MAX_AGE = timedelta(minutes=30)
 #: How long a reply's replay marker is kept. Every channel refuses a reply older than an hour
