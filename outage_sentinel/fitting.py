@@ -426,6 +426,8 @@ def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
 
 #: Pseudo-cases at the stated probability each block of a calibration map starts from.
 MAP_PRIOR_CASES = 2.0
+#: How many standard errors of the held-out gain a map must beat no map by to be kept.
+MAP_MIN_GAIN = 1.0
 
 
 def calibration_map(pairs: Sequence[tuple[float, bool]], bins: int = 10
@@ -534,7 +536,7 @@ def choose_map(pairs: Sequence[tuple[float, bool]]) -> tuple[tuple[float, float]
                        for knots in (learn(train),) for p, ok in test]
     name = max(gains, key=lambda n: statistics.fmean(gains[n]))
     gain = gains[name]
-    if statistics.fmean(gain) <= statistics.stdev(gain) / math.sqrt(len(gain)):
+    if statistics.fmean(gain) <= MAP_MIN_GAIN * statistics.stdev(gain) / math.sqrt(len(gain)):
         return ()
     return platt_map(pairs) if name == "platt" else calibration_map(pairs)
 
