@@ -239,7 +239,7 @@ def test_a_crew_on_a_phone_goes_from_accept_to_restored(
                                                      "buffer": jpeg_with_gps()}])
     page.click("#crew-photo")
     page.wait_for_selector("#crew-done:has-text('现场照片')", timeout=10000)
-    page.select_option("#crew-device", index=1)
+    page.select_option("#crew-device", index=[0, 1])  # two blown fuses in a storm
     page.fill("#crew-cause", "树线矛盾")
     page.click("#crew-found")
     page.wait_for_selector("#crew-done:has-text('找到故障')", timeout=10000)
@@ -256,6 +256,9 @@ def test_a_crew_on_a_phone_goes_from_accept_to_restored(
     page.screenshot(path=str(shots / "crew-phone.png"), full_page=True)
     stages = [e["stage"] for e in store.incident_log(iid) if e["actor"] == "crew:CR01"]
     assert stages[:5] == ["accepted", "on_the_way", "on_site", "photo", "fault_found"]
+    found = [e for e in store.incident_log(iid) if e["stage"] == "fault_found"][0]
+    assert len(found["details"]["devices"]) == 2
+    assert store.confirmed_devices()[iid] == found["details"]["devices"]
     page.context.close()
 
 

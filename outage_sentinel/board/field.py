@@ -301,11 +301,7 @@ class FieldDesk:
             if step == "arrive":
                 life.arrive(inc.id, actor, note, position(body))
             elif step == "fault_found":
-                device = str(body.get("device") or "")
-                if device and device not in inc.estimate.section + inc.estimate.devices:
-                    raise FieldError("device: one of the suspected section")
-                life.crew_note(inc.id, actor, step, note,
-                               {"device": device, "cause": str(body.get("cause") or "")[:60]})
+                life.crew_note(inc.id, actor, step, note, self._found(inc, body))
             elif step in ("accepted", "on_the_way"):
                 life.crew_note(inc.id, actor, step, note)
             elif step == "restore":
@@ -321,6 +317,19 @@ class FieldDesk:
         return self.crew_view(crew, self.actions.core.processor.incident(inc.id))
 
     # -- SMS replies (Aliyun's uplink push) -----------------------------------------------------
+
+    @staticmethod
+    def _found(inc: Incident, body: dict[str, Any]) -> dict[str, Any]:
+        """A crew's "fault found": where (one or several of the suspected section, comma
+        separated: a storm's crew may find two blown fuses) and the cause."""
+        devices = [d for d in str(body.get("device") or "").split(",") if d]
+        if any(d not in inc.estimate.section + inc.estimate.devices for d in devices):
+            raise FieldError("device: one of the suspected section")
+        found: dict[str, Any] = {"device": devices[0] if devices else "",
+                                 "cause": str(body.get("cause") or "")[:60]}
+        if len(devices) > 1:
+            found["devices"] = devices
+        return found
 
     def sms_replies(self, token: str, body: Any) -> dict[str, int]:
         """Replies to SMS notices: a keyword (1 = 已来电, 2 = 仍停电) answers for every area of

@@ -6,7 +6,7 @@ for (const button of document.querySelectorAll("#crew button[data-step]")) {
     const step = button.dataset.step;
     const body = {step, note: document.getElementById("crew-note").value};
     if (step === "fault_found") {
-      body.device = document.getElementById("crew-device").value;
+      body.device = [...document.getElementById("crew-device").selectedOptions].map((o) => o.value).join(",");
       body.cause = document.getElementById("crew-cause").value;
     } else if (step === "restore") {
       body.transformers = [...document.querySelectorAll("#crew-areas input:checked")].map((i) => i.value);
