@@ -4,7 +4,7 @@ province-size (1,000,000-node) topology.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/locate_bench.py --quick     # ~2 minutes
+    .venv/bin/python benchmarks/locate_bench.py --quick     # ~3 minutes
     .venv/bin/python benchmarks/locate_bench.py             # full run
 
 Evidence model (the oracle knows these exact numbers; the localiser runs on its default
