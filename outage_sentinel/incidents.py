@@ -628,13 +628,14 @@ def back_on_field_word(incident: Incident, areas: Iterable[str]) -> bool:
     """Whether any of ``areas`` is back on a liaison's answer alone: no feed, meter reading or
     operator's or crew's step says so. A notice that tells the village then says whose word
     it is rather than stating it as the system's own finding."""
-    members = list(incident.members.values())
-    field = [m for m in members if m.key.split("|", 1)[0] == FIELD_SOURCE]
+    field: list[Member] = []
+    others: list[Member] = []
+    for m in incident.members.values():  # a member's key is "source|event_id"
+        (field if m.key.split("|", 1)[0] == FIELD_SOURCE else others).append(m)
     if not field:
         return False
-    by_field = restoration_signals(field)
-    others = areas_back([m for m in members if m.key.split("|", 1)[0] != FIELD_SOURCE])
-    return any(t in by_field and t not in others for t in areas)
+    by_field, back = restoration_signals(field), areas_back(others)
+    return any(t in by_field and t not in back for t in areas)
 
 
 def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
