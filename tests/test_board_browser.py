@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from outage_sentinel.store import Store
+from outage_sentinel.topology.bundle import load_bundle
 from tests.browser import screenshot_dir
-from tests.e2e_helpers import make_config, start_daemon, stop, wait_for
+from tests.e2e_helpers import ROOT, make_config, start_daemon, stop, wait_for
 
 pytestmark = pytest.mark.slow
 PASSWORD = "board test password"
@@ -125,7 +126,12 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
     page.select_option("select[name=cause]", index=1)
     options = page.eval_on_selector_all("select[name=device] option", "os => os.map(o => o.value)")
     assert len(options) >= 2, options
-    page.select_option("select[name=device]", options[:2])  # two devices found in a storm
+    # Two devices found in a storm: one the page offers, one it does not (typed by its name).
+    topology = load_bundle(ROOT / "topology")
+    other = next(d for d, n in topology.nodes.items()
+                 if d.startswith("FU-CG01") and d not in options)
+    page.select_option("select[name=device]", options[:1])
+    page.fill("#actions input[name=device_other]", topology.nodes[other].name)
     page.fill("#actions input[name=note]", "两处熔断器均已更换")
     # Another incident opens meanwhile: the page re-renders live and keeps what was entered.
     before = page.get_attribute("body", "data-rendered")
@@ -133,17 +139,18 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
     assert wait_for(lambda: page.get_attribute("body", "data-rendered") != before, 10)
     assert page.input_value("#actions input[name=note]") == "两处熔断器均已更换"
     assert page.eval_on_selector("select[name=device]", "s => [...s.selectedOptions]"
-                                 ".map(o => o.value)") == options[:2]
+                                 ".map(o => o.value)") == options[:1]
+    assert page.input_value("#actions input[name=device_other]") == topology.nodes[other].name
     page.click("#act-close")
     page.wait_for_selector("#flash:not([hidden])", timeout=10000)
     assert "flash bad" not in (page.get_attribute("#flash", "class") or ""), \
-        (options, page.text_content("#flash"))
+        (options, other, page.text_content("#flash"))
     store = store_of(config)
     try:
         assert wait_for(lambda: store.get_incident(iid)["stage"] == "closed", 10)  # type: ignore[index]
         log = store.incident_log(iid)
         by_stage = {e["stage"]: e["actor"] for e in log}
-        assert store.confirmed_devices()[iid] == options[:2]
+        assert store.confirmed_devices()[iid] == [options[0], other]
         assert [e["note"] for e in log if e["stage"] == "closed"] == ["两处熔断器均已更换"]
         for stage in ("confirmed", "on_site", "restored", "closed"):
             assert by_stage.get(stage) == "board:ops", (stage, by_stage)

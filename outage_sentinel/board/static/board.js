@@ -18,7 +18,7 @@ const WORDS = {
     areas: "受影响台区", care: "重点关怀户", notices: "通知", actions: "操作",
     ack: "确认", dispatch: "派单", arrive: "到达现场", restore: "恢复送电（所选台区）",
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
-    cause: "原因分类", device: "确认的故障设备（可多选）", note: "备注", reason: "原因",
+    cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", note: "备注", reason: "原因",
     best: "推荐班组（自动）", back: "已恢复", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
@@ -40,6 +40,7 @@ const WORDS = {
     dispatch: "Dispatch", arrive: "Crew on site", restore: "Restore (selected areas)",
     setEtr: "Set expected restoration", cancel: "Cancel as false alarm", close: "Close out",
     scopeRemove: "Take out of scope", cause: "Cause category", device: "Devices the crews found (several: Ctrl-click)",
+    deviceOther: "Other devices (ids or names, comma-separated)",
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
@@ -262,9 +263,12 @@ function actionsPanel(c) {
   const cause = h("select", {name: "cause"}, CAUSES.map((k) => h("option", {value: k}, k)));
   // Several devices in a storm: every one the crews found (the localiser learns how many a storm takes).
   const device = h("select", {name: "device", multiple: true, size: 3}, c.closable.map((d) => h("option", {value: d.id}, d.name)));
+  // A device the estimate never named (the crews found it elsewhere): typed by id or name.
+  const other = h("input", {name: "device_other", placeholder: W.deviceOther});
+  const devices = () => [...[...device.selectedOptions].map((o) => o.value), other.value.trim()].filter(Boolean).join(",");
   const chosen = () => picks.map((p) => p.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
-  const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, device),
-    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: [...device.selectedOptions].map((o) => o.value).join(","), note: note.value})));
+  const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, device), other,
+    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: devices(), note: note.value})));
   if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), closing);
   return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions),
     h("div", {class: "row"}, note,
