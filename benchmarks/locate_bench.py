@@ -112,6 +112,13 @@ class Model:
     #: double faults: the operator declared a storm and the localiser gets only that, not
     #: the county's counts (the window is otherwise the same storm)
     declared_storm: bool = False
+    #: this share of areas (fixed by id) have their meters and customers registered under the
+    #: next area of the feeder in the GIS: their reports and calls name the wrong area
+    mislabel: float = 0.0
+    #: expected low-voltage faults per case: an energised area (each alike) whose own
+    #: customers lost supply below its transformer and call in as from a dead area, while its
+    #: terminal, on the medium-voltage side, stays alive
+    lv_faults: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,8 @@ class Feeder:
         self.lo = bisect.bisect_left(tins, topology.tin[root])
         self.hi = bisect.bisect_right(tins, topology.tout[root])
         self.areas = [topology.transformer_by_tin[r] for r in range(self.lo, self.hi)]
+        #: per mislabelled share: the areas the GIS registers under another area
+        self.gis_wrong: dict[float, dict[str, str]] = {}
         self.devices = [i for i in range(len(topology.ids))
                         if topology.root[i] == root and topology.tin[i] >= 0
                         and topology.nodes[topology.ids[i]].kind in PROTECTIVE_KINDS
@@ -226,6 +235,9 @@ def sample(feeder: Feeder, devices: Sequence[int], model: Model, rng: random.Ran
             k = _poisson(rng, model.calls_per_area)
         else:
             k = _binomial(rng, nodes[nid].customers, p_call)
+        if model.lv_faults and r not in dead_ranks and \
+                rng.random() < model.lv_faults / (feeder.hi - feeder.lo):
+            k += _binomial(rng, nodes[nid].customers, model.call_rate)
         if k:
             calls[nid] = k
     up = [ids[t.transformer_by_tin[r]] for r in range(feeder.lo, feeder.hi)
@@ -234,7 +246,26 @@ def sample(feeder: Feeder, devices: Sequence[int], model: Model, rng: random.Ran
         dead.append(rng.choice(up))
     opened = [ids[d] for d in devices
               if nodes[ids[d]].kind in TELEMETERED and rng.random() < model.open_report]
+    if model.mislabel:
+        return mislabelled(feeder, Case(list(devices), dead, alive, calls, opened), model)
     return Case(list(devices), dead, alive, calls, opened)
+
+
+def mislabelled(feeder: Feeder, case: Case, model: Model) -> Case:
+    """The case as a GIS with wrong customer-area links reports it: an area chosen by its id
+    (``model.mislabel`` of them) reports under the next area of the feeder."""
+    wrong = feeder.gis_wrong.get(model.mislabel)
+    if wrong is None:
+        areas = [feeder.t.ids[i] for i in feeder.areas]
+        wrong = feeder.gis_wrong[model.mislabel] = {
+            a: areas[(k + 1) % len(areas)] for k, a in enumerate(areas)
+            if zlib.crc32(b"gis:" + a.encode()) % 1000 < model.mislabel * 1000}
+    calls: dict[str, int] = {}
+    for a, k in case.calls.items():
+        calls[wrong.get(a, a)] = calls.get(wrong.get(a, a), 0) + k
+    return Case(case.devices, list(dict.fromkeys(wrong.get(a, a) for a in case.dead)),
+                list(dict.fromkeys(wrong.get(a, a) for a in case.alive)), calls,
+                case.open_devices)
 
 
 def evidence_of(case: Case) -> Evidence:
@@ -579,6 +610,10 @@ HARDER: list[tuple[str, Model, bool]] = [
     ("single, silent true region + 1 false report", Model(0.0, 0.0, silent=True), False),
     ("double, 30% missing, false reports, storm declared, no county counts",
      Model(0.3, 1.0, declared_storm=True), True),
+    ("single, 30% missing, low-voltage faults calling in (1 a feeder)",
+     Model(0.3, 1.0, lv_faults=1.0), False),
+    ("single, 30% missing, 10% of areas under the wrong area in the GIS",
+     Model(0.3, 1.0, mislabel=0.1), False),
 ]
 
 

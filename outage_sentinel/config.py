@@ -781,6 +781,7 @@ class LocalisationConfig(Strict):
     call_rate_shape: Positive | None = None
     call_rate_rate: Positive | None = None
     spurious_call_rate: Probability | None = None
+    lv_fault_rate: Annotated[float, Field(ge=0, lt=1)] | None = None
     quiet_call_weight: Probability | None = None
     quiet_call_rate: Probability | None = None
     open_report_true: Probability | None = None

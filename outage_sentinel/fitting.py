@@ -13,9 +13,12 @@ evidence and the truth. With the truth known, every reliability of the model
   that were in fact energised, over the energised areas of the same feeders;
 * **alive reports**: of the energised areas, how many sent one (the Beta prior's mean), and of
   the dead areas (``alive_false_rate``), over cases with any alive report;
-* **trouble calls** per customer of a dead area (the Gamma prior's mean, its shape kept) and
-  per customer of an energised area (``spurious_call_rate``), counted only over cases that had
-  calls at all: a case without a single call had no call source, which is not "nobody called";
+* **trouble calls** per customer of a dead area (the Gamma prior's mean, its shape kept); of an
+  energised area, the lone calls per customer (``spurious_call_rate``) and the areas that
+  called more than once, per customer (``lv_fault_rate``: a fault below the transformer;
+  a lone call is counted as spurious, two or more as such a fault); counted only over cases
+  that had calls at all: a case without a single call had no call source, which is not
+  "nobody called";
 * **devices reported open**: of the operated devices, how many were reported open, and of the
   others on the same feeders, over cases with any device reported open.
 
@@ -67,7 +70,7 @@ from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
 #: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
 FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_dead_shape",
                "alive_report_a", "alive_report_b", "alive_false_rate", "call_rate_rate",
-               "spurious_call_rate", "open_report_true", "open_report_false",
+               "spurious_call_rate", "lv_fault_rate", "open_report_true", "open_report_false",
                "storm_fault_prior", "storm_rate_shape")
 
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
@@ -167,7 +170,10 @@ class _Counts:
     alive: list[int]
     alive_false: list[int]
     calls_dead: list[float]
+    #: (calls from energised areas that called once, energised customers); (energised
+    #: areas that called more than once: low-voltage faults, energised customers)
     calls_alive: list[float]
+    lv_faults: list[float]
     open_true: list[int]
     open_false: list[int]
     #: per device kind: (times it was the device found, devices of that kind exposed)
@@ -179,8 +185,8 @@ class _Counts:
 
     @classmethod
     def empty(cls) -> _Counts:
-        return cls([], [0, 0], [0, 0], [], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0, 0],
-                   [0, 0], {k: [0, 0] for k in FAULT_KINDS}, {}, {}, {})
+        return cls([], [0, 0], [0, 0], [], [0, 0], [0, 0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0],
+                   [0, 0], [0, 0], {k: [0, 0] for k in FAULT_KINDS}, {}, {}, {})
 
 
 def _kinds_below(topology: Topology, root: str, memo: dict[str, dict[str, int]]
@@ -237,8 +243,10 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
         if case.calls:  # a case without calls had no call source
             _add(c.calls_dead, sum(n for a, n in case.calls.items() if a in dead),
                  topology.customers_of(dead))
-            _add(c.calls_alive, sum(n for a, n in case.calls.items() if a in alive),
-                 topology.customers_of(alive))
+            stray = [n for a, n in case.calls.items() if a in alive and n > 0]
+            customers = topology.customers_of(alive)
+            _add(c.calls_alive, sum(1 for n in stray if n == 1), customers)
+            _add(c.lv_faults, sum(1 for n in stray if n > 1), customers)
         if case.open_devices:  # no device reported open at all: no telemetry, not a miss
             truth = set(case.truth)
             _add(c.open_true, len(case.open_devices & truth), len(truth))
@@ -394,6 +402,7 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
     updates["call_rate_rate"] = base.call_rate_shape / cm
     updates["spurious_call_rate"] = _rate(c.calls_alive, base.spurious_call_rate, lo=1e-8,
                                           hi=0.05)
+    updates["lv_fault_rate"] = _rate(c.lv_faults, base.lv_fault_rate, lo=1e-9, hi=0.05)
     updates["open_report_true"] = _rate(c.open_true, base.open_report_true, lo=0.01, hi=0.999)
     updates["open_report_false"] = _rate(c.open_false, base.open_report_false, lo=1e-5,
                                          hi=0.2)

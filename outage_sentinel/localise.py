@@ -227,8 +227,16 @@ class LocaliserParams:
     call_rate_shape: float = 10.0
     call_rate_rate: float = 100.0
     #: Trouble calls per customer of an energised area (other complaints, wrong area): about
-    #: one a window on a feeder of 100,000 customers.
+    #: one a window on a feeder of 100,000 customers; independent of each other (Poisson).
     spurious_call_rate: float = 1e-5
+    #: Low-voltage faults per customer of an energised area in a window: a fuse or line below
+    #: the transformer takes out some of its customers, who call in as from a dead area (the
+    #: same call-rate mixture) while its terminal, on the medium-voltage side, stays alive.
+    #: The commonest cause of trouble calls in the field; without it eight calls from one
+    #: energised area were eight independent spurious calls (e^-90), and a breaker's own open
+    #: report or an area's alive report was overruled by them. 0 = none (calls elsewhere are
+    #: only spurious).
+    lv_fault_rate: float = 3e-6
     #: Calls are a mixture over call-rate scales: with this weight the window is a quiet one
     #: (night, a source forwarding a fraction of the calls), whose rate per customer is
     #: exponential with mean ``quiet_call_rate``. So a dead region with few or no calls is
@@ -645,16 +653,19 @@ class _Stats:
     #: log-likelihood correction of the areas with a false dead rate of their own, were they
     #: energised (their rate instead of the common one)
     flaky: float = 0.0
+    #: the sum over the calling areas of their calls' log-likelihood were they energised
+    #: (:meth:`_Component.stray_term`)
+    stray: float = 0.0
 
     def __add__(self, other: _Stats) -> _Stats:
         return _Stats(self.n + other.n, self.dead + other.dead, self.alive + other.alive,
                       self.customers + other.customers, self.calls + other.calls,
-                      self.flaky + other.flaky)
+                      self.flaky + other.flaky, self.stray + other.stray)
 
     def __sub__(self, other: _Stats) -> _Stats:
         return _Stats(self.n - other.n, self.dead - other.dead, self.alive - other.alive,
                       self.customers - other.customers, self.calls - other.calls,
-                      self.flaky - other.flaky)
+                      self.flaky - other.flaky, self.stray - other.stray)
 
 
 class _Component:
@@ -680,12 +691,18 @@ class _Component:
                             if root_of[i] == root)
         self.call_ranks = [r for r, _ in call_items]
         self.call_prefix = [0]
-        for _, c in call_items:
-            self.call_prefix.append(self.call_prefix[-1] + c)
-        self.open_reported = {i for i in ev.open_devices if root_of[i] == root}
         self.alive_observed = ev.alive_observed
         self.calls_observed = ev.calls_observed
         self.call_modes = call_modes(params)
+        self.log_spur = math.log(params.spurious_call_rate)
+        #: running sum of :meth:`stray_term` over the calling areas
+        self.stray_prefix = [0.0]
+        cust = topology.transformer_customer_prefix
+        for r, c in call_items:
+            self.call_prefix.append(self.call_prefix[-1] + c)
+            self.stray_prefix.append(self.stray_prefix[-1]
+                                     + self.stray_term(c, cust[r + 1] - cust[r]))
+        self.open_reported = {i for i in ev.open_devices if root_of[i] == root}
         #: factor of a telemetered device that operated and was not reported open (1 when
         #: the case had no telemetry: no data, not "nothing opened")
         self.open_miss = ((1.0 - params.open_report_true) / (1.0 - params.open_report_false)
@@ -711,7 +728,6 @@ class _Component:
         self.log_1af = math.log1p(-params.alive_false_rate)
         self.log_open_bonus = (math.log(params.open_report_true)
                                - math.log(params.open_report_false))
-        self.log_spur = math.log(params.spurious_call_rate)
         # beta-binomial prior on how many of the component's devices operated; the shared
         # rate's Beta is first updated with the devices operated elsewhere in the county
         self.n_devices = max(_device_count(topology, root), 1)
@@ -763,6 +779,7 @@ class _Component:
             calls=self.call_prefix[c_hi] - self.call_prefix[c_lo],
             flaky=(float(self.flaky_prefix[bisect.bisect_left(flaky, hi)]
                          - self.flaky_prefix[bisect.bisect_left(flaky, lo)]) if len(flaky) else 0.0),
+            stray=self.stray_prefix[c_hi] - self.stray_prefix[c_lo],
         )
 
     def _flaky_areas(self, params: LocaliserParams
@@ -840,7 +857,7 @@ class _Component:
         scores = (terms + log_weights + self.dead_calls_at(0, customers)
                   - self.flaky_in(lo, sizes))
         if self.calls_observed:
-            scores = scores + self.p.spurious_call_rate * customers
+            scores = scores + (self.p.spurious_call_rate + self.p.lv_fault_rate) * customers
         self._silent_scores = np.concatenate([self._silent_scores, scores])
         self._silent_devices = np.concatenate([self._silent_devices, devices])
 
@@ -883,7 +900,7 @@ class _Component:
         calls = (self.dead_calls_at(dead.calls, dead.customers + customers)
                  - self.dead_calls(dead.calls, dead.customers))
         if self.calls_observed:
-            calls = calls + p.spurious_call_rate * customers
+            calls = calls + (p.spurious_call_rate + p.lv_fault_rate) * customers
         log_1af = self.log_1af if self.alive_observed else 0.0
         shift = (dead_cum[sizes] + alive_cum[sizes] + sizes * log_1af
                  + self._false_shift(alive, len(j))[sizes] + calls)
@@ -909,11 +926,11 @@ class _Component:
             steps = np.log(a + b + alive.n - j) - np.log(np.maximum(quiet - j, 1e-300))
         return np.concatenate(([0.0], np.cumsum(steps)))
 
-    def dead_calls(self, calls: int, customers: float) -> float:
+    def dead_calls(self, calls: int, customers: float, observed: bool = False) -> float:
         """log P(``calls`` calls from a dead region of ``customers``): Poisson with a rate
         per customer from the mixture :func:`call_modes`, integrated out (negative binomial
-        per mode); 0 without a call source."""
-        if not self.calls_observed:
+        per mode); 0 without a call source (unless ``observed``)."""
+        if not (self.calls_observed or observed):
             return 0.0
         terms = [w + math.lgamma(a + calls) - math.lgamma(a) + a * math.log(b)
                  - (a + calls) * math.log(b + customers) for w, a, b in self.call_modes]
@@ -950,12 +967,32 @@ class _Component:
             ll += (_log_beta(p.alive_report_a + alive.alive,
                              p.alive_report_b + alive.n - alive.alive)
                    - _log_beta(p.alive_report_a, p.alive_report_b))
-        # calls: a mixture of Gamma-Poissons in the dead region, spurious Poisson in the
-        # alive region; nothing without a call source (no data)
+        # calls: a mixture of Gamma-Poissons in the dead region, stray bursts in the alive
+        # region; nothing without a call source (no data)
         if self.calls_observed:
             ll += self.dead_calls(dead.calls, dead.customers)
-            ll += alive.calls * self.log_spur - p.spurious_call_rate * alive.customers
+            ll += self.stray_calls(alive)
         return ll
+
+    def stray_calls(self, alive: _Stats) -> float:
+        """log P(the calls of the energised region), up to the constant every hypothesis
+        shares (see :meth:`stray_term`): no call from an area of c customers has probability
+        exp(-(spurious + low-voltage rate) x c)."""
+        return alive.stray - (self.p.spurious_call_rate + self.p.lv_fault_rate) * alive.customers
+
+    def stray_term(self, calls: int, customers: int) -> float:
+        """log P(``calls`` calls | the area is energised) for an area of ``customers``: that
+        many spurious calls (Poisson), or a low-voltage fault (rate per customer
+        ``lv_fault_rate``) whose customers call as a dead area's do (:meth:`dead_calls`). The
+        constant the dead region's term leaves out, ``calls x log(customers) - log(calls!)``,
+        is left out here too (it is the same under every hypothesis)."""
+        spurious = calls * self.log_spur
+        if self.p.lv_fault_rate <= 0 or customers <= 0:
+            return spurious
+        lv = math.log(self.p.lv_fault_rate * customers) + self.dead_calls(calls, customers,
+                                                                          observed=True)
+        top = max(spurious, lv)
+        return top + math.log1p(math.exp(-abs(spurious - lv)))
 
     def score(self, devices: frozenset[int]) -> float:
         cached = self._score_cache.get(devices)

@@ -40,8 +40,9 @@ DEVICES = [n for n in TOPOLOGY.ids if TOPOLOGY.nodes[n].kind in ("fuse", "breake
 
 def history(n: int, seed: int, *, detect: float = 0.6, false_rate: float = 0.03,
             alive_rate: float = 0.1, call_rate: float = 0.03, alive: bool = True,
-            calls: bool = True) -> list[dict[str, object]]:
-    """Cases drawn from a known evidence model, one operated device each."""
+            calls: bool = True, lv_rate: float = 0.0) -> list[dict[str, object]]:
+    """Cases drawn from a known evidence model, one operated device each; ``lv_rate``: per
+    customer of an energised area, a low-voltage fault whose customers call in (30 %)."""
     rng = random.Random(seed)
     out = []
     for k in range(n):
@@ -54,7 +55,10 @@ def history(n: int, seed: int, *, detect: float = 0.6, false_rate: float = 0.03,
                 + [a for a in up if rng.random() < false_rate],
                 "alive": [a for a in up if rng.random() < alive_rate] if alive else [],
                 "calls": [a for a in dead for _ in range(TOPOLOGY.customers_of([a]))
-                          if rng.random() < call_rate] if calls else [],
+                          if rng.random() < call_rate]
+                + [a for a in up if rng.random() < lv_rate * TOPOLOGY.customers_of([a])
+                   for _ in range(2 + int(0.3 * TOPOLOGY.customers_of([a])))]
+                if calls else [],
                 "truth": {"devices": [device]}}
         out.append(case)
     return out
@@ -82,6 +86,15 @@ def test_the_fit_recovers_the_rates_the_history_was_drawn_from() -> None:
     assert p.call_rate_shape / p.call_rate_rate == pytest.approx(0.03, abs=0.005)
 
 
+def test_the_fit_learns_how_often_an_energised_area_calls_in_for_a_low_voltage_fault() -> None:
+    base = LocaliserParams()
+    p = fit(TOPOLOGY, solved(history(2000, 4, lv_rate=2e-4)), base).params
+    assert p.lv_fault_rate == pytest.approx(2e-4, rel=0.25)
+    assert p.spurious_call_rate < 1e-5  # the bursts are not read as lone stray calls
+    quiet = fit(TOPOLOGY, solved(history(2000, 4)), base).params
+    assert quiet.lv_fault_rate < base.lv_fault_rate
+
+
 def test_twenty_cases_already_move_the_rates_and_more_cases_move_them_further() -> None:
     base = LocaliserParams()  # detection mean 2/3
     errors = [abs(detect_mean(fit(TOPOLOGY, solved(history(n, 2, detect=0.3)), base).params)
@@ -104,7 +117,8 @@ def test_a_source_the_history_never_had_is_left_alone() -> None:
     base = LocaliserParams()
     p = fit(TOPOLOGY, solved(history(300, 3, alive=False, calls=False)), base).params
     for name in ("alive_report_a", "alive_report_b", "alive_false_rate", "call_rate_rate",
-                 "spurious_call_rate", "open_report_true", "open_report_false"):
+                 "spurious_call_rate", "lv_fault_rate", "open_report_true",
+                 "open_report_false"):
         assert getattr(p, name) == getattr(base, name), name
     assert detect_mean(p) != detect_mean(base)
 

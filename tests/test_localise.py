@@ -325,3 +325,15 @@ def test_fault_context_rejects_bad_values(kwargs: dict[str, object]) -> None:
 def test_localise_rejects_a_context_of_the_wrong_type(topo: Topology) -> None:
     with pytest.raises(TypeError):
         localise(topo, WEAK_F2, None, {"storm": True})  # type: ignore[arg-type]
+
+
+def test_calls_from_an_area_that_reports_alive_are_a_low_voltage_fault(topo: Topology) -> None:
+    # F1's areas are dead and call; T3 (under F2, 50 customers) reports alive and six of its
+    # customers call: a fault below its transformer, not the recloser above both laterals.
+    evidence = Evidence(dead=F1_DEAD, alive={"T3", "T5", "T7"}, calls={**F1_CALLS, "T3": 6})
+    h = localise(topo, evidence).hypotheses[0]
+    assert h.devices == ("F1",) and h.probability > 0.9
+    # Priced as six independent spurious calls (no low-voltage faults), they overrule the
+    # alive report and blame the recloser.
+    calls_only = LocaliserParams(lv_fault_rate=0.0)
+    assert localise(topo, evidence, calls_only).hypotheses[0].devices == ("R1",)
