@@ -170,6 +170,20 @@ def test_duplicate_events_are_skipped_and_counted(store: Store) -> None:
     assert store.count("events") == 5
 
 
+def test_a_record_back_in_an_earlier_state_is_stored_again(store: Store) -> None:
+    """停电 → 已复电 → 停电: the third state hashes to the first's revision, and is news all
+    the same (the incident must reopen); a repeat of the latest state is still a duplicate."""
+    dark, back = event("E1"), event("E1", status="restored", end=T0 + timedelta(minutes=10))
+    for ev, inserted in ((dark, 1), (back, 1), (dark, 1), (dark, 0), (back, 1), (back, 0)):
+        assert store.ingest("feed", PollResult(events=[ev]), T0).inserted == inserted, ev.status
+    rows = [(s.event.status, s.event.revision) for s in store.events(limit=10)]
+    assert sorted(rows) == sorted([("active", dark.revision), ("restored", back.revision),
+                                   ("active", f"{dark.revision}~r3"),
+                                   ("restored", f"{back.revision}~r4")])
+    # One poll listing a state twice stores it once.
+    assert store.ingest("feed", PollResult(events=[dark, dark]), T0).inserted == 1
+
+
 def test_dedupe_is_a_database_constraint(store: Store) -> None:
     store.ingest("feed", PollResult(events=[event()]), T0)
     (stored,) = store.events()

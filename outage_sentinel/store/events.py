@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -86,6 +86,12 @@ def storable_text(text: str) -> str:
 EVENT_COLUMNS = ("source", "event_id", "revision", "kind", "status", "signal", "start", "etr",
                   "end_time", "feeder", "device", "transformers", "area_text", "cause", "raw",
                   "received_at", "processed", "region")
+
+
+def state_of(revision: str) -> str:
+    """The content revision of a stored revision (``abc~r3`` is state ``abc`` seen again)."""
+    head, sep, tail = revision.rpartition("~r")
+    return head if sep and tail.isdigit() else revision
 
 
 class EventInsert:
@@ -170,20 +176,7 @@ class EventStore(KvStore):
             # Find what is already stored with one query per chunk, then insert the rest in one
             # executemany (a storm brings thousands of AMI reports per poll). The unique
             # constraint still guards against a concurrent writer (ON CONFLICT DO NOTHING).
-            fresh: dict[tuple[str, str, str], OutageEvent] = {}
-            for e in result.events:
-                fresh.setdefault((e.source, e.event_id, e.revision), e)
-            by_source: dict[str, list[str]] = {}
-            for src, eid, _rev in fresh:
-                by_source.setdefault(src, []).append(eid)
-            for src, ids in by_source.items():
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i:i + 500]
-                    for row in conn.execute(select(events_t.c.event_id, events_t.c.revision)
-                                            .where(self.in_region(events_t),
-                                                   events_t.c.source == src,
-                                                   events_t.c.event_id.in_(chunk))):
-                        fresh.pop((src, row[0], row[1]), None)
+            fresh = self._fresh_events(conn, result.events)
             if fresh and self.dialect == "sqlite":
                 insert = self.statements.get(EventInsert)
                 if insert is None:
@@ -205,6 +198,42 @@ class EventStore(KvStore):
             self.kv_set_in(conn, f"cursor:{source}", result.cursor, now)
         return IngestCounts(inserted, len(result.events) - inserted, len(result.quarantined),
                             tuple(fresh.values()) if result.events else ())
+
+    def _fresh_events(self, conn: Connection, events: Sequence[OutageEvent]
+                      ) -> dict[tuple[str, str, str], OutageEvent]:
+        """The events not stored yet, by (source, event id, revision).
+
+        A record whose content returns to an earlier state (停电 → 已复电 → 停电, or a record
+        inferred restored that the feed lists again) hashes to a revision already stored; it
+        is a new state all the same, and is stored under that revision with ``~r<n>`` added.
+        Only a repeat of the record's latest state is a duplicate."""
+        stored: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        by_source: dict[str, list[str]] = {}
+        for e in events:
+            by_source.setdefault(e.source, []).append(e.event_id)
+        for src, ids in by_source.items():
+            ids = list(dict.fromkeys(ids))
+            for i in range(0, len(ids), 500):
+                for row in conn.execute(
+                        select(events_t.c.id, events_t.c.event_id, events_t.c.revision)
+                        .where(self.in_region(events_t), events_t.c.source == src,
+                               events_t.c.event_id.in_(ids[i:i + 500]))):
+                    stored.setdefault((src, row[1]), []).append((row[0], row[2]))
+        latest = {key: max(rows)[1] for key, rows in stored.items()}
+        known = {key: {state_of(r) for _, r in rows} for key, rows in stored.items()}
+        fresh: dict[tuple[str, str, str], OutageEvent] = {}
+        for e in events:
+            key = (e.source, e.event_id)
+            if key in latest and state_of(latest[key]) == e.revision:
+                continue  # the record's current state, seen again
+            if e.revision in known.get(key, ()):
+                n = len(stored.get(key, ())) + 1
+                e = replace(e, revision=f"{e.revision[:90]}~r{n}")
+                stored.setdefault(key, []).append((0, e.revision))
+            fresh.setdefault((e.source, e.event_id, e.revision), e)
+            latest[key] = e.revision
+            known.setdefault(key, set()).add(state_of(e.revision))
+        return fresh
 
     def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> None:
         """Keep a payload that failed, whatever it holds: a quarantined payload is exactly the
