@@ -62,6 +62,10 @@ RAW_LIMIT = 64 * 1024
 #: Streaming read size; the size cap is checked after each chunk.
 CHUNK_BYTES = 64 * 1024
 USER_AGENT = "outage-sentinel (http_json source)"
+#: Complete polls in a row a snapshot record must be missing from before it is over: a record
+#: can move across a page boundary while the feed is paged (another outage ended above it),
+#: and one such miss must not tell its villages that power is back.
+ABSENT_POLLS = 2
 
 log = structlog.get_logger(__name__)
 
@@ -196,6 +200,8 @@ class HttpJsonSource:
         paged = self.pagination.mode == "page"
         page = 1
         total: int | None = None
+        #: the feed did not say what it lists (a null list, a page without its page model)
+        unsure = False
         while True:
             response = self._fetch(page if paged else None, conditional if page == 1 else {})
             if response.status == 304:
@@ -214,9 +220,11 @@ class HttpJsonSource:
                 raise self._error(self._where(page if paged else None) + str(exc),
                                   raw=self._raw(response.body, response.charset)) from None
             self._map_records(records, page if paged else None, result, seen)
+            unsure = unsure or get_path(payload, self.records_path) is None
             if not paged:
                 break
             total = self._total_pages(payload, page, response)
+            unsure = unsure or (bool(records) and self._no_page_model(payload))
             if total is None and not records:
                 break
             if total is not None and page >= total:
@@ -227,8 +235,8 @@ class HttpJsonSource:
                 break
             page += 1
         new_cursor["pages"] = page
-        complete = not (paged and page >= self.pagination.max_pages
-                        and (total is None or total > page))
+        complete = not unsure and not (paged and page >= self.pagination.max_pages
+                                       and (total is None or total > page))
         if self.config.snapshot:
             self._snapshot(result, new_cursor, now, complete)
         result.cursor = new_cursor
@@ -236,23 +244,34 @@ class HttpJsonSource:
 
     def _snapshot(self, result: PollResult, cursor: dict[str, Any], now: datetime,
                   complete: bool) -> None:
-        """The feed lists every current outage: a record gone from a complete poll is over.
+        """The feed lists every current outage: a record gone from complete polls is over.
 
         95598 notice lists carry no status field; an outage leaves the list when it ends. The
-        active records are kept in the cursor (persisted with the events), and a record that
-        disappears becomes a ``restored`` revision. Not inferred from an incomplete poll (page
-        limit reached) or one with quarantined records (their ids are unknown).
+        active records are kept in the cursor (persisted with the events), and a record missing
+        from :data:`ABSENT_POLLS` complete polls in a row becomes a ``restored`` revision. No
+        poll counts that was incomplete (page limit reached, a null list or a page without its
+        page model: an error envelope looks like that) or had quarantined records (their ids
+        are unknown).
         """
         previous: dict[str, Any] = dict(self._cursor.get("active") or {})
+        missed: dict[str, int] = dict(self._cursor.get("missing") or {})
         current = {e.event_id: {"kind": e.kind, "start": e.start.isoformat(),
                                 "feeder": e.feeder}
                    for e in result.events if e.status == "active"}
         listed = {e.event_id for e in result.events}
         if not complete or result.quarantined:
             cursor["active"] = {**previous, **current}
+            cursor["missing"] = {k: n for k, n in missed.items() if k not in listed}
             return
+        kept: dict[str, Any] = {}
+        cursor["missing"] = {}
         for event_id, info in sorted(previous.items()):
             if event_id in listed:
+                continue
+            misses = missed.get(event_id, 0) + 1
+            if misses < ABSENT_POLLS:
+                kept[event_id] = info
+                cursor["missing"][event_id] = misses
                 continue
             try:
                 result.events.append(OutageEvent(
@@ -261,7 +280,12 @@ class HttpJsonSource:
                     feeder=info.get("feeder"), raw={"inferred": "record left the feed"}))
             except (EventError, KeyError, TypeError):
                 continue  # a damaged cursor entry: forget it rather than fail the poll
-        cursor["active"] = current
+        cursor["active"] = {**kept, **current}
+
+    def _no_page_model(self, payload: Any) -> bool:
+        """Whether the page's model (``pagination.total_pages_path``) is absent."""
+        path = self.pagination.total_pages_path
+        return path is not None and get_path(payload, path) in (MISSING, None, "")
 
     def acknowledge(self, result: PollResult) -> None:
         """The result is stored: from now on send its validators in conditional requests."""
@@ -290,6 +314,10 @@ class HttpJsonSource:
         active = cursor.get("active")
         if isinstance(active, dict):
             clean["active"] = {str(k): v for k, v in active.items() if isinstance(v, dict)}
+        missing = cursor.get("missing")
+        if isinstance(missing, dict):
+            clean["missing"] = {str(k): v for k, v in missing.items()
+                                if isinstance(v, int) and not isinstance(v, bool) and v > 0}
         return clean
 
     def _conditional_headers(self) -> dict[str, str]:
