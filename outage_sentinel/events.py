@@ -175,6 +175,16 @@ def load_json(text: str | bytes) -> Any:
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
 
 
+def decode_text(data: bytes) -> str:
+    """A payload's text: UTF-8 (a byte-order mark allowed), else GB18030, which Chinese
+    utility back ends and terminals still send without saying so; :class:`UnicodeDecodeError`
+    if it is neither."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("gb18030")
+
+
 #: Characters no database column can hold: NUL (PostgreSQL refuses it in text) and lone
 #: UTF-16 surrogates (not encodable as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -545,6 +545,16 @@ def test_gbk_body_without_charset_is_decoded(server: tuple[str, Scripted]) -> No
     assert result.events[0].cause == "线路改造"
 
 
+def test_a_bom_is_read_past_whatever_charset_is_declared(
+        server: tuple[str, Scripted]) -> None:
+    url, script = server
+    body = b"\xef\xbb\xbf" + feed("95598_powercut.json")
+    for declared in ("application/json;charset=UTF-8", "application/json; charset=utf8"):
+        script.replies = [Reply(body=body, headers={"Content-Type": declared})]
+        result = make_source(url, preset="95598_powercut").poll(NOW)
+        assert result.events[0].cause == "线路改造", declared
+
+
 # -- bad records --------------------------------------------------------------------------------
 
 

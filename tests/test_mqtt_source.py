@@ -227,7 +227,7 @@ def test_malformed_payloads_are_quarantined_and_the_rest_goes_on(
         assert sorted(e.area_text for e in events) == ["meter:T1-M0", "meter:T1-M2"]
         reasons = sorted(q.reason for q in quarantined)
         assert reasons[0].startswith(f"topic {ids['topic']} record 2: time: expected a time")
-        assert reasons[1].startswith(f"topic {ids['topic']}: not valid JSON")
+        assert reasons[1].startswith(f"topic {ids['topic']}: not UTF-8 or GB18030 text")
         assert quarantined[0].raw is not None
     finally:
         source.close()
@@ -238,6 +238,24 @@ def test_malformed_payloads_are_quarantined_and_the_rest_goes_on(
         assert again.poll(NOW).not_modified
     finally:
         again.close()
+
+
+def test_a_gbk_payload_is_read_not_quarantined(
+        ids: dict[str, str], publish: Callable[[str, Any], None]) -> None:
+    """Concentrators still send GBK without saying so; a quarantined report is acknowledged,
+    so reading it as bad text would lose the power-off for good."""
+    source = make_source(ids)
+    try:
+        report = {**ev("T1-M0", "3.26.0.85", "2026-07-01T08:00:00Z"), "note": "停电事件"}
+        publish(ids["topic"], json.dumps(report, ensure_ascii=False).encode("gbk"))
+        publish(ids["topic"], "\ufeff".encode() + json.dumps(
+            ev("T1-M1", "3.26.0.85", "2026-07-01T08:00:01Z")).encode())
+        results = poll_until(source, 2)
+        assert sorted(e.area_text for r in results for e in r.events) == [
+            "meter:T1-M0", "meter:T1-M1"]
+        assert not [q for r in results for q in r.quarantined]
+    finally:
+        source.close()
 
 
 def test_a_poison_time_is_quarantined_and_acked_and_never_redelivered(

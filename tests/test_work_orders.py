@@ -85,6 +85,22 @@ def test_a_dropped_csv_of_work_orders() -> None:
     assert (parsed.records, parsed.ignored) == (3, 1)
 
 
+def test_a_row_with_too_many_columns_is_quarantined_not_misread() -> None:
+    """An unquoted comma in the address shifts every column after it: the order would be read
+    with its address as its fault type and ignored as no outage."""
+    text = ("orderNo,acceptTime,custNo,meterNo,address,faultType,content\n"
+            "W1,2026-12-04 08:00:00,C00213,,南谢庄村,无电,全家停电\n"
+            "W2,2026-12-04 08:01:00,C00288,,马集镇,南谢庄村5组,无电,家中无电\n"
+            "W3,2026-12-04 08:02:00,C00213\n")
+    parsed = WorkOrderParser("orders", None, TZ).csv_text(text, "orders.csv")
+    assert [e.event_id for e in parsed.events] == ["W1"]
+    assert [q.reason for q in parsed.quarantined] == [
+        "orders.csv row 3: expected 7 columns, got 8 (an unquoted comma or a missing field?)",
+        "orders.csv row 4: expected 7 columns, got 3 (an unquoted comma or a missing field?)"]
+    assert "南谢庄村5组" in parsed.quarantined[0].raw["row"]
+    assert (parsed.records, parsed.ignored) == (3, 0)
+
+
 def test_a_csv_without_order_columns_is_refused_naming_them() -> None:
     from outage_sentinel.sources.ami_payload import PayloadError
 

@@ -43,7 +43,7 @@ import structlog
 
 from outage_sentinel.ami import AmiRegistry
 from outage_sentinel.config import FileDropSourceConfig
-from outage_sentinel.events import PollResult, Quarantined
+from outage_sentinel.events import PollResult, Quarantined, decode_text
 from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
 from outage_sentinel.sources.base import SourceError
 from outage_sentinel.sources.work_orders import WorkOrderParser
@@ -228,13 +228,10 @@ class FileDropSource:
         except OSError as exc:
             return Parsed(), (f"cannot read: {exc.strerror or exc}", "")
         try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            try:
-                text = data.decode("gb18030")
-            except UnicodeDecodeError as exc:
-                return Parsed(), (f"not UTF-8 or GB18030 text: {exc}",
-                                  data[:HEAD_LIMIT].decode("utf-8", errors="replace"))
+            text = decode_text(data)
+        except UnicodeDecodeError as exc:
+            return Parsed(), (f"not UTF-8 or GB18030 text: {exc}",
+                              data[:HEAD_LIMIT].decode("utf-8", errors="replace"))
         try:
             if fmt == "csv":
                 parsed = self.parser.csv_text(text, path.name)

@@ -376,8 +376,8 @@ class HttpJsonSource:
         """Decode a body: declared charset, else UTF-8 (BOM allowed), else GB18030."""
         errors = "replace" if lenient else "strict"
         if charset:
-            try:
-                return body.decode(charset, errors)
+            try:  # a BOM is no character of the document, whatever the charset says
+                return body.decode(charset, errors).removeprefix("\ufeff")
             except (UnicodeDecodeError, LookupError):
                 pass
         try:

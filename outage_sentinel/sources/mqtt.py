@@ -48,7 +48,7 @@ from paho.mqtt.properties import Properties
 
 from outage_sentinel.ami import AmiRegistry
 from outage_sentinel.config import MqttSourceConfig
-from outage_sentinel.events import PollResult, Quarantined
+from outage_sentinel.events import PollResult, Quarantined, decode_text
 from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
 from outage_sentinel.sources.base import SourceError
 from outage_sentinel.topology import Topology
@@ -299,12 +299,14 @@ class MqttSource:
     def _parse(self, msg: _Message, out: Parsed) -> None:
         where = f"topic {msg.topic}"
         try:
+            text = decode_text(msg.payload)
             if self.config.payload_format == "json":
-                out.extend(self.parser.json_payload(msg.payload, where))
+                out.extend(self.parser.json_payload(text, where))
             else:
-                out.extend(self.parser.csv_text(msg.payload.decode("utf-8"), where))
+                out.extend(self.parser.csv_text(text, where))
         except (PayloadError, UnicodeDecodeError) as exc:
-            reason = (f"{where}: not UTF-8 text: {exc}" if isinstance(exc, UnicodeDecodeError)
+            reason = (f"{where}: not UTF-8 or GB18030 text: {exc}"
+                      if isinstance(exc, UnicodeDecodeError)
                       else f"{where}: {exc}")
             out.records += 1
             out.quarantined.append(Quarantined(

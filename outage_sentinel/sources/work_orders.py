@@ -62,9 +62,17 @@ class WorkOrderParser:
         try:
             rows = []
             for n, row in enumerate(reader, start=2):
-                if any(c.strip() for c in row):
-                    rows.append((f"{where} row {n}", dict(zip(header, (c.strip() for c in row),
-                                                              strict=False))))
+                if not any(c.strip() for c in row):
+                    continue
+                if len(row) != len(header):  # an unquoted comma shifts every column after it
+                    out.records += 1
+                    out.quarantined.append(Quarantined(
+                        self.source, f"{where} row {n}: expected {len(header)} columns, got "
+                        f"{len(row)} (an unquoted comma or a missing field?)",
+                        {"row": row[:64]}))
+                    continue
+                rows.append((f"{where} row {n}", dict(zip(header, (c.strip() for c in row),
+                                                          strict=True))))
         except csv.Error as exc:
             out.quarantined.append(Quarantined(self.source, f"{where} row {n + 1}: bad CSV: {exc}",
                                                {}))
