@@ -210,8 +210,10 @@ def parse_time(value: Any, name: str, default_tz: Any = UTC) -> datetime:
     Naive times are taken in ``default_tz`` (feeds in China publish local time without offset).
     Anything that is not a time between :data:`EARLIEST` and :data:`LATEST` raises
     :class:`EventError` naming ``name`` (a record error: that record is quarantined, never the
-    poll).
+    poll). So does a placeholder (:func:`is_placeholder_time`): a zero date or the epoch.
     """
+    if is_placeholder_time(value):
+        raise EventError(f"{name}: {_clip(value)} is a placeholder, not a time")
     try:
         dt = _to_datetime(value, name, default_tz)
     except (ValueError, OverflowError, OSError) as exc:
@@ -261,10 +263,29 @@ def _clip(value: Any, limit: int = 60) -> str:
 
 
 def parse_optional_time(value: Any, name: str, default_tz: Any = UTC) -> datetime | None:
-    """Like :func:`parse_time` but ``None``/empty gives ``None``."""
+    """Like :func:`parse_time` but ``None``, empty or a placeholder gives ``None``."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if is_placeholder_time(value):
+        return None
     return parse_time(value, name, default_tz)
+
+
+#: How back ends fill a time they do not have yet (an ETR not set, a terminal's on time before
+#: power is back): zero dates, the epoch, Excel's and Java's day zero.
+PLACEHOLDER_DATES = ("0000-00-00", "1900-01-01", "1899-12-30", "1970-01-01")
+
+
+def is_placeholder_time(value: Any) -> bool:
+    """Whether ``value`` stands for "no time": 0, "0" or a placeholder date."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value == 0
+    if isinstance(value, str):
+        text = value.strip().replace("/", "-")
+        return text == "0" or text.startswith(PLACEHOLDER_DATES)
+    return False
 
 
 def split_list(value: Any) -> tuple[str, ...]:

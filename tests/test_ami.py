@@ -103,6 +103,28 @@ def test_terminal_off_on_record_gives_both_observations() -> None:
     assert [e.signal for e in only_off.events] == ["dead"]
 
 
+def test_a_terminal_record_with_a_placeholder_or_drifted_on_time_keeps_its_off() -> None:
+    """ERC14 with the on time zeroed (power not back yet) is an off; an on time a minute
+    before the off time is the terminal's clock, not a broken record: back at once."""
+    p = parser()
+
+    def record(on: str) -> list[tuple[str, datetime]]:
+        parsed = p.json_payload(json.dumps({"terminal_id": "TX2-T", "erc": "ERC14",
+                                            "off_time": "2026-07-01 16:00:00",
+                                            "on_time": on}), "t")
+        assert not parsed.quarantined, parsed.quarantined
+        return [(e.signal, e.start) for e in parsed.events]
+
+    off = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)  # 16:00 in the parser's Beijing time
+    assert record("0000-00-00 00:00:00") == [("dead", off)]
+    assert record("2026-07-01 15:59:00") == [("dead", off), ("alive", off)]
+    far = p.json_payload(json.dumps({"terminal_id": "TX2-T", "erc": "ERC14",
+                                     "off_time": "2026-07-01 16:00:00",
+                                     "on_time": "2026-07-01 12:00:00"}), "t")
+    (bad,) = far.quarantined
+    assert "before the off time" in bad.reason and not far.events
+
+
 def test_bad_records_are_quarantined_with_reason_rest_goes_on() -> None:
     p = parser()
     parsed = p.json_payload(json.dumps([

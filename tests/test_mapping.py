@@ -205,6 +205,18 @@ def test_numbers_are_accepted_for_text_fields_and_ids() -> None:
     assert event.transformers == ("T1", "T2")
 
 
+@pytest.mark.parametrize("placeholder", ["0000-00-00 00:00:00", "1900-01-01 00:00:00",
+                                         "1970-01-01 08:00:00", 0, "0", "0000/00/00"])
+def test_a_placeholder_in_an_optional_time_is_no_time(placeholder: Any) -> None:
+    """Back ends fill an ETR not set yet with a zero date or the epoch: the outage is kept,
+    without an ETR (before, the whole notice was quarantined, or its ETR read as 1970)."""
+    record = dict(load("95598_list.json")["seleList"][0], stopTime=placeholder)
+    event = mapper().map(record)
+    assert event is not None and event.expected_restoration is None
+    with pytest.raises(EventError, match=r"start \(startTime\)"):  # a required time is required
+        mapper().map(dict(record, startTime=placeholder))
+
+
 def test_times_with_an_offset_are_not_shifted_again() -> None:
     record = {"powerOffId": "x", "startTime": "2026-11-23T08:00:00+08:00",
               "stopTime": "2026-11-23T02:00:00Z"}

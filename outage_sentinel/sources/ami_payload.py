@@ -43,13 +43,20 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from outage_sentinel.ami import AmiRegistry, DeviceKind, compact_time, device_ref
 from outage_sentinel.config import AmiCodeConfig, AmiPayloadConfig
-from outage_sentinel.events import EventError, OutageEvent, Quarantined, load_json, parse_time
+from outage_sentinel.events import (
+    EventError,
+    OutageEvent,
+    Quarantined,
+    load_json,
+    parse_optional_time,
+    parse_time,
+)
 
 
 class PayloadError(ValueError):
@@ -82,6 +89,10 @@ _KIND_VALUES: dict[str, DeviceKind] = {
     "terminal": "terminal", "concentrator": "terminal", "集中器": "terminal",
     "终端": "terminal", "专变终端": "terminal",
 }
+
+#: How far a terminal's on time may fall before its off time and be read as its clock being
+#: off (the power came back at once) rather than as a broken record.
+CLOCK_DRIFT = timedelta(minutes=10)
 
 _RECORD_CONTAINERS = tuple(tuple(p.split(".")) for p in (
     "events", "records", "data", "Payload.EndDeviceEvents.EndDeviceEvent",
@@ -219,12 +230,14 @@ class AmiPayloadParser:
             t_off = parse_time(raw_off, "off time" if action == "off_on" else "time", self.tz)
             out.append(self._event(device, ref, transformer, feeder, "off", t_off, record))
             if action == "off_on":
-                raw_on = _first(record, self._on_time)
-                if raw_on is not None:
-                    t_on = parse_time(raw_on, "on time", self.tz)
-                    if t_on < t_off:
-                        raise EventError(f"on time: {raw_on!r} is before the off time {raw_off!r}")
-                    out.append(self._event(device, ref, transformer, feeder, "on", t_on, record))
+                t_on = parse_optional_time(_first(record, self._on_time), "on time", self.tz)
+                if t_on is not None:  # none yet (or a placeholder): power is still off
+                    if t_on < t_off - CLOCK_DRIFT:
+                        raise EventError(f"on time: {_first(record, self._on_time)!r} is before "
+                                         f"the off time {raw_off!r}")
+                    # a terminal clock a little off: back at once (a blip, screened as one)
+                    out.append(self._event(device, ref, transformer, feeder, "on",
+                                           max(t_on, t_off), record))
         else:
             raw_on = _first(record, self._time) or _first(record, self._on_time)
             if raw_on is None:
