@@ -48,6 +48,8 @@ class Reply:
     content_length: int | None = None
     #: Stream this many filler bytes after ``body`` in 64 KiB chunks, without Content-Length.
     stream_bytes: int = 0
+    #: Seconds between the bytes of ``body`` (a server trickling its answer; Content-Length set).
+    trickle: float = 0.0
 
 
 @dataclass
@@ -113,7 +115,13 @@ def make_handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Content-Length",
                                      str(declared if declared is not None else len(reply.body)))
                 self.end_headers()
-                if reply.status != 304:
+                if reply.trickle:
+                    for i in range(len(reply.body)):
+                        self.wfile.write(reply.body[i:i + 1])
+                        self.wfile.flush()
+                        script.streamed = i + 1
+                        time.sleep(reply.trickle)
+                elif reply.status != 304:
                     self.wfile.write(reply.body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout, size cap): that is what is being tested
@@ -438,6 +446,20 @@ def test_slow_drip_body_hits_the_download_deadline(server: tuple[str, Scripted])
     source = HttpJsonSource(config, sleep=Sleeps(), clock=lambda: float(next(clock)))
     with pytest.raises(FeedError, match=r"download not finished within 5s"):
         source.poll(NOW)
+
+
+def test_a_body_trickled_a_byte_at_a_time_hits_the_download_deadline(
+        server: tuple[str, Scripted]) -> None:
+    """Each byte comes well within the read timeout, so only the whole download's deadline can
+    stop it; before, the source waited for a full 64 KiB chunk and the poll job stalled."""
+    url, script = server
+    body = feed("95598_list.json")
+    script.replies = [Reply(body=body, headers={"Content-Type": "application/json"},
+                            trickle=0.02)]
+    with pytest.raises(FeedError, match=r"download not finished within 0.5s"):
+        make_source(url, timeout_seconds=0.5, connect_timeout_seconds=0.5,
+                    retry={"max_attempts": 1}).poll(NOW)
+    assert 0 < script.streamed < len(body) // 2  # gave up long before the end
 
 
 def test_invalid_json_raises_with_the_raw_body(server: tuple[str, Scripted]) -> None:

@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 import structlog
+import urllib3
 
 from outage_sentinel.config import HttpJsonSourceConfig
 from outage_sentinel.errors import exception_chain, parse_retry_after
@@ -142,6 +143,27 @@ def _os_reason(exc: BaseException) -> str:
     if "RemoteDisconnected" in text or "Connection aborted" in text:
         return "server closed the connection without a response"
     return name
+
+
+def _body_chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives, decompressed: each piece is what one read of the socket gave
+    (at most :data:`CHUNK_BYTES`), so a server trickling a byte at a time is caught by the
+    download deadline (``iter_content`` hands a chunk over only once it is full, and a
+    trickle never lets a read time out). urllib3's errors become requests' own, as
+    ``iter_content`` raises them."""
+    raw = response.raw
+    while True:
+        try:
+            data = raw.read1(CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ProtocolError as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from exc
+        except urllib3.exceptions.DecodeError as exc:
+            raise requests.exceptions.ContentDecodingError(exc) from exc
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ConnectionError(exc) from exc
+        if not data:
+            return
+        yield data
 
 
 def _chain_has(exc: BaseException, name: str) -> bool:
@@ -556,7 +578,7 @@ class HttpJsonSource:
                                        self.config.connect_timeout_seconds)
         buf = bytearray()
         try:
-            for chunk in response.iter_content(CHUNK_BYTES):
+            for chunk in _body_chunks(response):
                 buf += chunk
                 if len(buf) > limit:
                     if truncate:
