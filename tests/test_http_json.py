@@ -767,3 +767,35 @@ def test_an_error_envelope_with_a_null_list_restores_nothing(
     ended = source.poll(NOW)
     assert {e.event_id for e in ended.events if e.status == "restored"} == {
         r["powerOffId"] for r in records}
+
+
+def test_a_quarantined_record_with_an_id_does_not_stop_restorations(
+        server: tuple[str, Scripted]) -> None:
+    """A record the source cannot read (a start of 明天上午) is still listed by its id: other
+    records leaving the list are still over, and it is not. One without a readable id leaves
+    the poll unsure of what is listed: nothing is inferred from it."""
+    url, script = server
+    records = json.loads(feed("95598_list.json"))["seleList"]
+    bad = dict(records[1], startTime="明天上午")
+    nameless = dict(records[1], startTime="明天上午", powerOffId=None)
+
+    def listing(*rows: Any) -> Reply:
+        return json_reply({"seleList": list(rows), "pageModel": {"pageNow": 1, "totalPage": 1}})
+
+    script.replies = [listing(records[0], bad), listing(bad), listing(bad)]
+    source = make_source(url + "/notices")
+    source.start(None)
+    polls = []
+    for _ in range(3):
+        polls.append(source.poll(NOW))
+        source.acknowledge(polls[-1])
+    assert all(len(p.quarantined) == 1 for p in polls)
+    restored = [e.event_id for p in polls for e in p.events if e.status == "restored"]
+    assert restored == [records[0]["powerOffId"]]
+    script.replies = [listing(records[2]), listing(nameless), listing(nameless)]
+    other = make_source(url + "/notices")
+    other.start(None)
+    for _ in range(3):
+        result = other.poll(NOW)
+        other.acknowledge(result)
+        assert not [e for e in result.events if e.status == "restored"]

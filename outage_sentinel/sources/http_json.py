@@ -224,6 +224,8 @@ class HttpJsonSource:
         total: int | None = None
         #: the feed did not say what it lists (a null list, a page without its page model)
         unsure = False
+        #: ids of the quarantined records (None once one has no readable id)
+        held: set[str] | None = set()
         while True:
             response = self._fetch(page if paged else None, conditional if page == 1 else {})
             if response.status == 304:
@@ -241,7 +243,8 @@ class HttpJsonSource:
             except EventError as exc:
                 raise self._error(self._where(page if paged else None) + str(exc),
                                   raw=self._raw(response.body, response.charset)) from None
-            self._map_records(records, page if paged else None, result, seen)
+            ids = self._map_records(records, page if paged else None, result, seen)
+            held = None if held is None or ids is None else held | ids
             unsure = unsure or get_path(payload, self.records_path) is None
             if not paged:
                 break
@@ -260,28 +263,28 @@ class HttpJsonSource:
         complete = not unsure and not (paged and page >= self.pagination.max_pages
                                        and (total is None or total > page))
         if self.config.snapshot:
-            self._snapshot(result, new_cursor, now, complete)
+            self._snapshot(result, new_cursor, now, complete, held)
         result.cursor = new_cursor
         return result
 
     def _snapshot(self, result: PollResult, cursor: dict[str, Any], now: datetime,
-                  complete: bool) -> None:
+                  complete: bool, held: set[str] | None) -> None:
         """The feed lists every current outage: a record gone from complete polls is over.
 
         95598 notice lists carry no status field; an outage leaves the list when it ends. The
         active records are kept in the cursor (persisted with the events), and a record missing
         from :data:`ABSENT_POLLS` complete polls in a row becomes a ``restored`` revision. No
         poll counts that was incomplete (page limit reached, a null list or a page without its
-        page model: an error envelope looks like that) or had quarantined records (their ids
-        are unknown).
+        page model: an error envelope looks like that) or had a quarantined record whose id
+        cannot be read. A quarantined record whose id can be read is listed: it is still on.
         """
         previous: dict[str, Any] = dict(self._cursor.get("active") or {})
         missed: dict[str, int] = dict(self._cursor.get("missing") or {})
         current = {e.event_id: {"kind": e.kind, "start": e.start.isoformat(),
                                 "feeder": e.feeder}
                    for e in result.events if e.status == "active"}
-        listed = {e.event_id for e in result.events}
-        if not complete or result.quarantined:
+        listed = {e.event_id for e in result.events} | (held or set())
+        if not complete or held is None:
             cursor["active"] = {**previous, **current}
             cursor["missing"] = {k: n for k, n in missed.items() if k not in listed}
             return
@@ -451,14 +454,19 @@ class HttpJsonSource:
         return value
 
     def _map_records(self, records: list[Any], page: int | None, result: PollResult,
-                     seen: set[tuple[str, str]]) -> None:
+                     seen: set[tuple[str, str]]) -> set[str] | None:
+        """Map a page's records into ``result``; the ids of those quarantined, or None when
+        one of them has no id that can be read."""
         where = self._where(page)
+        held: set[str] | None = set()
         for index, record in enumerate(records):
             try:
                 event = self._mapper.map(record)
             except EventError as exc:
                 result.quarantined.append(
                     Quarantined(self.name, f"{where}record {index}: {exc}", record))
+                rid = self._mapper.record_id(record)
+                held = None if held is None or rid is None else held | {rid}
                 continue
             if event is None:  # a work order that reports no outage
                 self.skipped += 1
@@ -468,6 +476,7 @@ class HttpJsonSource:
                 continue
             seen.add(key)
             result.events.append(event)
+        return held
 
     # -- HTTP -------------------------------------------------------------------------------
 

@@ -388,6 +388,16 @@ class RecordMapper:
                 refs.append(value)
         return tuple(refs)
 
+    def record_id(self, record: Any) -> str | None:
+        """The id of a record, when it can be read (a record quarantined for another field is
+        still listed by the feed); None otherwise."""
+        if not isinstance(record, Mapping):
+            return None
+        try:
+            return self._scalar_text(record, "event_id", self.fields.event_id, required=True)
+        except EventError:
+            return None
+
     def map(self, record: Any) -> OutageEvent | None:
         """Map one record; raise :class:`EventError` naming the field on any problem. None
         for a record that is no outage evidence (see :meth:`is_outage`)."""
