@@ -56,7 +56,7 @@ def history(n: int, seed: int, *, detect: float = 0.6, false_rate: float = 0.03,
                 "alive": [a for a in up if rng.random() < alive_rate] if alive else [],
                 "calls": [a for a in dead for _ in range(TOPOLOGY.customers_of([a]))
                           if rng.random() < call_rate]
-                + [a for a in up if rng.random() < lv_rate * TOPOLOGY.customers_of([a])
+                + [a for a in up if lv_rate and rng.random() < lv_rate * TOPOLOGY.customers_of([a])
                    for _ in range(2 + int(0.3 * TOPOLOGY.customers_of([a])))]
                 if calls else [],
                 "truth": {"devices": [device]}}
