@@ -15,7 +15,7 @@ from typing import Any
 
 from outage_sentinel import corrections
 from outage_sentinel.events import OutageEvent, parse_time, split_list
-from outage_sentinel.incidents import Incident, plan_notices
+from outage_sentinel.incidents import Incident, hold_back, plan_notices
 from outage_sentinel.lifecycle import Lifecycle, LifecycleError
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import OPERATOR_SOURCE, IncidentProcessor
@@ -47,6 +47,9 @@ class CommandSteps:
                 raise LifecycleError(str(exc)) from None
             # The operator's word is news to every village it concerns, however small the move.
             notices, after = plan_notices(before, after, self.topology, timedelta(0), dropped_as)
+            # A village still off in another open incident is not told its supply is normal.
+            notices, after, _ = hold_back(notices, after,
+                                          self.processor.dark_elsewhere(conn, after))
             rows = life.planner.rows(after, notices, now, previous=before)
             rows += life.command_rows(after, step, life.render_summary(
                 after, headline=step, crew=row.get("crew_id")))

@@ -725,6 +725,27 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
                         withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back))
 
 
+#: Notices that tell a village its supply is normal again.
+BACK_NOTICES = ("restored", "cancelled")
+
+
+def hold_back(notices: list[Notice], after: Incident, dark: Iterable[str]
+              ) -> tuple[list[Notice], Incident, tuple[str, ...]]:
+    """Take out of ``after``'s "restored" and "cancelled" notices the villages in ``dark``
+    (still off in another open incident: its own areas came back, the village did not), and
+    out of the villages the incident counts as told so. Returns the notices, the incident and
+    the villages held back; the other incident tells them when their power is back."""
+    dark = set(dark)
+    held = tuple(dict.fromkeys(v for n in notices if n.purpose in BACK_NOTICES
+                               for v in n.villages if v in dark))
+    if not held:
+        return notices, after, ()
+    kept = [replace(n, villages=tuple(v for v in n.villages if v not in dark))
+            if n.purpose in BACK_NOTICES else n for n in notices]
+    told = tuple(v for v in after.restored_villages if v not in held)
+    return [n for n in kept if n.villages], replace(after, restored_villages=told), held
+
+
 def _moved(told: datetime | None, now: datetime | None, step: timedelta) -> bool:
     """Whether an expected restoration time moved enough to tell the village again."""
     if told is None or now is None:

@@ -35,10 +35,13 @@ from outage_sentinel.incidents import (
     Resolved,
     apply_event,
     correlate,
+    hold_back,
     incident_class,
     plan_notices,
     resolve_event,
     restoration_step,
+    villages_of_scope,
+    villages_off,
 )
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.lifecycle import Lifecycle, LifecycleError, incident_columns
@@ -285,6 +288,10 @@ class IncidentProcessor:
         event, rnd, now = f.event, f.rnd, f.now
         after = self._estimated(conn, current, f)
         notices, after = plan_notices(current, after, self.topology, self.etr_step)
+        notices, after, held = hold_back(notices, after, self.dark_elsewhere(conn, after, rnd))
+        if held:
+            self.log.info("restored_held_back", incident_id=after.id, villages=list(held),
+                          reason="still off in another open incident")
         rows = self.planner.rows(after, notices, now, previous=current)
         rows += self.lifecycle.summary_rows(current, after, self.store.crew_of_in(conn, after.id))
         if f.unplaced and not any(r.audience == "command" for r in rows):
@@ -312,6 +319,19 @@ class IncidentProcessor:
                           notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
                           queued=added)
         return after
+
+    def dark_elsewhere(self, conn: Connection, inc: Incident, rnd: RoundCache | None = None
+                       ) -> set[str]:
+        """Villages of ``inc``'s scope with an area still off in another open incident (on
+        any feeder serving them, planned work included)."""
+        topo, rnd = self.topology, rnd or RoundCache(self.store)
+        villages = set(villages_of_scope(inc, topo))
+        feeders = {topo.feeder_of(t) for v in villages for t in topo.village_transformers(v)
+                   if t in topo.pos}
+        others = {o.id: o for f in sorted(feeders) for o in rnd.open_on(conn, f)}
+        others.update({o.id: o for o in rnd.open_planned(conn)})
+        return {v for o in others.values() if o.id != inc.id and o.status == "active"
+                for v in villages_off(o, topo) if v in villages}
 
     def _quarantine_unknown(self, conn: Connection, stored: StoredEvent, refs: tuple[str, ...],
                             now: datetime) -> None:

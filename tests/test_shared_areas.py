@@ -1,0 +1,115 @@
+"""Villages whose areas more than one open incident holds, through the daemon's processing:
+one incident ending must not tell a village its power is back while another still has an
+area of it off (planned work ending under a fault, two records of the same outage, an
+operator cancelling one of them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outage_sentinel.command_steps import CommandSteps
+from outage_sentinel.config import parse_config
+from outage_sentinel.daemon import Daemon
+from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.incidents import Incident
+from tests.conftest import T0, build_grid
+from tests.test_lifecycle import Recorder
+
+CHANNELS = ("wecom", "sms", "dingtalk", "feishu", "cc")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0 + timedelta(minutes=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, db_url: str) -> Iterator[Daemon]:
+    config = parse_config({
+        "state_dir": str(tmp_path / "state"),
+        "database": {"url": db_url},
+        "sources": [{"name": "unused", "type": "replay", "scenario": str(tmp_path / "x.jsonl")}],
+        "channels": {name: {"type": "file", "path": str(tmp_path / "sink.jsonl")}
+                     for name in CHANNELS},
+        "command_centre": {"channel": "cc", "target": "指挥中心"},
+    })
+    clock = Clock()
+    d = Daemon(config, topology=build_grid(), sources=[],
+               channels={name: Recorder("all") for name in CHANNELS}, clock=clock)
+    d.start()
+    yield d
+    d.close()
+
+
+def ev(event_id: str, *areas: str, **kw: Any) -> OutageEvent:
+    return OutageEvent(**{"source": "feed", "event_id": event_id, "kind": "fault",
+                          "status": "active", "start": T0, "transformers": areas, **kw})
+
+
+def feed(d: Daemon, minutes: int, *events: OutageEvent) -> None:
+    d.clock.now = T0 + timedelta(minutes=minutes)  # type: ignore[attr-defined]
+    d.store.ingest("feed", PollResult(events=list(events)), d.clock())
+    d.process()
+
+
+def told(d: Daemon) -> list[tuple[str, str, str]]:
+    """(village, purpose, incident) of every liaison notice queued, in order."""
+    out = []
+    for m in d.store.messages():
+        if m.audience == "liaison" and m.recipient.startswith("village:"):
+            out.append((m.recipient.split(":")[1], m.purpose, m.incident_id))
+    return list(dict.fromkeys(out))
+
+
+def incident(d: Daemon, kind: str) -> Incident:
+    (row,) = [r for r in d.store.load_incidents(open_only=False)
+              if Incident.from_json(r["state"]).kind == kind]
+    return Incident.from_json(row["state"])
+
+
+def test_planned_work_ending_under_a_fault_does_not_restore_the_village(
+        daemon: Daemon) -> None:
+    # Planned work on T1, T2 (both 马集村 V1); a fault record names T1 and T3 (刘庄村 V2).
+    feed(daemon, 1, ev("P1", "T1", "T2", kind="planned", expected_restoration=T0 + timedelta(hours=4)))
+    feed(daemon, 31, ev("F1", "T1", "T3", start=T0 + timedelta(minutes=30)))
+    # The work is over; the fault record is still on: V1's T1 is dark.
+    feed(daemon, 120, ev("P1", "T1", "T2", kind="planned", status="restored",
+                         expected_restoration=T0 + timedelta(hours=4), end=T0 + timedelta(hours=2)))
+    planned, fault = incident(daemon, "planned"), incident(daemon, "fault")
+    assert planned.status == "restored" and "T1" in fault.off
+    assert ("V1", "restored", planned.id) not in told(daemon)
+    assert "V1" not in planned.restored_villages  # it was not told so
+    # The fault ends: now V1 hears its power is back, once.
+    feed(daemon, 180, ev("F1", "T1", "T3", start=T0 + timedelta(minutes=30),
+                         status="restored", end=T0 + timedelta(hours=3)))
+    back = [t for t in told(daemon) if t[1] == "restored"]
+    assert sorted(v for v, _, _ in back) == ["V1", "V2"]
+    assert {i for _, _, i in back} == {fault.id}
+
+
+def test_an_operator_cancelling_one_record_does_not_tell_a_dark_village_it_is_normal(
+        daemon: Daemon) -> None:
+    # Meters open one incident at 09:00; the outage system's record of the same outage says
+    # it began an hour earlier (outside the correlation window): a second incident.
+    feed(daemon, 60, ev("M1", "T1", "T2", start=T0 + timedelta(hours=1), signal="dead"))
+    feed(daemon, 65, ev("N1", "T1", "T2"))
+    rows = daemon.store.load_incidents(open_only=True)
+    assert len(rows) == 2  # the case: two incidents hold T1 and T2
+    first, second = sorted(r["id"] for r in rows)
+    assert ("V1", "outage", first) in told(daemon)
+    steps = CommandSteps(daemon.lifecycle, daemon.processor, daemon.clock)
+    steps.cancel(first, "重复工单", "ops")
+    assert ("V1", "cancelled", first) not in told(daemon)  # "正常供电" would be false
+    # The meters say the power is back: the other incident ends and tells the village.
+    feed(daemon, 90, ev("M1", "T1", "T2", start=T0 + timedelta(hours=1), signal="dead",
+                        status="restored", end=T0 + timedelta(minutes=89)),
+         ev("N1", "T1", "T2", status="restored", end=T0 + timedelta(minutes=89)))
+    assert ("V1", "restored", second) in told(daemon)
