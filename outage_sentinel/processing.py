@@ -54,6 +54,7 @@ from outage_sentinel.store import Store, StoredEvent
 from outage_sentinel.topology import Topology
 from outage_sentinel.triage import (
     STORM_KEY,
+    explaining_outage,
     planned_transformers,
     storm_declared,
     triage,
@@ -252,6 +253,12 @@ class IncidentProcessor:
         current = self._current(conn, event, resolved, rnd, now)
         planned = planned_transformers(rnd.open_planned(conn), now)
         decision = triage(current, event, resolved, planned)
+        host = (explaining_outage(rnd.open_planned(conn), event, resolved, now)
+                if decision.action == "explained" else None)
+        if host is not None:
+            log.info("explained_by_planned_outage", incident_id=host.id, joined=True,
+                     transformers=list(resolved.transformers))
+            current, decision = host, triage(host, event, resolved, planned)
         if decision.action != "incident":
             self.store.mark_processed_in(conn, stored.row_id, None)
             if decision.action == "explained":

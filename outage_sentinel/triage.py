@@ -52,6 +52,25 @@ def triage(current: Incident | None, event: OutageEvent, resolved: Resolved,
     return Triage("incident", unplaced=unplaced)
 
 
+def explaining_outage(incidents: Iterable[Incident], event: OutageEvent, resolved: Resolved,
+                      now: datetime) -> Incident | None:
+    """The planned outage in force that an ``explained`` record of the outage system joins.
+
+    The record is kept as a member of it, not dropped: when the work ends while the record
+    still lists the areas off, they stay off, and the villages are not told their power is
+    back. Meters' dead reports are not kept (the work explains them, and their restore reports
+    are too often missing to hold an outage open on)."""
+    if event.signal != "notice":
+        return None
+    areas = set(resolved.transformers)
+    for inc in incidents:
+        if (inc.kind in ("planned", "temporary") and inc.status == "active"
+                and inc.start <= now and (inc.etr is None or now <= inc.etr)
+                and areas <= set(inc.estimate.transformers)):
+            return inc
+    return None
+
+
 def planned_transformers(incidents: Iterable[Incident], now: datetime) -> frozenset[str]:
     """Areas inside an active planned/temporary outage whose window holds ``now``."""
     out: set[str] = set()

@@ -113,3 +113,30 @@ def test_an_operator_cancelling_one_record_does_not_tell_a_dark_village_it_is_no
                         status="restored", end=T0 + timedelta(minutes=89)),
          ev("N1", "T1", "T2", status="restored", end=T0 + timedelta(minutes=89)))
     assert ("V1", "restored", second) in told(daemon)
+
+
+def test_a_fault_record_during_planned_work_keeps_its_area_off_after_the_work(
+        daemon: Daemon) -> None:
+    """A fault the outage system reports inside planned work was 'explained' and dropped: the
+    end of the work told the village its power was back while the fault was live, and the
+    record, listed unchanged, was never seen again."""
+    feed(daemon, 1, ev("P1", "T1", "T2", kind="planned",
+                       expected_restoration=T0 + timedelta(hours=4)))
+    fault = ev("F1", "T1", start=T0 + timedelta(hours=1), device="FU1")
+    feed(daemon, 61, fault)
+    feed(daemon, 120, ev("P1", "T1", "T2", kind="planned", status="restored",
+                         expected_restoration=T0 + timedelta(hours=4),
+                         end=T0 + timedelta(hours=2)), fault)
+    (row,) = daemon.store.load_incidents(open_only=True)
+    inc = Incident.from_json(row["state"])
+    assert "feed|F1" in inc.members and inc.off == ("T1",)
+    assert not [t for t in told(daemon) if t[1] == "restored"]
+    feed(daemon, 200, ev("F1", "T1", start=T0 + timedelta(hours=1), device="FU1",
+                         status="restored", end=T0 + timedelta(minutes=199)))
+    assert [t[:2] for t in told(daemon) if t[1] == "restored"] == [("V1", "restored")]
+    # Meters' dead reports inside the work are still explained by it: no incident of theirs.
+    feed(daemon, 240, ev("P2", "T5", kind="planned", start=T0 + timedelta(hours=4),
+                         expected_restoration=T0 + timedelta(hours=6)),
+         ev("M5", "T5", signal="dead", start=T0 + timedelta(hours=4, minutes=5)))
+    holders = [Incident.from_json(r["state"]) for r in daemon.store.load_incidents()]
+    assert not [i for i in holders if "feed|M5" in i.members]
