@@ -101,6 +101,21 @@ class ProcessReport:
     processed: int = 0
 
 
+def endings_last(events: list[StoredEvent]) -> list[StoredEvent]:
+    """The events in the order to fold them: a record's ending (restored, cancelled) after the
+    other records' news of the same batch, each record's own revisions in their order. An
+    outage system reissuing a record under a new id lists the old one cancelled and the new
+    one active in one update; folded old-first, the incident was cancelled (停电取消，正常供电
+    to a dark village) and a new one opened."""
+    last = {(s.event.source, s.event.event_id): i for i, s in enumerate(events)}
+
+    def ends(i: int, s: StoredEvent) -> bool:
+        return s.event.status != "active" and last[(s.event.source, s.event.event_id)] == i
+
+    return ([s for i, s in enumerate(events) if not ends(i, s)]
+            + [s for i, s in enumerate(events) if ends(i, s)])
+
+
 class IncidentProcessor:
     """Folds stored events into incidents; one per process, shared by every actor."""
 
@@ -145,7 +160,7 @@ class IncidentProcessor:
                 batch = [s for s in fetched
                          if self.failures.get(s.row_id, 0) < MAX_PROCESSING_FAILURES]
                 progress = self._screen_observations(batch, now)
-                rest = [s for s in batch if not self._is_observation(s.event)]
+                rest = endings_last([s for s in batch if not self._is_observation(s.event)])
                 for i in range(0, len(rest), ROUND_EVENTS):
                     progress += self._process_round(rest[i:i + ROUND_EVENTS], now)
                 done += progress

@@ -140,3 +140,21 @@ def test_a_fault_record_during_planned_work_keeps_its_area_off_after_the_work(
          ev("M5", "T5", signal="dead", start=T0 + timedelta(hours=4, minutes=5)))
     holders = [Incident.from_json(r["state"]) for r in daemon.store.load_incidents()]
     assert not [i for i in holders if "feed|M5" in i.members]
+
+
+def test_a_record_reissued_under_a_new_id_cancels_nothing_whatever_the_order(
+        daemon: Daemon) -> None:
+    """One poll lists the old record cancelled (作废) and its reissue active; folded old-first,
+    the village was told 停电取消，正常供电 while dark, and a second incident opened."""
+    feed(daemon, 1, ev("N1", "T1", "T2"))
+    feed(daemon, 20, ev("N1", "T1", "T2", status="cancelled", end=T0 + timedelta(minutes=20)),
+         ev("N2", "T1", "T2"))
+    assert told(daemon) == [("V1", "outage", told(daemon)[0][2])]
+    (row,) = daemon.store.load_incidents(open_only=False)
+    inc = Incident.from_json(row["state"])
+    assert inc.status == "active" and set(inc.off) == {"T1", "T2"}
+    # A record that flips within one poll keeps its own order: its last word counts.
+    feed(daemon, 30, ev("N2", "T1", "T2", status="restored", end=T0 + timedelta(minutes=29)),
+         ev("N2", "T1", "T2", start=T0 + timedelta(minutes=29)))
+    (row,) = daemon.store.load_incidents(open_only=False)
+    assert Incident.from_json(row["state"]).status == "active"
