@@ -37,12 +37,12 @@ from outage_sentinel.textlimits import trim_bytes, utf8_len
 Language = Literal["zh", "en"]
 
 _KIND_RANK = {"fault": 3, "temporary": 2, "planned": 1}
-_STATUS_RANK = {"active": 2, "restored": 1, "cancelled": 0}
+_STATUS_RANK = {"active": 2, "restored": 1, "cancelled": 0, "corrected": 0}
 
 _LABELS: dict[str, dict[str, str]] = {
     "zh": {
         "fault": "故障停电", "temporary": "临时停电", "planned": "计划停电", "unknown": "停电",
-        "restored": "已恢复送电", "cancelled": "已取消",
+        "restored": "已恢复送电", "cancelled": "已取消", "corrected": "更正：不涉及",
         "households": "户", "sep": "、", "colon": "：", "total": "共",
         "header": "停电汇总：{incidents}起事件，{feeders}条线路，{villages}个村，{households}户",
         "part": "（第{i}/{n}部分）",
@@ -50,6 +50,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "en": {
         "fault": "Fault outage", "temporary": "Temporary outage", "planned": "Planned outage",
         "unknown": "Outage", "restored": "Restored", "cancelled": "Cancelled",
+        "corrected": "Correction: not affected",
         "households": " households", "sep": ", ", "colon": ": ", "total": "total ",
         "header": ("Outage digest: {incidents} incident(s), {feeders} feeder(s), "
                    "{villages} village(s), {households} household(s)"),
@@ -70,6 +71,8 @@ class DigestEntry:
     villages: dict[str, int] = field(default_factory=dict)
     #: Villages back on (or whose notice was cancelled) since an earlier pending message.
     restored: dict[str, int] = field(default_factory=dict)
+    #: Villages an operator's correction took out of the incident (never off by it).
+    corrected: dict[str, int] = field(default_factory=dict)
     #: Households off, when a message gives a total but no per-village breakdown.
     households: int = 0
     priority: float | None = None
@@ -103,7 +106,20 @@ def _int(value: Any) -> int:
         return 0
 
 
+#: Purposes that say nothing of whether a village is off (a care call, a crew's progress): they
+#: leave its line in the digest as it was.
+NEUTRAL_PURPOSES = ("care", "progress_")
+
+#: Purposes that take a village out of the incident (an operator's correction, an inference
+#: dropped): it is neither off nor back, and leaves the digest's lines.
+OUT_PURPOSES = ("corrected", "withdrawn")
+
+
 def _message_status(m: Message, p: Mapping[str, Any]) -> str:
+    if m.purpose.startswith(NEUTRAL_PURPOSES):
+        return "neutral"
+    if m.purpose in OUT_PURPOSES:
+        return "out"
     if p.get("status") in _STATUS_RANK:
         return str(p["status"])
     if m.purpose in ("restored", "restoration"):
@@ -148,13 +164,9 @@ def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
             e.feeder = str(p["feeder"])
         status = _message_status(m, p)
         villages = _message_villages(p)
-        for name, hh in villages.items():
-            if status == "active":
-                e.restored.pop(name, None)
-                e.villages[name] = max(e.villages.get(name, 0), hh)
-            else:
-                e.villages.pop(name, None)
-                e.restored[name] = max(e.restored.get(name, 0), hh)
+        if status == "neutral":
+            continue
+        _fold(e, status, villages)
         # A total without a per-village breakdown still counts.
         if not sum(villages.values()) and "households" in p and status == "active":
             e.households = max(e.households, _int(p["households"]))
@@ -174,7 +186,18 @@ def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
             e.households = max(e.households, sum(e.villages.values()))
         elif e.restored and e.status == "active":
             e.status = "restored"
+        elif e.corrected and e.status == "active":
+            e.status = "corrected"
     return sorted(by_incident.values(), key=DigestEntry.rank)
+
+
+def _fold(e: DigestEntry, status: str, villages: Mapping[str, int]) -> None:
+    """A later message about a village wins: off, back, or out of the incident."""
+    for name, hh in villages.items():
+        for listed in (e.villages, e.restored, e.corrected):
+            listed.pop(name, None)
+        target = {"active": e.villages, "out": e.corrected}.get(status, e.restored)
+        target[name] = max(target.get(name, 0), hh)
 
 
 def _places(villages: Mapping[str, int], labels: Mapping[str, str]) -> str:
@@ -183,10 +206,11 @@ def _places(villages: Mapping[str, int], labels: Mapping[str, str]) -> str:
 
 
 def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
-    state = labels[e.status] if e.status in ("restored", "cancelled") else labels[e.kind]
+    state = (labels[e.status] if e.status in ("restored", "cancelled", "corrected")
+             else labels[e.kind])
     zh = labels is _LABELS["zh"]
     head = f"【{state}】" if zh else f"[{state}] "
-    if not e.villages and not e.restored and not e.feeder:
+    if not e.villages and not e.restored and not e.corrected and not e.feeder:
         # Nothing structured: quote the original message so it is still covered.
         return head + e.summary
     text = head + (e.feeder + labels["colon"] if e.feeder else "")
@@ -198,7 +222,7 @@ def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
             back = labels["restored"]
             text += (f"；{back}：" if zh else f"; {back}: ") + _places(e.restored, labels)
     else:
-        text += _places(e.restored, labels)
+        text += _places(e.restored or e.corrected, labels)
     return text
 
 

@@ -90,3 +90,23 @@ def test_liaison_rows_one_per_village_sum_households_and_track_restoration() -> 
     assert part.message.text.splitlines()[1] == (
         "【停电】10kV 马集线：马集村(120户)、后庄(40户)、共160户；已恢复送电：前庄(15户)")
     assert part.message.text.splitlines()[0] == "停电汇总：1起事件，1条线路，2个村，160户"
+
+
+def test_a_corrected_village_is_not_listed_as_off_and_a_care_call_changes_nothing() -> None:
+    def liaison(key: str, village: str, hh: int, purpose: str = "outage") -> Message:
+        return Message(key=key, channel="wecom", target="g", text=f"{village} 通知",
+                       incident_id="INC-8", purpose=purpose,
+                       params={"village": village, "feeder": "马集I线", "households": hh})
+
+    msgs = [liaison("a", "王楼村", 60), liaison("b", "马集村", 70),
+            liaison("c", "王楼村", 60, purpose="corrected"),
+            liaison("d", "马集村", 70, purpose="restored"),
+            liaison("e", "马集村", 70, purpose="care")]
+    (e,) = entries_from_messages(msgs)
+    assert e.villages == {} and e.restored == {"马集村": 70} and e.corrected == {"王楼村": 60}
+    assert e.status == "restored"
+    (part,) = build_digest(msgs[:3], limit_bytes=2048)
+    assert part.message.text.splitlines()[1] == "【停电】马集I线：马集村(70户)、共70户"
+    (only,) = build_digest([msgs[0], msgs[2]], limit_bytes=2048)
+    assert only.message.text.splitlines()[1] == "【更正：不涉及】马集I线：王楼村(60户)"
+    assert set(only.covers) == {"a", "c"}
