@@ -87,6 +87,11 @@ class CommandSteps:
         areas = [t for t in self.areas(refs) if t not in inc.off]
         if not areas:
             raise LifecycleError(f"every area given is already off in {incident_id}")
+        readmitted = [t for t in areas if t in inc.excluded]
+        if readmitted:  # taken out earlier by a correction: the operator's word now undoes it
+            self._correct(incident_id, actor, note, "scope_readmitted",
+                          lambda i, now: corrections.readmit_areas(i, readmitted, now),
+                          {"transformers": readmitted})
         now = self.clock()
         self._report(OutageEvent(
             source=OPERATOR_SOURCE, event_id=f"{incident_id}:add:{now.isoformat()}",

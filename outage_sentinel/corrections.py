@@ -61,6 +61,14 @@ def exclude_areas(inc: Incident, topology: Topology, areas: Sequence[str], now: 
                                  excluded=tuple(dict.fromkeys([*inc.excluded, *areas]))), now)
 
 
+def readmit_areas(inc: Incident, areas: Sequence[str], now: datetime) -> Incident:
+    """``inc`` with ``areas`` no longer held out of its scope: the command centre now knows
+    they are off after all (an operator's add), so evidence of them counts again."""
+    _open(inc, "widen")
+    return _revised(inc, replace(inc, excluded=tuple(t for t in inc.excluded
+                                                     if t not in areas)), now)
+
+
 def cancel_incident(inc: Incident, reason: str, now: datetime) -> Incident:
     """``inc`` cancelled as a false alarm: everyone told hears so; later evidence is kept
     but never reopens it."""

@@ -714,7 +714,10 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
         after = replace(after, told_etr={v: told_etr.get(v, etrs[v])
                                          for v in [*still, *rejoin, *new]})
         notified = still + rejoin + new
-        withdrawn = [v for v in withdrawn if v not in rejoin] + dropped
+        # A village told it was a mistake (corrected) hears of the outage again if it is
+        # affected after all; one whose inference was dropped quietly rejoins quietly.
+        withdrawn = [v for v in withdrawn if v not in rejoin] + (
+            dropped if dropped_as == "withdrawn" else [])
         told_back = [v for v in told_back if v not in new] + back
     elif after.status in ("restored", "cancelled"):
         if notified:

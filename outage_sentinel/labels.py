@@ -26,12 +26,14 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "cancelled": "已取消", "closed": "已销号",
            # log steps of the command centre's corrections
            "etr_set": "调整预计恢复时间", "scope_added": "扩大停电范围",
+           "scope_readmitted": "撤销移出（重新纳入）",
            "scope_removed": "更正停电范围", "opened": "来电立案", "etr_changed": "预计恢复时间变更",
            "reopened": "再次停电", "escalated": "升级"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
-           "etr_set": "ETR set", "scope_added": "areas added", "scope_removed": "areas removed",
+           "etr_set": "ETR set", "scope_added": "areas added", "scope_readmitted": "removal undone",
+           "scope_removed": "areas removed",
            "opened": "opened from a call", "etr_changed": "ETR changed", "reopened": "reopened",
            "escalated": "escalated"},
 }

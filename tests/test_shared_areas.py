@@ -158,3 +158,22 @@ def test_a_record_reissued_under_a_new_id_cancels_nothing_whatever_the_order(
          ev("N2", "T1", "T2", start=T0 + timedelta(minutes=29)))
     (row,) = daemon.store.load_incidents(open_only=False)
     assert Incident.from_json(row["state"]).status == "active"
+
+
+def test_an_operator_adding_an_area_taken_out_earlier_brings_it_back(daemon: Daemon) -> None:
+    """A correction took T5 out; the command centre learns it is off after all. The add said
+    it was done and changed nothing: the exclusion hid every later word of T5."""
+    feed(daemon, 1, ev("N1", "T4", "T5"))
+    (row,) = daemon.store.load_incidents(open_only=True)
+    iid = row["id"]
+    steps = CommandSteps(daemon.lifecycle, daemon.processor, daemon.clock)
+    steps.remove(iid, "T5", "ops", "误报")
+    assert ("V3", "corrected", iid) in told(daemon)
+    after = steps.add(iid, "T5", "ops", "村委来电确认停电")
+    assert "T5" in after.off and "T5" not in after.excluded
+    v3 = [m.purpose for m in daemon.store.messages()
+          if m.audience == "liaison" and m.recipient.startswith("village:V3:")]
+    assert "outage" in v3[v3.index("corrected"):]  # told again after the correction
+    assert "V3" in after.notified_villages
+    log = [e["stage"] for e in daemon.store.incident_log(iid)]
+    assert log[-2:] == ["scope_readmitted", "scope_added"]
