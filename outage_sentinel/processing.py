@@ -30,6 +30,7 @@ from outage_sentinel.config import Config
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined, parse_time, split_list
 from outage_sentinel.incidents import (
+    FIELD_SOURCE,
     Estimator,
     Incident,
     Resolved,
@@ -245,9 +246,15 @@ class IncidentProcessor:
         correlation with the open incidents of its feeder (only those: parsing every open
         incident's state per event would make a storm quadratic)."""
         known_id = rnd.member_incident(conn, event.source, event.event_id)
+        named = str(event.raw.get("incident_id") or "") or None
         if known_id is None and event.source == OPERATOR_SOURCE:
-            known_id = str(event.raw.get("incident_id") or "") or None
+            known_id = named
         current = rnd.get(conn, known_id) if known_id is not None else None
+        if current is None and named is not None and event.source == FIELD_SOURCE:
+            # A liaison's answer goes to the notice it answers while that outage is on; after
+            # it ended, "still dark" is a new outage (see FieldDesk), correlated as any other.
+            answered = rnd.get(conn, named)
+            current = answered if answered is not None and answered.status == "active" else None
         if current is None and resolved.feeder is not None:
             current = correlate(rnd.open_on(conn, resolved.feeder), event, resolved, now,
                                 self.window)

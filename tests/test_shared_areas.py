@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from outage_sentinel.board.field import answer_event
 from outage_sentinel.command_steps import CommandSteps
 from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
@@ -177,3 +178,29 @@ def test_an_operator_adding_an_area_taken_out_earlier_brings_it_back(daemon: Dae
     assert "V3" in after.notified_villages
     log = [e["stage"] for e in daemon.store.incident_log(iid)]
     assert log[-2:] == ["scope_readmitted", "scope_added"]
+
+
+def test_a_liaisons_answer_on_planned_work_reaches_it_or_becomes_a_fault(
+        daemon: Daemon) -> None:
+    """已来电 during the work was dropped (no correlation with planned work, and the field's
+    answers were not routed to the incident they answer); 仍停电 after the work opened a new
+    *planned* outage and told the village of planned work nobody announced."""
+    feed(daemon, 60, ev("P1", "T6", "T7", kind="planned",
+                        expected_restoration=T0 + timedelta(hours=4)))
+    planned = incident(daemon, "planned")
+    back = answer_event("j" * 64, planned, "T6", "back", 1, daemon.clock())
+    daemon.processor.report(back, daemon.clock())
+    during = incident(daemon, "planned")
+    assert any(k.startswith("field|") for k in during.members) and "T6" in during.restored
+    feed(daemon, 180, ev("P1", "T6", "T7", kind="planned", status="restored",
+                         expected_restoration=T0 + timedelta(hours=4),
+                         end=T0 + timedelta(hours=3)))
+    ended = incident(daemon, "planned")
+    assert ended.status == "restored"
+    daemon.clock.now = T0 + timedelta(minutes=200)  # type: ignore[attr-defined]
+    dark = answer_event("k" * 64, ended, "T6", "dark", 1, daemon.clock())
+    assert dark.kind == "fault"
+    daemon.processor.report(dark, daemon.clock())
+    fault = incident(daemon, "fault")
+    assert fault.status == "active" and "T6" in fault.off
+    assert len([r for r in daemon.store.load_incidents(open_only=False)]) == 2

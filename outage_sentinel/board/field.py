@@ -262,7 +262,7 @@ class FieldDesk:
                                             answer, note, now)
         processor = self.actions.core.processor
         if revision is not None:
-            processor.report(self._event(token_hash(token), inc, area, answer, revision, now),
+            processor.report(answer_event(token_hash(token), inc, area, answer, revision, now),
                              now)
         return self.view(link, processor.incident(inc.id))
 
@@ -381,7 +381,7 @@ class FieldDesk:
             revision = self.store.record_answer(key, area, inc.id, village, answer,
                                                 f"{channel} 回复", now)
             if revision is not None:
-                processor.report(self._event(key, inc, area, answer, revision, now), now)
+                processor.report(answer_event(key, inc, area, answer, revision, now), now)
         return bool(areas)
 
     # -- DingTalk outgoing robot ---------------------------------------------------------------
@@ -456,13 +456,18 @@ class FieldDesk:
         return self.reply("feishu", target, words[0],
                           f"feishu:{header.get('event_id') or message.get('message_id')}")
 
-    @staticmethod
-    def _event(key: str, inc: Incident, area: str, answer: str, revision: int,
-               now: datetime) -> OutageEvent:
-        dark = answer == "dark"
-        return OutageEvent(
-            source=FIELD_SOURCE, event_id=f"{key[:24]}:{area}", revision=str(revision),
-            kind=inc.kind, status="active" if dark else "restored",
-            signal="dead" if dark else "alive", start=now, end=None if dark else now,
-            transformers=(area,), area_text=f"联络人反馈：{ANSWERS[answer]}",
-            raw={"incident_id": inc.id, "answer": answer})
+
+def answer_event(key: str, inc: Incident, area: str, answer: str, revision: int,
+                 now: datetime) -> OutageEvent:
+    """The event a liaison's answer about ``area`` of ``inc`` is folded in as (``dark``: still
+    off; otherwise back), keyed by the link or reply ``key`` it came by."""
+    dark = answer == "dark"
+    # Still dark after the outage it answers ended (planned work over, power said back):
+    # that is a fault now, not the planned work again.
+    kind = "fault" if dark and inc.status != "active" else inc.kind
+    return OutageEvent(
+        source=FIELD_SOURCE, event_id=f"{key[:24]}:{area}", revision=str(revision),
+        kind=kind, status="active" if dark else "restored",
+        signal="dead" if dark else "alive", start=now, end=None if dark else now,
+        transformers=(area,), area_text=f"联络人反馈：{ANSWERS[answer]}",
+        raw={"incident_id": inc.id, "answer": answer})
