@@ -204,3 +204,22 @@ def test_a_liaisons_answer_on_planned_work_reaches_it_or_becomes_a_fault(
     fault = incident(daemon, "fault")
     assert fault.status == "active" and "T6" in fault.off
     assert len([r for r in daemon.store.load_incidents(open_only=False)]) == 2
+
+
+def test_an_outage_record_published_after_the_meters_said_power_is_back_reopens_nothing(
+        daemon: Daemon) -> None:
+    start, back = T0 + timedelta(minutes=5), T0 + timedelta(minutes=20)
+    meters = [ev(f"M-{t}", t, source="ami", signal="dead", start=start) for t in ("T1", "T2")]
+    feed(daemon, 6, *meters)
+    feed(daemon, 21, *[ev(m.event_id, *m.transformers, source="ami", signal="dead",
+                          start=start, status="restored", end=back) for m in meters])
+    # The outage system's record of the same outage, published late.
+    feed(daemon, 30, ev("N1", "T1", "T2", start=start))
+    (row,) = daemon.store.load_incidents(open_only=False)
+    inc = Incident.from_json(row["state"])
+    assert inc.status == "restored" and "feed|N1" in inc.members
+    assert [p for v, p, _ in told(daemon) if v == "V1"] == ["outage", "restored"]
+    # An outage that begins after the restoration is a new one.
+    feed(daemon, 40, ev("N2", "T1", start=T0 + timedelta(minutes=35)))
+    assert len(daemon.store.load_incidents(open_only=True)) == 1
+    assert [p for v, p, _ in told(daemon) if v == "V1"][-1] == "outage"
