@@ -138,6 +138,13 @@ def test_a_step_the_incident_refuses_is_a_clear_409(board_env: Any, demo: Topolo
     assert r.status_code == 409 and "restore it first" in r.json()["error"]
     r = post(client, csrf, f"/api/incidents/{iid}/dispatch", {"crew": "nobody"})
     assert r.status_code == 409 and "unknown crew" in r.json()["error"]
+    # Every box unticked is no "restore everything" (it told every village power was back).
+    r = post(client, csrf, f"/api/incidents/{iid}/restore", {"transformers": []})
+    assert r.status_code == 409 and "none ticked" in r.json()["error"]
+    assert client.get(f"/api/incidents/{iid}").json()["status"] == "active"
+    # A time the system cannot read is the operator's error, not the board's.
+    r = post(client, csrf, f"/api/incidents/{iid}/etr", {"time": "unknown"})
+    assert r.status_code == 409 and "ETR" in r.json()["error"]
     r = post(client, csrf, f"/api/incidents/{iid}/fly", {})
     assert r.status_code == 409 and "unknown action" in r.json()["error"]
     r = client.post(f"/api/incidents/{iid}/ack", content=b"[1,", headers={

@@ -15,7 +15,7 @@ from typing import Any
 
 from outage_sentinel.assembly import Core
 from outage_sentinel.command_steps import CommandSteps, refs_of
-from outage_sentinel.events import parse_time
+from outage_sentinel.events import EventError, parse_time
 from outage_sentinel.lifecycle import LifecycleError
 from outage_sentinel.silencing import SilenceError, Silencing
 from outage_sentinel.store import Store
@@ -117,8 +117,13 @@ def refs(body: Mapping[str, Any], key: str, required: bool = True) -> str:
 
 
 def _restore(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
+    areas = refs(body, "transformers", required=False)
+    if "transformers" in body and not areas:
+        # A form with every box unticked is no "restore everything": that told every village
+        # its power was back.
+        raise ActionError("transformers: tick the areas whose power is back (none ticked)")
     return a.core.processor.operator_restore(
-        iid, actor, refs(body, "transformers", required=False) or None,
+        iid, actor, areas or None,
         text(body, "at", required=False) or None, text(body, "note", required=False),
         now=a.clock())
 
@@ -153,4 +158,4 @@ INCIDENT_STEPS: dict[str, Step] = {
 }
 
 #: Errors a step raises that are the user's to fix (shown on the page, status 400/409).
-USER_ERRORS = (ActionError, LifecycleError)
+USER_ERRORS = (ActionError, LifecycleError, EventError)
