@@ -18,8 +18,9 @@ from urllib.parse import quote, quote_plus
 import structlog
 
 # The optional country code (+86 / 86 / 0086 glued to the number, as E.164 and SMS APIs write
-# it) is kept but must not hide the number from the mask.
-PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+# it) is kept but must not hide the number from the mask; nor must the spaces or hyphens people
+# type in 3-4-4 groups (139 1111 0011, 139-1111-0012).
+PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
 #: The one secret registry of the process: every value read from ``${ENV}`` in the config
 #: (registered by :mod:`outage_sentinel.config` as it interpolates), every SecretStr, every
 #: channel credential, each with its URL-encoded forms so a key inside a URL or a form body is

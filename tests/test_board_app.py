@@ -188,6 +188,30 @@ def test_a_viewer_sees_but_cannot_act_and_sees_no_phone(board_env: Any, demo: To
     assert not phones.search(viewer.get("/api/outbox?status=pending").text)
 
 
+def test_numbers_typed_into_notes_and_reasons_are_masked_on_every_page(
+        board_env: Any, demo: Topology) -> None:
+    """A storm note, a silence reason and a cancel reason are free text an operator types; a
+    caller's number in them, however grouped, is no viewer's to read."""
+    app, store, clock = board_env
+    ops, ops_csrf = signed_in(app, "ops")
+    iid = open_incident(ops, ops_csrf, demo)
+    until = (clock() + timedelta(hours=1)).astimezone(ZoneInfo("Asia/Shanghai")).strftime(
+        "%Y-%m-%d %H:%M")
+    for path, body in (
+            ("/api/storm", {"declare": True, "hours": 2, "note": "王站长 139 1111 0011"}),
+            ("/api/silences", {"matcher": "feeder", "value": demo.feeders[0], "until": until,
+                               "reason": "联系 139-1111-0012"}),
+            (f"/api/incidents/{iid}/cancel", {"reason": "用户+86 138 0000 9698 报错"})):
+        r = post(ops, ops_csrf, path, body)
+        assert r.status_code == 200, (path, r.text)
+    viewer, _ = signed_in(app, "watch")
+    pages = "".join(viewer.get(p).text for p in (
+        "/api/overview", "/api/silences", f"/api/incidents/{iid}"))
+    for number in ("1111 0011", "1111-0012", "0000 9698", "11110011", "00009698"):
+        assert number not in pages, number
+    assert "139****0011" in pages and "138****9698" in pages
+
+
 def test_a_sign_in_not_posted_from_the_boards_own_page_is_refused(board_env: Any) -> None:
     """Login CSRF: another site's page posting the form (right credentials, an attacker's own
     account) must not sign the browser in; the form's token must match the page's cookie."""

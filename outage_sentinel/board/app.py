@@ -511,7 +511,7 @@ def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
 
 def silence_row(s: Any, tz: tzinfo) -> dict[str, Any]:
     return {"id": s.id, "matcher": s.matcher, "value": s.value,
-            "ends_at": s.ends_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), "reason": s.reason,
+            "ends_at": s.ends_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), "reason": redact(s.reason),
             "actor": s.actor, "force": s.force}
 
 

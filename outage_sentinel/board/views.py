@@ -156,7 +156,8 @@ def overview(cards: list[dict[str, Any]], planned: list[dict[str, Any]], now: da
     cards = sorted(cards, key=lambda c: (-c["priority"], c["start"] or ""))
     return {
         "now": iso(now), "incidents": cards, "planned": planned,
-        "storm": dict(storm) if storm else None,
+        "storm": {k: mask_phones(v) if isinstance(v, str) else v for k, v in storm.items()}
+        if storm else None,
         "sources": [source_health(k, v, viewer) for k, v in sorted(health.items())],
         "outbox": dict(outbox),
         "totals": {"customers": sum(c["customers"] for c in cards),
@@ -220,8 +221,9 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                     for m in notices],
         "villages_all": [{"id": v, "name": village_name(topology, v)}
                          for v in inc.estimate.villages],
-        "cause": row.get("cause_category") or inc.cause,
-        "cancel_reason": inc.cancel_reason, "area_text": mask_phones(inc.area_text),
+        "cause": mask_phones(row.get("cause_category") or inc.cause),
+        "cancel_reason": mask_phones(inc.cancel_reason or "") or None,
+        "area_text": mask_phones(inc.area_text),
         "crew_position": crew_position(topology, row.get("crew_id"), inc,
                                        str(row.get("stage") or inc.stage)),
         "crews": [{"id": c.id, "name": c.name} for c in topology.crews
