@@ -104,6 +104,13 @@ def test_an_operator_runs_the_whole_lifecycle_and_each_step_is_recorded(
         assert r.status_code == 200, (action, r.text)
     detail = client.get(f"/api/incidents/{iid}").json()
     assert detail["stage"] == "partially_restored"
+    # Exactly what each notice says, as queued for its channel.
+    queued = {m.id: m for m in store.messages(incident_id=iid)}
+    shown = {n["id"]: n for n in detail["notices"]}
+    assert shown and set(shown) == set(queued)
+    for mid, n in shown.items():
+        assert n["text"] == queued[mid].body and n["subject"] == queued[mid].subject
+    assert any("停电" in n["text"] for n in shown.values() if n["purpose"] == "outage")
     assert [a["id"] for a in detail["areas"] if a["restored"]] == [first]
     clock.now += timedelta(minutes=5)
     r = post(client, csrf, f"/api/incidents/{iid}/restore", {})

@@ -122,6 +122,10 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
         if stage:
             assert wait_for(lambda s=stage: stage_of(config, iid) == s, 10)  # type: ignore[misc]
     page.wait_for_selector("#act-close", timeout=10000)
+    # What each notice said is on the page: its first line, the whole text on a click.
+    page.click("#notices details summary")
+    page.wait_for_selector("#notices details[open] pre.said-text", timeout=5000)
+    assert "编号：" in (page.text_content("#notices details[open] pre.said-text") or "")
     page.screenshot(path=str(shots / "incident.png"), full_page=True)
     page.select_option("select[name=cause]", index=1)
     options = page.eval_on_selector_all("select[name=device] option", "os => os.map(o => o.value)")

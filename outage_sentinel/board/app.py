@@ -51,6 +51,7 @@ from outage_sentinel.board.views import (
     field_answers,
     field_photos,
     incident_detail,
+    notice_row,
     overview,
 )
 from outage_sentinel.config import BoardConfig
@@ -584,13 +585,8 @@ async def outbox_json(request: Request, board: Board, session: dict[str, Any]) -
     status = request.query_params.get("status") or "dead"
     viewer = _viewer(board, session)
     rows = await run_in_threadpool(board.store.messages, status=status)
-    from outage_sentinel.board.views import local, phone
-
-    return JSONResponse([{"id": m.id, "incident": m.incident_id, "status": m.status,
-                          "channel": m.channel, "purpose": m.purpose,
-                          "target": phone(m.target, viewer), "attempts": m.attempts,
-                          "error": redact(m.last_error or ""),
-                          "sent_at": local(m.sent_at, board.tz)} for m in rows[-200:]])
+    return JSONResponse([{**notice_row(m, viewer), "error": redact(m.last_error or "")}
+                         for m in rows[-200:]])
 
 
 async def silences_json(request: Request, board: Board, session: dict[str, Any]) -> Response:

@@ -178,6 +178,20 @@ def source_health(name: str, value: Any, viewer: Viewer) -> dict[str, Any]:
                                                                                 or ""))}
 
 
+def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
+    """One outbox message as the board shows it: to whom, how it stands, and exactly what it
+    says (the subject, the text and whom a group message @-mentions; numbers masked for a
+    viewer, as everywhere)."""
+    mentions = (m.payload or {}).get("mentions") or ()
+    return {"id": m.id, "incident": m.incident_id, "status": m.status, "purpose": m.purpose,
+            "audience": m.audience, "channel": m.channel, "target": phone(m.target, viewer),
+            "attempts": m.attempts, "queued_at": local(m.created_at, viewer.tz),
+            "sent_at": local(m.sent_at, viewer.tz),
+            "error": mask_phones(m.last_error or "") if m.status != "sent" else "",
+            "subject": phone(m.subject or "", viewer), "text": phone(m.body or "", viewer),
+            "mentions": [phone(str(x), viewer) for x in mentions]}
+
+
 def closable_devices(inc: Incident, topology: Topology) -> list[dict[str, str]]:
     """The devices a close-out may name from the page: the estimate's, then those of its
     suspected section and its other hypotheses (junctions and areas are no devices)."""
@@ -214,11 +228,7 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                   for t in inc.estimate.transformers],
         "care": [{"name": c.name, "phone": phone(c.phone, viewer), "tags": list(c.tags),
                   "area": name_of(topology, c.transformer)} for c in care],
-        "notices": [{"id": m.id, "status": m.status, "purpose": m.purpose,
-                     "channel": m.channel, "target": phone(m.target, viewer),
-                     "attempts": m.attempts, "sent_at": local(m.sent_at, viewer.tz),
-                     "error": mask_phones(m.last_error or "") if m.status != "sent" else ""}
-                    for m in notices],
+        "notices": [notice_row(m, viewer) for m in notices],
         "villages_all": [{"id": v, "name": village_name(topology, v)}
                          for v in inc.estimate.villages],
         "cause": mask_phones(row.get("cause_category") or inc.cause),

@@ -237,6 +237,7 @@ function incidentView(c) {
     section(W.notices, h("table", {class: "grid", id: "notices"}, h("tbody", {}, c.notices.map((m) =>
       h("tr", {class: `status-${m.status}`}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
         h("td", {}, m.target), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error),
+        h("td", {class: "said"}, said(m)),
         h("td", {}, MAY_ACT && (m.status === "dead" || m.status === "silenced") ? h("button", {type: "button", class: "small retry", onclick: () => act("/api/outbox/retry", {ids: [m.id]})}, W.retry) : null)))))));
 }
 
@@ -248,6 +249,15 @@ function photoGrid(photos) {
     h("figure", {class: "shot"},
       h("a", {href: p.url, target: "_blank", rel: "noopener"}, h("img", {src: p.thumb, alt: `${W.photos} ${p.at}`, loading: "lazy"})),
       h("figcaption", {}, `${p.at} · ${p.by}${p.where ? " · " + p.where : ""}`))));
+}
+
+// Exactly what a message says (or will say): its first line, the whole text on a click.
+function said(m) {
+  const text = [m.subject, m.text].filter(Boolean).join("\n");
+  if (!text) return "";
+  const first = text.split("\n")[0];
+  return h("details", {}, h("summary", {}, first),
+    h("pre", {class: "said-text"}, text + (m.mentions.length ? `\n@ ${m.mentions.join(" @ ")}` : "")));
 }
 
 function actionsPanel(c) {
