@@ -104,6 +104,10 @@ def test_an_operator_runs_the_whole_lifecycle_and_each_step_is_recorded(
         assert r.status_code == 200, (action, r.text)
     detail = client.get(f"/api/incidents/{iid}").json()
     assert detail["stage"] == "partially_restored"
+    # Any crew may be sent: those covering the feeder are listed first.
+    assert {k["id"] for k in detail["crews"]} == {c.id for c in demo.crews}
+    covers = [k["covers"] for k in detail["crews"]]
+    assert covers == sorted(covers, reverse=True) and any(covers)
     # Exactly what each notice says, as queued for its channel.
     queued = {m.id: m for m in store.messages(incident_id=iid)}
     shown = {n["id"]: n for n in detail["notices"]}

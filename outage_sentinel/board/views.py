@@ -236,8 +236,10 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         "area_text": mask_phones(inc.area_text),
         "crew_position": crew_position(topology, row.get("crew_id"), inc,
                                        str(row.get("stage") or inc.stage)),
-        "crews": [{"id": c.id, "name": c.name} for c in topology.crews
-                  if not c.feeders or inc.feeder in c.feeders],
+        # Every crew may be sent ("or any"): those covering the feeder first.
+        "crews": sorted(({"id": c.id, "name": c.name,
+                          "covers": not c.feeders or inc.feeder in c.feeders}
+                         for c in topology.crews), key=lambda c: not c["covers"]),
     })
     return card
 

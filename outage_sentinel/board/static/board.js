@@ -18,7 +18,7 @@ const WORDS = {
     areas: "受影响台区", care: "重点关怀户", notices: "通知", actions: "操作",
     ack: "确认", dispatch: "派单", arrive: "到达现场", restore: "恢复送电（所选台区）",
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
-    cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", note: "备注", reason: "原因",
+    cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", note: "备注", reason: "原因",
     best: "推荐班组（自动）", back: "已恢复", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
@@ -40,7 +40,7 @@ const WORDS = {
     dispatch: "Dispatch", arrive: "Crew on site", restore: "Restore (selected areas)",
     setEtr: "Set expected restoration", cancel: "Cancel as false alarm", close: "Close out",
     scopeRemove: "Take out of scope", cause: "Cause category", device: "Devices the crews found (several: Ctrl-click)",
-    deviceOther: "Other devices (ids or names, comma-separated)",
+    deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders",
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
@@ -222,7 +222,7 @@ function incidentView(c) {
       `${W.deadline}: ${c.deadline_local || "-"} ${countdown(c.deadline, c.deadline_state)}`),
     h("p", {}, `${W.etr}: ${c.etr_local || "-"} · ${W.crew}: ${c.crew_name || "-"}${c.cause ? " · " + W.cause + ": " + c.cause : ""}`));
   return h("div", {class: "incident"}, head,
-    c.status === "active" || c.stage === "restored" ? (MAY_ACT ? actionsPanel(c) : h("p", {class: "muted", id: "read-only"}, W.viewerNote)) : null,
+    c.status === "active" || c.stage === "restored" || c.stage === "cancelled" ? (MAY_ACT ? actionsPanel(c) : h("p", {class: "muted", id: "read-only"}, W.viewerNote)) : null,
     section(W.hypotheses, list(c.hypotheses, (x) => `${x.devices.map((d) => d.name).join("、")} · ${W.prob} ${pct(x.probability)} · ${x.customers} ${W.customers}` +
       (x.only_here.length ? ` · ${W.onlyHere}: ${x.only_here.join("、")}` : "") + (x.only_first.length ? ` · ${W.onlyFirst}: ${x.only_first.join("、")}` : ""))),
     section(W.section, list(c.section, (d) => d.name)),
@@ -264,7 +264,7 @@ function actionsPanel(c) {
   const base = `/api/incidents/${encodeURIComponent(c.id)}`;
   const note = h("input", {name: "note", placeholder: W.note});
   const button = (id, label, fn) => h("button", {id, type: "button", onclick: fn}, label);
-  const crew = h("select", {name: "crew"}, h("option", {value: ""}, W.best), c.crews.map((k) => h("option", {value: k.id}, `${k.name} (${k.id})`)));
+  const crew = h("select", {name: "crew"}, h("option", {value: ""}, W.best), c.crews.map((k) => h("option", {value: k.id}, `${k.name} (${k.id})${k.covers ? "" : " · " + W.otherArea}`)));
   const off = c.areas.filter((a) => !a.restored);
   const picks = off.map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "area", value: a.id, checked: true}), a.name));
   const etr = h("input", {type: "datetime-local", name: "etr"});
