@@ -321,6 +321,25 @@ def test_storm_retry_and_silence_run_the_operator_steps(board_env: Any, demo: To
                                                 "until": until}).status_code == 409
 
 
+def test_a_dead_outage_notice_of_an_incident_since_ended_is_not_resent_unforced(
+        board_env: Any, demo: Topology) -> None:
+    """The village heard the outage was cancelled (or its power is back); resending the dead
+    故障停电通知 after that would tell it its power is off again."""
+    app, store, clock = board_env
+    client, csrf = signed_in(app, "ops")
+    iid = open_incident(client, csrf, demo)
+    outage = next(m for m in store.messages(incident_id=iid) if m.purpose == "outage")
+    store.mark_dead(outage.id, clock(), "HTTP 500")
+    r = post(client, csrf, f"/api/incidents/{iid}/cancel", {"reason": "误报"})
+    assert r.status_code == 200, r.text
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [outage.id]})
+    assert r.status_code == 409 and f"{outage.id} (outage of {iid}, now cancelled)" in r.text
+    assert next(m for m in store.messages() if m.id == outage.id).status == "dead"
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [outage.id], "force": True})
+    assert r.status_code == 200
+    assert next(m for m in store.messages() if m.id == outage.id).status == "pending"
+
+
 def test_the_event_stream_announces_a_commit_by_anyone(board_env: Any, demo: Topology) -> None:
     app, store, clock = board_env
     client, csrf = signed_in(app, "ops")

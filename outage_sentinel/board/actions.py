@@ -74,11 +74,28 @@ class Actions:
         ids = body.get("ids")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
             raise ActionError("ids: a list of outbox message ids")
+        if not body.get("force"):
+            self._refuse_stale(set(ids))
         done = self.store.requeue(ids, self.clock(), f"retried by {actor}")
         missing = sorted(set(ids) - set(done))
         if missing:
             raise ActionError(f"not dead or silenced (or unknown): {missing}")
         return f"requeued {len(done)}"
+
+    def _refuse_stale(self, ids: set[int]) -> None:
+        """A dead outage notice of an incident since restored or cancelled would tell the
+        village its power is off after it heard it is back: refused unless forced."""
+        stale = []
+        for status in ("dead", "silenced"):
+            for m in self.store.messages(status=status):
+                if m.id not in ids or m.purpose not in OFF_NOTICES or not m.incident_id:
+                    continue
+                row = self.store.get_incident(m.incident_id)
+                if row is not None and row.get("status") != "active":
+                    stale.append(f"{m.id} ({m.purpose} of {m.incident_id}, now {row['status']})")
+        if stale:
+            raise ActionError("out of date, not resent: " + "; ".join(stale)
+                              + ": the outage is over (the API's force: true resends anyway)")
 
     def silence(self, body: Mapping[str, Any], actor: str) -> str:
         now = self.clock()
@@ -158,4 +175,7 @@ INCIDENT_STEPS: dict[str, Step] = {
 }
 
 #: Errors a step raises that are the user's to fix (shown on the page, status 400/409).
+#: Notices that tell a village its power is off (or when it comes back): stale once it is.
+OFF_NOTICES = ("outage", "planned", "update")
+
 USER_ERRORS = (ActionError, LifecycleError, EventError)
