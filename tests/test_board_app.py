@@ -119,10 +119,12 @@ def test_an_operator_runs_the_whole_lifecycle_and_each_step_is_recorded(
     clock.now += timedelta(minutes=5)
     r = post(client, csrf, f"/api/incidents/{iid}/restore", {})
     assert r.status_code == 200
-    r = post(client, csrf, f"/api/incidents/{iid}/close",
-             {"cause": "树线矛盾", "device": detail["devices"][0]["id"] if detail["devices"]
-              else ""})
+    device = detail["closable"][0]["id"]
+    r = post(client, csrf, f"/api/incidents/{iid}/close", {"cause": "树线矛盾", "device": device})
     assert r.status_code == 200, r.text
+    closed = client.get(f"/api/incidents/{iid}").json()
+    assert [d["id"] for d in closed["found"]] == [device]  # the finding, not the estimate
+    assert any(device in e["details"] for e in closed["timeline"] if e["stage"] == "closed")
     log = store.incident_log(iid)
     stages = [e["stage"] for e in log]
     for stage in ("confirmed", "dispatched", "on_site", "partially_restored", "restored",

@@ -192,6 +192,26 @@ def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
             "mentions": [phone(str(x), viewer) for x in mentions]}
 
 
+def found_devices(log: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The devices the latest close-out confirmed."""
+    for e in reversed(log):
+        if e.get("stage") == "closed":
+            d = e.get("details") or {}
+            return [str(x) for x in d.get("devices") or ([d["device"]] if d.get("device")
+                                                         else [])]
+    return []
+
+
+def step_details(details: Any) -> str:
+    """A log step's details in a line (the areas removed, the ETR set, the crew sent),
+    numbers masked."""
+    if not isinstance(details, Mapping) or not details:
+        return ""
+    parts = [f"{k}: {'、'.join(map(str, v)) if isinstance(v, list) else v}"
+             for k, v in details.items() if v not in (None, "", [])]
+    return mask_phones("; ".join(parts))[:300]
+
+
 def closable_devices(inc: Incident, topology: Topology) -> list[dict[str, str]]:
     """The devices a close-out may name from the page: the estimate's, then those of its
     suspected section and its other hypotheses (junctions and areas are no devices)."""
@@ -215,7 +235,10 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         "timeline": [{"at": local(e["at"], viewer.tz), "stage": str(e["stage"]),
                       "stage_label": label(STAGE_LABELS, viewer.language, str(e["stage"])),
                       "actor": mask_phones(str(e.get("actor") or "")),
-                      "note": mask_phones(str(e.get("note") or ""))} for e in log],
+                      "note": mask_phones(str(e.get("note") or "")),
+                      "details": step_details(e.get("details"))} for e in log],
+        # What the close-out confirmed (the crews' finding), in place of the estimate.
+        "found": [{"id": d, "name": name_of(topology, d)} for d in found_devices(log)],
         "evidence": [_evidence(s, viewer) for s in evidence],
         "hypotheses": hypotheses(inc.estimate.hypotheses, topology),
         "section": [{"id": d, "name": name_of(topology, d)} for d in inc.estimate.section],

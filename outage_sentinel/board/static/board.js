@@ -18,7 +18,7 @@ const WORDS = {
     areas: "受影响台区", care: "重点关怀户", notices: "通知", actions: "操作",
     ack: "确认", dispatch: "派单", arrive: "到达现场", restore: "恢复送电（所选台区）",
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
-    cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", note: "备注", reason: "原因",
+    cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", note: "备注", reason: "原因",
     best: "推荐班组（自动）", back: "已恢复", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
@@ -40,7 +40,7 @@ const WORDS = {
     dispatch: "Dispatch", arrive: "Crew on site", restore: "Restore (selected areas)",
     setEtr: "Set expected restoration", cancel: "Cancel as false alarm", close: "Close out",
     scopeRemove: "Take out of scope", cause: "Cause category", device: "Devices the crews found (several: Ctrl-click)",
-    deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders",
+    deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out",
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
@@ -126,6 +126,7 @@ function deadlineClass(iso, state) {
 }
 
 function pointText(c) {
+  if (c.found && c.found.length) return `${W.found}: ${c.found.map((d) => d.name).join("、")}`;
   if (!c.devices.length) return W.none;
   const names = c.devices.map((d) => d.name).join("、");
   return c.device_reported ? `${names} ${W.reported}` : `${W.inferred}: ${names} (${pct(c.probability)})`;
@@ -232,7 +233,7 @@ function incidentView(c) {
     section(W.answers, list(c.answers || [], (a) => `${a.at} · ${a.village} ${a.area}: ${a.answer_label}${a.note ? " · " + a.note : ""}`)),
     section(W.photos, photoGrid(c.photos || [])),
     section(W.care, list(c.care, (p) => `${p.name} ${p.phone} · ${p.tags.join(",")} · ${p.area}`)),
-    section(W.timeline, list(c.timeline, (e) => `${e.at} · ${e.stage_label} · ${e.actor}${e.note ? " · " + e.note : ""}`)),
+    section(W.timeline, list(c.timeline, (e) => `${e.at} · ${e.stage_label} · ${e.actor}${e.note ? " · " + e.note : ""}${e.details ? " · " + e.details : ""}`)),
     section(W.evidence, list(c.evidence, (e) => `${e.at} · ${e.source} · ${e.signal} · ${e.status} · ${e.device || ""} ${e.transformers.slice(0, 6).join(",")} ${e.text}`)),
     section(W.notices, h("table", {class: "grid", id: "notices"}, h("tbody", {}, c.notices.map((m) =>
       h("tr", {class: `status-${m.status}`}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
