@@ -203,9 +203,21 @@ def test_a_crew_reports_from_its_page_through_the_lifecycle(field_board: Any) ->
         {"step": "restore"}]
     for body in steps:
         clock.now += timedelta(minutes=3)
+        if body == {"step": "restore"}:  # nothing ticked is no "everything is back"
+            r = client.post(f"/c/{token}/step", json={"step": "restore", "transformers": []})
+            assert r.status_code == 409 and "none ticked" in r.text
+            # The command centre set the ETR: the crew's page does not overrule it.
+            etr = (clock.now + timedelta(hours=4)).astimezone(
+                ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+            board.actions.incident_step(iid, "etr", {"time": etr}, "board:ops")
+            r = client.post(f"/c/{token}/step", json={"step": "etr", "time": etr})
+            assert r.status_code == 409 and "command centre" in r.text
         r = client.post(f"/c/{token}/step", json=body)
         assert r.status_code == 200, (body, r.text)
     assert board.actions.core.processor.incident(iid).stage == "restored"
+    field = [(a["actor"], a["action"], a["ok"]) for a in store.audit_trail()
+             if a["kind"] == "field"]
+    assert (f"crew:{crew}", "arrive", True) in field and (f"crew:{crew}", "etr", False) in field
     actors = {e["stage"]: e["actor"] for e in store.incident_log(iid)}
     for stage in ("accepted", "on_the_way", "on_site", "fault_found"):
         assert actors[stage] == f"crew:{crew}", stage

@@ -305,16 +305,36 @@ class FieldDesk:
             elif step in ("accepted", "on_the_way"):
                 life.crew_note(inc.id, actor, step, note)
             elif step == "restore":
-                self.actions.incident_step(inc.id, "restore", {
-                    "transformers": body.get("transformers") or [], "note": note}, actor)
+                # No list: every area (as the CLI); an empty list (nothing ticked) is refused.
+                areas = {"transformers": body["transformers"]} if "transformers" in body else {}
+                self.actions.incident_step(inc.id, "restore", {**areas, "note": note}, actor)
             elif step == "etr":
+                self._command_etr_first(inc.id)
                 self.actions.incident_step(inc.id, "etr", {"time": body.get("time"),
                                                            "note": note}, actor)
             else:
                 raise FieldError("step: accepted, on_the_way, arrive, fault_found, restore, etr")
         except USER_ERRORS as exc:
+            self.store.audit(self.clock(), actor, "field", ok=False, action=step,
+                                     target=inc.id, detail=str(exc)[:200])
             raise FieldError(str(exc), 409) from None
+        except FieldError as exc:
+            self.store.audit(self.clock(), actor, "field", ok=False, action=step,
+                                     target=inc.id, detail=str(exc)[:200])
+            raise
+        self.store.audit(self.clock(), actor, "field", ok=True, action=step,
+                                 target=inc.id)
         return self.crew_view(crew, self.actions.core.processor.incident(inc.id))
+
+    def _command_etr_first(self, incident_id: str) -> None:
+        """The command centre's ETR is its correction: a crew's page does not overrule it (the
+        crew tells the command centre, which sets it)."""
+        for e in reversed(self.store.incident_log(incident_id)):
+            if e.get("stage") == "etr_set":
+                if not str(e.get("actor") or "").startswith("crew:"):
+                    raise FieldError("the command centre set the expected restoration time; "
+                                     "tell it the new time", 409)
+                return
 
     # -- SMS replies (Aliyun's uplink push) -----------------------------------------------------
 
