@@ -4,6 +4,7 @@ the same lifecycle step as the operator verbs, with the signed-in user as actor.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from outage_sentinel.board import access
 from outage_sentinel.board.app import create_app
 from outage_sentinel.board.serve import build, first_admin
 from outage_sentinel.config import load_config
+from outage_sentinel.events import Quarantined
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
 from outage_sentinel.triage import STORM_KEY, storm_declared
@@ -434,3 +436,24 @@ def test_every_response_carries_the_security_headers(board_env: Any) -> None:
         policy = headers["content-security-policy"]
         assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert "unsafe-inline" not in policy
+
+
+def test_the_overview_lists_what_awaits_close_out_and_what_was_quarantined(
+        board_env: Any, demo: Topology) -> None:
+    app, store, clock = board_env
+    client, csrf = signed_in(app, "ops")
+    iid = open_incident(client, csrf, demo)
+    assert post(client, csrf, f"/api/incidents/{iid}/cancel", {"reason": "误报"}).status_code == 200
+    store.quarantine(Quarantined("feed95598", "record 3: start (startTime): expected a time, "
+                                 "call 13912345678", {"x": 1}), clock())
+    viewer, _ = signed_in(app, "watch")
+    data = viewer.get("/api/overview").json()
+    assert [t["id"] for t in data["to_close"]] == [iid] and data["to_close"][0]["status"] == \
+        "cancelled"
+    assert data["quarantine"]["total"] == 1
+    (q,) = data["quarantine"]["latest"]
+    assert q["source"] == "feed95598" and "startTime" in q["reason"]
+    assert "13912345678" not in json.dumps(data)
+    # Closed out, it leaves the list.
+    assert post(client, csrf, f"/api/incidents/{iid}/close", {"cause": "其他"}).status_code == 200
+    assert client.get("/api/overview").json()["to_close"] == []

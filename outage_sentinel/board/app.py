@@ -51,6 +51,7 @@ from outage_sentinel.board.views import (
     field_answers,
     field_photos,
     incident_detail,
+    local,
     notice_row,
     overview,
 )
@@ -502,6 +503,15 @@ def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
                     health=board.store.kv_prefixed(HEALTH_PREFIX),
                     outbox=board.store.outbox_counts(), viewer=viewer)
     data["silences"] = [silence_row(s, board.tz) for s in board.store.silences(holding_at=now)]
+    # Over but not closed out (the cause and the devices found are still to be recorded).
+    data["to_close"] = [{"id": r["id"], "kind": r["kind"], "status": r["status"],
+                         "feeder_name": topology.feeder_names.get(r["feeder"], r["feeder"]),
+                         "end_local": local(r["end_time"], viewer.tz)}
+                        for r in board.store.awaiting_closeout(now - timedelta(days=7))]
+    # Records the sources sent that could not be taken in: kept, and shown, never dropped.
+    data["quarantine"] = {"total": board.store.count("quarantine"), "latest": [
+        {"id": q["id"], "source": q["source"], "reason": redact(str(q["reason"]))[:300],
+         "at": local(q["received_at"], viewer.tz)} for q in board.store.quarantined(10)]}
     said = board.store.answer_counts()
     for card in data["incidents"]:  # what the field said, and the crew's photos
         card["field_back"] = said.get(card["id"], {}).get("back", 0)

@@ -43,6 +43,17 @@ class IncidentStore(StoreBase):
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
+    def awaiting_closeout(self, ended_after: datetime, limit: int = 50) -> list[dict[str, Any]]:
+        """Incidents over (restored or cancelled) since ``ended_after`` and not closed out yet,
+        latest first: id, kind, feeder, status, stage, end time (no state)."""
+        t = incidents_t
+        q = (select(t.c.id, t.c.kind, t.c.feeder, t.c.status, t.c.stage, t.c.end_time)
+             .where(self.in_region(t), t.c.status.in_(("restored", "cancelled")),
+                    t.c.stage != "closed", t.c.end_time >= ended_after)
+             .order_by(t.c.end_time.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     def incident_heads(self) -> list[dict[str, Any]]:
         """The active incidents without their state (id, kind, start, stage, priority, crew,
         created/updated times): what tells a reader which states it must load again."""

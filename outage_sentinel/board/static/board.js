@@ -18,7 +18,8 @@ const WORDS = {
     areas: "受影响台区", care: "重点关怀户", notices: "通知", actions: "操作",
     ack: "确认", dispatch: "派单", arrive: "到达现场", restore: "恢复送电（所选台区）",
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
-    cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", note: "备注", reason: "原因",
+    cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", toClose: "待销号",
+    quarantine: "未能接收的记录（隔离）", note: "备注", reason: "原因",
     best: "推荐班组（自动）", back: "已恢复", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
@@ -40,7 +41,8 @@ const WORDS = {
     dispatch: "Dispatch", arrive: "Crew on site", restore: "Restore (selected areas)",
     setEtr: "Set expected restoration", cancel: "Cancel as false alarm", close: "Close out",
     scopeRemove: "Take out of scope", cause: "Cause category", device: "Devices the crews found (several: Ctrl-click)",
-    deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out",
+    deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out", toClose: "Awaiting close-out",
+    quarantine: "Records not taken in (quarantine)",
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
@@ -175,7 +177,13 @@ function overviewView(data) {
     h("section", {}, h("h2", {}, W.planned), table(data.planned)),
     h("section", {class: "side"}, h("h2", {}, W.sources), sources, h("h2", {}, W.outbox), outbox,
       h("div", {class: "actions"}, storm, MAY_ACT ? openForm() : h("p", {class: "muted"}, W.viewerNote)),
-      h("h2", {}, W.silences), h("div", {id: "silences"}, silencesPanel(data.silences || []))));
+      h("h2", {}, W.silences), h("div", {id: "silences"}, silencesPanel(data.silences || [])),
+      h("h2", {}, `${W.toClose} (${(data.to_close || []).length})`),
+      h("ul", {id: "to-close"}, (data.to_close || []).map((t) => h("li", {},
+        h("a", {href: `#/incident/${encodeURIComponent(t.id)}`}, t.id), ` ${t.feeder_name} · ${t.status} · ${t.end_local || ""}`))),
+      h("h2", {}, `${W.quarantine} (${data.quarantine ? data.quarantine.total : 0})`),
+      h("ul", {id: "quarantine"}, (data.quarantine ? data.quarantine.latest : []).map((q) =>
+        h("li", {}, `${q.at} · ${q.source} · ${q.reason}`)))));
 }
 
 function silencesPanel(rows) {
