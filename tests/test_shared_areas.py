@@ -223,3 +223,29 @@ def test_an_outage_record_published_after_the_meters_said_power_is_back_reopens_
     feed(daemon, 40, ev("N2", "T1", start=T0 + timedelta(minutes=35)))
     assert len(daemon.store.load_incidents(open_only=True)) == 1
     assert [p for v, p, _ in told(daemon) if v == "V1"][-1] == "outage"
+
+
+def test_a_false_alarm_cancelled_before_its_notices_went_takes_them_back(
+        daemon: Daemon) -> None:
+    """Cancelled before the deliverer ran, the outage notice and the crew's dispatch still
+    went out (and then 停电取消): now they are taken back, and nobody hears of it."""
+    steps = CommandSteps(daemon.lifecycle, daemon.processor, daemon.clock)
+    feed(daemon, 1, ev("N1", "T4"))
+    (row,) = daemon.store.load_incidents(open_only=True)
+    steps.cancel(row["id"], "误报", "ops")
+    mine = daemon.store.messages(incident_id=row["id"])
+    by = {(m.purpose, m.status) for m in mine if m.audience in ("liaison", "crew")}
+    assert ("outage", "withdrawn") in by and ("dispatch", "withdrawn") in by
+    assert not [m for m in mine if m.purpose == "cancelled" and m.audience == "liaison"]
+    assert any(m.audience == "command" for m in mine)  # the command centre still hears
+    # Once the notices went out, a cancel tells everyone told.
+    feed(daemon, 30, ev("N2", "T5"))
+    (row,) = daemon.store.load_incidents(open_only=True)
+    while daemon.deliverer.run_once(daemon.clock()):
+        pass
+    steps.cancel(row["id"], "误报", "ops")
+    cancelled = [m for m in daemon.store.messages(incident_id=row["id"])
+                 if m.purpose == "cancelled" and m.audience == "liaison"]
+    heard = {m.recipient.split(":")[1] for m in daemon.store.messages(incident_id=row["id"])
+             if m.purpose == "outage" and m.status == "sent"}
+    assert "V3" in heard and {m.recipient.split(":")[1] for m in cancelled} == heard

@@ -65,7 +65,8 @@ def add_verbs(sub: Any) -> None:
     out = sub.add_parser("outbox", help="notifications in the outbox")
     osub = out.add_subparsers(dest="outbox_verb", metavar="ACTION")
     olist = osub.add_parser("list", help="messages, oldest first")
-    olist.add_argument("--status", choices=["pending", "inflight", "sent", "dead", "silenced"])
+    olist.add_argument("--status", choices=["pending", "inflight", "sent", "dead", "silenced",
+                                           "withdrawn"])
     corrections.add_other_verbs(sub, osub)
 
     storm = sub.add_parser("storm", help="declare a storm (the localiser expects several "

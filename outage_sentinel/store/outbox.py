@@ -170,6 +170,31 @@ class OutboxStore(StoreBase):
             conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
                          .values(status="dead", last_error=error, sent_at=None, dead_at=now))
 
+    def withdraw_pending_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
+                            now: datetime, reason: str) -> list[str]:
+        """Messages of ``incident_id`` with ``purposes`` not sent yet (pending, never tried)
+        taken back: status ``withdrawn``, kept and shown, never sent. Returns the recipients
+        of those withdrawn."""
+        cond = (self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+                outbox_t.c.purpose.in_(list(purposes)), outbox_t.c.status == "pending",
+                outbox_t.c.attempts == 0)
+        rows = conn.execute(select(outbox_t.c.id, outbox_t.c.recipient).where(*cond)).all()
+        if rows:
+            conn.execute(update(outbox_t).where(outbox_t.c.id.in_([r[0] for r in rows]), *cond)
+                         .values(status="withdrawn", last_error=reason, dead_at=now))
+        return [str(r[1]) for r in rows]
+
+    def told_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
+                ) -> set[str]:
+        """Recipients a message of ``incident_id`` with ``purposes`` reached or may have
+        reached (sent, being sent, or tried)."""
+        q = select(outbox_t.c.recipient).where(
+            self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+            outbox_t.c.purpose.in_(list(purposes)),
+            (outbox_t.c.status != "pending") | (outbox_t.c.attempts > 0),
+            outbox_t.c.status.not_in(("withdrawn", "silenced")))
+        return {str(r) for r in conn.execute(q).scalars()}
+
     def mark_silenced(self, row_id: int, now: datetime, reason: str) -> bool:
         """A pending message muted by a silence: kept, never sent (unless retried)."""
         with self.transaction() as conn:
