@@ -719,6 +719,21 @@ def test_a_record_gone_from_the_snapshot_becomes_a_restoration(
     assert not [e for e in changes_only.poll(NOW).events if e.event_id == gone_id]
 
 
+def polled(url: str, times: int) -> list[PollResult]:
+    """A new snapshot source's polls, each acknowledged (stored) as the daemon does."""
+    source = make_source(url + "/notices")
+    source.start(None)
+    out = []
+    for _ in range(times):
+        out.append(source.poll(NOW))
+        source.acknowledge(out[-1])
+    return out
+
+
+def restored_in(polls: list[PollResult]) -> list[str]:
+    return [e.event_id for p in polls for e in p.events if e.status == "restored"]
+
+
 def test_a_record_that_moved_across_a_page_boundary_is_not_restored(
         server: tuple[str, Scripted]) -> None:
     """Another outage ends between the requests for page 1 and page 2, so a record moves up
@@ -735,13 +750,7 @@ def test_a_record_that_moved_across_a_page_boundary_is_not_restored(
     shifted = records[1:]  # records[0] ended: records[2] moved from page 2 to page 1
     script.replies = [page(records, 1), page(records, 2), page(records, 1), page(shifted, 2),
                       page(shifted, 1), page(shifted, 2)]
-    source = make_source(url + "/notices")
-    source.start(None)
-    for _ in range(3):
-        result = source.poll(NOW)
-        source.acknowledge(result)
-        restored = {e.event_id for e in result.events if e.status == "restored"}
-        assert records[2]["powerOffId"] not in restored
+    assert records[2]["powerOffId"] not in restored_in(polled(url, 3))
 
 
 def test_an_error_envelope_with_a_null_list_restores_nothing(
@@ -754,19 +763,11 @@ def test_an_error_envelope_with_a_null_list_restores_nothing(
     broken = json_reply({"code": 500, "msg": "数据库连接超时", "seleList": None,
                          "pageModel": None})
     script.replies = [listed, broken, broken, broken]
-    source = make_source(url + "/notices")
-    source.start(None)
-    for _ in range(4):
-        result = source.poll(NOW)
-        source.acknowledge(result)
-        assert not [e for e in result.events if e.status == "restored"]
+    assert not restored_in(polled(url, 4))
     # An explicit empty list with its page model is a list: two of them end every outage.
     empty = json_reply({"seleList": [], "pageModel": {"pageNow": 1, "totalPage": 0}})
-    script.replies = [empty, empty]
-    source.acknowledge(source.poll(NOW))
-    ended = source.poll(NOW)
-    assert {e.event_id for e in ended.events if e.status == "restored"} == {
-        r["powerOffId"] for r in records}
+    script.replies = [listed, empty]
+    assert sorted(restored_in(polled(url, 3))) == sorted(r["powerOffId"] for r in records)
 
 
 def test_a_quarantined_record_with_an_id_does_not_stop_restorations(
@@ -783,19 +784,8 @@ def test_a_quarantined_record_with_an_id_does_not_stop_restorations(
         return json_reply({"seleList": list(rows), "pageModel": {"pageNow": 1, "totalPage": 1}})
 
     script.replies = [listing(records[0], bad), listing(bad), listing(bad)]
-    source = make_source(url + "/notices")
-    source.start(None)
-    polls = []
-    for _ in range(3):
-        polls.append(source.poll(NOW))
-        source.acknowledge(polls[-1])
+    polls = polled(url, 3)
     assert all(len(p.quarantined) == 1 for p in polls)
-    restored = [e.event_id for p in polls for e in p.events if e.status == "restored"]
-    assert restored == [records[0]["powerOffId"]]
+    assert restored_in(polls) == [records[0]["powerOffId"]]
     script.replies = [listing(records[2]), listing(nameless), listing(nameless)]
-    other = make_source(url + "/notices")
-    other.start(None)
-    for _ in range(3):
-        result = other.poll(NOW)
-        other.acknowledge(result)
-        assert not [e for e in result.events if e.status == "restored"]
+    assert not restored_in(polled(url, 3))
