@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from outage_sentinel import corrections
 from outage_sentinel.events import OutageEvent, parse_time, split_list
-from outage_sentinel.incidents import Incident, Notice, hold_back, plan_notices
+from outage_sentinel.incidents import BACK_NOTICES, Incident, Notice, hold_back, plan_notices
 from outage_sentinel.lifecycle import Lifecycle, LifecycleError
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import OPERATOR_SOURCE, IncidentProcessor
@@ -54,8 +54,9 @@ class CommandSteps:
             # The operator's word is news to every village it concerns, however small the move.
             notices, after = plan_notices(before, after, self.topology, timedelta(0), dropped_as)
             # A village still off in another open incident is not told its supply is normal.
-            notices, after, _ = hold_back(notices, after,
-                                          self.processor.dark_elsewhere(conn, after))
+            if any(n.purpose in BACK_NOTICES for n in notices):
+                notices, after, _ = hold_back(notices, after,
+                                              self.processor.dark_elsewhere(conn, after))
             if after.status == "cancelled":
                 notices = self._take_back(conn, after.id, notices, now)
             rows = life.planner.rows(after, notices, now, previous=before)

@@ -30,6 +30,7 @@ from outage_sentinel.config import Config
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined, parse_time, split_list
 from outage_sentinel.incidents import (
+    BACK_NOTICES,
     FIELD_SOURCE,
     Estimator,
     Incident,
@@ -338,7 +339,10 @@ class IncidentProcessor:
         event, rnd, now = f.event, f.rnd, f.now
         after = self._estimated(conn, current, f)
         notices, after = plan_notices(current, after, self.topology, self.etr_step)
-        notices, after, held = hold_back(notices, after, self.dark_elsewhere(conn, after, rnd))
+        held: tuple[str, ...] = ()
+        if any(n.purpose in BACK_NOTICES for n in notices):  # only then: a storm's rounds
+            notices, after, held = hold_back(notices, after,
+                                             self.dark_elsewhere(conn, after, rnd))
         if held:
             self.log.info("restored_held_back", incident_id=after.id, villages=list(held),
                           reason="still off in another open incident")
