@@ -118,6 +118,25 @@ def endings_last(events: list[StoredEvent]) -> list[StoredEvent]:
             + [s for i, s in enumerate(events) if ends(i, s)])
 
 
+def lagging_incident(store: Store, conn: Connection, event: OutageEvent, resolved: Resolved,
+                     now: datetime, window: timedelta) -> Incident | None:
+    """The incident restored a little while ago (within ``window``) that an outage system's
+    record, published late, is about: its areas, and an outage that began before they came
+    back. Folded into it, the record does not undo the restoration (as inside an open
+    incident); on its own it opened a new incident and told the villages the power was off
+    again while every meter said it was on."""
+    areas = set(resolved.transformers)
+    if event.status != "active" or event.signal != "notice" or not areas:
+        return None
+    for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
+                                    status="restored", ended_after=now - window):
+        prev = Incident.from_json(row["state"])
+        if (prev.stage != "closed" and prev.end is not None and event.start < prev.end
+                and areas <= set(prev.estimate.transformers)):
+            return prev
+    return None
+
+
 class IncidentProcessor:
     """Folds stored events into incidents; one per process, shared by every actor."""
 
@@ -260,27 +279,10 @@ class IncidentProcessor:
             current = correlate(rnd.open_on(conn, resolved.feeder), event, resolved, now,
                                 self.window)
         if current is None and resolved.feeder is not None:
-            current = self._lagging(conn, event, resolved, now)
+            current = lagging_incident(
+                self.store, conn, event, resolved, now,
+                timedelta(minutes=self.config.lifecycle.reopen_window_minutes))
         return current
-
-    def _lagging(self, conn: Connection, event: OutageEvent, resolved: Resolved,
-                 now: datetime) -> Incident | None:
-        """The incident restored a little while ago that an outage system's record, published
-        late, is about: its areas, and an outage that began before they came back. Folded
-        into it, the record does not undo the restoration (as inside an open incident); on
-        its own it opened a new incident and told the villages the power was off again while
-        every meter said it was on."""
-        areas = set(resolved.transformers)
-        if event.status != "active" or event.signal != "notice" or not areas:
-            return None
-        window = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
-        for row in self.store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
-                                             status="restored", ended_after=now - window):
-            prev = Incident.from_json(row["state"])
-            if (prev.stage != "closed" and prev.end is not None and event.start < prev.end
-                    and areas <= set(prev.estimate.transformers)):
-                return prev
-        return None
 
     def _apply(self, conn: Connection, stored: StoredEvent, rnd: RoundCache,
                now: datetime) -> str | None:
