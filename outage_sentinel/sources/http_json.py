@@ -145,6 +145,48 @@ def _os_reason(exc: BaseException) -> str:
     return name
 
 
+def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult,
+             cursor: dict[str, Any], now: datetime, *, complete: bool,
+             held: set[str] | None) -> None:
+    """The feed lists every current outage: a record gone from complete polls is over.
+
+    95598 notice lists carry no status field; an outage leaves the list when it ends. The
+    active records are kept in the cursor (persisted with the events), and a record missing
+    from :data:`ABSENT_POLLS` complete polls in a row becomes a ``restored`` revision added to
+    ``result``. No poll counts that was incomplete (page limit reached, a null list or a page
+    without its page model: an error envelope looks like that) or had a quarantined record
+    whose id cannot be read (``held`` None). A quarantined record whose id can be read (in
+    ``held``) is listed: it is still on.
+    """
+    previous: dict[str, Any] = dict(previous_cursor.get("active") or {})
+    missed: dict[str, int] = dict(previous_cursor.get("missing") or {})
+    current = {e.event_id: {"kind": e.kind, "start": e.start.isoformat(), "feeder": e.feeder}
+               for e in result.events if e.status == "active"}
+    listed = {e.event_id for e in result.events} | (held or set())
+    if not complete or held is None:
+        cursor["active"] = {**previous, **current}
+        cursor["missing"] = {k: n for k, n in missed.items() if k not in listed}
+        return
+    kept: dict[str, Any] = {}
+    cursor["missing"] = {}
+    for event_id, info in sorted(previous.items()):
+        if event_id in listed:
+            continue
+        misses = missed.get(event_id, 0) + 1
+        if misses < ABSENT_POLLS:
+            kept[event_id] = info
+            cursor["missing"][event_id] = misses
+            continue
+        try:
+            result.events.append(OutageEvent(
+                source=source, event_id=event_id, kind=info.get("kind", "fault"),
+                status="restored", start=parse_time(info["start"], "start"), end=now,
+                feeder=info.get("feeder"), raw={"inferred": "record left the feed"}))
+        except (EventError, KeyError, TypeError):
+            continue  # a damaged cursor entry: forget it rather than fail the poll
+    cursor["active"] = {**kept, **current}
+
+
 def _body_chunks(response: requests.Response) -> Iterator[bytes]:
     """The body as it arrives, decompressed: each piece is what one read of the socket gave
     (at most :data:`CHUNK_BYTES`), so a server trickling a byte at a time is caught by the
@@ -263,49 +305,10 @@ class HttpJsonSource:
         complete = not unsure and not (paged and page >= self.pagination.max_pages
                                        and (total is None or total > page))
         if self.config.snapshot:
-            self._snapshot(result, new_cursor, now, complete, held)
+            snapshot(self.name, self._cursor, result, new_cursor, now,
+                     complete=complete, held=held)
         result.cursor = new_cursor
         return result
-
-    def _snapshot(self, result: PollResult, cursor: dict[str, Any], now: datetime,
-                  complete: bool, held: set[str] | None) -> None:
-        """The feed lists every current outage: a record gone from complete polls is over.
-
-        95598 notice lists carry no status field; an outage leaves the list when it ends. The
-        active records are kept in the cursor (persisted with the events), and a record missing
-        from :data:`ABSENT_POLLS` complete polls in a row becomes a ``restored`` revision. No
-        poll counts that was incomplete (page limit reached, a null list or a page without its
-        page model: an error envelope looks like that) or had a quarantined record whose id
-        cannot be read. A quarantined record whose id can be read is listed: it is still on.
-        """
-        previous: dict[str, Any] = dict(self._cursor.get("active") or {})
-        missed: dict[str, int] = dict(self._cursor.get("missing") or {})
-        current = {e.event_id: {"kind": e.kind, "start": e.start.isoformat(),
-                                "feeder": e.feeder}
-                   for e in result.events if e.status == "active"}
-        listed = {e.event_id for e in result.events} | (held or set())
-        if not complete or held is None:
-            cursor["active"] = {**previous, **current}
-            cursor["missing"] = {k: n for k, n in missed.items() if k not in listed}
-            return
-        kept: dict[str, Any] = {}
-        cursor["missing"] = {}
-        for event_id, info in sorted(previous.items()):
-            if event_id in listed:
-                continue
-            misses = missed.get(event_id, 0) + 1
-            if misses < ABSENT_POLLS:
-                kept[event_id] = info
-                cursor["missing"][event_id] = misses
-                continue
-            try:
-                result.events.append(OutageEvent(
-                    source=self.name, event_id=event_id, kind=info.get("kind", "fault"),
-                    status="restored", start=parse_time(info["start"], "start"), end=now,
-                    feeder=info.get("feeder"), raw={"inferred": "record left the feed"}))
-            except (EventError, KeyError, TypeError):
-                continue  # a damaged cursor entry: forget it rather than fail the poll
-        cursor["active"] = {**kept, **current}
 
     def _no_page_model(self, payload: Any) -> bool:
         """Whether the page's model (``pagination.total_pages_path``) is absent."""
