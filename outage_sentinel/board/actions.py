@@ -86,13 +86,13 @@ class Actions:
         """A dead outage notice of an incident since restored or cancelled would tell the
         village its power is off after it heard it is back: refused unless forced."""
         stale = []
-        for status in ("dead", "silenced"):
-            for m in self.store.messages(status=status):
-                if m.id not in ids or m.purpose not in OFF_NOTICES or not m.incident_id:
-                    continue
-                row = self.store.get_incident(m.incident_id)
-                if row is not None and row.get("status") != "active":
-                    stale.append(f"{m.id} ({m.purpose} of {m.incident_id}, now {row['status']})")
+        for m in self.store.messages(ids=ids):
+            if m.status not in ("dead", "silenced") or m.purpose not in OFF_NOTICES \
+                    or not m.incident_id:
+                continue
+            row = self.store.get_incident(m.incident_id)
+            if row is not None and row.get("status") != "active":
+                stale.append(f"{m.id} ({m.purpose} of {m.incident_id}, now {row['status']})")
         if stale:
             raise ActionError("out of date, not resent: " + "; ".join(stale)
                               + ": the outage is over (the API's force: true resends anyway)")

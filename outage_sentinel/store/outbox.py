@@ -110,9 +110,11 @@ class OutboxStore(StoreBase):
                                 .limit(limit))
             return [OutboxRow(**r._mapping) for r in rows]
 
-    def messages(self, *, status: str | None = None, incident_id: str | None = None
-                 ) -> list[OutboxRow]:
+    def messages(self, *, status: str | None = None, incident_id: str | None = None,
+                 ids: Collection[int] | None = None) -> list[OutboxRow]:
         q = select(outbox_t).where(self.in_region(outbox_t)).order_by(outbox_t.c.id)
+        if ids is not None:
+            q = q.where(outbox_t.c.id.in_(list(ids)))
         if status is not None:
             q = q.where(outbox_t.c.status == status)
         if incident_id is not None:
