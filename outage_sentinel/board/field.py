@@ -297,6 +297,7 @@ class FieldDesk:
         crew, inc = self.open_crew(token, address)
         step, note = str(body.get("step") or ""), str(body.get("note") or "")[:500]
         actor, life = f"crew:{crew}", self.actions.core.lifecycle
+        refused = "failed"  # every step the crew's page takes is audited, done or refused
         try:
             if step == "arrive":
                 life.arrive(inc.id, actor, note, position(body))
@@ -314,16 +315,16 @@ class FieldDesk:
                                                            "note": note}, actor)
             else:
                 raise FieldError("step: accepted, on_the_way, arrive, fault_found, restore, etr")
+            refused = ""
         except USER_ERRORS as exc:
-            self.store.audit(self.clock(), actor, "field", ok=False, action=step,
-                                     target=inc.id, detail=str(exc)[:200])
-            raise FieldError(str(exc), 409) from None
+            refused = str(exc)
+            raise FieldError(refused, 409) from None
         except FieldError as exc:
-            self.store.audit(self.clock(), actor, "field", ok=False, action=step,
-                                     target=inc.id, detail=str(exc)[:200])
+            refused = str(exc) or "refused"
             raise
-        self.store.audit(self.clock(), actor, "field", ok=True, action=step,
-                                 target=inc.id)
+        finally:
+            self.store.audit(self.clock(), actor, "field", ok=not refused, action=step,
+                             target=inc.id, detail=refused[:200])
         return self.crew_view(crew, self.actions.core.processor.incident(inc.id))
 
     def _command_etr_first(self, incident_id: str) -> None:
