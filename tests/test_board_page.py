@@ -5,6 +5,7 @@ overview without horizontal scrolling. Screenshots go to ``test-screenshots/boar
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -262,6 +263,22 @@ def test_a_crew_on_a_phone_goes_from_accept_to_restored(
     page.context.close()
 
 
+def thumbnails_loaded(page: Any, timeout: float = 10.0) -> list[list[Any]]:
+    """Each thumbnail's [complete, naturalWidth] once all have loaded (or the timeout passed).
+
+    The thumbnails load lazily and after the figures appear, so they are scrolled into view
+    and waited for; the page's CSP forbids wait_for_function's eval, hence the polling here.
+    """
+    page.eval_on_selector("#photos", "grid => grid.scrollIntoView()")
+    deadline = time.monotonic() + timeout
+    while True:
+        loaded = page.eval_on_selector_all(
+            "#photos img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        if all(done and width for done, width in loaded) or time.monotonic() > deadline:
+            return list(loaded)
+        page.wait_for_timeout(100)
+
+
 def test_the_incident_page_shows_the_fields_photos_to_staff(
         browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
     import re
@@ -300,8 +317,7 @@ def test_the_incident_page_shows_the_fields_photos_to_staff(
     captions = [c.text_content() for c in staff.query_selector_all("#photos figcaption")]
     assert "城关供电所抢修一班" in captions[0]  # the crew by name
     assert area in captions[1] and "联络人" in captions[1]
-    loaded = staff.eval_on_selector_all(
-        "#photos img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+    loaded = thumbnails_loaded(staff)
     assert all(done and 0 < width <= 320 for done, width in loaded), loaded
     with staff.context.expect_page() as opened:
         staff.click("#photos a >> nth=1")
