@@ -10,22 +10,16 @@ opened from a phone call are operator reports folded in by the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from outage_sentinel import corrections
 from outage_sentinel.events import OutageEvent, parse_time, split_list
-from outage_sentinel.incidents import BACK_NOTICES, Incident, Notice, hold_back, plan_notices
+from outage_sentinel.incidents import BACK_NOTICES, Incident, hold_back, plan_notices
 from outage_sentinel.lifecycle import Lifecycle, LifecycleError
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import OPERATOR_SOURCE, IncidentProcessor
 from outage_sentinel.topology import Topology
-
-#: What a cancelled incident's unsent messages may say that is no longer true.
-TAKEN_BACK = ("outage", "update", "dispatch", "care")
 
 
 class CommandSteps:
@@ -58,7 +52,7 @@ class CommandSteps:
                 notices, after, _ = hold_back(notices, after,
                                               self.processor.dark_elsewhere(conn, after))
             if after.status == "cancelled":
-                notices = self._take_back(conn, after.id, notices, now)
+                notices = life.take_back_in(conn, after, notices, now, actor, note)
             rows = life.planner.rows(after, notices, now, previous=before)
             rows += life.command_rows(after, step, life.render_summary(
                 after, headline=step, crew=row.get("crew_id")))
@@ -66,19 +60,6 @@ class CommandSteps:
             life.store.log_in(conn, after.id, now, step, actor, note, details)
             life.store.enqueue_in(conn, rows, now)
         return after
-
-    def _take_back(self, conn: Connection, incident_id: str, notices: list[Notice],
-                   now: datetime) -> list[Notice]:
-        """A false alarm's messages not sent yet are taken back (the outage notice, the crew's
-        dispatch, the care list); a village none of whose recipients was told of the outage
-        hears no "cancelled" either."""
-        store = self.lifecycle.store
-        store.withdraw_pending_in(conn, incident_id, TAKEN_BACK, now, "incident cancelled")
-        told = {r.split(":")[1] for r in store.told_in(conn, incident_id, ("outage", "update"))
-                if r.startswith("village:")}
-        kept = [replace(n, villages=tuple(v for v in n.villages if v in told))
-                if n.purpose == "cancelled" else n for n in notices]
-        return [n for n in kept if n.villages]
 
     def etr(self, incident_id: str, when: str, actor: str, note: str = "") -> Incident:
         """Set the expected restoration time (local time, e.g. ``2026-11-23 18:00``)."""

@@ -554,3 +554,25 @@ def escalation_context(
         "special_care_count": len(priority.special_care),
         "important_count": len(priority.important),
     }
+
+
+#: Why a crew is stood down: the incident was cancelled, or given to another crew.
+STAND_DOWN_REASONS = ("cancelled", "reassigned")
+
+
+def stand_down_context(topology: Topology, incident: Incident, crew: Crew, reason: str,
+                       now: datetime, tz: tzinfo, other: Crew | None = None,
+                       note: str = "") -> dict[str, Any]:
+    """The context of ``crew_stand_down.{zh,en}.j2``: ``crew`` dispatched to ``incident`` is
+    no longer wanted there (``reason`` one of :data:`STAND_DOWN_REASONS`; ``other`` the crew
+    it went to, ``note`` the command centre's words)."""
+    if reason not in STAND_DOWN_REASONS:
+        raise ValueError(f"stand-down reason {reason!r}: one of {STAND_DOWN_REASONS}")
+    return {
+        "incident_id": incident.id, "revision": incident.revision, "reason": reason,
+        "crew_name": crew.name or crew.id,
+        "other_crew": (other.name or other.id) if other is not None else None,
+        "feeder_label": feeder_label(topology, incident.feeder),
+        "start_local": _local(incident.start, tz), "now_local": _local(now, tz),
+        "note": " ".join(note.split())[:200],
+    }

@@ -28,7 +28,7 @@ from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
 from outage_sentinel.events import parse_time
-from outage_sentinel.incidents import ACTIVE_STAGES, Incident, villages_off
+from outage_sentinel.incidents import ACTIVE_STAGES, Incident, Notice, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
@@ -39,6 +39,8 @@ from outage_sentinel.sms_params import with_link as sms_with_link
 from outage_sentinel.store import Store
 from outage_sentinel.topology import DEVICE_KINDS, Topology
 
+#: What a cancelled incident's unsent messages may say that is no longer true.
+TAKEN_BACK = ("outage", "update", "dispatch", "care")
 #: Stages in which an incident holds its crew.
 CREW_STAGES = ("dispatched", "on_site", "partially_restored")
 #: The dispatch message's link to the crew's page (``field.base_url``).
@@ -352,6 +354,15 @@ class Lifecycle:
             return inc
         if choice.preempts is not None and choice.preempts.incident_id:
             self._release_crew(conn, choice.preempts.incident_id, choice.crew.id, inc.id, now)
+        if self.store.last_log_details_in(conn, inc.id, "dispatched") is not None:
+            # A new dispatch is a new revision: the crew sent again (or sent back after a
+            # stand-down) and the command centre hear it, where the same revision's keys
+            # would have dropped it as a duplicate.
+            inc = replace(inc, revision=inc.revision + 1)
+        previous = row.get("crew_id")
+        if previous and previous != choice.crew.id:
+            self.stand_down_in(conn, inc, previous, now, actor, "reassigned",
+                               other=choice.crew.id, note=note)
         inc = replace(inc, stage="dispatched") if inc.stage in ("detected", "confirmed") else inc
         self.save_in(conn, inc, now, priority=pr.score, crew_id=choice.crew.id)
         self.store.log_in(conn, inc.id, now, "dispatched", actor, note, {
@@ -376,17 +387,71 @@ class Lifecycle:
         # Village liaisons check on the special-care households of their village; the list
         # itself goes only to liaisons reached in person (a group hears the count).
         individual = individual_channels(self.config.channels)
+        cared = self.store.queued_in(conn, inc.id, ("care",))  # once per liaison, not per crew
         for v in villages:
             care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
                                            self.params)
             if care.get("households"):
-                rows += self.planner.care_rows(inc, v, care, individual, c.name or c.id)
+                rows += [r for r in self.planner.care_rows(inc, v, care, individual,
+                                                           c.name or c.id)
+                         if r.recipient not in cared]
         rows += self.command_rows(inc, "dispatched", self.render_summary(inc, crew=c.id))
         self.store.enqueue_in(conn, rows, now)
         self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,
                       deadline=deadline.isoformat(), preempts=choice.preempts.incident_id
                       if choice.preempts else None)
         return inc
+
+    def take_back_in(self, conn: Connection, inc: Incident, notices: Sequence[Notice],
+                     now: datetime, actor: str, note: str = "") -> list[Notice]:
+        """A cancelled incident's messages not sent yet are taken back (the outage notice,
+        the crew's dispatch, the care list, planned work's reminders), its crew stands down,
+        and a village none of whose recipients was told of the outage hears no "cancelled"
+        either: ``notices`` without those villages."""
+        reminders = tuple(f"reminder_{h:g}h" for h in self.config.planned.reminder_hours)
+        self.store.withdraw_pending_in(conn, inc.id, TAKEN_BACK + reminders, now,
+                                       "incident cancelled")
+        crew = self.store.crew_of_in(conn, inc.id)
+        if crew is not None:
+            self.stand_down_in(conn, inc, crew, now, actor, "cancelled", note=note)
+        told = {r.split(":")[1] for r in self.store.told_in(conn, inc.id, ("outage", "update"))
+                if r.startswith("village:")}
+        kept = [replace(n, villages=tuple(v for v in n.villages if v in told))
+                if n.purpose == "cancelled" else n for n in notices]
+        return [n for n in kept if n.villages]
+
+    def stand_down_in(self, conn: Connection, inc: Incident, crew_id: str, now: datetime,
+                      actor: str, reason: str, other: str | None = None, note: str = "") -> bool:
+        """``crew_id`` is no longer wanted on ``inc`` (``reason`` in
+        :data:`crew.STAND_DOWN_REASONS`; ``other`` the crew it went to): a dispatch not sent
+        yet is withdrawn, a crew that was or may have been told gets a stand-down message.
+        Logged either way; returns whether a message was queued."""
+        recipient = f"crew:{crew_id}"
+        self.store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
+                                       f"crew stood down: {reason}", recipients=(recipient,))
+        told = recipient in self.store.told_in(conn, inc.id, ("dispatch",))
+        self.store.log_in(conn, inc.id, now, "stood_down", actor, note,
+                          {"crew": crew_id, "reason": reason, "to": other, "told": told})
+        crew = self._crew(crew_id)
+        if not told or crew is None:
+            return False
+        ctx = crews.stand_down_context(self.topology, inc, crew, reason, now, self.planner.tz,
+                                       self._crew(other) if other else None, note)
+        body = self.planner.renderer.render("crew_stand_down", **ctx)
+        subject = body.splitlines()[0]
+        self.store.enqueue_in(conn, [OutboxMessage(
+            incident_id=inc.id, revision=inc.revision, recipient=recipient,
+            purpose="stand_down", channel=crew.channel, target=crew.target or crew.phone,
+            audience="crew", subject=subject, body=body,
+            payload={"mentions": [crew.phone] if crew.phone else [], "crew": crew.id,
+                     "params": {"incident": inc.id, "reason": reason, "sms_template": "command",
+                                "sms": command_params(summary=subject, incident=inc.id)}},
+        )], now)
+        self.log.info("crew_stood_down", incident_id=inc.id, crew=crew_id, reason=reason)
+        return True
+
+    def _crew(self, crew_id: str | None) -> Any:
+        return next((c for c in self.topology.crews if c.id == crew_id), None)
 
     def _release_crew(self, conn: Connection, incident_id: str, crew_id: str, by: str,
                       now: datetime) -> None:

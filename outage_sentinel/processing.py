@@ -348,6 +348,9 @@ class IncidentProcessor:
         if held:
             self.log.info("restored_held_back", incident_id=after.id, villages=list(held),
                           reason="still off in another open incident")
+        if after.status == "cancelled" and current is not None and current.status != "cancelled":
+            notices = self.lifecycle.take_back_in(conn, after, notices, now,
+                                                  f"source:{event.source}")
         rows = self.planner.rows(after, notices, now, previous=current)
         rows += self.lifecycle.summary_rows(current, after, self.store.crew_of_in(conn, after.id))
         if f.unplaced and not any(r.audience == "command" for r in rows):

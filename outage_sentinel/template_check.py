@@ -156,6 +156,9 @@ def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, pa
     busy = {"CR2": crews.Busy(pr.score - 1, "INC-20260714-0099")}
     out = [("crew_dispatch", crews.dispatch_context(topology, inc, pr, choice, deadline, area,
                                                     NOW, tz, language, params))]
+    for reason in crews.STAND_DOWN_REASONS:
+        out.append(("crew_stand_down", crews.stand_down_context(
+            topology, inc, topology.crews[0], reason, NOW, tz, topology.crews[-1], "误报")))
     for reason in ESCALATION_REASONS:
         out.append(("command_escalation", crews.escalation_context(
             topology, inc, pr, reason, deadline, area, NOW, tz,

@@ -173,18 +173,28 @@ class OutboxStore(StoreBase):
                          .values(status="dead", last_error=error, sent_at=None, dead_at=now))
 
     def withdraw_pending_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
-                            now: datetime, reason: str) -> list[str]:
-        """Messages of ``incident_id`` with ``purposes`` not sent yet (pending, never tried)
-        taken back: status ``withdrawn``, kept and shown, never sent. Returns the recipients
-        of those withdrawn."""
-        cond = (self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+                            now: datetime, reason: str,
+                            recipients: Sequence[str] | None = None) -> int:
+        """Messages of ``incident_id`` with ``purposes`` (to ``recipients``, or anyone) not
+        sent yet (pending, never tried) taken back: status ``withdrawn``, kept and shown, never
+        sent. Returns how many."""
+        cond = [self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
                 outbox_t.c.purpose.in_(list(purposes)), outbox_t.c.status == "pending",
-                outbox_t.c.attempts == 0)
-        rows = conn.execute(select(outbox_t.c.id, outbox_t.c.recipient).where(*cond)).all()
-        if rows:
-            conn.execute(update(outbox_t).where(outbox_t.c.id.in_([r[0] for r in rows]), *cond)
-                         .values(status="withdrawn", last_error=reason, dead_at=now))
-        return [str(r[1]) for r in rows]
+                outbox_t.c.attempts == 0]
+        if recipients is not None:
+            cond.append(outbox_t.c.recipient.in_(list(recipients)))
+        res = conn.execute(update(outbox_t).where(*cond)
+                           .values(status="withdrawn", last_error=reason, dead_at=now))
+        return int(res.rowcount or 0)
+
+    def queued_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
+                  ) -> set[str]:
+        """Recipients of a message of ``incident_id`` with ``purposes`` in the outbox, sent or
+        not, withdrawn ones apart."""
+        q = select(outbox_t.c.recipient).where(
+            self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+            outbox_t.c.purpose.in_(list(purposes)), outbox_t.c.status != "withdrawn")
+        return {str(r) for r in conn.execute(q).scalars()}
 
     def told_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                 ) -> set[str]:

@@ -1,0 +1,108 @@
+"""A crew told to go is told when it is no longer wanted: the incident cancelled (by the
+command centre or by the outage system), or given to another crew; and a crew sent back to an
+incident after that hears the new dispatch (the same revision's keys used to drop it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from outage_sentinel.command_steps import CommandSteps
+from outage_sentinel.daemon import Daemon
+from outage_sentinel.outgoing import OutboxMessage
+from tests.conftest import T0
+from tests.test_shared_areas import daemon as daemon  # noqa: F401  (the fixture)
+from tests.test_shared_areas import ev, feed
+
+
+def crew_messages(d: Daemon, incident_id: str) -> list[tuple[str, str, str]]:
+    """(crew, purpose, status) of the incident's crew messages, in the order queued."""
+    return [(m.recipient.split(":")[1], m.purpose, m.status)
+            for m in d.store.messages(incident_id=incident_id) if m.audience == "crew"]
+
+
+def deliver(d: Daemon) -> list[OutboxMessage]:
+    while d.deliverer.run_once(d.clock()):
+        pass
+    return d.store.messages()
+
+
+def one_incident(d: Daemon) -> str:
+    (row,) = d.store.load_incidents(open_only=True)
+    return str(row["id"])
+
+
+@pytest.fixture
+def steps(daemon: Daemon) -> Iterator[CommandSteps]:  # noqa: F811
+    yield CommandSteps(daemon.lifecycle, daemon.processor, daemon.clock)
+
+
+def test_a_cancel_stands_down_the_crew_that_was_told(daemon: Daemon,  # noqa: F811
+                                                     steps: CommandSteps) -> None:
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    deliver(daemon)
+    assert crew_messages(daemon, iid) == [("CR1", "dispatch", "sent")]
+    steps.cancel(iid, "误报：用户内部故障 13912345678", "ops")
+    deliver(daemon)
+    assert crew_messages(daemon, iid) == [("CR1", "dispatch", "sent"),
+                                          ("CR1", "stand_down", "sent")]
+    (msg,) = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "stand_down"]
+    assert msg.subject.startswith("【抢修撤回】" + iid) and "已由指挥中心取消" in msg.body
+    assert "误报" in msg.body and msg.target == "crew-1"
+    assert msg.payload["params"]["sms_template"] == "command"  # an SMS crew reads it too
+    log = [e for e in daemon.store.incident_log(iid) if e["stage"] == "stood_down"]
+    assert log[0]["details"] == {"crew": "CR1", "reason": "cancelled", "to": None, "told": True}
+
+
+def test_a_cancel_before_the_dispatch_went_withdraws_it_and_says_nothing_more(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    steps.cancel(iid, "误报", "ops")
+    deliver(daemon)
+    assert crew_messages(daemon, iid) == [("CR1", "dispatch", "withdrawn")]
+    (entry,) = [e for e in daemon.store.incident_log(iid) if e["stage"] == "stood_down"]
+    assert entry["details"]["told"] is False
+
+
+def test_the_outage_system_cancelling_its_record_stands_the_crew_down(
+        daemon: Daemon) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    deliver(daemon)
+    feed(daemon, 20, ev("N1", "T4", status="cancelled", end=T0 + timedelta(minutes=20)))
+    deliver(daemon)
+    assert daemon.processor.incident(iid).status == "cancelled"
+    assert crew_messages(daemon, iid)[-1] == ("CR1", "stand_down", "sent")
+    (entry,) = [e for e in daemon.store.incident_log(iid) if e["stage"] == "stood_down"]
+    assert entry["actor"] == "source:feed"
+
+
+def test_reassigning_stands_the_first_crew_down_and_sending_it_back_reaches_it(
+        daemon: Daemon) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    deliver(daemon)
+    life = daemon.lifecycle
+    life.dispatch(iid, "ops", crew_id="CR2", note="马集班车辆故障")
+    deliver(daemon)
+    assert crew_messages(daemon, iid) == [("CR1", "dispatch", "sent"),
+                                          ("CR1", "stand_down", "sent"),
+                                          ("CR2", "dispatch", "sent")]
+    (down,) = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "stand_down"]
+    assert "改派城关抢修班" in down.body and "车辆故障" in down.body
+    # Sent back the same hour, nothing new known: CR1 hears the new dispatch, CR2 stands down.
+    life.dispatch(iid, "ops", crew_id="CR1")
+    deliver(daemon)
+    assert crew_messages(daemon, iid)[3:] == [("CR2", "stand_down", "sent"),
+                                              ("CR1", "dispatch", "sent")]
+    # Each dispatch told the command centre too.
+    summaries = [m for m in daemon.store.messages(incident_id=iid)
+                 if m.audience == "command" and m.purpose == "dispatched"]
+    assert len(summaries) == 3
+    # The special-care list went to the liaisons once, not once per crew.
+    care = [m.recipient for m in daemon.store.messages(incident_id=iid) if m.purpose == "care"]
+    assert care and len(care) == len(set(care))
