@@ -1,6 +1,6 @@
 """The command centre's corrections, as the operator CLI (and later the board) takes them.
 
-``incidents etr|scope|cancel|open``: each step runs in one transaction with the notices it
+``incidents etr|scope|cancel|reopen|open``: each step runs in one transaction with the notices it
 causes and a log line naming its actor, and the command centre gets a summary headed by the
 step. The decisions are pure (:mod:`outage_sentinel.corrections`); areas added and incidents
 opened from a phone call are operator reports folded in by the
@@ -102,6 +102,32 @@ class CommandSteps:
             transformers=tuple(areas), area_text=note,
             raw={"incident_id": incident_id, "actor": actor, "note": note}), now)
         self._log(incident_id, now, "scope_added", actor, note, {"transformers": areas})
+        return self.processor.incident(incident_id)
+
+    def reopen(self, incident_id: str, refs: str | None, actor: str, note: str = "") -> Incident:
+        """Areas recorded back that are still off (a mistaken restoration, or supply lost
+        again): off again in the same incident, as an operator report that a later report of
+        the same restoration does not undo; their villages hear they are off (saying they
+        were told otherwise). All areas back unless ``refs`` names some."""
+        inc = self.processor.incident(incident_id)
+        if inc.stage in ("closed", "cancelled"):
+            raise LifecycleError(f"{incident_id} is {inc.stage}; open a new incident instead "
+                                 "(incidents open)")
+        back = list(inc.restored) or (list(inc.estimate.transformers)
+                                      if inc.status == "restored" else [])
+        areas = self.areas(refs) if refs else back
+        stray = [t for t in areas if t not in back]
+        if stray or not areas:
+            named = ", ".join(self.topology.nodes[t].name or t for t in back[:10]) or "none"
+            raise LifecycleError(f"{', '.join(stray) or 'no area'}: not recorded back in "
+                                 f"{incident_id} (back: {named})")
+        now = self.clock()
+        self._report(OutageEvent(
+            source=OPERATOR_SOURCE, event_id=f"{incident_id}:reopen:{now.isoformat()}",
+            kind=inc.kind, status="active", signal="dead", start=now,
+            transformers=tuple(areas), area_text=note,
+            raw={"incident_id": incident_id, "actor": actor, "note": note}), now)
+        self._log(incident_id, now, "restoration_undone", actor, note, {"transformers": areas})
         return self.processor.incident(incident_id)
 
     def open(self, actor: str, *, feeder: str | None, transformers: str | None,

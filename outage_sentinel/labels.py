@@ -28,14 +28,16 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "etr_set": "调整预计恢复时间", "scope_added": "扩大停电范围",
            "scope_readmitted": "撤销移出（重新纳入）",
            "scope_removed": "更正停电范围", "opened": "来电立案", "etr_changed": "预计恢复时间变更",
-           "reopened": "再次停电", "escalated": "升级", "stood_down": "抢修撤回"},
+           "reopened": "再次停电", "escalated": "升级", "stood_down": "抢修撤回",
+           "restoration_undone": "撤销恢复（仍停电）"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
            "etr_set": "ETR set", "scope_added": "areas added", "scope_readmitted": "removal undone",
            "scope_removed": "areas removed",
            "opened": "opened from a call", "etr_changed": "ETR changed", "reopened": "reopened",
-           "escalated": "escalated", "stood_down": "crew stood down"},
+           "escalated": "escalated", "stood_down": "crew stood down",
+           "restoration_undone": "restoration undone (still off)"},
 }
 
 #: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).

@@ -289,6 +289,9 @@ class LiaisonPlanner:
             "now_local": self.local_time(now),
             "cause": incident.cause,
             "purpose": notice.purpose,
+            # Told its power was back (by this incident), and off now: the notice says so.
+            "off_again": notice.purpose == "outage" and previous is not None
+            and village_id in previous.restored_villages,
             # "restored" on a liaison's answer alone says whose word it is
             "restored_by_liaison": notice.purpose == "restored"
             and back_on_field_word(incident, in_village),

@@ -158,6 +158,14 @@ def _scope(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     return inc
 
 
+def _reopen(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
+    """Areas recorded back that are still off: the ones ticked (none ticked is refused)."""
+    areas = refs(body, "transformers", required=False)
+    if not areas:
+        raise ActionError("transformers: tick the areas still off (none ticked)")
+    return a.steps.reopen(iid, areas, actor, text(body, "note", required=False))
+
+
 Step = Callable[[Actions, str, Mapping[str, Any], str], Any]
 
 #: The incident buttons, by the name the page posts (``/api/incidents/{id}/{action}``).
@@ -170,6 +178,7 @@ INCIDENT_STEPS: dict[str, Step] = {
     "etr": lambda a, i, b, u: a.steps.etr(i, text(b, "time"), u, text(b, "note", False)),
     "scope": _scope,
     "cancel": lambda a, i, b, u: a.steps.cancel(i, text(b, "reason"), u),
+    "reopen": _reopen,
     "close": lambda a, i, b, u: a.core.lifecycle.close(
         i, u, text(b, "cause"), text(b, "note", False), device=text(b, "device", False) or None),
 }

@@ -13,7 +13,7 @@ from typing import Any
 from outage_sentinel.cli import EXIT_PROBLEMS, EXIT_USAGE
 
 #: The ``incidents`` actions this module handles.
-INCIDENT_ACTIONS = ("etr", "scope", "cancel", "open")
+INCIDENT_ACTIONS = ("etr", "scope", "cancel", "reopen", "open")
 
 
 def _actor(p: Any) -> None:
@@ -37,6 +37,13 @@ def add_incident_verbs(isub: Any) -> None:
     cancel.add_argument("incident_id")
     cancel.add_argument("--reason", required=True)
     _actor(cancel)
+    reo = isub.add_parser("reopen", help="areas recorded back that are still off (their "
+                                         "villages hear they are off)")
+    reo.add_argument("incident_id")
+    reo.add_argument("--transformers", help="areas/villages still off (default: every area "
+                                            "recorded back)")
+    reo.add_argument("--note", default="")
+    _actor(reo)
     op = isub.add_parser("open", help="open an incident from a phone call")
     op.add_argument("--feeder", help="feeder id or name")
     op.add_argument("--transformers", help="comma-separated areas or villages")
@@ -80,6 +87,8 @@ def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
         return steps.etr(args.incident_id, args.time, actor, args.note)
     if action == "cancel":
         return steps.cancel(args.incident_id, args.reason, actor)
+    if action == "reopen":
+        return steps.reopen(args.incident_id, args.transformers, actor, args.note)
     if action == "open":
         return steps.open(actor, feeder=args.feeder, transformers=args.transformers,
                           caller=args.caller, note=args.note)

@@ -16,7 +16,7 @@ const WORDS = {
     storm: "已宣布恶劣天气", declare: "宣布恶劣天气", endStorm: "结束恶劣天气",
     timeline: "处理记录", evidence: "收到的证据", hypotheses: "候选故障点", section: "巡线区段",
     areas: "受影响台区", care: "重点关怀户", notices: "通知", actions: "操作",
-    ack: "确认", dispatch: "派单", arrive: "到达现场", restore: "恢复送电（所选台区）",
+    ack: "确认", dispatch: "派单", arrive: "到达现场", restore: "恢复送电（所选台区）", reopen: "仍停电（撤销所选台区的恢复）",
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
     cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", toClose: "待销号",
     quarantine: "未能接收的记录（隔离）", note: "备注", reason: "原因",
@@ -38,7 +38,7 @@ const WORDS = {
     endStorm: "End storm", timeline: "Timeline", evidence: "Evidence received",
     hypotheses: "Hypotheses", section: "Section to patrol", areas: "Affected areas",
     care: "Special-care households", notices: "Notices", actions: "Actions", ack: "Confirm",
-    dispatch: "Dispatch", arrive: "Crew on site", restore: "Restore (selected areas)",
+    dispatch: "Dispatch", arrive: "Crew on site", restore: "Restore (selected areas)", reopen: "Still off (undo the selected areas' restoration)",
     setEtr: "Set expected restoration", cancel: "Cancel as false alarm", close: "Close out",
     scopeRemove: "Take out of scope", cause: "Cause category", device: "Devices the crews found (several: Ctrl-click)",
     deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out", toClose: "Awaiting close-out",
@@ -285,10 +285,15 @@ function actionsPanel(c) {
   // A device the estimate never named (the crews found it elsewhere): typed by id or name.
   const other = h("input", {name: "device_other", placeholder: W.deviceOther});
   const devices = () => [...[...device.selectedOptions].map((o) => o.value), other.value.trim()].filter(Boolean).join(",");
-  const chosen = () => picks.map((p) => p.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+  const ticked = (boxes) => boxes.map((p) => p.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+  const chosen = () => ticked(picks);
+  // Areas recorded back that are still off (a mistaken restoration): none ticked by default.
+  const back = c.areas.filter((a) => a.restored).map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "back", value: a.id}), a.name));
+  const reopen = back.length && c.stage !== "closed" ? h("div", {class: "row", id: "reopen-row"}, back,
+    button("act-reopen", W.reopen, () => act(`${base}/reopen`, {transformers: ticked(back), note: note.value}))) : null;
   const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, device), other,
     button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: devices(), note: note.value})));
-  if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), closing);
+  if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), c.status === "restored" ? reopen : null, closing);
   return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions),
     h("div", {class: "row"}, note,
       button("act-ack", W.ack, () => act(`${base}/ack`, {note: note.value})),
@@ -296,6 +301,7 @@ function actionsPanel(c) {
       button("act-arrive", W.arrive, () => act(`${base}/arrive`, {note: note.value}))),
     off.length ? h("div", {class: "row"}, picks, button("act-restore", W.restore, () => act(`${base}/restore`, {transformers: chosen(), note: note.value})),
       button("act-scope", W.scopeRemove, () => act(`${base}/scope`, {remove: chosen(), note: note.value}))) : null,
+    reopen,
     h("div", {class: "row"}, more, button("act-scope-add", W.scopeAdd, () => act(`${base}/scope`, {add: more.value, note: note.value}))),
     h("div", {class: "row"}, etr, button("act-etr", W.setEtr, () => act(`${base}/etr`, {time: etr.value.replace("T", " "), note: note.value})),
       reason, button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value}))));

@@ -1,0 +1,102 @@
+"""A restoration recorded by mistake (or supply lost again) is undone by the command centre:
+the areas are off again in the same incident, their villages hear so in words that say they
+were told otherwise, a later report of the same restoration does not undo the correction, and
+the next real restoration tells them again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from outage_sentinel.command_steps import CommandSteps
+from outage_sentinel.daemon import Daemon
+from outage_sentinel.lifecycle import LifecycleError
+from tests.conftest import T0
+from tests.test_board_app import board_env as board_env  # noqa: F401  (the fixture)
+from tests.test_board_app import demo as demo  # noqa: F401  (the fixture)
+from tests.test_board_app import open_incident, post, signed_in
+from tests.test_shared_areas import daemon as daemon  # noqa: F401  (the fixture)
+from tests.test_shared_areas import ev, feed
+
+
+def village_notices(d: Daemon, iid: str, village: str) -> list[tuple[str, str]]:
+    """(purpose, body) of the village group's notices of ``iid``, in order."""
+    return [(m.purpose, m.body) for m in d.store.messages(incident_id=iid)
+            if m.recipient.startswith(f"village:{village}:wecom")]
+
+
+@pytest.fixture
+def steps(daemon: Daemon) -> Iterator[CommandSteps]:  # noqa: F811
+    yield CommandSteps(daemon.lifecycle, daemon.processor, daemon.clock)
+
+
+def restored_incident(d: Daemon) -> str:
+    feed(d, 1, ev("N1", "T1", "T2"))
+    feed(d, 30, ev("N1", "T1", "T2", status="restored", end=T0 + timedelta(minutes=30)))
+    (row,) = d.store.load_incidents(open_only=False)
+    assert row["status"] == "restored"
+    return str(row["id"])
+
+
+def test_an_area_wrongly_recorded_back_is_off_again_and_its_village_hears_it(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    iid = restored_incident(daemon)
+    assert [p for p, _ in village_notices(daemon, iid, "V1")] == ["outage", "restored"]
+    daemon.clock.now = T0 + timedelta(minutes=40)  # type: ignore[attr-defined]
+    inc = steps.reopen(iid, "T1", "ops", "村委会来电：仍停电")
+    assert (inc.status, inc.off, list(inc.restored)) == ("active", ("T1",), ["T2"])
+    purpose, body = village_notices(daemon, iid, "V1")[-1]
+    assert purpose == "outage" and "此前通知本村已恢复送电" in body
+    log = [e for e in daemon.store.incident_log(iid) if e["stage"] == "restoration_undone"]
+    assert log[0]["actor"] == "ops" and log[0]["details"] == {"transformers": ["T1"]}
+    # The outage system lists its record as restored again: the correction stands.
+    feed(daemon, 50, ev("N1", "T1", "T2", status="restored", end=T0 + timedelta(minutes=30)))
+    assert daemon.processor.incident(iid).off == ("T1",)
+    # Power really comes back: the village hears it, once more.
+    daemon.processor.operator_restore(iid, "ops", "T1", None, now=T0 + timedelta(minutes=70))
+    assert daemon.processor.incident(iid).status == "restored"
+    assert [p for p, _ in village_notices(daemon, iid, "V1")] == [
+        "outage", "restored", "outage", "restored"]
+
+
+def test_reopening_every_area_by_default_and_the_refusals(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    iid = restored_incident(daemon)
+    daemon.clock.now = T0 + timedelta(minutes=40)  # type: ignore[attr-defined]
+    with pytest.raises(LifecycleError, match="T4: not recorded back"):
+        steps.reopen(iid, "T4", "ops")
+    inc = steps.reopen(iid, None, "ops")
+    assert sorted(inc.off) == ["T1", "T2"] and inc.status == "active"
+    with pytest.raises(LifecycleError, match="no area: not recorded back"):
+        steps.reopen(iid, None, "ops")  # nothing is recorded back now
+    daemon.processor.operator_restore(iid, "ops", None, None, now=T0 + timedelta(minutes=60))
+    daemon.lifecycle.close(iid, "ops", "树线矛盾")
+    with pytest.raises(LifecycleError, match="closed; open a new incident"):
+        steps.reopen(iid, None, "ops")
+
+
+def test_the_board_undoes_a_restoration_of_the_ticked_areas(
+        board_env: Any, demo: Any) -> None:  # noqa: F811
+    app, store, clock = board_env
+    client, csrf = signed_in(app, "ops")
+    iid = open_incident(client, csrf, demo)
+    clock.now += timedelta(minutes=5)
+    assert post(client, csrf, f"/api/incidents/{iid}/restore", {}).status_code == 200
+    detail = client.get(f"/api/incidents/{iid}").json()
+    assert detail["status"] == "restored"
+    r = post(client, csrf, f"/api/incidents/{iid}/reopen", {"transformers": []})
+    assert r.status_code == 409 and "none ticked" in r.json()["error"]
+    first = detail["areas"][0]["id"]
+    clock.now += timedelta(minutes=5)
+    r = post(client, csrf, f"/api/incidents/{iid}/reopen", {"transformers": [first],
+                                                            "note": "联络人：仍停电"})
+    assert r.status_code == 200, r.text
+    after = client.get(f"/api/incidents/{iid}").json()
+    assert after["status"] == "active"
+    assert [a["id"] for a in after["areas"] if not a["restored"]] == [first]
+    assert ("reopen", True) in [(a["action"], a["ok"]) for a in store.audit_trail()
+                                if a["kind"] == "action"]
+    assert any(e["stage"] == "restoration_undone" for e in after["timeline"])
