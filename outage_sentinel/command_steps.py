@@ -15,6 +15,7 @@ from typing import Any
 
 from outage_sentinel import corrections
 from outage_sentinel.events import OutageEvent, parse_time, split_list
+from outage_sentinel.held_notices import keep_held_in
 from outage_sentinel.incidents import BACK_NOTICES, Incident, hold_back, plan_notices
 from outage_sentinel.lifecycle import Lifecycle, LifecycleError
 from outage_sentinel.logs import mask_phones
@@ -49,8 +50,10 @@ class CommandSteps:
             notices, after = plan_notices(before, after, self.topology, timedelta(0), dropped_as)
             # A village still off in another open incident is not told its supply is normal.
             if any(n.purpose in BACK_NOTICES for n in notices):
-                notices, after, _ = hold_back(notices, after,
-                                              self.processor.dark_elsewhere(conn, after))
+                notices, after, held = hold_back(
+                    notices, after, self.processor.dark_elsewhere(conn, after, now))
+                if held:
+                    keep_held_in(life.store, conn, after.id, held, now)
             if after.status == "cancelled":
                 notices = life.take_back_in(conn, after, notices, now, actor, note)
             rows = life.planner.rows(after, notices, now, previous=before)

@@ -783,6 +783,16 @@ def villages_off(incident: Incident, topology: Topology | None = None) -> list[s
     return [v for v in incident.estimate.villages if v in still]
 
 
+def dark_villages(incidents: Iterable[Incident], now: datetime, topology: Topology,
+                  exclude: str | None = None) -> set[str]:
+    """Villages with an area off in an active incident other than ``exclude``: a fault, or
+    planned or temporary work once it has started (work announced for later darkens no
+    village yet)."""
+    return {v for o in incidents if o.id != exclude and o.status == "active"
+            and (incident_class(o.kind) == "unplanned" or o.start <= now)
+            for v in villages_off(o, topology)}
+
+
 def villages_of_scope(incident: Incident, topology: Topology | None = None) -> list[str]:
     """Villages with any affected area, off or back."""
     if topology is None:

@@ -2,9 +2,10 @@
 
 The clock-driven half of :class:`outage_sentinel.lifecycle.Lifecycle` run on a schedule:
 planned-outage reminders, crew arrival deadlines at risk escalated to the command centre, the
-storm gauge. It also collects the override templates that failed while rendering (the
-built-in one was used) and tells the command centre, once per incident and template — outside
-the transaction that rendered the notice.
+"power back" notices held back while another incident kept the village dark, once they are
+true (:mod:`outage_sentinel.held_notices`), the storm gauge. It also collects the override
+templates that failed while rendering (the built-in one was used) and tells the command
+centre, once per incident and template — outside the transaction that rendered the notice.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from outage_sentinel.held_notices import HeldNotices
 from outage_sentinel.liaison import TemplateFailure
 from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.logs import get_logger, redact
@@ -37,6 +39,7 @@ class LifecycleClock:
         self.metrics = metrics
         self.log = get_logger(component="lifecycle_clock")
         self.pending: list[TemplateFailure] = []
+        self.held = HeldNotices(lifecycle)
 
     def template_failed(self, failure: TemplateFailure) -> None:
         """The renderer's failure callback: count now, alert at the next run."""
@@ -44,8 +47,10 @@ class LifecycleClock:
         self.pending.append(failure)
 
     def run_once(self, now: datetime) -> ClockReport:
-        """Deadline and reminder checks, the storm gauge, then the template alerts."""
+        """Deadline and reminder checks, held "power back" notices now true, the storm
+        gauge, then the template alerts."""
         self.lifecycle.check(now)
+        self.held.release(now)
         self.metrics.deadline_at_risk.set(self.lifecycle.at_risk)
         storm = storm_declared(self.store.kv_get(STORM_KEY), now)
         self.metrics.storm_declared.set(int(storm))

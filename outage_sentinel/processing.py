@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from outage_sentinel.config import Config
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined, parse_time, split_list
+from outage_sentinel.held_notices import keep_held_in
 from outage_sentinel.incidents import (
     BACK_NOTICES,
     FIELD_SOURCE,
@@ -37,13 +38,13 @@ from outage_sentinel.incidents import (
     Resolved,
     apply_event,
     correlate,
+    dark_villages,
     hold_back,
     incident_class,
     plan_notices,
     resolve_event,
     restoration_step,
     villages_of_scope,
-    villages_off,
 )
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.lifecycle import Lifecycle, LifecycleError, incident_columns
@@ -344,10 +345,9 @@ class IncidentProcessor:
         held: tuple[str, ...] = ()
         if any(n.purpose in BACK_NOTICES for n in notices):  # only then: a storm's rounds
             notices, after, held = hold_back(notices, after,
-                                             self.dark_elsewhere(conn, after, rnd))
+                                             self.dark_elsewhere(conn, after, now, rnd))
         if held:
-            self.log.info("restored_held_back", incident_id=after.id, villages=list(held),
-                          reason="still off in another open incident")
+            keep_held_in(self.store, conn, after.id, held, now)
         if after.status == "cancelled" and current is not None and current.status != "cancelled":
             notices = self.lifecycle.take_back_in(conn, after, notices, now,
                                                   f"source:{event.source}")
@@ -379,18 +379,17 @@ class IncidentProcessor:
                           queued=added)
         return after
 
-    def dark_elsewhere(self, conn: Connection, inc: Incident, rnd: RoundCache | None = None
-                       ) -> set[str]:
+    def dark_elsewhere(self, conn: Connection, inc: Incident, now: datetime,
+                       rnd: RoundCache | None = None) -> set[str]:
         """Villages of ``inc``'s scope with an area still off in another open incident (on
-        any feeder serving them, planned work included)."""
+        any feeder serving them; planned work once started)."""
         topo, rnd = self.topology, rnd or RoundCache(self.store)
         villages = set(villages_of_scope(inc, topo))
         feeders = {topo.feeder_of(t) for v in villages for t in topo.village_transformers(v)
                    if t in topo.pos}
         others = {o.id: o for f in sorted(feeders) for o in rnd.open_on(conn, f)}
         others.update({o.id: o for o in rnd.open_planned(conn)})
-        return {v for o in others.values() if o.id != inc.id and o.status == "active"
-                for v in villages_off(o, topo) if v in villages}
+        return dark_villages(others.values(), now, topo, exclude=inc.id) & villages
 
     def _quarantine_unknown(self, conn: Connection, stored: StoredEvent, refs: tuple[str, ...],
                             now: datetime) -> None:

@@ -90,6 +90,9 @@ class KvStore(StoreBase):
                 self.kv_set_in(conn, key, value, now)
             return result
 
+    def kv_delete_in(self, conn: Connection, key: str) -> None:
+        conn.execute(delete(kv_t).where(kv_t.c.key == self.kv_key(key)))
+
     def kv_forget(self, prefix: str, before: datetime) -> int:
         """Delete the keys under ``prefix`` not written since ``before``; how many."""
         stored = self.kv_key(prefix)

@@ -196,6 +196,19 @@ class OutboxStore(StoreBase):
             outbox_t.c.purpose.in_(list(purposes)), outbox_t.c.status != "withdrawn")
         return {str(r) for r in conn.execute(q).scalars()}
 
+    def last_village_purpose_in(self, conn: Connection, village: str) -> str | None:
+        """The purpose of the last liaison message queued for ``village`` (any incident) that
+        was or will be sent: what its people heard last (``None``: nothing)."""
+        pattern = "village:" + village.replace("\\", "\\\\").replace("%", "\\%") \
+            .replace("_", "\\_") + ":%"
+        q = (select(outbox_t.c.purpose)
+             .where(self.in_region(outbox_t), outbox_t.c.audience == "liaison",
+                    outbox_t.c.recipient.like(pattern, escape="\\"),
+                    outbox_t.c.status.in_(("pending", "inflight", "sent")))
+             .order_by(outbox_t.c.id.desc()).limit(1))
+        found = conn.execute(q).scalar()
+        return None if found is None else str(found)
+
     def told_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                 ) -> set[str]:
         """Recipients a message of ``incident_id`` with ``purposes`` reached or may have

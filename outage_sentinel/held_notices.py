@@ -1,0 +1,93 @@
+""""Power back" notices held back, and sent once they are true.
+
+An incident that ends does not tell a village its supply is normal while an area of the
+village is still off in another open incident (:func:`incidents.hold_back`). Usually that other
+incident tells the village when its own areas come back; but it may stop holding the village
+without a word of "restored" (its estimate moves to another device, the command centre takes
+the area out), and then the village would never hear that its power is back. So each village
+held is kept (``held:<incident>`` in the store's key-value table), and the clock's check sends
+the held notice once the village is dark nowhere, unless the last thing its people heard was
+already that their supply is normal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from outage_sentinel.incidents import BACK_NOTICES, Incident, Notice, dark_villages
+from outage_sentinel.lifecycle import Lifecycle
+from outage_sentinel.logs import get_logger
+from outage_sentinel.store import Store
+
+#: Key prefix of the villages an incident holds back, ``held:<incident id>``.
+HELD_PREFIX = "held:"
+
+
+def keep_held_in(store: Store, conn: Connection, incident_id: str, villages: Iterable[str],
+                 now: datetime) -> None:
+    """Remember that ``incident_id``'s back notice was held from ``villages``."""
+    key = HELD_PREFIX + incident_id
+    before = store.kv_get_in(conn, key) or {}
+    held = sorted(set(before.get("villages") or ()) | set(villages))
+    store.kv_set_in(conn, key, {"villages": held}, now)
+    get_logger(component="held_notices").info(
+        "restored_held_back", incident_id=incident_id, villages=held,
+        reason="still off in another open incident")
+
+
+class HeldNotices:
+    """Releases the villages held back when their power is back (the clock's check)."""
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.store = lifecycle.store
+        self.log = get_logger(component="held_notices")
+
+    def release(self, now: datetime) -> int:
+        """Send the held notices that are true now; returns how many villages were told."""
+        held = self.store.kv_prefixed(HELD_PREFIX)
+        if not held:
+            return 0
+        open_incidents = [Incident.from_json(r["state"])
+                          for r in self.store.load_incidents(open_only=True)]
+        told = 0
+        for incident_id, value in sorted(held.items()):
+            told += self._release_one(incident_id, value or {}, open_incidents, now)
+        return told
+
+    def _release_one(self, incident_id: str, value: dict[str, Any],
+                     open_incidents: list[Incident], now: datetime) -> int:
+        with self.store.transaction() as conn:
+            row = self.store.lock_incident_in(conn, incident_id)
+            inc = Incident.from_json(row["state"]) if row is not None else None
+            if inc is None or inc.status not in BACK_NOTICES:
+                # Gone, or off again: its own notices speak for the village now.
+                self.store.kv_delete_in(conn, HELD_PREFIX + incident_id)
+                return 0
+            dark = dark_villages(open_incidents, now, self.lifecycle.topology, exclude=inc.id)
+            villages = [str(v) for v in value.get("villages") or ()]
+            free = [v for v in villages if v not in dark]
+            if not free:
+                return 0
+            # A village already told its supply is normal (by the incident that held it
+            # dark) needs no second word.
+            tell = tuple(v for v in free
+                         if self.store.last_village_purpose_in(conn, v) not in BACK_NOTICES)
+            if tell:
+                rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, tell)], now)
+                self.store.enqueue_in(conn, rows, now)
+                told_back = tuple(dict.fromkeys([*inc.restored_villages, *tell]))
+                self.lifecycle.save_in(conn, replace(inc, restored_villages=told_back), now)
+            rest = [v for v in villages if v not in free]
+            if rest:
+                self.store.kv_set_in(conn, HELD_PREFIX + incident_id, {"villages": rest}, now)
+            else:
+                self.store.kv_delete_in(conn, HELD_PREFIX + incident_id)
+            self.log.info("held_notice_released", incident_id=inc.id, told=list(tell),
+                          already_told=[v for v in free if v not in tell], still_held=rest)
+            return len(tell)
