@@ -466,9 +466,11 @@ def apply_event(
     if status != "active":
         for t in off:  # the whole incident is over: the rest came back now
             restored[t] = end or now
+    # The command centre's time was for the outage that ended; off again, it is unknown.
+    etr_set = None if incident.status != "active" and status == "active" else incident.etr_set
     updated = replace(
         incident, kind=kind, status=status, start=_start(reporting, members),
-        etr=incident.etr_set or _etr(active, notices),
+        etr=etr_set or _etr(active, notices), etr_set=etr_set,
         end=end, members=members, estimate=estimate, updated_at=now, scope=scope,
         cause=_latest(notices, "cause") or incident.cause,
         area_text=_latest(notices, "area_text") or incident.area_text,

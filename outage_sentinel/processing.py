@@ -432,6 +432,9 @@ class IncidentProcessor:
         when = parse_time(at, "--at", self.tz) if at else now
         if when > now + timedelta(minutes=1):
             raise LifecycleError(f"--at {at} is in the future")
+        if when < inc.start:
+            raise LifecycleError(f"--at {at} is before the outage began "
+                                 f"({inc.start.astimezone(self.tz):%Y-%m-%d %H:%M})")
         event = OutageEvent(
             source=OPERATOR_SOURCE, event_id=f"{incident_id}:restore:{when.isoformat()}:"
             f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",

@@ -100,3 +100,28 @@ def test_the_board_undoes_a_restoration_of_the_ticked_areas(
     assert ("reopen", True) in [(a["action"], a["ok"]) for a in store.audit_trail()
                                 if a["kind"] == "action"]
     assert any(e["stage"] == "restoration_undone" for e in after["timeline"])
+
+
+def test_off_again_drops_the_command_centres_time_for_the_outage_that_ended(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T1", "T2"))
+    (row,) = daemon.store.load_incidents(open_only=True)
+    iid = str(row["id"])
+    daemon.clock.now = T0 + timedelta(minutes=10)  # type: ignore[attr-defined]
+    steps.etr(iid, "2026-03-01 10:00", "ops")  # local (UTC+8)
+    feed(daemon, 90, ev("N1", "T1", "T2", status="restored", end=T0 + timedelta(minutes=90)))
+    feed(daemon, 180, ev("N1", "T1", "T2", start=T0 + timedelta(minutes=175)))
+    inc = daemon.processor.incident(iid)
+    assert inc.status == "active" and inc.etr is None and inc.etr_set is None
+    purpose, body = village_notices(daemon, iid, "V1")[-1]
+    assert purpose == "outage" and "恢复时间待定" in body and "10:00" not in body
+
+
+def test_a_restoration_time_before_the_outage_began_is_refused(
+        daemon: Daemon) -> None:  # noqa: F811
+    feed(daemon, 60, ev("N1", "T1", "T2", start=T0 + timedelta(minutes=60)))
+    (row,) = daemon.store.load_incidents(open_only=True)
+    with pytest.raises(LifecycleError, match="before the outage began"):
+        daemon.processor.operator_restore(str(row["id"]), "ops", None, "2026-03-01 07:30",
+                                          now=T0 + timedelta(minutes=70))
+    assert daemon.processor.incident(str(row["id"])).status == "active"
