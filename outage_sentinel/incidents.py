@@ -409,6 +409,17 @@ def evidence_of(members: Iterable[Member]) -> Evidence:
     return Evidence(frozenset(dead), frozenset(alive), calls, frozenset(open_devices))
 
 
+def _ending_keeps_areas(member: Member, before: Member | None) -> Member:
+    """A record's ending that names no areas (a snapshot feed's record gone from the list,
+    inferred restored) ends the areas it named before: without them the areas would stay off
+    until the whole incident ended."""
+    if (before is None or member.status == "active" or member.transformers or member.possible
+            or member.unknown):
+        return member
+    return replace(member, transformers=before.transformers, possible=before.possible,
+                   unknown=before.unknown)
+
+
 def apply_event(
     incident: Incident | None,
     event: OutageEvent,
@@ -430,7 +441,7 @@ def apply_event(
     if incident is None:
         incident = _blank(new_id(), resolved.feeder or (event.feeder or "?"), event, now)
     members = dict(incident.members)
-    members[member.key] = member
+    members[member.key] = _ending_keeps_areas(member, members.get(member.key))
     reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]
     active = [m for m in reporting if m.status == "active"]
     notices = [m for m in members.values() if m.signal == "notice"] or list(members.values())

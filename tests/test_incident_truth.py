@@ -234,3 +234,19 @@ def test_small_etr_moves_are_not_news_until_they_add_up() -> None:
     assert updates == [5]  # 15 minutes from what V1 was told, then 6 more: not yet again
     inc = next(iter(core.incidents.values()))
     assert inc.told_etr["V1"] == etr + timedelta(minutes=15)
+
+
+def test_a_record_gone_from_a_snapshot_feed_brings_its_own_areas_back() -> None:
+    """A 95598-style list without status says a record ended only by dropping it; the source
+    infers "restored" naming no areas. Its village hears its power is back at once, not when
+    the last record of the incident ends."""
+    core = Core(build_grid())
+    core.feed(ev("N1", "T1", "T2", feeder="F1"), T0)
+    inc, _ = core.feed(ev("N2", "T3", feeder="F1"), T0)
+    assert set(inc.off) == {"T1", "T2", "T3"}
+    gone = ev("N1", feeder="F1", status="restored", end=T0 + timedelta(minutes=60),
+              raw={"inferred": "record left the feed"})
+    inc, notices = core.feed(gone, T0 + timedelta(minutes=61))
+    assert inc.status == "active" and inc.off == ("T3",)
+    assert set(inc.restored) == {"T1", "T2"}
+    assert [(n.purpose, n.villages) for n in notices] == [("restored", ("V1",))]
