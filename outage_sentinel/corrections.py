@@ -4,7 +4,9 @@ What the command centre knows better than the evidence: the expected restoration
 wrongly taken into an outage, an incident that was a false alarm. Each correction is kept on
 the incident (:attr:`~outage_sentinel.incidents.Incident.etr_set`, ``excluded``,
 ``cancel_reason``) so that later evidence, folded in by
-:func:`~outage_sentinel.incidents.apply_event`, never undoes it; each makes a new revision,
+:func:`~outage_sentinel.incidents.apply_event`, never undoes it — but for an area taken out,
+which another record reporting it off later takes back in (``excluded_against``: the records
+the correction overruled); each makes a new revision,
 whose notices :func:`~outage_sentinel.incidents.plan_notices` then plans like any other
 (removed villages hear a correction, not "power restored"). Areas an operator adds are
 evidence, not a correction: the processor folds them in as an operator report.
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from outage_sentinel.incidents import Incident, scoped_estimate
+from outage_sentinel.incidents import Incident, naming, scoped_estimate
 from outage_sentinel.topology import Topology
 
 
@@ -57,8 +59,11 @@ def exclude_areas(inc: Incident, topology: Topology, areas: Sequence[str], now: 
     scope = {t: inc.mark(t) for t in left}
     estimate = scoped_estimate(topology, inc.estimate, scope)
     restored = {t: at for t, at in inc.restored.items() if t in scope}
+    against = {**inc.excluded_against,
+               **{t: naming(inc.members.values(), t) for t in areas}}
     return _revised(inc, replace(inc, estimate=estimate, scope=scope, restored=restored,
-                                 excluded=tuple(dict.fromkeys([*inc.excluded, *areas]))), now)
+                                 excluded=tuple(dict.fromkeys([*inc.excluded, *areas])),
+                                 excluded_against=against), now)
 
 
 def readmit_areas(inc: Incident, areas: Sequence[str], now: datetime) -> Incident:
@@ -66,7 +71,9 @@ def readmit_areas(inc: Incident, areas: Sequence[str], now: datetime) -> Inciden
     they are off after all (an operator's add), so evidence of them counts again."""
     _open(inc, "widen")
     return _revised(inc, replace(inc, excluded=tuple(t for t in inc.excluded
-                                                     if t not in areas)), now)
+                                                     if t not in areas),
+                                 excluded_against={t: k for t, k in inc.excluded_against.items()
+                                                   if t not in areas}), now)
 
 
 def cancel_incident(inc: Incident, reason: str, now: datetime) -> Incident:

@@ -265,6 +265,10 @@ class Incident:
     etr_set: datetime | None = None
     excluded: tuple[str, ...] = ()
     cancel_reason: str = ""
+    #: For each area excluded, the records (member keys) that named it then: what the command
+    #: centre overruled. Another record naming it off later is news and takes it back in.
+    #: (An area excluded before this was kept has no entry: only an operator's add undoes it.)
+    excluded_against: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def fault_device(self) -> str | None:
@@ -318,6 +322,7 @@ class Incident:
             "told_etr": {v: _iso(at) for v, at in self.told_etr.items()},
             "etr_set": _iso(self.etr_set), "excluded": list(self.excluded),
             "cancel_reason": self.cancel_reason,
+            "excluded_against": {t: list(k) for t, k in self.excluded_against.items()},
         }
 
     @classmethod
@@ -351,6 +356,8 @@ class Incident:
             etr_set=parse_optional_time(d.get("etr_set"), "etr_set"),
             excluded=tuple(d.get("excluded") or ()),
             cancel_reason=str(d.get("cancel_reason") or ""),
+            excluded_against={t: tuple(k) for t, k in
+                              (d.get("excluded_against") or {}).items()},
         )
 
 
@@ -407,6 +414,25 @@ def evidence_of(members: Iterable[Member]) -> Evidence:
             if m.device and m.signal in ("notice", "device_open"):
                 open_devices.add(m.device)
     return Evidence(frozenset(dead), frozenset(alive), calls, frozenset(open_devices))
+
+
+def naming(members: Iterable[Member], area: str) -> tuple[str, ...]:
+    """The keys of the records that name ``area`` (off, or imprecisely)."""
+    return tuple(m.key for m in members if area in m.transformers or area in m.possible)
+
+
+def readmit_named_anew(incident: Incident, members: Iterable[Member]) -> Incident:
+    """``incident`` with its excluded areas that an active record reports off, other than the
+    records the command centre overruled, back in (the correction stands against what it was
+    about, not against news)."""
+    fresh = {t for m in members if m.status == "active" and m.signal in ("notice", "dead")
+             for t in m.transformers if t in incident.excluded_against
+             and m.key not in incident.excluded_against[t]}
+    if not fresh:
+        return incident
+    return replace(incident, excluded=tuple(t for t in incident.excluded if t not in fresh),
+                   excluded_against={t: k for t, k in incident.excluded_against.items()
+                                     if t not in fresh})
 
 
 def _ending_keeps_areas(member: Member, before: Member | None) -> Member:
@@ -466,10 +492,11 @@ def apply_event(
         inferred = [t for t in estimate.transformers
                     if t in scope or topology.nodes[t].village not in told_back]
         scope = widen_scope(scope, ev.dead, possible_areas(active) - ev.dead, inferred, restored)
-        scope = {t: m for t, m in scope.items() if t not in incident.excluded}
+        corrected = readmit_named_anew(incident, members.values())
+        scope = {t: m for t, m in scope.items() if t not in corrected.excluded}
         estimate = scoped_estimate(topology, estimate, scope)
     else:
-        estimate = incident.estimate
+        estimate, corrected = incident.estimate, incident
     off = [t for t in estimate.transformers if t not in restored]
     status, end = _status(reporting, active, off, bool(estimate.transformers), restored, now)
     if incident.cancel_reason:  # a false alarm stays cancelled; its evidence is still kept
@@ -487,7 +514,8 @@ def apply_event(
         area_text=_latest(notices, "area_text") or incident.area_text,
         unknown_refs=tuple(dict.fromkeys(u for m in members.values() for u in m.unknown)),
         feeder=incident.feeder if incident.feeder != "?" else (resolved.feeder or "?"),
-        restored=restored,
+        restored=restored, excluded=corrected.excluded,
+        excluded_against=corrected.excluded_against,
     )
     updated = replace(updated, stage=next_stage(incident, updated))
     if updated.material() != incident.material() or incident.revision == 0:

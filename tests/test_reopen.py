@@ -23,9 +23,10 @@ from tests.test_shared_areas import ev, feed
 
 
 def village_notices(d: Daemon, iid: str, village: str) -> list[tuple[str, str]]:
-    """(purpose, body) of the village group's notices of ``iid``, in order."""
-    return [(m.purpose, m.body) for m in d.store.messages(incident_id=iid)
-            if m.recipient.startswith(f"village:{village}:wecom")]
+    """(purpose, body) of ``iid``'s notices to the village's first recipient, in order."""
+    mine = [m for m in d.store.messages(incident_id=iid)
+            if m.recipient.startswith(f"village:{village}:") and m.purpose != "care"]
+    return [(m.purpose, m.body) for m in mine if m.recipient == mine[0].recipient]
 
 
 @pytest.fixture
@@ -125,3 +126,22 @@ def test_a_restoration_time_before_the_outage_began_is_refused(
         daemon.processor.operator_restore(str(row["id"]), "ops", None, "2026-03-01 07:30",
                                           now=T0 + timedelta(minutes=70))
     assert daemon.processor.incident(str(row["id"])).status == "active"
+
+
+def test_an_area_taken_out_comes_back_on_news_not_on_the_record_overruled(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T1", "T3"))
+    (row,) = daemon.store.load_incidents(open_only=True)
+    iid = str(row["id"])
+    daemon.clock.now = T0 + timedelta(minutes=5)  # type: ignore[attr-defined]
+    steps.remove(iid, "T3", "ops", "刘庄村未停电")
+    assert "T3" not in daemon.processor.incident(iid).estimate.transformers
+    # The record the command centre overruled, re-stated with a new time: T3 stays out.
+    feed(daemon, 10, ev("N1", "T1", "T3", expected_restoration=T0 + timedelta(hours=3)))
+    assert "T3" not in daemon.processor.incident(iid).estimate.transformers
+    # Another record reports T3 off: that is news, and 刘庄村 hears of the outage again.
+    feed(daemon, 20, ev("N2", "T3", start=T0 + timedelta(minutes=18)))
+    inc = daemon.processor.incident(iid)
+    assert "T3" in inc.off and "T3" not in inc.excluded
+    assert [p for p, _ in village_notices(daemon, iid, "V2")] == [
+        "outage", "corrected", "outage"]
