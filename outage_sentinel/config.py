@@ -171,6 +171,10 @@ def _known_zone(name: str | None) -> None:
         raise ValueError(f"timezone {name!r} is not a known IANA zone") from None
 
 
+#: What an envelope's success code says on success, compared as lower-case text.
+SUCCESS_VALUES: tuple[str | int | bool, ...] = ("0", "00", "0000", "200", "ok", "success", "true")
+
+
 class HttpJsonSourceConfig(SourceBase):
     type: Literal["http_json"]
     url: str = Field(pattern=r"^https?://")
@@ -197,6 +201,11 @@ class HttpJsonSourceConfig(SourceBase):
     #: from a complete poll is over, and its incident is restored. False for feeds that only
     #: send changes.
     snapshot: bool = True
+    #: Dotted path to the envelope's success flag or code (``code``, ``data.status``): a reply
+    #: whose value there is not one of ``success_values`` failed, whatever its list says.
+    success_path: str | None = None
+    success_values: list[str | int | bool] = Field(
+        default_factory=lambda: list(SUCCESS_VALUES), min_length=1)
 
     @model_validator(mode="before")
     @classmethod

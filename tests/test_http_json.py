@@ -770,6 +770,51 @@ def test_an_error_envelope_with_a_null_list_restores_nothing(
     assert sorted(restored_in(polled(url, 3))) == sorted(r["powerOffId"] for r in records)
 
 
+def polled_until_failure(source: HttpJsonSource, times: int) -> tuple[list[PollResult],
+                                                                      list[str]]:
+    """``times`` polls of ``source``: the results stored, and the reasons of those failed."""
+    source.start(None)
+    out, failed = [], []
+    for _ in range(times):
+        try:
+            out.append(source.poll(NOW))
+        except FeedError as exc:
+            failed.append(exc.reason)
+            continue
+        source.acknowledge(out[-1])
+    return out, failed
+
+
+@pytest.mark.parametrize("broken, config", [
+    # No success_path: a top-level "success": false is an error envelope.
+    ({"success": False, "msg": "系统繁忙", "seleList": [],
+      "pageModel": {"pageNow": 1, "totalPage": 0}}, {}),
+    # With success_path: anything but a success code is.
+    ({"code": "E500", "message": "服务异常", "seleList": [],
+      "pageModel": {"pageNow": 1, "totalPage": 0}}, {"success_path": "code"}),
+    ({"seleList": [], "pageModel": {"pageNow": 1, "totalPage": 0}}, {"success_path": "code"}),
+])
+def test_an_error_envelope_with_an_empty_list_fails_the_poll_and_restores_nothing(
+        server: tuple[str, Scripted], broken: dict[str, Any], config: dict[str, Any]) -> None:
+    """HTTP 200 with an empty list inside an error envelope said "no outages": two of them
+    told every village with an open outage that its power was back."""
+    url, script = server
+    records = json.loads(feed("95598_list.json"))["seleList"]
+    listed = {"seleList": records, "pageModel": {"pageNow": 1, "totalPage": 1}}
+    script.replies = [json_reply({**listed, "code": 0}), *[json_reply(broken)] * 3]
+    polls, failed = polled_until_failure(make_source(url + "/notices", **config), 4)
+    assert len(polls) == 1 and not restored_in(polls)
+    assert len(failed) == 3 and all("success" in f for f in failed), failed
+    if "msg" in broken or "message" in broken:
+        assert all(("系统繁忙" in f) or ("服务异常" in f) for f in failed)
+    # A success code with the empty list is a list: it ends what it no longer lists.
+    ok_empty = {"seleList": [], "pageModel": {"pageNow": 1, "totalPage": 0}, "code": "0000"}
+    script.replies = [json_reply({**listed, "code": 0}), json_reply(ok_empty)]
+    polls, failed = polled_until_failure(make_source(url + "/notices", **config), 3)
+    assert not failed
+    assert sorted(restored_in(polls)) == sorted(r["powerOffId"] for r in records)
+
+
 def test_a_quarantined_record_with_an_id_does_not_stop_restorations(
         server: tuple[str, Scripted]) -> None:
     """A record the source cannot read (a start of 明天上午) is still listed by its id: other

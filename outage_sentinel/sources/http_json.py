@@ -51,6 +51,7 @@ from outage_sentinel.sources.base import SourceError
 from outage_sentinel.sources.mapping import (
     MISSING,
     RecordMapper,
+    envelope_failure,
     extract_records,
     get_path,
     resolve_mapping,
@@ -280,6 +281,11 @@ class HttpJsonSource:
                 if response.last_modified:
                     new_cursor["last_modified"] = response.last_modified
             payload = self._parse(response, page if paged else None)
+            failure = envelope_failure(payload, self.config.success_path,
+                                       self.config.success_values)
+            if failure is not None:
+                raise self._error(self._where(page if paged else None) + failure,
+                                  raw=self._raw(response.body, response.charset))
             try:
                 records = extract_records(payload, self.records_path)
             except EventError as exc:

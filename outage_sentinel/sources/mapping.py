@@ -38,7 +38,7 @@ an outage notice we cannot classify must still reach the liaisons. ``stopTime`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Final
@@ -427,6 +427,33 @@ class RecordMapper:
             revision=self._scalar_text(record, "revision", f.revision) or "",
             raw=dict(record),
         )
+
+
+#: Keys an error envelope's message is found under, first found wins.
+_MESSAGE_KEYS: Final = ("msg", "message", "errmsg", "errMsg", "error", "resultMsg")
+
+
+def envelope_failure(payload: Any, success_path: str | None,
+                     success_values: Sequence[str | int | bool]) -> str | None:
+    """Why the reply is an error envelope (``None``: it is not). With ``success_path``, the
+    value there must be one of ``success_values`` (compared as lower-case text); without it,
+    only a top-level ``"success": false`` marks one. An error envelope may still hold an
+    empty list, which read as "no outages" would end every open outage."""
+    said = next((str(payload[k])[:200] for k in _MESSAGE_KEYS
+                 if isinstance(payload, Mapping) and payload.get(k)), "")
+    tail = f" ({said})" if said else ""
+    if success_path is None:
+        if isinstance(payload, Mapping) and payload.get("success") is False:
+            return f"the reply says success: false{tail}"
+        return None
+    value = get_path(payload, success_path)
+    if value is MISSING:
+        return (f"success_path {success_path!r}: "
+                f"{describe_path_failure(payload, success_path)}{tail}")
+    wanted = {str(v).strip().lower() for v in success_values}
+    if str(value).strip().lower() not in wanted:
+        return f"success_path {success_path!r} is {str(value)[:50]!r}, not a success{tail}"
+    return None
 
 
 def extract_records(payload: Any, records_path: str) -> list[Any]:
