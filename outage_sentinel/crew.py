@@ -576,3 +576,27 @@ def stand_down_context(topology: Topology, incident: Incident, crew: Crew, reaso
         "start_local": _local(incident.start, tz), "now_local": _local(now, tz),
         "note": " ".join(note.split())[:200],
     }
+
+
+#: Who said the power is back, for the crew, by source (else the source's own name).
+BY_SOURCE = {"zh": {"operator": "指挥中心", "field": "村联络人反馈"},
+             "en": {"operator": "the command centre", "field": "the village liaison"}}
+
+
+def restored_by(source: str, language: str = "zh") -> str:
+    """Whom a crew is told the restoration came from, for a source name."""
+    return _labels(BY_SOURCE, language).get(source, source)
+
+
+def power_back_context(topology: Topology, incident: Incident, crew: Crew, by: str,
+                       now: datetime, tz: tzinfo) -> dict[str, Any]:
+    """The context of ``crew_power_back.{zh,en}.j2``: ``incident`` is restored by other hands
+    (``by``, the source or person that said so) while ``crew`` was sent to it."""
+    back = max(incident.restored.values(), default=incident.end or now)
+    return {
+        "incident_id": incident.id, "revision": incident.revision,
+        "crew_name": crew.name or crew.id, "by": by,
+        "feeder_label": feeder_label(topology, incident.feeder),
+        "start_local": _local(incident.start, tz), "restored_local": _local(back, tz),
+        "now_local": _local(now, tz),
+    }

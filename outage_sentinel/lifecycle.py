@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
+from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.events import parse_time
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, Notice, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
@@ -100,6 +101,7 @@ class Lifecycle:
         #: Fault incidents whose arrival deadline was at risk or missed at the last check.
         self.at_risk = 0
         self.log = get_logger(component="lifecycle")
+        self.crew_notices = CrewNotices(self)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -361,8 +363,8 @@ class Lifecycle:
             inc = replace(inc, revision=inc.revision + 1)
         previous = row.get("crew_id")
         if previous and previous != choice.crew.id:
-            self.stand_down_in(conn, inc, previous, now, actor, "reassigned",
-                               other=choice.crew.id, note=note)
+            self.crew_notices.stand_down_in(conn, inc, previous, now, actor, "reassigned",
+                                            other=choice.crew.id, note=note)
         inc = replace(inc, stage="dispatched") if inc.stage in ("detected", "confirmed") else inc
         self.save_in(conn, inc, now, priority=pr.score, crew_id=choice.crew.id)
         self.store.log_in(conn, inc.id, now, "dispatched", actor, note, {
@@ -413,45 +415,12 @@ class Lifecycle:
                                        "incident cancelled")
         crew = self.store.crew_of_in(conn, inc.id)
         if crew is not None:
-            self.stand_down_in(conn, inc, crew, now, actor, "cancelled", note=note)
+            self.crew_notices.stand_down_in(conn, inc, crew, now, actor, "cancelled", note=note)
         told = {r.split(":")[1] for r in self.store.told_in(conn, inc.id, ("outage", "update"))
                 if r.startswith("village:")}
         kept = [replace(n, villages=tuple(v for v in n.villages if v in told))
                 if n.purpose == "cancelled" else n for n in notices]
         return [n for n in kept if n.villages]
-
-    def stand_down_in(self, conn: Connection, inc: Incident, crew_id: str, now: datetime,
-                      actor: str, reason: str, other: str | None = None, note: str = "") -> bool:
-        """``crew_id`` is no longer wanted on ``inc`` (``reason`` in
-        :data:`crew.STAND_DOWN_REASONS`; ``other`` the crew it went to): a dispatch not sent
-        yet is withdrawn, a crew that was or may have been told gets a stand-down message.
-        Logged either way; returns whether a message was queued."""
-        recipient = f"crew:{crew_id}"
-        self.store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
-                                       f"crew stood down: {reason}", recipients=(recipient,))
-        told = recipient in self.store.told_in(conn, inc.id, ("dispatch",))
-        self.store.log_in(conn, inc.id, now, "stood_down", actor, note,
-                          {"crew": crew_id, "reason": reason, "to": other, "told": told})
-        crew = self._crew(crew_id)
-        if not told or crew is None:
-            return False
-        ctx = crews.stand_down_context(self.topology, inc, crew, reason, now, self.planner.tz,
-                                       self._crew(other) if other else None, note)
-        body = self.planner.renderer.render("crew_stand_down", **ctx)
-        subject = body.splitlines()[0]
-        self.store.enqueue_in(conn, [OutboxMessage(
-            incident_id=inc.id, revision=inc.revision, recipient=recipient,
-            purpose="stand_down", channel=crew.channel, target=crew.target or crew.phone,
-            audience="crew", subject=subject, body=body,
-            payload={"mentions": [crew.phone] if crew.phone else [], "crew": crew.id,
-                     "params": {"incident": inc.id, "reason": reason, "sms_template": "command",
-                                "sms": command_params(summary=subject, incident=inc.id)}},
-        )], now)
-        self.log.info("crew_stood_down", incident_id=inc.id, crew=crew_id, reason=reason)
-        return True
-
-    def _crew(self, crew_id: str | None) -> Any:
-        return next((c for c in self.topology.crews if c.id == crew_id), None)
 
     def _release_crew(self, conn: Connection, incident_id: str, crew_id: str, by: str,
                       now: datetime) -> None:

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.config import Config
+from outage_sentinel.crew import restored_by
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined, parse_time, split_list
 from outage_sentinel.held_notices import keep_held_in
@@ -363,6 +364,8 @@ class IncidentProcessor:
         rnd.saved(current, after, now)
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
+        if current is not None and current.status == "active" and after.status == "restored":
+            self._tell_crew_power_back(conn, after, event, now)
         if after.status == "active" and (after.off or after.feeder != "?"):
             # A crew goes only where there is a line to send it to.
             after = self._dispatch_if_waiting(conn, after, now, rnd)
@@ -378,6 +381,15 @@ class IncidentProcessor:
                           notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
                           queued=added)
         return after
+
+    def _tell_crew_power_back(self, conn: Connection, inc: Incident, event: OutageEvent,
+                              now: datetime) -> None:
+        """The crew sent to ``inc`` hears that its power is back, unless it said so itself."""
+        crew = self.store.crew_of_in(conn, inc.id)
+        if crew is None or event.raw.get("actor") == f"crew:{crew}":
+            return
+        by = restored_by(event.source, self.planner.renderer.language)
+        self.lifecycle.crew_notices.power_back_in(conn, inc, crew, now, by)
 
     def dark_elsewhere(self, conn: Connection, inc: Incident, now: datetime,
                        rnd: RoundCache | None = None) -> set[str]:

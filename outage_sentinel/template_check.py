@@ -159,6 +159,8 @@ def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, pa
     for reason in crews.STAND_DOWN_REASONS:
         out.append(("crew_stand_down", crews.stand_down_context(
             topology, inc, topology.crews[0], reason, NOW, tz, topology.crews[-1], "误报")))
+    out.append(("crew_power_back", crews.power_back_context(
+        topology, inc, topology.crews[0], "配网停电信息系统", NOW, tz)))
     for reason in ESCALATION_REASONS:
         out.append(("command_escalation", crews.escalation_context(
             topology, inc, pr, reason, deadline, area, NOW, tz,

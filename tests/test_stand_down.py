@@ -106,3 +106,25 @@ def test_reassigning_stands_the_first_crew_down_and_sending_it_back_reaches_it(
     # The special-care list went to the liaisons once, not once per crew.
     care = [m.recipient for m in daemon.store.messages(incident_id=iid) if m.purpose == "care"]
     assert care and len(care) == len(set(care))
+
+
+def test_a_crew_on_its_way_hears_the_power_is_back_unless_it_brought_it_back(
+        daemon: Daemon) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    deliver(daemon)
+    feed(daemon, 20, ev("N1", "T4", status="restored", end=T0 + timedelta(minutes=18)))
+    deliver(daemon)
+    assert crew_messages(daemon, iid)[-1] == ("CR1", "crew_power_back", "sent")
+    (msg,) = [m for m in daemon.store.messages(incident_id=iid)
+              if m.purpose == "crew_power_back"]
+    assert "已于" in msg.body and "据feed" in msg.body and "派工未撤回" in msg.body
+    # The crew's own restoration step tells the crew nothing.
+    feed(daemon, 30, ev("N2", "T5", start=T0 + timedelta(minutes=30)))
+    other = next(r["id"] for r in daemon.store.load_incidents(open_only=True))
+    deliver(daemon)
+    assert crew_messages(daemon, other) == [("CR1", "dispatch", "sent")]
+    daemon.processor.operator_restore(other, "crew:CR1", None, None,
+                                      now=T0 + timedelta(minutes=40))
+    assert not [m for m in daemon.store.messages(incident_id=other)
+                if m.purpose == "crew_power_back"]

@@ -1,0 +1,92 @@
+"""What a crew already sent is told when its orders change: stood down (the incident cancelled
+or given to another crew) or power back by other hands while it is on its way.
+
+A dispatch is a promise to a crew as much as an outage notice is to a village: a crew driving to
+a false alarm, or to a fault someone else's switching already brought back, is told. Messages
+go by the crew's own channel (by SMS through the ``command`` template, its summary the first
+line), each logged in the incident's log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
+
+from outage_sentinel import crew as crews
+from outage_sentinel.incidents import Incident
+from outage_sentinel.liaison import LiaisonPlanner
+from outage_sentinel.logs import get_logger
+from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.sms_params import command_params
+from outage_sentinel.store import Store
+from outage_sentinel.topology import Crew, Topology
+
+
+class CrewsOwner(Protocol):
+    """Where the crew notices read the store, the topology and the renderer (the lifecycle:
+    a topology reload replaces its topology and planner)."""
+
+    store: Store
+    topology: Topology
+    planner: LiaisonPlanner
+
+
+class CrewNotices:
+    """Stand-down and power-back messages to a crew that was told to go."""
+
+    def __init__(self, owner: CrewsOwner) -> None:
+        self.owner = owner
+        self.log = get_logger(component="crew_notices")
+
+    def crew(self, crew_id: str | None) -> Crew | None:
+        return next((c for c in self.owner.topology.crews if c.id == crew_id), None)
+
+    def stand_down_in(self, conn: Connection, inc: Incident, crew_id: str, now: datetime,
+                      actor: str, reason: str, other: str | None = None, note: str = "") -> bool:
+        """``crew_id`` is no longer wanted on ``inc`` (``reason`` in
+        :data:`crew.STAND_DOWN_REASONS`; ``other`` the crew it went to): a dispatch not sent
+        yet is withdrawn, a crew that was or may have been told gets a stand-down message.
+        Logged either way; returns whether a message was queued."""
+        store, recipient = self.owner.store, f"crew:{crew_id}"
+        store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
+                                  f"crew stood down: {reason}", recipients=(recipient,))
+        told = recipient in store.told_in(conn, inc.id, ("dispatch",))
+        store.log_in(conn, inc.id, now, "stood_down", actor, note,
+                     {"crew": crew_id, "reason": reason, "to": other, "told": told})
+        crew = self.crew(crew_id)
+        if not told or crew is None:
+            return False
+        ctx = crews.stand_down_context(self.owner.topology, inc, crew, reason, now,
+                                       self.owner.planner.tz, self.crew(other), note)
+        self._send(conn, inc, crew, "stand_down", "crew_stand_down", ctx, now)
+        self.log.info("crew_stood_down", incident_id=inc.id, crew=crew_id, reason=reason)
+        return True
+
+    def power_back_in(self, conn: Connection, inc: Incident, crew_id: str, now: datetime,
+                      by: str) -> bool:
+        """``inc`` is restored by other hands (``by``: a source or person) while ``crew_id``,
+        told to go, may be on its way: it hears when and from whom; its orders stand until the
+        command centre says otherwise. Returns whether a message was queued."""
+        crew = self.crew(crew_id)
+        if crew is None or f"crew:{crew_id}" not in self.owner.store.told_in(
+                conn, inc.id, ("dispatch",)):
+            return False
+        ctx = crews.power_back_context(self.owner.topology, inc, crew, by, now,
+                                       self.owner.planner.tz)
+        self._send(conn, inc, crew, "crew_power_back", "crew_power_back", ctx, now)
+        return True
+
+    def _send(self, conn: Connection, inc: Incident, crew: Crew, purpose: str, template: str,
+              ctx: dict[str, Any], now: datetime) -> None:
+        body = self.owner.planner.renderer.render(template, **ctx)
+        subject = body.splitlines()[0]
+        self.owner.store.enqueue_in(conn, [OutboxMessage(
+            incident_id=inc.id, revision=inc.revision, recipient=f"crew:{crew.id}",
+            purpose=purpose, channel=crew.channel, target=crew.target or crew.phone,
+            audience="crew", subject=subject, body=body,
+            payload={"mentions": [crew.phone] if crew.phone else [], "crew": crew.id,
+                     "params": {"incident": inc.id, "sms_template": "command",
+                                "sms": command_params(summary=subject, incident=inc.id)}},
+        )], now)
