@@ -16,10 +16,10 @@ from typing import Any
 from outage_sentinel import corrections
 from outage_sentinel.events import OutageEvent, parse_time, split_list
 from outage_sentinel.held_notices import keep_held_in
-from outage_sentinel.incidents import BACK_NOTICES, Incident, hold_back, plan_notices
+from outage_sentinel.incidents import BACK_NOTICES, OPERATOR_SOURCE, Incident, hold_back, plan_notices
 from outage_sentinel.lifecycle import Lifecycle, LifecycleError
 from outage_sentinel.logs import mask_phones
-from outage_sentinel.processing import OPERATOR_SOURCE, IncidentProcessor
+from outage_sentinel.processing import IncidentProcessor
 from outage_sentinel.topology import Topology
 
 

@@ -562,10 +562,11 @@ STAND_DOWN_REASONS = ("cancelled", "reassigned")
 
 def stand_down_context(topology: Topology, incident: Incident, crew: Crew, reason: str,
                        now: datetime, tz: tzinfo, other: Crew | None = None,
-                       note: str = "") -> dict[str, Any]:
+                       note: str = "", by: str = "") -> dict[str, Any]:
     """The context of ``crew_stand_down.{zh,en}.j2``: ``crew`` dispatched to ``incident`` is
     no longer wanted there (``reason`` one of :data:`STAND_DOWN_REASONS`; ``other`` the crew
-    it went to, ``note`` the command centre's words)."""
+    it went to, ``note`` the command centre's words, ``by`` who cancelled: the command centre
+    or a source, :func:`restored_by`)."""
     if reason not in STAND_DOWN_REASONS:
         raise ValueError(f"stand-down reason {reason!r}: one of {STAND_DOWN_REASONS}")
     return {
@@ -574,7 +575,7 @@ def stand_down_context(topology: Topology, incident: Incident, crew: Crew, reaso
         "other_crew": (other.name or other.id) if other is not None else None,
         "feeder_label": feeder_label(topology, incident.feeder),
         "start_local": _local(incident.start, tz), "now_local": _local(now, tz),
-        "note": " ".join(note.split())[:200],
+        "note": " ".join(note.split())[:200], "by": by,
     }
 
 

@@ -44,22 +44,23 @@ class CrewNotices:
         return next((c for c in self.owner.topology.crews if c.id == crew_id), None)
 
     def stand_down_in(self, conn: Connection, inc: Incident, crew_id: str, now: datetime,
-                      actor: str, reason: str, other: str | None = None, note: str = "") -> bool:
+                      actor: str, reason: str, other: str | None = None, note: str = "",
+                      by: str = "") -> bool:
         """``crew_id`` is no longer wanted on ``inc`` (``reason`` in
         :data:`crew.STAND_DOWN_REASONS`; ``other`` the crew it went to): a dispatch not sent
         yet is withdrawn, a crew that was or may have been told gets a stand-down message.
         Logged either way; returns whether a message was queued."""
         store, recipient = self.owner.store, f"crew:{crew_id}"
+        told = recipient in store.told_in(conn, inc.id, ("dispatch",))
         store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
                                   f"crew stood down: {reason}", recipients=(recipient,))
-        told = recipient in store.told_in(conn, inc.id, ("dispatch",))
         store.log_in(conn, inc.id, now, "stood_down", actor, note,
                      {"crew": crew_id, "reason": reason, "to": other, "told": told})
         crew = self.crew(crew_id)
         if not told or crew is None:
             return False
         ctx = crews.stand_down_context(self.owner.topology, inc, crew, reason, now,
-                                       self.owner.planner.tz, self.crew(other), note)
+                                       self.owner.planner.tz, self.crew(other), note, by)
         self._send(conn, inc, crew, "stand_down", "crew_stand_down", ctx, now)
         self.log.info("crew_stood_down", incident_id=inc.id, crew=crew_id, reason=reason)
         return True

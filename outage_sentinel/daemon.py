@@ -154,7 +154,7 @@ class Daemon:
                           on_template_failure=lambda f: self.clock_stage.template_failed(f))
         self.renderer, self.planner = core.renderer, core.planner
         self.lifecycle, self.processor = core.lifecycle, core.processor
-        self.clock_stage = LifecycleClock(self.lifecycle, store, metrics)
+        self.clock_stage = LifecycleClock(self.lifecycle, store, metrics, self.process_lock)
         self.report_job = ReportJob(self.lifecycle)
         estimator = self.processor.estimator
         self.refit_job = RefitJob(store, lambda: self.topology, estimator,

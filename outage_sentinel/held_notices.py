@@ -12,6 +12,7 @@ already that their supply is normal.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -43,25 +44,25 @@ def keep_held_in(store: Store, conn: Connection, incident_id: str, villages: Ite
 class HeldNotices:
     """Releases the villages held back when their power is back (the clock's check)."""
 
-    def __init__(self, lifecycle: Lifecycle) -> None:
+    def __init__(self, lifecycle: Lifecycle, lock: threading.Lock | None = None) -> None:
         self.lifecycle = lifecycle
         self.store = lifecycle.store
+        #: the processing lock of this process (the processor's)
+        self.lock = lock or threading.Lock()
         self.log = get_logger(component="held_notices")
 
     def release(self, now: datetime) -> int:
-        """Send the held notices that are true now; returns how many villages were told."""
+        """Send the held notices that are true now; returns how many villages were told.
+        Runs under the processing lock: what is dark is read and the notice queued with no
+        round of processing in between."""
         held = self.store.kv_prefixed(HELD_PREFIX)
-        if not held:
-            return 0
-        open_incidents = [Incident.from_json(r["state"])
-                          for r in self.store.load_incidents(open_only=True)]
         told = 0
         for incident_id, value in sorted(held.items()):
-            told += self._release_one(incident_id, value or {}, open_incidents, now)
+            with self.lock:
+                told += self._release_one(incident_id, value or {}, now)
         return told
 
-    def _release_one(self, incident_id: str, value: dict[str, Any],
-                     open_incidents: list[Incident], now: datetime) -> int:
+    def _release_one(self, incident_id: str, value: dict[str, Any], now: datetime) -> int:
         with self.store.transaction() as conn:
             row = self.store.lock_incident_in(conn, incident_id)
             inc = Incident.from_json(row["state"]) if row is not None else None
@@ -69,15 +70,20 @@ class HeldNotices:
                 # Gone, or off again: its own notices speak for the village now.
                 self.store.kv_delete_in(conn, HELD_PREFIX + incident_id)
                 return 0
+            open_incidents = [Incident.from_json(r["state"])
+                              for r in self.store.load_incidents(open_only=True, conn=conn)]
             dark = dark_villages(open_incidents, now, self.lifecycle.topology, exclude=inc.id)
             villages = [str(v) for v in value.get("villages") or ()]
             free = [v for v in villages if v not in dark]
             if not free:
                 return 0
-            # A village already told its supply is normal (by the incident that held it
-            # dark) needs no second word.
-            tell = tuple(v for v in free
-                         if self.store.last_village_purpose_in(conn, v) not in BACK_NOTICES)
+            # Only a village this incident told (or will tell) of the outage hears it is over; one already
+            # told its supply is normal (by the incident that held it dark) needs no second word.
+            heard = {r.split(":")[1] for r in self.store.queued_in(conn, inc.id,
+                                                                    ("outage", "update"))
+                     if r.startswith("village:")}
+            tell = tuple(v for v in free if v in heard
+                         and self.store.last_village_purpose_in(conn, v) not in BACK_NOTICES)
             if tell:
                 rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, tell)], now)
                 self.store.enqueue_in(conn, rows, now)

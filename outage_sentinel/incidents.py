@@ -435,6 +435,26 @@ def readmit_named_anew(incident: Incident, members: Iterable[Member]) -> Inciden
                                      if t not in fresh})
 
 
+def _superseded_reports(members: dict[str, Member]) -> dict[str, Member]:
+    """``members`` with each command-centre report of areas off (an area added, a restoration
+    undone) ended once every area it names has evidence of being back since the report: the
+    operator's word stands against what it overruled, not against a later restoration."""
+    ops = [m for m in members.values() if m.key.startswith(OPERATOR_SOURCE + "|")
+           and m.signal == "dead" and m.status == "active" and m.transformers]
+    if not ops:
+        return members
+    others = [m for m in members.values() if m not in ops]
+    out = dict(members)
+    for m in ops:
+        # Evidence since the report: records still on (they keep an area off), and endings
+        # and restoration signals after it.
+        back = areas_back(x for x in others
+                          if x.status == "active" or (x.end or x.seen_at) > m.start)
+        if all(t in back and back[t] > m.start for t in m.transformers):
+            out[m.key] = replace(m, status="restored", end=max(back[t] for t in m.transformers))
+    return out
+
+
 def _ending_keeps_areas(member: Member, before: Member | None) -> Member:
     """A record's ending that names no areas (a snapshot feed's record gone from the list,
     inferred restored) ends the areas it named before: without them the areas would stay off
@@ -468,6 +488,7 @@ def apply_event(
         incident = _blank(new_id(), resolved.feeder or (event.feeder or "?"), event, now)
     members = dict(incident.members)
     members[member.key] = _ending_keeps_areas(member, members.get(member.key))
+    members = _superseded_reports(members)
     reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]
     active = [m for m in reporting if m.status == "active"]
     notices = [m for m in members.values() if m.signal == "notice"] or list(members.values())
@@ -663,6 +684,8 @@ def restoration_signals(members: Iterable[Member]) -> dict[str, datetime]:
 
 #: The source of the field's answers (a liaison's "已来电 / 仍停电" from a link or a reply).
 FIELD_SOURCE = "field"
+#: Source name of the command centre's reports (restoration steps, areas added or still off).
+OPERATOR_SOURCE = "operator"
 
 
 def back_on_field_word(incident: Incident, areas: Iterable[str]) -> bool:

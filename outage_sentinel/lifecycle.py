@@ -42,6 +42,8 @@ from outage_sentinel.topology import DEVICE_KINDS, Topology
 
 #: What a cancelled incident's unsent messages may say that is no longer true.
 TAKEN_BACK = ("outage", "update", "dispatch", "care")
+#: Stages in which a fault without a crew waits for one (a part may be back already).
+WAITING_STAGES = ("confirmed", "partially_restored")
 #: Stages in which an incident holds its crew.
 CREW_STAGES = ("dispatched", "on_site", "partially_restored")
 #: The dispatch message's link to the crew's page (``field.base_url``).
@@ -288,8 +290,18 @@ class Lifecycle:
         return busy
 
     def _detected_at(self, conn: Connection, inc: Incident, row: dict[str, Any]) -> datetime:
+        """When the outage the crew goes to was first known: the incident's first step, or
+        when it went off again after it was over."""
+        again = self.store.last_log_at_in(conn, inc.id, "off_again")
         first = self.store.first_log_at_in(conn, inc.id)
-        return first or row.get("created_at") or inc.start
+        return again or first or row.get("created_at") or inc.start
+
+    def revived_in(self, conn: Connection, inc: Incident, now: datetime, actor: str) -> None:
+        """``inc`` is off again after it was over: the crew it held had finished, so it waits
+        for a new dispatch (auto-dispatch sends one), its arrival deadline counted from now."""
+        crew = self.store.crew_of_in(conn, inc.id)
+        self.save_in(conn, inc, now, crew_id=None)
+        self.store.log_in(conn, inc.id, now, "off_again", actor, "", {"crew": crew})
 
     def dispatch(self, incident_id: str, actor: str, crew_id: str | None = None,
                  note: str = "") -> Incident:
@@ -356,12 +368,13 @@ class Lifecycle:
             return inc
         if choice.preempts is not None and choice.preempts.incident_id:
             self._release_crew(conn, choice.preempts.incident_id, choice.crew.id, inc.id, now)
-        if self.store.last_log_details_in(conn, inc.id, "dispatched") is not None:
-            # A new dispatch is a new revision: the crew sent again (or sent back after a
-            # stand-down) and the command centre hear it, where the same revision's keys
-            # would have dropped it as a duplicate.
-            inc = replace(inc, revision=inc.revision + 1)
         previous = row.get("crew_id")
+        if previous != choice.crew.id and \
+                self.store.last_log_details_in(conn, inc.id, "dispatched") is not None:
+            # Another crew, or one sent back (after a stand-down, or taken off for other
+            # work): a new revision, so that the crew and the command centre hear it where the
+            # same revision's keys would have dropped it. The same crew again is a repeat.
+            inc = replace(inc, revision=inc.revision + 1)
         if previous and previous != choice.crew.id:
             self.crew_notices.stand_down_in(conn, inc, previous, now, actor, "reassigned",
                                             other=choice.crew.id, note=note)
@@ -410,14 +423,17 @@ class Lifecycle:
         the crew's dispatch, the care list, planned work's reminders), its crew stands down,
         and a village none of whose recipients was told of the outage hears no "cancelled"
         either: ``notices`` without those villages."""
+        told = {r.split(":")[1] for r in self.store.told_in(conn, inc.id, ("outage", "update"))
+                if r.startswith("village:")}
+        crew = self.store.crew_of_in(conn, inc.id)
+        if crew is not None:
+            source = actor.split(":", 1)[1] if actor.startswith("source:") else "operator"
+            by = crews.restored_by(source, self.planner.renderer.language)
+            self.crew_notices.stand_down_in(conn, inc, crew, now, actor, "cancelled", note=note,
+                                            by=by)
         reminders = tuple(f"reminder_{h:g}h" for h in self.config.planned.reminder_hours)
         self.store.withdraw_pending_in(conn, inc.id, TAKEN_BACK + reminders, now,
                                        "incident cancelled")
-        crew = self.store.crew_of_in(conn, inc.id)
-        if crew is not None:
-            self.crew_notices.stand_down_in(conn, inc, crew, now, actor, "cancelled", note=note)
-        told = {r.split(":")[1] for r in self.store.told_in(conn, inc.id, ("outage", "update"))
-                if r.startswith("village:")}
         kept = [replace(n, villages=tuple(v for v in n.villages if v in told))
                 if n.purpose == "cancelled" else n for n in notices]
         return [n for n in kept if n.villages]
@@ -468,7 +484,7 @@ class Lifecycle:
                 inc, current = self.load_in(conn, row["id"])
                 if inc.status != "active":
                     continue
-                if (current["crew_id"] is None and inc.stage == "confirmed"
+                if (current["crew_id"] is None and inc.stage in WAITING_STAGES
                         and self.config.lifecycle.auto_dispatch
                         and (inc.off or inc.feeder != "?")):  # unplaced: a person decides
                     inc = self.dispatch_in(conn, inc, current, now, "daemon")

@@ -10,6 +10,7 @@ centre, once per incident and template — outside the transaction that rendered
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,13 +34,14 @@ class ClockReport:
 class LifecycleClock:
     """Runs the lifecycle's clock checks; collects template failures for alerting."""
 
-    def __init__(self, lifecycle: Lifecycle, store: Store, metrics: Metrics) -> None:
+    def __init__(self, lifecycle: Lifecycle, store: Store, metrics: Metrics,
+                 lock: threading.Lock | None = None) -> None:
         self.lifecycle = lifecycle
         self.store = store
         self.metrics = metrics
         self.log = get_logger(component="lifecycle_clock")
         self.pending: list[TemplateFailure] = []
-        self.held = HeldNotices(lifecycle)
+        self.held = HeldNotices(lifecycle, lock)
 
     def template_failed(self, failure: TemplateFailure) -> None:
         """The renderer's failure callback: count now, alert at the next run."""

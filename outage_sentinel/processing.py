@@ -34,6 +34,7 @@ from outage_sentinel.held_notices import keep_held_in
 from outage_sentinel.incidents import (
     BACK_NOTICES,
     FIELD_SOURCE,
+    OPERATOR_SOURCE,
     Estimator,
     Incident,
     Resolved,
@@ -48,7 +49,12 @@ from outage_sentinel.incidents import (
     villages_of_scope,
 )
 from outage_sentinel.liaison import LiaisonPlanner
-from outage_sentinel.lifecycle import Lifecycle, LifecycleError, incident_columns
+from outage_sentinel.lifecycle import (
+    WAITING_STAGES,
+    Lifecycle,
+    LifecycleError,
+    incident_columns,
+)
 from outage_sentinel.localise import FaultContext, devices_per_feeder
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
@@ -67,8 +73,6 @@ from outage_sentinel.triage import (
 
 #: Give up processing an event after this many failures (it is quarantined, not lost).
 MAX_PROCESSING_FAILURES = 3
-#: Source name of events the operator CLI writes (restoration steps).
-OPERATOR_SOURCE = "operator"
 #: Stored events fetched per processing round (AMI reports are screened a round at a time).
 BATCH = 5000
 #: Non-observation events folded into incidents per transaction (a failure redoes the round
@@ -137,6 +141,13 @@ def lagging_incident(store: Store, conn: Connection, event: OutageEvent, resolve
                 and areas <= set(prev.estimate.transformers)):
             return prev
     return None
+
+
+def actor_of(event: OutageEvent) -> str:
+    """Who a step of ``event`` is logged as: the operator who took it, else its source."""
+    if event.source == OPERATOR_SOURCE:
+        return str(event.raw.get("actor") or "operator")
+    return f"source:{event.source}"
 
 
 class IncidentProcessor:
@@ -349,7 +360,7 @@ class IncidentProcessor:
                                              self.dark_elsewhere(conn, after, now, rnd))
         if held:
             keep_held_in(self.store, conn, after.id, held, now)
-        if after.status == "cancelled" and current is not None and current.status != "cancelled":
+        if after.status == "cancelled" and current is not None and current.status == "active":
             notices = self.lifecycle.take_back_in(conn, after, notices, now,
                                                   f"source:{event.source}")
         rows = self.planner.rows(after, notices, now, previous=current)
@@ -366,6 +377,8 @@ class IncidentProcessor:
         added = self.store.enqueue_in(conn, rows, now)
         if current is not None and current.status == "active" and after.status == "restored":
             self._tell_crew_power_back(conn, after, event, now)
+        if current is not None and current.status != "active" and after.status == "active":
+            self.lifecycle.revived_in(conn, after, now, actor_of(event))
         if after.status == "active" and (after.off or after.feeder != "?"):
             # A crew goes only where there is a line to send it to.
             after = self._dispatch_if_waiting(conn, after, now, rnd)
@@ -384,9 +397,11 @@ class IncidentProcessor:
 
     def _tell_crew_power_back(self, conn: Connection, inc: Incident, event: OutageEvent,
                               now: datetime) -> None:
-        """The crew sent to ``inc`` hears that its power is back, unless it said so itself."""
+        """The crew sent to ``inc`` hears that its power is back from a source it may not
+        know of (the feed, meters, a liaison): not when the command centre recorded it (often
+        on the crew's own word) or the crew did."""
         crew = self.store.crew_of_in(conn, inc.id)
-        if crew is None or event.raw.get("actor") == f"crew:{crew}":
+        if crew is None or event.source == OPERATOR_SOURCE:
             return
         by = restored_by(event.source, self.planner.renderer.language)
         self.lifecycle.crew_notices.power_back_in(conn, inc, crew, now, by)
@@ -416,7 +431,7 @@ class IncidentProcessor:
                              rnd: RoundCache | None = None) -> Incident:
         """Send a crew to a confirmed fault that has none."""
         if not (self.config.lifecycle.auto_dispatch and inc.kind == "fault"
-                and inc.stage == "confirmed"):
+                and inc.stage in WAITING_STAGES):
             return inc
         if self.store.crew_of_in(conn, inc.id) is not None:
             return inc
@@ -484,8 +499,7 @@ class IncidentProcessor:
     def _log_steps(self, conn: Connection, before: Incident | None, after: Incident,
                    event: Any, now: datetime) -> None:
         """Record the lifecycle steps this change made (the report's raw material)."""
-        actor = str(event.raw.get("actor") or "operator") if event.source == OPERATOR_SOURCE \
-            else f"source:{event.source}"
+        actor = actor_of(event)
         if before is None:
             self.store.log_in(conn, after.id, now, "detected", actor, "",
                               {"transformers": list(after.off),

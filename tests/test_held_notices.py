@@ -125,3 +125,18 @@ def test_planned_work_announced_for_tomorrow_holds_no_village_back(
     fault = next(Incident.from_json(r["state"]) for r in daemon.store.load_incidents(
         open_only=False) if r["kind"] == "fault")
     assert {("V1", "restored", fault.id), ("V2", "restored", fault.id)} <= set(told(daemon))
+
+
+def test_a_village_never_told_of_a_cancelled_outage_hears_nothing_when_released(
+        shared: Daemon) -> None:
+    feed(shared, 1, ev("N1", "T1"))
+    feed(shared, 2, ev("N2", "T7", start=T0 + timedelta(minutes=2)),
+         ev("C1", "T6", signal="call", start=T0 + timedelta(minutes=2)))
+    a, b = by_feeder(shared, "F1"), by_feeder(shared, "F2")
+    steps = CommandSteps(shared.lifecycle, shared.processor, shared.clock)
+    steps.cancel(a.id, "误报", "ops")  # before its notices went out: withdrawn
+    shared.clock.now = T0 + timedelta(minutes=40)  # type: ignore[attr-defined]
+    steps.remove(b.id, "T6", "ops")
+    check(shared, 41)
+    assert not [m for m in shared.store.messages(incident_id=a.id)
+                if m.audience == "liaison" and m.status != "withdrawn"]

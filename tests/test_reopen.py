@@ -145,3 +145,44 @@ def test_an_area_taken_out_comes_back_on_news_not_on_the_record_overruled(
     assert "T3" in inc.off and "T3" not in inc.excluded
     assert [p for p, _ in village_notices(daemon, iid, "V2")] == [
         "outage", "corrected", "outage"]
+
+
+def test_a_reopened_fault_gets_a_crew_again_with_a_deadline_from_now(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T4"))
+    (row,) = daemon.store.load_incidents(open_only=True)
+    iid = str(row["id"])
+    while daemon.deliverer.run_once(daemon.clock()):
+        pass
+    feed(daemon, 30, ev("N1", "T4", status="restored", end=T0 + timedelta(minutes=30)))
+    daemon.clock.now = T0 + timedelta(minutes=40)  # type: ignore[attr-defined]
+    steps.reopen(iid, None, "ops", "仍停电")
+    dispatches = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "dispatch"]
+    assert len(dispatches) == 2 and dispatches[1].revision > dispatches[0].revision
+    assert daemon.store.get_incident(iid)["crew_id"] == "CR1"  # type: ignore[index]
+    log = daemon.store.incident_log(iid)
+    again = [e for e in log if e["stage"] == "off_again"]
+    assert again and again[0]["details"] == {"crew": "CR1"}
+    deadline = [e for e in log if e["stage"] == "dispatched"][-1]["details"]["deadline"]
+    assert deadline > (T0 + timedelta(minutes=40)).isoformat()
+    assert not [m for m in daemon.store.messages(incident_id=iid)
+                if m.purpose.startswith("escalation")]
+
+
+@pytest.mark.parametrize("how", ["same record", "new record"])
+def test_a_restoration_after_the_reopen_ends_it_and_the_village_hears(
+        daemon: Daemon, steps: CommandSteps, how: str) -> None:  # noqa: F811
+    iid = restored_incident(daemon)
+    daemon.clock.now = T0 + timedelta(minutes=40)  # type: ignore[attr-defined]
+    steps.reopen(iid, "T1", "ops")
+    if how == "same record":  # the outage system lists it again, then restores it
+        feed(daemon, 45, ev("N1", "T1", "T2", start=T0))
+        feed(daemon, 90, ev("N1", "T1", "T2", status="restored",
+                            end=T0 + timedelta(minutes=90)))
+    else:
+        feed(daemon, 45, ev("N5", "T1", start=T0 + timedelta(minutes=44)))
+        feed(daemon, 90, ev("N5", "T1", start=T0 + timedelta(minutes=44), status="restored",
+                            end=T0 + timedelta(minutes=90)))
+    inc = daemon.processor.incident(iid)
+    assert inc.status == "restored", (inc.off, inc.members.keys())
+    assert [p for p, _ in village_notices(daemon, iid, "V1")][-2:] == ["outage", "restored"]

@@ -128,3 +128,47 @@ def test_a_crew_on_its_way_hears_the_power_is_back_unless_it_brought_it_back(
                                       now=T0 + timedelta(minutes=40))
     assert not [m for m in daemon.store.messages(incident_id=other)
                 if m.purpose == "crew_power_back"]
+
+
+def tried_once(d: Daemon, incident_id: str, purpose: str) -> None:
+    """The incident's ``purpose`` message was tried, failed, and waits to be tried again."""
+    (m,) = [m for m in d.store.messages(incident_id=incident_id) if m.purpose == purpose]
+    assert d.store.mark_inflight(m.id, d.clock())
+    d.store.mark_retry(m.id, d.clock() + timedelta(minutes=8), "timeout: outcome unknown",
+                       interrupted=True)
+
+
+@pytest.mark.parametrize("change", ["cancel", "reassign"])
+def test_a_dispatch_waiting_to_be_retried_is_withdrawn_and_the_crew_stood_down(
+        daemon: Daemon, steps: CommandSteps, change: str) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    tried_once(daemon, iid, "dispatch")
+    if change == "cancel":
+        steps.cancel(iid, "误报", "ops")
+    else:
+        daemon.lifecycle.dispatch(iid, "ops", crew_id="CR2")
+    daemon.clock.now += timedelta(minutes=10)  # type: ignore[attr-defined]
+    deliver(daemon)
+    cr1 = [(p, s) for c, p, s in crew_messages(daemon, iid) if c == "CR1"]
+    # It may have reached the crew: it hears the stand-down, and the dispatch is not resent.
+    assert cr1 == [("dispatch", "withdrawn"), ("stand_down", "sent")]
+
+
+def test_the_outage_system_cancelling_says_so_and_a_finished_job_is_not_stood_down(
+        daemon: Daemon) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    deliver(daemon)
+    feed(daemon, 20, ev("N1", "T4", status="cancelled", end=T0 + timedelta(minutes=20)))
+    (msg,) = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "stand_down"]
+    assert "已由feed取消" in msg.body and "指挥中心" not in msg.body
+    # Restored, then the record is listed cancelled: the crew's job was done; no stand-down.
+    feed(daemon, 30, ev("N2", "T5", start=T0 + timedelta(minutes=30)))
+    other = next(r["id"] for r in daemon.store.load_incidents(open_only=True))
+    deliver(daemon)
+    feed(daemon, 40, ev("N2", "T5", start=T0 + timedelta(minutes=30), status="restored",
+                        end=T0 + timedelta(minutes=40)))
+    feed(daemon, 45, ev("N2", "T5", start=T0 + timedelta(minutes=30), status="cancelled",
+                        end=T0 + timedelta(minutes=40)))
+    assert not [m for m in daemon.store.messages(incident_id=other) if m.purpose == "stand_down"]

@@ -227,6 +227,13 @@ class IncidentStore(StoreBase):
             incident_log_t.c.incident_id == incident_id)
             .order_by(incident_log_t.c.at).limit(1)).scalar()
 
+    def last_log_at_in(self, conn: Connection, incident_id: str, stage: str
+                       ) -> datetime | None:
+        """When the incident's latest step of ``stage`` was logged (``None``: never)."""
+        return conn.execute(select(incident_log_t.c.at).where(
+            incident_log_t.c.incident_id == incident_id, incident_log_t.c.stage == stage)
+            .order_by(incident_log_t.c.id.desc()).limit(1)).scalar()
+
     def last_log_details_in(self, conn: Connection, incident_id: str, stage: str) -> Any:
         """The details of the incident's latest logged step of ``stage`` (``None``: none)."""
         return conn.execute(select(incident_log_t.c.details).where(

@@ -176,11 +176,12 @@ class OutboxStore(StoreBase):
                             now: datetime, reason: str,
                             recipients: Sequence[str] | None = None) -> int:
         """Messages of ``incident_id`` with ``purposes`` (to ``recipients``, or anyone) not
-        sent yet (pending, never tried) taken back: status ``withdrawn``, kept and shown, never
-        sent. Returns how many."""
+        sent yet (pending: never tried, or waiting to be tried again; not one being sent)
+        taken back: status ``withdrawn``, kept and shown, never sent. Returns how many. A
+        message tried before may have reached its recipient: the caller asks :meth:`told_in`
+        first."""
         cond = [self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
-                outbox_t.c.purpose.in_(list(purposes)), outbox_t.c.status == "pending",
-                outbox_t.c.attempts == 0]
+                outbox_t.c.purpose.in_(list(purposes)), outbox_t.c.status == "pending"]
         if recipients is not None:
             cond.append(outbox_t.c.recipient.in_(list(recipients)))
         res = conn.execute(update(outbox_t).where(*cond)
