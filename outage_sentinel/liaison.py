@@ -26,7 +26,16 @@ from jinja2.sandbox import SandboxedEnvironment
 from outage_sentinel import sms_params as sms
 from outage_sentinel.config import ChannelConfig
 from outage_sentinel.field_links import PUBLIC, IssuedLink
-from outage_sentinel.incidents import Incident, Notice, back_on_field_word, village_etr, villages_off
+from outage_sentinel.incidents import (
+    Incident,
+    Member,
+    Notice,
+    back_on_field_word,
+    village_etr,
+    village_records,
+    village_start,
+    villages_off,
+)
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -199,9 +208,12 @@ def _incident_of(context: Mapping[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
-def reported_devices(incident: Incident, devices: Sequence[str]) -> list[str]:
-    """The devices of ``devices`` that one of the incident's records names as operated."""
-    named = {m.device for m in incident.members.values() if m.device}
+def reported_devices(incident: Incident, devices: Sequence[str],
+                     records: Sequence[Member] | None = None) -> list[str]:
+    """The devices of ``devices`` that one of the incident's records (or of ``records``: a
+    village's own, :func:`~outage_sentinel.incidents.village_records`) names as operated."""
+    named = {m.device for m in (incident.members.values() if records is None else records)
+             if m.device}
     return [d for d in devices if d in named]
 
 
@@ -267,6 +279,8 @@ class LiaisonPlanner:
         confirmed = [t for t in in_village if incident.mark(t) == "reported"]
         possible = [t for t in in_village if incident.mark(t) != "reported"]
         village_customers = topo.customers_of(in_village)
+        # What is said is the village's own: its records' start, time and devices.
+        records = village_records(incident, village_id, topo)
         lang = self.renderer.language
         context = {
             "incident_id": incident.id,
@@ -277,13 +291,14 @@ class LiaisonPlanner:
             "feeder_label": self._feeder_label(incident.feeder),
             # A device is named to liaisons only when a source named it: an inferred fault
             # point is the command centre's working hypothesis, not a fact to announce.
-            "device_label": self.device_label(reported_devices(incident, estimate.devices)),
+            "device_label": self.device_label(reported_devices(incident, estimate.devices,
+                                                               records)),
             "area_label": self._area_label(in_village, incident.area_text),
             "confirmed_label": self._area_label(confirmed, "") if confirmed else "",
             "possible_label": self._area_label(possible, "") if possible else "",
             "customers": estimate.customers,
             "village_customers": village_customers,
-            "start_local": self.local_time(incident.start),
+            "start_local": self.local_time(village_start(incident, village_id, topo)),
             "etr_local": self.local_time(village_etr(incident, village_id, topo)),
             "end_local": self.local_time(incident.end),
             "now_local": self.local_time(now),

@@ -1,0 +1,43 @@
+"""What a village's notice says is true of that village, through the daemon's processing: its
+own outage start, expected restoration time and operated devices (not another record's on
+the same feeder)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from outage_sentinel.daemon import Daemon
+from outage_sentinel.outgoing import OutboxMessage
+from tests.conftest import T0
+from tests.test_shared_areas import daemon as daemon  # noqa: F401  (the fixture)
+from tests.test_shared_areas import ev, feed
+
+
+def notices(d: Daemon, village: str, purpose: str, channel: str = "") -> list[OutboxMessage]:
+    return [m for m in d.store.messages() if m.audience == "liaison" and m.purpose == purpose
+            and m.recipient.startswith(f"village:{village}:{channel}")]
+
+
+def only_incident(d: Daemon) -> str:
+    (row,) = d.store.load_incidents(open_only=False)
+    return str(row["id"])
+
+
+def test_each_village_hears_its_own_start_time_and_devices(daemon: Daemon) -> None:  # noqa: F811
+    """N1 (T1, 马集村, FU1, no time) at 08:00; N2 (T5, 王楼村, FU2, back by 12:00) at 10:00
+    joins the same incident."""
+    feed(daemon, 1, ev("N1", "T1", device="FU1"))
+    later = T0 + timedelta(hours=2)
+    feed(daemon, 121, ev("N2", "T5", start=later, device="FU2",
+                         expected_restoration=T0 + timedelta(hours=4)))
+    (v3,) = notices(daemon, "V3", "outage")
+    assert "停电时间：2026-03-01 10:00；预计恢复：2026-03-01 12:00" in v3.body
+    assert "马集2号熔断器" in v3.body and "马集1号熔断器" not in v3.body
+    assert v3.payload["params"]["sms"]["start"] == "2026-03-01 10:00"
+    # 马集村's own record gives no time: it is not told N2's.
+    assert notices(daemon, "V1", "update") == []
+    (v1,) = notices(daemon, "V1", "outage", "sms")
+    assert "马集1号熔断器" in v1.body and "马集2号熔断器" not in v1.body
+    assert (v1.payload["params"]["sms"]["start"], v1.payload["params"]["sms"]["etr"]) == (
+        "2026-03-01 08:00", "待定")
+
