@@ -824,6 +824,12 @@ def village_start(incident: Incident, village: str, topology: Topology | None = 
     return min(m.start for m in (open_ or records)) if records else incident.start
 
 
+def restored_at(incident: Incident, areas: Iterable[str]) -> datetime | None:
+    """The latest time one of ``areas`` came back (``None``: none of them is recorded back)."""
+    times = [incident.restored[t] for t in areas if t in incident.restored]
+    return max(times) if times else None
+
+
 def villages_off(incident: Incident, topology: Topology | None = None) -> list[str]:
     """Villages with at least one affected area still off, in estimate order.
 

@@ -31,6 +31,7 @@ from outage_sentinel.incidents import (
     Member,
     Notice,
     back_on_field_word,
+    restored_at,
     village_etr,
     village_records,
     village_start,
@@ -301,6 +302,9 @@ class LiaisonPlanner:
             "start_local": self.local_time(village_start(incident, village_id, topo)),
             "etr_local": self.local_time(village_etr(incident, village_id, topo)),
             "end_local": self.local_time(incident.end),
+            # When the village's last area came back (a partial restoration is not the end).
+            "restored_local": self.local_time(restored_at(incident, in_village)
+                                              or incident.end or now),
             "now_local": self.local_time(now),
             "cause": incident.cause,
             "purpose": notice.purpose,
@@ -329,8 +333,7 @@ class LiaisonPlanner:
         values: dict[str, str]
         if sms_purpose == "restored":
             values = sms.restored_params(start=context["start_local"],
-                                         restored=context["end_local"] or context["now_local"],
-                                         **common)
+                                         restored=context["restored_local"], **common)
         elif sms_purpose == "cancelled":
             values = sms.cancelled_params(kind=context["kind_label"],
                                           start=context["start_local"], **common)

@@ -257,3 +257,15 @@ def test_each_village_is_told_its_own_start_time_and_devices(grid: Topology) -> 
     assert "停电时间：2026-03-01 10:00；预计恢复：2026-03-01 12:00" in v3.body
     assert v3.payload["params"]["sms"]["start"] == "2026-03-01 10:00"
 
+
+def test_a_partially_restored_village_is_told_when_its_areas_came_back(grid: Topology) -> None:
+    inc = incident(grid, {"T1", "T4"}, revision=3,
+                   restored={"T1": T0 + timedelta(minutes=30), "T2": T0 + timedelta(minutes=20)})
+    now = T0 + timedelta(minutes=90)  # the feed published it an hour later
+    rows = by_recipient(planner(grid).rows(inc, [Notice("restored", ("V1",))], now))
+    assert "已于2026-03-01 08:30恢复送电" in rows["village:V1:wecom:group-v1"].body
+    assert rows["village:V1:sms:13800000003"].payload["params"]["sms"]["restored"] == \
+        "2026-03-01 08:30"
+    en = by_recipient(planner(grid, "en").rows(inc, [Notice("restored", ("V1",))], now))
+    assert "power restored at 2026-03-01 08:30" in en["village:V1:wecom:group-v1"].body
+

@@ -1,6 +1,6 @@
 """What a village's notice says is true of that village, through the daemon's processing: its
-own outage start, expected restoration time and operated devices (not another record's on
-the same feeder)."""
+own outage start, expected restoration time and operated devices (not another record's on the
+same feeder), the time its own areas came back."""
 
 from __future__ import annotations
 
@@ -40,4 +40,15 @@ def test_each_village_hears_its_own_start_time_and_devices(daemon: Daemon) -> No
     assert "马集1号熔断器" in v1.body and "马集2号熔断器" not in v1.body
     assert (v1.payload["params"]["sms"]["start"], v1.payload["params"]["sms"]["etr"]) == (
         "2026-03-01 08:00", "待定")
+
+
+def test_a_partially_restored_village_hears_when_its_areas_came_back(
+        daemon: Daemon) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T1", "T2"), ev("N2", "T3"))
+    # N1 ended at 08:30 local; the feed publishes it at 09:30. T3 is still off.
+    feed(daemon, 90, ev("N1", "T1", "T2", status="restored", end=T0 + timedelta(minutes=30)))
+    (group,) = notices(daemon, "V1", "restored", "wecom")
+    assert "已于2026-03-01 08:30恢复送电" in group.body
+    (sms,) = notices(daemon, "V1", "restored", "sms")
+    assert sms.payload["params"]["sms"]["restored"] == "2026-03-01 08:30"
 
