@@ -12,8 +12,8 @@ persists what comes out (the new incident state and the notices to plan) in one 
   the revision when anything a recipient cares about changed.
 * :func:`plan_notices` compares two revisions and says which villages get which notice: a new
   outage for newly affected villages only, an update when a village's own expected restoration
-  time moves, "restored" for villages that are back (whole incident restored, or the estimate
-  shrank).
+  time moves or a report or correction changes which of its areas are off, "restored" for
+  villages that are back (whole incident restored, or the estimate shrank).
 """
 
 from __future__ import annotations
@@ -681,7 +681,9 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
     inferred and that the estimate dropped is withdrawn: a ``withdrawn`` notice, which goes to
     the command centre only; if it is inferred again it rejoins without a second notice. A
     village told already hears an update when its own expected restoration time
-    (:func:`village_etr`) moved at least ``etr_step`` from the one it was last told.
+    (:func:`village_etr`) moved at least ``etr_step`` from the one it was last told, or when
+    the areas it was told are off changed on a report or a command-centre correction
+    (:func:`village_scope_change`; never on the estimate's inferences alone).
     ``dropped_as`` names the notice of villages that left the scope: ``withdrawn`` (an
     inference dropped) or ``corrected`` (an operator took them out: they hear it was a mistake).
     Returns the notices and ``after`` with its village lists brought up to date.
@@ -709,7 +711,8 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
                     for v in still if v in after.told_etr or before is not None}
         moved = [v for v in still if before is not None and before.status == "active" and (
             _moved(told_etr.get(v), etrs[v], etr_step)
-            or (after.kind != "fault" and before.start != after.start))]
+            or (after.kind != "fault" and before.start != after.start)
+            or _areas_moved(before, after, v, topology))]
         if moved:
             out.append(Notice("update", tuple(moved)))
         told_etr.update({v: etrs[v] for v in [*moved, *new]})
@@ -828,6 +831,33 @@ def restored_at(incident: Incident, areas: Iterable[str]) -> datetime | None:
     """The latest time one of ``areas`` came back (``None``: none of them is recorded back)."""
     times = [incident.restored[t] for t in areas if t in incident.restored]
     return max(times) if times else None
+
+
+def village_scope_change(before: Incident, after: Incident, village: str, topology: Topology
+                         ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """How the areas of ``village`` off changed between two revisions in a way its liaisons
+    must hear of: areas a source or an operator reported off that were not in the scope
+    (added), and areas off that the command centre took out (removed). An inferred area the
+    estimate adds or drops is no news to them, nor an area coming back."""
+    was, now = set(before.estimate.transformers), set(after.estimate.transformers)
+    areas = topology.village_transformers(village)
+    added = tuple(t for t in after.estimate.transformers
+                  if t in areas and t not in was and after.mark(t) == "reported"
+                  and t not in after.restored)
+    removed = tuple(t for t in before.estimate.transformers
+                    if t in areas and t not in now and t in after.excluded
+                    and t not in before.restored)
+    return added, removed
+
+
+def _areas_moved(before: Incident, after: Incident, village: str,
+                 topology: Topology | None) -> bool:
+    """Whether the areas ``village`` was told are off changed by a report or a correction
+    (:func:`village_scope_change`)."""
+    if topology is None:
+        return False
+    added, removed = village_scope_change(before, after, village, topology)
+    return bool(added or removed)
 
 
 def villages_off(incident: Incident, topology: Topology | None = None) -> list[str]:

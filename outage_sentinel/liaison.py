@@ -34,6 +34,7 @@ from outage_sentinel.incidents import (
     restored_at,
     village_etr,
     village_records,
+    village_scope_change,
     village_start,
     villages_off,
 )
@@ -315,9 +316,25 @@ class LiaisonPlanner:
             "restored_by_liaison": notice.purpose == "restored"
             and back_on_field_word(incident, in_village),
         }
+        if notice.purpose == "update":
+            context.update(self.update_context(incident, village_id, previous))
         body = self.renderer.render(f"liaison_{notice.purpose}", **context)
         params = self.notice_params(incident, notice.purpose, context, now)
         return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
+
+    def update_context(self, incident: Incident, village_id: str,
+                       previous: Incident | None) -> dict[str, Any]:
+        """What an update tells the village changed since ``previous``: its areas off
+        (``areas_changed``; ``removed_label`` names those the command centre took out) and
+        its expected restoration time (``etr_changed``, also when nothing else did)."""
+        if previous is None:
+            return {"areas_changed": False, "removed_label": "", "etr_changed": True}
+        added, removed = village_scope_change(previous, incident, village_id, self.topology)
+        told = previous.told_etr.get(village_id, previous.etr)
+        etr = village_etr(incident, village_id, self.topology)
+        return {"areas_changed": bool(added or removed),
+                "removed_label": self._area_label(removed, "") if removed else "",
+                "etr_changed": told != etr or not (added or removed)}
 
     def notice_params(self, incident: Incident, purpose: str, context: dict[str, Any],
                       now: datetime) -> dict[str, Any]:

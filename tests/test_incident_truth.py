@@ -27,6 +27,7 @@ from outage_sentinel.incidents import (
     first_estimate,
     village_etr,
     village_records,
+    village_scope_change,
     village_start,
 )
 from outage_sentinel.topology import Topology
@@ -272,3 +273,30 @@ def test_each_village_gets_its_own_records_start() -> None:
     assert [m.key for m in village_records(inc, "V1", grid)] == ["feed|N1"]
     assert village_etr(inc, "V1", grid) is None  # N1 gives no time; N2's is V3's
 
+
+def test_a_told_village_hears_of_an_area_a_report_adds() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU2"))
+    inc, notices = core.feed(ev("E1", "T4"), T0)
+    assert set(inc.notified_villages) == {"V2", "V3"}
+    before = inc
+    inc, notices = core.feed(ev("E2", "T3"), T0 + timedelta(minutes=5))  # V2's other area
+    assert [(n.purpose, n.villages) for n in notices] == [("update", ("V2",))]
+    assert village_scope_change(before, inc, "V2", grid) == (("T3",), ())
+
+
+def test_an_inference_wobble_tells_a_told_village_nothing() -> None:
+    grid = build_grid()
+    # FU2 first (T4 reported, T5 inferred); then B1 infers T3 into V2, a village told.
+    core = Core(grid, estimator=hopping(["FU2", "B1", "FU2"]))  # type: ignore[arg-type]
+    core.feed(ev("E1", "T4"), T0)
+    inc, notices = core.feed(ev("E2", "T5"), T0 + timedelta(minutes=1))
+    assert "T3" in inc.estimate.transformers and inc.mark("T3") == "inferred"
+    assert [(n.purpose, n.villages) for n in notices] == [("outage", ("V1",))]
+    _, notices = core.feed(ev("E3", "T4", "T5"), T0 + timedelta(minutes=2))  # T3 dropped
+    assert "update" not in [n.purpose for n in notices]
+    # A report confirming an area the village was already told of is no news either.
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    core.feed(ev("E1", "T1"), T0)
+    _, notices = core.feed(ev("E2", "T2"), T0 + timedelta(minutes=1))
+    assert notices == []

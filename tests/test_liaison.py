@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from outage_sentinel.corrections import exclude_areas
 from outage_sentinel.incidents import (
     Estimate,
     Evidence,
@@ -269,3 +270,18 @@ def test_a_partially_restored_village_is_told_when_its_areas_came_back(grid: Top
     en = by_recipient(planner(grid, "en").rows(inc, [Notice("restored", ("V1",))], now))
     assert "power restored at 2026-03-01 08:30" in en["village:V1:wecom:group-v1"].body
 
+
+def test_an_update_for_changed_areas_says_so(grid: Topology) -> None:
+    etr = T0 + timedelta(hours=2)
+    before = incident(grid, {"T3", "T4"}, told_etr={"V2": etr})  # B1: T1..T5
+    after = exclude_areas(before, grid, ["T4"], T0)  # the command centre: T4 has power
+    rows = by_recipient(planner(grid).rows(after, [Notice("update", ("V2",))], T0,
+                                           previous=before))
+    body = rows["village:V2:dingtalk:group-v2"].body
+    assert "本村停电范围有变化，以本通知为准（台区T4经供电指挥中心核实不在停电范围）" in body
+    assert "预计恢复：2026-03-01 10:00" in body and "调整为" not in body  # the time held
+    assert "已确认停电：台区T3，本村50户" in body
+    en = by_recipient(planner(grid, "en").rows(after, [Notice("update", ("V2",))], T0,
+                                               previous=before))["village:V2:dingtalk:group-v2"]
+    assert "the areas off in this village are now as below (台区T4: not off" in en.body
+    assert "expected back still 2026-03-01 10:00" in en.body
