@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from outage_sentinel import sms_params
-from outage_sentinel.incidents import Incident
+from outage_sentinel.incidents import Incident, village_etr, village_start
 from outage_sentinel.priority import (
     GRADE_LABELS,
     TAG_LABELS,
@@ -501,8 +501,9 @@ def care_list_context(
         "village_id": village_id,
         "village_name": village.name if village is not None else village_id,
         "township": village.township if village is not None else "",
-        "start_local": _local(incident.start, tz),
-        "etr_local": _local(incident.etr, tz),
+        # The village's own times, as its outage notice gives them.
+        "start_local": _local(village_start(incident, village_id, topology), tz),
+        "etr_local": _local(village_etr(incident, village_id, topology), tz),
         "now_local": _local(now, tz),
         # A liaison's list is for one village, so it is short; still capped for the channel.
         "households": [_household(topology, c, language, params)

@@ -11,8 +11,9 @@ persists what comes out (the new incident state and the notices to plan) in one 
 * :func:`apply_event` folds the event into the incident, re-estimates the fault point and bumps
   the revision when anything a recipient cares about changed.
 * :func:`plan_notices` compares two revisions and says which villages get which notice: a new
-  outage for newly affected villages only, an update when the expected restoration time moves,
-  "restored" for villages that are back (whole incident restored, or the estimate shrank).
+  outage for newly affected villages only, an update when a village's own expected restoration
+  time moves or a report or correction changes which of its areas are off, "restored" for
+  villages that are back (whole incident restored, or the estimate shrank).
 """
 
 from __future__ import annotations
@@ -291,11 +292,12 @@ class Incident:
     def material(self) -> tuple[Any, ...]:
         """What recipients care about; a change here is a new revision."""
         e = self.estimate
-        # Each open record's ETR: a village's expected restoration is that of its own records.
+        # Each open record's ETR, and each named area's (None when no record naming it gives
+        # one): a village's expected restoration is that of its own records' areas.
         etrs = tuple(sorted((k, m.etr) for k, m in self.members.items()
                             if m.etr is not None and m.status == "active"))
         return (self.status, self.kind, e.devices, e.transformers, self.etr, self.start,
-                self.off, etrs)
+                self.off, etrs, tuple(sorted(named_area_etrs(self.members.values()).items())))
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
@@ -743,7 +745,9 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
     inferred and that the estimate dropped is withdrawn: a ``withdrawn`` notice, which goes to
     the command centre only; if it is inferred again it rejoins without a second notice. A
     village told already hears an update when its own expected restoration time
-    (:func:`village_etr`) moved at least ``etr_step`` from the one it was last told.
+    (:func:`village_etr`) moved at least ``etr_step`` from the one it was last told, or when
+    the areas it was told are off changed on a report or a command-centre correction
+    (:func:`village_scope_change`; never on the estimate's inferences alone).
     ``dropped_as`` names the notice of villages that left the scope: ``withdrawn`` (an
     inference dropped) or ``corrected`` (an operator took them out: they hear it was a mistake).
     Returns the notices and ``after`` with its village lists brought up to date.
@@ -771,7 +775,8 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
                     for v in still if v in after.told_etr or before is not None}
         moved = [v for v in still if before is not None and before.status == "active" and (
             _moved(told_etr.get(v), etrs[v], etr_step)
-            or (after.kind != "fault" and before.start != after.start))]
+            or (after.kind != "fault" and before.start != after.start)
+            or _areas_moved(before, after, v, topology))]
         if moved:
             out.append(Notice("update", tuple(moved)))
         told_etr.update({v: etrs[v] for v in [*moved, *new]})
@@ -822,16 +827,101 @@ def _moved(told: datetime | None, now: datetime | None, step: timedelta) -> bool
 
 def village_etr(incident: Incident, village: str, topology: Topology | None = None
                 ) -> datetime | None:
-    """The expected restoration time that concerns ``village``: the latest of the open records
-    naming one of its areas (a storm's other records on the feeder are other villages' news);
-    the incident's own for a village no record names, or without a topology."""
+    """The expected restoration time that concerns ``village``: the command centre's for the
+    whole incident when it set one; else that of the open records naming the village's areas
+    still off (a storm's other records on the feeder are other villages' news). An area named
+    only by records that give no time makes the village's time unknown (``None``): a time one
+    record gives for another area is no promise for it. The incident's own time for a village
+    no record names (its areas only inferred), or without a topology."""
     if topology is None or incident.etr_set is not None:
         return incident.etr
-    etrs = [m.etr for m in incident.members.values()
-            if m.etr is not None and m.status == "active" and m.signal in REPORTING_SIGNALS
-            and any(t in topology.nodes and topology.nodes[t].village == village
-                    for t in (*m.transformers, *m.possible))]
-    return max(etrs) if etrs else incident.etr
+    per_area = area_etrs(incident, village, topology)
+    if not per_area:
+        return incident.etr
+    times = list(per_area.values())
+    return None if any(t is None for t in times) else max(t for t in times if t is not None)
+
+
+def area_etrs(incident: Incident, village: str, topology: Topology
+              ) -> dict[str, datetime | None]:
+    """Each area of ``village`` still off that an open record names, with the latest time
+    those records give for it (``None``: none of them gives one)."""
+    off = set(incident.off)
+    return {t: at for t, at in named_area_etrs(incident.members.values()).items()
+            if t in off and t in topology.nodes and topology.nodes[t].village == village}
+
+
+def named_area_etrs(members: Iterable[Member]) -> dict[str, datetime | None]:
+    """Each area an open record names, with the latest expected restoration time those
+    records give for it (``None``: none of them gives one)."""
+    out: dict[str, datetime | None] = {}
+    for m in members:
+        if m.status != "active" or m.signal not in REPORTING_SIGNALS:
+            continue
+        for t in (*m.transformers, *m.possible):
+            best = out.get(t)
+            out[t] = m.etr if best is None else max(best, m.etr or best)
+    return out
+
+
+def village_records(incident: Incident, village: str, topology: Topology) -> list[Member]:
+    """The records that say something of ``village``: those naming one of its areas, and
+    those naming an operated device that feeds one of them."""
+    areas = topology.village_transformers(village)
+    return [m for m in incident.members.values()
+            if m.signal in REPORTING_SIGNALS and _concerns(m, areas, topology)]
+
+
+def _concerns(m: Member, areas: Sequence[str], topology: Topology) -> bool:
+    if any(t in areas for t in (*m.transformers, *m.possible)):
+        return True
+    return m.device is not None and m.device in topology.pos and any(
+        topology.is_downstream(t, m.device) for t in areas if t in topology.pos)
+
+
+def village_start(incident: Incident, village: str, topology: Topology | None = None
+                  ) -> datetime:
+    """When ``village``'s outage began: the earliest start of the open records that say
+    something of it (:func:`village_records`), or of all of them once none is open; the
+    incident's start when none does (its areas only inferred), or without a topology."""
+    if topology is None:
+        return incident.start
+    records = village_records(incident, village, topology)
+    open_ = [m for m in records if m.status == "active"]
+    return min(m.start for m in (open_ or records)) if records else incident.start
+
+
+def restored_at(incident: Incident, areas: Iterable[str]) -> datetime | None:
+    """The latest time one of ``areas`` came back (``None``: none of them is recorded back)."""
+    times = [incident.restored[t] for t in areas if t in incident.restored]
+    return max(times) if times else None
+
+
+def village_scope_change(before: Incident, after: Incident, village: str, topology: Topology
+                         ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """How the areas of ``village`` off changed between two revisions in a way its liaisons
+    must hear of: areas a source or an operator reported off that were not in the scope
+    (added), and areas off that the command centre took out (removed). An inferred area the
+    estimate adds or drops is no news to them, nor an area coming back."""
+    was, now = set(before.estimate.transformers), set(after.estimate.transformers)
+    areas = topology.village_transformers(village)
+    added = tuple(t for t in after.estimate.transformers
+                  if t in areas and t not in was and after.mark(t) == "reported"
+                  and t not in after.restored)
+    removed = tuple(t for t in before.estimate.transformers
+                    if t in areas and t not in now and t in after.excluded
+                    and t not in before.restored)
+    return added, removed
+
+
+def _areas_moved(before: Incident, after: Incident, village: str,
+                 topology: Topology | None) -> bool:
+    """Whether the areas ``village`` was told are off changed by a report or a correction
+    (:func:`village_scope_change`)."""
+    if topology is None:
+        return False
+    added, removed = village_scope_change(before, after, village, topology)
+    return bool(added or removed)
 
 
 def villages_off(incident: Incident, topology: Topology | None = None) -> list[str]:

@@ -26,7 +26,18 @@ from jinja2.sandbox import SandboxedEnvironment
 from outage_sentinel import sms_params as sms
 from outage_sentinel.config import ChannelConfig
 from outage_sentinel.field_links import PUBLIC, IssuedLink
-from outage_sentinel.incidents import Incident, Notice, back_on_field_word, village_etr, villages_off
+from outage_sentinel.incidents import (
+    Incident,
+    Member,
+    Notice,
+    back_on_field_word,
+    restored_at,
+    village_etr,
+    village_records,
+    village_scope_change,
+    village_start,
+    villages_off,
+)
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -199,9 +210,12 @@ def _incident_of(context: Mapping[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
-def reported_devices(incident: Incident, devices: Sequence[str]) -> list[str]:
-    """The devices of ``devices`` that one of the incident's records names as operated."""
-    named = {m.device for m in incident.members.values() if m.device}
+def reported_devices(incident: Incident, devices: Sequence[str],
+                     records: Sequence[Member] | None = None) -> list[str]:
+    """The devices of ``devices`` that one of the incident's records (or of ``records``: a
+    village's own, :func:`~outage_sentinel.incidents.village_records`) names as operated."""
+    named = {m.device for m in (incident.members.values() if records is None else records)
+             if m.device}
     return [d for d in devices if d in named]
 
 
@@ -267,6 +281,8 @@ class LiaisonPlanner:
         confirmed = [t for t in in_village if incident.mark(t) == "reported"]
         possible = [t for t in in_village if incident.mark(t) != "reported"]
         village_customers = topo.customers_of(in_village)
+        # What is said is the village's own: its records' start, time and devices.
+        records = village_records(incident, village_id, topo)
         lang = self.renderer.language
         context = {
             "incident_id": incident.id,
@@ -277,15 +293,19 @@ class LiaisonPlanner:
             "feeder_label": self._feeder_label(incident.feeder),
             # A device is named to liaisons only when a source named it: an inferred fault
             # point is the command centre's working hypothesis, not a fact to announce.
-            "device_label": self.device_label(reported_devices(incident, estimate.devices)),
+            "device_label": self.device_label(reported_devices(incident, estimate.devices,
+                                                               records)),
             "area_label": self._area_label(in_village, incident.area_text),
             "confirmed_label": self._area_label(confirmed, "") if confirmed else "",
             "possible_label": self._area_label(possible, "") if possible else "",
             "customers": estimate.customers,
             "village_customers": village_customers,
-            "start_local": self.local_time(incident.start),
+            "start_local": self.local_time(village_start(incident, village_id, topo)),
             "etr_local": self.local_time(village_etr(incident, village_id, topo)),
             "end_local": self.local_time(incident.end),
+            # When the village's last area came back (a partial restoration is not the end).
+            "restored_local": self.local_time(restored_at(incident, in_village)
+                                              or incident.end or now),
             "now_local": self.local_time(now),
             "cause": incident.cause,
             "purpose": notice.purpose,
@@ -296,9 +316,25 @@ class LiaisonPlanner:
             "restored_by_liaison": notice.purpose == "restored"
             and back_on_field_word(incident, in_village),
         }
+        if notice.purpose == "update":
+            context.update(self.update_context(incident, village_id, previous))
         body = self.renderer.render(f"liaison_{notice.purpose}", **context)
         params = self.notice_params(incident, notice.purpose, context, now)
         return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
+
+    def update_context(self, incident: Incident, village_id: str,
+                       previous: Incident | None) -> dict[str, Any]:
+        """What an update tells the village changed since ``previous``: its areas off
+        (``areas_changed``; ``removed_label`` names those the command centre took out) and
+        its expected restoration time (``etr_changed``, also when nothing else did)."""
+        if previous is None:
+            return {"areas_changed": False, "removed_label": "", "etr_changed": True}
+        added, removed = village_scope_change(previous, incident, village_id, self.topology)
+        told = previous.told_etr.get(village_id, previous.etr)
+        etr = village_etr(incident, village_id, self.topology)
+        return {"areas_changed": bool(added or removed),
+                "removed_label": self._area_label(removed, "") if removed else "",
+                "etr_changed": told != etr or not (added or removed)}
 
     def notice_params(self, incident: Incident, purpose: str, context: dict[str, Any],
                       now: datetime) -> dict[str, Any]:
@@ -314,8 +350,7 @@ class LiaisonPlanner:
         values: dict[str, str]
         if sms_purpose == "restored":
             values = sms.restored_params(start=context["start_local"],
-                                         restored=context["end_local"] or context["now_local"],
-                                         **common)
+                                         restored=context["restored_local"], **common)
         elif sms_purpose == "cancelled":
             values = sms.cancelled_params(kind=context["kind_label"],
                                           start=context["start_local"], **common)

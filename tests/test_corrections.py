@@ -63,6 +63,15 @@ def test_removed_village_hears_a_correction_and_stays_out() -> None:
         exclude_areas(after, TOPO, ["T-MJ01-001"], T0)
 
 
+def test_a_village_that_keeps_an_area_off_hears_its_areas_now() -> None:
+    """T-MJ01-021 taken out, T-MJ01-020 still off: V035 was told both, so it hears an update
+    (its areas and households now), not a correction and not nothing."""
+    before = incident()
+    after = exclude_areas(before, TOPO, ["T-MJ01-021"], T0)
+    notices, _ = plan_notices(before, after, TOPO, timedelta(0), "corrected")
+    assert [(n.purpose, n.villages) for n in notices] == [("update", ("V035",))]
+
+
 def test_cancel_tells_everyone_told_and_needs_a_reason() -> None:
     before = incident()
     with pytest.raises(CorrectionError, match="reason"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from hypothesis import given, settings
@@ -24,6 +25,10 @@ from outage_sentinel.incidents import (
     Evidence,
     Incident,
     first_estimate,
+    village_etr,
+    village_records,
+    village_scope_change,
+    village_start,
 )
 from outage_sentinel.topology import Topology
 from tests.conftest import T0, build_grid
@@ -250,3 +255,64 @@ def test_a_record_gone_from_a_snapshot_feed_brings_its_own_areas_back() -> None:
     assert inc.status == "active" and inc.off == ("T3",)
     assert set(inc.restored) == {"T1", "T2"}
     assert [(n.purpose, n.villages) for n in notices] == [("restored", ("V1",))]
+
+
+def test_a_villages_time_is_unknown_while_an_area_of_it_has_none() -> None:
+    """V1's T1 is expected back at 10:00 by its record; T2's record gives no time: V1 is not
+    promised 10:00 (the record says nothing of T2), unless the command centre sets a time."""
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    ten = T0 + timedelta(hours=2)
+    inc, _ = core.feed(ev("N1", "T1", expected_restoration=ten), T0)
+    assert inc.told_etr["V1"] == ten  # T2 inferred: no record speaks for it
+    inc, notices = core.feed(ev("N2", "T2"), T0 + timedelta(minutes=1))
+    assert [(n.purpose, n.villages) for n in notices] == [("update", ("V1",))]
+    assert village_etr(inc, "V1", grid) is None and inc.told_etr["V1"] is None
+    noon = T0 + timedelta(hours=4)
+    assert village_etr(replace(inc, etr=noon, etr_set=noon), "V1", grid) == noon
+    # T1's record ends: what is still off (T2) has no time; nothing new to tell.
+    _, notices = core.feed(ev("N1", "T1", status="restored", end=ten), ten)
+    assert notices == []
+
+
+def test_each_village_gets_its_own_records_start() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "B1"))
+    later = T0 + timedelta(hours=2)
+    core.feed(ev("N1", "T1", device="FU1"), T0)
+    inc, _ = core.feed(ev("N2", "T5", start=later, device="FU2",
+                          expected_restoration=later + timedelta(hours=2)), later)
+    assert inc.start == T0
+    assert village_start(inc, "V1", grid) == T0
+    assert village_start(inc, "V3", grid) == later  # its record began two hours later
+    assert village_start(inc, "V2", grid) == later  # T4 is fed by FU2, which N2 names
+    assert [m.key for m in village_records(inc, "V1", grid)] == ["feed|N1"]
+    assert village_etr(inc, "V1", grid) is None  # N1 gives no time; N2's is V3's
+
+
+def test_a_told_village_hears_of_an_area_a_report_adds() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU2"))
+    inc, notices = core.feed(ev("E1", "T4"), T0)
+    assert set(inc.notified_villages) == {"V2", "V3"}
+    before = inc
+    inc, notices = core.feed(ev("E2", "T3"), T0 + timedelta(minutes=5))  # V2's other area
+    assert [(n.purpose, n.villages) for n in notices] == [("update", ("V2",))]
+    assert village_scope_change(before, inc, "V2", grid) == (("T3",), ())
+
+
+def test_an_inference_wobble_tells_a_told_village_nothing() -> None:
+    grid = build_grid()
+    # FU2 first (T4 reported, T5 inferred); then B1 infers T3 into V2, a village told.
+    core = Core(grid, estimator=hopping(["FU2", "B1", "FU2"]))  # type: ignore[arg-type]
+    core.feed(ev("E1", "T4"), T0)
+    inc, notices = core.feed(ev("E2", "T5"), T0 + timedelta(minutes=1))
+    assert "T3" in inc.estimate.transformers and inc.mark("T3") == "inferred"
+    assert [(n.purpose, n.villages) for n in notices] == [("outage", ("V1",))]
+    _, notices = core.feed(ev("E3", "T4", "T5"), T0 + timedelta(minutes=2))  # T3 dropped
+    assert "update" not in [n.purpose for n in notices]
+    # A report confirming an area the village was already told of is no news either.
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    core.feed(ev("E1", "T1"), T0)
+    _, notices = core.feed(ev("E2", "T2"), T0 + timedelta(minutes=1))
+    assert notices == []

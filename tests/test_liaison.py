@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from outage_sentinel.corrections import exclude_areas
 from outage_sentinel.incidents import (
     Estimate,
     Evidence,
@@ -227,3 +228,60 @@ def test_inferred_areas_and_devices_are_not_stated_as_fact(grid: Topology) -> No
 def test_withdrawn_villages_get_no_liaison_notice(grid: Topology) -> None:
     inc = incident(grid, {"T1"})
     assert planner(grid).rows(inc, [Notice("withdrawn", ("V1",))], T0) == []
+
+
+def record(key: str, *areas: str, start_h: float = 0, etr_h: float | None = None,
+           device: str | None = None) -> Member:
+    return Member(key=key, kind="fault", status="active", signal="notice",
+                  start=T0 + timedelta(hours=start_h),
+                  etr=None if etr_h is None else T0 + timedelta(hours=etr_h), end=None,
+                  device=device, transformers=areas, unknown=(), area_text="", cause="",
+                  seen_at=T0)
+
+
+def test_each_village_is_told_its_own_start_time_and_devices(grid: Topology) -> None:
+    """One incident, two records: N1 (T1, FU1) at 08:00 with no time; N2 (T5, FU2) at 10:00,
+    expected back 12:00. Each village hears its own record's facts, in the text and by SMS."""
+    members = {m.key: m for m in (record("feed|N1", "T1", device="FU1"),
+                                  record("feed|N2", "T5", start_h=2, etr_h=4, device="FU2"))}
+    inc = incident(grid, {"T1", "T5"}, members=members, etr=T0 + timedelta(hours=4),
+                   estimate=replace(first_estimate(grid, Evidence(
+                       dead=frozenset({"T1", "T5"}), open_devices=frozenset({"FU1", "FU2"})))))
+    rows = by_recipient(planner(grid).rows(inc, [Notice("outage", ("V1", "V3"))], T0))
+    v1, v1_sms = rows["village:V1:wecom:group-v1"], rows["village:V1:sms:13800000003"]
+    assert "马集I线（马集1号熔断器）停电" in v1.body
+    assert "停电时间：2026-03-01 08:00；恢复时间待定" in v1.body
+    assert (v1_sms.payload["params"]["sms"]["start"], v1_sms.payload["params"]["sms"]["etr"]) \
+        == ("2026-03-01 08:00", "待定")
+    v3 = rows["village:V3:feishu:group-v3"]
+    assert "马集I线（马集2号熔断器）停电" in v3.body
+    assert "停电时间：2026-03-01 10:00；预计恢复：2026-03-01 12:00" in v3.body
+    assert v3.payload["params"]["sms"]["start"] == "2026-03-01 10:00"
+
+
+def test_a_partially_restored_village_is_told_when_its_areas_came_back(grid: Topology) -> None:
+    inc = incident(grid, {"T1", "T4"}, revision=3,
+                   restored={"T1": T0 + timedelta(minutes=30), "T2": T0 + timedelta(minutes=20)})
+    now = T0 + timedelta(minutes=90)  # the feed published it an hour later
+    rows = by_recipient(planner(grid).rows(inc, [Notice("restored", ("V1",))], now))
+    assert "已于2026-03-01 08:30恢复送电" in rows["village:V1:wecom:group-v1"].body
+    assert rows["village:V1:sms:13800000003"].payload["params"]["sms"]["restored"] == \
+        "2026-03-01 08:30"
+    en = by_recipient(planner(grid, "en").rows(inc, [Notice("restored", ("V1",))], now))
+    assert "power restored at 2026-03-01 08:30" in en["village:V1:wecom:group-v1"].body
+
+
+def test_an_update_for_changed_areas_says_so(grid: Topology) -> None:
+    etr = T0 + timedelta(hours=2)
+    before = incident(grid, {"T3", "T4"}, told_etr={"V2": etr})  # B1: T1..T5
+    after = exclude_areas(before, grid, ["T4"], T0)  # the command centre: T4 has power
+    rows = by_recipient(planner(grid).rows(after, [Notice("update", ("V2",))], T0,
+                                           previous=before))
+    body = rows["village:V2:dingtalk:group-v2"].body
+    assert "本村停电范围有变化，以本通知为准（台区T4经供电指挥中心核实不在停电范围）" in body
+    assert "预计恢复：2026-03-01 10:00" in body and "调整为" not in body  # the time held
+    assert "已确认停电：台区T3，本村50户" in body
+    en = by_recipient(planner(grid, "en").rows(after, [Notice("update", ("V2",))], T0,
+                                               previous=before))["village:V2:dingtalk:group-v2"]
+    assert "the areas off in this village are now as below (台区T4: not off" in en.body
+    assert "expected back still 2026-03-01 10:00" in en.body
