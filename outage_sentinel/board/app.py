@@ -54,6 +54,7 @@ from outage_sentinel.board.views import (
     local,
     notice_row,
     overview,
+    said_text,
 )
 from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
@@ -481,7 +482,8 @@ async def change_password(request: Request, board: Board, session: dict[str, Any
 
 def _viewer(board: Board, session: dict[str, Any]) -> Viewer:
     return Viewer(session.get("language") or board.language, board.tz,
-                  session["role"] in access.MAY_SEE_PHONES)
+                  session["role"] in access.MAY_SEE_PHONES,
+                  links=session["role"] in access.MAY_ACT)
 
 
 async def me(request: Request, board: Board, session: dict[str, Any]) -> Response:
@@ -595,7 +597,8 @@ async def outbox_json(request: Request, board: Board, session: dict[str, Any]) -
     status = request.query_params.get("status") or "dead"
     viewer = _viewer(board, session)
     rows = await run_in_threadpool(board.store.messages, status=status)
-    return JSONResponse([{**notice_row(m, viewer), "error": redact(m.last_error or "")}
+    return JSONResponse([{**notice_row(m, viewer),
+                          "error": said_text(redact(m.last_error or ""), viewer)}
                          for m in rows[-200:]])
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from outage_sentinel import crew as crews
+from outage_sentinel.field_links import redact_links
 from outage_sentinel.incidents import Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.logs import mask_phones
@@ -30,6 +31,9 @@ class Viewer:
     language: str
     tz: tzinfo
     phones: bool  # whether phone numbers are shown unmasked
+    #: Whether the field's personal links (``/c/<token>``, ``/f/<token>``) are shown whole:
+    #: a token lets whoever holds it act as the crew or liaison it names.
+    links: bool = False
 
 
 def local(value: datetime | None, tz: tzinfo) -> str | None:
@@ -42,6 +46,13 @@ def iso(value: datetime | None) -> str | None:
 
 def phone(value: str, viewer: Viewer) -> str:
     return value if viewer.phones else mask_phones(value)
+
+
+def said_text(value: str, viewer: Viewer) -> str:
+    """A message's words as ``viewer`` may read them: phones masked and personal links cut
+    unless the role may see them."""
+    value = phone(value, viewer)
+    return value if viewer.links else redact_links(value)
 
 
 def name_of(topology: Topology, node: str) -> str:
@@ -180,15 +191,16 @@ def source_health(name: str, value: Any, viewer: Viewer) -> dict[str, Any]:
 
 def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
     """One outbox message as the board shows it: to whom, how it stands, and exactly what it
-    says (the subject, the text and whom a group message @-mentions; numbers masked for a
-    viewer, as everywhere)."""
+    says (the subject, the text and whom a group message @-mentions; numbers masked and
+    personal links cut for a viewer)."""
     mentions = (m.payload or {}).get("mentions") or ()
     return {"id": m.id, "incident": m.incident_id, "status": m.status, "purpose": m.purpose,
             "audience": m.audience, "channel": m.channel, "target": phone(m.target, viewer),
             "attempts": m.attempts, "queued_at": local(m.created_at, viewer.tz),
             "sent_at": local(m.sent_at, viewer.tz),
-            "error": mask_phones(m.last_error or "") if m.status != "sent" else "",
-            "subject": phone(m.subject or "", viewer), "text": phone(m.body or "", viewer),
+            "error": said_text(mask_phones(m.last_error or ""), viewer)
+            if m.status != "sent" else "",
+            "subject": said_text(m.subject or "", viewer), "text": said_text(m.body or "", viewer),
             "mentions": [phone(str(x), viewer) for x in mentions]}
 
 
