@@ -4,18 +4,21 @@ the outbox read page by page, daily reports and alerts included."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from outage_sentinel.board import access
 from outage_sentinel.board.app import create_app
 from outage_sentinel.board.serve import build
-from outage_sentinel.config import load_config
+from outage_sentinel.channels.sms import SmsChannel, message_purpose
+from outage_sentinel.config import Config, load_config
+from outage_sentinel.delivery import message_of
 from outage_sentinel.field_links import redact_links
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
@@ -24,6 +27,7 @@ from tests.test_board_app import PASSWORD, Clock, post, signed_in
 ROOT = Path(__file__).resolve().parents[1]
 #: A personal link in a text (a crew's /c/, a liaison's /f/), with its 24-character token.
 LINK = re.compile(r"/([cf])/([A-Za-z0-9_-]{24})")
+PHONE = re.compile(r"(?<![\d.])1[3-9]\d{9}(?!\d)")
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +35,34 @@ def demo() -> Topology:
     return load_bundle(ROOT / "topology")
 
 
-@pytest.fixture
-def board_env(store: Store, demo: Topology, tmp_path: Path) -> Iterator[tuple[Any, Store,
-                                                                              Clock]]:
-    config = load_config(ROOT / "config.yaml").model_copy(update={"state_dir": tmp_path})
+def make_board(store: Store, demo: Topology, config: Config) -> tuple[Any, Store, Clock]:
     clock = Clock()
     for name, role in (("ops", "operator"), ("watch", "viewer")):
         assert store.add_user(name, role, access.hash_password(PASSWORD), clock())
-    yield create_app(build(config, store, lambda: demo, clock)), store, clock
+    return create_app(build(config, store, lambda: demo, clock)), store, clock
+
+
+@pytest.fixture
+def board_env(store: Store, demo: Topology, tmp_path: Path) -> tuple[Any, Store, Clock]:
+    config = load_config(ROOT / "config.yaml").model_copy(update={"state_dir": tmp_path})
+    return make_board(store, demo, config)
+
+
+@pytest.fixture
+def sms_board(store: Store, demo: Topology, tmp_path: Path) -> tuple[Any, Store, Clock]:
+    """The demo's config with its ``sms`` channel a real Aliyun SMS channel (never reached):
+    liaisons reached one by one get the care list by SMS."""
+    data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    data["topology"] = str(ROOT / "topology")
+    data["sources"][0]["scenario"] = str(ROOT / data["sources"][0]["scenario"])
+    data["channels"]["sms"] = {"type": "sms", "endpoint": "http://127.0.0.1:9/",
+                               "access_key_id": "AKIDfake0001",
+                               "access_key_secret": "secretfake0001",
+                               "sign_name": "县供电公司", "template_code": "SMS_000001"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    config = load_config(path).model_copy(update={"state_dir": tmp_path})
+    return make_board(store, demo, config)
 
 
 def open_in(client: TestClient, csrf: str, areas: Any) -> str:
@@ -59,7 +83,7 @@ def test_a_viewer_never_reads_a_crews_or_liaisons_personal_link(
     kinds = {k for m in store.messages(incident_id=iid) for k, _ in LINK.findall(m.body)}
     assert tokens and kinds == {"c", "f"}  # the crew's dispatch and the liaisons' notices
     viewer, _ = signed_in(app, "watch")
-    pages = [viewer.get(f"/api/incidents/{iid}").text, viewer.get("/api/outbox").text,
+    pages = [viewer.get(f"/api/incidents/{iid}").text, viewer.get("/api/outbox?status=pending").text,
              viewer.get("/api/overview").text]
     for token in tokens:
         assert not any(token in page for page in pages), token
@@ -67,7 +91,7 @@ def test_a_viewer_never_reads_a_crews_or_liaisons_personal_link(
     assert any("/c/…" in n["text"] for n in notices)
     assert any("/f/…" in n["text"] for n in notices)
     # Operators act: they see the links whole, as sent.
-    shown = ops.get(f"/api/incidents/{iid}").text + ops.get("/api/outbox").text
+    shown = ops.get(f"/api/incidents/{iid}").text + ops.get("/api/outbox?status=pending").text
     assert all(token in shown for token in tokens)
 
 
@@ -76,3 +100,40 @@ def test_redacting_cuts_short_and_long_tokens_and_leaves_the_public_page() -> No
             "反馈：http://b:8088/f/eyJhIjoxfQ.c2lnbmF0dXJl-_x，进度：http://b:8088/p/AbCdEf")
     assert redact_links(text) == ("现场进度：http://b:8088/c/…\n"
                                   "反馈：http://b:8088/f/…，进度：http://b:8088/p/AbCdEf")
+
+
+def test_an_sms_shows_what_it_carried_its_template_and_parameters(
+        sms_board: Any, demo: Topology) -> None:
+    """An SMS is a registered template and its parameters: the recipient never got the text
+    the board renders (a care list cut to "…等3户", a crew's link as a bare token). The board
+    shows what was sent, numbers masked and the link cut for a viewer."""
+    app, store, _clock = sms_board
+    ops, csrf = signed_in(app, "ops")
+    iid = open_in(ops, csrf, demo.village_transformers("V054"))
+    sms = SmsChannel("sms", access_key_id="k" * 8, access_key_secret="s" * 8,
+                     sign_name="县供电公司", template_code="SMS_1")
+    rows = {m.id: m for m in store.messages(incident_id=iid)}
+    notices = ops.get(f"/api/incidents/{iid}").json()["notices"]
+    texting = [n for n in notices if n["channel"] == "sms"]
+    assert {n["sms"]["template"] for n in texting} >= {"outage", "care", "dispatch"}
+    for n in notices:
+        if n["channel"] != "sms":
+            assert n["sms"] is None
+            continue
+        sent = sms.build_params(message_of(rows[n["id"]]))
+        assert n["sms"]["params"] == json.loads(sent["TemplateParam"])
+        assert n["sms"]["template"] == message_purpose(message_of(rows[n["id"]]))
+    care = next(n["sms"]["params"] for n in texting if n["purpose"] == "care")
+    assert PHONE.search(care["households"]) and "等" in care["households"]  # as cut
+    links = [n["sms"]["params"]["link"] for n in texting if "link" in n["sms"]["params"]]
+    assert links and all(len(t) == 24 for t in links)
+    # On /api/outbox the same, and for a viewer: no number, no token.
+    outbox = {m["id"]: m for m in ops.get("/api/outbox?status=pending").json()}
+    assert all(outbox[n["id"]]["sms"] == n["sms"] for n in texting)
+    viewer, _ = signed_in(app, "watch")
+    for page in (viewer.get(f"/api/incidents/{iid}"), viewer.get("/api/outbox?status=pending")):
+        assert not PHONE.search(page.text) and not any(t in page.text for t in links)
+    seen = [n["sms"] for n in viewer.get(f"/api/incidents/{iid}").json()["notices"]
+            if n["channel"] == "sms"]
+    assert any(s["params"].get("link") == "…" for s in seen)
+    assert any("****" in s["params"].get("households", "") for s in seen)

@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import quote
 
 from outage_sentinel import crew as crews
-from outage_sentinel.field_links import redact_links
+from outage_sentinel.field_links import REDACTED, redact_links
 from outage_sentinel.incidents import Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.priority import affected_customers, special_care_customers
+from outage_sentinel.sms_params import template_purpose, template_values
 from outage_sentinel.topology import DEVICE_KINDS, Topology
 
 #: Minutes before the arrival deadline when the countdown turns amber.
@@ -201,7 +202,21 @@ def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
             "error": said_text(mask_phones(m.last_error or ""), viewer)
             if m.status != "sent" else "",
             "subject": said_text(m.subject or "", viewer), "text": said_text(m.body or "", viewer),
-            "mentions": [phone(str(x), viewer) for x in mentions]}
+            "mentions": [phone(str(x), viewer) for x in mentions],
+            "sms": sms_sent(m, viewer)}
+
+
+def sms_sent(m: Any, viewer: Viewer) -> dict[str, Any] | None:
+    """What an SMS carried (None for any other channel): no text of ours, only the template
+    of its purpose and the template's parameters — the care list as cut to fit ("…等3户"),
+    the link as its token. Numbers masked and the token cut for a viewer. The SMS channel is
+    the one named ``sms``, as the planner that builds the parameters has it."""
+    if m.channel != "sms":
+        return None
+    params = (m.payload or {}).get("params") or {}
+    values = {k: REDACTED if k == "link" and not viewer.links else said_text(v, viewer)
+              for k, v in template_values(params).items()}
+    return {"template": template_purpose(m.purpose, params), "params": values}
 
 
 def found_devices(log: Sequence[Mapping[str, Any]]) -> list[str]:
