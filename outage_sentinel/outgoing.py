@@ -17,6 +17,9 @@ from typing import Any, Literal
 #: Who reads it: village liaisons (groups or people), the command centre, a repair crew.
 Audience = Literal["liaison", "command", "crew"]
 AUDIENCES: tuple[Audience, ...] = ("liaison", "command", "crew")
+#: How a stored message stands: waiting, being sent, sent, given up (a dead letter), muted
+#: by a silence, taken back before it went.
+OUTBOX_STATUSES = ("pending", "inflight", "sent", "dead", "silenced", "withdrawn")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from outage_sentinel.channels.sms import SmsChannel, message_purpose
 from outage_sentinel.config import Config, load_config
 from outage_sentinel.delivery import message_of
 from outage_sentinel.field_links import redact_links
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
 from tests.test_board_app import PASSWORD, Clock, post, signed_in
@@ -83,7 +84,7 @@ def test_a_viewer_never_reads_a_crews_or_liaisons_personal_link(
     kinds = {k for m in store.messages(incident_id=iid) for k, _ in LINK.findall(m.body)}
     assert tokens and kinds == {"c", "f"}  # the crew's dispatch and the liaisons' notices
     viewer, _ = signed_in(app, "watch")
-    pages = [viewer.get(f"/api/incidents/{iid}").text, viewer.get("/api/outbox?status=pending").text,
+    pages = [viewer.get(f"/api/incidents/{iid}").text, viewer.get("/api/outbox").text,
              viewer.get("/api/overview").text]
     for token in tokens:
         assert not any(token in page for page in pages), token
@@ -91,7 +92,7 @@ def test_a_viewer_never_reads_a_crews_or_liaisons_personal_link(
     assert any("/c/…" in n["text"] for n in notices)
     assert any("/f/…" in n["text"] for n in notices)
     # Operators act: they see the links whole, as sent.
-    shown = ops.get(f"/api/incidents/{iid}").text + ops.get("/api/outbox?status=pending").text
+    shown = ops.get(f"/api/incidents/{iid}").text + ops.get("/api/outbox").text
     assert all(token in shown for token in tokens)
 
 
@@ -128,12 +129,69 @@ def test_an_sms_shows_what_it_carried_its_template_and_parameters(
     links = [n["sms"]["params"]["link"] for n in texting if "link" in n["sms"]["params"]]
     assert links and all(len(t) == 24 for t in links)
     # On /api/outbox the same, and for a viewer: no number, no token.
-    outbox = {m["id"]: m for m in ops.get("/api/outbox?status=pending").json()}
+    outbox = {m["id"]: m for m in ops.get("/api/outbox").json()["messages"]}
     assert all(outbox[n["id"]]["sms"] == n["sms"] for n in texting)
     viewer, _ = signed_in(app, "watch")
-    for page in (viewer.get(f"/api/incidents/{iid}"), viewer.get("/api/outbox?status=pending")):
+    for page in (viewer.get(f"/api/incidents/{iid}"), viewer.get("/api/outbox")):
         assert not PHONE.search(page.text) and not any(t in page.text for t in links)
     seen = [n["sms"] for n in viewer.get(f"/api/incidents/{iid}").json()["notices"]
             if n["channel"] == "sms"]
     assert any(s["params"].get("link") == "…" for s in seen)
     assert any("****" in s["params"].get("households", "") for s in seen)
+
+
+def queue(store: Store, clock: Clock, incident: str, purpose: str, n: int = 1) -> list[int]:
+    """``n`` messages of ``incident`` to the command centre; their ids."""
+    with store.transaction() as conn:
+        store.enqueue_in(conn, [OutboxMessage(
+            incident_id=incident, revision=i, recipient="command:wecom:centre", purpose=purpose,
+            channel="wecom", target="centre", audience="command", subject=purpose,
+            body=f"{purpose} {i}", payload={}) for i in range(n)], clock())
+    return [m.id for m in store.messages(incident_id=incident) if m.purpose == purpose]
+
+
+def test_the_outbox_is_read_page_by_page_and_filtered(board_env: Any) -> None:
+    """Once a busy morning has sent more than a page, the daily report (a message of no
+    incident) is still found: by paging back, or by its purpose or id."""
+    app, store, clock = board_env
+    (report,) = queue(store, clock, "REPORT-20261204", "daily_report")
+    busy = queue(store, clock, "INC-20261204-0001", "summary", 260)
+    for mid in (report, *busy):
+        store.mark_sent(mid, clock())
+    (dead,) = queue(store, clock, "INC-20261204-0002", "summary")
+    store.mark_dead(dead, clock(), "HTTP 500")
+    client, _ = signed_in(app, "watch")
+    first = client.get("/api/outbox?status=sent").json()
+    assert len(first["messages"]) == 200 and report not in [m["id"] for m in first["messages"]]
+    seen, before = [], None
+    while True:
+        page = client.get("/api/outbox", params={"status": "sent", "limit": 100,
+                                                 **({"before": before} if before else {})})
+        assert page.status_code == 200, page.text
+        seen += [m["id"] for m in page.json()["messages"]]
+        before = page.json()["next_before"]
+        if before is None:
+            break
+    assert seen == sorted([report, *busy], reverse=True)  # each once, newest first
+    for query in ("purpose=daily_report", "incident=REPORT-20261204",
+                  f"status=sent&before={busy[0]}"):
+        data = client.get(f"/api/outbox?{query}").json()
+        assert [m["id"] for m in data["messages"]] == [report], query
+        assert data["next_before"] is None
+    data = client.get("/api/outbox?status=dead,silenced").json()
+    assert [m["id"] for m in data["messages"]] == [dead]
+    assert len(client.get("/api/outbox").json()["messages"]) == 200  # every status
+
+
+def test_an_outbox_query_the_board_cannot_use_is_a_400_naming_it(board_env: Any) -> None:
+    app, _store, _clock = board_env
+    client, _ = signed_in(app, "watch")
+    for query, named in (
+            ("before=abc", "before"), ("before=0", "before"), (f"before={2**63}", "before"),
+            ("before=-1", "before"), ("before=１２", "before"), ("limit=0", "limit"),
+            ("limit=501", "limit"), ("limit=1.5", "limit"), ("status=lost", "status"),
+            ("status=sent,lost", "status"), ("offset=0", "offset"), ("page=2", "page"),
+            (f"purpose={'x' * 41}", "purpose"), (f"incident={'x' * 41}", "incident")):
+        r = client.get(f"/api/outbox?{query}")
+        assert r.status_code == 400 and r.json()["error"].startswith(f"{named}:"), (query,
+                                                                                  r.text)

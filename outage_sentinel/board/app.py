@@ -47,12 +47,15 @@ from outage_sentinel.board.live import ChangeWatcher
 from outage_sentinel.board.photos import photo_path, photos_of, thumbnail
 from outage_sentinel.board.views import (
     CardCache,
+    OutboxQuery,
+    QueryError,
     Viewer,
     field_answers,
     field_photos,
     incident_detail,
     local,
     notice_row,
+    outbox_query,
     overview,
     said_text,
 )
@@ -594,12 +597,25 @@ async def map_json(request: Request, board: Board, session: dict[str, Any]) -> R
 
 
 async def outbox_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
-    status = request.query_params.get("status") or "dead"
-    viewer = _viewer(board, session)
-    rows = await run_in_threadpool(board.store.messages, status=status)
-    return JSONResponse([{**notice_row(m, viewer),
+    """Messages newest first, a page at a time (``before``: the previous page's
+    ``next_before``), filtered by ``status`` (comma-separated), ``purpose``, ``incident``."""
+    try:
+        query = outbox_query(request.query_params)
+    except QueryError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    data = await run_in_threadpool(outbox_data, board, query, _viewer(board, session))
+    return JSONResponse(data)
+
+
+def outbox_data(board: Board, query: OutboxQuery, viewer: Viewer) -> dict[str, Any]:
+    rows = board.store.outbox_page(statuses=query.statuses, purpose=query.purpose,
+                                   incident_id=query.incident, before=query.before,
+                                   limit=query.limit + 1)
+    shown = rows[:query.limit]
+    return {"messages": [{**notice_row(m, viewer),
                           "error": said_text(redact(m.last_error or ""), viewer)}
-                         for m in rows[-200:]])
+                         for m in shown],
+            "next_before": shown[-1].id if len(rows) > query.limit else None}
 
 
 async def silences_json(request: Request, board: Board, session: dict[str, Any]) -> Response:

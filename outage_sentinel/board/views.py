@@ -19,6 +19,7 @@ from outage_sentinel.field_links import REDACTED, redact_links
 from outage_sentinel.incidents import Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.logs import mask_phones
+from outage_sentinel.outgoing import OUTBOX_STATUSES
 from outage_sentinel.priority import affected_customers, special_care_customers
 from outage_sentinel.sms_params import template_purpose, template_values
 from outage_sentinel.topology import DEVICE_KINDS, Topology
@@ -217,6 +218,65 @@ def sms_sent(m: Any, viewer: Viewer) -> dict[str, Any] | None:
     values = {k: REDACTED if k == "link" and not viewer.links else said_text(v, viewer)
               for k, v in template_values(params).items()}
     return {"template": template_purpose(m.purpose, params), "params": values}
+
+
+#: ``/api/outbox``: messages per page unless ``limit`` says, and at most.
+OUTBOX_PAGE, OUTBOX_PAGE_MAX = 200, 500
+#: The largest message id (a 64-bit integer column).
+MAX_ID = 2**63 - 1
+#: What an outbox id and purpose hold at most (the columns' lengths).
+NAME_CHARS = 40
+OUTBOX_PARAMETERS = ("status", "purpose", "incident", "before", "limit")
+
+
+class QueryError(ValueError):
+    """A query parameter the page cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class OutboxQuery:
+    """Which messages ``/api/outbox`` lists: newest first, ``limit`` of those with an id below
+    ``before``, of the statuses, purpose and incident given (None: any)."""
+
+    statuses: tuple[str, ...] | None = None
+    purpose: str | None = None
+    incident: str | None = None
+    before: int | None = None
+    limit: int = OUTBOX_PAGE
+
+
+def outbox_query(params: Mapping[str, str]) -> OutboxQuery:
+    """The query string's :class:`OutboxQuery`, or :class:`QueryError` naming the parameter."""
+    unknown = sorted(set(params) - set(OUTBOX_PARAMETERS))
+    if unknown:
+        raise QueryError(f"{unknown[0]}: unknown parameter (parameters: "
+                         f"{', '.join(OUTBOX_PARAMETERS)})")
+    statuses = None
+    if params.get("status"):
+        statuses = tuple(dict.fromkeys(x.strip() for x in params["status"].split(",")))
+        bad = [x for x in statuses if x not in OUTBOX_STATUSES]
+        if bad:
+            raise QueryError(f"status: {bad[0]!r} is none of {', '.join(OUTBOX_STATUSES)} "
+                             "(several: comma-separated)")
+    return OutboxQuery(statuses, _name(params, "purpose"), _name(params, "incident"),
+                       _whole(params, "before", MAX_ID),
+                       _whole(params, "limit", OUTBOX_PAGE_MAX) or OUTBOX_PAGE)
+
+
+def _name(params: Mapping[str, str], key: str) -> str | None:
+    value = params.get(key) or None
+    if value is not None and len(value) > NAME_CHARS:
+        raise QueryError(f"{key}: at most {NAME_CHARS} characters")
+    return value
+
+
+def _whole(params: Mapping[str, str], key: str, most: int) -> int | None:
+    value = params.get(key)
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= most:
+        raise QueryError(f"{key}: a whole number from 1 to {most}")
+    return int(value)
 
 
 def found_devices(log: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -203,9 +203,16 @@ function silencesPanel(rows) {
   }}, matcher, value, until, reason, h("label", {}, force, W.force), h("button", {type: "submit"}, W.add)));
 }
 
+// Every dead letter, read page by page (the outbox answers a page at a time, newest first).
 async function retryDead() {
-  const dead = await api("/api/outbox?status=dead");
-  await act("/api/outbox/retry", {ids: dead.map((m) => m.id)});
+  const ids = [];
+  let before = null;
+  do {
+    const page = await api(`/api/outbox?status=dead&limit=500${before === null ? "" : "&before=" + before}`);
+    ids.push(...page.messages.map((m) => m.id));
+    before = page.next_before;
+  } while (before !== null);
+  await act("/api/outbox/retry", {ids});
 }
 
 function openForm() {
