@@ -40,7 +40,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outage_sentinel.board import access, report_pages
-from outage_sentinel.board.actions import USER_ERRORS, Actions
+from outage_sentinel.board.actions import USER_ERRORS, Actions, BadValue
 from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
@@ -655,7 +655,8 @@ async def _json(request: Request) -> dict[str, Any]:
 
 def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: str,
          step: Callable[[str], str]) -> tuple[int, dict[str, Any]]:
-    """Run one action as the signed-in user and audit it, whatever the outcome."""
+    """Run one action as the signed-in user and audit it, whatever the outcome: 200, 400 (a
+    value of the body it cannot use), 409 (refused), 500."""
     actor = f"board:{session['user_name']}"
     now = board.clock()
     try:
@@ -663,7 +664,7 @@ def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: 
     except USER_ERRORS as exc:
         board.store.audit(now, session["user_name"], "action", ok=False, action=what,
                           target=target, remote=remote, detail=redact(str(exc)))
-        return 409, {"error": str(exc)}
+        return 400 if isinstance(exc, BadValue) else 409, {"error": str(exc)}
     except Exception as exc:
         get_logger(component="board").error("action_failed", action=what, target=target,
                                              error=redact(repr(exc)))

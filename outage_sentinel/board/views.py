@@ -19,7 +19,7 @@ from outage_sentinel.field_links import REDACTED, redact_links
 from outage_sentinel.incidents import Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.logs import mask_phones
-from outage_sentinel.outgoing import OUTBOX_STATUSES
+from outage_sentinel.outgoing import MAX_ID, OUTBOX_STATUSES
 from outage_sentinel.priority import affected_customers, special_care_customers
 from outage_sentinel.sms_params import template_purpose, template_values
 from outage_sentinel.topology import DEVICE_KINDS, Topology
@@ -222,8 +222,6 @@ def sms_sent(m: Any, viewer: Viewer) -> dict[str, Any] | None:
 
 #: ``/api/outbox``: messages per page unless ``limit`` says, and at most.
 OUTBOX_PAGE, OUTBOX_PAGE_MAX = 200, 500
-#: The largest message id (a 64-bit integer column).
-MAX_ID = 2**63 - 1
 #: What an outbox id and purpose hold at most (the columns' lengths).
 NAME_CHARS = 40
 OUTBOX_PARAMETERS = ("status", "purpose", "incident", "before", "limit")
