@@ -79,3 +79,24 @@ def test_a_storm_is_declared_for_a_month_at_most() -> None:
     for hours in (720.5, 1e12, float("inf"), float("nan"), 0, -1):
         with pytest.raises(ValueError, match="^hours must be greater than 0 and at most 720"):
             storm_declaration(True, "operator:li", now, hours=hours)
+
+
+def test_a_body_that_is_no_json_object_is_refused_and_audited(board_env: Any,
+                                                              demo: Topology) -> None:
+    """Every refusal is in the audit trail, a broken body's too: who tried what, on which
+    incident, and why it was refused."""
+    app, store, _clock = board_env
+    client, csrf = signed_in(app, "ops")
+    r = post(client, csrf, "/api/incidents", {"transformers": list(demo.transformers[:1])})
+    iid = r.json()["result"]
+    headers = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    for path, raw in ((f"/api/incidents/{iid}/cancel", b'["reason"]'),
+                      (f"/api/incidents/{iid}/cancel", b'{"reason": "x"'),
+                      ("/api/storm", b"true"), ("/api/outbox/retry", b"\xff")):
+        r = client.post(path, content=raw, headers=headers)
+        assert r.status_code == 400 and "JSON object" in r.json()["error"], (path, r.text)
+    cancels = refusals(store, "cancel")
+    assert len(cancels) == 2 and {a["target"] for a in cancels} == {iid}
+    assert all(a["actor"] == "ops" and "JSON object" in a["detail"] for a in cancels)
+    assert len(refusals(store, "storm")) == 1 and len(refusals(store, "retry")) == 1
+    assert store.get_incident(iid)["status"] == "active"

@@ -679,10 +679,14 @@ def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: 
 async def _respond(request: Request, board: Board, session: dict[str, Any], what: str,
                    target: str, step: Callable[[str, dict[str, Any]], str]) -> Response:
     body = await _json(request)
-    if body.get("__invalid__"):
-        return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+
+    def run(actor: str) -> str:
+        if body.get("__invalid__"):  # refused like any other bad value, and audited
+            raise BadValue("the body must be a JSON object")
+        return step(actor, body)
+
     status, data = await run_in_threadpool(_act, board, session, what, target,
-                                           _remote(request), lambda actor: step(actor, body))
+                                           _remote(request), run)
     return JSONResponse(data, status_code=status)
 
 
