@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from starlette.testclient import TestClient
 from outage_sentinel.board import access
 from outage_sentinel.board.app import create_app
 from outage_sentinel.board.serve import build
+from outage_sentinel.board.views import Viewer, notice_row
 from outage_sentinel.channels.sms import SmsChannel, message_purpose
 from outage_sentinel.config import Config, load_config
 from outage_sentinel.delivery import message_of
@@ -195,3 +198,23 @@ def test_an_outbox_query_the_board_cannot_use_is_a_400_naming_it(board_env: Any)
         r = client.get(f"/api/outbox?{query}")
         assert r.status_code == 400 and r.json()["error"].startswith(f"{named}:"), (query,
                                                                                   r.text)
+
+
+def test_an_operator_reads_a_number_in_an_sms_only_where_it_must_be_called() -> None:
+    """A care list's and a crew's numbers are there to be called; any other SMS parameter
+    (a summary quoting a caller) is masked, for operators too."""
+    operator = Viewer("zh", UTC, phones=True, links=True)
+
+    def row(purpose: str, audience: str, sms: dict[str, str]) -> Any:
+        return SimpleNamespace(
+            id=1, incident_id="INC-1", status="sent", purpose=purpose, audience=audience,
+            channel="sms", target="13800001111", attempts=1, created_at=None, sent_at=None,
+            last_error=None, subject="", body="",
+            payload={"params": {"sms_template": purpose, "sms": sms}})
+
+    command = notice_row(row("command", "command", {"summary": "来电13912345678称停电"}),
+                         operator)["sms"]
+    assert command == {"template": "command", "params": {"summary": "来电139****5678称停电"}}
+    care = notice_row(row("care", "liaison", {"households": "王秀英13800001111等3户"}),
+                      operator)["sms"]
+    assert care["params"]["households"] == "王秀英13800001111等3户"

@@ -210,12 +210,15 @@ def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
 def sms_sent(m: Any, viewer: Viewer) -> dict[str, Any] | None:
     """What an SMS carried (None for any other channel): no text of ours, only the template
     of its purpose and the template's parameters — the care list as cut to fit ("…等3户"),
-    the link as its token. Numbers masked and the token cut for a viewer. The SMS channel is
-    the one named ``sms``, as the planner that builds the parameters has it."""
+    the link as its token. Numbers masked (an operator reads them only where the reader
+    must call them: a crew's dispatch, a care list) and the token cut for a viewer. The SMS
+    channel is the one named ``sms``, as the planner that builds the parameters has it."""
     if m.channel != "sms":
         return None
     params = (m.payload or {}).get("params") or {}
-    values = {k: REDACTED if k == "link" and not viewer.links else said_text(v, viewer)
+    calls = m.audience == "crew" or m.purpose == "care"
+    values = {k: REDACTED if k == "link" and not viewer.links
+              else said_text(v if calls else mask_phones(v), viewer)
               for k, v in template_values(params).items()}
     return {"template": template_purpose(m.purpose, params), "params": values}
 
