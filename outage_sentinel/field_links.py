@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +42,11 @@ SHORT_BYTES = 9
 SHORT_LENGTH = 24
 #: The kv key prefix of the stored short links (``field:link:<key>``).
 LINK_PREFIX = "field:link:"
+#: A personal link's token in a text: a liaison's (``/f/``) or a crew's (``/c/``), short or
+#: long. The public progress page (``/p/``) is no one's own and acts on nothing.
+PERSONAL_LINK = re.compile(r"/([cf])/[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?")
+#: What a redacted token reads.
+REDACTED = "…"
 
 
 class LinkError(ValueError):
@@ -150,6 +156,12 @@ def verify_short(secret: bytes, token: str, stored: Link | None, now: datetime,
     if now - stored.issued > MAX_AGE or (ended is not None and now - ended > GRACE):
         raise LinkError("this link has expired")
     return stored
+
+
+def redact_links(text: str) -> str:
+    """``text`` with every personal link's token cut (``…/c/…``): whoever holds a token acts
+    as the crew or the liaison it names, so it is shown only to those who may act."""
+    return PERSONAL_LINK.sub(lambda m: f"/{m.group(1)}/{REDACTED}", text)
 
 
 def stored_link(value: object) -> Link | None:

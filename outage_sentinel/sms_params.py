@@ -20,6 +20,7 @@ whole items at a time and end with the total ("等3户"), so a cut is never sile
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from outage_sentinel.priority import SPECIAL_CARE_TAGS
 
@@ -212,3 +213,27 @@ def sms_purpose(purpose: str, kind: str = "fault") -> str:
     if purpose == "corrected":  # taken out of the scope: the registered "cancelled" text
         return "cancelled"
     return purpose if purpose in PURPOSES else "command"
+
+
+def template_purpose(purpose: str, params: Mapping[str, Any]) -> str:
+    """The SMS template purpose of a message (``payload["params"]``): what the planner named
+    (``sms_template``), else derived from the outbox purpose and the incident kind."""
+    named = params.get("sms_template")
+    if isinstance(named, str) and named in PURPOSES:
+        return named
+    return sms_purpose(purpose, str(params.get("kind") or "fault"))
+
+
+def template_values(params: Mapping[str, Any]) -> dict[str, str]:
+    """The template variables an SMS carries (its ``TemplateParam``): ``params["sms"]`` (the
+    purpose's fixed parameter set) if the planner gave one, else the scalars (messages queued
+    before per-purpose parameters existed).
+
+    Non-scalar params (village lists for digests) can't be template variables, and Aliyun
+    requires string values.
+    """
+    source = params.get("sms")
+    if isinstance(source, Mapping):
+        params = source
+    return {str(k): str(v) for k, v in params.items()
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool)}

@@ -81,14 +81,19 @@ def planned_transformers(incidents: Iterable[Incident], now: datetime) -> frozen
     return frozenset(out)
 
 
+#: The longest a storm may be declared for at once (a longer one overflowed the clock).
+MAX_STORM_HOURS = 30 * 24
+
+
 def storm_declaration(declared: bool, actor: str, now: datetime, *,
                       hours: float | None = None, note: str = "") -> dict[str, Any]:
     """The value stored under :data:`STORM_KEY` by ``storm declare|end`` (CLI and board):
     declared from ``now`` until ended or for ``hours``."""
     if not declared:
         return {"declared": False, "by": actor, "at": now.isoformat()}
-    if hours is not None and not hours > 0:
-        raise ValueError("hours must be greater than 0")
+    if hours is not None and not 0 < hours <= MAX_STORM_HOURS:
+        raise ValueError(f"hours must be greater than 0 and at most {MAX_STORM_HOURS} "
+                         f"({MAX_STORM_HOURS // 24} days)")
     until = now + timedelta(hours=hours) if hours is not None else None
     return {"declared": True, "by": actor, "at": now.isoformat(), "note": note,
             "until": until.isoformat() if until else None}

@@ -309,7 +309,7 @@ def test_storm_retry_and_silence_run_the_operator_steps(board_env: Any, demo: To
                                              "note": "台风"}).status_code == 200
     assert storm_declared(store.kv_get(STORM_KEY), clock())
     assert client.get("/api/overview").json()["storm"]["by"] == "board:ops"
-    assert post(client, csrf, "/api/storm", {"declare": True, "hours": -1}).status_code == 409
+    assert post(client, csrf, "/api/storm", {"declare": True, "hours": -1}).status_code == 400
     assert post(client, csrf, "/api/storm", {"declare": False}).status_code == 200
     assert not storm_declared(store.kv_get(STORM_KEY), clock())
     r = post(client, csrf, "/api/outbox/retry", {"ids": [999999]})

@@ -333,3 +333,24 @@ def test_the_incident_page_shows_the_fields_photos_to_staff(
     response = stranger.goto(f"{url}{full.url.split(url, 1)[1]}")
     assert response is not None and response.headers.get("content-type") != "image/jpeg"
     stranger.context.close()
+
+
+def test_an_sms_notice_shows_its_template_and_the_parameters_sent(
+        browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    """An SMS carries no text of ours: the page shows the template of its purpose and the
+    parameters the recipient got (the liaison's link as its token), not a rendered text."""
+    url, store, holder = served
+    iid = holder["board"].actions.open_incident({"transformers": "T-LH01-014,T-LH01-015"},
+                                                "board:ops")
+    sms = next(m for m in store.messages(incident_id=iid)
+               if m.channel == "sms" and m.purpose == "outage")
+    token = sms.payload["params"]["sms"]["link"]
+    page = sign_in(browser, url)
+    page.goto(f"{url}/#/incident/{iid}")
+    row = page.locator("#notices tr", has=page.locator("td", has_text="sms")).first
+    row.locator("details summary").click()
+    said = row.locator("pre.said-text").text_content() or ""
+    assert said.startswith("短信模板（实际发送的参数） outage"), said
+    assert f"${{link}}: {token}" in said and "${village}: " in said
+    assert sms.body.splitlines()[1] not in said  # the rendered text went to no one
+    page.context.close()

@@ -2,7 +2,8 @@
 path for every actor), with the signed-in user as actor (``board:<name>``).
 
 An action takes the JSON body of the request; a missing or malformed field is an
-:class:`ActionError` naming it, and a step the incident's state refuses is the
+:class:`ActionError` naming it (a value of the wrong kind or out of range a :class:`BadValue`,
+answered 400; the rest 409), and a step the incident's state refuses is the
 ``LifecycleError`` the CLI prints too.
 """
 
@@ -17,6 +18,7 @@ from outage_sentinel.assembly import Core
 from outage_sentinel.command_steps import CommandSteps, refs_of
 from outage_sentinel.events import EventError, parse_time
 from outage_sentinel.lifecycle import LifecycleError
+from outage_sentinel.outgoing import MAX_ID
 from outage_sentinel.silencing import SilenceError, Silencing
 from outage_sentinel.store import Store
 from outage_sentinel.triage import STORM_KEY, storm_declaration
@@ -24,6 +26,11 @@ from outage_sentinel.triage import STORM_KEY, storm_declaration
 
 class ActionError(ValueError):
     """A request body the action cannot use."""
+
+
+class BadValue(ActionError):
+    """A value of the request body of the wrong kind or out of range (a list where an id
+    goes, a fraction, a boolean for a number): the request's fault (400), named by its key."""
 
 
 @dataclass
@@ -57,24 +64,25 @@ class Actions:
         return inc.id
 
     def storm(self, body: Mapping[str, Any], actor: str) -> str:
-        declare = bool(body.get("declare"))
+        declare = flag(body, "declare")
         hours = body.get("hours")
-        if hours is not None and not isinstance(hours, int | float):
-            raise ActionError("hours: a number")
+        if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int | float)):
+            raise BadValue("hours: a number of hours")
         now = self.clock()
         try:
             value = storm_declaration(declare, actor, now, hours=hours,
                                       note=text(body, "note", required=False))
-        except ValueError as exc:
-            raise ActionError(str(exc)) from None
+        except ValueError as exc:  # the hours out of range, named
+            raise BadValue(str(exc)) from None
         self.store.kv_set(STORM_KEY, value, now)
         return "storm declared" if declare else "storm ended"
 
     def retry(self, body: Mapping[str, Any], actor: str) -> str:
         ids = body.get("ids")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
-            raise ActionError("ids: a list of outbox message ids")
-        if not body.get("force"):
+        if not isinstance(ids, list) or not ids or not all(is_id(i) for i in ids):
+            raise BadValue(f"ids: a list of outbox message ids (whole numbers from 1 to "
+                           f"{MAX_ID})")
+        if not flag(body, "force"):
             self._refuse_stale(set(ids))
         done = self.store.requeue(ids, self.clock(), f"retried by {actor}")
         missing = sorted(set(ids) - set(done))
@@ -99,17 +107,37 @@ class Actions:
 
     def silence(self, body: Mapping[str, Any], actor: str) -> str:
         now = self.clock()
+        if body.get("expire") is not None:
+            sid = body["expire"]
+            if not is_id(sid):
+                raise BadValue(f"expire: the id of a silence (a whole number from 1 to {MAX_ID})")
+            try:
+                self.silencing.expire(sid, now)
+            except SilenceError as exc:
+                raise ActionError(str(exc)) from None
+            return f"silence {sid} ended"
+        matcher, value, reason = text(body, "matcher"), text(body, "value"), text(body, "reason")
+        until_text, force = text(body, "until"), flag(body, "force")
         try:
-            if body.get("expire") is not None:
-                self.silencing.expire(int(body["expire"]), now)
-                return f"silence {body['expire']} ended"
-            until = parse_time(text(body, "until"), "until", self.tz)
-            s = self.silencing.add(text(body, "matcher"), text(body, "value"), until,
-                                   text(body, "reason"), actor, now,
-                                   force=bool(body.get("force")))
+            until = parse_time(until_text, "until", self.tz)
+            s = self.silencing.add(matcher, value, until, reason, actor, now, force=force)
         except (SilenceError, ValueError) as exc:
             raise ActionError(str(exc)) from None
         return f"silence {s.id}"
+
+
+def is_id(value: Any) -> bool:
+    """Whether ``value`` is a stored row's id: a whole number (no boolean, no fraction) a
+    64-bit column holds."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+
+
+def flag(body: Mapping[str, Any], key: str) -> bool:
+    """A yes or no: ``true``, ``false`` or absent (no)."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise BadValue(f"{key}: true or false")
+    return bool(value)
 
 
 def text(body: Mapping[str, Any], key: str, required: bool = True) -> str:
@@ -119,7 +147,7 @@ def text(body: Mapping[str, Any], key: str, required: bool = True) -> str:
             raise ActionError(f"{key}: required")
         return ""
     if not isinstance(value, str):
-        raise ActionError(f"{key}: text expected")
+        raise BadValue(f"{key}: text expected")
     return value.strip()
 
 
@@ -128,7 +156,7 @@ def refs(body: Mapping[str, Any], key: str, required: bool = True) -> str:
     value = body.get(key)
     if isinstance(value, list):
         if not all(isinstance(v, str) for v in value):
-            raise ActionError(f"{key}: a list of transformer area ids")
+            raise BadValue(f"{key}: a list of transformer area ids")
         return refs_of(value)
     return text(body, key, required)
 

@@ -40,20 +40,24 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outage_sentinel.board import access, report_pages
-from outage_sentinel.board.actions import USER_ERRORS, Actions
+from outage_sentinel.board.actions import USER_ERRORS, Actions, BadValue
 from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
 from outage_sentinel.board.photos import photo_path, photos_of, thumbnail
 from outage_sentinel.board.views import (
     CardCache,
+    OutboxQuery,
+    QueryError,
     Viewer,
     field_answers,
     field_photos,
     incident_detail,
     local,
     notice_row,
+    outbox_query,
     overview,
+    said_text,
 )
 from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
@@ -481,7 +485,8 @@ async def change_password(request: Request, board: Board, session: dict[str, Any
 
 def _viewer(board: Board, session: dict[str, Any]) -> Viewer:
     return Viewer(session.get("language") or board.language, board.tz,
-                  session["role"] in access.MAY_SEE_PHONES)
+                  session["role"] in access.MAY_SEE_PHONES,
+                  links=session["role"] in access.MAY_ACT)
 
 
 async def me(request: Request, board: Board, session: dict[str, Any]) -> Response:
@@ -592,11 +597,25 @@ async def map_json(request: Request, board: Board, session: dict[str, Any]) -> R
 
 
 async def outbox_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
-    status = request.query_params.get("status") or "dead"
-    viewer = _viewer(board, session)
-    rows = await run_in_threadpool(board.store.messages, status=status)
-    return JSONResponse([{**notice_row(m, viewer), "error": redact(m.last_error or "")}
-                         for m in rows[-200:]])
+    """Messages newest first, a page at a time (``before``: the previous page's
+    ``next_before``), filtered by ``status`` (comma-separated), ``purpose``, ``incident``."""
+    try:
+        query = outbox_query(request.query_params)
+    except QueryError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    data = await run_in_threadpool(outbox_data, board, query, _viewer(board, session))
+    return JSONResponse(data)
+
+
+def outbox_data(board: Board, query: OutboxQuery, viewer: Viewer) -> dict[str, Any]:
+    rows = board.store.outbox_page(statuses=query.statuses, purpose=query.purpose,
+                                   incident_id=query.incident, before=query.before,
+                                   limit=query.limit + 1)
+    shown = rows[:query.limit]
+    return {"messages": [{**notice_row(m, viewer),
+                          "error": said_text(redact(m.last_error or ""), viewer)}
+                         for m in shown],
+            "next_before": shown[-1].id if len(rows) > query.limit else None}
 
 
 async def silences_json(request: Request, board: Board, session: dict[str, Any]) -> Response:
@@ -636,7 +655,8 @@ async def _json(request: Request) -> dict[str, Any]:
 
 def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: str,
          step: Callable[[str], str]) -> tuple[int, dict[str, Any]]:
-    """Run one action as the signed-in user and audit it, whatever the outcome."""
+    """Run one action as the signed-in user and audit it, whatever the outcome: 200, 400 (a
+    value of the body it cannot use), 409 (refused), 500."""
     actor = f"board:{session['user_name']}"
     now = board.clock()
     try:
@@ -644,7 +664,7 @@ def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: 
     except USER_ERRORS as exc:
         board.store.audit(now, session["user_name"], "action", ok=False, action=what,
                           target=target, remote=remote, detail=redact(str(exc)))
-        return 409, {"error": str(exc)}
+        return 400 if isinstance(exc, BadValue) else 409, {"error": str(exc)}
     except Exception as exc:
         get_logger(component="board").error("action_failed", action=what, target=target,
                                              error=redact(repr(exc)))
@@ -659,10 +679,14 @@ def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: 
 async def _respond(request: Request, board: Board, session: dict[str, Any], what: str,
                    target: str, step: Callable[[str, dict[str, Any]], str]) -> Response:
     body = await _json(request)
-    if body.get("__invalid__"):
-        return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+
+    def run(actor: str) -> str:
+        if body.get("__invalid__"):  # refused like any other bad value, and audited
+            raise BadValue("the body must be a JSON object")
+        return step(actor, body)
+
     status, data = await run_in_threadpool(_act, board, session, what, target,
-                                           _remote(request), lambda actor: step(actor, body))
+                                           _remote(request), run)
     return JSONResponse(data, status_code=status)
 
 

@@ -15,10 +15,13 @@ from typing import Any
 from urllib.parse import quote
 
 from outage_sentinel import crew as crews
+from outage_sentinel.field_links import REDACTED, redact_links
 from outage_sentinel.incidents import Incident, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.logs import mask_phones
+from outage_sentinel.outgoing import MAX_ID, OUTBOX_STATUSES
 from outage_sentinel.priority import affected_customers, special_care_customers
+from outage_sentinel.sms_params import template_purpose, template_values
 from outage_sentinel.topology import DEVICE_KINDS, Topology
 
 #: Minutes before the arrival deadline when the countdown turns amber.
@@ -30,6 +33,9 @@ class Viewer:
     language: str
     tz: tzinfo
     phones: bool  # whether phone numbers are shown unmasked
+    #: Whether the field's personal links (``/c/<token>``, ``/f/<token>``) are shown whole:
+    #: a token lets whoever holds it act as the crew or liaison it names.
+    links: bool = False
 
 
 def local(value: datetime | None, tz: tzinfo) -> str | None:
@@ -42,6 +48,13 @@ def iso(value: datetime | None) -> str | None:
 
 def phone(value: str, viewer: Viewer) -> str:
     return value if viewer.phones else mask_phones(value)
+
+
+def said_text(value: str, viewer: Viewer) -> str:
+    """A message's words as ``viewer`` may read them: phones masked and personal links cut
+    unless the role may see them."""
+    value = phone(value, viewer)
+    return value if viewer.links else redact_links(value)
 
 
 def name_of(topology: Topology, node: str) -> str:
@@ -180,16 +193,91 @@ def source_health(name: str, value: Any, viewer: Viewer) -> dict[str, Any]:
 
 def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
     """One outbox message as the board shows it: to whom, how it stands, and exactly what it
-    says (the subject, the text and whom a group message @-mentions; numbers masked for a
-    viewer, as everywhere)."""
+    says (the subject, the text and whom a group message @-mentions; numbers masked and
+    personal links cut for a viewer)."""
     mentions = (m.payload or {}).get("mentions") or ()
     return {"id": m.id, "incident": m.incident_id, "status": m.status, "purpose": m.purpose,
             "audience": m.audience, "channel": m.channel, "target": phone(m.target, viewer),
             "attempts": m.attempts, "queued_at": local(m.created_at, viewer.tz),
             "sent_at": local(m.sent_at, viewer.tz),
-            "error": mask_phones(m.last_error or "") if m.status != "sent" else "",
-            "subject": phone(m.subject or "", viewer), "text": phone(m.body or "", viewer),
-            "mentions": [phone(str(x), viewer) for x in mentions]}
+            "error": said_text(mask_phones(m.last_error or ""), viewer)
+            if m.status != "sent" else "",
+            "subject": said_text(m.subject or "", viewer), "text": said_text(m.body or "", viewer),
+            "mentions": [phone(str(x), viewer) for x in mentions],
+            "sms": sms_sent(m, viewer)}
+
+
+def sms_sent(m: Any, viewer: Viewer) -> dict[str, Any] | None:
+    """What an SMS carried (None for any other channel): no text of ours, only the template
+    of its purpose and the template's parameters — the care list as cut to fit ("…等3户"),
+    the link as its token. Numbers masked (an operator reads them only where the reader
+    must call them: a crew's dispatch, a care list) and the token cut for a viewer. The SMS
+    channel is the one named ``sms``, as the planner that builds the parameters has it."""
+    if m.channel != "sms":
+        return None
+    params = (m.payload or {}).get("params") or {}
+    calls = m.audience == "crew" or m.purpose == "care"
+    values = {k: REDACTED if k == "link" and not viewer.links
+              else said_text(v if calls else mask_phones(v), viewer)
+              for k, v in template_values(params).items()}
+    return {"template": template_purpose(m.purpose, params), "params": values}
+
+
+#: ``/api/outbox``: messages per page unless ``limit`` says, and at most.
+OUTBOX_PAGE, OUTBOX_PAGE_MAX = 200, 500
+#: What an outbox id and purpose hold at most (the columns' lengths).
+NAME_CHARS = 40
+OUTBOX_PARAMETERS = ("status", "purpose", "incident", "before", "limit")
+
+
+class QueryError(ValueError):
+    """A query parameter the page cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class OutboxQuery:
+    """Which messages ``/api/outbox`` lists: newest first, ``limit`` of those with an id below
+    ``before``, of the statuses, purpose and incident given (None: any)."""
+
+    statuses: tuple[str, ...] | None = None
+    purpose: str | None = None
+    incident: str | None = None
+    before: int | None = None
+    limit: int = OUTBOX_PAGE
+
+
+def outbox_query(params: Mapping[str, str]) -> OutboxQuery:
+    """The query string's :class:`OutboxQuery`, or :class:`QueryError` naming the parameter."""
+    unknown = sorted(set(params) - set(OUTBOX_PARAMETERS))
+    if unknown:
+        raise QueryError(f"{unknown[0]}: unknown parameter (parameters: "
+                         f"{', '.join(OUTBOX_PARAMETERS)})")
+    statuses = None
+    if params.get("status"):
+        statuses = tuple(dict.fromkeys(x.strip() for x in params["status"].split(",")))
+        bad = [x for x in statuses if x not in OUTBOX_STATUSES]
+        if bad:
+            raise QueryError(f"status: {bad[0]!r} is none of {', '.join(OUTBOX_STATUSES)} "
+                             "(several: comma-separated)")
+    return OutboxQuery(statuses, _name(params, "purpose"), _name(params, "incident"),
+                       _whole(params, "before", MAX_ID),
+                       _whole(params, "limit", OUTBOX_PAGE_MAX) or OUTBOX_PAGE)
+
+
+def _name(params: Mapping[str, str], key: str) -> str | None:
+    value = params.get(key) or None
+    if value is not None and len(value) > NAME_CHARS:
+        raise QueryError(f"{key}: at most {NAME_CHARS} characters")
+    return value
+
+
+def _whole(params: Mapping[str, str], key: str, most: int) -> int | None:
+    value = params.get(key)
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= most:
+        raise QueryError(f"{key}: a whole number from 1 to {most}")
+    return int(value)
 
 
 def found_devices(log: Sequence[Mapping[str, Any]]) -> list[str]:

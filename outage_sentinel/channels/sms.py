@@ -52,7 +52,7 @@ from outage_sentinel.channels.common import (
     retry,
 )
 from outage_sentinel.ratelimit import RateLimit
-from outage_sentinel.sms_params import PURPOSES, sms_purpose
+from outage_sentinel.sms_params import template_purpose, template_values
 
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com/"
 API_VERSION = "2017-05-25"
@@ -156,27 +156,14 @@ def classify_sms(body: Any, now: float) -> SendResult | None:
 
 
 def template_param(params: Mapping[str, Any]) -> dict[str, str]:
-    """The template variables: ``params["sms"]`` (the purpose's fixed parameter set, see
-    :mod:`outage_sentinel.sms_params`) if the planner gave one, else the scalars (messages
-    queued before per-purpose parameters existed).
-
-    Non-scalar params (village lists for digests) can't be template variables, and Aliyun
-    requires string values.
-    """
-    source = params.get("sms")
-    if isinstance(source, Mapping):
-        params = source
-    return {str(k): str(v) for k, v in params.items()
-            if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    """The template variables (:func:`outage_sentinel.sms_params.template_values`)."""
+    return template_values(params)
 
 
 def message_purpose(message: Message) -> str:
     """The SMS template purpose of ``message``: what the planner named (``sms_template``),
     else derived from the outbox purpose and the incident kind."""
-    named = message.params.get("sms_template")
-    if isinstance(named, str) and named in PURPOSES:
-        return named
-    return sms_purpose(message.purpose, str(message.params.get("kind") or "fault"))
+    return template_purpose(message.purpose, message.params)
 
 
 class SmsChannel(HttpChannel):

@@ -25,6 +25,7 @@ from outage_sentinel.cli import (
     corrections,
     topology_from_config,
 )
+from outage_sentinel.outgoing import OUTBOX_STATUSES
 
 
 def add_verbs(sub: Any) -> None:
@@ -65,8 +66,7 @@ def add_verbs(sub: Any) -> None:
     out = sub.add_parser("outbox", help="notifications in the outbox")
     osub = out.add_subparsers(dest="outbox_verb", metavar="ACTION")
     olist = osub.add_parser("list", help="messages, oldest first")
-    olist.add_argument("--status", choices=["pending", "inflight", "sent", "dead", "silenced",
-                                           "withdrawn"])
+    olist.add_argument("--status", choices=OUTBOX_STATUSES)
     corrections.add_other_verbs(sub, osub)
 
     storm = sub.add_parser("storm", help="declare a storm (the localiser expects several "

@@ -122,6 +122,24 @@ class OutboxStore(StoreBase):
         with self.engine.connect() as conn:
             return [OutboxRow(**r._mapping) for r in conn.execute(q)]
 
+    def outbox_page(self, *, statuses: Collection[str] | None = None,
+                    purpose: str | None = None, incident_id: str | None = None,
+                    before: int | None = None, limit: int = 200) -> list[OutboxRow]:
+        """At most ``limit`` messages, newest first: those with an id below ``before`` (the
+        previous page's last), of ``statuses``, ``purpose`` and ``incident_id`` if given."""
+        q = select(outbox_t).where(self.in_region(outbox_t))
+        if statuses is not None:
+            q = q.where(outbox_t.c.status.in_(list(statuses)))
+        if purpose is not None:
+            q = q.where(outbox_t.c.purpose == purpose)
+        if incident_id is not None:
+            q = q.where(outbox_t.c.incident_id == incident_id)
+        if before is not None:
+            q = q.where(outbox_t.c.id < before)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(outbox_t.c.id.desc()).limit(limit))
+            return [OutboxRow(**r._mapping) for r in rows]
+
     def last_liaison_notice(self, channel: str, target: str, purposes: Sequence[str]
                             ) -> OutboxRow | None:
         """The latest liaison notice of ``purposes`` to ``target`` on ``channel`` (what a

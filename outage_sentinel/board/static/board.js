@@ -26,6 +26,7 @@ const WORDS = {
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
     map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
     hours: "小时（可空）", silenced: "已静默", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
+    smsTemplate: "短信模板（实际发送的参数）",
     add: "添加", scopeAdd: "加入范围", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
@@ -50,6 +51,7 @@ const WORDS = {
     onlyHere: "only this one has off", onlyFirst: "only the first has off", prob: "probability",
     map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
     hours: "hours (optional)", silenced: "silenced", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
+    smsTemplate: "SMS template (the parameters sent)",
     expire: "End", add: "Add", scopeAdd: "Add to scope", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
@@ -201,9 +203,16 @@ function silencesPanel(rows) {
   }}, matcher, value, until, reason, h("label", {}, force, W.force), h("button", {type: "submit"}, W.add)));
 }
 
+// Every dead letter, read page by page (the outbox answers a page at a time, newest first).
 async function retryDead() {
-  const dead = await api("/api/outbox?status=dead");
-  await act("/api/outbox/retry", {ids: dead.map((m) => m.id)});
+  const ids = [];
+  let before = null;
+  do {
+    const page = await api(`/api/outbox?status=dead&limit=500${before === null ? "" : "&before=" + before}`);
+    ids.push(...page.messages.map((m) => m.id));
+    before = page.next_before;
+  } while (before !== null);
+  await act("/api/outbox/retry", {ids});
 }
 
 function openForm() {
@@ -260,13 +269,18 @@ function photoGrid(photos) {
       h("figcaption", {}, `${p.at} · ${p.by}${p.where ? " · " + p.where : ""}`))));
 }
 
-// Exactly what a message says (or will say): its first line, the whole text on a click.
+// Exactly what a message says (or will say): its first line, the whole text on a click. An
+// SMS carries no text of ours, only its purpose's template and the template's parameters.
 function said(m) {
-  const text = [m.subject, m.text].filter(Boolean).join("\n");
+  const text = m.sms ? smsText(m.sms) : [m.subject, m.text].filter(Boolean).join("\n");
   if (!text) return "";
   const first = text.split("\n")[0];
   return h("details", {}, h("summary", {}, first),
     h("pre", {class: "said-text"}, text + (m.mentions.length ? `\n@ ${m.mentions.join(" @ ")}` : "")));
+}
+
+function smsText(sms) {
+  return [`${W.smsTemplate} ${sms.template}`, ...Object.entries(sms.params).map(([k, v]) => `\${${k}}: ${v}`)].join("\n");
 }
 
 function actionsPanel(c) {
