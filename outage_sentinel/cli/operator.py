@@ -66,7 +66,7 @@ def add_verbs(sub: Any) -> None:
     osub = out.add_subparsers(dest="outbox_verb", metavar="ACTION")
     olist = osub.add_parser("list", help="messages, oldest first")
     olist.add_argument("--status", choices=["pending", "inflight", "sent", "dead", "silenced",
-                                           "withdrawn"])
+                                           "withdrawn", "superseded"])
     corrections.add_other_verbs(sub, osub)
 
     storm = sub.add_parser("storm", help="declare a storm (the localiser expects several "

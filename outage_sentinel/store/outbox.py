@@ -110,6 +110,30 @@ class OutboxStore(StoreBase):
                                 .limit(limit))
             return [OutboxRow(**r._mapping) for r in rows]
 
+    def chain_messages(self, chains: Collection[tuple[str, str]]) -> list[OutboxRow]:
+        """Every message of the given ``(incident id, recipient)`` chains, oldest first (what
+        the deliverer orders a run's due messages by, :mod:`outage_sentinel.ordering`)."""
+        if not chains:
+            return []
+        wanted = set(chains)
+        q = select(outbox_t).where(
+            self.in_region(outbox_t),
+            outbox_t.c.incident_id.in_(sorted({i for i, _ in wanted})),
+            outbox_t.c.recipient.in_(sorted({r for _, r in wanted})),
+            outbox_t.c.status.in_(("pending", "inflight", "sent"))).order_by(outbox_t.c.id)
+        with self.engine.connect() as conn:
+            rows = [OutboxRow(**r._mapping) for r in conn.execute(q)]
+        return [r for r in rows if (r.incident_id, r.recipient) in wanted]
+
+    def mark_superseded(self, row_id: int, now: datetime, reason: str) -> bool:
+        """A pending off-notice made moot by a later back-notice to the same recipient about
+        the same incident: kept and shown, never sent."""
+        with self.transaction() as conn:
+            res = conn.execute(update(outbox_t)
+                               .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending")
+                               .values(status="superseded", last_error=reason, dead_at=now))
+            return bool(res.rowcount)
+
     def messages(self, *, status: str | None = None, incident_id: str | None = None,
                  ids: Collection[int] | None = None) -> list[OutboxRow]:
         q = select(outbox_t).where(self.in_region(outbox_t)).order_by(outbox_t.c.id)
@@ -199,11 +223,11 @@ class OutboxStore(StoreBase):
     def told_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                 ) -> set[str]:
         """Recipients a message of ``incident_id`` with ``purposes`` reached or may have
-        reached (sent, being sent, or tried)."""
+        reached (sent, being sent, or tried; a superseded one only if it was tried)."""
         q = select(outbox_t.c.recipient).where(
             self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
             outbox_t.c.purpose.in_(list(purposes)),
-            (outbox_t.c.status != "pending") | (outbox_t.c.attempts > 0),
+            outbox_t.c.status.not_in(("pending", "superseded")) | (outbox_t.c.attempts > 0),
             outbox_t.c.status.not_in(("withdrawn", "silenced")))
         return {str(r) for r in conn.execute(q).scalars()}
 
