@@ -79,7 +79,14 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Any, Literal, Protocol
 
-from outage_sentinel.channels.base import Channel, Digestible, Message, Outcome, SendResult
+from outage_sentinel.channels.base import (
+    Channel,
+    Digestible,
+    Message,
+    Outcome,
+    SendResult,
+    Splitting,
+)
 from outage_sentinel.channels.registry import rate_keys_of, rate_limits_of
 from outage_sentinel.digest import DigestPart, build_digest
 from outage_sentinel.logs import get_logger, mask_phones, redact
@@ -498,12 +505,35 @@ class Deliverer:
         with self._claim([row]):
             if not self.may_send():  # deposed since the claim: the next leader resends it
                 return False
-            try:
-                result = channel.send(message)
-            except Exception as exc:  # a channel bug must not stop the loop or lose the message
-                result = SendResult(Outcome.RETRY,
-                                    redact(f"channel raised {type(exc).__name__}: {exc}"))
+            result = self._send_parts(channel, row, message, clock or (lambda: now))
             return self._settle(row, result, clock() if clock else now, log)
+
+    def _send_parts(self, channel: Channel, row: OutboxRow, message: Message,
+                    clock: Callable[[], datetime]) -> SendResult:
+        """Send ``message``, in parts when its channel splits it: in order, each confirmed part
+        recorded at once, starting after those an earlier attempt confirmed; the first part not
+        confirmed is the attempt's outcome. A part after the first needs the limiter's slot too
+        (without one the message retries when the window allows)."""
+        parts = channel.parts(message) if isinstance(channel, Splitting) else (message,)
+        done = int((row.payload or {}).get("parts_sent") or 0) if len(parts) > 1 else 0
+        limits = rate_limits_of(channel)
+        result = SendResult(Outcome.DELIVERED, "ok")
+        for i in range(done, len(parts)):
+            if i > done and limits:
+                decision = self._allow(rate_keys_of(channel, message), clock(), limits)
+                if not decision.ok:
+                    return SendResult(Outcome.RETRY, f"part {i + 1}/{len(parts)}: rate limited",
+                                      retry_after=decision.wait_seconds)
+            result = safe_send(channel, parts[i])
+            if result.outcome is not Outcome.DELIVERED:
+                return result if len(parts) == 1 else SendResult(
+                    result.outcome, f"part {i + 1}/{len(parts)}: {result.detail}",
+                    result.retry_after)
+            if len(parts) > 1:
+                self.store.mark_parts_sent(row.id, i + 1, len(parts))
+        if len(parts) > 1:
+            return SendResult(Outcome.DELIVERED, f"{result.detail}; in {len(parts)} parts")
+        return result
 
     def _settle(self, row: OutboxRow, result: SendResult, now: datetime, log: Any,
                 sent_note: str = "") -> bool:
@@ -629,6 +659,14 @@ class Deliverer:
                 self._settle(row, result, done, self.log.bind(key=row.key, channel=row.channel,
                                                              incident_id=row.incident_id),
                              sent_note=f"in digest {part.message.key}")
+
+
+def safe_send(channel: Channel, message: Message) -> SendResult:
+    """One attempt; a channel that raises (a bug) is a RETRY, never a lost message."""
+    try:
+        return channel.send(message)
+    except Exception as exc:  # a channel bug must not stop the loop or lose the message
+        return SendResult(Outcome.RETRY, redact(f"channel raised {type(exc).__name__}: {exc}"))
 
 
 def by_rate_keys(channel: Channel, rows: Sequence[OutboxRow]

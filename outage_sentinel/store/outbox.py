@@ -125,6 +125,17 @@ class OutboxStore(StoreBase):
             rows = [OutboxRow(**r._mapping) for r in conn.execute(q)]
         return [r for r in rows if (r.incident_id, r.recipient) in wanted]
 
+    def mark_parts_sent(self, row_id: int, parts: int, of: int) -> None:
+        """A message sent in parts: the first ``parts`` of ``of`` are confirmed (kept in its
+        payload as ``parts_sent`` / ``parts``, so a retry, even after a restart, sends only the
+        rest and the board can tell how far it got)."""
+        with self.transaction() as conn:
+            payload = conn.execute(select(outbox_t.c.payload)
+                                   .where(outbox_t.c.id == row_id)).scalar_one()
+            payload = {**(payload or {}), "parts_sent": parts, "parts": of}
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
+                         .values(payload=payload))
+
     def mark_superseded(self, row_id: int, now: datetime, reason: str) -> bool:
         """A pending off-notice made moot by a later back-notice to the same recipient about
         the same incident: kept and shown, never sent."""
