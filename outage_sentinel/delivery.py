@@ -92,6 +92,7 @@ from outage_sentinel.digest import DigestPart, build_digest
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ordering import ChainGate, chain_of, order
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.ratelimit import Decision, RateLimit
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.shared_limits import SharedLimits
@@ -574,6 +575,16 @@ class Deliverer:
 
     # -- rate limits and digests ---------------------------------------------------------------
 
+    def _record_digest(self, part: DigestPart, rows: Sequence[OutboxRow], now: datetime,
+                       detail: str) -> None:
+        """A confirmed digest: kept as its own row, its messages sent by it (one transaction)."""
+        digest_id = self.store.record_digest(digest_row(part, rows), [r.id for r in rows],
+                                             now, detail)
+        for row in rows:
+            self.metrics.notifications.labels(row.channel, "delivered").inc()
+        self.log.info("digest_delivered", key=part.message.key, digest=digest_id,
+                      covers=[r.key for r in rows], at=now.isoformat())
+
     def _allow(self, keys: Sequence[str], now: datetime, limits: Sequence[RateLimit]
                ) -> Decision:
         """One request for ``keys``, checked and recorded across every node and region."""
@@ -655,6 +666,9 @@ class Deliverer:
             log.info("digest_attempt", covers=len(claimed), outcome=result.outcome.value,
                      bytes=len(part.message.text.encode("utf-8")))
             done = clock()
+            if result.outcome is Outcome.DELIVERED and not self._abandoned.is_set():
+                self._record_digest(part, claimed, done, redact(result.detail))
+                return
             for row in claimed:
                 self._settle(row, result, done, self.log.bind(key=row.key, channel=row.channel,
                                                              incident_id=row.incident_id),
@@ -685,6 +699,19 @@ def by_rate_keys(channel: Channel, rows: Sequence[OutboxRow]
         else:
             cut.add(chain)
     return by_keys
+
+
+def digest_row(part: DigestPart, rows: Sequence[OutboxRow]) -> OutboxMessage:
+    """The outbox row keeping what a digest said (purpose ``digest``, no incident of its own:
+    the messages it covers name theirs)."""
+    m = part.message
+    return OutboxMessage(
+        incident_id="", revision=0, recipient="digest:" + m.key.rsplit("/", 1)[-1],
+        purpose="digest", channel=m.channel, target=m.target, audience=rows[0].audience,
+        subject=m.subject, body=m.text,
+        payload={"mentions": list(m.mentions), "part": m.params.get("part"),
+                 "parts": m.params.get("parts"),
+                 "incidents": sorted({r.incident_id for r in rows})})
 
 
 def quiet_until(now: datetime, window: tuple[time, time], tz: tzinfo) -> datetime | None:

@@ -187,7 +187,8 @@ def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
             "audience": m.audience, "channel": m.channel, "target": phone(m.target, viewer),
             "attempts": m.attempts, "queued_at": local(m.created_at, viewer.tz),
             "sent_at": local(m.sent_at, viewer.tz),
-            "error": mask_phones(m.last_error or "") if m.status != "sent" else "",
+            "error": mask_phones(m.last_error or "")
+            if m.status != "sent" or (m.payload or {}).get("digest") else "",
             "subject": phone(m.subject or "", viewer), "text": phone(m.body or "", viewer),
             "mentions": [phone(str(x), viewer) for x in mentions]}
 

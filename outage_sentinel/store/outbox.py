@@ -125,6 +125,28 @@ class OutboxStore(StoreBase):
             rows = [OutboxRow(**r._mapping) for r in conn.execute(q)]
         return [r for r in rows if (r.incident_id, r.recipient) in wanted]
 
+    def record_digest(self, digest: OutboxMessage, covered: Sequence[int], now: datetime,
+                      detail: str) -> int:
+        """A confirmed digest: stored as its own ``sent`` row (what the group read, with the
+        ids it covers in ``payload["covers"]``), and the covered messages marked sent by it
+        (``payload["digest"]`` = its id), in one transaction. Returns the digest's id."""
+        with self.transaction() as conn:
+            values = {"status": "sent", "attempts": 1, "inflight_count": 0,
+                      "next_attempt_at": now, "created_at": now, "sent_at": now,
+                      "last_error": detail or None, "region": self.region, **digest.columns()}
+            values["payload"] = {**values["payload"], "covers": list(covered)}
+            key = conn.execute(outbox_t.insert().values(**values)).inserted_primary_key
+            assert key is not None
+            digest_id = int(key[0])
+            rows = conn.execute(select(outbox_t.c.id, outbox_t.c.payload)
+                                .where(outbox_t.c.id.in_(list(covered)))).all()
+            for row_id, payload in rows:
+                conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(
+                    status="sent", sent_at=now, inflight_count=0,
+                    last_error=f"in digest #{digest_id}: {detail}",
+                    payload={**(payload or {}), "digest": digest_id}))
+            return digest_id
+
     def mark_parts_sent(self, row_id: int, parts: int, of: int) -> None:
         """A message sent in parts: the first ``parts`` of ``of`` are confirmed (kept in its
         payload as ``parts_sent`` / ``parts``, so a retry, even after a restart, sends only the
