@@ -10,7 +10,10 @@ The guarantees (docs/design.md §3) and how they are kept:
   risk a second duplicate.
 * Failures are retried on the immutable :class:`~outage_sentinel.retry.RetryPolicy`; a message
   older than its max age, or permanently refused, is dead-lettered (counted, logged, kept).
-* Messages are independent: a target that keeps failing only delays itself.
+* A target that keeps failing only delays itself. Within a target, the messages of one
+  incident to one recipient (a *chain*) go in the order they were queued, and an off-notice a
+  later back-notice made moot is superseded, never sent (:mod:`outage_sentinel.ordering`,
+  applied to each run's batch from the outbox, so it holds across workers and restarts).
 * Per-target rate limits (:mod:`outage_sentinel.ratelimit`) are checked before every request
   and the window is saved to the store *before* the request goes out
   (:mod:`outage_sentinel.shared_limits`), so neither a restart, a takeover nor a second region
@@ -76,11 +79,20 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Any, Literal, Protocol
 
-from outage_sentinel.channels.base import Channel, Digestible, Message, Outcome, SendResult
+from outage_sentinel.channels.base import (
+    Channel,
+    Digestible,
+    Message,
+    Outcome,
+    SendResult,
+    Splitting,
+)
 from outage_sentinel.channels.registry import rate_keys_of, rate_limits_of
 from outage_sentinel.digest import DigestPart, build_digest
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.ordering import ChainGate, chain_of, order
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.ratelimit import Decision, RateLimit
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.shared_limits import SharedLimits
@@ -325,6 +337,7 @@ class Deliverer:
         rows = self.store.due_messages(now, self.batch_size, exclude=self.busy_groups())
         rows = self._defer_quiet(rows, now)
         rows = self._unmuted(rows, now)
+        rows = self._in_order(rows, now)
         self.limits.forget_idle(now)
         groups: dict[GroupKey, list[OutboxRow]] = {}
         for row in rows:
@@ -355,6 +368,25 @@ class Deliverer:
                 self.log.info("silenced", key=row.key, channel=row.channel, silence=reason)
         return [r for r in rows if r.id not in muted]
 
+    def _in_order(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """``rows`` their chains let go now, in id order; the off-notices a later back-notice
+        made moot are marked ``superseded`` (see :mod:`outage_sentinel.ordering`)."""
+        if not rows:
+            return rows
+        chains = self.store.chain_messages({chain_of(r) for r in rows})
+        plan = order(rows, chains)
+        purposes = {r.id: r.purpose for r in chains}
+        for row in chains:
+            back = plan.superseded.get(row.id)
+            if back is None:
+                continue
+            reason = f"superseded by #{back} ({purposes[back]}) before it could be sent"
+            if self.store.mark_superseded(row.id, now, reason):
+                self.metrics.notifications.labels(row.channel, "superseded").inc()
+                self.log.info("superseded", key=row.key, channel=row.channel, by=back)
+        ready = set(plan.ready)
+        return sorted((r for r in rows if r.id in ready), key=lambda r: r.id)
+
     def _submit(self, key: GroupKey, rows: Sequence[OutboxRow],
                 clock: Callable[[], datetime]) -> Future[int] | None:
         with self._lock:
@@ -378,19 +410,16 @@ class Deliverer:
         """One group's messages, in order (runs on the channel's lane)."""
         try:
             channel = self.channels[key[0]]
+            gate = ChainGate()  # a chain stops at its first message not confirmed
             if not rate_limits_of(channel):
                 for row in rows:
                     if self._stopping.is_set():
                         break
-                    self._deliver(row, clock(), clock)
+                    if gate.open(row):
+                        gate.settled(row, self._deliver(row, clock(), clock))
                 return len(rows)
-            # Rate-limited: weigh everything due for one limiter key (robot group; for an SMS
-            # to several numbers, those numbers) against its budget together.
-            by_keys: dict[tuple[str, ...], list[OutboxRow]] = {}
-            for row in rows:
-                by_keys.setdefault(rate_keys_of(channel, message_of(row)), []).append(row)
-            for keys, part in by_keys.items():
-                self._deliver_group(channel, keys, part, clock)
+            for keys, part in by_rate_keys(channel, rows).items():
+                self._deliver_group(channel, keys, part, clock, gate)
             return len(rows)
         except Exception as exc:  # the database may be briefly unavailable: rows stay due
             self.log.error("delivery_failed", channel=key[0], target=mask_phones(key[1]),
@@ -454,43 +483,68 @@ class Deliverer:
             self.metrics.dead_letters.set(counts.get("dead", 0))
 
     def _deliver(self, row: OutboxRow, now: datetime,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None) -> bool:
         """One message: claim, send, record. The outcome is stamped by ``clock`` when it
-        arrives (a retry backs off from the end of a 30 s timeout, not from its start)."""
+        arrives (a retry backs off from the end of a 30 s timeout, not from its start).
+        Returns whether it was confirmed sent."""
         log = self.log.bind(key=row.key, channel=row.channel, incident_id=row.incident_id)
         channel = self.channels.get(row.channel)
         if channel is None:
             self._dead(row, now, f"channel {row.channel!r} is not configured")
             self.metrics.notifications.labels(row.channel, "dead").inc()
             log.error("dead_letter", reason="channel not configured")
-            return
+            return False
         message = message_of(row)
         if self.dry_run:
             self.store.mark_sent(row.id, now, "dry run: not sent")
             self.metrics.notifications.labels(row.channel, "dry_run").inc()
             log.info("dry_run", target=row.target, text=row.body)
-            return
+            return True
         if self._stopping.is_set() or not self.may_send() or \
                 not self.store.mark_inflight(row.id, now):
-            return  # stopping, no longer the leader, or claimed by someone else meanwhile
+            return False  # stopping, no longer the leader, or claimed by someone else meanwhile
         with self._claim([row]):
             if not self.may_send():  # deposed since the claim: the next leader resends it
-                return
-            try:
-                result = channel.send(message)
-            except Exception as exc:  # a channel bug must not stop the loop or lose the message
-                result = SendResult(Outcome.RETRY,
-                                    redact(f"channel raised {type(exc).__name__}: {exc}"))
-            self._settle(row, result, clock() if clock else now, log)
+                return False
+            result = self._send_parts(channel, row, message, clock or (lambda: now))
+            return self._settle(row, result, clock() if clock else now, log)
+
+    def _send_parts(self, channel: Channel, row: OutboxRow, message: Message,
+                    clock: Callable[[], datetime]) -> SendResult:
+        """Send ``message``, in parts when its channel splits it: in order, each confirmed part
+        recorded at once, starting after those an earlier attempt confirmed; the first part not
+        confirmed is the attempt's outcome. A part after the first needs the limiter's slot too
+        (without one the message retries when the window allows)."""
+        parts = channel.parts(message) if isinstance(channel, Splitting) else (message,)
+        done = int((row.payload or {}).get("parts_sent") or 0) if len(parts) > 1 else 0
+        limits = rate_limits_of(channel)
+        result = SendResult(Outcome.DELIVERED, "ok")
+        for i in range(done, len(parts)):
+            if i > done and limits:
+                decision = self._allow(rate_keys_of(channel, message), clock(), limits)
+                if not decision.ok:
+                    return SendResult(Outcome.RETRY, f"part {i + 1}/{len(parts)}: rate limited",
+                                      retry_after=decision.wait_seconds)
+            result = safe_send(channel, parts[i])
+            if result.outcome is not Outcome.DELIVERED:
+                return result if len(parts) == 1 else SendResult(
+                    result.outcome, f"part {i + 1}/{len(parts)}: {result.detail}",
+                    result.retry_after)
+            if len(parts) > 1:
+                self.store.mark_parts_sent(row.id, i + 1, len(parts))
+        if len(parts) > 1:
+            return SendResult(Outcome.DELIVERED, f"{result.detail}; in {len(parts)} parts")
+        return result
 
     def _settle(self, row: OutboxRow, result: SendResult, now: datetime, log: Any,
-                sent_note: str = "") -> None:
-        """Record the outcome of an attempt for ``row`` (already marked in flight)."""
+                sent_note: str = "") -> bool:
+        """Record the outcome of an attempt for ``row`` (already marked in flight); returns
+        whether it was confirmed sent."""
         if self._abandoned.is_set():
             # close() left this send in flight for the next start's recovery, which may already
             # be running in a new process: an outcome recorded now could undo what it settles.
             log.warning("late_outcome_not_recorded", outcome=result.outcome.value)
-            return
+            return False
         detail = redact(result.detail)
         if result.outcome is Outcome.DELIVERED:
             if sent_note:
@@ -498,12 +552,12 @@ class Deliverer:
             self.store.mark_sent(row.id, now, detail)
             self.metrics.notifications.labels(row.channel, "delivered").inc()
             log.info("delivered", target=row.target, purpose=row.purpose, at=now.isoformat())
-            return
+            return True
         if result.outcome is Outcome.PERMANENT:
             self._dead(row, now, f"refused: {detail}")
             self.metrics.notifications.labels(row.channel, "permanent").inc()
             log.error("dead_letter", reason=detail)
-            return
+            return False
         # ``row`` was read before mark_inflight counted this attempt: it is failure number
         # attempts + 1 (the policy's backoff is 1-based and refuses 0).
         decision = self.policy.next_attempt(first_queued=row.created_at,
@@ -513,12 +567,23 @@ class Deliverer:
             self._dead(row, now, f"{detail}; {decision.reason}")
             self.metrics.notifications.labels(row.channel, "dead").inc()
             log.error("dead_letter", reason=detail, why=decision.reason)
-            return
+            return False
         self.store.mark_retry(row.id, datetime.fromtimestamp(decision.at, UTC), detail)
         self.metrics.notifications.labels(row.channel, "retry").inc()
         log.warning("retry_later", reason=detail, delay_s=round(decision.delay, 1))
+        return False
 
     # -- rate limits and digests ---------------------------------------------------------------
+
+    def _record_digest(self, part: DigestPart, rows: Sequence[OutboxRow], now: datetime,
+                       detail: str) -> None:
+        """A confirmed digest: kept as its own row, its messages sent by it (one transaction)."""
+        digest_id = self.store.record_digest(digest_row(part, rows), [r.id for r in rows],
+                                             now, detail)
+        for row in rows:
+            self.metrics.notifications.labels(row.channel, "delivered").inc()
+        self.log.info("digest_delivered", key=part.message.key, digest=digest_id,
+                      covers=[r.key for r in rows], at=now.isoformat())
 
     def _allow(self, keys: Sequence[str], now: datetime, limits: Sequence[RateLimit]
                ) -> Decision:
@@ -540,7 +605,7 @@ class Deliverer:
         self.metrics.notifications.labels(row.channel, "rate_limited").inc()
 
     def _deliver_group(self, channel: Channel, keys: tuple[str, ...], rows: Sequence[OutboxRow],
-                       clock: Callable[[], datetime]) -> None:
+                       clock: Callable[[], datetime], gate: ChainGate) -> None:
         """Deliver the due messages of one limiter key: one by one within the budget, as a
         digest when more are waiting than the budget allows. Each request is stamped by
         ``clock`` when it goes out, so the limiter records when it really happened."""
@@ -553,12 +618,15 @@ class Deliverer:
             for row in rows:
                 if self._stopping.is_set():
                     return
+                if not gate.open(row):
+                    continue
                 now = clock()
                 decision = self._allow(keys, now, limits)
                 if not decision.ok:
                     self._defer(row, now, decision.wait_seconds, f"{decision.limit} per target")
+                    gate.settled(row, False)
                     continue
-                self._deliver(row, now, clock)
+                gate.settled(row, self._deliver(row, now, clock))
             return
         parts = build_digest([message_of(r) for r in rows], limit_bytes=int(digest_limit),
                              language=self.language, channel=channel.name,
@@ -598,10 +666,52 @@ class Deliverer:
             log.info("digest_attempt", covers=len(claimed), outcome=result.outcome.value,
                      bytes=len(part.message.text.encode("utf-8")))
             done = clock()
+            if result.outcome is Outcome.DELIVERED and not self._abandoned.is_set():
+                self._record_digest(part, claimed, done, redact(result.detail))
+                return
             for row in claimed:
                 self._settle(row, result, done, self.log.bind(key=row.key, channel=row.channel,
                                                              incident_id=row.incident_id),
                              sent_note=f"in digest {part.message.key}")
+
+
+def safe_send(channel: Channel, message: Message) -> SendResult:
+    """One attempt; a channel that raises (a bug) is a RETRY, never a lost message."""
+    try:
+        return channel.send(message)
+    except Exception as exc:  # a channel bug must not stop the loop or lose the message
+        return SendResult(Outcome.RETRY, redact(f"channel raised {type(exc).__name__}: {exc}"))
+
+
+def by_rate_keys(channel: Channel, rows: Sequence[OutboxRow]
+                 ) -> dict[tuple[str, ...], list[OutboxRow]]:
+    """Rows per limiter key (robot group; for an SMS to several numbers, those numbers, per
+    template): everything due for one key is weighed against its budget together. A chain
+    stays under the key of its first message; its messages under another key wait for the
+    next run, so a chain is never sent out of order across keys."""
+    by_keys: dict[tuple[str, ...], list[OutboxRow]] = {}
+    chain_keys: dict[tuple[str, str], tuple[str, ...]] = {}
+    cut: set[tuple[str, str]] = set()
+    for row in rows:
+        keys, chain = rate_keys_of(channel, message_of(row)), chain_of(row)
+        if chain not in cut and chain_keys.setdefault(chain, keys) == keys:
+            by_keys.setdefault(keys, []).append(row)
+        else:
+            cut.add(chain)
+    return by_keys
+
+
+def digest_row(part: DigestPart, rows: Sequence[OutboxRow]) -> OutboxMessage:
+    """The outbox row keeping what a digest said (purpose ``digest``, no incident of its own:
+    the messages it covers name theirs)."""
+    m = part.message
+    return OutboxMessage(
+        incident_id="", revision=0, recipient="digest:" + m.key.rsplit("/", 1)[-1],
+        purpose="digest", channel=m.channel, target=m.target, audience=rows[0].audience,
+        subject=m.subject, body=m.text,
+        payload={"mentions": list(m.mentions), "part": m.params.get("part"),
+                 "parts": m.params.get("parts"),
+                 "incidents": sorted({r.incident_id for r in rows})})
 
 
 def quiet_until(now: datetime, window: tuple[time, time], tz: tzinfo) -> datetime | None:

@@ -19,7 +19,16 @@ The structured facts come from :attr:`Message.params` (the renderer fills them):
 ``status``     ``active`` | ``restored`` | ``cancelled`` (default from the purpose:
                ``restored`` / ``cancelled`` messages, else active)
 ``priority``   optional number, higher is worse (overrides the kind/households order)
+``confirmed``  of ``households``, those in areas a source reported (the rest are only
+               "possibly affected", inferred); ``villages_confirmed`` the same per village
+               for a message naming several; missing: all confirmed
+``etr``        expected restoration, local time text (``"2026-03-01 12:00"``)
+``incident``   the incident id (also ``Message.incident_id``)
 =============  ====================================================================
+
+A digest line keeps what the notices it stands for kept apart: a village only possibly
+affected is listed under 可能受影响, households are given as confirmed plus possible, and the
+expected restoration time and the incident id close the line.
 
 A message without params is still covered: its first text line is quoted in the digest.
 """
@@ -45,6 +54,11 @@ _LABELS: dict[str, dict[str, str]] = {
         "restored": "已恢复送电", "cancelled": "已取消", "corrected": "更正：不涉及",
         "households": "户", "sep": "、", "colon": "：", "total": "共",
         "header": "停电汇总：{incidents}起事件，{feeders}条线路，{villages}个村，{households}户",
+        "header_possible": ("停电汇总：{incidents}起事件，{feeders}条线路，{villages}个村"
+                            "（{possible_villages}个仅可能受影响），确认{confirmed}户，"
+                            "另可能{possible}户"),
+        "possible": "可能受影响", "split": "确认{c}户+可能{p}户", "more": "另可能{p}户",
+        "etr": "预计{etr}恢复",
         "part": "（第{i}/{n}部分）",
     },
     "en": {
@@ -54,6 +68,12 @@ _LABELS: dict[str, dict[str, str]] = {
         "households": " households", "sep": ", ", "colon": ": ", "total": "total ",
         "header": ("Outage digest: {incidents} incident(s), {feeders} feeder(s), "
                    "{villages} village(s), {households} household(s)"),
+        "header_possible": ("Outage digest: {incidents} incident(s), {feeders} feeder(s), "
+                            "{villages} village(s) ({possible_villages} only possibly "
+                            "affected), {confirmed} household(s) confirmed, {possible} more "
+                            "possibly"),
+        "possible": "possibly affected", "split": "{c} confirmed + {p} possibly",
+        "more": "{p} more possibly", "etr": "restoration expected {etr}",
         "part": " (part {i}/{n})",
     },
 }
@@ -73,8 +93,12 @@ class DigestEntry:
     restored: dict[str, int] = field(default_factory=dict)
     #: Villages an operator's correction took out of the incident (never off by it).
     corrected: dict[str, int] = field(default_factory=dict)
+    #: Of each village's households off, those in areas a source reported (the rest inferred).
+    confirmed: dict[str, int] = field(default_factory=dict)
     #: Households off, when a message gives a total but no per-village breakdown.
     households: int = 0
+    #: Expected restoration, as the latest message about it said (local time text).
+    etr: str = ""
     priority: float | None = None
     summary: str = ""
     keys: list[str] = field(default_factory=list)
@@ -167,6 +191,7 @@ def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
         if status == "neutral":
             continue
         _fold(e, status, villages)
+        _note(e, status, villages, p)
         # A total without a per-village breakdown still counts.
         if not sum(villages.values()) and "households" in p and status == "active":
             e.households = max(e.households, _int(p["households"]))
@@ -191,6 +216,25 @@ def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
     return sorted(by_incident.values(), key=DigestEntry.rank)
 
 
+def _note(e: DigestEntry, status: str, villages: Mapping[str, int],
+          p: Mapping[str, Any]) -> None:
+    """How many of each village's households off are confirmed, and the latest ETR."""
+    if status == "active":
+        per = p.get("villages_confirmed")
+        for name, hh in villages.items():
+            if isinstance(per, Mapping):
+                e.confirmed[name] = _int(per.get(name, hh))
+            elif p.get("village") and "confirmed" in p and len(villages) == 1:
+                e.confirmed[name] = _int(p["confirmed"])
+            else:
+                e.confirmed[name] = hh
+        if "etr" in p:
+            e.etr = str(p["etr"] or "")
+    else:
+        for name in villages:
+            e.confirmed.pop(name, None)
+
+
 def _fold(e: DigestEntry, status: str, villages: Mapping[str, int]) -> None:
     """A later message about a village wins: off, back, or out of the incident."""
     for name, hh in villages.items():
@@ -205,6 +249,53 @@ def _places(villages: Mapping[str, int], labels: Mapping[str, str]) -> str:
                               for name, hh in villages.items())
 
 
+def _possible(e: DigestEntry) -> dict[str, int]:
+    """Village -> its households off that are only possibly affected (inferred)."""
+    return {v: hh - min(e.confirmed.get(v, hh), hh) for v, hh in e.villages.items()}
+
+
+def _off_places(e: DigestEntry, labels: Mapping[str, str]) -> str:
+    """The villages off: confirmed ones (with a split count when only partly confirmed), then
+    those only possibly affected under their own label, then the totals."""
+    possible = _possible(e)
+    sure, maybe = [], {}
+    for v, hh in e.villages.items():
+        p = possible[v]
+        if hh and p == hh:
+            maybe[v] = hh
+        elif p:
+            sure.append(f"{v}({labels['split'].format(c=hh - p, p=p)})")
+        else:
+            sure.append(f"{v}({hh}{labels['households']})" if hh else v)
+    sep, zh = labels["sep"], labels is _LABELS["zh"]
+    text = sep.join(sure)
+    if maybe:
+        text += ("；" if zh else "; ") * bool(sure) + labels["possible"] + labels["colon"]
+        text += _places(maybe, labels)
+    if e.households:
+        more = sum(possible.values())
+        total = labels["split"].format(c=e.households - more, p=more) if more else \
+            f"{e.households}{labels['households']}"
+        text += f"{'；' if maybe and zh else sep}{labels['total']}{total}"
+    return text
+
+
+def _tail(e: DigestEntry, labels: Mapping[str, str]) -> str:
+    """The expected restoration (still-off lines) and the incident id, compactly."""
+    zh = labels is _LABELS["zh"]
+    bits = []
+    if e.villages and e.etr:
+        bits.append(labels["etr"].format(etr=_short_time(e.etr)))
+    if e.incident_id:
+        bits.append(e.incident_id)
+    return "".join(("；" if zh else "; ") + b for b in bits)
+
+
+def _short_time(text: str) -> str:
+    """``2026-03-01 12:00`` -> ``03-01 12:00`` (the year is this year's in a digest)."""
+    return text[5:] if len(text) == 16 and text[4] == "-" else text
+
+
 def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
     state = (labels[e.status] if e.status in ("restored", "cancelled", "corrected")
              else labels[e.kind])
@@ -215,15 +306,13 @@ def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
         return head + e.summary
     text = head + (e.feeder + labels["colon"] if e.feeder else "")
     if e.villages:
-        text += _places(e.villages, labels)
-        if e.households:
-            text += f"{labels['sep']}{labels['total']}{e.households}{labels['households']}"
+        text += _off_places(e, labels)
         if e.restored:
             back = labels["restored"]
             text += (f"；{back}：" if zh else f"; {back}: ") + _places(e.restored, labels)
     else:
         text += _places(e.restored or e.corrected, labels)
-    return text
+    return text + _tail(e, labels)
 
 
 def build_digest(
@@ -275,13 +364,23 @@ def build_digest(
 
 
 def _header(entries: Sequence[DigestEntry], labels: Mapping[str, str]) -> str:
-    """The totals line; it counts villages still off (restored ones are listed in lines)."""
+    """The totals line; it counts villages still off (restored ones are listed in lines), and
+    keeps the households only possibly affected apart."""
     feeders = {e.feeder for e in entries if e.feeder}
     villages = {v for e in entries for v in e.villages} or {
         v for e in entries for v in e.restored}
-    households = sum(e.households for e in entries if e.status == "active")
-    return labels["header"].format(incidents=len(entries), feeders=len(feeders),
-                                   villages=len(villages), households=households)
+    active = [e for e in entries if e.status == "active"]
+    households = sum(e.households for e in active)
+    possible = {(e.incident_id, v): p for e in active for v, p in _possible(e).items() if p}
+    if not possible:
+        return labels["header"].format(incidents=len(entries), feeders=len(feeders),
+                                       villages=len(villages), households=households)
+    only = {v for e in active for v, p in _possible(e).items() if p and p == e.villages[v]}
+    sure = {v for e in active for v, p in _possible(e).items() if p != e.villages[v]}
+    more = sum(possible.values())
+    return labels["header_possible"].format(
+        incidents=len(entries), feeders=len(feeders), villages=len(villages),
+        possible_villages=len(only - sure), confirmed=households - more, possible=more)
 
 
 def _pack(entries: Sequence[DigestEntry], labels: Mapping[str, str], line_room: int

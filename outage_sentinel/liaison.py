@@ -300,6 +300,7 @@ class LiaisonPlanner:
             "possible_label": self._area_label(possible, "") if possible else "",
             "customers": estimate.customers,
             "village_customers": village_customers,
+            "confirmed_customers": topo.customers_of(confirmed),
             "start_local": self.local_time(village_start(incident, village_id, topo)),
             "etr_local": self.local_time(village_etr(incident, village_id, topo)),
             "end_local": self.local_time(incident.end),
@@ -372,6 +373,8 @@ class LiaisonPlanner:
         return {"village": village, "feeder": context["feeder_label"],
                 "start": context["start_local"], "etr": context["etr_local"] or "",
                 "households": households, "incident": incident.id, "kind": incident.kind,
+                # Of those households, the ones in areas a source reported (the rest inferred).
+                "confirmed": int(context.get("confirmed_customers", households)),
                 "sms_template": sms_purpose, "sms": values}
 
     def progress_rows(self, inc: Incident, step: str, cause: str) -> list[OutboxMessage]:

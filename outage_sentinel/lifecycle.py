@@ -17,7 +17,7 @@ incident change, with keys that make repeating the step harmless.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -117,10 +117,30 @@ class Lifecycle:
                      ) -> list[OutboxMessage]:
         """Outbox rows for the command centre (none when no command-centre channel is set)."""
         return self._command_rows(inc.id, inc.revision if revision is None else revision,
-                                  purpose, body)
+                                  purpose, body, self.digest_facts(inc))
 
-    def _command_rows(self, incident_id: str, revision: int, purpose: str, body: str
-                      ) -> list[OutboxMessage]:
+    def digest_facts(self, inc: Incident) -> dict[str, Any]:
+        """What a digest says of ``inc`` (:mod:`outage_sentinel.digest`): feeder, kind,
+        status, the villages with their households off and how many of those are confirmed,
+        the expected restoration and the id."""
+        topo = self.topology
+        areas = inc.off if inc.status == "active" else inc.estimate.transformers
+        by_village: dict[str, list[str]] = {}
+        for t in areas:
+            village = topo.villages.get(topo.nodes[t].village) if t in topo.nodes else None
+            if village is not None:
+                by_village.setdefault(village.name, []).append(t)
+        return {"feeder": self.planner.feeder_names.get(inc.feeder, inc.feeder),
+                "kind": inc.kind, "status": inc.status, "incident": inc.id,
+                "etr": self.planner.local_time(inc.etr) or "",
+                "villages": {v: topo.customers_of(ts) for v, ts in by_village.items()},
+                "villages_confirmed": {v: topo.customers_of(t for t in ts
+                                                            if inc.mark(t) == "reported")
+                                       for v, ts in by_village.items()},
+                "households": topo.customers_of(areas)}
+
+    def _command_rows(self, incident_id: str, revision: int, purpose: str, body: str,
+                      facts: Mapping[str, Any] | None = None) -> list[OutboxMessage]:
         cc = self.config.command_centre
         if cc.channel is None:
             return []
@@ -129,7 +149,7 @@ class Lifecycle:
             recipient=f"command:{cc.target}", purpose=purpose, channel=cc.channel,
             target=cc.target, audience="command", subject=body.splitlines()[0],
             body=body, payload={"markdown": body, "params": {
-                "sms_template": "command",
+                **(facts or {}), "sms_template": "command",
                 "sms": command_params(summary=body.splitlines()[0], incident=incident_id)}},
         )]
 

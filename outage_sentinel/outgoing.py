@@ -19,7 +19,7 @@ Audience = Literal["liaison", "command", "crew"]
 AUDIENCES: tuple[Audience, ...] = ("liaison", "command", "crew")
 #: How a stored message stands: waiting, being sent, sent, given up (a dead letter), muted
 #: by a silence, taken back before it went.
-OUTBOX_STATUSES = ("pending", "inflight", "sent", "dead", "silenced", "withdrawn")
+OUTBOX_STATUSES = ("pending", "inflight", "sent", "dead", "silenced", "withdrawn", "superseded")
 #: The largest id a stored row (a message, a silence) may have: a signed 64-bit integer, what
 #: the databases' drivers take.
 MAX_ID = 2**63 - 1

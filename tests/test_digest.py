@@ -88,7 +88,7 @@ def test_liaison_rows_one_per_village_sum_households_and_track_restoration() -> 
     assert e.households == 160 and e.status == "active"
     (part,) = build_digest(msgs, limit_bytes=2048)
     assert part.message.text.splitlines()[1] == (
-        "【停电】10kV 马集线：马集村(120户)、后庄(40户)、共160户；已恢复送电：前庄(15户)")
+        "【停电】10kV 马集线：马集村(120户)、后庄(40户)、共160户；已恢复送电：前庄(15户)；INC-7")
     assert part.message.text.splitlines()[0] == "停电汇总：1起事件，1条线路，2个村，160户"
 
 
@@ -106,7 +106,7 @@ def test_a_corrected_village_is_not_listed_as_off_and_a_care_call_changes_nothin
     assert e.villages == {} and e.restored == {"马集村": 70} and e.corrected == {"王楼村": 60}
     assert e.status == "restored"
     (part,) = build_digest(msgs[:3], limit_bytes=2048)
-    assert part.message.text.splitlines()[1] == "【停电】马集I线：马集村(70户)、共70户"
+    assert part.message.text.splitlines()[1] == "【停电】马集I线：马集村(70户)、共70户；INC-8"
     (only,) = build_digest([msgs[0], msgs[2]], limit_bytes=2048)
-    assert only.message.text.splitlines()[1] == "【更正：不涉及】马集I线：王楼村(60户)"
+    assert only.message.text.splitlines()[1] == "【更正：不涉及】马集I线：王楼村(60户)；INC-8"
     assert set(only.covers) == {"a", "c"}

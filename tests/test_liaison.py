@@ -108,7 +108,7 @@ def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
     assert row.subject == "【故障停电通知】马集村（马集镇）"
     assert row.payload["params"] == {
         "village": "马集村", "feeder": "马集I线", "start": "2026-03-01 08:00",
-        "etr": "2026-03-01 10:00", "households": 70, "incident": "INC-20260301-0001",
+        "etr": "2026-03-01 10:00", "households": 70, "confirmed": 70, "incident": "INC-20260301-0001",
         "kind": "fault", "sms_template": "outage",
         "sms": {"village": "马集村", "feeder": "马集I线", "kind": "故障停电",
                 "start": "2026-03-01 08:00", "etr": "2026-03-01 10:00", "cause": "雷击",

@@ -541,8 +541,11 @@ def incident_data(board: Board, incident_id: str, viewer: Viewer) -> dict[str, A
     if row is None:
         return None
     log = board.store.incident_log(incident_id)
+    notices = board.store.messages(incident_id=incident_id)
+    # What a digest standing for some of them said, as its own row after theirs.
+    digests = {int(d) for m in notices if (d := (m.payload or {}).get("digest")) is not None}
     detail = incident_detail(row, log,
-                             board.store.messages(incident_id=incident_id),
+                             notices + (board.store.messages(ids=digests) if digests else []),
                              board.store.events(incident_id=incident_id, limit=500),
                              board.topology(), board.clock(), viewer, board.commitments)
     detail["answers"] = field_answers(board.store.answers(incident_id), board.topology(),

@@ -201,7 +201,7 @@ def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
             "attempts": m.attempts, "queued_at": local(m.created_at, viewer.tz),
             "sent_at": local(m.sent_at, viewer.tz),
             "error": said_text(mask_phones(m.last_error or ""), viewer)
-            if m.status != "sent" else "",
+            if m.status != "sent" or (m.payload or {}).get("digest") else "",
             "subject": said_text(m.subject or "", viewer), "text": said_text(m.body or "", viewer),
             "mentions": [phone(str(x), viewer) for x in mentions],
             "sms": sms_sent(m, viewer)}

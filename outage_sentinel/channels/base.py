@@ -81,6 +81,17 @@ class RateLimited(Protocol):
 
 
 @runtime_checkable
+class Splitting(Protocol):
+    """A channel whose service caps a message's size (the robots): a longer text goes as
+    several consecutive parts, each within the cap, cut at line breaks and numbered "(1/2)".
+    The delivery loop sends the parts in order and records each one confirmed, so a retry
+    sends only the parts not yet delivered."""
+
+    def parts(self, message: Message) -> tuple[Message, ...]:
+        """``message`` as the requests it takes: itself alone when it fits."""
+
+
+@runtime_checkable
 class Digestible(Protocol):
     """A channel that can take several pending messages as one digest of at most this size."""
 

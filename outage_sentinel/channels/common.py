@@ -17,16 +17,17 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 import structlog
 
-from outage_sentinel.channels.base import Outcome, SendResult
+from outage_sentinel.channels.base import Message, Outcome, SendResult
 from outage_sentinel.errors import exception_chain, parse_retry_after
 from outage_sentinel.logs import PHONE, mask_phones, redact_secrets, register_secret
+from outage_sentinel.textlimits import split_bytes, utf8_len
 
 log = structlog.get_logger("outage_sentinel.channels")
 
@@ -98,6 +99,20 @@ def classify_code(raw: Any, msg: str, retry_codes: Mapping[int, float | None],
 
 def delivered(detail: str = "ok", provider_id: str | None = None) -> SendResult:
     return SendResult(Outcome.DELIVERED, detail, provider_id=provider_id)
+
+
+def split_message(message: Message, limit: int, *, markdown: bool) -> tuple[Message, ...]:
+    """``message`` in parts whose text (or markdown) is at most ``limit`` UTF-8 bytes, cut at
+    line breaks where it can and ending " (i/n)"; each part keeps the mentions and gets the key
+    ``KEY#i/n``. The message itself when it fits."""
+    body = (message.markdown or "") if markdown else message.text
+    if utf8_len(body) <= limit:
+        return (message,)
+    pieces = split_bytes(body, limit, number=True)
+    n = len(pieces)
+    return tuple(replace(message, key=f"{message.key}#{i}/{n}", text=p,
+                         markdown=p if markdown else message.markdown)
+                 for i, p in enumerate(pieces, 1))
 
 
 @dataclass(frozen=True)

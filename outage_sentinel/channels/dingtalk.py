@@ -29,6 +29,7 @@ from outage_sentinel.channels.common import (
     http_status_result,
     permanent,
     retry,
+    split_message,
 )
 from outage_sentinel.textlimits import trim_bytes
 
@@ -75,6 +76,13 @@ class DingTalkChannel(SignedRobotChannel):
     def __init__(self, name: str, *, robots: dict[str, tuple[str, str | None]],
                  base_url: str = DEFAULT_BASE_URL, **kwargs: Any) -> None:
         super().__init__(name, robots=robots, base_url=base_url, **kwargs)
+
+    def parts(self, message: Message) -> tuple[Message, ...]:
+        """``message`` split to DingTalk's limit (a markdown part leaves room for the @tail)."""
+        if message.markdown:
+            tail = 2 + sum(len(f" @{m}".encode()) for m in dict.fromkeys(message.mentions))
+            return split_message(message, TEXT_LIMIT - tail, markdown=True)
+        return split_message(message, TEXT_LIMIT, markdown=False)
 
     def build_payload(self, message: Message) -> dict[str, Any]:
         mobiles = list(dict.fromkeys(message.mentions))

@@ -8,7 +8,9 @@ element, which is how Feishu renders lark-markdown from a bot.
 
 Verdict: ``code == 0`` (older deployments answer ``StatusCode == 0``). Feishu answers some
 errors with HTTP 400 *and* a JSON ``code``, so the body is read before the HTTP status.
-The whole request body must stay under 20 KB, so the text is trimmed until the encoded body fits.
+The whole request body must stay under 20 KB: a longer text is split into parts of at most
+16 KB (:meth:`FeishuChannel.parts`, numbered "(1/2)", sent in order by the delivery loop), and
+``build_payload`` still trims as a last guard until the encoded body fits.
 
 Mentions: Feishu can only @ by user id (``ou_...``) or ``all``, not by phone number; such ids
 in :attr:`Message.mentions` become ``<at user_id=...>`` tags, phone numbers are ignored (the
@@ -33,11 +35,14 @@ from outage_sentinel.channels.common import (
     http_status_result,
     permanent,
     retry,
+    split_message,
 )
 from outage_sentinel.textlimits import trim_bytes, utf8_len
 
 DEFAULT_BASE_URL = "https://open.feishu.cn"
 BODY_LIMIT = 20 * 1024
+#: A part's text: room left in the body for the signature, the card, the @ tags and escapes.
+PART_LIMIT = 16 * 1024
 
 _RETRY_CODES: dict[int, float | None] = {11232: 60.0, 9499: None}
 _PERMANENT_CODES: dict[int, str] = {
@@ -79,6 +84,10 @@ class FeishuChannel(SignedRobotChannel):
     def __init__(self, name: str, *, robots: dict[str, tuple[str, str | None]],
                  base_url: str = DEFAULT_BASE_URL, **kwargs: Any) -> None:
         super().__init__(name, robots=robots, base_url=base_url, **kwargs)
+
+    def parts(self, message: Message) -> tuple[Message, ...]:
+        """``message`` split so that each part's body fits."""
+        return split_message(message, PART_LIMIT, markdown=bool(message.markdown))
 
     @staticmethod
     def _at_tags(message: Message) -> str:

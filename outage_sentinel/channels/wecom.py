@@ -10,9 +10,11 @@ that doesn't ping the liaison's phone is easy to miss in a busy group, so a mess
 mentions always goes as text; one without mentions but with a markdown body (command-centre
 summaries) goes as markdown.
 
-Texts are *trimmed*, not split, to 2048 / 4096 bytes: one outbox message must stay one request,
-or a failure of part 2 would resend part 1 on retry. The renderer keeps notices short and the
-digest builder splits long digests into separate messages itself.
+A longer text is *split* (:meth:`WeComChannel.parts`) into consecutive parts of at most 2048
+(text) / 4096 (markdown) bytes, cut at line breaks and numbered "(1/2)": a crew's dispatch keeps
+its special-care households and its page link. The delivery loop sends the parts in order and
+records each confirmed one, so a retry sends only the rest. ``build_payload`` still trims as a
+last guard for a message that was not split.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from outage_sentinel.channels.common import (
     http_status_result,
     permanent,
     retry,
+    split_message,
 )
 from outage_sentinel.ratelimit import RateLimit
 from outage_sentinel.textlimits import trim_bytes
@@ -79,6 +82,12 @@ class WeComChannel(HttpChannel):
                          rate_limits=rate_limits, session=session)
         self._robots = dict(robots)
         self._base = base_url.rstrip("/")
+
+    def parts(self, message: Message) -> tuple[Message, ...]:
+        """``message`` split to WeCom's limits (text when it mentions or has no markdown)."""
+        as_text = bool(message.mentions or not message.markdown)
+        return split_message(message, TEXT_LIMIT if as_text else MARKDOWN_LIMIT,
+                             markdown=not as_text)
 
     def build_payload(self, message: Message) -> dict[str, Any]:
         """The JSON body WeCom expects for ``message`` (public for tests and dry runs)."""

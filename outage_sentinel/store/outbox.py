@@ -110,6 +110,63 @@ class OutboxStore(StoreBase):
                                 .limit(limit))
             return [OutboxRow(**r._mapping) for r in rows]
 
+    def chain_messages(self, chains: Collection[tuple[str, str]]) -> list[OutboxRow]:
+        """Every message of the given ``(incident id, recipient)`` chains, oldest first (what
+        the deliverer orders a run's due messages by, :mod:`outage_sentinel.ordering`)."""
+        if not chains:
+            return []
+        wanted = set(chains)
+        q = select(outbox_t).where(
+            self.in_region(outbox_t),
+            outbox_t.c.incident_id.in_(sorted({i for i, _ in wanted})),
+            outbox_t.c.recipient.in_(sorted({r for _, r in wanted})),
+            outbox_t.c.status.in_(("pending", "inflight", "sent"))).order_by(outbox_t.c.id)
+        with self.engine.connect() as conn:
+            rows = [OutboxRow(**r._mapping) for r in conn.execute(q)]
+        return [r for r in rows if (r.incident_id, r.recipient) in wanted]
+
+    def record_digest(self, digest: OutboxMessage, covered: Sequence[int], now: datetime,
+                      detail: str) -> int:
+        """A confirmed digest: stored as its own ``sent`` row (what the group read, with the
+        ids it covers in ``payload["covers"]``), and the covered messages marked sent by it
+        (``payload["digest"]`` = its id), in one transaction. Returns the digest's id."""
+        with self.transaction() as conn:
+            values = {"status": "sent", "attempts": 1, "inflight_count": 0,
+                      "next_attempt_at": now, "created_at": now, "sent_at": now,
+                      "last_error": detail or None, "region": self.region, **digest.columns()}
+            values["payload"] = {**values["payload"], "covers": list(covered)}
+            key = conn.execute(outbox_t.insert().values(**values)).inserted_primary_key
+            assert key is not None
+            digest_id = int(key[0])
+            rows = conn.execute(select(outbox_t.c.id, outbox_t.c.payload)
+                                .where(outbox_t.c.id.in_(list(covered)))).all()
+            for row_id, payload in rows:
+                conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(
+                    status="sent", sent_at=now, inflight_count=0,
+                    last_error=f"in digest #{digest_id}: {detail}",
+                    payload={**(payload or {}), "digest": digest_id}))
+            return digest_id
+
+    def mark_parts_sent(self, row_id: int, parts: int, of: int) -> None:
+        """A message sent in parts: the first ``parts`` of ``of`` are confirmed (kept in its
+        payload as ``parts_sent`` / ``parts``, so a retry, even after a restart, sends only the
+        rest and the board can tell how far it got)."""
+        with self.transaction() as conn:
+            payload = conn.execute(select(outbox_t.c.payload)
+                                   .where(outbox_t.c.id == row_id)).scalar_one()
+            payload = {**(payload or {}), "parts_sent": parts, "parts": of}
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
+                         .values(payload=payload))
+
+    def mark_superseded(self, row_id: int, now: datetime, reason: str) -> bool:
+        """A pending off-notice made moot by a later back-notice to the same recipient about
+        the same incident: kept and shown, never sent."""
+        with self.transaction() as conn:
+            res = conn.execute(update(outbox_t)
+                               .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending")
+                               .values(status="superseded", last_error=reason, dead_at=now))
+            return bool(res.rowcount)
+
     def messages(self, *, status: str | None = None, incident_id: str | None = None,
                  ids: Collection[int] | None = None) -> list[OutboxRow]:
         q = select(outbox_t).where(self.in_region(outbox_t)).order_by(outbox_t.c.id)
@@ -209,10 +266,11 @@ class OutboxStore(StoreBase):
     def queued_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                   ) -> set[str]:
         """Recipients of a message of ``incident_id`` with ``purposes`` in the outbox, sent or
-        not, withdrawn ones apart."""
+        not, withdrawn and superseded ones apart."""
         q = select(outbox_t.c.recipient).where(
             self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
-            outbox_t.c.purpose.in_(list(purposes)), outbox_t.c.status != "withdrawn")
+            outbox_t.c.purpose.in_(list(purposes)),
+            outbox_t.c.status.not_in(("withdrawn", "superseded")))
         return {str(r) for r in conn.execute(q).scalars()}
 
     def last_village_purpose_in(self, conn: Connection, village: str) -> str | None:
@@ -231,12 +289,13 @@ class OutboxStore(StoreBase):
     def told_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                 ) -> set[str]:
         """Recipients a message of ``incident_id`` with ``purposes`` reached or may have
-        reached (sent, being sent, or tried)."""
+        reached (sent, being sent, dead, or tried: a pending, superseded or withdrawn one only
+        if it was tried; a silenced one never)."""
+        status = outbox_t.c.status
         q = select(outbox_t.c.recipient).where(
             self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
-            outbox_t.c.purpose.in_(list(purposes)),
-            (outbox_t.c.status != "pending") | (outbox_t.c.attempts > 0),
-            outbox_t.c.status.not_in(("withdrawn", "silenced")))
+            outbox_t.c.purpose.in_(list(purposes)), status != "silenced",
+            status.not_in(("pending", "superseded", "withdrawn")) | (outbox_t.c.attempts > 0))
         return {str(r) for r in conn.execute(q).scalars()}
 
     def mark_silenced(self, row_id: int, now: datetime, reason: str) -> bool:

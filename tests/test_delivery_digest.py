@@ -1,0 +1,114 @@
+"""What a digest said is kept, and says what the notices it stands for said.
+
+When the rate limit merges a group's messages into a digest, the digest's text is stored as its
+own outbox row (purpose ``digest``, sent, linked both ways with the messages it covers), so the
+board shows exactly what the group read. The digest counts villages and households from the
+command centre's summaries too (it said "0条线路，0个村，0户"), keeps villages only possibly
+affected apart from confirmed ones, and keeps the expected restoration and the incident id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from outage_sentinel import logs
+from outage_sentinel.channels.base import Message
+from outage_sentinel.channels.wecom import WeComChannel
+from outage_sentinel.delivery import Deliverer, message_of
+from outage_sentinel.digest import build_digest
+from outage_sentinel.metrics import Metrics
+from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.ratelimit import RateLimit
+from outage_sentinel.store import Store
+from tests.channels.conftest import FakeService
+from tests.conftest import T0
+from tests.test_delivery import POLICY, enqueue
+from tests.test_lifecycle import Harness, ev
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(logs, "_secrets", set())
+    yield
+
+
+@pytest.fixture
+def wecom_service() -> Iterator[FakeService]:
+    s = FakeService()
+    yield s
+    s.close()
+
+
+def village_notice(i: int) -> OutboxMessage:
+    village = f"第{i}村"
+    return OutboxMessage(
+        incident_id=f"INC-{i}", revision=1, recipient=f"village:V{i}:wecom:town",
+        purpose="outage", channel="wecom", target="town", audience="liaison",
+        subject=f"【故障停电通知】{village}", body=f"【故障停电通知】{village}\n停电。",
+        payload={"mentions": [f"1380000000{i}"],
+                 "params": {"village": village, "feeder": "10kV马集线", "households": 10 * i,
+                            "confirmed": 10 * i, "etr": "2026-03-01 12:00",
+                            "incident": f"INC-{i}", "kind": "fault"}})
+
+
+def test_a_digest_is_kept_as_its_own_sent_row(store: Store,
+                                              wecom_service: FakeService) -> None:
+    channel = WeComChannel("wecom", robots={"town": "key-town-0123456789abcdef"},
+                           base_url=wecom_service.url, rate_limits=(RateLimit(2, 60),))
+    d = Deliverer(store, {"wecom": channel}, POLICY, Metrics(), rand=lambda: 0.5)
+    enqueue(store, *(village_notice(i) for i in range(1, 6)))
+    d.run_once(T0)
+    (request,) = wecom_service.requests
+    said = request.json()["text"]["content"]
+    assert said.splitlines()[0] == "停电汇总：5起事件，1条线路，5个村，150户"
+    (digest,) = [m for m in store.messages() if m.purpose == "digest"]
+    covered = [m for m in store.messages() if m.purpose == "outage"]
+    assert (digest.status, digest.body, digest.target) == ("sent", said, "town")
+    assert sorted(digest.payload["covers"]) == sorted(m.id for m in covered)
+    assert digest.payload["mentions"] == [f"1380000000{i}" for i in range(1, 6)]
+    for m in covered:
+        assert (m.status, m.payload["digest"]) == ("sent", digest.id)
+        assert m.last_error == f"in digest #{digest.id}: ok"
+    d.run_once(T0 + timedelta(minutes=5))
+    assert len(wecom_service.requests) == 1  # the digest row itself is never sent again
+
+
+def test_a_digest_line_keeps_possible_villages_the_etr_and_the_id() -> None:
+    def notice(key: str, village: str, households: int, confirmed: int) -> Message:
+        return Message(key=key, channel="wecom", target="town", text=f"{village} 通知",
+                       incident_id="INC-20260301-0001", purpose="outage",
+                       params={"village": village, "feeder": "10kV马集线", "kind": "fault",
+                               "households": households, "confirmed": confirmed,
+                               "etr": "2026-03-01 12:00", "incident": "INC-20260301-0001"})
+
+    (part,) = build_digest([notice("a", "马集村", 70, 40), notice("b", "刘庄村", 70, 70),
+                            notice("c", "王楼村", 60, 0)], limit_bytes=2048)
+    header, line = part.message.text.splitlines()
+    assert header == "停电汇总：1起事件，1条线路，3个村（1个仅可能受影响），确认110户，另可能90户"
+    assert line == ("【故障停电】10kV马集线：马集村(确认40户+可能30户)、刘庄村(70户)；"
+                    "可能受影响：王楼村(60户)；共确认110户+可能90户；预计03-01 12:00恢复；"
+                    "INC-20260301-0001")
+
+
+@pytest.fixture
+def h(tmp_path: Path, db_url: str) -> Iterator[Harness]:
+    harness = Harness(tmp_path, db_url)
+    yield harness
+    harness.daemon.close()
+
+
+def test_command_summaries_give_a_digest_its_counts(h: Harness) -> None:
+    h.feed(ev("F1", "T1", "T2", "T3", etr=T0 + timedelta(hours=3)))
+    h.feed(ev("F2", "T4"))
+    rows = [m for m in h.daemon.store.messages() if m.audience == "command"]
+    incidents = sorted({m.incident_id for m in rows})
+    assert len(incidents) == 2
+    (part,) = build_digest([message_of(m) for m in rows], limit_bytes=2048)
+    header, *lines = part.message.text.splitlines()
+    assert "0条线路" not in header and "0个村" not in header and not header.endswith("，0户")
+    assert all(any(i in line for line in lines) for i in incidents)
+    assert any("预计" in line and "恢复" in line for line in lines)
