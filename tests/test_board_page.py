@@ -354,3 +354,30 @@ def test_an_sms_notice_shows_its_template_and_the_parameters_sent(
     assert f"${{link}}: {token}" in said and "${village}: " in said
     assert sms.body.splitlines()[1] not in said  # the rendered text went to no one
     page.context.close()
+
+
+def test_a_restoration_recorded_by_mistake_is_undone_from_the_page(
+        browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
+    """A restored incident offers its areas, none ticked; the ticked one is off again and its
+    village is told (the outage notice says it was told otherwise)."""
+    url, store, holder = served
+    actions = holder["board"].actions
+    iid = actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "board:ops")
+    actions.incident_step(iid, "restore", {}, "board:ops")
+    page = sign_in(browser, url)
+    page.goto(f"{url}/#/incident/{iid}")
+    page.wait_for_selector("#reopen-row", timeout=10000)
+    boxes = page.query_selector_all("#reopen-row input[type=checkbox]")
+    assert boxes and not any(b.is_checked() for b in boxes)
+    page.click("#act-reopen")  # nothing ticked: refused, nothing changes
+    page.wait_for_selector("#flash.bad", timeout=10000)
+    assert holder["board"].actions.core.processor.incident(iid).status == "restored"
+    boxes[0].check()
+    page.click("#act-reopen")
+    page.wait_for_selector("#act-restore", timeout=10000)  # active again: restore offered
+    inc = holder["board"].actions.core.processor.incident(iid)
+    assert inc.status == "active" and len(inc.off) == 1
+    again = [m for m in store.messages(incident_id=iid)
+             if m.purpose == "outage" and "此前通知本村已恢复送电" in m.body]
+    assert again
+    page.context.close()
