@@ -392,10 +392,12 @@ class AmiScreen:
         if last is not None:
             last_t, last_action = last
             if last_action == obs.action:
-                # Same state reported again (duplicate / retry): keep the earliest off time.
+                # Same state reported again (duplicate, retry, or an older log of the same
+                # state): keep the latest time, so an "on" from before the current "off" (or
+                # an "off" from before the current "on") stays stale.
                 result.merged += 1
-                if obs.action == "off" and t < last_t:
-                    self._last[obs.device] = (t, "off")
+                if t > last_t:
+                    self._last[obs.device] = (t, obs.action)
                 return
             if t < last_t:
                 result.stale += 1
@@ -467,6 +469,11 @@ class AmiScreen:
     def _meter_on(self, tx: str, area: _Area, meter: str, t: float, result: ScreenResult) -> None:
         area.off.pop(meter, None)
         ep = area.episode
+        if ep is not None and meter in ep.meters and t < ep.start:
+            # Off and on again before the outage began: a blip of its own, no restoration.
+            ep.meters.discard(meter)
+            ep.restored.discard(meter)
+            return
         if ep is not None and meter in ep.meters:
             ep.restored.add(meter)
             need = math.ceil(self.policy.restore_share * len(ep.meters) - 1e-9)

@@ -389,3 +389,42 @@ def test_area_outputs_point_at_the_fault() -> None:
     assert {e.feeder for e in r.events} == {"F1"}
     assert topo.common_protective_device(dead) == "FU1"
     assert [f.meter for f in r.customer_faults] == ["T3-M0"]
+
+
+# -- reports about the past, and clocks ahead ---------------------------------------------------
+
+
+def test_old_meter_power_down_records_do_not_restore_an_outage_in_progress() -> None:
+    """Ten meters off since 2 h; five meters' logs of a blip two hours before that arrive
+    (3011: off, on 30 s later). The area is still out: an "on" older than the meter's current
+    off, or than the outage's start, closes nothing."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 10, at=7200), at(7205))
+    assert [e.signal for e in screen.tick(at(7320)).events] == ["dead"]
+    logs = []
+    for m in range(5):
+        logs += [obs(f"TX0-M{m}", "off", m), obs(f"TX0-M{m}", "on", 30 + m)]
+    r = screen.feed(logs, at(7200 + 2400))
+    assert r.events == [] and r.stale == 5 and r.merged == 5
+    assert screen.outages() == {"TX0": at(7200)}
+    # Fed one by one (the on in a later poll than its off): the same.
+    for m in range(5, 10):
+        screen.feed([obs(f"TX0-M{m}", "off", m)], at(7200 + 2500))
+        assert screen.feed([obs(f"TX0-M{m}", "on", 30 + m)], at(7200 + 2501)).events == []
+    assert screen.outages() == {"TX0": at(7200)}
+    back = screen.feed(meters_on(0, 5, at=9000), at(9005)).events
+    assert [(e.signal, e.start, e.end) for e in back] == [("alive", at(7200), at(9004))]
+
+
+def test_an_on_before_the_outage_began_does_not_close_it() -> None:
+    """A meter off before a released outage began joins it; its "on" from before the start
+    is a blip of its own, not the area's restoration."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 5, at=600), at(605))
+    assert [e.signal for e in screen.tick(at(720)).events] == ["dead"]
+    late = [obs(f"TX0-M{m}", "off", 100 + m) for m in range(5, 10)]
+    late += [obs(f"TX0-M{m}", "on", 130 + m) for m in range(5, 10)]
+    screen.feed(late[:5], at(800))
+    r = screen.feed(late[5:], at(801))
+    assert r.events == [] and screen.outages() == {"TX0": at(600)}
+
