@@ -422,7 +422,8 @@ class AmiScreen:
         area.terminal_off = t
         ep = area.episode
         if ep is not None:
-            ep.terminal_off = True
+            # An off from well before the outage began (an old log) is not this outage's.
+            ep.terminal_off = ep.terminal_off or t >= ep.start - self.policy.window_seconds
             return
         w = self.policy.window_seconds
         joined = {m for m, mt in area.off.items() if mt >= t - w}
@@ -432,7 +433,7 @@ class AmiScreen:
 
     def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
         area.terminal_off = None
-        if area.episode is not None:
+        if area.episode is not None and t >= area.episode.start:
             self._close(tx, area, t, result)
 
     def _meter_off(self, tx: str, area: _Area, meter: str, t: float) -> None:

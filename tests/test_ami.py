@@ -428,3 +428,25 @@ def test_an_on_before_the_outage_began_does_not_close_it() -> None:
     r = screen.feed(late[5:], at(801))
     assert r.events == [] and screen.outages() == {"TX0": at(600)}
 
+
+def test_an_old_terminal_off_on_record_does_not_restore_a_meter_outage() -> None:
+    """ERC14 from two hours before a meter outage (off, on 3 min later) arrives 30 min into
+    it: the area stays out, and the outage is not the terminal's."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 10, at=7200), at(7205))
+    assert [e.signal for e in screen.tick(at(7320)).events] == ["dead"]
+    record = [obs("TX0-T", "off", 0, kind="terminal"), obs("TX0-T", "on", 180, kind="terminal")]
+    assert screen.feed(record, at(7200 + 1800)).events == []
+    assert screen.outages() == {"TX0": at(7200)}
+    # The off alone first, its on in a later poll: the same.
+    screen.feed([obs("TX1-T", "off", 0, kind="terminal")], at(1))
+    screen.feed([obs("TX1-T", "on", 180, kind="terminal")], at(181))
+    screen.feed(meters_off(1, 10, at=7200), at(7205))
+    screen.tick(at(7320))
+    assert screen.feed([obs("TX1-T", "off", 10, kind="terminal"),
+                        obs("TX1-T", "on", 200, kind="terminal")], at(9000)).events == []
+    assert set(screen.outages()) == {"TX0", "TX1"}
+    back = screen.feed([obs("TX0-T", "off", 7201, kind="terminal"),
+                        obs("TX0-T", "on", 9500, kind="terminal")], at(9501)).events
+    assert [(e.signal, e.end, e.raw["terminal_off"]) for e in back] == [
+        ("alive", at(9500), True)]
