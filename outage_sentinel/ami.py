@@ -43,9 +43,15 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    the ``dead`` and the ``alive`` output are produced.
 3. An area outage is *restored* (an ``alive`` output with ``end``) when the terminal reports
    power on, or when ``restore_share`` (half) of the meters that went off report power on.
+   Neither overrules a clear word of the other: a few meters (fewer than the area's
+   threshold) don't restore an area whose terminal still says off, and a terminal "on" that
+   follows no "off" of its own doesn't restore an area while at least the threshold, and
+   most, of the outage's meters still say off. An "on" from before the outage began (an old
+   log uploaded late) restores nothing.
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
-   second code for the same event) changes nothing and is counted in ``merged``; a report
-   older than the last one applied for that device is ``stale`` and ignored.
+   second code for the same event, an older log) changes nothing and is counted in
+   ``merged`` (the device's latest time is kept); a report older than the last one applied
+   for that device is ``stale`` and ignored.
 5. A meter off that does not become part of an area outage within the window, and is still off
    after ``max(window, min_duration)``, is a :class:`CustomerFault` (``status="active"``; a
    later power-on gives one with ``status="restored"``). Shorter single-meter blips are dropped
@@ -432,9 +438,20 @@ class AmiScreen:
                                       cause="AMI: terminal reported power off"))
 
     def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
+        was_off = area.terminal_off is not None
         area.terminal_off = None
-        if area.episode is not None and t >= area.episode.start:
-            self._close(tx, area, t, result)
+        ep = area.episode
+        if ep is None or t < ep.start:
+            return  # an on from before the outage began closes nothing
+        if not was_off and self._meters_hold(tx, ep):
+            return  # the terminal never said off; most of the outage's meters still do
+        self._close(tx, area, t, result)
+
+    def _meters_hold(self, tx: str, ep: _Episode) -> bool:
+        """Enough of ``ep``'s meters still off to overrule a terminal's "on": at least the
+        area's outage threshold, and most of the meters that went off."""
+        still_off = len(ep.meters) - len(ep.restored)
+        return still_off >= self._threshold(tx) and 2 * still_off > len(ep.meters)
 
     def _meter_off(self, tx: str, area: _Area, meter: str, t: float) -> None:
         area.off[meter] = t

@@ -450,3 +450,22 @@ def test_an_old_terminal_off_on_record_does_not_restore_a_meter_outage() -> None
                         obs("TX0-T", "on", 9500, kind="terminal")], at(9501)).events
     assert [(e.signal, e.end, e.raw["terminal_off"]) for e in back] == [
         ("alive", at(9500), True)]
+
+
+def test_a_terminal_on_alone_does_not_overrule_meters_still_off() -> None:
+    """The mirror of "few meters don't overrule a terminal still off": a terminal that never
+    reported off, reporting on, does not restore an area whose meters (enough for an outage,
+    and most of the outage's) still report off. Their restores do."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 10), at(5))
+    assert [e.signal for e in screen.tick(at(120)).events] == ["dead"]
+    assert screen.feed([obs("TX0-T", "on", 300, kind="terminal")], at(301)).events == []
+    assert screen.outages() == {"TX0": T}
+    back = screen.feed(meters_on(0, 5, at=600), at(605)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(604))]
+    # Fewer still off than an outage needs: the terminal's on is believed.
+    screen.feed(meters_off(1, 5), at(5))
+    screen.tick(at(120))
+    screen.feed([obs("TX1-M0", "on", 200)], at(201))
+    back = screen.feed([obs("TX1-T", "on", 300, kind="terminal")], at(301)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(300))]
