@@ -59,8 +59,10 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
 
 Single-meter flags (rule 5) are held the same way. ``now`` is only ever passed in.
 
-State is in memory, bounded by the number of devices currently off (power-on history is pruned
-after a few minutes, devices off longer than ``forget_after_hours`` are forgotten), and
+State is in memory, bounded by the number of devices currently off or heard from lately (a
+device's last "on" is kept :data:`ON_HISTORY_SECONDS`, 2 h, after it was *seen*, so an older
+"off" that arrives after it — a backlog split over polls — is stale; devices off longer than
+``forget_after_hours`` are forgotten), and
 serialisable with :meth:`AmiScreen.to_state` / :meth:`AmiScreen.from_state` so the daemon can
 persist it with its commits, or rebuild it by re-feeding the last hour of observations (the
 outputs are deterministic, so re-produced outputs dedupe in the store).
@@ -84,7 +86,13 @@ DeviceKind = Literal["meter", "terminal"]
 Action = Literal["off", "on"]
 DEVICE_KINDS: tuple[DeviceKind, ...] = ("meter", "terminal")
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+#: State versions :meth:`AmiScreen.from_state` reads (1: no ``seen`` time in ``last``).
+_STATE_VERSIONS = (1, 2)
+#: How long a device's last "on" is remembered after it was *seen* (processing time), so that
+#: an older "off" arriving later — a head-end backlog split over polls, ons first, or offs read
+#: from the meters' logs after the ons came live — is stale, not a new outage.
+ON_HISTORY_SECONDS = 7200.0
 
 
 def device_ref(kind: str, device_id: str) -> str:
@@ -274,8 +282,9 @@ class AmiScreen:
         self.policy = policy or ScreenPolicy()
         self.source = source
         self._areas: dict[str, _Area] = {}
-        #: device -> (time, action) of the last applied report (for merge / stale checks)
-        self._last: dict[str, tuple[float, Action]] = {}
+        #: device -> (time, action, seen) of the last applied report (for merge / stale
+        #: checks); ``seen`` is the processing time it was last confirmed
+        self._last: dict[str, tuple[float, Action, float]] = {}
         self._singles: dict[str, _Single] = {}
         #: (due, seq, "area"|"single", key) by report time (compared with the watermark) and
         #: by processing time (compared with ``now``); entries are re-validated when popped.
@@ -396,19 +405,18 @@ class AmiScreen:
             self._watermark = t
         last = self._last.get(obs.device)
         if last is not None:
-            last_t, last_action = last
+            last_t, last_action, _ = last
             if last_action == obs.action:
                 # Same state reported again (duplicate, retry, or an older log of the same
                 # state): keep the latest time, so an "on" from before the current "off" (or
                 # an "off" from before the current "on") stays stale.
                 result.merged += 1
-                if t > last_t:
-                    self._last[obs.device] = (t, obs.action)
+                self._last[obs.device] = (max(t, last_t), obs.action, self._t_now)
                 return
             if t < last_t:
                 result.stale += 1
                 return
-        self._last[obs.device] = (t, obs.action)
+        self._last[obs.device] = (t, obs.action, self._t_now)
         area = self._areas.get(obs.transformer)
         if area is None:
             area = self._areas[obs.transformer] = _Area()
@@ -575,13 +583,19 @@ class AmiScreen:
                  "meters_restored": len(ep.restored), "terminal_off": ep.terminal_off},
         )
 
-    def _prune(self, t_now: float) -> None:
-        """Drop power-on history older than the merge horizon and devices off for too long."""
+    def on_history_seconds(self) -> float:
+        """How long a device's last "on" is kept after it was seen (processing time)."""
         p = self.policy
-        horizon = t_now - max(600.0, 2 * (p.window_seconds + p.min_duration_seconds))
+        return max(ON_HISTORY_SECONDS, 2 * (p.window_seconds + p.min_duration_seconds),
+                   p.lateness_seconds)
+
+    def _prune(self, t_now: float) -> None:
+        """Drop power-on history seen longer ago than the horizon and devices off too long."""
+        p = self.policy
+        horizon = t_now - self.on_history_seconds()
         forget = t_now - p.forget_after_hours * 3600.0
-        stale = [d for d, (t, a) in self._last.items()
-                 if (a == "on" and t < horizon) or (a == "off" and t < forget)]
+        stale = [d for d, (t, a, seen) in self._last.items()
+                 if (a == "on" and seen < horizon) or (a == "off" and t < forget)]
         for d in stale:
             del self._last[d]
         for tx in list(self._areas):
@@ -623,7 +637,7 @@ class AmiScreen:
         return {
             "version": _STATE_VERSION,
             "areas": areas,
-            "last": {d: [t, a] for d, (t, a) in self._last.items()},
+            "last": {d: [t, a, seen] for d, (t, a, seen) in self._last.items()},
             "singles": {m: [s.transformer, s.start, s.flagged, s.seen]
                         for m, s in self._singles.items()},
             "watermark": self._watermark,
@@ -633,7 +647,7 @@ class AmiScreen:
     def from_state(cls, state: Mapping[str, Any], registry: AmiRegistry,
                    policy: ScreenPolicy | None = None, source: str = "ami") -> AmiScreen:
         """Rebuild a screen from :meth:`to_state` output (due times are recomputed)."""
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in _STATE_VERSIONS:
             raise ValueError(f"AMI screen state: unsupported version {state.get('version')!r}")
         screen = cls(registry, policy, source)
         p = screen.policy
@@ -649,8 +663,10 @@ class AmiScreen:
                 if not ep.released:
                     screen._push(ep.start + p.min_duration_seconds, ep.seen, "area", tx)
             screen._areas[tx] = area
-        for d, (t, act) in state.get("last", {}).items():
-            screen._last[d] = (float(t), "off" if act == "off" else "on")
+        for d, (t, act, *seen) in state.get("last", {}).items():
+            # Version 1 kept no seen time: the report time stands in (the old horizon's basis).
+            screen._last[d] = (float(t), "off" if act == "off" else "on",
+                               float(seen[0]) if seen else float(t))
         for m, (tx, start, flagged, seen) in state.get("singles", {}).items():
             screen._singles[m] = _Single(tx, float(start), bool(flagged), float(seen))
             if not flagged:

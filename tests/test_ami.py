@@ -469,3 +469,51 @@ def test_a_terminal_on_alone_does_not_overrule_meters_still_off() -> None:
     screen.feed([obs("TX1-M0", "on", 200)], at(201))
     back = screen.feed([obs("TX1-T", "on", 300, kind="terminal")], at(301)).events
     assert [(e.signal, e.end) for e in back] == [("alive", at(300))]
+
+
+def test_power_offs_reported_after_their_power_ons_are_stale() -> None:
+    """A concentrator's backlog split over two polls, the power-ons (1 h old) first, the older
+    power-offs (3 h old) next: the offs are stale, no outage that would never close. On
+    history is kept by when it was seen, not by its (old) report time."""
+    screen = AmiScreen(registry())
+    now = at(3 * 3600)
+    screen.feed(meters_on(0, 10, at=7200), now)
+    screen.tick(now + timedelta(seconds=120))  # prunes
+    r = screen.feed(meters_off(0, 10), now + timedelta(seconds=180))
+    assert r.stale == 10
+    r.extend(screen.tick(now + timedelta(hours=1)))
+    assert r.events == [] and r.customer_faults == [] and screen.outages() == {}
+    # Live: the ons as they happen, the offs read from the meters' logs 15 min later.
+    screen.feed(meters_on(1, 10, at=20000), at(20005))
+    screen.tick(at(20000 + 700))
+    r = screen.feed(meters_off(1, 10, at=20000 - 7200), at(20000 + 900))
+    assert r.stale == 10 and screen.outages() == {}
+
+
+def test_on_history_is_forgotten_after_the_horizon_and_survives_a_restart() -> None:
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed(meters_on(0, 10, at=0), at(3600))
+    state = json.loads(json.dumps(screen.to_state()))
+    again = AmiScreen.from_state(state, reg)
+    again.tick(at(3600 + 600))
+    assert again.feed(meters_off(0, 10, at=-3600), at(3600 + 660)).stale == 10
+    again.tick(at(3600 + 7300))
+    assert again.to_state()["last"] == {}  # two hours after they were seen
+
+
+def test_a_saved_state_of_the_previous_version_loads() -> None:
+    reg = registry()
+    old = {"version": 1, "areas": {"TX0": {
+        "off": {f"TX0-M{m}": float(T.timestamp()) for m in range(5)}, "terminal_off": None,
+        "episode": {"start": T.timestamp(), "basis": "meters",
+                    "meters": [f"TX0-M{m}" for m in range(5)], "restored": [],
+                    "terminal_off": False, "released": True, "cause": "", "seen": 0.0}}},
+        "last": {f"TX0-M{m}": [T.timestamp(), "off"] for m in range(5)}
+        | {"TX1-M0": [T.timestamp() + 30, "on"]},
+        "singles": {}, "watermark": T.timestamp() + 30}
+    screen = AmiScreen.from_state(old, reg)
+    assert screen.outages() == {"TX0": T}
+    assert screen.feed([obs("TX1-M0", "off", 10)], at(60)).stale == 1
+    back = screen.feed(meters_on(0, 3, at=100), at(103)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(102))]
