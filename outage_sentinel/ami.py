@@ -34,10 +34,15 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
 
    * ``now >= start + min_duration`` and the outage has been known for ``lateness`` seconds
      (live operation: released 60 s after it began; :meth:`AmiScreen.next_due` says when), or
-   * the report stream itself (the *watermark*, the newest report time fed) is
-     ``min_duration + lateness`` past the start — so a backlog replayed after a restart, whose
-     reports are all hours old, releases real outages as it goes while a blip whose restore
-     is in the next batch is still dropped.
+   * ``now >= start + min_duration`` and the report stream itself (the *watermark*, the
+     newest report time fed) is ``min_duration + lateness`` past the start — so a backlog
+     replayed after a restart, whose reports are all hours old, releases real outages as it
+     goes while a blip whose restore is in the next batch is still dropped.
+
+   A report time more than :data:`AHEAD_TOLERANCE_SECONDS` (30 s) ahead of ``now`` (a device
+   whose clock is fast) is taken as ``now`` + 30 s, so one clock ahead can neither push the
+   watermark into the future — releasing every later blip at once — nor make its device's
+   real reports stale.
 
    If an off and its restore reach the screen together and the outage lasted long enough, both
    the ``dead`` and the ``alive`` output are produced.
@@ -93,6 +98,10 @@ _STATE_VERSIONS = (1, 2)
 #: an older "off" arriving later — a head-end backlog split over polls, ons first, or offs read
 #: from the meters' logs after the ons came live — is stale, not a new outage.
 ON_HISTORY_SECONDS = 7200.0
+#: How far ahead of ``now`` a report time is believed. A later one (a device whose clock is
+#: fast) is taken as ``now`` plus this, so one clock cannot move the watermark (and with it
+#: the momentary rule) into the future, nor make the device's real reports stale.
+AHEAD_TOLERANCE_SECONDS = 30.0
 
 
 def device_ref(kind: str, device_id: str) -> str:
@@ -299,7 +308,8 @@ class AmiScreen:
 
     @property
     def watermark(self) -> datetime | None:
-        """The latest report time fed so far."""
+        """The latest report time fed so far (report times are capped at ``now`` +
+        :data:`AHEAD_TOLERANCE_SECONDS`)."""
         return _dt(self._watermark) if self._watermark is not None else None
 
     def observation(self, event: OutageEvent) -> Observation | None:
@@ -347,8 +357,10 @@ class AmiScreen:
         that stayed off, as of ``now``; prune old state."""
         result = ScreenResult()
         t_now = _ts(now)
-        # A device clock far ahead must not release everything: cap the watermark near now.
-        wm = min(self._watermark, t_now + 300.0) if self._watermark is not None else -math.inf
+        if self._watermark is not None and self._watermark > t_now + AHEAD_TOLERANCE_SECONDS:
+            # A mark saved before report times were capped, or ``now`` went back.
+            self._watermark = t_now + AHEAD_TOLERANCE_SECONDS
+        wm = self._watermark if self._watermark is not None else -math.inf
         for heap, limit in ((self._eheap, wm), (self._wheap, t_now)):
             while heap and heap[0][0] <= limit:
                 _, _, what, key = heapq.heappop(heap)
@@ -393,14 +405,14 @@ class AmiScreen:
         heapq.heappush(self._wheap, (max(due, seen + late), self._seq, what, key))
 
     def _is_due(self, due: float, seen: float, wm: float, t_now: float) -> bool:
-        """Report time ``due`` has passed: the report stream is ``lateness`` past it, or the
-        clock is past it and the thing has been known for ``lateness`` (a restore in transit
-        has had time to arrive)."""
+        """Report time ``due`` has passed: the clock is past it, and either the report stream
+        is ``lateness`` past it or the thing has been known for ``lateness`` (a restore in
+        transit has had time to arrive). The watermark alone never releases anything early."""
         late = self.policy.lateness_seconds
-        return wm >= due + late or (t_now >= due and t_now >= seen + late)
+        return t_now >= due and (wm >= due + late or t_now >= seen + late)
 
     def _apply(self, obs: Observation, result: ScreenResult) -> None:
-        t = _ts(obs.time)
+        t = min(_ts(obs.time), self._t_now + AHEAD_TOLERANCE_SECONDS)
         if self._watermark is None or t > self._watermark:
             self._watermark = t
         last = self._last.get(obs.device)

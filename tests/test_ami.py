@@ -517,3 +517,28 @@ def test_a_saved_state_of_the_previous_version_loads() -> None:
     assert screen.feed([obs("TX1-M0", "off", 10)], at(60)).stale == 1
     back = screen.feed(meters_on(0, 3, at=100), at(103)).events
     assert [(e.signal, e.end) for e in back] == [("alive", at(102))]
+
+
+def test_a_device_clock_ahead_does_not_switch_off_the_momentary_rule() -> None:
+    """One meter's clock 3 min fast (or a year) must not move the watermark ahead: a later
+    4-second reclose anywhere is still momentary, and the meter's real reports still count."""
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed([obs("TX2-M0", "off", 180)], at(2))  # 3 minutes ahead
+    screen.feed(meters_off(0, 10, at=10, step=0), at(11))
+    r = screen.feed(meters_on(0, 10, at=14, step=0), at(15))
+    assert (r.events, r.momentary) == ([], 1)
+    assert screen.watermark == at(32)  # now + 30 s at most
+    assert screen.feed([obs("TX2-M0", "on", 100)], at(100)).stale == 0
+    # A mark saved a year ahead (before this rule): lowered, and the reclose stays momentary.
+    state = json.loads(json.dumps(screen.to_state()))
+    state["watermark"] = at(365 * 86400).timestamp()
+    again = AmiScreen.from_state(state, reg)
+    again.feed(meters_off(1, 10, at=200, step=0), at(201))
+    r = again.feed(meters_on(1, 10, at=204, step=0), at(205))
+    assert (r.events, r.momentary) == ([], 1)
+    # A real outage is released when it has lasted the minute, not before.
+    again.feed([obs("TX2-M1", "off", 365 * 86400)], at(300))
+    again.feed(meters_off(0, 10, at=300, step=0), at(301))
+    assert again.tick(at(359)).events == []
+    assert [e.signal for e in again.tick(at(360)).events] == ["dead"]
