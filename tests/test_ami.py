@@ -493,12 +493,12 @@ def test_power_offs_reported_after_their_power_ons_are_stale() -> None:
 def test_on_history_is_forgotten_after_the_horizon_and_survives_a_restart() -> None:
     reg = registry()
     screen = AmiScreen(reg)
-    screen.feed(meters_on(0, 10, at=0), at(3600))
+    screen.feed(meters_on(0, 10, at=0), at(10800))  # seen 3 h after they happened
     state = json.loads(json.dumps(screen.to_state()))
     again = AmiScreen.from_state(state, reg)
-    again.tick(at(3600 + 600))
-    assert again.feed(meters_off(0, 10, at=-3600), at(3600 + 660)).stale == 10
-    again.tick(at(3600 + 7300))
+    again.tick(at(10800 + 600))
+    assert again.feed(meters_off(0, 10, at=-3600), at(10800 + 660)).stale == 10
+    again.tick(at(10800 + 7300))
     assert again.to_state()["last"] == {}  # two hours after they were seen
 
 
