@@ -250,7 +250,6 @@ class _Episode:
     restored: set[str] = field(default_factory=set)
     terminal_off: bool = False
     released: bool = False
-    cause: str = ""
     #: processing time (``now``) when the episode was opened
     seen: float = 0.0
 
@@ -454,8 +453,7 @@ class AmiScreen:
         w = self.policy.window_seconds
         joined = {m for m, mt in area.off.items() if mt >= t - w}
         start = min([t] + [area.off[m] for m in joined])
-        self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True,
-                                      cause="AMI: terminal reported power off"))
+        self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True))
 
     def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
         was_off = area.terminal_off is not None
@@ -496,10 +494,7 @@ class AmiScreen:
                     members = {m for m, mt in area.off.items() if mt >= start}
                     for m in members:
                         self._singles.pop(m, None)
-                    self._open(tx, area, _Episode(
-                        start, "meters", members,
-                        cause=f"AMI: {len(members)} meters reported power off within "
-                              f"{w:g} s"))
+                    self._open(tx, area, _Episode(start, "meters", members))
                     return
         self._singles[meter] = _Single(tx, t, seen=self._t_now)
         self._push(t + self._single_hold(), self._t_now, "single", meter)
@@ -590,7 +585,9 @@ class AmiScreen:
             end=_dt(end) if end is not None else None,
             feeder=self.registry.feeder_of.get(tx),
             transformers=(tx,),
-            cause=ep.cause,
+            # Meters going dark say where, not why: no cause (the notices' templates say
+            # 线路故障 / nothing). The evidence is in ``raw``.
+            cause="",
             raw={"basis": ep.basis, "meters_off": len(ep.meters),
                  "meters_restored": len(ep.restored), "terminal_off": ep.terminal_off},
         )
@@ -643,7 +640,7 @@ class AmiScreen:
                 "episode": None if ep is None else {
                     "start": ep.start, "basis": ep.basis, "meters": sorted(ep.meters),
                     "restored": sorted(ep.restored), "terminal_off": ep.terminal_off,
-                    "released": ep.released, "cause": ep.cause, "seen": ep.seen,
+                    "released": ep.released, "seen": ep.seen,
                 },
             }
         return {
@@ -670,7 +667,7 @@ class AmiScreen:
             if e is not None:
                 ep = _Episode(float(e["start"]), e["basis"], set(e["meters"]),
                               set(e["restored"]), bool(e["terminal_off"]), bool(e["released"]),
-                              str(e.get("cause", "")), float(e.get("seen", 0.0)))
+                              float(e.get("seen", 0.0)))
                 area.episode = ep
                 if not ep.released:
                     screen._push(ep.start + p.min_duration_seconds, ep.seen, "area", tx)

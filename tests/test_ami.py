@@ -219,6 +219,7 @@ def test_terminal_off_plus_meters_make_one_area_outage() -> None:
     out = screen.tick(at(61)).events
     assert [(e.signal, e.transformers, e.start) for e in out] == [("dead", ("TX2",), T)]
     assert out[0].raw["basis"] == "terminal" and out[0].raw["meters_off"] == 8
+    assert out[0].cause == ""  # the evidence is in raw; a liaison reads no English counts
     # Terminal on restores the area even though most meters have not reported.
     back = screen.feed([obs("TX2-T", "on", 900, kind="terminal")], at(901)).events
     assert [(e.signal, e.event_id) for e in back] == [("alive", out[0].event_id)]

@@ -70,6 +70,9 @@ class Run:
                    for i, m in enumerate(METERS)])
         self.step(NOW + timedelta(minutes=3))
         assert self.told() == ["outage"]
+        (body,) = {m.body for m in self.daemon.store.messages()
+                   if m.audience == "liaison" and ":V001:" in m.key}
+        assert "因线路故障" in body and "AMI" not in body  # meters say where, not why
 
 
 def report(device: str, code: str, at: datetime) -> dict[str, Any]:
