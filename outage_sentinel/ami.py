@@ -34,18 +34,29 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
 
    * ``now >= start + min_duration`` and the outage has been known for ``lateness`` seconds
      (live operation: released 60 s after it began; :meth:`AmiScreen.next_due` says when), or
-   * the report stream itself (the *watermark*, the newest report time fed) is
-     ``min_duration + lateness`` past the start — so a backlog replayed after a restart, whose
-     reports are all hours old, releases real outages as it goes while a blip whose restore
-     is in the next batch is still dropped.
+   * ``now >= start + min_duration`` and the report stream itself (the *watermark*, the
+     newest report time fed) is ``min_duration + lateness`` past the start — so a backlog
+     replayed after a restart, whose reports are all hours old, releases real outages as it
+     goes while a blip whose restore is in the next batch is still dropped.
+
+   A report time more than :data:`AHEAD_TOLERANCE_SECONDS` (30 s) ahead of ``now`` (a device
+   whose clock is fast) is taken as ``now`` + 30 s, so one clock ahead can neither push the
+   watermark into the future — releasing every later blip at once — nor make its device's
+   real reports stale.
 
    If an off and its restore reach the screen together and the outage lasted long enough, both
    the ``dead`` and the ``alive`` output are produced.
 3. An area outage is *restored* (an ``alive`` output with ``end``) when the terminal reports
    power on, or when ``restore_share`` (half) of the meters that went off report power on.
+   Neither overrules a clear word of the other: a few meters (fewer than the area's
+   threshold) don't restore an area whose terminal still says off, and a terminal "on" that
+   follows no "off" of its own doesn't restore an area while at least the threshold, and
+   most, of the outage's meters still say off. An "on" from before the outage began (an old
+   log uploaded late) restores nothing.
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
-   second code for the same event) changes nothing and is counted in ``merged``; a report
-   older than the last one applied for that device is ``stale`` and ignored.
+   second code for the same event, an older log) changes nothing and is counted in
+   ``merged`` (the device's latest time is kept); a report older than the last one applied
+   for that device is ``stale`` and ignored.
 5. A meter off that does not become part of an area outage within the window, and is still off
    after ``max(window, min_duration)``, is a :class:`CustomerFault` (``status="active"``; a
    later power-on gives one with ``status="restored"``). Shorter single-meter blips are dropped
@@ -53,8 +64,10 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
 
 Single-meter flags (rule 5) are held the same way. ``now`` is only ever passed in.
 
-State is in memory, bounded by the number of devices currently off (power-on history is pruned
-after a few minutes, devices off longer than ``forget_after_hours`` are forgotten), and
+State is in memory, bounded by the number of devices currently off or heard from lately (a
+device's last "on" is kept :data:`ON_HISTORY_SECONDS`, 2 h, after it was *seen*, so an older
+"off" that arrives after it — a backlog split over polls — is stale; devices off longer than
+``forget_after_hours`` are forgotten), and
 serialisable with :meth:`AmiScreen.to_state` / :meth:`AmiScreen.from_state` so the daemon can
 persist it with its commits, or rebuild it by re-feeding the last hour of observations (the
 outputs are deterministic, so re-produced outputs dedupe in the store).
@@ -78,7 +91,17 @@ DeviceKind = Literal["meter", "terminal"]
 Action = Literal["off", "on"]
 DEVICE_KINDS: tuple[DeviceKind, ...] = ("meter", "terminal")
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+#: State versions :meth:`AmiScreen.from_state` reads (1: no ``seen`` time in ``last``).
+_STATE_VERSIONS = (1, 2)
+#: How long a device's last "on" is remembered after it was *seen* (processing time), so that
+#: an older "off" arriving later — a head-end backlog split over polls, ons first, or offs read
+#: from the meters' logs after the ons came live — is stale, not a new outage.
+ON_HISTORY_SECONDS = 7200.0
+#: How far ahead of ``now`` a report time is believed. A later one (a device whose clock is
+#: fast) is taken as ``now`` plus this, so one clock cannot move the watermark (and with it
+#: the momentary rule) into the future, nor make the device's real reports stale.
+AHEAD_TOLERANCE_SECONDS = 30.0
 
 
 def device_ref(kind: str, device_id: str) -> str:
@@ -227,7 +250,6 @@ class _Episode:
     restored: set[str] = field(default_factory=set)
     terminal_off: bool = False
     released: bool = False
-    cause: str = ""
     #: processing time (``now``) when the episode was opened
     seen: float = 0.0
 
@@ -268,8 +290,9 @@ class AmiScreen:
         self.policy = policy or ScreenPolicy()
         self.source = source
         self._areas: dict[str, _Area] = {}
-        #: device -> (time, action) of the last applied report (for merge / stale checks)
-        self._last: dict[str, tuple[float, Action]] = {}
+        #: device -> (time, action, seen) of the last applied report (for merge / stale
+        #: checks); ``seen`` is the processing time it was last confirmed
+        self._last: dict[str, tuple[float, Action, float]] = {}
         self._singles: dict[str, _Single] = {}
         #: (due, seq, "area"|"single", key) by report time (compared with the watermark) and
         #: by processing time (compared with ``now``); entries are re-validated when popped.
@@ -284,7 +307,8 @@ class AmiScreen:
 
     @property
     def watermark(self) -> datetime | None:
-        """The latest report time fed so far."""
+        """The latest report time fed so far (report times are capped at ``now`` +
+        :data:`AHEAD_TOLERANCE_SECONDS`)."""
         return _dt(self._watermark) if self._watermark is not None else None
 
     def observation(self, event: OutageEvent) -> Observation | None:
@@ -332,8 +356,10 @@ class AmiScreen:
         that stayed off, as of ``now``; prune old state."""
         result = ScreenResult()
         t_now = _ts(now)
-        # A device clock far ahead must not release everything: cap the watermark near now.
-        wm = min(self._watermark, t_now + 300.0) if self._watermark is not None else -math.inf
+        if self._watermark is not None and self._watermark > t_now + AHEAD_TOLERANCE_SECONDS:
+            # A mark saved before report times were capped, or ``now`` went back.
+            self._watermark = t_now + AHEAD_TOLERANCE_SECONDS
+        wm = self._watermark if self._watermark is not None else -math.inf
         for heap, limit in ((self._eheap, wm), (self._wheap, t_now)):
             while heap and heap[0][0] <= limit:
                 _, _, what, key = heapq.heappop(heap)
@@ -378,29 +404,30 @@ class AmiScreen:
         heapq.heappush(self._wheap, (max(due, seen + late), self._seq, what, key))
 
     def _is_due(self, due: float, seen: float, wm: float, t_now: float) -> bool:
-        """Report time ``due`` has passed: the report stream is ``lateness`` past it, or the
-        clock is past it and the thing has been known for ``lateness`` (a restore in transit
-        has had time to arrive)."""
+        """Report time ``due`` has passed: the clock is past it, and either the report stream
+        is ``lateness`` past it or the thing has been known for ``lateness`` (a restore in
+        transit has had time to arrive). The watermark alone never releases anything early."""
         late = self.policy.lateness_seconds
-        return wm >= due + late or (t_now >= due and t_now >= seen + late)
+        return t_now >= due and (wm >= due + late or t_now >= seen + late)
 
     def _apply(self, obs: Observation, result: ScreenResult) -> None:
-        t = _ts(obs.time)
+        t = min(_ts(obs.time), self._t_now + AHEAD_TOLERANCE_SECONDS)
         if self._watermark is None or t > self._watermark:
             self._watermark = t
         last = self._last.get(obs.device)
         if last is not None:
-            last_t, last_action = last
+            last_t, last_action, _ = last
             if last_action == obs.action:
-                # Same state reported again (duplicate / retry): keep the earliest off time.
+                # Same state reported again (duplicate, retry, or an older log of the same
+                # state): keep the latest time, so an "on" from before the current "off" (or
+                # an "off" from before the current "on") stays stale.
                 result.merged += 1
-                if obs.action == "off" and t < last_t:
-                    self._last[obs.device] = (t, "off")
+                self._last[obs.device] = (max(t, last_t), obs.action, self._t_now)
                 return
             if t < last_t:
                 result.stale += 1
                 return
-        self._last[obs.device] = (t, obs.action)
+        self._last[obs.device] = (t, obs.action, self._t_now)
         area = self._areas.get(obs.transformer)
         if area is None:
             area = self._areas[obs.transformer] = _Area()
@@ -420,18 +447,29 @@ class AmiScreen:
         area.terminal_off = t
         ep = area.episode
         if ep is not None:
-            ep.terminal_off = True
+            # An off from well before the outage began (an old log) is not this outage's.
+            ep.terminal_off = ep.terminal_off or t >= ep.start - self.policy.window_seconds
             return
         w = self.policy.window_seconds
         joined = {m for m, mt in area.off.items() if mt >= t - w}
         start = min([t] + [area.off[m] for m in joined])
-        self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True,
-                                      cause="AMI: terminal reported power off"))
+        self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True))
 
     def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
+        was_off = area.terminal_off is not None
         area.terminal_off = None
-        if area.episode is not None:
-            self._close(tx, area, t, result)
+        ep = area.episode
+        if ep is None or t < ep.start:
+            return  # an on from before the outage began closes nothing
+        if not was_off and self._meters_hold(tx, ep):
+            return  # the terminal never said off; most of the outage's meters still do
+        self._close(tx, area, t, result)
+
+    def _meters_hold(self, tx: str, ep: _Episode) -> bool:
+        """Enough of ``ep``'s meters still off to overrule a terminal's "on": at least the
+        area's outage threshold, and most of the meters that went off."""
+        still_off = len(ep.meters) - len(ep.restored)
+        return still_off >= self._threshold(tx) and 2 * still_off > len(ep.meters)
 
     def _meter_off(self, tx: str, area: _Area, meter: str, t: float) -> None:
         area.off[meter] = t
@@ -456,10 +494,7 @@ class AmiScreen:
                     members = {m for m, mt in area.off.items() if mt >= start}
                     for m in members:
                         self._singles.pop(m, None)
-                    self._open(tx, area, _Episode(
-                        start, "meters", members,
-                        cause=f"AMI: {len(members)} meters reported power off within "
-                              f"{w:g} s"))
+                    self._open(tx, area, _Episode(start, "meters", members))
                     return
         self._singles[meter] = _Single(tx, t, seen=self._t_now)
         self._push(t + self._single_hold(), self._t_now, "single", meter)
@@ -467,6 +502,11 @@ class AmiScreen:
     def _meter_on(self, tx: str, area: _Area, meter: str, t: float, result: ScreenResult) -> None:
         area.off.pop(meter, None)
         ep = area.episode
+        if ep is not None and meter in ep.meters and t < ep.start:
+            # Off and on again before the outage began: a blip of its own, no restoration.
+            ep.meters.discard(meter)
+            ep.restored.discard(meter)
+            return
         if ep is not None and meter in ep.meters:
             ep.restored.add(meter)
             need = math.ceil(self.policy.restore_share * len(ep.meters) - 1e-9)
@@ -545,18 +585,26 @@ class AmiScreen:
             end=_dt(end) if end is not None else None,
             feeder=self.registry.feeder_of.get(tx),
             transformers=(tx,),
-            cause=ep.cause,
+            # Meters going dark say where, not why: no cause (the notices' templates say
+            # 线路故障 / nothing). The evidence is in ``raw``.
+            cause="",
             raw={"basis": ep.basis, "meters_off": len(ep.meters),
                  "meters_restored": len(ep.restored), "terminal_off": ep.terminal_off},
         )
 
-    def _prune(self, t_now: float) -> None:
-        """Drop power-on history older than the merge horizon and devices off for too long."""
+    def on_history_seconds(self) -> float:
+        """How long a device's last "on" is kept after it was seen (processing time)."""
         p = self.policy
-        horizon = t_now - max(600.0, 2 * (p.window_seconds + p.min_duration_seconds))
+        return max(ON_HISTORY_SECONDS, 2 * (p.window_seconds + p.min_duration_seconds),
+                   p.lateness_seconds)
+
+    def _prune(self, t_now: float) -> None:
+        """Drop power-on history seen longer ago than the horizon and devices off too long."""
+        p = self.policy
+        horizon = t_now - self.on_history_seconds()
         forget = t_now - p.forget_after_hours * 3600.0
-        stale = [d for d, (t, a) in self._last.items()
-                 if (a == "on" and t < horizon) or (a == "off" and t < forget)]
+        stale = [d for d, (t, a, seen) in self._last.items()
+                 if (a == "on" and seen < horizon) or (a == "off" and t < forget)]
         for d in stale:
             del self._last[d]
         for tx in list(self._areas):
@@ -592,13 +640,13 @@ class AmiScreen:
                 "episode": None if ep is None else {
                     "start": ep.start, "basis": ep.basis, "meters": sorted(ep.meters),
                     "restored": sorted(ep.restored), "terminal_off": ep.terminal_off,
-                    "released": ep.released, "cause": ep.cause, "seen": ep.seen,
+                    "released": ep.released, "seen": ep.seen,
                 },
             }
         return {
             "version": _STATE_VERSION,
             "areas": areas,
-            "last": {d: [t, a] for d, (t, a) in self._last.items()},
+            "last": {d: [t, a, seen] for d, (t, a, seen) in self._last.items()},
             "singles": {m: [s.transformer, s.start, s.flagged, s.seen]
                         for m, s in self._singles.items()},
             "watermark": self._watermark,
@@ -608,7 +656,7 @@ class AmiScreen:
     def from_state(cls, state: Mapping[str, Any], registry: AmiRegistry,
                    policy: ScreenPolicy | None = None, source: str = "ami") -> AmiScreen:
         """Rebuild a screen from :meth:`to_state` output (due times are recomputed)."""
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in _STATE_VERSIONS:
             raise ValueError(f"AMI screen state: unsupported version {state.get('version')!r}")
         screen = cls(registry, policy, source)
         p = screen.policy
@@ -619,13 +667,15 @@ class AmiScreen:
             if e is not None:
                 ep = _Episode(float(e["start"]), e["basis"], set(e["meters"]),
                               set(e["restored"]), bool(e["terminal_off"]), bool(e["released"]),
-                              str(e.get("cause", "")), float(e.get("seen", 0.0)))
+                              float(e.get("seen", 0.0)))
                 area.episode = ep
                 if not ep.released:
                     screen._push(ep.start + p.min_duration_seconds, ep.seen, "area", tx)
             screen._areas[tx] = area
-        for d, (t, act) in state.get("last", {}).items():
-            screen._last[d] = (float(t), "off" if act == "off" else "on")
+        for d, (t, act, *seen) in state.get("last", {}).items():
+            # Version 1 kept no seen time: the report time stands in (the old horizon's basis).
+            screen._last[d] = (float(t), "off" if act == "off" else "on",
+                               float(seen[0]) if seen else float(t))
         for m, (tx, start, flagged, seen) in state.get("singles", {}).items():
             screen._singles[m] = _Single(tx, float(start), bool(flagged), float(seen))
             if not flagged:

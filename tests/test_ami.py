@@ -219,6 +219,7 @@ def test_terminal_off_plus_meters_make_one_area_outage() -> None:
     out = screen.tick(at(61)).events
     assert [(e.signal, e.transformers, e.start) for e in out] == [("dead", ("TX2",), T)]
     assert out[0].raw["basis"] == "terminal" and out[0].raw["meters_off"] == 8
+    assert out[0].cause == ""  # the evidence is in raw; a liaison reads no English counts
     # Terminal on restores the area even though most meters have not reported.
     back = screen.feed([obs("TX2-T", "on", 900, kind="terminal")], at(901)).events
     assert [(e.signal, e.event_id) for e in back] == [("alive", out[0].event_id)]
@@ -389,3 +390,156 @@ def test_area_outputs_point_at_the_fault() -> None:
     assert {e.feeder for e in r.events} == {"F1"}
     assert topo.common_protective_device(dead) == "FU1"
     assert [f.meter for f in r.customer_faults] == ["T3-M0"]
+
+
+# -- reports about the past, and clocks ahead ---------------------------------------------------
+
+
+def test_old_meter_power_down_records_do_not_restore_an_outage_in_progress() -> None:
+    """Ten meters off since 2 h; five meters' logs of a blip two hours before that arrive
+    (3011: off, on 30 s later). The area is still out: an "on" older than the meter's current
+    off, or than the outage's start, closes nothing."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 10, at=7200), at(7205))
+    assert [e.signal for e in screen.tick(at(7320)).events] == ["dead"]
+    logs = []
+    for m in range(5):
+        logs += [obs(f"TX0-M{m}", "off", m), obs(f"TX0-M{m}", "on", 30 + m)]
+    r = screen.feed(logs, at(7200 + 2400))
+    assert r.events == [] and r.stale == 5 and r.merged == 5
+    assert screen.outages() == {"TX0": at(7200)}
+    # Fed one by one (the on in a later poll than its off): the same.
+    for m in range(5, 10):
+        screen.feed([obs(f"TX0-M{m}", "off", m)], at(7200 + 2500))
+        assert screen.feed([obs(f"TX0-M{m}", "on", 30 + m)], at(7200 + 2501)).events == []
+    assert screen.outages() == {"TX0": at(7200)}
+    back = screen.feed(meters_on(0, 5, at=9000), at(9005)).events
+    assert [(e.signal, e.start, e.end) for e in back] == [("alive", at(7200), at(9004))]
+
+
+def test_an_on_before_the_outage_began_does_not_close_it() -> None:
+    """A meter off before a released outage began joins it; its "on" from before the start
+    is a blip of its own, not the area's restoration."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 5, at=600), at(605))
+    assert [e.signal for e in screen.tick(at(720)).events] == ["dead"]
+    late = [obs(f"TX0-M{m}", "off", 100 + m) for m in range(5, 10)]
+    late += [obs(f"TX0-M{m}", "on", 130 + m) for m in range(5, 10)]
+    screen.feed(late[:5], at(800))
+    r = screen.feed(late[5:], at(801))
+    assert r.events == [] and screen.outages() == {"TX0": at(600)}
+
+
+def test_an_old_terminal_off_on_record_does_not_restore_a_meter_outage() -> None:
+    """ERC14 from two hours before a meter outage (off, on 3 min later) arrives 30 min into
+    it: the area stays out, and the outage is not the terminal's."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 10, at=7200), at(7205))
+    assert [e.signal for e in screen.tick(at(7320)).events] == ["dead"]
+    record = [obs("TX0-T", "off", 0, kind="terminal"), obs("TX0-T", "on", 180, kind="terminal")]
+    assert screen.feed(record, at(7200 + 1800)).events == []
+    assert screen.outages() == {"TX0": at(7200)}
+    # The off alone first, its on in a later poll: the same.
+    screen.feed([obs("TX1-T", "off", 0, kind="terminal")], at(1))
+    screen.feed([obs("TX1-T", "on", 180, kind="terminal")], at(181))
+    screen.feed(meters_off(1, 10, at=7200), at(7205))
+    screen.tick(at(7320))
+    assert screen.feed([obs("TX1-T", "off", 10, kind="terminal"),
+                        obs("TX1-T", "on", 200, kind="terminal")], at(9000)).events == []
+    assert set(screen.outages()) == {"TX0", "TX1"}
+    back = screen.feed([obs("TX0-T", "off", 7201, kind="terminal"),
+                        obs("TX0-T", "on", 9500, kind="terminal")], at(9501)).events
+    assert [(e.signal, e.end, e.raw["terminal_off"]) for e in back] == [
+        ("alive", at(9500), True)]
+
+
+def test_a_terminal_on_alone_does_not_overrule_meters_still_off() -> None:
+    """The mirror of "few meters don't overrule a terminal still off": a terminal that never
+    reported off, reporting on, does not restore an area whose meters (enough for an outage,
+    and most of the outage's) still report off. Their restores do."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 10), at(5))
+    assert [e.signal for e in screen.tick(at(120)).events] == ["dead"]
+    assert screen.feed([obs("TX0-T", "on", 300, kind="terminal")], at(301)).events == []
+    assert screen.outages() == {"TX0": T}
+    back = screen.feed(meters_on(0, 5, at=600), at(605)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(604))]
+    # Fewer still off than an outage needs: the terminal's on is believed.
+    screen.feed(meters_off(1, 5), at(5))
+    screen.tick(at(120))
+    screen.feed([obs("TX1-M0", "on", 200)], at(201))
+    back = screen.feed([obs("TX1-T", "on", 300, kind="terminal")], at(301)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(300))]
+
+
+def test_power_offs_reported_after_their_power_ons_are_stale() -> None:
+    """A concentrator's backlog split over two polls, the power-ons (1 h old) first, the older
+    power-offs (3 h old) next: the offs are stale, no outage that would never close. On
+    history is kept by when it was seen, not by its (old) report time."""
+    screen = AmiScreen(registry())
+    now = at(3 * 3600)
+    screen.feed(meters_on(0, 10, at=7200), now)
+    screen.tick(now + timedelta(seconds=120))  # prunes
+    r = screen.feed(meters_off(0, 10), now + timedelta(seconds=180))
+    assert r.stale == 10
+    r.extend(screen.tick(now + timedelta(hours=1)))
+    assert r.events == [] and r.customer_faults == [] and screen.outages() == {}
+    # Live: the ons as they happen, the offs read from the meters' logs 15 min later.
+    screen.feed(meters_on(1, 10, at=20000), at(20005))
+    screen.tick(at(20000 + 700))
+    r = screen.feed(meters_off(1, 10, at=20000 - 7200), at(20000 + 900))
+    assert r.stale == 10 and screen.outages() == {}
+
+
+def test_on_history_is_forgotten_after_the_horizon_and_survives_a_restart() -> None:
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed(meters_on(0, 10, at=0), at(10800))  # seen 3 h after they happened
+    state = json.loads(json.dumps(screen.to_state()))
+    again = AmiScreen.from_state(state, reg)
+    again.tick(at(10800 + 600))
+    assert again.feed(meters_off(0, 10, at=-3600), at(10800 + 660)).stale == 10
+    again.tick(at(10800 + 7300))
+    assert again.to_state()["last"] == {}  # two hours after they were seen
+
+
+def test_a_saved_state_of_the_previous_version_loads() -> None:
+    reg = registry()
+    old = {"version": 1, "areas": {"TX0": {
+        "off": {f"TX0-M{m}": float(T.timestamp()) for m in range(5)}, "terminal_off": None,
+        "episode": {"start": T.timestamp(), "basis": "meters",
+                    "meters": [f"TX0-M{m}" for m in range(5)], "restored": [],
+                    "terminal_off": False, "released": True, "cause": "", "seen": 0.0}}},
+        "last": {f"TX0-M{m}": [T.timestamp(), "off"] for m in range(5)}
+        | {"TX1-M0": [T.timestamp() + 30, "on"]},
+        "singles": {}, "watermark": T.timestamp() + 30}
+    screen = AmiScreen.from_state(old, reg)
+    assert screen.outages() == {"TX0": T}
+    assert screen.feed([obs("TX1-M0", "off", 10)], at(60)).stale == 1
+    back = screen.feed(meters_on(0, 3, at=100), at(103)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(102))]
+
+
+def test_a_device_clock_ahead_does_not_switch_off_the_momentary_rule() -> None:
+    """One meter's clock 3 min fast (or a year) must not move the watermark ahead: a later
+    4-second reclose anywhere is still momentary, and the meter's real reports still count."""
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed([obs("TX2-M0", "off", 180)], at(2))  # 3 minutes ahead
+    screen.feed(meters_off(0, 10, at=10, step=0), at(11))
+    r = screen.feed(meters_on(0, 10, at=14, step=0), at(15))
+    assert (r.events, r.momentary) == ([], 1)
+    assert screen.watermark == at(32)  # now + 30 s at most
+    assert screen.feed([obs("TX2-M0", "on", 100)], at(100)).stale == 0
+    # A mark saved a year ahead (before this rule): lowered, and the reclose stays momentary.
+    state = json.loads(json.dumps(screen.to_state()))
+    state["watermark"] = at(365 * 86400).timestamp()
+    again = AmiScreen.from_state(state, reg)
+    again.feed(meters_off(1, 10, at=200, step=0), at(201))
+    r = again.feed(meters_on(1, 10, at=204, step=0), at(205))
+    assert (r.events, r.momentary) == ([], 1)
+    # A real outage is released when it has lasted the minute, not before.
+    again.feed([obs("TX2-M1", "off", 365 * 86400)], at(300))
+    again.feed(meters_off(0, 10, at=300, step=0), at(301))
+    assert again.tick(at(359)).events == []
+    assert [e.signal for e in again.tick(at(360)).events] == ["dead"]

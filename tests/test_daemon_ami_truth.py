@@ -1,0 +1,147 @@
+"""The AMI screen through the daemon (in process: demo topology, a ``file_drop`` AMI source,
+SQLite): a village is never told its power is back without evidence that it is, nor told of an
+outage that is over — whatever old logs, late backlogs, terminals and fast clocks report."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outage_sentinel.config import parse_config
+from outage_sentinel.daemon import Daemon
+from tests.test_lifecycle import Recorder
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+AREA = "T-CG01-001"  # village V001
+METERS = [f"M-{AREA}-{i:03d}" for i in range(1, 11)]
+TERMINAL = f"TM-{AREA}"
+CHANNELS = ("wecom", "sms", "dingtalk", "feishu")
+
+
+class Run:
+    """The daemon on a clock the test moves, fed by files dropped into its AMI directory."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.drop = tmp / "drop"
+        self.drop.mkdir()
+        self.now = NOW
+        self.files = count()
+        config = parse_config({
+            "state_dir": str(tmp / "state"), "topology": str(ROOT / "topology"),
+            "database": {"url": f"sqlite:///{tmp / 'db.sqlite'}"},
+            "sources": [{"name": "ami-files", "type": "file_drop", "directory": str(self.drop),
+                         "settle_seconds": 0, "format": "jsonl"}],
+            "channels": {name: {"type": "file", "path": str(tmp / "sink.jsonl")}
+                         for name in CHANNELS},
+        })
+        self.daemon = Daemon(config, channels={name: Recorder(name) for name in CHANNELS},
+                             clock=lambda: self.now)
+        self.daemon.start()
+
+    def step(self, at: datetime, records: list[dict[str, Any]] | None = None) -> None:
+        """Move the clock to ``at``; drop ``records`` as one file and poll; screen; process."""
+        self.now = at
+        if records:
+            path = self.drop / f"f{next(self.files):04d}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in records), "utf-8")
+            os.utime(path, (at.timestamp() - 1, at.timestamp() - 1))  # settled by the clock
+            for source in self.daemon.sources:
+                self.daemon.poll(source)
+        self.daemon.screen_tick(at)
+        self.daemon.process()
+
+    def told(self) -> list[str]:
+        """Purposes of the notices to village V001's liaisons, once each, in order."""
+        return list(dict.fromkeys(m.purpose for m in self.daemon.store.messages()
+                                  if m.audience == "liaison" and ":V001:" in m.key))
+
+    def meter_outage(self) -> None:
+        """Ten meters of the area off from NOW; the outage told three minutes later."""
+        self.step(NOW + timedelta(seconds=12),
+                  [report(m, "3.26.0.85", NOW + timedelta(seconds=i))
+                   for i, m in enumerate(METERS)])
+        self.step(NOW + timedelta(minutes=3))
+        assert self.told() == ["outage"]
+        (body,) = {m.body for m in self.daemon.store.messages()
+                   if m.audience == "liaison" and ":V001:" in m.key}
+        assert "因线路故障" in body and "AMI" not in body  # meters say where, not why
+
+
+def report(device: str, code: str, at: datetime) -> dict[str, Any]:
+    return {"device_id": device, "code": code, "time": at.isoformat()}
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    r = Run(tmp_path)
+    yield r
+    r.daemon.close()
+
+
+def test_old_meter_logs_do_not_tell_a_village_its_power_is_back(run: Run) -> None:
+    run.meter_outage()
+    old = NOW - timedelta(hours=2)  # five meters' 3011 records of an earlier blip
+    run.step(NOW + timedelta(minutes=40), [
+        {"meter_id": m, "code": "3011", "off_time": old.isoformat(),
+         "on_time": (old + timedelta(seconds=30)).isoformat()} for m in METERS[:5]])
+    assert run.told() == ["outage"]
+
+
+def test_an_old_terminal_record_does_not_tell_a_village_its_power_is_back(run: Run) -> None:
+    run.meter_outage()
+    old = NOW - timedelta(hours=2)
+    run.step(NOW + timedelta(minutes=30), [
+        {"terminal_id": TERMINAL, "erc": "ERC14", "off_time": old.isoformat(),
+         "on_time": (old + timedelta(minutes=3)).isoformat()}])
+    assert run.told() == ["outage"]
+
+
+def test_a_terminal_on_alone_waits_for_the_meters(run: Run) -> None:
+    run.meter_outage()
+    run.step(NOW + timedelta(minutes=10), [
+        {"terminal_id": TERMINAL, "code": "3.26.0.216", "kind": "terminal",
+         "time": (NOW + timedelta(minutes=9)).isoformat()}])
+    assert run.told() == ["outage"]
+    run.step(NOW + timedelta(minutes=12), [report(m, "3.26.0.216", NOW + timedelta(minutes=11))
+                                           for m in METERS[:5]])
+    assert run.told() == ["outage", "restored"]
+
+
+def test_a_backlog_uploaded_ons_first_tells_nobody_of_an_outage(run: Run) -> None:
+    """A concentrator reconnects 3 h after an outage; its upload is two files, the power-ons
+    first; in between the daemon restarts (the screen state, with when the ons were seen, is
+    saved and loaded)."""
+    off_at, on_at = NOW - timedelta(hours=5), NOW - timedelta(hours=3)
+    run.step(NOW + timedelta(seconds=1), [report(m, "3.26.0.216", on_at + timedelta(seconds=i))
+                                          for i, m in enumerate(METERS)])
+    run.step(NOW + timedelta(minutes=5))  # the screen prunes
+    run.daemon.close()
+    run.daemon = Daemon(run.daemon.config, channels={n: Recorder(n) for n in CHANNELS},
+                        clock=lambda: run.now)
+    run.daemon.start()
+    run.step(NOW + timedelta(minutes=10),  # another area's report: the screen prunes again
+             [report("M-T-MJ02-010-001", "3.26.0.216", NOW + timedelta(minutes=10))])
+    run.step(NOW + timedelta(minutes=15), [report(m, "3.26.0.85", off_at + timedelta(seconds=i))
+                                           for i, m in enumerate(METERS)])
+    run.step(NOW + timedelta(hours=5))
+    assert run.told() == []
+
+
+def test_a_meter_clock_ahead_keeps_a_reclose_momentary(run: Run) -> None:
+    # A meter on another feeder, its clock 3 minutes fast, reports a power off.
+    run.step(NOW + timedelta(seconds=2),
+             [report("M-T-MJ02-010-001", "3.26.0.85", NOW + timedelta(minutes=3))])
+    blip = NOW + timedelta(seconds=10)  # a 4-second reclose of the area
+    run.step(blip + timedelta(seconds=1), [report(m, "3.26.0.85", blip) for m in METERS])
+    run.step(blip + timedelta(seconds=5), [report(m, "3.26.0.216", blip + timedelta(seconds=4))
+                                           for m in METERS])
+    run.step(blip + timedelta(minutes=5))
+    assert run.told() == []
