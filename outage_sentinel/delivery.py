@@ -98,6 +98,10 @@ from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.shared_limits import SharedLimits
 from outage_sentinel.store import OutboxRow, Store
 
+#: A message waiting for an earlier one of its chain that is being sent is due again after
+#: this long (one waiting for a pending one is due with it, and sorts after it by id).
+HOLD_STEP = timedelta(seconds=1)
+
 #: A delivery group: ``(channel name, target)``.
 GroupKey = tuple[str, str]
 Job = Callable[[], int]
@@ -384,8 +388,20 @@ class Deliverer:
             if self.store.mark_superseded(row.id, now, reason):
                 self.metrics.notifications.labels(row.channel, "superseded").inc()
                 self.log.info("superseded", key=row.key, channel=row.channel, by=back)
+        self._hold(plan.held, {r.id: r for r in chains}, now)
         ready = set(plan.ready)
         return sorted((r for r in rows if r.id in ready), key=lambda r: r.id)
+
+    def _hold(self, held: dict[int, int], rows: dict[int, OutboxRow], now: datetime) -> None:
+        """Move each waiting message behind the one it waits for: left due, waiting messages
+        would fill every run's batch while the earlier ones, retried later, were never read
+        again (a storm's retries stalled every channel)."""
+        for row_id, blocker_id in held.items():
+            blocker = rows.get(blocker_id)
+            if blocker is not None and blocker.status == "pending":
+                self.store.postpone(row_id, blocker.next_attempt_at)
+            else:
+                self.store.postpone(row_id, now + HOLD_STEP)
 
     def _submit(self, key: GroupKey, rows: Sequence[OutboxRow],
                 clock: Callable[[], datetime]) -> Future[int] | None:

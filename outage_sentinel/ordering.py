@@ -19,7 +19,7 @@ The rule is read from the outbox on every delivery run, so it holds across the w
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 #: Purposes that tell a recipient the power is, or will be, off.
@@ -68,6 +68,9 @@ class Order:
     ready: tuple[int, ...]
     #: Off-notices not to be sent at all: id -> the id of the back-notice that supersedes it.
     superseded: dict[int, int]
+    #: Due messages that wait: id -> the id of the earlier message of its chain they wait for
+    #: (the deliverer moves them behind it, so that they never fill a run's batch).
+    held: dict[int, int] = field(default_factory=dict)
 
 
 def superseded_by(rows: Iterable[Queued]) -> dict[int, int]:
@@ -106,7 +109,9 @@ def order(due: Sequence[Queued], chains: Iterable[Queued]) -> Order:
             blocked_from[c] = min(blocked_from.get(c, r.id), r.id)
     ready = sorted(r.id for r in due if r.id in due_ids
                    and r.id < blocked_from.get(chain_of(r), r.id + 1))
-    return Order(ready=tuple(ready), superseded=gone)
+    held = {r.id: blocked_from[chain_of(r)] for r in due
+            if r.id in due_ids and r.id not in ready}
+    return Order(ready=tuple(ready), superseded=gone, held=held)
 
 
 class ChainGate:

@@ -195,3 +195,56 @@ def test_a_wecom_group_reads_the_restoration_last(store: Store,
     assert set(texts[first_back:]) == {"【恢复送电】马集村"}  # nothing false after it
     assert {m.purpose: m.status for m in store.messages()} == {
         "outage": "superseded", "restored": "sent"}
+
+
+def test_messages_waiting_in_their_chains_never_starve_the_rest(store: Store) -> None:
+    """WeCom down: 120 village groups each have an outage notice retrying and an update
+    waiting behind it. Left due, the waiting updates filled every run's batch (100), so the
+    outages were never retried and a crew's SMS dispatch of another incident never went."""
+    from outage_sentinel.channels.base import Outcome, SendResult
+    from tests.test_delivery import FakeChannel, deliverer, enqueue, row
+
+    wecom = FakeChannel(name="wecom", default=SendResult(Outcome.RETRY, "timeout after 10 s"))
+    sms = FakeChannel(name="sms")
+    enqueue(store, *[row(f"village:V{i}:wecom:g{i}", incident_id="INC-1") for i in range(120)])
+    d = deliverer(store, wecom, sms)
+    d.run_once(T0)
+    enqueue(store, *[row(f"village:V{i}:wecom:g{i}", incident_id="INC-1", revision=2,
+                         purpose="update") for i in range(120)], now=T0 + timedelta(seconds=2))
+    enqueue(store, row("crew:CR1", purpose="dispatch", channel="sms", target="13900000001",
+                       audience="crew", incident_id="INC-9"), now=T0 + timedelta(seconds=3))
+    now = T0 + timedelta(seconds=3)
+    for _ in range(60):
+        now += timedelta(seconds=5)
+        d.run_once(now)
+    (crew,) = [m for m in store.messages() if m.recipient == "crew:CR1"]
+    assert crew.status == "sent"
+    wecom.default = SendResult(Outcome.DELIVERED, "errcode 0")  # WeCom is back
+    for _ in range(120):
+        now += timedelta(seconds=60)
+        d.run_once(now)
+    assert {m.status for m in store.messages()} == {"sent"}
+    # Each group heard its outage before its update.
+    for i in range(120):
+        mine = [m for m in store.messages() if m.recipient == f"village:V{i}:wecom:g{i}"]
+        assert [m.purpose for m in sorted(mine, key=lambda m: m.sent_at)] == ["outage", "update"]
+
+
+def test_a_rate_limited_sms_chain_sends_everything_in_turn(store: Store) -> None:
+    """SMS at one a minute per number, each of 110 liaisons with outage, care and update:
+    all go, each number's in order."""
+    from outage_sentinel.ratelimit import RateLimit
+    from tests.test_delivery import FakeChannel, deliverer, enqueue, row
+
+    sms = FakeChannel(name="sms")
+    sms.rate_limits = (RateLimit(1, 60),)
+    sms.rate_keys = lambda m: (m.target,)  # type: ignore[method-assign]
+    enqueue(store, *[row(f"village:V{i}:sms:1390000{i:04d}", channel="sms",
+                         target=f"1390000{i:04d}", purpose=p, revision=k)
+                     for i in range(110) for k, p in ((1, "outage"), (2, "care"), (3, "update"))])
+    d = deliverer(store, sms)
+    now = T0
+    while now < T0 + timedelta(hours=2):
+        d.run_once(now)
+        now += timedelta(seconds=10)
+    assert {m.status for m in store.messages()} == {"sent"}

@@ -158,6 +158,14 @@ class OutboxStore(StoreBase):
             conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
                          .values(payload=payload))
 
+    def postpone(self, row_id: int, until: datetime) -> None:
+        """A pending message due no earlier than ``until`` (it waits for another)."""
+        with self.transaction() as conn:
+            conn.execute(update(outbox_t)
+                         .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending",
+                                outbox_t.c.next_attempt_at < until)
+                         .values(next_attempt_at=until))
+
     def mark_superseded(self, row_id: int, now: datetime, reason: str) -> bool:
         """A pending off-notice made moot by a later back-notice to the same recipient about
         the same incident: kept and shown, never sent."""

@@ -320,10 +320,17 @@ def _m9_regions(conn: Connection) -> None:
                       "ON outbox (region, status, next_attempt_at)"))
 
 
+def _m10_outbox_chains(conn: Connection) -> None:
+    """The deliverer reads each due message's chain (its incident and recipient) every run."""
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_outbox_chain "
+                      "ON outbox (incident_id, recipient)"))
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
                                                   _m4_dead_at, _m5_silences, _m6_board,
-                                                  _m7_leases, _m8_field_answers, _m9_regions]
+                                                  _m7_leases, _m8_field_answers, _m9_regions,
+                                                  _m10_outbox_chains]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
