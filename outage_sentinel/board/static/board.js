@@ -25,7 +25,7 @@ const WORDS = {
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
     map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
-    hours: "小时（可空）", silenced: "已静默", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
+    hours: "小时（可空）", silenced: "已静默", withdrawn: "已撤回", superseded: "已被取代", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
     smsTemplate: "短信模板（实际发送的参数）",
     add: "添加", scopeAdd: "加入范围", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
@@ -50,7 +50,7 @@ const WORDS = {
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
     onlyHere: "only this one has off", onlyFirst: "only the first has off", prob: "probability",
     map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
-    hours: "hours (optional)", silenced: "silenced", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
+    hours: "hours (optional)", silenced: "silenced", withdrawn: "withdrawn", superseded: "superseded", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
     smsTemplate: "SMS template (the parameters sent)",
     expire: "End", add: "Add", scopeAdd: "Add to scope", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
@@ -170,7 +170,7 @@ function overviewView(data) {
     h("li", {class: s.ok ? "ok" : "bad"}, `${s.name}: ${s.ok ? W.ok : W.failing} · ${W.lastPoll} ${s.last_ok_local || "-"}${s.error ? " · " + s.error : ""}`)));
   const ob = data.outbox;
   const outbox = h("div", {id: "outbox"},
-    `${W.pending} ${(ob.pending || 0) + (ob.inflight || 0)} · ${W.sent} ${ob.sent || 0} · ${W.dead} ${ob.dead || 0} · ${W.silenced} ${ob.silenced || 0}`,
+    `${W.pending} ${(ob.pending || 0) + (ob.inflight || 0)} · ${W.sent} ${ob.sent || 0} · ${W.dead} ${ob.dead || 0} · ${W.silenced} ${ob.silenced || 0} · ${W.withdrawn} ${ob.withdrawn || 0} · ${W.superseded} ${ob.superseded || 0}`,
     MAY_ACT && ob.dead ? h("button", {id: "retry-dead", onclick: retryDead}, `${W.retry} (${ob.dead})`) : null);
   const storm = MAY_ACT ? h("button", {id: data.storm ? "storm-end" : "storm-declare",
     onclick: () => act("/api/storm", {declare: !data.storm})}, data.storm ? W.endStorm : W.declare) : null;
