@@ -98,14 +98,7 @@ class CommandSteps:
             self._correct(incident_id, actor, note, "scope_readmitted",
                           lambda i, now: corrections.readmit_areas(i, readmitted, now),
                           {"transformers": readmitted})
-        now = self.clock()
-        self._report(OutageEvent(
-            source=OPERATOR_SOURCE, event_id=f"{incident_id}:add:{now.isoformat()}",
-            kind=inc.kind, status="active", signal="dead", start=now,
-            transformers=tuple(areas), area_text=note,
-            raw={"incident_id": incident_id, "actor": actor, "note": note}), now)
-        self._log(incident_id, now, "scope_added", actor, note, {"transformers": areas})
-        return self.processor.incident(incident_id)
+        return self._still_off(inc, "add", "scope_added", areas, actor, note)
 
     def reopen(self, incident_id: str, refs: str | None, actor: str, note: str = "") -> Incident:
         """Areas recorded back that are still off (a mistaken restoration, or supply lost
@@ -124,14 +117,20 @@ class CommandSteps:
             named = ", ".join(self.topology.nodes[t].name or t for t in back[:10]) or "none"
             raise LifecycleError(f"{', '.join(stray) or 'no area'}: not recorded back in "
                                  f"{incident_id} (back: {named})")
+        return self._still_off(inc, "reopen", "restoration_undone", areas, actor, note)
+
+    def _still_off(self, inc: Incident, verb: str, step: str, areas: list[str], actor: str,
+                   note: str) -> Incident:
+        """The operator's report that ``areas`` of ``inc`` are off (folded in as any source's
+        report; it stands until a restoration after it), logged as ``step``."""
         now = self.clock()
         self._report(OutageEvent(
-            source=OPERATOR_SOURCE, event_id=f"{incident_id}:reopen:{now.isoformat()}",
+            source=OPERATOR_SOURCE, event_id=f"{inc.id}:{verb}:{now.isoformat()}",
             kind=inc.kind, status="active", signal="dead", start=now,
             transformers=tuple(areas), area_text=note,
-            raw={"incident_id": incident_id, "actor": actor, "note": note}), now)
-        self._log(incident_id, now, "restoration_undone", actor, note, {"transformers": areas})
-        return self.processor.incident(incident_id)
+            raw={"incident_id": inc.id, "actor": actor, "note": note}), now)
+        self._log(inc.id, now, step, actor, note, {"transformers": areas})
+        return self.processor.incident(inc.id)
 
     def open(self, actor: str, *, feeder: str | None, transformers: str | None,
              caller: str = "", note: str = "") -> Incident:
