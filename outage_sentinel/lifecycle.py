@@ -388,16 +388,7 @@ class Lifecycle:
             return inc
         if choice.preempts is not None and choice.preempts.incident_id:
             self._release_crew(conn, choice.preempts.incident_id, choice.crew.id, inc.id, now)
-        previous = row.get("crew_id")
-        if previous != choice.crew.id and \
-                self.store.last_log_details_in(conn, inc.id, "dispatched") is not None:
-            # Another crew, or one sent back (after a stand-down, or taken off for other
-            # work): a new revision, so that the crew and the command centre hear it where the
-            # same revision's keys would have dropped it. The same crew again is a repeat.
-            inc = replace(inc, revision=inc.revision + 1)
-        if previous and previous != choice.crew.id:
-            self.crew_notices.stand_down_in(conn, inc, previous, now, actor, "reassigned",
-                                            other=choice.crew.id, note=note)
+        inc = self._replacing(conn, inc, row.get("crew_id"), choice.crew.id, now, actor, note)
         inc = replace(inc, stage="dispatched") if inc.stage in ("detected", "confirmed") else inc
         self.save_in(conn, inc, now, priority=pr.score, crew_id=choice.crew.id)
         self.store.log_in(conn, inc.id, now, "dispatched", actor, note, {
@@ -419,23 +410,44 @@ class Lifecycle:
             payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
                      "params": params, "field_links": links},
         )]
-        # Village liaisons check on the special-care households of their village; the list
-        # itself goes only to liaisons reached in person (a group hears the count).
-        individual = individual_channels(self.config.channels)
-        cared = self.store.queued_in(conn, inc.id, ("care",))  # once per liaison, not per crew
-        for v in villages:
-            care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
-                                           self.params)
-            if care.get("households"):
-                rows += [r for r in self.planner.care_rows(inc, v, care, individual,
-                                                           c.name or c.id)
-                         if r.recipient not in cared]
+        rows += self._care_rows(conn, inc, villages, c.name or c.id, now)
         rows += self.command_rows(inc, "dispatched", self.render_summary(inc, crew=c.id))
         self.store.enqueue_in(conn, rows, now)
         self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,
                       deadline=deadline.isoformat(), preempts=choice.preempts.incident_id
                       if choice.preempts else None)
         return inc
+
+    def _replacing(self, conn: Connection, inc: Incident, previous: str | None, crew: str,
+                   now: datetime, actor: str, note: str) -> Incident:
+        """``inc`` as ``crew`` is sent to it: another crew, or one sent back (after a
+        stand-down, or taken off for other work), makes a new revision, so that the crew and
+        the command centre hear it where the same revision's keys would have dropped it (the
+        same crew again is a repeat); the crew it had stands down."""
+        if previous != crew and \
+                self.store.last_log_details_in(conn, inc.id, "dispatched") is not None:
+            inc = replace(inc, revision=inc.revision + 1)
+        if previous and previous != crew:
+            self.crew_notices.stand_down_in(conn, inc, previous, now, actor, "reassigned",
+                                            other=crew, note=note)
+        return inc
+
+    def _care_rows(self, conn: Connection, inc: Incident, villages: Sequence[str],
+                   crew_label: str, now: datetime) -> list[OutboxMessage]:
+        """Village liaisons check on the special-care households of their village; the list
+        itself goes only to liaisons reached in person (a group hears the count). Once per
+        liaison, not once per crew sent."""
+        lang = self.planner.renderer.language
+        individual = individual_channels(self.config.channels)
+        cared = self.store.queued_in(conn, inc.id, ("care",))
+        rows: list[OutboxMessage] = []
+        for v in villages:
+            care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
+                                           self.params)
+            if care.get("households"):
+                rows += [r for r in self.planner.care_rows(inc, v, care, individual, crew_label)
+                         if r.recipient not in cared]
+        return rows
 
     def take_back_in(self, conn: Connection, inc: Incident, notices: Sequence[Notice],
                      now: datetime, actor: str, note: str = "") -> list[Notice]:
