@@ -77,8 +77,9 @@ class HeldNotices:
             free = [v for v in villages if v not in dark]
             if not free:
                 return 0
-            # Only a village this incident told (or will tell) of the outage hears it is over; one already
-            # told its supply is normal (by the incident that held it dark) needs no second word.
+            # Only a village this incident told (or will tell) of the outage hears it is over;
+            # one already told its supply is normal (by the incident that held it dark) needs
+            # no second word.
             heard = {r.split(":")[1] for r in self.store.queued_in(conn, inc.id,
                                                                     ("outage", "update"))
                      if r.startswith("village:")}
