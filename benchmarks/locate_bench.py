@@ -119,6 +119,9 @@ class Model:
     #: customers lost supply below its transformer and call in as from a dead area, while its
     #: terminal, on the medium-voltage side, stays alive
     lv_faults: float = 0.0
+    #: the chance per case that telemetry reports one telemetered device open that did not
+    #: operate (a glitch, a device opened by hand and not logged, a stale SCADA point)
+    false_open: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,11 @@ def sample(feeder: Feeder, devices: Sequence[int], model: Model, rng: random.Ran
         dead.append(rng.choice(up))
     opened = [ids[d] for d in devices
               if nodes[ids[d]].kind in TELEMETERED and rng.random() < model.open_report]
+    if model.false_open and rng.random() < model.false_open:
+        others = [ids[d] for d in feeder.devices
+                  if d not in devices and nodes[ids[d]].kind in TELEMETERED]
+        if others:
+            opened.append(rng.choice(others))
     if model.mislabel:
         return mislabelled(feeder, Case(list(devices), dead, alive, calls, opened), model)
     return Case(list(devices), dead, alive, calls, opened)
@@ -614,6 +622,12 @@ HARDER: list[tuple[str, Model, bool]] = [
      Model(0.3, 1.0, lv_faults=1.0), False),
     ("single, 30% missing, 10% of areas under the wrong area in the GIS",
      Model(0.3, 1.0, mislabel=0.1), False),
+    ("single, 30% missing, stale alive readings (1% of dead areas read alive)",
+     Model(0.3, 1.0, alive_false=0.01), False),
+    ("single, 30% missing, telemetry glitches (70% of openings seen, a false open in 1 case "
+     "of 10)", Model(0.3, 1.0, open_report=0.7, false_open=0.1), False),
+    ("single, no meters or terminals: calls and telemetry only",
+     Model(1.0, 0.0, alive_rate=0.0, alive_false=0.0), False),
 ]
 
 
