@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from outage_sentinel import __version__
+from outage_sentinel.logs import PHONE
 from tests.e2e_helpers import ROOT, make_config
 
 
@@ -162,6 +163,11 @@ def test_run_once_then_operator_verbs_read_the_same_database(tmp_path: Path) -> 
             assert purpose in ("outage", "update")
             assert (recipient, "restored", "sent") in notices
 
+    # An operator's screen masks the SMS recipients' numbers the outbox keys hold.
+    shows = [cli("--config", str(cfg), "incidents", "show", i["id"], "--json").stdout
+             for i in incidents]
+    assert not any(PHONE.search(out) for out in shows + [r.stdout])
+    assert any("****" in n["key"] for out in shows for n in json.loads(out)["notices"])
     r = cli("--config", str(cfg), "outbox", "list", "--status", "sent")
     assert r.returncode == 0 and "INC-" in r.stdout
     assert cli("--config", str(cfg), "incidents", "show", "INC-NOPE").returncode == 1

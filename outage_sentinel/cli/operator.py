@@ -25,6 +25,7 @@ from outage_sentinel.cli import (
     corrections,
     topology_from_config,
 )
+from outage_sentinel.logs import mask_phones
 from outage_sentinel.outgoing import OUTBOX_STATUSES
 
 
@@ -192,7 +193,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         if verb == "outbox" and action == "list":
-            from outage_sentinel.logs import mask_phones, redact
+            from outage_sentinel.logs import redact
 
             # Keys name the recipient (``village:V01:sms:13800001111``): mask them like targets.
             for m in store.messages(status=args.status):
@@ -233,7 +234,7 @@ def _view(args: argparse.Namespace) -> int:
             rows = store.load_incidents(open_only=not args.all)
             rows.sort(key=lambda r: r["created_at"], reverse=True)
             if args.json:
-                print(json.dumps([r["state"] for r in rows], ensure_ascii=False))
+                print(mask_phones(json.dumps([r["state"] for r in rows], ensure_ascii=False)))
             for r in rows if not args.json else []:
                 print(incident_view.incident_line(r, topology, tz, lang))
             return 0
@@ -248,7 +249,8 @@ def _view(args: argparse.Namespace) -> int:
             detail["notices"] = [
                 {"key": m.key, "channel": m.channel, "status": m.status, "sent_at":
                  m.sent_at.isoformat() if m.sent_at else None} for m in notices]
-            print(json.dumps(detail, ensure_ascii=False, indent=2))
+            # the outbox keys name SMS recipients by number; an operator's screen masks them
+            print(mask_phones(json.dumps(detail, ensure_ascii=False, indent=2)))
         else:
             print(incident_view.incident_text(row, notices, store.incident_log(args.incident_id),
                                               topology, tz, lang))
