@@ -450,17 +450,18 @@ class Lifecycle:
         return rows
 
     def take_back_in(self, conn: Connection, inc: Incident, notices: Sequence[Notice],
-                     now: datetime, actor: str, note: str = "") -> list[Notice]:
+                     now: datetime, actor: str, note: str = "", source: str | None = None
+                     ) -> list[Notice]:
         """A cancelled incident's messages not sent yet are taken back (the outage notice,
-        the crew's dispatch, the care list, planned work's reminders), its crew stands down,
+        the crew's dispatch, the care list, planned work's reminders), its crew stands down
+        (told who called it off: the feed ``source``, or the command centre when ``None``),
         and a village none of whose recipients was told of the outage hears no "cancelled"
         either: ``notices`` without those villages."""
         told = {r.split(":")[1] for r in self.store.told_in(conn, inc.id, ("outage", "update"))
                 if r.startswith("village:")}
         crew = self.store.crew_of_in(conn, inc.id)
         if crew is not None:
-            source = actor.split(":", 1)[1] if actor.startswith("source:") else "operator"
-            by = crews.restored_by(source, self.planner.renderer.language)
+            by = crews.restored_by(source or "operator", self.planner.renderer.language)
             self.crew_notices.stand_down_in(conn, inc, crew, now, actor, "cancelled", note=note,
                                             by=by)
         reminders = tuple(f"reminder_{h:g}h" for h in self.config.planned.reminder_hours)

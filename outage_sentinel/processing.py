@@ -361,8 +361,8 @@ class IncidentProcessor:
         if held:
             keep_held_in(self.store, conn, after.id, held, now)
         if after.status == "cancelled" and current is not None and current.status == "active":
-            notices = self.lifecycle.take_back_in(conn, after, notices, now,
-                                                  f"source:{event.source}")
+            notices = self.lifecycle.take_back_in(conn, after, notices, now, actor_of(event),
+                                                  source=event.source)
         rows = self.planner.rows(after, notices, now, previous=current)
         rows += self.lifecycle.summary_rows(current, after, self.store.crew_of_in(conn, after.id))
         if f.unplaced and not any(r.audience == "command" for r in rows):

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Select,
     and_,
     delete,
     func,
@@ -177,21 +178,27 @@ class OutboxStore(StoreBase):
 
     def messages(self, *, status: str | None = None, incident_id: str | None = None,
                  ids: Collection[int] | None = None) -> list[OutboxRow]:
-        q = select(outbox_t).where(self.in_region(outbox_t)).order_by(outbox_t.c.id)
+        q = self._outbox_query(None if status is None else (status,), None, incident_id)
         if ids is not None:
             q = q.where(outbox_t.c.id.in_(list(ids)))
-        if status is not None:
-            q = q.where(outbox_t.c.status == status)
-        if incident_id is not None:
-            q = q.where(outbox_t.c.incident_id == incident_id)
         with self.engine.connect() as conn:
-            return [OutboxRow(**r._mapping) for r in conn.execute(q)]
+            return [OutboxRow(**r._mapping) for r in conn.execute(q.order_by(outbox_t.c.id))]
 
     def outbox_page(self, *, statuses: Collection[str] | None = None,
                     purpose: str | None = None, incident_id: str | None = None,
                     before: int | None = None, limit: int = 200) -> list[OutboxRow]:
         """At most ``limit`` messages, newest first: those with an id below ``before`` (the
         previous page's last), of ``statuses``, ``purpose`` and ``incident_id`` if given."""
+        q = self._outbox_query(statuses, purpose, incident_id)
+        if before is not None:
+            q = q.where(outbox_t.c.id < before)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(outbox_t.c.id.desc()).limit(limit))
+            return [OutboxRow(**r._mapping) for r in rows]
+
+    def _outbox_query(self, statuses: Collection[str] | None, purpose: str | None,
+                      incident_id: str | None) -> Select[Any]:
+        """The region's messages, of ``statuses``, ``purpose`` and ``incident_id`` if given."""
         q = select(outbox_t).where(self.in_region(outbox_t))
         if statuses is not None:
             q = q.where(outbox_t.c.status.in_(list(statuses)))
@@ -199,11 +206,7 @@ class OutboxStore(StoreBase):
             q = q.where(outbox_t.c.purpose == purpose)
         if incident_id is not None:
             q = q.where(outbox_t.c.incident_id == incident_id)
-        if before is not None:
-            q = q.where(outbox_t.c.id < before)
-        with self.engine.connect() as conn:
-            rows = conn.execute(q.order_by(outbox_t.c.id.desc()).limit(limit))
-            return [OutboxRow(**r._mapping) for r in rows]
+        return q
 
     def last_liaison_notice(self, channel: str, target: str, purposes: Sequence[str]
                             ) -> OutboxRow | None:
