@@ -309,6 +309,10 @@ class LiaisonPlanner:
                                               or incident.end or now),
             "now_local": self.local_time(now),
             "cause": incident.cause,
+            # Crews are said to be on their way only once one was sent: an outage only the
+            # meters saw waits for the command centre to acknowledge it.
+            "crew_sent": incident.stage == "dispatched",
+            "crew_on_site": incident.stage == "on_site",
             "purpose": notice.purpose,
             # Told its power was back (by this incident), and off now: the notice says so.
             "off_again": notice.purpose == "outage" and previous is not None

@@ -115,6 +115,21 @@ def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
                 "households": "70", "incident": "INC-20260301-0001"}}
 
 
+def test_a_fault_notice_says_crews_are_on_their_way_only_once_one_was_sent(grid: Topology
+                                                                           ) -> None:
+    """An outage only the meters saw waits for the command centre: its notice must not
+    promise a crew that nobody sent."""
+    def body(stage: str) -> str:
+        inc = incident(grid, {"T1"}, stage=stage)
+        rows = planner(grid).rows(inc, [Notice("outage", ("V1",))], T0)
+        return by_recipient(rows)["village:V1:wecom:group-v1"].body
+
+    for stage in ("detected", "confirmed"):
+        assert "赶赴" not in body(stage) and "供电公司已获知停电，正在核查处理" in body(stage)
+    assert "抢修人员正在赶赴现场" in body("dispatched")
+    assert "抢修人员已在现场" in body("on_site")
+
+
 def test_planned_notice_without_etr(grid: Topology) -> None:
     inc = incident(grid, {"T4"}, kind="planned", etr=None, cause="")
     (row,) = planner(grid).rows(inc, [Notice("outage", ("V3",))], T0)
