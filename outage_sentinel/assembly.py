@@ -60,7 +60,8 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
     lifecycle = Lifecycle(store, topology, planner, config, clock)
     processor = IncidentProcessor(
         store, topology, planner, lifecycle, config, metrics,
-        estimator or default_estimator(config.localisation.to_params()), lock=lock,
+        estimator or default_estimator(config.localisation.to_params(),
+                                       config.localisation.area_min_probability), lock=lock,
         screen=screen)
     return Core(renderer, planner, lifecycle, processor)
 

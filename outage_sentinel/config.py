@@ -831,13 +831,18 @@ class LocalisationConfig(Strict):
     #: Tell the localiser how many protective devices the county's other open fault incidents
     #: hold (a storm shows itself): a second device on a feeder then costs less.
     county_context: bool = True
+    #: An area the localiser infers is off (no source named it) joins the incident, and its
+    #: village hears it may be affected, when it is off with at least this probability
+    #: (summed over the hypotheses that have it off).
+    area_min_probability: UnitInterval = 0.5
 
     def to_params(self) -> LocaliserParams:
         """The immutable :class:`outage_sentinel.localise.LocaliserParams`."""
         from outage_sentinel.localise import LocaliserParams  # lazy: config stays import-light
 
         given = {k: v for k, v in self.model_dump(
-            exclude={"county_context", "params_file", "refit_at"}).items() if v is not None}
+            exclude={"county_context", "params_file", "refit_at",
+                     "area_min_probability"}).items() if v is not None}
         if "false_dead_areas" in given:
             given["false_dead_areas"] = tuple(sorted(given["false_dead_areas"].items()))
         if "kind_factors" in given:
