@@ -166,7 +166,7 @@ class Daemon:
                              {name: self.screener.ingest for name in ami},
                              scope=lambda result: self.scope.keep(result))
         self.deliverer = build_deliverer(config, store, self.channels, metrics, self.clock,
-                                         on_dead=self.lifecycle.dead_letter_notice,
+                                         on_dead=self.clock_stage.alerts.dead_letter_notice,
                                          muter=Silencing(store, lambda: self.topology),
                                          may_send=self.leadership.is_leader)
         #: This node's term as leader: begun at start (or takeover), ended when deposed.

@@ -34,7 +34,6 @@ from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
-from outage_sentinel.region import id_part
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.sms_params import with_link as sms_with_link
 from outage_sentinel.store import Store
@@ -116,7 +115,7 @@ class Lifecycle:
     def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
                      ) -> list[OutboxMessage]:
         """Outbox rows for the command centre (none when no command-centre channel is set)."""
-        return self._command_rows(inc.id, inc.revision if revision is None else revision,
+        return self.command_rows_for(inc.id, inc.revision if revision is None else revision,
                                   purpose, body, self.digest_facts(inc))
 
     def digest_facts(self, inc: Incident) -> dict[str, Any]:
@@ -139,8 +138,9 @@ class Lifecycle:
                                        for v, ts in by_village.items()},
                 "households": topo.customers_of(areas)}
 
-    def _command_rows(self, incident_id: str, revision: int, purpose: str, body: str,
-                      facts: Mapping[str, Any] | None = None) -> list[OutboxMessage]:
+    def command_rows_for(self, incident_id: str, revision: int, purpose: str, body: str,
+                         facts: Mapping[str, Any] | None = None) -> list[OutboxMessage]:
+        """Outbox rows for the command centre about ``incident_id`` (or a report's id)."""
         cc = self.config.command_centre
         if cc.channel is None:
             return []
@@ -556,62 +556,6 @@ class Lifecycle:
                 queued += added
         self.at_risk = at_risk
         return queued
-
-    def daily_report(self, now: datetime) -> int:
-        """Queue yesterday's report summary for the command centre (once per day)."""
-        from outage_sentinel import reports
-
-        if self.config.command_centre.channel is None:
-            return 0
-        tz = self.planner.tz
-        day = reports.yesterday(now, tz)
-        start, end = reports.day_period(day, tz)
-        report = reports.build_report(self.store, self.topology, start, end, tz, now)
-        body = reports.daily_report_message(report)
-        with self.store.transaction() as conn:
-            report_id = f"REPORT-{id_part(self.store.region)}{day:%Y%m%d}"
-            return self.store.enqueue_in(
-                conn, self._command_rows(report_id, 0, "daily_report", body), now)
-
-    def dead_letter_notice(self, row: Any, reason: str, now: datetime) -> None:
-        """The deliverer's dead-letter hook: every dead letter is shown to the command centre,
-        but not one about itself."""
-        if row.audience != "command":
-            self.dead_letter(row, reason, now)
-
-    def dead_letter(self, row: Any, reason: str, now: datetime) -> int:
-        """Tell the command centre a notice could not be delivered (who, why)."""
-        if self.config.command_centre.channel is None:
-            return 0
-        from outage_sentinel.logs import mask_phones
-
-        zh = self.planner.renderer.language == "zh"
-        body = (f"【投递失败】{row.incident_id} 的{row.purpose}通知未能送达"
-                f"（{row.channel}：{mask_phones(row.target)}）。原因：{mask_phones(reason)}。请人工联系。"
-                if zh else
-                f"[Undelivered] {row.purpose} notice of {row.incident_id} to {row.channel}:"
-                f"{mask_phones(row.target)} failed: {mask_phones(reason)}. Please follow up by hand.")
-        # Revision = the dead row's id: one notice per dead letter.
-        with self.store.transaction() as conn:
-            return self.store.enqueue_in(
-                conn, self._command_rows(row.incident_id, int(row.id), "dead_letter", body), now)
-
-    def template_alert(self, incident_id: str | None, template: str, where: str, error: str,
-                       now: datetime) -> int:
-        """Tell the command centre an override template failed and the built-in one was used
-        (once per incident and template: the outbox key holds a hash of the template name)."""
-        import zlib
-
-        zh = self.planner.renderer.language == "zh"
-        body = (f"【模板错误】通知模板 {where} 渲染失败：{error}。通知已改用内置模板发出；"
-                "请修正该模板并运行 outage-sentinel check。"
-                if zh else
-                f"[Template error] notice template {where} failed: {error}. The notice went "
-                "out with the built-in template; fix the template and run outage-sentinel check.")
-        revision = zlib.crc32(template.encode("utf-8")) & 0x7FFFFFFF
-        with self.store.transaction() as conn:
-            return self.store.enqueue_in(conn, self._command_rows(
-                incident_id or f"TEMPLATE-{now:%Y%m%d}", revision, "template_failed", body), now)
 
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return self.store.crew_of_in(conn, incident_id)

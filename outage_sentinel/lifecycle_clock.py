@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from outage_sentinel.command_alerts import CommandAlerts
 from outage_sentinel.held_notices import HeldNotices
 from outage_sentinel.liaison import TemplateFailure
 from outage_sentinel.lifecycle import Lifecycle
@@ -42,6 +43,7 @@ class LifecycleClock:
         self.log = get_logger(component="lifecycle_clock")
         self.pending: list[TemplateFailure] = []
         self.held = HeldNotices(lifecycle, lock)
+        self.alerts = CommandAlerts(lifecycle)
 
     def template_failed(self, failure: TemplateFailure) -> None:
         """The renderer's failure callback: count now, alert at the next run."""
@@ -67,7 +69,7 @@ class LifecycleClock:
                 continue
             seen.add((f.incident_id, f.name))
             try:
-                self.lifecycle.template_alert(f.incident_id, f.name, f.where, f.error, now)
+                self.alerts.template_alert(f.incident_id, f.name, f.where, f.error, now)
             except Exception as exc:  # the notice itself went out; the alert is extra
                 self.log.error("template_alert_failed", error=redact(repr(exc)))
         return len(seen)

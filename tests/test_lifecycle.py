@@ -299,8 +299,8 @@ def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     h.daemon.processor.operator_restore(
         inc, "operator:crew1", None, None, now=h.daemon.clock())
     h.at(60 * 24)  # the next morning: yesterday's report
-    assert h.daemon.lifecycle.daily_report(h.now) == 1
-    assert h.daemon.lifecycle.daily_report(h.now) == 0  # idempotent within the day
+    assert h.daemon.report_job.run_once(h.now) == 1
+    assert h.daemon.report_job.run_once(h.now) == 0  # idempotent within the day
     sent = [m for m in h.deliver() if m.purpose == "daily_report"]
     assert len(sent) == 1 and sent[0].audience == "command" and sent[0].target == "指挥中心"
     assert "80" in sent[0].text  # the 80 customers × 1 h lost
