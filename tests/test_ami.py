@@ -147,6 +147,21 @@ def test_bad_records_are_quarantined_with_reason_rest_goes_on() -> None:
         p.json_payload(b"{oops", "t")
 
 
+def test_an_unknown_code_is_logged_once_by_name() -> None:
+    """A vendor's power-on code left unmapped is an outage that never ends: the operator must
+    see which code was skipped, not only a count."""
+    from structlog.testing import capture_logs
+
+    p = parser()
+    rec = {"meter_id": "TX0-M2", "code": "E-18", "time": "2026-07-01 16:00:00"}
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert p.json_payload(json.dumps([rec, dict(rec, code="e-18")]), "t").ignored == 2
+        p.json_payload(json.dumps(dict(rec, code="3.26.0.85")), "t")  # a known code: quiet
+    warned = [e for e in logs if e["event"] == "ami_unknown_code"]
+    assert [(e["code"], e["source"]) for e in warned] == [("E-18", "ami-mqtt")]
+
+
 def test_configured_codes_extend_defaults() -> None:
     p = parser(codes={"E-17": "off", "E-18": {"action": "on"}, "3.26.0.85": "ignore"})
     parsed = p.json_payload(json.dumps([

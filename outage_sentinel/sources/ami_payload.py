@@ -57,6 +57,7 @@ from outage_sentinel.events import (
     parse_optional_time,
     parse_time,
 )
+from outage_sentinel.logs import get_logger
 
 
 class PayloadError(ValueError):
@@ -159,6 +160,11 @@ def _first(record: Mapping[str, Any], paths: list[tuple[str, tuple[str, ...]]]) 
     return None
 
 
+#: At most this many distinct unknown codes are logged per source (a vendor's whole event
+#: catalogue must not flood the log).
+MAX_UNKNOWN_LOGGED = 50
+
+
 class AmiPayloadParser:
     """Turns AMI payloads into observation events for one source.
 
@@ -189,6 +195,9 @@ class AmiPayloadParser:
         self._on_time = _paths(c.on_time_fields)
         self._kind = _paths(c.kind_fields)
         self._records_parts = tuple(c.records_path.split(".")) if c.records_path else None
+        #: Codes skipped as unknown, each logged once (at most :data:`MAX_UNKNOWN_LOGGED`).
+        self.unknown_seen: set[str] = set()
+        self.log = get_logger(component="ami_payload", source=source)
 
     # -- one record ---------------------------------------------------------------------------
 
@@ -210,6 +219,7 @@ class AmiPayloadParser:
             if self.config.unknown_codes == "quarantine":
                 raise EventError(f"event code: {code!r} is not mapped to power off/on "
                                  f"(configure it under ami.codes)")
+            self._skipped_unknown(code)
             return None
         if meaning.action == "ignore":
             return None
@@ -290,6 +300,17 @@ class AmiPayloadParser:
             cause="AMI power off" if off else "AMI power on",
             raw=record,
         )
+
+    def _skipped_unknown(self, code: str) -> None:
+        """Log a code the mapping does not know, the first time: a vendor's power-on code
+        left unmapped is an outage that never ends, and the skipped count alone hides which
+        code it was."""
+        key = code.lower()
+        if key in self.unknown_seen or len(self.unknown_seen) >= MAX_UNKNOWN_LOGGED:
+            return
+        self.unknown_seen.add(key)
+        self.log.warning("ami_unknown_code", code=code[:64],
+                         hint="skipped; map it under ami.codes if it reports power off or on")
 
     def records(self, records: Iterable[Any], where: str, out: Parsed | None = None,
                 first: int = 1, label: str = "record") -> Parsed:
