@@ -302,6 +302,8 @@ class LiaisonPlanner:
             "village_customers": village_customers,
             "confirmed_customers": topo.customers_of(confirmed),
             "start_local": self.local_time(village_start(incident, village_id, topo)),
+            # "prepare in advance" only for work that has not begun yet
+            "not_started": village_start(incident, village_id, topo) > now,
             "etr_local": self.local_time(village_etr(incident, village_id, topo)),
             "end_local": self.local_time(incident.end),
             # When the village's last area came back (a partial restoration is not the end).

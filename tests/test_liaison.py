@@ -131,12 +131,22 @@ def test_a_fault_notice_says_crews_are_on_their_way_only_once_one_was_sent(grid:
 
 
 def test_planned_notice_without_etr(grid: Topology) -> None:
-    inc = incident(grid, {"T4"}, kind="planned", etr=None, cause="")
+    inc = incident(grid, {"T4"}, kind="planned", etr=None, cause="", start=T0 + timedelta(days=1))
     (row,) = planner(grid).rows(inc, [Notice("outage", ("V3",))], T0)
     assert row.body.startswith("【计划停电通知】王楼村\n")  # no township: no brackets
-    assert "因计划检修" in row.body and "恢复时间待定" in row.body
+    assert "恢复时间待定" in row.body
+    assert "因" not in row.body.splitlines()[1]  # no cause given: none is made up
     assert "请提前做好准备" in row.body
     assert row.payload["params"]["etr"] == ""
+
+
+def test_work_already_under_way_is_not_announced_as_to_come(grid: Topology) -> None:
+    """Temporary work reported ten minutes after it began: no "prepare in advance", and no
+    "planned maintenance" made up for a cause the source did not give."""
+    inc = incident(grid, {"T4"}, kind="temporary", cause="", start=T0 - timedelta(minutes=10))
+    (row,) = planner(grid).rows(inc, [Notice("outage", ("V3",))], T0)
+    assert "请提前做好准备" not in row.body and "计划检修" not in row.body
+    assert "请相互转告，注意安全" in row.body
 
 
 def test_english_rendering(grid: Topology) -> None:
