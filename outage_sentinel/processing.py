@@ -408,15 +408,12 @@ class IncidentProcessor:
 
     def dark_elsewhere(self, conn: Connection, inc: Incident, now: datetime,
                        rnd: RoundCache | None = None) -> set[str]:
-        """Villages of ``inc``'s scope with an area still off in another open incident (on
-        any feeder serving them; planned work once started)."""
+        """Villages of ``inc``'s scope with an area still off in another open incident (any
+        open incident, whatever feeder it is filed under: a record filed under its own line
+        may name this village's areas; planned work once started)."""
         topo, rnd = self.topology, rnd or RoundCache(self.store)
         villages = set(villages_of_scope(inc, topo))
-        feeders = {topo.feeder_of(t) for v in villages for t in topo.village_transformers(v)
-                   if t in topo.pos}
-        others = {o.id: o for f in sorted(feeders) for o in rnd.open_on(conn, f)}
-        others.update({o.id: o for o in rnd.open_planned(conn)})
-        return dark_villages(others.values(), now, topo, exclude=inc.id) & villages
+        return dark_villages(rnd.open_all(conn), now, topo, exclude=inc.id) & villages
 
     def _quarantine_unknown(self, conn: Connection, stored: StoredEvent, refs: tuple[str, ...],
                             now: datetime) -> None:

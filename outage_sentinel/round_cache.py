@@ -32,6 +32,8 @@ class RoundCache:
         self.created: dict[str, Any] = {}
         self.feeders: dict[str, list[str]] = {}
         self.planned: list[Incident] | None = None
+        #: Every open incident of the region (ids, in load order), once asked for.
+        self.open_ids: list[str] | None = None
         self.faults: dict[str, int] | None = None
         self.storm: bool | None = None
 
@@ -88,6 +90,14 @@ class RoundCache:
             return out
         return [inc for i in ids if (inc := self.incidents.get(i)) is not None]
 
+    def open_all(self, conn: Connection) -> list[Incident]:
+        """Every open incident, whatever feeder it is filed under (a record's own line may
+        not be the feeder of the areas it names; an unplaced one is under "?")."""
+        if self.open_ids is None:
+            rows = self.store.load_incidents(conn=conn, open_only=True)
+            self.open_ids = [self._remember(r).id for r in rows]
+        return [inc for i in self.open_ids if (inc := self.incidents.get(i)) is not None]
+
     def open_planned(self, conn: Connection) -> list[Incident]:
         if self.planned is None:
             self.planned = [Incident.from_json(r["state"]) for r in self.store.load_incidents(
@@ -117,6 +127,11 @@ class RoundCache:
         if ids is not None and after.status == "active":
             ids.append(iid)
             ids.sort(key=lambda i: (self.created[i], i))  # as load_incidents orders them
+        if self.open_ids is not None:
+            if iid in self.open_ids:
+                self.open_ids.remove(iid)
+            if after.status == "active":
+                self.open_ids.append(iid)
         planned = ("planned", "temporary")
         if after.kind in planned or (before is not None and before.kind in planned):
             self.planned = None

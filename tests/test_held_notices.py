@@ -140,3 +140,41 @@ def test_a_village_never_told_of_a_cancelled_outage_hears_nothing_when_released(
     check(shared, 41)
     assert not [m for m in shared.store.messages(incident_id=a.id)
                 if m.audience == "liaison" and m.status != "withdrawn"]
+
+
+def test_a_record_filed_under_another_line_keeps_the_village_dark(tmp_path: Path) -> None:
+    """Two records name 南谢庄村 (text only), one on its own line (马集线), one on 王庄线:
+    their incidents are filed under those lines. The first ending must not tell the village
+    its power is back while the other still lists it off."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.e2e_helpers import ROOT, make_config
+
+    def record(eid: str, feeder: str, at: int, status: str = "active") -> dict[str, object]:
+        return {"at": at, "event_id": eid, "kind": "fault", "status": status,
+                "start_offset": -1800, "etr_offset": 7200, "feeder": feeder, "device": None,
+                "transformers": [], "area_text": "南谢庄村部分用户", "cause": "线路故障"}
+
+    lines = [record("A", "MJ01", 0), record("B", "MJ02", 0), record("A", "MJ01", 1, "restored")]
+    (tmp_path / "feed.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                 for r in lines), encoding="utf-8")
+    cfg = make_config(tmp_path, sources=[{"name": "f", "type": "replay",
+                                          "scenario": str(tmp_path / "feed.jsonl"),
+                                          "speed": 1.0, "interval_seconds": 0.5}])
+
+    def cycle() -> list[tuple[str, str]]:
+        r = subprocess.run([sys.executable, "-m", "outage_sentinel", "--config", str(cfg),
+                            "run", "--once"], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        sink = tmp_path / "state" / "notifications.jsonl"
+        return [(m["incident_id"], m["purpose"]) for m in map(json.loads, sink.read_text(
+            encoding="utf-8").splitlines()) if ":V035:" in m["key"]]
+
+    cycle()
+    import time
+    time.sleep(1.2)  # the restoration of A is due one second into the replay
+    told = cycle()
+    assert {p for _, p in told} == {"outage"} and len({i for i, _ in told}) == 2
+    assert ("restored" not in {p for _, p in cycle()})
