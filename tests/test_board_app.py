@@ -337,11 +337,48 @@ def test_a_dead_outage_notice_of_an_incident_since_ended_is_not_resent_unforced(
     r = post(client, csrf, f"/api/incidents/{iid}/cancel", {"reason": "误报"})
     assert r.status_code == 200, r.text
     r = post(client, csrf, "/api/outbox/retry", {"ids": [outage.id]})
-    assert r.status_code == 409 and f"{outage.id} (outage of {iid}, now cancelled)" in r.text
+    assert r.status_code == 409
+    assert f"{outage.id} (outage of {iid}: overtaken by message" in r.text  # the cancellation
     assert next(m for m in store.messages() if m.id == outage.id).status == "dead"
     r = post(client, csrf, "/api/outbox/retry", {"ids": [outage.id], "force": True})
     assert r.status_code == 200
     assert next(m for m in store.messages() if m.id == outage.id).status == "pending"
+
+
+def test_a_held_notice_the_incident_moved_past_is_not_resent_unforced(
+        board_env: Any, demo: Topology) -> None:
+    """A "power back" notice held while the restoration was undone (the village is off
+    again), or an expected time overtaken by a newer one, would leave the village reading what
+    is no longer so."""
+    app, store, clock = board_env
+    client, csrf = signed_in(app, "ops")
+    iid = open_incident(client, csrf, demo)
+    later = (clock() + timedelta(hours=2)).astimezone(ZoneInfo("Asia/Shanghai"))
+    for hours in (2, 3):
+        r = post(client, csrf, f"/api/incidents/{iid}/etr",
+                 {"time": (later + timedelta(hours=hours - 2)).strftime("%Y-%m-%d %H:%M")})
+        assert r.status_code == 200, r.text
+    updates = [m for m in store.messages(incident_id=iid) if m.purpose == "update"]
+    assert len({m.revision for m in updates}) == 2
+    old = min(updates, key=lambda m: m.id)
+    store.mark_dead(old.id, clock(), "HTTP 500")
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [old.id]})
+    assert r.status_code == 409 and f"{old.id} (update of {iid}: overtaken by message" in r.text
+
+    clock.now += timedelta(minutes=5)
+    assert post(client, csrf, f"/api/incidents/{iid}/restore", {}).status_code == 200
+    back = [m for m in store.messages(incident_id=iid) if m.purpose == "restored"]
+    assert back
+    for m in back:
+        store.mark_dead(m.id, clock(), "HTTP 500")
+    clock.now += timedelta(minutes=5)
+    r = post(client, csrf, f"/api/incidents/{iid}/reopen",
+             {"transformers": demo.transformers[:2]})
+    assert r.status_code == 200, r.text
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [back[0].id]})
+    assert r.status_code == 409 and f"{back[0].id} (restored of {iid}:" in r.text
+    assert ("overtaken" in r.text) or ("off again" in r.text)
+    assert {m.status for m in store.messages(ids={m.id for m in back})} == {"dead"}
 
 
 def test_the_event_stream_announces_a_commit_by_anyone(board_env: Any, demo: Topology) -> None:

@@ -19,6 +19,7 @@ from outage_sentinel.command_steps import CommandSteps, refs_of
 from outage_sentinel.events import EventError, parse_time
 from outage_sentinel.lifecycle import LifecycleError
 from outage_sentinel.outgoing import MAX_ID
+from outage_sentinel.resend import stale_among
 from outage_sentinel.silencing import SilenceError, Silencing
 from outage_sentinel.store import Store
 from outage_sentinel.triage import STORM_KEY, storm_declaration
@@ -91,19 +92,13 @@ class Actions:
         return f"requeued {len(done)}"
 
     def _refuse_stale(self, ids: set[int]) -> None:
-        """A dead outage notice of an incident since restored or cancelled would tell the
-        village its power is off after it heard it is back: refused unless forced."""
-        stale = []
-        for m in self.store.messages(ids=ids):
-            if m.status not in ("dead", "silenced") or m.purpose not in OFF_NOTICES \
-                    or not m.incident_id:
-                continue
-            row = self.store.get_incident(m.incident_id)
-            if row is not None and row.get("status") != "active":
-                stale.append(f"{m.id} ({m.purpose} of {m.incident_id}, now {row['status']})")
+        """A held or dead message the incident has moved past (:mod:`outage_sentinel.resend`)
+        is refused unless forced."""
+        stale = stale_among(self.store, self.core.lifecycle.topology, ids)
         if stale:
-            raise ActionError("out of date, not resent: " + "; ".join(stale)
-                              + ": the outage is over (the API's force: true resends anyway)")
+            raise ActionError("out of date, not resent: " + "; ".join(
+                f"{i} ({why})" for i, why in sorted(stale.items()))
+                + " (the API's force: true resends anyway)")
 
     def silence(self, body: Mapping[str, Any], actor: str) -> str:
         now = self.clock()
@@ -212,7 +207,5 @@ INCIDENT_STEPS: dict[str, Step] = {
 }
 
 #: Errors a step raises that are the user's to fix (shown on the page, status 400/409).
-#: Notices that tell a village its power is off (or when it comes back): stale once it is.
-OFF_NOTICES = ("outage", "planned", "update")
 
 USER_ERRORS = (ActionError, LifecycleError, EventError)

@@ -56,6 +56,9 @@ def add_other_verbs(sub: Any, osub: Any) -> None:
     retry = osub.add_parser("retry", help="send dead (or silenced) messages again")
     retry.add_argument("ids", nargs="*", type=int, help="outbox ids (see outbox list)")
     retry.add_argument("--dead", action="store_true", help="every dead letter")
+    retry.add_argument("--force", action="store_true",
+                       help="resend also messages the incident has moved past (a later message "
+                            "to the same recipient, the outage over, the village off again)")
     _actor(retry)
     sil = sub.add_parser("silence", help="mute liaison notices during known work")
     ssub = sil.add_subparsers(dest="silence_verb", metavar="ACTION")
@@ -102,21 +105,30 @@ def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
     return inc
 
 
-def outbox_retry(store: Any, args: argparse.Namespace) -> int:
+def outbox_retry(store: Any, topology: Any, args: argparse.Namespace) -> int:
+    """``outbox retry ID… | --dead``: messages the incident has moved past are left as they
+    are, with the reason, unless ``--force`` (:mod:`outage_sentinel.resend`)."""
     from outage_sentinel.lifecycle import parse_actor
+    from outage_sentinel.resend import stale_among
 
     if bool(args.ids) == bool(args.dead):
         print("error: give outbox ids or --dead", file=sys.stderr)
         return EXIT_USAGE
     actor = parse_actor(args.actor)
-    ids = store.requeue(args.ids or None, _utcnow(), f"retried by {actor}")
-    missing = sorted(set(args.ids) - set(ids))
+    stale = {} if args.force else stale_among(store, topology, args.ids or None)
+    for i, why in sorted(stale.items()):
+        print(f"not resent: {i} out of date ({why}); --force resends it anyway",
+              file=sys.stderr)
+    wanted = [i for i in args.ids if i not in stale] if args.ids else None
+    if wanted is None:  # every dead letter but the stale ones
+        wanted = [m.id for m in store.messages(status="dead") if m.id not in stale]
+    ids = store.requeue(wanted, _utcnow(), f"retried by {actor}") if wanted else []
+    missing = sorted(set(args.ids) - set(ids) - set(stale))
     print(f"requeued {len(ids)} message(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
     if missing:
         print(f"error: not dead or silenced (or unknown): {', '.join(map(str, missing))}",
               file=sys.stderr)
-        return EXIT_PROBLEMS
-    return 0
+    return EXIT_PROBLEMS if missing or stale else 0
 
 
 def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) -> int:

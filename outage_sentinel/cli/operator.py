@@ -202,7 +202,15 @@ def dispatch(args: argparse.Namespace) -> int:
                       f"{mask_phones(m.key)}  {redact(m.last_error or '')}")
             return 0
         if verb == "outbox" and action == "retry":
-            return corrections.outbox_retry(store, args)
+            # the topology says which villages are off again (a stale "power back" notice)
+            opened = open_config(args)
+            if isinstance(opened, int):
+                return opened
+            _, topology, retry_store = opened
+            try:
+                return corrections.outbox_retry(retry_store, topology, args)
+            finally:
+                retry_store.close()
         if verb == "storm":
             return _storm(store, args)
         if verb == "quarantine" and action == "list":
