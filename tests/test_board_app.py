@@ -381,6 +381,24 @@ def test_a_held_notice_the_incident_moved_past_is_not_resent_unforced(
     assert {m.status for m in store.messages(ids={m.id for m in back})} == {"dead"}
 
 
+def test_a_refused_scope_correction_changes_nothing(board_env: Any, demo: Topology) -> None:
+    """An area to add and an unknown one to remove: refused as a whole, nothing added and
+    nobody told (the add used to go through before the remove was read)."""
+    app, store, _clock = board_env
+    client, csrf = signed_in(app, "ops")
+    iid = open_incident(client, csrf, demo)
+    before = store.get_incident(iid)
+    queued = len(store.messages(incident_id=iid))
+    extra = next(t for t in demo.transformers if t not in before["state"]["estimate"][
+        "transformers"] and demo.nodes[t].village)
+    r = post(client, csrf, f"/api/incidents/{iid}/scope", {"add": [extra], "remove": ["T-NOPE"]})
+    assert r.status_code in (400, 409) and "T-NOPE" in r.text
+    after = store.get_incident(iid)
+    assert after["state"]["estimate"]["transformers"] == before["state"]["estimate"][
+        "transformers"]
+    assert len(store.messages(incident_id=iid)) == queued
+
+
 def test_the_event_stream_announces_a_commit_by_anyone(board_env: Any, demo: Topology) -> None:
     app, store, clock = board_env
     client, csrf = signed_in(app, "ops")

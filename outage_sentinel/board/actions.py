@@ -174,6 +174,8 @@ def _scope(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
         raise ActionError("add or remove: the transformer areas to correct")
     inc = None
     note = text(body, "note", required=False)
+    for refs_given in (add, remove):  # both lists read before either changes anything
+        a.steps.areas(refs_given)
     if add:
         inc = a.steps.add(iid, add, actor, note)
     if remove:
