@@ -533,7 +533,9 @@ def apply_event(
         incident, kind=kind, status=status, start=_start(reporting, members),
         etr=etr_set or _etr(active, notices), etr_set=etr_set,
         end=end, members=members, estimate=estimate, updated_at=now, scope=scope,
-        cause=_latest(notices, "cause") or incident.cause,
+        # A record's cause while it is open: an ended one's says how it ended ("已处理完毕恢复
+        # 送电"), which an outage notice to a village still off must not repeat.
+        cause=_latest([m for m in notices if m.status == "active"], "cause") or incident.cause,
         area_text=_latest(notices, "area_text") or incident.area_text,
         unknown_refs=tuple(dict.fromkeys(u for m in members.values() for u in m.unknown)),
         feeder=incident.feeder if incident.feeder != "?" else (resolved.feeder or "?"),

@@ -316,3 +316,15 @@ def test_an_inference_wobble_tells_a_told_village_nothing() -> None:
     core.feed(ev("E1", "T1"), T0)
     _, notices = core.feed(ev("E2", "T2"), T0 + timedelta(minutes=1))
     assert notices == []
+
+
+def test_an_ended_records_words_are_not_the_outages_cause() -> None:
+    """One record ends saying how ("已处理完毕恢复送电"); the outage goes on under another: the
+    villages still off must not read that their power was restored as its cause."""
+    core = Core(build_grid())
+    core.feed(ev("N1", "T1", "T2", feeder="F1", cause="大风导致树线矛盾"), T0)
+    core.feed(ev("N2", "T3", feeder="F1", cause=""), T0)
+    inc, _ = core.feed(ev("N1", "T1", "T2", feeder="F1", status="restored", cause="已处理完毕恢复送电",
+                          end=T0 + timedelta(minutes=30)), T0 + timedelta(minutes=31))
+    assert inc.status == "active" and inc.off == ("T3",)
+    assert inc.cause == "大风导致树线矛盾"
