@@ -152,6 +152,34 @@ def test_a_liaison_says_still_dark_and_the_area_is_off_again(field_board: Any) -
     assert len(summaries) >= 4  # opened, restored, reopened by the liaison, back again
 
 
+def test_a_dark_answer_on_a_cancelled_false_alarm_goes_to_the_command_centre(
+        field_board: Any) -> None:
+    """The command centre cancelled the incident (the caller's own breaker) and the village
+    heard so. A tap on "仍停电" must not reopen it and send the village an outage notice at
+    once: the command centre is asked to check."""
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    iid = board.actions.open_incident({"transformers": "T-LH01-014"}, "operator:x")
+    (village, token), *_ = links_of(store, iid).items()
+    clock.now += timedelta(minutes=5)
+    board.actions.steps.cancel(iid, "用户内部开关跳闸", "operator:x")
+    liaison_before = [m.id for m in store.messages(incident_id=iid) if m.audience == "liaison"]
+    area = next(t for t in topology.village_transformers(village))
+    clock.now += timedelta(minutes=5)
+    r = client.post(f"/f/{token}/answer", json={"area": area, "answer": "dark"})
+    assert r.status_code == 200, r.text
+    assert all(a["state"] == "unaffected" for a in r.json()["areas"])
+    inc = board.actions.core.processor.incident(iid)
+    assert inc.status == "cancelled"
+    assert [m.id for m in store.messages(incident_id=iid)
+            if m.audience == "liaison"] == liaison_before
+    asks = [m for m in store.messages(incident_id=iid) if m.purpose == "field_dark"]
+    assert len(asks) == 1 and "仍停电" in asks[0].body and "用户内部开关跳闸" in asks[0].body
+    assert not any(i.id != iid and i.status == "active"
+                   for i in map(board.actions.core.processor.incident,
+                                [r["id"] for r in store.load_incidents(open_only=True)]))
+
+
 def test_wrong_area_forged_and_expired_links_are_refused(field_board: Any) -> None:
     board, store, clock, topology = field_board
     client = TestClient(create_app(board), base_url="http://127.0.0.1")
@@ -355,6 +383,13 @@ def test_sms_replies_answer_for_the_village_once_and_only_fresh(field_board: Any
                   if m.channel == "sms" and m.audience == "liaison")
     phone = notice.target
     processor = board.actions.core.processor
+
+    def off_now() -> set[str]:
+        """Areas off in any open incident: still dark after the outage answered ended is a
+        new outage (or the same one again, while another of its areas is off)."""
+        return {t for r in store.load_incidents(open_only=True)
+                for t in processor.incident(r["id"]).off}
+
     clock.now += timedelta(minutes=10)
     processor.operator_restore(iid, "operator:x", area, None, "", now=clock.now)
     clock.now += timedelta(minutes=5)
@@ -364,7 +399,7 @@ def test_sms_replies_answer_for_the_village_once_and_only_fresh(field_board: Any
     assert client.post("/hooks/sms/wrong", json=[reply]).status_code == 404
     r = client.post("/hooks/sms/hook-secret-123", json=[reply])
     assert r.status_code == 200 and r.json()["code"] == 0 and r.json()["accepted"] == 1
-    assert area in processor.incident(iid).off  # still dark, said the liaison by SMS
+    assert area in off_now()  # still dark, said the liaison by SMS
     assert client.post("/hooks/sms/hook-secret-123", json=[reply]).json()["ignored"] == 1
     stale = dict(reply, sequence_id=78, content="1",
                  send_time=(clock.now - timedelta(hours=2)).astimezone(
@@ -372,7 +407,7 @@ def test_sms_replies_answer_for_the_village_once_and_only_fresh(field_board: Any
     unknown = dict(reply, sequence_id=79, content="好的")
     r = client.post("/hooks/sms/hook-secret-123", json=[stale, unknown, "junk"])
     assert r.json() == {"code": 0, "msg": "ok", "accepted": 0, "ignored": 3}
-    assert area in processor.incident(iid).off
+    assert area in off_now()
     assert client.post("/hooks/sms/hook-secret-123", content=b"{").status_code == 400
     # a replay marker is kept while a replay could still be fresh, then deleted
     assert store.kv_get("sms_reply:77") is not None

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -245,7 +246,8 @@ class FieldDesk:
             "status": inc.status, "kind": inc.kind, "stage": inc.stage,
             "start": inc.start.isoformat(), "etr": inc.etr.isoformat() if inc.etr else None,
             "areas": [{"id": t, "name": topology.nodes[t].name or t,
-                       "state": "off" if t in inc.off else "back" if t in inc.restored
+                       "state": "unaffected" if inc.status == "cancelled"
+                       else "off" if t in inc.off else "back" if t in inc.restored
                        else "unaffected", "told": told.get(t)} for t in areas],
         }
 
@@ -257,14 +259,41 @@ class FieldDesk:
             raise FieldError("answer: back or dark")
         if area not in self.topology().village_transformers(link.village):
             raise FieldError("area: one of this village's transformer areas")
+        self._take_answer(token_hash(token), inc, area, link.village, answer, note)
+        return self.view(link, self.actions.core.processor.incident(inc.id))
+
+    def _take_answer(self, key: str, inc: Incident, area: str, village: str, answer: str,
+                     note: str) -> None:
+        """Record a liaison's answer and let it act: "back" or "dark" as a report on the
+        incident. A "dark" on an incident the command centre cancelled (a false alarm) does
+        not reopen it and tell the village of an outage at once: it goes to the command
+        centre to check."""
         now = self.clock()
-        revision = self.store.record_answer(token_hash(token), area, inc.id, link.village,
-                                            answer, note, now)
-        processor = self.actions.core.processor
-        if revision is not None:
-            processor.report(answer_event(token_hash(token), inc, area, answer, revision, now),
-                             now)
-        return self.view(link, processor.incident(inc.id))
+        revision = self.store.record_answer(key, area, inc.id, village, answer, note, now)
+        if revision is None:
+            return
+        if inc.status == "cancelled" and answer == "dark":
+            self._ask_command_centre(inc, area, village, revision, now)
+            return
+        self.actions.core.processor.report(answer_event(key, inc, area, answer, revision, now),
+                                           now)
+
+    def _ask_command_centre(self, inc: Incident, area: str, village: str, revision: int,
+                            now: datetime) -> None:
+        life, topo = self.actions.core.lifecycle, self.topology()
+        name = topo.villages[village].name if village in topo.villages else village
+        area_name = topo.nodes[area].name if area in topo.nodes else area
+        body = (f"【联络人反馈待核实】{name}联络人报告{area_name}仍停电，但{inc.id}已取消"
+                f"（{inc.cancel_reason or '误报'}）。请核实：确有停电请新建事件或撤销取消。"
+                if life.planner.renderer.language == "zh" else
+                f"[Liaison report to check] {name}'s liaison reports {area_name} still off, "
+                f"but {inc.id} was cancelled ({inc.cancel_reason or 'false alarm'}). Check: "
+                "open an incident if it is off.")
+        with self.store.transaction() as conn:
+            # one message per area and answer (its revision): the outbox key stays unique
+            self.store.enqueue_in(conn, life.command_rows(
+                inc, "field_dark", body,
+                revision=zlib.crc32(f"{area}:{revision}".encode()) & 0x7FFFFFFF), now)
 
     # -- the crew's page -----------------------------------------------------------------------
 
@@ -399,10 +428,7 @@ class FieldDesk:
         areas = [t for t in inc.estimate.transformers
                  if t in self.topology().village_transformers(village)]
         for area in areas:
-            revision = self.store.record_answer(key, area, inc.id, village, answer,
-                                                f"{channel} 回复", now)
-            if revision is not None:
-                processor.report(answer_event(key, inc, area, answer, revision, now), now)
+            self._take_answer(key, inc, area, village, answer, f"{channel} 回复")
         return bool(areas)
 
     # -- DingTalk outgoing robot ---------------------------------------------------------------
