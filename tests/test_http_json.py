@@ -708,7 +708,8 @@ def test_a_record_gone_from_the_snapshot_becomes_a_restoration(
     r3 = source.poll(later)
     source.acknowledge(r3)
     gone = [e for e in r3.events if e.event_id == gone_id]
-    assert len(gone) == 1 and gone[0].status == "restored" and gone[0].end == later
+    # records[0] is planned work for 2026-11-25: gone before it began, it is called off.
+    assert len(gone) == 1 and gone[0].status == "cancelled" and gone[0].end is None
     assert gone[0].kind == "planned"
     r4 = source.poll(NOW)  # reported once, not at every poll
     assert not [e for e in r4.events if e.event_id == gone_id]
@@ -731,7 +732,32 @@ def polled(url: str, times: int) -> list[PollResult]:
 
 
 def restored_in(polls: list[PollResult]) -> list[str]:
-    return [e.event_id for p in polls for e in p.events if e.status == "restored"]
+    """Records taken as over: restored, or (gone before their start) cancelled."""
+    return [e.event_id for p in polls for e in p.events if e.status in ("restored", "cancelled")]
+
+
+def listing(*rows: Any, **model: Any) -> Reply:
+    return json_reply({"seleList": list(rows),
+                       "pageModel": {"pageNow": 1, "totalPage": 1, **model}})
+
+
+def test_work_that_leaves_the_list_before_it_starts_is_cancelled_not_restored(
+        server: tuple[str, Scripted]) -> None:
+    """A planned outage dropped from the list the day before it was due never took the power
+    off: its villages must hear it is called off, not "恢复送电" a day before the work. A record
+    gone after its start is over (restored) as before."""
+    url, script = server
+    tomorrow = {"powerOffId": "P1", "typeCode": "1", "startTime": "2026-11-24 08:00:00",
+                "stopTime": "2026-11-24 16:00:00", "lineName": "10kV马集线",
+                "pubTranName": "南谢庄村2#公变"}
+    begun = dict(tomorrow, powerOffId="F1", typeCode="3", startTime="2026-11-23 15:00:00")
+    script.replies = [listing(tomorrow, begun), listing(), listing()]
+    polls = polled(url, 3)  # NOW is 16:00 Beijing time on the 23rd
+    ended = {e.event_id: e for e in polls[2].events}
+    assert ended["P1"].status == "cancelled" and ended["P1"].kind == "planned"
+    assert ended["P1"].end is None  # as a feed's own "cancelled": the time it was seen counts
+    assert ended["F1"].status == "restored" and ended["F1"].end == NOW
+    assert not polls[1].events
 
 
 def test_a_record_that_moved_across_a_page_boundary_is_not_restored(
@@ -824,10 +850,6 @@ def test_a_quarantined_record_with_an_id_does_not_stop_restorations(
     records = json.loads(feed("95598_list.json"))["seleList"]
     bad = dict(records[1], startTime="明天上午")
     nameless = dict(records[1], startTime="明天上午", powerOffId=None)
-
-    def listing(*rows: Any) -> Reply:
-        return json_reply({"seleList": list(rows), "pageModel": {"pageNow": 1, "totalPage": 1}})
-
     script.replies = [listing(records[0], bad), listing(bad), listing(bad)]
     polls = polled(url, 3)
     assert all(len(p.quarantined) == 1 for p in polls)

@@ -154,7 +154,8 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
     95598 notice lists carry no status field; an outage leaves the list when it ends. The
     active records are kept in the cursor (persisted with the events), and a record missing
     from :data:`ABSENT_POLLS` complete polls in a row becomes a ``restored`` revision added to
-    ``result``. No poll counts that was incomplete (page limit reached, a null list or a page
+    ``result`` (end: ``now``) — or, when its start is still ahead of ``now``, a ``cancelled``
+    one (no end, as a feed's own cancellation): the work was called off, no power went off. No poll counts that was incomplete (page limit reached, a null list or a page
     without its page model: an error envelope looks like that) or had a quarantined record
     whose id cannot be read (``held`` None). A quarantined record whose id can be read (in
     ``held``) is listed: it is still on.
@@ -179,10 +180,17 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
             cursor["missing"][event_id] = misses
             continue
         try:
+            start = parse_time(info["start"], "start")
+            # Gone before its start, the outage never took the power off: it was called off
+            # (a village must not hear "恢复送电" the day before the work). Like a feed's own
+            # "cancelled", it carries no end: the incident ends when the cancellation was seen.
+            before_start = start > now
             result.events.append(OutageEvent(
                 source=source, event_id=event_id, kind=info.get("kind", "fault"),
-                status="restored", start=parse_time(info["start"], "start"), end=now,
-                feeder=info.get("feeder"), raw={"inferred": "record left the feed"}))
+                status="cancelled" if before_start else "restored", start=start,
+                end=None if before_start else now, feeder=info.get("feeder"),
+                raw={"inferred": "record left the feed"
+                     + (" before its start" if before_start else "")}))
         except (EventError, KeyError, TypeError):
             continue  # a damaged cursor entry: forget it rather than fail the poll
     cursor["active"] = {**kept, **current}
