@@ -206,6 +206,10 @@ class HttpJsonSourceConfig(SourceBase):
     success_path: str | None = None
     success_values: list[str | int | bool] = Field(
         default_factory=lambda: list(SUCCESS_VALUES), min_length=1)
+    #: Dotted path to the feed's count of all its records (``pageModel.totalCount``); the
+    #: preset's when not given, ``null`` to read none. A snapshot poll that saw fewer distinct
+    #: records than the feed counts ends no record.
+    total_count_path: str | None = None
 
     @model_validator(mode="before")
     @classmethod

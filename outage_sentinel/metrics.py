@@ -99,6 +99,14 @@ class Metrics:
         self.source_connected = Gauge(p + "source_connected",
                                       "1 while a streaming source (MQTT) is connected to its "
                                       "broker", ["source"], registry=r)
+        self.snapshot_incomplete = Counter(
+            p + "snapshot_incomplete_polls_total", "Snapshot feed polls that saw less than the "
+            "whole list (fewer records than the feed counts, totals changed between pages, "
+            "page limit, null list): no record was ended from them", ["source"], registry=r)
+        self.snapshot_held = Gauge(
+            p + "snapshot_held_polls", "Polls in a row that held back a record gone from a "
+            "snapshot feed (incomplete polls, or a record without a readable id that may be "
+            "it): its villages are not told their power is back", ["source"], registry=r)
         self.deadline_at_risk = Gauge(p + "arrival_deadline_at_risk_incidents",
                                       "Fault incidents that will miss or have missed the crew "
                                       "arrival commitment (no crew on site yet)", registry=r)

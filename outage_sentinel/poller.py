@@ -20,7 +20,7 @@ from outage_sentinel.events import PollResult, Quarantined
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.sources.base import Source, SourceError
-from outage_sentinel.sources.capabilities import Buffering, Connected
+from outage_sentinel.sources.capabilities import Buffering, Connected, Snapshotting
 from outage_sentinel.store import IngestCounts, Store
 
 #: Polls in a row while an AMI source still has a full batch waiting (a storm backlog).
@@ -65,6 +65,8 @@ class Poller:
         self.last_success: datetime | None = None
         #: Per source: (ok, error, when last written) of the health record.
         self._health: dict[str, tuple[bool, str, datetime]] = {}
+        #: Per snapshot source: its incomplete polls already counted in the metrics.
+        self._incomplete: dict[str, int] = {}
 
     def run_once(self, source: Source, now: Callable[[], datetime],
                  keep_going: Callable[[], bool] = lambda: True) -> PollReport:
@@ -94,6 +96,17 @@ class Poller:
         finally:
             if isinstance(source, Connected):
                 self.metrics.source_connected.labels(source.name).set(int(source.connected))
+            if isinstance(source, Snapshotting):
+                self._snapshot_metrics(source.name, source)
+
+    def _snapshot_metrics(self, name: str, source: Snapshotting) -> None:
+        """Count the source's new incomplete polls; show its held-back polls in a row."""
+        count = source.incomplete_polls
+        new = count - self._incomplete.get(name, 0)
+        if new > 0:
+            self.metrics.snapshot_incomplete.labels(name).inc(new)
+        self._incomplete[name] = count
+        self.metrics.snapshot_held.labels(name).set(source.held_polls)
 
     def _poll(self, source: Source, now: datetime) -> PollResult | None:
         started = time.perf_counter()

@@ -708,7 +708,8 @@ def test_a_record_gone_from_the_snapshot_becomes_a_restoration(
     r3 = source.poll(later)
     source.acknowledge(r3)
     gone = [e for e in r3.events if e.event_id == gone_id]
-    assert len(gone) == 1 and gone[0].status == "restored" and gone[0].end == later
+    # records[0] is planned work for 2026-11-25: gone before it began, it is called off.
+    assert len(gone) == 1 and gone[0].status == "cancelled" and gone[0].end is None
     assert gone[0].kind == "planned"
     r4 = source.poll(NOW)  # reported once, not at every poll
     assert not [e for e in r4.events if e.event_id == gone_id]
@@ -731,7 +732,32 @@ def polled(url: str, times: int) -> list[PollResult]:
 
 
 def restored_in(polls: list[PollResult]) -> list[str]:
-    return [e.event_id for p in polls for e in p.events if e.status == "restored"]
+    """Records taken as over: restored, or (gone before their start) cancelled."""
+    return [e.event_id for p in polls for e in p.events if e.status in ("restored", "cancelled")]
+
+
+def listing(*rows: Any, **model: Any) -> Reply:
+    return json_reply({"seleList": list(rows),
+                       "pageModel": {"pageNow": 1, "totalPage": 1, **model}})
+
+
+def test_work_that_leaves_the_list_before_it_starts_is_cancelled_not_restored(
+        server: tuple[str, Scripted]) -> None:
+    """A planned outage dropped from the list the day before it was due never took the power
+    off: its villages must hear it is called off, not "恢复送电" a day before the work. A record
+    gone after its start is over (restored) as before."""
+    url, script = server
+    tomorrow = {"powerOffId": "P1", "typeCode": "1", "startTime": "2026-11-24 08:00:00",
+                "stopTime": "2026-11-24 16:00:00", "lineName": "10kV马集线",
+                "pubTranName": "南谢庄村2#公变"}
+    begun = dict(tomorrow, powerOffId="F1", typeCode="3", startTime="2026-11-23 15:00:00")
+    script.replies = [listing(tomorrow, begun), listing(), listing()]
+    polls = polled(url, 3)  # NOW is 16:00 Beijing time on the 23rd
+    ended = {e.event_id: e for e in polls[2].events}
+    assert ended["P1"].status == "cancelled" and ended["P1"].kind == "planned"
+    assert ended["P1"].end is None  # as a feed's own "cancelled": the time it was seen counts
+    assert ended["F1"].status == "restored" and ended["F1"].end == NOW
+    assert not polls[1].events
 
 
 def test_a_record_that_moved_across_a_page_boundary_is_not_restored(
@@ -824,13 +850,200 @@ def test_a_quarantined_record_with_an_id_does_not_stop_restorations(
     records = json.loads(feed("95598_list.json"))["seleList"]
     bad = dict(records[1], startTime="明天上午")
     nameless = dict(records[1], startTime="明天上午", powerOffId=None)
-
-    def listing(*rows: Any) -> Reply:
-        return json_reply({"seleList": list(rows), "pageModel": {"pageNow": 1, "totalPage": 1}})
-
     script.replies = [listing(records[0], bad), listing(bad), listing(bad)]
     polls = polled(url, 3)
     assert all(len(p.quarantined) == 1 for p in polls)
     assert restored_in(polls) == [records[0]["powerOffId"]]
     script.replies = [listing(records[2]), listing(nameless), listing(nameless)]
     assert not restored_in(polled(url, 3))
+
+
+# -- the feed's own count: a poll that did not see every record ends none -----------------------
+
+
+def tied(pid: str) -> dict[str, Any]:
+    """A fault record; three of them share one start, so the back end's order is a tie."""
+    return {"powerOffId": pid, "typeCode": "3", "startTime": "2026-11-23 15:30:00",
+            "stopTime": "2026-11-23 18:00:00", "lineName": "10kV马集线",
+            "pubTranName": f"{pid}号台区"}
+
+
+def pages_of(order: Callable[[int], list[Any]], size: int = 2, **model: Any
+             ) -> Callable[[Seen], Reply]:
+    """Serve page n of ``order(n)`` (the list as the back end sorts it for that request)."""
+    def route(seen: Seen) -> Reply:
+        n = int(seen.query.get("pageNow", ["1"])[0])
+        rows = order(n)
+        meta = {"pageNow": n, "totalPage": max(1, (len(rows) + size - 1) // size),
+                "totalCount": len(rows), "pageSize": size}
+        meta.update(model.get(str(n), {}))
+        return json_reply({"seleList": rows[(n - 1) * size:n * size], "pageModel": meta})
+    return route
+
+
+def test_a_record_unstable_paging_never_served_is_not_restored(
+        server: tuple[str, Scripted]) -> None:
+    """Three records with one start time, two per page: the back end breaks the tie anew per
+    request, page 1 comes from [Y, Z, X] and page 2 from [X, Y, Z], and X is served by no page
+    for two polls while pageModel.totalCount says 3 each time. X is still listed: no poll that
+    saw fewer records than the feed counts may end one."""
+    url, script = server
+    x, y, z = tied("X"), tied("Y"), tied("Z")
+    source = make_source(url + "/notices")
+    source.start(None)
+
+    def poll() -> PollResult:
+        r = source.poll(NOW)
+        source.acknowledge(r)
+        return r
+
+    script.route = pages_of(lambda n: [x, y, z])
+    assert {e.event_id for e in poll().events} == {"X", "Y", "Z"}
+    script.route = pages_of(lambda n: [y, z, x] if n == 1 else [x, y, z])
+    with capture_logs() as logs:
+        polls = [poll(), poll()]
+    assert not restored_in(polls)
+    warned = [e for e in logs if e["event"] == "http_json.poll_incomplete"]
+    assert len(warned) == 2 and warned[0]["source"] == "feed95598"
+    assert warned[0]["records_seen"] == 2 and warned[0]["total_count"] == 3
+    assert source.stats["incomplete_polls"] == 2
+    script.route = pages_of(lambda n: [x, y, z])
+    assert not restored_in([poll(), poll()])
+    # X really ends: the feed counts 2 and two complete polls do not list it.
+    script.route = pages_of(lambda n: [y, z])
+    assert restored_in([poll(), poll()]) == ["X"]
+    assert source.stats["incomplete_polls"] == 2
+
+
+def test_a_poll_whose_pages_disagree_on_the_totals_ends_nothing(
+        server: tuple[str, Scripted]) -> None:
+    """The list changed between the pages of one poll (page 1 says 2 pages, page 2 says 3):
+    what one poll saw is no one list, whatever the counts add up to."""
+    url, script = server
+    a, b, c, d = tied("A"), tied("B"), tied("C"), tied("D")
+    script.route = pages_of(lambda n: [a, b, c])
+    source = make_source(url + "/notices")
+    source.start(None)
+    source.acknowledge(source.poll(NOW))
+    script.route = pages_of(lambda n: [a, b, c] if n == 1 else [a, b, d],
+                            **{"2": {"totalPage": 3, "totalCount": 3},
+                               "3": {"totalPage": 3, "totalCount": 3}})
+    with capture_logs() as logs:
+        polls = []
+        for _ in range(2):
+            polls.append(source.poll(NOW))
+            source.acknowledge(polls[-1])
+    assert not restored_in(polls)
+    assert {e.get("reason") for e in logs if e["event"] == "http_json.poll_incomplete"} == {
+        "the page count or total count changed between pages"}
+
+
+def test_total_count_path_can_be_set_or_switched_off(server: tuple[str, Scripted]) -> None:
+    url, script = server
+    x, y = tied("X"), tied("Y")
+    short = json_reply({"data": {"n": 5}, "seleList": [x, y],
+                        "pageModel": {"pageNow": 1, "totalPage": 1, "totalCount": 2}})
+    # The feed counts 5 at data.n, lists 2: the poll is incomplete.
+    script.replies = [short]
+    source = make_source(url + "/notices", total_count_path="data.n")
+    source.start(None)
+    source.acknowledge(source.poll(NOW))
+    assert source.stats["incomplete_polls"] == 1
+    # Switched off (null): the count is not read at all.
+    off = make_source(url + "/notices", total_count_path=None)
+    off.start(None)
+    off.acknowledge(off.poll(NOW))
+    assert off.stats["incomplete_polls"] == 0
+    # A count that is no number is no count the poll can be checked against: incomplete.
+    script.replies = [json_reply({"seleList": [x], "pageModel": {"pageNow": 1, "totalPage": 1,
+                                                                 "totalCount": "many"}})]
+    odd = make_source(url + "/notices")
+    odd.start(None)
+    odd.acknowledge(odd.poll(NOW))
+    assert odd.stats["incomplete_polls"] == 1
+
+
+# -- records without a readable id --------------------------------------------------------------
+
+
+def test_a_record_without_an_id_holds_back_only_what_it_may_be(
+        server: tuple[str, Scripted]) -> None:
+    """A malformed record with no id used to stop every restoration of the feed for as long
+    as it was listed. It was served together with B before B left: it is not B, and B is
+    over. One that appears as G leaves may be G with its id broken: G stays on (a warning
+    each poll, an error after HELD_ALERT_POLLS), until the unreadable record is gone."""
+    url, script = server
+    a, b, g = tied("A"), tied("B"), tied("G")
+    bad = {"powerOffId": None, "startTime": "??"}
+    script.replies = [listing(a, b, bad, totalCount=3), listing(a, bad, totalCount=2),
+                      listing(a, bad, totalCount=2)]
+    assert restored_in(polled(url, 3)) == ["B"]
+
+    source = make_source(url + "/notices")
+    source.start(None)
+    script.replies = [listing(a, g, totalCount=2)]
+    source.acknowledge(source.poll(NOW))
+    script.replies = [listing(a, bad, totalCount=2)]
+    with capture_logs() as logs:
+        polls = []
+        for _ in range(4):
+            polls.append(source.poll(NOW))
+            source.acknowledge(polls[-1])
+    assert not restored_in(polls)
+    held = [e for e in logs if e["event"] == "http_json.restoration_held"]
+    assert len(held) == 4 and held[0]["event_ids"] == ["G"] and held[0]["source"] == "feed95598"
+    blocked = [e for e in logs if e["event"] == "http_json.restorations_blocked"]
+    assert len(blocked) == 1 and blocked[0]["log_level"] == "error"
+    assert source.held_polls == 4
+    # The unreadable record leaves: G is missing from two complete polls and over.
+    script.replies = [listing(a, totalCount=1)]
+    polls = []
+    for _ in range(2):
+        polls.append(source.poll(NOW))
+        source.acknowledge(polls[-1])
+    assert restored_in(polls) == ["G"] and source.held_polls == 0
+
+
+def test_an_unreadable_record_that_changes_is_a_new_one(server: tuple[str, Scripted]) -> None:
+    """Known with B, the unreadable record changes in the poll B leaves: it may now be B."""
+    url, script = server
+    a, b = tied("A"), tied("B")
+    bad = {"powerOffId": None, "startTime": "??"}
+    script.replies = [listing(a, b, bad), listing(a, dict(bad, stopTime="?")),
+                      listing(a, dict(bad, stopTime="?")), listing(a, dict(bad, stopTime="?"))]
+    assert not restored_in(polled(url, 4))
+
+
+def test_the_poller_exports_incomplete_and_held_polls(server: tuple[str, Scripted]) -> None:
+    """The command centre sees a feed whose restorations are held back on its dashboard."""
+    from outage_sentinel.metrics import Metrics
+    from outage_sentinel.poller import Poller
+    from outage_sentinel.sources.capabilities import Snapshotting
+
+    url, script = server
+    x, y, z = tied("X"), tied("Y"), tied("Z")
+    source = make_source(url + "/notices")
+    source.start(None)
+    assert isinstance(source, Snapshotting)
+    metrics = Metrics()
+
+    class NoStore:
+        def ingest(self, *_: Any) -> Any:
+            from outage_sentinel.store import IngestCounts
+            return IngestCounts(0, 0, 0)
+
+        def kv_get(self, *_: Any) -> None:
+            return None
+
+        def kv_set(self, *_: Any) -> None:
+            pass
+
+    poller = Poller(NoStore(), metrics)  # type: ignore[arg-type]
+    script.route = pages_of(lambda n: [x, y, z])
+    poller.poll(source, NOW)
+    script.route = pages_of(lambda n: [y, z, x] if n == 1 else [x, y, z])
+    poller.poll(source, NOW)
+    poller.poll(source, NOW)
+    value = metrics.registry.get_sample_value
+    assert value("outage_sentinel_snapshot_incomplete_polls_total", {"source": "feed95598"}) == 2
+    assert value("outage_sentinel_snapshot_held_polls", {"source": "feed95598"}) == 2

@@ -77,6 +77,12 @@ def test_preset_supplies_path_fields_and_pagination() -> None:
     assert m.fields.event_id == "powerOffId"
     assert m.pagination.mode == "page"
     assert m.pagination.total_pages_path == "pageModel.totalPage"
+    assert m.total_count_path == "pageModel.totalCount"
+    assert resolve_mapping(config(preset="95598_powercut")).total_count_path == "data.total"
+    assert resolve_mapping(config(preset="95598_list", total_count_path=None)
+                           ).total_count_path is None
+    assert resolve_mapping(config(preset="95598_list", total_count_path="data.n")
+                           ).total_count_path == "data.n"
     m = resolve_mapping(config(preset="95598_powercut"))
     assert m.records_path == "data.powerCutList"
     assert m.pagination.mode == "none"

@@ -5,7 +5,10 @@ A source implements :class:`~outage_sentinel.sources.base.Source`; some also:
 * :class:`TopologyAware` — resolves references itself (AMI sources map meters to areas) and
   must be told when the bundle is reloaded;
 * :class:`Buffering` — receives in the background (MQTT) and reports how much is waiting, so
-  the poller drains a storm's backlog at once instead of one batch per interval.
+  the poller drains a storm's backlog at once instead of one batch per interval;
+* :class:`Connected` — a streaming source reports whether it is connected;
+* :class:`Snapshotting` — a snapshot feed (``http_json``) reports the polls it could not
+  infer restorations from, for the metrics.
 """
 
 from __future__ import annotations
@@ -33,3 +36,14 @@ class Connected(Protocol):
     @property
     def connected(self) -> bool:
         """Whether the source is connected to its broker now (streaming sources)."""
+
+
+@runtime_checkable
+class Snapshotting(Protocol):
+    @property
+    def incomplete_polls(self) -> int:
+        """Polls so far that saw less than the whole list (no record was ended from them)."""
+
+    @property
+    def held_polls(self) -> int:
+        """Polls in a row, now, that held back a record gone from the list."""

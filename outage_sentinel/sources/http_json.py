@@ -21,6 +21,14 @@ when there was one, is on ``FeedError.raw`` (at most :data:`RAW_LIMIT` character
 can quarantine it. One bad record does not fail the poll: it becomes a
 :class:`~outage_sentinel.events.Quarantined` entry whose reason names the record and field.
 
+With ``snapshot`` (the feed lists every current outage) a record gone from the list is over
+(:func:`snapshot`), but only a poll that saw the whole list may end one: none when fewer
+distinct records came than the feed counts (``total_count_path``), when the totals changed
+between pages, or when a record without a readable id may be the one that left. Such polls are
+logged (``http_json.poll_incomplete``, ``http_json.restoration_held``, and
+``http_json.restorations_blocked`` after :data:`HELD_ALERT_POLLS` in a row) and counted in
+:attr:`HttpJsonSource.stats`, which the poller exports as metrics.
+
 Secrets — header values, query values, credentials in the URL, string values of the POST body —
 never appear in messages or logs: messages are built from fixed texts plus redacted parts, and
 everything is scrubbed of the configured secret values once more before it leaves.
@@ -29,11 +37,12 @@ everything is scrubbed of the configured secret values once more before it leave
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -68,6 +77,10 @@ USER_AGENT = "outage-sentinel (http_json source)"
 #: can move across a page boundary while the feed is paged (another outage ended above it),
 #: and one such miss must not tell its villages that power is back.
 ABSENT_POLLS = 2
+#: Polls in a row that held back a record gone from the list (the poll was incomplete, or a
+#: record without a readable id may be that record) before ``http_json.restorations_blocked``
+#: is logged as an error; the gauge ``outage_sentinel_snapshot_held_polls`` shows the count.
+HELD_ALERT_POLLS = 3
 
 log = structlog.get_logger(__name__)
 
@@ -146,46 +159,138 @@ def _os_reason(exc: BaseException) -> str:
     return name
 
 
+def _fingerprint(record: Any) -> str:
+    """A short hash of a record's whole content: how a record without a readable id is told
+    from another across polls (any change to it makes it a record not seen before)."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass
+class _Listing:
+    """What one poll saw of the feed's list, to tell whether it saw all of it."""
+
+    #: every readable id served (events, quarantined records, skipped work orders)
+    ids: set[str] = field(default_factory=set)
+    #: ids of the quarantined records: still listed
+    held: set[str] = field(default_factory=set)
+    #: fingerprints of the records whose id cannot be read
+    nameless: set[str] = field(default_factory=set)
+    #: the feed's count of its records, as each page gave it
+    counts: set[int] = field(default_factory=set)
+    #: each page's total page count (None: that page had no page model)
+    page_totals: set[int | None] = field(default_factory=set)
+    unreadable_count: bool = False
+
+    @property
+    def seen(self) -> int:
+        """Distinct records served: readable ids plus distinct unreadable records."""
+        return len(self.ids) + len(self.nameless)
+
+    @property
+    def counted(self) -> int | None:
+        """The largest count the feed gave during the poll."""
+        return max(self.counts) if self.counts else None
+
+    def gap(self) -> str | None:
+        """Why the records served are not the whole list, or None if nothing says so."""
+        if self.unreadable_count:
+            return "the total count is not a non-negative integer"
+        if len(self.counts) > 1 or len({t for t in self.page_totals if t is not None}) > 1:
+            return "the page count or total count changed between pages"
+        if self.counted is not None and self.seen < self.counted:
+            return "fewer records served than the feed counts"
+        return None
+
+
 def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult,
              cursor: dict[str, Any], now: datetime, *, complete: bool,
-             held: set[str] | None) -> None:
+             held: set[str], nameless: Collection[str] = ()) -> list[str]:
     """The feed lists every current outage: a record gone from complete polls is over.
 
-    95598 notice lists carry no status field; an outage leaves the list when it ends. The
+    95598 notice lists carry no status; an outage leaves the list when it ends. The
     active records are kept in the cursor (persisted with the events), and a record missing
     from :data:`ABSENT_POLLS` complete polls in a row becomes a ``restored`` revision added to
-    ``result``. No poll counts that was incomplete (page limit reached, a null list or a page
-    without its page model: an error envelope looks like that) or had a quarantined record
-    whose id cannot be read (``held`` None). A quarantined record whose id can be read (in
-    ``held``) is listed: it is still on.
+    ``result`` (end: ``now``) — or, when its start is still ahead of ``now``, a ``cancelled``
+    one (no end, as a feed's own cancellation): the work was called off, no power went off.
+
+    No poll counts that was incomplete (``complete`` False: the page limit reached, a null
+    list or a page without its page model — an error envelope looks like that —, fewer
+    distinct records served than the feed's own total count, the totals changed between
+    pages). A quarantined record whose id can be read (in ``held``) is listed: it is still on.
+
+    A record whose id cannot be read (``nameless``: fingerprints of its whole content) might
+    be any record that is missing — the one that left the list with its id broken. Counting
+    cannot rule that out (the feed's count matches either way), so a missing record is ended
+    only when every unreadable record of this poll was already served, with the same content,
+    in an earlier poll that also listed the missing record by its id: then it is another
+    record. Any other missing record is held back (kept, its misses not counted) for as long
+    as the unreadable record stays; one that appears with the disappearance, or changes,
+    holds back what is missing then. So a malformed record that sits in the feed no longer
+    stops the restorations of the others, and still never lets one be announced that it may
+    be. The cursor keeps, per unreadable fingerprint, the active ids served with it.
+
+    Returns the ids of the missing records this poll held back (incomplete, or unreadable
+    records that may be them); ``cursor["held_polls"]`` counts polls in a row that held one.
     """
     previous: dict[str, Any] = dict(previous_cursor.get("active") or {})
     missed: dict[str, int] = dict(previous_cursor.get("missing") or {})
+    together: Mapping[str, Any] = previous_cursor.get("nameless") or {}
     current = {e.event_id: {"kind": e.kind, "start": e.start.isoformat(), "feeder": e.feeder}
                for e in result.events if e.status == "active"}
-    listed = {e.event_id for e in result.events} | (held or set())
-    if not complete or held is None:
+    listed = {e.event_id for e in result.events} | held
+    gone = sorted(k for k in previous if k not in listed)
+    held_back: list[str] = []
+    if not complete:
         cursor["active"] = {**previous, **current}
         cursor["missing"] = {k: n for k, n in missed.items() if k not in listed}
-        return
-    kept: dict[str, Any] = {}
-    cursor["missing"] = {}
-    for event_id, info in sorted(previous.items()):
-        if event_id in listed:
-            continue
-        misses = missed.get(event_id, 0) + 1
-        if misses < ABSENT_POLLS:
-            kept[event_id] = info
-            cursor["missing"][event_id] = misses
-            continue
-        try:
-            result.events.append(OutageEvent(
-                source=source, event_id=event_id, kind=info.get("kind", "fault"),
-                status="restored", start=parse_time(info["start"], "start"), end=now,
-                feeder=info.get("feeder"), raw={"inferred": "record left the feed"}))
-        except (EventError, KeyError, TypeError):
-            continue  # a damaged cursor entry: forget it rather than fail the poll
-    cursor["active"] = {**kept, **current}
+        held_back = gone
+    else:
+        kept: dict[str, Any] = {}
+        cursor["missing"] = {}
+        for event_id in gone:
+            info = previous[event_id]
+            if any(event_id not in together.get(fp, ()) for fp in nameless):
+                held_back.append(event_id)  # an unreadable record may be this one
+                kept[event_id] = info
+                if event_id in missed:
+                    cursor["missing"][event_id] = missed[event_id]
+                continue
+            misses = missed.get(event_id, 0) + 1
+            if misses < ABSENT_POLLS:
+                kept[event_id] = info
+                cursor["missing"][event_id] = misses
+                continue
+            _end(source, event_id, info, result, now)
+        cursor["active"] = {**kept, **current}
+    # What each unreadable record was served with: evidence that it is none of those.
+    active = set(cursor["active"])
+    cursor["nameless"] = {fp: sorted((set(together.get(fp, ())) | listed) & active)
+                          for fp in sorted(nameless)}
+    if not cursor["nameless"]:
+        del cursor["nameless"]
+    if held_back:
+        cursor["held_polls"] = int(previous_cursor.get("held_polls", 0)) + 1
+    return held_back
+
+
+def _end(source: str, event_id: str, info: Mapping[str, Any], result: PollResult,
+         now: datetime) -> None:
+    """Add the revision that ends a record gone from the list to ``result``."""
+    try:
+        start = parse_time(info["start"], "start")
+        # Gone before its start, the outage never took the power off: it was called off
+        # (a village must not hear "恢复送电" the day before the work). Like a feed's own
+        # "cancelled", it carries no end: the incident ends when the cancellation was seen.
+        before_start = start > now
+        result.events.append(OutageEvent(
+            source=source, event_id=event_id, kind=info.get("kind", "fault"),
+            status="cancelled" if before_start else "restored", start=start,
+            end=None if before_start else now, feeder=info.get("feeder"),
+            raw={"inferred": "record left the feed"
+                 + (" before its start" if before_start else "")}))
+    except (EventError, KeyError, TypeError):
+        pass  # a damaged cursor entry: forget it rather than fail the poll
 
 
 def _body_chunks(response: requests.Response) -> Iterator[bytes]:
@@ -236,11 +341,15 @@ class HttpJsonSource:
         self.records_path = mapping.records_path
         self.fields = mapping.fields
         self.pagination = mapping.pagination
+        self.total_count_path = mapping.total_count_path
         tz_spec: tzinfo | str = config.timezone if config.timezone is not None else default_tz
         self.tz: tzinfo = ZoneInfo(tz_spec) if isinstance(tz_spec, str) else tz_spec
         self._mapper = RecordMapper(config.name, self.fields, self.tz)
         #: Records skipped as no outage evidence (work orders of other categories).
         self.skipped = 0
+        #: Counters for metrics: snapshot polls that were incomplete (no record may be ended
+        #: from them), and polls in a row (so far) that held back a record gone from the list.
+        self.stats: dict[str, int] = {"incomplete_polls": 0, "held_polls": 0}
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._sleep = sleep
@@ -255,6 +364,17 @@ class HttpJsonSource:
     def start(self, cursor: Mapping[str, Any] | None) -> None:
         """Take the cursor persisted with the last committed poll (ETag, Last-Modified, pages)."""
         self._cursor = self._clean_cursor(cursor)
+        self.stats["held_polls"] = int(self._cursor.get("held_polls", 0))
+
+    @property
+    def incomplete_polls(self) -> int:
+        """Snapshot polls so far that were incomplete (see :class:`Snapshotting`)."""
+        return self.stats["incomplete_polls"]
+
+    @property
+    def held_polls(self) -> int:
+        """Polls in a row that held back a record gone from the list."""
+        return self.stats["held_polls"]
 
     def poll(self, now: datetime) -> PollResult:
         """Fetch every page, map the records; raise :class:`FeedError` if the poll failed."""
@@ -267,8 +387,8 @@ class HttpJsonSource:
         total: int | None = None
         #: the feed did not say what it lists (a null list, a page without its page model)
         unsure = False
-        #: ids of the quarantined records (None once one has no readable id)
-        held: set[str] | None = set()
+        #: what this poll saw of the list, for the snapshot's accounting
+        seen_list = _Listing()
         while True:
             response = self._fetch(page if paged else None, conditional if page == 1 else {})
             if response.status == 304:
@@ -291,13 +411,14 @@ class HttpJsonSource:
             except EventError as exc:
                 raise self._error(self._where(page if paged else None) + str(exc),
                                   raw=self._raw(response.body, response.charset)) from None
-            ids = self._map_records(records, page if paged else None, result, seen)
-            held = None if held is None or ids is None else held | ids
+            self._map_records(records, page if paged else None, result, seen, seen_list)
             unsure = unsure or get_path(payload, self.records_path) is None
+            self._read_count(payload, seen_list)
             if not paged:
                 break
             total = self._total_pages(payload, page, response)
             unsure = unsure or (bool(records) and self._no_page_model(payload))
+            seen_list.page_totals.add(None if self._no_page_model(payload) else total)
             if total is None and not records:
                 break
             if total is not None and page >= total:
@@ -308,13 +429,58 @@ class HttpJsonSource:
                 break
             page += 1
         new_cursor["pages"] = page
-        complete = not unsure and not (paged and page >= self.pagination.max_pages
-                                       and (total is None or total > page))
+        gap = "the list was null or a page had no page model" if unsure else None
+        if paged and page >= self.pagination.max_pages and (total is None or total > page):
+            gap = "pagination.max_pages reached"
         if self.config.snapshot:
-            snapshot(self.name, self._cursor, result, new_cursor, now,
-                     complete=complete, held=held)
+            self._snapshot(result, new_cursor, now, seen_list, gap or seen_list.gap(), page)
         result.cursor = new_cursor
         return result
+
+    def _snapshot(self, result: PollResult, cursor: dict[str, Any], now: datetime,
+                  seen_list: _Listing, gap: str | None, pages: int) -> None:
+        """Infer the records that left the list (:func:`snapshot`); log and count a poll that
+        saw less than the whole list (``gap`` says why) and the records held back."""
+        if gap is not None:
+            self.stats["incomplete_polls"] += 1
+            log.warning("http_json.poll_incomplete", source=self.name, reason=gap,
+                        records_seen=seen_list.seen, total_count=seen_list.counted,
+                        pages=pages)
+        held_back = snapshot(self.name, self._cursor, result, cursor, now,
+                             complete=gap is None, held=seen_list.held,
+                             nameless=seen_list.nameless)
+        self._report_held(held_back, cursor, seen_list, gap)
+
+    def _report_held(self, held_back: list[str], cursor: Mapping[str, Any],
+                     seen_list: _Listing, gap: str | None) -> None:
+        """Log and count the records gone from the list that this poll could not end."""
+        polls = int(cursor.get("held_polls", 0))
+        self.stats["held_polls"] = polls
+        if held_back and gap is None:  # an incomplete poll was logged as such already
+            log.warning("http_json.restoration_held", source=self.name,
+                        event_ids=held_back[:20], unreadable_records=len(seen_list.nameless),
+                        polls=polls)
+        if polls == HELD_ALERT_POLLS:
+            log.error("http_json.restorations_blocked", source=self.name, polls=polls,
+                      event_ids=held_back[:20], reason=gap or "a record without a readable id "
+                      "may be the one that left the list")
+
+    def _read_count(self, payload: Any, seen_list: _Listing) -> None:
+        """Note the feed's count of its records (``total_count_path``) on this page."""
+        path = self.total_count_path
+        if path is None:
+            return
+        value = get_path(payload, path)
+        if value is MISSING or value is None or value == "":
+            return
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            seen_list.unreadable_count = True
+            return
+        seen_list.counts.add(value)
 
     def _no_page_model(self, payload: Any) -> bool:
         """Whether the page's model (``pagination.total_pages_path``) is absent."""
@@ -352,6 +518,13 @@ class HttpJsonSource:
         if isinstance(missing, dict):
             clean["missing"] = {str(k): v for k, v in missing.items()
                                 if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+        nameless = cursor.get("nameless")
+        if isinstance(nameless, dict):
+            clean["nameless"] = {str(k): [str(i) for i in v] for k, v in nameless.items()
+                                 if isinstance(v, list)}
+        held_polls = cursor.get("held_polls")
+        if isinstance(held_polls, int) and not isinstance(held_polls, bool) and held_polls > 0:
+            clean["held_polls"] = held_polls
         return clean
 
     def _conditional_headers(self) -> dict[str, str]:
@@ -463,11 +636,11 @@ class HttpJsonSource:
         return value
 
     def _map_records(self, records: list[Any], page: int | None, result: PollResult,
-                     seen: set[tuple[str, str]]) -> set[str] | None:
-        """Map a page's records into ``result``; the ids of those quarantined, or None when
-        one of them has no id that can be read."""
+                     seen: set[tuple[str, str]], seen_list: _Listing) -> None:
+        """Map a page's records into ``result``, and note in ``seen_list`` what was listed:
+        every readable id, the ids of the records quarantined, and a fingerprint of each
+        record whose id cannot be read."""
         where = self._where(page)
-        held: set[str] | None = set()
         for index, record in enumerate(records):
             try:
                 event = self._mapper.map(record)
@@ -475,17 +648,26 @@ class HttpJsonSource:
                 result.quarantined.append(
                     Quarantined(self.name, f"{where}record {index}: {exc}", record))
                 rid = self._mapper.record_id(record)
-                held = None if held is None or rid is None else held | {rid}
+                if rid is None:
+                    seen_list.nameless.add(_fingerprint(record))
+                else:
+                    seen_list.held.add(rid)
+                    seen_list.ids.add(rid)
                 continue
             if event is None:  # a work order that reports no outage
                 self.skipped += 1
+                rid = self._mapper.record_id(record)
+                if rid is None:
+                    seen_list.nameless.add(_fingerprint(record))
+                else:
+                    seen_list.ids.add(rid)
                 continue
+            seen_list.ids.add(event.event_id)
             key = (event.event_id, event.revision)
             if key in seen:  # a record shifted across a page boundary between requests
                 continue
             seen.add(key)
             result.events.append(event)
-        return held
 
     # -- HTTP -------------------------------------------------------------------------------
 

@@ -14,10 +14,13 @@ Two presets cover the 95598 outage-notice formats (docs/design.md §4):
                    "lineName", "pubTranName", "poweroffReason"}],
      "pageModel": {"pageNow", "totalPage", "totalCount"}}
 
+(``totalCount`` is the feed's count of its records: a snapshot poll that saw fewer ends none.)
+
 ``95598_powercut`` (newer format)::
 
     {"data": {"powerCutList": [{"poweroffId", "powerType", "takeType", "startTime", "stopTime",
-                                "powerRange", "powerArea", "powerCircuit", "powerCause"}]}}
+                                "powerRange", "powerArea", "powerCircuit", "powerCause"}],
+              "total"}}
 
 ``95598_workorder`` (trouble calls: work orders of customer service)::
 
@@ -180,6 +183,8 @@ class Preset:
     records_path: str
     fields: FieldMap
     pagination: PaginationConfig
+    #: Where the feed gives the count of all its records (None: it gives none).
+    total_count_path: str | None = None
 
 
 PRESETS: Final[dict[str, Preset]] = {
@@ -199,6 +204,7 @@ PRESETS: Final[dict[str, Preset]] = {
         pagination=PaginationConfig(
             mode="page", page_param="pageNow", total_pages_path="pageModel.totalPage"
         ),
+        total_count_path="pageModel.totalCount",
     ),
     "95598_powercut": Preset(
         records_path="data.powerCutList",
@@ -213,6 +219,7 @@ PRESETS: Final[dict[str, Preset]] = {
             kind_values=KIND_VALUES_95598,
         ),
         pagination=PaginationConfig(mode="none"),
+        total_count_path="data.total",
     ),
     "95598_workorder": Preset(
         records_path="data.records",
@@ -225,10 +232,11 @@ PRESETS: Final[dict[str, Preset]] = {
 
 
 def resolve_mapping(config: HttpJsonSourceConfig) -> Preset:
-    """The effective records path, field map and pagination of a source.
+    """The effective records path, field map, pagination and total-count path of a source.
 
-    A preset supplies all three; each one given explicitly in the config replaces the
-    preset's (whole, not merged: a ``fields`` block is a complete field map).
+    A preset supplies them; each one given explicitly in the config replaces the preset's
+    (whole, not merged: a ``fields`` block is a complete field map; ``total_count_path: null``
+    reads no count).
     """
     preset = PRESETS[config.preset] if config.preset is not None else None
     records_path = config.records_path if config.records_path is not None else (
@@ -238,7 +246,10 @@ def resolve_mapping(config: HttpJsonSourceConfig) -> Preset:
         preset.pagination if preset else PaginationConfig())
     if records_path is None or fields is None:  # the config validator already forbids this
         raise ValueError(f"source {config.name}: give a preset or records_path and fields")
-    return Preset(records_path=records_path, fields=fields, pagination=pagination)
+    total_count_path = config.total_count_path if "total_count_path" in config.model_fields_set \
+        else (preset.total_count_path if preset else None)
+    return Preset(records_path=records_path, fields=fields, pagination=pagination,
+                  total_count_path=total_count_path)
 
 
 # -- mapping ------------------------------------------------------------------------------------
