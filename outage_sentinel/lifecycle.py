@@ -449,6 +449,17 @@ class Lifecycle:
                          if r.recipient not in cared]
         return rows
 
+    def care_for_new_villages_in(self, conn: Connection, inc: Incident, now: datetime) -> int:
+        """A crew was sent already and the outage reached more villages (a report, a
+        correction): their liaisons hear of their special-care households too, as at the
+        dispatch (once per liaison). Returns the rows queued."""
+        crew = self.store.crew_of_in(conn, inc.id)
+        if crew is None:
+            return 0
+        rows = self._care_rows(conn, inc, villages_off(inc, self.topology),
+                               self._crew_label(crew), now)
+        return self.store.enqueue_in(conn, rows, now) if rows else 0
+
     def take_back_in(self, conn: Connection, inc: Incident, notices: Sequence[Notice],
                      now: datetime, actor: str, note: str = "", source: str | None = None
                      ) -> list[Notice]:

@@ -47,6 +47,7 @@ from outage_sentinel.incidents import (
     resolve_event,
     restoration_step,
     villages_of_scope,
+    villages_off,
 )
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.lifecycle import (
@@ -382,6 +383,9 @@ class IncidentProcessor:
         if after.status == "active" and (after.off or after.feeder != "?"):
             # A crew goes only where there is a line to send it to.
             after = self._dispatch_if_waiting(conn, after, now, rnd)
+            if current is not None and set(villages_off(after, self.topology)) - set(
+                    villages_off(current, self.topology)):
+                self.lifecycle.care_for_new_villages_in(conn, after, now)
         if current is None or current.revision != after.revision:
             self.log.info("incident_revised", source=event.source, event_id=event.event_id,
                           at=now.isoformat(),

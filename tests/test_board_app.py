@@ -399,6 +399,33 @@ def test_a_refused_scope_correction_changes_nothing(board_env: Any, demo: Topolo
     assert len(store.messages(incident_id=iid)) == queued
 
 
+def test_a_village_added_after_the_dispatch_hears_of_its_special_care_households(
+        board_env: Any, demo: Topology) -> None:
+    """The crew was sent to 南谢庄村's outage; the command centre then adds 小卢堤村 3#, where
+    a household lives on a ventilator. Its liaisons hear of it as they would have at the
+    dispatch (the care list was built only then)."""
+    app, store, clock = board_env
+    client, csrf = signed_in(app, "ops")
+    r = post(client, csrf, "/api/incidents", {"transformers": ["T-MJ01-020", "T-MJ01-021"]})
+    iid = str(r.json()["result"])
+    assert any(m.purpose == "dispatch" for m in store.messages(incident_id=iid))
+    assert not [m for m in store.messages(incident_id=iid)
+                if m.purpose == "care" and m.payload.get("village") == "V034"]
+    clock.now += timedelta(minutes=5)
+    r = post(client, csrf, f"/api/incidents/{iid}/scope", {"add": ["T-MJ01-018"]})
+    assert r.status_code == 200, r.text
+    care = [m for m in store.messages(incident_id=iid)
+            if m.purpose == "care" and m.payload.get("village") == "V034"]
+    assert care  # a group hears the count; a liaison reached in person, the names
+    assert all("郭淑荣" in m.body for m in care if m.channel == "sms")
+    clock.now += timedelta(minutes=5)
+    assert post(client, csrf, f"/api/incidents/{iid}/etr", {"time": (clock.now + timedelta(
+        hours=3)).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")}
+                ).status_code == 200
+    assert len([m for m in store.messages(incident_id=iid) if m.purpose == "care"
+                and m.payload.get("village") == "V034"]) == len(care)  # once per liaison
+
+
 def test_the_event_stream_announces_a_commit_by_anyone(board_env: Any, demo: Topology) -> None:
     app, store, clock = board_env
     client, csrf = signed_in(app, "ops")

@@ -175,7 +175,8 @@ def _scope(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     inc = None
     note = text(body, "note", required=False)
     for refs_given in (add, remove):  # both lists read before either changes anything
-        a.steps.areas(refs_given)
+        if refs_given:
+            a.steps.areas(refs_given)
     if add:
         inc = a.steps.add(iid, add, actor, note)
     if remove:
