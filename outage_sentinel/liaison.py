@@ -318,7 +318,10 @@ class LiaisonPlanner:
             "purpose": notice.purpose,
             # Told its power was back (by this incident), and off now: the notice says so.
             "off_again": notice.purpose == "outage" and previous is not None
-            and village_id in previous.restored_villages,
+            and village_id in previous.restored_villages and previous.status != "cancelled",
+            # Told the outage was called off, and it is on after all (planned work reinstated).
+            "reinstated": notice.purpose == "outage" and previous is not None
+            and village_id in previous.restored_villages and previous.status == "cancelled",
             # "restored" on a liaison's answer alone says whose word it is
             "restored_by_liaison": notice.purpose == "restored"
             and back_on_field_word(incident, in_village),

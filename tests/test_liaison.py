@@ -130,6 +130,23 @@ def test_a_fault_notice_says_crews_are_on_their_way_only_once_one_was_sent(grid:
     assert "抢修人员已在现场" in body("on_site")
 
 
+def test_planned_work_called_off_and_then_on_again_is_not_said_to_be_back(grid: Topology
+                                                                          ) -> None:
+    """The village heard the work was cancelled, never that its power was back, and the work
+    is tomorrow: "told power was back, still off" would be false twice."""
+    start = T0 + timedelta(days=1)
+    cancelled = incident(grid, {"T4"}, kind="planned", start=start, status="cancelled",
+                         restored_villages=("V3",))
+    again = incident(grid, {"T4"}, kind="planned", start=start, revision=3)
+    (row,) = planner(grid).rows(again, [Notice("outage", ("V3",))], T0, previous=cancelled)
+    assert "此前通知取消的停电恢复执行" in row.body
+    assert "已恢复送电" not in row.body and "仍停电" not in row.body
+    restored = replace(cancelled, kind="fault", status="restored", start=T0)
+    (row,) = planner(grid).rows(replace(again, kind="fault", start=T0), [Notice("outage", ("V3",))],
+                                T0, previous=restored)
+    assert "此前通知本村已恢复送电" in row.body
+
+
 def test_planned_notice_without_etr(grid: Topology) -> None:
     inc = incident(grid, {"T4"}, kind="planned", etr=None, cause="", start=T0 + timedelta(days=1))
     (row,) = planner(grid).rows(inc, [Notice("outage", ("V3",))], T0)
