@@ -49,10 +49,10 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
 3. An area outage is *restored* (an ``alive`` output with ``end``) when the terminal reports
    power on, or when ``restore_share`` (half) of the meters that went off report power on.
    Neither overrules a clear word of the other: a few meters (fewer than the area's
-   threshold) don't restore an area whose terminal still says off, and a terminal "on" that
-   follows no "off" of its own doesn't restore an area while at least the threshold, and
-   most, of the outage's meters still say off. An "on" from before the outage began (an old
-   log uploaded late) restores nothing.
+   threshold) don't restore an area whose terminal still says off, and a terminal "on"
+   (whether or not it reported "off" first) doesn't restore an area while at least the
+   threshold, and most, of the outage's meters still say off — their restores do. An "on"
+   from before the outage began (an old log uploaded late) restores nothing.
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
    second code for the same event, an older log) changes nothing and is counted in
    ``merged`` (the device's latest time is kept); a report older than the last one applied
@@ -456,13 +456,14 @@ class AmiScreen:
         self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True))
 
     def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
-        was_off = area.terminal_off is not None
         area.terminal_off = None
         ep = area.episode
         if ep is None or t < ep.start:
             return  # an on from before the outage began closes nothing
-        if not was_off and self._meters_hold(tx, ep):
-            return  # the terminal never said off; most of the outage's meters still do
+        if self._meters_hold(tx, ep):
+            # Enough of the outage's meters still say off (whether or not the terminal said
+            # off first): their restores close it, not the terminal's word alone.
+            return
         self._close(tx, area, t, result)
 
     def _meters_hold(self, tx: str, ep: _Episode) -> bool:

@@ -220,9 +220,17 @@ def test_terminal_off_plus_meters_make_one_area_outage() -> None:
     assert [(e.signal, e.transformers, e.start) for e in out] == [("dead", ("TX2",), T)]
     assert out[0].raw["basis"] == "terminal" and out[0].raw["meters_off"] == 8
     assert out[0].cause == ""  # the evidence is in raw; a liaison reads no English counts
-    # Terminal on restores the area even though most meters have not reported.
-    back = screen.feed([obs("TX2-T", "on", 900, kind="terminal")], at(901)).events
-    assert [(e.signal, e.event_id) for e in back] == [("alive", out[0].event_id)]
+    # Terminal on while the eight meters still say off: not restored (rule 3) ...
+    assert screen.feed([obs("TX2-T", "on", 900, kind="terminal")], at(901)).events == []
+    # ... until half of them say on.
+    back = screen.feed(meters_on(2, 4, at=950), at(955)).events
+    assert [(e.signal, e.event_id, e.end) for e in back] == [
+        ("alive", out[0].event_id, at(953))]
+    # Terminal off with fewer meters than an outage needs: the terminal's on restores it.
+    screen.feed([obs("TX1-T", "off", 0, kind="terminal")] + meters_off(1, 3), at(10))
+    assert [e.signal for e in screen.tick(at(61)).events] == ["dead"]
+    back = screen.feed([obs("TX1-T", "on", 900, kind="terminal")], at(901)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(900))]
 
 
 def test_terminal_alone_is_an_area_outage_and_its_blip_is_momentary() -> None:
@@ -447,10 +455,13 @@ def test_an_old_terminal_off_on_record_does_not_restore_a_meter_outage() -> None
     assert screen.feed([obs("TX1-T", "off", 10, kind="terminal"),
                         obs("TX1-T", "on", 200, kind="terminal")], at(9000)).events == []
     assert set(screen.outages()) == {"TX0", "TX1"}
-    back = screen.feed([obs("TX0-T", "off", 7201, kind="terminal"),
-                        obs("TX0-T", "on", 9500, kind="terminal")], at(9501)).events
+    # The terminal's own off and on during the outage: its on alone does not restore an area
+    # whose ten meters still say off; their restores do, and the outage was the terminal's too.
+    assert screen.feed([obs("TX0-T", "off", 7201, kind="terminal"),
+                        obs("TX0-T", "on", 9500, kind="terminal")], at(9501)).events == []
+    back = screen.feed(meters_on(0, 5, at=9600), at(9605)).events
     assert [(e.signal, e.end, e.raw["terminal_off"]) for e in back] == [
-        ("alive", at(9500), True)]
+        ("alive", at(9604), True)]
 
 
 def test_a_terminal_on_alone_does_not_overrule_meters_still_off() -> None:
@@ -543,3 +554,15 @@ def test_a_device_clock_ahead_does_not_switch_off_the_momentary_rule() -> None:
     again.feed(meters_off(0, 10, at=300, step=0), at(301))
     assert again.tick(at(359)).events == []
     assert [e.signal for e in again.tick(at(360)).events] == ["dead"]
+
+
+def test_a_terminal_on_does_not_restore_while_most_meters_still_say_off() -> None:
+    """Terminal off, all ten meters off; the terminal reports on while the meters still say
+    off: the area stays out until the meters' restores come (rule 3, both ways)."""
+    screen = AmiScreen(registry())
+    screen.feed([obs("TX0-T", "off", 0, kind="terminal")] + meters_off(0, 10), at(12))
+    assert [e.signal for e in screen.tick(at(180)).events] == ["dead"]
+    assert screen.feed([obs("TX0-T", "on", 540, kind="terminal")], at(600)).events == []
+    assert screen.outages() == {"TX0": T}
+    back = screen.feed(meters_on(0, 5, at=4140), at(4200)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(4144))]

@@ -145,3 +145,22 @@ def test_a_meter_clock_ahead_keeps_a_reclose_momentary(run: Run) -> None:
                                            for m in METERS])
     run.step(blip + timedelta(minutes=5))
     assert run.told() == []
+
+
+def test_a_terminal_on_while_its_meters_say_off_waits_for_the_meters(run: Run) -> None:
+    """Terminal off and all ten meters off; the terminal alone reports on: the village is not
+    told its power is back until the meters say so."""
+    run.step(NOW + timedelta(seconds=12),
+             [{"terminal_id": TERMINAL, "code": "3.26.0.85", "kind": "terminal",
+               "time": NOW.isoformat()}]
+             + [report(m, "3.26.0.85", NOW + timedelta(seconds=i)) for i, m in enumerate(METERS)])
+    run.step(NOW + timedelta(minutes=3))
+    assert run.told() == ["outage"]
+    run.step(NOW + timedelta(minutes=10), [
+        {"terminal_id": TERMINAL, "code": "3.26.0.216", "kind": "terminal",
+         "time": (NOW + timedelta(minutes=9)).isoformat()}])
+    run.step(NOW + timedelta(minutes=11))
+    assert run.told() == ["outage"]
+    run.step(NOW + timedelta(minutes=70), [report(m, "3.26.0.216", NOW + timedelta(minutes=69))
+                                           for m in METERS])
+    assert run.told() == ["outage", "restored"]
