@@ -24,7 +24,9 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    ≥ ``min_meters`` (5) of its meters — or ``min_share`` of its registered meters — report
    power off within ``window_seconds`` (60 s). The outage starts at the earliest of those
    reports. An area with fewer registered meters than the threshold needs all of them (never
-   fewer than 2).
+   fewer than 2). Off times from before the area's last outage closed (a meter whose power-on
+   was lost still "off" since then) neither start nor extend a new outage: a second recloser
+   shot is measured from its own start, not the first shot's.
 2. **Held for the momentary rule.** An area outage is released (a ``dead`` output) only once it
    has lasted ``min_duration_seconds`` (60 s); restored before that, it was a momentary
    interruption (a recloser's dead time) and is dropped — counted in
@@ -56,7 +58,9 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
    second code for the same event, an older log) changes nothing and is counted in
    ``merged`` (the device's latest time is kept); a report older than the last one applied
-   for that device is ``stale`` and ignored.
+   for that device is ``stale`` and ignored. The exception: a meter still off from before
+   its area's last outage closed (its power-on was lost) that reports "off" again, timed
+   after that close, is off anew — applied as a fresh "off" from its new time, not merged.
 5. A meter off that does not become part of an area outage within the window, and is still off
    after ``max(window, min_duration)``, is a :class:`CustomerFault` (``status="active"``; a
    later power-on gives one with ``status="restored"``). Shorter single-meter blips are dropped
@@ -260,6 +264,9 @@ class _Area:
     off: dict[str, float] = field(default_factory=dict)
     terminal_off: float | None = None
     episode: _Episode | None = None
+    #: report time the area's last outage (held or released) closed; meters' off times before
+    #: it are stale (their power-on was lost) and start no new outage
+    closed: float | None = None
 
 
 @dataclass
@@ -421,8 +428,15 @@ class AmiScreen:
                 # Same state reported again (duplicate, retry, or an older log of the same
                 # state): keep the latest time, so an "on" from before the current "off" (or
                 # an "off" from before the current "on") stays stale.
-                result.merged += 1
                 self._last[obs.device] = (max(t, last_t), obs.action, self._t_now)
+                area = self._areas.get(obs.transformer)
+                if (obs.kind == "meter" and obs.action == "off" and area is not None
+                        and self._off_anew(area, obs.device, t)):
+                    # Off since before the area's last close (its on was lost), off again
+                    # after it: a new off, from its new time.
+                    self._meter_off(obs.transformer, area, obs.device, t)
+                    return
+                result.merged += 1
                 return
             if t < last_t:
                 result.stale += 1
@@ -443,6 +457,22 @@ class AmiScreen:
         if area.episode is None and not area.off and area.terminal_off is None:
             del self._areas[obs.transformer]
 
+    @staticmethod
+    def _off_anew(area: _Area, meter: str, t: float) -> bool:
+        """``meter``'s recorded off time is from before the area's last close and ``t`` is
+        not: a repeated "off" that is a new power-off, not a retry of the old one."""
+        old = area.off.get(meter)
+        return (area.closed is not None and old is not None
+                and old < area.closed <= t)
+
+    @staticmethod
+    def _fresh_offs(area: _Area) -> dict[str, float]:
+        """Meters off since the area's last close (older off times start no new outage)."""
+        if area.closed is None:
+            return area.off
+        closed = area.closed
+        return {m: mt for m, mt in area.off.items() if mt >= closed}
+
     def _terminal_off(self, tx: str, area: _Area, t: float) -> None:
         area.terminal_off = t
         ep = area.episode
@@ -451,8 +481,9 @@ class AmiScreen:
             ep.terminal_off = ep.terminal_off or t >= ep.start - self.policy.window_seconds
             return
         w = self.policy.window_seconds
-        joined = {m for m, mt in area.off.items() if mt >= t - w}
-        start = min([t] + [area.off[m] for m in joined])
+        fresh = self._fresh_offs(area)
+        joined = {m for m, mt in fresh.items() if mt >= t - w}
+        start = min([t] + [fresh[m] for m in joined])
         self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True))
 
     def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
@@ -483,8 +514,9 @@ class AmiScreen:
                 self._push(t + self.policy.min_duration_seconds, ep.seen, "area", tx)
             return
         threshold = self._threshold(tx)
-        if len(area.off) >= threshold:
-            times = sorted(area.off.values())
+        fresh = self._fresh_offs(area)
+        if len(fresh) >= threshold:
+            times = sorted(fresh.values())
             w = self.policy.window_seconds
             i = 0
             for j, tj in enumerate(times):
@@ -492,7 +524,7 @@ class AmiScreen:
                     i += 1
                 if j - i + 1 >= threshold:
                     start = times[i]
-                    members = {m for m, mt in area.off.items() if mt >= start}
+                    members = {m for m, mt in fresh.items() if mt >= start}
                     for m in members:
                         self._singles.pop(m, None)
                     self._open(tx, area, _Episode(start, "meters", members))
@@ -543,6 +575,7 @@ class AmiScreen:
         ep = area.episode
         assert ep is not None
         area.episode = None
+        area.closed = t if area.closed is None else max(area.closed, t)
         if not ep.released:
             if t - ep.start < self.policy.min_duration_seconds:
                 result.momentary += 1
@@ -638,6 +671,7 @@ class AmiScreen:
             areas[tx] = {
                 "off": a.off,
                 "terminal_off": a.terminal_off,
+                "closed": a.closed,
                 "episode": None if ep is None else {
                     "start": ep.start, "basis": ep.basis, "meters": sorted(ep.meters),
                     "restored": sorted(ep.restored), "terminal_off": ep.terminal_off,
@@ -662,8 +696,10 @@ class AmiScreen:
         screen = cls(registry, policy, source)
         p = screen.policy
         for tx, a in state.get("areas", {}).items():
+            closed = a.get("closed")
             area = _Area(off={str(m): float(t) for m, t in a.get("off", {}).items()},
-                         terminal_off=a.get("terminal_off"))
+                         terminal_off=a.get("terminal_off"),
+                         closed=float(closed) if closed is not None else None)
             e = a.get("episode")
             if e is not None:
                 ep = _Episode(float(e["start"]), e["basis"], set(e["meters"]),

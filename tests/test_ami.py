@@ -566,3 +566,59 @@ def test_a_terminal_on_does_not_restore_while_most_meters_still_say_off() -> Non
     assert screen.outages() == {"TX0": T}
     back = screen.feed(meters_on(0, 5, at=4140), at(4200)).events
     assert [(e.signal, e.end) for e in back] == [("alive", at(4144))]
+
+
+def test_a_meter_whose_restore_was_lost_does_not_stretch_the_next_blip() -> None:
+    """Two 40 s recloser shots, one meter's power-on lost in the first: the meter's off time
+    from before the first shot's close must not start the second shot's outage (which would
+    then have "lasted" 85 s: an outage and a restoration for two momentary interruptions)."""
+    screen = AmiScreen(registry())
+    r = screen.feed(meters_off(0, 10, step=0), at(2))
+    r.extend(screen.feed([obs(f"TX0-M{m}", "on", 40) for m in range(1, 10)], at(42)))
+    r.extend(screen.feed(meters_off(0, 10, at=45, step=0), at(47)))  # M0: a repeated off
+    r.extend(screen.tick(at(70)))
+    r.extend(screen.feed(meters_on(0, 10, at=85, step=0), at(87)))
+    r.extend(screen.tick(at(3600)))
+    assert r.events == [] and r.momentary == 2
+    assert screen.outages() == {}
+    # Lockout after another shot: a real outage, starting when the lockout began.
+    screen.feed(meters_off(0, 10, at=4000, step=0), at(4002))
+    out = screen.tick(at(4060)).events
+    assert [(e.signal, e.start, e.raw["meters_off"]) for e in out] == [("dead", at(4000), 10)]
+
+
+def test_a_meter_still_off_after_a_close_counts_again_when_it_reports_off_again() -> None:
+    """In a five-meter area the lost-restore meter is needed to reach the threshold: its new
+    off (after the close) counts, from its new time."""
+    screen = AmiScreen(registry(meters=5))
+    screen.feed(meters_off(0, 5, step=0), at(2))
+    r = screen.feed([obs(f"TX0-M{m}", "on", 30) for m in range(1, 5)], at(32))
+    assert r.momentary == 1
+    screen.feed(meters_off(0, 5, at=300, step=0), at(302))
+    out = screen.tick(at(360)).events
+    assert [(e.signal, e.start, e.raw["meters_off"]) for e in out] == [("dead", at(300), 5)]
+    # A copy of the old off (from before the close) is merged, and changes nothing.
+    assert screen.feed([obs("TX0-M0", "off", 0)], at(361)).merged == 1
+    assert screen.outages() == {"TX0": at(300)}
+
+
+def test_a_terminal_off_after_a_close_does_not_reach_back_to_stale_meter_offs() -> None:
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 10, step=0), at(2))
+    screen.feed([obs(f"TX0-M{m}", "on", 40) for m in range(1, 10)], at(42))
+    screen.feed([obs("TX0-T", "off", 45, kind="terminal")], at(46))
+    r = screen.feed([obs("TX0-T", "on", 85, kind="terminal")], at(86))
+    r.extend(screen.tick(at(3600)))
+    assert r.events == [] and r.momentary == 1
+
+
+def test_the_last_close_survives_a_restart() -> None:
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed(meters_off(0, 10, step=0), at(2))
+    screen.feed([obs(f"TX0-M{m}", "on", 40) for m in range(1, 10)], at(42))
+    again = AmiScreen.from_state(json.loads(json.dumps(screen.to_state())), reg)
+    r = again.feed(meters_off(0, 10, at=45, step=0), at(47))
+    r.extend(again.feed(meters_on(0, 10, at=85, step=0), at(87)))
+    r.extend(again.tick(at(3600)))
+    assert r.events == [] and r.momentary == 1

@@ -164,3 +164,19 @@ def test_a_terminal_on_while_its_meters_say_off_waits_for_the_meters(run: Run) -
     run.step(NOW + timedelta(minutes=70), [report(m, "3.26.0.216", NOW + timedelta(minutes=69))
                                            for m in METERS])
     assert run.told() == ["outage", "restored"]
+
+
+def test_two_reclose_shots_with_a_lost_power_on_tell_nobody(run: Run) -> None:
+    """Two 40 s recloser shots; one meter's power-on in the first is lost. Two momentary
+    interruptions: no outage notice, no restoration notice."""
+    t = NOW
+    for shot in range(2):
+        run.step(t + timedelta(seconds=2), [report(m, "3.26.0.85", t) for m in METERS])
+        for k in range(5, 40, 5):
+            run.step(t + timedelta(seconds=k))
+        back = METERS[1:] if shot == 0 else METERS
+        run.step(t + timedelta(seconds=42),
+                 [report(m, "3.26.0.216", t + timedelta(seconds=40)) for m in back])
+        t += timedelta(seconds=45)
+    run.step(t + timedelta(minutes=5))
+    assert run.told() == []
