@@ -41,6 +41,16 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
      replayed after a restart, whose reports are all hours old, releases real outages as it
      goes while a blip whose restore is in the next batch is still dropped.
 
+   **Backlogs.** An outage whose start was already more than ``min_duration + lateness``
+   before ``now`` when it was first seen (a concentrator's log uploaded after it reconnects,
+   a head-end catching up) is over as likely as not, and its restores may be in the upload's
+   next message: "known for" means known for ``backlog_hold_seconds`` (120 s, never less
+   than ``lateness``) instead of ``lateness``. And the watermark rule counts for it only if
+   the stream moved past ``start + min_duration + lateness`` *after* it was first seen: the
+   live reports of other areas, which keep the watermark at ``now``, say nothing about
+   whether this device's restores are still in transit. An outage seen as it happens (or
+   less than ``min_duration + lateness`` late) is released exactly as above.
+
    A report time more than :data:`AHEAD_TOLERANCE_SECONDS` (30 s) ahead of ``now`` (a device
    whose clock is fast) is taken as ``now`` + 30 s, so one clock ahead can neither push the
    watermark into the future — releasing every later blip at once — nor make its device's
@@ -184,6 +194,9 @@ class ScreenPolicy:
     restore_share: float = 0.5
     forget_after_hours: float = 72.0
     lateness_seconds: float = 15.0
+    #: How long an outage first seen as a backlog (already older than ``min_duration +
+    #: lateness``) must be known before it is released on that ground (module docstring).
+    backlog_hold_seconds: float = 120.0
 
     @classmethod
     def from_config(cls, config: Any) -> ScreenPolicy:
@@ -256,6 +269,10 @@ class _Episode:
     released: bool = False
     #: processing time (``now``) when the episode was opened
     seen: float = 0.0
+    #: first seen more than ``min_duration + lateness`` after its start (a backlog)
+    backlog: bool = False
+    #: the watermark when the episode was opened (``None``: unknown, a state from before)
+    wm_seen: float | None = None
 
 
 @dataclass
@@ -403,19 +420,43 @@ class AmiScreen:
             n = min(n, registered)
         return max(n, 2)
 
-    def _push(self, due: float, seen: float, what: str, key: str) -> None:
-        """Schedule a check of something due at report time ``due``, first seen at ``seen``."""
+    def _push(self, due: float, seen: float, what: str, key: str,
+              hold: float | None = None) -> None:
+        """Schedule a check of something due at report time ``due``, first seen at ``seen``
+        and held ``hold`` (default ``lateness``) after that."""
         late = self.policy.lateness_seconds
         self._seq += 1
         heapq.heappush(self._eheap, (due + late, self._seq, what, key))
-        heapq.heappush(self._wheap, (max(due, seen + late), self._seq, what, key))
+        heapq.heappush(self._wheap, (max(due, seen + (late if hold is None else hold)),
+                                     self._seq, what, key))
 
-    def _is_due(self, due: float, seen: float, wm: float, t_now: float) -> bool:
+    def _is_due(self, due: float, seen: float, wm: float, t_now: float,
+                hold: float | None = None, by_watermark: bool = True) -> bool:
         """Report time ``due`` has passed: the clock is past it, and either the report stream
-        is ``lateness`` past it or the thing has been known for ``lateness`` (a restore in
-        transit has had time to arrive). The watermark alone never releases anything early."""
+        is ``lateness`` past it or the thing has been known for ``hold`` (default
+        ``lateness``: a restore in transit has had time to arrive). The watermark alone never
+        releases anything early."""
         late = self.policy.lateness_seconds
-        return t_now >= due and (wm >= due + late or t_now >= seen + late)
+        known = late if hold is None else hold
+        return t_now >= due and ((by_watermark and wm >= due + late) or t_now >= seen + known)
+
+    def _area_hold(self, ep: _Episode) -> float:
+        """How long ``ep`` must be known before it is released on that ground."""
+        p = self.policy
+        return max(p.backlog_hold_seconds, p.lateness_seconds) if ep.backlog \
+            else p.lateness_seconds
+
+    def _area_by_watermark(self, ep: _Episode) -> bool:
+        """Whether the watermark rule may release ``ep``: always for a live outage; for a
+        backlog only once the stream moved past its due time after it was seen."""
+        if not ep.backlog or ep.wm_seen is None:
+            return True
+        p = self.policy
+        return ep.wm_seen < ep.start + p.min_duration_seconds + p.lateness_seconds
+
+    def _push_area(self, tx: str, ep: _Episode) -> None:
+        self._push(ep.start + self.policy.min_duration_seconds, ep.seen, "area", tx,
+                   self._area_hold(ep))
 
     def _apply(self, obs: Observation, result: ScreenResult) -> None:
         t = min(_ts(obs.time), self._t_now + AHEAD_TOLERANCE_SECONDS)
@@ -511,7 +552,7 @@ class AmiScreen:
             ep.restored.discard(meter)
             if t < ep.start and not ep.released:
                 ep.start = t
-                self._push(t + self.policy.min_duration_seconds, ep.seen, "area", tx)
+                self._push_area(tx, ep)
             return
         threshold = self._threshold(tx)
         fresh = self._fresh_offs(area)
@@ -567,9 +608,13 @@ class AmiScreen:
         return max(self.policy.window_seconds, self.policy.min_duration_seconds)
 
     def _open(self, tx: str, area: _Area, episode: _Episode) -> None:
+        p = self.policy
         episode.seen = self._t_now
+        episode.backlog = (episode.seen - episode.start
+                           > p.min_duration_seconds + p.lateness_seconds)
+        episode.wm_seen = self._watermark
         area.episode = episode
-        self._push(episode.start + self.policy.min_duration_seconds, episode.seen, "area", tx)
+        self._push_area(tx, episode)
 
     def _close(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
         ep = area.episode
@@ -588,8 +633,9 @@ class AmiScreen:
         if area is None or area.episode is None or area.episode.released:
             return
         ep = area.episode
-        if not self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now):
-            return  # the start moved; another heap entry covers it
+        if not self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now,
+                            self._area_hold(ep), self._area_by_watermark(ep)):
+            return  # the start moved, or the watermark does not count; another entry covers it
         ep.released = True
         result.events.append(self._output(tx, ep, None))
 
@@ -676,6 +722,7 @@ class AmiScreen:
                     "start": ep.start, "basis": ep.basis, "meters": sorted(ep.meters),
                     "restored": sorted(ep.restored), "terminal_off": ep.terminal_off,
                     "released": ep.released, "seen": ep.seen,
+                    "backlog": ep.backlog, "wm_seen": ep.wm_seen,
                 },
             }
         return {
@@ -694,7 +741,6 @@ class AmiScreen:
         if state.get("version") not in _STATE_VERSIONS:
             raise ValueError(f"AMI screen state: unsupported version {state.get('version')!r}")
         screen = cls(registry, policy, source)
-        p = screen.policy
         for tx, a in state.get("areas", {}).items():
             closed = a.get("closed")
             area = _Area(off={str(m): float(t) for m, t in a.get("off", {}).items()},
@@ -702,12 +748,14 @@ class AmiScreen:
                          closed=float(closed) if closed is not None else None)
             e = a.get("episode")
             if e is not None:
+                wm_seen = e.get("wm_seen")
                 ep = _Episode(float(e["start"]), e["basis"], set(e["meters"]),
                               set(e["restored"]), bool(e["terminal_off"]), bool(e["released"]),
-                              float(e.get("seen", 0.0)))
+                              float(e.get("seen", 0.0)), bool(e.get("backlog", False)),
+                              float(wm_seen) if wm_seen is not None else None)
                 area.episode = ep
                 if not ep.released:
-                    screen._push(ep.start + p.min_duration_seconds, ep.seen, "area", tx)
+                    screen._push_area(tx, ep)
             screen._areas[tx] = area
         for d, (t, act, *seen) in state.get("last", {}).items():
             # Version 1 kept no seen time: the report time stands in (the old horizon's basis).

@@ -622,3 +622,61 @@ def test_the_last_close_survives_a_restart() -> None:
     r.extend(again.feed(meters_on(0, 10, at=85, step=0), at(87)))
     r.extend(again.tick(at(3600)))
     assert r.events == [] and r.momentary == 1
+
+
+def test_a_concentrator_backlog_is_not_announced_as_a_live_outage() -> None:
+    """A concentrator reconnects and uploads a 3-hour-old outage: the offs first, the ons in
+    its next message 20 s later. Known for 15 s is not enough for reports that old: the
+    backlog is held ``backlog_hold_seconds`` (120 s), and the ons close it (a finished
+    outage: ``dead`` and ``alive`` together)."""
+    screen = AmiScreen(registry())
+    now = 3 * 3600.0
+    r = screen.feed(meters_off(0, 10), at(now))
+    r.extend(screen.tick(at(now + 16)))
+    r.extend(screen.tick(at(now + 60)))
+    assert r.events == [] and r.held == 1
+    assert screen.next_due() == at(now + 120)
+    r = screen.feed(meters_on(0, 10, at=3600), at(now + 20))
+    assert [(e.signal, e.start, e.end) for e in r.events] == [
+        ("dead", T, None), ("alive", T, at(3604))]
+    # A backlog whose ons never come is released after the hold, not before.
+    screen.feed(meters_off(1, 10), at(now))
+    assert screen.tick(at(now + 119)).events == []
+    assert [e.signal for e in screen.tick(at(now + 120)).events] == ["dead"]
+
+
+def test_a_backlog_in_a_live_stream_is_not_released_by_the_live_watermark() -> None:
+    """Other areas' live reports keep the watermark at ``now``; that says nothing about
+    whether the reconnecting concentrator's restores are still in transit: its old outage
+    waits for the hold, and its old blip (ons in the next message) stays momentary."""
+    screen = AmiScreen(registry())
+    now = 3 * 3600.0
+    screen.feed([obs("TX2-M0", "off", now - 1)], at(now - 1))  # live, another area
+    r = screen.feed(meters_off(0, 10) + meters_off(1, 10, at=600), at(now))
+    r.extend(screen.tick(at(now + 16)))
+    assert r.events == []
+    r = screen.feed(meters_on(1, 10, at=630), at(now + 20))  # a 30 s blip, 2.8 h ago
+    assert r.events == [] and r.momentary == 1
+    assert [(e.signal, e.transformers) for e in screen.tick(at(now + 120)).events] == [
+        ("dead", ("TX0",))]
+
+
+def test_a_live_outage_is_released_when_it_was_before() -> None:
+    """The backlog hold does not slow live outages: seen as they happen, or late by less than
+    ``min_duration + lateness``, they are released as before."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 5), at(5))
+    assert screen.next_due() == at(60)
+    assert [e.signal for e in screen.tick(at(60)).events] == ["dead"]
+    screen.feed(meters_off(1, 5, at=1000), at(1074))  # 74 s late: not a backlog
+    assert screen.tick(at(1088)).events == []
+    assert [e.signal for e in screen.tick(at(1089)).events] == ["dead"]
+
+
+def test_backlog_hold_survives_a_restart() -> None:
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed(meters_off(0, 10), at(3 * 3600))
+    again = AmiScreen.from_state(json.loads(json.dumps(screen.to_state())), reg)
+    assert again.tick(at(3 * 3600 + 60)).events == []
+    assert [e.signal for e in again.tick(at(3 * 3600 + 120)).events] == ["dead"]

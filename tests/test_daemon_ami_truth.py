@@ -180,3 +180,28 @@ def test_two_reclose_shots_with_a_lost_power_on_tell_nobody(run: Run) -> None:
         t += timedelta(seconds=45)
     run.step(t + timedelta(minutes=5))
     assert run.told() == []
+
+
+def test_a_reconnecting_concentrators_old_outage_is_not_announced_as_live(run: Run) -> None:
+    """A concentrator uploads a 3-hour-old outage after reconnecting: the offs, then its ons
+    in the next message 20 s later (notices delivered after every step). The village is
+    never sent an outage notice for an outage that is over: the screen holds the backlog,
+    the ons close it, and the outage notice is superseded by the restoration before it can
+    be sent."""
+    off_at, on_at = NOW - timedelta(hours=3), NOW - timedelta(hours=2)
+
+    def step(at: datetime, records: list[dict[str, Any]] | None = None) -> None:
+        run.step(at, records)
+        while run.daemon.deliverer.run_once(at):
+            pass
+
+    step(NOW, [report(m, "3.26.0.85", off_at + timedelta(seconds=i))
+               for i, m in enumerate(METERS)])
+    step(NOW + timedelta(seconds=16))
+    assert run.told() == []
+    step(NOW + timedelta(seconds=20), [report(m, "3.26.0.216", on_at + timedelta(seconds=i))
+                                       for i, m in enumerate(METERS)])
+    step(NOW + timedelta(minutes=2))
+    sent = {m.purpose for m in run.daemon.store.messages()
+            if m.audience == "liaison" and ":V001:" in m.key and m.status == "sent"}
+    assert "outage" not in sent
