@@ -24,7 +24,9 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    ≥ ``min_meters`` (5) of its meters — or ``min_share`` of its registered meters — report
    power off within ``window_seconds`` (60 s). The outage starts at the earliest of those
    reports. An area with fewer registered meters than the threshold needs all of them (never
-   fewer than 2).
+   fewer than 2). Off times from before the area's last outage closed (a meter whose power-on
+   was lost still "off" since then) neither start nor extend a new outage: a second recloser
+   shot is measured from its own start, not the first shot's.
 2. **Held for the momentary rule.** An area outage is released (a ``dead`` output) only once it
    has lasted ``min_duration_seconds`` (60 s); restored before that, it was a momentary
    interruption (a recloser's dead time) and is dropped — counted in
@@ -39,6 +41,16 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
      replayed after a restart, whose reports are all hours old, releases real outages as it
      goes while a blip whose restore is in the next batch is still dropped.
 
+   **Backlogs.** An outage whose start was already more than ``min_duration + lateness``
+   before ``now`` when it was first seen (a concentrator's log uploaded after it reconnects,
+   a head-end catching up) is over as likely as not, and its restores may be in the upload's
+   next message: "known for" means known for ``backlog_hold_seconds`` (120 s, never less
+   than ``lateness``) instead of ``lateness``. And the watermark rule counts for it only if
+   the stream moved past ``start + min_duration + lateness`` *after* it was first seen: the
+   live reports of other areas, which keep the watermark at ``now``, say nothing about
+   whether this device's restores are still in transit. An outage seen as it happens (or
+   less than ``min_duration + lateness`` late) is released exactly as above.
+
    A report time more than :data:`AHEAD_TOLERANCE_SECONDS` (30 s) ahead of ``now`` (a device
    whose clock is fast) is taken as ``now`` + 30 s, so one clock ahead can neither push the
    watermark into the future — releasing every later blip at once — nor make its device's
@@ -49,14 +61,16 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
 3. An area outage is *restored* (an ``alive`` output with ``end``) when the terminal reports
    power on, or when ``restore_share`` (half) of the meters that went off report power on.
    Neither overrules a clear word of the other: a few meters (fewer than the area's
-   threshold) don't restore an area whose terminal still says off, and a terminal "on" that
-   follows no "off" of its own doesn't restore an area while at least the threshold, and
-   most, of the outage's meters still say off. An "on" from before the outage began (an old
-   log uploaded late) restores nothing.
+   threshold) don't restore an area whose terminal still says off, and a terminal "on"
+   (whether or not it reported "off" first) doesn't restore an area while at least the
+   threshold, and most, of the outage's meters still say off — their restores do. An "on"
+   from before the outage began (an old log uploaded late) restores nothing.
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
    second code for the same event, an older log) changes nothing and is counted in
    ``merged`` (the device's latest time is kept); a report older than the last one applied
-   for that device is ``stale`` and ignored.
+   for that device is ``stale`` and ignored. The exception: a meter still off from before
+   its area's last outage closed (its power-on was lost) that reports "off" again, timed
+   after that close, is off anew — applied as a fresh "off" from its new time, not merged.
 5. A meter off that does not become part of an area outage within the window, and is still off
    after ``max(window, min_duration)``, is a :class:`CustomerFault` (``status="active"``; a
    later power-on gives one with ``status="restored"``). Shorter single-meter blips are dropped
@@ -180,6 +194,9 @@ class ScreenPolicy:
     restore_share: float = 0.5
     forget_after_hours: float = 72.0
     lateness_seconds: float = 15.0
+    #: How long an outage first seen as a backlog (already older than ``min_duration +
+    #: lateness``) must be known before it is released on that ground (module docstring).
+    backlog_hold_seconds: float = 120.0
 
     @classmethod
     def from_config(cls, config: Any) -> ScreenPolicy:
@@ -252,6 +269,10 @@ class _Episode:
     released: bool = False
     #: processing time (``now``) when the episode was opened
     seen: float = 0.0
+    #: first seen more than ``min_duration + lateness`` after its start (a backlog)
+    backlog: bool = False
+    #: the watermark when the episode was opened (``None``: unknown, a state from before)
+    wm_seen: float | None = None
 
 
 @dataclass
@@ -260,6 +281,9 @@ class _Area:
     off: dict[str, float] = field(default_factory=dict)
     terminal_off: float | None = None
     episode: _Episode | None = None
+    #: report time the area's last outage (held or released) closed; meters' off times before
+    #: it are stale (their power-on was lost) and start no new outage
+    closed: float | None = None
 
 
 @dataclass
@@ -396,19 +420,43 @@ class AmiScreen:
             n = min(n, registered)
         return max(n, 2)
 
-    def _push(self, due: float, seen: float, what: str, key: str) -> None:
-        """Schedule a check of something due at report time ``due``, first seen at ``seen``."""
+    def _push(self, due: float, seen: float, what: str, key: str,
+              hold: float | None = None) -> None:
+        """Schedule a check of something due at report time ``due``, first seen at ``seen``
+        and held ``hold`` (default ``lateness``) after that."""
         late = self.policy.lateness_seconds
         self._seq += 1
         heapq.heappush(self._eheap, (due + late, self._seq, what, key))
-        heapq.heappush(self._wheap, (max(due, seen + late), self._seq, what, key))
+        heapq.heappush(self._wheap, (max(due, seen + (late if hold is None else hold)),
+                                     self._seq, what, key))
 
-    def _is_due(self, due: float, seen: float, wm: float, t_now: float) -> bool:
+    def _is_due(self, due: float, seen: float, wm: float, t_now: float,
+                hold: float | None = None, by_watermark: bool = True) -> bool:
         """Report time ``due`` has passed: the clock is past it, and either the report stream
-        is ``lateness`` past it or the thing has been known for ``lateness`` (a restore in
-        transit has had time to arrive). The watermark alone never releases anything early."""
+        is ``lateness`` past it or the thing has been known for ``hold`` (default
+        ``lateness``: a restore in transit has had time to arrive). The watermark alone never
+        releases anything early."""
         late = self.policy.lateness_seconds
-        return t_now >= due and (wm >= due + late or t_now >= seen + late)
+        known = late if hold is None else hold
+        return t_now >= due and ((by_watermark and wm >= due + late) or t_now >= seen + known)
+
+    def _area_hold(self, ep: _Episode) -> float:
+        """How long ``ep`` must be known before it is released on that ground."""
+        p = self.policy
+        return max(p.backlog_hold_seconds, p.lateness_seconds) if ep.backlog \
+            else p.lateness_seconds
+
+    def _area_by_watermark(self, ep: _Episode) -> bool:
+        """Whether the watermark rule may release ``ep``: always for a live outage; for a
+        backlog only once the stream moved past its due time after it was seen."""
+        if not ep.backlog or ep.wm_seen is None:
+            return True
+        p = self.policy
+        return ep.wm_seen < ep.start + p.min_duration_seconds + p.lateness_seconds
+
+    def _push_area(self, tx: str, ep: _Episode) -> None:
+        self._push(ep.start + self.policy.min_duration_seconds, ep.seen, "area", tx,
+                   self._area_hold(ep))
 
     def _apply(self, obs: Observation, result: ScreenResult) -> None:
         t = min(_ts(obs.time), self._t_now + AHEAD_TOLERANCE_SECONDS)
@@ -421,8 +469,15 @@ class AmiScreen:
                 # Same state reported again (duplicate, retry, or an older log of the same
                 # state): keep the latest time, so an "on" from before the current "off" (or
                 # an "off" from before the current "on") stays stale.
-                result.merged += 1
                 self._last[obs.device] = (max(t, last_t), obs.action, self._t_now)
+                area = self._areas.get(obs.transformer)
+                if (obs.kind == "meter" and obs.action == "off" and area is not None
+                        and self._off_anew(area, obs.device, t)):
+                    # Off since before the area's last close (its on was lost), off again
+                    # after it: a new off, from its new time.
+                    self._meter_off(obs.transformer, area, obs.device, t)
+                    return
+                result.merged += 1
                 return
             if t < last_t:
                 result.stale += 1
@@ -443,6 +498,22 @@ class AmiScreen:
         if area.episode is None and not area.off and area.terminal_off is None:
             del self._areas[obs.transformer]
 
+    @staticmethod
+    def _off_anew(area: _Area, meter: str, t: float) -> bool:
+        """``meter``'s recorded off time is from before the area's last close and ``t`` is
+        not: a repeated "off" that is a new power-off, not a retry of the old one."""
+        old = area.off.get(meter)
+        return (area.closed is not None and old is not None
+                and old < area.closed <= t)
+
+    @staticmethod
+    def _fresh_offs(area: _Area) -> dict[str, float]:
+        """Meters off since the area's last close (older off times start no new outage)."""
+        if area.closed is None:
+            return area.off
+        closed = area.closed
+        return {m: mt for m, mt in area.off.items() if mt >= closed}
+
     def _terminal_off(self, tx: str, area: _Area, t: float) -> None:
         area.terminal_off = t
         ep = area.episode
@@ -451,18 +522,20 @@ class AmiScreen:
             ep.terminal_off = ep.terminal_off or t >= ep.start - self.policy.window_seconds
             return
         w = self.policy.window_seconds
-        joined = {m for m, mt in area.off.items() if mt >= t - w}
-        start = min([t] + [area.off[m] for m in joined])
+        fresh = self._fresh_offs(area)
+        joined = {m for m, mt in fresh.items() if mt >= t - w}
+        start = min([t] + [fresh[m] for m in joined])
         self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True))
 
     def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
-        was_off = area.terminal_off is not None
         area.terminal_off = None
         ep = area.episode
         if ep is None or t < ep.start:
             return  # an on from before the outage began closes nothing
-        if not was_off and self._meters_hold(tx, ep):
-            return  # the terminal never said off; most of the outage's meters still do
+        if self._meters_hold(tx, ep):
+            # Enough of the outage's meters still say off (whether or not the terminal said
+            # off first): their restores close it, not the terminal's word alone.
+            return
         self._close(tx, area, t, result)
 
     def _meters_hold(self, tx: str, ep: _Episode) -> bool:
@@ -479,11 +552,12 @@ class AmiScreen:
             ep.restored.discard(meter)
             if t < ep.start and not ep.released:
                 ep.start = t
-                self._push(t + self.policy.min_duration_seconds, ep.seen, "area", tx)
+                self._push_area(tx, ep)
             return
         threshold = self._threshold(tx)
-        if len(area.off) >= threshold:
-            times = sorted(area.off.values())
+        fresh = self._fresh_offs(area)
+        if len(fresh) >= threshold:
+            times = sorted(fresh.values())
             w = self.policy.window_seconds
             i = 0
             for j, tj in enumerate(times):
@@ -491,7 +565,7 @@ class AmiScreen:
                     i += 1
                 if j - i + 1 >= threshold:
                     start = times[i]
-                    members = {m for m, mt in area.off.items() if mt >= start}
+                    members = {m for m, mt in fresh.items() if mt >= start}
                     for m in members:
                         self._singles.pop(m, None)
                     self._open(tx, area, _Episode(start, "meters", members))
@@ -534,14 +608,19 @@ class AmiScreen:
         return max(self.policy.window_seconds, self.policy.min_duration_seconds)
 
     def _open(self, tx: str, area: _Area, episode: _Episode) -> None:
+        p = self.policy
         episode.seen = self._t_now
+        episode.backlog = (episode.seen - episode.start
+                           > p.min_duration_seconds + p.lateness_seconds)
+        episode.wm_seen = self._watermark
         area.episode = episode
-        self._push(episode.start + self.policy.min_duration_seconds, episode.seen, "area", tx)
+        self._push_area(tx, episode)
 
     def _close(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
         ep = area.episode
         assert ep is not None
         area.episode = None
+        area.closed = t if area.closed is None else max(area.closed, t)
         if not ep.released:
             if t - ep.start < self.policy.min_duration_seconds:
                 result.momentary += 1
@@ -554,8 +633,9 @@ class AmiScreen:
         if area is None or area.episode is None or area.episode.released:
             return
         ep = area.episode
-        if not self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now):
-            return  # the start moved; another heap entry covers it
+        if not self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now,
+                            self._area_hold(ep), self._area_by_watermark(ep)):
+            return  # the start moved, or the watermark does not count; another entry covers it
         ep.released = True
         result.events.append(self._output(tx, ep, None))
 
@@ -637,10 +717,12 @@ class AmiScreen:
             areas[tx] = {
                 "off": a.off,
                 "terminal_off": a.terminal_off,
+                "closed": a.closed,
                 "episode": None if ep is None else {
                     "start": ep.start, "basis": ep.basis, "meters": sorted(ep.meters),
                     "restored": sorted(ep.restored), "terminal_off": ep.terminal_off,
                     "released": ep.released, "seen": ep.seen,
+                    "backlog": ep.backlog, "wm_seen": ep.wm_seen,
                 },
             }
         return {
@@ -659,18 +741,21 @@ class AmiScreen:
         if state.get("version") not in _STATE_VERSIONS:
             raise ValueError(f"AMI screen state: unsupported version {state.get('version')!r}")
         screen = cls(registry, policy, source)
-        p = screen.policy
         for tx, a in state.get("areas", {}).items():
+            closed = a.get("closed")
             area = _Area(off={str(m): float(t) for m, t in a.get("off", {}).items()},
-                         terminal_off=a.get("terminal_off"))
+                         terminal_off=a.get("terminal_off"),
+                         closed=float(closed) if closed is not None else None)
             e = a.get("episode")
             if e is not None:
+                wm_seen = e.get("wm_seen")
                 ep = _Episode(float(e["start"]), e["basis"], set(e["meters"]),
                               set(e["restored"]), bool(e["terminal_off"]), bool(e["released"]),
-                              float(e.get("seen", 0.0)))
+                              float(e.get("seen", 0.0)), bool(e.get("backlog", False)),
+                              float(wm_seen) if wm_seen is not None else None)
                 area.episode = ep
                 if not ep.released:
-                    screen._push(ep.start + p.min_duration_seconds, ep.seen, "area", tx)
+                    screen._push_area(tx, ep)
             screen._areas[tx] = area
         for d, (t, act, *seen) in state.get("last", {}).items():
             # Version 1 kept no seen time: the report time stands in (the old horizon's basis).

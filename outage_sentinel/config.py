@@ -310,6 +310,10 @@ class AmiScreenConfig(Strict):
     #: outage is released only once it has been known this long (or the report stream is this
     #: far past its minimum duration), so a restore in transit can still cancel it.
     lateness_seconds: float = Field(default=15.0, ge=0, le=MAX_SECONDS)
+    #: An outage first seen already older than ``min_duration_seconds + lateness_seconds`` (a
+    #: concentrator's log uploaded after it reconnects) must be known this long instead of
+    #: ``lateness_seconds`` before it is released, so the upload's power-ons can still arrive.
+    backlog_hold_seconds: float = Field(default=120.0, ge=0, le=MAX_SECONDS)
 
 
 class MqttSourceConfig(SourceBase):

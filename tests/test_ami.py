@@ -235,9 +235,17 @@ def test_terminal_off_plus_meters_make_one_area_outage() -> None:
     assert [(e.signal, e.transformers, e.start) for e in out] == [("dead", ("TX2",), T)]
     assert out[0].raw["basis"] == "terminal" and out[0].raw["meters_off"] == 8
     assert out[0].cause == ""  # the evidence is in raw; a liaison reads no English counts
-    # Terminal on restores the area even though most meters have not reported.
-    back = screen.feed([obs("TX2-T", "on", 900, kind="terminal")], at(901)).events
-    assert [(e.signal, e.event_id) for e in back] == [("alive", out[0].event_id)]
+    # Terminal on while the eight meters still say off: not restored (rule 3) ...
+    assert screen.feed([obs("TX2-T", "on", 900, kind="terminal")], at(901)).events == []
+    # ... until half of them say on.
+    back = screen.feed(meters_on(2, 4, at=950), at(955)).events
+    assert [(e.signal, e.event_id, e.end) for e in back] == [
+        ("alive", out[0].event_id, at(953))]
+    # Terminal off with fewer meters than an outage needs: the terminal's on restores it.
+    screen.feed([obs("TX1-T", "off", 0, kind="terminal")] + meters_off(1, 3), at(10))
+    assert [e.signal for e in screen.tick(at(61)).events] == ["dead"]
+    back = screen.feed([obs("TX1-T", "on", 900, kind="terminal")], at(901)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(900))]
 
 
 def test_terminal_alone_is_an_area_outage_and_its_blip_is_momentary() -> None:
@@ -462,10 +470,13 @@ def test_an_old_terminal_off_on_record_does_not_restore_a_meter_outage() -> None
     assert screen.feed([obs("TX1-T", "off", 10, kind="terminal"),
                         obs("TX1-T", "on", 200, kind="terminal")], at(9000)).events == []
     assert set(screen.outages()) == {"TX0", "TX1"}
-    back = screen.feed([obs("TX0-T", "off", 7201, kind="terminal"),
-                        obs("TX0-T", "on", 9500, kind="terminal")], at(9501)).events
+    # The terminal's own off and on during the outage: its on alone does not restore an area
+    # whose ten meters still say off; their restores do, and the outage was the terminal's too.
+    assert screen.feed([obs("TX0-T", "off", 7201, kind="terminal"),
+                        obs("TX0-T", "on", 9500, kind="terminal")], at(9501)).events == []
+    back = screen.feed(meters_on(0, 5, at=9600), at(9605)).events
     assert [(e.signal, e.end, e.raw["terminal_off"]) for e in back] == [
-        ("alive", at(9500), True)]
+        ("alive", at(9604), True)]
 
 
 def test_a_terminal_on_alone_does_not_overrule_meters_still_off() -> None:
@@ -558,3 +569,129 @@ def test_a_device_clock_ahead_does_not_switch_off_the_momentary_rule() -> None:
     again.feed(meters_off(0, 10, at=300, step=0), at(301))
     assert again.tick(at(359)).events == []
     assert [e.signal for e in again.tick(at(360)).events] == ["dead"]
+
+
+def test_a_terminal_on_does_not_restore_while_most_meters_still_say_off() -> None:
+    """Terminal off, all ten meters off; the terminal reports on while the meters still say
+    off: the area stays out until the meters' restores come (rule 3, both ways)."""
+    screen = AmiScreen(registry())
+    screen.feed([obs("TX0-T", "off", 0, kind="terminal")] + meters_off(0, 10), at(12))
+    assert [e.signal for e in screen.tick(at(180)).events] == ["dead"]
+    assert screen.feed([obs("TX0-T", "on", 540, kind="terminal")], at(600)).events == []
+    assert screen.outages() == {"TX0": T}
+    back = screen.feed(meters_on(0, 5, at=4140), at(4200)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(4144))]
+
+
+def test_a_meter_whose_restore_was_lost_does_not_stretch_the_next_blip() -> None:
+    """Two 40 s recloser shots, one meter's power-on lost in the first: the meter's off time
+    from before the first shot's close must not start the second shot's outage (which would
+    then have "lasted" 85 s: an outage and a restoration for two momentary interruptions)."""
+    screen = AmiScreen(registry())
+    r = screen.feed(meters_off(0, 10, step=0), at(2))
+    r.extend(screen.feed([obs(f"TX0-M{m}", "on", 40) for m in range(1, 10)], at(42)))
+    r.extend(screen.feed(meters_off(0, 10, at=45, step=0), at(47)))  # M0: a repeated off
+    r.extend(screen.tick(at(70)))
+    r.extend(screen.feed(meters_on(0, 10, at=85, step=0), at(87)))
+    r.extend(screen.tick(at(3600)))
+    assert r.events == [] and r.momentary == 2
+    assert screen.outages() == {}
+    # Lockout after another shot: a real outage, starting when the lockout began.
+    screen.feed(meters_off(0, 10, at=4000, step=0), at(4002))
+    out = screen.tick(at(4060)).events
+    assert [(e.signal, e.start, e.raw["meters_off"]) for e in out] == [("dead", at(4000), 10)]
+
+
+def test_a_meter_still_off_after_a_close_counts_again_when_it_reports_off_again() -> None:
+    """In a five-meter area the lost-restore meter is needed to reach the threshold: its new
+    off (after the close) counts, from its new time."""
+    screen = AmiScreen(registry(meters=5))
+    screen.feed(meters_off(0, 5, step=0), at(2))
+    r = screen.feed([obs(f"TX0-M{m}", "on", 30) for m in range(1, 5)], at(32))
+    assert r.momentary == 1
+    screen.feed(meters_off(0, 5, at=300, step=0), at(302))
+    out = screen.tick(at(360)).events
+    assert [(e.signal, e.start, e.raw["meters_off"]) for e in out] == [("dead", at(300), 5)]
+    # A copy of the old off (from before the close) is merged, and changes nothing.
+    assert screen.feed([obs("TX0-M0", "off", 0)], at(361)).merged == 1
+    assert screen.outages() == {"TX0": at(300)}
+
+
+def test_a_terminal_off_after_a_close_does_not_reach_back_to_stale_meter_offs() -> None:
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 10, step=0), at(2))
+    screen.feed([obs(f"TX0-M{m}", "on", 40) for m in range(1, 10)], at(42))
+    screen.feed([obs("TX0-T", "off", 45, kind="terminal")], at(46))
+    r = screen.feed([obs("TX0-T", "on", 85, kind="terminal")], at(86))
+    r.extend(screen.tick(at(3600)))
+    assert r.events == [] and r.momentary == 1
+
+
+def test_the_last_close_survives_a_restart() -> None:
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed(meters_off(0, 10, step=0), at(2))
+    screen.feed([obs(f"TX0-M{m}", "on", 40) for m in range(1, 10)], at(42))
+    again = AmiScreen.from_state(json.loads(json.dumps(screen.to_state())), reg)
+    r = again.feed(meters_off(0, 10, at=45, step=0), at(47))
+    r.extend(again.feed(meters_on(0, 10, at=85, step=0), at(87)))
+    r.extend(again.tick(at(3600)))
+    assert r.events == [] and r.momentary == 1
+
+
+def test_a_concentrator_backlog_is_not_announced_as_a_live_outage() -> None:
+    """A concentrator reconnects and uploads a 3-hour-old outage: the offs first, the ons in
+    its next message 20 s later. Known for 15 s is not enough for reports that old: the
+    backlog is held ``backlog_hold_seconds`` (120 s), and the ons close it (a finished
+    outage: ``dead`` and ``alive`` together)."""
+    screen = AmiScreen(registry())
+    now = 3 * 3600.0
+    r = screen.feed(meters_off(0, 10), at(now))
+    r.extend(screen.tick(at(now + 16)))
+    r.extend(screen.tick(at(now + 60)))
+    assert r.events == [] and r.held == 1
+    assert screen.next_due() == at(now + 120)
+    r = screen.feed(meters_on(0, 10, at=3600), at(now + 20))
+    assert [(e.signal, e.start, e.end) for e in r.events] == [
+        ("dead", T, None), ("alive", T, at(3604))]
+    # A backlog whose ons never come is released after the hold, not before.
+    screen.feed(meters_off(1, 10), at(now))
+    assert screen.tick(at(now + 119)).events == []
+    assert [e.signal for e in screen.tick(at(now + 120)).events] == ["dead"]
+
+
+def test_a_backlog_in_a_live_stream_is_not_released_by_the_live_watermark() -> None:
+    """Other areas' live reports keep the watermark at ``now``; that says nothing about
+    whether the reconnecting concentrator's restores are still in transit: its old outage
+    waits for the hold, and its old blip (ons in the next message) stays momentary."""
+    screen = AmiScreen(registry())
+    now = 3 * 3600.0
+    screen.feed([obs("TX2-M0", "off", now - 1)], at(now - 1))  # live, another area
+    r = screen.feed(meters_off(0, 10) + meters_off(1, 10, at=600), at(now))
+    r.extend(screen.tick(at(now + 16)))
+    assert r.events == []
+    r = screen.feed(meters_on(1, 10, at=630), at(now + 20))  # a 30 s blip, 2.8 h ago
+    assert r.events == [] and r.momentary == 1
+    assert [(e.signal, e.transformers) for e in screen.tick(at(now + 120)).events] == [
+        ("dead", ("TX0",))]
+
+
+def test_a_live_outage_is_released_when_it_was_before() -> None:
+    """The backlog hold does not slow live outages: seen as they happen, or late by less than
+    ``min_duration + lateness``, they are released as before."""
+    screen = AmiScreen(registry())
+    screen.feed(meters_off(0, 5), at(5))
+    assert screen.next_due() == at(60)
+    assert [e.signal for e in screen.tick(at(60)).events] == ["dead"]
+    screen.feed(meters_off(1, 5, at=1000), at(1074))  # 74 s late: not a backlog
+    assert screen.tick(at(1088)).events == []
+    assert [e.signal for e in screen.tick(at(1089)).events] == ["dead"]
+
+
+def test_backlog_hold_survives_a_restart() -> None:
+    reg = registry()
+    screen = AmiScreen(reg)
+    screen.feed(meters_off(0, 10), at(3 * 3600))
+    again = AmiScreen.from_state(json.loads(json.dumps(screen.to_state())), reg)
+    assert again.tick(at(3 * 3600 + 60)).events == []
+    assert [e.signal for e in again.tick(at(3 * 3600 + 120)).events] == ["dead"]

@@ -68,7 +68,10 @@ def test_ami_outage_published_while_down_becomes_one_incident(tmp_path: Path) ->
     cfg = make_config(tmp_path, sources=[{
         "name": "ami-mqtt", "type": "mqtt", "topics": [topic],
         "client_id": f"sentinel-{uuid.uuid4().hex[:8]}", "interval_seconds": 0.5,
-    }], ami_screen={"min_duration_seconds": 3, "lateness_seconds": 1})
+    }], ami_screen={"min_duration_seconds": 3, "lateness_seconds": 1,
+                    # Scaled down with the rest: reports 20 s old are a backlog at these
+                    # settings, held this long (instead of the default 120 s) when first seen.
+                    "backlog_hold_seconds": 2})
 
     # First start subscribes with a persistent session; then the daemon goes down.
     proc = start_daemon(cfg)

@@ -146,3 +146,63 @@ def test_a_meter_clock_ahead_keeps_a_reclose_momentary(run: Run) -> None:
                                            for m in METERS])
     run.step(blip + timedelta(minutes=5))
     assert run.told() == []
+
+
+def test_a_terminal_on_while_its_meters_say_off_waits_for_the_meters(run: Run) -> None:
+    """Terminal off and all ten meters off; the terminal alone reports on: the village is not
+    told its power is back until the meters say so."""
+    run.step(NOW + timedelta(seconds=12),
+             [{"terminal_id": TERMINAL, "code": "3.26.0.85", "kind": "terminal",
+               "time": NOW.isoformat()}]
+             + [report(m, "3.26.0.85", NOW + timedelta(seconds=i)) for i, m in enumerate(METERS)])
+    run.step(NOW + timedelta(minutes=3))
+    assert run.told() == ["outage"]
+    run.step(NOW + timedelta(minutes=10), [
+        {"terminal_id": TERMINAL, "code": "3.26.0.216", "kind": "terminal",
+         "time": (NOW + timedelta(minutes=9)).isoformat()}])
+    run.step(NOW + timedelta(minutes=11))
+    assert run.told() == ["outage"]
+    run.step(NOW + timedelta(minutes=70), [report(m, "3.26.0.216", NOW + timedelta(minutes=69))
+                                           for m in METERS])
+    assert run.told() == ["outage", "restored"]
+
+
+def test_two_reclose_shots_with_a_lost_power_on_tell_nobody(run: Run) -> None:
+    """Two 40 s recloser shots; one meter's power-on in the first is lost. Two momentary
+    interruptions: no outage notice, no restoration notice."""
+    t = NOW
+    for shot in range(2):
+        run.step(t + timedelta(seconds=2), [report(m, "3.26.0.85", t) for m in METERS])
+        for k in range(5, 40, 5):
+            run.step(t + timedelta(seconds=k))
+        back = METERS[1:] if shot == 0 else METERS
+        run.step(t + timedelta(seconds=42),
+                 [report(m, "3.26.0.216", t + timedelta(seconds=40)) for m in back])
+        t += timedelta(seconds=45)
+    run.step(t + timedelta(minutes=5))
+    assert run.told() == []
+
+
+def test_a_reconnecting_concentrators_old_outage_is_not_announced_as_live(run: Run) -> None:
+    """A concentrator uploads a 3-hour-old outage after reconnecting: the offs, then its ons
+    in the next message 20 s later (notices delivered after every step). The village is
+    never sent an outage notice for an outage that is over: the screen holds the backlog,
+    the ons close it, and the outage notice is superseded by the restoration before it can
+    be sent."""
+    off_at, on_at = NOW - timedelta(hours=3), NOW - timedelta(hours=2)
+
+    def step(at: datetime, records: list[dict[str, Any]] | None = None) -> None:
+        run.step(at, records)
+        while run.daemon.deliverer.run_once(at):
+            pass
+
+    step(NOW, [report(m, "3.26.0.85", off_at + timedelta(seconds=i))
+               for i, m in enumerate(METERS)])
+    step(NOW + timedelta(seconds=16))
+    assert run.told() == []
+    step(NOW + timedelta(seconds=20), [report(m, "3.26.0.216", on_at + timedelta(seconds=i))
+                                       for i, m in enumerate(METERS)])
+    step(NOW + timedelta(minutes=2))
+    sent = {m.purpose for m in run.daemon.store.messages()
+            if m.audience == "liaison" and ":V001:" in m.key and m.status == "sent"}
+    assert "outage" not in sent
