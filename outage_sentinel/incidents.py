@@ -884,13 +884,25 @@ def _concerns(m: Member, areas: Sequence[str], topology: Topology) -> bool:
 def village_start(incident: Incident, village: str, topology: Topology | None = None
                   ) -> datetime:
     """When ``village``'s outage began: the earliest start of the open records that say
-    something of it (:func:`village_records`), or of all of them once none is open; the
-    incident's start when none does (its areas only inferred), or without a topology."""
+    something of it (:func:`village_records`), reaching back through ended records that were
+    still on when a later one began (a record re-issued under a new id with a later start, or
+    one that stopped naming the village while another took it over: the village never came
+    back in between); of all of them once none is open; the incident's start when none does
+    (its areas only inferred), or without a topology."""
     if topology is None:
         return incident.start
     records = village_records(incident, village, topology)
+    if not records:
+        return incident.start
     open_ = [m for m in records if m.status == "active"]
-    return min(m.start for m in (open_ or records)) if records else incident.start
+    if not open_:
+        return min(m.start for m in records)
+    start = min(m.start for m in open_)
+    for m in sorted((m for m in records if m.status != "active"), key=lambda m: m.start,
+                    reverse=True):
+        if m.start < start <= (m.end or m.seen_at):
+            start = m.start
+    return start
 
 
 def restored_at(incident: Incident, areas: Iterable[str]) -> datetime | None:

@@ -328,3 +328,17 @@ def test_an_ended_records_words_are_not_the_outages_cause() -> None:
                           end=T0 + timedelta(minutes=30)), T0 + timedelta(minutes=31))
     assert inc.status == "active" and inc.off == ("T3",)
     assert inc.cause == "大风导致树线矛盾"
+
+
+def test_a_record_reissued_with_a_later_start_keeps_the_villages_start() -> None:
+    """The outage system re-issues the record under a new id whose start is the re-issue time,
+    and drops the old one: the village has been off since the first record's start."""
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    core.feed(ev("N1", "T1", "T2", feeder="F1"), T0)
+    reissued = T0 + timedelta(hours=2)
+    core.feed(ev("N2", "T1", "T2", feeder="F1", start=reissued), reissued)
+    inc, _ = core.feed(ev("N1", "T1", "T2", feeder="F1", status="restored",
+                          end=reissued + timedelta(minutes=5)), reissued + timedelta(minutes=5))
+    assert inc.status == "active"
+    assert village_start(inc, "V1", grid) == T0
