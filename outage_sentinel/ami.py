@@ -45,11 +45,13 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    before ``now`` when it was first seen (a concentrator's log uploaded after it reconnects,
    a head-end catching up) is over as likely as not, and its restores may be in the upload's
    next message: "known for" means known for ``backlog_hold_seconds`` (120 s, never less
-   than ``lateness``) instead of ``lateness``. And the watermark rule counts for it only if
-   the stream moved past ``start + min_duration + lateness`` *after* it was first seen: the
-   live reports of other areas, which keep the watermark at ``now``, say nothing about
-   whether this device's restores are still in transit. An outage seen as it happens (or
-   less than ``min_duration + lateness`` late) is released exactly as above.
+   than ``lateness``) instead of ``lateness``. And the watermark rule counts for it only
+   while the report stream as a whole is a backlog too (the watermark more than
+   ``min_duration + lateness`` behind ``now``: a replay after a restart) and had not passed
+   the outage's due time when the outage was first seen: other areas' live reports, in the
+   same poll or the next, or a quiet stream's old watermark, say nothing about whether this
+   upload's restores are still in transit. An outage seen as it happens (or less than
+   ``min_duration + lateness`` late) is released exactly as above.
 
    A report time more than :data:`AHEAD_TOLERANCE_SECONDS` (30 s) ahead of ``now`` (a device
    whose clock is fast) is taken as ``now`` + 30 s, so one clock ahead can neither push the
@@ -446,13 +448,18 @@ class AmiScreen:
         return max(p.backlog_hold_seconds, p.lateness_seconds) if ep.backlog \
             else p.lateness_seconds
 
-    def _area_by_watermark(self, ep: _Episode) -> bool:
-        """Whether the watermark rule may release ``ep``: always for a live outage; for a
-        backlog only once the stream moved past its due time after it was seen."""
-        if not ep.backlog or ep.wm_seen is None:
+    def _area_by_watermark(self, ep: _Episode, wm: float, t_now: float) -> bool:
+        """Whether the watermark rule may release ``ep``: always for a live outage. For a
+        backlog only while the report stream as a whole is a backlog too (its watermark more
+        than ``min_duration + lateness`` behind ``now``: a replay) and had not passed ``ep``'s
+        due time when ``ep`` was first seen (so a quiet stream's old mark does not count)."""
+        if not ep.backlog:
             return True
         p = self.policy
-        return ep.wm_seen < ep.start + p.min_duration_seconds + p.lateness_seconds
+        span = p.min_duration_seconds + p.lateness_seconds
+        if wm >= t_now - span:
+            return False  # the stream is live: other devices' reports, not this upload's
+        return ep.wm_seen is None or ep.wm_seen < ep.start + span
 
     def _push_area(self, tx: str, ep: _Episode) -> None:
         self._push(ep.start + self.policy.min_duration_seconds, ep.seen, "area", tx,
@@ -634,7 +641,7 @@ class AmiScreen:
             return
         ep = area.episode
         if not self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now,
-                            self._area_hold(ep), self._area_by_watermark(ep)):
+                            self._area_hold(ep), self._area_by_watermark(ep, wm, t_now)):
             return  # the start moved, or the watermark does not count; another entry covers it
         ep.released = True
         result.events.append(self._output(tx, ep, None))

@@ -695,3 +695,25 @@ def test_backlog_hold_survives_a_restart() -> None:
     again = AmiScreen.from_state(json.loads(json.dumps(screen.to_state())), reg)
     assert again.tick(at(3 * 3600 + 60)).events == []
     assert [e.signal for e in again.tick(at(3 * 3600 + 120)).events] == ["dead"]
+
+
+def test_a_backlog_is_not_released_by_other_areas_live_reports_in_its_poll_or_the_next() -> None:
+    """A fresh screen (the daemon just started): a concentrator's 3-hour-old offs arrive with
+    other areas' live reports in one poll, or alone and the live reports in the next poll, or
+    into a quiet stream whose newest report is ten minutes old. None of these says the
+    upload's power-ons are not in transit: each waits for the backlog hold."""
+    now = 3 * 3600.0
+    one = AmiScreen(registry())
+    one.feed(meters_off(0, 10) + [obs("TX2-M0", "off", now - 2)], at(now))
+    assert one.tick(at(now + 16)).events == []
+    two = AmiScreen(registry())
+    two.feed(meters_off(0, 10), at(now))
+    two.feed([obs("TX2-M0", "off", now)], at(now + 1))
+    assert two.tick(at(now + 16)).events == []
+    quiet = AmiScreen(registry())
+    quiet.feed([obs("TX2-M0", "off", now - 600)], at(now - 600))
+    quiet.feed(meters_off(0, 10), at(now))
+    assert quiet.tick(at(now + 16)).events == []
+    for screen in (one, two, quiet):
+        r = screen.feed(meters_on(0, 10, at=3600), at(now + 25))
+        assert [e.signal for e in r.events] == ["dead", "alive"]
