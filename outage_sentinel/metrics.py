@@ -33,6 +33,30 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         p = "outage_sentinel_"
+        self._source_metrics(r, p)
+        self._incident_metrics(r, p)
+        self._delivery_metrics(r, p)
+        self.template_failures = Counter(p + "template_failures_total",
+                                         "Override templates that failed to render (the "
+                                         "built-in template was used instead)", ["template"],
+                                         registry=r)
+        self.database_file_replaced = Counter(
+            p + "database_file_replaced_total",
+            "Times the SQLite file was found deleted or replaced under the daemon (it stops)",
+            registry=r)
+        self.up = Gauge(p + "start_time_seconds", "Unix time the daemon started", registry=r)
+        self.deadline_at_risk = Gauge(p + "arrival_deadline_at_risk_incidents",
+                                      "Fault incidents that will miss or have missed the crew "
+                                      "arrival commitment (no crew on site yet)", registry=r)
+        self.leader = Gauge(p + "leader", "1 while this daemon leads its region (a single "
+                            "node always does)", ["region"], registry=r)
+        # The standard process (CPU, memory, file descriptors), Python and GC collectors.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+
+    def _source_metrics(self, r: CollectorRegistry, p: str) -> None:
+        """Polls, ingestion, and what the sources say of themselves."""
         self.polls = Counter(p + "polls_total", "Source polls by result "
                              "(ok, not_modified, error, skipped)", ["source", "result"], registry=r)
         self.last_success = Gauge(p + "last_successful_poll_timestamp_seconds",
@@ -50,6 +74,23 @@ class Metrics:
         self.quarantined = Counter(p + "events_quarantined_total",
                                    "Payloads or records that failed validation", ["source"],
                                    registry=r)
+        self.poll_interval = Gauge(p + "poll_interval_seconds",
+                                   "Configured poll interval of each source (the stale-source "
+                                   "alert fires after three)", ["source"], registry=r)
+        self.source_connected = Gauge(p + "source_connected",
+                                      "1 while a streaming source (MQTT) is connected to its "
+                                      "broker", ["source"], registry=r)
+        self.snapshot_incomplete = Counter(
+            p + "snapshot_incomplete_polls_total", "Snapshot feed polls that saw less than the "
+            "whole list (fewer records than the feed counts, totals changed between pages, "
+            "page limit, null list): no record was ended from them", ["source"], registry=r)
+        self.snapshot_held = Gauge(
+            p + "snapshot_held_polls", "Polls in a row that held back a record gone from a "
+            "snapshot feed (incomplete polls, or a record without a readable id that may be "
+            "it): its villages are not told their power is back", ["source"], registry=r)
+
+    def _incident_metrics(self, r: CollectorRegistry, p: str) -> None:
+        """Processing, incidents, the storm."""
         self.processing_errors = Counter(p + "event_processing_errors_total",
                                          "Events whose processing raised (left for retry)",
                                          registry=r)
@@ -60,6 +101,9 @@ class Metrics:
                                         ["result"], registry=r)
         self.storm_declared = Gauge(p + "storm_declared",
                                     "1 while an operator's storm declaration holds", registry=r)
+
+    def _delivery_metrics(self, r: CollectorRegistry, p: str) -> None:
+        """The outbox, the localiser, the scheduler and the AMI screen."""
         self.notifications = Counter(p + "notifications_total",
                                      "Delivery attempts by channel and result "
                                      "(delivered, retry, permanent, dead, dry_run)",
@@ -84,38 +128,6 @@ class Metrics:
         self.ami_customer_faults = Counter(p + "ami_customer_faults_total",
                                            "Single meters off: customer-side faults, not incidents",
                                            registry=r)
-        self.template_failures = Counter(p + "template_failures_total",
-                                         "Override templates that failed to render (the "
-                                         "built-in template was used instead)", ["template"],
-                                         registry=r)
-        self.database_file_replaced = Counter(
-            p + "database_file_replaced_total",
-            "Times the SQLite file was found deleted or replaced under the daemon (it stops)",
-            registry=r)
-        self.up = Gauge(p + "start_time_seconds", "Unix time the daemon started", registry=r)
-        self.poll_interval = Gauge(p + "poll_interval_seconds",
-                                   "Configured poll interval of each source (the stale-source "
-                                   "alert fires after three)", ["source"], registry=r)
-        self.source_connected = Gauge(p + "source_connected",
-                                      "1 while a streaming source (MQTT) is connected to its "
-                                      "broker", ["source"], registry=r)
-        self.snapshot_incomplete = Counter(
-            p + "snapshot_incomplete_polls_total", "Snapshot feed polls that saw less than the "
-            "whole list (fewer records than the feed counts, totals changed between pages, "
-            "page limit, null list): no record was ended from them", ["source"], registry=r)
-        self.snapshot_held = Gauge(
-            p + "snapshot_held_polls", "Polls in a row that held back a record gone from a "
-            "snapshot feed (incomplete polls, or a record without a readable id that may be "
-            "it): its villages are not told their power is back", ["source"], registry=r)
-        self.deadline_at_risk = Gauge(p + "arrival_deadline_at_risk_incidents",
-                                      "Fault incidents that will miss or have missed the crew "
-                                      "arrival commitment (no crew on site yet)", registry=r)
-        self.leader = Gauge(p + "leader", "1 while this daemon leads its region (a single "
-                            "node always does)", ["region"], registry=r)
-        # The standard process (CPU, memory, file descriptors), Python and GC collectors.
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
 
     def serve(self, host: str, port: int,
               ready: Callable[[], str | None] = lambda: None) -> WSGIServer:
