@@ -145,6 +145,8 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
     assert page.eval_on_selector("select[name=device]", "s => [...s.selectedOptions]"
                                  ".map(o => o.value)") == options[:1]
     assert page.input_value("#actions input[name=device_other]") == topology.nodes[other].name
+    # ... and the notice text opened before stays open (it used to snap shut on every update).
+    assert page.query_selector("#notices details[open] pre.said-text") is not None
     page.click("#act-close")
     page.wait_for_selector("#flash:not([hidden])", timeout=10000)
     assert "flash bad" not in (page.get_attribute("#flash", "class") or ""), \

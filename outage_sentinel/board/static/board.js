@@ -275,7 +275,7 @@ function said(m) {
   const text = m.sms ? smsText(m.sms) : [m.subject, m.text].filter(Boolean).join("\n");
   if (!text) return "";
   const first = text.split("\n")[0];
-  return h("details", {}, h("summary", {}, first),
+  return h("details", {"data-message": String(m.id)}, h("summary", {}, first),
     h("pre", {class: "said-text"}, text + (m.mentions.length ? `\n@ ${m.mentions.join(" @ ")}` : "")));
 }
 
@@ -462,9 +462,12 @@ async function render() {
     const holder = document.getElementById("view");
     const kept = route === shownRoute && !freshForms ? formState(holder) : null;
     const focused = document.activeElement && holder.contains(document.activeElement) ? document.activeElement.name : null;
+    // A notice's text the operator opened stays open through the live updates.
+    const opened = route === shownRoute ? [...holder.querySelectorAll("details[open][data-message]")].map((d) => d.dataset.message) : [];
     freshForms = false;
     holder.replaceChildren(view);
     shownRoute = route;
+    for (const id of opened) view.querySelector(`details[data-message="${CSS.escape(id)}"]`)?.setAttribute("open", "");
     if (kept) restoreForms(view, kept);
     if (kept && focused) view.querySelector(`[name="${CSS.escape(focused)}"]`)?.focus();
     BODY.dataset.rendered = String(Date.now());
