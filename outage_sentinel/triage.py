@@ -4,7 +4,9 @@ The decisions the processor takes for every event, kept out of the I/O shell so 
 row of a table-driven test:
 
 * ``without_incident`` — a restoration or alive report for nothing we know of: recorded,
-  nothing to do;
+  nothing to do; a trouble call no open incident takes: recorded (never an incident of its
+  own), for the fault incident that may open on its line within the correlation window to take
+  in (:meth:`outage_sentinel.processing.IncidentProcessor._earlier_calls`);
 * ``explained`` — a new unplanned outage whose areas all lie inside an announced planned
   outage's window: explained by the planned work, not a fault (it joins that work's incident
   as evidence, :func:`explaining_outage`, and opens none);
