@@ -477,8 +477,13 @@ def apply_event(
     now: datetime,
     new_id: Callable[[], str],
     planned: frozenset[str] = frozenset(),
+    joined: Iterable[Member] = (),
 ) -> Incident:
     """Fold ``event`` into ``incident`` (or start a new one) and return the new state.
+
+    ``joined`` are records that join with the event, folded in as if they had come before it
+    (the trouble calls of the line received before the outage they are about opened an
+    incident: evidence as much as the calls after it).
 
     The affected areas (the incident's *scope*) are what sources reported off, plus what they
     named imprecisely, plus what the localiser infers from the evidence. An area leaves the
@@ -489,6 +494,8 @@ def apply_event(
     if incident is None:
         incident = _blank(new_id(), resolved.feeder or (event.feeder or "?"), event, now)
     members = dict(incident.members)
+    for m in joined:
+        members.setdefault(m.key, m)
     members[member.key] = _ending_keeps_areas(member, members.get(member.key))
     members = _superseded_reports(members)
     reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]

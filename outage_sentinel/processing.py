@@ -7,6 +7,10 @@ For each unprocessed event, in rounds of :data:`ROUND_EVENTS` per transaction::
         ─▶ apply (estimate, revision) ─▶ plan notices ─▶ incident row + outbox rows + log steps
            + processed mark, in one transaction
 
+A new fault incident takes in, in that same transaction, the trouble calls of its line that came
+before it within the correlation window and joined no incident (:meth:`_earlier_calls`): they
+count as the calls after it do.
+
 AMI reports are handed to the screen (:class:`ObservationScreen`) instead. A round that fails
 is redone one transaction per event; an event that fails :data:`MAX_PROCESSING_FAILURES`
 times is quarantined (its row stays stored: nothing accepted is lost).
@@ -43,6 +47,7 @@ from outage_sentinel.incidents import (
     dark_villages,
     hold_back,
     incident_class,
+    member_of,
     plan_notices,
     resolve_event,
     restoration_step,
@@ -101,6 +106,8 @@ class _Fold:
     now: datetime
     planned: frozenset[str]
     unplaced: bool
+    #: Trouble calls received before the incident the event opens, that join it with the event.
+    calls: tuple[tuple[StoredEvent, Resolved], ...] = ()
 
 
 @dataclass
@@ -329,10 +336,28 @@ class IncidentProcessor:
         if decision.unplaced:
             log.warning("event_unlocatable", area_text=event.area_text,
                         reason="no known transformer area or device", action="command_centre")
+        calls = self._earlier_calls(conn, event, resolved, now) if current is None else ()
         after = self._revise(conn, current, _Fold(event, resolved, rnd, now, planned,
-                                                  decision.unplaced))
+                                                  decision.unplaced, calls))
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         return after.id
+
+    def _earlier_calls(self, conn: Connection, event: OutageEvent, resolved: Resolved,
+                       now: datetime) -> tuple[tuple[StoredEvent, Resolved], ...]:
+        """The trouble calls an incident ``event`` opens takes in: calls processed before it
+        that joined no incident, placed on its line, within the correlation window of its
+        start: those that, had they come after, :func:`correlate` would have put in it. Not
+        for planned work (a call is never its evidence), nor a line nobody could place."""
+        if incident_class(event.kind) != "unplanned" or resolved.feeder is None:
+            return ()
+        out: list[tuple[StoredEvent, Resolved]] = []
+        for stored in self.store.unattached_calls_in(conn, event.start - self.window,
+                                                     now + self.window):
+            placed = resolve_event(self.topology, stored.event)
+            if placed.feeder == resolved.feeder and incident_class(stored.event.kind) \
+                    == "unplanned":
+                out.append((stored, placed))
+        return tuple(out)
 
     def _estimated(self, conn: Connection, current: Incident | None, f: _Fold) -> Incident:
         """The incident after the event (estimate and revision; nothing written yet)."""
@@ -342,7 +367,8 @@ class IncidentProcessor:
                                                              f.now))
         started = time.perf_counter()
         after = apply_event(current, f.event, f.resolved, self.topology, estimator, f.now,
-                            lambda: self._new_incident_id(conn, f.event.start), f.planned)
+                            lambda: self._new_incident_id(conn, f.event.start), f.planned,
+                            joined=[member_of(s.event, placed, f.now) for s, placed in f.calls])
         self.metrics.localise_duration.observe(time.perf_counter() - started)
         if f.unplaced:
             after = replace(after, feeder=f.resolved.feeder or "?")
@@ -374,6 +400,12 @@ class IncidentProcessor:
             if after.status == "active" else {}
         self.store.save_incident_in(conn, incident_columns(after, now, **extra))
         rnd.saved(current, after, now)
+        for call, _ in f.calls:
+            self.store.mark_processed_in(conn, call.row_id, after.id)
+            rnd.done(call, after.id)
+        if f.calls:
+            self.log.info("earlier_calls_joined", incident_id=after.id,
+                          calls=[c.event.event_id for c, _ in f.calls])
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
         if current is not None and current.status == "active" and after.status == "restored":

@@ -4,9 +4,12 @@ The decisions the processor takes for every event, kept out of the I/O shell so 
 row of a table-driven test:
 
 * ``without_incident`` — a restoration or alive report for nothing we know of: recorded,
-  nothing to do;
+  nothing to do; a trouble call no open incident takes: recorded (never an incident of its
+  own), for the fault incident that may open on its line within the correlation window to take
+  in (:meth:`outage_sentinel.processing.IncidentProcessor._earlier_calls`);
 * ``explained`` — a new unplanned outage whose areas all lie inside an announced planned
-  outage's window: explained by the planned work, not a fault;
+  outage's window: explained by the planned work, not a fault (it joins that work's incident
+  as evidence, :func:`explaining_outage`, and opens none);
 * ``incident`` — fold it into (or open) an incident; ``unplaced`` when a new one names no area
   or device the bundle knows (it still opens an incident, whose summary carries the raw text to
   the command centre for a person to place).
@@ -54,13 +57,15 @@ def triage(current: Incident | None, event: OutageEvent, resolved: Resolved,
 
 def explaining_outage(incidents: Iterable[Incident], event: OutageEvent, resolved: Resolved,
                       now: datetime) -> Incident | None:
-    """The planned outage in force that an ``explained`` record of the outage system joins.
+    """The planned outage in force that an ``explained`` report joins: a record of the outage
+    system, or the AMI screen's report of an area gone dark.
 
-    The record is kept as a member of it, not dropped: when the work ends while the record
-    still lists the areas off, they stay off, and the villages are not told their power is
-    back. Meters' dead reports are not kept (the work explains them, and their restore reports
-    are too often missing to hold an outage open on)."""
-    if event.signal != "notice":
+    The report is kept as a member of it, not dropped: when the work's record ends while the
+    report still holds areas off (the record still lists them, or no meter reported power on
+    since), they stay off, as for any record of an incident
+    (:func:`outage_sentinel.incidents.areas_back`), and the
+    villages are not told their power is back until a source or an operator says it is."""
+    if event.signal not in ("notice", "dead"):
         return None
     areas = set(resolved.transformers)
     for inc in incidents:

@@ -16,6 +16,8 @@ import pytest
 
 from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
+from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.incidents import Incident
 from tests.test_lifecycle import Recorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +48,13 @@ class Run:
                              clock=lambda: self.now)
         self.daemon.start()
 
-    def step(self, at: datetime, records: list[dict[str, Any]] | None = None) -> None:
-        """Move the clock to ``at``; drop ``records`` as one file and poll; screen; process."""
+    def step(self, at: datetime, records: list[dict[str, Any]] | None = None,
+             oms: list[OutageEvent] | None = None) -> None:
+        """Move the clock to ``at``; drop ``records`` as one file and poll; store the outage
+        system's ``oms`` records; screen; process."""
         self.now = at
+        if oms:
+            self.daemon.store.ingest("oms", PollResult(events=oms), at)
         if records:
             path = self.drop / f"f{next(self.files):04d}.jsonl"
             path.write_text("".join(json.dumps(r) + "\n" for r in records), "utf-8")
@@ -206,3 +212,39 @@ def test_a_reconnecting_concentrators_old_outage_is_not_announced_as_live(run: R
     sent = {m.purpose for m in run.daemon.store.messages()
             if m.audience == "liaison" and ":V001:" in m.key and m.status == "sent"}
     assert "outage" not in sent
+
+
+def work(status: str, end: datetime | None = None) -> OutageEvent:
+    """The outage system's record of planned work on areas 002-005 (village V001), 10:00-14:00."""
+    return OutageEvent(source="oms", event_id="P1", kind="planned", status=status, start=NOW,
+                       end=end, expected_restoration=NOW + timedelta(hours=4), feeder="CG01",
+                       transformers=tuple(f"T-CG01-00{i}" for i in range(2, 6)))
+
+
+def test_planned_work_ending_while_its_meters_are_dark_does_not_tell_the_village(
+        run: Run) -> None:
+    """The meters of two areas under planned work report dark; the outage system closes the
+    work and no meter reports power on. Those areas stay off (as under a fault record): the
+    village is not told its power is back until the meters say it is."""
+    dark = [f"M-T-CG01-00{a}-{i:03d}" for a in (2, 3) for i in range(1, 11)]
+    run.step(NOW - timedelta(days=2), oms=[work("active")])
+    run.step(NOW + timedelta(seconds=30),
+             [report(m, "3.26.0.85", NOW + timedelta(seconds=i)) for i, m in enumerate(dark)])
+    run.step(NOW + timedelta(minutes=3))
+    assert run.told() == ["outage"]
+    run.step(NOW + timedelta(minutes=60), oms=[work("restored", NOW + timedelta(minutes=60))])
+    run.step(NOW + timedelta(minutes=62))
+    assert "restored" not in run.told()
+    (row,) = run.daemon.store.load_incidents(open_only=True)
+    inc = Incident.from_json(row["state"])
+    assert inc.stage == "partially_restored" and inc.etr is None
+    assert [t for t in inc.confirmed if t in inc.off] == ["T-CG01-002", "T-CG01-003"]
+    assert set(inc.restored) == {"T-CG01-004", "T-CG01-005"}
+    assert run.told() == ["outage", "update"]  # 恢复时间待定, as under a fault record
+    # No fault incident of the meters' own, while the work was in force or after it.
+    assert len(run.daemon.store.load_incidents(open_only=False)) == 1
+    run.step(NOW + timedelta(minutes=90),
+             [report(m, "3.26.0.216", NOW + timedelta(minutes=89)) for m in dark])
+    run.step(NOW + timedelta(minutes=92))
+    assert run.told()[-1] == "restored"
+    assert run.daemon.store.load_incidents(open_only=True) == []

@@ -135,12 +135,13 @@ def test_a_fault_record_during_planned_work_keeps_its_area_off_after_the_work(
     feed(daemon, 200, ev("F1", "T1", start=T0 + timedelta(hours=1), device="FU1",
                          status="restored", end=T0 + timedelta(minutes=199)))
     assert [t[:2] for t in told(daemon) if t[1] == "restored"] == [("V1", "restored")]
-    # Meters' dead reports inside the work are still explained by it: no incident of theirs.
+    # Meters' dead reports inside the work are still explained by it: no incident of theirs;
+    # they join the work's incident as evidence (its areas stay off after it while dark).
     feed(daemon, 240, ev("P2", "T5", kind="planned", start=T0 + timedelta(hours=4),
                          expected_restoration=T0 + timedelta(hours=6)),
          ev("M5", "T5", signal="dead", start=T0 + timedelta(hours=4, minutes=5)))
     holders = [Incident.from_json(r["state"]) for r in daemon.store.load_incidents()]
-    assert not [i for i in holders if "feed|M5" in i.members]
+    assert [i.kind for i in holders if "feed|M5" in i.members] == ["planned"]
 
 
 def test_a_record_reissued_under_a_new_id_cancels_nothing_whatever_the_order(

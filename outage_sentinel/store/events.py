@@ -284,6 +284,24 @@ class EventStore(KvStore):
         with self.engine.connect() as conn:
             return {(r.source, r.event_id): r.incident_id for r in conn.execute(q)}
 
+    def unattached_calls_in(self, conn: Connection, since: datetime, until: datetime
+                            ) -> list[StoredEvent]:
+        """Trouble calls already processed that joined no incident, their outage starting in
+        ``[since, until]``: the latest row of each call, and only of a call no row of which
+        belongs to an incident (a later revision of it goes where the call went)."""
+        q = (select(events_t).where(self.in_region(events_t), events_t.c.signal == "call",
+                                    events_t.c.start >= since, events_t.c.start <= until)
+             .order_by(events_t.c.id))
+        latest: dict[tuple[str, str], tuple[StoredEvent, bool]] = {}
+        for r in conn.execute(q):
+            s = stored_event(r._mapping)
+            latest[(s.event.source, s.event.event_id)] = (s, bool(r._mapping["processed"]))
+        if not latest:
+            return []
+        attached = self.member_incidents_in(conn, list(latest))
+        return [s for key, (s, processed) in latest.items()
+                if processed and s.incident_id is None and key not in attached]
+
     def mark_processed_in(self, conn: Connection, row_id: int, incident_id: str | None) -> None:
         conn.execute(MARK_PROCESSED, {"row_id": row_id, "incident": incident_id})
 
