@@ -282,14 +282,20 @@ def test_planned_outage_announced_reminded_and_not_taken_for_a_fault(h: Harness)
     assert [r["id"] for r in h.daemon.store.load_incidents(open_only=False)] == [planned]
     assert not h.sent("dispatch")
 
-    # A time change is announced as an update; a cancellation tells the village.
+    # A time change is announced as an update.
     h.at(60 * 50)
     h.feed(ev("P1", "T1", "T2", kind="planned", start=start, etr=start + timedelta(hours=6)))
     assert [m.target for m in h.sent("update")] == ["V1群"]
+    # The record says the work was called off, but the meters still say T1 and T2 are dark:
+    # the village is not told its supply is normal until they say it is back.
     h.feed(ev("P1", "T1", "T2", kind="planned", status="cancelled", start=start,
               etr=start + timedelta(hours=6)))
-    assert [m.target for m in h.sent("cancelled")] == ["V1群"]
-    assert h.incident(planned)["stage"] == "cancelled"
+    assert not h.sent("cancelled") and not h.sent("restored")
+    h.at(60 * 51)
+    h.feed(ev("ami-9", "T1", "T2", signal="alive", source="ami", status="restored",
+              start=T0 + timedelta(minutes=60 * 49)))
+    assert [m.target for m in h.sent("cancelled") + h.sent("restored")] == ["V1群"]
+    assert h.incident(planned)["status"] != "active"
 
 
 def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
