@@ -326,11 +326,18 @@ def _m10_outbox_chains(conn: Connection) -> None:
                       "ON outbox (incident_id, recipient)"))
 
 
+def _m11_calls_by_start(conn: Connection) -> None:
+    """A fault incident that opens reads its line's earlier trouble calls by start time; the
+    events table also holds every AMI report, so a scan would grow with them."""
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_events_signal_start "
+                      "ON events (signal, start)"))
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
                                                   _m4_dead_at, _m5_silences, _m6_board,
                                                   _m7_leases, _m8_field_answers, _m9_regions,
-                                                  _m10_outbox_chains]
+                                                  _m10_outbox_chains, _m11_calls_by_start]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
