@@ -6,7 +6,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from outage_sentinel.incidents import Estimate, Evidence, first_estimate
+from outage_sentinel.incidents import Estimate, Evidence, first_estimate, important_customers
 from outage_sentinel.localise import Evidence as LocaliserEvidence
 from outage_sentinel.localise import FaultContext, Hypothesis, LocaliserParams, localise
 from outage_sentinel.topology import Topology
@@ -52,9 +52,7 @@ class BayesEstimator:
             devices=tuple(best.devices), probability=best.probability,
             transformers=areas, customers=topology.customers_of(areas),
             villages=tuple(topology.villages_of(areas)), section=tuple(best.section),
-            important_customers=tuple(c.id for t in areas
-                                      for c in topology.customers_by_transformer.get(t, ())
-                                      if c.importance or c.tags),
+            important_customers=important_customers(topology, areas),
             hypotheses=tuple(h.to_json() for h in result.hypotheses[:3]),
             context=context_json(self.context),
         )

@@ -188,6 +188,12 @@ class Estimate:
 Estimator = Callable[[Topology, Evidence], Estimate]
 
 
+def important_customers(topology: Topology, areas: Iterable[str]) -> tuple[str, ...]:
+    """The important users and special-care households of ``areas`` (ids, in area order)."""
+    return tuple(c.id for t in areas for c in topology.customers_by_transformer.get(t, ())
+                 if c.importance or c.tags)
+
+
 def first_estimate(topology: Topology, evidence: Evidence) -> Estimate:
     """The simple estimator: the named device, else the nearest protective device upstream of
     all transformer areas reported dead. Affected = everything downstream of that device."""
@@ -208,8 +214,7 @@ def first_estimate(topology: Topology, evidence: Evidence) -> Estimate:
     section: list[str] = []
     for d in devices:
         section.extend(topology.suspected_section(d))
-    important = tuple(c.id for t in transformers for c in topology.customers_by_transformer.get(t, ())
-                      if c.importance or c.tags)
+    important = important_customers(topology, transformers)
     return Estimate(
         devices=tuple(devices),
         probability=None,
@@ -594,10 +599,9 @@ def scoped_estimate(topology: Topology, estimate: Estimate, scope: Mapping[str, 
     areas = tuple(dict.fromkeys([t for t in estimate.transformers if t in scope] + list(scope)))
     if areas == estimate.transformers:
         return estimate
-    important = tuple(c.id for t in areas for c in topology.customers_by_transformer.get(t, ())
-                      if c.importance or c.tags)
     return replace(estimate, transformers=areas, customers=topology.customers_of(areas),
-                   villages=tuple(topology.villages_of(areas)), important_customers=important)
+                   villages=tuple(topology.villages_of(areas)),
+                   important_customers=important_customers(topology, areas))
 
 
 def possible_areas(active: Iterable[Member]) -> frozenset[str]:

@@ -283,6 +283,7 @@ class LiaisonPlanner:
         village_customers = topo.customers_of(in_village)
         # What is said is the village's own: its records' start, time and devices.
         records = village_records(incident, village_id, topo)
+        start = village_start(incident, village_id, topo)
         lang = self.renderer.language
         context = {
             "incident_id": incident.id,
@@ -301,9 +302,9 @@ class LiaisonPlanner:
             "customers": estimate.customers,
             "village_customers": village_customers,
             "confirmed_customers": topo.customers_of(confirmed),
-            "start_local": self.local_time(village_start(incident, village_id, topo)),
+            "start_local": self.local_time(start),
             # "prepare in advance" only for work that has not begun yet
-            "not_started": village_start(incident, village_id, topo) > now,
+            "not_started": start > now,
             "etr_local": self.local_time(village_etr(incident, village_id, topo)),
             "end_local": self.local_time(incident.end),
             # When the village's last area came back (a partial restoration is not the end).
