@@ -228,6 +228,9 @@ SMS_LINKED_TEMPLATES = frozenset({"outage", "update", "restored"})
 LINK_LINE = {"zh": "反馈（已来电 / 仍停电）：{url}", "en": "Tell us (power back / still off): {url}"}
 
 
+#: Said after a feeder's name when only part of the line is off.
+PART_OF_LINE = {"zh": "（部分区段）", "en": " (part of the line)"}
+
 PROGRESS_WORDS = {
     "zh": {"head": "【抢修进展】{village}：{feeder}故障停电（编号{incident}）{progress}。",
            "on_site": "抢修人员已到达现场", "fault_found": "已找到故障，原因：{cause}",
@@ -292,6 +295,8 @@ class LiaisonPlanner:
             "kind_label": KIND_LABELS[lang].get(incident.kind, incident.kind),
             "village": village,
             "feeder_label": self._feeder_label(incident.feeder),
+            # "10kV…线停电" says the whole line is off: qualified when the estimate is part of it.
+            "line_label": self.line_label(incident.feeder, estimate.transformers),
             # A device is named to liaisons only when a source named it: an inferred fault
             # point is the command centre's working hypothesis, not a fact to announce.
             "device_label": self.device_label(reported_devices(incident, estimate.devices,
@@ -356,7 +361,7 @@ class LiaisonPlanner:
         village = context["village"].name
         households = int(context["village_customers"])
         sms_purpose = sms.sms_purpose(purpose, incident.kind)
-        common = {"village": village, "feeder": context["feeder_label"],
+        common = {"village": village, "feeder": context["line_label"],
                   "incident": incident.id, "language": self.renderer.language}
         values: dict[str, str]
         if sms_purpose == "restored":
@@ -519,6 +524,14 @@ class LiaisonPlanner:
 
     def _feeder_label(self, feeder: str) -> str:
         return self.feeder_names.get(feeder, feeder)
+
+    def line_label(self, feeder: str, areas: Sequence[str]) -> str:
+        """The feeder's name, with "（部分区段）" unless ``areas`` are all the feeder's areas."""
+        label = self._feeder_label(feeder)
+        whole = self.topology.feeder_area_count(feeder)
+        if whole == 0 or len(set(areas)) >= whole:
+            return label
+        return label + PART_OF_LINE.get(self.renderer.language, PART_OF_LINE["en"])
 
     def device_label(self, devices: Sequence[str]) -> str:
         names = [self.topology.nodes[d].name or d for d in devices if d in self.topology.nodes]

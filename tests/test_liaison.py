@@ -110,7 +110,8 @@ def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
         "village": "马集村", "feeder": "马集I线", "start": "2026-03-01 08:00",
         "etr": "2026-03-01 10:00", "households": 70, "confirmed": 70, "incident": "INC-20260301-0001",
         "kind": "fault", "sms_template": "outage",
-        "sms": {"village": "马集村", "feeder": "马集I线", "kind": "故障停电",
+        # R1 is part of the line: the SMS's feeder parameter says so (its text has no device).
+        "sms": {"village": "马集村", "feeder": "马集I线（部分区段）", "kind": "故障停电",
                 "start": "2026-03-01 08:00", "etr": "2026-03-01 10:00", "cause": "雷击",
                 "households": "70", "incident": "INC-20260301-0001"}}
 
@@ -259,7 +260,7 @@ def test_inferred_areas_and_devices_are_not_stated_as_fact(grid: Topology) -> No
     rows = by_recipient(planner(grid).rows(inc, [Notice("outage", ("V1", "V2"))], T0))
     v1 = rows["village:V1:wecom:group-v1"].body
     assert "已确认停电：台区T1；可能受影响：台区T2" in v1
-    assert "马集重合器" not in v1 and "马集I线停电" in v1  # an inferred device is not named
+    assert "马集重合器" not in v1 and "马集I线（部分区段）停电" in v1  # inferred: not named
     v2 = rows["village:V2:dingtalk:group-v2"].body
     assert "可能受影响：台区T3" in v2 and "已确认停电" not in v2
     en = by_recipient(planner(grid, "en").rows(inc, [Notice("outage", ("V1",))], T0))
@@ -327,3 +328,38 @@ def test_an_update_for_changed_areas_says_so(grid: Topology) -> None:
                                                previous=before))["village:V2:dingtalk:group-v2"]
     assert "the areas off in this village are now as below (台区T4: not off" in en.body
     assert "expected back still 2026-03-01 10:00" in en.body
+
+
+def test_a_branch_outage_is_not_announced_as_the_whole_line(grid: Topology) -> None:
+    """"马集I线停电" tells a village the whole line is off: said only when it is; a branch
+    without a device a source named is "马集I线（部分区段）停电"."""
+    def body(inc: Incident, purpose: str = "outage", language: str = "zh") -> str:
+        rows = planner(grid, language).rows(inc, [Notice(purpose, ("V1",))], T0)
+        return by_recipient(rows)["village:V1:wecom:group-v1"].body
+
+    branch = incident(grid, {"T1", "T2"})  # FU1, inferred: T1, T2 of F1's five areas
+    assert "马集I线（部分区段）停电" in body(branch)
+    assert "马集I线（部分区段）停电（" in body(replace(branch, status="restored",
+                                                  end=T0 + timedelta(hours=1)), "restored")
+    assert "on 马集I线 (part of the line) (" in body(branch, "update", "en")
+    whole = incident(grid, {"T1", "T2", "T3", "T4", "T5"})  # B1: every area of F1
+    assert whole.estimate.devices == ("B1",)
+    assert "因雷击，马集I线停电" in body(whole)
+    assert "部分区段" not in body(whole)
+    assert "马集I线 is off" in body(whole, language="en")
+    # A device a source named says which part; the qualifier is not repeated.
+    assert "马集I线（马集1号熔断器）停电" in body(naming(branch, "FU1"))
+
+
+def test_power_back_counts_households_as_sure_as_the_outage_notice_was(grid: Topology) -> None:
+    """A village told "confirmed T1; possibly T2" is not told "70 households restored" as
+    if all 70 had been known off: each kind is counted as it was announced."""
+    inc = incident(grid, {"T1", "T2"}, status="restored", end=T0 + timedelta(hours=1),
+                   scope={"T2": "inferred"})
+    rows = planner(grid).rows(inc, [Notice("restored", ("V1",))], T0 + timedelta(hours=1))
+    body = by_recipient(rows)["village:V1:wecom:group-v1"].body
+    assert "本村确认停电的40户及可能受影响的30户。" in body
+    inferred = replace(inc, scope={"T1": "inferred", "T2": "inferred"})
+    rows = planner(grid, "en").rows(inferred, [Notice("restored", ("V1",))],
+                                    T0 + timedelta(hours=1))
+    assert "for the 70 possibly affected." in by_recipient(rows)["village:V1:wecom:group-v1"].body

@@ -430,6 +430,17 @@ class Topology:
             self.__dict__["_feeder_names"] = cached
         return cached
 
+    def feeder_area_count(self, feeder: str) -> int:
+        """How many transformer areas the feeder energises (built once for all feeders)."""
+        cached: dict[str, int] | None = self.__dict__.get("_feeder_area_counts")
+        if cached is None:
+            cached = {}
+            for t in self.transformers:
+                f = self.feeder_of(t)
+                cached[f] = cached.get(f, 0) + 1
+            self.__dict__["_feeder_area_counts"] = cached
+        return cached.get(feeder, 0)
+
     @property
     def feeders(self) -> list[str]:
         return sorted(self.feeder_ids)
