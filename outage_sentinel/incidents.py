@@ -533,7 +533,11 @@ def apply_event(
     else:
         estimate, corrected = incident.estimate, incident
     off = [t for t in estimate.transformers if t not in restored]
-    status, end = _status(reporting, active, off, bool(estimate.transformers), restored, now)
+    # Meters or a step that said an area came back: the outage was real, whatever a record says.
+    came_back = any(m.signal in ("alive", "dead") and m.status == "restored"
+                    for m in members.values())
+    status, end = _status(reporting, active, off, bool(estimate.transformers), restored, now,
+                          came_back)
     if incident.cancel_reason:  # a false alarm stays cancelled; its evidence is still kept
         status, end = "cancelled", incident.end
     if status != "active":
@@ -610,12 +614,14 @@ def possible_areas(active: Iterable[Member]) -> frozenset[str]:
 
 
 def _status(reporting: Sequence[Member], active: Sequence[Member], off: Sequence[str],
-            has_scope: bool, restored: Mapping[str, datetime], now: datetime
-            ) -> tuple[IncidentStatus, datetime | None]:
-    """The incident's status and end from its records and what is still off."""
+            has_scope: bool, restored: Mapping[str, datetime], now: datetime,
+            came_back: bool = False) -> tuple[IncidentStatus, datetime | None]:
+    """The incident's status and end from its records and what is still off: "cancelled" when
+    every record was called off and nothing says an area went dark and ``came_back`` (work
+    called off after the meters saw it begin ended in a restoration, not a cancellation)."""
     if active and (off or not has_scope):
         return "active", None
-    if reporting and all(m.status == "cancelled" for m in reporting):
+    if reporting and not came_back and all(m.status == "cancelled" for m in reporting):
         return "cancelled", max((m.end or m.seen_at) for m in reporting)
     times = [m.end or m.seen_at for m in reporting if m.status != "active"]
     times += list(restored.values())
@@ -858,10 +864,18 @@ def village_etr(incident: Incident, village: str, topology: Topology | None = No
 def area_etrs(incident: Incident, village: str, topology: Topology
               ) -> dict[str, datetime | None]:
     """Each area of ``village`` still off that an open record names, with the latest time
-    those records give for it (``None``: none of them gives one)."""
+    those records give for it (``None``: none of them gives one). Meters' reports give no
+    time: an area only they name, below the device an open record with a time names (work
+    on a switch, its areas inferred), has that record's time."""
     off = set(incident.off)
-    return {t: at for t, at in named_area_etrs(incident.members.values()).items()
-            if t in off and t in topology.nodes and topology.nodes[t].village == village}
+    out = {t: at for t, at in named_area_etrs(incident.members.values()).items()
+           if t in off and t in topology.nodes and topology.nodes[t].village == village}
+    timed = [m for m in incident.members.values() if m.status == "active"
+             and m.signal == "notice" and m.etr is not None and m.device in topology.pos]
+    for t in [t for t, at in out.items() if at is None]:
+        below = [m.etr for m in timed if m.etr and topology.is_downstream(t, str(m.device))]
+        out[t] = max(below) if below else None
+    return out
 
 
 def named_area_etrs(members: Iterable[Member]) -> dict[str, datetime | None]:

@@ -329,6 +329,22 @@ def test_cancelled_planned_work(core: Core) -> None:
     assert done.notified_villages == ()
 
 
+def test_a_record_called_off_after_the_meters_saw_the_outage_ends_restored(core: Core) -> None:
+    """The outage system cancels a fault record (or planned work already under way) while
+    the meters said the areas were dark: once they say power is back, the villages hear
+    "restored"; "called off, supply normal" would deny an outage they had."""
+    inc, _ = core.feed(ev("E1", "T4", "T5", device="FU2"), T0)
+    core.feed(ev("ami-1", "T4", "T5", signal="dead", source="ami"), T0 + timedelta(minutes=1))
+    called_off, notices = core.feed(ev("E1", "T4", "T5", device="FU2", status="cancelled"),
+                                    T0 + timedelta(minutes=20))
+    assert called_off.status == "active" and notices == []  # the meters still say dark
+    back, notices = core.feed(ev("ami-1", "T4", "T5", signal="alive", source="ami",
+                                 status="restored", end=T0 + timedelta(minutes=40)),
+                              T0 + timedelta(minutes=41))
+    assert back.status == "restored" and back.end == T0 + timedelta(minutes=40)
+    assert notices == [Notice("restored", ("V2", "V3"))]
+
+
 def test_unknown_refs_are_kept_on_the_incident(core: Core) -> None:
     inc, _ = core.feed(ev("E1", "T1", "T404", device="FU9"), T0)
     assert set(inc.unknown_refs) == {"T404", "FU9"}
@@ -389,3 +405,4 @@ def test_to_json_from_json_round_trip(core: Core) -> None:
     # The restored incident round-trips as well (end set, nobody left to tell).
     done, _ = core.feed(ev("E1", "T1", status="restored"), T0 + timedelta(hours=1))
     assert Incident.from_json(json.loads(json.dumps(done.to_json()))) == done
+

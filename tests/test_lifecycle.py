@@ -294,8 +294,27 @@ def test_planned_outage_announced_reminded_and_not_taken_for_a_fault(h: Harness)
     h.at(60 * 51)
     h.feed(ev("ami-9", "T1", "T2", signal="alive", source="ami", status="restored",
               start=T0 + timedelta(minutes=60 * 49)))
-    assert [m.target for m in h.sent("cancelled") + h.sent("restored")] == ["V1群"]
-    assert h.incident(planned)["status"] != "active"
+    # It was dark: "power is back", not "called off, supply normal".
+    assert not h.sent("cancelled")
+    back = h.sent("restored")
+    assert [m.target for m in back] == ["V1群"] and "恢复送电" in back[0].text
+    assert h.incident(planned)["status"] == "restored"
+
+
+def test_meters_inside_planned_work_keep_the_works_time(h: Harness) -> None:
+    """Work on FU3 lists T4; T5, below the same fuse, is inferred. Once the work is under way
+    the meters confirm T5 dark — a report that gives no time. The village keeps the work's end
+    as its expected time: no update telling it the time is now unknown (恢复时间待定)."""
+    end = T0 + timedelta(hours=4)
+    h.feed(ev("P1", "T4", kind="planned", device="FU3", start=T0, etr=end))
+    planned = h.only_incident()
+    (announced,) = h.sent("outage")
+    assert "预计恢复：" in announced.text
+    h.at(5)
+    h.feed(ev("ami-1", "T5", signal="dead", source="ami", start=h.now))
+    assert h.only_incident() == planned
+    assert not h.sent("update")
+    assert h.incident(planned)["etr"] is not None
 
 
 def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
