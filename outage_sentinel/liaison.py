@@ -7,7 +7,7 @@ get one message that @-mentions all of them, not one each; an SMS target is one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -228,8 +228,9 @@ SMS_LINKED_TEMPLATES = frozenset({"outage", "update", "restored"})
 LINK_LINE = {"zh": "反馈（已来电 / 仍停电）：{url}", "en": "Tell us (power back / still off): {url}"}
 
 
-#: Said after a feeder's name when only part of the line is off.
-PART_OF_LINE = {"zh": "（部分区段）", "en": " (part of the line)"}
+#: Said after a feeder's name when only part of the line is off, or the whole of it possibly.
+LINE_EXTENT = {"zh": {"part": "（部分区段）", "maybe_all": "（可能全线）"},
+               "en": {"part": " (part of the line)", "maybe_all": " (possibly the whole line)"}}
 
 PROGRESS_WORDS = {
     "zh": {"head": "【抢修进展】{village}：{feeder}故障停电（编号{incident}）{progress}。",
@@ -296,7 +297,8 @@ class LiaisonPlanner:
             "village": village,
             "feeder_label": self._feeder_label(incident.feeder),
             # "10kV…线停电" says the whole line is off: qualified when the estimate is part of it.
-            "line_label": self.line_label(incident.feeder, estimate.transformers),
+            "line_label": self.line_label(incident.feeder, estimate.transformers, in_village,
+                                          self.sure_off(incident, estimate.devices)),
             # A device is named to liaisons only when a source named it: an inferred fault
             # point is the command centre's working hypothesis, not a fact to announce.
             "device_label": self.device_label(reported_devices(incident, estimate.devices,
@@ -525,13 +527,32 @@ class LiaisonPlanner:
     def _feeder_label(self, feeder: str) -> str:
         return self.feeder_names.get(feeder, feeder)
 
-    def line_label(self, feeder: str, areas: Sequence[str]) -> str:
-        """The feeder's name, with "（部分区段）" unless ``areas`` are all the feeder's areas."""
-        label = self._feeder_label(feeder)
-        whole = self.topology.feeder_area_count(feeder)
-        if whole == 0 or len(set(areas)) >= whole:
-            return label
-        return label + PART_OF_LINE.get(self.renderer.language, PART_OF_LINE["en"])
+    def line_label(self, feeder: str, areas: Sequence[str], own: Sequence[str] = (),
+                   sure: Collection[str] | None = None) -> str:
+        """The lines the village's ``own`` areas are on (else ``feeder``), each named bare only
+        when ``areas`` hold every area of it and all are ``sure`` (reported off, or below a
+        device a source named): "（部分区段）" when some are not in ``areas``, "（可能全线）"
+        when all are but some only inferred."""
+        topo = self.topology
+        lines = list(dict.fromkeys(topo.feeder_of(t) for t in own if t in topo.pos)) or [feeder]
+        words = LINE_EXTENT.get(self.renderer.language, LINE_EXTENT["en"])
+        labels = []
+        for line in lines:
+            on_it = {t for t in areas if t in topo.pos and topo.feeder_of(t) == line}
+            extent = ""
+            if len(on_it) < topo.feeder_area_count(line):
+                extent = words["part"]
+            elif sure is not None and not on_it <= sure:
+                extent = words["maybe_all"]
+            labels.append(self._feeder_label(line) + extent)
+        return ("、" if self.renderer.language == "zh" else ", ").join(labels)
+
+    def sure_off(self, incident: Incident, devices: Sequence[str]) -> set[str]:
+        """Areas a source reported off, or below a device one named as operated."""
+        topo = self.topology
+        named = reported_devices(incident, devices)
+        return ({t for t in incident.estimate.transformers if incident.mark(t) == "reported"}
+                | {t for d in named if d in topo.pos for t in topo.downstream_transformers(d)})
 
     def device_label(self, devices: Sequence[str]) -> str:
         names = [self.topology.nodes[d].name or d for d in devices if d in self.topology.nodes]

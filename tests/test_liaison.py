@@ -349,6 +349,18 @@ def test_a_branch_outage_is_not_announced_as_the_whole_line(grid: Topology) -> N
     assert "马集I线 is off" in body(whole, language="en")
     # A device a source named says which part; the qualifier is not repeated.
     assert "马集I线（马集1号熔断器）停电" in body(naming(branch, "FU1"))
+    # The whole line, but part of it only inferred: possibly the whole line.
+    assert "马集I线（可能全线）停电" in body(replace(whole, scope={"T2": "inferred"}))
+
+
+def test_each_village_hears_of_the_line_its_own_areas_are_on(grid: Topology) -> None:
+    """One record names areas on two feeders: 城关社区 (F2, both areas off) hears of 城关II线,
+    not of the incident's 马集I线, of which only a branch is off."""
+    inc = incident(grid, {"T1", "T6", "T7"})
+    rows = by_recipient(planner(grid).rows(inc, [Notice("outage", ("V1", "V4"))], T0))
+    assert "城关II线停电" in rows["village:V4:sms:13800000006"].body
+    assert "马集I线" not in rows["village:V4:sms:13800000006"].body
+    assert "马集I线（部分区段）停电" in rows["village:V1:wecom:group-v1"].body
 
 
 def test_power_back_counts_households_as_sure_as_the_outage_notice_was(grid: Topology) -> None:
