@@ -542,7 +542,7 @@ class LiaisonPlanner:
             extent = ""
             if len(on_it) < topo.feeder_area_count(line):
                 extent = words["part"]
-            elif sure is not None and not on_it <= sure:
+            elif sure is not None and not on_it.issubset(sure):
                 extent = words["maybe_all"]
             labels.append(self._feeder_label(line) + extent)
         return ("、" if self.renderer.language == "zh" else ", ").join(labels)
