@@ -58,3 +58,15 @@ def label(table: Mapping[str, Mapping[str, str]], language: str, code: str) -> s
     itself if the table has no word for it)."""
     words = table.get(language) or table["en"]
     return words.get(code, code)
+
+
+def percent(p: float | None) -> str:
+    """A stated probability as people read it: never "100%" (nor "0%") for an inference;
+    "" for none. The board's ``pct`` says the same."""
+    if p is None:
+        return ""
+    if p > 0.99:
+        return ">99%"
+    if p < 0.01:
+        return "<1%"
+    return f"{round(p * 100)}%"

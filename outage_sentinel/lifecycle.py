@@ -30,7 +30,7 @@ from outage_sentinel.config import Config
 from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.events import parse_time
 from outage_sentinel.incidents import ACTIVE_STAGES, Incident, Notice, villages_off
-from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
+from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label, percent
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -172,6 +172,7 @@ class Lifecycle:
         names = [self.topology.villages[v].name for v in inc.estimate.villages
                  if v in self.topology.villages]
         planned = inc.kind in ("planned", "temporary")
+        named = reported_devices(inc, inc.estimate.devices)
         return r.render(
             "command_summary", incident=inc, headline=headline,
             kind_label=KIND_LABELS[r.language].get(inc.kind, inc.kind),
@@ -182,7 +183,12 @@ class Lifecycle:
             start_local=planner.local_time(inc.start), etr_local=planner.local_time(inc.etr),
             end_local=planner.local_time(inc.end),
             probability=inc.estimate.probability,
-            device_reported=planned or bool(reported_devices(inc, inc.estimate.devices)),
+            probability_label=percent(inc.estimate.probability),
+            # Each device as sure as it is: one a source named is a fact, the rest inferred.
+            device_reported=planned or set(named) >= set(inc.estimate.devices),
+            reported_label=planner.device_label(named),
+            inferred_label=planner.device_label(
+                [] if planned else [d for d in inc.estimate.devices if d not in named]),
             planned=planned,
             upcoming=inc.updated_at is not None and inc.start > inc.updated_at,
             crew_label=self._crew_label(crew),

@@ -317,6 +317,26 @@ def test_meters_inside_planned_work_keep_the_works_time(h: Harness) -> None:
     assert h.incident(planned)["etr"] is not None
 
 
+def test_summary_states_a_named_device_as_fact_and_an_inferred_one_as_inferred(
+        h: Harness) -> None:
+    """In a storm the record names FU1; the meters and a call from T3 (under FU2, which nobody
+    named) make the localiser add FU2. The command centre reads FU1 as the fault point and FU2
+    as inferred, with its probability — not "故障点：FU1、FU2" as if both were reported."""
+    from outage_sentinel.triage import STORM_KEY, storm_declaration
+    h.daemon.store.kv_set(STORM_KEY, storm_declaration(True, "operator:zhang", h.now, hours=12),
+                          h.now)
+    h.feed(ev("R1", "T1", "T2", device="FU1"))
+    h.at(5)
+    h.feed(ev("ami-T3", "T3", signal="dead", source="ami", start=T0 + timedelta(minutes=4)))
+    h.at(6)
+    h.feed(ev("call-1", "T3", signal="call", source="calls", start=T0 + timedelta(minutes=5)))
+    inc = h.incident(h.only_incident())["state"]
+    assert set(inc["estimate"]["devices"]) == {"FU1", "FU2"}
+    summary = h.sent("summary")[-1].text
+    assert "故障点：FU1；推断故障点：FU2（概率" in summary
+    assert "100%" not in summary
+
+
 def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     h.feed(ev("F1", "T3"))
     inc = h.only_incident()
