@@ -326,6 +326,10 @@ class IncidentProcessor:
             log.info("explained_by_planned_outage", incident_id=host.id, joined=True,
                      transformers=list(resolved.transformers))
             current, decision = host, triage(host, event, resolved, planned)
+        elif decision.action == "explained":
+            # Inside several works but no one of them: no one work explains it (a record was
+            # dropped here, and its villages heard 恢复送电 when the works ended).
+            decision = triage(current, event, resolved, frozenset())
         if decision.action != "incident":
             self.store.mark_processed_in(conn, stored.row_id, None)
             if decision.action == "explained":

@@ -9,7 +9,8 @@ row of a table-driven test:
   in (:meth:`outage_sentinel.processing.IncidentProcessor._earlier_calls`);
 * ``explained`` — a new unplanned outage whose areas all lie inside an announced planned
   outage's window: explained by the planned work, not a fault (it joins that work's incident
-  as evidence, :func:`explaining_outage`, and opens none);
+  as evidence, :func:`explaining_outage`, and opens none; one inside several works but wholly
+  inside none of them is no work's news: the processor takes it as an ``incident``);
 * ``incident`` — fold it into (or open) an incident; ``unplaced`` when a new one names no area
   or device the bundle knows (it still opens an incident, whose summary carries the raw text to
   the command centre for a person to place).

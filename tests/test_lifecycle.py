@@ -337,6 +337,27 @@ def test_summary_states_a_named_device_as_fact_and_an_inferred_one_as_inferred(
     assert "100%" not in summary
 
 
+def test_a_fault_across_two_planned_works_is_not_dropped(h: Harness) -> None:
+    """Work P1 on T1 and P2 on T3 are both under way when the outage system files a fault
+    naming T1 and T3. Neither work holds both areas, so neither explains it: it opens a fault
+    incident, and when the works end their villages are not told power is back while the
+    fault's record still lists their areas off."""
+    h.at(-60 * 20)
+    h.feed(ev("P1", "T1", kind="planned", start=T0, etr=T0 + timedelta(hours=2)),
+           ev("P2", "T3", kind="planned", start=T0, etr=T0 + timedelta(hours=2)))
+    h.at(30)
+    h.feed(ev("R1", "T1", "T3", start=T0 + timedelta(minutes=29),
+              etr=T0 + timedelta(hours=5)))
+    rows = h.daemon.store.load_incidents(open_only=False)
+    faults = [r for r in rows if r["kind"] == "fault"]
+    assert len(rows) == 3 and len(faults) == 1
+    assert {"T1", "T3"} <= set(faults[0]["state"]["estimate"]["transformers"])
+    h.at(121)
+    h.feed(ev("P1", "T1", kind="planned", status="restored", start=T0),
+           ev("P2", "T3", kind="planned", status="restored", start=T0))
+    assert not h.sent("restored", "liaison") and not h.sent("cancelled", "liaison")
+
+
 def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     h.feed(ev("F1", "T3"))
     inc = h.only_incident()
