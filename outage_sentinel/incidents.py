@@ -891,6 +891,21 @@ def named_area_etrs(members: Iterable[Member]) -> dict[str, datetime | None]:
     return out
 
 
+def village_cause(incident: Incident, records: Sequence[Member]) -> str:
+    """The cause a village is told: the latest its own open records (:func:`village_records`)
+    give; without one, the one cause the incident's open records agree on (another village's
+    record in a storm says nothing of this one: none then); with no open record giving one, the
+    incident's last known cause."""
+    own = sorted((m for m in records if m.status == "active" and m.cause),
+                 key=lambda m: m.seen_at)
+    if own:
+        return own[-1].cause
+    causes = {m.cause for m in incident.members.values() if m.status == "active" and m.cause}
+    if not causes:
+        return incident.cause
+    return causes.pop() if len(causes) == 1 else ""
+
+
 def village_records(incident: Incident, village: str, topology: Topology) -> list[Member]:
     """The records that say something of ``village``: those naming one of its areas, and
     those naming an operated device that feeds one of them."""

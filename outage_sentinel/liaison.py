@@ -32,6 +32,7 @@ from outage_sentinel.incidents import (
     Notice,
     back_on_field_word,
     restored_at,
+    village_cause,
     village_etr,
     village_records,
     village_scope_change,
@@ -318,7 +319,7 @@ class LiaisonPlanner:
             "restored_local": self.local_time(restored_at(incident, in_village)
                                               or incident.end or now),
             "now_local": self.local_time(now),
-            "cause": incident.cause,
+            "cause": village_cause(incident, records),
             # Crews are said to be on their way only once one was sent: an outage only the
             # meters saw waits for the command centre to acknowledge it.
             "crew_sent": incident.stage == "dispatched",

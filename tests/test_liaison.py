@@ -375,3 +375,22 @@ def test_power_back_counts_households_as_sure_as_the_outage_notice_was(grid: Top
     rows = planner(grid, "en").rows(inferred, [Notice("restored", ("V1",))],
                                     T0 + timedelta(hours=1))
     assert "for the 70 possibly affected." in by_recipient(rows)["village:V1:wecom:group-v1"].body
+
+
+def test_each_village_hears_its_own_records_cause(grid: Topology) -> None:
+    """Two records in one storm incident: R1 names T1 (车辆撞杆), R2 names T4 (雷击). 马集村
+    hears R1's cause, 刘庄村 R2's; 王楼村, which neither names (T5 inferred), hears no cause
+    rather than one picked from the two."""
+    def record(key: str, area: str, cause: str, minutes: int) -> Member:
+        return Member(key=key, kind="fault", status="active", signal="notice", start=T0,
+                      etr=None, end=None, device=None, transformers=(area,), unknown=(),
+                      area_text="", cause=cause, seen_at=T0 + timedelta(minutes=minutes))
+    inc = incident(grid, {"T1", "T4"}, cause="雷击",
+                   members={"feed|R1": record("feed|R1", "T1", "外力破坏（车辆撞杆）", 0),
+                            "feed|R2": record("feed|R2", "T4", "雷击", 5)})
+    rows = by_recipient(planner(grid).rows(inc, [Notice("outage", ("V1", "V2", "V3"))], T0))
+    assert "因外力破坏（车辆撞杆）" in rows["village:V1:wecom:group-v1"].body
+    assert "雷击" not in rows["village:V1:wecom:group-v1"].body
+    assert "因雷击" in rows["village:V2:dingtalk:group-v2"].body
+    v3 = rows["village:V3:feishu:group-v3"].body
+    assert "因" not in v3.split("\n")[1] and "雷击" not in v3 and "撞杆" not in v3
