@@ -17,7 +17,7 @@ from outage_sentinel import corrections
 from outage_sentinel.events import OutageEvent, parse_time, split_list
 from outage_sentinel.held_notices import keep_held_in
 from outage_sentinel.incidents import BACK_NOTICES, OPERATOR_SOURCE, Incident, hold_back, plan_notices
-from outage_sentinel.lifecycle import Lifecycle, LifecycleError
+from outage_sentinel.lifecycle import Lifecycle, LifecycleError, StepInputError
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import IncidentProcessor
 from outage_sentinel.topology import Topology
@@ -136,11 +136,11 @@ class CommandSteps:
              caller: str = "", note: str = "") -> Incident:
         """Open an incident from a phone call: a feeder and/or transformer areas."""
         if not feeder and not transformers:
-            raise LifecycleError("give --feeder or --transformers (or both)")
+            raise StepInputError("give --feeder or --transformers (or both)")
         areas = self.areas(transformers) if transformers else []
         if feeder and feeder not in self.topology.feeder_ids and \
                 feeder not in self.topology.feeder_by_name:
-            raise LifecycleError(f"unknown feeder {feeder!r}")
+            raise StepInputError(f"unknown feeder {feeder!r}")
         now = self.clock()
         event_id = f"call:{now.isoformat()}"
         # The caller stays out of the record's text: liaison notices may quote it.
@@ -169,10 +169,10 @@ class CommandSteps:
                 continue
             tid = topo.resolve(ref)
             if tid is None or topo.nodes[tid].kind != "transformer":
-                raise LifecycleError(f"{ref!r} is neither a transformer area nor a village")
+                raise StepInputError(f"{ref!r} is neither a transformer area nor a village")
             out.append(tid)
         if not out:
-            raise LifecycleError("no transformer area given")
+            raise StepInputError("no transformer area given")
         return list(dict.fromkeys(out))
 
     def _report(self, event: OutageEvent, now: datetime) -> None:

@@ -669,7 +669,11 @@ class Deliverer:
         if not self.may_send():
             return
         claimed = [r for r in rows if self.store.mark_inflight(r.id, now)]
-        if not claimed:
+        if len(claimed) < len(rows):
+            # One was withdrawn or held since it was read: the digest would still carry its
+            # text. The rest go back as they were, and the next run builds it without it.
+            for row in claimed:
+                self.store.unclaim(row.id)
             return
         with self._claim(claimed):
             if not self.may_send():  # deposed since the claim: the next leader resends them

@@ -58,6 +58,15 @@ class LifecycleError(Exception):
     """An operator step that cannot be taken (unknown incident, wrong stage); says why."""
 
 
+class UnknownIncident(LifecycleError):
+    """The step names an incident there is none of."""
+
+
+class StepInputError(LifecycleError):
+    """A value the step was given that it cannot use whatever the incident's state (no such
+    crew, device, area or feeder; a required field missing): the asker's to fix."""
+
+
 def incident_columns(inc: Incident, now: datetime, **extra: Any) -> dict[str, Any]:
     """The ``incidents`` row for an incident state (lifecycle columns in ``extra``)."""
     row = {
@@ -81,7 +90,7 @@ def confirmed_devices(topology: Topology, text: str) -> list[str]:
             continue
         nid = topology.resolve(ref)
         if nid is None or topology.nodes[nid].kind not in DEVICE_KINDS | {"source"}:
-            raise LifecycleError(f"{ref!r} is not a device of the topology")
+            raise StepInputError(f"{ref!r} is not a device of the topology")
         if nid not in out:
             out.append(nid)
     return out
@@ -109,7 +118,7 @@ class Lifecycle:
     def load_in(self, conn: Connection, incident_id: str) -> tuple[Incident, dict[str, Any]]:
         m = self.store.lock_incident_in(conn, incident_id)
         if m is None:
-            raise LifecycleError(f"no incident {incident_id!r}")
+            raise UnknownIncident(f"no incident {incident_id!r}")
         return Incident.from_json(m["state"]), m
 
     def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
@@ -245,7 +254,7 @@ class Lifecycle:
                   details: dict[str, Any] | None = None) -> Incident:
         """A step of :data:`CREW_NOTES` from the crew's page: logged, the command centre told."""
         if step not in CREW_NOTES:
-            raise LifecycleError(f"unknown crew step {step!r} ({', '.join(CREW_NOTES)})")
+            raise StepInputError(f"unknown crew step {step!r} ({', '.join(CREW_NOTES)})")
         now = self.clock()
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
@@ -281,7 +290,7 @@ class Lifecycle:
         separated by commas or spaces; the localiser learns from these)."""
         now = self.clock()
         if not cause_category:
-            raise LifecycleError("closing needs a cause category (--cause)")
+            raise StepInputError("closing needs a cause category (--cause)")
         details: dict[str, Any] = {"cause_category": cause_category}
         found = confirmed_devices(self.topology, device or "")
         if found:
@@ -339,7 +348,7 @@ class Lifecycle:
                 raise LifecycleError(f"{incident_id} is {inc.status}; no crew needed")
             if crew_id is not None and not any(c.id == crew_id for c in self.topology.crews):
                 known = ", ".join(c.id for c in self.topology.crews)
-                raise LifecycleError(f"unknown crew {crew_id!r} (crews: {known})")
+                raise StepInputError(f"unknown crew {crew_id!r} (crews: {known})")
             inc = self.dispatch_in(conn, inc, row, now, actor, crew_id=crew_id, note=note)
         return inc
 

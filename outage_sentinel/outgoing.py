@@ -18,8 +18,10 @@ from typing import Any, Literal
 Audience = Literal["liaison", "command", "crew"]
 AUDIENCES: tuple[Audience, ...] = ("liaison", "command", "crew")
 #: How a stored message stands: waiting, being sent, sent, given up (a dead letter), muted
-#: by a silence, taken back before it went.
-OUTBOX_STATUSES = ("pending", "inflight", "sent", "dead", "silenced", "withdrawn", "superseded")
+#: by a silence, taken back before it went, made moot by a later one, kept back by the
+#: command centre until released.
+OUTBOX_STATUSES = ("pending", "inflight", "sent", "dead", "silenced", "withdrawn", "superseded",
+                   "held")
 #: The largest id a stored row (a message, a silence) may have: a signed 64-bit integer, what
 #: the databases' drivers take.
 MAX_ID = 2**63 - 1
@@ -63,3 +65,13 @@ class OutboxMessage:
                 "recipient": self.recipient, "purpose": self.purpose, "channel": self.channel,
                 "target": self.target, "audience": self.audience, "subject": self.subject,
                 "body": self.body, "payload": dict(self.payload)}
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a message goes now: its target on its channel and whom it @-mentions (the contact
+    directory's current entry for the message's recipient, see
+    :func:`outage_sentinel.resend.current_address`)."""
+
+    target: str
+    mentions: tuple[str, ...] = ()

@@ -59,6 +59,8 @@ from outage_sentinel.lifecycle import (
     WAITING_STAGES,
     Lifecycle,
     LifecycleError,
+    StepInputError,
+    UnknownIncident,
     incident_columns,
 )
 from outage_sentinel.localise import FaultContext, devices_per_feeder
@@ -490,12 +492,13 @@ class IncidentProcessor:
         for ref in split_list(transformers) if transformers else inc.off:
             tid = self.topology.resolve(ref)
             if tid is None or tid not in inc.estimate.transformers:
-                raise LifecycleError(f"{ref!r} is not an affected transformer area of "
+                error = StepInputError if tid is None else LifecycleError
+                raise error(f"{ref!r} is not an affected transformer area of "
                                      f"{incident_id} (affected: {', '.join(inc.off[:10])})")
             ids.append(tid)
         when = parse_time(at, "--at", self.tz) if at else now
         if when > now + timedelta(minutes=1):
-            raise LifecycleError(f"--at {at} is in the future")
+            raise StepInputError(f"--at {at} is in the future")
         if when < inc.start:
             raise LifecycleError(f"--at {at} is before the outage began "
                                  f"({inc.start.astimezone(self.tz):%Y-%m-%d %H:%M})")
@@ -516,7 +519,7 @@ class IncidentProcessor:
         """The incident's current state."""
         row = self.store.get_incident(incident_id)
         if row is None:
-            raise LifecycleError(f"no incident {incident_id!r}")
+            raise UnknownIncident(f"no incident {incident_id!r}")
         return Incident.from_json(row["state"])
 
     def incident_of(self, source: str, event_id: str) -> str | None:
@@ -527,7 +530,7 @@ class IncidentProcessor:
     def active(self, incident_id: str) -> Incident:
         row = self.store.get_incident(incident_id)
         if row is None:
-            raise LifecycleError(f"no incident {incident_id!r}")
+            raise UnknownIncident(f"no incident {incident_id!r}")
         inc = Incident.from_json(row["state"])
         if inc.status != "active":
             raise LifecycleError(f"{incident_id} is {inc.status}; nothing to restore")
@@ -541,7 +544,10 @@ class IncidentProcessor:
             self.store.log_in(conn, after.id, now, "detected", actor, "",
                               {"transformers": list(after.off),
                                "customers": self.topology.customers_of(after.off)})
-        self._log_restoration(conn, before, after, actor, now)
+        # An operator's note on the step (why, who said so) is kept with the step it explains.
+        note = redact(str(event.raw.get("note") or "")) if event.source == OPERATOR_SOURCE \
+            else ""
+        self._log_restoration(conn, before, after, actor, now, note)
         old_stage = before.stage if before is not None else None
         if after.stage != old_stage and after.stage in ("confirmed", "cancelled"):
             self.store.log_in(conn, after.id, now, after.stage, actor)
@@ -551,18 +557,18 @@ class IncidentProcessor:
                                "to": after.etr.isoformat() if after.etr else None})
 
     def _log_restoration(self, conn: Connection, before: Incident | None, after: Incident,
-                         actor: str, now: datetime) -> None:
+                         actor: str, now: datetime, note: str = "") -> None:
         step = restoration_step(before, after)
         if step:
             stage = "restored" if after.status == "restored" else "partially_restored"
             # Logged at the time supply came back (an operator may record it later).
             back_at = max(after.restored[t] for t in step)
-            self.store.log_in(conn, after.id, min(back_at, now), stage, actor, "",
+            self.store.log_in(conn, after.id, min(back_at, now), stage, actor, note,
                               {"transformers": list(step),
                                "customers": self.topology.customers_of(step),
                                "recorded_at": now.isoformat()})
         elif after.status == "restored" and (before is None or before.status != "restored"):
-            self.store.log_in(conn, after.id, now, "restored", actor, "", {"transformers": [],
+            self.store.log_in(conn, after.id, now, "restored", actor, note, {"transformers": [],
                                                                              "customers": 0})
 
     def _link_reopened(self, conn: Connection, inc: Incident, now: datetime) -> Incident:

@@ -10,6 +10,11 @@ no longer so. It is *stale* when:
 * it tells a village its power is back (restored, cancelled) and the village is off again.
 
 A stale message is resent only when forced (the operator has read the reason).
+
+A message sent again goes to its recipient's address *now* (:func:`current_address`): a
+liaison's number fixed in the contact directory (the bundle's ``liaisons.csv``, a crew's in
+``crews.csv``, the command centre's in the config) since it was queued is where it goes, and a
+recipient the directory no longer has is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Collection
 from typing import Any, Protocol
 
 from outage_sentinel.incidents import BACK_NOTICES, Incident, villages_off
+from outage_sentinel.outgoing import Address
 from outage_sentinel.store.outbox import OutboxRow
 from outage_sentinel.topology import Topology
 
@@ -59,13 +65,56 @@ def why_stale(store: MessageStore, topology: Topology, m: OutboxRow) -> str:
 
 def stale_among(store: MessageStore, topology: Topology, ids: Collection[int] | None
                 ) -> dict[int, str]:
-    """The held or dead messages among ``ids`` (every dead letter for ``None``) that are
+    """The silenced, held or dead messages among ``ids`` (every dead letter for ``None``) that are
     stale: id -> why, e.g. ``"overtaken by message 12 (restored)"``."""
     rows = store.messages(status="dead") if ids is None else store.messages(ids=ids)
     out: dict[int, str] = {}
     for m in rows:
-        if m.status in ("dead", "silenced"):
+        if m.status in ("dead", "silenced", "held"):
             why = why_stale(store, topology, m)
             if why:
                 out[m.id] = f"{m.purpose} of {m.incident_id}: {why}"
     return out
+
+
+class GoneRecipient(ValueError):
+    """A message whose recipient the contact directory no longer has (or no longer tells
+    apart): it cannot be sent again; a new notice is needed. The message says why."""
+
+
+def current_address(topology: Topology, m: OutboxRow,
+                    command: tuple[str, str] | None = None) -> Address:
+    """Where ``m`` goes if sent now: a village's liaisons of the message's roles on its
+    channel, a crew, the command centre (``command``: its channel and target in the config),
+    as the directory has them now; :class:`GoneRecipient` when it has none."""
+    payload = m.payload or {}
+    if m.audience == "crew" and payload.get("crew"):
+        crew = next((c for c in topology.crews if c.id == payload["crew"]), None)
+        if crew is None or crew.channel != m.channel:
+            raise GoneRecipient(f"message {m.id}: crew {payload['crew']} is no longer in the "
+                                f"directory on {m.channel}")
+        return Address(crew.target or crew.phone, (crew.phone,) if crew.phone else ())
+    if m.audience == "liaison" and payload.get("village"):
+        return _liaisons_address(topology, m, str(payload["village"]),
+                                 set(payload.get("roles") or ()))
+    if m.audience == "command" and command is not None and command[0] == m.channel:
+        return Address(command[1], tuple(payload.get("mentions") or ()))
+    return Address(m.target, tuple(payload.get("mentions") or ()))
+
+
+def _liaisons_address(topology: Topology, m: OutboxRow, village: str, roles: set[str]
+                      ) -> Address:
+    """The address of the village's liaisons ``m`` was for (one group or person: its old
+    target if the directory still has it, else the only one it has for them)."""
+    members = [li for li in topology.liaisons_by_village.get(village, [])
+               if li.channel == m.channel and (not roles or li.role in roles)]
+    targets = list(dict.fromkeys(li.target or li.phone for li in members))
+    who = f"the {'/'.join(sorted(roles)) or 'liaisons'} of village {village} on {m.channel}"
+    if not targets:
+        raise GoneRecipient(f"message {m.id}: {who} are no longer in the contact directory")
+    target = m.target if m.target in targets else targets[0]
+    if len(targets) > 1 and m.target not in targets:
+        raise GoneRecipient(f"message {m.id}: {who} now have {len(targets)} addresses in "
+                            "the directory and none is the message's: it cannot tell which")
+    phones = (li.phone for li in members if (li.target or li.phone) == target and li.phone)
+    return Address(target, tuple(dict.fromkeys(phones)))

@@ -21,6 +21,15 @@ class SilenceError(ValueError):
     """A silence that cannot be added or expired; the message says why."""
 
 
+class SilenceInputError(SilenceError):
+    """A silence asked for with a value it cannot take (no such matcher, feeder, village or
+    incident; no reason; an end already past)."""
+
+
+class NoSuchSilence(SilenceError):
+    """An id no silence has."""
+
+
 class Silencing:
     """Silences over one store; ``topology`` is read on every call (a reload swaps it)."""
 
@@ -51,11 +60,11 @@ class Silencing:
             now: datetime, force: bool = False) -> Silence:
         """Add a silence from now until ``until``."""
         if matcher not in MATCHERS:
-            raise SilenceError(f"silence what? one of {', '.join(MATCHERS)}")
+            raise SilenceInputError(f"silence what? one of {', '.join(MATCHERS)}")
         if not reason.strip():
-            raise SilenceError("a silence needs a reason (--reason)")
+            raise SilenceInputError("a silence needs a reason (--reason)")
         if until <= now:
-            raise SilenceError(f"--until {until.isoformat()} has passed")
+            raise SilenceInputError(f"--until {until.isoformat()} has passed")
         self._known(matcher, value)
         kind: Matcher = matcher  # checked above
         silence = Silence(0, kind, value, now, until, reason.strip(), actor, force)
@@ -69,7 +78,9 @@ class Silencing:
 
     def expire(self, silence_id: int, now: datetime) -> None:
         if not self.store.expire_silence(silence_id, now):
-            raise SilenceError(f"no silence {silence_id} in force")
+            if any(s.id == silence_id for s in self.store.silences()):
+                raise SilenceError(f"silence {silence_id} has ended already")
+            raise NoSuchSilence(f"no silence {silence_id}")
 
     def _known(self, matcher: str, value: str) -> None:
         topo = self.topology()
@@ -77,7 +88,7 @@ class Silencing:
             (matcher == "village" and value in topo.villages) or \
             (matcher == "incident" and self.store.get_incident(value) is not None)
         if not known:
-            raise SilenceError(f"unknown {matcher} {value!r}")
+            raise SilenceInputError(f"unknown {matcher} {value!r}")
 
     def _care_villages(self, silence: Silence, now: datetime) -> list[str]:
         """Villages with special-care households in open faults the silence would mute."""

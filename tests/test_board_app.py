@@ -145,27 +145,40 @@ def test_an_operator_runs_the_whole_lifecycle_and_each_step_is_recorded(
     assert "13812345678" not in client.get(f"/api/incidents/{iid}").text
 
 
-def test_a_step_the_incident_refuses_is_a_clear_409(board_env: Any, demo: Topology) -> None:
+def test_a_refused_step_answers_404_400_or_409_by_whose_fault_it_is(
+        board_env: Any, demo: Topology) -> None:
+    """404: the request names nothing there is (an incident, an action, a message, a
+    silence); 400: a value that cannot be used whatever the state; 409: a valid request the
+    state refuses. Each refusal is audited."""
     app, store, _ = board_env
     client, csrf = signed_in(app, "ops")
     iid = open_incident(client, csrf, demo)
     r = post(client, csrf, f"/api/incidents/{iid}/close", {"cause": "雷击"})
     assert r.status_code == 409 and "restore it first" in r.json()["error"]
     r = post(client, csrf, f"/api/incidents/{iid}/dispatch", {"crew": "nobody"})
-    assert r.status_code == 409 and "unknown crew" in r.json()["error"]
+    assert r.status_code == 400 and "unknown crew" in r.json()["error"]
     # Every box unticked is no "restore everything" (it told every village power was back).
     r = post(client, csrf, f"/api/incidents/{iid}/restore", {"transformers": []})
-    assert r.status_code == 409 and "none ticked" in r.json()["error"]
+    assert r.status_code == 400 and "none ticked" in r.json()["error"]
     assert client.get(f"/api/incidents/{iid}").json()["status"] == "active"
     # A time the system cannot read is the operator's error, not the board's.
     r = post(client, csrf, f"/api/incidents/{iid}/etr", {"time": "unknown"})
-    assert r.status_code == 409 and "ETR" in r.json()["error"]
+    assert r.status_code == 400 and "ETR" in r.json()["error"]
+    r = post(client, csrf, f"/api/incidents/{iid}/cancel", {})
+    assert r.status_code == 400 and r.json()["error"] == "reason: required"
     r = post(client, csrf, f"/api/incidents/{iid}/fly", {})
-    assert r.status_code == 409 and "unknown action" in r.json()["error"]
+    assert r.status_code == 404 and "unknown action" in r.json()["error"]
+    for action, body in (("ack", {}), ("etr", {"time": "2030-01-01 10:00"}),
+                         ("restore", {})):
+        r = post(client, csrf, f"/api/incidents/INC-NOPE/{action}", body)
+        assert r.status_code == 404 and "no incident 'INC-NOPE'" in r.json()["error"], action
+    r = post(client, csrf, "/api/silences", {"expire": 424242})
+    assert r.status_code == 404 and "no silence 424242" in r.json()["error"]
     r = client.post(f"/api/incidents/{iid}/ack", content=b"[1,", headers={
         "X-CSRF-Token": csrf, "Content-Type": "application/json"})
     assert r.status_code == 400
     assert [r["ok"] for r in store.audit_trail() if r["action"] == "close"] == [False]
+    assert [r["ok"] for r in store.audit_trail() if r["action"] == "fly"] == [False]
 
 
 def test_without_the_csrf_token_or_with_another_sessions_nothing_changes(
@@ -313,7 +326,7 @@ def test_storm_retry_and_silence_run_the_operator_steps(board_env: Any, demo: To
     assert post(client, csrf, "/api/storm", {"declare": False}).status_code == 200
     assert not storm_declared(store.kv_get(STORM_KEY), clock())
     r = post(client, csrf, "/api/outbox/retry", {"ids": [999999]})
-    assert r.status_code == 409 and "999999" in r.json()["error"]
+    assert r.status_code == 404 and "999999" in r.json()["error"]
     feeder = demo.feeders[0]
     until = (clock() + timedelta(hours=1)).astimezone(ZoneInfo("Asia/Shanghai")).strftime(
         "%Y-%m-%d %H:%M")  # local time of the config's zone, as the page sends it
@@ -322,7 +335,7 @@ def test_storm_retry_and_silence_run_the_operator_steps(board_env: Any, demo: To
     assert r.status_code == 200, r.text
     assert [s["value"] for s in client.get("/api/silences").json()] == [feeder]
     assert post(client, csrf, "/api/silences", {"matcher": "feeder", "value": feeder,
-                                                "until": until}).status_code == 409
+                                                "until": until}).status_code == 400
 
 
 def test_a_dead_outage_notice_of_an_incident_since_ended_is_not_resent_unforced(
@@ -338,7 +351,7 @@ def test_a_dead_outage_notice_of_an_incident_since_ended_is_not_resent_unforced(
     assert r.status_code == 200, r.text
     r = post(client, csrf, "/api/outbox/retry", {"ids": [outage.id]})
     assert r.status_code == 409
-    assert f"{outage.id} (outage of {iid}: overtaken by message" in r.text  # the cancellation
+    assert f"{outage.id}: out of date (outage of {iid}: overtaken by message" in r.text  # the cancellation
     assert next(m for m in store.messages() if m.id == outage.id).status == "dead"
     r = post(client, csrf, "/api/outbox/retry", {"ids": [outage.id], "force": True})
     assert r.status_code == 200
@@ -363,7 +376,7 @@ def test_a_held_notice_the_incident_moved_past_is_not_resent_unforced(
     old = min(updates, key=lambda m: m.id)
     store.mark_dead(old.id, clock(), "HTTP 500")
     r = post(client, csrf, "/api/outbox/retry", {"ids": [old.id]})
-    assert r.status_code == 409 and f"{old.id} (update of {iid}: overtaken by message" in r.text
+    assert r.status_code == 409 and f"{old.id}: out of date (update of {iid}: overtaken by message" in r.text
 
     clock.now += timedelta(minutes=5)
     assert post(client, csrf, f"/api/incidents/{iid}/restore", {}).status_code == 200
@@ -376,7 +389,7 @@ def test_a_held_notice_the_incident_moved_past_is_not_resent_unforced(
              {"transformers": demo.transformers[:2]})
     assert r.status_code == 200, r.text
     r = post(client, csrf, "/api/outbox/retry", {"ids": [back[0].id]})
-    assert r.status_code == 409 and f"{back[0].id} (restored of {iid}:" in r.text
+    assert r.status_code == 409 and f"{back[0].id}: out of date (restored of {iid}:" in r.text
     assert ("overtaken" in r.text) or ("off again" in r.text)
     assert {m.status for m in store.messages(ids={m.id for m in back})} == {"dead"}
 

@@ -251,3 +251,51 @@ def test_a_burst_on_one_field_link_is_throttled_while_the_daemon_delivers(
         assert wait_for(lambda: len(sink_lines(tmp_path)) > before, 30)
     finally:
         assert stop(proc) == 0
+
+
+def test_an_operator_withdraws_one_held_back_notice_from_the_page(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    """A village's notices are muted by a silence (so the running daemon cannot send them
+    first); the operator withdraws one from the incident page with a reason: it is withdrawn,
+    with who and why, never sent after the silence ends, and the audit keeps what was asked."""
+    config, url = running
+    topology = load_bundle(ROOT / "topology")
+    area = "T-CG05-010"
+    village = topology.nodes[area].village
+    assert cli(config, "silence", "add", "--village", village, "--until", "2099-01-01 00:00",
+               "--reason", "联调", "--force").returncode == 0
+    r = cli(config, "incidents", "open", "--transformers", area)
+    assert r.returncode == 0, r.stderr
+    iid = re.search(r"^(INC-\S+): stage", r.stdout, re.M).group(1)  # type: ignore[union-attr]
+    store = store_of(config)
+    try:
+        def muted() -> list[Any]:
+            return [m for m in store.messages(incident_id=iid)
+                    if m.status == "silenced" and m.purpose == "outage"]
+        assert wait_for(lambda: bool(muted()), 20)
+        target = muted()[0]
+        page = sign_in(browser, url, "ops")
+        page.goto(f"{url}/#/incident/{iid}")
+        button = f"#notices button.withdraw[data-message='{target.id}']"
+        page.wait_for_selector(button, timeout=10000)
+        page.click(button)  # no reason: refused, nothing changes
+        page.wait_for_selector("#flash.bad:not([hidden])", timeout=10000)
+        assert "reason" in (page.text_content("#flash") or "")
+        page.fill("#outbox-reason", "台区名错，待核实")
+        page.click(button)
+        page.wait_for_selector(f"tr.status-withdrawn[data-message='{target.id}']", timeout=10000)
+        assert page.query_selector(button) is None
+        (got,) = store.messages(ids=[target.id])
+        assert got.status == "withdrawn"
+        assert got.last_error and got.last_error.startswith("withdrawn by board:ops: 台区名错")
+        cli(config, "silence", "expire", str(store.silences()[0].id))
+        assert cli(config, "outbox", "retry", str(target.id)).returncode == 1
+        (got,) = store.messages(ids=[target.id])
+        assert got.status == "withdrawn" and got.sent_at is None
+        (entry,) = [a for a in store.audit_trail() if a["action"] == "withdraw" and a["ok"]]
+        assert entry["actor"] == "ops" and "台区名错" in entry["detail"]
+        assert str(target.id) in entry["detail"]
+        assert page.errors == [] or all("409" in e or "400" in e for e in page.errors)
+        page.context.close()
+    finally:
+        store.close()

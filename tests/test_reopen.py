@@ -89,7 +89,7 @@ def test_the_board_undoes_a_restoration_of_the_ticked_areas(
     detail = client.get(f"/api/incidents/{iid}").json()
     assert detail["status"] == "restored"
     r = post(client, csrf, f"/api/incidents/{iid}/reopen", {"transformers": []})
-    assert r.status_code == 409 and "none ticked" in r.json()["error"]
+    assert r.status_code == 400 and "none ticked" in r.json()["error"]
     first = detail["areas"][0]["id"]
     clock.now += timedelta(minutes=5)
     r = post(client, csrf, f"/api/incidents/{iid}/reopen", {"transformers": [first],

@@ -1,10 +1,12 @@
 """The board's buttons: each runs the very lifecycle step the operator verb runs (one code
 path for every actor), with the signed-in user as actor (``board:<name>``).
 
-An action takes the JSON body of the request; a missing or malformed field is an
-:class:`ActionError` naming it (a value of the wrong kind or out of range a :class:`BadValue`,
-answered 400; the rest 409), and a step the incident's state refuses is the
-``LifecycleError`` the CLI prints too.
+An action takes the JSON body of the request; a missing or malformed field is a
+:class:`BadValue` naming it, and a step the incident's or the message's state refuses is the
+``LifecycleError`` (``OutboxError``, ``SilenceError``) the CLI prints too. The page is answered
+(:func:`http_status`) 404 for what names no incident, message, silence or action, 400 for a
+value that cannot be used whatever the state, 409 for a valid request the state refuses.
+Every action's audit entry carries the request's essential fields (:func:`request_fields`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ from typing import Any
 from outage_sentinel.assembly import Core
 from outage_sentinel.command_steps import CommandSteps, refs_of
 from outage_sentinel.events import EventError, parse_time
-from outage_sentinel.lifecycle import LifecycleError
+from outage_sentinel.lifecycle import LifecycleError, StepInputError, UnknownIncident
+from outage_sentinel.logs import mask_phones
+from outage_sentinel.outbox_control import (
+    MissingReason,
+    OutboxControl,
+    OutboxError,
+    UnknownMessages,
+)
 from outage_sentinel.outgoing import MAX_ID
-from outage_sentinel.resend import stale_among
-from outage_sentinel.silencing import SilenceError, Silencing
+from outage_sentinel.silencing import NoSuchSilence, SilenceError, SilenceInputError, Silencing
 from outage_sentinel.store import Store
 from outage_sentinel.triage import STORM_KEY, storm_declaration
 
@@ -30,8 +38,13 @@ class ActionError(ValueError):
 
 
 class BadValue(ActionError):
-    """A value of the request body of the wrong kind or out of range (a list where an id
-    goes, a fraction, a boolean for a number): the request's fault (400), named by its key."""
+    """A value of the request body missing, of the wrong kind or out of range (a list where
+    an id goes, a fraction, a boolean for a number): the request's fault (400), named by its
+    key."""
+
+
+class UnknownAction(ActionError):
+    """A button the board does not have (404)."""
 
 
 @dataclass
@@ -43,6 +56,7 @@ class Actions:
     silencing: Silencing
     clock: Callable[[], datetime]
     tz: tzinfo
+    outbox: OutboxControl
 
     @property
     def steps(self) -> CommandSteps:
@@ -53,7 +67,8 @@ class Actions:
         """Run ``action`` on the incident; returns what the incident became (one line)."""
         step = INCIDENT_STEPS.get(action)
         if step is None:
-            raise ActionError(f"unknown action {action!r} (actions: {', '.join(INCIDENT_STEPS)})")
+            raise UnknownAction(f"unknown action {action!r} (actions: "
+                                f"{', '.join(INCIDENT_STEPS)})")
         inc = step(self, incident_id, body, actor)
         return f"{inc.id}: {inc.stage}, {inc.status}, {len(inc.off)} area(s) off"
 
@@ -79,26 +94,27 @@ class Actions:
         return "storm declared" if declare else "storm ended"
 
     def retry(self, body: Mapping[str, Any], actor: str) -> str:
+        return self._outbox("retry", body, actor)
+
+    def withdraw(self, body: Mapping[str, Any], actor: str) -> str:
+        return self._outbox("withdraw", body, actor)
+
+    def hold(self, body: Mapping[str, Any], actor: str) -> str:
+        return self._outbox("hold", body, actor)
+
+    def release(self, body: Mapping[str, Any], actor: str) -> str:
+        return self._outbox("release", body, actor)
+
+    def _outbox(self, action: str, body: Mapping[str, Any], actor: str) -> str:
+        """One of :data:`~outage_sentinel.outbox_control.ACTIONS` on the messages ``ids``,
+        all or none (:meth:`OutboxControl.take`)."""
         ids = body.get("ids")
         if not isinstance(ids, list) or not ids or not all(is_id(i) for i in ids):
             raise BadValue(f"ids: a list of outbox message ids (whole numbers from 1 to "
                            f"{MAX_ID})")
-        if not flag(body, "force"):
-            self._refuse_stale(set(ids))
-        done = self.store.requeue(ids, self.clock(), f"retried by {actor}")
-        missing = sorted(set(ids) - set(done))
-        if missing:
-            raise ActionError(f"not dead or silenced (or unknown): {missing}")
-        return f"requeued {len(done)}"
-
-    def _refuse_stale(self, ids: set[int]) -> None:
-        """A held or dead message the incident has moved past (:mod:`outage_sentinel.resend`)
-        is refused unless forced."""
-        stale = stale_among(self.store, self.core.lifecycle.topology, ids)
-        if stale:
-            raise ActionError("out of date, not resent: " + "; ".join(
-                f"{i} ({why})" for i, why in sorted(stale.items()))
-                + " (the API's force: true resends anyway)")
+        reason = text(body, "reason", required=action == "withdraw")
+        return self.outbox.take(action, list(dict.fromkeys(ids)), actor, self.clock(), reason,
+                                force=flag(body, "force")).line()
 
     def silence(self, body: Mapping[str, Any], actor: str) -> str:
         now = self.clock()
@@ -106,18 +122,12 @@ class Actions:
             sid = body["expire"]
             if not is_id(sid):
                 raise BadValue(f"expire: the id of a silence (a whole number from 1 to {MAX_ID})")
-            try:
-                self.silencing.expire(sid, now)
-            except SilenceError as exc:
-                raise ActionError(str(exc)) from None
+            self.silencing.expire(sid, now)
             return f"silence {sid} ended"
         matcher, value, reason = text(body, "matcher"), text(body, "value"), text(body, "reason")
         until_text, force = text(body, "until"), flag(body, "force")
-        try:
-            until = parse_time(until_text, "until", self.tz)
-            s = self.silencing.add(matcher, value, until, reason, actor, now, force=force)
-        except (SilenceError, ValueError) as exc:
-            raise ActionError(str(exc)) from None
+        until = parse_time(until_text, "until", self.tz)
+        s = self.silencing.add(matcher, value, until, reason, actor, now, force=force)
         return f"silence {s.id}"
 
 
@@ -139,7 +149,7 @@ def text(body: Mapping[str, Any], key: str, required: bool = True) -> str:
     value = body.get(key)
     if value is None or value == "":
         if required:
-            raise ActionError(f"{key}: required")
+            raise BadValue(f"{key}: required")
         return ""
     if not isinstance(value, str):
         raise BadValue(f"{key}: text expected")
@@ -161,7 +171,7 @@ def _restore(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     if "transformers" in body and not areas:
         # A form with every box unticked is no "restore everything": that told every village
         # its power was back.
-        raise ActionError("transformers: tick the areas whose power is back (none ticked)")
+        raise BadValue("transformers: tick the areas whose power is back (none ticked)")
     return a.core.processor.operator_restore(
         iid, actor, areas or None,
         text(body, "at", required=False) or None, text(body, "note", required=False),
@@ -171,7 +181,7 @@ def _restore(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
 def _scope(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     add, remove = refs(body, "add", required=False), refs(body, "remove", required=False)
     if not add and not remove:
-        raise ActionError("add or remove: the transformer areas to correct")
+        raise BadValue("add or remove: the transformer areas to correct")
     inc = None
     note = text(body, "note", required=False)
     for refs_given in (add, remove):  # both lists read before either changes anything
@@ -188,7 +198,7 @@ def _reopen(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     """Areas recorded back that are still off: the ones ticked (none ticked is refused)."""
     areas = refs(body, "transformers", required=False)
     if not areas:
-        raise ActionError("transformers: tick the areas still off (none ticked)")
+        raise BadValue("transformers: tick the areas still off (none ticked)")
     return a.steps.reopen(iid, areas, actor, text(body, "note", required=False))
 
 
@@ -209,6 +219,49 @@ INCIDENT_STEPS: dict[str, Step] = {
         i, u, text(b, "cause"), text(b, "note", False), device=text(b, "device", False) or None),
 }
 
-#: Errors a step raises that are the user's to fix (shown on the page, status 400/409).
+#: Errors a step raises that are the user's to fix (shown on the page, status 400/404/409).
+USER_ERRORS = (ActionError, LifecycleError, EventError, OutboxError, SilenceError)
+#: What names nothing there is (404), and what cannot be used whatever the state (400).
+NOT_FOUND = (UnknownAction, UnknownIncident, UnknownMessages, NoSuchSilence)
+BAD_INPUT = (BadValue, StepInputError, EventError, MissingReason, SilenceInputError)
 
-USER_ERRORS = (ActionError, LifecycleError, EventError)
+
+def http_status(exc: Exception) -> int:
+    """The answer to a refused request: 404 (unknown), 400 (malformed), 409 (the state
+    refuses it)."""
+    if isinstance(exc, NOT_FOUND):
+        return 404
+    if isinstance(exc, BAD_INPUT):
+        return 400
+    return 409
+
+
+#: The fields of each action's request its audit entry keeps (what was asked: the ETR set,
+#: the ids retried, a silence's matcher, the areas, the note; never a password).
+REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
+    "open": ("feeder", "transformers", "caller", "note"),
+    "storm": ("declare", "hours", "note"),
+    "retry": ("ids", "force"), "withdraw": ("ids", "reason"), "hold": ("ids", "reason"),
+    "release": ("ids", "force"),
+    "silence": ("matcher", "value", "until", "reason", "force", "expire"),
+    "ack": ("note",), "dispatch": ("crew", "note"), "arrive": ("note",),
+    "restore": ("transformers", "at", "note"), "etr": ("time", "note"),
+    "scope": ("add", "remove", "note"), "cancel": ("reason",),
+    "reopen": ("transformers", "note"), "close": ("cause", "device", "note"),
+}
+
+
+def request_fields(action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The essential fields of an action's request as its audit entry keeps them: those it
+    names (:data:`REQUEST_FIELDS`) that were given, phone numbers masked, long values cut."""
+    return {k: _kept(body[k]) for k in REQUEST_FIELDS.get(action, ())
+            if body.get(k) not in (None, "", [])}
+
+
+def _kept(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_phones(value[:500])
+    if isinstance(value, list):
+        return [_kept(v) for v in value[:200]] + ([f"… {len(value) - 200} more"]
+                                                   if len(value) > 200 else [])
+    return value if isinstance(value, int | float | bool) else mask_phones(str(value)[:500])

@@ -40,7 +40,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outage_sentinel.board import access, report_pages
-from outage_sentinel.board.actions import USER_ERRORS, Actions, BadValue
+from outage_sentinel.board.actions import (
+    USER_ERRORS,
+    Actions,
+    BadValue,
+    http_status,
+    request_fields,
+)
 from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
@@ -215,8 +221,8 @@ def route_table(signed_in: Wrap, public: Wrap, page: Callable[..., Handler], eve
               methods=["POST"]),
         Route("/api/storm", signed_in(global_action("storm"), act=True), methods=["POST"]),
         Route("/api/outbox", signed_in(outbox_json)),
-        Route("/api/outbox/retry", signed_in(global_action("retry"), act=True),
-              methods=["POST"]),
+        *(Route(f"/api/outbox/{what}", signed_in(global_action(what), act=True),
+                methods=["POST"]) for what in ("retry", "withdraw", "hold", "release")),
         Route("/api/silences", signed_in(silences_json)),
         Route("/api/silences", signed_in(global_action("silence"), act=True),
               methods=["POST"]),
@@ -657,26 +663,37 @@ async def _json(request: Request) -> dict[str, Any]:
 
 
 def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: str,
-         step: Callable[[str], str]) -> tuple[int, dict[str, Any]]:
-    """Run one action as the signed-in user and audit it, whatever the outcome: 200, 400 (a
-    value of the body it cannot use), 409 (refused), 500."""
+         asked: dict[str, Any], step: Callable[[str], str]) -> tuple[int, dict[str, Any]]:
+    """Run one action as the signed-in user and audit it, whatever the outcome, with what
+    was asked (``asked``: the request's essential fields): 200, 400 (a value it cannot use),
+    404 (it names nothing there is), 409 (the state refuses it), 500."""
     actor = f"board:{session['user_name']}"
     now = board.clock()
+
+    def audit(ok: bool, outcome: str) -> None:
+        board.store.audit(now, session["user_name"], "action", ok=ok, action=what,
+                          target=target, remote=remote, detail=audit_detail(outcome, asked))
+
     try:
         result = step(actor)
     except USER_ERRORS as exc:
-        board.store.audit(now, session["user_name"], "action", ok=False, action=what,
-                          target=target, remote=remote, detail=redact(str(exc)))
-        return 400 if isinstance(exc, BadValue) else 409, {"error": str(exc)}
+        audit(False, redact(str(exc)))
+        return http_status(exc), {"error": str(exc)}
     except Exception as exc:
         get_logger(component="board").error("action_failed", action=what, target=target,
                                              error=redact(repr(exc)))
-        board.store.audit(now, session["user_name"], "action", ok=False, action=what,
-                          target=target, remote=remote, detail=redact(repr(exc)))
+        audit(False, redact(repr(exc)))
         return 500, {"error": "the action failed; see the board's log"}
-    board.store.audit(now, session["user_name"], "action", ok=True, action=what,
-                      target=target, remote=remote, detail=result)
+    audit(True, result)
     return 200, {"ok": True, "result": result}
+
+
+def audit_detail(outcome: str, asked: dict[str, Any]) -> str:
+    """An audit entry's detail: the outcome, then the request's fields as JSON (numbers
+    masked, see :func:`~outage_sentinel.board.actions.request_fields`)."""
+    if not asked:
+        return outcome
+    return f"{outcome} · request {json.dumps(asked, ensure_ascii=False, sort_keys=True)}"
 
 
 async def _respond(request: Request, board: Board, session: dict[str, Any], what: str,
@@ -689,7 +706,7 @@ async def _respond(request: Request, board: Board, session: dict[str, Any], what
         return step(actor, body)
 
     status, data = await run_in_threadpool(_act, board, session, what, target,
-                                           _remote(request), run)
+                                           _remote(request), request_fields(what, body), run)
     return JSONResponse(data, status_code=status)
 
 
@@ -703,6 +720,7 @@ async def incident_action(request: Request, board: Board, session: dict[str, Any
 #: Actions not on one incident, by the name the audit trail records.
 GLOBAL_ACTIONS: dict[str, Callable[[Actions, dict[str, Any], str], str]] = {
     "open": Actions.open_incident, "storm": Actions.storm, "retry": Actions.retry,
+    "withdraw": Actions.withdraw, "hold": Actions.hold, "release": Actions.release,
     "silence": Actions.silence}
 
 

@@ -21,6 +21,7 @@ from outage_sentinel.board.app import Board, create_app
 from outage_sentinel.board.field import FieldDesk
 from outage_sentinel.config import Config
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.outbox_control import OutboxControl, command_of
 from outage_sentinel.signals import SignalInbox
 from outage_sentinel.silencing import Silencing
 from outage_sentinel.store import Store
@@ -37,7 +38,8 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
     reloads its bundle shows the new one at once."""
     core = build_core(config, store, topology(), metrics=Metrics(), clock=clock)
     tz = ZoneInfo(config.timezone)
-    actions = Actions(core, store, Silencing(store, topology), clock, tz)
+    actions = Actions(core, store, Silencing(store, topology), clock, tz,
+                      OutboxControl(store, topology, command_of(config)))
     f = config.field
     desk = FieldDesk(store, actions, topology, link_secret(config, store, clock()), clock,
                      photos=config.state_dir / "photos", photo_days=f.photo_retention_days,

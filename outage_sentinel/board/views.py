@@ -204,6 +204,9 @@ def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
             if m.status != "sent" or (m.payload or {}).get("digest") else "",
             "subject": said_text(m.subject or "", viewer), "text": said_text(m.body or "", viewer),
             "mentions": [phone(str(x), viewer) for x in mentions],
+            "readdressed": [{"from": phone(str(x.get("from", "")), viewer),
+                             "to": phone(str(x.get("to", "")), viewer)}
+                            for x in (m.payload or {}).get("readdressed") or ()],
             "sms": sms_sent(m, viewer)}
 
 

@@ -1,11 +1,12 @@
 """The command centre's corrections: ``incidents etr|scope|cancel|open``, ``silence
-add|list|expire`` and ``outbox retry``. Each takes the step through the same code the daemon
-(and later the board) runs, logged with its actor; notices it causes are queued in the outbox
-for the running daemon to deliver."""
+add|list|expire`` and ``outbox retry|withdraw|hold|release``. Each takes the step through the
+same code the daemon (and the board) runs, logged with its actor; notices it causes are queued
+in the outbox for the running daemon to deliver."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +61,20 @@ def add_other_verbs(sub: Any, osub: Any) -> None:
                        help="resend also messages the incident has moved past (a later message "
                             "to the same recipient, the outage over, the village off again)")
     _actor(retry)
+    wd = osub.add_parser("withdraw", help="never send these messages (pending, held, dead or "
+                                          "silenced); kept with who and why")
+    wd.add_argument("ids", nargs="+", type=int, help="outbox ids (see outbox list)")
+    wd.add_argument("--reason", required=True, help="why (kept with the message)")
+    _actor(wd)
+    hold = osub.add_parser("hold", help="keep pending messages back until released")
+    hold.add_argument("ids", nargs="+", type=int)
+    hold.add_argument("--reason", default="")
+    _actor(hold)
+    rel = osub.add_parser("release", help="send held messages (to the current address)")
+    rel.add_argument("ids", nargs="+", type=int)
+    rel.add_argument("--force", action="store_true",
+                     help="release also messages the incident has moved past")
+    _actor(rel)
     sil = sub.add_parser("silence", help="mute liaison notices during known work")
     ssub = sil.add_subparsers(dest="silence_verb", metavar="ACTION")
     add = ssub.add_parser("add", help="one of --feeder/--village/--incident, until a time")
@@ -105,30 +120,51 @@ def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
     return inc
 
 
-def outbox_retry(store: Any, topology: Any, args: argparse.Namespace) -> int:
+def outbox_retry(store: Any, topology: Any, config: Any, args: argparse.Namespace) -> int:
     """``outbox retry ID… | --dead``: messages the incident has moved past are left as they
-    are, with the reason, unless ``--force`` (:mod:`outage_sentinel.resend`)."""
-    from outage_sentinel.lifecycle import parse_actor
-    from outage_sentinel.resend import stale_among
-
+    are, with the reason, unless ``--force`` (:mod:`outage_sentinel.resend`); the rest go to
+    their recipient's address now, or are refused when the directory no longer has it."""
     if bool(args.ids) == bool(args.dead):
         print("error: give outbox ids or --dead", file=sys.stderr)
         return EXIT_USAGE
-    actor = parse_actor(args.actor)
-    stale = {} if args.force else stale_among(store, topology, args.ids or None)
-    for i, why in sorted(stale.items()):
-        print(f"not resent: {i} out of date ({why}); --force resends it anyway",
-              file=sys.stderr)
-    wanted = [i for i in args.ids if i not in stale] if args.ids else None
-    if wanted is None:  # every dead letter but the stale ones
-        wanted = [m.id for m in store.messages(status="dead") if m.id not in stale]
-    ids = store.requeue(wanted, _utcnow(), f"retried by {actor}") if wanted else []
-    missing = sorted(set(args.ids) - set(ids) - set(stale))
-    print(f"requeued {len(ids)} message(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
-    if missing:
-        print(f"error: not dead or silenced (or unknown): {', '.join(map(str, missing))}",
-              file=sys.stderr)
-    return EXIT_PROBLEMS if missing or stale else 0
+    return _outbox_step(store, topology, config, args, "retry", args.ids or None)
+
+
+def outbox_control(store: Any, topology: Any, config: Any, args: argparse.Namespace) -> int:
+    """``outbox withdraw|hold|release ID…`` (:mod:`outage_sentinel.outbox_control`)."""
+    return _outbox_step(store, topology, config, args, args.outbox_verb, args.ids)
+
+
+def _outbox_step(store: Any, topology: Any, config: Any, args: argparse.Namespace,
+                 action: str, ids: list[int] | None) -> int:
+    """Take ``action`` on the messages it may take, say why not for the rest (exit 1), and
+    keep it in the audit trail with what was asked."""
+    from outage_sentinel.lifecycle import parse_actor
+    from outage_sentinel.logs import mask_phones
+    from outage_sentinel.outbox_control import OutboxControl, OutboxError, command_of
+
+    actor, now = parse_actor(args.actor), _utcnow()
+    control = OutboxControl(store, lambda: topology, command_of(config))
+    vetted = control.vet(action, ids, force=getattr(args, "force", False))
+    reason = getattr(args, "reason", "") or ""
+    try:
+        done = control.apply(action, vetted, actor, now, reason)
+    except OutboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    late = sorted(set(vetted.ok) - set(done.ids))
+    said = mask_phones(done.line())
+    problems = mask_phones("; ".join(x for x in (vetted.problems(), late and
+                                                 f"changed meanwhile: {late}") if x))
+    print(said)
+    if problems:
+        print(f"error: {problems}", file=sys.stderr)
+    asked = {"ids": ids or "every dead letter", "reason": mask_phones(reason),
+             "force": getattr(args, "force", False)}
+    store.audit(now, actor, "cli", ok=not problems, action=action,
+                detail=f"{said}{'; ' + problems if problems else ''} · request "
+                       f"{json.dumps(asked, ensure_ascii=False, sort_keys=True)}")
+    return EXIT_PROBLEMS if problems else 0
 
 
 def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) -> int:

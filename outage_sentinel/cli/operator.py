@@ -201,14 +201,17 @@ def dispatch(args: argparse.Namespace) -> int:
                 print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phones(m.target):30} "
                       f"{mask_phones(m.key)}  {redact(m.last_error or '')}")
             return 0
-        if verb == "outbox" and action == "retry":
-            # the topology says which villages are off again (a stale "power back" notice)
+        if verb == "outbox" and action in ("retry", "withdraw", "hold", "release"):
+            # the topology says which villages are off again (a stale "power back" notice),
+            # and where a liaison is reached now (a retry or release goes there)
             opened = open_config(args)
             if isinstance(opened, int):
                 return opened
-            _, topology, retry_store = opened
+            config, topology, retry_store = opened
             try:
-                return corrections.outbox_retry(retry_store, topology, args)
+                step = corrections.outbox_retry if action == "retry" \
+                    else corrections.outbox_control
+                return step(retry_store, topology, config, args)
             finally:
                 retry_store.close()
         if verb == "storm":

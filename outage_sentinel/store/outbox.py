@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,19 +12,31 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    literal,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.field_links import LINK_PREFIX, MAX_AGE
-from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.outgoing import Address, OutboxMessage
 from outage_sentinel.silences import Silence
 from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.schema import incidents_t, kv_t, outbox_t, silences_t
 
 #: A stored field link is written again (its ``issued`` renewed) at most this often.
 LINK_REFRESH = timedelta(hours=1)
+#: What the command centre may do to one message not delivered: the statuses it may be in,
+#: and the status it takes. A message being sent (``inflight``) is in none of them: whether
+#: it went is not known until its send settles.
+CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
+    "withdraw": (("pending", "held", "dead", "silenced"), "withdrawn"),
+    "hold": (("pending",), "held"),
+    "release": (("held",), "pending"),
+}
+#: The statuses the deliverer's own writes start from: a message it read as due (pending)
+#: or claimed (inflight). A message withdrawn or held meanwhile is left as the operator left it.
+DELIVERING = ("pending", "inflight")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,9 +248,20 @@ class OutboxStore(StoreBase):
 
     def mark_sent(self, row_id: int, now: datetime, detail: str = "") -> None:
         with self.transaction() as conn:
-            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
+                                                outbox_t.c.status.in_(DELIVERING))
                          .values(status="sent", sent_at=now, inflight_count=0,
                                  last_error=detail or None))
+
+    def unclaim(self, row_id: int) -> None:
+        """A claimed message not sent after all (its digest must be rebuilt): pending again
+        as it was before :meth:`mark_inflight` counted the claim."""
+        with self.transaction() as conn:
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
+                                                outbox_t.c.status == "inflight")
+                         .values(status="pending",
+                                 inflight_count=outbox_t.c.inflight_count - 1,
+                                 attempts=outbox_t.c.attempts - 1))
 
     def mark_retry(self, row_id: int, next_at: datetime, error: str, *,
                    clear_inflight: bool = True, interrupted: bool = False) -> None:
@@ -251,23 +274,27 @@ class OutboxStore(StoreBase):
         if interrupted:
             values["interruptions"] = outbox_t.c.interruptions + 1
         with self.transaction() as conn:
-            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(**values))
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
+                                                outbox_t.c.status.in_(DELIVERING))
+                         .values(**values))
 
     def mark_dead(self, row_id: int, now: datetime, error: str) -> None:
         with self.transaction() as conn:
-            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
+                                                outbox_t.c.status.in_(DELIVERING))
                          .values(status="dead", last_error=error, sent_at=None, dead_at=now))
 
     def withdraw_pending_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
                             now: datetime, reason: str,
                             recipients: Sequence[str] | None = None) -> int:
         """Messages of ``incident_id`` with ``purposes`` (to ``recipients``, or anyone) not
-        sent yet (pending: never tried, or waiting to be tried again; not one being sent)
-        taken back: status ``withdrawn``, kept and shown, never sent. Returns how many. A
-        message tried before may have reached its recipient: the caller asks :meth:`told_in`
-        first."""
+        sent yet (pending: never tried, or waiting to be tried again; held by the command
+        centre; not one being sent) taken back: status ``withdrawn``, kept and shown, never
+        sent. Returns how many. A message tried before may have reached its recipient: the
+        caller asks :meth:`told_in` first."""
         cond = [self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
-                outbox_t.c.purpose.in_(list(purposes)), outbox_t.c.status == "pending"]
+                outbox_t.c.purpose.in_(list(purposes)),
+                outbox_t.c.status.in_(("pending", "held"))]
         if recipients is not None:
             cond.append(outbox_t.c.recipient.in_(list(recipients)))
         res = conn.execute(update(outbox_t).where(*cond)
@@ -300,13 +327,14 @@ class OutboxStore(StoreBase):
     def told_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                 ) -> set[str]:
         """Recipients a message of ``incident_id`` with ``purposes`` reached or may have
-        reached (sent, being sent, dead, or tried: a pending, superseded or withdrawn one only
-        if it was tried; a silenced one never)."""
+        reached (sent, being sent, dead, or tried: a pending, held, superseded or withdrawn one
+        only if it was tried; a silenced one never)."""
         status = outbox_t.c.status
         q = select(outbox_t.c.recipient).where(
             self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
             outbox_t.c.purpose.in_(list(purposes)), status != "silenced",
-            status.not_in(("pending", "superseded", "withdrawn")) | (outbox_t.c.attempts > 0))
+            status.not_in(("pending", "held", "superseded", "withdrawn"))
+            | (outbox_t.c.attempts > 0))
         return {str(r) for r in conn.execute(q).scalars()}
 
     def mark_silenced(self, row_id: int, now: datetime, reason: str) -> bool:
@@ -317,11 +345,13 @@ class OutboxStore(StoreBase):
                                .values(status="silenced", last_error=reason, dead_at=now))
             return bool(res.rowcount)
 
-    def requeue(self, row_ids: Sequence[int] | None, now: datetime, note: str) -> list[int]:
+    def requeue(self, row_ids: Sequence[int] | None, now: datetime, note: str,
+                addresses: Mapping[int, Address] | None = None) -> list[int]:
         """Dead or silenced messages (the given ones, or every dead letter for ``None``) made
         pending again, due now, with a fresh count of attempts. Returns the ids requeued;
         a message sent or still pending is left alone (sending it again would be a
-        duplicate, not a retry)."""
+        duplicate, not a retry). A message whose recipient the contact directory now reaches
+        elsewhere goes to its address in ``addresses`` (see :meth:`readdress_in`)."""
         cond = outbox_t.c.status.in_(("dead", "silenced")) if row_ids is not None \
             else outbox_t.c.status == "dead"
         q = select(outbox_t.c.id).where(self.in_region(outbox_t), cond)
@@ -333,7 +363,54 @@ class OutboxStore(StoreBase):
                 conn.execute(update(outbox_t).where(outbox_t.c.id.in_(ids)).values(
                     status="pending", attempts=0, inflight_count=0, next_attempt_at=now,
                     dead_at=None, sent_at=None, last_error=note))
+                self.readdress_in(conn, {i: a for i, a in (addresses or {}).items()
+                                         if i in ids}, now, note)
         return ids
+
+    def control(self, row_ids: Sequence[int], action: str, now: datetime, note: str,
+                addresses: Mapping[int, Address] | None = None) -> list[int]:
+        """The command centre's ``action`` (a key of :data:`CONTROLS`: withdraw, hold,
+        release) on the given messages. Each changes only from a status the action allows,
+        in one statement whose condition is that status: a message the deliverer claimed
+        meanwhile (in flight) is left alone, and one withdrawn or held first is never claimed
+        after (the claim, :meth:`mark_inflight`, asks for ``pending``). ``note`` (who, why) is
+        kept as its last word, after what that said (``… (was dead: HTTP 500)``); a released
+        one is due now, at its address in ``addresses`` if given. Returns the ids changed."""
+        allowed, to = CONTROLS[action]
+        values: dict[str, Any] = {"status": to, "last_error": literal(note) + " (was "
+                                  + outbox_t.c.status + func.coalesce(
+                                      ": " + outbox_t.c.last_error, "") + ")"}
+        if action == "withdraw":
+            values["dead_at"] = now
+        if action == "release":
+            values.update(next_attempt_at=now, last_error=note)
+        stmt = update(outbox_t).where(
+            self.in_region(outbox_t), outbox_t.c.id.in_(list(row_ids)),
+            outbox_t.c.status.in_(allowed)).values(**values).returning(outbox_t.c.id)
+        with self.transaction() as conn:
+            done = sorted(int(i) for i in conn.execute(stmt).scalars())
+            self.readdress_in(conn, {i: a for i, a in (addresses or {}).items() if i in done},
+                              now, note)
+        return done
+
+    def readdress_in(self, conn: Connection, addresses: Mapping[int, Address], now: datetime,
+                     note: str) -> None:
+        """Messages sent from now on to the given addresses (the directory's current entry
+        for their recipient: a liaison's number fixed). The recipient, the message's identity,
+        stays; each change is kept in ``payload["readdressed"]`` (from, to, when, ``note``:
+        who), and ``last_error`` says so."""
+        if not addresses:
+            return
+        rows = conn.execute(select(outbox_t.c.id, outbox_t.c.target, outbox_t.c.payload)
+                            .where(outbox_t.c.id.in_(list(addresses)))).all()
+        for row_id, target, payload in rows:
+            to = addresses[int(row_id)]
+            moves = [*((payload or {}).get("readdressed") or ()),
+                     {"from": target, "to": to.target, "at": now.isoformat(), "by": note}]
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(
+                target=to.target, last_error=f"{note}; re-addressed",
+                payload={**(payload or {}), "mentions": list(to.mentions),
+                         "readdressed": moves}))
 
     def incident_addresses(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
         """Feeder and kind of each incident named (what a silence matches)."""

@@ -123,7 +123,7 @@ outbox_t = Table(
     Column("subject", Text, nullable=False, server_default=""),
     Column("body", Text, nullable=False),
     Column("payload", JSON, nullable=False),
-    # pending | inflight | sent | dead | silenced | withdrawn | superseded
+    # pending | inflight | sent | dead | silenced | withdrawn | superseded | held
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("inflight_count", Integer, nullable=False, server_default="0"),

@@ -26,7 +26,8 @@ const WORDS = {
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
     map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
     hours: "小时（可空）", silenced: "已静默", withdrawn: "已撤回", superseded: "已被取代", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
-    smsTemplate: "短信模板（实际发送的参数）",
+    smsTemplate: "短信模板（实际发送的参数）", held: "已暂扣", hold: "暂扣", release: "放行", withdraw: "撤回",
+    outboxReason: "暂扣/撤回原因（撤回必填）", readdressed: "已改发至新地址，原地址",
     add: "添加", scopeAdd: "加入范围", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
@@ -51,7 +52,8 @@ const WORDS = {
     onlyHere: "only this one has off", onlyFirst: "only the first has off", prob: "probability",
     map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
     hours: "hours (optional)", silenced: "silenced", withdrawn: "withdrawn", superseded: "superseded", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
-    smsTemplate: "SMS template (the parameters sent)",
+    smsTemplate: "SMS template (the parameters sent)", held: "held", hold: "Hold", release: "Release", withdraw: "Withdraw",
+    outboxReason: "why hold / withdraw (required to withdraw)", readdressed: "re-addressed; was",
     expire: "End", add: "Add", scopeAdd: "Add to scope", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
@@ -170,7 +172,7 @@ function overviewView(data) {
     h("li", {class: s.ok ? "ok" : "bad"}, `${s.name}: ${s.ok ? W.ok : W.failing} · ${W.lastPoll} ${s.last_ok_local || "-"}${s.error ? " · " + s.error : ""}`)));
   const ob = data.outbox;
   const outbox = h("div", {id: "outbox"},
-    `${W.pending} ${(ob.pending || 0) + (ob.inflight || 0)} · ${W.sent} ${ob.sent || 0} · ${W.dead} ${ob.dead || 0} · ${W.silenced} ${ob.silenced || 0} · ${W.withdrawn} ${ob.withdrawn || 0} · ${W.superseded} ${ob.superseded || 0}`,
+    `${W.pending} ${(ob.pending || 0) + (ob.inflight || 0)} · ${W.sent} ${ob.sent || 0} · ${W.dead} ${ob.dead || 0} · ${W.silenced} ${ob.silenced || 0} · ${W.held} ${ob.held || 0} · ${W.withdrawn} ${ob.withdrawn || 0} · ${W.superseded} ${ob.superseded || 0}`,
     MAY_ACT && ob.dead ? h("button", {id: "retry-dead", onclick: retryDead}, `${W.retry} (${ob.dead})`) : null);
   const storm = MAY_ACT ? h("button", {id: data.storm ? "storm-end" : "storm-declare",
     onclick: () => act("/api/storm", {declare: !data.storm})}, data.storm ? W.endStorm : W.declare) : null;
@@ -252,11 +254,25 @@ function incidentView(c) {
     section(W.care, list(c.care, (p) => `${p.name} ${p.phone} · ${p.tags.join(",")} · ${p.area}`)),
     section(W.timeline, list(c.timeline, (e) => `${e.at} · ${e.stage_label} · ${e.actor}${e.note ? " · " + e.note : ""}${e.details ? " · " + e.details : ""}`)),
     section(W.evidence, list(c.evidence, (e) => `${e.at} · ${e.source} · ${e.signal} · ${e.status} · ${e.device || ""} ${e.transformers.slice(0, 6).join(",")} ${e.text}`)),
-    section(W.notices, h("table", {class: "grid", id: "notices"}, h("tbody", {}, c.notices.map((m) =>
-      h("tr", {class: `status-${m.status}`}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
-        h("td", {}, m.target), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error),
-        h("td", {class: "said"}, said(m)),
-        h("td", {}, MAY_ACT && (m.status === "dead" || m.status === "silenced") ? h("button", {type: "button", class: "small retry", onclick: () => act("/api/outbox/retry", {ids: [m.id]})}, W.retry) : null)))))));
+    noticesSection(c.notices));
+}
+
+// The incident's messages, each with the buttons its status allows: hold or withdraw one not
+// sent yet, release a held one, retry a dead or silenced one (one reason box for them all).
+function noticesSection(notices) {
+  const reason = MAY_ACT ? h("input", {name: "outbox_reason", id: "outbox-reason", placeholder: W.outboxReason}) : null;
+  const control = (m, action, label) => h("button", {type: "button", class: `small ${action}`, "data-message": String(m.id),
+    onclick: () => act(`/api/outbox/${action}`, {ids: [m.id], ...(action === "withdraw" || action === "hold" ? {reason: reason.value} : {})})}, label);
+  const buttons = (m) => !MAY_ACT ? [] : [
+    m.status === "pending" ? control(m, "hold", W.hold) : null,
+    m.status === "held" ? control(m, "release", W.release) : null,
+    m.status === "dead" || m.status === "silenced" ? control(m, "retry", W.retry) : null,
+    ["pending", "held", "dead", "silenced"].includes(m.status) ? control(m, "withdraw", W.withdraw) : null];
+  const target = (m) => (m.readdressed || []).length ? `${m.target} (${W.readdressed} ${m.readdressed.map((x) => x.from).join(", ")})` : m.target;
+  return section(W.notices, reason, h("table", {class: "grid", id: "notices"}, h("tbody", {}, notices.map((m) =>
+    h("tr", {class: `status-${m.status}`, "data-message": String(m.id)}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
+      h("td", {}, target(m)), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error),
+      h("td", {class: "said"}, said(m)), h("td", {}, buttons(m)))))));
 }
 
 // The crews' and liaisons' photos: a thumbnail each (who, when, which device or area); a click

@@ -1,0 +1,101 @@
+"""The command centre's hold on one message: withdraw (never sent, kept with who and why), hold
+and release, over a real Store (SQLite) and the real Deliverer with the scripted channel of
+``test_delivery``. A withdrawn or held message is never claimed by the deliverer, requeued by a
+retry or resent by the recovery after a crash; one being sent is left to its send."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from outage_sentinel.channels.base import Message, Outcome, SendResult
+from outage_sentinel.store import Store
+from tests.conftest import T0
+from tests.test_delivery import FakeChannel, deliverer, enqueue, only, row
+
+
+def test_a_withdrawn_message_is_never_sent_retried_or_recovered(sqlite_store: Store) -> None:
+    (m,) = enqueue(sqlite_store, row())
+    assert sqlite_store.control([m.id], "withdraw", T0, "withdrawn by board:ops: wrong village"
+                                ) == [m.id]
+    ch = FakeChannel()
+    d = deliverer(sqlite_store, ch)
+    d.run_once(T0 + timedelta(minutes=1))
+    assert sqlite_store.requeue([m.id], T0, "retried by x") == []
+    assert sqlite_store.requeue(None, T0, "retried by x") == []
+    assert d.recover(T0) == 0
+    d.run_once(T0 + timedelta(hours=1))
+    got = only(sqlite_store)
+    assert ch.sent == [] and got.status == "withdrawn" and got.dead_at == T0
+    assert got.last_error == "withdrawn by board:ops: wrong village (was pending)"
+    # a second word on it changes nothing
+    assert sqlite_store.control([m.id], "release", T0, "released") == []
+    assert sqlite_store.control([m.id], "withdraw", T0, "again") == []
+
+
+def test_a_dead_letter_withdrawn_keeps_why_it_died(sqlite_store: Store) -> None:
+    (m,) = enqueue(sqlite_store, row())
+    sqlite_store.mark_dead(m.id, T0, "HTTP 500")
+    sqlite_store.control([m.id], "withdraw", T0, "withdrawn by cli:li: number wrong")
+    assert only(sqlite_store).last_error == \
+        "withdrawn by cli:li: number wrong (was dead: HTTP 500)"
+
+
+def test_a_message_being_sent_is_left_to_its_send(sqlite_store: Store) -> None:
+    """The claim and the withdrawal are each one statement with a status condition: whichever
+    comes first wins, and the other changes nothing."""
+    (m,) = enqueue(sqlite_store, row())
+    assert sqlite_store.mark_inflight(m.id, T0)
+    assert sqlite_store.control([m.id], "withdraw", T0, "too late") == []
+    assert sqlite_store.control([m.id], "hold", T0, "too late") == []
+    sqlite_store.mark_sent(m.id, T0, "errcode 0")
+    assert only(sqlite_store).status == "sent"
+    assert sqlite_store.control([m.id], "withdraw", T0, "too late") == []
+
+
+def test_a_message_withdrawn_after_the_deliverer_read_it_is_not_sent(sqlite_store: Store
+                                                                       ) -> None:
+    """The deliverer read both due messages of one group; while it sends the first, the
+    command centre withdraws the second: its claim finds it withdrawn and it stays unsent."""
+    first, second = enqueue(sqlite_store, row(purpose="outage"), row(purpose="update"))
+
+    def withdraw_the_next(_msg: Message) -> SendResult:
+        assert sqlite_store.control([second.id], "withdraw", T0, "withdrawn by ops: wrong")
+        return SendResult(Outcome.DELIVERED, "errcode 0")
+
+    ch = FakeChannel(script=[withdraw_the_next])
+    deliverer(sqlite_store, ch).run_once(T0)
+    assert [msg.key for msg in ch.sent] == [first.key]
+    assert {m.id: m.status for m in sqlite_store.messages()} == {
+        first.id: "sent", second.id: "withdrawn"}
+
+
+def test_the_deliverers_own_writes_never_undo_a_withdrawal(sqlite_store: Store) -> None:
+    """Quiet hours and rate limits put a message they read back (``mark_retry``), an unknown
+    channel dead-letters it: none of them may make a withdrawn or held message pending or dead
+    again."""
+    a, b = enqueue(sqlite_store, row(), row("village:V2:wecom:g2"))
+    sqlite_store.control([a.id], "withdraw", T0, "withdrawn")
+    sqlite_store.control([b.id], "hold", T0, "held")
+    for m in (a, b):
+        sqlite_store.mark_retry(m.id, T0, "quiet hours")
+        sqlite_store.mark_dead(m.id, T0, "channel not configured")
+        sqlite_store.mark_sent(m.id, T0, "dry run")
+    assert [m.status for m in sqlite_store.messages()] == ["withdrawn", "held"]
+
+
+def test_a_held_message_waits_until_released_and_holds_nobody_up(sqlite_store: Store) -> None:
+    outage, update = enqueue(sqlite_store, row(purpose="outage"), row(purpose="update"))
+    assert sqlite_store.control([outage.id], "hold", T0, "held by board:ops: check ETR") == [
+        outage.id]
+    ch = FakeChannel()
+    d = deliverer(sqlite_store, ch)
+    d.run_once(T0 + timedelta(minutes=1))
+    assert [msg.key for msg in ch.sent] == [update.key]  # a held one holds nothing up
+    assert d.recover(T0) == 0
+    assert sqlite_store.requeue([outage.id], T0, "retried") == []  # release, not retry
+    later = T0 + timedelta(minutes=5)
+    assert sqlite_store.control([outage.id], "release", later, "released by board:ops") == [
+        outage.id]
+    d.run_once(later)
+    assert [msg.key for msg in ch.sent] == [update.key, outage.key]
+    assert next(m for m in sqlite_store.messages() if m.id == outage.id).status == "sent"
