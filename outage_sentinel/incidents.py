@@ -966,10 +966,45 @@ def dark_villages(incidents: Iterable[Incident], now: datetime, topology: Topolo
                   exclude: str | None = None) -> set[str]:
     """Villages with an area off in an active incident other than ``exclude``: a fault, or
     planned or temporary work once it has started (work announced for later darkens no
-    village yet)."""
+    village yet) and whose areas are not known to be back after its planned stop
+    (:func:`dark_areas`)."""
+    incidents = list(incidents)
+    on = areas_on(incidents)
+    pos = topology.pos
     return {v for o in incidents if o.id != exclude and o.status == "active"
             and (incident_class(o.kind) == "unplanned" or o.start <= now)
-            for v in villages_off(o, topology)}
+            for v in topology.villages_of(t for t in dark_areas(o, now, on) if t in pos)}
+
+
+def areas_on(incidents: Iterable[Incident]) -> dict[str, datetime]:
+    """Areas whose latest restoration signal (an AMI power-restore, an operator's or crew's
+    step) in any of ``incidents`` says supply is back, with the latest such time."""
+    out: dict[str, datetime] = {}
+    for inc in incidents:
+        for t, at in restoration_signals(inc.members.values()).items():
+            out[t] = max(at, out.get(t, at))
+    return out
+
+
+def dark_areas(incident: Incident, now: datetime, on: Mapping[str, datetime]
+               ) -> tuple[str, ...]:
+    """The areas of ``incident`` still off as far as anyone knows. For planned or temporary
+    work whose planned stop has passed (a finished record a feed still lists), an area is
+    not dark when the meters (or a step) said it is back since the work began (``on``,
+    :func:`areas_on`), or when every open record naming it gives an actual end already past.
+    Without such evidence the work may have overrun: the area stays dark."""
+    if (incident_class(incident.kind) == "unplanned" or incident.etr is None
+            or incident.etr > now):
+        return incident.off
+    named: dict[str, list[Member]] = {}
+    for m in incident.members.values():
+        if m.status == "active" and m.signal in REPORTING_SIGNALS:
+            for t in (*m.transformers, *m.possible):
+                named.setdefault(t, []).append(m)
+    return tuple(t for t in incident.off
+                 if not ((t in on and on[t] >= incident.start)
+                         or (named.get(t) and all(m.end is not None and m.end <= now
+                                                  for m in named[t]))))
 
 
 def villages_of_scope(incident: Incident, topology: Topology | None = None) -> list[str]:

@@ -72,6 +72,7 @@ from outage_sentinel.triage import (
     STORM_KEY,
     explaining_outage,
     planned_transformers,
+    restoring_work,
     storm_declared,
     triage,
     unknown_references_reason,
@@ -303,6 +304,8 @@ class IncidentProcessor:
             current = lagging_incident(
                 self.store, conn, event, resolved, now,
                 timedelta(minutes=self.config.lifecycle.reopen_window_minutes))
+        if current is None:
+            current = restoring_work(rnd.open_planned(conn), event, resolved, now)
         return current
 
     def _apply(self, conn: Connection, stored: StoredEvent, rnd: RoundCache,
