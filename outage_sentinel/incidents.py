@@ -24,7 +24,15 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from outage_sentinel.area_text import find_feeder, resolve_area_text
-from outage_sentinel.events import Kind, OutageEvent, Signal, Status, parse_optional_time, parse_time
+from outage_sentinel.events import (
+    Kind,
+    OutageEvent,
+    Signal,
+    Status,
+    kind_unclassified,
+    parse_optional_time,
+    parse_time,
+)
 from outage_sentinel.topology import Topology
 
 UNPLANNED = ("fault",)
@@ -122,6 +130,10 @@ class Member:
     seen_at: datetime
     #: Areas the record names imprecisely ("XX村部分用户"): in scope as 可能受影响, not evidence.
     possible: tuple[str, ...] = ()
+    #: False when the source could not classify the record's outage type
+    #: (:func:`~outage_sentinel.events.kind_unclassified`): ``kind`` is how it is handled,
+    #: not a fact to announce.
+    kind_known: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +142,7 @@ class Member:
             "device": self.device, "transformers": list(self.transformers),
             "unknown": list(self.unknown), "area_text": self.area_text, "cause": self.cause,
             "seen_at": self.seen_at.isoformat(), "possible": list(self.possible),
+            **({} if self.kind_known else {"kind_known": False}),
         }
 
     @classmethod
@@ -142,6 +155,7 @@ class Member:
             area_text=d.get("area_text", ""), cause=d.get("cause", ""),
             seen_at=parse_time(d["seen_at"], "seen_at"),
             possible=tuple(d.get("possible") or ()),
+            kind_known=bool(d.get("kind_known", True)),
         )
 
 
@@ -151,7 +165,7 @@ def member_of(event: OutageEvent, resolved: Resolved, now: datetime) -> Member:
         signal=event.signal, start=event.start, etr=event.expected_restoration, end=event.end,
         device=resolved.device, transformers=resolved.transformers, unknown=resolved.unknown,
         area_text=event.area_text, cause=event.cause, seen_at=now,
-        possible=resolved.possible,
+        possible=resolved.possible, kind_known=not kind_unclassified(event),
     )
 
 
@@ -733,6 +747,22 @@ def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
     return back
 
 
+#: What a notice calls an incident whose outage-system records no mapping classified.
+UNCLASSIFIED = "unclassified"
+
+
+def announced_kind(incident: Incident) -> str:
+    """The kind notices may name: the incident's, unless every outage-system record of it is
+    of a type the source could not classify (:data:`UNCLASSIFIED`: a neutral 停电 with no
+    claim; the incident is still handled as its ``kind``, a fault by default, crew and all).
+    A record that classified the kind wins over one that did not."""
+    notices = [m for m in incident.members.values() if m.signal == "notice"]
+    if not notices:
+        return incident.kind
+    known = [m.kind for m in notices if m.kind_known]
+    return _worst_kind(known) if known else UNCLASSIFIED
+
+
 def _worst_kind(kinds: Iterable[Kind]) -> Kind:
     order = {"fault": 0, "temporary": 1, "planned": 2}
     ks = sorted(kinds, key=lambda k: order.get(k, 9))
@@ -829,6 +859,42 @@ def hold_back(notices: list[Notice], after: Incident, dark: Iterable[str]
             if n.purpose in BACK_NOTICES else n for n in notices]
     told = tuple(v for v in after.restored_villages if v not in held)
     return [n for n in kept if n.villages], replace(after, restored_villages=told), held
+
+
+def past_stop_unannounced(notices: list[Notice], after: Incident, now: datetime,
+                          topology: Topology, dark: Iterable[str]
+                          ) -> tuple[list[Notice], Incident, tuple[str, ...]]:
+    """Take out of ``after``'s "outage" notices the villages of planned or temporary work
+    whose planned stop (:func:`village_etr`) has already passed, unless an area of theirs
+    still off is reported dark (``dark``: :func:`reported_dark`): work first seen after its
+    end is no outage to announce. Those villages are not counted as told (a later stop still
+    ahead announces them). Returns the notices, the incident and the villages left out."""
+    if incident_class(after.kind) == "unplanned" or after.status != "active":
+        return notices, after, ()
+    dark = set(dark)
+    off = set(after.off)
+
+    def quiet(v: str) -> bool:
+        etr = village_etr(after, v, topology)
+        return etr is not None and etr <= now and not any(
+            t in dark for t in topology.village_transformers(v) if t in off)
+
+    left = tuple(v for n in notices if n.purpose == "outage" for v in n.villages if quiet(v))
+    if not left:
+        return notices, after, ()
+    kept = [replace(n, villages=tuple(v for v in n.villages if v not in left))
+            if n.purpose == "outage" else n for n in notices]
+    after = replace(after, notified_villages=tuple(v for v in after.notified_villages
+                                                   if v not in left),
+                    told_etr={v: t for v, t in after.told_etr.items() if v not in left})
+    return [n for n in kept if n.villages], after, left
+
+
+def reported_dark(incidents: Iterable[Incident]) -> set[str]:
+    """Areas an open report says are dark now: an AMI area's outage, an operator's or a
+    liaison's "still off" (active ``dead`` reports) in any of ``incidents``."""
+    return {t for inc in incidents if inc.status == "active" for m in inc.members.values()
+            if m.signal == "dead" and m.status == "active" for t in m.transformers}
 
 
 def _moved(told: datetime | None, now: datetime | None, step: timedelta) -> bool:
