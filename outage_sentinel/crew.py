@@ -503,7 +503,7 @@ def care_list_context(
         "township": village.township if village is not None else "",
         # The village's own times, as its outage notice gives them.
         "start_local": _local(village_start(incident, village_id, topology), tz),
-        "etr_local": _local(village_etr(incident, village_id, topology), tz),
+        "etr_local": _local(_ahead(village_etr(incident, village_id, topology), now), tz),
         "now_local": _local(now, tz),
         # A liaison's list is for one village, so it is short; still capped for the channel.
         "households": [_household(topology, c, language, params)
@@ -602,3 +602,8 @@ def power_back_context(topology: Topology, incident: Incident, crew: Crew, by: s
         "start_local": _local(incident.start, tz), "restored_local": _local(back, tz),
         "now_local": _local(now, tz),
     }
+
+
+def _ahead(etr: datetime | None, now: datetime) -> datetime | None:
+    """An expected restoration a liaison's text may state: only one still ahead."""
+    return etr if etr is not None and etr > now else None

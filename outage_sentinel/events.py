@@ -23,6 +23,10 @@ Status = Literal["active", "restored", "cancelled"]
 Signal = Literal["notice", "dead", "alive", "call", "device_open", "device_closed"]
 
 KINDS: tuple[Kind, ...] = ("planned", "temporary", "fault")
+#: Key of an event's ``raw`` under which a source keeps the outage-type value its mapping
+#: could not classify (the event's ``kind`` is then the field map's ``default_kind``, which
+#: decides how it is handled, never what villages are told: :func:`kind_unclassified`).
+UNCLASSIFIED_KIND = "sentinel_unclassified_kind"
 STATUSES: tuple[Status, ...] = ("active", "restored", "cancelled")
 SIGNALS: tuple[Signal, ...] = ("notice", "dead", "alive", "call", "device_open", "device_closed")
 
@@ -137,6 +141,12 @@ class OutageEvent:
             cause=str(data.get("cause") or ""),
             raw=raw or {},
         )
+
+
+def kind_unclassified(event: OutageEvent) -> bool:
+    """Whether the source could not classify ``event``'s outage type (:data:`UNCLASSIFIED_KIND`):
+    it is handled as its ``kind`` says, and announced with no claim about the kind."""
+    return UNCLASSIFIED_KIND in event.raw
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,15 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from outage_sentinel.area_text import find_feeder, resolve_area_text
-from outage_sentinel.events import Kind, OutageEvent, Signal, Status, parse_optional_time, parse_time
+from outage_sentinel.events import (
+    Kind,
+    OutageEvent,
+    Signal,
+    Status,
+    kind_unclassified,
+    parse_optional_time,
+    parse_time,
+)
 from outage_sentinel.topology import Topology
 
 UNPLANNED = ("fault",)
@@ -122,6 +130,10 @@ class Member:
     seen_at: datetime
     #: Areas the record names imprecisely ("XX村部分用户"): in scope as 可能受影响, not evidence.
     possible: tuple[str, ...] = ()
+    #: False when the source could not classify the record's outage type
+    #: (:func:`~outage_sentinel.events.kind_unclassified`): ``kind`` is how it is handled,
+    #: not a fact to announce.
+    kind_known: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +142,7 @@ class Member:
             "device": self.device, "transformers": list(self.transformers),
             "unknown": list(self.unknown), "area_text": self.area_text, "cause": self.cause,
             "seen_at": self.seen_at.isoformat(), "possible": list(self.possible),
+            **({} if self.kind_known else {"kind_known": False}),
         }
 
     @classmethod
@@ -142,6 +155,7 @@ class Member:
             area_text=d.get("area_text", ""), cause=d.get("cause", ""),
             seen_at=parse_time(d["seen_at"], "seen_at"),
             possible=tuple(d.get("possible") or ()),
+            kind_known=bool(d.get("kind_known", True)),
         )
 
 
@@ -151,7 +165,7 @@ def member_of(event: OutageEvent, resolved: Resolved, now: datetime) -> Member:
         signal=event.signal, start=event.start, etr=event.expected_restoration, end=event.end,
         device=resolved.device, transformers=resolved.transformers, unknown=resolved.unknown,
         area_text=event.area_text, cause=event.cause, seen_at=now,
-        possible=resolved.possible,
+        possible=resolved.possible, kind_known=not kind_unclassified(event),
     )
 
 
@@ -739,6 +753,22 @@ def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
     return back
 
 
+#: What a notice calls an incident whose outage-system records no mapping classified.
+UNCLASSIFIED = "unclassified"
+
+
+def announced_kind(incident: Incident) -> str:
+    """The kind notices may name: the incident's, unless every outage-system record of it is
+    of a type the source could not classify (:data:`UNCLASSIFIED`: a neutral 停电 with no
+    claim; the incident is still handled as its ``kind``, a fault by default, crew and all).
+    A record that classified the kind wins over one that did not."""
+    notices = [m for m in incident.members.values() if m.signal == "notice"]
+    if not notices:
+        return incident.kind
+    known = [m.kind for m in notices if m.kind_known]
+    return _worst_kind(known) if known else UNCLASSIFIED
+
+
 def _worst_kind(kinds: Iterable[Kind]) -> Kind:
     order = {"fault": 0, "temporary": 1, "planned": 2}
     ks = sorted(kinds, key=lambda k: order.get(k, 9))
@@ -835,6 +865,42 @@ def hold_back(notices: list[Notice], after: Incident, dark: Iterable[str]
             if n.purpose in BACK_NOTICES else n for n in notices]
     told = tuple(v for v in after.restored_villages if v not in held)
     return [n for n in kept if n.villages], replace(after, restored_villages=told), held
+
+
+def past_stop_unannounced(notices: list[Notice], after: Incident, now: datetime,
+                          topology: Topology, dark: Iterable[str]
+                          ) -> tuple[list[Notice], Incident, tuple[str, ...]]:
+    """Take out of ``after``'s "outage" notices the villages of planned or temporary work
+    whose planned stop (:func:`village_etr`) has already passed, unless an area of theirs
+    still off is reported dark (``dark``: :func:`reported_dark`): work first seen after its
+    end is no outage to announce. Those villages are not counted as told (a later stop still
+    ahead announces them). Returns the notices, the incident and the villages left out."""
+    if incident_class(after.kind) == "unplanned" or after.status != "active":
+        return notices, after, ()
+    dark = set(dark)
+    off = set(after.off)
+
+    def quiet(v: str) -> bool:
+        etr = village_etr(after, v, topology)
+        return etr is not None and etr <= now and not any(
+            t in dark for t in topology.village_transformers(v) if t in off)
+
+    left = tuple(v for n in notices if n.purpose == "outage" for v in n.villages if quiet(v))
+    if not left:
+        return notices, after, ()
+    kept = [replace(n, villages=tuple(v for v in n.villages if v not in left))
+            if n.purpose == "outage" else n for n in notices]
+    after = replace(after, notified_villages=tuple(v for v in after.notified_villages
+                                                   if v not in left),
+                    told_etr={v: t for v, t in after.told_etr.items() if v not in left})
+    return [n for n in kept if n.villages], after, left
+
+
+def reported_dark(incidents: Iterable[Incident]) -> set[str]:
+    """Areas an open report says are dark now: an AMI area's outage, an operator's or a
+    liaison's "still off" (active ``dead`` reports) in any of ``incidents``."""
+    return {t for inc in incidents if inc.status == "active" for m in inc.members.values()
+            if m.signal == "dead" and m.status == "active" for t in m.transformers}
 
 
 def _moved(told: datetime | None, now: datetime | None, step: timedelta) -> bool:
@@ -995,10 +1061,45 @@ def dark_villages(incidents: Iterable[Incident], now: datetime, topology: Topolo
                   exclude: str | None = None) -> set[str]:
     """Villages with an area off in an active incident other than ``exclude``: a fault, or
     planned or temporary work once it has started (work announced for later darkens no
-    village yet)."""
+    village yet) and whose areas are not known to be back after its planned stop
+    (:func:`dark_areas`)."""
+    incidents = list(incidents)
+    on = areas_on(incidents)
+    pos = topology.pos
     return {v for o in incidents if o.id != exclude and o.status == "active"
             and (incident_class(o.kind) == "unplanned" or o.start <= now)
-            for v in villages_off(o, topology)}
+            for v in topology.villages_of(t for t in dark_areas(o, now, on) if t in pos)}
+
+
+def areas_on(incidents: Iterable[Incident]) -> dict[str, datetime]:
+    """Areas whose latest restoration signal (an AMI power-restore, an operator's or crew's
+    step) in any of ``incidents`` says supply is back, with the latest such time."""
+    out: dict[str, datetime] = {}
+    for inc in incidents:
+        for t, at in restoration_signals(inc.members.values()).items():
+            out[t] = max(at, out.get(t, at))
+    return out
+
+
+def dark_areas(incident: Incident, now: datetime, on: Mapping[str, datetime]
+               ) -> tuple[str, ...]:
+    """The areas of ``incident`` still off as far as anyone knows. For planned or temporary
+    work whose planned stop has passed (a finished record a feed still lists), an area is
+    not dark when the meters (or a step) said it is back since the work began (``on``,
+    :func:`areas_on`), or when every open record naming it gives an actual end already past.
+    Without such evidence the work may have overrun: the area stays dark."""
+    if (incident_class(incident.kind) == "unplanned" or incident.etr is None
+            or incident.etr > now):
+        return incident.off
+    named: dict[str, list[Member]] = {}
+    for m in incident.members.values():
+        if m.status == "active" and m.signal in REPORTING_SIGNALS:
+            for t in (*m.transformers, *m.possible):
+                named.setdefault(t, []).append(m)
+    return tuple(t for t in incident.off
+                 if not ((t in on and on[t] >= incident.start)
+                         or (named.get(t) and all(m.end is not None and m.end <= now
+                                                  for m in named[t]))))
 
 
 def villages_of_scope(incident: Incident, topology: Topology | None = None) -> list[str]:

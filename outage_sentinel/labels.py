@@ -10,14 +10,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 KIND_LABELS: Mapping[str, Mapping[str, str]] = {
-    "zh": {"fault": "故障停电", "planned": "计划停电", "temporary": "临时停电"},
-    "en": {"fault": "Fault outage", "planned": "Planned outage", "temporary": "Temporary outage"},
+    "zh": {"fault": "故障停电", "planned": "计划停电", "temporary": "临时停电",
+           # a record whose type the source could not classify: no claim about the kind
+           "unclassified": "停电"},
+    "en": {"fault": "Fault outage", "planned": "Planned outage", "temporary": "Temporary outage",
+           "unclassified": "Outage"},
 }
 
 STATUS_LABELS: Mapping[str, Mapping[str, str]] = {
     "zh": {"active": "停电中", "restored": "已恢复", "cancelled": "已取消"},
     "en": {"active": "off", "restored": "restored", "cancelled": "cancelled"},
 }
+
+#: Appended to the command centre's kind of an incident whose records' type no mapping
+#: classified (it is handled as that kind; the villages hear a neutral 停电通知).
+UNCLASSIFIED_NOTE: Mapping[str, str] = {"zh": "（类型未识别，按此处理）",
+                                        "en": " (type not recognised; handled as this)"}
 
 #: Lifecycle stages (see :data:`outage_sentinel.incidents.STAGES`).
 STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
@@ -29,7 +37,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "scope_readmitted": "撤销移出（重新纳入）",
            "scope_removed": "更正停电范围", "opened": "来电立案", "etr_changed": "预计恢复时间变更",
            "reopened": "再次停电", "escalated": "升级", "stood_down": "抢修撤回",
-           "restoration_undone": "撤销恢复（仍停电）"},
+           "restoration_undone": "撤销恢复（仍停电）",
+           "past_stop": "超过计划结束时间才收到，未通知村"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
@@ -37,7 +46,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "scope_removed": "areas removed",
            "opened": "opened from a call", "etr_changed": "ETR changed", "reopened": "reopened",
            "escalated": "escalated", "stood_down": "crew stood down",
-           "restoration_undone": "restoration undone (still off)"},
+           "restoration_undone": "restoration undone (still off)",
+           "past_stop": "first seen after its planned end: villages not told"},
 }
 
 #: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).

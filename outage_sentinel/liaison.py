@@ -30,6 +30,7 @@ from outage_sentinel.incidents import (
     Incident,
     Member,
     Notice,
+    announced_kind,
     back_on_field_word,
     restored_at,
     village_cause,
@@ -293,8 +294,9 @@ class LiaisonPlanner:
         context = {
             "incident_id": incident.id,
             "revision": incident.revision,
-            "kind": incident.kind,
-            "kind_label": KIND_LABELS[lang].get(incident.kind, incident.kind),
+            # The kind a record classified: an unclassified type is announced as 停电 alone.
+            "kind": (kind := announced_kind(incident)),
+            "kind_label": KIND_LABELS[lang].get(kind, kind),
             "village": village,
             "feeder_label": self._feeder_label(incident.feeder),
             # "10kV…线停电" says the whole line is off: qualified when the estimate is part of it.
@@ -313,7 +315,7 @@ class LiaisonPlanner:
             "start_local": self.local_time(start),
             # "prepare in advance" only for work that has not begun yet
             "not_started": start > now,
-            "etr_local": self.local_time(village_etr(incident, village_id, topo)),
+            **self.etr_context(village_etr(incident, village_id, topo), now),
             "end_local": self.local_time(incident.end),
             # When the village's last area came back (a partial restoration is not the end).
             "restored_local": self.local_time(restored_at(incident, in_village)
@@ -340,6 +342,14 @@ class LiaisonPlanner:
         body = self.renderer.render(f"liaison_{notice.purpose}", **context)
         params = self.notice_params(incident, notice.purpose, context, now)
         return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
+
+    def etr_context(self, etr: datetime | None, now: datetime) -> dict[str, str | None]:
+        """The village's expected restoration as a notice may state it: ``etr_local`` only
+        while it is ahead (a past time is no promise; "预计恢复 <a time gone by>" would be
+        false), else ``overrun_local``, the time that passed (超出计划时间仍停电)."""
+        late = etr is not None and etr <= now
+        return {"etr_local": None if late else self.local_time(etr),
+                "overrun_local": self.local_time(etr) if late else None}
 
     def update_context(self, incident: Incident, village_id: str,
                        previous: Incident | None) -> dict[str, Any]:
@@ -390,7 +400,7 @@ class LiaisonPlanner:
                            households=households, **common)
         return {"village": village, "feeder": context["feeder_label"],
                 "start": context["start_local"], "etr": context["etr_local"] or "",
-                "households": households, "incident": incident.id, "kind": incident.kind,
+                "households": households, "incident": incident.id, "kind": context["kind"],
                 # Of those households, the ones in areas a source reported (the rest inferred).
                 "confirmed": int(context.get("confirmed_customers", households)),
                 "sms_template": sms_purpose, "sms": values}

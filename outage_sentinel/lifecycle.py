@@ -29,8 +29,15 @@ from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
 from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.events import parse_time
-from outage_sentinel.incidents import ACTIVE_STAGES, Incident, Notice, villages_off
-from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label, percent
+from outage_sentinel.incidents import (
+    ACTIVE_STAGES,
+    UNCLASSIFIED,
+    Incident,
+    Notice,
+    announced_kind,
+    villages_off,
+)
+from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label, percent
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -184,7 +191,9 @@ class Lifecycle:
         named = reported_devices(inc, inc.estimate.devices)
         return r.render(
             "command_summary", incident=inc, headline=headline,
-            kind_label=KIND_LABELS[r.language].get(inc.kind, inc.kind),
+            kind_label=KIND_LABELS[r.language].get(inc.kind, inc.kind) + (
+                UNCLASSIFIED_NOTE.get(r.language, "") if announced_kind(inc) == UNCLASSIFIED
+                else ""),
             feeder_label=planner.feeder_names.get(inc.feeder, inc.feeder),
             device_label=planner.device_label(inc.estimate.devices),
             villages=names, off=len(inc.off),

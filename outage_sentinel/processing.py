@@ -41,6 +41,7 @@ from outage_sentinel.incidents import (
     OPERATOR_SOURCE,
     Estimator,
     Incident,
+    Notice,
     Resolved,
     apply_event,
     correlate,
@@ -48,7 +49,9 @@ from outage_sentinel.incidents import (
     hold_back,
     incident_class,
     member_of,
+    past_stop_unannounced,
     plan_notices,
+    reported_dark,
     resolve_event,
     restoration_step,
     villages_of_scope,
@@ -74,6 +77,7 @@ from outage_sentinel.triage import (
     STORM_KEY,
     explaining_outage,
     planned_transformers,
+    restoring_work,
     storm_declared,
     triage,
     unknown_references_reason,
@@ -305,6 +309,8 @@ class IncidentProcessor:
             current = lagging_incident(
                 self.store, conn, event, resolved, now,
                 timedelta(minutes=self.config.lifecycle.reopen_window_minutes))
+        if current is None:
+            current = restoring_work(rnd.open_planned(conn), event, resolved, now)
         return current
 
     def _apply(self, conn: Connection, stored: StoredEvent, rnd: RoundCache,
@@ -393,6 +399,7 @@ class IncidentProcessor:
                                              self.dark_elsewhere(conn, after, now, rnd))
         if held:
             keep_held_in(self.store, conn, after.id, held, now)
+        notices, after = self._past_stop(conn, after, notices, f)
         if after.status == "cancelled" and current is not None and current.status == "active":
             notices = self.lifecycle.take_back_in(conn, after, notices, now, actor_of(event),
                                                   source=event.source)
@@ -436,6 +443,22 @@ class IncidentProcessor:
                           notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
                           queued=added)
         return after
+
+    def _past_stop(self, conn: Connection, after: Incident, notices: list[Notice], f: _Fold
+                   ) -> tuple[list[Notice], Incident]:
+        """Planned work first seen after its stop tells no village of an outage unless a
+        report says its area is still dark (:func:`past_stop_unannounced`); the incident is
+        kept for the command centre and its log says whom it did not tell."""
+        if not any(n.purpose == "outage" for n in notices):
+            return notices, after
+        dark = reported_dark([after, *f.rnd.open_all(conn)])
+        notices, after, left = past_stop_unannounced(notices, after, f.now, self.topology, dark)
+        if left:
+            self.log.info("past_stop_not_announced", incident_id=after.id, villages=list(left),
+                          etr=after.etr.isoformat() if after.etr else None)
+            self.store.log_in(conn, after.id, f.now, "past_stop", actor_of(f.event), "",
+                              {"villages": list(left)})
+        return notices, after
 
     def _tell_crew_power_back(self, conn: Connection, inc: Incident, event: OutageEvent,
                               now: datetime) -> None:

@@ -77,6 +77,25 @@ def explaining_outage(incidents: Iterable[Incident], event: OutageEvent, resolve
     return None
 
 
+def restoring_work(incidents: Iterable[Incident], event: OutageEvent, resolved: Resolved,
+                   now: datetime) -> Incident | None:
+    """The planned or temporary work, begun and still open, that a restoration signal no
+    incident took (an AMI area's power-restore, its dark report never seen) is about: every
+    area it names is the work's, and supply came back after the work began. Joined to it,
+    the signal ends those areas as the meters' word does inside the work; dropped, a
+    finished record the feed still lists kept the areas dark (and held other incidents'
+    "power back" from their villages) whatever the meters said."""
+    areas = set(resolved.transformers)
+    if event.status == "active" or event.signal not in ("alive", "dead") or not areas:
+        return None
+    back = event.end or event.start
+    for inc in incidents:
+        if (inc.kind in ("planned", "temporary") and inc.status == "active"
+                and inc.start <= min(now, back) and areas <= set(inc.estimate.transformers)):
+            return inc
+    return None
+
+
 def planned_transformers(incidents: Iterable[Incident], now: datetime) -> frozenset[str]:
     """Areas inside an active planned/temporary outage whose window holds ``now``."""
     out: set[str] = set()

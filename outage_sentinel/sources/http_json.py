@@ -54,7 +54,14 @@ import urllib3
 
 from outage_sentinel.config import HttpJsonSourceConfig
 from outage_sentinel.errors import exception_chain, parse_retry_after
-from outage_sentinel.events import EventError, OutageEvent, PollResult, Quarantined, parse_time
+from outage_sentinel.events import (
+    UNCLASSIFIED_KIND,
+    EventError,
+    OutageEvent,
+    PollResult,
+    Quarantined,
+    parse_time,
+)
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import SourceError
 from outage_sentinel.sources.mapping import (
@@ -81,6 +88,8 @@ ABSENT_POLLS = 2
 #: record without a readable id may be that record) before ``http_json.restorations_blocked``
 #: is logged as an error; the gauge ``outage_sentinel_snapshot_held_polls`` shows the count.
 HELD_ALERT_POLLS = 3
+#: Distinct unclassified outage-type values logged (``feed_unknown_kind``) per source.
+MAX_UNCLASSIFIED_LOGGED = 50
 
 log = structlog.get_logger(__name__)
 
@@ -347,6 +356,9 @@ class HttpJsonSource:
         self._mapper = RecordMapper(config.name, self.fields, self.tz)
         #: Records skipped as no outage evidence (work orders of other categories).
         self.skipped = 0
+        #: Outage-type values no mapping classifies, each logged once (at most
+        #: :data:`MAX_UNCLASSIFIED_LOGGED`).
+        self.unclassified_seen: set[str] = set()
         #: Counters for metrics: snapshot polls that were incomplete (no record may be ended
         #: from them), and polls in a row (so far) that held back a record gone from the list.
         self.stats: dict[str, int] = {"incomplete_polls": 0, "held_polls": 0}
@@ -663,11 +675,24 @@ class HttpJsonSource:
                     seen_list.ids.add(rid)
                 continue
             seen_list.ids.add(event.event_id)
+            self._note_unclassified(event)
             key = (event.event_id, event.revision)
             if key in seen:  # a record shifted across a page boundary between requests
                 continue
             seen.add(key)
             result.events.append(event)
+
+    def _note_unclassified(self, event: OutageEvent) -> None:
+        """Log an outage-type value no mapping classifies, once per value: its records are
+        handled as ``default_kind`` and announced as a neutral 停电通知."""
+        value = event.raw.get(UNCLASSIFIED_KIND)
+        if (value is None or value in self.unclassified_seen
+                or len(self.unclassified_seen) >= MAX_UNCLASSIFIED_LOGGED):
+            return
+        self.unclassified_seen.add(str(value))
+        log.warning("feed_unknown_kind", source=self.name, value=str(value)[:64],
+                    field=self.fields.kind, handled_as=event.kind, event_id=event.event_id,
+                    hint="announced as 停电通知 (no kind); map it under fields.kind_values")
 
     # -- HTTP -------------------------------------------------------------------------------
 

@@ -34,8 +34,10 @@ outage (电压低, 电费…) is skipped, not evidence.
 Outage-type values (``typeCode`` / ``powerType``) are mapped by :data:`KIND_VALUES_95598`:
 ``1``/``01``/计划停电 → planned, ``2``/``02``/临时停电 → temporary, ``3``/``03``/故障停电 → fault
 (plus the usual label variants). A label not listed but containing 计划/临时/故障 is classified by
-that word; anything else falls back to the field map's ``default_kind`` (``fault``), because
-an outage notice we cannot classify must still reach the liaisons. ``stopTime`` is the
+that word; anything else (or an empty value) is *unclassified*: handled as the field map's
+``default_kind`` (``fault``: it still reaches the liaisons and a crew decision), marked in the
+event's raw payload (:data:`~outage_sentinel.events.UNCLASSIFIED_KIND`) so that no notice
+claims a kind for it (a neutral 停电通知). ``stopTime`` is the
 *expected* restoration (a notice's end is a promise, not an observation).
 """
 
@@ -50,6 +52,7 @@ from outage_sentinel.config import FieldMap, HttpJsonSourceConfig, PaginationCon
 from outage_sentinel.events import (
     KINDS,
     STATUSES,
+    UNCLASSIFIED_KIND,
     EventError,
     Kind,
     OutageEvent,
@@ -319,18 +322,21 @@ class RecordMapper:
                 seen.append(part)
         return "；".join(seen)
 
-    def _kind(self, record: Mapping[str, Any]) -> Kind:
+    def _kind(self, record: Mapping[str, Any]) -> tuple[Kind, str | None]:
+        """The record's kind, and the type value that could not be classified (``""`` when
+        the type field is empty) or None. Without a ``kind`` field in the map,
+        ``default_kind`` is what the feed's records are (the config says so): classified."""
         raw = self._scalar_text(record, "kind", self.fields.kind)
         if raw is None:
-            return self.fields.default_kind
+            return self.fields.default_kind, None if self.fields.kind is None else ""
         if raw in self.fields.kind_values:
-            return self.fields.kind_values[raw]
+            return self.fields.kind_values[raw], None
         if raw in KINDS:
-            return raw
+            return raw, None
         for word, kind in _KIND_WORDS:
             if word in raw:
-                return kind
-        return self.fields.default_kind
+                return kind, None
+        return self.fields.default_kind, raw
 
     def _status(self, record: Mapping[str, Any]) -> Status:
         raw = self._scalar_text(record, "status", self.fields.status)
@@ -420,10 +426,14 @@ class RecordMapper:
         event_id = self._scalar_text(record, "event_id", f.event_id, required=True)
         assert event_id is not None
         start = self._time(record, "start", f.start, required=True)
+        kind, unclassified = self._kind(record)
+        raw = dict(record)
+        if unclassified is not None:
+            raw[UNCLASSIFIED_KIND] = unclassified
         return OutageEvent(
             source=self.source,
             event_id=event_id,
-            kind=self._kind(record),
+            kind=kind,
             status=self._status(record),
             start=start,
             expected_restoration=self._time(record, "expected_restoration",
@@ -436,7 +446,7 @@ class RecordMapper:
             cause=self._text(record, "cause", f.cause),
             signal=f.signal,
             revision=self._scalar_text(record, "revision", f.revision) or "",
-            raw=dict(record),
+            raw=raw,
         )
 
 
