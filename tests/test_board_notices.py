@@ -218,3 +218,27 @@ def test_an_operator_reads_a_number_in_an_sms_only_where_it_must_be_called() -> 
     care = notice_row(row("care", "liaison", {"households": "王秀英13800001111等3户"}),
                       operator)["sms"]
     assert care["params"]["households"] == "王秀英13800001111等3户"
+
+
+def test_an_operator_reads_recipients_numbers_masked() -> None:
+    """Whom a notice went to is masked for every role (the operator's screen is a screen a
+    person reads); the numbers in a care list or a crew's dispatch text stay whole for an
+    operator, who may have to call them."""
+    operator = Viewer("zh", UTC, phones=True, links=True)
+
+    def row(purpose: str, audience: str, body: str) -> Any:
+        return SimpleNamespace(
+            id=1, incident_id="INC-1", status="sent", purpose=purpose, audience=audience,
+            channel="wecom", target="13800001111", attempts=1, created_at=None, sent_at=None,
+            last_error=None, subject="", body=body,
+            payload={"mentions": ["13800002222"],
+                     "readdressed": [{"from": "13800003333", "to": "13800004444"}]})
+
+    outage = notice_row(row("outage", "liaison", "联系人13800005555"), operator)
+    assert outage["target"] == "138****1111" and outage["mentions"] == ["138****2222"]
+    assert outage["readdressed"] == [{"from": "138****3333", "to": "138****4444"}]
+    assert outage["text"] == "联系人138****5555"
+    care = notice_row(row("care", "liaison", "王秀英13800005555"), operator)
+    assert care["text"] == "王秀英13800005555" and care["target"] == "138****1111"
+    dispatch = notice_row(row("dispatch", "crew", "镇卫生院13800005555"), operator)
+    assert dispatch["text"] == "镇卫生院13800005555"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
@@ -194,18 +194,22 @@ def source_health(name: str, value: Any, viewer: Viewer) -> dict[str, Any]:
 def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
     """One outbox message as the board shows it: to whom, how it stands, and exactly what it
     says (the subject, the text and whom a group message @-mentions; numbers masked and
-    personal links cut for a viewer)."""
+    personal links cut for a viewer). Recipients' numbers are masked for every role: an
+    operator reads whole numbers only in the texts whose reader must call them (a crew's
+    dispatch, a care list)."""
     mentions = (m.payload or {}).get("mentions") or ()
+    words = viewer if m.audience == "crew" or m.purpose == "care" else \
+        replace(viewer, phones=False)
     return {"id": m.id, "incident": m.incident_id, "status": m.status, "purpose": m.purpose,
-            "audience": m.audience, "channel": m.channel, "target": phone(m.target, viewer),
+            "audience": m.audience, "channel": m.channel, "target": mask_phones(m.target),
             "attempts": m.attempts, "queued_at": local(m.created_at, viewer.tz),
             "sent_at": local(m.sent_at, viewer.tz),
             "error": said_text(mask_phones(m.last_error or ""), viewer)
             if m.status != "sent" or (m.payload or {}).get("digest") else "",
-            "subject": said_text(m.subject or "", viewer), "text": said_text(m.body or "", viewer),
-            "mentions": [phone(str(x), viewer) for x in mentions],
-            "readdressed": [{"from": phone(str(x.get("from", "")), viewer),
-                             "to": phone(str(x.get("to", "")), viewer)}
+            "subject": said_text(m.subject or "", words), "text": said_text(m.body or "", words),
+            "mentions": [mask_phones(str(x)) for x in mentions],
+            "readdressed": [{"from": mask_phones(str(x.get("from", ""))),
+                             "to": mask_phones(str(x.get("to", "")))}
                             for x in (m.payload or {}).get("readdressed") or ()],
             "sms": sms_sent(m, viewer)}
 
