@@ -435,18 +435,26 @@ class Lifecycle:
     def _care_rows(self, conn: Connection, inc: Incident, villages: Sequence[str],
                    crew_label: str, now: datetime) -> list[OutboxMessage]:
         """Village liaisons check on the special-care households of their village; the list
-        itself goes only to liaisons reached in person (a group hears the count). Once per
-        liaison, not once per crew sent."""
+        itself goes only to liaisons reached in person (a group hears the count and who holds
+        the list). Once per liaison, not once per crew sent: but a group told a crew holds
+        the list hears which crew holds it now (its message not sent yet is taken back)."""
         lang = self.planner.renderer.language
         individual = individual_channels(self.config.channels)
-        cared = self.store.queued_in(conn, inc.id, ("care",))
+        named = self.store.care_crews_in(conn, inc.id)
         rows: list[OutboxMessage] = []
         for v in villages:
             care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
                                            self.params)
-            if care.get("households"):
-                rows += [r for r in self.planner.care_rows(inc, v, care, individual, crew_label)
-                         if r.recipient not in cared]
+            if not care.get("households"):
+                continue
+            for r in self.planner.care_rows(inc, v, care, individual, crew_label):
+                if r.recipient not in named:
+                    rows.append(r)
+                elif r.payload.get("crew_named") and named[r.recipient] != crew_label:
+                    self.store.withdraw_pending_in(conn, inc.id, ("care",), now,
+                                                   "another crew holds the list",
+                                                   recipients=(r.recipient,))
+                    rows.append(r.but(revision=inc.revision))
         return rows
 
     def care_for_new_villages_in(self, conn: Connection, inc: Incident, now: datetime) -> int:
