@@ -121,8 +121,8 @@ def test_a_care_notice_not_sent_yet_names_the_crew_sent_now_not_the_one_stood_do
     deliver(daemon)
     care = [(m.status, m.body.splitlines()[1]) for m in daemon.store.messages(incident_id=iid)
             if m.purpose == "care"]
-    assert care == [("withdrawn", "本村有1户特殊关怀用户，名单已发送给马集抢修班，请与其联系，不在群内公布。"),
-                    ("sent", "本村有1户特殊关怀用户，名单已发送给城关抢修班，请与其联系，不在群内公布。")]
+    said = "本村有1户特殊关怀用户，名单已发送给{}，请与其联系，不在群内公布。"
+    assert care == [("withdrawn", said.format("马集抢修班")), ("sent", said.format("城关抢修班"))]
     # The same crew sent again says nothing new to the village.
     daemon.lifecycle.dispatch(iid, "ops", crew_id="CR2")
     assert len([m for m in daemon.store.messages(incident_id=iid) if m.purpose == "care"]) == 2
