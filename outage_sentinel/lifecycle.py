@@ -183,6 +183,7 @@ class Lifecycle:
             end_local=planner.local_time(inc.end),
             probability=inc.estimate.probability,
             device_reported=planned or bool(reported_devices(inc, inc.estimate.devices)),
+            device_set=bool(inc.device_set) and not planned,
             planned=planned,
             upcoming=inc.updated_at is not None and inc.start > inc.updated_at,
             crew_label=self._crew_label(crew),

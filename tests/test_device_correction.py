@@ -47,6 +47,9 @@ def test_the_device_set_is_the_fault_point_from_now_on_and_the_crew_gets_new_ord
     assert lines[0].startswith("【抢修派工·更新】") and "指挥中心已更正故障点为马集出线开关" in lines[1]
     assert "- 马集出线开关（运行人员确认）" in lines and "疑似" not in update.body
     assert liaison_count(daemon, iid) == told  # no village hears of a device
+    (summary,) = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "device_set"]
+    assert summary.subject.startswith("【故障点更正】") and "推断故障点" not in summary.body
+    assert "故障点（运行人员确认）：马集出线开关" in summary.body
     (entry,) = [e for e in daemon.store.incident_log(iid) if e["stage"] == "device_set"]
     assert (entry["actor"], entry["note"]) == ("board:alice", "SCADA: 911 tripped")
     assert entry["details"] == {"devices": ["B1"], "was": list(before.estimate.devices),
