@@ -394,9 +394,10 @@ class Lifecycle:
             "eta": choice.eta.isoformat() if choice.eta else None,
             "outside_area": choice.outside_area,
             "preempts": choice.preempts.incident_id if choice.preempts else None})
-        c = choice.crew
+        c, held = choice.crew, row.get("crew_id")
         rows = self._dispatch_rows(inc, pr, choice, deadline, area, now)
-        rows += self._care_rows(conn, inc, villages, c.name or c.id, now)
+        rows += self._care_rows(conn, inc, villages, c.name or c.id, now,
+                                retell=held is not None and held != c.id)
         rows += self.command_rows(inc, "dispatched", self.render_summary(inc, crew=c.id))
         self.store.enqueue_in(conn, rows, now)
         self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,
@@ -438,8 +439,9 @@ class Lifecycle:
     def dispatch_update_in(self, conn: Connection, inc: Incident, crew_id: str | None,
                            now: datetime) -> list[OutboxMessage]:
         """New orders for the crew ``inc`` holds (its fault point corrected): the dispatch
-        again at ``inc``'s revision, under the deadline it was first given; a dispatch to it
-        not sent yet is withdrawn (the new one says all). None when no crew holds it."""
+        again at ``inc``'s revision, under the deadline it was first given, headed as an update
+        when an earlier one may have reached the crew; a dispatch to it not sent yet is
+        withdrawn (the new one says all). None when no crew holds it."""
         crew = self.crew_notices.crew(crew_id)
         if crew is None or inc.status != "active":
             return []
@@ -452,11 +454,12 @@ class Lifecycle:
                 self.topology, villages_off(inc, self.topology),
                 self._detected_at(conn, inc, {}), self.params.commitments)
         location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
+        told = f"crew:{crew.id}" in self.store.told_in(conn, inc.id, ("dispatch",))
         self.store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
                                        "superseded by new orders", recipients=(f"crew:{crew.id}",))
         return self._dispatch_rows(inc, self.priority(inc, now),
                                    self._named_choice(inc, crew, location, area, now),
-                                   deadline, area, now, update=True)
+                                   deadline, area, now, update=told)
 
     def _replacing(self, conn: Connection, inc: Incident, previous: str | None, crew: str,
                    now: datetime, actor: str, note: str) -> Incident:
@@ -473,11 +476,13 @@ class Lifecycle:
         return inc
 
     def _care_rows(self, conn: Connection, inc: Incident, villages: Sequence[str],
-                   crew_label: str, now: datetime) -> list[OutboxMessage]:
+                   crew_label: str, now: datetime, retell: bool = False) -> list[OutboxMessage]:
         """Village liaisons check on the special-care households of their village; the list
         itself goes only to liaisons reached in person (a group hears the count and who holds
-        the list). Once per liaison, not once per crew sent: but a group told a crew holds
-        the list hears which crew holds it now (its message not sent yet is taken back)."""
+        the list). Once per liaison, not once per crew sent (in a storm crews are pulled
+        between incidents many times): a group's message naming another crew not sent yet
+        is taken back for one naming ``crew_label``, and one sent already is followed by
+        one only when ``retell`` (the command centre gave the incident to another crew)."""
         lang = self.planner.renderer.language
         individual = individual_channels(self.config.channels)
         named = self.store.care_crews_in(conn, inc.id)
@@ -491,10 +496,11 @@ class Lifecycle:
                 if r.recipient not in named:
                     rows.append(r)
                 elif r.payload.get("crew_named") and named[r.recipient] != crew_label:
-                    self.store.withdraw_pending_in(conn, inc.id, ("care",), now,
-                                                   "another crew holds the list",
-                                                   recipients=(r.recipient,))
-                    rows.append(r.but(revision=inc.revision))
+                    taken = self.store.withdraw_pending_in(conn, inc.id, ("care",), now,
+                                                           "another crew holds the list",
+                                                           recipients=(r.recipient,))
+                    if taken or retell:
+                        rows.append(r.but(revision=inc.revision))
         return rows
 
     def care_for_new_villages_in(self, conn: Connection, inc: Incident, now: datetime) -> int:

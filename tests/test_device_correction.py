@@ -69,6 +69,10 @@ def test_a_dispatch_not_sent_yet_is_replaced_by_the_new_orders(
     deliver(daemon)
     assert crew_messages(daemon, iid) == [("CR1", "dispatch", "withdrawn"),
                                           ("CR1", "dispatch", "sent")]
+    # The crew never had the first: the one it gets is its orders, not an update of them.
+    orders = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "dispatch"][-1]
+    assert orders.subject.startswith("【抢修派工】") and "作废" not in orders.body
+    assert "- 马集出线开关（运行人员确认）" in orders.body.splitlines()
 
 
 @pytest.mark.parametrize(("refs", "why"), [
