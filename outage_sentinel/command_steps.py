@@ -1,6 +1,6 @@
-"""The command centre's corrections, as the operator CLI (and later the board) takes them.
+"""The command centre's corrections, as the operator CLI and the board take them.
 
-``incidents etr|scope|cancel|reopen|open``: each step runs in one transaction with the notices it
+``incidents etr|scope|device|cancel|reopen|open``: each step runs in one transaction with the notices it
 causes and a log line naming its actor, and the command centre gets a summary headed by the
 step. The decisions are pure (:mod:`outage_sentinel.corrections`); areas added and incidents
 opened from a phone call are operator reports folded in by the
@@ -17,14 +17,19 @@ from outage_sentinel import corrections
 from outage_sentinel.events import OutageEvent, parse_time, split_list
 from outage_sentinel.held_notices import keep_held_in
 from outage_sentinel.incidents import BACK_NOTICES, OPERATOR_SOURCE, Incident, hold_back, plan_notices
-from outage_sentinel.lifecycle import Lifecycle, LifecycleError, StepInputError
+from outage_sentinel.lifecycle import (
+    Lifecycle,
+    LifecycleError,
+    StepInputError,
+    confirmed_devices,
+)
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import IncidentProcessor
 from outage_sentinel.topology import Topology
 
 
 class CommandSteps:
-    """``etr``, ``scope``, ``cancel`` and ``open`` over one store and topology."""
+    """``etr``, ``scope``, ``device``, ``cancel`` and ``open`` over one store and topology."""
 
     def __init__(self, lifecycle: Lifecycle, processor: IncidentProcessor,
                  clock: Callable[[], datetime]) -> None:
@@ -36,9 +41,10 @@ class CommandSteps:
 
     def _correct(self, incident_id: str, actor: str, note: str, step: str,
                  change: Callable[[Incident, datetime], Incident], details: dict[str, Any],
-                 dropped_as: str = "withdrawn") -> Incident:
+                 dropped_as: str = "withdrawn", crew_told: bool = False) -> Incident:
         """Apply ``change`` and write the revision, its notices, the log line and the
-        command centre's summary in one transaction."""
+        command centre's summary in one transaction (``crew_told``: the crew the incident
+        holds gets new orders too)."""
         life, now = self.lifecycle, self.clock()
         with life.store.transaction() as conn:
             before, row = life.load_in(conn, incident_id)
@@ -57,6 +63,10 @@ class CommandSteps:
             if after.status == "cancelled":
                 notices = life.take_back_in(conn, after, notices, now, actor, note)
             rows = life.planner.rows(after, notices, now, previous=before)
+            if crew_told:
+                rows += life.dispatch_update_in(conn, after, row.get("crew_id"), now)
+                details = {**details, "was": list(before.estimate.devices),
+                           "crew": row.get("crew_id")}
             rows += life.command_rows(after, step, life.render_summary(
                 after, headline=step, crew=row.get("crew_id")))
             life.save_in(conn, after, now)
@@ -70,6 +80,18 @@ class CommandSteps:
         return self._correct(incident_id, actor, note, "etr_set",
                              lambda inc, now: corrections.set_etr(inc, etr, now),
                              {"etr": etr.isoformat()})
+
+    def device(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
+        """Set the fault device(s) (ids or names, comma-separated) on the command centre's
+        word: later estimates name them, the crew sent gets new orders, the close-out's
+        device defaults to them. The areas stay (``scope`` moves those)."""
+        devices = confirmed_devices(self.topology, refs)
+        if not devices:
+            raise LifecycleError("no device given")
+        return self._correct(incident_id, actor, note, "device_set",
+                             lambda inc, now: corrections.set_devices(
+                                 inc, self.topology, devices, actor, now),
+                             {"devices": devices}, crew_told=True)
 
     def cancel(self, incident_id: str, reason: str, actor: str) -> Incident:
         """Cancel a false alarm: everyone told hears it is cancelled."""

@@ -1,8 +1,9 @@
 """Operator corrections of an incident (pure core, ``now`` passed in).
 
 What the command centre knows better than the evidence: the expected restoration time, areas
-wrongly taken into an outage, an incident that was a false alarm. Each correction is kept on
-the incident (:attr:`~outage_sentinel.incidents.Incident.etr_set`, ``excluded``,
+wrongly taken into an outage, the fault device (SCADA, a crew's call), an incident that was a
+false alarm. Each correction is kept on the incident
+(:attr:`~outage_sentinel.incidents.Incident.etr_set`, ``excluded``, ``device_set``,
 ``cancel_reason``) so that later evidence, folded in by
 :func:`~outage_sentinel.incidents.apply_event`, never undoes it — but for an area taken out,
 which another record reporting it off later takes back in (``excluded_against``: the records
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from outage_sentinel.incidents import Incident, naming, scoped_estimate
+from outage_sentinel.incidents import Incident, naming, scoped_estimate, with_devices
 from outage_sentinel.topology import Topology
 
 
@@ -64,6 +65,47 @@ def exclude_areas(inc: Incident, topology: Topology, areas: Sequence[str], now: 
     return _revised(inc, replace(inc, estimate=estimate, scope=scope, restored=restored,
                                  excluded=tuple(dict.fromkeys([*inc.excluded, *areas])),
                                  excluded_against=against), now)
+
+
+def set_devices(inc: Incident, topology: Topology, devices: Sequence[str], actor: str,
+                now: datetime) -> Incident:
+    """``inc`` with ``devices`` (ids of the topology's devices) as its fault point, set by
+    ``actor``: named by every later estimate in place of the localiser's. Its areas stay as
+    they are (a scope correction moves those); refused when a device is not on the incident's
+    feeder, or when an area a source reported off is below none of them (the crew would
+    patrol past the fault of a village that is dark)."""
+    _open(inc, "set the fault device of")
+    if inc.kind != "fault":
+        raise CorrectionError(f"{inc.id} is {inc.kind} work: its device is its record's")
+    if not devices:
+        raise CorrectionError("no device given")
+    for d in devices:
+        _on_feeder(inc, topology, d)
+    uncovered = [t for t in inc.off if inc.mark(t) == "reported" and t in topology.pos
+                 and not any(topology.is_downstream(t, d) for d in devices)]
+    if uncovered:
+        names = ", ".join(f"{t} ({topology.nodes[t].name or t})" for t in uncovered[:5])
+        raise CorrectionError(
+            f"reported off but not below {', '.join(devices)}: {names}"
+            f"{' …' if len(uncovered) > 5 else ''}; name their device too, or take them out "
+            "of the scope first (incidents scope --remove)")
+    if tuple(devices) == inc.device_set:
+        raise CorrectionError(f"{inc.id}'s fault device is already {', '.join(devices)}")
+    return _revised(inc, replace(inc, device_set=tuple(devices), device_set_by=actor,
+                                 estimate=with_devices(topology, inc.estimate, devices)), now)
+
+
+def _on_feeder(inc: Incident, topology: Topology, device: str) -> None:
+    """A :class:`CorrectionError` unless ``device`` is energised from ``inc``'s feeder."""
+    i = topology.pos.get(device)
+    if i is None:
+        raise CorrectionError(f"unknown device {device!r}")
+    if not topology.energised[i]:
+        raise CorrectionError(f"{device} is not energised (a normally-open point?)")
+    feeder = topology.feeder_of(device)
+    if feeder != inc.feeder:
+        raise CorrectionError(f"{device} is on feeder {feeder}, not on {inc.id}'s feeder "
+                              f"{inc.feeder}")
 
 
 def readmit_areas(inc: Incident, areas: Sequence[str], now: datetime) -> Incident:

@@ -61,6 +61,16 @@ DEVICE_LABELS: Mapping[str, Mapping[str, str]] = {
            "sectionalizer": "sectionalizer", "fuse": "fuse", "switch": "switch",
            "junction": "pole", "transformer": "transformer"},
 }
+#: How sure the fault point is, as a crew and the board read it: set by the command centre,
+#: reported operated by a source, or inferred by the localiser (with its probability).
+BASIS_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"set": "运行人员确认", "reported": "数据源报告动作", "inferred": "疑似动作"},
+    "en": {"set": "confirmed by the command centre", "reported": "reported operated by a source",
+           "inferred": "suspected to have operated"},
+}
+#: An alternative hypothesis is "close" (named beside the best) when at least this share of
+#: the best one's probability.
+CLOSE_ALTERNATIVE = 0.5
 ROLE_LABELS: Mapping[str, Mapping[str, str]] = {
     # Why each device is on the list: the one that opened; the one above, in case it was the
     # one that tripped (over-reach); the ones below, in case one of them failed to clear a
@@ -330,9 +340,63 @@ def _household(topology: Topology, c: Customer, language: str,
     }
 
 
+def percent_label(p: float, language: str = "zh") -> str:
+    """A probability as people read it, honestly rounded: never 100 % for an inference
+    (≥ 99 % reads "＞99%"), never 0 % (below 1 % "＜1%"), else "约80%" ("about 80%")."""
+    zh = language == "zh"
+    if p >= 0.99:
+        return "＞99%" if zh else ">99%"
+    if p < 0.01:
+        return "＜1%" if zh else "<1%"
+    whole = min(99, max(1, int(p * 100 + 0.5)))
+    return f"约{whole}%" if zh else f"about {whole}%"
+
+
+def certainty(topology: Topology, incident: Incident, language: str = "zh") -> dict[str, Any]:
+    """How sure the fault point is: ``basis`` (``set`` by the command centre, ``reported``
+    operated by a source, ``inferred`` by the localiser, ``""``: none yet), ``set_by``,
+    ``probability`` and its ``probability_label`` (inferred only), ``label`` (the words:
+    "疑似动作，可能性约80%"), and ``alternative``: the next hypothesis (``names``,
+    ``probability``, ``probability_label``) when it is close (:data:`CLOSE_ALTERNATIVE`)."""
+    estimate = incident.estimate
+    basis = ("" if not estimate.devices else "set" if incident.device_set
+             else "reported" if set(estimate.devices) <= {m.device for m in
+                                                         incident.members.values()}
+             else "inferred")
+    words = _labels(BASIS_LABELS, language)
+    p = estimate.probability if basis == "inferred" else None
+    p_label = percent_label(p, language) if p is not None else ""
+    label = words.get(basis, "")
+    if p_label:
+        label += f"，可能性{p_label}" if language == "zh" else f", {p_label}"
+    return {"basis": basis, "set_by": incident.device_set_by if basis == "set" else "",
+            "probability": p, "probability_label": p_label, "label": label,
+            "alternative": _alternative(topology, estimate.devices, estimate.hypotheses, p,
+                                        language) if p is not None else None}
+
+
+def _alternative(topology: Topology, devices: Sequence[str],
+                 hypotheses: Sequence[Mapping[str, Any]], best: float, language: str
+                 ) -> dict[str, Any] | None:
+    """The most likely hypothesis naming other devices than ``devices``, if close to it."""
+    for h in hypotheses:
+        other = [str(d) for d in h.get("devices") or ()]
+        p = h.get("probability")
+        if not other or set(other) == set(devices) or not isinstance(p, int | float):
+            continue
+        if p < best * CLOSE_ALTERNATIVE:
+            return None
+        return {"names": _sep(language).join(_name(topology, d) for d in other),
+                "probability": float(p), "probability_label": percent_label(float(p), language)}
+    return None
+
+
 def _devices_to_check(topology: Topology, devices: Sequence[str], section: Sequence[str],
-                      language: str) -> list[dict[str, Any]]:
+                      language: str, operated: str = "") -> list[dict[str, Any]]:
+    """The devices the crew checks, each with why (``operated``: the words for the fault
+    point's, :func:`certainty`'s label)."""
     roles, kinds = _labels(ROLE_LABELS, language), _labels(DEVICE_LABELS, language)
+    roles = {**roles, "operated": operated or roles["operated"]}
     out: dict[str, str] = {}
     for d in devices:
         out.setdefault(d, "operated")
@@ -366,7 +430,7 @@ def dispatch_context(
 ) -> dict[str, Any]:
     """The context of ``crew_dispatch.{zh,en}.j2`` for sending ``choice.crew`` to ``incident``.
 
-    Keys: incident (``incident_id``, ``revision``, ``kind``/``kind_label``, ``cause``,
+    Keys: incident (``incident_id``, ``revision``, ``update``, ``kind``/``kind_label``, ``cause``,
     ``feeder_label``, ``villages``, ``customers``, ``start_local``, ``etr_local``,
     ``now_local``), priority (``priority_score``, ``priority_reasons``,
     ``priority_summary``), crew (``crew_name``,
@@ -374,7 +438,8 @@ def dispatch_context(
     ``preempts_incident``, ``preempts_priority``), deadline (``deadline_local``,
     ``area_type``, ``area_label``, ``commitment_minutes``, ``minutes_left``), where to go
     (``map_link``, ``map_label``, ``patrol_from``, ``patrol_to``, ``patrol_nodes``,
-    ``patrol_more``, ``devices`` to check), and whom to call (``important`` users and
+    ``patrol_more``, ``devices`` to check), how sure the fault point is (``certainty``,
+    ``device_basis``, a close ``alternative``: :func:`certainty`), and whom to call (``important`` users and
     special-care ``households`` with full phone numbers, ``households_more``).
     """
     estimate = incident.estimate
@@ -383,6 +448,8 @@ def dispatch_context(
     return {
         "incident_id": incident.id,
         "revision": incident.revision,
+        # New orders for a crew sent already (the fault point corrected); set by the caller.
+        "update": False,
         "kind": incident.kind,
         "kind_label": _labels(KIND_LABELS, language).get(incident.kind, incident.kind),
         "cause": incident.cause,
@@ -447,7 +514,10 @@ def _patrol_context(topology: Topology, incident: Incident, language: str,
     operated = set(devices)
     boundary = [n for n in section if n not in operated and topology.nodes[n].kind in DEVICE_KINDS]
     walk = [n for n in section if topology.nodes[n].kind in ("junction", "transformer")]
+    sure = certainty(topology, incident, language)
     return {
+        "certainty": sure["label"], "device_basis": sure["basis"],
+        "alternative": sure["alternative"],
         "map_link": map_link(location[0], location[1], map_label, params.map_url_template)
         if location is not None else None,
         "map_label": map_label,
@@ -455,7 +525,7 @@ def _patrol_context(topology: Topology, incident: Incident, language: str,
         "patrol_to": sep.join(_name(topology, n) for n in boundary),
         "patrol_nodes": [_name(topology, n) for n in walk[: params.max_patrol_nodes]],
         "patrol_more": max(0, len(walk) - params.max_patrol_nodes),
-        "devices": _devices_to_check(topology, devices, section, language),
+        "devices": _devices_to_check(topology, devices, section, language, sure["label"]),
     }
 
 

@@ -20,6 +20,7 @@ from outage_sentinel.topology import Topology
 
 _WORDS: Mapping[str, Mapping[str, str]] = {
     "zh": {"feeder": "线路", "device": "故障点", "inferred_device": "推断故障点",
+           "set_device": "故障点（运行人员确认）", "set_by": "设置人",
            "probability": "概率", "pending": "待定", "since": "开始", "etr": "预计恢复",
            "end": "结束", "stage": "阶段", "crew": "抢修班组", "cause": "原因",
            "confirmed": "已确认停电", "possible": "可能受影响", "restored": "已恢复",
@@ -27,6 +28,7 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "notices": "通知", "log": "处理记录", "unknown": "未能识别", "area_text": "停电范围原文",
            "withdrawn": "已撤回推断（未通知联络人）", "reopens": "重复停电，关联"},
     "en": {"feeder": "Feeder", "device": "Fault point", "inferred_device": "Estimated fault point",
+           "set_device": "Fault point (set by the command centre)", "set_by": "by",
            "probability": "probability", "pending": "unknown", "since": "Since",
            "etr": "Expected back", "end": "Ended", "stage": "Stage", "crew": "Crew",
            "cause": "Cause", "confirmed": "Confirmed off", "possible": "Possibly affected",
@@ -102,6 +104,8 @@ def _device_line(inc: Incident, topology: Topology, w: Mapping[str, str]) -> str
              for d in inc.estimate.devices]
     if not names:
         return f"{w['device']}: {w['pending']}"
+    if inc.device_set:
+        return f"{w['set_device']}: {'、'.join(names)} ({w['set_by']} {mask_phones(inc.device_set_by)})"
     named = {m.device for m in inc.members.values() if m.device}
     if set(inc.estimate.devices) <= named:
         return f"{w['device']}: {'、'.join(names)}"

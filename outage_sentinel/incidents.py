@@ -289,6 +289,10 @@ class Incident:
     #: centre overruled. Another record naming it off later is news and takes it back in.
     #: (An area excluded before this was kept has no entry: only an operator's add undoes it.)
     excluded_against: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The fault device(s) the command centre set (``incidents device``, SCADA or a crew's
+    #: call), which every later estimate names in place of the localiser's, and who set them.
+    device_set: tuple[str, ...] = ()
+    device_set_by: str = ""
 
     @property
     def fault_device(self) -> str | None:
@@ -344,6 +348,7 @@ class Incident:
             "etr_set": _iso(self.etr_set), "excluded": list(self.excluded),
             "cancel_reason": self.cancel_reason,
             "excluded_against": {t: list(k) for t, k in self.excluded_against.items()},
+            "device_set": list(self.device_set), "device_set_by": self.device_set_by,
         }
 
     @classmethod
@@ -379,6 +384,8 @@ class Incident:
             cancel_reason=str(d.get("cancel_reason") or ""),
             excluded_against={t: tuple(k) for t, k in
                               (d.get("excluded_against") or {}).items()},
+            device_set=tuple(d.get("device_set") or ()),
+            device_set_by=str(d.get("device_set_by") or ""),
         )
 
 
@@ -544,6 +551,8 @@ def apply_event(
         corrected = readmit_named_anew(incident, members.values())
         scope = {t: m for t, m in scope.items() if t not in corrected.excluded}
         estimate = scoped_estimate(topology, estimate, scope)
+        if incident.device_set:  # the command centre's fault point stands against the evidence
+            estimate = with_devices(topology, estimate, incident.device_set)
     else:
         estimate, corrected = incident.estimate, incident
     off = [t for t in estimate.transformers if t not in restored]
@@ -620,6 +629,15 @@ def scoped_estimate(topology: Topology, estimate: Estimate, scope: Mapping[str, 
     return replace(estimate, transformers=areas, customers=topology.customers_of(areas),
                    villages=tuple(topology.villages_of(areas)),
                    important_customers=important_customers(topology, areas))
+
+
+def with_devices(topology: Topology, estimate: Estimate, devices: Sequence[str]) -> Estimate:
+    """``estimate`` naming ``devices`` as the fault point on the command centre's word: their
+    suspected section, no probability (no inference); its areas and the localiser's
+    hypotheses (what the evidence alone says) are kept."""
+    section = [n for d in devices if d in topology.pos for n in topology.suspected_section(d)]
+    return replace(estimate, devices=tuple(devices), probability=None,
+                   section=tuple(dict.fromkeys(section)))
 
 
 def possible_areas(active: Iterable[Member]) -> frozenset[str]:

@@ -35,7 +35,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            # log steps of the command centre's corrections
            "etr_set": "调整预计恢复时间", "scope_added": "扩大停电范围",
            "scope_readmitted": "撤销移出（重新纳入）",
-           "scope_removed": "更正停电范围", "opened": "来电立案", "etr_changed": "预计恢复时间变更",
+           "scope_removed": "更正停电范围", "device_set": "更正故障点", "opened": "来电立案",
+           "etr_changed": "预计恢复时间变更",
            "reopened": "再次停电", "escalated": "升级", "stood_down": "抢修撤回",
            "restoration_undone": "撤销恢复（仍停电）",
            "past_stop": "超过计划结束时间才收到，未通知村"},
@@ -43,7 +44,7 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
            "etr_set": "ETR set", "scope_added": "areas added", "scope_readmitted": "removal undone",
-           "scope_removed": "areas removed",
+           "scope_removed": "areas removed", "device_set": "fault device set",
            "opened": "opened from a call", "etr_changed": "ETR changed", "reopened": "reopened",
            "escalated": "escalated", "stood_down": "crew stood down",
            "restoration_undone": "restoration undone (still off)",
@@ -69,14 +70,3 @@ def label(table: Mapping[str, Mapping[str, str]], language: str, code: str) -> s
     words = table.get(language) or table["en"]
     return words.get(code, code)
 
-
-def percent(p: float | None) -> str:
-    """A stated probability as people read it: never "100%" (nor "0%") for an inference;
-    "" for none. The board's ``pct`` says the same."""
-    if p is None:
-        return ""
-    if p > 0.99:
-        return ">99%"
-    if p < 0.01:
-        return "<1%"
-    return f"{round(p * 100)}%"

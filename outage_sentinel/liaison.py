@@ -496,7 +496,8 @@ class LiaisonPlanner:
         ``individual`` maps the names of channels that reach one person to their type
         (see :data:`INDIVIDUAL_CHANNEL_TYPES`). Those rows carry the list; rows to any other
         channel (a group) carry only the count and who holds the list — the village's
-        individually reached liaisons, else the crew (``crew_label``).
+        individually reached liaisons, else the crew (``crew_label``, kept as the payload's
+        ``crew_named``).
         """
         lang = self.renderer.language
         households = list(care["households"])
@@ -514,9 +515,11 @@ class LiaisonPlanner:
         holders = self.care_holders(village_id, individual)
         group_body = self.renderer.render("liaison_care_group", **care, count=total,
                                           holders=holders, crew_label=crew_label)
+        # Which crew a group is told holds the list: told again when another crew takes over.
+        named = "" if holders else crew_label
         return [row if row.channel in individual else row.but(  # no names, no phones
                     body=group_body, subject=group_body.splitlines()[0],
-                    payload={**row.payload, "params": dict(facts)})
+                    payload={**row.payload, "params": dict(facts), "crew_named": named})
                 for row in rows]
 
     def care_holders(self, village_id: str, individual: Mapping[str, str]) -> list[str]:

@@ -37,14 +37,14 @@ from outage_sentinel.incidents import (
     announced_kind,
     villages_off,
 )
-from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label, percent
+from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels, reported_devices
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.sms_params import with_link as sms_with_link
 from outage_sentinel.store import Store
-from outage_sentinel.topology import DEVICE_KINDS, Topology
+from outage_sentinel.topology import DEVICE_KINDS, Crew, Topology
 
 #: What a cancelled incident's unsent messages may say that is no longer true.
 TAKEN_BACK = ("outage", "update", "dispatch", "care")
@@ -201,12 +201,14 @@ class Lifecycle:
             start_local=planner.local_time(inc.start), etr_local=planner.local_time(inc.etr),
             end_local=planner.local_time(inc.end),
             probability=inc.estimate.probability,
-            probability_label=percent(inc.estimate.probability),
+            probability_label="" if inc.estimate.probability is None else
+            crews.percent_label(inc.estimate.probability, r.language),
             # Each device as sure as it is: one a source named is a fact, the rest inferred.
             device_reported=planned or set(named) >= set(inc.estimate.devices),
             reported_label=planner.device_label(named),
             inferred_label=planner.device_label(
                 [] if planned else [d for d in inc.estimate.devices if d not in named]),
+            device_set=bool(inc.device_set) and not planned,
             planned=planned,
             upcoming=inc.updated_at is not None and inc.start > inc.updated_at,
             crew_label=self._crew_label(crew),
@@ -389,12 +391,8 @@ class Lifecycle:
             busy = {k: v for k, v in busy.items() if k != crew_id}
             # The operator named the crew: send it, whatever it was doing.
             forced = next(c for c in self.topology.crews if c.id == crew_id)
-            base = crews.crew_base(forced)
-            dist = crews.haversine_km(base, location) if base and location else None
-            travel = crews.travel_minutes(dist, area, self.params) if dist is not None else None
-            choice: crews.CrewChoice | None = crews.CrewChoice(
-                forced, dist, travel, now + timedelta(minutes=travel) if travel else None,
-                inc.feeder not in forced.feeders)
+            choice: crews.CrewChoice | None = self._named_choice(inc, forced, location, area,
+                                                                 now)
         else:
             choice = crews.choose_crew(self.topology, inc.feeder, location, pr.score, busy, now,
                                        self.params, area_type=area)
@@ -421,26 +419,72 @@ class Lifecycle:
             "eta": choice.eta.isoformat() if choice.eta else None,
             "outside_area": choice.outside_area,
             "preempts": choice.preempts.incident_id if choice.preempts else None})
-        ctx = crews.dispatch_context(self.topology, inc, pr, choice, deadline, area, now,
-                                     self.planner.tz, lang, self.params)
-        body = self.planner.renderer.render("crew_dispatch", **ctx)
-        c = choice.crew
-        body, params, links = self._crew_link(inc.id, c, lang, body,
-                                              crews.dispatch_params(ctx, lang))
-        rows = [OutboxMessage(
-            incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
-            purpose="dispatch", channel=c.channel, target=c.target or c.phone,
-            audience="crew", subject=body.splitlines()[0], body=body,
-            payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
-                     "params": params, "field_links": links},
-        )]
-        rows += self._care_rows(conn, inc, villages, c.name or c.id, now)
+        c, held = choice.crew, row.get("crew_id")
+        rows = self._dispatch_rows(inc, pr, choice, deadline, area, now)
+        rows += self._care_rows(conn, inc, villages, c.name or c.id, now,
+                                retell=held is not None and held != c.id)
         rows += self.command_rows(inc, "dispatched", self.render_summary(inc, crew=c.id))
         self.store.enqueue_in(conn, rows, now)
         self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,
                       deadline=deadline.isoformat(), preempts=choice.preempts.incident_id
                       if choice.preempts else None)
         return inc
+
+    def _named_choice(self, inc: Incident, crew: Crew, location: tuple[float, float] | None,
+                      area: str, now: datetime) -> crews.CrewChoice:
+        """``crew`` as the operator's choice (or the crew the incident holds): its trip from
+        its base to ``location``, whatever it was doing."""
+        base = crews.crew_base(crew)
+        dist = crews.haversine_km(base, location) if base and location else None
+        travel = crews.travel_minutes(dist, area, self.params) if dist is not None else None
+        return crews.CrewChoice(crew, dist, travel,
+                                now + timedelta(minutes=travel) if travel else None,
+                                inc.feeder not in crew.feeders)
+
+    def _dispatch_rows(self, inc: Incident, pr: prio.Priority, choice: crews.CrewChoice,
+                       deadline: datetime, area: str, now: datetime, update: bool = False
+                       ) -> list[OutboxMessage]:
+        """The dispatch message to ``choice.crew`` (``update``: new orders for a crew sent
+        already, the fault point corrected), with its page's link."""
+        lang = self.planner.renderer.language
+        ctx = {**crews.dispatch_context(self.topology, inc, pr, choice, deadline, area, now,
+                                        self.planner.tz, lang, self.params), "update": update}
+        body = self.planner.renderer.render("crew_dispatch", **ctx)
+        c = choice.crew
+        body, params, links = self._crew_link(inc.id, c, lang, body,
+                                              crews.dispatch_params(ctx, lang))
+        return [OutboxMessage(
+            incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
+            purpose="dispatch", channel=c.channel, target=c.target or c.phone,
+            audience="crew", subject=body.splitlines()[0], body=body,
+            payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
+                     "params": params, "field_links": links},
+        )]
+
+    def dispatch_update_in(self, conn: Connection, inc: Incident, crew_id: str | None,
+                           now: datetime) -> list[OutboxMessage]:
+        """New orders for the crew ``inc`` holds (its fault point corrected): the dispatch
+        again at ``inc``'s revision, under the deadline it was first given, headed as an update
+        when an earlier one may have reached the crew; a dispatch to it not sent yet is
+        withdrawn (the new one says all). None when no crew holds it."""
+        crew = self.crew_notices.crew(crew_id)
+        if crew is None or inc.status != "active":
+            return []
+        sent = self.store.last_log_details_in(conn, inc.id, "dispatched") or {}
+        if sent.get("deadline"):
+            deadline = parse_time(sent["deadline"], "deadline")
+            area = str(sent.get("area_type") or self.params.commitments.default_area_type)
+        else:
+            deadline, area = crews.arrival_deadline(
+                self.topology, villages_off(inc, self.topology),
+                self._detected_at(conn, inc, {}), self.params.commitments)
+        location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
+        told = f"crew:{crew.id}" in self.store.told_in(conn, inc.id, ("dispatch",))
+        self.store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
+                                       "superseded by new orders", recipients=(f"crew:{crew.id}",))
+        return self._dispatch_rows(inc, self.priority(inc, now),
+                                   self._named_choice(inc, crew, location, area, now),
+                                   deadline, area, now, update=told)
 
     def _replacing(self, conn: Connection, inc: Incident, previous: str | None, crew: str,
                    now: datetime, actor: str, note: str) -> Incident:
@@ -457,20 +501,31 @@ class Lifecycle:
         return inc
 
     def _care_rows(self, conn: Connection, inc: Incident, villages: Sequence[str],
-                   crew_label: str, now: datetime) -> list[OutboxMessage]:
+                   crew_label: str, now: datetime, retell: bool = False) -> list[OutboxMessage]:
         """Village liaisons check on the special-care households of their village; the list
-        itself goes only to liaisons reached in person (a group hears the count). Once per
-        liaison, not once per crew sent."""
+        itself goes only to liaisons reached in person (a group hears the count and who holds
+        the list). Once per liaison, not once per crew sent (in a storm crews are pulled
+        between incidents many times): a group's message naming another crew not sent yet
+        is taken back for one naming ``crew_label``, and one sent already is followed by
+        one only when ``retell`` (the command centre gave the incident to another crew)."""
         lang = self.planner.renderer.language
         individual = individual_channels(self.config.channels)
-        cared = self.store.queued_in(conn, inc.id, ("care",))
+        named = self.store.care_crews_in(conn, inc.id)
         rows: list[OutboxMessage] = []
         for v in villages:
             care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
                                            self.params)
-            if care.get("households"):
-                rows += [r for r in self.planner.care_rows(inc, v, care, individual, crew_label)
-                         if r.recipient not in cared]
+            if not care.get("households"):
+                continue
+            for r in self.planner.care_rows(inc, v, care, individual, crew_label):
+                if r.recipient not in named:
+                    rows.append(r)
+                elif r.payload.get("crew_named") and named[r.recipient] != crew_label:
+                    taken = self.store.withdraw_pending_in(conn, inc.id, ("care",), now,
+                                                           "another crew holds the list",
+                                                           recipients=(r.recipient,))
+                    if taken or retell:
+                        rows.append(r.but(revision=inc.revision))
         return rows
 
     def care_for_new_villages_in(self, conn: Connection, inc: Incident, now: datetime) -> int:

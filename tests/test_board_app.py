@@ -439,6 +439,38 @@ def test_a_village_added_after_the_dispatch_hears_of_its_special_care_households
                 and m.payload.get("village") == "V034"]) == len(care)  # once per liaison
 
 
+def test_the_fault_device_set_from_the_board_is_shown_as_the_operators(
+        board_env: Any, demo: Topology) -> None:
+    """南谢庄村's outage: the page offers the estimate's devices with the localiser's words;
+    the operator sets 马集线#78杆柱上重合器 (above both areas): the page says who set it and
+    the close-out starts from it. A bad body is refused naming its key."""
+    app, store, clock = board_env
+    client, csrf = signed_in(app, "ops")
+    r = post(client, csrf, "/api/incidents", {"transformers": ["T-MJ01-020", "T-MJ01-021"]})
+    iid = str(r.json()["result"])
+    page = client.get(f"/api/incidents/{iid}").json()
+    assert page["certainty"]["basis"] == "inferred" and page["device_set"] == []
+    assert "疑似动作" in page["certainty"]["label"] and "100%" not in page["certainty"]["label"]
+    for body, status, said in (({"devices": 5}, 400, "devices:"),
+                               ({"devices": [1]}, 400, "devices:"),
+                               ({"devices": []}, 409, "devices: choose"),
+                               ({"devices": ["FU-NOPE"]}, 409, "FU-NOPE"),
+                               ({"devices": "BRK-CG01"}, 409, "feeder CG01")):
+        r = post(client, csrf, f"/api/incidents/{iid}/device", body)
+        assert (r.status_code, said in r.text) == (status, True), (body, r.text)
+    clock.now += timedelta(minutes=2)
+    r = post(client, csrf, f"/api/incidents/{iid}/device",
+             {"devices": ["RC-MJ01-2"], "note": "SCADA"})
+    assert r.status_code == 200, r.text
+    page = client.get(f"/api/incidents/{iid}").json()
+    assert (page["certainty"]["basis"], page["certainty"]["set_by"]) == ("set", "board:ops")
+    assert page["certainty"]["label"] == "运行人员确认" and page["probability"] is None
+    assert [d["id"] for d in page["device_set"]] == ["RC-MJ01-2"]
+    assert page["closable"][0]["id"] == "RC-MJ01-2" and page["devices"][0]["id"] == "RC-MJ01-2"
+    assert any(e["stage"] == "device_set" and e["actor"] == "board:ops" and "RC-MJ01-2" in
+               e["details"] for e in page["timeline"])
+
+
 def test_the_event_stream_announces_a_commit_by_anyone(board_env: Any, demo: Topology) -> None:
     app, store, clock = board_env
     client, csrf = signed_in(app, "ops")

@@ -173,6 +173,62 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
     page.context.close()
 
 
+def flashed(page: Any, before: str) -> str:
+    """The flash message an action showed (once it differs from ``before``)."""
+    assert wait_for(lambda: (page.text_content("#flash") or "") != before, 10)
+    return page.text_content("#flash") or ""
+
+
+def test_the_command_centre_sets_the_fault_device_from_the_incident_page(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    """SCADA says 河口线913断路器 tripped: typed on the incident page (a device of another line
+    refused, naming it), the crew gets new orders, the page says who set it, the close-out's
+    device field starts from it."""
+    config, url = running
+    r = cli(config, "incidents", "open", "--transformers", "T-MJ03-002,T-MJ03-003")
+    assert r.returncode == 0, r.stderr
+    iid = re.search(r"^(INC-\S+): stage", r.stdout, re.M).group(1)  # type: ignore[union-attr]
+    page = sign_in(browser, url, "ops")
+    page.goto(f"{url}/#/incident/{iid}")
+    page.wait_for_selector("#device-row #act-device", timeout=10000)
+    assert "运行人员确认" not in (page.text_content("#certainty") or "")
+    assert wait_for(lambda: stage_of(config, iid) == "dispatched", 10)  # sent on its own
+    page.fill("#device-row input[name=fault_device_other]", "BRK-CG01")
+    page.click("#act-device")
+    assert "BRK-CG01" in flashed(page, "")
+    assert "flash bad" in (page.get_attribute("#flash", "class") or "")
+    page.fill("#device-row input[name=fault_device_other]", "河口线913断路器")
+    page.fill("#actions input[name=note]", "SCADA：913跳闸")
+    before = page.text_content("#flash") or ""
+    page.click("#act-device")
+    said = flashed(page, before)
+    assert "flash bad" not in (page.get_attribute("#flash", "class") or ""), said
+    page.wait_for_selector("#certainty:has-text('运行人员确认')", timeout=10000)
+    assert "board:ops" in (page.text_content("#certainty") or "")
+    store = store_of(config)
+    try:
+        state = store.get_incident(iid)["state"]  # type: ignore[index]
+        assert (state["device_set"], state["estimate"]["devices"]) == (["BRK-MJ03"],) * 2
+        (entry,) = [e for e in store.incident_log(iid) if e["stage"] == "device_set"]
+        assert (entry["actor"], entry["note"]) == ("board:ops", "SCADA：913跳闸")
+        assert entry["details"]["devices"] == ["BRK-MJ03"]
+        orders = [m for m in store.messages(incident_id=iid) if m.purpose == "dispatch"]
+        assert orders[-1].subject.startswith("【抢修派工·更新】")
+        assert "河口线913断路器（运行人员确认）" in orders[-1].body
+        assert ("ops", "device") in [(a["actor"], a["action"]) for a in store.audit_trail()
+                                     if a["kind"] == "action" and a["target"] == iid]
+    finally:
+        store.close()
+    page.click("#act-restore")
+    page.wait_for_selector("#act-close", timeout=10000)
+    assert page.eval_on_selector("select[name=device]", "s => [...s.selectedOptions]"
+                                 ".map(o => o.value)") == ["BRK-MJ03"]
+    page.screenshot(path=str(screenshot_dir() / "board" / "device-set.png"), full_page=True)
+    # The refused device is the one error the browser logs (its 409 answer).
+    assert [e for e in page.errors if "409" not in e] == [] and len(page.errors) == 1
+    page.context.close()
+
+
 def test_a_viewer_cannot_act_and_a_post_without_csrf_is_refused(
         browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
     config, url = running

@@ -193,8 +193,15 @@ def test_operator_steps_while_the_daemon_runs(tmp_path: Path) -> None:
         assert cli("--config", str(cfg), "incidents", "ack", inc, "--actor", "zhang").returncode == 0
         r = cli("--config", str(cfg), "incidents", "dispatch", inc, "--crew", "CR01")
         assert r.returncode == 0, r.stderr
+        # SCADA names the recloser above 南谢庄村 (by its name): the crew gets new orders.
+        r = cli("--config", str(cfg), "incidents", "device", inc, "马集线#78杆柱上重合器",
+                "--note", "SCADA", "--actor", "zhang")
+        assert r.returncode == 0, r.stderr
+        bad = cli("--config", str(cfg), "incidents", "device", inc, "FU-NOPE")
+        assert bad.returncode == 1 and "'FU-NOPE' is not a device" in bad.stderr
         assert cli("--config", str(cfg), "incidents", "arrive", inc).returncode == 0
         shown = json.loads(cli("--config", str(cfg), "incidents", "show", inc, "--json").stdout)
+        assert shown["device_set"] == ["RC-MJ01-2"] and shown["device_set_by"] == "operator:zhang"
         first_area = shown["estimate"]["transformers"][0]
         r = cli("--config", str(cfg), "incidents", "restore", inc, "--transformers", first_area)
         assert r.returncode == 0 and "partially_restored" in r.stdout, r.stdout + r.stderr
@@ -209,6 +216,9 @@ def test_operator_steps_while_the_daemon_runs(tmp_path: Path) -> None:
         assert wait_for(lambda: any(m["purpose"] == "dispatch" and m["target"] and
                                     "CR01" in m["key"] for m in sink_lines(tmp_path)), 20)
         assert wait_for(lambda: any(m["purpose"] == "restored" and m["incident_id"] == inc
+                                    for m in sink_lines(tmp_path)), 20)
+        assert wait_for(lambda: any(m["purpose"] == "dispatch" and "CR01" in m["key"] and
+                                    "运行人员确认" in json.dumps(m, ensure_ascii=False)
                                     for m in sink_lines(tmp_path)), 20)
         assert proc.poll() is None
     finally:

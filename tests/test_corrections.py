@@ -11,6 +11,7 @@ from outage_sentinel.corrections import (
     CorrectionError,
     cancel_incident,
     exclude_areas,
+    set_devices,
     set_etr,
 )
 from outage_sentinel.incidents import Estimate, Incident, plan_notices
@@ -70,6 +71,23 @@ def test_a_village_that_keeps_an_area_off_hears_its_areas_now() -> None:
     after = exclude_areas(before, TOPO, ["T-MJ01-021"], T0)
     notices, _ = plan_notices(before, after, TOPO, timedelta(0), "corrected")
     assert [(n.purpose, n.villages) for n in notices] == [("update", ("V035",))]
+
+
+def test_a_device_set_names_the_fault_point_keeps_the_areas_and_tells_no_village() -> None:
+    before = incident()
+    after = set_devices(before, TOPO, ["RC-MJ01-2"], "board:alice", T0)
+    assert (after.estimate.devices, after.estimate.probability) == (("RC-MJ01-2",), None)
+    assert after.estimate.section[0] == "RC-MJ01-2" and after.revision == 4
+    assert after.estimate.transformers == AREAS and after.device_set_by == "board:alice"
+    assert plan_notices(before, after, TOPO, timedelta(0))[0] == []
+    assert Incident.from_json(after.to_json()) == after
+    # 前赵店村4# (reported off) is not below 南谢庄支线's fuse: the crew would miss its fault.
+    with pytest.raises(CorrectionError, match="not below FU-MJ01-05: T-MJ01-030"):
+        set_devices(before, TOPO, ["FU-MJ01-05"], "ops", T0)
+    both = set_devices(before, TOPO, ["FU-MJ01-05", "FU-MJ01-06"], "ops", T0)
+    assert both.fault_device == "FU-MJ01-05" and len(both.estimate.devices) == 2
+    with pytest.raises(CorrectionError, match="planned work"):
+        set_devices(incident(kind="planned"), TOPO, ["RC-MJ01-2"], "ops", T0)
 
 
 def test_cancel_tells_everyone_told_and_needs_a_reason() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +19,7 @@ from outage_sentinel.crew import (
     DispatchParams,
     arrival_deadline,
     care_list_context,
+    certainty,
     choose_crew,
     deadline_at_risk,
     dispatch_context,
@@ -25,6 +27,7 @@ from outage_sentinel.crew import (
     haversine_km,
     incident_location,
     map_link,
+    percent_label,
     travel_minutes,
 )
 from outage_sentinel.incidents import Evidence, Incident, first_estimate
@@ -340,6 +343,59 @@ def test_dispatch_says_preempted_and_outside_area(topo: Topology) -> None:
     assert "outside your service area" in body
     _, body = dispatch(topo, "zh", {}, now=T0 + timedelta(hours=1))
     assert "已超15分钟" in body
+
+
+def sure_of(topo: Topology, probability: float | None, *alternatives: tuple[str, float],
+            **kw: Any) -> Incident:
+    """The R1 incident as the localiser left it: ``probability`` for R1, then
+    ``alternatives`` (device, probability) as its next hypotheses."""
+    inc = incident(topo, {"R1"})
+    ranked = [{"devices": ["R1"], "probability": probability},
+              *({"devices": [d], "probability": p} for d, p in alternatives)]
+    return replace(inc, estimate=replace(inc.estimate, probability=probability,
+                                         hypotheses=tuple(ranked)), **kw)
+
+
+def render_dispatch(topo: Topology, inc: Incident, language: str = "zh") -> str:
+    pr = score(topo, inc.estimate.transformers, inc.start, T0, language=language)
+    ctx = dispatch_context(topo, inc, pr, None, T0 + timedelta(hours=1), "urban", T0, SHANGHAI,
+                           language)
+    return Renderer(language).render("crew_dispatch", **ctx)
+
+
+@pytest.mark.parametrize(("p", "zh", "en"), [
+    (0.8, "约80%", "about 80%"), (0.624, "约62%", "about 62%"), (0.985, "约99%", "about 99%"),
+    (0.99, "＞99%", ">99%"), (1.0, "＞99%", ">99%"), (0.004, "＜1%", "<1%"),
+    (0.01, "约1%", "about 1%")])
+def test_a_probability_is_rounded_honestly_never_100(p: float, zh: str, en: str) -> None:
+    assert (percent_label(p, "zh"), percent_label(p, "en")) == (zh, en)
+
+
+def test_the_crew_hears_how_sure_the_suspected_device_is_and_the_close_alternative(
+        topo: Topology) -> None:
+    body = render_dispatch(topo, sure_of(topo, 0.62, ("FU1", 0.31)))
+    assert "- 城关线#20杆重合器（疑似动作，可能性约62%）" in body.splitlines()
+    assert "另一可能：城关支线熔断器（可能性约31%），上述区段未见故障时请一并巡视。" in body
+    body = render_dispatch(topo, sure_of(topo, 0.62, ("FU1", 0.31)), "en")
+    assert "- 城关线#20杆重合器 (suspected to have operated, about 62%)" in body.splitlines()
+    assert "Next most likely: 城关支线熔断器 (about 31%)" in body
+    # A far second is no alternative worth a patrol; a near-certain one is never "100%".
+    body = render_dispatch(topo, sure_of(topo, 0.9995, ("FU1", 0.0004)))
+    assert "（疑似动作，可能性＞99%）" in body and "100%" not in body and "另一可能" not in body
+    body = render_dispatch(topo, sure_of(topo, 0.7, ("FU1", 0.2)))
+    assert "另一可能" not in body
+
+
+def test_a_device_the_command_centre_set_is_no_guess(topo: Topology) -> None:
+    inc = sure_of(topo, None, ("FU1", 0.31), device_set=("R1",), device_set_by="board:alice")
+    body = render_dispatch(topo, inc)
+    assert "- 城关线#20杆重合器（运行人员确认）" in body.splitlines()
+    assert "疑似" not in body and "可能性" not in body and "另一可能" not in body
+    sure = certainty(topo, inc, "en")
+    assert (sure["basis"], sure["set_by"], sure["label"], sure["alternative"]) == (
+        "set", "board:alice", "confirmed by the command centre", None)
+    # No probability known (the simple estimator): suspected, with no number made up.
+    assert certainty(topo, incident(topo, {"R1"}))["label"] == "疑似动作"
 
 
 def test_care_list_per_village(topo: Topology) -> None:

@@ -47,6 +47,14 @@ def test_show_reads_like_a_summary_not_json() -> None:
     assert "{" not in text
 
 
+def test_a_device_the_command_centre_set_is_shown_as_its_word_not_an_estimate() -> None:
+    row = stored(device_set=("R1",), device_set_by="operator:13812345678",
+                 estimate=Estimate(("R1",), None, ("T1",), 40, ("V1",)))
+    text = incident_text(row, [], [], build_grid(), TZ)
+    assert "故障点（运行人员确认）: 马集重合器 (设置人 operator:138****5678)" in text
+    assert "推断故障点" not in text and "13812345678" not in text
+
+
 def test_list_shows_the_stage_so_a_closed_incident_is_not_restored() -> None:
     row = stored(status="restored", stage="closed")
     line = incident_line(row, build_grid(), TZ)

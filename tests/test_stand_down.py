@@ -103,9 +103,29 @@ def test_reassigning_stands_the_first_crew_down_and_sending_it_back_reaches_it(
     summaries = [m for m in daemon.store.messages(incident_id=iid)
                  if m.audience == "command" and m.purpose == "dispatched"]
     assert len(summaries) == 3
-    # The special-care list went to the liaisons once, not once per crew.
-    care = [m.recipient for m in daemon.store.messages(incident_id=iid) if m.purpose == "care"]
-    assert care and len(care) == len(set(care))
+    # The village's group (no liaison reached in person) never gets the list, only who holds
+    # it: each crew that took it over in turn, once each.
+    care = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "care"]
+    assert {m.recipient for m in care} == {"village:V2:dingtalk:group-v2"}
+    assert [(m.status, "马集抢修班" in m.body, "城关抢修班" in m.body) for m in care] == [
+        ("sent", True, False), ("sent", False, True), ("sent", True, False)]
+    assert not any("居民甲" in m.body for m in care)
+
+
+def test_a_care_notice_not_sent_yet_names_the_crew_sent_now_not_the_one_stood_down(
+        daemon: Daemon) -> None:  # noqa: F811
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    # Nothing delivered yet (a slow channel): the group's notice naming 马集抢修班 waits.
+    daemon.lifecycle.dispatch(iid, "ops", crew_id="CR2", note="马集班车辆故障")
+    deliver(daemon)
+    care = [(m.status, m.body.splitlines()[1]) for m in daemon.store.messages(incident_id=iid)
+            if m.purpose == "care"]
+    said = "本村有1户特殊关怀用户，名单已发送给{}，请与其联系，不在群内公布。"
+    assert care == [("withdrawn", said.format("马集抢修班")), ("sent", said.format("城关抢修班"))]
+    # The same crew sent again says nothing new to the village.
+    daemon.lifecycle.dispatch(iid, "ops", crew_id="CR2")
+    assert len([m for m in daemon.store.messages(incident_id=iid) if m.purpose == "care"]) == 2
 
 
 def test_a_crew_on_its_way_hears_the_power_is_back_unless_it_brought_it_back(

@@ -202,6 +202,21 @@ def _reopen(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     return a.steps.reopen(iid, areas, actor, text(body, "note", required=False))
 
 
+def _device(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
+    """The fault device(s) the command centre knows (chosen among the estimate's
+    alternatives, or typed: ids or names), as ``incidents device`` sets them."""
+    value = body.get("devices")
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise BadValue("devices: a list of device ids or names")
+        value = refs_of(value)
+    elif value is not None and not isinstance(value, str):
+        raise BadValue("devices: device ids or names (a list, or comma-separated text)")
+    if not (value or "").strip(" ,"):
+        raise ActionError("devices: choose or type the fault device")
+    return a.steps.device(iid, str(value), actor, text(body, "note", required=False))
+
+
 Step = Callable[[Actions, str, Mapping[str, Any], str], Any]
 
 #: The incident buttons, by the name the page posts (``/api/incidents/{id}/{action}``).
@@ -213,6 +228,7 @@ INCIDENT_STEPS: dict[str, Step] = {
     "restore": _restore,
     "etr": lambda a, i, b, u: a.steps.etr(i, text(b, "time"), u, text(b, "note", False)),
     "scope": _scope,
+    "device": _device,
     "cancel": lambda a, i, b, u: a.steps.cancel(i, text(b, "reason"), u),
     "reopen": _reopen,
     "close": lambda a, i, b, u: a.core.lifecycle.close(

@@ -98,6 +98,9 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
         "device_reported": bool(inc.estimate.devices) and set(inc.estimate.devices) <= named,
         "probability": None if inc.estimate.probability is None
         else round(inc.estimate.probability, 4),
+        # How sure, in the crew's words: set by the command centre (and by whom), reported,
+        # or the localiser's probability with a close alternative.
+        "certainty": _certainty(inc, topology, viewer),
         "customers": inc.estimate.customers, "areas_off": len(off),
         "areas_confirmed": sum(1 for t in off if inc.mark(t) == "reported"),
         "villages": [{"id": v, "name": village_name(topology, v)} for v in villages],
@@ -109,6 +112,12 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
         "deadline_area": area_type, "deadline_state": deadline_state(deadline, now, arrived),
         "parent": inc.parent_id, "arrived": arrived,
     }
+
+
+def _certainty(inc: Incident, topology: Topology, viewer: Viewer) -> dict[str, Any]:
+    """:func:`outage_sentinel.crew.certainty` for the board (who set it, phones masked)."""
+    sure = crews.certainty(topology, inc, viewer.language)
+    return {**sure, "set_by": mask_phones(sure["set_by"])}
 
 
 def _crew_name(topology: Topology, crew_id: Any) -> str | None:
@@ -338,6 +347,8 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         "hypotheses": hypotheses(inc.estimate.hypotheses, topology),
         "section": [{"id": d, "name": name_of(topology, d)} for d in inc.estimate.section],
         "closable": closable_devices(inc, topology),
+        # The fault point the command centre set: the close-out's device field starts there.
+        "device_set": [{"id": d, "name": name_of(topology, d)} for d in inc.device_set],
         "areas": [{"id": t, "name": name_of(topology, t), "mark": inc.mark(t),
                    "restored": local(inc.restored[t], viewer.tz) if t in inc.restored else None,
                    "village": village_name(topology, topology.nodes[t].village)

@@ -1,4 +1,4 @@
-"""The command centre's corrections: ``incidents etr|scope|cancel|open``, ``silence
+"""The command centre's corrections: ``incidents etr|scope|device|cancel|open``, ``silence
 add|list|expire`` and ``outbox retry|withdraw|hold|release``. Each takes the step through the
 same code the daemon (and the board) runs, logged with its actor; notices it causes are queued
 in the outbox for the running daemon to deliver."""
@@ -14,7 +14,7 @@ from typing import Any
 from outage_sentinel.cli import EXIT_PROBLEMS, EXIT_USAGE
 
 #: The ``incidents`` actions this module handles.
-INCIDENT_ACTIONS = ("etr", "scope", "cancel", "reopen", "open")
+INCIDENT_ACTIONS = ("etr", "scope", "device", "cancel", "reopen", "open")
 
 
 def _actor(p: Any) -> None:
@@ -34,6 +34,12 @@ def add_incident_verbs(isub: Any) -> None:
                        help="areas/villages wrongly included (they are told it was a mistake)")
     scope.add_argument("--note", default="")
     _actor(scope)
+    dev = isub.add_parser("device", help="set the fault device(s) the command centre knows "
+                                         "(the crew sent gets new orders)")
+    dev.add_argument("incident_id")
+    dev.add_argument("devices", nargs="+", help="device ids or names")
+    dev.add_argument("--note", default="")
+    _actor(dev)
     cancel = isub.add_parser("cancel", help="cancel a false alarm (everyone told hears so)")
     cancel.add_argument("incident_id")
     cancel.add_argument("--reason", required=True)
@@ -105,6 +111,8 @@ def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
         return steps.etr(args.incident_id, args.time, actor, args.note)
     if action == "cancel":
         return steps.cancel(args.incident_id, args.reason, actor)
+    if action == "device":
+        return steps.device(args.incident_id, refs_of(args.devices), actor, args.note)
     if action == "reopen":
         return steps.reopen(args.incident_id, args.transformers, actor, args.note)
     if action == "open":

@@ -311,6 +311,17 @@ class OutboxStore(StoreBase):
             outbox_t.c.status.not_in(("withdrawn", "superseded")))
         return {str(r) for r in conn.execute(q).scalars()}
 
+    def care_crews_in(self, conn: Connection, incident_id: str) -> dict[str, str]:
+        """Each recipient of ``incident_id``'s special-care messages (withdrawn and superseded
+        ones apart) with the crew the latest of them names as holding the list (``""``: it
+        carries the list itself, or names liaisons as its holders)."""
+        q = (select(outbox_t.c.recipient, outbox_t.c.payload)
+             .where(self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+                    outbox_t.c.purpose == "care",
+                    outbox_t.c.status.not_in(("withdrawn", "superseded")))
+             .order_by(outbox_t.c.id))
+        return {str(r): str((p or {}).get("crew_named") or "") for r, p in conn.execute(q)}
+
     def last_village_purpose_in(self, conn: Connection, village: str) -> str | None:
         """The purpose of the last liaison message queued for ``village`` (any incident) that
         was or will be sent: what its people heard last (``None``: nothing)."""

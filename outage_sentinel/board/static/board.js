@@ -28,7 +28,7 @@ const WORDS = {
     hours: "小时（可空）", silenced: "已静默", withdrawn: "已撤回", superseded: "已被取代", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
     smsTemplate: "短信模板（实际发送的参数）", held: "已暂扣", hold: "暂扣", release: "放行", withdraw: "撤回",
     outboxReason: "暂扣/撤回原因（撤回必填）", readdressed: "已改发至新地址，原地址",
-    add: "添加", scopeAdd: "加入范围", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
+    add: "添加", scopeAdd: "加入范围", setDevice: "设为故障点（运行人员确认）", faultDevice: "故障设备（候选中选，可多选）", setBy: "设置人", alternative: "另一可能", certainty: "把握", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
     incidents: "Active fault outages", planned: "Planned/temporary outages, today and tomorrow",
@@ -54,7 +54,7 @@ const WORDS = {
     hours: "hours (optional)", silenced: "silenced", withdrawn: "withdrawn", superseded: "superseded", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
     smsTemplate: "SMS template (the parameters sent)", held: "held", hold: "Hold", release: "Release", withdraw: "Withdraw",
     outboxReason: "why hold / withdraw (required to withdraw)", readdressed: "re-addressed; was",
-    expire: "End", add: "Add", scopeAdd: "Add to scope", force: "also over special-care households",
+    expire: "End", add: "Add", scopeAdd: "Add to scope", setDevice: "Set as fault point (command centre)", faultDevice: "Fault device (from the candidates; several: Ctrl-click)", setBy: "set by", alternative: "next most likely", certainty: "How sure", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
 };
@@ -135,7 +135,29 @@ function pointText(c) {
   if (c.found && c.found.length) return `${W.found}: ${c.found.map((d) => d.name).join("、")}`;
   if (!c.devices.length) return W.none;
   const names = c.devices.map((d) => d.name).join("、");
+  const sure = c.certainty || {};
+  if (sure.basis === "set") return `${names} · ${sure.label} (${W.setBy} ${sure.set_by})`;
   return c.device_reported ? `${names} ${W.reported}` : `${W.inferred}: ${names} (${pct(c.probability)})`;
+}
+
+// How sure the fault point is, in the words the crew reads: the command centre's (by whom),
+// a source's report, or the localiser's probability and the next close alternative.
+function certaintyText(c) {
+  const sure = c.certainty || {};
+  if (!sure.basis) return W.none;
+  const by = sure.basis === "set" ? ` (${W.setBy} ${sure.set_by})` : "";
+  const alt = sure.alternative ? ` · ${W.alternative}: ${sure.alternative.names} (${sure.alternative.probability_label})` : "";
+  return `${sure.label}${by}${alt}`;
+}
+
+// Devices chosen from the estimate's candidates (several in a storm) or typed by id or name:
+// the close-out's field and the fault-point correction's, starting from the device set.
+function devicePicker(c, name) {
+  const preset = new Set((c.device_set || []).map((d) => d.id));
+  const select = h("select", {name, multiple: true, size: 3}, c.closable.map((d) => h("option", {value: d.id, selected: preset.has(d.id)}, d.name)));
+  const other = h("input", {name: `${name}_other`, placeholder: W.deviceOther});
+  const value = () => [...[...select.selectedOptions].map((o) => o.value), other.value.trim()].filter(Boolean).join(",");
+  return {select, other, value};
 }
 
 // -- overview ----------------------------------------------------------------------------------
@@ -237,6 +259,7 @@ function incidentView(c) {
   const head = h("div", {class: "card"},
     h("h1", {}, `${c.id} · ${c.kind_label} · ${c.stage_label}`),
     h("p", {}, `${W.feeder}: ${c.feeder_name} · ${W.point}: ${pointText(c)}`),
+    c.devices.length ? h("p", {id: "certainty"}, `${W.certainty}: ${certaintyText(c)}`) : null,
     h("p", {}, `${W.customers}: ${c.customers} · ${W.villages}: ${(c.villages.length ? c.villages : c.villages_all).map((v) => v.name).join("、")}`),
     h("p", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state},
       `${W.deadline}: ${c.deadline_local || "-"} ${countdown(c.deadline, c.deadline_state)}`),
@@ -310,19 +333,19 @@ function actionsPanel(c) {
   const more = h("input", {name: "add", placeholder: W.transformers});
   const reason = h("input", {name: "reason", placeholder: W.reason});
   const cause = h("select", {name: "cause"}, CAUSES.map((k) => h("option", {value: k}, k)));
-  // Several devices in a storm: every one the crews found (the localiser learns how many a storm takes).
-  const device = h("select", {name: "device", multiple: true, size: 3}, c.closable.map((d) => h("option", {value: d.id}, d.name)));
-  // A device the estimate never named (the crews found it elsewhere): typed by id or name.
-  const other = h("input", {name: "device_other", placeholder: W.deviceOther});
-  const devices = () => [...[...device.selectedOptions].map((o) => o.value), other.value.trim()].filter(Boolean).join(",");
+  // Several devices in a storm: every one the crews found (the localiser learns how many a storm takes);
+  // one the estimate never named (the crews found it elsewhere) typed by id or name.
+  const found = devicePicker(c, "device");
+  // The fault point the command centre knows better (SCADA, a crew's call): the crew gets new orders.
+  const fault = devicePicker(c, "fault_device");
   const ticked = (boxes) => boxes.map((p) => p.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
   const chosen = () => ticked(picks);
   // Areas recorded back that are still off (a mistaken restoration): none ticked by default.
   const back = c.areas.filter((a) => a.restored).map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "back", value: a.id}), a.name));
   const reopen = back.length && c.stage !== "closed" ? h("div", {class: "row", id: "reopen-row"}, back,
     button("act-reopen", W.reopen, () => act(`${base}/reopen`, {transformers: ticked(back), note: note.value}))) : null;
-  const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, device), other,
-    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: devices(), note: note.value})));
+  const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, found.select), found.other,
+    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value})));
   if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), c.status === "restored" ? reopen : null, closing);
   return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions),
     h("div", {class: "row"}, note,
@@ -333,6 +356,8 @@ function actionsPanel(c) {
       button("act-scope", W.scopeRemove, () => act(`${base}/scope`, {remove: chosen(), note: note.value}))) : null,
     reopen,
     h("div", {class: "row"}, more, button("act-scope-add", W.scopeAdd, () => act(`${base}/scope`, {add: more.value, note: note.value}))),
+    c.kind === "fault" ? h("div", {class: "row", id: "device-row"}, h("label", {}, W.faultDevice, fault.select), fault.other,
+      button("act-device", W.setDevice, () => act(`${base}/device`, {devices: fault.value(), note: note.value}))) : null,
     h("div", {class: "row"}, etr, button("act-etr", W.setEtr, () => act(`${base}/etr`, {time: etr.value.replace("T", " "), note: note.value})),
       reason, button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value}))));
 }
