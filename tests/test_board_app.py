@@ -454,7 +454,7 @@ def test_the_fault_device_set_from_the_board_is_shown_as_the_operators(
     for body, status, said in (({"devices": 5}, 400, "devices:"),
                                ({"devices": [1]}, 400, "devices:"),
                                ({"devices": []}, 409, "devices: choose"),
-                               ({"devices": ["FU-NOPE"]}, 409, "FU-NOPE"),
+                               ({"devices": ["FU-NOPE"]}, 400, "FU-NOPE"),
                                ({"devices": "BRK-CG01"}, 409, "feeder CG01")):
         r = post(client, csrf, f"/api/incidents/{iid}/device", body)
         assert (r.status_code, said in r.text) == (status, True), (body, r.text)
