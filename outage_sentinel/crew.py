@@ -449,7 +449,7 @@ def dispatch_context(
         "incident_id": incident.id,
         "revision": incident.revision,
         # New orders for a crew sent already (the fault point corrected); set by the caller.
-        "update": False,
+        "update": "",
         "kind": incident.kind,
         "kind_label": _labels(KIND_LABELS, language).get(incident.kind, incident.kind),
         "cause": incident.cause,

@@ -442,10 +442,11 @@ class Lifecycle:
                                 inc.feeder not in crew.feeders)
 
     def _dispatch_rows(self, inc: Incident, pr: prio.Priority, choice: crews.CrewChoice,
-                       deadline: datetime, area: str, now: datetime, update: bool = False
+                       deadline: datetime, area: str, now: datetime, update: str = ""
                        ) -> list[OutboxMessage]:
         """The dispatch message to ``choice.crew`` (``update``: new orders for a crew sent
-        already, the fault point corrected), with its page's link."""
+        already, and why: ``device`` the fault point corrected, ``grown`` the outage reached
+        more villages), with its page's link."""
         lang = self.planner.renderer.language
         ctx = {**crews.dispatch_context(self.topology, inc, pr, choice, deadline, area, now,
                                         self.planner.tz, lang, self.params), "update": update}
@@ -462,8 +463,9 @@ class Lifecycle:
         )]
 
     def dispatch_update_in(self, conn: Connection, inc: Incident, crew_id: str | None,
-                           now: datetime) -> list[OutboxMessage]:
-        """New orders for the crew ``inc`` holds (its fault point corrected): the dispatch
+                           now: datetime, why: str = "device") -> list[OutboxMessage]:
+        """New orders for the crew ``inc`` holds (``why``: its fault point corrected, or the
+        outage ``grown`` to more villages): the dispatch
         again at ``inc``'s revision, under the deadline it was first given, headed as an update
         when an earlier one may have reached the crew; a dispatch to it not sent yet is
         withdrawn (the new one says all). None when no crew holds it."""
@@ -484,7 +486,7 @@ class Lifecycle:
                                        "superseded by new orders", recipients=(f"crew:{crew.id}",))
         return self._dispatch_rows(inc, self.priority(inc, now),
                                    self._named_choice(inc, crew, location, area, now),
-                                   deadline, area, now, update=told)
+                                   deadline, area, now, update=why if told else "")
 
     def _replacing(self, conn: Connection, inc: Incident, previous: str | None, crew: str,
                    now: datetime, actor: str, note: str) -> Incident:
@@ -528,15 +530,20 @@ class Lifecycle:
                         rows.append(r.but(revision=inc.revision))
         return rows
 
-    def care_for_new_villages_in(self, conn: Connection, inc: Incident, now: datetime) -> int:
+    def care_for_new_villages_in(self, conn: Connection, inc: Incident, now: datetime,
+                                 tell_crew: bool = True) -> int:
         """A crew was sent already and the outage reached more villages (a report, a
         correction): their liaisons hear of their special-care households too, as at the
-        dispatch (once per liaison). Returns the rows queued."""
+        dispatch (once per liaison), and the crew (``tell_crew``) gets new orders naming the
+        villages and households it now has — the liaisons are told the list went to it.
+        Returns the rows queued."""
         crew = self.store.crew_of_in(conn, inc.id)
         if crew is None:
             return 0
         rows = self._care_rows(conn, inc, villages_off(inc, self.topology),
                                self._crew_label(crew), now)
+        if tell_crew:
+            rows += self.dispatch_update_in(conn, inc, crew, now, "grown")
         return self.store.enqueue_in(conn, rows, now) if rows else 0
 
     def take_back_in(self, conn: Connection, inc: Incident, notices: Sequence[Notice],

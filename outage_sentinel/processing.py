@@ -426,11 +426,14 @@ class IncidentProcessor:
         if current is not None and current.status != "active" and after.status == "active":
             self.lifecycle.revived_in(conn, after, now, actor_of(event))
         if after.status == "active" and (after.off or after.feeder != "?"):
+            grew = current is not None and bool(set(villages_off(after, self.topology)) - set(
+                villages_off(current, self.topology)))
+            # A crew sent before the outage grew gets new orders; one sent now has them all.
+            sent_before = grew and self.store.crew_of_in(conn, after.id) is not None
             # A crew goes only where there is a line to send it to.
             after = self._dispatch_if_waiting(conn, after, now, rnd)
-            if current is not None and set(villages_off(after, self.topology)) - set(
-                    villages_off(current, self.topology)):
-                self.lifecycle.care_for_new_villages_in(conn, after, now)
+            if grew:
+                self.lifecycle.care_for_new_villages_in(conn, after, now, sent_before)
         if current is None or current.revision != after.revision:
             self.log.info("incident_revised", source=event.source, event_id=event.event_id,
                           at=now.isoformat(),

@@ -358,6 +358,27 @@ def test_a_fault_across_two_planned_works_is_not_dropped(h: Harness) -> None:
     assert not h.sent("restored", "liaison") and not h.sent("cancelled", "liaison")
 
 
+def test_a_crew_hears_of_villages_the_outage_reached_after_it_was_sent(h: Harness) -> None:
+    """The crew is sent to 西村's T3; a second record adds 东村's T1, where 王大爷 lives alone.
+    东村's liaisons are told the special-care list went to the crew and that it is on its way:
+    the crew gets new orders naming 东村 and 王大爷 (it had only 西村's)."""
+    h.feed(ev("R1", "T3"))
+    (first,) = h.sent("dispatch")
+    assert "东村" not in first.text and "王大爷" not in first.text
+    h.at(10)
+    h.feed(ev("R2", "T1", start=T0 + timedelta(minutes=9)))
+    assert h.only_incident()
+    orders = h.sent("dispatch")[1:]
+    assert len(orders) == 1 and "更新" in orders[0].subject
+    assert "停电范围扩大" in orders[0].text and "故障点" not in orders[0].text.splitlines()[1]
+    assert "东村" in orders[0].text and "王大爷" in orders[0].text
+    assert [m.target for m in h.sent("care")] == ["V1群"]
+    # Nothing new reached: no further orders.
+    h.at(12)
+    h.feed(ev("R2", "T1", start=T0 + timedelta(minutes=9)))
+    assert len(h.sent("dispatch")) == 2
+
+
 def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     h.feed(ev("F1", "T3"))
     inc = h.only_incident()
