@@ -531,7 +531,9 @@ class IncidentProcessor:
         event = OutageEvent(
             source=OPERATOR_SOURCE, event_id=f"{incident_id}:restore:{when.isoformat()}:"
             f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",
-            signal="alive", start=when, end=when, transformers=tuple(ids), area_text=note,
+            # The note is the operator's words, not a scope: as area text, the areas it named
+            # ("T1仍停电") were brought back with the step.
+            signal="alive", start=when, end=when, transformers=tuple(ids),
             raw={"incident_id": incident_id, "actor": actor, "note": note})
         self.report(event, now)
         return self.incident(incident_id)

@@ -379,6 +379,18 @@ def test_a_crew_hears_of_villages_the_outage_reached_after_it_was_sent(h: Harnes
     assert len(h.sent("dispatch")) == 2
 
 
+def test_a_restore_notes_words_restore_nothing(h: Harness) -> None:
+    """An operator restores T3 and writes "T1仍停电，待查" in the note: the note is kept for the
+    record, and T1 — named in it — stays off (its words were read as areas brought back)."""
+    h.feed(ev("R1", "T1", "T3"))
+    inc = h.only_incident()
+    h.at(30)
+    step = h.daemon.processor.operator_restore(inc, "operator:zhang", "T3", None,
+                                               "T1仍停电，待查", now=h.daemon.clock())
+    assert set(step.off) == {"T1", "T2"}
+    assert [m.target for m in h.deliver() if m.purpose == "restored"] == ["V2群"]
+
+
 def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     h.feed(ev("F1", "T3"))
     inc = h.only_incident()

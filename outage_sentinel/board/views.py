@@ -395,7 +395,8 @@ def _evidence(stored: Any, viewer: Viewer) -> dict[str, Any]:
     e = stored.event
     return {"source": e.source, "signal": e.signal, "status": e.status,
             "at": local(e.start, viewer.tz), "transformers": list(e.transformers),
-            "device": e.device, "text": mask_phones(e.area_text or "")}
+            "device": e.device,
+            "text": mask_phones(e.area_text or str((e.raw or {}).get("note") or ""))}
 
 
 def hypotheses(ranked: Sequence[Mapping[str, Any]], topology: Topology) -> list[dict[str, Any]]:
