@@ -149,7 +149,7 @@ class CommandSteps:
         self._report(OutageEvent(
             source=OPERATOR_SOURCE, event_id=f"{inc.id}:{verb}:{now.isoformat()}",
             kind=inc.kind, status="active", signal="dead", start=now,
-            transformers=tuple(areas), area_text=note,
+            transformers=tuple(areas),  # the note is words, not a scope (see operator_restore)
             raw={"incident_id": inc.id, "actor": actor, "note": note}), now)
         self._log(inc.id, now, step, actor, note, {"transformers": areas})
         return self.processor.incident(inc.id)
