@@ -517,8 +517,9 @@ class Deliverer:
             log.info("dry_run", target=row.target, text=row.body)
             return True
         if self._stopping.is_set() or not self.may_send() or \
-                not self.store.mark_inflight(row.id, now):
-            return False  # stopping, no longer the leader, or claimed by someone else meanwhile
+                not self.store.mark_inflight(row.id, now, row.target):
+            # stopping, no longer the leader, claimed by someone else or re-addressed meanwhile
+            return False
         with self._claim([row]):
             if not self.may_send():  # deposed since the claim: the next leader resends it
                 return False
@@ -668,10 +669,10 @@ class Deliverer:
         # resends each once on its own (the digest key is not in the outbox).
         if not self.may_send():
             return
-        claimed = [r for r in rows if self.store.mark_inflight(r.id, now)]
+        claimed = [r for r in rows if self.store.mark_inflight(r.id, now, r.target)]
         if len(claimed) < len(rows):
-            # One was withdrawn or held since it was read: the digest would still carry its
-            # text. The rest go back as they were, and the next run builds it without it.
+            # One was withdrawn, held or re-addressed since it was read: the digest would
+            # still carry it. The rest go back as they were; the next run builds it anew.
             for row in claimed:
                 self.store.unclaim(row.id)
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from outage_sentinel.channels.base import Message, Outcome, SendResult
+from outage_sentinel.outgoing import Address
 from outage_sentinel.store import Store
 from tests.conftest import T0
 from tests.test_delivery import FakeChannel, deliverer, enqueue, only, row
@@ -99,3 +100,27 @@ def test_a_held_message_waits_until_released_and_holds_nobody_up(sqlite_store: S
     d.run_once(later)
     assert [msg.key for msg in ch.sent] == [update.key, outage.key]
     assert next(m for m in sqlite_store.messages() if m.id == outage.id).status == "sent"
+
+
+def test_a_message_re_addressed_while_the_deliverer_holds_its_copy_goes_to_the_new_address(
+        sqlite_store: Store) -> None:
+    """The deliverer read two messages for group g1; while it sends the first, the operator
+    holds the second and releases it to the liaisons' corrected group. The copy in hand (old
+    address) is not sent: the next run sends the stored one, to the new address."""
+    first, second = enqueue(sqlite_store, row("village:V1:wecom:g1", incident_id="INC-1"),
+                            row("village:V2:wecom:g1", incident_id="INC-2", target="g1"))
+
+    def operator_acts(_m: Message) -> SendResult:
+        assert sqlite_store.control([second.id], "hold", T0, "held by ops") == [second.id]
+        assert sqlite_store.control([second.id], "release", T0, "released by ops",
+                                    {second.id: Address("g1-new", ("13811112222",))}) \
+            == [second.id]
+        return SendResult(Outcome.DELIVERED, "errcode 0")
+
+    ch = FakeChannel(script=[operator_acts])
+    d = deliverer(sqlite_store, ch)
+    d.run_once(T0)
+    assert [m.target for m in ch.sent] == ["g1"]  # the first only
+    d.run_once(T0 + timedelta(seconds=5))
+    assert [m.target for m in ch.sent] == ["g1", "g1-new"]
+    assert ch.sent[1].mentions == ("13811112222",)

@@ -236,11 +236,16 @@ class OutboxStore(StoreBase):
     def inflight_messages(self) -> list[OutboxRow]:
         return self.messages(status="inflight")
 
-    def mark_inflight(self, row_id: int, now: datetime) -> bool:
-        """Claim a pending message before sending it (committed, so a crash leaves a trace)."""
+    def mark_inflight(self, row_id: int, now: datetime, target: str | None = None) -> bool:
+        """Claim a pending message before sending it (committed, so a crash leaves a trace);
+        with ``target``, only while it still goes there (a release re-addressed it since it
+        was read: the copy in hand would go to the old address)."""
+        where = [outbox_t.c.id == row_id, outbox_t.c.status == "pending"]
+        if target is not None:
+            where.append(outbox_t.c.target == target)
         with self.transaction() as conn:
             res = conn.execute(update(outbox_t)
-                               .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending")
+                               .where(*where)
                                .values(status="inflight",
                                        inflight_count=outbox_t.c.inflight_count + 1,
                                        attempts=outbox_t.c.attempts + 1))
