@@ -469,6 +469,8 @@ class LiaisonPlanner:
                     "mentions": list(phones),
                     "village": village_id,
                     "roles": sorted({m.role for m in members}),
+                    # who it is for: a retry after a number changed finds the same person
+                    "names": sorted({m.name for m in members if m.name}),
                     "params": row_params or {"village": village_id,
                                              "incident": incident.id},
                     **({"field_links": links} if links else {}),

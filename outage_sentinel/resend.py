@@ -105,11 +105,18 @@ def current_address(topology: Topology, m: OutboxRow,
 def _liaisons_address(topology: Topology, m: OutboxRow, village: str, roles: set[str]
                       ) -> Address:
     """The address of the village's liaisons ``m`` was for (one group or person: its old
-    target if the directory still has it, else the only one it has for them)."""
+    target if the directory still has it, else the only one it has for them). A message to a
+    person (no group target) goes to a new number only of the same person, by name: another
+    liaison of the role has a message of its own."""
     members = [li for li in topology.liaisons_by_village.get(village, [])
                if li.channel == m.channel and (not roles or li.role in roles)]
-    targets = list(dict.fromkeys(li.target or li.phone for li in members))
     who = f"the {'/'.join(sorted(roles)) or 'liaisons'} of village {village} on {m.channel}"
+    if members and m.target not in {li.target or li.phone for li in members} and \
+            not any(li.target for li in members):
+        names = set((m.payload or {}).get("names") or ())
+        members = [li for li in members if li.name in names]
+        who = f"{'/'.join(sorted(names)) or 'the person it was for'} ({who})"
+    targets = list(dict.fromkeys(li.target or li.phone for li in members))
     if not targets:
         raise GoneRecipient(f"message {m.id}: {who} are no longer in the contact directory")
     target = m.target if m.target in targets else targets[0]
