@@ -954,9 +954,12 @@ def area_etrs(incident: Incident, village: str, topology: Topology
     off = set(incident.off)
     out = {t: at for t, at in named_area_etrs(incident.members.values()).items()
            if t in off and t in topology.nodes and topology.nodes[t].village == village}
-    timed = [m for m in incident.members.values() if m.status == "active"
-             and m.signal == "notice" and m.etr is not None and m.device in topology.pos]
-    for t in [t for t, at in out.items() if at is None]:
+    notices = [m for m in incident.members.values()
+               if m.status == "active" and m.signal == "notice"]
+    timed = [m for m in notices if m.etr is not None and m.device in topology.pos]
+    # An area a record names without a time stays unknown: that record promised nothing.
+    named = {t for m in notices for t in (*m.transformers, *m.possible)}
+    for t in [t for t, at in out.items() if at is None and t not in named]:
         below = [m.etr for m in timed if m.etr and topology.is_downstream(t, str(m.device))]
         out[t] = max(below) if below else None
     return out

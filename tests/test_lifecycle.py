@@ -317,6 +317,18 @@ def test_meters_inside_planned_work_keep_the_works_time(h: Harness) -> None:
     assert h.incident(planned)["etr"] is not None
 
 
+def test_a_record_without_a_time_borrows_none_from_the_breaker_above(h: Harness) -> None:
+    """西村's record (FU2 blown) gives no time; then the line breaker above it trips with 东村's
+    areas and a time. 西村 stays 待定: that time is the other record's promise."""
+    h.feed(ev("N2", "T3", device="FU2"))
+    h.at(3)
+    h.feed(ev("N1", "T1", "T2", device="B1", etr=T0 + timedelta(hours=1),
+              start=T0 + timedelta(minutes=3)))
+    told = [m for m in h.sent(audience="liaison") if m.target == "V2群"]
+    assert told and all("11:00" not in m.text for m in told)
+    assert "恢复时间待定" in told[0].text
+
+
 def test_summary_states_a_named_device_as_fact_and_an_inferred_one_as_inferred(
         h: Harness) -> None:
     """In a storm the record names FU1; the meters and a call from T3 (under FU2, which nobody
