@@ -300,7 +300,8 @@ class LiaisonPlanner:
             "village": village,
             "feeder_label": self._feeder_label(incident.feeder),
             # "10kV…线停电" says the whole line is off: qualified when the estimate is part of it.
-            "line_label": self.line_label(incident.feeder, estimate.transformers, in_village,
+            # Of what is still off, for outage and update notices (restored parts are on).
+            "line_label": self.line_label(incident.feeder, areas, in_village,
                                           self.sure_off(incident, estimate.devices)),
             # A device is named to liaisons only when a source named it: an inferred fault
             # point is the command centre's working hypothesis, not a fact to announce.

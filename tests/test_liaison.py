@@ -349,6 +349,9 @@ def test_a_branch_outage_is_not_announced_as_the_whole_line(grid: Topology) -> N
     assert "马集I线 is off" in body(whole, language="en")
     # A device a source named says which part; the qualifier is not repeated.
     assert "马集I线（马集1号熔断器）停电" in body(naming(branch, "FU1"))
+    # Part of the line back: what is still off is part of it.
+    part_back = replace(whole, restored={"T3": T0 + timedelta(minutes=10)})
+    assert "马集I线（部分区段）故障停电" in body(part_back, "update")
     # The whole line, but part of it only inferred: possibly the whole line.
     assert "马集I线（可能全线）停电" in body(replace(whole, scope={"T2": "inferred"}))
 
