@@ -551,10 +551,14 @@ def apply_event(
         corrected = readmit_named_anew(incident, members.values())
         scope = {t: m for t, m in scope.items() if t not in corrected.excluded}
         estimate = scoped_estimate(topology, estimate, scope)
-        if incident.device_set:  # the command centre's fault point stands against the evidence
-            estimate = with_devices(topology, estimate, incident.device_set)
+        # The command centre's fault point stands against the evidence — while it still
+        # explains every area reported off (an outage grown past it drops it).
+        device_set = incident.device_set if covers(
+            topology, incident.device_set, estimate.transformers, scope, restored) else ()
+        if device_set:
+            estimate = with_devices(topology, estimate, device_set)
     else:
-        estimate, corrected = incident.estimate, incident
+        estimate, corrected, device_set = incident.estimate, incident, incident.device_set
     off = [t for t in estimate.transformers if t not in restored]
     # Meters or a step that said an area came back: the outage was real, whatever a record says.
     came_back = any(m.signal in ("alive", "dead") and m.status == "restored"
@@ -579,7 +583,8 @@ def apply_event(
         unknown_refs=tuple(dict.fromkeys(u for m in members.values() for u in m.unknown)),
         feeder=incident.feeder if incident.feeder != "?" else (resolved.feeder or "?"),
         restored=restored, excluded=corrected.excluded,
-        excluded_against=corrected.excluded_against,
+        excluded_against=corrected.excluded_against, device_set=device_set,
+        device_set_by=incident.device_set_by if device_set else "",
     )
     updated = replace(updated, stage=next_stage(incident, updated))
     if updated.material() != incident.material() or incident.revision == 0:
@@ -629,6 +634,16 @@ def scoped_estimate(topology: Topology, estimate: Estimate, scope: Mapping[str, 
     return replace(estimate, transformers=areas, customers=topology.customers_of(areas),
                    villages=tuple(topology.villages_of(areas)),
                    important_customers=important_customers(topology, areas))
+
+
+def covers(topology: Topology, devices: Sequence[str], areas: Iterable[str],
+           scope: Mapping[str, str], restored: Mapping[str, datetime]) -> bool:
+    """Whether every area of ``areas`` reported off and not back lies below one of
+    ``devices`` (False for none)."""
+    known = [d for d in devices if d in topology.pos]
+    return bool(known) and all(
+        any(topology.is_downstream(t, d) for d in known) for t in areas
+        if scope.get(t, "reported") == "reported" and t not in restored and t in topology.pos)
 
 
 def with_devices(topology: Topology, estimate: Estimate, devices: Sequence[str]) -> Estimate:

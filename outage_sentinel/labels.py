@@ -35,7 +35,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            # log steps of the command centre's corrections
            "etr_set": "调整预计恢复时间", "scope_added": "扩大停电范围",
            "scope_readmitted": "撤销移出（重新纳入）",
-           "scope_removed": "更正停电范围", "device_set": "更正故障点", "opened": "来电立案",
+           "scope_removed": "更正停电范围", "device_set": "更正故障点",
+           "device_set_dropped": "更正的故障点不再涵盖停电范围", "opened": "来电立案",
            "etr_changed": "预计恢复时间变更",
            "reopened": "再次停电", "escalated": "升级", "stood_down": "抢修撤回",
            "restoration_undone": "撤销恢复（仍停电）",
@@ -45,6 +46,7 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
            "etr_set": "ETR set", "scope_added": "areas added", "scope_readmitted": "removal undone",
            "scope_removed": "areas removed", "device_set": "fault device set",
+           "device_set_dropped": "fault device set no longer covers the outage",
            "opened": "opened from a call", "etr_changed": "ETR changed", "reopened": "reopened",
            "escalated": "escalated", "stood_down": "crew stood down",
            "restoration_undone": "restoration undone (still off)",

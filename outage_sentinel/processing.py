@@ -583,6 +583,14 @@ class IncidentProcessor:
             self.store.log_in(conn, after.id, now, "etr_changed", actor, "",
                               {"from": before.etr.isoformat() if before.etr else None,
                                "to": after.etr.isoformat() if after.etr else None})
+        if before is not None and before.device_set and not after.device_set:
+            # The outage grew past the fault point the command centre set: the estimate is
+            # the localiser's again (the summary says 推断, the crew gets new orders).
+            self.store.log_in(conn, after.id, now, "device_set_dropped", actor,
+                              "reported areas outside the fault point set",
+                              {"was": list(before.device_set), "by": before.device_set_by})
+            self.log.warning("device_set_dropped", incident_id=after.id,
+                             was=list(before.device_set))
 
     def _log_restoration(self, conn: Connection, before: Incident | None, after: Incident,
                          actor: str, now: datetime, note: str = "") -> None:

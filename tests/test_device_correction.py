@@ -103,3 +103,27 @@ def test_only_an_open_fault_takes_a_device(daemon: Daemon, steps: CommandSteps) 
     steps.cancel(iid, "误报", "ops")
     with pytest.raises(LifecycleError, match="only an open incident"):
         steps.device(iid, "B1", "ops")
+
+
+def test_an_outage_grown_past_the_device_set_is_the_localisers_again(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    """FU2 is set for T4; then a record reports T1 off (under FU1, not FU2). The set device no
+    longer explains the outage: the estimate is the localiser's again (推断, with its
+    probability), the log says the set point was dropped, and the crew gets new orders."""
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    deliver(daemon)
+    steps.device(iid, "FU2", "board:alice", "SCADA")
+    deliver(daemon)
+    feed(daemon, 10, ev("N2", "T1"))
+    later = daemon.processor.incident(iid)
+    assert later.device_set == () and later.device_set_by == ""
+    assert later.estimate.probability is not None and "FU2" != later.estimate.devices
+    (entry,) = [e for e in daemon.store.incident_log(iid) if e["stage"] == "device_set_dropped"]
+    assert entry["details"] == {"was": ["FU2"], "by": "board:alice"}
+    deliver(daemon)
+    summary = [m for m in daemon.store.messages(incident_id=iid)
+               if m.audience == "command"][-1].body
+    assert "运行人员确认" not in summary and "推断故障点" in summary
+    orders = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "dispatch"][-1]
+    assert "（运行人员确认）" not in orders.body
