@@ -23,7 +23,7 @@ from outage_sentinel.config import (
     ReplaySourceConfig,
     SourceConfig,
 )
-from outage_sentinel.delivery import Deliverer, Muter
+from outage_sentinel.delivery import Deliverer, Moot, Muter
 from outage_sentinel.estimation import default_estimator
 from outage_sentinel.field_links import PUBLIC, IssuedLink, link_record, short_token
 from outage_sentinel.incidents import Estimator
@@ -132,7 +132,8 @@ def screened_sources(config: Config, sources: Iterable[Source]) -> set[str]:
 def build_deliverer(config: Config, store: Store, channels: Mapping[str, Channel],
                     metrics: Metrics, clock: Callable[[], datetime], *,
                     on_dead: Callable[[OutboxRow, str, datetime], None],
-                    muter: Muter, may_send: Callable[[], bool] = lambda: True) -> Deliverer:
+                    muter: Muter, moot: Moot | None = None,
+                    may_send: Callable[[], bool] = lambda: True) -> Deliverer:
     """The delivery stage as the config's ``delivery`` and ``notify`` sections set it up."""
     d = config.delivery
     return Deliverer(store, channels, RetryPolicy.from_config(d.retry), metrics,
@@ -140,7 +141,7 @@ def build_deliverer(config: Config, store: Store, channels: Mapping[str, Channel
                      language=config.notify.language, quiet_hours=config.notify.quiet_windows(),
                      tz=ZoneInfo(config.timezone), on_dead=on_dead,
                      workers_per_channel=d.workers_per_channel, clock=clock, muter=muter,
-                     may_send=may_send)
+                     moot=moot, may_send=may_send)
 
 
 def build_channels(config: Config) -> dict[str, Channel]:

@@ -51,6 +51,7 @@ from outage_sentinel.config import Config
 from outage_sentinel.cycle import CycleReport, run_cycle
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import PollResult
+from outage_sentinel.held_notices import DarkAgain
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.leadership import build_leadership
 from outage_sentinel.lifecycle_clock import LifecycleClock
@@ -168,6 +169,7 @@ class Daemon:
         self.deliverer = build_deliverer(config, store, self.channels, metrics, self.clock,
                                          on_dead=self.clock_stage.alerts.dead_letter_notice,
                                          muter=Silencing(store, lambda: self.topology),
+                                         moot=DarkAgain(store, lambda: self.topology),
                                          may_send=self.leadership.is_leader)
         #: This node's term as leader: begun at start (or takeover), ended when deposed.
         self.term = Term(store, self.sources, self.screener, self.deliverer, metrics,

@@ -197,6 +197,14 @@ class Muter(Protocol):
         """Outbox id -> the silence muting it."""
 
 
+class Moot(Protocol):
+    """Decides which due messages are no longer true to send (see
+    :class:`outage_sentinel.held_notices.DarkAgain`)."""
+
+    def moot(self, rows: Sequence[OutboxRow], now: datetime) -> dict[int, str]:
+        """Outbox id -> why it is no longer true."""
+
+
 class Deliverer:
     """Sends due outbox messages, each ``(channel, target)`` group on its channel's lane.
 
@@ -222,6 +230,7 @@ class Deliverer:
         workers_per_channel: int = 4,
         clock: Callable[[], datetime] = utcnow,
         muter: Muter | None = None,
+        moot: Moot | None = None,
         may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         if workers_per_channel < 1:
@@ -240,6 +249,7 @@ class Deliverer:
         self.workers_per_channel = workers_per_channel
         self.clock = clock
         self.muter = muter
+        self.moot = moot
         #: Checked before each claim and each send: a deposed leader sends nothing more.
         self.may_send = may_send
         self.log = get_logger(component="delivery")
@@ -341,6 +351,7 @@ class Deliverer:
         rows = self.store.due_messages(now, self.batch_size, exclude=self.busy_groups())
         rows = self._defer_quiet(rows, now)
         rows = self._unmuted(rows, now)
+        rows = self._still_true(rows, now)
         rows = self._in_order(rows, now)
         self.limits.forget_idle(now)
         groups: dict[GroupKey, list[OutboxRow]] = {}
@@ -371,6 +382,19 @@ class Deliverer:
                 self.metrics.notifications.labels(row.channel, "silenced").inc()
                 self.log.info("silenced", key=row.key, channel=row.channel, silence=reason)
         return [r for r in rows if r.id not in muted]
+
+    def _still_true(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """``rows`` without those no longer true to send (each marked ``superseded``, counted,
+        logged with why)."""
+        if self.moot is None or not rows:
+            return rows
+        moot = self.moot.moot(rows, now)
+        for row in rows:
+            why = moot.get(row.id)
+            if why is not None and self.store.mark_superseded(row.id, now, why):
+                self.metrics.notifications.labels(row.channel, "superseded").inc()
+                self.log.info("superseded", key=row.key, channel=row.channel, reason=why)
+        return [r for r in rows if r.id not in moot]
 
     def _in_order(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """``rows`` their chains let go now, in id order; the off-notices a later back-notice

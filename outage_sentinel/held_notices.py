@@ -13,9 +13,9 @@ already that their supply is normal.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection
 from outage_sentinel.incidents import BACK_NOTICES, Incident, Notice, dark_villages
 from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.logs import get_logger
-from outage_sentinel.store import Store
+from outage_sentinel.store import OutboxRow, Store
+from outage_sentinel.topology import Topology
 
 #: Key prefix of the villages an incident holds back, ``held:<incident id>``.
 HELD_PREFIX = "held:"
@@ -39,6 +40,40 @@ def keep_held_in(store: Store, conn: Connection, incident_id: str, villages: Ite
     get_logger(component="held_notices").info(
         "restored_held_back", incident_id=incident_id, villages=held,
         reason="still off in another open incident")
+
+
+class DarkAgain:
+    """The deliverer's last look at a "power back" notice that waited in the outbox (quiet
+    hours, retries, a channel down): one to a village dark again by then, in any open incident,
+    is moot — the last thing its people read would be false (the incident that darkens it tells
+    them when their power is back)."""
+
+    def __init__(self, store: Store, topology: Callable[[], Topology],
+                 waited: timedelta = timedelta(minutes=1)) -> None:
+        self.store = store
+        self.topology = topology
+        #: A notice queued this recently was checked when it was planned (incidents.hold_back).
+        self.waited = waited
+
+    def moot(self, rows: Sequence[OutboxRow], now: datetime) -> dict[int, str]:
+        """Outbox id -> why, for the back notices of ``rows`` that are no longer true."""
+        back = [r for r in rows if r.audience == "liaison" and r.purpose in BACK_NOTICES
+                and now - r.created_at >= self.waited and (r.payload or {}).get("village")]
+        if not back:
+            return {}
+        topology = self.topology()
+        open_incidents = [Incident.from_json(r["state"])
+                          for r in self.store.load_incidents(open_only=True)]
+        dark: dict[str, set[str]] = {}
+        out: dict[int, str] = {}
+        for r in back:
+            if r.incident_id not in dark:
+                dark[r.incident_id] = dark_villages(open_incidents, now, topology,
+                                                    exclude=r.incident_id)
+            village = str(r.payload["village"])
+            if village in dark[r.incident_id]:
+                out[r.id] = f"village {village} is dark again (another open incident)"
+        return out
 
 
 class HeldNotices:

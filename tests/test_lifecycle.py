@@ -403,6 +403,30 @@ def test_a_restore_notes_words_restore_nothing(h: Harness) -> None:
     assert [m.target for m in h.deliver() if m.purpose == "restored"] == ["V2群"]
 
 
+def test_a_power_back_notice_that_waited_is_not_sent_to_a_village_dark_again(
+        tmp_path: Path, db_url: str) -> None:
+    """Planned work on 东村 ends at 22:30, in the liaisons' quiet hours: its 恢复送电 waits for
+    07:00. At 23:00 a fault takes 东村 off again and it is told at once. At 07:00 the waiting
+    恢复送电 would be the last word the village read while it is dark: it is superseded."""
+    h = Harness(tmp_path, db_url, notify={"quiet_hours": {"liaison": "22:00-07:00"}})
+    try:
+        t = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731  (10:00 + minutes)
+        h.feed(ev("P1", "T1", "T2", kind="planned", start=t(600), etr=t(780)))
+        h.at(750)
+        h.feed(ev("P1", "T1", "T2", kind="planned", status="restored", start=t(600)))
+        h.at(780)
+        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1"))
+        assert "【故障停电通知】" in h.sent("outage")[-1].text  # told at once
+        h.at(1261)
+        h.deliver()
+        assert not h.sent("restored", "liaison")
+        (held,) = [m for m in h.daemon.store.messages() if m.purpose == "restored"
+                   and m.audience == "liaison"]
+        assert held.status == "superseded" and "dark again" in (held.last_error or "")
+    finally:
+        h.daemon.close()
+
+
 def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     h.feed(ev("F1", "T3"))
     inc = h.only_incident()
