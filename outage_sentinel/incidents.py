@@ -528,37 +528,16 @@ def apply_event(
     active = [m for m in reporting if m.status == "active"]
     notices = [m for m in members.values() if m.signal == "notice"] or list(members.values())
     kind = _worst_kind(m.kind for m in notices)
-    ev = evidence_of(members.values())
     back = areas_back(members.values())
     restored = {t: at for t, at in incident.restored.items() if t in back or not active}
     scope = dict(incident.scope) or {t: "reported" for t in incident.estimate.transformers}
     for t, at in back.items():
         if t in scope:
             restored.setdefault(t, at)
-    if active:
-        # Restoration steps ("restore first, repair after": switching brings parts back before
-        # the fault is repaired) say nothing about where the fault is, so the estimator still
-        # sees those areas as dead. Areas of a record that ended are no evidence at all.
-        steps = restoration_signals(members.values())
-        gone = frozenset(t for t in restored if t in steps)
-        ev_est = replace(ev, dead=ev.dead | gone, alive=ev.alive - gone,
-                         planned=planned if incident_class(kind) == "unplanned" else frozenset())
-        estimate = estimator(topology, ev_est)
-        told_back = set(incident.restored_villages)
-        inferred = [t for t in estimate.transformers
-                    if t in scope or topology.nodes[t].village not in told_back]
-        scope = widen_scope(scope, ev.dead, possible_areas(active) - ev.dead, inferred, restored)
-        corrected = readmit_named_anew(incident, members.values())
-        scope = {t: m for t, m in scope.items() if t not in corrected.excluded}
-        estimate = scoped_estimate(topology, estimate, scope)
-        # The command centre's fault point stands against the evidence — while it still
-        # explains every area reported off (an outage grown past it drops it).
-        device_set = incident.device_set if covers(
-            topology, incident.device_set, estimate.transformers, scope, restored) else ()
-        if device_set:
-            estimate = with_devices(topology, estimate, device_set)
-    else:
-        estimate, corrected, device_set = incident.estimate, incident, incident.device_set
+    estimate, scope, corrected, device_set = (
+        _reestimate(incident, members, active, kind, planned, scope, restored, topology,
+                    estimator)
+        if active else (incident.estimate, scope, incident, incident.device_set))
     off = [t for t in estimate.transformers if t not in restored]
     # Meters or a step that said an area came back: the outage was real, whatever a record says.
     came_back = any(m.signal in ("alive", "dead") and m.status == "restored"
@@ -590,6 +569,38 @@ def apply_event(
     if updated.material() != incident.material() or incident.revision == 0:
         updated = replace(updated, revision=incident.revision + 1)
     return updated
+
+
+def _reestimate(incident: Incident, members: Mapping[str, Member], active: Sequence[Member],
+                kind: Kind, planned: frozenset[str], scope: dict[str, str],
+                restored: Mapping[str, datetime], topology: Topology, estimator: Estimator
+                ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...]]:
+    """The estimate of an incident with an open record, its scope, the incident with the
+    corrections the records now overrule (:func:`readmit_named_anew`) and the fault point the
+    command centre set, if it still stands."""
+    ev = evidence_of(members.values())
+    # Restoration steps ("restore first, repair after": switching brings parts back before
+    # the fault is repaired) say nothing about where the fault is, so the estimator still
+    # sees those areas as dead. Areas of a record that ended are no evidence at all.
+    steps = restoration_signals(members.values())
+    gone = frozenset(t for t in restored if t in steps)
+    ev_est = replace(ev, dead=ev.dead | gone, alive=ev.alive - gone,
+                     planned=planned if incident_class(kind) == "unplanned" else frozenset())
+    estimate = estimator(topology, ev_est)
+    told_back = set(incident.restored_villages)
+    inferred = [t for t in estimate.transformers
+                if t in scope or topology.nodes[t].village not in told_back]
+    scope = widen_scope(scope, ev.dead, possible_areas(active) - ev.dead, inferred, restored)
+    corrected = readmit_named_anew(incident, members.values())
+    scope = {t: m for t, m in scope.items() if t not in corrected.excluded}
+    estimate = scoped_estimate(topology, estimate, scope)
+    # The command centre's fault point stands against the evidence — while it still
+    # explains every area reported off (an outage grown past it drops it).
+    device_set = incident.device_set if covers(
+        topology, incident.device_set, estimate.transformers, scope, restored) else ()
+    if device_set:
+        estimate = with_devices(topology, estimate, device_set)
+    return estimate, scope, corrected, device_set
 
 
 def _blank(incident_id: str, feeder: str, event: OutageEvent, now: datetime) -> Incident:
