@@ -172,8 +172,6 @@ def test_an_unclassified_type_is_announced_as_a_neutral_outage_and_still_gets_a_
 TOMORROW = T0 + 24 * H
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: a re-issued planned record opens a "
-                   "second incident (停电取消 then a fresh 停电通知)")
 def test_planned_work_reissued_in_the_same_poll_is_one_update(daemon: Daemon) -> None:
     """The outage system lists the old record cancelled (作废) and the edited work under a
     new id, two hours longer: the villages hear one update, not 停电取消 and a new notice."""
@@ -187,8 +185,6 @@ def test_planned_work_reissued_in_the_same_poll_is_one_update(daemon: Daemon) ->
                                                                  ("V2", "update")]
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: a re-issued planned record opens a "
-                   "second incident (two outage notices, then 停电取消)")
 def test_planned_work_reissued_on_a_snapshot_feed_is_one_update(
         daemon: Daemon, server: tuple[str, Scripted]) -> None:
     """The 95598 list drops the old id as the new one appears (same line, areas, window
