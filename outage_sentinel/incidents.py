@@ -912,7 +912,9 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
         rejoin = [v for v in affected if v not in notified and v in withdrawn]
         new = [v for v in affected if v not in notified and v not in withdrawn]
         still = [v for v in notified if v in affected]
-        for notice in (Notice("restored", tuple(back)), Notice(dropped_as, tuple(dropped)),
+        off = [v for v in back if called_off(after, v, topology)]
+        for notice in (Notice("restored", tuple(v for v in back if v not in off)),
+                       Notice("cancelled", tuple(off)), Notice(dropped_as, tuple(dropped)),
                        Notice("outage", tuple(new))):
             if notice.villages:
                 out.append(notice)
@@ -997,6 +999,16 @@ def reported_dark(incidents: Iterable[Incident]) -> set[str]:
     liaison's "still off" (active ``dead`` reports) in any of ``incidents``."""
     return {t for inc in incidents if inc.status == "active" for m in inc.members.values()
             if m.signal == "dead" and m.status == "active" for t in m.transformers}
+
+
+def called_off(incident: Incident, village: str, topology: Topology | None) -> bool:
+    """Whether planned or temporary work was called off for ``village``: every record that
+    says something of it (:func:`village_records`) was cancelled (one re-issued without the
+    village's areas, say). Its power never went off: it hears 停电取消, not "power back"."""
+    if topology is None or incident_class(incident.kind) == "unplanned":
+        return False
+    records = village_records(incident, village, topology)
+    return bool(records) and all(m.status == "cancelled" for m in records)
 
 
 def _told_moved(before: Incident, after: Incident, village: str,
