@@ -27,6 +27,10 @@ KINDS: tuple[Kind, ...] = ("planned", "temporary", "fault")
 #: could not classify (the event's ``kind`` is then the field map's ``default_kind``, which
 #: decides how it is handled, never what villages are told: :func:`kind_unclassified`).
 UNCLASSIFIED_KIND = "sentinel_unclassified_kind"
+#: Key of an event's ``raw`` under which a snapshot source lists the ids of the records that
+#: left its list in the complete poll in which this record first appeared: the outage system
+#: may have re-issued one of them under this new id (:func:`outage_sentinel.triage.reissued_work`).
+LEFT_LIST = "sentinel_left_list"
 STATUSES: tuple[Status, ...] = ("active", "restored", "cancelled")
 SIGNALS: tuple[Signal, ...] = ("notice", "dead", "alive", "call", "device_open", "device_closed")
 

@@ -134,6 +134,10 @@ class Member:
     #: (:func:`~outage_sentinel.events.kind_unclassified`): ``kind`` is how it is handled,
     #: not a fact to announce.
     kind_known: bool = True
+    #: The record (member key) that re-issued this one under a new id: planned work edited in
+    #: the outage system (:func:`outage_sentinel.triage.reissued_work`). Ended (called off)
+    #: when it was, its times are no longer the work's.
+    superseded_by: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +147,7 @@ class Member:
             "unknown": list(self.unknown), "area_text": self.area_text, "cause": self.cause,
             "seen_at": self.seen_at.isoformat(), "possible": list(self.possible),
             **({} if self.kind_known else {"kind_known": False}),
+            **({"superseded_by": self.superseded_by} if self.superseded_by else {}),
         }
 
     @classmethod
@@ -156,6 +161,7 @@ class Member:
             seen_at=parse_time(d["seen_at"], "seen_at"),
             possible=tuple(d.get("possible") or ()),
             kind_known=bool(d.get("kind_known", True)),
+            superseded_by=str(d.get("superseded_by") or ""),
         )
 
 
@@ -504,12 +510,15 @@ def apply_event(
     new_id: Callable[[], str],
     planned: frozenset[str] = frozenset(),
     joined: Iterable[Member] = (),
+    supersedes: Iterable[str] = (),
 ) -> Incident:
     """Fold ``event`` into ``incident`` (or start a new one) and return the new state.
 
     ``joined`` are records that join with the event, folded in as if they had come before it
     (the trouble calls of the line received before the outage they are about opened an
-    incident: evidence as much as the calls after it).
+    incident: evidence as much as the calls after it). ``supersedes`` are the keys of the
+    records the event re-issues under a new id (:func:`outage_sentinel.triage.reissued_work`):
+    they end with this fold, so the work's times are the new record's alone.
 
     The affected areas (the incident's *scope*) are what sources reported off, plus what they
     named imprecisely, plus what the localiser infers from the evidence. An area leaves the
@@ -519,11 +528,7 @@ def apply_event(
     member = member_of(event, resolved, now)
     if incident is None:
         incident = _blank(new_id(), resolved.feeder or (event.feeder or "?"), event, now)
-    members = dict(incident.members)
-    for m in joined:
-        members.setdefault(m.key, m)
-    members[member.key] = _ending_keeps_areas(member, members.get(member.key))
-    members = _superseded_reports(members)
+    members = _folded_members(incident, member, joined, supersedes, now)
     reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]
     active = [m for m in reporting if m.status == "active"]
     notices = [m for m in members.values() if m.signal == "notice"] or list(members.values())
@@ -534,10 +539,12 @@ def apply_event(
     for t, at in back.items():
         if t in scope:
             restored.setdefault(t, at)
-    estimate, scope, corrected, device_set = (
-        _reestimate(incident, members, active, kind, planned, scope, restored, topology,
-                    estimator)
-        if active else (incident.estimate, scope, incident, incident.device_set))
+    if active:
+        estimate, scope, corrected, device_set = _rescoped(
+            incident, members, active, scope, restored, topology,
+            estimator, planned if incident_class(kind) == "unplanned" else frozenset())
+    else:
+        estimate, corrected, device_set = incident.estimate, incident, incident.device_set
     off = [t for t in estimate.transformers if t not in restored]
     # Meters or a step that said an area came back: the outage was real, whatever a record says.
     came_back = any(m.signal in ("alive", "dead") and m.status == "restored"
@@ -571,22 +578,36 @@ def apply_event(
     return updated
 
 
-def _reestimate(incident: Incident, members: Mapping[str, Member], active: Sequence[Member],
-                kind: Kind, planned: frozenset[str], scope: dict[str, str],
-                restored: Mapping[str, datetime], topology: Topology, estimator: Estimator
-                ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...]]:
-    """The estimate of an incident with an open record, its scope, the incident with the
-    corrections the records now overrule (:func:`readmit_named_anew`) and the fault point the
-    command centre set, if it still stands."""
+def _folded_members(incident: Incident, member: Member, joined: Iterable[Member],
+                    supersedes: Iterable[str], now: datetime) -> dict[str, Member]:
+    """``incident``'s records with ``member`` (and the records ``joined`` with it) folded in,
+    the records it re-issues ended (:func:`_supersede`), and the command centre's reports
+    that later evidence answered ended (:func:`_superseded_reports`)."""
+    members = dict(incident.members)
+    for m in joined:
+        members.setdefault(m.key, m)
+    before = members.get(member.key)
+    members[member.key] = _still_superseded(_ending_keeps_areas(member, before), before)
+    members = _supersede(members, supersedes, member.key, now)
+    return _superseded_reports(members)
+
+
+def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequence[Member],
+              scope: dict[str, str], restored: Mapping[str, datetime], topology: Topology,
+              estimator: Estimator, planned: frozenset[str]
+              ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...]]:
+    """The estimate and scope of an incident with open records, the incident with the
+    command centre's exclusions that still stand (:func:`readmit_named_anew`), and the fault
+    point it set while that still explains the outage. ``planned``: areas explained by
+    planned work in force (for a fault incident)."""
     ev = evidence_of(members.values())
     # Restoration steps ("restore first, repair after": switching brings parts back before
     # the fault is repaired) say nothing about where the fault is, so the estimator still
     # sees those areas as dead. Areas of a record that ended are no evidence at all.
     steps = restoration_signals(members.values())
     gone = frozenset(t for t in restored if t in steps)
-    ev_est = replace(ev, dead=ev.dead | gone, alive=ev.alive - gone,
-                     planned=planned if incident_class(kind) == "unplanned" else frozenset())
-    estimate = estimator(topology, ev_est)
+    estimate = estimator(topology, replace(ev, dead=ev.dead | gone, alive=ev.alive - gone,
+                                           planned=planned))
     told_back = set(incident.restored_villages)
     inferred = [t for t in estimate.transformers
                 if t in scope or topology.nodes[t].village not in told_back]
@@ -601,6 +622,34 @@ def _reestimate(incident: Incident, members: Mapping[str, Member], active: Seque
     if device_set:
         estimate = with_devices(topology, estimate, device_set)
     return estimate, scope, corrected, device_set
+
+
+def _supersede(members: dict[str, Member], keys: Iterable[str], by: str, now: datetime
+               ) -> dict[str, Member]:
+    """``members`` with the records ``keys`` ended as re-issued by the record ``by``: called
+    off now (a cancellation, whose areas the new record still names stay off), marked
+    ``superseded_by`` for the command centre."""
+    for k in keys:
+        if k in members and k != by:
+            members[k] = replace(members[k], status="cancelled", end=None, seen_at=now,
+                                 superseded_by=by)
+    return members
+
+
+def superseded_now(before: Incident | None, after: Incident) -> dict[str, str]:
+    """The records ``after`` marks re-issued under a new id that ``before`` did not: old key
+    -> the key of the record that re-issued it."""
+    was = before.members if before is not None else {}
+    return {k: m.superseded_by for k, m in after.members.items()
+            if m.superseded_by and not (k in was and was[k].superseded_by)}
+
+
+def _still_superseded(member: Member, before: Member | None) -> Member:
+    """A re-issued record's own ending (its cancellation listed, or its id gone from the
+    list) keeps the mark of the record that re-issued it."""
+    if before is None or not before.superseded_by or member.status == "active":
+        return member
+    return replace(member, superseded_by=before.superseded_by)
 
 
 def _blank(incident_id: str, feeder: str, event: OutageEvent, now: datetime) -> Incident:
@@ -687,7 +736,11 @@ def _status(reporting: Sequence[Member], active: Sequence[Member], off: Sequence
 
 
 def _start(reporting: Sequence[Member], members: Mapping[str, Member]) -> datetime:
-    return min(m.start for m in (reporting or list(members.values())))
+    """The earliest start of the records (those that report an outage if any), leaving out
+    records re-issued under a new id while another is left: a shifted window is the new
+    record's."""
+    pool = reporting or list(members.values())
+    return min(m.start for m in ([m for m in pool if not m.superseded_by] or pool))
 
 
 def _etr(active: Sequence[Member], notices: Sequence[Member]) -> datetime | None:
@@ -859,17 +912,18 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
         rejoin = [v for v in affected if v not in notified and v in withdrawn]
         new = [v for v in affected if v not in notified and v not in withdrawn]
         still = [v for v in notified if v in affected]
-        for notice in (Notice("restored", tuple(back)), Notice(dropped_as, tuple(dropped)),
+        off = [v for v in back if called_off(after, v, topology)]
+        for notice in (Notice("restored", tuple(v for v in back if v not in off)),
+                       Notice("cancelled", tuple(off)), Notice(dropped_as, tuple(dropped)),
                        Notice("outage", tuple(new))):
             if notice.villages:
                 out.append(notice)
         etrs = {v: village_etr(after, v, topology) for v in [*still, *rejoin, *new]}
         told_etr = {v: after.told_etr.get(v, before.etr if before else None)
                     for v in still if v in after.told_etr or before is not None}
-        moved = [v for v in still if before is not None and before.status == "active" and (
-            _moved(told_etr.get(v), etrs[v], etr_step)
-            or (after.kind != "fault" and before.start != after.start)
-            or _areas_moved(before, after, v, topology))]
+        moved = [v for v in still if before is not None and before.status == "active"
+                 and _told_moved(before, after, v, (told_etr.get(v), etrs[v], etr_step),
+                                 topology)]
         if moved:
             out.append(Notice("update", tuple(moved)))
         told_etr.update({v: etrs[v] for v in [*moved, *new]})
@@ -945,6 +999,30 @@ def reported_dark(incidents: Iterable[Incident]) -> set[str]:
     liaison's "still off" (active ``dead`` reports) in any of ``incidents``."""
     return {t for inc in incidents if inc.status == "active" for m in inc.members.values()
             if m.signal == "dead" and m.status == "active" for t in m.transformers}
+
+
+def called_off(incident: Incident, village: str, topology: Topology | None) -> bool:
+    """Whether planned or temporary work was called off for ``village``: every record that
+    says something of it (:func:`village_records`) was cancelled (one re-issued without the
+    village's areas, say). Its power never went off: it hears 停电取消, not "power back"."""
+    if topology is None or incident_class(incident.kind) == "unplanned":
+        return False
+    records = village_records(incident, village, topology)
+    return bool(records) and all(m.status == "cancelled" for m in records)
+
+
+def _told_moved(before: Incident, after: Incident, village: str,
+                etr: tuple[datetime | None, datetime | None, timedelta],
+                topology: Topology | None) -> bool:
+    """Whether what ``village`` was told changed enough to tell it again: its expected
+    restoration time (``etr``: as told, as now, the step) moved (:func:`_moved`), its planned
+    work's own start moved (:func:`village_start`: the incident's is the earliest of every
+    record's, which hides a re-issued record's shifted window), or the areas it was told
+    are off changed (:func:`_areas_moved`)."""
+    return (_moved(*etr)
+            or (after.kind != "fault" and village_start(before, village, topology)
+                != village_start(after, village, topology))
+            or _areas_moved(before, after, village, topology))
 
 
 def _moved(told: datetime | None, now: datetime | None, step: timedelta) -> bool:

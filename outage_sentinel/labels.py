@@ -40,7 +40,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "etr_changed": "预计恢复时间变更",
            "reopened": "再次停电", "escalated": "升级", "stood_down": "抢修撤回",
            "restoration_undone": "撤销恢复（仍停电）",
-           "past_stop": "超过计划结束时间才收到，未通知村"},
+           "past_stop": "超过计划结束时间才收到，未通知村",
+           "reissued": "停电计划以新编号重新发布（延续原工作）"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
@@ -50,7 +51,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "opened": "opened from a call", "etr_changed": "ETR changed", "reopened": "reopened",
            "escalated": "escalated", "stood_down": "crew stood down",
            "restoration_undone": "restoration undone (still off)",
-           "past_stop": "first seen after its planned end: villages not told"},
+           "past_stop": "first seen after its planned end: villages not told",
+           "reissued": "work re-issued under a new record id (continued)"},
 }
 
 #: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).

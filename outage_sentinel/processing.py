@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -33,7 +34,14 @@ from sqlalchemy.engine import Connection
 from outage_sentinel.config import Config
 from outage_sentinel.crew import restored_by
 from outage_sentinel.estimation import BayesEstimator
-from outage_sentinel.events import OutageEvent, PollResult, Quarantined, parse_time, split_list
+from outage_sentinel.events import (
+    LEFT_LIST,
+    OutageEvent,
+    PollResult,
+    Quarantined,
+    parse_time,
+    split_list,
+)
 from outage_sentinel.held_notices import keep_held_in
 from outage_sentinel.incidents import (
     BACK_NOTICES,
@@ -54,6 +62,7 @@ from outage_sentinel.incidents import (
     reported_dark,
     resolve_event,
     restoration_step,
+    superseded_now,
     villages_of_scope,
     villages_off,
 )
@@ -75,8 +84,10 @@ from outage_sentinel.store import Store, StoredEvent
 from outage_sentinel.topology import Topology
 from outage_sentinel.triage import (
     STORM_KEY,
+    continued_records,
     explaining_outage,
     planned_transformers,
+    reissued_work,
     restoring_work,
     storm_declared,
     triage,
@@ -114,6 +125,8 @@ class _Fold:
     unplaced: bool
     #: Trouble calls received before the incident the event opens, that join it with the event.
     calls: tuple[tuple[StoredEvent, Resolved], ...] = ()
+    #: The records of the incident that the event re-issues under a new id (ended with it).
+    supersedes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -136,6 +149,29 @@ def endings_last(events: list[StoredEvent]) -> list[StoredEvent]:
 
     return ([s for i, s in enumerate(events) if not ends(i, s)]
             + [s for i, s in enumerate(events) if ends(i, s)])
+
+
+def batch_endings(events: list[StoredEvent]) -> dict[str, datetime]:
+    """The records a batch ends (their last revision in it restored or cancelled), by member
+    key (``source|event_id``), with when each left: its end, else when it was received (a
+    cancellation gives no end). A record new in the batch may re-issue one of them."""
+    out: dict[str, datetime] = {}
+    for s in events:
+        key = f"{s.event.source}|{s.event.event_id}"
+        if s.event.status == "active":
+            out.pop(key, None)
+        else:
+            out[key] = s.event.end or s.received_at
+    return out
+
+
+def left_list(stored: StoredEvent) -> dict[str, datetime]:
+    """The records a snapshot source reported gone from the complete poll in which this
+    record first appeared (``raw[LEFT_LIST]``), by member key, left when it was received."""
+    ids = stored.event.raw.get(LEFT_LIST)
+    if not isinstance(ids, list):
+        return {}
+    return {f"{stored.event.source}|{i}": stored.received_at for i in ids if isinstance(i, str)}
 
 
 def lagging_incident(store: Store, conn: Connection, event: OutageEvent, resolved: Resolved,
@@ -209,8 +245,9 @@ class IncidentProcessor:
                          if self.failures.get(s.row_id, 0) < MAX_PROCESSING_FAILURES]
                 progress = self._screen_observations(batch, now)
                 rest = endings_last([s for s in batch if not self._is_observation(s.event)])
+                leaving = batch_endings(rest)
                 for i in range(0, len(rest), ROUND_EVENTS):
-                    progress += self._process_round(rest[i:i + ROUND_EVENTS], now)
+                    progress += self._process_round(rest[i:i + ROUND_EVENTS], now, leaving)
                 done += progress
                 if len(fetched) < BATCH or progress == 0:
                     break
@@ -233,31 +270,34 @@ class IncidentProcessor:
                 self._failed(s, exc, now)
             return 0
 
-    def _process_round(self, chunk: list[StoredEvent], now: datetime) -> int:
+    def _process_round(self, chunk: list[StoredEvent], now: datetime,
+                       leaving: Mapping[str, datetime]) -> int:
         """Fold events into incidents in one transaction (incident changes, their outbox rows
         and processed marks still commit together). If any event fails, the whole round is
         rolled back and redone with a transaction per event, so a failing event is retried or
-        quarantined alone as before (a savepoint per event cost more than the storm's saves)."""
+        quarantined alone as before (a savepoint per event cost more than the storm's saves).
+        ``leaving``: the records the whole batch ends (:func:`batch_endings`)."""
         if len(chunk) == 1:
-            return int(self._process_one(chunk[0], now))
+            return int(self._process_one(chunk[0], now, leaving))
         try:
             with self.store.transaction() as conn:
                 rnd = RoundCache(self.store)
                 rnd.preload(conn, chunk)
                 for stored in chunk:
-                    rnd.done(stored, self._apply(conn, stored, rnd, now))
+                    rnd.done(stored, self._apply(conn, stored, rnd, now, leaving))
         except Exception as exc:
             self.log.warning("processing_round_failed", events=len(chunk),
                              error=redact(repr(exc)), retry="one transaction per event")
-            return sum(self._process_one(s, now) for s in chunk)
+            return sum(self._process_one(s, now, leaving) for s in chunk)
         for stored in chunk:
             self.failures.pop(stored.row_id, None)
         return len(chunk)
 
-    def _process_one(self, stored: StoredEvent, now: datetime) -> bool:
+    def _process_one(self, stored: StoredEvent, now: datetime,
+                     leaving: Mapping[str, datetime]) -> bool:
         try:
             with self.store.transaction() as conn:
-                self._apply(conn, stored, RoundCache(self.store), now)
+                self._apply(conn, stored, RoundCache(self.store), now, leaving)
             self.failures.pop(stored.row_id, None)
             return True
         except Exception as exc:
@@ -288,10 +328,12 @@ class IncidentProcessor:
     # -- one event ------------------------------------------------------------------------------
 
     def _current(self, conn: Connection, event: OutageEvent, resolved: Resolved,
-                 rnd: RoundCache, now: datetime) -> Incident | None:
-        """The incident the event belongs to: by membership, by the operator's naming, or by
+                 rnd: RoundCache, now: datetime, leaving: Mapping[str, datetime]
+                 ) -> Incident | None:
+        """The incident the event belongs to: by membership, by the operator's naming, by
         correlation with the open incidents of its feeder (only those: parsing every open
-        incident's state per event would make a storm quadratic)."""
+        incident's state per event would make a storm quadratic), or as the work it re-issues
+        (``leaving``: the records leaving, :func:`reissued_work`)."""
         known_id = rnd.member_incident(conn, event.source, event.event_id)
         named = str(event.raw.get("incident_id") or "") or None
         if known_id is None and event.source == OPERATOR_SOURCE:
@@ -304,7 +346,8 @@ class IncidentProcessor:
             current = answered if answered is not None and answered.status == "active" else None
         if current is None and resolved.feeder is not None:
             current = correlate(rnd.open_on(conn, resolved.feeder), event, resolved, now,
-                                self.window)
+                                self.window) or reissued_work(
+                rnd.open_on(conn, resolved.feeder), event, resolved, leaving)
         if current is None and resolved.feeder is not None:
             current = lagging_incident(
                 self.store, conn, event, resolved, now,
@@ -314,8 +357,9 @@ class IncidentProcessor:
         return current
 
     def _apply(self, conn: Connection, stored: StoredEvent, rnd: RoundCache,
-               now: datetime) -> str | None:
-        """Fold one event in; returns the incident it now belongs to (``None``: none)."""
+               now: datetime, leaving: Mapping[str, datetime]) -> str | None:
+        """Fold one event in; returns the incident it now belongs to (``None``: none).
+        ``leaving``: the records the batch ends (:func:`batch_endings`)."""
         event = stored.event
         # Another process (the operator CLI) may have processed it since we listed it.
         if rnd.is_processed(conn, stored.row_id):
@@ -325,7 +369,8 @@ class IncidentProcessor:
         if resolved.unknown:
             log.warning("unknown_references", refs=list(resolved.unknown))
             self._quarantine_unknown(conn, stored, resolved.unknown, now)
-        current = self._current(conn, event, resolved, rnd, now)
+        leaving = {**leaving, **left_list(stored)}
+        current = self._current(conn, event, resolved, rnd, now, leaving)
         planned = planned_transformers(rnd.open_planned(conn), now)
         decision = triage(current, event, resolved, planned)
         host = (explaining_outage(rnd.open_planned(conn), event, resolved, now)
@@ -349,8 +394,9 @@ class IncidentProcessor:
             log.warning("event_unlocatable", area_text=event.area_text,
                         reason="no known transformer area or device", action="command_centre")
         calls = self._earlier_calls(conn, event, resolved, now) if current is None else ()
+        supersedes = continued_records(current, event, resolved, leaving) if current else ()
         after = self._revise(conn, current, _Fold(event, resolved, rnd, now, planned,
-                                                  decision.unplaced, calls))
+                                                  decision.unplaced, calls, supersedes))
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         return after.id
 
@@ -380,7 +426,8 @@ class IncidentProcessor:
         started = time.perf_counter()
         after = apply_event(current, f.event, f.resolved, self.topology, estimator, f.now,
                             lambda: self._new_incident_id(conn, f.event.start), f.planned,
-                            joined=[member_of(s.event, placed, f.now) for s, placed in f.calls])
+                            joined=[member_of(s.event, placed, f.now) for s, placed in f.calls],
+                            supersedes=f.supersedes)
         self.metrics.localise_duration.observe(time.perf_counter() - started)
         if f.unplaced:
             after = replace(after, feeder=f.resolved.feeder or "?")
@@ -576,6 +623,7 @@ class IncidentProcessor:
         note = redact(str(event.raw.get("note") or "")) if event.source == OPERATOR_SOURCE \
             else ""
         self._log_restoration(conn, before, after, actor, now, note)
+        self._log_reissued(conn, before, after, actor, now)
         old_stage = before.stage if before is not None else None
         if after.stage != old_stage and after.stage in ("confirmed", "cancelled"):
             self.store.log_in(conn, after.id, now, after.stage, actor)
@@ -591,6 +639,15 @@ class IncidentProcessor:
                               {"was": list(before.device_set), "by": before.device_set_by})
             self.log.warning("device_set_dropped", incident_id=after.id,
                              was=list(before.device_set))
+
+    def _log_reissued(self, conn: Connection, before: Incident | None, after: Incident,
+                      actor: str, now: datetime) -> None:
+        """Log the records this change took as re-issued under a new id (the command centre
+        sees which record continues which, and can cancel or correct the work)."""
+        for old, by in superseded_now(before, after).items():
+            self.store.log_in(conn, after.id, now, "reissued", actor, "",
+                              {"record": old, "by": by})
+            self.log.info("planned_work_reissued", incident_id=after.id, record=old, by=by)
 
     def _log_restoration(self, conn: Connection, before: Incident | None, after: Incident,
                          actor: str, now: datetime, note: str = "") -> None:

@@ -11,9 +11,10 @@ row of a table-driven test:
   outage's window: explained by the planned work, not a fault (it joins that work's incident
   as evidence, :func:`explaining_outage`, and opens none; one inside several works but wholly
   inside none of them is no work's news: the processor takes it as an ``incident``);
-* ``incident`` — fold it into (or open) an incident; ``unplaced`` when a new one names no area
-  or device the bundle knows (it still opens an incident, whose summary carries the raw text to
-  the command centre for a person to place).
+* ``incident`` — fold it into (or open) an incident (a planned record new under an id the
+  outage system re-issued joins the work it continues, :func:`reissued_work`); ``unplaced``
+  when a new one names no area or device the bundle knows (it still opens an incident, whose
+  summary carries the raw text to the command centre for a person to place).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from outage_sentinel.events import OutageEvent, parse_time
-from outage_sentinel.incidents import Incident, Resolved, incident_class
+from outage_sentinel.incidents import Incident, Member, Resolved, incident_class
 
 #: kv key of a storm declared by an operator (``outage-sentinel storm declare``).
 STORM_KEY = "storm"
@@ -94,6 +95,53 @@ def restoring_work(incidents: Iterable[Incident], event: OutageEvent, resolved: 
                 and inc.start <= min(now, back) and areas <= set(inc.estimate.transformers)):
             return inc
     return None
+
+
+def reissued_work(incidents: Iterable[Incident], event: OutageEvent, resolved: Resolved,
+                  leaving: Mapping[str, datetime]) -> Incident | None:
+    """The planned or temporary work that ``event``, a record seen for the first time,
+    continues under a new id (:func:`continued_records`): outage systems re-issue a record
+    after an edit, and the old id is cancelled or leaves the list. Opened on its own, the
+    same work was announced twice and called off once."""
+    for inc in incidents:
+        if continued_records(inc, event, resolved, leaving):
+            return inc
+    return None
+
+
+def continued_records(incident: Incident, event: OutageEvent, resolved: Resolved,
+                      leaving: Mapping[str, datetime]) -> tuple[str, ...]:
+    """The keys of ``incident``'s records that ``event`` re-issues: ``incident`` is open
+    planned or temporary work on the event's feeder, the event a planned or temporary record
+    of the same source new to it, and each record it continues
+
+    * shares an area with it, and their windows overlap or touch;
+    * leaves before its planned stop: ``leaving`` (``source|event_id`` -> when) holds it,
+      because its ending is in the same batch or the source reported it missing from the
+      complete snapshot poll in which the event first appeared, at a time before its
+      expected restoration (a record without one is never continued).
+
+    Requiring the early leave keeps apart a job that finished at its stop and a new job on
+    the same areas after it."""
+    key = f"{event.source}|{event.event_id}"
+    if (incident_class(event.kind) == "unplanned" or event.status != "active"
+            or event.signal != "notice" or incident_class(incident.kind) == "unplanned"
+            or incident.status != "active" or key in incident.members
+            or resolved.feeder is None or incident.feeder != resolved.feeder):
+        return ()
+    return tuple(m.key for m in incident.members.values()
+                 if _continues(m, event, set(resolved.transformers), leaving.get(m.key)))
+
+
+def _continues(m: Member, event: OutageEvent, areas: set[str], left: datetime | None) -> bool:
+    """Whether ``event`` (naming ``areas``) continues record ``m``, which left at ``left``."""
+    if (left is None or m.etr is None or left >= m.etr or m.signal != "notice"
+            or m.key.split("|", 1)[0] != event.source
+            or not (m.status == "active" or m.superseded_by)):
+        return False
+    stop = event.expected_restoration
+    return bool(areas & set(m.transformers)) and event.start <= m.etr and (
+        stop is None or m.start <= stop)
 
 
 def planned_transformers(incidents: Iterable[Incident], now: datetime) -> frozenset[str]:

@@ -172,8 +172,6 @@ def test_an_unclassified_type_is_announced_as_a_neutral_outage_and_still_gets_a_
 TOMORROW = T0 + 24 * H
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: a re-issued planned record opens a "
-                   "second incident (停电取消 then a fresh 停电通知)")
 def test_planned_work_reissued_in_the_same_poll_is_one_update(daemon: Daemon) -> None:
     """The outage system lists the old record cancelled (作废) and the edited work under a
     new id, two hours longer: the villages hear one update, not 停电取消 and a new notice."""
@@ -185,10 +183,14 @@ def test_planned_work_reissued_in_the_same_poll_is_one_update(daemon: Daemon) ->
     (row,) = daemon.store.load_incidents(open_only=False)
     assert [(v, p) for v, p, _ in told(daemon) if v == "V2"] == [("V2", "outage"),
                                                                  ("V2", "update")]
+    work_now = Incident.from_json(row["state"])
+    assert work_now.status == "active" and work_now.etr == TOMORROW + 6 * H
+    # The command centre sees which record continues which.
+    assert work_now.members["feed|P1"].superseded_by == "feed|P2"
+    (step,) = [e for e in daemon.store.incident_log(row["id"]) if e["stage"] == "reissued"]
+    assert step["details"] == {"record": "feed|P1", "by": "feed|P2"}
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet: a re-issued planned record opens a "
-                   "second incident (two outage notices, then 停电取消)")
 def test_planned_work_reissued_on_a_snapshot_feed_is_one_update(
         daemon: Daemon, server: tuple[str, Scripted]) -> None:
     """The 95598 list drops the old id as the new one appears (same line, areas, window
@@ -203,3 +205,68 @@ def test_planned_work_reissued_on_a_snapshot_feed_is_one_update(
     assert len(daemon.store.load_incidents(open_only=False)) == 1
     assert [(v, p) for v, p, _ in told(daemon) if v == "V2"] == [("V2", "outage"),
                                                                  ("V2", "update")]
+
+
+def jobs(d: Daemon) -> list[tuple[str, ...]]:
+    """Each incident's records (event ids), in opening order."""
+    rows = sorted(d.store.load_incidents(open_only=False), key=lambda r: r["id"])
+    return [tuple(k.split("|")[1] for k in Incident.from_json(r["state"]).members)
+            for r in rows]
+
+
+@pytest.mark.parametrize("case", ["disjoint_areas", "finished_at_its_stop"])
+def test_two_jobs_on_one_line_are_not_linked(daemon: Daemon, case: str) -> None:
+    """Another job on the line as one ends: areas it does not share (T5 of 王楼村 after T4 of
+    刘庄村 was called off), or the same area after the first job finished at its planned
+    stop. Each is its own work: its own incident and its own notices."""
+    if case == "disjoint_areas":
+        work = {"kind": "planned", "start": TOMORROW, "expected_restoration": TOMORROW + 4 * H}
+        feed(daemon, 1, ev("P1", "T4", **work))
+        feed(daemon, 20, ev("P1", "T4", **work, status="cancelled"), ev("P2", "T5", **work))
+        first, second = "cancelled", ("V3", "outage")
+    else:
+        feed(daemon, 1, ev("P1", "T4", kind="planned", expected_restoration=T0 + 2 * H))
+        feed(daemon, 120, ev("P1", "T4", kind="planned", expected_restoration=T0 + 2 * H,
+                             status="restored", end=T0 + 2 * H),
+             ev("P2", "T4", kind="planned", start=T0 + 2 * H, expected_restoration=T0 + 4 * H))
+        first, second = "restored", ("V2", "outage")
+    assert jobs(daemon) == [("P1",), ("P2",)]
+    rows = sorted(daemon.store.load_incidents(open_only=False), key=lambda r: r["id"])
+    assert [r["status"] for r in rows] == [first, "active"]
+    assert (*second, rows[1]["id"]) in told(daemon)
+    assert not [e for r in rows for e in daemon.store.incident_log(r["id"])
+                if e["stage"] == "reissued"]
+
+
+@pytest.mark.parametrize("case", ["disjoint_areas", "finished_at_its_stop"])
+def test_two_jobs_on_a_snapshot_feed_are_not_linked(
+        daemon: Daemon, server: tuple[str, Scripted], case: str) -> None:
+    """The 95598 list drops one job as another appears: not a re-issue when they share no
+    area, nor when the first left the list at its planned stop (finished)."""
+    url, script = server
+    source = make_source(url)
+    if case == "disjoint_areas":
+        first, second = record("X1", "1", "T4", start=1500, stop=1740), \
+            record("X2", "1", "T5", start=1500, stop=1740)
+    else:
+        first, second = record("X1", "1", "T4", start=0, stop=120), \
+            record("X2", "1", "T4", start=120, stop=240)
+    script.replies = [listing(first)]
+    poll(daemon, source, 1)
+    script.replies = [listing(second)]
+    poll(daemon, source, 120)
+    poll(daemon, source, 130)  # X1 missing twice: over
+    assert jobs(daemon) == [("X1",), ("X2",)]
+
+
+def test_work_partly_dropped_in_the_reissue_tells_the_dropped_village_it_is_called_off(
+        daemon: Daemon) -> None:
+    """The edited work no longer takes in T5 (王楼村): that village hears the work is called
+    off for it (停电取消), never "power back" for work that has not begun; 刘庄村 hears
+    nothing new (its time did not change)."""
+    work = {"kind": "planned", "start": TOMORROW, "expected_restoration": TOMORROW + 4 * H}
+    feed(daemon, 1, ev("P1", "T4", "T5", **work))
+    feed(daemon, 20, ev("P1", "T4", "T5", **work, status="cancelled"), ev("P2", "T4", **work))
+    assert jobs(daemon) == [("P1", "P2")]
+    assert [(v, p) for v, p, _ in told(daemon)] == [("V2", "outage"), ("V3", "outage"),
+                                                    ("V3", "cancelled")]

@@ -19,7 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from outage_sentinel.config import HttpJsonSourceConfig
-from outage_sentinel.events import PollResult
+from outage_sentinel.events import LEFT_LIST, PollResult
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source, SourceError
 from outage_sentinel.sources.http_json import FeedError, HttpJsonSource, redact_url
@@ -758,6 +758,31 @@ def test_work_that_leaves_the_list_before_it_starts_is_cancelled_not_restored(
     assert ended["P1"].end is None  # as a feed's own "cancelled": the time it was seen counts
     assert ended["F1"].status == "restored" and ended["F1"].end == NOW
     assert not polls[1].events
+
+
+def test_a_record_first_listed_as_others_leave_names_them(
+        server: tuple[str, Scripted]) -> None:
+    """The outage system re-issues edited work under a new id: the old id leaves the list
+    as the new one appears. The new record carries the ids that left in that complete poll
+    (the processor may continue the work); a record already listed carries nothing, nor
+    does one first listed in a poll that did not see the whole list."""
+    url, script = server
+    work = {"powerOffId": "P1", "typeCode": "1", "startTime": "2026-11-24 08:00:00",
+            "stopTime": "2026-11-24 16:00:00", "lineName": "10kV马集线",
+            "pubTranName": "南谢庄村2#公变"}
+    other = dict(work, powerOffId="P9", pubTranName="南谢庄村1#公变")
+    edited = dict(work, powerOffId="P2", stopTime="2026-11-24 18:00:00")
+    script.replies = [listing(work, other), listing(edited, other)]
+    polls = polled(url, 2)
+    (new,) = [e for e in polls[1].events if e.event_id == "P2"]
+    assert new.raw[LEFT_LIST] == ["P1"]
+    assert not [e for e in polls[1].events if LEFT_LIST in e.raw and e.event_id != "P2"]
+    # Fewer records served than the feed counts: P1 may be the one not served.
+    script.replies = [listing(work, other), listing(edited, totalCount=3)]
+    polls = polled(url, 2)
+    assert [e.event_id for e in polls[1].events] == ["P2"]
+    assert LEFT_LIST not in polls[1].events[0].raw
+    assert not polls[0].events[0].raw.get(LEFT_LIST)  # the first poll: nothing left
 
 
 def test_a_record_that_moved_across_a_page_boundary_is_not_restored(

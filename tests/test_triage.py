@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from outage_sentinel.events import OutageEvent
-from outage_sentinel.incidents import Estimate, Incident, Resolved
+from outage_sentinel.incidents import Estimate, Incident, Member, Resolved
 from outage_sentinel.triage import (
+    continued_records,
     planned_transformers,
+    reissued_work,
     storm_declared,
     triage,
     unknown_references_reason,
@@ -101,3 +104,65 @@ def test_unknown_references_reason_names_what_each_reference_is() -> None:
     reason = unknown_references_reason(ev, ("L9", "K3", "TX", "某村"))
     assert reason == ("record R7: unknown references, not in the topology bundle: "
                       "'L9' (line), 'K3' (device), 'TX' (area), '某村' (area text)")
+
+
+# -- planned work re-issued under a new id -----------------------------------------------------
+
+H = timedelta(hours=1)
+
+
+def work(**old: object) -> Incident:
+    """Open planned work on F1 with one record, feed|P1 on T1, NOW+1h to NOW+5h."""
+    fields: dict[str, object] = {
+        "key": "feed|P1", "kind": "planned", "status": "active", "signal": "notice",
+        "start": NOW + H, "etr": NOW + 5 * H, "end": None, "device": None,
+        "transformers": ("T1",), "unknown": (), "area_text": "", "cause": "", "seen_at": NOW}
+    fields.update(old)
+    member = Member(**fields)  # type: ignore[arg-type]
+    inc = incident(kind="planned", start=NOW + H, etr=NOW + 5 * H, areas=("T1",))
+    return replace(inc, members={member.key: member})
+
+
+def reissue(event_id: str = "P2", source: str = "feed", start: datetime = NOW + H,
+            etr: datetime | None = NOW + 7 * H, kind: str = "planned") -> OutageEvent:
+    return OutageEvent(source=source, event_id=event_id, kind=kind,  # type: ignore[arg-type]
+                       status="active", start=start, expected_restoration=etr,
+                       transformers=("T1",))
+
+
+LEFT_NOW = {"feed|P1": NOW}
+
+REISSUE_CASES = [
+    # (why, incident, event, resolved, leaving) -> continued records
+    ("longer window, old cancelled in the batch", work(), reissue(), NAMED, LEFT_NOW,
+     ("feed|P1",)),
+    ("window shifted, touching", work(), reissue(start=NOW + 5 * H, etr=NOW + 8 * H), NAMED,
+     LEFT_NOW, ("feed|P1",)),
+    ("window without a stop", work(), reissue(etr=None), NAMED, LEFT_NOW, ("feed|P1",)),
+    ("the old record leaves nothing", work(), reissue(), NAMED, {}, ()),
+    ("the old record left at its stop", work(), reissue(), NAMED, {"feed|P1": NOW + 5 * H},
+     ()),
+    ("the old record has no stop", work(etr=None), reissue(), NAMED, LEFT_NOW, ()),
+    ("windows apart", work(), reissue(start=NOW + 6 * H, etr=NOW + 8 * H), NAMED, LEFT_NOW,
+     ()),
+    ("new window ends before the old begins", work(),
+     reissue(start=NOW - 3 * H, etr=NOW - H), NAMED, LEFT_NOW, ()),
+    ("no shared area", work(), reissue(), Resolved("F1", ("T2",), None, ()), LEFT_NOW, ()),
+    ("another feeder", work(), reissue(), Resolved("F2", ("T1",), None, ()), LEFT_NOW, ()),
+    ("another source", work(), reissue(source="other"), NAMED, {"other|P1": NOW, **LEFT_NOW},
+     ()),
+    ("a fault record", work(), reissue(kind="fault"), NAMED, LEFT_NOW, ()),
+    ("a record of the work already", work(), reissue(event_id="P1"), NAMED, LEFT_NOW, ()),
+    ("the old record ended on its own", work(status="restored"), reissue(), NAMED, LEFT_NOW,
+     ()),
+    ("re-issued already, split in two", work(status="cancelled", superseded_by="feed|P3"),
+     reissue(), NAMED, LEFT_NOW, ("feed|P1",)),
+]
+
+
+@pytest.mark.parametrize("inc,ev,resolved,leaving,expected",
+                         [c[1:] for c in REISSUE_CASES], ids=[c[0] for c in REISSUE_CASES])
+def test_continued_records_table(inc: Incident, ev: OutageEvent, resolved: Resolved,
+                                 leaving: dict[str, datetime], expected: tuple[str, ...]) -> None:
+    assert continued_records(inc, ev, resolved, leaving) == expected
+    assert (reissued_work([incident(), inc], ev, resolved, leaving) is inc) == bool(expected)

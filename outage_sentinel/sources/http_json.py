@@ -42,7 +42,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -55,6 +55,7 @@ import urllib3
 from outage_sentinel.config import HttpJsonSourceConfig
 from outage_sentinel.errors import exception_chain, parse_retry_after
 from outage_sentinel.events import (
+    LEFT_LIST,
     UNCLASSIFIED_KIND,
     EventError,
     OutageEvent,
@@ -239,6 +240,10 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
     stops the restorations of the others, and still never lets one be announced that it may
     be. The cursor keeps, per unreadable fingerprint, the active ids served with it.
 
+    A record first listed in a complete poll from which others are missing (counted, not held
+    back) carries their ids (:func:`_tag_arrivals`): a re-issued record's old id leaves the
+    list as its new one appears.
+
     Returns the ids of the missing records this poll held back (incomplete, or unreadable
     records that may be them); ``cursor["held_polls"]`` counts polls in a row that held one.
     """
@@ -272,6 +277,7 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
                 continue
             _end(source, event_id, info, result, now)
         cursor["active"] = {**kept, **current}
+        _tag_arrivals(result, previous, [k for k in gone if k not in held_back])
     # What each unreadable record was served with: evidence that it is none of those.
     active = set(cursor["active"])
     cursor["nameless"] = {fp: sorted((set(together.get(fp, ())) | listed) & active)
@@ -281,6 +287,17 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
     if held_back:
         cursor["held_polls"] = int(previous_cursor.get("held_polls", 0)) + 1
     return held_back
+
+
+def _tag_arrivals(result: PollResult, previous: Mapping[str, Any], left: list[str]) -> None:
+    """Tag the records first listed in this complete poll with the ids that left the list in
+    it (``raw[LEFT_LIST]``): the outage system may have re-issued one of those under the new
+    id, and the processor continues that work instead of announcing another."""
+    if not left:
+        return
+    result.events[:] = [
+        replace(e, raw={**e.raw, LEFT_LIST: list(left)})
+        if e.status == "active" and e.event_id not in previous else e for e in result.events]
 
 
 def _end(source: str, event_id: str, info: Mapping[str, Any], result: PollResult,
