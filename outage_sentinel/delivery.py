@@ -375,26 +375,26 @@ class Deliverer:
         """``rows`` without those a silence mutes (each marked ``silenced``, counted, logged)."""
         if self.muter is None or not rows:
             return rows
-        muted = self.muter.muted(rows, now)
-        for row in rows:
-            reason = muted.get(row.id)
-            if reason is not None and self.store.mark_silenced(row.id, now, reason):
-                self.metrics.notifications.labels(row.channel, "silenced").inc()
-                self.log.info("silenced", key=row.key, channel=row.channel, silence=reason)
-        return [r for r in rows if r.id not in muted]
+        return self._set_aside(rows, self.muter.muted(rows, now), now, "silenced")
 
     def _still_true(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """``rows`` without those no longer true to send (each marked ``superseded``, counted,
         logged with why)."""
         if self.moot is None or not rows:
             return rows
-        moot = self.moot.moot(rows, now)
+        return self._set_aside(rows, self.moot.moot(rows, now), now, "superseded")
+
+    def _set_aside(self, rows: list[OutboxRow], why: Mapping[int, str], now: datetime,
+                   status: Literal["silenced", "superseded"]) -> list[OutboxRow]:
+        """``rows`` without those ``why`` names, each given ``status`` (with why), counted
+        and logged; one already settled meanwhile is left as it is."""
+        mark = self.store.mark_silenced if status == "silenced" else self.store.mark_superseded
         for row in rows:
-            why = moot.get(row.id)
-            if why is not None and self.store.mark_superseded(row.id, now, why):
-                self.metrics.notifications.labels(row.channel, "superseded").inc()
-                self.log.info("superseded", key=row.key, channel=row.channel, reason=why)
-        return [r for r in rows if r.id not in moot]
+            reason = why.get(row.id)
+            if reason is not None and mark(row.id, now, reason):
+                self.metrics.notifications.labels(row.channel, status).inc()
+                self.log.info(status, key=row.key, channel=row.channel, reason=reason)
+        return [r for r in rows if r.id not in why]
 
     def _in_order(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """``rows`` their chains let go now, in id order; the off-notices a later back-notice
