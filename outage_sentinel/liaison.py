@@ -299,8 +299,8 @@ class LiaisonPlanner:
             "kind_label": KIND_LABELS[lang].get(kind, kind),
             "village": village,
             "feeder_label": self._feeder_label(incident.feeder),
-            # "10kV…线停电" says the whole line is off: qualified when the estimate is part of it.
-            # Of what is still off, for outage and update notices (restored parts are on).
+            # "10kV…线停电" says the whole line is off: qualified when what is off (for outage
+            # and update notices, what is still off) is part of it, or only inferred whole.
             "line_label": self.line_label(incident.feeder, areas, in_village,
                                           self.sure_off(incident, estimate.devices)),
             # A device is named to liaisons only when a source named it: an inferred fault
