@@ -138,6 +138,9 @@ class Member:
     #: the outage system (:func:`outage_sentinel.triage.reissued_work`). Ended (called off)
     #: when it was, its times are no longer the work's.
     superseded_by: str = ""
+    #: Areas planned or temporary work named and no longer does, edited under its own id
+    #: before it began: the work is called off for them (:func:`edited_out`).
+    left: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +151,7 @@ class Member:
             "seen_at": self.seen_at.isoformat(), "possible": list(self.possible),
             **({} if self.kind_known else {"kind_known": False}),
             **({"superseded_by": self.superseded_by} if self.superseded_by else {}),
+            **({"left": list(self.left)} if self.left else {}),
         }
 
     @classmethod
@@ -162,6 +166,7 @@ class Member:
             possible=tuple(d.get("possible") or ()),
             kind_known=bool(d.get("kind_known", True)),
             superseded_by=str(d.get("superseded_by") or ""),
+            left=tuple(d.get("left") or ()),
         )
 
 
@@ -489,6 +494,23 @@ def _superseded_reports(members: dict[str, Member]) -> dict[str, Member]:
     return out
 
 
+def edited_out(member: Member, before: Member | None, now: datetime) -> Member:
+    """``member`` with the areas planned or temporary work no longer names (:attr:`Member.left`)
+    when the record was edited under its own id before the work began: nobody's power went
+    off there, so those villages hear the work is called off for them (:func:`called_off`).
+    An edit after the work began says nothing of whether those areas are back: they stay off
+    until something says so. An area named again leaves the list."""
+    if before is None:
+        return member
+    named = {*member.transformers, *member.possible}
+    left = [t for t in before.left if t not in named]
+    if (member.status == "active" and before.status == "active" and now < member.start
+            and now < before.start and incident_class(member.kind) != "unplanned"):
+        left += [t for t in (*before.transformers, *before.possible)
+                 if t not in named and t not in left]
+    return replace(member, left=tuple(left)) if left or member.left else member
+
+
 def _ending_keeps_areas(member: Member, before: Member | None) -> Member:
     """A record's ending that names no areas (a snapshot feed's record gone from the list,
     inferred restored) ends the areas it named before: without them the areas would stay off
@@ -587,7 +609,8 @@ def _folded_members(incident: Incident, member: Member, joined: Iterable[Member]
     for m in joined:
         members.setdefault(m.key, m)
     before = members.get(member.key)
-    members[member.key] = _still_superseded(_ending_keeps_areas(member, before), before)
+    member = edited_out(_ending_keeps_areas(member, before), before, now)
+    members[member.key] = _still_superseded(member, before)
     members = _supersede(members, supersedes, member.key, now)
     return _superseded_reports(members)
 
@@ -843,10 +866,10 @@ def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
     named_active = {t for m in ordered if m.signal in REPORTING_SIGNALS and m.status == "active"
                     for t in (*m.transformers, *m.possible)}
     for m in ordered:
-        if m.signal == "notice" and m.status != "active":
-            for t in (*m.transformers, *m.possible):
-                if t not in named_active:
-                    back.setdefault(t, m.end or m.seen_at)
+        ended = m.signal == "notice" and m.status != "active"
+        for t in (*m.transformers, *m.possible, *m.left) if ended else m.left:
+            if t not in named_active:
+                back.setdefault(t, m.end or m.seen_at)
     return back
 
 
@@ -1004,11 +1027,14 @@ def reported_dark(incidents: Iterable[Incident]) -> set[str]:
 def called_off(incident: Incident, village: str, topology: Topology | None) -> bool:
     """Whether planned or temporary work was called off for ``village``: every record that
     says something of it (:func:`village_records`) was cancelled (one re-issued without the
-    village's areas, say). Its power never went off: it hears 停电取消, not "power back"."""
+    village's areas, say), and one at least did (or was edited before the work began to leave
+    the village out, :attr:`Member.left`). Its power never went off: it hears 停电取消, not "power back"."""
     if topology is None or incident_class(incident.kind) == "unplanned":
         return False
     records = village_records(incident, village, topology)
-    return bool(records) and all(m.status == "cancelled" for m in records)
+    areas = topology.village_transformers(village)
+    edited = [m for m in incident.members.values() if any(t in areas for t in m.left)]
+    return bool(records or edited) and all(m.status == "cancelled" for m in records)
 
 
 def _told_moved(before: Incident, after: Incident, village: str,

@@ -270,3 +270,26 @@ def test_work_partly_dropped_in_the_reissue_tells_the_dropped_village_it_is_call
     assert jobs(daemon) == [("P1", "P2")]
     assert [(v, p) for v, p, _ in told(daemon)] == [("V2", "outage"), ("V3", "outage"),
                                                     ("V3", "cancelled")]
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_work_edited_under_its_own_id_to_leave_a_village_out_tells_that_village(
+        daemon: Daemon, started: bool) -> None:
+    """The same record, edited to no longer take in T5 (王楼村). Before the work begins the
+    village hears it is called off for it (停电取消); once the work has begun it hears its
+    power is back only when something says so (never silence, never a guess)."""
+    start = T0 + 30 * timedelta(minutes=1) if started else TOMORROW
+    work = {"kind": "planned", "start": start, "expected_restoration": start + 4 * H}
+    feed(daemon, 1, ev("P1", "T4", "T5", **work))
+    feed(daemon, 60, ev("P1", "T4", **work))
+    said = [(v, p) for v, p, _ in told(daemon)]
+    if not started:
+        assert said == [("V2", "outage"), ("V3", "outage"), ("V3", "cancelled")]
+        # Edited back in: the village hears of the work anew.
+        feed(daemon, 90, ev("P1", "T4", "T5", **work))
+        v3 = [m.purpose for m in daemon.store.messages()
+              if m.audience == "liaison" and m.recipient.startswith("village:V3")]
+        assert v3 == ["outage", "cancelled", "outage"]
+    else:
+        assert said == [("V2", "outage"), ("V3", "outage")]
+        assert "T5" in incident(daemon, "planned").off
