@@ -40,17 +40,24 @@ def test_default_config_notifies_first_fault_within_two_poll_intervals(tmp_path:
     interval = default["sources"][0]["interval_seconds"]
     cfg = make_config(tmp_path, speed=default["sources"][0]["speed"], interval=interval,
                       delivery_interval=default["delivery"]["interval_seconds"])
+
+    def notices() -> list[dict[str, str]]:
+        # The crew's dispatch and the command centre's summary share the sink; their workers
+        # may write first.
+        return [m for m in sink_lines(tmp_path)
+                if m["purpose"] == "outage" and m["audience"] == "liaison"]
+
     proc = start_daemon(cfg)
     try:
         assert wait_for(lambda: (tmp_path / "daemon.log").exists()
                         and "running" in (tmp_path / "daemon.log").read_text("utf-8"), 30)
         started = time.monotonic()
-        ok = wait_for(lambda: any(m["purpose"] == "outage" for m in sink_lines(tmp_path)),
-                      2 * interval + 2)
+        ok = wait_for(lambda: bool(notices()), 2 * interval + 2)
         assert ok, f"no liaison notice {time.monotonic() - started:.1f}s after start"
-        first = sink_lines(tmp_path)[0]
-        assert first["audience"] == "liaison"
-        assert "南谢庄村" in first["text"]  # the village behind the demo's first fault
+        first = notices()[0]
+        # The village behind the demo's first fault (its notices may go out in any order).
+        assert any("南谢庄村" in m["text"] for m in notices()
+                   if m["incident_id"] == first["incident_id"])
         assert "停电" in first["text"]
     finally:
         assert stop(proc) == 0
