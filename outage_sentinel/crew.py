@@ -517,6 +517,7 @@ def _patrol_context(topology: Topology, incident: Incident, language: str,
     sure = certainty(topology, incident, language)
     return {
         "certainty": sure["label"], "device_basis": sure["basis"],
+        "device_probability": sure["probability_label"],
         "alternative": sure["alternative"],
         "map_link": map_link(location[0], location[1], map_label, params.map_url_template)
         if location is not None else None,
@@ -543,7 +544,8 @@ def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, A
             incident=ctx["incident_id"], priority=int(ctx["priority_score"]),
             deadline=ctx["deadline_local"], feeder=ctx["feeder_label"],
             device=ctx["patrol_from"], villages=ctx["villages"], customers=ctx["customers"],
-            cause=ctx["cause"], care=care, language=language),
+            cause=ctx["cause"], care=care, language=language, basis=ctx["device_basis"],
+            probability=ctx["device_probability"]),
     }
 
 

@@ -170,15 +170,42 @@ def care_params(*, village: str, households: Sequence[Mapping[str, object]],
             "incident": fit(incident)}
 
 
+#: How sure a dispatch's fault point is, after its name (``device``): by whose word, and
+#: the probability of an inference. A crew by SMS reads no other line of the dispatch.
+_DEVICE_BASIS: dict[str, dict[str, str]] = {
+    "zh": {"set": "（指挥中心确认）", "reported": "（已报告动作）", "inferred": "（推断）",
+           "inferred_p": "（推断，可能性{p}）"},
+    "en": {"set": " (confirmed)", "reported": " (reported operated)", "inferred": " (inferred)",
+           "inferred_p": " (inferred, {p})"},
+}
+
+
+def device_value(device: str, basis: str = "", probability: str = "",
+                 language: str = "zh") -> str:
+    """The ``device`` variable: the fault point's name with how sure it is (``basis``:
+    ``set``, ``reported`` or ``inferred``, with its ``probability`` label "约80%" if any),
+    the qualifier kept whole when the name is cut; 待查 when there is none."""
+    if not device:
+        return _labels(language)["unknown_cause"]
+    words = _DEVICE_BASIS.get(language, _DEVICE_BASIS["zh"])
+    if basis in ("set", "reported"):
+        suffix = words[basis]
+    else:  # an inference, or a basis not known: never stated as fact
+        suffix = words["inferred_p"].format(p=probability) if probability else words["inferred"]
+    return fit(device, VARIABLE_LIMIT - len(suffix)) + suffix
+
+
 def dispatch_params(*, incident: str, priority: int, deadline: str | None, feeder: str,
                     device: str, villages: Sequence[str], customers: int, cause: str | None,
-                    care: int, language: str = "zh") -> dict[str, str]:
+                    care: int, language: str = "zh", basis: str = "",
+                    probability: str = "") -> dict[str, str]:
     """Crew dispatch: ``incident priority deadline feeder device villages customers cause
-    care`` (``care`` = number of special-care households, listed in the crew's message)."""
+    care`` (``care`` = number of special-care households, listed in the crew's message;
+    ``device`` says how sure the fault point is, :func:`device_value`)."""
     labels = _labels(language)
     return {"incident": fit(incident), "priority": str(priority),
             "deadline": _time(deadline, language), "feeder": fit(feeder),
-            "device": fit(device) if device else labels["unknown_cause"],
+            "device": device_value(device, basis, probability, language),
             "villages": pack(list(villages), len(villages), labels["more_villages"],
                              labels["sep"]) or labels["none"],
             "customers": str(customers), "cause": _cause(cause, language), "care": str(care)}

@@ -216,7 +216,9 @@ def test_every_purpose_has_its_template_code_and_parameters(
                       "restored": "2026-11-23 12:00", "incident": FAULT})]
     assert by_code["SMS_DISPATCH"] == [
         (CREW, {"incident": FAULT, "priority": by_code["SMS_DISPATCH"][0][1]["priority"],
-                "deadline": "2026-11-23 11:30", "feeder": "10kV一号线", "device": "B1",
+                "deadline": "2026-11-23 11:30", "feeder": "10kV一号线",
+                # Only inferred (the record names areas, not the breaker): said so.
+                "device": "B1（推断，可能性约95%）",
                 "villages": "东村、西村", "customers": "230", "cause": "线路故障",
                 "care": "2"})]
     assert int(by_code["SMS_DISPATCH"][0][1]["priority"]) > 0

@@ -159,3 +159,26 @@ def test_docs_say_how_a_template_carries_the_link() -> None:
     docs = (Path(__file__).parents[2] / "docs" / "channels.md").read_text("utf-8")
     intro = docs[docs.index("### SMS templates per purpose"):docs.index("**`outage`**")]
     assert "/f/${link}" in intro and "| `link` |" in intro
+
+
+@pytest.mark.parametrize(("basis", "probability", "shown"), [
+    ("inferred", "约80%", "东村支线熔断器（推断，可能性约80%）"),
+    ("inferred", "", "东村支线熔断器（推断）"),
+    ("reported", "", "东村支线熔断器（已报告动作）"),
+    ("set", "", "东村支线熔断器（指挥中心确认）"),
+    ("", "", "东村支线熔断器（推断）"),  # no word of how it is known: never read as fact
+])
+def test_the_dispatch_device_says_how_sure_the_fault_point_is(
+        basis: str, probability: str, shown: str) -> None:
+    crew = dispatch_params(incident="INC-1", priority=87, deadline=None, feeder="F",
+                           device="东村支线熔断器", villages=["东村"], customers=5, cause=None,
+                           care=0, basis=basis, probability=probability)
+    assert crew["device"] == shown
+
+
+def test_a_long_device_name_is_cut_and_its_certainty_kept() -> None:
+    crew = dispatch_params(incident="INC-1", priority=87, deadline=None, feeder="F",
+                           device="很长的设备名" * 10, villages=["东村"], customers=5, cause=None,
+                           care=0, basis="inferred", probability="约55%")
+    assert len(crew["device"]) == VARIABLE_LIMIT
+    assert crew["device"].endswith("…（推断，可能性约55%）")
