@@ -1144,18 +1144,18 @@ def village_start(incident: Incident, village: str, topology: Topology | None = 
     something of it (:func:`village_records`), reaching back through ended records that were
     still on when a later one began (a record re-issued under a new id with a later start, or
     one that stopped naming the village while another took it over: the village never came
-    back in between); of all of them once none is open; the incident's start when none does
-    (its areas only inferred), or without a topology."""
+    back in between); once none is open, of those not re-issued under a new id (a cancelled
+    re-issue was to start at its own time, not the old record's); the incident's start when
+    none does (its areas only inferred), or without a topology."""
     if topology is None:
         return incident.start
     records = village_records(incident, village, topology)
     if not records:
         return incident.start
-    open_ = [m for m in records if m.status == "active"]
-    if not open_:
-        return min(m.start for m in records)
+    open_ = ([m for m in records if m.status == "active"]
+             or [m for m in records if not m.superseded_by] or records)
     start = min(m.start for m in open_)
-    for m in sorted((m for m in records if m.status != "active"), key=lambda m: m.start,
+    for m in sorted((m for m in records if m not in open_), key=lambda m: m.start,
                     reverse=True):
         if m.start < start <= (m.end or m.seen_at):
             start = m.start

@@ -293,3 +293,23 @@ def test_work_edited_under_its_own_id_to_leave_a_village_out_tells_that_village(
     else:
         assert said == [("V2", "outage"), ("V3", "outage")]
         assert "T5" in incident(daemon, "planned").off
+
+
+def test_a_cancelled_reissue_quotes_the_start_the_village_was_last_told(
+        daemon: Daemon) -> None:
+    """Work moved from 08:00 to 10:00 by a re-issue, then called off: 停电取消 says the work
+    that was to start at 10:00 is off, not the 08:00 the village was told it no longer was."""
+    work = {"kind": "planned", "start": TOMORROW, "expected_restoration": TOMORROW + 4 * H}
+    moved = {"kind": "planned", "start": TOMORROW + 2 * H,
+             "expected_restoration": TOMORROW + 6 * H}
+    for minutes, events in ((1, [ev("P1", "T4", **work)]),
+                            (20, [ev("P1", "T4", **work, status="cancelled"),
+                                  ev("P2", "T4", **moved)]),
+                            (40, [ev("P2", "T4", **moved, status="cancelled")])):
+        feed(daemon, minutes, *events)
+        while daemon.deliverer.run_once(daemon.clock()):  # told, not taken back unsent
+            pass
+    texts = {m.purpose: m.body for m in daemon.store.messages()
+             if m.recipient.startswith("village:V2") and m.channel == "dingtalk"}
+    assert "停电时间：2026-03-02 10:00" in texts["update"]
+    assert "原定2026-03-02 10:00起" in texts["cancelled"]
