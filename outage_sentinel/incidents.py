@@ -807,11 +807,20 @@ def next_stage(before: Incident, after: Incident) -> Stage:
     # The outage information system is authoritative: its notice confirms the outage.
     if stage == "detected" and any(m.signal == "notice" for m in after.members.values()):
         stage = "confirmed"
-    if after.restored and after.off:
+    if set(after.restored) - set(called_off_areas(after)) and after.off:
         stage = "partially_restored"
     elif stage == "partially_restored":
         stage = "confirmed"
     return stage
+
+
+def called_off_areas(incident: Incident) -> tuple[str, ...]:
+    """Areas of planned or temporary work that left it before the work began (back before its
+    start: a record cancelled or edited to leave them out). Their power never went off: no
+    restoration, for the command centre as for the villages."""
+    if incident_class(incident.kind) == "unplanned":
+        return ()
+    return tuple(t for t, at in incident.restored.items() if at < incident.start)
 
 
 def restoration_step(before: Incident | None, after: Incident) -> tuple[str, ...]:

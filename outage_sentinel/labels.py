@@ -41,7 +41,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "reopened": "再次停电", "escalated": "升级", "stood_down": "抢修撤回",
            "restoration_undone": "撤销恢复（仍停电）",
            "past_stop": "超过计划结束时间才收到，未通知村",
-           "reissued": "停电计划以新编号重新发布（延续原工作）"},
+           "reissued": "停电计划以新编号重新发布（延续原工作）",
+           "called_off": "部分台区停电取消（未开工前移出）"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
@@ -52,7 +53,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "escalated": "escalated", "stood_down": "crew stood down",
            "restoration_undone": "restoration undone (still off)",
            "past_stop": "first seen after its planned end: villages not told",
-           "reissued": "work re-issued under a new record id (continued)"},
+           "reissued": "work re-issued under a new record id (continued)",
+           "called_off": "called off for some areas before the work began"},
 }
 
 #: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).

@@ -52,6 +52,7 @@ from outage_sentinel.incidents import (
     Notice,
     Resolved,
     apply_event,
+    called_off_areas,
     correlate,
     dark_villages,
     hold_back,
@@ -651,7 +652,13 @@ class IncidentProcessor:
 
     def _log_restoration(self, conn: Connection, before: Incident | None, after: Incident,
                          actor: str, now: datetime, note: str = "") -> None:
-        step = restoration_step(before, after)
+        called_off = set(called_off_areas(after))
+        if after.status == "active" and called_off.intersection(restoration_step(before, after)):
+            left = [t for t in restoration_step(before, after) if t in called_off]
+            self.store.log_in(conn, after.id, now, "called_off", actor, note,
+                              {"transformers": left,
+                               "customers": self.topology.customers_of(left)})
+        step = tuple(t for t in restoration_step(before, after) if t not in called_off)
         if step:
             stage = "restored" if after.status == "restored" else "partially_restored"
             # Logged at the time supply came back (an operator may record it later).

@@ -285,6 +285,13 @@ def test_work_edited_under_its_own_id_to_leave_a_village_out_tells_that_village(
     said = [(v, p) for v, p, _ in told(daemon)]
     if not started:
         assert said == [("V2", "outage"), ("V3", "outage"), ("V3", "cancelled")]
+        # The command centre reads it as called off for T5, not as a partial restoration.
+        work_now = incident(daemon, "planned")
+        assert work_now.stage == "confirmed"
+        steps = [(e["stage"], e["details"].get("transformers"))
+                 for e in daemon.store.incident_log(work_now.id)]
+        assert ("called_off", ["T5"]) in steps
+        assert "partially_restored" not in [s for s, _ in steps]
         # Edited back in: the village hears of the work anew.
         feed(daemon, 90, ev("P1", "T4", "T5", **work))
         v3 = [m.purpose for m in daemon.store.messages()
