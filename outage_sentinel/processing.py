@@ -220,6 +220,8 @@ class IncidentProcessor:
         self.etr_step = timedelta(minutes=config.notify.etr_update_minutes)
         self.log = get_logger(component="processor")
         self.failures: dict[int, int] = {}
+        #: Faults folded in this call of :meth:`process` that may need a crew (in order).
+        self.waiting: dict[str, None] = {}
         self.use_topology(topology, planner)
 
     def use_topology(self, topology: Topology, planner: LiaisonPlanner,
@@ -252,6 +254,7 @@ class IncidentProcessor:
                 done += progress
                 if len(fetched) < BATCH or progress == 0:
                     break
+            self._dispatch_waiting(now)
             self._update_incident_gauge()
         return done
 
@@ -478,8 +481,8 @@ class IncidentProcessor:
                 villages_off(current, self.topology)))
             # A crew sent before the outage grew gets new orders; one sent now has them all.
             sent_before = grew and self.store.crew_of_in(conn, after.id) is not None
-            # A crew goes only where there is a line to send it to.
-            after = self._dispatch_if_waiting(conn, after, now, rnd)
+            if self._may_need_crew(after):  # sent once every event of the call is in
+                self.waiting[after.id] = None
             if grew:
                 self.lifecycle.care_for_new_villages_in(conn, after, now, sent_before)
         if current is None or current.revision != after.revision:
@@ -540,17 +543,27 @@ class IncidentProcessor:
             event.source, unknown_references_reason(event, refs),
             dict(event.raw) or {"event_row": stored.row_id, **event.to_json()}), now)
 
-    def _dispatch_if_waiting(self, conn: Connection, inc: Incident, now: datetime,
-                             rnd: RoundCache | None = None) -> Incident:
-        """Send a crew to a confirmed fault that has none."""
-        if not (self.config.lifecycle.auto_dispatch and inc.kind == "fault"
-                and inc.stage in WAITING_STAGES):
-            return inc
-        if self.store.crew_of_in(conn, inc.id) is not None:
-            return inc
-        if rnd is not None:
-            rnd.forget()  # dispatching saves this incident (and may release another's crew)
-        return self.lifecycle.dispatch_in(conn, inc, {"created_at": inc.created_at}, now, "daemon")
+    def _may_need_crew(self, inc: Incident) -> bool:
+        """A confirmed fault the daemon sends a crew to itself (one with a line to send it to)."""
+        return (self.config.lifecycle.auto_dispatch and inc.kind == "fault"
+                and inc.status == "active" and inc.stage in WAITING_STAGES
+                and bool(inc.off or inc.feeder != "?"))
+
+    def _dispatch_waiting(self, now: datetime) -> None:
+        """Send crews to the faults this call folded that have none, once every event of the
+        call is in: a crew freed by a restoration in the same poll (folded last, as endings
+        are) is free for them. Dispatched as they were folded, the new outage found that crew
+        busy, took a farther one or told the command centre none was free. A failure is
+        logged; the clock's check dispatches the fault a minute later."""
+        waiting, self.waiting = list(self.waiting), {}
+        for incident_id in waiting:
+            try:
+                with self.store.transaction() as conn:
+                    inc, row = self.lifecycle.load_in(conn, incident_id)
+                    if self._may_need_crew(inc) and row.get("crew_id") is None:
+                        self.lifecycle.dispatch_in(conn, inc, row, now, "daemon")
+            except Exception:
+                self.log.exception("auto_dispatch_failed", incident_id=incident_id)
 
     # -- operator steps -------------------------------------------------------------------------
 

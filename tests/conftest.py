@@ -137,7 +137,13 @@ GRID_VILLAGE_ROWS = [
 ]
 
 
-def build_grid() -> Topology:
+GRID_CREWS = [{"id": "CR1", "name": "马集抢修班", "phone": "13900000001", "channel": "wecom",
+               "target": "crew-1", "feeders": "F1"},
+              {"id": "CR2", "name": "城关抢修班", "phone": "13900000002", "channel": "wecom",
+               "target": "crew-2", "feeders": "F2"}]
+
+
+def build_grid(crews: Iterable[Mapping[str, Any]] = GRID_CREWS) -> Topology:
     """The two-feeder network drawn above, with villages, liaisons, crews and customers."""
     feeders = {n: ("F2" if n in GRID_F2 else "F1") for e in GRID_EDGES for n in e}
     return build_topology(
@@ -153,10 +159,7 @@ def build_grid() -> Topology:
                     "S2": {"feeder_name": "城关II线", "substation": "城关变"}},
         village_rows=GRID_VILLAGE_ROWS,
         liaisons=GRID_LIAISONS,
-        crews=[{"id": "CR1", "name": "马集抢修班", "phone": "13900000001", "channel": "wecom",
-                "target": "crew-1", "feeders": "F1"},
-               {"id": "CR2", "name": "城关抢修班", "phone": "13900000002", "channel": "wecom",
-                "target": "crew-2", "feeders": "F2"}],
+        crews=crews,
         customer_rows=[
             {"id": "C-HOSP", "transformer": "T1", "name": "镇卫生院", "phone": "13700000001",
              "importance": "special", "tags": ""},

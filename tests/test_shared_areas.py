@@ -18,6 +18,7 @@ from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.incidents import Incident
+from outage_sentinel.topology import Topology
 from tests.conftest import T0, build_grid
 from tests.test_lifecycle import Recorder
 
@@ -34,6 +35,13 @@ class Clock:
 
 @pytest.fixture
 def daemon(tmp_path: Path, db_url: str) -> Iterator[Daemon]:
+    d = make_daemon(tmp_path, db_url, build_grid())
+    yield d
+    d.close()
+
+
+def make_daemon(tmp_path: Path, db_url: str, topology: Topology) -> Daemon:
+    """A started daemon on ``topology`` with recording channels and a hand-set clock."""
     config = parse_config({
         "state_dir": str(tmp_path / "state"),
         "database": {"url": db_url},
@@ -42,12 +50,10 @@ def daemon(tmp_path: Path, db_url: str) -> Iterator[Daemon]:
                      for name in CHANNELS},
         "command_centre": {"channel": "cc", "target": "指挥中心"},
     })
-    clock = Clock()
-    d = Daemon(config, topology=build_grid(), sources=[],
-               channels={name: Recorder("all") for name in CHANNELS}, clock=clock)
+    d = Daemon(config, topology=topology, sources=[],
+               channels={name: Recorder("all") for name in CHANNELS}, clock=Clock())
     d.start()
-    yield d
-    d.close()
+    return d
 
 
 def ev(event_id: str, *areas: str, **kw: Any) -> OutageEvent:
@@ -250,3 +256,24 @@ def test_a_false_alarm_cancelled_before_its_notices_went_takes_them_back(
     heard = {m.recipient.split(":")[1] for m in daemon.store.messages(incident_id=row["id"])
              if m.purpose == "outage" and m.status == "sent"}
     assert "V3" in heard and {m.recipient.split(":")[1] for m in cancelled} == heard
+
+
+def test_a_crew_freed_in_the_same_poll_goes_to_the_new_fault(tmp_path: Path,
+                                                              db_url: str) -> None:
+    """One crew for both lines. One poll brings the end of the fault it was sent to (马集线)
+    and a new fault on 城关线. Endings are folded last; the new fault still gets the crew,
+    and the command centre hears of no crew shortage that was not there."""
+    one = [{"id": "CR1", "name": "县抢修班", "phone": "13900000001", "channel": "wecom",
+            "target": "crew-1", "feeders": "F1;F2"}]
+    d = make_daemon(tmp_path, db_url, build_grid(crews=one))
+    try:
+        feed(d, 1, ev("F1", "T3"))
+        first = incident(d, "fault")
+        assert d.store.get_incident(first.id)["crew_id"] == "CR1"
+        feed(d, 60, ev("F1", "T3", status="restored", end=T0 + timedelta(minutes=59)),
+             ev("F2", "T6", start=T0 + timedelta(minutes=58)))
+        (second,) = d.store.load_incidents(open_only=True)
+        assert second["id"] != first.id and second["crew_id"] == "CR1"
+        assert not [m for m in d.store.messages() if m.purpose == "waiting_for_crew"]
+    finally:
+        d.close()
