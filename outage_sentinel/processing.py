@@ -220,7 +220,7 @@ class IncidentProcessor:
         self.etr_step = timedelta(minutes=config.notify.etr_update_minutes)
         self.log = get_logger(component="processor")
         self.failures: dict[int, int] = {}
-        #: Faults folded in this call of :meth:`process` that may need a crew (in order).
+        #: Faults folded in the batch under way that may need a crew (in order).
         self.waiting: dict[str, None] = {}
         self.use_topology(topology, planner)
 
@@ -251,10 +251,12 @@ class IncidentProcessor:
                 leaving = batch_endings(rest)
                 for i in range(0, len(rest), ROUND_EVENTS):
                     progress += self._process_round(rest[i:i + ROUND_EVENTS], now, leaving)
+                # Crews once the batch is in (its endings are folded last), not after a
+                # whole storm's backlog.
+                self._dispatch_waiting(now)
                 done += progress
                 if len(fetched) < BATCH or progress == 0:
                     break
-            self._dispatch_waiting(now)
             self._update_incident_gauge()
         return done
 
@@ -550,8 +552,8 @@ class IncidentProcessor:
                 and bool(inc.off or inc.feeder != "?"))
 
     def _dispatch_waiting(self, now: datetime) -> None:
-        """Send crews to the faults this call folded that have none, once every event of the
-        call is in: a crew freed by a restoration in the same poll (folded last, as endings
+        """Send crews to the faults the batch folded that have none, once every event of the
+        batch is in: a crew freed by a restoration in the same poll (folded last, as endings
         are) is free for them. Dispatched as they were folded, the new outage found that crew
         busy, took a farther one or told the command centre none was free. A failure is
         logged; the clock's check dispatches the fault a minute later."""
