@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from outage_sentinel.config import load_config
 from outage_sentinel.silencing import Silencing
 from outage_sentinel.store import Store
 from outage_sentinel.topology import load_bundle
@@ -98,6 +99,30 @@ def test_every_correction_against_the_running_daemon(config: Path) -> None:
     shown = ok(config, "incidents", "show", inc)
     for step in ("etr_set", "scope_added", "scope_removed", "cancelled"):
         assert step in shown or _label(step) in shown, (step, shown)
+    _audited(config, inc)
+
+
+def _audited(cfg: Path, inc: str) -> None:
+    """Every step the command line took or was refused is in the audit trail the board
+    shows: who, what was asked, the outcome, the caller's number masked."""
+    store = Store(load_config(cfg).database_url())
+    try:
+        trail = [e for e in reversed(store.audit_trail()) if e["kind"] == "cli"]
+    finally:
+        store.close()
+    seen = [(e["action"], e["ok"]) for e in trail]
+    assert seen[:4] == [("etr", True), ("scope", True), ("scope", True), ("scope", False)]
+    assert ("silence", False) in seen and seen.count(("silence", True)) == 4
+    assert seen[-2:] == [("cancel", True), ("open", True)], seen
+    etr, refused = trail[0], trail[3]
+    assert etr["actor"] == "operator:zhang" and etr["target"] == inc
+    assert '"time"' in etr["detail"] and "stage" in etr["detail"]
+    assert "T-NOPE" in refused["detail"] and refused["target"] == inc
+    forced = next(e for e in trail if e["action"] == "silence" and "MJ01" in e["detail"])
+    assert "--force" in forced["detail"] and not forced["ok"]
+    opened = trail[-1]
+    assert opened["target"] not in ("", inc) and "13800001111" not in opened["detail"]
+    assert "138****1111" in opened["detail"]
 
 
 def _label(step: str) -> str:

@@ -4,6 +4,7 @@ storm``) and the protective devices held by the county's other open fault incide
 
 from __future__ import annotations
 
+import getpass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ from typing import Any
 import pytest
 
 from outage_sentinel import cli
-from outage_sentinel.config import ConfigError, parse_config
+from outage_sentinel.config import ConfigError, load_config, parse_config
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.incidents import Evidence
 from outage_sentinel.localise import FaultContext, devices_per_feeder
+from outage_sentinel.store import Store
 from outage_sentinel.triage import STORM_KEY
 from tests.localise_fixture import build
 from tests.test_lifecycle import T0, Harness, county, ev
@@ -128,3 +130,13 @@ def test_storm_verbs_declare_show_and_end(tmp_path: Path,
     assert "--hours must be greater than 0" in capsys.readouterr().err
     assert run("storm", "end", "--actor", "li") == 0
     assert "no storm declared (ended by operator:li" in capsys.readouterr().out
+    # declared, refused and ended: each in the audit trail the board shows
+    store = Store(load_config(config).database_url())
+    trail = [e for e in reversed(store.audit_trail()) if e["kind"] == "cli"]
+    store.close()
+    assert [(e["actor"], e["action"], e["ok"]) for e in trail] == [
+        ("operator:zhang", "storm", True), (f"operator:{getpass.getuser()}", "storm", False),
+        ("operator:li", "storm", True)]
+    assert '"declare": true' in trail[0]["detail"] and "台风蓝色预警" in trail[0]["detail"]
+    assert "--hours must be greater than 0" in trail[1]["detail"]
+    assert trail[2]["detail"].startswith("storm ended")

@@ -262,7 +262,7 @@ REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
     "silence": ("matcher", "value", "until", "reason", "force", "expire"),
     "ack": ("note",), "dispatch": ("crew", "note"), "arrive": ("note",),
     "restore": ("transformers", "at", "note"), "etr": ("time", "note"),
-    "scope": ("add", "remove", "note"), "cancel": ("reason",),
+    "scope": ("add", "remove", "note"), "device": ("devices", "note"), "cancel": ("reason",),
     "reopen": ("transformers", "note"), "close": ("cause", "device", "note"),
 }
 

@@ -169,10 +169,29 @@ def _outbox_step(store: Any, topology: Any, config: Any, args: argparse.Namespac
         print(f"error: {problems}", file=sys.stderr)
     asked = {"ids": ids or "every dead letter", "reason": mask_phones(reason),
              "force": getattr(args, "force", False)}
-    store.audit(now, actor, "cli", ok=not problems, action=action,
-                detail=f"{said}{'; ' + problems if problems else ''} · request "
-                       f"{json.dumps(asked, ensure_ascii=False, sort_keys=True)}")
+    audit(store, now, actor, action, ok=not problems,
+          outcome=f"{said}{'; ' + problems if problems else ''}", asked=asked)
     return EXIT_PROBLEMS if problems else 0
+
+
+def audit(store: Any, now: datetime, actor: str, action: str, *, ok: bool, outcome: str,
+          asked: dict[str, Any], target: str = "") -> None:
+    """Keep one command-line step in the audit trail the board shows (kind ``cli``), taken or
+    refused, with what was asked (phone numbers masked)."""
+    from outage_sentinel.logs import mask_phones, redact
+
+    said = mask_phones(redact(outcome))
+    if asked:
+        said += f" · request {json.dumps(asked, ensure_ascii=False, sort_keys=True)}"
+    store.audit(now, actor, "cli", ok=ok, action=action, target=target, detail=said)
+
+
+def asked_of(action: str, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
+    """What a command line asked for, as an audit entry keeps it: the fields the board keeps
+    for the same action (:func:`~outage_sentinel.board.actions.request_fields`)."""
+    from outage_sentinel.board.actions import request_fields
+
+    return request_fields(action, {**vars(args), **given})
 
 
 def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) -> int:
@@ -183,18 +202,22 @@ def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) ->
     from outage_sentinel.silencing import SilenceError, Silencing
 
     silencing, now, tz = Silencing(store, lambda: topology), _utcnow(), ZoneInfo(config.timezone)
+    verb, asked = args.silence_verb, {}
     try:
-        if args.silence_verb == "add":
+        if verb == "add":
             matcher = "feeder" if args.feeder else "village" if args.village else "incident"
+            value = args.feeder or args.village or args.incident
+            asked = asked_of("silence", args, matcher=matcher, value=value)
             until = parse_time(args.until, "--until", tz)
-            s = silencing.add(matcher, args.feeder or args.village or args.incident, until,
-                              args.reason, parse_actor(args.actor), now, force=args.force)
-            print(f"silence {s.id}: {s.matcher} {s.value} until "
+            s = silencing.add(matcher, value, until, args.reason, parse_actor(args.actor), now,
+                              force=args.force)
+            _said(store, now, args, asked, f"silence {s.id}: {s.matcher} {s.value} until "
                   f"{s.ends_at.astimezone(tz):%Y-%m-%d %H:%M}" + ("（含重点关怀户）" if s.force
                                                                  else ""))
-        elif args.silence_verb == "expire":
+        elif verb == "expire":
+            asked = {"expire": args.silence_id}
             silencing.expire(args.silence_id, now)
-            print(f"silence {args.silence_id} ended")
+            _said(store, now, args, asked, f"silence {args.silence_id} ended")
         else:
             for s in store.silences(holding_at=None if args.all else now):
                 state = "在效" if s.holds(now) else "已结束"
@@ -204,8 +227,20 @@ def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) ->
                       + ("（强制）" if s.force else ""))
     except (SilenceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if verb in ("add", "expire"):
+            audit(store, now, parse_actor(args.actor), "silence", ok=False, outcome=str(exc),
+                  asked=asked)
         return EXIT_PROBLEMS
     return 0
+
+
+def _said(store: Any, now: datetime, args: argparse.Namespace, asked: dict[str, Any],
+          line: str) -> None:
+    """Print a silence step's outcome and keep it in the audit trail."""
+    from outage_sentinel.lifecycle import parse_actor
+
+    print(line)
+    audit(store, now, parse_actor(args.actor), "silence", ok=True, outcome=line, asked=asked)
 
 
 def _utcnow() -> datetime:

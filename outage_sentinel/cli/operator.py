@@ -135,14 +135,26 @@ def _act(args: argparse.Namespace) -> int:
         return opened
     config, topology, store = opened
     core = build_core(config, store, topology, metrics=Metrics(), clock=_utcnow)
+    actor, action = parse_actor(args.actor), args.incidents_verb
+    asked = corrections.asked_of(action, args)
+    target = getattr(args, "incident_id", None) or ""
     try:
-        inc = _step(core, args, parse_actor(args.actor))
+        inc = _step(core, args, actor)
+        said = f"{inc.id}: stage {inc.stage}, status {inc.status}, {len(inc.off)} area(s) off"
+        corrections.audit(store, _utcnow(), actor, action, ok=True, outcome=said, asked=asked,
+                          target=target or inc.id)
     except LifecycleError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        corrections.audit(store, _utcnow(), actor, action, ok=False, outcome=str(exc),
+                          asked=asked, target=target)
         return EXIT_PROBLEMS
+    except Exception as exc:  # kept like the board's failed actions, then shown in full
+        corrections.audit(store, _utcnow(), actor, action, ok=False, outcome=repr(exc),
+                          asked=asked, target=target)
+        raise
     finally:
         store.close()
-    print(f"{inc.id}: stage {inc.stage}, status {inc.status}, {len(inc.off)} area(s) off")
+    print(said)
     return 0
 
 
@@ -313,13 +325,19 @@ def _storm(store: Any, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     action = args.storm_verb
     if action in ("declare", "end"):
+        actor = parse_actor(args.actor)
+        asked = corrections.asked_of("storm", args, declare=action == "declare")
         try:
             store.kv_set(STORM_KEY, storm_declaration(
-                action == "declare", parse_actor(args.actor), now,
+                action == "declare", actor, now,
                 hours=getattr(args, "hours", None), note=getattr(args, "note", "")), now)
         except ValueError as exc:
             print(f"error: --{exc}", file=sys.stderr)
+            corrections.audit(store, now, actor, "storm", ok=False, outcome=f"--{exc}",
+                              asked=asked)
             return EXIT_USAGE
+        corrections.audit(store, now, actor, "storm", ok=True, asked=asked,
+                          outcome="storm declared" if action == "declare" else "storm ended")
     value = store.kv_get(STORM_KEY) or {}
     if storm_declared(value, now):
         until = value.get("until")
