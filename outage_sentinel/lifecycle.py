@@ -607,12 +607,14 @@ class Lifecycle:
         queued = at_risk = 0
         lang = self.planner.renderer.language
         for row in self.store.load_incidents(open_only=True):
+            # Partly restored: the areas still dark keep the commitment until a crew is there.
             if row["kind"] != "fault" or row["stage"] not in ("detected", "confirmed",
-                                                                "dispatched"):
+                                                                "dispatched",
+                                                                "partially_restored"):
                 continue
             with self.store.transaction() as conn:
                 inc, current = self.load_in(conn, row["id"])
-                if inc.status != "active":
+                if inc.status != "active" or self._crew_there(conn, inc, current):
                     continue
                 if (current["crew_id"] is None and inc.stage in WAITING_STAGES
                         and self.config.lifecycle.auto_dispatch
@@ -653,6 +655,14 @@ class Lifecycle:
                 queued += added
         self.at_risk = at_risk
         return queued
+
+    def _crew_there(self, conn: Connection, inc: Incident, current: dict[str, Any]) -> bool:
+        """The crew of a partly restored fault has reported it is on site (that stage does
+        not say whether it came)."""
+        if inc.stage != "partially_restored" or not current.get("crew_id"):
+            return False
+        arrived = self.store.last_log_details_in(conn, inc.id, "on_site") or {}
+        return bool(arrived.get("crew") == current["crew_id"])
 
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return self.store.crew_of_in(conn, incident_id)

@@ -500,3 +500,45 @@ def test_summaries_describe_planned_work_as_planned_and_name_the_crew(h: Harness
     h.at(30)
     h.feed(ev("F1", "T1", "T2", "T3", etr=T0 + timedelta(hours=3)))  # a new revision
     assert "抢修队伍：抢修一班" in [m.text for m in h.sent("summary", "command")][-1]
+
+
+def test_a_crew_late_to_a_partly_restored_fault_is_escalated_until_it_arrives(
+        h: Harness) -> None:
+    """Switching brings part of a fault back before the crew arrives: the areas still dark
+    keep the arrival commitment, so a crew running late is escalated as it would be had
+    nothing come back — and not once it is on site."""
+    h.feed(ev("F1", "T1", "T2", "T3"))
+    inc = h.only_incident()
+    assert h.incident(inc)["crew_id"] == "C1"
+    h.at(20)
+    h.feed(ev("ami-3", "T3", signal="alive", source="ami", status="restored",
+              start=T0 + timedelta(minutes=20)))
+    assert h.incident(inc)["stage"] == "partially_restored"
+    h.at(76)  # 14 minutes before the rural 90-minute commitment, the crew not there
+    escalated = [m for m in h.deliver() if m.purpose.startswith("escalation")]
+    assert [(m.incident_id, m.purpose) for m in escalated] == [(inc, "escalation_at_risk")]
+    h.daemon.lifecycle.arrive(inc, "operator:crew1")
+    assert h.incident(inc)["stage"] == "partially_restored"
+    h.at(95)  # past the deadline, but the crew is on site: nothing to escalate
+    assert not [m for m in h.deliver() if m.purpose.startswith("escalation")]
+
+
+def test_a_partly_restored_fault_without_a_crew_gets_one_from_the_clock(h: Harness) -> None:
+    """The crew of a partly restored fault is taken for a higher-priority outage: once it is
+    free again, the clock's check sends it back to the areas still dark."""
+    h.feed(ev("F1", "T1", "T2", "T3"))
+    first = h.only_incident()
+    h.at(10)
+    h.feed(ev("ami-3", "T3", signal="alive", source="ami", status="restored",
+              start=T0 + timedelta(minutes=10)))
+    assert h.incident(first)["stage"] == "partially_restored"
+    h.at(12)
+    h.feed(ev("F2", "T4", "T5", start=T0 + timedelta(minutes=12)))  # the hospital
+    second = next(r["id"] for r in h.daemon.store.load_incidents() if r["id"] != first)
+    assert (h.incident(second)["crew_id"], h.incident(first)["crew_id"]) == ("C1", None)
+    h.at(40)
+    h.feed(ev("F2", "T4", "T5", status="restored", start=T0 + timedelta(minutes=12)))
+    assert h.incident(second)["status"] == "restored"
+    h.at(41)
+    h.deliver()  # the clock's check
+    assert h.incident(first)["crew_id"] == "C1"
