@@ -304,6 +304,9 @@ class Incident:
     #: call), which every later estimate names in place of the localiser's, and who set them.
     device_set: tuple[str, ...] = ()
     device_set_by: str = ""
+    #: Where the crew the incident holds is: "" (none), "dispatched" or "on_site". The stage
+    #: says it too until part of the supply comes back (``partially_restored`` says only that).
+    crew_progress: CrewProgress = ""
 
     @property
     def fault_device(self) -> str | None:
@@ -360,6 +363,7 @@ class Incident:
             "cancel_reason": self.cancel_reason,
             "excluded_against": {t: list(k) for t, k in self.excluded_against.items()},
             "device_set": list(self.device_set), "device_set_by": self.device_set_by,
+            **({"crew_progress": self.crew_progress} if self.crew_progress else {}),
         }
 
     @classmethod
@@ -397,6 +401,7 @@ class Incident:
                               (d.get("excluded_against") or {}).items()},
             device_set=tuple(d.get("device_set") or ()),
             device_set_by=str(d.get("device_set_by") or ""),
+            crew_progress=_crew_progress(d),
         )
 
 
@@ -578,8 +583,10 @@ def apply_event(
     if status != "active":
         for t in off:  # the whole incident is over: the rest came back now
             restored[t] = end or now
-    # The command centre's time was for the outage that ended; off again, it is unknown.
-    etr_set = None if incident.status != "active" and status == "active" else incident.etr_set
+    # The command centre's time was for the outage that ended; off again, it is unknown, and
+    # the crew it held had finished (the lifecycle frees it: ``revived_in``).
+    revived = incident.status != "active" and status == "active"
+    etr_set = None if revived else incident.etr_set
     updated = replace(
         incident, kind=kind, status=status, start=_start(reporting, members),
         etr=etr_set or _etr(active, notices), etr_set=etr_set,
@@ -593,6 +600,7 @@ def apply_event(
         restored=restored, excluded=corrected.excluded,
         excluded_against=corrected.excluded_against, device_set=device_set,
         device_set_by=incident.device_set_by if device_set else "",
+        crew_progress="" if revived else incident.crew_progress,
     )
     updated = replace(updated, stage=next_stage(incident, updated))
     if updated.material() != incident.material() or incident.revision == 0:
@@ -793,6 +801,7 @@ STAGES: tuple[Stage, ...] = ("detected", "confirmed", "dispatched", "on_site",
                              "partially_restored", "restored", "cancelled", "closed")
 ACTIVE_STAGES: tuple[Stage, ...] = ("detected", "confirmed", "dispatched", "on_site",
                                      "partially_restored")
+CrewProgress = Literal["", "dispatched", "on_site"]
 
 
 def next_stage(before: Incident, after: Incident) -> Stage:
@@ -809,8 +818,8 @@ def next_stage(before: Incident, after: Incident) -> Stage:
         stage = "confirmed"
     if set(after.restored) - set(called_off_areas(after)) and after.off:
         stage = "partially_restored"
-    elif stage == "partially_restored":
-        stage = "confirmed"
+    elif stage == "partially_restored":  # all off again: where the crew is, if it has one
+        stage = after.crew_progress or "confirmed"
     return stage
 
 
@@ -1267,6 +1276,13 @@ def villages_of_scope(incident: Incident, topology: Topology | None = None) -> l
     if topology is None:
         return list(incident.estimate.villages)
     return list(topology.villages_of(incident.estimate.transformers))
+
+
+def _crew_progress(d: Mapping[str, Any]) -> CrewProgress:
+    """A stored state's ``crew_progress``; one stored before it existed has it in its stage
+    (a partly restored one: not known, taken as none)."""
+    value = d.get("crew_progress") or d.get("stage")
+    return value if value in ("dispatched", "on_site") else ""
 
 
 def _iso(value: datetime | None) -> str | None:

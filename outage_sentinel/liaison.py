@@ -325,8 +325,10 @@ class LiaisonPlanner:
             "cause": village_cause(incident, records),
             # Crews are said to be on their way only once one was sent: an outage only the
             # meters saw waits for the command centre to acknowledge it.
-            "crew_sent": incident.stage == "dispatched",
-            "crew_on_site": incident.stage == "on_site",
+            "crew_sent": incident.stage == "dispatched" or (
+                incident.stage == "partially_restored" and incident.crew_progress == "dispatched"),
+            "crew_on_site": incident.stage == "on_site" or (
+                incident.stage == "partially_restored" and incident.crew_progress == "on_site"),
             "purpose": notice.purpose,
             # Told its power was back (by this incident), and off now: the notice says so.
             "off_again": notice.purpose == "outage" and previous is not None

@@ -254,6 +254,7 @@ class Lifecycle:
                 raise LifecycleError(f"{incident_id} is {inc.stage}; the crew cannot arrive")
             if inc.stage in ("detected", "confirmed", "dispatched"):
                 inc = replace(inc, stage="on_site")
+            inc = replace(inc, crew_progress="on_site")  # partly restored: the stage stays
             self.save_in(conn, inc, now)
             self.store.log_in(conn, inc.id, now, "on_site", actor, note,
                               {"crew": row.get("crew_id"),
@@ -412,6 +413,7 @@ class Lifecycle:
             self._release_crew(conn, choice.preempts.incident_id, choice.crew.id, inc.id, now)
         inc = self._replacing(conn, inc, row.get("crew_id"), choice.crew.id, now, actor, note)
         inc = replace(inc, stage="dispatched") if inc.stage in ("detected", "confirmed") else inc
+        inc = replace(inc, crew_progress="on_site" if inc.stage == "on_site" else "dispatched")
         self.save_in(conn, inc, now, priority=pr.score, crew_id=choice.crew.id)
         self.store.log_in(conn, inc.id, now, "dispatched", actor, note, {
             "crew": choice.crew.id, "deadline": deadline.isoformat(), "area_type": area,
@@ -572,9 +574,9 @@ class Lifecycle:
                       now: datetime) -> None:
         """Take a crew off lower-priority work; that incident waits for the next free crew."""
         other, _ = self.load_in(conn, incident_id)
-        if other.stage == "dispatched":
+        if other.stage in ("dispatched", "on_site"):
             other = replace(other, stage="confirmed")
-        self.save_in(conn, other, now, crew_id=None)
+        self.save_in(conn, replace(other, crew_progress=""), now, crew_id=None)
         self.store.log_in(conn, other.id, now, "note", "daemon",
                           f"crew {crew_id} reassigned to higher-priority {by}",
                           {"crew": crew_id, "reassigned_to": by})
@@ -614,7 +616,7 @@ class Lifecycle:
                 continue
             with self.store.transaction() as conn:
                 inc, current = self.load_in(conn, row["id"])
-                if inc.status != "active" or self._crew_there(conn, inc, current):
+                if inc.status != "active" or self._crew_there(inc, current):
                     continue
                 if (current["crew_id"] is None and inc.stage in WAITING_STAGES
                         and self.config.lifecycle.auto_dispatch
@@ -656,13 +658,11 @@ class Lifecycle:
         self.at_risk = at_risk
         return queued
 
-    def _crew_there(self, conn: Connection, inc: Incident, current: dict[str, Any]) -> bool:
+    @staticmethod
+    def _crew_there(inc: Incident, current: dict[str, Any]) -> bool:
         """The crew of a partly restored fault has reported it is on site (that stage does
         not say whether it came)."""
-        if inc.stage != "partially_restored" or not current.get("crew_id"):
-            return False
-        arrived = self.store.last_log_details_in(conn, inc.id, "on_site") or {}
-        return bool(arrived.get("crew") == current["crew_id"])
+        return bool(current.get("crew_id")) and inc.crew_progress == "on_site"
 
     def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
         return self.store.crew_of_in(conn, incident_id)

@@ -514,13 +514,25 @@ def test_a_crew_late_to_a_partly_restored_fault_is_escalated_until_it_arrives(
     h.feed(ev("ami-3", "T3", signal="alive", source="ami", status="restored",
               start=T0 + timedelta(minutes=20)))
     assert h.incident(inc)["stage"] == "partially_restored"
+    assert not card(h, inc)["arrived"]  # the board does not show the deadline met
     h.at(76)  # 14 minutes before the rural 90-minute commitment, the crew not there
     escalated = [m for m in h.deliver() if m.purpose.startswith("escalation")]
     assert [(m.incident_id, m.purpose) for m in escalated] == [(inc, "escalation_at_risk")]
     h.daemon.lifecycle.arrive(inc, "operator:crew1")
-    assert h.incident(inc)["stage"] == "partially_restored"
+    assert h.incident(inc)["stage"] == "partially_restored" and card(h, inc)["arrived"]
     h.at(95)  # past the deadline, but the crew is on site: nothing to escalate
     assert not [m for m in h.deliver() if m.purpose.startswith("escalation")]
+    # T3 off again: the incident is back to its crew's stage, on site.
+    h.feed(ev("ami-3b", "T3", signal="dead", source="ami", start=h.now))
+    assert h.incident(inc)["stage"] == "on_site"
+
+
+def card(h: Harness, incident_id: str) -> dict[str, Any]:
+    """The incident as the board's overview shows it."""
+    from outage_sentinel.board.views import Viewer, incident_card
+
+    return incident_card(h.incident(incident_id), h.topology, h.now, Viewer("zh", TZ, False),
+                         h.daemon.lifecycle.params.commitments)
 
 
 def test_a_partly_restored_fault_without_a_crew_gets_one_from_the_clock(h: Harness) -> None:

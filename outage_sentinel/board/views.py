@@ -83,7 +83,8 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
     villages = villages_off(inc, topology)
     detected = row.get("created_at") or inc.start
     deadline, area_type = crews.arrival_deadline(topology, villages, detected, commitments)
-    arrived = stage in ("on_site", "partially_restored", "restored", "closed")
+    # Partly restored says nothing of the crew: switching may have come before it did.
+    arrived = stage in ("on_site", "restored", "closed") or inc.crew_progress == "on_site"
     off = inc.off
     care = special_care_customers(affected_customers(topology, off))
     named = {m.device for m in inc.members.values() if m.device}
@@ -379,7 +380,7 @@ def crew_position(topology: Topology, crew_id: Any, inc: Incident, stage: str
     its base (``crews.csv`` lat/lon); None when the bundle does not say."""
     if not crew_id:
         return None
-    if stage in ("on_site", "partially_restored"):
+    if stage == "on_site" or (stage == "partially_restored" and inc.crew_progress == "on_site"):
         for d in inc.estimate.devices:
             node = topology.nodes.get(d)
             if node is not None and node.lat is not None and node.lon is not None:
