@@ -21,7 +21,7 @@ log incident and customer ids, never these contexts.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -438,9 +438,10 @@ def dispatch_context(
     ``preempts_incident``, ``preempts_priority``), deadline (``deadline_local``,
     ``area_type``, ``area_label``, ``commitment_minutes``, ``minutes_left``), where to go
     (``map_link``, ``map_label``, ``patrol_from``, ``patrol_to``, ``patrol_nodes``,
-    ``patrol_more``, ``devices`` to check), how sure the fault point is (``certainty``,
-    ``device_basis``, a close ``alternative``: :func:`certainty`), and whom to call (``important`` users and
-    special-care ``households`` with full phone numbers, ``households_more``).
+    ``patrol_more``, ``devices`` to check, the ``section`` patrolled), how sure the fault
+    point is (``certainty``, ``device_basis``, a close ``alternative``: :func:`certainty`),
+    and whom to call (``important`` users and special-care ``households`` with full phone
+    numbers, ``households_more``).
     """
     estimate = incident.estimate
     rows = affected_customers(topology, estimate.transformers)
@@ -527,7 +528,38 @@ def _patrol_context(topology: Topology, incident: Incident, language: str,
         "patrol_nodes": [_name(topology, n) for n in walk[: params.max_patrol_nodes]],
         "patrol_more": max(0, len(walk) - params.max_patrol_nodes),
         "devices": _devices_to_check(topology, devices, section, language, sure["label"]),
+        "section": section,
     }
+
+
+#: An inferred fault point that moved beyond a crew's orders sends it new orders only when
+#: at least this probable (below, a near-tie: the orders name the close alternative).
+REDIRECT_MIN = 0.5
+
+
+def orders_covered(ctx: Mapping[str, Any]) -> list[str]:
+    """The nodes a dispatch of :func:`dispatch_context` has the crew walk: the fault point
+    and the section below it, down to the next devices. (The protection above it is only
+    checked for over-tripping: a fault point moved up there is a section not patrolled.)"""
+    return sorted({str(d["id"]) for d in ctx["devices"] if d["role"] == "operated"}
+                  | {str(n) for n in ctx["section"]})
+
+
+def orders_cover(covered: Collection[str], devices: Sequence[str]) -> bool:
+    """Whether orders that had the crew walk ``covered`` lead it to ``devices`` (a fault
+    point estimated since): none of them outside what it was sent to patrol."""
+    return all(d in covered for d in devices)
+
+
+def explains_reported(topology: Topology, incident: Incident) -> bool:
+    """Whether the estimate's fault point is above every area a source reported off that is
+    still off: orders that leave such an area out would take the crew off an outage a
+    record states (the localiser may have read its report as false)."""
+    below: set[str] = set()
+    for d in incident.estimate.devices:
+        if d in topology.pos:
+            below.update(topology.downstream_transformers(d))
+    return all(t in below for t in incident.off if incident.mark(t) == "reported")
 
 
 def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, Any]:

@@ -461,13 +461,16 @@ class Lifecycle:
             purpose="dispatch", channel=c.channel, target=c.target or c.phone,
             audience="crew", subject=body.splitlines()[0], body=body,
             payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
-                     "params": params, "field_links": links},
+                     "params": params, "field_links": links,
+                     # what these orders have the crew look at (a later estimate beyond it
+                     # gets new orders: crews.orders_cover)
+                     "covers": crews.orders_covered(ctx)},
         )]
 
     def dispatch_update_in(self, conn: Connection, inc: Incident, crew_id: str | None,
                            now: datetime, why: str = "device") -> list[OutboxMessage]:
-        """New orders for the crew ``inc`` holds (``why``: its fault point corrected, or the
-        outage ``grown`` to more villages): the dispatch
+        """New orders for the crew ``inc`` holds (``why``: its fault point corrected, the
+        outage ``grown`` to more villages, or the estimate ``moved``): the dispatch
         again at ``inc``'s revision, under the deadline it was first given, headed as an update
         when an earlier one may have reached the crew; a dispatch to it not sent yet is
         withdrawn (the new one says all). None when no crew holds it."""
@@ -547,6 +550,33 @@ class Lifecycle:
         if tell_crew:
             rows += self.dispatch_update_in(conn, inc, crew, now, "grown")
         return self.store.enqueue_in(conn, rows, now) if rows else 0
+
+    def redirect_in(self, conn: Connection, before: Incident, inc: Incident,
+                    now: datetime) -> int:
+        """The crew on its way gets new orders when the fault point moved where its orders do
+        not lead it (more reports, a part restored by switching, a device reported operated):
+        not for a near-tie, whose orders name the close alternative, not when the new point
+        leaves out an area a source reported off, nor once the crew is on site. Returns the
+        rows queued."""
+        est = inc.estimate
+        if (inc.status != "active" or inc.crew_progress != "dispatched" or not est.devices
+                or set(est.devices) == set(before.estimate.devices)
+                or not crews.explains_reported(self.topology, inc)):
+            return 0
+        sure = crews.certainty(self.topology, inc)
+        if sure["basis"] == "inferred" and (sure["probability"] or 0.0) < crews.REDIRECT_MIN:
+            return 0
+        crew = self.store.crew_of_in(conn, inc.id)
+        sent = self.store.last_payload_in(conn, inc.id, "dispatch", f"crew:{crew}") \
+            if crew else None
+        if not sent or "covers" not in sent or crews.orders_cover(sent["covers"], est.devices):
+            return 0
+        self.store.log_in(conn, inc.id, now, "note", "daemon",
+                          "new orders to the crew: the fault point moved",
+                          {"crew": crew, "devices": list(est.devices)})
+        self.log.info("crew_redirected", incident_id=inc.id, crew=crew, devices=list(est.devices))
+        return self.store.enqueue_in(conn, self.dispatch_update_in(conn, inc, crew, now, "moved"),
+                                     now)
 
     def take_back_in(self, conn: Connection, inc: Incident, notices: Sequence[Notice],
                      now: datetime, actor: str, note: str = "", source: str | None = None

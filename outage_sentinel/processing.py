@@ -487,6 +487,8 @@ class IncidentProcessor:
                 self.waiting[after.id] = None
             if grew:
                 self.lifecycle.care_for_new_villages_in(conn, after, now, sent_before)
+            elif current is not None:  # the crew on its way follows the estimate
+                self.lifecycle.redirect_in(conn, current, after, now)
         if current is None or current.revision != after.revision:
             self.log.info("incident_revised", source=event.source, event_id=event.event_id,
                           at=now.isoformat(),

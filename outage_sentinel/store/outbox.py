@@ -327,6 +327,18 @@ class OutboxStore(StoreBase):
              .order_by(outbox_t.c.id))
         return {str(r): str((p or {}).get("crew_named") or "") for r, p in conn.execute(q)}
 
+    def last_payload_in(self, conn: Connection, incident_id: str, purpose: str,
+                        recipient: str) -> dict[str, Any] | None:
+        """The payload of the latest ``purpose`` message of ``incident_id`` to ``recipient``
+        that stands (withdrawn and superseded ones apart); ``None``: there is none."""
+        q = (select(outbox_t.c.payload)
+             .where(self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+                    outbox_t.c.purpose == purpose, outbox_t.c.recipient == recipient,
+                    outbox_t.c.status.not_in(("withdrawn", "superseded")))
+             .order_by(outbox_t.c.id.desc()).limit(1))
+        row = conn.execute(q).first()
+        return None if row is None else dict(row[0] or {})
+
     def last_village_purpose_in(self, conn: Connection, village: str) -> str | None:
         """The purpose of the last liaison message queued for ``village`` (any incident) that
         was or will be sent: what its people heard last (``None``: nothing)."""
