@@ -76,10 +76,12 @@ ROLE_LABELS: Mapping[str, Mapping[str, str]] = {
     # one that tripped (over-reach); the ones below, in case one of them failed to clear a
     # fault in its own zone (the fault may be past them).
     "zh": {"operated": "疑似动作", "upstream": "上级保护，核对是否越级",
-           "downstream": "下级保护，核对是否拒动"},
+           "downstream": "下级保护，核对是否拒动",
+           "reported": "其下有已报停电台区，不在上述区段，请一并核查"},
     "en": {"operated": "suspected to have operated",
            "upstream": "upstream protection: check for over-tripping",
-           "downstream": "downstream protection: check it did not fail to clear"},
+           "downstream": "downstream protection: check it did not fail to clear",
+           "reported": "areas below it are reported off outside that section: check it too"},
 }
 REASON_LABELS: Mapping[str, Mapping[str, str]] = {
     "zh": {"at_risk": "到达时限将超", "overdue": "已超到达时限", "no_crew": "无可派抢修班组"},
@@ -392,9 +394,11 @@ def _alternative(topology: Topology, devices: Sequence[str],
 
 
 def _devices_to_check(topology: Topology, devices: Sequence[str], section: Sequence[str],
-                      language: str, operated: str = "") -> list[dict[str, Any]]:
+                      language: str, operated: str = "", stray: Sequence[str] = ()
+                      ) -> list[dict[str, Any]]:
     """The devices the crew checks, each with why (``operated``: the words for the fault
-    point's, :func:`certainty`'s label)."""
+    point's, :func:`certainty`'s label; ``stray``: areas a source reported off that the fault
+    point does not explain, whose protection is checked too)."""
     roles, kinds = _labels(ROLE_LABELS, language), _labels(DEVICE_LABELS, language)
     roles = {**roles, "operated": operated or roles["operated"]}
     out: dict[str, str] = {}
@@ -410,6 +414,11 @@ def _devices_to_check(topology: Topology, devices: Sequence[str], section: Seque
         node = topology.nodes.get(n)
         if node is not None and node.kind in PROTECTIVE_KINDS:
             out.setdefault(n, "downstream")
+    for t in stray:
+        above = topology.protective_upstream(t, include_self=False) if t in topology.pos \
+            else None
+        if above is not None and topology.nodes[above].kind != "source":
+            out.setdefault(above, "reported")
     return [{"id": d, "name": _name(topology, d),
              "kind_label": kinds.get(topology.nodes[d].kind, topology.nodes[d].kind)
              if d in topology.nodes else "",
@@ -431,7 +440,8 @@ def dispatch_context(
     """The context of ``crew_dispatch.{zh,en}.j2`` for sending ``choice.crew`` to ``incident``.
 
     Keys: incident (``incident_id``, ``revision``, ``update``, ``kind``/``kind_label``, ``cause``,
-    ``feeder_label``, ``villages``, ``customers``, ``start_local``, ``etr_local``,
+    ``feeder_label``, ``villages`` and ``customers`` still off, ``restored_customers`` (a
+    part back by switching), ``start_local``, ``etr_local``,
     ``now_local``), priority (``priority_score``, ``priority_reasons``,
     ``priority_summary``), crew (``crew_name``,
     ``crew_leader``, ``outside_area``, ``distance_km``, ``travel_minutes``, ``eta_local``,
@@ -444,7 +454,10 @@ def dispatch_context(
     numbers, ``households_more``).
     """
     estimate = incident.estimate
-    rows = affected_customers(topology, estimate.transformers)
+    # What is still off: a part restored by switching needs no crew, and no visit.
+    off = incident.off if incident.status == "active" and incident.off \
+        else estimate.transformers
+    rows = affected_customers(topology, off)
     care = special_care_customers(rows)
     return {
         "incident_id": incident.id,
@@ -455,9 +468,10 @@ def dispatch_context(
         "kind_label": _labels(KIND_LABELS, language).get(incident.kind, incident.kind),
         "cause": incident.cause,
         "feeder_label": feeder_label(topology, incident.feeder),
-        "villages": [topology.villages[v].name for v in estimate.villages
+        "villages": [topology.villages[v].name for v in topology.villages_of(off)
                      if v in topology.villages],
-        "customers": estimate.customers,
+        "customers": topology.customers_of(off),
+        "restored_customers": estimate.customers - topology.customers_of(off),
         "start_local": _local(incident.start, tz),
         "etr_local": _local(incident.etr, tz),
         "now_local": _local(now, tz),
@@ -527,7 +541,8 @@ def _patrol_context(topology: Topology, incident: Incident, language: str,
         "patrol_to": sep.join(_name(topology, n) for n in boundary),
         "patrol_nodes": [_name(topology, n) for n in walk[: params.max_patrol_nodes]],
         "patrol_more": max(0, len(walk) - params.max_patrol_nodes),
-        "devices": _devices_to_check(topology, devices, section, language, sure["label"]),
+        "devices": _devices_to_check(topology, devices, section, language, sure["label"],
+                                     unexplained(topology, incident)),
         "section": section,
     }
 
@@ -551,15 +566,14 @@ def orders_cover(covered: Collection[str], devices: Sequence[str]) -> bool:
     return all(d in covered for d in devices)
 
 
-def explains_reported(topology: Topology, incident: Incident) -> bool:
-    """Whether the estimate's fault point is above every area a source reported off that is
-    still off: orders that leave such an area out would take the crew off an outage a
-    record states (the localiser may have read its report as false)."""
+def unexplained(topology: Topology, incident: Incident) -> list[str]:
+    """Areas a source reported off, still off, that are not below the estimate's fault point
+    (the localiser read their reports as false, or a second fault it did not name)."""
     below: set[str] = set()
     for d in incident.estimate.devices:
         if d in topology.pos:
             below.update(topology.downstream_transformers(d))
-    return all(t in below for t in incident.off if incident.mark(t) == "reported")
+    return [t for t in incident.off if incident.mark(t) == "reported" and t not in below]
 
 
 def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, Any]:
@@ -649,8 +663,8 @@ def escalation_context(
     return {
         **{k: base[k] for k in (
             "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
-            "customers", "start_local", "etr_local", "now_local", "priority_score",
-            "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area",
+            "customers", "restored_customers", "start_local", "etr_local", "now_local",
+            "priority_score", "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area",
             "distance_km", "travel_minutes", "eta_local", "deadline_local", "area_type",
             "area_label", "commitment_minutes", "minutes_left", "map_link", "map_label")},
         "reason": reason,

@@ -26,7 +26,8 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "confirmed": "已确认停电", "possible": "可能受影响", "restored": "已恢复",
            "villages": "涉及村庄", "customers": "户", "areas": "个台区", "none": "无",
            "notices": "通知", "log": "处理记录", "unknown": "未能识别", "area_text": "停电范围原文",
-           "withdrawn": "已撤回推断（未通知联络人）", "reopens": "重复停电，关联"},
+           "withdrawn": "已撤回推断（未通知联络人）", "reopens": "重复停电，关联",
+           "dispatched": "在途", "on_site": "已到场"},
     "en": {"feeder": "Feeder", "device": "Fault point", "inferred_device": "Estimated fault point",
            "set_device": "Fault point (set by the command centre)", "set_by": "by",
            "probability": "probability", "pending": "unknown", "since": "Since",
@@ -35,7 +36,8 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "restored": "Back", "villages": "Villages", "customers": "customers",
            "areas": "areas", "none": "none", "notices": "Notices", "log": "Log",
            "unknown": "Not recognised", "area_text": "Scope as reported",
-           "withdrawn": "Inference withdrawn (liaisons not told)", "reopens": "Reopens"},
+           "withdrawn": "Inference withdrawn (liaisons not told)", "reopens": "Reopens",
+           "dispatched": "on its way", "on_site": "on site"},
 }
 
 
@@ -70,6 +72,9 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         + (f"   {w['end']}: {local(inc.end, tz)}" if inc.end else ""),
         f"{w['stage']}: {label(STAGE_LABELS, language, stage)}"
         + (f"   {w['crew']}: {_crew_name(topology, row.get('crew_id'))}"
+           # where the crew is, when the stage does not say (partly restored)
+           + (f" · {w[inc.crew_progress]}" if inc.crew_progress and inc.crew_progress != stage
+              else "")
            if row.get("crew_id") else "")
         + (f"   {w['cause']}: {row.get('cause_category') or inc.cause}"
            if (row.get("cause_category") or inc.cause) else ""),

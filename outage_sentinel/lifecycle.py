@@ -561,7 +561,7 @@ class Lifecycle:
         est = inc.estimate
         if (inc.status != "active" or inc.crew_progress != "dispatched" or not est.devices
                 or set(est.devices) == set(before.estimate.devices)
-                or not crews.explains_reported(self.topology, inc)):
+                or crews.unexplained(self.topology, inc)):
             return 0
         sure = crews.certainty(self.topology, inc)
         if sure["basis"] == "inferred" and (sure["probability"] or 0.0) < crews.REDIRECT_MIN:

@@ -113,3 +113,19 @@ def test_new_orders_never_leave_out_an_outage_a_record_states(daemon: Daemon) ->
     else:
         assert all("一号熔断器" in o for o in orders(daemon))
 
+
+
+def test_orders_name_the_protection_of_reported_areas_the_estimate_leaves_out(
+        daemon: Daemon) -> None:
+    """The record and the telemetry arrive together: whatever fault point the localiser
+    names, the crew's orders lead it to the areas the record states are off."""
+    feed(daemon, 0, ev("F-1", "T1", "T2"),
+         ev("S-1", "T3", "T4", device="FU2", source="scada"))
+    (row,) = daemon.store.load_incidents()
+    now = state(daemon, row["id"])
+    (order,) = orders(daemon)
+    if now.estimate.devices == ("FU2",):  # the record's areas read as false reports
+        assert "一号熔断器（其下有已报停电台区，不在上述区段，请一并核查）" in order
+        assert "二号熔断器（数据源报告动作" in order
+    else:
+        assert "一号熔断器" in order

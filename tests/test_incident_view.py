@@ -45,6 +45,10 @@ def test_show_reads_like_a_summary_not_json() -> None:
     assert "可能受影响 (1 个台区): 台区T2" in text and "已恢复 (1 个台区): 台区T3" in text
     assert "13812345678" not in text and "138****5678" in text
     assert "{" not in text
+    # Partly restored, the stage no longer says where the crew is: the crew line does.
+    part = incident_text(stored(stage="partially_restored", crew_progress="on_site"), [], log,
+                         build_grid(), TZ)
+    assert "阶段: 部分恢复   抢修班组: 马集抢修班 (CR1) · 已到场" in part
 
 
 def test_a_device_the_command_centre_set_is_shown_as_its_word_not_an_estimate() -> None:

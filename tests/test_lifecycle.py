@@ -518,6 +518,8 @@ def test_a_crew_late_to_a_partly_restored_fault_is_escalated_until_it_arrives(
     h.at(76)  # 14 minutes before the rural 90-minute commitment, the crew not there
     escalated = [m for m in h.deliver() if m.purpose.startswith("escalation")]
     assert [(m.incident_id, m.purpose) for m in escalated] == [(inc, "escalation_at_risk")]
+    # It counts what is still off (T1, T2 of 东村), not the part switching brought back.
+    assert "150户仍停电（已恢复80户），涉及东村。" in escalated[0].text
     h.daemon.lifecycle.arrive(inc, "operator:crew1")
     assert h.incident(inc)["stage"] == "partially_restored" and card(h, inc)["arrived"]
     h.at(95)  # past the deadline, but the crew is on site: nothing to escalate
