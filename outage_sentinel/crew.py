@@ -140,6 +140,9 @@ class Busy:
 
     priority: int
     incident_id: str | None = None
+    #: The crew is at work on site (not on its way): never pulled off automatically, only by
+    #: an operator naming it (a crew up a pole or with a line made safe cannot just leave).
+    on_site: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,8 +264,9 @@ def choose_crew(
     then by id so the answer is deterministic):
 
     1. crews whose ``feeders`` include the incident's feeder, free;
-    2. such crews busy on a strictly lower-priority incident (the lowest-priority work is the
-       tie-break at equal distance) — pulled off it, :attr:`CrewChoice.preempts` says which;
+    2. such crews on their way to a strictly lower-priority incident (the lowest-priority
+       work is the tie-break at equal distance) — pulled off it, :attr:`CrewChoice.preempts`
+       says which; a crew at work on site (:attr:`Busy.on_site`) is never pulled off here;
     3. other crews, free (``outside_area=True``);
     4. other crews busy on strictly lower priority (``outside_area=True``, preempting).
 
@@ -275,8 +279,8 @@ def choose_crew(
     for crew in topology.crews:
         busy_raw = crews_busy.get(crew.id)
         busy = Busy(int(busy_raw)) if isinstance(busy_raw, int | float) else busy_raw
-        if busy is not None and busy.priority >= priority:
-            continue  # as urgent or more: never pulled off
+        if busy is not None and (busy.priority >= priority or busy.on_site):
+            continue  # as urgent or more, or at work on site: never pulled off
         covers = bool(incident_feeder) and incident_feeder in crew.feeders
         base = crew_base(crew)
         distance = haversine_km(base, location) if base is not None and location else None
@@ -659,7 +663,8 @@ def escalation_context(
         b = Busy(int(raw)) if isinstance(raw, int | float) else raw
         busy_rows.append({"crew_id": crew_id,
                           "crew_name": crews[crew_id].name if crew_id in crews else crew_id,
-                          "incident_id": b.incident_id, "priority": b.priority})
+                          "incident_id": b.incident_id, "priority": b.priority,
+                          "on_site": b.on_site})
     return {
         **{k: base[k] for k in (
             "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",

@@ -330,10 +330,13 @@ class Lifecycle:
 
     def _busy(self, conn: Connection, exclude: str) -> dict[str, crews.Busy]:
         busy: dict[str, crews.Busy] = {}
-        for iid, cid, score in self.store.crews_busy_in(conn, CREW_STAGES, exclude):
+        for iid, cid, score, on_site in self.store.crews_busy_in(conn, CREW_STAGES, exclude):
             prev = busy.get(cid)
+            there = on_site or (prev is not None and prev.on_site)
             if prev is None or score > prev.priority:
-                busy[cid] = crews.Busy(int(score or 0), iid)
+                busy[cid] = crews.Busy(int(score or 0), iid, there)
+            elif there:
+                busy[cid] = replace(prev, on_site=True)
         return busy
 
     def _detected_at(self, conn: Connection, inc: Incident, row: dict[str, Any]) -> datetime:

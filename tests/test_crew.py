@@ -175,6 +175,18 @@ def test_preemption_reports_the_work_left(topo: Topology) -> None:
     assert not choice.outside_area
 
 
+def test_a_crew_at_work_on_site_is_never_pulled_off_automatically(topo: Topology) -> None:
+    # NEAR is on site at a low-priority fault, FAR on its way to one: FAR is taken instead,
+    # though farther, and with both on site nobody covering the feeder is taken.
+    busy: dict[str, int | Busy] = {"NEAR": Busy(10, "INC-THERE", on_site=True),
+                                   "FAR": Busy(10, "INC-ROAD"), "NOXY": 5000}
+    choice = choose(topo, busy, priority=1000)
+    assert choice is not None and choice.preempts == Busy(10, "INC-ROAD")
+    busy["FAR"] = Busy(10, "INC-ROAD", on_site=True)
+    choice = choose(topo, busy, priority=1000)
+    assert choice is not None and choice.crew.id == "OTHER" and choice.outside_area
+
+
 def test_plain_int_busy_scores_are_accepted(topo: Topology) -> None:
     choice = choose(topo, {"NEAR": 10, "FAR": 5000, "NOXY": 5000})
     assert choice is not None and choice.preempts == Busy(10, None)

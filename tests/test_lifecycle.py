@@ -556,3 +556,27 @@ def test_a_partly_restored_fault_without_a_crew_gets_one_from_the_clock(h: Harne
     h.at(41)
     h.deliver()  # the clock's check
     assert h.incident(first)["crew_id"] == "C1"
+
+
+def test_a_crew_at_work_on_site_is_not_pulled_off_by_a_more_urgent_fault(h: Harness) -> None:
+    # The only crew reaches an ordinary outage on feeder 1 and starts work.
+    h.feed(ev("F1", "T1", "T2", "T3"))
+    first = h.only_incident()
+    h.at(20)
+    h.daemon.lifecycle.arrive(first, "operator:crew1")
+    # The hospital's feeder goes off: more urgent, but the crew stays where it is working;
+    # the command centre is told no crew could be sent, and that C1 is on site elsewhere.
+    h.at(25)
+    h.feed(ev("F2", "T4", "T5", start=T0 + timedelta(minutes=25)))
+    second = next(r["id"] for r in h.daemon.store.load_incidents() if r["id"] != first)
+    assert h.incident(second)["priority"] > h.incident(first)["priority"]
+    assert h.incident(first)["crew_id"] == "C1" and h.incident(first)["stage"] == "on_site"
+    assert h.incident(second)["crew_id"] is None
+    assert [m.incident_id for m in h.sent("dispatch")] == [first]
+    h.at(25 + 76)
+    escalated = [m for m in h.deliver() if m.purpose.startswith("escalation")]
+    assert [m.incident_id for m in escalated] == [second]
+    assert "抢修一班" in escalated[0].text and "在现场" in escalated[0].text
+    # The operator can still send it, by name: that is a decision, not the daemon's.
+    h.daemon.lifecycle.dispatch(second, "operator:cc", crew_id="C1")
+    assert h.incident(second)["crew_id"] == "C1"
