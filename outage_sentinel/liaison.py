@@ -340,6 +340,7 @@ class LiaisonPlanner:
             "restored_by_liaison": notice.purpose == "restored"
             and back_on_field_word(incident, in_village),
         }
+        context["outage_label"] = self.outage_label(context)
         if notice.purpose == "update":
             context.update(self.update_context(incident, village_id, previous))
         body = self.renderer.render(f"liaison_{notice.purpose}", **context)
@@ -377,7 +378,7 @@ class LiaisonPlanner:
         village = context["village"].name
         households = int(context["village_customers"])
         sms_purpose = sms.sms_purpose(purpose, incident.kind)
-        common = {"village": village, "feeder": context["line_label"],
+        common = {"village": village, "feeder": context["outage_label"],
                   "incident": incident.id, "language": self.renderer.language}
         values: dict[str, str]
         if sms_purpose == "restored":
@@ -565,6 +566,17 @@ class LiaisonPlanner:
                 extent = words["maybe_all"]
             labels.append(self._feeder_label(line) + extent)
         return ("、" if self.renderer.language == "zh" else ", ").join(labels)
+
+    def outage_label(self, context: Mapping[str, Any]) -> str:
+        """How every notice of one outage names it to a village: the line with the device a
+        source named ("10kV一号线（1号分支熔断器）"), else :meth:`line_label`'s line and extent.
+        The outage, update, restored and cancelled notices and the SMS ``feeder`` all use it,
+        so a liaison recognises the restored notice as the outage it was told of."""
+        if context.get("device_label"):
+            if self.renderer.language == "zh":
+                return f"{context['feeder_label']}（{context['device_label']}）"
+            return f"{context['feeder_label']} ({context['device_label']})"
+        return str(context["line_label"])
 
     def sure_off(self, incident: Incident, devices: Sequence[str]) -> set[str]:
         """Areas a source reported off, or below a device one named as operated."""

@@ -111,7 +111,7 @@ def test_chinese_outage_notice_carries_everything(grid: Topology) -> None:
         "etr": "2026-03-01 10:00", "households": 70, "confirmed": 70, "incident": "INC-20260301-0001",
         "kind": "fault", "sms_template": "outage",
         # R1 is part of the line: the SMS's feeder parameter says so (its text has no device).
-        "sms": {"village": "马集村", "feeder": "马集I线（部分区段）", "kind": "故障停电",
+        "sms": {"village": "马集村", "feeder": "马集I线（马集重合器）", "kind": "故障停电",
                 "start": "2026-03-01 08:00", "etr": "2026-03-01 10:00", "cause": "雷击",
                 "households": "70", "incident": "INC-20260301-0001"}}
 
@@ -184,6 +184,25 @@ def test_update_and_cancelled_notices(grid: Topology) -> None:
     assert "预计恢复时间调整为：2026-03-01 13:00" in upd.body
     can = planner(grid).rows(replace(inc, status="cancelled"), [Notice("cancelled", ("V1",))], T0)
     assert all(r.purpose == "cancelled" and "已取消" in r.body for r in can)
+
+
+def test_every_notice_of_an_outage_names_it_as_the_outage_notice_did(grid: Topology) -> None:
+    # The outage notice named the recloser a record reported: the restored and cancelled
+    # notices, and their SMS, name it the same way (a liaison matches the two).
+    inc = naming(incident(grid, {"T1", "T3"}), "R1")
+    back = replace(inc, status="restored", end=T0 + timedelta(hours=1), revision=2)
+    for purpose, case in (("outage", inc), ("restored", back),
+                          ("cancelled", replace(back, status="cancelled"))):
+        rows = by_recipient(planner(grid).rows(case, [Notice(purpose, ("V1",))], T0))
+        assert "马集I线（马集重合器）" in rows["village:V1:wecom:group-v1"].body, purpose
+        sms = rows["village:V1:sms:13800000003"].payload["params"]["sms"]
+        assert sms["feeder"] == "马集I线（马集重合器）", purpose
+    en = by_recipient(planner(grid, "en").rows(back, [Notice("restored", ("V1",))], T0))
+    assert "马集I线 (马集重合器) outage" in en["village:V1:wecom:group-v1"].body
+    # Without a named device the line and its extent are said, as before.
+    plain = by_recipient(planner(grid).rows(replace(back, members={}),
+                                            [Notice("restored", ("V1",))], T0))
+    assert "马集I线（部分区段）停电（" in plain["village:V1:wecom:group-v1"].body
 
 
 def test_restored_notice_uses_end_time(grid: Topology) -> None:
