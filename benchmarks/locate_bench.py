@@ -122,6 +122,9 @@ class Model:
     #: the chance per case that telemetry reports one telemetered device open that did not
     #: operate (a glitch, a device opened by hand and not logged, a stale SCADA point)
     false_open: float = 0.0
+    #: the share of single-fault cases whose fault is a transformer area's own (its drop-out
+    #: fuse, the transformer): one area off, no device of the feeder operated
+    own_faults: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -203,8 +206,11 @@ def feeders_of(topology: Topology) -> list[Feeder]:
 
 
 def sample(feeder: Feeder, devices: Sequence[int], model: Model, rng: random.Random) -> Case:
-    """Draw one case's evidence when ``devices`` operated."""
+    """Draw one case's evidence when ``devices`` operated (or, with ``model.own_faults``,
+    sometimes a random area's own transformer instead)."""
     t = feeder.t
+    if model.own_faults and len(devices) == 1 and rng.random() < model.own_faults:
+        devices = [rng.choice(feeder.areas)]
     dead_ranks: set[int] = set()
     for d in devices:
         lo, hi = feeder.range(d)
@@ -628,6 +634,8 @@ HARDER: list[tuple[str, Model, bool]] = [
      "of 10)", Model(0.3, 1.0, open_report=0.7, false_open=0.1), False),
     ("single, no meters or terminals: calls and telemetry only",
      Model(1.0, 0.0, alive_rate=0.0, alive_false=0.0), False),
+    ("single, 30% missing, one fault in 3 is an area's own transformer (drop-out fuse)",
+     Model(0.3, 1.0, own_faults=1 / 3), False),
 ]
 
 
@@ -688,7 +696,7 @@ def fit_on_history(name: str, feeders: list[Feeder], topology: Topology, cases: 
     for f, devices in _single_jobs(feeders, cases, rng):
         c = sample(f, devices, FIELD, rng)
         ev = Evidence(dead=c.dead, alive=c.alive, calls=c.calls, open_devices=c.open_devices)
-        hist.append((ev, solved_case(topology, ev, [topology.ids[d] for d in devices], "h")))
+        hist.append((ev, solved_case(topology, ev, [topology.ids[d] for d in c.devices], "h")))
     t0 = time.perf_counter()
     fitted, _ = fit_with_calibration(topology, hist, LocaliserParams())
     fit_s = time.perf_counter() - t0
@@ -719,7 +727,7 @@ def fit_scenario(feeders: list[Feeder], topology: Topology, model: Model, double
     for f, devices in make_jobs(feeders, double, cases, rng):
         c = sample(f, devices, model, rng)
         ev = evidence_of(c)
-        hist.append((ev, solved_case(topology, ev, [topology.ids[d] for d in devices], "h")))
+        hist.append((ev, solved_case(topology, ev, [topology.ids[d] for d in c.devices], "h")))
         contexts.append(storm_of(model).context(f, draw) if double else None)
     t0 = time.perf_counter()
     fitted, _ = fit_with_calibration(topology, hist, LocaliserParams(), contexts)
@@ -794,7 +802,7 @@ def learning_curve(feeders: list[Feeder], topology: Topology, cases: int, rng: r
     for f, devices in _single_jobs(feeders, max(CURVE_SIZES) if full else 400, rng):
         c = sample(f, devices, FIELD, rng)
         ev = evidence_of(c)
-        pool.append((ev, solved_case(topology, ev, [topology.ids[d] for d in devices], "h")))
+        pool.append((ev, solved_case(topology, ev, [topology.ids[d] for d in c.devices], "h")))
     test_seed = rng.random()
     out: list[tuple[int, float, float]] = []
     for size in (0, *(n for n in CURVE_SIZES if n <= len(pool))):

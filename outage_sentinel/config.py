@@ -810,6 +810,9 @@ class LocalisationConfig(Strict):
     storm_weight: Probability | None = None
     source_prior_factor: Positive | None = None
     switch_prior_factor: Positive | None = None
+    #: An area's own fault (its transformer, drop-out fuse) relative to a protective device;
+    #: 0 = the localiser never says "this area alone".
+    transformer_prior_factor: Annotated[float, Field(ge=0, le=1e3)] | None = None
     max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
     max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
     false_dead_per_area: Probability | None = None
@@ -818,7 +821,7 @@ class LocalisationConfig(Strict):
     false_dead_areas: dict[str, Probability] | None = None
     #: Relative fault rate per device kind (fitted by ``localisation fit``).
     kind_factors: dict[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",
-                               "switch"], Positive] | None = None
+                               "switch", "transformer"], Positive] | None = None
     #: Kinds of device whose opening telemetry reports (a case with telemetry and no open
     #: report weighs against them).
     telemetered_kinds: list[Literal["source", "breaker", "recloser", "sectionalizer", "fuse",

@@ -56,10 +56,11 @@ KIND_LABELS: Mapping[str, Mapping[str, str]] = {
 DEVICE_LABELS: Mapping[str, Mapping[str, str]] = {
     "zh": {"source": "出线开关", "breaker": "断路器", "recloser": "重合器",
            "sectionalizer": "分段器", "fuse": "熔断器", "switch": "开关", "junction": "杆塔",
-           "transformer": "配变"},
+           # the area's own fault: the transformer or its drop-out fuse
+           "transformer": "配变及跌落式熔断器"},
     "en": {"source": "feeder head", "breaker": "breaker", "recloser": "recloser",
            "sectionalizer": "sectionalizer", "fuse": "fuse", "switch": "switch",
-           "junction": "pole", "transformer": "transformer"},
+           "junction": "pole", "transformer": "transformer and its drop-out fuse"},
 }
 #: How sure the fault point is, as a crew and the board read it: set by the command centre,
 #: reported operated by a source, or inferred by the localiser (with its probability).

@@ -88,8 +88,9 @@ MIN_CASES_FOR_SPREAD = 20
 #: Pseudo-faults the current relative fault rate of a device kind is worth.
 KIND_PRIOR_FAULTS = 5.0
 
-#: Kinds whose relative fault rate is fitted (the crew may confirm any of them).
-FAULT_KINDS = ("source", "breaker", "recloser", "sectionalizer", "fuse", "switch")
+#: Kinds whose relative fault rate is fitted (the crew may confirm any of them; a transformer
+#: is an area's own fault: its drop-out fuse, the transformer itself).
+FAULT_KINDS = ("source", "breaker", "recloser", "sectionalizer", "fuse", "switch", "transformer")
 
 
 #: The keys of a history case that carry its window's weather (as ``locate`` reads them).
@@ -130,9 +131,10 @@ def solved_case(topology: Topology, evidence: Evidence, truth: Iterable[str],
         if nid is None or topology.tin[topology.pos[nid]] < 0:
             raise HistoryError(f"{where}: truth device {ref!r} is not an energised node of "
                                "the topology")
-        if topology.nodes[nid].kind not in DEVICE_KINDS | PROTECTIVE_KINDS:
-            # where the crew found the fault (a junction, a line, an area): the device that
-            # operated is the nearest protective device above it
+        if topology.nodes[nid].kind not in DEVICE_KINDS | PROTECTIVE_KINDS | {"transformer"}:
+            # where the crew found the fault (a junction, a line): the device that operated
+            # is the nearest protective device above it (a transformer is the area's own
+            # fault, a hypothesis of its own)
             nid = topology.protective_upstream(nid) or nid
         if nid not in devices:
             devices.append(nid)

@@ -51,6 +51,9 @@ TAKEN_BACK = ("outage", "update", "dispatch", "care")
 #: Stages in which a fault without a crew waits for one (a part may be back already).
 WAITING_STAGES = ("confirmed", "partially_restored")
 #: Stages in which an incident holds its crew.
+#: Nodes a close-out may name besides protective devices and switches: the source (the
+#: substation bus) and a transformer (the area's own fault).
+OWN_FAULT_KINDS = frozenset({"source", "transformer"})
 CREW_STAGES = ("dispatched", "on_site", "partially_restored")
 #: The dispatch message's link to the crew's page (``field.base_url``).
 CREW_LINK_LINE = {"zh": "现场进度（接单 / 到场 / 找到故障 / 恢复送电）：{url}",
@@ -90,14 +93,15 @@ def incident_columns(inc: Incident, now: datetime, **extra: Any) -> dict[str, An
 def confirmed_devices(topology: Topology, text: str) -> list[str]:
     """The device ids of a close-out's ``device`` field (ids or names, separated by commas,
     、 or spaces; each once, in order); :class:`LifecycleError` naming one that is not a
-    device of the topology."""
+    device of the topology. A transformer counts: the area's own fault (its drop-out fuse,
+    the transformer itself), which the localiser also considers."""
     out: list[str] = []
     for ref in re.split(r"[\s,，、;；]+", text.strip()):
         if not ref:
             continue
         nid = topology.resolve(ref)
-        if nid is None or topology.nodes[nid].kind not in DEVICE_KINDS | {"source"}:
-            raise StepInputError(f"{ref!r} is not a device of the topology")
+        if nid is None or topology.nodes[nid].kind not in DEVICE_KINDS | OWN_FAULT_KINDS:
+            raise StepInputError(f"{ref!r} is not a device or transformer of the topology")
         if nid not in out:
             out.append(nid)
     return out

@@ -278,6 +278,14 @@ class LocaliserParams:
     #: than a protective device operating; a manual switch opening by itself rarer still.
     source_prior_factor: float = 0.2
     switch_prior_factor: float = 0.05
+    #: Multiplier of ``fault_prior`` for a transformer area's own fault (its drop-out fuse,
+    #: the transformer itself): the hypothesis "only this area is off" for an area reported
+    #: dead or calling, so that a lone report among areas reporting alive is not pinned on
+    #: the fuse above them at ~1.0. Small by default, so it wins only where the evidence
+    #: rules the devices above out, or nearly (a lone report under a large branch, the rest
+    #: silent); ``localisation fit`` sets it (``kind_factors``, kind ``transformer``) from
+    #: close-outs that name a transformer. 0 = no such hypothesis.
+    transformer_prior_factor: float = 1e-4
     #: Relative fault rate per device kind (``(kind, factor)`` pairs, e.g. fitted from
     #: close-outs by ``localisation fit``: fuses operate more often than breakers); a kind
     #: listed here overrides the factors above, a kind not listed keeps them (1 for a
@@ -564,6 +572,8 @@ def kind_factor(params: LocaliserParams, kind: str) -> float:
             return f
     if kind == "source":
         return params.source_prior_factor
+    if kind == "transformer":
+        return params.transformer_prior_factor
     if kind not in PROTECTIVE_KINDS:
         return params.switch_prior_factor
     return 1.0
@@ -1139,9 +1149,14 @@ def _in_intervals(rank: int, intervals: list[tuple[int, int]]) -> bool:
 def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[int],
                 excluded: list[tuple[int, int]], excluded_devices: set[int]) -> list[int]:
     """Devices that could explain the evidence: those above positive evidence, plus reported
-    open ones; one representative per set of devices with the same downstream areas."""
+    open ones, plus the areas' own transformers (a fault of the area alone: with a kind
+    factor); one representative per set of devices with the same downstream areas."""
     seen: set[int] = set()
+    own = comp.p.transformer_prior_factor > 0 or any(
+        k == "transformer" and f > 0 for k, f in comp.p.kind_factors)
     for t in evidence_areas:
+        if own and topology.kinds[t] == "transformer":
+            seen.add(t)
         i = topology.protective_above[t]
         while i >= 0 and i not in seen:
             seen.add(i)

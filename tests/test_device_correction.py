@@ -76,8 +76,8 @@ def test_a_dispatch_not_sent_yet_is_replaced_by_the_new_orders(
 
 
 @pytest.mark.parametrize(("refs", "why"), [
-    ("NOPE", "'NOPE' is not a device of the topology"),
-    ("T4", "'T4' is not a device of the topology"),
+    ("NOPE", "'NOPE' is not a device or transformer of the topology"),
+    ("J1", "'J1' is not a device or transformer of the topology"),
     ("FU3", "FU3 is on feeder F2, not on INC-.*'s feeder F1"),
     ("TIE", "TIE is not energised"),
     ("R1", "reported off but not below R1: T4 \\(台区T4\\).*incidents scope --remove"),
@@ -127,3 +127,19 @@ def test_an_outage_grown_past_the_device_set_is_the_localisers_again(
     assert "运行人员确认" not in summary and "推断故障点" in summary
     orders = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "dispatch"][-1]
     assert "（运行人员确认）" not in orders.body
+
+
+def test_the_area_own_transformer_can_be_set_as_the_fault_point(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    # T4 alone reported off under FU2 (T4, T5): the command centre learns that T4's drop-out
+    # fuse blew. The fault point is T4 itself, its section T4 alone (the areas are the
+    # scope's business: ``incidents scope --remove T5``).
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    steps.device(iid, "T4", "ops")
+    inc = daemon.processor.incident(iid)
+    assert inc.estimate.devices == ("T4",) and inc.device_set == ("T4",)
+    assert inc.estimate.section == ("T4",)
+    deliver(daemon)
+    orders = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "dispatch"][-1]
+    assert "- 台区T4（运行人员确认）" in orders.body.splitlines()

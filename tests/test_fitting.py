@@ -111,6 +111,26 @@ def test_a_fault_found_on_a_line_stands_for_the_device_that_operated() -> None:
     assert solved_case(TOPOLOGY, ev, ["RC-CG01-1"], "c3").truth == ("RC-CG01-1",)
 
 
+def test_the_fit_learns_how_often_an_area_own_transformer_is_the_fault() -> None:
+    # A county where a third of the faults the crews find are an area's own transformer
+    # (its drop-out fuse): the kind factor rises from the default; a history without any
+    # brings it down, so the hypothesis stops competing where it never comes true.
+    areas = [a for a in TOPOLOGY.ids if TOPOLOGY.nodes[a].kind == "transformer"
+             and TOPOLOGY.tin[TOPOLOGY.pos[a]] >= 0]
+    rng = random.Random(7)
+    cases = history(600, 7)
+    for c in cases:
+        if rng.random() < 1 / 3:
+            c["truth"] = {"devices": [rng.choice(areas)]}
+    base = LocaliserParams()
+    own = dict(fit(TOPOLOGY, solved(cases), base).params.kind_factors)["transformer"]
+    none = dict(fit(TOPOLOGY, solved(history(600, 7)), base).params.kind_factors)["transformer"]
+    assert none < base.transformer_prior_factor < own
+    # the truth stays the transformer (not the protective device above it)
+    tx_case = next(c for c in cases if c["truth"]["devices"][0] in areas)  # type: ignore[index]
+    assert solved([tx_case])[0].truth == tuple(tx_case["truth"]["devices"])  # type: ignore[index]
+
+
 def test_a_source_the_history_never_had_is_left_alone() -> None:
     """No alive reports, no calls, no device reported open in any case: those sources did not
     exist, their rates are not "nobody reported"."""

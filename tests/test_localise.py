@@ -130,6 +130,28 @@ def test_mixed_feeders_combine_per_feeder_answers(topo: Topology) -> None:
     assert all(len(h.devices) >= 2 for h in result.hypotheses[:2])
 
 
+def test_a_lone_dead_area_beside_areas_reporting_alive_may_be_its_own_transformer(
+        topo: Topology) -> None:
+    # T1 dead, T2 (same fuse F1) alive: F1 is ruled out; "T1's own transformer / drop-out
+    # fuse" is a hypothesis of its own, its region T1 alone.
+    ev = Evidence(dead={"T1"}, alive={"T2"})
+    result = localise(topo, ev)
+    probs = {h.devices: h.probability for h in result.hypotheses}
+    assert probs.get(("F1",), 0.0) < 0.01
+    own = next(h for h in result.hypotheses if h.devices == ("T1",))
+    assert own.transformers == ("T1",) and own.customers == 40 and own.section == ("T1",)
+    # switched off, the hypothesis is gone (as before it existed)
+    off = localise(topo, ev, LocaliserParams(transformer_prior_factor=0.0))
+    assert all("T1" not in h.devices for h in off.hypotheses)
+    # six calls from T1 alone, T2's 30 customers silent: no false report looks like that,
+    # and T1's own fault is the answer (the fuse above would leave T2 dead)
+    calls = localise(topo, Evidence(dead={"T1"}, alive={"T2"}, calls={"T1": 6}))
+    assert calls.hypotheses[0].devices == ("T1",) and calls.hypotheses[0].probability > 0.9
+    # a fitted county where areas' own faults are common says so with less evidence
+    common = LocaliserParams(kind_factors=(("transformer", 0.5),))
+    assert localise(topo, ev, common).hypotheses[0].devices == ("T1",)
+
+
 def test_planned_outage_explains_its_areas(topo: Topology) -> None:
     result = localise(topo, Evidence(dead={"T1", "T2", "T3", "T4"}, planned={"R1"}))
     assert result.hypotheses == []

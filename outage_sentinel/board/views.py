@@ -319,10 +319,12 @@ def step_details(details: Any) -> str:
 
 def closable_devices(inc: Incident, topology: Topology) -> list[dict[str, str]]:
     """The devices a close-out may name from the page: the estimate's, then those of its
-    suspected section and its other hypotheses (junctions and areas are no devices)."""
+    suspected section and its other hypotheses, then the transformers of the areas off (an
+    area's own fault); junctions are no devices."""
     ids = [*inc.estimate.devices, *inc.estimate.section,
-           *(str(d) for h in inc.estimate.hypotheses for d in h.get("devices", ()))]
-    kinds = DEVICE_KINDS | {"source"}
+           *(str(d) for h in inc.estimate.hypotheses for d in h.get("devices", ())),
+           *inc.estimate.transformers]
+    kinds = DEVICE_KINDS | {"source", "transformer"}
     return [{"id": d, "name": name_of(topology, d)} for d in dict.fromkeys(ids)
             if d in topology.nodes and topology.nodes[d].kind in kinds]
 
