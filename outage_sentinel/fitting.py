@@ -283,8 +283,10 @@ def _kind_factors(kinds: Mapping[str, Sequence[int]], base: LocaliserParams
     for kind, (found, n) in sorted(kinds.items()):
         if n:
             prior = kind_factor(base, kind)
-            out[kind] = round((found + KIND_PRIOR_FAULTS * prior)
-                              / (n * mean + KIND_PRIOR_FAULTS), 6)
+            # six significant digits, not decimals: a rare kind's factor (an area's own
+            # fault, 1e-7 where the history has none) must not round to 0
+            rate = (found + KIND_PRIOR_FAULTS * prior) / (n * mean + KIND_PRIOR_FAULTS)
+            out[kind] = float(f"{rate:.6g}")
     return tuple(sorted(out.items()))
 
 

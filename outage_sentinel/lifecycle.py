@@ -50,10 +50,10 @@ from outage_sentinel.topology import DEVICE_KINDS, Crew, Topology
 TAKEN_BACK = ("outage", "update", "dispatch", "care")
 #: Stages in which a fault without a crew waits for one (a part may be back already).
 WAITING_STAGES = ("confirmed", "partially_restored")
-#: Stages in which an incident holds its crew.
 #: Nodes a close-out may name besides protective devices and switches: the source (the
 #: substation bus) and a transformer (the area's own fault).
 OWN_FAULT_KINDS = frozenset({"source", "transformer"})
+#: Stages in which an incident holds its crew.
 CREW_STAGES = ("dispatched", "on_site", "partially_restored")
 #: The dispatch message's link to the crew's page (``field.base_url``).
 CREW_LINK_LINE = {"zh": "现场进度（接单 / 到场 / 找到故障 / 恢复送电）：{url}",

@@ -1152,8 +1152,7 @@ def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[i
     open ones, plus the areas' own transformers (a fault of the area alone: with a kind
     factor); one representative per set of devices with the same downstream areas."""
     seen: set[int] = set()
-    own = comp.p.transformer_prior_factor > 0 or any(
-        k == "transformer" and f > 0 for k, f in comp.p.kind_factors)
+    own = kind_factor(comp.p, "transformer") > 0
     for t in evidence_areas:
         if own and topology.kinds[t] == "transformer":
             seen.add(t)

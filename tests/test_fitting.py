@@ -125,7 +125,7 @@ def test_the_fit_learns_how_often_an_area_own_transformer_is_the_fault() -> None
     base = LocaliserParams()
     own = dict(fit(TOPOLOGY, solved(cases), base).params.kind_factors)["transformer"]
     none = dict(fit(TOPOLOGY, solved(history(600, 7)), base).params.kind_factors)["transformer"]
-    assert none < base.transformer_prior_factor < own
+    assert 0 < none < base.transformer_prior_factor < own  # never 0: the config needs > 0
     # the truth stays the transformer (not the protective device above it)
     tx_case = next(c for c in cases if c["truth"]["devices"][0] in areas)  # type: ignore[index]
     assert solved([tx_case])[0].truth == tuple(tx_case["truth"]["devices"])  # type: ignore[index]

@@ -319,11 +319,10 @@ def step_details(details: Any) -> str:
 
 def closable_devices(inc: Incident, topology: Topology) -> list[dict[str, str]]:
     """The devices a close-out may name from the page: the estimate's, then those of its
-    suspected section and its other hypotheses, then the transformers of the areas off (an
-    area's own fault); junctions are no devices."""
+    suspected section (the transformers in it too: an area's own fault) and its other
+    hypotheses; junctions are no devices. Any other is typed by id or name."""
     ids = [*inc.estimate.devices, *inc.estimate.section,
-           *(str(d) for h in inc.estimate.hypotheses for d in h.get("devices", ())),
-           *inc.estimate.transformers]
+           *(str(d) for h in inc.estimate.hypotheses for d in h.get("devices", ()))]
     kinds = DEVICE_KINDS | {"source", "transformer"}
     return [{"id": d, "name": name_of(topology, d)} for d in dict.fromkeys(ids)
             if d in topology.nodes and topology.nodes[d].kind in kinds]
