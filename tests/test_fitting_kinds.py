@@ -115,6 +115,26 @@ def test_platt_map_bends_over_and_under_confidence_together() -> None:
     assert platt_map(pairs[:5]) == ()
 
 
+def test_platt_map_of_a_history_wrong_most_at_its_surest_is_no_cliff() -> None:
+    # Answers stated at 1.0 were wrong 13 times in 110, those at 0.9998 never: an undamped
+    # Newton step overshot to beta ~1,800, and the map's sigmoid overflowed (the benchmark's
+    # fit and the daemon's nightly refit died of it).
+    from outage_sentinel.fitting import choose_map, expected_calibration_error, platt_map
+    from outage_sentinel.localise import calibrated
+
+    pairs = ([(1.0, True)] * 97 + [(1.0, False)] * 13 + [(0.9998351, True)] * 53
+             + [(0.5, False)] * 10 + [(0.5, True)] * 6 + [(0.3333, False)] * 6
+             + [(0.3333, True)] * 2 + [(0.2, False), (0.25, True), (0.25, False)])
+    knots = platt_map(pairs)
+    assert all(0.0 <= q <= 1.0 for _, q in knots)
+    assert all(b[1] >= a[1] for a, b in zip(knots, knots[1:], strict=False))
+    # a gentle bend, not a step: 0.9 and 0.5 stated map to different, moderate values
+    assert 0.3 < calibrated(knots, 0.5) < calibrated(knots, 0.9) < 0.9
+    fixed = [(calibrated(knots, p), ok) for p, ok in pairs]
+    assert expected_calibration_error(fixed) <= expected_calibration_error(pairs)
+    choose_map(pairs)  # and the choice between maps runs through it
+
+
 def test_choose_map_keeps_a_calibrated_localiser_calibrated() -> None:
     from outage_sentinel.fitting import choose_map, expected_calibration_error
     from outage_sentinel.localise import calibrated
