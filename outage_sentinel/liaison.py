@@ -56,6 +56,10 @@ MAX_TEMPLATE_REPEAT = 100_000
 MAX_TEMPLATE_POWER = 100
 
 
+#: How the command centre's summary marks a transformer named as the fault point.
+OWN_FAULT_NOTE = {"zh": "（台区自身故障：配变或跌落式熔断器）",
+                  "en": " (the area's own fault: its transformer or drop-out fuse)"}
+
 class _Sandbox(SandboxedEnvironment):
     """The sandbox, plus bounds on repetition and powers."""
 
@@ -585,9 +589,14 @@ class LiaisonPlanner:
         return ({t for t in incident.estimate.transformers if incident.mark(t) == "reported"}
                 | {t for d in named if d in topo.pos for t in topo.downstream_transformers(d)})
 
-    def device_label(self, devices: Sequence[str]) -> str:
-        names = [self.topology.nodes[d].name or d for d in devices if d in self.topology.nodes]
-        return "、".join(names) if self.renderer.language == "zh" else ", ".join(names)
+    def device_label(self, devices: Sequence[str], own_note: bool = False) -> str:
+        """The devices' names; with ``own_note`` a transformer says it stands for the area's
+        own fault (the command centre's summary: "台区T1" alone reads like an area)."""
+        zh = self.renderer.language == "zh"
+        note = OWN_FAULT_NOTE["zh" if zh else "en"] if own_note else ""
+        names = [(n.name or d) + (note if n.kind == "transformer" else "")
+                 for d in devices if (n := self.topology.nodes.get(d)) is not None]
+        return "、".join(names) if zh else ", ".join(names)
 
     def _area_label(self, transformers: Sequence[str], area_text: str) -> str:
         names = [self.topology.nodes[t].name or t for t in transformers]

@@ -199,7 +199,7 @@ class Lifecycle:
                 UNCLASSIFIED_NOTE.get(r.language, "") if announced_kind(inc) == UNCLASSIFIED
                 else ""),
             feeder_label=planner.feeder_names.get(inc.feeder, inc.feeder),
-            device_label=planner.device_label(inc.estimate.devices),
+            device_label=planner.device_label(inc.estimate.devices, own_note=True),
             villages=names, off=len(inc.off),
             customers_off=self.topology.customers_of(inc.off),
             start_local=planner.local_time(inc.start), etr_local=planner.local_time(inc.etr),
@@ -209,9 +209,10 @@ class Lifecycle:
             crews.percent_label(inc.estimate.probability, r.language),
             # Each device as sure as it is: one a source named is a fact, the rest inferred.
             device_reported=planned or set(named) >= set(inc.estimate.devices),
-            reported_label=planner.device_label(named),
+            reported_label=planner.device_label(named, own_note=True),
             inferred_label=planner.device_label(
-                [] if planned else [d for d in inc.estimate.devices if d not in named]),
+                [] if planned else [d for d in inc.estimate.devices if d not in named],
+                own_note=True),
             device_set=bool(inc.device_set) and not planned,
             planned=planned,
             upcoming=inc.updated_at is not None and inc.start > inc.updated_at,

@@ -143,3 +143,7 @@ def test_the_area_own_transformer_can_be_set_as_the_fault_point(
     deliver(daemon)
     orders = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "dispatch"][-1]
     assert "- 台区T4（运行人员确认）" in orders.body.splitlines()
+    # the command centre's summary says the area itself is the fault point
+    summary = [m for m in daemon.store.messages(incident_id=iid)
+               if m.audience == "command"][-1]
+    assert "故障点（运行人员确认）：台区T4（台区自身故障：配变或跌落式熔断器）" in summary.body
