@@ -286,7 +286,8 @@ def _kind_factors(kinds: Mapping[str, Sequence[int]], base: LocaliserParams
             # six significant digits, not decimals: a rare kind's factor (an area's own
             # fault, 1e-7 where the history has none) must not round to 0
             rate = (found + KIND_PRIOR_FAULTS * prior) / (n * mean + KIND_PRIOR_FAULTS)
-            out[kind] = float(f"{rate:.6g}")
+            if rate > 0:  # a kind switched off (factor 0) and never found stays off
+                out[kind] = float(f"{rate:.6g}")
     return tuple(sorted(out.items()))
 
 

@@ -9,6 +9,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -126,6 +127,10 @@ def test_the_fit_learns_how_often_an_area_own_transformer_is_the_fault() -> None
     own = dict(fit(TOPOLOGY, solved(cases), base).params.kind_factors)["transformer"]
     none = dict(fit(TOPOLOGY, solved(history(600, 7)), base).params.kind_factors)["transformer"]
     assert 0 < none < base.transformer_prior_factor < own  # never 0: the config needs > 0
+    # switched off and never found, it stays off (a factor of 0 is no parameter to write)
+    off = replace(base, transformer_prior_factor=0.0)
+    assert "transformer" not in dict(fit(TOPOLOGY, solved(history(100, 7)), off).params
+                                     .kind_factors)
     # the truth stays the transformer (not the protective device above it)
     tx_case = next(c for c in cases if c["truth"]["devices"][0] in areas)  # type: ignore[index]
     assert solved([tx_case])[0].truth == tuple(tx_case["truth"]["devices"])  # type: ignore[index]
