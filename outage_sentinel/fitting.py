@@ -506,8 +506,9 @@ def platt_map(pairs: Sequence[tuple[float, bool]], points: int = 41
 
 
 def _sigmoid(z: float) -> float:
-    """1 / (1 + e^-z) without overflow: a history whose every answer was right at tiny
-    stated probabilities fits an alpha of hundreds, and e^700 is out of range."""
+    """1 / (1 + e^-z) without overflow: the map's grid reaches log-odds of -8 to 12, and a
+    steep fit (before :func:`_logistic` damped its steps, beta 1,800) put z past -709, where
+    e^-z is out of range."""
     z = min(max(z, -700.0), 700.0)
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
