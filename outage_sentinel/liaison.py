@@ -439,6 +439,13 @@ class LiaisonPlanner:
                      if r.channel != "sms"]
         return rows
 
+    def village_recipients(self, village_id: str) -> list[str]:
+        """The outbox recipients of one village's liaisons (as :meth:`liaison_rows` names
+        them): to take back what was queued for the village and not sent."""
+        return sorted({f"village:{village_id}:{li.channel}:{li.target or li.phone}"
+                       for li in self.topology.liaisons_by_village.get(village_id, [])
+                       if li.role in self.roles})
+
     def liaison_rows(self, incident: Incident, village_id: str, purpose: str, body: str, *,
                      revision: int | None = None, params: dict[str, Any] | None = None
                      ) -> list[OutboxMessage]:

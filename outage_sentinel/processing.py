@@ -453,6 +453,7 @@ class IncidentProcessor:
         if held:
             keep_held_in(self.store, conn, after.id, held, now)
         notices, after = self._past_stop(conn, after, notices, f)
+        after = self._take_back_withdrawn(conn, after, notices, now)
         if after.status == "cancelled" and current is not None and current.status == "active":
             notices = self.lifecycle.take_back_in(conn, after, notices, now, actor_of(event),
                                                   source=event.source)
@@ -501,6 +502,31 @@ class IncidentProcessor:
                           notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
                           queued=added)
         return after
+
+    def _take_back_withdrawn(self, conn: Connection, after: Incident, notices: list[Notice],
+                             now: datetime) -> Incident:
+        """A village whose areas were only inferred and that the estimate dropped is not
+        told it was a mistake (it was told "may be affected"), but what was queued for it and
+        not sent yet is taken back: sent after the estimate moved away, a "may be affected"
+        is only noise (a lone record and its calls folded in one round told the village
+        beside it, whose fuse the calls had already ruled out). A village nothing reached is
+        no longer counted as told: inferred again, it hears of the outage afresh."""
+        villages = [v for n in notices if n.purpose == "withdrawn" for v in n.villages]
+        recipients = {v: self.planner.village_recipients(v) for v in villages}
+        if not any(recipients.values()):
+            return after
+        taken = self.store.withdraw_pending_in(
+            conn, after.id, ("outage", "update", "care"), now,
+            f"the estimate no longer has it off (revision {after.revision})",
+            [r for rs in recipients.values() for r in rs])
+        if not taken:
+            return after
+        told = self.store.told_in(conn, after.id, ("outage", "update"))
+        untold = {v for v, rs in recipients.items() if not told.intersection(rs)}
+        self.log.info("inferred_notices_taken_back", incident_id=after.id,
+                      villages=villages, messages=taken, never_told=sorted(untold))
+        return replace(after, withdrawn_villages=tuple(
+            v for v in after.withdrawn_villages if v not in untold))
 
     def _past_stop(self, conn: Connection, after: Incident, notices: list[Notice], f: _Fold
                    ) -> tuple[list[Notice], Incident]:
