@@ -88,26 +88,32 @@ class HeldNotices:
 
     def release(self, now: datetime) -> int:
         """Send the held notices that are true now; returns how many villages were told.
-        Runs under the processing lock: what is dark is read and the notice queued with no
-        round of processing in between."""
+        Runs under the processing lock: what is dark is read and the notices queued with no
+        round of processing in between. What is dark is read once for every held incident
+        (releasing a notice darkens nothing): read per held incident, a storm's hundred held
+        incidents each parsed every open incident again, under the lock."""
         held = self.store.kv_prefixed(HELD_PREFIX)
+        if not held:
+            return 0
         told = 0
-        for incident_id, value in sorted(held.items()):
-            with self.lock:
-                told += self._release_one(incident_id, value or {}, now)
+        with self.lock:
+            open_incidents = [Incident.from_json(r["state"])
+                              for r in self.store.load_incidents(open_only=True)]
+            dark = dark_villages(open_incidents, now, self.lifecycle.topology)
+            for incident_id, value in sorted(held.items()):
+                told += self._release_one(incident_id, value or {}, dark, now)
         return told
 
-    def _release_one(self, incident_id: str, value: dict[str, Any], now: datetime) -> int:
+    def _release_one(self, incident_id: str, value: dict[str, Any], dark: set[str],
+                     now: datetime) -> int:
         with self.store.transaction() as conn:
             row = self.store.lock_incident_in(conn, incident_id)
             inc = Incident.from_json(row["state"]) if row is not None else None
             if inc is None or inc.status not in BACK_NOTICES:
-                # Gone, or off again: its own notices speak for the village now.
+                # Gone, or off again: its own notices speak for the village now (an open
+                # incident is in ``dark``'s count, and never among those held here).
                 self.store.kv_delete_in(conn, HELD_PREFIX + incident_id)
                 return 0
-            open_incidents = [Incident.from_json(r["state"])
-                              for r in self.store.load_incidents(open_only=True, conn=conn)]
-            dark = dark_villages(open_incidents, now, self.lifecycle.topology, exclude=inc.id)
             villages = [str(v) for v in value.get("villages") or ()]
             free = [v for v in villages if v not in dark]
             if not free:
