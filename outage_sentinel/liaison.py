@@ -56,6 +56,12 @@ MAX_TEMPLATE_REPEAT = 100_000
 MAX_TEMPLATE_POWER = 100
 
 
+def village_recipient(village_id: str, channel: str, target: str) -> str:
+    """The outbox recipient of a village's liaisons on one channel and target (one group
+    chat, one phone)."""
+    return f"village:{village_id}:{channel}:{target}"
+
+
 #: How the command centre's summary marks a transformer named as the fault point.
 OWN_FAULT_NOTE = {"zh": "（台区自身故障：配变或跌落式熔断器）",
                   "en": " (the area's own fault: its transformer or drop-out fuse)"}
@@ -442,7 +448,7 @@ class LiaisonPlanner:
     def village_recipients(self, village_id: str) -> list[str]:
         """The outbox recipients of one village's liaisons (as :meth:`liaison_rows` names
         them): to take back what was queued for the village and not sent."""
-        return sorted({f"village:{village_id}:{li.channel}:{li.target or li.phone}"
+        return sorted({village_recipient(village_id, li.channel, li.target or li.phone)
                        for li in self.topology.liaisons_by_village.get(village_id, [])
                        if li.role in self.roles})
 
@@ -463,7 +469,7 @@ class LiaisonPlanner:
         rows = []
         for (channel, target), members in sorted(groups.items()):
             phones = tuple(dict.fromkeys(m.phone for m in members if m.phone))
-            recipient = f"village:{village_id}:{channel}:{target}"
+            recipient = village_recipient(village_id, channel, target)
             text, row_params, links = body, params, []
             if self.links is not None and purpose in LINKED_PURPOSES:
                 link = self.links(incident.id, village_id, recipient)
