@@ -287,6 +287,12 @@ def evidence_of(case: Case) -> Evidence:
                     open_devices=case.open_devices)
 
 
+def closed_out(topology: Topology, case: Case) -> tuple[Evidence, Any]:
+    """A case as a close-out: its evidence and the truth the sampler drew."""
+    ev = evidence_of(case)
+    return ev, solved_case(topology, ev, [topology.ids[d] for d in case.devices], "h")
+
+
 def _area_false_rate(model: Model, nid: str, rate: float) -> float:
     """The false dead rate of one area: ``rate``, or under ``false_heavy`` 16x for one area
     in 20 (fixed by its id) and a fifth of it for the others (the same mean)."""
@@ -695,8 +701,7 @@ def fit_on_history(name: str, feeders: list[Feeder], topology: Topology, cases: 
     hist: list[tuple[Evidence, Any]] = []
     for f, devices in _single_jobs(feeders, cases, rng):
         c = sample(f, devices, FIELD, rng)
-        ev = Evidence(dead=c.dead, alive=c.alive, calls=c.calls, open_devices=c.open_devices)
-        hist.append((ev, solved_case(topology, ev, [topology.ids[d] for d in c.devices], "h")))
+        hist.append(closed_out(topology, c))
     t0 = time.perf_counter()
     fitted, _ = fit_with_calibration(topology, hist, LocaliserParams())
     fit_s = time.perf_counter() - t0
@@ -726,8 +731,7 @@ def fit_scenario(feeders: list[Feeder], topology: Topology, model: Model, double
     contexts: list[FaultContext | None] = []
     for f, devices in make_jobs(feeders, double, cases, rng):
         c = sample(f, devices, model, rng)
-        ev = evidence_of(c)
-        hist.append((ev, solved_case(topology, ev, [topology.ids[d] for d in c.devices], "h")))
+        hist.append(closed_out(topology, c))
         contexts.append(storm_of(model).context(f, draw) if double else None)
     t0 = time.perf_counter()
     fitted, _ = fit_with_calibration(topology, hist, LocaliserParams(), contexts)
@@ -801,8 +805,7 @@ def learning_curve(feeders: list[Feeder], topology: Topology, cases: int, rng: r
     pool: list[tuple[Evidence, Any]] = []
     for f, devices in _single_jobs(feeders, max(CURVE_SIZES) if full else 400, rng):
         c = sample(f, devices, FIELD, rng)
-        ev = evidence_of(c)
-        pool.append((ev, solved_case(topology, ev, [topology.ids[d] for d in c.devices], "h")))
+        pool.append(closed_out(topology, c))
     test_seed = rng.random()
     out: list[tuple[int, float, float]] = []
     for size in (0, *(n for n in CURVE_SIZES if n <= len(pool))):
