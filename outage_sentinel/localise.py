@@ -752,6 +752,9 @@ class _Component:
         #: scores and devices of the silent-region hypotheses (see :func:`_silent`)
         self._silent_scores: npt.NDArray[np.float64] = np.empty(0)
         self._silent_devices: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        #: the silent areas' own faults (see :func:`_silent_own_faults`): areas, scores
+        self._own_silent: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] = (
+            np.empty(0, dtype=np.int64), np.empty(0))
         #: "a best set plus one silent device": (the set, the devices added, their scores)
         self._extensions: list[tuple[frozenset[int], npt.NDArray[np.int64],
                                      npt.NDArray[np.float64]]] = []
@@ -871,6 +874,16 @@ class _Component:
             scores = scores + (self.p.spurious_call_rate + self.p.lv_fault_rate) * customers
         self._silent_scores = np.concatenate([self._silent_scores, scores])
         self._silent_devices = np.concatenate([self._silent_devices, devices])
+
+    def score_silent_areas(self, devices: npt.NDArray[np.int64], ranks: npt.NDArray[np.int64],
+                           log_weight: float, calls_terms: npt.NDArray[np.float64]) -> None:
+        """:meth:`score_silent` of single areas (their own faults), ``calls_terms`` being
+        what their customers add (:func:`_area_call_terms`)."""
+        t = self._silent_terms.get(1)
+        if t is None:
+            t = self._silent_terms[1] = self.count_prior(1) + self.loglik(_Stats(n=1))
+        scores = t + log_weight + calls_terms - self.flaky_in(ranks, np.ones_like(ranks))
+        self._own_silent = (devices, scores)
 
     def score_extensions(self, base: frozenset[int], devices: npt.NDArray[np.int64],
                          lo: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64],
@@ -1103,7 +1116,8 @@ class _Component:
         items = [(k, v) for k, v in self._score_cache.items() if k]
         if not items:
             return []
-        pools = [(frozenset(), self._silent_devices, self._silent_scores), *self._extensions]
+        pools = [(frozenset(), self._silent_devices, self._silent_scores),
+                 (frozenset(), *self._own_silent), *self._extensions]
         top = max(max(v for _, v in items),
                   max((float(sc.max()) for _, _, sc in pools if len(sc)), default=-math.inf))
         z = sum(math.exp(v - top) for _, v in items)
@@ -1111,7 +1125,11 @@ class _Component:
             if not len(scores):
                 continue
             z += float(np.exp(scores - top).sum())
-            best = np.argsort(scores)[::-1][: self.p.max_hypotheses]
+            if float(scores.max()) < top - NEGLIGIBLE:
+                continue  # in the total, too unlikely to list
+            m = self.p.max_hypotheses
+            best = (np.argpartition(scores, len(scores) - m)[len(scores) - m:]
+                    if len(scores) > m else np.arange(len(scores)))
             items += [(base | {int(devices[j])}, float(scores[j])) for j in best]
         out = [(k, math.exp(v - top) / z) for k, v in items]
         tin = self.t.tin
@@ -1147,17 +1165,27 @@ def _in_intervals(rank: int, intervals: list[tuple[int, int]]) -> bool:
     return k >= 0 and intervals[k][0] <= rank < intervals[k][1]
 
 
+#: A hypothesis this far (log score) below the best has a probability under 1e-13: it counts
+#: in the total, and is not listed.
+NEGLIGIBLE = 30.0
+
+
 #: An area's own fault is scored when at most this many other areas under its protective
 #: device have positive evidence (a false report beside it, a second own fault); where more
 #: report, the device explains them and "each its own fault" is not worth the search's time.
 OWN_FAULT_NEIGHBOURS = 1
+#: ... or at most this many, when an area under that device reports alive: the device is then
+#: contradicted, and without the areas' own faults a few false reports beside one own fault
+#: were pinned on it at ~1.0 (every hypothesis scored all but impossible).
+OWN_FAULT_CONTRADICTED = 6
 
 
 def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[int],
                 excluded: list[tuple[int, int]], excluded_devices: set[int]) -> list[int]:
     """Devices that could explain the evidence: those above positive evidence, plus reported
     open ones, plus the own transformer of an area with positive evidence that has at most
-    :data:`OWN_FAULT_NEIGHBOURS` others under its protective device (a fault of that area
+    :data:`OWN_FAULT_NEIGHBOURS` others under its protective device (or
+    :data:`OWN_FAULT_CONTRADICTED`, when an area under it reports alive) (a fault of that area
     alone; where more areas under one device report, "each its own fault" is a burst of
     rare faults that the device explains, and scoring every area's own fault made big
     outages' searches three times slower at the tail); one representative per set of
@@ -1165,10 +1193,7 @@ def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[i
     seen: set[int] = set()
     evidence_areas = list(evidence_areas)
     if kind_factor(comp.p, "transformer") > 0:
-        above = Counter(topology.protective_above[t] for t in evidence_areas
-                        if topology.kinds[t] == "transformer")
-        seen.update(t for t in evidence_areas if topology.kinds[t] == "transformer"
-                    and above[topology.protective_above[t]] <= OWN_FAULT_NEIGHBOURS + 1)
+        seen.update(_own_fault_candidates(topology, comp, evidence_areas))
     for t in evidence_areas:
         i = topology.protective_above[t]
         while i >= 0 and i not in seen:
@@ -1177,6 +1202,23 @@ def _candidates(topology: Topology, comp: _Component, evidence_areas: Iterable[i
             i = topology.protective_above[p] if p >= 0 else -1
     seen |= comp.open_reported
     return _representatives(topology, comp, seen, excluded_devices)
+
+
+def _own_fault_candidates(topology: Topology, comp: _Component, evidence_areas: list[int]
+                          ) -> list[int]:
+    """The areas with positive evidence whose own fault is scored: see :func:`_candidates`,
+    :data:`OWN_FAULT_NEIGHBOURS` and :data:`OWN_FAULT_CONTRADICTED`."""
+    areas = [t for t in evidence_areas if topology.kinds[t] == "transformer"]
+    above = Counter(topology.protective_above[t] for t in areas)
+
+    def limit(device: int) -> int:
+        if device >= 0 and comp.stats(device).alive:
+            return OWN_FAULT_CONTRADICTED
+        return OWN_FAULT_NEIGHBOURS + 1
+
+    limits = {d: limit(d) for d in above}
+    return [t for t in areas if above[topology.protective_above[t]]
+            <= limits[topology.protective_above[t]]]
 
 
 @dataclass(frozen=True)
@@ -1192,6 +1234,15 @@ class _Ranges:
     index: dict[tuple[int, int], int]
     #: prior weight of the telemetered devices among those with the range
     telemetered: npt.NDArray[np.float64]
+    #: the component's areas: their transformers and customers, by rank from ``area_lo``
+    area_lo: int
+    area_nodes: npt.NDArray[np.int64]
+    area_customers: npt.NDArray[np.float64]
+    #: the areas whose own fault has a region no device has alone
+    own_faults: npt.NDArray[np.bool_]
+    #: per call model: :func:`_area_call_terms`
+    call_terms: dict[tuple[tuple[tuple[float, float, float], ...], float],
+                     npt.NDArray[np.float64]] = field(default_factory=dict)
 
     def weights(self, open_miss: float) -> npt.NDArray[np.float64]:
         """Log prior weights, the telemetered devices' times ``open_miss``."""
@@ -1240,9 +1291,22 @@ def _component_ranges(topology: Topology, comp: _Component) -> _Ranges:
             log_weight=np.log(np.array([weight[k] for k in keys], dtype=np.float64)),
             customers=np.array([prefix[k[1]] - prefix[k[0]] for k in keys], dtype=np.float64),
             index={k: j for j, k in enumerate(keys)},
-            telemetered=np.array([tele.get(k, 0.0) for k in keys], dtype=np.float64))
+            telemetered=np.array([tele.get(k, 0.0) for k in keys], dtype=np.float64),
+            **_component_areas(topology, comp, keys))
         cache[key_of] = ranges
     return ranges
+
+
+def _component_areas(topology: Topology, comp: _Component,
+                     device_ranges: list[tuple[int, int]]) -> dict[str, Any]:
+    """The :class:`_Ranges` fields of the component's areas."""
+    lo, hi = comp.tx_range(comp.root)
+    prefix = np.asarray(topology.transformer_customer_prefix[lo:hi + 1], dtype=np.float64)
+    own = np.ones(hi - lo, dtype=bool)
+    own[[a - lo for a, b in device_ranges if b == a + 1]] = False
+    return {"area_lo": lo,
+            "area_nodes": np.asarray(topology.transformer_by_tin[lo:hi], dtype=np.int64),
+            "area_customers": np.diff(prefix), "own_faults": own}
 
 
 def _silent(topology: Topology, comp: _Component, candidates: list[int]) -> None:
@@ -1252,10 +1316,11 @@ def _silent(topology: Topology, comp: _Component, candidates: list[int]) -> None
     Regions with an alive report are left out (an alive report from a dead area costs a
     factor ~1e-5: nothing to account for). The search does not start from these."""
     r = _component_ranges(topology, comp)
-    if not len(r.lo):
-        return
     ranks = np.array(sorted({*comp.dead_ranks, *comp.alive_ranks, *comp.call_ranks}),
                      dtype=np.int64)
+    _silent_own_faults(topology, comp, r, ranks, candidates)
+    if not len(r.lo):
+        return
     keep = np.ones(len(r.lo), dtype=bool)
     if len(ranks):
         k = np.searchsorted(ranks, r.lo)
@@ -1271,6 +1336,44 @@ def _silent(topology: Topology, comp: _Component, candidates: list[int]) -> None
         comp.score_silent(r.rep[keep], r.lo[keep], (r.hi - r.lo)[keep], r.customers[keep],
                           weights[keep])
         _silent_extensions(topology, comp, r, keep, weights)
+
+
+def _silent_own_faults(topology: Topology, comp: _Component, r: _Ranges,
+                       evidence: npt.NDArray[np.int64], candidates: list[int]) -> None:
+    """Score "an area's own fault, and the area sent nothing" for every area of the component
+    without evidence (not already a device's region of one area, not a candidate, not
+    excluded): with own faults scored where areas report, a lone false report among alive
+    ones was otherwise that area's own fault at ~1.0, when the fault might as well be any
+    silent area's. (Not added to the best sets as a second fault: the silent devices are.)"""
+    factor = kind_factor(comp.p, "transformer")
+    if factor <= 0:
+        return
+    base = r.area_lo
+    keep = r.own_faults.copy()
+    keep[evidence - base] = False
+    keep[[comp.tx_range(i)[0] - base for i in candidates
+          if topology.kinds[i] == "transformer"]] = False
+    for a, b in comp.excluded:
+        keep[max(a - base, 0):max(b - base, 0)] = False
+    if keep.any():
+        comp.score_silent_areas(r.area_nodes[keep], np.flatnonzero(keep) + base,
+                                math.log(factor), _area_call_terms(comp, r)[keep])
+
+
+def _area_call_terms(comp: _Component, r: _Ranges) -> npt.NDArray[np.float64]:
+    """What each of the component's areas adds to a silent own fault's score by its customers:
+    no call from them though off, and not their stray calls' share of the energised region
+    (:meth:`_Component.score_silent`); cached with the ranges per call model."""
+    p = comp.p
+    if not comp.calls_observed:
+        return np.zeros(len(r.area_customers), dtype=np.float64)
+    stray = p.spurious_call_rate + p.lv_fault_rate
+    key = (tuple(comp.call_modes), stray)
+    out = r.call_terms.get(key)
+    if out is None:
+        out = r.call_terms[key] = (comp.dead_calls_at(0, r.area_customers)
+                                   + stray * r.area_customers)
+    return out
 
 
 #: How many of the best scored sets get "plus one silent device" scored, and how far below

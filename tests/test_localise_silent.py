@@ -68,11 +68,15 @@ def test_vectorised_silent_scores_equal_the_direct_score(topo: Topology, seed: i
     loc._silent(topo, comp, cands)
     ranges = loc._component_ranges(topo, comp)
     checked = 0
-    pools = [(frozenset(), comp._silent_devices, comp._silent_scores), *comp._extensions]
+    pools = [(frozenset(), comp._silent_devices, comp._silent_scores),
+             (frozenset(), *comp._own_silent), *comp._extensions]
     for base, devices, scores in pools:
         for x, s in zip(devices.tolist(), scores.tolist(), strict=True):
             weights = ranges.weights(comp.open_miss)
-            comp.log_weight[x] = float(weights[ranges.index[comp.tx_range(x)]])
+            comp.log_weight[x] = (  # a silent area's own fault, or a device
+                math.log(loc.kind_factor(params, "transformer"))
+                if topo.kinds[x] == "transformer"
+                else float(weights[ranges.index[comp.tx_range(x)]]))
             assert comp.score(base | {x}) == pytest.approx(s, abs=1e-9)
             checked += 1
     if not checked:
