@@ -813,6 +813,9 @@ class LocalisationConfig(Strict):
     #: An area's own fault (its transformer, drop-out fuse) relative to a protective device;
     #: 0 = the localiser never says "this area alone".
     transformer_prior_factor: Annotated[float, Field(ge=0, le=1e3)] | None = None
+    #: The share of the areas beside a dead region that carry its evidence (wrong
+    #: customer-transformer links in the GIS); 0 = none (fitted by ``localisation fit``).
+    misfiled_rate: Annotated[float, Field(ge=0, le=0.5)] | None = None
     max_devices: Annotated[int, Field(ge=1, le=50)] | None = None
     max_hypotheses: Annotated[int, Field(ge=1, le=50)] | None = None
     false_dead_per_area: Probability | None = None

@@ -50,7 +50,7 @@ import bisect
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from outage_sentinel.localise import (
@@ -71,7 +71,7 @@ from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
 FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_dead_shape",
                "alive_report_a", "alive_report_b", "alive_false_rate", "call_rate_rate",
                "spurious_call_rate", "lv_fault_rate", "open_report_true", "open_report_false",
-               "storm_fault_prior", "storm_rate_shape")
+               "storm_fault_prior", "storm_rate_shape", "misfiled_rate")
 
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
 PRIOR_WEIGHT = 20.0
@@ -184,6 +184,11 @@ class _Counts:
     area_false: dict[str, int]
     area_dead: dict[str, int]
     root_cases: dict[str, int]
+    #: areas that look dead (reported dead or calling): (such, areas) among the energised
+    #: areas beside the true region, among the other energised areas, among the dead areas
+    beside: list[int] = field(default_factory=lambda: [0, 0])
+    away: list[int] = field(default_factory=lambda: [0, 0])
+    dead_look: list[int] = field(default_factory=lambda: [0, 0])
 
     @classmethod
     def empty(cls) -> _Counts:
@@ -249,12 +254,60 @@ def count(topology: Topology, cases: Sequence[SolvedCase]) -> _Counts:
             customers = topology.customers_of(alive)
             _add(c.calls_alive, sum(1 for n in stray if n == 1), customers)
             _add(c.lv_faults, sum(1 for n in stray if n > 1), customers)
+        _count_beside(topology, case, dead, alive, c)
         if case.open_devices:  # no device reported open at all: no telemetry, not a miss
             truth = set(case.truth)
             _add(c.open_true, len(case.open_devices & truth), len(truth))
             _add(c.open_false, len(case.open_devices - truth),
                  max(sum(devices.get(topology.feeder_of(r), 0) for r in roots) - len(truth), 1))
     return c
+
+
+def beside_region(topology: Topology, devices: Iterable[str]) -> set[str]:
+    """The areas just before and just after the regions of ``devices`` in the feeder's
+    order (the neighbours :attr:`LocaliserParams.misfiled_rate` is about), outside them and on
+    the same feeder."""
+    tins, by_tin, ids = topology.transformer_tins, topology.transformer_by_tin, topology.ids
+    spans, out = [], set()
+    for d in devices:
+        i = topology.pos[d]
+        spans.append((bisect.bisect_left(tins, topology.tin[i]),
+                      bisect.bisect_right(tins, topology.tout[i]), topology.root[i]))
+    for lo, hi, root in spans:
+        for r in (lo - 1, hi):
+            if 0 <= r < len(by_tin) and topology.root[by_tin[r]] == root and \
+                    not any(a <= r < b for a, b, _ in spans):
+                out.add(ids[by_tin[r]])
+    return out
+
+
+def _count_beside(topology: Topology, case: SolvedCase, dead: set[str], alive: set[str],
+                  c: _Counts) -> None:
+    """How often the energised areas beside the true region look dead (a dead report or a
+    call), against the other energised areas and the dead ones."""
+    def looks_dead(areas: set[str]) -> int:
+        return sum(1 for a in areas if a in case.dead or case.calls.get(a, 0) > 0)
+
+    near = beside_region(topology, case.truth) & alive
+    _add(c.beside, looks_dead(near), len(near))
+    _add(c.away, looks_dead(alive - near), len(alive - near))
+    _add(c.dead_look, looks_dead(dead), len(dead))
+
+
+def _misfiled_rate(c: _Counts, current: float) -> float:
+    """The share of the areas beside the true region that carry its evidence: how much more
+    often they look dead than the other energised areas (r1 against r0), over how much more
+    often a dead area does (q): (r1 - r0) / (q - r0). Zero unless the excess is over two
+    standard errors of r1 (the neighbours of any region are a few areas per case, and noise
+    must not buy a rate); shrunk to ``current`` with ``PRIOR_WEIGHT`` pseudo-areas."""
+    (h1, n1), (h0, n0), (hq, nq) = c.beside, c.away, c.dead_look
+    if not (n1 and n0 and nq):
+        return current
+    r1, r0, q = h1 / n1, h0 / n0, hq / nq
+    se = math.sqrt(max(r0 * (1.0 - r0), 1.0 / n0) / n1)
+    share = (r1 - r0) / (q - r0) if q > r0 and r1 - r0 > 2.0 * se else 0.0
+    rate = (n1 * min(max(share, 0.0), 0.5) + PRIOR_WEIGHT * current) / (n1 + PRIOR_WEIGHT)
+    return float(f"{rate:.6g}")
 
 
 def _count_kinds(topology: Topology, case: SolvedCase, roots: set[str],
@@ -412,6 +465,7 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
     updates["open_report_false"] = _rate(c.open_false, base.open_report_false, lo=1e-5,
                                          hi=0.2)
     updates["kind_factors"] = _kind_factors(c.kinds, base)
+    updates["misfiled_rate"] = _misfiled_rate(c, base.misfiled_rate)
     params = replace(base, **updates)
     return Fit(params, tuple(_changes(base, params)), len(cases))
 

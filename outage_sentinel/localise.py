@@ -287,6 +287,14 @@ class LocaliserParams:
     #: silent); ``localisation fit`` sets it (``kind_factors``, kind ``transformer``) from
     #: close-outs that name a transformer. 0 = no such hypothesis.
     transformer_prior_factor: float = 1e-4
+    #: Probability that an energised area next to the dead region (the area just before or
+    #: just after it in the feeder's order) carries that region's evidence: customers or
+    #: meters the GIS registers under the neighbouring transformer (wrong customer-transformer
+    #: links are a common error of a county's GIS). Its dead report and calls then cost this,
+    #: not a false report and a burst of stray calls. 0 (the default) = evidence is where the
+    #: GIS says; ``localisation fit`` sets it when close-outs show the areas beside the true
+    #: region looking dead more often than the other energised areas.
+    misfiled_rate: float = 0.0
     #: Relative fault rate per device kind (``(kind, factor)`` pairs, e.g. fitted from
     #: close-outs by ``localisation fit``: fuses operate more often than breakers); a kind
     #: listed here overrides the factors above, a kind not listed keeps them (1 for a
@@ -758,6 +766,58 @@ class _Component:
         #: "a best set plus one silent device": (the set, the devices added, their scores)
         self._extensions: list[tuple[frozenset[int], npt.NDArray[np.int64],
                                      npt.NDArray[np.float64]]] = []
+        #: areas that look dead (ranks, sorted) and what their evidence gains, were they next
+        #: to a dead region, from coming from it (see :meth:`_misfiled_terms`)
+        self.misfiled_ranks, self.misfiled_terms = self._misfiled_terms(call_items)
+        self._misfiled_set = set(self.misfiled_ranks.tolist())
+
+    def _misfiled_terms(self, call_items: list[tuple[int, int]]
+                        ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Per area reported dead or calling: log((1 - m) + m x L_dead / L_alive) of its dead
+        report and calls, m = ``misfiled_rate``: the factor by which its evidence is more
+        likely when it lies next to the dead region, whose customers it may carry. Its alive
+        reports are its own (unchanged); the dead-report rate is the prior's mean."""
+        p, mu = self.p, self.p.misfiled_rate
+        ranks = sorted({*self.dead_ranks, *self.call_ranks})
+        if mu <= 0 or not ranks:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        detect = p.dead_detect_a / (p.dead_detect_a + p.dead_detect_b)
+        dead, calls = set(self.dead_ranks), dict(call_items)
+        cust = self.t.transformer_customer_prefix
+        stray_rate = p.spurious_call_rate + p.lv_fault_rate
+        terms = []
+        for r in ranks:
+            llr = (math.log(detect) - self.log_fd if r in dead
+                   else math.log1p(-detect) - self.log_1fd)
+            if self.calls_observed:
+                k, c = calls.get(r, 0), cust[r + 1] - cust[r]
+                llr += (self.dead_calls(k, c) - (self.stray_term(k, c) if k else 0.0)
+                        + stray_rate * c)
+            terms.append(float(np.logaddexp(math.log1p(-mu), math.log(mu) + llr)))
+        return np.array(ranks, dtype=np.int64), np.array(terms, dtype=np.float64)
+
+    def misfiled_at(self, ranks: npt.NDArray[np.int64],
+                    skip: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.float64]:
+        """The misfiled-evidence terms of the areas at ``ranks`` (0 where an area does not
+        look dead, or is in ``skip``)."""
+        known, terms = self.misfiled_ranks, self.misfiled_terms
+        if not len(known):
+            return np.zeros(len(ranks), dtype=np.float64)
+        j = np.minimum(np.searchsorted(known, ranks), len(known) - 1)
+        hit = known[j] == ranks
+        if skip is not None and len(skip):
+            hit &= ~np.isin(ranks, skip)
+        return np.asarray(np.where(hit, terms[j], 0.0), dtype=np.float64)
+
+    def beside(self, devices: frozenset[int]) -> npt.NDArray[np.int64]:
+        """The areas next to the regions of ``devices`` (just before, just after) that are
+        outside them and look dead."""
+        if not len(self.misfiled_ranks):
+            return np.empty(0, dtype=np.int64)
+        spans = [self.tx_range(d) for d in devices]
+        near = {r for lo, hi in spans for r in (lo - 1, hi)}
+        return np.array(sorted(r for r in near if not any(lo <= r < hi for lo, hi in spans)
+                               and r in self._misfiled_set), dtype=np.int64)
 
     # subtree statistics, O(log n)
     def tx_range(self, i: int) -> tuple[int, int]:
@@ -870,6 +930,8 @@ class _Component:
             terms[sizes == n] = t
         scores = (terms + log_weights + self.dead_calls_at(0, customers)
                   - self.flaky_in(lo, sizes))
+        if len(self.misfiled_ranks):
+            scores = scores + self.misfiled_at(lo - 1) + self.misfiled_at(lo + sizes)
         if self.calls_observed:
             scores = scores + (self.p.spurious_call_rate + self.p.lv_fault_rate) * customers
         self._silent_scores = np.concatenate([self._silent_scores, scores])
@@ -883,6 +945,8 @@ class _Component:
         if t is None:
             t = self._silent_terms[1] = self.count_prior(1) + self.loglik(_Stats(n=1))
         scores = t + log_weight + calls_terms - self.flaky_in(ranks, np.ones_like(ranks))
+        if len(self.misfiled_ranks):
+            scores = scores + self.misfiled_at(ranks - 1) + self.misfiled_at(ranks + 1)
         self._own_silent = (devices, scores)
 
     def score_extensions(self, base: frozenset[int], devices: npt.NDArray[np.int64],
@@ -901,6 +965,11 @@ class _Component:
         k = len(base)
         shift = (self.score(base) + self.count_prior(k + 1) - self.count_prior(k)
                  + self._silent_shift(dead, sizes, customers) - self.flaky_in(lo, sizes))
+        if len(self.misfiled_ranks):  # the areas beside the added region, not counted yet
+            inside = [r for r in self.misfiled_ranks.tolist()
+                      if any(a <= r < b for a, b in map(self.tx_range, base))]
+            skip = np.concatenate([self.beside(base), np.array(inside, dtype=np.int64)])
+            shift = shift + self.misfiled_at(lo - 1, skip) + self.misfiled_at(lo + sizes, skip)
         self._extensions.append((base, devices, shift + log_weights))
 
     def _silent_shift(self, dead: _Stats, sizes: npt.NDArray[np.int64],
@@ -1030,6 +1099,9 @@ class _Component:
             if d in self.open_reported:
                 s += self.log_open_bonus
         s += self.loglik(dead)
+        beside = self.beside(devices)
+        if len(beside):
+            s += float(self.misfiled_at(beside).sum())
         self._score_cache[devices] = s
         return s
 

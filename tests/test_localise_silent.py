@@ -47,8 +47,10 @@ def test_probabilities_with_silent_extensions_sum_to_at_most_one(topo: Topology)
     assert len({h.devices for h in result.hypotheses}) == len(result.hypotheses)
 
 
+@pytest.mark.parametrize("misfiled", [0.0, 0.05])
 @pytest.mark.parametrize("seed", range(6))
-def test_vectorised_silent_scores_equal_the_direct_score(topo: Topology, seed: int) -> None:
+def test_vectorised_silent_scores_equal_the_direct_score(topo: Topology, seed: int,
+                                                         misfiled: float) -> None:
     # the per-size terms of score_silent and the pooled running sums of score_extensions
     # against score() of the same set
     rng = random.Random(seed)
@@ -59,7 +61,8 @@ def test_vectorised_silent_scores_equal_the_direct_score(topo: Topology, seed: i
                   open_devices={"B2"} if seed % 2 else set())  # telemetry on every other
     resolved = loc._resolve(topo, ev)
     root = topo.pos["S1"]
-    params = LocaliserParams(false_dead_areas=(("T5", 0.2), ("T8", 0.1)) if seed % 3 else ())
+    params = LocaliserParams(false_dead_areas=(("T5", 0.2), ("T8", 0.1)) if seed % 3 else (),
+                             misfiled_rate=misfiled)
     comp = loc._Component(topo, root, resolved, [], params,
                           FaultContext(faults_elsewhere=30, devices_elsewhere=900))
     positive = sorted(resolved.dead | set(resolved.calls))
