@@ -88,6 +88,10 @@ MIN_CASES_FOR_SPREAD = 20
 #: Pseudo-faults the current relative fault rate of a device kind is worth.
 KIND_PRIOR_FAULTS = 5.0
 
+#: Standard errors by which the areas beside the true regions must look dead more often than
+#: the others before a misfiled rate is fitted (a false rate costs the calm adjacent doubles).
+MISFILED_SIGMAS = 3.0
+
 #: Kinds whose relative fault rate is fitted (the crew may confirm any of them; a transformer
 #: is an area's own fault: its drop-out fuse, the transformer itself).
 FAULT_KINDS = ("source", "breaker", "recloser", "sectionalizer", "fuse", "switch", "transformer")
@@ -184,10 +188,10 @@ class _Counts:
     area_false: dict[str, int]
     area_dead: dict[str, int]
     root_cases: dict[str, int]
-    #: areas that look dead (reported dead or calling): (such, areas) among the energised
-    #: areas beside the true region, among the other energised areas, among the dead areas
-    beside: list[int] = field(default_factory=lambda: [0, 0])
-    away: list[int] = field(default_factory=lambda: [0, 0])
+    #: the energised areas beside the true region that look dead (reported dead or calling):
+    #: (such, areas, such expected at the case's rate elsewhere, its variance); and the dead
+    #: areas that look dead: (such, areas)
+    beside: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     dead_look: list[int] = field(default_factory=lambda: [0, 0])
 
     @classmethod
@@ -289,23 +293,30 @@ def _count_beside(topology: Topology, case: SolvedCase, dead: set[str], alive: s
         return sum(1 for a in areas if a in case.dead or case.calls.get(a, 0) > 0)
 
     near = beside_region(topology, case.truth) & alive
-    _add(c.beside, looks_dead(near), len(near))
-    _add(c.away, looks_dead(alive - near), len(alive - near))
+    away = alive - near
+    if near and away:  # against the same case's other areas: a small feeder's areas report
+        # falsely more often, and every region's neighbours are on its own feeder
+        r0, m = looks_dead(away) / len(away), len(near)
+        # the variance of the count seen less the one expected: binomial at r0, plus r0's
+        # own, estimated from the case's other areas
+        var = r0 * (1.0 - r0) * (m + m * m / len(away))
+        for k, v in enumerate((looks_dead(near), m, r0 * m, var)):
+            c.beside[k] += v
     _add(c.dead_look, looks_dead(dead), len(dead))
 
 
 def _misfiled_rate(c: _Counts, current: float) -> float:
     """The share of the areas beside the true region that carry its evidence: how much more
-    often they look dead than the other energised areas (r1 against r0), over how much more
-    often a dead area does (q): (r1 - r0) / (q - r0). Zero unless the excess is over two
-    standard errors of r1 (the neighbours of any region are a few areas per case, and noise
-    must not buy a rate); shrunk to ``current`` with ``PRIOR_WEIGHT`` pseudo-areas."""
-    (h1, n1), (h0, n0), (hq, nq) = c.beside, c.away, c.dead_look
-    if not (n1 and n0 and nq):
+    often they look dead than the same cases' other energised areas (r1 against r0), over how
+    much more often a dead area does (q): (r1 - r0) / (q - r0). Zero unless the excess is over
+    ``MISFILED_SIGMAS`` standard errors (the neighbours of any region are a few areas per case,
+    and noise must not buy a rate); shrunk to ``current`` with ``PRIOR_WEIGHT`` pseudo-areas."""
+    (seen, n1, expected, var), (hq, nq) = c.beside, c.dead_look
+    if not (n1 and nq):
         return current
-    r1, r0, q = h1 / n1, h0 / n0, hq / nq
-    se = math.sqrt(max(r0 * (1.0 - r0), 1.0 / n0) / n1)
-    share = (r1 - r0) / (q - r0) if q > r0 and r1 - r0 > 2.0 * se else 0.0
+    r1, r0, q = seen / n1, expected / n1, hq / nq
+    excess = seen - expected > MISFILED_SIGMAS * math.sqrt(max(var, 1.0))
+    share = (r1 - r0) / (q - r0) if q > r0 and excess else 0.0
     rate = (n1 * min(max(share, 0.0), 0.5) + PRIOR_WEIGHT * current) / (n1 + PRIOR_WEIGHT)
     return float(f"{rate:.6g}")
 
