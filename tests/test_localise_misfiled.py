@@ -9,6 +9,7 @@ false open report; with the county's rate, the breaker its telemetry names.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,16 @@ def test_the_neighbours_of_a_region_are_outside_it_and_on_its_feeder(street: Top
     assert beside_region(street, ["TB" + areas[3][1:]]) == {areas[2], areas[4]}
     assert beside_region(street, ["TB" + areas[0][1:]]) == {areas[1]}
     assert beside_region(street, ["B0"]) == set()
+
+
+def test_a_parameters_file_sets_the_rate_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from outage_sentinel.config import ConfigError, load_localisation
+
+    good = tmp_path / "params.yaml"
+    good.write_text("misfiled_rate: 0.04\n")
+    assert load_localisation(good).to_params().misfiled_rate == 0.04
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("misfiled_rate: 0.7\n")
+    with pytest.raises(ConfigError) as err:
+        load_localisation(bad)
+    assert "misfiled_rate" in str(err.value) and "bad.yaml" in str(err.value)
