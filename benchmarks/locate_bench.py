@@ -115,6 +115,8 @@ class Model:
     #: this share of areas (fixed by id) have their meters and customers registered under the
     #: next area of the feeder in the GIS: their reports and calls name the wrong area
     mislabel: float = 0.0
+    #: with ``mislabel``: the wrong area is any area of the feeder (fixed by id), not the next
+    mislabel_anywhere: bool = False
     #: expected low-voltage faults per case: an energised area (each alike) whose own
     #: customers lost supply below its transformer and call in as from a dead area, while its
     #: terminal, on the medium-voltage side, stays alive
@@ -182,8 +184,9 @@ class Feeder:
         self.lo = bisect.bisect_left(tins, topology.tin[root])
         self.hi = bisect.bisect_right(tins, topology.tout[root])
         self.areas = [topology.transformer_by_tin[r] for r in range(self.lo, self.hi)]
-        #: per mislabelled share: the areas the GIS registers under another area
-        self.gis_wrong: dict[float, dict[str, str]] = {}
+        #: per mislabelled share (and whether anywhere): the areas the GIS registers under
+        #: another area
+        self.gis_wrong: dict[tuple[float, bool], dict[str, str]] = {}
         self.devices = [i for i in range(len(topology.ids))
                         if topology.root[i] == root and topology.tin[i] >= 0
                         and topology.nodes[topology.ids[i]].kind in PROTECTIVE_KINDS
@@ -267,12 +270,21 @@ def sample(feeder: Feeder, devices: Sequence[int], model: Model, rng: random.Ran
 
 def mislabelled(feeder: Feeder, case: Case, model: Model) -> Case:
     """The case as a GIS with wrong customer-area links reports it: an area chosen by its id
-    (``model.mislabel`` of them) reports under the next area of the feeder."""
-    wrong = feeder.gis_wrong.get(model.mislabel)
+    (``model.mislabel`` of them) reports under the next area of the feeder, or under any area
+    of it (``model.mislabel_anywhere``, also fixed by id)."""
+    key = (model.mislabel, model.mislabel_anywhere)
+    wrong = feeder.gis_wrong.get(key)
     if wrong is None:
         areas = [feeder.t.ids[i] for i in feeder.areas]
-        wrong = feeder.gis_wrong[model.mislabel] = {
-            a: areas[(k + 1) % len(areas)] for k, a in enumerate(areas)
+
+        def other(k: int, a: str) -> str:
+            if not model.mislabel_anywhere:
+                return areas[(k + 1) % len(areas)]
+            step = 1 + zlib.crc32(b"far:" + a.encode()) % max(len(areas) - 1, 1)
+            return areas[(k + step) % len(areas)]
+
+        wrong = feeder.gis_wrong[key] = {
+            a: other(k, a) for k, a in enumerate(areas)
             if zlib.crc32(b"gis:" + a.encode()) % 1000 < model.mislabel * 1000}
     calls: dict[str, int] = {}
     for a, k in case.calls.items():
@@ -642,6 +654,8 @@ HARDER: list[tuple[str, Model, bool]] = [
      Model(1.0, 0.0, alive_rate=0.0, alive_false=0.0), False),
     ("single, 30% missing, one fault in 3 is an area's own transformer (drop-out fuse)",
      Model(0.3, 1.0, own_faults=1 / 3), False),
+    ("single, 30% missing, 10% of areas under a random other area of the feeder in the GIS",
+     Model(0.3, 1.0, mislabel=0.1, mislabel_anywhere=True), False),
 ]
 
 
