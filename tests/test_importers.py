@@ -261,6 +261,24 @@ def test_pandapower_json_without_pandapower(tmp_path: Path) -> None:
     assert sum(1 for n in topo.nodes.values() if n.normally_open) == 1
 
 
+def test_pandapower_cascaded_service_transformers(tmp_path: Path) -> None:
+    # a 20/0.4 kV transformer, then a 0.4/0.23 kV one on its secondary: one area
+    net = {"_module": "pandapower.auxiliary", "_class": "pandapowerNet", "_object": {
+        "bus": frame(["name", "vn_kv", "in_service"], [
+            ["MV", 20.0, True], ["LV", 0.4, True], ["LV2", 0.23, True]]),
+        "ext_grid": frame(["name", "bus", "in_service"], [["grid", 0, True]]),
+        "trafo": frame(["name", "hv_bus", "lv_bus", "vn_lv_kv", "in_service"], [
+            ["dt", 0, 1, 0.4, True], ["dt-inner", 1, 2, 0.23, True]]),
+        "load": frame(["name", "bus", "in_service"], [["h1", 1, True], ["h2", 2, True]]),
+    }}
+    src = tmp_path / "net.json"
+    src.write_text(json.dumps(net))
+    summary = import_topology("pandapower", str(src), str(tmp_path / "bundle"))
+    topo = load_bundle(tmp_path / "bundle")
+    assert {t: topo.nodes[t].customers for t in topo.transformers} == {"dt": 2}
+    assert any("dt-inner" in w and "dt" in w for w in summary.warnings)
+
+
 def test_pandapower_builtin_network(tmp_path: Path) -> None:
     pp = pytest.importorskip("pandapower", reason="pandapower not installed (optional extra)")
     import pandapower.networks as pn

@@ -7,7 +7,15 @@ An importer fills a :class:`RawNetwork` (buses, two-terminal branches, loads, so
    transformer when the format says so (see each importer). Everything on its low-voltage side
    (found by walking from its secondary without crossing it back) is folded into one
    ``transformer`` node; its ``customers`` is the number of customer objects found there
-   (at least 1). Other transformers (substation, regulators) are plain connections.
+   (at least 1). Other transformers (substation, regulators) are plain connections, and so
+   is a service transformer whose low-voltage side reaches a source (or its own primary bus).
+   *Cascaded* service transformers — one fed from inside another's low-voltage side, such as
+   a 12.47/0.48 kV then a 0.48/0.24 kV pair, or center-tapped transformers given no voltages —
+   make one area, the outer one's: the inner is a plain connection inside it (a warning names
+   both), so every customer behind either is counted once, in the outer area. Keeping the
+   inner as an area of its own would need an area inside an area, which a bundle has no place
+   for: its customers would be counted twice, or taken out of the outer area that an outage
+   of the outer transformer darkens too.
 2. **Loads not behind a service transformer** get a synthetic area ``area-<bus>`` per bus, with
    one customer per load on that bus.
 3. **Devices are nodes in series.** A switch/fuse/recloser/sectionaliser/breaker branch becomes
@@ -27,7 +35,8 @@ from __future__ import annotations
 
 import csv
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +45,15 @@ from outage_sentinel.topology import PROTECTIVE_KINDS
 
 VILLAGE_SIZE = 20
 PLACEHOLDER_PHONE = "13800000000"
+FOLD_WARNINGS = 20  # cascaded transformers named one by one; the rest are counted
 
 
 class ImportError_(ValueError):
     """The source cannot be turned into a valid bundle (names the file and what is wrong)."""
+
+
+class BundleWriteError(ImportError_):
+    """The bundle cannot be written where it was asked to go (names the path and why)."""
 
 
 @dataclass
@@ -106,10 +120,24 @@ def _bfs(adj: dict[str, set[str]], start: str, blocked: set[str]) -> set[str]:
     return seen
 
 
+def _owners(sides: dict[int, set[str]]) -> dict[str, int]:
+    """Each LV bus -> the first service transformer (branch index) whose side holds it."""
+    owner: dict[str, int] = {}
+    for k, lv in sides.items():
+        for bus in lv:
+            owner.setdefault(bus, k)
+    return owner
+
+
 def write_bundle(net: RawNetwork, outdir: str | Path) -> ImportSummary:
-    """Apply the rules above and write the bundle CSVs into ``outdir``."""
+    """Apply the rules above and write the bundle CSVs into ``outdir``; a folder that cannot
+    be made or a file that cannot be written is a :class:`BundleWriteError`."""
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    with _writing(out):
+        if out.exists() and not out.is_dir():
+            raise BundleWriteError(f"{out}: not a directory (a file is in the way); the bundle "
+                                   "was not written")
+        out.mkdir(parents=True, exist_ok=True)
     b = _BundleBuilder(net)
     b.add_buses()
     absorbed = b.add_service_transformers()
@@ -120,9 +148,21 @@ def write_bundle(net: RawNetwork, outdir: str | Path) -> ImportSummary:
     feeder_of, order = b.energise(sources, adjacency)
     village_of, village_rows = b.villages(sources, adjacency, feeder_of)
     keep = set(feeder_of)
-    b.write_nodes(out, keep, feeder_of, village_of, order)
-    b.write_tables(out, keep, village_rows, sorted({f for _, f in sources}))
+    with _writing(out):
+        b.write_nodes(out, keep, feeder_of, village_of, order)
+        b.write_tables(out, keep, village_rows, sorted({f for _, f in sources}))
     return b.summary(out, keep, sorted({f for _, f in sources}), len(village_rows))
+
+
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """An operating-system error writing the bundle as a one-line :class:`BundleWriteError`
+    naming the path (a permission denied, a file in the way, a full disk)."""
+    try:
+        yield
+    except OSError as exc:
+        raise BundleWriteError(f"{exc.filename or out}: cannot write the bundle "
+                               f"({exc.strerror or exc})") from exc
 
 
 class _BundleBuilder:
@@ -168,21 +208,15 @@ class _BundleBuilder:
             self.extra[nid] = dict(self.net.buses[b])
 
     def add_service_transformers(self) -> set[str]:
-        """Rule 2: a service transformer becomes a transformer area absorbing its LV side;
+        """Rule 1: a service transformer becomes a transformer area absorbing its LV side;
         returns the absorbed buses."""
-        net, adj = self.net, self._bus_adjacency()
+        net = self.net
+        sides = self._service_sides()
         absorbed: set[str] = set()
-        source_buses = {bus for _, bus in net.sources}
-        for br in net.branches:
-            if br.kind != "transformer" or not br.service:
+        for k, br in enumerate(net.branches):
+            if k not in sides:
                 continue
-            lv = _bfs(adj, br.b, {br.a})
-            if lv & source_buses:
-                net.warnings.append(f"transformer {br.name}: secondary reaches a source; kept "
-                                    "as a plain connection")
-                br.service = False
-                self.edge(self.bus_id[br.a], self.bus_id[br.b])
-                continue
+            lv = sides[k]
             absorbed |= lv
             count = sum(net.customers_at.get(x, 0) for x in lv)
             if count == 0:
@@ -190,6 +224,72 @@ class _BundleBuilder:
             nid = self.node(br.name, "transformer", br.name, customers=max(1, count))
             self.edge(self.bus_id[br.a], nid)
         return absorbed
+
+    def _service_sides(self) -> dict[int, set[str]]:
+        """The LV side of each service transformer that stays one, by branch index. The
+        others (rule 1) are made plain connections, a warning naming each; repeated until
+        none is left, as a plain connection widens the LV sides it joins."""
+        net = self.net
+        sources = {bus for _, bus in net.sources}
+        folded: dict[int, int] = {}  # inner transformer -> the one it was fed from
+        while True:
+            adj = self._bus_adjacency()
+            sides = {k: _bfs(adj, br.b, {br.a}) for k, br in enumerate(net.branches)
+                     if br.kind == "transformer" and br.service}
+            if self._demote_unserviced(sides, sources) or self._fold_nested(sides, folded):
+                continue
+            self._warn_folded(sides, folded)
+            return sides
+
+    def _demote_unserviced(self, sides: dict[int, set[str]], sources: set[str]) -> bool:
+        """Service transformers whose LV side reaches a source, or that have one bus for
+        both sides, become plain connections; whether any did."""
+        demoted = False
+        for k, lv in sides.items():
+            br = self.net.branches[k]
+            if lv & sources or br.a == br.b:
+                why = "secondary reaches a source" if lv & sources else (
+                    "primary and secondary on the same bus")
+                self.net.warnings.append(f"transformer {br.name}: {why}; kept as a plain "
+                                         "connection")
+                br.service, demoted = False, True
+        return demoted
+
+    def _fold_nested(self, sides: dict[int, set[str]], folded: dict[int, int]) -> bool:
+        """A service transformer whose primary bus is on another's LV side becomes a plain
+        connection there (``folded``: inner -> outer); whether any did. Of service
+        transformers feeding each other in a ring, the first that no other is folded into
+        stays."""
+        owner = _owners(sides)
+        fresh: dict[int, int] = {}
+
+        def root(k: int) -> int:
+            while k in fresh:
+                k = fresh[k]
+            return k
+
+        for k in sides:
+            outer = owner.get(self.net.branches[k].a)
+            if outer is not None and root(outer) != k:
+                fresh[k] = outer
+        for k in fresh:
+            self.net.branches[k].service = False
+        folded.update(fresh)
+        return bool(fresh)
+
+    def _warn_folded(self, sides: dict[int, set[str]], folded: dict[int, int]) -> None:
+        """A warning naming each folded transformer and the area it ended up inside."""
+        branches, owner = self.net.branches, _owners(sides)
+        for inner, outer in sorted(folded.items())[:FOLD_WARNINGS]:
+            area = owner.get(branches[inner].a)
+            where = (f"a plain connection inside {branches[area].name}'s area, its customers "
+                     "counted there" if area is not None else "a plain connection")
+            self.net.warnings.append(
+                f"transformer {branches[inner].name}: fed from the low-voltage side of "
+                f"{branches[area if area is not None else outer].name}; {where}")
+        if len(folded) > FOLD_WARNINGS:
+            self.net.warnings.append(f"... and {len(folded) - FOLD_WARNINGS} more service "
+                                     "transformer(s) fed from another's low-voltage side")
 
     def _bus_adjacency(self) -> dict[str, set[str]]:
         """Bus adjacency through everything except service transformers (the LV sides)."""
@@ -202,7 +302,8 @@ class _BundleBuilder:
         return adj
 
     def add_branches(self, absorbed: set[str]) -> None:
-        """Lines join buses; switching devices become nodes between them."""
+        """Rule 3: lines join buses; switching devices become nodes between them (a branch
+        with an end inside an area is part of that area)."""
         for br in self.net.branches:
             if (br.kind == "transformer" and br.service) or br.a in absorbed or br.b in absorbed:
                 continue
@@ -218,7 +319,7 @@ class _BundleBuilder:
                 d.pop(nid, None)
 
     def add_synthetic_areas(self, absorbed: set[str]) -> None:
-        """Rule 3: loads on a bus with no service transformer become a synthetic area."""
+        """Rule 2: loads on a bus with no service transformer become a synthetic area."""
         net = self.net
         for bus in sorted(net.loads_at):
             if bus in absorbed or bus not in self.bus_id:
