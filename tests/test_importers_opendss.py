@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from outage_sentinel.importers import ImportError_, ImportSummary, import_topology, opendss
+from outage_sentinel.importers import ImportError_, ImportSummary, dss_script, import_topology
 from outage_sentinel.locate import import_main
 from outage_sentinel.topology import Topology, load_bundle
 
@@ -252,6 +252,21 @@ New Load.h2 bus1=x.1 kV=0.24
     assert any("bank" in w and "Ta, Tb, Tc" in w for w in summary.warnings)
 
 
+def test_a_service_transformer_on_another_ones_secondary_is_inside_its_area(
+        tmp_path: Path) -> None:
+    # T2's primary kV is not given (12.47 kV by default), so it reads as a second service
+    # transformer, fed from T1's 480 V side
+    summary, topo = run(tmp_path, """New Circuit.c bus1=src
+New Line.L1 bus1=src bus2=p
+New Transformer.T1 buses=[p s480] kvs=[12.47 0.48]
+New Load.motor bus1=s480 kV=0.48
+New Transformer.T2 windings=2 wdg=1 bus=s480 wdg=2 bus=s240 kv=0.24
+New Load.flats bus1=s240 kV=0.24 NumCust=4
+""")
+    assert areas(topo) == {"T1": 5}
+    assert any("T2" in w and "T1" in w for w in summary.warnings)
+
+
 def test_devices_on_transformers_and_on_their_switched_line(tmp_path: Path) -> None:
     _, topo = run(tmp_path, """New Circuit.c bus1=src
 New Line.L1 bus1=src bus2=p
@@ -309,7 +324,7 @@ def test_a_deck_that_cannot_be_read_is_an_error_naming_file_and_line(
     def broken(bus: str) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(opendss, "strip_phases", broken)
+    monkeypatch.setattr(dss_script, "strip_phases", broken)
     with pytest.raises(ImportError_, match=r"master\.dss:1.*boom"):
         import_topology("opendss", str(tmp_path / "master.dss"), str(tmp_path / "out"))
     assert import_main("opendss", str(tmp_path / "master.dss"), str(tmp_path / "out")) == 1
