@@ -760,6 +760,8 @@ class _Component:
         #: scores and devices of the silent-region hypotheses (see :func:`_silent`)
         self._silent_scores: npt.NDArray[np.float64] = np.empty(0)
         self._silent_devices: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        #: the best score of a non-empty set so far (:meth:`score`)
+        self._best = -math.inf
         #: the silent areas' own faults (see :func:`_silent_own_faults`): areas, scores
         self._own_silent: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] = (
             np.empty(0, dtype=np.int64), np.empty(0))
@@ -949,6 +951,22 @@ class _Component:
             scores = scores + self.misfiled_at(ranks - 1) + self.misfiled_at(ranks + 1)
         self._own_silent = (devices, scores)
 
+    def areas_negligible(self, log_weight: float, calls_terms: npt.NDArray[np.float64]
+                         ) -> bool:
+        """Whether every silent area's own fault together (``calls_terms`` as in
+        :meth:`score_silent_areas`) is :data:`NEGLIGIBLE_TOTAL` beside the best set scored: an
+        upper bound of their total, so that the common case skips scoring thousands of them."""
+        if len(self.flaky_ranks) or not len(calls_terms) or self._best == -math.inf:
+            return False
+        t = self._silent_terms.get(1)
+        if t is None:
+            t = self._silent_terms[1] = self.count_prior(1) + self.loglik(_Stats(n=1))
+        beside = 2.0 * max(float(self.misfiled_terms.max()), 0.0) \
+            if len(self.misfiled_terms) else 0.0
+        bound = (t + log_weight + float(calls_terms.max()) + beside
+                 + math.log(len(calls_terms)))
+        return bound < self._best - NEGLIGIBLE_TOTAL
+
     def score_extensions(self, base: frozenset[int], devices: npt.NDArray[np.int64],
                          lo: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64],
                          customers: npt.NDArray[np.float64],
@@ -1102,6 +1120,8 @@ class _Component:
         beside = self.beside(devices)
         if len(beside):
             s += float(self.misfiled_at(beside).sum())
+        if devices and s > self._best:
+            self._best = s
         self._score_cache[devices] = s
         return s
 
@@ -1240,6 +1260,9 @@ def _in_intervals(rank: int, intervals: list[tuple[int, int]]) -> bool:
 #: A hypothesis this far (log score) below the best has a probability under 1e-13: it counts
 #: in the total, and is not listed.
 NEGLIGIBLE = 30.0
+#: Hypotheses whose total is this far below the best (under 1e-7 of it) are not scored at all:
+#: no stated probability moves in its third decimal.
+NEGLIGIBLE_TOTAL = 16.0
 
 
 #: An area's own fault is scored when at most this many other areas under its protective
@@ -1418,7 +1441,8 @@ def _silent_own_faults(topology: Topology, comp: _Component, r: _Ranges,
     ones was otherwise that area's own fault at ~1.0, when the fault might as well be any
     silent area's. (Not added to the best sets as a second fault: the silent devices are.)"""
     factor = kind_factor(comp.p, "transformer")
-    if factor <= 0:
+    terms = _area_call_terms(comp, r)
+    if factor <= 0 or comp.areas_negligible(math.log(factor), terms):
         return
     base = r.area_lo
     keep = r.own_faults.copy()
@@ -1429,7 +1453,7 @@ def _silent_own_faults(topology: Topology, comp: _Component, r: _Ranges,
         keep[max(a - base, 0):max(b - base, 0)] = False
     if keep.any():
         comp.score_silent_areas(r.area_nodes[keep], np.flatnonzero(keep) + base,
-                                math.log(factor), _area_call_terms(comp, r)[keep])
+                                math.log(factor), terms[keep])
 
 
 def _area_call_terms(comp: _Component, r: _Ranges) -> npt.NDArray[np.float64]:
