@@ -20,7 +20,9 @@ evidence and the truth. With the truth known, every reliability of the model
   that had calls at all: a case without a single call had no call source, which is not
   "nobody called";
 * **devices reported open**: of the operated devices, how many were reported open, and of the
-  others on the same feeders, over cases with any device reported open.
+  others on the same feeders, over cases with any device reported open;
+* **misfiled evidence** (``misfiled_rate``): how much more often the energised areas beside the
+  true region look dead than the same case's other energised areas (:func:`_misfiled_rate`).
 
 Each source may be absent from a case (no AMI readings, no trouble-call feed, no SCADA): a case
 with nothing at all from a source says nothing about that source's rates, so it is left out of
