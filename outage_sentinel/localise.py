@@ -687,6 +687,71 @@ class _Stats:
                       self.flaky - other.flaky, self.stray - other.stray)
 
 
+class _Misfiled:
+    """The areas reported dead or calling (ranks, sorted) and log((1 - m) + m x L_dead /
+    L_alive) of their dead report and calls, m = ``misfiled_rate``: how much likelier their
+    evidence is when they lie beside the dead region, whose customers they may carry
+    (:func:`_misfiled`). Empty when the rate is 0."""
+
+    def __init__(self, ranks: npt.NDArray[np.int64], terms: npt.NDArray[np.float64]) -> None:
+        self.ranks, self.terms = ranks, terms
+        self.members = set(ranks.tolist())
+
+    def __len__(self) -> int:
+        return len(self.ranks)
+
+    def at(self, ranks: npt.NDArray[np.int64], skip: npt.NDArray[np.int64] | None = None
+           ) -> npt.NDArray[np.float64]:
+        """The terms of the areas at ``ranks`` (0 where an area does not look dead, or is in
+        ``skip``)."""
+        if not len(self.ranks):
+            return np.zeros(len(ranks), dtype=np.float64)
+        j = np.minimum(np.searchsorted(self.ranks, ranks), len(self.ranks) - 1)
+        hit = self.ranks[j] == ranks
+        if skip is not None and len(skip):
+            hit &= ~np.isin(ranks, skip)
+        return np.asarray(np.where(hit, self.terms[j], 0.0), dtype=np.float64)
+
+    def beside(self, spans: list[tuple[int, int]]) -> npt.NDArray[np.int64]:
+        """The areas just before and just after the rank ranges ``spans``, outside them, that
+        look dead."""
+        near = {r for lo, hi in spans for r in (lo - 1, hi)}
+        return np.array(sorted(r for r in near if r in self.members
+                               and not any(lo <= r < hi for lo, hi in spans)), dtype=np.int64)
+
+    def inside(self, spans: list[tuple[int, int]]) -> npt.NDArray[np.int64]:
+        """The areas that look dead within ``spans``."""
+        return np.array([r for r in self.ranks.tolist()
+                         if any(lo <= r < hi for lo, hi in spans)], dtype=np.int64)
+
+    def most(self) -> float:
+        """The largest term, or 0."""
+        return max(float(self.terms.max()), 0.0) if len(self.terms) else 0.0
+
+
+def _misfiled(comp: _Component, call_items: list[tuple[int, int]]) -> _Misfiled:
+    """:class:`_Misfiled` of a component's evidence. Alive reports stay the area's own; the
+    dead-report rate is the prior's mean."""
+    p, mu = comp.p, comp.p.misfiled_rate
+    ranks = sorted({*comp.dead_ranks, *comp.call_ranks})
+    if mu <= 0 or not ranks:
+        return _Misfiled(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+    detect = p.dead_detect_a / (p.dead_detect_a + p.dead_detect_b)
+    dead, calls = set(comp.dead_ranks), dict(call_items)
+    cust = comp.t.transformer_customer_prefix
+    stray_rate = p.spurious_call_rate + p.lv_fault_rate
+    terms = []
+    for r in ranks:
+        llr = (math.log(detect) - comp.log_fd if r in dead
+               else math.log1p(-detect) - comp.log_1fd)
+        if comp.calls_observed:
+            k, c = calls.get(r, 0), cust[r + 1] - cust[r]
+            llr += (comp.dead_calls(k, c) - (comp.stray_term(k, c) if k else 0.0)
+                    + stray_rate * c)
+        terms.append(float(np.logaddexp(math.log1p(-mu), math.log(mu) + llr)))
+    return _Misfiled(np.array(ranks, dtype=np.int64), np.array(terms, dtype=np.float64))
+
+
 class _Component:
     """The localisation problem on one energised component (one source's tree)."""
 
@@ -752,6 +817,12 @@ class _Component:
         self.n_devices = max(_device_count(topology, root), 1)
         self.regimes = fault_regimes(params, context)
         self._count_prior: list[float] = []
+        #: what the areas that look dead gain beside a dead region (:class:`_Misfiled`)
+        self.misfiled = _misfiled(self, call_items)
+        self._start_pools()
+
+    def _start_pools(self) -> None:
+        """The hypotheses scored so far: none."""
         #: log prior weight of each candidate beyond the count prior: its kind, summed over
         #: the devices with the same downstream areas (any of them opening has the same effect)
         self.log_weight: dict[int, float] = {}
@@ -768,58 +839,6 @@ class _Component:
         #: "a best set plus one silent device": (the set, the devices added, their scores)
         self._extensions: list[tuple[frozenset[int], npt.NDArray[np.int64],
                                      npt.NDArray[np.float64]]] = []
-        #: areas that look dead (ranks, sorted) and what their evidence gains, were they next
-        #: to a dead region, from coming from it (see :meth:`_misfiled_terms`)
-        self.misfiled_ranks, self.misfiled_terms = self._misfiled_terms(call_items)
-        self._misfiled_set = set(self.misfiled_ranks.tolist())
-
-    def _misfiled_terms(self, call_items: list[tuple[int, int]]
-                        ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Per area reported dead or calling: log((1 - m) + m x L_dead / L_alive) of its dead
-        report and calls, m = ``misfiled_rate``: the factor by which its evidence is more
-        likely when it lies next to the dead region, whose customers it may carry. Its alive
-        reports are its own (unchanged); the dead-report rate is the prior's mean."""
-        p, mu = self.p, self.p.misfiled_rate
-        ranks = sorted({*self.dead_ranks, *self.call_ranks})
-        if mu <= 0 or not ranks:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        detect = p.dead_detect_a / (p.dead_detect_a + p.dead_detect_b)
-        dead, calls = set(self.dead_ranks), dict(call_items)
-        cust = self.t.transformer_customer_prefix
-        stray_rate = p.spurious_call_rate + p.lv_fault_rate
-        terms = []
-        for r in ranks:
-            llr = (math.log(detect) - self.log_fd if r in dead
-                   else math.log1p(-detect) - self.log_1fd)
-            if self.calls_observed:
-                k, c = calls.get(r, 0), cust[r + 1] - cust[r]
-                llr += (self.dead_calls(k, c) - (self.stray_term(k, c) if k else 0.0)
-                        + stray_rate * c)
-            terms.append(float(np.logaddexp(math.log1p(-mu), math.log(mu) + llr)))
-        return np.array(ranks, dtype=np.int64), np.array(terms, dtype=np.float64)
-
-    def misfiled_at(self, ranks: npt.NDArray[np.int64],
-                    skip: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.float64]:
-        """The misfiled-evidence terms of the areas at ``ranks`` (0 where an area does not
-        look dead, or is in ``skip``)."""
-        known, terms = self.misfiled_ranks, self.misfiled_terms
-        if not len(known):
-            return np.zeros(len(ranks), dtype=np.float64)
-        j = np.minimum(np.searchsorted(known, ranks), len(known) - 1)
-        hit = known[j] == ranks
-        if skip is not None and len(skip):
-            hit &= ~np.isin(ranks, skip)
-        return np.asarray(np.where(hit, terms[j], 0.0), dtype=np.float64)
-
-    def beside(self, devices: frozenset[int]) -> npt.NDArray[np.int64]:
-        """The areas next to the regions of ``devices`` (just before, just after) that are
-        outside them and look dead."""
-        if not len(self.misfiled_ranks):
-            return np.empty(0, dtype=np.int64)
-        spans = [self.tx_range(d) for d in devices]
-        near = {r for lo, hi in spans for r in (lo - 1, hi)}
-        return np.array(sorted(r for r in near if not any(lo <= r < hi for lo, hi in spans)
-                               and r in self._misfiled_set), dtype=np.int64)
 
     # subtree statistics, O(log n)
     def tx_range(self, i: int) -> tuple[int, int]:
@@ -932,8 +951,8 @@ class _Component:
             terms[sizes == n] = t
         scores = (terms + log_weights + self.dead_calls_at(0, customers)
                   - self.flaky_in(lo, sizes))
-        if len(self.misfiled_ranks):
-            scores = scores + self.misfiled_at(lo - 1) + self.misfiled_at(lo + sizes)
+        if self.misfiled:
+            scores = scores + self.misfiled.at(lo - 1) + self.misfiled.at(lo + sizes)
         if self.calls_observed:
             scores = scores + (self.p.spurious_call_rate + self.p.lv_fault_rate) * customers
         self._silent_scores = np.concatenate([self._silent_scores, scores])
@@ -947,8 +966,8 @@ class _Component:
         if t is None:
             t = self._silent_terms[1] = self.count_prior(1) + self.loglik(_Stats(n=1))
         scores = t + log_weight + calls_terms - self.flaky_in(ranks, np.ones_like(ranks))
-        if len(self.misfiled_ranks):
-            scores = scores + self.misfiled_at(ranks - 1) + self.misfiled_at(ranks + 1)
+        if self.misfiled:
+            scores = scores + self.misfiled.at(ranks - 1) + self.misfiled.at(ranks + 1)
         self._own_silent = (devices, scores)
 
     def areas_negligible(self, log_weight: float, calls_terms: npt.NDArray[np.float64]
@@ -961,9 +980,7 @@ class _Component:
         t = self._silent_terms.get(1)
         if t is None:
             t = self._silent_terms[1] = self.count_prior(1) + self.loglik(_Stats(n=1))
-        beside = 2.0 * max(float(self.misfiled_terms.max()), 0.0) \
-            if len(self.misfiled_terms) else 0.0
-        bound = (t + log_weight + float(calls_terms.max()) + beside
+        bound = (t + log_weight + float(calls_terms.max()) + 2.0 * self.misfiled.most()
                  + math.log(len(calls_terms)))
         return bound < self._best - NEGLIGIBLE_TOTAL
 
@@ -983,11 +1000,10 @@ class _Component:
         k = len(base)
         shift = (self.score(base) + self.count_prior(k + 1) - self.count_prior(k)
                  + self._silent_shift(dead, sizes, customers) - self.flaky_in(lo, sizes))
-        if len(self.misfiled_ranks):  # the areas beside the added region, not counted yet
-            inside = [r for r in self.misfiled_ranks.tolist()
-                      if any(a <= r < b for a, b in map(self.tx_range, base))]
-            skip = np.concatenate([self.beside(base), np.array(inside, dtype=np.int64)])
-            shift = shift + self.misfiled_at(lo - 1, skip) + self.misfiled_at(lo + sizes, skip)
+        if self.misfiled:  # the areas beside the added region, not counted yet
+            spans = [self.tx_range(d) for d in base]
+            skip = np.concatenate([self.misfiled.beside(spans), self.misfiled.inside(spans)])
+            shift = shift + self.misfiled.at(lo - 1, skip) + self.misfiled.at(lo + sizes, skip)
         self._extensions.append((base, devices, shift + log_weights))
 
     def _silent_shift(self, dead: _Stats, sizes: npt.NDArray[np.int64],
@@ -1117,9 +1133,9 @@ class _Component:
             if d in self.open_reported:
                 s += self.log_open_bonus
         s += self.loglik(dead)
-        beside = self.beside(devices)
-        if len(beside):
-            s += float(self.misfiled_at(beside).sum())
+        if self.misfiled:
+            beside = self.misfiled.beside([self.tx_range(d) for d in devices])
+            s += float(self.misfiled.at(beside).sum())
         if devices and s > self._best:
             self._best = s
         self._score_cache[devices] = s
