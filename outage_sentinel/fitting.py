@@ -64,6 +64,7 @@ from outage_sentinel.localise import (
     calibration_key,
     devices_per_feeder,
     kind_factor,
+    ranks_beside,
     window_of,
 )
 from outage_sentinel.storm_rate import fit_storm_rate, storm_counts
@@ -274,17 +275,16 @@ def beside_region(topology: Topology, devices: Iterable[str]) -> set[str]:
     order (the neighbours :attr:`LocaliserParams.misfiled_rate` is about), outside them and on
     the same feeder."""
     tins, by_tin, ids = topology.transformer_tins, topology.transformer_by_tin, topology.ids
-    spans, out = [], set()
-    for d in devices:
-        i = topology.pos[d]
-        spans.append((bisect.bisect_left(tins, topology.tin[i]),
-                      bisect.bisect_right(tins, topology.tout[i]), topology.root[i]))
-    for lo, hi, root in spans:
-        for r in (lo - 1, hi):
-            if 0 <= r < len(by_tin) and topology.root[by_tin[r]] == root and \
-                    not any(a <= r < b for a, b, _ in spans):
-                out.add(ids[by_tin[r]])
-    return out
+    positions = [topology.pos[d] for d in devices]
+    spans = [(bisect.bisect_left(tins, topology.tin[i]),
+              bisect.bisect_right(tins, topology.tout[i])) for i in positions]
+
+    def same_feeder(r: int) -> bool:  # as the region it is beside
+        return any(r in (lo - 1, hi) and topology.root[by_tin[r]] == topology.root[i]
+                   for (lo, hi), i in zip(spans, positions, strict=True))
+
+    return {ids[by_tin[r]] for r in ranks_beside(spans)
+            if 0 <= r < len(by_tin) and same_feeder(r)}
 
 
 def _count_beside(topology: Topology, case: SolvedCase, dead: set[str], alive: set[str],

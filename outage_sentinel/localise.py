@@ -687,6 +687,14 @@ class _Stats:
                       self.flaky - other.flaky, self.stray - other.stray)
 
 
+def ranks_beside(spans: Iterable[tuple[int, int]]) -> set[int]:
+    """The ranks just before and just after the rank ranges ``spans`` ([lo, hi)), outside
+    every one of them: the areas :attr:`LocaliserParams.misfiled_rate` is about."""
+    spans = list(spans)
+    return {r for lo, hi in spans for r in (lo - 1, hi)
+            if not any(a <= r < b for a, b in spans)}
+
+
 class _Misfiled:
     """The areas reported dead or calling (ranks, sorted) and log((1 - m) + m x L_dead /
     L_alive) of their dead report and calls, m = ``misfiled_rate``: how much likelier their
@@ -713,11 +721,9 @@ class _Misfiled:
         return np.asarray(np.where(hit, self.terms[j], 0.0), dtype=np.float64)
 
     def beside(self, spans: list[tuple[int, int]]) -> npt.NDArray[np.int64]:
-        """The areas just before and just after the rank ranges ``spans``, outside them, that
-        look dead."""
-        near = {r for lo, hi in spans for r in (lo - 1, hi)}
-        return np.array(sorted(r for r in near if r in self.members
-                               and not any(lo <= r < hi for lo, hi in spans)), dtype=np.int64)
+        """The areas beside the rank ranges ``spans`` (:func:`ranks_beside`) that look
+        dead."""
+        return np.array(sorted(ranks_beside(spans) & self.members), dtype=np.int64)
 
     def inside(self, spans: list[tuple[int, int]]) -> npt.NDArray[np.int64]:
         """The areas that look dead within ``spans``."""
@@ -937,6 +943,14 @@ class _Component:
             cp.append(top + math.log(sum(math.exp(t - top) for t in terms)))
         return cp[k]
 
+    def silent_term(self, n: int) -> float:
+        """count_prior(1) + loglik of a region of ``n`` areas with no evidence at all (cached
+        per size): what every silent single-device hypothesis of that size shares."""
+        t = self._silent_terms.get(n)
+        if t is None:
+            t = self._silent_terms[n] = self.count_prior(1) + self.loglik(_Stats(n=n))
+        return t
+
     def score_silent(self, devices: npt.NDArray[np.int64], lo: npt.NDArray[np.int64],
                      sizes: npt.NDArray[np.int64], customers: npt.NDArray[np.float64],
                      log_weights: npt.NDArray[np.float64]) -> None:
@@ -944,11 +958,7 @@ class _Component:
         no evidence at all: per-size terms computed once, the customers' terms vectorised."""
         terms = np.empty(len(sizes), dtype=np.float64)
         for n in np.unique(sizes).tolist():
-            t = self._silent_terms.get(n)
-            if t is None:
-                t = self.count_prior(1) + self.loglik(_Stats(n=n))
-                self._silent_terms[n] = t
-            terms[sizes == n] = t
+            terms[sizes == n] = self.silent_term(n)
         scores = (terms + log_weights + self.dead_calls_at(0, customers)
                   - self.flaky_in(lo, sizes))
         if self.misfiled:
@@ -962,9 +972,7 @@ class _Component:
                            log_weight: float, calls_terms: npt.NDArray[np.float64]) -> None:
         """:meth:`score_silent` of single areas (their own faults), ``calls_terms`` being
         what their customers add (:func:`_area_call_terms`)."""
-        t = self._silent_terms.get(1)
-        if t is None:
-            t = self._silent_terms[1] = self.count_prior(1) + self.loglik(_Stats(n=1))
+        t = self.silent_term(1)
         scores = t + log_weight + calls_terms - self.flaky_in(ranks, np.ones_like(ranks))
         if self.misfiled:
             scores = scores + self.misfiled.at(ranks - 1) + self.misfiled.at(ranks + 1)
@@ -977,9 +985,7 @@ class _Component:
         upper bound of their total, so that the common case skips scoring thousands of them."""
         if len(self.flaky_ranks) or not len(calls_terms) or self._best == -math.inf:
             return False
-        t = self._silent_terms.get(1)
-        if t is None:
-            t = self._silent_terms[1] = self.count_prior(1) + self.loglik(_Stats(n=1))
+        t = self.silent_term(1)
         bound = (t + log_weight + float(calls_terms.max()) + 2.0 * self.misfiled.most()
                  + math.log(len(calls_terms)))
         return bound < self._best - NEGLIGIBLE_TOTAL
