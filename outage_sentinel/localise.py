@@ -62,10 +62,11 @@ reported open no telemetry (:attr:`Evidence.open_observed`).
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -499,7 +500,15 @@ class _Refs:
         return i
 
     def areas(self, refs: Iterable[str]) -> set[int]:
-        return {i for i in map(self.area, refs) if i is not None}
+        pos_get, kinds = self.pos.get, self.kinds
+        out: set[int] = set()
+        for ref in refs:  # the common case (a transformer id) without a call per reference
+            i = pos_get(ref)
+            if i is None or kinds[i] != "transformer":
+                i = self.area(ref)
+            if i is not None:
+                out.add(i)
+        return out
 
     def device(self, ref: str, allow_area: bool = False) -> int | None:
         nid = self.topology.resolve(ref)
@@ -525,6 +534,47 @@ _DEVICE_COUNTS: weakref.WeakKeyDictionary[Topology, dict[int, int]] = weakref.We
 
 _DEVICES: weakref.WeakKeyDictionary[Topology, dict[int, tuple[int, ...]]] = \
     weakref.WeakKeyDictionary()
+
+
+class _IndexArrays:
+    """The topology's Euler-tour index as arrays, for resolving many areas at once."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.t = topology
+        self.tins = np.asarray(topology.transformer_tins, dtype=np.int64)
+        self.tin = np.asarray(topology.tin, dtype=np.int64)
+        self.root = np.asarray(topology.root, dtype=np.int64)
+
+    def ranks(self, areas: Collection[int], root: int, keep_order: bool = False) -> list[int]:
+        """The transformer ranks of ``areas`` under ``root`` (sorted, or in the given order
+        with ``keep_order``)."""
+        if len(areas) < SMALL:
+            t = self.t
+            tins, tin, root_of = t.transformer_tins, t.tin, t.root
+            out_list = [bisect.bisect_left(tins, tin[i]) for i in areas if root_of[i] == root]
+            return out_list if keep_order else sorted(out_list)
+        nodes = np.fromiter(areas, dtype=np.int64, count=len(areas))
+        nodes = nodes[self.root[nodes] == root]
+        out = np.searchsorted(self.tins, self.tin[nodes])
+        ranks: list[int] = (out if keep_order else np.sort(out)).tolist()
+        return ranks
+
+
+#: Below this many references a Python loop beats numpy's fixed cost per call.
+SMALL = 24
+
+_ARRAYS: weakref.WeakKeyDictionary[Topology, _IndexArrays] = weakref.WeakKeyDictionary()
+
+
+def _index_arrays(topology: Topology) -> _IndexArrays:
+    arrays = _ARRAYS.get(topology)
+    if arrays is None:
+        arrays = _IndexArrays(topology)
+        try:
+            _ARRAYS[topology] = arrays
+        except TypeError:  # not weakly referenceable: build per call
+            pass
+    return arrays
 
 
 def _component_devices(topology: Topology, root: int) -> tuple[int, ...]:
@@ -768,22 +818,23 @@ class _Component:
         self.root = root
         self.p = params
         self.excluded = excluded  # sorted disjoint transformer-rank intervals [lo, hi)
-        tins = topology.transformer_tins
-        tin = topology.tin
-        root_of = topology.root
-
-        def ranks(items: Iterable[int]) -> list[int]:
-            return sorted(bisect.bisect_left(tins, tin[i]) for i in items if root_of[i] == root)
-
-        self.dead_ranks = ranks(ev.dead)
-        self.alive_ranks = ranks(ev.alive)
-        call_items = sorted((bisect.bisect_left(tins, tin[i]), c) for i, c in ev.calls.items()
-                            if root_of[i] == root)
+        arrays = _index_arrays(topology)
+        self.dead_ranks = arrays.ranks(ev.dead, root)
+        self.alive_ranks = arrays.ranks(ev.alive, root)
+        call_items = sorted(zip(arrays.ranks(ev.calls, root, keep_order=True),
+                                [c for i, c in ev.calls.items() if topology.root[i] == root],
+                                strict=True))
         self.call_ranks = [r for r, _ in call_items]
         self.call_prefix = [0]
         self.alive_observed = ev.alive_observed
         self.calls_observed = ev.calls_observed
         self.call_modes = call_modes(params)
+        #: per call mode: its log weight and the Gamma's normaliser, its shape, its rate
+        self.call_consts = [(w - math.lgamma(a) + a * math.log(b), a, b)
+                            for w, a, b in self.call_modes]
+        self._dead_calls_cache: dict[tuple[int, float], float] = {}
+        self.log_beta_detect = _log_beta(params.dead_detect_a, params.dead_detect_b)
+        self.log_beta_report = _log_beta(params.alive_report_a, params.alive_report_b)
         self.log_spur = math.log(params.spurious_call_rate)
         #: running sum of :meth:`stray_term` over the calling areas
         self.stray_prefix = [0.0]
@@ -792,7 +843,7 @@ class _Component:
             self.call_prefix.append(self.call_prefix[-1] + c)
             self.stray_prefix.append(self.stray_prefix[-1]
                                      + self.stray_term(c, cust[r + 1] - cust[r]))
-        self.open_reported = {i for i in ev.open_devices if root_of[i] == root}
+        self.open_reported = {i for i in ev.open_devices if topology.root[i] == root}
         #: factor of a telemetered device that operated and was not reported open (1 when
         #: the case had no telemetry: no data, not "nothing opened")
         self.open_miss = ((1.0 - params.open_report_true) / (1.0 - params.open_report_false)
@@ -956,9 +1007,8 @@ class _Component:
                      log_weights: npt.NDArray[np.float64]) -> None:
         """:meth:`score` of single devices whose regions (``sizes`` areas, ``customers``) hold
         no evidence at all: per-size terms computed once, the customers' terms vectorised."""
-        terms = np.empty(len(sizes), dtype=np.float64)
-        for n in np.unique(sizes).tolist():
-            terms[sizes == n] = self.silent_term(n)
+        uniq, at = np.unique(sizes, return_inverse=True)
+        terms = np.array([self.silent_term(n) for n in uniq.tolist()], dtype=np.float64)[at]
         scores = (terms + log_weights + self.dead_calls_at(0, customers)
                   - self.flaky_in(lo, sizes))
         if self.misfiled:
@@ -1065,10 +1115,15 @@ class _Component:
         per mode); 0 without a call source (unless ``observed``)."""
         if not (self.calls_observed or observed):
             return 0.0
-        terms = [w + math.lgamma(a + calls) - math.lgamma(a) + a * math.log(b)
-                 - (a + calls) * math.log(b + customers) for w, a, b in self.call_modes]
-        top = max(terms)
-        return top + math.log(sum(math.exp(t - top) for t in terms))
+        key = (calls, customers)
+        out = self._dead_calls_cache.get(key)
+        if out is None:
+            terms = [c + math.lgamma(a + calls) - (a + calls) * math.log(b + customers)
+                     for c, a, b in self.call_consts]
+            top = max(terms)
+            out = top + math.log(sum(math.exp(t - top) for t in terms))
+            self._dead_calls_cache[key] = out
+        return out
 
     def dead_calls_at(self, calls: int, customers: npt.NDArray[np.float64]
                       ) -> npt.NDArray[np.float64]:
@@ -1090,7 +1145,7 @@ class _Component:
         # dead reports: beta-binomial in the dead region, false-report rate in the alive region
         if dead.n:
             ll += (_log_beta(p.dead_detect_a + dead.dead, p.dead_detect_b + dead.n - dead.dead)
-                   - _log_beta(p.dead_detect_a, p.dead_detect_b))
+                   - self.log_beta_detect)
         ll += self.false_dead_ll(alive.dead, alive.n) + alive.flaky
         # alive reports: stale-reading rate in the dead region, beta-binomial in the alive
         # region; nothing at all without an alive source (no data)
@@ -1099,7 +1154,7 @@ class _Component:
         if alive.n and self.alive_observed:
             ll += (_log_beta(p.alive_report_a + alive.alive,
                              p.alive_report_b + alive.n - alive.alive)
-                   - _log_beta(p.alive_report_a, p.alive_report_b))
+                   - self.log_beta_report)
         # calls: a mixture of Gamma-Poissons in the dead region, stray bursts in the alive
         # region; nothing without a call source (no data)
         if self.calls_observed:
@@ -1225,8 +1280,9 @@ class _Component:
                     self.score(rest | {c})
 
     def ranked(self) -> list[tuple[frozenset[int], float]]:
-        """Scored hypotheses with their posterior probability (normalised), best first. The
-        silent-region hypotheses count in the normalisation; the best few are listed."""
+        """The best :attr:`LocaliserParams.max_hypotheses` scored hypotheses (more on a tie)
+        with their posterior probability, best first. Every hypothesis scored, the
+        silent-region pools included, counts in the normalisation."""
         items = [(k, v) for k, v in self._score_cache.items() if k]
         if not items:
             return []
@@ -1245,10 +1301,13 @@ class _Component:
             best = (np.argpartition(scores, len(scores) - m)[len(scores) - m:]
                     if len(scores) > m else np.arange(len(scores)))
             items += [(base | {int(devices[j])}, float(scores[j])) for j in best]
-        out = [(k, math.exp(v - top) / z) for k, v in items]
-        tin = self.t.tin
-        out.sort(key=lambda kv: (-kv[1], len(kv[0]), sorted(tin[i] for i in kv[0])))
-        return out
+        m = self.p.max_hypotheses
+        if len(items) > m:  # only the best are listed (ties kept for the order below)
+            cut = heapq.nlargest(m, (v for _, v in items))[-1]
+            items = [kv for kv in items if kv[1] >= cut]
+        tin = self.t.tin  # by score: probabilities that underflow to 0 keep their order
+        items.sort(key=lambda kv: (-kv[1], len(kv[0]), sorted(tin[i] for i in kv[0])))
+        return [(k, math.exp(v - top) / z) for k, v in items]
 
 
 # -- public entry points ------------------------------------------------------------------------
@@ -1528,7 +1587,7 @@ def _representatives(topology: Topology, comp: _Component, seen: set[int],
         if nodes[ids[i]].normally_open or i in excluded_devices:
             continue
         # a device below a planned / already-open device cannot explain anything new
-        if any(tin[e] <= tin[i] <= tout[e] for e in excluded_devices):
+        if excluded_devices and any(tin[e] <= tin[i] <= tout[e] for e in excluded_devices):
             continue
         s = comp.stats(i)
         if s.n == 0 and i not in comp.open_reported:
@@ -1581,24 +1640,7 @@ def localise(topology: Topology, evidence: Evidence,
     excluded_devices = {i for i in ev.planned | ev.known_open
                         if topology.kinds[i] != "transformer"}
     excluded = _excluded_intervals(topology, ev.planned | ev.known_open)
-    tins = topology.transformer_tins
-
-    def is_excluded(i: int) -> bool:
-        return bool(excluded) and _in_intervals(bisect.bisect_left(tins, topology.tin[i]),
-                                                excluded)
-
-    explained: dict[str, None] = {}
-    for group in (ev.dead, ev.alive, set(ev.calls)):
-        for i in list(group):
-            if topology.tin[i] < 0:
-                group.discard(i)  # not energised normally (isolated): nothing to localise
-            elif is_excluded(i):
-                group.discard(i)
-                explained.setdefault(topology.ids[i], None)
-    ev.calls = {i: c for i, c in ev.calls.items() if topology.tin[i] >= 0 and not is_excluded(i)}
-    ev.open_devices = {i for i in ev.open_devices if topology.tin[i] >= 0
-                       and not topology.nodes[topology.ids[i]].normally_open
-                       and i not in excluded_devices and not is_excluded(i)}
+    explained = _set_aside(topology, ev, excluded, excluded_devices)
     positive: dict[int, list[int]] = {}
     for i in sorted(ev.dead | set(ev.calls) | ev.open_devices):
         positive.setdefault(root_of[i], []).append(i)
@@ -1619,7 +1661,33 @@ def localise(topology: Topology, evidence: Evidence,
         combos = _calibrate(combos, calibration_for(params, key))
     hypotheses = [_describe(topology, devs, prob, math.log(prob) if prob > 0 else -math.inf,
                             excluded) for devs, prob in combos]
-    return LocateResult(hypotheses, ev.unknown, sorted(explained))
+    return LocateResult(hypotheses, ev.unknown, explained)
+
+
+def _set_aside(topology: Topology, ev: _Resolved, excluded: list[tuple[int, int]],
+               excluded_devices: set[int]) -> list[str]:
+    """Drop the evidence there is nothing to localise from: areas and devices not energised
+    normally (isolated), and those under planned work or an already-open device (returned:
+    explained by it)."""
+    tin, tins = topology.tin, topology.transformer_tins
+
+    def is_excluded(i: int) -> bool:
+        return bool(excluded) and _in_intervals(bisect.bisect_left(tins, tin[i]), excluded)
+
+    explained: dict[str, None] = {}
+    for group in (ev.dead, ev.alive):
+        group.difference_update([i for i in group if tin[i] < 0])
+        if excluded:
+            gone = [i for i in group if is_excluded(i)]
+            group.difference_update(gone)
+            explained.update(dict.fromkeys(topology.ids[i] for i in gone))
+    for i in [i for i in ev.calls if tin[i] >= 0 and is_excluded(i)]:
+        explained.setdefault(topology.ids[i], None)
+    ev.calls = {i: c for i, c in ev.calls.items() if tin[i] >= 0 and not is_excluded(i)}
+    ev.open_devices = {i for i in ev.open_devices if tin[i] >= 0
+                       and not topology.nodes[topology.ids[i]].normally_open
+                       and i not in excluded_devices and not is_excluded(i)}
+    return sorted(explained)
 
 
 def _calibrate(combos: list[tuple[frozenset[int], float]],
