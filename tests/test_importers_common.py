@@ -159,3 +159,30 @@ def test_a_write_that_fails_is_an_import_error_naming_the_file(
     with pytest.raises(ImportError_, match=r"edges\.csv|nodes\.csv") as caught:
         write_bundle(network(service("x1", "n1", "a"), customers={"a": 1}), tmp_path / "out")
     assert "No space left on device" in str(caught.value)
+
+
+def test_a_write_that_fails_halfway_leaves_the_bundle_before_untouched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon reloads the bundle on SIGHUP: new nodes beside old edges would be a network
+    nobody drew. A failed import leaves the last good bundle, and nothing of its own."""
+    out = tmp_path / "out"
+    write_bundle(network(service("x1", "n1", "a"), customers={"a": 1}), out)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    real_open = Path.open
+
+    def full_at_edges(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "edges.csv":
+            raise OSError(28, "No space left on device", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", full_at_edges)
+    bigger = network(service("x1", "n1", "a"), service("x2", "n1", "b"),
+                     customers={"a": 1, "b": 2})
+    with pytest.raises(ImportError_) as caught:
+        write_bundle(bigger, out)
+    monkeypatch.undo()
+    assert str(caught.value).startswith(f"{out / 'edges.csv'}: cannot write the bundle")
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    write_bundle(bigger, out)
+    assert sorted(load_bundle(out).transformers) == ["x1", "x2"]
+    assert sorted(f.name for f in out.iterdir()) == sorted(before)

@@ -34,6 +34,9 @@ An importer fills a :class:`RawNetwork` (buses, two-terminal branches, loads, so
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -148,21 +151,41 @@ def write_bundle(net: RawNetwork, outdir: str | Path) -> ImportSummary:
     feeder_of, order = b.energise(sources, adjacency)
     village_of, village_rows = b.villages(sources, adjacency, feeder_of)
     keep = set(feeder_of)
-    with _writing(out):
-        b.write_nodes(out, keep, feeder_of, village_of, order)
-        b.write_tables(out, keep, village_rows, sorted({f for _, f in sources}))
+    with _staged(out) as stage:
+        b.write_nodes(stage, keep, feeder_of, village_of, order)
+        b.write_tables(stage, keep, village_rows, sorted({f for _, f in sources}))
     return b.summary(out, keep, sorted({f for _, f in sources}), len(village_rows))
 
 
 @contextmanager
-def _writing(out: Path) -> Iterator[None]:
+def _writing(out: Path, stage: Path | None = None) -> Iterator[None]:
     """An operating-system error writing the bundle as a one-line :class:`BundleWriteError`
-    naming the path (a permission denied, a file in the way, a full disk)."""
+    naming the path (a permission denied, a file in the way, a full disk); a file of
+    ``stage`` is named as the file of ``out`` it was to become."""
     try:
         yield
     except OSError as exc:
-        raise BundleWriteError(f"{exc.filename or out}: cannot write the bundle "
+        name = str(exc.filename or out)
+        if stage is not None:
+            name = name.replace(str(stage), str(out))
+        raise BundleWriteError(f"{name}: cannot write the bundle "
                                f"({exc.strerror or exc})") from exc
+
+
+@contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A folder inside ``out`` to write the bundle's files in, moved into ``out`` only once
+    every file is written: a failure halfway leaves the bundle that was there untouched (not
+    half old and half new for the daemon's next reload to read) and no file of its own."""
+    with _writing(out):
+        stage = Path(tempfile.mkdtemp(prefix=".import-", dir=out))
+    try:
+        with _writing(out, stage):
+            yield stage
+            for f in sorted(stage.iterdir()):
+                os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 class _BundleBuilder:
