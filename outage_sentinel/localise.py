@@ -788,7 +788,7 @@ class _Misfiled:
 def _misfiled(comp: _Component, call_items: list[tuple[int, int]]) -> _Misfiled:
     """:class:`_Misfiled` of a component's evidence. Alive reports stay the area's own; the
     dead-report rate is the prior's mean."""
-    p, mu = comp.p, comp.p.misfiled_rate
+    p, mu, lik = comp.p, comp.p.misfiled_rate, comp.lik
     ranks = sorted({*comp.dead_ranks, *comp.call_ranks})
     if mu <= 0 or not ranks:
         return _Misfiled(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
@@ -798,14 +798,163 @@ def _misfiled(comp: _Component, call_items: list[tuple[int, int]]) -> _Misfiled:
     stray_rate = p.spurious_call_rate + p.lv_fault_rate
     terms = []
     for r in ranks:
-        llr = (math.log(detect) - comp.log_fd if r in dead
-               else math.log1p(-detect) - comp.log_1fd)
-        if comp.calls_observed:
+        llr = (math.log(detect) - lik.log_fd if r in dead
+               else math.log1p(-detect) - lik.log_1fd)
+        if lik.calls_observed:
             k, c = calls.get(r, 0), cust[r + 1] - cust[r]
-            llr += (comp.dead_calls(k, c) - (comp.stray_term(k, c) if k else 0.0)
+            llr += (lik.dead_calls(k, c) - (lik.stray_term(k, c) if k else 0.0)
                     + stray_rate * c)
         terms.append(float(np.logaddexp(math.log1p(-mu), math.log(mu) + llr)))
     return _Misfiled(np.array(ranks, dtype=np.int64), np.array(terms, dtype=np.float64))
+
+
+class _Likelihood:
+    """The evidence model of a component: how likely its reports and calls are from a dead
+    region and from the energised rest, given the parameters and which sources were watching
+    (a source that was not is no data, not "nothing reported")."""
+
+    def __init__(self, params: LocaliserParams, ev: _Resolved, areas: int) -> None:
+        self.p = params
+        self.alive_observed = ev.alive_observed
+        self.calls_observed = ev.calls_observed
+        self.call_modes = call_modes(params)
+        #: per call mode: its log weight and the Gamma's normaliser, its shape, its rate
+        self.call_consts = [(w - math.lgamma(a) + a * math.log(b), a, b)
+                            for w, a, b in self.call_modes]
+        self._dead_calls_cache: dict[tuple[int, float], float] = {}
+        self.log_beta_detect = _log_beta(params.dead_detect_a, params.dead_detect_b)
+        self.log_beta_report = _log_beta(params.alive_report_a, params.alive_report_b)
+        self.log_spur = math.log(params.spurious_call_rate)
+        #: the false dead rate per area of a component of ``areas`` energised areas
+        self.false_dead = min(params.false_dead_max_rate, params.false_dead_per_area
+                              or params.false_dead_per_feeder / max(areas, 1))
+        self.log_fd = math.log(self.false_dead)
+        self.log_1fd = math.log1p(-self.false_dead)
+        shape = params.false_dead_shape
+        #: Beta prior of the window's false dead rate, or None for a known rate
+        self.fd_beta = ((shape, shape * (1.0 - self.false_dead) / self.false_dead)
+                        if shape > 0 else None)
+        self.log_af = math.log(params.alive_false_rate)
+        self.log_1af = math.log1p(-params.alive_false_rate)
+
+    def loglik(self, dead: _Stats, alive: _Stats) -> float:
+        """Log-likelihood of all evidence of the component when exactly ``dead`` is off and
+        ``alive`` is energised."""
+        p = self.p
+        ll = 0.0
+        # dead reports: beta-binomial in the dead region, false-report rate in the alive region
+        if dead.n:
+            ll += (_log_beta(p.dead_detect_a + dead.dead, p.dead_detect_b + dead.n - dead.dead)
+                   - self.log_beta_detect)
+        ll += self.false_dead_ll(alive.dead, alive.n) + alive.flaky
+        # alive reports: stale-reading rate in the dead region, beta-binomial in the alive
+        # region; nothing at all without an alive source (no data)
+        if self.alive_observed:
+            ll += dead.alive * self.log_af + (dead.n - dead.alive) * self.log_1af
+        if alive.n and self.alive_observed:
+            ll += (_log_beta(p.alive_report_a + alive.alive,
+                             p.alive_report_b + alive.n - alive.alive)
+                   - self.log_beta_report)
+        # calls: a mixture of Gamma-Poissons in the dead region, stray bursts in the alive
+        # region; nothing without a call source (no data)
+        if self.calls_observed:
+            ll += self.dead_calls(dead.calls, dead.customers)
+            ll += self.stray_calls(alive)
+        return ll
+
+    def false_dead_ll(self, reported: int, areas: int) -> float:
+        """log P(``reported`` of ``areas`` energised areas reported dead): the window's false
+        rate integrated out under its Beta (a beta-binomial), or independent at the rate."""
+        if self.fd_beta is None:
+            return reported * self.log_fd + (areas - reported) * self.log_1fd
+        a, b = self.fd_beta
+        return _log_beta(a + reported, b + areas - reported) - _log_beta(a, b)
+
+    def false_shift(self, alive: _Stats, m: int) -> npt.NDArray[np.float64]:
+        """Change of :meth:`false_dead_ll` when 0..m unreported areas leave the energised
+        region (running sums, index = areas removed)."""
+        j = np.arange(1, m + 1, dtype=np.float64)
+        if self.fd_beta is None:
+            steps = np.full(m, -self.log_1fd)
+        else:
+            a, b = self.fd_beta
+            quiet = b + alive.n - alive.dead
+            steps = np.log(a + b + alive.n - j) - np.log(np.maximum(quiet - j, 1e-300))
+        return np.concatenate(([0.0], np.cumsum(steps)))
+
+    def dead_calls(self, calls: int, customers: float, observed: bool = False) -> float:
+        """log P(``calls`` calls from a dead region of ``customers``): Poisson with a rate
+        per customer from the mixture :func:`call_modes`, integrated out (negative binomial
+        per mode); 0 without a call source (unless ``observed``)."""
+        if not (self.calls_observed or observed):
+            return 0.0
+        key = (calls, customers)
+        out = self._dead_calls_cache.get(key)
+        if out is None:
+            terms = [c + math.lgamma(a + calls) - (a + calls) * math.log(b + customers)
+                     for c, a, b in self.call_consts]
+            top = max(terms)
+            out = top + math.log(sum(math.exp(t - top) for t in terms))
+            self._dead_calls_cache[key] = out
+        return out
+
+    def dead_calls_at(self, calls: int, customers: npt.NDArray[np.float64]
+                      ) -> npt.NDArray[np.float64]:
+        """:meth:`dead_calls` for many region sizes at once."""
+        out = np.zeros(len(customers), dtype=np.float64)
+        if not self.calls_observed:
+            return out
+        for k, (w, a, b) in enumerate(self.call_modes):
+            t = (w + math.lgamma(a + calls) - math.lgamma(a) + a * math.log(b)
+                 - (a + calls) * np.log(b + customers))
+            out = t if k == 0 else np.logaddexp(out, t)
+        return np.asarray(out, dtype=np.float64)
+
+    def stray_calls(self, alive: _Stats) -> float:
+        """log P(the calls of the energised region), up to the constant every hypothesis
+        shares (see :meth:`stray_term`): no call from an area of c customers has probability
+        exp(-(spurious + low-voltage rate) x c)."""
+        return alive.stray - (self.p.spurious_call_rate + self.p.lv_fault_rate) * alive.customers
+
+    def stray_term(self, calls: int, customers: int) -> float:
+        """log P(``calls`` calls | the area is energised) for an area of ``customers``: that
+        many spurious calls (Poisson), or a low-voltage fault (rate per customer
+        ``lv_fault_rate``) whose customers call as a dead area's do (:meth:`dead_calls`). The
+        constant the dead region's term leaves out, ``calls x log(customers) - log(calls!)``,
+        is left out here too (it is the same under every hypothesis)."""
+        spurious = calls * self.log_spur
+        if self.p.lv_fault_rate <= 0 or customers <= 0:
+            return spurious
+        lv = math.log(self.p.lv_fault_rate * customers) + self.dead_calls(calls, customers,
+                                                                          observed=True)
+        top = max(spurious, lv)
+        return top + math.log1p(math.exp(-abs(spurious - lv)))
+
+    def silent_shift(self, dead: _Stats, alive: _Stats, sizes: npt.NDArray[np.int64],
+                      customers: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The change of :meth:`loglik` when regions of ``sizes`` areas and ``customers``, with
+        no report of any kind, move from the energised region to the dead region ``dead``."""
+        p = self.p
+        j = np.arange(int(sizes.max()), dtype=np.float64)
+        # dead reports: the beta-binomial of the dead region gains n unreported areas
+        bb = p.dead_detect_b + dead.n - dead.dead
+        ab = p.dead_detect_a + p.dead_detect_b + dead.n
+        dead_cum = np.concatenate(([0.0], np.cumsum(np.log(bb + j) - np.log(ab + j))))
+        # alive reports: the beta-binomial of the energised region loses n silent areas
+        ra = p.alive_report_b + alive.n - alive.alive
+        rt = p.alive_report_a + p.alive_report_b + alive.n
+        alive_cum = np.concatenate(([0.0], np.cumsum(np.log(rt - 1 - j)
+                                                     - np.log(np.maximum(ra - 1 - j, 1e-300)))))
+        if not self.alive_observed:
+            alive_cum[:] = 0.0
+        calls = (self.dead_calls_at(dead.calls, dead.customers + customers)
+                 - self.dead_calls(dead.calls, dead.customers))
+        if self.calls_observed:
+            calls = calls + (p.spurious_call_rate + p.lv_fault_rate) * customers
+        log_1af = self.log_1af if self.alive_observed else 0.0
+        shift = (dead_cum[sizes] + alive_cum[sizes] + sizes * log_1af
+                 + self.false_shift(alive, len(j))[sizes] + calls)
+        return np.asarray(shift, dtype=np.float64)
 
 
 class _Component:
@@ -825,48 +974,17 @@ class _Component:
                                 [c for i, c in ev.calls.items() if topology.root[i] == root],
                                 strict=True))
         self.call_ranks = [r for r, _ in call_items]
-        self.call_prefix = [0]
-        self.alive_observed = ev.alive_observed
-        self.calls_observed = ev.calls_observed
-        self.call_modes = call_modes(params)
-        #: per call mode: its log weight and the Gamma's normaliser, its shape, its rate
-        self.call_consts = [(w - math.lgamma(a) + a * math.log(b), a, b)
-                            for w, a, b in self.call_modes]
-        self._dead_calls_cache: dict[tuple[int, float], float] = {}
-        self.log_beta_detect = _log_beta(params.dead_detect_a, params.dead_detect_b)
-        self.log_beta_report = _log_beta(params.alive_report_a, params.alive_report_b)
-        self.log_spur = math.log(params.spurious_call_rate)
-        #: running sum of :meth:`stray_term` over the calling areas
-        self.stray_prefix = [0.0]
-        cust = topology.transformer_customer_prefix
-        for r, c in call_items:
-            self.call_prefix.append(self.call_prefix[-1] + c)
-            self.stray_prefix.append(self.stray_prefix[-1]
-                                     + self.stray_term(c, cust[r + 1] - cust[r]))
+        self.lik = _Likelihood(params, ev, self._areas(root))
+        self.call_prefix, self.stray_prefix = self._call_sums(call_items)
         self.open_reported = {i for i in ev.open_devices if topology.root[i] == root}
         #: factor of a telemetered device that operated and was not reported open (1 when
         #: the case had no telemetry: no data, not "nothing opened")
         self.open_miss = ((1.0 - params.open_report_true) / (1.0 - params.open_report_false)
                           if ev.open_observed else 1.0)
         self._stats_cache: dict[int, _Stats] = {}
-        self.flaky_ranks = np.empty(0, dtype=np.int64)
-        self.flaky_prefix = np.zeros(1, dtype=np.float64)
+        #: the flaky areas' corrections (:meth:`_flaky_areas`)
+        self.flaky_ranks, self.flaky_prefix = self._flaky_areas(params)
         self.total = self.stats(root)
-        n_total = max(self.total.n, 1)
-        self.false_dead = min(params.false_dead_max_rate, params.false_dead_per_area
-                              or params.false_dead_per_feeder / n_total)
-        self.log_fd = math.log(self.false_dead)
-        self.log_1fd = math.log1p(-self.false_dead)
-        if params.false_dead_areas:  # the flaky areas' corrections, then the totals again
-            self.flaky_ranks, self.flaky_prefix = self._flaky_areas(params)
-            self._stats_cache.clear()
-            self.total = self.stats(root)
-        shape = params.false_dead_shape
-        #: Beta prior of the window's false dead rate, or None for a known rate
-        self.fd_beta = ((shape, shape * (1.0 - self.false_dead) / self.false_dead)
-                        if shape > 0 else None)
-        self.log_af = math.log(params.alive_false_rate)
-        self.log_1af = math.log1p(-params.alive_false_rate)
         self.log_open_bonus = (math.log(params.open_report_true)
                                - math.log(params.open_report_false))
         # beta-binomial prior on how many of the component's devices operated; the shared
@@ -877,6 +995,25 @@ class _Component:
         #: what the areas that look dead gain beside a dead region (:class:`_Misfiled`)
         self.misfiled = _misfiled(self, call_items)
         self._start_pools()
+
+    def _areas(self, root: int) -> int:
+        """The component's areas, those under planned work or open devices left out."""
+        lo, hi = self.tx_range(root)
+        return hi - lo - sum(max(0, min(b, hi) - max(a, lo)) for a, b in self.excluded)
+
+    def _call_sums(self, call_items: list[tuple[int, int]]) -> tuple[list[int], list[float]]:
+        """Running sums over the calling areas (by rank) of their calls and of
+        :meth:`_Likelihood.stray_term`."""
+        calls, stray = [0], [0.0]
+        cust = self.t.transformer_customer_prefix
+        for r, c in call_items:
+            calls.append(calls[-1] + c)
+            stray.append(stray[-1] + self.lik.stray_term(c, cust[r + 1] - cust[r]))
+        return calls, stray
+
+    def loglik(self, dead: _Stats) -> float:
+        """:meth:`_Likelihood.loglik` when exactly ``dead`` is off."""
+        return self.lik.loglik(dead, self.total - dead)
 
     def _start_pools(self) -> None:
         """The hypotheses scored so far: none."""
@@ -947,8 +1084,8 @@ class _Component:
                 continue
             r = bisect.bisect_left(t.transformer_tins, t.tin[i])
             rate = min(max(rate, 1e-9), 0.5)
-            items.append((r, math.log(rate) - self.log_fd if r in dead
-                          else math.log1p(-rate) - self.log_1fd))
+            items.append((r, math.log(rate) - self.lik.log_fd if r in dead
+                          else math.log1p(-rate) - self.lik.log_1fd))
         items.sort()
         ranks = np.array([r for r, _ in items], dtype=np.int64)
         return ranks, np.concatenate(([0.0], np.cumsum([c for _, c in items])))
@@ -1009,11 +1146,11 @@ class _Component:
         no evidence at all: per-size terms computed once, the customers' terms vectorised."""
         uniq, at = np.unique(sizes, return_inverse=True)
         terms = np.array([self.silent_term(n) for n in uniq.tolist()], dtype=np.float64)[at]
-        scores = (terms + log_weights + self.dead_calls_at(0, customers)
+        scores = (terms + log_weights + self.lik.dead_calls_at(0, customers)
                   - self.flaky_in(lo, sizes))
         if self.misfiled:
             scores = scores + self.misfiled.at(lo - 1) + self.misfiled.at(lo + sizes)
-        if self.calls_observed:
+        if self.lik.calls_observed:
             scores = scores + (self.p.spurious_call_rate + self.p.lv_fault_rate) * customers
         self._silent_scores = np.concatenate([self._silent_scores, scores])
         self._silent_devices = np.concatenate([self._silent_devices, devices])
@@ -1055,132 +1192,13 @@ class _Component:
             dead = dead + self.stats(d)
         k = len(base)
         shift = (self.score(base) + self.count_prior(k + 1) - self.count_prior(k)
-                 + self._silent_shift(dead, sizes, customers) - self.flaky_in(lo, sizes))
+                 + self.lik.silent_shift(dead, self.total - dead, sizes, customers)
+                 - self.flaky_in(lo, sizes))
         if self.misfiled:  # the areas beside the added region, not counted yet
             spans = [self.tx_range(d) for d in base]
             skip = np.concatenate([self.misfiled.beside(spans), self.misfiled.inside(spans)])
             shift = shift + self.misfiled.at(lo - 1, skip) + self.misfiled.at(lo + sizes, skip)
         self._extensions.append((base, devices, shift + log_weights))
-
-    def _silent_shift(self, dead: _Stats, sizes: npt.NDArray[np.int64],
-                      customers: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """The change of :meth:`loglik` when regions of ``sizes`` areas and ``customers``, with
-        no report of any kind, move from the energised region to the dead region ``dead``."""
-        p = self.p
-        alive = self.total - dead
-        j = np.arange(int(sizes.max()), dtype=np.float64)
-        # dead reports: the beta-binomial of the dead region gains n unreported areas
-        bb = p.dead_detect_b + dead.n - dead.dead
-        ab = p.dead_detect_a + p.dead_detect_b + dead.n
-        dead_cum = np.concatenate(([0.0], np.cumsum(np.log(bb + j) - np.log(ab + j))))
-        # alive reports: the beta-binomial of the energised region loses n silent areas
-        ra = p.alive_report_b + alive.n - alive.alive
-        rt = p.alive_report_a + p.alive_report_b + alive.n
-        alive_cum = np.concatenate(([0.0], np.cumsum(np.log(rt - 1 - j)
-                                                     - np.log(np.maximum(ra - 1 - j, 1e-300)))))
-        if not self.alive_observed:
-            alive_cum[:] = 0.0
-        calls = (self.dead_calls_at(dead.calls, dead.customers + customers)
-                 - self.dead_calls(dead.calls, dead.customers))
-        if self.calls_observed:
-            calls = calls + (p.spurious_call_rate + p.lv_fault_rate) * customers
-        log_1af = self.log_1af if self.alive_observed else 0.0
-        shift = (dead_cum[sizes] + alive_cum[sizes] + sizes * log_1af
-                 + self._false_shift(alive, len(j))[sizes] + calls)
-        return np.asarray(shift, dtype=np.float64)
-
-    def false_dead_ll(self, reported: int, areas: int) -> float:
-        """log P(``reported`` of ``areas`` energised areas reported dead): the window's false
-        rate integrated out under its Beta (a beta-binomial), or independent at the rate."""
-        if self.fd_beta is None:
-            return reported * self.log_fd + (areas - reported) * self.log_1fd
-        a, b = self.fd_beta
-        return _log_beta(a + reported, b + areas - reported) - _log_beta(a, b)
-
-    def _false_shift(self, alive: _Stats, m: int) -> npt.NDArray[np.float64]:
-        """Change of :meth:`false_dead_ll` when 0..m unreported areas leave the energised
-        region (running sums, index = areas removed)."""
-        j = np.arange(1, m + 1, dtype=np.float64)
-        if self.fd_beta is None:
-            steps = np.full(m, -self.log_1fd)
-        else:
-            a, b = self.fd_beta
-            quiet = b + alive.n - alive.dead
-            steps = np.log(a + b + alive.n - j) - np.log(np.maximum(quiet - j, 1e-300))
-        return np.concatenate(([0.0], np.cumsum(steps)))
-
-    def dead_calls(self, calls: int, customers: float, observed: bool = False) -> float:
-        """log P(``calls`` calls from a dead region of ``customers``): Poisson with a rate
-        per customer from the mixture :func:`call_modes`, integrated out (negative binomial
-        per mode); 0 without a call source (unless ``observed``)."""
-        if not (self.calls_observed or observed):
-            return 0.0
-        key = (calls, customers)
-        out = self._dead_calls_cache.get(key)
-        if out is None:
-            terms = [c + math.lgamma(a + calls) - (a + calls) * math.log(b + customers)
-                     for c, a, b in self.call_consts]
-            top = max(terms)
-            out = top + math.log(sum(math.exp(t - top) for t in terms))
-            self._dead_calls_cache[key] = out
-        return out
-
-    def dead_calls_at(self, calls: int, customers: npt.NDArray[np.float64]
-                      ) -> npt.NDArray[np.float64]:
-        """:meth:`dead_calls` for many region sizes at once."""
-        out = np.zeros(len(customers), dtype=np.float64)
-        if not self.calls_observed:
-            return out
-        for k, (w, a, b) in enumerate(self.call_modes):
-            t = (w + math.lgamma(a + calls) - math.lgamma(a) + a * math.log(b)
-                 - (a + calls) * np.log(b + customers))
-            out = t if k == 0 else np.logaddexp(out, t)
-        return np.asarray(out, dtype=np.float64)
-
-    def loglik(self, dead: _Stats) -> float:
-        """Log-likelihood of all evidence of the component when exactly ``dead`` is off."""
-        p = self.p
-        alive = self.total - dead
-        ll = 0.0
-        # dead reports: beta-binomial in the dead region, false-report rate in the alive region
-        if dead.n:
-            ll += (_log_beta(p.dead_detect_a + dead.dead, p.dead_detect_b + dead.n - dead.dead)
-                   - self.log_beta_detect)
-        ll += self.false_dead_ll(alive.dead, alive.n) + alive.flaky
-        # alive reports: stale-reading rate in the dead region, beta-binomial in the alive
-        # region; nothing at all without an alive source (no data)
-        if self.alive_observed:
-            ll += dead.alive * self.log_af + (dead.n - dead.alive) * self.log_1af
-        if alive.n and self.alive_observed:
-            ll += (_log_beta(p.alive_report_a + alive.alive,
-                             p.alive_report_b + alive.n - alive.alive)
-                   - self.log_beta_report)
-        # calls: a mixture of Gamma-Poissons in the dead region, stray bursts in the alive
-        # region; nothing without a call source (no data)
-        if self.calls_observed:
-            ll += self.dead_calls(dead.calls, dead.customers)
-            ll += self.stray_calls(alive)
-        return ll
-
-    def stray_calls(self, alive: _Stats) -> float:
-        """log P(the calls of the energised region), up to the constant every hypothesis
-        shares (see :meth:`stray_term`): no call from an area of c customers has probability
-        exp(-(spurious + low-voltage rate) x c)."""
-        return alive.stray - (self.p.spurious_call_rate + self.p.lv_fault_rate) * alive.customers
-
-    def stray_term(self, calls: int, customers: int) -> float:
-        """log P(``calls`` calls | the area is energised) for an area of ``customers``: that
-        many spurious calls (Poisson), or a low-voltage fault (rate per customer
-        ``lv_fault_rate``) whose customers call as a dead area's do (:meth:`dead_calls`). The
-        constant the dead region's term leaves out, ``calls x log(customers) - log(calls!)``,
-        is left out here too (it is the same under every hypothesis)."""
-        spurious = calls * self.log_spur
-        if self.p.lv_fault_rate <= 0 or customers <= 0:
-            return spurious
-        lv = math.log(self.p.lv_fault_rate * customers) + self.dead_calls(calls, customers,
-                                                                          observed=True)
-        top = max(spurious, lv)
-        return top + math.log1p(math.exp(-abs(spurious - lv)))
 
     def score(self, devices: frozenset[int]) -> float:
         cached = self._score_cache.get(devices)
@@ -1542,13 +1560,13 @@ def _area_call_terms(comp: _Component, r: _Ranges) -> npt.NDArray[np.float64]:
     no call from them though off, and not their stray calls' share of the energised region
     (:meth:`_Component.score_silent`); cached with the ranges per call model."""
     p = comp.p
-    if not comp.calls_observed:
+    if not comp.lik.calls_observed:
         return np.zeros(len(r.area_customers), dtype=np.float64)
     stray = p.spurious_call_rate + p.lv_fault_rate
-    key = (tuple(comp.call_modes), stray)
+    key = (tuple(comp.lik.call_modes), stray)
     out = r.call_terms.get(key)
     if out is None:
-        out = r.call_terms[key] = (comp.dead_calls_at(0, r.area_customers)
+        out = r.call_terms[key] = (comp.lik.dead_calls_at(0, r.area_customers)
                                    + stray * r.area_customers)
     return out
 

@@ -25,14 +25,14 @@ def component(shape: float) -> loc._Component:
 def test_the_false_report_count_is_a_distribution(shape: float) -> None:
     comp = component(shape)
     m = 40
-    total = sum(math.comb(m, k) * math.exp(comp.false_dead_ll(k, m)) for k in range(m + 1))
+    total = sum(math.comb(m, k) * math.exp(comp.lik.false_dead_ll(k, m)) for k in range(m + 1))
     assert total == pytest.approx(1.0, rel=1e-9)
 
 
 def test_an_uncertain_rate_makes_several_false_reports_in_one_window_likelier() -> None:
     known, uncertain = component(0.0), component(1.0)
     for k in (3, 5):
-        assert uncertain.false_dead_ll(k, 40) > known.false_dead_ll(k, 40)
+        assert uncertain.lik.false_dead_ll(k, 40) > known.lik.false_dead_ll(k, 40)
 
 
 def test_the_fit_finds_false_reports_clustered_by_window() -> None:
