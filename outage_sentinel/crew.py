@@ -458,12 +458,25 @@ def dispatch_context(
     and whom to call (``important`` users and special-care ``households`` with full phone
     numbers, ``households_more``).
     """
-    estimate = incident.estimate
     # What is still off: a part restored by switching needs no crew, and no visit.
     off = incident.off if incident.status == "active" and incident.off \
-        else estimate.transformers
-    rows = affected_customers(topology, off)
-    care = special_care_customers(rows)
+        else incident.estimate.transformers
+    return {
+        **_incident_context(topology, incident, off, now, tz, language),
+        "priority_score": priority.score,
+        "priority_reasons": list(priority.reasons),
+        "priority_summary": summary(priority, language),
+        **_crew_context(choice, tz),
+        **_deadline_context(deadline, area_type, now, tz, language, params),
+        **_patrol_context(topology, incident, language, params),
+        **_households_context(topology, off, language, params),
+    }
+
+
+def _incident_context(topology: Topology, incident: Incident, off: Sequence[str],
+                      now: datetime, tz: tzinfo, language: str) -> dict[str, Any]:
+    """What the outage is: kind, cause, line, the villages and customers ``off`` (and those
+    back by switching), and its times."""
     return {
         "incident_id": incident.id,
         "revision": incident.revision,
@@ -476,20 +489,32 @@ def dispatch_context(
         "villages": [topology.villages[v].name for v in topology.villages_of(off)
                      if v in topology.villages],
         "customers": topology.customers_of(off),
-        "restored_customers": estimate.customers - topology.customers_of(off),
+        "restored_customers": incident.estimate.customers - topology.customers_of(off),
         "start_local": _local(incident.start, tz),
         "etr_local": _local(incident.etr, tz),
         "now_local": _local(now, tz),
-        "priority_score": priority.score,
-        "priority_reasons": list(priority.reasons),
-        "priority_summary": summary(priority, language),
-        **_crew_context(choice, tz),
+    }
+
+
+def _deadline_context(deadline: datetime, area_type: str, now: datetime, tz: tzinfo,
+                      language: str, params: DispatchParams) -> dict[str, Any]:
+    """By when the crew must arrive: the commitment of the area type, and the minutes left."""
+    return {
         "deadline_local": _local(deadline, tz),
         "area_type": area_type,
         "area_label": _labels(AREA_LABELS, language).get(area_type, area_type),
         "commitment_minutes": int(params.commitments.minutes(area_type)),
         "minutes_left": int(math.floor((deadline - now).total_seconds() / 60.0)),
-        **_patrol_context(topology, incident, language, params),
+    }
+
+
+def _households_context(topology: Topology, off: Sequence[str], language: str,
+                        params: DispatchParams) -> dict[str, Any]:
+    """Whom to call: the important users and the special-care households of the areas
+    ``off``, capped (``households_more``: how many the list leaves out)."""
+    rows = affected_customers(topology, off)
+    care = special_care_customers(rows)
+    return {
         "important": [_household(topology, c, language, params)
                       for c in important_customers(rows)[: params.max_households]],
         "households": [_household(topology, c, language, params)

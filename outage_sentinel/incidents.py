@@ -556,22 +556,75 @@ def apply_event(
     if incident is None:
         incident = _blank(new_id(), resolved.feeder or (event.feeder or "?"), event, now)
     members = _folded_members(incident, member, joined, supersedes, now)
+    updated = _refolded(incident, members, resolved.feeder, topology, estimator, planned, now)
+    updated = replace(updated, stage=next_stage(incident, updated))
+    if updated.material() != incident.material() or incident.revision == 0:
+        updated = replace(updated, revision=incident.revision + 1)
+    return updated
+
+
+def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None,
+              topology: Topology, estimator: Estimator, planned: frozenset[str], now: datetime
+              ) -> Incident:
+    """``incident`` re-derived from its records ``members`` (the event folded in): kind,
+    scope and estimate, status and end, times and words (stage and revision still
+    ``incident``'s). ``feeder``: the event's, for an incident not yet placed on one."""
     reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]
     active = [m for m in reporting if m.status == "active"]
     notices = [m for m in members.values() if m.signal == "notice"] or list(members.values())
     kind = _worst_kind(m.kind for m in notices)
+    estimate, scope, corrected, device_set, restored = _where_off(
+        incident, members, active, topology, estimator,
+        planned if incident_class(kind) == "unplanned" else frozenset())
+    status, end, restored = _status_after(incident, members, reporting, active, estimate,
+                                          restored, now)
+    # The command centre's time was for the outage that ended; off again, it is unknown, and
+    # the crew it held had finished (the lifecycle frees it: ``revived_in``).
+    revived = incident.status != "active" and status == "active"
+    updated = _as_recorded(incident, members, reporting, active, notices, kind, feeder, revived)
+    return replace(
+        updated, status=status, end=end, estimate=estimate, updated_at=now, scope=scope,
+        restored=restored, excluded=corrected.excluded,
+        excluded_against=corrected.excluded_against, device_set=device_set,
+        device_set_by=incident.device_set_by if device_set else "")
+
+
+def _where_off(incident: Incident, members: dict[str, Member], active: Sequence[Member],
+               topology: Topology, estimator: Estimator, planned: frozenset[str]
+               ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...], dict[str, datetime]]:
+    """The estimate, scope, standing corrections and fault point set of ``incident`` with its
+    records ``members`` (re-estimated only while a record is open: :func:`_rescoped`), and
+    the areas back so far, with when (:func:`_restored_so_far`)."""
+    scope = dict(incident.scope) or {t: "reported" for t in incident.estimate.transformers}
+    restored = _restored_so_far(incident, members, active, scope)
+    if active:
+        estimate, scope, corrected, device_set = _rescoped(
+            incident, members, active, scope, restored, topology, estimator, planned)
+    else:
+        estimate, corrected, device_set = incident.estimate, incident, incident.device_set
+    return estimate, scope, corrected, device_set, restored
+
+
+def _restored_so_far(incident: Incident, members: Mapping[str, Member],
+                     active: Sequence[Member], scope: Mapping[str, str]) -> dict[str, datetime]:
+    """The areas of ``incident`` back on supply, with the time each came back: those it had
+    back that evidence still says are (all of them once no record is open), and the areas of
+    its scope with new evidence of being back (:func:`areas_back`)."""
     back = areas_back(members.values())
     restored = {t: at for t, at in incident.restored.items() if t in back or not active}
-    scope = dict(incident.scope) or {t: "reported" for t in incident.estimate.transformers}
     for t, at in back.items():
         if t in scope:
             restored.setdefault(t, at)
-    if active:
-        estimate, scope, corrected, device_set = _rescoped(
-            incident, members, active, scope, restored, topology,
-            estimator, planned if incident_class(kind) == "unplanned" else frozenset())
-    else:
-        estimate, corrected, device_set = incident.estimate, incident, incident.device_set
+    return restored
+
+
+def _status_after(incident: Incident, members: Mapping[str, Member],
+                  reporting: Sequence[Member], active: Sequence[Member], estimate: Estimate,
+                  restored: Mapping[str, datetime], now: datetime
+                  ) -> tuple[IncidentStatus, datetime | None, dict[str, datetime]]:
+    """The status and end of ``incident`` with its records ``members``, and its areas back
+    (``restored``, with the areas still off marked back at the end once the whole incident
+    is over)."""
     off = [t for t in estimate.transformers if t not in restored]
     # Meters or a step that said an area came back: the outage was real, whatever a record says.
     came_back = any(m.signal in ("alive", "dead") and m.status == "restored"
@@ -580,32 +633,31 @@ def apply_event(
                           came_back)
     if incident.cancel_reason:  # a false alarm stays cancelled; its evidence is still kept
         status, end = "cancelled", incident.end
+    restored = dict(restored)
     if status != "active":
         for t in off:  # the whole incident is over: the rest came back now
             restored[t] = end or now
-    # The command centre's time was for the outage that ended; off again, it is unknown, and
-    # the crew it held had finished (the lifecycle frees it: ``revived_in``).
-    revived = incident.status != "active" and status == "active"
+    return status, end, restored
+
+
+def _as_recorded(incident: Incident, members: dict[str, Member], reporting: Sequence[Member],
+                 active: Sequence[Member], notices: Sequence[Member], kind: Kind,
+                 feeder: str | None, revived: bool) -> Incident:
+    """``incident`` with what its records ``members`` say: kind, start, expected restoration,
+    cause, area text, unresolved references, feeder. ``revived``: off again after it ended,
+    the command centre's time and the crew's progress are dropped."""
     etr_set = None if revived else incident.etr_set
-    updated = replace(
-        incident, kind=kind, status=status, start=_start(reporting, members),
-        etr=etr_set or _etr(active, notices), etr_set=etr_set,
-        end=end, members=members, estimate=estimate, updated_at=now, scope=scope,
+    return replace(
+        incident, kind=kind, start=_start(reporting, members),
+        etr=etr_set or _etr(active, notices), etr_set=etr_set, members=members,
         # A record's cause while it is open: an ended one's says how it ended ("已处理完毕恢复
         # 送电"), which an outage notice to a village still off must not repeat.
         cause=_latest([m for m in notices if m.status == "active"], "cause") or incident.cause,
         area_text=_latest(notices, "area_text") or incident.area_text,
         unknown_refs=tuple(dict.fromkeys(u for m in members.values() for u in m.unknown)),
-        feeder=incident.feeder if incident.feeder != "?" else (resolved.feeder or "?"),
-        restored=restored, excluded=corrected.excluded,
-        excluded_against=corrected.excluded_against, device_set=device_set,
-        device_set_by=incident.device_set_by if device_set else "",
+        feeder=incident.feeder if incident.feeder != "?" else (feeder or "?"),
         crew_progress="" if revived else incident.crew_progress,
     )
-    updated = replace(updated, stage=next_stage(incident, updated))
-    if updated.material() != incident.material() or incident.revision == 0:
-        updated = replace(updated, revision=incident.revision + 1)
-    return updated
 
 
 def _folded_members(incident: Incident, member: Member, joined: Iterable[Member],
@@ -941,48 +993,81 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
     """
     if before is not None and before.revision == after.revision:
         return [], after
+    if after.status == "active":
+        return _plan_while_on(before, after, topology, etr_step, dropped_as)
+    return _plan_when_over(after)
+
+
+def _plan_while_on(before: Incident | None, after: Incident, topology: Topology | None,
+                   etr_step: timedelta, dropped_as: str) -> tuple[list[Notice], Incident]:
+    """:func:`plan_notices` for an incident still on: villages joining the outage, back,
+    dropped from its scope, or whose expected restoration time moved."""
     notified = list(after.notified_villages)
     withdrawn = list(after.withdrawn_villages)
+    affected = villages_off(after, topology)
+    in_scope = set(affected) | set(villages_of_scope(after, topology))
+    back = [v for v in notified if v not in affected and v in in_scope]
+    dropped = [v for v in notified if v not in affected and v not in in_scope]
+    rejoin = [v for v in affected if v not in notified and v in withdrawn]
+    new = [v for v in affected if v not in notified and v not in withdrawn]
+    still = [v for v in notified if v in affected]
+    out = _scope_notices(after, topology, back, dropped, new, dropped_as)
+    moved, after = _etr_moves(before, after, topology, etr_step, still, rejoin, new)
+    if moved:
+        out.append(Notice("update", tuple(moved)))
+    # A village told it was a mistake (corrected) hears of the outage again if it is
+    # affected after all; one whose inference was dropped quietly rejoins quietly.
+    withdrawn = [v for v in withdrawn if v not in rejoin] + (
+        dropped if dropped_as == "withdrawn" else [])
+    told_back = [v for v in after.restored_villages if v not in new] + back
+    return out, replace(after, notified_villages=tuple(still + rejoin + new),
+                        withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back))
+
+
+def _scope_notices(after: Incident, topology: Topology | None, back: Sequence[str],
+                   dropped: Sequence[str], new: Sequence[str], dropped_as: str) -> list[Notice]:
+    """The notices of villages whose place in the outage changed: "restored" for those
+    ``back`` ("cancelled" where the work was called off for them, :func:`called_off`),
+    ``dropped_as`` for those ``dropped`` from the scope, "outage" for the ``new``."""
+    off = [v for v in back if called_off(after, v, topology)]
+    return [notice for notice in (Notice("restored", tuple(v for v in back if v not in off)),
+                                  Notice("cancelled", tuple(off)),
+                                  Notice(dropped_as, tuple(dropped)),
+                                  Notice("outage", tuple(new)))
+            if notice.villages]
+
+
+def _etr_moves(before: Incident | None, after: Incident, topology: Topology | None,
+               etr_step: timedelta, still: Sequence[str], rejoin: Sequence[str],
+               new: Sequence[str]) -> tuple[list[str], Incident]:
+    """The villages ``still`` off whose expected restoration time moved enough to tell them
+    (:func:`_told_moved`), and ``after`` with the time each village off was last told (the
+    ``new`` and those moved are told theirs now; a village rejoining quietly, ``rejoin``,
+    counts as told its current one)."""
+    etrs = {v: village_etr(after, v, topology) for v in [*still, *rejoin, *new]}
+    told_etr = {v: after.told_etr.get(v, before.etr if before else None)
+                for v in still if v in after.told_etr or before is not None}
+    moved = [v for v in still if before is not None and before.status == "active"
+             and _told_moved(before, after, v, (told_etr.get(v), etrs[v], etr_step), topology)]
+    told_etr.update({v: etrs[v] for v in [*moved, *new]})
+    return moved, replace(after, told_etr={v: told_etr.get(v, etrs[v])
+                                           for v in [*still, *rejoin, *new]})
+
+
+def _plan_when_over(after: Incident) -> tuple[list[Notice], Incident]:
+    """:func:`plan_notices` for an incident that is over: the villages told of it hear it
+    was restored or cancelled, once."""
+    notified = list(after.notified_villages)
     told_back = list(after.restored_villages)
     out: list[Notice] = []
-    if after.status == "active":
-        affected = villages_off(after, topology)
-        in_scope = set(affected) | set(villages_of_scope(after, topology))
-        back = [v for v in notified if v not in affected and v in in_scope]
-        dropped = [v for v in notified if v not in affected and v not in in_scope]
-        rejoin = [v for v in affected if v not in notified and v in withdrawn]
-        new = [v for v in affected if v not in notified and v not in withdrawn]
-        still = [v for v in notified if v in affected]
-        off = [v for v in back if called_off(after, v, topology)]
-        for notice in (Notice("restored", tuple(v for v in back if v not in off)),
-                       Notice("cancelled", tuple(off)), Notice(dropped_as, tuple(dropped)),
-                       Notice("outage", tuple(new))):
-            if notice.villages:
-                out.append(notice)
-        etrs = {v: village_etr(after, v, topology) for v in [*still, *rejoin, *new]}
-        told_etr = {v: after.told_etr.get(v, before.etr if before else None)
-                    for v in still if v in after.told_etr or before is not None}
-        moved = [v for v in still if before is not None and before.status == "active"
-                 and _told_moved(before, after, v, (told_etr.get(v), etrs[v], etr_step),
-                                 topology)]
-        if moved:
-            out.append(Notice("update", tuple(moved)))
-        told_etr.update({v: etrs[v] for v in [*moved, *new]})
-        after = replace(after, told_etr={v: told_etr.get(v, etrs[v])
-                                         for v in [*still, *rejoin, *new]})
-        notified = still + rejoin + new
-        # A village told it was a mistake (corrected) hears of the outage again if it is
-        # affected after all; one whose inference was dropped quietly rejoins quietly.
-        withdrawn = [v for v in withdrawn if v not in rejoin] + (
-            dropped if dropped_as == "withdrawn" else [])
-        told_back = [v for v in told_back if v not in new] + back
-    elif after.status in ("restored", "cancelled"):
+    if after.status in ("restored", "cancelled"):
         if notified:
             out.append(Notice(after.status, tuple(notified)))
         told_back += [v for v in notified if v not in told_back]
         notified = []
     return out, replace(after, notified_villages=tuple(notified),
-                        withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back))
+                        withdrawn_villages=tuple(after.withdrawn_villages),
+                        restored_villages=tuple(told_back))
 
 
 #: Notices that tell a village its supply is normal again.

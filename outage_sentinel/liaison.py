@@ -27,6 +27,7 @@ from outage_sentinel import sms_params as sms
 from outage_sentinel.config import ChannelConfig
 from outage_sentinel.field_links import PUBLIC, IssuedLink
 from outage_sentinel.incidents import (
+    Estimate,
     Incident,
     Member,
     Notice,
@@ -222,6 +223,36 @@ def _incident_of(context: Mapping[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
+def _crew_status_context(incident: Incident) -> dict[str, bool]:
+    """Whether a notice may say a crew is on its way (``crew_sent``) or on site."""
+    return {
+        # Crews are said to be on their way only once one was sent: an outage only the meters
+        # saw waits for the command centre to acknowledge it.
+        "crew_sent": incident.stage == "dispatched" or (
+            incident.stage == "partially_restored" and incident.crew_progress == "dispatched"),
+        "crew_on_site": incident.stage == "on_site" or (
+            incident.stage == "partially_restored" and incident.crew_progress == "on_site"),
+    }
+
+
+def _told_before_context(incident: Incident, purpose: str, village_id: str,
+                         in_village: Sequence[str], previous: Incident | None
+                         ) -> dict[str, Any]:
+    """The notice's ``purpose``, and what it says of what the village was told before."""
+    return {
+        "purpose": purpose,
+        # Told its power was back (by this incident), and off now: the notice says so.
+        "off_again": purpose == "outage" and previous is not None
+        and village_id in previous.restored_villages and previous.status != "cancelled",
+        # Told the outage was called off, and it is on after all (planned work reinstated).
+        "reinstated": purpose == "outage" and previous is not None
+        and village_id in previous.restored_villages and previous.status == "cancelled",
+        # "restored" on a liaison's answer alone says whose word it is
+        "restored_by_liaison": purpose == "restored"
+        and back_on_field_word(incident, in_village),
+    }
+
+
 def reported_devices(incident: Incident, devices: Sequence[str],
                      records: Sequence[Member] | None = None) -> list[str]:
     """The devices of ``devices`` that one of the incident's records (or of ``records``: a
@@ -287,19 +318,9 @@ class LiaisonPlanner:
         village = topo.villages.get(village_id)
         if village is None:
             return []
-        estimate = incident.estimate
-        if village_id not in estimate.villages and previous is not None:
-            estimate = previous.estimate  # a village no longer affected: describe what it had
-        # Outage and update notices count what is still off; restored/cancelled what was off.
-        areas = incident.off if notice.purpose in ("outage", "update") and estimate is \
-            incident.estimate else estimate.transformers
-        in_village = [t for t in areas if topo.nodes[t].village == village_id]
-        confirmed = [t for t in in_village if incident.mark(t) == "reported"]
-        possible = [t for t in in_village if incident.mark(t) != "reported"]
-        village_customers = topo.customers_of(in_village)
+        estimate, areas, in_village = self._village_areas(incident, notice, village_id, previous)
         # What is said is the village's own: its records' start, time and devices.
         records = village_records(incident, village_id, topo)
-        start = village_start(incident, village_id, topo)
         lang = self.renderer.language
         context = {
             "incident_id": incident.id,
@@ -308,6 +329,40 @@ class LiaisonPlanner:
             "kind": (kind := announced_kind(incident)),
             "kind_label": KIND_LABELS[lang].get(kind, kind),
             "village": village,
+            **self._area_context(incident, estimate, areas, in_village, records),
+            **self._time_context(incident, village_id, in_village, now),
+            "cause": village_cause(incident, records),
+            **_crew_status_context(incident),
+            **_told_before_context(incident, notice.purpose, village_id, in_village, previous),
+        }
+        context["outage_label"] = self.outage_label(context)
+        if notice.purpose == "update":
+            context.update(self.update_context(incident, village_id, previous))
+        body = self.renderer.render(f"liaison_{notice.purpose}", **context)
+        params = self.notice_params(incident, notice.purpose, context, now)
+        return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
+
+    def _village_areas(self, incident: Incident, notice: Notice, village_id: str,
+                       previous: Incident | None) -> tuple[Estimate, tuple[str, ...], list[str]]:
+        """The estimate a village's notice describes, the areas it counts, and those of them
+        in the village."""
+        estimate = incident.estimate
+        if village_id not in estimate.villages and previous is not None:
+            estimate = previous.estimate  # a village no longer affected: describe what it had
+        # Outage and update notices count what is still off; restored/cancelled what was off.
+        areas = incident.off if notice.purpose in ("outage", "update") and estimate is \
+            incident.estimate else estimate.transformers
+        in_village = [t for t in areas if self.topology.nodes[t].village == village_id]
+        return estimate, areas, in_village
+
+    def _area_context(self, incident: Incident, estimate: Estimate, areas: Sequence[str],
+                      in_village: list[str], records: Sequence[Member]) -> dict[str, Any]:
+        """What a village's notice says is off: the line, the device, the village's areas
+        (reported or only possibly off) and the households."""
+        topo = self.topology
+        confirmed = [t for t in in_village if incident.mark(t) == "reported"]
+        possible = [t for t in in_village if incident.mark(t) != "reported"]
+        return {
             "feeder_label": self._feeder_label(incident.feeder),
             # "10kV…线停电" says the whole line is off: qualified when what is off (for outage
             # and update notices, what is still off) is part of it, or only inferred whole.
@@ -321,41 +376,26 @@ class LiaisonPlanner:
             "confirmed_label": self._area_label(confirmed, "") if confirmed else "",
             "possible_label": self._area_label(possible, "") if possible else "",
             "customers": estimate.customers,
-            "village_customers": village_customers,
+            "village_customers": topo.customers_of(in_village),
             "confirmed_customers": topo.customers_of(confirmed),
+        }
+
+    def _time_context(self, incident: Incident, village_id: str, in_village: Sequence[str],
+                      now: datetime) -> dict[str, Any]:
+        """The times a village's notice states: its own start and expected restoration, the
+        end, and when its last area came back."""
+        start = village_start(incident, village_id, self.topology)
+        return {
             "start_local": self.local_time(start),
             # "prepare in advance" only for work that has not begun yet
             "not_started": start > now,
-            **self.etr_context(village_etr(incident, village_id, topo), now),
+            **self.etr_context(village_etr(incident, village_id, self.topology), now),
             "end_local": self.local_time(incident.end),
             # When the village's last area came back (a partial restoration is not the end).
             "restored_local": self.local_time(restored_at(incident, in_village)
                                               or incident.end or now),
             "now_local": self.local_time(now),
-            "cause": village_cause(incident, records),
-            # Crews are said to be on their way only once one was sent: an outage only the
-            # meters saw waits for the command centre to acknowledge it.
-            "crew_sent": incident.stage == "dispatched" or (
-                incident.stage == "partially_restored" and incident.crew_progress == "dispatched"),
-            "crew_on_site": incident.stage == "on_site" or (
-                incident.stage == "partially_restored" and incident.crew_progress == "on_site"),
-            "purpose": notice.purpose,
-            # Told its power was back (by this incident), and off now: the notice says so.
-            "off_again": notice.purpose == "outage" and previous is not None
-            and village_id in previous.restored_villages and previous.status != "cancelled",
-            # Told the outage was called off, and it is on after all (planned work reinstated).
-            "reinstated": notice.purpose == "outage" and previous is not None
-            and village_id in previous.restored_villages and previous.status == "cancelled",
-            # "restored" on a liaison's answer alone says whose word it is
-            "restored_by_liaison": notice.purpose == "restored"
-            and back_on_field_word(incident, in_village),
         }
-        context["outage_label"] = self.outage_label(context)
-        if notice.purpose == "update":
-            context.update(self.update_context(incident, village_id, previous))
-        body = self.renderer.render(f"liaison_{notice.purpose}", **context)
-        params = self.notice_params(incident, notice.purpose, context, now)
-        return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
 
     def etr_context(self, etr: datetime | None, now: datetime) -> dict[str, str | None]:
         """The village's expected restoration as a notice may state it: ``etr_local`` only

@@ -79,6 +79,7 @@ from outage_sentinel.lifecycle import (
 from outage_sentinel.localise import FaultContext, devices_per_feeder
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.region import id_part
 from outage_sentinel.round_cache import RoundCache
 from outage_sentinel.store import Store, StoredEvent
@@ -443,6 +444,31 @@ class IncidentProcessor:
 
     def _revise(self, conn: Connection, current: Incident | None, f: _Fold) -> Incident:
         """Apply the event and write the incident, its notices and its log steps."""
+        event, now = f.event, f.now
+        notices, after = self._planned_notices(conn, current, f)
+        rows = self._outbox_rows(conn, current, after, notices, f)
+        self._save_incident(conn, current, after, f)
+        self._log_steps(conn, current, after, event, now)
+        added = self.store.enqueue_in(conn, rows, now)
+        self._crew_and_care_steps(conn, current, after, event, now)
+        if current is None or current.revision != after.revision:
+            self.log.info("incident_revised", source=event.source, event_id=event.event_id,
+                          at=now.isoformat(),
+                          feeder=f.resolved.feeder, incident_id=after.id,
+                          revision=after.revision, status=after.status,
+                          fault_device=after.fault_device,
+                          transformers=len(after.estimate.transformers),
+                          customers=after.estimate.customers,
+                          villages=len(after.estimate.villages),
+                          notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
+                          queued=added)
+        return after
+
+    def _planned_notices(self, conn: Connection, current: Incident | None, f: _Fold
+                         ) -> tuple[list[Notice], Incident]:
+        """The incident after the event and the notices it sends: the villages still dark in
+        another incident held back from "power back", planned work past its stop left
+        unannounced, withdrawn inferences taken back, and what a cancellation takes back."""
         event, rnd, now = f.event, f.rnd, f.now
         after = self._estimated(conn, current, f)
         notices, after = plan_notices(current, after, self.topology, self.etr_step)
@@ -457,12 +483,24 @@ class IncidentProcessor:
         if after.status == "cancelled" and current is not None and current.status == "active":
             notices = self.lifecycle.take_back_in(conn, after, notices, now, actor_of(event),
                                                   source=event.source)
-        rows = self.planner.rows(after, notices, now, previous=current)
+        return notices, after
+
+    def _outbox_rows(self, conn: Connection, current: Incident | None, after: Incident,
+                     notices: list[Notice], f: _Fold) -> list[OutboxMessage]:
+        """The liaisons' notices and the command centre's summary of the revision."""
+        rows = self.planner.rows(after, notices, f.now, previous=current)
         rows += self.lifecycle.summary_rows(current, after, self.store.crew_of_in(conn, after.id))
         if f.unplaced and not any(r.audience == "command" for r in rows):
             # Summaries switched off: an outage nobody could place still goes to a person.
             rows += self.lifecycle.command_rows(after, "unplaced",
                                                 self.lifecycle.render_summary(after))
+        return rows
+
+    def _save_incident(self, conn: Connection, current: Incident | None, after: Incident,
+                       f: _Fold) -> None:
+        """Write the incident (with its priority while on), and mark the earlier trouble calls
+        it took in as processed into it."""
+        now, rnd = f.now, f.rnd
         extra = {"priority": self.lifecycle.priority(after, now).score} \
             if after.status == "active" else {}
         self.store.save_incident_in(conn, incident_columns(after, now, **extra))
@@ -473,8 +511,12 @@ class IncidentProcessor:
         if f.calls:
             self.log.info("earlier_calls_joined", incident_id=after.id,
                           calls=[c.event.event_id for c, _ in f.calls])
-        self._log_steps(conn, current, after, event, now)
-        added = self.store.enqueue_in(conn, rows, now)
+
+    def _crew_and_care_steps(self, conn: Connection, current: Incident | None,
+                             after: Incident, event: OutageEvent, now: datetime) -> None:
+        """What the revision sets going for crews and care: the crew told power is back, a
+        revived incident's crew freed, a fault queued for a crew, the villages it grew to
+        cared for, or the crew on its way redirected."""
         if current is not None and current.status == "active" and after.status == "restored":
             self._tell_crew_power_back(conn, after, event, now)
         if current is not None and current.status != "active" and after.status == "active":
@@ -490,18 +532,6 @@ class IncidentProcessor:
                 self.lifecycle.care_for_new_villages_in(conn, after, now, sent_before)
             elif current is not None:  # the crew on its way follows the estimate
                 self.lifecycle.redirect_in(conn, current, after, now)
-        if current is None or current.revision != after.revision:
-            self.log.info("incident_revised", source=event.source, event_id=event.event_id,
-                          at=now.isoformat(),
-                          feeder=f.resolved.feeder, incident_id=after.id,
-                          revision=after.revision, status=after.status,
-                          fault_device=after.fault_device,
-                          transformers=len(after.estimate.transformers),
-                          customers=after.estimate.customers,
-                          villages=len(after.estimate.villages),
-                          notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
-                          queued=added)
-        return after
 
     def _take_back_withdrawn(self, conn: Connection, after: Incident, notices: list[Notice],
                              now: datetime) -> Incident:

@@ -191,13 +191,42 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     ``now`` bounds ongoing outages and the period (nothing is counted after it). See the module
     docstring for the formulas.
     """
+    _check_period(start, end, now)
+    rows, logs, first_evidence, first_notice, dead = store.report_snapshot(start, end)
+    upto = min(end, now)
+    ctx = _RowContext(topology, tz, now, _feeder_names(topology), first_evidence, first_notice)
+    incident_rows, areas, feeder_touch, village_touch = _in_period(ctx, rows, logs, start, end,
+                                                                   upto)
+    incidents = _incidents_frame(incident_rows, tz)
+    area_df = _areas_frame(areas, tz)
+    hours = _period_hours(start, end, now)
+    by_feeder = _by_feeder(topology, incidents, area_df, feeder_touch, ctx.feeder_names, hours)
+    by_village = _by_village(topology, incidents, area_df, village_touch, hours)
+    answers = [a for iid in incidents["id"] for a in store.answers(str(iid))]
+    by_village = _with_confirmations(by_village, area_df, answers, tz)
+    dead_df = _dead_frame(dead, tz)
+    summary = _summary(topology, incidents, area_df, dead_df, start, end, tz, now, hours)
+    _add_calls_and_answers(summary, store.calls_between(start, upto), by_village, answers)
+    return Report(start=start, end=end, tz=tz, now=now, incidents=incidents, by_feeder=by_feeder,
+                  by_village=by_village, summary=summary, dead_letters=dead_df, areas=area_df)
+
+
+def _check_period(start: datetime, end: datetime, now: datetime) -> None:
+    """Refuse naive times and an empty period."""
     if start.tzinfo is None or end.tzinfo is None or now.tzinfo is None:
         raise ValueError("build_report needs timezone-aware start, end and now")
     if end <= start:
         raise ValueError("report period is empty (end <= start)")
-    rows, logs, first_evidence, first_notice, dead = store.report_snapshot(start, end)
-    upto = min(end, now)
-    ctx = _RowContext(topology, tz, now, _feeder_names(topology), first_evidence, first_notice)
+
+
+def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
+               logs: Mapping[str, list[dict[str, Any]]], start: datetime, end: datetime,
+               upto: datetime
+               ) -> tuple[list[dict[str, Any]], list[_Area], dict[str, set[str]],
+                          dict[str, set[str]]]:
+    """The report lines of the incidents overlapping ``[start, end)``, their areas'
+    intervals clipped to ``[start, upto)``, and the incidents each feeder and each village
+    had."""
     incident_rows: list[dict[str, Any]] = []
     areas: list[_Area] = []
     # Which incidents each feeder / village had (any area, even with 0 h inside the period).
@@ -206,42 +235,49 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     for row in rows:
         log = logs.get(row["id"], [])
         klass = incident_class_of(row["kind"])
-        inc_areas, eff_end = _areas_of(row, log, topology, klass, now)
-        nominal_end = eff_end if eff_end is not None else now
+        inc_areas, eff_end = _areas_of(row, log, ctx.topology, klass, ctx.now)
+        nominal_end = eff_end if eff_end is not None else ctx.now
         if not (row["start"] < end and (nominal_end > start or row["start"] >= start)):
             continue
         clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
         areas.extend(clipped)
-        for a in inc_areas:
-            feeder_touch.setdefault(a.feeder, set()).add(row["id"])
-            if a.village:
-                village_touch.setdefault(a.village, set()).add(row["id"])
-        if not inc_areas:
-            feeder_touch.setdefault(row["feeder"], set()).add(row["id"])
+        _note_touched(row, inc_areas, feeder_touch, village_touch)
         incident_rows.append(_incident_row(ctx, row, log, klass, inc_areas, clipped, eff_end))
-    feeder_names = ctx.feeder_names
+    return incident_rows, areas, feeder_touch, village_touch
 
+
+def _note_touched(row: Mapping[str, Any], inc_areas: Sequence[_Area],
+                  feeder_touch: dict[str, set[str]], village_touch: dict[str, set[str]]
+                  ) -> None:
+    """Add the incident to the feeders and villages of its areas (its own feeder when it
+    has none)."""
+    for a in inc_areas:
+        feeder_touch.setdefault(a.feeder, set()).add(row["id"])
+        if a.village:
+            village_touch.setdefault(a.village, set()).add(row["id"])
+    if not inc_areas:
+        feeder_touch.setdefault(row["feeder"], set()).add(row["id"])
+
+
+def _incidents_frame(incident_rows: list[dict[str, Any]], tz: tzinfo) -> pd.DataFrame:
+    """The ``incidents`` table: times local, in start order."""
     incidents = pd.DataFrame(incident_rows, columns=INCIDENT_COLUMNS)
     incidents["met_commitment"] = incidents["met_commitment"].astype("boolean")
     for col in ("start", "end", "first_evidence", "first_liaison_notice", "arrival_deadline",
                 "arrived_at"):
         incidents[col] = _as_local_datetimes(incidents[col], tz)
-    incidents = incidents.sort_values(["start", "id"], kind="stable").reset_index(drop=True)
-    area_df = _areas_frame(areas, tz)
-    hours = _period_hours(start, end, now)
-    by_feeder = _by_feeder(topology, incidents, area_df, feeder_touch, feeder_names, hours)
-    by_village = _by_village(topology, incidents, area_df, village_touch, hours)
-    answers = [a for iid in incidents["id"] for a in store.answers(str(iid))]
-    by_village = _with_confirmations(by_village, area_df, answers, tz)
-    dead_df = _dead_frame(dead, tz)
-    summary = _summary(topology, incidents, area_df, dead_df, start, end, tz, now, hours)
-    calls = store.calls_between(start, upto)
+    return incidents.sort_values(["start", "id"], kind="stable").reset_index(drop=True)
+
+
+def _add_calls_and_answers(summary: pd.DataFrame, calls: Mapping[Any, str | None],
+                           by_village: pd.DataFrame, answers: Sequence[Mapping[str, Any]]
+                           ) -> None:
+    """Add to ``summary`` the period's trouble calls (and those that joined no incident) and
+    the liaisons' answers (confirmations, and "still dark")."""
     summary["trouble_calls"] = len(calls)
     summary["trouble_calls_without_incident"] = sum(1 for i in calls.values() if i is None)
     summary["field_confirmations"] = int(by_village["field_confirmations"].sum())
     summary["field_still_dark"] = sum(1 for a in answers if a["answer"] == "dark")
-    return Report(start=start, end=end, tz=tz, now=now, incidents=incidents, by_feeder=by_feeder,
-                  by_village=by_village, summary=summary, dead_letters=dead_df, areas=area_df)
 
 
 @dataclass(frozen=True)
@@ -333,62 +369,104 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
               klass: str, now: datetime) -> tuple[list[_Area], datetime | None]:
     """Unclipped off-intervals of the incident's areas, and its effective end (None = ongoing)."""
     start: datetime = row["start"]
-    state = row.get("state") or {}
-    estimate = state.get("estimate") or {}
     steps = [e for e in log if e["stage"] in RESTORATION_STAGES]
-    listed = list(estimate.get("transformers") or [])
-    for step in steps:
-        listed.extend((step.get("details") or {}).get("transformers") or [])
-    known = [t for t in _unique(listed) if t in topology.nodes]
-
-    status = row["status"]
-    if status == "cancelled":
-        cancels = [e["at"] for e in log if e["stage"] == "cancelled"]
-        cancelled_at: datetime = cancels[0] if cancels else (row.get("updated_at") or start)
-        if cancelled_at <= start:
-            return ([_Area(row["id"], klass, t, topology.feeder_of(t),
-                           topology.nodes[t].village or None, topology.nodes[t].customers,
-                           start, start) for t in known], start)
-        end_time = row.get("end_time")
-        rest_end: datetime | None = min(end_time, cancelled_at) if end_time else cancelled_at
-    elif row.get("end_time") is not None:
-        rest_end = row["end_time"]
-    elif status == "active":
-        rest_end = None
-    else:
-        finals = [e["at"] for e in steps if e["stage"] == "restored"]
-        rest_end = finals[-1] if finals else (row.get("updated_at") or now)
+    known = _known_areas(row, steps, topology)
+    cancelled_at = _cancelled_at(row, log) if row["status"] == "cancelled" else None
+    if cancelled_at is not None and cancelled_at <= start:
+        return [_transformer_area(row, klass, t, topology, start) for t in known], start
+    rest_end = _rest_end(row, steps, cancelled_at, now)
     remaining_end = rest_end if rest_end is not None else max(now, start)
-
-    areas: list[_Area] = []
     if known:
-        back: dict[str, datetime] = {}
-        for step in steps:
-            ts = (step.get("details") or {}).get("transformers")
-            for t in (ts if ts else known):
-                back.setdefault(t, step["at"])
-        for t in known:
-            node = topology.nodes[t]
-            b = min(back.get(t, remaining_end), remaining_end)
-            areas.append(_Area(row["id"], klass, t, topology.feeder_of(t), node.village or None,
-                               node.customers, start, max(b, start)))
+        areas = _transformer_areas(row, klass, known, steps, topology, remaining_end)
     else:
-        remaining = int(row.get("customers") or 0)
-        for step in steps:
-            n = int((step.get("details") or {}).get("customers") or 0)
-            n = min(n, remaining) if step["stage"] == "partially_restored" else remaining
-            if n > 0:
-                b = min(step["at"], remaining_end)
-                areas.append(_Area(row["id"], klass, None, row["feeder"], None, n, start,
-                                   max(b, start)))
-                remaining -= n
-        if remaining > 0:
-            areas.append(_Area(row["id"], klass, None, row["feeder"], None, remaining, start,
-                               max(remaining_end, start)))
+        areas = _unplaced_areas(row, klass, steps, remaining_end)
     eff_end = rest_end
     if eff_end is None and areas and all(a.back_at < remaining_end for a in areas):
         eff_end = max(a.back_at for a in areas)  # every area back, status not yet updated
     return areas, eff_end
+
+
+def _known_areas(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
+                 topology: Topology) -> list[str]:
+    """The incident's transformer areas the topology knows: its estimate's, and those its
+    restoration ``steps`` list."""
+    state = row.get("state") or {}
+    estimate = state.get("estimate") or {}
+    listed = list(estimate.get("transformers") or [])
+    for step in steps:
+        listed.extend((step.get("details") or {}).get("transformers") or [])
+    return [t for t in _unique(listed) if t in topology.nodes]
+
+
+def _cancelled_at(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> datetime:
+    """When a cancelled incident was cancelled: its first ``cancelled`` log entry, else its
+    last update."""
+    cancels = [e["at"] for e in log if e["stage"] == "cancelled"]
+    cancelled_at: datetime = cancels[0] if cancels else (row.get("updated_at") or row["start"])
+    return cancelled_at
+
+
+def _rest_end(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
+              cancelled_at: datetime | None, now: datetime) -> datetime | None:
+    """When the areas no restoration step brought back came back (None: still off): the
+    incident's end (a cancelled one's at most when it was cancelled, ``cancelled_at``), else
+    its last ``restored`` step or last update."""
+    if cancelled_at is not None:
+        end_time = row.get("end_time")
+        return min(end_time, cancelled_at) if end_time else cancelled_at
+    if row.get("end_time") is not None:
+        end: datetime = row["end_time"]
+        return end
+    if row["status"] == "active":
+        return None
+    finals = [e["at"] for e in steps if e["stage"] == "restored"]
+    last: datetime = finals[-1] if finals else (row.get("updated_at") or now)
+    return last
+
+
+def _transformer_area(row: Mapping[str, Any], klass: str, t: str, topology: Topology,
+                      back_at: datetime) -> _Area:
+    """Area ``t`` of the incident, off from its start until ``back_at``."""
+    node = topology.nodes[t]
+    return _Area(row["id"], klass, t, topology.feeder_of(t), node.village or None,
+                 node.customers, row["start"], back_at)
+
+
+def _transformer_areas(row: Mapping[str, Any], klass: str, known: Sequence[str],
+                       steps: Sequence[Mapping[str, Any]], topology: Topology,
+                       remaining_end: datetime) -> list[_Area]:
+    """The ``known`` areas, each back at the first step that lists it (a step listing none
+    restores every area still off), else at ``remaining_end``."""
+    start: datetime = row["start"]
+    back: dict[str, datetime] = {}
+    for step in steps:
+        ts = (step.get("details") or {}).get("transformers")
+        for t in (ts if ts else known):
+            back.setdefault(t, step["at"])
+    return [_transformer_area(row, klass, t, topology,
+                              max(min(back.get(t, remaining_end), remaining_end), start))
+            for t in known]
+
+
+def _unplaced_areas(row: Mapping[str, Any], klass: str, steps: Sequence[Mapping[str, Any]],
+                    remaining_end: datetime) -> list[_Area]:
+    """An incident with no known area: its customers, by the counts its restoration steps
+    brought back, the rest at ``remaining_end``."""
+    start: datetime = row["start"]
+    areas: list[_Area] = []
+    remaining = int(row.get("customers") or 0)
+    for step in steps:
+        n = int((step.get("details") or {}).get("customers") or 0)
+        n = min(n, remaining) if step["stage"] == "partially_restored" else remaining
+        if n > 0:
+            b = min(step["at"], remaining_end)
+            areas.append(_Area(row["id"], klass, None, row["feeder"], None, n, start,
+                               max(b, start)))
+            remaining -= n
+    if remaining > 0:
+        areas.append(_Area(row["id"], klass, None, row["feeder"], None, remaining, start,
+                           max(remaining_end, start)))
+    return areas
 
 
 def _clip(area: _Area, start: datetime, end: datetime) -> _Area | None:
