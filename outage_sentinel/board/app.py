@@ -200,6 +200,16 @@ def route_table(signed_in: Wrap, public: Wrap, page: Callable[..., Handler], eve
     """Every route of the board: pages and their JSON (signed in), the field's pages (a
     signed link), the hooks (their own secrets), the static assets."""
     return [
+        *_session_routes(signed_in, public, page),
+        *_board_routes(signed_in, page, events),
+        *_link_routes(public),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+
+def _session_routes(signed_in: Wrap, public: Wrap, page: Callable[..., Handler]) -> list[Route]:
+    """The front page, signing in and out, the password, the language, health."""
+    return [
         Route("/", signed_in(page("index"))),
         Route("/login", public(login_page), methods=["GET"]),
         Route("/login", public(login), methods=["POST"]),
@@ -209,6 +219,13 @@ def route_table(signed_in: Wrap, public: Wrap, page: Callable[..., Handler], eve
         Route("/healthz", lambda _r: PlainTextResponse("ok")),
         Route("/language", choose_language),
         Route("/api/me", signed_in(me)),
+    ]
+
+
+def _board_routes(signed_in: Wrap, page: Callable[..., Handler], events: Handler
+                  ) -> list[Route]:
+    """The board's JSON, live stream and actions (acting needs the role), and the reports."""
+    return [
         Route("/api/overview", signed_in(overview_json)),
         Route("/api/map", signed_in(map_json)),
         Route("/api/events", signed_in(events)),
@@ -229,6 +246,12 @@ def route_table(signed_in: Wrap, public: Wrap, page: Callable[..., Handler], eve
         Route("/api/audit", signed_in(audit_json, admin=True)),
         Route("/reports", signed_in(page("reports"))),
         Route("/reports/view", signed_in(report_view)),
+    ]
+
+
+def _link_routes(public: Wrap) -> list[Route]:
+    """No sign-in: the field's pages (a signed link) and the hooks (their own secrets)."""
+    return [
         Route("/f/{token}", public(field_html("field.html", lambda d: d.liaison_page)),
               methods=["GET"]),
         Route("/f/{token}/answer", public(field_json(FieldDesk.answer)), methods=["POST"]),
@@ -245,7 +268,6 @@ def route_table(signed_in: Wrap, public: Wrap, page: Callable[..., Handler], eve
         Route("/hooks/dingtalk", public(dingtalk_hook), methods=["POST"]),
         Route("/hooks/feishu", public(feishu_hook), methods=["POST"]),
         Route("/p/{token}/{name}", public(progress_photo), methods=["GET"]),
-        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
 

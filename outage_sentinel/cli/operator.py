@@ -30,6 +30,14 @@ from outage_sentinel.outgoing import OUTBOX_STATUSES
 
 
 def add_verbs(sub: Any) -> None:
+    _add_incident_verbs(sub)
+    _add_outbox_verbs(sub)
+    _add_storm_verbs(sub)
+    _add_intake_verbs(sub)
+
+
+def _add_incident_verbs(sub: Any) -> None:
+    """``incidents``: the views, the lifecycle steps and the corrections."""
     inc = sub.add_parser("incidents", help="list or show incidents")
     isub = inc.add_subparsers(dest="incidents_verb", metavar="ACTION")
     lst = isub.add_parser("list", help="incidents, newest first")
@@ -38,6 +46,12 @@ def add_verbs(sub: Any) -> None:
     show = isub.add_parser("show", help="one incident: what is off, who was told, what was done")
     show.add_argument("incident_id")
     show.add_argument("--json", action="store_true", help="the stored state, for machines")
+    _add_lifecycle_verbs(isub)
+    corrections.add_incident_verbs(isub)
+
+
+def _add_lifecycle_verbs(isub: Any) -> None:
+    """``incidents ack|arrive|dispatch|restore|close``."""
     for name, text in (("ack", "confirm an incident"), ("arrive", "the crew is on site")):
         p = isub.add_parser(name, help=text)
         p.add_argument("incident_id")
@@ -62,14 +76,19 @@ def add_verbs(sub: Any) -> None:
                                         "them: `localisation history`)")
     close.add_argument("--note", default="")
     close.add_argument("--actor")
-    corrections.add_incident_verbs(isub)
 
+
+def _add_outbox_verbs(sub: Any) -> None:
+    """``outbox list`` here; its fixes and ``silence`` come from the corrections."""
     out = sub.add_parser("outbox", help="notifications in the outbox")
     osub = out.add_subparsers(dest="outbox_verb", metavar="ACTION")
     olist = osub.add_parser("list", help="messages, oldest first")
     olist.add_argument("--status", choices=OUTBOX_STATUSES)
     corrections.add_other_verbs(sub, osub)
 
+
+def _add_storm_verbs(sub: Any) -> None:
+    """``storm declare|end|status``."""
     storm = sub.add_parser("storm", help="declare a storm (the localiser expects several "
                                          "faults per feeder) or end it")
     ssub = storm.add_subparsers(dest="storm_verb", metavar="ACTION")
@@ -81,6 +100,9 @@ def add_verbs(sub: Any) -> None:
     send.add_argument("--actor")
     ssub.add_parser("status", help="whether a storm is declared")
 
+
+def _add_intake_verbs(sub: Any) -> None:
+    """``calls list`` and ``quarantine list``: what came in from the sources."""
     calls = sub.add_parser("calls", help="trouble calls (95598 / customer-service work orders)")
     csub = calls.add_subparsers(dest="calls_verb", metavar="ACTION")
     clist = csub.add_parser("list", help="newest first: where each was placed, its incident")
@@ -192,52 +214,81 @@ def dispatch(args: argparse.Namespace) -> int:
     if verb == "calls":
         return _calls(args)
     if verb == "silence":
-        opened = open_config(args)
-        if isinstance(opened, int):
-            return opened
-        config, topology, store = opened
-        try:
-            return corrections.silence(store, topology, config, args)
-        finally:
-            store.close()
+        return _silence(args)
     store = _store(args)
     if store is None:
         return EXIT_CONFIG
     try:
-        if verb == "outbox" and action == "list":
-            from outage_sentinel.logs import redact
-
-            # Keys name the recipient (``village:V01:sms:13800001111``): mask them like targets.
-            for m in store.messages(status=args.status):
-                # redact: rows stored by older versions may hold a secret in last_error.
-                print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phones(m.target):30} "
-                      f"{mask_phones(m.key)}  {redact(m.last_error or '')}")
-            return 0
-        if verb == "outbox" and action in ("retry", "withdraw", "hold", "release"):
-            # the topology says which villages are off again (a stale "power back" notice),
-            # and where a liaison is reached now (a retry or release goes there)
-            opened = open_config(args)
-            if isinstance(opened, int):
-                return opened
-            config, topology, retry_store = opened
-            try:
-                step = corrections.outbox_retry if action == "retry" \
-                    else corrections.outbox_control
-                return step(retry_store, topology, config, args)
-            finally:
-                retry_store.close()
-        if verb == "storm":
-            return _storm(store, args)
-        if verb == "quarantine" and action == "list":
-            for q in store.quarantined(args.limit):
-                raw = (q["raw"] or "")[:200]
-                print(f"{q['id']:6} {q['received_at']:%Y-%m-%d %H:%M:%S} {q['source']:12} "
-                      f"{q['reason']}\n       raw: {raw}")
-            return 0
+        done = _on_store(store, args, verb, action)
     finally:
         store.close()
+    if done is not None:
+        return done
     print(f"error: unknown action {verb} {action}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _silence(args: argparse.Namespace) -> int:
+    """``silence add|list|expire`` (see :func:`corrections.silence`)."""
+    opened = open_config(args)
+    if isinstance(opened, int):
+        return opened
+    config, topology, store = opened
+    try:
+        return corrections.silence(store, topology, config, args)
+    finally:
+        store.close()
+
+
+def _on_store(store: Any, args: argparse.Namespace, verb: str, action: str) -> int | None:
+    """The verbs that read or change the store alone (an outbox fix opens the topology too);
+    None for an action none of them knows."""
+    if verb == "outbox" and action == "list":
+        return _outbox_list(store, args)
+    if verb == "outbox" and action in ("retry", "withdraw", "hold", "release"):
+        return _outbox_fix(args, action)
+    if verb == "storm":
+        return _storm(store, args)
+    if verb == "quarantine" and action == "list":
+        return _quarantine_list(store, args)
+    return None
+
+
+def _outbox_list(store: Any, args: argparse.Namespace) -> int:
+    """``outbox list``: the messages, recipients masked."""
+    from outage_sentinel.logs import redact
+
+    # Keys name the recipient (``village:V01:sms:13800001111``): mask them like targets.
+    for m in store.messages(status=args.status):
+        # redact: rows stored by older versions may hold a secret in last_error.
+        print(f"{m.id:6} {m.status:8} {m.channel:10} {mask_phones(m.target):30} "
+              f"{mask_phones(m.key)}  {redact(m.last_error or '')}")
+    return 0
+
+
+def _outbox_fix(args: argparse.Namespace, action: str) -> int:
+    """``outbox retry|withdraw|hold|release``."""
+    # the topology says which villages are off again (a stale "power back" notice),
+    # and where a liaison is reached now (a retry or release goes there)
+    opened = open_config(args)
+    if isinstance(opened, int):
+        return opened
+    config, topology, retry_store = opened
+    try:
+        step = corrections.outbox_retry if action == "retry" \
+            else corrections.outbox_control
+        return step(retry_store, topology, config, args)
+    finally:
+        retry_store.close()
+
+
+def _quarantine_list(store: Any, args: argparse.Namespace) -> int:
+    """``quarantine list``: the payloads that failed validation, newest first."""
+    for q in store.quarantined(args.limit):
+        raw = (q["raw"] or "")[:200]
+        print(f"{q['id']:6} {q['received_at']:%Y-%m-%d %H:%M:%S} {q['source']:12} "
+              f"{q['reason']}\n       raw: {raw}")
+    return 0
 
 
 def _view(args: argparse.Namespace) -> int:

@@ -81,15 +81,11 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
     """Run ``report ...``; returns the CLI exit code (see :mod:`outage_sentinel.cli`)."""
     from outage_sentinel.cli import (
         EXIT_CONFIG,
-        EXIT_DATABASE,
-        EXIT_OK,
-        EXIT_PROBLEMS,
         EXIT_TOPOLOGY,
         EXIT_USAGE,
         config_from_args,
         topology_from_config,
     )
-    from outage_sentinel.store import Store
 
     if getattr(args, "report_verb", None) is None:
         print("usage: outage-sentinel report daily|weekly|range [options] (see --help)",
@@ -108,11 +104,24 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
     topology = topology_from_config(config)
     if topology is None:
         return EXIT_TOPOLOGY
+    report = _read_report(config, topology, start, end, tz, now)
+    if isinstance(report, int):
+        return report
+    return _write_report(args, config, report, start, end, tz)
+
+
+def _read_report(config: Any, topology: Any, start: datetime, end: datetime, tz: tzinfo,
+                 now: datetime) -> reports.Report | int:
+    """The report read from the migrated store, or the exit code of a database error (its
+    message printed, secrets redacted)."""
+    from outage_sentinel.cli import EXIT_DATABASE
+    from outage_sentinel.store import Store
+
     try:
         store = Store(config.database_url(), region=config.region.name)
         try:
             store.migrate()
-            report = reports.build_report(store, topology, start, end, tz, now)
+            return reports.build_report(store, topology, start, end, tz, now)
         finally:
             store.close()
     except Exception as exc:
@@ -122,6 +131,14 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
 
         print(f"error: database: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return EXIT_DATABASE
+
+
+def _write_report(args: argparse.Namespace, config: Any, report: reports.Report,
+                  start: datetime, end: datetime, tz: tzinfo) -> int:
+    """Write the report where ``--out`` (or the default path) says and print the paths
+    written; the exit code."""
+    from outage_sentinel.cli import EXIT_OK, EXIT_PROBLEMS
+
     out = Path(args.out) if args.out else default_path(args.report_verb, start, end, tz,
                                                         args.format)
     try:

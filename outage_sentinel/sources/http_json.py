@@ -247,46 +247,79 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
     Returns the ids of the missing records this poll held back (incomplete, or unreadable
     records that may be them); ``cursor["held_polls"]`` counts polls in a row that held one.
     """
+    listed = {e.event_id for e in result.events} | held
+    gone = sorted(k for k in dict(previous_cursor.get("active") or {}) if k not in listed)
+    if complete:
+        held_back = _end_missing(source, previous_cursor, result, cursor, now, gone=gone,
+                                 nameless=nameless)
+    else:
+        held_back = _keep_missing(previous_cursor, result, cursor, listed=listed, gone=gone)
+    _note_nameless(cursor, previous_cursor, listed, nameless)
+    if held_back:
+        cursor["held_polls"] = int(previous_cursor.get("held_polls", 0)) + 1
+    return held_back
+
+
+def _active_records(result: PollResult) -> dict[str, Any]:
+    """What the cursor keeps of each active record served: enough to end it later."""
+    return {e.event_id: {"kind": e.kind, "start": e.start.isoformat(), "feeder": e.feeder}
+            for e in result.events if e.status == "active"}
+
+
+def _keep_missing(previous_cursor: Mapping[str, Any], result: PollResult,
+                  cursor: dict[str, Any], *, listed: set[str], gone: list[str]) -> list[str]:
+    """An incomplete poll ends nothing: every missing record is kept and held back, its misses
+    not counted (those of the records listed again are forgotten)."""
+    previous: dict[str, Any] = dict(previous_cursor.get("active") or {})
+    missed: dict[str, int] = dict(previous_cursor.get("missing") or {})
+    cursor["active"] = {**previous, **_active_records(result)}
+    cursor["missing"] = {k: n for k, n in missed.items() if k not in listed}
+    return gone
+
+
+def _end_missing(source: str, previous_cursor: Mapping[str, Any], result: PollResult,
+                 cursor: dict[str, Any], now: datetime, *, gone: list[str],
+                 nameless: Collection[str]) -> list[str]:
+    """A complete poll: end each missing record gone from :data:`ABSENT_POLLS` complete polls
+    in a row, hold back those an unreadable record may be, and tag the arrivals; returns the
+    ids held back."""
     previous: dict[str, Any] = dict(previous_cursor.get("active") or {})
     missed: dict[str, int] = dict(previous_cursor.get("missing") or {})
     together: Mapping[str, Any] = previous_cursor.get("nameless") or {}
-    current = {e.event_id: {"kind": e.kind, "start": e.start.isoformat(), "feeder": e.feeder}
-               for e in result.events if e.status == "active"}
-    listed = {e.event_id for e in result.events} | held
-    gone = sorted(k for k in previous if k not in listed)
+    current = _active_records(result)
     held_back: list[str] = []
-    if not complete:
-        cursor["active"] = {**previous, **current}
-        cursor["missing"] = {k: n for k, n in missed.items() if k not in listed}
-        held_back = gone
-    else:
-        kept: dict[str, Any] = {}
-        cursor["missing"] = {}
-        for event_id in gone:
-            info = previous[event_id]
-            if any(event_id not in together.get(fp, ()) for fp in nameless):
-                held_back.append(event_id)  # an unreadable record may be this one
-                kept[event_id] = info
-                if event_id in missed:
-                    cursor["missing"][event_id] = missed[event_id]
-                continue
-            misses = missed.get(event_id, 0) + 1
-            if misses < ABSENT_POLLS:
-                kept[event_id] = info
-                cursor["missing"][event_id] = misses
-                continue
-            _end(source, event_id, info, result, now)
-        cursor["active"] = {**kept, **current}
-        _tag_arrivals(result, previous, [k for k in gone if k not in held_back])
+    kept: dict[str, Any] = {}
+    cursor["missing"] = {}
+    for event_id in gone:
+        info = previous[event_id]
+        if any(event_id not in together.get(fp, ()) for fp in nameless):
+            held_back.append(event_id)  # an unreadable record may be this one
+            kept[event_id] = info
+            if event_id in missed:
+                cursor["missing"][event_id] = missed[event_id]
+            continue
+        misses = missed.get(event_id, 0) + 1
+        if misses < ABSENT_POLLS:
+            kept[event_id] = info
+            cursor["missing"][event_id] = misses
+            continue
+        _end(source, event_id, info, result, now)
+    cursor["active"] = {**kept, **current}
+    _tag_arrivals(result, previous, [k for k in gone if k not in held_back])
+    return held_back
+
+
+def _note_nameless(cursor: dict[str, Any], previous_cursor: Mapping[str, Any],
+                   listed: set[str], nameless: Collection[str]) -> None:
+    """Keep, per unreadable fingerprint, the active ids served with it (in this poll or the
+    earlier ones it was served in)."""
+    together: Mapping[str, Any] = previous_cursor.get("nameless") or {}
     # What each unreadable record was served with: evidence that it is none of those.
     active = set(cursor["active"])
     cursor["nameless"] = {fp: sorted((set(together.get(fp, ())) | listed) & active)
                           for fp in sorted(nameless)}
     if not cursor["nameless"]:
         del cursor["nameless"]
-    if held_back:
-        cursor["held_polls"] = int(previous_cursor.get("held_polls", 0)) + 1
-    return held_back
 
 
 def _tag_arrivals(result: PollResult, previous: Mapping[str, Any], left: list[str]) -> None:
@@ -409,38 +442,41 @@ class HttpJsonSource:
         """Fetch every page, map the records; raise :class:`FeedError` if the poll failed."""
         conditional = self._conditional_headers()
         result = PollResult()
-        seen: set[tuple[str, str]] = set()
         new_cursor: dict[str, Any] = {}
+        #: what this poll saw of the list, for the snapshot's accounting
+        seen_list = _Listing()
+        read = self._read_pages(conditional, result, new_cursor, seen_list)
+        if read is None:
+            return PollResult(not_modified=True, cursor=dict(self._cursor) or None)
+        page, gap = read
+        new_cursor["pages"] = page
+        if self.config.snapshot:
+            self._snapshot(result, new_cursor, now, seen_list, gap or seen_list.gap(), page)
+        result.cursor = new_cursor
+        return result
+
+    def _read_pages(self, conditional: dict[str, str], result: PollResult,
+                    new_cursor: dict[str, Any], seen_list: _Listing
+                    ) -> tuple[int, str | None] | None:
+        """Fetch and map page after page into ``result``; None if the feed is not modified.
+
+        Returns the pages read and why they may not be the whole list (None: nothing says so).
+        """
+        seen: set[tuple[str, str]] = set()
         paged = self.pagination.mode == "page"
         page = 1
         total: int | None = None
         #: the feed did not say what it lists (a null list, a page without its page model)
         unsure = False
-        #: what this poll saw of the list, for the snapshot's accounting
-        seen_list = _Listing()
         while True:
-            response = self._fetch(page if paged else None, conditional if page == 1 else {})
-            if response.status == 304:
-                if page == 1 and conditional:
-                    return PollResult(not_modified=True, cursor=dict(self._cursor) or None)
-                raise self._error(f"HTTP 304 for page {page} without a conditional request")
+            number = page if paged else None
+            response = self._fetch(number, conditional if page == 1 else {})
+            if self._not_modified(response, page, conditional):
+                return None
             if page == 1:
-                if response.etag:
-                    new_cursor["etag"] = response.etag
-                if response.last_modified:
-                    new_cursor["last_modified"] = response.last_modified
-            payload = self._parse(response, page if paged else None)
-            failure = envelope_failure(payload, self.config.success_path,
-                                       self.config.success_values)
-            if failure is not None:
-                raise self._error(self._where(page if paged else None) + failure,
-                                  raw=self._raw(response.body, response.charset))
-            try:
-                records = extract_records(payload, self.records_path)
-            except EventError as exc:
-                raise self._error(self._where(page if paged else None) + str(exc),
-                                  raw=self._raw(response.body, response.charset)) from None
-            self._map_records(records, page if paged else None, result, seen, seen_list)
+                self._note_validators(response, new_cursor)
+            payload, records = self._page_records(response, number)
+            self._map_records(records, number, result, seen, seen_list)
             unsure = unsure or get_path(payload, self.records_path) is None
             self._read_count(payload, seen_list)
             if not paged:
@@ -448,23 +484,59 @@ class HttpJsonSource:
             total = self._total_pages(payload, page, response)
             unsure = unsure or (bool(records) and self._no_page_model(payload))
             seen_list.page_totals.add(None if self._no_page_model(payload) else total)
-            if total is None and not records:
-                break
-            if total is not None and page >= total:
-                break
-            if page >= self.pagination.max_pages:
-                log.warning("http_json.max_pages_reached", source=self.name, pages=page,
-                            total_pages=total, max_pages=self.pagination.max_pages)
+            if self._last_page(page, total, records):
                 break
             page += 1
-        new_cursor["pages"] = page
         gap = "the list was null or a page had no page model" if unsure else None
         if paged and page >= self.pagination.max_pages and (total is None or total > page):
             gap = "pagination.max_pages reached"
-        if self.config.snapshot:
-            self._snapshot(result, new_cursor, now, seen_list, gap or seen_list.gap(), page)
-        result.cursor = new_cursor
-        return result
+        return page, gap
+
+    def _not_modified(self, response: _Response, page: int, conditional: dict[str, str]) -> bool:
+        """Whether the response is a 304 to page 1's conditional request; a 304 to anything
+        else fails the poll."""
+        if response.status != 304:
+            return False
+        if page == 1 and conditional:
+            return True
+        raise self._error(f"HTTP 304 for page {page} without a conditional request")
+
+    @staticmethod
+    def _note_validators(response: _Response, new_cursor: dict[str, Any]) -> None:
+        """Keep page 1's ETag and Last-Modified for the next conditional request."""
+        if response.etag:
+            new_cursor["etag"] = response.etag
+        if response.last_modified:
+            new_cursor["last_modified"] = response.last_modified
+
+    def _page_records(self, response: _Response, page: int | None) -> tuple[Any, list[Any]]:
+        """A page's payload and its records; an error envelope or no record list fails the
+        poll."""
+        payload = self._parse(response, page)
+        failure = envelope_failure(payload, self.config.success_path,
+                                   self.config.success_values)
+        if failure is not None:
+            raise self._error(self._where(page) + failure,
+                              raw=self._raw(response.body, response.charset))
+        try:
+            records = extract_records(payload, self.records_path)
+        except EventError as exc:
+            raise self._error(self._where(page) + str(exc),
+                              raw=self._raw(response.body, response.charset)) from None
+        return payload, records
+
+    def _last_page(self, page: int, total: int | None, records: list[Any]) -> bool:
+        """Whether ``page`` is the last to fetch: an empty page without a page count, the last
+        page counted, or ``pagination.max_pages`` reached (logged)."""
+        if total is None and not records:
+            return True
+        if total is not None and page >= total:
+            return True
+        if page >= self.pagination.max_pages:
+            log.warning("http_json.max_pages_reached", source=self.name, pages=page,
+                        total_pages=total, max_pages=self.pagination.max_pages)
+            return True
+        return False
 
     def _snapshot(self, result: PollResult, cursor: dict[str, Any], now: datetime,
                   seen_list: _Listing, gap: str | None, pages: int) -> None:

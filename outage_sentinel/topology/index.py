@@ -48,17 +48,16 @@ class Forest:
         live = ~(open_[ea] | open_[eb])
         a, b = ea[live], eb[live]
         self.ea, self.eb = a, b
-        m = len(a)
-        src = np.empty(2 * m, dtype=np.int64)
-        dst = np.empty(2 * m, dtype=np.int64)
-        src[0::2], src[1::2] = a, b
-        dst[0::2], dst[1::2] = b, a
-        order = np.argsort(src, kind="stable")
-        self.adj: IntArray = dst[order]
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+        adj, indptr = _adjacency(n, a, b)
+        self.adj: IntArray = adj
         self.indptr: IntArray = indptr
         roots = np.flatnonzero((kind_code == SOURCE_CODE) & ~open_).astype(np.int64)
+        self._search(roots)
+
+    def _search(self, roots: IntArray) -> None:
+        """Breadth-first from every root at once: ``parent``, ``root``, ``depth``, ``reached``
+        and ``levels`` of every node."""
+        n = self.n
         parent = np.full(n, -1, dtype=np.int64)
         root = np.full(n, -1, dtype=np.int64)
         depth = np.zeros(n, dtype=np.int64)
@@ -70,25 +69,10 @@ class Forest:
         frontier = roots
         d = 0
         while frontier.size:
-            starts = indptr[frontier]
-            deg = indptr[frontier + 1] - starts
-            total = int(deg.sum())
-            if total == 0:
+            offered = self._next_level(frontier, reached, owner)
+            if offered is None:
                 break
-            ends = np.cumsum(deg)
-            flat = np.repeat(starts - (ends - deg), deg) + np.arange(total, dtype=np.int64)
-            nb = self.adj[flat]
-            up = np.repeat(frontier, deg)
-            fresh = ~reached[nb]
-            nb, up = nb[fresh], up[fresh]
-            if not nb.size:
-                break
-            # a node offered twice (two sources, or a cycle) goes to its first offer
-            k = np.arange(len(nb), dtype=np.int64)
-            owner[nb[::-1]] = k[::-1]
-            first = owner[nb] == k
-            if not first.all():
-                nb, up = nb[first], up[first]
+            nb, up = offered
             d += 1
             reached[nb] = True
             parent[nb] = up
@@ -103,6 +87,32 @@ class Forest:
         self.reached = reached
         self.levels = levels
 
+    def _next_level(self, frontier: IntArray, reached: BoolArray, owner: IntArray
+                    ) -> tuple[IntArray, IntArray] | None:
+        """The unreached neighbours of ``frontier`` (each once) and the frontier node each
+        hangs from; None when there are none. ``owner`` is scratch space of ``n`` entries."""
+        indptr = self.indptr
+        starts = indptr[frontier]
+        deg = indptr[frontier + 1] - starts
+        total = int(deg.sum())
+        if total == 0:
+            return None
+        ends = np.cumsum(deg)
+        flat = np.repeat(starts - (ends - deg), deg) + np.arange(total, dtype=np.int64)
+        nb = self.adj[flat]
+        up = np.repeat(frontier, deg)
+        fresh = ~reached[nb]
+        nb, up = nb[fresh], up[fresh]
+        if not nb.size:
+            return None
+        # a node offered twice (two sources, or a cycle) goes to its first offer
+        k = np.arange(len(nb), dtype=np.int64)
+        owner[nb[::-1]] = k[::-1]
+        first = owner[nb] == k
+        if not first.all():
+            nb, up = nb[first], up[first]
+        return nb, up
+
     def nontree_edges(self) -> IntArray:
         """Positions (in ``ea``/``eb``) of energised edges that are not parent links."""
         a, b, parent = self.ea, self.eb, self.parent
@@ -110,12 +120,19 @@ class Forest:
 
     def check(self, table: NodeTable, open_: BoolArray, row_of: Sequence[int]) -> list[Problem]:
         """Each energised component must have exactly one source and be a tree."""
-        ids = table.ids
-        found: list[tuple[int, int, Problem]] = []  # (component's first node, order, problem)
+        found = self._sourced_problems(table, row_of)  # (component's first node, order, problem)
+        found += self._unsourced_problems(table.ids, open_, row_of)
+        found.sort(key=lambda f: (f[0], f[1]))
+        return [p for _, _, p in found]
+
+    def _joined_sources(self) -> tuple[dict[int, list[int]], dict[int, int]]:
+        """Components reached from a source: union the source trees joined by non-tree edges.
+
+        Returns each component's roots and its count of non-tree edges, both by the
+        component's representative root."""
         nontree = self.nontree_edges()
         a_nt, b_nt = self.ea[nontree], self.eb[nontree]
         reached_nt = self.reached[a_nt]
-        # components reached from a source: union the source trees joined by non-tree edges
         boss: dict[int, int] = {}
 
         def find(x: int) -> int:
@@ -136,6 +153,14 @@ class Forest:
         members: dict[int, list[int]] = {}
         for r in set(boss) | set(boss.values()) | set(extra_edges):
             members.setdefault(find(r), []).append(r)
+        return members, extra_edges
+
+    def _sourced_problems(self, table: NodeTable, row_of: Sequence[int]
+                          ) -> list[tuple[int, int, Problem]]:
+        """Components reached from a source that hold more than one source, or a cycle."""
+        ids = table.ids
+        found: list[tuple[int, int, Problem]] = []
+        members, extra_edges = self._joined_sources()
         bad = {c: sorted(rs) for c, rs in members.items()
                if len(rs) > 1 or extra_edges.get(c, 0) != len(rs) - 1}
         for c, rs in bad.items():
@@ -150,7 +175,12 @@ class Forest:
                     f"({', '.join(sources[:5])}); it must have exactly one")))
             if extra_edges.get(c, 0) != len(rs) - 1:
                 found.append((first, 1, self._cycle_problem(ids, in_comp)))
-        # components no source reaches
+        return found
+
+    def _unsourced_problems(self, ids: Sequence[str], open_: BoolArray, row_of: Sequence[int]
+                            ) -> list[tuple[int, int, Problem]]:
+        """Components no source reaches (and a cycle in one)."""
+        found: list[tuple[int, int, Problem]] = []
         lost = ~self.reached & ~open_
         if lost.any():
             g: nx.Graph = nx.Graph()
@@ -168,8 +198,7 @@ class Forest:
                     mask = np.zeros(self.n, dtype=np.bool_)
                     mask[list(component)] = True
                     found.append((sample, 1, self._cycle_problem(ids, mask)))
-        found.sort(key=lambda f: (f[0], f[1]))
-        return [p for _, _, p in found]
+        return found
 
     def _cycle_problem(self, ids: Sequence[str], in_comp: BoolArray) -> Problem:
         keep = in_comp[self.ea]
@@ -185,9 +214,80 @@ class Forest:
                        "(open a tie switch with normally_open=1)")
 
 
+def _adjacency(n: int, a: IntArray, b: IntArray) -> tuple[IntArray, IntArray]:
+    """The energised edges ``a[i]``-``b[i]`` both ways as ``(adj, indptr)``: the neighbours of
+    node ``i`` are ``adj[indptr[i]:indptr[i + 1]]``, in adjacency (edge-file) order."""
+    m = len(a)
+    src = np.empty(2 * m, dtype=np.int64)
+    dst = np.empty(2 * m, dtype=np.int64)
+    src[0::2], src[1::2] = a, b
+    dst[0::2], dst[1::2] = b, a
+    order = np.argsort(src, kind="stable")
+    adj: IntArray = dst[order]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    return adj, indptr
+
+
 def _kind_codes(kinds: Sequence[str]) -> npt.NDArray[np.int8]:
     return np.fromiter(map(KIND_CODE.get, kinds, itertools.repeat(-1)), dtype=np.int8,
                        count=len(kinds))
+
+
+def _subtree_sizes(parent: IntArray, reached: BoolArray, levels: list[IntArray]
+                   ) -> tuple[IntArray, list[IntArray]]:
+    """Each node's subtree size, and where each group of siblings starts in each level below
+    the roots."""
+    # subtree sizes, deepest level first (siblings are contiguous within a level)
+    size = reached.astype(np.int64)
+    group_starts: list[IntArray] = []
+    for level in levels[1:]:
+        p = parent[level]
+        group_starts.append(np.flatnonzero(np.concatenate(([True], p[1:] != p[:-1]))))
+    for level, starts in zip(reversed(levels[1:]), reversed(group_starts), strict=True):
+        sums = np.add.reduceat(size[level], starts)
+        size[parent[level[starts]]] += sums
+    return size, group_starts
+
+
+def _euler_entry_times(n: int, parent: IntArray, levels: list[IntArray],
+                       group_starts: list[IntArray], size: IntArray) -> IntArray:
+    """Euler-tour entry times: roots in bundle order, children in adjacency order; -1 when
+    not energised."""
+    tin = np.full(n, -1, dtype=np.int64)
+    roots = levels[0]
+    s = size[roots]
+    tin[roots] = np.cumsum(s) - s
+    for level, starts in zip(levels[1:], group_starts, strict=True):
+        s = size[level]
+        before = np.cumsum(s) - s
+        flag = np.zeros(len(level), dtype=np.bool_)
+        flag[starts] = True
+        group = np.cumsum(flag) - 1
+        tin[level] = tin[parent[level]] + 1 + before - before[starts][group]
+    return tin
+
+
+def _protective_above(n: int, kind_code: npt.NDArray[np.int8], parent: IntArray,
+                      levels: list[IntArray]) -> IntArray:
+    """Each energised node's nearest protective device at or above it (its source if none)."""
+    protective = np.full(n, -1, dtype=np.int64)
+    is_protective = np.isin(kind_code, PROTECTIVE_CODES)
+    roots = levels[0]
+    protective[roots] = roots
+    for level in levels[1:]:
+        protective[level] = np.where(is_protective[level], level,
+                                     protective[parent[level]])
+    return protective
+
+
+def _euler_order(reached: BoolArray, tin: IntArray) -> IntArray:
+    """The node at each Euler-tour time (energised nodes only)."""
+    clock = int(reached.sum())
+    order = np.empty(clock, dtype=np.int64)
+    energised_idx = np.flatnonzero(reached)
+    order[tin[energised_idx]] = energised_idx
+    return order
 
 
 class Topology:
@@ -298,38 +398,11 @@ class Topology:
         self._indptr = forest.indptr
         self._adj = forest.adj
         parent, reached, levels = forest.parent, forest.reached, forest.levels
-        # subtree sizes, deepest level first (siblings are contiguous within a level)
-        size = reached.astype(np.int64)
-        group_starts: list[IntArray] = []
-        for level in levels[1:]:
-            p = parent[level]
-            group_starts.append(np.flatnonzero(np.concatenate(([True], p[1:] != p[:-1]))))
-        for level, starts in zip(reversed(levels[1:]), reversed(group_starts), strict=True):
-            sums = np.add.reduceat(size[level], starts)
-            size[parent[level[starts]]] += sums
-        # Euler-tour entry times: roots in bundle order, children in adjacency order
-        tin = np.full(n, -1, dtype=np.int64)
-        roots = levels[0]
-        s = size[roots]
-        tin[roots] = np.cumsum(s) - s
-        for level, starts in zip(levels[1:], group_starts, strict=True):
-            s = size[level]
-            before = np.cumsum(s) - s
-            flag = np.zeros(len(level), dtype=np.bool_)
-            flag[starts] = True
-            group = np.cumsum(flag) - 1
-            tin[level] = tin[parent[level]] + 1 + before - before[starts][group]
+        size, group_starts = _subtree_sizes(parent, reached, levels)
+        tin = _euler_entry_times(n, parent, levels, group_starts, size)
         tout = np.where(reached, tin + size - 1, -1)
-        protective = np.full(n, -1, dtype=np.int64)
-        is_protective = np.isin(kind_code, PROTECTIVE_CODES)
-        protective[roots] = roots
-        for level in levels[1:]:
-            protective[level] = np.where(is_protective[level], level,
-                                         protective[parent[level]])
-        clock = int(reached.sum())
-        order = np.empty(clock, dtype=np.int64)
-        energised_idx = np.flatnonzero(reached)
-        order[tin[energised_idx]] = energised_idx
+        protective = _protective_above(n, kind_code, parent, levels)
+        order = _euler_order(reached, tin)
         self.parent: tuple[int, ...] = tuple(parent.tolist())
         self.root: tuple[int, ...] = tuple(forest.root.tolist())
         self.tin: tuple[int, ...] = tuple(tin.tolist())
@@ -339,6 +412,13 @@ class Topology:
         self.energised: tuple[bool, ...] = tuple(reached.tolist())
         #: Node index at each Euler-tour time (energised nodes only): a subtree is a slice.
         self.order: tuple[int, ...] = tuple(order.tolist())
+        self._index_transformers(kind_code, reached, tin)
+        self._source_index: tuple[int, ...] = tuple(np.flatnonzero(kind_code == SOURCE_CODE).tolist())
+
+    def _index_transformers(self, kind_code: npt.NDArray[np.int8], reached: BoolArray,
+                            tin: IntArray) -> None:
+        """The transformers by position and, energised, in Euler order with their customers'
+        prefix sums; the total customers."""
         tx_all = np.flatnonzero(kind_code == TRANSFORMER_CODE)
         self._tx_index: tuple[int, ...] = tuple(tx_all.tolist())
         tx = tx_all[reached[tx_all]]
@@ -346,13 +426,12 @@ class Topology:
         self._tx_by_tin: tuple[int, ...] = tuple(tx.tolist())
         self._tx_tins: tuple[int, ...] = tuple(tin[tx].tolist())
         # Prefix sums of customers in Euler order, for O(log n) customer counts of any subtree.
-        cust = t.customers
+        cust = self._table.customers
         tx_customers = np.fromiter((cust[i] for i in self._tx_by_tin), dtype=np.int64,
                                    count=len(self._tx_by_tin))
         prefix = np.zeros(len(tx) + 1, dtype=np.int64)
         np.cumsum(tx_customers, out=prefix[1:])
         self._tx_customer_prefix: tuple[int, ...] = tuple(prefix.tolist())
-        self._source_index: tuple[int, ...] = tuple(np.flatnonzero(kind_code == SOURCE_CODE).tolist())
         self._total_customers = sum(cust[i] for i in self._tx_index)
 
     @classmethod
