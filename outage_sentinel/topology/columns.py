@@ -244,6 +244,11 @@ class NodeMap(Mapping[str, Node]):
     def __repr__(self) -> str:
         return f"<NodeMap of {len(self)} nodes>"
 
+    @property
+    def table(self) -> NodeTable:
+        """The columns the nodes are read from."""
+        return self._table
+
 
 class EdgeList(Sequence[tuple[str, str]]):
     """The bundle's edges (``from``, ``to`` ids) in file order, stored as two index arrays."""
@@ -255,6 +260,11 @@ class EdgeList(Sequence[tuple[str, str]]):
 
     def __len__(self) -> int:
         return len(self._a)
+
+    def positions(self, ids: tuple[str, ...]) -> tuple[IntArray, IntArray] | None:
+        """The edges as two arrays of node positions in ``ids``, when they were stored
+        against that very id tuple (else None: the caller maps them itself)."""
+        return (self._a, self._b) if self._ids is ids else None
 
     @overload
     def __getitem__(self, index: int) -> tuple[str, str]: ...

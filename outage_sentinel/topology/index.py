@@ -315,9 +315,10 @@ class Topology:
         meters: list[Meter] | None = None,
         source: str = "<memory>",
     ) -> None:
-        table = nodes._table if isinstance(nodes, NodeMap) else NodeTable.from_nodes(nodes.values())
-        if isinstance(edges, EdgeList) and edges._ids is table.ids:
-            ea, eb = edges._a, edges._b
+        table = nodes.table if isinstance(nodes, NodeMap) else NodeTable.from_nodes(nodes.values())
+        stored = edges.positions(table.ids) if isinstance(edges, EdgeList) else None
+        if stored is not None:
+            ea, eb = stored
         else:
             pos = table.pos
             pairs = [(pos[a], pos[b]) for a, b in edges]
@@ -340,6 +341,7 @@ class Topology:
         self._table = table
         self.nodes: NodeMap = NodeMap(table)
         self.edges: EdgeList = EdgeList(table.ids, ea, eb)
+        self._edge_ends = (ea, eb)  # the edges as node positions, for the index
         self.villages = villages
         self.liaisons = liaisons
         self.crews = crews
@@ -393,7 +395,7 @@ class Topology:
         n = len(ids)
         if forest is None:
             open_ = np.fromiter(t.normally_open, dtype=np.bool_, count=n)
-            forest = Forest(n, _kind_codes(t.kinds), open_, self.edges._a, self.edges._b)
+            forest = Forest(n, _kind_codes(t.kinds), open_, *self._edge_ends)
         kind_code = forest.kind_code
         self._indptr = forest.indptr
         self._adj = forest.adj
