@@ -1,7 +1,8 @@
 """Reports as people read them: the HTML page and the workbook of :mod:`outage_sentinel.reports`.
 
-:mod:`outage_sentinel.reports` computes a :class:`~outage_sentinel.reports.Report` (and writes
-the CSV export, whose column names stay stable for machines). This module presents it to people:
+:mod:`outage_sentinel.reports` computes a :class:`~outage_sentinel.reports.Report`; this module
+writes it (:func:`write_report`: the CSV export, whose column names stay stable for machines,
+and for people the workbook and the page). For people it presents it:
 
 * in Chinese by default (``en`` available): headers, table and sheet names, kinds, statuses and
   stages in words (:mod:`outage_sentinel.labels`);
@@ -503,3 +504,46 @@ def _table_html(df: pd.DataFrame, none: str) -> str:
     if df.empty:
         return f'<p class="note">{html.escape(none)}</p>'
     return str(df.to_html(index=False, na_rep="", escape=True, border=0))
+
+
+#: Output formats of :func:`write_report`.
+FORMATS = ("csv", "xlsx", "html")
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def write_report(report: Report, fmt: str, path: str | Path, language: str = "zh") -> list[Path]:
+    """Write ``report`` as ``csv``, ``xlsx`` or ``html`` at ``path``; return the files written.
+
+    * ``csv``: the export for machines. ``path`` holds the incidents table, and every table is
+      also written next to it as ``<stem>_<table>.csv`` (``report.csv`` →
+      ``report_incidents.csv``, ``report_by_feeder.csv``, ...), with the stable column names of
+      :data:`INCIDENT_COLUMNS` and friends, full precision, ids and names. UTF-8 with a BOM so
+      Excel shows Chinese; loads with ``pandas.read_csv``.
+    * ``xlsx`` and ``html``: for people, in ``language`` (this module):
+      one sheet per table, or one self-contained page whose charts are PNG ``data:`` URIs.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        return _write_csv(report, out)
+    if fmt == "xlsx":
+        write_xlsx(report, out, language)
+        return [out]
+    if fmt == "html":
+        out.write_text(render_html(report, language), encoding="utf-8")
+        return [out]
+    raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+def _write_csv(report: Report, out: Path) -> list[Path]:
+    written = []
+    tables = report.tables()
+    tables["incidents"].to_csv(out, index=False, encoding="utf-8-sig")
+    written.append(out)
+    for name, df in tables.items():
+        p = out.with_name(f"{out.stem}_{name}.csv")
+        df.to_csv(p, index=False, encoding="utf-8-sig")
+        written.append(p)
+    return written

@@ -1,9 +1,10 @@
 """Reliability reports: incidents, customer-hours lost, AIHC-1 and RS-1 (DL/T 836), notices, crews.
 
 :func:`build_report` reads the store (incidents, incident log, events, outbox) for a period
-``[start, end)`` and returns a :class:`Report` of pandas DataFrames; :func:`write_report` writes
-it as CSV, XLSX or a single-file HTML page with embedded PNG charts; :func:`daily_report_message`
-is the short Chinese text the daemon sends to the command centre.
+``[start, end)`` and returns a :class:`Report` of pandas DataFrames
+(:func:`outage_sentinel.report_view.write_report` writes it as CSV, XLSX or a single-file HTML
+page with embedded PNG charts); :func:`daily_report_message` is the short Chinese text the
+daemon sends to the command centre.
 
 Formulas (DL/T 836 供电系统供电可靠性评价规程)
 ----------------------------------------------
@@ -54,7 +55,6 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -70,8 +70,6 @@ PREARRANGED_KINDS = frozenset({"planned", "temporary"})
 RESTORATION_STAGES = frozenset({"partially_restored", "restored"})
 #: Table names in the order they are written.
 TABLES = ("incidents", "by_feeder", "by_village", "summary", "dead_letters", "areas")
-#: Output formats of :func:`write_report`.
-FORMATS = ("csv", "xlsx", "html")
 
 INCIDENT_COLUMNS = [
     "id", "kind", "class", "status", "feeder", "feeder_name", "start", "end", "duration_h",
@@ -677,47 +675,6 @@ def _crew_name(topology: Topology, crew: str | None) -> str:
 def _village_name(topology: Topology, village: str) -> str:
     v = topology.villages.get(village)
     return v.name if v is not None and v.name else village
-
-
-# -- writing ------------------------------------------------------------------------------------
-
-
-def write_report(report: Report, fmt: str, path: str | Path, language: str = "zh") -> list[Path]:
-    """Write ``report`` as ``csv``, ``xlsx`` or ``html`` at ``path``; return the files written.
-
-    * ``csv``: the export for machines. ``path`` holds the incidents table, and every table is
-      also written next to it as ``<stem>_<table>.csv`` (``report.csv`` →
-      ``report_incidents.csv``, ``report_by_feeder.csv``, ...), with the stable column names of
-      :data:`INCIDENT_COLUMNS` and friends, full precision, ids and names. UTF-8 with a BOM so
-      Excel shows Chinese; loads with ``pandas.read_csv``.
-    * ``xlsx`` and ``html``: for people, in ``language`` (:mod:`outage_sentinel.report_view`):
-      one sheet per table, or one self-contained page whose charts are PNG ``data:`` URIs.
-    """
-    from outage_sentinel import report_view
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "csv":
-        return _write_csv(report, out)
-    if fmt == "xlsx":
-        report_view.write_xlsx(report, out, language)
-        return [out]
-    if fmt == "html":
-        out.write_text(report_view.render_html(report, language), encoding="utf-8")
-        return [out]
-    raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
-
-
-def _write_csv(report: Report, out: Path) -> list[Path]:
-    written = []
-    tables = report.tables()
-    tables["incidents"].to_csv(out, index=False, encoding="utf-8-sig")
-    written.append(out)
-    for name, df in tables.items():
-        p = out.with_name(f"{out.stem}_{name}.csv")
-        df.to_csv(p, index=False, encoding="utf-8-sig")
-        written.append(p)
-    return written
 
 
 # -- command-centre message ---------------------------------------------------------------------

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from outage_sentinel.report_view import cjk_font
-from outage_sentinel.reports import build_report, day_period, write_report
+from outage_sentinel.report_view import cjk_font, write_report
+from outage_sentinel.reports import build_report, day_period
 from outage_sentinel.store import Store
 from tests.browser import screenshot_dir
 from tests.conftest import build_grid

@@ -50,7 +50,7 @@ import yaml
 from outage_sentinel.cli import report as report_cli
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.outgoing import OutboxMessage
-from outage_sentinel.report_view import chart_pngs, render_html
+from outage_sentinel.report_view import chart_pngs, render_html, write_report
 from outage_sentinel.reports import (
     Report,
     build_report,
@@ -59,7 +59,6 @@ from outage_sentinel.reports import (
     last_full_week,
     range_period,
     week_period,
-    write_report,
     yesterday,
 )
 from outage_sentinel.store import Store

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 
-from outage_sentinel import reports
+from outage_sentinel import report_view, reports
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
@@ -49,8 +49,8 @@ def parse(params: dict[str, str]) -> ReportRequest:
     if period not in PERIODS:
         raise ReportRequestError(f"period: one of {', '.join(PERIODS)}")
     fmt = params.get("format") or "html"
-    if fmt not in reports.FORMATS:
-        raise ReportRequestError(f"format: one of {', '.join(reports.FORMATS)}")
+    if fmt not in report_view.FORMATS:
+        raise ReportRequestError(f"format: one of {', '.join(report_view.FORMATS)}")
     return ReportRequest(period, _day(params, "from"), _day(params, "to"), fmt)
 
 
@@ -74,7 +74,7 @@ def render(request: ReportRequest, store: Store, topology: Topology, now: dateti
     name = f"report-{request.period}-{first}" + (f"_{last}" if last != first else "")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"{name}.{request.fmt}"
-        written = reports.write_report(report, request.fmt, out, language)
+        written = report_view.write_report(report, request.fmt, out, language)
         if request.fmt != "csv":
             return out.read_bytes(), MEDIA[request.fmt], out.name
         buffer = io.BytesIO()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from outage_sentinel import reports
+from outage_sentinel import report_view, reports
 
 
 def _date(text: str) -> date:
@@ -38,7 +38,7 @@ def add_verbs(sub: Any) -> None:
     rsub = rep.add_subparsers(dest="report_verb", metavar="PERIOD")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--format", choices=list(reports.FORMATS), default="html",
+        p.add_argument("--format", choices=list(report_view.FORMATS), default="html",
                        help="output format (default: html)")
         p.add_argument("--out", help="output file (csv: also <stem>_<table>.csv next to it)")
         p.add_argument("--lang", choices=["zh", "en"], default=None,
@@ -142,7 +142,7 @@ def _write_report(args: argparse.Namespace, config: Any, report: reports.Report,
     out = Path(args.out) if args.out else default_path(args.report_verb, start, end, tz,
                                                         args.format)
     try:
-        written = reports.write_report(report, args.format, out,
+        written = report_view.write_report(report, args.format, out,
                                        args.lang or config.notify.language)
     except OSError as exc:
         print(f"error: cannot write {out}: {exc}", file=sys.stderr)
