@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -276,6 +276,21 @@ class _Episode:
     #: the watermark when the episode was opened (``None``: unknown, a state from before)
     wm_seen: float | None = None
 
+    def to_state(self) -> dict[str, Any]:
+        """The episode in :meth:`AmiScreen.to_state`'s snapshot."""
+        return {"start": self.start, "basis": self.basis, "meters": sorted(self.meters),
+                "restored": sorted(self.restored), "terminal_off": self.terminal_off,
+                "released": self.released, "seen": self.seen,
+                "backlog": self.backlog, "wm_seen": self.wm_seen}
+
+    @classmethod
+    def from_state(cls, e: Mapping[str, Any]) -> _Episode:
+        """Inverse of :meth:`to_state` (a state from before lacks the later fields)."""
+        wm_seen = e.get("wm_seen")
+        return cls(float(e["start"]), e["basis"], set(e["meters"]), set(e["restored"]),
+                   bool(e["terminal_off"]), bool(e["released"]), float(e.get("seen", 0.0)),
+                   bool(e.get("backlog", False)), float(wm_seen) if wm_seen is not None else None)
+
 
 @dataclass
 class _Area:
@@ -304,6 +319,140 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+class ReleaseSchedule:
+    """When what the screen holds comes due — the timing of rule 2 (module docstring). It owns
+    the watermark (the newest report time fed, capped at ``now`` +
+    :data:`AHEAD_TOLERANCE_SECONDS`), the checks queued for held area outages and single-meter
+    flags — one heap by report time, compared with the watermark, one by processing time,
+    compared with ``now``; :class:`AmiScreen` re-validates an entry when it pops — and the
+    tests of whether an outage or a flag is due. Pure, like the screen."""
+
+    def __init__(self, policy: ScreenPolicy) -> None:
+        self.policy = policy
+        #: The newest report time fed (epoch seconds; ``None``: none yet).
+        self.watermark: float | None = None
+        #: (due, seq, "area"|"single", key) by report time (compared with the watermark) and
+        #: by processing time (compared with ``now``); entries are re-validated when popped.
+        self._eheap: list[tuple[float, int, str, str]] = []
+        self._wheap: list[tuple[float, int, str, str]] = []
+        self._seq = 0
+
+    def __len__(self) -> int:
+        """Checks queued (lazily invalidated ones included until :meth:`compact`)."""
+        return len(self._eheap) + len(self._wheap)
+
+    def observe(self, t: float, t_now: float) -> float:
+        """Report time ``t`` as believed at ``t_now`` (capped), moving the watermark."""
+        t = min(t, t_now + AHEAD_TOLERANCE_SECONDS)
+        if self.watermark is None or t > self.watermark:
+            self.watermark = t
+        return t
+
+    def mark(self, t_now: float) -> float:
+        """The watermark to judge by at ``t_now`` (``-inf`` before any report)."""
+        if self.watermark is not None and self.watermark > t_now + AHEAD_TOLERANCE_SECONDS:
+            # A mark saved before report times were capped, or ``now`` went back.
+            self.watermark = t_now + AHEAD_TOLERANCE_SECONDS
+        return self.watermark if self.watermark is not None else -math.inf
+
+    def due(self, wm: float, t_now: float) -> Iterator[tuple[str, str]]:
+        """Pop the checks due by watermark ``wm``, then those due by ``t_now``: ``(what, key)``."""
+        for heap, limit in ((self._eheap, wm), (self._wheap, t_now)):
+            while heap and heap[0][0] <= limit:
+                _, _, what, key = heapq.heappop(heap)
+                yield what, key
+
+    def next_due(self) -> float | None:
+        """The processing time of the next check (``None``: nothing queued)."""
+        return self._wheap[0][0] if self._wheap else None
+
+    def push(self, due: float, seen: float, what: str, key: str,
+             hold: float | None = None) -> None:
+        """Schedule a check of something due at report time ``due``, first seen at ``seen``
+        and held ``hold`` (default ``lateness``) after that."""
+        late = self.policy.lateness_seconds
+        self._seq += 1
+        heapq.heappush(self._eheap, (due + late, self._seq, what, key))
+        heapq.heappush(self._wheap, (max(due, seen + (late if hold is None else hold)),
+                                     self._seq, what, key))
+
+    def open_area(self, tx: str, ep: _Episode, t_now: float) -> None:
+        """Note area ``tx``'s outage ``ep`` as first seen at ``t_now`` (a backlog when it began
+        more than ``min_duration + lateness`` before; the watermark then) and schedule its
+        release."""
+        p = self.policy
+        ep.seen = t_now
+        ep.backlog = ep.seen - ep.start > p.min_duration_seconds + p.lateness_seconds
+        ep.wm_seen = self.watermark
+        self.push_area(tx, ep)
+
+    def push_area(self, tx: str, ep: _Episode) -> None:
+        """Schedule the release of area ``tx``'s held outage ``ep``."""
+        self.push(ep.start + self.policy.min_duration_seconds, ep.seen, "area", tx,
+                  self._area_hold(ep))
+
+    def push_single(self, meter: str, single: _Single) -> None:
+        """Schedule the customer-fault flag of ``meter``, off on its own."""
+        self.push(single.start + self.single_hold(), single.seen, "single", meter)
+
+    def single_hold(self) -> float:
+        """How long a single meter must stay off to be flagged (report time)."""
+        return max(self.policy.window_seconds, self.policy.min_duration_seconds)
+
+    def area_due(self, ep: _Episode, wm: float, t_now: float) -> bool:
+        """Whether ``ep`` has lasted the minimum duration, as rule 2 judges it."""
+        return self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now,
+                            self._area_hold(ep), self._area_by_watermark(ep, wm, t_now))
+
+    def single_due(self, single: _Single, wm: float, t_now: float) -> bool:
+        """Whether a single meter has been off long enough to be flagged."""
+        return self._is_due(single.start + self.single_hold(), single.seen, wm, t_now)
+
+    def _is_due(self, due: float, seen: float, wm: float, t_now: float,
+                hold: float | None = None, by_watermark: bool = True) -> bool:
+        """Report time ``due`` has passed: the clock is past it, and either the report stream
+        is ``lateness`` past it or the thing has been known for ``hold`` (default
+        ``lateness``: a restore in transit has had time to arrive). The watermark alone never
+        releases anything early."""
+        late = self.policy.lateness_seconds
+        known = late if hold is None else hold
+        return t_now >= due and ((by_watermark and wm >= due + late) or t_now >= seen + known)
+
+    def _area_hold(self, ep: _Episode) -> float:
+        """How long ``ep`` must be known before it is released on that ground."""
+        p = self.policy
+        return max(p.backlog_hold_seconds, p.lateness_seconds) if ep.backlog \
+            else p.lateness_seconds
+
+    def _area_by_watermark(self, ep: _Episode, wm: float, t_now: float) -> bool:
+        """Whether the watermark rule may release ``ep``: always for a live outage. For a
+        backlog only while the report stream as a whole is a backlog too (its watermark more
+        than ``min_duration + lateness`` behind ``now``: a replay) and had not passed ``ep``'s
+        due time when ``ep`` was first seen (so a quiet stream's old mark does not count)."""
+        if not ep.backlog:
+            return True
+        p = self.policy
+        span = p.min_duration_seconds + p.lateness_seconds
+        if wm >= t_now - span:
+            return False  # the stream is live: other devices' reports, not this upload's
+        return ep.wm_seen is None or ep.wm_seen < ep.start + span
+
+    def compact(self, singles: Collection[str], areas: Collection[str]) -> None:
+        """Drop entries for meters and areas no longer held once they far outnumber them, so
+        memory stays flat in long storms."""
+        if len(self) <= 8 * (len(singles) + len(areas)) + 2048:
+            return
+
+        def live(heap: list[tuple[float, int, str, str]]) -> list[tuple[float, int, str, str]]:
+            kept = [e for e in heap if (e[2] == "single" and e[3] in singles)
+                    or (e[2] == "area" and e[3] in areas)]
+            heapq.heapify(kept)
+            return kept
+
+        self._eheap = live(self._eheap)
+        self._wheap = live(self._wheap)
+
+
 class AmiScreen:
     """Screens AMI observations into transformer-area outage evidence (see module docstring).
 
@@ -320,12 +469,7 @@ class AmiScreen:
         #: checks); ``seen`` is the processing time it was last confirmed
         self._last: dict[str, tuple[float, Action, float]] = {}
         self._singles: dict[str, _Single] = {}
-        #: (due, seq, "area"|"single", key) by report time (compared with the watermark) and
-        #: by processing time (compared with ``now``); entries are re-validated when popped.
-        self._eheap: list[tuple[float, int, str, str]] = []
-        self._wheap: list[tuple[float, int, str, str]] = []
-        self._seq = 0
-        self._watermark: float | None = None
+        self._schedule = ReleaseSchedule(self.policy)
         self._last_prune: float = -math.inf
         self._t_now: float = 0.0
 
@@ -335,7 +479,8 @@ class AmiScreen:
     def watermark(self) -> datetime | None:
         """The latest report time fed so far (report times are capped at ``now`` +
         :data:`AHEAD_TOLERANCE_SECONDS`)."""
-        return _dt(self._watermark) if self._watermark is not None else None
+        wm = self._schedule.watermark
+        return _dt(wm) if wm is not None else None
 
     def observation(self, event: OutageEvent) -> Observation | None:
         """Resolve an AMI observation event; ``None`` for non-AMI events or unknown devices."""
@@ -382,17 +527,12 @@ class AmiScreen:
         that stayed off, as of ``now``; prune old state."""
         result = ScreenResult()
         t_now = _ts(now)
-        if self._watermark is not None and self._watermark > t_now + AHEAD_TOLERANCE_SECONDS:
-            # A mark saved before report times were capped, or ``now`` went back.
-            self._watermark = t_now + AHEAD_TOLERANCE_SECONDS
-        wm = self._watermark if self._watermark is not None else -math.inf
-        for heap, limit in ((self._eheap, wm), (self._wheap, t_now)):
-            while heap and heap[0][0] <= limit:
-                _, _, what, key = heapq.heappop(heap)
-                if what == "area":
-                    self._release_area(key, wm, t_now, result)
-                else:
-                    self._flag_single(key, wm, t_now, result)
+        wm = self._schedule.mark(t_now)
+        for what, key in self._schedule.due(wm, t_now):
+            if what == "area":
+                self._release_area(key, wm, t_now, result)
+            else:
+                self._flag_single(key, wm, t_now, result)
         if t_now - self._last_prune >= 60.0:
             self._prune(t_now)
             self._last_prune = t_now
@@ -402,7 +542,8 @@ class AmiScreen:
 
     def next_due(self) -> datetime | None:
         """When :meth:`tick` may next have something to release (``None``: nothing held)."""
-        return _dt(self._wheap[0][0]) if self._wheap else None
+        due = self._schedule.next_due()
+        return _dt(due) if due is not None else None
 
     def outages(self) -> dict[str, datetime]:
         """Transformer areas currently out (released outages) -> outage start."""
@@ -422,53 +563,8 @@ class AmiScreen:
             n = min(n, registered)
         return max(n, 2)
 
-    def _push(self, due: float, seen: float, what: str, key: str,
-              hold: float | None = None) -> None:
-        """Schedule a check of something due at report time ``due``, first seen at ``seen``
-        and held ``hold`` (default ``lateness``) after that."""
-        late = self.policy.lateness_seconds
-        self._seq += 1
-        heapq.heappush(self._eheap, (due + late, self._seq, what, key))
-        heapq.heappush(self._wheap, (max(due, seen + (late if hold is None else hold)),
-                                     self._seq, what, key))
-
-    def _is_due(self, due: float, seen: float, wm: float, t_now: float,
-                hold: float | None = None, by_watermark: bool = True) -> bool:
-        """Report time ``due`` has passed: the clock is past it, and either the report stream
-        is ``lateness`` past it or the thing has been known for ``hold`` (default
-        ``lateness``: a restore in transit has had time to arrive). The watermark alone never
-        releases anything early."""
-        late = self.policy.lateness_seconds
-        known = late if hold is None else hold
-        return t_now >= due and ((by_watermark and wm >= due + late) or t_now >= seen + known)
-
-    def _area_hold(self, ep: _Episode) -> float:
-        """How long ``ep`` must be known before it is released on that ground."""
-        p = self.policy
-        return max(p.backlog_hold_seconds, p.lateness_seconds) if ep.backlog \
-            else p.lateness_seconds
-
-    def _area_by_watermark(self, ep: _Episode, wm: float, t_now: float) -> bool:
-        """Whether the watermark rule may release ``ep``: always for a live outage. For a
-        backlog only while the report stream as a whole is a backlog too (its watermark more
-        than ``min_duration + lateness`` behind ``now``: a replay) and had not passed ``ep``'s
-        due time when ``ep`` was first seen (so a quiet stream's old mark does not count)."""
-        if not ep.backlog:
-            return True
-        p = self.policy
-        span = p.min_duration_seconds + p.lateness_seconds
-        if wm >= t_now - span:
-            return False  # the stream is live: other devices' reports, not this upload's
-        return ep.wm_seen is None or ep.wm_seen < ep.start + span
-
-    def _push_area(self, tx: str, ep: _Episode) -> None:
-        self._push(ep.start + self.policy.min_duration_seconds, ep.seen, "area", tx,
-                   self._area_hold(ep))
-
     def _apply(self, obs: Observation, result: ScreenResult) -> None:
-        t = min(_ts(obs.time), self._t_now + AHEAD_TOLERANCE_SECONDS)
-        if self._watermark is None or t > self._watermark:
-            self._watermark = t
+        t = self._schedule.observe(_ts(obs.time), self._t_now)
         last = self._last.get(obs.device)
         if last is not None:
             last_t, last_action, _ = last
@@ -559,7 +655,7 @@ class AmiScreen:
             ep.restored.discard(meter)
             if t < ep.start and not ep.released:
                 ep.start = t
-                self._push_area(tx, ep)
+                self._schedule.push_area(tx, ep)
             return
         threshold = self._threshold(tx)
         fresh = self._fresh_offs(area)
@@ -577,8 +673,8 @@ class AmiScreen:
                         self._singles.pop(m, None)
                     self._open(tx, area, _Episode(start, "meters", members))
                     return
-        self._singles[meter] = _Single(tx, t, seen=self._t_now)
-        self._push(t + self._single_hold(), self._t_now, "single", meter)
+        single = self._singles[meter] = _Single(tx, t, seen=self._t_now)
+        self._schedule.push_single(meter, single)
 
     def _meter_on(self, tx: str, area: _Area, meter: str, t: float, result: ScreenResult) -> None:
         area.off.pop(meter, None)
@@ -611,17 +707,9 @@ class AmiScreen:
             result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), _dt(t),
                                                         "restored"))
 
-    def _single_hold(self) -> float:
-        return max(self.policy.window_seconds, self.policy.min_duration_seconds)
-
     def _open(self, tx: str, area: _Area, episode: _Episode) -> None:
-        p = self.policy
-        episode.seen = self._t_now
-        episode.backlog = (episode.seen - episode.start
-                           > p.min_duration_seconds + p.lateness_seconds)
-        episode.wm_seen = self._watermark
         area.episode = episode
-        self._push_area(tx, episode)
+        self._schedule.open_area(tx, episode, self._t_now)
 
     def _close(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
         ep = area.episode
@@ -640,8 +728,7 @@ class AmiScreen:
         if area is None or area.episode is None or area.episode.released:
             return
         ep = area.episode
-        if not self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now,
-                            self._area_hold(ep), self._area_by_watermark(ep, wm, t_now)):
+        if not self._schedule.area_due(ep, wm, t_now):
             return  # the start moved, or the watermark does not count; another entry covers it
         ep.released = True
         result.events.append(self._output(tx, ep, None))
@@ -650,7 +737,7 @@ class AmiScreen:
         single = self._singles.get(meter)
         if single is None or single.flagged:
             return
-        if not self._is_due(single.start + self._single_hold(), single.seen, wm, t_now):
+        if not self._schedule.single_due(single, wm, t_now):
             return
         area = self._areas.get(single.transformer)
         if area is None or meter not in area.off:
@@ -703,16 +790,7 @@ class AmiScreen:
                 area.terminal_off = None
             if area.episode is None and not area.off and area.terminal_off is None:
                 del self._areas[tx]
-        if len(self._wheap) + len(self._eheap) > 8 * (len(self._singles) + len(self._areas)) + 2048:
-            # Compact lazily-invalidated heap entries so memory stays flat in long storms.
-            def live(heap: list[tuple[float, int, str, str]]) -> list[tuple[float, int, str, str]]:
-                kept = [e for e in heap if (e[2] == "single" and e[3] in self._singles)
-                        or (e[2] == "area" and e[3] in self._areas)]
-                heapq.heapify(kept)
-                return kept
-
-            self._eheap = live(self._eheap)
-            self._wheap = live(self._wheap)
+        self._schedule.compact(self._singles, self._areas)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -725,12 +803,7 @@ class AmiScreen:
                 "off": a.off,
                 "terminal_off": a.terminal_off,
                 "closed": a.closed,
-                "episode": None if ep is None else {
-                    "start": ep.start, "basis": ep.basis, "meters": sorted(ep.meters),
-                    "restored": sorted(ep.restored), "terminal_off": ep.terminal_off,
-                    "released": ep.released, "seen": ep.seen,
-                    "backlog": ep.backlog, "wm_seen": ep.wm_seen,
-                },
+                "episode": None if ep is None else ep.to_state(),
             }
         return {
             "version": _STATE_VERSION,
@@ -738,7 +811,7 @@ class AmiScreen:
             "last": {d: [t, a, seen] for d, (t, a, seen) in self._last.items()},
             "singles": {m: [s.transformer, s.start, s.flagged, s.seen]
                         for m, s in self._singles.items()},
-            "watermark": self._watermark,
+            "watermark": self._schedule.watermark,
         }
 
     @classmethod
@@ -755,23 +828,18 @@ class AmiScreen:
                          closed=float(closed) if closed is not None else None)
             e = a.get("episode")
             if e is not None:
-                wm_seen = e.get("wm_seen")
-                ep = _Episode(float(e["start"]), e["basis"], set(e["meters"]),
-                              set(e["restored"]), bool(e["terminal_off"]), bool(e["released"]),
-                              float(e.get("seen", 0.0)), bool(e.get("backlog", False)),
-                              float(wm_seen) if wm_seen is not None else None)
-                area.episode = ep
+                ep = area.episode = _Episode.from_state(e)
                 if not ep.released:
-                    screen._push_area(tx, ep)
+                    screen._schedule.push_area(tx, ep)
             screen._areas[tx] = area
         for d, (t, act, *seen) in state.get("last", {}).items():
             # Version 1 kept no seen time: the report time stands in (the old horizon's basis).
             screen._last[d] = (float(t), "off" if act == "off" else "on",
                                float(seen[0]) if seen else float(t))
         for m, (tx, start, flagged, seen) in state.get("singles", {}).items():
-            screen._singles[m] = _Single(tx, float(start), bool(flagged), float(seen))
+            single = screen._singles[m] = _Single(tx, float(start), bool(flagged), float(seen))
             if not flagged:
-                screen._push(float(start) + screen._single_hold(), float(seen), "single", m)
+                screen._schedule.push_single(m, single)
         wm = state.get("watermark")
-        screen._watermark = float(wm) if wm is not None else None
+        screen._schedule.watermark = float(wm) if wm is not None else None
         return screen

@@ -64,6 +64,9 @@ delay another at all, and hung targets delay the rest of their own channel only 
 them hang at once than the lane has threads — and then only until their timeout.
 Lane threads are daemon threads (not a ``ThreadPoolExecutor``, whose threads are joined at
 interpreter exit) so that an abandoned send cannot keep a stopping daemon alive.
+
+This module holds the run (:class:`Deliverer`) and the lanes; what one group's job does — claim,
+send, record, rate limits and digests — is :class:`~outage_sentinel.sending.GroupSender`'s.
 """
 
 from __future__ import annotations
@@ -71,30 +74,20 @@ from __future__ import annotations
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for_jobs
-from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from time import monotonic
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-from outage_sentinel.channels.base import (
-    Channel,
-    Digestible,
-    Message,
-    Outcome,
-    SendResult,
-    Splitting,
-)
-from outage_sentinel.channels.registry import rate_keys_of, rate_limits_of
-from outage_sentinel.digest import DigestPart, build_digest
+from outage_sentinel.channels.base import Channel
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.ordering import ChainGate, chain_of, order
-from outage_sentinel.outgoing import OutboxMessage
-from outage_sentinel.ratelimit import Decision, RateLimit
+from outage_sentinel.ordering import chain_of, order
 from outage_sentinel.retry import RetryPolicy
+from outage_sentinel.sending import GroupSender
+from outage_sentinel.sending import message_of as message_of
 from outage_sentinel.shared_limits import SharedLimits
 from outage_sentinel.store import OutboxRow, Store
 
@@ -172,24 +165,6 @@ class Lane:
                 future.set_exception(exc)
 
 
-def message_of(row: OutboxRow) -> Message:
-    """The channel message for an outbox row."""
-    payload: Mapping[str, Any] = row.payload or {}
-    return Message(
-        key=row.key,
-        channel=row.channel,
-        target=row.target,
-        text=row.body,
-        subject=row.subject,
-        markdown=payload.get("markdown"),
-        mentions=tuple(payload.get("mentions") or ()),
-        audience=row.audience,
-        purpose=row.purpose,
-        incident_id=row.incident_id,
-        params=payload.get("params") or {},
-    )
-
-
 class Muter(Protocol):
     """Decides which due messages a silence mutes (see :mod:`outage_sentinel.silencing`)."""
 
@@ -207,6 +182,12 @@ class Moot(Protocol):
 
 class Deliverer:
     """Sends due outbox messages, each ``(channel, target)`` group on its channel's lane.
+
+    It owns the run — the due batch read (busy groups left out) and what of it goes now (quiet
+    hours, silences, messages no longer true, chain order), the groups handed to the lanes,
+    recovery at start, shutdown, the gauges — while what a group's job does (claim, send,
+    record; rate limits and digests) is its :attr:`sender`'s
+    (:class:`~outage_sentinel.sending.GroupSender`).
 
     :meth:`dispatch`, :meth:`run_once`, :meth:`recover` and :meth:`close` are called from one
     thread at a time (the scheduler's delivery job, the start/stop path); the workers they
@@ -237,21 +218,15 @@ class Deliverer:
             raise ValueError("workers_per_channel must be >= 1")
         self.store = store
         self.channels = channels
-        self.policy = policy
         self.metrics = metrics or Metrics()
         self.batch_size = batch_size
         self.dry_run = dry_run
-        self.rand = rand
-        self.language = language
         self.quiet_hours = dict(quiet_hours or {})
         self.tz = tz
-        self.on_dead = on_dead
         self.workers_per_channel = workers_per_channel
         self.clock = clock
         self.muter = muter
         self.moot = moot
-        #: Checked before each claim and each send: a deposed leader sends nothing more.
-        self.may_send = may_send
         self.log = get_logger(component="delivery")
         #: The channels' rate-limit windows, shared by every node and region.
         self.limits = SharedLimits(store, clock())
@@ -261,11 +236,11 @@ class Deliverer:
         self._busy: set[GroupKey] = set()
         self._lanes: dict[str, Lane] = {}
         self._jobs: set[Future[int]] = set()
-        #: Rows claimed and not yet settled (id -> key), for the shutdown report.
-        self._claimed: dict[int, str] = {}
         self._stopping = threading.Event()
-        #: Set when close() gave up waiting: late outcomes are then not recorded (see _settle).
-        self._abandoned = threading.Event()
+        #: What a group's job does: claim, send, record (and the claims not yet settled).
+        self.sender = GroupSender(store, channels, policy, self.metrics, self.limits, self.log,
+                                  self._stopping, dry_run=dry_run, rand=rand, language=language,
+                                  on_dead=on_dead, may_send=may_send)
 
     def recover(self, now: datetime) -> int:
         """Settle messages a previous process left in flight. Returns how many were found."""
@@ -280,8 +255,8 @@ class Deliverer:
                 self.store.mark_retry(row.id, now, "interrupted before the channel got it")
                 self.log.info("recovered_resend", key=row.key, channel=row.channel)
             elif row.inflight_count >= 2:
-                self._dead(row, now, "delivery uncertain: interrupted twice mid-send; "
-                                     "not sent again to avoid a second duplicate")
+                self.sender.dead_letter(row, now, "delivery uncertain: interrupted twice "
+                                        "mid-send; not sent again to avoid a second duplicate")
                 self.metrics.notifications.labels(row.channel, "dead").inc()
                 self.log.warning("recovered_dead_letter", key=row.key, channel=row.channel)
             else:
@@ -329,10 +304,9 @@ class Deliverer:
             job.cancel()  # still queued: nothing claimed, its rows stay due for the next start
         for lane in lanes:
             lane.close()
-        with self._lock:
-            abandoned = sorted(self._claimed.values())
+        abandoned = self.sender.unsettled()
         if abandoned:
-            self._abandoned.set()
+            self.sender.abandon()
             self.log.warning("delivery_abandoned", count=len(abandoned), grace_s=grace_seconds,
                              keys=[mask_phones(k) for k in abandoned],
                              note="left in flight; the next start sends each at most once more")
@@ -362,7 +336,7 @@ class Deliverer:
         for key, group in groups.items():
             if key[0] not in self.channels or self.dry_run:
                 for row in group:  # settled in the store alone: no worker needed
-                    self._deliver(row, now)
+                    self.sender.deliver(row, now)
                 handled += len(group)
                 continue
             job = self._submit(key, group, clock)
@@ -449,18 +423,7 @@ class Deliverer:
               clock: Callable[[], datetime]) -> int:
         """One group's messages, in order (runs on the channel's lane)."""
         try:
-            channel = self.channels[key[0]]
-            gate = ChainGate()  # a chain stops at its first message not confirmed
-            if not rate_limits_of(channel):
-                for row in rows:
-                    if self._stopping.is_set():
-                        break
-                    if gate.open(row):
-                        gate.settled(row, self._deliver(row, clock(), clock))
-                return len(rows)
-            for keys, part in by_rate_keys(channel, rows).items():
-                self._deliver_group(channel, keys, part, clock, gate)
-            return len(rows)
+            return self.sender.send_group(self.channels[key[0]], rows, clock)
         except Exception as exc:  # the database may be briefly unavailable: rows stay due
             self.log.error("delivery_failed", channel=key[0], target=mask_phones(key[1]),
                            error=redact(repr(exc)))
@@ -477,18 +440,6 @@ class Deliverer:
         except Exception as exc:  # a metric must not turn a finished job into a failed one
             self.log.warning("gauge_update_failed", error=redact(repr(exc)))
 
-    @contextmanager
-    def _claim(self, rows: Sequence[OutboxRow]) -> Iterator[None]:
-        """Note ``rows`` as claimed and unsettled while the block runs (for :meth:`close`)."""
-        with self._lock:
-            self._claimed.update((r.id, r.key) for r in rows)
-        try:
-            yield
-        finally:
-            with self._lock:
-                for r in rows:
-                    self._claimed.pop(r.id, None)
-
     def _defer_quiet(self, rows: Sequence[OutboxRow], now: datetime) -> list[OutboxRow]:
         """Hold non-fault messages for an audience in its quiet hours until they end."""
         if not self.quiet_hours:
@@ -504,15 +455,6 @@ class Deliverer:
                 self.store.mark_retry(row.id, until, "quiet hours")
         return out
 
-    def _dead(self, row: OutboxRow, now: datetime, reason: str) -> None:
-        """Dead-letter a message and tell whoever wants to know (the command centre)."""
-        self.store.mark_dead(row.id, now, reason)
-        if self.on_dead is not None:
-            try:
-                self.on_dead(row, reason, now)
-            except Exception as exc:  # the dead letter itself is recorded; the notice is extra
-                self.log.error("dead_letter_notice_failed", key=row.key, error=redact(repr(exc)))
-
     def update_gauges(self) -> None:
         """Set the backlog and dead-letter gauges from the outbox."""
         # Read and set under one lock: otherwise a job that read the counts before another
@@ -522,241 +464,6 @@ class Deliverer:
             self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("inflight", 0))
             self.metrics.dead_letters.set(counts.get("dead", 0))
 
-    def _deliver(self, row: OutboxRow, now: datetime,
-                 clock: Callable[[], datetime] | None = None) -> bool:
-        """One message: claim, send, record. The outcome is stamped by ``clock`` when it
-        arrives (a retry backs off from the end of a 30 s timeout, not from its start).
-        Returns whether it was confirmed sent."""
-        log = self.log.bind(key=row.key, channel=row.channel, incident_id=row.incident_id)
-        channel = self.channels.get(row.channel)
-        if channel is None:
-            self._dead(row, now, f"channel {row.channel!r} is not configured")
-            self.metrics.notifications.labels(row.channel, "dead").inc()
-            log.error("dead_letter", reason="channel not configured")
-            return False
-        message = message_of(row)
-        if self.dry_run:
-            self.store.mark_sent(row.id, now, "dry run: not sent")
-            self.metrics.notifications.labels(row.channel, "dry_run").inc()
-            log.info("dry_run", target=row.target, text=row.body)
-            return True
-        if self._stopping.is_set() or not self.may_send() or \
-                not self.store.mark_inflight(row.id, now, row.target):
-            # stopping, no longer the leader, claimed by someone else or re-addressed meanwhile
-            return False
-        with self._claim([row]):
-            if not self.may_send():  # deposed since the claim: the next leader resends it
-                return False
-            result = self._send_parts(channel, row, message, clock or (lambda: now))
-            return self._settle(row, result, clock() if clock else now, log)
-
-    def _send_parts(self, channel: Channel, row: OutboxRow, message: Message,
-                    clock: Callable[[], datetime]) -> SendResult:
-        """Send ``message``, in parts when its channel splits it: in order, each confirmed part
-        recorded at once, starting after those an earlier attempt confirmed; the first part not
-        confirmed is the attempt's outcome. A part after the first needs the limiter's slot too
-        (without one the message retries when the window allows)."""
-        parts = channel.parts(message) if isinstance(channel, Splitting) else (message,)
-        done = int((row.payload or {}).get("parts_sent") or 0) if len(parts) > 1 else 0
-        limits = rate_limits_of(channel)
-        result = SendResult(Outcome.DELIVERED, "ok")
-        for i in range(done, len(parts)):
-            if i > done and limits:
-                decision = self._allow(rate_keys_of(channel, message), clock(), limits)
-                if not decision.ok:
-                    return SendResult(Outcome.RETRY, f"part {i + 1}/{len(parts)}: rate limited",
-                                      retry_after=decision.wait_seconds)
-            result = safe_send(channel, parts[i])
-            if result.outcome is not Outcome.DELIVERED:
-                return result if len(parts) == 1 else SendResult(
-                    result.outcome, f"part {i + 1}/{len(parts)}: {result.detail}",
-                    result.retry_after)
-            if len(parts) > 1:
-                self.store.mark_parts_sent(row.id, i + 1, len(parts))
-        if len(parts) > 1:
-            return SendResult(Outcome.DELIVERED, f"{result.detail}; in {len(parts)} parts")
-        return result
-
-    def _settle(self, row: OutboxRow, result: SendResult, now: datetime, log: Any,
-                sent_note: str = "") -> bool:
-        """Record the outcome of an attempt for ``row`` (already marked in flight); returns
-        whether it was confirmed sent."""
-        if self._abandoned.is_set():
-            # close() left this send in flight for the next start's recovery, which may already
-            # be running in a new process: an outcome recorded now could undo what it settles.
-            log.warning("late_outcome_not_recorded", outcome=result.outcome.value)
-            return False
-        detail = redact(result.detail)
-        if result.outcome is Outcome.DELIVERED:
-            if sent_note:
-                detail = f"{sent_note}: {detail}"
-            self.store.mark_sent(row.id, now, detail)
-            self.metrics.notifications.labels(row.channel, "delivered").inc()
-            log.info("delivered", target=row.target, purpose=row.purpose, at=now.isoformat())
-            return True
-        if result.outcome is Outcome.PERMANENT:
-            self._dead(row, now, f"refused: {detail}")
-            self.metrics.notifications.labels(row.channel, "permanent").inc()
-            log.error("dead_letter", reason=detail)
-            return False
-        # ``row`` was read before mark_inflight counted this attempt: it is failure number
-        # attempts + 1 (the policy's backoff is 1-based and refuses 0).
-        decision = self.policy.next_attempt(first_queued=row.created_at,
-                                            failures=row.attempts + 1, now=now, u=self.rand(),
-                                            retry_after=result.retry_after)
-        if decision.action == "dead_letter":
-            self._dead(row, now, f"{detail}; {decision.reason}")
-            self.metrics.notifications.labels(row.channel, "dead").inc()
-            log.error("dead_letter", reason=detail, why=decision.reason)
-            return False
-        self.store.mark_retry(row.id, datetime.fromtimestamp(decision.at, UTC), detail)
-        self.metrics.notifications.labels(row.channel, "retry").inc()
-        log.warning("retry_later", reason=detail, delay_s=round(decision.delay, 1))
-        return False
-
-    # -- rate limits and digests ---------------------------------------------------------------
-
-    def _record_digest(self, part: DigestPart, rows: Sequence[OutboxRow], now: datetime,
-                       detail: str) -> None:
-        """A confirmed digest: kept as its own row, its messages sent by it (one transaction)."""
-        digest_id = self.store.record_digest(digest_row(part, rows), [r.id for r in rows],
-                                             now, detail)
-        for row in rows:
-            self.metrics.notifications.labels(row.channel, "delivered").inc()
-        self.log.info("digest_delivered", key=part.message.key, digest=digest_id,
-                      covers=[r.key for r in rows], at=now.isoformat())
-
-    def _allow(self, keys: Sequence[str], now: datetime, limits: Sequence[RateLimit]
-               ) -> Decision:
-        """One request for ``keys``, checked and recorded across every node and region."""
-        return self.limits.allow(keys, now, limits)
-
-    def _defer(self, row: OutboxRow, now: datetime, wait: float, why: str) -> None:
-        """Put ``row`` back until the limiter allows it; not an attempt, but age still counts."""
-        deadline = row.created_at + timedelta(seconds=self.policy.max_age_seconds)
-        if now >= deadline:
-            self._dead(row, now, f"rate limited past max age: {why}")
-            self.metrics.notifications.labels(row.channel, "dead").inc()
-            self.log.error("dead_letter", key=row.key, channel=row.channel,
-                           reason="rate limited past max age")
-            return
-        next_at = min(now + timedelta(seconds=max(wait, 0.001)), deadline)
-        # clear_inflight=False: a message recovered after a crash keeps its marker.
-        self.store.mark_retry(row.id, next_at, f"rate limited: {why}", clear_inflight=False)
-        self.metrics.notifications.labels(row.channel, "rate_limited").inc()
-
-    def _deliver_group(self, channel: Channel, keys: tuple[str, ...], rows: Sequence[OutboxRow],
-                       clock: Callable[[], datetime], gate: ChainGate) -> None:
-        """Deliver the due messages of one limiter key: one by one within the budget, as a
-        digest when more are waiting than the budget allows. Each request is stamped by
-        ``clock`` when it goes out, so the limiter records when it really happened."""
-        limits = rate_limits_of(channel)
-        now = clock()
-        saved = self.limits.saved(keys)
-        budget = min(saved.budget(k, now, limits) for k in keys)
-        digest_limit = channel.digest_limit_bytes if isinstance(channel, Digestible) else None
-        if len(rows) <= budget or len(rows) == 1 or not digest_limit:
-            for row in rows:
-                if self._stopping.is_set():
-                    return
-                if not gate.open(row):
-                    continue
-                now = clock()
-                decision = self._allow(keys, now, limits)
-                if not decision.ok:
-                    self._defer(row, now, decision.wait_seconds, f"{decision.limit} per target")
-                    gate.settled(row, False)
-                    continue
-                gate.settled(row, self._deliver(row, now, clock))
-            return
-        parts = build_digest([message_of(r) for r in rows], limit_bytes=int(digest_limit),
-                             language=self.language, channel=channel.name,
-                             target=rows[0].target)
-        by_key = {r.key: r for r in rows}
-        for part in parts:
-            if self._stopping.is_set():
-                return
-            now = clock()
-            covered = [by_key[k] for k in part.covers]
-            decision = self._allow(keys, now, limits)
-            if not decision.ok:
-                for row in covered:
-                    self._defer(row, now, decision.wait_seconds,
-                                f"{decision.limit} per target; waiting for a digest")
-                continue
-            self._deliver_digest(channel, part, covered, now, clock)
-
-    def _deliver_digest(self, channel: Channel, part: DigestPart, rows: Sequence[OutboxRow],
-                        now: datetime, clock: Callable[[], datetime]) -> None:
-        log = self.log.bind(key=part.message.key, channel=channel.name)
-        # Claim every covered row first: after a crash, recovery finds them in flight and
-        # resends each once on its own (the digest key is not in the outbox).
-        if not self.may_send():
-            return
-        claimed = [r for r in rows if self.store.mark_inflight(r.id, now, r.target)]
-        if len(claimed) < len(rows):
-            # One was withdrawn, held or re-addressed since it was read: the digest would
-            # still carry it. The rest go back as they were; the next run builds it anew.
-            for row in claimed:
-                self.store.unclaim(row.id)
-            return
-        with self._claim(claimed):
-            if not self.may_send():  # deposed since the claim: the next leader resends them
-                return
-            try:
-                result = channel.send(part.message)
-            except Exception as exc:  # a channel bug must not stop the loop or lose them
-                result = SendResult(Outcome.RETRY,
-                                    redact(f"channel raised {type(exc).__name__}: {exc}"))
-            log.info("digest_attempt", covers=len(claimed), outcome=result.outcome.value,
-                     bytes=len(part.message.text.encode("utf-8")))
-            done = clock()
-            if result.outcome is Outcome.DELIVERED and not self._abandoned.is_set():
-                self._record_digest(part, claimed, done, redact(result.detail))
-                return
-            for row in claimed:
-                self._settle(row, result, done, self.log.bind(key=row.key, channel=row.channel,
-                                                             incident_id=row.incident_id),
-                             sent_note=f"in digest {part.message.key}")
-
-
-def safe_send(channel: Channel, message: Message) -> SendResult:
-    """One attempt; a channel that raises (a bug) is a RETRY, never a lost message."""
-    try:
-        return channel.send(message)
-    except Exception as exc:  # a channel bug must not stop the loop or lose the message
-        return SendResult(Outcome.RETRY, redact(f"channel raised {type(exc).__name__}: {exc}"))
-
-
-def by_rate_keys(channel: Channel, rows: Sequence[OutboxRow]
-                 ) -> dict[tuple[str, ...], list[OutboxRow]]:
-    """Rows per limiter key (robot group; for an SMS to several numbers, those numbers, per
-    template): everything due for one key is weighed against its budget together. A chain
-    stays under the key of its first message; its messages under another key wait for the
-    next run, so a chain is never sent out of order across keys."""
-    by_keys: dict[tuple[str, ...], list[OutboxRow]] = {}
-    chain_keys: dict[tuple[str, str], tuple[str, ...]] = {}
-    cut: set[tuple[str, str]] = set()
-    for row in rows:
-        keys, chain = rate_keys_of(channel, message_of(row)), chain_of(row)
-        if chain not in cut and chain_keys.setdefault(chain, keys) == keys:
-            by_keys.setdefault(keys, []).append(row)
-        else:
-            cut.add(chain)
-    return by_keys
-
-
-def digest_row(part: DigestPart, rows: Sequence[OutboxRow]) -> OutboxMessage:
-    """The outbox row keeping what a digest said (purpose ``digest``, no incident of its own:
-    the messages it covers name theirs)."""
-    m = part.message
-    return OutboxMessage(
-        incident_id="", revision=0, recipient="digest:" + m.key.rsplit("/", 1)[-1],
-        purpose="digest", channel=m.channel, target=m.target, audience=rows[0].audience,
-        subject=m.subject, body=m.text,
-        payload={"mentions": list(m.mentions), "part": m.params.get("part"),
-                 "parts": m.params.get("parts"),
-                 "incidents": sorted({r.incident_id for r in rows})})
 
 
 def quiet_until(now: datetime, window: tuple[time, time], tz: tzinfo) -> datetime | None:

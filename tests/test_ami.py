@@ -353,7 +353,7 @@ def test_state_stays_small_after_many_blips() -> None:
     screen.tick(at(30000))
     state = screen.to_state()
     assert state["areas"] == {} and state["last"] == {} and state["singles"] == {}
-    assert len(screen._eheap) + len(screen._wheap) < 4000
+    assert len(screen._schedule) < 4000
 
 
 def test_backlog_replayed_in_batches_keeps_blips_momentary() -> None:

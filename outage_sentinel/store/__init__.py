@@ -37,12 +37,14 @@ from outage_sentinel.store.schema import (
     quarantine_t,
     schema_version_t,
 )
+from outage_sentinel.store.silences import SilenceStore
 
 __all__ = ["MIGRATIONS", "FencedError", "SCHEMA_VERSION_TABLE", "IngestCounts", "OutboxRow", "Store",
            "StoreBase", "StoredEvent", "events_t", "incident_log_t", "incidents_t", "kv_t",
            "metadata", "outbox_t", "quarantine_t", "schema_version_t"]
 
 
-class Store(EventStore, IncidentStore, OutboxStore, BoardStore, KvStore, LeaseStore):
-    """All database access, by aggregate (events, incidents, outbox, key-value state) over
-    one engine. One instance per process; thread-safe through the engine pool."""
+class Store(EventStore, IncidentStore, OutboxStore, SilenceStore, BoardStore, KvStore,
+            LeaseStore):
+    """All database access, by aggregate (events, incidents, outbox, silences, key-value
+    state) over one engine. One instance per process; thread-safe through the engine pool."""

@@ -20,9 +20,8 @@ from sqlalchemy.engine import Connection
 
 from outage_sentinel.field_links import LINK_PREFIX, MAX_AGE
 from outage_sentinel.outgoing import Address, OutboxMessage
-from outage_sentinel.silences import Silence
 from outage_sentinel.store.base import StoreBase
-from outage_sentinel.store.schema import incidents_t, kv_t, outbox_t, silences_t
+from outage_sentinel.store.schema import kv_t, outbox_t
 
 #: A stored field link is written again (its ``issued`` renewed) at most this often.
 LINK_REFRESH = timedelta(hours=1)
@@ -64,7 +63,9 @@ class OutboxRow(OutboxMessage):
 
 
 class OutboxStore(StoreBase):
-    """The ``outbox`` table."""
+    """The ``outbox`` table, and the short field links its messages carry (kept with them in
+    ``kv``). Silences, which mute some of its messages, are
+    :class:`~outage_sentinel.store.silences.SilenceStore`'s."""
 
     def enqueue_in(self, conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> int:
         """Add outbox rows; a row whose unique key exists already is skipped. Returns added.
@@ -439,44 +440,6 @@ class OutboxStore(StoreBase):
                 target=to.target, last_error=f"{note}; re-addressed",
                 payload={**(payload or {}), "mentions": list(to.mentions),
                          "readdressed": moves}))
-
-    def incident_addresses(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
-        """Feeder and kind of each incident named (what a silence matches)."""
-        if not ids:
-            return {}
-        q = select(incidents_t.c.id, incidents_t.c.feeder, incidents_t.c.kind) \
-            .where(incidents_t.c.id.in_(list(ids)))
-        with self.engine.connect() as conn:
-            return {r.id: {"feeder": r.feeder, "kind": r.kind} for r in conn.execute(q)}
-
-    # -- silences ---------------------------------------------------------------------------
-
-    def add_silence(self, silence: Silence) -> int:
-        """Store a silence; returns its id."""
-        values = {"matcher": silence.matcher, "value": silence.value,
-                  "starts_at": silence.starts_at, "ends_at": silence.ends_at,
-                  "reason": silence.reason, "actor": silence.actor, "force": silence.force}
-        with self.transaction() as conn:
-            key = conn.execute(silences_t.insert().values(**values)).inserted_primary_key
-            assert key is not None
-            return int(key[0])
-
-    def silences(self, *, holding_at: datetime | None = None) -> list[Silence]:
-        """Every silence, newest first, or those holding at ``holding_at``."""
-        q = select(silences_t).order_by(silences_t.c.id.desc())
-        if holding_at is not None:
-            q = q.where(silences_t.c.expired_at.is_(None), silences_t.c.starts_at <= holding_at,
-                        silences_t.c.ends_at > holding_at)
-        with self.engine.connect() as conn:
-            return [Silence(**r._mapping) for r in conn.execute(q)]
-
-    def expire_silence(self, silence_id: int, now: datetime) -> bool:
-        """End a silence now; False if there is no such silence or it had ended."""
-        with self.transaction() as conn:
-            res = conn.execute(update(silences_t).where(
-                silences_t.c.id == silence_id, silences_t.c.expired_at.is_(None),
-                silences_t.c.ends_at > now).values(expired_at=now))
-            return bool(res.rowcount)
 
     def outbox_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
