@@ -612,7 +612,7 @@ class DeliveryConfig(Strict):
     workers_per_channel: int = Field(default=4, ge=1, le=64)
     #: On SIGTERM, how long sends already under way may take to finish and be recorded; one
     #: still running then is left in flight and sent at most once more at the next start.
-    shutdown_grace_seconds: float = Field(default=15.0, ge=0)
+    shutdown_grace_seconds: float = Field(default=15.0, ge=0, le=MAX_SECONDS)
 
 
 class NotifyConfig(Strict):

@@ -225,3 +225,46 @@ def test_operator_steps_while_the_daemon_runs(tmp_path: Path) -> None:
         assert stop(proc) == 0
     log = json.loads(cli("--config", str(cfg), "incidents", "show", inc, "--json").stdout)
     assert log["stage"] == "closed"
+
+
+def test_topology_without_an_action_is_a_usage_error() -> None:
+    r = cli("topology")
+    assert r.returncode == 2
+    assert "usage: outage-sentinel topology" in r.stderr and r.stdout == ""
+
+
+def _with_channel(tmp_path: Path, name: str, channel: dict[str, object]) -> Path:
+    tmp_path.mkdir()
+    cfg = make_config(tmp_path)
+    data = yaml.safe_load(cfg.read_text("utf-8"))
+    data["channels"][name] = channel
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return cfg
+
+
+def test_check_refuses_the_channels_run_would_refuse(tmp_path: Path) -> None:
+    # what `check` accepts, `run` can start: a channel is built by `check` as `run` builds it
+    cases = {
+        "signed_wecom": ({"type": "wecom", "robots": {"g": {"key": "k", "secret": "s"}}},
+                         "channels.signed_wecom.robots.g.secret: WeCom robots are not signed"),
+        "plain_mail": ({"type": "email", "host": "127.0.0.1", "security": "none",
+                        "username": "u", "password": "p", "sender": "a@b.cn"},
+                       "channels.plain_mail.security: 'none' with a password"),
+    }
+    for name, (channel, message) in cases.items():
+        cfg = _with_channel(tmp_path / name, name, channel)
+        checked = cli("--config", str(cfg), "check")
+        assert checked.returncode == 1 and message in checked.stderr, checked.stderr
+        ran = cli("--config", str(cfg), "run", "--once")
+        assert ran.returncode == 3 and message in ran.stderr, ran.stderr
+        assert "Traceback" not in ran.stderr
+
+
+def test_a_shutdown_grace_beyond_a_year_is_refused(tmp_path: Path) -> None:
+    # it goes into a wait's timeout on SIGTERM, where 1e12 s overflows the platform's time_t
+    cfg = make_config(tmp_path)
+    data = yaml.safe_load(cfg.read_text("utf-8"))
+    data["delivery"]["shutdown_grace_seconds"] = 1e12
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    r = cli("--config", str(cfg), "check")
+    assert r.returncode == 3 and "delivery.shutdown_grace_seconds" in r.stderr, r.stderr

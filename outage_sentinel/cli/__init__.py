@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from outage_sentinel.locate import import_main
 
                 return int(import_main(args.format, args.src, args.outdir))
-            parser.parse_args(["topology", "--help"])
+            print("usage: outage-sentinel topology {stats,import} (see --help)", file=sys.stderr)
             return EXIT_USAGE
         if args.verb == "locate":
             return _locate(args)
@@ -197,13 +197,14 @@ def _run(args: argparse.Namespace) -> int:
     if _stopped_during_startup(inbox, "topology"):
         return EXIT_OK
     from outage_sentinel.board.serve import BoardPortError
+    from outage_sentinel.channels.base import ChannelError
     from outage_sentinel.daemon import Daemon
     from outage_sentinel.region import RegionError
     from outage_sentinel.supervisor import MetricsPortError, SecondDaemonError
 
     try:
         daemon = Daemon(config, topology=topology, signals=inbox)
-    except RegionError as exc:
+    except (RegionError, ChannelError) as exc:  # a configuration `check` also refuses
         print(redact(f"error: {args.config}: {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:
@@ -259,12 +260,31 @@ def collect_problems(config: Any) -> list[str]:
         problems += routing_problems(config, topology)
         problems += region_problems(config, topology)
     problems += sms_template_notes(config)[0]
+    problems += channel_problems(config)
     for i, s in enumerate(config.sources):
         if isinstance(s, ReplaySourceConfig) and not Path(s.scenario).is_file():
             problems.append(f"sources[{i}].scenario: file {s.scenario} does not exist")
     problems += [f"notify.templates_dir: {p}" if not p.startswith("<built-in>") else p
                  for p in template_problems(config)]
     return list(dict.fromkeys(problems))
+
+
+def channel_problems(config: Any) -> list[str]:
+    """Every enabled channel built as ``run`` builds it (credentials present, URLs, a robot's
+    signing, SMTP security, a CA file that loads), each refusal naming its key: so that
+    anything ``check`` accepts, ``run`` can start."""
+    from outage_sentinel.channels.base import ChannelError
+    from outage_sentinel.channels.registry import build_channel
+
+    problems: list[str] = []
+    for name, channel in config.channels.items():
+        if not channel.enabled:
+            continue
+        try:
+            build_channel(name, channel)
+        except ChannelError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def region_problems(config: Any, topology: Any) -> list[str]:
