@@ -1,0 +1,371 @@
+"""Crew dispatch: which crew goes to a fault, and what it and the village liaisons are told.
+
+The crew half of :class:`outage_sentinel.lifecycle.Lifecycle`: choosing a crew (the operator's,
+or the best by service area, distance and priority, taking one off lower-priority work when
+it must), its dispatch message with the link to its page, new orders when the fault point or
+the outage's villages change, and the special-care lists the village liaisons check. Each
+step writes inside the caller's transaction; the lifecycle's operator steps, its clock checks,
+the processor and the command steps all send crews through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
+
+from outage_sentinel import crew as crews
+from outage_sentinel import priority as prio
+from outage_sentinel.config import Config
+from outage_sentinel.crew_notices import CrewNotices
+from outage_sentinel.events import parse_time
+from outage_sentinel.incidents import Incident, villages_off
+from outage_sentinel.liaison import LiaisonPlanner, individual_channels
+from outage_sentinel.logs import get_logger
+from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.sms_params import with_link as sms_with_link
+from outage_sentinel.store import Store
+from outage_sentinel.topology import Crew, Topology
+
+#: Stages in which an incident holds its crew.
+CREW_STAGES = ("dispatched", "on_site", "partially_restored")
+#: The dispatch message's link to the crew's page (``field.base_url``).
+CREW_LINK_LINE = {"zh": "现场进度（接单 / 到场 / 找到故障 / 恢复送电）：{url}",
+                  "en": "Report progress (accept / on site / fault found / restored): {url}"}
+
+
+class DispatchOwner(Protocol):
+    """What crew dispatch reads of the lifecycle: the store, the topology and the planner (a
+    topology reload replaces these two), the config and dispatch parameters, the crew notices,
+    and the incident row, priority and command-centre helpers every step shares."""
+
+    store: Store
+    topology: Topology
+    planner: LiaisonPlanner
+    config: Config
+    params: crews.DispatchParams
+    crew_notices: CrewNotices
+
+    def load_in(self, conn: Connection, incident_id: str) -> tuple[Incident, dict[str, Any]]: ...
+
+    def save_in(self, conn: Connection, inc: Incident, now: datetime, **extra: Any) -> None: ...
+
+    def priority(self, inc: Incident, now: datetime) -> prio.Priority: ...
+
+    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
+                     ) -> list[OutboxMessage]: ...
+
+    def render_summary(self, inc: Incident, headline: str | None = None,
+                       crew: str | None = None) -> str: ...
+
+    def crew_label(self, crew_id: str | None) -> str: ...
+
+
+class CrewDispatch:
+    """Owns sending crews: the choice of crew (named, or chosen; preempting lower-priority
+    work), the dispatch and its link, new orders (fault point corrected or moved, outage
+    grown), a crew reassigned or released, the busy crews, the arrival deadline a fault is
+    held to, and the special-care lists sent with a dispatch. One per lifecycle."""
+
+    def __init__(self, owner: DispatchOwner) -> None:
+        self.owner = owner
+        # The lifecycle's steps log under its name, wherever their code lives.
+        self.log = get_logger(component="lifecycle")
+
+    @property
+    def store(self) -> Store:
+        return self.owner.store
+
+    @property
+    def topology(self) -> Topology:
+        return self.owner.topology
+
+    @property
+    def planner(self) -> LiaisonPlanner:
+        return self.owner.planner
+
+    @property
+    def params(self) -> crews.DispatchParams:
+        return self.owner.params
+
+    # -- what the choice reads ------------------------------------------------------------------
+
+    def busy(self, conn: Connection, exclude: str) -> dict[str, crews.Busy]:
+        """The crews held by open incidents other than ``exclude``: each with its
+        highest-priority incident, and whether it is on site at any."""
+        busy: dict[str, crews.Busy] = {}
+        for iid, cid, score, on_site in self.store.crews_busy_in(conn, CREW_STAGES, exclude):
+            prev = busy.get(cid)
+            there = on_site or (prev is not None and prev.on_site)
+            if prev is None or score > prev.priority:
+                busy[cid] = crews.Busy(int(score or 0), iid, there)
+            elif there:
+                busy[cid] = replace(prev, on_site=True)
+        return busy
+
+    def detected_at(self, conn: Connection, inc: Incident, row: dict[str, Any]) -> datetime:
+        """When the outage the crew goes to was first known: the incident's first step, or
+        when it went off again after it was over."""
+        again = self.store.last_log_at_in(conn, inc.id, "off_again")
+        first = self.store.first_log_at_in(conn, inc.id)
+        return again or first or row.get("created_at") or inc.start
+
+    def deadline_in(self, conn: Connection, inc: Incident, row: dict[str, Any],
+                    now: datetime) -> tuple[datetime, str, float | None]:
+        """The arrival deadline a fault is held to, its area type, and the crew's travel
+        minutes left (``None``: no ETA, or no crew sent): the dispatch's, once a crew holds
+        it (``row["crew_id"]``); else counted from when the outage was known."""
+        dispatched = self.store.last_log_details_in(conn, inc.id, "dispatched")
+        if dispatched and row.get("crew_id"):
+            deadline = parse_time(dispatched["deadline"], "deadline")
+            area = str(dispatched.get("area_type") or self.params.commitments.default_area_type)
+            eta = dispatched.get("eta")
+            travel = max(0.0, (parse_time(eta, "eta") - now).total_seconds() / 60) \
+                if eta else None
+            return deadline, area, travel
+        deadline, area = crews.arrival_deadline(
+            self.topology, villages_off(inc, self.topology),
+            self.detected_at(conn, inc, row), self.params.commitments)
+        return deadline, area, None
+
+    # -- sending a crew -------------------------------------------------------------------------
+
+    def dispatch_in(self, conn: Connection, inc: Incident, row: dict[str, Any], now: datetime,
+                    actor: str, crew_id: str | None = None, note: str = "") -> Incident:
+        """Choose and send a crew inside the caller's transaction (also used by the daemon)."""
+        pr = self.owner.priority(inc, now)
+        villages = villages_off(inc, self.topology)
+        detected = self.detected_at(conn, inc, row)
+        deadline, area = crews.arrival_deadline(self.topology, villages, detected,
+                                                self.params.commitments)
+        location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
+        busy = self.busy(conn, exclude=inc.id)
+        if crew_id is not None:
+            busy = {k: v for k, v in busy.items() if k != crew_id}
+            # The operator named the crew: send it, whatever it was doing.
+            forced = next(c for c in self.topology.crews if c.id == crew_id)
+            choice: crews.CrewChoice | None = self._named_choice(inc, forced, location, area,
+                                                                 now)
+        else:
+            choice = crews.choose_crew(self.topology, inc.feeder, location, pr.score, busy, now,
+                                       self.params, area_type=area)
+        if choice is None:
+            self._no_crew_in(conn, inc, pr, deadline, area, busy, now, actor)
+            return inc
+        if choice.preempts is not None and choice.preempts.incident_id:
+            self._release_crew(conn, choice.preempts.incident_id, choice.crew.id, inc.id, now)
+        inc = self._replacing(conn, inc, row.get("crew_id"), choice.crew.id, now, actor, note)
+        inc = replace(inc, stage="dispatched") if inc.stage in ("detected", "confirmed") else inc
+        inc = replace(inc, crew_progress="on_site" if inc.stage == "on_site" else "dispatched")
+        self.owner.save_in(conn, inc, now, priority=pr.score, crew_id=choice.crew.id)
+        self.store.log_in(conn, inc.id, now, "dispatched", actor, note, {
+            "crew": choice.crew.id, "deadline": deadline.isoformat(), "area_type": area,
+            "priority": pr.score, "distance_km": choice.distance_km,
+            "eta": choice.eta.isoformat() if choice.eta else None,
+            "outside_area": choice.outside_area,
+            "preempts": choice.preempts.incident_id if choice.preempts else None})
+        c, held = choice.crew, row.get("crew_id")
+        rows = self._dispatch_rows(inc, pr, choice, deadline, area, now)
+        rows += self._care_rows(conn, inc, villages, c.name or c.id, now,
+                                retell=held is not None and held != c.id)
+        rows += self.owner.command_rows(inc, "dispatched",
+                                        self.owner.render_summary(inc, crew=c.id))
+        self.store.enqueue_in(conn, rows, now)
+        self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,
+                      deadline=deadline.isoformat(), preempts=choice.preempts.incident_id
+                      if choice.preempts else None)
+        return inc
+
+    def _no_crew_in(self, conn: Connection, inc: Incident, pr: prio.Priority,
+                    deadline: datetime, area: str, busy: dict[str, crews.Busy], now: datetime,
+                    actor: str) -> None:
+        """No crew can go: the incident keeps its priority and waits, and the command centre
+        hears it (once per incident: revision 0)."""
+        lang = self.planner.renderer.language
+        self.owner.save_in(conn, inc, now, priority=pr.score)
+        ctx = crews.escalation_context(self.topology, inc, pr, "no_crew", deadline, area, now,
+                                       self.planner.tz, None, busy, lang, self.params)
+        added = self.store.enqueue_in(conn, self.owner.command_rows(
+            inc, "waiting_for_crew", self.planner.renderer.render("command_escalation", **ctx),
+            revision=0), now)
+        if added or self.owner.config.command_centre.channel is None:
+            self.store.log_in(conn, inc.id, now, "note", actor, "no crew available",
+                              {"priority": pr.score, "deadline": deadline.isoformat()})
+        self.log.warning("no_crew", incident_id=inc.id, priority=pr.score)
+
+    def _named_choice(self, inc: Incident, crew: Crew, location: tuple[float, float] | None,
+                      area: str, now: datetime) -> crews.CrewChoice:
+        """``crew`` as the operator's choice (or the crew the incident holds): its trip from
+        its base to ``location``, whatever it was doing."""
+        base = crews.crew_base(crew)
+        dist = crews.haversine_km(base, location) if base and location else None
+        travel = crews.travel_minutes(dist, area, self.params) if dist is not None else None
+        return crews.CrewChoice(crew, dist, travel,
+                                now + timedelta(minutes=travel) if travel else None,
+                                inc.feeder not in crew.feeders)
+
+    def _replacing(self, conn: Connection, inc: Incident, previous: str | None, crew: str,
+                   now: datetime, actor: str, note: str) -> Incident:
+        """``inc`` as ``crew`` is sent to it: another crew, or one sent back (after a
+        stand-down, or taken off for other work), makes a new revision, so that the crew and
+        the command centre hear it where the same revision's keys would have dropped it (the
+        same crew again is a repeat); the crew it had stands down."""
+        if previous != crew and \
+                self.store.last_log_details_in(conn, inc.id, "dispatched") is not None:
+            inc = replace(inc, revision=inc.revision + 1)
+        if previous and previous != crew:
+            self.owner.crew_notices.stand_down_in(conn, inc, previous, now, actor, "reassigned",
+                                                  other=crew, note=note)
+        return inc
+
+    def _release_crew(self, conn: Connection, incident_id: str, crew_id: str, by: str,
+                      now: datetime) -> None:
+        """Take a crew off lower-priority work; that incident waits for the next free crew."""
+        other, _ = self.owner.load_in(conn, incident_id)
+        if other.stage in ("dispatched", "on_site"):
+            other = replace(other, stage="confirmed")
+        self.owner.save_in(conn, replace(other, crew_progress=""), now, crew_id=None)
+        self.store.log_in(conn, other.id, now, "note", "daemon",
+                          f"crew {crew_id} reassigned to higher-priority {by}",
+                          {"crew": crew_id, "reassigned_to": by})
+
+    # -- the crew's orders ----------------------------------------------------------------------
+
+    def _crew_link(self, incident_id: str, crew: Any, lang: str, body: str,
+                   params: dict[str, Any]) -> tuple[str, dict[str, Any], list[dict[str, str]]]:
+        """The dispatch's text and parameters with the crew page's link (a line; by SMS the
+        template's ``link``, the template holding the address ``…/c/${link}``), and the link
+        records to keep with the message (none while field links are off)."""
+        if self.planner.links is None:
+            return body, params, []
+        link = self.planner.links(incident_id, f"crew:{crew.id}", f"crew:{crew.id}")
+        if crew.channel == "sms":
+            return body, {**params, "sms": sms_with_link(params["sms"], link.token)}, [link.record]
+        line = CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"])
+        return body + "\n" + line.format(url=link.url), params, [link.record]
+
+    def _dispatch_rows(self, inc: Incident, pr: prio.Priority, choice: crews.CrewChoice,
+                       deadline: datetime, area: str, now: datetime, update: str = ""
+                       ) -> list[OutboxMessage]:
+        """The dispatch message to ``choice.crew`` (``update``: new orders for a crew sent
+        already, and why: ``device`` the fault point corrected, ``grown`` the outage reached
+        more villages), with its page's link."""
+        lang = self.planner.renderer.language
+        ctx = {**crews.dispatch_context(self.topology, inc, pr, choice, deadline, area, now,
+                                        self.planner.tz, lang, self.params), "update": update}
+        body = self.planner.renderer.render("crew_dispatch", **ctx)
+        c = choice.crew
+        body, params, links = self._crew_link(inc.id, c, lang, body,
+                                              crews.dispatch_params(ctx, lang))
+        return [OutboxMessage(
+            incident_id=inc.id, revision=inc.revision, recipient=f"crew:{c.id}",
+            purpose="dispatch", channel=c.channel, target=c.target or c.phone,
+            audience="crew", subject=body.splitlines()[0], body=body,
+            payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
+                     "params": params, "field_links": links,
+                     # what these orders have the crew look at (a later estimate beyond it
+                     # gets new orders: crews.orders_cover)
+                     "covers": crews.orders_covered(ctx)},
+        )]
+
+    def dispatch_update_in(self, conn: Connection, inc: Incident, crew_id: str | None,
+                           now: datetime, why: str = "device") -> list[OutboxMessage]:
+        """New orders for the crew ``inc`` holds (``why``: its fault point corrected, the
+        outage ``grown`` to more villages, or the estimate ``moved``): the dispatch
+        again at ``inc``'s revision, under the deadline it was first given, headed as an update
+        when an earlier one may have reached the crew; a dispatch to it not sent yet is
+        withdrawn (the new one says all). None when no crew holds it."""
+        crew = self.owner.crew_notices.crew(crew_id)
+        if crew is None or inc.status != "active":
+            return []
+        sent = self.store.last_log_details_in(conn, inc.id, "dispatched") or {}
+        if sent.get("deadline"):
+            deadline = parse_time(sent["deadline"], "deadline")
+            area = str(sent.get("area_type") or self.params.commitments.default_area_type)
+        else:
+            deadline, area = crews.arrival_deadline(
+                self.topology, villages_off(inc, self.topology),
+                self.detected_at(conn, inc, {}), self.params.commitments)
+        location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
+        told = f"crew:{crew.id}" in self.store.told_in(conn, inc.id, ("dispatch",))
+        self.store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
+                                       "superseded by new orders", recipients=(f"crew:{crew.id}",))
+        return self._dispatch_rows(inc, self.owner.priority(inc, now),
+                                   self._named_choice(inc, crew, location, area, now),
+                                   deadline, area, now, update=why if told else "")
+
+    def redirect_in(self, conn: Connection, before: Incident, inc: Incident,
+                    now: datetime) -> int:
+        """The crew on its way gets new orders when the fault point moved where its orders do
+        not lead it (more reports, a part restored by switching, a device reported operated):
+        not for a near-tie, whose orders name the close alternative, not when the new point
+        leaves out an area a source reported off, nor once the crew is on site. Returns the
+        rows queued."""
+        est = inc.estimate
+        if (inc.status != "active" or inc.crew_progress != "dispatched" or not est.devices
+                or set(est.devices) == set(before.estimate.devices)
+                or crews.unexplained(self.topology, inc)):
+            return 0
+        sure = crews.certainty(self.topology, inc)
+        if sure["basis"] == "inferred" and (sure["probability"] or 0.0) < crews.REDIRECT_MIN:
+            return 0
+        crew = self.store.crew_of_in(conn, inc.id)
+        sent = self.store.last_payload_in(conn, inc.id, "dispatch", f"crew:{crew}") \
+            if crew else None
+        if not sent or "covers" not in sent or crews.orders_cover(sent["covers"], est.devices):
+            return 0
+        self.store.log_in(conn, inc.id, now, "note", "daemon",
+                          "new orders to the crew: the fault point moved",
+                          {"crew": crew, "devices": list(est.devices)})
+        self.log.info("crew_redirected", incident_id=inc.id, crew=crew, devices=list(est.devices))
+        return self.store.enqueue_in(conn, self.dispatch_update_in(conn, inc, crew, now, "moved"),
+                                     now)
+
+    # -- special-care lists ---------------------------------------------------------------------
+
+    def _care_rows(self, conn: Connection, inc: Incident, villages: Sequence[str],
+                   crew_label: str, now: datetime, retell: bool = False) -> list[OutboxMessage]:
+        """Village liaisons check on the special-care households of their village; the list
+        itself goes only to liaisons reached in person (a group hears the count and who holds
+        the list). Once per liaison, not once per crew sent (in a storm crews are pulled
+        between incidents many times): a group's message naming another crew not sent yet
+        is taken back for one naming ``crew_label``, and one sent already is followed by
+        one only when ``retell`` (the command centre gave the incident to another crew)."""
+        lang = self.planner.renderer.language
+        individual = individual_channels(self.owner.config.channels)
+        named = self.store.care_crews_in(conn, inc.id)
+        rows: list[OutboxMessage] = []
+        for v in villages:
+            care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
+                                           self.params)
+            if not care.get("households"):
+                continue
+            for r in self.planner.care_rows(inc, v, care, individual, crew_label):
+                if r.recipient not in named:
+                    rows.append(r)
+                elif r.payload.get("crew_named") and named[r.recipient] != crew_label:
+                    taken = self.store.withdraw_pending_in(conn, inc.id, ("care",), now,
+                                                           "another crew holds the list",
+                                                           recipients=(r.recipient,))
+                    if taken or retell:
+                        rows.append(r.but(revision=inc.revision))
+        return rows
+
+    def care_for_new_villages_in(self, conn: Connection, inc: Incident, now: datetime,
+                                 tell_crew: bool = True) -> int:
+        """A crew was sent already and the outage reached more villages (a report, a
+        correction): their liaisons hear of their special-care households too, as at the
+        dispatch (once per liaison), and the crew (``tell_crew``) gets new orders naming the
+        villages and households it now has — the liaisons are told the list went to it.
+        Returns the rows queued."""
+        crew = self.store.crew_of_in(conn, inc.id)
+        if crew is None:
+            return 0
+        rows = self._care_rows(conn, inc, villages_off(inc, self.topology),
+                               self.owner.crew_label(crew), now)
+        if tell_crew:
+            rows += self.dispatch_update_in(conn, inc, crew, now, "grown")
+        return self.store.enqueue_in(conn, rows, now) if rows else 0

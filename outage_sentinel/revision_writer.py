@@ -1,0 +1,352 @@
+"""Writing one incident revision the processor decided, and what the revision sets going.
+
+The processor (:mod:`outage_sentinel.processing`) resolves, correlates, triages and estimates
+an event into the incident's next state; :class:`RevisionWriter` turns that state into what is
+written, all in the processor's transaction::
+
+    plan notices (held back, past stop, withdrawn inferences, a cancellation's take-back)
+        ─▶ outbox rows + command-centre summary ─▶ incident row (+ earlier calls joined)
+        ─▶ log steps ─▶ crews and care (power back, revived, new villages, redirect)
+
+Faults that need a crew are queued and sent one once the whole batch is folded
+(:meth:`RevisionWriter.dispatch_waiting`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
+
+from outage_sentinel.config import Config
+from outage_sentinel.crew import restored_by
+from outage_sentinel.events import OutageEvent
+from outage_sentinel.held_notices import keep_held_in
+from outage_sentinel.incidents import (
+    BACK_NOTICES,
+    OPERATOR_SOURCE,
+    Incident,
+    Notice,
+    Resolved,
+    called_off_areas,
+    dark_villages,
+    hold_back,
+    past_stop_unannounced,
+    plan_notices,
+    reported_dark,
+    restoration_step,
+    superseded_now,
+    villages_of_scope,
+    villages_off,
+)
+from outage_sentinel.liaison import LiaisonPlanner
+from outage_sentinel.lifecycle import WAITING_STAGES, Lifecycle, incident_columns
+from outage_sentinel.logs import get_logger, redact
+from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.round_cache import RoundCache
+from outage_sentinel.store import Store, StoredEvent
+from outage_sentinel.topology import Topology
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One event being folded in, with what the round knows around it (the processor's
+    reading of it, handed to the writer)."""
+
+    event: OutageEvent
+    resolved: Resolved
+    rnd: RoundCache
+    now: datetime
+    planned: frozenset[str]
+    unplaced: bool
+    #: Trouble calls received before the incident the event opens, that join it with the event.
+    calls: tuple[tuple[StoredEvent, Resolved], ...] = ()
+    #: The records of the incident that the event re-issues under a new id (ended with it).
+    supersedes: tuple[str, ...] = ()
+
+
+def actor_of(event: OutageEvent) -> str:
+    """Who a step of ``event`` is logged as: the operator who took it, else its source."""
+    if event.source == OPERATOR_SOURCE:
+        return str(event.raw.get("actor") or "operator")
+    return f"source:{event.source}"
+
+
+class RevisionOwner(Protocol):
+    """What the writer reads of the processor: the store, the lifecycle, the config and the
+    ETR step (fixed), and the topology and planner (a topology reload replaces these)."""
+
+    store: Store
+    lifecycle: Lifecycle
+    config: Config
+    etr_step: timedelta
+    topology: Topology
+    planner: LiaisonPlanner
+
+
+class RevisionWriter:
+    """Owns writing an incident revision inside the processor's transaction: the notices it
+    sends and what they hold back or take back, its outbox rows and summary, the incident row
+    and the earlier calls it took in, its log steps, and the crew and care steps it sets going
+    — with the faults it queues for a crew (auto-dispatch, once the batch is in). One per
+    processor."""
+
+    def __init__(self, owner: RevisionOwner) -> None:
+        self.owner = owner
+        self.store, self.lifecycle, self.config = owner.store, owner.lifecycle, owner.config
+        self.etr_step = owner.etr_step
+        # The processor's steps log under its name, wherever their code lives.
+        self.log = get_logger(component="processor")
+        #: Faults folded in the batch under way that may need a crew (in order).
+        self.waiting: dict[str, None] = {}
+
+    @property
+    def topology(self) -> Topology:
+        return self.owner.topology
+
+    @property
+    def planner(self) -> LiaisonPlanner:
+        return self.owner.planner
+
+    def write(self, conn: Connection, current: Incident | None, after: Incident, f: Fold
+              ) -> Incident:
+        """Write ``after``, the incident after the event (estimate and revision, from
+        ``current``), with its notices and its log steps; returns it as written."""
+        event, now = f.event, f.now
+        notices, after = self._planned_notices(conn, current, after, f)
+        rows = self._outbox_rows(conn, current, after, notices, f)
+        self._save_incident(conn, current, after, f)
+        self._log_steps(conn, current, after, event, now)
+        added = self.store.enqueue_in(conn, rows, now)
+        self._crew_and_care_steps(conn, current, after, event, now)
+        if current is None or current.revision != after.revision:
+            self.log.info("incident_revised", source=event.source, event_id=event.event_id,
+                          at=now.isoformat(),
+                          feeder=f.resolved.feeder, incident_id=after.id,
+                          revision=after.revision, status=after.status,
+                          fault_device=after.fault_device,
+                          transformers=len(after.estimate.transformers),
+                          customers=after.estimate.customers,
+                          villages=len(after.estimate.villages),
+                          notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
+                          queued=added)
+        return after
+
+    # -- the notices ----------------------------------------------------------------------------
+
+    def _planned_notices(self, conn: Connection, current: Incident | None, after: Incident,
+                         f: Fold) -> tuple[list[Notice], Incident]:
+        """The notices ``after`` sends, and the incident as they leave it: the villages still
+        dark in another incident held back from "power back", planned work past its stop left
+        unannounced, withdrawn inferences taken back, and what a cancellation takes back."""
+        event, rnd, now = f.event, f.rnd, f.now
+        notices, after = plan_notices(current, after, self.topology, self.etr_step)
+        held: tuple[str, ...] = ()
+        if any(n.purpose in BACK_NOTICES for n in notices):  # only then: a storm's rounds
+            notices, after, held = hold_back(notices, after,
+                                             self.dark_elsewhere(conn, after, now, rnd))
+        if held:
+            keep_held_in(self.store, conn, after.id, held, now)
+        notices, after = self._past_stop(conn, after, notices, f)
+        after = self._take_back_withdrawn(conn, after, notices, now)
+        if after.status == "cancelled" and current is not None and current.status == "active":
+            notices = self.lifecycle.take_back_in(conn, after, notices, now, actor_of(event),
+                                                  source=event.source)
+        return notices, after
+
+    def _past_stop(self, conn: Connection, after: Incident, notices: list[Notice], f: Fold
+                   ) -> tuple[list[Notice], Incident]:
+        """Planned work first seen after its stop tells no village of an outage unless a
+        report says its area is still dark (:func:`past_stop_unannounced`); the incident is
+        kept for the command centre and its log says whom it did not tell."""
+        if not any(n.purpose == "outage" for n in notices):
+            return notices, after
+        dark = reported_dark([after, *f.rnd.open_all(conn)])
+        notices, after, left = past_stop_unannounced(notices, after, f.now, self.topology, dark)
+        if left:
+            self.log.info("past_stop_not_announced", incident_id=after.id, villages=list(left),
+                          etr=after.etr.isoformat() if after.etr else None)
+            self.store.log_in(conn, after.id, f.now, "past_stop", actor_of(f.event), "",
+                              {"villages": list(left)})
+        return notices, after
+
+    def _take_back_withdrawn(self, conn: Connection, after: Incident, notices: list[Notice],
+                             now: datetime) -> Incident:
+        """A village whose areas were only inferred and that the estimate dropped is not
+        told it was a mistake (it was told "may be affected"), but what was queued for it and
+        not sent yet is taken back: sent after the estimate moved away, a "may be affected"
+        is only noise (a lone record and its calls folded in one round told the village
+        beside it, whose fuse the calls had already ruled out). A village nothing reached is
+        no longer counted as told: inferred again, it hears of the outage afresh."""
+        villages = [v for n in notices if n.purpose == "withdrawn" for v in n.villages]
+        recipients = {v: self.planner.village_recipients(v) for v in villages}
+        if not any(recipients.values()):
+            return after
+        taken = self.store.withdraw_pending_in(
+            conn, after.id, ("outage", "update", "care"), now,
+            f"the estimate no longer has it off (revision {after.revision})",
+            [r for rs in recipients.values() for r in rs])
+        if not taken:
+            return after
+        told = self.store.told_in(conn, after.id, ("outage", "update"))
+        untold = {v for v, rs in recipients.items() if not told.intersection(rs)}
+        self.log.info("inferred_notices_taken_back", incident_id=after.id,
+                      villages=villages, messages=taken, never_told=sorted(untold))
+        return replace(after, withdrawn_villages=tuple(
+            v for v in after.withdrawn_villages if v not in untold))
+
+    def dark_elsewhere(self, conn: Connection, inc: Incident, now: datetime,
+                       rnd: RoundCache | None = None) -> set[str]:
+        """Villages of ``inc``'s scope with an area still off in another open incident (any
+        open incident, whatever feeder it is filed under: a record filed under its own line
+        may name this village's areas; planned work once started)."""
+        topo, rnd = self.topology, rnd or RoundCache(self.store)
+        villages = set(villages_of_scope(inc, topo))
+        return dark_villages(rnd.open_all(conn), now, topo, exclude=inc.id) & villages
+
+    # -- the rows and the log -------------------------------------------------------------------
+
+    def _outbox_rows(self, conn: Connection, current: Incident | None, after: Incident,
+                     notices: list[Notice], f: Fold) -> list[OutboxMessage]:
+        """The liaisons' notices and the command centre's summary of the revision."""
+        rows = self.planner.rows(after, notices, f.now, previous=current)
+        rows += self.lifecycle.summary_rows(current, after, self.store.crew_of_in(conn, after.id))
+        if f.unplaced and not any(r.audience == "command" for r in rows):
+            # Summaries switched off: an outage nobody could place still goes to a person.
+            rows += self.lifecycle.command_rows(after, "unplaced",
+                                                self.lifecycle.render_summary(after))
+        return rows
+
+    def _save_incident(self, conn: Connection, current: Incident | None, after: Incident,
+                       f: Fold) -> None:
+        """Write the incident (with its priority while on), and mark the earlier trouble calls
+        it took in as processed into it."""
+        now, rnd = f.now, f.rnd
+        extra = {"priority": self.lifecycle.priority(after, now).score} \
+            if after.status == "active" else {}
+        self.store.save_incident_in(conn, incident_columns(after, now, **extra))
+        rnd.saved(current, after, now)
+        for call, _ in f.calls:
+            self.store.mark_processed_in(conn, call.row_id, after.id)
+            rnd.done(call, after.id)
+        if f.calls:
+            self.log.info("earlier_calls_joined", incident_id=after.id,
+                          calls=[c.event.event_id for c, _ in f.calls])
+
+    def _log_steps(self, conn: Connection, before: Incident | None, after: Incident,
+                   event: Any, now: datetime) -> None:
+        """Record the lifecycle steps this change made (the report's raw material)."""
+        actor = actor_of(event)
+        if before is None:
+            self.store.log_in(conn, after.id, now, "detected", actor, "",
+                              {"transformers": list(after.off),
+                               "customers": self.topology.customers_of(after.off)})
+        # An operator's note on the step (why, who said so) is kept with the step it explains.
+        note = redact(str(event.raw.get("note") or "")) if event.source == OPERATOR_SOURCE \
+            else ""
+        self._log_restoration(conn, before, after, actor, now, note)
+        self._log_reissued(conn, before, after, actor, now)
+        old_stage = before.stage if before is not None else None
+        if after.stage != old_stage and after.stage in ("confirmed", "cancelled"):
+            self.store.log_in(conn, after.id, now, after.stage, actor)
+        if before is not None and before.etr != after.etr and after.status == "active":
+            self.store.log_in(conn, after.id, now, "etr_changed", actor, "",
+                              {"from": before.etr.isoformat() if before.etr else None,
+                               "to": after.etr.isoformat() if after.etr else None})
+        if before is not None and before.device_set and not after.device_set:
+            # The outage grew past the fault point the command centre set: the estimate is
+            # the localiser's again (the summary says 推断, the crew gets new orders).
+            self.store.log_in(conn, after.id, now, "device_set_dropped", actor,
+                              "reported areas outside the fault point set",
+                              {"was": list(before.device_set), "by": before.device_set_by})
+            self.log.warning("device_set_dropped", incident_id=after.id,
+                             was=list(before.device_set))
+
+    def _log_reissued(self, conn: Connection, before: Incident | None, after: Incident,
+                      actor: str, now: datetime) -> None:
+        """Log the records this change took as re-issued under a new id (the command centre
+        sees which record continues which, and can cancel or correct the work)."""
+        for old, by in superseded_now(before, after).items():
+            self.store.log_in(conn, after.id, now, "reissued", actor, "",
+                              {"record": old, "by": by})
+            self.log.info("planned_work_reissued", incident_id=after.id, record=old, by=by)
+
+    def _log_restoration(self, conn: Connection, before: Incident | None, after: Incident,
+                         actor: str, now: datetime, note: str = "") -> None:
+        called_off = set(called_off_areas(after))
+        if after.status == "active" and called_off.intersection(restoration_step(before, after)):
+            left = [t for t in restoration_step(before, after) if t in called_off]
+            self.store.log_in(conn, after.id, now, "called_off", actor, note,
+                              {"transformers": left,
+                               "customers": self.topology.customers_of(left)})
+        step = tuple(t for t in restoration_step(before, after) if t not in called_off)
+        if step:
+            stage = "restored" if after.status == "restored" else "partially_restored"
+            # Logged at the time supply came back (an operator may record it later).
+            back_at = max(after.restored[t] for t in step)
+            self.store.log_in(conn, after.id, min(back_at, now), stage, actor, note,
+                              {"transformers": list(step),
+                               "customers": self.topology.customers_of(step),
+                               "recorded_at": now.isoformat()})
+        elif after.status == "restored" and (before is None or before.status != "restored"):
+            self.store.log_in(conn, after.id, now, "restored", actor, note, {"transformers": [],
+                                                                             "customers": 0})
+
+    # -- crews and care -------------------------------------------------------------------------
+
+    def _crew_and_care_steps(self, conn: Connection, current: Incident | None,
+                             after: Incident, event: OutageEvent, now: datetime) -> None:
+        """What the revision sets going for crews and care: the crew told power is back, a
+        revived incident's crew freed, a fault queued for a crew, the villages it grew to
+        cared for, or the crew on its way redirected."""
+        if current is not None and current.status == "active" and after.status == "restored":
+            self._tell_crew_power_back(conn, after, event, now)
+        if current is not None and current.status != "active" and after.status == "active":
+            self.lifecycle.revived_in(conn, after, now, actor_of(event))
+        if after.status == "active" and (after.off or after.feeder != "?"):
+            grew = current is not None and bool(set(villages_off(after, self.topology)) - set(
+                villages_off(current, self.topology)))
+            # A crew sent before the outage grew gets new orders; one sent now has them all.
+            sent_before = grew and self.store.crew_of_in(conn, after.id) is not None
+            if self._may_need_crew(after):  # sent once every event of the call is in
+                self.waiting[after.id] = None
+            if grew:
+                self.lifecycle.care_for_new_villages_in(conn, after, now, sent_before)
+            elif current is not None:  # the crew on its way follows the estimate
+                self.lifecycle.redirect_in(conn, current, after, now)
+
+    def _tell_crew_power_back(self, conn: Connection, inc: Incident, event: OutageEvent,
+                              now: datetime) -> None:
+        """The crew sent to ``inc`` hears that its power is back from a source it may not
+        know of (the feed, meters, a liaison): not when the command centre recorded it (often
+        on the crew's own word) or the crew did."""
+        crew = self.store.crew_of_in(conn, inc.id)
+        if crew is None or event.source == OPERATOR_SOURCE:
+            return
+        by = restored_by(event.source, self.planner.renderer.language)
+        self.lifecycle.crew_notices.power_back_in(conn, inc, crew, now, by)
+
+    def _may_need_crew(self, inc: Incident) -> bool:
+        """A confirmed fault the daemon sends a crew to itself (one with a line to send it to)."""
+        return (self.config.lifecycle.auto_dispatch and inc.kind == "fault"
+                and inc.status == "active" and inc.stage in WAITING_STAGES
+                and bool(inc.off or inc.feeder != "?"))
+
+    def dispatch_waiting(self, now: datetime) -> None:
+        """Send crews to the faults the batch folded that have none, once every event of the
+        batch is in: a crew freed by a restoration in the same poll (folded last, as endings
+        are) is free for them. Dispatched as they were folded, the new outage found that crew
+        busy, took a farther one or told the command centre none was free. A failure is
+        logged; the clock's check dispatches the fault a minute later."""
+        waiting, self.waiting = list(self.waiting), {}
+        for incident_id in waiting:
+            try:
+                with self.store.transaction() as conn:
+                    inc, row = self.lifecycle.load_in(conn, incident_id)
+                    if self._may_need_crew(inc) and row.get("crew_id") is None:
+                        self.lifecycle.dispatch_in(conn, inc, row, now, "daemon")
+            except Exception:
+                self.log.exception("auto_dispatch_failed", incident_id=incident_id)
+
