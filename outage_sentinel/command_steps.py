@@ -110,11 +110,13 @@ class CommandSteps:
 
     def add(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
         """Add areas the command centre knows are off (an operator report: they stay off
-        until a restoration step or a source says they are back)."""
+        until a restoration step or a source says they are back). An area the incident only
+        inferred or named as possibly affected is confirmed: its village hears it as off."""
         inc = self.processor.active(incident_id)
-        areas = [t for t in self.areas(refs) if t not in inc.off]
+        areas = [t for t in self.areas(refs)
+                 if t not in inc.off or inc.scope.get(t, "reported") != "reported"]
         if not areas:
-            raise LifecycleError(f"every area given is already off in {incident_id}")
+            raise LifecycleError(f"every area given is already confirmed off in {incident_id}")
         readmitted = [t for t in areas if t in inc.excluded]
         if readmitted:  # taken out earlier by a correction: the operator's word now undoes it
             self._correct(incident_id, actor, note, "scope_readmitted",
