@@ -10,10 +10,12 @@ One poll = one or more HTTP requests (pages), each with
 * a conditional GET: the ETag / Last-Modified of the last *committed* poll are sent as
   ``If-None-Match`` / ``If-Modified-Since``; a 304 gives ``PollResult(not_modified=True)``.
 
-The new validators go into :attr:`PollResult.cursor`, and the source only starts sending them
-after :meth:`HttpJsonSource.acknowledge` — i.e. once the daemon has stored the events with the
-cursor. A crash or a failed commit in between therefore re-fetches the body instead of getting
-a 304 for events that were never stored.
+Each request, as the list above says, and its body read as JSON are the work of
+:class:`~outage_sentinel.sources.feed_client.FeedClient`; this module pages through the feed,
+maps its records and keeps the cursor. The new validators go into :attr:`PollResult.cursor`,
+and the source only starts sending them after :meth:`HttpJsonSource.acknowledge` — i.e. once
+the daemon has stored the events with the cursor. A crash or a failed commit in between
+therefore re-fetches the body instead of getting a 304 for events that were never stored.
 
 A poll that fails as a whole raises :class:`FeedError` (a :class:`SourceError`) whose message
 names the source, the URL (query values and credentials redacted) and the reason; the raw body,
@@ -36,24 +38,20 @@ everything is scrubbed of the configured secret values once more before it leave
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
 import structlog
-import urllib3
 
 from outage_sentinel.config import HttpJsonSourceConfig
-from outage_sentinel.errors import exception_chain, parse_retry_after
 from outage_sentinel.events import (
     LEFT_LIST,
     UNCLASSIFIED_KIND,
@@ -64,7 +62,15 @@ from outage_sentinel.events import (
     parse_time,
 )
 from outage_sentinel.retry import RetryPolicy
-from outage_sentinel.sources.base import SourceError
+from outage_sentinel.sources.feed_client import (
+    RAW_LIMIT,
+    FeedClient,
+    FeedError,
+    FeedResponse,
+    page_prefix,
+    raw_text,
+    redact_url,
+)
 from outage_sentinel.sources.mapping import (
     MISSING,
     RecordMapper,
@@ -76,11 +82,6 @@ from outage_sentinel.sources.mapping import (
 
 __all__ = ["FeedError", "HttpJsonSource", "RAW_LIMIT", "redact_url"]
 
-#: How much of a failed body is kept on :attr:`FeedError.raw` for quarantine.
-RAW_LIMIT = 64 * 1024
-#: Streaming read size; the size cap is checked after each chunk.
-CHUNK_BYTES = 64 * 1024
-USER_AGENT = "outage-sentinel (http_json source)"
 #: Complete polls in a row a snapshot record must be missing from before it is over: a record
 #: can move across a page boundary while the feed is paged (another outage ended above it),
 #: and one such miss must not tell its villages that power is back.
@@ -93,80 +94,6 @@ HELD_ALERT_POLLS = 3
 MAX_UNCLASSIFIED_LOGGED = 50
 
 log = structlog.get_logger(__name__)
-
-
-class FeedError(SourceError):
-    """A poll of an HTTP feed failed as a whole.
-
-    Attributes: ``source`` (source name), ``url`` (redacted), ``reason`` (what went wrong, no
-    secrets), ``status`` (HTTP status if a response came), ``raw`` (the body or its first
-    :data:`RAW_LIMIT` characters, decoded leniently, or ``None``), ``retryable`` (whether
-    trying again may help), ``retry_after`` (seconds the server asked to wait, if any).
-    """
-
-    def __init__(self, source: str, url: str, reason: str, *, status: int | None = None,
-                 raw: str | None = None, retryable: bool = False,
-                 retry_after: float | None = None) -> None:
-        self.source = source
-        self.url = url
-        self.reason = reason
-        self.status = status
-        self.raw = raw
-        self.retryable = retryable
-        self.retry_after = retry_after
-        super().__init__(f"source {source}: {reason} ({url})")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials and with every query value replaced by ``***``."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    etag: str | None
-    last_modified: str | None
-    body: bytes
-    charset: str | None
-
-
-def _charset(content_type: str | None) -> str | None:
-    if not content_type:
-        return None
-    for part in content_type.split(";")[1:]:
-        key, _, value = part.strip().partition("=")
-        if key.lower() == "charset" and value:
-            name = value.strip().strip('"')
-            try:
-                return codecs.lookup(name).name
-            except LookupError:
-                return None
-    return None
-
-
-def _os_reason(exc: BaseException) -> str:
-    """The innermost OS-level reason of a connection error (``Connection refused``), no URL."""
-    reasons = [e.strerror for e in exception_chain(exc)
-               if isinstance(e, OSError) and e.strerror]
-    found = reasons[-1] if reasons else None
-    if found:
-        return found
-    name = type(exc).__name__
-    text = str(exc)
-    # Without an OS reason, name the failure by its class; urllib3's texts embed the URL.
-    for marker in ("NameResolutionError", "Failed to resolve", "getaddrinfo"):
-        if marker in text:
-            return "host name could not be resolved"
-    if "RemoteDisconnected" in text or "Connection aborted" in text:
-        return "server closed the connection without a response"
-    return name
 
 
 def _fingerprint(record: Any) -> str:
@@ -352,31 +279,6 @@ def _end(source: str, event_id: str, info: Mapping[str, Any], result: PollResult
         pass  # a damaged cursor entry: forget it rather than fail the poll
 
 
-def _body_chunks(response: requests.Response) -> Iterator[bytes]:
-    """The body as it arrives, decompressed: each piece is what one read of the socket gave
-    (at most :data:`CHUNK_BYTES`), so a server trickling a byte at a time is caught by the
-    download deadline (``iter_content`` hands a chunk over only once it is full, and a
-    trickle never lets a read time out). urllib3's errors become requests' own, as
-    ``iter_content`` raises them."""
-    raw = response.raw
-    while True:
-        try:
-            data = raw.read1(CHUNK_BYTES, decode_content=True)
-        except urllib3.exceptions.ProtocolError as exc:
-            raise requests.exceptions.ChunkedEncodingError(exc) from exc
-        except urllib3.exceptions.DecodeError as exc:
-            raise requests.exceptions.ContentDecodingError(exc) from exc
-        except urllib3.exceptions.ReadTimeoutError as exc:
-            raise requests.exceptions.ConnectionError(exc) from exc
-        if not data:
-            return
-        yield data
-
-
-def _chain_has(exc: BaseException, name: str) -> bool:
-    return any(type(e).__name__ == name or name in str(e.args[:1]) for e in exception_chain(exc))
-
-
 class HttpJsonSource:
     """An outage feed served as JSON over HTTP(S); see the module docstring for the contract.
 
@@ -412,14 +314,11 @@ class HttpJsonSource:
         #: Counters for metrics: snapshot polls that were incomplete (no record may be ended
         #: from them), and polls in a row (so far) that held back a record gone from the list.
         self.stats: dict[str, int] = {"incomplete_polls": 0, "held_polls": 0}
-        self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
-        self._sleep = sleep
-        self._clock = clock
-        self._rand = rand
+        #: The HTTP side: requests, retries, limits, the body as JSON, errors without secrets.
+        self._client = FeedClient(config, self.pagination, self.retry, session=session,
+                                  sleep=sleep, clock=clock, rand=rand)
         self._cursor: dict[str, Any] = {}
-        self.url_redacted = redact_url(config.url)
-        self._secrets = self._collect_secrets()
+        self.url_redacted = self._client.url_redacted
 
     # -- Source protocol --------------------------------------------------------------------
 
@@ -470,7 +369,7 @@ class HttpJsonSource:
         unsure = False
         while True:
             number = page if paged else None
-            response = self._fetch(number, conditional if page == 1 else {})
+            response = self._client.fetch(number, conditional if page == 1 else {})
             if self._not_modified(response, page, conditional):
                 return None
             if page == 1:
@@ -492,37 +391,37 @@ class HttpJsonSource:
             gap = "pagination.max_pages reached"
         return page, gap
 
-    def _not_modified(self, response: _Response, page: int, conditional: dict[str, str]) -> bool:
+    def _not_modified(self, response: FeedResponse, page: int, conditional: dict[str, str]) -> bool:
         """Whether the response is a 304 to page 1's conditional request; a 304 to anything
         else fails the poll."""
         if response.status != 304:
             return False
         if page == 1 and conditional:
             return True
-        raise self._error(f"HTTP 304 for page {page} without a conditional request")
+        raise self._client.error(f"HTTP 304 for page {page} without a conditional request")
 
     @staticmethod
-    def _note_validators(response: _Response, new_cursor: dict[str, Any]) -> None:
+    def _note_validators(response: FeedResponse, new_cursor: dict[str, Any]) -> None:
         """Keep page 1's ETag and Last-Modified for the next conditional request."""
         if response.etag:
             new_cursor["etag"] = response.etag
         if response.last_modified:
             new_cursor["last_modified"] = response.last_modified
 
-    def _page_records(self, response: _Response, page: int | None) -> tuple[Any, list[Any]]:
+    def _page_records(self, response: FeedResponse, page: int | None) -> tuple[Any, list[Any]]:
         """A page's payload and its records; an error envelope or no record list fails the
         poll."""
-        payload = self._parse(response, page)
+        payload = self._client.parse(response, page)
         failure = envelope_failure(payload, self.config.success_path,
                                    self.config.success_values)
         if failure is not None:
-            raise self._error(self._where(page) + failure,
-                              raw=self._raw(response.body, response.charset))
+            raise self._client.error(page_prefix(page) + failure,
+                                     raw=raw_text(response.body, response.charset))
         try:
             records = extract_records(payload, self.records_path)
         except EventError as exc:
-            raise self._error(self._where(page) + str(exc),
-                              raw=self._raw(response.body, response.charset)) from None
+            raise self._client.error(page_prefix(page) + str(exc),
+                                     raw=raw_text(response.body, response.charset)) from None
         return payload, records
 
     def _last_page(self, page: int, total: int | None, records: list[Any]) -> bool:
@@ -595,8 +494,7 @@ class HttpJsonSource:
 
     def close(self) -> None:
         """Close the HTTP session if this source created it."""
-        if self._owns_session:
-            self._session.close()
+        self._client.close()
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -640,85 +538,7 @@ class HttpJsonSource:
             headers["If-Modified-Since"] = self._cursor["last_modified"]
         return headers
 
-    def _collect_secrets(self) -> list[str]:
-        secrets: list[str] = [v.get_secret_value() for v in self.config.headers.values()]
-        secrets += list(self.config.params.values())
-        parts = urlsplit(self.config.url)
-        secrets += [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
-        secrets += [s for s in (parts.username, parts.password) if s]
-
-        def leaves(value: Any) -> Iterator[str]:
-            if isinstance(value, str):
-                yield value
-            elif isinstance(value, Mapping):
-                for v in value.values():
-                    yield from leaves(v)
-            elif isinstance(value, list):
-                for v in value:
-                    yield from leaves(v)
-
-        if self.config.body is not None:
-            secrets += list(leaves(self.config.body))
-        # Very short values ("1", "zh") would mangle messages and are no secret anyway.
-        return sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _error(self, reason: str, **kwargs: Any) -> FeedError:
-        raw = kwargs.pop("raw", None)
-        return FeedError(self.name, self.url_redacted, self._scrub(reason),
-                         raw=self._scrub(raw) if raw is not None else None, **kwargs)
-
-    @staticmethod
-    def _where(page: int | None) -> str:
-        return f"page {page}: " if page is not None else ""
-
-    def _raw(self, body: bytes, charset: str | None) -> str:
-        return self._decode(body[:RAW_LIMIT * 4], charset, lenient=True)[:RAW_LIMIT]
-
-    @staticmethod
-    def _decode(body: bytes, charset: str | None, *, lenient: bool = False) -> str:
-        """Decode a body: declared charset, else UTF-8 (BOM allowed), else GB18030."""
-        errors = "replace" if lenient else "strict"
-        if charset:
-            try:  # a BOM is no character of the document, whatever the charset says
-                return body.decode(charset, errors).removeprefix("\ufeff")
-            except (UnicodeDecodeError, LookupError):
-                pass
-        try:
-            return body.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            # Chinese government and utility back ends still emit GBK without saying so.
-            return body.decode("gb18030", errors)
-
-    def _parse(self, response: _Response, page: int | None) -> Any:
-        where = self._where(page)
-        try:
-            text = self._decode(response.body, response.charset)
-        except UnicodeDecodeError:
-            raise self._error(f"{where}body is not text in UTF-8 or GB18030",
-                              raw=self._raw(response.body, response.charset)) from None
-        if not text.strip():
-            raise self._error(f"{where}empty body (expected JSON)", raw="")
-        try:
-            return json.loads(text)
-        except RecursionError:
-            raise self._error(f"{where}invalid JSON: nested too deeply",
-                              raw=self._raw(response.body, response.charset)) from None
-        except json.JSONDecodeError as exc:
-            stripped = text.rstrip()
-            if exc.pos >= len(stripped) - 1:
-                reason = (f"{where}invalid JSON: document ends unexpectedly at char {exc.pos} "
-                          f"({exc.msg}); the body looks truncated")
-            else:
-                reason = (f"{where}invalid JSON at line {exc.lineno} column {exc.colno}: "
-                          f"{exc.msg}")
-            raise self._error(reason, raw=self._raw(response.body, response.charset)) from None
-
-    def _total_pages(self, payload: Any, page: int, response: _Response) -> int | None:
+    def _total_pages(self, payload: Any, page: int, response: FeedResponse) -> int | None:
         path = self.pagination.total_pages_path
         if path is None:
             return None
@@ -731,9 +551,9 @@ class HttpJsonSource:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self._error(f"page {page}: pagination.total_pages_path {path!r}: expected a "
-                              f"non-negative integer, got {value!r}"[:300],
-                              raw=self._raw(response.body, response.charset))
+            raise self._client.error(f"page {page}: pagination.total_pages_path {path!r}: "
+                                     f"expected a non-negative integer, got {value!r}"[:300],
+                                     raw=raw_text(response.body, response.charset))
         return value
 
     def _map_records(self, records: list[Any], page: int | None, result: PollResult,
@@ -741,7 +561,7 @@ class HttpJsonSource:
         """Map a page's records into ``result``, and note in ``seen_list`` what was listed:
         every readable id, the ids of the records quarantined, and a fingerprint of each
         record whose id cannot be read."""
-        where = self._where(page)
+        where = page_prefix(page)
         for index, record in enumerate(records):
             try:
                 event = self._mapper.map(record)
@@ -782,143 +602,3 @@ class HttpJsonSource:
         log.warning("feed_unknown_kind", source=self.name, value=str(value)[:64],
                     field=self.fields.kind, handled_as=event.kind, event_id=event.event_id,
                     hint="announced as 停电通知 (no kind); map it under fields.kind_values")
-
-    # -- HTTP -------------------------------------------------------------------------------
-
-    def _fetch(self, page: int | None, conditional: Mapping[str, str]) -> _Response:
-        attempts = self.config.retry.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._fetch_once(page, conditional)
-            except FeedError as exc:
-                if not exc.retryable or attempt == attempts:
-                    if exc.retryable and attempts > 1:
-                        exc.reason = f"{exc.reason} (gave up after {attempts} attempts)"
-                        exc.args = (f"source {exc.source}: {exc.reason} ({exc.url})",)
-                    raise
-                delay = self.retry.delay(attempt, self._rand(), exc.retry_after)
-                log.warning("http_json.retry", source=self.name, attempt=attempt,
-                            max_attempts=attempts, reason=exc.reason, delay_s=round(delay, 3))
-                self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _request_args(self, page: int | None, conditional: Mapping[str, str]) -> dict[str, Any]:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        headers.update({k: v.get_secret_value() for k, v in self.config.headers.items()})
-        headers.update(conditional)
-        params: dict[str, str] = dict(self.config.params)
-        body = dict(self.config.body) if self.config.body is not None else None
-        if page is not None:
-            if self.pagination.page_location == "body":
-                body = {**(body or {}), self.pagination.page_param: page}
-            else:
-                params[self.pagination.page_param] = str(page)
-        args: dict[str, Any] = {
-            "method": self.config.method,
-            "url": self.config.url,
-            "params": params,
-            "headers": headers,
-            "timeout": (self.config.connect_timeout_seconds, self.config.timeout_seconds),
-            "stream": True,
-            "verify": self.config.verify_tls,
-            # Configured headers carry credentials; following a redirect would hand them to
-            # whatever host the feed points at. The operator configures the final URL instead.
-            "allow_redirects": False,
-        }
-        if body is not None:
-            args["json"] = body
-        return args
-
-    def _fetch_once(self, page: int | None, conditional: Mapping[str, str]) -> _Response:
-        where = self._where(page)
-        cfg = self.config
-        try:
-            response = self._session.request(**self._request_args(page, conditional))
-        except requests.exceptions.ConnectTimeout:
-            raise self._error(f"{where}connect timed out after {cfg.connect_timeout_seconds:g}s",
-                              retryable=True) from None
-        except requests.exceptions.ReadTimeout:
-            raise self._error(f"{where}no response within {cfg.timeout_seconds:g}s (timeout)",
-                              retryable=True) from None
-        except requests.exceptions.SSLError as exc:
-            raise self._error(f"{where}TLS error: {_os_reason(exc)}") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise self._error(f"{where}connection failed: {_os_reason(exc)}",
-                              retryable=True) from None
-        except requests.exceptions.RequestException as exc:
-            raise self._error(f"{where}request failed: {type(exc).__name__}") from None
-        with response:
-            status = response.status_code
-            charset = _charset(response.headers.get("Content-Type"))
-            if status == 304:
-                return _Response(304, None, None, b"", charset)
-            if status >= 500 or status == 429:
-                body = self._read_body(response, page, min(cfg.max_response_bytes, RAW_LIMIT),
-                                       truncate=True)
-                raise self._error(f"{where}HTTP {status} {response.reason or ''}".rstrip(),
-                                  status=status, raw=self._raw(body, charset), retryable=True,
-                                  retry_after=self._retry_after(response))
-            if 300 <= status < 400:
-                location = response.headers.get("Location", "")
-                target = redact_url(location) if "://" in location else "a relative location"
-                raise self._error(f"{where}HTTP {status} redirect to {target}; redirects are "
-                                  f"not followed, set url to the final address", status=status)
-            if not 200 <= status < 300:
-                body = self._read_body(response, page, min(cfg.max_response_bytes, RAW_LIMIT),
-                                       truncate=True)
-                raise self._error(f"{where}HTTP {status} {response.reason or ''}".rstrip(),
-                                  status=status, raw=self._raw(body, charset))
-            body = self._read_body(response, page, cfg.max_response_bytes)
-            return _Response(status, response.headers.get("ETag"),
-                             response.headers.get("Last-Modified"), body, charset)
-
-    @staticmethod
-    def _retry_after(response: requests.Response) -> float | None:
-        return parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
-
-    def _read_body(self, response: requests.Response, page: int | None, limit: int,
-                   *, truncate: bool = False) -> bytes:
-        """Stream the body into memory, never holding more than ``limit`` (+1 chunk) bytes.
-
-        ``truncate`` (used for error bodies we only keep for inspection) stops quietly at the
-        limit instead of failing the poll on size.
-        """
-        where = self._where(page)
-        declared = response.headers.get("Content-Length", "")
-        if not truncate and declared.isdigit() and int(declared) > limit:
-            raise self._error(f"{where}response too large: Content-Length {declared} bytes "
-                              f"exceeds max_response_bytes {limit}")
-        deadline = self._clock() + max(self.config.timeout_seconds,
-                                       self.config.connect_timeout_seconds)
-        buf = bytearray()
-        try:
-            for chunk in _body_chunks(response):
-                buf += chunk
-                if len(buf) > limit:
-                    if truncate:
-                        return bytes(buf[:limit])
-                    raise self._error(f"{where}response too large: more than {limit} bytes "
-                                      f"(max_response_bytes); download aborted",
-                                      raw=self._raw(bytes(buf[:RAW_LIMIT]), None))
-                if self._clock() > deadline:
-                    raise self._error(f"{where}download not finished within "
-                                      f"{self.config.timeout_seconds:g}s (timeout)",
-                                      retryable=True)
-        except requests.exceptions.ChunkedEncodingError:
-            if truncate:
-                return bytes(buf)
-            raise self._error(f"{where}truncated body: connection closed after {len(buf)} bytes"
-                              + (f" of {declared}" if declared.isdigit() else ""),
-                              raw=self._raw(bytes(buf), None), retryable=True) from None
-        except requests.exceptions.ConnectionError as exc:
-            if truncate:
-                return bytes(buf)
-            if _chain_has(exc, "ReadTimeoutError"):
-                reason = f"{where}timed out reading the body after {len(buf)} bytes"
-            else:
-                reason = f"{where}connection lost reading the body: {_os_reason(exc)}"
-            raise self._error(reason, raw=self._raw(bytes(buf), None), retryable=True) from None
-        except requests.exceptions.ContentDecodingError:
-            raise self._error(f"{where}body could not be decompressed",
-                              raw=None) from None
-        return bytes(buf)

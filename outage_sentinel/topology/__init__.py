@@ -15,7 +15,8 @@ component, no cycles); networkx is only used to describe a cycle found, and for
 :attr:`Topology.graph` on demand.
 
 Rooms: :mod:`.model` (kinds, columns, problems, record types), :mod:`.columns` (column
-storage), :mod:`.index` (the energised network's index and :class:`Topology`), :mod:`.bundle`
+storage), :mod:`.index` (the energised network's index and :class:`Topology`),
+:mod:`.directory` (the lookups by name and place a :class:`Topology` answers through), :mod:`.bundle`
 (reading a bundle and checking every rule).
 """
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from outage_sentinel.topology.columns import EdgeList, NodeMap, NodeTable
+from outage_sentinel.topology.directory import Directory
 from outage_sentinel.topology.model import (
     CYCLE_SHOWN,
     DEVICE_KINDS,
@@ -299,6 +299,10 @@ class Topology:
     ``energised``, ``kinds``, and ``order`` (node at each Euler time). Hot paths should read
     these rather than ``nodes[id].kind``; iterating ``nodes.values()`` makes a view per node
     (use :attr:`sources` to visit only the feeder heads).
+
+    The lookups by name and by place (:meth:`resolve`, feeder names, a village's liaisons and
+    areas, an area's customers) are a :class:`~outage_sentinel.topology.directory.Directory`'s,
+    which the topology holds and delegates to.
     """
 
     #: The bundle's ``aliases.csv`` rows (set by :func:`load_bundle` / :meth:`from_records`).
@@ -349,26 +353,15 @@ class Topology:
         self.meters = meters or []
         self._graph: nx.Graph | None = None
         self._build_index(forest)
-        self.liaisons_by_village: dict[str, list[Liaison]] = {}
-        for liaison in liaisons:
-            self.liaisons_by_village.setdefault(liaison.village, []).append(liaison)
-        self.customers_by_transformer: dict[str, list[Customer]] = {}
-        for customer in customers:
-            self.customers_by_transformer.setdefault(customer.transformer, []).append(customer)
-        self.meter_transformer: dict[str, str] = {m.id: m.transformer for m in self.meters}
-        self._customer_transformer: dict[str, str] | None = None
+        #: The lookups by name and by place (resolving references, villages, customers).
+        self._directory = Directory(table, self.nodes, self._source_index, self._tx_index,
+                                    liaisons, customers, self.meters)
+        self.liaisons_by_village = self._directory.liaisons_by_village
+        self.customers_by_transformer = self._directory.customers_by_transformer
+        self.meter_transformer = self._directory.meter_transformer
         self.feeder_ids: frozenset[str] = frozenset(dict.fromkeys(table.feeders)) - {""}
         #: Feeder name (``feeder_name`` column of the source node, else its name) -> feeder id.
-        self.feeder_by_name: dict[str, str] = {}
-        feeder_names = table.extra.get("feeder_name")
-        for i in self._source_index:
-            feeder = table.feeders[i]
-            if feeder:
-                label = feeder_names[i] if feeder_names is not None else None
-                for name in (label or "", table.names[i]):
-                    if name:
-                        self.feeder_by_name.setdefault(name, feeder)
-        self._by_name: dict[str, str] | None = None
+        self.feeder_by_name = self._directory.feeder_by_name
 
     # -- construction -------------------------------------------------------------------------
 
@@ -470,20 +463,7 @@ class Topology:
 
     def resolve(self, ref: str) -> str | None:
         """Map an id, a node name, a meter id or a customer id to a node id (None if unknown)."""
-        if ref in self.pos:
-            return ref
-        if self._by_name is None:
-            names, ids = self._table.names, self._table.ids
-            by_name = dict(zip(reversed(names), reversed(ids), strict=True))  # first occurrence wins
-            by_name.pop("", None)
-            self._by_name = by_name
-        if ref in self._by_name:
-            return self._by_name[ref]
-        if ref in self.meter_transformer:
-            return self.meter_transformer[ref]
-        if self._customer_transformer is None:
-            self._customer_transformer = {c.id: c.transformer for c in self.customers}
-        return self._customer_transformer.get(ref)
+        return self._directory.resolve(ref)
 
     @property
     def transformers(self) -> list[str]:
@@ -500,16 +480,7 @@ class Topology:
     def feeder_names(self) -> dict[str, str]:
         """Feeder id -> display name: the ``feeder_name`` column of its source node, else the
         node's name, else the id. Built once (notices and reports ask for it constantly)."""
-        cached: dict[str, str] | None = self.__dict__.get("_feeder_names")
-        if cached is None:
-            cached = {}
-            for source_id in self.sources:
-                node = self.nodes[source_id]
-                if node.feeder:
-                    cached.setdefault(node.feeder,
-                                      node.extra.get("feeder_name") or node.name or node.feeder)
-            self.__dict__["_feeder_names"] = cached
-        return cached
+        return self._directory.feeder_names
 
     def feeder_area_count(self, feeder: str) -> int:
         """How many transformer areas the feeder energises (built once for all feeders)."""
@@ -641,29 +612,13 @@ class Topology:
     def children(self, node_id: str) -> list[str]:
         return [self.ids[v] for v in self._children(self.pos[node_id])]
 
-    @functools.cached_property
-    def _village_areas(self) -> dict[str, tuple[str, ...]]:
-        out: dict[str, list[str]] = {}
-        villages, pos = self._table.villages, self.pos
-        for t in self.transformers:
-            v = villages[pos[t]]
-            if v:
-                out.setdefault(v, []).append(t)
-        return {v: tuple(ts) for v, ts in out.items()}
-
     def village_transformers(self, village_id: str) -> tuple[str, ...]:
         """The village's transformer areas, in bundle order (built once per topology)."""
-        return self._village_areas.get(village_id, ())
+        return self._directory.village_transformers(village_id)
 
     def villages_of(self, transformer_ids: Iterable[str]) -> list[str]:
         """Distinct village ids of the transformer areas, in first-seen order."""
-        seen: dict[str, None] = {}
-        villages, pos = self._table.villages, self.pos
-        for t in transformer_ids:
-            v = villages[pos[t]]
-            if v:
-                seen.setdefault(v, None)
-        return list(seen)
+        return self._directory.villages_of(transformer_ids)
 
     # -- the index as the localiser reads it (read-only) ---------------------------------------
 
