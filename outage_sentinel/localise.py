@@ -957,6 +957,13 @@ class _Likelihood:
         return np.asarray(shift, dtype=np.float64)
 
 
+#: No flaky areas: their ranks and the running sum of their corrections (read-only).
+_NO_RANKS = np.empty(0, dtype=np.int64)
+_NO_FLAKY = np.zeros(1, dtype=np.float64)
+_NO_RANKS.flags.writeable = False
+_NO_FLAKY.flags.writeable = False
+
+
 class _Component:
     """The localisation problem on one energised component (one source's tree)."""
 
@@ -1076,6 +1083,8 @@ class _Component:
         """Ranks (sorted) of this component's areas with a false dead rate of their own, and
         the running sum of their corrections: log(rate / common rate) if reported dead,
         log((1 - rate) / (1 - common rate)) if not (counted while the area is energised)."""
+        if not params.false_dead_areas:
+            return _NO_RANKS, _NO_FLAKY
         t, dead = self.t, set(self.dead_ranks)
         items: list[tuple[int, float]] = []
         for area, rate in params.false_dead_areas:
@@ -1211,7 +1220,7 @@ class _Component:
             s += self.prior(d)
             if d in self.open_reported:
                 s += self.log_open_bonus
-        s += self.loglik(dead)
+        s += self.lik.loglik(dead, self.total - dead)
         if self.misfiled:
             beside = self.misfiled.beside([self.tx_range(d) for d in devices])
             s += float(self.misfiled.at(beside).sum())
