@@ -268,3 +268,36 @@ def test_a_shutdown_grace_beyond_a_year_is_refused(tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     r = cli("--config", str(cfg), "check")
     assert r.returncode == 3 and "delivery.shutdown_grace_seconds" in r.stderr, r.stderr
+
+
+def _with_source(tmp_path: Path, source: dict[str, object]) -> Path:
+    tmp_path.mkdir()
+    cfg = make_config(tmp_path)
+    data = yaml.safe_load(cfg.read_text("utf-8"))
+    data["sources"].append(source)
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return cfg
+
+
+def test_check_and_run_refuse_an_mqtt_source_whose_tls_files_do_not_load(
+        tmp_path: Path) -> None:
+    # run --once crashed with a FileNotFoundError traceback in paho's tls_set; check passed
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    mqtt = {"name": "ami", "type": "mqtt", "host": "127.0.0.1", "client_id": "os-test",
+            "topics": ["ami/#"]}
+    cases = {
+        "missing": ({"tls": True, "ca_file": str(tmp_path / "nowhere.pem")},
+                    f"ca_file: cannot load {tmp_path / 'nowhere.pem'} (No such file"),
+        "garbage": ({"tls": True, "ca_file": str(tmp_path / "garbage.pem")},
+                    f"ca_file: cannot load {tmp_path / 'garbage.pem'}"),
+        "no_tls": ({"cert_file": str(tmp_path / "garbage.pem")},
+                   "cert_file: only used with tls: true"),
+    }
+    for name, (extra, message) in cases.items():
+        cfg = _with_source(tmp_path / name, {**mqtt, **extra})
+        checked = cli("--config", str(cfg), "check")
+        assert checked.returncode == 1, checked.stderr
+        assert f"sources[1].{message}" in checked.stderr, checked.stderr
+        ran = cli("--config", str(cfg), "run", "--once")
+        assert ran.returncode == 3 and f"sources (ami).{message}" in ran.stderr, ran.stderr
+        assert "Traceback" not in ran.stderr

@@ -35,6 +35,7 @@ from outage_sentinel import __version__
 from outage_sentinel.logs import mask_phones, redact
 
 if TYPE_CHECKING:
+    from outage_sentinel.daemon import Daemon
     from outage_sentinel.signals import SignalInbox
 
 EXIT_OK = 0
@@ -197,19 +198,11 @@ def _run(args: argparse.Namespace) -> int:
     if _stopped_during_startup(inbox, "topology"):
         return EXIT_OK
     from outage_sentinel.board.serve import BoardPortError
-    from outage_sentinel.channels.base import ChannelError
-    from outage_sentinel.daemon import Daemon
-    from outage_sentinel.region import RegionError
     from outage_sentinel.supervisor import MetricsPortError, SecondDaemonError
 
-    try:
-        daemon = Daemon(config, topology=topology, signals=inbox)
-    except (RegionError, ChannelError) as exc:  # a configuration `check` also refuses
-        print(redact(f"error: {args.config}: {exc}"), file=sys.stderr)
-        return EXIT_CONFIG
-    except Exception as exc:
-        print(f"error: cannot start: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
-        return EXIT_DATABASE if "sqlalchemy" in type(exc).__module__ else EXIT_PROBLEMS
+    daemon = _build_daemon(args, config, topology, inbox)
+    if isinstance(daemon, int):
+        return daemon
     if args.once:
         try:
             report = daemon.run_once()
@@ -225,6 +218,26 @@ def _run(args: argparse.Namespace) -> int:
     except SecondDaemonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATABASE
+
+
+def _build_daemon(args: argparse.Namespace, config: Any, topology: Any,
+                  inbox: SignalInbox | None) -> Daemon | int:
+    """The daemon, or the exit code of why it cannot be built: a configuration ``check``
+    also refuses (a region, a channel or a source that cannot be built: 3), the database
+    (5), anything else (1)."""
+    from outage_sentinel.channels.base import ChannelError
+    from outage_sentinel.daemon import Daemon
+    from outage_sentinel.region import RegionError
+    from outage_sentinel.sources.base import SourceConfigError
+
+    try:
+        return Daemon(config, topology=topology, signals=inbox)
+    except (RegionError, ChannelError, SourceConfigError) as exc:
+        print(redact(f"error: {args.config}: {exc}"), file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:
+        print(f"error: cannot start: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return EXIT_DATABASE if "sqlalchemy" in type(exc).__module__ else EXIT_PROBLEMS
 
 
 def _stopped_during_startup(inbox: SignalInbox | None, step: str) -> bool:
@@ -247,7 +260,8 @@ ROBOT_TYPES = ("wecom", "dingtalk", "feishu")
 def collect_problems(config: Any) -> list[str]:
     """Cross-checks between config and topology that neither can do alone, and every notice
     template rendered: ``file:row (who): what`` lines."""
-    from outage_sentinel.config import ReplaySourceConfig
+    from outage_sentinel.config import MqttSourceConfig, ReplaySourceConfig
+    from outage_sentinel.sources.mqtt import tls_problem
     from outage_sentinel.template_check import template_problems
     from outage_sentinel.topology import TopologyError, load_bundle
 
@@ -264,6 +278,8 @@ def collect_problems(config: Any) -> list[str]:
     for i, s in enumerate(config.sources):
         if isinstance(s, ReplaySourceConfig) and not Path(s.scenario).is_file():
             problems.append(f"sources[{i}].scenario: file {s.scenario} does not exist")
+        if isinstance(s, MqttSourceConfig) and (tls := tls_problem(s)) is not None:
+            problems.append(f"sources[{i}].{tls}")
     problems += [f"notify.templates_dir: {p}" if not p.startswith("<built-in>") else p
                  for p in template_problems(config)]
     return list(dict.fromkeys(problems))

@@ -22,6 +22,11 @@ class SourceError(Exception):
     raw: Any = None
 
 
+class SourceConfigError(ValueError):
+    """A source cannot be built from its config (a TLS file that does not load, ...); the
+    message names the source and the key (``sources (ami).ca_file: ...``)."""
+
+
 @runtime_checkable
 class Source(Protocol):
     """An outage source. Implementations must not raise for one bad record: quarantine it."""

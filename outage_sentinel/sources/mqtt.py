@@ -34,6 +34,7 @@ acknowledged after commit, so it is not redelivered forever.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -50,7 +51,7 @@ from outage_sentinel.ami import AmiRegistry
 from outage_sentinel.config import MqttSourceConfig
 from outage_sentinel.events import PollResult, Quarantined, decode_text
 from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
-from outage_sentinel.sources.base import SourceError
+from outage_sentinel.sources.base import SourceConfigError, SourceError
 from outage_sentinel.topology import Topology
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,32 @@ RAW_LIMIT = 65536
 
 #: How long ``close`` waits for the last acknowledgements and the DISCONNECT to be written.
 CLOSE_SECONDS = 5.0
+
+
+def tls_problem(config: MqttSourceConfig) -> str | None:
+    """What is wrong with the source's TLS files, as the broker connection would find it at
+    start (``ca_file: ...``), or None: each file must load (PEM CA certificates; the client
+    certificate with its key), and none is given without ``tls: true``."""
+    files = {k: getattr(config, k) for k in ("ca_file", "cert_file", "key_file")}
+    if not config.tls:
+        given = [k for k, v in files.items() if v is not None]
+        return f"{given[0]}: only used with tls: true" if given else None
+    if config.key_file is not None and config.cert_file is None:
+        return "key_file: given without cert_file"
+    key = "ca_file"
+    try:
+        context = ssl.create_default_context()
+        if config.ca_file is not None:
+            context.load_verify_locations(cafile=str(config.ca_file))
+        key = "cert_file"
+        if config.cert_file is not None:
+            context.load_cert_chain(str(config.cert_file),
+                                    str(config.key_file) if config.key_file else None)
+    except ssl.SSLError as exc:  # the file is there and is not what it should be
+        return f"{key}: cannot load {files[key]} ({exc.reason or exc})"
+    except OSError as exc:
+        return f"{key}: cannot load {files[key]} ({exc.strerror or exc})"
+    return None
 
 
 class _Message(NamedTuple):
@@ -85,6 +112,9 @@ class MqttSource:
                  connect_timeout_seconds: float = 5.0) -> None:
         """``registry`` (or one built from ``topology``'s ``meters.csv``) places devices in
         transformer areas; ``default_tz`` is for payload times without an offset."""
+        problem = tls_problem(config)
+        if problem is not None:
+            raise SourceConfigError(f"sources ({config.name}).{problem}")
         self.config = config
         self.name: str = config.name
         if registry is None and topology is not None:
