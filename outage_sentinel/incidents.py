@@ -460,6 +460,17 @@ def evidence_of(members: Iterable[Member]) -> Evidence:
     return Evidence(frozenset(dead), frozenset(alive), calls, frozenset(open_devices))
 
 
+def checked_evidence(evidence: Evidence, excluded: Iterable[str]) -> Evidence:
+    """``evidence`` without the dead reports of the areas the command centre took out of the
+    scope ("wrongly included"): a report it overruled is no evidence of where the fault is.
+    (Not alive evidence either: on a small feeder the localiser then explained a lone dead
+    area as a false report beside a silent fuse elsewhere, at 0.99.)"""
+    overruled = frozenset(excluded)
+    if not overruled:
+        return evidence
+    return replace(evidence, dead=evidence.dead - overruled)
+
+
 def naming(members: Iterable[Member], area: str) -> tuple[str, ...]:
     """The keys of the records that name ``area`` (off, or imprecisely)."""
     return tuple(m.key for m in members if area in m.transformers or area in m.possible)
@@ -683,7 +694,8 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
     command centre's exclusions that still stand (:func:`readmit_named_anew`), and the fault
     point it set while that still explains the outage. ``planned``: areas explained by
     planned work in force (for a fault incident)."""
-    ev = evidence_of(members.values())
+    corrected = readmit_named_anew(incident, members.values())
+    ev = checked_evidence(evidence_of(members.values()), corrected.excluded)
     # Restoration steps ("restore first, repair after": switching brings parts back before
     # the fault is repaired) say nothing about where the fault is, so the estimator still
     # sees those areas as dead. Areas of a record that ended are no evidence at all.
@@ -695,7 +707,6 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
     inferred = [t for t in estimate.transformers
                 if t in scope or topology.nodes[t].village not in told_back]
     scope = widen_scope(scope, ev.dead, possible_areas(active) - ev.dead, inferred, restored)
-    corrected = readmit_named_anew(incident, members.values())
     scope = {t: m for t, m in scope.items() if t not in corrected.excluded}
     estimate = scoped_estimate(topology, estimate, scope)
     # The command centre's fault point stands against the evidence — while it still
