@@ -301,3 +301,20 @@ def test_check_and_run_refuse_an_mqtt_source_whose_tls_files_do_not_load(
         ran = cli("--config", str(cfg), "run", "--once")
         assert ran.returncode == 3 and f"sources (ami).{message}" in ran.stderr, ran.stderr
         assert "Traceback" not in ran.stderr
+
+
+def test_check_notes_retry_keys_that_nothing_reads(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    data = yaml.safe_load(cfg.read_text("utf-8"))
+    data["delivery"]["retry"]["max_attempts"] = 5
+    data["sources"].append({"name": "feed", "type": "http_json", "url": "http://127.0.0.1:9/x",
+                            "preset": "95598_list",
+                            "retry": {"max_age_seconds": 60}})
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    r = cli("--config", str(cfg), "check")
+    assert r.returncode == 0, r.stderr
+    assert "note: delivery.retry.max_attempts: not used" in r.stdout
+    assert "note: sources[1].retry.max_age_seconds: not used" in r.stdout
+    (tmp_path / "plain").mkdir()
+    plain = cli("--config", str(make_config(tmp_path / "plain")), "check")
+    assert plain.returncode == 0 and "not used" not in plain.stdout

@@ -376,6 +376,22 @@ def sms_template_notes(config: Any) -> tuple[list[str], list[str]]:
     return problems, notes
 
 
+def unused_key_notes(config: Any) -> list[str]:
+    """Keys a config sets that nothing reads where it sets them: one retry block serves
+    message delivery (which gives up by age) and source polls (which give up after
+    ``max_attempts`` within one poll)."""
+    notes: list[str] = []
+    if "max_attempts" in config.delivery.retry.model_fields_set:
+        notes.append("delivery.retry.max_attempts: not used (delivery gives up on a message "
+                     "by age: max_age_seconds)")
+    for i, source in enumerate(config.sources):
+        retry = getattr(source, "retry", None)
+        if retry is not None and "max_age_seconds" in retry.model_fields_set:
+            notes.append(f"sources[{i}].retry.max_age_seconds: not used (a poll gives up "
+                         "after max_attempts)")
+    return notes
+
+
 def _check(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config is None:
@@ -386,7 +402,7 @@ def _check(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"  {redact(p)}", file=sys.stderr)
         return EXIT_PROBLEMS
-    for note in sms_template_notes(config)[1]:
+    for note in sms_template_notes(config)[1] + unused_key_notes(config):
         print(f"note: {note}")
     print(f"ok: {args.config} and topology {config.topology} are valid")
     return EXIT_OK
