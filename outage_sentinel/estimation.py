@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from outage_sentinel.incidents import Estimate, Evidence, first_estimate, important_customers
@@ -47,7 +47,9 @@ class BayesEstimator:
         best = result.best
         if best is None or not best.devices:
             return first_estimate(topology, evidence)
-        areas = likely_off(result.hypotheses, self.area_min_probability)
+        heard = frozenset(evidence.dead) | frozenset(evidence.calls)
+        areas = likely_off(result.hypotheses, self.area_min_probability, topology,
+                           lambda d, region: d in evidence.open_devices or bool(region & heard))
         return Estimate(
             devices=tuple(best.devices), probability=best.probability,
             transformers=areas, customers=topology.customers_of(areas),
@@ -58,19 +60,40 @@ class BayesEstimator:
         )
 
 
-def likely_off(hypotheses: Sequence[Hypothesis], threshold: float) -> tuple[str, ...]:
+def likely_off(hypotheses: Sequence[Hypothesis], threshold: float,
+               topology: Topology | None = None,
+               borne_out: Callable[[str, frozenset[str]], bool] | None = None
+               ) -> tuple[str, ...]:
     """The areas off with probability at least ``threshold``: summed over the hypotheses
     that have them off (those listed, so a lower bound), the best hypothesis's areas first.
+    With ``borne_out``, an area counts only where the device of the hypothesis that has it off
+    is ``borne_out(device, its areas in the hypothesis)``: something came from its region.
 
     The estimate's areas are what villages are told may be off. The best hypothesis alone
     is not enough: at 25 % (one report on the main line, explained as a false report beside a
     silent fuse elsewhere) its areas are a guess, and their villages would hear of an outage
-    they never had, then that their power is back."""
+    they never had, then that their power is back. Nor is the probability alone: on a small
+    feeder "a fuse elsewhere operated and sent nothing, and the one report is false" can come
+    out at 0.99 (a lone area reported off beside one reading on), and the villages under that
+    fuse, from which nothing at all was heard, were told they may be off."""
     p_off: dict[str, float] = {}
     for h in hypotheses:
+        counted = set(h.transformers)
+        if borne_out is not None and topology is not None:
+            counted = {t for d, region in _regions(h, topology) if borne_out(d, region)
+                       for t in region}
         for t in h.transformers:
-            p_off[t] = p_off.get(t, 0.0) + h.probability
+            if t in counted:
+                p_off[t] = p_off.get(t, 0.0) + h.probability
     return tuple(t for t, p in p_off.items() if p >= threshold - 1e-9)
+
+
+def _regions(h: Hypothesis, topology: Topology) -> list[tuple[str, frozenset[str]]]:
+    """Each device of ``h`` with the areas of ``h`` below it."""
+    if len(h.devices) == 1:
+        return [(h.devices[0], frozenset(h.transformers))]
+    return [(d, frozenset(t for t in h.transformers if topology.is_downstream(t, d)))
+            for d in h.devices]
 
 
 def context_json(context: FaultContext | None) -> dict[str, Any]:

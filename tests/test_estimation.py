@@ -42,8 +42,33 @@ def test_areas_the_localiser_is_sure_of_join_the_estimate(demo: Topology) -> Non
 
 
 def test_the_threshold_is_the_operators(demo: Topology) -> None:
+    # one report under FU-CG01-01 (four areas, 0.38): its neighbours join at 0.2, not at 0.5
+    ev = Evidence(dead=frozenset({"T-CG01-002"}))
+    assert "T-CG01-003" in BayesEstimator(area_min_probability=0.2)(demo, ev).transformers
+    assert "T-CG01-003" not in BayesEstimator()(demo, ev).transformers
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.2, 0.01])
+def test_no_village_hears_of_an_outage_nothing_from_its_region_reported(
+        demo: Topology, threshold: float) -> None:
+    # the silent-fuse guess for a lone report on the main line (FU-CG01-01-1, T-CG01-006/007,
+    # nothing heard from them): whatever the operator's threshold, its areas are not told
     ev = Evidence(dead=frozenset({"T-CG01-012"}))
-    assert set(BayesEstimator(area_min_probability=0.2)(demo, ev).villages) >= {"V001"}
+    est = BayesEstimator(area_min_probability=threshold)(demo, ev)
+    assert est.devices == ("FU-CG01-01-1",)  # the command centre still sees the guess
+    assert not set(est.transformers) & {"T-CG01-006", "T-CG01-007"} and "V001" not in est.villages
+
+
+def test_a_lone_area_off_beside_one_on_does_not_alarm_a_silent_fuse_elsewhere() -> None:
+    # a 5-area feeder: T1 reported off, T2 (same fuse) read on. The localiser's best answer is
+    # FU2 (T4, T5: nothing heard) at 0.99 with T1's report false; V2 and V3 are not told.
+    from tests.conftest import build_grid
+
+    grid = build_grid()
+    est = BayesEstimator()(grid, Evidence(dead=frozenset({"T1"}), alive=frozenset({"T2"})))
+    assert est.devices == ("FU2",) and est.probability is not None and est.probability > 0.9
+    assert not set(est.transformers) & {"T4", "T5"}
+    assert not set(est.villages) & {"V2", "V3"}
 
 
 def test_the_daemon_tells_only_the_village_that_reported(tmp_path: Path) -> None:
