@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from synth import feeder_records, urban_records, write_province  # noqa: E402
+from synth import feeder_records, rural_records, urban_records, write_province  # noqa: E402
 
 from outage_sentinel.fitting import (  # noqa: E402
     expected_calibration_error,
@@ -1083,6 +1083,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec = urban_records(args.seed)
     topo = Topology.from_records(rec["nodes"], rec["edges"], rec["villages"])
     summaries.append(bench_topology("urban, breaker per transformer", topo, max_cases,
+                                    args.seed))
+    rec = rural_records(args.seed)
+    topo = Topology.from_records(rec["nodes"], rec["edges"], rec["villages"])
+    summaries.append(bench_topology("small rural feeders, fused branches", topo, max_cases,
                                     args.seed))
     print_summary(summaries)
     sys.stdout.flush()

@@ -114,6 +114,43 @@ def urban_records(seed: int, feeders: int = 30) -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges, "villages": villages}
 
 
+def rural_records(seed: int, feeders: int = 30) -> dict[str, Any]:
+    """Small rural feeders with fuses on their branches: a breaker, a short main line, and 2-4
+    branch fuses of 2-4 transformer areas each (10-60 customers an area): a feeder of 4-16
+    areas, where the per-feeder false-report rate is at its cap and a lone area off beside a
+    neighbour on is its transformer's own fault or a false report."""
+    rng = random.Random(seed)
+    nodes: list[dict[str, Any]] = []
+    edges: list[tuple[str, str]] = []
+    villages = []
+    for f in range(feeders):
+        p = f"R{f:02d}"
+        village = f"{p}-V"
+        villages.append({"id": village, "name": village, "township": p, "grid": p,
+                         "area_type": "rural"})
+
+        def add(nid: str, kind: str, customers: int = 0, feeder: str = p,
+                village: str = village) -> None:
+            nodes.append({"id": nid, "kind": kind, "name": nid, "feeder": feeder,
+                          "normally_open": 0, "village": village if customers else "",
+                          "customers": customers, "lat": "", "lon": ""})
+
+        add(f"{p}-S", "source")
+        add(f"{p}-B", "breaker")
+        edges.append((f"{p}-S", f"{p}-B"))
+        prev = f"{p}-B"
+        for b in range(rng.randint(2, 4)):
+            j = f"{p}-J{b}"
+            add(j, "junction")
+            add(f"{p}-F{b}", "fuse")
+            edges += [(prev, j), (j, f"{p}-F{b}")]
+            prev = j
+            for k in range(rng.randint(2, 4)):
+                add(f"{p}-T{b}{k}", "transformer", rng.randint(10, 60))
+                edges.append((f"{p}-F{b}", f"{p}-T{b}{k}"))
+    return {"nodes": nodes, "edges": edges, "villages": villages}
+
+
 def write_province(outdir: Path, seed: int = 7, feeders: int = 1000,
                    nodes_per_feeder: int = 1000) -> Path:
     """Write a province-size bundle (feeders x nodes_per_feeder nodes) to ``outdir``."""
