@@ -1,6 +1,7 @@
 """Localisation benchmark: the localiser vs the naive common-ancestor baseline vs a Bayes-optimal
-single-fault oracle, on imported public feeders, a synthetic ~10k-node feeder and a
-province-size (1,000,000-node) topology.
+single-fault oracle, on imported public feeders, a synthetic ~10k-node feeder, small urban feeders
+(a breaker per area), small rural feeders (fused branches) and a province-size (1,000,000-node)
+topology.
 
 Run from the repository root::
 
