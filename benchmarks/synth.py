@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,39 +80,54 @@ def feeder_records(seed: int, n_nodes: int, feeder: str = "FD") -> dict[str, Any
     return {"nodes": nodes, "edges": edges, "villages": villages}
 
 
+class _SmallFeeders:
+    """Records of many small feeders, each a source and a breaker with one village."""
+
+    def __init__(self) -> None:
+        self.nodes: list[dict[str, Any]] = []
+        self.edges: list[tuple[str, str]] = []
+        self.villages: list[dict[str, Any]] = []
+
+    def head(self, p: str, area_type: str) -> Callable[..., None]:
+        """Start feeder ``p`` (its village, source and breaker ``{p}-B``); returns the function
+        that adds its nodes (transformers with customers go in its village)."""
+        village = f"{p}-V"
+        self.villages.append({"id": village, "name": village, "township": p, "grid": p,
+                              "area_type": area_type})
+
+        def add(nid: str, kind: str, customers: int = 0) -> None:
+            self.nodes.append({"id": nid, "kind": kind, "name": nid, "feeder": p,
+                               "normally_open": 0, "village": village if customers else "",
+                               "customers": customers, "lat": "", "lon": ""})
+
+        add(f"{p}-S", "source")
+        add(f"{p}-B", "breaker")
+        self.edges.append((f"{p}-S", f"{p}-B"))
+        return add
+
+    def records(self) -> dict[str, Any]:
+        return {"nodes": self.nodes, "edges": self.edges, "villages": self.villages}
+
+
 def urban_records(seed: int, feeders: int = 30) -> dict[str, Any]:
     """Small urban medium/low-voltage feeders with a breaker in front of every transformer:
     8-20 transformer areas a feeder, 40-120 customers each, on a short main line (a ring
     main unit's cabinets) — where a silent area and a false report elsewhere look alike."""
     rng = random.Random(seed)
-    nodes: list[dict[str, Any]] = []
-    edges: list[tuple[str, str]] = []
-    villages = []
+    out = _SmallFeeders()
     for f in range(feeders):
         p = f"U{f:02d}"
-        village = f"{p}-V"
-        villages.append({"id": village, "name": village, "township": p, "grid": p,
-                         "area_type": "urban"})
-
-        def add(nid: str, kind: str, customers: int = 0, feeder: str = p,
-                village: str = village) -> None:
-            nodes.append({"id": nid, "kind": kind, "name": nid, "feeder": feeder,
-                          "normally_open": 0, "village": village if customers else "",
-                          "customers": customers, "lat": "", "lon": ""})
-
-        add(f"{p}-S", "source")
-        add(f"{p}-B", "breaker")
-        edges.append((f"{p}-S", f"{p}-B"))
+        add = out.head(p, "urban")
         prev = f"{p}-B"
         for k in range(rng.randint(8, 20)):
             j = f"{p}-J{k}"
             add(j, "junction")
-            edges.append((prev, j))
+            out.edges.append((prev, j))
             prev = j
             add(f"{p}-TB{k}", "breaker")
             add(f"{p}-T{k}", "transformer", rng.randint(40, 120))
-            edges += [(j, f"{p}-TB{k}"), (f"{p}-TB{k}", f"{p}-T{k}")]
-    return {"nodes": nodes, "edges": edges, "villages": villages}
+            out.edges += [(j, f"{p}-TB{k}"), (f"{p}-TB{k}", f"{p}-T{k}")]
+    return out.records()
 
 
 def rural_records(seed: int, feeders: int = 30) -> dict[str, Any]:
@@ -120,35 +136,21 @@ def rural_records(seed: int, feeders: int = 30) -> dict[str, Any]:
     areas, where the per-feeder false-report rate is at its cap and a lone area off beside a
     neighbour on is its transformer's own fault or a false report."""
     rng = random.Random(seed)
-    nodes: list[dict[str, Any]] = []
-    edges: list[tuple[str, str]] = []
-    villages = []
+    out = _SmallFeeders()
     for f in range(feeders):
         p = f"R{f:02d}"
-        village = f"{p}-V"
-        villages.append({"id": village, "name": village, "township": p, "grid": p,
-                         "area_type": "rural"})
-
-        def add(nid: str, kind: str, customers: int = 0, feeder: str = p,
-                village: str = village) -> None:
-            nodes.append({"id": nid, "kind": kind, "name": nid, "feeder": feeder,
-                          "normally_open": 0, "village": village if customers else "",
-                          "customers": customers, "lat": "", "lon": ""})
-
-        add(f"{p}-S", "source")
-        add(f"{p}-B", "breaker")
-        edges.append((f"{p}-S", f"{p}-B"))
+        add = out.head(p, "rural")
         prev = f"{p}-B"
         for b in range(rng.randint(2, 4)):
             j = f"{p}-J{b}"
             add(j, "junction")
             add(f"{p}-F{b}", "fuse")
-            edges += [(prev, j), (j, f"{p}-F{b}")]
+            out.edges += [(prev, j), (j, f"{p}-F{b}")]
             prev = j
             for k in range(rng.randint(2, 4)):
                 add(f"{p}-T{b}{k}", "transformer", rng.randint(10, 60))
-                edges.append((f"{p}-F{b}", f"{p}-T{b}{k}"))
-    return {"nodes": nodes, "edges": edges, "villages": villages}
+                out.edges.append((f"{p}-F{b}", f"{p}-T{b}{k}"))
+    return out.records()
 
 
 def write_province(outdir: Path, seed: int = 7, feeders: int = 1000,
