@@ -537,10 +537,13 @@ _DEVICES: weakref.WeakKeyDictionary[Topology, dict[int, tuple[int, ...]]] = \
 
 
 class _IndexArrays:
-    """The topology's Euler-tour index as arrays, for resolving many areas at once."""
+    """The topology's Euler-tour index as arrays, for resolving many areas at once. It holds
+    the topology's index tuples, never the topology itself: it is the value of a weak-keyed
+    cache, and a reference to its key would keep every reloaded topology alive."""
 
     def __init__(self, topology: Topology) -> None:
-        self.t = topology
+        self.tins_tuple, self.tin_tuple, self.root_tuple = (
+            topology.transformer_tins, topology.tin, topology.root)
         self.tins = np.asarray(topology.transformer_tins, dtype=np.int64)
         self.tin = np.asarray(topology.tin, dtype=np.int64)
         self.root = np.asarray(topology.root, dtype=np.int64)
@@ -549,8 +552,7 @@ class _IndexArrays:
         """The transformer ranks of ``areas`` under ``root`` (sorted, or in the given order
         with ``keep_order``)."""
         if len(areas) < SMALL:
-            t = self.t
-            tins, tin, root_of = t.transformer_tins, t.tin, t.root
+            tins, tin, root_of = self.tins_tuple, self.tin_tuple, self.root_tuple
             out_list = [bisect.bisect_left(tins, tin[i]) for i in areas if root_of[i] == root]
             return out_list if keep_order else sorted(out_list)
         nodes = np.fromiter(areas, dtype=np.int64, count=len(areas))

@@ -359,3 +359,25 @@ def test_calls_from_an_area_that_reports_alive_are_a_low_voltage_fault(topo: Top
     # alive report and blame the recloser.
     calls_only = LocaliserParams(lv_fault_rate=0.0)
     assert localise(topo, evidence, calls_only).hypotheses[0].devices == ("R1",)
+
+
+def test_a_topology_the_localiser_used_is_freed_once_dropped() -> None:
+    # the daemon reloads its topology on SIGHUP; the localiser's per-topology caches are
+    # weak-keyed and must not keep a replaced topology (a province is a gigabyte) alive
+    import gc
+    import weakref
+
+    nodes = [{"id": "S", "kind": "source", "feeder": "F"},
+             {"id": "B", "kind": "breaker", "feeder": "F"}]
+    nodes += [{"id": f"FU{k}", "kind": "fuse", "feeder": "F"} for k in range(6)]
+    nodes += [{"id": f"T{k}", "kind": "transformer", "feeder": "F", "village": "V",
+               "customers": 10} for k in range(60)]
+    edges = [("S", "B"), *(("B", f"FU{k}") for k in range(6)),
+             *((f"FU{k // 10}", f"T{k}") for k in range(60))]
+    topo = Topology.from_records(nodes, edges, [{"id": "V", "name": "V", "area_type": "rural"}])
+    # more than 24 areas reported: the numpy path and its per-topology arrays
+    localise(topo, Evidence(dead={f"T{k}" for k in range(30)}, alive={"T55", "T59"}))
+    ref = weakref.ref(topo)
+    del topo
+    gc.collect()
+    assert ref() is None
