@@ -51,7 +51,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from outage_sentinel.ami import AmiRegistry, AmiScreen, ScreenResult  # noqa: E402
 from outage_sentinel.config import MqttSourceConfig  # noqa: E402
 from outage_sentinel.sources.mqtt import MqttSource  # noqa: E402
-from outage_sentinel.topology import Meter, Topology  # noqa: E402
+from outage_sentinel.topology import Meter, Topology, topology_from_records  # noqa: E402
 
 AREAS = 2000
 METERS_PER_AREA = 50
@@ -79,7 +79,7 @@ def build_topology() -> Topology:
                               "village": "V1", "customers": METERS_PER_AREA})
                 edges.append((fuse, tx))
     villages = [{"id": "V1", "name": "V1", "township": "X", "grid": "G", "area_type": "rural"}]
-    base = Topology.from_records(nodes, edges, villages=villages)
+    base = topology_from_records(nodes, edges, villages=villages)
     meters = [Meter(f"{tx}-T", tx, "terminal") for tx in base.transformers]
     meters += [Meter(f"{tx}-M{m:02d}", tx, "meter")
                for tx in base.transformers for m in range(METERS_PER_AREA)]

@@ -83,7 +83,7 @@ from outage_sentinel.localise import (  # noqa: E402
     localise,
     naive_common_ancestor,
 )
-from outage_sentinel.topology import PROTECTIVE_KINDS, Topology, load_bundle  # noqa: E402
+from outage_sentinel.topology import PROTECTIVE_KINDS, Topology, load_bundle, topology_from_records  # noqa: E402
 
 FEEDERS = ROOT.parent / "shared" / "data" / "feeders"
 TELEMETERED = frozenset({"breaker", "recloser"})
@@ -1079,14 +1079,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, topo in imported_topologies(Path(tmp)):
             summaries.append(bench_topology(name, topo, max_cases, args.seed))
     rec = feeder_records(args.seed, 10_000, "SYN")
-    topo = Topology.from_records(rec["nodes"], rec["edges"], rec["villages"])
+    topo = topology_from_records(rec["nodes"], rec["edges"], rec["villages"])
     summaries.append(bench_topology("synthetic feeder (10k nodes)", topo, max_cases, args.seed))
     rec = urban_records(args.seed)
-    topo = Topology.from_records(rec["nodes"], rec["edges"], rec["villages"])
+    topo = topology_from_records(rec["nodes"], rec["edges"], rec["villages"])
     summaries.append(bench_topology("urban, breaker per transformer", topo, max_cases,
                                     args.seed))
     rec = rural_records(args.seed)
-    topo = Topology.from_records(rec["nodes"], rec["edges"], rec["villages"])
+    topo = topology_from_records(rec["nodes"], rec["edges"], rec["villages"])
     summaries.append(bench_topology("small rural feeders, fused branches", topo, max_cases,
                                     args.seed))
     print_summary(summaries)

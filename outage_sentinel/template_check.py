@@ -31,7 +31,7 @@ from outage_sentinel.incidents import (
     villages_off,
 )
 from outage_sentinel.liaison import LiaisonPlanner, Renderer
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, topology_from_records
 
 LANGUAGES = ("zh", "en")
 KINDS: tuple[Kind, ...] = ("fault", "planned", "temporary")
@@ -91,7 +91,7 @@ def sample_topology() -> Topology:
         {"id": "C5", "transformer": "T3", "name": "学校", "phone": "13700000005",
          "importance": "second", "tags": ""},
     ]
-    return Topology.from_records(nodes, edges, villages, liaisons, crew_rows, customers)
+    return topology_from_records(nodes, edges, villages, liaisons, crew_rows, customers)
 
 
 def sample_incidents(topology: Topology) -> Iterator[Incident]:

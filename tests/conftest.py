@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, topology_from_records
 from tests.browser import browser  # noqa: F401 (one Chromium for the whole session)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,7 +93,7 @@ def build_topology(
         used = sorted({n["village"] for n in nodes if n["village"]})
         village_rows = [{"id": v, "name": f"village-{v}", "township": "tw", "grid": "g1",
                          "area_type": "rural"} for v in used]
-    return Topology.from_records(nodes, edges, [dict(r) for r in village_rows],
+    return topology_from_records(nodes, edges, [dict(r) for r in village_rows],
                                  [dict(r) for r in liaisons], [dict(r) for r in crews],
                                  [dict(r) for r in customer_rows])
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, topology_from_records
 
 EDGES = [
     ("S1", "B1"), ("B1", "J1"), ("J1", "R1"), ("R1", "J2"), ("J2", "F1"), ("F1", "J3"),
@@ -59,7 +59,7 @@ def build() -> Topology:
         {"id": "C-PLAIN", "transformer": "T2", "name": "shop", "phone": "3", "importance": "",
          "tags": ""},
     ]
-    return Topology.from_records(nodes, EDGES, villages, customers=customers)
+    return topology_from_records(nodes, EDGES, villages, customers=customers)
 
 
 def write(directory: Path) -> Path:

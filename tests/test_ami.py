@@ -385,7 +385,7 @@ def test_restore_in_transit_cancels_a_just_seen_outage() -> None:
 def test_area_outputs_point_at_the_fault() -> None:
     """Terminal off in T1 plus meters in T2 (both under FU1, T3 under FU2 fine): the screened
     dead areas localise to FU1 through the topology."""
-    from outage_sentinel.topology import Meter, Topology
+    from outage_sentinel.topology import Meter, Topology, topology_from_records
 
     nodes = [{"id": "S1", "kind": "source", "name": "S1", "feeder": "F1"},
              {"id": "B1", "kind": "breaker", "name": "B1", "feeder": "F1"},
@@ -393,7 +393,7 @@ def test_area_outputs_point_at_the_fault() -> None:
              {"id": "FU2", "kind": "fuse", "name": "FU2", "feeder": "F1"}]
     nodes += [{"id": t, "kind": "transformer", "name": t, "feeder": "F1", "village": "V1",
                "customers": 6} for t in ("T1", "T2", "T3")]
-    base = Topology.from_records(
+    base = topology_from_records(
         nodes, [("S1", "B1"), ("B1", "FU1"), ("B1", "FU2"), ("FU1", "T1"), ("FU1", "T2"),
                 ("FU2", "T3")],
         villages=[{"id": "V1", "name": "V1", "township": "X", "grid": "G",

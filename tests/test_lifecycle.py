@@ -17,7 +17,7 @@ from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.reports import build_report
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, topology_from_records
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 TZ = ZoneInfo("Asia/Shanghai")
@@ -80,7 +80,7 @@ def county() -> Topology:
         {"id": "L1", "transformer": "T1", "name": "王大爷", "phone": "13700000001",
          "importance": "", "tags": "elderly_alone"},
     ]
-    return Topology.from_records(nodes, edges, villages, liaisons, crews, customers)
+    return topology_from_records(nodes, edges, villages, liaisons, crews, customers)
 
 
 class Harness:

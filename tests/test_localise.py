@@ -14,7 +14,7 @@ from outage_sentinel.localise import (
     localise,
     naive_common_ancestor,
 )
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, topology_from_records
 from tests.localise_fixture import build
 
 
@@ -374,7 +374,7 @@ def test_a_topology_the_localiser_used_is_freed_once_dropped() -> None:
                "customers": 10} for k in range(60)]
     edges = [("S", "B"), *(("B", f"FU{k}") for k in range(6)),
              *((f"FU{k // 10}", f"T{k}") for k in range(60))]
-    topo = Topology.from_records(nodes, edges, [{"id": "V", "name": "V", "area_type": "rural"}])
+    topo = topology_from_records(nodes, edges, [{"id": "V", "name": "V", "area_type": "rural"}])
     # more than 24 areas reported: the numpy path and its per-topology arrays
     localise(topo, Evidence(dead={f"T{k}" for k in range(30)}, alive={"T55", "T59"}))
     ref = weakref.ref(topo)

@@ -15,7 +15,7 @@ import pytest
 
 from outage_sentinel.fitting import beside_region, fit, solved_case
 from outage_sentinel.localise import Evidence, LocaliserParams, localise
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, topology_from_records
 
 N = 8
 
@@ -34,7 +34,7 @@ def street() -> Topology:
               "customers": 40 if kinds.get(n) is None else 0, "lat": "", "lon": ""}
              for n in names]
     villages = [{"id": "V", "name": "V", "township": "t", "grid": "g", "area_type": "urban"}]
-    return Topology.from_records(nodes, edges, villages)
+    return topology_from_records(nodes, edges, villages)
 
 
 def in_order(topo: Topology) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from outage_sentinel.localise import Evidence, LocaliserParams, localise
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, topology_from_records
 
 AREAS = [f"T{k}" for k in range(1, 21)]
 
@@ -27,7 +27,7 @@ def flat() -> Topology:
               "customers": 30 if n.startswith("T") else 0, "lat": "", "lon": ""}
              for n in ["S", "B", "J", *AREAS]]
     villages = [{"id": "V", "name": "V", "township": "t", "grid": "g", "area_type": "rural"}]
-    return Topology.from_records(nodes, edges, villages)
+    return topology_from_records(nodes, edges, villages)
 
 
 def test_reports_among_alive_areas_are_not_pinned_on_the_breaker(flat: Topology) -> None:

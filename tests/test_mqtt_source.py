@@ -22,7 +22,7 @@ from outage_sentinel.config import MqttSourceConfig
 from outage_sentinel.events import PollResult
 from outage_sentinel.sources.base import Source, SourceError
 from outage_sentinel.sources.mqtt import MqttSource
-from outage_sentinel.topology import Meter, Topology
+from outage_sentinel.topology import Meter, Topology, topology_from_records
 
 HOST, PORT = "127.0.0.1", 1883
 
@@ -48,7 +48,7 @@ def topology() -> Topology:
         {"id": "J1", "kind": "junction", "name": "J1", "feeder": "F1"},
     ] + [{"id": f"T{i}", "kind": "transformer", "name": f"Area {i}", "feeder": "F1",
           "village": "V1", "customers": 6} for i in (1, 2)]
-    base = Topology.from_records(
+    base = topology_from_records(
         nodes, [("S1", "B1"), ("B1", "J1"), ("J1", "T1"), ("J1", "T2")],
         villages=[{"id": "V1", "name": "V1", "township": "X", "grid": "G", "area_type": "rural"}])
     meters = [Meter(f"T{i}-TERM", f"T{i}", "terminal") for i in (1, 2)]

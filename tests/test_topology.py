@@ -26,6 +26,7 @@ from outage_sentinel.topology import (
     Topology,
     TopologyError,
     load_bundle,
+    topology_from_records,
 )
 from tests.conftest import build_topology
 
@@ -323,7 +324,7 @@ def test_isolated_section_behind_open_switch_has_no_source(tmp_path: Path) -> No
 
 def test_from_records_validates_too() -> None:
     with pytest.raises(TopologyError) as info:
-        Topology.from_records(
+        topology_from_records(
             [{"id": "S1", "kind": "source", "feeder": "F1"},
              {"id": "T1", "kind": "transformer", "feeder": "F1", "customers": 0, "village": ""}],
             [("S1", "T1"), ("T1", "T2")])

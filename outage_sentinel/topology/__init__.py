@@ -29,6 +29,7 @@ from outage_sentinel.topology.bundle import (
     parse_tables,
     read_csv_file,
     read_table,
+    topology_from_records,
 )
 from outage_sentinel.topology.columns import (
     EdgeList,
@@ -77,6 +78,7 @@ from outage_sentinel.topology.model import (
 )
 
 __all__ = [
+    "topology_from_records",
     "ALIAS_COLUMNS",
     "ALIAS_KINDS",
     "AREA_TYPES",

@@ -220,6 +220,30 @@ def read_csv_file(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return table.header, list(table.dicts())
 
 
+def topology_from_records(
+    nodes: Iterable[dict[str, Any]],
+    edges: Iterable[tuple[str, str]],
+    villages: Iterable[dict[str, Any]] = (),
+    liaisons: Iterable[dict[str, Any]] = (),
+    crews: Iterable[dict[str, Any]] = (),
+    customers: Iterable[dict[str, Any]] = (),
+    aliases: Iterable[dict[str, Any]] = (),
+) -> Topology:
+    """Build and validate a topology from in-memory records (same fields as the CSVs), with
+    the checks and errors of :func:`load_bundle` (rows are numbered as in a file)."""
+    tables = {
+        "nodes.csv": RawTable.from_records(nodes),
+        "edges.csv": RawTable.from_records({"from": a, "to": b} for a, b in edges),
+        "villages.csv": RawTable.from_records(villages),
+        "liaisons.csv": RawTable.from_records(liaisons),
+        "crews.csv": RawTable.from_records(crews),
+        "customers.csv": RawTable.from_records(customers),
+        "aliases.csv": RawTable.from_records(aliases),
+    }
+    with gc_paused():
+        return parse_tables(tables, {name: 2 for name in tables}, "<memory>")
+
+
 def load_bundle(directory: str | Path) -> Topology:
     """Load and validate a topology bundle directory; raise :class:`TopologyError` on any problem."""
     root = Path(directory)

@@ -293,8 +293,8 @@ def _euler_order(reached: BoolArray, tin: IntArray) -> IntArray:
 class Topology:
     """A validated bundle plus the energised-network index.
 
-    Construct with :func:`load_bundle` (from a directory) or :meth:`from_records`. The index is
-    a set of tuples by node position (``ids[i]``, ``pos[id]``): ``parent``, ``root``, ``tin``,
+    Construct with :func:`load_bundle` (from a directory) or :func:`topology_from_records`.
+    The index is a set of tuples by node position (``ids[i]``, ``pos[id]``): ``parent``, ``root``, ``tin``,
     ``tout`` (Euler-tour interval, -1 when not energised), ``depth``, ``protective_above``,
     ``energised``, ``kinds``, and ``order`` (node at each Euler time). Hot paths should read
     these rather than ``nodes[id].kind``; iterating ``nodes.values()`` makes a view per node
@@ -305,7 +305,8 @@ class Topology:
     which the topology holds and delegates to.
     """
 
-    #: The bundle's ``aliases.csv`` rows (set by :func:`load_bundle` / :meth:`from_records`).
+    #: The bundle's ``aliases.csv`` rows (set by :func:`load_bundle` or
+    #: :func:`topology_from_records`).
     aliases: tuple[Alias, ...] = ()
 
     def __init__(
@@ -428,33 +429,6 @@ class Topology:
         np.cumsum(tx_customers, out=prefix[1:])
         self._tx_customer_prefix: tuple[int, ...] = tuple(prefix.tolist())
         self._total_customers = sum(cust[i] for i in self._tx_index)
-
-    @classmethod
-    def from_records(
-        cls,
-        nodes: Iterable[dict[str, Any]],
-        edges: Iterable[tuple[str, str]],
-        villages: Iterable[dict[str, Any]] = (),
-        liaisons: Iterable[dict[str, Any]] = (),
-        crews: Iterable[dict[str, Any]] = (),
-        customers: Iterable[dict[str, Any]] = (),
-        aliases: Iterable[dict[str, Any]] = (),
-    ) -> Topology:
-        """Build and validate a topology from in-memory records (same fields as the CSVs)."""
-        # The bundle reader builds topologies; it is imported here to keep the import one-way.
-        from outage_sentinel.topology.bundle import RawTable, gc_paused, parse_tables
-
-        tables = {
-            "nodes.csv": RawTable.from_records(nodes),
-            "edges.csv": RawTable.from_records({"from": a, "to": b} for a, b in edges),
-            "villages.csv": RawTable.from_records(villages),
-            "liaisons.csv": RawTable.from_records(liaisons),
-            "crews.csv": RawTable.from_records(crews),
-            "customers.csv": RawTable.from_records(customers),
-            "aliases.csv": RawTable.from_records(aliases),
-        }
-        with gc_paused():
-            return parse_tables(tables, {name: 2 for name in tables}, "<memory>")
 
     # -- queries ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.events import PollResult
 from outage_sentinel.sms_params import PURPOSES
-from outage_sentinel.topology import Topology
+from outage_sentinel.topology import Topology, topology_from_records
 from tests.channels.conftest import FakeService, Reply
 from tests.channels.test_sms import KEY_ID, KEY_SECRET, independent_signature
 from tests.test_lifecycle import T0, ev, node
@@ -65,7 +65,7 @@ def topology() -> Topology:
         {"id": "L2", "transformer": "T2", "name": "刘奶奶", "phone": LIFE, "importance": "",
          "tags": "life_support;elderly_alone"},
     ]
-    return Topology.from_records(nodes, edges, villages, liaisons, crews, customers)
+    return topology_from_records(nodes, edges, villages, liaisons, crews, customers)
 
 
 class Aliyun(FakeService):
