@@ -509,8 +509,8 @@ class Tally:
 
 def run_scenario(feeders: list[Feeder], model: Model, double: bool, max_cases: int,
                  rng: random.Random, params: LocaliserParams | None = None,
-                 storm: Storm = STORM, fitted: LocaliserParams | None = None
-                 ) -> dict[str, Tally]:
+                 storm: Storm = STORM, fitted: LocaliserParams | None = None,
+                 plain: LocaliserParams | None = None) -> dict[str, Tally]:
     """``max_cases`` cases per scenario, spread over the feeders. Single faults: every device
     once (in random order), then again until the cases are used up, so that small feeders
     are not judged on one draw per device.
@@ -519,17 +519,21 @@ def run_scenario(feeders: list[Feeder], model: Model, double: bool, max_cases: i
     with the storm context of ``storm`` (drawn from its own generator, so the evidence is the
     same as in a calm-only run). Double faults are storm cases: "localiser" is the storm
     answer and "calm" the cost of not knowing; single faults are calm cases: "localiser" is
-    the calm answer and "storm" the cost of a storm context on a lone fault."""
+    the calm answer and "storm" the cost of a storm context on a lone fault. ``plain``:
+    parameters fitted on a history without any window, used without one ("no window", the
+    ``locate`` contract's view of a storm: a case has no weather)."""
     main, other = ("storm", "calm") if double else ("calm", "storm")
     storm = storm_of(model) if storm is STORM else storm
     tallies = {"localiser": Tally(), other: Tally(), "naive": Tally(), "oracle": Tally()}
     if fitted is not None:
         tallies["fitted"] = Tally()
+    if plain is not None:
+        tallies["no window"] = Tally()
     draw = np.random.default_rng(rng.randrange(2**32))
     for f, devices in make_jobs(feeders, double, max_cases, rng):
         case = sample(f, devices, model, rng)
         ctx = {"calm": None, "storm": storm.context(f, draw)}
-        _localise_case(f, case, tallies, main, other, ctx, params, fitted)
+        _localise_case(f, case, tallies, main, other, ctx, params, (fitted, plain))
         _oracle_case(f, case, model, double, tallies["oracle"])
         if double and any(_sent_nothing(f, case, d) for d in devices):
             tallies["oracle"].silent += 1
@@ -565,7 +569,7 @@ def make_jobs(feeders: list[Feeder], double: bool, max_cases: int, rng: random.R
 
 def _localise_case(f: Feeder, case: Case, tallies: dict[str, Tally], main: str, other: str,
                    contexts: dict[str, FaultContext | None], params: LocaliserParams | None,
-                   fitted: LocaliserParams | None) -> None:
+                   fits: tuple[LocaliserParams | None, LocaliserParams | None]) -> None:
     """Localise one case every way (main and other context, the fit, naive) and tally it."""
     truth = {f.range(d) for d in case.devices}
     ev = evidence_of(case)
@@ -576,8 +580,11 @@ def _localise_case(f: Feeder, case: Case, tallies: dict[str, Tally], main: str, 
     runs: list[tuple[str, Any]] = [("localiser", run_localiser(main)),
                                    (other, run_localiser(other)),
                                    ("naive", naive_common_ancestor)]
+    fitted, plain = fits
     if fitted is not None:
         runs.append(("fitted", run_localiser(main, fitted)))
+    if plain is not None:
+        runs.append(("no window", run_localiser("calm", plain)))
     for label, fn in runs:
         t0 = time.perf_counter()
         res = fn(f.t, ev)
@@ -679,6 +686,9 @@ class Summary:
     worst_ece_fitted: float = 0.0  # the same with parameters fitted on the scenario's history
     worst_ratio_fitted: float = math.inf  # min single-fault localiser / oracle, fitted
     double_both_fitted: float = math.nan
+    #: doubles fitted and localised without any window: (label, both found % defaults
+    #: without a window, fitted, ECE fitted)
+    plain: list[tuple[str, float, float, float]] = field(default_factory=list)
     #: per scenario: (label, ECE defaults, ECE fitted, top-1 or both % defaults, fitted)
     calibration: list[tuple[str, float, float, float, float]] = field(default_factory=list)
     fitted: str = ""  # the fit-on-history result line
@@ -735,11 +745,13 @@ def fit_on_history(name: str, feeders: list[Feeder], topology: Topology, cases: 
 
 
 def fit_scenario(feeders: list[Feeder], topology: Topology, model: Model, double: bool,
-                 cases: int, seed: int, label: str) -> tuple[LocaliserParams, float]:
+                 cases: int, seed: int, label: str, plain: bool = False
+                 ) -> tuple[LocaliserParams, float]:
     """Fitted parameters (reliabilities and calibration map) from ``cases`` close-outs of a
     county whose evidence follows ``model``: the scenario's own history, drawn apart from
-    its test cases (doubles in their storm context, as the daemon saw them). Returns the
-    parameters and the seconds the fit took."""
+    its test cases (doubles in their storm context, as the daemon saw them; ``plain``: no
+    window at all, as a ``locate`` history has none). Returns the parameters and the seconds
+    the fit took."""
     rng = random.Random(f"{seed}/{label}/history")
     draw = np.random.default_rng(zlib.crc32(f"{seed}/{label}".encode()))
     hist: list[tuple[Evidence, Any]] = []
@@ -749,7 +761,8 @@ def fit_scenario(feeders: list[Feeder], topology: Topology, model: Model, double
         hist.append(closed_out(topology, c))
         contexts.append(storm_of(model).context(f, draw) if double else None)
     t0 = time.perf_counter()
-    fitted, _ = fit_with_calibration(topology, hist, LocaliserParams(), contexts)
+    fitted, _ = fit_with_calibration(topology, hist, LocaliserParams(),
+                                     None if plain else contexts)
     return fitted.params, time.perf_counter() - t0
 
 
@@ -858,12 +871,15 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
         if double and max(len(f.devices) for f in feeders) < 3:
             continue
         fitted, fit_s = fit_scenario(feeders, topology, model, double, max_cases, seed, label)
-        tallies = run_scenario(feeders, model, double, max_cases, rng, params, fitted=fitted)
+        plain = (fit_scenario(feeders, topology, model, double, max_cases, seed, label,
+                              plain=True)[0] if double else None)
+        tallies = run_scenario(feeders, model, double, max_cases, rng, params, fitted=fitted,
+                               plain=plain)
         n = tallies["localiser"].n
         ctx = ("storm context; 'calm' = the same cases without it" if double else
                "calm; 'storm' = the same cases with a storm context")
         print(f"  {label} ({n} cases; localiser {ctx})")
-        for key in ("localiser", "calm", "storm", "fitted", "naive", "oracle"):
+        for key in ("localiser", "calm", "storm", "fitted", "no window", "naive", "oracle"):
             if key in tallies and tallies[key].n:
                 tag = "oracle-2" if key == "oracle" and double else key
                 print(tallies[key].line(tag, double))
@@ -873,6 +889,11 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
             print_by_size(loc, "calibration")
         ece_fit = print_calibration(fit.pairs, f"fitted on {max_cases} close-outs of this "
                                     f"scenario ({fit_s:.1f} s): calibration")
+        if double:
+            nw = tallies["no window"]
+            ece_nw = print_calibration(nw.pairs, "fitted and localised without any window "
+                                       "(the locate contract's view): calibration")
+            summary.plain.append((label, tallies["calm"].pct(True), nw.pct(True), ece_nw))
         summary.worst_ece = max(summary.worst_ece, ece)
         summary.worst_ece_fitted = max(summary.worst_ece_fitted, ece_fit)
         summary.calibration.append((label, ece, ece_fit, loc.pct(double), fit.pct(double)))
@@ -961,6 +982,13 @@ def print_summary(summaries: list[Summary]) -> None:
         if not math.isnan(both):
             print(f"  {s.name:<32} both found {both:5.1f}% -> {both_fit:5.1f}%   "
                   f"ECE {ece:.3f} -> {ece_fit:.3f}")
+    print("\n== doubles without any window (the locate contract: a case carries no weather), "
+          "30% missing: both found, defaults -> fitted on the same scenario's history written "
+          "without windows; ECE fitted")
+    for s in summaries:
+        for label, both, both_fit, ece_fit in s.plain:
+            print(f"  {s.name:<32} {label:<48} {both:5.1f}% -> {both_fit:5.1f}%   "
+                  f"ECE {ece_fit:.3f}")
     print("\n== the storm world the context states (each device operates at the county's rate: "
           "1, 2, 3 ... faults a feeder, not exactly two), on the defaults")
     for s in summaries:

@@ -38,8 +38,10 @@ the crew found, against how many of that kind there were. The factor of a kind i
 the mean protective device's, a Gamma-Poisson posterior mean with ``KIND_PRIOR_FAULTS``
 pseudo-faults at the current factor, so a kind seen in a handful of close-outs moves little.
 
-**The storm's fault rate** (``storm_fault_prior``, with the cases' windows): how many devices
-each close-out made in a declared storm found per feeder (:mod:`outage_sentinel.storm_rate`).
+**The windows' fault rates** (``storm_fault_prior`` and ``storm_rate_shape`` from the
+close-outs made in a declared storm, ``fault_prior`` and ``fault_rate_shape`` from the others;
+a case without a window is a calm one): how many devices each close-out found per feeder
+(:mod:`outage_sentinel.storm_rate`).
 
 :func:`calibration_map` learns a monotone map from the probability the localiser states to the
 frequency it is right, from the same history (pool-adjacent-violators over the stated
@@ -67,14 +69,20 @@ from outage_sentinel.localise import (
     ranks_beside,
     window_of,
 )
-from outage_sentinel.storm_rate import fit_storm_rate, storm_counts
+from outage_sentinel.storm_rate import (
+    fit_calm_rate,
+    fit_storm_rate,
+    storm_counts,
+    window_counts,
+)
 from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
 
 #: The parameters :func:`fit` sets (what a parameters file holds, with ``calibration``).
 FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_dead_shape",
                "alive_report_a", "alive_report_b", "alive_false_rate", "call_rate_rate",
                "spurious_call_rate", "lv_fault_rate", "open_report_true", "open_report_false",
-               "storm_fault_prior", "storm_rate_shape", "misfiled_rate")
+               "storm_fault_prior", "storm_rate_shape", "misfiled_rate", "fault_prior",
+               "fault_rate_shape")
 
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
 PRIOR_WEIGHT = 20.0
@@ -438,16 +446,15 @@ class Fit:
 
 
 def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
-        contexts: Sequence[FaultContext | None] | None = None) -> Fit:
-    """Fit the evidence reliabilities of ``base`` to ``cases`` (see the module docstring);
-    with ``contexts`` (the window of each case), also the rate of a declared storm from how
-    many devices its close-outs found per feeder (:mod:`outage_sentinel.storm_rate`)."""
+        contexts: Sequence[FaultContext | None] | None = None, window_rates: bool = True
+        ) -> Fit:
+    """Fit the evidence reliabilities of ``base`` to ``cases`` (see the module docstring),
+    and (``window_rates``) the fault rates of a calm window and of a declared storm from how
+    many devices the close-outs found per feeder (:mod:`outage_sentinel.storm_rate`), each
+    case in its window (``contexts``; none = calm windows without the county's figures)."""
     c = count(topology, cases)
-    updates: dict[str, Any] = {}
-    if contexts is not None:
-        storms = storm_counts(topology, [case.truth for case in cases], contexts)
-        updates["storm_fault_prior"], updates["storm_rate_shape"] = fit_storm_rate(
-            storms, base.storm_fault_prior, base.storm_rate_shape)
+    updates: dict[str, Any] = (_window_rates(topology, cases, base, contexts)
+                               if window_rates else {})
     mean = base.dead_detect_a / (base.dead_detect_a + base.dead_detect_b)
     m = _rate(c.dead, mean)
     conc = _detect_concentration(c.dead_cases, m, base.dead_detect_a + base.dead_detect_b)
@@ -481,6 +488,22 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
     updates["misfiled_rate"] = _misfiled_rate(c, base.misfiled_rate)
     params = replace(base, **updates)
     return Fit(params, tuple(_changes(base, params)), len(cases))
+
+
+def _window_rates(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
+                  contexts: Sequence[FaultContext | None] | None) -> dict[str, Any]:
+    """The storm's and the calm window's fault rates (mean and shape of each Beta) fitted to
+    how many devices the close-outs found per feeder."""
+    truths = [case.truth for case in cases]
+    windows = list(contexts) if contexts is not None else [None] * len(cases)
+    out: dict[str, Any] = {}
+    storms = storm_counts(topology, truths, windows)
+    out["storm_fault_prior"], out["storm_rate_shape"] = fit_storm_rate(
+        storms, base.storm_fault_prior, base.storm_rate_shape)
+    calm = window_counts(topology, truths, windows, storm=False)
+    out["fault_prior"], out["fault_rate_shape"] = fit_calm_rate(
+        calm, replace(base, **out))
+    return out
 
 
 def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
@@ -807,11 +830,11 @@ def fit_with_calibration(topology: Topology, cases: Sequence[tuple[Evidence, Sol
     (``calibration``) and maps of their own for the windows and answer sizes that need one
     (:func:`keyed_maps`). Returns the fit (its params carrying the maps) and the calibration
     figures (expected calibration error before and after the maps, on these cases).
-    ``storm_rate=False`` keeps the storm's fault rate (a history whose truths may name fewer
-    devices than operated)."""
+    ``storm_rate=False`` keeps the fault rates of the windows, calm and storm (a history whose
+    truths may name fewer devices than operated)."""
     fitted = fit(topology, [s for _, s in cases],
-                 replace(base, calibration=(), calibration_maps=()),
-                 contexts if storm_rate and contexts is not None else None)
+                 replace(base, calibration=(), calibration_maps=()), contexts,
+                 window_rates=storm_rate)
     keyed = stated_and_right(topology, cases, fitted.params, contexts)
     pairs = [(p, ok) for _, p, ok in keyed]
     knots = choose_map(pairs)

@@ -1,4 +1,5 @@
-"""How often devices operate in a declared storm, learnt from its close-outs (pure core).
+"""How often devices operate together, in a declared storm and in any other window, learnt
+from the close-outs (pure core).
 
 The localiser prices a second, third ... fault on a feeder by the per-device fault rate of the
 window (:func:`~outage_sentinel.localise.fault_regimes`): Beta with shape
@@ -19,6 +20,21 @@ doubles and triples up, and it has an interior maximum. The estimate is the maxi
 sum plus a log-normal prior centred on the current value (``PRIOR_SD`` in natural log
 units), so a handful of storms moves it a little and hundreds settle it. Devices below
 another operated device add nothing (their areas were already dark) and are not counted.
+
+**Any other window** (no storm declared: the calm rate, ``fault_prior`` and
+``fault_rate_shape``) is learnt the same way from the other close-outs, so that a county whose
+close-outs often name two devices on a feeder (a storm nobody declared, a locate history
+without any context) teaches the localiser that a second fault is not rare, and one whose
+close-outs name one device apiece makes a second one rarer still. A window with the county's
+figures (:class:`~outage_sentinel.localise.FaultContext` ``devices_elsewhere``) has a mixture
+of the calm and the storm rate for its prior (:func:`~outage_sentinel.localise.fault_regimes`),
+so its count is scored under that mixture:
+
+    P(K = k | K >= 1) = sum_r w_r BB(k; D, a_r, b_r) / sum_r w_r (1 - BB(0; D, a_r, b_r)),
+
+where the figures make the storm regime the likelier one, the calm rate hardly matters to it.
+The calm rate is searched on a coarse grid, then finely around the best point (a refit in
+the daemon scores a few hundred distinct windows).
 """
 
 from __future__ import annotations
@@ -26,8 +42,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
-from outage_sentinel.localise import FaultContext, devices_per_feeder
+import numpy as np
+
+from outage_sentinel.localise import (
+    FaultContext,
+    LocaliserParams,
+    devices_per_feeder,
+    fault_regimes,
+)
 from outage_sentinel.topology import Topology
 
 #: Standard deviation of the priors of log(mean) and log(shape) around the current values:
@@ -37,40 +61,71 @@ PRIOR_SD = 1.0
 #: The means and shapes searched (lowest, highest, steps), log-spaced.
 MEAN_RANGE = (1e-4, 0.3, 60)
 SHAPE_RANGE = (0.02, 50.0, 40)
-
-
-def _log_beta(a: float, b: float) -> float:
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+#: The calm window's means: from far below the default (3e-5) to a storm's.
+CALM_MEAN_RANGE = (1e-7, 0.3, 64)
+#: Grid points skipped by the coarse pass of the calm search (the fine pass looks at every
+#: point within this many of the coarse best).
+COARSE_STEP = 4
 
 
 def log_count_given_one(k: int, devices: int, mean: float, shape: float) -> float:
     """log P(K = k | K >= 1) for K beta-binomial over ``devices`` devices, rate Beta(shape,
     shape (1 - mean) / mean)."""
     a, b = shape, shape * (1.0 - mean) / mean
-    none = math.exp(_log_beta(a, b + devices) - _log_beta(a, b))
-    log_k = (math.lgamma(devices + 1) - math.lgamma(k + 1) - math.lgamma(devices - k + 1)
-             + _log_beta(a + k, b + devices - k) - _log_beta(a, b))
-    return log_k - math.log(max(1.0 - none, 1e-300))
+    return _log_bb(k, devices, a, b) - _log_some(a, b, devices)
+
+
+def _log_bb(k: int, devices: int, a: float, b: float) -> float:
+    """log P(K = k) for K beta-binomial(devices, a, b), as sums over the devices: B(a + k,
+    b + D - k) / B(a, b) as a difference of log-Beta functions is a difference of numbers of
+    ~1e10 when the rate is near 0 (b ~ 1e8), and rounding takes its last digits."""
+    i = np.arange(devices, dtype=np.float64)
+    return (math.lgamma(devices + 1) - math.lgamma(k + 1) - math.lgamma(devices - k + 1)
+            + math.lgamma(a + k) - math.lgamma(a)
+            + float(np.log1p(-a / (a + b + i[:devices - k])).sum())
+            - float(np.log(a + b + i[devices - k:]).sum()))
+
+
+def _log_some(a: float, b: float, devices: int) -> float:
+    """log P(K >= 1) for K beta-binomial(devices, a, b): P(K = 0) is the product of
+    (b + i) / (a + b + i) over the devices, summed as logs (see :func:`_log_bb`)."""
+    log_none = float(np.log1p(-a / (a + b + np.arange(devices, dtype=np.float64))).sum())
+    return math.log(max(-math.expm1(log_none), 1e-300))
 
 
 def storm_counts(topology: Topology, truths: Sequence[Sequence[str]],
                  contexts: Sequence[FaultContext | None]) -> list[tuple[int, int]]:
     """(devices operated, protective devices) per feeder of every close-out made in a
     declared storm (``contexts[i].storm``); truth devices below another are left out."""
+    return [(k, d) for k, d, _ in window_counts(topology, truths, contexts, storm=True)]
+
+
+def window_counts(topology: Topology, truths: Sequence[Sequence[str]],
+                  contexts: Sequence[FaultContext | None], storm: bool
+                  ) -> list[tuple[int, int, FaultContext]]:
+    """(devices operated, protective devices, the window's context) per feeder of every
+    close-out made in a declared storm (``storm``) or in any other window (no context is a
+    calm window without the county's figures); truth devices below another are left out."""
     per_feeder = devices_per_feeder(topology)
-    out: list[tuple[int, int]] = []
+    out: list[tuple[int, int, FaultContext]] = []
     for truth, context in zip(truths, contexts, strict=True):
-        if context is None or not context.storm:
+        context = context or FaultContext()
+        if context.storm != storm:
             continue
-        pos = [topology.pos[d] for d in truth]
-        tops = [i for i in pos if not any(j != i and topology.tin[j] < topology.tin[i]
-                                          <= topology.tout[j] for j in pos)]
-        feeders: dict[str, int] = {}
-        for i in tops:
-            feeder = topology.feeder_of(topology.ids[topology.root[i]])
-            feeders[feeder] = feeders.get(feeder, 0) + 1
-        out.extend((k, per_feeder.get(f, k)) for f, k in feeders.items())
+        out.extend((k, per_feeder.get(f, k), context)
+                   for f, k in _operated_per_feeder(topology, truth).items())
     return out
+
+
+def _operated_per_feeder(topology: Topology, truth: Sequence[str]) -> dict[str, int]:
+    pos = [topology.pos[d] for d in truth if d in topology.pos]
+    tops = [i for i in pos if not any(j != i and topology.tin[j] < topology.tin[i]
+                                      <= topology.tout[j] for j in pos)]
+    feeders: dict[str, int] = {}
+    for i in tops:
+        feeder = topology.feeder_of(topology.ids[topology.root[i]])
+        feeders[feeder] = feeders.get(feeder, 0) + 1
+    return feeders
 
 
 def fit_storm_rate(counts: Sequence[tuple[int, int]], mean: float, shape: float
@@ -95,3 +150,49 @@ def fit_storm_rate(counts: Sequence[tuple[int, int]], mean: float, shape: float
 def _grid(bounds: tuple[float, float, int]) -> list[float]:
     lo, hi, steps = bounds
     return [math.exp(math.log(lo) + i * math.log(hi / lo) / steps) for i in range(steps + 1)]
+
+
+def fit_calm_rate(counts: Sequence[tuple[int, int, FaultContext]], params: LocaliserParams
+                  ) -> tuple[float, float]:
+    """The calm window's rate per device (``fault_prior``, ``fault_rate_shape``) that best
+    explains ``counts`` ((k, D, context) per feeder of the close-outs made without a storm
+    declared, :func:`window_counts`) under the prior around the current values; those
+    unchanged without any count. The storm regime's rate is held at ``params``'."""
+    usable = Counter((k, d, (c.faults_elsewhere, c.devices_elsewhere) if c.devices_elsewhere
+                      else (0, 0)) for k, d, c in counts if 1 <= k <= d)
+    if not usable:
+        return params.fault_prior, params.fault_rate_shape
+    means, shapes = _grid(CALM_MEAN_RANGE), _grid(SHAPE_RANGE)
+
+    def score(i: int, j: int) -> float:
+        m, a = means[i], shapes[j]
+        trial = replace(params, fault_prior=m, fault_rate_shape=a)
+        regimes = {ctx: fault_regimes(trial, FaultContext(faults_elsewhere=ctx[0],
+                                                          devices_elsewhere=ctx[1]))
+                   for ctx in {ctx for _, _, ctx in usable}}
+        return (sum(n * _log_count_mixture(k, d, regimes[ctx])
+                    for (k, d, ctx), n in usable.items())
+                - 0.5 * (math.log(m / params.fault_prior) / PRIOR_SD) ** 2
+                - 0.5 * (math.log(a / params.fault_rate_shape) / PRIOR_SD) ** 2)
+
+    coarse = [(i, j) for i in range(0, len(means), COARSE_STEP)
+              for j in range(0, len(shapes), COARSE_STEP)]
+    bi, bj = max(coarse, key=lambda ij: score(*ij))
+    fine = [(i, j) for i in range(max(bi - COARSE_STEP, 0), min(bi + COARSE_STEP + 1, len(means)))
+            for j in range(max(bj - COARSE_STEP, 0), min(bj + COARSE_STEP + 1, len(shapes)))]
+    bi, bj = max(fine, key=lambda ij: score(*ij))
+    return means[bi], shapes[bj]
+
+
+def _log_count_mixture(k: int, devices: int, regimes: Sequence[tuple[float, float, float]]
+                       ) -> float:
+    """log P(K = k | K >= 1) for K beta-binomial over ``devices`` devices under the mixture
+    ``regimes`` ((log weight, Beta a, Beta b), :func:`fault_regimes`)."""
+    num = [w + _log_bb(k, devices, a, b) for w, a, b in regimes]
+    den = [w + _log_some(a, b, devices) for w, a, b in regimes]
+    return _logsumexp(num) - _logsumexp(den)
+
+
+def _logsumexp(xs: Sequence[float]) -> float:
+    top = max(xs)
+    return top + math.log(sum(math.exp(x - top) for x in xs))
