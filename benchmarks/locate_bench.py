@@ -689,6 +689,8 @@ class Summary:
     #: doubles fitted and localised without any window: (label, both found % defaults
     #: without a window, fitted, ECE fitted)
     plain: list[tuple[str, float, float, float]] = field(default_factory=list)
+    #: the same doubles fitted on few close-outs without a window: (size, both %, ECE)
+    plain_curve: list[tuple[int, float, float]] = field(default_factory=list)
     #: per scenario: (label, ECE defaults, ECE fitted, top-1 or both % defaults, fitted)
     calibration: list[tuple[str, float, float, float, float]] = field(default_factory=list)
     fitted: str = ""  # the fit-on-history result line
@@ -809,7 +811,7 @@ def storm_world(feeders: list[Feeder], n: int, rng: random.Random) -> tuple[floa
     for f, case in cases:
         counts[len(case.devices)] = counts.get(len(case.devices), 0) + 1
         ctx = {"calm": None, "storm": STORM.context(f, draw)}
-        _localise_case(f, case, tallies, "storm", "calm", ctx, None, None)
+        _localise_case(f, case, tallies, "storm", "calm", ctx, None, (None, None))
     print(f"  storm world, 30% missing, false reports ({len(cases)} cases; faults per case "
           f"{dict(sorted(counts.items()))}; localiser storm context, 'calm' without it)")
     for key in ("localiser", "calm", "naive"):
@@ -849,6 +851,39 @@ def learning_curve(feeders: list[Feeder], topology: Topology, cases: int, rng: r
     cells = "  ".join(f"{'defaults' if n == 0 else n}: {r:.3f}/{e:.3f}" for n, r, e in out)
     print(f"  learning curve (FIELD county; close-outs: loc/oracle / ECE on {cases} new "
           f"cases): {cells}")
+    return out
+
+
+#: History sizes of the doubles' learning curve without any window (each drawn three times).
+PLAIN_SIZES = (20, 50)
+
+
+def plain_doubles_curve(feeders: list[Feeder], topology: Topology, cases: int, seed: int
+                        ) -> list[tuple[int, float, float]]:
+    """The doubles (30 % missing, false reports) as the ``locate`` contract sees them: no
+    window in the history nor in the new cases. Fitted on ``PLAIN_SIZES`` close-outs (three
+    draws each): (size, both found %, ECE) on the same ``cases`` new cases, size 0 for the
+    defaults."""
+    model = Model(0.3, 1.0)
+    rng = random.Random(f"{seed}/plain doubles/test")
+    tests = [(f, sample(f, d, model, rng)) for f, d in make_jobs(feeders, True, cases, rng)]
+    out: list[tuple[int, float, float]] = []
+    for size in (0, *PLAIN_SIZES):
+        for draw in range(3 if size else 1):
+            params = None
+            if size:
+                hrng = random.Random(f"{seed}/plain doubles/{size}/{draw}")
+                hist = [closed_out(topology, sample(f, d, model, hrng))
+                        for f, d in make_jobs(feeders, True, size, hrng)]
+                params = fit_with_calibration(topology, hist, LocaliserParams())[0].params
+            tally = Tally()
+            for f, case in tests:
+                top = next(iter(localise(f.t, evidence_of(case), params).hypotheses), None)
+                truth = {f.range(d) for d in case.devices}
+                pred = ranges_of(f, top.devices) if top else set()
+                tally.add(pred == truth, truth <= pred, customers_f1(f, truth, pred), 0.0,
+                          top.probability if top else 0.0, len(top.devices) if top else 0)
+            out.append((size, tally.pct(True), expected_calibration_error(tally.pairs)))
     return out
 
 
@@ -936,6 +971,8 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
     # +-0.03 between draws
     summary.storm_world = storm_world(feeders, 3 * max_cases, rng)
     summary.curve = learning_curve(feeders, topology, max_cases, rng, max_cases >= 1000)
+    if max(len(f.devices) for f in feeders) >= 3:
+        summary.plain_curve = plain_doubles_curve(feeders, topology, max_cases, seed)
     return summary
 
 
@@ -989,6 +1026,13 @@ def print_summary(summaries: list[Summary]) -> None:
         for label, both, both_fit, ece_fit in s.plain:
             print(f"  {s.name:<32} {label:<48} {both:5.1f}% -> {both_fit:5.1f}%   "
                   f"ECE {ece_fit:.3f}")
+    print("  fitted on few close-outs (no window; 20 and 50 drawn three times): both found % / "
+          "ECE on the same new cases")
+    for s in summaries:
+        if s.plain_curve:
+            cells = "  ".join(f"{'defaults' if n == 0 else n}: {b:.1f}/{e:.3f}"
+                              for n, b, e in s.plain_curve)
+            print(f"  {s.name:<32} {cells}")
     print("\n== the storm world the context states (each device operates at the county's rate: "
           "1, 2, 3 ... faults a feeder, not exactly two), on the defaults")
     for s in summaries:

@@ -50,14 +50,17 @@ def test_close_outs_naming_two_devices_a_feeder_raise_the_calm_rate_and_lone_one
     assert lone < BASE.fault_prior
 
 
-def test_a_window_the_county_figures_call_a_storm_says_little_of_the_calm_rate() -> None:
-    """Doubles in windows where 40 of 1,000 devices operated elsewhere are the storm
-    regime's doing (the mixture of :func:`fault_regimes`); without figures they are the calm
-    window's."""
+def test_windows_with_devices_operated_elsewhere_are_left_to_the_storm_regime() -> None:
+    """Doubles in windows where 40 of 1,000 devices operated elsewhere are the storm's as
+    much as the calm window's (scored under the mixture, they taught the calm rate the
+    storm's); a window with the county's figures and nothing operated elsewhere is calm."""
     busy = FaultContext(faults_elsewhere=40, devices_elsewhere=1000)
-    with_figures, _ = fit_calm_rate([(2, 53, busy)] * 100, BASE)
+    quiet = FaultContext(faults_elsewhere=0, devices_elsewhere=1000)
+    assert fit_calm_rate([(2, 53, busy)] * 100, BASE) == (BASE.fault_prior,
+                                                          BASE.fault_rate_shape)
+    with_figures, _ = fit_calm_rate([(2, 53, quiet)] * 100, BASE)
     without, _ = fit_calm_rate([(2, 53, CALM)] * 100, BASE)
-    assert abs(math.log(with_figures / BASE.fault_prior)) < 2.0
+    assert math.log(with_figures / BASE.fault_prior) > 4.0
     assert math.log(without / BASE.fault_prior) > 4.0
 
 
