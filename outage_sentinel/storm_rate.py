@@ -69,6 +69,9 @@ SHAPE_RANGE = (0.02, 50.0, 40)
 CALM_PRIOR_SD = 2.0
 #: The calm window's means: from far below the default (3e-5) to a storm's.
 CALM_MEAN_RANGE = (1e-7, 0.3, 64)
+#: The Beta's b above which the beta-binomial is summed over the devices (see _log_bb): a
+#: storm's rarely is (only its most regular, rarest rates), a calm window's near-zero ones are.
+SUMMED_ABOVE = 1e4
 #: Grid points skipped by the coarse pass of the calm search (the fine pass looks at every
 #: point within this many of the coarse best).
 COARSE_STEP = 4
@@ -82,21 +85,32 @@ def log_count_given_one(k: int, devices: int, mean: float, shape: float) -> floa
 
 
 def _log_bb(k: int, devices: int, a: float, b: float) -> float:
-    """log P(K = k) for K beta-binomial(devices, a, b), as sums over the devices: B(a + k,
-    b + D - k) / B(a, b) as a difference of log-Beta functions is a difference of numbers of
-    ~1e10 when the rate is near 0 (b ~ 1e8), and rounding takes its last digits."""
+    """log P(K = k) for K beta-binomial(devices, a, b). For a rate near 0 (``b`` above
+    ``SUMMED_ABOVE``) as sums over the devices: B(a + k, b + D - k) / B(a, b) as a difference
+    of log-Beta functions is then a difference of numbers of ~1e10, and rounding takes its
+    last digits; below, the log-Gamma functions are exact enough and much cheaper."""
+    log_c = math.lgamma(devices + 1) - math.lgamma(k + 1) - math.lgamma(devices - k + 1)
+    if b <= SUMMED_ABOVE:
+        return log_c + _log_beta(a + k, b + devices - k) - _log_beta(a, b)
     i = np.arange(devices, dtype=np.float64)
-    return (math.lgamma(devices + 1) - math.lgamma(k + 1) - math.lgamma(devices - k + 1)
-            + math.lgamma(a + k) - math.lgamma(a)
+    return (log_c + math.lgamma(a + k) - math.lgamma(a)
             + float(np.log1p(-a / (a + b + i[:devices - k])).sum())
             - float(np.log(a + b + i[devices - k:]).sum()))
 
 
 def _log_some(a: float, b: float, devices: int) -> float:
-    """log P(K >= 1) for K beta-binomial(devices, a, b): P(K = 0) is the product of
-    (b + i) / (a + b + i) over the devices, summed as logs (see :func:`_log_bb`)."""
-    log_none = float(np.log1p(-a / (a + b + np.arange(devices, dtype=np.float64))).sum())
+    """log P(K >= 1) for K beta-binomial(devices, a, b): 1 - P(K = 0), P(K = 0) the product
+    of (b + i) / (a + b + i) over the devices (summed as logs above ``SUMMED_ABOVE``, see
+    :func:`_log_bb`)."""
+    if b <= SUMMED_ABOVE:
+        log_none = _log_beta(a, b + devices) - _log_beta(a, b)
+    else:
+        log_none = float(np.log1p(-a / (a + b + np.arange(devices, dtype=np.float64))).sum())
     return math.log(max(-math.expm1(log_none), 1e-300))
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
 def storm_counts(topology: Topology, truths: Sequence[Sequence[str]],

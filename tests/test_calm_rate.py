@@ -31,7 +31,8 @@ def undeclared(history: list[dict[str, object]]) -> list[dict[str, object]]:
 def test_a_rate_near_zero_does_not_make_a_count_certain() -> None:
     """log P(K >= 1) of a rate near 0 was a difference of log-Beta functions of ~1e10 lost
     in rounding: P(K = 2 | K >= 1) came out e^+690, and the search chose the rate nearest 0."""
-    for devices, mean, shape in ((5, 1e-7, 50.0), (53, 1e-7, 0.02), (264, 3e-6, 50.0)):
+    for devices, mean, shape in ((5, 1e-7, 50.0), (53, 1e-7, 0.02), (264, 3e-6, 50.0),
+                                 (53, 1e-6, 0.1), (264, 4e-7, 0.04)):
         probs = [math.exp(log_count_given_one(k, devices, mean, shape))
                  for k in range(1, devices + 1)]
         assert max(probs) <= 1.0 + 1e-9
