@@ -264,8 +264,8 @@ class LocaliserParams:
     #: another one more likely. Small = bursty; large = independent devices at the mean rate.
     fault_rate_shape: float = 0.1
     #: Mean prior per-device fault rate in a window with a storm declared
-    #: (:attr:`FaultContext.storm`): a typhoon or ice storm operates devices at tens of times
-    #: the calm rate. Counts of devices operated elsewhere (the context) update it further.
+    #: (:attr:`FaultContext.storm`): a typhoon or ice storm operates devices at a hundred times
+    #: the calm rate and more. Counts of devices operated elsewhere (the context) update it.
     storm_fault_prior: float = 5e-3
     #: Shape of the storm's Beta (the calm one's is ``fault_rate_shape``): small = a storm
     #: either spares a feeder or takes many of its devices; large = every feeder loses about

@@ -3,7 +3,7 @@ from the close-outs (pure core).
 
 The localiser prices a second, third ... fault on a feeder by the per-device fault rate of the
 window (:func:`~outage_sentinel.localise.fault_regimes`): Beta with shape
-``fault_rate_shape`` and mean ``storm_fault_prior`` when a storm is declared and the county's
+``storm_rate_shape`` and mean ``storm_fault_prior`` when a storm is declared and the county's
 counts are not given. That mean is a guess (5e-3) and storms differ by an order of magnitude,
 so it is the one rate of the count prior a county's own close-outs should set.
 
