@@ -65,8 +65,8 @@ class RefitJob:
             self.log.info("refit_waiting", cases=len(cases), needed=MIN_CASES)
             return None
         # Each case is localised again in the weather it happened in, so that the storm
-        # windows' calibration is learnt apart from the calm ones', and the storm close-outs
-        # (naming every device the crews found) set the storm's rate.
+        # windows' calibration is learnt apart from the calm ones', and the close-outs (naming
+        # every device the crews found) set the storm's rate and the calm window's.
         fitted, figures = fit_with_calibration(topology, cases, self.base, contexts)
         self.estimator.use_params(fitted.params)
         self.log.info("localisation_refit", cases=fitted.cases, changes=list(fitted.changes),
