@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from outage_sentinel import sms_params
-from outage_sentinel.incidents import Incident, village_etr, village_start
+from outage_sentinel.incidents import Incident, unexplained_areas, village_etr, village_start
 from outage_sentinel.priority import (
     GRADE_LABELS,
     TAG_LABELS,
@@ -572,7 +572,7 @@ def _patrol_context(topology: Topology, incident: Incident, language: str,
         "patrol_nodes": [_name(topology, n) for n in walk[: params.max_patrol_nodes]],
         "patrol_more": max(0, len(walk) - params.max_patrol_nodes),
         "devices": _devices_to_check(topology, devices, section, language, sure["label"],
-                                     unexplained(topology, incident)),
+                                     unexplained_areas(topology, incident)),
         "section": section,
     }
 
@@ -594,16 +594,6 @@ def orders_cover(covered: Collection[str], devices: Sequence[str]) -> bool:
     """Whether orders that had the crew walk ``covered`` lead it to ``devices`` (a fault
     point estimated since): none of them outside what it was sent to patrol."""
     return all(d in covered for d in devices)
-
-
-def unexplained(topology: Topology, incident: Incident) -> list[str]:
-    """Areas a source reported off, still off, that are not below the estimate's fault point
-    (the localiser read their reports as false, or a second fault it did not name)."""
-    below: set[str] = set()
-    for d in incident.estimate.devices:
-        if d in topology.pos:
-            below.update(topology.downstream_transformers(d))
-    return [t for t in incident.off if incident.mark(t) == "reported" and t not in below]
 
 
 def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, Any]:

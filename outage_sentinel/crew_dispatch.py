@@ -22,7 +22,7 @@ from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
 from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.events import parse_time
-from outage_sentinel.incidents import Incident, villages_off
+from outage_sentinel.incidents import Incident, unexplained_areas, villages_off
 from outage_sentinel.liaison import LiaisonPlanner, individual_channels
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -307,7 +307,7 @@ class CrewDispatch:
         est = inc.estimate
         if (inc.status != "active" or inc.crew_progress != "dispatched" or not est.devices
                 or set(est.devices) == set(before.estimate.devices)
-                or crews.unexplained(self.topology, inc)):
+                or unexplained_areas(self.topology, inc)):
             return 0
         sure = crews.certainty(self.topology, inc)
         if sure["basis"] == "inferred" and (sure["probability"] or 0.0) < crews.REDIRECT_MIN:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from outage_sentinel.incidents import Incident
+from outage_sentinel.incidents import Incident, unexplained_areas
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, STATUS_LABELS, label
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.topology import Topology
@@ -27,7 +27,8 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "villages": "涉及村庄", "customers": "户", "areas": "个台区", "none": "无",
            "notices": "通知", "log": "处理记录", "unknown": "未能识别", "area_text": "停电范围原文",
            "withdrawn": "已撤回推断（未通知联络人）", "reopens": "重复停电，关联",
-           "dispatched": "在途", "on_site": "已到场"},
+           "dispatched": "在途", "on_site": "已到场",
+           "unexplained": "已报停电、不在故障点下游（按误报处理或另有故障，请核实）"},
     "en": {"feeder": "Feeder", "device": "Fault point", "inferred_device": "Estimated fault point",
            "set_device": "Fault point (set by the command centre)", "set_by": "by",
            "probability": "probability", "pending": "unknown", "since": "Since",
@@ -37,7 +38,9 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "areas": "areas", "none": "none", "notices": "Notices", "log": "Log",
            "unknown": "Not recognised", "area_text": "Scope as reported",
            "withdrawn": "Inference withdrawn (liaisons not told)", "reopens": "Reopens",
-           "dispatched": "on its way", "on_site": "on site"},
+           "dispatched": "on its way", "on_site": "on site",
+           "unexplained": "Reported off, not below the fault point (read as false, or another "
+                          "fault: check)"},
 }
 
 
@@ -82,6 +85,9 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         f"({inc.estimate.customers} {w['customers']})",
     ]
     lines += _area_lines(inc, topology, w)
+    stray = unexplained_areas(topology, inc) if inc.estimate.devices else []
+    if stray and inc.kind not in ("planned", "temporary"):
+        lines.append(f"{w['unexplained']}: {_area_names(topology, stray)}")
     if inc.withdrawn_villages:
         lines.append(f"{w['withdrawn']}: {_village_names(topology, inc.withdrawn_villages, 12)}")
     if inc.area_text:
@@ -121,9 +127,7 @@ def _device_line(inc: Incident, topology: Topology, w: Mapping[str, str]) -> str
 
 def _area_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list[str]:
     def names(areas: Sequence[str]) -> str:
-        shown = [topology.nodes[t].name or t if t in topology.nodes else t for t in areas[:12]]
-        more = f" … +{len(areas) - 12}" if len(areas) > 12 else ""
-        return "、".join(shown) + more if shown else w["none"]
+        return _area_names(topology, areas) or w["none"]
 
     off = [t for t in inc.estimate.transformers if t not in inc.restored]
     confirmed = [t for t in off if inc.mark(t) == "reported"]
@@ -165,3 +169,8 @@ def call_line(event: Any, resolved: Any, incident_id: str | None, topology: Topo
     said = "；".join(x for x in (event.area_text, event.cause, "、".join(event.transformers)) if x)
     return (f"{local(event.start, tz)}  {event.source}:{event.event_id}  {where}  "
             f"{incident_id or '-'}  {mask_phones(said)[:120]}")
+
+
+def _area_names(topology: Topology, areas: Sequence[str], most: int = 12) -> str:
+    shown = [topology.nodes[t].name or t if t in topology.nodes else t for t in areas[:most]]
+    return "、".join(shown) + (f" … +{len(areas) - most}" if len(areas) > most else "")

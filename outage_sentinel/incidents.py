@@ -471,6 +471,19 @@ def checked_evidence(evidence: Evidence, excluded: Iterable[str]) -> Evidence:
     return replace(evidence, dead=evidence.dead - overruled)
 
 
+def unexplained_areas(topology: Topology, incident: Incident) -> list[str]:
+    """Areas a source reported off, still off, that are not below the estimate's fault point:
+    the localiser read their reports as false, or they have a fault it did not name. The
+    command centre and the crew are told of them: the fault point and "confirmed off" would
+    otherwise contradict each other unremarked (a lone area reported off on a small feeder,
+    estimated "a fuse elsewhere, this report false" at 0.99)."""
+    below: set[str] = set()
+    for d in incident.estimate.devices:
+        if d in topology.pos:
+            below.update(topology.downstream_transformers(d))
+    return [t for t in incident.off if incident.mark(t) == "reported" and t not in below]
+
+
 def naming(members: Iterable[Member], area: str) -> tuple[str, ...]:
     """The keys of the records that name ``area`` (off, or imprecisely)."""
     return tuple(m.key for m in members if area in m.transformers or area in m.possible)

@@ -122,3 +122,29 @@ def test_a_large_bundle_is_sent_as_villages_first_and_feeders_on_demand() -> Non
     detail = map_payload(demo, feeders=[one], detail_limit=10)
     assert detail["level"] == "detail" and {f["id"] for f in detail["feeders"]} == {one}
     assert 0 < len(detail["areas"]) < len(demo.transformers)
+
+
+def test_the_card_names_the_reports_the_fault_point_does_not_explain() -> None:
+    """FU2 estimated while T1 (not below it) is reported off: the card carries T1 for the
+    page's warning; with R1 (above T1) estimated it carries nothing."""
+    from outage_sentinel.board.views import incident_card
+    from outage_sentinel.crew import Commitments
+    from outage_sentinel.incidents import Estimate, Incident
+    from outage_sentinel.lifecycle import incident_columns
+
+    grid = build_grid()
+    now = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    viewer = Viewer("zh", UTC, phones=False)
+
+    def card(devices: tuple[str, ...], kind: str = "fault") -> dict[str, object]:
+        areas = ("T1", "T4")
+        inc = Incident(id="INC-1", feeder="F1", kind=kind, status="active", revision=1,
+                       start=now, etr=None, end=None, cause="", area_text="", members={},
+                       estimate=Estimate(devices, 0.97, areas, grid.customers_of(areas),
+                                         tuple(grid.villages_of(areas))),
+                       scope={"T1": "reported", "T4": "inferred"})
+        return incident_card(incident_columns(inc, now), grid, now, viewer, Commitments())
+
+    assert card(("FU2",))["unexplained"] == ["台区T1"]
+    assert card(("B1",))["unexplained"] == []
+    assert card(("FU2",), kind="planned")["unexplained"] == []

@@ -66,3 +66,20 @@ def test_list_shows_the_stage_so_a_closed_incident_is_not_restored() -> None:
     assert "马集I线" in line and "2026-03-01 08:00" in line
     assert "Closed" not in incident_line(row, build_grid(), TZ, "en") and \
         "closed" in incident_line(row, build_grid(), TZ, "en")
+
+
+def test_show_names_the_reports_the_fault_point_does_not_explain() -> None:
+    """FU2 estimated (T4, T5 below it) while T1 is reported off: the operator reads that the
+    estimate takes T1's report for false, not just "confirmed off: T1" under a fuse elsewhere."""
+    grid = build_grid()
+    areas = ("T1", "T4", "T5")
+    row = stored(estimate=Estimate(("FU2",), 0.97, areas, grid.customers_of(areas),
+                                   tuple(grid.villages_of(areas))),
+                 scope={"T1": "reported", "T4": "inferred", "T5": "inferred"}, restored={})
+    text = incident_text(row, [], [], grid, TZ)
+    assert "已报停电、不在故障点下游（按误报处理或另有故障，请核实）: 台区T1" in text
+    english = incident_text(row, [], [], grid, TZ, language="en")
+    assert "Reported off, not below the fault point (read as false, or another fault: check): " \
+        "台区T1" in english
+    # The first example's R1 is above T1: nothing to remark.
+    assert "不在故障点下游" not in incident_text(stored(), [], [], grid, TZ)

@@ -580,3 +580,26 @@ def test_a_crew_at_work_on_site_is_not_pulled_off_by_a_more_urgent_fault(h: Harn
     # The operator can still send it, by name: that is a decision, not the daemon's.
     h.daemon.lifecycle.dispatch(second, "operator:cc", crew_id="C1")
     assert h.incident(second)["crew_id"] == "C1"
+
+
+def test_a_report_the_fault_point_does_not_explain_is_named_to_the_command_centre(
+        h: Harness) -> None:
+    """T1's meters say it is off, T2's (same fuse) that it is on: the localiser's best answer
+    is "FU2 operated and sent nothing, T1's report is false". The summary states that fault
+    point with its probability, T1 as confirmed off (a source said so) — and says that the
+    two do not agree, so the command centre checks T1 instead of reading a contradiction."""
+    h.feed(ev("ami-T1", "T1", signal="dead", source="ami"),
+           ev("ami-T2", "T2", signal="alive", source="ami"))
+    inc = h.incident(h.only_incident())["state"]
+    assert "T1" not in inc["estimate"]["section"] and inc["estimate"]["devices"]
+    summary = h.sent("summary")[-1].text
+    assert "推断故障点" in summary
+    assert "已报停电、不在故障点下游（按误报处理，或另有故障，请核实）：T1" in summary
+    assert "Reported off" not in summary  # the command centre's language only
+
+
+def test_reports_the_fault_point_explains_are_not_remarked_on(h: Harness) -> None:
+    h.feed(ev("ami-T1", "T1", "T2", signal="dead", source="ami"))
+    inc = h.incident(h.only_incident())["state"]
+    assert inc["estimate"]["devices"] == ["FU1"]
+    assert "不在故障点下游" not in h.sent("summary")[-1].text

@@ -28,7 +28,7 @@ const WORDS = {
     hours: "小时（可空）", silenced: "已静默", withdrawn: "已撤回", superseded: "已被取代", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
     smsTemplate: "短信模板（实际发送的参数）", held: "已暂扣", hold: "暂扣", release: "放行", withdraw: "撤回",
     outboxReason: "暂扣/撤回原因（撤回必填）", readdressed: "已改发至新地址，原地址",
-    add: "添加", scopeAdd: "加入范围", setDevice: "设为故障点（运行人员确认）", faultDevice: "故障设备（候选中选，可多选）", setBy: "设置人", alternative: "另一可能", certainty: "把握", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
+    add: "添加", scopeAdd: "加入范围", setDevice: "设为故障点（运行人员确认）", faultDevice: "故障设备（候选中选，可多选）", setBy: "设置人", alternative: "另一可能", certainty: "把握", unexplained: "已报停电、不在故障点下游（按误报处理或另有故障，请核实）", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
     incidents: "Active fault outages", planned: "Planned/temporary outages, today and tomorrow",
@@ -54,7 +54,7 @@ const WORDS = {
     hours: "hours (optional)", silenced: "silenced", withdrawn: "withdrawn", superseded: "superseded", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
     smsTemplate: "SMS template (the parameters sent)", held: "held", hold: "Hold", release: "Release", withdraw: "Withdraw",
     outboxReason: "why hold / withdraw (required to withdraw)", readdressed: "re-addressed; was",
-    expire: "End", add: "Add", scopeAdd: "Add to scope", setDevice: "Set as fault point (command centre)", faultDevice: "Fault device (from the candidates; several: Ctrl-click)", setBy: "set by", alternative: "next most likely", certainty: "How sure", force: "also over special-care households",
+    expire: "End", add: "Add", scopeAdd: "Add to scope", setDevice: "Set as fault point (command centre)", faultDevice: "Fault device (from the candidates; several: Ctrl-click)", setBy: "set by", alternative: "next most likely", certainty: "How sure", unexplained: "Reported off, not below the fault point (read as false, or another fault: check)", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
 };
@@ -260,6 +260,7 @@ function incidentView(c) {
     h("h1", {}, `${c.id} · ${c.kind_label} · ${c.stage_label}`),
     h("p", {}, `${W.feeder}: ${c.feeder_name} · ${W.point}: ${pointText(c)}`),
     c.devices.length ? h("p", {id: "certainty"}, `${W.certainty}: ${certaintyText(c)}`) : null,
+    (c.unexplained || []).length ? h("p", {id: "unexplained", class: "warn"}, `${W.unexplained}: ${c.unexplained.join("、")}`) : null,
     h("p", {}, `${W.customers}: ${c.customers} · ${W.villages}: ${(c.villages.length ? c.villages : c.villages_all).map((v) => v.name).join("、")}`),
     h("p", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state},
       `${W.deadline}: ${c.deadline_local || "-"} ${countdown(c.deadline, c.deadline_state)}`),
