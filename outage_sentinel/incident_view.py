@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from outage_sentinel.incidents import Incident, unexplained_areas
+from outage_sentinel.incidents import Incident, contradicted_reports
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, STATUS_LABELS, label
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.topology import Topology
@@ -85,8 +85,8 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         f"({inc.estimate.customers} {w['customers']})",
     ]
     lines += _area_lines(inc, topology, w)
-    stray = unexplained_areas(topology, inc) if inc.estimate.devices else []
-    if stray and inc.kind not in ("planned", "temporary"):
+    stray = contradicted_reports(topology, inc)
+    if stray:
         lines.append(f"{w['unexplained']}: {_area_names(topology, stray)}")
     if inc.withdrawn_villages:
         lines.append(f"{w['withdrawn']}: {_village_names(topology, inc.withdrawn_villages, 12)}")

@@ -484,6 +484,15 @@ def unexplained_areas(topology: Topology, incident: Incident) -> list[str]:
     return [t for t in incident.off if incident.mark(t) == "reported" and t not in below]
 
 
+def contradicted_reports(topology: Topology, incident: Incident) -> list[str]:
+    """:func:`unexplained_areas` where they contradict an estimated fault point (a fault
+    incident with one), which the command centre is told of; planned work's scope is its
+    record's, no estimate's."""
+    if incident.kind in ("planned", "temporary") or not incident.estimate.devices:
+        return []
+    return unexplained_areas(topology, incident)
+
+
 def naming(members: Iterable[Member], area: str) -> tuple[str, ...]:
     """The keys of the records that name ``area`` (off, or imprecisely)."""
     return tuple(m.key for m in members if area in m.transformers or area in m.possible)

@@ -38,7 +38,7 @@ from outage_sentinel.incidents import (
     Incident,
     Notice,
     announced_kind,
-    unexplained_areas,
+    contradicted_reports,
     villages_off,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
@@ -225,9 +225,8 @@ class Lifecycle:
                        if v in self.topology.villages],
             # Areas reported off the fault point does not explain: the estimate reads their
             # reports as false (or misses a fault), which "confirmed off" must not hide.
-            unexplained=[] if planned or not inc.estimate.devices else
-            [self.topology.nodes[t].name or t for t in unexplained_areas(self.topology, inc)
-             if t in self.topology.nodes],
+            unexplained=[(self.topology.nodes[t].name or t) if t in self.topology.nodes else t
+                         for t in contradicted_reports(self.topology, inc)],
         )
 
     def crew_label(self, crew_id: str | None) -> str:

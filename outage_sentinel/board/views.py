@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from outage_sentinel import crew as crews
 from outage_sentinel.field_links import REDACTED, redact_links
-from outage_sentinel.incidents import Incident, unexplained_areas, villages_off
+from outage_sentinel.incidents import Incident, contradicted_reports, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.outgoing import MAX_ID, OUTBOX_STATUSES
@@ -103,8 +103,7 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
         # or the localiser's probability with a close alternative.
         "certainty": _certainty(inc, topology, viewer),
         # Areas reported off that the fault point does not explain (read as false reports).
-        "unexplained": [] if not inc.estimate.devices or inc.kind in ("planned", "temporary")
-        else [name_of(topology, t) for t in unexplained_areas(topology, inc)],
+        "unexplained": [name_of(topology, t) for t in contradicted_reports(topology, inc)],
         "customers": inc.estimate.customers, "areas_off": len(off),
         "areas_confirmed": sum(1 for t in off if inc.mark(t) == "reported"),
         "villages": [{"id": v, "name": village_name(topology, v)} for v in villages],
