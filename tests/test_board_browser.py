@@ -355,3 +355,43 @@ def test_an_operator_withdraws_one_held_back_notice_from_the_page(
         page.context.close()
     finally:
         store.close()
+
+
+def test_the_incident_page_warns_of_a_report_the_fault_point_does_not_explain(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    """An incident (committed by another process) whose estimated fault is a fuse while an
+    area elsewhere on the feeder is reported off: the page says so, beside the fault point."""
+    from datetime import UTC, datetime
+
+    from outage_sentinel.incidents import Estimate, Incident
+    from outage_sentinel.lifecycle import incident_columns
+
+    config, url = running
+    topology = load_bundle(ROOT / "topology")
+    fuse = next(n for n in topology.ids if topology.nodes[n].kind == "fuse"
+                and topology.downstream_transformers(n))
+    below = topology.downstream_transformers(fuse)
+    feeder = topology.feeder_of(fuse)
+    stray = next(t for t in topology.ids if topology.nodes[t].kind == "transformer"
+                 and topology.feeder_of(t) == feeder and t not in below)
+    areas = (stray, *below)
+    now = datetime.now(UTC)
+    inc = Incident(id="INC-STRAY-0001", feeder=feeder, kind="fault", status="active",
+                   revision=1, start=now, etr=None, end=None, cause="", area_text="",
+                   members={}, estimate=Estimate((fuse,), 0.97, areas,
+                                                 topology.customers_of(areas),
+                                                 tuple(topology.villages_of(areas))),
+                   scope={stray: "reported", **{t: "inferred" for t in below}}, created_at=now)
+    store = store_of(config)
+    try:
+        with store.transaction() as conn:
+            store.save_incident_in(conn, incident_columns(inc, now))
+    finally:
+        store.close()
+    page = sign_in(browser, url, "watch")
+    page.goto(f"{url}/#/incident/{inc.id}")
+    page.wait_for_selector("#unexplained", timeout=10000)
+    said = page.text_content("#unexplained") or ""
+    assert "不在故障点下游" in said and (topology.nodes[stray].name or stray) in said
+    assert page.errors == []
+    page.context.close()
