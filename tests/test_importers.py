@@ -10,7 +10,7 @@ import pytest
 
 from outage_sentinel.importers import ImportError_, import_topology
 from outage_sentinel.locate import import_main
-from outage_sentinel.topology import load_bundle
+from outage_sentinel.topology import TopologyError, load_bundle
 
 FEEDERS = Path(__file__).resolve().parents[1].parent / "shared/data/feeders"
 needs_feeders = pytest.mark.skipif(not FEEDERS.is_dir(),
@@ -271,12 +271,113 @@ def test_pandapower_cascaded_service_transformers(tmp_path: Path) -> None:
             ["dt", 0, 1, 0.4, True], ["dt-inner", 1, 2, 0.23, True]]),
         "load": frame(["name", "bus", "in_service"], [["h1", 1, True], ["h2", 2, True]]),
     }}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     src = tmp_path / "net.json"
     src.write_text(json.dumps(net))
     summary = import_topology("pandapower", str(src), str(tmp_path / "bundle"))
     topo = load_bundle(tmp_path / "bundle")
     assert {t: topo.nodes[t].customers for t in topo.transformers} == {"dt": 2}
     assert any("dt-inner" in w and "dt" in w for w in summary.warnings)
+
+
+def substation_net(couplers: list[list[object]], hv_line: bool = False) -> dict[str, object]:
+    """A SimBench-like substation: two 110 kV buses joined by a closed switch, each feeding a
+    110/20 kV transformer (breakers on both ends) to its own busbar (MV-A, MV-C); a third
+    busbar MV-B between them; ``couplers`` are the bus-bus switches among the busbars. A
+    feeder leaves each busbar through a line with a breaker to a bus with a load; MV-A's
+    second feeder leaves through a bay breaker (bus-bus) to a bus, then a line."""
+    buses = [["HV1", 110.0], ["HV2", 110.0], ["MV-A", 20.0], ["MV-B", 20.0], ["MV-C", 20.0],
+             ["fa", 20.0], ["fb", 20.0], ["fc", 20.0], ["bay", 20.0], ["fd", 20.0],
+             ["far", 110.0]]
+    lines = [["la", 2, 5], ["lb", 3, 6], ["lc", 4, 7], ["ld", 8, 9]]
+    if hv_line:
+        lines.append(["hv-line", 1, 10])
+    return {"_module": "pandapower.auxiliary", "_class": "pandapowerNet", "_object": {
+        "bus": frame(["name", "vn_kv", "in_service"], [[*b, True] for b in buses]),
+        "ext_grid": frame(["name", "bus", "in_service"], [["grid", 0, True]]),
+        "trafo": frame(["name", "hv_bus", "lv_bus", "vn_lv_kv", "in_service"], [
+            ["T1", 0, 2, 20.0, True], ["T2", 1, 4, 20.0, True]]),
+        "line": frame(["name", "from_bus", "to_bus", "in_service"],
+                      [[*ln, True] for ln in lines]),
+        "switch": frame(["name", "bus", "element", "et", "type", "closed"], [
+            ["hv-coupler", 0, 1, "b", "CB", True],
+            ["T1-hv", 0, 0, "t", "CB", True], ["T1-mv", 2, 0, "t", "CB", True],
+            ["T2-hv", 1, 1, "t", "CB", True], ["T2-mv", 4, 1, "t", "CB", True],
+            ["cb-a", 2, 0, "l", "CB", True], ["cb-b", 3, 1, "l", "CB", True],
+            ["cb-c", 4, 2, "l", "CB", True], ["bay-d", 2, 8, "b", "CB", True],
+            *couplers]),
+        "load": frame(["name", "bus", "in_service"], [
+            ["a", 5, True], ["b", 6, True], ["c", 7, True], ["d", 9, True]]),
+    }}
+
+
+def import_net(tmp_path: Path, net: dict[str, object]) -> tuple[object, Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src = tmp_path / "net.json"
+    src.write_text(json.dumps(net))
+    summary = import_topology("pandapower", str(src), str(tmp_path / "bundle"))
+    return summary, tmp_path / "bundle"
+
+
+def test_pandapower_parallel_substation_transformers_are_one_source(tmp_path: Path) -> None:
+    # both busbars coupled through the middle one: a loop through the two transformers,
+    # which a bundle cannot hold; the substation is left out and the busbars are one source
+    summary, out = import_net(tmp_path, substation_net([
+        ["ab", 2, 3, "b", "CB", True], ["bc", 3, 4, "b", "CB", True]]))
+    topo = load_bundle(out)
+    names = {n.name for n in topo.nodes.values() if n.kind != "source"}
+    assert not names & {"T1", "T2", "T1-hv", "T1-mv", "T2-hv", "T2-mv", "hv-coupler", "ab",
+                        "bc"}
+    sources = [n for n in topo.nodes.values() if n.kind == "source"]
+    assert [s.name for s in sources] == ["T1"]
+    assert {n.feeder for n in topo.nodes.values()} == {sources[0].feeder}
+    # every feeder's head breaker is kept, the bay breaker included
+    assert {"cb-a", "cb-b", "cb-c", "bay-d"} <= {n.name for n in topo.nodes.values()
+                                                  if n.kind == "breaker"}
+    assert sorted(topo.transformers) == ["area-bus5", "area-bus6", "area-bus7", "area-bus9"]
+    assert any("T1, T2" in w and "1 source(s)" in w for w in summary.warnings)
+
+
+def test_pandapower_substation_busbars_apart_are_two_sources(tmp_path: Path) -> None:
+    # no coupler: each transformer's busbar feeds its own part; the middle busbar, fed by
+    # neither, is dropped with its feeder
+    summary, out = import_net(tmp_path, substation_net([]))
+    topo = load_bundle(out)
+    sources = sorted(n.name for n in topo.nodes.values() if n.kind == "source")
+    assert sources == ["T1", "T2"]
+    feeders = {t: topo.nodes[t].feeder for t in topo.transformers}
+    assert feeders["area-bus5"] == feeders["area-bus9"] != feeders["area-bus7"]
+    assert "area-bus6" not in feeders
+    assert any("2 source(s)" in w for w in summary.warnings)
+
+
+def test_pandapower_open_coupler_stays_a_tie(tmp_path: Path) -> None:
+    _, out = import_net(tmp_path, substation_net([
+        ["ab", 2, 3, "b", "CB", True], ["bc", 3, 4, "b", "CB", False]]))
+    topo = load_bundle(out)
+    assert sorted(n.name for n in topo.nodes.values() if n.kind == "source") == ["T1", "T2"]
+    tie = next(n for n in topo.nodes.values() if n.name == "bc")
+    assert tie.normally_open
+    # MV-B hangs off T1's busbar behind its section breaker, which stays a device above it
+    feeders = {t: topo.nodes[t].feeder for t in topo.transformers}
+    assert feeders["area-bus6"] == feeders["area-bus5"] != feeders["area-bus7"]
+    section = next(i for i, n in topo.nodes.items() if n.name == "ab")
+    assert topo.nodes[section].kind == "breaker"
+    assert "area-bus6" in topo.downstream_transformers(section)
+    assert "area-bus5" not in topo.downstream_transformers(section)
+
+
+def test_pandapower_high_voltage_line_keeps_the_grid_as_source(tmp_path: Path) -> None:
+    # a line leaves the high-voltage side: the substation is not left out, and the loop
+    # through the two transformers is reported as before
+    _, looped = import_net(tmp_path, substation_net([["ac", 2, 4, "b", "CB", True]],
+                                                    hv_line=True))
+    with pytest.raises(TopologyError, match="cycle"):
+        load_bundle(looped)
+    _, out = import_net(tmp_path / "apart", substation_net([], hv_line=True))
+    topo = load_bundle(out)
+    assert [n.name for n in topo.nodes.values() if n.kind == "source"] == ["grid"]
+    assert {"T1-hv", "T1-mv"} <= {n.name for n in topo.nodes.values()}
 
 
 def test_pandapower_builtin_network(tmp_path: Path) -> None:

@@ -8,13 +8,28 @@ Read: ``bus``, ``ext_grid`` (sources), ``line``, ``trafo`` and ``trafo3w`` (a *s
 transformer when its low-voltage side is below 1 kV), ``switch`` (``et`` b/l/t; type ``CB`` is
 a breaker, ``LBS``/``LS``/``DS`` and others are switches; ``closed = false`` is normally
 open), ``load`` (one customer each). Out-of-service elements are skipped.
+
+**The substation is the source.** A network modelled from the high-voltage grid (SimBench,
+``mv_oberrhein``, CIGRE MV) has its ``ext_grid`` on a high-voltage bus and reaches the
+distribution network through substation transformers (not service ones), often two in
+parallel with a bus coupler closed between their busbars: a loop, which a bundle cannot hold,
+and no part of what a distribution outage system watches. When the buses joined to the
+``ext_grid`` by closed bus-bus switches (the high-voltage side) lead out only through such
+transformers, that side and the transformers are left out and each transformer's low-voltage
+busbar becomes a source; busbars joined by a closed bus-bus switch are one source (the coupler
+is left out), an open coupler stays as a normally-open tie between them. A warning names the
+transformers. Where anything else leaves the high-voltage side (a line, a load, a
+three-winding transformer) the ``ext_grid`` stays the source, as before.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import networkx as nx
 
 from outage_sentinel.importers.common import Branch, ImportError_, RawNetwork
 
@@ -70,13 +85,16 @@ def parse(src: str | Path) -> RawNetwork:
     name, doc = _load_json(str(src))
     net = RawNetwork(name=name)
     buses = _buses(net, doc)
-    for row in _table(doc, "ext_grid"):
-        if _in_service(row) and row["bus"] in buses:
-            net.sources.append((str(row.get("name") or f"ext_grid{row['index']}"),
-                                buses[row["bus"]]))
-    if not net.sources:
+    grids = [row for row in _table(doc, "ext_grid") if _in_service(row) and row["bus"] in buses]
+    if not grids:
         raise ImportError_(f"{src}: no in-service ext_grid (the source)")
-    ends = _switches(net, doc, buses)
+    sub = _substation(doc, buses, grids)
+    if sub is None:
+        net.sources += [(str(row.get("name") or f"ext_grid{row['index']}"), buses[row["bus"]])
+                        for row in grids]
+    else:
+        _collapse(net, doc, buses, sub)
+    ends = _switches(net, doc, buses, sub.skipped if sub else frozenset())
 
     def connect(et: str, idx: int, bus: int) -> str:
         """The bus an element end attaches to, through its switches (if any)."""
@@ -94,6 +112,8 @@ def parse(src: str | Path) -> RawNetwork:
             net.branches.append(Branch(str(row.get("name") or f"line{row['index']}"), "line",
                                        a, b))
     for row in _table(doc, "trafo"):
+        if sub and row["index"] in sub.trafos:
+            continue
         if _in_service(row) and row["hv_bus"] in buses and row["lv_bus"] in buses:
             a = connect("t", row["index"], row["hv_bus"])
             b = connect("t", row["index"], row["lv_bus"])
@@ -122,12 +142,16 @@ def _buses(net: RawNetwork, doc: dict[str, Any]) -> dict[int, str]:
     return buses
 
 
-def _switches(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str]
+def _switches(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str],
+              skipped: frozenset[int] = frozenset()
               ) -> dict[tuple[str, int, int], list[tuple[str, str, bool]]]:
     """Bus-bus switches become branches; switches on line / trafo ends are returned by
-    element end: ``(et, element, bus) -> [(kind, name, open)]``."""
+    element end: ``(et, element, bus) -> [(kind, name, open)]``. ``skipped``: switches left
+    out with the substation."""
     ends: dict[tuple[str, int, int], list[tuple[str, str, bool]]] = {}
     for row in _table(doc, "switch"):
+        if row["index"] in skipped:
+            continue
         kind = SWITCH_KINDS.get(str(row.get("type") or ""), "switch")
         sname = str(row.get("name") or f"switch{row['index']}")
         is_open = row.get("closed", True) in (False, "False", 0)
@@ -155,3 +179,104 @@ def _three_winding(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str]) 
                 net.branches.append(Branch(f"{tname}-{side}", "transformer",
                                            buses[row["hv_bus"]], buses[row[f"{side}_bus"]],
                                            service=service))
+
+
+@dataclass(frozen=True)
+class Substation:
+    """What :func:`_substation` leaves out: the substation transformers (by index), the
+    switches of the high-voltage side and of the closed couplers (by index), and the sources:
+    ``[(name, [bus indices])]``, the first a transformer's busbar, the others the buses that
+    closed couplers join it to other busbars through."""
+
+    trafos: frozenset[int]
+    skipped: frozenset[int]
+    sources: list[tuple[str, list[int]]]
+
+
+def _closed_bus_switches(doc: dict[str, Any], buses: dict[int, str]
+                         ) -> list[tuple[int, int, int]]:
+    """``(switch index, bus, bus)`` of the closed bus-bus switches between in-service buses."""
+    return [(row["index"], row["bus"], row["element"]) for row in _table(doc, "switch")
+            if row["et"] == "b" and row.get("closed", True) not in (False, "False", 0)
+            and row["bus"] in buses and row["element"] in buses]
+
+
+def _substation(doc: dict[str, Any], buses: dict[int, str], grids: list[dict[str, Any]]
+                ) -> Substation | None:
+    """The substation to leave out (see the module docstring), or None to keep the
+    ``ext_grid`` as the source."""
+    couplers = _closed_bus_switches(doc, buses)
+    hv = {row["bus"] for row in grids}
+    grew = True
+    while grew:  # the high-voltage side: what closed bus-bus switches join to an ext_grid
+        grew = False
+        for _, a, b in couplers:
+            if (a in hv) != (b in hv):
+                hv |= {a, b}
+                grew = True
+    trafos = [row for row in _table(doc, "trafo") if _in_service(row) and row["hv_bus"] in hv
+              and float(row.get("vn_lv_kv") or 0) >= 1.0 and row["lv_bus"] in buses]
+    if not trafos or not _only_through(doc, hv, {row["index"] for row in trafos}):
+        return None
+    busbars = {row["lv_bus"] for row in trafos}
+    skipped = {k for k, a, b in couplers if a in hv and b in hv}
+    joined = nx.MultiGraph()
+    joined.add_nodes_from(busbars)
+    joined.add_edges_from((a, b, k) for k, a, b in couplers if a not in hv and b not in hv)
+    names = {row["lv_bus"]: str(row.get("name") or f"trafo{row['index']}")
+             for row in sorted(trafos, key=lambda r: r["index"])[::-1]}
+    sources: list[tuple[str, list[int]]] = []
+    for part in sorted((c for c in nx.connected_components(joined) if c & busbars), key=min):
+        core = joined.subgraph(_between(joined.subgraph(part), busbars))
+        skipped |= {k for _, _, k in core.edges(keys=True)}
+        first = min(busbars & set(core))
+        sources.append((names[first], [first, *sorted(set(core) - {first})]))
+    skipped |= {row["index"] for row in _table(doc, "switch")
+                if row["et"] == "t" and int(row["element"]) in {t["index"] for t in trafos}}
+    return Substation(frozenset(t["index"] for t in trafos), frozenset(skipped), sources)
+
+
+def _between(part: nx.MultiGraph, busbars: set[int]) -> set[int]:
+    """The buses of ``part`` (busbars joined by closed bus-bus switches) that lie between
+    substation busbars: what is left after pruning, again and again, the buses with one
+    switch or none that are not busbars themselves (a feeder's bay beyond its breaker)."""
+    keep = set(part)
+    leaves = [b for b in keep if b not in busbars and part.degree(b) <= 1]
+    while leaves:
+        keep -= set(leaves)
+        sub = part.subgraph(keep)
+        leaves = [b for b in keep if b not in busbars and sub.degree(b) <= 1]
+    return keep
+
+
+def _only_through(doc: dict[str, Any], hv: set[int], trafos: set[int]) -> bool:
+    """Whether the high-voltage side ``hv`` reaches the rest only through ``trafos``: no line,
+    load, other transformer or three-winding transformer touches it."""
+    for row in _table(doc, "line"):
+        if _in_service(row) and (row["from_bus"] in hv or row["to_bus"] in hv):
+            return False
+    for row in _table(doc, "trafo"):
+        if _in_service(row) and row["index"] not in trafos and (
+                row["hv_bus"] in hv or row["lv_bus"] in hv):
+            return False
+    for table, keys in (("trafo3w", ("hv_bus", "mv_bus", "lv_bus")), ("load", ("bus",))):
+        for row in _table(doc, table):
+            if _in_service(row) and any(row[k] in hv for k in keys):
+                return False
+    return True
+
+
+def _collapse(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str],
+              sub: Substation) -> None:
+    """The substation's busbars as the sources: one source per group of coupled busbars, the
+    group's other busbars joined to its first by a plain connection."""
+    for name, group in sub.sources:
+        net.sources.append((name, buses[group[0]]))
+        for other in group[1:]:
+            net.branches.append(Branch(f"{name}-busbar{other}", "line", buses[group[0]],
+                                       buses[other]))
+    names = sorted(str(row.get("name") or f"trafo{row['index']}")
+                   for row in _table(doc, "trafo") if row["index"] in sub.trafos)
+    net.warnings.append(f"substation transformer(s) {', '.join(names)} and the high-voltage "
+                        f"side left out: the source is their busbar ({len(sub.sources)} "
+                        f"source(s))")
