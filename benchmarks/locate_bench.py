@@ -37,6 +37,11 @@ They are also fitted and localised as the ``locate`` contract has them, with no 
 in the history or the case ("no window"), on the scenario's history and on 20 and 50
 close-outs (three draws each).
 
+Every scenario is also fitted on 20 close-outs of its own, without any window, three draws,
+and its new cases localised with each fit and with the defaults: the contract says a history
+of 20 cases must already help and never hurt, and each fit that does worse than the
+defaults is marked and counted.
+
 A top-1 answer is correct when its devices have the same downstream areas as the operated
 ones; a double fault is "both found" when the top answer includes both downstream sets
 ("exact" when it has nothing else). F1 is over affected customers. Times are per case, in this
@@ -694,6 +699,8 @@ class Summary:
     plain: list[tuple[str, float, float, float]] = field(default_factory=list)
     #: the same doubles fitted on few close-outs without a window: (size, both %, ECE)
     plain_curve: list[tuple[int, float, float]] = field(default_factory=list)
+    #: per scenario: the defaults' and each small-history fit's (top-1 or both %, ECE)
+    small: list[tuple[str, list[tuple[float, float]]]] = field(default_factory=list)
     #: per scenario: (label, ECE defaults, ECE fitted, top-1 or both % defaults, fitted)
     calibration: list[tuple[str, float, float, float, float]] = field(default_factory=list)
     fitted: str = ""  # the fit-on-history result line
@@ -879,15 +886,51 @@ def plain_doubles_curve(feeders: list[Feeder], topology: Topology, cases: int, s
                 hist = [closed_out(topology, sample(f, d, model, hrng))
                         for f, d in make_jobs(feeders, True, size, hrng)]
                 params = fit_with_calibration(topology, hist, LocaliserParams())[0].params
-            tally = Tally()
-            for f, case in tests:
-                top = next(iter(localise(f.t, evidence_of(case), params).hypotheses), None)
-                truth = {f.range(d) for d in case.devices}
-                pred = ranges_of(f, top.devices) if top else set()
-                tally.add(pred == truth, truth <= pred, customers_f1(f, truth, pred), 0.0,
-                          top.probability if top else 0.0, len(top.devices) if top else 0)
-            out.append((size, tally.pct(True), expected_calibration_error(tally.pairs)))
+            out.append((size, *score_without_window(tests, params, True)))
     return out
+
+
+def score_without_window(tests: Sequence[tuple[Feeder, Case]],
+                         params: LocaliserParams | None, double: bool) -> tuple[float, float]:
+    """(top-1 %, or both found % for doubles; ECE) of ``tests`` localised without a window."""
+    tally = Tally()
+    for f, case in tests:
+        top = next(iter(localise(f.t, evidence_of(case), params).hypotheses), None)
+        truth = {f.range(d) for d in case.devices}
+        pred = ranges_of(f, top.devices) if top else set()
+        tally.add(pred == truth, truth <= pred, customers_f1(f, truth, pred), 0.0,
+                  top.probability if top else 0.0, len(top.devices) if top else 0)
+    return tally.pct(double), expected_calibration_error(tally.pairs)
+
+
+#: The contract: a history of 20 close-outs must already help and never hurt. Every scenario
+#: is fitted on this many close-outs of its own (no window), ``SMALL_DRAWS`` times.
+SMALL_HISTORY = 20
+SMALL_DRAWS = 3
+
+
+def small_history(feeders: list[Feeder], topology: Topology, label: str, model: Model,
+                  double: bool, cases: int, seed: int) -> list[tuple[float, float]]:
+    """The scenario's ``cases`` new cases localised without a window, with the defaults and
+    with each of ``SMALL_DRAWS`` fits on ``SMALL_HISTORY`` close-outs of the same scenario:
+    [(top-1 or both found %, ECE)], the defaults first."""
+    rng = random.Random(f"{seed}/{label}/small/test")
+    tests = [(f, sample(f, d, model, rng)) for f, d in make_jobs(feeders, double, cases, rng)]
+    out = [score_without_window(tests, None, double)]
+    for draw in range(SMALL_DRAWS):
+        hrng = random.Random(f"{seed}/{label}/small/{draw}")
+        hist = [closed_out(topology, sample(f, d, model, hrng))
+                for f, d in make_jobs(feeders, double, SMALL_HISTORY, hrng)]
+        params = fit_with_calibration(topology, hist, LocaliserParams())[0].params
+        out.append(score_without_window(tests, params, double))
+    return out
+
+
+def hurts(defaults: tuple[float, float], fitted: tuple[float, float]) -> bool:
+    """A fit that does worse than the defaults: top-1 (both found) down by more than a point,
+    or an ECE more than 0.01 above the defaults' and above the 0.05 target."""
+    return (fitted[0] < defaults[0] - 1.0
+            or fitted[1] > max(defaults[1], 0.05) + 0.01)
 
 
 def _single_jobs(feeders: list[Feeder], n: int, rng: random.Random
@@ -932,6 +975,12 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
             ece_nw = print_calibration(nw.pairs, "fitted and localised without any window "
                                        "(the locate contract's view): calibration")
             summary.plain.append((label, tallies["calm"].pct(True), nw.pct(True), ece_nw))
+        small = small_history(feeders, topology, label, model, double, max_cases, seed)
+        summary.small.append((label, small))
+        print(f"    fitted on {SMALL_HISTORY} close-outs (no window, {SMALL_DRAWS} draws): "
+              + "  ".join(f"{'defaults' if k == 0 else 'fit'} {pct:.1f}%/{e:.3f}"
+                          f"{'!' if k and hurts(small[0], (pct, e)) else ''}"
+                          for k, (pct, e) in enumerate(small)))
         summary.worst_ece = max(summary.worst_ece, ece)
         summary.worst_ece_fitted = max(summary.worst_ece_fitted, ece_fit)
         summary.calibration.append((label, ece, ece_fit, loc.pct(double), fit.pct(double)))
@@ -977,6 +1026,24 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
     if max(len(f.devices) for f in feeders) >= 3:
         summary.plain_curve = plain_doubles_curve(feeders, topology, max_cases, seed)
     return summary
+
+
+def print_small_histories(summaries: list[Summary]) -> None:
+    """The 20-close-out fits of every scenario against the defaults, and how many hurt."""
+    print(f"\n== {SMALL_HISTORY} close-outs of each scenario, no window ({SMALL_DRAWS} draws; the "
+          "contract: they must already help and never hurt): top-1 (doubles: both found) % / "
+          "ECE, defaults | fits; ! = worse than the defaults (top-1 down more than a point, or "
+          "ECE up more than 0.01 and above 0.05)")
+    for s in summaries:
+        for label, small in s.small:
+            cells = "  ".join(f"{pct:5.1f}/{e:.3f}{'!' if hurts(small[0], (pct, e)) else ' '}"
+                              for pct, e in small[1:])
+            print(f"  {s.name:<32} {label:<48} {small[0][0]:5.1f}/{small[0][1]:.3f} | {cells}")
+        fits = [(small[0], f) for _, small in s.small for f in small[1:]]
+        print(f"  {s.name:<32} fits worse than the defaults: "
+              f"{sum(hurts(d, f) for d, f in fits)} of {len(fits)}; better top-1: "
+              f"{sum(f[0] > d[0] + 1.0 for d, f in fits)}, better ECE: "
+              f"{sum(f[1] < d[1] - 0.01 for d, f in fits)}")
 
 
 def print_summary(summaries: list[Summary]) -> None:
@@ -1036,6 +1103,7 @@ def print_summary(summaries: list[Summary]) -> None:
             cells = "  ".join(f"{'defaults' if n == 0 else n}: {b:.1f}/{e:.3f}"
                               for n, b, e in s.plain_curve)
             print(f"  {s.name:<32} {cells}")
+    print_small_histories(summaries)
     print("\n== the storm world the context states (each device operates at the county's rate: "
           "1, 2, 3 ... faults a feeder, not exactly two), on the defaults")
     for s in summaries:
