@@ -29,7 +29,9 @@ with nothing at all from a source says nothing about that source's rates, so it 
 them ("no data" is not "reported nothing").
 
 Each rate is a posterior mean under a prior equivalent to ``PRIOR_WEIGHT`` pseudo-observations
-centred on the current parameter, so 20 cases already move it and 2,000 settle it.
+centred on the current parameter, so 20 cases already move it and 2,000 settle it; a rare
+event's rate per area or customer is the posterior median under a log-normal prior around the
+current value (:func:`_rare_rate`), where 20 observations would be a fraction of one event.
 
 **Fault rate per device kind** (``kind_factors``): close-outs carry no exposure (the windows in
 which nothing happened), so the absolute rate cannot be fitted from them, but the *relative*
@@ -86,6 +88,10 @@ FITTED_KEYS = ("dead_detect_a", "dead_detect_b", "false_dead_per_area", "false_d
 
 #: Pseudo-observations the current value of a rate is worth (per count it is estimated from).
 PRIOR_WEIGHT = 20.0
+
+#: Width (e-folds, one standard deviation) of the log-normal prior of a rare event's rate
+#: around its current value (:func:`_rare_rate`).
+RARE_PRIOR_SD = 3.0
 
 #: How many times the common false dead rate makes an area's own rate worth keeping.
 FLAKY_RATIO = 3.0
@@ -417,6 +423,34 @@ def _rate(pair: Sequence[float], prior: float, weight: float = PRIOR_WEIGHT,
     return min(hi, max(lo, (hits + prior * weight) / (trials + weight)))
 
 
+def _rare_rate(pair: Sequence[float], prior: float, lo: float, hi: float) -> float:
+    """A rare event's rate per area or customer (a false report, a stray call, a stale
+    alive reading): the posterior median under a log-normal prior centred on ``prior``,
+    ``RARE_PRIOR_SD`` e-folds wide, of ``hits`` events in ``trials`` (binomial), on a grid of
+    the log-rate. The Beta posterior mean of :func:`_rate` with ``PRIOR_WEIGHT`` pseudo-trials
+    gives such a prior the weight of a small fraction of one event (20 customers at 1e-5), so
+    20 close-outs without a stray call among 50,000 customers took the rate to its floor,
+    1e-8, where they say only that it is under ~2e-5, and the localiser read the next stray
+    call as a second fault; a prior worth whole events (pseudo-trials at the rate) has a
+    light tail instead, and a few events at 30 times the prior's rate hardly moved it. The
+    log-normal lets zero events in few trials leave the rate where it was, and a handful of
+    events move it by orders of magnitude. No trials: ``prior``."""
+    hits, trials = pair
+    if trials <= 0:
+        return min(max(prior, lo), hi)
+    centre = math.log(min(max(prior, lo), hi))
+    # the whole prior, not cut at the bounds (a prior cut below its centre moves the answer
+    # up on no evidence); only rates of 1 and more are left out
+    grid = [x for x in (centre + RARE_PRIOR_SD * (k / 20.0 - 6.0) for k in range(241))
+            if x < -1e-9]
+    logs = [-0.5 * ((x - centre) / RARE_PRIOR_SD) ** 2 + hits * x
+            + (trials - hits) * math.log1p(-math.exp(x)) for x in grid]
+    top = max(logs)
+    weights = [math.exp(v - top) for v in logs]
+    x = sum(w * g for w, g in zip(weights, grid, strict=True)) / sum(weights)
+    return min(hi, max(lo, math.exp(x)))
+
+
 def _detect_concentration(per_case: Sequence[tuple[int, int]], m: float, current: float
                           ) -> float:
     """The concentration of the Beta the detection rate varies by between cases, by the
@@ -462,11 +496,11 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
     feeder_areas = max(c.false_dead[1] / max(len(cases), 1), 1.0)
     prior_false = min(base.false_dead_max_rate, base.false_dead_per_area
                       or base.false_dead_per_feeder / feeder_areas)
-    common = _rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
+    common = _rare_rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
     flaky = _flaky_areas(topology, c, common)
     rest = [c.false_dead[0] - sum(h for h, _ in flaky.values()),
             c.false_dead[1] - sum(n for _, n in flaky.values())]
-    updates["false_dead_per_area"] = _rate(rest, prior_false, lo=1e-6, hi=0.5)
+    updates["false_dead_per_area"] = _rare_rate(rest, prior_false, lo=1e-6, hi=0.5)
     updates["false_dead_areas"] = tuple(sorted(
         (a, round(_rate((h, n), common, lo=1e-6, hi=0.5), 6)) for a, (h, n) in flaky.items()))
     updates["false_dead_shape"] = _false_shape(c.false_cases, base.false_dead_shape)
@@ -474,16 +508,17 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
     a_conc = base.alive_report_a + base.alive_report_b
     am = _rate(c.alive, a_mean)
     updates["alive_report_a"], updates["alive_report_b"] = am * a_conc, (1 - am) * a_conc
-    updates["alive_false_rate"] = _rate(c.alive_false, base.alive_false_rate, lo=1e-7, hi=0.2)
+    updates["alive_false_rate"] = _rare_rate(c.alive_false, base.alive_false_rate, lo=1e-7,
+                                             hi=0.2)
     call_mean = base.call_rate_shape / base.call_rate_rate
     cm = _rate(c.calls_dead, call_mean, lo=1e-4, hi=5.0)
     updates["call_rate_rate"] = base.call_rate_shape / cm
-    updates["spurious_call_rate"] = _rate(c.calls_alive, base.spurious_call_rate, lo=1e-8,
-                                          hi=0.05)
-    updates["lv_fault_rate"] = _rate(c.lv_faults, base.lv_fault_rate, lo=1e-9, hi=0.05)
+    updates["spurious_call_rate"] = _rare_rate(c.calls_alive, base.spurious_call_rate,
+                                               lo=1e-8, hi=0.05)
+    updates["lv_fault_rate"] = _rare_rate(c.lv_faults, base.lv_fault_rate, lo=1e-9, hi=0.05)
     updates["open_report_true"] = _rate(c.open_true, base.open_report_true, lo=0.01, hi=0.999)
-    updates["open_report_false"] = _rate(c.open_false, base.open_report_false, lo=1e-5,
-                                         hi=0.2)
+    updates["open_report_false"] = _rare_rate(c.open_false, base.open_report_false, lo=1e-5,
+                                              hi=0.2)
     updates["kind_factors"] = _kind_factors(c.kinds, base)
     updates["misfiled_rate"] = _misfiled_rate(c, base.misfiled_rate)
     params = replace(base, **updates)

@@ -21,6 +21,7 @@ from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.fitting import (
     calibration_map,
+    count,
     downstream,
     expected_calibration_error,
     fit,
@@ -101,6 +102,28 @@ def test_twenty_cases_already_move_the_rates_and_more_cases_move_them_further() 
     errors = [abs(detect_mean(fit(TOPOLOGY, solved(history(n, 2, detect=0.3)), base).params)
                   - 0.3) for n in (0, 20, 2000)]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.03
+
+
+def test_a_short_history_without_a_rare_event_does_not_rule_the_event_out() -> None:
+    # no stray call, no low-voltage fault, no false report in 20 close-outs: they say only
+    # that each is rarer than about one in their trials; the rates stay within that, not at
+    # the floor (a stray call among 50,000 customers was priced at 1e-8 after 20 such
+    # close-outs, and the next one read as a second fault); 2,000 push them well below
+    base = LocaliserParams()
+    cases = solved(history(20, 7, false_rate=0.0))
+    short = fit(TOPOLOGY, cases, base).params
+    counts = count(TOPOLOGY, cases)
+    for key in ("spurious_call_rate", "lv_fault_rate", "alive_false_rate"):
+        assert getattr(base, key) / 10 < getattr(short, key) <= getattr(base, key), key
+    assert 0.2 / counts.false_dead[1] < short.false_dead_per_area
+    long = fit(TOPOLOGY, solved(history(2000, 7, false_rate=0.0)), base).params
+    for key in ("spurious_call_rate", "lv_fault_rate", "false_dead_per_area"):
+        assert getattr(long, key) < getattr(short, key) / 10, key
+    # and one that does happen is learnt from few close-outs: false reports at 3 % an area,
+    # low-voltage faults at 30 times the default
+    seen = fit(TOPOLOGY, solved(history(20, 8, false_rate=0.03, lv_rate=1e-4)), base).params
+    assert seen.false_dead_per_area == pytest.approx(0.03, rel=0.5)
+    assert seen.lv_fault_rate > 10 * base.lv_fault_rate
 
 
 def test_a_fault_found_on_a_line_stands_for_the_device_that_operated() -> None:

@@ -117,10 +117,13 @@ def test_a_storm_rate_learnt_by_the_cli_makes_the_second_fault_likelier(tmp_path
     assert learnt.storm_fault_prior > BASE.storm_fault_prior
     # One fuse's areas all dead, and two of another's four: a second fault, or two false
     # reports? In a storm whose close-outs took three devices a feeder, far likelier a fault.
+    # The storm's rate alone, every other parameter the defaults (the fitted false-report
+    # rate of a history without false reports would make the second fault likely anyway)
     first, second = downstream(TOPOLOGY, "FU-CG01-01"), downstream(TOPOLOGY, "FU-CG01-02")
     evidence = Evidence(dead=[*first, *second[:2]])
-    plain = replace(learnt, storm_fault_prior=BASE.storm_fault_prior,
-                    storm_rate_shape=BASE.storm_rate_shape)
+    plain = BASE
+    learnt = replace(BASE, storm_fault_prior=learnt.storm_fault_prior,
+                     storm_rate_shape=learnt.storm_rate_shape)
 
     def two(params: LocaliserParams) -> float:
         hyps = localise(TOPOLOGY, evidence, params, STORM).hypotheses
