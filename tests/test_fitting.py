@@ -21,6 +21,7 @@ from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.fitting import (
     calibration_map,
+    choose_map,
     count,
     downstream,
     expected_calibration_error,
@@ -171,6 +172,26 @@ def test_a_source_the_history_never_had_is_left_alone() -> None:
     assert detect_mean(p) != detect_mean(base)
 
 
+def test_a_small_calibrated_history_keeps_what_the_localiser_states() -> None:
+    # 300 histories of 30 answers from a calibrated localiser: picking the better of two maps
+    # on halves of 15 kept one in 48 of them (each making new answers worse); two standard
+    # errors below 100 answers keep almost none, and a clearly overconfident history of 200
+    # still gets its map
+    def answers(n: int, rng: random.Random, right_at_top: float | None = None
+                ) -> list[tuple[float, bool]]:
+        out = []
+        for _ in range(n):
+            p = rng.choice([0.55, 0.7, 0.85, 0.95, 0.99])
+            q = right_at_top if right_at_top is not None and p > 0.9 else p
+            out.append((p, rng.random() < q))
+        return out
+
+    rng = random.Random(1)
+    assert sum(bool(choose_map(answers(30, rng))) for _ in range(300)) < 15
+    knots = choose_map(answers(200, random.Random(2), right_at_top=0.6))
+    assert knots and calibrated(knots, 0.99) < 0.8
+
+
 def test_calibration_map_makes_an_overconfident_localiser_honest() -> None:
     rng = random.Random(4)
     pairs = []
@@ -274,7 +295,8 @@ def test_close_with_the_device_then_export_the_history(tmp_path: Path) -> None:
 
 def test_the_scheduled_refit_learns_from_the_close_outs_in_the_database(store: Store) -> None:
     """The daemon's refit stage: below 20 close-outs it waits; from 20 on the estimator
-    localises with the fitted reliabilities and calibration."""
+    localises with the fitted parameters (a calibration map only where the history shows one
+    helps out of sample: 25 close-outs rarely do)."""
     now = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
     estimator = BayesEstimator()
     job = RefitJob(store, lambda: TOPOLOGY, estimator, LocaliserParams())
@@ -294,7 +316,7 @@ def test_the_scheduled_refit_learns_from_the_close_outs_in_the_database(store: S
             store.log_in(conn, inc.id, now, "closed", "zhang", "", {"device": device})
     report = job.run_once(now)
     assert report is not None and report.cases == 20 + 5
-    assert estimator.params != LocaliserParams() and estimator.params.calibration
+    assert estimator.params != LocaliserParams()
     assert detect_mean(estimator.params) < detect_mean(LocaliserParams())  # 40 % reported
     assert any(c.startswith("dead_detect_a") for c in report.changes)
 
