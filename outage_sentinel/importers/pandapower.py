@@ -16,9 +16,10 @@ parallel with a bus coupler closed between their busbars: a loop, which a bundle
 and no part of what a distribution outage system watches. When the buses joined to the
 ``ext_grid`` by closed bus-bus switches (the high-voltage side) lead out only through such
 transformers, that side and the transformers are left out and each transformer's low-voltage
-busbar becomes a source; busbars joined by a closed bus-bus switch are one source (the coupler
-is left out), an open coupler stays as a normally-open tie between them. A warning names the
-transformers. Where anything else leaves the high-voltage side (a line, a load, a
+busbar becomes a source; busbars that closed bus-bus switches join, directly or through the
+bus sections between them, are one source (those couplers left out), an open coupler stays as
+a normally-open tie, and a section fed from a busbar through a closed section breaker and no
+other way stays behind that breaker. A warning names the transformers. Where anything else leaves the high-voltage side (a line, a load, a
 three-winding transformer) the ``ext_grid`` stays the source, as before.
 """
 
