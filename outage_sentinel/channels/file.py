@@ -3,7 +3,10 @@
 For dry runs, audits and tests, and as the simplest channel with an exact delivery guarantee:
 :meth:`FileChannel.already_delivered` looks the key up in the file itself, so after a crash
 between "written" and "marked sent" the delivery loop can tell the message is already there and
-never writes it twice.
+never writes it twice. :meth:`FileChannel.send` looks too, under the file's lock, right before
+it appends: a leader frozen mid-send (after its last check that it still leads) that wakes
+after the next leader found the file without the message and sent it would otherwise append
+it a second time; the check is the sink's own, so no late writer gets past it.
 
 Writes from threads of this process are serialised by one lock per resolved path; writes from
 other processes by ``flock`` where the OS has it, so lines never interleave.
@@ -32,6 +35,9 @@ except ImportError:  # pragma: no cover
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
+#: Per resolved path: (inode, bytes read, key digests in them), so a send reads only what
+#: was appended since (by any process) instead of the whole file. Used under the path's lock.
+_SEEN: dict[str, tuple[int, int, set[str]]] = {}
 
 
 def _lock_for(path: Path) -> threading.Lock:
@@ -90,16 +96,9 @@ class FileChannel:
                 if fcntl is not None:
                     fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
                 try:
-                    # A crash mid-write can leave a partial last line; start on a fresh line
-                    # so that our record stays parseable.
-                    fh.seek(0, os.SEEK_END)
-                    if fh.tell() > 0:
-                        fh.seek(-1, os.SEEK_END)
-                        if fh.read(1) != b"\n":
-                            fh.write(b"\n")
-                    fh.write(line.encode("utf-8"))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    held = record["key_sha256"] in _digests(fh, str(self.path.resolve()))
+                    if not held:
+                        _append(fh, line)
                 finally:
                     if fcntl is not None:
                         fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
@@ -107,7 +106,9 @@ class FileChannel:
             # Disk full, permission denied: an operator can fix it; retry until max age.
             result = retry(f"cannot write {self.path}: {exc.strerror or type(exc).__name__}")
         else:
-            result = SendResult(outcome=Outcome.DELIVERED, detail=f"appended to {self.path}")
+            result = SendResult(outcome=Outcome.DELIVERED,
+                                detail=f"already in {self.path}, not written again" if held
+                                else f"appended to {self.path}")
         log_result(self.name, self.type, message.target, message.key, result, self._redact)
         return result
 
@@ -132,3 +133,36 @@ class FileChannel:
 
     def close(self) -> None:
         return None
+
+
+def _append(fh: Any, line: str) -> None:
+    """Append ``line`` and fsync; a crash mid-write can leave a partial last line, so start on
+    a fresh line and keep our record parseable."""
+    fh.seek(0, os.SEEK_END)
+    if fh.tell() > 0:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            fh.write(b"\n")
+    fh.write(line.encode("utf-8"))
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _digests(fh: Any, key: str) -> set[str]:
+    """The key digests of the records in the open file ``fh`` (held under its lock), read on
+    from where the last call for ``key`` stopped; a file replaced or cut short is read again
+    from the start, and a torn last line (a crash mid-write) is left for the next call."""
+    st = os.fstat(fh.fileno())
+    inode, offset, seen = _SEEN.get(key, (st.st_ino, 0, set()))
+    if inode != st.st_ino or offset > st.st_size:
+        offset, seen = 0, set()
+    fh.seek(offset)
+    data = fh.read()
+    end = data.rfind(b"\n") + 1
+    for raw in data[:end].splitlines():
+        try:
+            seen.add(str(json.loads(raw)["key_sha256"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line, or not one of ours
+    _SEEN[key] = (st.st_ino, offset + end, seen)
+    return seen

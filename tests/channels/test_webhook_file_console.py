@@ -117,6 +117,30 @@ def test_file_concurrent_writers_never_interleave(tmp_path: Path) -> None:
     assert sorted(keys) == sorted(f"{i}-{j}" for i in range(4) for j in range(50))
 
 
+def test_file_never_appends_a_message_twice(tmp_path: Path) -> None:
+    # A leader frozen mid-send wakes after the next one found the file without the message
+    # and sent it: its late write must not add a second copy, whoever wrote the first (this
+    # process, another one, before or after the file was replaced)
+    path = tmp_path / "sent.jsonl"
+    ch = FileChannel("audit", path=path)
+    first = ch.send(msg("k1"))
+    late = FileChannel("audit", path=path).send(msg("k1"))
+    assert first.outcome is late.outcome is Outcome.DELIVERED
+    assert "not written again" in late.detail
+    with open(path, "a", encoding="utf-8") as fh:  # another process's record, then a torn one
+        fh.write(json.dumps({"key_sha256": hashlib.sha256(b"k2").hexdigest()}) + "\n")
+        fh.write('{"key": "k3", "key_sha256": "torn by a cra')
+    ch.send(msg("k2"))
+    ch.send(msg("k3"))
+    ch.send(msg("k3"))
+    keys = [json.loads(line).get("key") for line in path.read_text("utf-8").splitlines()
+            if line.endswith("}")]
+    assert keys == ["k1", None, "k3"]
+    path.unlink()  # rotated away: the new file does not have k1
+    ch.send(msg("k1"))
+    assert [json.loads(line)["key"] for line in path.read_text("utf-8").splitlines()] == ["k1"]
+
+
 def test_file_unwritable_is_retry(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     result = FileChannel("audit", path=tmp_path / "dir").send(msg())
