@@ -19,8 +19,9 @@ transformers, that side and the transformers are left out and each transformer's
 busbar becomes a source; busbars that closed bus-bus switches join, directly or through the
 bus sections between them, are one source (those couplers left out), an open coupler stays as
 a normally-open tie, and a section fed from a busbar through a closed section breaker and no
-other way stays behind that breaker. A warning names the transformers. Where anything else leaves the high-voltage side (a line, a load, a
-three-winding transformer) the ``ext_grid`` stays the source, as before.
+other way stays behind that breaker. A warning names the transformers. Where anything else
+leaves the high-voltage side (a line, a load, a three-winding transformer) the ``ext_grid``
+stays the source, as before.
 """
 
 from __future__ import annotations
