@@ -5,7 +5,7 @@ topology.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/locate_bench.py --quick     # ~9 minutes
+    .venv/bin/python benchmarks/locate_bench.py --quick     # ~15 minutes
     .venv/bin/python benchmarks/locate_bench.py             # full run
 
 Evidence model (the oracle knows these exact numbers; the localiser runs on its default
