@@ -271,7 +271,6 @@ def test_pandapower_cascaded_service_transformers(tmp_path: Path) -> None:
             ["dt", 0, 1, 0.4, True], ["dt-inner", 1, 2, 0.23, True]]),
         "load": frame(["name", "bus", "in_service"], [["h1", 1, True], ["h2", 2, True]]),
     }}
-    tmp_path.mkdir(parents=True, exist_ok=True)
     src = tmp_path / "net.json"
     src.write_text(json.dumps(net))
     summary = import_topology("pandapower", str(src), str(tmp_path / "bundle"))

@@ -114,22 +114,13 @@ class FileChannel:
 
     def already_delivered(self, key: str) -> bool | None:
         """Is a record for ``key`` in the file? ``None`` if the file can't be read."""
-        needle = key_digest(key)
         try:
-            with self._lock, open(self.path, encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    if needle not in line:  # cheap pre-filter before parsing
-                        continue
-                    try:
-                        if json.loads(line).get("key_sha256") == needle:
-                            return True
-                    except (ValueError, AttributeError):
-                        continue  # a torn line from a crash
+            with self._lock, open(self.path, "rb") as fh:
+                return key_digest(key) in _digests(fh, str(self.path.resolve()))
         except FileNotFoundError:
             return False
         except OSError:
             return None
-        return False
 
     def close(self) -> None:
         return None
