@@ -79,7 +79,16 @@ def _table(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 
 def _in_service(row: dict[str, Any]) -> bool:
-    return row.get("in_service", True) not in (False, "False", 0)
+    return _flag(row, "in_service")
+
+
+def _flag(row: dict[str, Any], column: str) -> bool:
+    """A boolean column, true when missing (pandapower JSON may hold it as a string)."""
+    return row.get(column, True) not in (False, "False", 0)
+
+
+def _trafo_name(row: dict[str, Any]) -> str:
+    return str(row.get("name") or f"trafo{row['index']}")
 
 
 def parse(src: str | Path) -> RawNetwork:
@@ -119,7 +128,7 @@ def parse(src: str | Path) -> RawNetwork:
         if _in_service(row) and row["hv_bus"] in buses and row["lv_bus"] in buses:
             a = connect("t", row["index"], row["hv_bus"])
             b = connect("t", row["index"], row["lv_bus"])
-            net.branches.append(Branch(str(row.get("name") or f"trafo{row['index']}"),
+            net.branches.append(Branch(_trafo_name(row),
                                        "transformer", a, b,
                                        service=float(row.get("vn_lv_kv") or 99) < 1.0))
     _three_winding(net, doc, buses)
@@ -156,7 +165,7 @@ def _switches(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str],
             continue
         kind = SWITCH_KINDS.get(str(row.get("type") or ""), "switch")
         sname = str(row.get("name") or f"switch{row['index']}")
-        is_open = row.get("closed", True) in (False, "False", 0)
+        is_open = not _flag(row, "closed")
         if row["bus"] not in buses:
             continue
         if row["et"] == "b":
@@ -199,7 +208,7 @@ def _closed_bus_switches(doc: dict[str, Any], buses: dict[int, str]
                          ) -> list[tuple[int, int, int]]:
     """``(switch index, bus, bus)`` of the closed bus-bus switches between in-service buses."""
     return [(row["index"], row["bus"], row["element"]) for row in _table(doc, "switch")
-            if row["et"] == "b" and row.get("closed", True) not in (False, "False", 0)
+            if row["et"] == "b" and _flag(row, "closed")
             and row["bus"] in buses and row["element"] in buses]
 
 
@@ -225,8 +234,9 @@ def _substation(doc: dict[str, Any], buses: dict[int, str], grids: list[dict[str
     joined = nx.MultiGraph()
     joined.add_nodes_from(busbars)
     joined.add_edges_from((a, b, k) for k, a, b in couplers if a not in hv and b not in hv)
-    names = {row["lv_bus"]: str(row.get("name") or f"trafo{row['index']}")
-             for row in sorted(trafos, key=lambda r: r["index"])[::-1]}
+    names: dict[int, str] = {}  # a busbar is named after its first transformer
+    for row in sorted(trafos, key=lambda r: r["index"]):
+        names.setdefault(row["lv_bus"], _trafo_name(row))
     sources: list[tuple[str, list[int]]] = []
     for part in sorted((c for c in nx.connected_components(joined) if c & busbars), key=min):
         core = joined.subgraph(_between(joined.subgraph(part), busbars))
@@ -277,7 +287,7 @@ def _collapse(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str],
         for other in group[1:]:
             net.branches.append(Branch(f"{name}-busbar{other}", "line", buses[group[0]],
                                        buses[other]))
-    names = sorted(str(row.get("name") or f"trafo{row['index']}")
+    names = sorted(_trafo_name(row)
                    for row in _table(doc, "trafo") if row["index"] in sub.trafos)
     net.warnings.append(f"substation transformer(s) {', '.join(names)} and the high-voltage "
                         f"side left out: the source is their busbar ({len(sub.sources)} "
