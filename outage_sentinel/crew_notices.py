@@ -69,9 +69,11 @@ class CrewNotices:
                       by: str) -> bool:
         """``inc`` is restored by other hands (``by``: a source or person) while ``crew_id``,
         told to go, may be on its way: it hears when and from whom; its orders stand until the
-        command centre says otherwise. Returns whether a message was queued."""
+        command centre says otherwise. Orders still queued count: they go out all the same,
+        and this message after them (one chain, sent in order). Returns whether a message
+        was queued."""
         crew = self.crew(crew_id)
-        if crew is None or f"crew:{crew_id}" not in self.owner.store.told_in(
+        if crew is None or f"crew:{crew_id}" not in self.owner.store.queued_in(
                 conn, inc.id, ("dispatch",)):
             return False
         ctx = crews.power_back_context(self.owner.topology, inc, crew, by, now,

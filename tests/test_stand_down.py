@@ -150,6 +150,23 @@ def test_a_crew_on_its_way_hears_the_power_is_back_unless_it_brought_it_back(
                 if m.purpose == "crew_power_back"]
 
 
+def test_a_crew_whose_orders_are_still_queued_hears_the_power_is_back_after_them(
+        daemon: Daemon) -> None:  # noqa: F811
+    """Power back before the dispatch was sent (the daemon was killed in between, a channel
+    slow): the orders still go out, so the crew must hear after them that the power is back
+    (it used to get the orders alone and drive to a line already on)."""
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    assert crew_messages(daemon, iid) == [("CR1", "dispatch", "pending")]
+    feed(daemon, 20, ev("N1", "T4", status="restored", end=T0 + timedelta(minutes=18)))
+    deliver(daemon)
+    assert crew_messages(daemon, iid) == [("CR1", "dispatch", "sent"),
+                                          ("CR1", "crew_power_back", "sent")]
+    sent = [m for m in daemon.store.messages(incident_id=iid) if m.audience == "crew"]
+    assert sent[0].sent_at is not None and sent[1].sent_at is not None
+    assert sent[0].id < sent[1].id
+
+
 def tried_once(d: Daemon, incident_id: str, purpose: str) -> None:
     """The incident's ``purpose`` message was tried, failed, and waits to be tried again."""
     (m,) = [m for m in d.store.messages(incident_id=incident_id) if m.purpose == purpose]
