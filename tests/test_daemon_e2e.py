@@ -4,7 +4,9 @@ clean shutdown, and SIGKILL at random points losing and repeating nothing."""
 from __future__ import annotations
 
 import random
+import re
 import signal
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from outage_sentinel.logs import mask_phones
+from outage_sentinel.ordering import is_off_notice
 from outage_sentinel.store import Store
 from tests.e2e_helpers import (
     ROOT,
@@ -87,13 +91,11 @@ def test_demo_scenario_end_to_end_with_restoration_metrics_and_clean_stop(tmp_pa
         assert len(keys) == len(set(keys))
         # Phones are masked in the sink (it is a log a person reads): mentions, SMS targets, keys.
         assert all("****" in p for m in lines for p in m.get("mentions", []))
-        import re as _re
-
         # (Message texts keep the special-care households' phones: the crew has to call them.)
         assert any(m["channel"] == "sms" for m in lines)
         for m in lines:
             for field in (m["key"], m["target"], *m.get("mentions", [])):
-                assert not _re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", field), field
+                assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", field), field
 
         metrics = scrape(port)
         assert 'outage_sentinel_polls_total{result="ok",source="demo-feed"}' in metrics
@@ -111,9 +113,43 @@ def test_demo_scenario_end_to_end_with_restoration_metrics_and_clean_stop(tmp_pa
     log = (tmp_path / "daemon.log").read_text("utf-8")
     assert '"event": "stopped"' in log
     # Phone numbers never appear unmasked in the log.
-    import re
-
     assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", log)
+
+
+def settled(run: Path, expected: set[str]) -> bool:
+    """The sink holds every expected notice, or every one but off-notices (which a later
+    back-notice may supersede) and the outbox has nothing left to send."""
+    keys = {m["key"] for m in sink_lines(run)}
+    if keys >= expected:
+        return True
+    if not keys >= {k for k in expected if not is_off_notice(k.rsplit("/", 1)[1])}:
+        return False
+    db = sqlite3.connect(f"file:{run / 'state' / 'sentinel.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        (left,) = db.execute("SELECT count(*) FROM outbox WHERE status IN "
+                             "('pending', 'inflight')").fetchone()
+    except sqlite3.OperationalError:  # busy: ask again on the next look
+        return False
+    finally:
+        db.close()
+    return int(left) == 0
+
+
+def superseded_by_sent_back_notice(store: Store) -> set[str]:
+    """Keys (as the sink shows them) of the off-notices superseded, unsent, by a later
+    back-notice of their chain that was sent."""
+    rows = {m.id: m for m in store.messages()}
+    out: set[str] = set()
+    for m in rows.values():
+        found = re.search(r"superseded by #(\d+) \((restored|cancelled|corrected)\)",
+                          m.last_error or "")
+        if m.status != "superseded" or m.sent_at is not None or found is None:
+            continue
+        back = rows[int(found.group(1))]
+        assert back.status == "sent" and (back.incident_id, back.recipient) == (
+            m.incident_id, m.recipient), (m.key, back.key)
+        out.add(mask_phones(m.key))
+    return out
 
 
 def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path) -> None:
@@ -135,6 +171,11 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path) -> N
         stop(proc)
     expected = Counter(m["key"] for m in sink_lines(ref))
     assert expected and max(expected.values()) == 1
+    ref_store = Store(f"sqlite:///{ref / 'state' / 'sentinel.db'}")
+    try:
+        accounted = set(expected) | superseded_by_sent_back_notice(ref_store)
+    finally:
+        ref_store.close()
 
     chaos = tmp_path / "chaos"
     chaos.mkdir()
@@ -148,29 +189,35 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path) -> N
         proc.kill()
         proc.wait()
         kills += 1
-        if kills >= 15 and set(m["key"] for m in sink_lines(chaos)) >= set(expected):
+        if kills >= 15 and settled(chaos, set(expected)):
             break
     # Let a last, undisturbed run finish whatever is left (returns as soon as it has; the
     # bound is generous because a loaded machine replays the feed slowly: 60 s once missed).
     proc = start_daemon(cfg)
     try:
-        wait_for(lambda: set(m["key"] for m in sink_lines(chaos)) >= set(expected), 180)
+        wait_for(lambda: settled(chaos, set(expected)), 180)
         time.sleep(1.0)
     finally:
         stop(proc)
 
     got = Counter(m["key"] for m in sink_lines(chaos))
     assert kills >= 15
-    assert set(got) == set(expected), {"missing": set(expected) - set(got),
-                                       "unexpected": set(got) - set(expected)}
-    assert max(got.values()) <= 2, [k for k, n in got.items() if n > 1]
-
     store = Store(f"sqlite:///{chaos / 'state' / 'sentinel.db'}")
     try:
+        # A restart that finds two feed records waiting (an ETR update, then the restoration)
+        # folds them in one poll: the update, not sent yet, is superseded by the power-back
+        # notice (the village must not read "still off" after "restored"), where the clean
+        # run had time to send it (or the other way round). Every notice is sent or so
+        # superseded in both runs alike.
+        moot = superseded_by_sent_back_notice(store)
+        assert not moot & set(got)
+        assert set(got) | moot == accounted, {"missing": accounted - set(got) - moot,
+                                              "unexpected": set(got) - accounted}
+        assert max(got.values()) <= 2, [k for k, n in got.items() if n > 1]
         assert store.count("events") == len(SCENARIO)  # every feed record kept, once
         assert not store.unprocessed_events()
         counts = store.outbox_counts()
-        assert counts.get("sent", 0) == len(expected)
+        assert counts.get("sent", 0) == len(got)
         assert counts.get("pending", 0) == counts.get("inflight", 0) == counts.get("dead", 0) == 0
     finally:
         store.close()
