@@ -80,7 +80,8 @@ def incident_columns(inc: Incident, now: datetime, **extra: Any) -> dict[str, An
     row = {
         "id": inc.id, "feeder": inc.feeder, "kind": inc.kind, "status": inc.status,
         "revision": inc.revision, "start": inc.start, "etr": inc.etr, "end_time": inc.end,
-        "fault_device": inc.fault_device, "customers": inc.estimate.customers,
+        "fault_device": inc.fault_device, "fault_devices": len(inc.estimate.devices),
+        "customers": inc.estimate.customers,
         "state": inc.to_json(), "created_at": inc.created_at or now, "updated_at": now,
         "stage": inc.stage, "parent_id": inc.parent_id,
     }

@@ -105,9 +105,10 @@ class RoundCache:
         return self.planned
 
     def open_faults(self, conn: Connection) -> dict[str, int]:
-        """Open fault incidents with a fault device per feeder, kept current in the round."""
+        """Devices the open fault incidents name as operated, per feeder, kept current in the
+        round."""
         if self.faults is None:
-            self.faults = self.store.open_faults_by_feeder_in(conn)
+            self.faults = self.store.open_fault_devices_by_feeder_in(conn)
         return self.faults
 
     def saved(self, before: Incident | None, after: Incident, now: datetime) -> None:
@@ -116,7 +117,8 @@ class RoundCache:
             for inc, step in ((before, -1), (after, 1)):
                 if (inc is not None and inc.kind == "fault" and inc.status == "active"
                         and inc.fault_device is not None):
-                    self.faults[inc.feeder] = max(0, self.faults.get(inc.feeder, 0) + step)
+                    self.faults[inc.feeder] = max(
+                        0, self.faults.get(inc.feeder, 0) + step * len(inc.estimate.devices))
         iid = after.id
         self.created.setdefault(iid, after.created_at or now)
         self.incidents[iid] = after

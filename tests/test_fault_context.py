@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from outage_sentinel import cli
+from outage_sentinel.command_steps import CommandSteps
 from outage_sentinel.config import ConfigError, load_config, parse_config
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.incidents import Evidence
 from outage_sentinel.localise import FaultContext, devices_per_feeder
-from outage_sentinel.store import Store
+from outage_sentinel.store import MIGRATIONS, Store, incidents_t, schema_version_t
 from outage_sentinel.triage import STORM_KEY
 from tests.localise_fixture import build
 from tests.test_lifecycle import T0, Harness, county, ev
@@ -140,3 +142,43 @@ def test_storm_verbs_declare_show_and_end(tmp_path: Path,
     assert '"declare": true' in trail[0]["detail"] and "台风蓝色预警" in trail[0]["detail"]
     assert "--hours must be greater than 0" in trail[1]["detail"]
     assert trail[2]["detail"].startswith("storm ended")
+
+
+def test_an_incident_of_two_devices_counts_two_operated_elsewhere(
+        watched: tuple[Harness, Watching]) -> None:
+    """The storm context counts devices operated, not incidents: a fault on F1 whose fault
+    point is FU1 and FU2 is two devices elsewhere for a fault on F2."""
+    h, watching = watched
+    h.feed(ev("B", "T1", "T2", "T3"))
+    (row,) = h.daemon.store.load_incidents(open_only=True)
+    CommandSteps(h.daemon.lifecycle, h.daemon.processor, h.daemon.clock).device(
+        str(row["id"]), "FU1,FU2", "ops")
+    h.feed(ev("A", "T4", "T5"))
+    assert watching.seen[-1] == FaultContext(faults_elsewhere=2, devices_elsewhere=4)
+    h.feed(ev("A", "T4", "T5", status="restored"))
+    h.feed(ev("B", "T1", "T2", "T3", status="restored"))
+    h.feed(ev("C", "T4"))
+    assert watching.seen[-1].faults_elsewhere == 0
+
+
+def test_incidents_written_before_the_device_count_count_one_device(db_url: str) -> None:
+    """Schema 11 -> 12: an open fault incident with a fault device counts one until its next
+    revision writes its count."""
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        schema_version_t.create(conn)
+        for version, step in enumerate(MIGRATIONS[:11], start=1):
+            step(conn)
+            conn.execute(schema_version_t.insert().values(version=version, applied_at=T0))
+        for iid, device in (("INC-1", "FU1"), ("INC-2", None)):
+            conn.execute(incidents_t.insert().values(
+                id=iid, feeder="F1", kind="fault", status="active", revision=1, start=T0,
+                state={}, created_at=T0, updated_at=T0, fault_device=device))
+    engine.dispose()
+    store = Store(db_url)
+    try:
+        assert store.migrate() == len(MIGRATIONS)
+        with store.transaction() as conn:
+            assert store.open_fault_devices_by_feeder_in(conn) == {"F1": 1}
+    finally:
+        store.close()

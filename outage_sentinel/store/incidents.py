@@ -92,9 +92,10 @@ class IncidentStore(StoreBase):
                                 .group_by(incidents_t.c.kind))
             return {str(k): int(n) for k, n in rows}
 
-    def open_faults_by_feeder_in(self, conn: Connection) -> dict[str, int]:
-        """Open fault incidents with a fault device, per feeder (the county's storm state)."""
-        rows = conn.execute(select(incidents_t.c.feeder, func.count())
+    def open_fault_devices_by_feeder_in(self, conn: Connection) -> dict[str, int]:
+        """Protective devices the open fault incidents name as operated, per feeder (the
+        county's storm state: an incident of two devices counts two)."""
+        rows = conn.execute(select(incidents_t.c.feeder, func.sum(incidents_t.c.fault_devices))
                             .where(self.in_region(incidents_t), incidents_t.c.status == "active",
                                    incidents_t.c.kind == "fault",
                                    incidents_t.c.fault_device.is_not(None))

@@ -108,6 +108,9 @@ incidents_t = Table(
     Column("closed_at", UTCDateTime),
     # Region sharding (schema version 9).
     Column("region", String(40), nullable=False, server_default="default"),
+    # How many protective devices the estimate names (schema version 12): the county's
+    # storm context counts devices operated, and an incident may hold two.
+    Column("fault_devices", Integer, nullable=False, server_default="0"),
 )
 
 outbox_t = Table(
@@ -333,11 +336,20 @@ def _m11_calls_by_start(conn: Connection) -> None:
                       "ON events (signal, start)"))
 
 
+def _m12_fault_devices(conn: Connection) -> None:
+    """The storm context counts the devices open fault incidents hold, not the incidents.
+    An incident written before counts one device until its next revision rewrites it."""
+    _add_missing_columns(conn, incidents_t, ["fault_devices"])
+    conn.execute(text("UPDATE incidents SET fault_devices = 1 "
+                      "WHERE fault_device IS NOT NULL AND fault_devices = 0"))
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
                                                   _m4_dead_at, _m5_silences, _m6_board,
                                                   _m7_leases, _m8_field_answers, _m9_regions,
-                                                  _m10_outbox_chains, _m11_calls_by_start]
+                                                  _m10_outbox_chains, _m11_calls_by_start,
+                                                  _m12_fault_devices]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
