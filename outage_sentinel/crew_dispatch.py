@@ -337,6 +337,8 @@ class CrewDispatch:
         lang = self.planner.renderer.language
         individual = individual_channels(self.owner.config.channels)
         named = self.store.care_crews_in(conn, inc.id)
+        # A notice taken back unsent holds the once-per-incident key: a new one needs its own.
+        taken_back = self.store.taken_back_in(conn, inc.id, ("care",))
         rows: list[OutboxMessage] = []
         for v in villages:
             care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
@@ -345,7 +347,8 @@ class CrewDispatch:
                 continue
             for r in self.planner.care_rows(inc, v, care, individual, crew_label):
                 if r.recipient not in named:
-                    rows.append(r)
+                    rows.append(r.but(revision=inc.revision) if r.recipient in taken_back
+                                else r)
                 elif r.payload.get("crew_named") and named[r.recipient] != crew_label:
                     taken = self.store.withdraw_pending_in(conn, inc.id, ("care",), now,
                                                            "another crew holds the list",

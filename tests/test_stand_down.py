@@ -209,3 +209,20 @@ def test_the_outage_system_cancelling_says_so_and_a_finished_job_is_not_stood_do
     feed(daemon, 45, ev("N2", "T5", start=T0 + timedelta(minutes=30), status="cancelled",
                         end=T0 + timedelta(minutes=40)))
     assert not [m for m in daemon.store.messages(incident_id=other) if m.purpose == "stand_down"]
+
+
+def test_a_care_notice_taken_back_unsent_is_queued_again_when_a_crew_is_sent_again(
+        daemon: Daemon) -> None:  # noqa: F811
+    """The record cancelled before anything went out (the care notice taken back), then
+    listed on again: the crew sent now has the list, and the village's group must hear who
+    holds it (the new notice had the taken-back one's key and was dropped as a duplicate)."""
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    feed(daemon, 5, ev("N1", "T4", status="cancelled", end=T0 + timedelta(minutes=5)))
+    feed(daemon, 8, ev("N1", "T4"))
+    assert daemon.processor.incident(iid).status == "active"
+    deliver(daemon)
+    assert ("CR1", "dispatch", "sent") in crew_messages(daemon, iid)
+    care = [(m.status, m.revision) for m in daemon.store.messages(incident_id=iid)
+            if m.purpose == "care"]
+    assert care[0] == ("withdrawn", 0) and [s for s, _ in care[1:]] == ["sent"]

@@ -317,6 +317,16 @@ class OutboxStore(StoreBase):
             outbox_t.c.status.not_in(("withdrawn", "superseded")))
         return {str(r) for r in conn.execute(q).scalars()}
 
+    def taken_back_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
+                      ) -> set[str]:
+        """Recipients of a message of ``incident_id`` with ``purposes`` that was withdrawn or
+        superseded (a new one to them needs a key of its own)."""
+        q = select(outbox_t.c.recipient).where(
+            self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+            outbox_t.c.purpose.in_(list(purposes)),
+            outbox_t.c.status.in_(("withdrawn", "superseded")))
+        return {str(r) for r in conn.execute(q).scalars()}
+
     def care_crews_in(self, conn: Connection, incident_id: str) -> dict[str, str]:
         """Each recipient of ``incident_id``'s special-care messages (withdrawn and superseded
         ones apart) with the crew the latest of them names as holding the list (``""``: it
