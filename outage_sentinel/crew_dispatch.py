@@ -223,8 +223,13 @@ class CrewDispatch:
 
     def _release_crew(self, conn: Connection, incident_id: str, crew_id: str, by: str,
                       now: datetime) -> None:
-        """Take a crew off lower-priority work; that incident waits for the next free crew."""
+        """Take a crew off lower-priority work; that incident waits for the next free crew.
+        Its orders there not sent yet are taken back: sent after the new ones (they are
+        another chain, and may be waiting for a retry), they would be the last it read."""
         other, _ = self.owner.load_in(conn, incident_id)
+        self.store.withdraw_pending_in(conn, incident_id, ("dispatch",), now,
+                                       f"crew pulled off for higher-priority {by}",
+                                       recipients=(f"crew:{crew_id}",))
         if other.stage in ("dispatched", "on_site"):
             other = replace(other, stage="confirmed")
         self.owner.save_in(conn, replace(other, crew_progress=""), now, crew_id=None)

@@ -603,3 +603,23 @@ def test_reports_the_fault_point_explains_are_not_remarked_on(h: Harness) -> Non
     inc = h.incident(h.only_incident())["state"]
     assert inc["estimate"]["devices"] == ["FU1"]
     assert "不在故障点下游" not in h.sent("summary")[-1].text
+
+
+def test_a_crew_pulled_off_before_its_orders_went_out_never_gets_them(h: Harness) -> None:
+    """C1 is sent to a fault on F1; before the orders go out (a slow channel, a restart) a
+    hospital's feeder fails and C1 is pulled off for it. The old orders are taken back: sent
+    after the new ones (their own chain), they were the last thing the crew read."""
+    h.daemon.store.ingest("feed", PollResult(events=[ev("A", "T3")]), h.now)
+    h.daemon.process()
+    low = h.only_incident()
+    h.at(5)
+    h.daemon.store.ingest("feed", PollResult(events=[ev("B", "T4", "T5")]), h.now)
+    h.daemon.process()
+    high = next(r["id"] for r in h.daemon.store.load_incidents(open_only=True)
+                if r["id"] != low)
+    assert h.incident(high)["crew_id"] == "C1" and h.incident(low)["crew_id"] is None
+    h.deliver()
+    orders = [(m.incident_id, m.status) for m in h.daemon.store.messages()
+              if m.purpose == "dispatch"]
+    assert orders == [(low, "withdrawn"), (high, "sent")]
+    assert [m.incident_id for m in h.sent("dispatch")] == [high]
