@@ -107,6 +107,13 @@ def links_of(store: Store, incident_id: str) -> dict[str, str]:
     return out
 
 
+def sent_all(store: Store, incident_id: str, at: datetime) -> None:
+    """The incident's liaison notices delivered (as the deliverer marks them)."""
+    for m in store.messages(incident_id=incident_id, status="pending"):
+        if m.audience == "liaison" and store.mark_inflight(m.id, at):
+            store.mark_sent(m.id, at, "test")
+
+
 def field_events(store: Store) -> list[Any]:
     return [e for e in store.events() if e.event.source == "field"]
 
@@ -379,6 +386,7 @@ def test_sms_replies_answer_for_the_village_once_and_only_fresh(field_board: Any
     sms_liaison = next(li for li in topology.liaisons if li.channel == "sms")
     area = topology.village_transformers(sms_liaison.village)[0]
     iid = board.actions.open_incident({"transformers": area}, "operator:x")
+    sent_all(store, iid, clock.now)
     notice = next(m for m in store.messages(incident_id=iid)
                   if m.channel == "sms" and m.audience == "liaison")
     phone = notice.target
@@ -416,6 +424,35 @@ def test_sms_replies_answer_for_the_village_once_and_only_fresh(field_board: Any
         ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S"))
     client.post("/hooks/sms/hook-secret-123", json=[late])
     assert store.kv_get("sms_reply:77") is None and store.kv_get("sms_reply:80") is not None
+
+
+def test_a_reply_answers_the_notice_the_liaison_read_not_one_still_queued(
+        field_board: Any) -> None:
+    """A phone that serves two villages read the outage notice of the first; the second's
+    is still queued (a slow SMS gateway) when the liaison replies "1": the answer is for
+    the first village, not for one whose notice never reached them."""
+    board, store, clock, topology = field_board
+    board.field_desk.sms_token = "hook-secret-123"
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    phone, (first, second) = next(
+        (li.target or li.phone, sorted({x.village for x in topology.liaisons
+                                        if x.channel == "sms" and x.target == li.target})[:2])
+        for li in topology.liaisons if li.channel == "sms"
+        and len({x.village for x in topology.liaisons if x.target == li.target}) > 1)
+    a1, a2 = (topology.village_transformers(v)[0] for v in (first, second))
+    read = board.actions.open_incident({"transformers": a1}, "operator:x")
+    sent_all(store, read, clock.now)
+    clock.now += timedelta(minutes=5)
+    queued = board.actions.open_incident({"transformers": a2}, "operator:x")
+    assert any(m.target == phone and m.status == "pending"
+               for m in store.messages(incident_id=queued))
+    clock.now += timedelta(minutes=5)
+    beijing = clock.now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+    reply = {"phone_number": phone, "content": "1", "send_time": beijing, "sequence_id": 5}
+    assert client.post("/hooks/sms/hook-secret-123", json=[reply]).json()["accepted"] == 1
+    processor = board.actions.core.processor
+    assert a1 in processor.incident(read).restored
+    assert a2 in processor.incident(queued).off
 
 
 def test_the_report_counts_confirmations_and_the_time_to_confirm(field_board: Any) -> None:
@@ -456,6 +493,7 @@ def test_a_dingtalk_group_reply_is_signed_fresh_and_taken_once(field_board: Any)
     group = next(li for li in topology.liaisons if li.channel == "dingtalk")
     area = topology.village_transformers(group.village)[0]
     iid = board.actions.open_incident({"transformers": area}, "operator:x")
+    sent_all(store, iid, clock.now)
     notice = next(m for m in store.messages(incident_id=iid) if m.channel == "dingtalk")
 
     def post(body: dict[str, Any], at: datetime, key: str = secret) -> Any:
@@ -508,6 +546,7 @@ def test_a_feishu_group_reply_is_verified_fresh_and_taken_once(field_board: Any)
     group = next(li for li in topology.liaisons if li.channel == "feishu")
     area = topology.village_transformers(group.village)[0]
     iid = board.actions.open_incident({"transformers": area}, "operator:x")
+    sent_all(store, iid, clock.now)
     notice = next(m for m in store.messages(incident_id=iid) if m.channel == "feishu")
     desk.feishu_chats = {"oc_group1": notice.target}
 

@@ -223,13 +223,14 @@ class OutboxStore(StoreBase):
 
     def last_liaison_notice(self, channel: str, target: str, purposes: Sequence[str]
                             ) -> OutboxRow | None:
-        """The latest liaison notice of ``purposes`` to ``target`` on ``channel`` (what a
-        reply by SMS or in a robot's group answers)."""
+        """The latest liaison notice of ``purposes`` sent to ``target`` on ``channel`` (what
+        a reply by SMS or in a robot's group answers: one still queued was never read)."""
         q = (select(outbox_t).where(self.in_region(outbox_t), outbox_t.c.channel == channel,
                                     outbox_t.c.target == target,
                                     outbox_t.c.audience == "liaison",
-                                    outbox_t.c.purpose.in_(list(purposes)))
-             .order_by(outbox_t.c.id.desc()).limit(1))
+                                    outbox_t.c.purpose.in_(list(purposes)),
+                                    outbox_t.c.status == "sent")
+             .order_by(outbox_t.c.sent_at.desc(), outbox_t.c.id.desc()).limit(1))
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
             return OutboxRow(**row._mapping) if row else None
