@@ -73,7 +73,21 @@ class DarkAgain:
             village = str(r.payload["village"])
             if village in dark[r.incident_id]:
                 out[r.id] = f"village {village} is dark again (another open incident)"
+        self._hold(back, out, now)
         return out
+
+    def _hold(self, back: Sequence[OutboxRow], moot: dict[int, str], now: datetime) -> None:
+        """Each village a moot notice was for is held by its incident, as one held back when
+        planned: the incident that darkens it may never tell it its power is back (it
+        inferred the area and dropped it, it never announced it), and then the clock's
+        check tells it once it is dark nowhere (unless it heard so meanwhile)."""
+        held: dict[str, set[str]] = {}
+        for r in back:
+            if r.id in moot:
+                held.setdefault(r.incident_id, set()).add(str(r.payload["village"]))
+        for incident_id, villages in held.items():
+            with self.store.transaction() as conn:
+                keep_held_in(self.store, conn, incident_id, villages, now)
 
 
 class HeldNotices:
@@ -128,6 +142,12 @@ class HeldNotices:
                          and self.store.last_village_purpose_in(conn, v) not in BACK_NOTICES)
             if tell:
                 rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, tell)], now)
+                if self.store.taken_back_in(conn, inc.id, (inc.status,)) & {
+                        r.recipient for r in rows}:
+                    # Its notice at this revision was superseded (dark again when it was
+                    # due): the one sent now is a revision of its own, or its key is taken.
+                    inc = replace(inc, revision=inc.revision + 1)
+                    rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, tell)], now)
                 self.store.enqueue_in(conn, rows, now)
                 told_back = tuple(dict.fromkeys([*inc.restored_villages, *tell]))
                 self.lifecycle.save_in(conn, replace(inc, restored_villages=told_back), now)

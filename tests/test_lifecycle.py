@@ -423,6 +423,57 @@ def test_a_power_back_notice_that_waited_is_not_sent_to_a_village_dark_again(
         (held,) = [m for m in h.daemon.store.messages() if m.purpose == "restored"
                    and m.audience == "liaison"]
         assert held.status == "superseded" and "dark again" in (held.last_error or "")
+        # The planned work now holds the village, as one held back when planned: whoever
+        # ends last, the village hears its power is back once, when it is dark nowhere.
+        planned = next(r["id"] for r in h.daemon.store.load_incidents(open_only=False)
+                       if r["kind"] == "planned")
+        assert h.daemon.store.kv_get(f"held:{planned}") == {"villages": ["V1"]}
+        h.at(1300)
+        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1", status="restored"))
+        h.daemon.clock_stage.run_once(h.now)
+        h.deliver()
+        heard = [m.purpose for m in h.sent(None, "liaison") if m.target == "V1群"
+                 and m.purpose in ("outage", "planned", "restored")]
+        assert heard[-2:] == ["outage", "restored"] and heard.count("restored") == 1
+        assert h.daemon.store.kv_get(f"held:{planned}") is None
+    finally:
+        h.daemon.close()
+
+
+def test_a_village_whose_power_back_went_moot_hears_it_when_the_other_incident_says_nothing(
+        tmp_path: Path, db_url: str) -> None:
+    """As above, but the fault that darkened 东村 again never tells it its power is back
+    (the command centre silenced that incident): the planned work, holding the village since
+    its own notice went moot, tells it once it is dark nowhere — under a revision of its own,
+    as the moot notice's key is taken."""
+    from outage_sentinel.silences import Silence
+
+    h = Harness(tmp_path, db_url, notify={"quiet_hours": {"liaison": "22:00-07:00"}})
+    try:
+        t = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731  (10:00 + minutes)
+        h.feed(ev("P1", "T1", "T2", kind="planned", start=t(600), etr=t(780)))
+        h.at(750)
+        h.feed(ev("P1", "T1", "T2", kind="planned", status="restored", start=t(600)))
+        h.at(780)
+        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1"))
+        h.at(1261)
+        h.deliver()
+        rows = h.daemon.store.load_incidents(open_only=False)
+        planned = next(r["id"] for r in rows if r["kind"] == "planned")
+        fault = next(r["id"] for r in rows if r["kind"] == "fault")
+        # (forced: 东村 has a special-care household, never muted otherwise)
+        h.daemon.store.add_silence(Silence(0, "incident", fault, t(1261), t(1500), "误报核实中",
+                                           "ops", force=True))
+        h.at(1300)
+        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1", status="restored"))
+        h.daemon.clock_stage.run_once(h.now)
+        h.deliver()
+        back = [m for m in h.daemon.store.messages() if m.purpose == "restored"
+                and m.recipient == "village:V1:wecom:V1群"]
+        assert [(m.incident_id, m.status) for m in back] == [
+            (planned, "superseded"), (fault, "silenced"), (planned, "sent")]
+        assert back[2].revision == back[0].revision + 1
+        assert h.daemon.store.kv_get(f"held:{planned}") is None
     finally:
         h.daemon.close()
 
