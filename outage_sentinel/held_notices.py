@@ -139,7 +139,7 @@ class HeldNotices:
                                                                     ("outage", "update"))
                      if r.startswith("village:")}
             tell = tuple(v for v in free if v in heard
-                         and self.store.last_village_purpose_in(conn, v) not in BACK_NOTICES)
+                         and self.store.last_village_purpose_in(conn, v, now) not in BACK_NOTICES)
             if tell:
                 rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, tell)], now)
                 if self.store.taken_back_in(conn, inc.id, (inc.status,)) & {

@@ -478,6 +478,35 @@ def test_a_village_whose_power_back_went_moot_hears_it_when_the_other_incident_s
         h.daemon.close()
 
 
+def test_a_held_power_back_is_not_repeated_after_an_announcement_of_tomorrow_s_work(
+        tmp_path: Path, db_url: str) -> None:
+    """As above: the planned work holds 东村, the fault ends and tells it 恢复送电; then
+    tomorrow's work is announced before the clock's check. The held notice must not read that
+    announcement as what the village heard last of its supply now (it repeated 恢复送电)."""
+    h = Harness(tmp_path, db_url, notify={"quiet_hours": {"liaison": "22:00-07:00"}})
+    try:
+        t = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731  (10:00 + minutes)
+        h.feed(ev("P1", "T1", "T2", kind="planned", start=t(600), etr=t(780)))
+        h.at(750)
+        h.feed(ev("P1", "T1", "T2", kind="planned", status="restored", start=t(600)))
+        h.at(780)
+        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1"))
+        h.at(1261)
+        h.deliver()
+        h.at(1300)
+        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1", status="restored"))
+        h.at(1310)
+        h.feed(ev("P2", "T1", "T2", kind="planned", start=t(2900), etr=t(3000)))
+        h.daemon.clock_stage.run_once(h.now)
+        h.deliver()
+        heard = [(m.purpose, m.incident_id) for m in h.sent(None, "liaison")
+                 if m.target == "V1群" and m.purpose in ("outage", "restored")]
+        assert [p for p, _ in heard[-3:]] == ["outage", "restored", "outage"], heard
+        assert [p for p, _ in heard].count("restored") == 1
+    finally:
+        h.daemon.close()
+
+
 def test_daily_report_goes_to_the_command_centre_once(h: Harness) -> None:
     h.feed(ev("F1", "T3"))
     inc = h.only_incident()

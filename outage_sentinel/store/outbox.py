@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from outage_sentinel.field_links import LINK_PREFIX, MAX_AGE
 from outage_sentinel.outgoing import Address, OutboxMessage
 from outage_sentinel.store.base import StoreBase
-from outage_sentinel.store.schema import kv_t, outbox_t
+from outage_sentinel.store.schema import incidents_t, kv_t, outbox_t
 
 #: A stored field link is written again (its ``issued`` renewed) at most this often.
 LINK_REFRESH = timedelta(hours=1)
@@ -351,15 +351,25 @@ class OutboxStore(StoreBase):
         row = conn.execute(q).first()
         return None if row is None else dict(row[0] or {})
 
-    def last_village_purpose_in(self, conn: Connection, village: str) -> str | None:
+    def last_village_purpose_in(self, conn: Connection, village: str, now: datetime
+                                ) -> str | None:
         """The purpose of the last liaison message queued for ``village`` (any incident) that
-        was or will be sent: what its people heard last (``None``: nothing)."""
+        was or will be sent, about its supply now: what its people heard last of it
+        (``None``: nothing). Announcements of work not started yet (and their reminders) say
+        nothing of the supply now, and are passed over."""
         pattern = "village:" + village.replace("\\", "\\\\").replace("%", "\\%") \
             .replace("_", "\\_") + ":%"
+        ahead = (incidents_t.c.id.is_not(None)
+                 & incidents_t.c.kind.in_(("planned", "temporary"))
+                 & (incidents_t.c.start > now))
         q = (select(outbox_t.c.purpose)
+             .select_from(outbox_t.outerjoin(incidents_t,
+                                             incidents_t.c.id == outbox_t.c.incident_id))
              .where(self.in_region(outbox_t), outbox_t.c.audience == "liaison",
                     outbox_t.c.recipient.like(pattern, escape="\\"),
-                    outbox_t.c.status.in_(("pending", "inflight", "sent")))
+                    outbox_t.c.status.in_(("pending", "inflight", "sent")),
+                    ~outbox_t.c.purpose.like("reminder%"),
+                    ~(ahead & outbox_t.c.purpose.in_(("outage", "update", "planned"))))
              .order_by(outbox_t.c.id.desc()).limit(1))
         found = conn.execute(q).scalar()
         return None if found is None else str(found)
