@@ -141,16 +141,7 @@ class HeldNotices:
             tell = tuple(v for v in free if v in heard
                          and self.store.last_village_purpose_in(conn, v, now) not in BACK_NOTICES)
             if tell:
-                rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, tell)], now)
-                if self.store.taken_back_in(conn, inc.id, (inc.status,)) & {
-                        r.recipient for r in rows}:
-                    # Its notice at this revision was superseded (dark again when it was
-                    # due): the one sent now is a revision of its own, or its key is taken.
-                    inc = replace(inc, revision=inc.revision + 1)
-                    rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, tell)], now)
-                self.store.enqueue_in(conn, rows, now)
-                told_back = tuple(dict.fromkeys([*inc.restored_villages, *tell]))
-                self.lifecycle.save_in(conn, replace(inc, restored_villages=told_back), now)
+                self._tell(conn, inc, tell, now)
             rest = [v for v in villages if v not in free]
             if rest:
                 self.store.kv_set_in(conn, HELD_PREFIX + incident_id, {"villages": rest}, now)
@@ -159,3 +150,16 @@ class HeldNotices:
             self.log.info("held_notice_released", incident_id=inc.id, told=list(tell),
                           already_told=[v for v in free if v not in tell], still_held=rest)
             return len(tell)
+
+    def _tell(self, conn: Connection, inc: Incident, villages: tuple[str, ...],
+              now: datetime) -> None:
+        """Queue ``inc``'s back notice to ``villages`` and record them as told."""
+        rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, villages)], now)
+        if self.store.taken_back_in(conn, inc.id, (inc.status,)) & {r.recipient for r in rows}:
+            # Its notice at this revision was superseded (dark again when it was due): the
+            # one sent now is a revision of its own, or its key, taken, would drop it.
+            inc = replace(inc, revision=inc.revision + 1)
+            rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, villages)], now)
+        self.store.enqueue_in(conn, rows, now)
+        told_back = tuple(dict.fromkeys([*inc.restored_villages, *villages]))
+        self.lifecycle.save_in(conn, replace(inc, restored_villages=told_back), now)
