@@ -69,12 +69,13 @@ class CrewNotices:
                       by: str) -> bool:
         """``inc`` is restored by other hands (``by``: a source or person) while ``crew_id``,
         told to go, may be on its way: it hears when and from whom; its orders stand until the
-        command centre says otherwise. Orders still queued count: they go out all the same,
-        and this message after them (one chain, sent in order). Returns whether a message
-        was queued."""
-        crew = self.crew(crew_id)
-        if crew is None or f"crew:{crew_id}" not in self.owner.store.queued_in(
-                conn, inc.id, ("dispatch",)):
+        command centre says otherwise. Orders still to be sent count: they go out all the
+        same, and this message after them (one chain, sent in order); orders the command
+        centre holds or silenced do not. Returns whether a message was queued."""
+        crew, store = self.crew(crew_id), self.owner.store
+        orders = store.told_in(conn, inc.id, ("dispatch",)) | store.pending_in(
+            conn, inc.id, ("dispatch",))
+        if crew is None or f"crew:{crew_id}" not in orders:
             return False
         ctx = crews.power_back_context(self.owner.topology, inc, crew, by, now,
                                        self.owner.planner.tz)

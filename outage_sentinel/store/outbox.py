@@ -230,7 +230,8 @@ class OutboxStore(StoreBase):
                                     outbox_t.c.audience == "liaison",
                                     outbox_t.c.purpose.in_(list(purposes)),
                                     outbox_t.c.status == "sent")
-             .order_by(outbox_t.c.sent_at.desc(), outbox_t.c.id.desc()).limit(1))
+             .order_by(outbox_t.c.sent_at.desc().nulls_last(), outbox_t.c.id.desc())
+             .limit(1))
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
             return OutboxRow(**row._mapping) if row else None
@@ -318,6 +319,16 @@ class OutboxStore(StoreBase):
             outbox_t.c.status.not_in(("withdrawn", "superseded")))
         return {str(r) for r in conn.execute(q).scalars()}
 
+    def pending_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
+                   ) -> set[str]:
+        """Recipients of a message of ``incident_id`` with ``purposes`` still to be sent
+        (pending or in flight; not one held by the command centre)."""
+        q = select(outbox_t.c.recipient).where(
+            self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+            outbox_t.c.purpose.in_(list(purposes)),
+            outbox_t.c.status.in_(("pending", "inflight")))
+        return {str(r) for r in conn.execute(q).scalars()}
+
     def taken_back_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                       ) -> set[str]:
         """Recipients of a message of ``incident_id`` with ``purposes`` that was withdrawn or
@@ -355,8 +366,8 @@ class OutboxStore(StoreBase):
                                 ) -> str | None:
         """The purpose of the last liaison message queued for ``village`` (any incident) that
         was or will be sent, about its supply now: what its people heard last of it
-        (``None``: nothing). Announcements of work not started yet (and their reminders) say
-        nothing of the supply now, and are passed over."""
+        (``None``: nothing). What was said of work not started yet (its announcement, its
+        reminders, its cancellation) says nothing of the supply now, and is passed over."""
         pattern = "village:" + village.replace("\\", "\\\\").replace("%", "\\%") \
             .replace("_", "\\_") + ":%"
         ahead = (incidents_t.c.id.is_not(None)
@@ -368,8 +379,7 @@ class OutboxStore(StoreBase):
              .where(self.in_region(outbox_t), outbox_t.c.audience == "liaison",
                     outbox_t.c.recipient.like(pattern, escape="\\"),
                     outbox_t.c.status.in_(("pending", "inflight", "sent")),
-                    ~outbox_t.c.purpose.like("reminder%"),
-                    ~(ahead & outbox_t.c.purpose.in_(("outage", "update", "planned"))))
+                    ~outbox_t.c.purpose.like("reminder%"), ~ahead)
              .order_by(outbox_t.c.id.desc()).limit(1))
         found = conn.execute(q).scalar()
         return None if found is None else str(found)
