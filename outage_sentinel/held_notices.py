@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -85,8 +84,13 @@ class DarkAgain:
         for r in back:
             if r.id in moot:
                 held.setdefault(r.incident_id, set()).add(str(r.payload["village"]))
-        for incident_id, villages in held.items():
-            with self.store.transaction() as conn:
+        if not held:
+            return
+        with self.store.transaction() as conn:
+            for incident_id, villages in sorted(held.items()):
+                # Under the incident's row lock, as the processor and the release write it:
+                # the held list is read, added to and written back.
+                self.store.lock_incident_in(conn, incident_id)
                 keep_held_in(self.store, conn, incident_id, villages, now)
 
 
@@ -114,14 +118,16 @@ class HeldNotices:
             open_incidents = [Incident.from_json(r["state"])
                               for r in self.store.load_incidents(open_only=True)]
             dark = dark_villages(open_incidents, now, self.lifecycle.topology)
-            for incident_id, value in sorted(held.items()):
-                told += self._release_one(incident_id, value or {}, dark, now)
+            for incident_id in sorted(held):
+                told += self._release_one(incident_id, dark, now)
         return told
 
-    def _release_one(self, incident_id: str, value: dict[str, Any], dark: set[str],
-                     now: datetime) -> int:
+    def _release_one(self, incident_id: str, dark: set[str], now: datetime) -> int:
         with self.store.transaction() as conn:
             row = self.store.lock_incident_in(conn, incident_id)
+            # Read again under the lock: a village held since the list was read (by the
+            # processor, or by the deliverer finding a notice moot) is not written away.
+            value = self.store.kv_get_in(conn, HELD_PREFIX + incident_id) or {}
             inc = Incident.from_json(row["state"]) if row is not None else None
             if inc is None or inc.status not in BACK_NOTICES:
                 # Gone, or off again: its own notices speak for the village now (an open

@@ -440,12 +440,14 @@ def test_a_power_back_notice_that_waited_is_not_sent_to_a_village_dark_again(
         h.daemon.close()
 
 
+@pytest.mark.parametrize("tomorrow", ["", "announced and called off"])
 def test_a_village_whose_power_back_went_moot_hears_it_when_the_other_incident_says_nothing(
-        tmp_path: Path, db_url: str) -> None:
+        tmp_path: Path, db_url: str, tomorrow: str) -> None:
     """As above, but the fault that darkened 东村 again never tells it its power is back
     (the command centre silenced that incident): the planned work, holding the village since
     its own notice went moot, tells it once it is dark nowhere — under a revision of its own,
-    as the moot notice's key is taken."""
+    as the moot notice's key is taken. Work announced for tomorrow and called off meanwhile
+    says nothing of the supply now: its 取消 is not a word that the power is back."""
     from outage_sentinel.silences import Silence
 
     h = Harness(tmp_path, db_url, notify={"quiet_hours": {"liaison": "22:00-07:00"}})
@@ -466,6 +468,11 @@ def test_a_village_whose_power_back_went_moot_hears_it_when_the_other_incident_s
                                            "ops", force=True))
         h.at(1300)
         h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1", status="restored"))
+        if tomorrow:
+            h.feed(ev("P2", "T1", "T2", kind="planned", start=t(2900), etr=t(3000)))
+            h.feed(ev("P2", "T1", "T2", kind="planned", start=t(2900), etr=t(3000),
+                      status="cancelled"))
+            assert [m.purpose for m in h.sent(None, "liaison")][-2:] == ["outage", "cancelled"]
         h.daemon.clock_stage.run_once(h.now)
         h.deliver()
         back = [m for m in h.daemon.store.messages() if m.purpose == "restored"
