@@ -18,7 +18,7 @@ from outage_sentinel.config import ConfigError, load_config, parse_config
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.incidents import Evidence
 from outage_sentinel.localise import FaultContext, devices_per_feeder
-from outage_sentinel.store import MIGRATIONS, Store, incidents_t, schema_version_t
+from outage_sentinel.store import MIGRATIONS, Store, schema_version_t
 from outage_sentinel.triage import STORM_KEY
 from tests.localise_fixture import build
 from tests.test_lifecycle import T0, Harness, county, ev
@@ -170,10 +170,14 @@ def test_incidents_written_before_the_device_count_count_one_device(db_url: str)
         for version, step in enumerate(MIGRATIONS[:11], start=1):
             step(conn)
             conn.execute(schema_version_t.insert().values(version=version, applied_at=T0))
+        # The first migration builds today's table: take the column away, as it was at 11.
+        conn.execute(sa.text("ALTER TABLE incidents DROP COLUMN fault_devices"))
         for iid, device in (("INC-1", "FU1"), ("INC-2", None)):
-            conn.execute(incidents_t.insert().values(
-                id=iid, feeder="F1", kind="fault", status="active", revision=1, start=T0,
-                state={}, created_at=T0, updated_at=T0, fault_device=device))
+            conn.execute(sa.text(
+                "INSERT INTO incidents (id, feeder, kind, status, revision, start, state, "
+                "created_at, updated_at, fault_device) VALUES (:id, 'F1', 'fault', 'active', "
+                "1, :t, '{}', :t, :t, :device)"),
+                {"id": iid, "t": T0.replace(tzinfo=None), "device": device})
     engine.dispose()
     store = Store(db_url)
     try:
