@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
+from outage_sentinel.crew import percent_label
 from outage_sentinel.incidents import Incident, contradicted_reports
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, STATUS_LABELS, label
 from outage_sentinel.logs import mask_phones
@@ -70,7 +71,7 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         f"{inc.id}  {label(KIND_LABELS, language, inc.kind)}  "
         f"{label(STATUS_LABELS, language, inc.status)}  (rev {inc.revision})",
         f"{w['feeder']}: {topology.feeder_names.get(inc.feeder, inc.feeder)}",
-        _device_line(inc, topology, w),
+        _device_line(inc, topology, w, language),
         f"{w['since']}: {local(inc.start, tz)}   {w['etr']}: {local(inc.etr, tz)}"
         + (f"   {w['end']}: {local(inc.end, tz)}" if inc.end else ""),
         f"{w['stage']}: {label(STAGE_LABELS, language, stage)}"
@@ -110,7 +111,8 @@ def _lang(language: str) -> str:
     return language if language in _WORDS else "en"
 
 
-def _device_line(inc: Incident, topology: Topology, w: Mapping[str, str]) -> str:
+def _device_line(inc: Incident, topology: Topology, w: Mapping[str, str],
+                 language: str = "zh") -> str:
     names = [topology.nodes[d].name or d if d in topology.nodes else d
              for d in inc.estimate.devices]
     if not names:
@@ -122,7 +124,7 @@ def _device_line(inc: Incident, topology: Topology, w: Mapping[str, str]) -> str
         return f"{w['device']}: {'、'.join(names)}"
     p = inc.estimate.probability
     return f"{w['inferred_device']}: {'、'.join(names)}" + (
-        f" ({w['probability']} {p:.0%})" if p is not None else "")
+        f" ({w['probability']} {percent_label(p, language)})" if p is not None else "")
 
 
 def _area_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list[str]:

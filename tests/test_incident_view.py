@@ -38,7 +38,12 @@ def test_show_reads_like_a_summary_not_json() -> None:
     text = incident_text(stored(), [], log, build_grid(), TZ)
     assert text.splitlines()[0] == "INC-1  故障停电  停电中  (rev 2)"
     assert "线路: 马集I线" in text
-    assert "推断故障点: 马集重合器 (概率 71%)" in text  # nobody named it: inferred, with p
+    assert "推断故障点: 马集重合器 (概率 约71%)" in text  # nobody named it: inferred, with p
+    # An inference is never shown as certain (0.996 read "100%" here, ">99%" everywhere else).
+    sure = incident_text(stored(estimate=Estimate(("R1",), 0.996, ("T1",),
+                                                  build_grid().customers_of(("T1",)),
+                                                  ("V1",))), [], log, build_grid(), TZ)
+    assert "(概率 ＞99%)" in sure and "100%" not in sure
     assert "开始: 2026-03-01 08:00" in text  # local time, not UTC
     assert "阶段: 已派工   抢修班组: 马集抢修班 (CR1)" in text
     assert "已确认停电 (1 个台区): 台区T1" in text

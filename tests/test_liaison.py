@@ -184,6 +184,16 @@ def test_update_and_cancelled_notices(grid: Topology) -> None:
     assert "预计恢复时间调整为：2026-03-01 13:00" in upd.body
     can = planner(grid).rows(replace(inc, status="cancelled"), [Notice("cancelled", ("V1",))], T0)
     assert all(r.purpose == "cancelled" and "已取消" in r.body for r in can)
+    # A fault called off is not a promise of supply (the record may be a duplicate, the
+    # village may still be off): it says so and where to call. Planned work called off is.
+    assert all("正常供电" not in r.body and "95598" in r.body and "原定" not in r.body
+               for r in can)
+    work = replace(inc, kind="planned", status="cancelled", start=T0 + timedelta(days=1))
+    (planned, *_) = planner(grid).rows(work, [Notice("cancelled", ("V1",))], T0)
+    assert "原定2026-03-02 08:00起的计划停电" in planned.body and "届时正常供电" in planned.body
+    (english, *_) = planner(grid, "en").rows(replace(inc, status="cancelled"),
+                                             [Notice("cancelled", ("V1",))], T0)
+    assert "call 95598" in english.body
 
 
 def test_every_notice_of_an_outage_names_it_as_the_outage_notice_did(grid: Topology) -> None:
