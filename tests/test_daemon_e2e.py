@@ -146,7 +146,12 @@ def settled(run: Path, expected: set[str]) -> bool:
     moot, or crew messages for a fault over before a crew was sent, are then not coming)."""
     if {m["key"] for m in sink_lines(run)} >= expected:
         return True
-    db = sqlite3.connect(f"file:{run / 'state' / 'sentinel.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        # (Read-only: with no daemon running, SQLite may not open a WAL database so.)
+        db = sqlite3.connect(f"file:{run / 'state' / 'sentinel.db'}?mode=ro", uri=True,
+                             timeout=5)
+    except sqlite3.OperationalError:
+        return False
     try:
         (events, unprocessed) = db.execute(
             "SELECT count(*), coalesce(sum(CASE WHEN processed THEN 0 ELSE 1 END), 0) "
