@@ -5,6 +5,7 @@ under a fake clock; the channel is a recording collaborator."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -403,6 +404,19 @@ def test_a_restore_notes_words_restore_nothing(h: Harness) -> None:
     assert [m.target for m in h.deliver() if m.purpose == "restored"] == ["V2群"]
 
 
+def dark_again_overnight(h: Harness) -> Callable[[float], datetime]:
+    """Planned work on 东村 ends at 22:30, in the liaisons' quiet hours (its 恢复送电 waits
+    for 07:00); at 23:00 a fault on FU1 takes 东村 off again. Returns minutes after 10:00 ->
+    the time."""
+    t: Callable[[float], datetime] = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731
+    h.feed(ev("P1", "T1", "T2", kind="planned", start=t(600), etr=t(780)))
+    h.at(750)
+    h.feed(ev("P1", "T1", "T2", kind="planned", status="restored", start=t(600)))
+    h.at(780)
+    h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1"))
+    return t
+
+
 def test_a_power_back_notice_that_waited_is_not_sent_to_a_village_dark_again(
         tmp_path: Path, db_url: str) -> None:
     """Planned work on 东村 ends at 22:30, in the liaisons' quiet hours: its 恢复送电 waits for
@@ -410,12 +424,7 @@ def test_a_power_back_notice_that_waited_is_not_sent_to_a_village_dark_again(
     恢复送电 would be the last word the village read while it is dark: it is superseded."""
     h = Harness(tmp_path, db_url, notify={"quiet_hours": {"liaison": "22:00-07:00"}})
     try:
-        t = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731  (10:00 + minutes)
-        h.feed(ev("P1", "T1", "T2", kind="planned", start=t(600), etr=t(780)))
-        h.at(750)
-        h.feed(ev("P1", "T1", "T2", kind="planned", status="restored", start=t(600)))
-        h.at(780)
-        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1"))
+        t = dark_again_overnight(h)
         assert "【故障停电通知】" in h.sent("outage")[-1].text  # told at once
         h.at(1261)
         h.deliver()
@@ -452,12 +461,7 @@ def test_a_village_whose_power_back_went_moot_hears_it_when_the_other_incident_s
 
     h = Harness(tmp_path, db_url, notify={"quiet_hours": {"liaison": "22:00-07:00"}})
     try:
-        t = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731  (10:00 + minutes)
-        h.feed(ev("P1", "T1", "T2", kind="planned", start=t(600), etr=t(780)))
-        h.at(750)
-        h.feed(ev("P1", "T1", "T2", kind="planned", status="restored", start=t(600)))
-        h.at(780)
-        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1"))
+        t = dark_again_overnight(h)
         h.at(1261)
         h.deliver()
         rows = h.daemon.store.load_incidents(open_only=False)
@@ -492,12 +496,7 @@ def test_a_held_power_back_is_not_repeated_after_an_announcement_of_tomorrow_s_w
     announcement as what the village heard last of its supply now (it repeated 恢复送电)."""
     h = Harness(tmp_path, db_url, notify={"quiet_hours": {"liaison": "22:00-07:00"}})
     try:
-        t = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731  (10:00 + minutes)
-        h.feed(ev("P1", "T1", "T2", kind="planned", start=t(600), etr=t(780)))
-        h.at(750)
-        h.feed(ev("P1", "T1", "T2", kind="planned", status="restored", start=t(600)))
-        h.at(780)
-        h.feed(ev("F1", "T1", "T2", start=t(779), device="FU1"))
+        t = dark_again_overnight(h)
         h.at(1261)
         h.deliver()
         h.at(1300)

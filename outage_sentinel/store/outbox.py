@@ -313,30 +313,30 @@ class OutboxStore(StoreBase):
                   ) -> set[str]:
         """Recipients of a message of ``incident_id`` with ``purposes`` in the outbox, sent or
         not, withdrawn and superseded ones apart."""
-        q = select(outbox_t.c.recipient).where(
-            self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
-            outbox_t.c.purpose.in_(list(purposes)),
-            outbox_t.c.status.not_in(("withdrawn", "superseded")))
-        return {str(r) for r in conn.execute(q).scalars()}
+        return self._recipients_in(conn, incident_id, purposes,
+                                   outbox_t.c.status.not_in(("withdrawn", "superseded")))
 
     def pending_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                    ) -> set[str]:
         """Recipients of a message of ``incident_id`` with ``purposes`` still to be sent
-        (pending or in flight; not one held by the command centre)."""
-        q = select(outbox_t.c.recipient).where(
-            self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
-            outbox_t.c.purpose.in_(list(purposes)),
-            outbox_t.c.status.in_(("pending", "inflight")))
-        return {str(r) for r in conn.execute(q).scalars()}
+        (pending or in flight; not one the command centre holds)."""
+        return self._recipients_in(conn, incident_id, purposes,
+                                   outbox_t.c.status.in_(("pending", "inflight")))
 
     def taken_back_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
                       ) -> set[str]:
         """Recipients of a message of ``incident_id`` with ``purposes`` that was withdrawn or
         superseded (a new one to them needs a key of its own)."""
+        return self._recipients_in(conn, incident_id, purposes,
+                                   outbox_t.c.status.in_(("withdrawn", "superseded")))
+
+    def _recipients_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
+                       status: Any) -> set[str]:
+        """Recipients of a message of ``incident_id`` with ``purposes`` whose status meets
+        ``status`` (a condition on ``outbox.status``)."""
         q = select(outbox_t.c.recipient).where(
             self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
-            outbox_t.c.purpose.in_(list(purposes)),
-            outbox_t.c.status.in_(("withdrawn", "superseded")))
+            outbox_t.c.purpose.in_(list(purposes)), status)
         return {str(r) for r in conn.execute(q).scalars()}
 
     def care_crews_in(self, conn: Connection, incident_id: str) -> dict[str, str]:
