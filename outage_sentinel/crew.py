@@ -740,6 +740,9 @@ def power_back_context(topology: Topology, incident: Incident, crew: Crew, by: s
         "feeder_label": feeder_label(topology, incident.feeder),
         "start_local": _local(incident.start, tz), "restored_local": _local(back, tz),
         "now_local": _local(now, tz),
+        # areas counted back that nothing confirmed: the crew can look on its way
+        "unconfirmed": [topology.nodes[t].name or t if t in topology.nodes else t
+                        for t in incident.unconfirmed],
     }
 
 

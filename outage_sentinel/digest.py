@@ -16,8 +16,9 @@ The structured facts come from :attr:`Message.params` (the renderer fills them):
                that village's count (the liaison notices are one message per village)
 ``households`` affected households (customers) in total for this message
 ``kind``       ``fault`` | ``temporary`` | ``planned``
-``status``     ``active`` | ``restored`` | ``cancelled`` (default from the purpose:
-               ``restored`` / ``cancelled`` messages, else active)
+``status``     ``active`` | ``restored`` | ``cancelled`` | ``unconfirmed`` (records ended,
+               supply not confirmed back; default from the purpose: ``restored`` /
+               ``cancelled`` messages, else active)
 ``priority``   optional number, higher is worse (overrides the kind/households order)
 ``confirmed``  of ``households``, those in areas a source reported (the rest are only
                "possibly affected", inferred); ``villages_confirmed`` the same per village
@@ -46,12 +47,13 @@ from outage_sentinel.textlimits import trim_bytes, utf8_len
 Language = Literal["zh", "en"]
 
 _KIND_RANK = {"fault": 3, "temporary": 2, "planned": 1}
-_STATUS_RANK = {"active": 2, "restored": 1, "cancelled": 0, "corrected": 0}
+_STATUS_RANK = {"active": 2, "unconfirmed": 1, "restored": 1, "cancelled": 0, "corrected": 0}
 
 _LABELS: dict[str, dict[str, str]] = {
     "zh": {
         "fault": "故障停电", "temporary": "临时停电", "planned": "计划停电", "unknown": "停电",
         "restored": "已恢复送电", "cancelled": "已取消", "corrected": "更正：不涉及",
+        "unconfirmed": "恢复待确认",
         "households": "户", "sep": "、", "colon": "：", "total": "共",
         "header": "停电汇总：{incidents}起事件，{feeders}条线路，{villages}个村，{households}户",
         "header_possible": ("停电汇总：{incidents}起事件，{feeders}条线路，{villages}个村"
@@ -64,6 +66,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "en": {
         "fault": "Fault outage", "temporary": "Temporary outage", "planned": "Planned outage",
         "unknown": "Outage", "restored": "Restored", "cancelled": "Cancelled",
+        "unconfirmed": "Back unconfirmed",
         "corrected": "Correction: not affected",
         "households": " households", "sep": ", ", "colon": ": ", "total": "total ",
         "header": ("Outage digest: {incidents} incident(s), {feeders} feeder(s), "
@@ -91,6 +94,8 @@ class DigestEntry:
     villages: dict[str, int] = field(default_factory=dict)
     #: Villages back on (or whose notice was cancelled) since an earlier pending message.
     restored: dict[str, int] = field(default_factory=dict)
+    #: Villages whose outage records ended with no evidence their supply is back.
+    unconfirmed: dict[str, int] = field(default_factory=dict)
     #: Villages an operator's correction took out of the incident (never off by it).
     corrected: dict[str, int] = field(default_factory=dict)
     #: Of each village's households off, those in areas a source reported (the rest inferred).
@@ -206,14 +211,20 @@ def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
         if first_line:
             e.summary = first_line[0].strip()
     for e in by_incident.values():
-        if e.villages:
-            e.status = "active"
-            e.households = max(e.households, sum(e.villages.values()))
-        elif e.restored and e.status == "active":
-            e.status = "restored"
-        elif e.corrected and e.status == "active":
-            e.status = "corrected"
+        _settle(e)
     return sorted(by_incident.values(), key=DigestEntry.rank)
+
+
+def _settle(e: DigestEntry) -> None:
+    """The entry's status once every message is in: active while a village is off, else what
+    its villages are (not confirmed back before back before corrected)."""
+    if e.villages:
+        e.status = "active"
+        e.households = max(e.households, sum(e.villages.values()))
+    elif e.status == "active":
+        e.status = next((status for status, places in (
+            ("unconfirmed", e.unconfirmed), ("restored", e.restored),
+            ("corrected", e.corrected)) if places), e.status)
 
 
 def _note(e: DigestEntry, status: str, villages: Mapping[str, int],
@@ -238,9 +249,10 @@ def _note(e: DigestEntry, status: str, villages: Mapping[str, int],
 def _fold(e: DigestEntry, status: str, villages: Mapping[str, int]) -> None:
     """A later message about a village wins: off, back, or out of the incident."""
     for name, hh in villages.items():
-        for listed in (e.villages, e.restored, e.corrected):
+        for listed in (e.villages, e.restored, e.unconfirmed, e.corrected):
             listed.pop(name, None)
-        target = {"active": e.villages, "out": e.corrected}.get(status, e.restored)
+        target = {"active": e.villages, "out": e.corrected,
+                  "unconfirmed": e.unconfirmed}.get(status, e.restored)
         target[name] = max(target.get(name, 0), hh)
 
 
@@ -297,22 +309,23 @@ def _short_time(text: str) -> str:
 
 
 def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
-    state = (labels[e.status] if e.status in ("restored", "cancelled", "corrected")
+    state = (labels[e.status] if e.status in ("restored", "unconfirmed", "cancelled", "corrected")
              else labels[e.kind])
     zh = labels is _LABELS["zh"]
     head = f"【{state}】" if zh else f"[{state}] "
-    if not e.villages and not e.restored and not e.corrected and not e.feeder:
+    if not (e.villages or e.restored or e.unconfirmed or e.corrected or e.feeder):
         # Nothing structured: quote the original message so it is still covered.
         return head + e.summary
+    parts = [_off_places(e, labels)] if e.villages else []
+    for places, name in ((e.unconfirmed, "unconfirmed"), (e.restored, "restored")):
+        if places:  # named unless the head already says it
+            said = not parts and e.status == name
+            parts.append(("" if said else labels[name] + labels["colon"])
+                         + _places(places, labels))
+    if not parts:
+        parts.append(_places(e.corrected, labels))
     text = head + (e.feeder + labels["colon"] if e.feeder else "")
-    if e.villages:
-        text += _off_places(e, labels)
-        if e.restored:
-            back = labels["restored"]
-            text += (f"；{back}：" if zh else f"; {back}: ") + _places(e.restored, labels)
-    else:
-        text += _places(e.restored or e.corrected, labels)
-    return text + _tail(e, labels)
+    return text + ("；" if zh else "; ").join(parts) + _tail(e, labels)
 
 
 def build_digest(
@@ -368,7 +381,7 @@ def _header(entries: Sequence[DigestEntry], labels: Mapping[str, str]) -> str:
     keeps the households only possibly affected apart."""
     feeders = {e.feeder for e in entries if e.feeder}
     villages = {v for e in entries for v in e.villages} or {
-        v for e in entries for v in e.restored}
+        v for e in entries for v in (*e.restored, *e.unconfirmed)}
     active = [e for e in entries if e.status == "active"]
     households = sum(e.households for e in active)
     possible = {(e.incident_id, v): p for e in active for v, p in _possible(e).items() if p}

@@ -25,6 +25,7 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "probability": "概率", "pending": "待定", "since": "开始", "etr": "预计恢复",
            "end": "结束", "stage": "阶段", "crew": "抢修班组", "cause": "原因",
            "confirmed": "已确认停电", "possible": "可能受影响", "restored": "已恢复",
+           "unconfirmed": "恢复待确认（记录已结束，无来电证据）",
            "villages": "涉及村庄", "customers": "户", "areas": "个台区", "none": "无",
            "notices": "通知", "log": "处理记录", "unknown": "未能识别", "area_text": "停电范围原文",
            "withdrawn": "已撤回推断（未通知联络人）", "reopens": "重复停电，关联",
@@ -36,6 +37,7 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "etr": "Expected back", "end": "Ended", "stage": "Stage", "crew": "Crew",
            "cause": "Cause", "confirmed": "Confirmed off", "possible": "Possibly affected",
            "restored": "Back", "villages": "Villages", "customers": "customers",
+           "unconfirmed": "Back unconfirmed (records ended, no evidence of supply)",
            "areas": "areas", "none": "none", "notices": "Notices", "log": "Log",
            "unknown": "Not recognised", "area_text": "Scope as reported",
            "withdrawn": "Inference withdrawn (liaisons not told)", "reopens": "Reopens",
@@ -134,12 +136,13 @@ def _area_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list
     off = [t for t in inc.estimate.transformers if t not in inc.restored]
     confirmed = [t for t in off if inc.mark(t) == "reported"]
     possible = [t for t in off if inc.mark(t) != "reported"]
-    back = [t for t in inc.estimate.transformers if t in inc.restored]
+    back = [t for t in inc.estimate.transformers
+            if t in inc.restored and t not in inc.unconfirmed]
     out = [f"{w['confirmed']} ({len(confirmed)} {w['areas']}): {names(confirmed)}"]
-    if possible:
-        out.append(f"{w['possible']} ({len(possible)} {w['areas']}): {names(possible)}")
-    if back:
-        out.append(f"{w['restored']} ({len(back)} {w['areas']}): {names(back)}")
+    for key, areas in (("possible", possible), ("restored", back),
+                       ("unconfirmed", list(inc.unconfirmed))):
+        if areas:
+            out.append(f"{w[key]} ({len(areas)} {w['areas']}): {names(areas)}")
     return out
 
 

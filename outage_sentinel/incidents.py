@@ -307,6 +307,11 @@ class Incident:
     #: Where the crew the incident holds is: "" (none), "dispatched" or "on_site". The stage
     #: says it too until part of the supply comes back (``partially_restored`` says only that).
     crew_progress: CrewProgress = ""
+    #: Areas counted back when the incident ended that no evidence says are (only inferred,
+    #: possibly affected or called in; :func:`unconfirmed_back`): their villages hear that the
+    #: outage's records ended and are asked whether their power is back, and the command
+    #: centre sees them until a meter, a liaison's answer or an operator's step confirms them.
+    unconfirmed: tuple[str, ...] = ()
 
     @property
     def fault_device(self) -> str | None:
@@ -334,7 +339,8 @@ class Incident:
         etrs = tuple(sorted((k, m.etr) for k, m in self.members.items()
                             if m.etr is not None and m.status == "active"))
         return (self.status, self.kind, e.devices, e.transformers, self.etr, self.start,
-                self.off, etrs, tuple(sorted(named_area_etrs(self.members.values()).items())))
+                self.off, etrs, tuple(sorted(named_area_etrs(self.members.values()).items())),
+                self.unconfirmed)
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
@@ -364,6 +370,7 @@ class Incident:
             "excluded_against": {t: list(k) for t, k in self.excluded_against.items()},
             "device_set": list(self.device_set), "device_set_by": self.device_set_by,
             **({"crew_progress": self.crew_progress} if self.crew_progress else {}),
+            **({"unconfirmed": list(self.unconfirmed)} if self.unconfirmed else {}),
         }
 
     @classmethod
@@ -402,6 +409,7 @@ class Incident:
             device_set=tuple(d.get("device_set") or ()),
             device_set_by=str(d.get("device_set_by") or ""),
             crew_progress=_crew_progress(d),
+            unconfirmed=tuple(d.get("unconfirmed") or ()),
         )
 
 
@@ -611,6 +619,8 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
         planned if incident_class(kind) == "unplanned" else frozenset())
     status, end, restored = _status_after(incident, members, reporting, active, estimate,
                                           restored, now)
+    unconfirmed = unconfirmed_back(members.values(), status, estimate.transformers, restored,
+                                   topology)
     # The command centre's time was for the outage that ended; off again, it is unknown, and
     # the crew it held had finished (the lifecycle frees it: ``revived_in``).
     revived = incident.status != "active" and status == "active"
@@ -619,7 +629,7 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
         updated, status=status, end=end, estimate=estimate, updated_at=now, scope=scope,
         restored=restored, excluded=corrected.excluded,
         excluded_against=corrected.excluded_against, device_set=device_set,
-        device_set_by=incident.device_set_by if device_set else "")
+        device_set_by=incident.device_set_by if device_set else "", unconfirmed=unconfirmed)
 
 
 def _where_off(incident: Incident, members: dict[str, Member], active: Sequence[Member],
@@ -671,6 +681,25 @@ def _status_after(incident: Incident, members: Mapping[str, Member],
         for t in off:  # the whole incident is over: the rest came back now
             restored[t] = end or now
     return status, end, restored
+
+
+def unconfirmed_back(members: Iterable[Member], status: IncidentStatus, areas: Sequence[str],
+                     restored: Mapping[str, datetime], topology: Topology) -> tuple[str, ...]:
+    """The ``areas`` of an incident over (``status`` "restored") counted back with no
+    evidence that they are (:attr:`Incident.unconfirmed`): none of :func:`areas_back`, nor
+    below a device a record named that was restored (its device closed again). An incident
+    ends when its last record does, and trouble calls and inferences are no records: an area
+    only they put in the outage may still be dark. Empty while the incident is on or was
+    called off (all its areas off again, or never off)."""
+    if status != "restored":
+        return ()
+    members = list(members)
+    back = set(areas_back(members))
+    for m in members:
+        if (m.device in topology.pos and m.status == "restored"
+                and m.signal in ("notice", "device_open")):
+            back.update(topology.downstream_transformers(m.device))
+    return tuple(t for t in areas if t in restored and t not in back)
 
 
 def _as_recorded(incident: Incident, members: dict[str, Member], reporting: Sequence[Member],
@@ -958,6 +987,17 @@ def back_on_field_word(incident: Incident, areas: Iterable[str]) -> bool:
         return False
     by_field, back = restoration_signals(field), areas_back(others)
     return any(t in by_field and t not in back for t in areas)
+
+
+def answers_to(incident: Incident, event: OutageEvent, resolved: Resolved) -> bool:
+    """Whether a liaison's answer ``event`` about ``incident`` is folded into it: while the
+    outage is on; after it ended, only "power is back" for an area it counted back without
+    evidence (:attr:`Incident.unconfirmed`: the answer confirms it). "Still dark" after the
+    end is a new outage."""
+    if incident.status == "active":
+        return True
+    return (incident.status == "restored" and event.status != "active"
+            and bool(set(resolved.transformers) & set(incident.unconfirmed)))
 
 
 def areas_back(members: Iterable[Member]) -> dict[str, datetime]:

@@ -267,7 +267,7 @@ LinkMaker = Callable[[str, str, str], IssuedLink]
 #: Notices that carry the recipient's link: in the text, or by SMS as the ``link`` variable of
 #: the templates in :data:`SMS_LINKED_TEMPLATES` (the template holds the board's address).
 LINKED_PURPOSES = frozenset({"outage", "update", "restored"})
-SMS_LINKED_TEMPLATES = frozenset({"outage", "update", "restored"})
+SMS_LINKED_TEMPLATES = frozenset({"outage", "update", "restored", "unconfirmed"})
 LINK_LINE = {"zh": "反馈（已来电 / 仍停电）：{url}", "en": "Tell us (power back / still off): {url}"}
 
 
@@ -338,6 +338,8 @@ class LiaisonPlanner:
         context["outage_label"] = self.outage_label(context)
         if notice.purpose == "update":
             context.update(self.update_context(incident, village_id, previous))
+        if notice.purpose == "restored":
+            context.update(self.unconfirmed_context(incident, in_village))
         body = self.renderer.render(f"liaison_{notice.purpose}", **context)
         params = self.notice_params(incident, notice.purpose, context, now)
         return self.liaison_rows(incident, village_id, notice.purpose, body, params=params)
@@ -419,6 +421,19 @@ class LiaisonPlanner:
                 "removed_label": self._area_label(removed, "") if removed else "",
                 "etr_changed": told != etr or not (added or removed)}
 
+    def unconfirmed_context(self, incident: Incident, in_village: Sequence[str]
+                            ) -> dict[str, Any]:
+        """What a "restored" notice says of the village's areas counted back with no evidence
+        that they are (:attr:`Incident.unconfirmed`): ``unconfirmed_label`` and its households,
+        asked about rather than said back, and ``back_label``, the village's areas that are."""
+        unsure = [t for t in in_village if t in incident.unconfirmed]
+        back = [t for t in in_village if t not in incident.unconfirmed]
+        return {"unconfirmed_label": self._area_label(unsure, "") if unsure else "",
+                "unconfirmed_names": [self.topology.nodes[t].name or t for t in unsure],
+                "unconfirmed_customers": self.topology.customers_of(unsure),
+                "back_label": self._area_label(back, "") if unsure and back else "",
+                "back_customers": self.topology.customers_of(back)}
+
     def notice_params(self, incident: Incident, purpose: str, context: dict[str, Any],
                       now: datetime) -> dict[str, Any]:
         """``payload["params"]`` of a liaison notice: the digest's facts (village, feeder,
@@ -428,13 +443,20 @@ class LiaisonPlanner:
         village = context["village"].name
         households = int(context["village_customers"])
         sms_purpose = sms.sms_purpose(purpose, incident.kind)
+        if sms_purpose == "restored" and context.get("unconfirmed_label"):
+            sms_purpose = "unconfirmed"
         common = {"village": village, "feeder": context["outage_label"],
                   "incident": incident.id, "language": self.renderer.language}
         values: dict[str, str]
         if sms_purpose == "restored":
             values = sms.restored_params(start=context["start_local"],
                                          restored=context["restored_local"], **common)
-        elif sms_purpose == "cancelled":
+        elif sms_purpose == "unconfirmed":
+            values = sms.unconfirmed_params(
+                start=context["start_local"], ended=context["restored_local"],
+                areas=context["unconfirmed_names"],
+                households=int(context["unconfirmed_customers"]), **common)
+        elif sms_purpose in ("cancelled", "corrected"):
             values = sms.cancelled_params(kind=context["kind_label"],
                                           start=context["start_local"], **common)
         elif sms_purpose in ("planned", "reminder"):
@@ -457,7 +479,9 @@ class LiaisonPlanner:
                 "households": households, "incident": incident.id, "kind": context["kind"],
                 # Of those households, the ones in areas a source reported (the rest inferred).
                 "confirmed": int(context.get("confirmed_customers", households)),
-                "sms_template": sms_purpose, "sms": values}
+                "sms_template": sms_purpose, "sms": values,
+                # a digest lists the village as not confirmed back, not as back
+                **({"status": "unconfirmed"} if sms_purpose == "unconfirmed" else {})}
 
     def progress_rows(self, inc: Incident, step: str, cause: str) -> list[OutboxMessage]:
         """Progress for the villages told of the outage and still off: the crew is on site,

@@ -224,6 +224,9 @@ class Lifecycle:
             confirmed=len(inc.confirmed),
             withdrawn=[self.topology.villages[v].name for v in inc.withdrawn_villages
                        if v in self.topology.villages],
+            # Counted back when the records ended, nothing saying so: the villages are asked.
+            unconfirmed=[(self.topology.nodes[t].name or t) if t in self.topology.nodes else t
+                         for t in inc.unconfirmed],
             # Areas reported off the fault point does not explain: the estimate reads their
             # reports as false (or misses a fault), which "confirmed off" must not hide.
             unexplained=[(self.topology.nodes[t].name or t) if t in self.topology.nodes else t

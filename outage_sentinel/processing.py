@@ -51,6 +51,7 @@ from outage_sentinel.incidents import (
     Estimator,
     Incident,
     Resolved,
+    answers_to,
     apply_event,
     correlate,
     incident_class,
@@ -163,6 +164,24 @@ def lagging_incident(store: Store, conn: Connection, event: OutageEvent, resolve
         prev = Incident.from_json(row["state"])
         if (prev.stage != "closed" and prev.end is not None and event.start < prev.end
                 and areas <= set(prev.estimate.transformers)):
+            return prev
+    return None
+
+
+def confirming_incident(store: Store, conn: Connection, event: OutageEvent,
+                        resolved: Resolved, now: datetime, window: timedelta
+                        ) -> Incident | None:
+    """The incident restored a little while ago (within ``window``) that counted an area
+    back with no evidence (:attr:`Incident.unconfirmed`) which ``event``, a restoration
+    signal (a meter's power-restore), now says is back: folded into it, it confirms the
+    area; on its own it was evidence of nothing."""
+    areas = set(resolved.transformers)
+    if event.status == "active" or event.signal not in ("alive", "dead") or not areas:
+        return None
+    for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
+                                    status="restored", ended_after=now - window):
+        prev = Incident.from_json(row["state"])
+        if areas & set(prev.unconfirmed):
             return prev
     return None
 
@@ -318,15 +337,16 @@ class IncidentProcessor:
             # A liaison's answer goes to the notice it answers while that outage is on; after
             # it ended, "still dark" is a new outage (see FieldDesk), correlated as any other.
             answered = rnd.get(conn, named)
-            current = answered if answered is not None and answered.status == "active" else None
+            current = answered if answered is not None and answers_to(
+                answered, event, resolved) else None
         if current is None and resolved.feeder is not None:
             current = correlate(rnd.open_on(conn, resolved.feeder), event, resolved, now,
                                 self.window) or reissued_work(
                 rnd.open_on(conn, resolved.feeder), event, resolved, leaving)
         if current is None and resolved.feeder is not None:
-            current = lagging_incident(
-                self.store, conn, event, resolved, now,
-                timedelta(minutes=self.config.lifecycle.reopen_window_minutes))
+            window = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
+            current = lagging_incident(self.store, conn, event, resolved, now, window) or \
+                confirming_incident(self.store, conn, event, resolved, now, window)
         if current is None:
             current = restoring_work(rnd.open_planned(conn), event, resolved, now)
         return current
@@ -439,14 +459,23 @@ class IncidentProcessor:
         The step goes through the same path as a feed's restoration (stored event, incident
         revision, notices in one transaction), so the daemon and the CLI never disagree.
         """
-        inc = self.active(incident_id)
+        inc = self.incident(incident_id)
+        # Over, it may still have areas counted back that nothing confirmed: the step is the
+        # command centre's word that they are.
+        pending = inc.off if inc.status == "active" else inc.unconfirmed
+        if inc.status != "active" and not pending:
+            raise LifecycleError(f"{incident_id} is {inc.status}; nothing to restore")
+        what = "an affected transformer area" if inc.status == "active" else \
+            "an area whose restoration is unconfirmed"
         ids: list[str] = []
-        for ref in split_list(transformers) if transformers else inc.off:
+        for ref in split_list(transformers) if transformers else pending:
             tid = self.topology.resolve(ref)
-            if tid is None or tid not in inc.estimate.transformers:
+            if tid is None or tid not in (inc.estimate.transformers if inc.status == "active"
+                                          else pending):
                 error = StepInputError if tid is None else LifecycleError
-                raise error(f"{ref!r} is not an affected transformer area of "
-                                     f"{incident_id} (affected: {', '.join(inc.off[:10])})")
+                raise error(f"{ref!r} is not {what} of {incident_id} "
+                            f"({'affected' if inc.status == 'active' else 'unconfirmed'}: "
+                            f"{', '.join(pending[:10])})")
             ids.append(tid)
         when = parse_time(at, "--at", self.tz) if at else now
         if when > now + timedelta(minutes=1):

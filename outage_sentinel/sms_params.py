@@ -6,7 +6,8 @@ template, and every fact the reader needs (cause, expected restoration, restored
 a variable. Each purpose below has one builder returning exactly its documented keys
 (docs/channels.md, "SMS templates per purpose"), always all of them, always strings (Aliyun
 requires string values), never empty (a missing fact reads "待定"/"待查"). With field links on,
-a liaison's ``outage``, ``update`` and ``restored`` carry one more, ``link`` (:func:`with_link`).
+a liaison's ``outage``, ``update``, ``restored`` and ``unconfirmed`` carry one more, ``link``
+(:func:`with_link`).
 
 Length: Aliyun caps one variable of a notification template at 35 characters unless the
 limit is lifted for the template ("单个模板变量的长度可以超过默认的 35 字符上限" only after
@@ -28,14 +29,16 @@ from outage_sentinel.priority import SPECIAL_CARE_TAGS
 VARIABLE_LIMIT = 35
 
 #: The SMS purposes, each with its own template code key (``channels.<sms>.templates``).
-PURPOSES = ("outage", "planned", "update", "restored", "cancelled", "reminder", "care",
-            "dispatch", "command")
+PURPOSES = ("outage", "planned", "update", "restored", "unconfirmed", "cancelled", "corrected",
+            "reminder", "care", "dispatch", "command")
 
 _LABELS: dict[str, dict[str, str]] = {
     "zh": {"unknown_time": "待定", "unknown_cause": "待查", "none": "无", "sep": "、",
-           "more_households": "等{n}户", "more_villages": "等{n}个村", "more": "等{n}项"},
+           "more_households": "等{n}户", "more_villages": "等{n}个村", "more_areas": "等{n}个台区",
+           "more": "等{n}项"},
     "en": {"unknown_time": "TBD", "unknown_cause": "under investigation", "none": "none",
            "sep": ", ", "more_households": " ({n} in all)", "more_villages": " ({n} in all)",
+           "more_areas": " ({n} in all)",
            "more": " ({n} in all)"},
 }
 
@@ -122,9 +125,26 @@ def restored_params(*, village: str, feeder: str, start: str | None, restored: s
             "restored": _time(restored, language), "incident": fit(incident)}
 
 
+def unconfirmed_params(*, village: str, feeder: str, start: str | None, ended: str | None,
+                       areas: Sequence[str], households: int, incident: str,
+                       language: str = "zh") -> dict[str, str]:
+    """The outage's records ended, and the village's ``areas`` (names; only possibly
+    affected: no record named them) are not confirmed back: ``village feeder start ended
+    areas households incident`` (``households`` = theirs; ``areas`` cut whole names at a time
+    with the total). The liaison is asked whether the power is back."""
+    labels = _labels(language)
+    return {"village": fit(village), "feeder": fit(feeder), "start": _time(start, language),
+            "ended": _time(ended, language),
+            "areas": pack(list(areas), len(areas), labels["more_areas"], labels["sep"])
+            or labels["none"],
+            "households": str(households), "incident": fit(incident)}
+
+
 def cancelled_params(*, village: str, feeder: str, kind: str, start: str | None,
                      incident: str, language: str = "zh") -> dict[str, str]:
-    """Announced work called off: ``village feeder kind start incident``."""
+    """Announced work called off, or (the ``corrected`` template) a notice taken back: the
+    village is not in the outage after all, or the fault it was told of was called off (a
+    duplicate or false record): ``village feeder kind start incident``."""
     return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
             "start": _time(start, language), "incident": fit(incident)}
 
@@ -212,8 +232,8 @@ def dispatch_params(*, incident: str, priority: int, deadline: str | None, feede
 
 
 def with_link(values: Mapping[str, str], token: str) -> dict[str, str]:
-    """``values`` and ``link``: the liaison's short link token, for the ``outage``, ``update``
-    and ``restored`` templates when field links are on. Carriers take a link only as fixed
+    """``values`` and ``link``: the liaison's short link token, for the ``outage``, ``update``,
+    ``restored`` and ``unconfirmed`` templates when field links are on. Carriers take a link only as fixed
     text of the template, so the template holds the board's address and the variable is the
     link's last part (``…/f/${link}``). A token is never cut (a cut link opens nothing)."""
     if len(token) > VARIABLE_LIMIT or not token:
@@ -237,8 +257,10 @@ def sms_purpose(purpose: str, kind: str = "fault") -> str:
         return "planned"
     if purpose.startswith("reminder"):
         return "reminder"
-    if purpose == "corrected":  # taken out of the scope: the registered "cancelled" text
-        return "cancelled"
+    if purpose == "cancelled" and kind not in ("planned", "temporary"):
+        # a fault record called off is no word that the power is on ("届时正常供电" is for
+        # announced work): the village hears the notice it had was taken back
+        return "corrected"
     return purpose if purpose in PURPOSES else "command"
 
 

@@ -117,6 +117,7 @@ def sample_contexts(config: Config, language: str) -> list[tuple[str, dict[str, 
     from outage_sentinel.store import Store
 
     topology = sample_topology()
+    whole = first_estimate(topology, Evidence(dead=frozenset({"T1", "T2", "T3"})))
     tz = ZoneInfo(config.timezone)
     recorder = _Recorder(language)
     planner = LiaisonPlanner(topology, recorder, tz, config.notify.liaison_roles)
@@ -132,8 +133,12 @@ def sample_contexts(config: Config, language: str) -> list[tuple[str, dict[str, 
                     "cancelled" if purpose == "cancelled" else "active"
                 planner.rows(replace(inc, status=status), [Notice(purpose, villages)], NOW,
                              previous=inc)
+            # a restoration nothing confirmed for T2 (V2's other area, T3, back)
+            planner.rows(replace(inc, status="restored", unconfirmed=("T2",), estimate=whole),
+                         [Notice("restored", villages)], NOW, previous=inc)
             for headline in (None, "closed"):
                 life.render_summary(inc, headline=headline)
+            life.render_summary(replace(inc, status="restored", unconfirmed=("T2",)))
             recorder.seen += _crew_contexts(topology, inc, tz, language, params, weights)
             for village in villages_off(inc, topology):
                 # The list for a liaison reached in person, the count for the group chats.
@@ -159,8 +164,10 @@ def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, pa
     for reason in crews.STAND_DOWN_REASONS:
         out.append(("crew_stand_down", crews.stand_down_context(
             topology, inc, topology.crews[0], reason, NOW, tz, topology.crews[-1], "误报")))
-    out.append(("crew_power_back", crews.power_back_context(
-        topology, inc, topology.crews[0], "配网停电信息系统", NOW, tz)))
+    for unsure in ((), ("T2",)):
+        out.append(("crew_power_back", crews.power_back_context(
+            topology, replace(inc, unconfirmed=unsure), topology.crews[0], "配网停电信息系统",
+            NOW, tz)))
     for reason in ESCALATION_REASONS:
         out.append(("command_escalation", crews.escalation_context(
             topology, inc, pr, reason, deadline, area, NOW, tz,

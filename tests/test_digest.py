@@ -110,3 +110,25 @@ def test_a_corrected_village_is_not_listed_as_off_and_a_care_call_changes_nothin
     (only,) = build_digest([msgs[0], msgs[2]], limit_bytes=2048)
     assert only.message.text.splitlines()[1] == "【更正：不涉及】马集I线：王楼村(60户)；INC-8"
     assert set(only.covers) == {"a", "c"}
+
+
+def test_a_village_whose_restoration_nobody_confirmed_is_not_listed_as_back() -> None:
+    """Liaison notices, one per village: 甲村's areas came back on a record's word, 乙村's
+    only inferred area was counted back at the end with nothing saying so."""
+    msgs = [
+        Message(key=k, channel="wecom", target="g1", text=f"【{head}】\n…", incident_id="I1",
+                purpose=purpose, params={"kind": "fault", "feeder": "F1", "village": v,
+                                         "households": hh, **extra})
+        for k, head, purpose, v, hh, extra in (
+            ("o1", "故障停电通知", "outage", "甲村", 50, {}),
+            ("o2", "故障停电通知", "outage", "乙村", 20, {}),
+            ("b1", "恢复送电", "restored", "甲村", 50, {}),
+            ("b2", "恢复送电待确认", "restored", "乙村", 20, {"status": "unconfirmed"}))]
+    (entry,) = entries_from_messages(msgs)
+    assert entry.restored == {"甲村": 50} and entry.unconfirmed == {"乙村": 20}
+    assert entry.villages == {} and entry.status == "unconfirmed"
+    (part,) = build_digest(msgs, limit_bytes=2048)
+    line = part.message.text.splitlines()[1]
+    assert line.startswith("【恢复待确认】F1：乙村(20户)；已恢复送电：甲村(50户)"), line
+    (only_back,) = build_digest(msgs[:3], limit_bytes=2048)
+    assert "恢复待确认" not in only_back.message.text

@@ -771,3 +771,52 @@ def test_power_back_on_a_liaisons_word_alone_is_told_as_their_word(field_board: 
     plain = [m for m in store.messages(incident_id=other)
              if m.purpose == "restored" and m.audience == "liaison"]
     assert plain and not any("联络人反馈" in m.body for m in plain)
+
+
+def test_a_liaisons_already_back_confirms_an_area_counted_back_unconfirmed(
+        field_board: Any) -> None:
+    """One record names one area of V056; the localiser puts the fuse above it, and the
+    village's other areas with it. The record ends: the village is asked about those, and its
+    liaison's 已来电 confirms one on the incident that asked (no new incident, nothing told
+    again)."""
+    from outage_sentinel.events import OutageEvent, PollResult
+
+    board, store, clock, topology = field_board
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    processor = board.actions.core.processor
+
+    def record(status: str) -> None:
+        store.ingest("feed", PollResult(events=[OutageEvent(
+            source="feed", event_id="R1", kind="fault", status=status,  # type: ignore[arg-type]
+            start=clock.now - timedelta(minutes=5), transformers=("T-LH01-014",),
+            end=clock.now if status == "restored" else None)]), clock.now)
+        processor.process(clock.now)
+
+    record("active")
+    iid = str(store.load_incidents(open_only=True)[0]["id"])
+    inc = processor.incident(iid)
+    unsure = [t for t in inc.estimate.transformers if inc.mark(t) != "reported"]
+    assert len(unsure) >= 2 and {topology.nodes[t].village for t in unsure} == {"V056"}, \
+        inc.estimate
+    token = links_of(store, iid)["V056"]
+    sent_all(store, iid, clock.now)
+    clock.now += timedelta(minutes=40)
+    record("restored")
+    inc = processor.incident(iid)
+    assert inc.status == "restored" and set(inc.unconfirmed) == set(unsure)
+    asked = [m for m in store.messages(incident_id=iid)
+             if m.purpose == "restored" and m.payload["village"] == "V056"]
+    assert asked and all("恢复送电待确认" in m.body for m in asked)
+    for m in asked:  # each with its link: in the text, or as the SMS template's variable
+        params = m.payload["params"]
+        assert ("/f/" in m.body) if m.channel != "sms" else (
+            params["sms_template"] == "unconfirmed" and params["sms"]["link"])
+    liaison_before = len([m for m in store.messages(incident_id=iid) if m.audience == "liaison"])
+    clock.now += timedelta(minutes=5)
+    r = client.post(f"/f/{token}/answer", json={"area": unsure[0], "answer": "back"})
+    assert r.status_code == 200, r.text
+    inc = processor.incident(iid)
+    assert unsure[0] not in inc.unconfirmed and set(inc.unconfirmed) == set(unsure[1:])
+    assert len(store.load_incidents(open_only=False)) == 1
+    assert len([m for m in store.messages(incident_id=iid)
+                if m.audience == "liaison"]) == liaison_before

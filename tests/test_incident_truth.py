@@ -24,7 +24,11 @@ from outage_sentinel.incidents import (
     Estimate,
     Evidence,
     Incident,
+    answers_to,
+    apply_event,
     first_estimate,
+    plan_notices,
+    resolve_event,
     village_etr,
     village_records,
     village_scope_change,
@@ -342,3 +346,56 @@ def test_a_record_reissued_with_a_later_start_keeps_the_villages_start() -> None
                           end=reissued + timedelta(minutes=5)), reissued + timedelta(minutes=5))
     assert inc.status == "active"
     assert village_start(inc, "V1", grid) == T0
+
+
+def test_an_area_no_record_named_is_not_confirmed_back_when_the_records_end() -> None:
+    """The feed names T1; a call from T2 and the localiser put T2 (V1) in the outage too.
+    T1's record ends: the incident is over, but nothing says T2's supply is back."""
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    core.feed(ev("E1", "T1"), T0)
+    inc, _ = core.feed(ev("C1", "T2", signal="call", source="calls"), T0 + timedelta(minutes=1))
+    assert inc.mark("T2") == "inferred" and inc.unconfirmed == ()
+    done, notices = core.feed(ev("E1", "T1", status="restored", end=T0 + timedelta(minutes=30)),
+                              T0 + timedelta(minutes=31))
+    assert done.status == "restored" and set(done.restored) == {"T1", "T2"}
+    assert done.unconfirmed == ("T2",)
+    assert [(n.purpose, n.villages) for n in notices] == [("restored", ("V1",))]
+    # A meter's power-restore for T2, folded in, confirms it: a revision, no second notice.
+    resolved = resolve_event(grid, meter := ev("M1", "T2", signal="alive", status="restored",
+                                               source="ami", end=T0 + timedelta(minutes=35)))
+    assert answers_to(done, meter, resolved)
+    after = apply_event(done, meter, resolved, grid, core.estimator,
+                        T0 + timedelta(minutes=36), lambda: "X")
+    assert after.status == "restored" and after.unconfirmed == ()
+    assert after.revision == done.revision + 1
+    assert plan_notices(done, after, grid)[0] == []
+    # "Still dark" after the end is no confirmation: a new outage, not this incident's.
+    dark = ev("F1", "T2", signal="dead", source="field")
+    assert not answers_to(done, dark, resolve_event(grid, dark))
+
+
+def test_a_restored_record_naming_the_device_brings_back_every_area_below_it() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    core.feed(ev("E1", "T1", device="FU1"), T0)
+    done, _ = core.feed(ev("E1", "T1", device="FU1", status="restored"),
+                        T0 + timedelta(minutes=30))
+    assert done.status == "restored" and done.mark("T2") == "inferred"
+    assert done.unconfirmed == ()
+
+
+def test_an_outage_called_off_or_off_again_has_nothing_unconfirmed() -> None:
+    grid = build_grid()
+    core = Core(grid, estimator=lambda topo, e: fixed(topo, "FU1"))
+    core.feed(ev("E1", "T1"), T0)
+    off, _ = core.feed(ev("E1", "T1", status="cancelled"), T0 + timedelta(minutes=5))
+    assert off.status == "cancelled" and off.unconfirmed == ()
+    core.feed(ev("E2", "T1", start=T0 + timedelta(minutes=10)), T0 + timedelta(minutes=10))
+    done, _ = core.feed(ev("E2", "T1", status="restored", start=T0 + timedelta(minutes=10)),
+                        T0 + timedelta(minutes=40))
+    assert done.unconfirmed == ("T2",)
+    # The record re-activated: the outage is on again, T2 off again with it.
+    again, _ = core.feed(ev("E2", "T1", start=T0 + timedelta(minutes=45)),
+                         T0 + timedelta(minutes=45))
+    assert again.status == "active" and again.unconfirmed == () and "T2" in again.off

@@ -355,6 +355,8 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         "device_set": [{"id": d, "name": name_of(topology, d)} for d in inc.device_set],
         "areas": [{"id": t, "name": name_of(topology, t), "mark": inc.mark(t),
                    "restored": local(inc.restored[t], viewer.tz) if t in inc.restored else None,
+                   # counted back when the records ended, nothing saying it is: to confirm
+                   "unconfirmed": t in inc.unconfirmed,
                    "village": village_name(topology, topology.nodes[t].village)
                    if t in topology.nodes else "",
                    "customers": topology.nodes[t].customers if t in topology.nodes else 0}

@@ -62,7 +62,8 @@ def _add_lifecycle_verbs(isub: Any) -> None:
     disp.add_argument("--crew", help="crew id from crews.csv")
     disp.add_argument("--note", default="")
     disp.add_argument("--actor")
-    rest = isub.add_parser("restore", help="record a restoration step (all areas unless given)")
+    rest = isub.add_parser("restore", help="record a restoration step (all areas unless given); on "
+                          "a restored incident, confirm areas whose restoration is unconfirmed")
     rest.add_argument("incident_id")
     rest.add_argument("--transformers", help="comma-separated transformer area ids or names")
     rest.add_argument("--at", help="when supply came back (default: now), e.g. '2026-11-23 14:05'")

@@ -155,6 +155,14 @@ def run_every_purpose(county: County) -> None:
     county.at(8 * 60)
     county.feed(ev("p1", "T4", kind="planned", status="cancelled", start=start,
                    etr=start + timedelta(hours=4)))
+    # A fault record naming 东村1号台区 alone (the fuse above it inferred, 东村2号台区 with it)
+    # ends: 东村 is asked about 2号台区. A fault record on F2 called off: 南村's notice is
+    # taken back, nothing said of its power.
+    county.at(9 * 60)
+    county.feed(ev("f2", "T1", start=county.now), ev("f3", "T4", start=county.now))
+    county.at(10 * 60)
+    county.feed(ev("f2", "T1", start=T0 + timedelta(hours=9), status="restored"),
+                ev("f3", "T4", start=T0 + timedelta(hours=9), status="cancelled"))
 
 
 #: The documented parameter set of every purpose (docs/channels.md, "SMS templates").
@@ -166,6 +174,8 @@ KEYS = {
     "reminder": {"village", "feeder", "kind", "start", "end", "hours", "households",
                  "incident"},
     "cancelled": {"village", "feeder", "kind", "start", "incident"},
+    "corrected": {"village", "feeder", "kind", "start", "incident"},
+    "unconfirmed": {"village", "feeder", "start", "ended", "areas", "households", "incident"},
     "care": {"village", "count", "tags", "households", "start", "etr", "incident"},
     "dispatch": {"incident", "priority", "deadline", "feeder", "device", "villages",
                  "customers", "cause", "care"},
@@ -198,7 +208,11 @@ def test_every_purpose_has_its_template_code_and_parameters(
             assert all(isinstance(v, str) and v for v in params.values()), params
             assert all(len(v) <= 35 for v in params.values()), params
 
-    assert by_code["SMS_OUTAGE"] == [
+    def of(code: str) -> list[tuple[str, dict[str, str]]]:
+        """The sends of the first fault (the later two are the unconfirmed and corrected)."""
+        return [(n, p) for n, p in by_code[code] if p["incident"] == FAULT]
+
+    assert of("SMS_OUTAGE") == [
         (LIAISON_V1, {"village": "东村", "feeder": "10kV一号线", "kind": "故障停电",
                       "start": "2026-11-23 10:00", "etr": "2026-11-23 12:00",
                       "cause": "线路故障", "households": "150", "incident": FAULT}),
@@ -206,22 +220,22 @@ def test_every_purpose_has_its_template_code_and_parameters(
                       "start": "2026-11-23 10:00", "etr": "2026-11-23 12:00",
                       "cause": "线路故障", "households": "80", "incident": FAULT})]
     # The new ETR, to both villages already told.
-    assert [(n, p["etr"]) for n, p in by_code["SMS_UPDATE"]] == [
+    assert [(n, p["etr"]) for n, p in of("SMS_UPDATE")] == [
         (LIAISON_V1, "2026-11-23 13:00"), (LIAISON_V2, "2026-11-23 13:00")]
     # Restored: its own template, with the time power came back (not an empty etr).
-    assert by_code["SMS_RESTORED"] == [
+    assert of("SMS_RESTORED") == [
         (LIAISON_V1, {"village": "东村", "feeder": "10kV一号线", "start": "2026-11-23 10:00",
                       "restored": "2026-11-23 12:00", "incident": FAULT}),
         (LIAISON_V2, {"village": "西村", "feeder": "10kV一号线", "start": "2026-11-23 10:00",
                       "restored": "2026-11-23 12:00", "incident": FAULT})]
-    assert by_code["SMS_DISPATCH"] == [
-        (CREW, {"incident": FAULT, "priority": by_code["SMS_DISPATCH"][0][1]["priority"],
+    assert of("SMS_DISPATCH") == [
+        (CREW, {"incident": FAULT, "priority": of("SMS_DISPATCH")[0][1]["priority"],
                 "deadline": "2026-11-23 11:30", "feeder": "10kV一号线",
                 # Only inferred (the record names areas, not the breaker): said so.
                 "device": "B1（推断，可能性约95%）",
                 "villages": "东村、西村", "customers": "230", "cause": "线路故障",
                 "care": "2"})]
-    assert int(by_code["SMS_DISPATCH"][0][1]["priority"]) > 0
+    assert int(of("SMS_DISPATCH")[0][1]["priority"]) > 0
     # Planned work: announced on its own template with the planned end, reminded with the
     # hours left, cancelled.
     assert by_code["SMS_PLANNED"] == [
@@ -235,10 +249,19 @@ def test_every_purpose_has_its_template_code_and_parameters(
     assert by_code["SMS_CANCELLED"] == [
         (LIAISON_V3, {"village": "南村", "feeder": "10kV二号线", "kind": "计划停电",
                       "start": "2026-11-24 16:00", "incident": PLANNED})]
+    [(_, unsure)] = by_code["SMS_UNCONFIRMED"]
+    assert unsure["village"] == "东村" and unsure["areas"] == "东村2号台区"
+    assert unsure["households"] == "50" and unsure["ended"] == "2026-11-23 20:00"
+    assert by_code["SMS_CORRECTED"] == [
+        (LIAISON_V3, {"village": "南村", "feeder": "10kV二号线", "kind": "故障停电",
+                      "start": "2026-11-23 19:00", "incident": unsure["incident"][:-1] + "3"})]
     # Command-centre messages have no code of their own here: the fallback template_code.
     assert (COMMAND, {"summary": f"已恢复 {FAULT} 第3版", "incident": FAULT}) \
         in by_code["SMS_FALLBACK"]
-    assert {n for n, _ in by_code["SMS_FALLBACK"]} == {COMMAND}
+    # ... and the crew's power-back of the second fault, its first line as the summary.
+    assert {n for n, _ in by_code["SMS_FALLBACK"]} == {COMMAND, CREW}
+    assert all(p["summary"].startswith("已恢复送电") for n, p in by_code["SMS_FALLBACK"]
+               if n == CREW)
 
 
 def test_care_list_goes_to_the_liaison_by_sms_and_only_the_count_to_the_group(
@@ -246,14 +269,14 @@ def test_care_list_goes_to_the_liaison_by_sms_and_only_the_count_to_the_group(
     county, aliyun, wecom = wire
     run_every_purpose(county)
     # The liaison's own SMS: households by name with full phones, most urgent first.
-    assert sent(aliyun)["SMS_CARE"] == [
+    assert [(n, p) for n, p in sent(aliyun)["SMS_CARE"] if p["incident"] == FAULT] == [
         (LIAISON_V1, {"village": "东村", "count": "2", "tags": "生命支持1户、独居老人2户",
                       "households": f"刘奶奶{LIFE}、王大爷{ELDER}",
                       "start": "2026-11-23 10:00", "etr": "2026-11-23 12:00",
                       "incident": FAULT})]
     # The village's WeCom group robot: the count and who holds the list, nothing more.
     group = [r.json()["text"]["content"] for r in wecom.requests]
-    care = [t for t in group if t.startswith("【重点关怀】")]
+    care = [t for t in group if t.startswith("【重点关怀】") and FAULT in t]
     assert care == [f"【重点关怀】东村（城关镇）故障停电\n本村有2户特殊关怀用户，名单已发送给"
                     f"村联络人张三（短信），请与其联系，不在群内公布。\n编号：{FAULT}（第1版）"]
     for text in group:
@@ -296,23 +319,28 @@ def test_with_field_links_a_liaisons_sms_carries_its_link_token(tmp_path: Path) 
         run_every_purpose(county)
         by_code = sent(aliyun)
         for purpose in PURPOSES:
-            linked = purpose in ("outage", "update", "restored", "dispatch")
+            linked = purpose in ("outage", "update", "restored", "unconfirmed", "dispatch")
             for _, params in by_code[CODES.get(purpose, "SMS_FALLBACK")]:
                 assert set(params) == KEYS[purpose] | ({"link"} if linked else set()), purpose
                 assert all(len(v) <= 35 for v in params.values()), params
-        tokens = {n: p["link"] for n, p in by_code["SMS_OUTAGE"]}
+        tokens = {n: p["link"] for n, p in by_code["SMS_OUTAGE"] if p["incident"] == FAULT}
         assert all(len(t) == 24 for t in tokens.values())
         assert tokens[LIAISON_V1] != tokens[LIAISON_V2]  # one link per recipient
         # The same liaison's link in the update and the restoration: one page, one answer.
         assert {p["link"] for n, p in by_code["SMS_UPDATE"] + by_code["SMS_RESTORED"]
-                if n == LIAISON_V1} == {tokens[LIAISON_V1]}
+                if n == LIAISON_V1 and p["incident"] == FAULT} == {tokens[LIAISON_V1]}
+        # The second fault's: the question whether 2号台区 is back opens its own page.
+        [(_, unsure)] = by_code["SMS_UNCONFIRMED"]
+        second = {p["link"] for n, p in by_code["SMS_OUTAGE"] if p["incident"] != FAULT
+                  and n == LIAISON_V1}
+        assert second == {unsure["link"]} and unsure["link"] != tokens[LIAISON_V1]
         board = build(county.daemon.config, county.daemon.store, lambda: county.daemon.topology,
                       county.daemon.clock)
         client = TestClient(create_app(board))
         page = client.get(f"/f/{tokens[LIAISON_V1]}")
         assert page.status_code == 200 and "东村" in page.text and "西村" not in page.text
         # The crew's dispatch by SMS: its token opens the crew page of that incident.
-        [(_, dispatch)] = by_code["SMS_DISPATCH"]
+        [dispatch] = [p for _, p in by_code["SMS_DISPATCH"] if p["incident"] == FAULT]
         crew_page = client.get(f"/c/{dispatch['link']}")
         assert crew_page.status_code == 200 and FAULT in crew_page.text
         assert client.get(f"/f/{dispatch['link']}").status_code != 200  # not a liaison page

@@ -65,8 +65,8 @@ def test_check_notes_purposes_on_the_fallback_code(tmp_path: Path) -> None:
     r = _check(tmp_path, {**SMS, "template_code": "SMS_1",
                           "templates": {"outage": "SMS_2", "restored": "SMS_3"}})
     assert r.returncode == 0, r.stderr
-    assert ("note: channels.sms.templates: planned, update, cancelled, reminder, care, "
-            "dispatch, command use the fallback template_code SMS_1") in r.stdout
+    assert ("note: channels.sms.templates: planned, update, unconfirmed, cancelled, corrected, "
+            "reminder, care, dispatch, command use the fallback template_code SMS_1") in r.stdout
 
 
 def test_check_fails_on_purposes_without_any_code(tmp_path: Path) -> None:
@@ -108,6 +108,9 @@ def test_rate_keys_count_per_number_and_the_purpose_template(service: FakeServic
     ("care", "fault", "care"), ("dispatch", "fault", "dispatch"),
     ("escalation_overdue", "fault", "command"), ("dead_letter", "fault", "command"),
     ("daily_report", "fault", "command"),
+    # A fault called off is a notice taken back, not "届时正常供电"; announced work keeps it.
+    ("cancelled", "fault", "corrected"), ("cancelled", "planned", "cancelled"),
+    ("cancelled", "temporary", "cancelled"), ("corrected", "planned", "corrected"),
 ])
 def test_sms_purpose_of_outbox_purposes(purpose: str, kind: str, expected: str) -> None:
     assert sms_purpose(purpose, kind) == expected

@@ -1,0 +1,100 @@
+"""An incident ends when its last record does; trouble calls and the localiser's inferences
+are no records. An area only they put in the outage is counted back at the end with nothing
+saying its supply is: its village hears the records ended and is asked, the crew and the
+command centre see it, and a meter, a liaison's answer or an operator's step confirms it.
+
+The daemon's real processing, store (SQLite and PostgreSQL) and delivery run under a fake
+clock over the lifecycle tests' county (F1: B1 ─ J1 ─ FU1 ─ T1, T2 (东村); J1 ─ FU2 ─ T3
+(西村))."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from outage_sentinel.incident_view import incident_text
+from outage_sentinel.incidents import Incident
+from outage_sentinel.lifecycle import LifecycleError
+from tests.test_lifecycle import TZ, Harness, ev
+
+
+@pytest.fixture
+def h(tmp_path: Path, db_url: str) -> Iterator[Harness]:
+    harness = Harness(tmp_path, db_url)
+    yield harness
+    harness.daemon.close()
+
+
+def state(h: Harness, iid: str) -> Incident:
+    return Incident.from_json(h.incident(iid)["state"])
+
+
+def over_with_t2_unsure(h: Harness) -> str:
+    """One record names T1 and T3; the localiser puts T2 (under FU1 with T1) in the outage.
+    The record ends half an hour later."""
+    h.feed(ev("A", "T1", "T3"))
+    iid = h.only_incident()
+    inc = state(h, iid)
+    assert inc.estimate.devices == ("B1",) and inc.mark("T2") == "inferred"
+    h.at(30)
+    h.feed(ev("A", "T1", "T3", status="restored"))
+    return iid
+
+
+def test_a_village_with_an_area_no_record_named_is_asked_not_told(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    inc = state(h, iid)
+    assert inc.status == "restored" and inc.unconfirmed == ("T2",)
+    restored = {m.target: m for m in h.sent("restored", "liaison")}
+    east, west = restored["V1群"], restored["V2群"]
+    # 东村: T1 is back (its record ended), T2's supply is a question, not a statement.
+    assert "恢复送电待确认" in east.text and "T1（100户）已恢复送电" in east.text
+    assert "T2（50户）" in east.text and "尚未得到确认" in east.text
+    assert east.params["sms_template"] == "unconfirmed"
+    assert east.params["sms"]["areas"] == "T2" and east.params["sms"]["households"] == "50"
+    assert east.params["status"] == "unconfirmed"
+    # 西村's only area was in the record: told plainly.
+    assert west.text.startswith("【恢复送电】") and west.params["sms_template"] == "restored"
+    summary = [m for m in h.sent("summary", "command") if "【已恢复】" in m.text][-1]
+    assert "恢复送电未经确认" in summary.text and "T2" in summary.text
+    back = h.sent("crew_power_back", "crew")
+    assert back and "T2" in back[-1].text and "未经确认" in back[-1].text
+    shown = incident_text(h.incident(iid), [], [], h.topology, TZ)
+    assert "恢复待确认" in shown and "T2" in shown.split("恢复待确认")[1]
+
+
+def test_a_meters_power_restore_confirms_the_area_and_tells_nobody_again(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    told = len(h.sent(audience="liaison"))
+    h.at(35)
+    h.feed(ev("m-T2", "T2", signal="alive", status="restored", source="ami"))
+    inc = state(h, iid)
+    assert inc.unconfirmed == () and inc.status == "restored"
+    assert len(h.sent(audience="liaison")) == told
+    assert len(h.daemon.store.load_incidents(open_only=False)) == 1  # no incident of its own
+
+
+def test_the_command_centre_confirms_with_a_restoration_step(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    processor = h.daemon.processor
+    with pytest.raises(LifecycleError, match="T3.*unconfirmed: T2"):
+        processor.operator_restore(iid, "operator:li", "T3", None, "", now=h.now)
+    h.at(50)
+    processor.operator_restore(iid, "operator:li", None, None, "村委电话确认", now=h.now)
+    assert state(h, iid).unconfirmed == ()
+    with pytest.raises(LifecycleError, match="nothing to restore"):
+        processor.operator_restore(iid, "operator:li", None, None, "", now=h.now)
+
+
+def test_a_record_naming_the_device_confirms_every_area_below_it(h: Harness) -> None:
+    h.feed(ev("A", "T1", device="FU1"))
+    iid = h.only_incident()
+    assert state(h, iid).mark("T2") == "inferred"
+    h.at(30)
+    h.feed(ev("A", "T1", device="FU1", status="restored"))
+    inc = state(h, iid)
+    assert inc.status == "restored" and inc.unconfirmed == ()
+    (east,) = h.sent("restored", "liaison")
+    assert east.text.startswith("【恢复送电】") and "待确认" not in east.text
