@@ -395,3 +395,60 @@ def test_the_incident_page_warns_of_a_report_the_fault_point_does_not_explain(
     assert "不在故障点下游" in said and (topology.nodes[stray].name or stray) in said
     assert page.errors == []
     page.context.close()
+
+
+def test_the_command_centre_confirms_a_restoration_nobody_confirmed(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    """An incident over (committed by another process) that counted a fuse's second area back
+    when the record naming the first ended: the page marks it 恢复待确认, and an operator's
+    确认已恢复 records the restoration (the state, then the page, no longer list it)."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from outage_sentinel.incidents import Estimate, Incident, Member
+    from outage_sentinel.lifecycle import incident_columns
+
+    config, url = running
+    topology = load_bundle(ROOT / "topology")
+    fuse = next(n for n in topology.ids if topology.nodes[n].kind == "fuse"
+                and len(topology.downstream_transformers(n)) >= 2)
+    named, unsure = topology.downstream_transformers(fuse)[:2]
+    areas = (named, unsure)
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=1)
+    record = Member(key="feed|R-UNSURE", kind="fault", status="restored", signal="notice",
+                    start=start, etr=None, end=now, device=None, transformers=(named,),
+                    unknown=(), area_text="", cause="", seen_at=now)
+    inc = Incident(id="INC-UNSURE-0001", feeder=topology.feeder_of(fuse), kind="fault",
+                   status="restored", revision=2, start=start, etr=None, end=now, cause="",
+                   area_text="", members={record.key: record},
+                   estimate=Estimate((fuse,), 0.9, areas, topology.customers_of(areas),
+                                     tuple(topology.villages_of(areas))),
+                   scope={named: "reported", unsure: "inferred"}, created_at=start,
+                   restored={named: now, unsure: now}, stage="restored")
+    inc = replace(inc, unconfirmed=(unsure,))
+    store = store_of(config)
+    try:
+        with store.transaction() as conn:
+            store.save_incident_in(conn, incident_columns(inc, now))
+    finally:
+        store.close()
+    page = sign_in(browser, url, "ops")
+    page.goto(f"{url}/#/incident/{inc.id}")
+    page.wait_for_selector("#confirm-row #act-confirm", timeout=10000)
+    row = page.text_content("tr.unconfirmed") or ""
+    assert "恢复待确认" in row and (topology.nodes[unsure].name or unsure) in row
+    page.fill("#actions input[name=note]", "村委电话确认已来电")
+    page.click("#act-confirm")
+    page.wait_for_selector("#confirm-row", state="detached", timeout=10000)
+    assert page.query_selector("tr.unconfirmed") is None
+    store = store_of(config)
+    try:
+        state = store.get_incident(inc.id)["state"]  # type: ignore[index]
+        assert state["status"] == "restored" and not state.get("unconfirmed")
+        assert ("ops", "restore") in [(a["actor"], a["action"]) for a in store.audit_trail()
+                                      if a["kind"] == "action" and a["target"] == inc.id]
+    finally:
+        store.close()
+    assert page.errors == []
+    page.context.close()
