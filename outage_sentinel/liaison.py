@@ -442,6 +442,8 @@ class LiaisonPlanner:
         """
         village = context["village"].name
         households = int(context["village_customers"])
+        # Of those households, the ones in areas a source reported (the rest inferred).
+        confirmed = int(context.get("confirmed_customers", households))
         sms_purpose = sms.sms_purpose(purpose, incident.kind)
         if sms_purpose == "restored" and context.get("unconfirmed_label"):
             sms_purpose = "unconfirmed"
@@ -461,7 +463,8 @@ class LiaisonPlanner:
                                           start=context["start_local"], **common)
         elif sms_purpose in ("planned", "reminder"):
             timing = {"kind": context["kind_label"], "start": context["start_local"],
-                      "end": context["etr_local"], "households": households}
+                      "end": context["etr_local"], "households": households,
+                      "confirmed": confirmed}
             if sms_purpose == "planned":
                 values = sms.planned_params(cause=context["cause"], **timing, **common)
             else:
@@ -473,12 +476,11 @@ class LiaisonPlanner:
             build = sms.update_params if sms_purpose == "update" else sms.outage_params
             values = build(kind=context["kind_label"], start=context["start_local"],
                            etr=context["etr_local"], cause=context["cause"],
-                           households=households, **common)
+                           households=households, confirmed=confirmed, **common)
         return {"village": village, "feeder": context["feeder_label"],
                 "start": context["start_local"], "etr": context["etr_local"] or "",
                 "households": households, "incident": incident.id, "kind": context["kind"],
-                # Of those households, the ones in areas a source reported (the rest inferred).
-                "confirmed": int(context.get("confirmed_customers", households)),
+                "confirmed": confirmed,
                 "sms_template": sms_purpose, "sms": values,
                 # a digest lists the village as not confirmed back, not as back
                 **({"status": "unconfirmed"} if sms_purpose == "unconfirmed" else {})}

@@ -88,34 +88,55 @@ def _cause(value: str | None, language: str) -> str:
     return fit(value) if value and value.strip() else _labels(language)["unknown_cause"]
 
 
+#: ``households`` when only some of them are in areas a source reported off (the rest
+#: inferred, or named imprecisely): the registered text goes on with 户 / households.
+_SOME_POSSIBLE = {"zh": ("确认{c}户、可能另有{p}", "可能{p}"),
+                  "en": ("{c} confirmed, possibly {p} more", "possibly {p}")}
+
+
+def households_value(households: int, confirmed: int | None = None,
+                     language: str = "zh") -> str:
+    """The ``households`` variable: the count, or, when only ``confirmed`` of them are in
+    areas a source reported off, how many are sure and how many only possibly off ("确认100户、
+    可能另有50" before the template's 户): a number alone would state an inference as fact."""
+    if confirmed is None or confirmed >= households:
+        return str(households)
+    some, none = _SOME_POSSIBLE.get(language, _SOME_POSSIBLE["zh"])
+    possible = households - max(confirmed, 0)
+    return some.format(c=confirmed, p=possible) if confirmed > 0 else none.format(p=possible)
+
+
 def outage_params(*, village: str, feeder: str, kind: str, start: str | None,
                   etr: str | None, cause: str | None, households: int, incident: str,
-                  language: str = "zh") -> dict[str, str]:
-    """Fault (or unplanned) outage: ``village feeder kind start etr cause households incident``."""
+                  language: str = "zh", confirmed: int | None = None) -> dict[str, str]:
+    """Fault (or unplanned) outage: ``village feeder kind start etr cause households incident``
+    (``households`` says how many are only possibly off, :func:`households_value`)."""
     return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
             "start": _time(start, language), "etr": _time(etr, language),
-            "cause": _cause(cause, language), "households": str(households),
+            "cause": _cause(cause, language),
+            "households": households_value(households, confirmed, language),
             "incident": fit(incident)}
 
 
 def planned_params(*, village: str, feeder: str, kind: str, start: str | None,
                    end: str | None, cause: str | None, households: int, incident: str,
-                   language: str = "zh") -> dict[str, str]:
+                   language: str = "zh", confirmed: int | None = None) -> dict[str, str]:
     """Planned or temporary work announced: ``village feeder kind start end cause households
     incident`` (``cause`` = the work's reason)."""
     return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
             "start": _time(start, language), "end": _time(end, language),
-            "cause": _cause(cause, language), "households": str(households),
+            "cause": _cause(cause, language),
+            "households": households_value(households, confirmed, language),
             "incident": fit(incident)}
 
 
 def update_params(*, village: str, feeder: str, kind: str, start: str | None,
                   etr: str | None, cause: str | None, households: int, incident: str,
-                  language: str = "zh") -> dict[str, str]:
+                  language: str = "zh", confirmed: int | None = None) -> dict[str, str]:
     """New times for an outage already announced: same keys as :func:`outage_params`."""
     return outage_params(village=village, feeder=feeder, kind=kind, start=start, etr=etr,
                          cause=cause, households=households, incident=incident,
-                         language=language)
+                         language=language, confirmed=confirmed)
 
 
 def restored_params(*, village: str, feeder: str, start: str | None, restored: str | None,
@@ -151,12 +172,14 @@ def cancelled_params(*, village: str, feeder: str, kind: str, start: str | None,
 
 def reminder_params(*, village: str, feeder: str, kind: str, start: str | None,
                     end: str | None, hours: float, households: int, incident: str,
-                    language: str = "zh") -> dict[str, str]:
+                    language: str = "zh", confirmed: int | None = None) -> dict[str, str]:
     """Reminder before planned work: ``village feeder kind start end hours households
     incident`` (``hours`` = how long before the start, "24")."""
     return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
             "start": _time(start, language), "end": _time(end, language),
-            "hours": f"{hours:g}", "households": str(households), "incident": fit(incident)}
+            "hours": f"{hours:g}",
+            "households": households_value(households, confirmed, language),
+            "incident": fit(incident)}
 
 
 def care_params(*, village: str, households: Sequence[Mapping[str, object]],

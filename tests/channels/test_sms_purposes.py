@@ -249,6 +249,10 @@ def test_every_purpose_has_its_template_code_and_parameters(
     assert by_code["SMS_CANCELLED"] == [
         (LIAISON_V3, {"village": "南村", "feeder": "10kV二号线", "kind": "计划停电",
                       "start": "2026-11-24 16:00", "incident": PLANNED})]
+    # The second fault's record named 1号台区 only: 2号台区's 50 households are possibly off.
+    assert [(n, p["households"]) for n, p in by_code["SMS_OUTAGE"]
+            if p["incident"] != FAULT and p["village"] == "东村"] == [
+        (LIAISON_V1, "确认100户、可能另有50")]
     [(_, unsure)] = by_code["SMS_UNCONFIRMED"]
     assert unsure["village"] == "东村" and unsure["areas"] == "东村2号台区"
     assert unsure["households"] == "50" and unsure["ended"] == "2026-11-23 20:00"

@@ -116,6 +116,22 @@ def test_sms_purpose_of_outbox_purposes(purpose: str, kind: str, expected: str) 
     assert sms_purpose(purpose, kind) == expected
 
 
+def test_households_only_possibly_off_are_never_counted_as_sure() -> None:
+    from outage_sentinel.sms_params import households_value, reminder_params
+
+    assert households_value(150) == households_value(150, 150) == "150"
+    assert households_value(150, 100) == "确认100户、可能另有50"
+    assert households_value(150, 0) == "可能150"
+    assert households_value(150, 100, "en") == "100 confirmed, possibly 50 more"
+    for value in (outage_params(village="东村", feeder="F", kind="故障停电", start=None,
+                                etr=None, cause=None, households=150, incident="I",
+                                confirmed=100)["households"],
+                  reminder_params(village="东村", feeder="F", kind="计划停电", start=None,
+                                  end=None, hours=24, households=150, incident="I",
+                                  confirmed=0)["households"]):
+        assert "可能" in value and len(value) <= VARIABLE_LIMIT
+
+
 def test_long_care_lists_are_cut_with_the_count_within_the_variable_limit() -> None:
     households = [{"name": f"用户{i}", "phone": f"1370000{i:04d}", "tags": ["elderly_alone"]}
                   for i in range(8)]
