@@ -489,6 +489,9 @@ def _incident_context(topology: Topology, incident: Incident, off: Sequence[str]
         "villages": [topology.villages[v].name for v in topology.villages_of(off)
                      if v in topology.villages],
         "customers": topology.customers_of(off),
+        # Of them, those in areas a source reported off (the rest inferred or named loosely).
+        "confirmed_customers": topology.customers_of(
+            [t for t in off if incident.mark(t) == "reported"]),
         "restored_customers": incident.estimate.customers - topology.customers_of(off),
         "start_local": _local(incident.start, tz),
         "etr_local": _local(incident.etr, tz),

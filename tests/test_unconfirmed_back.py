@@ -98,3 +98,12 @@ def test_a_record_naming_the_device_confirms_every_area_below_it(h: Harness) -> 
     assert inc.status == "restored" and inc.unconfirmed == ()
     (east,) = h.sent("restored", "liaison")
     assert east.text.startswith("【恢复送电】") and "待确认" not in east.text
+
+
+def test_the_crews_orders_say_how_many_households_are_only_inferred(h: Harness) -> None:
+    h.feed(ev("A", "T1", "T3"))
+    h.daemon.lifecycle.dispatch(h.only_incident(), "operator:li")
+    h.deliver()
+    (orders,) = h.sent("dispatch", "crew")
+    # T1 (100) and T3 (80) reported; T2 (50) only under the estimated breaker.
+    assert "230户（已确认180户，其余未确认）" in orders.text
