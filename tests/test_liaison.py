@@ -175,6 +175,8 @@ def test_english_rendering(grid: Topology) -> None:
     assert "马集I线 (马集1号熔断器) is off: 雷击." in body
     assert "Confirmed off: 台区T1, 台区T2; 70 households in this village." in body
     assert "expected back 2026-03-01 10:00" in body
+    # what the zh text says too: who is on it, and to keep away from fallen lines
+    assert "is looking into it. Please pass this on, keep away from fallen lines" in body
 
 
 def test_update_and_cancelled_notices(grid: Topology) -> None:
