@@ -811,10 +811,14 @@ def test_a_liaisons_already_back_confirms_an_area_counted_back_unconfirmed(
         params = m.payload["params"]
         assert ("/f/" in m.body) if m.channel != "sms" else (
             params["sms_template"] == "unconfirmed" and params["sms"]["link"])
+    page = client.get(f"/f/{token}")
+    assert page.status_code == 200 and page.text.count("是否来电待确认") == len(unsure)
     liaison_before = len([m for m in store.messages(incident_id=iid) if m.audience == "liaison"])
     clock.now += timedelta(minutes=5)
     r = client.post(f"/f/{token}/answer", json={"area": unsure[0], "answer": "back"})
     assert r.status_code == 200, r.text
+    states = {a["id"]: a["state"] for a in r.json()["areas"]}
+    assert states[unsure[0]] == "back" and states[unsure[1]] == "unconfirmed"
     inc = processor.incident(iid)
     assert unsure[0] not in inc.unconfirmed and set(inc.unconfirmed) == set(unsure[1:])
     assert len(store.load_incidents(open_only=False)) == 1

@@ -247,7 +247,10 @@ class FieldDesk:
             "start": inc.start.isoformat(), "etr": inc.etr.isoformat() if inc.etr else None,
             "areas": [{"id": t, "name": topology.nodes[t].name or t,
                        "state": "unaffected" if inc.status == "cancelled"
-                       else "off" if t in inc.off else "back" if t in inc.restored
+                       else "off" if t in inc.off
+                       # counted back when the records ended, nothing saying so: asked
+                       else "unconfirmed" if t in inc.unconfirmed
+                       else "back" if t in inc.restored
                        else "unaffected", "told": told.get(t)} for t in areas],
         }
 
