@@ -244,6 +244,9 @@ def _told_before_context(incident: Incident, purpose: str, village_id: str,
         # Told its power was back (by this incident), and off now: the notice says so.
         "off_again": purpose == "outage" and previous is not None
         and village_id in previous.restored_villages and previous.status != "cancelled",
+        # ... where that notice only asked whether an area was back (the records had ended)
+        "asked_before": previous is not None
+        and bool(set(previous.unconfirmed) & set(in_village)),
         # Told the outage was called off, and it is on after all (planned work reinstated).
         "reinstated": purpose == "outage" and previous is not None
         and village_id in previous.restored_villages and previous.status == "cancelled",
@@ -462,9 +465,9 @@ class LiaisonPlanner:
             values = sms.cancelled_params(kind=context["kind_label"],
                                           start=context["start_local"], **common)
         elif sms_purpose in ("planned", "reminder"):
+            # the work's scope is its record's: everything below a device switched is off
             timing = {"kind": context["kind_label"], "start": context["start_local"],
-                      "end": context["etr_local"], "households": households,
-                      "confirmed": confirmed}
+                      "end": context["etr_local"], "households": households}
             if sms_purpose == "planned":
                 values = sms.planned_params(cause=context["cause"], **timing, **common)
             else:
@@ -477,6 +480,8 @@ class LiaisonPlanner:
             values = build(kind=context["kind_label"], start=context["start_local"],
                            etr=context["etr_local"], cause=context["cause"],
                            households=households, confirmed=confirmed, **common)
+        if sms_purpose == "unconfirmed":  # the digest counts the households asked about
+            households = confirmed = int(context["unconfirmed_customers"])
         return {"village": village, "feeder": context["feeder_label"],
                 "start": context["start_local"], "etr": context["etr_local"] or "",
                 "households": households, "incident": incident.id, "kind": context["kind"],

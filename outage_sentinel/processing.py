@@ -181,7 +181,7 @@ def confirming_incident(store: Store, conn: Connection, event: OutageEvent,
     for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
                                     status="restored", ended_after=now - window):
         prev = Incident.from_json(row["state"])
-        if areas & set(prev.unconfirmed):
+        if prev.stage != "closed" and areas & set(prev.unconfirmed):
             return prev
     return None
 

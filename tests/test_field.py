@@ -824,3 +824,42 @@ def test_a_liaisons_already_back_confirms_an_area_counted_back_unconfirmed(
     assert len(store.load_incidents(open_only=False)) == 1
     assert len([m for m in store.messages(incident_id=iid)
                 if m.audience == "liaison"]) == liaison_before
+
+
+def test_a_reply_still_dark_to_a_question_answers_only_the_areas_asked_about(
+        field_board: Any) -> None:
+    """The records ended; the SMS asked whether the village's inferred areas are back. "2"
+    (still dark) is about those: the area whose record ended is not reported dark again."""
+    from outage_sentinel.events import OutageEvent, PollResult
+
+    board, store, clock, topology = field_board
+    board.field_desk.sms_token = "hook-secret-123"
+    client = TestClient(create_app(board), base_url="http://127.0.0.1")
+    processor = board.actions.core.processor
+
+    def record(status: str, start: datetime) -> None:
+        store.ingest("feed", PollResult(events=[OutageEvent(
+            source="feed", event_id="R2", kind="fault", status=status,  # type: ignore[arg-type]
+            start=start, transformers=("T-LH01-014",),
+            end=clock.now if status == "restored" else None)]), clock.now)
+        processor.process(clock.now)
+
+    start = clock.now
+    record("active", start)
+    iid = str(store.load_incidents(open_only=True)[0]["id"])
+    clock.now += timedelta(minutes=40)
+    record("restored", start)
+    unsure = set(processor.incident(iid).unconfirmed)
+    assert unsure and "T-LH01-014" not in unsure
+    sent_all(store, iid, clock.now)
+    asked = next(m for m in store.messages(incident_id=iid) if m.channel == "sms"
+                 and m.purpose == "restored" and m.audience == "liaison")
+    clock.now += timedelta(minutes=5)
+    beijing = clock.now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+    r = client.post("/hooks/sms/hook-secret-123", json=[{
+        "phone_number": asked.target, "content": "2", "send_time": beijing,
+        "sequence_id": 91, "sign_name": "供电公司", "dest_code": "1"}])
+    assert r.json()["accepted"] == 1
+    dark = {t for row in store.load_incidents(open_only=True)
+            for t in processor.incident(row["id"]).confirmed}
+    assert dark and dark <= unsure

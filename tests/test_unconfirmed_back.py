@@ -107,3 +107,20 @@ def test_the_crews_orders_say_how_many_households_are_only_inferred(h: Harness) 
     (orders,) = h.sent("dispatch", "crew")
     # T1 (100) and T3 (80) reported; T2 (50) only under the estimated breaker.
     assert "230户（已确认180户，其余未确认）" in orders.text
+
+
+def test_off_again_a_village_that_was_only_asked_is_not_told_it_heard_power_was_back(
+        h: Harness) -> None:
+    over_with_t2_unsure(h)
+    h.at(60)
+    h.feed(ev("A", "T1", "T3", start=h.now))
+    outage = {m.target: m.text for m in h.sent("outage", "liaison")[2:]}
+    assert "此前通知本村停电记录已结束" in outage["V1群"]
+    assert "已恢复送电" not in outage["V1群"]
+    assert "此前通知本村已恢复送电" in outage["V2群"]
+
+
+def test_the_digest_counts_the_households_asked_about(h: Harness) -> None:
+    over_with_t2_unsure(h)
+    (east,) = [m for m in h.sent("restored", "liaison") if m.target == "V1群"]
+    assert east.params["households"] == 50 and east.params["status"] == "unconfirmed"

@@ -430,6 +430,10 @@ class FieldDesk:
         key = hashlib.sha256(f"{channel}:{target}:{inc.id}".encode()).hexdigest()
         areas = [t for t in inc.estimate.transformers
                  if t in self.topology().village_transformers(village)]
+        # After the end, a notice that asked about the areas nobody confirmed is answered
+        # for those alone (the others' records said they are back).
+        asked = [t for t in areas if t in inc.unconfirmed]
+        areas = asked if inc.status != "active" and asked else areas
         for area in areas:
             self._take_answer(key, inc, area, village, answer, f"{channel} 回复")
         return bool(areas)
