@@ -74,6 +74,18 @@ def sign_in(browser: Any, url: str, user: str, password: str = PASSWORD) -> Any:
     return page
 
 
+def commit_incident(config: Path, inc: Any, now: Any) -> None:
+    """``inc`` written to the daemon's database as another process would."""
+    from outage_sentinel.lifecycle import incident_columns
+
+    store = store_of(config)
+    try:
+        with store.transaction() as conn:
+            store.save_incident_in(conn, incident_columns(inc, now))
+    finally:
+        store.close()
+
+
 def store_of(config: Path) -> Store:
     state = yaml.safe_load(config.read_text("utf-8"))["state_dir"]
     return Store(f"sqlite:///{state}/sentinel.db")
@@ -364,7 +376,6 @@ def test_the_incident_page_warns_of_a_report_the_fault_point_does_not_explain(
     from datetime import UTC, datetime
 
     from outage_sentinel.incidents import Estimate, Incident
-    from outage_sentinel.lifecycle import incident_columns
 
     config, url = running
     topology = load_bundle(ROOT / "topology")
@@ -382,12 +393,7 @@ def test_the_incident_page_warns_of_a_report_the_fault_point_does_not_explain(
                                                  topology.customers_of(areas),
                                                  tuple(topology.villages_of(areas))),
                    scope={stray: "reported", **{t: "inferred" for t in below}}, created_at=now)
-    store = store_of(config)
-    try:
-        with store.transaction() as conn:
-            store.save_incident_in(conn, incident_columns(inc, now))
-    finally:
-        store.close()
+    commit_incident(config, inc, now)
     page = sign_in(browser, url, "watch")
     page.goto(f"{url}/#/incident/{inc.id}")
     page.wait_for_selector("#unexplained", timeout=10000)
@@ -402,11 +408,9 @@ def test_the_command_centre_confirms_a_restoration_nobody_confirmed(
     """An incident over (committed by another process) that counted a fuse's second area back
     when the record naming the first ended: the page marks it 恢复待确认, and an operator's
     确认已恢复 records the restoration (the state, then the page, no longer list it)."""
-    from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
     from outage_sentinel.incidents import Estimate, Incident, Member
-    from outage_sentinel.lifecycle import incident_columns
 
     config, url = running
     topology = load_bundle(ROOT / "topology")
@@ -425,14 +429,9 @@ def test_the_command_centre_confirms_a_restoration_nobody_confirmed(
                    estimate=Estimate((fuse,), 0.9, areas, topology.customers_of(areas),
                                      tuple(topology.villages_of(areas))),
                    scope={named: "reported", unsure: "inferred"}, created_at=start,
-                   restored={named: now, unsure: now}, stage="restored")
-    inc = replace(inc, unconfirmed=(unsure,))
-    store = store_of(config)
-    try:
-        with store.transaction() as conn:
-            store.save_incident_in(conn, incident_columns(inc, now))
-    finally:
-        store.close()
+                   restored={named: now, unsure: now}, stage="restored",
+                   unconfirmed=(unsure,))
+    commit_incident(config, inc, now)
     page = sign_in(browser, url, "ops")
     page.goto(f"{url}/#/incident/{inc.id}")
     page.wait_for_selector("#confirm-row #act-confirm", timeout=10000)
