@@ -82,8 +82,13 @@ def test_the_command_centre_confirms_with_a_restoration_step(h: Harness) -> None
     with pytest.raises(LifecycleError, match="T3.*unconfirmed: T2"):
         processor.operator_restore(iid, "operator:li", "T3", None, "", now=h.now)
     h.at(50)
-    processor.operator_restore(iid, "operator:li", None, None, "村委电话确认", now=h.now)
-    assert state(h, iid).unconfirmed == ()
+    processor.operator_restore(iid, "operator:li", None, "2026-11-23 10:45", "村委电话确认",
+                               now=h.now)
+    after = state(h, iid)
+    assert after.unconfirmed == ()
+    # the time the command centre gives, not the end it was counted back at
+    assert after.restored["T2"].astimezone(TZ).strftime("%H:%M") == "10:45"
+    assert after.restored["T1"].astimezone(TZ).strftime("%H:%M") == "10:30"
     with pytest.raises(LifecycleError, match="nothing to restore"):
         processor.operator_restore(iid, "operator:li", None, None, "", now=h.now)
 
