@@ -26,6 +26,7 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "end": "结束", "stage": "阶段", "crew": "抢修班组", "cause": "原因",
            "confirmed": "已确认停电", "possible": "可能受影响", "restored": "已恢复",
            "unconfirmed": "恢复待确认（记录已结束，无来电证据）",
+           "continued": "未确认恢复，仍停电，转入",
            "villages": "涉及村庄", "customers": "户", "areas": "个台区", "none": "无",
            "notices": "通知", "log": "处理记录", "unknown": "未能识别", "area_text": "停电范围原文",
            "withdrawn": "已撤回推断（未通知联络人）", "reopens": "重复停电，关联",
@@ -38,6 +39,7 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "cause": "Cause", "confirmed": "Confirmed off", "possible": "Possibly affected",
            "restored": "Back", "villages": "Villages", "customers": "customers",
            "unconfirmed": "Back unconfirmed (records ended, no evidence of supply)",
+           "continued": "Never confirmed back, off in",
            "areas": "areas", "none": "none", "notices": "Notices", "log": "Log",
            "unknown": "Not recognised", "area_text": "Scope as reported",
            "withdrawn": "Inference withdrawn (liaisons not told)", "reopens": "Reopens",
@@ -137,12 +139,15 @@ def _area_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list
     confirmed = [t for t in off if inc.mark(t) == "reported"]
     possible = [t for t in off if inc.mark(t) != "reported"]
     back = [t for t in inc.estimate.transformers
-            if t in inc.restored and t not in inc.unconfirmed]
+            if t in inc.restored and t not in inc.unconfirmed and t not in inc.continued]
     out = [f"{w['confirmed']} ({len(confirmed)} {w['areas']}): {names(confirmed)}"]
     for key, areas in (("possible", possible), ("restored", back),
                        ("unconfirmed", list(inc.unconfirmed))):
         if areas:
             out.append(f"{w[key]} ({len(areas)} {w['areas']}): {names(areas)}")
+    for by in dict.fromkeys(inc.continued.values()):  # in the order they were taken on
+        areas = [t for t, i in inc.continued.items() if i == by]
+        out.append(f"{w['continued']} {by} ({len(areas)} {w['areas']}): {names(areas)}")
     return out
 
 

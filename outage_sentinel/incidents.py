@@ -312,6 +312,10 @@ class Incident:
     #: outage's records ended and are asked whether their power is back, and the command
     #: centre sees them until a meter, a liaison's answer or an operator's step confirms them.
     unconfirmed: tuple[str, ...] = ()
+    #: Areas counted back unconfirmed that a later outage took on before anything said they
+    #: were back (a liaison's 仍停电, a meter's report), with that incident's id: counted off
+    #: until it began (:func:`continued_in`), no longer asked about here.
+    continued: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fault_device(self) -> str | None:
@@ -371,6 +375,7 @@ class Incident:
             "device_set": list(self.device_set), "device_set_by": self.device_set_by,
             **({"crew_progress": self.crew_progress} if self.crew_progress else {}),
             **({"unconfirmed": list(self.unconfirmed)} if self.unconfirmed else {}),
+            **({"continued": dict(self.continued)} if self.continued else {}),
         }
 
     @classmethod
@@ -410,6 +415,7 @@ class Incident:
             device_set_by=str(d.get("device_set_by") or ""),
             crew_progress=_crew_progress(d),
             unconfirmed=tuple(d.get("unconfirmed") or ()),
+            continued=dict(d.get("continued") or {}),
         )
 
 
@@ -619,8 +625,9 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
         planned if incident_class(kind) == "unplanned" else frozenset())
     status, end, restored = _status_after(incident, members, reporting, active, estimate,
                                           restored, now)
-    unconfirmed = unconfirmed_back(members.values(), status, estimate.transformers, restored,
-                                   topology)
+    unconfirmed = tuple(t for t in unconfirmed_back(members.values(), status,
+                                                    estimate.transformers, restored, topology)
+                        if t not in incident.continued)
     # The command centre's time was for the outage that ended; off again, it is unknown, and
     # the crew it held had finished (the lifecycle frees it: ``revived_in``).
     revived = incident.status != "active" and status == "active"
@@ -1002,6 +1009,34 @@ def answers_to(incident: Incident, event: OutageEvent, resolved: Resolved) -> bo
         return True
     return (incident.status == "restored" and event.status != "active"
             and bool(set(resolved.transformers) & set(incident.unconfirmed)))
+
+
+def confirmed_back(before: Incident | None, after: Incident) -> tuple[str, ...]:
+    """The areas ``after`` no longer counts back unconfirmed because evidence now says they
+    are back (a meter, a liaison's answer, the command centre's step), not because an outage
+    took them on (:attr:`Incident.continued`) or the incident is on again."""
+    if before is None or after.status != "restored":
+        return ()
+    return tuple(t for t in before.unconfirmed
+                 if t not in after.unconfirmed and t not in after.continued
+                 and t in after.restored)
+
+
+def continued_in(incident: Incident, areas: Iterable[str], by: str, at: datetime,
+                 now: datetime) -> Incident:
+    """``incident`` once the outage ``by``, begun at ``at``, took on ``areas`` it counted back
+    with nothing saying they were (:attr:`Incident.unconfirmed`): they were not confirmed,
+    so they stay off here until ``by`` began (its own record counts them from there) and are
+    no longer asked about. Unchanged when none of ``areas`` is unconfirmed."""
+    taken = [t for t in incident.unconfirmed if t in set(areas)]
+    if not taken:
+        return incident
+    restored = {**incident.restored,
+                **{t: max(at, incident.restored.get(t, at)) for t in taken}}
+    return replace(incident, unconfirmed=tuple(t for t in incident.unconfirmed
+                                               if t not in taken),
+                   continued={**incident.continued, **{t: by for t in taken}},
+                   restored=restored, revision=incident.revision + 1, updated_at=now)
 
 
 def areas_back(members: Iterable[Member]) -> dict[str, datetime]:

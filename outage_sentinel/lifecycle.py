@@ -224,14 +224,31 @@ class Lifecycle:
             confirmed=len(inc.confirmed),
             withdrawn=[self.topology.villages[v].name for v in inc.withdrawn_villages
                        if v in self.topology.villages],
-            # Counted back when the records ended, nothing saying so: the villages are asked.
-            unconfirmed=[(self.topology.nodes[t].name or t) if t in self.topology.nodes else t
-                         for t in inc.unconfirmed],
+            # Counted back when the records ended, nothing saying so: the villages are asked
+            # (those without a liaison, or held back as still dark elsewhere, are not).
+            unconfirmed=self._area_names(inc.unconfirmed),
+            unasked=self._area_names(self._unasked(inc)),
             # Areas reported off the fault point does not explain: the estimate reads their
             # reports as false (or misses a fault), which "confirmed off" must not hide.
             unexplained=[(self.topology.nodes[t].name or t) if t in self.topology.nodes else t
                          for t in contradicted_reports(self.topology, inc)],
         )
+
+    def _area_names(self, areas: Sequence[str]) -> list[str]:
+        return [(self.topology.nodes[t].name or t) if t in self.topology.nodes else t
+                for t in areas]
+
+    def _unasked(self, inc: Incident) -> list[str]:
+        """The areas ``inc`` counts back unconfirmed whose village was not asked about them:
+        no liaison to ask, or not told (held back: still dark in another outage)."""
+        told = set(inc.restored_villages)
+        out = []
+        for t in inc.unconfirmed:
+            village = self.topology.nodes[t].village if t in self.topology.nodes else None
+            if not village or village not in told \
+                    or not self.planner.village_recipients(village):
+                out.append(t)
+        return out
 
     def crew_label(self, crew_id: str | None) -> str:
         """``抢修一班`` for a crew of the bundle, its id otherwise ('' for none)."""
@@ -311,10 +328,12 @@ class Lifecycle:
                                                           revision=0), now)
 
     def close(self, incident_id: str, actor: str, cause_category: str, note: str = "",
-              device: str | None = None) -> Incident:
+              device: str | None = None, unconfirmed_ok: bool = False) -> Incident:
         """Close out (销号) a restored or cancelled incident with its cause category and, if the
         crews confirmed them, the devices that operated (``device``: one id or several
-        separated by commas or spaces; the localiser learns from these)."""
+        separated by commas or spaces; the localiser learns from these). An incident with
+        areas counted back that nothing confirmed (:attr:`Incident.unconfirmed`) is closed
+        only when the operator says so (``unconfirmed_ok``; the log keeps which)."""
         now = self.clock()
         if not cause_category:
             raise StepInputError("closing needs a cause category (--cause)")
@@ -329,6 +348,15 @@ class Lifecycle:
             if inc.status == "active":
                 raise LifecycleError(f"{incident_id} is still active ({len(inc.off)} transformer "
                                      "area(s) off); restore it first")
+            if inc.unconfirmed and not unconfirmed_ok:
+                raise LifecycleError(
+                    f"{incident_id}: nothing confirmed that {len(inc.unconfirmed)} area(s) "
+                    f"counted back when its records ended are back "
+                    f"({'、'.join(self._area_names(inc.unconfirmed[:6]))}); confirm them "
+                    f"(incidents restore {incident_id}) or close anyway with --unconfirmed-ok "
+                    "(the board: 恢复未经确认也销号)")
+            if inc.unconfirmed:
+                details["unconfirmed"] = list(inc.unconfirmed)
             inc = replace(inc, stage="closed")
             self.save_in(conn, inc, now, cause_category=cause_category, closed_at=now)
             self.store.log_in(conn, inc.id, now, "closed", actor, note, details)

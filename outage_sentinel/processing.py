@@ -390,8 +390,9 @@ class IncidentProcessor:
                         reason="no known transformer area or device", action="command_centre")
         calls = self._earlier_calls(conn, event, resolved, now) if current is None else ()
         supersedes = continued_records(current, event, resolved, leaving) if current else ()
-        after = self._revise(conn, current, Fold(event, resolved, rnd, now, planned,
-                                                  decision.unplaced, calls, supersedes))
+        fold = Fold(event, resolved, rnd, now, planned, decision.unplaced, calls, supersedes)
+        after = self._revise(conn, current, fold)
+        self._answered_elsewhere(conn, after, fold)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         return after.id
 
@@ -427,7 +428,7 @@ class IncidentProcessor:
         if f.unplaced:
             after = replace(after, feeder=f.resolved.feeder or "?")
         if current is None and incident_class(after.kind) == "unplanned":
-            after = self._link_reopened(conn, after, f.now)
+            after = self._link_reopened(conn, after, f)
         return after
 
     def _revise(self, conn: Connection, current: Incident | None, f: Fold) -> Incident:
@@ -519,20 +520,37 @@ class IncidentProcessor:
             raise LifecycleError(f"{incident_id} is {inc.status}; nothing to restore")
         return inc
 
-    def _link_reopened(self, conn: Connection, inc: Incident, now: datetime) -> Incident:
-        """Link a new outage on areas restored shortly before to the incident it reopens."""
+    def _link_reopened(self, conn: Connection, inc: Incident, f: Fold) -> Incident:
+        """Link a new outage on areas restored shortly before to the incident it reopens; the
+        areas those counted back unconfirmed that it reports off are its now
+        (:meth:`RevisionWriter.hand_on`)."""
         window = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
         areas = set(inc.estimate.transformers)
+        parent: str | None = None
         for row in self.store.load_incidents(conn=conn, open_only=False, feeder=inc.feeder,
-                                             status="restored", ended_after=now - window):
-            if row["id"] == inc.id:
+                                             status="restored", ended_after=f.now - window):
+            prev = f.rnd.get(conn, row["id"])
+            if prev is None or prev.id == inc.id or not areas & set(prev.estimate.transformers):
                 continue
-            prev = Incident.from_json(row["state"])
-            if areas & set(prev.estimate.transformers):
-                self.store.log_in(conn, prev.id, now, "reopened", "daemon", "",
+            if parent is None:
+                self.store.log_in(conn, prev.id, f.now, "reopened", "daemon", "",
                                   {"by": inc.id})
-                return replace(inc, parent_id=prev.id)
-        return inc
+                parent = prev.id
+            self.writer.hand_on(conn, prev, f.resolved.transformers, inc, f)
+        return replace(inc, parent_id=parent) if parent is not None else inc
+
+    def _answered_elsewhere(self, conn: Connection, after: Incident, f: Fold) -> None:
+        """A liaison's "still dark" after the end, folded into another outage (a new one, or
+        one open on the line): the incident it answered stops counting those areas back
+        unconfirmed (:meth:`RevisionWriter.hand_on`)."""
+        named = str(f.event.raw.get("incident_id") or "")
+        if f.event.source != FIELD_SOURCE or f.event.status != "active" or not named \
+                or named == after.id:
+            return
+        answered = f.rnd.get(conn, named)
+        if answered is not None and answered.status == "restored" \
+                and answered.stage != "closed":
+            self.writer.hand_on(conn, answered, f.resolved.transformers, after, f)
 
     def _fault_context(self, conn: Connection, rnd: RoundCache, feeder: str | None,
                        now: datetime) -> FaultContext:

@@ -19,6 +19,9 @@ An area is off
   area still off;
 * otherwise until the incident's ``end_time``; if that is missing: ``now`` while the incident is
   active, else the time it was last updated;
+* an area counted back unconfirmed at the end is off until a later ``confirmed_back`` step
+  (a meter, a liaison or the command centre said it is back) or ``continued`` step (a new
+  outage took it on: off here until that one began) lists it, even past ``end_time``;
 * a **cancelled** incident is off at most until it was cancelled (its first ``cancelled`` log
   entry, else its last update): one cancelled before it started counts 0;
 
@@ -68,6 +71,10 @@ if TYPE_CHECKING:
 PREARRANGED_KINDS = frozenset({"planned", "temporary"})
 #: Log stages that restore transformer areas.
 RESTORATION_STAGES = frozenset({"partially_restored", "restored"})
+#: Steps after an incident ended that move an area's return later than the end it was
+#: counted back at: evidence it is back (``confirmed_back``), or a new outage that took the
+#: area on before anything did (``continued``, off here until that one began).
+LATER_BACK_STAGES = frozenset({"confirmed_back", "continued"})
 #: Table names in the order they are written.
 TABLES = ("incidents", "by_feeder", "by_village", "summary", "dead_letters", "areas")
 
@@ -375,7 +382,8 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
     rest_end = _rest_end(row, steps, cancelled_at, now)
     remaining_end = rest_end if rest_end is not None else max(now, start)
     if known:
-        areas = _transformer_areas(row, klass, known, steps, topology, remaining_end)
+        areas = _transformer_areas(row, klass, known, steps, topology, remaining_end,
+                                   _later_back(log))
     else:
         areas = _unplaced_areas(row, klass, steps, remaining_end)
     eff_end = rest_end
@@ -430,19 +438,31 @@ def _transformer_area(row: Mapping[str, Any], klass: str, t: str, topology: Topo
                  node.customers, row["start"], back_at)
 
 
+def _later_back(log: Sequence[Mapping[str, Any]]) -> dict[str, datetime]:
+    """The areas a step after the end brought back later (:data:`LATER_BACK_STAGES`), with
+    when: the last such step listing each."""
+    out: dict[str, datetime] = {}
+    for e in log:
+        if e["stage"] in LATER_BACK_STAGES:
+            for t in (e.get("details") or {}).get("transformers") or ():
+                out[t] = e["at"]
+    return out
+
+
 def _transformer_areas(row: Mapping[str, Any], klass: str, known: Sequence[str],
                        steps: Sequence[Mapping[str, Any]], topology: Topology,
-                       remaining_end: datetime) -> list[_Area]:
+                       remaining_end: datetime, later: Mapping[str, datetime]) -> list[_Area]:
     """The ``known`` areas, each back at the first step that lists it (a step listing none
-    restores every area still off), else at ``remaining_end``."""
+    restores every area still off), else at ``remaining_end``; an area ``later`` lists at
+    the time it gives (:func:`_later_back`), past the end if so."""
     start: datetime = row["start"]
     back: dict[str, datetime] = {}
     for step in steps:
         ts = (step.get("details") or {}).get("transformers")
         for t in (ts if ts else known):
             back.setdefault(t, step["at"])
-    return [_transformer_area(row, klass, t, topology,
-                              max(min(back.get(t, remaining_end), remaining_end), start))
+    return [_transformer_area(row, klass, t, topology, max(
+        later[t] if t in later else min(back.get(t, remaining_end), remaining_end), start))
             for t in known]
 
 

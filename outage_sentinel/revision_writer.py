@@ -31,6 +31,8 @@ from outage_sentinel.incidents import (
     Notice,
     Resolved,
     called_off_areas,
+    confirmed_back,
+    continued_in,
     dark_villages,
     hold_back,
     past_stop_unannounced,
@@ -293,6 +295,32 @@ class RevisionWriter:
         elif after.status == "restored" and (before is None or before.status != "restored"):
             self.store.log_in(conn, after.id, now, "restored", actor, note, {"transformers": [],
                                                                              "customers": 0})
+        confirmed = confirmed_back(before, after)
+        if confirmed:  # counted back unconfirmed at the end; now someone vouches for it
+            back_at = max(after.restored[t] for t in confirmed)
+            self.store.log_in(conn, after.id, min(back_at, now), "confirmed_back", actor, note,
+                              {"transformers": list(confirmed),
+                               "customers": self.topology.customers_of(confirmed),
+                               "recorded_at": now.isoformat()})
+
+    def hand_on(self, conn: Connection, prev: Incident, areas: tuple[str, ...], by: Incident,
+                f: Fold) -> None:
+        """``by``, a new outage with evidence that ``areas`` are off, takes on those ``prev``
+        counted back unconfirmed (:func:`continued_in`): ``prev`` stops asking about them and
+        counts them off until ``by`` began, and its log says which incident has them now."""
+        after = continued_in(prev, areas, by.id, by.start, f.now)
+        if after is prev:
+            return
+        taken = [t for t in prev.unconfirmed if t in after.continued]
+        self.store.save_incident_in(conn, incident_columns(after, f.now))
+        f.rnd.saved(prev, after, f.now)
+        self.store.log_in(conn, prev.id, max(after.restored[t] for t in taken), "continued",
+                          actor_of(f.event), "",
+                          {"transformers": taken, "by": by.id,
+                           "customers": self.topology.customers_of(taken),
+                           "recorded_at": f.now.isoformat()})
+        self.log.info("unconfirmed_areas_continued", incident_id=prev.id, by=by.id,
+                      transformers=taken)
 
     # -- crews and care -------------------------------------------------------------------------
 

@@ -408,6 +408,7 @@ def test_the_command_centre_confirms_a_restoration_nobody_confirmed(
     """An incident over (committed by another process) that counted a fuse's second area back
     when the record naming the first ended: the page marks it 恢复待确认, and an operator's
     确认已恢复 records the restoration (the state, then the page, no longer list it)."""
+    from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
     from outage_sentinel.incidents import Estimate, Incident, Member
@@ -449,5 +450,32 @@ def test_the_command_centre_confirms_a_restoration_nobody_confirmed(
                                       if a["kind"] == "action" and a["target"] == inc.id]
     finally:
         store.close()
+    # the incident's own log says who confirmed it, with the note
+    page.wait_for_selector("li:has-text('确认已恢复送电')", timeout=10000)
+    # An area a liaison said was still off: a new outage has it, linked from the row.
+    later = replace(inc, id="INC-UNSURE-0002", unconfirmed=(),
+                    continued={unsure: "INC-UNSURE-0003"})
+    commit_incident(config, later, now)
+    page.goto(f"{url}/#/incident/{later.id}")
+    page.wait_for_selector("tr.unconfirmed a[href='#/incident/INC-UNSURE-0003']", timeout=10000)
+    assert "仍停电，转入" in (page.text_content("tr.unconfirmed") or "")
+    assert page.query_selector("#confirm-row") is None
     assert page.errors == []
+    # Closing out one with an area still unconfirmed takes the box ticked.
+    third = replace(inc, id="INC-UNSURE-0004")
+    commit_incident(config, third, now)
+    page.goto(f"{url}/#/incident/{third.id}")
+    page.wait_for_selector("#close-unconfirmed-ok", timeout=10000)
+    page.click("#act-close")
+    page.wait_for_selector("#flash.bad:has-text('--unconfirmed-ok')", timeout=10000)
+    page.check("#close-unconfirmed-ok")
+    page.click("#act-close")
+    page.wait_for_selector("#close-unconfirmed-ok", state="detached", timeout=10000)
+    store = store_of(config)
+    try:
+        closed = [e for e in store.incident_log(third.id) if e["stage"] == "closed"]
+        assert [e["details"]["unconfirmed"] for e in closed] == [[unsure]]
+    finally:
+        store.close()
+    assert [e for e in page.errors if "409" not in e] == [] and len(page.errors) == 1
     page.context.close()

@@ -824,6 +824,15 @@ def test_a_liaisons_already_back_confirms_an_area_counted_back_unconfirmed(
     assert len(store.load_incidents(open_only=False)) == 1
     assert len([m for m in store.messages(incident_id=iid)
                 if m.audience == "liaison"]) == liaison_before
+    # 仍停电 for the other: a new outage has it; the page (and the incident) stop asking.
+    r = client.post(f"/f/{token}/answer", json={"area": unsure[1], "answer": "dark"})
+    assert r.status_code == 200, r.text
+    states = {a["id"]: a["state"] for a in r.json()["areas"]}
+    assert states[unsure[1]] == "continued" and states[unsure[0]] == "back"
+    (new,) = [row["id"] for row in store.load_incidents(open_only=True)]
+    assert processor.incident(iid).continued.get(unsure[1]) == new
+    page = client.get(f"/f/{token}")
+    assert "仍停电，已转为新的停电记录" in page.text
 
 
 def test_a_reply_still_dark_to_a_question_answers_only_the_areas_asked_about(

@@ -10,14 +10,18 @@ clock over the lifecycle tests' county (F1: B1 ─ J1 ─ FU1 ─ T1, T2 (东村
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from outage_sentinel.board.field import answer_event
 from outage_sentinel.incident_view import incident_text
 from outage_sentinel.incidents import Incident
 from outage_sentinel.lifecycle import LifecycleError
-from tests.test_lifecycle import TZ, Harness, ev
+from outage_sentinel.reports import build_report
+from tests.test_lifecycle import T0, TZ, Harness, ev
 
 
 @pytest.fixture
@@ -129,3 +133,106 @@ def test_the_digest_counts_the_households_asked_about(h: Harness) -> None:
     over_with_t2_unsure(h)
     (east,) = [m for m in h.sent("restored", "liaison") if m.target == "V1群"]
     assert east.params["households"] == 50 and east.params["status"] == "unconfirmed"
+
+
+def log_steps(h: Harness, iid: str, stage: str) -> list[dict]:
+    return [e for e in h.daemon.store.incident_log(iid) if e["stage"] == stage]
+
+
+def hours_off(h: Harness, iid: str, area: str) -> float:
+    report = build_report(h.daemon.store, h.topology, T0 - timedelta(hours=1),
+                          T0 + timedelta(days=1), TZ, h.now)
+    rows = report.areas[(report.areas["incident_id"] == iid)
+                        & (report.areas["transformer"] == area)]
+    return float(sum((b - a).total_seconds() for a, b in zip(rows["off_from"], rows["back_at"],
+                                                            strict=True)) / 3600)
+
+
+def test_a_confirmation_is_a_step_of_the_log_and_of_the_reliability_figures(
+        h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    assert log_steps(h, iid, "confirmed_back") == []
+    assert hours_off(h, iid, "T2") == pytest.approx(0.5)  # counted back at the end, for now
+    h.at(50)
+    h.daemon.processor.operator_restore(iid, "operator:li", None, "2026-11-23 10:45",
+                                        "村委电话确认", now=h.now)
+    (step,) = log_steps(h, iid, "confirmed_back")
+    assert step["actor"] == "operator:li" and step["note"] == "村委电话确认"
+    assert step["details"]["transformers"] == ["T2"] and step["details"]["customers"] == 50
+    assert step["at"].astimezone(TZ).strftime("%H:%M") == "10:45"
+    # T2 was off until the time the command centre gives, not until the records ended.
+    assert hours_off(h, iid, "T2") == pytest.approx(0.75)
+    assert hours_off(h, iid, "T1") == pytest.approx(0.5)
+    shown = incident_text(h.incident(iid), [], h.daemon.store.incident_log(iid), h.topology, TZ)
+    assert "确认已恢复送电" in shown
+
+
+def test_a_meters_confirmation_is_logged_as_the_meters(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    h.at(40)
+    h.feed(ev("m-T2", "T2", signal="alive", status="restored", source="ami",
+              start=T0 + timedelta(minutes=38)))
+    (step,) = log_steps(h, iid, "confirmed_back")
+    assert step["actor"] == "source:ami" and step["details"]["transformers"] == ["T2"]
+    assert hours_off(h, iid, "T2") == pytest.approx(38 / 60)
+
+
+def test_still_dark_after_the_end_hands_the_area_to_the_new_outage(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    h.at(45)
+    inc = state(h, iid)
+    h.daemon.processor.report(answer_event("link-key", inc, "T2", "dark", 1, h.now), h.now)
+    h.deliver()
+    new_id = next(r["id"] for r in h.daemon.store.load_incidents(open_only=False)
+                  if r["id"] != iid)
+    new = state(h, new_id)
+    assert new.status == "active" and "T2" in new.off and new.parent_id == iid
+    old = state(h, iid)
+    # No longer asked about, nor offered to the command centre to confirm back...
+    assert old.unconfirmed == () and old.continued == {"T2": new_id}
+    with pytest.raises(LifecycleError, match="nothing to restore"):
+        h.daemon.processor.operator_restore(iid, "operator:li", None, None, "", now=h.now)
+    # ...and off here until the new outage began, which counts it from there.
+    assert old.restored["T2"] == h.now and hours_off(h, iid, "T2") == pytest.approx(0.75)
+    (step,) = log_steps(h, iid, "continued")
+    assert step["details"] == {"transformers": ["T2"], "by": new_id, "customers": 50,
+                               "recorded_at": h.now.isoformat()}
+    assert log_steps(h, iid, "confirmed_back") == []
+    shown = incident_text(h.incident(iid), [], [], h.topology, TZ)
+    assert f"仍停电，转入 {new_id}" in shown and "恢复待确认" not in shown
+    # A later meter restore of T2 belongs to the new outage, not to the old one.
+    h.at(70)
+    h.feed(ev("m-T2", "T2", signal="alive", status="restored", source="ami", start=h.now))
+    assert "T2" in state(h, new_id).restored
+    assert state(h, iid).continued == {"T2": new_id} and state(h, iid).unconfirmed == ()
+
+
+def test_the_summary_says_which_areas_no_liaison_was_asked_about(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    inc = state(h, iid)
+    assert "V1" in inc.restored_villages
+    asked = h.daemon.lifecycle.render_summary(inc)
+    assert "已请联络人确认；" in asked and "未能询问" not in asked
+    # 东村 not told (held back as dark elsewhere, or no liaison): nobody was asked.
+    held = h.daemon.lifecycle.render_summary(replace(inc, restored_villages=("V2",)))
+    assert "未能询问联络人" in held and "已请联络人确认" not in held and "T2" in held
+
+
+def test_closing_out_with_areas_nobody_confirmed_back_takes_the_operators_word(
+        h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    life = h.daemon.lifecycle
+    with pytest.raises(LifecycleError, match=r"1 area\(s\).*T2.*--unconfirmed-ok"):
+        life.close(iid, "operator:li", "设备故障")
+    assert state(h, iid).stage == "restored"
+    life.close(iid, "operator:li", "设备故障", unconfirmed_ok=True)
+    (closed,) = log_steps(h, iid, "closed")
+    assert closed["details"]["unconfirmed"] == ["T2"]
+
+
+def test_closing_out_after_the_confirmation_needs_no_word(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    h.daemon.processor.operator_restore(iid, "operator:li", None, None, "", now=h.now)
+    h.daemon.lifecycle.close(iid, "operator:li", "设备故障")
+    (closed,) = log_steps(h, iid, "closed")
+    assert "unconfirmed" not in closed["details"]

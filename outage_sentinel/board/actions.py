@@ -232,7 +232,8 @@ INCIDENT_STEPS: dict[str, Step] = {
     "cancel": lambda a, i, b, u: a.steps.cancel(i, text(b, "reason"), u),
     "reopen": _reopen,
     "close": lambda a, i, b, u: a.core.lifecycle.close(
-        i, u, text(b, "cause"), text(b, "note", False), device=text(b, "device", False) or None),
+        i, u, text(b, "cause"), text(b, "note", False), device=text(b, "device", False) or None,
+        unconfirmed_ok=flag(b, "unconfirmed_ok")),
 }
 
 #: Errors a step raises that are the user's to fix (shown on the page, status 400/404/409).

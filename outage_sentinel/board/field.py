@@ -250,6 +250,8 @@ class FieldDesk:
                        else "off" if t in inc.off
                        # counted back when the records ended, nothing saying so: asked
                        else "unconfirmed" if t in inc.unconfirmed
+                       # the liaison (or a meter) said it was still off: a new outage has it
+                       else "continued" if t in inc.continued
                        else "back" if t in inc.restored
                        else "unaffected", "told": told.get(t)} for t in areas],
         }

@@ -357,6 +357,8 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                    "restored": local(inc.restored[t], viewer.tz) if t in inc.restored else None,
                    # counted back when the records ended, nothing saying it is: to confirm
                    "unconfirmed": t in inc.unconfirmed,
+                   # never confirmed back, and off in this later incident
+                   "continued": inc.continued.get(t),
                    "village": village_name(topology, topology.nodes[t].village)
                    if t in topology.nodes else "",
                    "customers": topology.nodes[t].customers if t in topology.nodes else 0}

@@ -20,7 +20,7 @@ const WORDS = {
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
     cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", toClose: "待销号",
     quarantine: "未能接收的记录（隔离）", note: "备注", reason: "原因",
-    best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", confirmBack: "确认已恢复（所选台区）", dead: "死信", retry: "重发", pending: "待发",
+    best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
@@ -46,7 +46,7 @@ const WORDS = {
     deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out", toClose: "Awaiting close-out",
     quarantine: "Records not taken in (quarantine)",
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
-    unconfirmed: "back unconfirmed (records ended, no evidence)", confirmBack: "Confirm back (selected areas)",
+    unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
@@ -272,8 +272,9 @@ function incidentView(c) {
       (x.only_here.length ? ` · ${W.onlyHere}: ${x.only_here.join("、")}` : "") + (x.only_first.length ? ` · ${W.onlyFirst}: ${x.only_first.join("、")}` : ""))),
     section(W.section, list(c.section, (d) => d.name)),
     section(W.areas, h("table", {class: "grid"}, h("tbody", {}, c.areas.map((a) =>
-      h("tr", {class: a.unconfirmed ? "unconfirmed" : a.restored ? "back" : `mark-${a.mark}`}, h("td", {}, a.name), h("td", {}, a.village), h("td", {class: "num"}, a.customers),
-        h("td", {}, a.unconfirmed ? W.unconfirmed : a.restored ? `${W.back} ${a.restored}` : a.mark)))))),
+      h("tr", {class: a.unconfirmed || a.continued ? "unconfirmed" : a.restored ? "back" : `mark-${a.mark}`}, h("td", {}, a.name), h("td", {}, a.village), h("td", {class: "num"}, a.customers),
+        h("td", {}, a.unconfirmed ? W.unconfirmed : a.continued ? [`${W.continued} `, h("a", {href: `#/incident/${encodeURIComponent(a.continued)}`}, a.continued)]
+          : a.restored ? `${W.back} ${a.restored}` : a.mark)))))),
     section(W.answers, list(c.answers || [], (a) => `${a.at} · ${a.village} ${a.area}: ${a.answer_label}${a.note ? " · " + a.note : ""}`)),
     section(W.photos, photoGrid(c.photos || [])),
     section(W.care, list(c.care, (p) => `${p.name} ${p.phone} · ${p.tags.join(",")} · ${p.area}`)),
@@ -346,10 +347,13 @@ function actionsPanel(c) {
   const back = c.areas.filter((a) => a.restored).map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "back", value: a.id}), a.name));
   const reopen = back.length && c.stage !== "closed" ? h("div", {class: "row", id: "reopen-row"}, back,
     button("act-reopen", W.reopen, () => act(`${base}/reopen`, {transformers: ticked(back), note: note.value}))) : null;
-  const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, found.select), found.other,
-    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value})));
   // Counted back when the records ended, nothing saying so: the command centre's word confirms them.
   const unsure = c.areas.filter((a) => a.unconfirmed).map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "unconfirmed", value: a.id, checked: true}), a.name));
+  // Closing out with such areas is a choice the close-out's record keeps, not a default.
+  const anyway = unsure.length ? h("input", {type: "checkbox", name: "unconfirmed_ok", id: "close-unconfirmed-ok"}) : null;
+  const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, found.select), found.other,
+    anyway ? h("label", {}, anyway, W.closeUnconfirmed) : null,
+    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value, ...(anyway && anyway.checked ? {unconfirmed_ok: true} : {})})));
   const confirm = unsure.length ? h("div", {class: "row", id: "confirm-row"}, unsure,
     button("act-confirm", W.confirmBack, () => act(`${base}/restore`, {transformers: ticked(unsure), note: note.value}))) : null;
   if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), c.status === "restored" ? confirm : null, c.status === "restored" ? reopen : null, closing);

@@ -18,7 +18,7 @@ for (const button of document.querySelectorAll("button.answer")) {
       const li = root.querySelector(`li[data-area="${CSS.escape(area.id)}"]`);
       if (!li) continue;
       li.className = `area-${area.state}`;
-      li.querySelector(".state").textContent = area.state === "off" ? "停电" : area.state === "unconfirmed" ? "停电记录已结束，是否来电待确认" : area.state === "back" ? "已恢复" : "未列入本次停电";
+      li.querySelector(".state").textContent = area.state === "off" ? "停电" : area.state === "unconfirmed" ? "停电记录已结束，是否来电待确认" : area.state === "continued" ? "仍停电，已转为新的停电记录" : area.state === "back" ? "已恢复" : "未列入本次停电";
     }
     document.getElementById("field-done").hidden = false;
   });
