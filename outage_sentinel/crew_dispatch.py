@@ -338,12 +338,15 @@ class CrewDispatch:
         the list). Once per liaison, not once per crew sent (in a storm crews are pulled
         between incidents many times): a group's message naming another crew not sent yet
         is taken back for one naming ``crew_label``, and one sent already is followed by
-        one only when ``retell`` (the command centre gave the incident to another crew)."""
+        one only when ``retell`` (the command centre gave the incident to another crew).
+        None goes to a recipient whose notice the command centre withdrew."""
         lang = self.planner.renderer.language
         individual = individual_channels(self.owner.config.channels)
         named = self.store.care_crews_in(conn, inc.id)
-        # A notice taken back unsent holds the once-per-incident key: a new one needs its own.
+        # A notice taken back unsent holds the once-per-incident key: a new one needs its own;
+        # one the command centre withdrew is its word that the recipient gets none.
         taken_back = self.store.taken_back_in(conn, inc.id, ("care",))
+        refused = self.store.withdrawn_by_command_in(conn, inc.id, ("care",))
         rows: list[OutboxMessage] = []
         for v in villages:
             care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
@@ -351,6 +354,8 @@ class CrewDispatch:
             if not care.get("households"):
                 continue
             for r in self.planner.care_rows(inc, v, care, individual, crew_label):
+                if r.recipient in refused:
+                    continue
                 if r.recipient not in named:
                     rows.append(r.but(revision=inc.revision) if r.recipient in taken_back
                                 else r)

@@ -226,3 +226,24 @@ def test_a_care_notice_taken_back_unsent_is_queued_again_when_a_crew_is_sent_aga
     care = [(m.status, m.revision) for m in daemon.store.messages(incident_id=iid)
             if m.purpose == "care"]
     assert care[0] == ("withdrawn", 0) and [s for s, _ in care[1:]] == ["sent"]
+
+
+def test_a_care_notice_the_command_centre_withdrew_is_not_queued_again_by_a_new_dispatch(
+        daemon: Daemon) -> None:  # noqa: F811
+    """The command centre withdrew the group's care notice (its word: this group gets none);
+    the crew given to another is no reason to send it one after all. The daemon's own
+    take-back (a crew stood down before it went) still makes way for a new one (above)."""
+    from outage_sentinel.outbox_control import OutboxControl
+
+    feed(daemon, 1, ev("N1", "T4"))
+    iid = one_incident(daemon)
+    (care,) = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "care"]
+    assert care.status == "pending"
+    OutboxControl(daemon.store, lambda: daemon.topology).take(
+        "withdraw", [care.id], "board:ops", daemon.clock(), reason="名单待核实")
+    daemon.lifecycle.dispatch(iid, "ops", crew_id="CR2", note="马集班车辆故障")
+    deliver(daemon)
+    assert [(m.status, m.last_error) for m in daemon.store.messages(incident_id=iid)
+            if m.purpose == "care"] == [
+        ("withdrawn", "withdrawn by board:ops: 名单待核实 (was pending)")]
+    assert ("CR2", "dispatch", "sent") in crew_messages(daemon, iid)

@@ -33,6 +33,10 @@ CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
     "hold": (("pending",), "held"),
     "release": (("held",), "pending"),
 }
+#: How the record of a message the command centre withdrew begins (``withdrawn by board:li:
+#: wrong village``, :mod:`outage_sentinel.outbox_control`); the daemon's own take-backs give
+#: their reason, never this.
+WITHDRAWN_BY = "withdrawn by "
 #: The statuses the deliverer's own writes start from: a message it read as due (pending)
 #: or claimed (inflight). A message withdrawn or held meanwhile is left as the operator left it.
 DELIVERING = ("pending", "inflight")
@@ -329,6 +333,14 @@ class OutboxStore(StoreBase):
         superseded (a new one to them needs a key of its own)."""
         return self._recipients_in(conn, incident_id, purposes,
                                    outbox_t.c.status.in_(("withdrawn", "superseded")))
+
+    def withdrawn_by_command_in(self, conn: Connection, incident_id: str,
+                                purposes: Sequence[str]) -> set[str]:
+        """Recipients of a message of ``incident_id`` with ``purposes`` that the command
+        centre withdrew (not one the daemon took back): its word that they get none."""
+        return self._recipients_in(conn, incident_id, purposes, and_(
+            outbox_t.c.status == "withdrawn",
+            outbox_t.c.last_error.like(WITHDRAWN_BY + "%")))
 
     def _recipients_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
                        status: Any) -> set[str]:
