@@ -625,9 +625,10 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
         planned if incident_class(kind) == "unplanned" else frozenset())
     status, end, restored = _status_after(incident, members, reporting, active, estimate,
                                           restored, now)
+    continued = incident.continued if status == "restored" else {}
     unconfirmed = tuple(t for t in unconfirmed_back(members.values(), status,
                                                     estimate.transformers, restored, topology)
-                        if t not in incident.continued)
+                        if t not in continued)
     # The command centre's time was for the outage that ended; off again, it is unknown, and
     # the crew it held had finished (the lifecycle frees it: ``revived_in``).
     revived = incident.status != "active" and status == "active"
@@ -636,7 +637,9 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
         updated, status=status, end=end, estimate=estimate, updated_at=now, scope=scope,
         restored=restored, excluded=corrected.excluded,
         excluded_against=corrected.excluded_against, device_set=device_set,
-        device_set_by=incident.device_set_by if device_set else "", unconfirmed=unconfirmed)
+        device_set_by=incident.device_set_by if device_set else "", unconfirmed=unconfirmed,
+        # On again, its areas are its own again: the next end asks about them afresh.
+        continued=continued)
 
 
 def _where_off(incident: Incident, members: dict[str, Member], active: Sequence[Member],

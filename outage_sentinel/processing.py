@@ -536,7 +536,8 @@ class IncidentProcessor:
                 self.store.log_in(conn, prev.id, f.now, "reopened", "daemon", "",
                                   {"by": inc.id})
                 parent = prev.id
-            self.writer.hand_on(conn, prev, f.resolved.transformers, inc, f)
+            if prev.stage != "closed":  # a close-out's record is final
+                self.writer.hand_on(conn, prev, f.resolved.transformers, inc, f)
         return replace(inc, parent_id=parent) if parent is not None else inc
 
     def _answered_elsewhere(self, conn: Connection, after: Incident, f: Fold) -> None:

@@ -381,12 +381,14 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
         return [_transformer_area(row, klass, t, topology, start) for t in known], start
     rest_end = _rest_end(row, steps, cancelled_at, now)
     remaining_end = rest_end if rest_end is not None else max(now, start)
+    later = _later_back(log)
     if known:
-        areas = _transformer_areas(row, klass, known, steps, topology, remaining_end,
-                                   _later_back(log))
+        areas = _transformer_areas(row, klass, known, steps, topology, remaining_end, later)
     else:
         areas = _unplaced_areas(row, klass, steps, remaining_end)
     eff_end = rest_end
+    if eff_end is not None and later and areas:  # an area back after the records ended
+        eff_end = max(eff_end, *(a.back_at for a in areas))
     if eff_end is None and areas and all(a.back_at < remaining_end for a in areas):
         eff_end = max(a.back_at for a in areas)  # every area back, status not yet updated
     return areas, eff_end

@@ -236,3 +236,62 @@ def test_closing_out_after_the_confirmation_needs_no_word(h: Harness) -> None:
     h.daemon.lifecycle.close(iid, "operator:li", "设备故障")
     (closed,) = log_steps(h, iid, "closed")
     assert "unconfirmed" not in closed["details"]
+
+
+def hand_t2_on(h: Harness, iid: str, minutes: float = 45) -> str:
+    """A liaison answers 仍停电 for T2 ``minutes`` in: the new incident's id."""
+    h.at(minutes)
+    h.daemon.processor.report(answer_event("link-key", state(h, iid), "T2", "dark", 1, h.now),
+                              h.now)
+    h.deliver()
+    return next(r["id"] for r in h.daemon.store.load_incidents(open_only=False)
+                if r["id"] != iid)
+
+
+def test_a_meters_new_outage_in_the_reopen_window_takes_the_area_on(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    h.at(40)
+    h.feed(ev("m-T2", "T2", signal="dead", source="ami", start=h.now))
+    new_id = next(r["id"] for r in h.daemon.store.load_incidents(open_only=False)
+                  if r["id"] != iid)
+    old = state(h, iid)
+    assert old.unconfirmed == () and old.continued == {"T2": new_id}
+    assert hours_off(h, iid, "T2") == pytest.approx(40 / 60)
+
+
+def test_a_closed_out_incident_is_not_changed_by_a_new_outage(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    h.daemon.lifecycle.close(iid, "operator:li", "设备故障", unconfirmed_ok=True)
+    revision = state(h, iid).revision
+    h.at(40)
+    h.feed(ev("m-T2", "T2", signal="dead", source="ami", start=h.now))
+    old = state(h, iid)
+    assert (old.revision, old.unconfirmed, old.continued) == (revision, ("T2",), {})
+    assert log_steps(h, iid, "continued") == []
+    assert hours_off(h, iid, "T2") == pytest.approx(0.5)  # as closed out
+
+
+def test_on_again_its_areas_are_its_own_and_the_next_end_asks_again(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    hand_t2_on(h, iid)
+    h.at(60)
+    h.feed(ev("A", "T1", "T3", start=h.now))  # the record re-opened
+    assert state(h, iid).status == "active" and state(h, iid).continued == {}
+    h.at(90)
+    h.feed(ev("A", "T1", "T3", start=h.now, status="restored"))
+    assert state(h, iid).status == "restored" and "T2" in state(h, iid).unconfirmed
+
+
+def test_a_report_starting_after_the_records_ended_counts_a_handed_on_area(h: Harness
+                                                                          ) -> None:
+    iid = over_with_t2_unsure(h)
+    new_id = hand_t2_on(h, iid, minutes=300)  # 5 hours later: 仍停电
+    h.at(330)
+    report = build_report(h.daemon.store, h.topology, T0 + timedelta(hours=1),
+                          T0 + timedelta(hours=6), TZ, h.now)
+    rows = report.areas[(report.areas["incident_id"] == iid)]
+    assert list(rows["transformer"]) == ["T2"]
+    assert float(rows["hours"].iloc[0]) == pytest.approx(4.0)  # 11:00 to 15:00
+    new = report.areas[(report.areas["incident_id"] == new_id)
+                       & (report.areas["transformer"] == "T2")]
+    assert float(new["hours"].iloc[0]) == pytest.approx(0.5)  # from 15:00, still off

@@ -164,8 +164,11 @@ class IncidentStore(StoreBase):
         logs, the first evidence and first liaison notice of each, and the period's dead
         letters."""
         t = incidents_t
+        # Updated since: an area counted back at the end may have come back later (a
+        # confirmation, or a new outage that took it on: the report's LATER_BACK_STAGES).
         q = (select(t).where(self.in_region(t), t.c.start < end,
                              or_(t.c.end_time.is_(None), t.c.end_time > start,
+                                 t.c.updated_at > start,
                                  and_(t.c.start >= start, t.c.start < end)))
              .order_by(t.c.start, t.c.id))
         with self.engine.connect() as conn, conn.begin():
