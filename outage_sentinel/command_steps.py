@@ -62,6 +62,7 @@ class CommandSteps:
                     keep_held_in(life.store, conn, after.id, held, now)
             if after.status == "cancelled":
                 notices = life.take_back_in(conn, after, notices, now, actor, note)
+                self.processor.writer.give_back(conn, after, now, actor)
             rows = life.planner.rows(after, notices, now, previous=before)
             if crew_told:
                 rows += life.dispatch_update_in(conn, after, row.get("crew_id"), now)

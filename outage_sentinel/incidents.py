@@ -1042,6 +1042,21 @@ def continued_in(incident: Incident, areas: Iterable[str], by: str, at: datetime
                    restored=restored, revision=incident.revision + 1, updated_at=now)
 
 
+def handed_back(incident: Incident, by: str, now: datetime) -> Incident:
+    """``incident`` once the outage ``by`` that took on areas it had counted back
+    unconfirmed (:func:`continued_in`) was called off (a false alarm: those areas were not
+    off then after all): they are unconfirmed again, counted back at the incident's end.
+    Unchanged when ``by`` took none of its areas."""
+    taken = [t for t, i in incident.continued.items() if i == by]
+    if not taken:
+        return incident
+    end = incident.end
+    restored = {**incident.restored, **{t: end for t in taken if end is not None}}
+    return replace(incident, unconfirmed=(*incident.unconfirmed, *taken),
+                   continued={t: i for t, i in incident.continued.items() if i != by},
+                   restored=restored, revision=incident.revision + 1, updated_at=now)
+
+
 def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
     """Areas with evidence that supply is back, and since when: restoration signals (AMI
     power-restore, an operator's or crew's step), and areas a record named that is now restored

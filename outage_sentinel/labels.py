@@ -44,7 +44,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "reissued": "停电计划以新编号重新发布（延续原工作）",
            "called_off": "部分台区停电取消（未开工前移出）",
            "confirmed_back": "确认已恢复送电（此前记录结束时未经确认）",
-           "continued": "未确认恢复的台区仍停电，转入新停电事件"},
+           "continued": "未确认恢复的台区仍停电，转入新停电事件",
+           "continued_undone": "转入的新停电事件已取消，台区恢复待确认"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
@@ -58,7 +59,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "reissued": "work re-issued under a new record id (continued)",
            "called_off": "called off for some areas before the work began",
            "confirmed_back": "confirmed back (unconfirmed when the records ended)",
-           "continued": "areas never confirmed back are off in a new incident"},
+           "continued": "areas never confirmed back are off in a new incident",
+           "continued_undone": "the new incident was called off: back unconfirmed again"},
 }
 
 #: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).

@@ -442,12 +442,15 @@ def _transformer_area(row: Mapping[str, Any], klass: str, t: str, topology: Topo
 
 def _later_back(log: Sequence[Mapping[str, Any]]) -> dict[str, datetime]:
     """The areas a step after the end brought back later (:data:`LATER_BACK_STAGES`), with
-    when: the last such step listing each."""
+    when: the last such step listing each, unless a ``continued_undone`` step (the outage
+    that took the area on was called off) came after it."""
     out: dict[str, datetime] = {}
     for e in log:
-        if e["stage"] in LATER_BACK_STAGES:
-            for t in (e.get("details") or {}).get("transformers") or ():
+        for t in (e.get("details") or {}).get("transformers") or ():
+            if e["stage"] in LATER_BACK_STAGES:
                 out[t] = e["at"]
+            elif e["stage"] == "continued_undone":  # the new outage was called off
+                out.pop(t, None)
     return out
 
 

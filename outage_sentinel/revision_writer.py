@@ -34,6 +34,7 @@ from outage_sentinel.incidents import (
     confirmed_back,
     continued_in,
     dark_villages,
+    handed_back,
     hold_back,
     past_stop_unannounced,
     plan_notices,
@@ -67,6 +68,11 @@ class Fold:
     calls: tuple[tuple[StoredEvent, Resolved], ...] = ()
     #: The records of the incident that the event re-issues under a new id (ended with it).
     supersedes: tuple[str, ...] = ()
+
+
+#: How long before a cancelled outage began the incidents it may have taken areas from
+#: ended (a liaison's link answers up to a day after the end).
+HAND_BACK_LOOKBACK = timedelta(days=2)
 
 
 def actor_of(event: OutageEvent) -> str:
@@ -156,6 +162,7 @@ class RevisionWriter:
         if after.status == "cancelled" and current is not None and current.status == "active":
             notices = self.lifecycle.take_back_in(conn, after, notices, now, actor_of(event),
                                                   source=event.source)
+            self.give_back(conn, after, now, actor_of(event), rnd)
         return notices, after
 
     def _past_stop(self, conn: Connection, after: Incident, notices: list[Notice], f: Fold
@@ -321,6 +328,29 @@ class RevisionWriter:
                            "recorded_at": f.now.isoformat()})
         self.log.info("unconfirmed_areas_continued", incident_id=prev.id, by=by.id,
                       transformers=taken)
+
+    def give_back(self, conn: Connection, cancelled: Incident, now: datetime, actor: str,
+                  rnd: RoundCache | None = None) -> None:
+        """``cancelled`` was called off: the incidents it took unconfirmed areas from
+        (:meth:`hand_on`) count them unconfirmed again (:func:`handed_back`), and their logs
+        say so (``continued_undone``)."""
+        since = cancelled.start - HAND_BACK_LOOKBACK
+        for row in self.store.load_incidents(conn=conn, open_only=False,
+                                             feeder=cancelled.feeder, status="restored",
+                                             ended_after=since):
+            prev = (rnd.get(conn, row["id"]) if rnd is not None else None) \
+                or Incident.from_json(row["state"])
+            after = handed_back(prev, cancelled.id, now)
+            if after is prev or prev.stage == "closed":
+                continue
+            taken = [t for t in prev.continued if t not in after.continued]
+            self.store.save_incident_in(conn, incident_columns(after, now))
+            if rnd is not None:
+                rnd.saved(prev, after, now)
+            self.store.log_in(conn, prev.id, now, "continued_undone", actor, "",
+                              {"transformers": taken, "by": cancelled.id})
+            self.log.info("unconfirmed_areas_given_back", incident_id=prev.id,
+                          by=cancelled.id, transformers=taken)
 
     # -- crews and care -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from outage_sentinel.board.field import answer_event
+from outage_sentinel.command_steps import CommandSteps
 from outage_sentinel.incident_view import incident_text
 from outage_sentinel.incidents import Incident
 from outage_sentinel.lifecycle import LifecycleError
@@ -295,3 +296,32 @@ def test_a_report_starting_after_the_records_ended_counts_a_handed_on_area(h: Ha
     new = report.areas[(report.areas["incident_id"] == new_id)
                        & (report.areas["transformer"] == "T2")]
     assert float(new["hours"].iloc[0]) == pytest.approx(0.5)  # from 15:00, still off
+
+
+def test_the_new_outage_called_off_gives_the_area_back_unconfirmed(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    new_id = hand_t2_on(h, iid)
+    assert state(h, iid).continued == {"T2": new_id}
+    h.at(60)
+    CommandSteps(h.daemon.lifecycle, h.daemon.processor, lambda: h.now).cancel(
+        new_id, "联络人误报，实际已来电", "operator:li")
+    old = state(h, iid)
+    assert (old.unconfirmed, old.continued) == (("T2",), {})
+    assert old.restored["T2"] == old.end  # counted back at the end, unconfirmed, as before
+    (undone,) = log_steps(h, iid, "continued_undone")
+    assert undone["actor"] == "operator:li" and undone["details"]["by"] == new_id
+    assert hours_off(h, iid, "T2") == pytest.approx(0.5)
+    # the command centre can confirm it again
+    h.daemon.processor.operator_restore(iid, "operator:li", None, None, "", now=h.now)
+    assert state(h, iid).unconfirmed == ()
+
+
+def test_a_feed_cancelling_the_new_outage_gives_the_area_back_too(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    h.at(40)
+    h.feed(ev("N2", "T2", start=h.now))  # the outage system's record of it
+    new_id = state(h, iid).continued["T2"]
+    h.at(50)
+    h.feed(ev("N2", "T2", start=h.now, status="cancelled"))
+    assert state(h, new_id).status == "cancelled"
+    assert state(h, iid).unconfirmed == ("T2",) and state(h, iid).continued == {}
