@@ -230,8 +230,7 @@ class Lifecycle:
             unasked=self._area_names(self._unasked(inc)),
             # Areas reported off the fault point does not explain: the estimate reads their
             # reports as false (or misses a fault), which "confirmed off" must not hide.
-            unexplained=[(self.topology.nodes[t].name or t) if t in self.topology.nodes else t
-                         for t in contradicted_reports(self.topology, inc)],
+            unexplained=self._area_names(contradicted_reports(self.topology, inc)),
         )
 
     def _area_names(self, areas: Sequence[str]) -> list[str]:

@@ -529,8 +529,8 @@ class IncidentProcessor:
         parent: str | None = None
         for row in self.store.load_incidents(conn=conn, open_only=False, feeder=inc.feeder,
                                              status="restored", ended_after=f.now - window):
-            prev = f.rnd.get(conn, row["id"])
-            if prev is None or prev.id == inc.id or not areas & set(prev.estimate.transformers):
+            prev = f.rnd.of_row(row)
+            if prev.id == inc.id or not areas & set(prev.estimate.transformers):
                 continue
             if parent is None:
                 self.store.log_in(conn, prev.id, f.now, "reopened", "daemon", "",

@@ -338,8 +338,7 @@ class RevisionWriter:
         for row in self.store.load_incidents(conn=conn, open_only=False,
                                              feeder=cancelled.feeder, status="restored",
                                              ended_after=since):
-            prev = (rnd.get(conn, row["id"]) if rnd is not None else None) \
-                or Incident.from_json(row["state"])
+            prev = rnd.of_row(row) if rnd is not None else Incident.from_json(row["state"])
             after = handed_back(prev, cancelled.id, now)
             if after is prev or prev.stage == "closed":
                 continue

@@ -73,6 +73,11 @@ class RoundCache:
             self.created[iid] = row["created_at"]
         return inc
 
+    def of_row(self, row: Mapping[str, Any]) -> Incident:
+        """The incident of a row read in the round: as the round last saved it, else as the
+        row has it (then kept)."""
+        return self._remember(row)
+
     def get(self, conn: Connection, incident_id: str) -> Incident | None:
         if incident_id in self.incidents:
             return self.incidents[incident_id]
