@@ -442,16 +442,20 @@ def _transformer_area(row: Mapping[str, Any], klass: str, t: str, topology: Topo
 
 def _later_back(log: Sequence[Mapping[str, Any]]) -> dict[str, datetime]:
     """The areas a step after the end brought back later (:data:`LATER_BACK_STAGES`), with
-    when: the last such step listing each, unless a ``continued_undone`` step (the outage
-    that took the area on was called off) came after it."""
-    out: dict[str, datetime] = {}
-    for e in log:
-        for t in (e.get("details") or {}).get("transformers") or ():
+    when: the last such step written listing each, unless a ``continued_undone`` step (the
+    outage that step handed it to was called off) came after it."""
+    out: dict[str, tuple[datetime, str | None]] = {}  # area -> (back at, by: a hand-on's)
+    # In the order written: a step's time is when supply came back, which may be earlier
+    # than a step logged before it (an operator's --at).
+    for e in sorted(log, key=lambda e: int(e.get("id") or 0)):
+        details = e.get("details") or {}
+        for t in details.get("transformers") or ():
             if e["stage"] in LATER_BACK_STAGES:
-                out[t] = e["at"]
-            elif e["stage"] == "continued_undone":  # the new outage was called off
-                out.pop(t, None)
-    return out
+                out[t] = (e["at"], details.get("by") if e["stage"] == "continued" else None)
+            elif e["stage"] == "continued_undone" and t in out \
+                    and out[t][1] == details.get("by"):  # that new outage was called off
+                del out[t]
+    return {t: at for t, (at, _) in out.items()}
 
 
 def _transformer_areas(row: Mapping[str, Any], klass: str, known: Sequence[str],

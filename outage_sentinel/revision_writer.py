@@ -162,6 +162,7 @@ class RevisionWriter:
         if after.status == "cancelled" and current is not None and current.status == "active":
             notices = self.lifecycle.take_back_in(conn, after, notices, now, actor_of(event),
                                                   source=event.source)
+        if after.status == "cancelled" and (current is None or current.status != "cancelled"):
             self.give_back(conn, after, now, actor_of(event), rnd)
         return notices, after
 
@@ -335,8 +336,8 @@ class RevisionWriter:
         (:meth:`hand_on`) count them unconfirmed again (:func:`handed_back`), and their logs
         say so (``continued_undone``)."""
         since = cancelled.start - HAND_BACK_LOOKBACK
-        for row in self.store.load_incidents(conn=conn, open_only=False,
-                                             feeder=cancelled.feeder, status="restored",
+        # Any feeder: a liaison's answer may have joined an outage filed under another line.
+        for row in self.store.load_incidents(conn=conn, open_only=False, status="restored",
                                              ended_after=since):
             prev = rnd.of_row(row) if rnd is not None else Incident.from_json(row["state"])
             after = handed_back(prev, cancelled.id, now)

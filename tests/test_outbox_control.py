@@ -124,3 +124,27 @@ def test_a_message_re_addressed_while_the_deliverer_holds_its_copy_goes_to_the_n
     d.run_once(T0 + timedelta(seconds=5))
     assert [m.target for m in ch.sent] == ["g1", "g1-new"]
     assert ch.sent[1].mentions == ("13811112222",)
+
+
+def test_only_the_command_centres_withdrawal_before_sending_says_a_recipient_gets_none(
+        sqlite_store: Store) -> None:
+    """A care notice the command centre withdrew while pending or held is its word that the
+    recipient gets none; a dead letter it tidied away, or one the daemon took back itself,
+    is not (a later dispatch may send it a new one)."""
+    rows = [row(f"village:V{i}:wecom:g{i}", purpose="care") for i in range(1, 6)]
+    m = enqueue(sqlite_store, *rows)
+    ids = {r.recipient: r.id for r in m}
+    sqlite_store.control([ids["village:V1:wecom:g1"]], "withdraw", T0,
+                         "withdrawn by board:ops: 名单待核实")
+    sqlite_store.control([ids["village:V2:wecom:g2"]], "hold", T0, "held by board:ops")
+    sqlite_store.control([ids["village:V2:wecom:g2"]], "withdraw", T0, "withdrawn by cli:li: x")
+    sqlite_store.mark_dead(ids["village:V3:wecom:g3"], T0, "HTTP 500")
+    sqlite_store.control([ids["village:V3:wecom:g3"]], "withdraw", T0, "withdrawn by cli:li: y")
+    with sqlite_store.transaction() as conn:
+        sqlite_store.withdraw_pending_in(conn, "INC-1", ("care",), T0,
+                                         "another crew holds the list",
+                                         recipients=("village:V4:wecom:g4",))
+        refused = sqlite_store.withdrawn_by_command_in(conn, "INC-1", ("care",))
+        taken_back = sqlite_store.taken_back_in(conn, "INC-1", ("care",))
+    assert refused == {"village:V1:wecom:g1", "village:V2:wecom:g2"}
+    assert taken_back == {f"village:V{i}:wecom:g{i}" for i in range(1, 5)}

@@ -325,3 +325,33 @@ def test_a_feed_cancelling_the_new_outage_gives_the_area_back_too(h: Harness) ->
     h.feed(ev("N2", "T2", start=h.now, status="cancelled"))
     assert state(h, new_id).status == "cancelled"
     assert state(h, iid).unconfirmed == ("T2",) and state(h, iid).continued == {}
+
+
+def test_a_confirmation_after_the_give_back_counts_at_the_time_it_gives(h: Harness) -> None:
+    """Logged after the give-back but with an earlier time (the operator's --at): the report
+    follows the order the steps were written in, not their times."""
+    iid = over_with_t2_unsure(h)
+    new_id = hand_t2_on(h, iid)
+    h.at(60)
+    CommandSteps(h.daemon.lifecycle, h.daemon.processor, lambda: h.now).cancel(
+        new_id, "联络人误报", "operator:li")
+    h.at(65)
+    h.daemon.processor.operator_restore(iid, "operator:li", None, "2026-11-23 10:50", "",
+                                        now=h.now)
+    assert state(h, iid).restored["T2"].astimezone(TZ).strftime("%H:%M") == "10:50"
+    assert hours_off(h, iid, "T2") == pytest.approx(50 / 60)
+
+
+def test_the_new_outage_restored_then_cancelled_by_the_feed_gives_the_area_back(
+        h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    h.at(40)
+    h.feed(ev("N2", "T2", start=h.now))
+    new_id = state(h, iid).continued["T2"]
+    h.at(50)
+    h.feed(ev("N2", "T2", start=T0 + timedelta(minutes=40), status="restored"))
+    assert state(h, new_id).status == "restored"
+    h.at(55)
+    h.feed(ev("N2", "T2", start=T0 + timedelta(minutes=40), status="cancelled"))
+    assert state(h, new_id).status == "cancelled"
+    assert state(h, iid).unconfirmed == ("T2",) and state(h, iid).continued == {}

@@ -13,6 +13,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    or_,
     select,
     update,
 )
@@ -337,10 +338,13 @@ class OutboxStore(StoreBase):
     def withdrawn_by_command_in(self, conn: Connection, incident_id: str,
                                 purposes: Sequence[str]) -> set[str]:
         """Recipients of a message of ``incident_id`` with ``purposes`` that the command
-        centre withdrew (not one the daemon took back): its word that they get none."""
+        centre withdrew before it was tried to the end (pending or held; not one the daemon
+        took back, nor a dead letter tidied away): its word that they get none."""
         return self._recipients_in(conn, incident_id, purposes, and_(
             outbox_t.c.status == "withdrawn",
-            outbox_t.c.last_error.like(WITHDRAWN_BY + "%")))
+            outbox_t.c.last_error.like(WITHDRAWN_BY + "%"),
+            or_(outbox_t.c.last_error.like("% (was pending%"),
+                outbox_t.c.last_error.like("% (was held%"))))
 
     def _recipients_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
                        status: Any) -> set[str]:
