@@ -169,9 +169,8 @@ class CrewDispatch:
             "preempts": choice.preempts.incident_id if choice.preempts else None})
         c, held = choice.crew, row.get("crew_id")
         rows = self._dispatch_rows(inc, pr, choice, deadline, area, now)
-        # Another crew than the one it holds (or held, before a preemption took it off):
-        # a group told the list went to that one hears where it is now.
-        rows += self._care_rows(conn, inc, villages, c.name or c.id, now, retell=held != c.id)
+        rows += self._care_rows(conn, inc, villages, c.name or c.id, now,
+                                retell=held is not None and held != c.id)
         rows += self.owner.command_rows(inc, "dispatched",
                                         self.owner.render_summary(inc, crew=c.id))
         self.store.enqueue_in(conn, rows, now)
@@ -339,8 +338,7 @@ class CrewDispatch:
         the list). Once per liaison, not once per crew sent (in a storm crews are pulled
         between incidents many times): a group's message naming another crew not sent yet
         is taken back for one naming ``crew_label``, and one sent already is followed by
-        one only when ``retell`` (the incident went to another crew than it had: the command
-        centre's choice, or after a preemption took its crew off).
+        one only when ``retell`` (the command centre gave the incident to another crew).
         None goes to a recipient whose notice the command centre withdrew."""
         lang = self.planner.renderer.language
         individual = individual_channels(self.owner.config.channels)

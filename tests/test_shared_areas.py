@@ -40,10 +40,9 @@ def daemon(tmp_path: Path, db_url: str) -> Iterator[Daemon]:
     d.close()
 
 
-def make_daemon(tmp_path: Path, db_url: str, topology: Topology, **more: Any) -> Daemon:
-    """A started daemon on ``topology`` with recording channels and a hand-set clock
-    (``more``: further config sections)."""
-    config = parse_config({**more,
+def make_daemon(tmp_path: Path, db_url: str, topology: Topology) -> Daemon:
+    """A started daemon on ``topology`` with recording channels and a hand-set clock."""
+    config = parse_config({
         "state_dir": str(tmp_path / "state"),
         "database": {"url": db_url},
         "sources": [{"name": "unused", "type": "replay", "scenario": str(tmp_path / "x.jsonl")}],

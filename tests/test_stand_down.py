@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from outage_sentinel.command_steps import CommandSteps
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.outgoing import OutboxMessage
-from tests.conftest import GRID_CREWS, T0, build_grid
+from tests.conftest import T0
 from tests.test_shared_areas import daemon as daemon  # noqa: F401  (the fixture)
-from tests.test_shared_areas import ev, feed, make_daemon
+from tests.test_shared_areas import ev, feed
 
 
 def crew_messages(d: Daemon, incident_id: str) -> list[tuple[str, str, str]]:
@@ -248,34 +247,3 @@ def test_a_care_notice_the_command_centre_withdrew_is_not_queued_again_by_a_new_
             if m.purpose == "care"] == [
         ("withdrawn", "withdrawn by board:ops: 名单待核实 (was pending)")]
     assert ("CR2", "dispatch", "sent") in crew_messages(daemon, iid)
-
-
-def test_a_group_told_who_holds_the_care_list_hears_it_again_after_a_preemption(
-        tmp_path: Path, db_url: str) -> None:
-    """马集抢修班 (the one crew covering both lines) went to 刘庄村's outage (T4: a
-    life-support household) and the group heard it holds the list; a longer outage on the
-    other line, reported late, took the crew off it. The crew sent to 刘庄村 next holds
-    the list now, and the group must hear so."""
-    crews = [{**GRID_CREWS[0], "feeders": "F1;F2"}, {**GRID_CREWS[1], "feeders": ""}]
-    # The life-support household weighs nothing in the priority here: the long outage wins.
-    d = make_daemon(tmp_path, db_url, build_grid(crews),
-                    priority={"life_support": 0, "elderly_alone": 0})
-    try:
-        feed(d, 1, ev("N1", "T4"))
-        a = one_incident(d)
-        deliver(d)
-        feed(d, 5, ev("N2", "T6", "T7", start=T0 - timedelta(hours=12)))
-        b = next(r["id"] for r in d.store.load_incidents(open_only=True) if r["id"] != a)
-        assert d.store.get_incident(b)["crew_id"] == "CR1"  # type: ignore[index]
-        notes = [e["details"] for e in d.store.incident_log(a) if e["stage"] == "note"]
-        assert {"crew": "CR1", "reassigned_to": b} in notes
-        if d.store.get_incident(a)["crew_id"] is None:  # type: ignore[index]
-            d.lifecycle.dispatch(a, "ops")
-        deliver(d)
-        assert d.store.get_incident(a)["crew_id"] == "CR2"  # type: ignore[index]
-        care = [(m.status, m.body.splitlines()[1]) for m in d.store.messages(incident_id=a)
-                if m.purpose == "care"]
-        said = "本村有1户特殊关怀用户，名单已发送给{}，请与其联系，不在群内公布。"
-        assert care == [("sent", said.format("马集抢修班")), ("sent", said.format("城关抢修班"))]
-    finally:
-        d.close()
