@@ -21,7 +21,9 @@ An area is off
   active, else the time it was last updated;
 * an area counted back unconfirmed at the end is off until a later ``confirmed_back`` step
   (a meter, a liaison or the command centre said it is back) or ``continued`` step (a new
-  outage took it on: off here until that one began) lists it, even past ``end_time``;
+  outage took it on: off here until that one began) lists it, even past ``end_time`` (a
+  ``continued_undone`` step, that outage called off, undoes its ``continued``; the steps are
+  read in the order they were written);
 * a **cancelled** incident is off at most until it was cancelled (its first ``cancelled`` log
   entry, else its last update): one cancelled before it started counts 0;
 
