@@ -85,7 +85,7 @@ INCIDENT_COLUMNS = [
     "customers", "customer_hours", "villages", "cause_category", "stage", "parent_id",
     "first_evidence", "first_liaison_notice", "notice_latency_min", "crew", "crew_name",
     "arrival_deadline",
-    "arrived_at", "met_commitment", "calls",
+    "arrived_at", "met_commitment", "calls", "unconfirmed_areas",
 ]
 AREA_COLUMNS = [
     "incident_id", "class", "transformer", "feeder", "village", "customers", "off_from",
@@ -330,6 +330,8 @@ def _incident_row(ctx: _RowContext, row: Mapping[str, Any], log: Sequence[Mappin
         "met_commitment": met,
         "calls": sum(1 for m in (row.get("state") or {}).get("members", {}).values()
                      if m.get("signal") == "call"),
+        # Counted back when its records ended, nothing yet saying so (恢复待确认).
+        "unconfirmed_areas": len((row.get("state") or {}).get("unconfirmed") or ()),
     }
 
 
@@ -667,6 +669,9 @@ def _summary(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
         "crew_arrivals_pending": int((incidents["arrival_deadline"].notna() & met.isna()
                                       & (incidents["status"] == "active")).sum()),
         "dead_letters": len(dead),
+        # Still to confirm (or to close out knowingly): incidents not closed out yet.
+        "unconfirmed_areas": int(incidents.loc[incidents["stage"] != "closed",
+                                               "unconfirmed_areas"].sum()),
         "generated_at": now.astimezone(tz).replace(tzinfo=None, microsecond=0),
     }
     return pd.DataFrame([row])
@@ -754,4 +759,11 @@ def daily_report_message(report: Report, top: int = 3) -> str:
             for r in worst.itertuples()))
     if s["dead_letters"]:
         lines.append(f"未送达通知（死信）{int(s['dead_letters'])} 条，请核查")
+    if s["unconfirmed_areas"]:
+        pending = report.incidents[(report.incidents["unconfirmed_areas"] > 0)
+                                   & (report.incidents["stage"] != "closed")]
+        ids = list(pending["id"])
+        lines.append(f"恢复送电未经确认的台区 {int(s['unconfirmed_areas'])} 个（"
+                     + "、".join(ids[:top]) + (f"等{len(ids)}起" if len(ids) > top else "")
+                     + "），请核实后记录恢复")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from outage_sentinel.command_steps import CommandSteps
 from outage_sentinel.incident_view import incident_text
 from outage_sentinel.incidents import Incident
 from outage_sentinel.lifecycle import LifecycleError
-from outage_sentinel.reports import build_report
+from outage_sentinel.reports import build_report, daily_report_message
 from tests.test_lifecycle import T0, TZ, Harness, ev
 
 
@@ -355,3 +356,21 @@ def test_the_new_outage_restored_then_cancelled_by_the_feed_gives_the_area_back(
     h.feed(ev("N2", "T2", start=T0 + timedelta(minutes=40), status="cancelled"))
     assert state(h, new_id).status == "cancelled"
     assert state(h, iid).unconfirmed == ("T2",) and state(h, iid).continued == {}
+
+
+def test_the_daily_report_names_the_incidents_with_areas_still_to_confirm(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    h.at(120)
+
+    def report() -> Any:
+        return build_report(h.daemon.store, h.topology, T0 - timedelta(hours=1),
+                            T0 + timedelta(days=1), TZ, h.now)
+
+    r = report()
+    assert list(r.incidents["unconfirmed_areas"]) == [1]
+    assert int(r.summary["unconfirmed_areas"].iloc[0]) == 1
+    assert f"恢复送电未经确认的台区 1 个（{iid}），请核实后记录恢复" in daily_report_message(r)
+    h.daemon.processor.operator_restore(iid, "operator:li", None, None, "", now=h.now)
+    r = report()
+    assert int(r.summary["unconfirmed_areas"].iloc[0]) == 0
+    assert "未经确认" not in daily_report_message(r)
