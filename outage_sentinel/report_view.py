@@ -73,6 +73,7 @@ RESPONSE_VIEW: Sequence[Column] = (
     ("arrival_deadline", "到达时限", "Arrival deadline", "time"),
     ("arrived_at", "到达时间", "Arrived", "time"),
     ("met_commitment", "按时到达", "On time", "bool"),
+    ("unconfirmed_areas", "恢复待确认台区", "Areas back unconfirmed", "int"),
 )
 SCOPE_VIEW: Sequence[Column] = (
     ("customers", "用户数", "Customers", "int"),
