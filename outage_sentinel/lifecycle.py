@@ -89,6 +89,25 @@ def incident_columns(inc: Incident, now: datetime, **extra: Any) -> dict[str, An
     return row
 
 
+def area_names(topology: Topology, areas: Sequence[str]) -> list[str]:
+    """Each area's name in the bundle (its id where it has none, or is unknown)."""
+    return [(topology.nodes[t].name or t) if t in topology.nodes else t for t in areas]
+
+
+def unasked_areas(inc: Incident, topology: Topology,
+                  recipients: Callable[[str], Sequence[str]]) -> list[str]:
+    """The areas ``inc`` counts back unconfirmed whose village was not asked about them: no
+    liaison to ask (``recipients`` of the village), or not told (held back: still dark in
+    another outage)."""
+    told = set(inc.restored_villages)
+    out = []
+    for t in inc.unconfirmed:
+        village = topology.nodes[t].village if t in topology.nodes else None
+        if not village or village not in told or not recipients(village):
+            out.append(t)
+    return out
+
+
 def confirmed_devices(topology: Topology, text: str) -> list[str]:
     """The device ids of a close-out's ``device`` field (ids or names, separated by commas,
     、 or spaces; each once, in order); :class:`LifecycleError` naming one that is not a
@@ -226,28 +245,13 @@ class Lifecycle:
                        if v in self.topology.villages],
             # Counted back when the records ended, nothing saying so: the villages are asked
             # (those without a liaison, or held back as still dark elsewhere, are not).
-            unconfirmed=self._area_names(inc.unconfirmed),
-            unasked=self._area_names(self._unasked(inc)),
+            unconfirmed=area_names(self.topology, inc.unconfirmed),
+            unasked=area_names(self.topology, unasked_areas(
+                inc, self.topology, self.planner.village_recipients)),
             # Areas reported off the fault point does not explain: the estimate reads their
             # reports as false (or misses a fault), which "confirmed off" must not hide.
-            unexplained=self._area_names(contradicted_reports(self.topology, inc)),
+            unexplained=area_names(self.topology, contradicted_reports(self.topology, inc)),
         )
-
-    def _area_names(self, areas: Sequence[str]) -> list[str]:
-        return [(self.topology.nodes[t].name or t) if t in self.topology.nodes else t
-                for t in areas]
-
-    def _unasked(self, inc: Incident) -> list[str]:
-        """The areas ``inc`` counts back unconfirmed whose village was not asked about them:
-        no liaison to ask, or not told (held back: still dark in another outage)."""
-        told = set(inc.restored_villages)
-        out = []
-        for t in inc.unconfirmed:
-            village = self.topology.nodes[t].village if t in self.topology.nodes else None
-            if not village or village not in told \
-                    or not self.planner.village_recipients(village):
-                out.append(t)
-        return out
 
     def crew_label(self, crew_id: str | None) -> str:
         """``抢修一班`` for a crew of the bundle, its id otherwise ('' for none)."""
@@ -330,9 +334,8 @@ class Lifecycle:
               device: str | None = None, unconfirmed_ok: bool = False) -> Incident:
         """Close out (销号) a restored or cancelled incident with its cause category and, if the
         crews confirmed them, the devices that operated (``device``: one id or several
-        separated by commas or spaces; the localiser learns from these). An incident with
-        areas counted back that nothing confirmed (:attr:`Incident.unconfirmed`) is closed
-        only when the operator says so (``unconfirmed_ok``; the log keeps which)."""
+        separated by commas or spaces; the localiser learns from these). One with areas back
+        unconfirmed is closed only on the operator's ``unconfirmed_ok`` (the log lists them)."""
         now = self.clock()
         if not cause_category:
             raise StepInputError("closing needs a cause category (--cause)")
@@ -351,7 +354,7 @@ class Lifecycle:
                 raise LifecycleError(
                     f"{incident_id}: nothing confirmed that {len(inc.unconfirmed)} area(s) "
                     f"counted back when its records ended are back "
-                    f"({'、'.join(self._area_names(inc.unconfirmed[:6]))}); confirm them "
+                    f"({'、'.join(area_names(self.topology, inc.unconfirmed[:6]))}); confirm them "
                     f"(incidents restore {incident_id}) or close anyway with --unconfirmed-ok "
                     "(the board: 恢复未经确认也销号)")
             if inc.unconfirmed:

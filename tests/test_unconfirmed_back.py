@@ -21,7 +21,7 @@ from outage_sentinel.board.field import answer_event
 from outage_sentinel.command_steps import CommandSteps
 from outage_sentinel.incident_view import incident_text
 from outage_sentinel.incidents import Incident
-from outage_sentinel.lifecycle import LifecycleError
+from outage_sentinel.lifecycle import LifecycleError, unasked_areas
 from outage_sentinel.reports import build_report, daily_report_message
 from tests.test_lifecycle import T0, TZ, Harness, ev
 
@@ -374,3 +374,11 @@ def test_the_daily_report_names_the_incidents_with_areas_still_to_confirm(h: Har
     r = report()
     assert int(r.summary["unconfirmed_areas"].iloc[0]) == 0
     assert "未经确认" not in daily_report_message(r)
+
+
+def test_an_area_whose_village_has_no_liaison_was_not_asked(h: Harness) -> None:
+    iid = over_with_t2_unsure(h)
+    inc = state(h, iid)
+    planner = h.daemon.lifecycle.planner
+    assert unasked_areas(inc, h.topology, planner.village_recipients) == []
+    assert unasked_areas(inc, h.topology, lambda village: []) == ["T2"]
