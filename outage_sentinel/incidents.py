@@ -1031,7 +1031,8 @@ def continued_in(incident: Incident, areas: Iterable[str], by: str, at: datetime
     with nothing saying they were (:attr:`Incident.unconfirmed`): they were not confirmed,
     so they stay off here until ``by`` began (its own record counts them from there) and are
     no longer asked about. Unchanged when none of ``areas`` is unconfirmed."""
-    taken = [t for t in incident.unconfirmed if t in set(areas)]
+    wanted = set(areas)
+    taken = [t for t in incident.unconfirmed if t in wanted]
     if not taken:
         return incident
     restored = {**incident.restored,

@@ -320,8 +320,7 @@ class RevisionWriter:
         if after is prev:
             return
         taken = [t for t in prev.unconfirmed if t in after.continued]
-        self.store.save_incident_in(conn, incident_columns(after, f.now))
-        f.rnd.saved(prev, after, f.now)
+        self._save_beside(conn, prev, after, f.now, f.rnd)
         self.store.log_in(conn, prev.id, max(after.restored[t] for t in taken), "continued",
                           actor_of(f.event), "",
                           {"transformers": taken, "by": by.id,
@@ -329,6 +328,14 @@ class RevisionWriter:
                            "recorded_at": f.now.isoformat()})
         self.log.info("unconfirmed_areas_continued", incident_id=prev.id, by=by.id,
                       transformers=taken)
+
+    def _save_beside(self, conn: Connection, before: Incident, after: Incident, now: datetime,
+                     rnd: RoundCache | None) -> None:
+        """Write ``after``, another incident than the one being revised, and keep the round's
+        view of it current."""
+        self.store.save_incident_in(conn, incident_columns(after, now))
+        if rnd is not None:
+            rnd.saved(before, after, now)
 
     def give_back(self, conn: Connection, cancelled: Incident, now: datetime, actor: str,
                   rnd: RoundCache | None = None) -> None:
@@ -346,9 +353,7 @@ class RevisionWriter:
             if after is prev or prev.stage == "closed":
                 continue
             taken = [t for t in prev.continued if t not in after.continued]
-            self.store.save_incident_in(conn, incident_columns(after, now))
-            if rnd is not None:
-                rnd.saved(prev, after, now)
+            self._save_beside(conn, prev, after, now, rnd)
             self.store.log_in(conn, prev.id, now, "continued_undone", actor, "",
                               {"transformers": taken, "by": cancelled.id})
             self.log.info("unconfirmed_areas_given_back", incident_id=prev.id,
