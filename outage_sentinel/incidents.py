@@ -993,14 +993,19 @@ def back_on_field_word(incident: Incident, areas: Iterable[str]) -> bool:
     """Whether any of ``areas`` is back on a liaison's answer alone: no feed, meter reading or
     operator's or crew's step says so. A notice that tells the village then says whose word
     it is rather than stating it as the system's own finding."""
+    return bool(on_field_word(incident, areas))
+
+
+def on_field_word(incident: Incident, areas: Iterable[str]) -> tuple[str, ...]:
+    """The areas of ``areas`` back on a liaison's answer alone (:func:`back_on_field_word`)."""
     field: list[Member] = []
     others: list[Member] = []
     for m in incident.members.values():  # a member's key is "source|event_id"
         (field if m.key.split("|", 1)[0] == FIELD_SOURCE else others).append(m)
     if not field:
-        return False
+        return ()
     by_field, back = restoration_signals(field), areas_back(others)
-    return any(t in by_field and t not in back for t in areas)
+    return tuple(t for t in areas if t in by_field and t not in back)
 
 
 def answers_to(incident: Incident, event: OutageEvent, resolved: Resolved) -> bool:
@@ -1259,13 +1264,18 @@ def reported_dark(incidents: Iterable[Incident]) -> set[str]:
 
 
 def called_off(incident: Incident, village: str, topology: Topology | None) -> bool:
-    """Whether planned or temporary work was called off for ``village``: every record that
-    says something of it (:func:`village_records`) was cancelled (one re-issued without the
-    village's areas, say), and one at least did (or was edited before the work began to leave
-    the village out, :attr:`Member.left`). Its power never went off: it hears 停电取消, not "power back"."""
-    if topology is None or incident_class(incident.kind) == "unplanned":
+    """Whether the outage was called off for ``village``: every record that says something of
+    it (:func:`village_records`) was cancelled (one re-issued without the village's areas, a
+    fault record withdrawn while others stay open), and one at least did (or, for planned or
+    temporary work, was edited before the work began to leave the village out,
+    :attr:`Member.left`: a fault record that shrinks is as often a partial restoration). Work
+    called off never switched it off; a withdrawn fault record is no word that power is on:
+    either way it hears 停电取消, as when the whole incident is, not "power back"."""
+    if topology is None:
         return False
     records = village_records(incident, village, topology)
+    if incident_class(incident.kind) == "unplanned":
+        return bool(records) and all(m.status == "cancelled" for m in records)
     areas = topology.village_transformers(village)
     edited = [m for m in incident.members.values() if any(t in areas for t in m.left)]
     return bool(records or edited) and all(m.status == "cancelled" for m in records)
@@ -1406,16 +1416,18 @@ def village_scope_change(before: Incident, after: Incident, village: str, topolo
                          ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """How the areas of ``village`` off changed between two revisions in a way its liaisons
     must hear of: areas a source or an operator reported off that were not in the scope
-    (added), and areas off that the command centre took out (removed). An inferred area the
-    estimate adds or drops is no news to them, nor an area coming back."""
+    (added), and areas off that the command centre took out or planned work's records left
+    out before it began (removed: :func:`called_off_areas`). An inferred area the estimate
+    adds or drops is no news to them, nor an area coming back."""
     was, now = set(before.estimate.transformers), set(after.estimate.transformers)
     areas = topology.village_transformers(village)
     added = tuple(t for t in after.estimate.transformers
                   if t in areas and t not in was and after.mark(t) == "reported"
                   and t not in after.restored)
+    called = set(called_off_areas(after))
     removed = tuple(t for t in before.estimate.transformers
-                    if t in areas and t not in now and t in after.excluded
-                    and t not in before.restored)
+                    if t in areas and t not in before.restored
+                    and ((t not in now and t in after.excluded) or t in called))
     return added, removed
 
 

@@ -354,9 +354,10 @@ class LiaisonPlanner:
         estimate = incident.estimate
         if village_id not in estimate.villages and previous is not None:
             estimate = previous.estimate  # a village no longer affected: describe what it had
-        # Outage and update notices count what is still off; restored/cancelled what was off.
-        areas = incident.off if notice.purpose in ("outage", "update") and estimate is \
-            incident.estimate else estimate.transformers
+        # Outage, update and reminder notices count what is (or is to be) off; restored and
+        # cancelled ones what was off.
+        areas = incident.off if notice.purpose in ("outage", "update", "reminder") \
+            and estimate is incident.estimate else estimate.transformers
         in_village = [t for t in areas if self.topology.nodes[t].village == village_id]
         return estimate, areas, in_village
 

@@ -39,6 +39,7 @@ from outage_sentinel.incidents import (
     Notice,
     announced_kind,
     contradicted_reports,
+    on_field_word,
     villages_off,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
@@ -229,18 +230,19 @@ class Lifecycle:
             probability=inc.estimate.probability,
             probability_label="" if inc.estimate.probability is None else
             crews.percent_label(inc.estimate.probability, r.language),
-            # Each device as sure as it is: one a source named is a fact, the rest inferred.
-            device_reported=planned or set(named) >= set(inc.estimate.devices),
+            # Each device as sure as it is: one a source named is a fact, the rest inferred
+            # (planned work's too: the device a record names is switched off, one the
+            # localiser put above its areas is only the likely one).
             reported_label=planner.device_label(named, own_note=True),
             inferred_label=planner.device_label(
-                [] if planned else [d for d in inc.estimate.devices if d not in named],
-                own_note=True),
+                [d for d in inc.estimate.devices if d not in named], own_note=True),
             device_set=bool(inc.device_set) and not planned,
             planned=planned,
             upcoming=inc.updated_at is not None and inc.start > inc.updated_at,
             crew_label=self.crew_label(crew),
             stage_label=label(STAGE_LABELS, r.language, inc.stage),
-            confirmed=len(inc.confirmed),
+            # Of the areas still off, those a source reported (one back is no longer off).
+            confirmed=len([t for t in inc.confirmed if t not in inc.restored]),
             withdrawn=[self.topology.villages[v].name for v in inc.withdrawn_villages
                        if v in self.topology.villages],
             # Counted back when the records ended, nothing saying so: the villages are asked
@@ -251,6 +253,7 @@ class Lifecycle:
             # Areas reported off the fault point does not explain: the estimate reads their
             # reports as false (or misses a fault), which "confirmed off" must not hide.
             unexplained=area_names(self.topology, contradicted_reports(self.topology, inc)),
+            on_word=area_names(self.topology, on_field_word(inc, inc.restored)),
         )
 
     def crew_label(self, crew_id: str | None) -> str:

@@ -399,3 +399,51 @@ def test_an_outage_called_off_or_off_again_has_nothing_unconfirmed() -> None:
     again, _ = core.feed(ev("E2", "T1", start=T0 + timedelta(minutes=45)),
                          T0 + timedelta(minutes=45))
     assert again.status == "active" and again.unconfirmed == () and "T2" in again.off
+
+
+def test_a_fault_record_withdrawn_while_others_stay_open_calls_its_village_off() -> None:
+    """The outage system withdrawing the only record naming a village's area is no word that
+    its power came back: the village hears 停电取消 (as when the whole incident is), while
+    another record keeps the incident on."""
+    grid = build_grid()
+    core = Core(grid)
+    core.feed(ev("E1", "T1"), T0)
+    core.feed(ev("E2", "T5"), T0 + timedelta(minutes=1))
+    inc, notices = core.feed(ev("E2", "T5", status="cancelled"), T0 + timedelta(minutes=10))
+    assert inc.status == "active" and "T1" in inc.off
+    back = [(n.purpose, n.villages) for n in notices if n.purpose in ("cancelled", "restored")]
+    assert back == [("cancelled", ("V3",))]
+    # The same record restored instead is the evidence a restoration is.
+    core = Core(grid)
+    core.feed(ev("E1", "T1"), T0)
+    core.feed(ev("E2", "T5"), T0 + timedelta(minutes=1))
+    _, notices = core.feed(ev("E2", "T5", status="restored"), T0 + timedelta(minutes=10))
+    back = [(n.purpose, n.villages) for n in notices if n.purpose in ("cancelled", "restored")]
+    assert back == [("restored", ("V3",))]
+
+
+def test_a_withdrawn_fault_record_after_the_meters_saw_it_dark_is_a_restoration() -> None:
+    grid = build_grid()
+    core = Core(grid)
+    core.feed(ev("E1", "T1"), T0)
+    core.feed(ev("E2", "T5"), T0 + timedelta(minutes=1))
+    core.feed(ev("M5", "T5", signal="dead", source="ami"), T0 + timedelta(minutes=2))
+    inc, notices = core.feed(ev("E2", "T5", status="cancelled"), T0 + timedelta(minutes=10))
+    assert notices == [] and "T5" in inc.off  # the meters still say it is dark
+    _, notices = core.feed(ev("M5", "T5", signal="dead", source="ami", status="restored",
+                              end=T0 + timedelta(minutes=20)), T0 + timedelta(minutes=20))
+    assert [(n.purpose, n.villages) for n in notices] == [("restored", ("V3",))]
+
+
+def test_planned_work_edited_to_leave_an_area_out_tells_its_village_the_new_scope() -> None:
+    """A record edited before its work began to name fewer of a village's areas (the village
+    still in the work): the village hears an update naming what is still to go off."""
+    grid = build_grid()
+    core = Core(grid)
+    start = T0 + timedelta(hours=20)
+    before, _ = core.feed(ev("P", "T3", "T4", kind="planned", start=start), T0)
+    inc, notices = core.feed(ev("P", "T3", kind="planned", start=start),
+                             T0 + timedelta(minutes=30))
+    assert ("update", ("V2",)) in [(n.purpose, n.villages) for n in notices]
+    assert village_scope_change(before, inc, "V2", grid) == ((), ("T4",))
+    assert "T4" not in inc.off and "T3" in inc.off

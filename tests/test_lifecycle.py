@@ -558,6 +558,42 @@ def test_quiet_hours_hold_planned_notices_but_not_faults(tmp_path: Path) -> None
         h.daemon.close()
 
 
+def test_planned_works_device_no_record_named_is_called_the_likely_one(h: Harness) -> None:
+    start = T0 + timedelta(days=1)
+    h.feed(ev("P1", "T4", "T5", kind="planned", start=start, etr=start + timedelta(hours=4)))
+    [planned] = [m.text for m in h.sent("summary", "command")]
+    assert "线路：10kV二号线；推断停电设备：FU3\n" in planned
+
+
+def test_the_summary_counts_confirmed_areas_among_those_still_off(h: Harness) -> None:
+    """Two records name T1 and T3; T3's ends: of the two areas still off (T1, T2), one was
+    reported, not two."""
+    h.feed(ev("A", "T1"), ev("B", "T3"))
+    h.at(10)
+    h.feed(ev("B", "T3", status="restored"))
+    summary = h.sent("summary", "command")[-1].text
+    assert "当前停电2个台区150户（已确认1个台区，其余为推断" in summary
+
+
+def test_the_summary_says_which_areas_are_back_on_a_liaisons_word_alone(h: Harness) -> None:
+    from outage_sentinel.board.field import answer_event
+    from outage_sentinel.incidents import Incident
+
+    h.feed(ev("A", "T3"))
+    iid = h.only_incident()
+    h.at(20)
+    inc = Incident.from_json(h.incident(iid)["state"])
+    h.daemon.processor.report(answer_event("link-key", inc, "T3", "back", 1, h.now), h.now)
+    h.deliver()
+    summary = h.sent("summary", "command")[-1].text
+    assert summary.startswith("【已恢复】")
+    assert "仅据联络人反馈已来电（停电记录、表计、运行人员均未证实，请核实）：T3" in summary
+    h.at(30)
+    h.feed(ev("A", "T3", status="restored"))  # the record's own end: the system's word now
+    inc = Incident.from_json(h.incident(iid)["state"])
+    assert "仅据联络人反馈" not in h.daemon.processor.lifecycle.render_summary(inc)
+
+
 def test_a_dead_letter_is_shown_to_the_command_centre(h: Harness) -> None:
     h.channel.refuse.add("V2群")
     h.feed(ev("F1", "T3"))
