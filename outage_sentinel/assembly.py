@@ -27,7 +27,13 @@ from outage_sentinel.delivery import Deliverer, Moot, Muter
 from outage_sentinel.estimation import default_estimator
 from outage_sentinel.field_links import PUBLIC, IssuedLink, link_record, short_token
 from outage_sentinel.incidents import Estimator
-from outage_sentinel.liaison import LiaisonPlanner, LinkMaker, Renderer, TemplateFailure
+from outage_sentinel.liaison import (
+    LiaisonPlanner,
+    LinkMaker,
+    Renderer,
+    TemplateFailure,
+    sms_channels,
+)
 from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.logs import redact, register_secret
 from outage_sentinel.metrics import Metrics
@@ -56,7 +62,8 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
     renderer = Renderer(config.notify.language, config.notify.templates_dir,
                         on_failure=on_template_failure)
     planner = LiaisonPlanner(topology, renderer, ZoneInfo(config.timezone),
-                             config.notify.liaison_roles, links=link_maker(config, store, clock))
+                             config.notify.liaison_roles, links=link_maker(config, store, clock),
+                             sms=sms_channels(config.channels))
     lifecycle = Lifecycle(store, topology, planner, config, clock)
     processor = IncidentProcessor(
         store, topology, planner, lifecycle, config, metrics,
@@ -186,4 +193,5 @@ def load_replacement(config: Config, renderer: Renderer, metrics: Metrics, log: 
                   kept=kept)
         return None
     return topology, LiaisonPlanner(topology, renderer, ZoneInfo(config.timezone),
-                                    config.notify.liaison_roles)
+                                    config.notify.liaison_roles,
+                                    sms=sms_channels(config.channels))

@@ -247,7 +247,7 @@ class CrewDispatch:
         if self.planner.links is None:
             return body, params, []
         link = self.planner.links(incident_id, f"crew:{crew.id}", f"crew:{crew.id}")
-        if crew.channel == "sms":
+        if crew.channel in self.planner.sms:
             return body, {**params, "sms": sms_with_link(params["sms"], link.token)}, [link.record]
         line = CREW_LINK_LINE.get(lang, CREW_LINK_LINE["en"])
         return body + "\n" + line.format(url=link.url), params, [link.record]

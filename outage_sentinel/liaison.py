@@ -108,6 +108,13 @@ LIAISON_ROLE_LABELS = {
 }
 
 
+def sms_channels(channels: Mapping[str, ChannelConfig]) -> frozenset[str]:
+    """The channels whose messages go out as SMS templates with parameters (the link a
+    template variable, not a line of text): those of type ``sms``, and one named ``sms`` of
+    any type (a file or console sink standing in for the carrier, as in the demo)."""
+    return frozenset(name for name, c in channels.items() if c.type == "sms" or name == "sms")
+
+
 def individual_channels(channels: Mapping[str, ChannelConfig]) -> dict[str, str]:
     """The enabled channels of the config that reach one person, name → type."""
     return {name: c.type for name, c in channels.items()
@@ -296,10 +303,12 @@ class LiaisonPlanner:
     def __init__(self, topology: Topology, renderer: Renderer, tz: tzinfo,
                  roles: Sequence[str] = ("village_liaison", "grid_manager",
                                          "transformer_manager"),
-                 links: LinkMaker | None = None) -> None:
+                 links: LinkMaker | None = None, sms: Collection[str] = ("sms",)) -> None:
         self.topology = topology
         #: A personal link per liaison row of :data:`LINKED_PURPOSES` (``field.base_url``).
         self.links = links
+        #: The channels that send SMS templates (:func:`sms_channels`).
+        self.sms = frozenset(sms)
         self.renderer = renderer
         self.tz = tz
         self.roles = tuple(roles)
@@ -514,7 +523,7 @@ class LiaisonPlanner:
                 links.append(page.record)
             rows += [r.but(payload={**r.payload, "field_links": links}) if links else r
                      for r in self.liaison_rows(inc, v, f"progress_{step}", body)
-                     if r.channel != "sms"]
+                     if r.channel not in self.sms]
         return rows
 
     def village_recipients(self, village_id: str) -> list[str]:
@@ -576,7 +585,7 @@ class LiaisonPlanner:
         """The text and parameters of one liaison's notice with its link: a line under the
         text, or by SMS the ``link`` variable of the templates that have one (None: an SMS
         template without one, planned work's)."""
-        if channel != "sms":
+        if channel not in self.sms:
             line = LINK_LINE.get(self.renderer.language, LINK_LINE["en"])
             return body + "\n" + line.format(url=link.url), params
         if params is None or params.get("sms_template") not in SMS_LINKED_TEMPLATES:

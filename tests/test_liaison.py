@@ -428,3 +428,31 @@ def test_each_village_hears_its_own_records_cause(grid: Topology) -> None:
     assert "因雷击" in rows["village:V2:dingtalk:group-v2"].body
     v3 = rows["village:V3:feishu:group-v3"].body
     assert "因" not in v3.split("\n")[1] and "雷击" not in v3 and "撞杆" not in v3
+
+
+def test_an_sms_channel_is_known_by_its_type_whatever_its_name() -> None:
+    """A carrier's channel keyed ``aliyun`` sends templates: the liaison's link is the
+    template's ``link`` variable (not a line of text SMS never sends); a file sink keyed
+    ``sms`` stands in for the carrier; a group channel gets the link as a line."""
+    from outage_sentinel.config import parse_config
+    from outage_sentinel.field_links import IssuedLink
+    from outage_sentinel.liaison import sms_channels
+
+    config = parse_config({
+        "state_dir": "state", "topology": "topo",
+        "sources": [{"name": "demo", "type": "replay", "scenario": "s.jsonl"}],
+        "channels": {"aliyun": {"type": "sms", "access_key_id": "a", "access_key_secret": "s",
+                                "sign_name": "x",
+                                "template_code": "t"},
+                     "sms": {"type": "file", "path": "out/sms.jsonl"},
+                     "groups": {"type": "file", "path": "out/groups.jsonl"}}})
+    names = sms_channels(config.channels)
+    assert names == {"aliyun", "sms"}
+    planner = LiaisonPlanner(build_topology([("S1", "B1"), ("B1", "T1")]), Renderer("zh"), ZoneInfo("Asia/Shanghai"),
+                             sms=names)
+    link = IssuedLink("http://b.example/f/tok", "tok", {"token": "tok"})
+    params = {"sms_template": "outage", "sms": {"village": "东村"}}
+    assert planner.with_link("正文", params, "aliyun", link) == (
+        "正文", {"sms_template": "outage", "sms": {"village": "东村", "link": "tok"}})
+    body, same = planner.with_link("正文", params, "groups", link) or ("", None)
+    assert body.endswith("http://b.example/f/tok") and same == params
