@@ -448,8 +448,8 @@ def test_an_sms_channel_is_known_by_its_type_whatever_its_name() -> None:
                      "groups": {"type": "file", "path": "out/groups.jsonl"}}})
     names = sms_channels(config.channels)
     assert names == {"aliyun", "sms"}
-    planner = LiaisonPlanner(build_topology([("S1", "B1"), ("B1", "T1")]), Renderer("zh"), ZoneInfo("Asia/Shanghai"),
-                             sms=names)
+    topology = build_topology([("S1", "B1"), ("B1", "T1")])
+    planner = LiaisonPlanner(topology, Renderer("zh"), ZoneInfo("Asia/Shanghai"), sms=names)
     link = IssuedLink("http://b.example/f/tok", "tok", {"token": "tok"})
     params = {"sms_template": "outage", "sms": {"village": "东村"}}
     assert planner.with_link("正文", params, "aliyun", link) == (
