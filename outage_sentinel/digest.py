@@ -22,14 +22,22 @@ The structured facts come from :attr:`Message.params` (the renderer fills them):
 ``priority``   optional number, higher is worse (overrides the kind/households order)
 ``confirmed``  of ``households``, those in areas a source reported (the rest are only
                "possibly affected", inferred); ``villages_confirmed`` the same per village
-               for a message naming several; missing: all confirmed
+               for a message naming several; missing: as the text says (a crew's dispatch:
+               "已确认50户，其余未确认"), else all confirmed
 ``etr``        expected restoration, local time text (``"2026-03-01 12:00"``)
 ``incident``   the incident id (also ``Message.incident_id``)
 =============  ====================================================================
 
-A digest line keeps what the notices it stands for kept apart: a village only possibly
+A digest line states each incident's latest state: a later message wins, and one naming no
+village (a crew's "power back", a stand-down) speaks for the whole incident. An outage called
+off reads 故障停电已取消 with the cancelled notice's advice (如仍停电请拨打95598), never
+"restored". A line keeps what the notices it stands for kept apart: a village only possibly
 affected is listed under 可能受影响, households are given as confirmed plus possible, and the
 expected restoration time and the incident id close the line.
+
+Notices that say nothing of whether a village is off still say something, quoted in the line:
+a special-care notice by its count-and-holder line (a group's notice names nobody), the latest
+repair progress, and a crew's orders (power back: the dispatch stands; stood down: stop).
 
 A message without params is still covered: its first text line is quoted in the digest.
 """
@@ -37,6 +45,7 @@ A message without params is still covered: its first text line is quoted in the 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,14 +56,19 @@ from outage_sentinel.textlimits import trim_bytes, utf8_len
 Language = Literal["zh", "en"]
 
 _KIND_RANK = {"fault": 3, "temporary": 2, "planned": 1}
-_STATUS_RANK = {"active": 2, "unconfirmed": 1, "restored": 1, "cancelled": 0, "corrected": 0}
+_STATUS_RANK = {"active": 2, "unconfirmed": 1, "restored": 1, "cancelled": 0, "corrected": 0,
+                "stood_down": 0}
+#: States a message naming no village gives every village of its incident still listed off.
+_ENDED = ("restored", "cancelled", "unconfirmed")
 
 _LABELS: dict[str, dict[str, str]] = {
     "zh": {
         "fault": "故障停电", "temporary": "临时停电", "planned": "计划停电", "unknown": "停电",
         "restored": "已恢复送电", "cancelled": "已取消", "corrected": "更正：不涉及",
-        "unconfirmed": "恢复待确认",
-        "households": "户", "sep": "、", "colon": "：", "total": "共",
+        "unconfirmed": "恢复待确认", "cancelled_head": "{kind}已取消", "stood_down": "抢修撤回",
+        "call": "如仍停电请拨打95598", "as_normal": "届时正常供电",
+        "care": "重点关怀", "care_in": "（{village}）", "progress": "抢修进展：",
+        "households": "户", "sep": "、", "colon": "：", "total": "共", "semi": "；", "comma": "，",
         "header": "停电汇总：{incidents}起事件，{feeders}条线路，{villages}个村，{households}户",
         "header_possible": ("停电汇总：{incidents}起事件，{feeders}条线路，{villages}个村"
                             "（{possible_villages}个仅可能受影响），确认{confirmed}户，"
@@ -66,9 +80,12 @@ _LABELS: dict[str, dict[str, str]] = {
     "en": {
         "fault": "Fault outage", "temporary": "Temporary outage", "planned": "Planned outage",
         "unknown": "Outage", "restored": "Restored", "cancelled": "Cancelled",
-        "unconfirmed": "Back unconfirmed",
-        "corrected": "Correction: not affected",
+        "unconfirmed": "Back unconfirmed", "cancelled_head": "{kind} cancelled",
+        "stood_down": "Stand down", "corrected": "Correction: not affected",
+        "call": "if your power is off, call 95598", "as_normal": "supply as normal",
+        "care": "Special care", "care_in": " ({village})", "progress": "Repair progress: ",
         "households": " households", "sep": ", ", "colon": ": ", "total": "total ",
+        "semi": "; ", "comma": ", ",
         "header": ("Outage digest: {incidents} incident(s), {feeders} feeder(s), "
                    "{villages} village(s), {households} household(s)"),
         "header_possible": ("Outage digest: {incidents} incident(s), {feeders} feeder(s), "
@@ -92,8 +109,10 @@ class DigestEntry:
     feeder: str = ""
     #: Villages still off: village -> households (0 when unknown), in first-seen order.
     villages: dict[str, int] = field(default_factory=dict)
-    #: Villages back on (or whose notice was cancelled) since an earlier pending message.
+    #: Villages back on since an earlier pending message.
     restored: dict[str, int] = field(default_factory=dict)
+    #: Villages whose outage was called off (a false alarm, planned work cancelled).
+    cancelled: dict[str, int] = field(default_factory=dict)
     #: Villages whose outage records ended with no evidence their supply is back.
     unconfirmed: dict[str, int] = field(default_factory=dict)
     #: Villages an operator's correction took out of the incident (never off by it).
@@ -102,6 +121,13 @@ class DigestEntry:
     confirmed: dict[str, int] = field(default_factory=dict)
     #: Households off, when a message gives a total but no per-village breakdown.
     households: int = 0
+    #: Of that total, those confirmed (None: all, as far as the message said).
+    total_confirmed: int | None = None
+    #: The crew's orders were withdrawn (a stand-down) and no new dispatch came since.
+    stood_down: bool = False
+    #: What notices that change no village said, quoted: ``care:<village>`` (the count and
+    #: who holds the list), ``progress`` (the latest), ``orders`` (a crew's latest orders).
+    notes: dict[str, str] = field(default_factory=dict)
     #: Expected restoration, as the latest message about it said (local time text).
     etr: str = ""
     priority: float | None = None
@@ -135,13 +161,23 @@ def _int(value: Any) -> int:
         return 0
 
 
-#: Purposes that say nothing of whether a village is off (a care call, a crew's progress): they
-#: leave its line in the digest as it was.
+#: Purposes that say nothing of whether a village is off (a care notice, a crew's progress):
+#: they leave its line as it was, and are quoted in it (:func:`_note_slot`).
 NEUTRAL_PURPOSES = ("care", "progress_")
 
 #: Purposes that take a village out of the incident (an operator's correction, an inference
 #: dropped): it is neither off nor back, and leaves the digest's lines.
 OUT_PURPOSES = ("corrected", "withdrawn")
+
+#: The state a purpose gives when the params name none.
+_PURPOSE_STATUS = {"restored": "restored", "restoration": "restored", "cancelled": "cancelled",
+                   "crew_power_back": "restored", "stand_down": "stood_down"}
+
+#: How a crew's dispatch says its customers are only partly confirmed (zh and en templates).
+_SAID_CONFIRMED = re.compile(r"已确认(\d+)户，其余未确认|\((\d+) confirmed, the rest not\)")
+
+#: The bracketed head of a notice's line (【抢修进展】, [Repair progress]).
+_HEAD = re.compile(r"^\s*(【[^】]*】|\[[^\]]*\])\s*")
 
 
 def _message_status(m: Message, p: Mapping[str, Any]) -> str:
@@ -151,11 +187,7 @@ def _message_status(m: Message, p: Mapping[str, Any]) -> str:
         return "out"
     if p.get("status") in _STATUS_RANK:
         return str(p["status"])
-    if m.purpose in ("restored", "restoration"):
-        return "restored"
-    if m.purpose == "cancelled":
-        return "cancelled"
-    return "active"
+    return _PURPOSE_STATUS.get(m.purpose, "active")
 
 
 def _message_villages(p: Mapping[str, Any]) -> dict[str, int]:
@@ -180,51 +212,81 @@ def entries_from_messages(messages: Sequence[Message]) -> list[DigestEntry]:
     """
     by_incident: dict[str, DigestEntry] = {}
     for m in messages:
-        p: Mapping[str, Any] = m.params or {}
         # Messages without an incident id can't be merged safely: one entry each.
         ident = m.incident_id or f"\x00{m.key}"
-        e = by_incident.get(ident)
-        if e is None:
-            e = by_incident[ident] = DigestEntry(incident_id=m.incident_id)
+        e = by_incident.setdefault(ident, DigestEntry(incident_id=m.incident_id))
         e.keys.append(m.key)
-        if p.get("kind") in _KIND_RANK:
-            e.kind = str(p["kind"])
-        if p.get("feeder"):
-            e.feeder = str(p["feeder"])
-        status = _message_status(m, p)
-        villages = _message_villages(p)
-        if status == "neutral":
-            continue
-        _fold(e, status, villages)
-        _note(e, status, villages, p)
-        # A total without a per-village breakdown still counts.
-        if not sum(villages.values()) and "households" in p and status == "active":
-            e.households = max(e.households, _int(p["households"]))
-        if not villages:
-            e.status = status
-        if p.get("priority") is not None:
-            try:
-                e.priority = float(p["priority"])
-            except (TypeError, ValueError):
-                pass
-        first_line = (m.text or m.subject).strip().splitlines()
-        if first_line:
-            e.summary = first_line[0].strip()
+        _take(e, m, m.params or {})
     for e in by_incident.values():
         _settle(e)
     return sorted(by_incident.values(), key=DigestEntry.rank)
 
 
+def _take(e: DigestEntry, m: Message, p: Mapping[str, Any]) -> None:
+    """Fold one message into its incident's entry."""
+    if p.get("kind") in _KIND_RANK:
+        e.kind = str(p["kind"])
+    if p.get("feeder"):
+        e.feeder = str(p["feeder"])
+    _keep_note(e, m, p)
+    status = _message_status(m, p)
+    if status == "neutral":
+        return
+    villages = _message_villages(p)
+    _fold(e, status, villages)
+    _note(e, status, villages, p)
+    _total(e, status, villages, p, m.text)
+    if not villages:
+        e.status = status
+    e.stood_down = status == "stood_down" or (e.stood_down and status != "active")
+    if p.get("priority") is not None:
+        try:
+            e.priority = float(p["priority"])
+        except (TypeError, ValueError):
+            pass
+    first_line = (m.text or m.subject).strip().splitlines()
+    if first_line:
+        e.summary = first_line[0].strip()
+
+
+def _note_slot(m: Message, p: Mapping[str, Any]) -> tuple[str, int] | None:
+    """Where a notice that is more than a state is kept, and which of its lines says it."""
+    if m.purpose == "care":  # line 2: the count and who holds the list (names come after)
+        return f"care:{p.get('village') or ''}", 1
+    if m.purpose.startswith("progress_"):
+        return "progress", 0
+    if m.purpose in ("crew_power_back", "stand_down"):
+        return "orders", 1
+    return None
+
+
+def _keep_note(e: DigestEntry, m: Message, p: Mapping[str, Any]) -> None:
+    """Quote what a notice said beyond a state; new orders replace a crew's earlier ones."""
+    if m.purpose == "dispatch":
+        e.notes.pop("orders", None)
+    slot = _note_slot(m, p)
+    if slot is None:
+        return
+    lines = [s.strip() for s in (m.text or m.subject).splitlines() if s.strip()]
+    if lines:
+        said = _HEAD.sub("", lines[min(slot[1], len(lines) - 1)]).rstrip("。.；; ")
+        e.notes.pop(slot[0], None)  # the latest goes last
+        e.notes[slot[0]] = said
+
+
 def _settle(e: DigestEntry) -> None:
-    """The entry's status once every message is in: active while a village is off, else what
-    its villages are (not confirmed back before back before corrected)."""
-    if e.villages:
+    """The entry's status once every message is in: stood down when the crew's orders are
+    withdrawn, active while a village is off, else what its villages are (not confirmed back
+    before back before called off before corrected)."""
+    if e.stood_down:
+        e.status = "stood_down"
+    elif e.villages:
         e.status = "active"
         e.households = max(e.households, sum(e.villages.values()))
-    elif e.status == "active":
+    else:
         e.status = next((status for status, places in (
             ("unconfirmed", e.unconfirmed), ("restored", e.restored),
-            ("corrected", e.corrected)) if places), e.status)
+            ("cancelled", e.cancelled), ("corrected", e.corrected)) if places), e.status)
 
 
 def _note(e: DigestEntry, status: str, villages: Mapping[str, int],
@@ -246,13 +308,31 @@ def _note(e: DigestEntry, status: str, villages: Mapping[str, int],
             e.confirmed.pop(name, None)
 
 
+def _total(e: DigestEntry, status: str, villages: Mapping[str, int], p: Mapping[str, Any],
+           text: str) -> None:
+    """A total without a per-village breakdown (a crew's dispatch) still counts, the latest
+    as it says it: confirmed by its params, else by its text, else all."""
+    if status != "active" or any(villages.values()) or "households" not in p:
+        return
+    e.households = _int(p["households"])
+    said = _SAID_CONFIRMED.search(text or "")
+    e.total_confirmed = (_int(p["confirmed"]) if "confirmed" in p
+                         else int(said.group(1) or said.group(2)) if said else None)
+
+
 def _fold(e: DigestEntry, status: str, villages: Mapping[str, int]) -> None:
-    """A later message about a village wins: off, back, or out of the incident."""
+    """A later message about a village wins: off, back, called off or out of the incident.
+    One naming no village that ends the outage ends it for every village still off."""
+    maps = {"active": e.villages, "out": e.corrected, "corrected": e.corrected,
+            "unconfirmed": e.unconfirmed, "cancelled": e.cancelled, "restored": e.restored}
+    target = maps.get(status)
+    if target is None:
+        return
+    if not villages and status in _ENDED:
+        villages = dict(e.villages)
     for name, hh in villages.items():
-        for listed in (e.villages, e.restored, e.unconfirmed, e.corrected):
+        for listed in (e.villages, e.restored, e.cancelled, e.unconfirmed, e.corrected):
             listed.pop(name, None)
-        target = {"active": e.villages, "out": e.corrected,
-                  "unconfirmed": e.unconfirmed}.get(status, e.restored)
         target[name] = max(target.get(name, 0), hh)
 
 
@@ -264,6 +344,13 @@ def _places(villages: Mapping[str, int], labels: Mapping[str, str]) -> str:
 def _possible(e: DigestEntry) -> dict[str, int]:
     """Village -> its households off that are only possibly affected (inferred)."""
     return {v: hh - min(e.confirmed.get(v, hh), hh) for v, hh in e.villages.items()}
+
+
+def _possible_total(e: DigestEntry) -> int:
+    """Households off only possibly affected: per village, else of a total as it was given."""
+    if any(e.villages.values()) or e.total_confirmed is None:
+        return sum(_possible(e).values())
+    return max(e.households - e.total_confirmed, 0)
 
 
 def _off_places(e: DigestEntry, labels: Mapping[str, str]) -> str:
@@ -279,28 +366,28 @@ def _off_places(e: DigestEntry, labels: Mapping[str, str]) -> str:
             sure.append(f"{v}({labels['split'].format(c=hh - p, p=p)})")
         else:
             sure.append(f"{v}({hh}{labels['households']})" if hh else v)
-    sep, zh = labels["sep"], labels is _LABELS["zh"]
+    sep, semi = labels["sep"], labels["semi"]
     text = sep.join(sure)
     if maybe:
-        text += ("；" if zh else "; ") * bool(sure) + labels["possible"] + labels["colon"]
+        text += semi * bool(sure) + labels["possible"] + labels["colon"]
         text += _places(maybe, labels)
     if e.households:
-        more = sum(possible.values())
+        more = _possible_total(e)
         total = labels["split"].format(c=e.households - more, p=more) if more else \
             f"{e.households}{labels['households']}"
-        text += f"{'；' if maybe and zh else sep}{labels['total']}{total}"
+        zh = labels is _LABELS["zh"]  # "；" after a 可能受影响 list, as in zh text
+        text += f"{semi if maybe and zh else sep}{labels['total']}{total}"
     return text
 
 
 def _tail(e: DigestEntry, labels: Mapping[str, str]) -> str:
     """The expected restoration (still-off lines) and the incident id, compactly."""
-    zh = labels is _LABELS["zh"]
     bits = []
-    if e.villages and e.etr:
+    if e.status == "active" and e.villages and e.etr:
         bits.append(labels["etr"].format(etr=_short_time(e.etr)))
     if e.incident_id:
         bits.append(e.incident_id)
-    return "".join(("；" if zh else "; ") + b for b in bits)
+    return "".join(labels["semi"] + b for b in bits)
 
 
 def _short_time(text: str) -> str:
@@ -308,24 +395,53 @@ def _short_time(text: str) -> str:
     return text[5:] if len(text) == 16 and text[4] == "-" else text
 
 
-def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
-    state = (labels[e.status] if e.status in ("restored", "unconfirmed", "cancelled", "corrected")
-             else labels[e.kind])
-    zh = labels is _LABELS["zh"]
-    head = f"【{state}】" if zh else f"[{state}] "
-    if not (e.villages or e.restored or e.unconfirmed or e.corrected or e.feeder):
-        # Nothing structured: quote the original message so it is still covered.
-        return head + e.summary
-    parts = [_off_places(e, labels)] if e.villages else []
-    for places, name in ((e.unconfirmed, "unconfirmed"), (e.restored, "restored")):
-        if places:  # named unless the head already says it
+def _head(e: DigestEntry, labels: Mapping[str, str]) -> str:
+    if e.status == "cancelled":
+        state = labels["cancelled_head"].format(kind=labels[e.kind])
+    elif e.status in ("restored", "unconfirmed", "corrected", "stood_down"):
+        state = labels[e.status]
+    else:
+        state = labels[e.kind]
+    return f"【{state}】" if labels is _LABELS["zh"] else f"[{state}] "
+
+
+def _state_parts(e: DigestEntry, labels: Mapping[str, str]) -> list[str]:
+    """The villages by state, each named unless the head already says it; villages called
+    off with the advice their notice gave."""
+    off = e.villages and e.status != "stood_down"
+    parts = [_off_places(e, labels)] if off else []
+    for places, name in ((e.unconfirmed, "unconfirmed"), (e.restored, "restored"),
+                         (e.cancelled, "cancelled")):
+        if places:
             said = not parts and e.status == name
-            parts.append(("" if said else labels[name] + labels["colon"])
-                         + _places(places, labels))
-    if not parts:
+            text = ("" if said else labels[name] + labels["colon"]) + _places(places, labels)
+            if name == "cancelled":
+                advice = "as_normal" if e.kind in ("planned", "temporary") else "call"
+                text += labels["comma"] + labels[advice]
+            parts.append(text)
+    if not parts and e.corrected:
         parts.append(_places(e.corrected, labels))
-    text = head + (e.feeder + labels["colon"] if e.feeder else "")
-    return text + ("；" if zh else "; ").join(parts) + _tail(e, labels)
+    return parts
+
+
+def _note_parts(e: DigestEntry, labels: Mapping[str, str]) -> list[str]:
+    """What the notices beyond a state said (:func:`_keep_note`), labelled."""
+    out = []
+    for slot, said in e.notes.items():
+        kind, _, village = slot.partition(":")
+        label = {"care": labels["care"] + (labels["care_in"].format(village=village)
+                                           if village else "") + labels["colon"],
+                 "progress": labels["progress"]}.get(kind, "")
+        out.append(label + said)
+    return out
+
+
+def _line(e: DigestEntry, labels: Mapping[str, str]) -> str:
+    parts = _state_parts(e, labels) + _note_parts(e, labels)
+    if not parts:  # nothing structured: quote the original message so it is still covered
+        parts = [e.summary]
+    text = _head(e, labels) + (e.feeder + labels["colon"] if e.feeder else "")
+    return text + labels["semi"].join(parts) + _tail(e, labels)
 
 
 def build_digest(
@@ -380,20 +496,18 @@ def _header(entries: Sequence[DigestEntry], labels: Mapping[str, str]) -> str:
     """The totals line; it counts villages still off (restored ones are listed in lines), and
     keeps the households only possibly affected apart."""
     feeders = {e.feeder for e in entries if e.feeder}
-    villages = {v for e in entries for v in e.villages} or {
-        v for e in entries for v in (*e.restored, *e.unconfirmed)}
     active = [e for e in entries if e.status == "active"]
+    villages = {v for e in active for v in e.villages} or {
+        v for e in entries for v in (*e.restored, *e.unconfirmed)}
     households = sum(e.households for e in active)
-    possible = {(e.incident_id, v): p for e in active for v, p in _possible(e).items() if p}
-    if not possible:
-        return labels["header"].format(incidents=len(entries), feeders=len(feeders),
-                                       villages=len(villages), households=households)
+    more = sum(_possible_total(e) for e in active)
+    counts = {"incidents": len(entries), "feeders": len(feeders), "villages": len(villages)}
+    if not more:
+        return labels["header"].format(**counts, households=households)
     only = {v for e in active for v, p in _possible(e).items() if p and p == e.villages[v]}
     sure = {v for e in active for v, p in _possible(e).items() if p != e.villages[v]}
-    more = sum(possible.values())
     return labels["header_possible"].format(
-        incidents=len(entries), feeders=len(feeders), villages=len(villages),
-        possible_villages=len(only - sure), confirmed=households - more, possible=more)
+        **counts, possible_villages=len(only - sure), confirmed=households - more, possible=more)
 
 
 def _pack(entries: Sequence[DigestEntry], labels: Mapping[str, str], line_room: int

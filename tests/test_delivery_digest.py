@@ -112,3 +112,77 @@ def test_command_summaries_give_a_digest_its_counts(h: Harness) -> None:
     assert "0条线路" not in header and "0个村" not in header and not header.endswith("，0户")
     assert all(any(i in line for line in lines) for i in incidents)
     assert any("预计" in line and "恢复" in line for line in lines)
+
+
+@pytest.fixture
+def told(tmp_path: Path) -> Iterator[Harness]:
+    """The daemon writing real notices (its own SQLite file): the rows a group would get."""
+    (tmp_path / "notices").mkdir()
+    harness = Harness(tmp_path / "notices", f"sqlite:///{tmp_path / 'notices.db'}")
+    yield harness
+    harness.daemon.close()
+
+
+def read_by(store: Store, service: FakeService, rows: list[OutboxMessage], target: str
+            ) -> list[str]:
+    """What one WeCom group over its limit (1 a minute) reads of ``rows``, as delivered."""
+    channel = WeComChannel("wecom", robots={target: "key-group-0123456789abcdef"},
+                           base_url=service.url, rate_limits=(RateLimit(1, 60),))
+    enqueue(store, *(OutboxMessage(
+        incident_id=r.incident_id, revision=r.revision, recipient=r.recipient,
+        purpose=r.purpose, channel="wecom", target=target, audience=r.audience,
+        subject=r.subject, body=r.body, payload=r.payload) for r in rows))
+    before = len(service.requests)
+    Deliverer(store, {"wecom": channel}, POLICY, Metrics(), rand=lambda: 0.5).run_once(T0)
+    return [r.json()["text"]["content"] for r in service.requests[before:]]
+
+
+def rows_to(h: Harness, audience: str, *targets: str) -> list[OutboxMessage]:
+    return [m for m in h.daemon.store.messages()
+            if m.audience == audience and (not targets or m.target in targets)]
+
+
+def test_a_group_reads_an_outage_called_off_as_cancelled(
+        store: Store, wecom_service: FakeService, told: Harness) -> None:
+    told.feed(ev("A", "T3"))
+    told.at(5)
+    told.feed(ev("A", "T3", status="cancelled"))
+    told.at(6)
+    told.feed(ev("B", "T4"))
+    (said,) = read_by(store, wecom_service, rows_to(told, "liaison", "V2群", "V3群"), "town")
+    assert "【故障停电已取消】10kV一号线：西村(80户)，如仍停电请拨打95598；INC-20261123-0001" in said
+    (centre,) = read_by(store, wecom_service, rows_to(told, "command"), "centre")
+    assert "【故障停电已取消】10kV一号线：西村(80户)，如仍停电请拨打95598" in centre
+    assert "已恢复送电" not in said + centre
+
+
+def test_a_crew_reached_by_a_robot_reads_its_latest_orders(
+        store: Store, wecom_service: FakeService, told: Harness) -> None:
+    told.feed(ev("A", "T3"))
+    told.at(20)
+    told.feed(ev("A", "T3", status="restored"))
+    (said,) = read_by(store, wecom_service, rows_to(told, "crew"), "crew")
+    assert said.splitlines()[1].startswith("【已恢复送电】10kV一号线：西村；已于2026-11-23 10:20恢复送电")
+    assert "派工未撤回" in said and "【故障停电】" not in said
+
+
+def test_a_crew_stood_down_reads_stand_down(
+        store: Store, wecom_service: FakeService, told: Harness) -> None:
+    told.feed(ev("A", "T3"))
+    told.at(5)
+    told.feed(ev("A", "T3", status="cancelled"))
+    (said,) = read_by(store, wecom_service, rows_to(told, "crew"), "crew")
+    assert said.splitlines()[1].startswith("【抢修撤回】10kV一号线：本次停电已由")
+    assert "请停止本次抢修" in said and "【故障停电】" not in said
+
+
+def test_a_group_reads_its_care_notice_and_a_crew_its_confirmed_split(
+        store: Store, wecom_service: FakeService, told: Harness) -> None:
+    told.feed(ev("A", "T2"))
+    (said,) = read_by(store, wecom_service, rows_to(told, "liaison", "V1群"), "east")
+    assert "东村(确认50户+可能100户)" in said
+    assert "重点关怀（东村）：本村有1户特殊关怀用户，名单已发送给抢修一班" in said
+    told.at(3)
+    told.feed(ev("B", "T4"))  # the same crew sent to a second outage
+    (crew,) = read_by(store, wecom_service, rows_to(told, "crew"), "crew")
+    assert "【故障停电】10kV一号线：东村、共确认50户+可能100户；INC-20261123-0001" in crew

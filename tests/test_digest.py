@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -132,3 +135,115 @@ def test_a_village_whose_restoration_nobody_confirmed_is_not_listed_as_back() ->
     assert line.startswith("【恢复待确认】F1：乙村(20户)；已恢复送电：甲村(50户)"), line
     (only_back,) = build_digest(msgs[:3], limit_bytes=2048)
     assert "恢复待确认" not in only_back.message.text
+
+
+def notice(key: str, purpose: str, text: str, incident: str = "I1", **params: Any
+           ) -> Message:
+    return Message(key=key, channel="wecom", target="g1", text=text, incident_id=incident,
+                   purpose=purpose, params=params)
+
+
+def line_of(msgs: list[Message], language: str = "zh") -> str:
+    (part,) = build_digest(msgs, limit_bytes=2048, language=language)  # type: ignore[arg-type]
+    return part.message.text.splitlines()[1]
+
+
+def test_an_outage_called_off_reads_cancelled_with_its_advice_never_restored() -> None:
+    west: dict[str, Any] = {"village": "西村", "feeder": "F1", "kind": "fault", "households": 80,
+            "confirmed": 80}
+    msgs = [notice("o", "outage", "【故障停电通知】西村\n…", **west),
+            notice("c", "cancelled", "【停电取消】西村\n…已取消。如仍停电，请拨打95598。", **west)]
+    (entry,) = entries_from_messages(msgs)
+    assert (entry.status, entry.cancelled, entry.restored) == ("cancelled", {"西村": 80}, {})
+    assert line_of(msgs) == "【故障停电已取消】F1：西村(80户)，如仍停电请拨打95598；I1"
+    assert line_of(msgs, "en") == ("[Fault outage cancelled] F1: 西村(80 households), "
+                                   "if your power is off, call 95598; I1")
+    (part,) = build_digest(msgs, limit_bytes=2048)
+    assert "恢复" not in part.message.text
+    planned = notice("p", "cancelled", "【停电取消】南村", "I2", village="南村", feeder="F2",
+                     kind="planned", households=30)
+    assert line_of([planned]) == "【计划停电已取消】F2：南村(30户)，届时正常供电；I2"
+    assert line_of([planned], "en").endswith("南村(30 households), supply as normal; I2")
+    summary = notice("s", "summary", "【故障停电】…", feeder="F1", kind="fault",
+                     status="cancelled", villages={"西村": 80, "东村": 50},
+                     villages_confirmed={"西村": 80, "东村": 50}, households=130)
+    assert line_of([summary]) == ("【故障停电已取消】F1：西村(80户)、东村(50户)，"
+                                  "如仍停电请拨打95598；I1")
+
+
+DISPATCH = notice("d", "dispatch", "【抢修派工】故障停电：10kV一号线\n停电：10:00起，80户，涉及西村。",
+                  feeder="10kV一号线", villages=["西村"], households=80, kind="fault",
+                  priority=76)
+
+
+def test_a_crews_digest_says_the_power_is_back_and_its_orders_stand() -> None:
+    back = notice("b", "crew_power_back",
+                  "【已恢复送电】I1：10kV一号线（10:00起停电）\n已于10:20恢复送电（据feed）。"
+                  "派工未撤回：请按原任务查明故障原因。\n（第2版）", incident="I1")
+    (part,) = build_digest([DISPATCH, back], limit_bytes=2048)
+    header, line = part.message.text.splitlines()
+    assert line == ("【已恢复送电】10kV一号线：西村；已于10:20恢复送电（据feed）。"
+                    "派工未撤回：请按原任务查明故障原因；I1")
+    assert header == "停电汇总：1起事件，1条线路，1个村，0户"
+    assert set(part.covers) == {"d", "b"}
+
+
+def test_a_crews_digest_says_it_is_stood_down_until_dispatched_again() -> None:
+    down = notice("s", "stand_down", "【抢修撤回】I1：10kV一号线（10:00起停电）\n"
+                  "本次停电已由指挥中心取消，抢修一班不必前往，请停止本次抢修。\n撤回时间：10:05")
+    assert line_of([DISPATCH, down]) == (
+        "【抢修撤回】10kV一号线：本次停电已由指挥中心取消，抢修一班不必前往，请停止本次抢修；I1")
+    assert line_of([DISPATCH, down], "en").startswith("[Stand down] 10kV一号线: ")
+    again = replace(DISPATCH, key="d2")
+    assert line_of([DISPATCH, down, again]) == "【故障停电】10kV一号线：西村、共80户；I1"
+
+
+CARE_GROUP = ("【重点关怀】东村（城关镇）故障停电\n本村有2户特殊关怀用户，名单已发送给村联络人张三（短信），"
+              "请与其联系，不在群内公布。\n编号：I1（第1版）")
+
+
+def test_care_and_the_latest_progress_are_said_in_the_digest() -> None:
+    msgs = [notice("o", "outage", "【故障停电通知】东村\n…", village="东村", feeder="10kV一号线",
+                   kind="fault", households=150, confirmed=50),
+            notice("c", "care", CARE_GROUP, village="东村", kind="fault", incident="I1"),
+            notice("p1", "progress_on_site", "【抢修进展】东村：10kV一号线故障停电（编号I1）"
+                   "抢修人员已到达现场。\n抢修进展与现场照片：https://x/p/1", village="V1"),
+            notice("p2", "progress_fault_found", "【抢修进展】东村：10kV一号线故障停电（编号I1）"
+                   "已找到故障，原因：树线矛盾。", village="V1")]
+    assert line_of(msgs) == (
+        "【故障停电】10kV一号线：东村(确认50户+可能100户)、共确认50户+可能100户；"
+        "重点关怀（东村）：本村有2户特殊关怀用户，名单已发送给村联络人张三（短信），请与其联系，"
+        "不在群内公布；抢修进展：东村：10kV一号线故障停电（编号I1）已找到故障，原因：树线矛盾；I1")
+    assert "已到达现场" not in line_of(msgs)
+    # The care notice alone (its outage notice went before) still says its count and holder.
+    assert "本村有2户特殊关怀用户" in line_of(msgs[1:2])
+    en = notice("c", "care", "[Special care] 东村: Fault outage\n2 special-care household(s) "
+                "in this village; the list went to the crew and is not posted in this group.",
+                village="东村")
+    assert line_of([en], "en") == (
+        "[Outage] Special care (东村): 2 special-care household(s) in this village; the list "
+        "went to the crew and is not posted in this group; I1")
+
+
+def test_a_care_list_in_a_digest_never_names_the_households() -> None:
+    listed = notice("c", "care", "【重点关怀】东村故障停电\n10:00起停电。请尽快电话或上门看望以下用户：\n"
+                    "1. 王秀英（生命支持）13800001111，T2\n编号：I1（第1版）", village="东村")
+    text = build_digest([listed], limit_bytes=2048)[0].message.text
+    assert "王秀英" not in text and "13800001111" not in text and "看望以下用户" in text
+
+
+def test_a_dispatch_total_keeps_the_split_its_text_and_params_give() -> None:
+    facts: dict[str, Any] = {"feeder": "F1", "villages": ["东村"], "households": 150, "kind": "fault"}
+    zh = notice("d", "dispatch", "【抢修派工】\n停电：10:00起，150户（已确认50户，其余未确认），涉及东村。",
+                **facts)
+    (part,) = build_digest([zh], limit_bytes=2048)
+    header, line = part.message.text.splitlines()
+    assert line == "【故障停电】F1：东村、共确认50户+可能100户；I1"
+    assert header.endswith("确认50户，另可能100户")
+    en = notice("d", "dispatch", "[Dispatch]\nOff since 10:00: 150 customers (50 confirmed, the "
+                "rest not) in 东村.", **facts)
+    assert line_of([en], "en") == "[Fault outage] F1: 东村, total 50 confirmed + 100 possibly; I1"
+    told = notice("d", "dispatch", "【抢修派工】", **facts, confirmed=120)
+    assert line_of([told]) == "【故障停电】F1：东村、共确认120户+可能30户；I1"
+    assert line_of([notice("d", "dispatch", "【抢修派工】150户", **facts)]) == (
+        "【故障停电】F1：东村、共150户；I1")
