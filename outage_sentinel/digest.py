@@ -22,22 +22,22 @@ The structured facts come from :attr:`Message.params` (the renderer fills them):
 ``priority``   optional number, higher is worse (overrides the kind/households order)
 ``confirmed``  of ``households``, those in areas a source reported (the rest are only
                "possibly affected", inferred); ``villages_confirmed`` the same per village
-               for a message naming several; missing: as the text says (a crew's dispatch:
-               "已确认50户，其余未确认"), else all confirmed
+               for a message naming several; missing: all confirmed
 ``etr``        expected restoration, local time text (``"2026-03-01 12:00"``)
 ``incident``   the incident id (also ``Message.incident_id``)
 =============  ====================================================================
 
 A digest line states each incident's latest state: a later message wins, and one naming no
-village (a crew's "power back", a stand-down) speaks for the whole incident. An outage called
+village speaks for the whole incident (a crew's messages never reach a digest: delivery sends
+them whole, :data:`outage_sentinel.sending.WHOLE_AUDIENCES`). An outage called
 off reads 故障停电已取消 with the cancelled notice's advice (如仍停电请拨打95598), never
 "restored". A line keeps what the notices it stands for kept apart: a village only possibly
 affected is listed under 可能受影响, households are given as confirmed plus possible, and the
 expected restoration time and the incident id close the line.
 
 Notices that say nothing of whether a village is off still say something, quoted in the line:
-a special-care notice by its count-and-holder line (a group's notice names nobody), the latest
-repair progress, and a crew's orders (power back: the dispatch stands; stood down: stop).
+a special-care notice by its count-and-holder line (a group's notice names nobody) and the
+latest repair progress.
 
 A message without params is still covered: its first text line is quoted in the digest.
 """
@@ -56,8 +56,7 @@ from outage_sentinel.textlimits import trim_bytes, utf8_len
 Language = Literal["zh", "en"]
 
 _KIND_RANK = {"fault": 3, "temporary": 2, "planned": 1}
-_STATUS_RANK = {"active": 2, "unconfirmed": 1, "restored": 1, "cancelled": 0, "corrected": 0,
-                "stood_down": 0}
+_STATUS_RANK = {"active": 2, "unconfirmed": 1, "restored": 1, "cancelled": 0, "corrected": 0}
 #: States a message naming no village gives every village of its incident still listed off.
 _ENDED = ("restored", "cancelled", "unconfirmed")
 
@@ -65,7 +64,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "zh": {
         "fault": "故障停电", "temporary": "临时停电", "planned": "计划停电", "unknown": "停电",
         "restored": "已恢复送电", "cancelled": "已取消", "corrected": "更正：不涉及",
-        "unconfirmed": "恢复待确认", "cancelled_head": "{kind}已取消", "stood_down": "抢修撤回",
+        "unconfirmed": "恢复待确认", "cancelled_head": "{kind}已取消",
         "call": "如仍停电请拨打95598", "as_normal": "届时正常供电",
         "care": "重点关怀", "care_in": "（{village}）", "progress": "抢修进展：",
         "households": "户", "sep": "、", "colon": "：", "total": "共", "semi": "；", "comma": "，",
@@ -81,7 +80,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "fault": "Fault outage", "temporary": "Temporary outage", "planned": "Planned outage",
         "unknown": "Outage", "restored": "Restored", "cancelled": "Cancelled",
         "unconfirmed": "Back unconfirmed", "cancelled_head": "{kind} cancelled",
-        "stood_down": "Stand down", "corrected": "Correction: not affected",
+        "corrected": "Correction: not affected",
         "call": "if your power is off, call 95598", "as_normal": "supply as normal",
         "care": "Special care", "care_in": " ({village})", "progress": "Repair progress: ",
         "households": " households", "sep": ", ", "colon": ": ", "total": "total ",
@@ -123,10 +122,8 @@ class DigestEntry:
     households: int = 0
     #: Of that total, those confirmed (None: all, as far as the message said).
     total_confirmed: int | None = None
-    #: The crew's orders were withdrawn (a stand-down) and no new dispatch came since.
-    stood_down: bool = False
     #: What notices that change no village said, quoted: ``care:<village>`` (the count and
-    #: who holds the list), ``progress`` (the latest), ``orders`` (a crew's latest orders).
+    #: who holds the list), ``progress`` (the latest).
     notes: dict[str, str] = field(default_factory=dict)
     #: Expected restoration, as the latest message about it said (local time text).
     etr: str = ""
@@ -170,11 +167,7 @@ NEUTRAL_PURPOSES = ("care", "progress_")
 OUT_PURPOSES = ("corrected", "withdrawn")
 
 #: The state a purpose gives when the params name none.
-_PURPOSE_STATUS = {"restored": "restored", "restoration": "restored", "cancelled": "cancelled",
-                   "crew_power_back": "restored", "stand_down": "stood_down"}
-
-#: How a crew's dispatch says its customers are only partly confirmed (zh and en templates).
-_SAID_CONFIRMED = re.compile(r"已确认(\d+)户，其余未确认|\((\d+) confirmed, the rest not\)")
+_PURPOSE_STATUS = {"restored": "restored", "restoration": "restored", "cancelled": "cancelled"}
 
 #: The bracketed head of a notice's line (【抢修进展】, [Repair progress]).
 _HEAD = re.compile(r"^\s*(【[^】]*】|\[[^\]]*\])\s*")
@@ -235,10 +228,9 @@ def _take(e: DigestEntry, m: Message, p: Mapping[str, Any]) -> None:
     villages = _message_villages(p)
     _fold(e, status, villages)
     _note(e, status, villages, p)
-    _total(e, status, villages, p, m.text)
+    _total(e, status, villages, p)
     if not villages:
         e.status = status
-    e.stood_down = status == "stood_down" or (e.stood_down and status != "active")
     if p.get("priority") is not None:
         try:
             e.priority = float(p["priority"])
@@ -255,15 +247,11 @@ def _note_slot(m: Message, p: Mapping[str, Any]) -> tuple[str, int] | None:
         return f"care:{p.get('village') or ''}", 1
     if m.purpose.startswith("progress_"):
         return "progress", 0
-    if m.purpose in ("crew_power_back", "stand_down"):
-        return "orders", 1
     return None
 
 
 def _keep_note(e: DigestEntry, m: Message, p: Mapping[str, Any]) -> None:
-    """Quote what a notice said beyond a state; new orders replace a crew's earlier ones."""
-    if m.purpose == "dispatch":
-        e.notes.pop("orders", None)
+    """Quote what a notice said beyond a state (the latest of each kind)."""
     slot = _note_slot(m, p)
     if slot is None:
         return
@@ -275,12 +263,9 @@ def _keep_note(e: DigestEntry, m: Message, p: Mapping[str, Any]) -> None:
 
 
 def _settle(e: DigestEntry) -> None:
-    """The entry's status once every message is in: stood down when the crew's orders are
-    withdrawn, active while a village is off, else what its villages are (not confirmed back
-    before back before called off before corrected)."""
-    if e.stood_down:
-        e.status = "stood_down"
-    elif e.villages:
+    """The entry's status once every message is in: active while a village is off, else what
+    its villages are (not confirmed back before back before called off before corrected)."""
+    if e.villages:
         e.status = "active"
         e.households = max(e.households, sum(e.villages.values()))
     else:
@@ -308,16 +293,14 @@ def _note(e: DigestEntry, status: str, villages: Mapping[str, int],
             e.confirmed.pop(name, None)
 
 
-def _total(e: DigestEntry, status: str, villages: Mapping[str, int], p: Mapping[str, Any],
-           text: str) -> None:
-    """A total without a per-village breakdown (a crew's dispatch) still counts, the latest
-    as it says it: confirmed by its params, else by its text, else all."""
+def _total(e: DigestEntry, status: str, villages: Mapping[str, int], p: Mapping[str, Any]
+           ) -> None:
+    """A total without a per-village breakdown still counts, the latest as it says it:
+    confirmed as its params say, else all."""
     if status != "active" or any(villages.values()) or "households" not in p:
         return
     e.households = _int(p["households"])
-    said = _SAID_CONFIRMED.search(text or "")
-    e.total_confirmed = (_int(p["confirmed"]) if "confirmed" in p
-                         else int(said.group(1) or said.group(2)) if said else None)
+    e.total_confirmed = _int(p["confirmed"]) if "confirmed" in p else None
 
 
 def _fold(e: DigestEntry, status: str, villages: Mapping[str, int]) -> None:
@@ -398,7 +381,7 @@ def _short_time(text: str) -> str:
 def _head(e: DigestEntry, labels: Mapping[str, str]) -> str:
     if e.status == "cancelled":
         state = labels["cancelled_head"].format(kind=labels[e.kind])
-    elif e.status in ("restored", "unconfirmed", "corrected", "stood_down"):
+    elif e.status in ("restored", "unconfirmed", "corrected"):
         state = labels[e.status]
     else:
         state = labels[e.kind]
@@ -408,8 +391,7 @@ def _head(e: DigestEntry, labels: Mapping[str, str]) -> str:
 def _state_parts(e: DigestEntry, labels: Mapping[str, str]) -> list[str]:
     """The villages by state, each named unless the head already says it; villages called
     off with the advice their notice gave."""
-    off = e.villages and e.status != "stood_down"
-    parts = [_off_places(e, labels)] if off else []
+    parts = [_off_places(e, labels)] if e.villages else []
     for places, name in ((e.unconfirmed, "unconfirmed"), (e.restored, "restored"),
                          (e.cancelled, "cancelled")):
         if places:

@@ -280,28 +280,48 @@ class GroupSender:
     def _deliver_group(self, channel: Channel, keys: tuple[str, ...], rows: Sequence[OutboxRow],
                        clock: Callable[[], datetime], gate: ChainGate) -> None:
         """Deliver the due messages of one limiter key: one by one within the budget, as a
-        digest when more are waiting than the budget allows. Each request is stamped by
-        ``clock`` when it goes out, so the limiter records when it really happened."""
+        digest when more are waiting than the budget allows. A crew's messages are never
+        merged (:data:`WHOLE_AUDIENCES`): they go first, one by one, and wait beyond the
+        budget. Each request is stamped by ``clock`` when it goes out, so the limiter
+        records when it really happened."""
         limits = rate_limits_of(channel)
+        whole = [r for r in rows if r.audience in WHOLE_AUDIENCES]
+        rest = [r for r in rows if r.audience not in WHOLE_AUDIENCES]
+        self._deliver_each(keys, whole, clock, gate, limits)
+        if not rest or self.stopping.is_set():
+            return
         now = clock()
         saved = self.limits.saved(keys)
         budget = min(saved.budget(k, now, limits) for k in keys)
         digest_limit = channel.digest_limit_bytes if isinstance(channel, Digestible) else None
-        if len(rows) <= budget or len(rows) == 1 or not digest_limit:
-            for row in rows:
-                if self.stopping.is_set():
-                    return
-                if not gate.open(row):
-                    continue
-                now = clock()
-                decision = self._allow(keys, now, limits)
-                if not decision.ok:
-                    self._defer(row, now, decision.wait_seconds, f"{decision.limit} per target")
-                    gate.settled(row, False)
-                    continue
-                gate.settled(row, self.deliver(row, now, clock))
+        if len(rest) <= budget or len(rest) == 1 or not digest_limit:
+            self._deliver_each(keys, rest, clock, gate, limits)
             return
-        parts = build_digest([message_of(r) for r in rows], limit_bytes=int(digest_limit),
+        self._deliver_digests(channel, keys, rest, clock, limits, int(digest_limit))
+
+    def _deliver_each(self, keys: tuple[str, ...], rows: Sequence[OutboxRow],
+                      clock: Callable[[], datetime], gate: ChainGate,
+                      limits: Sequence[RateLimit]) -> None:
+        """Deliver ``rows`` one by one while the limiter allows; the rest wait."""
+        for row in rows:
+            if self.stopping.is_set():
+                return
+            if not gate.open(row):
+                continue
+            now = clock()
+            decision = self._allow(keys, now, limits)
+            if not decision.ok:
+                self._defer(row, now, decision.wait_seconds, f"{decision.limit} per target")
+                gate.settled(row, False)
+                continue
+            gate.settled(row, self.deliver(row, now, clock))
+
+    def _deliver_digests(self, channel: Channel, keys: tuple[str, ...],
+                         rows: Sequence[OutboxRow], clock: Callable[[], datetime],
+                         limits: Sequence[RateLimit], limit_bytes: int) -> None:
+        """Deliver ``rows`` merged into digests of at most ``limit_bytes``, each within the
+        limiter's budget; those beyond it wait for the next digest."""
+        parts = build_digest([message_of(r) for r in rows], limit_bytes=limit_bytes,
                              language=self.language, channel=channel.name,
                              target=rows[0].target)
         by_key = {r.key: r for r in rows}
@@ -350,6 +370,12 @@ class GroupSender:
                 self._settle(row, result, done, self.log.bind(key=row.key, channel=row.channel,
                                                              incident_id=row.incident_id),
                              sent_note=f"in digest {part.message.key}")
+
+
+#: Audiences whose messages are never merged into a digest: a crew's orders (the deadline,
+#: the section to patrol, the care list with its phone numbers, an incident to pause) are
+#: read whole or not yet.
+WHOLE_AUDIENCES = frozenset({"crew"})
 
 
 def safe_send(channel: Channel, message: Message) -> SendResult:

@@ -156,33 +156,25 @@ def test_a_group_reads_an_outage_called_off_as_cancelled(
     assert "已恢复送电" not in said + centre
 
 
-def test_a_crew_reached_by_a_robot_reads_its_latest_orders(
+def test_a_crew_over_its_robots_limit_reads_each_order_whole_in_turn(
         store: Store, wecom_service: FakeService, told: Harness) -> None:
-    told.feed(ev("A", "T3"))
+    """A crew's messages are never merged into a digest (a dispatch's deadline, section and
+    care list would be lost): the first goes whole, the rest wait their turn, in order."""
+    told.feed(ev("A", "T2"))
     told.at(20)
-    told.feed(ev("A", "T3", status="restored"))
-    (said,) = read_by(store, wecom_service, rows_to(told, "crew"), "crew")
-    assert said.splitlines()[1].startswith("【已恢复送电】10kV一号线：西村；已于2026-11-23 10:20恢复送电")
-    assert "派工未撤回" in said and "【故障停电】" not in said
+    told.feed(ev("A", "T2", status="restored"))
+    rows = rows_to(told, "crew")
+    assert [r.purpose for r in rows] == ["dispatch", "crew_power_back"]
+    (said,) = read_by(store, wecom_service, rows, "crew")
+    assert said == rows[0].body and "汇总" not in said
+    waiting = [m for m in store.messages(status="pending") if m.audience == "crew"]
+    assert [m.purpose for m in waiting] == ["crew_power_back"]
+    assert waiting[0].last_error is not None and "rate limited" in waiting[0].last_error
 
 
-def test_a_crew_stood_down_reads_stand_down(
-        store: Store, wecom_service: FakeService, told: Harness) -> None:
-    told.feed(ev("A", "T3"))
-    told.at(5)
-    told.feed(ev("A", "T3", status="cancelled"))
-    (said,) = read_by(store, wecom_service, rows_to(told, "crew"), "crew")
-    assert said.splitlines()[1].startswith("【抢修撤回】10kV一号线：本次停电已由")
-    assert "请停止本次抢修" in said and "【故障停电】" not in said
-
-
-def test_a_group_reads_its_care_notice_and_a_crew_its_confirmed_split(
+def test_a_group_reads_its_care_notice_and_households_as_confirmed_or_possible(
         store: Store, wecom_service: FakeService, told: Harness) -> None:
     told.feed(ev("A", "T2"))
     (said,) = read_by(store, wecom_service, rows_to(told, "liaison", "V1群"), "east")
     assert "东村(确认50户+可能100户)" in said
     assert "重点关怀（东村）：本村有1户特殊关怀用户，名单已发送给抢修一班" in said
-    told.at(3)
-    told.feed(ev("B", "T4"))  # the same crew sent to a second outage
-    (crew,) = read_by(store, wecom_service, rows_to(told, "crew"), "crew")
-    assert "【故障停电】10kV一号线：东村、共确认50户+可能100户；INC-20261123-0001" in crew

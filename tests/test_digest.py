@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from hypothesis import given
@@ -171,33 +170,6 @@ def test_an_outage_called_off_reads_cancelled_with_its_advice_never_restored() -
                                   "如仍停电请拨打95598；I1")
 
 
-DISPATCH = notice("d", "dispatch", "【抢修派工】故障停电：10kV一号线\n停电：10:00起，80户，涉及西村。",
-                  feeder="10kV一号线", villages=["西村"], households=80, kind="fault",
-                  priority=76)
-
-
-def test_a_crews_digest_says_the_power_is_back_and_its_orders_stand() -> None:
-    back = notice("b", "crew_power_back",
-                  "【已恢复送电】I1：10kV一号线（10:00起停电）\n已于10:20恢复送电（据feed）。"
-                  "派工未撤回：请按原任务查明故障原因。\n（第2版）", incident="I1")
-    (part,) = build_digest([DISPATCH, back], limit_bytes=2048)
-    header, line = part.message.text.splitlines()
-    assert line == ("【已恢复送电】10kV一号线：西村；已于10:20恢复送电（据feed）。"
-                    "派工未撤回：请按原任务查明故障原因；I1")
-    assert header == "停电汇总：1起事件，1条线路，1个村，0户"
-    assert set(part.covers) == {"d", "b"}
-
-
-def test_a_crews_digest_says_it_is_stood_down_until_dispatched_again() -> None:
-    down = notice("s", "stand_down", "【抢修撤回】I1：10kV一号线（10:00起停电）\n"
-                  "本次停电已由指挥中心取消，抢修一班不必前往，请停止本次抢修。\n撤回时间：10:05")
-    assert line_of([DISPATCH, down]) == (
-        "【抢修撤回】10kV一号线：本次停电已由指挥中心取消，抢修一班不必前往，请停止本次抢修；I1")
-    assert line_of([DISPATCH, down], "en").startswith("[Stand down] 10kV一号线: ")
-    again = replace(DISPATCH, key="d2")
-    assert line_of([DISPATCH, down, again]) == "【故障停电】10kV一号线：西村、共80户；I1"
-
-
 CARE_GROUP = ("【重点关怀】东村（城关镇）故障停电\n本村有2户特殊关怀用户，名单已发送给村联络人张三（短信），"
               "请与其联系，不在群内公布。\n编号：I1（第1版）")
 
@@ -232,18 +204,13 @@ def test_a_care_list_in_a_digest_never_names_the_households() -> None:
     assert "王秀英" not in text and "13800001111" not in text and "看望以下用户" in text
 
 
-def test_a_dispatch_total_keeps_the_split_its_text_and_params_give() -> None:
+def test_a_total_keeps_the_split_its_params_give() -> None:
     facts: dict[str, Any] = {"feeder": "F1", "villages": ["东村"], "households": 150, "kind": "fault"}
-    zh = notice("d", "dispatch", "【抢修派工】\n停电：10:00起，150户（已确认50户，其余未确认），涉及东村。",
-                **facts)
-    (part,) = build_digest([zh], limit_bytes=2048)
+    told = notice("d", "outage", "【通知】", **facts, confirmed=120)
+    (part,) = build_digest([told], limit_bytes=2048)
     header, line = part.message.text.splitlines()
-    assert line == "【故障停电】F1：东村、共确认50户+可能100户；I1"
-    assert header.endswith("确认50户，另可能100户")
-    en = notice("d", "dispatch", "[Dispatch]\nOff since 10:00: 150 customers (50 confirmed, the "
-                "rest not) in 东村.", **facts)
-    assert line_of([en], "en") == "[Fault outage] F1: 东村, total 50 confirmed + 100 possibly; I1"
-    told = notice("d", "dispatch", "【抢修派工】", **facts, confirmed=120)
-    assert line_of([told]) == "【故障停电】F1：东村、共确认120户+可能30户；I1"
-    assert line_of([notice("d", "dispatch", "【抢修派工】150户", **facts)]) == (
+    assert line == "【故障停电】F1：东村、共确认120户+可能30户；I1"
+    assert header.endswith("确认120户，另可能30户")
+    assert line_of([notice("d", "outage", "【通知】150户", **facts)]) == (
         "【故障停电】F1：东村、共150户；I1")
+
