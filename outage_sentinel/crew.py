@@ -348,14 +348,15 @@ def _household(topology: Topology, c: Customer, language: str,
 
 
 def percent_label(p: float, language: str = "zh") -> str:
-    """A probability as people read it, honestly rounded: never 100 % for an inference
-    (≥ 99 % reads "＞99%"), never 0 % (below 1 % "＜1%"), else "约80%" ("about 80%")."""
+    """A probability as people read it, rounded to a whole percent (half up): "约80%" ("about
+    80%"), but never 100 % for an inference nor 0 %: only what rounds above 99 (≥ 99.5 %)
+    reads "＞99%", only what rounds below 1 (< 0.5 %) "＜1%" — 0.99 is "约99%", never more."""
     zh = language == "zh"
-    if p >= 0.99:
+    whole = math.floor(p * 100 + 0.5)
+    if whole > 99:
         return "＞99%" if zh else ">99%"
-    if p < 0.01:
+    if whole < 1:
         return "＜1%" if zh else "<1%"
-    whole = min(99, max(1, int(p * 100 + 0.5)))
     return f"约{whole}%" if zh else f"about {whole}%"
 
 
@@ -614,7 +615,7 @@ def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, A
             deadline=ctx["deadline_local"], feeder=ctx["feeder_label"],
             device=ctx["patrol_from"], villages=ctx["villages"], customers=ctx["customers"],
             cause=ctx["cause"], care=care, language=language, basis=ctx["device_basis"],
-            probability=ctx["device_probability"]),
+            probability=ctx["device_probability"], confirmed=ctx["confirmed_customers"]),
     }
 
 

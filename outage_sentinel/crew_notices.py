@@ -4,7 +4,8 @@ or given to another crew) or power back by other hands while it is on its way.
 A dispatch is a promise to a crew as much as an outage notice is to a village: a crew driving to
 a false alarm, or to a fault someone else's switching already brought back, is told. Messages
 go by the crew's own channel (by SMS through the ``command`` template, its summary the first
-line), each logged in the incident's log.
+line, or for power back what the SMS must not lose: the areas nobody confirmed and that the
+orders stand, :func:`sms_params.power_back_summary`), each logged in the incident's log.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from outage_sentinel.incidents import Incident
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
-from outage_sentinel.sms_params import command_params
+from outage_sentinel.sms_params import command_params, power_back_summary
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Crew, Topology
 
@@ -79,11 +80,14 @@ class CrewNotices:
             return False
         ctx = crews.power_back_context(self.owner.topology, inc, crew, by, now,
                                        self.owner.planner.tz)
-        self._send(conn, inc, crew, "crew_power_back", "crew_power_back", ctx, now)
+        summary = power_back_summary(by, ctx["unconfirmed"],
+                                     self.owner.planner.renderer.language)
+        self._send(conn, inc, crew, "crew_power_back", "crew_power_back", ctx, now, summary)
         return True
 
     def _send(self, conn: Connection, inc: Incident, crew: Crew, purpose: str, template: str,
-              ctx: dict[str, Any], now: datetime) -> None:
+              ctx: dict[str, Any], now: datetime, summary: str = "") -> None:
+        """Queue ``template`` to ``crew``; by SMS, ``summary`` (else the first line)."""
         body = self.owner.planner.renderer.render(template, **ctx)
         subject = body.splitlines()[0]
         self.owner.store.enqueue_in(conn, [OutboxMessage(
@@ -92,5 +96,6 @@ class CrewNotices:
             audience="crew", subject=subject, body=body,
             payload={"mentions": [crew.phone] if crew.phone else [], "crew": crew.id,
                      "params": {"incident": inc.id, "sms_template": "command",
-                                "sms": command_params(summary=subject, incident=inc.id)}},
+                                "sms": command_params(summary=summary or subject,
+                                                      incident=inc.id)}},
         )], now)

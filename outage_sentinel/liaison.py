@@ -423,15 +423,20 @@ class LiaisonPlanner:
     def update_context(self, incident: Incident, village_id: str,
                        previous: Incident | None) -> dict[str, Any]:
         """What an update tells the village changed since ``previous``: its areas off
-        (``areas_changed``; ``removed_label`` names those the command centre took out) and
-        its expected restoration time (``etr_changed``, also when nothing else did)."""
+        (``areas_changed``; ``removed_label`` names those the command centre took out,
+        ``called_off_label`` those the work's records no longer name) and its expected
+        restoration time (``etr_changed``, also when nothing else did)."""
         if previous is None:
-            return {"areas_changed": False, "removed_label": "", "etr_changed": True}
+            return {"areas_changed": False, "removed_label": "", "called_off_label": "",
+                    "etr_changed": True}
         added, removed = village_scope_change(previous, incident, village_id, self.topology)
         told = previous.told_etr.get(village_id, previous.etr)
         etr = village_etr(incident, village_id, self.topology)
+        by_centre = [t for t in removed if t in incident.excluded]
+        called = [t for t in removed if t not in incident.excluded]
         return {"areas_changed": bool(added or removed),
-                "removed_label": self._area_label(removed, "") if removed else "",
+                "removed_label": self._area_label(by_centre, "") if by_centre else "",
+                "called_off_label": self._area_label(called, "") if called else "",
                 "etr_changed": told != etr or not (added or removed)}
 
     def unconfirmed_context(self, incident: Incident, in_village: Sequence[str]

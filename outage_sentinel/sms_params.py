@@ -238,20 +238,40 @@ def device_value(device: str, basis: str = "", probability: str = "",
     return fit(device, VARIABLE_LIMIT - len(suffix)) + suffix
 
 
+#: ``customers`` of a dispatch when only some are in areas a source reported off: the
+#: registered text goes on with 户 / customers ("共150（已确认50）户").
+_CUSTOMERS_SOME = {"zh": ("{n}（已确认{c}）", "{n}（均未确认）"),
+                   "en": ("{n} ({c} confirmed)", "{n} (none confirmed)")}
+
+
+def customers_value(customers: int, confirmed: int | None = None,
+                    language: str = "zh") -> str:
+    """The ``customers`` variable of a dispatch: the count, or, when only ``confirmed`` of
+    them are in areas a source reported off, the count with how many are sure ("150（已确认
+    50）", none sure: "150（均未确认）"), as the crew's text says: a number alone would state an
+    inference as fact."""
+    if confirmed is None or confirmed >= customers:
+        return str(customers)
+    some, none = _CUSTOMERS_SOME.get(language, _CUSTOMERS_SOME["zh"])
+    return some.format(n=customers, c=confirmed) if confirmed > 0 else none.format(n=customers)
+
+
 def dispatch_params(*, incident: str, priority: int, deadline: str | None, feeder: str,
                     device: str, villages: Sequence[str], customers: int, cause: str | None,
                     care: int, language: str = "zh", basis: str = "",
-                    probability: str = "") -> dict[str, str]:
+                    probability: str = "", confirmed: int | None = None) -> dict[str, str]:
     """Crew dispatch: ``incident priority deadline feeder device villages customers cause
     care`` (``care`` = number of special-care households, listed in the crew's message;
-    ``device`` says how sure the fault point is, :func:`device_value`)."""
+    ``device`` says how sure the fault point is, :func:`device_value`; ``customers`` how
+    many of them are sure, :func:`customers_value`)."""
     labels = _labels(language)
     return {"incident": fit(incident), "priority": str(priority),
             "deadline": _time(deadline, language), "feeder": fit(feeder),
             "device": device_value(device, basis, probability, language),
             "villages": pack(list(villages), len(villages), labels["more_villages"],
                              labels["sep"]) or labels["none"],
-            "customers": str(customers), "cause": _cause(cause, language), "care": str(care)}
+            "customers": fit(customers_value(customers, confirmed, language)),
+            "cause": _cause(cause, language), "care": str(care)}
 
 
 def with_link(values: Mapping[str, str], token: str) -> dict[str, str]:
@@ -264,9 +284,46 @@ def with_link(values: Mapping[str, str], token: str) -> dict[str, str]:
     return {**values, "link": token}
 
 
+#: A crew's power-back ``summary``: power back (by whose word), the areas nobody confirmed,
+#: and that its orders stand — all within the one variable.
+_POWER_BACK: dict[str, dict[str, str]] = {
+    "zh": {"back": "已恢复送电", "by": "（据{by}）", "unsure": "，{areas}来电未确认",
+           "stands": "；派工未撤回", "count": "{n}个台区", "one": "1个台区"},
+    "en": {"back": "Back", "by": " (per {by})", "unsure": "; {areas} unconfirmed",
+           "stands": "; proceed", "count": "{n} areas", "one": "1 area"},
+}
+
+
+def _areas_within(names: Sequence[str], room: int, language: str) -> str:
+    """``names`` in ``room`` characters: whole names, cut with the total, else the count."""
+    labels, words = _labels(language), _POWER_BACK.get(language, _POWER_BACK["zh"])
+    tail = labels["more_areas"].format(n=len(names)) if len(names) > 1 else ""
+    if len(names[0]) + len(tail) <= room:
+        return pack(list(names), len(names), labels["more_areas"], labels["sep"], room)
+    return fit(words["count" if len(names) > 1 else "one"].format(n=len(names)), room)
+
+
+def power_back_summary(by: str, unconfirmed: Sequence[str], language: str = "zh") -> str:
+    """The ``command`` template's ``summary`` of a crew's power-back notice: what its first
+    line cut to 35 characters would lose — the areas no ended record named (names, else their
+    count; "已恢复送电（据feed），T2来电未确认；派工未撤回") and that the dispatch stands. Who
+    said so (``by``) is dropped first when it does not fit."""
+    words = _POWER_BACK.get(language, _POWER_BACK["zh"])
+    unsure = ""
+    if unconfirmed:
+        room = VARIABLE_LIMIT - len(words["back"] + words["stands"]
+                                    + words["unsure"].format(areas=""))
+        unsure = words["unsure"].format(areas=_areas_within(unconfirmed, room, language))
+    said = words["by"].format(by=" ".join(by.split())) if by.strip() else ""
+    if len(words["back"] + said + unsure + words["stands"]) > VARIABLE_LIMIT:
+        said = ""
+    return words["back"] + said + unsure + words["stands"]
+
+
 def command_params(*, summary: str, incident: str) -> dict[str, str]:
-    """Command-centre messages (summaries, escalations, dead letters, reports) by SMS:
-    ``summary incident`` (``summary`` = the message's first line)."""
+    """Command-centre messages (summaries, escalations, dead letters, reports) and a crew's
+    stand-down and power-back by SMS: ``summary incident`` (``summary`` = the message's
+    first line; a crew's power-back, :func:`power_back_summary`)."""
     # 【】 is reserved for the signature in an Aliyun SMS: "【故障停电】INC-1" → "故障停电 INC-1".
     plain = summary.replace("【", "").replace("】", " ")
     return {"summary": fit(plain) or "-", "incident": fit(incident) or "-"}

@@ -23,6 +23,7 @@ from outage_sentinel.crew import (
     choose_crew,
     deadline_at_risk,
     dispatch_context,
+    dispatch_params,
     escalation_context,
     haversine_km,
     incident_location,
@@ -345,6 +346,22 @@ def test_dispatch_renders_in_english(topo: Topology) -> None:
     assert "None" not in body
 
 
+@pytest.mark.parametrize(("language", "said", "sms"), [
+    ("zh", "65户（已确认25户，其余未确认）", "65（已确认25）"),
+    ("en", "65 customers (25 confirmed, the rest not)", "65 (25 confirmed)")])
+def test_a_dispatch_by_sms_says_how_many_customers_are_only_inferred(
+        topo: Topology, language: str, said: str, sms: str) -> None:
+    """The text said "65户（已确认25户，其余未确认）" while the SMS ``customers`` said "65"."""
+    inc = replace(incident(topo, {"R1"}), scope={"T2": "inferred"})  # T1, T3 reported
+    pr = score(topo, inc.estimate.transformers, T0, T0, language=language)
+    ctx = dispatch_context(topo, inc, pr, None, T0, "urban", T0, SHANGHAI, language)
+    assert said in Renderer(language).render("crew_dispatch", **ctx)
+    assert dispatch_params(ctx, language)["sms"]["customers"] == sms
+    sure = dispatch_context(topo, incident(topo, {"R1"}), pr, None, T0, "urban", T0, SHANGHAI,
+                            language)
+    assert dispatch_params(sure, language)["sms"]["customers"] == "65"
+
+
 def test_dispatch_says_preempted_and_outside_area(topo: Topology) -> None:
     busy: dict[str, int | Busy] = {"NEAR": Busy(10, "INC-OLD"), "FAR": 9999, "NOXY": 9999}
     ctx, body = dispatch(topo, "zh", busy)
@@ -377,8 +394,12 @@ def render_dispatch(topo: Topology, inc: Incident, language: str = "zh") -> str:
 
 @pytest.mark.parametrize(("p", "zh", "en"), [
     (0.8, "约80%", "about 80%"), (0.624, "约62%", "about 62%"), (0.985, "约99%", "about 99%"),
-    (0.99, "＞99%", ">99%"), (1.0, "＞99%", ">99%"), (0.004, "＜1%", "<1%"),
-    (0.01, "约1%", "about 1%")])
+    # 99 % is 99 %: only what rounds above 99 reads ">99%" (0.99 used to).
+    (0.99, "约99%", "about 99%"), (0.994, "约99%", "about 99%"),
+    (0.995, "＞99%", ">99%"), (0.9995, "＞99%", ">99%"), (1.0, "＞99%", ">99%"),
+    # ... and only what rounds below 1 "<1%".
+    (0.01, "约1%", "about 1%"), (0.006, "约1%", "about 1%"), (0.004, "＜1%", "<1%"),
+    (0.0, "＜1%", "<1%")])
 def test_a_probability_is_rounded_honestly_never_100(p: float, zh: str, en: str) -> None:
     assert (percent_label(p, "zh"), percent_label(p, "en")) == (zh, en)
 

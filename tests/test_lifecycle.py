@@ -565,6 +565,21 @@ def test_planned_works_device_no_record_named_is_called_the_likely_one(h: Harnes
     assert "线路：10kV二号线；推断停电设备：FU3\n" in planned
 
 
+def test_planned_work_edited_to_leave_an_area_out_says_so_and_reminds_of_the_rest(
+        h: Harness) -> None:
+    start = T0 + timedelta(hours=30)
+    h.feed(ev("P", "T4", "T5", kind="planned", start=start, etr=start + timedelta(hours=4)))
+    h.at(60)
+    h.feed(ev("P", "T4", kind="planned", start=start, etr=start + timedelta(hours=4)))
+    [update] = [m.text for m in h.sent("update", "liaison")]
+    assert "（T5的停电已取消）" in update and "停电范围：T4，本村40户" in update
+    assert "指挥中心" not in update  # the outage system's edit, not the command centre's
+    h.at(30 * 60 - 50)  # within the hour before the work
+    h.deliver()
+    [reminder] = [m.text for m in h.sent() if m.purpose.startswith("reminder")]
+    assert "停电范围：T4，本村40户" in reminder and "T5" not in reminder
+
+
 def test_the_summary_counts_confirmed_areas_among_those_still_off(h: Harness) -> None:
     """Two records name T1 and T3; T3's ends: of the two areas still off (T1, T2), one was
     reported, not two."""

@@ -14,11 +14,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from jinja2 import Environment, meta
 from jinja2.exceptions import SecurityError
 
 from outage_sentinel.config import load_config
 from outage_sentinel.liaison import Renderer
-from outage_sentinel.template_check import LANGUAGES, rendered_names, template_problems
+from outage_sentinel.template_check import (
+    LANGUAGES,
+    rendered_names,
+    sample_contexts,
+    template_problems,
+)
 from tests.e2e_helpers import (
     ROOT,
     free_port,
@@ -60,6 +66,26 @@ def test_check_renders_every_builtin_template_in_every_language(tmp_path: Path) 
     # Every template shipped is rendered by the check (a new one needs a context there).
     assert rendered_names(config) == {p.name for p in BUILTIN.glob("*.j2")}
     assert {n.split(".")[1] for n in rendered_names(config)} == set(LANGUAGES)
+
+
+def test_zh_and_en_templates_use_the_same_facts() -> None:
+    """A fact one language states the other does not lose (liaison_update.en.j2 never said
+    the cause that liaison_update.zh.j2 ends with)."""
+    env = Environment()
+    for zh in sorted(BUILTIN.glob("*.zh.j2")):
+        en = zh.with_name(zh.name.replace(".zh.", ".en."))
+        used = [meta.find_undeclared_variables(env.parse(f.read_text("utf-8"))) for f in (zh, en)]
+        assert used[0] == used[1], (zh.name, used[0] ^ used[1])
+
+
+def test_an_update_says_the_cause_in_every_language(tmp_path: Path) -> None:
+    config = load_config(make_config(tmp_path))
+    for language, said in (("zh", "原因：雷击。"), ("en", "Cause: 雷击.")):
+        updates = [ctx for name, ctx in sample_contexts(config, language)
+                   if name == "liaison_update" and ctx["cause"]]
+        assert updates, language
+        for ctx in updates:
+            assert said in Renderer(language).render("liaison_update", **ctx), language
 
 
 @pytest.mark.parametrize(("template", "text", "line", "expected"), [

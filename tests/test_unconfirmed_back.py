@@ -23,6 +23,7 @@ from outage_sentinel.incident_view import incident_text
 from outage_sentinel.incidents import Incident
 from outage_sentinel.lifecycle import LifecycleError, unasked_areas
 from outage_sentinel.reports import build_report, daily_report_message
+from outage_sentinel.sms_params import VARIABLE_LIMIT
 from tests.test_lifecycle import T0, TZ, Harness, ev
 
 
@@ -69,6 +70,19 @@ def test_a_village_with_an_area_no_record_named_is_asked_not_told(h: Harness) ->
     assert back and "T2" in back[-1].text and "未经确认" in back[-1].text
     shown = incident_text(h.incident(iid), [], [], h.topology, TZ)
     assert "恢复待确认" in shown and "T2" in shown.split("恢复待确认")[1]
+
+
+def test_a_crew_by_sms_hears_which_areas_nobody_confirmed_and_that_its_orders_stand(
+        h: Harness) -> None:
+    """The crew's SMS ``summary`` used to be the first line cut to 35 characters ("已恢复送电
+    INC-…：10kV一号线（20…"): power back stated for T2 too, the orders standing lost."""
+    over_with_t2_unsure(h)
+    (back,) = h.sent("crew_power_back", "crew")
+    assert back.text.startswith("【已恢复送电·部分未确认】")
+    assert back.params["sms_template"] == "command"
+    summary = back.params["sms"]["summary"]
+    assert summary == "已恢复送电（据feed），T2来电未确认；派工未撤回"
+    assert len(summary) <= VARIABLE_LIMIT
 
 
 def test_a_meters_power_restore_confirms_the_area_and_tells_nobody_again(h: Harness) -> None:

@@ -16,9 +16,12 @@ from outage_sentinel.sms_params import (
     PURPOSES,
     VARIABLE_LIMIT,
     care_params,
+    command_params,
+    customers_value,
     dispatch_params,
     outage_params,
     pack,
+    power_back_summary,
     sms_purpose,
 )
 from tests.channels.conftest import FakeService, Reply
@@ -130,6 +133,39 @@ def test_households_only_possibly_off_are_never_counted_as_sure() -> None:
                                   end=None, hours=24, households=150, incident="I",
                                   confirmed=0)["households"]):
         assert "可能" in value and len(value) <= VARIABLE_LIMIT
+
+
+def test_a_dispatch_never_counts_customers_only_inferred_off_as_sure() -> None:
+    """The crew's text said "150户（已确认50户，其余未确认）", its SMS "共150户"."""
+    assert customers_value(150) == customers_value(150, 150) == "150"
+    assert customers_value(150, 50) == "150（已确认50）"
+    assert customers_value(150, 0) == "150（均未确认）"
+    assert customers_value(150, 50, "en") == "150 (50 confirmed)"
+    assert customers_value(150, 0, "en") == "150 (none confirmed)"
+    crew = dispatch_params(incident="INC-1", priority=87, deadline=None, feeder="F",
+                           device="FU1", villages=["东村"], customers=150, cause=None,
+                           care=1, confirmed=50)
+    assert crew["customers"] == "150（已确认50）"
+
+
+@pytest.mark.parametrize(("by", "unsure", "language", "summary"), [
+    ("feed", (), "zh", "已恢复送电（据feed）；派工未撤回"),
+    ("feed", ("T2",), "zh", "已恢复送电（据feed），T2来电未确认；派工未撤回"),
+    # who said so goes first when the areas need the room
+    ("村联络人反馈", ("东村2号台区", "东村3号台区", "西村1号台区"), "zh",
+     "已恢复送电，东村2号台区、东村3号台区等3个台区来电未确认；派工未撤回"),
+    # a name too long to be whole: the count, never a cut name
+    ("feed", ("很长的台区名" * 4,), "zh", "已恢复送电（据feed），1个台区来电未确认；派工未撤回"),
+    ("feed", (), "en", "Back (per feed); proceed"),
+    ("feed", ("T2",), "en", "Back; T2 unconfirmed; proceed"),
+])
+def test_a_crews_power_back_summary_keeps_the_unconfirmed_areas_and_the_orders(
+        by: str, unsure: tuple[str, ...], language: str, summary: str) -> None:
+    """The ``command`` summary of a crew's power-back was its first line cut to 35
+    characters: the areas nobody confirmed and "派工未撤回" were lost."""
+    value = power_back_summary(by, unsure, language)
+    assert value == summary and len(value) <= VARIABLE_LIMIT
+    assert command_params(summary=value, incident="INC-1")["summary"] == summary
 
 
 def test_long_care_lists_are_cut_with_the_count_within_the_variable_limit() -> None:
