@@ -1132,12 +1132,43 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
 class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]
     """A SafeLoader that refuses documents whose aliases loop or expand beyond
-    :data:`MAX_YAML_VALUES` values (``a: &a [*a]``; the "billion laughs")."""
+    :data:`MAX_YAML_VALUES` values (``a: &a [*a]``; the "billion laughs"), and mappings that
+    give a key twice (plain YAML keeps the last silently: a second ``sources:`` would drop
+    the first list)."""
 
     def compose_document(self) -> Any:
         node = super().compose_document()
         _check_expansion(node)
+        _check_duplicate_keys(node)
         return node
+
+
+def _check_duplicate_keys(root: yaml.Node) -> None:
+    """Raise on a mapping that gives the same key twice, naming the key and both lines.
+    (Keys merged in with ``<<`` may be overridden: they are not the mapping's own.)"""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            _check_mapping_keys(node)
+        stack.extend(_children(node))
+
+
+def _check_mapping_keys(node: yaml.MappingNode) -> None:
+    first: dict[tuple[str, str], yaml.Node] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        earlier = first.setdefault((key.tag, key.value), key)
+        if earlier is not key:
+            raise yaml.MarkedYAMLError(
+                problem=f"duplicate key {key.value!r} (first given on line "
+                        f"{earlier.start_mark.line + 1}; a key may be given only once)",
+                problem_mark=key.start_mark)
 
 
 def _check_expansion(root: yaml.Node) -> None:

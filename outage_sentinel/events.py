@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,9 +83,9 @@ class OutageEvent:
         if not isinstance(self.transformers, tuple):
             object.__setattr__(self, "transformers", tuple(self.transformers))
         for name in ("source", "event_id", "feeder", "device", "area_text", "cause", "revision"):
-            _storable(name, getattr(self, name))
+            check_storable(name, getattr(self, name))
         for i, ref in enumerate(self.transformers):
-            _storable(f"transformers[{i}]", ref)
+            check_storable(f"transformers[{i}]", ref)
         if not self.revision:
             object.__setattr__(self, "revision", self.fingerprint())
 
@@ -180,13 +181,33 @@ def _iso(value: datetime | None) -> str | None:
 
 def load_json(text: str | bytes) -> Any:
     """``json.loads``, bounded: a document nested deeper than the parser can follow (a hostile
-    ``[[[[...``) is a :class:`json.JSONDecodeError` like any other bad JSON, never a
-    RecursionError escaping a parser."""
+    ``[[[[...``) or holding an integer longer than Python converts (4300 digits) is a
+    :class:`json.JSONDecodeError` like any other bad JSON, never a RecursionError or a plain
+    ValueError escaping a parser."""
     try:
         return json.loads(text)
     except RecursionError:
         doc = text if isinstance(text, str) else ""
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError as exc:  # int() refused a number's digits (sys.get_int_max_str_digits)
+        raise long_number_error(text, exc) from None
+
+
+def long_number_error(text: str | bytes, exc: ValueError) -> json.JSONDecodeError:
+    """The :class:`json.JSONDecodeError` for a document whose integer has more digits than
+    Python converts, pointing at the first such number."""
+    doc = text if isinstance(text, str) else text.decode("utf-8", errors="replace")
+    limit = sys.get_int_max_str_digits()
+    found = re.search(f"[0-9]{{{limit + 1},}}", doc) if limit else None
+    if found is None:
+        return json.JSONDecodeError(str(exc), doc, 0)
+    digits = found.end() - found.start()
+    key = re.search(r'"([^"\\]{1,64})"\s*:\s*-?$', doc[max(0, found.start() - 100):found.start()])
+    under = f" under key {key.group(1)!r}" if key else ""
+    return json.JSONDecodeError(f"a number of {digits} digits{under} (more than {limit})", doc,
+                                found.start())
 
 
 def decode_text(data: bytes) -> str:
@@ -204,8 +225,9 @@ def decode_text(data: bytes) -> str:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _storable(name: str, value: Any) -> None:
-    """Raise :class:`EventError` when a text field holds a character the store cannot keep."""
+def check_storable(name: str, value: Any) -> None:
+    """Raise :class:`EventError` when a text field holds a character the store cannot keep
+    (check text before it is hashed or encoded: a lone surrogate cannot be encoded)."""
     if isinstance(value, str) and _UNSTORABLE.search(value):
         raise EventError(f"{name}: contains a character the database cannot store "
                          "(NUL or a lone surrogate)")
@@ -219,12 +241,16 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def parse_time(value: Any, name: str, default_tz: Any = UTC) -> datetime:
-    """Parse an ISO-8601 / ``YYYY-MM-DD HH:MM[:SS]`` string or epoch number into aware UTC.
+    """Parse a time into aware UTC: an ISO-8601 / ``YYYY-MM-DD HH:MM[:SS]`` string, a compact
+    ``yyyyMMdd`` / ``yyyyMMddHHmm`` / ``yyyyMMddHHmmss`` one (8, 12 or 14 digits, as a string
+    or a number), or an epoch number: 10 digits are seconds, 13 digits milliseconds.
 
-    Naive times are taken in ``default_tz`` (feeds in China publish local time without offset).
-    Anything that is not a time between :data:`EARLIEST` and :data:`LATEST` raises
-    :class:`EventError` naming ``name`` (a record error: that record is quarantined, never the
-    poll). So does a placeholder (:func:`is_placeholder_time`): a zero date or the epoch.
+    Naive and compact times are taken in ``default_tz`` (feeds in China publish local time
+    without offset). Anything else — any other count of digits, which no live feed's epoch
+    has and which would silently read as a date in the 1970s, and any time outside
+    :data:`EARLIEST`..:data:`LATEST` — raises :class:`EventError` naming ``name`` (a record
+    error: that record is quarantined, never the poll). So does a placeholder
+    (:func:`is_placeholder_time`): a zero date or the epoch.
     """
     if is_placeholder_time(value):
         raise EventError(f"{name}: {_clip(value)} is a placeholder, not a time")
@@ -240,22 +266,27 @@ def parse_time(value: Any, name: str, default_tz: Any = UTC) -> datetime:
     return dt
 
 
+#: Digit counts of compact local date-times: yyyyMMdd, yyyyMMddHHmm, yyyyMMddHHmmss.
+COMPACT_DIGITS = (8, 12, 14)
+#: Digit counts of epoch seconds and of epoch milliseconds: both 2001-09-09 to 2286. Fewer
+#: digits would be a live record from the 1970s-90s; 11 digits are neither plausibly.
+EPOCH_SECONDS_DIGITS = 10
+EPOCH_MILLIS_DIGITS = 13
+
+
 def _to_datetime(value: Any, name: str, default_tz: Any) -> datetime:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, bool):
         raise EventError(f"{name}: expected a time, got {_clip(value)}")
     elif isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise EventError(f"{name}: expected a time, got {_clip(value)}")
-        seconds = float(value) / 1000.0 if value > 1e11 else float(value)
-        return datetime.fromtimestamp(seconds, UTC)
+        return _from_number(value, name, default_tz)
     elif isinstance(value, str) and value.strip():
         text = value.strip().replace("/", "-")
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             if len(text) > 15:  # beyond any epoch in milliseconds this system can hold
                 raise EventError(f"{name}: not a time this system can hold: {_clip(value)}")
-            return _to_datetime(int(text), name, default_tz)
+            return _from_number(int(text), name, default_tz, len(text))
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
         try:
@@ -268,6 +299,37 @@ def _to_datetime(value: Any, name: str, default_tz: Any) -> datetime:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=default_tz)
     return dt.astimezone(UTC)
+
+
+def _from_number(value: float, name: str, default_tz: Any, digits: int = 0) -> datetime:
+    """A compact local date-time or an epoch number, told apart by the count of digits
+    (``digits``: as written, leading zeros included; else those of the number)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EventError(f"{name}: expected a time, got {_clip(value)}")
+    if value < 0:
+        raise EventError(f"{name}: {_clip(value)} is before 1970")
+    whole = int(value)
+    digits = digits or len(str(whole))
+    if digits in COMPACT_DIGITS and whole == value:
+        return _compact(str(whole).zfill(digits), name, default_tz)
+    if digits == EPOCH_SECONDS_DIGITS:
+        return datetime.fromtimestamp(float(value), UTC)
+    if digits == EPOCH_MILLIS_DIGITS:
+        return datetime.fromtimestamp(float(value) / 1000.0, UTC)
+    raise EventError(f"{name}: {_clip(value)} is not a time: {digits} digits are neither epoch "
+                     "seconds (10 digits), epoch milliseconds (13) nor a compact "
+                     "yyyyMMdd[HHmm[ss]] date-time")
+
+
+def _compact(text: str, name: str, default_tz: Any) -> datetime:
+    """``yyyyMMdd[HHmm[ss]]`` in ``default_tz``, as aware UTC."""
+    month, day, hour, minute, second = (int(text[i:i + 2] or 0) for i in range(4, 14, 2))
+    try:
+        local = datetime(int(text[:4]), month, day, hour, minute, second)
+    except ValueError:
+        raise EventError(f"{name}: {text!r} is not a valid yyyyMMdd[HHmm[ss]] "
+                         "date-time") from None
+    return local.replace(tzinfo=default_tz).astimezone(UTC)
 
 
 def _clip(value: Any, limit: int = 60) -> str:
@@ -288,18 +350,27 @@ def parse_optional_time(value: Any, name: str, default_tz: Any = UTC) -> datetim
 #: How back ends fill a time they do not have yet (an ETR not set, a terminal's on time before
 #: power is back): zero dates, the epoch, Excel's and Java's day zero.
 PLACEHOLDER_DATES = ("0000-00-00", "1900-01-01", "1899-12-30", "1970-01-01")
+#: The same dates written compact (``19700101``, ``19000101000000``).
+_COMPACT_PLACEHOLDERS = tuple(d.replace("-", "") for d in PLACEHOLDER_DATES)
 
 
 def is_placeholder_time(value: Any) -> bool:
-    """Whether ``value`` stands for "no time": 0, "0" or a placeholder date."""
+    """Whether ``value`` stands for "no time": 0, "0", "000…" or a placeholder date (also
+    written compact: ``19700101``)."""
     if isinstance(value, bool):
         return False
     if isinstance(value, int | float):
-        return value == 0
+        return value == 0 or (isinstance(value, int) and _compact_placeholder(str(value)))
     if isinstance(value, str):
         text = value.strip().replace("/", "-")
-        return text == "0" or text.startswith(PLACEHOLDER_DATES)
+        return ((bool(text) and not text.strip("0")) or text.startswith(PLACEHOLDER_DATES)
+                or _compact_placeholder(text))
     return False
+
+
+def _compact_placeholder(text: str) -> bool:
+    return (text.isascii() and text.isdigit() and len(text) in COMPACT_DIGITS
+            and text.startswith(_COMPACT_PLACEHOLDERS))
 
 
 def split_list(value: Any) -> tuple[str, ...]:

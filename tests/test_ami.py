@@ -91,6 +91,35 @@ def test_json_forms_give_deterministic_events() -> None:
     assert envelope.events[0].transformers == ("TX1",)
 
 
+def test_compact_local_times_are_read_as_such_and_odd_digit_counts_quarantined() -> None:
+    """``202607011600`` was read as epoch milliseconds: an observation in 1976, unremarked."""
+    p = parser()
+    parsed = p.json_payload(json.dumps([
+        {"meter": "TX1-M0", "code": "power_off", "time": "202607011600"},
+        {"meter": "TX1-M1", "code": "power_off", "time": 20260701160005},
+        {"terminal_id": "TX2-T", "erc": "ERC14", "off_time": "20260701160000",
+         "on_time": "20260701160030"},
+        {"meter": "TX1-M2", "code": "power_off", "time": "17828928000"},
+    ]), "t")
+    assert [(e.area_text, e.start) for e in parsed.events] == [
+        ("meter:TX1-M0", T), ("meter:TX1-M1", T + timedelta(seconds=5)),
+        ("terminal:TX2-T", T), ("terminal:TX2-T", T + timedelta(seconds=30))]
+    [bad] = parsed.quarantined
+    assert bad.reason.startswith("t record 4: time: 17828928000 is not a time: 11 digits")
+
+
+def test_a_device_id_the_database_cannot_store_is_a_record_error_naming_the_field() -> None:
+    p = AmiPayloadParser("ami", AmiPayloadConfig(unknown_devices="keep"))
+    good = {"meter_id": "M1", "code": "power_off", "time": "2026-07-01 16:00:00"}
+    parsed = p.json_lines("\n".join(json.dumps(r) for r in (
+        good, dict(good, meter_id="M\ud800"), dict(good, terminal_id="T\x00", meter_id=None),
+        dict(good, meter_id="M2"))), "export.jsonl")
+    assert [e.area_text for e in parsed.events] == ["meter:M1", "meter:M2"]
+    assert [q.reason.split(": contains")[0] for q in parsed.quarantined] == [
+        "export.jsonl line 2 record 1: device id (meter_id)",
+        "export.jsonl line 3 record 1: device id (terminal_id)"]
+
+
 def test_terminal_off_on_record_gives_both_observations() -> None:
     p = parser()
     parsed = p.json_payload(json.dumps({"terminal_id": "TX2-T", "erc": "ERC14",

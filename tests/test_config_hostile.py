@@ -125,6 +125,53 @@ def test_yaml_the_loader_chokes_on_is_a_problem(tmp_path: Path, text: str) -> No
     assert "not valid YAML" in problem
 
 
+def test_a_key_given_twice_is_refused_naming_the_key_and_both_lines(tmp_path: Path) -> None:
+    """An operator adds a feed with a second ``sources:`` at the end: plain YAML keeps the last
+    list and drops the first silently (``check`` said ok)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(MINIMAL + "sources:\n  - {name: b, type: replay, scenario: b.jsonl}\n",
+                    encoding="utf-8")
+    (problem,) = problems_of(path)
+    assert problem.startswith("line 11, column 1: not valid YAML: duplicate key 'sources'")
+    assert "first given on line 3" in problem
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(MINIMAL.replace("    path: out/notices.jsonl",
+                                      "    path: out/notices.jsonl\n    path: out/other.jsonl"),
+                      encoding="utf-8")
+    (problem,) = problems_of(nested)
+    assert problem.startswith("line 11, column 5: not valid YAML: duplicate key 'path'")
+
+
+def test_a_merged_key_may_still_be_overridden_once(tmp_path: Path) -> None:
+    text = MINIMAL.replace("    path: out/notices.jsonl",
+                           "    path: out/notices.jsonl\n    timeout_seconds: 3\n"
+                           "  other: {<<: *sink, timeout_seconds: 9}").replace(
+                               "  sink:\n", "  sink: &sink\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path, env={}).channels["other"].timeout_seconds == 9
+
+
+def test_a_params_file_giving_a_key_twice_is_refused(tmp_path: Path) -> None:
+    from outage_sentinel.config import load_localisation
+
+    params = tmp_path / "params.yaml"
+    params.write_text("open_report_true: 0.5\nopen_report_true: 0.9\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_localisation(params)
+    assert "line 2, column 1: not valid YAML: duplicate key 'open_report_true'" in str(info.value)
+
+
+def test_check_exits_3_on_a_key_given_twice(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    scenario = ROOT / "fixtures" / "scenarios" / "demo.jsonl"
+    cfg.write_text(cfg.read_text("utf-8") + "sources:\n- name: more\n  type: replay\n"
+                   f"  scenario: {scenario}\n", encoding="utf-8")
+    r = cli("--config", str(cfg), "check")
+    assert r.returncode == 3, r.stdout
+    assert "duplicate key 'sources'" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_directory_as_config_is_a_problem(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path)
     assert problem.startswith("<file>: cannot read")

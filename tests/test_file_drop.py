@@ -165,3 +165,54 @@ def test_gbk_export_with_terminal_records(tmp_path: Path) -> None:
     result = make(tmp_path, **cfg).poll(NOW)
     assert [(e.signal, e.area_text) for e in result.events] == [
         ("dead", "terminal:TX1-T"), ("alive", "terminal:TX1-T")]
+
+
+def test_a_stray_carriage_return_costs_its_row_only_and_every_row_is_accounted_for(
+        tmp_path: Path) -> None:
+    """A bare CR in one unquoted field made the csv module raise mid-file: that row was
+    quarantined, the valid rows after it silently dropped, and the file still went to done/."""
+    rows = ["meter_id,code,time,note"]
+    notes = ["ok", "ok", "site\rB", "ok", "ok", "ok"]
+    rows += [f"TX1-M{m},3.26.0.85,2026-07-01 16:00:0{m},{note}" for m, note in enumerate(notes)]
+    rows.insert(5, '"TX1-T",ERC14,2026-07-01 16:00:09,"two\nlines"')  # quoted: lines 6-7
+    drop(tmp_path / "cr.csv", ("\n".join(rows) + "\n").encode("utf-8"))
+    source = make(tmp_path)
+    result = source.poll(NOW)
+    assert sorted(e.area_text for e in result.events if e.signal == "dead") == [
+        "meter:TX1-M0", "meter:TX1-M1", "meter:TX1-M3", "meter:TX1-M4", "meter:TX1-M5",
+        "terminal:TX1-T"]
+    [bad] = result.quarantined
+    assert bad.reason.startswith("cr.csv row 4: bad CSV: a line break (a carriage return)")
+    assert bad.raw == {"line": "TX1-M2,3.26.0.85,2026-07-01 16:00:02,site\rB\n"}
+    assert source.stats["records"] == 7  # every row counted: six meters (one bad), the terminal
+    source.acknowledge(result)
+    assert names(tmp_path / "done") == ["cr.csv"]
+
+
+def test_rows_after_a_bad_row_keep_their_own_line_numbers(tmp_path: Path) -> None:
+    text = ("meter_id,code,time,note\n"
+            "TX1-M0,3.26.0.85,2026-07-01 16:00:00,\"quoted\nover two lines\"\n"  # lines 2-3
+            "TX1-M1,3.26.0.85,2026-07-01 16:00:01,a\rb\n"                        # line 4
+            "TX1-M2,3.26.0.85,sometime,x\n")                                     # line 5
+    drop(tmp_path / "n.csv", text)
+    result = make(tmp_path).poll(NOW)
+    assert [e.area_text for e in result.events] == ["meter:TX1-M0"]
+    assert [q.reason.split(":")[0] for q in result.quarantined] == ["n.csv row 4", "n.csv row 5"]
+
+
+def test_a_device_id_with_a_lone_surrogate_costs_its_line_not_the_file(tmp_path: Path) -> None:
+    """With unknown devices kept, the id went into the revision hash before any check: the
+    UnicodeEncodeError failed the whole file (to failed/, naming no line)."""
+    lines = [json.dumps({"meter_id": f"M{i}", "code": "power_off",
+                         "time": "2026-07-01 09:00:00"}) for i in range(5)]
+    lines.insert(2, '{"meter_id": "X\\ud800", "code": "power_off", "time": "2026-07-01 09:00:00"}')
+    lines.insert(4, '{"meter_id": "Y\\u0000", "code": "power_off", "time": "2026-07-01 09:00:00"}')
+    drop(tmp_path / "export.jsonl", "\n".join(lines) + "\n")
+    source = make(tmp_path, ami={"unknown_devices": "keep"})
+    result = source.poll(NOW)
+    assert sorted(e.area_text for e in result.events) == [f"meter:M{i}" for i in range(5)]
+    assert [q.reason for q in result.quarantined] == [
+        f"export.jsonl line {n} record 1: device id (meter_id): contains a character the "
+        "database cannot store (NUL or a lone surrogate)" for n in (3, 5)]
+    source.acknowledge(result)
+    assert names(tmp_path / "done") == ["export.jsonl"] and names(tmp_path / "failed") == []

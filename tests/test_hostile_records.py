@@ -112,6 +112,35 @@ def test_a_json_document_nested_too_deeply_is_bad_json_not_a_crash() -> None:
         load_json(DEEP.encode())
 
 
+def test_a_number_too_long_to_convert_is_bad_json_naming_where_not_a_crash() -> None:
+    """int() refuses more than 4300 digits with a plain ValueError, which no parser caught."""
+    from outage_sentinel.events import load_json
+
+    doc = '{"seleList": [\n  {"id": "P1",\n   "meterCount": -' + "9" * 5000 + "}]}"
+    for text in (doc, doc.encode()):
+        with pytest.raises(json.JSONDecodeError) as info:
+            load_json(text)
+        assert info.value.msg == "a number of 5000 digits under key 'meterCount' (more than 4300)"
+        assert (info.value.lineno, info.value.colno) == (3, 19)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("20261123", datetime(2026, 11, 23, tzinfo=UTC)),
+    ("202611230800", datetime(2026, 11, 23, 8, tzinfo=UTC)),
+    ("20261123080030", datetime(2026, 11, 23, 8, 0, 30, tzinfo=UTC)),
+    (1795478400, datetime(2026, 11, 24, tzinfo=UTC)),
+    (1795478400000, datetime(2026, 11, 24, tzinfo=UTC)),
+])
+def test_compact_times_and_plausible_epochs(value: Any, expected: datetime) -> None:
+    assert parse_time(value, "startTime") == expected
+
+
+@pytest.mark.parametrize("value", ["202611230", "17954784000", 86400, "2026112", 1.5e10])
+def test_an_epoch_of_implausible_digits_is_refused_not_read_as_the_1970s(value: Any) -> None:
+    with pytest.raises(EventError, match="^startTime: .* digits are neither epoch seconds"):
+        parse_time(value, "startTime")
+
+
 def test_dropped_files_a_bad_one_goes_to_failed_and_the_next_is_read(tmp_path: Any) -> None:
     from tests.test_file_drop import drop, make, names
 

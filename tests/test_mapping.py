@@ -211,6 +211,40 @@ def test_numbers_are_accepted_for_text_fields_and_ids() -> None:
     assert event.transformers == ("T1", "T2")
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    ("202611230800", utc(2026, 11, 23, 0, 0)),           # yyyyMMddHHmm, local time
+    ("20261123083015", utc(2026, 11, 23, 0, 30, 15)),    # yyyyMMddHHmmss
+    ("20261123", utc(2026, 11, 22, 16, 0)),              # yyyyMMdd: local midnight
+    (202611230800, utc(2026, 11, 23, 0, 0)),             # the same as a JSON number
+    ("1795478400", utc(2026, 11, 24, 0, 0)),             # epoch seconds
+    ("1795478400000", utc(2026, 11, 24, 0, 0)),          # epoch milliseconds
+])
+def test_compact_local_times_are_not_read_as_epochs(value: Any, expected: datetime) -> None:
+    """``202611230800`` was read as epoch milliseconds (1976-06-03), ``20261123`` as epoch
+    seconds (1970-08-23): accepted without a word."""
+    record = {"powerOffId": "P1", "typeCode": "1", "startTime": value, "pubTranName": "T1"}
+    event = mapper().map(record)
+    assert event is not None and event.start == expected
+
+
+@pytest.mark.parametrize("value", ["202611230", "17954784000", "86400", 86400, "20261331",
+                                   "202611232500", 20261123.5])
+def test_a_digit_time_of_no_plausible_shape_is_refused_naming_the_field(value: Any) -> None:
+    record = {"powerOffId": "P1", "typeCode": "1", "startTime": "2026-11-23 08:00",
+              "stopTime": value, "pubTranName": "T1"}
+    with pytest.raises(EventError, match=r"^expected_restoration \(stopTime\): .*"
+                                         r"(neither epoch seconds|yyyyMMdd\[HHmm\[ss\]\])"):
+        mapper().map(record)
+
+
+@pytest.mark.parametrize("placeholder", ["19700101080000", "19000101", "00000000000000"])
+def test_a_compact_placeholder_date_is_no_time(placeholder: str) -> None:
+    record = {"powerOffId": "P1", "typeCode": "1", "startTime": "20261123080000",
+              "stopTime": placeholder, "pubTranName": "T1"}
+    event = mapper().map(record)
+    assert event is not None and event.expected_restoration is None
+
+
 @pytest.mark.parametrize("placeholder", ["0000-00-00 00:00:00", "1900-01-01 00:00:00",
                                          "1970-01-01 08:00:00", 0, "0", "0000/00/00"])
 def test_a_placeholder_in_an_optional_time_is_no_time(placeholder: Any) -> None:

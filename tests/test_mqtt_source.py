@@ -318,3 +318,75 @@ def test_poll_raises_when_the_broker_is_unreachable() -> None:
             source.poll(NOW)
     finally:
         source.close()
+
+
+def test_a_lone_surrogate_device_id_costs_its_message_only(
+        ids: dict[str, str], publish: Callable[[str, Any], None]) -> None:
+    """With unknown devices kept, the id went into the revision hash before any check: the
+    UnicodeEncodeError escaped poll() and every message taken in the batch was lost."""
+    source = make_source(ids, ami={"unknown_devices": "keep"})
+    try:
+        for m in range(3):
+            publish(ids["topic"], ev(f"T1-M{m}", "3.26.0.85", f"2026-07-01T08:00:0{m}Z"))
+        publish(ids["topic"], b'{"meter_id": "X\\ud800", "code": "3.26.0.85", '
+                              b'"time": "2026-07-01T08:00:00Z"}')
+        for m in range(3, 5):
+            publish(ids["topic"], ev(f"T1-M{m}", "3.26.0.85", f"2026-07-01T08:00:0{m}Z"))
+        results = poll_until(source, 6)
+        assert sorted(e.area_text for r in results for e in r.events) == [
+            f"meter:T1-M{m}" for m in range(5)]
+        [bad] = [q for r in results for q in r.quarantined]
+        assert bad.reason == (f"topic {ids['topic']} record 1: device id (meter_id): contains a "
+                              "character the database cannot store (NUL or a lone surrogate)")
+    finally:
+        source.close()
+    again = make_source(ids)
+    try:
+        assert poll_until(again, 1, timeout=1.0) == []  # all six acknowledged
+    finally:
+        again.close()
+
+
+def test_a_message_failing_as_nobody_foresaw_is_quarantined_alone(
+        ids: dict[str, str], publish: Callable[[str, Any], None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    source = make_source(ids)
+    real = source.parser.json_payload
+
+    def parse(payload: bytes | str, where: str) -> Any:
+        if "T1-M1" in str(payload):
+            raise RuntimeError("a parser bug")
+        return real(payload, where)
+
+    monkeypatch.setattr(source.parser, "json_payload", parse)
+    try:
+        for m in range(3):
+            publish(ids["topic"], ev(f"T1-M{m}", "3.26.0.85", f"2026-07-01T08:00:0{m}Z"))
+        results = poll_until(source, 3)
+        assert sorted(e.area_text for r in results for e in r.events) == [
+            "meter:T1-M0", "meter:T1-M2"]
+        [bad] = [q for r in results for q in r.quarantined]
+        assert bad.reason == (f"topic {ids['topic']}: could not be parsed: "
+                              "RuntimeError: a parser bug")
+        assert "T1-M1" in bad.raw["payload"]
+        assert source.buffered == 0
+    finally:
+        source.close()
+
+
+def test_a_csv_payload_with_a_stray_carriage_return_loses_no_row(
+        ids: dict[str, str], publish: Callable[[str, Any], None]) -> None:
+    source = make_source(ids, payload_format="csv")
+    try:
+        publish(ids["topic"], b"meter_id,code,time,note\n"
+                              b"T1-M0,3.26.0.85,2026-07-01T08:00:00Z,a\rb\n"
+                              b"T1-M1,3.26.0.85,2026-07-01T08:00:01Z,ok\n"
+                              b"T1-M2,3.26.0.85,2026-07-01T08:00:02Z,ok\n")
+        results = poll_until(source, 3)
+        assert sorted(e.area_text for r in results for e in r.events) == [
+            "meter:T1-M1", "meter:T1-M2"]
+        [bad] = [q for r in results for q in r.quarantined]
+        assert bad.reason.startswith(f"topic {ids['topic']} row 2: bad CSV: a line break")
+        assert bad.raw == {"line": "T1-M0,3.26.0.85,2026-07-01T08:00:00Z,a\rb\n"}
+    finally:
+        source.close()

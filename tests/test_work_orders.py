@@ -101,6 +101,35 @@ def test_a_row_with_too_many_columns_is_quarantined_not_misread() -> None:
     assert (parsed.records, parsed.ignored) == (3, 0)
 
 
+def test_a_stray_carriage_return_in_a_dropped_file_costs_its_row_only(tmp_path: Path) -> None:
+    """A bare CR in one address made the csv module raise: the orders after it were neither
+    read nor quarantined, and the file still went to done/ as if fully read."""
+    import os
+
+    from outage_sentinel.config import FileDropSourceConfig
+    from outage_sentinel.sources.file_drop import FileDropSource
+
+    rows = ["orderNo,acceptTime,custNo,address,faultType"]
+    addresses = {2: "南谢庄村", 3: "村\r东头", 4: "南谢庄村", 5: "南谢庄村", 6: "南谢庄村"}
+    rows += [f"W{i},2026-12-04 08:0{i}:00,C00213,{a},无电" for i, a in addresses.items()]
+    rows.append("W7,202612040807,C00213,南谢庄村,无电")  # a compact local time
+    path = tmp_path / "orders.csv"
+    path.write_bytes(("\n".join(rows) + "\n").encode("utf-8"))
+    os.utime(path, (0, 0))
+    source = FileDropSource(FileDropSourceConfig.model_validate(
+        {"type": "file_drop", "name": "orders", "directory": str(tmp_path),
+         "content": "work_orders"}), default_tz="Asia/Shanghai")
+    source.start(None)
+    result = source.poll(datetime.now(UTC))
+    assert [e.event_id for e in result.events] == ["W2", "W4", "W5", "W6", "W7"]
+    assert result.events[-1].start == datetime(2026, 12, 4, 0, 7, tzinfo=UTC)
+    [bad] = result.quarantined
+    assert bad.reason.startswith("orders.csv row 3: bad CSV: a line break (a carriage return)")
+    assert "W3" in bad.raw["line"]
+    source.acknowledge(result)
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["orders.csv"]
+
+
 def test_a_csv_without_order_columns_is_refused_naming_them() -> None:
     from outage_sentinel.sources.ami_payload import PayloadError
 

@@ -53,6 +53,7 @@ from outage_sentinel.events import (
     EventError,
     OutageEvent,
     Quarantined,
+    check_storable,
     load_json,
     parse_optional_time,
     parse_time,
@@ -115,6 +116,59 @@ def json_line_values(text: str) -> Iterator[tuple[int, str, Any, str | None]]:
             yield lineno, line, None, f"not valid JSON: {exc}"
 
 
+#: Characters of a row the csv module refused kept in its quarantine entry.
+CSV_RAW_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One CSV record: its first line number and cells, or why the csv module refused it
+    (``error``) with the text of the lines it took (``raw``)."""
+
+    line: int
+    cells: list[str]
+    error: str | None = None
+    raw: str = ""
+
+
+def csv_rows(text: str) -> Iterator[CsvRow]:
+    """Every record of CSV ``text`` with the line it starts on. A record the csv module
+    refuses (a stray carriage return in an unquoted field, a field over the size limit) is
+    yielded as an error and reading goes on with the next line: a bad row never hides the
+    rows after it."""
+    taken: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text):  # splits on "\n" only, as csv expects
+            taken.append(line)
+            yield line
+
+    reader = csv.reader(lines())
+    line = 1
+    while True:
+        taken.clear()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield CsvRow(line, [], f"bad CSV: {_csv_reason(exc)}",
+                         "".join(taken)[:CSV_RAW_LIMIT])
+            if not taken:  # nothing consumed: stop rather than loop
+                return
+        else:
+            yield CsvRow(line, cells)
+        line += len(taken)
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    text = str(exc)
+    if text.startswith("new-line character seen in unquoted field"):
+        return ("a line break (a carriage return) inside an unquoted field; quote the field or "
+                "save the file with one kind of line ending")
+    return text
+
+
 @dataclass
 class Parsed:
     """Observation events and quarantined records from one payload or file."""
@@ -153,11 +207,17 @@ def _get(record: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
 
 
 def _first(record: Mapping[str, Any], paths: list[tuple[str, tuple[str, ...]]]) -> Any:
-    for _, parts in paths:
+    return _first_named(record, paths)[1]
+
+
+def _first_named(record: Mapping[str, Any], paths: list[tuple[str, tuple[str, ...]]]
+                 ) -> tuple[str, Any]:
+    """``(field, value)`` of the first of ``paths`` present in ``record``, else ``("", None)``."""
+    for name, parts in paths:
         value = record.get(parts[0]) if len(parts) == 1 else _get(record, parts)
         if value is not None and value != "":
-            return value
-    return None
+            return name, value
+    return "", None
 
 
 #: At most this many distinct unknown codes are logged per source (a vendor's whole event
@@ -223,10 +283,7 @@ class AmiPayloadParser:
             return None
         if meaning.action == "ignore":
             return None
-        device_value = _first(record, self._id)
-        if device_value is None or isinstance(device_value, Mapping | list):
-            raise EventError(f"device id: none of {', '.join(f for f, _ in self._id)} present")
-        device = str(device_value).strip()
+        device = self._device(record)
         kind, transformer, feeder = self._resolve(record, device, meaning)
         ref = device_ref(kind, device)
         action = meaning.action
@@ -255,6 +312,15 @@ class AmiPayloadParser:
             out.append(self._event(device, ref, transformer, feeder, "on",
                                    parse_time(raw_on, "time", self.tz), record))
         return out
+
+    def _device(self, record: Mapping[str, Any]) -> str:
+        """The record's device id, checked storable before it goes into an id or a hash."""
+        key, value = _first_named(record, self._id)
+        if value is None or isinstance(value, Mapping | list):
+            raise EventError(f"device id: none of {', '.join(f for f, _ in self._id)} present")
+        device = str(value).strip()
+        check_storable(f"device id ({key})", device)
+        return device
 
     def _resolve(self, record: Mapping[str, Any], device: str,
                  meaning: AmiCodeConfig) -> tuple[DeviceKind, str, str | None]:
@@ -309,7 +375,8 @@ class AmiPayloadParser:
         if key in self.unknown_seen or len(self.unknown_seen) >= MAX_UNKNOWN_LOGGED:
             return
         self.unknown_seen.add(key)
-        self.log.warning("ami_unknown_code", code=code[:64],
+        shown = code[:64].encode("utf-8", "backslashreplace").decode("utf-8")
+        self.log.warning("ami_unknown_code", code=shown,
                          hint="skipped; map it under ami.codes if it reports power off or on")
 
     def records(self, records: Iterable[Any], where: str, out: Parsed | None = None,
@@ -382,24 +449,45 @@ class AmiPayloadParser:
 
     def csv_text(self, text: str, where: str) -> Parsed:
         """CSV with a header row (or ``csv_columns``); a bad row is quarantined as
-        ``<where> row <n>: <reason>`` (``n`` is the 1-based line number).
+        ``<where> row <n>: <reason>`` (``n`` is the 1-based line the row starts on) and the
+        rows after it are read.
 
         Raises :class:`PayloadError` when the header names no id, code or time column.
         """
-        text = text.lstrip("\ufeff")
+        rows = csv_rows(text.lstrip("\ufeff"))
+        header = self._csv_header(rows)
+        if header is None:
+            return Parsed()
+        out = Parsed()
+        width = len(header)
+        for row in rows:
+            cells = row.cells
+            if row.error is None and all(not c.strip() for c in cells):
+                continue
+            if row.error is not None or len(cells) != width:
+                reason = row.error or f"expected {width} columns, got {len(cells)}"
+                out.records += 1
+                out.quarantined.append(Quarantined(
+                    self.source, f"{where} row {row.line}: {reason}",
+                    {"line": row.raw} if row.error else {"row": cells}))
+                continue
+            rec = {h: c.strip() for h, c in zip(header, cells, strict=True)}
+            self.records((rec,), where, out, first=row.line, label="row")
+        return out
+
+    def _csv_header(self, rows: Iterator[CsvRow]) -> list[str] | None:
+        """The configured ``csv_columns``, else the first row (``None``: an empty text);
+        :class:`PayloadError` when it names no id, code or time column."""
         columns = self.config.csv_columns
-        reader = csv.reader(io.StringIO(text))
-        if columns is None:
-            try:
-                header = [h.strip() for h in next(reader)]
-            except StopIteration:
-                return Parsed()
-            except csv.Error as exc:  # e.g. CR-only line endings: "new-line character seen"
-                raise PayloadError(f"bad CSV header: {exc}") from None
-            first_row = 2
-        else:
+        if columns is not None:
             header = list(columns)
-            first_row = 1
+        else:
+            first = next(rows, None)
+            if first is None:
+                return None
+            if first.error is not None:  # e.g. CR-only line endings
+                raise PayloadError(f"bad CSV header: {first.error.removeprefix('bad CSV: ')}")
+            header = [h.strip() for h in first.cells]
         for what, paths in (("device id", self._id), ("event code", self._code)):
             if not any(p[0] in header for _, p in paths):
                 raise PayloadError(f"CSV header has no {what} column (one of "
@@ -407,22 +495,4 @@ class AmiPayloadParser:
         if not any(p[0] in header for _, p in self._time + self._off_time + self._on_time):
             raise PayloadError(f"CSV header has no time column (one of "
                                f"{', '.join(f for f, _ in self._time)})")
-        out = Parsed()
-        width = len(header)
-        n = first_row - 1
-        try:
-            for n, row in enumerate(reader, start=first_row):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) != width:
-                    out.records += 1
-                    out.quarantined.append(Quarantined(
-                        self.source, f"{where} row {n}: expected {width} columns, got {len(row)}",
-                        {"row": row}))
-                    continue
-                rec = {h: c.strip() for h, c in zip(header, row, strict=True)}
-                self.records((rec,), where, out, first=n, label="row")
-        except csv.Error as exc:
-            out.quarantined.append(Quarantined(self.source, f"{where} row {n + 1}: bad CSV: {exc}",
-                                               {}))
-        return out
+        return header

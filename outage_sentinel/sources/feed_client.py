@@ -27,6 +27,7 @@ import urllib3
 
 from outage_sentinel.config import HttpJsonSourceConfig, PaginationConfig
 from outage_sentinel.errors import exception_chain, parse_retry_after
+from outage_sentinel.events import load_json
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import SourceError
 
@@ -243,10 +244,10 @@ class FeedClient:
         if not text.strip():
             raise self.error(f"{where}empty body (expected JSON)", raw="")
         try:
-            return json.loads(text)
-        except RecursionError:
-            raise self.error(f"{where}invalid JSON: nested too deeply",
-                             raw=raw_text(response.body, response.charset)) from None
+            # bounded: nesting too deep, a number of more digits than Python converts, are
+            # bad JSON like any other (never a RecursionError / ValueError failing the poll
+            # with no reason and no quarantined body)
+            return load_json(text)
         except json.JSONDecodeError as exc:
             stripped = text.rstrip()
             if exc.pos >= len(stripped) - 1:

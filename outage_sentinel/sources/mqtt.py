@@ -29,7 +29,9 @@ use QoS 1.
 Payloads: ``json`` (an object, an array, or an envelope — see
 :mod:`outage_sentinel.sources.ami_payload`) or ``csv``. A malformed message or record is
 quarantined with the reason (naming the topic), the rest goes on, and the message is still
-acknowledged after commit, so it is not redelivered forever.
+acknowledged after commit, so it is not redelivered forever. So is a message whose parsing fails
+in a way nobody foresaw (``could not be parsed: ...``): it costs only itself, and no message
+taken from the buffer is ever dropped (should a poll fail anyway, they go back to the buffer).
 """
 
 from __future__ import annotations
@@ -196,15 +198,13 @@ class MqttSource:
                 self._pending.clear()
         taken: list[_Message] = []
         parsed = Parsed()
-        limit = self.config.max_batch
-        # Pop under the lock, parse outside it, so paho's network thread is never held up.
-        while len(parsed.events) < limit:
+        try:
+            self._take(taken, parsed)
+        except BaseException:
+            # Nothing taken may be lost: whatever went wrong, the messages go back, in order.
             with self._lock:
-                if not self._buffer:
-                    break
-                msg = self._buffer.popleft()
-            taken.append(msg)
-            self._parse(msg, parsed)
+                self._buffer.extendleft(reversed(taken))
+            raise
         connected = self._connected.is_set()
         if not taken:
             if not connected:
@@ -326,6 +326,38 @@ class MqttSource:
 
     # -- parsing ------------------------------------------------------------------------------
 
+    def _take(self, taken: list[_Message], parsed: Parsed) -> None:
+        """Pop and parse buffered messages into ``taken`` / ``parsed`` until ``max_batch``
+        events. Pop under the lock, parse outside it, so paho's network thread is never held
+        up."""
+        limit = self.config.max_batch
+        while len(parsed.events) < limit:
+            with self._lock:
+                if not self._buffer:
+                    break
+                msg = self._buffer.popleft()
+            taken.append(msg)
+            self._parse_safely(msg, parsed)
+
+    def _parse_safely(self, msg: _Message, out: Parsed) -> None:
+        """:meth:`_parse`; a failure nobody foresaw quarantines that message alone (it is
+        acknowledged with the poll, kept in the quarantine), never the batch."""
+        one = Parsed()
+        try:
+            self._parse(msg, one)
+        except Exception as exc:  # a parser bug or an input nobody foresaw
+            error = _printable(f"{type(exc).__name__}: {exc}")[:500]
+            log.error("mqtt.unparseable", source=self.name, topic=msg.topic, error=error)
+            one = Parsed(records=1)
+            one.quarantined.append(self._quarantined(
+                msg, f"topic {msg.topic}: could not be parsed: {error}"))
+        out.extend(one)
+
+    def _quarantined(self, msg: _Message, reason: str) -> Quarantined:
+        return Quarantined(self.name, reason, {
+            "topic": msg.topic,
+            "payload": msg.payload[:RAW_LIMIT].decode("utf-8", errors="replace")})
+
     def _parse(self, msg: _Message, out: Parsed) -> None:
         where = f"topic {msg.topic}"
         try:
@@ -339,7 +371,9 @@ class MqttSource:
                       if isinstance(exc, UnicodeDecodeError)
                       else f"{where}: {exc}")
             out.records += 1
-            out.quarantined.append(Quarantined(
-                self.name, reason,
-                {"topic": msg.topic,
-                 "payload": msg.payload[:RAW_LIMIT].decode("utf-8", errors="replace")}))
+            out.quarantined.append(self._quarantined(msg, reason))
+
+
+def _printable(text: str) -> str:
+    """``text`` any log or quarantine line can hold: lone surrogates written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

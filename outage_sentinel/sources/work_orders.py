@@ -10,15 +10,19 @@ ignored.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping
 from datetime import tzinfo
 from typing import Any
 
 from outage_sentinel.config import FieldMap
 from outage_sentinel.events import EventError, Quarantined
-from outage_sentinel.sources.ami_payload import Parsed, PayloadError, json_line_values
+from outage_sentinel.sources.ami_payload import (
+    CsvRow,
+    Parsed,
+    PayloadError,
+    csv_rows,
+    json_line_values,
+)
 from outage_sentinel.sources.mapping import WORK_ORDER_FIELDS, RecordMapper
 
 
@@ -45,39 +49,50 @@ class WorkOrderParser:
                 out.events.append(event)
 
     def csv_text(self, text: str, where: str) -> Parsed:
-        """A CSV with a header row; raises :class:`PayloadError` when it has none usable."""
-        reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
+        """A CSV with a header row; raises :class:`PayloadError` when it has none usable. A bad
+        row is quarantined as ``<where> row <n>`` (the line it starts on); the rest are read."""
+        rows = csv_rows(text.lstrip("\ufeff"))
+        header = self._header(next(rows, None))
+        if header is None:
             return Parsed()
-        except csv.Error as exc:
-            raise PayloadError(f"bad CSV header: {exc}") from None
+        out = Parsed()
+        good = []
+        for row in rows:
+            if row.error is None and not any(c.strip() for c in row.cells):
+                continue
+            problem = row.error or self._width_problem(row.cells, len(header))
+            if problem is not None:
+                out.records += 1
+                out.quarantined.append(Quarantined(
+                    self.source, f"{where} row {row.line}: {problem}",
+                    {"line": row.raw} if row.error else {"row": row.cells[:64]}))
+                continue
+            good.append((f"{where} row {row.line}",
+                         dict(zip(header, (c.strip() for c in row.cells), strict=True))))
+        self.records(good, out)
+        return out
+
+    def _header(self, first: CsvRow | None) -> list[str] | None:
+        """The header row's columns (``None``: an empty text); :class:`PayloadError` when it
+        is unreadable or has no order id or time column."""
+        if first is None:
+            return None
+        if first.error is not None:
+            raise PayloadError(f"bad CSV header: {first.error.removeprefix('bad CSV: ')}")
+        header = [h.strip() for h in first.cells]
         f = self.mapper.fields
         if f.event_id not in header or f.start not in header:
             raise PayloadError(f"CSV header has no {f.event_id!r} (order id) or {f.start!r} "
                                f"(time) column; it has: {', '.join(header)[:300]}")
-        out = Parsed()
-        n = 1
-        try:
-            rows = []
-            for n, row in enumerate(reader, start=2):
-                if not any(c.strip() for c in row):
-                    continue
-                if len(row) != len(header):  # an unquoted comma shifts every column after it
-                    out.records += 1
-                    out.quarantined.append(Quarantined(
-                        self.source, f"{where} row {n}: expected {len(header)} columns, got "
-                        f"{len(row)} (an unquoted comma or a missing field?)",
-                        {"row": row[:64]}))
-                    continue
-                rows.append((f"{where} row {n}", dict(zip(header, (c.strip() for c in row),
-                                                          strict=True))))
-        except csv.Error as exc:
-            out.quarantined.append(Quarantined(self.source, f"{where} row {n + 1}: bad CSV: {exc}",
-                                               {}))
-        self.records(rows, out)
-        return out
+        return header
+
+    @staticmethod
+    def _width_problem(cells: list[str], width: int) -> str | None:
+        if len(cells) == width:
+            return None
+        # an unquoted comma shifts every column after it
+        return (f"expected {width} columns, got {len(cells)} (an unquoted comma or a missing "
+                "field?)")
 
     def json_lines(self, text: str, where: str) -> Parsed:
         """JSON lines: an object or an array of objects per line."""
