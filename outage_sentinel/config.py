@@ -189,7 +189,7 @@ class HttpJsonSourceConfig(SourceBase):
     verify_tls: bool = True
     retry: RetryConfig = RetryConfig(initial_seconds=1.0, max_seconds=10.0, max_attempts=3)
     #: ``95598_list`` (seleList/pageModel), ``95598_powercut`` (data.powerCutList) or
-    #: ``95598_workorder`` (trouble calls, data.records; see docs/sources.md); sets
+    #: ``95598_workorder`` (trouble calls, data.records; see docs/sources_http.md); sets
     #: ``records_path``, ``fields`` and ``pagination`` unless given here.
     preset: Literal["95598_list", "95598_powercut", "95598_workorder"] | None = None
     records_path: str | None = None
@@ -230,7 +230,7 @@ class HttpJsonSourceConfig(SourceBase):
 
 class ReplaySourceConfig(SourceBase):
     type: Literal["replay"]
-    #: A JSON-lines scenario (see fixtures/scenarios/README.md).
+    #: A JSON-lines scenario (see README.md, "A scenario line for replay").
     scenario: Path
     #: Timeline speed-up: 2.0 plays a 100 s scenario in 50 s.
     speed: float = Field(default=1.0, gt=0, le=1e6)
