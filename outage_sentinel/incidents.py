@@ -1274,9 +1274,14 @@ def called_off(incident: Incident, village: str, topology: Topology | None) -> b
     if topology is None:
         return False
     records = village_records(incident, village, topology)
-    if incident_class(incident.kind) == "unplanned":
-        return bool(records) and all(m.status == "cancelled" for m in records)
     areas = topology.village_transformers(village)
+    if incident_class(incident.kind) == "unplanned":
+        # Power seen back (meters, an operator's or crew's step, a liaison's 已来电) after a
+        # record said the area was off is a restoration, whatever became of the record.
+        seen_back = any(m.signal == "alive" and any(t in areas for t in m.transformers)
+                        for m in incident.members.values())
+        return bool(records) and not seen_back \
+            and all(m.status == "cancelled" for m in records)
     edited = [m for m in incident.members.values() if any(t in areas for t in m.left)]
     return bool(records or edited) and all(m.status == "cancelled" for m in records)
 

@@ -33,6 +33,7 @@ from outage_sentinel.incidents import (
     Notice,
     announced_kind,
     back_on_field_word,
+    called_off,
     restored_at,
     village_cause,
     village_etr,
@@ -243,20 +244,24 @@ def _crew_status_context(incident: Incident) -> dict[str, bool]:
 
 
 def _told_before_context(incident: Incident, purpose: str, village_id: str,
-                         in_village: Sequence[str], previous: Incident | None
-                         ) -> dict[str, Any]:
-    """The notice's ``purpose``, and what it says of what the village was told before."""
+                         in_village: Sequence[str], previous: Incident | None,
+                         topology: Topology) -> dict[str, Any]:
+    """The notice's ``purpose``, and what it says of what the village was told before: that
+    its power was back, or that the outage was called off (for the whole incident, or for
+    the village alone: :func:`~outage_sentinel.incidents.called_off`)."""
+    told_off = previous is not None and (previous.status == "cancelled"
+                                         or called_off(previous, village_id, topology))
     return {
         "purpose": purpose,
         # Told its power was back (by this incident), and off now: the notice says so.
         "off_again": purpose == "outage" and previous is not None
-        and village_id in previous.restored_villages and previous.status != "cancelled",
+        and village_id in previous.restored_villages and not told_off,
         # ... where that notice only asked whether an area was back (the records had ended)
         "asked_before": previous is not None
         and bool(set(previous.unconfirmed) & set(in_village)),
         # Told the outage was called off, and it is on after all (planned work reinstated).
         "reinstated": purpose == "outage" and previous is not None
-        and village_id in previous.restored_villages and previous.status == "cancelled",
+        and village_id in previous.restored_villages and told_off,
         # "restored" on a liaison's answer alone says whose word it is
         "restored_by_liaison": purpose == "restored"
         and back_on_field_word(incident, in_village),
@@ -345,7 +350,8 @@ class LiaisonPlanner:
             **self._time_context(incident, village_id, in_village, now),
             "cause": village_cause(incident, records),
             **_crew_status_context(incident),
-            **_told_before_context(incident, notice.purpose, village_id, in_village, previous),
+            **_told_before_context(incident, notice.purpose, village_id, in_village, previous,
+                                   topo),
         }
         context["outage_label"] = self.outage_label(context)
         if notice.purpose == "update":

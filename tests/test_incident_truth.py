@@ -430,7 +430,8 @@ def test_a_withdrawn_fault_record_after_the_meters_saw_it_dark_is_a_restoration(
     core.feed(ev("M5", "T5", signal="dead", source="ami"), T0 + timedelta(minutes=2))
     inc, notices = core.feed(ev("E2", "T5", status="cancelled"), T0 + timedelta(minutes=10))
     assert notices == [] and "T5" in inc.off  # the meters still say it is dark
-    _, notices = core.feed(ev("M5", "T5", signal="dead", source="ami", status="restored",
+    # The meters' power-back, as the AMI screen issues it: the same event, signal alive.
+    _, notices = core.feed(ev("M5", "T5", signal="alive", source="ami", status="restored",
                               end=T0 + timedelta(minutes=20)), T0 + timedelta(minutes=20))
     assert [(n.purpose, n.villages) for n in notices] == [("restored", ("V3",))]
 

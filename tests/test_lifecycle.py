@@ -580,6 +580,36 @@ def test_planned_work_edited_to_leave_an_area_out_says_so_and_reminds_of_the_res
     assert "停电范围：T4，本村40户" in reminder and "T5" not in reminder
 
 
+def test_a_withdrawn_record_calls_its_village_off_unless_power_was_seen_back(
+        h: Harness) -> None:
+    """Record A names 东村's T1, T2; B names 西村's T3 and keeps the incident on. A withdrawn:
+    东村 hears 停电取消, and a later record naming T1 corrects that, not a 恢复送电 it never
+    heard."""
+    h.feed(ev("A", "T1", "T2"), ev("B", "T3"))
+    h.at(10)
+    h.feed(ev("A", "T1", "T2", status="cancelled"))
+    [called] = [m.text for m in h.sent(audience="liaison") if m.target == "V1群"
+                and m.purpose in ("cancelled", "restored")]
+    assert called.startswith("【停电取消】东村") and "如仍停电，请拨打95598" in called
+    h.at(30)
+    h.feed(ev("C", "T1", start=h.now))
+    again = [m.text for m in h.sent("outage", "liaison") if m.target == "V1群"][-1]
+    assert "更正：此前通知本村停电已取消，现本村停电（或再次停电）" in again
+
+
+def test_a_withdrawn_record_after_the_command_centre_saw_power_back_is_a_restoration(
+        h: Harness) -> None:
+    h.feed(ev("A", "T1", "T2"), ev("B", "T3"))
+    iid = h.only_incident()
+    h.at(10)
+    h.daemon.processor.operator_restore(iid, "operator:张", "T1", None, now=h.now)
+    h.at(20)
+    h.feed(ev("A", "T1", "T2", status="cancelled"))
+    told = [m.text for m in h.sent(audience="liaison") if m.target == "V1群"
+            and m.purpose in ("cancelled", "restored")]
+    assert [t.splitlines()[0] for t in told] == ["【恢复送电】东村"]
+
+
 def test_the_summary_counts_confirmed_areas_among_those_still_off(h: Harness) -> None:
     """Two records name T1 and T3; T3's ends: of the two areas still off (T1, T2), one was
     reported, not two."""
