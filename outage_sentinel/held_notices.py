@@ -31,11 +31,15 @@ HELD_PREFIX = "held:"
 
 def keep_held_in(store: Store, conn: Connection, incident_id: str, villages: Iterable[str],
                  now: datetime) -> None:
-    """Remember that ``incident_id``'s back notice was held from ``villages``."""
+    """Remember that ``incident_id``'s back notice was held from ``villages``; the incident's
+    log says which (step ``held_back``: the command centre sees who has not heard)."""
     key = HELD_PREFIX + incident_id
     before = store.kv_get_in(conn, key) or {}
     held = sorted(set(before.get("villages") or ()) | set(villages))
     store.kv_set_in(conn, key, {"villages": held}, now)
+    new = [v for v in held if v not in (before.get("villages") or ())]
+    if new:
+        store.log_in(conn, incident_id, now, "held_back", "daemon", "", {"villages": new})
     get_logger(component="held_notices").info(
         "restored_held_back", incident_id=incident_id, villages=held,
         reason="still off in another open incident")
@@ -148,6 +152,8 @@ class HeldNotices:
                          and self.store.last_village_purpose_in(conn, v, now) not in BACK_NOTICES)
             if tell:
                 self._tell(conn, inc, tell, now)
+                self.store.log_in(conn, inc.id, now, "held_released", "daemon", "",
+                                  {"villages": list(tell)})
             rest = [v for v in villages if v not in free]
             if rest:
                 self.store.kv_set_in(conn, HELD_PREFIX + incident_id, {"villages": rest}, now)

@@ -45,7 +45,9 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "called_off": "部分台区停电取消（未开工前移出）",
            "confirmed_back": "确认已恢复送电（此前记录结束时未经确认）",
            "continued": "未确认恢复的台区仍停电，转入新停电事件",
-           "continued_undone": "转入的新停电事件已取消，台区恢复待确认"},
+           "continued_undone": "转入的新停电事件已取消，台区恢复待确认",
+           "held_back": "暂不通知恢复送电（该村仍有台区在其他停电事件中停电）",
+           "held_released": "暂缓的恢复送电通知已发出"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
@@ -60,7 +62,9 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "called_off": "called off for some areas before the work began",
            "confirmed_back": "confirmed back (unconfirmed when the records ended)",
            "continued": "areas never confirmed back are off in a new incident",
-           "continued_undone": "the new incident was called off: back unconfirmed again"},
+           "continued_undone": "the new incident was called off: back unconfirmed again",
+           "held_back": "power-back notice held (the village is off in another incident)",
+           "held_released": "held power-back notice sent"},
 }
 
 #: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).

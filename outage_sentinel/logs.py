@@ -29,9 +29,15 @@ _secrets: set[str] = set()
 _MIN_SECRET = 4
 
 
+#: A mainland landline: a 3- or 4-digit area code (0…), a local number of 7 or 8 digits.
+LANDLINE = re.compile(r"(?<![\d-])(0[1-9]\d{1,2})([- ]?)[2-9]\d{2,3}(\d{4})(?![\d-])")
+
+
 def mask_phones(text: str) -> str:
-    """Mask mainland mobile numbers in ``text``: 13812345678 -> 138****5678."""
-    return PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
+    """Mask mainland mobile and landline numbers in ``text``: 13812345678 -> 138****5678,
+    0316-5551234 -> 0316-****1234."""
+    text = PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
+    return LANDLINE.sub(lambda m: f"{m.group(1)}{m.group(2)}****{m.group(3)}", text)
 
 
 def register_secret(value: str | None) -> None:

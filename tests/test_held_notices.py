@@ -64,6 +64,10 @@ def check(d: Daemon, minutes: int) -> None:
     d.clock_stage.run_once(d.clock())
 
 
+def steps(d: Daemon, incident_id: str, stage: str) -> list[object]:
+    return [r["details"] for r in d.store.incident_log(incident_id) if r["stage"] == stage]
+
+
 def held_then_b_lets_go(d: Daemon) -> tuple[Incident, Incident]:
     """A (F1) holds T1 of V1; B (F2) infers T6 of V1 from a call; A ends: V1 held back."""
     feed(d, 1, ev("N1", "T1"))
@@ -87,9 +91,13 @@ def test_a_village_held_back_hears_its_power_is_back_once_nobody_holds_it(
         CommandSteps(shared.lifecycle, shared.processor, shared.clock).remove(
             b.id, "T6", "ops", "T6 not affected")
     assert "T6" not in by_feeder(shared, "F2").off
+    # The incident's log says whom it has not told, and then that it has.
+    assert steps(shared, a.id, "held_back") == [{"villages": ["V1"]}]
+    assert steps(shared, a.id, "held_released") == []
     check(shared, 41)
     assert ("V1", "restored", a.id) in told(shared)
     assert "V1" in by_feeder(shared, "F1").restored_villages
+    assert steps(shared, a.id, "held_released") == [{"villages": ["V1"]}]
     # B's own end later says nothing more to V1 about A, and A's is not said twice.
     feed(shared, 120, ev("N2", "T7", start=T0 + timedelta(minutes=2), status="restored",
                          end=T0 + timedelta(minutes=120), device="FU3"))

@@ -32,6 +32,10 @@ def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ("tel:15900001111;", "tel:159****1111;"),
     ("+86 13812345678", "+86 138****5678"),
     ("+86-13812345678", "+86-138****5678"),
+    # landlines: a household on the care list may give one
+    ("0571-87654321", "0571-****4321"),
+    ("电话03165551234", "电话0316****1234"),
+    ("010 88889999", "010 ****9999"),
 ])
 def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
     assert mask_phones(text) == masked
@@ -42,7 +46,9 @@ def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
     "1381234567",                  # 10 digits
     "138123456789",                # 12 digits: part of a longer number, not a phone
     "110101199003071234",          # an ID-card number containing 1990030712...
-    "0571-87654321",               # a landline
+    "95598", "400-600-1234",       # service numbers
+    "meter 000123456789",          # no area code starts with 00
+    "0316-555123",                 # 6 digits after the area code
     "order 2026030113812345678",   # digits glued to a longer number
     "INC-20260301-0001",
 ])
