@@ -9,12 +9,13 @@ opened from a phone call are operator reports folded in by the
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from outage_sentinel import corrections
-from outage_sentinel.events import OutageEvent, parse_time, split_list
+from outage_sentinel.events import EventError, OutageEvent, check_storable, parse_time, split_list
 from outage_sentinel.held_notices import keep_held_in
 from outage_sentinel.incidents import BACK_NOTICES, OPERATOR_SOURCE, Incident, hold_back, plan_notices
 from outage_sentinel.lifecycle import (
@@ -26,6 +27,49 @@ from outage_sentinel.lifecycle import (
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import IncidentProcessor
 from outage_sentinel.topology import Topology
+
+#: Why a text is refused before anything is written (PostgreSQL refuses NUL in text, and a
+#: lone surrogate cannot be encoded for any database).
+UNSTORABLE = "contains a character the database cannot store (NUL or a lone surrogate)"
+
+
+def storable(text: str) -> bool:
+    """Whether a database column can hold ``text`` (no NUL, no lone surrogate)."""
+    try:
+        check_storable("", text)
+    except EventError:
+        return False
+    return True
+
+
+def unstorable_key(value: Any) -> str | None:
+    """Where in ``value`` (a request body, a form, a step's texts) a text, or a key, holds a
+    character the database cannot store: its key path (``a.b``, ``a[2]``), or None. An
+    unstorable key is named by its escaped form."""
+    todo: deque[tuple[str, Any]] = deque([("", value)])
+    while todo:
+        where, item = todo.popleft()
+        if isinstance(item, str):
+            if not storable(item):
+                return where or "the body"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                name = str(key)
+                if not storable(name):
+                    return f"{where + ': ' if where else ''}the key {ascii(name)}"
+                todo.append((f"{where}.{name}" if where else name, inner))
+        elif isinstance(item, list | tuple):
+            todo.extend((f"{where}[{k}]", inner) for k, inner in enumerate(item))
+    return None
+
+
+def check_texts(**texts: Any) -> None:
+    """Refuse a step's texts (:class:`StepInputError` naming the key) when one holds a
+    character the database cannot store: checked before anything is written, so that the
+    step is refused whole rather than failing halfway."""
+    key = unstorable_key(texts)
+    if key is not None:
+        raise StepInputError(f"{key}: {UNSTORABLE}")
 
 
 class CommandSteps:
@@ -77,7 +121,8 @@ class CommandSteps:
 
     def etr(self, incident_id: str, when: str, actor: str, note: str = "") -> Incident:
         """Set the expected restoration time (local time, e.g. ``2026-11-23 18:00``)."""
-        etr = parse_time(when, "ETR", self.processor.tz)
+        check_texts(incident=incident_id, time=when, actor=actor, note=note)
+        etr = parse_time(when, "time (the ETR)", self.processor.tz)
         return self._correct(incident_id, actor, note, "etr_set",
                              lambda inc, now: corrections.set_etr(inc, etr, now),
                              {"etr": etr.isoformat()})
@@ -86,6 +131,7 @@ class CommandSteps:
         """Set the fault device(s) (ids or names, comma-separated) on the command centre's
         word: later estimates name them, the crew sent gets new orders, the close-out's
         device defaults to them. The areas stay (``scope`` moves those)."""
+        check_texts(incident=incident_id, devices=refs, actor=actor, note=note)
         devices = confirmed_devices(self.topology, refs)
         if not devices:
             raise LifecycleError("no device given")
@@ -96,6 +142,7 @@ class CommandSteps:
 
     def cancel(self, incident_id: str, reason: str, actor: str) -> Incident:
         """Cancel a false alarm: everyone told hears it is cancelled."""
+        check_texts(incident=incident_id, reason=reason, actor=actor)
         return self._correct(incident_id, actor, reason, "cancelled",
                              lambda inc, now: corrections.cancel_incident(inc, reason, now),
                              {"reason": reason})
@@ -103,6 +150,7 @@ class CommandSteps:
     def remove(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
         """Take areas (ids, names, or villages) out of the scope; their villages hear it
         was a mistake."""
+        check_texts(incident=incident_id, remove=refs, actor=actor, note=note)
         areas = self.areas(refs)
         return self._correct(incident_id, actor, note, "scope_removed",
                              lambda inc, now: corrections.exclude_areas(
@@ -113,6 +161,7 @@ class CommandSteps:
         """Add areas the command centre knows are off (an operator report: they stay off
         until a restoration step or a source says they are back). An area the incident only
         inferred or named as possibly affected is confirmed: its village hears it as off."""
+        check_texts(incident=incident_id, add=refs, actor=actor, note=note)
         inc = self.processor.active(incident_id)
         areas = [t for t in self.areas(refs)
                  if t not in inc.off or inc.scope.get(t, "reported") != "reported"]
@@ -130,6 +179,7 @@ class CommandSteps:
         again): off again in the same incident, as an operator report that a later report of
         the same restoration does not undo; their villages hear they are off (saying they
         were told otherwise). All areas back unless ``refs`` names some."""
+        check_texts(incident=incident_id, transformers=refs, actor=actor, note=note)
         inc = self.processor.incident(incident_id)
         if inc.stage in ("closed", "cancelled"):
             raise LifecycleError(f"{incident_id} is {inc.stage}; open a new incident instead "
@@ -159,7 +209,12 @@ class CommandSteps:
 
     def open(self, actor: str, *, feeder: str | None, transformers: str | None,
              caller: str = "", note: str = "") -> Incident:
-        """Open an incident from a phone call: a feeder and/or transformer areas."""
+        """Open an incident from a phone call: a feeder and/or transformer areas. Every text
+        is checked first (:func:`check_texts`): the incident, its notices and its log line are
+        written by two transactions (the processor's, then the log's), so a text the log
+        could not store must be refused before the first."""
+        check_texts(actor=actor, feeder=feeder, transformers=transformers, caller=caller,
+                    note=note)
         if not feeder and not transformers:
             raise StepInputError("give --feeder or --transformers (or both)")
         areas = self.areas(transformers) if transformers else []

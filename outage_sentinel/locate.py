@@ -157,20 +157,17 @@ def locate_main(topology_dir: str, evidence_path: str, out: TextIO,
 
 
 def import_main(fmt: str, src: str, outdir: str) -> int:
-    """Run ``topology import FMT SRC OUTDIR``: write a bundle and check it loads."""
+    """Run ``topology import FMT SRC OUTDIR``: write a bundle beside ``outdir``, check it
+    loads, and only then put it in place (a bundle that would not load leaves ``outdir`` as
+    it was)."""
     if fmt not in FORMATS:
         print(f"outage-sentinel topology import: unknown format {fmt!r} "
               f"(expected {'|'.join(FORMATS)})", file=sys.stderr)
         return 2
     try:
         summary = import_topology(fmt, src, outdir)
-        load_bundle(outdir)
     except ImportError_ as exc:
         print(f"outage-sentinel topology import: {exc}", file=sys.stderr)
-        return 1
-    except TopologyError as exc:
-        print(f"outage-sentinel topology import: the written bundle is invalid:\n{exc}",
-              file=sys.stderr)
         return 1
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)

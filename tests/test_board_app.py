@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -584,3 +585,76 @@ def test_the_overview_lists_what_awaits_close_out_and_what_was_quarantined(
     # Closed out, it leaves the list.
     assert post(client, csrf, f"/api/incidents/{iid}/close", {"cause": "其他"}).status_code == 200
     assert client.get("/api/overview").json()["to_close"] == []
+
+
+# -- text the database cannot store (PostgreSQL refuses NUL; a lone surrogate is no UTF-8) ------
+
+
+def raw_post(client: TestClient, csrf: str, path: str, body: dict[str, Any]) -> Any:
+    """``body`` as ASCII JSON: a lone surrogate travels as its ``\\ud800`` escape."""
+    return client.post(path, content=json.dumps(body), headers={
+        "X-CSRF-Token": csrf, "Content-Type": "application/json"})
+
+
+def test_a_nul_in_a_sign_in_is_refused_naming_the_field_and_audited(board_env: Any) -> None:
+    app, store, _clock = board_env
+    client = TestClient(app, base_url="http://127.0.0.1")
+    r = client.post("/login", data=sign_in_form(client, "op\x00s", PASSWORD),
+                    follow_redirects=False)
+    assert r.status_code == 400 and "user：含有无法保存的字符" in r.text
+    [failed] = [a for a in store.audit_trail() if a["kind"] == "sign_in_failed"]
+    assert failed["actor"] == "op\\x00s" and failed["detail"].startswith("user: contains")
+    signed_in(app, "ops")  # the board still answers
+
+
+def test_an_action_with_text_the_database_cannot_store_changes_nothing(
+        board_env: Any, demo: Topology) -> None:
+    app, store, _clock = board_env
+    client, csrf = signed_in(app, "ops")
+    iid = open_incident(client, csrf, demo)
+    before = (store.get_incident(iid)["revision"], len(store.messages()))
+    asked = [("/api/incidents", {"transformers": demo.transformers[2:3], "caller": "x\x00"},
+              "caller"),
+             (f"/api/incidents/{iid}/ack", {"note": "a\x00b"}, "note"),
+             (f"/api/incidents/{iid}/ack", {"note": "a\ud800b"}, "note"),
+             (f"/api/incidents/{iid}/etr", {"time": "2026-12-01 08:00", "note": ["\x00"]},
+              "note[0]"),
+             (f"/api/incidents/{iid}/ack", {"no\x00te": "x"}, "the key 'no\\x00te'"),
+             ("/api/silences", {"matcher": "feeder", "value": "CG01", "until": "x",
+                                "reason": "\udc80"}, "reason")]
+    for path, body, key in asked:
+        r = raw_post(client, csrf, path, body)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"] == (f"{key}: contains a character the database cannot "
+                                     "store (NUL or a lone surrogate)")
+    assert (store.get_incident(iid)["revision"], len(store.messages())) == before
+    assert len(store.load_incidents(open_only=False)) == 1
+    refused = [a for a in store.audit_trail() if a["kind"] == "action" and not a["ok"]]
+    assert len(refused) == len(asked) and all("cannot store" in a["detail"] for a in refused)
+    assert raw_post(client, csrf, "/api/password", {"current": PASSWORD,
+                                                    "new": "\x00" * 12}).status_code == 400
+
+
+def test_a_parameter_the_database_cannot_store_is_refused_naming_it(board_env: Any) -> None:
+    app, _store, _clock = board_env
+    client, csrf = signed_in(app, "ops")
+    r = post(client, csrf, "/api/incidents/INC%00/ack", {})
+    assert r.status_code == 400 and r.json()["error"].startswith("incident_id: contains")
+    r = client.get("/api/outbox?status=%00")
+    assert r.status_code == 400 and r.json()["error"].startswith("status: contains")
+    assert client.get("/f/abc%00def").status_code == 400  # a field link, before its lookup
+
+
+def test_a_report_day_out_of_range_is_the_pages_error_naming_the_parameter(
+        board_env: Any) -> None:
+    app, _store, _clock = board_env
+    client, _csrf = signed_in(app, "watch")
+    for query, key, day in (("period=daily&from=9999-12-31", "from", "9999-12-31"),
+                            ("period=weekly&from=9999-12-31", "from", "9999-12-31"),
+                            ("period=range&from=2026-01-01&to=0001-01-02", "to", "0001-01-02"),
+                            ("period=range&from=0001-01-01", "from", "0001-01-01")):
+        r = client.get(f"/reports/view?{query}", follow_redirects=False)
+        assert r.status_code == 303, (query, r.status_code)
+        error = parse_qs(urlparse(r.headers["location"]).query)["error"][0]
+        assert error == f"{key}: {day} is out of range: a day from 1970-01-01 to 2199-12-31"
+        assert error in client.get(r.headers["location"]).text

@@ -318,3 +318,32 @@ def test_check_notes_retry_keys_that_nothing_reads(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     plain = cli("--config", str(make_config(tmp_path / "plain")), "check")
     assert plain.returncode == 0 and "not used" not in plain.stdout
+
+
+def test_impossible_times_dates_and_text_are_usage_errors_naming_the_option(
+        tmp_path: Path) -> None:
+    cfg = str(make_config(tmp_path))
+    r = cli("--config", cfg, "incidents", "open", "--transformers", "T-CG01-001")
+    assert r.returncode == 0, r.stderr
+    iid = r.stdout.strip().splitlines()[-1].split(":")[0]
+    for args, said in (
+            (("incidents", "restore", iid, "--at", "2026-02-30 08:00"),
+             "error: --at: expected a time like 2026-11-23 08:00:00, got '2026-02-30 08:00'"),
+            (("incidents", "restore", iid, "--at", "2300-01-01 08:00"),
+             "error: --at: 2300-01-01 is out of range (1970–2200)"),
+            (("incidents", "etr", iid, "2026-02-30 08:00"),
+             "error: time (the ETR): expected a time like"),
+            # bytes of the command line that are not UTF-8: no database can store them
+            (("incidents", "ack", iid, "--note", "a\udcffb"),
+             "error: --note: contains a character the database cannot store"),
+            (("report", "daily", "--date", "9999-12-31"),
+             "argument --date: 9999-12-31 is out of range: a day from 1970-01-01 to 2199-12-31"),
+            (("report", "range", "--from", "0001-01-01", "--to", "0001-01-02"),
+             "argument --from: 0001-01-01 is out of range: a day from 1970-01-01"),
+            (("report", "weekly", "--week-of", "2026-02-30"),
+             "argument --week-of: a date YYYY-MM-DD, not '2026-02-30'")):
+        r = cli("--config", cfg, *args, cwd=tmp_path)
+        assert r.returncode == 2 and said in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    shown = cli("--config", cfg, "incidents", "show", iid, "--json")
+    assert json.loads(shown.stdout)["stage"] not in ("acknowledged", "restored")

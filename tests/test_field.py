@@ -872,3 +872,97 @@ def test_a_reply_still_dark_to_a_question_answers_only_the_areas_asked_about(
     dark = {t for row in store.load_incidents(open_only=True)
             for t in processor.incident(row["id"]).confirmed}
     assert dark and dark <= unsure
+
+
+# -- payloads of the wrong shape, and text the database cannot store ----------------------------
+
+
+def dingtalk_post(client: TestClient, secret: str, body: object, at: datetime) -> Any:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    stamp = str(int(at.timestamp() * 1000))
+    sign = base64.b64encode(hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(),
+                                     hashlib.sha256).digest()).decode()
+    return client.post("/hooks/dingtalk", content=json.dumps(body),
+                       headers={"timestamp": stamp, "sign": sign})
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"text": "1", "msgId": "m1"}, "text: a JSON object with 'content' expected, got str"),
+    ({"text": {"content": ["1"]}}, "text.content: text expected, got list"),
+    ({"text": {"content": "1"}, "conversationTitle": "g\x00"}, "conversationTitle: contains"),
+])
+def test_a_dingtalk_callback_of_the_wrong_shape_is_refused_naming_the_key(
+        field_board: Any, body: dict[str, Any], error: str) -> None:
+    board, _store, clock, _topology = field_board
+    board.field_desk.dingtalk_secret = "robot-test-key"
+    client = TestClient(create_app(board), base_url="http://127.0.0.1",
+                        raise_server_exceptions=False)
+    r = dingtalk_post(client, "robot-test-key", body, clock.now)
+    assert r.status_code == 400 and r.json()["error"].startswith(error), r.text
+
+
+@pytest.mark.parametrize(("event", "error"), [
+    ({"message": {"chat_id": "oc_1", "content": "[\"1\"]"}},
+     "event.message.content: a JSON object expected, got list"),
+    ({"message": {"chat_id": "oc_1", "content": "{"}}, "event.message.content: not JSON"),
+    ({"message": {"chat_id": "oc_1", "content": {"text": "1"}}},
+     "event.message.content: JSON text expected, got dict"),
+    ({"message": {"chat_id": "oc_1", "content": "{\"text\": [1]}"}},
+     "event.message.content.text: text expected, got list"),
+    ({"message": "hello"}, "event.message: a JSON object expected, got str"),
+    ("hello", "event: a JSON object expected, got str"),
+    ({"message": {"chat_id": "oc\u0000", "content": "{}"}}, "event.message.chat_id: contains"),
+])
+def test_a_feishu_event_of_the_wrong_shape_is_refused_naming_the_key(
+        field_board: Any, event: Any, error: str) -> None:
+    import json
+
+    board, _store, clock, _topology = field_board
+    board.field_desk.feishu_token = "ftok-123"
+    board.field_desk.feishu_chats = {"oc_1": "group-v3"}
+    client = TestClient(create_app(board), base_url="http://127.0.0.1",
+                        raise_server_exceptions=False)
+    header = {"token": "ftok-123", "event_id": "e1",
+              "create_time": str(int(clock.now.timestamp() * 1000))}
+    r = client.post("/hooks/feishu", content=json.dumps({"header": header, "event": event}))
+    assert r.status_code == 400 and r.json()["error"].startswith(error), r.text
+    no_message = {"header": header, "event": {"chat": {"id": "oc_1"}}}  # another kind of event
+    assert client.post("/hooks/feishu", content=json.dumps(no_message)).json() == {
+        "taken": False}
+
+
+def test_field_text_the_database_cannot_store_is_refused_and_the_rest_taken(
+        field_board: Any) -> None:
+    import json
+
+    from outage_sentinel.lifecycle import StepInputError
+
+    board, store, clock, topology = field_board
+    board.field_desk.sms_token = "hook-secret-123"
+    client = TestClient(create_app(board), base_url="http://127.0.0.1",
+                        raise_server_exceptions=False)
+    area = topology.transformers[0]
+    iid = board.actions.open_incident({"transformers": area}, "operator:x")
+    village, token = next(iter(links_of(store, iid).items()))
+    mine = topology.village_transformers(village)[0]
+    r = client.post(f"/f/{token}/answer", content=json.dumps(
+        {"area": mine, "answer": "dark", "note": "\ud83d"}))
+    assert r.status_code == 400 and r.json()["error"].startswith("note: contains a character")
+    assert store.answers(iid) == []
+    reply = {"phone_number": "1380000\x000000", "content": "2", "sequence_id": 5,
+             "send_time": clock.now.astimezone(ZoneInfo("Asia/Shanghai")).strftime(
+                 "%Y-%m-%d %H:%M:%S")}
+    r = client.post("/hooks/sms/hook-secret-123", content=json.dumps([reply]))
+    assert r.status_code == 200 and r.json()["ignored"] == 1
+    # the step itself refuses before the first write, whoever calls it
+    revisions, queued = store.get_incident(iid)["revision"], len(store.messages())
+    with pytest.raises(StepInputError, match="^caller: contains a character"):
+        board.actions.open_incident({"transformers": area, "caller": "x\x00"}, "operator:x")
+    with pytest.raises(StepInputError, match="^reason: contains a character"):
+        board.actions.steps.cancel(iid, "\udcff", "operator:x")
+    assert (store.get_incident(iid)["revision"], len(store.messages())) == (revisions, queued)
+    assert len(store.load_incidents(open_only=False)) == 1

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from outage_sentinel.importers import ImportError_, import_topology
+from outage_sentinel.importers import BundleInvalidError, ImportError_, import_topology
 from outage_sentinel.locate import import_main
-from outage_sentinel.topology import TopologyError, load_bundle
+from outage_sentinel.topology import load_bundle
 
 FEEDERS = Path(__file__).resolve().parents[1].parent / "shared/data/feeders"
 needs_feeders = pytest.mark.skipif(not FEEDERS.is_dir(),
@@ -369,10 +371,9 @@ def test_pandapower_open_coupler_stays_a_tie(tmp_path: Path) -> None:
 def test_pandapower_high_voltage_line_keeps_the_grid_as_source(tmp_path: Path) -> None:
     # a line leaves the high-voltage side: the substation is not left out, and the loop
     # through the two transformers is reported as before
-    _, looped = import_net(tmp_path, substation_net([["ac", 2, 4, "b", "CB", True]],
-                                                    hv_line=True))
-    with pytest.raises(TopologyError, match="cycle"):
-        load_bundle(looped)
+    with pytest.raises(BundleInvalidError, match="cycle"):
+        import_net(tmp_path, substation_net([["ac", 2, 4, "b", "CB", True]], hv_line=True))
+    assert not (tmp_path / "bundle").exists()  # nothing written that would not load
     _, out = import_net(tmp_path / "apart", substation_net([], hv_line=True))
     topo = load_bundle(out)
     assert [n.name for n in topo.nodes.values() if n.kind == "source"] == ["grid"]
@@ -399,3 +400,107 @@ def test_pandapower_builtin_network(tmp_path: Path) -> None:
     assert kinds["breaker"] >= cb
     assert summary.normally_open == open_switches
     assert pp is not None
+
+
+# -- a bad import leaves the bundle there; a malformed network is named, not a traceback --------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_net(**tables: dict[str, object]) -> dict[str, object]:
+    """A grid, a line, a 20/0.4 kV transformer and a load; ``tables`` replaces tables."""
+    return {"_module": "pandapower.auxiliary", "_class": "pandapowerNet", "_object": {
+        "bus": frame(["name", "vn_kv", "in_service"],
+                     [["b0", 20.0, True], ["b1", 20.0, True], ["b2", 0.4, True]]),
+        "ext_grid": frame(["name", "bus", "in_service"], [["grid", 0, True]]),
+        "line": frame(["name", "from_bus", "to_bus", "in_service"], [["l1", 0, 1, True]]),
+        "trafo": frame(["name", "hv_bus", "lv_bus", "vn_lv_kv", "in_service"],
+                       [["t1", 1, 2, 0.4, True]]),
+        "load": frame(["name", "bus", "in_service"], [["ld", 2, True]]),
+        **tables}}
+
+
+def cli_import(src: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "outage_sentinel", "topology", "import",
+                           "pandapower", str(src), str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_an_import_that_would_not_load_leaves_the_bundle_there(tmp_path: Path) -> None:
+    good, out = tmp_path / "good.json", tmp_path / "live"
+    good.write_text(json.dumps(small_net()))
+    assert cli_import(good, out).returncode == 0
+    (out / "README.md").write_text("ours")
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    looped = tmp_path / "looped.json"
+    looped.write_text(json.dumps(substation_net([["ac", 2, 4, "b", "CB", True]], hv_line=True)))
+    proc = cli_import(looped, out)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{out}: the imported bundle would be invalid" in proc.stderr and "cycle" in proc.stderr
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.json", "live", "looped.json"]
+    load_bundle(out)
+
+
+def test_an_import_keeps_the_files_it_does_not_write_and_checks_them(tmp_path: Path) -> None:
+    src, out = tmp_path / "net.json", tmp_path / "live"
+    src.write_text(json.dumps(small_net()))
+    assert import_main("pandapower", str(src), str(out)) == 0
+    (out / "meters.csv").write_text("id,transformer,kind\nM1,t1,meter\n")
+    assert import_main("pandapower", str(src), str(out)) == 0
+    assert [(m.id, m.transformer) for m in load_bundle(out).meters] == [("M1", "t1")]
+    renamed = small_net(trafo=frame(["name", "hv_bus", "lv_bus", "vn_lv_kv", "in_service"],
+                                    [["t9", 1, 2, 0.4, True]]))
+    src.write_text(json.dumps(renamed))
+    with pytest.raises(BundleInvalidError, match=r"meters\.csv:2 \(M1\): unknown transformer"):
+        import_topology("pandapower", str(src), str(out))
+    assert [n for n in load_bundle(out).transformers] == ["t1"]
+
+
+def test_a_feeder_name_with_a_semicolon_is_written_so_that_it_loads(tmp_path: Path) -> None:
+    src, out = tmp_path / "feeder;A.json", tmp_path / "live"
+    src.write_text(json.dumps(small_net()))
+    proc = cli_import(src, out)
+    assert proc.returncode == 0, proc.stderr
+    assert "feeder name 'feeder;A' has ';'" in proc.stderr
+    assert load_bundle(out).crews[0].feeders == ("feeder_A",)
+
+
+def bad_trafo(kv: object) -> dict[str, object]:
+    return small_net(trafo=frame(["name", "hv_bus", "lv_bus", "vn_lv_kv", "in_service"],
+                                 [["t1", 1, 2, kv, True]]))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (json.dumps(bad_trafo("n/a")), "trafo 0 ('t1'): 'vn_lv_kv' must be a number, got 'n/a'"),
+    (json.dumps([1, 2]), "not a pandapower network (a JSON object of tables"),
+    (json.dumps(small_net(load=frame(["name", "in_service"], [["ld", True]]))),
+     "load 0 ('ld'): no 'bus' column"),
+    (json.dumps(small_net(load=frame(["name", "bus", "in_service"], [["ld", None, True]]))),
+     "load 0 ('ld'): 'bus' must be a whole number (an index), got None"),
+    (json.dumps(small_net(load=frame(["name", "bus", "in_service"], [["ld", [2], True]]))),
+     "load 0 ('ld'): 'bus' must be a whole number (an index), got [2]"),
+    (json.dumps(small_net(line=[1])), "table 'line': a DataFrame"),
+    (json.dumps(small_net(line={"_object": "{"})), "table 'line': its '_object' is not JSON"),
+    (json.dumps(small_net(line={"_object": json.dumps(
+        {"columns": ["name"], "index": [0, 1], "data": [["a"]]})})),
+     "table 'line': 2 index entries for 1 rows"),
+    (json.dumps(small_net(switch=frame(["name", "bus", "element", "et"], [["s", 0, 1, [1]]]))),
+     "switch 0 ('s'): 'et' must be b, l, t or t3"),
+])
+def test_a_malformed_pandapower_network_names_the_file_element_and_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
+    src = tmp_path / "net.json"
+    src.write_text(text)
+    assert import_main("pandapower", str(src), str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"outage-sentinel topology import: {src}: ") and message in err, err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_a_pandapower_file_not_in_utf8_is_named(tmp_path: Path) -> None:
+    src = tmp_path / "latin1.json"
+    src.write_bytes(b'{"note": "caf\xe9", ' + json.dumps(small_net()).encode()[1:])
+    proc = cli_import(src, tmp_path / "out")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{src}: not UTF-8 text (byte 0xe9" in proc.stderr

@@ -186,3 +186,21 @@ def test_a_write_that_fails_halfway_leaves_the_bundle_before_untouched(
     write_bundle(bigger, out)
     assert sorted(load_bundle(out).transformers) == ["x1", "x2"]
     assert sorted(f.name for f in out.iterdir()) == sorted(before)
+
+
+def test_where_folders_cannot_be_swapped_the_files_are_moved_in_after_the_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mount point, or a filesystem without an atomic swap: the checked files are moved in
+    one by one, and the bundle's other files stay."""
+    from outage_sentinel.importers import common
+
+    out = tmp_path / "out"
+    write_bundle(network(service("x1", "n1", "a"), customers={"a": 1}), out)
+    (out / "README.md").write_text("ours")
+    folder = out.stat().st_ino
+    monkeypatch.setattr(common, "exchange_folders", lambda a, b: False)
+    write_bundle(network(service("x1", "n1", "a"), service("x2", "n1", "b"),
+                         customers={"a": 1, "b": 2}), out)
+    assert out.stat().st_ino == folder and (out / "README.md").read_text() == "ours"
+    assert sorted(load_bundle(out).transformers) == ["x1", "x2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -203,3 +203,26 @@ def test_the_demo_scenario_plays_cleanly() -> None:
     src = ReplaySource("demo-feed", REPO / "fixtures" / "scenarios" / "demo.jsonl")
     result = src.poll(T0 + timedelta(days=30))
     assert result.events and result.quarantined == []
+
+
+@pytest.mark.parametrize("bad", ["Infinity", "-Infinity", "NaN", "1e300", '"20"', "true"])
+def test_a_line_due_at_no_real_time_is_quarantined_and_the_rest_plays(
+        tmp_path: Path, bad: str) -> None:
+    p = scenario(tmp_path, line(0, "A"), line(0, "B").replace('"at": 0', f'"at": {bad}'),
+                 line(1, "C"), line(2, "D"))
+    src = ReplaySource("demo", p)
+    first = poll_ack(src, 0)
+    assert ids(first) == ["A"]
+    assert [q.reason.split(" (")[0] for q in first.quarantined] == [
+        "scen.jsonl:2: at: expected seconds"]
+    assert ids(poll_ack(src, 10)) == ["C", "D"]  # the timeline goes on
+
+
+@pytest.mark.parametrize("key", ["start_offset", "etr_offset", "end_offset"])
+def test_an_offset_at_no_real_time_is_quarantined(tmp_path: Path, key: str) -> None:
+    p = scenario(tmp_path, line(0, "A", **{key: 1e300}),
+                 line(0, "B").replace('"at": 0', f'"at": 0, "{key}": Infinity'), line(0, "C"))
+    result = poll_ack(ReplaySource("demo", p), 0)
+    assert ids(result) == ["C"]
+    assert [q.reason.split(":")[1:3] for q in result.quarantined] == [
+        ["1", f" {key}"], ["2", f" {key}"]]

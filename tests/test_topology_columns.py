@@ -75,7 +75,8 @@ def test_any_quoted_text_reads_as_dictreader_does(text: str) -> None:
     assert table.n == len(expected)
 
 
-def test_row_numbers_skip_blank_lines_like_dictreader(tmp_path: Path) -> None:
+def test_row_numbers_are_the_file_lines_past_blank_lines(tmp_path: Path) -> None:
+    """A problem names the line of the file an editor shows (blank lines count)."""
     d = tmp_path / "b"
     d.mkdir()
     (d / "nodes.csv").write_text(f"{HEADER}\nS1,source,s,F1,0,,,,\n\nX1,transformr,x,F1,0,,,,\n",
@@ -88,7 +89,7 @@ def test_row_numbers_skip_blank_lines_like_dictreader(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as info:
         load_bundle(d)
     [p] = info.value.problems
-    assert (p.file, p.row, p.id) == ("nodes.csv", 3, "X1") and "kind must be one of" in p.message
+    assert (p.file, p.row, p.id) == ("nodes.csv", 4, "X1") and "kind must be one of" in p.message
 
 
 def test_nodes_is_a_lazy_read_only_mapping() -> None:

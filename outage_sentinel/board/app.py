@@ -65,10 +65,12 @@ from outage_sentinel.board.views import (
     overview,
     said_text,
 )
+from outage_sentinel.command_steps import UNSTORABLE, unstorable_key
 from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.store import Store
+from outage_sentinel.store.events import storable_text
 from outage_sentinel.topology import Topology
 from outage_sentinel.triage import STORM_KEY, storm_declared
 
@@ -120,6 +122,9 @@ def create_app(board: Board) -> Starlette:
     def signed_in(handler: Handler, *, act: bool = False, admin: bool = False
                   ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            refused = unstorable_params(request)
+            if refused is not None:
+                return refused
             checked = await check_request(board, request, act=act, admin=admin)
             if isinstance(checked, Response):
                 return checked
@@ -129,7 +134,8 @@ def create_app(board: Board) -> Starlette:
     def public(handler: Callable[[Request, Board, Environment], Awaitable[Response]]
                ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            return await handler(request, board, pages)
+            refused = unstorable_params(request)
+            return refused if refused is not None else await handler(request, board, pages)
         return endpoint
 
     def page(name: str, **extra: Any) -> Handler:
@@ -154,6 +160,18 @@ def create_app(board: Board) -> Starlette:
                     middleware=[Middleware(SecurityHeaders, tile_url=board.settings.tile_url)])
 
     return app
+
+
+def unstorable_params(request: Request) -> Response | None:
+    """A 400 naming the parameter when a path or query parameter holds a character the
+    database cannot store (NUL or a lone surrogate: it would reach a query or the audit
+    trail), else None."""
+    params = [*request.path_params.items(), *request.query_params.multi_items()]
+    for name, value in params:
+        key = unstorable_key({name: value})
+        if key is not None:
+            return JSONResponse({"error": f"{key}: {UNSTORABLE}"}, status_code=400)
+    return None
 
 
 class SecurityHeaders:
@@ -300,6 +318,9 @@ def field_json(call: FieldCall, raw: bool = False) -> Callable[[Request, Board, 
     async def action(request: Request, board: Board, _pages: Environment) -> Response:
         body: Any = {**request.query_params, "data": await request.body()} if raw \
             else await _json(request)
+        key = None if raw else unstorable_key(body)
+        if key is not None:
+            return JSONResponse({"error": f"{key}: {UNSTORABLE}"}, status_code=400)
         try:
             out = await run_in_threadpool(call, board.field_desk, request.path_params["token"],
                                           _remote(request), body)
@@ -409,21 +430,34 @@ async def choose_language(request: Request) -> Response:
 
 
 async def login_page(request: Request, board: Board, pages: Environment) -> Response:
+    return login_form(request, board, pages, request.query_params.get("error", ""))
+
+
+def login_form(request: Request, board: Board, pages: Environment, error: str,
+               status: int = 200, field: str = "") -> Response:
+    """The sign-in page, with a new form token (also in its cookie) and ``error`` shown."""
     token = access.new_session().csrf
     response = HTMLResponse(pages.get_template("login.html").render(
-        language=language_of(board, request), error=request.query_params.get("error", ""),
-        csrf=token))
+        language=language_of(board, request), error=error, field=field, csrf=token),
+        status_code=status)
     response.set_cookie(LOGIN_COOKIE, token, max_age=12 * 3600, httponly=True,
                         samesite="strict", secure=board.settings.secure_cookies, path="/login")
     return response
 
 
-async def login(request: Request, board: Board, _pages: Environment) -> Response:
+async def login(request: Request, board: Board, pages: Environment) -> Response:
     form = await request.form()
     if not access.csrf_ok(request.cookies.get(LOGIN_COOKIE) or "", str(form.get("csrf") or "")):
         # not posted from this board's own sign-in page (or the page is over 12 hours old)
         return RedirectResponse("/login?error=expired", status_code=303)
     name, password = str(form.get("user") or ""), str(form.get("password") or "")
+    key = unstorable_key({"user": name, "password": password})
+    if key is not None:  # refused before it reaches a query; audited as a failed sign-in
+        await run_in_threadpool(board.store.audit, board.clock(),
+                                storable_text(name.strip()[:100]) or "-",
+                                "sign_in_failed", ok=False, remote=_remote(request),
+                                detail=f"{key}: {UNSTORABLE}")
+        return login_form(request, board, pages, "text", status=400, field=key)
     outcome = await run_in_threadpool(sign_in, board, name, password, _remote(request))
     if isinstance(outcome, float):
         wait = str(int(outcome) + 1)
@@ -492,6 +526,9 @@ def sign_in(board: Board, name: str, password: str, remote: str) -> str | float 
 
 async def change_password(request: Request, board: Board, session: dict[str, Any]) -> Response:
     body = await _json(request)
+    key = unstorable_key(body)
+    if key is not None:
+        return JSONResponse({"error": f"{key}: {UNSTORABLE}"}, status_code=400)
     name = session["user_name"]
     user = await run_in_threadpool(board.store.user, name)
     if user is None or not access.password_matches(user["password_hash"],
@@ -712,10 +749,12 @@ def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: 
 
 def audit_detail(outcome: str, asked: dict[str, Any]) -> str:
     """An audit entry's detail: the outcome, then the request's fields as JSON (numbers
-    masked, see :func:`~outage_sentinel.board.actions.request_fields`)."""
+    masked, see :func:`~outage_sentinel.board.actions.request_fields`), as text the
+    database can hold (a NUL or a lone surrogate asked for is shown escaped)."""
     if not asked:
-        return outcome
-    return f"{outcome} · request {json.dumps(asked, ensure_ascii=False, sort_keys=True)}"
+        return storable_text(outcome)
+    return storable_text(
+        f"{outcome} · request {json.dumps(asked, ensure_ascii=False, sort_keys=True)}")
 
 
 async def _respond(request: Request, board: Board, session: dict[str, Any], what: str,
@@ -725,6 +764,9 @@ async def _respond(request: Request, board: Board, session: dict[str, Any], what
     def run(actor: str) -> str:
         if body.get("__invalid__"):  # refused like any other bad value, and audited
             raise BadValue("the body must be a JSON object")
+        key = unstorable_key(body)
+        if key is not None:  # before anything is written, and audited
+            raise BadValue(f"{key}: {UNSTORABLE}")
         return step(actor, body)
 
     status, data = await run_in_threadpool(_act, board, session, what, target,

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from outage_sentinel.board.access import token_hash
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.photos import PhotoError, photo_path, photos_of, prune, store_photo
+from outage_sentinel.command_steps import UNSTORABLE, unstorable_key
 from outage_sentinel.events import OutageEvent, parse_optional_time
 from outage_sentinel.field_links import (
     LINK_PREFIX,
@@ -399,7 +400,11 @@ class FieldDesk:
         return counts
 
     def _sms_reply(self, reply: Any) -> bool:
-        if not isinstance(reply, dict):
+        """One reply of the push: ignored (False) when malformed, or when the texts it would
+        be kept by (its number, its sequence id) hold a character the database cannot
+        store."""
+        if not isinstance(reply, dict) or unstorable_key(
+                {k: reply.get(k) for k in ("phone_number", "sequence_id")}) is not None:
             return False
         phone, content = str(reply.get("phone_number") or ""), str(reply.get("content") or "")
         try:
@@ -462,7 +467,8 @@ class FieldDesk:
             raise FieldError("stale request", 403)
         if not isinstance(body, dict):
             raise FieldError("the body must be a JSON object")
-        text = str((body.get("text") or {}).get("content") or "")
+        refuse_unstorable(body)
+        text = text_at(body, "text", "content")
         group = str(body.get("conversationTitle") or "")
         taken = self.reply("dingtalk", group, text, f"dingtalk:{body.get('msgId') or sign}")
         return f"已收到：{ANSWERS[self.sms_keywords[text.strip()]]}" if taken else None
@@ -492,25 +498,76 @@ class FieldDesk:
         header: dict[str, Any] = nested if isinstance(nested, dict) else body
         if not hmac.compare_digest(str(header.get("token") or ""), self.feishu_token):
             raise FieldError("bad verification token", 403)
+        refuse_unstorable(body)
         if body.get("type") == "url_verification":
             return {"challenge": body.get("challenge")}
         return {"taken": self._feishu_message(header, body.get("event") or {})}
 
     def _feishu_message(self, header: dict[str, Any], event: Any) -> bool:
+        """A group message of a Feishu event: taken (True) when it is a keyword reply; an
+        event of the wrong shape is a :class:`FieldError` naming the key."""
         try:
             created = datetime.fromtimestamp(int(str(header.get("create_time"))) / 1000, tz=UTC)
-            message = event["message"]
-            text = json.loads(message["content"]).get("text", "")
-        except (TypeError, ValueError, KeyError, OverflowError):
+        except (ValueError, OverflowError, OSError):
             return False
+        if not isinstance(event, dict):
+            raise FieldError(f"event: a JSON object expected, got {type(event).__name__}")
+        message = event.get("message")
+        if message is None:
+            return False  # another kind of event
+        if not isinstance(message, dict):
+            raise FieldError(f"event.message: a JSON object expected, got "
+                             f"{type(message).__name__}")
+        text = feishu_text(message)
         if abs((self.clock() - created).total_seconds()) > 3600:
             return False
         target = self.feishu_chats.get(str(message.get("chat_id") or ""))
-        words = [w for w in str(text).split() if not w.startswith("@")]
+        words = [w for w in text.split() if not w.startswith("@")]
         if target is None or len(words) != 1:
             return False
         return self.reply("feishu", target, words[0],
                           f"feishu:{header.get('event_id') or message.get('message_id')}")
+
+
+def refuse_unstorable(body: Any) -> None:
+    """A :class:`FieldError` (400) naming the key when a text of ``body`` holds a character
+    the database cannot store (NUL or a lone surrogate)."""
+    key = unstorable_key(body)
+    if key is not None:
+        raise FieldError(f"{key}: {UNSTORABLE}")
+
+
+def text_at(body: dict[str, Any], outer: str, inner: str) -> str:
+    """``body[outer][inner]`` as text ("" where either is missing or null); another shape is
+    a :class:`FieldError` naming the key."""
+    holder = body.get(outer)
+    if holder is None:
+        return ""
+    if not isinstance(holder, dict):
+        raise FieldError(f"{outer}: a JSON object with {inner!r} expected, got "
+                         f"{type(holder).__name__}")
+    value = holder.get(inner)
+    if value is not None and not isinstance(value, str | int | float):
+        raise FieldError(f"{outer}.{inner}: text expected, got {type(value).__name__}")
+    return "" if value is None else str(value)
+
+
+def feishu_text(message: dict[str, Any]) -> str:
+    """The text of a Feishu message: its ``content`` is JSON text of an object whose
+    ``text`` is the message ("" for a message without text, e.g. an image)."""
+    raw = message.get("content")
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise FieldError(f"event.message.content: JSON text expected, got {type(raw).__name__}")
+    try:
+        content = json.loads(raw)
+    except ValueError:
+        raise FieldError("event.message.content: not JSON") from None
+    if not isinstance(content, dict):
+        raise FieldError(f"event.message.content: a JSON object expected, got "
+                         f"{type(content).__name__}")
+    return text_at({"event.message.content": content}, "event.message.content", "text")
 
 
 def answer_event(key: str, inc: Incident, area: str, answer: str, revision: int,

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from outage_sentinel import report_view, reports
+from outage_sentinel.events import EARLIEST, LATEST
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
@@ -19,6 +20,12 @@ PERIODS = ("daily", "weekly", "range")
 MEDIA = {"html": "text/html; charset=utf-8",
          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
          "csv": "application/zip"}
+
+
+#: The days a report may cover: those of the times the store holds (the local midnights
+#: around them, and a week after, are times this system can hold and compare).
+FIRST_DAY = EARLIEST.date()
+LAST_DAY = LATEST.date() - timedelta(days=1)
 
 
 class ReportRequestError(ValueError):
@@ -56,12 +63,21 @@ def parse(params: dict[str, str]) -> ReportRequest:
 
 def _day(params: dict[str, str], key: str) -> date | None:
     text = params.get(key) or ""
-    if not text:
-        return None
+    return report_day(text, key) if text else None
+
+
+def report_day(text: str, name: str = "") -> date:
+    """A report's day, ``YYYY-MM-DD`` from :data:`FIRST_DAY` to :data:`LAST_DAY`; else a
+    :class:`ReportRequestError` naming ``name`` (the parameter or option) and what it takes."""
+    where = f"{name}: " if name else ""
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
-        raise ReportRequestError(f"{key}: a date YYYY-MM-DD, not {text!r}") from None
+        raise ReportRequestError(f"{where}a date YYYY-MM-DD, not {text!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ReportRequestError(f"{where}{day.isoformat()} is out of range: a day from "
+                                 f"{FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
 def render(request: ReportRequest, store: Store, topology: Topology, now: datetime,

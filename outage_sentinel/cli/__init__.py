@@ -93,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    refused = unstorable_argument(args, sys.argv[1:] if argv is None else argv)
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.verb == "run":
             return _run(args)
@@ -127,6 +131,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return operator_cli.dispatch(args)
     except KeyboardInterrupt:
         return 130
+
+
+#: Verbs whose arguments the database keeps (notes, reasons, names, what was asked).
+STORED_VERBS = ("incidents", "outbox", "silence", "storm", "users")
+
+
+def unstorable_argument(args: argparse.Namespace, argv: Sequence[str]) -> str | None:
+    """The refusal of an argument of a :data:`STORED_VERBS` verb holding a character the
+    database cannot store (a lone surrogate: bytes of the command line that are not UTF-8;
+    a NUL), naming the option (``--note``) or the argument, or None."""
+    if args.verb not in STORED_VERBS:
+        return None
+    from outage_sentinel.command_steps import UNSTORABLE, unstorable_key
+
+    key = unstorable_key({k: v for k, v in vars(args).items() if k != "config"})
+    if key is None:
+        return None
+    dest = re.split(r"[.\[:]", key, maxsplit=1)[0]
+    flag = "--" + dest.replace("_", "-")
+    named = flag if any(a == flag or a.startswith(flag + "=") for a in argv) else dest
+    return f"{named}: {UNSTORABLE}"
 
 
 def _locate(args: argparse.Namespace) -> int:

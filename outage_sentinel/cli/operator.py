@@ -153,6 +153,7 @@ def open_config(args: argparse.Namespace) -> tuple[Any, Any, Any] | int:
 def _act(args: argparse.Namespace) -> int:
     """Lifecycle steps: the incident core the daemon runs, without sources or channels."""
     from outage_sentinel.assembly import build_core
+    from outage_sentinel.events import EventError
     from outage_sentinel.lifecycle import LifecycleError, parse_actor
     from outage_sentinel.metrics import Metrics
 
@@ -169,11 +170,12 @@ def _act(args: argparse.Namespace) -> int:
         said = f"{inc.id}: stage {inc.stage}, status {inc.status}, {len(inc.off)} area(s) off"
         corrections.audit(store, _utcnow(), actor, action, ok=True, outcome=said, asked=asked,
                           target=target or inc.id)
-    except LifecycleError as exc:
+    except (LifecycleError, EventError) as exc:
+        # EventError: a time the step cannot use (--at, the ETR's), named with what it takes
         print(f"error: {exc}", file=sys.stderr)
         corrections.audit(store, _utcnow(), actor, action, ok=False, outcome=str(exc),
                           asked=asked, target=target)
-        return EXIT_PROBLEMS
+        return EXIT_USAGE if isinstance(exc, EventError) else EXIT_PROBLEMS
     except Exception as exc:  # kept like the board's failed actions, then shown in full
         corrections.audit(store, _utcnow(), actor, action, ok=False, outcome=repr(exc),
                           asked=asked, target=target)

@@ -26,10 +26,14 @@ from outage_sentinel import report_view, reports
 
 
 def _date(text: str) -> date:
+    """A report's day (argparse names the option): see
+    :func:`~outage_sentinel.board.report_pages.report_day`."""
+    from outage_sentinel.board.report_pages import ReportRequestError, report_day
+
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+        return report_day(text)
+    except ReportRequestError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_verbs(sub: Any) -> None:

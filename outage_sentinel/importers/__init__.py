@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from outage_sentinel.importers.common import ImportError_, ImportSummary, RawNetwork, write_bundle
+from outage_sentinel.importers.common import (
+    BundleInvalidError,
+    ImportError_,
+    ImportSummary,
+    RawNetwork,
+    write_bundle,
+)
 
 FORMATS = ("opendss", "glm", "pandapower")
 
@@ -33,8 +39,9 @@ def parse(fmt: str, src: str | Path) -> RawNetwork:
 
 
 def import_topology(fmt: str, src: str, outdir: str) -> ImportSummary:
-    """Parse ``src`` and write a bundle into ``outdir``; return what was written."""
+    """Parse ``src`` and write a bundle into ``outdir`` (only if it loads: see
+    :func:`~outage_sentinel.importers.common.write_bundle`); return what was written."""
     return write_bundle(parse(fmt, src), outdir)
 
 
-__all__ = ["FORMATS", "ImportError_", "ImportSummary", "import_topology", "parse"]
+__all__ = ["FORMATS", "BundleInvalidError", "ImportError_", "ImportSummary", "import_topology", "parse"]

@@ -34,9 +34,12 @@ An importer fills a :class:`RawNetwork` (buses, two-terminal branches, loads, so
 from __future__ import annotations
 
 import csv
+import ctypes
+import errno
 import os
+import secrets
 import shutil
-import tempfile
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from outage_sentinel.topology import PROTECTIVE_KINDS
+from outage_sentinel.topology import PROTECTIVE_KINDS, TopologyError, load_bundle
 
 VILLAGE_SIZE = 20
 PLACEHOLDER_PHONE = "13800000000"
@@ -57,6 +60,10 @@ class ImportError_(ValueError):
 
 class BundleWriteError(ImportError_):
     """The bundle cannot be written where it was asked to go (names the path and why)."""
+
+
+class BundleInvalidError(ImportError_):
+    """The imported bundle would not load (names the folder and lists every problem)."""
 
 
 @dataclass
@@ -133,14 +140,16 @@ def _owners(sides: dict[int, set[str]]) -> dict[str, int]:
 
 
 def write_bundle(net: RawNetwork, outdir: str | Path) -> ImportSummary:
-    """Apply the rules above and write the bundle CSVs into ``outdir``; a folder that cannot
-    be made or a file that cannot be written is a :class:`BundleWriteError`."""
+    """Apply the rules above and write the bundle into ``outdir``: written in a folder beside
+    it, checked with the bundle loader (with the files of ``outdir`` the import does not write,
+    such as ``meters.csv``), and only then put in place, in one step where the filesystem can
+    swap two folders. A bundle that would not load is a :class:`BundleInvalidError` and a folder
+    that cannot be made or a file that cannot be written a :class:`BundleWriteError`; either
+    way ``outdir`` is left as it was."""
     out = Path(outdir)
-    with _writing(out):
-        if out.exists() and not out.is_dir():
-            raise BundleWriteError(f"{out}: not a directory (a file is in the way); the bundle "
-                                   "was not written")
-        out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink():
+        out = out.resolve()
+    _check_target(out)
     b = _BundleBuilder(net)
     b.add_buses()
     absorbed = b.add_service_transformers()
@@ -151,10 +160,20 @@ def write_bundle(net: RawNetwork, outdir: str | Path) -> ImportSummary:
     feeder_of, order = b.energise(sources, adjacency)
     village_of, village_rows = b.villages(sources, adjacency, feeder_of)
     keep = set(feeder_of)
+    feeders = sorted({f for _, f in sources})
     with _staged(out) as stage:
         b.write_nodes(stage, keep, feeder_of, village_of, order)
-        b.write_tables(stage, keep, village_rows, sorted({f for _, f in sources}))
-    return b.summary(out, keep, sorted({f for _, f in sources}), len(village_rows))
+        b.write_tables(stage, keep, village_rows, feeders)
+    return b.summary(out, keep, feeders, len(village_rows))
+
+
+def _check_target(out: Path) -> None:
+    """``out`` is a folder or nothing yet, and its parent folder exists (made if need be)."""
+    with _writing(out):
+        if out.exists() and not out.is_dir():
+            raise BundleWriteError(f"{out}: not a directory (a file is in the way); the bundle "
+                                   "was not written")
+        out.parent.mkdir(parents=True, exist_ok=True)
 
 
 @contextmanager
@@ -174,18 +193,103 @@ def _writing(out: Path, stage: Path | None = None) -> Iterator[None]:
 
 @contextmanager
 def _staged(out: Path) -> Iterator[Path]:
-    """A folder inside ``out`` to write the bundle's files in, moved into ``out`` only once
-    every file is written: a failure halfway leaves the bundle that was there untouched (not
-    half old and half new for the daemon's next reload to read) and no file of its own."""
+    """A new folder to write the bundle's files in, put in place of ``out`` only once every
+    file is written and the whole bundle loads: a failure halfway, or a bundle that would not
+    load, leaves the bundle that was there untouched (not half old and half new for the
+    daemon's next reload to read) and no file of its own."""
     with _writing(out):
-        stage = Path(tempfile.mkdtemp(prefix=".import-", dir=out))
+        stage = _new_stage(out)
     try:
         with _writing(out, stage):
             yield stage
-            for f in sorted(stage.iterdir()):
-                os.replace(f, out / f.name)
+            written = {f.name for f in stage.iterdir()}
+            _carry_over(out, stage, written)
+        _check_loads(out, stage)
+        with _writing(out, stage):
+            _put_in_place(out, stage, written)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _new_stage(out: Path) -> Path:
+    """An empty folder beside ``out`` (so that it can take its place by a rename), or inside
+    ``out`` when its parent folder cannot be written."""
+    try:
+        return _make_stage(out.parent, out)
+    except PermissionError:
+        if not out.is_dir():
+            raise
+        return _make_stage(out, out)
+
+
+def _make_stage(parent: Path, out: Path) -> Path:
+    """A new folder in ``parent`` with the permissions of ``out`` (the umask's if none)."""
+    stage = parent / f".{out.name}.import-{secrets.token_hex(6)}"
+    stage.mkdir()
+    if out.is_dir():
+        shutil.copymode(out, stage)
+    return stage
+
+
+def _carry_over(out: Path, stage: Path, written: set[str]) -> None:
+    """The entries of ``out`` the import does not write (``meters.csv``, ``customers.csv``, a
+    README, ...) into ``stage``, hard-linked where possible: the bundle checked and put in
+    place is the whole bundle the daemon will read."""
+    if not out.is_dir():
+        return
+    for entry in out.iterdir():
+        if entry.name in written or entry == stage:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, stage / entry.name, symlinks=True, copy_function=_link)
+        else:
+            _link(entry, stage / entry.name)
+
+
+def _link(src: str | Path, dst: str | Path) -> None:
+    """A hard link of ``src`` at ``dst``, or a copy where links cannot be made."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _check_loads(out: Path, stage: Path) -> None:
+    """Load the staged bundle as the daemon would; its problems as a
+    :class:`BundleInvalidError`."""
+    try:
+        load_bundle(stage)
+    except TopologyError as exc:
+        raise BundleInvalidError(f"{out}: the imported bundle would be invalid, so {out} was "
+                                 f"left as it was; {exc}") from exc
+
+
+def _put_in_place(out: Path, stage: Path, written: set[str]) -> None:
+    """``stage`` becomes ``out``: a rename when ``out`` does not exist, an atomic swap of the
+    two folders where the system can (the old one is then at ``stage``, to be removed), else
+    each written file moved in (each file at once, the set one after the other)."""
+    if not out.exists():
+        os.rename(stage, out)
+    elif stage.parent == out or not exchange_folders(stage, out):
+        for name in sorted(written):
+            os.replace(stage / name, out / name)
+
+
+def exchange_folders(a: Path, b: Path) -> bool:
+    """Swap folders ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False
+    where the system or filesystem cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV, errno.EBUSY):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 class _BundleBuilder:
@@ -357,12 +461,25 @@ class _BundleBuilder:
     def add_sources(self) -> list[tuple[str, str]]:
         """The sources, each with its feeder name: ``[(node id, feeder)]``."""
         net = self.net
+        name = self.feeder_name()
         out: list[tuple[str, str]] = []
         for k, (sname, bus) in enumerate(net.sources):
             nid = self.node(sname, "source", sname)
             self.edge(nid, self.bus_id[bus])
-            out.append((nid, net.name if len(net.sources) == 1 else f"{net.name}-{k + 1}"))
+            out.append((nid, name if len(net.sources) == 1 else f"{name}-{k + 1}"))
         return out
+
+    def feeder_name(self) -> str:
+        """The network's name as a feeder name: crews.csv separates feeders with ``;``, so a
+        ``;`` in it (e.g. from a file named ``feeder;A.json``) becomes ``_`` (a warning says
+        so); empty or blank is ``feeder``."""
+        name = self.net.name.strip() or "feeder"
+        if ";" in name:
+            fixed = name.replace(";", "_")
+            self.net.warnings.append(f"feeder name {name!r} has ';', which separates feeders in "
+                                     f"crews.csv: written as {fixed!r}")
+            name = fixed
+        return name
 
     def protect_heads(self, sources: list[tuple[str, str]]) -> dict[str, list[str]]:
         """Rule 4: a feeder-head breaker where none protects the way out of a source;

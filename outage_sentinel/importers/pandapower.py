@@ -36,46 +36,136 @@ import networkx as nx
 from outage_sentinel.importers.common import Branch, ImportError_, RawNetwork
 
 SWITCH_KINDS = {"CB": "breaker"}
+#: The columns holding the index of a bus (of an element, for a switch's ``element``).
+INDEX_COLUMNS = ("bus", "from_bus", "to_bus", "hv_bus", "mv_bus", "lv_bus", "element")
+
+
+class MalformedNetworkError(ImportError_):
+    """A table, row or column of a pandapower JSON network is not as pandapower writes it
+    (names the table, the element and the key; :func:`parse` adds the file)."""
+
+
+class Row(dict[str, Any]):
+    """One row of a pandapower table (with its ``index``); a missing column is a
+    :class:`MalformedNetworkError` naming the table, the element and the column."""
+
+    def __init__(self, table: str, values: dict[str, Any]) -> None:
+        super().__init__(values)
+        self.table = table
+
+    def where(self) -> str:
+        name = self.get("name")
+        return f"{self.table} {self.get('index')}" + (f" ({name!r})" if name else "")
+
+    def __missing__(self, key: str) -> Any:
+        raise MalformedNetworkError(f"{self.where()}: no {key!r} column")
+
+    def number(self, column: str, default: float) -> float:
+        """A numeric column (``default`` where missing, empty or null)."""
+        value = self.get(column)
+        if value in (None, ""):
+            return default
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise MalformedNetworkError(f"{self.where()}: {column!r} must be a number, got "
+                                        f"{value!r}") from None
 
 
 def _load_json(src: str) -> tuple[str, dict[str, Any]]:
     if src.startswith("pandapower.networks."):
-        try:
-            import pandapower as pp
-            import pandapower.networks as pn
-        except ImportError as exc:
-            raise ImportError_(f"{src}: pandapower is not installed (pip install "
-                               "'outage-sentinel[pandapower]'), or pass a pandapower JSON "
-                               "file") from exc
-        fn = getattr(pn, src.rsplit(".", 1)[1], None)
-        if fn is None:
-            raise ImportError_(f"{src}: no such network in pandapower.networks")
-        return src.rsplit(".", 1)[1], json.loads(pp.to_json(fn()))
+        return _builtin(src)
     path = Path(src)
     if not path.is_file():
         raise ImportError_(f"{path}: not a file")
     try:
-        return path.stem, json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ImportError_(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                           f"offset {exc.start}); pandapower writes its JSON in UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ImportError_(f"{path}: not JSON ({exc})") from exc
+    except (OSError, RecursionError) as exc:
+        raise ImportError_(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+                           ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("_object", doc), dict):
+        raise ImportError_(f"{path}: not a pandapower network (a JSON object of tables, "
+                           f"'_object' holding them), got {type(doc).__name__}")
+    return path.stem, doc
 
 
-def _table(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
+def _builtin(src: str) -> tuple[str, dict[str, Any]]:
+    """A built-in network of ``pandapower.networks``, as the JSON pandapower writes."""
+    try:
+        import pandapower as pp
+        import pandapower.networks as pn
+    except ImportError as exc:
+        raise ImportError_(f"{src}: pandapower is not installed (pip install "
+                           "'outage-sentinel[pandapower]'), or pass a pandapower JSON "
+                           "file") from exc
+    fn = getattr(pn, src.rsplit(".", 1)[1], None)
+    if fn is None:
+        raise ImportError_(f"{src}: no such network in pandapower.networks")
+    return src.rsplit(".", 1)[1], json.loads(pp.to_json(fn()))
+
+
+def _table(doc: dict[str, Any], name: str) -> list[Row]:
     """Rows (with ``index``) of one DataFrame of a pandapower JSON network."""
-    obj = doc.get("_object", doc)
-    entry = obj.get(name)
+    entry = doc.get("_object", doc).get(name)
     if entry is None:
         return []
-    frame = entry.get("_object", entry) if isinstance(entry, dict) else entry
-    if isinstance(frame, str):
-        frame = json.loads(frame)
-    columns = frame.get("columns", [])
+    frame = _frame(name, entry)
+    columns, index, data = frame["columns"], frame["index"], frame["data"]
+    if len(index) != len(data):
+        raise MalformedNetworkError(f"table {name!r}: {len(index)} index entries for "
+                                    f"{len(data)} rows")
     rows = []
-    for idx, values in zip(frame.get("index", []), frame.get("data", []), strict=False):
-        row = dict(zip(columns, values, strict=False))
+    for idx, values in zip(index, data, strict=True):
+        if not isinstance(values, list) or len(values) != len(columns):
+            raise MalformedNetworkError(f"{name} {idx!r}: a row of {len(columns)} values "
+                                        f"(the columns) expected, got {values!r:.80}")
+        row = Row(name, dict(zip(columns, values, strict=True)))
         row["index"] = idx
+        for column in ("index", *INDEX_COLUMNS):
+            if column in row:
+                row[column] = _index(row, column)
         rows.append(row)
     return rows
+
+
+def _frame(name: str, entry: Any) -> dict[str, list[Any]]:
+    """A table's DataFrame in pandas' ``split`` layout: ``columns``, ``index`` and ``data``."""
+    frame = entry.get("_object", entry) if isinstance(entry, dict) else entry
+    if isinstance(frame, str):
+        try:
+            frame = json.loads(frame)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise MalformedNetworkError(f"table {name!r}: its '_object' is not JSON "
+                                        f"({exc})") from None
+    if not isinstance(frame, dict):
+        raise MalformedNetworkError(f"table {name!r}: a DataFrame ('columns', 'index', "
+                                    f"'data') expected, got {type(frame).__name__}")
+    for key in ("columns", "index", "data"):
+        if not isinstance(frame.get(key, []), list):
+            raise MalformedNetworkError(f"table {name!r}: {key!r} must be a list, got "
+                                        f"{type(frame[key]).__name__}")
+    columns = frame.get("columns", [])
+    if not all(isinstance(c, str) for c in columns):
+        raise MalformedNetworkError(f"table {name!r}: 'columns' must be names, got "
+                                    f"{columns!r:.80}")
+    return {key: frame.get(key, []) for key in ("columns", "index", "data")}
+
+
+def _index(row: Row, column: str) -> int:
+    """The whole number in ``column`` of ``row`` (a bus or element index)."""
+    value = row[column]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    what = "the row's index" if column == "index" else f"{column!r}"
+    raise MalformedNetworkError(f"{row.where()}: {what} must be a whole number (an index), "
+                                f"got {value!r:.80}")
 
 
 def _in_service(row: dict[str, Any]) -> bool:
@@ -92,8 +182,16 @@ def _trafo_name(row: dict[str, Any]) -> str:
 
 
 def parse(src: str | Path) -> RawNetwork:
-    """Read a pandapower JSON network (or a named built-in one) into a :class:`RawNetwork`."""
+    """Read a pandapower JSON network (or a named built-in one) into a :class:`RawNetwork`;
+    a malformed one is an :class:`ImportError_` naming the file, the element and the key."""
     name, doc = _load_json(str(src))
+    try:
+        return _network(src, name, doc)
+    except MalformedNetworkError as exc:
+        raise ImportError_(f"{src}: {exc}") from None
+
+
+def _network(src: str | Path, name: str, doc: dict[str, Any]) -> RawNetwork:
     net = RawNetwork(name=name)
     buses = _buses(net, doc)
     grids = [row for row in _table(doc, "ext_grid") if _in_service(row) and row["bus"] in buses]
@@ -130,7 +228,7 @@ def parse(src: str | Path) -> RawNetwork:
             b = connect("t", row["index"], row["lv_bus"])
             net.branches.append(Branch(_trafo_name(row),
                                        "transformer", a, b,
-                                       service=float(row.get("vn_lv_kv") or 99) < 1.0))
+                                       service=row.number("vn_lv_kv", 99) < 1.0))
     _three_winding(net, doc, buses)
     for row in _table(doc, "load"):
         if _in_service(row) and row["bus"] in buses:
@@ -168,6 +266,9 @@ def _switches(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str],
         is_open = not _flag(row, "closed")
         if row["bus"] not in buses:
             continue
+        if not isinstance(row["et"], str):
+            raise MalformedNetworkError(f"{row.where()}: 'et' must be b, l, t or t3, got "
+                                        f"{row['et']!r:.80}")
         if row["et"] == "b":
             if row["element"] in buses:
                 net.branches.append(Branch(sname, kind, buses[row["bus"]],
@@ -186,7 +287,7 @@ def _three_winding(net: RawNetwork, doc: dict[str, Any], buses: dict[int, str]) 
         tname = str(row.get("name") or f"trafo3w{row['index']}")
         for side in ("mv", "lv"):
             if row["hv_bus"] in buses and row[f"{side}_bus"] in buses:
-                service = float(row.get(f"vn_{side}_kv") or 99) < 1.0
+                service = row.number(f"vn_{side}_kv", 99) < 1.0
                 net.branches.append(Branch(f"{tname}-{side}", "transformer",
                                            buses[row["hv_bus"]], buses[row[f"{side}_bus"]],
                                            service=service))
@@ -212,7 +313,7 @@ def _closed_bus_switches(doc: dict[str, Any], buses: dict[int, str]
             and row["bus"] in buses and row["element"] in buses]
 
 
-def _substation(doc: dict[str, Any], buses: dict[int, str], grids: list[dict[str, Any]]
+def _substation(doc: dict[str, Any], buses: dict[int, str], grids: list[Row]
                 ) -> Substation | None:
     """The substation to leave out (see the module docstring), or None to keep the
     ``ext_grid`` as the source."""
@@ -226,7 +327,7 @@ def _substation(doc: dict[str, Any], buses: dict[int, str], grids: list[dict[str
                 hv |= {a, b}
                 grew = True
     trafos = [row for row in _table(doc, "trafo") if _in_service(row) and row["hv_bus"] in hv
-              and float(row.get("vn_lv_kv") or 0) >= 1.0 and row["lv_bus"] in buses]
+              and row.number("vn_lv_kv", 0) >= 1.0 and row["lv_bus"] in buses]
     if not trafos or not _only_through(doc, hv, {row["index"] for row in trafos}):
         return None
     busbars = {row["lv_bus"] for row in trafos}

@@ -15,6 +15,8 @@ the outage times look current. A later line with the same ``event_id`` is a new 
 The timeline anchor and the number of lines already emitted are the cursor; the daemon
 persists it with the events, so a restarted daemon continues the same timeline instead of
 starting over. A line that is not valid is quarantined with its line number; the rest plays.
+So is a line whose ``at`` or offset is not a finite number of seconds within a century
+(:data:`MAX_SECONDS`): ``"at": Infinity`` would hold every later line back for ever.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ from outage_sentinel.events import (
     split_list,
 )
 from outage_sentinel.sources.base import SourceError
+
+#: How far from the replay's start a line's ``at`` and offsets may lie, in seconds (a
+#: century): a time past it is quarantined, not waited for.
+MAX_SECONDS = 100 * 365.25 * 86400
 
 
 class ReplaySource:
@@ -88,7 +94,7 @@ class ReplaySource:
                 emitted += 1
                 try:
                     result.events.append(self._event(line, lineno, anchor, round_))
-                except (EventError, ValueError, TypeError, KeyError) as exc:
+                except (EventError, ValueError, TypeError, KeyError, OverflowError) as exc:
                     result.quarantined.append(
                         Quarantined(self.name, f"{self.scenario.name}:{lineno}: {exc}", line))
             if not (self.loop and emitted >= len(lines) and lines):
@@ -121,16 +127,13 @@ class ReplaySource:
             raise EventError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
         if not isinstance(rec, dict):
             raise EventError("expected a JSON object")
+        seconds(rec.get("at"), "at")
 
         def when(offset_key: str, abs_key: str) -> datetime | None:
             if rec.get(abs_key) is not None:
                 return parse_optional_time(rec[abs_key], abs_key)
-            off = rec.get(offset_key)
-            if off is None:
-                return None
-            if isinstance(off, bool) or not isinstance(off, int | float):
-                raise EventError(f"{offset_key}: expected seconds (a number), got {off!r}")
-            return anchor + timedelta(seconds=float(off))
+            off = seconds(rec.get(offset_key), offset_key)
+            return None if off is None else anchor + timedelta(seconds=off)
 
         for key in ("event_id", "kind", "status"):
             if key not in rec:
@@ -155,10 +158,23 @@ class ReplaySource:
         )
 
 
+def seconds(value: Any, key: str) -> float | None:
+    """A line's number of seconds (None where absent or null); an :class:`EventError` naming
+    ``key`` for anything but a finite number within :data:`MAX_SECONDS`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            -MAX_SECONDS <= value <= MAX_SECONDS):  # NaN is never within
+        raise EventError(f"{key}: expected seconds (a finite number within "
+                         f"±{MAX_SECONDS:.0f}), got {value!r}")
+    return float(value)
+
+
 def _at(line: str) -> float | None:
+    """When a line is due (None: at once; a line whose ``at`` is not valid is due at once,
+    to be quarantined)."""
     try:
         rec = load_json(line)
-        at = rec.get("at") if isinstance(rec, dict) else None
-        return float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None
-    except (json.JSONDecodeError, ValueError):
+        return seconds(rec.get("at"), "at") if isinstance(rec, dict) else None
+    except (json.JSONDecodeError, ValueError):  # EventError is a ValueError
         return None

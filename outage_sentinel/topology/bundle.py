@@ -70,16 +70,23 @@ def _text(value: Any) -> str:
 
 class RawTable:
     """A table held column-wise: ``n`` rows, ``columns`` name -> values (None = key absent, only
-    for records)."""
+    for records); ``lines``: the file line each row starts on, where blank lines or quoted
+    line breaks make them other than one after another from the line after the header."""
 
-    __slots__ = ("header", "columns", "n", "absent")
+    __slots__ = ("header", "columns", "n", "absent", "lines")
 
     def __init__(self, header: list[str], columns: dict[str, list[str | None]], n: int,
-                 absent: bool = False) -> None:
+                 absent: bool = False, lines: list[int] | None = None) -> None:
         self.header = header
         self.columns = columns
         self.n = n
         self.absent = absent  # some record lacked a key (only from records)
+        self.lines = lines
+
+    def line_numbers(self, first: int = 2) -> Sequence[int]:
+        """The line of the file each row starts on (rows numbered from ``first`` where the
+        table has no file, or its rows follow one another)."""
+        return self.lines if self.lines is not None else range(first, first + self.n)
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> RawTable:
@@ -169,14 +176,19 @@ def _pandas_table(text: str) -> RawTable | None:
                                 index_col=False, header=0, names=header)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
             return None
-    if caught or frame.shape[1] != len(header):
-        return None
+    if caught or frame.shape[1] != len(header) or len(frame) + 1 != _line_count(text):
+        return None  # a blank line or a quoted line break: the csv module numbers the rows
     columns = cast(dict[str, list[str | None]], {name: frame[name].tolist() for name in header})
     del frame
     if not _plain(text):
         for name, column in columns.items():
             columns[name] = [v.strip() for v in column]  # type: ignore[union-attr]
     return RawTable(header, columns, len(next(iter(columns.values()))))
+
+
+def _line_count(text: str) -> int:
+    """The number of lines of ``text`` (a last line without its line break counts)."""
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
 
 
 def _plain(text: str) -> bool:
@@ -197,21 +209,40 @@ def _columns(header: list[str], flat: list[str], n: int, strip: bool) -> RawTabl
 
 
 def _parse_table(text: str) -> RawTable:
-    """The general path: the csv module (quoted fields, ragged rows, blank lines)."""
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    """The general path: the csv module (quoted fields, ragged rows, blank lines), each row
+    with the line of the file it starts on."""
+    rows, lines = _records(text)
     if not rows:
         return RawTable([], {}, 0)
     header = [h.strip() for h in rows[0]]
-    del rows[0]
+    del rows[0], lines[0]
     width = len(header)
     if set(map(len, rows)) - {width}:
+        kept = [(r, line) for r, line in zip(rows, lines, strict=True) if r]
         rows = [r if len(r) == width else (r + [""] * (width - len(r)) if len(r) < width
-                                           else r[:width])
-                for r in rows if r]
+                                           else r[:width]) for r, _ in kept]
+        lines = [line for _, line in kept]
     n = len(rows)
     flat = list(itertools.chain.from_iterable(rows))
     del rows
-    return _columns(header, flat, n, not _plain(text))
+    table = _columns(header, flat, n, not _plain(text))
+    if lines != list(range(2, n + 2)):
+        table.lines = lines
+    return table
+
+
+def _records(text: str) -> tuple[list[list[str]], list[int]]:
+    """The csv module's records of ``text`` (a blank line is an empty one) and the line each
+    starts on."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    end = 0
+    for row in reader:
+        rows.append(row)
+        lines.append(end + 1)
+        end = reader.line_num
+    return rows, lines
 
 
 def read_csv_file(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -330,22 +361,23 @@ class _NodeRows:
         self.n = table.n
         self.pos = dict(zip(self.ids, range(self.n), strict=True))
         self.keep: list[int] | None = None
+        lines = table.line_numbers(first)
         if len(self.pos) != self.n or "" in self.pos:
-            self._drop_bad_ids(first)
-        self.row_of: Sequence[int] = ([first + k for k in self.keep] if self.keep is not None
-                                      else range(first, first + self.n))
+            self._drop_bad_ids(lines)
+        self.row_of: Sequence[int] = ([lines[k] for k in self.keep] if self.keep is not None
+                                      else lines)
 
     def report(self, row: int, nid: str | None, message: str) -> None:
         self.found.append((row, Problem("nodes.csv", row, nid, message)))
 
-    def _drop_bad_ids(self, first: int) -> None:
+    def _drop_bad_ids(self, lines: Sequence[int]) -> None:
         keep: list[int] = []
         seen: dict[str, int] = {}
         for k, nid in enumerate(self.ids):
             if not nid:
-                self.report(first + k, None, "id is empty")
+                self.report(lines[k], None, "id is empty")
             elif nid in seen:
-                self.report(first + k, nid, f"duplicate node id (first at row {first + seen[nid]})")
+                self.report(lines[k], nid, f"duplicate node id (first at row {lines[seen[nid]]})")
             else:
                 seen[nid] = k
                 keep.append(k)
@@ -423,24 +455,40 @@ class _NodeRows:
                             f"village {village!r} is not in villages.csv")
 
     def coordinate(self, axis: str) -> list[float | None]:
-        """Rule: lat / lon is a number or empty."""
+        """Rule: lat / lon is empty or a finite number on Earth (lat -90..90, lon
+        -180..180): ``inf`` or ``999`` would put the map's bounds nowhere."""
         raw = self.column(axis)
         distinct = dict.fromkeys(raw)
         if len(distinct) == 1 and "" in distinct:
             return [None] * self.n
+        limit = COORDINATE_LIMITS[axis]
         number: dict[str, float | None] = {}
         bad: set[str] = set()
         for v in distinct:
-            try:
-                number[v] = float(v) if v else None
-            except ValueError:
-                number[v] = None
+            number[v] = _within(v, limit) if v else None
+            if v and number[v] is None:
                 bad.add(v)
         if bad:
             for k, v in enumerate(raw):
                 if v in bad:
-                    self.report(self.row_of[k], self.ids[k], f"{axis} must be a number, got {v!r}")
+                    self.report(self.row_of[k], self.ids[k],
+                                f"{axis} must be a number from {-limit:g} to {limit:g}, "
+                                f"got {v!r}")
         return list(map(number.__getitem__, raw))
+
+
+def _within(text: str, limit: float) -> float | None:
+    """``text`` as a number from ``-limit`` to ``limit`` (NaN and infinities never are), or
+    None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if -limit <= value <= limit else None
+
+
+#: How far from zero each coordinate column may go (NaN and infinities are never in range).
+COORDINATE_LIMITS = {"lat": 90.0, "lon": 180.0}
 
 
 def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: list[Problem]
@@ -449,6 +497,7 @@ def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: lis
     found: list[tuple[int, Problem]] = []
     fa, fb = table.col("from", take=True), table.col("to", take=True)
     m = table.n
+    line = table.line_numbers(first)
     a = np.fromiter(map(pos.get, fa, itertools.repeat(-1)), dtype=np.int64, count=m)
     b = np.fromiter(map(pos.get, fb, itertools.repeat(-1)), dtype=np.int64, count=m)
     bad = (a < 0) | (b < 0)
@@ -456,16 +505,16 @@ def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: lis
         ends = (fa[k], fb[k])
         for end, label in zip(ends, ("from", "to"), strict=True):
             if not end:
-                found.append((first + k, Problem("edges.csv", first + k, None,
-                                                 f"{label} is empty")))
+                found.append((line[k], Problem("edges.csv", line[k], None,
+                                               f"{label} is empty")))
             elif end not in pos:
-                found.append((first + k, Problem(
-                    "edges.csv", first + k, f"{ends[0]}-{ends[1]}",
+                found.append((line[k], Problem(
+                    "edges.csv", line[k], f"{ends[0]}-{ends[1]}",
                     f"dangling edge: {label} node {end!r} is not in nodes.csv")))
     loop = (a == b) & ~bad
     for k in np.flatnonzero(loop).tolist():
-        found.append((first + k, Problem("edges.csv", first + k, f"{fa[k]}-{fb[k]}",
-                                         "edge connects a node to itself")))
+        found.append((line[k], Problem("edges.csv", line[k], f"{fa[k]}-{fb[k]}",
+                                       "edge connects a node to itself")))
     good = np.flatnonzero(~bad & ~loop)
     lo, hi = np.minimum(a[good], b[good]), np.maximum(a[good], b[good])
     key = lo * max(len(pos), 1) + hi
@@ -476,8 +525,8 @@ def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: lis
         starts = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(ordered))))
         for p in np.flatnonzero(repeat).tolist():
             k, k0 = int(good[order[p]]), int(good[order[starts[p]]])
-            found.append((first + k, Problem("edges.csv", first + k, f"{fa[k]}-{fb[k]}",
-                                             f"duplicate edge (first at row {first + k0})")))
+            found.append((line[k], Problem("edges.csv", line[k], f"{fa[k]}-{fb[k]}",
+                                           f"duplicate edge (first at row {line[k0]})")))
         dup = np.zeros(len(good), dtype=np.bool_)
         dup[order[repeat]] = True
         good = good[~dup]
@@ -494,7 +543,8 @@ def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source:
 
     def rows(name: str, first: int | None = None) -> Iterator[tuple[int, dict[str, str]]]:
         start = first if first is not None else first_row.get(name, 2)
-        return enumerate(tables.get(name, empty).dicts(), start=start)
+        table = tables.get(name, empty)
+        return zip(table.line_numbers(start), table.dicts(), strict=True)
 
     villages = _parse_villages(rows("villages.csv"), problems)
     table, row_of, kind_code, open_ = _parse_nodes(
@@ -638,7 +688,7 @@ def _parse_aliases(table: RawTable, villages: Mapping[str, Village],
         "feeder": feeders.__contains__}
     out: list[Alias] = []
     first: dict[str, int] = {}
-    for r, row in enumerate(table.dicts(), start=2):
+    for r, row in zip(table.line_numbers(), table.dicts(), strict=True):
         alias, kind, target = row.get("alias", ""), row.get("kind", ""), row.get("id", "")
         if not alias:
             problems.append(Problem("aliases.csv", r, target or None, "alias is empty"))
