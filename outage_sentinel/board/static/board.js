@@ -114,9 +114,11 @@ async function act(path, body) {
 // An inference is never shown as certain: above 99 % it reads ">99%", below 1 % "<1%".
 function pct(p) {
   if (p === null || p === undefined) return "";
-  if (p > 0.99) return ">99%";
-  if (p < 0.01) return "<1%";
-  return `${Math.round(p * 100)}%`;
+  // As the texts say it (crew.percent_label): only what rounds above 99 is ">99%".
+  const whole = Math.floor(p * 100 + 0.5);
+  if (whole > 99) return ">99%";
+  if (whole < 1) return "<1%";
+  return `${whole}%`;
 }
 
 function countdown(iso, state) {
