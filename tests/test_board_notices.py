@@ -220,6 +220,21 @@ def test_an_operator_reads_a_number_in_an_sms_only_where_it_must_be_called() -> 
     assert care["params"]["households"] == "王秀英13800001111等3户"
 
 
+def test_an_sms_channel_of_any_name_shows_its_template_and_parameters() -> None:
+    """The board shows what a carrier channel keyed ``aliyun`` sent as the planner built it
+    (template and parameters), not as a text SMS never carries."""
+    row = SimpleNamespace(
+        id=1, incident_id="INC-1", status="sent", purpose="outage", audience="liaison",
+        channel="aliyun", target="13800001111", attempts=1, created_at=None, sent_at=None,
+        last_error=None, subject="", body="正文",
+        payload={"params": {"sms_template": "outage", "sms": {"village": "东村"}}})
+    by_name = Viewer("zh", UTC, phones=True, links=True)
+    by_type = Viewer("zh", UTC, phones=True, links=True, sms=frozenset({"aliyun"}))
+    assert notice_row(row, by_name)["sms"] is None
+    assert notice_row(row, by_type)["sms"] == {"template": "outage",
+                                               "params": {"village": "东村"}}
+
+
 def test_an_operator_reads_recipients_numbers_masked() -> None:
     """Whom a notice went to is masked for every role (the operator's screen is a screen a
     person reads); the numbers in a care list or a crew's dispatch text stay whole for an

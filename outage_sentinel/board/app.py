@@ -103,6 +103,8 @@ class Board:
     map_cache: dict[tuple[int, str], bytes] = field(default_factory=dict)
     #: Overview cards of incidents that have not changed since they were last shown.
     cards: CardCache = field(default_factory=CardCache)
+    #: The channels that send SMS templates (:func:`outage_sentinel.liaison.sms_channels`).
+    sms_channels: frozenset[str] = frozenset({"sms"})
 
 
 Handler = Callable[[Request, Board, dict[str, Any]], Awaitable[Response]]
@@ -551,7 +553,7 @@ async def change_password(request: Request, board: Board, session: dict[str, Any
 def _viewer(board: Board, session: dict[str, Any]) -> Viewer:
     return Viewer(session.get("language") or board.language, board.tz,
                   session["role"] in access.MAY_SEE_PHONES,
-                  links=session["role"] in access.MAY_ACT)
+                  links=session["role"] in access.MAY_ACT, sms=board.sms_channels)
 
 
 async def me(request: Request, board: Board, session: dict[str, Any]) -> Response:

@@ -54,7 +54,7 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
                      if f.feishu_encrypt_key else None,
                      feishu_chats=dict(f.feishu_chats))
     return Board(config.board, store, topology, actions, core.lifecycle.params.commitments,
-                 clock, tz, config.notify.language, desk)
+                 clock, tz, config.notify.language, desk, sms_channels=core.planner.sms)
 
 
 def first_admin(store: Store, now: datetime, out: TextIO) -> str | None:

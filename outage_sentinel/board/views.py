@@ -36,6 +36,8 @@ class Viewer:
     #: Whether the field's personal links (``/c/<token>``, ``/f/<token>``) are shown whole:
     #: a token lets whoever holds it act as the crew or liaison it names.
     links: bool = False
+    #: The channels that send SMS templates (:func:`outage_sentinel.liaison.sms_channels`).
+    sms: frozenset[str] = frozenset({"sms"})
 
 
 def local(value: datetime | None, tz: tzinfo) -> str | None:
@@ -231,8 +233,8 @@ def sms_sent(m: Any, viewer: Viewer) -> dict[str, Any] | None:
     of its purpose and the template's parameters — the care list as cut to fit ("…等3户"),
     the link as its token. Numbers masked (an operator reads them only where the reader
     must call them: a crew's dispatch, a care list) and the token cut for a viewer. The SMS
-    channel is the one named ``sms``, as the planner that builds the parameters has it."""
-    if m.channel != "sms":
+    channels are the planner's (``viewer.sms``: of type ``sms``, or a sink named so)."""
+    if m.channel not in viewer.sms:
         return None
     params = (m.payload or {}).get("params") or {}
     calls = m.audience == "crew" or m.purpose == "care"
