@@ -347,3 +347,28 @@ def test_impossible_times_dates_and_text_are_usage_errors_naming_the_option(
         assert "Traceback" not in r.stderr
     shown = cli("--config", cfg, "incidents", "show", iid, "--json")
     assert json.loads(shown.stdout)["stage"] not in ("acknowledged", "restored")
+
+
+def test_quarantine_list_masks_phone_numbers(tmp_path: Path) -> None:
+    """A trouble call's number in a quarantined record is masked on the operator's screen,
+    as the board masks it (a number cut at the end of the raw text is masked first)."""
+    from datetime import UTC, datetime
+
+    from outage_sentinel.config import load_config
+    from outage_sentinel.events import Quarantined
+    from outage_sentinel.store import Store
+
+    cfg = make_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    store = Store(load_config(cfg).database_url())
+    store.migrate()
+    try:
+        raw = json.dumps({"caller": "13912345678", "note": "x" * 170, "tel": "0316-5551234"})
+        store.quarantine(Quarantined("95598", "record 1: caller 13812345678 unknown line", raw),
+                         datetime(2026, 11, 23, tzinfo=UTC))
+    finally:
+        store.close()
+    listed = cli("--config", str(cfg), "quarantine", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "138****5678" in listed.stdout and "139****5678" in listed.stdout
+    assert not PHONE.search(listed.stdout) and "5551234" not in listed.stdout

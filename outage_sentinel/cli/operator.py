@@ -290,11 +290,12 @@ def _outbox_fix(args: argparse.Namespace, action: str) -> int:
 
 
 def _quarantine_list(store: Any, args: argparse.Namespace) -> int:
-    """``quarantine list``: the payloads that failed validation, newest first."""
+    """``quarantine list``: the payloads that failed validation, newest first (phone numbers
+    masked: a caller's number is in many a trouble call)."""
     for q in store.quarantined(args.limit):
-        raw = (q["raw"] or "")[:200]
+        raw = mask_phones(q["raw"] or "")[:200]
         print(f"{q['id']:6} {q['received_at']:%Y-%m-%d %H:%M:%S} {q['source']:12} "
-              f"{q['reason']}\n       raw: {raw}")
+              f"{mask_phones(q['reason'])}\n       raw: {raw}")
     return 0
 
 
