@@ -125,6 +125,10 @@ def read_evidence(path: str) -> str:
     return Path(path).read_text(encoding="utf-8-sig")
 
 
+#: ``locate``'s exit code for a bundle that does not load (the CLI's ``EXIT_TOPOLOGY``).
+TOPOLOGY_INVALID = 4
+
+
 def locate_main(topology_dir: str, evidence_path: str, out: TextIO,
                 params: LocaliserParams | None = None,
                 context: FaultContext | None = None) -> int:
@@ -134,7 +138,7 @@ def locate_main(topology_dir: str, evidence_path: str, out: TextIO,
         topology = load_bundle(topology_dir)
     except TopologyError as exc:
         print(f"outage-sentinel locate: {exc}", file=sys.stderr)
-        return 2
+        return TOPOLOGY_INVALID
     try:
         text = read_evidence(evidence_path)
     except (OSError, UnicodeDecodeError) as exc:

@@ -126,10 +126,10 @@ def test_default_context_applies_to_cases_without_one(bundle: Path, tmp_path: Pa
     assert answers[1]["hypotheses"][0]["devices"] == ["F1"]
 
 
-def test_bad_topology_exits_2(tmp_path: Path) -> None:
+def test_bad_topology_exits_4_as_every_verb_does(tmp_path: Path) -> None:
     evidence = tmp_path / "e.json"
     evidence.write_text("{}")
-    assert locate_main(str(tmp_path / "missing"), str(evidence), io.StringIO()) == 2
+    assert locate_main(str(tmp_path / "missing"), str(evidence), io.StringIO()) == 4
 
 
 def test_import_main_writes_a_loadable_bundle(tmp_path: Path,
