@@ -359,6 +359,34 @@ def test_a_dead_outage_notice_of_an_incident_since_ended_is_not_resent_unforced(
     assert next(m for m in store.messages() if m.id == outage.id).status == "pending"
 
 
+def test_retrying_every_dead_letter_sends_those_that_may_go_and_names_the_rest(
+        board_env: Any, demo: Topology) -> None:
+    """The overview's 重发 (every dead letter, ``partial``): after a storm some are always
+    out of date; the others, a village never told of its outage, go all the same."""
+    app, store, clock = board_env
+    client, csrf = signed_in(app, "ops")
+    ended = open_incident(client, csrf, demo)
+    clock.now += timedelta(minutes=1)  # a second call, on another line
+    r = post(client, csrf, "/api/incidents", {"transformers": demo.transformers[-2:]})
+    assert r.status_code == 200, r.text
+    still = str(r.json()["result"])
+    dead = [next(m for m in store.messages(incident_id=i) if m.purpose == "outage")
+            for i in (ended, still)]
+    for m in dead:
+        store.mark_dead(m.id, clock(), "HTTP 500")
+    assert post(client, csrf, f"/api/incidents/{ended}/cancel", {"reason": "误报"}
+                ).status_code == 200
+    ids = [m.id for m in dead]
+    r = post(client, csrf, "/api/outbox/retry", {"ids": ids})  # all or nothing: nothing
+    assert r.status_code == 409
+    r = post(client, csrf, "/api/outbox/retry", {"ids": ids, "partial": True})
+    assert r.status_code == 200, r.text
+    said = r.json()["result"]
+    assert said.startswith(f"requeued 1: {dead[1].id}") and f"{dead[0].id}: out of date" in said
+    status = {m.id: m.status for m in store.messages()}
+    assert (status[dead[0].id], status[dead[1].id]) == ("dead", "pending")
+
+
 def test_a_held_notice_the_incident_moved_past_is_not_resent_unforced(
         board_env: Any, demo: Topology) -> None:
     """A "power back" notice held while the restoration was undone (the village is off

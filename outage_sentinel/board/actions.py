@@ -107,14 +107,22 @@ class Actions:
 
     def _outbox(self, action: str, body: Mapping[str, Any], actor: str) -> str:
         """One of :data:`~outage_sentinel.outbox_control.ACTIONS` on the messages ``ids``,
-        all or none (:meth:`OutboxControl.take`)."""
+        all or none (:meth:`OutboxControl.take`); with ``partial`` (retrying every dead
+        letter at once, some always out of date after a storm) on those that may go, the
+        answer naming the rest and why."""
         ids = body.get("ids")
         if not isinstance(ids, list) or not ids or not all(is_id(i) for i in ids):
             raise BadValue(f"ids: a list of outbox message ids (whole numbers from 1 to "
                            f"{MAX_ID})")
         reason = text(body, "reason", required=action == "withdraw")
-        return self.outbox.take(action, list(dict.fromkeys(ids)), actor, self.clock(), reason,
-                                force=flag(body, "force")).line()
+        ids, force = list(dict.fromkeys(ids)), flag(body, "force")
+        if not flag(body, "partial"):
+            return self.outbox.take(action, ids, actor, self.clock(), reason,
+                                    force=force).line()
+        vetted = self.outbox.vet(action, ids, force)
+        done = self.outbox.apply(action, vetted, actor, self.clock(), reason)
+        left = vetted.problems()
+        return done.line() + (f"; left as they are: {left}" if left else "")
 
     def silence(self, body: Mapping[str, Any], actor: str) -> str:
         now = self.clock()
@@ -258,7 +266,8 @@ def http_status(exc: Exception) -> int:
 REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
     "open": ("feeder", "transformers", "caller", "note"),
     "storm": ("declare", "hours", "note"),
-    "retry": ("ids", "force"), "withdraw": ("ids", "reason"), "hold": ("ids", "reason"),
+    "retry": ("ids", "force", "partial"), "withdraw": ("ids", "reason"),
+    "hold": ("ids", "reason"),
     "release": ("ids", "force"),
     "silence": ("matcher", "value", "until", "reason", "force", "expire"),
     "ack": ("note",), "dispatch": ("crew", "note"), "arrive": ("note",),
