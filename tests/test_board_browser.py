@@ -461,6 +461,13 @@ def test_the_command_centre_confirms_a_restoration_nobody_confirmed(
     assert "仍停电，转入" in (page.text_content("tr.unconfirmed") or "")
     assert page.query_selector("#confirm-row") is None
     assert page.errors == []
+    # ... and that new outage's page names the one it reopens, linked.
+    child = replace(inc, id="INC-UNSURE-0003", status="active", stage="detected",
+                    restored={}, unconfirmed=(), parent_id=later.id)
+    commit_incident(config, child, now)
+    page.goto(f"{url}/#/incident/{child.id}")
+    page.wait_for_selector(f"#reopens a[href='#/incident/{later.id}']", timeout=10000)
+    assert "再次停电，接续" in (page.text_content("#reopens") or "")
     # Closing out one with an area still unconfirmed takes the box ticked.
     third = replace(inc, id="INC-UNSURE-0004")
     commit_incident(config, third, now)
