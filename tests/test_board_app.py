@@ -612,7 +612,24 @@ def test_the_overview_lists_what_awaits_close_out_and_what_was_quarantined(
     assert "13912345678" not in json.dumps(data)
     # Closed out, it leaves the list.
     assert post(client, csrf, f"/api/incidents/{iid}/close", {"cause": "其他"}).status_code == 200
-    assert client.get("/api/overview").json()["to_close"] == []
+    data = client.get("/api/overview").json()
+    assert data["to_close"] == [] and data["to_close_total"] == 0
+
+
+def test_the_close_out_list_says_how_many_await_beyond_what_it_lists(
+        board_env: Any, demo: Topology) -> None:
+    """The list shows the latest of a week; one ended eight days ago is still counted."""
+    app, store, clock = board_env
+    client, csrf = signed_in(app, "ops")
+    old = open_incident(client, csrf, demo)
+    assert post(client, csrf, f"/api/incidents/{old}/cancel", {"reason": "误报"}).status_code == 200
+    clock.now += timedelta(days=8)
+    client, csrf = signed_in(app, "ops")  # a new shift
+    recent = open_incident(client, csrf, demo)
+    assert post(client, csrf, f"/api/incidents/{recent}/cancel", {"reason": "误报"}
+                ).status_code == 200
+    data = client.get("/api/overview").json()
+    assert [t["id"] for t in data["to_close"]] == [recent] and data["to_close_total"] == 2
 
 
 # -- text the database cannot store (PostgreSQL refuses NUL; a lone surrogate is no UTF-8) ------

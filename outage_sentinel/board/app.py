@@ -580,6 +580,8 @@ def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
                          "feeder_name": topology.feeder_names.get(r["feeder"], r["feeder"]),
                          "end_local": local(r["end_time"], viewer.tz)}
                         for r in board.store.awaiting_closeout(now - timedelta(days=7))]
+    # ... and how many in all: the list shows the latest of a week, never silently all.
+    data["to_close_total"] = board.store.awaiting_closeout_count()
     # Records the sources sent that could not be taken in: kept, and shown, never dropped.
     data["quarantine"] = {"total": board.store.count("quarantine"), "latest": [
         {"id": q["id"], "source": q["source"], "reason": redact(str(q["reason"]))[:300],

@@ -54,6 +54,15 @@ class IncidentStore(StoreBase):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def awaiting_closeout_count(self) -> int:
+        """How many incidents are over and not closed out, however long ago they ended."""
+        t = incidents_t
+        q = (select(func.count()).select_from(t)
+             .where(self.in_region(t), t.c.status.in_(("restored", "cancelled")),
+                    t.c.stage != "closed"))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     def incident_heads(self) -> list[dict[str, Any]]:
         """The active incidents without their state (id, kind, start, stage, priority, crew,
         created/updated times): what tells a reader which states it must load again."""

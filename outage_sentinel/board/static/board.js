@@ -20,7 +20,7 @@ const WORDS = {
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
     cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", toClose: "待销号",
     quarantine: "未能接收的记录（隔离）", note: "备注", reason: "原因",
-    best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", reopens: "再次停电，接续", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
+    best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", reopens: "再次停电，接续", toCloseAll: "（列出近7天最新50起，其余请按编号查询）", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
@@ -46,7 +46,7 @@ const WORDS = {
     deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out", toClose: "Awaiting close-out",
     quarantine: "Records not taken in (quarantine)",
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
-    unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", reopens: "off again after", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
+    unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", reopens: "off again after", toCloseAll: "(the latest 50 of 7 days listed; find the rest by id)", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
@@ -207,7 +207,7 @@ function overviewView(data) {
     h("section", {class: "side"}, h("h2", {}, W.sources), sources, h("h2", {}, W.outbox), outbox,
       h("div", {class: "actions"}, storm, MAY_ACT ? openForm() : h("p", {class: "muted"}, W.viewerNote)),
       h("h2", {}, W.silences), h("div", {id: "silences"}, silencesPanel(data.silences || [])),
-      h("h2", {}, `${W.toClose} (${(data.to_close || []).length})`),
+      h("h2", {id: "to-close-head"}, `${W.toClose} (${toCloseCount(data)})`),
       h("ul", {id: "to-close"}, (data.to_close || []).map((t) => h("li", {},
         h("a", {href: `#/incident/${encodeURIComponent(t.id)}`}, t.id), ` ${t.feeder_name} · ${t.status} · ${t.end_local || ""}`))),
       h("h2", {}, `${W.quarantine} (${data.quarantine ? data.quarantine.total : 0})`),
@@ -258,6 +258,12 @@ function openForm() {
 function section(title, ...content) { return h("section", {}, h("h2", {}, title), ...content); }
 
 function list(items, fn) { return items.length ? h("ul", {}, items.map((x) => h("li", {}, fn(x)))) : h("p", {class: "muted"}, W.none); }
+
+// Shown of all awaiting close-out: "50 / 63" when the list (the latest of a week) is not all.
+function toCloseCount(data) {
+  const shown = (data.to_close || []).length, total = data.to_close_total ?? shown;
+  return total > shown ? `${shown} / ${total} ${W.toCloseAll}` : `${shown}`;
+}
 
 function incidentView(c) {
   const head = h("div", {class: "card"},
