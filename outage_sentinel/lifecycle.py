@@ -109,6 +109,27 @@ def unasked_areas(inc: Incident, topology: Topology,
     return out
 
 
+def close_refused(inc: Incident, topology: Topology, unconfirmed_ok: bool, amend: bool
+                  ) -> str | None:
+    """Why ``inc`` may not be closed out (None: it may): closed already (unless ``amend``, a
+    correction of the close-out), still on, or with areas counted back that nothing
+    confirmed (unless ``unconfirmed_ok``; a correction does not ask again)."""
+    if inc.stage == "closed":
+        return None if amend else (
+            f"{inc.id} is already closed; to correct its cause or devices close it again "
+            "with --amend (the board: 更正销号)")
+    if inc.status == "active":
+        return (f"{inc.id} is still active ({len(inc.off)} transformer area(s) off); "
+                "restore it first")
+    if inc.unconfirmed and not unconfirmed_ok:
+        return (f"{inc.id}: nothing confirmed that {len(inc.unconfirmed)} area(s) counted back "
+                f"when its records ended are back "
+                f"({'、'.join(area_names(topology, inc.unconfirmed[:6]))}); confirm them "
+                f"(incidents restore {inc.id}) or close anyway with --unconfirmed-ok "
+                "(the board: 恢复未经确认也销号)")
+    return None
+
+
 def confirmed_devices(topology: Topology, text: str) -> list[str]:
     """The device ids of a close-out's ``device`` field (ids or names, separated by commas,
     、 or spaces; each once, in order); :class:`LifecycleError` naming one that is not a
@@ -334,11 +355,14 @@ class Lifecycle:
                                                           revision=0), now)
 
     def close(self, incident_id: str, actor: str, cause_category: str, note: str = "",
-              device: str | None = None, unconfirmed_ok: bool = False) -> Incident:
+              device: str | None = None, unconfirmed_ok: bool = False,
+              amend: bool = False) -> Incident:
         """Close out (销号) a restored or cancelled incident with its cause category and, if the
         crews confirmed them, the devices that operated (``device``: one id or several
         separated by commas or spaces; the localiser learns from these). One with areas back
-        unconfirmed is closed only on the operator's ``unconfirmed_ok`` (the log lists them)."""
+        unconfirmed is closed only on the operator's ``unconfirmed_ok`` (the log lists them).
+        A close-out is corrected by closing again with ``amend``: the latest word counts, for
+        the reports and for the localiser's history (:func:`close_refused`)."""
         now = self.clock()
         if not cause_category:
             raise StepInputError("closing needs a cause category (--cause)")
@@ -348,25 +372,20 @@ class Lifecycle:
             details["device"], details["devices"] = found[0], found
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
-            if inc.stage == "closed":
-                raise LifecycleError(f"{incident_id} is already closed")
-            if inc.status == "active":
-                raise LifecycleError(f"{incident_id} is still active ({len(inc.off)} transformer "
-                                     "area(s) off); restore it first")
-            if inc.unconfirmed and not unconfirmed_ok:
-                raise LifecycleError(
-                    f"{incident_id}: nothing confirmed that {len(inc.unconfirmed)} area(s) "
-                    f"counted back when its records ended are back "
-                    f"({'、'.join(area_names(self.topology, inc.unconfirmed[:6]))}); confirm them "
-                    f"(incidents restore {incident_id}) or close anyway with --unconfirmed-ok "
-                    "(the board: 恢复未经确认也销号)")
+            why = close_refused(inc, self.topology, unconfirmed_ok, amend)
+            if why:
+                raise LifecycleError(why)
+            amended = inc.stage == "closed"
+            details.update({"amended": True} if amended else {})
             if inc.unconfirmed:
                 details["unconfirmed"] = list(inc.unconfirmed)
             inc = replace(inc, stage="closed")
-            self.save_in(conn, inc, now, cause_category=cause_category, closed_at=now)
+            self.save_in(conn, inc, now, cause_category=cause_category,
+                         **({} if amended else {"closed_at": now}))
             self.store.log_in(conn, inc.id, now, "closed", actor, note, details)
+            headline = "close_amended" if amended else "closed"
             self.store.enqueue_in(conn, self.command_rows(
-                inc, "closed", self.render_summary(inc, headline="closed",
+                inc, headline, self.render_summary(inc, headline=headline,
                                                    crew=row.get("crew_id"))), now)
         return inc
 

@@ -26,6 +26,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def make_config(tmp: Path, *, speed: float = 10.0, interval: float = 0.5,
                 delivery_interval: float = 0.2, metrics_port: int | None = None,
                 sources: list[dict[str, Any]] | None = None, **overrides: Any) -> Path:

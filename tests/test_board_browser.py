@@ -21,7 +21,7 @@ import yaml
 from outage_sentinel.store import Store
 from outage_sentinel.topology.bundle import load_bundle
 from tests.browser import screenshot_dir
-from tests.e2e_helpers import ROOT, make_config, start_daemon, stop, wait_for
+from tests.e2e_helpers import ROOT, listening, make_config, start_daemon, stop, wait_for
 
 pytestmark = pytest.mark.slow
 PASSWORD = "board test password"
@@ -50,6 +50,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, st
     try:
         assert wait_for(lambda: (tmp / "daemon.log").exists() and "running" in
                         (tmp / "daemon.log").read_text("utf-8"), 30)
+        # The board may start listening a moment after the daemon says it runs.
+        assert wait_for(lambda: listening(port), 30)
         yield config, url
     finally:
         assert stop(proc) == 0
@@ -179,6 +181,18 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
                    if a["kind"] == "action" and a["target"] == iid]
         assert {("ops", "ack"), ("ops", "dispatch"), ("ops", "arrive"), ("ops", "restore"),
                 ("ops", "close")} <= set(actions)
+    finally:
+        store.close()
+    # A close-out is corrected from the same page (the latest counts: reports, the localiser).
+    page.wait_for_selector("#act-amend-close", timeout=10000)
+    causes = page.eval_on_selector("select[name=cause]", "s => [...s.options].map(o => o.value)")
+    page.select_option("select[name=cause]", causes[-1])
+    page.click("#act-amend-close")
+    store = store_of(config)
+    try:
+        assert wait_for(lambda: store.get_incident(iid)["cause_category"] == causes[-1], 10)  # type: ignore[index]
+        closes = [e["details"] for e in store.incident_log(iid) if e["stage"] == "closed"]
+        assert len(closes) == 2 and closes[-1]["amended"] is True
     finally:
         store.close()
     assert page.errors == []

@@ -17,6 +17,7 @@ from outage_sentinel.channels.base import Message, Outcome, SendResult
 from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.lifecycle import LifecycleError
 from outage_sentinel.reports import build_report
 from outage_sentinel.topology import Topology, topology_from_records
 
@@ -206,6 +207,20 @@ def test_one_fault_through_every_state_with_two_restoration_steps(h: Harness) ->
     assert closed.stage == "closed"
     assert h.incident(inc)["cause_category"] == "树线矛盾"
     h.deliver()
+    # A wrong close-out is corrected by closing again with amend, never by a second close.
+    closed_at = h.incident(inc)["closed_at"]
+    with pytest.raises(LifecycleError, match="already closed.*--amend"):
+        life.close(inc, "operator:zhang", "设备故障")
+    h.at(190)
+    life.close(inc, "operator:li", "设备故障", "班组核实为绝缘子击穿", device="FU1", amend=True)
+    assert h.incident(inc)["cause_category"] == "设备故障"
+    assert h.incident(inc)["closed_at"] == closed_at
+    closes = [r["details"] for r in h.daemon.store.incident_log(inc) if r["stage"] == "closed"]
+    assert closes[-1] == {"cause_category": "设备故障", "device": "FU1", "devices": ["FU1"],
+                          "amended": True}
+    assert h.daemon.store.confirmed_devices()[inc] == ["FU1"]
+    h.deliver()
+    assert h.sent("close_amended", "command")[-1].text.startswith("【销号更正】")
 
     stages = [r["stage"] for r in h.daemon.store.incident_log(inc)]
     for s in ("detected", "confirmed", "dispatched", "on_site", "partially_restored", "restored",

@@ -241,7 +241,7 @@ INCIDENT_STEPS: dict[str, Step] = {
     "reopen": _reopen,
     "close": lambda a, i, b, u: a.core.lifecycle.close(
         i, u, text(b, "cause"), text(b, "note", False), device=text(b, "device", False) or None,
-        unconfirmed_ok=flag(b, "unconfirmed_ok")),
+        unconfirmed_ok=flag(b, "unconfirmed_ok"), amend=flag(b, "amend")),
 }
 
 #: Errors a step raises that are the user's to fix (shown on the page, status 400/404/409).
@@ -273,7 +273,7 @@ REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
     "ack": ("note",), "dispatch": ("crew", "note"), "arrive": ("note",),
     "restore": ("transformers", "at", "note"), "etr": ("time", "note"),
     "scope": ("add", "remove", "note"), "device": ("devices", "note"), "cancel": ("reason",),
-    "reopen": ("transformers", "note"), "close": ("cause", "device", "note"),
+    "reopen": ("transformers", "note"), "close": ("cause", "device", "note", "amend"),
 }
 
 

@@ -78,6 +78,9 @@ def _add_lifecycle_verbs(isub: Any) -> None:
     close.add_argument("--unconfirmed-ok", action="store_true",
                        help="close even though areas counted back when the records ended "
                             "were never confirmed back (they stay counted back at that end)")
+    close.add_argument("--amend", action="store_true",
+                       help="correct the cause or devices of an incident closed out already "
+                            "(the latest close-out counts, for reports and the localiser)")
     close.add_argument("--note", default="")
     close.add_argument("--actor")
 
@@ -196,7 +199,7 @@ def _step(core: Any, args: argparse.Namespace, actor: str) -> Any:
         return life.arrive(args.incident_id, actor, args.note)
     if action == "close":
         return life.close(args.incident_id, actor, args.cause, args.note, device=args.device,
-                          unconfirmed_ok=args.unconfirmed_ok)
+                          unconfirmed_ok=args.unconfirmed_ok, amend=args.amend)
     if action == "dispatch":
         return life.dispatch(args.incident_id, actor, crew_id=args.crew, note=args.note)
     return core.processor.operator_restore(args.incident_id, actor, args.transformers, args.at,

@@ -20,7 +20,7 @@ const WORDS = {
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
     cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", toClose: "待销号",
     quarantine: "未能接收的记录（隔离）", note: "备注", reason: "原因",
-    best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", reopens: "再次停电，接续", toCloseAll: "（列出近7天最新50起，其余请按编号查询）", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
+    best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", reopens: "再次停电，接续", amendClose: "更正销号", toCloseAll: "（列出近7天最新50起，其余请按编号查询）", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
@@ -46,7 +46,7 @@ const WORDS = {
     deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out", toClose: "Awaiting close-out",
     quarantine: "Records not taken in (quarantine)",
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
-    unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", reopens: "off again after", toCloseAll: "(the latest 50 of 7 days listed; find the rest by id)", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
+    unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", reopens: "off again after", amendClose: "Correct the close-out", toCloseAll: "(the latest 50 of 7 days listed; find the rest by id)", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
@@ -277,7 +277,7 @@ function incidentView(c) {
       `${W.deadline}: ${c.deadline_local || "-"} ${countdown(c.deadline, c.deadline_state)}`),
     h("p", {}, `${W.etr}: ${c.etr_local || "-"} · ${W.crew}: ${c.crew_name || "-"}${c.cause ? " · " + W.cause + ": " + c.cause : ""}`));
   return h("div", {class: "incident"}, head,
-    c.status === "active" || c.stage === "restored" || c.stage === "cancelled" ? (MAY_ACT ? actionsPanel(c) : h("p", {class: "muted", id: "read-only"}, W.viewerNote)) : null,
+    c.status === "active" || ["restored", "cancelled", "closed"].includes(c.stage) ? (MAY_ACT ? actionsPanel(c) : h("p", {class: "muted", id: "read-only"}, W.viewerNote)) : null,
     section(W.hypotheses, list(c.hypotheses, (x) => `${x.devices.map((d) => d.name).join("、")} · ${W.prob} ${pct(x.probability)} · ${x.customers} ${W.customers}` +
       (x.only_here.length ? ` · ${W.onlyHere}: ${x.only_here.join("、")}` : "") + (x.only_first.length ? ` · ${W.onlyFirst}: ${x.only_first.join("、")}` : ""))),
     section(W.section, list(c.section, (d) => d.name)),
@@ -366,6 +366,10 @@ function actionsPanel(c) {
     button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value, ...(anyway && anyway.checked ? {unconfirmed_ok: true} : {})})));
   const confirm = unsure.length ? h("div", {class: "row", id: "confirm-row"}, unsure,
     button("act-confirm", W.confirmBack, () => act(`${base}/restore`, {transformers: ticked(unsure), note: note.value}))) : null;
+  // Closed out already: only the close-out itself may be corrected (the latest counts).
+  if (c.stage === "closed") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note),
+    h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, found.select), found.other,
+      button("act-amend-close", W.amendClose, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value, amend: true}))));
   if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), c.status === "restored" ? confirm : null, c.status === "restored" ? reopen : null, closing);
   return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions),
     h("div", {class: "row"}, note,
