@@ -362,7 +362,8 @@ class Lifecycle:
         separated by commas or spaces; the localiser learns from these). One with areas back
         unconfirmed is closed only on the operator's ``unconfirmed_ok`` (the log lists them).
         A close-out is corrected by closing again with ``amend``: the latest word counts, for
-        the reports and for the localiser's history (:func:`close_refused`)."""
+        the reports and for the localiser's history (:func:`close_refused`); devices not given
+        again stay as the close-out named them."""
         now = self.clock()
         if not cause_category:
             raise StepInputError("closing needs a cause category (--cause)")
@@ -376,7 +377,10 @@ class Lifecycle:
             if why:
                 raise LifecycleError(why)
             amended = inc.stage == "closed"
-            details.update({"amended": True} if amended else {})
+            if amended:  # what the correction does not give stands as the close-out said
+                before = self.store.last_log_details_in(conn, inc.id, "closed") or {}
+                details = {**{k: before[k] for k in ("device", "devices") if k in before
+                              and not found}, **details, "amended": True}
             if inc.unconfirmed:
                 details["unconfirmed"] = list(inc.unconfirmed)
             inc = replace(inc, stage="closed")

@@ -193,6 +193,8 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
         assert wait_for(lambda: store.get_incident(iid)["cause_category"] == causes[-1], 10)  # type: ignore[index]
         closes = [e["details"] for e in store.incident_log(iid) if e["stage"] == "closed"]
         assert len(closes) == 2 and closes[-1]["amended"] is True
+        # The form held what the close-out said: the devices found stand as they were.
+        assert store.confirmed_devices()[iid] == [options[0], other]
     finally:
         store.close()
     assert page.errors == []

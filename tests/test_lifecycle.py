@@ -219,6 +219,9 @@ def test_one_fault_through_every_state_with_two_restoration_steps(h: Harness) ->
     assert closes[-1] == {"cause_category": "设备故障", "device": "FU1", "devices": ["FU1"],
                           "amended": True}
     assert h.daemon.store.confirmed_devices()[inc] == ["FU1"]
+    life.close(inc, "operator:li", "外力破坏", amend=True)  # the cause alone: devices stand
+    assert h.daemon.store.confirmed_devices()[inc] == ["FU1"]
+    assert h.incident(inc)["cause_category"] == "外力破坏"
     h.deliver()
     assert h.sent("close_amended", "command")[-1].text.startswith("【销号更正】")
 

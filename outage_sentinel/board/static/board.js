@@ -155,10 +155,12 @@ function certaintyText(c) {
 
 // Devices chosen from the estimate's candidates (several in a storm) or typed by id or name:
 // the close-out's field and the fault-point correction's, starting from the device set.
-function devicePicker(c, name) {
-  const preset = new Set((c.device_set || []).map((d) => d.id));
+function devicePicker(c, name, chosen = c.device_set) {
+  const preset = new Set((chosen || []).map((d) => d.id));
+  const listed = new Set(c.closable.map((d) => d.id));
   const select = h("select", {name, multiple: true, size: 3}, c.closable.map((d) => h("option", {value: d.id, selected: preset.has(d.id)}, d.name)));
-  const other = h("input", {name: `${name}_other`, placeholder: W.deviceOther});
+  // One chosen that the list does not hold (the crews found it elsewhere) stands typed in.
+  const other = h("input", {name: `${name}_other`, placeholder: W.deviceOther, value: (chosen || []).filter((d) => !listed.has(d.id)).map((d) => d.id).join(",")});
   const value = () => [...[...select.selectedOptions].map((o) => o.value), other.value.trim()].filter(Boolean).join(",");
   return {select, other, value};
 }
@@ -366,10 +368,15 @@ function actionsPanel(c) {
     button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value, ...(anyway && anyway.checked ? {unconfirmed_ok: true} : {})})));
   const confirm = unsure.length ? h("div", {class: "row", id: "confirm-row"}, unsure,
     button("act-confirm", W.confirmBack, () => act(`${base}/restore`, {transformers: ticked(unsure), note: note.value}))) : null;
-  // Closed out already: only the close-out itself may be corrected (the latest counts).
-  if (c.stage === "closed") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note),
-    h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, found.select), found.other,
-      button("act-amend-close", W.amendClose, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value, amend: true}))));
+  // Closed out already: only the close-out itself may be corrected (the latest counts), its
+  // form holding what the close-out said, so that correcting one thing keeps the rest.
+  if (c.stage === "closed") {
+    const was = h("select", {name: "cause"}, [...new Set([c.cause, ...CAUSES].filter(Boolean))].map((k) => h("option", {value: k, selected: k === c.cause}, k)));
+    const said = devicePicker(c, "device", c.found);
+    return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note),
+      h("div", {class: "row"}, h("label", {}, W.cause, was), h("label", {}, W.device, said.select), said.other,
+        button("act-amend-close", W.amendClose, () => act(`${base}/close`, {cause: was.value, device: said.value(), note: note.value, amend: true}))));
+  }
   if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), c.status === "restored" ? confirm : null, c.status === "restored" ? reopen : null, closing);
   return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions),
     h("div", {class: "row"}, note,
