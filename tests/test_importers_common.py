@@ -204,3 +204,58 @@ def test_where_folders_cannot_be_swapped_the_files_are_moved_in_after_the_check(
     assert out.stat().st_ino == folder and (out / "README.md").read_text() == "ours"
     assert sorted(load_bundle(out).transformers) == ["x1", "x2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_bundle_folder_that_is_a_mount_point_is_filled_in_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A volume or bind mount cannot be swapped nor renamed into from beside it (another
+    filesystem): the bundle is staged inside it and its files moved in, the folder kept."""
+    out = tmp_path / "out"
+    write_bundle(network(service("x1", "n1", "a"), customers={"a": 1}), out)
+    folder = out.stat().st_ino
+    real = Path.is_mount
+    monkeypatch.setattr(Path, "is_mount", lambda p: p == out or real(p))
+    write_bundle(network(service("x1", "n1", "a"), service("x2", "n1", "b"),
+                         customers={"a": 1, "b": 2}), out)
+    assert out.stat().st_ino == folder
+    assert sorted(load_bundle(out).transformers) == ["x1", "x2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+BIND_IMPORT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from outage_sentinel.importers.common import write_bundle
+from outage_sentinel.topology import load_bundle
+from tests.test_importers_common import network, service
+out = Path(sys.argv[1])
+write_bundle(network(service("x1", "n1", "a"), customers={{"a": 1}}), out)
+write_bundle(network(service("x1", "n1", "a"), service("x2", "n1", "b"),
+                     customers={{"a": 1, "b": 2}}), out)
+print(sorted(load_bundle(out).transformers), sorted(p.name for p in out.parent.iterdir()))
+"""
+
+
+def test_a_bundle_folder_bind_mounted_is_filled_in_place(tmp_path: Path) -> None:
+    """A real bind mount (same filesystem, yet no rename crosses it), in a user and mount
+    namespace of its own; skipped where the system allows none."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    source, out = tmp_path / "volume", tmp_path / "parent" / "topology"
+    source.mkdir()
+    out.mkdir(parents=True)
+    script = tmp_path / "import.py"
+    script.write_text(BIND_IMPORT.format(root=str(Path(__file__).resolve().parents[1])))
+    r = subprocess.run(["unshare", "-rm", "sh", "-c",
+                        f"mount --bind {source} {out} && {sys.executable} {script} {out}"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0 and "mount" in r.stderr and "Traceback" not in r.stderr:
+        pytest.skip(f"no mount namespace here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['x1', 'x2'] ['topology']"

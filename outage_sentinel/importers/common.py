@@ -213,13 +213,36 @@ def _staged(out: Path) -> Iterator[Path]:
 
 def _new_stage(out: Path) -> Path:
     """An empty folder beside ``out`` (so that it can take its place by a rename), or inside
-    ``out`` when its parent folder cannot be written."""
+    ``out`` (its files then moved in one by one, on the same filesystem) when ``out`` is a
+    mount point or on another filesystem than its parent (a volume, a bind mount), or when
+    the parent folder cannot be written (no permission, read-only)."""
+    if out.is_dir() and (out.is_mount() or out.stat().st_dev != out.parent.stat().st_dev):
+        return _make_stage(out, out)
     try:
-        return _make_stage(out.parent, out)
-    except PermissionError:
+        stage = _make_stage(out.parent, out)
+    except OSError:
         if not out.is_dir():
             raise
         return _make_stage(out, out)
+    if out.is_dir() and _crosses_mount(stage, out):  # a bind mount of the same filesystem
+        shutil.rmtree(stage, ignore_errors=True)
+        return _make_stage(out, out)
+    return stage
+
+
+def _crosses_mount(stage: Path, out: Path) -> bool:
+    """Whether a rename from ``stage`` into ``out`` crosses a mount (EXDEV), tried with an
+    empty folder."""
+    probe, there = stage / ".probe", out / f"{stage.name}.probe"
+    probe.mkdir()
+    try:
+        os.rename(probe, there)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return True
+        raise
+    os.rmdir(there)
+    return False
 
 
 def _make_stage(parent: Path, out: Path) -> Path:
