@@ -29,15 +29,26 @@ _secrets: set[str] = set()
 _MIN_SECRET = 4
 
 
-#: A mainland landline: a 3- or 4-digit area code (0…), a local number of 7 or 8 digits.
-LANDLINE = re.compile(r"(?<![\d-])(0[1-9]\d{1,2})([- ]?)[2-9]\d{2,3}(\d{4})(?![\d-])")
+#: A mainland landline: a 3- or 4-digit area code (0…, in brackets or not), a local number of
+#: 7 or 8 digits (in one piece or split by a space or dash), maybe an extension; not inside a
+#: word, a decimal or a longer number.
+LANDLINE = re.compile(r"(?<![0-9A-Za-z_.\-－])(\(?0[1-9]\d{1,2}\)?)([- －]?)([2-9]\d{2,3})"
+                      r"([- ]?)(\d{4})(?:-\d{1,5})?(?![0-9A-Za-z_.]|[-－]\d)")
 
 
 def mask_phones(text: str) -> str:
     """Mask mainland mobile and landline numbers in ``text``: 13812345678 -> 138****5678,
-    0316-5551234 -> 0316-****1234."""
+    0316-5551234 -> 0316-****1234. Twelve digits in one piece are left alone: more likely an
+    id (a meter's) than a 4-digit area code with an 8-digit number written unbroken."""
     text = PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
-    return LANDLINE.sub(lambda m: f"{m.group(1)}{m.group(2)}****{m.group(3)}", text)
+    return LANDLINE.sub(_masked_landline, text)
+
+
+def _masked_landline(m: re.Match[str]) -> str:
+    whole = re.sub(r"\D", "", m.group(0))
+    if not m.group(2) and not m.group(4) and not m.group(1).startswith("(") and len(whole) >= 12:
+        return m.group(0)
+    return f"{m.group(1)}{m.group(2)}****{m.group(5)}"
 
 
 def register_secret(value: str | None) -> None:

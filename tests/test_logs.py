@@ -36,6 +36,11 @@ def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ("0571-87654321", "0571-****4321"),
     ("电话03165551234", "电话0316****1234"),
     ("010 88889999", "010 ****9999"),
+    ("(0316)5551234", "(0316)****1234"),
+    ("分机0316-5551234-802", "分机0316-****1234"),
+    ("0316 555 1234", "0316 ****1234"),
+    ("0316－5551234", "0316－****1234"),
+    ("0755 23456789", "0755 ****6789"),
 ])
 def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
     assert mask_phones(text) == masked
@@ -49,6 +54,9 @@ def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
     "95598", "400-600-1234",       # service numbers
     "meter 000123456789",          # no area code starts with 00
     "0316-555123",                 # 6 digits after the area code
+    "T_0312345678", "WO0316555123", "ab0312345678cd",  # inside ids and hashes
+    "p=0.0512345678", "lat 39.0512345678",            # decimals
+    '"meter_id": "053123456789"',  # twelve digits unbroken: an id more likely than a phone
     "order 2026030113812345678",   # digits glued to a longer number
     "INC-20260301-0001",
 ])
