@@ -152,8 +152,10 @@ class HeldNotices:
                          and self.store.last_village_purpose_in(conn, v, now) not in BACK_NOTICES)
             if tell:
                 self._tell(conn, inc, tell, now)
-                self.store.log_in(conn, inc.id, now, "held_released", "daemon", "",
-                                  {"villages": list(tell)})
+            # Held no longer, told now or needing no word: the timeline says so either way.
+            self.store.log_in(conn, inc.id, now, "held_released", "daemon", "",
+                              {"villages": list(tell),
+                               "already_told": [v for v in free if v not in tell]})
             rest = [v for v in villages if v not in free]
             if rest:
                 self.store.kv_set_in(conn, HELD_PREFIX + incident_id, {"villages": rest}, now)

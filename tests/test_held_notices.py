@@ -97,7 +97,7 @@ def test_a_village_held_back_hears_its_power_is_back_once_nobody_holds_it(
     check(shared, 41)
     assert ("V1", "restored", a.id) in told(shared)
     assert "V1" in by_feeder(shared, "F1").restored_villages
-    assert steps(shared, a.id, "held_released") == [{"villages": ["V1"]}]
+    assert steps(shared, a.id, "held_released") == [{"villages": ["V1"], "already_told": []}]
     # B's own end later says nothing more to V1 about A, and A's is not said twice.
     feed(shared, 120, ev("N2", "T7", start=T0 + timedelta(minutes=2), status="restored",
                          end=T0 + timedelta(minutes=120), device="FU3"))
@@ -120,6 +120,8 @@ def test_when_the_other_incident_tells_the_village_itself_nobody_says_it_twice(
     check(shared, 91)
     assert ("V1", "restored", a.id) not in told(shared)
     assert shared.store.kv_prefixed("held:") == {}  # nothing left held
+    # ... and A's timeline says the village it held needs no word from it.
+    assert steps(shared, a.id, "held_released") == [{"villages": [], "already_told": ["V1"]}]
 
 
 def test_planned_work_announced_for_tomorrow_holds_no_village_back(

@@ -122,7 +122,10 @@ class Actions:
         vetted = self.outbox.vet(action, ids, force)
         done = self.outbox.apply(action, vetted, actor, self.clock(), reason)
         left = vetted.problems()
-        return done.line() + (f"; left as they are: {left}" if left else "")
+        late = sorted(set(vetted.ok) - set(done.ids))
+        return done.line() + (f"; left as they are: {left}" if left else "") + (
+            f"; changed meanwhile, left as they are: {', '.join(map(str, late))}"
+            if late else "")
 
     def silence(self, body: Mapping[str, Any], actor: str) -> str:
         now = self.clock()
