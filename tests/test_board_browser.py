@@ -502,3 +502,37 @@ def test_the_command_centre_confirms_a_restoration_nobody_confirmed(
         store.close()
     assert [e for e in page.errors if "409" not in e] == [] and len(page.errors) == 1
     page.context.close()
+
+
+def test_the_outbox_page_lists_a_dead_letter_of_no_incident_and_retries_it(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    """A daily report that could not be sent belongs to no incident page: the outbox page
+    lists it with its buttons, and the operator's retry queues it again."""
+    from datetime import UTC, datetime
+
+    from outage_sentinel.outgoing import OutboxMessage
+
+    config, url = running
+    cc = {"channel": "wecom", "target": "指挥中心群"}  # a channel of the demo's config
+    store = store_of(config)
+    try:
+        now = datetime.now(UTC)
+        with store.transaction() as conn:
+            store.enqueue_in(conn, [OutboxMessage(
+                incident_id="REPORT-20991231", revision=0, recipient=f"command:{cc['target']}",
+                purpose="daily_report", channel=cc["channel"], target=cc["target"],
+                audience="command", subject="【日报】测试", body="【日报】测试\n停电0起",
+                payload={})], now)
+        (report,) = store.messages(incident_id="REPORT-20991231")
+        store.mark_dead(report.id, now, "HTTP 500")
+        page = sign_in(browser, url, "ops")
+        page.click("#outbox-link")
+        row = f"#outbox-view tr[data-message='{report.id}']"
+        page.wait_for_selector(row, timeout=10000)
+        assert "REPORT-20991231" in (page.text_content(row) or "")
+        page.click(f"{row} button.retry")
+        assert wait_for(lambda: store.messages(ids=[report.id])[0].status != "dead", 10)
+        assert page.errors == []
+        page.context.close()
+    finally:
+        store.close()

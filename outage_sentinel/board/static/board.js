@@ -20,7 +20,7 @@ const WORDS = {
     setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
     cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", toClose: "待销号",
     quarantine: "未能接收的记录（隔离）", note: "备注", reason: "原因",
-    best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", reopens: "再次停电，接续", amendClose: "更正销号", toCloseAll: "（列出近7天最新50起，其余请按编号查询）", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
+    best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", reopens: "再次停电，接续", outboxList: "逐条查看", outboxMore: "只列出最新200条", amendClose: "更正销号", toCloseAll: "（列出近7天最新50起，其余请按编号查询）", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
@@ -46,7 +46,7 @@ const WORDS = {
     deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out", toClose: "Awaiting close-out",
     quarantine: "Records not taken in (quarantine)",
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
-    unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", reopens: "off again after", amendClose: "Correct the close-out", toCloseAll: "(the latest 50 of 7 days listed; find the rest by id)", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
+    unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", reopens: "off again after", outboxList: "list them", outboxMore: "the latest 200 listed", amendClose: "Correct the close-out", toCloseAll: "(the latest 50 of 7 days listed; find the rest by id)", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
@@ -200,7 +200,8 @@ function overviewView(data) {
   const ob = data.outbox;
   const outbox = h("div", {id: "outbox"},
     `${W.pending} ${(ob.pending || 0) + (ob.inflight || 0)} · ${W.sent} ${ob.sent || 0} · ${W.dead} ${ob.dead || 0} · ${W.silenced} ${ob.silenced || 0} · ${W.held} ${ob.held || 0} · ${W.withdrawn} ${ob.withdrawn || 0} · ${W.superseded} ${ob.superseded || 0}`,
-    MAY_ACT && ob.dead ? h("button", {id: "retry-dead", onclick: retryDead}, `${W.retry} (${ob.dead})`) : null);
+    MAY_ACT && ob.dead ? h("button", {id: "retry-dead", onclick: retryDead}, `${W.retry} (${ob.dead})`) : null,
+    h("a", {href: "#/outbox", id: "outbox-link"}, W.outboxList));
   const storm = MAY_ACT ? h("button", {id: data.storm ? "storm-end" : "storm-declare",
     onclick: () => act("/api/storm", {declare: !data.storm})}, data.storm ? W.endStorm : W.declare) : null;
   return h("div", {class: "overview"},
@@ -230,6 +231,19 @@ function silencesPanel(rows) {
     ev.preventDefault();
     act("/api/silences", {matcher: matcher.value, value: value.value, until: until.value.replace("T", " "), reason: reason.value, force: force.checked});
   }}, matcher, value, until, reason, h("label", {}, force, W.force), h("button", {type: "submit"}, W.add)));
+}
+
+// The messages waiting on a person, whatever incident they belong to (a daily report, a
+// template alert, a digest have none): dead, held, silenced, or what the status link asks.
+const OUTBOX_VIEWS = ["dead,held,silenced", "dead", "held", "silenced", "pending", "withdrawn"];
+
+async function outboxView(status) {
+  const page = await api(`/api/outbox?status=${encodeURIComponent(status)}&limit=200`);
+  const links = OUTBOX_VIEWS.map((s) => h("a", {href: `#/outbox?status=${s}`, class: s === status ? "current" : ""}, s.split(",").map((x) => W[x] || x).join("/")));
+  return h("div", {class: "outbox-view", id: "outbox-view"}, h("h1", {}, W.outbox),
+    h("p", {}, links.flatMap((a) => [a, " "])),
+    page.next_before !== null ? h("p", {class: "muted"}, W.outboxMore) : null,
+    noticesSection(page.messages, true));
 }
 
 // Every dead letter, read page by page (the outbox answers a page at a time, newest first).
@@ -297,7 +311,7 @@ function incidentView(c) {
 
 // The incident's messages, each with the buttons its status allows: hold or withdraw one not
 // sent yet, release a held one, retry a dead or silenced one (one reason box for them all).
-function noticesSection(notices) {
+function noticesSection(notices, withIncident = false) {
   const reason = MAY_ACT ? h("input", {name: "outbox_reason", id: "outbox-reason", placeholder: W.outboxReason}) : null;
   const control = (m, action, label) => h("button", {type: "button", class: `small ${action}`, "data-message": String(m.id),
     onclick: () => act(`/api/outbox/${action}`, {ids: [m.id], ...(action === "withdraw" || action === "hold" ? {reason: reason.value} : {})})}, label);
@@ -308,7 +322,9 @@ function noticesSection(notices) {
     ["pending", "held", "dead", "silenced"].includes(m.status) ? control(m, "withdraw", W.withdraw) : null];
   const target = (m) => (m.readdressed || []).length ? `${m.target} (${W.readdressed} ${m.readdressed.map((x) => x.from).join(", ")})` : m.target;
   return section(W.notices, reason, h("table", {class: "grid", id: "notices"}, h("tbody", {}, notices.map((m) =>
-    h("tr", {class: `status-${m.status}`, "data-message": String(m.id)}, h("td", {}, m.id), h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
+    h("tr", {class: `status-${m.status}`, "data-message": String(m.id)}, h("td", {}, m.id),
+      withIncident ? h("td", {}, m.incident ? h("a", {href: `#/incident/${encodeURIComponent(m.incident)}`}, m.incident) : "") : null,
+      h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
       h("td", {}, target(m)), h("td", {}, m.attempts), h("td", {}, m.sent_at || ""), h("td", {}, m.error),
       h("td", {class: "said"}, said(m)), h("td", {}, buttons(m)))))));
 }
@@ -524,6 +540,8 @@ async function render() {
       view = incidentView(await api(`/api/incidents/${route.slice(10)}`));
     } else if (route === "/map") {
       view = await mapView();
+    } else if (route.startsWith("/outbox")) {
+      view = await outboxView(new URLSearchParams(route.split("?")[1] || "").get("status") || "dead,held,silenced");
     } else {
       const data = await api("/api/overview");
       const banner = document.getElementById("storm-banner");
