@@ -683,11 +683,8 @@ def _status_after(incident: Incident, members: Mapping[str, Member],
     (``restored``, with the areas still off marked back at the end once the whole incident
     is over)."""
     off = [t for t in estimate.transformers if t not in restored]
-    # Meters or a step that said an area came back: the outage was real, whatever a record says.
-    came_back = any(m.signal in ("alive", "dead") and m.status == "restored"
-                    for m in members.values())
     status, end = _status(reporting, active, off, bool(estimate.transformers), restored, now,
-                          came_back)
+                          seen_coming_back(members.values()))
     if incident.cancel_reason:  # a false alarm stays cancelled; its evidence is still kept
         status, end = "cancelled", incident.end
     restored = dict(restored)
@@ -1263,6 +1260,15 @@ def reported_dark(incidents: Iterable[Incident]) -> set[str]:
             if m.signal == "dead" and m.status == "active" for t in m.transformers}
 
 
+def seen_coming_back(members: Iterable[Member], areas: Sequence[str] | None = None) -> bool:
+    """Whether meters or a step said an area (of ``areas``, or any) came back: a restoration
+    (AMI power-restore, an operator's or crew's step, a liaison's 已来电). The outage was
+    real then, whatever became of the record that reported it."""
+    return any(m.signal in ("alive", "dead") and m.status == "restored"
+               and (areas is None or any(t in areas for t in m.transformers))
+               for m in members)
+
+
 def called_off(incident: Incident, village: str, topology: Topology | None) -> bool:
     """Whether the outage was called off for ``village``: every record that says something of
     it (:func:`village_records`) was cancelled (one re-issued without the village's areas, a
@@ -1276,11 +1282,7 @@ def called_off(incident: Incident, village: str, topology: Topology | None) -> b
     records = village_records(incident, village, topology)
     areas = topology.village_transformers(village)
     if incident_class(incident.kind) == "unplanned":
-        # Power seen back (meters, an operator's or crew's step, a liaison's 已来电) after a
-        # record said the area was off is a restoration, whatever became of the record.
-        seen_back = any(m.signal == "alive" and any(t in areas for t in m.transformers)
-                        for m in incident.members.values())
-        return bool(records) and not seen_back \
+        return bool(records) and not seen_coming_back(incident.members.values(), areas) \
             and all(m.status == "cancelled" for m in records)
     edited = [m for m in incident.members.values() if any(t in areas for t in m.left)]
     return bool(records or edited) and all(m.status == "cancelled" for m in records)

@@ -249,19 +249,19 @@ def _told_before_context(incident: Incident, purpose: str, village_id: str,
     """The notice's ``purpose``, and what it says of what the village was told before: that
     its power was back, or that the outage was called off (for the whole incident, or for
     the village alone: :func:`~outage_sentinel.incidents.called_off`)."""
-    told_off = previous is not None and (previous.status == "cancelled"
-                                         or called_off(previous, village_id, topology))
+    told_back = purpose == "outage" and previous is not None \
+        and village_id in previous.restored_villages
+    told_off = told_back and previous is not None and (
+        previous.status == "cancelled" or called_off(previous, village_id, topology))
     return {
         "purpose": purpose,
         # Told its power was back (by this incident), and off now: the notice says so.
-        "off_again": purpose == "outage" and previous is not None
-        and village_id in previous.restored_villages and not told_off,
+        "off_again": told_back and not told_off,
         # ... where that notice only asked whether an area was back (the records had ended)
         "asked_before": previous is not None
         and bool(set(previous.unconfirmed) & set(in_village)),
         # Told the outage was called off, and it is on after all (planned work reinstated).
-        "reinstated": purpose == "outage" and previous is not None
-        and village_id in previous.restored_villages and told_off,
+        "reinstated": told_off,
         # "restored" on a liaison's answer alone says whose word it is
         "restored_by_liaison": purpose == "restored"
         and back_on_field_word(incident, in_village),
