@@ -158,6 +158,17 @@ class OutboxControl:
             done = self.store.control(vetted.ok, action, now, note, vetted.addresses)
         return Done(action, done, {i: m for i, m in vetted.moved.items() if i in done})
 
+    def take_some(self, action: str, ids: Sequence[int] | None, actor: str, now: datetime,
+                  reason: str = "", force: bool = False) -> tuple[Done, str]:
+        """``action`` on those of ``ids`` that may take it (the command line's way, and the
+        board's retry of every dead letter), and the rest in one line ("" if none): unknown,
+        refused and why, or changed by someone else meanwhile."""
+        vetted = self.vet(action, ids, force)
+        done = self.apply(action, vetted, actor, now, reason)
+        late = sorted(set(vetted.ok) - set(done.ids))
+        return done, "; ".join(x for x in (
+            vetted.problems(), late and f"changed meanwhile: {', '.join(map(str, late))}") if x)
+
     def take(self, action: str, ids: Sequence[int], actor: str, now: datetime,
              reason: str = "", force: bool = False) -> Done:
         """All or nothing (the board's way): ``action`` on every one of ``ids`` or, when any

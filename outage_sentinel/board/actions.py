@@ -119,13 +119,8 @@ class Actions:
         if not flag(body, "partial"):
             return self.outbox.take(action, ids, actor, self.clock(), reason,
                                     force=force).line()
-        vetted = self.outbox.vet(action, ids, force)
-        done = self.outbox.apply(action, vetted, actor, self.clock(), reason)
-        left = vetted.problems()
-        late = sorted(set(vetted.ok) - set(done.ids))
-        return done.line() + (f"; left as they are: {left}" if left else "") + (
-            f"; changed meanwhile, left as they are: {', '.join(map(str, late))}"
-            if late else "")
+        done, left = self.outbox.take_some(action, ids, actor, self.clock(), reason, force)
+        return done.line() + (f"; left as they are: {left}" if left else "")
 
     def silence(self, body: Mapping[str, Any], actor: str) -> str:
         now = self.clock()

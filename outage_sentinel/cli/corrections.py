@@ -153,17 +153,14 @@ def _outbox_step(store: Any, topology: Any, config: Any, args: argparse.Namespac
 
     actor, now = parse_actor(args.actor), _utcnow()
     control = OutboxControl(store, lambda: topology, command_of(config))
-    vetted = control.vet(action, ids, force=getattr(args, "force", False))
     reason = getattr(args, "reason", "") or ""
     try:
-        done = control.apply(action, vetted, actor, now, reason)
+        done, left = control.take_some(action, ids, actor, now, reason,
+                                       force=getattr(args, "force", False))
     except OutboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    late = sorted(set(vetted.ok) - set(done.ids))
-    said = mask_phones(done.line())
-    problems = mask_phones("; ".join(x for x in (vetted.problems(), late and
-                                                 f"changed meanwhile: {late}") if x))
+    said, problems = mask_phones(done.line()), mask_phones(left)
     print(said)
     if problems:
         print(f"error: {problems}", file=sys.stderr)
