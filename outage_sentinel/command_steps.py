@@ -9,13 +9,12 @@ opened from a phone call are operator reports folded in by the
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from outage_sentinel import corrections
-from outage_sentinel.events import EventError, OutageEvent, check_storable, parse_time, split_list
+from outage_sentinel.events import UNSTORABLE, OutageEvent, parse_time, split_list, unstorable_key
 from outage_sentinel.held_notices import keep_held_in
 from outage_sentinel.incidents import BACK_NOTICES, OPERATOR_SOURCE, Incident, hold_back, plan_notices
 from outage_sentinel.lifecycle import (
@@ -27,40 +26,6 @@ from outage_sentinel.lifecycle import (
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import IncidentProcessor
 from outage_sentinel.topology import Topology
-
-#: Why a text is refused before anything is written (PostgreSQL refuses NUL in text, and a
-#: lone surrogate cannot be encoded for any database).
-UNSTORABLE = "contains a character the database cannot store (NUL or a lone surrogate)"
-
-
-def storable(text: str) -> bool:
-    """Whether a database column can hold ``text`` (no NUL, no lone surrogate)."""
-    try:
-        check_storable("", text)
-    except EventError:
-        return False
-    return True
-
-
-def unstorable_key(value: Any) -> str | None:
-    """Where in ``value`` (a request body, a form, a step's texts) a text, or a key, holds a
-    character the database cannot store: its key path (``a.b``, ``a[2]``), or None. An
-    unstorable key is named by its escaped form."""
-    todo: deque[tuple[str, Any]] = deque([("", value)])
-    while todo:
-        where, item = todo.popleft()
-        if isinstance(item, str):
-            if not storable(item):
-                return where or "the body"
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                name = str(key)
-                if not storable(name):
-                    return f"{where + ': ' if where else ''}the key {ascii(name)}"
-                todo.append((f"{where}.{name}" if where else name, inner))
-        elif isinstance(item, list | tuple):
-            todo.extend((f"{where}[{k}]", inner) for k, inner in enumerate(item))
-    return None
 
 
 def check_texts(**texts: Any) -> None:

@@ -11,6 +11,7 @@ import json
 import math
 import re
 import sys
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -225,14 +226,44 @@ def decode_text(data: bytes) -> str:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+#: Why a text is refused before anything is written (PostgreSQL refuses NUL in text, and a
+#: lone surrogate cannot be encoded for any database).
+UNSTORABLE = "contains a character the database cannot store (NUL or a lone surrogate)"
+
+
 def check_storable(name: str, value: Any) -> None:
     """Raise :class:`EventError` when a text field holds a character the store cannot keep
     (check text before it is hashed or encoded: a lone surrogate cannot be encoded)."""
-    if isinstance(value, str) and _UNSTORABLE.search(value):
-        raise EventError(f"{name}: contains a character the database cannot store "
-                         "(NUL or a lone surrogate)")
+    if isinstance(value, str) and not storable(value):
+        raise EventError(f"{name}: {UNSTORABLE}")
     if value is not None and not isinstance(value, str):
         raise EventError(f"{name}: expected text, got {type(value).__name__}")
+
+
+def storable(text: str) -> bool:
+    """Whether a database column can hold ``text`` (no NUL, no lone surrogate)."""
+    return _UNSTORABLE.search(text) is None
+
+
+def unstorable_key(value: Any) -> str | None:
+    """Where in ``value`` (a request body, a form, a step's texts) a text, or a key, holds a
+    character the database cannot store: its key path (``a.b``, ``a[2]``), or None. An
+    unstorable key is named by its escaped form."""
+    todo: deque[tuple[str, Any]] = deque([("", value)])
+    while todo:
+        where, item = todo.popleft()
+        if isinstance(item, str):
+            if not storable(item):
+                return where or "the body"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                name = str(key)
+                if not storable(name):
+                    return f"{where + ': ' if where else ''}the key {ascii(name)}"
+                todo.append((f"{where}.{name}" if where else name, inner))
+        elif isinstance(item, list | tuple):
+            todo.extend((f"{where}[{k}]", inner) for k, inner in enumerate(item))
+    return None
 
 
 #: Times a record may carry: a feed's clock is wrong, not the calendar, outside these.

@@ -65,9 +65,9 @@ from outage_sentinel.board.views import (
     overview,
     said_text,
 )
-from outage_sentinel.command_steps import UNSTORABLE, unstorable_key
 from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
+from outage_sentinel.events import UNSTORABLE, unstorable_key
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.store import Store
 from outage_sentinel.store.events import storable_text

@@ -31,8 +31,7 @@ from zoneinfo import ZoneInfo
 from outage_sentinel.board.access import token_hash
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.photos import PhotoError, photo_path, photos_of, prune, store_photo
-from outage_sentinel.command_steps import UNSTORABLE, unstorable_key
-from outage_sentinel.events import OutageEvent, parse_optional_time
+from outage_sentinel.events import UNSTORABLE, OutageEvent, parse_optional_time, unstorable_key
 from outage_sentinel.field_links import (
     LINK_PREFIX,
     PUBLIC,

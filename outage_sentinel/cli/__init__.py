@@ -143,7 +143,7 @@ def unstorable_argument(args: argparse.Namespace, argv: Sequence[str]) -> str | 
     a NUL), naming the option (``--note``) or the argument, or None."""
     if args.verb not in STORED_VERBS:
         return None
-    from outage_sentinel.command_steps import UNSTORABLE, unstorable_key
+    from outage_sentinel.events import UNSTORABLE, unstorable_key
 
     key = unstorable_key({k: v for k, v in vars(args).items() if k != "config"})
     if key is None:
