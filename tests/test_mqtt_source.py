@@ -258,6 +258,19 @@ def test_a_gbk_payload_is_read_not_quarantined(
         source.close()
 
 
+def test_a_gbk_payload_quarantined_is_kept_readable(
+        ids: dict[str, str], publish: Callable[[str, Any], None]) -> None:
+    """What a person reads in the quarantine is the text as sent, not GBK bytes mangled as
+    UTF-8 replacement characters."""
+    source = make_source(ids)
+    try:
+        publish(ids["topic"], "集中器3号 停电事件 (not JSON)".encode("gbk"))
+        [bad] = [q for r in poll_until(source, 1) for q in r.quarantined]
+        assert bad.raw["payload"] == "集中器3号 停电事件 (not JSON)"
+    finally:
+        source.close()
+
+
 def test_a_poison_time_is_quarantined_and_acked_and_never_redelivered(
         ids: dict[str, str], publish: Callable[[str, Any], None]) -> None:
     """Issue 11: a message whose time no system can hold costs only itself."""

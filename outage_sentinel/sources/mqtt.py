@@ -354,9 +354,14 @@ class MqttSource:
         out.extend(one)
 
     def _quarantined(self, msg: _Message, reason: str) -> Quarantined:
-        return Quarantined(self.name, reason, {
-            "topic": msg.topic,
-            "payload": msg.payload[:RAW_LIMIT].decode("utf-8", errors="replace")})
+        """The message kept for a person to read: its text as the parser would decode it
+        (UTF-8 or GB18030), else with what cannot be decoded replaced."""
+        head = msg.payload[:RAW_LIMIT]
+        try:
+            said = decode_text(head)
+        except UnicodeDecodeError:  # cut inside a character, or neither encoding
+            said = head.decode("utf-8", errors="replace")
+        return Quarantined(self.name, reason, {"topic": msg.topic, "payload": said})
 
     def _parse(self, msg: _Message, out: Parsed) -> None:
         where = f"topic {msg.topic}"
