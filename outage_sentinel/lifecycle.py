@@ -130,6 +130,23 @@ def close_refused(inc: Incident, topology: Topology, unconfirmed_ok: bool, amend
     return None
 
 
+def close_details(cause_category: str, found: Sequence[str], inc: Incident,
+                  before: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The close-out step's details: the cause, the devices ``found`` (a correction of the
+    close-out ``before`` keeps its devices when none are given again), the areas still
+    unconfirmed."""
+    details: dict[str, Any] = {"cause_category": cause_category}
+    if found:
+        details["device"], details["devices"] = found[0], list(found)
+    elif before:
+        details.update({k: before[k] for k in ("device", "devices") if k in before})
+    if before is not None:
+        details["amended"] = True
+    if inc.unconfirmed:
+        details["unconfirmed"] = list(inc.unconfirmed)
+    return details
+
+
 def confirmed_devices(topology: Topology, text: str) -> list[str]:
     """The device ids of a close-out's ``device`` field (ids or names, separated by commas,
     、 or spaces; each once, in order); :class:`LifecycleError` naming one that is not a
@@ -367,22 +384,15 @@ class Lifecycle:
         now = self.clock()
         if not cause_category:
             raise StepInputError("closing needs a cause category (--cause)")
-        details: dict[str, Any] = {"cause_category": cause_category}
         found = confirmed_devices(self.topology, device or "")
-        if found:
-            details["device"], details["devices"] = found[0], found
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
-            why = close_refused(inc, self.topology, unconfirmed_ok, amend)
-            if why:
+            if why := close_refused(inc, self.topology, unconfirmed_ok, amend):
                 raise LifecycleError(why)
             amended = inc.stage == "closed"
-            if amended:  # what the correction does not give stands as the close-out said
-                before = self.store.last_log_details_in(conn, inc.id, "closed") or {}
-                details = {**{k: before[k] for k in ("device", "devices") if k in before
-                              and not found}, **details, "amended": True}
-            if inc.unconfirmed:
-                details["unconfirmed"] = list(inc.unconfirmed)
+            details = close_details(cause_category, found, inc, (
+                self.store.last_log_details_in(conn, inc.id, "closed") or {}) if amended
+                else None)
             inc = replace(inc, stage="closed")
             self.save_in(conn, inc, now, cause_category=cause_category,
                          **({} if amended else {"closed_at": now}))
