@@ -509,14 +509,9 @@ class FieldDesk:
             created = datetime.fromtimestamp(int(str(header.get("create_time"))) / 1000, tz=UTC)
         except (ValueError, OverflowError, OSError):
             return False
-        if not isinstance(event, dict):
-            raise FieldError(f"event: a JSON object expected, got {type(event).__name__}")
-        message = event.get("message")
+        message = feishu_message(event)
         if message is None:
             return False  # another kind of event
-        if not isinstance(message, dict):
-            raise FieldError(f"event.message: a JSON object expected, got "
-                             f"{type(message).__name__}")
         text = feishu_text(message)
         if abs((self.clock() - created).total_seconds()) > 3600:
             return False
@@ -549,6 +544,18 @@ def text_at(body: dict[str, Any], outer: str, inner: str) -> str:
     if value is not None and not isinstance(value, str | int | float):
         raise FieldError(f"{outer}.{inner}: text expected, got {type(value).__name__}")
     return "" if value is None else str(value)
+
+
+def feishu_message(event: Any) -> dict[str, Any] | None:
+    """The message of a Feishu event (None: another kind of event); a shape it cannot have
+    is a :class:`FieldError` naming the key."""
+    if not isinstance(event, dict):
+        raise FieldError(f"event: a JSON object expected, got {type(event).__name__}")
+    message = event.get("message")
+    if message is not None and not isinstance(message, dict):
+        raise FieldError(f"event.message: a JSON object expected, got "
+                         f"{type(message).__name__}")
+    return message
 
 
 def feishu_text(message: dict[str, Any]) -> str:
