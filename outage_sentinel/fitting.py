@@ -67,6 +67,7 @@ from outage_sentinel.localise import (
     calibration_for,
     calibration_key,
     devices_per_feeder,
+    false_dead_rate,
     kind_factor,
     ranks_beside,
     window_of,
@@ -494,8 +495,7 @@ def fit(topology: Topology, cases: Sequence[SolvedCase], base: LocaliserParams,
     conc = _detect_concentration(c.dead_cases, m, base.dead_detect_a + base.dead_detect_b)
     updates["dead_detect_a"], updates["dead_detect_b"] = m * conc, (1 - m) * conc
     feeder_areas = max(c.false_dead[1] / max(len(cases), 1), 1.0)
-    prior_false = min(base.false_dead_max_rate, base.false_dead_per_area
-                      or base.false_dead_per_feeder / feeder_areas)
+    prior_false = false_dead_rate(base, feeder_areas)
     common = _rare_rate(c.false_dead, prior_false, lo=1e-6, hi=0.5)
     flaky = _flaky_areas(topology, c, common)
     rest = [c.false_dead[0] - sum(h for h, _ in flaky.values()),

@@ -205,8 +205,8 @@ class LocaliserParams:
     false_dead_per_feeder: float = 1.0
     false_dead_max_rate: float = 0.05
     #: A per-area false dead rate (e.g. fitted from close-outs: ``localisation fit``); when
-    #: set (> 0) it replaces ``false_dead_per_feeder / N``, so a small feeder's areas are not
-    #: each priced as if it had a large one's false reports.
+    #: set (> 0) it replaces ``false_dead_per_feeder / N`` and its cap, so a small feeder's
+    #: areas are not each priced as if it had a large one's false reports (:func:`false_dead_rate`).
     false_dead_per_area: float = 0.0
     #: Shape of the Beta prior of the window's false dead rate (its mean is the figure above):
     #: the rate is unknown per window and integrated out (a beta-binomial over the energised
@@ -625,6 +625,19 @@ def _log_beta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
+def false_dead_rate(params: LocaliserParams, areas: float) -> float:
+    """The false dead rate of one area of a feeder of ``areas`` energised areas: the county's
+    own per-area rate where it is known (``false_dead_per_area``, as ``localisation fit``
+    learns it), else ``false_dead_per_feeder / areas``, capped by ``false_dead_max_rate``.
+    The cap is for the default's guess alone: a fitted rate above it (small rural feeders,
+    where one false report a feeder is 1 in 6 areas) was cut to the cap, so a fuse's own
+    reports beside two false ones were priced as unlikely and the feeder's breaker was
+    stated at 0.98, right 0.95 of the time."""
+    if params.false_dead_per_area:
+        return params.false_dead_per_area
+    return min(params.false_dead_max_rate, params.false_dead_per_feeder / max(areas, 1))
+
+
 def kind_factor(params: LocaliserParams, kind: str) -> float:
     """The prior weight of a device of ``kind``: ``kind_factors`` if it lists the kind, else
     ``source_prior_factor``, ``switch_prior_factor`` or 1 (a protective device)."""
@@ -828,8 +841,7 @@ class _Likelihood:
         self.log_beta_report = _log_beta(params.alive_report_a, params.alive_report_b)
         self.log_spur = math.log(params.spurious_call_rate)
         #: the false dead rate per area of a component of ``areas`` energised areas
-        self.false_dead = min(params.false_dead_max_rate, params.false_dead_per_area
-                              or params.false_dead_per_feeder / max(areas, 1))
+        self.false_dead = false_dead_rate(params, areas)
         self.log_fd = math.log(self.false_dead)
         self.log_1fd = math.log1p(-self.false_dead)
         shape = params.false_dead_shape

@@ -92,3 +92,21 @@ def test_a_flaky_area_report_weighs_less_than_an_ordinary_one() -> None:
                    if set(h.devices) == {"F1", "F2"})
 
     assert f1_f2(LocaliserParams(false_dead_areas=(("T3", 0.3),))) < f1_f2(LocaliserParams())
+
+
+def test_a_county_rate_above_the_default_cap_is_priced_as_learnt() -> None:
+    # small feeders, one false report each: 1 in 6 areas. The cap is for the default's guess
+    # (false_dead_per_feeder / N); a rate learnt from close-outs was cut to it, and a fuse's
+    # own reports beside two false ones were priced as unlikely (the breaker stated at 0.98)
+    learnt = fit(TOPOLOGY, solved(history(2000, 5, false_rate=0.15)), LocaliserParams()).params
+    assert learnt.false_dead_per_area == pytest.approx(0.15, abs=0.03)
+    assert loc.false_dead_rate(learnt, 100) == learnt.false_dead_per_area
+    assert loc.false_dead_rate(LocaliserParams(), 5) == LocaliserParams().false_dead_max_rate
+    topo = build()
+    ev = Evidence(dead={"T1", "T2", "T5", "T7"})  # F1's region and two areas elsewhere
+
+    def fuse_probability(rate: float) -> float:
+        result = loc.localise(topo, ev, LocaliserParams(false_dead_per_area=rate))
+        return sum(h.probability for h in result.hypotheses if h.devices == ("F1",))
+
+    assert fuse_probability(0.15) > fuse_probability(0.05) + 0.05
