@@ -180,20 +180,104 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
-def load_json(text: str | bytes) -> Any:
+def load_json(text: str | bytes, *, mark_long_numbers: bool = False) -> Any:
     """``json.loads``, bounded: a document nested deeper than the parser can follow (a hostile
-    ``[[[[...``) or holding an integer longer than Python converts (4300 digits) is a
-    :class:`json.JSONDecodeError` like any other bad JSON, never a RecursionError or a plain
-    ValueError escaping a parser."""
+    ``[[[[...``) is a :class:`json.JSONDecodeError` like any other bad JSON, never a
+    RecursionError escaping a parser.
+
+    An integer longer than Python converts (``sys.get_int_max_str_digits()``, 4300 digits) is
+    a :class:`json.JSONDecodeError` naming it and its key too — unless ``mark_long_numbers``:
+    then it is read as a :class:`LongNumber`, which no field accepts, so that a document of
+    many records loses only the record carrying it (:func:`refuse_long_numbers`, which every
+    record parser reading such documents calls). A document without one is parsed at full
+    speed either way: only a document that failed on one is read again, marking it."""
     try:
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise
+        except ValueError as exc:  # int() refused a number's digits (sys.get_int_max_str_digits)
+            if not mark_long_numbers:
+                raise long_number_error(text, exc) from None
+        return json.loads(text, parse_int=_int_or_long)
     except RecursionError:
         doc = text if isinstance(text, str) else ""
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise
-    except ValueError as exc:  # int() refused a number's digits (sys.get_int_max_str_digits)
-        raise long_number_error(text, exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class LongNumber:
+    """A JSON integer of more digits than Python converts, as :func:`load_json` reads it with
+    ``mark_long_numbers``: its text kept as written (``str()`` gives it back, so a quarantined
+    record keeps the digits), never a number or a text any field takes for one. ``repr()``
+    says what it is without the digits: ``a number of 5000 digits``."""
+
+    text: str
+
+    @property
+    def digits(self) -> int:
+        """How many digits it has (its sign not counted)."""
+        return len(self.text) - self.text.startswith("-")
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"a number of {self.digits} digits"
+
+
+def _int_or_long(text: str) -> int | LongNumber:
+    try:
+        return int(text)
+    except ValueError:  # more digits than sys.get_int_max_str_digits()
+        return LongNumber(text)
+
+
+#: Types of the JSON values that hold nothing inside.
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+
+
+def long_number_key(value: Any) -> tuple[str, LongNumber] | None:
+    """The first :class:`LongNumber` in ``value`` (a record as :func:`load_json` read it with
+    ``mark_long_numbers``) and its key path (``a.b``, ``a[2]``; ``""`` when ``value`` is
+    one), or None. Iterative (a record may nest as deep as JSON can) and cheap when there is
+    none: every record a parser reads goes through it."""
+    todo: list[Any] = [value]
+    while todo:  # is there one? (no paths built: the common answer is no)
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(v for v in item.values() if type(v) not in _LEAVES)
+        elif isinstance(item, list):
+            todo.extend(v for v in item if type(v) not in _LEAVES)
+        elif isinstance(item, LongNumber):
+            return _first_long_number(value)
+    return None
+
+
+def _first_long_number(value: Any) -> tuple[str, LongNumber] | None:
+    """:func:`long_number_key`'s answer, breadth first: the shallowest one is named."""
+    paths: deque[tuple[str, Any]] = deque([("", value)])
+    while paths:
+        where, item = paths.popleft()
+        if isinstance(item, LongNumber):
+            return where, item
+        if isinstance(item, dict):
+            paths.extend((f"{where}.{key}" if where else str(key), inner)
+                         for key, inner in item.items())
+        elif isinstance(item, list):
+            paths.extend((f"{where}[{k}]", inner) for k, inner in enumerate(item))
+    return None
+
+
+def refuse_long_numbers(record: Any) -> None:
+    """Raise :class:`EventError` naming the key of a :class:`LongNumber` in ``record``: the
+    record cannot be read, the others of its document can (``a number of 5000 digits under
+    key 'id' (more than 4300)``)."""
+    found = long_number_key(record)
+    if found is not None:
+        where, number = found
+        under = f" under key {where!r}" if where else ""
+        raise EventError(f"{number!r}{under} (more than {sys.get_int_max_str_digits()})")
 
 
 def long_number_error(text: str | bytes, exc: ValueError) -> json.JSONDecodeError:

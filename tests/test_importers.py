@@ -482,6 +482,9 @@ def bad_trafo(kv: object) -> dict[str, object]:
      "load 0 ('ld'): 'bus' must be a whole number (an index), got [2]"),
     (json.dumps(small_net(line=[1])), "table 'line': a DataFrame"),
     (json.dumps(small_net(line={"_object": "{"})), "table 'line': its '_object' is not JSON"),
+    (json.dumps(small_net(line={"_object": '{"columns": [' + "9" * 5000 + "]}"})),
+     "table 'line': its '_object' is not JSON (a number of 5000 digits"),
+    ('{"bus": ' + "9" * 5000 + "}", "not JSON (a number of 5000 digits under key 'bus'"),
     (json.dumps(small_net(line={"_object": json.dumps(
         {"columns": ["name"], "index": [0, 1], "data": [["a"]]})})),
      "table 'line': 2 index entries for 1 rows"),

@@ -33,6 +33,7 @@ from typing import Any
 
 import networkx as nx
 
+from outage_sentinel.events import load_json
 from outage_sentinel.importers.common import Branch, ImportError_, RawNetwork
 
 SWITCH_KINDS = {"CB": "breaker"}
@@ -79,7 +80,7 @@ def _load_json(src: str) -> tuple[str, dict[str, Any]]:
     if not path.is_file():
         raise ImportError_(f"{path}: not a file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = load_json(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise ImportError_(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
                            f"offset {exc.start}); pandapower writes its JSON in UTF-8") from None
@@ -138,7 +139,7 @@ def _frame(name: str, entry: Any) -> dict[str, list[Any]]:
     frame = entry.get("_object", entry) if isinstance(entry, dict) else entry
     if isinstance(frame, str):
         try:
-            frame = json.loads(frame)
+            frame = load_json(frame)
         except (json.JSONDecodeError, RecursionError) as exc:
             raise MalformedNetworkError(f"table {name!r}: its '_object' is not JSON "
                                         f"({exc})") from None

@@ -41,7 +41,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -51,12 +51,14 @@ from outage_sentinel.ami import AmiRegistry, DeviceKind, compact_time, device_re
 from outage_sentinel.config import AmiCodeConfig, AmiPayloadConfig
 from outage_sentinel.events import (
     EventError,
+    LongNumber,
     OutageEvent,
     Quarantined,
     check_storable,
     load_json,
     parse_optional_time,
     parse_time,
+    refuse_long_numbers,
 )
 from outage_sentinel.logs import get_logger
 
@@ -105,25 +107,30 @@ _CONTAINER_KEYS = frozenset(parts[0] for parts in _RECORD_CONTAINERS)
 def json_line_values(text: str) -> Iterator[tuple[int, str, Any, str | None]]:
     """``(line number, line, value, None)`` for each non-blank line of JSON-lines text, or
     ``(line number, line, None, reason)`` for a line that is not JSON (bounded: a hostile
-    ``[[[[`` is bad JSON, not an escaping RecursionError)."""
+    ``[[[[`` is bad JSON, not an escaping RecursionError). A line may hold many records: an
+    integer of more digits than Python converts is a :class:`LongNumber`, which costs only
+    the record holding it (the record parsers refuse it)."""
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         try:
-            yield lineno, line, load_json(line), None
+            yield lineno, line, load_json(line, mark_long_numbers=True), None
         except ValueError as exc:
             yield lineno, line, None, f"not valid JSON: {exc}"
 
 
 #: Characters of a row the csv module refused kept in its quarantine entry.
 CSV_RAW_LIMIT = 4096
+#: Lines one record may span. A quoted field may hold line breaks (exporters write addresses
+#: and complaint texts so); a record running on longer is taken for an unbalanced quote.
+MAX_RECORD_LINES = 20
 
 
 @dataclass(frozen=True)
 class CsvRow:
-    """One CSV record: its first line number and cells, or why the csv module refused it
-    (``error``) with the text of the lines it took (``raw``)."""
+    """One CSV record: its first line number and cells, or why it was refused (``error``)
+    with the text of the lines it took (``raw``)."""
 
     line: int
     cells: list[str]
@@ -131,34 +138,108 @@ class CsvRow:
     raw: str = ""
 
 
-def csv_rows(text: str) -> Iterator[CsvRow]:
-    """Every record of CSV ``text`` with the line it starts on. A record the csv module
-    refuses (a stray carriage return in an unquoted field, a field over the size limit) is
-    yielded as an error and reading goes on with the next line: a bad row never hides the
-    rows after it."""
-    taken: list[str] = []
+def csv_rows(text: str, width: int | None = None) -> Iterator[CsvRow]:
+    """Every record of CSV ``text`` (a byte-order mark before it skipped) with the line it
+    starts on. A bad row never hides the rows after it:
 
-    def lines() -> Iterator[str]:
-        for line in io.StringIO(text):  # splits on "\n" only, as csv expects
-            taken.append(line)
-            yield line
+    * a record the csv module refuses (a stray carriage return in an unquoted field, a field
+      over the size limit) is yielded as an error and reading goes on with the next line;
+    * a record spanning lines (a quoted field holding line breaks) must hold together as one
+      row: its quotes closing where a field ends (the csv module's strict reading, which also
+      refuses a quote still open at the end of the text), at most :data:`MAX_RECORD_LINES`
+      lines, and ``width`` cells (the header's: given, else the first row's). Otherwise the
+      quote opened on its first line is an unbalanced one: that line alone is yielded as an
+      error, and reading starts again on the line after it.
+    """
+    lines = io.StringIO(text.lstrip("\ufeff")).readlines()  # split on "\n" only
+    at = 0
+    while at < len(lines):
+        at, width = yield from _rows_from(lines, at, width)
 
-    reader = csv.reader(lines())
-    line = 1
+
+def _rows_from(lines: list[str], start: int, width: int | None
+               ) -> Generator[CsvRow, None, tuple[int, int | None]]:
+    """:func:`csv_rows` from ``lines[start]`` on, until an unbalanced quote; returns the line
+    to read again from (``len(lines)``: the end) and the width known by then."""
+    pos = start
+
+    def feed() -> Iterator[str]:
+        nonlocal pos
+        while pos < len(lines):
+            pos += 1
+            yield lines[pos - 1]
+
+    reader = csv.reader(feed())
     while True:
-        taken.clear()
+        first = pos
         try:
             cells = next(reader)
         except StopIteration:
-            return
+            return len(lines), width
         except csv.Error as exc:
-            yield CsvRow(line, [], f"bad CSV: {_csv_reason(exc)}",
-                         "".join(taken)[:CSV_RAW_LIMIT])
-            if not taken:  # nothing consumed: stop rather than loop
-                return
+            if pos - first > 1:  # e.g. a field over the size limit: an open quote ran on
+                yield _unbalanced(lines, first)
+                return first + 1, width
+            yield CsvRow(first + 1, [], f"bad CSV: {_csv_reason(exc)}",
+                         "".join(lines[first:pos])[:CSV_RAW_LIMIT])
+            if pos == first:  # nothing consumed: stop rather than loop
+                return len(lines), width
+            continue
+        if pos - first > 1 and not _holds_together(lines[first:pos], len(cells), width):
+            yield _unbalanced(lines, first)
+            return first + 1, width
+        if width is None and any(c.strip() for c in cells):
+            width = len(cells)
+        yield CsvRow(first + 1, cells)
+
+
+def _holds_together(taken: list[str], cells: int, width: int | None) -> bool:
+    """Whether the lines of one record spanning lines read as one row (see :func:`csv_rows`)."""
+    if len(taken) > MAX_RECORD_LINES or (width is not None and cells != width):
+        return False
+    try:
+        for _ in csv.reader(taken, strict=True):
+            pass
+    except csv.Error:  # a quote closing inside a field, or never
+        return False
+    return True
+
+
+def _unbalanced(lines: list[str], index: int) -> CsvRow:
+    """The line ``lines[index]`` refused alone for the quote it leaves open."""
+    return CsvRow(index + 1, [], "bad CSV: an unbalanced double quote: the quoted field it "
+                  "opens does not close as a field of this row (the next lines are read as "
+                  "rows of their own)", lines[index][:CSV_RAW_LIMIT])
+
+
+@dataclass(frozen=True)
+class CsvRecord:
+    """One row after the header: its ``fields`` by column, or why it is refused (``error``)
+    with what its quarantine entry keeps (``raw``)."""
+
+    line: int
+    fields: dict[str, str]
+    error: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def csv_records(rows: Iterable[CsvRow], header: Sequence[str]) -> Iterator[CsvRecord]:
+    """The rows after the header as records (cells stripped); blank rows skipped; a row the
+    reading refused (:func:`csv_rows`, kept as its text) or of another width than the header
+    (kept as its cells) as its reason."""
+    width = len(header)
+    for row in rows:
+        if row.error is not None:
+            yield CsvRecord(row.line, {}, row.error, {"line": row.raw})
+        elif not any(c.strip() for c in row.cells):
+            continue
+        elif len(row.cells) != width:
+            # an unquoted comma shifts every column after it
+            yield CsvRecord(row.line, {}, f"expected {width} columns, got {len(row.cells)} "
+                            "(an unquoted comma or a missing field?)", {"row": row.cells})
         else:
-            yield CsvRow(line, cells)
-        line += len(taken)
+            yield CsvRecord(row.line, dict(zip(header, (c.strip() for c in row.cells),
+                                               strict=True)))
 
 
 def _csv_reason(exc: csv.Error) -> str:
@@ -264,8 +345,10 @@ class AmiPayloadParser:
     def record(self, record: Mapping[str, Any]) -> list[OutageEvent] | None:
         """Events for one record; ``None`` when its code is not a power code (skipped).
 
-        Raises :class:`EventError` naming the field when the record is unusable.
+        Raises :class:`EventError` naming the field when the record is unusable (or the key
+        of a number of more digits than Python converts: :class:`LongNumber`).
         """
+        refuse_long_numbers(record)
         if not isinstance(record, dict) and not isinstance(record, Mapping):
             raise EventError(f"record: expected an object, got {type(record).__name__}")
         code_value = _first(record, self._code)
@@ -418,15 +501,17 @@ class AmiPayloadParser:
                 if isinstance(found, dict) and parts[-1] == "EndDeviceEvent":
                     return [found]
             return [data]
-        raise PayloadError(f"expected a JSON object or array, got {type(data).__name__}")
+        got = repr(data) if isinstance(data, LongNumber) else type(data).__name__
+        raise PayloadError(f"expected a JSON object or array, got {got}")
 
     def json_payload(self, payload: bytes | str, where: str) -> Parsed:
         """One JSON document: an object, an array of objects, or an envelope with a list.
 
-        Raises :class:`PayloadError` when it is not JSON / has no records.
+        Raises :class:`PayloadError` when it is not JSON / has no records. An integer of more
+        digits than Python converts costs only the record holding it (:class:`LongNumber`).
         """
         try:
-            data = load_json(payload)
+            data = load_json(payload, mark_long_numbers=True)
         except (ValueError, UnicodeDecodeError) as exc:
             raise PayloadError(f"not valid JSON: {exc}") from None
         return self.records(self.json_records(data), where)
@@ -454,25 +539,19 @@ class AmiPayloadParser:
 
         Raises :class:`PayloadError` when the header names no id, code or time column.
         """
-        rows = csv_rows(text.lstrip("\ufeff"))
+        columns = self.config.csv_columns
+        rows = csv_rows(text, len(columns) if columns is not None else None)
         header = self._csv_header(rows)
         if header is None:
             return Parsed()
         out = Parsed()
-        width = len(header)
-        for row in rows:
-            cells = row.cells
-            if row.error is None and all(not c.strip() for c in cells):
+        for rec in csv_records(rows, header):
+            if rec.error is None:
+                self.records((rec.fields,), where, out, first=rec.line, label="row")
                 continue
-            if row.error is not None or len(cells) != width:
-                reason = row.error or f"expected {width} columns, got {len(cells)}"
-                out.records += 1
-                out.quarantined.append(Quarantined(
-                    self.source, f"{where} row {row.line}: {reason}",
-                    {"line": row.raw} if row.error else {"row": cells}))
-                continue
-            rec = {h: c.strip() for h, c in zip(header, cells, strict=True)}
-            self.records((rec,), where, out, first=row.line, label="row")
+            out.records += 1
+            out.quarantined.append(Quarantined(self.source, f"{where} row {rec.line}: "
+                                               f"{rec.error}", rec.raw))
         return out
 
     def _csv_header(self, rows: Iterator[CsvRow]) -> list[str] | None:

@@ -234,7 +234,10 @@ class FeedClient:
                          raw=self._scrub(raw) if raw is not None else None, **kwargs)
 
     def parse(self, response: FeedResponse, page: int | None) -> Any:
-        """The page's body as JSON: decoded (:func:`decode_body`), else the poll fails."""
+        """The page's body as JSON: decoded (:func:`decode_body`), else the poll fails. An
+        integer of more digits than Python converts is a
+        :class:`~outage_sentinel.events.LongNumber` (:func:`~outage_sentinel.events.load_json`).
+        """
         where = page_prefix(page)
         try:
             text = decode_body(response.body, response.charset)
@@ -244,10 +247,11 @@ class FeedClient:
         if not text.strip():
             raise self.error(f"{where}empty body (expected JSON)", raw="")
         try:
-            # bounded: nesting too deep, a number of more digits than Python converts, are
-            # bad JSON like any other (never a RecursionError / ValueError failing the poll
-            # with no reason and no quarantined body)
-            return load_json(text)
+            # bounded: nesting too deep is bad JSON like any other (never a RecursionError
+            # failing the poll with no reason and no quarantined body); a number of more
+            # digits than Python converts is marked, and costs only the record holding it
+            # (the record mapper refuses it naming its key), not the page
+            return load_json(text, mark_long_numbers=True)
         except json.JSONDecodeError as exc:
             stripped = text.rstrip()
             if exc.pos >= len(stripped) - 1:

@@ -55,10 +55,12 @@ from outage_sentinel.events import (
     UNCLASSIFIED_KIND,
     EventError,
     Kind,
+    LongNumber,
     OutageEvent,
     Status,
     parse_optional_time,
     parse_time,
+    refuse_long_numbers,
     split_list,
 )
 
@@ -271,6 +273,8 @@ def _type_name(value: Any) -> str:
         return "object"
     if isinstance(value, list):
         return "array"
+    if isinstance(value, LongNumber):
+        return repr(value)  # a number of 5000 digits
     return type(value).__name__
 
 
@@ -416,10 +420,13 @@ class RecordMapper:
             return None
 
     def map(self, record: Any) -> OutageEvent | None:
-        """Map one record; raise :class:`EventError` naming the field on any problem. None
-        for a record that is no outage evidence (see :meth:`is_outage`)."""
+        """Map one record; raise :class:`EventError` naming the field on any problem (a
+        number of more digits than Python converts anywhere in it, too: see
+        :func:`~outage_sentinel.events.load_json`). None for a record that is no outage
+        evidence (see :meth:`is_outage`)."""
         if not isinstance(record, Mapping):
             raise EventError(f"expected a JSON object, got {_type_name(record)}")
+        refuse_long_numbers(record)
         f = self.fields
         if not self.is_outage(record):
             return None

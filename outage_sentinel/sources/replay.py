@@ -34,6 +34,7 @@ from outage_sentinel.events import (
     Quarantined,
     load_json,
     parse_optional_time,
+    refuse_long_numbers,
     split_list,
 )
 from outage_sentinel.sources.base import SourceError
@@ -122,11 +123,12 @@ class ReplaySource:
 
     def _event(self, line: str, lineno: int, anchor: datetime, round_: int) -> OutageEvent:
         try:
-            rec = load_json(line)
+            rec = load_json(line, mark_long_numbers=True)
         except json.JSONDecodeError as exc:
             raise EventError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
         if not isinstance(rec, dict):
             raise EventError("expected a JSON object")
+        refuse_long_numbers(rec)  # a number of more digits than Python converts, named
         seconds(rec.get("at"), "at")
 
         def when(offset_key: str, abs_key: str) -> datetime | None:
@@ -174,7 +176,7 @@ def _at(line: str) -> float | None:
     """When a line is due (None: at once; a line whose ``at`` is not valid is due at once,
     to be quarantined)."""
     try:
-        rec = load_json(line)
+        rec = load_json(line, mark_long_numbers=True)
         return seconds(rec.get("at"), "at") if isinstance(rec, dict) else None
     except (json.JSONDecodeError, ValueError):  # EventError is a ValueError
         return None

@@ -20,6 +20,7 @@ from outage_sentinel.sources.ami_payload import (
     CsvRow,
     Parsed,
     PayloadError,
+    csv_records,
     csv_rows,
     json_line_values,
 )
@@ -40,7 +41,8 @@ class WorkOrderParser:
             try:
                 event = self.mapper.map(record)
             except EventError as exc:
-                raw = dict(record) if isinstance(record, Mapping) else {"record": repr(record)}
+                # kept as read (a number too long to convert keeps its digits: its str())
+                raw = dict(record) if isinstance(record, Mapping) else {"record": record}
                 out.quarantined.append(Quarantined(self.source, f"{where}: {exc}", raw))
                 continue
             if event is None:
@@ -51,24 +53,19 @@ class WorkOrderParser:
     def csv_text(self, text: str, where: str) -> Parsed:
         """A CSV with a header row; raises :class:`PayloadError` when it has none usable. A bad
         row is quarantined as ``<where> row <n>`` (the line it starts on); the rest are read."""
-        rows = csv_rows(text.lstrip("\ufeff"))
+        rows = csv_rows(text)
         header = self._header(next(rows, None))
         if header is None:
             return Parsed()
         out = Parsed()
         good = []
-        for row in rows:
-            if row.error is None and not any(c.strip() for c in row.cells):
+        for rec in csv_records(rows, header):
+            if rec.error is None:
+                good.append((f"{where} row {rec.line}", rec.fields))
                 continue
-            problem = row.error or self._width_problem(row.cells, len(header))
-            if problem is not None:
-                out.records += 1
-                out.quarantined.append(Quarantined(
-                    self.source, f"{where} row {row.line}: {problem}",
-                    {"line": row.raw} if row.error else {"row": row.cells[:64]}))
-                continue
-            good.append((f"{where} row {row.line}",
-                         dict(zip(header, (c.strip() for c in row.cells), strict=True))))
+            out.records += 1
+            out.quarantined.append(Quarantined(self.source, f"{where} row {rec.line}: "
+                                               f"{rec.error}", rec.raw))
         self.records(good, out)
         return out
 
@@ -85,14 +82,6 @@ class WorkOrderParser:
             raise PayloadError(f"CSV header has no {f.event_id!r} (order id) or {f.start!r} "
                                f"(time) column; it has: {', '.join(header)[:300]}")
         return header
-
-    @staticmethod
-    def _width_problem(cells: list[str], width: int) -> str | None:
-        if len(cells) == width:
-            return None
-        # an unquoted comma shifts every column after it
-        return (f"expected {width} columns, got {len(cells)} (an unquoted comma or a missing "
-                "field?)")
 
     def json_lines(self, text: str, where: str) -> Parsed:
         """JSON lines: an object or an array of objects per line."""
