@@ -939,6 +939,22 @@ class Config(Strict):
             return self.ha.region
         return self.region.name
 
+    def failover_note(self) -> str | None:
+        """Why a standby may take longer than two poll intervals of a source to take over (the
+        bound the design sets), or None: it bids every third of ``ha.lease_seconds``, so a
+        takeover can take the lease and a third of it again."""
+        polled = [s for s in self.sources if s.enabled]
+        if not self.ha.enabled or not polled:
+            return None
+        quickest = min(polled, key=lambda s: s.interval_seconds)
+        worst = self.ha.lease_seconds * 4 / 3
+        if worst <= 2 * quickest.interval_seconds:
+            return None
+        return (f"ha.lease_seconds {self.ha.lease_seconds:g}: a standby may take {worst:.3g} s "
+                "to take over (the lease, then its next bid), more than two poll intervals of "
+                f"source {quickest.name!r} ({quickest.interval_seconds:g} s); shorten the "
+                "lease or lengthen that interval")
+
     def database_url(self) -> str:
         if self.database.url is not None:
             return self.database.url.get_secret_value()

@@ -250,6 +250,9 @@ class Daemon:
         except (MetricsPortError, BoardPortError, SecondDaemonError):
             self.close()
             raise
+        note = self.config.failover_note()
+        if note:
+            self.log.warning("failover_slower_than_polls", note=note)
         loop = ProcessLoop(self.signals, self._stop, self.database, self.log)
         return loop.run(start=self.start, close=self.close, scheduler=self._scheduler,
                         reload=self.reload_topology, healthy=self.health.healthy,

@@ -325,3 +325,20 @@ def test_config_is_immutable(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL))
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
         config.timezone = "UTC"
+
+
+def test_a_lease_longer_than_two_poll_intervals_is_noted() -> None:
+    # a standby bids every third of the lease: a takeover can take 4/3 of it, and the design
+    # bounds failover by two poll intervals of a source
+    def note(lease: float, interval: float, enabled: bool = True) -> str | None:
+        data = with_minimal(ha={"enabled": enabled, "lease_seconds": lease},
+                            database={"url": "postgresql://u@127.0.0.1/x"})
+        data["sources"][0]["interval_seconds"] = interval
+        data["sources"].append({"name": "slow", "type": "replay", "scenario": "s.jsonl",
+                                "interval_seconds": 600})
+        return parse_config(data).failover_note()
+
+    slow = note(10, 5)
+    assert slow is not None and "13.3 s" in slow and "'demo' (5 s)" in slow
+    assert note(7.5, 5) is None  # 10 s: two intervals exactly
+    assert note(10, 5, enabled=False) is None

@@ -427,7 +427,8 @@ def _check(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"  {redact(p)}", file=sys.stderr)
         return EXIT_PROBLEMS
-    for note in sms_template_notes(config)[1] + unused_key_notes(config):
+    failover = [n for n in (config.failover_note(),) if n]
+    for note in sms_template_notes(config)[1] + unused_key_notes(config) + failover:
         print(f"note: {note}")
     print(f"ok: {args.config} and topology {config.topology} are valid")
     return EXIT_OK
