@@ -1,10 +1,12 @@
 """The command centre's corrections, as the operator CLI and the board take them.
 
-``incidents etr|scope|device|cancel|reopen|open``: each step runs in one transaction with the notices it
-causes and a log line naming its actor, and the command centre gets a summary headed by the
-step. The decisions are pure (:mod:`outage_sentinel.corrections`); areas added and incidents
-opened from a phone call are operator reports folded in by the
-:class:`~outage_sentinel.processing.IncidentProcessor`, the path every source takes.
+``incidents etr|scope|device|cancel|reopen|open`` (and ``etr|device --clear``): each step runs
+in one transaction with the notices it causes and a log line naming its actor, and the command
+centre gets a summary headed by the step. The decisions are pure
+(:mod:`outage_sentinel.corrections`); areas added and incidents opened from a phone call are
+operator reports folded in by the :class:`~outage_sentinel.processing.IncidentProcessor`, the
+path every source takes, their log line written in the transaction that folds them
+(:meth:`~outage_sentinel.processing.IncidentProcessor.report_with`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,20 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from outage_sentinel import corrections
 from outage_sentinel.events import UNSTORABLE, OutageEvent, parse_time, split_list, unstorable_key
 from outage_sentinel.held_notices import keep_held_in
-from outage_sentinel.incidents import BACK_NOTICES, OPERATOR_SOURCE, Incident, hold_back, plan_notices
+from outage_sentinel.incidents import (
+    BACK_NOTICES,
+    OPERATOR_SOURCE,
+    Incident,
+    Notice,
+    hold_back,
+    plan_notices,
+    villages_off,
+)
 from outage_sentinel.lifecycle import (
     Lifecycle,
     LifecycleError,
@@ -37,8 +49,17 @@ def check_texts(**texts: Any) -> None:
         raise StepInputError(f"{key}: {UNSTORABLE}")
 
 
+#: A correction: the incident as the step leaves it, decided inside the step's transaction.
+Change = Callable[[Connection, Incident, datetime], Incident]
+#: A step's log details, given the incident before and after it.
+Details = Callable[[Incident, Incident], dict[str, Any]]
+#: What :meth:`IncidentProcessor.report_with` runs in the report's transaction.
+Then = Callable[[Connection, str | None], None]
+
+
 class CommandSteps:
-    """``etr``, ``scope``, ``device``, ``cancel`` and ``open`` over one store and topology."""
+    """``etr``, ``scope``, ``device``, ``cancel``, ``reopen`` and ``open`` over one store and
+    topology."""
 
     def __init__(self, lifecycle: Lifecycle, processor: IncidentProcessor,
                  clock: Callable[[], datetime]) -> None:
@@ -48,49 +69,74 @@ class CommandSteps:
     def topology(self) -> Topology:
         return self.lifecycle.topology
 
-    def _correct(self, incident_id: str, actor: str, note: str, step: str,
-                 change: Callable[[Incident, datetime], Incident], details: dict[str, Any],
-                 dropped_as: str = "withdrawn", crew_told: bool = False) -> Incident:
+    def _correct(self, incident_id: str, actor: str, note: str, step: str, change: Change,
+                 details: dict[str, Any] | Details, dropped_as: str = "withdrawn",
+                 crew_told: str = "") -> Incident:
         """Apply ``change`` and write the revision, its notices, the log line and the
-        command centre's summary in one transaction (``crew_told``: the crew the incident
-        holds gets new orders too)."""
+        command centre's summary in one transaction (``crew_told``: why the crew the
+        incident holds gets new orders too — ``device`` set, ``cleared`` taken back — and the
+        villages it grew to their care lists)."""
         life, now = self.lifecycle, self.clock()
         with life.store.transaction() as conn:
             before, row = life.load_in(conn, incident_id)
             try:
-                after = change(before, now)
+                after = change(conn, before, now)
             except corrections.CorrectionError as exc:
                 raise LifecycleError(str(exc)) from None
-            # The operator's word is news to every village it concerns, however small the move.
-            notices, after = plan_notices(before, after, self.topology, timedelta(0), dropped_as)
-            # A village still off in another open incident is not told its supply is normal.
-            if any(n.purpose in BACK_NOTICES for n in notices):
-                notices, after, held = hold_back(
-                    notices, after, self.processor.dark_elsewhere(conn, after, now))
-                if held:
-                    keep_held_in(life.store, conn, after.id, held, now)
-            if after.status == "cancelled":
-                notices = life.take_back_in(conn, after, notices, now, actor, note)
-                self.processor.writer.give_back(conn, after, now, actor)
+            said = details(before, after) if callable(details) else details
+            notices, after = self._notices(conn, before, after, now, actor, note, dropped_as)
             rows = life.planner.rows(after, notices, now, previous=before)
+            crew = row.get("crew_id")
             if crew_told:
-                rows += life.dispatch_update_in(conn, after, row.get("crew_id"), now)
-                details = {**details, "was": list(before.estimate.devices),
-                           "crew": row.get("crew_id")}
+                rows += life.dispatch_update_in(conn, after, crew, now, crew_told)
+                said = {**said, "was": list(before.estimate.devices), "crew": crew}
             rows += life.command_rows(after, step, life.render_summary(
-                after, headline=step, crew=row.get("crew_id")))
+                after, headline=step, crew=crew))
             life.save_in(conn, after, now)
-            life.store.log_in(conn, after.id, now, step, actor, note, details)
+            life.store.log_in(conn, after.id, now, step, actor, note, said)
             life.store.enqueue_in(conn, rows, now)
+            if crew_told and set(villages_off(after, self.topology)) - set(
+                    villages_off(before, self.topology)):
+                # A fault point taken back: the localiser's may have the outage wider.
+                life.care_for_new_villages_in(conn, after, now, tell_crew=False)
         return after
+
+    def _notices(self, conn: Connection, before: Incident, after: Incident, now: datetime,
+                 actor: str, note: str, dropped_as: str) -> tuple[list[Notice], Incident]:
+        """The notices of a correction, and the incident as they leave it."""
+        life = self.lifecycle
+        # The operator's word is news to every village it concerns, however small the move.
+        notices, after = plan_notices(before, after, self.topology, timedelta(0), dropped_as)
+        # A village still off in another open incident is not told its supply is normal.
+        if any(n.purpose in BACK_NOTICES for n in notices):
+            notices, after, held = hold_back(
+                notices, after, self.processor.dark_elsewhere(conn, after, now))
+            if held:
+                keep_held_in(life.store, conn, after.id, held, now)
+        # Villages a re-estimate dropped: what was queued for them and not sent is taken back.
+        after = self.processor.writer.take_back_withdrawn(conn, after, notices, now)
+        if after.status == "cancelled":
+            notices = life.take_back_in(conn, after, notices, now, actor, note)
+            self.processor.writer.give_back(conn, after, now, actor)
+        return notices, after
 
     def etr(self, incident_id: str, when: str, actor: str, note: str = "") -> Incident:
         """Set the expected restoration time (local time, e.g. ``2026-11-23 18:00``)."""
         check_texts(incident=incident_id, time=when, actor=actor, note=note)
         etr = parse_time(when, "time (the ETR)", self.processor.tz)
         return self._correct(incident_id, actor, note, "etr_set",
-                             lambda inc, now: corrections.set_etr(inc, etr, now),
+                             lambda _, inc, now: corrections.set_etr(inc, etr, now),
                              {"etr": etr.isoformat()})
+
+    def clear_etr(self, incident_id: str, actor: str, note: str = "") -> Incident:
+        """Take back the command centre's expected restoration time: the sources' counts
+        again (none when they give none), and each village told one hears its own if it
+        moved. Refused when none was set."""
+        check_texts(incident=incident_id, actor=actor, note=note)
+        return self._correct(incident_id, actor, note, "etr_cleared",
+                             lambda _, inc, now: corrections.clear_etr(inc, now),
+                             lambda before, after: {"cleared": _iso(before.etr_set),
+                                                    "etr": _iso(after.etr)})
 
     def device(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
         """Set the fault device(s) (ids or names, comma-separated) on the command centre's
@@ -101,15 +147,35 @@ class CommandSteps:
         if not devices:
             raise LifecycleError("no device given")
         return self._correct(incident_id, actor, note, "device_set",
-                             lambda inc, now: corrections.set_devices(
+                             lambda _, inc, now: corrections.set_devices(
                                  inc, self.topology, devices, actor, now),
-                             {"devices": devices}, crew_told=True)
+                             {"devices": devices}, crew_told="device")
+
+    def clear_device(self, incident_id: str, actor: str, note: str = "") -> Incident:
+        """Take back the fault device(s) the command centre set: the incident is estimated
+        from its records again, by the localiser as the processor folds with it now
+        (:meth:`IncidentProcessor.estimator_for`); the villages its new areas add or drop
+        hear what any revision tells them, and the crew sent gets new orders. Refused when
+        none was set."""
+        check_texts(incident=incident_id, actor=actor, note=note)
+        return self._correct(incident_id, actor, note, "device_cleared", self._reestimated,
+                             lambda before, after: {"devices": list(before.device_set),
+                                                    "set_by": before.device_set_by,
+                                                    "now": list(after.estimate.devices)},
+                             crew_told="cleared")
+
+    def _reestimated(self, conn: Connection, inc: Incident, now: datetime) -> Incident:
+        """``inc`` without its fault point set (:func:`corrections.clear_devices`)."""
+        proc = self.processor
+        return corrections.clear_devices(inc, self.topology,
+                                         proc.estimator_for(conn, inc.feeder, now),
+                                         proc.planned_areas(conn, now), now)
 
     def cancel(self, incident_id: str, reason: str, actor: str) -> Incident:
         """Cancel a false alarm: everyone told hears it is cancelled."""
         check_texts(incident=incident_id, reason=reason, actor=actor)
         return self._correct(incident_id, actor, reason, "cancelled",
-                             lambda inc, now: corrections.cancel_incident(inc, reason, now),
+                             lambda _, inc, now: corrections.cancel_incident(inc, reason, now),
                              {"reason": reason})
 
     def remove(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
@@ -118,7 +184,7 @@ class CommandSteps:
         check_texts(incident=incident_id, remove=refs, actor=actor, note=note)
         areas = self.areas(refs)
         return self._correct(incident_id, actor, note, "scope_removed",
-                             lambda inc, now: corrections.exclude_areas(
+                             lambda _, inc, now: corrections.exclude_areas(
                                  inc, self.topology, areas, now),
                              {"transformers": areas}, dropped_as="corrected")
 
@@ -135,7 +201,7 @@ class CommandSteps:
         readmitted = [t for t in areas if t in inc.excluded]
         if readmitted:  # taken out earlier by a correction: the operator's word now undoes it
             self._correct(incident_id, actor, note, "scope_readmitted",
-                          lambda i, now: corrections.readmit_areas(i, readmitted, now),
+                          lambda _, i, now: corrections.readmit_areas(i, readmitted, now),
                           {"transformers": readmitted})
         return self._still_off(inc, "add", "scope_added", areas, actor, note)
 
@@ -164,20 +230,20 @@ class CommandSteps:
         """The operator's report that ``areas`` of ``inc`` are off (folded in as any source's
         report; it stands until a restoration after it), logged as ``step``."""
         now = self.clock()
-        self._report(OutageEvent(
+        self.processor.report_with(OutageEvent(
             source=OPERATOR_SOURCE, event_id=f"{inc.id}:{verb}:{now.isoformat()}",
             kind=inc.kind, status="active", signal="dead", start=now,
             transformers=tuple(areas),  # the note is words, not a scope (see operator_restore)
-            raw={"incident_id": inc.id, "actor": actor, "note": note}), now)
-        self._log(inc.id, now, step, actor, note, {"transformers": areas})
+            raw={"incident_id": inc.id, "actor": actor, "note": note}), now,
+            self._logged(now, step, actor, note, {"transformers": areas}, inc.id))
         return self.processor.incident(inc.id)
 
     def open(self, actor: str, *, feeder: str | None, transformers: str | None,
              caller: str = "", note: str = "") -> Incident:
-        """Open an incident from a phone call: a feeder and/or transformer areas. Every text
-        is checked first (:func:`check_texts`): the incident, its notices and its log line are
-        written by two transactions (the processor's, then the log's), so a text the log
-        could not store must be refused before the first."""
+        """Open an incident from a phone call: a feeder and/or transformer areas. The
+        incident, its notices and its ``opened`` log line are written in one transaction
+        (:meth:`IncidentProcessor.report_with`); every text is checked before it
+        (:func:`check_texts`), so that one the database cannot store is refused naming it."""
         check_texts(actor=actor, feeder=feeder, transformers=transformers, caller=caller,
                     note=note)
         if not feeder and not transformers:
@@ -187,19 +253,18 @@ class CommandSteps:
                 feeder not in self.topology.feeder_by_name:
             raise StepInputError(f"unknown feeder {feeder!r}")
         now = self.clock()
-        event_id = f"call:{now.isoformat()}"
+        text = "；".join(x for x in (caller and f"来电：{caller}", note) if x)
         # The caller stays out of the record's text: liaison notices may quote it.
-        self._report(OutageEvent(
-            source=OPERATOR_SOURCE, event_id=event_id, kind="fault", status="active",
-            signal="notice", start=now, feeder=feeder, transformers=tuple(areas),
-            area_text=note, raw={"actor": actor, "caller": caller, "note": note}), now)
-        incident_id = self.processor.incident_of(OPERATOR_SOURCE, event_id)
+        incident_id = self.processor.report_with(OutageEvent(
+            source=OPERATOR_SOURCE, event_id=f"call:{now.isoformat()}", kind="fault",
+            status="active", signal="notice", start=now, feeder=feeder,
+            transformers=tuple(areas), area_text=note,
+            raw={"actor": actor, "caller": caller, "note": note}), now,
+            self._logged(now, "opened", actor, mask_phones(text),
+                         {"transformers": areas, "feeder": feeder}))
         if incident_id is None:
             raise LifecycleError("the call was recorded but opened no incident (its areas "
                                  "lie in planned work in force?); see `incidents list`")
-        text = "；".join(x for x in (caller and f"来电：{caller}", note) if x)
-        self._log(incident_id, now, "opened", actor, mask_phones(text),
-                  {"transformers": areas, "feeder": feeder})
         return self.processor.incident(incident_id)
 
     def areas(self, refs: str | None) -> list[str]:
@@ -220,14 +285,21 @@ class CommandSteps:
             raise StepInputError("no transformer area given")
         return list(dict.fromkeys(out))
 
-    def _report(self, event: OutageEvent, now: datetime) -> None:
-        self.processor.report(event, now)
-
-    def _log(self, incident_id: str, now: datetime, step: str, actor: str, note: str,
-             details: dict[str, Any]) -> None:
+    def _logged(self, now: datetime, step: str, actor: str, note: str,
+                details: dict[str, Any], incident_id: str | None = None) -> Then:
+        """The step's log line, written in the transaction that folds its report: on
+        ``incident_id``, else on the incident the report joined (none: no line)."""
         store = self.lifecycle.store
-        with store.transaction() as conn:
-            store.log_in(conn, incident_id, now, step, actor, note, details)
+
+        def then(conn: Connection, joined: str | None) -> None:
+            target = incident_id or joined
+            if target is not None:
+                store.log_in(conn, target, now, step, actor, note, details)
+        return then
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def refs_of(values: Sequence[str] | None) -> str:

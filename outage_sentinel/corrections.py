@@ -7,7 +7,8 @@ false alarm. Each correction is kept on the incident
 ``cancel_reason``) so that later evidence, folded in by
 :func:`~outage_sentinel.incidents.apply_event`, never undoes it — but for an area taken out,
 which another record reporting it off later takes back in (``excluded_against``: the records
-the correction overruled); each makes a new revision,
+the correction overruled); the command centre may take back its time and its fault point
+(:func:`clear_etr`, :func:`clear_devices`: the records' word again). Each makes a new revision,
 whose notices :func:`~outage_sentinel.incidents.plan_notices` then plans like any other
 (removed villages hear a correction, not "power restored"). Areas an operator adds are
 evidence, not a correction: the processor folds them in as an operator report.
@@ -19,7 +20,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from outage_sentinel.incidents import Incident, naming, scoped_estimate, with_devices
+from outage_sentinel.incidents import (
+    Estimator,
+    Incident,
+    naming,
+    recorded_etr,
+    reestimated,
+    scoped_estimate,
+    with_devices,
+)
 from outage_sentinel.topology import Topology
 
 
@@ -93,6 +102,30 @@ def set_devices(inc: Incident, topology: Topology, devices: Sequence[str], actor
         raise CorrectionError(f"{inc.id}'s fault device is already {', '.join(devices)}")
     return _revised(inc, replace(inc, device_set=tuple(devices), device_set_by=actor,
                                  estimate=with_devices(topology, inc.estimate, devices)), now)
+
+
+def clear_devices(inc: Incident, topology: Topology, estimator: Estimator,
+                  planned: frozenset[str], now: datetime) -> Incident:
+    """``inc`` without the fault device the command centre set: estimated from its records
+    again by ``estimator`` (the processor's, in the weather of ``now``; ``planned``: areas
+    planned work in force explains), as if none had been set — the localiser's fault point,
+    and the areas it infers from it. Refused when none is set."""
+    _open(inc, "clear the fault device of")
+    if not inc.device_set:
+        raise CorrectionError(f"{inc.id} has no fault device set by the command centre: "
+                              "nothing to clear")
+    cleared = replace(inc, device_set=(), device_set_by="")
+    return _revised(inc, reestimated(cleared, topology, estimator, planned, now), now)
+
+
+def clear_etr(inc: Incident, now: datetime) -> Incident:
+    """``inc`` without the command centre's expected restoration time: the one its records
+    give again (none when they give none). Refused when none is set."""
+    _open(inc, "clear the expected restoration time of")
+    if inc.etr_set is None:
+        raise CorrectionError(f"{inc.id} has no expected restoration time set by the command "
+                              "centre: nothing to clear")
+    return _revised(inc, replace(inc, etr_set=None, etr=recorded_etr(inc)), now)
 
 
 def _on_feeder(inc: Incident, topology: Topology, device: str) -> None:

@@ -256,8 +256,9 @@ class CrewDispatch:
                        deadline: datetime, area: str, now: datetime, update: str = ""
                        ) -> list[OutboxMessage]:
         """The dispatch message to ``choice.crew`` (``update``: new orders for a crew sent
-        already, and why: ``device`` the fault point corrected, ``grown`` the outage reached
-        more villages), with its page's link."""
+        already, and why: ``device`` the fault point corrected, ``cleared`` the command
+        centre's fault point taken back (the localiser's named as inferred), ``grown`` the
+        outage reached more villages), with its page's link."""
         lang = self.planner.renderer.language
         ctx = {**crews.dispatch_context(self.topology, inc, pr, choice, deadline, area, now,
                                         self.planner.tz, lang, self.params), "update": update}
@@ -278,8 +279,8 @@ class CrewDispatch:
 
     def dispatch_update_in(self, conn: Connection, inc: Incident, crew_id: str | None,
                            now: datetime, why: str = "device") -> list[OutboxMessage]:
-        """New orders for the crew ``inc`` holds (``why``: its fault point corrected, the
-        outage ``grown`` to more villages, or the estimate ``moved``): the dispatch
+        """New orders for the crew ``inc`` holds (``why``: its fault point corrected or
+        ``cleared``, the outage ``grown`` to more villages, or the estimate ``moved``): the dispatch
         again at ``inc``'s revision, under the deadline it was first given, headed as an update
         when an earlier one may have reached the crew; a dispatch to it not sent yet is
         withdrawn (the new one says all). None when no crew holds it."""

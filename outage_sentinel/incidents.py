@@ -642,6 +642,28 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
         continued=continued)
 
 
+def reestimated(incident: Incident, topology: Topology, estimator: Estimator,
+                planned: frozenset[str], now: datetime) -> Incident:
+    """``incident`` derived afresh from its own records by ``estimator``, as folding a record
+    that says nothing new would derive it: estimate, scope, status, times and words, with
+    the command centre's corrections that stand (its time, its exclusions, its fault point
+    while that explains the outage) and the stage moved on as a fold moves it. The revision
+    stays ``incident``'s: the step that asks for it makes the new one. ``planned``: areas
+    explained by planned work in force (for a fault incident)."""
+    updated = _refolded(incident, dict(incident.members), None, topology, estimator, planned,
+                        now)
+    return replace(updated, stage=next_stage(incident, updated))
+
+
+def recorded_etr(incident: Incident) -> datetime | None:
+    """The expected restoration time ``incident``'s own records give (as a fold derives
+    :attr:`Incident.etr` when the command centre set none): the latest of its open reports',
+    else of its notices'."""
+    members = list(incident.members.values())
+    active = [m for m in members if m.signal in REPORTING_SIGNALS and m.status == "active"]
+    return _etr(active, [m for m in members if m.signal == "notice"] or members)
+
+
 def _where_off(incident: Incident, members: dict[str, Member], active: Sequence[Member],
                topology: Topology, estimator: Estimator, planned: frozenset[str]
                ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...], dict[str, datetime]]:

@@ -20,14 +20,18 @@ is redone one transaction per event; an event that fails :data:`MAX_PROCESSING_F
 times is quarantined (its row stays stored: nothing accepted is lost).
 
 Operator steps (``incidents restore``) enter as events of the ``operator`` source through
-:meth:`IncidentProcessor.operator_restore`, so the daemon, the CLI and the board share one path.
+:meth:`IncidentProcessor.operator_restore`, so the daemon, the CLI and the board share one path;
+an operator's report is stored and folded in one transaction with the step's own log line
+(:meth:`IncidentProcessor.report_with`). A step that re-estimates an incident asks for the
+estimator and planned areas a fold would use now (:meth:`IncidentProcessor.estimator_for`,
+:meth:`IncidentProcessor.planned_areas`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -415,10 +419,7 @@ class IncidentProcessor:
 
     def _estimated(self, conn: Connection, current: Incident | None, f: Fold) -> Incident:
         """The incident after the event (estimate and revision; nothing written yet)."""
-        estimator = self.estimator
-        if isinstance(estimator, BayesEstimator):
-            estimator = estimator.within(self._fault_context(conn, f.rnd, f.resolved.feeder,
-                                                             f.now))
+        estimator = self._estimator_in(conn, f.rnd, f.resolved.feeder, f.now)
         started = time.perf_counter()
         after = apply_event(current, f.event, f.resolved, self.topology, estimator, f.now,
                             lambda: self._new_incident_id(conn, f.event.start), f.planned,
@@ -430,6 +431,22 @@ class IncidentProcessor:
         if current is None and incident_class(after.kind) == "unplanned":
             after = self._link_reopened(conn, after, f)
         return after
+
+    def estimator_for(self, conn: Connection, feeder: str | None, now: datetime) -> Estimator:
+        """The estimator an event of ``feeder`` is folded with now, inside the caller's
+        transaction: the localiser in the weather of the window (:meth:`_fault_context`)."""
+        return self._estimator_in(conn, RoundCache(self.store), feeder, now)
+
+    def planned_areas(self, conn: Connection, now: datetime) -> frozenset[str]:
+        """The areas planned work in force explains now (a fault's estimate leaves them
+        out), inside the caller's transaction."""
+        return planned_transformers(RoundCache(self.store).open_planned(conn), now)
+
+    def _estimator_in(self, conn: Connection, rnd: RoundCache, feeder: str | None,
+                      now: datetime) -> Estimator:
+        if isinstance(self.estimator, BayesEstimator):
+            return self.estimator.within(self._fault_context(conn, rnd, feeder, now))
+        return self.estimator
 
     def _revise(self, conn: Connection, current: Incident | None, f: Fold) -> Incident:
         """Apply the event (estimate, revision) and write the incident, its notices and its
@@ -491,13 +508,54 @@ class IncidentProcessor:
             # ("T1仍停电") were brought back with the step.
             signal="alive", start=when, end=when, transformers=tuple(ids),
             raw={"incident_id": incident_id, "actor": actor, "note": note})
-        self.report(event, now)
+        self.report_with(event, now)
         return self.incident(incident_id)
 
     def report(self, event: OutageEvent, now: datetime) -> None:
-        """Store an operator's report (source ``operator``) and fold it in at once."""
+        """Store a report from the field (a liaison's answer) and fold it in at once: stored
+        first, so that a fold that fails is retried by the daemon (an operator's report goes
+        through :meth:`report_with`)."""
         self.store.ingest(OPERATOR_SOURCE, PollResult(events=[event]), now)
         self.process(now)
+
+    def report_with(self, event: OutageEvent, now: datetime,
+                    then: Callable[[Connection, str | None], None] | None = None
+                    ) -> str | None:
+        """Store an operator's report, fold it in and run ``then`` (given the transaction
+        and the incident the report joined, ``None``: none) in one transaction, so that the
+        step's own writes (its log line) commit with the incident and its notices or not at
+        all; returns that incident. The events already waiting are folded first. A failure
+        is raised to the caller with nothing of the report kept (neither retried nor
+        quarantined: the actor is told and may take the step again)."""
+        self.process(now)
+        with self.lock:
+            waiting = dict(self.writer.waiting)
+            try:
+                with self.store.transaction() as conn:
+                    stored = self._stored_report(conn, event, now)
+                    incident_id = self._apply(conn, stored, RoundCache(self.store), now,
+                                              batch_endings([stored]))
+                    if then is not None:
+                        then(conn, incident_id)
+            except BaseException:
+                self.writer.waiting = waiting  # what the fold queued was never written
+                raise
+            self.writer.dispatch_waiting(now)
+            self._update_incident_gauge()
+        return incident_id
+
+    def _stored_report(self, conn: Connection, event: OutageEvent, now: datetime
+                       ) -> StoredEvent:
+        """``event`` stored unprocessed in the caller's transaction, with its row: the
+        source's newest. A newer one another writer committed meanwhile is processed (every
+        operator report commits folded, here), so it is refused rather than taken for it."""
+        counts = self.store.ingest_in(conn, OPERATOR_SOURCE, PollResult(events=[event]), now)
+        row_id = self.store.last_event_row_in(conn, OPERATOR_SOURCE)
+        if counts.inserted != 1 or self.store.processed_flags_in(conn, [row_id]).get(row_id,
+                                                                                    True):
+            raise LifecycleError("the step could not be recorded (another one was at the "
+                                 "same moment); take it again")
+        return StoredEvent(row_id, counts.new_events[0], now, None)
 
     def incident(self, incident_id: str) -> Incident:
         """The incident's current state."""

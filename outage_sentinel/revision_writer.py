@@ -158,7 +158,7 @@ class RevisionWriter:
         if held:
             keep_held_in(self.store, conn, after.id, held, now)
         notices, after = self._past_stop(conn, after, notices, f)
-        after = self._take_back_withdrawn(conn, after, notices, now)
+        after = self.take_back_withdrawn(conn, after, notices, now)
         if after.status == "cancelled" and current is not None and current.status == "active":
             notices = self.lifecycle.take_back_in(conn, after, notices, now, actor_of(event),
                                                   source=event.source)
@@ -182,7 +182,7 @@ class RevisionWriter:
                               {"villages": list(left)})
         return notices, after
 
-    def _take_back_withdrawn(self, conn: Connection, after: Incident, notices: list[Notice],
+    def take_back_withdrawn(self, conn: Connection, after: Incident, notices: list[Notice],
                              now: datetime) -> Incident:
         """A village whose areas were only inferred and that the estimate dropped is not
         told it was a mistake (it was told "may be affected"), but what was queued for it and

@@ -210,7 +210,12 @@ def _reopen(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
 
 def _device(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     """The fault device(s) the command centre knows (chosen among the estimate's
-    alternatives, or typed: ids or names), as ``incidents device`` sets them."""
+    alternatives, or typed: ids or names), as ``incidents device`` sets them; with ``clear``
+    (and no devices), the ones set taken back, as ``incidents device --clear``."""
+    if flag(body, "clear"):
+        if body.get("devices") not in (None, "", []):
+            raise BadValue("devices: none with clear (clear takes back the devices set)")
+        return a.steps.clear_device(iid, actor, text(body, "note", required=False))
     value = body.get("devices")
     if isinstance(value, list):
         if not all(isinstance(v, str) for v in value):
@@ -223,6 +228,17 @@ def _device(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     return a.steps.device(iid, str(value), actor, text(body, "note", required=False))
 
 
+def _etr(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
+    """The expected restoration time (local), as ``incidents etr`` sets it; with ``clear``
+    (and no time), the one set taken back, as ``incidents etr --clear``."""
+    note = text(body, "note", required=False)
+    if flag(body, "clear"):
+        if body.get("time") not in (None, ""):
+            raise BadValue("time: none with clear (clear takes back the time set)")
+        return a.steps.clear_etr(iid, actor, note)
+    return a.steps.etr(iid, text(body, "time"), actor, note)
+
+
 Step = Callable[[Actions, str, Mapping[str, Any], str], Any]
 
 #: The incident buttons, by the name the page posts (``/api/incidents/{id}/{action}``).
@@ -232,7 +248,7 @@ INCIDENT_STEPS: dict[str, Step] = {
         i, u, crew_id=text(b, "crew", False) or None, note=text(b, "note", False)),
     "arrive": lambda a, i, b, u: a.core.lifecycle.arrive(i, u, text(b, "note", False)),
     "restore": _restore,
-    "etr": lambda a, i, b, u: a.steps.etr(i, text(b, "time"), u, text(b, "note", False)),
+    "etr": _etr,
     "scope": _scope,
     "device": _device,
     "cancel": lambda a, i, b, u: a.steps.cancel(i, text(b, "reason"), u),
@@ -269,8 +285,9 @@ REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
     "release": ("ids", "force"),
     "silence": ("matcher", "value", "until", "reason", "force", "expire"),
     "ack": ("note",), "dispatch": ("crew", "note"), "arrive": ("note",),
-    "restore": ("transformers", "at", "note"), "etr": ("time", "note"),
-    "scope": ("add", "remove", "note"), "device": ("devices", "note"), "cancel": ("reason",),
+    "restore": ("transformers", "at", "note"), "etr": ("time", "clear", "note"),
+    "scope": ("add", "remove", "note"), "device": ("devices", "clear", "note"),
+    "cancel": ("reason",),
     "reopen": ("transformers", "note"), "close": ("cause", "device", "note", "amend"),
 }
 

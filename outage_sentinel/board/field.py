@@ -363,8 +363,11 @@ class FieldDesk:
 
     def _command_etr_first(self, incident_id: str) -> None:
         """The command centre's ETR is its correction: a crew's page does not overrule it (the
-        crew tells the command centre, which sets it)."""
+        crew tells the command centre, which sets it) until the command centre takes it back
+        (``etr_cleared``)."""
         for e in reversed(self.store.incident_log(incident_id)):
+            if e.get("stage") == "etr_cleared":
+                return
             if e.get("stage") == "etr_set":
                 if not str(e.get("actor") or "").startswith("crew:"):
                     raise FieldError("the command centre set the expected restoration time; "

@@ -355,6 +355,8 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         "closable": closable_devices(inc, topology),
         # The fault point the command centre set: the close-out's device field starts there.
         "device_set": [{"id": d, "name": name_of(topology, d)} for d in inc.device_set],
+        # The expected restoration the command centre set (its clear button takes it back).
+        "etr_set": local(inc.etr_set, viewer.tz),
         "areas": [{"id": t, "name": name_of(topology, t), "mark": inc.mark(t),
                    "restored": local(inc.restored[t], viewer.tz) if t in inc.restored else None,
                    # counted back when the records ended, nothing saying it is: to confirm

@@ -1,7 +1,8 @@
-"""The command centre's corrections: ``incidents etr|scope|device|cancel|open``, ``silence
-add|list|expire`` and ``outbox retry|withdraw|hold|release``. Each takes the step through the
-same code the daemon (and the board) runs, logged with its actor; notices it causes are queued
-in the outbox for the running daemon to deliver."""
+"""The command centre's corrections: ``incidents etr|scope|device|cancel|reopen|open`` (``etr``
+and ``device`` also ``--clear``), ``silence add|list|expire`` and ``outbox
+retry|withdraw|hold|release``. Each takes the step through the same code the daemon (and the
+board) runs, logged with its actor; notices it causes are queued in the outbox for the running
+daemon to deliver."""
 
 from __future__ import annotations
 
@@ -22,9 +23,13 @@ def _actor(p: Any) -> None:
 
 
 def add_incident_verbs(isub: Any) -> None:
-    etr = isub.add_parser("etr", help="set the expected restoration time (villages told)")
+    etr = isub.add_parser("etr", help="set the expected restoration time (villages told), "
+                                      "or take it back (--clear)")
     etr.add_argument("incident_id")
-    etr.add_argument("time", help="local time, e.g. '2026-11-23 18:00'")
+    when = etr.add_mutually_exclusive_group(required=True)
+    when.add_argument("time", nargs="?", help="local time, e.g. '2026-11-23 18:00'")
+    when.add_argument("--clear", action="store_true",
+                      help="take back the time the command centre set: the sources' again")
     etr.add_argument("--note", default="")
     _actor(etr)
     scope = isub.add_parser("scope", help="add or remove transformer areas or villages")
@@ -34,10 +39,13 @@ def add_incident_verbs(isub: Any) -> None:
                        help="areas/villages wrongly included (they are told it was a mistake)")
     scope.add_argument("--note", default="")
     _actor(scope)
-    dev = isub.add_parser("device", help="set the fault device(s) the command centre knows "
-                                         "(the crew sent gets new orders)")
+    dev = isub.add_parser("device", help="set the fault device(s) the command centre knows, "
+                                         "or take them back (--clear); the crew sent gets "
+                                         "new orders")
     dev.add_argument("incident_id")
-    dev.add_argument("devices", nargs="+", help="device ids or names")
+    dev.add_argument("devices", nargs="*", help="device ids or names")
+    dev.add_argument("--clear", action="store_true",
+                     help="take back the device(s) set: the localiser estimates it again")
     dev.add_argument("--note", default="")
     _actor(dev)
     cancel = isub.add_parser("cancel", help="cancel a false alarm (everyone told hears so)")
@@ -100,6 +108,15 @@ def add_other_verbs(sub: Any, osub: Any) -> None:
     _actor(exp)
 
 
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """What an ``incidents`` step's command line lacks or has too much of, that argparse
+    cannot say (``device``: the devices, or ``--clear``, not both)."""
+    if args.incidents_verb == "device" and bool(args.devices) == bool(args.clear):
+        return ("incidents device: --clear takes no device" if args.clear
+                else "incidents device: give the device(s), or --clear")
+    return None
+
+
 def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
     """One of :data:`INCIDENT_ACTIONS` (raises ``LifecycleError`` when it cannot be taken)."""
     from outage_sentinel.command_steps import CommandSteps, refs_of
@@ -108,10 +125,14 @@ def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
     steps = CommandSteps(core.lifecycle, core.processor, _utcnow)
     action = args.incidents_verb
     if action == "etr":
+        if args.clear:
+            return steps.clear_etr(args.incident_id, actor, args.note)
         return steps.etr(args.incident_id, args.time, actor, args.note)
     if action == "cancel":
         return steps.cancel(args.incident_id, args.reason, actor)
     if action == "device":
+        if args.clear:
+            return steps.clear_device(args.incident_id, actor, args.note)
         return steps.device(args.incident_id, refs_of(args.devices), actor, args.note)
     if action == "reopen":
         return steps.reopen(args.incident_id, args.transformers, actor, args.note)

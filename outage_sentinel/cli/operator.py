@@ -160,6 +160,10 @@ def _act(args: argparse.Namespace) -> int:
     from outage_sentinel.lifecycle import LifecycleError, parse_actor
     from outage_sentinel.metrics import Metrics
 
+    problem = corrections.usage_problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     opened = open_config(args)
     if isinstance(opened, int):
         return opened

@@ -28,6 +28,7 @@ const WORDS = {
     hours: "小时（可空）", silenced: "已静默", withdrawn: "已撤回", superseded: "已被取代", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
     smsTemplate: "短信模板（实际发送的参数）", held: "已暂扣", hold: "暂扣", release: "放行", withdraw: "撤回",
     outboxReason: "暂扣/撤回原因（撤回必填）", readdressed: "已改发至新地址，原地址",
+    clear: "清除", clearDevice: "清除运行人员设置的故障点（按证据重新推断）", clearEtr: "清除设置的预计恢复时间（改按停电信息）", setNow: "已设置",
     add: "添加", scopeAdd: "加入范围", setDevice: "设为故障点（运行人员确认）", faultDevice: "故障设备（候选中选，可多选）", setBy: "设置人", alternative: "另一可能", certainty: "把握", unexplained: "已报停电、不在故障点下游（按误报处理或另有故障，请核实）", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
@@ -55,6 +56,7 @@ const WORDS = {
     hours: "hours (optional)", silenced: "silenced", withdrawn: "withdrawn", superseded: "superseded", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
     smsTemplate: "SMS template (the parameters sent)", held: "held", hold: "Hold", release: "Release", withdraw: "Withdraw",
     outboxReason: "why hold / withdraw (required to withdraw)", readdressed: "re-addressed; was",
+    clear: "Clear", clearDevice: "Take back the fault point set (estimate it from the evidence again)", clearEtr: "Take back the expected restoration set (the sources' again)", setNow: "set",
     expire: "End", add: "Add", scopeAdd: "Add to scope", setDevice: "Set as fault point (command centre)", faultDevice: "Fault device (from the candidates; several: Ctrl-click)", setBy: "set by", alternative: "next most likely", certainty: "How sure", unexplained: "Reported off, not below the fault point (read as false, or another fault: check)", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
@@ -357,6 +359,9 @@ function actionsPanel(c) {
   const base = `/api/incidents/${encodeURIComponent(c.id)}`;
   const note = h("input", {name: "note", placeholder: W.note});
   const button = (id, label, fn) => h("button", {id, type: "button", onclick: fn}, label);
+  // What the command centre set, beside its clear button (the same rules as setting it).
+  const clearing = (id, shown, title, action) => h("span", {class: "set-now", id: `${id}-set`}, `${W.setNow}: ${shown} `,
+    h("button", {id: `act-${id}-clear`, type: "button", title, onclick: () => act(`${base}/${action}`, {clear: true, note: note.value})}, W.clear));
   const crew = h("select", {name: "crew"}, h("option", {value: ""}, W.best), c.crews.map((k) => h("option", {value: k.id}, `${k.name} (${k.id})${k.covers ? "" : " · " + W.otherArea}`)));
   const off = c.areas.filter((a) => !a.restored);
   const picks = off.map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "area", value: a.id, checked: true}), a.name));
@@ -404,8 +409,10 @@ function actionsPanel(c) {
     reopen,
     h("div", {class: "row"}, more, button("act-scope-add", W.scopeAdd, () => act(`${base}/scope`, {add: more.value, note: note.value}))),
     c.kind === "fault" ? h("div", {class: "row", id: "device-row"}, h("label", {}, W.faultDevice, fault.select), fault.other,
-      button("act-device", W.setDevice, () => act(`${base}/device`, {devices: fault.value(), note: note.value}))) : null,
+      button("act-device", W.setDevice, () => act(`${base}/device`, {devices: fault.value(), note: note.value})),
+      c.device_set.length ? clearing("device", c.device_set.map((d) => d.name).join("、"), W.clearDevice, "device") : null) : null,
     h("div", {class: "row"}, etr, button("act-etr", W.setEtr, () => act(`${base}/etr`, {time: etr.value.replace("T", " "), note: note.value})),
+      c.etr_set ? clearing("etr", c.etr_set, W.clearEtr, "etr") : null,
       reason, button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value}))));
 }
 
