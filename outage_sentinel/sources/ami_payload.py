@@ -138,7 +138,7 @@ class CsvRow:
     raw: str = ""
 
 
-def csv_rows(text: str, width: int | None = None) -> Iterator[CsvRow]:
+def csv_rows(text: str) -> Iterator[CsvRow]:
     """Every record of CSV ``text`` (a byte-order mark before it skipped) with the line it
     starts on. A bad row never hides the rows after it:
 
@@ -146,26 +146,30 @@ def csv_rows(text: str, width: int | None = None) -> Iterator[CsvRow]:
       over the size limit) is yielded as an error and reading goes on with the next line;
     * a record spanning lines (a quoted field holding line breaks) must hold together as one
       row: its quotes closing where a field ends (the csv module's strict reading, which also
-      refuses a quote still open at the end of the text), at most :data:`MAX_RECORD_LINES`
-      lines, and ``width`` cells (the header's: given, else the first row's). Otherwise the
-      quote opened on its first line is an unbalanced one: that line alone is yielded as an
-      error, and reading starts again on the line after it.
+      refuses a quote still open at the end of the text) within :data:`MAX_RECORD_LINES`
+      lines. Otherwise the quote opened on its first line is an unbalanced one: that line
+      alone is yielded as an error, and reading starts again on the line after it. No record
+      is read past that many lines, so a file of open quotes costs its length, not its square.
+
+    A record that holds together is one row whatever its width: the lines inside its quoted
+    field are never read as rows of their own (a caller's words would become a record), and
+    a width other than the header's is the row's error (:func:`csv_records`), all its lines
+    kept in it.
     """
     lines = io.StringIO(text.lstrip("\ufeff")).readlines()  # split on "\n" only
     at = 0
     while at < len(lines):
-        at, width = yield from _rows_from(lines, at, width)
+        at = yield from _rows_from(lines, at)
 
 
-def _rows_from(lines: list[str], start: int, width: int | None
-               ) -> Generator[CsvRow, None, tuple[int, int | None]]:
+def _rows_from(lines: list[str], start: int) -> Generator[CsvRow, None, int]:
     """:func:`csv_rows` from ``lines[start]`` on, until an unbalanced quote; returns the line
-    to read again from (``len(lines)``: the end) and the width known by then."""
-    pos = start
+    to read again from (``len(lines)``: the end)."""
+    pos = first = start
 
-    def feed() -> Iterator[str]:
+    def feed() -> Iterator[str]:  # one record gets MAX_RECORD_LINES + 1 lines at most
         nonlocal pos
-        while pos < len(lines):
+        while pos < len(lines) and pos - first <= MAX_RECORD_LINES:
             pos += 1
             yield lines[pos - 1]
 
@@ -175,27 +179,28 @@ def _rows_from(lines: list[str], start: int, width: int | None
         try:
             cells = next(reader)
         except StopIteration:
-            return len(lines), width
+            if pos - first > MAX_RECORD_LINES:  # an open quote ran on past the bound
+                yield _unbalanced(lines, first)
+                return first + 1
+            return len(lines)
         except csv.Error as exc:
             if pos - first > 1:  # e.g. a field over the size limit: an open quote ran on
                 yield _unbalanced(lines, first)
-                return first + 1, width
+                return first + 1
             yield CsvRow(first + 1, [], f"bad CSV: {_csv_reason(exc)}",
                          "".join(lines[first:pos])[:CSV_RAW_LIMIT])
             if pos == first:  # nothing consumed: stop rather than loop
-                return len(lines), width
+                return len(lines)
             continue
-        if pos - first > 1 and not _holds_together(lines[first:pos], len(cells), width):
+        if pos - first > 1 and not _holds_together(lines[first:pos]):
             yield _unbalanced(lines, first)
-            return first + 1, width
-        if width is None and any(c.strip() for c in cells):
-            width = len(cells)
+            return first + 1
         yield CsvRow(first + 1, cells)
 
 
-def _holds_together(taken: list[str], cells: int, width: int | None) -> bool:
+def _holds_together(taken: list[str]) -> bool:
     """Whether the lines of one record spanning lines read as one row (see :func:`csv_rows`)."""
-    if len(taken) > MAX_RECORD_LINES or (width is not None and cells != width):
+    if len(taken) > MAX_RECORD_LINES:
         return False
     try:
         for _ in csv.reader(taken, strict=True):
@@ -539,8 +544,7 @@ class AmiPayloadParser:
 
         Raises :class:`PayloadError` when the header names no id, code or time column.
         """
-        columns = self.config.csv_columns
-        rows = csv_rows(text, len(columns) if columns is not None else None)
+        rows = csv_rows(text)
         header = self._csv_header(rows)
         if header is None:
             return Parsed()
