@@ -546,15 +546,14 @@ class IncidentProcessor:
 
     def _stored_report(self, conn: Connection, event: OutageEvent, now: datetime
                        ) -> StoredEvent:
-        """``event`` stored unprocessed in the caller's transaction, with its row: the
-        source's newest. A newer one another writer committed meanwhile is processed (every
-        operator report commits folded, here), so it is refused rather than taken for it."""
+        """``event`` stored unprocessed in the caller's transaction, with its row (found by
+        its own key, so another writer's report committed meanwhile is never taken for it).
+        The same report stored before (the same step at the same time) is refused."""
         counts = self.store.ingest_in(conn, OPERATOR_SOURCE, PollResult(events=[event]), now)
-        row_id = self.store.last_event_row_in(conn, OPERATOR_SOURCE)
-        if counts.inserted != 1 or self.store.processed_flags_in(conn, [row_id]).get(row_id,
-                                                                                    True):
-            raise LifecycleError("the step could not be recorded (another one was at the "
-                                 "same moment); take it again")
+        row_id = self.store.event_row_in(conn, counts.new_events[0]) if counts.inserted else None
+        if row_id is None:
+            raise LifecycleError(f"this report is recorded already ({event.event_id}); "
+                                 "nothing was changed")
         return StoredEvent(row_id, counts.new_events[0], now, None)
 
     def incident(self, incident_id: str) -> Incident:

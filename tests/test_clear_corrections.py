@@ -126,6 +126,22 @@ def test_the_device_taken_back_gives_the_localisers_fault_point_and_the_crew_new
     assert not log_of(daemon, iid, "device_set_dropped")  # nothing set to drop
 
 
+def test_taken_back_a_device_a_record_named_is_given_to_the_crew_as_reported(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    """The record names FU2; the command centre sets B1, then takes it back: the crew hears
+    FU2 as the records' word, not as an inference (nor as a correction to it)."""
+    feed(daemon, 1, ev("N1", "T4", device="FU2"))
+    iid = one_incident(daemon)
+    deliver(daemon)
+    steps.device(iid, "B1", "ops")
+    deliver(daemon)
+    daemon.clock.now += timedelta(minutes=5)  # type: ignore[attr-defined]
+    steps.clear_device(iid, "ops")
+    orders = messages(daemon, iid, "dispatch")[-1]
+    assert "指挥中心撤销了所设故障点，停电信息报告的故障点为马集2号熔断器" in orders.body
+    assert "推断" not in orders.body.splitlines()[1]
+
+
 def test_taken_back_the_estimate_leaves_out_what_planned_work_in_force_explains_now(
         daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
     """T3 is off: R1 infers T1 and T2, and 马集村 is told it may be affected. The command

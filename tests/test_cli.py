@@ -372,3 +372,15 @@ def test_quarantine_list_masks_phone_numbers(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     assert "138****5678" in listed.stdout and "139****5678" in listed.stdout
     assert not PHONE.search(listed.stdout) and "5551234" not in listed.stdout
+
+
+def test_check_notes_a_lease_that_makes_failover_slower_than_two_polls(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    data = yaml.safe_load(cfg.read_text("utf-8"))
+    data["ha"] = {"enabled": True, "lease_seconds": 30}
+    data["database"] = {"url": "postgresql+psycopg2://postgres@127.0.0.1:5432/test"}
+    data["sources"][0]["interval_seconds"] = 10
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    r = cli("--config", str(cfg), "check")
+    assert r.returncode == 0, r.stderr
+    assert "note: ha.lease_seconds 30: a standby may take 40 s to take over" in r.stdout

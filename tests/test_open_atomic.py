@@ -111,18 +111,20 @@ def test_a_restoration_undone_whose_step_cannot_be_logged_stays_restored(
     assert steps.reopen(iid, "T1", "ops", "仍停电").off == ("T1",)
 
 
-def test_a_record_not_the_steps_own_is_never_folded_as_it(
-        daemon: Daemon, steps: CommandSteps, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    """The step finds its record as the operator source's newest row: one another writer
-    committed meanwhile (already folded) is refused, nothing written, rather than taken."""
+def test_the_same_step_at_the_same_moment_is_refused_as_recorded_already(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    """The step finds its record by its own key, never as the source's newest row (another
+    writer's, committed meanwhile, would have been taken for it); the same record stored
+    again (the same call at the same moment) is refused as recorded, nothing changed."""
     first = steps.open("ops", feeder=None, transformers="T4")
-    (theirs,) = operator_records(daemon)
-    monkeypatch.setattr(daemon.store, "last_event_row_in", lambda conn, source: theirs.row_id)
-    daemon.clock.now += timedelta(minutes=1)  # type: ignore[attr-defined]
-    with pytest.raises(LifecycleError, match="could not be recorded"):
-        steps.open("ops", feeder=None, transformers="T6")
+    (record,) = operator_records(daemon)
+    with pytest.raises(LifecycleError, match=r"this report is recorded already \(call:"):
+        steps.open("ops", feeder=None, transformers="T4")
     assert [r["id"] for r in daemon.store.load_incidents(open_only=False)] == [first.id]
-    assert operator_records(daemon) == [theirs]
+    assert operator_records(daemon) == [record]
+    daemon.clock.now += timedelta(minutes=1)  # type: ignore[attr-defined]
+    second = steps.open("ops", feeder=None, transformers="T6")
+    assert second.id != first.id and len(operator_records(daemon)) == 2
 
 
 def one_incident_any(d: Daemon) -> str:

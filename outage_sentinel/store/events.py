@@ -355,6 +355,13 @@ class EventStore(KvStore):
                            .order_by(events_t.c.id.desc()).limit(1)).first()
         return str(row[0]) if row else None
 
+    def event_row_in(self, conn: Connection, event: OutageEvent) -> int | None:
+        """The row id ``event`` (as stored: its source, id and revision) has, or None."""
+        return conn.execute(select(events_t.c.id).where(
+            self.in_region(events_t), events_t.c.source == event.source,
+            events_t.c.event_id == event.event_id,
+            events_t.c.revision == event.revision)).scalar()
+
     def last_event_row_in(self, conn: Connection, source: str) -> int:
         """The highest event row id stored for ``source`` (0: none)."""
         return int(conn.execute(select(func.max(events_t.c.id))
