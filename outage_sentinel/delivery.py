@@ -5,9 +5,15 @@ The guarantees (docs/design.md §3) and how they are kept:
 * A message is marked ``sent`` only when the channel confirms it (``Outcome.DELIVERED``).
 * Before a send the row is claimed as ``inflight`` in its own committed transaction, so a crash
   mid-send leaves a trace. :meth:`Deliverer.recover` (at start) asks the channel whether it
-  holds the message (the file sink can tell); if it can't tell, the message is sent once more,
-  and a message interrupted a second time is dead-lettered as "delivery uncertain" rather than
-  risk a second duplicate.
+  holds the message (the file sink can tell); if it can't tell, the message is sent once more.
+  A send whose reply never came or carried no verdict (``SendResult.uncertain``) is the same
+  case, and so is a send whose outcome could not be recorded (the database was away for longer
+  than the writes are retried): each run sweeps the messages left in flight, not being sent by
+  this process, claimed longer ago than their channel's timeout plus :data:`STUCK_MARGIN`.
+  All of them count in the row's ``interruptions``, which nothing but an operator's retry
+  resets: a message with one such send is sent once more, one with a second is dead-lettered as
+  "delivery uncertain" rather than risk a second duplicate
+  (:meth:`~outage_sentinel.sending.Outcomes.settle_interrupted`).
 * Failures are retried on the immutable :class:`~outage_sentinel.retry.RetryPolicy`; a message
   older than its max age, or permanently refused, is dead-lettered (counted, logged, kept).
 * A target that keeps failing only delays itself. Within a target, the messages of one
@@ -35,7 +41,8 @@ Channels isolated: no channel or target is held up by another
   batch, never blocks the run, and holds only its own rows.
 * Every request is bounded by its channel's ``timeout_seconds``; a timeout is a RETRY like any
   transport failure, so the hung target's messages follow the retry policy (backoff, then dead
-  letter at the max age) while everyone else's are delivered.
+  letter at the max age, or as "delivery uncertain" at the second timeout after the request
+  went out) while everyone else's are delivered.
 * The daemon's job only *starts* the work (:meth:`Deliverer.dispatch`) and returns at once, so
   runs are never skipped for overrunning. :meth:`Deliverer.run_once` starts it and waits (the
   ``run --once`` cycle and the tests); its groups still run side by side.
@@ -81,7 +88,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Literal, Protocol
 
-from outage_sentinel.channels.base import Channel
+from outage_sentinel.channels.base import Channel, Timed
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ordering import chain_of, order
@@ -94,6 +101,12 @@ from outage_sentinel.store import OutboxRow, Store
 #: A message waiting for an earlier one of its chain that is being sent is due again after
 #: this long (one waiting for a pending one is due with it, and sorts after it by id).
 HOLD_STEP = timedelta(seconds=1)
+#: A message in flight that no send of this process holds counts as interrupted once it was
+#: claimed longer ago than its channel's timeout plus this (its send cannot be under way any
+#: more: the process that claimed it lost the outcome, or died).
+STUCK_MARGIN = timedelta(seconds=60)
+#: The timeout assumed for a channel that states none.
+DEFAULT_TIMEOUT_SECONDS = 10.0
 
 #: A delivery group: ``(channel name, target)``.
 GroupKey = tuple[str, str]
@@ -243,28 +256,36 @@ class Deliverer:
                                   on_dead=on_dead, may_send=may_send)
 
     def recover(self, now: datetime) -> int:
-        """Settle messages a previous process left in flight. Returns how many were found."""
+        """Settle messages a previous process (or leader) left in flight, each as a send whose
+        outcome is unknown. Returns how many were found."""
         rows = self.store.inflight_messages()
         for row in rows:
-            channel = self.channels.get(row.channel)
-            held = channel.already_delivered(row.key) if channel is not None else None
-            if held:
-                self.store.mark_sent(row.id, now, "confirmed by channel after restart")
-                self.log.info("recovered_sent", key=row.key, channel=row.channel)
-            elif held is False:
-                self.store.mark_retry(row.id, now, "interrupted before the channel got it")
-                self.log.info("recovered_resend", key=row.key, channel=row.channel)
-            elif row.inflight_count >= 2:
-                self.sender.dead_letter(row, now, "delivery uncertain: interrupted twice "
-                                        "mid-send; not sent again to avoid a second duplicate")
-                self.metrics.notifications.labels(row.channel, "dead").inc()
-                self.log.warning("recovered_dead_letter", key=row.key, channel=row.channel)
-            else:
-                # One resend allowed; keep inflight_count so a second crash is recognised.
-                self.store.mark_retry(row.id, now, "interrupted mid-send; sending once more",
-                                      clear_inflight=False, interrupted=True)
-                self.log.info("recovered_resend_once", key=row.key, channel=row.channel)
+            self.sender.outcomes.settle_interrupted(row, now, "interrupted mid-send "
+                                                    "(in flight at the start of this term)")
         return len(rows)
+
+    def sweep(self, now: datetime) -> int:
+        """Settle the messages left in flight whose send is not under way any more: not one
+        of this process's sends, and claimed longer ago than the channel's timeout plus
+        :data:`STUCK_MARGIN` (the outcome was lost to a database error, or the sender died).
+        Each counts as interrupted, as in :meth:`recover`. Returns how many."""
+        if not self.sender.may_send():
+            return 0
+        mine = self.sender.claimed_ids()
+        stuck = [r for r in self.store.inflight_messages(claimed_before=now - STUCK_MARGIN)
+                 if r.id not in mine and r.next_attempt_at <= now - self._stuck_after(r)]
+        for row in stuck:
+            self.log.warning("stuck_in_flight", key=mask_phones(row.key), channel=row.channel,
+                             claimed_at=row.next_attempt_at.isoformat())
+            self.sender.outcomes.settle_interrupted(row, now, "its send's outcome was never "
+                                                    "recorded (left in flight)")
+        return len(stuck)
+
+    def _stuck_after(self, row: OutboxRow) -> timedelta:
+        """How long after its claim ``row``'s send cannot be under way any more."""
+        channel = self.channels.get(row.channel)
+        timeout = channel.timeout if isinstance(channel, Timed) else DEFAULT_TIMEOUT_SECONDS
+        return timedelta(seconds=timeout) + STUCK_MARGIN
 
     def dispatch(self, now: datetime) -> int:
         """Hand one batch of due messages to the channels' workers and return at once.
@@ -322,6 +343,7 @@ class Deliverer:
         """Read due messages (busy groups left out) and start a job per group."""
         if self._stopping.is_set():
             return [], 0
+        self.sweep(now)
         rows = self.store.due_messages(now, self.batch_size, exclude=self.busy_groups())
         rows = self._defer_quiet(rows, now)
         rows = self._unmuted(rows, now)

@@ -105,8 +105,10 @@ class Metrics:
     def _delivery_metrics(self, r: CollectorRegistry, p: str) -> None:
         """The outbox, the localiser, the scheduler and the AMI screen."""
         self.notifications = Counter(p + "notifications_total",
-                                     "Delivery attempts by channel and result "
-                                     "(delivered, retry, permanent, dead, dry_run)",
+                                     "Delivery attempts by channel and result (delivered, "
+                                     "retry, uncertain: a send whose outcome is unknown, "
+                                     "permanent, dead, dry_run, rate_limited, silenced, "
+                                     "superseded)",
                                      ["channel", "result"], registry=r)
         self.outbox_backlog = Gauge(p + "outbox_backlog_messages",
                                     "Messages waiting in the outbox (pending or in flight)",

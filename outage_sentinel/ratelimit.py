@@ -13,6 +13,11 @@ only holds the timestamps of recent requests.
 Sliding windows, not fixed minutes: "20 per minute" means no 60-second interval anywhere on
 the timeline holds more than 20 requests, which is the strongest reading of the services'
 rules and the one the acceptance test checks.
+
+A key can also be *blocked* until a time (:meth:`RateLimiter.block`): the service itself said
+it refuses the target for a while (DingTalk 130101 blocks a robot for ten minutes, and a request
+sooner extends the block; WeCom 45009, Aliyun flow control). While blocked, the key allows
+nothing and has no budget, whatever its window says, so every message to it waits or is merged.
 """
 
 from __future__ import annotations
@@ -81,8 +86,15 @@ class Decision:
     ok: bool
     #: Seconds until a request would be allowed (0 when ``ok``).
     wait_seconds: float
-    #: The limit that blocked, for the log (``None`` when ``ok``).
+    #: The limit that blocked, for the log (``None`` when ``ok`` or the key is blocked).
     limit: RateLimit | None = None
+    #: Refused because the service blocked the key (:meth:`RateLimiter.block`).
+    blocked: bool = False
+
+    @property
+    def why(self) -> str:
+        """The refusal in words, for a deferred message's record."""
+        return "blocked by the service" if self.blocked else f"{self.limit} per target"
 
     def __iter__(self) -> Any:
         return iter((self.ok, self.wait_seconds))
@@ -102,6 +114,8 @@ class RateLimiter:
         self._times: dict[str, list[float]] = {}
         # key -> longest window seen for the key; timestamps older than this are forgotten.
         self._horizon: dict[str, float] = {}
+        # key -> until when (epoch seconds) the service refuses it.
+        self._blocked: dict[str, float] = {}
         if state:
             self._load(state)
 
@@ -110,6 +124,9 @@ class RateLimiter:
     def check(self, key: str, now: Instant, limits: Sequence[RateLimit]) -> Decision:
         """Would a request for ``key`` be allowed at ``now``? Records nothing."""
         t = _seconds(now)
+        blocked = self.blocked_for(key, t)
+        if blocked:
+            return Decision(False, blocked, blocked=True)
         times = self._times.get(key, [])
         worst: Decision = Decision(True, 0.0)
         for limit in limits:
@@ -166,6 +183,8 @@ class RateLimiter:
         decide whether to merge them into a digest.
         """
         t = _seconds(now)
+        if self.blocked_for(key, t):
+            return 0
         times = self._times.get(key, [])
         room: int | None = None
         for limit in limits:
@@ -174,6 +193,15 @@ class RateLimiter:
             room = free if room is None else min(room, free)
         return room if room is not None else 2**31 - 1
 
+    def block(self, key: str, until: Instant) -> None:
+        """The service refuses ``key`` until ``until`` (a later block is never shortened)."""
+        self._blocked[key] = max(self._blocked.get(key, 0.0), _seconds(until))
+
+    def blocked_for(self, key: str, now: Instant) -> float:
+        """Seconds ``key`` stays blocked after ``now`` (0: not blocked)."""
+        left = self._blocked.get(key, 0.0) - _seconds(now)
+        return max(left, MIN_WAIT_SECONDS) if left > 0 else 0.0
+
     def history(self, key: str) -> tuple[float, ...]:
         """Timestamps of the recorded requests for ``key`` still remembered (for tests/metrics)."""
         return tuple(self._times.get(key, ()))
@@ -181,6 +209,8 @@ class RateLimiter:
     # -- housekeeping ------------------------------------------------------------------------
 
     def _prune_key(self, key: str, t: float) -> None:
+        if self._blocked.get(key, t + 1) <= t:  # a block that ended: the window decides again
+            del self._blocked[key]
         horizon = self._horizon.get(key, 0.0)
         times = self._times.get(key)
         if times is None:
@@ -193,27 +223,30 @@ class RateLimiter:
             self._horizon.pop(key, None)
 
     def prune(self, now: Instant) -> None:
-        """Forget requests that no window can see any more (keeps the persisted state small)."""
+        """Forget requests that no window can see any more, and blocks that ended (keeps the
+        persisted state small)."""
         t = _seconds(now)
         for key in list(self._times):
             self._prune_key(key, t)
+        for key, until in list(self._blocked.items()):
+            if until <= t:
+                del self._blocked[key]
 
     # -- persistence -------------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot; timestamps rounded to milliseconds."""
-        return {
-            "version": self.STATE_VERSION,
-            "keys": {
-                k: {"horizon": self._horizon.get(k, 0.0), "times": [round(x, 3) for x in v]}
-                for k, v in sorted(self._times.items())
-            },
-        }
+        keys = sorted({*self._times, *self._blocked})
+        return {"version": self.STATE_VERSION, "keys": {k: self.key_state(k) for k in keys}}
 
     def key_state(self, key: str) -> dict[str, Any]:
-        """One key's entry of :meth:`to_state` (what a store keeps per key)."""
+        """One key's entry of :meth:`to_state` (what a store keeps per key); ``blocked_until``
+        only while the key has a block (a reader from before blocks ignores it)."""
         times = self._times.get(key, [])
-        return {"horizon": self._horizon.get(key, 0.0), "times": [round(x, 3) for x in times]}
+        entry = {"horizon": self._horizon.get(key, 0.0), "times": [round(x, 3) for x in times]}
+        if key in self._blocked:
+            entry["blocked_until"] = round(self._blocked[key], 3)
+        return entry
 
     @classmethod
     def of_keys(cls, entries: Mapping[str, Any]) -> RateLimiter:
@@ -245,8 +278,12 @@ class RateLimiter:
             try:
                 times = sorted(float(x) for x in entry["times"])
                 horizon = float(entry["horizon"])
-            except (KeyError, TypeError, ValueError):
+                blocked = entry.get("blocked_until")
+                until = None if blocked is None else float(blocked)
+            except (KeyError, TypeError, ValueError, AttributeError):
                 raise ValueError(f"rate-limit state: bad entry for key {key!r}") from None
             if times:
                 self._times[str(key)] = times
                 self._horizon[str(key)] = horizon
+            if until is not None:
+                self._blocked[str(key)] = until

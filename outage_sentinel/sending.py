@@ -5,15 +5,27 @@ only once the channel confirmed it; a failure is retried on the
 :class:`~outage_sentinel.retry.RetryPolicy` or dead-lettered; a rate-limited channel's messages
 are weighed per limiter key against the window (:mod:`outage_sentinel.shared_limits`), the
 surplus merged into digests (:mod:`outage_sentinel.digest`) or deferred.
+
+A send whose outcome is unknown — the service may hold the message: a timeout waiting for its
+reply, a reply without its verdict (``SendResult.uncertain``), or a crash or database error
+before the outcome was recorded — is resent once at most (:meth:`GroupSender.settle_interrupted`,
+counted in the row's ``interruptions``, which only an operator's retry resets); at the next such
+send the message is dead-lettered as "delivery uncertain". A service that refuses the target for
+a while (``SendResult.rate_limited``: DingTalk 130101, WeCom 45009, Aliyun flow control, HTTP
+429) blocks that target in the shared rate-limit state until its hint runs out, so the group's
+other messages wait (and are merged into a digest) instead of each trying once.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 
 from outage_sentinel.channels.base import (
     Channel,
@@ -34,6 +46,17 @@ from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.shared_limits import SharedLimits
 from outage_sentinel.store import OutboxRow, Store
 
+T = TypeVar("T")
+
+#: Sends with the outcome unknown a message may have had and still be sent again: "a crash
+#: between send and mark may resend once, never more" (crashes and unconfirmed replies alike).
+UNCERTAIN_SENDS = 1
+#: How long an outcome is tried again while the database is briefly away (a failover, a
+#: dropped connection) before it is left in flight for the deliverer's sweep.
+RECORD_PATIENCE_SECONDS = 10.0
+#: How long a target is held back when the service refused it without saying for how long.
+BLOCK_WITHOUT_HINT_SECONDS = 60.0
+
 
 def message_of(row: OutboxRow) -> Message:
     """The channel message for an outbox row."""
@@ -51,6 +74,134 @@ def message_of(row: OutboxRow) -> Message:
         incident_id=row.incident_id,
         params=payload.get("params") or {},
     )
+
+
+class Outcomes:
+    """What becomes of a send: its outcome recorded on the message — sent; retried on the
+    policy; sent once more or dead-lettered when the outcome is unknown; dead-lettered with its
+    notice — each write tried again while the database is briefly away (:meth:`durably`).
+    Records nothing once ``abandoned`` is set (the deliverer's close gave up waiting)."""
+
+    def __init__(self, store: Store, channels: Mapping[str, Channel], policy: RetryPolicy,
+                 metrics: Metrics, log: Any, *, rand: Callable[[], float],
+                 on_dead: Callable[[OutboxRow, str, datetime], None] | None,
+                 abandoned: threading.Event) -> None:
+        self.store = store
+        self.channels = channels
+        self.policy = policy
+        self.metrics = metrics
+        self.log = log
+        self.rand = rand
+        self.on_dead = on_dead
+        #: Set when the deliverer gave up waiting: late outcomes are then not recorded.
+        self.abandoned = abandoned
+
+    def dead_letter(self, row: OutboxRow, now: datetime, reason: str) -> None:
+        """Dead-letter a message and tell whoever wants to know (the command centre)."""
+        self.durably(lambda: self.store.mark_dead(row.id, now, reason))
+        self._tell_dead(row, reason, now)
+
+    def _tell_dead(self, row: OutboxRow, reason: str, now: datetime) -> None:
+        if self.on_dead is not None:
+            try:
+                self.on_dead(row, reason, now)
+            except Exception as exc:  # the dead letter itself is recorded; the notice is extra
+                self.log.error("dead_letter_notice_failed", key=row.key, error=redact(repr(exc)))
+
+    def settle_interrupted(self, row: OutboxRow, now: datetime, why: str,
+                           next_at: datetime | None = None) -> bool:
+        """A send of ``row`` (in flight) whose outcome is unknown, ``why``: the channel is
+        asked whether it holds the message (the file sink can tell) and, when it cannot tell,
+        the message is sent once more from ``next_at`` (default ``now``) — or dead-lettered as
+        "delivery uncertain" when it already had :data:`UNCERTAIN_SENDS` such sends. For a
+        restart's recovery, the sweep of sends never recorded and an unconfirmed reply alike.
+        Returns whether it is known delivered."""
+        channel = self.channels.get(row.channel)
+        held = channel.already_delivered(row.key) if channel is not None else None
+        log = self.log.bind(key=row.key, channel=row.channel, why=why)
+        if held:
+            self.durably(lambda: self.store.mark_sent(row.id, now, f"{why}; the channel has it"))
+            self.metrics.notifications.labels(row.channel, "delivered").inc()
+            log.info("settled_sent_by_channel")
+            return True
+        if held is False:
+            self.durably(lambda: self.store.mark_retry(
+                row.id, next_at or now, f"{why}; the channel does not have it"))
+            log.info("settled_not_sent")
+            return False
+        dead = (f"delivery uncertain: {why}, after {UNCERTAIN_SENDS} earlier send with the "
+                "outcome unknown; not sent again to avoid a second duplicate (retry it if it "
+                "did not arrive)")
+        outcome = self.durably(lambda: self.store.settle_interrupted(
+            row.id, next_at or now, now, allowed=UNCERTAIN_SENDS,
+            resend_note=f"{why}; sending once more", dead_note=dead))
+        if outcome is not None:
+            self.metrics.notifications.labels(row.channel, "uncertain").inc()
+        if outcome == "dead":
+            self.metrics.notifications.labels(row.channel, "dead").inc()
+            self._tell_dead(row, dead, now)
+            log.error("dead_letter", reason="delivery uncertain")
+        elif outcome == "resend":
+            log.warning("resend_once")
+        return False
+
+    def durably(self, write: Callable[[], T]) -> T:
+        """Run ``write`` (a send's outcome), again while the database is briefly away, for up
+        to :data:`RECORD_PATIENCE_SECONDS`: every write retried is one a repeat leaves as it is.
+        What still fails stays in flight, for the deliverer's sweep."""
+        delay, deadline = 0.1, time.monotonic() + RECORD_PATIENCE_SECONDS
+        while True:
+            try:
+                return write()
+            except Exception as exc:
+                if not self.store.is_transient(exc) or self.abandoned.is_set() \
+                        or time.monotonic() + delay > deadline:
+                    raise
+                self.log.warning("outcome_not_recorded_yet", error=redact(repr(exc)),
+                                 again_in_s=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def settle(self, row: OutboxRow, result: SendResult, now: datetime, log: Any,
+               sent_note: str = "") -> bool:
+        """Record the outcome of an attempt for ``row`` (already marked in flight); returns
+        whether it was confirmed sent."""
+        if self.abandoned.is_set():
+            # The deliverer's close() left this send in flight for the next start's recovery,
+            # which may already be running in a new process: an outcome recorded now could
+            # undo what it settles.
+            log.warning("late_outcome_not_recorded", outcome=result.outcome.value)
+            return False
+        detail = redact(result.detail)
+        if result.outcome is Outcome.DELIVERED:
+            if sent_note:
+                detail = f"{sent_note}: {detail}"
+            self.durably(lambda: self.store.mark_sent(row.id, now, detail))
+            self.metrics.notifications.labels(row.channel, "delivered").inc()
+            log.info("delivered", target=row.target, purpose=row.purpose, at=now.isoformat())
+            return True
+        if result.outcome is Outcome.PERMANENT:
+            self.dead_letter(row, now, f"refused: {detail}")
+            self.metrics.notifications.labels(row.channel, "permanent").inc()
+            log.error("dead_letter", reason=detail)
+            return False
+        # ``row`` was read before mark_inflight counted this attempt: it is failure number
+        # attempts + 1 (the policy's backoff is 1-based and refuses 0).
+        decision = self.policy.next_attempt(first_queued=row.created_at,
+                                            failures=row.attempts + 1, now=now, u=self.rand(),
+                                            retry_after=result.retry_after)
+        if decision.action == "dead_letter":
+            self.dead_letter(row, now, f"{detail}; {decision.reason}")
+            self.metrics.notifications.labels(row.channel, "dead").inc()
+            log.error("dead_letter", reason=detail, why=decision.reason)
+            return False
+        next_at = datetime.fromtimestamp(decision.at, UTC)
+        if result.uncertain:  # it may have arrived: once more at most, as after a crash
+            return self.settle_interrupted(row, now, detail, next_at)
+        self.durably(lambda: self.store.mark_retry(row.id, next_at, detail))
+        self.metrics.notifications.labels(row.channel, "retry").inc()
+        log.warning("retry_later", reason=detail, delay_s=round(decision.delay, 1))
+        return False
 
 
 class GroupSender:
@@ -92,9 +243,7 @@ class GroupSender:
         #: Set by the deliverer at shutdown: nothing is claimed from then on.
         self.stopping = stopping
         self.dry_run = dry_run
-        self.rand = rand
         self.language = language
-        self.on_dead = on_dead
         #: Checked before each claim and each send: a deposed leader sends nothing more.
         self.may_send = may_send
         #: Guards ``_claimed``.
@@ -103,6 +252,9 @@ class GroupSender:
         self._claimed: dict[int, str] = {}
         #: Set when the deliverer gave up waiting: late outcomes are then not recorded.
         self._abandoned = threading.Event()
+        #: Records each send's outcome.
+        self.outcomes = Outcomes(store, channels, policy, metrics, log, rand=rand,
+                                 on_dead=on_dead, abandoned=self._abandoned)
 
     def send_group(self, channel: Channel, rows: Sequence[OutboxRow],
                    clock: Callable[[], datetime]) -> int:
@@ -111,11 +263,7 @@ class GroupSender:
         step is stamped by ``clock``. Returns how many rows the group had."""
         gate = ChainGate()
         if not rate_limits_of(channel):
-            for row in rows:
-                if self.stopping.is_set():
-                    break
-                if gate.open(row):
-                    gate.settled(row, self.deliver(row, clock(), clock))
+            self._deliver_plain(channel, rows, clock, gate)
             return len(rows)
         for keys, part in by_rate_keys(channel, rows).items():
             self._deliver_group(channel, keys, part, clock, gate)
@@ -128,7 +276,7 @@ class GroupSender:
 
     def abandon(self) -> None:
         """The sends under way are left in flight for the next start's recovery: an outcome
-        that arrives after this is not recorded (see :meth:`_settle`)."""
+        that arrives after this is not recorded (see :meth:`Outcomes.settle`)."""
         self._abandoned.set()
 
     @contextmanager
@@ -144,14 +292,11 @@ class GroupSender:
                 for r in rows:
                     self._claimed.pop(r.id, None)
 
-    def dead_letter(self, row: OutboxRow, now: datetime, reason: str) -> None:
-        """Dead-letter a message and tell whoever wants to know (the command centre)."""
-        self.store.mark_dead(row.id, now, reason)
-        if self.on_dead is not None:
-            try:
-                self.on_dead(row, reason, now)
-            except Exception as exc:  # the dead letter itself is recorded; the notice is extra
-                self.log.error("dead_letter_notice_failed", key=row.key, error=redact(repr(exc)))
+    def claimed_ids(self) -> set[int]:
+        """The ids of the messages this process's sends are under way for (claimed, or being
+        claimed, and not settled yet): the deliverer's sweep leaves them alone."""
+        with self._lock:
+            return set(self._claimed)
 
     def deliver(self, row: OutboxRow, now: datetime,
                 clock: Callable[[], datetime] | None = None) -> bool:
@@ -161,7 +306,7 @@ class GroupSender:
         log = self.log.bind(key=row.key, channel=row.channel, incident_id=row.incident_id)
         channel = self.channels.get(row.channel)
         if channel is None:
-            self.dead_letter(row, now, f"channel {row.channel!r} is not configured")
+            self.outcomes.dead_letter(row, now, f"channel {row.channel!r} is not configured")
             self.metrics.notifications.labels(row.channel, "dead").inc()
             log.error("dead_letter", reason="channel not configured")
             return False
@@ -171,15 +316,19 @@ class GroupSender:
             self.metrics.notifications.labels(row.channel, "dry_run").inc()
             log.info("dry_run", target=row.target, text=row.body)
             return True
-        if self.stopping.is_set() or not self.may_send() or \
-                not self.store.mark_inflight(row.id, now, row.target):
-            # stopping, no longer the leader, claimed by someone else or re-addressed meanwhile
+        if self.stopping.is_set() or not self.may_send():
             return False
-        with self._claim([row]):
+        with self._claim([row]):  # noted before the claim: the sweep never takes it meanwhile
+            if not self.store.mark_inflight(row.id, now, row.target):
+                return False  # claimed by someone else or re-addressed meanwhile
             if not self.may_send():  # deposed since the claim: the next leader resends it
                 return False
             result = self._send_parts(channel, row, message, clock or (lambda: now))
-            return self._settle(row, result, clock() if clock else now, log)
+            done = clock() if clock else now
+            try:
+                return self.outcomes.settle(row, result, done, log)
+            finally:
+                self._note_block(channel, message, result, done)
 
     def _send_parts(self, channel: Channel, row: OutboxRow, message: Message,
                     clock: Callable[[], datetime]) -> SendResult:
@@ -199,60 +348,36 @@ class GroupSender:
                                       retry_after=decision.wait_seconds)
             result = safe_send(channel, parts[i])
             if result.outcome is not Outcome.DELIVERED:
-                return result if len(parts) == 1 else SendResult(
-                    result.outcome, f"part {i + 1}/{len(parts)}: {result.detail}",
-                    result.retry_after)
+                return result if len(parts) == 1 else replace(
+                    result, detail=f"part {i + 1}/{len(parts)}: {result.detail}")
             if len(parts) > 1:
-                self.store.mark_parts_sent(row.id, i + 1, len(parts))
+                self.outcomes.durably(partial(self.store.mark_parts_sent, row.id, i + 1, len(parts)))
         if len(parts) > 1:
             return SendResult(Outcome.DELIVERED, f"{result.detail}; in {len(parts)} parts")
         return result
 
-    def _settle(self, row: OutboxRow, result: SendResult, now: datetime, log: Any,
-                sent_note: str = "") -> bool:
-        """Record the outcome of an attempt for ``row`` (already marked in flight); returns
-        whether it was confirmed sent."""
-        if self._abandoned.is_set():
-            # The deliverer's close() left this send in flight for the next start's recovery,
-            # which may already be running in a new process: an outcome recorded now could
-            # undo what it settles.
-            log.warning("late_outcome_not_recorded", outcome=result.outcome.value)
-            return False
-        detail = redact(result.detail)
-        if result.outcome is Outcome.DELIVERED:
-            if sent_note:
-                detail = f"{sent_note}: {detail}"
-            self.store.mark_sent(row.id, now, detail)
-            self.metrics.notifications.labels(row.channel, "delivered").inc()
-            log.info("delivered", target=row.target, purpose=row.purpose, at=now.isoformat())
-            return True
-        if result.outcome is Outcome.PERMANENT:
-            self.dead_letter(row, now, f"refused: {detail}")
-            self.metrics.notifications.labels(row.channel, "permanent").inc()
-            log.error("dead_letter", reason=detail)
-            return False
-        # ``row`` was read before mark_inflight counted this attempt: it is failure number
-        # attempts + 1 (the policy's backoff is 1-based and refuses 0).
-        decision = self.policy.next_attempt(first_queued=row.created_at,
-                                            failures=row.attempts + 1, now=now, u=self.rand(),
-                                            retry_after=result.retry_after)
-        if decision.action == "dead_letter":
-            self.dead_letter(row, now, f"{detail}; {decision.reason}")
-            self.metrics.notifications.labels(row.channel, "dead").inc()
-            log.error("dead_letter", reason=detail, why=decision.reason)
-            return False
-        self.store.mark_retry(row.id, datetime.fromtimestamp(decision.at, UTC), detail)
-        self.metrics.notifications.labels(row.channel, "retry").inc()
-        log.warning("retry_later", reason=detail, delay_s=round(decision.delay, 1))
-        return False
-
     # -- rate limits and digests ---------------------------------------------------------------
+
+    def _note_block(self, channel: Channel, message: Message, result: SendResult,
+                    now: datetime) -> None:
+        """A service that refused the target for a while (``result.rate_limited``): the block
+        goes into the target's shared rate-limit state until its hint runs out, so every
+        message to it waits (every worker, node and region) and no request extends it."""
+        if result.outcome is not Outcome.RETRY or not result.rate_limited:
+            return
+        seconds = BLOCK_WITHOUT_HINT_SECONDS if result.retry_after is None \
+            else result.retry_after
+        try:
+            self.limits.block(rate_keys_of(channel, message), now, seconds)
+        except Exception as exc:  # the message itself waits anyway; the next refusal blocks
+            self.log.error("target_block_not_saved", channel=channel.name,
+                           error=redact(repr(exc)))
 
     def _record_digest(self, part: DigestPart, rows: Sequence[OutboxRow], now: datetime,
                        detail: str) -> None:
         """A confirmed digest: kept as its own row, its messages sent by it (one transaction)."""
-        digest_id = self.store.record_digest(digest_row(part, rows), [r.id for r in rows],
-                                             now, detail)
+        digest_id = self.outcomes.durably(lambda: self.store.record_digest(
+            digest_row(part, rows), [r.id for r in rows], now, detail))
         for row in rows:
             self.metrics.notifications.labels(row.channel, "delivered").inc()
         self.log.info("digest_delivered", key=part.message.key, digest=digest_id,
@@ -263,11 +388,28 @@ class GroupSender:
         """One request for ``keys``, checked and recorded across every node and region."""
         return self.limits.allow(keys, now, limits)
 
+    def _deliver_plain(self, channel: Channel, rows: Sequence[OutboxRow],
+                       clock: Callable[[], datetime], gate: ChainGate) -> None:
+        """``rows`` of a channel without limits of its own, one by one, while the service takes
+        the target (it may still have refused it for a while: HTTP 429)."""
+        for row in rows:
+            if self.stopping.is_set():
+                return
+            if not gate.open(row):
+                continue
+            now = clock()
+            wait = self.limits.blocked_for(rate_keys_of(channel, message_of(row)), now)
+            if wait:
+                self._defer(row, now, wait, "blocked by the service")
+                gate.settled(row, False)
+                continue
+            gate.settled(row, self.deliver(row, now, clock))
+
     def _defer(self, row: OutboxRow, now: datetime, wait: float, why: str) -> None:
         """Put ``row`` back until the limiter allows it; not an attempt, but age still counts."""
         deadline = row.created_at + timedelta(seconds=self.policy.max_age_seconds)
         if now >= deadline:
-            self.dead_letter(row, now, f"rate limited past max age: {why}")
+            self.outcomes.dead_letter(row, now, f"rate limited past max age: {why}")
             self.metrics.notifications.labels(row.channel, "dead").inc()
             self.log.error("dead_letter", key=row.key, channel=row.channel,
                            reason="rate limited past max age")
@@ -311,7 +453,7 @@ class GroupSender:
             now = clock()
             decision = self._allow(keys, now, limits)
             if not decision.ok:
-                self._defer(row, now, decision.wait_seconds, f"{decision.limit} per target")
+                self._defer(row, now, decision.wait_seconds, decision.why)
                 gate.settled(row, False)
                 continue
             gate.settled(row, self.deliver(row, now, clock))
@@ -334,7 +476,7 @@ class GroupSender:
             if not decision.ok:
                 for row in covered:
                     self._defer(row, now, decision.wait_seconds,
-                                f"{decision.limit} per target; waiting for a digest")
+                                f"{decision.why}; waiting for a digest")
                 continue
             self._deliver_digest(channel, part, covered, now, clock)
 
@@ -345,14 +487,14 @@ class GroupSender:
         # resends each once on its own (the digest key is not in the outbox).
         if not self.may_send():
             return
-        claimed = [r for r in rows if self.store.mark_inflight(r.id, now, r.target)]
-        if len(claimed) < len(rows):
-            # One was withdrawn, held or re-addressed since it was read: the digest would
-            # still carry it. The rest go back as they were; the next run builds it anew.
-            for row in claimed:
-                self.store.unclaim(row.id)
-            return
-        with self._claim(claimed):
+        with self._claim(rows):  # noted before the claims: the sweep never takes them meanwhile
+            claimed = [r for r in rows if self.store.mark_inflight(r.id, now, r.target)]
+            if len(claimed) < len(rows):
+                # One was withdrawn, held or re-addressed since it was read: the digest would
+                # still carry it. The rest go back as they were; the next run builds it anew.
+                for row in claimed:
+                    self.store.unclaim(row.id)
+                return
             if not self.may_send():  # deposed since the claim: the next leader resends them
                 return
             try:
@@ -363,11 +505,12 @@ class GroupSender:
             log.info("digest_attempt", covers=len(claimed), outcome=result.outcome.value,
                      bytes=len(part.message.text.encode("utf-8")))
             done = clock()
+            self._note_block(channel, part.message, result, done)
             if result.outcome is Outcome.DELIVERED and not self._abandoned.is_set():
                 self._record_digest(part, claimed, done, redact(result.detail))
                 return
             for row in claimed:
-                self._settle(row, result, done, self.log.bind(key=row.key, channel=row.channel,
+                self.outcomes.settle(row, result, done, self.log.bind(key=row.key, channel=row.channel,
                                                              incident_id=row.incident_id),
                              sent_note=f"in digest {part.message.key}")
 

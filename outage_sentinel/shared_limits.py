@@ -6,6 +6,12 @@ window is a row of the store (``rate:<key>``, a key every region shares) and a r
 checked, recorded and saved under that row's lock before it goes out: two regions never share
 the last slot of a window, and a standby that takes over starts from the windows as they are,
 not as they were when it started. The decisions are :class:`ratelimit.RateLimiter`'s.
+
+When a service itself refuses a target for a while (DingTalk 130101: the robot is blocked for
+ten minutes, and every request sooner extends it), the block is written into the same rows
+(:meth:`SharedLimits.block`): every worker, node and region then holds back the target's
+messages — merged into a digest when the block ends — instead of each message finding out
+with a request of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from outage_sentinel.logs import get_logger
+from outage_sentinel.logs import get_logger, mask_phones
 from outage_sentinel.ratelimit import Decision, RateLimit, RateLimiter
 from outage_sentinel.store import Store
 
@@ -49,6 +55,24 @@ class SharedLimits:
             return (saved if decision.ok else None), decision
         with self._lock:
             return self.store.kv_update([PREFIX + k for k in keys], decide, now)
+
+    def block(self, keys: Sequence[str], now: datetime, seconds: float) -> None:
+        """The service refuses ``keys`` for ``seconds`` from ``now``: saved under the rows'
+        locks (a longer block already saved stays)."""
+        def decide(rows: dict[str, Any]) -> tuple[dict[str, Any], None]:
+            limiter = RateLimiter.of_keys({k[len(PREFIX):]: v for k, v in rows.items()})
+            for k in keys:
+                limiter.block(k, now + timedelta(seconds=seconds))
+            return {PREFIX + k: limiter.key_state(k) for k in keys}, None
+        with self._lock:
+            self.store.kv_update([PREFIX + k for k in keys], decide, now)
+        self.log.warning("target_blocked", keys=[mask_phones(k) for k in keys],
+                         seconds=round(seconds, 1))
+
+    def blocked_for(self, keys: Sequence[str], now: datetime) -> float:
+        """Seconds until the service takes requests for ``keys`` again (0: it does now)."""
+        saved = self.saved(keys)
+        return max((saved.blocked_for(k, now) for k in keys), default=0.0)
 
     def saved(self, keys: Sequence[str]) -> RateLimiter:
         """The windows of ``keys`` as the store holds them."""

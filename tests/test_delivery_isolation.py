@@ -305,8 +305,11 @@ def test_a_hung_target_is_retried_then_dead_lettered_and_others_get_each_message
         assert wecom.count(f"tok-{t}") == 3  # never sent twice, never got the hung group's
     hung = groups[("wecom", "hung")]
     for r in hung:
-        assert "timeout after 1 s" in (r.last_error or "") and "max age" in (r.last_error or "")
-        assert r.attempts >= 2  # retried before giving up
+        # the service read each request and never answered: it may have been posted, so
+        # it is sent once more at most and then dead-lettered as uncertain (not retried
+        # until the max age, which posted it again and again)
+        assert (r.last_error or "").startswith("delivery uncertain: timeout after 1 s")
+        assert r.attempts == 2
     assert sum(r.attempts for r in hung) == len(wecom.hung)  # every attempt reached it once
     assert wecom.count("tok-hung") == 0
 

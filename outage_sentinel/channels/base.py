@@ -15,7 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 class Outcome(enum.Enum):
     DELIVERED = "delivered"
-    #: Try again later (rate limited, 5xx, timeout, connection refused).
+    #: Try again later (rate limited, 5xx, timeout, connection refused, no verdict in the
+    #: reply); see :attr:`SendResult.uncertain` and :attr:`SendResult.rate_limited`.
     RETRY = "retry"
     #: Will never succeed as is (bad key, bad signature, keyword missing, invalid number).
     PERMANENT = "permanent"
@@ -29,6 +30,16 @@ class SendResult:
     retry_after: float | None = None
     #: The service's id for the delivered message, if it returns one.
     provider_id: str | None = None
+    #: A RETRY whose request may have reached the service: it went out and no verdict came
+    #: back (a timeout waiting for the reply, a connection dropped mid-exchange, a 2xx without
+    #: the service's verdict). The outbox resends such a message once at most, as after a
+    #: crash mid-send. ``False``: the service certainly did not take it (connection refused,
+    #: connect timeout, 5xx, an error code in the reply).
+    uncertain: bool = False
+    #: A RETRY because the service refuses the *target* for a while (WeCom 45009, DingTalk
+    #: 130101, Feishu 11232, Aliyun flow control, HTTP 429): the outbox holds back every
+    #: message to that target, not only this one, for ``retry_after`` seconds.
+    rate_limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,14 @@ class Channel(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class Timed(Protocol):
+    """A channel whose every request is bounded (``timeout_seconds``): a send claimed longer
+    ago than this (plus a margin) and not settled is no longer under way."""
+
+    timeout: float
 
 
 @runtime_checkable

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 import structlog
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from outage_sentinel.channels.base import Message, Outcome, SendResult
 from outage_sentinel.errors import exception_chain, parse_retry_after
@@ -69,7 +71,20 @@ class Redactor:
 
 
 def retry(detail: str, retry_after: float | None = None) -> SendResult:
+    """A failure the service certainly did not take the message in (try again later)."""
     return SendResult(Outcome.RETRY, detail, retry_after=retry_after)
+
+
+def unconfirmed(detail: str) -> SendResult:
+    """The request went out and no verdict came back: it may have been delivered
+    (:attr:`SendResult.uncertain`; the outbox resends it once at most)."""
+    return SendResult(Outcome.RETRY, detail, uncertain=True)
+
+
+def rate_limited(detail: str, retry_after: float | None) -> SendResult:
+    """The service refuses the target for ``retry_after`` seconds (its hint; ``None``: it
+    gave none): every message to the target waits (:attr:`SendResult.rate_limited`)."""
+    return SendResult(Outcome.RETRY, detail, retry_after=retry_after, rate_limited=True)
 
 
 def permanent(detail: str) -> SendResult:
@@ -77,19 +92,24 @@ def permanent(detail: str) -> SendResult:
 
 
 def classify_code(raw: Any, msg: str, retry_codes: Mapping[int, float | None],
-                  permanent_codes: Mapping[int, str], label: str = "errcode") -> SendResult:
+                  permanent_codes: Mapping[int, str], label: str = "errcode",
+                  rate_codes: Collection[int] = ()) -> SendResult:
     """The verdict for a robot service's numeric result code (WeCom, DingTalk, Feishu).
 
-    0 is delivered; listed codes retry (with the service's wait) or fail permanently; codes we
-    don't recognise retry, bounded by the retry policy's max age: giving up on an unknown code
-    could silently drop an outage notice, retrying costs a few requests.
+    0 is delivered; listed codes retry (with the service's wait; ``rate_codes`` among them
+    hold back the whole target, :func:`rate_limited`) or fail permanently; codes we don't
+    recognise retry, bounded by the retry policy's max age: giving up on an unknown code could
+    silently drop an outage notice, retrying costs a few requests. A code that is no number
+    is no verdict: :func:`unconfirmed`.
     """
     try:
         code = int(raw)
     except (TypeError, ValueError):
-        return retry(f"unreadable {label} {raw!r}")
+        return unconfirmed(f"unreadable {label} {raw!r}; delivery unconfirmed")
     if code == 0:
         return delivered()
+    if code in rate_codes:
+        return rate_limited(f"{label} {code}: {msg}", retry_codes.get(code))
     if code in retry_codes:
         return retry(f"{label} {code}: {msg}", retry_codes[code])
     if code in permanent_codes:
@@ -142,9 +162,11 @@ def http_attempt(
 ) -> HttpReply | SendResult:
     """Make one request. Returns the reply, or a RETRY result for transport failures.
 
-    Transport failures (timeout, refused connection, reset) are always RETRY: the request may
-    or may not have reached the service, and the outbox tolerates one duplicate but never a
-    loss. Only the exception *class* and a redacted message are reported.
+    Transport failures are always RETRY. Those after the request may have gone out (a timeout
+    waiting for the reply, a connection dropped mid-exchange) are :func:`unconfirmed`: the
+    outbox tolerates one duplicate but never a loss, and never a second duplicate. Those before
+    it left (refused, unknown host, connect timeout, TLS handshake) are a plain retry. Only the
+    exception *class* and a redacted message are reported.
     """
     body = data
     hdrs = dict(headers or {})
@@ -156,13 +178,8 @@ def http_attempt(
     try:
         resp = session.request(method, url, data=body, headers=hdrs, timeout=timeout,
                                allow_redirects=False)
-    except requests.Timeout:
-        return retry(f"timeout after {timeout:g} s")
-    except requests.ConnectionError as exc:
-        reason = "connection refused" if _refused(exc) else "connection failed"
-        return retry(f"{reason}: {redact(type(exc).__name__)}")
     except requests.RequestException as exc:
-        return retry(f"request failed: {type(exc).__name__}: {redact(str(exc))[:200]}")
+        return transport_failure(exc, timeout, redact)
     text = resp.text[:2000] if resp.content else ""
     parsed: Any = None
     if resp.content:
@@ -173,22 +190,57 @@ def http_attempt(
     return HttpReply(resp.status_code, parsed, text, dict(resp.headers))
 
 
+def transport_failure(exc: requests.RequestException, timeout: float,
+                      redact: Redactor) -> SendResult:
+    """The RETRY for a request that raised ``exc``: :func:`unconfirmed` once the request may
+    have gone out (a timeout waiting for the reply, a connection lost mid-exchange, a reply cut
+    off), a plain retry when it cannot have (refused, unknown host, connect timeout, TLS)."""
+    name = redact(type(exc).__name__)
+    if isinstance(exc, requests.ConnectTimeout):
+        return retry(f"connect timeout after {timeout:g} s")
+    if isinstance(exc, requests.Timeout):
+        return unconfirmed(f"timeout after {timeout:g} s waiting for the reply; "
+                           "delivery unconfirmed")
+    if isinstance(exc, requests.ConnectionError):
+        if _refused(exc):
+            return retry(f"connection refused: {name}")
+        if never_sent(exc):
+            return retry(f"connection failed: {name}")
+        return unconfirmed(f"connection lost: {name}; delivery unconfirmed")
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
+                        requests.exceptions.ContentDecodingError)):
+        return unconfirmed(f"reply cut off: {name}; delivery unconfirmed")
+    return retry(f"request failed: {name}: {redact(str(exc))[:200]}")
+
+
 def _refused(exc: BaseException) -> bool:
     return any(isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e)
                for e in exception_chain(exc))
 
 
+def never_sent(exc: BaseException) -> bool:
+    """Whether a connection error happened before the request could leave: no connection was
+    made (refused, unknown host, connect timeout), or the TLS handshake or the proxy failed."""
+    if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError)):
+        return True
+    return any(isinstance(e, (NewConnectionError, ConnectTimeoutError, ConnectionRefusedError,
+                              socket.gaierror)) for e in exception_chain(exc))
+
+
 def http_status_result(reply: HttpReply, redact: Redactor) -> SendResult | None:
     """Classify a reply by HTTP status alone, when the body carries no service verdict.
 
-    5xx / 429 / 408 → RETRY (honouring Retry-After); other non-2xx → PERMANENT (a 404 means
-    a wrong URL or key, which repeating won't fix). ``None`` for 2xx: the caller must read the
-    body, because 200 alone is never proof of delivery.
+    429 → RETRY holding back the target (:func:`rate_limited`, for Retry-After); 5xx / 408 /
+    425 → RETRY (honouring Retry-After); other non-2xx → PERMANENT (a 404 means a wrong URL or
+    key, which repeating won't fix). ``None`` for 2xx: the caller must read the body, because
+    200 alone is never proof of delivery.
     """
     if 200 <= reply.status < 300:
         return None
     excerpt = redact(reply.text[:200]).replace("\n", " ")
-    if reply.status >= 500 or reply.status in (408, 425, 429):
+    if reply.status == 429:
+        return rate_limited(f"HTTP 429: {excerpt}".strip(), reply.retry_after())
+    if reply.status >= 500 or reply.status in (408, 425):
         return retry(f"HTTP {reply.status}: {excerpt}".strip(), reply.retry_after())
     return permanent(f"HTTP {reply.status}: {excerpt}".strip())
 
@@ -214,7 +266,7 @@ def safe_result(result: SendResult, redact: Redactor) -> SendResult:
     clean = redact(result.detail)
     if clean == result.detail:
         return result
-    return SendResult(result.outcome, clean, result.retry_after, result.provider_id)
+    return replace(result, detail=clean)
 
 
 class HttpChannel:

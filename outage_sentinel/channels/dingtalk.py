@@ -28,8 +28,8 @@ from outage_sentinel.channels.common import (
     http_attempt,
     http_status_result,
     permanent,
-    retry,
     split_message,
+    unconfirmed,
 )
 from outage_sentinel.textlimits import trim_bytes
 
@@ -39,6 +39,8 @@ TEXT_LIMIT = 20000
 BLOCK_SECONDS = 600.0
 
 _RETRY_CODES: dict[int, float | None] = {130101: BLOCK_SECONDS, 410100: BLOCK_SECONDS, -1: None}
+#: The retry codes that block the robot itself (ten minutes), not only the message.
+_RATE_CODES = frozenset({130101, 410100})
 _PERMANENT_CODES: dict[int, str] = {
     310000: "keyword, signature or IP whitelist check failed",
     300001: "access token does not exist",
@@ -61,9 +63,9 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
 
 def classify_dingtalk(body: Any) -> SendResult:
     if not isinstance(body, dict) or "errcode" not in body:
-        return retry("no errcode in reply; delivery unconfirmed")
+        return unconfirmed("no errcode in reply; delivery unconfirmed")
     return classify_code(body["errcode"], str(body.get("errmsg", ""))[:200], _RETRY_CODES,
-                         _PERMANENT_CODES)
+                         _PERMANENT_CODES, rate_codes=_RATE_CODES)
 
 
 class DingTalkChannel(SignedRobotChannel):

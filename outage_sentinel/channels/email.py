@@ -27,6 +27,7 @@ from outage_sentinel.channels.common import (
     permanent,
     retry,
     safe_result,
+    unconfirmed,
 )
 from outage_sentinel.logs import mask_phones
 
@@ -45,6 +46,14 @@ def to_html(message: Message) -> str:
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
             f'<body><div style="font-family:sans-serif;line-height:1.5">{body}</div>'
             f"</body></html>")
+
+
+def _lost(exc: BaseException, timeout: float) -> str:
+    """What became of a connection that stopped answering (smtplib reports a read timeout as
+    a disconnect, "...: timed out")."""
+    if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+        return f"timeout after {timeout:g} s"
+    return "server disconnected"
 
 
 def _code_result(code: int, what: str) -> SendResult:
@@ -118,40 +127,49 @@ class EmailChannel:
         if not recipients:
             return permanent("no recipient address")
         mail = self.build(message)
+        sending = False  # from the mail transaction on, a lost reply leaves the outcome open
+        refused: dict[str, tuple[int, bytes]] | None = None
         try:
             with self._connect() as smtp:
                 if self._username:
                     smtp.login(self._username, self._password or "")
+                sending = True
                 refused = smtp.send_message(mail, from_addr=self.sender, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:
+        except Exception as exc:
+            if refused is None:  # else the server took it and only the goodbye failed
+                return self._failure(exc, sending)
+        if refused:
+            # Some accepted, some not: resending would duplicate for the accepted ones.
+            return delivered(f"delivered; refused for {len(refused)} recipient(s)")
+        return delivered()
+
+    def _failure(self, exc: BaseException, sending: bool) -> SendResult:
+        """The outcome of an exchange that raised ``exc``; ``sending``: the mail transaction
+        had begun, so a connection lost from then on may have delivered it."""
+        if isinstance(exc, (smtplib.SMTPServerDisconnected, TimeoutError, ConnectionResetError)):
+            if sending:
+                return unconfirmed(f"{_lost(exc, self.timeout)} during the mail transaction; "
+                                   "delivery unconfirmed")
+            return retry(_lost(exc, self.timeout))
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
             codes = [code for code, _ in exc.recipients.values()]
             # All refused: transient only if every refusal was a 4xx.
             if codes and all(400 <= c < 500 for c in codes):
                 return retry(f"all recipients temporarily refused ({codes})")
             return permanent(f"recipients refused ({codes})")
-        except smtplib.SMTPAuthenticationError as exc:
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
             return _code_result(exc.smtp_code, "authentication failed")
-        except smtplib.SMTPNotSupportedError:
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
             return permanent(f"server does not support {self.security} or AUTH")
-        except smtplib.SMTPResponseException as exc:
+        if isinstance(exc, smtplib.SMTPResponseException):
             return _code_result(exc.smtp_code, "refused")
-        except smtplib.SMTPServerDisconnected as exc:
-            # smtplib reports a read timeout as a disconnect ("...: timed out").
-            if "timed out" in str(exc):
-                return retry(f"timeout after {self.timeout:g} s")
-            return retry("server disconnected")
-        except ssl.SSLCertVerificationError:
+        if isinstance(exc, ssl.SSLCertVerificationError):
             return permanent("TLS certificate verification failed")
-        except TimeoutError:
-            return retry(f"timeout after {self.timeout:g} s")
-        except ConnectionRefusedError:
+        if isinstance(exc, ConnectionRefusedError):
             return retry("connection refused")
-        except (OSError, smtplib.SMTPException) as exc:
+        if isinstance(exc, (OSError, smtplib.SMTPException)):
             return retry(f"transport error: {type(exc).__name__}")
-        if refused:
-            # Some accepted, some not: resending would duplicate for the accepted ones.
-            return delivered(f"delivered; refused for {len(refused)} recipient(s)")
-        return delivered()
+        raise exc
 
     def already_delivered(self, key: str) -> bool | None:
         return None

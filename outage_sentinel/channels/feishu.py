@@ -26,7 +26,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.channels.base import Message, Outcome, SendResult
 from outage_sentinel.channels.common import (
     HttpReply,
     SignedRobotChannel,
@@ -34,8 +34,8 @@ from outage_sentinel.channels.common import (
     http_attempt,
     http_status_result,
     permanent,
-    retry,
     split_message,
+    unconfirmed,
 )
 from outage_sentinel.textlimits import trim_bytes, utf8_len
 
@@ -45,6 +45,8 @@ BODY_LIMIT = 20 * 1024
 PART_LIMIT = 16 * 1024
 
 _RETRY_CODES: dict[int, float | None] = {11232: 60.0, 9499: None}
+#: Frequency limits (11232; 9499 "too many request"): the bot itself is refused for a while.
+_RATE_CODES = frozenset({11232, 9499})
 _PERMANENT_CODES: dict[int, str] = {
     19021: "bad signature or timestamp",
     19022: "IP not allowed",
@@ -71,7 +73,7 @@ def classify_feishu(body: Any) -> SendResult | None:
     if raw is None:
         return None
     return classify_code(raw, str(body.get("msg", body.get("StatusMessage", "")))[:200],
-                         _RETRY_CODES, _PERMANENT_CODES, label="code")
+                         _RETRY_CODES, _PERMANENT_CODES, label="code", rate_codes=_RATE_CODES)
 
 
 class FeishuChannel(SignedRobotChannel):
@@ -138,10 +140,12 @@ class FeishuChannel(SignedRobotChannel):
         if not isinstance(reply, HttpReply):
             return reply
         verdict = classify_feishu(reply.body)
-        if verdict is not None and not (verdict.outcome.value == "delivered"
-                                        and not 200 <= reply.status < 300):
+        if verdict is not None and verdict.outcome is Outcome.DELIVERED \
+                and not 200 <= reply.status < 300:
+            return unconfirmed(f"HTTP {reply.status} with code 0; delivery unconfirmed")
+        if verdict is not None:
             return verdict
         status = http_status_result(reply, self._redact)
         if status is not None:
             return status
-        return retry("no code in reply; delivery unconfirmed")
+        return unconfirmed("no code in reply; delivery unconfirmed")

@@ -33,6 +33,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -40,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from outage_sentinel.channels.base import Message, SendResult
+from outage_sentinel.channels.base import Message, Outcome, SendResult
 from outage_sentinel.channels.common import (
     HttpChannel,
     HttpReply,
@@ -49,7 +50,9 @@ from outage_sentinel.channels.common import (
     http_status_result,
     mask_number,
     permanent,
+    rate_limited,
     retry,
+    unconfirmed,
 )
 from outage_sentinel.ratelimit import RateLimit
 from outage_sentinel.sms_params import template_purpose, template_values
@@ -140,10 +143,10 @@ def classify_sms(body: Any, now: float) -> SendResult | None:
     if code == "OK":
         biz = body.get("BizId")
         return delivered("OK", str(biz) if biz else None)
-    if code == "isv.BUSINESS_LIMIT_CONTROL":
-        return retry(f"{code}: {msg}", flow_control_wait(msg, now))
+    if code == "isv.BUSINESS_LIMIT_CONTROL":  # the number is refused for a while
+        return rate_limited(f"{code}: {msg}", flow_control_wait(msg, now))
     if code == "isv.DAY_LIMIT_CONTROL":
-        return retry(f"{code}: {msg}", seconds_until_next_china_day(now))
+        return rate_limited(f"{code}: {msg}", seconds_until_next_china_day(now))
     if code in _RETRY_CODES:
         return retry(f"{code}: {msg}")
     if code in _PERMANENT_CODES:
@@ -249,11 +252,10 @@ class SmsChannel(HttpChannel):
         verdict = classify_sms(reply.body, self._clock())
         who = ",".join(mask_number(n) for n in numbers)
         if verdict is not None:
-            if verdict.outcome.value == "delivered" and not 200 <= reply.status < 300:
-                return retry(f"HTTP {reply.status} with Code OK for {who}; unconfirmed")
-            return SendResult(verdict.outcome, f"{verdict.detail} [to {who}]",
-                              verdict.retry_after, verdict.provider_id)
+            if verdict.outcome is Outcome.DELIVERED and not 200 <= reply.status < 300:
+                return unconfirmed(f"HTTP {reply.status} with Code OK for {who}; unconfirmed")
+            return replace(verdict, detail=f"{verdict.detail} [to {who}]")
         status = http_status_result(reply, self._redact)
         if status is not None:
             return status
-        return retry(f"no Code in reply for {who}; delivery unconfirmed")
+        return unconfirmed(f"no Code in reply for {who}; delivery unconfirmed")

@@ -23,7 +23,7 @@ from outage_sentinel.channels.common import (
     http_attempt,
     http_status_result,
     permanent,
-    retry,
+    unconfirmed,
 )
 from outage_sentinel.ratelimit import RateLimit
 
@@ -92,7 +92,7 @@ class WebhookChannel(HttpChannel):
             return delivered(f"HTTP {reply.status}")
         found, value = _lookup(reply.body, self._success_field)
         if not found:
-            return retry(f"no {self._success_field!r} in reply; delivery unconfirmed")
+            return unconfirmed(f"no {self._success_field!r} in reply; delivery unconfirmed")
         if str(value).strip().lower() in _OK_VALUES or value is True:
             return delivered(f"{self._success_field}={value}")
         return permanent(f"{self._success_field}={str(value)[:100]}")

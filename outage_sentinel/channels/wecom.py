@@ -32,8 +32,8 @@ from outage_sentinel.channels.common import (
     http_attempt,
     http_status_result,
     permanent,
-    retry,
     split_message,
+    unconfirmed,
 )
 from outage_sentinel.ratelimit import RateLimit
 from outage_sentinel.textlimits import trim_bytes
@@ -42,8 +42,11 @@ DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
 TEXT_LIMIT = 2048
 MARKDOWN_LIMIT = 4096
 
-#: errcode → seconds to wait. 45009: "api freq out of limit" (20/min per robot); -1: busy.
+#: errcode → seconds to wait. 45009: "api freq out of limit" (20/min per robot); 45033: too
+#: many concurrent calls; -1: busy.
 _RETRY_CODES: dict[int, float | None] = {45009: 60.0, -1: None, 45033: 60.0}
+#: The retry codes that refuse the robot itself for their wait, not only the message.
+_RATE_CODES = frozenset({45009, 45033})
 #: errcodes that repeating can't fix.
 _PERMANENT_CODES: dict[int, str] = {
     93000: "invalid webhook key",
@@ -62,10 +65,10 @@ _PERMANENT_CODES: dict[int, str] = {
 def classify_wecom(body: Any) -> SendResult:
     """The verdict in a WeCom reply body."""
     if not isinstance(body, dict) or "errcode" not in body:
-        # No verdict: it may or may not have been posted. RETRY (one duplicate at worst).
-        return retry("no errcode in reply; delivery unconfirmed")
+        # No verdict: it may or may not have been posted (one duplicate at worst).
+        return unconfirmed("no errcode in reply; delivery unconfirmed")
     return classify_code(body["errcode"], str(body.get("errmsg", ""))[:200], _RETRY_CODES,
-                         _PERMANENT_CODES)
+                         _PERMANENT_CODES, rate_codes=_RATE_CODES)
 
 
 class WeComChannel(HttpChannel):

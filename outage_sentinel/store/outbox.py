@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from outage_sentinel.field_links import LINK_PREFIX, MAX_AGE
 from outage_sentinel.outgoing import Address, OutboxMessage
-from outage_sentinel.store.base import StoreBase
+from outage_sentinel.store.claims import ClaimStore
 from outage_sentinel.store.schema import incidents_t, kv_t, outbox_t
 
 #: A stored field link is written again (its ``issued`` renewed) at most this often.
@@ -38,9 +38,6 @@ CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
 #: wrong village``, :mod:`outage_sentinel.outbox_control`); the daemon's own take-backs give
 #: their reason, never this.
 WITHDRAWN_BY = "withdrawn by "
-#: The statuses the deliverer's own writes start from: a message it read as due (pending)
-#: or claimed (inflight). A message withdrawn or held meanwhile is left as the operator left it.
-DELIVERING = ("pending", "inflight")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +55,10 @@ class OutboxRow(OutboxMessage):
     dead_at: datetime | None = None
     #: The region whose leader sends it.
     region: str = "default"
-    #: Sends interrupted with the outcome unknown, after which it was sent again.
+    #: Sends whose outcome is unknown (cut off by a crash, a timeout waiting for the reply, a
+    #: reply without the service's verdict): each a possible duplicate at the service. One is
+    #: allowed and resent; at the next the message is dead-lettered (see
+    #: :meth:`ClaimStore.settle_interrupted`). Only an operator's retry starts it afresh.
     interruptions: int = 0
 
     @property
@@ -67,10 +67,11 @@ class OutboxRow(OutboxMessage):
 
 
 
-class OutboxStore(StoreBase):
+class OutboxStore(ClaimStore):
     """The ``outbox`` table, and the short field links its messages carry (kept with them in
-    ``kv``). Silences, which mute some of its messages, are
-    :class:`~outage_sentinel.store.silences.SilenceStore`'s."""
+    ``kv``). The deliverer's claims and their outcomes are
+    :class:`~outage_sentinel.store.claims.ClaimStore`'s; silences, which mute some of its
+    messages, :class:`~outage_sentinel.store.silences.SilenceStore`'s."""
 
     def enqueue_in(self, conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> int:
         """Add outbox rows; a row whose unique key exists already is skipped. Returns added.
@@ -144,47 +145,6 @@ class OutboxStore(StoreBase):
             rows = [OutboxRow(**r._mapping) for r in conn.execute(q)]
         return [r for r in rows if (r.incident_id, r.recipient) in wanted]
 
-    def record_digest(self, digest: OutboxMessage, covered: Sequence[int], now: datetime,
-                      detail: str) -> int:
-        """A confirmed digest: stored as its own ``sent`` row (what the group read, with the
-        ids it covers in ``payload["covers"]``), and the covered messages marked sent by it
-        (``payload["digest"]`` = its id), in one transaction. Returns the digest's id."""
-        with self.transaction() as conn:
-            values = {"status": "sent", "attempts": 1, "inflight_count": 0,
-                      "next_attempt_at": now, "created_at": now, "sent_at": now,
-                      "last_error": detail or None, "region": self.region, **digest.columns()}
-            values["payload"] = {**values["payload"], "covers": list(covered)}
-            key = conn.execute(outbox_t.insert().values(**values)).inserted_primary_key
-            assert key is not None
-            digest_id = int(key[0])
-            rows = conn.execute(select(outbox_t.c.id, outbox_t.c.payload)
-                                .where(outbox_t.c.id.in_(list(covered)))).all()
-            for row_id, payload in rows:
-                conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(
-                    status="sent", sent_at=now, inflight_count=0,
-                    last_error=f"in digest #{digest_id}: {detail}",
-                    payload={**(payload or {}), "digest": digest_id}))
-            return digest_id
-
-    def mark_parts_sent(self, row_id: int, parts: int, of: int) -> None:
-        """A message sent in parts: the first ``parts`` of ``of`` are confirmed (kept in its
-        payload as ``parts_sent`` / ``parts``, so a retry, even after a restart, sends only the
-        rest and the board can tell how far it got)."""
-        with self.transaction() as conn:
-            payload = conn.execute(select(outbox_t.c.payload)
-                                   .where(outbox_t.c.id == row_id)).scalar_one()
-            payload = {**(payload or {}), "parts_sent": parts, "parts": of}
-            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id)
-                         .values(payload=payload))
-
-    def postpone(self, row_id: int, until: datetime) -> None:
-        """A pending message due no earlier than ``until`` (it waits for another)."""
-        with self.transaction() as conn:
-            conn.execute(update(outbox_t)
-                         .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending",
-                                outbox_t.c.next_attempt_at < until)
-                         .values(next_attempt_at=until))
-
     def mark_superseded(self, row_id: int, now: datetime, reason: str) -> bool:
         """A pending off-notice made moot by a later back-notice to the same recipient about
         the same incident: kept and shown, never sent."""
@@ -241,61 +201,14 @@ class OutboxStore(StoreBase):
             row = conn.execute(q).first()
             return OutboxRow(**row._mapping) if row else None
 
-    def inflight_messages(self) -> list[OutboxRow]:
-        return self.messages(status="inflight")
-
-    def mark_inflight(self, row_id: int, now: datetime, target: str | None = None) -> bool:
-        """Claim a pending message before sending it (committed, so a crash leaves a trace);
-        with ``target``, only while it still goes there (a release re-addressed it since it
-        was read: the copy in hand would go to the old address)."""
-        where = [outbox_t.c.id == row_id, outbox_t.c.status == "pending"]
-        if target is not None:
-            where.append(outbox_t.c.target == target)
-        with self.transaction() as conn:
-            res = conn.execute(update(outbox_t)
-                               .where(*where)
-                               .values(status="inflight",
-                                       inflight_count=outbox_t.c.inflight_count + 1,
-                                       attempts=outbox_t.c.attempts + 1))
-            return bool(res.rowcount)
-
-    def mark_sent(self, row_id: int, now: datetime, detail: str = "") -> None:
-        with self.transaction() as conn:
-            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
-                                                outbox_t.c.status.in_(DELIVERING))
-                         .values(status="sent", sent_at=now, inflight_count=0,
-                                 last_error=detail or None))
-
-    def unclaim(self, row_id: int) -> None:
-        """A claimed message not sent after all (its digest must be rebuilt): pending again
-        as it was before :meth:`mark_inflight` counted the claim."""
-        with self.transaction() as conn:
-            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
-                                                outbox_t.c.status == "inflight")
-                         .values(status="pending",
-                                 inflight_count=outbox_t.c.inflight_count - 1,
-                                 attempts=outbox_t.c.attempts - 1))
-
-    def mark_retry(self, row_id: int, next_at: datetime, error: str, *,
-                   clear_inflight: bool = True, interrupted: bool = False) -> None:
-        """Pending again from ``next_at``; ``interrupted``: a send of it was cut off with the
-        outcome unknown (counted in ``interruptions``)."""
-        values: dict[str, Any] = {"status": "pending", "next_attempt_at": next_at,
-                                  "last_error": error}
-        if clear_inflight:
-            values["inflight_count"] = 0
-        if interrupted:
-            values["interruptions"] = outbox_t.c.interruptions + 1
-        with self.transaction() as conn:
-            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
-                                                outbox_t.c.status.in_(DELIVERING))
-                         .values(**values))
-
-    def mark_dead(self, row_id: int, now: datetime, error: str) -> None:
-        with self.transaction() as conn:
-            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
-                                                outbox_t.c.status.in_(DELIVERING))
-                         .values(status="dead", last_error=error, sent_at=None, dead_at=now))
+    def inflight_messages(self, claimed_before: datetime | None = None) -> list[OutboxRow]:
+        """Messages in flight; with ``claimed_before``, those claimed before it (a claim's time
+        is its ``next_attempt_at``, :meth:`mark_inflight`)."""
+        q = self._outbox_query(("inflight",), None, None)
+        if claimed_before is not None:
+            q = q.where(outbox_t.c.next_attempt_at < claimed_before)
+        with self.engine.connect() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(q.order_by(outbox_t.c.id))]
 
     def withdraw_pending_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
                             now: datetime, reason: str,
@@ -437,8 +350,8 @@ class OutboxStore(StoreBase):
             ids = [int(i) for i in conn.execute(q.order_by(outbox_t.c.id)).scalars()]
             if ids:
                 conn.execute(update(outbox_t).where(outbox_t.c.id.in_(ids)).values(
-                    status="pending", attempts=0, inflight_count=0, next_attempt_at=now,
-                    dead_at=None, sent_at=None, last_error=note))
+                    status="pending", attempts=0, inflight_count=0, interruptions=0,
+                    next_attempt_at=now, dead_at=None, sent_at=None, last_error=note))
                 self.readdress_in(conn, {i: a for i, a in (addresses or {}).items()
                                          if i in ids}, now, note)
         return ids
