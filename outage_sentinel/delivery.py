@@ -257,8 +257,12 @@ class Deliverer:
 
     def recover(self, now: datetime) -> int:
         """Settle messages a previous process (or leader) left in flight, each as a send whose
-        outcome is unknown. Returns how many were found."""
+        outcome is unknown, but for this process's own sends under way (the lease renewed
+        makes this node the leader, and its delivery job may claim, before the new term's
+        recovery runs). Returns how many were settled."""
         rows = self.store.inflight_messages()
+        mine = self.sender.claimed_ids()  # read after the rows: a claim is noted before it is made
+        rows = [r for r in rows if r.id not in mine]
         for row in rows:
             self.sender.outcomes.settle_interrupted(row, now, "interrupted mid-send "
                                                     "(in flight at the start of this term)")

@@ -325,10 +325,10 @@ class GroupSender:
                 return False
             result = self._send_parts(channel, row, message, clock or (lambda: now))
             done = clock() if clock else now
-            try:
-                return self.outcomes.settle(row, result, done, log)
-            finally:
-                self._note_block(channel, message, result, done)
+            # the block first: every other worker, node and region sees it at once, not after
+            # the outcome's write (which may wait for the database)
+            self._note_block(channel, message, result, done)
+            return self.outcomes.settle(row, result, done, log)
 
     def _send_parts(self, channel: Channel, row: OutboxRow, message: Message,
                     clock: Callable[[], datetime]) -> SendResult:
@@ -365,10 +365,16 @@ class GroupSender:
         message to it waits (every worker, node and region) and no request extends it."""
         if result.outcome is not Outcome.RETRY or not result.rate_limited:
             return
+        keys = rate_keys_of(channel, message)
+        if len(keys) != 1:
+            # an SMS to several numbers: the quota refused is one number's, and which one
+            # the reply does not say; blocking them all would hold back every other notice
+            # to the others (until the next day for a daily quota). Only this message waits.
+            return
         seconds = BLOCK_WITHOUT_HINT_SECONDS if result.retry_after is None \
             else result.retry_after
         try:
-            self.limits.block(rate_keys_of(channel, message), now, seconds)
+            self.limits.block(keys, now, seconds)
         except Exception as exc:  # the message itself waits anyway; the next refusal blocks
             self.log.error("target_block_not_saved", channel=channel.name,
                            error=redact(repr(exc)))

@@ -215,6 +215,27 @@ def test_the_sweep_leaves_a_send_under_way_alone(sqlite_store: Store,
     assert (len(service.requests), by_purpose(sqlite_store)["outage"].interruptions) == (1, 0)
 
 
+def test_a_new_term_s_recovery_leaves_this_process_s_own_sends_alone(
+        sqlite_store: Store, service: FakeService) -> None:
+    """The lease renewed makes this node the leader before the new term's recovery runs, so
+    its delivery job may already be sending: recovery counted that send as interrupted (and
+    with an earlier unknown send behind it, dead-lettered a notice the service then got)."""
+    service.default = Reply(200, {"errcode": 0, "errmsg": "ok"}, delay=1.5)
+    d = Deliverer(sqlite_store, {"wx": wecom(service)}, POLICY, Metrics())
+    enqueue(sqlite_store, notice(), now=datetime.now(UTC))
+    with sqlite_store.transaction() as conn:  # one unknown send before (a reply timeout)
+        conn.execute(sa.text("UPDATE outbox SET interruptions = 1"))
+    d.dispatch(datetime.now(UTC))
+    try:
+        assert wait_for(lambda: by_purpose(sqlite_store)["outage"].status == "inflight", 10)
+        assert d.recover(datetime.now(UTC)) == 0
+        assert wait_for(lambda: by_purpose(sqlite_store)["outage"].status == "sent", 10)
+    finally:
+        d.close(grace_seconds=5)
+    m = by_purpose(sqlite_store)["outage"]
+    assert (len(service.requests), m.interruptions, m.status) == (1, 1, "sent")
+
+
 def test_a_database_blip_as_the_service_answers_is_waited_out(
         proxied: tuple[Proxy, Store], service: FakeService) -> None:
     """WeCom answers 503 and PostgreSQL is away for 1.5 s: the retry is recorded once it is
@@ -274,5 +295,14 @@ def test_an_outcome_written_again_after_a_lost_acknowledgement_changes_nothing(
     assert [m.purpose for m in store.messages()].count("digest") == 1
     notes = {"allowed": 1, "resend_note": "again", "dead_note": "uncertain"}
     assert store.settle_interrupted(three.id, T0, T0, **notes) == "resend"  # type: ignore[arg-type]
-    assert store.settle_interrupted(three.id, T0, T0, **notes) is None  # type: ignore[arg-type]
+    # asked again, it says what the first commit did, and counts nothing more
+    assert store.settle_interrupted(three.id, T0, T0, **notes) == "resend"  # type: ignore[arg-type]
     assert [m.interruptions for m in store.messages(ids=[three.id])] == [1]
+    assert store.mark_inflight(three.id, T0)
+    assert store.settle_interrupted(three.id, T0, T0, **notes) == "dead"  # type: ignore[arg-type]
+    # the dead letter is reported again (its caller tells the command centre), not lost
+    assert store.settle_interrupted(three.id, T0, T0, **notes) == "dead"  # type: ignore[arg-type]
+    assert [m.interruptions for m in store.messages(ids=[three.id])] == [2]
+    # settled by another with its own words: not this caller's to report
+    other = {**notes, "dead_note": "someone else's"}
+    assert store.settle_interrupted(three.id, T0, T0, **other) is None  # type: ignore[arg-type]

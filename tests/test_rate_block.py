@@ -164,6 +164,27 @@ def test_sms_flow_control_holds_back_that_number_only(store: Store,
     assert all(r.status == "sent" for r in store.messages())
 
 
+def test_a_quota_refused_for_an_sms_to_several_numbers_holds_back_none_of_them(
+        store: Store, service: FakeService) -> None:
+    """A daily quota refused for a message to two numbers: which number is over it the reply
+    does not say, so no number is blocked (blocking both held the other's own notices until
+    the next day, past their max age, unsent); only that message waits."""
+    ch = SmsChannel("sms", access_key_id="AK", access_key_secret="secret-0123456789",
+                    sign_name="供电", template_code="SMS_1", endpoint=service.url + "/",
+                    timeout=2, rate_limits=DEFAULT_LIMITS["sms"])
+    d = Deliverer(store, {"sms": ch}, POLICY, Metrics())
+    service.default = Reply(200, {"Code": "OK", "Message": "OK", "BizId": "biz-1"})
+    service.reply(Reply(200, {"Code": "isv.DAY_LIMIT_CONTROL", "Message": "触发日发送限额"}))
+    a, b = "13800000001", "13900000002"
+    enqueue(store, [notice(1, channel="sms", target=a, mentions=(a, b))], T0)
+    d.run_once(T0)
+    enqueue(store, [notice(2, channel="sms", target=b, mentions=(b,))], at(1))
+    d.run_once(at(2))
+    numbers = [r.form()["PhoneNumbers"] for r in service.requests]
+    assert numbers == [f"{a},{b}", b]  # b's own notice is not held back
+    assert [m.status for m in store.messages()] == ["pending", "sent"]
+
+
 def test_http_429_holds_back_a_target_of_a_channel_without_limits(
         store: Store, service: FakeService) -> None:
     service.reply(Reply(429, {"error": "slow down"}, headers={"Retry-After": "30"}))

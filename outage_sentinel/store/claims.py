@@ -93,7 +93,9 @@ class ClaimStore(StoreBase):
         without a verdict): counted in ``interruptions``, and pending again from ``next_at``
         while it has had fewer than ``allowed`` such sends (``"resend"``), else dead-lettered
         (``"dead"``) rather than risk one duplicate more. ``None``: it was not in flight any
-        more (another settled it first). One transaction: the count never races."""
+        more (another settled it first). One transaction: the count never races. Asked again
+        after a commit whose acknowledgement was lost, it answers what that commit did (the
+        row as these notes left it), so the caller still tells of the dead letter."""
         mine = (outbox_t.c.id == row_id, outbox_t.c.status == "inflight")
         more = outbox_t.c.interruptions + 1
         with self.transaction() as conn:
@@ -105,7 +107,13 @@ class ClaimStore(StoreBase):
                     status="dead", last_error=dead_note, sent_at=None, dead_at=now,
                     interruptions=more)).rowcount:
                 return "dead"
-            return None
+            left = conn.execute(select(outbox_t.c.status, outbox_t.c.last_error)
+                                .where(outbox_t.c.id == row_id)).first()
+        if left is not None and tuple(left) == ("dead", dead_note):
+            return "dead"
+        if left is not None and tuple(left) == ("pending", resend_note):
+            return "resend"
+        return None
 
     def mark_dead(self, row_id: int, now: datetime, error: str) -> None:
         with self.transaction() as conn:
