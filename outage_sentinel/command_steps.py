@@ -36,7 +36,7 @@ from outage_sentinel.lifecycle import (
     confirmed_devices,
 )
 from outage_sentinel.logs import mask_phones
-from outage_sentinel.processing import IncidentProcessor
+from outage_sentinel.processing import IncidentProcessor, planned_areas
 from outage_sentinel.topology import Topology
 
 
@@ -169,7 +169,7 @@ class CommandSteps:
         proc = self.processor
         return corrections.clear_devices(inc, self.topology,
                                          proc.estimator_for(conn, inc.feeder, now),
-                                         proc.planned_areas(conn, now), now)
+                                         planned_areas(proc.store, conn, now), now)
 
     def cancel(self, incident_id: str, reason: str, actor: str) -> Incident:
         """Cancel a false alarm: everyone told hears it is cancelled."""

@@ -24,7 +24,7 @@ Operator steps (``incidents restore``) enter as events of the ``operator`` sourc
 an operator's report is stored and folded in one transaction with the step's own log line
 (:meth:`IncidentProcessor.report_with`). A step that re-estimates an incident asks for the
 estimator and planned areas a fold would use now (:meth:`IncidentProcessor.estimator_for`,
-:meth:`IncidentProcessor.planned_areas`).
+:func:`planned_areas`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -437,11 +437,6 @@ class IncidentProcessor:
         transaction: the localiser in the weather of the window (:meth:`_fault_context`)."""
         return self._estimator_in(conn, RoundCache(self.store), feeder, now)
 
-    def planned_areas(self, conn: Connection, now: datetime) -> frozenset[str]:
-        """The areas planned work in force explains now (a fault's estimate leaves them
-        out), inside the caller's transaction."""
-        return planned_transformers(RoundCache(self.store).open_planned(conn), now)
-
     def _estimator_in(self, conn: Connection, rnd: RoundCache, feeder: str | None,
                       now: datetime) -> Estimator:
         if isinstance(self.estimator, BayesEstimator):
@@ -477,37 +472,8 @@ class IncidentProcessor:
         The step goes through the same path as a feed's restoration (stored event, incident
         revision, notices in one transaction), so the daemon and the CLI never disagree.
         """
-        inc = self.incident(incident_id)
-        # Over, it may still have areas counted back that nothing confirmed: the step is the
-        # command centre's word that they are.
-        pending = inc.off if inc.status == "active" else inc.unconfirmed
-        if inc.status != "active" and not pending:
-            raise LifecycleError(f"{incident_id} is {inc.status}; nothing to restore")
-        what = "an affected transformer area" if inc.status == "active" else \
-            "an area whose restoration is unconfirmed"
-        ids: list[str] = []
-        for ref in split_list(transformers) if transformers else pending:
-            tid = self.topology.resolve(ref)
-            if tid is None or tid not in (inc.estimate.transformers if inc.status == "active"
-                                          else pending):
-                error = StepInputError if tid is None else LifecycleError
-                raise error(f"{ref!r} is not {what} of {incident_id} "
-                            f"({'affected' if inc.status == 'active' else 'unconfirmed'}: "
-                            f"{', '.join(pending[:10])})")
-            ids.append(tid)
-        when = parse_time(at, "--at", self.tz) if at else now
-        if when > now + timedelta(minutes=1):
-            raise StepInputError(f"--at {at} is in the future")
-        if when < inc.start:
-            raise LifecycleError(f"--at {at} is before the outage began "
-                                 f"({inc.start.astimezone(self.tz):%Y-%m-%d %H:%M})")
-        event = OutageEvent(
-            source=OPERATOR_SOURCE, event_id=f"{incident_id}:restore:{when.isoformat()}:"
-            f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",
-            # The note is the operator's words, not a scope: as area text, the areas it named
-            # ("T1仍停电") were brought back with the step.
-            signal="alive", start=when, end=when, transformers=tuple(ids),
-            raw={"incident_id": incident_id, "actor": actor, "note": note})
+        event = restore_event(self.incident(incident_id), self.topology, self.tz, actor,
+                              transformers, at, note, now)
         self.report_with(event, now)
         return self.incident(incident_id)
 
@@ -532,7 +498,7 @@ class IncidentProcessor:
             waiting = dict(self.writer.waiting)
             try:
                 with self.store.transaction() as conn:
-                    stored = self._stored_report(conn, event, now)
+                    stored = stored_report(self.store, conn, event, now)
                     incident_id = self._apply(conn, stored, RoundCache(self.store), now,
                                               batch_endings([stored]))
                     if then is not None:
@@ -543,18 +509,6 @@ class IncidentProcessor:
             self.writer.dispatch_waiting(now)
             self._update_incident_gauge()
         return incident_id
-
-    def _stored_report(self, conn: Connection, event: OutageEvent, now: datetime
-                       ) -> StoredEvent:
-        """``event`` stored unprocessed in the caller's transaction, with its row (found by
-        its own key, so another writer's report committed meanwhile is never taken for it).
-        The same report stored before (the same step at the same time) is refused."""
-        counts = self.store.ingest_in(conn, OPERATOR_SOURCE, PollResult(events=[event]), now)
-        row_id = self.store.event_row_in(conn, counts.new_events[0]) if counts.inserted else None
-        if row_id is None:
-            raise LifecycleError(f"this report is recorded already ({event.event_id}); "
-                                 "nothing was changed")
-        return StoredEvent(row_id, counts.new_events[0], now, None)
 
     def incident(self, incident_id: str) -> Incident:
         """The incident's current state."""
@@ -634,3 +588,62 @@ class IncidentProcessor:
         counts.update(self.store.incident_counts())
         for kind, n in counts.items():
             self.metrics.incidents_active.labels(kind).set(n)
+
+
+def restore_event(inc: Incident, topology: Topology, tz: tzinfo, actor: str,
+                  transformers: str | None, at: str | None, note: str, now: datetime
+                  ) -> OutageEvent:
+    """The operator's restoration of ``inc``'s areas ``transformers`` (all off, or, once it is
+    over, all counted back unconfirmed, when ``None``) at ``at`` (local time; ``now`` when
+    ``None``), as the event :meth:`IncidentProcessor.operator_restore` folds in; refused
+    (:class:`StepInputError`, :class:`LifecycleError`) naming what is wrong."""
+    # Over, it may still have areas counted back that nothing confirmed: the step is the
+    # command centre's word that they are.
+    pending = inc.off if inc.status == "active" else inc.unconfirmed
+    if inc.status != "active" and not pending:
+        raise LifecycleError(f"{inc.id} is {inc.status}; nothing to restore")
+    what = "an affected transformer area" if inc.status == "active" else \
+        "an area whose restoration is unconfirmed"
+    ids: list[str] = []
+    for ref in split_list(transformers) if transformers else pending:
+        tid = topology.resolve(ref)
+        if tid is None or tid not in (inc.estimate.transformers if inc.status == "active"
+                                      else pending):
+            error = StepInputError if tid is None else LifecycleError
+            raise error(f"{ref!r} is not {what} of {inc.id} "
+                        f"({'affected' if inc.status == 'active' else 'unconfirmed'}: "
+                        f"{', '.join(pending[:10])})")
+        ids.append(tid)
+    when = parse_time(at, "--at", tz) if at else now
+    if when > now + timedelta(minutes=1):
+        raise StepInputError(f"--at {at} is in the future")
+    if when < inc.start:
+        raise LifecycleError(f"--at {at} is before the outage began "
+                             f"({inc.start.astimezone(tz):%Y-%m-%d %H:%M})")
+    return OutageEvent(
+        source=OPERATOR_SOURCE, event_id=f"{inc.id}:restore:{when.isoformat()}:"
+        f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",
+        # The note is the operator's words, not a scope: as area text, the areas it named
+        # ("T1仍停电") were brought back with the step.
+        signal="alive", start=when, end=when, transformers=tuple(ids),
+        raw={"incident_id": inc.id, "actor": actor, "note": note})
+
+
+def stored_report(store: Store, conn: Connection, event: OutageEvent, now: datetime
+                  ) -> StoredEvent:
+    """An operator's ``event`` stored unprocessed in the caller's transaction, with its row
+    (found by its own key, so another writer's report committed meanwhile is never taken for
+    it). The same report stored before (the same step at the same time) is refused."""
+    counts = store.ingest_in(conn, OPERATOR_SOURCE, PollResult(events=[event]), now)
+    row_id = store.event_row_in(conn, counts.new_events[0]) if counts.inserted else None
+    if row_id is None:
+        raise LifecycleError(f"this report is recorded already ({event.event_id}); "
+                             "nothing was changed")
+    return StoredEvent(row_id, counts.new_events[0], now, None)
+
+
+def planned_areas(store: Store, conn: Connection, now: datetime) -> frozenset[str]:
+    """The areas planned work in force explains now (a fault's estimate leaves them out),
+    inside the caller's transaction: what :meth:`IncidentProcessor.estimator_for`'s fold
+    would leave out."""
+    return planned_transformers(RoundCache(store).open_planned(conn), now)
