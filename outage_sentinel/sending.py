@@ -398,15 +398,27 @@ class GroupSender:
                        clock: Callable[[], datetime], gate: ChainGate) -> None:
         """``rows`` of a channel without limits of its own, one by one, while the service takes
         the target (it may still have refused it for a while: HTTP 429)."""
+        def held(row: OutboxRow, now: datetime) -> tuple[float, str] | None:
+            wait = self.limits.blocked_for(rate_keys_of(channel, message_of(row)), now)
+            return (wait, "blocked by the service") if wait else None
+
+        self._deliver_in_turn(rows, clock, gate, held)
+
+    def _deliver_in_turn(self, rows: Sequence[OutboxRow], clock: Callable[[], datetime],
+                         gate: ChainGate,
+                         held: Callable[[OutboxRow, datetime], tuple[float, str] | None]
+                         ) -> None:
+        """Deliver ``rows`` one by one, in their chains' order; one ``held`` says must wait
+        (how long, and why) is put back without a request."""
         for row in rows:
             if self.stopping.is_set():
                 return
             if not gate.open(row):
                 continue
             now = clock()
-            wait = self.limits.blocked_for(rate_keys_of(channel, message_of(row)), now)
-            if wait:
-                self._defer(row, now, wait, "blocked by the service")
+            wait = held(row, now)
+            if wait is not None:
+                self._defer(row, now, *wait)
                 gate.settled(row, False)
                 continue
             gate.settled(row, self.deliver(row, now, clock))
@@ -451,18 +463,11 @@ class GroupSender:
                       clock: Callable[[], datetime], gate: ChainGate,
                       limits: Sequence[RateLimit]) -> None:
         """Deliver ``rows`` one by one while the limiter allows; the rest wait."""
-        for row in rows:
-            if self.stopping.is_set():
-                return
-            if not gate.open(row):
-                continue
-            now = clock()
+        def held(_: OutboxRow, now: datetime) -> tuple[float, str] | None:
             decision = self._allow(keys, now, limits)
-            if not decision.ok:
-                self._defer(row, now, decision.wait_seconds, decision.why)
-                gate.settled(row, False)
-                continue
-            gate.settled(row, self.deliver(row, now, clock))
+            return None if decision.ok else (decision.wait_seconds, decision.why)
+
+        self._deliver_in_turn(rows, clock, gate, held)
 
     def _deliver_digests(self, channel: Channel, keys: tuple[str, ...],
                          rows: Sequence[OutboxRow], clock: Callable[[], datetime],
