@@ -33,6 +33,7 @@ from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sending import message_of
 from outage_sentinel.store import OutboxRow, Store
 from tests.channels.conftest import FakeService, Reply
+from tests.channels.conftest import service as service  # noqa: F401  (the fixture)
 from tests.conftest import T0
 from tests.e2e_helpers import wait_for
 
@@ -46,13 +47,6 @@ BUSY = Reply(503, {"errcode": -1, "errmsg": "system busy"})
 def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(logs, "_secrets", set())
     yield
-
-
-@pytest.fixture
-def service() -> Iterator[FakeService]:
-    s = FakeService()
-    yield s
-    s.close()
 
 
 class Proxy:

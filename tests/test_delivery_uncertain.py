@@ -36,6 +36,7 @@ from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sending import message_of
 from outage_sentinel.store import OutboxRow, Store
 from tests.channels.conftest import FakeService, Reply
+from tests.channels.conftest import service as service  # noqa: F401  (the fixture)
 from tests.conftest import T0
 from tests.test_delivery import FakeChannel
 
@@ -53,13 +54,6 @@ OK = Reply(200, {"errcode": 0, "errmsg": "ok"})
 def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(logs, "_secrets", set())
     yield
-
-
-@pytest.fixture
-def service() -> Iterator[FakeService]:
-    s = FakeService()
-    yield s
-    s.close()
 
 
 def wecom(service: FakeService) -> WeComChannel:

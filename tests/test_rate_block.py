@@ -27,6 +27,7 @@ from outage_sentinel.ratelimit import DEFAULT_LIMITS, MINUTE, RateLimit, RateLim
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.store import Store
 from tests.channels.conftest import FakeService, Reply
+from tests.channels.conftest import service as service  # noqa: F401  (the fixture)
 from tests.conftest import T0
 
 POLICY = RetryPolicy(initial_seconds=1, multiplier=2, max_seconds=60, jitter=0.0,
@@ -39,13 +40,6 @@ OK = Reply(200, {"errcode": 0, "errmsg": "ok"})
 def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(logs, "_secrets", set())
     yield
-
-
-@pytest.fixture
-def service() -> Iterator[FakeService]:
-    s = FakeService()
-    yield s
-    s.close()
 
 
 def dingtalk(service: FakeService) -> DingTalkChannel:
