@@ -81,15 +81,27 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
         raise AssertionError("daemon did not stop in time") from None
 
 
-def sink_lines(tmp: Path) -> list[dict[str, Any]]:
-    path = tmp / "state" / "notifications.jsonl"
+def json_lines(path: Path, start: int = 0) -> list[dict[str, Any]]:
+    """The JSON records of the complete lines of ``path`` from byte ``start``: a file a running
+    daemon appends to may end in a line it is still writing, which a reader leaves for later."""
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            out.append(json.loads(line))
-    return out
+    data = path.read_bytes()[start:]
+    done = data[:data.rfind(b"\n") + 1].decode("utf-8")
+    return [json.loads(line) for line in done.splitlines() if line.startswith("{")]
+
+
+def log_text(path: Path) -> str:
+    """The complete lines of ``path`` so far ("" if there is none yet): a line a running daemon
+    is still writing may end inside a character, so it is left for the next read."""
+    if not path.exists():
+        return ""
+    data = path.read_bytes()
+    return data[:data.rfind(b"\n") + 1].decode("utf-8")
+
+
+def sink_lines(tmp: Path) -> list[dict[str, Any]]:
+    return json_lines(tmp / "state" / "notifications.jsonl")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:

@@ -21,7 +21,7 @@ import yaml
 from outage_sentinel.store import Store
 from outage_sentinel.topology.bundle import load_bundle
 from tests.browser import screenshot_dir
-from tests.e2e_helpers import ROOT, listening, make_config, start_daemon, stop, wait_for
+from tests.e2e_helpers import ROOT, listening, log_text, make_config, start_daemon, stop, wait_for
 
 pytestmark = pytest.mark.slow
 PASSWORD = "board test password"
@@ -49,7 +49,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, st
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_for(lambda: (tmp / "daemon.log").exists() and "running" in
-                        (tmp / "daemon.log").read_text("utf-8"), 30)
+                        log_text(tmp / "daemon.log"), 30)
         # The board may start listening a moment after the daemon says it runs.
         assert wait_for(lambda: listening(port), 30)
         yield config, url

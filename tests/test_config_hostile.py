@@ -26,7 +26,7 @@ from outage_sentinel.config import (
     load_config,
     parse_config,
 )
-from tests.e2e_helpers import ROOT, make_config, start_daemon, stop, wait_for
+from tests.e2e_helpers import ROOT, log_text, make_config, start_daemon, stop, wait_for
 
 MINIMAL = """\
 state_dir: state
@@ -247,12 +247,12 @@ def test_the_daemon_starts_and_stops_with_every_duration_at_its_bound(tmp_path: 
     proc = start_daemon(cfg)
     log = tmp_path / "daemon.log"
     try:
-        assert wait_for(lambda: log.exists() and '"running"' in log.read_text("utf-8"), 60), (
-            log.read_text("utf-8") if log.exists() else proc.stderr)
+        assert wait_for(lambda: log.exists() and '"running"' in log_text(log), 60), (
+            log_text(log) if log.exists() else proc.stderr)
     finally:
         rc = stop(proc)
     assert rc == 0
-    assert "Traceback" not in log.read_text("utf-8")
+    assert "Traceback" not in log_text(log)
 
 
 # -- values from the environment are never echoed ----------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 
 from outage_sentinel.store import Store
 from outage_sentinel.topology import load_bundle
-from tests.e2e_helpers import ROOT, make_config, sink_lines, start_daemon, stop, wait_for
+from tests.e2e_helpers import ROOT, log_text, make_config, sink_lines, start_daemon, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_ami_outage_published_while_down_becomes_one_incident(tmp_path: Path) ->
     proc = start_daemon(cfg)
     try:
         assert wait_for(lambda: (tmp_path / "daemon.log").exists()
-                        and "running" in (tmp_path / "daemon.log").read_text("utf-8"), 30)
+                        and "running" in log_text(tmp_path / "daemon.log"), 30)
         time.sleep(1.5)
     finally:
         assert stop(proc) == 0
@@ -96,7 +96,7 @@ def test_ami_outage_published_while_down_becomes_one_incident(tmp_path: Path) ->
     proc = start_daemon(cfg)
     try:
         assert wait_for(lambda: any(m["purpose"] == "outage" for m in sink_lines(tmp_path)), 60), \
-            (tmp_path / "daemon.log").read_text("utf-8")[-3000:]
+            log_text(tmp_path / "daemon.log")[-3000:]
         time.sleep(2.0)  # let anything else that would (wrongly) happen, happen
     finally:
         assert stop(proc) == 0

@@ -17,6 +17,8 @@ import pytest
 
 from tests.e2e_helpers import (
     free_port,
+    json_lines,
+    log_text,
     make_config,
     scrape,
     sink_lines,
@@ -139,12 +141,12 @@ def test_daemon_survives_every_kind_of_bad_feed(tmp_path: Path, feed_server: tup
     try:
         # The good record of the mixed response becomes an incident and liaison notices.
         assert wait_for(lambda: any(m["purpose"] == "outage" for m in sink_lines(tmp_path)), 60), \
-            log_path.read_text("utf-8") if log_path.exists() else "no log"
+            log_text(log_path) if log_path.exists() else "no log"
         assert proc.poll() is None, "daemon died"
         notices = sink_lines(tmp_path)
         assert all("南谢庄村" in m["text"] for m in notices)
 
-        log = [json.loads(line) for line in log_path.read_text("utf-8").splitlines() if line.strip()]
+        log = json_lines(log_path)
         failures = [e for e in log if e.get("event") == "poll_failed"]
         assert all(e["source"] == "county-95598" for e in failures)
         reasons = " | ".join(e["reason"] for e in failures)

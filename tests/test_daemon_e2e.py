@@ -20,6 +20,7 @@ from outage_sentinel.store import Store
 from tests.e2e_helpers import (
     ROOT,
     free_port,
+    log_text,
     make_config,
     scrape,
     sink_lines,
@@ -54,7 +55,7 @@ def test_default_config_notifies_first_fault_within_two_poll_intervals(tmp_path:
     proc = start_daemon(cfg)
     try:
         assert wait_for(lambda: (tmp_path / "daemon.log").exists()
-                        and "running" in (tmp_path / "daemon.log").read_text("utf-8"), 30)
+                        and "running" in log_text(tmp_path / "daemon.log"), 30)
         started = time.monotonic()
         ok = wait_for(lambda: bool(notices()), 2 * interval + 2)
         assert ok, f"no liaison notice {time.monotonic() - started:.1f}s after start"
@@ -110,7 +111,7 @@ def test_demo_scenario_end_to_end_with_restoration_metrics_and_clean_stop(tmp_pa
     finally:
         code = stop(proc, signal.SIGTERM)
     assert code == 0
-    log = (tmp_path / "daemon.log").read_text("utf-8")
+    log = log_text(tmp_path / "daemon.log")
     assert '"event": "stopped"' in log
     # Phone numbers never appear unmasked in the log.
     assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", log)

@@ -8,7 +8,6 @@ read from the kernel (``SigCgt`` in /proc/PID/status), not guessed from elapsed 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ from outage_sentinel.config import load_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.store import Store
 from outage_sentinel.supervisor import EXIT_DATABASE_FILE
-from tests.e2e_helpers import free_port, make_config, scrape, start_daemon, stop, wait_for
+from tests.e2e_helpers import free_port, json_lines, make_config, scrape, start_daemon, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +34,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
 
 
 def log_records(tmp: Path) -> list[dict[str, Any]]:
-    path = tmp / "daemon.log"
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return json_lines(tmp / "daemon.log")
 
 
 def events(tmp: Path, name: str) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from outage_sentinel.store import Store
-from tests.e2e_helpers import ROOT, make_config, sink_lines, start_daemon, stop, wait_for
+from tests.e2e_helpers import ROOT, json_lines, make_config, sink_lines, start_daemon, stop, wait_for
 from tests.test_delivery_isolation import Sink
 
 pytestmark = pytest.mark.slow
@@ -60,16 +59,7 @@ def outbox(tmp: Path) -> list[Any]:
 
 
 def log_events(tmp: Path) -> list[dict[str, Any]]:
-    path = tmp / "daemon.log"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    return json_lines(tmp / "daemon.log")
 
 
 def test_hung_wecom_holds_up_no_other_channel_in_the_daemon(tmp_path: Path) -> None:

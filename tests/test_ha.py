@@ -26,7 +26,7 @@ import yaml
 
 from outage_sentinel.channels.file import key_digest
 from outage_sentinel.config import ConfigError, load_config
-from tests.e2e_helpers import ROOT, make_config, start_daemon, stop, wait_for
+from tests.e2e_helpers import ROOT, json_lines, log_text, make_config, start_daemon, stop, wait_for
 
 pytestmark = pytest.mark.slow
 POLL = 2.0
@@ -98,7 +98,7 @@ class Cluster:
     def warm(self, name: str) -> bool:
         """Whether node ``name`` has started and stands by (its log says so)."""
         log = self.configs[name].parent / "daemon.log"
-        return log.exists() and '"standby"' in log.read_text("utf-8")
+        return log.exists() and '"standby"' in log_text(log)
 
     def holder(self) -> tuple[str, int] | None:
         try:
@@ -151,10 +151,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str
 
 
 def sink_keys(sink: Path) -> Counter[str]:
-    if not sink.exists():
-        return Counter()
-    return Counter(json.loads(line)["key_sha256"] for line in
-                   sink.read_text("utf-8").splitlines() if line.strip())
+    return Counter(record["key_sha256"] for record in json_lines(sink))
 
 
 def test_ha_needs_postgresql(tmp_path: Path) -> None:
@@ -193,8 +190,7 @@ def test_leader_deaths_lose_no_notice_and_send_none_twice(cluster: Cluster) -> N
             seen = log.stat().st_size
             cluster.procs[leader].send_signal(signal.SIGCONT)  # it wakes, deposed
             time.sleep(LEASE + 1)
-            woke = [json.loads(line) for line in log.read_bytes()[seen:].decode().splitlines()
-                    if line.startswith("{")]
+            woke = json_lines(log, seen)
             assert "deposed" in [r.get("event") for r in woke]
             # A step begun before the freeze may log on waking (its commit landed just before
             # the freeze, or the database refuses it: the deliveries counted below check); a
@@ -277,7 +273,7 @@ def test_a_second_daemon_on_one_sqlite_file_stops_and_says_why(tmp_path: Path) -
     proc = start_daemon(first)
     try:
         assert wait_for(lambda: (tmp_path / "daemon.log").exists()
-                        and '"running"' in (tmp_path / "daemon.log").read_text("utf-8"), 30)
+                        and '"running"' in log_text(tmp_path / "daemon.log"), 30)
         data = yaml.safe_load(first.read_text("utf-8"))
         data["metrics"]["port"], data["board"]["port"] = free_port(), free_port()
         data["log"]["file"] = str(tmp_path / "second.log")
@@ -294,7 +290,7 @@ def test_a_second_daemon_on_one_sqlite_file_stops_and_says_why(tmp_path: Path) -
     # Once the first stopped, the file is free again.
     again = start_daemon(first)
     try:
-        assert wait_for(lambda: '"running"' in (tmp_path / "daemon.log").read_text("utf-8")
+        assert wait_for(lambda: '"running"' in log_text(tmp_path / "daemon.log")
                         .split('"stopped"')[-1], 30)
     finally:
         assert stop(again) == 0

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from outage_sentinel.metrics import Metrics
-from tests.e2e_helpers import free_port, make_config, start_daemon, stop, wait_for
+from tests.e2e_helpers import free_port, log_text, make_config, start_daemon, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "ops" / "prometheus" / "outage-sentinel.rules.yml"
@@ -199,7 +199,7 @@ def test_under_systemd_the_daemon_says_ready_once_running_and_feeds_the_watchdog
                                 stderr=subprocess.PIPE, env=env, cwd=str(tmp_path))
         try:
             assert wait_for(lambda: sum(m == "WATCHDOG=1" for m in got) >= 3, 30), got
-            log = (tmp_path / "daemon.log").read_text("utf-8")
+            log = log_text(tmp_path / "daemon.log")
             assert '"running"' in log  # READY came after the stages run
         finally:
             assert stop(proc) == 0

@@ -24,7 +24,7 @@ import yaml
 from outage_sentinel import logs
 from outage_sentinel.channels.common import Redactor
 from outage_sentinel.config import parse_config
-from tests.e2e_helpers import ROOT, make_config
+from tests.e2e_helpers import ROOT, log_text, make_config
 
 HOOK_KEY = "hk-5b0e7c1d9a3f4e21"
 
@@ -81,12 +81,12 @@ def test_a_webhook_key_in_a_url_reaches_no_log_no_stored_error_no_cli_output(
     with sqlite3.connect(tmp_path / "state" / "sentinel.db") as db:
         errors = [e for (e,) in db.execute("SELECT last_error FROM outbox WHERE last_error "
                                            "IS NOT NULL")]
-    log_text = (tmp_path / "daemon.log").read_text("utf-8")
+    logged = log_text(tmp_path / "daemon.log")
     # The failure happened and was recorded and shown: the test saw the paths the key took.
     assert any("HTTP 500" in e for e in errors)
     assert "HTTP 500" in listed.stdout
-    assert "channel_send" in log_text
-    for text in [log_text, *errors, *outputs]:
+    assert "channel_send" in logged
+    for text in [logged, *errors, *outputs]:
         assert HOOK_KEY not in text
     assert any("***" in e for e in errors)
 

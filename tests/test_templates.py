@@ -28,6 +28,7 @@ from outage_sentinel.template_check import (
 from tests.e2e_helpers import (
     ROOT,
     free_port,
+    log_text,
     make_config,
     scrape,
     sink_lines,
@@ -177,7 +178,7 @@ def test_a_broken_override_at_run_time_falls_back_and_alerts_the_command_centre(
     keys = [(ln["incident_id"], ln["text"].split("：")[0]) for ln in alerts]
     assert len(keys) == len(set(keys))  # once per incident and template
     assert 'outage_sentinel_template_failures_total{template="liaison_outage"}' in metrics
-    log = (tmp_path / "daemon.log").read_text("utf-8")
+    log = log_text(tmp_path / "daemon.log")
     events = [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
     assert "template_failed" in events
     assert "processing_failed" not in events and "Traceback" not in log

@@ -5,7 +5,6 @@ logged and the bundle in use is kept."""
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import signal
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ import pytest
 from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.events import OutageEvent, PollResult
-from tests.e2e_helpers import ROOT, make_config, scrape, start_daemon, stop, wait_for
+from tests.e2e_helpers import ROOT, json_lines, log_text, make_config, scrape, start_daemon, stop, wait_for
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
@@ -103,9 +102,7 @@ def test_sighup_reloads_the_running_daemon(bundle: Path, tmp_path: Path) -> None
     log = tmp_path / "daemon.log"
 
     def records() -> list[dict[str, object]]:
-        if not log.exists():
-            return []
-        return [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x.strip()]
+        return json_lines(log)
 
     def events(name: str) -> list[dict[str, object]]:
         return [r for r in records() if r.get("event") == name]
@@ -150,15 +147,15 @@ def test_a_burst_of_signals_never_hangs_the_daemon(bundle: Path, tmp_path: Path)
     proc = start_daemon(make_config(tmp_path, topology=str(bundle)))
     log = tmp_path / "daemon.log"
     try:
-        assert wait_for(lambda: log.exists() and '"running"' in log.read_text("utf-8"), 30)
+        assert wait_for(lambda: log.exists() and '"running"' in log_text(log), 30)
         for _ in range(300):
             proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: '"topology_reloaded"' in log.read_text("utf-8"), 30)
+        assert wait_for(lambda: '"topology_reloaded"' in log_text(log), 30)
         for _ in range(50):
             proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
         stop(proc, signal.SIGKILL)
-    text = log.read_text(encoding="utf-8")
+    text = log_text(log)
     assert '"stopped"' in text
     assert 1 <= text.count('"topology_reloaded"') < 30  # coalesced, not 300 reloads
