@@ -175,8 +175,10 @@ def tried_once(d: Daemon, incident_id: str, purpose: str) -> None:
     """The incident's ``purpose`` message was tried, failed, and waits to be tried again."""
     (m,) = [m for m in d.store.messages(incident_id=incident_id) if m.purpose == purpose]
     assert d.store.mark_inflight(m.id, d.clock())
-    d.store.mark_retry(m.id, d.clock() + timedelta(minutes=8), "timeout: outcome unknown",
-                       interrupted=True)
+    now = d.clock()
+    assert d.store.settle_interrupted(m.id, now + timedelta(minutes=8), now, allowed=1,
+                                      resend_note="timeout: outcome unknown",
+                                      dead_note="delivery uncertain") == "resend"
 
 
 @pytest.mark.parametrize("change", ["cancel", "reassign"])
