@@ -160,6 +160,28 @@ def test_ha_needs_postgresql(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize("lease", [6.0, LEASE])
+def test_the_daemon_warns_when_a_takeover_may_be_slower_than_two_polls(
+        tmp_path: Path, pg_url: str, lease: float) -> None:
+    path = node_config(tmp_path, "a", pg_url, tmp_path / "sink.jsonl")
+    data = yaml.safe_load(path.read_text("utf-8"))
+    data["ha"]["lease_seconds"] = lease  # a takeover may take 4/3 of it; polls every 2 s
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    log = tmp_path / "a" / "daemon.log"
+    proc = start_daemon(path)
+    try:
+        assert wait_for(lambda: any(r.get("event") == "running" for r in json_lines(log)), 60)
+    finally:
+        assert stop(proc) == 0
+    warned = [r for r in json_lines(log) if r.get("event") == "failover_slower_than_polls"]
+    if lease * 4 / 3 <= 2 * POLL:
+        assert warned == []
+    else:
+        (warning,) = warned
+        assert warning["level"] == "warning"
+        assert "8 s" in warning["note"] and "'feed' (2 s)" in warning["note"]
+
+
 def test_leader_deaths_lose_no_notice_and_send_none_twice(cluster: Cluster) -> None:
     rng = random.Random(int(os.environ.get("HA_SEED", "7")))
     cluster.start("a")
