@@ -717,8 +717,10 @@ class Summary:
     plain_curve: list[tuple[int, float, float]] = field(default_factory=list)
     #: per scenario: the defaults' and each small-history fit's (top-1 or both %, ECE)
     small: list[tuple[str, list[tuple[float, float]]]] = field(default_factory=list)
-    #: per scenario: (label, ECE defaults, ECE fitted, top-1 or both % defaults, fitted)
-    calibration: list[tuple[str, float, float, float, float]] = field(default_factory=list)
+    #: per scenario: (label, ECE defaults, ECE fitted, top-1 or both % defaults, fitted,
+    #: the ECE fitted that calibrated answers stay under 19 times in 20)
+    calibration: list[tuple[str, float, float, float, float, float]] = field(
+        default_factory=list)
     fitted: str = ""  # the fit-on-history result line
     #: doubles in a declared storm without county counts: both found % defaults, fitted,
     #: ECE defaults, fitted
@@ -739,8 +741,22 @@ def print_calibration(pairs: list[tuple[float, bool]], label: str = "calibration
     bins = reliability(pairs, 5)
     cells = "  ".join(f"{lo:.1f}+: {stated:.2f}->{right:.2f} (n={n})"
                       for lo, stated, right, n in bins)
-    print(f"    {label} ECE {ece:.3f}; stated->right per bin: {cells}")
+    typical, high = calibrated_ece(pairs)
+    print(f"    {label} ECE {ece:.3f} (honest answers would score {typical:.3f}, 19 times in 20 "
+          f"under {high:.3f}); stated->right per bin: {cells}")
     return ece
+
+
+def calibrated_ece(pairs: Sequence[tuple[float, bool]], draws: int = 200) -> tuple[float, float]:
+    """The ECE that perfectly calibrated answers stating the same probabilities would score on
+    this many cases, each right with the probability it states: (median, 95th percentile) of
+    ``draws`` such samples. An ECE above the percentile is more than the sample's noise."""
+    if not pairs:
+        return 0.0, 0.0
+    rng = random.Random(len(pairs))
+    scores = sorted(expected_calibration_error([(p, rng.random() < p) for p, _ in pairs])
+                    for _ in range(draws))
+    return scores[draws // 2], scores[int(draws * 0.95)]
 
 
 #: The county the fit-on-history scenario stands for: not the localiser's defaults.
@@ -999,7 +1015,8 @@ def bench_topology(name: str, topology: Topology, max_cases: int, seed: int,
                           for k, (pct, e) in enumerate(small)))
         summary.worst_ece = max(summary.worst_ece, ece)
         summary.worst_ece_fitted = max(summary.worst_ece_fitted, ece_fit)
-        summary.calibration.append((label, ece, ece_fit, loc.pct(double), fit.pct(double)))
+        summary.calibration.append((label, ece, ece_fit, loc.pct(double), fit.pct(double),
+                                    calibrated_ece(fit.pairs)[1]))
         if not double and tallies["oracle"].correct:
             summary.worst_ratio_fitted = min(summary.worst_ratio_fitted,
                                              fit.correct / tallies["oracle"].correct)
@@ -1083,11 +1100,14 @@ def print_summary(summaries: list[Summary]) -> None:
                   f"oracle {oracle:5.1f}%  ECE {ece:.3f}")
     print("\n== calibration per scenario: expected calibration error of the stated top "
           "probability (target <= 0.05), defaults -> fitted on as many close-outs of the "
-          "scenario as it has test cases; top-1 % (doubles: both found %) defaults -> fitted")
+          "scenario as it has test cases; top-1 % (doubles: both found %) defaults -> fitted; "
+          "a fitted ECE above 0.05 is shown beside the one calibrated answers stating the same "
+          "probabilities stay under 19 times in 20")
     for s in summaries:
-        for label, ece, ece_fit, acc, acc_fit in s.calibration:
+        for label, ece, ece_fit, acc, acc_fit, noise in s.calibration:
+            beside = f" (honest answers < {noise:.3f})" if ece_fit > 0.05 else ""
             print(f"  {s.name:<32} {label:<48} ECE {ece:.3f} -> {ece_fit:.3f}   "
-                  f"{acc:5.1f}% -> {acc_fit:5.1f}%")
+                  f"{acc:5.1f}% -> {acc_fit:5.1f}%{beside}")
     print("\n== doubles: how many cases a two-device answer cannot get right (one true region "
           "sent nothing at all; the best a localiser can do there is a guess among the silent "
           "devices)")
