@@ -10,26 +10,37 @@ Formulas (DL/T 836 供电系统供电可靠性评价规程)
 ----------------------------------------------
 
 Each incident is split into **transformer areas** (台区): the union of the transformers of its
-fault estimate (``state["estimate"]["transformers"]``) and of every restoration step in its log.
-An area is off
+fault estimate (``state["estimate"]["transformers"]``) and of every restoration step in its log,
+less the areas planned work was called off for before it began (recorded back before its
+start: never off). An area is off in one or more spells:
 
-* from the incident ``start``,
-* until the first restoration step (incident-log stage ``partially_restored`` or ``restored``)
-  whose ``details["transformers"]`` lists it; a step without a transformer list restores every
-  area still off;
-* otherwise until the incident's ``end_time``; if that is missing: ``now`` while the incident is
-  active, else the time it was last updated;
+* from when it went off: its village's start as the notices give it (an area a later record
+  added is off from that record's start), never before the incident ``start``;
+* until a restoration step (incident-log stage ``partially_restored`` or ``restored``) whose
+  ``details["transformers"]`` lists it; a step without a transformer list restores every area
+  still off; an operator's ``restoration_undone`` step listing it (``incidents reopen``) starts
+  another spell; while the incident is on, an area its state no longer counts back (a source
+  said it is off again; when is not logged) is off on from its last return;
+* a spell still open ends at the incident's ``end_time``; if that is missing: ``now`` while
+  the incident is active, else the time it was last updated;
 * an area counted back unconfirmed at the end is off until a later ``confirmed_back`` step
   (a meter, a liaison or the command centre said it is back) or ``continued`` step (a new
   outage took it on: off here until that one began) lists it, even past ``end_time`` (a
   ``continued_undone`` step, that outage called off, undoes its ``continued``; the steps are
   read in the order they were written);
 * a **cancelled** incident is off at most until it was cancelled (its first ``cancelled`` log
-  entry, else its last update): one cancelled before it started counts 0;
+  entry, else its last update); one cancelled before it started, or cancelled by the command
+  centre as a false alarm (``incidents cancel`` keeps a reason), was no interruption at all;
 
 and every interval is clipped to ``[start, min(end, now))`` of the report, so planned outages
-still in the future count 0. With ``c_a`` the customers of area ``a`` (topology) and ``h_a`` its
-clipped hours off::
+still in the future count 0. An incident that ended with no area off longer than
+:data:`MOMENTARY` (3 minutes: a recloser's operation) is a short interruption (短时停电):
+counted apart (``momentary_incidents``), not in the figures below; the ``interruption`` column
+says which incidents count (``sustained``), which are short (``momentary``) and which were
+none. With ``c_a`` the customers of area ``a`` (topology) and ``h_a`` its clipped hours off,
+where two incidents have one area off at once (planned work over a fault, two work orders)
+the union of its spells, so that a customer's hour is counted once (each incident's own line
+keeps its own hours)::
 
     customer-hours (停电时户数)        CH     = Σ_a c_a × h_a
     AIHC-1 (用户平均停电时间, h/户)      AIHC-1 = CH / N          N = customers of the scope
@@ -43,6 +54,8 @@ Outages of planned *and* temporary work are 预安排停电 and reported togethe
 faults as ``fault``. An incident whose transformers are all unknown to the topology falls back to
 its ``customers`` column as one pseudo-area (restoration steps then subtract their
 ``details["customers"]``); its hours count to the whole area and its feeder, not to a village.
+One with some areas unknown (renamed or removed by a topology reload since) counts the rest of
+its customers (its ``customers`` less its known areas') the same way, back with the rest.
 
 Other measures: notice latency = first liaison notice actually sent (outbox, audience
 ``liaison``, ``sent_at``) minus first evidence (earliest ``received_at`` of the incident's
@@ -77,6 +90,9 @@ RESTORATION_STAGES = frozenset({"partially_restored", "restored"})
 #: counted back at: evidence it is back (``confirmed_back``), or a new outage that took the
 #: area on before anything did (``continued``, off here until that one began).
 LATER_BACK_STAGES = frozenset({"confirmed_back", "continued"})
+#: An interruption no longer than this is 短时停电 (DL/T 836.1: at most 3 minutes, a
+#: recloser's or a transfer's): counted apart, not in the customer-hours, AIHC-1 and RS-1.
+MOMENTARY = timedelta(minutes=3)
 #: Table names in the order they are written.
 TABLES = ("incidents", "by_feeder", "by_village", "summary", "dead_letters", "areas")
 
@@ -85,7 +101,7 @@ INCIDENT_COLUMNS = [
     "customers", "customer_hours", "villages", "cause_category", "stage", "parent_id",
     "first_evidence", "first_liaison_notice", "notice_latency_min", "crew", "crew_name",
     "arrival_deadline",
-    "arrived_at", "met_commitment", "calls", "unconfirmed_areas",
+    "arrived_at", "met_commitment", "calls", "unconfirmed_areas", "interruption",
 ]
 AREA_COLUMNS = [
     "incident_id", "class", "transformer", "feeder", "village", "customers", "off_from",
@@ -246,11 +262,31 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
         nominal_end = eff_end if eff_end is not None else ctx.now
         if not (row["start"] < end and (nominal_end > start or row["start"] >= start)):
             continue
+        interruption = interruption_of(inc_areas, eff_end)
         clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
-        areas.extend(clipped)
-        _note_touched(row, inc_areas, feeder_touch, village_touch)
-        incident_rows.append(_incident_row(ctx, row, log, klass, inc_areas, clipped, eff_end))
+        if interruption == "sustained":
+            areas.extend(clipped)
+            _note_touched(row, inc_areas, feeder_touch, village_touch)
+        else:
+            clipped = []
+        incident_rows.append({**_incident_row(ctx, row, log, klass, inc_areas, clipped,
+                                              eff_end), "interruption": interruption})
     return incident_rows, areas, feeder_touch, village_touch
+
+
+def interruption_of(areas: Sequence[_Area], end: datetime | None) -> str:
+    """``sustained`` (it counts), ``momentary`` (ended, no area off longer than
+    :data:`MOMENTARY`: 短时停电, counted apart) or ``none`` (no area ever off: a false alarm,
+    work called off or cancelled before it began). An incident still on is sustained."""
+    if end is None:
+        return "sustained"
+    spells: dict[str | None, float] = {}
+    for a in areas:
+        spells[a.transformer] = spells.get(a.transformer, 0.0) + _hours(a.off_from, a.back_at)
+    longest = max(spells.values(), default=0.0)
+    if longest <= 0:
+        return "none"
+    return "sustained" if longest * 3600 > MOMENTARY.total_seconds() else "momentary"
 
 
 def _note_touched(row: Mapping[str, Any], inc_areas: Sequence[_Area],
@@ -376,18 +412,22 @@ def _aware(value: Any) -> datetime:
 
 def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology: Topology,
               klass: str, now: datetime) -> tuple[list[_Area], datetime | None]:
-    """Unclipped off-intervals of the incident's areas, and its effective end (None = ongoing)."""
+    """Unclipped off-intervals of the incident's areas (an area off again after it came back
+    has one per spell), and its effective end (None = ongoing)."""
     start: datetime = row["start"]
     steps = [e for e in log if e["stage"] in RESTORATION_STAGES]
     known = _known_areas(row, steps, topology)
     cancelled_at = _cancelled_at(row, log) if row["status"] == "cancelled" else None
-    if cancelled_at is not None and cancelled_at <= start:
-        return [_transformer_area(row, klass, t, topology, start) for t in known], start
+    if cancelled_at is not None and (cancelled_at <= start or _false_alarm(row)):
+        return [], start
     rest_end = _rest_end(row, steps, cancelled_at, now)
     remaining_end = rest_end if rest_end is not None else max(now, start)
     later = _later_back(log)
     if known:
-        areas = _transformer_areas(row, klass, known, steps, topology, remaining_end, later)
+        spells = _AreaSpells(row, log, known, remaining_end, later, ongoing=rest_end is None)
+        areas = [_transformer_area(row, klass, t, topology, off, back)
+                 for t in known for off, back in spells.of(t, _area_start(row, t, topology))]
+        areas += _renamed_areas(row, klass, known, steps, topology, remaining_end)
     else:
         areas = _unplaced_areas(row, klass, steps, remaining_end)
     eff_end = rest_end
@@ -398,16 +438,112 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
     return areas, eff_end
 
 
+def _false_alarm(row: Mapping[str, Any]) -> bool:
+    """Cancelled by the command centre as a false alarm (``incidents cancel`` keeps why):
+    no supply was lost, so nothing of it counts."""
+    return bool((row.get("state") or {}).get("cancel_reason"))
+
+
 def _known_areas(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
                  topology: Topology) -> list[str]:
     """The incident's transformer areas the topology knows: its estimate's, and those its
-    restoration ``steps`` list."""
+    restoration ``steps`` list; without the areas planned work left before it began
+    (:func:`_called_off`)."""
     state = row.get("state") or {}
     estimate = state.get("estimate") or {}
     listed = list(estimate.get("transformers") or [])
     for step in steps:
         listed.extend((step.get("details") or {}).get("transformers") or [])
-    return [t for t in _unique(listed) if t in topology.nodes]
+    called_off = _called_off(row)
+    return [t for t in _unique(listed) if t in topology.nodes and t not in called_off]
+
+
+def _called_off(row: Mapping[str, Any]) -> set[str]:
+    """Areas of planned or temporary work recorded back before the work began (a record
+    cancelled or edited to leave them out): their power never went off."""
+    if incident_class_of(row["kind"]) != "planned":
+        return set()
+    restored = (row.get("state") or {}).get("restored") or {}
+    back = {t: _parse_time(at) for t, at in restored.items()}
+    return {t for t, at in back.items() if at is not None and at < row["start"]}
+
+
+def _area_start(row: Mapping[str, Any], t: str, topology: Topology) -> datetime:
+    """When area ``t`` went off: its village's start as the notices give it
+    (:func:`~outage_sentinel.incidents.village_start`: an area a later record added is off
+    from that record's start), never before the incident's."""
+    from outage_sentinel.incidents import Incident, village_start
+
+    start: datetime = row["start"]
+    village = topology.nodes[t].village
+    state = row.get("state") or {}
+    if not village or not state.get("members"):
+        return start
+    try:
+        incident = Incident.from_json(state)
+    except (KeyError, TypeError, ValueError):
+        return start  # a state from before a field existed: the incident's start
+    return max(start, village_start(incident, village, topology))
+
+
+@dataclass
+class _AreaSpells:
+    """The spells off of an incident's ``known`` areas, read from its log in the order
+    written: a restoration step listing an area (one listing none: every area) ends its
+    spell, an operator's ``restoration_undone`` listing it starts another; a spell still
+    open ends at ``remaining_end``, or at the time a step after the end gives (``later``,
+    :func:`_later_back`). While the incident is ``ongoing``, an area its state no longer
+    counts back (a source said it is off again) is off on from its last return."""
+
+    row: Mapping[str, Any]
+    log: Sequence[Mapping[str, Any]]
+    known: Sequence[str]
+    remaining_end: datetime
+    later: Mapping[str, datetime]
+    ongoing: bool
+
+    def of(self, t: str, off_from: datetime) -> list[tuple[datetime, datetime]]:
+        spells: list[tuple[datetime, datetime]] = []
+        since: datetime | None = off_from
+        for e in sorted(self.log, key=lambda e: int(e.get("id") or 0)):
+            listed = (e.get("details") or {}).get("transformers")
+            if e["stage"] in RESTORATION_STAGES and since is not None \
+                    and t in (listed or self.known):
+                spells.append((since, max(since, min(e["at"], self.remaining_end))))
+                since = None
+            elif e["stage"] == "restoration_undone" and since is None and t in (listed or ()):
+                since = max(off_from, e["at"])
+        if since is None and spells and self._off_again(t):
+            since = spells.pop()[0]  # when it went off again is not logged: counted on
+        if since is not None:
+            spells.append((since, max(since, self.remaining_end)))
+        if t in self.later and spells:
+            since = spells[-1][0]
+            spells[-1] = (since, max(since, self.later[t]))
+        return spells
+
+    def _off_again(self, t: str) -> bool:
+        state = self.row.get("state") or {}
+        return self.ongoing and "restored" in state and t not in (state["restored"] or {})
+
+
+def _renamed_areas(row: Mapping[str, Any], klass: str, known: Sequence[str],
+                   steps: Sequence[Mapping[str, Any]], topology: Topology,
+                   remaining_end: datetime) -> list[_Area]:
+    """The customers of areas the topology no longer knows (renamed or removed by a reload
+    since), when the incident also has known ones: the incident's customers less the known
+    areas', as one area without a village, back with the rest."""
+    state = row.get("state") or {}
+    listed = list((state.get("estimate") or {}).get("transformers") or [])
+    for step in steps:
+        listed.extend((step.get("details") or {}).get("transformers") or [])
+    if all(t in topology.nodes for t in listed):
+        return []
+    rest = int(row.get("customers") or 0) - sum(topology.nodes[t].customers for t in known)
+    if rest <= 0:
+        return []
+    return [_Area(row["id"], klass, None, row["feeder"], None, rest, row["start"],
+                  max(row["start"], remaining_end))]
 
 
 def _cancelled_at(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> datetime:
@@ -437,11 +573,11 @@ def _rest_end(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
 
 
 def _transformer_area(row: Mapping[str, Any], klass: str, t: str, topology: Topology,
-                      back_at: datetime) -> _Area:
-    """Area ``t`` of the incident, off from its start until ``back_at``."""
+                      off_from: datetime, back_at: datetime) -> _Area:
+    """Area ``t`` of the incident, off from ``off_from`` until ``back_at``."""
     node = topology.nodes[t]
     return _Area(row["id"], klass, t, topology.feeder_of(t), node.village or None,
-                 node.customers, row["start"], back_at)
+                 node.customers, off_from, back_at)
 
 
 def _later_back(log: Sequence[Mapping[str, Any]]) -> dict[str, datetime]:
@@ -460,23 +596,6 @@ def _later_back(log: Sequence[Mapping[str, Any]]) -> dict[str, datetime]:
                     and out[t][1] == details.get("by"):  # that new outage was called off
                 del out[t]
     return {t: at for t, (at, _) in out.items()}
-
-
-def _transformer_areas(row: Mapping[str, Any], klass: str, known: Sequence[str],
-                       steps: Sequence[Mapping[str, Any]], topology: Topology,
-                       remaining_end: datetime, later: Mapping[str, datetime]) -> list[_Area]:
-    """The ``known`` areas, each back at the first step that lists it (a step listing none
-    restores every area still off), else at ``remaining_end``; an area ``later`` lists at
-    the time it gives (:func:`_later_back`), past the end if so."""
-    start: datetime = row["start"]
-    back: dict[str, datetime] = {}
-    for step in steps:
-        ts = (step.get("details") or {}).get("transformers")
-        for t in (ts if ts else known):
-            back.setdefault(t, step["at"])
-    return [_transformer_area(row, klass, t, topology, max(
-        later[t] if t in later else min(back.get(t, remaining_end), remaining_end), start))
-            for t in known]
 
 
 def _unplaced_areas(row: Mapping[str, Any], klass: str, steps: Sequence[Mapping[str, Any]],
@@ -559,8 +678,10 @@ def _areas_frame(areas: Sequence[_Area], tz: tzinfo) -> pd.DataFrame:
 
 def _scope_row(customers: int, incident_ids: set[str], klass: Mapping[str, str],
                scope_areas: pd.DataFrame, hours: float) -> dict[str, Any]:
-    ch = float(scope_areas["customer_hours"].sum())
-    fault = float(scope_areas.loc[scope_areas["class"] == "fault", "customer_hours"].sum())
+    """The scope's figures; ``klass`` holds the incidents that count (sustained ones)."""
+    incident_ids = {i for i in incident_ids if i in klass}
+    ch = union_customer_hours(scope_areas)
+    fault = union_customer_hours(scope_areas[scope_areas["class"] == "fault"])
     a = aihc1(ch, customers)
     return {
         "customers": customers, "incidents": len(incident_ids),
@@ -571,6 +692,34 @@ def _scope_row(customers: int, incident_ids: set[str], klass: Mapping[str, str],
     }
 
 
+def union_customer_hours(areas: pd.DataFrame) -> float:
+    """Σ customers × hours off of ``areas`` (rows of the ``areas`` table), each customer's time
+    counted once: where two incidents have one transformer area off at once (planned work
+    overlapping a fault, two work orders on one area), the union of its spells. Areas without
+    a transformer (an incident's customers the topology cannot place) are summed as they are."""
+    if areas.empty:
+        return 0.0
+    placed = areas["transformer"] != ""
+    total = float(areas.loc[~placed, "customer_hours"].sum())
+    for _, group in areas[placed].groupby("transformer"):
+        off = 0.0
+        reach = None
+        for lo, hi in sorted(zip(group["off_from"], group["back_at"], strict=True)):
+            if reach is not None and lo < reach:
+                lo = reach
+            if hi > lo:
+                off += (hi - lo).total_seconds() / 3600.0
+            reach = hi if reach is None else max(reach, hi)
+        total += int(group["customers"].max()) * off
+    return total
+
+
+def _counted(incidents: pd.DataFrame) -> dict[str, str]:
+    """The class of each incident that counts in the figures (a sustained interruption)."""
+    counted = incidents[incidents["interruption"] == "sustained"]
+    return dict(zip(counted["id"], counted["class"], strict=True))
+
+
 def _by_feeder(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
                touched: Mapping[str, set[str]], feeder_names: Mapping[str, str],
                hours: float) -> pd.DataFrame:
@@ -578,7 +727,7 @@ def _by_feeder(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
     for t in topology.transformers:
         f = topology.feeder_of(t)
         customers[f] = customers.get(f, 0) + topology.nodes[t].customers
-    klass = dict(zip(incidents["id"], incidents["class"], strict=True))
+    klass = _counted(incidents)
     feeders = list(dict.fromkeys([*sorted(customers), *sorted(touched)]))
     rows = []
     for f in feeders:
@@ -595,7 +744,7 @@ def _by_village(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame
         v = topology.nodes[t].village
         if v:
             customers[v] = customers.get(v, 0) + topology.nodes[t].customers
-    klass = dict(zip(incidents["id"], incidents["class"], strict=True))
+    klass = _counted(incidents)
     rows = []
     for v in list(dict.fromkeys([*topology.villages, *sorted(customers), *sorted(touched)])):
         village = topology.villages.get(v)
@@ -647,7 +796,7 @@ def _dead_frame(dead: Sequence[Mapping[str, Any]], tz: tzinfo) -> pd.DataFrame:
 def _summary(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
              dead: pd.DataFrame, start: datetime, end: datetime, tz: tzinfo, now: datetime,
              hours: float) -> pd.DataFrame:
-    klass = dict(zip(incidents["id"], incidents["class"], strict=True))
+    klass = _counted(incidents)
     scope = _scope_row(topology.total_customers, set(incidents["id"]), klass, areas, hours)
     latency = incidents["notice_latency_min"].dropna().astype(float)
     met = incidents["met_commitment"]
@@ -658,6 +807,7 @@ def _summary(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
         **scope,
         "temporary_incidents": int((incidents["kind"] == "temporary").sum()),
         "cancelled_incidents": int((incidents["status"] == "cancelled").sum()),
+        "momentary_incidents": int((incidents["interruption"] == "momentary").sum()),
         "active_incidents": int((incidents["status"] == "active").sum()),
         "notices_measured": len(latency),
         "notice_latency_median_min": float(latency.median()) if len(latency) else math.nan,
@@ -724,6 +874,16 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return "—" if math.isnan(v) else f"{v:.{digits}f}"
 
 
+def _apart(s: pd.Series) -> str:
+    """The incidents the figures leave out: cancelled ones, short interruptions."""
+    parts = []
+    if s["cancelled_incidents"]:
+        parts.append(f"已取消 {int(s['cancelled_incidents'])} 起")
+    if s["momentary_incidents"]:
+        parts.append(f"短时停电（3 分钟及以内，不计入指标）{int(s['momentary_incidents'])} 起")
+    return f"；另{'，'.join(parts)}" if parts else ""
+
+
 def daily_report_message(report: Report, top: int = 3) -> str:
     """A short Chinese plain-text summary for the command centre (well under 2048 bytes)."""
     s = report.summary.iloc[0]
@@ -735,8 +895,8 @@ def daily_report_message(report: Report, top: int = 3) -> str:
         f"【{title}】{span}",
         f"停电事件 {int(s['incidents'])} 起：故障 {int(s['fault_incidents'])} 起，"
         f"计划/临时 {int(s['planned_incidents'])} 起"
-        + (f"（取消 {int(s['cancelled_incidents'])} 起）" if s["cancelled_incidents"] else "")
-        + (f"，仍在停电 {int(s['active_incidents'])} 起" if s["active_incidents"] else ""),
+        + (f"，仍在停电 {int(s['active_incidents'])} 起" if s["active_incidents"] else "")
+        + _apart(s),
         f"停电时户数 {_fmt(s['customer_hours'])} 时·户（故障 {_fmt(s['fault_customer_hours'])}，"
         f"预安排 {_fmt(s['planned_customer_hours'])}）",
         f"用户平均停电时间 AIHC-1 {_fmt(s['aihc1_h'], 4)} 小时/户，"

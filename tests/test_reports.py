@@ -228,7 +228,8 @@ def test_whole_area_aihc1_and_rs1(report: Report) -> None:
     assert s["planned_customer_hours"] == pytest.approx(240)
     assert s["aihc1_h"] == pytest.approx(AIHC1) == pytest.approx(2.535714, abs=1e-6)
     assert s["rs1_pct"] == pytest.approx(RS1) == pytest.approx(89.434524, abs=1e-6)
-    assert (s["incidents"], s["fault_incidents"], s["planned_incidents"]) == (5, 3, 2)
+    # C, planned work cancelled before it began, interrupted nothing: not an outage event.
+    assert (s["incidents"], s["fault_incidents"], s["planned_incidents"]) == (4, 3, 1)
     assert (s["cancelled_incidents"], s["active_incidents"]) == (1, 1)
 
 
@@ -241,7 +242,7 @@ def test_by_feeder_and_by_village(report: Report) -> None:
     assert f.loc["F2", "customer_hours"] == pytest.approx(275)
     assert f.loc["F2", "planned_customer_hours"] == pytest.approx(240)
     assert f.loc["F2", "aihc1_h"] == pytest.approx(3.4375)
-    assert f.loc["F1", "incidents"] == 3  # A, D and the cancelled C
+    assert f.loc["F1", "incidents"] == 2  # A and D (C, cancelled before it began, is none)
     assert f.loc["F1", "feeder_name"] == "马集I线"
     v = report.by_village.set_index("village")
     expected = {"V1": (245, 70), "V2": (100, 70), "V3": (90, 60), "V4": (275, 80)}
@@ -251,8 +252,8 @@ def test_by_feeder_and_by_village(report: Report) -> None:
         assert v.loc[village, "aihc1_h"] == pytest.approx(ch / n)
         assert v.loc[village, "rs1_pct"] == pytest.approx((1 - ch / n / 24) * 100)
     assert v.loc["V1", "village_name"] == "马集村"
-    # Incidents a village had, including the cancelled C (0 customer-hours).
-    assert [v.loc[x, "incidents"] for x in ("V1", "V2", "V3", "V4")] == [1, 2, 2, 2]
+    # Incidents a village had: not C, cancelled before it began (it interrupted no one).
+    assert [v.loc[x, "incidents"] for x in ("V1", "V2", "V3", "V4")] == [1, 1, 1, 2]
     assert v.loc["V4", "planned_incidents"] == 1 and v.loc["V4", "fault_incidents"] == 1
 
 
@@ -391,7 +392,7 @@ def test_html_embeds_charts_that_decode_to_pngs(report: Report, tmp_path: Path) 
 def test_daily_message_in_chinese(report: Report) -> None:
     text = daily_report_message(report)
     assert text.startswith("【停电日报】2026-03-02")
-    assert "停电事件 5 起：故障 3 起，计划/临时 2 起（取消 1 起），仍在停电 1 起" in text
+    assert "停电事件 4 起：故障 3 起，计划/临时 1 起，仍在停电 1 起；另已取消 1 起" in text
     assert "停电时户数 710.0 时·户" in text
     assert "AIHC-1 2.5357 小时/户" in text and "RS-1 89.4345%" in text
     assert "中位 3.0 分钟" in text and "按时 2 次，超时 1 次" in text
