@@ -10,7 +10,7 @@ from typing import Any
 from outage_sentinel import reports
 from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.logs import mask_phones
-from outage_sentinel.region import id_part
+from outage_sentinel.region import id_part, region_feeders
 
 
 class CommandAlerts:
@@ -38,7 +38,8 @@ class CommandAlerts:
         tz = life.planner.tz
         day = reports.yesterday(now, tz)
         start, end = reports.day_period(day, tz)
-        report = reports.build_report(life.store, life.topology, start, end, tz, now)
+        report = reports.build_report(life.store, life.topology, start, end, tz, now,
+                                      region_feeders(life.config.region, life.topology))
         return self._queue(f"REPORT-{id_part(life.store.region)}{day:%Y%m%d}", 0,
                            "daily_report", reports.daily_report_message(report), now)
 

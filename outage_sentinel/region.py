@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.incidents import resolve_event
@@ -48,6 +49,12 @@ def id_part(region: str) -> str:
     """What ids carry for ``region`` after their kind (``INC-east-…``; nothing for the
     whole bundle), so two regions' leaders never make the same id."""
     return "" if region == WHOLE else f"{region}-"
+
+
+def region_feeders(section: Any, topology: Topology) -> frozenset[str] | None:
+    """The feeders the config's ``region`` ``section`` serves in ``topology`` (``None``: the
+    whole bundle): the scope of its reliability figures."""
+    return resolve_region(section.name, section.substations, section.feeders, topology).feeders
 
 
 def resolve_region(name: str, substations: Sequence[str], feeders: Sequence[str],

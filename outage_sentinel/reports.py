@@ -70,7 +70,7 @@ and count by when they were created).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -195,6 +195,24 @@ def last_full_week(now: datetime, tz: tzinfo) -> date:
 # -- building -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """The customers a report's figures are of: the transformers of its feeders, their
+    customers and villages (the whole bundle's without feeders)."""
+
+    transformers: list[str]
+    customers: int
+    villages: list[str]
+
+    @classmethod
+    def of(cls, topology: Topology, feeders: Collection[str] | None) -> _Scope:
+        ts = [t for t in topology.transformers
+              if feeders is None or topology.feeder_of(t) in feeders]
+        served = {topology.nodes[t].village for t in ts}
+        villages = [v for v in topology.villages if feeders is None or v in served]
+        return cls(ts, sum(topology.nodes[t].customers for t in ts), villages)
+
+
 @dataclass
 class _Area:
     incident_id: str
@@ -208,13 +226,15 @@ class _Area:
 
 
 def build_report(store: Store, topology: Topology, start: datetime, end: datetime, tz: tzinfo,
-                 now: datetime) -> Report:
+                 now: datetime, feeders: Collection[str] | None = None) -> Report:
     """Read the store and compute the report for ``[start, end)`` (aware datetimes).
 
-    ``now`` bounds ongoing outages and the period (nothing is counted after it). See the module
-    docstring for the formulas.
+    ``now`` bounds ongoing outages and the period (nothing is counted after it); ``feeders``
+    (a region's, ``None``: every feeder of the bundle) bound the customers the figures are
+    of, and the feeders and villages listed. See the module docstring for the formulas.
     """
     _check_period(start, end, now)
+    scope = _Scope.of(topology, feeders)
     rows, logs, first_evidence, first_notice, dead = store.report_snapshot(start, end)
     upto = min(end, now)
     ctx = _RowContext(topology, tz, now, _feeder_names(topology), first_evidence, first_notice)
@@ -223,12 +243,13 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     incidents = _incidents_frame(incident_rows, tz)
     area_df = _areas_frame(areas, tz)
     hours = _period_hours(start, end, now)
-    by_feeder = _by_feeder(topology, incidents, area_df, feeder_touch, ctx.feeder_names, hours)
-    by_village = _by_village(topology, incidents, area_df, village_touch, hours)
+    by_feeder = _by_feeder(topology, scope, incidents, area_df, feeder_touch, ctx.feeder_names,
+                           hours)
+    by_village = _by_village(topology, scope, incidents, area_df, village_touch, hours)
     answers = [a for iid in incidents["id"] for a in store.answers(str(iid))]
     by_village = _with_confirmations(by_village, area_df, answers, tz)
     dead_df = _dead_frame(dead, tz)
-    summary = _summary(topology, incidents, area_df, dead_df, start, end, tz, now, hours)
+    summary = _summary(scope, incidents, area_df, dead_df, start, end, tz, now, hours)
     _add_calls_and_answers(summary, store.calls_between(start, upto), by_village, answers)
     return Report(start=start, end=end, tz=tz, now=now, incidents=incidents, by_feeder=by_feeder,
                   by_village=by_village, summary=summary, dead_letters=dead_df, areas=area_df)
@@ -720,11 +741,11 @@ def _counted(incidents: pd.DataFrame) -> dict[str, str]:
     return dict(zip(counted["id"], counted["class"], strict=True))
 
 
-def _by_feeder(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
+def _by_feeder(topology: Topology, scope: _Scope, incidents: pd.DataFrame, areas: pd.DataFrame,
                touched: Mapping[str, set[str]], feeder_names: Mapping[str, str],
                hours: float) -> pd.DataFrame:
     customers: dict[str, int] = {}
-    for t in topology.transformers:
+    for t in scope.transformers:
         f = topology.feeder_of(t)
         customers[f] = customers.get(f, 0) + topology.nodes[t].customers
     klass = _counted(incidents)
@@ -737,16 +758,16 @@ def _by_feeder(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
     return pd.DataFrame(rows, columns=["feeder", "feeder_name", *SCOPE_COLUMNS])
 
 
-def _by_village(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
+def _by_village(topology: Topology, scope: _Scope, incidents: pd.DataFrame, areas: pd.DataFrame,
                 touched: Mapping[str, set[str]], hours: float) -> pd.DataFrame:
     customers: dict[str, int] = {}
-    for t in topology.transformers:
+    for t in scope.transformers:
         v = topology.nodes[t].village
         if v:
             customers[v] = customers.get(v, 0) + topology.nodes[t].customers
     klass = _counted(incidents)
     rows = []
-    for v in list(dict.fromkeys([*topology.villages, *sorted(customers), *sorted(touched)])):
+    for v in list(dict.fromkeys([*scope.villages, *sorted(customers), *sorted(touched)])):
         village = topology.villages.get(v)
         rows.append({"village": v, "village_name": village.name if village else "",
                      "township": village.township if village else "",
@@ -793,18 +814,18 @@ def _dead_frame(dead: Sequence[Mapping[str, Any]], tz: tzinfo) -> pd.DataFrame:
     return df
 
 
-def _summary(topology: Topology, incidents: pd.DataFrame, areas: pd.DataFrame,
+def _summary(scope: _Scope, incidents: pd.DataFrame, areas: pd.DataFrame,
              dead: pd.DataFrame, start: datetime, end: datetime, tz: tzinfo, now: datetime,
              hours: float) -> pd.DataFrame:
     klass = _counted(incidents)
-    scope = _scope_row(topology.total_customers, set(incidents["id"]), klass, areas, hours)
+    figures = _scope_row(scope.customers, set(incidents["id"]), klass, areas, hours)
     latency = incidents["notice_latency_min"].dropna().astype(float)
     met = incidents["met_commitment"]
     row = {
         "period_start": start.astimezone(tz).replace(tzinfo=None),
         "period_end": end.astimezone(tz).replace(tzinfo=None),
         "timezone": str(tz), "hours_in_period": hours,
-        **scope,
+        **figures,
         "temporary_incidents": int((incidents["kind"] == "temporary").sum()),
         "cancelled_incidents": int((incidents["status"] == "cancelled").sum()),
         "momentary_incidents": int((incidents["interruption"] == "momentary").sum()),

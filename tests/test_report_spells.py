@@ -182,3 +182,46 @@ def renamed_topology(t: Topology, old: str, new: str) -> Topology:
     villages = [{"id": v.id, "name": v.name, "township": v.township, "grid": "G1",
                  "area_type": v.area_type} for v in t.villages.values()]
     return topology_from_records(nodes, edges, villages, [], [], [])
+
+
+def test_a_regions_figures_are_of_its_own_customers(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from outage_sentinel.config import RegionConfig
+    from outage_sentinel.region import region_feeders
+    from outage_sentinel.store import Store
+    from tests.conftest import build_grid
+    from tests.test_reports import _incident
+
+    topology = build_grid()
+    feeders = region_feeders(RegionConfig(name="east", feeders=["F1"]), topology)
+    assert feeders == {"F1"}
+    assert region_feeders(RegionConfig(), topology) is None
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    east, west = Store(url, region="east"), Store(url, region="west")
+    east.migrate()
+    day = datetime(2026, 3, 2, tzinfo=TZ)
+    with east.transaction() as c:  # T1 (40 customers, F1) off 2 h
+        _incident(east, c, "INC-east-1", feeder="F1", kind="fault", status="restored",
+                  start=day + 8 * H, end=day + 10 * H, transformers=["T1"], customers=40,
+                  updated=day + 10 * H)
+    with west.transaction() as c:  # T6 (35 customers, F2) off 4 h
+        _incident(west, c, "INC-west-1", feeder="F2", kind="fault", status="restored",
+                  start=day + 8 * H, end=day + 12 * H, transformers=["T6"], customers=35,
+                  updated=day + 12 * H)
+    try:
+        r = build_report(east, topology, day, day + 24 * H, TZ, day + 33 * H, feeders)
+        s = r.summary.iloc[0]
+        served = sum(topology.nodes[t].customers for t in topology.transformers
+                     if topology.feeder_of(t) == "F1")
+        assert s["customers"] == served < topology.total_customers
+        assert s["aihc1_h"] == pytest.approx(80 / served)
+        assert list(r.by_feeder["feeder"]) == ["F1"]  # not west's F2 at 100 %
+        villages = {topology.nodes[t].village for t in topology.transformers
+                    if topology.feeder_of(t) == "F1"}
+        assert set(r.by_village["village"]) == villages
+        whole = build_report(east, topology, day, day + 24 * H, TZ, day + 33 * H)
+        assert whole.summary.iloc[0]["customers"] == topology.total_customers
+    finally:
+        east.close()
+        west.close()

@@ -105,6 +105,9 @@ class Board:
     cards: CardCache = field(default_factory=CardCache)
     #: The channels that send SMS templates (:func:`outage_sentinel.liaison.sms_channels`).
     sms_channels: frozenset[str] = frozenset({"sms"})
+    #: The feeders of the region this board's daemon serves in a topology (``None``: the
+    #: whole bundle), the scope of its reports' figures.
+    feeders: Callable[[Topology], frozenset[str] | None] = lambda _topology: None
 
 
 Handler = Callable[[Request, Board, dict[str, Any]], Awaitable[Response]]
@@ -704,9 +707,10 @@ async def audit_json(request: Request, board: Board, session: dict[str, Any]) ->
 async def report_view(request: Request, board: Board, session: dict[str, Any]) -> Response:
     try:
         wanted = report_pages.parse(dict(request.query_params))
+        topology = board.topology()
         body, media, name = await run_in_threadpool(
-            report_pages.render, wanted, board.store, board.topology(), board.clock(), board.tz,
-            language_of(board, request))
+            report_pages.render, wanted, board.store, topology, board.clock(), board.tz,
+            language_of(board, request), board.feeders(topology))
     except (report_pages.ReportRequestError, ValueError) as exc:
         return RedirectResponse(f"/reports?{urlencode({'error': str(exc)})}", status_code=303)
     disposition = "inline" if wanted.fmt == "html" else "attachment"

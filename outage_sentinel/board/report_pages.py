@@ -81,10 +81,12 @@ def report_day(text: str, name: str = "") -> date:
 
 
 def render(request: ReportRequest, store: Store, topology: Topology, now: datetime,
-           tz: tzinfo, language: str) -> tuple[bytes, str, str]:
-    """The report as (body, media type, file name)."""
+           tz: tzinfo, language: str, feeders: frozenset[str] | None = None
+           ) -> tuple[bytes, str, str]:
+    """The report as (body, media type, file name), of the region's ``feeders`` (``None``:
+    the whole bundle)."""
     start, end = request.span(now, tz)
-    report = reports.build_report(store, topology, start, end, tz, now)
+    report = reports.build_report(store, topology, start, end, tz, now, feeders)
     last = (end.astimezone(tz) - timedelta(microseconds=1)).date()
     first = start.astimezone(tz).date()
     name = f"report-{request.period}-{first}" + (f"_{last}" if last != first else "")

@@ -22,6 +22,7 @@ from outage_sentinel.board.field import FieldDesk
 from outage_sentinel.config import Config
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.outbox_control import OutboxControl, command_of
+from outage_sentinel.region import region_feeders
 from outage_sentinel.signals import SignalInbox
 from outage_sentinel.silencing import Silencing
 from outage_sentinel.store import Store
@@ -54,7 +55,8 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
                      if f.feishu_encrypt_key else None,
                      feishu_chats=dict(f.feishu_chats))
     return Board(config.board, store, topology, actions, core.lifecycle.params.commitments,
-                 clock, tz, config.notify.language, desk, sms_channels=core.planner.sms)
+                 clock, tz, config.notify.language, desk, sms_channels=core.planner.sms,
+                 feeders=lambda t: region_feeders(config.region, t))
 
 
 def first_admin(store: Store, now: datetime, out: TextIO) -> str | None:

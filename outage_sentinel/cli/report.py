@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outage_sentinel import report_view, reports
+from outage_sentinel.region import RegionError, region_feeders
 
 
 def _date(text: str) -> date:
@@ -108,6 +109,11 @@ def dispatch(args: argparse.Namespace, now: datetime | None = None) -> int:
     topology = topology_from_config(config)
     if topology is None:
         return EXIT_TOPOLOGY
+    try:
+        region_feeders(config.region, topology)
+    except RegionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     report = _read_report(config, topology, start, end, tz, now)
     if isinstance(report, int):
         return report
@@ -125,7 +131,8 @@ def _read_report(config: Any, topology: Any, start: datetime, end: datetime, tz:
         store = Store(config.database_url(), region=config.region.name)
         try:
             store.migrate()
-            return reports.build_report(store, topology, start, end, tz, now)
+            return reports.build_report(store, topology, start, end, tz, now,
+                                        region_feeders(config.region, topology))
         finally:
             store.close()
     except Exception as exc:
