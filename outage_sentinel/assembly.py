@@ -107,7 +107,8 @@ def build_source(cfg: SourceConfig, config: Config, topology: Topology | None = 
     if isinstance(cfg, ReplaySourceConfig):
         from outage_sentinel.sources.replay import ReplaySource
 
-        return ReplaySource(cfg.name, cfg.scenario, speed=cfg.speed, loop=cfg.loop)
+        return ReplaySource(cfg.name, cfg.scenario, speed=cfg.speed, loop=cfg.loop,
+                            tz=ZoneInfo(config.timezone))
     if cfg.type == "http_json":
         from outage_sentinel.sources.http_json import HttpJsonSource
 

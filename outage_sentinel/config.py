@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from outage_sentinel.logs import redact_secrets, register_secret
 
@@ -290,6 +298,12 @@ class AmiPayloadConfig(Strict):
     #: A meter / terminal id missing from ``meters.csv`` is quarantined, or kept without a
     #: transformer area.
     unknown_devices: Literal["quarantine", "keep"] = "quarantine"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        _known_zone(value)  # refused here, naming ``ami.timezone``, not when the source starts
+        return value
 
 
 class AmiScreenConfig(Strict):

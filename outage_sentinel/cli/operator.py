@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from outage_sentinel.cli import (
     EXIT_CONFIG,
@@ -123,12 +124,6 @@ def _add_intake_verbs(sub: Any) -> None:
     qlist.add_argument("--limit", type=int, default=20)
 
 
-def _store(args: argparse.Namespace) -> Any:
-
-    config = config_from_args(args)
-    return None if config is None else _open_store(config)
-
-
 def _open_store(config: Any) -> Any:
     from outage_sentinel.store import Store
 
@@ -229,11 +224,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return _calls(args)
     if verb == "silence":
         return _silence(args)
-    store = _store(args)
-    if store is None:
+    config = config_from_args(args)
+    if config is None:
         return EXIT_CONFIG
+    store = _open_store(config)
     try:
-        done = _on_store(store, args, verb, action)
+        done = _on_store(store, args, verb, action, ZoneInfo(config.timezone))
     finally:
         store.close()
     if done is not None:
@@ -254,9 +250,10 @@ def _silence(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _on_store(store: Any, args: argparse.Namespace, verb: str, action: str) -> int | None:
-    """The verbs that read or change the store alone (an outbox fix opens the topology too);
-    None for an action none of them knows."""
+def _on_store(store: Any, args: argparse.Namespace, verb: str, action: str,
+              tz: tzinfo = UTC) -> int | None:
+    """The verbs that read or change the store alone (an outbox fix opens the topology too),
+    times shown in ``tz`` (the config's ``timezone``); None for an action none of them knows."""
     if verb == "outbox" and action == "list":
         return _outbox_list(store, args)
     if verb == "outbox" and action in ("retry", "withdraw", "hold", "release"):
@@ -264,7 +261,7 @@ def _on_store(store: Any, args: argparse.Namespace, verb: str, action: str) -> i
     if verb == "storm":
         return _storm(store, args)
     if verb == "quarantine" and action == "list":
-        return _quarantine_list(store, args)
+        return _quarantine_list(store, args, tz)
     return None
 
 
@@ -296,12 +293,14 @@ def _outbox_fix(args: argparse.Namespace, action: str) -> int:
         retry_store.close()
 
 
-def _quarantine_list(store: Any, args: argparse.Namespace) -> int:
+def _quarantine_list(store: Any, args: argparse.Namespace, tz: tzinfo = UTC) -> int:
     """``quarantine list``: the payloads that failed validation, newest first (phone numbers
-    masked: a caller's number is in many a trouble call)."""
+    masked: a caller's number is in many a trouble call), received in ``tz`` (as the board
+    shows them) with the offset, so a time is never read in the wrong zone."""
     for q in store.quarantined(args.limit):
         raw = mask_phones(q["raw"] or "")[:200]
-        print(f"{q['id']:6} {q['received_at']:%Y-%m-%d %H:%M:%S} {q['source']:12} "
+        received = q["received_at"].astimezone(tz).isoformat(sep=" ", timespec="seconds")
+        print(f"{q['id']:6} {received} {q['source']:12} "
               f"{mask_phones(q['reason'])}\n       raw: {raw}")
     return 0
 

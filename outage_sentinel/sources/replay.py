@@ -10,7 +10,8 @@ JSON-lines file; each line is one feed record::
 ``at`` is seconds after the replay started (divided by ``speed``); ``start_offset`` and
 ``etr_offset`` (and optional ``end_offset``) are seconds relative to the replay start, so
 the outage times look current. A later line with the same ``event_id`` is a new revision.
-``start``/``expected_restoration`` may be given as absolute times instead of offsets.
+``start``/``expected_restoration`` may be given as absolute times instead of offsets; one
+without an offset is in ``tz`` (the config's ``timezone``).
 
 The timeline anchor and the number of lines already emitted are the cursor; the daemon
 persists it with the events, so a restarted daemon continues the same timeline instead of
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,11 @@ class ReplaySource:
 
     type = "replay"
 
-    def __init__(self, name: str, scenario: Path, speed: float = 1.0, loop: bool = False) -> None:
+    def __init__(self, name: str, scenario: Path, speed: float = 1.0, loop: bool = False,
+                 tz: tzinfo = UTC) -> None:
         self.name = name
+        #: The zone of absolute times written without an offset.
+        self.tz = tz
         self.scenario = Path(scenario)
         self.speed = speed
         self.loop = loop
@@ -133,7 +137,7 @@ class ReplaySource:
 
         def when(offset_key: str, abs_key: str) -> datetime | None:
             if rec.get(abs_key) is not None:
-                return parse_optional_time(rec[abs_key], abs_key)
+                return parse_optional_time(rec[abs_key], abs_key, self.tz)
             off = seconds(rec.get(offset_key), offset_key)
             return None if off is None else anchor + timedelta(seconds=off)
 

@@ -34,6 +34,36 @@ from outage_sentinel.store.schema import (
 #: The PostgreSQL advisory lock held while the schema is upgraded (any fixed number).
 MIGRATION_LOCK = 0x05E471E1
 
+#: The session setting every PostgreSQL connection is opened with. Times are stored as naive
+#: UTC (``timestamp without time zone``) and the lease SQL compares them with ``now()``, which
+#: PostgreSQL renders in the session's TimeZone: any zone but UTC (a server initialised on a
+#: Beijing host defaults to Asia/Shanghai) would shift every lease by hours.
+PG_SESSION_OPTIONS = "-c timezone=UTC"
+
+#: The drivers built on libpq, which take the ``options`` startup parameter.
+LIBPQ_DRIVERS = ("psycopg2", "psycopg")
+
+
+def pg_options(given: str | tuple[str, ...] | None) -> str:
+    """The libpq ``options`` to connect with: the user's own (the URL's ``options=``, else the
+    ``PGOPTIONS`` environment variable, which libpq ignores once ``options`` is passed) with
+    :data:`PG_SESSION_OPTIONS` last, so that it wins over a ``timezone`` set there."""
+    if given is None:
+        given = os.environ.get("PGOPTIONS", "")
+    elif not isinstance(given, str):
+        given = " ".join(given)
+    return f"{given.strip()} {PG_SESSION_OPTIONS}".strip()
+
+
+def _set_utc_session(dbapi_conn: Any, _record: Any) -> None:
+    """Connect hook for PostgreSQL drivers without libpq ``options``: the session in UTC."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    finally:
+        cursor.close()
+    dbapi_conn.commit()
+
 
 class StoreBase:
     """One engine over SQLite or PostgreSQL; thread-safe through the engine pool."""
@@ -50,6 +80,9 @@ class StoreBase:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
+        libpq = self.dialect == "postgresql" and parsed.get_driver_name() in LIBPQ_DRIVERS
+        if libpq:  # every session in UTC, whatever the server's or role's default zone
+            kwargs["connect_args"] = {"options": pg_options(parsed.query.get("options"))}
         database = parsed.database or ""
         #: The SQLite file, absolute (None for PostgreSQL and in-memory SQLite).
         self.sqlite_path: Path | None = (
@@ -62,6 +95,8 @@ class StoreBase:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", sqlite_pragmas)
             event.listen(self.engine, "begin", sqlite_begin)
+        elif self.dialect == "postgresql" and not libpq:
+            event.listen(self.engine, "connect", _set_utc_session)
         #: Statements built once and reused (the storm path executes them thousands of times).
         self.statements: dict[Any, Any] = {}
 
