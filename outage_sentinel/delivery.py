@@ -16,6 +16,8 @@ The guarantees (docs/design.md §3) and how they are kept:
   (:meth:`~outage_sentinel.sending.Outcomes.settle_interrupted`).
 * Failures are retried on the immutable :class:`~outage_sentinel.retry.RetryPolicy`; a message
   older than its max age, or permanently refused, is dead-lettered (counted, logged, kept).
+  Its age counts from its queueing or from the end of a quiet-hours hold, whichever is later
+  (:func:`~outage_sentinel.sending.age_from`): a night held on purpose is not time failing.
 * A target that keeps failing only delays itself. Within a target, the messages of one
   incident to one recipient (a *chain*) go in the order they were queued, and an off-notice a
   later back-notice made moot is superseded, never sent (:mod:`outage_sentinel.ordering`,
@@ -93,7 +95,7 @@ from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ordering import chain_of, order
 from outage_sentinel.retry import RetryPolicy
-from outage_sentinel.sending import GroupSender
+from outage_sentinel.sending import QUIET_NOTE, GroupSender
 from outage_sentinel.sending import message_of as message_of
 from outage_sentinel.shared_limits import SharedLimits
 from outage_sentinel.store import OutboxRow, Store
@@ -107,6 +109,11 @@ HOLD_STEP = timedelta(seconds=1)
 STUCK_MARGIN = timedelta(seconds=60)
 #: The timeout assumed for a channel that states none.
 DEFAULT_TIMEOUT_SECONDS = 10.0
+#: Quiet hours let a notice of an outage not begun yet (planned or temporary work: its notice,
+#: an update, a reminder) go no later than this long before the outage starts — or at once,
+#: when it was queued later than that (a one-hour reminder): "停电…请提前做好准备" arriving
+#: after the work began would be no warning at all.
+PRE_START_LEAD = timedelta(hours=1)
 
 #: A delivery group: ``(channel name, target)``.
 GroupKey = tuple[str, str]
@@ -467,19 +474,37 @@ class Deliverer:
             self.log.warning("gauge_update_failed", error=redact(repr(exc)))
 
     def _defer_quiet(self, rows: Sequence[OutboxRow], now: datetime) -> list[OutboxRow]:
-        """Hold non-fault messages for an audience in its quiet hours until they end."""
+        """Hold non-fault messages for an audience in its quiet hours until they end — or,
+        for a notice of an outage not begun yet, until :data:`PRE_START_LEAD` before its
+        start (:meth:`_quiet_release`). Its age limit counts from the hold's end
+        (``age_from``, :func:`~outage_sentinel.sending.age_from`)."""
         if not self.quiet_hours:
             return list(rows)
         out = []
         for row in rows:
-            window = self.quiet_hours.get(row.audience)
-            kind = ((row.payload or {}).get("params") or {}).get("kind", "fault")
-            until = quiet_until(now, window, self.tz) if window and kind != "fault" else None
+            until = self._quiet_release(row, now)
             if until is None:
                 out.append(row)
             else:
-                self.store.mark_retry(row.id, until, "quiet hours")
+                self.store.mark_retry(row.id, until, QUIET_NOTE, age_from=until)
         return out
+
+    def _quiet_release(self, row: OutboxRow, now: datetime) -> datetime | None:
+        """When quiet hours let ``row`` go, or ``None`` for now. Faults are never held. A
+        notice whose outage starts later (``params["start"]``, the village's start, ahead of
+        ``now``) goes no later than :data:`PRE_START_LEAD` before that start, or when it was
+        queued if that was later; one about an outage already in force waits for the end."""
+        window = self.quiet_hours.get(row.audience)
+        params = (row.payload or {}).get("params") or {}
+        if window is None or params.get("kind", "fault") == "fault":
+            return None
+        until = quiet_until(now, window, self.tz)
+        if until is None:
+            return None
+        start = outage_start(params, self.tz)
+        if start is not None and start > now:
+            until = min(until, max(row.created_at, start - PRE_START_LEAD))
+        return until if until > now else None
 
     def update_gauges(self) -> None:
         """Set the backlog and dead-letter gauges from the outbox."""
@@ -490,6 +515,19 @@ class Deliverer:
             self.metrics.outbox_backlog.set(counts.get("pending", 0) + counts.get("inflight", 0))
             self.metrics.dead_letters.set(counts.get("dead", 0))
 
+
+
+def outage_start(params: Mapping[str, object], tz: tzinfo) -> datetime | None:
+    """The outage's start a notice states (``params["start"]``: local ``YYYY-MM-DD HH:MM`` in
+    ``tz``, as the planner writes it, or an ISO time), or ``None`` when it states none."""
+    text = params.get("start")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at.replace(tzinfo=tz) if at.tzinfo is None else at
 
 
 def quiet_until(now: datetime, window: tuple[time, time], tz: tzinfo) -> datetime | None:

@@ -13,7 +13,8 @@ Backoff for the n-th failure (n = 1, 2, ...)::
 Jitter exists so that 200 messages that failed together (a 5xx storm) don't all come back in
 the same second. A message that has been failing for ``max_age_seconds`` since it was first
 queued is dead-lettered: a notice hours late is worse than useless, and the command centre must
-see it instead.
+see it instead. (The deliverer passes, as "first queued", the end of a quiet-hours hold when
+that is later: a notice held overnight on purpose was not failing meanwhile.)
 """
 
 from __future__ import annotations
@@ -132,9 +133,11 @@ class RetryPolicy:
 
         ``first_queued`` is when the message entered the outbox (its age counts from there,
         not from the first attempt, because a message stuck behind a rate limit is just as
-        stale). The next attempt is never scheduled past the age limit: if the backoff would
-        overshoot it, one last attempt is made right at the limit, and a failure then
-        dead-letters.
+        stale) — or, for a message quiet hours held, when the hold let it go (the deliverer's
+        :func:`~outage_sentinel.sending.age_from`): time held on purpose is not time spent
+        failing, and a night's hold is longer than the default age limit. The next attempt
+        is never scheduled past the age limit: if the backoff would overshoot it, one last
+        attempt is made right at the limit, and a failure then dead-letters.
         """
         t_now = _seconds(now)
         deadline = _seconds(first_queued) + self.max_age_seconds

@@ -56,6 +56,15 @@ UNCERTAIN_SENDS = 1
 RECORD_PATIENCE_SECONDS = 10.0
 #: How long a target is held back when the service refused it without saying for how long.
 BLOCK_WITHOUT_HINT_SECONDS = 60.0
+#: What quiet hours write on a message they hold.
+QUIET_NOTE = "quiet hours"
+
+
+def age_from(row: OutboxRow) -> datetime:
+    """When ``row``'s age limit (``max_age_seconds``) starts counting: when it was queued, or
+    when quiet hours last let it go (``row.age_from``), whichever is later — time held by
+    quiet hours is not time spent failing."""
+    return row.created_at if row.age_from is None else max(row.created_at, row.age_from)
 
 
 def message_of(row: OutboxRow) -> Message:
@@ -187,7 +196,8 @@ class Outcomes:
             return False
         # ``row`` was read before mark_inflight counted this attempt: it is failure number
         # attempts + 1 (the policy's backoff is 1-based and refuses 0).
-        decision = self.policy.next_attempt(first_queued=row.created_at,
+        # Its age counts from its queueing, or from the end of a quiet-hours hold (age_from).
+        decision = self.policy.next_attempt(first_queued=age_from(row),
                                             failures=row.attempts + 1, now=now, u=self.rand(),
                                             retry_after=result.retry_after)
         if decision.action == "dead_letter":
@@ -424,8 +434,9 @@ class GroupSender:
             gate.settled(row, self.deliver(row, now, clock))
 
     def _defer(self, row: OutboxRow, now: datetime, wait: float, why: str) -> None:
-        """Put ``row`` back until the limiter allows it; not an attempt, but age still counts."""
-        deadline = row.created_at + timedelta(seconds=self.policy.max_age_seconds)
+        """Put ``row`` back until the limiter allows it; not an attempt, but age still counts
+        (from its queueing, or from the end of a quiet-hours hold: :func:`age_from`)."""
+        deadline = age_from(row) + timedelta(seconds=self.policy.max_age_seconds)
         if now >= deadline:
             self.outcomes.dead_letter(row, now, f"rate limited past max age: {why}")
             self.metrics.notifications.labels(row.channel, "dead").inc()
@@ -434,7 +445,8 @@ class GroupSender:
             return
         next_at = min(now + timedelta(seconds=max(wait, 0.001)), deadline)
         # clear_inflight=False: a message recovered after a crash keeps its marker.
-        self.store.mark_retry(row.id, next_at, f"rate limited: {why}", clear_inflight=False)
+        self.store.mark_retry(row.id, next_at, f"rate limited: {why}",
+                              clear_inflight=False)
         self.metrics.notifications.labels(row.channel, "rate_limited").inc()
 
     def _deliver_group(self, channel: Channel, keys: tuple[str, ...], rows: Sequence[OutboxRow],

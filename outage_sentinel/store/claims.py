@@ -70,14 +70,17 @@ class ClaimStore(StoreBase):
                                  attempts=outbox_t.c.attempts - 1))
 
     def mark_retry(self, row_id: int, next_at: datetime, error: str, *,
-                   clear_inflight: bool = True) -> None:
+                   clear_inflight: bool = True, age_from: datetime | None = None) -> None:
         """Pending again from ``next_at``: the service certainly did not take it, or it was
-        not sent at all (deferred, held by quiet hours). A send that may have arrived is
-        :meth:`settle_interrupted` instead."""
+        not sent at all (deferred, held by quiet hours: ``age_from``, the hold's end, is when
+        its age limit counts from). A send that may have arrived is :meth:`settle_interrupted`
+        instead."""
         values: dict[str, Any] = {"status": "pending", "next_attempt_at": next_at,
                                   "last_error": error}
         if clear_inflight:
             values["inflight_count"] = 0
+        if age_from is not None:
+            values["age_from"] = age_from
         with self.transaction() as conn:
             conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
                                                 outbox_t.c.status.in_(DELIVERING))

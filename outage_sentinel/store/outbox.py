@@ -60,6 +60,9 @@ class OutboxRow(OutboxMessage):
     #: allowed and resent; at the next the message is dead-lettered (see
     #: :meth:`ClaimStore.settle_interrupted`). Only an operator's retry starts it afresh.
     interruptions: int = 0
+    #: When its age limit counts from, if later than ``created_at``: the end of the last
+    #: quiet-hours hold (see :func:`outage_sentinel.sending.age_from`).
+    age_from: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -351,7 +354,8 @@ class OutboxStore(ClaimStore):
             if ids:
                 conn.execute(update(outbox_t).where(outbox_t.c.id.in_(ids)).values(
                     status="pending", attempts=0, inflight_count=0, interruptions=0,
-                    next_attempt_at=now, dead_at=None, sent_at=None, last_error=note))
+                    next_attempt_at=now, dead_at=None, sent_at=None, last_error=note,
+                    age_from=now))  # an operator's retry: its own retry window
                 self.readdress_in(conn, {i: a for i, a in (addresses or {}).items()
                                          if i in ids}, now, note)
         return ids

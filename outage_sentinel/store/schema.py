@@ -141,6 +141,9 @@ outbox_t = Table(
     # How often a send of it was interrupted with the outcome unknown and it was sent again
     # (schema version 9): each one a possible duplicate at the service, counted apart.
     Column("interruptions", Integer, nullable=False, server_default="0"),
+    # When its age limit counts from, if not from created_at: the end of the last quiet-hours
+    # hold (schema version 13; a night held on purpose is not time spent failing).
+    Column("age_from", UTCDateTime),
     UniqueConstraint("incident_id", "revision", "recipient", "purpose", name="uq_outbox_key"),
 )
 
@@ -344,12 +347,17 @@ def _m12_fault_devices(conn: Connection) -> None:
                       "WHERE fault_device IS NOT NULL AND fault_devices = 0"))
 
 
+def _m13_age_from(conn: Connection) -> None:
+    """A message quiet hours held counts its age limit from the end of the hold."""
+    _add_missing_columns(conn, outbox_t, ["age_from"])
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
                                                   _m4_dead_at, _m5_silences, _m6_board,
                                                   _m7_leases, _m8_field_answers, _m9_regions,
                                                   _m10_outbox_chains, _m11_calls_by_start,
-                                                  _m12_fault_devices]
+                                                  _m12_fault_devices, _m13_age_from]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
