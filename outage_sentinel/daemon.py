@@ -10,7 +10,8 @@ Stages (each in its own module, each with ``run_once(now)``; see docs/architectu
     Deliverer (delivery.py)       due outbox messages ─▶ a worker per (channel, target)
     LifecycleClock (lifecycle_clock.py)
                                   deadlines, reminders, storm gauge, template alerts
-    ReportJob (report_job.py)     the daily report
+    ReportJob (report_job.py)     the daily report (and, when a term begins, the one missed
+                                  while no node ran: see ``catch_up_reports``)
     RefitJob (refit_job.py)       the localiser learning from close-outs, daily
 
 Every step is restartable from the database alone, which is what makes SIGKILL safe: an event
@@ -190,9 +191,29 @@ class Daemon:
             self.log.info("standby", region=self.leadership.region)
 
     def _leadership_changed(self, leader: bool) -> None:
+        began = leader and not self.term.active
         self.term.changed(leader, channels=sorted(self.channels),
                           topology=self.topology.source,
                           transformers=len(self.topology.transformers))
+        if began:
+            self.catch_up_reports(self.clock())
+
+    def catch_up_reports(self, now: datetime) -> int:
+        """A term begins (start, or a standby's takeover): queue yesterday's daily report if
+        ``daily_report_at`` passed today while no node ran the job. Never raises (the next
+        start tries again); the report's outbox key keeps it to one message however often
+        this runs, on however many nodes."""
+        cc = self.config.command_centre
+        if not (cc.daily_report_at and cc.channel):
+            return 0
+        try:
+            queued = self.report_job.catch_up(now, cc.daily_report_at)
+        except Exception as exc:
+            self.log.error("daily_report_catch_up_failed", error=redact(repr(exc)))
+            return 0
+        if queued:
+            self.log.info("daily_report_caught_up", at=cc.daily_report_at, queued=queued)
+        return queued
 
     def close(self) -> None:
         if self.board is not None:
