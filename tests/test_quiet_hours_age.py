@@ -150,6 +150,28 @@ def test_the_age_limit_still_applies_from_the_end_of_the_hold(store: Store,
     assert m.dead_at == cn(8, 13)
 
 
+def test_an_operators_retry_of_an_old_dead_letter_gets_its_own_window(
+        store: Store, service: FakeService) -> None:
+    """A notice queued at 08:00 died of 503s at 14:00; the operator retries it at 20:00 (no
+    quiet hours then): one more 503 must not dead-letter it at once, it is retried until 02:00."""
+    enqueue(store, notice(kind="fault"), cn(7, 8))
+    d = deliverer(store, service)
+    service.default = BUSY
+    m = only(store)
+    while m.status == "pending":
+        d.run_once(m.next_attempt_at)
+        m = only(store)
+    assert m.status == "dead"
+    assert store.requeue([m.id], cn(7, 20), "retried by operator:li") == [m.id]
+    d.run_once(cn(7, 20))
+    m = only(store)
+    assert m.status == "pending" and m.attempts == 1, m.last_error
+    assert m.next_attempt_at < cn(8, 2)
+    service.default = OK
+    d.run_once(m.next_attempt_at)
+    assert only(store).status == "sent"
+
+
 # -- a notice of an outage not begun yet is released before the outage starts -----------------
 
 
