@@ -356,9 +356,12 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def parse_time(value: Any, name: str, default_tz: Any = UTC) -> datetime:
-    """Parse a time into aware UTC: an ISO-8601 / ``YYYY-MM-DD HH:MM[:SS]`` string, a compact
-    ``yyyyMMdd`` / ``yyyyMMddHHmm`` / ``yyyyMMddHHmmss`` one (8, 12 or 14 digits, as a string
-    or a number), or an epoch number: 10 digits are seconds, 13 digits milliseconds.
+    """Parse a time into aware UTC: an ISO-8601 / ``YYYY-MM-DD HH:MM[:SS]`` string (``/`` for
+    ``-`` too), the same unpadded (``2026/12/7 8:30``, ``2026-12-7 8:30:00``), a Chinese one
+    (``2026年12月7日 8时30分[5秒]``, ``8点30分``, ``2026年12月07日 08:30``, ``2026年12月7日``
+    alone: midnight), a compact ``yyyyMMdd`` / ``yyyyMMddHHmm`` / ``yyyyMMddHHmmss`` one (8, 12
+    or 14 digits, as a string or a number), or an epoch number: 10 digits are seconds, 13
+    digits milliseconds. The year always comes first: no day- or month-first order is guessed.
 
     Naive and compact times are taken in ``default_tz`` (feeds in China publish local time
     without offset). Anything else — any other count of digits, which no live feed's epoch
@@ -407,13 +410,56 @@ def _to_datetime(value: Any, name: str, default_tz: Any) -> datetime:
         try:
             dt = datetime.fromisoformat(text)
         except ValueError:
-            raise EventError(f"{name}: expected a time like 2026-11-23 08:00:00, "
-                             f"got {_clip(value)}") from None
+            dt = _loose_local(text, value, name)
     else:
         raise EventError(f"{name}: expected a time, got {_clip(value)}")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=default_tz)
     return dt.astimezone(UTC)
+
+
+#: The date of a local time as Chinese back ends and Excel write it besides ISO 8601: a year of
+#: four digits first, then month and day, padded or not — ``2026-12-7`` (``/`` is read as
+#: ``-`` before this) or ``2026年12月7日`` (日 or 号). Never day-first or month-first.
+_LOOSE_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{1,2})-([0-9]{1,2})(?![0-9])"
+                         r"|\s*年\s*([0-9]{1,2})\s*月\s*([0-9]{1,2})\s*[日号])")
+#: Its time of day, if any: ``8:30``, ``08:30:05``, ``8:30:05.5`` (the hour padded or not;
+#: minutes and seconds two digits) ...
+_LOOSE_CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?")
+#: ... or ``8时30分``, ``8点30分5秒``, ``8时``, ``8点30`` (no 上午/下午: not guessed).
+_LOOSE_HAN = re.compile(r"([0-9]{1,2})\s*[时点](?:\s*([0-9]{1,2})\s*(?:分(?:\s*([0-9]{1,2})"
+                        r"\s*秒)?)?)?")
+
+
+def _loose_local(text: str, value: Any, name: str) -> datetime:
+    """A naive local time of the shapes :func:`datetime.fromisoformat` refuses but Chinese back
+    ends and Excel write (:data:`_LOOSE_DATE` then :data:`_LOOSE_CLOCK` or
+    :data:`_LOOSE_HAN`; a date alone is midnight). Raise :class:`EventError` naming ``name``
+    for any other text, and saying why for a shape read but no real time (2026-02-30,
+    hour 25)."""
+    expected = f"{name}: expected a time like 2026-11-23 08:00:00, got {_clip(value)}"
+    date = _LOOSE_DATE.match(text)
+    if date is None:
+        raise EventError(expected)
+    rest = text[date.end():]
+    if date.group(2) is not None and rest and not (rest[0] == "T" or rest[0].isspace()):
+        raise EventError(expected)
+    rest = rest[1:].strip() if rest.startswith("T") else rest.strip()
+    year = int(date.group(1))
+    month, day = (int(date.group(2)), int(date.group(3))) if date.group(2) is not None else (
+        int(date.group(4)), int(date.group(5)))
+    hour = minute = second = micro = 0
+    if rest:
+        clock = _LOOSE_CLOCK.fullmatch(rest) or _LOOSE_HAN.fullmatch(rest)
+        if clock is None:
+            raise EventError(expected)
+        hour, minute, second = (int(g) if g else 0 for g in clock.groups()[:3])
+        fraction = clock.group(4) if clock.re is _LOOSE_CLOCK else None
+        micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
+    try:
+        return datetime(year, month, day, hour, minute, second, micro)
+    except ValueError as exc:
+        raise EventError(f"{expected} (not a real date and time: {exc})") from None
 
 
 def _from_number(value: float, name: str, default_tz: Any, digits: int = 0) -> datetime:

@@ -1,9 +1,10 @@
 """Declarative field mapping: JSON records → :class:`~outage_sentinel.events.OutageEvent`.
 
-Pure: no I/O, no clock. A :class:`~outage_sentinel.config.FieldMap` names, for each normalised
-field, a dotted path into one record (``data.powerCutList`` / ``a.b.0.c``; a numeric segment
-indexes a list). :class:`RecordMapper` applies it and raises :class:`EventError` naming the
-normalised field *and* the feed's own path, so a quarantine reason reads
+No I/O but a warning log line (an optional time set aside, below), no clock. A
+:class:`~outage_sentinel.config.FieldMap` names, for each normalised field, a dotted path
+into one record (``data.powerCutList`` / ``a.b.0.c``; a numeric segment indexes a list).
+:class:`RecordMapper` applies it and raises :class:`EventError` naming the normalised field
+*and* the feed's own path, so a quarantine reason reads
 ``record 3: start (startTime): expected a time like 2026-11-23 08:00:00, got 'tomorrow'``.
 
 Two presets cover the 95598 outage-notice formats (docs/design.md §4):
@@ -39,6 +40,13 @@ that word; anything else (or an empty value) is *unclassified*: handled as the f
 event's raw payload (:data:`~outage_sentinel.events.UNCLASSIFIED_KIND`) so that no notice
 claims a kind for it (a neutral 停电通知). ``stopTime`` is the
 *expected* restoration (a notice's end is a promise, not an observation).
+
+Only a bad *required* field quarantines a record. An optional time (the ETR, ``end``) that
+cannot be read — ``待定``, ``--``, ``未知``, ``暂无``, 2026-02-30 — is no time: the outage is kept
+without it, and the mapper logs ``feed_time_ignored`` naming the record, the field and the
+value. So is an ETR not after the record's start (a stop typed a day early): villages are
+never promised a restoration before the outage begins. Each (record, field, value) is logged
+once per mapper, not at every poll.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Final
+
+import structlog
 
 from outage_sentinel.config import FieldMap, HttpJsonSourceConfig, PaginationConfig
 from outage_sentinel.events import (
@@ -63,6 +73,12 @@ from outage_sentinel.events import (
     refuse_long_numbers,
     split_list,
 )
+
+log = structlog.get_logger(__name__)
+
+#: How many ignored (record, field, value) times a mapper remembers so as to log each once; past
+#: that it forgets them all and starts again (a feed of many bad ETRs logs them again, rarely).
+MAX_TIME_WARNINGS_REMEMBERED: Final = 4096
 
 
 class _Missing:
@@ -278,6 +294,12 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _clip_value(value: Any, limit: int = 60) -> str:
+    """A feed value as a log line shows it: its text (a string as is), cut to ``limit``."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+
+
 def _is_empty(value: Any) -> bool:
     return value is MISSING or value is None or (isinstance(value, str) and not value.strip())
 
@@ -293,6 +315,8 @@ class RecordMapper:
         self.source = source
         self.fields = fields
         self.tz = tz
+        #: (record id, field, value) of the optional times ignored and already logged.
+        self._time_warned: set[tuple[str, str, str]] = set()
 
     def _label(self, name: str, path: str) -> str:
         return f"{name} ({path})" if path != name else name
@@ -370,6 +394,32 @@ class RecordMapper:
             return parse_time(value, label, self.tz)
         return parse_optional_time(value, label, self.tz)
 
+    def _optional_time(self, record: Mapping[str, Any], event_id: str, name: str,
+                       path: str | None) -> Any:
+        """An optional time, or None when it is absent, a placeholder, or cannot be read: the
+        record is kept without it and :meth:`_ignore_time` logs why."""
+        try:
+            return self._time(record, name, path)
+        except EventError as exc:
+            assert path is not None  # no path, no value, no error
+            self._ignore_time(event_id, self._label(name, path), get_path(record, path),
+                              f"not a time, read as unknown: {exc}")
+            return None
+
+    def _ignore_time(self, event_id: str, label: str, value: Any, reason: str,
+                     **more: Any) -> None:
+        """Log once per (record, field, value) that an optional time of a kept record was
+        set aside as unknown."""
+        shown = _clip_value(value)
+        key = (event_id, label, shown)
+        if key in self._time_warned:
+            return
+        if len(self._time_warned) >= MAX_TIME_WARNINGS_REMEMBERED:
+            self._time_warned.clear()
+        self._time_warned.add(key)
+        log.warning("feed_time_ignored", source=self.source, event_id=event_id, field=label,
+                    value=shown, reason=reason[:300], **more)
+
     def _transformers(self, record: Mapping[str, Any]) -> tuple[str, ...]:
         path = self.fields.transformers
         if path is None:
@@ -434,6 +484,18 @@ class RecordMapper:
         assert event_id is not None
         start = self._time(record, "start", f.start, required=True)
         kind, unclassified = self._kind(record)
+        status = self._status(record)  # a record refused for it logs nothing below
+        etr = self._optional_time(record, event_id, "expected_restoration",
+                                  f.expected_restoration)
+        if etr is not None and etr <= start:  # a stop typed a day early: promise nothing
+            assert f.expected_restoration is not None
+            label = self._label("expected_restoration", f.expected_restoration)
+            said, began = (_clip_value(get_path(record, path))
+                           for path in (f.expected_restoration, f.start))
+            self._ignore_time(event_id, label, said,
+                              f"{label} {said} is not after {self._label('start', f.start)} "
+                              f"{began}: read as unknown", start=began)
+            etr = None
         raw = dict(record)
         if unclassified is not None:
             raw[UNCLASSIFIED_KIND] = unclassified
@@ -441,11 +503,10 @@ class RecordMapper:
             source=self.source,
             event_id=event_id,
             kind=kind,
-            status=self._status(record),
+            status=status,
             start=start,
-            expected_restoration=self._time(record, "expected_restoration",
-                                            f.expected_restoration),
-            end=self._time(record, "end", f.end),
+            expected_restoration=etr,
+            end=self._optional_time(record, event_id, "end", f.end),
             feeder=self._scalar_text(record, "feeder", f.feeder) or None,
             device=self._scalar_text(record, "device", f.device) or None,
             transformers=self._references(record),
