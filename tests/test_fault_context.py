@@ -128,6 +128,8 @@ def test_storm_verbs_declare_show_and_end(tmp_path: Path,
     assert run("storm", "declare", "--hours", "6", "--actor", "zhang", "--note", "台风蓝色预警") == 0
     out = capsys.readouterr().out
     assert "storm declared by operator:zhang" in out and "台风蓝色预警" in out and "until 20" in out
+    # in the config's zone (Asia/Shanghai by default), as the board shows them
+    assert out.count("+08:00") == 2 and "+00:00" not in out
     assert run("storm", "declare", "--hours", "0") == cli.EXIT_USAGE
     assert "--hours must be greater than 0" in capsys.readouterr().err
     assert run("storm", "end", "--actor", "li") == 0

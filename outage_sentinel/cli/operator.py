@@ -259,7 +259,7 @@ def _on_store(store: Any, args: argparse.Namespace, verb: str, action: str,
     if verb == "outbox" and action in ("retry", "withdraw", "hold", "release"):
         return _outbox_fix(args, action)
     if verb == "storm":
-        return _storm(store, args)
+        return _storm(store, args, tz)
     if verb == "quarantine" and action == "list":
         return _quarantine_list(store, args, tz)
     return None
@@ -380,8 +380,9 @@ def _calls(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _storm(store: Any, args: argparse.Namespace) -> int:
-    """Declare, end or show the storm state the daemon's localiser reads (kv ``storm``)."""
+def _storm(store: Any, args: argparse.Namespace, tz: tzinfo = UTC) -> int:
+    """Declare, end or show the storm state the daemon's localiser reads (kv ``storm``),
+    its times in ``tz``."""
     from datetime import UTC, datetime
 
     from outage_sentinel.lifecycle import parse_actor
@@ -404,12 +405,24 @@ def _storm(store: Any, args: argparse.Namespace) -> int:
         corrections.audit(store, now, actor, "storm", ok=True, asked=asked,
                           outcome="storm declared" if action == "declare" else "storm ended")
     value = store.kv_get(STORM_KEY) or {}
+    at = _local_text(value.get("at"), tz)
     if storm_declared(value, now):
         until = value.get("until")
-        print(f"storm declared by {value.get('by')} at {value.get('at')}"
-              + (f", until {until}" if until else ", until ended")
+        print(f"storm declared by {value.get('by')} at {at}"
+              + (f", until {_local_text(until, tz)}" if until else ", until ended")
               + (f": {value['note']}" if value.get("note") else ""))
     else:
-        print("no storm declared" + (f" (ended by {value.get('by')} at {value.get('at')})"
+        print("no storm declared" + (f" (ended by {value.get('by')} at {at})"
                                      if value and not value.get("declared") else ""))
     return 0
+
+
+def _local_text(stored: Any, tz: tzinfo) -> str:
+    """A stored ISO time shown in ``tz`` with its offset (as stored if it is not one)."""
+    try:
+        at = datetime.fromisoformat(str(stored))
+    except ValueError:
+        return str(stored)
+    if at.tzinfo is None:
+        return str(stored)
+    return at.astimezone(tz).isoformat(sep=" ", timespec="seconds")
