@@ -158,6 +158,8 @@ class Daemon:
         self.lifecycle, self.processor = core.lifecycle, core.processor
         self.clock_stage = LifecycleClock(self.lifecycle, store, metrics, self.process_lock)
         self.report_job = ReportJob(self.lifecycle)
+        #: A term began and the report it may have missed is still to be caught up.
+        self.catch_up_due = False
         estimator = self.processor.estimator
         self.refit_job = RefitJob(store, lambda: self.topology, estimator,
                                   config.localisation.to_params()) \
@@ -189,14 +191,24 @@ class Daemon:
         else:
             self.term.end()
             self.log.info("standby", region=self.leadership.region)
+        self.catch_up_tick()
 
     def _leadership_changed(self, leader: bool) -> None:
-        began = leader and not self.term.active
+        if leader and not self.term.active:
+            # Not here: this runs inside the lease's renewal, which a report's build must
+            # not hold up (a lease that lapses meanwhile would bounce the leadership).
+            self.catch_up_due = True
         self.term.changed(leader, channels=sorted(self.channels),
                           topology=self.topology.source,
                           transformers=len(self.topology.transformers))
-        if began:
-            self.catch_up_reports(self.clock())
+
+    def catch_up_tick(self) -> int:
+        """The report catch-up a term's beginning asked for (:meth:`catch_up_reports`), run
+        once: at start, and by its own job after a standby's takeover."""
+        if not self.catch_up_due or not self.leadership.is_leader():
+            return 0
+        self.catch_up_due = False
+        return self.catch_up_reports(self.clock())
 
     def catch_up_reports(self, now: datetime) -> int:
         """A term begins (start, or a standby's takeover): queue yesterday's daily report if
@@ -301,6 +313,8 @@ class Daemon:
         if cc.daily_report_at and cc.channel:
             jobs.daily(self._guarded("daily_report", self.report_job.run_once),
                        cc.daily_report_at, self.tz, "daily_report")
+            jobs.every(self._guarded("report_catch_up", lambda _now: self.catch_up_tick()),
+                       self.config.lifecycle.check_interval_seconds, "report_catch_up")
         if self.refit_job is not None and self.config.localisation.refit_at:
             jobs.daily(self._guarded("refit", self.refit_job.run_once),
                        self.config.localisation.refit_at, self.tz, "refit")

@@ -77,6 +77,13 @@ CLASS_LABELS: Mapping[str, Mapping[str, str]] = {
     "en": {"fault": "fault", "planned": "planned/temporary"},
 }
 
+#: Whether an incident counts in the reliability figures (``reports.interruption_of``).
+INTERRUPTION_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"sustained": "计入", "momentary": "短时停电（不计入）", "none": "未停电（不计入）"},
+    "en": {"sustained": "counted", "momentary": "short (not counted)",
+           "none": "no interruption (not counted)"},
+}
+
 #: Village area types (villages.csv ``area_type``).
 AREA_TYPE_LABELS: Mapping[str, Mapping[str, str]] = {
     "zh": {"urban": "城区", "rural": "农村", "remote": "偏远"},

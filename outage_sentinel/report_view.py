@@ -33,6 +33,7 @@ import pandas as pd
 from outage_sentinel.labels import (
     AREA_TYPE_LABELS,
     CLASS_LABELS,
+    INTERRUPTION_LABELS,
     KIND_LABELS,
     STAGE_LABELS,
     STATUS_LABELS,
@@ -64,6 +65,7 @@ INCIDENT_VIEW: Sequence[Column] = (
     ("villages", "涉及村庄", "Villages", "text"),
     ("cause_category", "原因分类", "Cause", "text"),
     ("calls", "报修来电", "Trouble calls", "int"),
+    ("interruption", "计入指标", "In the figures", "interruption"),
 )
 RESPONSE_VIEW: Sequence[Column] = (
     ("id", "编号", "Incident", "text"),
@@ -124,6 +126,7 @@ SUMMARY_VIEW: Sequence[Column] = (
     *SCOPE_VIEW,
     ("temporary_incidents", "其中临时停电", "of which temporary", "int"),
     ("cancelled_incidents", "取消", "Cancelled", "int"),
+    ("momentary_incidents", "短时停电（不计入）", "Short interruptions (not counted)", "int"),
     ("active_incidents", "仍在停电", "Still off", "int"),
     ("notice_latency_median_min", "首条村通知用时中位数（分钟）",
      "First village notice, median (min)", "f1"),
@@ -267,6 +270,7 @@ _FORMATS: dict[str, Callable[[Any, str], str]] = {
     "status": lambda v, lang: label(STATUS_LABELS, lang, str(v)),
     "stage": lambda v, lang: label(STAGE_LABELS, lang, str(v)),
     "class": lambda v, lang: label(CLASS_LABELS, lang, str(v)),
+    "interruption": lambda v, lang: label(INTERRUPTION_LABELS, lang, str(v)),
     "area_type": lambda v, lang: label(AREA_TYPE_LABELS, lang, str(v)),
 }
 

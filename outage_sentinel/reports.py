@@ -14,13 +14,15 @@ fault estimate (``state["estimate"]["transformers"]``) and of every restoration 
 less the areas planned work was called off for before it began (recorded back before its
 start: never off). An area is off in one or more spells:
 
-* from when it went off: its village's start as the notices give it (an area a later record
-  added is off from that record's start), never before the incident ``start``;
+* from when it went off: the earliest start of the records naming it (an area a later record
+  added is off from that record's start; one no record names, inferred below a device, from
+  the incident's start), never before the incident ``start``;
 * until a restoration step (incident-log stage ``partially_restored`` or ``restored``) whose
   ``details["transformers"]`` lists it; a step without a transformer list restores every area
   still off; an operator's ``restoration_undone`` step listing it (``incidents reopen``) starts
-  another spell; while the incident is on, an area its state no longer counts back (a source
-  said it is off again; when is not logged) is off on from its last return;
+  another spell; while the incident is on, an area its state counts off again (in its scope,
+  not back, not taken out: a source said it is off again; when is not logged) is off on from
+  its last return;
 * a spell still open ends at the incident's ``end_time``; if that is missing: ``now`` while
   the incident is active, else the time it was last updated;
 * an area counted back unconfirmed at the end is off until a later ``confirmed_back`` step
@@ -283,7 +285,7 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
         nominal_end = eff_end if eff_end is not None else ctx.now
         if not (row["start"] < end and (nominal_end > start or row["start"] >= start)):
             continue
-        interruption = interruption_of(inc_areas, eff_end)
+        interruption = interruption_of(inc_areas, row["start"], eff_end)
         clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
         if interruption == "sustained":
             areas.extend(clipped)
@@ -295,16 +297,17 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
     return incident_rows, areas, feeder_touch, village_touch
 
 
-def interruption_of(areas: Sequence[_Area], end: datetime | None) -> str:
+def interruption_of(areas: Sequence[_Area], start: datetime, end: datetime | None) -> str:
     """``sustained`` (it counts), ``momentary`` (ended, no area off longer than
     :data:`MOMENTARY`: 短时停电, counted apart) or ``none`` (no area ever off: a false alarm,
-    work called off or cancelled before it began). An incident still on is sustained."""
+    work called off or cancelled before it began). An incident still on is sustained; one
+    with no area to count (its customers unknown) goes by its own ``start`` and ``end``."""
     if end is None:
         return "sustained"
     spells: dict[str | None, float] = {}
     for a in areas:
         spells[a.transformer] = spells.get(a.transformer, 0.0) + _hours(a.off_from, a.back_at)
-    longest = max(spells.values(), default=0.0)
+    longest = max(spells.values()) if spells else _hours(start, end)
     if longest <= 0:
         return "none"
     return "sustained" if longest * 3600 > MOMENTARY.total_seconds() else "momentary"
@@ -437,7 +440,7 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
     has one per spell), and its effective end (None = ongoing)."""
     start: datetime = row["start"]
     steps = [e for e in log if e["stage"] in RESTORATION_STAGES]
-    known = _known_areas(row, steps, topology)
+    known = _known_areas(row, steps, topology, log)
     cancelled_at = _cancelled_at(row, log) if row["status"] == "cancelled" else None
     if cancelled_at is not None and (cancelled_at <= start or _false_alarm(row)):
         return [], start
@@ -446,8 +449,9 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
     later = _later_back(log)
     if known:
         spells = _AreaSpells(row, log, known, remaining_end, later, ongoing=rest_end is None)
+        starts = _area_starts(row, steps)
         areas = [_transformer_area(row, klass, t, topology, off, back)
-                 for t in known for off, back in spells.of(t, _area_start(row, t, topology))]
+                 for t in known for off, back in spells.of(t, starts.get(t, start))]
         areas += _renamed_areas(row, klass, known, steps, topology, remaining_end)
     else:
         areas = _unplaced_areas(row, klass, steps, remaining_end)
@@ -466,7 +470,7 @@ def _false_alarm(row: Mapping[str, Any]) -> bool:
 
 
 def _known_areas(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
-                 topology: Topology) -> list[str]:
+                 topology: Topology, log: Sequence[Mapping[str, Any]]) -> list[str]:
     """The incident's transformer areas the topology knows: its estimate's, and those its
     restoration ``steps`` list; without the areas planned work left before it began
     (:func:`_called_off`)."""
@@ -475,36 +479,40 @@ def _known_areas(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
     listed = list(estimate.get("transformers") or [])
     for step in steps:
         listed.extend((step.get("details") or {}).get("transformers") or [])
-    called_off = _called_off(row)
+    called_off = _called_off(row, log)
     return [t for t in _unique(listed) if t in topology.nodes and t not in called_off]
 
 
-def _called_off(row: Mapping[str, Any]) -> set[str]:
-    """Areas of planned or temporary work recorded back before the work began (a record
-    cancelled or edited to leave them out): their power never went off."""
-    if incident_class_of(row["kind"]) != "planned":
-        return set()
+def _called_off(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Areas planned or temporary work was called off for before it began (its ``called_off``
+    log steps: a record cancelled or edited to leave them out) and that its state still counts
+    back: their power never went off."""
     restored = (row.get("state") or {}).get("restored") or {}
-    back = {t: _parse_time(at) for t, at in restored.items()}
-    return {t for t, at in back.items() if at is not None and at < row["start"]}
+    return {t for e in log if e["stage"] == "called_off"
+            for t in (e.get("details") or {}).get("transformers") or () if t in restored}
 
 
-def _area_start(row: Mapping[str, Any], t: str, topology: Topology) -> datetime:
-    """When area ``t`` went off: its village's start as the notices give it
-    (:func:`~outage_sentinel.incidents.village_start`: an area a later record added is off
-    from that record's start), never before the incident's."""
-    from outage_sentinel.incidents import Incident, village_start
-
+def _area_starts(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]
+                 ) -> dict[str, datetime]:
+    """When each area named by the incident's records went off: the earliest start of the
+    records naming it (ended ones too), never before the incident's start, and the
+    incident's start when a restoration step listed it before that (it was off already,
+    inferred). An area no record names (inferred below a device) is off from the incident's
+    start (absent here)."""
     start: datetime = row["start"]
-    village = topology.nodes[t].village
-    state = row.get("state") or {}
-    if not village or not state.get("members"):
-        return start
-    try:
-        incident = Incident.from_json(state)
-    except (KeyError, TypeError, ValueError):
-        return start  # a state from before a field existed: the incident's start
-    return max(start, village_start(incident, village, topology))
+    first_back: dict[str, datetime] = {}
+    for step in steps:
+        for t in (step.get("details") or {}).get("transformers") or ():
+            first_back[t] = min(first_back.get(t, step["at"]), step["at"])
+    starts: dict[str, datetime] = {}
+    for member in ((row.get("state") or {}).get("members") or {}).values():
+        at = _parse_time(member.get("start"))
+        if at is None or member.get("signal") in ("alive", "device_closed"):
+            continue
+        for t in member.get("transformers") or ():
+            starts[t] = min(starts.get(t, at), at)
+    return {t: start if at <= start or first_back.get(t, at) < at else at
+            for t, at in starts.items()}
 
 
 @dataclass
@@ -523,16 +531,25 @@ class _AreaSpells:
     later: Mapping[str, datetime]
     ongoing: bool
 
+    def __post_init__(self) -> None:
+        # The steps that start or end a spell, in the order written, each with the areas it
+        # lists (a restoration listing none: every known area).
+        every = frozenset(self.known)
+        self._steps = [(e, frozenset((e.get("details") or {}).get("transformers") or ())
+                        or (every if e["stage"] in RESTORATION_STAGES else frozenset()))
+                       for e in sorted(self.log, key=lambda e: int(e.get("id") or 0))
+                       if e["stage"] in RESTORATION_STAGES or e["stage"] == "restoration_undone"]
+
     def of(self, t: str, off_from: datetime) -> list[tuple[datetime, datetime]]:
         spells: list[tuple[datetime, datetime]] = []
         since: datetime | None = off_from
-        for e in sorted(self.log, key=lambda e: int(e.get("id") or 0)):
-            listed = (e.get("details") or {}).get("transformers")
-            if e["stage"] in RESTORATION_STAGES and since is not None \
-                    and t in (listed or self.known):
+        for e, listed in self._steps:
+            if t not in listed:
+                continue
+            if e["stage"] in RESTORATION_STAGES and since is not None:
                 spells.append((since, max(since, min(e["at"], self.remaining_end))))
                 since = None
-            elif e["stage"] == "restoration_undone" and since is None and t in (listed or ()):
+            elif e["stage"] == "restoration_undone" and since is None:
                 since = max(off_from, e["at"])
         if since is None and spells and self._off_again(t):
             since = spells.pop()[0]  # when it went off again is not logged: counted on
@@ -544,8 +561,11 @@ class _AreaSpells:
         return spells
 
     def _off_again(self, t: str) -> bool:
+        """Its state counts it off again: in the estimate, not back, not taken out."""
         state = self.row.get("state") or {}
-        return self.ongoing and "restored" in state and t not in (state["restored"] or {})
+        scope = (state.get("estimate") or {}).get("transformers") or ()
+        return (self.ongoing and "restored" in state and t in scope
+                and t not in (state["restored"] or {}) and t not in (state.get("excluded") or ()))
 
 
 def _renamed_areas(row: Mapping[str, Any], klass: str, known: Sequence[str],
@@ -718,20 +738,25 @@ def union_customer_hours(areas: pd.DataFrame) -> float:
     counted once: where two incidents have one transformer area off at once (planned work
     overlapping a fault, two work orders on one area), the union of its spells. Areas without
     a transformer (an incident's customers the topology cannot place) are summed as they are."""
-    if areas.empty:
-        return 0.0
-    placed = areas["transformer"] != ""
-    total = float(areas.loc[~placed, "customer_hours"].sum())
-    for _, group in areas[placed].groupby("transformer"):
-        off = 0.0
-        reach = None
-        for lo, hi in sorted(zip(group["off_from"], group["back_at"], strict=True)):
-            if reach is not None and lo < reach:
-                lo = reach
+    total = 0.0
+    spells: dict[str, list[tuple[Any, Any]]] = {}
+    customers: dict[str, int] = {}
+    for t, n, lo, hi, ch in zip(areas["transformer"].tolist(), areas["customers"].tolist(),
+                                areas["off_from"].tolist(), areas["back_at"].tolist(),
+                                areas["customer_hours"].tolist(), strict=True):
+        if not t:
+            total += float(ch)
+            continue
+        spells.setdefault(t, []).append((lo, hi))
+        customers[t] = max(customers.get(t, 0), int(n))
+    for t, intervals in spells.items():
+        off, reach = 0.0, None
+        for lo, hi in sorted(intervals):
+            lo = lo if reach is None else max(lo, reach)
             if hi > lo:
                 off += (hi - lo).total_seconds() / 3600.0
             reach = hi if reach is None else max(reach, hi)
-        total += int(group["customers"].max()) * off
+        total += customers[t] * off
     return total
 
 
@@ -826,8 +851,12 @@ def _summary(scope: _Scope, incidents: pd.DataFrame, areas: pd.DataFrame,
         "period_end": end.astimezone(tz).replace(tzinfo=None),
         "timezone": str(tz), "hours_in_period": hours,
         **figures,
-        "temporary_incidents": int((incidents["kind"] == "temporary").sum()),
+        "temporary_incidents": int(((incidents["kind"] == "temporary")
+                                    & (incidents["interruption"] == "sustained")).sum()),
         "cancelled_incidents": int((incidents["status"] == "cancelled").sum()),
+        # Cancelled and so not in the figures (one cancelled after it began counts in them).
+        "cancelled_uncounted": int(((incidents["status"] == "cancelled")
+                                    & (incidents["interruption"] != "sustained")).sum()),
         "momentary_incidents": int((incidents["interruption"] == "momentary").sum()),
         "active_incidents": int((incidents["status"] == "active").sum()),
         "notices_measured": len(latency),
@@ -898,8 +927,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def _apart(s: pd.Series) -> str:
     """The incidents the figures leave out: cancelled ones, short interruptions."""
     parts = []
-    if s["cancelled_incidents"]:
-        parts.append(f"已取消 {int(s['cancelled_incidents'])} 起")
+    if s["cancelled_uncounted"]:
+        parts.append(f"已取消 {int(s['cancelled_uncounted'])} 起")
     if s["momentary_incidents"]:
         parts.append(f"短时停电（3 分钟及以内，不计入指标）{int(s['momentary_incidents'])} 起")
     return f"；另{'，'.join(parts)}" if parts else ""

@@ -82,13 +82,17 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 
 def json_lines(path: Path, start: int = 0) -> list[dict[str, Any]]:
-    """The JSON records of the complete lines of ``path`` from byte ``start``: a file a running
-    daemon appends to may end in a line it is still writing, which a reader leaves for later."""
+    """The JSON records of the complete lines of ``path`` from byte ``start`` (every one must
+    parse): a file a running daemon appends to may end in a line it is still writing, which a
+    reader leaves for later."""
     if not path.exists():
         return []
-    data = path.read_bytes()[start:]
+    whole = path.read_bytes()
+    data = whole[start:]
+    if start and whole[start - 1:start] != b"\n":  # ``start`` fell inside a line: from the next
+        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
     done = data[:data.rfind(b"\n") + 1].decode("utf-8")
-    return [json.loads(line) for line in done.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in done.splitlines() if line.strip()]
 
 
 def log_text(path: Path) -> str:

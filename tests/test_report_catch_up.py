@@ -146,13 +146,17 @@ def test_a_standby_taking_over_queues_the_missed_report_once(
         clock.now = local(7, 5)
         a.leadership.release()  # the leader goes (a clean stop gives the lease up)
         a.term.end()
-        assert b.leadership.renew()  # the standby's lease job: it takes over
+        assert b.leadership.renew()  # the standby's lease job: it takes over...
+        assert reports(b.store) == []  # ...and leaves the report's build to its own job
+        assert b.catch_up_tick() == 1
+        assert b.catch_up_tick() == 0  # once
         (row,) = reports(b.store)
         assert row.incident_id.endswith(REPORT_DAY)
         clock.now = local(8, 0)
         b.leadership.release()
         b.term.end()
         assert a.leadership.renew()  # back to the first node: nothing new
+        assert a.catch_up_tick() == 0
         assert len(reports(a.store)) == 1
     finally:
         for d in nodes:

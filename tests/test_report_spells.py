@@ -225,3 +225,62 @@ def test_a_regions_figures_are_of_its_own_customers(tmp_path: Path) -> None:
     finally:
         east.close()
         west.close()
+
+
+def test_an_area_is_off_from_its_own_records_start_not_its_villages(h: Harness) -> None:
+    """T1 and T2 share village V1. T1's record ends at 11:00; T2's begins at 12:00: T1 was
+    off 10:00-11:00 (not from V1's newer start), T2 12:00-13:00."""
+    h.feed(ev("A", "T1"), ev("C", "T3"))
+    iid = h.only_incident()
+    h.at(60)
+    h.feed(ev("A", "T1", status="restored"))
+    h.at(120)
+    h.feed(ev("B", "T2", start=T0 + 2 * H))
+    h.at(180)
+    h.daemon.processor.operator_restore(iid, "operator:crew", None, "2026-11-23 13:00", "",
+                                        now=h.now)
+    h.at(300)
+    r = report(h)
+    assert (hours_of(r, "T1"), hours_of(r, "T2")) == (pytest.approx(1.0), pytest.approx(1.0))
+
+
+def test_an_area_taken_out_of_the_scope_after_its_return_is_not_off_again(h: Harness) -> None:
+    h.feed(ev("A", "T1", "T2", "T3", device="B1"))
+    iid = h.only_incident()
+    h.at(30)
+    h.daemon.processor.operator_restore(iid, "operator:crew", "T3", "2026-11-23 10:30", "",
+                                        now=h.now)
+    h.at(60)
+    steps(h).remove(iid, "T3", "operator:li", "not ours")
+    h.at(300)
+    assert hours_of(report(h), "T3") == pytest.approx(0.5)
+
+
+def test_an_outage_whose_customers_are_unknown_is_still_an_outage_event(h: Harness) -> None:
+    from outage_sentinel.events import OutageEvent
+
+    def record(status: str) -> OutageEvent:
+        return OutageEvent(source="feed", event_id="X1", kind="fault", status=status,  # type: ignore[arg-type]
+                           signal="notice", start=T0, end=T0 + 2 * H if status == "restored"
+                           else None, feeder="F1", area_text="某村某台区", cause="线路故障")
+
+    h.feed(record("active"))
+    h.at(120)
+    h.feed(record("restored"))
+    h.at(300)
+    r = report(h)
+    s = r.summary.iloc[0]
+    assert (s["incidents"], s["fault_incidents"]) == (1, 1)
+    assert r.incidents.loc[0, "interruption"] == "sustained"
+
+
+def test_work_cancelled_after_it_began_counts_once_in_the_message(h: Harness) -> None:
+    work = {"kind": "planned", "start": T0, "etr": T0 + 4 * H, "feeder": "F2"}
+    h.feed(ev("P1", "T4", **work))
+    h.at(60)
+    h.feed(ev("P1", "T4", **work, status="cancelled"))  # stopped after an hour
+    h.at(300)
+    r = report(h)
+    assert r.incidents.loc[0, "interruption"] == "sustained"
+    text = daily_report_message(r)
+    assert "计划/临时 1 起" in text and "已取消" not in text
