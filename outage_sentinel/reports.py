@@ -521,8 +521,9 @@ class _AreaSpells:
     written: a restoration step listing an area (one listing none: every area) ends its
     spell, an operator's ``restoration_undone`` listing it starts another; a spell still
     open ends at ``remaining_end``, or at the time a step after the end gives (``later``,
-    :func:`_later_back`). While the incident is ``ongoing``, an area its state no longer
-    counts back (a source said it is off again) is off on from its last return."""
+    :func:`_later_back`). While the incident is ``ongoing``, an area its state counts off
+    again (in the estimate, not back, not taken out: a source said it is off again) is off on
+    from its last return."""
 
     row: Mapping[str, Any]
     log: Sequence[Mapping[str, Any]]
