@@ -35,6 +35,12 @@ def hours_of(r: Report, transformer: str) -> float:
     return float(r.areas.loc[r.areas["transformer"] == transformer, "hours"].sum())
 
 
+def restore(h: Harness, iid: str, areas: str | None, hhmm: str) -> None:
+    """The crew's restoration of ``areas`` (None: all) at ``hhmm`` on the harness's day."""
+    h.daemon.processor.operator_restore(iid, "operator:crew", areas, f"2026-11-23 {hhmm}", "",
+                                        now=h.now)
+
+
 def steps(h: Harness) -> CommandSteps:
     return CommandSteps(h.daemon.lifecycle, h.daemon.processor, lambda: h.now)
 
@@ -43,13 +49,11 @@ def test_an_area_restored_then_reopened_counts_both_spells(h: Harness) -> None:
     h.feed(ev("A", "T1", "T2", "T3"))  # 10:00
     iid = h.only_incident()
     h.at(60)
-    h.daemon.processor.operator_restore(iid, "operator:crew", "T3", "2026-11-23 11:00", "",
-                                        now=h.now)
+    restore(h, iid, "T3", "11:00")
     h.at(70)
     steps(h).reopen(iid, "T3", "operator:li", "仍停电")
     h.at(120)
-    h.daemon.processor.operator_restore(iid, "operator:crew", None, "2026-11-23 12:00", "",
-                                        now=h.now)
+    restore(h, iid, None, "12:00")
     h.at(300)
     r = report(h)
     assert hours_of(r, "T3") == pytest.approx(1.0 + 50 / 60)  # 10:00-11:00 and 11:10-12:00
@@ -76,8 +80,7 @@ def test_an_area_a_later_record_adds_is_off_from_that_records_start(h: Harness) 
     h.at(60)
     h.feed(ev("B", "T3", start=T0 + H))  # 11:00, another village
     h.at(120)
-    h.daemon.processor.operator_restore(iid, "operator:crew", None, "2026-11-23 12:00", "",
-                                        now=h.now)
+    restore(h, iid, None, "12:00")
     h.at(300)
     r = report(h)
     assert hours_of(r, "T3") == pytest.approx(1.0)
@@ -160,8 +163,7 @@ def test_an_area_a_reload_renamed_keeps_its_customers_hours(h: Harness) -> None:
     h.feed(ev("A", "T1", "T3", device="B1"))  # T1 100, T2 50, T3 80 customers
     iid = h.only_incident()
     h.at(60)
-    h.daemon.processor.operator_restore(iid, "operator:crew", None, "2026-11-23 11:00", "",
-                                        now=h.now)
+    restore(h, iid, None, "11:00")
     h.at(300)
     assert report(h).summary.iloc[0]["customer_hours"] == pytest.approx(230)
     renamed = renamed_topology(h.topology, "T3", "T3A")
@@ -237,8 +239,7 @@ def test_an_area_is_off_from_its_own_records_start_not_its_villages(h: Harness) 
     h.at(120)
     h.feed(ev("B", "T2", start=T0 + 2 * H))
     h.at(180)
-    h.daemon.processor.operator_restore(iid, "operator:crew", None, "2026-11-23 13:00", "",
-                                        now=h.now)
+    restore(h, iid, None, "13:00")
     h.at(300)
     r = report(h)
     assert (hours_of(r, "T1"), hours_of(r, "T2")) == (pytest.approx(1.0), pytest.approx(1.0))
@@ -248,8 +249,7 @@ def test_an_area_taken_out_of_the_scope_after_its_return_is_not_off_again(h: Har
     h.feed(ev("A", "T1", "T2", "T3", device="B1"))
     iid = h.only_incident()
     h.at(30)
-    h.daemon.processor.operator_restore(iid, "operator:crew", "T3", "2026-11-23 10:30", "",
-                                        now=h.now)
+    restore(h, iid, "T3", "10:30")
     h.at(60)
     steps(h).remove(iid, "T3", "operator:li", "not ours")
     h.at(300)
