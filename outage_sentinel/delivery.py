@@ -95,7 +95,7 @@ from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ordering import chain_of, order
 from outage_sentinel.retry import RetryPolicy
-from outage_sentinel.sending import QUIET_NOTE, GroupSender
+from outage_sentinel.sending import GroupSender
 from outage_sentinel.sending import message_of as message_of
 from outage_sentinel.shared_limits import SharedLimits
 from outage_sentinel.store import OutboxRow, Store
@@ -486,7 +486,7 @@ class Deliverer:
             if until is None:
                 out.append(row)
             else:
-                self.store.mark_retry(row.id, until, QUIET_NOTE, age_from=until)
+                self.store.mark_retry(row.id, until, "quiet hours", age_from=until)
         return out
 
     def _quiet_release(self, row: OutboxRow, now: datetime) -> datetime | None:

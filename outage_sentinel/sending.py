@@ -56,10 +56,6 @@ UNCERTAIN_SENDS = 1
 RECORD_PATIENCE_SECONDS = 10.0
 #: How long a target is held back when the service refused it without saying for how long.
 BLOCK_WITHOUT_HINT_SECONDS = 60.0
-#: What quiet hours write on a message they hold.
-QUIET_NOTE = "quiet hours"
-
-
 def age_from(row: OutboxRow) -> datetime:
     """When ``row``'s age limit (``max_age_seconds``) starts counting: when it was queued, or
     when quiet hours last let it go (``row.age_from``), whichever is later — time held by
