@@ -850,6 +850,12 @@ class LocalisationConfig(Strict):
     calibration_maps: dict[Literal["calm", "storm", "calm/one", "calm/several", "storm/one",
                                    "storm/several"],
                            list[tuple[UnitInterval, UnitInterval]]] | None = None
+    #: How many devices operate together on a feeder, per window (fitted from close-outs):
+    #: window -> log factors of one, two, three and four-or-more devices against the rate's
+    #: Beta (docs/localisation.md, "How many devices").
+    count_tilts: dict[Literal["calm", "storm"],
+                      Annotated[list[Annotated[float, Field(ge=-20, le=20, allow_inf_nan=False)]],
+                                Field(min_length=1, max_length=4)]] | None = None
     #: A parameters file written by ``outage-sentinel localisation fit`` (the same keys as
     #: this section). Keys given in this section win over the file's.
     params_file: Path | None = None
@@ -883,6 +889,9 @@ class LocalisationConfig(Strict):
             given["calibration_maps"] = tuple(sorted(
                 (key, tuple(tuple(k) for k in knots))
                 for key, knots in given["calibration_maps"].items()))
+        if "count_tilts" in given:
+            given["count_tilts"] = tuple(sorted(
+                (window, tuple(tilts)) for window, tilts in given["count_tilts"].items()))
         return LocaliserParams(**given)
 
     @model_validator(mode="after")

@@ -74,6 +74,7 @@ from outage_sentinel.localise import (
 )
 from outage_sentinel.storm_rate import (
     fit_calm_rate,
+    fit_count_tilts,
     fit_storm_rate,
     storm_counts,
     window_counts,
@@ -538,6 +539,7 @@ def _window_rates(topology: Topology, cases: Sequence[SolvedCase], base: Localis
     calm = window_counts(topology, truths, windows, storm=False)
     out["fault_prior"], out["fault_rate_shape"] = fit_calm_rate(
         calm, replace(base, **out))
+    out["count_tilts"] = fit_count_tilts(topology, truths, windows, replace(base, **out))
     return out
 
 
@@ -553,6 +555,11 @@ def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
         out.append(f"areas with a false dead rate of their own: {len(before.false_dead_areas)} "
                    f"-> {len(after.false_dead_areas)}"
                    + "".join(f"; {a} {r:.3g}" for a, r in worst))
+    for window, tilts in after.count_tilts:
+        if dict(before.count_tilts).get(window) != tilts:
+            shares = ", ".join(f"{k}{'+' if k == len(tilts) else ''}: x{math.exp(t):.3g}"
+                               for k, t in enumerate(tilts, 1))
+            out.append(f"devices per feeder in a {window} window (vs the rate's Beta): {shares}")
     for f in fields(LocaliserParams):
         a, b = getattr(before, f.name), getattr(after, f.name)
         if isinstance(a, float) and isinstance(b, float) and abs(a - b) > 1e-12 * max(

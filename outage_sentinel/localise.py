@@ -91,6 +91,7 @@ __all__ = [
     "window_of",
     "calibration_key",
     "calibration_for",
+    "count_tilt",
 ]
 
 #: Importance grades and tags that make a customer "important" in an answer.
@@ -315,7 +316,16 @@ class LocaliserParams:
     #: model's count of faults is what it misjudges, and one map for every window and answer
     #: size averages that error over answers it does not touch.
     calibration_maps: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    #: How many devices operate together on a feeder, learnt from close-outs beyond what the
+    #: window's Beta can say: ``(window, tilts)``, per window (``calm``, ``storm``) the log
+    #: factors of P(K = 1), P(K = 2), P(K = 3) and P(K >= 4) relative to the beta-binomial
+    #: (:func:`count_tilt`; docs/localisation.md, "How many devices"). Empty = none.
+    count_tilts: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
+
+#: Counts of operated devices a count tilt has a factor of its own for (the last one covers
+#: this many and more).
+COUNT_TILT_SIZES = 4
 
 #: The keys of :attr:`LocaliserParams.calibration_maps`.
 CALIBRATION_KEYS = ("calm", "storm", "calm/one", "calm/several", "storm/one", "storm/several")
@@ -709,6 +719,15 @@ def window_of(params: LocaliserParams, context: FaultContext) -> str:
     return "storm" if regimes[-1][0] > math.log(0.5) else "calm"
 
 
+def count_tilt(params: LocaliserParams, window: str, k: int) -> float:
+    """The log factor :attr:`LocaliserParams.count_tilts` puts on a hypothesis of ``k``
+    devices in ``window`` (0 without one)."""
+    tilts = dict(params.count_tilts).get(window)
+    if not tilts or k < 1:
+        return 0.0
+    return tilts[min(k, len(tilts)) - 1]
+
+
 def calibration_key(window: str, devices: int) -> str:
     """The most specific key of :attr:`LocaliserParams.calibration_maps` for an answer of
     ``devices`` devices stated in ``window``."""
@@ -1012,6 +1031,7 @@ class _Component:
         # rate's Beta is first updated with the devices operated elsewhere in the county
         self.n_devices = max(_device_count(topology, root), 1)
         self.regimes = fault_regimes(params, context)
+        self.window = window_of(params, context)
         self._count_prior: list[float] = []
         #: what the areas that look dead gain beside a dead region (:class:`_Misfiled`)
         self.misfiled = _misfiled(self, call_items)
@@ -1143,7 +1163,8 @@ class _Component:
     def count_prior(self, k: int) -> float:
         """log P(a given set of k devices operated, and no other): the per-device rate is
         integrated out over the component's D devices under each regime's Beta (a
-        beta-binomial), and the regimes are mixed (see :func:`fault_regimes`)."""
+        beta-binomial), and the regimes are mixed (see :func:`fault_regimes`); times the
+        window's count tilt (:func:`count_tilt`), if close-outs taught one."""
         cp = self._count_prior
         d = self.n_devices
         while len(cp) <= k:
@@ -1151,7 +1172,8 @@ class _Component:
             terms = [w + _log_beta(a + j, b + max(d - j, 0)) - _log_beta(a, b)
                      for w, a, b in self.regimes]
             top = max(terms)
-            cp.append(top + math.log(sum(math.exp(t - top) for t in terms)))
+            cp.append(top + math.log(sum(math.exp(t - top) for t in terms))
+                      + count_tilt(self.p, self.window, j))
         return cp[k]
 
     def silent_term(self, n: int) -> float:

@@ -48,10 +48,12 @@ from dataclasses import replace
 import numpy as np
 
 from outage_sentinel.localise import (
+    COUNT_TILT_SIZES,
     FaultContext,
     LocaliserParams,
     devices_per_feeder,
     fault_regimes,
+    window_of,
 )
 from outage_sentinel.topology import Topology
 
@@ -205,6 +207,59 @@ def fit_calm_rate(counts: Sequence[tuple[int, int, FaultContext]], params: Local
             for j in range(max(bj - COARSE_STEP, 0), min(bj + COARSE_STEP + 1, len(shapes)))]
     bi, bj = max(fine, key=lambda ij: score(*ij))
     return means[bi], shapes[bj]
+
+
+#: Pseudo-close-outs the beta-binomial's shares of the counts are worth together in a count
+#: tilt (a Dirichlet centred on them, as weak as Jeffreys' over four counts): 20 close-outs
+#: that all name two devices a feeder make a one-device answer ~10 times rarer than the Beta
+#: says (with 5, 5 times: one-device answers of such a history, always wrong, were still
+#: stated at 0.2-0.3), and a few hundred set the shares.
+TILT_PRIOR_CASES = 2.0
+#: Largest log factor a count tilt takes either way.
+TILT_MAX = 6.0
+
+
+def fit_count_tilts(topology: Topology, truths: Sequence[Sequence[str]],
+                    contexts: Sequence[FaultContext | None], params: LocaliserParams
+                    ) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """Per window (``calm``, ``storm``: :func:`~outage_sentinel.localise.window_of`) the log
+    factors by which the share of close-outs with K = 1, 2, 3 and 4+ devices on a feeder
+    departs from what the window's beta-binomial (``params``' fitted rates) gives them:
+    ``log((n_k + c P_k) / (N + c) / P_k)``, ``P_k`` the mean over the close-outs of
+    P(K = k | K >= 1), ``c`` = ``TILT_PRIOR_CASES``. The Beta spreads its mass over the counts
+    (the likeliest count given one is at most ~1/3 likely for two or more); a county whose
+    storms take two devices a feeder as a rule, or whose close-outs never name more than one,
+    says so only through these. Windows without a close-out get none."""
+    grouped: dict[str, list[tuple[int, int, FaultContext]]] = {}
+    for storm in (False, True):
+        for k, d, ctx in window_counts(topology, truths, contexts, storm):
+            if 1 <= k <= d:
+                grouped.setdefault(window_of(params, ctx), []).append((k, d, ctx))
+    out = []
+    for window, items in sorted(grouped.items()):
+        shares = np.zeros(COUNT_TILT_SIZES)
+        seen = np.zeros(COUNT_TILT_SIZES)
+        for k, d, ctx in items:
+            shares += _count_shares(d, fault_regimes(params, ctx))
+            seen[min(k, COUNT_TILT_SIZES) - 1] += 1
+        base = np.maximum(shares / len(items), 1e-300)
+        tilted = (seen + TILT_PRIOR_CASES * base) / (len(items) + TILT_PRIOR_CASES)
+        tilts = np.clip(np.log(tilted / base), -TILT_MAX, TILT_MAX)
+        out.append((window, tuple(round(float(t), 4) for t in tilts)))
+    return tuple(out)
+
+
+def _count_shares(devices: int, regimes: Sequence[tuple[float, float, float]]
+                  ) -> np.ndarray:
+    """P(K = 1), P(K = 2), ..., P(K >= ``COUNT_TILT_SIZES``) given K >= 1 on a feeder of
+    ``devices`` devices under ``regimes`` (the last share is what the others leave)."""
+    top = min(COUNT_TILT_SIZES - 1, devices)
+    shares = np.zeros(COUNT_TILT_SIZES)
+    for k in range(1, top + 1):
+        shares[k - 1] = math.exp(_log_count_mixture(k, devices, regimes))
+    if devices >= COUNT_TILT_SIZES:
+        shares[-1] = max(1.0 - float(shares[:-1].sum()), 0.0)
+    return shares
 
 
 def _log_count_mixture(k: int, devices: int, regimes: Sequence[tuple[float, float, float]]

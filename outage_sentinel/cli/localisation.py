@@ -142,6 +142,8 @@ def _params_yaml(fitted: Any, figures: dict[str, float]) -> str:
     body["calibration"] = [list(k) for k in fitted.params.calibration]
     body["calibration_maps"] = {key: [list(k) for k in knots]
                                 for key, knots in fitted.params.calibration_maps}
+    body["count_tilts"] = {window: [float(t) for t in tilts]
+                           for window, tilts in fitted.params.count_tilts}
     head = (f"# outage-sentinel localisation fit: {fitted.cases} case(s); top answer right "
             f"{figures['accuracy']:.1%}; calibration error {figures['ece_before']:.3f} -> "
             f"{figures['ece_after']:.3f} on them.\n"
