@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from outage_sentinel import logs
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, topology_from_records
 from tests.browser import browser  # noqa: F401 (one Chromium for the whole session)
@@ -194,6 +195,14 @@ def _pg_unreachable_reason() -> str | None:
             _pg_state["reason"] = (f"PostgreSQL at {PG_URL} is not reachable "
                                    f"({type(exc).__name__}: {str(exc).strip()[:200]})")
     return _pg_state["reason"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret registered for redaction during the test (those other tests or a config
+    load registered would turn parts of the messages and errors it compares into ***); the
+    registry is restored afterwards."""
+    monkeypatch.setattr(logs, "_secrets", set())
 
 
 @pytest.fixture

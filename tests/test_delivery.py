@@ -6,14 +6,13 @@ send, answers with scripted outcomes, and can say whether it already holds a mes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from outage_sentinel import logs
 from outage_sentinel.channels.base import Channel, Message, Outcome, SendResult
 from outage_sentinel.delivery import Deliverer
 from outage_sentinel.metrics import Metrics
@@ -60,10 +59,8 @@ class FakeChannel:
         pass
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(logs, "_secrets", set())
-    yield
+#: no secret registered by another test redacts this file's messages and errors
+pytestmark = pytest.mark.usefixtures("no_secrets")
 
 
 def row(recipient: str = "village:V1:wecom:g1", **kw: Any) -> OutboxMessage:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from outage_sentinel import logs
 from outage_sentinel.channels.base import Message
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.delivery import Deliverer, message_of
@@ -29,11 +28,8 @@ from tests.conftest import T0
 from tests.test_delivery import POLICY, enqueue
 from tests.test_lifecycle import Harness, ev
 
-
-@pytest.fixture(autouse=True)
-def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(logs, "_secrets", set())
-    yield
+#: no secret registered by another test redacts this file's messages and errors
+pytestmark = pytest.mark.usefixtures("no_secrets")
 
 
 @pytest.fixture

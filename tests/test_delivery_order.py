@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from outage_sentinel import logs
 from outage_sentinel.channels.base import Message, Outcome, SendResult
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.delivery import Deliverer
@@ -31,10 +30,8 @@ RECIPIENT = "village:V1:wecom:g1"
 RETRY = SendResult(Outcome.RETRY, "timeout after 10 s")
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(logs, "_secrets", set())
-    yield
+#: no secret registered by another test redacts this file's messages and errors
+pytestmark = pytest.mark.usefixtures("no_secrets")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from datetime import timedelta
 
 import pytest
 
-from outage_sentinel import logs
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.delivery import Deliverer
 from outage_sentinel.outgoing import OutboxMessage
@@ -30,10 +29,8 @@ KEYS = {g: f"key-{g}-0123456789abcdef" for g in GROUPS}
 POLICY = RetryPolicy(initial_seconds=10, max_seconds=300, jitter=0.2, max_age_seconds=3600)
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(logs, "_secrets", set())
-    yield
+#: no secret registered by another test redacts this file's messages and errors
+pytestmark = pytest.mark.usefixtures("no_secrets")
 
 
 @pytest.fixture

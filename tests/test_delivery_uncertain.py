@@ -14,14 +14,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 
-from outage_sentinel import logs
 from outage_sentinel.channels.base import Message, Outcome, SendResult
 from outage_sentinel.channels.dingtalk import DingTalkChannel
 from outage_sentinel.channels.email import EmailChannel
@@ -50,10 +48,8 @@ BUSY = Reply(503, {"errcode": -1, "errmsg": "system busy"})
 OK = Reply(200, {"errcode": 0, "errmsg": "ok"})
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(logs, "_secrets", set())
-    yield
+#: no secret registered by another test redacts this file's messages and errors
+pytestmark = pytest.mark.usefixtures("no_secrets")
 
 
 def wecom(service: FakeService) -> WeComChannel:

@@ -15,14 +15,12 @@ and PostgreSQL); the last test runs the daemon's planner and lifecycle clock end
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from outage_sentinel import logs
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.config import RetryConfig
 from outage_sentinel.delivery import Deliverer
@@ -43,10 +41,8 @@ FREQ = Reply(200, {"errcode": 45009, "errmsg": "api freq out of limit"})
 OK = Reply(200, {"errcode": 0, "errmsg": "ok"})
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(logs, "_secrets", set())
-    yield
+#: no secret registered by another test redacts this file's messages and errors
+pytestmark = pytest.mark.usefixtures("no_secrets")
 
 
 def cn(day: int, hour: int, minute: int = 0) -> datetime:

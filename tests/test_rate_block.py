@@ -10,12 +10,10 @@ Real senders against a real local service; real SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 
-from outage_sentinel import logs
 from outage_sentinel.channels.dingtalk import DingTalkChannel
 from outage_sentinel.channels.sms import SmsChannel
 from outage_sentinel.channels.webhook import WebhookChannel
@@ -36,10 +34,8 @@ BLOCKED = Reply(200, {"errcode": 130101, "errmsg": "send too fast, exceed 20 tim
 OK = Reply(200, {"errcode": 0, "errmsg": "ok"})
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(logs, "_secrets", set())
-    yield
+#: no secret registered by another test redacts this file's messages and errors
+pytestmark = pytest.mark.usefixtures("no_secrets")
 
 
 def dingtalk(service: FakeService) -> DingTalkChannel:
