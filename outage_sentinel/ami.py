@@ -62,17 +62,19 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    the ``dead`` and the ``alive`` output are produced.
 3. An area outage is *restored* (an ``alive`` output with ``end``) when the terminal reports
    power on, or when ``restore_share`` (half) of the meters that went off report power on.
-   Neither overrules a clear word of the other: a few meters (fewer than the area's
-   threshold) don't restore an area whose terminal still says off, and a terminal "on"
+   Neither overrules a clear word of the other: a few meters reporting on (fewer than the
+   area's threshold) don't restore an area whose terminal still says off, and a terminal "on"
    (whether or not it reported "off" first) doesn't restore an area while at least the
    threshold, and most, of the outage's meters still say off — their restores do. An "on"
    from before the outage began (an old log uploaded late) restores nothing.
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
    second code for the same event, an older log) changes nothing and is counted in
    ``merged`` (the device's latest time is kept); a report older than the last one applied
-   for that device is ``stale`` and ignored. The exception: a meter still off from before
-   its area's last outage closed (its power-on was lost) that reports "off" again, timed
-   after that close, is off anew — applied as a fresh "off" from its new time, not merged.
+   for that device is ``stale`` and ignored. The exception: a meter or terminal still off
+   from before its area's last outage closed (its power-on was lost) that reports "off"
+   again, timed after that close, is off anew — applied as a fresh "off" from its new time,
+   not merged. A terminal "off" from before the last close no longer says the area is off
+   (the meters' restores closed that outage): it holds back no meter restoration since.
 5. A meter off that does not become part of an area outage within the window, and is still off
    after ``max(window, min_duration)``, is a :class:`CustomerFault` (``status="active"``; a
    later power-on gives one with ``status="restored"``). Shorter single-meter blips are dropped
@@ -569,18 +571,7 @@ class AmiScreen:
         if last is not None:
             last_t, last_action, _ = last
             if last_action == obs.action:
-                # Same state reported again (duplicate, retry, or an older log of the same
-                # state): keep the latest time, so an "on" from before the current "off" (or
-                # an "off" from before the current "on") stays stale.
-                self._last[obs.device] = (max(t, last_t), obs.action, self._t_now)
-                area = self._areas.get(obs.transformer)
-                if (obs.kind == "meter" and obs.action == "off" and area is not None
-                        and self._off_anew(area, obs.device, t)):
-                    # Off since before the area's last close (its on was lost), off again
-                    # after it: a new off, from its new time.
-                    self._meter_off(obs.transformer, area, obs.device, t)
-                    return
-                result.merged += 1
+                self._repeated(obs, t, last_t, result)
                 return
             if t < last_t:
                 result.stale += 1
@@ -600,6 +591,40 @@ class AmiScreen:
             self._meter_on(obs.transformer, area, obs.device, t, result)
         if area.episode is None and not area.off and area.terminal_off is None:
             del self._areas[obs.transformer]
+
+    def _repeated(self, obs: Observation, t: float, last_t: float,
+                  result: ScreenResult) -> None:
+        """The state ``obs``'s device last reported, reported again (duplicate, retry, or an
+        older log of the same state): merged, keeping the latest time, so an "on" from before
+        the current "off" (or an "off" from before the current "on") stays stale. The
+        exception: a device off since before its area's last close (its on was lost — the
+        meters restored the area) that reports "off" again, timed after that close, is off
+        anew, from its new time: a re-trip, be it a meter's or the terminal's word."""
+        self._last[obs.device] = (max(t, last_t), obs.action, self._t_now)
+        area = self._areas.get(obs.transformer)
+        if obs.action == "off" and area is not None:
+            if obs.kind == "meter" and self._off_anew(area, obs.device, t):
+                self._meter_off(obs.transformer, area, obs.device, t)
+                return
+            if obs.kind == "terminal" and self._terminal_off_anew(area, t):
+                self._terminal_off(obs.transformer, area, t)
+                return
+        result.merged += 1
+
+    @staticmethod
+    def _terminal_off_anew(area: _Area, t: float) -> bool:
+        """The terminal's "off" on record is from before the area's last close and ``t`` is
+        not: a new power-off, not a retry of the old one."""
+        old = area.terminal_off
+        return area.closed is not None and old is not None and old < area.closed <= t
+
+    @staticmethod
+    def _terminal_says_off(area: _Area) -> bool:
+        """The terminal's last word is "off", about the outage now: an "off" from before the
+        area's last close (the meters restored the area; the terminal's "on" was lost) is
+        stale, and says nothing of the outage since."""
+        off = area.terminal_off
+        return off is not None and (area.closed is None or off >= area.closed)
 
     @staticmethod
     def _off_anew(area: _Area, meter: str, t: float) -> bool:
@@ -687,8 +712,8 @@ class AmiScreen:
         if ep is not None and meter in ep.meters:
             ep.restored.add(meter)
             need = math.ceil(self.policy.restore_share * len(ep.meters) - 1e-9)
-            if area.terminal_off is not None and len(ep.meters) < self._threshold(tx):
-                return  # the terminal still says off and too few meters to overrule it
+            if self._terminal_says_off(area) and len(ep.restored) < self._threshold(tx):
+                return  # the terminal still says off: too few meters say on to overrule it
             if len(ep.restored) >= max(need, 1):
                 self._close(tx, area, t, result)
             return

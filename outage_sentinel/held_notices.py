@@ -1,13 +1,16 @@
 """"Power back" notices held back, and sent once they are true.
 
-An incident that ends does not tell a village its supply is normal while an area of the
-village is still off in another open incident (:func:`incidents.hold_back`). Usually that other
-incident tells the village when its own areas come back; but it may stop holding the village
-without a word of "restored" (its estimate moves to another device, the command centre takes
-the area out), and then the village would never hear that its power is back. So each village
-held is kept (``held:<incident>`` in the store's key-value table), and the clock's check sends
-the held notice once the village is dark nowhere, unless the last thing its people heard was
-already that their supply is normal.
+An incident that ends, or whose areas of a village come back while it goes on (a partial
+restoration), does not tell the village its supply is normal while an area of the village is
+still off in another open incident (:func:`incidents.hold_back`). Usually that other incident
+tells the village when its own areas come back; but it may stop holding the village without a
+word of "restored" (its estimate moves to another device, the command centre takes the area
+out), and then the village would never hear that its power is back. So each village held is
+kept (``held:<incident>`` in the store's key-value table), and the clock's check sends the
+held notice once the village is dark nowhere — whether the holding incident is over or still
+on — unless the last thing its people heard was already that their supply is normal. A village
+held by an incident still on that goes off again in that incident is let go: that incident's
+own notices speak for it (it hears of the outage again, and of its end).
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from outage_sentinel.incidents import BACK_NOTICES, Incident, Notice, dark_villages
+from outage_sentinel.incidents import (
+    BACK_NOTICES,
+    Incident,
+    Notice,
+    called_off,
+    dark_villages,
+    villages_off,
+)
 from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.logs import get_logger
 from outage_sentinel.store import OutboxRow, Store
@@ -47,9 +57,10 @@ def keep_held_in(store: Store, conn: Connection, incident_id: str, villages: Ite
 
 class DarkAgain:
     """The deliverer's last look at a "power back" notice that waited in the outbox (quiet
-    hours, retries, a channel down): one to a village dark again by then, in any open incident,
-    is moot — the last thing its people read would be false (the incident that darkens it tells
-    them when their power is back)."""
+    hours, retries, a channel down): one to a village dark again by then, in any open incident
+    — its own included (a partial restoration's notice, the village off again in the same
+    incident) — is moot: the last thing its people read would be false (the incident that
+    darkens it tells them when their power is back)."""
 
     def __init__(self, store: Store, topology: Callable[[], Topology],
                  waited: timedelta = timedelta(minutes=1)) -> None:
@@ -67,27 +78,32 @@ class DarkAgain:
         topology = self.topology()
         open_incidents = [Incident.from_json(r["state"])
                           for r in self.store.load_incidents(open_only=True)]
-        dark: dict[str, set[str]] = {}
+        # The notice's own incident counts too: one over darkens nothing, and one still on
+        # has the village off only if it went off again after the notice was planned.
+        dark = dark_villages(open_incidents, now, topology)
         out: dict[int, str] = {}
-        for r in back:
-            if r.incident_id not in dark:
-                dark[r.incident_id] = dark_villages(open_incidents, now, topology,
-                                                    exclude=r.incident_id)
-            village = str(r.payload["village"])
-            if village in dark[r.incident_id]:
-                out[r.id] = f"village {village} is dark again (another open incident)"
-        self._hold(back, out, now)
+        elsewhere: dict[str, set[str]] = {}
+        for r in (r for r in back if _village(r) in dark):
+            if r.incident_id not in elsewhere:  # rare: read only for the notices found moot
+                elsewhere[r.incident_id] = dark_villages(open_incidents, now, topology,
+                                                         exclude=r.incident_id)
+            where = "another open incident" if _village(r) in elsewhere[r.incident_id] \
+                else "off again in this incident"
+            out[r.id] = f"village {_village(r)} is dark again ({where})"
+        self._hold([r for r in back if r.id in out
+                    and _village(r) in elsewhere[r.incident_id]], now)
         return out
 
-    def _hold(self, back: Sequence[OutboxRow], moot: dict[int, str], now: datetime) -> None:
-        """Each village a moot notice was for is held by its incident, as one held back when
-        planned: the incident that darkens it may never tell it its power is back (it
-        inferred the area and dropped it, it never announced it), and then the clock's
-        check tells it once it is dark nowhere (unless it heard so meanwhile)."""
+    def _hold(self, moot: Sequence[OutboxRow], now: datetime) -> None:
+        """Each village a moot notice was for, dark in another incident, is held by the
+        notice's incident, as one held back when planned: the incident that darkens it may
+        never tell it its power is back (it inferred the area and dropped it, it never
+        announced it), and then the clock's check tells it once it is dark nowhere (unless it
+        heard so meanwhile). One off again in the notice's own incident alone is not held:
+        that incident tells it of the outage again, and of its end."""
         held: dict[str, set[str]] = {}
-        for r in back:
-            if r.id in moot:
-                held.setdefault(r.incident_id, set()).add(str(r.payload["village"]))
+        for r in moot:
+            held.setdefault(r.incident_id, set()).add(_village(r))
         if not held:
             return
         with self.store.transaction() as conn:
@@ -96,6 +112,11 @@ class DarkAgain:
                 # the held list is read, added to and written back.
                 self.store.lock_incident_in(conn, incident_id)
                 keep_held_in(self.store, conn, incident_id, villages, now)
+
+
+def _village(row: OutboxRow) -> str:
+    """The village a liaison notice is for (its payload's)."""
+    return str((row.payload or {}).get("village"))
 
 
 class HeldNotices:
@@ -127,53 +148,83 @@ class HeldNotices:
         return told
 
     def _release_one(self, incident_id: str, dark: set[str], now: datetime) -> int:
+        """Tell the villages ``incident_id`` holds that are dark nowhere (``dark``: every open
+        incident's, the holder's own included) their power is back; let go, untold, those off
+        again in the holder itself (its own notices speak for them now); keep the rest."""
+        key = HELD_PREFIX + incident_id
         with self.store.transaction() as conn:
             row = self.store.lock_incident_in(conn, incident_id)
             # Read again under the lock: a village held since the list was read (by the
             # processor, or by the deliverer finding a notice moot) is not written away.
-            value = self.store.kv_get_in(conn, HELD_PREFIX + incident_id) or {}
-            inc = Incident.from_json(row["state"]) if row is not None else None
-            if inc is None or inc.status not in BACK_NOTICES:
-                # Gone, or off again: its own notices speak for the village now (an open
-                # incident is in ``dark``'s count, and never among those held here).
-                self.store.kv_delete_in(conn, HELD_PREFIX + incident_id)
+            value = self.store.kv_get_in(conn, key) or {}
+            if row is None:  # gone: nobody to speak for
+                self.store.kv_delete_in(conn, key)
                 return 0
+            inc = Incident.from_json(row["state"])
             villages = [str(v) for v in value.get("villages") or ()]
-            free = [v for v in villages if v not in dark]
-            if not free:
+            # Held while the incident is still on (a partial restoration; or on again): kept
+            # until the village is dark nowhere, unless it is off again in the incident.
+            again = set(villages_off(inc, self.lifecycle.topology)) \
+                if inc.status not in BACK_NOTICES else set()
+            free = [v for v in villages if v not in dark and v not in again]
+            if not free and not again:
                 return 0
-            # Only a village this incident told (or will tell) of the outage hears it is over;
-            # one already told its supply is normal (by the incident that held it dark) needs
-            # no second word.
-            heard = {r.split(":")[1] for r in self.store.queued_in(conn, inc.id,
-                                                                    ("outage", "update"))
-                     if r.startswith("village:")}
-            tell = tuple(v for v in free if v in heard
-                         and self.store.last_village_purpose_in(conn, v, now) not in BACK_NOTICES)
-            if tell:
-                self._tell(conn, inc, tell, now)
-            # Held no longer, told now or needing no word: the timeline says so either way.
-            self.store.log_in(conn, inc.id, now, "held_released", "daemon", "",
-                              {"villages": list(tell),
-                               "already_told": [v for v in free if v not in tell]})
-            rest = [v for v in villages if v not in free]
+            tell = self._to_tell(conn, inc, free, now)
+            if free:
+                # Held no longer, told now or needing no word: the timeline says so either way.
+                self.store.log_in(conn, inc.id, now, "held_released", "daemon", "",
+                                  {"villages": list(tell),
+                                   "already_told": [v for v in free if v not in tell]})
+            rest = [v for v in villages if v not in free and v not in again]
             if rest:
-                self.store.kv_set_in(conn, HELD_PREFIX + incident_id, {"villages": rest}, now)
+                self.store.kv_set_in(conn, key, {"villages": rest}, now)
             else:
-                self.store.kv_delete_in(conn, HELD_PREFIX + incident_id)
+                self.store.kv_delete_in(conn, key)
             self.log.info("held_notice_released", incident_id=inc.id, told=list(tell),
-                          already_told=[v for v in free if v not in tell], still_held=rest)
+                          already_told=[v for v in free if v not in tell], still_held=rest,
+                          off_again=sorted(again.intersection(villages)))
             return len(tell)
+
+    def _to_tell(self, conn: Connection, inc: Incident, free: Sequence[str], now: datetime
+                 ) -> tuple[str, ...]:
+        """Of the held villages ``free`` (dark nowhere), those told now (queued, and counted
+        as told back): only a village this incident told (or will tell) of the outage hears
+        it is over; one already told its supply is normal (by the incident that held it dark)
+        needs no second word."""
+        if not free:
+            return ()
+        heard = {r.split(":")[1] for r in self.store.queued_in(conn, inc.id,
+                                                                ("outage", "update"))
+                 if r.startswith("village:")}
+        tell = tuple(v for v in free if v in heard
+                     and self.store.last_village_purpose_in(conn, v, now) not in BACK_NOTICES)
+        if tell:
+            self._tell(conn, inc, tell, now)
+        return tell
+
+    def _back_notices(self, inc: Incident, villages: tuple[str, ...]) -> list[Notice]:
+        """The "power back" notices ``inc`` owes ``villages``: its end's (restored or
+        cancelled) once it is over; while it is still on, "restored" — or "cancelled" where
+        the work was called off for the village — as the processor plans them
+        (:func:`incidents.plan_notices`)."""
+        if inc.status in BACK_NOTICES:
+            return [Notice(inc.status, villages)]
+        off = tuple(v for v in villages if called_off(inc, v, self.lifecycle.topology))
+        notices = [Notice("restored", tuple(v for v in villages if v not in off)),
+                   Notice("cancelled", off)]
+        return [n for n in notices if n.villages]
 
     def _tell(self, conn: Connection, inc: Incident, villages: tuple[str, ...],
               now: datetime) -> None:
         """Queue ``inc``'s back notice to ``villages`` and record them as told."""
-        rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, villages)], now)
-        if self.store.taken_back_in(conn, inc.id, (inc.status,)) & {r.recipient for r in rows}:
+        notices = self._back_notices(inc, villages)
+        purposes = tuple(n.purpose for n in notices)
+        rows = self.lifecycle.planner.rows(inc, notices, now)
+        if self.store.taken_back_in(conn, inc.id, purposes) & {r.recipient for r in rows}:
             # Its notice at this revision was superseded (dark again when it was due): the
             # one sent now is a revision of its own, or its key, taken, would drop it.
             inc = replace(inc, revision=inc.revision + 1)
-            rows = self.lifecycle.planner.rows(inc, [Notice(inc.status, villages)], now)
+            rows = self.lifecycle.planner.rows(inc, notices, now)
         self.store.enqueue_in(conn, rows, now)
         told_back = tuple(dict.fromkeys([*inc.restored_villages, *villages]))
         self.lifecycle.save_in(conn, replace(inc, restored_villages=told_back), now)
