@@ -124,7 +124,8 @@ class RevisionWriter:
         ``current``), with its notices and its log steps; returns it as written."""
         event, now = f.event, f.now
         notices, after = self._planned_notices(conn, current, after, f)
-        rows = self._outbox_rows(conn, current, after, notices, f)
+        told = self.as_told_back(conn, current, after, notices, now)
+        rows = self._outbox_rows(conn, current, after, notices, f, told)
         self._save_incident(conn, current, after, f)
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
@@ -207,6 +208,31 @@ class RevisionWriter:
         return replace(after, withdrawn_villages=tuple(
             v for v in after.withdrawn_villages if v not in untold))
 
+    def as_told_back(self, conn: Connection, current: Incident | None, after: Incident,
+                     notices: list[Notice], now: datetime) -> Incident | None:
+        """``current`` as its villages off again were told: one whose "power back" (or
+        "cancelled") never went out — waiting in the outbox for quiet hours, a channel, a
+        retry — was never told so; that notice is taken back (it would be superseded at its
+        last look anyway) and the outage notice it gets now says no "更正：此前通知本村已恢复送电"
+        of a word it never had."""
+        if current is None or not current.restored_villages:
+            return current
+        again = {v for n in notices if n.purpose == "outage" for v in n.villages
+                 if v in current.restored_villages}
+        recipients = {v: self.planner.village_recipients(v) for v in sorted(again)}
+        told = self.store.told_in(conn, after.id, BACK_NOTICES) if again else set()
+        untold = [v for v, rs in recipients.items() if rs and not told.intersection(rs)]
+        if not untold:
+            return current
+        taken = self.store.withdraw_pending_in(
+            conn, after.id, BACK_NOTICES, now,
+            f"the village is off again before it went out (revision {after.revision})",
+            [r for v in untold for r in recipients[v]])
+        self.log.info("back_notices_taken_back", incident_id=after.id, villages=untold,
+                      messages=taken)
+        return replace(current, restored_villages=tuple(
+            v for v in current.restored_villages if v not in untold))
+
     def dark_elsewhere(self, conn: Connection, inc: Incident, now: datetime,
                        rnd: RoundCache | None = None) -> set[str]:
         """Villages of ``inc``'s scope with an area still off in another open incident (any
@@ -219,9 +245,12 @@ class RevisionWriter:
     # -- the rows and the log -------------------------------------------------------------------
 
     def _outbox_rows(self, conn: Connection, current: Incident | None, after: Incident,
-                     notices: list[Notice], f: Fold) -> list[OutboxMessage]:
-        """The liaisons' notices and the command centre's summary of the revision."""
-        rows = self.planner.rows(after, notices, f.now, previous=current)
+                     notices: list[Notice], f: Fold, told: Incident | None
+                     ) -> list[OutboxMessage]:
+        """The liaisons' notices (worded after what the villages were ``told``: the
+        incident before, as far as its notices went out) and the command centre's summary of
+        the revision."""
+        rows = self.planner.rows(after, notices, f.now, previous=told)
         rows += self.lifecycle.summary_rows(current, after, self.store.crew_of_in(conn, after.id))
         if f.unplaced and not any(r.audience == "command" for r in rows):
             # Summaries switched off: an outage nobody could place still goes to a person.

@@ -198,8 +198,9 @@ def test_a_waiting_power_back_is_not_sent_to_a_village_dark_again_in_the_same_in
         make: Callable[..., Daemon]) -> None:
     """Planned work on 马集村's T1, T2 and 刘庄村's T3; at 22:10 T1 and T2 are back while T3
     stays off: 马集村's 恢复送电 waits for 07:00 (quiet hours). At 22:30 the meters say T1 is
-    dark again — in the same incident. At 07:00 the waiting 恢复送电 would be false: it is
-    superseded, and 马集村 hears of its power back once the work is over."""
+    dark again — in the same incident. The waiting 恢复送电 would be false: it is taken back
+    at once, the new outage notice corrects nothing (the village never heard its power was
+    back), and 马集村 hears of its power back once the work is over."""
     d = make(build_grid(), **QUIET)
     feed(d, 600, ev("P1", "T1", "T2", "T3", kind="planned", start=at(600),
                     expected_restoration=at(1500)))
@@ -211,13 +212,19 @@ def test_a_waiting_power_back_is_not_sent_to_a_village_dark_again_in_the_same_in
     deliver(d, NIGHT + 10)
     assert ("restored", a.id, "pending") in liaison(d, "V1")
     meters(d, NIGHT + 30, ev("T1@30", "T1", source="ami", signal="dead", start=at(NIGHT + 29)))
-    deliver(d, MORNING + 1)
+    # Taken back at once, and the outage notice does not correct a word the village never had
     heard = liaison(d, "V1", a.id)
     assert [(p, s) for p, _, s in heard] == [
-        ("outage", "sent"), ("restored", "superseded"), ("outage", "sent")]
-    (why,) = {m.last_error for m in d.store.messages(incident_id=a.id)
-              if m.purpose == "restored" and m.recipient.startswith("village:V1:")}
-    assert why == "village V1 is dark again (off again in this incident)"
+        ("outage", "sent"), ("restored", "withdrawn"), ("outage", "pending")]
+    to_v1 = [m for m in d.store.messages(incident_id=a.id)
+             if m.recipient.startswith("village:V1:")]
+    (why,) = {m.last_error for m in to_v1 if m.purpose == "restored"}
+    assert why == "the village is off again before it went out (revision 3)"
+    again = [m.body for m in to_v1 if m.purpose == "outage" and m.status == "pending"]
+    assert again and not any("更正" in body or "已恢复送电" in body for body in again)
+    deliver(d, MORNING + 1)
+    assert [(p, s) for p, _, s in liaison(d, "V1", a.id)] == [
+        ("outage", "sent"), ("restored", "withdrawn"), ("outage", "sent")]
     # Not held: A itself tells 马集村 when its power is back.
     check(d, MORNING + 2)
     assert d.store.kv_prefixed("held:") == {}
@@ -230,4 +237,4 @@ def test_a_waiting_power_back_is_not_sent_to_a_village_dark_again_in_the_same_in
     deliver(d, MORNING + 32)
     heard = liaison(d, "V1", a.id)
     assert [(p, s) for p, _, s in heard][-1] == ("restored", "sent")
-    assert [s for p, _, s in heard if p == "restored"] == ["superseded", "sent"]
+    assert [s for p, _, s in heard if p == "restored"] == ["withdrawn", "sent"]

@@ -34,9 +34,13 @@ def steps(daemon: Daemon) -> Iterator[CommandSteps]:  # noqa: F811
     yield CommandSteps(daemon.lifecycle, daemon.processor, daemon.clock)
 
 
-def restored_incident(d: Daemon) -> str:
+def restored_incident(d: Daemon, sent: bool = True) -> str:
+    """An incident of T1, T2 whose record ended at T0 + 30 min; its notices delivered
+    (``sent``) or left waiting in the outbox."""
     feed(d, 1, ev("N1", "T1", "T2"))
     feed(d, 30, ev("N1", "T1", "T2", status="restored", end=T0 + timedelta(minutes=30)))
+    while sent and d.deliverer.run_once(d.clock()):
+        pass
     (row,) = d.store.load_incidents(open_only=False)
     assert row["status"] == "restored"
     return str(row["id"])
@@ -61,6 +65,21 @@ def test_an_area_wrongly_recorded_back_is_off_again_and_its_village_hears_it(
     assert daemon.processor.incident(iid).status == "restored"
     assert [p for p, _ in village_notices(daemon, iid, "V1")] == [
         "outage", "restored", "outage", "restored"]
+
+
+def test_a_village_whose_power_back_never_went_out_is_not_told_of_a_correction(
+        daemon: Daemon, steps: CommandSteps) -> None:  # noqa: F811
+    """The 恢复送电 still waiting in the outbox (a channel down, quiet hours) when the
+    restoration is undone: it is taken back, and the outage notice says no "更正：此前通知本村
+    已恢复送电" of a word the village never had."""
+    iid = restored_incident(daemon, sent=False)
+    daemon.clock.now = T0 + timedelta(minutes=40)  # type: ignore[attr-defined]
+    steps.reopen(iid, "T1", "ops", "村委会来电：仍停电")
+    purpose, body = village_notices(daemon, iid, "V1")[-1]
+    assert purpose == "outage" and "此前通知" not in body and "更正" not in body
+    back = {m.status for m in daemon.store.messages(incident_id=iid)
+            if m.purpose == "restored" and m.recipient.startswith("village:V1:")}
+    assert back == {"withdrawn"}
 
 
 def test_reopening_every_area_by_default_and_the_refusals(
