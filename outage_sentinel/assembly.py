@@ -35,9 +35,11 @@ from outage_sentinel.liaison import (
     sms_channels,
 )
 from outage_sentinel.lifecycle import Lifecycle
+from outage_sentinel.localise import LocaliserParams
 from outage_sentinel.logs import redact, register_secret
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.processing import IncidentProcessor, ObservationScreen
+from outage_sentinel.refit_job import kept_params
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sources.base import Source
 from outage_sentinel.store import OutboxRow, Store
@@ -67,10 +69,18 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
     lifecycle = Lifecycle(store, topology, planner, config, clock)
     processor = IncidentProcessor(
         store, topology, planner, lifecycle, config, metrics,
-        estimator or default_estimator(config.localisation.to_params(),
+        estimator or default_estimator(localiser_params(config, store),
                                        config.localisation.area_min_probability), lock=lock,
         screen=screen)
     return Core(renderer, planner, lifecycle, processor)
+
+
+def localiser_params(config: Config, store: Store) -> LocaliserParams:
+    """The configured localiser parameters, with what the daemon's last refit learnt (kept
+    in the store) in place of the configured ones: the board's and the CLI's estimates are
+    the daemon's."""
+    base = config.localisation.to_params()
+    return kept_params(store, base) or base
 
 
 LINK_SECRET_KEY = "field:link_secret"

@@ -189,6 +189,7 @@ class Daemon:
         if self.leadership.renew():
             self._leadership_changed(True)
         else:
+            self.restore_refit()
             self.term.end()
             self.log.info("standby", region=self.leadership.region)
         self.catch_up_tick()
@@ -198,9 +199,16 @@ class Daemon:
             # Not here: this runs inside the lease's renewal, which a report's build must
             # not hold up (a lease that lapses meanwhile would bounce the leadership).
             self.catch_up_due = True
+            self.restore_refit()  # at start, or a takeover: the old leader may have refit
         self.term.changed(leader, channels=sorted(self.channels),
                           topology=self.topology.source,
                           transformers=len(self.topology.transformers))
+
+    def restore_refit(self) -> None:
+        """Localise with what the last refit (this node's or another's) learnt and kept in
+        the store, not with the configured parameters alone until the next refit."""
+        if self.refit_job is not None:
+            self.refit_job.restore()
 
     def catch_up_tick(self) -> int:
         """The report catch-up a term's beginning asked for (:meth:`catch_up_reports`), run

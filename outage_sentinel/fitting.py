@@ -543,6 +543,21 @@ def _window_rates(topology: Topology, cases: Sequence[SolvedCase], base: Localis
     return out
 
 
+def fitted_values(params: LocaliserParams) -> dict[str, Any]:
+    """What :func:`fit_with_calibration` sets in ``params``, as plain values under the keys of
+    the config's ``localisation`` section (what a parameters file holds, and the daemon keeps
+    of its last refit)."""
+    values: dict[str, Any] = {k: float(getattr(params, k)) for k in FITTED_KEYS}
+    values["kind_factors"] = {k: float(f) for k, f in params.kind_factors}
+    values["false_dead_areas"] = {a: float(r) for a, r in params.false_dead_areas}
+    values["calibration"] = [list(k) for k in params.calibration]
+    values["calibration_maps"] = {key: [list(k) for k in knots]
+                                  for key, knots in params.calibration_maps}
+    values["count_tilts"] = {window: [float(t) for t in tilts]
+                             for window, tilts in params.count_tilts}
+    return values
+
+
 def _changes(before: LocaliserParams, after: LocaliserParams) -> list[str]:
 
     out = []

@@ -131,19 +131,9 @@ def _read_history(topology: Any, path: str) -> tuple[list[Any], list[Any], list[
 
 
 def _params_yaml(fitted: Any, figures: dict[str, float]) -> str:
-    from dataclasses import asdict
+    from outage_sentinel.fitting import fitted_values
 
-    from outage_sentinel.fitting import FITTED_KEYS
-
-    values = asdict(fitted.params)
-    body: dict[str, Any] = {k: float(values[k]) for k in FITTED_KEYS}
-    body["kind_factors"] = {k: float(f) for k, f in fitted.params.kind_factors}
-    body["false_dead_areas"] = {a: float(r) for a, r in fitted.params.false_dead_areas}
-    body["calibration"] = [list(k) for k in fitted.params.calibration]
-    body["calibration_maps"] = {key: [list(k) for k in knots]
-                                for key, knots in fitted.params.calibration_maps}
-    body["count_tilts"] = {window: [float(t) for t in tilts]
-                           for window, tilts in fitted.params.count_tilts}
+    body = fitted_values(fitted.params)
     head = (f"# outage-sentinel localisation fit: {fitted.cases} case(s); top answer right "
             f"{figures['accuracy']:.1%}; calibration error {figures['ece_before']:.3f} -> "
             f"{figures['ece_after']:.3f} on them.\n"
