@@ -8,7 +8,8 @@ and for people the workbook and the page). For people it presents it:
   stages in words (:mod:`outage_sentinel.labels`);
 * names, not ids: feeders, villages and crews by name;
 * values rounded to what they mean (hours to 0.01, customer-hours to 0.1, AIHC-1 and RS-1 to
-  four decimals, minutes to 0.1), times as local ``YYYY-MM-DD HH:MM``, phone numbers masked;
+  four decimals, minutes to 0.1), times as local ``YYYY-MM-DD HH:MM``, phone numbers masked
+  and secrets removed;
 * a page that fits a 1400 px screen and an A4 landscape sheet: the incidents table is split in
   two (the outage, then notices and crews), columns wrap, charts scale;
 * charts labelled in Chinese when the system has a CJK font (Noto/Source Han, WenQuanYi,
@@ -39,7 +40,7 @@ from outage_sentinel.labels import (
     STATUS_LABELS,
     label,
 )
-from outage_sentinel.logs import mask_phones
+from outage_sentinel.logs import redact
 
 if TYPE_CHECKING:
     from matplotlib.font_manager import FontProperties
@@ -265,7 +266,7 @@ _FORMATS: dict[str, Callable[[Any, str], str]] = {
     "f4": lambda v, _l: f"{float(v):.4f}",
     "time": _time,
     "bool": _bool,
-    "masked": lambda v, _l: mask_phones(str(v)),
+    "masked": lambda v, _l: redact(str(v)),
     "kind": lambda v, lang: label(KIND_LABELS, lang, str(v)),
     "status": lambda v, lang: label(STATUS_LABELS, lang, str(v)),
     "stage": lambda v, lang: label(STAGE_LABELS, lang, str(v)),
@@ -524,8 +525,10 @@ def write_report(report: Report, fmt: str, path: str | Path, language: str = "zh
     * ``csv``: the export for machines. ``path`` holds the incidents table, and every table is
       also written next to it as ``<stem>_<table>.csv`` (``report.csv`` →
       ``report_incidents.csv``, ``report_by_feeder.csv``, ...), with the stable column names of
-      :data:`INCIDENT_COLUMNS` and friends, full precision, ids and names. UTF-8 with a BOM so
-      Excel shows Chinese; loads with ``pandas.read_csv``.
+      :data:`INCIDENT_COLUMNS` and friends, full precision, ids and names (the dead letters'
+      recipients and errors masked as everywhere: :func:`outage_sentinel.reports.build_report`
+      keeps no number or secret whole). UTF-8 with a BOM so Excel shows Chinese; loads with
+      ``pandas.read_csv``.
     * ``xlsx`` and ``html``: for people, in ``language`` (this module):
       one sheet per table, or one self-contained page whose charts are PNG ``data:`` URIs.
     """

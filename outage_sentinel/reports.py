@@ -79,6 +79,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from outage_sentinel.logs import redact
 from outage_sentinel.topology import Topology
 
 if TYPE_CHECKING:
@@ -831,8 +832,14 @@ def _with_confirmations(by_village: pd.DataFrame, areas: pd.DataFrame,
     return out
 
 
+#: Dead-letter columns that may hold a liaison's number or a channel's key (a URL with it in
+#: an error): phones masked and secrets removed in every export, the CSV's too.
+DEAD_LETTER_REDACTED = ("recipient", "last_error")
+
+
 def _dead_frame(dead: Sequence[Mapping[str, Any]], tz: tzinfo) -> pd.DataFrame:
-    df = pd.DataFrame([{k: r[k] for k in DEAD_LETTER_COLUMNS} for r in dead],
+    df = pd.DataFrame([{k: redact(str(r[k])) if k in DEAD_LETTER_REDACTED and r[k] is not None
+                        else r[k] for k in DEAD_LETTER_COLUMNS} for r in dead],
                       columns=DEAD_LETTER_COLUMNS)
     for col in ("created_at", "dead_at"):
         df[col] = _as_local_datetimes(

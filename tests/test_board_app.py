@@ -482,7 +482,7 @@ def test_the_fault_device_set_from_the_board_is_shown_as_the_operators(
     assert "疑似动作" in page["certainty"]["label"] and "100%" not in page["certainty"]["label"]
     for body, status, said in (({"devices": 5}, 400, "devices:"),
                                ({"devices": [1]}, 400, "devices:"),
-                               ({"devices": []}, 409, "devices: choose"),
+                               ({"devices": []}, 400, "devices: choose"),  # none given
                                ({"devices": ["FU-NOPE"]}, 400, "FU-NOPE"),
                                ({"devices": "BRK-CG01"}, 409, "feeder CG01")):
         r = post(client, csrf, f"/api/incidents/{iid}/device", body)

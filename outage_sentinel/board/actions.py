@@ -11,6 +11,7 @@ Every action's audit entry carries the request's essential fields (:func:`reques
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -51,7 +52,9 @@ class UnknownAction(ActionError):
 class Actions:
     """Everything staff can do from the board."""
 
-    core: Core
+    #: The incident core on the bundle in use (:class:`~outage_sentinel.board.bundle.
+    #: BundleCore`: built again after a topology reload).
+    cores: Callable[[], Core]
     store: Store
     silencing: Silencing
     clock: Callable[[], datetime]
@@ -59,8 +62,14 @@ class Actions:
     outbox: OutboxControl
 
     @property
+    def core(self) -> Core:
+        """The incident core on the topology bundle in use now."""
+        return self.cores()
+
+    @property
     def steps(self) -> CommandSteps:
-        return CommandSteps(self.core.lifecycle, self.core.processor, self.clock)
+        core = self.core
+        return CommandSteps(core.lifecycle, core.processor, self.clock)
 
     def incident_step(self, incident_id: str, action: str, body: Mapping[str, Any],
                       actor: str) -> str:
@@ -185,19 +194,22 @@ def _restore(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
 
 
 def _scope(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
+    """Areas added to the scope (``add``) or taken out of it (``remove``), one or the other:
+    each is a step of its own (its transaction, its notices), so a request with both, which
+    could be refused halfway with the first step applied and its villages told, is refused
+    whole (400) before anything changes."""
     add, remove = refs(body, "add", required=False), refs(body, "remove", required=False)
     if not add and not remove:
         raise BadValue("add or remove: the transformer areas to correct")
-    inc = None
-    note = text(body, "note", required=False)
-    for refs_given in (add, remove):  # both lists read before either changes anything
-        if refs_given:
+    if add and remove:
+        for refs_given in (add, remove):  # an unknown area named first, as alone
             a.steps.areas(refs_given)
+        raise BadValue("add, remove: one at a time (add the areas, then remove the others "
+                       "in a second request)")
+    note = text(body, "note", required=False)
     if add:
-        inc = a.steps.add(iid, add, actor, note)
-    if remove:
-        inc = a.steps.remove(iid, remove, actor, note)
-    return inc
+        return a.steps.add(iid, add, actor, note)
+    return a.steps.remove(iid, remove, actor, note)
 
 
 def _reopen(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
@@ -224,7 +236,7 @@ def _device(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
     elif value is not None and not isinstance(value, str):
         raise BadValue("devices: device ids or names (a list, or comma-separated text)")
     if not (value or "").strip(" ,"):
-        raise ActionError("devices: choose or type the fault device")
+        raise BadValue("devices: choose or type the fault device")
     return a.steps.device(iid, str(value), actor, text(body, "note", required=False))
 
 
@@ -265,6 +277,30 @@ NOT_FOUND = (UnknownAction, UnknownIncident, UnknownMessages, NoSuchSilence)
 BAD_INPUT = (BadValue, StepInputError, EventError, MissingReason, SilenceInputError)
 
 
+#: The CLI options the steps' refusals name (``--at … is in the future``, ``--until … has
+#: passed``, ``a silence needs a reason (--reason)``), as the request fields the board takes.
+FLAG_FIELDS: Mapping[str, str] = {"--at": "at", "--until": "until", "--reason": "reason",
+                                  "--cause": "cause", "--feeder": "feeder",
+                                  "--transformers": "transformers"}
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)(?![\w-])")
+
+
+def refusal(exc: Exception) -> str:
+    """A refused request's message as the board says it: the CLI options it names given as
+    the request's fields (``at: 2099-01-01 00:00 is in the future``); the step's own words
+    otherwise, the CLI's unchanged."""
+    message = str(exc)
+
+    def field(m: re.Match[str]) -> str:
+        name = FLAG_FIELDS.get(m.group(1))
+        if name is None:
+            return m.group(0)
+        # Heading the message and followed by the value it was given: "at: <value> …".
+        lead = m.start() == 0 and message[m.end():m.end() + 1] == " "
+        return f"{name}:" if lead else name
+    return _FLAG.sub(field, message)
+
+
 def http_status(exc: Exception) -> int:
     """The answer to a refused request: 404 (unknown), 400 (malformed), 409 (the state
     refuses it)."""
@@ -288,7 +324,8 @@ REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
     "restore": ("transformers", "at", "note"), "etr": ("time", "clear", "note"),
     "scope": ("add", "remove", "note"), "device": ("devices", "clear", "note"),
     "cancel": ("reason",),
-    "reopen": ("transformers", "note"), "close": ("cause", "device", "note", "amend"),
+    "reopen": ("transformers", "note"),
+    "close": ("cause", "device", "note", "amend", "unconfirmed_ok"),
 }
 
 

@@ -6,14 +6,15 @@ Every request but ``/login``, ``/healthz`` and the static assets needs a session
 state-changing request also needs the session's CSRF token (``X-CSRF-Token`` header, or the
 ``csrf`` form field for the sign-out form), and signing in the token the sign-in page set
 (its form field and cookie); acting needs the operator or admin role. Every
-sign-in, failed sign-in and action is written to the audit table.
+sign-in, failed sign-in (a wrong current password in a password change is one, throttled
+alike) and action is written to the audit table.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -45,6 +46,7 @@ from outage_sentinel.board.actions import (
     Actions,
     BadValue,
     http_status,
+    refusal,
     request_fields,
 )
 from outage_sentinel.board.field import FieldDesk, FieldError
@@ -53,6 +55,7 @@ from outage_sentinel.board.live import ChangeWatcher
 from outage_sentinel.board.photos import photo_path, photos_of, thumbnail
 from outage_sentinel.board.views import (
     CardCache,
+    Held,
     OutboxQuery,
     QueryError,
     Viewer,
@@ -68,6 +71,7 @@ from outage_sentinel.board.views import (
 from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
 from outage_sentinel.events import UNSTORABLE, unstorable_key
+from outage_sentinel.incidents import Incident
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.store import Store
 from outage_sentinel.store.events import storable_text
@@ -504,16 +508,24 @@ def _session(board: Board, request: Request) -> dict[str, Any] | None:
     return board.store.session(access.token_hash(token), board.clock())
 
 
+def throttled(board: Board, name: str, now: datetime, remote: str, action: str = "") -> float:
+    """The seconds ``name``'s next password check must still wait (0: none), after too many
+    wrong passwords (:func:`access.sign_in_wait`); a throttled attempt is audited, not
+    counted, so the wait announced (Retry-After) stays true."""
+    wait = access.sign_in_wait(board.store.failed_sign_ins(name, now - access.FAILURE_WINDOW),
+                               now, board.settings.max_failed_sign_ins)
+    if wait > 0:
+        board.store.audit(now, name or "-", "sign_in_throttled", ok=False, action=action,
+                          remote=remote, detail=f"{wait:.0f} s to wait")
+    return wait
+
+
 def sign_in(board: Board, name: str, password: str, remote: str) -> str | float | None:
     """The new session's cookie token; the seconds to wait when throttled; None if refused."""
     now = board.clock()
     name = name.strip()[:100]
-    wait = access.sign_in_wait(board.store.failed_sign_ins(name, now - access.FAILURE_WINDOW),
-                               now, board.settings.max_failed_sign_ins)
+    wait = throttled(board, name, now, remote)
     if wait > 0:
-        # Audited, not counted: the wait announced (Retry-After) stays true.
-        board.store.audit(now, name or "-", "sign_in_throttled", ok=False, remote=remote,
-                          detail=f"{wait:.0f} s to wait")
         return wait
     user = board.store.user(name) if name else None
     if user is None or user["disabled"] or not access.password_matches(user["password_hash"],
@@ -535,10 +547,14 @@ async def change_password(request: Request, board: Board, session: dict[str, Any
     if key is not None:
         return JSONResponse({"error": f"{key}: {UNSTORABLE}"}, status_code=400)
     name = session["user_name"]
-    user = await run_in_threadpool(board.store.user, name)
-    if user is None or not access.password_matches(user["password_hash"],
-                                                   str(body.get("current") or "")):
-        return JSONResponse({"error": "the current password is wrong"}, status_code=400)
+    checked = await run_in_threadpool(current_password, board, name,
+                                      str(body.get("current") or ""), _remote(request))
+    if checked is not True:
+        if checked is False:
+            return JSONResponse({"error": "the current password is wrong"}, status_code=400)
+        wait = str(int(checked) + 1)
+        return JSONResponse({"error": f"too many wrong passwords: try again in {wait} s"},
+                            status_code=429, headers={"Retry-After": wait})
     try:
         hashed = access.hash_password(str(body.get("new") or ""))
     except access.AccessError as exc:
@@ -548,6 +564,22 @@ async def change_password(request: Request, board: Board, session: dict[str, Any
     await run_in_threadpool(board.store.audit, board.clock(), name, "action", ok=True,
                             action="password", remote=_remote(request))
     return JSONResponse({"ok": True, "message": "password changed: sign in again"})
+
+
+def current_password(board: Board, name: str, password: str, remote: str) -> bool | float:
+    """Whether ``password`` is ``name``'s, checked as a sign-in is: throttled alike (the
+    seconds to wait), and a wrong one audited as a failed sign-in (``action`` password),
+    counted with them, so a session's holder guesses no faster than the sign-in page lets."""
+    now = board.clock()
+    wait = throttled(board, name, now, remote, action="password")
+    if wait > 0:
+        return wait
+    user = board.store.user(name)
+    if user is not None and access.password_matches(user["password_hash"], password):
+        return True
+    board.store.audit(now, name, "sign_in_failed", ok=False, action="password", remote=remote,
+                      detail="wrong current password (password change)")
+    return False
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -565,11 +597,28 @@ async def me(request: Request, board: Board, session: dict[str, Any]) -> Respons
                          "may_act": session["role"] in access.MAY_ACT})
 
 
+def held_deadlines(board: Board, rows: Sequence[Mapping[str, Any]], now: datetime
+                   ) -> dict[str, Held]:
+    """The arrival deadline each incident's crew is held to, and its area type, by incident
+    id: the daemon's own (:meth:`CrewDispatch.deadline_in`: the dispatch's recorded deadline
+    once a crew holds it, else counted from when the outage was known or went off again),
+    so the countdown turns red when the daemon escalates, not before."""
+    dispatcher = board.actions.core.lifecycle.dispatcher
+    out: dict[str, Held] = {}
+    with board.store.transaction(fenced=False) as conn:  # reads only
+        for row in rows:
+            deadline, area, _travel = dispatcher.deadline_in(
+                conn, Incident.from_json(row["state"]), dict(row), now)
+            out[str(row["id"])] = (deadline, area)
+    return out
+
+
 def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
     now, topology = board.clock(), board.topology()
     heads = board.store.incident_heads()
     cards = board.cards.cards(heads, board.store.incident_states, topology, now, viewer,
-                              board.commitments)
+                              board.commitments,
+                              deadlines=lambda rows: held_deadlines(board, rows, now))
     horizon = (now + timedelta(days=2)).isoformat()
     storm = board.store.kv_get(STORM_KEY)
     data = overview([c for c in cards if c["kind"] == "fault"],
@@ -616,10 +665,12 @@ def incident_data(board: Board, incident_id: str, viewer: Viewer) -> dict[str, A
     notices = board.store.messages(incident_id=incident_id)
     # What a digest standing for some of them said, as its own row after theirs.
     digests = {int(d) for m in notices if (d := (m.payload or {}).get("digest")) is not None}
+    now = board.clock()
     detail = incident_detail(row, log,
                              notices + (board.store.messages(ids=digests) if digests else []),
                              board.store.events(incident_id=incident_id, limit=500),
-                             board.topology(), board.clock(), viewer, board.commitments)
+                             board.topology(), now, viewer, board.commitments,
+                             held_deadlines(board, [row], now).get(str(row["id"])))
     detail["answers"] = field_answers(board.store.answers(incident_id), board.topology(),
                                       viewer)
     detail["photos"] = field_photos(log, incident_id, board.topology(), viewer)
@@ -744,8 +795,9 @@ def _act(board: Board, session: dict[str, Any], what: str, target: str, remote: 
     try:
         result = step(actor)
     except USER_ERRORS as exc:
-        audit(False, redact(str(exc)))
-        return http_status(exc), {"error": str(exc)}
+        said = refusal(exc)  # the request's fields named, not the CLI's options
+        audit(False, redact(said))
+        return http_status(exc), {"error": said}
     except Exception as exc:
         get_logger(component="board").error("action_failed", action=what, target=target,
                                              error=redact(repr(exc)))

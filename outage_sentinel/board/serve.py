@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 
 import uvicorn
 
-from outage_sentinel.assembly import build_core, link_secret
+from outage_sentinel.assembly import link_secret
 from outage_sentinel.board import access
 from outage_sentinel.board.actions import Actions
 from outage_sentinel.board.app import Board, create_app
+from outage_sentinel.board.bundle import BundleCore, core_builder
 from outage_sentinel.board.field import FieldDesk
 from outage_sentinel.config import Config
-from outage_sentinel.metrics import Metrics
 from outage_sentinel.outbox_control import OutboxControl, command_of
 from outage_sentinel.region import region_feeders
 from outage_sentinel.signals import SignalInbox
@@ -36,10 +36,12 @@ def utcnow() -> datetime:
 def build(config: Config, store: Store, topology: Callable[[], Topology],
           clock: Callable[[], datetime] = utcnow) -> Board:
     """The board over the daemon's store; ``topology`` is read per request, so a daemon that
-    reloads its bundle shows the new one at once."""
-    core = build_core(config, store, topology(), metrics=Metrics(), clock=clock)
+    reloads its bundle shows the new one at once, and the board's actions run on it
+    (:class:`BundleCore`)."""
+    cores = BundleCore(core_builder(config, store, clock), topology)
+    core = cores()
     tz = ZoneInfo(config.timezone)
-    actions = Actions(core, store, Silencing(store, topology), clock, tz,
+    actions = Actions(cores, store, Silencing(store, topology), clock, tz,
                       OutboxControl(store, topology, command_of(config)))
     f = config.field
     desk = FieldDesk(store, actions, topology, link_secret(config, store, clock()), clock,

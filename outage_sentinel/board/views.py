@@ -18,7 +18,7 @@ from outage_sentinel import crew as crews
 from outage_sentinel.field_links import REDACTED, redact_links
 from outage_sentinel.incidents import Incident, contradicted_reports, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
-from outage_sentinel.logs import mask_phones
+from outage_sentinel.logs import mask_phones, redact
 from outage_sentinel.outgoing import MAX_ID, OUTBOX_STATUSES
 from outage_sentinel.priority import affected_customers, special_care_customers
 from outage_sentinel.sms_params import template_purpose, template_values
@@ -77,14 +77,25 @@ def deadline_state(deadline: datetime | None, now: datetime, arrived: bool) -> s
     return "red" if left < 0 else "amber" if left < AMBER_MINUTES else "ok"
 
 
+#: The arrival deadline an incident's crew is held to and its area type.
+Held = tuple[datetime, str]
+#: The :data:`Held` deadline of each incident row given (with its state), by incident id, as
+#: the daemon holds the crew to it (the board's:
+#: :func:`outage_sentinel.board.app.held_deadlines`).
+Deadlines = Callable[[Sequence[Mapping[str, Any]]], Mapping[str, Held]]
+
+
 def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, viewer: Viewer,
-                  commitments: crews.Commitments) -> dict[str, Any]:
-    """One incident as the overview lists it."""
+                  commitments: crews.Commitments, held: Held | None = None) -> dict[str, Any]:
+    """One incident as the overview lists it. Its countdown is to ``held``, the deadline the
+    daemon holds the crew to (:meth:`CrewDispatch.deadline_in`: the dispatch's, else counted
+    from when the outage was known or went off again); a row without it (no store to read
+    the log from) counts from the incident's creation."""
     inc = Incident.from_json(row["state"])
     stage = str(row.get("stage") or inc.stage)
     villages = villages_off(inc, topology)
-    detected = row.get("created_at") or inc.start
-    deadline, area_type = crews.arrival_deadline(topology, villages, detected, commitments)
+    deadline, area_type = held or crews.arrival_deadline(
+        topology, villages, row.get("created_at") or inc.start, commitments)
     # Partly restored says nothing of the crew: switching may have come before it did.
     arrived = stage in ("on_site", "restored", "closed") or inc.crew_progress == "on_site"
     off = inc.off
@@ -135,7 +146,10 @@ def _crew_name(topology: Topology, crew_id: Any) -> str | None:
 class CardCache:
     """Overview cards by incident, kept while the incident row (revision, stage, crew,
     priority), the topology and the language stay the same; the countdown colour is recomputed
-    at each read. A board serving 500 incidents decodes only the states that changed."""
+    at each read. A board serving 500 incidents decodes only the states that changed, and
+    reads only their deadlines: what a deadline depends on (a dispatch, the outage off again,
+    its villages: steps that save the incident, so move ``updated_at``; the crew; the bundle)
+    is in the key."""
 
     def __init__(self) -> None:
         self._cards: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
@@ -143,26 +157,27 @@ class CardCache:
 
     def cards(self, heads: Sequence[Mapping[str, Any]],
               states: Callable[[Sequence[str]], Mapping[str, Any]], topology: Topology,
-              now: datetime, viewer: Viewer, commitments: crews.Commitments
-              ) -> list[dict[str, Any]]:
-        """The cards of ``heads`` (the active incident rows without state), in their order."""
+              now: datetime, viewer: Viewer, commitments: crews.Commitments,
+              deadlines: Deadlines | None = None) -> list[dict[str, Any]]:
+        """The cards of ``heads`` (the active incident rows without state), in their order,
+        each counting down to the deadline ``deadlines`` gives it."""
         with self._lock:
-            return self._refresh(heads, states, topology, now, viewer, commitments)
+            return self._refresh(heads, states, topology, now, viewer, commitments, deadlines)
 
     def _refresh(self, heads: Sequence[Mapping[str, Any]],
               states: Callable[[Sequence[str]], Mapping[str, Any]], topology: Topology,
-              now: datetime, viewer: Viewer, commitments: crews.Commitments
-              ) -> list[dict[str, Any]]:
+              now: datetime, viewer: Viewer, commitments: crews.Commitments,
+              deadlines: Deadlines | None) -> list[dict[str, Any]]:
         keys = {h["id"]: (h["updated_at"], h["revision"], h.get("stage"), h.get("crew_id"),
                           h.get("priority"), id(topology), viewer.language, str(viewer.tz))
                 for h in heads}
         stale = [i for i, k in keys.items() if self._cards.get(i, ((), {}))[0] != k]
         fresh = states(stale) if stale else {}
-        for h in heads:
-            if h["id"] in fresh:
-                card = incident_card({**h, "state": fresh[h["id"]]}, topology, now, viewer,
-                                     commitments)
-                self._cards[h["id"]] = (keys[h["id"]], card)
+        rows = [{**h, "state": fresh[h["id"]]} for h in heads if h["id"] in fresh]
+        held = deadlines(rows) if deadlines is not None and rows else {}
+        for row in rows:
+            card = incident_card(row, topology, now, viewer, commitments, held.get(row["id"]))
+            self._cards[row["id"]] = (keys[row["id"]], card)
         self._cards = {i: c for i, c in self._cards.items() if i in keys}
         out = []
         for h in heads:
@@ -201,14 +216,15 @@ def source_health(name: str, value: Any, viewer: Viewer) -> dict[str, Any]:
     except ValueError:
         last = None
     return {"name": name, "ok": bool(value.get("ok")), "last_ok": iso(last),
-            "last_ok_local": local(last, viewer.tz), "error": mask_phones(str(value.get("error")
-                                                                                or ""))}
+            "last_ok_local": local(last, viewer.tz),
+            "error": redact(str(value.get("error") or ""))}
 
 
 def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
     """One outbox message as the board shows it: to whom, how it stands, and exactly what it
     says (the subject, the text and whom a group message @-mentions; numbers masked and
-    personal links cut for a viewer). Recipients' numbers are masked for every role: an
+    personal links cut for a viewer). A stored delivery error is shown without the secrets it
+    may hold (a webhook's key in its URL), for every role. Recipients' numbers are masked for every role: an
     operator reads whole numbers only in the texts whose reader must call them (a crew's
     dispatch, a care list)."""
     mentions = (m.payload or {}).get("mentions") or ()
@@ -218,7 +234,7 @@ def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:
             "audience": m.audience, "channel": m.channel, "target": mask_phones(m.target),
             "attempts": m.attempts, "queued_at": local(m.created_at, viewer.tz),
             "sent_at": local(m.sent_at, viewer.tz),
-            "error": said_text(mask_phones(m.last_error or ""), viewer)
+            "error": said_text(redact(m.last_error or ""), viewer)
             if m.status != "sent" or (m.payload or {}).get("digest") else "",
             "subject": said_text(m.subject or "", words), "text": said_text(m.body or "", words),
             "mentions": [mask_phones(str(x)) for x in mentions],
@@ -334,12 +350,12 @@ def closable_devices(inc: Incident, topology: Topology) -> list[dict[str, str]]:
 
 def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                     notices: Sequence[Any], evidence: Sequence[Any], topology: Topology,
-                    now: datetime, viewer: Viewer, commitments: crews.Commitments
-                    ) -> dict[str, Any]:
-    """The incident page: the card plus timeline, evidence, hypotheses, section, areas,
-    special-care households and every notice."""
+                    now: datetime, viewer: Viewer, commitments: crews.Commitments,
+                    held: Held | None = None) -> dict[str, Any]:
+    """The incident page: the card (counting down to ``held``) plus timeline, evidence,
+    hypotheses, section, areas, special-care households and every notice."""
     inc = Incident.from_json(row["state"])
-    card = incident_card(row, topology, now, viewer, commitments)
+    card = incident_card(row, topology, now, viewer, commitments, held)
     care = special_care_customers(affected_customers(topology, inc.off))
     card.update({
         "timeline": [{"at": local(e["at"], viewer.tz), "stage": str(e["stage"]),

@@ -92,6 +92,7 @@ def _update(verb: str, args: argparse.Namespace) -> dict[str, Any]:
 def serve_board(args: argparse.Namespace, config: Any, topology: Any, store: Any) -> int:
     from outage_sentinel.board.serve import build, check_port, first_admin, serve
     from outage_sentinel.logs import configure, get_logger
+    from outage_sentinel.region import RegionError, region_feeders
     from outage_sentinel.topology import TopologyError, load_bundle
 
     configure(config.log.level, config.log.format, config.log.file)
@@ -105,12 +106,22 @@ def serve_board(args: argparse.Namespace, config: Any, topology: Any, store: Any
     current = [topology]
     log = get_logger(component="board")
 
-    def reload() -> None:  # SIGHUP: the edited bundle, or the one in use if it has problems
+    def reload() -> None:
+        """SIGHUP: the edited bundle, or the one in use if it has problems or lacks the
+        region's substations or feeders (refused as the daemon refuses it). The board's
+        actions run on the new one from their next request (``build``'s core follows it)."""
         try:
-            current[0] = load_bundle(config.topology)
-            log.info("topology_reloaded", topology=str(config.topology))
+            loaded = load_bundle(config.topology)
+            region_feeders(config.region, loaded)
         except TopologyError as exc:
             log.error("topology_reload_failed", problems=len(exc.problems))
+            return
+        except RegionError as exc:
+            log.error("topology_reload_refused", topology=str(config.topology),
+                      problem=str(exc))
+            return
+        current[0] = loaded
+        log.info("topology_reloaded", topology=str(config.topology))
 
     return serve(build(config, store, lambda: current[0]), reload)
 

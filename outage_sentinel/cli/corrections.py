@@ -110,10 +110,14 @@ def add_other_verbs(sub: Any, osub: Any) -> None:
 
 def usage_problem(args: argparse.Namespace) -> str | None:
     """What an ``incidents`` step's command line lacks or has too much of, that argparse
-    cannot say (``device``: the devices, or ``--clear``, not both)."""
+    cannot say (``device``: the devices, or ``--clear``, not both; ``scope``: ``--add`` or
+    ``--remove``, not both — two steps, the second refused after the first was applied)."""
     if args.incidents_verb == "device" and bool(args.devices) == bool(args.clear):
         return ("incidents device: --clear takes no device" if args.clear
                 else "incidents device: give the device(s), or --clear")
+    if args.incidents_verb == "scope" and args.add and args.remove:
+        return ("incidents scope: --add or --remove, one at a time (add the areas, then "
+                "remove the others in a second command)")
     return None
 
 
@@ -141,12 +145,9 @@ def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
                           caller=args.caller, note=args.note)
     if not args.add and not args.remove:
         raise LifecycleError("give --add and/or --remove")
-    inc = None
-    if args.add:
-        inc = steps.add(args.incident_id, refs_of(args.add), actor, args.note)
-    if args.remove:
-        inc = steps.remove(args.incident_id, refs_of(args.remove), actor, args.note)
-    return inc
+    if args.add:  # one or the other (usage_problem)
+        return steps.add(args.incident_id, refs_of(args.add), actor, args.note)
+    return steps.remove(args.incident_id, refs_of(args.remove), actor, args.note)
 
 
 def outbox_retry(store: Any, topology: Any, config: Any, args: argparse.Namespace) -> int:
@@ -217,6 +218,7 @@ def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) ->
 
     from outage_sentinel.events import parse_time
     from outage_sentinel.lifecycle import parse_actor
+    from outage_sentinel.logs import mask_phones, redact
     from outage_sentinel.silencing import SilenceError, Silencing
 
     silencing, now, tz = Silencing(store, lambda: topology), _utcnow(), ZoneInfo(config.timezone)
@@ -241,7 +243,8 @@ def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) ->
                 state = "在效" if s.holds(now) else "已结束"
                 print(f"{s.id:4} {state} {s.matcher}={s.value} "
                       f"{s.starts_at.astimezone(tz):%m-%d %H:%M}–"
-                      f"{s.ends_at.astimezone(tz):%m-%d %H:%M} {s.actor}：{s.reason}"
+                      f"{s.ends_at.astimezone(tz):%m-%d %H:%M} {mask_phones(s.actor)}："
+                      f"{redact(s.reason)}"
                       + ("（强制）" if s.force else ""))
     except (SilenceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -406,13 +406,14 @@ def _storm(store: Any, args: argparse.Namespace, tz: tzinfo = UTC) -> int:
                           outcome="storm declared" if action == "declare" else "storm ended")
     value = store.kv_get(STORM_KEY) or {}
     at = _local_text(value.get("at"), tz)
+    by = mask_phones(str(value.get("by")))  # numbers masked, as the board shows them
     if storm_declared(value, now):
         until = value.get("until")
-        print(f"storm declared by {value.get('by')} at {at}"
+        print(f"storm declared by {by} at {at}"
               + (f", until {_local_text(until, tz)}" if until else ", until ended")
-              + (f": {value['note']}" if value.get("note") else ""))
+              + (f": {mask_phones(str(value['note']))}" if value.get("note") else ""))
     else:
-        print("no storm declared" + (f" (ended by {value.get('by')} at {at})"
+        print("no storm declared" + (f" (ended by {by} at {at})"
                                      if value and not value.get("declared") else ""))
     return 0
 
