@@ -26,7 +26,7 @@ from outage_sentinel.incidents import (
     BACK_NOTICES,
     Incident,
     Notice,
-    called_off,
+    back_notices,
     dark_villages,
     villages_off,
 )
@@ -203,16 +203,11 @@ class HeldNotices:
         return tell
 
     def _back_notices(self, inc: Incident, villages: tuple[str, ...]) -> list[Notice]:
-        """The "power back" notices ``inc`` owes ``villages``: its end's (restored or
-        cancelled) once it is over; while it is still on, "restored" — or "cancelled" where
-        the work was called off for the village — as the processor plans them
-        (:func:`incidents.plan_notices`)."""
-        if inc.status in BACK_NOTICES:
-            return [Notice(inc.status, villages)]
-        off = tuple(v for v in villages if called_off(inc, v, self.lifecycle.topology))
-        notices = [Notice("restored", tuple(v for v in villages if v not in off)),
-                   Notice("cancelled", off)]
-        return [n for n in notices if n.villages]
+        """The "power back" notices ``inc`` owes ``villages``, over or still on, as the
+        processor plans them (:func:`incidents.back_notices`): "restored", or "cancelled"
+        where the outage was called off for the village (every record of it withdrawn, no
+        power seen back) or the whole incident was."""
+        return back_notices(inc, villages, self.lifecycle.topology)
 
     def _tell(self, conn: Connection, inc: Incident, villages: tuple[str, ...],
               now: datetime) -> None:

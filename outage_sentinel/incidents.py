@@ -18,6 +18,7 @@ persists what comes out (the new incident state and the notices to plan) in one 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -288,7 +289,8 @@ class Incident:
     #: Villages told of areas the estimate later dropped, nothing having reported them: taken
     #: out quietly (the command centre is told, the liaisons are not).
     withdrawn_villages: tuple[str, ...] = ()
-    #: The expected restoration time each notified village was last told (``None``: not known).
+    #: The expected restoration time each notified village was last told (``None``: not known),
+    #: and each withdrawn one before it was taken out.
     told_etr: Mapping[str, datetime | None] = field(default_factory=dict)
     #: Operator corrections (``incidents etr|scope|cancel``), which later evidence never undoes:
     #: the expected restoration time the command centre set (wins over the sources'), areas it
@@ -316,6 +318,10 @@ class Incident:
     #: were back (a liaison's 仍停电, a meter's report), with that incident's id: counted off
     #: until it began (:func:`continued_in`), no longer asked about here.
     continued: Mapping[str, str] = field(default_factory=dict)
+    #: For each withdrawn village, its areas it had been told may be off (inferred) when the
+    #: estimate dropped them: rejoining, it hears an update only if a source reports another
+    #: of its areas off, or its expected restoration time moved from the one it was told.
+    withdrawn_areas: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def fault_device(self) -> str | None:
@@ -376,6 +382,8 @@ class Incident:
             **({"crew_progress": self.crew_progress} if self.crew_progress else {}),
             **({"unconfirmed": list(self.unconfirmed)} if self.unconfirmed else {}),
             **({"continued": dict(self.continued)} if self.continued else {}),
+            **({"withdrawn_areas": {v: list(a) for v, a in self.withdrawn_areas.items()}}
+               if self.withdrawn_areas else {}),
         }
 
     @classmethod
@@ -416,6 +424,7 @@ class Incident:
             crew_progress=_crew_progress(d),
             unconfirmed=tuple(d.get("unconfirmed") or ()),
             continued=dict(d.get("continued") or {}),
+            withdrawn_areas={v: tuple(a) for v, a in (d.get("withdrawn_areas") or {}).items()},
         )
 
 
@@ -986,20 +995,85 @@ def restoration_step(before: Incident | None, after: Incident) -> tuple[str, ...
 
 
 def restoration_signals(members: Iterable[Member]) -> dict[str, datetime]:
-    """Areas whose latest word is "supply is back" (``alive``/``dead`` signals with a restored
-    status), with the time it came back. An active report of an outage that started at or after
-    that time takes an area off again; a feed re-stating an outage that began before the step
-    (feeds lag behind the field) does not undo it."""
+    """Areas a restoration step says are back (``alive``/``dead`` signals with a restored
+    status: an AMI power-restore, an operator's or crew's step, a liaison's 已来电), with the
+    time they came back. Decided by time, never by the order the records arrived in: a report
+    of an outage that started at or after an area's last step takes the area off again (a
+    step published late, timed before a re-trip, a new fault record or an operator's
+    ``reopen``, brings nothing back); a feed re-stating an outage that began before the step
+    (feeds lag behind the field) does not undo it. The time is the first step after the
+    latest reported outage began (:func:`outages_reported`; the first step when none was)."""
+    members = list(members)
+    spans = outages_reported(members)
     back: dict[str, datetime] = {}
-    for m in sorted(members, key=lambda m: (m.seen_at, m.key)):
+    for t, times in _steps(members).items():
+        at = _back_since(times, [(start, None) for start, _ in spans.get(t, ())])
+        if at is not None:
+            back[t] = at
+    return back
+
+
+def _steps(members: Iterable[Member]) -> dict[str, list[datetime]]:
+    """The times of each area's restoration steps (:func:`restoration_signals`), in order."""
+    out: dict[str, list[datetime]] = {}
+    for m in members:
         if m.signal in ("alive", "dead") and m.status != "active":
             for t in m.transformers:
-                back[t] = m.end or m.start
-        elif m.signal in ("notice", "dead") and m.status == "active":
-            for t in m.transformers:
-                if t in back and m.start >= back[t]:
-                    del back[t]
-    return back
+                out.setdefault(t, []).append(m.end or m.start)
+    return {t: sorted(times) for t, times in out.items()}
+
+
+def _back_since(steps: Sequence[datetime], spans: Sequence[tuple[datetime, datetime | None]]
+                ) -> datetime | None:
+    """When an area came back, given the times of its restoration ``steps`` (in order) and
+    the outages reported for it (``spans``: start, end or ``None`` while open): once every
+    outage ended or was followed by a step, the latest of those ends (its first step when
+    no outage was reported); ``None``: not back."""
+    if not spans:
+        return steps[0] if steps else None
+    ends: list[datetime] = []
+    for start, end in spans:
+        i = bisect_right(steps, start)  # the first step after the outage began
+        step = steps[i] if i < len(steps) else None
+        came = end if step is None or (end is not None and end < step) else step
+        if came is None:
+            return None
+        ends.append(came)
+    return max(ends)
+
+
+def outages_reported(members: Iterable[Member]
+                     ) -> dict[str, list[tuple[datetime, datetime | None]]]:
+    """Each area's outages as its records report them: when each began and ended (``None``
+    while the record is open). Every outage-system record naming the area (off or possibly:
+    open, restored or cancelled; planned work edited to leave it out ends for it at the
+    edit), every open report of it off (meters, a device, an operator's or a liaison's word)
+    and a meter's outage that ended in a power-restore. A step given as a moment (start =
+    end) and a meter's report called off are none."""
+    out: dict[str, list[tuple[datetime, datetime | None]]] = {}
+    for m in members:
+        span = _reported_span(m)
+        if span is not None:
+            named = m.transformers if m.signal != "notice" and m.status != "active" \
+                else (*m.transformers, *m.possible)
+            for t in named:
+                out.setdefault(t, []).append(span)
+        for t in m.left:
+            out.setdefault(t, []).append((m.start, m.end or m.seen_at))
+    return out
+
+
+def _reported_span(m: Member) -> tuple[datetime, datetime | None] | None:
+    """The outage ``m`` reports (:func:`outages_reported`): its start and end; ``None``:
+    none."""
+    if m.status == "active":
+        return (m.start, None) if m.signal in REPORTING_SIGNALS else None
+    if m.signal == "notice":
+        return m.start, m.end or m.seen_at
+    if m.signal in ("alive", "dead") and m.status == "restored" and m.end is not None \
+            and m.start < m.end:
+        return m.start, m.end
+    return None
 
 
 #: The source of the field's answers (a liaison's "已来电 / 仍停电" from a link or a reply).
@@ -1083,18 +1157,20 @@ def handed_back(incident: Incident, by: str, now: datetime) -> Incident:
 
 
 def areas_back(members: Iterable[Member]) -> dict[str, datetime]:
-    """Areas with evidence that supply is back, and since when: restoration signals (AMI
-    power-restore, an operator's or crew's step), and areas a record named that is now restored
-    or cancelled (or gone from a complete snapshot) when no active record still names them."""
-    ordered = sorted(members, key=lambda m: (m.seen_at, m.key))
-    back = restoration_signals(ordered)
-    named_active = {t for m in ordered if m.signal in REPORTING_SIGNALS and m.status == "active"
-                    for t in (*m.transformers, *m.possible)}
-    for m in ordered:
-        ended = m.signal == "notice" and m.status != "active"
-        for t in (*m.transformers, *m.possible, *m.left) if ended else m.left:
-            if t not in named_active:
-                back.setdefault(t, m.end or m.seen_at)
+    """Areas with evidence that supply is back, and since when: restoration steps
+    (:func:`restoration_signals`), and the end of the records that named them (restored,
+    cancelled, gone from a complete snapshot; planned work edited to leave them out) once no
+    record still reports them off. Decided by time, whatever order the records arrived in:
+    an area is back once every outage reported for it (:func:`outages_reported`) ended or was
+    followed by a step, since the latest of those; a report of an outage that began at or
+    after its last step keeps it off."""
+    members = list(members)
+    steps, spans = _steps(members), outages_reported(members)
+    back: dict[str, datetime] = {}
+    for t in dict.fromkeys([*spans, *steps]):
+        at = _back_since(steps.get(t, []), spans.get(t, []))
+        if at is not None:
+            back[t] = at
     return back
 
 
@@ -1137,11 +1213,13 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
     affected area of it is back (or the whole incident is over): once each, unless a source
     reports it off again after it was told power is back. A village whose areas were only
     inferred and that the estimate dropped is withdrawn: a ``withdrawn`` notice, which goes to
-    the command centre only; if it is inferred again it rejoins without a second notice. A
-    village told already hears an update when its own expected restoration time
-    (:func:`village_etr`) moved at least ``etr_step`` from the one it was last told, or when
-    the areas it was told are off changed on a report or a command-centre correction
-    (:func:`village_scope_change`; never on the estimate's inferences alone).
+    the command centre only; affected again, it rejoins without a second outage notice, and
+    hears an update only when a source reports off an area of it it was not told of or its
+    expected restoration time moved (:func:`_rejoin_news`). A village told already hears an
+    update when its own expected restoration time (:func:`village_etr`) moved at least
+    ``etr_step`` from the one it was last told, or when the areas it was told are off
+    changed on a report or a command-centre correction (:func:`village_scope_change`; never
+    on the estimate's inferences alone).
     ``dropped_as`` names the notice of villages that left the scope: ``withdrawn`` (an
     inference dropped) or ``corrected`` (an operator took them out: they hear it was a mistake).
     Returns the notices and ``after`` with its village lists brought up to date.
@@ -1150,7 +1228,7 @@ def plan_notices(before: Incident | None, after: Incident, topology: Topology | 
         return [], after
     if after.status == "active":
         return _plan_while_on(before, after, topology, etr_step, dropped_as)
-    return _plan_when_over(after)
+    return _plan_when_over(after, topology)
 
 
 def _plan_while_on(before: Incident | None, after: Incident, topology: Topology | None,
@@ -1167,16 +1245,35 @@ def _plan_while_on(before: Incident | None, after: Incident, topology: Topology 
     new = [v for v in affected if v not in notified and v not in withdrawn]
     still = [v for v in notified if v in affected]
     out = _scope_notices(after, topology, back, dropped, new, dropped_as)
+    was_told = dict(after.told_etr)
     moved, after = _etr_moves(before, after, topology, etr_step, still, rejoin, new)
     if moved:
         out.append(Notice("update", tuple(moved)))
     # A village told it was a mistake (corrected) hears of the outage again if it is
-    # affected after all; one whose inference was dropped quietly rejoins quietly.
+    # affected after all; one whose inference was dropped rejoins quietly unless there is
+    # news for it (:func:`_rejoin_news`).
     withdrawn = [v for v in withdrawn if v not in rejoin] + (
         dropped if dropped_as == "withdrawn" else [])
     told_back = [v for v in after.restored_villages if v not in new] + back
     return out, replace(after, notified_villages=tuple(still + rejoin + new),
-                        withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back))
+                        withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back),
+                        **_withdrawn_told(before, after, withdrawn, was_told, topology))
+
+
+def _withdrawn_told(before: Incident | None, after: Incident, withdrawn: Sequence[str],
+                    was_told: Mapping[str, datetime | None], topology: Topology | None
+                    ) -> dict[str, Any]:
+    """What the ``withdrawn`` villages were told (:attr:`Incident.withdrawn_areas` and
+    :attr:`Incident.told_etr`): kept from ``after`` for those withdrawn before; for those
+    the estimate drops now, their areas in ``before``'s scope and the time they were told
+    (``was_told``)."""
+    areas = {v: a for v, a in after.withdrawn_areas.items() if v in withdrawn}
+    for v in withdrawn:
+        if v not in areas and before is not None and topology is not None:
+            areas[v] = tuple(t for t in before.estimate.transformers if t in topology.nodes
+                             and topology.nodes[t].village == v)
+    told = {v: was_told[v] for v in withdrawn if v in was_told}
+    return {"withdrawn_areas": areas, "told_etr": {**after.told_etr, **told}}
 
 
 def _scope_notices(after: Incident, topology: Topology | None, back: Sequence[str],
@@ -1184,45 +1281,74 @@ def _scope_notices(after: Incident, topology: Topology | None, back: Sequence[st
     """The notices of villages whose place in the outage changed: "restored" for those
     ``back`` ("cancelled" where the work was called off for them, :func:`called_off`),
     ``dropped_as`` for those ``dropped`` from the scope, "outage" for the ``new``."""
-    off = [v for v in back if called_off(after, v, topology)]
-    return [notice for notice in (Notice("restored", tuple(v for v in back if v not in off)),
-                                  Notice("cancelled", tuple(off)),
-                                  Notice(dropped_as, tuple(dropped)),
-                                  Notice("outage", tuple(new)))
-            if notice.villages]
+    return back_notices(after, back, topology) + [
+        notice for notice in (Notice(dropped_as, tuple(dropped)), Notice("outage", tuple(new)))
+        if notice.villages]
 
 
 def _etr_moves(before: Incident | None, after: Incident, topology: Topology | None,
                etr_step: timedelta, still: Sequence[str], rejoin: Sequence[str],
                new: Sequence[str]) -> tuple[list[str], Incident]:
     """The villages ``still`` off whose expected restoration time moved enough to tell them
-    (:func:`_told_moved`), and ``after`` with the time each village off was last told (the
-    ``new`` and those moved are told theirs now; a village rejoining quietly, ``rejoin``,
-    counts as told its current one)."""
+    (:func:`_told_moved`), and those rejoining after their inference was withdrawn
+    (``rejoin``) with news for them (:func:`_rejoin_news`); and ``after`` with the time each
+    village off was last told (the ``new`` and those told now are told theirs; a village
+    rejoining quietly keeps the one it was told, or counts as told its current one)."""
     etrs = {v: village_etr(after, v, topology) for v in [*still, *rejoin, *new]}
     told_etr = {v: after.told_etr.get(v, before.etr if before else None)
                 for v in still if v in after.told_etr or before is not None}
+    told_etr.update({v: after.told_etr[v] for v in rejoin if v in after.told_etr})
     moved = [v for v in still if before is not None and before.status == "active"
              and _told_moved(before, after, v, (told_etr.get(v), etrs[v], etr_step), topology)]
+    moved += [v for v in rejoin if _rejoin_news(
+        after, v, topology, (told_etr.get(v, etrs[v]), etrs[v], etr_step))]
     told_etr.update({v: etrs[v] for v in [*moved, *new]})
     return moved, replace(after, told_etr={v: told_etr.get(v, etrs[v])
                                            for v in [*still, *rejoin, *new]})
 
 
-def _plan_when_over(after: Incident) -> tuple[list[Notice], Incident]:
+def _rejoin_news(after: Incident, village: str, topology: Topology | None,
+                 etr: tuple[datetime | None, datetime | None, timedelta]) -> bool:
+    """Whether ``village``, withdrawn (its inferred areas dropped, its liaisons not told) and
+    affected again, hears of it (an update): a source reports off an area of it it was not
+    told may be off (:attr:`Incident.withdrawn_areas`), or its expected restoration time
+    (``etr``: as told, as now, the step) moved enough (:func:`_moved`). Inferred again with
+    nothing new, it rejoins quietly."""
+    if topology is None:
+        return False
+    told = after.withdrawn_areas.get(village, ())
+    return _moved(*etr) or any(
+        after.mark(t) == "reported" and t not in told for t in after.off
+        if t in topology.nodes and topology.nodes[t].village == village)
+
+
+def _plan_when_over(after: Incident, topology: Topology | None
+                    ) -> tuple[list[Notice], Incident]:
     """:func:`plan_notices` for an incident that is over: the villages told of it hear it
-    was restored or cancelled, once."""
+    was restored or cancelled (:func:`back_notices`), once."""
     notified = list(after.notified_villages)
     told_back = list(after.restored_villages)
     out: list[Notice] = []
     if after.status in ("restored", "cancelled"):
-        if notified:
-            out.append(Notice(after.status, tuple(notified)))
+        out = back_notices(after, notified, topology)
         told_back += [v for v in notified if v not in told_back]
         notified = []
     return out, replace(after, notified_villages=tuple(notified),
                         withdrawn_villages=tuple(after.withdrawn_villages),
                         restored_villages=tuple(told_back))
+
+
+def back_notices(incident: Incident, villages: Sequence[str], topology: Topology | None
+                 ) -> list[Notice]:
+    """The notices telling ``villages`` their supply is normal: "cancelled" to every one of
+    an incident cancelled; else "restored", or "cancelled" to a village for which the
+    outage was called off (:func:`called_off`: its records withdrawn, no power seen back),
+    whether the incident is still on or that ended it."""
+    off = [v for v in villages
+           if incident.status == "cancelled" or called_off(incident, v, topology)]
+    return [notice for notice in (Notice("restored", tuple(v for v in villages if v not in off)),
+                                  Notice("cancelled", tuple(off)))
+            if notice.villages]
 
 
 #: Notices that tell a village its supply is normal again.
@@ -1298,14 +1424,17 @@ def called_off(incident: Incident, village: str, topology: Topology | None) -> b
     temporary work, was edited before the work began to leave the village out,
     :attr:`Member.left`: a fault record that shrinks is as often a partial restoration). Work
     called off never switched it off; a withdrawn fault record is no word that power is on:
-    either way it hears 停电取消, as when the whole incident is, not "power back"."""
+    either way it hears 停电取消, as when the whole incident is, not "power back" — unless
+    power was seen coming back there (:func:`seen_coming_back`): the outage was real, and
+    its end a restoration."""
     if topology is None:
         return False
     records = village_records(incident, village, topology)
     areas = topology.village_transformers(village)
+    if seen_coming_back(incident.members.values(), areas):
+        return False
     if incident_class(incident.kind) == "unplanned":
-        return bool(records) and not seen_coming_back(incident.members.values(), areas) \
-            and all(m.status == "cancelled" for m in records)
+        return bool(records) and all(m.status == "cancelled" for m in records)
     edited = [m for m in incident.members.values() if any(t in areas for t in m.left)]
     return bool(records or edited) and all(m.status == "cancelled" for m in records)
 

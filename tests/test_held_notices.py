@@ -188,3 +188,21 @@ def test_a_record_filed_under_another_line_keeps_the_village_dark(tmp_path: Path
     told = cycle()
     assert {p for _, p in told} == {"outage"} and len({i for i, _ in told}) == 2
     assert ("restored" not in {p for _, p in cycle()})
+
+
+def test_a_held_village_whose_record_was_withdrawn_hears_it_called_off(shared: Daemon) -> None:
+    """A (F1) names T1 of V1 on record N1 and T3 of V2 on N3; B (F2) keeps V1 dark. N3 is
+    restored, then N1 withdrawn (cancelled): A is over, V1 held back. Once B lets V1 go, the
+    held notice says what A's end was for V1 — its record withdrawn, no power seen back:
+    停电取消, not 恢复送电."""
+    feed(shared, 1, ev("N1", "T1"), ev("N3", "T3"))
+    feed(shared, 2, ev("N2", "T7", start=T0 + timedelta(minutes=2)),
+         ev("C1", "T6", signal="call", start=T0 + timedelta(minutes=2)))
+    feed(shared, 30, ev("N3", "T3", status="restored", end=T0 + timedelta(minutes=30)))
+    feed(shared, 31, ev("N1", "T1", status="cancelled"))
+    a = by_feeder(shared, "F1")
+    assert a.status == "restored" and steps(shared, a.id, "held_back") == [{"villages": ["V1"]}]
+    feed(shared, 40, ev("N2", "T7", start=T0 + timedelta(minutes=2), device="FU3"))
+    check(shared, 41)
+    said = [p for v, p, i in told(shared) if v == "V1" and i == a.id]
+    assert said == ["outage", "cancelled"]
