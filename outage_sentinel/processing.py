@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
@@ -60,6 +60,7 @@ from outage_sentinel.incidents import (
     correlate,
     incident_class,
     member_of,
+    outages_reported,
     resolve_event,
 )
 from outage_sentinel.liaison import LiaisonPlanner
@@ -620,6 +621,13 @@ def restore_event(inc: Incident, topology: Topology, tz: tzinfo, actor: str,
     if when < inc.start:
         raise LifecycleError(f"--at {at} is before the outage began "
                              f"({inc.start.astimezone(tz):%Y-%m-%d %H:%M})")
+    later = off_again_after(inc, ids, when)
+    if later:
+        raise LifecycleError(
+            "; ".join(f"{t} is reported off again since {s.astimezone(tz):%Y-%m-%d %H:%M}"
+                      for t, s in later.items())
+            + f": a restoration at {when.astimezone(tz):%Y-%m-%d %H:%M} does not bring "
+            "it back (give the time it came back after that, or leave it out)")
     return OutageEvent(
         source=OPERATOR_SOURCE, event_id=f"{inc.id}:restore:{when.isoformat()}:"
         f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",
@@ -627,6 +635,21 @@ def restore_event(inc: Incident, topology: Topology, tz: tzinfo, actor: str,
         # ("T1仍停电") were brought back with the step.
         signal="alive", start=when, end=when, transformers=tuple(ids),
         raw={"incident_id": inc.id, "actor": actor, "note": note})
+
+
+def off_again_after(inc: Incident, areas: Sequence[str], when: datetime
+                    ) -> dict[str, datetime]:
+    """Of ``areas``, those a report still open says went off at or after ``when`` (a
+    re-trip the meters saw, a new fault record, an operator's reopen), with the earliest such
+    start: a restoration timed at ``when`` brings them nothing back
+    (:func:`~outage_sentinel.incidents.areas_back` decides by time)."""
+    spans = outages_reported(inc.members.values())
+    out: dict[str, datetime] = {}
+    for t in areas:
+        starts = [start for start, end in spans.get(t, ()) if end is None and start >= when]
+        if starts:
+            out[t] = min(starts)
+    return out
 
 
 def stored_report(store: Store, conn: Connection, event: OutageEvent, now: datetime

@@ -25,6 +25,7 @@ import pytest
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.incidents import Incident, Member, areas_back, restoration_signals
+from outage_sentinel.lifecycle import LifecycleError
 from tests.conftest import T0, build_grid
 from tests.test_incidents import Core, ev
 from tests.test_shared_areas import daemon as daemon  # noqa: F401  (the fixture)
@@ -133,9 +134,10 @@ def replace_seen(record: Member, seen: datetime) -> Member:
 
 def test_through_the_daemon_the_village_is_not_told_power_is_back_while_meters_say_dark(
         daemon: Daemon) -> None:  # noqa: F811
-    """The operator's step through the daemon (the CLI's and the board's path): V1 is told
-    nothing of power back while the meters' re-trip report is open; T2, back, is counted
-    back."""
+    """The operator's step through the daemon (the CLI's and the board's path): a step
+    timed before the meters' re-trip report, still open, is refused naming the area and the
+    report's time (nothing is recorded); T2 alone, back, is counted back, and V1 is told
+    nothing of power back."""
     d = daemon
     report(d, 1, "feed", ev("N1", "T1", "T2", "T4"))
     report(d, 1, "ami", ev("T1@0", "T1", signal="dead", source="ami"))
@@ -144,7 +146,10 @@ def test_through_the_daemon_the_village_is_not_told_power_is_back_while_meters_s
     (row,) = d.store.load_incidents(open_only=False)
     d.clock.now = m(50)  # type: ignore[attr-defined]
     at = m(30).astimezone(ZoneInfo(d.config.timezone)).strftime("%Y-%m-%d %H:%M")
-    inc = d.processor.operator_restore(row["id"], "ops", "T1,T2", at, "班组反馈", now=m(50))
+    with pytest.raises(LifecycleError, match="T1 is reported off again since .*08:35"):
+        d.processor.operator_restore(row["id"], "ops", "T1,T2", at, "班组反馈", now=m(50))
+    assert d.processor.incident(row["id"]).restored == {}
+    inc = d.processor.operator_restore(row["id"], "ops", "T2", at, "班组反馈", now=m(50))
     assert "T1" in inc.off and "T2" in inc.restored and inc.status == "active"
     purposes = {msg.purpose for msg in d.store.messages()
                 if msg.recipient.startswith("village:V1:")}
