@@ -77,9 +77,12 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
 
 def localiser_params(config: Config, store: Store) -> LocaliserParams:
     """The configured localiser parameters, with what the daemon's last refit learnt (kept
-    in the store) in place of the configured ones: the board's and the CLI's estimates are
-    the daemon's."""
+    in the store) in place of the configured ones, as the refit itself puts them: the
+    board's and the CLI's estimates are the daemon's. With ``refit_at: null`` (the refit
+    off) the configured ones alone, whatever an earlier refit kept."""
     base = config.localisation.to_params()
+    if config.localisation.refit_at is None:
+        return base
     return kept_params(store, base) or base
 
 

@@ -206,8 +206,9 @@ class Daemon:
 
     def restore_refit(self) -> None:
         """Localise with what the last refit (this node's or another's) learnt and kept in
-        the store, not with the configured parameters alone until the next refit."""
-        if self.refit_job is not None:
+        the store, not with the configured parameters alone until the next refit; with the
+        refit off (``refit_at: null``), the configured ones, whatever an earlier refit kept."""
+        if self.refit_job is not None and self.config.localisation.refit_at:
             self.refit_job.restore()
 
     def catch_up_tick(self) -> int:

@@ -164,7 +164,7 @@ class HeldNotices:
             villages = [str(v) for v in value.get("villages") or ()]
             # Held while the incident is still on (a partial restoration; or on again): kept
             # until the village is dark nowhere, unless it is off again in the incident.
-            again = set(villages_off(inc, self.lifecycle.topology)) \
+            again = set(villages_off(inc, self.lifecycle.topology)).intersection(villages) \
                 if inc.status not in BACK_NOTICES else set()
             free = [v for v in villages if v not in dark and v not in again]
             if not free and not again:
@@ -182,7 +182,7 @@ class HeldNotices:
                 self.store.kv_delete_in(conn, key)
             self.log.info("held_notice_released", incident_id=inc.id, told=list(tell),
                           already_told=[v for v in free if v not in tell], still_held=rest,
-                          off_again=sorted(again.intersection(villages)))
+                          off_again=sorted(again))
             return len(tell)
 
     def _to_tell(self, conn: Connection, inc: Incident, free: Sequence[str], now: datetime

@@ -220,8 +220,12 @@ class RevisionWriter:
         again = {v for n in notices if n.purpose == "outage" for v in n.villages
                  if v in current.restored_villages}
         recipients = {v: self.planner.village_recipients(v) for v in sorted(again)}
-        told = self.store.told_in(conn, after.id, BACK_NOTICES) if again else set()
-        untold = [v for v, rs in recipients.items() if rs and not told.intersection(rs)]
+        # The latest "back" each recipient was sent (a first off-and-back may have reached
+        # it): untold if, for every recipient that has one, it is still waiting.
+        waiting = self.store.latest_waiting_in(
+            conn, after.id, BACK_NOTICES, [r for rs in recipients.values() for r in rs])
+        untold = [v for v, rs in recipients.items()
+                  if any(r in waiting for r in rs) and all(waiting.get(r, True) for r in rs)]
         if not untold:
             return current
         taken = self.store.withdraw_pending_in(

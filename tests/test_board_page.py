@@ -359,7 +359,8 @@ def test_an_sms_notice_shows_its_template_and_the_parameters_sent(
 def test_a_restoration_recorded_by_mistake_is_undone_from_the_page(
         browser: Any, served: tuple[str, Store, Any]) -> None:  # noqa: F811
     """A restored incident offers its areas, none ticked; the ticked one is off again and its
-    village is told (the outage notice says it was told otherwise)."""
+    village is told (its 恢复送电, never sent here, is taken back: the outage notice corrects
+    nothing)."""
     url, store, holder = served
     actions = holder["board"].actions
     iid = actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "board:ops")
@@ -377,7 +378,9 @@ def test_a_restoration_recorded_by_mistake_is_undone_from_the_page(
     page.wait_for_selector("#act-restore", timeout=10000)  # active again: restore offered
     inc = holder["board"].actions.core.processor.incident(iid)
     assert inc.status == "active" and len(inc.off) == 1
-    again = [m for m in store.messages(incident_id=iid)
-             if m.purpose == "outage" and "此前通知本村已恢复送电" in m.body]
-    assert again
+    mine = store.messages(incident_id=iid)
+    back_at = min(m.revision for m in mine if m.purpose == "restored")
+    again = [m for m in mine if m.purpose == "outage" and m.revision > back_at]
+    assert again and not any("此前通知本村已恢复送电" in m.body for m in again)
+    assert {m.status for m in mine if m.purpose == "restored"} == {"withdrawn"}
     page.context.close()

@@ -238,3 +238,48 @@ def test_a_waiting_power_back_is_not_sent_to_a_village_dark_again_in_the_same_in
     heard = liaison(d, "V1", a.id)
     assert [(p, s) for p, _, s in heard][-1] == ("restored", "sent")
     assert [s for p, _, s in heard if p == "restored"] == ["withdrawn", "sent"]
+
+
+def test_a_second_off_and_back_still_waiting_is_taken_back_too(
+        make: Callable[..., Daemon]) -> None:
+    """马集村 heard its power was back (sent) and off again (sent) in the day; back again at
+    22:10, its 恢复送电 waits for 07:00; off again at 22:30: that waiting notice is taken back
+    and the outage notice corrects nothing — the last word the village had was 停电, the
+    first 恢复送电 having been overtaken by the day's outage notice."""
+    d = make(build_grid(), **QUIET)
+    feed(d, 600, ev("P1", "T1", "T2", "T3", kind="planned", start=at(600),
+                    expected_restoration=at(1500)))
+    deliver(d, 600)
+    (row,) = d.store.load_incidents(open_only=True)
+    a = Incident.from_json(row["state"])
+    d.clock.now = at(610)  # type: ignore[attr-defined]
+    d.processor.operator_restore(a.id, "op", "T1,T2", None, "", now=d.clock())
+    deliver(d, 610)
+    meters(d, 620, ev("T1@619", "T1", source="ami", signal="dead", start=at(619)))
+    deliver(d, 620)
+    meters(d, NIGHT + 10, ev("T1@619", "T1", source="ami", signal="dead", start=at(619),
+                             status="restored", end=at(NIGHT + 10)))
+    deliver(d, NIGHT + 10)
+    meters(d, NIGHT + 30, ev("T1@N29", "T1", source="ami", signal="dead",
+                             start=at(NIGHT + 29)))
+    assert [(p, s) for p, _, s in liaison(d, "V1", a.id)] == [
+        ("outage", "sent"), ("restored", "sent"), ("outage", "sent"),
+        ("restored", "withdrawn"), ("outage", "pending")]
+    last = [m.body for m in d.store.messages(incident_id=a.id)
+            if m.recipient.startswith("village:V1:") and m.purpose == "outage"][-1]
+    assert "更正" not in last and "已恢复送电" not in last
+
+
+def test_a_clock_check_that_releases_nothing_writes_and_logs_nothing(
+        make: Callable[..., Daemon], capsys: pytest.CaptureFixture[str]) -> None:
+    """V1 held by A (still on, partly back) and dark in B: check after check, nothing is
+    released, so nothing is logged as released and the held entry stays as it was."""
+    d = make(two_feeder_village())
+    a, _ = two_outages_a_partly_back(d)
+    capsys.readouterr()
+    check(d, 21)
+    first = d.store.kv_prefixed("held:")
+    check(d, 22)
+    assert d.store.kv_prefixed("held:") == first == {a.id: {"villages": ["V1"]}}
+    assert "held_notice_released" not in capsys.readouterr().out
+    assert steps(d, a.id, "held_released") == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from outage_sentinel.assembly import localiser_params
+from outage_sentinel.board.serve import build
 from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.estimation import BayesEstimator
@@ -111,3 +112,32 @@ def test_a_restarted_daemon_localises_with_the_refit_at_once(
         assert learnt != parse_config(daemon_config).localisation.to_params()
     finally:
         again.close()
+
+
+def test_with_the_refit_off_the_configured_parameters_rule(
+        daemon_config: dict[str, object], store: Store, refit: LocaliserParams) -> None:
+    """An operator who turns the refit off (it went bad) gets the configured parameters,
+    whatever an earlier refit kept."""
+    config = parse_config({**daemon_config,
+                           "localisation": {"refit_at": None, "dead_detect_a": 7.0}})
+    assert localiser_params(config, store) == config.localisation.to_params()
+    assert refit.dead_detect_a != 7.0
+    d = Daemon(config, topology=TOPOLOGY, sources=[])
+    d.start()
+    try:
+        assert d.processor.estimator.params.dead_detect_a == 7.0  # type: ignore[attr-defined]
+    finally:
+        d.close()
+
+
+def test_the_board_follows_a_refit_made_after_it_started(
+        daemon_config: dict[str, object], store: Store) -> None:
+    """The daemon refits at night while the board runs: the board's next action
+    (``device --clear``'s re-estimate) localises with what the refit learnt."""
+    board = build(parse_config(daemon_config), store, lambda: TOPOLOGY, lambda: NOW)
+    assert board.actions.core.processor.estimator.params == LocaliserParams()  # type: ignore[attr-defined]
+    close_outs(store, 30, seed=3)
+    daemon = BayesEstimator()
+    assert RefitJob(store, lambda: TOPOLOGY, daemon, LocaliserParams()).run_once(
+        NOW + timedelta(days=1))
+    assert board.actions.core.processor.estimator.params == daemon.params  # type: ignore[attr-defined]

@@ -605,7 +605,7 @@ def held_deadlines(board: Board, rows: Sequence[Mapping[str, Any]], now: datetim
     so the countdown turns red when the daemon escalates, not before."""
     dispatcher = board.actions.core.lifecycle.dispatcher
     out: dict[str, Held] = {}
-    with board.store.transaction(fenced=False) as conn:  # reads only
+    with board.store.reading() as conn:  # no write lock: the daemon's writers go on
         for row in rows:
             deadline, area, _travel = dispatcher.deadline_in(
                 conn, Incident.from_json(row["state"]), dict(row), now)

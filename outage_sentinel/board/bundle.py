@@ -1,11 +1,13 @@
-"""The board's incident core on the topology bundle in use.
+"""The board's incident core on the topology bundle in use, localising as the daemon does.
 
 The board reads the topology per request (``outage-sentinel board`` reloads it on SIGHUP; inside
 ``outage-sentinel run`` it is the daemon's, swapped by :meth:`Daemon.reload_topology`). Its
 actions must run on that same bundle: :class:`BundleCore` gives the core built on it, and
 builds it afresh — planner, lifecycle and processor, with the region's feeders in the new
-bundle, as the daemon's reload switches its own — the first time it is asked after a reload.
-An action under way finishes on the core it began with.
+bundle, as the daemon's reload switches its own — the first time it is asked after a reload,
+or after the daemon's refit kept new localiser parameters in the store (its re-estimates,
+``device --clear``, are then the daemon's). An action under way finishes on the core it
+began with.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime
 from outage_sentinel.assembly import Core, build_core
 from outage_sentinel.config import Config
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.refit_job import REFIT_KEY
 from outage_sentinel.region import RegionError, region_feeders
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
@@ -41,25 +44,35 @@ def core_builder(config: Config, store: Store, clock: Callable[[], datetime]
     return build
 
 
+def refit_stamp(store: Store) -> Callable[[], object]:
+    """When the daemon's last refit was kept in ``store`` (``None``: none yet)."""
+    def stamp() -> object:
+        kept = store.kv_get(REFIT_KEY)
+        return kept.get("at") if isinstance(kept, dict) else None
+    return stamp
+
+
 class BundleCore:
-    """Call it for the core on the bundle ``topology()`` gives now."""
+    """Call it for the core on the bundle ``topology()`` gives now, with the refit
+    ``stamp()`` says is the last (None: not followed)."""
 
     def __init__(self, build: Callable[[Topology], Core],
-                 topology: Callable[[], Topology]) -> None:
-        self.build, self.topology = build, topology
+                 topology: Callable[[], Topology],
+                 stamp: Callable[[], object] = lambda: None) -> None:
+        self.build, self.topology, self.stamp = build, topology, stamp
         self._lock = threading.Lock()  # requests run on several worker threads
-        first = topology()
-        #: The bundle and the core built on it, replaced together.
-        self._current: tuple[Topology, Core] = (first, build(first))
+        first = (topology(), stamp())
+        #: What the core was built on (the bundle, the refit), and the core.
+        self._current: tuple[tuple[Topology, object], Core] = (first, build(first[0]))
 
     def __call__(self) -> Core:
-        topology = self.topology()
+        now_on = (self.topology(), self.stamp())
         on, core = self._current
-        if topology is on:
+        if now_on[0] is on[0] and now_on[1] == on[1]:
             return core
-        with self._lock:  # one build per reload, whoever asks first
+        with self._lock:  # one build per reload or refit, whoever asks first
             on, core = self._current
-            if topology is not on:
-                core = self.build(topology)
-                self._current = (topology, core)
+            if not (now_on[0] is on[0] and now_on[1] == on[1]):
+                core = self.build(now_on[0])
+                self._current = (now_on, core)
             return core

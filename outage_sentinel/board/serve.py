@@ -18,7 +18,7 @@ from outage_sentinel.assembly import link_secret
 from outage_sentinel.board import access
 from outage_sentinel.board.actions import Actions
 from outage_sentinel.board.app import Board, create_app
-from outage_sentinel.board.bundle import BundleCore, core_builder
+from outage_sentinel.board.bundle import BundleCore, core_builder, refit_stamp
 from outage_sentinel.board.field import FieldDesk
 from outage_sentinel.config import Config
 from outage_sentinel.outbox_control import OutboxControl, command_of
@@ -38,7 +38,8 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
     """The board over the daemon's store; ``topology`` is read per request, so a daemon that
     reloads its bundle shows the new one at once, and the board's actions run on it
     (:class:`BundleCore`)."""
-    cores = BundleCore(core_builder(config, store, clock), topology)
+    cores = BundleCore(core_builder(config, store, clock), topology,
+                       refit_stamp(store) if config.localisation.refit_at else lambda: None)
     core = cores()
     tz = ZoneInfo(config.timezone)
     actions = Actions(cores, store, Silencing(store, topology), clock, tz,

@@ -373,16 +373,7 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         "device_set": [{"id": d, "name": name_of(topology, d)} for d in inc.device_set],
         # The expected restoration the command centre set (its clear button takes it back).
         "etr_set": local(inc.etr_set, viewer.tz),
-        "areas": [{"id": t, "name": name_of(topology, t), "mark": inc.mark(t),
-                   "restored": local(inc.restored[t], viewer.tz) if t in inc.restored else None,
-                   # counted back when the records ended, nothing saying it is: to confirm
-                   "unconfirmed": t in inc.unconfirmed,
-                   # never confirmed back, and off in this later incident
-                   "continued": inc.continued.get(t),
-                   "village": village_name(topology, topology.nodes[t].village)
-                   if t in topology.nodes else "",
-                   "customers": topology.nodes[t].customers if t in topology.nodes else 0}
-                  for t in inc.estimate.transformers],
+        "areas": [area_row(inc, t, topology, viewer) for t in inc.estimate.transformers],
         "care": [{"name": c.name, "phone": phone(c.phone, viewer), "tags": list(c.tags),
                   "area": name_of(topology, c.transformer)} for c in care],
         "notices": [notice_row(m, viewer) for m in notices],
@@ -399,6 +390,19 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                          for c in topology.crews), key=lambda c: not c["covers"]),
     })
     return card
+
+
+def area_row(inc: Incident, t: str, topology: Topology, viewer: Viewer) -> dict[str, Any]:
+    """One area of the incident page: its mark, when it came back, and whose it is."""
+    node = topology.nodes.get(t)
+    return {"id": t, "name": name_of(topology, t), "mark": inc.mark(t),
+            "restored": local(inc.restored[t], viewer.tz) if t in inc.restored else None,
+            # counted back when the records ended, nothing saying it is: to confirm
+            "unconfirmed": t in inc.unconfirmed,
+            # never confirmed back, and off in this later incident
+            "continued": inc.continued.get(t),
+            "village": village_name(topology, node.village) if node is not None else "",
+            "customers": node.customers if node is not None else 0}
 
 
 def crew_position(topology: Topology, crew_id: Any, inc: Incident, stage: str

@@ -171,6 +171,15 @@ class StoreBase:
                     self.fence(conn)
                 yield conn
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A consistent read of several queries (one deferred transaction, rolled back):
+        unlike :meth:`transaction` it takes no write lock on SQLite, so a reader (the board
+        rebuilding its cards) never holds up the daemon's writers, nor waits for them."""
+        with self.engine.connect() as conn, conn.begin() as tx:
+            yield conn
+            tx.rollback()
+
     def in_region(self, table: Table) -> Any:
         """The condition selecting ``table``'s rows of this store's region."""
         return table.c.region == self.region

@@ -271,6 +271,19 @@ class OutboxStore(ClaimStore):
             outbox_t.c.purpose.in_(list(purposes)), status)
         return {str(r) for r in conn.execute(q).scalars()}
 
+    def latest_waiting_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
+                          recipients: Sequence[str]) -> dict[str, bool]:
+        """For each of ``recipients`` with a message of ``incident_id`` with ``purposes``,
+        whether the latest of them is still waiting, never tried (pending or held, no
+        attempt): what it says has not reached them."""
+        q = (select(outbox_t.c.recipient, outbox_t.c.status, outbox_t.c.attempts)
+             .where(self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+                    outbox_t.c.purpose.in_(list(purposes)),
+                    outbox_t.c.recipient.in_(list(recipients)))
+             .order_by(outbox_t.c.id))
+        return {str(r): status in ("pending", "held") and not attempts
+                for r, status, attempts in conn.execute(q)}
+
     def care_crews_in(self, conn: Connection, incident_id: str) -> dict[str, str]:
         """Each recipient of ``incident_id``'s special-care messages (withdrawn and superseded
         ones apart) with the crew the latest of them names as holding the list (``""``: it
