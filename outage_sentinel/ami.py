@@ -304,6 +304,32 @@ class _Area:
     #: it are stale (their power-on was lost) and start no new outage
     closed: float | None = None
 
+    def terminal_off_anew(self, t: float) -> bool:
+        """The terminal's "off" on record is from before the area's last close and ``t`` is
+        not: a new power-off, not a retry of the old one."""
+        old = self.terminal_off
+        return self.closed is not None and old is not None and old < self.closed <= t
+
+    def terminal_says_off(self) -> bool:
+        """The terminal's last word is "off", about the outage now: an "off" from before the
+        area's last close (the meters restored the area; the terminal's "on" was lost) is
+        stale, and says nothing of the outage since."""
+        off = self.terminal_off
+        return off is not None and (self.closed is None or off >= self.closed)
+
+    def off_anew(self, meter: str, t: float) -> bool:
+        """``meter``'s recorded off time is from before the area's last close and ``t`` is
+        not: a repeated "off" that is a new power-off, not a retry of the old one."""
+        old = self.off.get(meter)
+        return self.closed is not None and old is not None and old < self.closed <= t
+
+    def fresh_offs(self) -> dict[str, float]:
+        """Meters off since the area's last close (older off times start no new outage)."""
+        if self.closed is None:
+            return self.off
+        closed = self.closed
+        return {m: mt for m, mt in self.off.items() if mt >= closed}
+
 
 @dataclass
 class _Single:
@@ -603,44 +629,13 @@ class AmiScreen:
         self._last[obs.device] = (max(t, last_t), obs.action, self._t_now)
         area = self._areas.get(obs.transformer)
         if obs.action == "off" and area is not None:
-            if obs.kind == "meter" and self._off_anew(area, obs.device, t):
+            if obs.kind == "meter" and area.off_anew(obs.device, t):
                 self._meter_off(obs.transformer, area, obs.device, t)
                 return
-            if obs.kind == "terminal" and self._terminal_off_anew(area, t):
+            if obs.kind == "terminal" and area.terminal_off_anew(t):
                 self._terminal_off(obs.transformer, area, t)
                 return
         result.merged += 1
-
-    @staticmethod
-    def _terminal_off_anew(area: _Area, t: float) -> bool:
-        """The terminal's "off" on record is from before the area's last close and ``t`` is
-        not: a new power-off, not a retry of the old one."""
-        old = area.terminal_off
-        return area.closed is not None and old is not None and old < area.closed <= t
-
-    @staticmethod
-    def _terminal_says_off(area: _Area) -> bool:
-        """The terminal's last word is "off", about the outage now: an "off" from before the
-        area's last close (the meters restored the area; the terminal's "on" was lost) is
-        stale, and says nothing of the outage since."""
-        off = area.terminal_off
-        return off is not None and (area.closed is None or off >= area.closed)
-
-    @staticmethod
-    def _off_anew(area: _Area, meter: str, t: float) -> bool:
-        """``meter``'s recorded off time is from before the area's last close and ``t`` is
-        not: a repeated "off" that is a new power-off, not a retry of the old one."""
-        old = area.off.get(meter)
-        return (area.closed is not None and old is not None
-                and old < area.closed <= t)
-
-    @staticmethod
-    def _fresh_offs(area: _Area) -> dict[str, float]:
-        """Meters off since the area's last close (older off times start no new outage)."""
-        if area.closed is None:
-            return area.off
-        closed = area.closed
-        return {m: mt for m, mt in area.off.items() if mt >= closed}
 
     def _terminal_off(self, tx: str, area: _Area, t: float) -> None:
         area.terminal_off = t
@@ -650,7 +645,7 @@ class AmiScreen:
             ep.terminal_off = ep.terminal_off or t >= ep.start - self.policy.window_seconds
             return
         w = self.policy.window_seconds
-        fresh = self._fresh_offs(area)
+        fresh = area.fresh_offs()
         joined = {m for m, mt in fresh.items() if mt >= t - w}
         start = min([t] + [fresh[m] for m in joined])
         self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True))
@@ -683,7 +678,7 @@ class AmiScreen:
                 self._schedule.push_area(tx, ep)
             return
         threshold = self._threshold(tx)
-        fresh = self._fresh_offs(area)
+        fresh = area.fresh_offs()
         if len(fresh) >= threshold:
             times = sorted(fresh.values())
             w = self.policy.window_seconds
@@ -712,7 +707,7 @@ class AmiScreen:
         if ep is not None and meter in ep.meters:
             ep.restored.add(meter)
             need = math.ceil(self.policy.restore_share * len(ep.meters) - 1e-9)
-            if self._terminal_says_off(area) and len(ep.restored) < self._threshold(tx):
+            if area.terminal_says_off() and len(ep.restored) < self._threshold(tx):
                 return  # the terminal still says off: too few meters say on to overrule it
             if len(ep.restored) >= max(need, 1):
                 self._close(tx, area, t, result)
