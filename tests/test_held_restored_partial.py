@@ -194,6 +194,15 @@ def test_a_partial_restoration_that_went_moot_is_held_and_sent_once_true(
     assert d.store.kv_get(f"held:{a.id}") is None
 
 
+def planned_work_announced(d: Daemon) -> Incident:
+    """Planned work on 马集村's T1, T2 and 刘庄村's T3 from 18:00 to 09:00, announced (sent)."""
+    feed(d, 600, ev("P1", "T1", "T2", "T3", kind="planned", start=at(600),
+                    expected_restoration=at(1500)))
+    deliver(d, 600)
+    (row,) = d.store.load_incidents(open_only=True)
+    return Incident.from_json(row["state"])
+
+
 def test_a_waiting_power_back_is_not_sent_to_a_village_dark_again_in_the_same_incident(
         make: Callable[..., Daemon]) -> None:
     """Planned work on 马集村's T1, T2 and 刘庄村's T3; at 22:10 T1 and T2 are back while T3
@@ -202,11 +211,7 @@ def test_a_waiting_power_back_is_not_sent_to_a_village_dark_again_in_the_same_in
     at once, the new outage notice corrects nothing (the village never heard its power was
     back), and 马集村 hears of its power back once the work is over."""
     d = make(build_grid(), **QUIET)
-    feed(d, 600, ev("P1", "T1", "T2", "T3", kind="planned", start=at(600),
-                    expected_restoration=at(1500)))
-    deliver(d, 600)
-    (row,) = d.store.load_incidents(open_only=True)
-    a = Incident.from_json(row["state"])
+    a = planned_work_announced(d)
     d.clock.now = at(NIGHT + 10)  # type: ignore[attr-defined]
     d.processor.operator_restore(a.id, "op", "T1,T2", None, "", now=d.clock())
     deliver(d, NIGHT + 10)
@@ -247,11 +252,7 @@ def test_a_second_off_and_back_still_waiting_is_taken_back_too(
     and the outage notice corrects nothing — the last word the village had was 停电, the
     first 恢复送电 having been overtaken by the day's outage notice."""
     d = make(build_grid(), **QUIET)
-    feed(d, 600, ev("P1", "T1", "T2", "T3", kind="planned", start=at(600),
-                    expected_restoration=at(1500)))
-    deliver(d, 600)
-    (row,) = d.store.load_incidents(open_only=True)
-    a = Incident.from_json(row["state"])
+    a = planned_work_announced(d)
     d.clock.now = at(610)  # type: ignore[attr-defined]
     d.processor.operator_restore(a.id, "op", "T1,T2", None, "", now=d.clock())
     deliver(d, 610)
