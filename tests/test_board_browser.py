@@ -129,6 +129,8 @@ def test_staff_see_an_incident_arrive_live_and_take_it_through_to_close_out(
     page.wait_for_selector("#actions", timeout=10000)
     for button, stage in (("#act-ack", None), ("#act-dispatch", "dispatched"),
                           ("#act-arrive", "on_site"), ("#act-restore", "restored")):
+        # The flash then shown is this action's word, not the one before's.
+        page.evaluate("document.getElementById('flash').hidden = true")
         page.click(button)
         page.wait_for_selector("#flash:not([hidden])", timeout=10000)
         assert "flash bad" not in (page.get_attribute("#flash", "class") or ""), \
@@ -205,6 +207,37 @@ def flashed(page: Any, before: str) -> str:
     """The flash message an action showed (once it differs from ``before``)."""
     assert wait_for(lambda: (page.text_content("#flash") or "") != before, 10)
     return page.text_content("#flash") or ""
+
+
+def test_a_live_update_between_press_and_release_does_not_swallow_the_click(
+        browser: Any, running: tuple[Path, str]) -> None:  # noqa: F811
+    """In a storm the page re-renders every few seconds; a click whose button was replaced
+    between the press and the release used to vanish (nothing done, nothing said)."""
+    config, url = running
+    r = cli(config, "incidents", "open", "--transformers", "T-CG01-003")
+    assert r.returncode == 0, r.stderr
+    iid = re.search(r"^(INC-\S+): stage", r.stdout, re.M).group(1)  # type: ignore[union-attr]
+    page = sign_in(browser, url, "ops")
+    page.goto(f"{url}/#/incident/{iid}")
+    page.wait_for_selector("#act-ack", timeout=10000)
+    page.hover("#act-ack")
+    page.mouse.down()
+    before = page.get_attribute("body", "data-rendered")
+    # A live update arrives while the button is held down.
+    page.evaluate("render()")
+    page.mouse.up()
+    page.wait_for_selector("#flash:not([hidden])", timeout=10000)
+    assert "flash bad" not in (page.get_attribute("#flash", "class") or ""), \
+        page.text_content("#flash")
+    store = store_of(config)
+    try:
+        assert wait_for(lambda: ("confirmed", "board:ops") in {
+            (e["stage"], e["actor"]) for e in store.incident_log(iid)}, 10)
+    finally:
+        store.close()
+    # ... and the update held back is shown once the click is done.
+    assert wait_for(lambda: page.get_attribute("body", "data-rendered") != before, 10)
+    assert page.errors == []
 
 
 def test_the_command_centre_sets_the_fault_device_from_the_incident_page(

@@ -105,6 +105,8 @@ function flash(text, bad) {
 }
 
 async function act(path, body) {
+  // The word of the action before goes: what shows next is this action's outcome.
+  document.getElementById("flash").hidden = true;
   try {
     const data = await api(path, body);
     flash(data.result || "ok", false);
@@ -507,6 +509,25 @@ function tiles(url, lon0, lon1, lat0, lat1, X, Y, add) {
 // -- routing and live updates ------------------------------------------------------------------
 
 let rendering = false, again = false, freshForms = false, shownRoute = null;
+// A live update replacing the page between a button's press and its release would swallow the
+// click (the operator clicks and nothing happens, in a storm most of all): while a pointer is
+// down the new page waits, and is shown once the click has been delivered.
+// A press held longer than a click (or released outside the window) holds nothing.
+let pressed = false, heldRender = false, pressTimer = null;
+document.addEventListener("pointerdown", (e) => {
+  if (!e.target.closest || !e.target.closest("#view button, #view a, #view summary, #view label")) return;
+  pressed = true;
+  clearTimeout(pressTimer);
+  pressTimer = setTimeout(released, 1500);
+}, true);
+function released() {
+  pressed = false;
+  clearTimeout(pressTimer);
+  // After the click event (it follows pointerup in the same task), not before it.
+  setTimeout(() => { if (heldRender && !pressed) { heldRender = false; render(); } }, 0);
+}
+document.addEventListener("pointerup", released, true);
+document.addEventListener("pointercancel", released, true);
 
 // A live update re-renders the page: what an operator is typing or has ticked (a note, the
 // devices of a close-out, the areas to restore) is carried over to the new page by name.
@@ -557,6 +578,7 @@ async function render() {
       view = overviewView(data);
     }
     const holder = document.getElementById("view");
+    if (pressed) { heldRender = true; return; }
     const kept = route === shownRoute && !freshForms ? formState(holder) : null;
     const focused = document.activeElement && holder.contains(document.activeElement) ? document.activeElement.name : null;
     // A notice's text the operator opened stays open through the live updates.
