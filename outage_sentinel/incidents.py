@@ -1014,10 +1014,12 @@ def restoration_signals(members: Iterable[Member]) -> dict[str, datetime]:
 
 
 def _steps(members: Iterable[Member]) -> dict[str, list[datetime]]:
-    """The times of each area's restoration steps (:func:`restoration_signals`), in order."""
+    """The times of each area's restoration steps (:func:`restoration_signals`), in order. A
+    report called off (a trouble call withdrawn, a meter's report the source cancelled) is
+    no word that power came back."""
     out: dict[str, list[datetime]] = {}
     for m in members:
-        if m.signal in ("alive", "dead") and m.status != "active":
+        if m.signal in ("alive", "dead") and m.status == "restored":
             for t in m.transformers:
                 out.setdefault(t, []).append(m.end or m.start)
     return {t: sorted(times) for t, times in out.items()}

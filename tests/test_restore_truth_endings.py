@@ -96,3 +96,34 @@ def test_through_the_daemon_the_cancelled_village_reads_停电取消(daemon: Dae
     assert ends[0][1].startswith("【停电取消】") and "恢复送电" not in ends[0][1]
     v1 = {msg.purpose for msg in d.store.messages() if msg.recipient.startswith("village:V1:")}
     assert "restored" in v1 and "cancelled" not in v1
+
+
+@pytest.mark.parametrize("signal", ["dead", "alive"])
+def test_a_report_called_off_is_no_word_that_power_came_back(signal: str) -> None:
+    """The outage system keeps T1 off; a trouble call about it (or a power-on report) the
+    source then withdrew — a caller's "never mind", a duplicate closed — used to count as a
+    restoration step: V1 heard 恢复送电 while the record still had it dark."""
+    core = Core(build_grid())
+    core.feed(ev("N1", "T1"), m(1))
+    core.feed(ev("C1", "T1", signal=signal, source="calls", start=m(5)), m(5))
+    inc, _ = core.feed(ev("C1", "T1", signal=signal, source="calls", start=m(5),
+                          status="cancelled", end=m(10)), m(10))
+    assert inc.status == "active" and "T1" not in inc.restored
+    assert "restored" not in heard(core, "V1")
+    # The record's own restoration still brings it back.
+    inc, _ = core.feed(ev("N1", "T1", status="restored", end=m(40)), m(40))
+    assert inc.status == "restored" and inc.restored["T1"] == m(40)
+    assert "restored" in heard(core, "V1")
+
+
+def test_through_the_daemon_a_withdrawn_call_leaves_the_village_dark(daemon: Daemon) -> None:  # noqa: F811
+    """N1 names T4 (V2) and T5 (V3, its only area); a call about T5 is withdrawn."""
+    d = daemon
+    feed(d, 1, feed_ev("N1", "T4", "T5"))
+    feed(d, 5, feed_ev("C1", "T5", source="calls", signal="dead", start=m(5)))
+    feed(d, 10, feed_ev("C1", "T5", source="calls", signal="dead", start=m(5),
+                        status="cancelled", end=m(10)))
+    (row,) = d.store.load_incidents(open_only=False)
+    assert row["status"] == "active"
+    v3 = [msg.purpose for msg in d.store.messages() if msg.recipient.startswith("village:V3:")]
+    assert "outage" in v3 and "restored" not in v3
