@@ -693,16 +693,14 @@ def _restored_so_far(incident: Incident, members: Mapping[str, Member],
                      active: Sequence[Member], scope: Mapping[str, str]) -> dict[str, datetime]:
     """The areas of ``incident`` back on supply, with the time each came back: those it had
     back that evidence still says are (all of them once no record is open), and the areas of
-    its scope with new evidence of being back (:func:`areas_back`; for an area counted back
-    unconfirmed, the time that evidence gives)."""
+    its scope with new evidence of being back (:func:`areas_back`), each at the time the
+    evidence now gives (a record published late, ended after the one that brought the area
+    back, moves it; an area counted back unconfirmed takes the time someone vouches for)."""
     back = areas_back(members.values())
     restored = {t: at for t, at in incident.restored.items() if t in back or not active}
-    for t, at in back.items():
-        if t in scope:
-            restored.setdefault(t, at)
-    for t in incident.unconfirmed:  # counted back at the end; now a time someone vouches for
-        if t in back:
-            restored[t] = back[t]
+    for t, at in back.items():  # the time the evidence gives now: a late record moves it
+        if t in scope or t in restored:
+            restored[t] = at
     return restored
 
 

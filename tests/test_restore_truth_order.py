@@ -162,3 +162,20 @@ def report(d: Daemon, minutes: float, source: str, event: OutageEvent) -> None:
     d.clock.now = m(minutes)  # type: ignore[attr-defined]
     d.store.ingest(source, PollResult(events=[event]), d.clock())
     d.process()
+
+
+def test_a_record_published_late_moves_the_time_an_area_came_back() -> None:
+    """T1 came back at 30 by N1's end; N3, published late, reports T1 off from 10 to 50:
+    the area came back at 50 (the outage record, the reports and the indices count to
+    then), not at the time first kept."""
+    core = Core(build_grid())
+    core.feed(ev("N1", "T1"), m(1))
+    core.feed(ev("N2", "T4"), m(1))
+    inc, _ = core.feed(ev("N1", "T1", status="restored", end=m(30)), m(30))
+    assert inc.restored["T1"] == m(30)
+    inc, _ = core.feed(ev("N3", "T1", status="restored", start=m(10), end=m(50)), m(55))
+    assert inc.status == "active" and inc.restored["T1"] == m(50)
+    # A meter's power-restore published later still, timed before that end, moves it back
+    # to when the meters saw the power come.
+    inc, _ = core.feed(step("A", "T1", at=m(40), start=m(10)), m(60))
+    assert inc.restored["T1"] == m(40)
