@@ -20,7 +20,12 @@ import structlog
 # The optional country code (+86 / 86 / 0086 glued to the number, as E.164 and SMS APIs write
 # it) is kept but must not hide the number from the mask; nor must the spaces or hyphens people
 # type in 3-4-4 groups (139 1111 0011, 139-1111-0012).
-PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
+# Dots too (138.1234.5678). Full-width digits and separators, as a Chinese input method types
+# them (１３８１２３４５６７８), are matched on an ASCII copy of the text (:data:`_ASCII`).
+PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)[- ]?)?(1[3-9]\d)[-. ]?(\d{4})[-. ]?(\d{4})(?!\d)")
+#: Full-width digits, plus, hyphen, dot, brackets and space -> ASCII, one character for one,
+#: so that a match on the copy has the same span in the original.
+_ASCII = str.maketrans("０１２３４５６７８９＋－．（）\u3000", "0123456789+-.() ")
 #: The one secret registry of the process: every value read from ``${ENV}`` in the config
 #: (registered by :mod:`outage_sentinel.config` as it interpolates), every SecretStr, every
 #: channel credential, each with its URL-encoded forms so a key inside a URL or a form body is
@@ -40,8 +45,35 @@ def mask_phones(text: str) -> str:
     """Mask mainland mobile and landline numbers in ``text``: 13812345678 -> 138****5678,
     0316-5551234 -> 0316-****1234. Twelve digits in one piece are left alone: more likely an
     id (a meter's) than a 4-digit area code with an 8-digit number written unbroken."""
-    text = PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
-    return LANDLINE.sub(_masked_landline, text)
+    text = _sub_ascii(PHONE, lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
+    return _sub_ascii(LANDLINE, _masked_landline, text)
+
+
+def _sub_ascii(pattern: re.Pattern[str], masked: Any, text: str) -> str:
+    """``pattern.sub(masked, text)`` with the matches found on ``text`` read in ASCII
+    (:data:`_ASCII`); the text outside them is left as written."""
+    plain = text.translate(_ASCII)
+    if plain == text:
+        return pattern.sub(masked, text)
+    out: list[str] = []
+    last = 0
+    for m in pattern.finditer(plain):
+        out += [text[last:m.start()], masked(_AsWritten(m, text))]
+        last = m.end()
+    return "".join(out) + text[last:]
+
+
+class _AsWritten:
+    """A match found on the ASCII copy, its groups read from the text as written (a kept
+    separator stays full-width where it was)."""
+
+    def __init__(self, match: re.Match[str], text: str) -> None:
+        self._match, self._text = match, text
+
+    def group(self, index: int = 0) -> str | None:
+        if self._match.group(index) is None:
+            return None
+        return self._text[self._match.start(index):self._match.end(index)]
 
 
 def _masked_landline(m: re.Match[str]) -> str:

@@ -41,6 +41,12 @@ def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ("0316 555 1234", "0316 ****1234"),
     ("0316－5551234", "0316－****1234"),
     ("0755 23456789", "0755 ****6789"),
+    # as a Chinese input method types them: full-width digits and separators; dotted groups
+    ("报修人电话１３８１２３４５６７８", "报修人电话１３８****５６７８"),
+    ("１号台区，电话１３９－１１１１－００１１", "１号台区，电话１３９****００１１"),
+    ("联系电话138.1234.5678", "联系电话138****5678"),
+    ("座机０３１６－５５５１２３４", "座机０３１６－****１２３４"),
+    ("＋８６１３８１２３４５６７８", "＋８６１３８****５６７８"),
 ])
 def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
     assert mask_phones(text) == masked
@@ -59,6 +65,7 @@ def test_mobile_numbers_are_masked(text: str, masked: str) -> None:
     '"meter_id": "053123456789"',  # twelve digits unbroken: an id more likely than a phone
     "order 2026030113812345678",   # digits glued to a longer number
     "INC-20260301-0001",
+    "电表号１２３４５６７８９０１２", "１２８１２３４５６７８", "v1.2.3", "123.4567.8901",
 ])
 def test_other_numbers_are_left_alone(text: str) -> None:
     assert mask_phones(text) == text
