@@ -212,7 +212,7 @@ class Lifecycle:
                 by_village.setdefault(village.name, []).append(t)
         return {"feeder": self.planner.feeder_names.get(inc.feeder, inc.feeder),
                 "kind": inc.kind, "status": inc.status, "incident": inc.id,
-                "etr": self.planner.local_time(inc.etr) or "",
+                "etr": self.summary_etr(inc)["etr_local"] or "",
                 "villages": {v: topo.customers_of(ts) for v, ts in by_village.items()},
                 "villages_confirmed": {v: topo.customers_of(t for t in ts
                                                             if inc.mark(t) == "reported")
@@ -263,7 +263,7 @@ class Lifecycle:
             device_label=planner.device_label(inc.estimate.devices, own_note=True),
             villages=names, off=len(inc.off),
             customers_off=self.topology.customers_of(inc.off),
-            start_local=planner.local_time(inc.start), etr_local=planner.local_time(inc.etr),
+            start_local=planner.local_time(inc.start), **self.summary_etr(inc),
             end_local=planner.local_time(inc.end),
             probability=inc.estimate.probability,
             probability_label="" if inc.estimate.probability is None else
@@ -293,6 +293,14 @@ class Lifecycle:
             unexplained=area_names(self.topology, contradicted_reports(self.topology, inc)),
             on_word=area_names(self.topology, on_field_word(inc, inc.restored)),
         )
+
+    def summary_etr(self, inc: Incident) -> dict[str, str | None]:
+        """The expected restoration as a summary of ``inc`` states it at its last revision:
+        while the outage is on, a time gone by is an overrun (原预计…恢复，已超时), never
+        "预计<a past time>恢复"; once over, the time it was expected, for the record."""
+        if inc.status != "active":
+            return {"etr_local": self.planner.local_time(inc.etr), "overrun_local": None}
+        return self.planner.etr_context(inc.etr, inc.updated_at or self.clock())
 
     def crew_label(self, crew_id: str | None) -> str:
         """``抢修一班`` for a crew of the bundle, its id otherwise ('' for none)."""

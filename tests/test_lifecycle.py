@@ -17,6 +17,7 @@ from outage_sentinel.channels.base import Message, Outcome, SendResult
 from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.incidents import Incident
 from outage_sentinel.lifecycle import LifecycleError
 from outage_sentinel.reports import build_report
 from outage_sentinel.topology import Topology, topology_from_records
@@ -640,7 +641,6 @@ def test_the_summary_counts_confirmed_areas_among_those_still_off(h: Harness) ->
 
 def test_the_summary_says_which_areas_are_back_on_a_liaisons_word_alone(h: Harness) -> None:
     from outage_sentinel.board.field import answer_event
-    from outage_sentinel.incidents import Incident
 
     h.feed(ev("A", "T3"))
     iid = h.only_incident()
@@ -808,3 +808,26 @@ def test_a_crew_pulled_off_before_its_orders_went_out_never_gets_them(h: Harness
               if m.purpose == "dispatch"]
     assert orders == [(low, "withdrawn"), (high, "sent")]
     assert [m.incident_id for m in h.sent("dispatch")] == [high]
+
+
+def test_the_summary_never_states_a_time_gone_by_as_expected(h: Harness) -> None:
+    """The liaisons read 原预计…恢复，已超时 once the expected time passed; the command centre's
+    summary of the same revision used to read 预计<that past time>恢复."""
+    h.feed(ev("F1", "T3", etr=T0 + timedelta(minutes=30)))
+    first = h.sent("summary", "command")[-1].text
+    assert "预计2026-11-23 10:30恢复" in first and "已超时" not in first
+    h.at(60)
+    h.feed(ev("F1", "T3", "T2", etr=T0 + timedelta(minutes=30)))  # the record grows: a revision
+    later = h.sent("summary", "command")[-1].text
+    assert "原预计2026-11-23 10:30恢复，已超时" in later
+    assert "预计2026-11-23 10:30恢复" not in later.replace("原预计2026-11-23 10:30恢复", "")
+    inc = h.daemon.store.get_incident(h.only_incident())
+    assert inc is not None
+    from outage_sentinel.incidents import Incident
+    facts = h.daemon.lifecycle.digest_facts(Incident.from_json(inc["state"]))
+    assert facts["etr"] == ""  # a digest line does not promise it either
+    # Once over, the record keeps when it was expected, beside when it came back.
+    h.at(90)
+    h.feed(ev("F1", "T3", "T2", status="restored", etr=T0 + timedelta(minutes=30)))
+    over = h.sent("summary", "command")[-1].text
+    assert "预计2026-11-23 10:30恢复" in over and "已超时" not in over
