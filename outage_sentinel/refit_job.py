@@ -110,6 +110,10 @@ class RefitJob:
         if params is None:
             return False
         self.estimator.use_params(params)
+        kept = self.store.kv_get(REFIT_KEY) or {}
+        # Logged here, once per start or takeover; every core the board builds reads it too.
+        self.log.info("localisation_refit_restored", refit_at=kept.get("at"),
+                      cases=kept.get("cases"))
         return True
 
 
@@ -125,5 +129,4 @@ def kept_params(store: Store, base: LocaliserParams) -> LocaliserParams | None:
     except ValueError as exc:
         log.warning("localisation_refit_not_restored", reason=str(exc))
         return None
-    log.info("localisation_refit_restored", refit_at=kept.get("at"), cases=kept.get("cases"))
     return params

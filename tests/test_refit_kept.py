@@ -96,7 +96,8 @@ def test_a_kept_value_out_of_bounds_keeps_the_configured_parameters(
 
 
 def test_a_restarted_daemon_localises_with_the_refit_at_once(
-        daemon_config: dict[str, object], blank_store: Store) -> None:
+        daemon_config: dict[str, object], blank_store: Store,
+        capsys: pytest.CaptureFixture[str]) -> None:
     first = Daemon(parse_config(daemon_config), topology=TOPOLOGY, sources=[])
     first.start()
     try:
@@ -105,11 +106,15 @@ def test_a_restarted_daemon_localises_with_the_refit_at_once(
         learnt = first.processor.estimator.params  # type: ignore[attr-defined]
     finally:
         first.close()
+    capsys.readouterr()
     again = Daemon(parse_config(daemon_config), topology=TOPOLOGY, sources=[])
     again.start()
     try:
         assert again.processor.estimator.params == learnt  # type: ignore[attr-defined]
         assert learnt != parse_config(daemon_config).localisation.to_params()
+        # The board's cores read the refit too; the start says it was taken up once.
+        assert localiser_params(parse_config(daemon_config), again.store) == learnt
+        assert capsys.readouterr().out.count("localisation_refit_restored") == 1
     finally:
         again.close()
 
