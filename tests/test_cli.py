@@ -384,3 +384,22 @@ def test_check_notes_a_lease_that_makes_failover_slower_than_two_polls(tmp_path:
     r = cli("--config", str(cfg), "check")
     assert r.returncode == 0, r.stderr
     assert "note: ha.lease_seconds 30: a standby may take 40 s to take over" in r.stdout
+
+
+def test_every_verb_registers_the_secrets_written_in_the_config(
+        tmp_path: Path, no_secrets: None) -> None:
+    """A token written in the file as it is (not ``${ENV}``) was registered by the daemon
+    alone: a standalone board or report process logged and printed it whole."""
+    import argparse
+
+    from outage_sentinel.cli import config_from_args
+    from outage_sentinel.logs import redact
+
+    config = make_config(tmp_path)
+    data = yaml.safe_load(config.read_text("utf-8"))
+    data["sources"][0] = {"name": "oms", "type": "http_json", "url": "http://127.0.0.1:9/x",
+                          "preset": "95598_list", "headers": {"X-Token": "literal-token-9f3a"}}
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+    assert redact("token literal-token-9f3a") == "token literal-token-9f3a"
+    assert config_from_args(argparse.Namespace(config=str(config))) is not None
+    assert redact("token literal-token-9f3a") == "token ***"

@@ -170,13 +170,18 @@ def _locate(args: argparse.Namespace) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
+    """The config every verb runs on, its secrets registered with the log scrubber (those
+    written in the file as they are, too: a standalone board or report logs and prints)."""
+    from outage_sentinel.assembly import register_config_secrets
     from outage_sentinel.config import ConfigError, load_config
 
     try:
-        return load_config(args.config)
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return None
+    register_config_secrets(config)
+    return config
 
 
 def topology_from_config(config: Any) -> Any:
