@@ -104,3 +104,48 @@ def test_a_taken_board_port_stops_run_with_one_clear_line(tmp_path: Path) -> Non
                             "run"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 3
     assert f"board cannot listen on 127.0.0.1:{port}" in r.stderr and "board.port" in r.stderr
+
+
+def test_the_standalone_board_keeps_serving_a_bundle_that_cannot_be_reloaded(
+        tmp_path: Path) -> None:
+    """SIGHUP with a broken bundle: the board keeps the one in use and its log names what is
+    wrong (it used to give a count of problems and nothing else); mended, the next one takes."""
+    import shutil
+
+    from tests.e2e_helpers import ROOT, log_text
+
+    bundle = tmp_path / "topology"
+    shutil.copytree(ROOT / "topology", bundle)
+    port = free_port()
+    config = make_config(tmp_path, board={"enabled": False, "port": port})
+    data = yaml.safe_load(config.read_text("utf-8"))
+    data["topology"] = str(bundle)
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "outage_sentinel", "--config", str(config),
+                             "board"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    log = tmp_path / "daemon.log"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                return r.read() == b"ok"
+        except OSError:
+            return False
+
+    try:
+        assert wait_for(up, 30)
+        (bundle / "edges.csv").rename(tmp_path / "edges.csv")
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: log.exists() and "topology_reload_failed" in log_text(log), 20)
+        line = next(x for x in log_text(log).splitlines() if "topology_reload_failed" in x)
+        assert "edges.csv" in line and str(bundle) in line
+        assert up()
+        (tmp_path / "edges.csv").rename(bundle / "edges.csv")
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "topology_reloaded" in log_text(log), 20)
+        assert up()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err

@@ -91,7 +91,7 @@ def _update(verb: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def serve_board(args: argparse.Namespace, config: Any, topology: Any, store: Any) -> int:
     from outage_sentinel.board.serve import build, check_port, first_admin, serve
-    from outage_sentinel.logs import configure, get_logger
+    from outage_sentinel.logs import configure, get_logger, redact
     from outage_sentinel.region import RegionError, region_feeders
     from outage_sentinel.topology import TopologyError, load_bundle
 
@@ -113,12 +113,15 @@ def serve_board(args: argparse.Namespace, config: Any, topology: Any, store: Any
         try:
             loaded = load_bundle(config.topology)
             region_feeders(config.region, loaded)
-        except TopologyError as exc:
-            log.error("topology_reload_failed", problems=len(exc.problems))
-            return
         except RegionError as exc:
             log.error("topology_reload_refused", topology=str(config.topology),
                       problem=str(exc))
+            return
+        except Exception as exc:  # problems, or an unreadable directory: keep serving
+            problems = [str(p) for p in exc.problems] if isinstance(exc, TopologyError) \
+                else [redact(repr(exc))]
+            log.error("topology_reload_failed", topology=str(config.topology),
+                      problems=problems)
             return
         current[0] = loaded
         log.info("topology_reloaded", topology=str(config.topology))
