@@ -98,7 +98,7 @@ def h(tmp_path: Path, db_url: str) -> Iterator[Harness]:
 
 
 def test_command_summaries_give_a_digest_its_counts(h: Harness) -> None:
-    h.feed(ev("F1", "T1", "T2", "T3", etr=T0 + timedelta(hours=3)))
+    h.feed(ev("F1", "T1", "T2", "T3", etr=h.now + timedelta(hours=3)))  # ahead of its clock
     h.feed(ev("F2", "T4"))
     rows = [m for m in h.daemon.store.messages() if m.audience == "command"]
     incidents = sorted({m.incident_id for m in rows})
