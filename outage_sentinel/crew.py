@@ -459,9 +459,7 @@ def dispatch_context(
     and whom to call (``important`` users and special-care ``households`` with full phone
     numbers, ``households_more``).
     """
-    # What is still off: a part restored by switching needs no crew, and no visit.
-    off = incident.off if incident.status == "active" and incident.off \
-        else incident.estimate.transformers
+    off = crew_areas(incident)
     return {
         **_incident_context(topology, incident, off, now, tz, language),
         "priority_score": priority.score,
@@ -472,6 +470,43 @@ def dispatch_context(
         **_patrol_context(topology, incident, language, params),
         **_households_context(topology, off, language, params),
     }
+
+
+def crew_areas(incident: Incident) -> Sequence[str]:
+    """The areas a crew's orders cover: what is still off (a part restored by switching needs
+    no crew, and no visit), else all the outage had."""
+    return incident.off if incident.status == "active" and incident.off \
+        else incident.estimate.transformers
+
+
+def crew_care_list(topology: Topology, off: Sequence[str],
+                   params: DispatchParams = DispatchParams()) -> tuple[list[Customer], int]:
+    """The special-care households a crew's dispatch lists for the areas ``off`` (most urgent
+    first, capped at ``params.max_households`` for the channel) and how many it leaves out.
+
+    The one place that cut is made: the dispatch lists these, and a village's group is told
+    the crew holds its list only when all of its households are among them
+    (:func:`crew_has_care_list`), so the two texts cannot disagree."""
+    care = special_care_customers(affected_customers(topology, off))
+    return care[: params.max_households], max(0, len(care) - params.max_households)
+
+
+def crew_has_care_list(topology: Topology, incident: Incident, households: Iterable[Customer],
+                       params: DispatchParams = DispatchParams()) -> bool:
+    """Whether the crew's dispatch for ``incident`` lists every one of ``households`` (a
+    village's special-care households): only then may the village be told the crew has them."""
+    listed = {c.id for c in crew_care_list(topology, crew_areas(incident), params)[0]}
+    return all(c.id in listed for c in households)
+
+
+def tag_counts(households: Iterable[Customer]) -> dict[str, int]:
+    """How many of ``households`` carry each tag: counted over all of them, not only those a
+    capped list shows, so a count never under-states the life-support households."""
+    counts: dict[str, int] = {}
+    for c in households:
+        for tag in dict.fromkeys(c.tags):
+            counts[tag] = counts.get(tag, 0) + 1
+    return counts
 
 
 def _incident_context(topology: Topology, incident: Incident, off: Sequence[str],
@@ -517,13 +552,12 @@ def _households_context(topology: Topology, off: Sequence[str], language: str,
     """Whom to call: the important users and the special-care households of the areas
     ``off``, capped (``households_more``: how many the list leaves out)."""
     rows = affected_customers(topology, off)
-    care = special_care_customers(rows)
+    listed, more = crew_care_list(topology, off, params)
     return {
         "important": [_household(topology, c, language, params)
                       for c in important_customers(rows)[: params.max_households]],
-        "households": [_household(topology, c, language, params)
-                       for c in care[: params.max_households]],
-        "households_more": max(0, len(care) - params.max_households),
+        "households": [_household(topology, c, language, params) for c in listed],
+        "households_more": more,
     }
 
 
@@ -630,7 +664,11 @@ def care_list_context(
 ) -> dict[str, Any]:
     """The context of ``liaison_care.{zh,en}.j2``: special-care households of one village among
     the incident's affected areas, for the village liaison to call on. ``households`` is empty
-    when there are none: then send nothing (the caller checks)."""
+    when there are none: then send nothing (the caller checks).
+
+    Beside the capped list: ``tag_counts`` (per tag, over all of the village's households,
+    listed or not) and ``crew_has_list`` (the crew's dispatch lists every one of them:
+    :func:`crew_has_care_list`; else its group must not be told the crew holds the list)."""
     village = topology.villages.get(village_id)
     areas = [t for t in incident.estimate.transformers
              if t in topology.nodes and topology.nodes[t].village == village_id]
@@ -651,6 +689,8 @@ def care_list_context(
         "households": [_household(topology, c, language, params)
                        for c in care[: params.max_households]],
         "households_more": max(0, len(care) - params.max_households),
+        "tag_counts": tag_counts(care),
+        "crew_has_list": crew_has_care_list(topology, incident, care, params),
     }
 
 

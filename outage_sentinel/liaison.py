@@ -277,6 +277,21 @@ def reported_devices(incident: Incident, devices: Sequence[str],
     return [d for d in devices if d in named]
 
 
+def care_list_holders(liaisons: Sequence[str], liaisons_whole: bool, crew_has_list: bool,
+                      crew_label: str) -> tuple[list[str], str]:
+    """Whom a village's group may be told holds its special-care list: ``(liaisons, crew)``.
+
+    The group is told to contact them, so a holder is named only when it has every one of
+    the village's households: its individually reached ``liaisons`` when their list was not
+    cut (``liaisons_whole``), else the crew (``crew_label``) when its dispatch lists them all
+    (``crew_has_list``: :func:`outage_sentinel.crew.crew_has_care_list`, the cut the dispatch
+    itself makes). Neither: ``([], "")``, and the group hears the list is with the command
+    centre (the system list), which has all of it."""
+    if liaisons and liaisons_whole:
+        return list(liaisons), ""
+    return [], crew_label if crew_has_list else ""
+
+
 #: ``(incident id, village, recipient) ->`` that recipient's short link to its field page.
 LinkMaker = Callable[[str, str, str], IssuedLink]
 #: Notices that carry the recipient's link: in the text, or by SMS as the ``link`` variable of
@@ -486,9 +501,10 @@ class LiaisonPlanner:
             values = sms.cancelled_params(kind=context["kind_label"],
                                           start=context["start_local"], **common)
         elif sms_purpose in ("planned", "reminder"):
-            # the work's scope is its record's: everything below a device switched is off
+            # areas a record names only loosely ("XX村部分用户") are possible, as the text says
             timing = {"kind": context["kind_label"], "start": context["start_local"],
-                      "end": context["etr_local"], "households": households}
+                      "end": context["etr_local"], "households": households,
+                      "confirmed": confirmed}
             if sms_purpose == "planned":
                 values = sms.planned_params(cause=context["cause"], **timing, **common)
             else:
@@ -610,28 +626,31 @@ class LiaisonPlanner:
 
         ``individual`` maps the names of channels that reach one person to their type
         (see :data:`INDIVIDUAL_CHANNEL_TYPES`). Those rows carry the list; rows to any other
-        channel (a group) carry only the count and who holds the list — the village's
-        individually reached liaisons, else the crew (``crew_label``, kept as the payload's
-        ``crew_named``).
+        channel (a group) carry only the count and who holds the list
+        (:func:`care_list_holders`; the crew named is kept as the payload's ``crew_named``).
         """
         lang = self.renderer.language
         households = list(care["households"])
-        total = len(households) + int(care.get("households_more") or 0)
+        more = int(care.get("households_more") or 0)
+        total = len(households) + more
         # The digest's facts; no household count: the digest would read it as customers off.
         facts = {"village": care["village_name"], "kind": incident.kind, "incident": incident.id}
         values = sms.care_params(village=care["village_name"], households=households,
                                  total=total, start=care["start_local"], etr=care["etr_local"],
-                                 incident=incident.id, language=lang)
+                                 incident=incident.id, language=lang,
+                                 tag_counts=care.get("tag_counts"))
         # Revision 0: a village's liaisons get the list once per incident, not again with every
         # re-dispatch (in a storm crews are pulled between incidents many times).
         rows = self.liaison_rows(incident, village_id, "care",
                                  self.renderer.render("liaison_care", **care), revision=0,
                                  params={**facts, "sms_template": "care", "sms": values})
-        holders = self.care_holders(village_id, individual)
-        group_body = self.renderer.render("liaison_care_group", **care, count=total,
-                                          holders=holders, crew_label=crew_label)
+        crew_has = bool(care.get("crew_has_list"))
+        holders, named = care_list_holders(self.care_holders(village_id, individual),
+                                           more == 0, crew_has, crew_label)
+        group_body = self.renderer.render("liaison_care_group", **{
+            **care, "count": total, "holders": holders, "crew_label": crew_label,
+            "crew_has_list": crew_has})
         # Which crew a group is told holds the list: told again when another crew takes over.
-        named = "" if holders else crew_label
         return [row if row.channel in individual else row.but(  # no names, no phones
                     body=group_body, subject=group_body.splitlines()[0],
                     payload={**row.payload, "params": dict(facts), "crew_named": named})

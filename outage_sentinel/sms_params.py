@@ -184,22 +184,22 @@ def reminder_params(*, village: str, feeder: str, kind: str, start: str | None,
 
 def care_params(*, village: str, households: Sequence[Mapping[str, object]],
                 total: int, start: str | None, etr: str | None, incident: str,
-                language: str = "zh") -> dict[str, str]:
+                language: str = "zh",
+                tag_counts: Mapping[str, int] | None = None) -> dict[str, str]:
     """Special-care list for the village liaison (an individual recipient only):
     ``village count tags households start etr incident``.
 
     ``households`` are dicts with ``name``, ``phone`` (in full: the liaison must call them)
-    and ``tags`` (codes), most urgent first; ``total`` counts all of them, listed or not.
+    and ``tags`` (codes), most urgent first, as the channel's cap cut the list; ``total``
+    counts all of them, listed or not, and so must ``tag_counts`` (households per tag; None:
+    counted over ``households``, right only when none was cut): counted over the 8 listed,
+    "本村13户（生命支持8户）" hid 2 of 10 life-support households.
     ``households`` packs "name+phone" items into one variable ("王秀英13800001111、李建国…等3户");
-    ``tags`` sums the tags over all listed ("生命支持1户、独居老人2户").
+    ``tags`` gives the households per tag ("生命支持1户、独居老人2户").
     """
     labels = _labels(language)
     tag_names = _TAGS.get(language, _TAGS["zh"])
-    counts: dict[str, int] = {}
-    for h in households:
-        tags_of = h.get("tags")
-        for tag in tags_of if isinstance(tags_of, (list, tuple)) else ():
-            counts[str(tag)] = counts.get(str(tag), 0) + 1
+    counts = dict(tag_counts) if tag_counts is not None else _listed_tags(households)
     unit = "户" if language == "zh" else ""
     tags = [f"{tag_names.get(t, t)}{n}{unit}" if language == "zh" else f"{tag_names.get(t, t)} {n}"
             for t, n in sorted(counts.items(), key=lambda kv: (_TAG_ORDER.get(kv[0], 9), kv[0]))]
@@ -211,6 +211,16 @@ def care_params(*, village: str, households: Sequence[Mapping[str, object]],
                                labels["sep"]) or labels["none"],
             "start": _time(start, language), "etr": _time(etr, language),
             "incident": fit(incident)}
+
+
+def _listed_tags(households: Sequence[Mapping[str, object]]) -> dict[str, int]:
+    """Households per tag among ``households`` (dicts with ``tags``, a list of codes)."""
+    counts: dict[str, int] = {}
+    for h in households:
+        tags_of = h.get("tags")
+        for tag in tags_of if isinstance(tags_of, (list, tuple)) else ():
+            counts[str(tag)] = counts.get(str(tag), 0) + 1
+    return counts
 
 
 #: How sure a dispatch's fault point is, after its name (``device``): by whose word, and
