@@ -18,13 +18,14 @@ persists what comes out (the new incident state and the notices to plan) in one 
 
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from outage_sentinel.area_text import find_feeder, resolve_area_text
+from outage_sentinel.area_text import normalise, resolve_area_text
 from outage_sentinel.events import (
     Kind,
     OutageEvent,
@@ -57,36 +58,32 @@ class Resolved:
 
 def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
     """Resolve transformer/device references by id, name, meter id or customer id, and the
-    event's area text by the bundle's names and aliases (:mod:`outage_sentinel.area_text`)."""
-    transformers: list[str] = []
+    event's area text by the bundle's names and aliases (:mod:`outage_sentinel.area_text`).
+
+    An area reference that is no id or name of one node is read in its normalised form, as
+    area text is (:func:`_ref_areas`); a name several areas, devices or feeders share is
+    narrowed by the record's line (:func:`record_lines`), never taken as the first in the
+    bundle: that guess would tell the wrong village and send the crew to the wrong line."""
     unknown: list[str] = []
+    lines = record_lines(topology, event.feeder) if event.feeder else ()
+    feeder = lines[0] if len(lines) == 1 else None
+    transformers: list[str] = []
+    possible: list[str] = []
     for ref in event.transformers:
         nid = topology.resolve(ref)
-        if nid is None or topology.nodes[nid].kind != "transformer":
-            unknown.append(ref)
-        elif nid not in transformers:
+        if nid is not None and topology.nodes[nid].kind == "transformer":
             transformers.append(nid)
-    device: str | None = None
-    if event.device:
-        d = topology.resolve(event.device)
-        if d is None:
-            unknown.append(event.device)
         else:
-            device = d
-    feeder: str | None = None
-    if event.feeder:
-        if event.feeder in topology.feeder_ids:
-            feeder = event.feeder
-        else:
-            # "10KV马集线", "马集线" or an alias mean the same line as "10kV马集线".
-            feeder = topology.feeder_by_name.get(event.feeder) or find_feeder(topology,
-                                                                                event.feeder)
-            if feeder is None:
-                unknown.append(event.feeder)
+            _ref_areas(topology, ref, lines, transformers, possible, unknown)
+    transformers = list(dict.fromkeys(transformers))
+    device = _device(topology, event.device, lines) if event.device else None
+    if event.device and device is None:
+        unknown.append(event.device)
+    if event.feeder and not lines:
+        unknown.append(event.feeder)
     anchor = device or (transformers[0] if transformers else None)
     if anchor is not None and topology.energised[topology.pos[anchor]]:
         feeder = topology.feeder_of(anchor)
-    possible: list[str] = []
     if event.area_text and not (event.signal == "call" and transformers):
         scope = resolve_area_text(topology, event.area_text, feeder)
         confirmed = scope.confirmed
@@ -96,14 +93,108 @@ def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
             feeder = feeder or _one_feeder(topology, (*confirmed, *scope.possible))
             confirmed = confirmed if len(confirmed) == 1 else ()
         transformers.extend(t for t in confirmed if t not in transformers)
-        possible = [t for t in scope.possible if t not in transformers]
-        if feeder is None:
+        possible.extend(scope.possible)
+        if feeder is None and not lines:
             feeder = scope.feeder
         if anchor is None and transformers and topology.energised[topology.pos[transformers[0]]]:
             feeder = topology.feeder_of(transformers[0])
         if not transformers and not possible and device is None:
             unknown.extend(f for f in scope.unplaced if f not in unknown)
+    possible = [t for t in dict.fromkeys(possible) if t not in transformers]
     return Resolved(feeder, tuple(transformers), device, tuple(unknown), tuple(possible))
+
+
+def record_lines(topology: Topology, name: str) -> tuple[str, ...]:
+    """The feeders a record's line means: its id; the feeder of that name, or every feeder a
+    name several substations share; else by the normalised name or an alias ("10KV马集线",
+    "马集线"). Empty when no feeder is called so."""
+    if name in topology.feeder_ids:
+        return (name,)
+    exact = topology.feeders_by_name.get(name, ())
+    if len(exact) == 1:
+        return exact
+    return _line_keys(topology).get(normalise(name), exact)
+
+
+_LINE_KEYS: weakref.WeakKeyDictionary[Topology, dict[str, tuple[str, ...]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _line_keys(topology: Topology) -> dict[str, tuple[str, ...]]:
+    """Normalised feeder id or name -> every feeder it may mean; an alias means its feeder
+    only (aliases are explicit). Built once per topology."""
+    keys = _LINE_KEYS.get(topology)
+    if keys is None:
+        keys = {}
+        named = [*((fid, (fid,)) for fid in sorted(topology.feeder_ids)),
+                 *topology.feeders_by_name.items()]
+        for name, fids in named:
+            key = normalise(name)
+            keys[key] = (*keys.get(key, ()), *(f for f in fids if f not in keys.get(key, ())))
+        keys.update((normalise(a.alias), (a.id,)) for a in topology.aliases if a.kind == "feeder")
+        keys.pop("", None)
+        _LINE_KEYS[topology] = keys
+    return keys
+
+
+def _on_lines(topology: Topology, nodes: Sequence[str], lines: Sequence[str]
+              ) -> tuple[str, ...]:
+    """The ``nodes`` on one of the record's ``lines``; all of them when none is (or no line)."""
+    on = tuple(n for n in nodes if topology.feeder_of(n) in lines)
+    return on or tuple(nodes)
+
+
+def _ref_areas(topology: Topology, ref: str, lines: Sequence[str], transformers: list[str],
+               possible: list[str], unknown: list[str]) -> None:
+    """Place a transformer reference that is no id or name of one area: by its normalised
+    form ("建设路社区１号台区", "建设路社区 1号台区", "建设路社区1#公变", an alias), else as
+    areas separated by spaces, each one a reference. A name several areas share means the one
+    on the record's line; still several, each is only possibly off (可能受影响). Never by a
+    prefix ("T404" is not area T4): a reference names an area whole or is unknown."""
+    named = _area_keys(topology).get(normalise(ref))
+    pieces = ref.split()
+    if named:
+        named = _on_lines(topology, named, lines)
+        (transformers if len(named) == 1 else possible).extend(named)
+    elif len(pieces) > 1:
+        for piece in pieces:
+            nid = topology.resolve(piece)
+            if nid is not None and topology.nodes[nid].kind == "transformer":
+                transformers.append(nid)
+            else:
+                _ref_areas(topology, piece, lines, transformers, possible, unknown)
+    elif ref not in unknown:
+        unknown.append(ref)
+
+
+_AREA_KEYS: weakref.WeakKeyDictionary[Topology, dict[str, tuple[str, ...]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _area_keys(topology: Topology) -> dict[str, tuple[str, ...]]:
+    """Normalised transformer-area id or name -> every area it may mean, as area text reads
+    them (:func:`~outage_sentinel.area_text.normalise`); an alias means its area only. Built
+    once per topology."""
+    keys = _AREA_KEYS.get(topology)
+    if keys is None:
+        keys = {}
+        for t in topology.transformers:
+            for key in {normalise(t), normalise(topology.nodes[t].name)} - {""}:
+                keys[key] = (*keys.get(key, ()), t)
+        keys.update((normalise(a.alias), (a.id,)) for a in topology.aliases
+                    if a.kind == "transformer")
+        _AREA_KEYS[topology] = keys
+    return keys
+
+
+def _device(topology: Topology, ref: str, lines: Sequence[str]) -> str | None:
+    """The device (or node) a record names; of several of that name, the one on the record's
+    line, else none."""
+    nid = topology.resolve(ref)
+    if nid is None:
+        named = _on_lines(topology, topology.named(ref), lines)
+        nid = named[0] if len(named) == 1 else None
+    return nid
 
 
 def _one_feeder(topology: Topology, areas: Iterable[str]) -> str | None:

@@ -573,7 +573,43 @@ def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source:
     topology = Topology.assemble(table, ea, eb, forest, villages, liaisons, crews, customers,
                                  meters, source)
     topology.aliases = aliases
+    for note in shared_names(topology, row_of, kind_code):
+        warnings.warn(str(note), TopologyWarning, stacklevel=2)
     return topology
+
+
+class TopologyWarning(UserWarning):
+    """Something in a bundle that breaks no rule but leaves the daemon unsure (names several
+    transformer areas or feeders share): the bundle loads, and each is warned about with its
+    file, row and id, so that ``outage-sentinel check`` shows it before a notice depends on it."""
+
+
+def shared_names(topology: Topology, row_of: Sequence[int], kind_code: npt.NDArray[np.int8]
+                 ) -> list[Problem]:
+    """The transformer-area names and feeder names that several areas or feeders share. A
+    record naming one is placed by its line (or its areas), else only as possibly off: never
+    on the first in the bundle, which would tell the wrong village and send the crew to the
+    wrong line. Each problem names the name and every node sharing it with its row."""
+    ids, names, pos = topology.ids, topology.columns.names, topology.pos
+    areas: dict[str, list[int]] = {}
+    for i in np.flatnonzero(kind_code == TRANSFORMER_CODE).tolist():
+        if names[i]:
+            areas.setdefault(names[i], []).append(i)
+    out: list[Problem] = []
+    for name, at in areas.items():
+        if len(at) > 1:
+            shared = ", ".join(f"{ids[i]} (row {row_of[i]})" for i in at)
+            out.append(Problem("nodes.csv", row_of[at[0]], name, (
+                f"transformer-area name shared by {shared}: a record naming it is placed by "
+                "its line, else as possibly affected (可能受影响); give each a distinct name")))
+    heads = {topology.columns.feeders[pos[s]]: pos[s] for s in reversed(topology.sources)}
+    for name, feeders in topology.feeders_by_name.items():
+        if len(feeders) > 1:
+            shared = ", ".join(f"{f} (row {row_of[heads[f]]})" for f in feeders)
+            out.append(Problem("nodes.csv", row_of[heads[feeders[0]]], name, (
+                f"feeder name shared by {shared}: a record naming only this line is placed "
+                "by its areas, else on no line; give each a distinct feeder_name")))
+    return out
 
 
 Rows = Iterator[tuple[int, dict[str, str]]]

@@ -363,6 +363,8 @@ class Topology:
         self.feeder_ids: frozenset[str] = frozenset(dict.fromkeys(table.feeders)) - {""}
         #: Feeder name (``feeder_name`` column of the source node, else its name) -> feeder id.
         self.feeder_by_name = self._directory.feeder_by_name
+        #: Feeder name -> every feeder shown by it (a name two substations share has two).
+        self.feeders_by_name = self._directory.feeders_by_name
 
     # -- construction -------------------------------------------------------------------------
 
@@ -436,8 +438,13 @@ class Topology:
         return self.nodes[node_id]
 
     def resolve(self, ref: str) -> str | None:
-        """Map an id, a node name, a meter id or a customer id to a node id (None if unknown)."""
+        """Map an id, a node name, a meter id or a customer id to a node id (None if unknown,
+        or a name several nodes share: :meth:`named`)."""
         return self._directory.resolve(ref)
+
+    def named(self, name: str) -> tuple[str, ...]:
+        """Every node called ``name``, in bundle order (:meth:`resolve` takes none of several)."""
+        return self._directory.named(name)
 
     @property
     def transformers(self) -> list[str]:
