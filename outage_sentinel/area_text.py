@@ -5,13 +5,21 @@
 topology bundle's names (and ``aliases.csv``) and says which areas it names, with the precision
 the words allow:
 
-* ``confirmed``: precise wording — "XX村全村" (every area of the village), "XX台区", "XX#公变",
-  "XX#变", a transformer area's name or id;
+* ``confirmed``: precise wording — "XX村全村" / "XX全村" / "XX行政村全村" (every area of the
+  village), "XX台区", "XX#公变", "XX#变", a transformer area's name or id, a range or list of
+  one village's area numbers ("王庄村1-3号台区", "王庄村1号台区至3号台区");
 * ``possible`` (可能受影响): imprecise wording — "XX村部分用户", "XX村部分", "XX村附近", a bare
   village name: the village's areas on the named feeder (all its areas when no feeder is known
   or none of them is on it);
-* ``feeder``: the first line the text names ("10kV马集线"), for events that named none;
+* ``feeder``: the first line the text names ("10kV马集线", "马集变10kV王庄线"), for events that
+  named none; a name several lines share and no substation tells apart names none;
 * ``unplaced``: the fragments nothing in the bundle matched.
+
+A space inside one place's words does not split it ("王庄村 全村", "建设路社区 1号台区").
+
+Text saying a place is *not* out ("南谢庄村除外", "不含王庄村", "南谢庄村不停电",
+"王庄村全村（1号台区除外）") never makes it confirmed or possible: its areas are taken out of
+the scope, and an excluded fragment that names no one place is unplaced.
 
 The rules are documented in docs/area_text.md. No I/O, no clock; the name index of a topology
 is built once and cached for as long as the topology lives.
@@ -41,6 +49,29 @@ _UNNUMBERED = re.compile(r"公用变压器|公变|配变")
 WHOLE_WORDS = ("全村", "全部", "所有", "整村", "全体", "全域")
 #: Words saying only part of it may be.
 PARTIAL_WORDS = ("部分", "附近", "周边", "周围", "一带", "局部", "个别", "少数", "沿线")
+#: Words after places saying they are *not* off ("南谢庄村除外", "南谢庄村不停电").
+EXCLUDED_AFTER = ("除外", "不停电", "不受影响", "正常供电", "照常供电", "保供电", "不在停电范围")
+#: Words before places saying they are not off ("不含南谢庄村", "除了南谢庄村、王庄村");
+#: a bare "除" counts only with its closing "外" ("马集镇除南谢庄村外").
+EXCLUDED_BEFORE = ("除了", "不包括", "不包含", "不含", "除")
+#: What closes a list opened by :data:`EXCLUDED_BEFORE` ("除南谢庄村、王庄村以外").
+EXCLUDED_CLOSE = ("以外", "之外", "外")
+#: Between two area numbers: a range ("1号至3号台区", "1-3号台区", "2#~5#公变").
+RANGE_WORDS = ("至", "到", "~", "-", "—", "–", "〜")
+_RANGE = "|".join(map(re.escape, RANGE_WORDS))
+#: Two or more area numbers of one village, in a list or a range ("1号2号台区", "1-3号台区").
+_RUN = re.compile(rf"(?:#?\d+(?:号台区|号|#)?(?:{_RANGE})?)+")
+_RUN_ITEM = re.compile(rf"#?(\d+)(?:号台区|号|#)?({_RANGE})?")
+#: The widest range of area numbers read ("1-3号台区"; "1-500号台区" is not a village's areas).
+MAX_RANGE = 50
+#: What a spaced-off word may start with to still belong to the place before it ("王庄村 全村").
+_QUALIFIERS = (*WHOLE_WORDS, *PARTIAL_WORDS, *EXCLUDED_AFTER, *EXCLUDED_CLOSE, *RANGE_WORDS,
+               "(", "号", "行政村")
+#: A substation name's own suffix ("马集变", "马集变电站", "马集站" are one substation).
+_STATION_SUFFIX = re.compile(r"(?:变电站|变电所|变|站)$")
+_STATION_WORD = re.compile(r"变电站|变电所|变|站")
+#: A line's switch number after its name ("王庄线911").
+_LINE_NUMBER = re.compile(r"#?\d{3,4}(?:开关|出线)?$")
 
 
 @dataclass(frozen=True)
@@ -81,8 +112,18 @@ class _Index:
     village_key: dict[str, str] = field(default_factory=dict)
     #: county and township names, read as context and skipped ("马集镇王庄村")
     admin: set[str] = field(default_factory=set)
+    #: a village's name without its "村" -> its name, for "王庄全村", "王庄行政村" (unique ones)
+    short_villages: dict[str, str] = field(default_factory=dict)
+    #: a line's name -> every feeder it may mean (a name two lines share means both)
+    feeder_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: feeder id -> its substation's name without "变" / "站" ("马集"), where the bundle says
+    feeder_station: dict[str, str] = field(default_factory=dict)
+    #: the substations of :attr:`feeder_station`
+    stations: set[str] = field(default_factory=set)
     #: names containing a conjunction, never split
     protected: tuple[str, ...] = ()
+    #: names containing an exclusion word ("除", "外" ...), inside which it is not one
+    marked: tuple[str, ...] = ()
     longest: int = 1
 
 
@@ -104,6 +145,35 @@ def _add(table: dict[str, tuple[str, ...]], key: str, value: str) -> None:
 
 def _build_index(topology: Topology) -> _Index:
     ix = _Index()
+    names = _index_places(ix, topology)
+    _index_feeders(ix, topology)
+    # Aliases are explicit: they take precedence over a clashing name.
+    for alias in topology.aliases:
+        key = normalise(alias.alias)
+        names.append(alias.alias)
+        if alias.kind == "feeder":
+            ix.feeders[key] = alias.id
+            ix.feeder_labels[key] = (alias.id,)
+        elif alias.kind == "village" and alias.id in ix.village_areas:
+            ix.villages[key] = (alias.id,)
+        elif alias.kind == "transformer":
+            ix.areas[key] = (alias.id,)
+    ix.feeders.pop("", None)
+    ix.admin -= set(ix.villages) | set(ix.areas) | set(ix.feeders)
+    ix.short_villages = _short_villages(ix)
+    nfkc = {unicodedata.normalize("NFKC", n) for n in names}
+    ix.protected = tuple(sorted({n for n in nfkc if any(c in n for c in CONJUNCTIONS)},
+                                key=len, reverse=True))
+    markers = (*EXCLUDED_AFTER, *EXCLUDED_BEFORE, *EXCLUDED_CLOSE)
+    ix.marked = tuple(sorted({n for n in nfkc | set(ix.villages) | set(ix.areas)
+                              if any(w in n for w in markers)}, key=len, reverse=True))
+    keys = [*ix.areas, *ix.villages, *ix.feeders, *ix.admin]
+    ix.longest = max((len(k) for k in keys), default=1)
+    return ix
+
+
+def _index_places(ix: _Index, topology: Topology) -> list[str]:
+    """Index the areas, villages and admin names; returns the display names indexed."""
     names: list[str] = []
     by_village: dict[str, list[str]] = {}
     for t in topology.transformers:
@@ -124,29 +194,46 @@ def _build_index(topology: Topology) -> _Index:
         for admin in (village.township, village.extra.get("county", "")):
             if normalise(admin):
                 ix.admin.add(normalise(admin))
+    return names
+
+
+def _index_feeders(ix: _Index, topology: Topology) -> None:
+    """Index the lines by id and name, and the substation each one leaves from."""
     for fid in topology.feeder_ids:
         ix.feeders.setdefault(normalise(fid), fid)
+        _add(ix.feeder_labels, normalise(fid), fid)
     for fid, label in topology.feeder_names.items():
         ix.feeders.setdefault(normalise(label), fid)
     for label, fid in topology.feeder_by_name.items():
         ix.feeders.setdefault(normalise(label), fid)
-    # Aliases are explicit: they take precedence over a clashing name.
-    for alias in topology.aliases:
-        key = normalise(alias.alias)
-        names.append(alias.alias)
-        if alias.kind == "feeder":
-            ix.feeders[key] = alias.id
-        elif alias.kind == "village" and alias.id in ix.village_areas:
-            ix.villages[key] = (alias.id,)
-        elif alias.kind == "transformer":
-            ix.areas[key] = (alias.id,)
-    ix.feeders.pop("", None)
-    ix.admin -= set(ix.villages) | set(ix.areas) | set(ix.feeders)
-    ix.protected = tuple(sorted({unicodedata.normalize("NFKC", n) for n in names
-                                 if any(c in n for c in CONJUNCTIONS)}, key=len, reverse=True))
-    keys = [*ix.areas, *ix.villages, *ix.feeders, *ix.admin]
-    ix.longest = max((len(k) for k in keys), default=1)
-    return ix
+    for sid in topology.sources:
+        node = topology.nodes[sid]
+        if not node.feeder:
+            continue
+        for label in (node.name, node.extra.get("feeder_name") or ""):
+            _add(ix.feeder_labels, normalise(label), node.feeder)
+        station = station_name(node.extra.get("substation") or "")
+        if station:
+            ix.feeder_station.setdefault(node.feeder, station)
+            ix.stations.add(station)
+
+
+def _short_villages(ix: _Index) -> dict[str, str]:
+    """"王庄" -> "王庄村", for each village name ending in 村 whose short form names nothing
+    else and no other village."""
+    shorts: dict[str, str | None] = {}
+    for key, vids in ix.villages.items():
+        if len(vids) == 1 and len(key) >= 3 and key.endswith("村"):
+            short = key[:-1]
+            shorts[short] = key if shorts.get(short, key) == key else None
+    taken = set(ix.villages) | set(ix.areas) | set(ix.feeders) | ix.admin
+    return {s: k for s, k in shorts.items() if k is not None and s not in taken}
+
+
+def station_name(name: str) -> str:
+    """A substation's name without voltage and "变" / "变电站" / "站": "马集变", "35kV马集变电站"
+    and "马集站" all give "马集" (empty when nothing is left)."""
+    return _STATION_SUFFIX.sub("", normalise(name))
 
 
 def split_fragments(text: str, protected: Iterable[str] = ()) -> list[str]:
@@ -157,13 +244,7 @@ def split_fragments(text: str, protected: Iterable[str] = ()) -> list[str]:
     for piece in SEPARATORS.split(unicodedata.normalize("NFKC", text)):
         if not piece:
             continue
-        keep = [False] * len(piece)
-        for name in names:
-            start = piece.find(name)
-            while start >= 0:
-                for k in range(start, start + len(name)):
-                    keep[k] = True
-                start = piece.find(name, start + 1)
+        keep = _inside_names(piece, names)
         begin = 0
         for k, ch in enumerate(piece):
             if ch in CONJUNCTIONS and not keep[k]:
@@ -175,6 +256,138 @@ def split_fragments(text: str, protected: Iterable[str] = ()) -> list[str]:
     return out
 
 
+def _inside_names(text: str, names: Iterable[str]) -> list[bool]:
+    """For each character of ``text``, whether it lies inside an occurrence of one of
+    ``names`` (a word in a name is not that word: "和平社区" has no 和)."""
+    inside = [False] * len(text)
+    for name in names:
+        start = text.find(name)
+        while start >= 0:
+            for k in range(start, start + len(name)):
+                inside[k] = True
+            start = text.find(name, start + 1)
+    return inside
+
+
+# -- exclusions and spaces: which fragments say a place is *not* off --------------------------
+
+#: Clause separators: an exclusion list never runs past one ("南谢庄村除外，王庄村全村").
+_CLAUSES = re.compile(r"[，,；;]+")
+_BRACKETED = re.compile(r"\(([^()]*)\)")
+_FILLER = re.compile(r"^(?:的|用户|村民|居民)+")
+
+
+def _pieces(text: str, ix: _Index) -> list[tuple[str, bool]]:
+    """The text's fragments in order, each with whether it says its place is *not* off.
+    A bracket with an exclusion in it is a clause of its own ("王庄村全村（1号台区除外）")."""
+    t = _join_spaced(unicodedata.normalize("NFKC", text), ix)
+    t = _BRACKETED.sub(lambda m: f",{m[1]}," if _marker(m[1], ix)[0] >= 0 else m[0], t)
+    out: list[tuple[str, bool]] = []
+    for clause in _CLAUSES.split(t):
+        items = split_fragments(clause, ix.protected)
+        if _marker(clause, ix)[0] >= 0:
+            out.extend(_excluding(items, ix))
+        else:
+            out.extend((item, False) for item in items)
+    return out
+
+
+def _marker(text: str, ix: _Index,
+            words: tuple[str, ...] = (*EXCLUDED_AFTER, *EXCLUDED_BEFORE)) -> tuple[int, str]:
+    """The first of ``words`` in ``text`` outside a name containing it, as (position, word);
+    (-1, "") when there is none. At one position the longest word wins ("除外" over "除")."""
+    inside = _inside_names(text, ix.marked)
+    best = (-1, "")
+    for word in words:
+        at = text.find(word)
+        while at >= 0 and any(inside[at:at + len(word)]):
+            at = text.find(word, at + 1)
+        if at >= 0 and (best[0] < 0 or (at, -len(word)) < (best[0], -len(best[1]))):
+            best = (at, word)
+    return best
+
+
+def _excluding(items: list[str], ix: _Index) -> list[tuple[str, bool]]:
+    """The fragments of one clause with an exclusion word, each marked excluded or not:
+    "XX除外" / "XX不停电" exclude XX; "除XX外", "除了XX", "不含XX" exclude what follows up to
+    the closing "外" (or the clause's end)."""
+    out: list[tuple[str, bool]] = []
+    queue, listing = list(items), False
+    while queue:
+        item = queue.pop(0)
+        if listing:
+            at, word = _marker(item, ix, EXCLUDED_CLOSE)
+            if at < 0:
+                out.append((item, True))
+                continue
+            out.append((item[:at], True))
+            item, listing = item[at + len(word):], False
+        at, word = _marker(item, ix)
+        rest = item[at + len(word):]
+        if at < 0 or (word == "除" and not any(
+                _marker(x, ix, EXCLUDED_CLOSE)[0] >= 0 for x in (rest, *queue))):
+            out.append((item, False))
+        elif word in EXCLUDED_AFTER:
+            _exclude_before(out, item[:at])
+            queue.insert(0, rest)
+        else:
+            out.append((item[:at], False))
+            queue.insert(0, rest)
+            listing = True
+    return [(f, excluded) for f, excluded in out if f]
+
+
+def _exclude_before(out: list[tuple[str, bool]], before: str) -> None:
+    """"…XX除外": XX is what follows the item's last 全村 / 部分 word ("王庄村全村1号台区除外"),
+    else the whole item and the bare places listed just before it ("南谢庄村、北董寨村除外")."""
+    words = (*WHOLE_WORDS, *PARTIAL_WORDS)
+    cut = max((before.rfind(w) + len(w) for w in words if w in before), default=0)
+    tail = _FILLER.sub("", before[cut:])
+    if cut and tail:
+        out.extend([(before[:cut], False), (tail, True)])
+        return
+    k = len(out)
+    while k and not out[k - 1][1] and not any(w in out[k - 1][0] for w in words):
+        k -= 1
+    out[k:] = [(f, True) for f, _ in out[k:]]
+    out.append((before, True))
+
+
+def _join_spaced(text: str, ix: _Index) -> str:
+    """Drop the spaces inside one place's words ("王庄村 全村", "建设路社区 1号台区",
+    "1号台区 至 3号台区"); a space before another place, or before words that are no
+    qualifier, still separates."""
+    parts = re.split(r"(\s+)", text)
+    out = parts[0]
+    for gap, word in zip(parts[1::2], parts[2::2], strict=True):
+        left = SEPARATORS.split(out)[-1]
+        out += word if _joins(ix, normalise(left), normalise(word)) else gap + word
+    return out
+
+
+def _joins(ix: _Index, left: str, right: str) -> bool:
+    """Whether ``right`` (normalised, naming no place) continues ``left`` across a space: a
+    qualifier or area number after a lone village name ("王庄村 全村", "王庄村 1号台区"), or
+    a range ("1号台区 至 3号台区"). Anything else stays a fragment of its own, as before."""
+    if not left or not right or _names_any(ix, right):
+        return False
+    if left.endswith(RANGE_WORDS) or right.startswith(RANGE_WORDS):
+        return True
+    key = _skip_context(ix, left)[0]
+    n = _prefix(key, ix.villages, ix.longest)
+    return (bool(key) and n == len(key) and _prefix(key, ix.areas, ix.longest) < n
+            and (right[0].isdigit() or right.startswith(_QUALIFIERS)))
+
+
+def _names_any(ix: _Index, text: str) -> bool:
+    """Whether a place's name (area, village, line, county or township) occurs in ``text``."""
+    tables = (ix.areas, ix.villages, ix.feeders, ix.admin)
+    return any(_prefix(text[k:], table, ix.longest) for k in range(len(text)) for table in tables)
+
+
+# -- reading fragments ------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class _Found:
     """One place a fragment names: areas (maybe ambiguous), a village, or a feeder."""
@@ -182,6 +395,11 @@ class _Found:
     kind: str  # area | village | feeder
     ids: tuple[str, ...]
     whole: bool = False
+    #: a village named with nothing after it but whole words ("南谢庄村", "南谢庄村全村")
+    exact: bool = False
+    #: named as *not* off ("南谢庄村除外"); ``text`` is its fragment
+    excluded: bool = False
+    text: str = ""
 
 
 def _prefix(key: str, table: dict[str, tuple[str, ...]] | dict[str, str] | set[str],
@@ -193,6 +411,74 @@ def _prefix(key: str, table: dict[str, tuple[str, ...]] | dict[str, str] | set[s
     return 0
 
 
+def _skip_context(ix: _Index, key: str) -> tuple[str, str]:
+    """``key`` without the county, township and substation names it starts with: context, not
+    a place ("马集镇王庄村", "马集变王庄线"); and the substation's name ("马集"), if one was
+    skipped. A substation counts only before a line leaving it."""
+    station = ""
+    while True:
+        n = _prefix(key, ix.admin, ix.longest)
+        if n and _prefix(key, ix.villages, ix.longest) >= n:
+            n = 0
+        if not n and (n := _station_prefix(ix, key)):
+            station = _STATION_WORD.split(key[:n])[0]
+        if not n:
+            return key, station
+        key = key[n:]
+
+
+def _station_prefix(ix: _Index, key: str, line_follows: bool = True) -> int:
+    """Length of the substation name ``key`` starts with ("马集变", "马集变电站"), 0 if none;
+    with ``line_follows``, only when a line leaving that substation follows it."""
+    for m in _STATION_WORD.finditer(key):
+        station, n = key[:m.start()], m.end()
+        if not station or station not in ix.stations:
+            continue
+        if not line_follows:
+            return n
+        k = _prefix(key[n:], ix.feeders, ix.longest)
+        if k and any(ix.feeder_station.get(f) == station
+                     for f in ix.feeder_labels.get(key[n:n + k], ())):
+            return n
+    return 0
+
+
+def _long_form(ix: _Index, key: str) -> str | None:
+    """"王庄全村" and "王庄行政村…" spelled with the village's name ("王庄村全村"), or None."""
+    for k in range(min(len(key), ix.longest), 1, -1):
+        full = ix.short_villages.get(key[:k])
+        if full is None:
+            continue
+        tail = key[k:]
+        if tail.startswith("行政村"):
+            return full + tail[3:]
+        if tail.startswith(("全村", "整村")):
+            return full + tail
+    return None
+
+
+def area_numbers(text: str) -> tuple[list[int], int] | None:
+    """The area numbers ``text`` (normalised) starts with when it lists two or more of them,
+    singly or as a range, ending in "号台区" ("1-3号台区", "1号至3号台区", "1号2号台区"), and the
+    length read; None otherwise (one number, a reversed or too wide range, "1-3组")."""
+    run = _RUN.match(text)
+    end = run.group().rfind("号台区") if run else -1
+    if run is None or end < 0:
+        return None
+    items = list(_RUN_ITEM.finditer(run.group()[:end + 3]))
+    numbers: list[int] = []
+    for item, after in zip(items, [*items[1:], None], strict=True):
+        low = int(item[1])
+        if item[2] and after is not None:
+            high = int(after[1])
+            if not low < high <= low + MAX_RANGE:
+                return None
+            numbers.extend(range(low, high))
+        else:
+            numbers.append(low)
+    return (numbers, end + 3) if len(items) > 1 else None
+
+
 class _Reader:
     """Reads fragments in order, remembering the last village named (for "2号台区")."""
 
@@ -200,54 +486,119 @@ class _Reader:
         self.ix = ix
         self.village: str | None = None
         self.found: list[_Found] = []
+        self.unplaced: list[str] = []
+
+    def read_piece(self, fragment: str, excluded: bool) -> None:
+        """Read one fragment; an excluded one's places are marked so, and it does not change
+        which village a following "2号台区" belongs to."""
+        start, village = len(self.found), self.village
+        placed = self.read(normalise(fragment))
+        if excluded:
+            self.village = village
+            self.found[start:] = [_Found(f.kind, f.ids, f.whole, f.exact, True, fragment)
+                                  for f in self.found[start:]]
+        if not placed:
+            self.unplaced.append(fragment)
 
     def read(self, key: str, depth: int = 0) -> bool:
         """Record what ``key`` names; False when it names nothing known."""
         ix = self.ix
-        while (n := _prefix(key, ix.admin, ix.longest)) and not (
-                _prefix(key, ix.villages, ix.longest) >= n):
-            key = key[n:]
+        key, station = _skip_context(ix, key)
         if not key:
-            return True  # only a county or township: context, not a place
+            return True  # only a county, township or substation: context, not a place
+        if self._numbered(key, depth):
+            return True
         lengths = [_prefix(key, ix.areas, ix.longest), _prefix(key, ix.villages, ix.longest),
                    _prefix(key, ix.feeders, ix.longest)]
         best = max(lengths)
         if best == 0 or depth > 8:
-            return self._in_village(key)
+            longer = _long_form(ix, key) if depth <= 8 else None
+            return self.read(longer, depth + 1) if longer else self._in_village(key, depth)
         rest = key[best:]
         if lengths[0] == best:
-            ids = ix.areas[key[:best]]
-            if self.village is not None and len(ids) > 1:
-                ids = tuple(t for t in ids if t in ix.village_areas.get(self.village, ())) or ids
-            self.found.append(_Found("area", ids))
-            villages = {ix.area_village.get(t) for t in ids}
-            if len(villages) == 1:
-                self.village = villages.pop()
-            self._rest(rest, depth)
+            self._area(ix.areas[key[:best]], rest, depth)
         elif lengths[1] == best:
-            vids = ix.villages[key[:best]]
-            self.village = vids[0] if len(vids) == 1 else None
-            if rest and self._in_village(rest):
-                return True  # "王庄村1号": one of its areas, named without "台区"
-            whole = any(w in rest for w in WHOLE_WORDS) and not any(
-                w in rest for w in PARTIAL_WORDS)
-            self.found.append(_Found("village", vids, whole))
-            if rest and not whole and not any(w in rest for w in PARTIAL_WORDS):
-                self._rest(rest, depth)
+            self._village(ix.villages[key[:best]], rest, depth)
         else:
-            self.found.append(_Found("feeder", (ix.feeders[key[:best]],)))
-            self._rest(rest, depth)
+            return self._feeder(key[:best], rest, station, depth)
         return True
+
+    def _feeder(self, label: str, rest: str, station: str, depth: int) -> bool:
+        """A line, narrowed by the substation named before or after it ("马集变王庄线",
+        "王庄线（马集变）") when several lines share its name; False when none of them leaves the
+        substation named."""
+        ix = self.ix
+        ids = ix.feeder_labels.get(label) or (ix.feeders[label],)
+        after = _BRACKETED.match(rest)
+        if after and station_name(after[1]) in ix.stations:
+            station, rest = station_name(after[1]), rest[after.end():]
+        if station:
+            ids = tuple(f for f in ids if ix.feeder_station.get(f) == station)
+        if not ids:
+            return False
+        self.found.append(_Found("feeder", ids))
+        self._rest(rest, depth)
+        return True
+
+    def _area(self, ids: tuple[str, ...], rest: str, depth: int) -> None:
+        ix = self.ix
+        if self.village is not None and len(ids) > 1:
+            ids = tuple(t for t in ids if t in ix.village_areas.get(self.village, ())) or ids
+        self.found.append(_Found("area", ids))
+        villages = {ix.area_village.get(t) for t in ids}
+        if len(villages) == 1:
+            self.village = villages.pop()
+        self._rest(rest, depth)
+
+    def _village(self, vids: tuple[str, ...], rest: str, depth: int) -> None:
+        self.village = vids[0] if len(vids) == 1 else None
+        if rest and self._in_village(rest, depth):
+            return  # "王庄村1号": one of its areas, named without "台区"
+        partial = any(w in rest for w in PARTIAL_WORDS)
+        whole = any(w in rest for w in WHOLE_WORDS) and not partial
+        self.found.append(_Found("village", vids, whole, exact=whole or not rest))
+        if rest and not whole and not partial:
+            self._rest(rest, depth)
 
     def _rest(self, rest: str, depth: int) -> None:
         """What follows a place: another place without a separator, or (ignored) wording."""
         if rest:
             self.read(rest, depth + 1)
 
-    def _in_village(self, key: str) -> bool:
+    def _numbered(self, key: str, depth: int) -> bool:
+        """"王庄村1-3号台区", "王庄村1号台区至3号台区": several areas of one village."""
+        ix = self.ix
+        n = _prefix(key, ix.villages, ix.longest)
+        vids = ix.villages[key[:n]] if n else ()
+        if len(vids) == 1 and self._run(vids[0], key[n:], depth):
+            self.village = vids[0]
+            return True
+        return False
+
+    def _run(self, village: str, text: str, depth: int) -> bool:
+        """Confirm the areas a run of numbers names in ``village``; a number it has no area
+        for is unplaced, by name ("王庄村12号台区")."""
+        parsed = area_numbers(text)
+        if parsed is None:
+            return False
+        numbers, used = parsed
+        own, mine = self.ix.village_key[village], self.ix.village_areas[village]
+        for number in dict.fromkeys(numbers):
+            name = f"{own}{number}号台区"
+            ids = tuple(t for t in self.ix.areas.get(name, ()) if t in mine)
+            if ids:
+                self.found.append(_Found("area", ids))
+            else:
+                self.unplaced.append(name)
+        self._rest(text[used:], depth)
+        return True
+
+    def _in_village(self, key: str, depth: int) -> bool:
         """A fragment like "2号台区" after "王庄村1号台区": an area of the last village named."""
         if self.village is None:
             return False
+        if self._run(self.village, key, depth):
+            return True
         own = self.ix.village_key[self.village]
         mine = self.ix.village_areas[self.village]
         for full in (own + key, normalise(own + key + "台区")):
@@ -267,25 +618,32 @@ def resolve_area_text(topology: Topology, text: str, feeder: str | None = None) 
         return AreaScope()
     ix = _index(topology)
     reader = _Reader(ix)
-    unplaced: list[str] = []
-    for fragment in split_fragments(text, ix.protected):
-        if not reader.read(normalise(fragment)):
-            unplaced.append(fragment)
-    named = next((f.ids[0] for f in reader.found if f.kind == "feeder"), None)
+    for fragment, excluded in _pieces(text, ix):
+        reader.read_piece(fragment, excluded)
+    named = next((f.ids[0] for f in reader.found
+                  if f.kind == "feeder" and not f.excluded and len(f.ids) == 1), None)
     on = feeder or named
+    confirmed, possible = _scope(topology, ix, [f for f in reader.found if not f.excluded], on)
+    off, unclear = _excluded(topology, ix, [f for f in reader.found if f.excluded], on)
+    return AreaScope(
+        confirmed=tuple(t for t in confirmed if t not in off),
+        possible=tuple(t for t in possible if t not in confirmed and t not in off),
+        feeder=named,
+        unplaced=(*reader.unplaced, *(f for f in unclear if f not in reader.unplaced)),
+    )
+
+
+def _scope(topology: Topology, ix: _Index, found: list[_Found], on: str | None
+           ) -> tuple[dict[str, None], dict[str, None]]:
+    """The confirmed and the possible areas of what was found (ordered, without repeats)."""
     confirmed: dict[str, None] = {}
     possible: dict[str, None] = {}
-    for f in reader.found:
+    for f in found:
         if f.kind == "area":
-            ids = f.ids
-            if len(ids) > 1 and on is not None:
-                ids = tuple(t for t in ids if topology.feeder_of(t) == on) or ids
+            ids = _narrow(topology, f.ids, on)
             (confirmed if len(ids) == 1 else possible).update(dict.fromkeys(ids))
         elif f.kind == "village":
-            vids = f.ids
-            if len(vids) > 1 and on is not None:
-                vids = tuple(v for v in vids if _on_feeder(topology, ix.village_areas[v], on)
-                             ) or vids
+            vids = _narrow_villages(topology, ix, f.ids, on)
             if f.whole and len(vids) == 1:
                 confirmed.update(dict.fromkeys(ix.village_areas[vids[0]]))
                 continue
@@ -293,12 +651,44 @@ def resolve_area_text(topology: Topology, text: str, feeder: str | None = None) 
                 areas = ix.village_areas[v]
                 narrowed = _on_feeder(topology, areas, on) if on is not None else ()
                 possible.update(dict.fromkeys(narrowed or areas))
-    return AreaScope(
-        confirmed=tuple(confirmed),
-        possible=tuple(t for t in possible if t not in confirmed),
-        feeder=named,
-        unplaced=tuple(unplaced),
-    )
+    return confirmed, possible
+
+
+def _excluded(topology: Topology, ix: _Index, found: list[_Found], on: str | None
+              ) -> tuple[set[str], list[str]]:
+    """The areas the text says are not off, and the excluded fragments that name no one area
+    or whole village (ambiguous, "南谢庄村东头除外"): those are unplaced, never guessed."""
+    off: set[str] = set()
+    unclear: dict[str, None] = {}
+    for f in found:
+        if f.kind == "area":
+            ids = _narrow(topology, f.ids, on)
+            if len(ids) == 1:
+                off.update(ids)
+            else:
+                unclear[f.text] = None
+        elif f.kind == "village":
+            vids = _narrow_villages(topology, ix, f.ids, on)
+            if len(vids) == 1 and f.exact:
+                off.update(ix.village_areas[vids[0]])
+            else:
+                unclear[f.text] = None
+    return off, list(unclear)
+
+
+def _narrow(topology: Topology, ids: tuple[str, ...], on: str | None) -> tuple[str, ...]:
+    """Areas sharing a name: those on the line ``on``, if any is."""
+    if len(ids) > 1 and on is not None:
+        return tuple(t for t in ids if topology.feeder_of(t) == on) or ids
+    return ids
+
+
+def _narrow_villages(topology: Topology, ix: _Index, vids: tuple[str, ...], on: str | None
+                     ) -> tuple[str, ...]:
+    """Villages sharing a name: those with an area on the line ``on``, if any has."""
+    if len(vids) > 1 and on is not None:
+        return tuple(v for v in vids if _on_feeder(topology, ix.village_areas[v], on)) or vids
+    return vids
 
 
 def _on_feeder(topology: Topology, areas: Iterable[str], feeder: str) -> tuple[str, ...]:
@@ -307,5 +697,33 @@ def _on_feeder(topology: Topology, areas: Iterable[str], feeder: str) -> tuple[s
 
 def find_feeder(topology: Topology, name: str) -> str | None:
     """The feeder id a line name means, compared in normalised form ("10KV马集线", "马集线",
-    an alias), or None."""
-    return _index(topology).feeders.get(normalise(name)) if name else None
+    an alias), also with its substation or switch number ("马集变10kV王庄线", "10kV王庄线
+    （马集变）", "10kV王庄线911"), or None. Feeds write lines all these ways; a name that fits
+    two lines is None, never a guess, and a substation named must be the line's own."""
+    if not name:
+        return None
+    ix = _index(topology)
+    key = normalise(name)
+    fits = ix.feeder_labels.get(key) or qualified_feeders(topology, name)
+    return fits[0] if len(fits) == 1 else None
+
+
+def qualified_feeders(topology: Topology, name: str) -> tuple[str, ...]:
+    """Every feeder a line name with its substation or switch number may mean, once those are
+    set aside ("马集变10kV王庄线", "10kV王庄线（马集变）", "10kV王庄线911"): the lines of that
+    name, leaving the substation named if one is. Empty when the name has no such part."""
+    ix = _index(topology)
+    key = normalise(name)
+    station = ""
+    if (bracket := _BRACKETED.search(key)) and bracket.end() == len(key):
+        station, key = station_name(bracket[1]), key[:bracket.start()]
+        if station not in ix.stations:
+            return ()
+    elif n := _station_prefix(ix, key, line_follows=False):
+        station, key = station_name(key[:n]), key[n:]
+    line = _LINE_NUMBER.sub("", key)
+    line = line[:-2] if line.endswith("出线") else line
+    if line == normalise(name):
+        return ()
+    return tuple(f for f in ix.feeder_labels.get(line, ())
+                 if not station or ix.feeder_station.get(f) == station)

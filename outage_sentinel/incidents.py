@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from outage_sentinel.area_text import normalise, resolve_area_text
+from outage_sentinel.area_text import normalise, qualified_feeders, resolve_area_text
 from outage_sentinel.events import (
     Kind,
     OutageEvent,
@@ -113,7 +113,8 @@ def record_lines(topology: Topology, name: str) -> tuple[str, ...]:
     exact = topology.feeders_by_name.get(name, ())
     if len(exact) == 1:
         return exact
-    return _line_keys(topology).get(normalise(name), exact)
+    # "马集变10kV王庄线", "10kV王庄线（马集变）", "10kV王庄线911": the line of that substation.
+    return _line_keys(topology).get(normalise(name), exact) or qualified_feeders(topology, name)
 
 
 _LINE_KEYS: weakref.WeakKeyDictionary[Topology, dict[str, tuple[str, ...]]] = \

@@ -197,3 +197,15 @@ def test_a_shared_area_name_tells_the_village_on_the_records_line(
     assert inc.feeder == "LH04" and "T-LH04-017" in inc.off and "T-MJ02-001" not in inc.off
     villages = {v for v, purpose, _ in told(shared_daemon) if purpose == "outage"}
     assert villages == {"V073"}
+
+
+@pytest.mark.parametrize("line", ["马集变10kV马集线", "10kV马集线（马集变）", "10kV马集线911"])
+def test_a_records_line_with_its_substation_or_switch_number_is_placed(demo: Topology,
+                                                                       line: str) -> None:
+    """Outage systems write the line as the dispatcher's log does; the record's line was
+    unknown (quarantined as an unknown reference) unless spelt as the bundle spells it."""
+    assert record_lines(demo, line) == ("MJ01",)
+    resolved = resolve_event(demo, ev(feeder=line, area_text="前赵店村全村"))
+    assert resolved.feeder == "MJ01" and line not in resolved.unknown
+    # Another substation's line of that name is none of this one's.
+    assert record_lines(demo, "柳河变10kV马集线") == ()

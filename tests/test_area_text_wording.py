@@ -1,0 +1,209 @@
+"""Scope wordings real notices use that were misread: places the text says are *not* off
+("南谢庄村除外", "南谢庄村不停电") were told they may be; spaces inside a place's words ("王庄村 全村")
+split it; "王庄全村", "王庄行政村全村", ranges and lists of area numbers ("1-3号台区") were not
+understood; lines named with their substation or switch number ("马集变10kV王庄线",
+"10kV王庄线911") were unknown. Demo bundle; the notices through the daemon's own processing."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from outage_sentinel.area_text import find_feeder, qualified_feeders, resolve_area_text
+from outage_sentinel.daemon import Daemon
+from outage_sentinel.incidents import Incident
+from outage_sentinel.topology import Topology, load_bundle
+from tests.test_shared_areas import ev, feed, make_daemon, told
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = load_bundle(ROOT / "topology")
+
+
+def areas_of(name: str, *numbers: int) -> set[str]:
+    """The village's areas; with ``numbers``, only its areas of those numbers."""
+    vid = next(v.id for v in DEMO.villages.values() if v.name == name)
+    mine = {t for t in DEMO.transformers if DEMO.nodes[t].village == vid}
+    if not numbers:
+        return mine
+    return {t for t in mine if any(DEMO.nodes[t].name in (f"{name}{n}号台区", f"{name}{n}#公变")
+                                   for n in numbers)}
+
+
+NXZ, QZD, BDZ, WZ = "南谢庄村", "前赵店村", "北董寨村", "王庄村"  # V035, V036, V033, V037
+
+#: (text, event feeder, confirmed, possible, unplaced)
+EXCLUSIONS: list[tuple[str, str | None, set[str], set[str], list[str]]] = [
+    ("前赵店村全村，南谢庄村除外", "MJ01", areas_of(QZD), set(), []),
+    ("前赵店村全村、南谢庄村除外", "MJ01", areas_of(QZD), set(), []),
+    ("前赵店村全村，南谢庄村不停电", None, areas_of(QZD), set(), []),
+    ("前赵店村全村；南谢庄村正常供电；北董寨村保供电", None, areas_of(QZD), set(), []),
+    ("前赵店村全村，南谢庄村不受影响", None, areas_of(QZD), set(), []),
+    ("南谢庄村不停电", "MJ01", set(), set(), []),
+    ("南谢庄村除外", None, set(), set(), []),
+    ("马集镇（南谢庄村除外）", None, set(), set(), []),
+    ("马集镇除南谢庄村、北董寨村外", None, set(), set(), []),
+    ("前赵店村全村，除了南谢庄村、北董寨村", None, areas_of(QZD), set(), []),
+    ("前赵店村全村，不含南谢庄村、北董寨村", None, areas_of(QZD), set(), []),
+    ("南谢庄村、北董寨村除外，前赵店村全村", None, areas_of(QZD), set(), []),
+    # an excluded area comes out of a confirmed or a possible village
+    ("王庄村全村（1号台区除外）", None, areas_of(WZ) - areas_of(WZ, 1), set(), []),
+    ("王庄村全村(1号、2号台区除外)", None, areas_of(WZ) - areas_of(WZ, 1, 2), set(), []),
+    ("王庄村全村1号台区除外", None, areas_of(WZ) - areas_of(WZ, 1), set(), []),
+    ("王庄村全村 不含1号台区", None, areas_of(WZ) - areas_of(WZ, 1), set(), []),
+    ("王庄村（3号台区除外）", None, set(), areas_of(WZ) - areas_of(WZ, 3), []),
+    ("南谢庄村部分用户，南谢庄村2#公变除外", None, set(), areas_of(NXZ) - areas_of(NXZ, 2), []),
+    # what is not one place subtracts nothing and is told as unplaced, never guessed
+    ("南谢庄村全村，南谢庄村东头除外", None, areas_of(NXZ), set(), ["南谢庄村东头"]),
+    ("王庄村全村，王庄村12号台区除外", None, areas_of(WZ), set(), ["王庄村12号台区"]),
+    # "除" inside a word is no exclusion
+    ("王庄村1号台区拆除、2号台区", None, areas_of(WZ, 1, 2), set(), []),
+]
+
+#: (text, confirmed, possible, unplaced)
+SPACES_AND_NUMBERS: list[tuple[str, set[str], set[str], list[str]]] = [
+    ("王庄村 全村", areas_of(WZ), set(), []),
+    ("王庄村\u3000全村", areas_of(WZ), set(), []),
+    ("马集镇王庄村 全部用户", areas_of(WZ), set(), []),
+    ("建设路社区 1号台区", {"T-CG01-001"}, set(), []),
+    ("王庄村 1#公变", areas_of(WZ, 1), set(), []),
+    ("王庄村 1号台区 2号台区", areas_of(WZ, 1, 2), set(), []),
+    ("王庄村1号台区 至 3号台区", areas_of(WZ, 1, 2, 3), set(), []),
+    ("南谢庄村 除外，前赵店村 全村", areas_of(QZD), set(), []),
+    # a space before another place, or before words that are no qualifier, still separates
+    ("王庄村 南谢庄村全村", areas_of(NXZ), areas_of(WZ), []),
+    ("王庄村 东头", set(), areas_of(WZ), ["东头"]),
+    # a village's name without its 村, before 全村 / 整村 / 行政村
+    ("王庄全村", areas_of(WZ), set(), []),
+    ("王庄整村", areas_of(WZ), set(), []),
+    ("王庄行政村全村", areas_of(WZ), set(), []),
+    ("王庄", set(), set(), ["王庄"]),
+    # ranges and lists of one village's area numbers: exactly those
+    ("王庄村1号台区至3号台区", areas_of(WZ, 1, 2, 3), set(), []),
+    ("王庄村1-3号台区", areas_of(WZ, 1, 2, 3), set(), []),
+    ("王庄村1~3号台区", areas_of(WZ, 1, 2, 3), set(), []),
+    ("王庄村1～3号台区", areas_of(WZ, 1, 2, 3), set(), []),
+    ("王庄村1到3号台区", areas_of(WZ, 1, 2, 3), set(), []),
+    ("王庄村1、2、3号台区", areas_of(WZ, 1, 2, 3), set(), []),
+    ("王庄村1号2号台区", areas_of(WZ, 1, 2), set(), []),
+    ("南谢庄村2#-5#公变", areas_of(NXZ, 2, 3, 4, 5), set(), []),
+    ("王庄村1号、4-5号台区", areas_of(WZ, 1, 4, 5), set(), []),
+    ("王庄村8-11号台区", areas_of(WZ, 8, 9), set(), ["王庄村10号台区", "王庄村11号台区"]),
+    # no range of areas: stays possible, as before
+    ("王庄村1-3组", set(), areas_of(WZ), []),
+    ("王庄村9-3号台区", set(), areas_of(WZ), []),
+]
+
+
+@pytest.mark.parametrize(("text", "feeder", "confirmed", "possible", "unplaced"), EXCLUSIONS,
+                         ids=[w[0] for w in EXCLUSIONS])
+def test_an_excluded_place_is_never_confirmed_or_possible(
+        text: str, feeder: str | None, confirmed: set[str], possible: set[str],
+        unplaced: list[str]) -> None:
+    scope = resolve_area_text(DEMO, text, feeder)
+    assert set(scope.confirmed) == confirmed
+    assert set(scope.possible) == possible
+    assert list(scope.unplaced) == unplaced
+
+
+@pytest.mark.parametrize(("text", "confirmed", "possible", "unplaced"), SPACES_AND_NUMBERS,
+                         ids=[w[0] for w in SPACES_AND_NUMBERS])
+def test_spaces_short_names_and_area_numbers(text: str, confirmed: set[str], possible: set[str],
+                                             unplaced: list[str]) -> None:
+    scope = resolve_area_text(DEMO, text)
+    assert set(scope.confirmed) == confirmed
+    assert set(scope.possible) == possible
+    assert list(scope.unplaced) == unplaced
+
+
+@pytest.mark.parametrize("name", ["马集变10kV王庄线", "马集变王庄线", "马集变电站10kV王庄线",
+                                  "10kV王庄线（马集变）", "10kV王庄线911", "马集变10kV王庄线出线",
+                                  "10KV王庄线", "王庄线"])
+def test_a_line_named_with_its_substation_or_number_is_found(name: str) -> None:
+    assert find_feeder(DEMO, name) == "MJ02"
+
+
+@pytest.mark.parametrize("name", ["柳河变10kV王庄线", "10kV王庄线（柳河变）", "10kV王庄线（主线）",
+                                  "10kV王庄线段", "王庄", ""])
+def test_a_line_of_another_substation_or_name_is_not_guessed(name: str) -> None:
+    assert find_feeder(DEMO, name) is None
+
+
+def test_area_text_reads_a_line_after_its_substation() -> None:
+    scope = resolve_area_text(DEMO, "马集变10kV王庄线王庄村部分用户")
+    assert scope.feeder == "MJ02" and set(scope.possible) == areas_of(WZ)
+    scope = resolve_area_text(DEMO, "柳河变10kV王庄线")
+    assert scope.feeder is None and scope.unplaced == ("柳河变10kV王庄线",)
+
+
+@pytest.fixture(scope="module")
+def shared_line(tmp_path_factory: pytest.TempPathFactory) -> Topology:
+    """The demo bundle where 柳河变's LH01 is called 10kV王庄线 too (MJ02 leaves 马集变)."""
+    root = Path(shutil.copytree(ROOT / "topology", tmp_path_factory.mktemp("b") / "topology"))
+    nodes = root / "nodes.csv"
+    text = nodes.read_text("utf-8")
+    assert "柳河变10kV柳河线出线" in text
+    nodes.write_text(text.replace("10kV柳河线", "10kV王庄线"), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the bundle warns of the shared name
+        return load_bundle(root)
+
+
+def test_a_line_name_two_substations_share_is_told_apart_only_by_the_substation(
+        shared_line: Topology) -> None:
+    assert find_feeder(shared_line, "马集变10kV王庄线") == "MJ02"
+    assert find_feeder(shared_line, "柳河变10kV王庄线") == "LH01"
+    assert find_feeder(shared_line, "10kV王庄线（柳河变）") == "LH01"
+    assert set(qualified_feeders(shared_line, "10kV王庄线911")) == {"MJ02", "LH01"}
+    for name in ("10kV王庄线", "10kV王庄线911"):
+        assert find_feeder(shared_line, name) is None
+        assert resolve_area_text(shared_line, name).feeder is None
+    assert resolve_area_text(shared_line, "柳河变10kV王庄线").feeder == "LH01"
+
+
+# -- through the daemon's processing --------------------------------------------------------
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, sqlite_url: str) -> Iterator[Daemon]:
+    d = make_daemon(tmp_path, sqlite_url, DEMO)
+    yield d
+    d.close()
+
+
+def only_incident(d: Daemon) -> Incident:
+    (row,) = d.store.load_incidents(open_only=False)
+    return Incident.from_json(row["state"])
+
+
+def liaison_bodies(d: Daemon, village: str) -> list[str]:
+    return [m.body for m in d.store.messages()
+            if m.audience == "liaison" and m.recipient.startswith(f"village:{village}:")]
+
+
+def test_a_village_the_notice_excludes_is_not_told(daemon: Daemon) -> None:
+    feed(daemon, 1, ev("F1", area_text="前赵店村全村，南谢庄村除外", feeder="MJ01"),
+         ev("F2", area_text="北董寨村不停电", feeder="MJ01"))
+    villages = {v for v, _, _ in told(daemon)}
+    assert "V036" in villages
+    assert not villages & {"V035", "V033"}
+    assert liaison_bodies(daemon, "V035") == [] and liaison_bodies(daemon, "V033") == []
+
+
+def test_an_excluded_area_is_not_in_the_village_notice(daemon: Daemon) -> None:
+    feed(daemon, 1, ev("F1", area_text="王庄村全村（1号台区除外）"))
+    (member,) = only_incident(daemon).members.values()
+    assert set(member.transformers) == areas_of(WZ) - areas_of(WZ, 1)
+    (body,) = liaison_bodies(daemon, "V037")[:1]
+    assert "已确认停电" in body and "可能受影响" not in body
+
+
+def test_a_spaced_whole_village_is_told_as_confirmed(daemon: Daemon) -> None:
+    feed(daemon, 1, ev("F1", area_text="王庄村 全村"))
+    (member,) = only_incident(daemon).members.values()
+    assert set(member.transformers) == areas_of(WZ)
+    body = liaison_bodies(daemon, "V037")[0]
+    assert "已确认停电" in body and "可能受影响" not in body
