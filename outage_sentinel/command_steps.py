@@ -84,8 +84,10 @@ class CommandSteps:
             except corrections.CorrectionError as exc:
                 raise LifecycleError(str(exc)) from None
             said = details(before, after) if callable(details) else details
-            notices, after = self._notices(conn, before, after, now, actor, note, dropped_as)
-            rows = life.planner.rows(after, notices, now, previous=before)
+            notices, after, owed = self._notices(conn, before, after, now, actor, note,
+                                                 dropped_as)
+            rows = [r for r in life.planner.rows(after, notices, now, previous=before)
+                    if r.purpose != "corrected" or r.recipient in owed]
             crew = row.get("crew_id")
             if crew_told:
                 rows += life.dispatch_update_in(conn, after, crew, now, crew_told)
@@ -102,8 +104,11 @@ class CommandSteps:
         return after
 
     def _notices(self, conn: Connection, before: Incident, after: Incident, now: datetime,
-                 actor: str, note: str, dropped_as: str) -> tuple[list[Notice], Incident]:
-        """The notices of a correction, and the incident as they leave it."""
+                 actor: str, note: str, dropped_as: str
+                 ) -> tuple[list[Notice], Incident, set[str]]:
+        """The notices of a correction, the incident as they leave it, and the recipients
+        owed a 【更正】 (:meth:`RevisionWriter.take_back_corrected`: only those an outage
+        notice reached; one channel of a village may have delivered it and another not)."""
         life = self.lifecycle
         # The operator's word is news to every village it concerns, however small the move.
         notices, after = plan_notices(before, after, self.topology, timedelta(0), dropped_as)
@@ -115,10 +120,12 @@ class CommandSteps:
                 keep_held_in(life.store, conn, after.id, held, now)
         # Villages a re-estimate dropped: what was queued for them and not sent is taken back.
         after = self.processor.writer.take_back_withdrawn(conn, after, notices, now)
+        # Villages taken out: what waits for them is withdrawn, and only those told hear 更正.
+        notices, owed = self.processor.writer.take_back_corrected(conn, after, notices, now)
         if after.status == "cancelled":
             notices = life.take_back_in(conn, after, notices, now, actor, note)
             self.processor.writer.give_back(conn, after, now, actor)
-        return notices, after
+        return notices, after, owed
 
     def etr(self, incident_id: str, when: str, actor: str, note: str = "") -> Incident:
         """Set the expected restoration time (local time, e.g. ``2026-11-23 18:00``)."""

@@ -14,6 +14,11 @@ messages of one *chain* — one incident, one recipient — are delivered in out
 
 The rule is read from the outbox on every delivery run, so it holds across the workers of the
 (channel, target) groups, across nodes and across restarts.
+
+A correction (【更正】: "the outage we told you of does not concern you") is a back-notice only
+for a recipient an off-notice reached: :func:`owed_correction` says which, from what each chain
+holds, so that the command centre taking a village out before its outage notice went never
+corrects a word its people never read.
 """
 
 from __future__ import annotations
@@ -71,6 +76,24 @@ class Order:
     #: Due messages that wait: id -> the id of the earlier message of its chain they wait for
     #: (the deliverer moves them behind it, so that they never fill a run's batch).
     held: dict[int, int] = field(default_factory=dict)
+
+
+#: What tells a recipient it is, or was, in an outage besides the off-notices: the
+#: special-care list sent with it.
+TOLD_WITH_OFF = ("care",)
+
+
+def owed_correction(heard: Iterable[Queued]) -> set[str]:
+    """Recipients whose last word of an incident says they are (or will be) off: the latest
+    off-notice, care list or back-notice of their chain in ``heard`` — the messages that
+    reached them, may have, or are still to go — is not a back-notice. They, and only they,
+    are owed a correction when taken out of it: one never told hears nothing, and one already
+    told it is back, called off or not concerned is not told so twice."""
+    last: dict[Chain, Queued] = {}
+    for r in sorted(heard, key=lambda r: r.id):
+        if is_off_notice(r.purpose) or r.purpose in TOLD_WITH_OFF or r.purpose in BACK_PURPOSES:
+            last[chain_of(r)] = r
+    return {r.recipient for r in last.values() if r.purpose not in BACK_PURPOSES}
 
 
 def superseded_by(rows: Iterable[Queued]) -> dict[int, int]:

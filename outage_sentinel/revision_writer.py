@@ -47,6 +47,7 @@ from outage_sentinel.incidents import (
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.lifecycle import WAITING_STAGES, Lifecycle, incident_columns
 from outage_sentinel.logs import get_logger, redact
+from outage_sentinel.ordering import BACK_PURPOSES, owed_correction
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.round_cache import RoundCache
 from outage_sentinel.store import Store, StoredEvent
@@ -207,6 +208,35 @@ class RevisionWriter:
                       villages=villages, messages=taken, never_told=sorted(untold))
         return replace(after, withdrawn_villages=tuple(
             v for v in after.withdrawn_villages if v not in untold))
+
+    def take_back_corrected(self, conn: Connection, inc: Incident, notices: list[Notice],
+                            now: datetime) -> tuple[list[Notice], set[str]]:
+        """Villages the command centre took out of ``inc`` (a ``corrected`` notice): what was
+        queued for them and not sent — the outage notice waiting for quiet hours, a channel,
+        a rate limit or a digest; an update; the care list; progress — is withdrawn (kept for
+        the command centre, never sent), and the 【更正】 goes only to the recipients an
+        outage notice reached or may have reached (one in flight, one whose send's outcome
+        is unknown), per recipient: a correction of a notice never read is itself false.
+        Returns the notices without the villages nobody in them was told of the outage, and
+        the recipients owed the correction (the caller keeps only their rows)."""
+        villages = [v for n in notices if n.purpose == "corrected" for v in n.villages]
+        recipients = {v: self.planner.village_recipients(v) for v in villages}
+        everyone = [r for rs in recipients.values() for r in rs]
+        if not everyone:
+            return notices, set()
+        taken = self.store.withdraw_pending_in(
+            conn, inc.id, None, now, f"the command centre took the village out of the "
+            f"incident before it went (revision {inc.revision})", everyone, but=BACK_PURPOSES)
+        # Read after the take-back: a send claimed meanwhile is seen in flight, so told.
+        owed = owed_correction(self.store.heard_in(conn, inc.id, everyone))
+        untold = sorted(v for v, rs in recipients.items() if not owed.intersection(rs))
+        if taken or untold:
+            self.log.info("corrected_notices_taken_back", incident_id=inc.id,
+                          villages=villages, messages=taken, never_told=untold,
+                          corrected=sorted(owed))
+        kept = [replace(n, villages=tuple(v for v in n.villages if v not in untold))
+                if n.purpose == "corrected" else n for n in notices]
+        return [n for n in kept if n.villages], owed
 
     def as_told_back(self, conn: Connection, current: Incident | None, after: Incident,
                      notices: list[Notice], now: datetime) -> Incident | None:

@@ -110,7 +110,8 @@ def test_a_partial_restoration_held_back_survives_the_clock_check_and_is_sent_wh
     assert ("restored", a.id) not in {(p, i) for p, i, _ in liaison(d, "V1")}
     d.clock.now = at(25)  # type: ignore[attr-defined]
     CommandSteps(d.lifecycle, d.processor, d.clock).remove(b.id, "T6", "ops", "not off")
-    assert "corrected" in [p for p, _, _ in liaison(d, "V1", b.id)]
+    # B's outage notice to V1 never went: withdrawn, and no 【更正】 of it.
+    assert [(p, s) for p, _, s in liaison(d, "V1", b.id)] == [("outage", "withdrawn")]
     check(d, 26)  # B let V1 go without a word of power back; A is still on (T3)
     assert by_feeder(d, "F1").status == "active"
     assert [p for p, i, _ in liaison(d, "V1", a.id)] == ["outage", "restored"]

@@ -213,17 +213,22 @@ class OutboxStore(ClaimStore):
         with self.engine.connect() as conn:
             return [OutboxRow(**r._mapping) for r in conn.execute(q.order_by(outbox_t.c.id))]
 
-    def withdraw_pending_in(self, conn: Connection, incident_id: str, purposes: Sequence[str],
-                            now: datetime, reason: str,
-                            recipients: Sequence[str] | None = None) -> int:
-        """Messages of ``incident_id`` with ``purposes`` (to ``recipients``, or anyone) not
-        sent yet (pending: never tried, or waiting to be tried again; held by the command
-        centre; not one being sent) taken back: status ``withdrawn``, kept and shown, never
-        sent. Returns how many. A message tried before may have reached its recipient: the
-        caller asks :meth:`told_in` first."""
+    def withdraw_pending_in(self, conn: Connection, incident_id: str,
+                            purposes: Sequence[str] | None, now: datetime, reason: str,
+                            recipients: Sequence[str] | None = None, *,
+                            but: Sequence[str] = ()) -> int:
+        """Messages of ``incident_id`` with ``purposes`` (``None``: any purpose but those in
+        ``but``; to ``recipients``, or anyone) not sent yet (pending: never tried, or waiting
+        to be tried again; held by the command centre; not one being sent) taken back: status
+        ``withdrawn``, kept and shown, never sent. Returns how many. A message tried before
+        may have reached its recipient: the caller asks :meth:`told_in` (or
+        :meth:`heard_in`, after this: a claim made meanwhile is then seen in flight)."""
         cond = [self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
-                outbox_t.c.purpose.in_(list(purposes)),
                 outbox_t.c.status.in_(("pending", "held"))]
+        if purposes is not None:
+            cond.append(outbox_t.c.purpose.in_(list(purposes)))
+        if but:
+            cond.append(outbox_t.c.purpose.not_in(list(but)))
         if recipients is not None:
             cond.append(outbox_t.c.recipient.in_(list(recipients)))
         res = conn.execute(update(outbox_t).where(*cond)
@@ -341,6 +346,24 @@ class OutboxStore(ClaimStore):
             status.not_in(("pending", "held", "superseded", "withdrawn"))
             | (outbox_t.c.attempts > 0))
         return {str(r) for r in conn.execute(q).scalars()}
+
+    def heard_in(self, conn: Connection, incident_id: str, recipients: Sequence[str]
+                 ) -> list[OutboxRow]:
+        """The messages of ``incident_id`` to ``recipients`` that reached them (sent), may
+        have (being sent; a send whose outcome never came back, counted in ``interruptions``;
+        a long text sent in part), or are still to go (pending or held), oldest first: what
+        each has heard of the incident, or will. One only refused (the service certainly did
+        not take it: a retry, a dead letter), silenced, withdrawn or superseded before any of
+        it went reached nobody — unlike :meth:`told_in`, which counts every one tried."""
+        if not recipients:
+            return []
+        q = (select(outbox_t)
+             .where(self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+                    outbox_t.c.recipient.in_(list(recipients)))
+             .order_by(outbox_t.c.id))
+        rows = [OutboxRow(**r._mapping) for r in conn.execute(q)]
+        return [r for r in rows if r.status in ("sent", "inflight", "pending", "held")
+                or r.interruptions or int((r.payload or {}).get("parts_sent") or 0)]
 
     def mark_silenced(self, row_id: int, now: datetime, reason: str) -> bool:
         """A pending message muted by a silence: kept, never sent (unless retried)."""
