@@ -210,13 +210,14 @@ class HttpJsonSourceConfig(SourceBase):
     #: send changes.
     snapshot: bool = True
     #: Dotted path to the envelope's success flag or code (``code``, ``data.status``): a reply
-    #: whose value there is not one of ``success_values`` failed, whatever its list says.
+    #: whose value there is not one of ``success_values`` failed, whatever its list says. The
+    #: preset's when not given (``95598_powercut``: ``code``, with "1"), ``null`` for none.
     success_path: str | None = None
     success_values: list[str | int | bool] = Field(
         default_factory=lambda: list(SUCCESS_VALUES), min_length=1)
     #: Dotted path to the feed's count of all its records (``pageModel.totalCount``); the
-    #: preset's when not given, ``null`` to read none. A snapshot poll that saw fewer distinct
-    #: records than the feed counts ends no record.
+    #: preset's when not given, ``null`` to read none. A snapshot poll that saw fewer rows
+    #: than the feed counts ends no record.
     total_count_path: str | None = None
 
     @model_validator(mode="before")

@@ -25,8 +25,11 @@ can quarantine it. One bad record does not fail the poll: it becomes a
 
 With ``snapshot`` (the feed lists every current outage) a record gone from the list is over
 (:func:`snapshot`), but only a poll that saw the whole list may end one: none when fewer
-distinct records came than the feed counts (``total_count_path``), when the totals changed
-between pages, or when a record without a readable id may be the one that left. Such polls are
+rows came than the feed counts (``total_count_path``), when the totals changed between pages,
+when a preset's reply carries a code that is no success, or when a record without a readable
+id may be the one that left. Rows of one id (a work order listed once per transformer area)
+are one record: :meth:`~outage_sentinel.sources.mapping.RecordMapper.merge` joins them, or
+quarantines them together when they disagree. Such polls are
 logged (``http_json.poll_incomplete``, ``http_json.restoration_held``, and
 ``http_json.restorations_blocked`` after :data:`HELD_ALERT_POLLS` in a row) and counted in
 :attr:`HttpJsonSource.stats`, which the poller exports as metrics.
@@ -42,6 +45,7 @@ import hashlib
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
@@ -72,8 +76,11 @@ from outage_sentinel.sources.feed_client import (
     redact_url,
 )
 from outage_sentinel.sources.mapping import (
+    MERGED_ROWS,
     MISSING,
     RecordMapper,
+    Row,
+    envelope_doubt,
     envelope_failure,
     extract_records,
     get_path,
@@ -109,6 +116,9 @@ class _Listing:
 
     #: every readable id served (events, quarantined records, skipped work orders)
     ids: set[str] = field(default_factory=set)
+    #: every row served, by its content: the most times it came on one page (one served again
+    #: on another page moved across a page boundary; listed twice on one page, it is two rows)
+    rows: dict[str, int] = field(default_factory=dict)
     #: ids of the quarantined records: still listed
     held: set[str] = field(default_factory=set)
     #: fingerprints of the records whose id cannot be read
@@ -118,11 +128,19 @@ class _Listing:
     #: each page's total page count (None: that page had no page model)
     page_totals: set[int | None] = field(default_factory=set)
     unreadable_count: bool = False
+    #: why a reply may be an error envelope though no success check failed
+    doubt: str | None = None
+
+    def count_page(self, records: list[Any]) -> None:
+        """Note the rows of one page."""
+        for fp, n in Counter(_fingerprint(r) for r in records).items():
+            self.rows[fp] = max(self.rows.get(fp, 0), n)
 
     @property
     def seen(self) -> int:
-        """Distinct records served: readable ids plus distinct unreadable records."""
-        return len(self.ids) + len(self.nameless)
+        """Rows served, as the feed counts them: a record listed once per transformer area is
+        several rows of one id (counting ids, such a feed never looked complete)."""
+        return sum(self.rows.values())
 
     @property
     def counted(self) -> int | None:
@@ -131,12 +149,14 @@ class _Listing:
 
     def gap(self) -> str | None:
         """Why the records served are not the whole list, or None if nothing says so."""
+        if self.doubt is not None:
+            return self.doubt
         if self.unreadable_count:
             return "the total count is not a non-negative integer"
         if len(self.counts) > 1 or len({t for t in self.page_totals if t is not None}) > 1:
             return "the page count or total count changed between pages"
         if self.counted is not None and self.seen < self.counted:
-            return "fewer records served than the feed counts"
+            return "fewer rows served than the feed counts"
         return None
 
 
@@ -153,8 +173,9 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
 
     No poll counts that was incomplete (``complete`` False: the page limit reached, a null
     list or a page without its page model — an error envelope looks like that —, fewer
-    distinct records served than the feed's own total count, the totals changed between
-    pages). A quarantined record whose id can be read (in ``held``) is listed: it is still on.
+    rows served than the feed's own total count, the totals changed between pages, a preset's
+    reply with a code that is no success). A quarantined record whose id can be read (in
+    ``held``) is listed: it is still on, and stays in the cursor's active records.
 
     A record whose id cannot be read (``nameless``: fingerprints of its whole content) might
     be any record that is missing — the one that left the list with its id broken. Counting
@@ -178,7 +199,7 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
     gone = sorted(k for k in dict(previous_cursor.get("active") or {}) if k not in listed)
     if complete:
         held_back = _end_missing(source, previous_cursor, result, cursor, now, gone=gone,
-                                 nameless=nameless)
+                                 nameless=nameless, held=held)
     else:
         held_back = _keep_missing(previous_cursor, result, cursor, listed=listed, gone=gone)
     _note_nameless(cursor, previous_cursor, listed, nameless)
@@ -188,9 +209,21 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
 
 
 def _active_records(result: PollResult) -> dict[str, Any]:
-    """What the cursor keeps of each active record served: enough to end it later."""
-    return {e.event_id: {"kind": e.kind, "start": e.start.isoformat(), "feeder": e.feeder}
+    """What the cursor keeps of each active record served: enough to end it later, and the
+    rows it was listed on when more than one (:meth:`HttpJsonSource._hold_partial`)."""
+    return {e.event_id: {"kind": e.kind, "start": e.start.isoformat(), "feeder": e.feeder,
+                         **({"rows": _rows_of(e)} if _rows_of(e) > 1 else {})}
             for e in result.events if e.status == "active"}
+
+
+def _int_or(value: Any, default: int) -> int:
+    """A cursor's count, or ``default`` when it holds none (a damaged cursor fails nothing)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _rows_of(event: OutageEvent) -> int:
+    """The distinct rows of the feed an event was merged from."""
+    return 1 + len(event.raw.get(MERGED_ROWS) or ())
 
 
 def _keep_missing(previous_cursor: Mapping[str, Any], result: PollResult,
@@ -206,10 +239,11 @@ def _keep_missing(previous_cursor: Mapping[str, Any], result: PollResult,
 
 def _end_missing(source: str, previous_cursor: Mapping[str, Any], result: PollResult,
                  cursor: dict[str, Any], now: datetime, *, gone: list[str],
-                 nameless: Collection[str]) -> list[str]:
+                 nameless: Collection[str], held: Collection[str]) -> list[str]:
     """A complete poll: end each missing record gone from :data:`ABSENT_POLLS` complete polls
     in a row, hold back those an unreadable record may be, and tag the arrivals; returns the
-    ids held back."""
+    ids held back. A record still listed but quarantined (``held``) stays active: when it
+    leaves the list later, it is ended like any other."""
     previous: dict[str, Any] = dict(previous_cursor.get("active") or {})
     missed: dict[str, int] = dict(previous_cursor.get("missing") or {})
     together: Mapping[str, Any] = previous_cursor.get("nameless") or {}
@@ -231,7 +265,8 @@ def _end_missing(source: str, previous_cursor: Mapping[str, Any], result: PollRe
             cursor["missing"][event_id] = misses
             continue
         _end(source, event_id, info, result, now)
-    cursor["active"] = {**kept, **current}
+    still = {k: previous[k] for k in held if k in previous}
+    cursor["active"] = {**kept, **still, **current}
     _tag_arrivals(result, previous, [k for k in gone if k not in held_back])
     return held_back
 
@@ -303,6 +338,9 @@ class HttpJsonSource:
         self.fields = mapping.fields
         self.pagination = mapping.pagination
         self.total_count_path = mapping.total_count_path
+        self.success_path = mapping.success_path
+        self.success_values = mapping.success_values
+        self.success_optional = mapping.success_optional
         tz_spec: tzinfo | str = config.timezone if config.timezone is not None else default_tz
         self.tz: tzinfo = ZoneInfo(tz_spec) if isinstance(tz_spec, str) else tz_spec
         self._mapper = RecordMapper(config.name, self.fields, self.tz)
@@ -348,9 +386,12 @@ class HttpJsonSource:
         if read is None:
             return PollResult(not_modified=True, cursor=dict(self._cursor) or None)
         page, gap = read
+        gap = gap or seen_list.gap()
         new_cursor["pages"] = page
         if self.config.snapshot:
-            self._snapshot(result, new_cursor, now, seen_list, gap or seen_list.gap(), page)
+            if gap is not None:
+                self._hold_partial(result, seen_list)
+            self._snapshot(result, new_cursor, now, seen_list, gap, page)
         result.cursor = new_cursor
         return result
 
@@ -361,7 +402,8 @@ class HttpJsonSource:
 
         Returns the pages read and why they may not be the whole list (None: nothing says so).
         """
-        seen: set[tuple[str, str]] = set()
+        #: the rows of each id served, merged into one event once every page is read
+        groups: dict[str, list[Row]] = {}
         paged = self.pagination.mode == "page"
         page = 1
         total: int | None = None
@@ -374,8 +416,8 @@ class HttpJsonSource:
                 return None
             if page == 1:
                 self._note_validators(response, new_cursor)
-            payload, records = self._page_records(response, number)
-            self._map_records(records, number, result, seen, seen_list)
+            payload, records = self._page_records(response, number, seen_list)
+            self._map_records(records, number, result, groups, seen_list)
             unsure = unsure or get_path(payload, self.records_path) is None
             self._read_count(payload, seen_list)
             if not paged:
@@ -386,6 +428,7 @@ class HttpJsonSource:
             if self._last_page(page, total, records):
                 break
             page += 1
+        self._merge_rows(groups, result, seen_list)
         gap = "the list was null or a page had no page model" if unsure else None
         if paged and page >= self.pagination.max_pages and (total is None or total > page):
             gap = "pagination.max_pages reached"
@@ -408,21 +451,33 @@ class HttpJsonSource:
         if response.last_modified:
             new_cursor["last_modified"] = response.last_modified
 
-    def _page_records(self, response: FeedResponse, page: int | None) -> tuple[Any, list[Any]]:
+    def _page_records(self, response: FeedResponse, page: int | None,
+                      seen_list: _Listing) -> tuple[Any, list[Any]]:
         """A page's payload and its records; an error envelope or no record list fails the
         poll."""
         payload = self._client.parse(response, page)
-        failure = envelope_failure(payload, self.config.success_path,
-                                   self.config.success_values)
+        failure = envelope_failure(payload, self.success_path, self.success_values,
+                                   optional=self.success_optional)
         if failure is not None:
             raise self._client.error(page_prefix(page) + failure,
                                      raw=raw_text(response.body, response.charset))
+        self._note_doubt(payload, page, seen_list)
         try:
             records = extract_records(payload, self.records_path)
         except EventError as exc:
             raise self._client.error(page_prefix(page) + str(exc),
                                      raw=raw_text(response.body, response.charset)) from None
         return payload, records
+
+    def _note_doubt(self, payload: Any, page: int | None, seen_list: _Listing) -> None:
+        """A preset's reply whose code no success check read says it is no success: the poll
+        goes on (its records are kept) but is not the whole list, so it ends no record."""
+        if self.config.preset is None or (self.success_path is not None
+                                          and not self.success_optional):
+            return  # a configured source's check is what its config says (docs/sources_http.md)
+        doubt = envelope_doubt(payload, self.success_values)
+        if doubt is not None and seen_list.doubt is None:
+            seen_list.doubt = page_prefix(page) + doubt
 
     def _last_page(self, page: int, total: int | None, records: list[Any]) -> bool:
         """Whether ``page`` is the last to fetch: an empty page without a page count, the last
@@ -557,39 +612,69 @@ class HttpJsonSource:
         return value
 
     def _map_records(self, records: list[Any], page: int | None, result: PollResult,
-                     seen: set[tuple[str, str]], seen_list: _Listing) -> None:
-        """Map a page's records into ``result``, and note in ``seen_list`` what was listed:
-        every readable id, the ids of the records quarantined, and a fingerprint of each
-        record whose id cannot be read."""
+                     groups: dict[str, list[Row]], seen_list: _Listing) -> None:
+        """Map a page's records, each event into the rows of its id in ``groups``, and note in
+        ``seen_list`` what was listed: every row, every readable id, the ids of the records
+        quarantined, and a fingerprint of each record whose id cannot be read."""
         where = page_prefix(page)
+        seen_list.count_page(records)
         for index, record in enumerate(records):
             try:
                 event = self._mapper.map(record)
             except EventError as exc:
                 result.quarantined.append(
                     Quarantined(self.name, f"{where}record {index}: {exc}", record))
-                rid = self._mapper.record_id(record)
-                if rid is None:
-                    seen_list.nameless.add(_fingerprint(record))
-                else:
-                    seen_list.held.add(rid)
-                    seen_list.ids.add(rid)
+                self._note_unmapped(record, seen_list, held=True)
                 continue
             if event is None:  # a work order that reports no outage
                 self.skipped += 1
-                rid = self._mapper.record_id(record)
-                if rid is None:
-                    seen_list.nameless.add(_fingerprint(record))
-                else:
-                    seen_list.ids.add(rid)
+                self._note_unmapped(record, seen_list, held=False)
                 continue
             seen_list.ids.add(event.event_id)
-            self._note_unclassified(event)
-            key = (event.event_id, event.revision)
-            if key in seen:  # a record shifted across a page boundary between requests
+            groups.setdefault(event.event_id, []).append((f"{where}record {index}", event))
+
+    def _note_unmapped(self, record: Any, seen_list: _Listing, *, held: bool) -> None:
+        """Note a record that gave no event as listed: by its id when it can be read (``held``:
+        quarantined, so still on), else by its fingerprint."""
+        rid = self._mapper.record_id(record)
+        if rid is None:
+            seen_list.nameless.add(_fingerprint(record))
+            return
+        seen_list.ids.add(rid)
+        if held:
+            seen_list.held.add(rid)
+
+    def _merge_rows(self, groups: dict[str, list[Row]], result: PollResult,
+                    seen_list: _Listing) -> None:
+        """One event per id of the poll (:meth:`RecordMapper.merge`): a record listed once
+        per area, or served twice across a page boundary, is one record. Rows of one id that
+        disagree are quarantined together, the id still listed (held)."""
+        for event_id, rows in groups.items():
+            try:
+                event = self._mapper.merge(rows)
+            except EventError as exc:
+                result.quarantined.append(
+                    Quarantined(self.name, str(exc), [dict(e.raw) for _, e in rows]))
+                seen_list.held.add(event_id)
                 continue
-            seen.add(key)
+            self._note_unclassified(event)
             result.events.append(event)
+
+    def _hold_partial(self, result: PollResult, seen_list: _Listing) -> None:
+        """In a poll that did not see the whole list, hold back a record served on fewer rows
+        than it was listed on before: its other rows may be the ones not served, and an event
+        without their areas would tell those villages the work was called off."""
+        previous: Mapping[str, Any] = self._cursor.get("active") or {}
+        partial = [e for e in result.events
+                   if _rows_of(e) < _int_or(previous.get(e.event_id, {}).get("rows"), 1)]
+        if not partial:
+            return
+        for event in partial:
+            result.events.remove(event)
+            seen_list.held.add(event.event_id)
+        log.warning("http_json.rows_held", source=self.name,
+                    event_ids=[e.event_id for e in partial][:20],
+                    reason="the poll did not see the whole list")
 
     def _note_unclassified(self, event: OutageEvent) -> None:
         """Log an outage-type value no mapping classifies, once per value: its records are

@@ -23,6 +23,9 @@ Two presets cover the 95598 outage-notice formats (docs/design.md §4):
                                 "powerRange", "powerArea", "powerCircuit", "powerCause"}],
               "total"}}
 
+(success code ``"code": "1"``, 查询成功: a reply whose ``code`` is none of its success values
+fails the poll, an empty list in it is no "no outages").
+
 ``95598_workorder`` (trouble calls: work orders of customer service)::
 
     {"data": {"records": [{"orderNo", "acceptTime", "custNo", "meterNo", "tgNo", "lineName",
@@ -51,14 +54,16 @@ once per mapper, not at every poll.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import tzinfo
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
 from typing import Any, Final
 
 import structlog
 
-from outage_sentinel.config import FieldMap, HttpJsonSourceConfig, PaginationConfig
+from outage_sentinel.config import SUCCESS_VALUES, FieldMap, HttpJsonSourceConfig, PaginationConfig
 from outage_sentinel.events import (
     KINDS,
     STATUSES,
@@ -79,6 +84,11 @@ log = structlog.get_logger(__name__)
 #: How many ignored (record, field, value) times a mapper remembers so as to log each once; past
 #: that it forgets them all and starts again (a feed of many bad ETRs logs them again, rarely).
 MAX_TIME_WARNINGS_REMEMBERED: Final = 4096
+#: Key of a merged event's raw payload that keeps the other rows of its record (the first
+#: row's own keys stay at the top level, as for a record of one row): nothing served is lost.
+MERGED_ROWS: Final = "sentinel_merged_rows"
+#: A row of a poll: where it was served (``page 2: record 1``) and the event it maps to.
+Row = tuple[str, OutageEvent]
 
 
 class _Missing:
@@ -206,7 +216,18 @@ class Preset:
     pagination: PaginationConfig
     #: Where the feed gives the count of all its records (None: it gives none).
     total_count_path: str | None = None
+    #: Where the reply says whether it succeeded (None: only ``"success": false`` fails it),
+    #: and what it says then: an error reply may still carry an empty list.
+    success_path: str | None = None
+    success_values: tuple[str | int | bool, ...] = SUCCESS_VALUES
+    #: A reply without anything at ``success_path`` passes (a gateway may strip the code);
+    #: one that has it must say success. A configured ``success_path`` is always required.
+    success_optional: bool = False
 
+
+#: The newer 95598 format answers ``"code": "1"`` (查询成功) on success, where most gateways
+#: say 0 / 200; "1" is a success for this format only (elsewhere it may be an error code).
+POWERCUT_SUCCESS_VALUES: Final = (*SUCCESS_VALUES, "1")
 
 PRESETS: Final[dict[str, Preset]] = {
     "95598_list": Preset(
@@ -241,6 +262,9 @@ PRESETS: Final[dict[str, Preset]] = {
         ),
         pagination=PaginationConfig(mode="none"),
         total_count_path="data.total",
+        success_path="code",
+        success_values=POWERCUT_SUCCESS_VALUES,
+        success_optional=True,
     ),
     "95598_workorder": Preset(
         records_path="data.records",
@@ -253,11 +277,12 @@ PRESETS: Final[dict[str, Preset]] = {
 
 
 def resolve_mapping(config: HttpJsonSourceConfig) -> Preset:
-    """The effective records path, field map, pagination and total-count path of a source.
+    """The effective records path, field map, pagination, total-count path and success check
+    of a source.
 
     A preset supplies them; each one given explicitly in the config replaces the preset's
     (whole, not merged: a ``fields`` block is a complete field map; ``total_count_path: null``
-    reads no count).
+    reads no count, ``success_path: null`` checks no code).
     """
     preset = PRESETS[config.preset] if config.preset is not None else None
     records_path = config.records_path if config.records_path is not None else (
@@ -267,10 +292,17 @@ def resolve_mapping(config: HttpJsonSourceConfig) -> Preset:
         preset.pagination if preset else PaginationConfig())
     if records_path is None or fields is None:  # the config validator already forbids this
         raise ValueError(f"source {config.name}: give a preset or records_path and fields")
-    total_count_path = config.total_count_path if "total_count_path" in config.model_fields_set \
+    given = config.model_fields_set
+    total_count_path = config.total_count_path if "total_count_path" in given \
         else (preset.total_count_path if preset else None)
+    # A success check given in the config is the config's, required (as documented).
+    path, optional = (preset.success_path, preset.success_optional) if preset is not None \
+        and "success_path" not in given else (config.success_path, False)
+    success_values = tuple(config.success_values) if "success_values" in given \
+        or preset is None else preset.success_values
     return Preset(records_path=records_path, fields=fields, pagination=pagination,
-                  total_count_path=total_count_path)
+                  total_count_path=total_count_path, success_path=path,
+                  success_values=success_values, success_optional=optional)
 
 
 # -- mapping ------------------------------------------------------------------------------------
@@ -302,6 +334,29 @@ def _clip_value(value: Any, limit: int = 60) -> str:
 
 def _is_empty(value: Any) -> bool:
     return value is MISSING or value is None or (isinstance(value, str) and not value.strip())
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if item and item not in out:
+            out.append(item)
+    return out
+
+
+def _joined(texts: Iterable[str]) -> str:
+    """Texts of several rows as one, each part once (a part is what ``；`` separates)."""
+    return "；".join(_unique(p.strip() for t in texts for p in t.split("；")))
+
+
+def _distinct_rows(rows: Sequence[Row]) -> list[Row]:
+    """The rows in a fixed order (by their content), a row served twice taken once (it moved
+    across a page boundary between two requests of the poll)."""
+    keyed: dict[str, Row] = {}
+    for row in rows:
+        key = json.dumps(row[1].raw, sort_keys=True, ensure_ascii=False, default=str)
+        keyed.setdefault(key, row)
+    return [keyed[k] for k in sorted(keyed)]
 
 
 class RecordMapper:
@@ -459,6 +514,97 @@ class RecordMapper:
                 refs.append(value)
         return tuple(refs)
 
+    def merge(self, rows: Sequence[Row]) -> OutageEvent:
+        """One event of the rows a poll served under one id. Outage systems list a work order
+        once per transformer area; read as rows replacing each other, such a record flipped
+        between its areas at every poll and no village of it heard the right thing.
+
+        The areas, area text and causes of the rows are joined; every other field must agree
+        (an ETR: the latest is kept and the others logged), or :class:`EventError` names the
+        id, the field and each row's value: no row is picked silently. Rows are taken in a
+        fixed order (their content), so the order a feed lists them in changes nothing."""
+        distinct = _distinct_rows(rows)
+        if len(distinct) == 1:
+            return distinct[0][1]
+        events = [e for _, e in distinct]
+        f = self.fields
+        kind, unclassified = self._merged_kind(distinct)
+        for name, path in (("status", f.status), ("start", f.start), ("end", f.end)):
+            self._agreed(distinct, name, path, optional=False)
+        raw = {k: v for k, v in events[0].raw.items() if k != UNCLASSIFIED_KIND}
+        raw[MERGED_ROWS] = [dict(e.raw) for e in events[1:]]
+        if unclassified is not None:
+            raw[UNCLASSIFIED_KIND] = unclassified
+        return replace(
+            events[0], kind=kind, raw=raw, revision=self._merged_revision(events),
+            feeder=self._agreed(distinct, "feeder", f.feeder, optional=True),
+            device=self._agreed(distinct, "device", f.device, optional=True),
+            expected_restoration=self._merged_etr(distinct),
+            transformers=tuple(_unique(r for e in events for r in e.transformers)),
+            area_text=_joined(e.area_text for e in events),
+            cause=_joined(e.cause for e in events))
+
+    def _agreed(self, rows: Sequence[Row], name: str, path: str | None, *,
+                optional: bool) -> Any:
+        """The value every row gives for ``name`` (``optional``: rows that give none agree
+        with any); :class:`EventError` naming the rows' values if they differ."""
+        values = {getattr(e, name) for _, e in rows}
+        if optional:
+            values.discard(None)
+        if len(values) > 1:
+            raise self._conflict(rows, name, path, lambda e: getattr(e, name))
+        return next(iter(values), None)
+
+    def _merged_kind(self, rows: Sequence[Row]) -> tuple[Kind, str | None]:
+        """The kind the classified rows agree on (an unclassified row names none), and the
+        unclassified value when no row is classified."""
+        classified = [(w, e) for w, e in rows if UNCLASSIFIED_KIND not in e.raw]
+        if not classified:
+            return rows[0][1].kind, rows[0][1].raw[UNCLASSIFIED_KIND]
+        if len({e.kind for _, e in classified}) > 1:
+            raise self._conflict(classified, "kind", self.fields.kind, lambda e: e.kind)
+        return classified[0][1].kind, None
+
+    def _merged_etr(self, rows: Sequence[Row]) -> datetime | None:
+        """The latest ETR of the rows: no village is promised its power back before the
+        record says any of its areas is. The earlier ones are logged (once) as set aside."""
+        given = [(w, e, e.expected_restoration) for w, e in rows
+                 if e.expected_restoration is not None]
+        if not given:
+            return None
+        latest = max(etr for _, _, etr in given)
+        path = self.fields.expected_restoration or "expected_restoration"
+        label = self._label("expected_restoration", path)
+        for where, e, etr in given:
+            if etr != latest:
+                self._ignore_time(e.event_id, label, get_path(e.raw, path),
+                                  f"{where}: another row of the record gives a later "
+                                  f"{label}: the latest is kept")
+        return latest
+
+    def _merged_revision(self, events: Sequence[OutageEvent]) -> str:
+        """The feed's revision when every row gives the same one, one of all of them when
+        they differ; without a revision field, none (the merged content's fingerprint)."""
+        if self.fields.revision is None:
+            return ""
+        revisions = sorted({e.revision for e in events})
+        if len(revisions) == 1:
+            return revisions[0]
+        return hashlib.sha256("\n".join(revisions).encode("utf-8")).hexdigest()[:16]
+
+    def _conflict(self, rows: Sequence[Row], name: str, path: str | None,
+                  value: Callable[[OutageEvent], Any]) -> EventError:
+        """The error for rows of one id that disagree on ``name``: each row's value as the
+        feed gave it."""
+        label = self._label(name, path) if path else name
+        shown = "; ".join(
+            f"{where}: " + ("missing" if path and get_path(e.raw, path) is MISSING else
+                            _clip_value(get_path(e.raw, path) if path else value(e)))
+            for where, e in rows)
+        return EventError(f"record id {rows[0][1].event_id!r} is listed on {len(rows)} rows "
+                          f"that disagree on {label} ({shown}): which row is right cannot be "
+                          "told, so none is used")
+
     def record_id(self, record: Any) -> str | None:
         """The id of a record, when it can be read (a record quarantined for another field is
         still listed by the feed); None otherwise."""
@@ -523,14 +669,18 @@ _MESSAGE_KEYS: Final = ("msg", "message", "errmsg", "errMsg", "error", "resultMs
 
 
 def envelope_failure(payload: Any, success_path: str | None,
-                     success_values: Sequence[str | int | bool]) -> str | None:
+                     success_values: Sequence[str | int | bool], *,
+                     optional: bool = False) -> str | None:
     """Why the reply is an error envelope (``None``: it is not). With ``success_path``, the
-    value there must be one of ``success_values`` (compared as lower-case text); without it,
-    only a top-level ``"success": false`` marks one. An error envelope may still hold an
-    empty list, which read as "no outages" would end every open outage."""
+    value there must be one of ``success_values`` (compared as lower-case text; ``optional``:
+    unless there is none); without it, only a top-level ``"success": false`` marks one. An
+    error envelope may still hold an empty list, which read as "no outages" would end every
+    open outage."""
     said = next((str(payload[k])[:200] for k in _MESSAGE_KEYS
                  if isinstance(payload, Mapping) and payload.get(k)), "")
     tail = f" ({said})" if said else ""
+    if optional and success_path is not None and get_path(payload, success_path) is MISSING:
+        success_path = None
     if success_path is None:
         if isinstance(payload, Mapping) and payload.get("success") is False:
             return f"the reply says success: false{tail}"
@@ -542,6 +692,32 @@ def envelope_failure(payload: Any, success_path: str | None,
     wanted = {str(v).strip().lower() for v in success_values}
     if str(value).strip().lower() not in wanted:
         return f"success_path {success_path!r} is {str(value)[:50]!r}, not a success{tail}"
+    return None
+
+
+#: Top-level keys a reply's own result code is found under (the 95598 formats use ``code``).
+CODE_KEYS: Final = ("code", "resultCode", "retCode")
+
+
+def envelope_doubt(payload: Any, success_values: Sequence[str | int | bool]) -> str | None:
+    """Why a reply checked by no ``success_path`` may still be an error (``None``: nothing
+    says so): a top-level result code (:data:`CODE_KEYS`) that is none of ``success_values``.
+
+    The poll is not failed for it — the format documents no code, so an unknown one may be a
+    success the config does not know — but a list it came with is not taken as the whole
+    list: a snapshot ends no record from it (``系统繁忙`` with an empty list is no "all over").
+    """
+    if not isinstance(payload, Mapping):
+        return None
+    wanted = {str(v).strip().lower() for v in success_values}
+    for key in CODE_KEYS:
+        value = payload.get(key, MISSING)
+        if value is MISSING or str(value).strip().lower() in wanted:
+            continue
+        said = next((str(payload[k])[:200] for k in _MESSAGE_KEYS if payload.get(k)), "")
+        tail = f" ({said})" if said else ""
+        return (f"the reply's {key} {str(value)[:50]!r} is not a known success{tail}; "
+                "set success_path and success_values if it is one")
     return None
 
 
