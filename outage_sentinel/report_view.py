@@ -47,6 +47,12 @@ if TYPE_CHECKING:
 
     from outage_sentinel.reports import Report
 
+#: An area's ``mark`` (``reports.AREA_MARKS``): counted, or only possibly off and not counted.
+MARK_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"confirmed": "计入", "possible": "可能受影响（不计入）"},
+    "en": {"confirmed": "counted", "possible": "possibly affected (not counted)"},
+}
+
 #: Languages a report can be written in.
 LANGUAGES = ("zh", "en")
 
@@ -119,12 +125,15 @@ AREA_VIEW: Sequence[Column] = (
     ("back_at", "恢复于", "Back at", "time"),
     ("hours", "小时", "Hours", "h2"),
     ("customer_hours", "时户数", "Customer-hours", "f1"),
+    ("mark", "计入指标", "In the figures", "mark"),
 )
 SUMMARY_VIEW: Sequence[Column] = (
     ("period_start", "统计起", "Period start", "time"),
     ("period_end", "统计止", "Period end", "time"),
     ("hours_in_period", "统计小时数", "Hours in period", "h2"),
     *SCOPE_VIEW,
+    ("possible_customer_hours", "可能受影响时户数（不计入）",
+     "Possibly affected customer-hours (not counted)", "f1"),
     ("temporary_incidents", "其中临时停电", "of which temporary", "int"),
     ("cancelled_incidents", "取消", "Cancelled", "int"),
     ("momentary_incidents", "短时停电（不计入）", "Short interruptions (not counted)", "int"),
@@ -273,6 +282,7 @@ _FORMATS: dict[str, Callable[[Any, str], str]] = {
     "class": lambda v, lang: label(CLASS_LABELS, lang, str(v)),
     "interruption": lambda v, lang: label(INTERRUPTION_LABELS, lang, str(v)),
     "area_type": lambda v, lang: label(AREA_TYPE_LABELS, lang, str(v)),
+    "mark": lambda v, lang: label(MARK_LABELS, lang, str(v)),
 }
 
 

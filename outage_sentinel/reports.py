@@ -16,13 +16,15 @@ start: never off). An area is off in one or more spells:
 
 * from when it went off: the earliest start of the records naming it (an area a later record
   added is off from that record's start; one no record names, inferred below a device, from
-  the incident's start), never before the incident ``start``;
+  the incident's start), never before the incident's start; planned work re-issued under a
+  new id once under way is off from its first record's start (:func:`went_off_at`);
 * until a restoration step (incident-log stage ``partially_restored`` or ``restored``) whose
   ``details["transformers"]`` lists it; a step without a transformer list restores every area
   still off; an operator's ``restoration_undone`` step listing it (``incidents reopen``) starts
-  another spell; while the incident is on, an area its state counts off again (in its scope,
-  not back, not taken out: a source said it is off again; when is not logged) is off on from
-  its last return;
+  another spell; an area back that a record begun since says is off again is off again from
+  that record's start (the time it was back is not counted), until a restoration step lists it
+  or, while the incident is on and its state counts it off, on (with no such record, when it
+  went off again is not known: off on from its last return);
 * a spell still open ends at the incident's ``end_time``; if that is missing: ``now`` while
   the incident is active, else the time it was last updated;
 * an area counted back unconfirmed at the end is off until a later ``confirmed_back`` step
@@ -53,8 +55,14 @@ The scope is the whole area (N = all customers of the topology), a feeder (the c
 transformers it energises; an area's hours count to the feeder that energises it, which can
 differ from the incident's feeder after a transfer) or a village (its transformers' customers).
 Outages of planned *and* temporary work are 预安排停电 and reported together as ``planned``;
-faults as ``fault``. An incident whose transformers are all unknown to the topology falls back to
-its ``customers`` column as one pseudo-area (restoration steps then subtract their
+faults as ``fault``: each area's spell by the outage notice that took it off (a fault that
+joins planned work counts only the areas it took off; :meth:`_Records.class_of`), an incident
+as ``fault`` when a fault took one of its areas off. Areas only possibly off (可能受影响: named
+imprecisely, "XX村部分用户", or only inferred by the localiser, below no device a source or the
+command centre named: :func:`possible_areas`) are listed (``mark`` ``possible`` in ``areas``,
+``possible_customers`` / ``possible_customer_hours``) and left out of every figure.
+An incident whose transformers are all unknown to the topology falls back to its ``customers``
+column as one pseudo-area (restoration steps then subtract their
 ``details["customers"]``); its hours count to the whole area and its feeder, not to a village.
 One with some areas unknown (renamed or removed by a topology reload since) counts the rest of
 its customers (its ``customers`` less its known areas') the same way, back with the rest.
@@ -73,7 +81,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -105,11 +113,14 @@ INCIDENT_COLUMNS = [
     "first_evidence", "first_liaison_notice", "notice_latency_min", "crew", "crew_name",
     "arrival_deadline",
     "arrived_at", "met_commitment", "calls", "unconfirmed_areas", "interruption",
+    "possible_customers", "possible_customer_hours",
 ]
 AREA_COLUMNS = [
     "incident_id", "class", "transformer", "feeder", "village", "customers", "off_from",
-    "back_at", "hours", "customer_hours",
+    "back_at", "hours", "customer_hours", "mark",
 ]
+#: An area's ``mark`` in the ``areas`` table: counted in the figures, or only possibly off.
+AREA_MARKS = ("confirmed", "possible")
 SCOPE_COLUMNS = [
     "customers", "incidents", "fault_incidents", "planned_incidents", "customer_hours",
     "fault_customer_hours", "planned_customer_hours", "aihc1_h", "rs1_pct",
@@ -226,6 +237,9 @@ class _Area:
     customers: int
     off_from: datetime
     back_at: datetime
+    #: False for an area only possibly off (可能受影响: named imprecisely, or only the
+    #: localiser's inference): listed, not in the figures (:func:`possible_areas`).
+    confirmed: bool = True
 
 
 def build_report(store: Store, topology: Topology, start: datetime, end: datetime, tz: tzinfo,
@@ -245,14 +259,17 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
                                                                    upto)
     incidents = _incidents_frame(incident_rows, tz)
     area_df = _areas_frame(areas, tz)
+    counted = confirmed_areas(area_df)
     hours = _period_hours(start, end, now)
-    by_feeder = _by_feeder(topology, scope, incidents, area_df, feeder_touch, ctx.feeder_names,
+    by_feeder = _by_feeder(topology, scope, incidents, counted, feeder_touch, ctx.feeder_names,
                            hours)
-    by_village = _by_village(topology, scope, incidents, area_df, village_touch, hours)
+    by_village = _by_village(topology, scope, incidents, counted, village_touch, hours)
     answers = [a for iid in incidents["id"] for a in store.answers(str(iid))]
     by_village = _with_confirmations(by_village, area_df, answers, tz)
     dead_df = _dead_frame(dead, tz)
-    summary = _summary(scope, incidents, area_df, dead_df, start, end, tz, now, hours)
+    summary = _summary(scope, incidents, counted, dead_df, start, end, tz, now, hours)
+    summary["possible_customer_hours"] = union_customer_hours(
+        area_df[area_df["mark"] != AREA_MARKS[0]])
     _add_calls_and_answers(summary, store.calls_between(start, upto), by_village, answers)
     return Report(start=start, end=end, tz=tz, now=now, incidents=incidents, by_feeder=by_feeder,
                   by_village=by_village, summary=summary, dead_letters=dead_df, areas=area_df)
@@ -281,8 +298,10 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
     village_touch: dict[str, set[str]] = {}
     for row in rows:
         log = logs.get(row["id"], [])
-        klass = incident_class_of(row["kind"])
-        inc_areas, eff_end = _areas_of(row, log, ctx.topology, klass, ctx.now)
+        row = {**row, "start": went_off_at(row, log)}
+        inc_areas, eff_end = _areas_of(row, log, ctx.topology, incident_class_of(row["kind"]),
+                                       ctx.now)
+        klass = class_of_areas(inc_areas, row["kind"])
         nominal_end = eff_end if eff_end is not None else ctx.now
         if not (row["start"] < end and (nominal_end > start or row["start"] >= start)):
             continue
@@ -290,7 +309,8 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
         clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
         if interruption == "sustained":
             areas.extend(clipped)
-            _note_touched(row, inc_areas, feeder_touch, village_touch)
+            _note_touched(row, [a for a in inc_areas if a.confirmed], feeder_touch,
+                          village_touch)
         else:
             clipped = []
         incident_rows.append({**_incident_row(ctx, row, log, klass, inc_areas, clipped,
@@ -379,8 +399,11 @@ def _incident_row(ctx: _RowContext, row: Mapping[str, Any], log: Sequence[Mappin
         "feeder": row["feeder"], "feeder_name": ctx.feeder_names.get(row["feeder"], ""),
         "start": _local(row["start"], tz), "end": _local(eff_end, tz),
         "duration_h": duration,
-        "customers": sum(a.customers for a in inc_areas),
-        "customer_hours": sum(a.customers * _hours(a.off_from, a.back_at) for a in clipped),
+        "customers": _customers(a for a in inc_areas if a.confirmed),
+        "customer_hours": _customer_hours(a for a in clipped if a.confirmed),
+        # 可能受影响: named imprecisely or only inferred, listed apart from the figures.
+        "possible_customers": _customers(a for a in inc_areas if not a.confirmed),
+        "possible_customer_hours": _customer_hours(a for a in clipped if not a.confirmed),
         "villages": "、".join(_village_name(topology, v) for v in villages),
         "cause_category": row.get("cause_category") or "",
         "stage": row.get("stage") or "", "parent_id": row.get("parent_id") or "",
@@ -394,6 +417,23 @@ def _incident_row(ctx: _RowContext, row: Mapping[str, Any], log: Sequence[Mappin
         # Counted back when its records ended, nothing yet saying so (恢复待确认).
         "unconfirmed_areas": len((row.get("state") or {}).get("unconfirmed") or ()),
     }
+
+
+def _customers(areas: Iterable[_Area]) -> int:
+    """The customers of ``areas``, each transformer area once (an area off in two spells
+    is still its customers)."""
+    seen: dict[str | None, int] = {}
+    total = 0
+    for a in areas:
+        if a.transformer is None:
+            total += a.customers
+        else:
+            seen[a.transformer] = a.customers
+    return total + sum(seen.values())
+
+
+def _customer_hours(areas: Iterable[_Area]) -> float:
+    return sum(a.customers * _hours(a.off_from, a.back_at) for a in areas)
 
 
 def incident_class_of(kind: str) -> str:
@@ -449,10 +489,8 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
     remaining_end = rest_end if rest_end is not None else max(now, start)
     later = _later_back(log)
     if known:
-        spells = _AreaSpells(row, log, known, remaining_end, later, ongoing=rest_end is None)
-        starts = _area_starts(row, steps)
-        areas = [_transformer_area(row, klass, t, topology, off, back)
-                 for t in known for off, back in spells.of(t, starts.get(t, start))]
+        areas = _known_spells(row, log, known, topology, klass, remaining_end,
+                              rest_end is None)
         areas += _renamed_areas(row, klass, known, steps, topology, remaining_end)
     else:
         areas = _unplaced_areas(row, klass, steps, remaining_end)
@@ -462,6 +500,145 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
     if eff_end is None and areas and all(a.back_at < remaining_end for a in areas):
         eff_end = max(a.back_at for a in areas)  # every area back, status not yet updated
     return areas, eff_end
+
+
+def _known_spells(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
+                  known: Sequence[str], topology: Topology, klass: str,
+                  remaining_end: datetime, ongoing: bool) -> list[_Area]:
+    """The spells off of the incident's ``known`` areas, each classed by the record that
+    took the area off (:meth:`_Records.class_of`) and marked possible or not."""
+    records = _Records.of(row, log)
+    steps = [e for e in log if e["stage"] in RESTORATION_STAGES]
+    spells = _AreaSpells(row, log, known, remaining_end, _later_back(log), ongoing,
+                         records.starts)
+    starts = _area_starts(row, steps, records.unbegun)
+    possible = possible_areas(row, topology)
+    return [_transformer_area(row, records.class_of(t, off, klass), t, topology, off, back,
+                              t not in possible)
+            for t in known for off, back in spells.of(t, starts.get(t, row["start"]))]
+
+
+@dataclass(frozen=True)
+class _Records:
+    """What an incident's records (its state's members) say of each area, read once:
+
+    ``starts``: when the records saying an area is off (an outage notice or a meter's dark
+    report, not called off) began, for an area off again after it came back; ``kinds``: each
+    outage notice naming the area, ``(start, class)``, for which kind of outage took it off;
+    ``opening``: every outage notice's, for an area no notice names; ``unbegun``: records of
+    planned work re-issued under a new id before they began (their times were never the
+    work's, :func:`reissued_records`)."""
+
+    starts: Mapping[str, tuple[datetime, ...]]
+    kinds: Mapping[str, tuple[tuple[datetime, str], ...]]
+    opening: tuple[tuple[datetime, str], ...]
+    unbegun: frozenset[str]
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> _Records:
+        members = (row.get("state") or {}).get("members") or {}
+        unbegun = reissued_records(members, log)[1]
+        starts: dict[str, list[datetime]] = {}
+        kinds: dict[str, list[tuple[datetime, str]]] = {}
+        opening: list[tuple[datetime, str]] = []
+        for key, m in members.items():
+            at = _parse_time(m.get("start"))
+            if at is None or key in unbegun:
+                continue
+            if m.get("signal") in ("notice", "dead") and (m.get("status") != "cancelled"
+                                                          or m.get("superseded_by")):
+                for t in m.get("transformers") or ():
+                    starts.setdefault(t, []).append(at)
+            if m.get("signal") == "notice":
+                kind = (at, incident_class_of(str(m.get("kind") or "fault")))
+                opening.append(kind)
+                for t in m.get("transformers") or ():
+                    kinds.setdefault(t, []).append(kind)
+        return cls({t: tuple(v) for t, v in starts.items()},
+                   {t: tuple(v) for t, v in kinds.items()}, tuple(opening), unbegun)
+
+    def class_of(self, t: str, off: datetime, default: str) -> str:
+        """The class of the outage that took area ``t`` off at ``off`` (DL/T 836 classes each
+        customer's interruption by its cause, not by what later joined it): of the notices
+        naming it (none: of every notice), the one begun last by then, else the first to
+        begin; planned work before a fault of the same start (the work explains it)."""
+        kinds = self.kinds.get(t) or self.opening
+        if not kinds:
+            return default
+        began = [k for k in kinds if k[0] <= off]
+        at = max(k[0] for k in began) if began else min(k[0] for k in kinds)
+        classes = {c for s, c in kinds if s == at}
+        return "planned" if "planned" in classes else "fault"
+
+
+def class_of_areas(areas: Sequence[_Area], kind: str) -> str:
+    """An incident's class in the counts: ``fault`` when a fault took one of its areas off,
+    ``planned`` when planned or temporary work took every one off (a fault report the work
+    explains adds no fault); by its kind when it has no area."""
+    counted = [a for a in areas if a.confirmed] or list(areas)
+    if not counted:
+        return incident_class_of(kind)
+    return "fault" if any(a.klass == "fault" for a in counted) else "planned"
+
+
+def possible_areas(row: Mapping[str, Any], topology: Topology) -> frozenset[str]:
+    """The incident's areas only possibly off (可能受影响, as the villages are told): named
+    imprecisely ("XX村部分用户": by its words not every customer of them) or only inferred
+    by the localiser, and below no device a source reported operated or the command centre
+    set (below one, the topology makes the whole area off). The report lists them with
+    their customers apart; counting them would state a guess as customers' hours off."""
+    state = row.get("state") or {}
+    maybe = [t for t, mark in (state.get("scope") or {}).items() if mark != "reported"]
+    if not maybe:
+        return frozenset()
+    devices = [d for d in _named_devices(state) if d in topology.pos]
+    return frozenset(t for t in maybe if t not in topology.pos
+                     or not any(topology.is_downstream(t, d) for d in devices))
+
+
+def _named_devices(state: Mapping[str, Any]) -> list[str]:
+    """Devices a source's record (not called off) names operated, and the command centre's."""
+    named = [str(m["device"]) for m in (state.get("members") or {}).values()
+             if m.get("device") and m.get("signal") in ("notice", "device_open")
+             and m.get("status") != "cancelled"]
+    return [*named, *(state.get("device_set") or ())]
+
+
+def reissued_records(members: Mapping[str, Mapping[str, Any]],
+                     log: Sequence[Mapping[str, Any]]) -> tuple[dict[str, datetime], frozenset[str]]:
+    """The records of planned work re-issued under a new id (:attr:`Member.superseded_by`)
+    that had begun by then, with their start, and those that had not. One had begun when its
+    start had passed at the re-issue and the record re-issuing it does not start later than
+    the re-issue: the outage system stamps an edit of work under way with the edit's time,
+    while the power went off at the first record's start. A re-issue to a start still to
+    come moved work that had not begun."""
+    when = {str((e.get("details") or {}).get("record")): e["at"] for e in reversed(log)
+            if e["stage"] == "reissued"}
+    begun: dict[str, datetime] = {}
+    unbegun: set[str] = set()
+    for key, m in members.items():
+        by = members.get(str(m.get("superseded_by") or ""))
+        at = when.get(key) or _parse_time(m.get("seen_at"))
+        start = _parse_time(m.get("start"))
+        if by is None or at is None or start is None:
+            continue
+        new = _parse_time(by.get("start"))
+        if start < at and (new is None or new <= at):
+            begun[key] = start
+        else:
+            unbegun.add(key)
+    return begun, frozenset(unbegun)
+
+
+def went_off_at(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> datetime:
+    """When the incident's power went off: its start, or the start of planned work it had
+    re-issued under a new id once under way (:func:`reissued_records`). The incident's own
+    start leaves re-issued records out (a shifted window is the new record's, for the
+    notices); the customers were off from the first."""
+    members = (row.get("state") or {}).get("members") or {}
+    begun = reissued_records(members, log)[0]
+    start: datetime = min([row["start"], *begun.values()])
+    return start
 
 
 def _false_alarm(row: Mapping[str, Any]) -> bool:
@@ -493,22 +670,23 @@ def _called_off(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> set
             for t in (e.get("details") or {}).get("transformers") or () if t in restored}
 
 
-def _area_starts(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]
-                 ) -> dict[str, datetime]:
+def _area_starts(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
+                 unbegun: Collection[str] = ()) -> dict[str, datetime]:
     """When each area named by the incident's records went off: the earliest start of the
     records naming it (ended ones too), never before the incident's start, and the
     incident's start when a restoration step listed it before that (it was off already,
     inferred). An area no record names (inferred below a device) is off from the incident's
-    start (absent here)."""
+    start (absent here). Records of planned work re-issued before they began (``unbegun``)
+    say nothing of when the work began."""
     start: datetime = row["start"]
     first_back: dict[str, datetime] = {}
     for step in steps:
         for t in (step.get("details") or {}).get("transformers") or ():
             first_back[t] = min(first_back.get(t, step["at"]), step["at"])
     starts: dict[str, datetime] = {}
-    for member in ((row.get("state") or {}).get("members") or {}).values():
+    for key, member in ((row.get("state") or {}).get("members") or {}).items():
         at = _parse_time(member.get("start"))
-        if at is None or member.get("signal") in ("alive", "device_closed"):
+        if at is None or member.get("signal") in ("alive", "device_closed") or key in unbegun:
             continue
         for t in member.get("transformers") or ():
             starts[t] = min(starts.get(t, at), at)
@@ -522,9 +700,12 @@ class _AreaSpells:
     written: a restoration step listing an area (one listing none: every area) ends its
     spell, an operator's ``restoration_undone`` listing it starts another; a spell still
     open ends at ``remaining_end``, or at the time a step after the end gives (``later``,
-    :func:`_later_back`). While the incident is ``ongoing``, an area its state counts off
-    again (in the estimate, not back, not taken out: a source said it is off again) is off on
-    from its last return."""
+    :func:`_later_back`). An area back that a record begun since says is off again (``named``:
+    the starts of the records saying each area is off) is off again from that record's
+    start, until the next restoration step listing it or, while the incident is ``ongoing``
+    and its state counts it off (in the estimate, not back, not taken out), on: the gap
+    between its return and the new outage is not counted. Off again with no record begun
+    since (a record the source re-activated), when is not known: off on from its last return."""
 
     row: Mapping[str, Any]
     log: Sequence[Mapping[str, Any]]
@@ -532,6 +713,7 @@ class _AreaSpells:
     remaining_end: datetime
     later: Mapping[str, datetime]
     ongoing: bool
+    named: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The steps that start or end a spell, in the order written, each with the areas it
@@ -548,19 +730,27 @@ class _AreaSpells:
         for e, listed in self._steps:
             if t not in listed:
                 continue
+            if e["stage"] in RESTORATION_STAGES and since is None and spells:
+                since = self._again(t, spells[-1][1], min(e["at"], self.remaining_end))
             if e["stage"] in RESTORATION_STAGES and since is not None:
                 spells.append((since, max(since, min(e["at"], self.remaining_end))))
                 since = None
             elif e["stage"] == "restoration_undone" and since is None:
                 since = max(off_from, e["at"])
         if since is None and spells and self._off_again(t):
-            since = spells.pop()[0]  # when it went off again is not logged: counted on
+            since = self._again(t, spells[-1][1], self.remaining_end) or spells.pop()[0]
         if since is not None:
             spells.append((since, max(since, self.remaining_end)))
         if t in self.later and spells:
             since = spells[-1][0]
             spells[-1] = (since, max(since, self.later[t]))
         return spells
+
+    def _again(self, t: str, back: datetime, until: datetime) -> datetime | None:
+        """When area ``t``, back at ``back``, went off again before ``until``: the first
+        start after its return of a record saying it is off (None: no record says so)."""
+        again = [at for at in self.named.get(t, ()) if back < at < until]
+        return min(again) if again else None
 
     def _off_again(self, t: str) -> bool:
         """Its state counts it off again: in the estimate, not back, not taken out."""
@@ -616,11 +806,11 @@ def _rest_end(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
 
 
 def _transformer_area(row: Mapping[str, Any], klass: str, t: str, topology: Topology,
-                      off_from: datetime, back_at: datetime) -> _Area:
+                      off_from: datetime, back_at: datetime, confirmed: bool = True) -> _Area:
     """Area ``t`` of the incident, off from ``off_from`` until ``back_at``."""
     node = topology.nodes[t]
     return _Area(row["id"], klass, t, topology.feeder_of(t), node.village or None,
-                 node.customers, off_from, back_at)
+                 node.customers, off_from, back_at, confirmed)
 
 
 def _later_back(log: Sequence[Mapping[str, Any]]) -> dict[str, datetime]:
@@ -666,8 +856,7 @@ def _clip(area: _Area, start: datetime, end: datetime) -> _Area | None:
     lo, hi = max(area.off_from, start), min(area.back_at, end)
     if hi <= lo:
         return None
-    return _Area(area.incident_id, area.klass, area.transformer, area.feeder, area.village,
-                 area.customers, lo, hi)
+    return replace(area, off_from=lo, back_at=hi)
 
 
 def _arrival(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
@@ -710,6 +899,7 @@ def _areas_frame(areas: Sequence[_Area], tz: tzinfo) -> pd.DataFrame:
         "off_from": a.off_from.astimezone(tz), "back_at": a.back_at.astimezone(tz),
         "hours": _hours(a.off_from, a.back_at),
         "customer_hours": a.customers * _hours(a.off_from, a.back_at),
+        "mark": AREA_MARKS[0] if a.confirmed else AREA_MARKS[1],
     } for a in areas], columns=AREA_COLUMNS)
     for col in ("off_from", "back_at"):
         df[col] = _as_local_datetimes(df[col], tz)
@@ -733,6 +923,12 @@ def _scope_row(customers: int, incident_ids: set[str], klass: Mapping[str, str],
         "customer_hours": ch, "fault_customer_hours": fault, "planned_customer_hours": ch - fault,
         "aihc1_h": a, "rs1_pct": rs1(a, hours),
     }
+
+
+def confirmed_areas(areas: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the ``areas`` table the figures count: not those only possibly off
+    (:func:`possible_areas`)."""
+    return areas[areas["mark"] == AREA_MARKS[0]]
 
 
 def union_customer_hours(areas: pd.DataFrame) -> float:
@@ -942,6 +1138,14 @@ def _apart(s: pd.Series) -> str:
     return f"；另{'，'.join(parts)}" if parts else ""
 
 
+def _possible_line(s: pd.Series) -> list[str]:
+    """The customer-hours of areas only possibly off, which the figures leave out."""
+    if not s.get("possible_customer_hours", 0) > 0:
+        return []
+    return [f"另有可能受影响台区 {_fmt(s['possible_customer_hours'])} 时·户"
+            "（记录未确指停电台区，未计入指标）"]
+
+
 def daily_report_message(report: Report, top: int = 3) -> str:
     """A short Chinese plain-text summary for the command centre (well under 2048 bytes)."""
     s = report.summary.iloc[0]
@@ -959,6 +1163,7 @@ def daily_report_message(report: Report, top: int = 3) -> str:
         f"预安排 {_fmt(s['planned_customer_hours'])}）",
         f"用户平均停电时间 AIHC-1 {_fmt(s['aihc1_h'], 4)} 小时/户，"
         f"供电可靠率 RS-1 {_fmt(s['rs1_pct'], 4)}%",
+        *_possible_line(s),
     ]
     if s["notices_measured"]:
         lines.append(f"发现到首条村联络通知：中位 {_fmt(s['notice_latency_median_min'])} 分钟，"
