@@ -122,7 +122,7 @@ def told(tmp_path: Path) -> Iterator[Harness]:
 def read_by(store: Store, service: FakeService, rows: list[OutboxMessage], target: str
             ) -> list[str]:
     """What one WeCom group over its limit (1 a minute) reads of ``rows``, as delivered."""
-    channel = WeComChannel("wecom", robots={target: "key-group-0123456789abcdef"},
+    channel = WeComChannel("wecom", robots={target: f"key-{target}-0123456789abcdef"},
                            base_url=service.url, rate_limits=(RateLimit(1, 60),))
     enqueue(store, *(OutboxMessage(
         incident_id=r.incident_id, revision=r.revision, recipient=r.recipient,

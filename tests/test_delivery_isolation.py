@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from outage_sentinel.channels.base import Channel
+from outage_sentinel.channels.common import robot_rate_key
 from outage_sentinel.channels.dingtalk import DingTalkChannel
 from outage_sentinel.channels.feishu import FeishuChannel
 from outage_sentinel.channels.sms import SmsChannel, out_id
@@ -413,8 +414,9 @@ def test_many_targets_at_once_on_one_database(store: Store, sinks: dict[str, Sin
     for ch, ts in targets.items():
         for t in ts:
             assert sinks[ch].count(f"tok-{t}") == 3, (ch, t)
-    saved = d.limits.saved([f"{ch}/{t}" for ch, ts in targets.items() for t in ts])
-    assert all(len(saved.history(f"{ch}/{t}")) == 3 for ch, ts in targets.items() for t in ts)
+    keys = [f"{ch}/{robot_rate_key(f'tok-{t}')}" for ch, ts in targets.items() for t in ts]
+    saved = d.limits.saved(keys)
+    assert all(len(saved.history(k)) == 3 for k in keys)
 
 
 def test_a_timed_out_send_backs_off_from_when_it_ended(sqlite_store: Store,

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 
+from outage_sentinel.channels.common import robot_rate_key
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.delivery import Deliverer
 from outage_sentinel.outgoing import OutboxMessage
@@ -147,7 +148,7 @@ def test_rate_limited_past_max_age_is_dead_lettered(store: Store, wecom: FakeSer
                            rate_limits=DEFAULT_LIMITS["wecom"])
     d = Deliverer(store, {"wecom": channel}, short)
     for _ in range(20):
-        d.limits.allow(["wecom/g0"], T0, DEFAULT_LIMITS["wecom"])
+        d.limits.allow([f"wecom/{robot_rate_key(KEYS['g0'])}"], T0, DEFAULT_LIMITS["wecom"])
     with store.transaction() as conn:
         store.enqueue_in(conn, [notice(0)], T0)
     d.run_once(T0 + timedelta(seconds=1))

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from outage_sentinel.channels.common import robot_rate_key
 from outage_sentinel.channels.wecom import WeComChannel
 from outage_sentinel.cli import main as cli_main
 from outage_sentinel.config import Config, ConfigError, load_config
@@ -258,8 +259,9 @@ def test_two_regions_sending_to_one_robot_never_exceed_its_limit_together(pg_url
         for d in delivers:
             d.close()
         assert len(sink.received) == 3
-        saved = delivers[0].limits.saved(["wecom/g1"])
-        assert len(saved.history("wecom/g1")) == 3
+        robot = f"wecom/{robot_rate_key('tok-g1')}"
+        saved = delivers[0].limits.saved([robot])
+        assert len(saved.history(robot)) == 3
         statuses = sorted(r.status for s in stores for r in s.messages())
         assert statuses == ["pending", "sent", "sent", "sent"]  # the fourth waits its turn
     finally:

@@ -31,10 +31,11 @@ class SendResult:
     #: The service's id for the delivered message, if it returns one.
     provider_id: str | None = None
     #: A RETRY whose request may have reached the service: it went out and no verdict came
-    #: back (a timeout waiting for the reply, a connection dropped mid-exchange, a 2xx without
-    #: the service's verdict). The outbox resends such a message once at most, as after a
-    #: crash mid-send. ``False``: the service certainly did not take it (connection refused,
-    #: connect timeout, 5xx, an error code in the reply).
+    #: back (a timeout waiting for the reply, a connection or TLS stream dropped mid-exchange,
+    #: a gateway's 504, a 2xx JSON reply without the service's verdict). The outbox
+    #: resends such a message once at most, as after a crash mid-send. ``False``: the service
+    #: certainly did not take it (connection refused, connect timeout, a failed TLS handshake,
+    #: 500/502/503, a proxy's HTML page, an error code in the reply).
     uncertain: bool = False
     #: A RETRY because the service refuses the *target* for a while (WeCom 45009, DingTalk
     #: 130101, Feishu 11232, Aliyun flow control, HTTP 429): the outbox holds back every

@@ -27,6 +27,7 @@ from outage_sentinel.channels.common import (
     classify_code,
     http_attempt,
     http_status_result,
+    no_verdict,
     permanent,
     split_message,
     unconfirmed,
@@ -114,4 +115,6 @@ class DingTalkChannel(SignedRobotChannel):
         status = http_status_result(reply, self._redact)
         if status is not None:
             return status
+        if not isinstance(reply.body, dict) or "errcode" not in reply.body:
+            return no_verdict(reply, "errcode", self._redact)
         return classify_dingtalk(reply.body)

@@ -33,6 +33,7 @@ from outage_sentinel.channels.common import (
     classify_code,
     http_attempt,
     http_status_result,
+    no_verdict,
     permanent,
     split_message,
     unconfirmed,
@@ -148,4 +149,4 @@ class FeishuChannel(SignedRobotChannel):
         status = http_status_result(reply, self._redact)
         if status is not None:
             return status
-        return unconfirmed("no code in reply; delivery unconfirmed")
+        return no_verdict(reply, "code", self._redact)

@@ -56,7 +56,8 @@ def rate_limits_of(channel: Any) -> tuple[RateLimit, ...]:
 def rate_keys_of(channel: Any, message: Message) -> tuple[str, ...]:
     """Limiter keys for ``message``, prefixed by the channel name so channels never collide.
 
-    Robots count per target group; SMS per number and template (one key per number).
+    Robots count per robot (a hash of its key: targets sharing a robot share its budget);
+    SMS per number and template (one key per number).
     """
     keys = tuple(channel.rate_keys(message)) if isinstance(channel, RateLimited) \
         else (message.target,)

@@ -49,6 +49,7 @@ from outage_sentinel.channels.common import (
     http_attempt,
     http_status_result,
     mask_number,
+    no_verdict,
     permanent,
     rate_limited,
     retry,
@@ -66,8 +67,13 @@ _CHINA = ZoneInfo("Asia/Shanghai")
 _RETRY_CODES = {
     "isp.SYSTEM_ERROR", "isp.GATEWAY_ERROR", "Throttling", "Throttling.User", "Throttling.Api",
     "ServiceUnavailable", "InternalError", "SignatureNonceUsed", "InvalidTimeStamp.Expired",
-    # The account ran out of balance: an operator can top it up, after which sending works.
-    "isv.AMOUNT_NOT_ENOUGH",
+    # The account ran out of balance (AMOUNT_NOT_ENOUGH), or is suspended for arrears
+    # (OUT_OF_SERVICE, 业务停机: "top up to resume"): an operator's top-up fixes both, after
+    # which the same request goes through; until then it waits, bounded by the max age.
+    "isv.AMOUNT_NOT_ENOUGH", "isv.OUT_OF_SERVICE",
+    # The account's monthly total set in the console is used up: it lifts with the next month
+    # or when an operator raises it (the daily one, DAY_LIMIT_CONTROL, is a rate limit).
+    "isv.MONTH_LIMIT_CONTROL",
 }
 _PERMANENT_CODES: dict[str, str] = {
     "isv.MOBILE_NUMBER_ILLEGAL": "invalid phone number",
@@ -81,7 +87,6 @@ _PERMANENT_CODES: dict[str, str] = {
     "isv.INVALID_JSON_PARAM": "TemplateParam is not valid JSON",
     "isv.PARAM_LENGTH_LIMIT": "a template parameter is too long",
     "isv.BLACK_KEY_CONTROL_LIMIT": "text contains a forbidden keyword",
-    "isv.OUT_OF_SERVICE": "account suspended",
     "isv.ACCOUNT_NOT_EXISTS": "account does not exist",
     "isv.ACCOUNT_ABNORMAL": "account abnormal",
     "isv.DENY_IP_RANGE": "source IP denied",
@@ -258,4 +263,5 @@ class SmsChannel(HttpChannel):
         status = http_status_result(reply, self._redact)
         if status is not None:
             return status
-        return unconfirmed(f"no Code in reply for {who}; delivery unconfirmed")
+        result = no_verdict(reply, "Code", self._redact)
+        return replace(result, detail=f"{result.detail} [to {who}]")

@@ -31,6 +31,7 @@ from outage_sentinel.channels.common import (
     classify_code,
     http_attempt,
     http_status_result,
+    no_verdict,
     permanent,
     split_message,
     unconfirmed,
@@ -86,6 +87,10 @@ class WeComChannel(HttpChannel):
         self._robots = dict(robots)
         self._base = base_url.rstrip("/")
 
+    def robot_credential(self, target: str) -> str | None:
+        """The webhook key of ``target``'s robot (WeCom counts 20 a minute per key)."""
+        return self._robots.get(target)
+
     def parts(self, message: Message) -> tuple[Message, ...]:
         """``message`` split to WeCom's limits (text when it mentions or has no markdown)."""
         as_text = bool(message.mentions or not message.markdown)
@@ -115,4 +120,6 @@ class WeComChannel(HttpChannel):
         status = http_status_result(reply, self._redact)
         if status is not None:
             return status
+        if not isinstance(reply.body, dict) or "errcode" not in reply.body:
+            return no_verdict(reply, "errcode", self._redact)
         return classify_wecom(reply.body)

@@ -53,8 +53,10 @@ def contents(service: FakeService) -> list[str]:
 
 
 def joined(parts: list[str]) -> str:
-    """The parts' texts without their " (i/n)" markers, glued back at the cuts."""
-    return "\n".join(p.rsplit(" (", 1)[0] for p in parts)
+    """The parts' texts without their " (i/n)" markers and the heading each part after the
+    first repeats, glued back at the cuts."""
+    texts = [p.rsplit(" (", 1)[0] for p in parts]
+    return "\n".join([texts[0], *(t.split("\n", 1)[1] for t in texts[1:])])
 
 
 def test_a_long_dispatch_arrives_whole_in_numbered_parts(store: Store,

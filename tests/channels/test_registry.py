@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from outage_sentinel.channels.base import Channel, ChannelError, Message
+from outage_sentinel.channels.common import robot_rate_key
 from outage_sentinel.channels.dingtalk import DingTalkChannel
 from outage_sentinel.channels.feishu import FeishuChannel
 from outage_sentinel.channels.file import FileChannel
@@ -52,7 +53,7 @@ def test_builds_every_type_with_default_limits() -> None:
     m = Message(key="k", channel="sms", target="13812341234", text="")
     assert rate_keys_of(chans["sms"], m) == ("sms/13812341234/SMS_1",)
     assert rate_keys_of(chans["wx"], Message(key="k", channel="wx", target="g1", text="")) == (
-        "wx/g1",)
+        f"wx/{robot_rate_key('k-1234')}",)
     # Config secrets never show in a repr.
     assert all("k-1234" not in repr(c) and "s-5678" not in repr(c) for c in chans.values())
 
