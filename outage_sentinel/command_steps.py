@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from outage_sentinel import corrections
 from outage_sentinel.events import UNSTORABLE, OutageEvent, parse_time, split_list, unstorable_key
-from outage_sentinel.held_notices import keep_held_in
+from outage_sentinel.held_notices import keep_held_in, work_ahead
 from outage_sentinel.incidents import (
     BACK_NOTICES,
     OPERATOR_SOURCE,
@@ -115,7 +115,8 @@ class CommandSteps:
         # A village still off in another open incident is not told its supply is normal.
         if any(n.purpose in BACK_NOTICES for n in notices):
             notices, after, held = hold_back(
-                notices, after, self.processor.dark_elsewhere(conn, after, now))
+                notices, after, self.processor.dark_elsewhere(conn, after, now)
+                - work_ahead(notices, after, now, self.topology))
             if held:
                 keep_held_in(life.store, conn, after.id, held, now)
         # Villages a re-estimate dropped: what was queued for them and not sent is taken back.

@@ -11,6 +11,12 @@ held notice once the village is dark nowhere — whether the holding incident is
 on — unless the last thing its people heard was already that their supply is normal. A village
 held by an incident still on that goes off again in that incident is let go: that incident's
 own notices speak for it (it hears of the outage again, and of its end).
+
+Planned or temporary work called off before it began in a village is no "power back": its
+【停电取消】 speaks of a day ahead (届时正常供电), not of the supply now, so it is not held
+from a village dark in a fault (:func:`work_ahead`), nor found moot when it waited in the
+outbox; and one held all the same (work called off after it began) is never dropped because
+another incident's 恢复送电 came last: that said nothing of this work.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from outage_sentinel.incidents import (
     Notice,
     back_notices,
     dark_villages,
+    incident_class,
+    village_start,
     villages_off,
 )
 from outage_sentinel.lifecycle import Lifecycle
@@ -37,6 +45,20 @@ from outage_sentinel.topology import Topology
 
 #: Key prefix of the villages an incident holds back, ``held:<incident id>``.
 HELD_PREFIX = "held:"
+
+
+def work_ahead(notices: Iterable[Notice], inc: Incident, now: datetime,
+               topology: Topology) -> set[str]:
+    """Villages of ``inc``'s "cancelled" notices that are told of planned or temporary work
+    called off before it began there (its start for the village, :func:`village_start`,
+    still after ``now``): the notice speaks of that day, not of the supply now, so a village
+    dark in another incident hears it at once — held, it waited for that other outage's
+    restoration and was then taken as said by its 恢复送电, and the village kept expecting
+    work that will not come."""
+    if incident_class(inc.kind) == "unplanned":
+        return set()
+    return {v for n in notices if n.purpose == "cancelled" for v in n.villages
+            if village_start(inc, v, topology) > now}
 
 
 def keep_held_in(store: Store, conn: Connection, incident_id: str, villages: Iterable[str],
@@ -81,9 +103,11 @@ class DarkAgain:
         # The notice's own incident counts too: one over darkens nothing, and one still on
         # has the village off only if it went off again after the notice was planned.
         dark = dark_villages(open_incidents, now, topology)
+        found = [r for r in back if _village(r) in dark]
+        ahead = self._work_ahead(found, now, topology)
         out: dict[int, str] = {}
         elsewhere: dict[str, set[str]] = {}
-        for r in (r for r in back if _village(r) in dark):
+        for r in (r for r in found if r.id not in ahead):
             if r.incident_id not in elsewhere:  # rare: read only for the notices found moot
                 elsewhere[r.incident_id] = dark_villages(open_incidents, now, topology,
                                                          exclude=r.incident_id)
@@ -92,6 +116,19 @@ class DarkAgain:
             out[r.id] = f"village {_village(r)} is dark again ({where})"
         self._hold([r for r in back if r.id in out
                     and _village(r) in elsewhere[r.incident_id]], now)
+        return out
+
+    def _work_ahead(self, rows: Sequence[OutboxRow], now: datetime, topology: Topology
+                    ) -> set[int]:
+        """Ids of the cancellations among ``rows`` of planned or temporary work not begun in
+        their village (:func:`work_ahead`): true whatever is dark now, never moot. Their
+        incidents are read only for such rows (rare: a cancellation to a dark village)."""
+        out: set[int] = set()
+        for r in (r for r in rows if r.purpose == "cancelled"):
+            row = self.store.get_incident(r.incident_id)
+            if row is not None and work_ahead([Notice("cancelled", (_village(r),))],
+                                              Incident.from_json(row["state"]), now, topology):
+                out.add(r.id)
         return out
 
     def _hold(self, moot: Sequence[OutboxRow], now: datetime) -> None:
@@ -190,17 +227,29 @@ class HeldNotices:
         """Of the held villages ``free`` (dark nowhere), those told now (queued, and counted
         as told back): only a village this incident told (or will tell) of the outage hears
         it is over; one already told its supply is normal (by the incident that held it dark)
-        needs no second word."""
+        needs no second word — but not of planned or temporary work called off: no other
+        outage's 恢复送电 says that this work will not come."""
         if not free:
             return ()
         heard = {r.split(":")[1] for r in self.store.queued_in(conn, inc.id,
                                                                 ("outage", "update"))
                  if r.startswith("village:")}
-        tell = tuple(v for v in free if v in heard
-                     and self.store.last_village_purpose_in(conn, v, now) not in BACK_NOTICES)
+        # Work called off is news of this work alone: another outage's 恢复送电 said nothing
+        # of it, so it never counts as already told.
+        work_off = self._work_called_off(inc, free)
+        tell = tuple(v for v in free if v in heard and (
+            v in work_off
+            or self.store.last_village_purpose_in(conn, v, now) not in BACK_NOTICES))
         if tell:
             self._tell(conn, inc, tell, now)
         return tell
+
+    def _work_called_off(self, inc: Incident, villages: Sequence[str]) -> set[str]:
+        """Of ``villages``, those ``inc`` owes a cancellation of planned or temporary work."""
+        if incident_class(inc.kind) == "unplanned":
+            return set()
+        return {v for n in self._back_notices(inc, tuple(villages)) if n.purpose == "cancelled"
+                for v in n.villages}
 
     def _back_notices(self, inc: Incident, villages: tuple[str, ...]) -> list[Notice]:
         """The "power back" notices ``inc`` owes ``villages``, over or still on, as the

@@ -480,34 +480,68 @@ class Lifecycle:
             by = crews.restored_by(source or "operator", self.planner.renderer.language)
             self.crew_notices.stand_down_in(conn, inc, crew, now, actor, "cancelled", note=note,
                                             by=by)
-        reminders = tuple(f"reminder_{h:g}h" for h in self.config.planned.reminder_hours)
-        self.store.withdraw_pending_in(conn, inc.id, TAKEN_BACK + reminders, now,
+        self.store.withdraw_pending_in(conn, inc.id, TAKEN_BACK + self.reminder_purposes(), now,
                                        "incident cancelled")
         kept = [replace(n, villages=tuple(v for v in n.villages if v in told))
                 if n.purpose == "cancelled" else n for n in notices]
         return [n for n in kept if n.villages]
 
+    # -- planned work's reminders -------------------------------------------------------------
+
+    def reminder_purposes(self) -> tuple[str, ...]:
+        """The outbox purposes of the configured reminders (``reminder_24h``, ``reminder_1h``)."""
+        return tuple(f"reminder_{h:g}h" for h in self.config.planned.reminder_hours)
+
+    def start_moved_in(self, conn: Connection, before: Incident | None, after: Incident,
+                       now: datetime) -> int:
+        """Planned work moved to another start (postponed, brought forward, re-issued with a
+        new window): its reminders not sent yet announce a time that is no longer true, and
+        would reach the village beside the update giving the new one — they are taken back.
+        The new start's reminders are queued by :meth:`check` when due (keyed by that start,
+        :func:`reminder_revision`). Returns how many were taken back."""
+        if before is None or before.start == after.start or after.kind == "fault":
+            return 0
+        taken = self.store.withdraw_pending_in(
+            conn, after.id, self.reminder_purposes(), now,
+            f"the work moved from {before.start.isoformat()} to {after.start.isoformat()} "
+            f"(revision {after.revision})")
+        if taken:
+            self.log.info("reminders_taken_back", incident_id=after.id, messages=taken,
+                          start=after.start.isoformat())
+        return taken
+
     # -- clock checks -------------------------------------------------------------------------
 
     def check(self, now: datetime) -> int:
-        """Planned-outage reminders, crew deadlines; returns how many rows were queued."""
+        """Planned-outage reminders, crew deadlines; returns how many rows were queued.
+
+        The open incidents are read without a lock, only to find the work a reminder may be
+        due for; each reminder is decided again on the incident locked in the transaction
+        that queues it (:meth:`remind_in`): a cancellation or a new start committed meanwhile
+        by the poll, the CLI or the board must win, or the village reads 【停电取消】 and
+        then a reminder that the work goes ahead."""
         queued = self._check_deadlines(now)
-        hours = sorted(self.config.planned.reminder_hours)  # the nearest due window wins
+        hours = self.config.planned.reminder_hours
         for row in self.store.load_incidents(open_only=True):
-            inc = Incident.from_json(row["state"])
-            if inc.kind == "fault" or inc.status != "active" or inc.start <= now:
+            if row["kind"] == "fault":
                 continue
-            for h in hours:
-                due = inc.start - timedelta(hours=h)
-                announced = inc.created_at or inc.start
-                if not (due <= now < inc.start) or announced >= due:
-                    continue  # not yet due, or the first notice already came inside the window
-                purpose = f"reminder_{h:g}h"
-                with self.store.transaction() as conn:
-                    rows = self._reminder_rows(inc, purpose, now)
-                    queued += self.store.enqueue_in(conn, rows, now)
-                break  # only the nearest due reminder
+            inc = Incident.from_json(row["state"])
+            if due_reminder(inc, hours, now) is None:
+                continue
+            with self.store.transaction() as conn:
+                queued += self.remind_in(conn, inc.id, inc.start, now)
         return queued
+
+    def remind_in(self, conn: Connection, incident_id: str, start: datetime, now: datetime
+                  ) -> int:
+        """Queue the reminder due for ``incident_id`` if, locked and read again, it is still
+        active work starting at ``start`` (moved meanwhile: the next check reminds of the new
+        start). Returns how many rows were queued (none when this start's was already)."""
+        inc, _row = self.load_in(conn, incident_id)
+        purpose = due_reminder(inc, self.config.planned.reminder_hours, now)
+        if inc.start != start or purpose is None:
+            return 0
+        return self.store.enqueue_in(conn, self._reminder_rows(inc, purpose, now), now)
 
     def _check_deadlines(self, now: datetime) -> int:
         """Dispatch waiting faults when a crew is free; escalate arrival deadlines at risk
@@ -566,9 +600,33 @@ class Lifecycle:
         from outage_sentinel.incidents import Notice
 
         villages = tuple(villages_off(inc, self.topology))
-        # Revision 0: a reminder goes once per incident, whatever revisions follow.
-        return [r.but(revision=0, purpose=purpose)
+        # Keyed by the start it announces: once per start, whatever revisions follow (a
+        # restart queues nothing twice), and again when the work moves to another start.
+        revision = reminder_revision(inc.start)
+        return [r.but(revision=revision, purpose=purpose)
                 for r in self.planner.rows(inc, [Notice("reminder", villages)], now)]
+
+
+def reminder_revision(start: datetime) -> int:
+    """The outbox revision of a reminder of work starting at ``start``: its minutes since
+    1970 (UTC), so that the outbox's unique key holds one reminder per start and purpose —
+    a postponed job's reminders for the new date are new messages, a restart's are not."""
+    return int(start.timestamp()) // 60
+
+
+def due_reminder(inc: Incident, hours: Sequence[float], now: datetime) -> str | None:
+    """The purpose of the reminder due for ``inc`` at ``now`` (``reminder_24h``), or ``None``:
+    not active planned or temporary work, started already, no window reached, or the first
+    notice itself came inside the window. Only the nearest due window counts: one reminder
+    a check, and never a day-before one within the last hour."""
+    if inc.kind == "fault" or inc.status != "active" or inc.start <= now:
+        return None
+    announced = inc.created_at or inc.start
+    for h in sorted(hours):
+        due = inc.start - timedelta(hours=h)
+        if due <= now and announced < due:
+            return f"reminder_{h:g}h"
+    return None
 
 
 def parse_actor(actor: str | None) -> str:

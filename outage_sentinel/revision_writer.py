@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from outage_sentinel.config import Config
 from outage_sentinel.crew import restored_by
 from outage_sentinel.events import OutageEvent
-from outage_sentinel.held_notices import keep_held_in
+from outage_sentinel.held_notices import keep_held_in, work_ahead
 from outage_sentinel.incidents import (
     BACK_NOTICES,
     OPERATOR_SOURCE,
@@ -130,6 +130,7 @@ class RevisionWriter:
         self._save_incident(conn, current, after, f)
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
+        self.lifecycle.start_moved_in(conn, current, after, now)  # old start's reminders
         self._crew_and_care_steps(conn, current, after, event, now)
         if current is None or current.revision != after.revision:
             self.log.info("incident_revised", source=event.source, event_id=event.event_id,
@@ -149,14 +150,17 @@ class RevisionWriter:
     def _planned_notices(self, conn: Connection, current: Incident | None, after: Incident,
                          f: Fold) -> tuple[list[Notice], Incident]:
         """The notices ``after`` sends, and the incident as they leave it: the villages still
-        dark in another incident held back from "power back", planned work past its stop left
+        dark in another incident held back from "power back" (not from the cancellation of
+        work not begun: :func:`work_ahead`), planned work past its stop left
         unannounced, withdrawn inferences taken back, and what a cancellation takes back."""
         event, rnd, now = f.event, f.rnd, f.now
         notices, after = plan_notices(current, after, self.topology, self.etr_step)
         held: tuple[str, ...] = ()
         if any(n.purpose in BACK_NOTICES for n in notices):  # only then: a storm's rounds
-            notices, after, held = hold_back(notices, after,
-                                             self.dark_elsewhere(conn, after, now, rnd))
+            # Work called off before it began speaks of its day, not of the supply now.
+            dark = self.dark_elsewhere(conn, after, now, rnd) \
+                - work_ahead(notices, after, now, self.topology)
+            notices, after, held = hold_back(notices, after, dark)
         if held:
             keep_held_in(self.store, conn, after.id, held, now)
         notices, after = self._past_stop(conn, after, notices, f)

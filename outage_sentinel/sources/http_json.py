@@ -97,6 +97,9 @@ ABSENT_POLLS = 2
 #: record without a readable id may be that record) before ``http_json.restorations_blocked``
 #: is logged as an error; the gauge ``outage_sentinel_snapshot_held_polls`` shows the count.
 HELD_ALERT_POLLS = 3
+#: Key of a cursor's active record: when a complete poll first missed it (ISO time). A record
+#: gone before its start was called off; the first miss says when it went, not the second.
+MISSED_AT = "missed_at"
 #: Distinct unclassified outage-type values logged (``feed_unknown_kind``) per source.
 MAX_UNCLASSIFIED_LOGGED = 50
 
@@ -168,8 +171,9 @@ def snapshot(source: str, previous_cursor: Mapping[str, Any], result: PollResult
     95598 notice lists carry no status; an outage leaves the list when it ends. The
     active records are kept in the cursor (persisted with the events), and a record missing
     from :data:`ABSENT_POLLS` complete polls in a row becomes a ``restored`` revision added to
-    ``result`` (end: ``now``) — or, when its start is still ahead of ``now``, a ``cancelled``
-    one (no end, as a feed's own cancellation): the work was called off, no power went off.
+    ``result`` (end: ``now``) — or, when its start was still ahead when the first of those
+    polls missed it (kept in the cursor, :data:`MISSED_AT`), a ``cancelled`` one (no end, as a
+    feed's own cancellation): the work was called off, no power went off.
 
     No poll counts that was incomplete (``complete`` False: the page limit reached, a null
     list or a page without its page model — an error envelope looks like that —, fewer
@@ -261,7 +265,8 @@ def _end_missing(source: str, previous_cursor: Mapping[str, Any], result: PollRe
             continue
         misses = missed.get(event_id, 0) + 1
         if misses < ABSENT_POLLS:
-            kept[event_id] = info
+            # The first miss is when the record left the list: kept to judge it by.
+            kept[event_id] = {**info, MISSED_AT: now.isoformat()} if misses == 1 else info
             cursor["missing"][event_id] = misses
             continue
         _end(source, event_id, info, result, now)
@@ -303,7 +308,9 @@ def _end(source: str, event_id: str, info: Mapping[str, Any], result: PollResult
         # Gone before its start, the outage never took the power off: it was called off
         # (a village must not hear "恢复送电" the day before the work). Like a feed's own
         # "cancelled", it carries no end: the incident ends when the cancellation was seen.
-        before_start = start > now
+        # Judged at the first miss, when the record left: work called off at 10:05 for
+        # 10:10 is no restoration because the confirming miss came at 10:12.
+        before_start = start > _first_missed(info, now)
         result.events.append(OutageEvent(
             source=source, event_id=event_id, kind=info.get("kind", "fault"),
             status="cancelled" if before_start else "restored", start=start,
@@ -312,6 +319,15 @@ def _end(source: str, event_id: str, info: Mapping[str, Any], result: PollResult
                  + (" before its start" if before_start else "")}))
     except (EventError, KeyError, TypeError):
         pass  # a damaged cursor entry: forget it rather than fail the poll
+
+
+def _first_missed(info: Mapping[str, Any], now: datetime) -> datetime:
+    """When a record ending now was first missing from the list (:data:`MISSED_AT`); ``now``
+    for a cursor written before that was kept, or a damaged one."""
+    try:
+        return min(parse_time(info[MISSED_AT], "missed_at"), now)
+    except (EventError, KeyError, TypeError):
+        return now
 
 
 class HttpJsonSource:
