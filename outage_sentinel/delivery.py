@@ -22,6 +22,12 @@ The guarantees (docs/design.md §3) and how they are kept:
   incident to one recipient (a *chain*) go in the order they were queued, and an off-notice a
   later back-notice made moot is superseded, never sent (:mod:`outage_sentinel.ordering`,
   applied to each run's batch from the outbox, so it holds across workers and restarts).
+* A notice is true when it goes, not only when it was queued (:func:`moot_after_start`,
+  :func:`as_sent`): a reminder of planned work ("将于…停电，请提前做好准备") still waiting when
+  the work begins (a channel down, a retry) is superseded, never sent — a warning after the
+  fact is none, and the announcement already told the village; an announcement of work queued
+  before it began and sent after says so in a line under its heading; a reminder's SMS
+  ``hours`` is counted from the moment it goes.
 * Per-target rate limits (:mod:`outage_sentinel.ratelimit`) are checked before every request
   and the window is saved to the store *before* the request goes out
   (:mod:`outage_sentinel.shared_limits`), so neither a restart, a takeover nor a second region
@@ -86,6 +92,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for_jobs
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Literal, Protocol
@@ -93,11 +100,12 @@ from typing import Literal, Protocol
 from outage_sentinel.channels.base import Channel, Timed
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.ordering import chain_of, order
+from outage_sentinel.ordering import REMINDER_PREFIX, chain_of, order
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sending import GroupSender
 from outage_sentinel.sending import message_of as message_of
 from outage_sentinel.shared_limits import SharedLimits
+from outage_sentinel.sms_params import with_hours, without_etr
 from outage_sentinel.store import OutboxRow, Store
 
 #: A message waiting for an earlier one of its chain that is being sent is due again after
@@ -113,7 +121,21 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 #: an update, a reminder) go no later than this long before the outage starts — or at once,
 #: when it was queued later than that (a one-hour reminder): "停电…请提前做好准备" arriving
 #: after the work began would be no warning at all.
+#: The same lead holds before the expected restoration an update (or announcement) of an
+#: outage already in force states, when that time falls inside the quiet hours: held to the
+#: window's end, "预计恢复时间调整为 06:00" would be read at 07:00, a time gone by.
 PRE_START_LEAD = timedelta(hours=1)
+#: Purposes whose words promise the expected restoration they carry (``params["etr"]``).
+ETR_PURPOSES = frozenset({"outage", "update"})
+#: The lines a liaison's notice sent after a time it speaks of carries under its heading
+#: (:func:`late_lines`): its words were written for work not begun, or a time still ahead.
+LATE_LINES = {
+    "zh": {"started": "（本通知发出时停电已于{start}开始）",
+           "etr": "（本通知发出时已过预计恢复时间{etr}，恢复时间待定）"},
+    "en": {"started": "(Sent after the outage began at {start}.)",
+           "etr": "(Sent after the expected restoration {etr} had passed; restoration time "
+                  "not yet known.)"},
+}
 
 #: A delivery group: ``(channel name, target)``.
 GroupKey = tuple[str, str]
@@ -247,6 +269,7 @@ class Deliverer:
         self.clock = clock
         self.muter = muter
         self.moot = moot
+        self.language = language
         self.log = get_logger(component="delivery")
         #: The channels' rate-limit windows, shared by every node and region.
         self.limits = SharedLimits(store, clock())
@@ -356,10 +379,11 @@ class Deliverer:
             return [], 0
         self.sweep(now)
         rows = self.store.due_messages(now, self.batch_size, exclude=self.busy_groups())
+        rows = self._not_too_late(rows, now)
         rows = self._defer_quiet(rows, now)
         rows = self._unmuted(rows, now)
         rows = self._still_true(rows, now)
-        rows = self._in_order(rows, now)
+        rows = [as_sent(r, now, self.tz, self.language) for r in self._in_order(rows, now)]
         self.limits.forget_idle(now)
         groups: dict[GroupKey, list[OutboxRow]] = {}
         for row in rows:
@@ -383,6 +407,14 @@ class Deliverer:
         if self.muter is None or not rows:
             return rows
         return self._set_aside(rows, self.muter.muted(rows, now), now, "silenced")
+
+    def _not_too_late(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """``rows`` without the reminders whose work has begun (each marked ``superseded``
+        with why, :func:`moot_after_start`): checked before quiet hours, which would hold
+        them to the morning instead."""
+        why = {r.id: reason for r in rows
+               if (reason := moot_after_start(r, now, self.tz)) is not None}
+        return self._set_aside(rows, why, now, "superseded") if why else rows
 
     def _still_true(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """``rows`` without those no longer true to send (each marked ``superseded``, counted,
@@ -475,8 +507,9 @@ class Deliverer:
 
     def _defer_quiet(self, rows: Sequence[OutboxRow], now: datetime) -> list[OutboxRow]:
         """Hold non-fault messages for an audience in its quiet hours until they end — or,
-        for a notice of an outage not begun yet, until :data:`PRE_START_LEAD` before its
-        start (:meth:`_quiet_release`). Its age limit counts from the hold's end
+        for a notice of an outage not begun yet (or an update of one in force stating an
+        expected restoration inside the window), until :data:`PRE_START_LEAD` before that
+        time (:meth:`_quiet_release`). Its age limit counts from the hold's end
         (``age_from``, :func:`~outage_sentinel.sending.age_from`)."""
         if not self.quiet_hours:
             return list(rows)
@@ -491,9 +524,10 @@ class Deliverer:
 
     def _quiet_release(self, row: OutboxRow, now: datetime) -> datetime | None:
         """When quiet hours let ``row`` go, or ``None`` for now. Faults are never held. A
-        notice whose outage starts later (``params["start"]``, the village's start, ahead of
-        ``now``) goes no later than :data:`PRE_START_LEAD` before that start, or when it was
-        queued if that was later; one about an outage already in force waits for the end."""
+        notice goes no later than :data:`PRE_START_LEAD` before the time it is about
+        (:func:`time_ahead`: its outage's start, or for an outage in force the expected
+        restoration its update states), or when it was queued if that was later; any other
+        waits for the end."""
         window = self.quiet_hours.get(row.audience)
         params = (row.payload or {}).get("params") or {}
         if window is None or params.get("kind", "fault") == "fault":
@@ -501,9 +535,9 @@ class Deliverer:
         until = quiet_until(now, window, self.tz)
         if until is None:
             return None
-        start = outage_start(params, self.tz)
-        if start is not None and start > now:
-            until = min(until, max(row.created_at, start - PRE_START_LEAD))
+        ahead = time_ahead(row, now, self.tz)
+        if ahead is not None:
+            until = min(until, max(row.created_at, ahead - PRE_START_LEAD))
         return until if until > now else None
 
     def update_gauges(self) -> None:
@@ -520,7 +554,91 @@ class Deliverer:
 def outage_start(params: Mapping[str, object], tz: tzinfo) -> datetime | None:
     """The outage's start a notice states (``params["start"]``: local ``YYYY-MM-DD HH:MM`` in
     ``tz``, as the planner writes it, or an ISO time), or ``None`` when it states none."""
-    text = params.get("start")
+    return stated_time(params, "start", tz)
+
+
+def params_of(row: OutboxRow) -> Mapping[str, object]:
+    """A message's ``payload["params"]`` (empty when it has none)."""
+    params = (row.payload or {}).get("params")
+    return params if isinstance(params, Mapping) else {}
+
+
+def time_ahead(row: OutboxRow, now: datetime, tz: tzinfo) -> datetime | None:
+    """The time still ahead a notice is about, which quiet hours must not hold it past: its
+    outage's start; for an outage in force, the expected restoration an announcement or
+    update states (``params["etr"]``; "" once it has passed). ``None`` when neither is ahead."""
+    params = params_of(row)
+    start = outage_start(params, tz)
+    if start is not None and start > now:
+        return start
+    etr = stated_time(params, "etr", tz) if row.purpose in ETR_PURPOSES else None
+    return etr if etr is not None and etr > now else None
+
+
+def moot_after_start(row: OutboxRow, now: datetime, tz: tzinfo) -> str | None:
+    """Why a reminder (``reminder_*``) is no longer true at ``now``: the work it warns of has
+    begun (its stated start is at or before ``now``). "将于…停电，请提前做好准备" after the
+    start is no warning at all; the village was told of the work by its announcement, and
+    the command centre sees this one superseded with the reason. ``None`` otherwise."""
+    if not row.purpose.startswith(REMINDER_PREFIX):
+        return None
+    start = outage_start(params_of(row), tz)
+    if start is None or start > now:
+        return None
+    return f"the work began at {local_minute(start, tz)} before the reminder could be sent"
+
+
+def as_sent(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") -> OutboxRow:
+    """``row`` as it is true to send at ``now`` (the stored row is left as queued): a
+    reminder's SMS ``hours`` counted from now (:func:`~outage_sentinel.sms_params.with_hours`),
+    and a liaison's announcement or update with :func:`late_lines` under its heading — and,
+    when the expected restoration it states has passed, its SMS ``etr`` 待定
+    (:func:`~outage_sentinel.sms_params.without_etr`)."""
+    params = params_of(row)
+    payload = row.payload or {}
+    start = outage_start(params, tz)
+    if row.purpose.startswith(REMINDER_PREFIX) and start is not None:
+        hours = (start - now).total_seconds() / 3600.0
+        return replace(row, payload={**payload, "params": with_hours(params, hours)})
+    lines = late_lines(row, now, tz, language)
+    if not lines:
+        return row
+    etr = stated_time(params, "etr", tz)
+    if etr is not None and etr <= now:
+        payload = {**payload, "params": without_etr(params, language)}
+    head, sep, rest = row.body.partition("\n")
+    return replace(row, body="\n".join([head, *lines]) + sep + rest, payload=payload)
+
+
+def late_lines(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") -> list[str]:
+    """The lines a liaison's announcement or update sent late carries under its heading, its
+    words having been written for a time gone by: :data:`LATE_LINES` ``started`` for planned
+    or temporary work queued before it began ("请提前做好准备" — the village still needs to
+    hear why it is dark), ``etr`` when the expected restoration it states has passed (a
+    channel down, retries: "预计恢复时间调整为 06:00" read at 07:00)."""
+    if row.audience != "liaison" or row.purpose not in ETR_PURPOSES:
+        return []
+    words = LATE_LINES.get(language, LATE_LINES["en"])
+    params = params_of(row)
+    start, etr = outage_start(params, tz), stated_time(params, "etr", tz)
+    lines = []
+    if (row.purpose == "outage" and start is not None and row.created_at < start <= now
+            and params.get("kind") in ("planned", "temporary")):
+        lines.append(words["started"].format(start=local_minute(start, tz)))
+    if etr is not None and etr <= now:
+        lines.append(words["etr"].format(etr=local_minute(etr, tz)))
+    return lines
+
+
+def local_minute(at: datetime, tz: tzinfo) -> str:
+    """``at`` as notices state times: local ``YYYY-MM-DD HH:MM``."""
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def stated_time(params: Mapping[str, object], key: str, tz: tzinfo) -> datetime | None:
+    """A time a notice states (``params[key]``: local ``YYYY-MM-DD HH:MM`` in ``tz``, as the
+    planner writes it, or an ISO time), or ``None`` when it states none."""
+    text = params.get(key)
     if not isinstance(text, str) or not text:
         return None
     try:

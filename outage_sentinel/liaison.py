@@ -508,10 +508,10 @@ class LiaisonPlanner:
             if sms_purpose == "planned":
                 values = sms.planned_params(cause=context["cause"], **timing, **common)
             else:
-                # How long before the start this reminder actually goes (24, 1, …).
-                hours = max((incident.start - now).total_seconds() / 3600.0, 0.0)
-                values = sms.reminder_params(hours=round(hours, 1 if hours < 1 else 0),
-                                             **timing, **common)
+                # How long before the start it is queued (24, 1, …); the deliverer states it
+                # again when the SMS goes (quiet hours, retries: sms.with_hours).
+                hours = (incident.start - now).total_seconds() / 3600.0
+                values = sms.reminder_params(hours=hours, **timing, **common)
         else:  # outage and update (new times) of a fault
             build = sms.update_params if sms_purpose == "update" else sms.outage_params
             values = build(kind=context["kind_label"], start=context["start_local"],

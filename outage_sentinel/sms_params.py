@@ -174,12 +174,41 @@ def reminder_params(*, village: str, feeder: str, kind: str, start: str | None,
                     end: str | None, hours: float, households: int, incident: str,
                     language: str = "zh", confirmed: int | None = None) -> dict[str, str]:
     """Reminder before planned work: ``village feeder kind start end hours households
-    incident`` (``hours`` = how long before the start, "24")."""
+    incident`` (``hours`` = how long before the start, "24"; the deliverer sets it again
+    when the SMS goes, :func:`with_hours`)."""
     return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
             "start": _time(start, language), "end": _time(end, language),
-            "hours": f"{hours:g}",
+            "hours": hours_value(hours),
             "households": households_value(households, confirmed, language),
             "incident": fit(incident)}
+
+
+def hours_value(hours: float) -> str:
+    """The reminder's ``hours`` ("将在约{hours}小时后开始"): whole hours, tenths under one
+    hour ("0.8"), never negative."""
+    hours = max(hours, 0.0)
+    return f"{round(hours, 1 if hours < 1 else 0):g}"
+
+
+def with_hours(params: Mapping[str, Any], hours: float) -> dict[str, Any]:
+    """``payload["params"]`` of a reminder with its SMS ``hours`` as it is when the SMS goes
+    (the reminder may have waited out quiet hours or a channel down since it was queued:
+    "约24小时后" read 16 h before the work is a wrong time); other params as they are."""
+    values = params.get("sms")
+    if params.get("sms_template") != "reminder" or not isinstance(values, Mapping):
+        return dict(params)
+    return {**params, "sms": {**values, "hours": hours_value(hours)}}
+
+
+def without_etr(params: Mapping[str, Any], language: str = "zh") -> dict[str, Any]:
+    """``payload["params"]`` of a notice whose expected restoration passed before it went:
+    the SMS ``etr`` 待定 (as the planner writes one it does not know) and the digest's
+    ``etr`` empty — "预计<a time gone by>恢复送电" is no promise."""
+    values = params.get("sms")
+    out: dict[str, Any] = {**params, "etr": ""}
+    if isinstance(values, Mapping) and "etr" in values:
+        out["sms"] = {**values, "etr": _labels(language)["unknown_time"]}
+    return out
 
 
 def care_params(*, village: str, households: Sequence[Mapping[str, object]],
