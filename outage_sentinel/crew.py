@@ -144,6 +144,10 @@ class Busy:
     #: The crew is at work on site (not on its way): never pulled off automatically, only by
     #: an operator naming it (a crew up a pole or with a line made safe cannot just leave).
     on_site: bool = False
+    #: Never pulled off automatically either, though on its way: the command centre named it
+    #: for this work (the daemon does not undo that decision), or another region's daemon
+    #: sent it (that incident is not this daemon's to release).
+    kept: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,7 +271,8 @@ def choose_crew(
     1. crews whose ``feeders`` include the incident's feeder, free;
     2. such crews on their way to a strictly lower-priority incident (the lowest-priority
        work is the tie-break at equal distance) — pulled off it, :attr:`CrewChoice.preempts`
-       says which; a crew at work on site (:attr:`Busy.on_site`) is never pulled off here;
+       says which; a crew at work on site (:attr:`Busy.on_site`), or one the command centre
+       named or another region sent (:attr:`Busy.kept`), is never pulled off here;
     3. other crews, free (``outside_area=True``);
     4. other crews busy on strictly lower priority (``outside_area=True``, preempting).
 
@@ -280,8 +285,8 @@ def choose_crew(
     for crew in topology.crews:
         busy_raw = crews_busy.get(crew.id)
         busy = Busy(int(busy_raw)) if isinstance(busy_raw, int | float) else busy_raw
-        if busy is not None and (busy.priority >= priority or busy.on_site):
-            continue  # as urgent or more, or at work on site: never pulled off
+        if busy is not None and (busy.priority >= priority or busy.on_site or busy.kept):
+            continue  # as urgent or more, at work on site, or kept: never pulled off
         covers = bool(incident_feeder) and incident_feeder in crew.feeders
         base = crew_base(crew)
         distance = haversine_km(base, location) if base is not None and location else None

@@ -35,6 +35,17 @@ CREW_STAGES = ("dispatched", "on_site", "partially_restored")
 #: The dispatch message's link to the crew's page (``field.base_url``).
 CREW_LINK_LINE = {"zh": "现场进度（接单 / 到场 / 找到故障 / 恢复送电）：{url}",
                   "en": "Report progress (accept / on site / fault found / restored): {url}"}
+#: What the store reads of a crew held anywhere: (incident, crew, priority, on site, region).
+Held = tuple[str, str, int, bool, str]
+
+
+def escalation_key(deadline: datetime) -> int:
+    """The outbox revision keying a fault's warnings to the command centre (waiting for a crew,
+    deadline at risk, overdue): its arrival deadline, in minutes since the epoch. Each warning
+    goes once per deadline however many revisions the incident goes through, and again for a
+    new one: an outage off again after it was over (counted from then), or grown into a
+    stricter area type, is a new promise the command centre must hear is at risk."""
+    return int(deadline.timestamp() // 60)
 
 
 class DispatchOwner(Protocol):
@@ -93,18 +104,35 @@ class CrewDispatch:
 
     # -- what the choice reads ------------------------------------------------------------------
 
-    def busy(self, conn: Connection, exclude: str) -> dict[str, crews.Busy]:
-        """The crews held by open incidents other than ``exclude``: each with its
-        highest-priority incident, and whether it is on site at any."""
+    def held_in(self, conn: Connection, exclude: str) -> list[Held]:
+        """The open incidents other than ``exclude`` holding a crew, in every region sharing
+        the database: a crew sent by another region's daemon is busy for this one too."""
+        return self.store.crews_held_in(conn, CREW_STAGES, exclude)
+
+    def busy(self, conn: Connection, exclude: str,
+             held: Sequence[Held] | None = None) -> dict[str, crews.Busy]:
+        """The crews held by open incidents other than ``exclude`` (``held``, else read): each
+        with its highest-priority incident, whether it is on site at any, and whether it is
+        kept there (:attr:`crew.Busy.kept`)."""
         busy: dict[str, crews.Busy] = {}
-        for iid, cid, score, on_site in self.store.crews_busy_in(conn, CREW_STAGES, exclude):
+        for iid, cid, score, on_site, region in (held if held is not None
+                                                 else self.held_in(conn, exclude)):
+            b = crews.Busy(int(score or 0), iid, on_site, self._kept_in(conn, iid, region))
             prev = busy.get(cid)
-            there = on_site or (prev is not None and prev.on_site)
-            if prev is None or score > prev.priority:
-                busy[cid] = crews.Busy(int(score or 0), iid, there)
-            elif there:
-                busy[cid] = replace(prev, on_site=True)
+            if prev is not None:
+                top = b if b.priority > prev.priority else prev
+                b = replace(top, on_site=prev.on_site or b.on_site, kept=prev.kept or b.kept)
+            busy[cid] = b
         return busy
+
+    def _kept_in(self, conn: Connection, incident_id: str, region: str) -> bool:
+        """Whether the crew ``incident_id`` holds stays there whatever comes up: another
+        region's daemon sent it (its incident is not ours to write), or the command centre
+        named it (the daemon pulling it back would undo a person's decision)."""
+        if region != self.store.region:
+            return True
+        sent = self.store.last_log_details_in(conn, incident_id, "dispatched") or {}
+        return bool(sent.get("named"))
 
     def detected_at(self, conn: Connection, inc: Incident, row: dict[str, Any]) -> datetime:
         """When the outage the crew goes to was first known: the incident's first step, or
@@ -115,21 +143,32 @@ class CrewDispatch:
 
     def deadline_in(self, conn: Connection, inc: Incident, row: dict[str, Any],
                     now: datetime) -> tuple[datetime, str, float | None]:
-        """The arrival deadline a fault is held to, its area type, and the crew's travel
-        minutes left (``None``: no ETA, or no crew sent): the dispatch's, once a crew holds
-        it (``row["crew_id"]``); else counted from when the outage was known."""
+        """The arrival deadline a fault is held to and its area type (:meth:`held_deadline_in`),
+        and the crew's travel minutes left (``None``: no ETA, or no crew holds it)."""
+        deadline, area = self.held_deadline_in(conn, inc, row)
         dispatched = self.store.last_log_details_in(conn, inc.id, "dispatched")
-        if dispatched and row.get("crew_id"):
-            deadline = parse_time(dispatched["deadline"], "deadline")
-            area = str(dispatched.get("area_type") or self.params.commitments.default_area_type)
-            eta = dispatched.get("eta")
-            travel = max(0.0, (parse_time(eta, "eta") - now).total_seconds() / 60) \
-                if eta else None
-            return deadline, area, travel
-        deadline, area = crews.arrival_deadline(
-            self.topology, villages_off(inc, self.topology),
-            self.detected_at(conn, inc, row), self.params.commitments)
-        return deadline, area, None
+        eta = dispatched.get("eta") if dispatched and row.get("crew_id") else None
+        travel = max(0.0, (parse_time(eta, "eta") - now).total_seconds() / 60) if eta else None
+        return deadline, area, travel
+
+    def held_deadline_in(self, conn: Connection, inc: Incident, row: dict[str, Any]
+                         ) -> tuple[datetime, str]:
+        """The arrival deadline and area type: from when the outage was known
+        (:meth:`detected_at`), by the strictest area type of the villages off now — or the one
+        a crew was given in this episode, when earlier. An outage grown into an urban village
+        is held to the urban minutes from detection, not the rural ones it was first given;
+        one partly restored keeps the deadline already promised."""
+        detected = self.detected_at(conn, inc, row)
+        deadline, area = crews.arrival_deadline(self.topology, villages_off(inc, self.topology),
+                                                detected, self.params.commitments)
+        given = self.store.last_log_details_in(conn, inc.id, "dispatched") or {}
+        given_at = self.store.last_log_at_in(conn, inc.id, "dispatched")
+        if given.get("deadline") and given_at is not None and given_at >= detected:
+            earlier = parse_time(given["deadline"], "deadline")
+            if earlier < deadline:
+                return earlier, str(given.get("area_type")
+                                    or self.params.commitments.default_area_type)
+        return deadline, area
 
     # -- sending a crew -------------------------------------------------------------------------
 
@@ -138,25 +177,16 @@ class CrewDispatch:
         """Choose and send a crew inside the caller's transaction (also used by the daemon)."""
         pr = self.owner.priority(inc, now)
         villages = villages_off(inc, self.topology)
-        detected = self.detected_at(conn, inc, row)
-        deadline, area = crews.arrival_deadline(self.topology, villages, detected,
-                                                self.params.commitments)
-        location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
-        busy = self.busy(conn, exclude=inc.id)
-        if crew_id is not None:
-            busy = {k: v for k, v in busy.items() if k != crew_id}
-            # The operator named the crew: send it, whatever it was doing.
-            forced = next(c for c in self.topology.crews if c.id == crew_id)
-            choice: crews.CrewChoice | None = self._named_choice(inc, forced, location, area,
-                                                                 now)
-        else:
-            choice = crews.choose_crew(self.topology, inc.feeder, location, pr.score, busy, now,
-                                       self.params, area_type=area)
+        deadline, area = self.held_deadline_in(conn, inc, row)
+        held = self.held_in(conn, inc.id)
+        busy = self.busy(conn, inc.id, held)
+        choice, taken = self._choice_in(inc, pr.score, area, busy, held, now, crew_id)
         if choice is None:
             self._no_crew_in(conn, inc, pr, deadline, area, busy, now, actor)
             return inc
-        if choice.preempts is not None and choice.preempts.incident_id:
-            self._release_crew(conn, choice.preempts.incident_id, choice.crew.id, inc.id, now)
+        for other in taken:
+            self._release_crew(conn, other, choice.crew.id, inc.id, now,
+                               actor if crew_id is not None else "daemon")
         inc = self._replacing(conn, inc, row.get("crew_id"), choice.crew.id, now, actor, note)
         inc = replace(inc, stage="dispatched") if inc.stage in ("detected", "confirmed") else inc
         inc = replace(inc, crew_progress="on_site" if inc.stage == "on_site" else "dispatched")
@@ -165,12 +195,12 @@ class CrewDispatch:
             "crew": choice.crew.id, "deadline": deadline.isoformat(), "area_type": area,
             "priority": pr.score, "distance_km": choice.distance_km,
             "eta": choice.eta.isoformat() if choice.eta else None,
-            "outside_area": choice.outside_area,
+            "outside_area": choice.outside_area, "named": crew_id is not None,
             "preempts": choice.preempts.incident_id if choice.preempts else None})
-        c, held = choice.crew, row.get("crew_id")
+        c, had = choice.crew, row.get("crew_id")
         rows = self._dispatch_rows(inc, pr, choice, deadline, area, now)
         rows += self._care_rows(conn, inc, villages, c.name or c.id, now,
-                                retell=held is not None and held != c.id)
+                                retell=had is not None and had != c.id)
         rows += self.owner.command_rows(inc, "dispatched",
                                         self.owner.render_summary(inc, crew=c.id))
         self.store.enqueue_in(conn, rows, now)
@@ -179,18 +209,44 @@ class CrewDispatch:
                       if choice.preempts else None)
         return inc
 
+    def _choice_in(self, inc: Incident, score: int, area: str, busy: dict[str, crews.Busy],
+                   held: Sequence[Held], now: datetime, crew_id: str | None
+                   ) -> tuple[crews.CrewChoice | None, list[str]]:
+        """The crew to send (the one the operator named, or the best free or preemptable) and
+        the incidents it is taken off: a preempted one, or every other one a named crew held
+        — a crew is at one outage at a time, and what it leaves waits for the next crew and
+        escalates by its own deadline. The named crew's orders say what it leaves (请暂停…),
+        as a preemption's do. ``busy`` loses the named crew (it is not busy for this one)."""
+        location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
+        if crew_id is None:
+            choice = crews.choose_crew(self.topology, inc.feeder, location, score, busy, now,
+                                       self.params, area_type=area)
+            left = choice.preempts if choice is not None else None
+            return choice, [left.incident_id] if left is not None and left.incident_id else []
+        mine = [h for h in held if h[1] == crew_id]
+        if any(h[4] != self.store.region for h in mine):
+            from outage_sentinel.lifecycle import LifecycleError  # the step's error (cycle)
+            raise LifecycleError(
+                f"crew {crew_id} is held by {', '.join(h[0] for h in mine)} of another region; "
+                "that region's command centre must release it first")
+        leaves = busy.pop(crew_id, None)
+        forced = next(c for c in self.topology.crews if c.id == crew_id)
+        choice = replace(self._named_choice(inc, forced, location, area, now), preempts=leaves)
+        return choice, [h[0] for h in mine]
+
     def _no_crew_in(self, conn: Connection, inc: Incident, pr: prio.Priority,
                     deadline: datetime, area: str, busy: dict[str, crews.Busy], now: datetime,
                     actor: str) -> None:
         """No crew can go: the incident keeps its priority and waits, and the command centre
-        hears it (once per incident: revision 0)."""
+        hears it (once per deadline, :func:`escalation_key`: again when the outage is off
+        again after it was over)."""
         lang = self.planner.renderer.language
         self.owner.save_in(conn, inc, now, priority=pr.score)
         ctx = crews.escalation_context(self.topology, inc, pr, "no_crew", deadline, area, now,
                                        self.planner.tz, None, busy, lang, self.params)
         added = self.store.enqueue_in(conn, self.owner.command_rows(
             inc, "waiting_for_crew", self.planner.renderer.render("command_escalation", **ctx),
-            revision=0), now)
+            revision=escalation_key(deadline)), now)
         if added or self.owner.config.command_centre.channel is None:
             self.store.log_in(conn, inc.id, now, "note", actor, "no crew available",
                               {"priority": pr.score, "deadline": deadline.isoformat()})
@@ -222,19 +278,20 @@ class CrewDispatch:
         return inc
 
     def _release_crew(self, conn: Connection, incident_id: str, crew_id: str, by: str,
-                      now: datetime) -> None:
-        """Take a crew off lower-priority work; that incident waits for the next free crew.
+                      now: datetime, actor: str = "daemon") -> None:
+        """Take a crew off other work (lower-priority, or ``actor`` a person who named it for
+        ``by``); that incident waits for the next free crew and escalates by its deadline.
         Its orders there not sent yet are taken back: sent after the new ones (they are
         another chain, and may be waiting for a retry), they would be the last it read."""
         other, _ = self.owner.load_in(conn, incident_id)
+        why = f"higher-priority {by}" if actor == "daemon" else f"{by} by {actor}"
         self.store.withdraw_pending_in(conn, incident_id, ("dispatch",), now,
-                                       f"crew pulled off for higher-priority {by}",
+                                       f"crew pulled off for {why}",
                                        recipients=(f"crew:{crew_id}",))
         if other.stage in ("dispatched", "on_site"):
             other = replace(other, stage="confirmed")
         self.owner.save_in(conn, replace(other, crew_progress=""), now, crew_id=None)
-        self.store.log_in(conn, other.id, now, "note", "daemon",
-                          f"crew {crew_id} reassigned to higher-priority {by}",
+        self.store.log_in(conn, other.id, now, "note", actor, f"crew {crew_id} reassigned to {why}",
                           {"crew": crew_id, "reassigned_to": by})
 
     # -- the crew's orders ----------------------------------------------------------------------
@@ -281,20 +338,14 @@ class CrewDispatch:
                            now: datetime, why: str = "device") -> list[OutboxMessage]:
         """New orders for the crew ``inc`` holds (``why``: its fault point corrected or
         ``cleared``, the outage ``grown`` to more villages, or the estimate ``moved``): the dispatch
-        again at ``inc``'s revision, under the deadline it was first given, headed as an update
+        again at ``inc``'s revision, under the deadline it is held to now (the first one, or
+        an earlier one when the outage grew into a stricter area type), headed as an update
         when an earlier one may have reached the crew; a dispatch to it not sent yet is
         withdrawn (the new one says all). None when no crew holds it."""
         crew = self.owner.crew_notices.crew(crew_id)
         if crew is None or inc.status != "active":
             return []
-        sent = self.store.last_log_details_in(conn, inc.id, "dispatched") or {}
-        if sent.get("deadline"):
-            deadline = parse_time(sent["deadline"], "deadline")
-            area = str(sent.get("area_type") or self.params.commitments.default_area_type)
-        else:
-            deadline, area = crews.arrival_deadline(
-                self.topology, villages_off(inc, self.topology),
-                self.detected_at(conn, inc, {}), self.params.commitments)
+        deadline, area = self.held_deadline_in(conn, inc, {})
         location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
         told = f"crew:{crew.id}" in self.store.told_in(conn, inc.id, ("dispatch",))
         self.store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,

@@ -43,6 +43,7 @@ from outage_sentinel.field_links import (
     verify_short,
 )
 from outage_sentinel.incidents import FIELD_SOURCE, Incident
+from outage_sentinel.lifecycle import StepInputError, confirmed_devices
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
@@ -62,6 +63,24 @@ class FieldError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def fault_device_refused(topology: Topology, node_id: str) -> str | None:
+    """Why a crew may not name ``node_id`` as the fault it found (None: it may). The close-out's
+    own check (:func:`lifecycle.confirmed_devices`: a device that operates, the source, or a
+    transformer): what the crew names becomes the truth the localiser learns from, so a pole
+    or junction taken here would be refused at close-out yet kept as the device that
+    operated."""
+    try:
+        if confirmed_devices(topology, node_id) == [node_id]:
+            return None
+    except StepInputError:
+        pass
+    node = topology.nodes.get(node_id)
+    kind = node.kind if node is not None else "unknown"
+    return (f"device {node_id!r} is a {kind}, not a device that operates (breaker, recloser, "
+            "sectionalizer, fuse, switch) nor a transformer: name the one that cleared the "
+            "fault, and put what was found at the pole in the note")
 
 
 def position(body: dict[str, Any]) -> tuple[float, float] | None:
@@ -320,8 +339,10 @@ class FieldDesk:
                for e in self.store.incident_log(inc.id)]
         return {"incident": inc.id, "crew": crew, "status": inc.status, "stage": inc.stage,
                 "feeder": topology.feeder_names.get(inc.feeder, inc.feeder),
+                # what the crew may name as the fault it found (no poles: see _found)
                 "section": [{"id": d, "name": topology.nodes[d].name or d}
-                            for d in inc.estimate.section if d in topology.nodes],
+                            for d in inc.estimate.section if d in topology.nodes
+                            and fault_device_refused(topology, d) is None],
                 "off": [{"id": t, "name": topology.nodes[t].name or t} for t in inc.off
                         if t in topology.nodes],
                 "etr": inc.etr.isoformat() if inc.etr else None, "log": log[-12:]}
@@ -336,7 +357,8 @@ class FieldDesk:
             if step == "arrive":
                 life.arrive(inc.id, actor, note, position(body))
             elif step == "fault_found":
-                life.crew_note(inc.id, actor, step, note, self._found(inc, body))
+                life.crew_note(inc.id, actor, step, note,
+                               self._found(self.topology(), inc, body))
             elif step in ("accepted", "on_the_way"):
                 life.crew_note(inc.id, actor, step, note)
             elif step == "restore":
@@ -377,12 +399,17 @@ class FieldDesk:
     # -- SMS replies (Aliyun's uplink push) -----------------------------------------------------
 
     @staticmethod
-    def _found(inc: Incident, body: dict[str, Any]) -> dict[str, Any]:
-        """A crew's "fault found": where (one or several of the suspected section, comma
-        separated: a storm's crew may find two blown fuses) and the cause."""
+    def _found(topology: Topology, inc: Incident, body: dict[str, Any]) -> dict[str, Any]:
+        """A crew's "fault found": where (one or several devices of the suspected section,
+        comma separated: a storm's crew may find two blown fuses) and the cause. Only what
+        the close-out would take (:func:`fault_device_refused`): the device is kept as the
+        truth the localiser is refitted from."""
         devices = [d for d in str(body.get("device") or "").split(",") if d]
         if any(d not in inc.estimate.section + inc.estimate.devices for d in devices):
             raise FieldError("device: one of the suspected section")
+        for d in devices:
+            if why := fault_device_refused(topology, d):
+                raise FieldError(why)
         found: dict[str, Any] = {"device": devices[0] if devices else "",
                                  "cause": str(body.get("cause") or "")[:60]}
         if len(devices) > 1:

@@ -263,3 +263,18 @@ class IncidentStore(StoreBase):
         n = conn.execute(select(func.count()).select_from(incidents_t)
                          .where(incidents_t.c.id.like(f"{prefix}%"))).scalar() or 0
         return int(n) + 1
+
+    def crews_held_in(self, conn: Connection, stages: Sequence[str], exclude: str
+                      ) -> list[tuple[str, str, int, bool, str]]:
+        """(incident, crew, priority, on site, region) of active incidents in ``stages``
+        holding a crew, in every region sharing the database: a crew is one crew whichever
+        region's daemon sent it, so a choice must see it busy everywhere (on site as in
+        :meth:`crews_busy_in`)."""
+        t = incidents_t
+        q = select(t.c.id, t.c.crew_id, t.c.priority, t.c.stage, t.c.state, t.c.region).where(
+            t.c.status == "active", t.c.crew_id.is_not(None), t.c.stage.in_(list(stages)),
+            t.c.id != exclude)
+        return [(str(i), str(c), int(p or 0),
+                 st == "on_site" or (isinstance(state, dict)
+                                     and state.get("crew_progress") == "on_site"), str(r))
+                for i, c, p, st, state, r in conn.execute(q)]
