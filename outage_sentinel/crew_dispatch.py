@@ -252,6 +252,23 @@ class CrewDispatch:
                               {"priority": pr.score, "deadline": deadline.isoformat()})
         self.log.warning("no_crew", incident_id=inc.id, priority=pr.score)
 
+    def held_choice(self, inc: Incident, crew_id: str | None, area: str,
+                    travel: float | None, now: datetime) -> crews.CrewChoice | None:
+        """The crew ``inc`` holds as an escalation names it: who, from where, and its ETA as
+        logged at dispatch (``travel``: minutes left, :meth:`deadline_in`; none once passed),
+        else from its base.
+        ``None`` when no crew holds it: only then does a warning say no crew was sent."""
+        crew = self.owner.crew_notices.crew(crew_id) if crew_id else None
+        if crew is None:
+            return None
+        location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
+        choice = self._named_choice(inc, crew, location, area, now)
+        if travel is None:
+            return choice
+        if travel <= 0:  # the ETA given has passed and the crew is not there: no new promise
+            return replace(choice, travel_minutes=None, eta=None)
+        return replace(choice, travel_minutes=travel, eta=now + timedelta(minutes=travel))
+
     def _named_choice(self, inc: Incident, crew: Crew, location: tuple[float, float] | None,
                       area: str, now: datetime) -> crews.CrewChoice:
         """``crew`` as the operator's choice (or the crew the incident holds): its trip from

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
 from outage_sentinel.config import Config
-from outage_sentinel.crew_dispatch import CrewDispatch
+from outage_sentinel.crew_dispatch import CrewDispatch, escalation_key
 from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.incidents import (
     ACTIVE_STAGES,
@@ -61,6 +61,14 @@ OWN_FAULT_KINDS = frozenset({"source", "transformer"})
 CREW_NOTES = ("accepted", "on_the_way", "fault_found", "photo")
 CREW_NOTE_WORDS = {"zh": {"accepted": "已接单", "on_the_way": "正在赶往现场",
                           "fault_found": "找到故障", "photo": "上传现场照片"}}
+
+
+def crew_may_report(inc: Incident) -> bool:
+    """Whether a crew's step (arrived, fault found, a note) is taken for ``inc``: while the
+    outage is on, and once power came back by other hands until the close-out — the crew
+    still holds its orders (crew_power_back: 请按原任务查明故障原因并在现场进度中报告), and
+    the device it finds is what the close-out and the localiser learn from."""
+    return inc.status == "active" or (inc.status == "restored" and inc.stage == "restored")
 
 
 class LifecycleError(Exception):
@@ -334,7 +342,7 @@ class Lifecycle:
         now = self.clock()
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
-            if inc.stage not in ACTIVE_STAGES:
+            if not crew_may_report(inc):
                 raise LifecycleError(f"{incident_id} is {inc.stage}; the crew cannot arrive")
             if inc.stage in ("detected", "confirmed", "dispatched"):
                 inc = replace(inc, stage="on_site")
@@ -343,7 +351,9 @@ class Lifecycle:
             self.store.log_in(conn, inc.id, now, "on_site", actor, note,
                               {"crew": row.get("crew_id"),
                                **({"lat": where[0], "lon": where[1]} if where else {})})
-            self.store.enqueue_in(conn, self.planner.progress_rows(inc, "on_site", ""), now)
+            if inc.status == "active":  # power back: the villages need no word of the crew
+                self.store.enqueue_in(conn, self.planner.progress_rows(inc, "on_site", ""),
+                                      now)
         return inc
 
     def crew_note(self, incident_id: str, actor: str, step: str, note: str = "",
@@ -354,15 +364,15 @@ class Lifecycle:
         now = self.clock()
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
-            if inc.status != "active":
-                raise LifecycleError(f"{incident_id} is {inc.status}")
+            if not crew_may_report(inc):
+                raise LifecycleError(f"{incident_id} is {inc.stage}")
             self.store.log_in(conn, inc.id, now, step, actor, note,
                               {"crew": row.get("crew_id"), **(details or {})})
             words = CREW_NOTE_WORDS.get(self.planner.renderer.language, {})
             body = f"【{inc.id}】{actor}：{words.get(step, step)}" + (f"（{note}）" if note
                                                                       else "")
             rows = self.command_rows(inc, f"crew_{step}", body, revision=0)
-            if step == "fault_found":
+            if step == "fault_found" and inc.status == "active":
                 rows += self.planner.progress_rows(inc, step, str((details or {}).get("cause") or ""))
             self.store.enqueue_in(conn, rows, now)
         return inc
@@ -571,13 +581,16 @@ class Lifecycle:
                 reason = "overdue" if now >= deadline else (
                     "at_risk" if current.get("crew_id") else "no_crew")
                 pr = self.priority(inc, now)
+                # The crew on its way is named, with its ETA: "no crew" only when none holds it.
+                held = self.dispatcher.held_choice(inc, current.get("crew_id"), area, travel, now)
                 ctx = crews.escalation_context(self.topology, inc, pr, reason, deadline, area,
-                                               now, self.planner.tz, None,
+                                               now, self.planner.tz, held,
                                                self.dispatcher.busy(conn, inc.id), lang,
                                                self.params)
                 body = self.planner.renderer.render("command_escalation", **ctx)
+                # Once per deadline: an outage off again after it was over is warned of again.
                 added = self.store.enqueue_in(conn, self.command_rows(
-                    inc, f"escalation_{reason}", body, revision=0), now)
+                    inc, f"escalation_{reason}", body, revision=escalation_key(deadline)), now)
                 if added:
                     self.store.log_in(conn, inc.id, now, "escalated", "daemon", reason,
                                       {"deadline": deadline.isoformat(), "priority": pr.score})
