@@ -225,21 +225,6 @@ class IncidentStore(StoreBase):
         row = conn.execute(q).first()
         return dict(row._mapping) if row else None
 
-    def crews_busy_in(self, conn: Connection, stages: Sequence[str], exclude: str
-                      ) -> list[tuple[str, str, int, bool]]:
-        """(incident, crew, priority, on site) of active incidents in ``stages`` holding a
-        crew; on site: the stage says so, or the state's ``crew_progress`` does (a partly
-        restored fault whose crew is there)."""
-        q = select(incidents_t.c.id, incidents_t.c.crew_id, incidents_t.c.priority,
-                   incidents_t.c.stage, incidents_t.c.state).where(
-            self.in_region(incidents_t), incidents_t.c.status == "active",
-            incidents_t.c.crew_id.is_not(None),
-            incidents_t.c.stage.in_(list(stages)), incidents_t.c.id != exclude)
-        return [(str(i), str(c), int(p or 0),
-                 st == "on_site" or (isinstance(state, dict)
-                                     and state.get("crew_progress") == "on_site"))
-                for i, c, p, st, state in conn.execute(q)]
-
     def first_log_at_in(self, conn: Connection, incident_id: str) -> datetime | None:
         """When the incident's first lifecycle step was logged."""
         return conn.execute(select(incident_log_t.c.at).where(
@@ -268,8 +253,9 @@ class IncidentStore(StoreBase):
                       ) -> list[tuple[str, str, int, bool, str]]:
         """(incident, crew, priority, on site, region) of active incidents in ``stages``
         holding a crew, in every region sharing the database: a crew is one crew whichever
-        region's daemon sent it, so a choice must see it busy everywhere (on site as in
-        :meth:`crews_busy_in`)."""
+        region's daemon sent it, so a choice must see it busy everywhere. On site: the stage
+        says so, or the state's ``crew_progress`` does (a partly restored fault whose crew is
+        there)."""
         t = incidents_t
         q = select(t.c.id, t.c.crew_id, t.c.priority, t.c.stage, t.c.state, t.c.region).where(
             t.c.status == "active", t.c.crew_id.is_not(None), t.c.stage.in_(list(stages)),
