@@ -235,12 +235,13 @@ def test_every_group_told_the_crew_holds_its_list_finds_all_its_names_in_the_dis
     feed(capped, 1, ev("f1", "T1", "T2", "T3", "T4", "T5"))
     topo = capped.topology
     (dispatch,) = messages(capped, "dispatch")
-    for m in messages(capped, "care"):
-        if m.payload.get("crew_named"):
-            village = m.recipient.split(":")[1]
-            names = [f"户{c['id']}" for c in SPLIT_CARE
-                     if topo.nodes[c["transformer"]].village == village]
-            assert names and all(n in dispatch.body for n in names), m.body
+    named = [m for m in messages(capped, "care") if m.payload.get("crew_named")]
+    assert named, "no group was told the crew holds its list: nothing checked"
+    for m in named:
+        village = m.recipient.split(":")[1]
+        names = [f"户{c['id']}" for c in SPLIT_CARE
+                 if topo.nodes[c["transformer"]].village == village]
+        assert names and all(n in dispatch.body for n in names), m.body
 
 
 def test_the_holder_decision() -> None:
