@@ -19,7 +19,9 @@ A space inside one place's words does not split it ("王庄村 全村", "建设�
 
 Text saying a place is *not* out ("南谢庄村除外", "不含王庄村", "南谢庄村不停电",
 "王庄村全村（1号台区除外）") never makes it confirmed or possible: its areas are taken out of
-the scope, and an excluded fragment that names no one place is unplaced.
+the scope (and listed in ``excluded``), and an excluded fragment that names no one place is
+unplaced. An after-word counts only right after its place: "停电至恢复正常供电", "恢复正常供电
+时间", "保供电用户" are the outage's end or customers, and the places before them stay in.
 
 The rules are documented in docs/area_text.md. No I/O, no clock; the name index of a topology
 is built once and cached for as long as the topology lives.
@@ -83,6 +85,9 @@ class AreaScope:
     possible: tuple[str, ...] = ()
     feeder: str | None = None
     unplaced: tuple[str, ...] = ()
+    #: the fragments read as *not* off ("南谢庄村" of "南谢庄村除外"), in order: what the text
+    #: took out of the scope stays visible, never silently gone
+    excluded: tuple[str, ...] = ()
 
 
 def normalise(text: str) -> str:
@@ -274,83 +279,172 @@ def _inside_names(text: str, names: Iterable[str]) -> list[bool]:
 #: Clause separators: an exclusion list never runs past one ("南谢庄村除外，王庄村全村").
 _CLAUSES = re.compile(r"[，,；;]+")
 _BRACKETED = re.compile(r"\(([^()]*)\)")
-_FILLER = re.compile(r"^(?:的|用户|村民|居民)+")
+#: What may follow an after-word other than 除外 for it to still say its place is not off
+#: ("南谢庄村不在停电范围内。"); "正常供电时间", "保供电用户", "不停电作业" are no exclusion.
+_AFTER_END = re.compile(r"(?:之内|以内|内|之列)?[。.!！]*")
+#: Words between a place and its after-word that leave the place excluded ("南谢庄村全村不停电").
+_QUALIFIER_TAIL = re.compile(
+    "(?:" + "|".join((*WHOLE_WORDS, *PARTIAL_WORDS, "的", "用户", "村民", "居民")) + ")+$")
+#: Area numbers a text ends with ("1号台区", "1-3号台区", "1号2号台区").
+_NUMBER_TAIL = re.compile(rf"(?:#?\d+(?:号台区|号|#)?(?:{_RANGE})?)*#?\d+(?:号台区|号|#)$")
+#: Characters before 除 making it a verb, no exclusion ("排除…户外", "拆除", "消除", "清除").
+_REMOVAL = "排拆消清免切去删解扣剔根破废摒革"
+
+#: What a fragment says of its place: read as named, *not* off, or an exclusion that names no
+#: place right before its 除外 ("南谢庄村东头除外"): read as named, and shown as unplaced.
+Named, Out, Doubt = "named", "out", "doubt"
 
 
-def _pieces(text: str, ix: _Index) -> list[tuple[str, bool]]:
-    """The text's fragments in order, each with whether it says its place is *not* off.
-    A bracket with an exclusion in it is a clause of its own ("王庄村全村（1号台区除外）")."""
+def _pieces(text: str, ix: _Index) -> list[tuple[str, str]]:
+    """The text's fragments in order, each with what it says of its place (:data:`Named`,
+    :data:`Out`, :data:`Doubt`). A bracket with an exclusion word in it is a clause of its own
+    ("王庄村全村（1号台区除外）")."""
     t = _join_spaced(unicodedata.normalize("NFKC", text), ix)
     t = _BRACKETED.sub(lambda m: f",{m[1]}," if _marker(m[1], ix)[0] >= 0 else m[0], t)
-    out: list[tuple[str, bool]] = []
+    out: list[tuple[str, str]] = []
     for clause in _CLAUSES.split(t):
         items = split_fragments(clause, ix.protected)
         if _marker(clause, ix)[0] >= 0:
             out.extend(_excluding(items, ix))
         else:
-            out.extend((item, False) for item in items)
+            out.extend((item, Named) for item in items)
     return out
+
+
+def _markers(text: str, ix: _Index,
+             words: tuple[str, ...] = (*EXCLUDED_AFTER, *EXCLUDED_BEFORE)) -> list[tuple[int, str]]:
+    """Every one of ``words`` in ``text`` outside a name containing it, as (position, word), in
+    order; where two start at one position only the longest ("除外", not "除")."""
+    inside = _inside_names(text, ix.marked)
+    found: dict[int, str] = {}
+    for word in words:
+        at = text.find(word)
+        while at >= 0:
+            if not any(inside[at:at + len(word)]) and len(word) > len(found.get(at, "")):
+                found[at] = word
+            at = text.find(word, at + 1)
+    return sorted(found.items())
 
 
 def _marker(text: str, ix: _Index,
             words: tuple[str, ...] = (*EXCLUDED_AFTER, *EXCLUDED_BEFORE)) -> tuple[int, str]:
-    """The first of ``words`` in ``text`` outside a name containing it, as (position, word);
-    (-1, "") when there is none. At one position the longest word wins ("除外" over "除")."""
-    inside = _inside_names(text, ix.marked)
-    best = (-1, "")
-    for word in words:
-        at = text.find(word)
-        while at >= 0 and any(inside[at:at + len(word)]):
-            at = text.find(word, at + 1)
-        if at >= 0 and (best[0] < 0 or (at, -len(word)) < (best[0], -len(best[1]))):
-            best = (at, word)
-    return best
+    """The first of :func:`_markers`; (-1, "") when there is none."""
+    return next(iter(_markers(text, ix, words)), (-1, ""))
 
 
-def _excluding(items: list[str], ix: _Index) -> list[tuple[str, bool]]:
-    """The fragments of one clause with an exclusion word, each marked excluded or not:
-    "XX除外" / "XX不停电" exclude XX; "除XX外", "除了XX", "不含XX" exclude what follows up to
-    the closing "外" (or the clause's end)."""
-    out: list[tuple[str, bool]] = []
+def _excluding(items: list[str], ix: _Index) -> list[tuple[str, str]]:
+    """The fragments of one clause with an exclusion word, each marked what it says: "XX除外" /
+    "XX不停电" exclude XX (see :func:`_exclusion`); "除XX外", "除了XX", "不含XX" exclude what
+    follows up to the closing "外" (or the clause's end)."""
+    out: list[tuple[str, str]] = []
     queue, listing = list(items), False
     while queue:
         item = queue.pop(0)
         if listing:
             at, word = _marker(item, ix, EXCLUDED_CLOSE)
             if at < 0:
-                out.append((item, True))
+                out.append((item, Out))
                 continue
-            out.append((item[:at], True))
+            out.append((item[:at], Out))
             item, listing = item[at + len(word):], False
-        at, word = _marker(item, ix)
+        at, word, says = _exclusion(item, queue, ix, _bare(ix, out))
+        if at < 0:
+            out.append((item, Named))
+            continue
         rest = item[at + len(word):]
-        if at < 0 or (word == "除" and not any(
-                _marker(x, ix, EXCLUDED_CLOSE)[0] >= 0 for x in (rest, *queue))):
-            out.append((item, False))
+        if says == Doubt:
+            out.append((item[:at], Doubt))
         elif word in EXCLUDED_AFTER:
-            _exclude_before(out, item[:at])
-            queue.insert(0, rest)
+            _exclude_before(out, item[:at], ix)
+            rest = rest if word == "除外" else ""
         else:
-            out.append((item[:at], False))
-            queue.insert(0, rest)
+            out.append((item[:at], Named))
             listing = True
-    return [(f, excluded) for f, excluded in out if f]
+        queue.insert(0, rest)
+    return [(f, says) for f, says in out if f]
 
 
-def _exclude_before(out: list[tuple[str, bool]], before: str) -> None:
-    """"…XX除外": XX is what follows the item's last 全村 / 部分 word ("王庄村全村1号台区除外"),
-    else the whole item and the bare places listed just before it ("南谢庄村、北董寨村除外")."""
-    words = (*WHOLE_WORDS, *PARTIAL_WORDS)
-    cut = max((before.rfind(w) + len(w) for w in words if w in before), default=0)
-    tail = _FILLER.sub("", before[cut:])
-    if cut and tail:
-        out.extend([(before[:cut], False), (tail, True)])
+def _exclusion(item: str, queue: list[str], ix: _Index, after_place: bool
+               ) -> tuple[int, str, str]:
+    """The first word in ``item`` that does say a place is not off, as (position, word, what
+    the place before it is: :data:`Out`, or :data:`Doubt` for a 除外 no place stands right
+    before); (-1, "", "") when none does. ``after_place``: the fragment before ``item`` is a
+    bare place ("南谢庄村 除外").
+
+    Words saying so also say other things: "停电至恢复正常供电" is when power comes back, "保供电
+    用户" are customers, "排除故障" removes one. Reading those as exclusions dropped the dark
+    villages before them, so an after-word counts only right after a place (and, but for 除外,
+    ending its fragment), a bare 除 only with its closing 外 and never as part of a verb."""
+    for at, word in _markers(item, ix):
+        before, rest = item[:at], item[at + len(word):]
+        if word in EXCLUDED_BEFORE:
+            if word.startswith("除") and at and item[at - 1] in _REMOVAL:
+                continue
+            if word == "除" and not any(
+                    _marker(x, ix, EXCLUDED_CLOSE)[0] >= 0 for x in (rest, *queue)):
+                continue
+            return at, word, Out
+        placed = _tail_start(ix, before) is not None if before else after_place
+        if placed and (
+                word == "除外" or _AFTER_END.fullmatch(rest)):
+            return at, word, Out
+        if word == "除外":
+            return at, word, Doubt
+    return -1, "", ""
+
+
+def _bare(ix: _Index, out: list[tuple[str, str]]) -> bool:
+    """Whether the last fragment of ``out`` is read as named and is only places."""
+    return bool(out) and out[-1][1] == Named and _only_places(ix, normalise(out[-1][0]), False)
+
+
+def _exclude_before(out: list[tuple[str, str]], before: str, ix: _Index) -> None:
+    """"…XX除外": XX is the places ``before`` ends with (after any 全村 / 部分 word: "王庄村全村
+    1号台区除外" excludes area 1); when they are all of ``before``, the bare places listed just
+    before it go with them ("南谢庄村、北董寨村除外": a 、-list is one subject of 除外, as in
+    "（王庄村、南谢庄村除外）"); a fragment with other words ("王庄村全村", "王庄村停电") never does."""
+    cut = _tail_start(ix, before) or 0
+    if cut:
+        out.extend([(before[:cut], Named), (before[cut:], Out)])
         return
     k = len(out)
-    while k and not out[k - 1][1] and not any(w in out[k - 1][0] for w in words):
+    while _bare(ix, out[:k]):
         k -= 1
-    out[k:] = [(f, True) for f, _ in out[k:]]
-    out.append((before, True))
+    out[k:] = [(f, Out) for f, _ in out[k:]]
+    out.append((before, Out))
+
+
+def _tail_start(ix: _Index, text: str) -> int | None:
+    """Where the places ``text`` ends with begin ("王庄村全村1号台区": at "1号台区"), maybe with
+    whole or partial words after them ("南谢庄村全村"); None when it ends with other words
+    ("王庄村停电至恢复", "南谢庄村东头")."""
+    return next((k for k in range(len(text))
+                 if _only_places(ix, normalise(text[k:]), True)), None)
+
+
+def _only_places(ix: _Index, key: str, qualified: bool) -> bool:
+    """Whether ``key`` (normalised) is one or more places and nothing else — names, area
+    numbers ("王庄村1号"), a township before them; with ``qualified``, whole or partial words
+    may end it ("南谢庄村全村", "南谢庄村部分用户")."""
+    if qualified:
+        key = _QUALIFIER_TAIL.sub("", key)
+    if not key:
+        return False
+    while key:
+        n = _place_suffix(ix, key)
+        if not n:
+            return False
+        key = key[:-n]
+    return True
+
+
+def _place_suffix(ix: _Index, key: str) -> int:
+    """Length of the longest place name or run of area numbers ``key`` ends with (0: none)."""
+    numbers = _NUMBER_TAIL.search(key)
+    tables = (ix.areas, ix.villages, ix.feeders, ix.admin, ix.short_villages)
+    named = next((k for k in range(min(len(key), ix.longest), 0, -1)
+                  if any(key[-k:] in table for table in tables)), 0)
+    return max(named, len(numbers[0]) if numbers else 0)
 
 
 def _join_spaced(text: str, ix: _Index) -> str:
@@ -488,16 +582,17 @@ class _Reader:
         self.found: list[_Found] = []
         self.unplaced: list[str] = []
 
-    def read_piece(self, fragment: str, excluded: bool) -> None:
+    def read_piece(self, fragment: str, says: str) -> None:
         """Read one fragment; an excluded one's places are marked so, and it does not change
-        which village a following "2号台区" belongs to."""
+        which village a following "2号台区" belongs to. A doubtful exclusion's places are read
+        as named, and the fragment is unplaced too: a person reads what it may exclude."""
         start, village = len(self.found), self.village
         placed = self.read(normalise(fragment))
-        if excluded:
+        if says == Out:
             self.village = village
             self.found[start:] = [_Found(f.kind, f.ids, f.whole, f.exact, True, fragment)
                                   for f in self.found[start:]]
-        if not placed:
+        if (not placed or says == Doubt) and fragment not in self.unplaced:
             self.unplaced.append(fragment)
 
     def read(self, key: str, depth: int = 0) -> bool:
@@ -618,8 +713,9 @@ def resolve_area_text(topology: Topology, text: str, feeder: str | None = None) 
         return AreaScope()
     ix = _index(topology)
     reader = _Reader(ix)
-    for fragment, excluded in _pieces(text, ix):
-        reader.read_piece(fragment, excluded)
+    pieces = _pieces(text, ix)
+    for fragment, says in pieces:
+        reader.read_piece(fragment, says)
     named = next((f.ids[0] for f in reader.found
                   if f.kind == "feeder" and not f.excluded and len(f.ids) == 1), None)
     on = feeder or named
@@ -630,6 +726,7 @@ def resolve_area_text(topology: Topology, text: str, feeder: str | None = None) 
         possible=tuple(t for t in possible if t not in confirmed and t not in off),
         feeder=named,
         unplaced=(*reader.unplaced, *(f for f in unclear if f not in reader.unplaced)),
+        excluded=tuple(dict.fromkeys(f for f, says in pieces if says == Out)),
     )
 
 

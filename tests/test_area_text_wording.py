@@ -207,3 +207,87 @@ def test_a_spaced_whole_village_is_told_as_confirmed(daemon: Daemon) -> None:
     assert set(member.transformers) == areas_of(WZ)
     body = liaison_bodies(daemon, "V037")[0]
     assert "已确认停电" in body and "可能受影响" not in body
+
+
+# -- exclusion words that say something else: the end of the outage, customers, a verb ---------
+
+#: (text, confirmed, possible): real outage text whose 正常供电 / 保供电 / 不停电 / 除…外 is no
+#: exclusion — reading it as one left dark villages untold.
+NOT_EXCLUSIONS: list[tuple[str, set[str], set[str]]] = [
+    ("北董寨村、王庄村停电至恢复正常供电", set(), areas_of(BDZ) | areas_of(WZ)),
+    ("王庄村南谢庄村停电直至正常供电", set(), areas_of(WZ) | areas_of(NXZ)),
+    ("王庄村1号台区停电至恢复正常供电", areas_of(WZ, 1), set()),
+    ("王庄村1号台区到恢复正常供电", areas_of(WZ, 1), set()),
+    ("王庄村停电至正常供电为止", set(), areas_of(WZ)),
+    ("王庄村停电，直至恢复正常供电", set(), areas_of(WZ)),
+    ("北董寨村停电、王庄村停电至恢复正常供电", set(), areas_of(BDZ) | areas_of(WZ)),
+    ("王庄村全村，恢复正常供电时间另行通知", areas_of(WZ), set()),
+    ("王庄村全村，计划于16:00恢复正常供电", areas_of(WZ), set()),
+    ("王庄村全村，停电期间保供电用户请自备电源", areas_of(WZ), set()),
+    ("王庄村全村停电（重要用户保供电）", areas_of(WZ), set()),
+    ("王庄村正常供电时间另行通知", set(), areas_of(WZ)),
+    ("南谢庄村不停电作业", set(), areas_of(NXZ)),
+    ("王庄村全村停电，除故障线路外，其他线路正常供电", areas_of(WZ), set()),
+    ("王庄村全村，排除王庄村1号台区故障后户外送电", areas_of(WZ), set()),
+    ("王庄村、北董寨村、南谢庄村因排除线路故障停电，户外作业", set(),
+     areas_of(WZ) | areas_of(BDZ) | areas_of(NXZ)),
+    ("王庄村、南谢庄村（采用不停电作业方式的区域除外）", set(), areas_of(WZ) | areas_of(NXZ)),
+    # only some customers of the village are excepted: the village may still be dark
+    ("王庄村、南谢庄村停电（保供电用户除外）", set(), areas_of(WZ) | areas_of(NXZ)),
+    ("王庄村保供电用户除外，南谢庄村全村", areas_of(NXZ), areas_of(WZ)),
+]
+
+
+@pytest.mark.parametrize(("text", "confirmed", "possible"), NOT_EXCLUSIONS,
+                         ids=[w[0] for w in NOT_EXCLUSIONS])
+def test_words_of_the_outage_s_end_or_of_customers_exclude_no_place(
+        text: str, confirmed: set[str], possible: set[str]) -> None:
+    scope = resolve_area_text(DEMO, text)
+    assert set(scope.confirmed) == confirmed
+    assert set(scope.possible) == possible
+
+
+#: (text, confirmed, excluded): an after-word right after its place (or ending a bracket) does
+#: exclude it; a 、-list before 除外 is excluded whole, as in "（王庄村、南谢庄村除外）".
+STILL_EXCLUSIONS: list[tuple[str, set[str], tuple[str, ...]]] = [
+    ("前赵店村全村，南谢庄村正常供电。", areas_of(QZD), (NXZ,)),
+    ("前赵店村全村，南谢庄村不在停电范围内", areas_of(QZD), (NXZ,)),
+    ("南谢庄村全村不停电，前赵店村全村", areas_of(QZD), ("南谢庄村全村",)),
+    ("前赵店村全村南谢庄村照常供电", areas_of(QZD), (NXZ,)),
+    ("王庄村全村（1号台区不停电）", areas_of(WZ) - areas_of(WZ, 1), ("1号台区",)),
+    ("前赵店村全村，王庄村、南谢庄村除外", areas_of(QZD), (WZ, NXZ)),
+    ("前赵店村全村，王庄村和南谢庄村不停电", areas_of(QZD), (WZ, NXZ)),
+]
+
+
+@pytest.mark.parametrize(("text", "confirmed", "excluded"), STILL_EXCLUSIONS,
+                         ids=[w[0] for w in STILL_EXCLUSIONS])
+def test_an_exclusion_right_after_its_place_excludes_it_and_says_so(
+        text: str, confirmed: set[str], excluded: tuple[str, ...]) -> None:
+    scope = resolve_area_text(DEMO, text)
+    assert set(scope.confirmed) == confirmed and scope.possible == ()
+    assert scope.excluded == excluded
+
+
+def test_an_exclusion_not_right_after_a_place_keeps_the_place_and_shows_the_words() -> None:
+    """"南谢庄村东头除外" says no place is out as a whole: 南谢庄村 may be, and a person sees what
+    the words except."""
+    scope = resolve_area_text(DEMO, "南谢庄村东头除外")
+    assert set(scope.possible) == areas_of(NXZ)
+    assert scope.unplaced == ("南谢庄村东头",) and scope.excluded == ()
+
+
+def test_the_outage_s_end_is_told_to_the_village(daemon: Daemon) -> None:
+    feed(daemon, 1, ev("F1", area_text="王庄村1号台区停电至恢复正常供电"),
+         ev("F2", area_text="北董寨村、南谢庄村停电至恢复正常供电"))
+    assert {"V037", "V033", "V035"} <= {v for v, _, _ in told(daemon)}
+    body = liaison_bodies(daemon, "V037")[0]
+    assert "已确认停电" in body
+
+
+def test_a_text_that_only_excludes_goes_to_the_command_centre_with_its_words(
+        daemon: Daemon) -> None:
+    feed(daemon, 1, ev("F1", area_text="王庄村、南谢庄村除外"))
+    assert told(daemon) == []
+    command = [m.body for m in daemon.store.messages() if m.audience == "command"]
+    assert any("王庄村、南谢庄村除外" in body for body in command)
