@@ -27,7 +27,8 @@ The guarantees (docs/design.md §3) and how they are kept:
   the work begins (a channel down, a retry) is superseded, never sent — a warning after the
   fact is none, and the announcement already told the village; an announcement of work queued
   before it began and sent after says so in a line under its heading; a reminder's SMS
-  ``hours`` is counted from the moment it goes.
+  ``hours`` is counted from the moment it goes. What went is what the row keeps (the board
+  shows it), and a message in parts keeps the text its first part was cut from.
 * Per-target rate limits (:mod:`outage_sentinel.ratelimit`) are checked before every request
   and the window is saved to the store *before* the request goes out
   (:mod:`outage_sentinel.shared_limits`), so neither a restart, a takeover nor a second region
@@ -102,7 +103,7 @@ from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ordering import REMINDER_PREFIX, chain_of, order
 from outage_sentinel.retry import RetryPolicy
-from outage_sentinel.sending import GroupSender
+from outage_sentinel.sending import AS_SENT, GroupSender, parts_sent
 from outage_sentinel.sending import message_of as message_of
 from outage_sentinel.shared_limits import SharedLimits
 from outage_sentinel.sms_params import with_hours, without_etr
@@ -589,11 +590,26 @@ def moot_after_start(row: OutboxRow, now: datetime, tz: tzinfo) -> str | None:
 
 
 def as_sent(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") -> OutboxRow:
-    """``row`` as it is true to send at ``now`` (the stored row is left as queued): a
-    reminder's SMS ``hours`` counted from now (:func:`~outage_sentinel.sms_params.with_hours`),
-    and a liaison's announcement or update with :func:`late_lines` under its heading — and,
-    when the expected restoration it states has passed, its SMS ``etr`` 待定
-    (:func:`~outage_sentinel.sms_params.without_etr`)."""
+    """``row`` as it is true to send at ``now`` (:func:`true_now`), marked
+    :data:`~outage_sentinel.sending.AS_SENT` when that changed it: its body and params are
+    then kept on the stored row when a part of it, or the whole, is confirmed — the board
+    and ``/api/outbox`` show what was sent, not what was queued. A message a part of which
+    already went is left as it is (its row holds the text that part was cut from): its
+    rest is of that text, never one rendered anew, whose late line would shift the cut and
+    send a line twice."""
+    if parts_sent(row):
+        return row
+    sent = true_now(row, now, tz, language)
+    if sent.body == row.body and sent.payload == row.payload:
+        return row
+    return replace(sent, payload={**(sent.payload or {}), AS_SENT: now.isoformat()})
+
+
+def true_now(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") -> OutboxRow:
+    """``row``'s words as they are true at ``now``: a reminder's SMS ``hours`` counted from
+    now (:func:`~outage_sentinel.sms_params.with_hours`), and a liaison's announcement or
+    update with :func:`late_lines` under its heading — and, when the expected restoration it
+    states has passed, its SMS ``etr`` 待定 (:func:`~outage_sentinel.sms_params.without_etr`)."""
     params = params_of(row)
     payload = row.payload or {}
     start = outage_start(params, tz)

@@ -56,6 +56,12 @@ UNCERTAIN_SENDS = 1
 RECORD_PATIENCE_SECONDS = 10.0
 #: How long a target is held back when the service refused it without saying for how long.
 BLOCK_WITHOUT_HINT_SECONDS = 60.0
+#: The payload key of a message whose words were made true when it went (its value: when;
+#: :func:`outage_sentinel.delivery.as_sent`): its body and params are kept as sent, so the
+#: board shows what was said, and once a part of it went they are what a retry sends.
+AS_SENT = "as_sent"
+
+
 def age_from(row: OutboxRow) -> datetime:
     """When ``row``'s age limit (``max_age_seconds``) starts counting: when it was queued, or
     when quiet hours last let it go (``row.age_from``), whichever is later — time held by
@@ -81,6 +87,20 @@ def message_of(row: OutboxRow) -> Message:
     )
 
 
+def parts_sent(row: OutboxRow) -> int:
+    """How many parts of a message sent in parts were confirmed (0: none, or not in parts)."""
+    return int((row.payload or {}).get("parts_sent") or 0)
+
+
+def said_of(row: OutboxRow) -> dict[str, Any] | None:
+    """The payload keys to keep on ``row``'s stored message when it goes — its params as
+    sent and :data:`AS_SENT` — or ``None`` when its words are as queued (nothing to keep)."""
+    payload: Mapping[str, Any] = row.payload or {}
+    if AS_SENT not in payload:
+        return None
+    return {"params": payload.get("params") or {}, AS_SENT: payload[AS_SENT]}
+
+
 class Outcomes:
     """What becomes of a send: its outcome recorded on the message — sent; retried on the
     policy; sent once more or dead-lettered when the outcome is unknown; dead-lettered with its
@@ -100,6 +120,26 @@ class Outcomes:
         self.on_dead = on_dead
         #: Set when the deliverer gave up waiting: late outcomes are then not recorded.
         self.abandoned = abandoned
+
+    def mark_sent(self, row: OutboxRow, now: datetime, detail: str) -> None:
+        """``row`` confirmed sent; its body and params as sent kept with it when they are not
+        as queued (:func:`said_of`)."""
+        said = said_of(row)
+        if said is None:
+            self.durably(lambda: self.store.mark_sent(row.id, now, detail))
+        else:
+            self.durably(lambda: self.store.mark_sent_as(row.id, now, detail, row.body, said))
+
+    def mark_parts_sent(self, row: OutboxRow, parts: int, of: int) -> None:
+        """The first ``parts`` of ``of`` confirmed; from the first on, the body and params they
+        were cut from are kept with the count when they are not as queued — the text a retry sends the rest
+        of (:func:`outage_sentinel.delivery.as_sent` leaves a message part sent as it is)."""
+        said = said_of(row)
+        if said is None:
+            self.durably(lambda: self.store.mark_parts_sent(row.id, parts, of))
+        else:
+            self.durably(lambda: self.store.mark_parts_sent_as(row.id, parts, of, row.body,
+                                                               said))
 
     def dead_letter(self, row: OutboxRow, now: datetime, reason: str) -> None:
         """Dead-letter a message and tell whoever wants to know (the command centre)."""
@@ -181,7 +221,7 @@ class Outcomes:
         if result.outcome is Outcome.DELIVERED:
             if sent_note:
                 detail = f"{sent_note}: {detail}"
-            self.durably(lambda: self.store.mark_sent(row.id, now, detail))
+            self.mark_sent(row, now, detail)
             self.metrics.notifications.labels(row.channel, "delivered").inc()
             log.info("delivered", target=row.target, purpose=row.purpose, at=now.isoformat())
             return True
@@ -318,7 +358,7 @@ class GroupSender:
             return False
         message = message_of(row)
         if self.dry_run:
-            self.store.mark_sent(row.id, now, "dry run: not sent")
+            self.outcomes.mark_sent(row, now, "dry run: not sent")
             self.metrics.notifications.labels(row.channel, "dry_run").inc()
             log.info("dry_run", target=row.target, text=row.body)
             return True
@@ -343,7 +383,7 @@ class GroupSender:
         confirmed is the attempt's outcome. A part after the first needs the limiter's slot too
         (without one the message retries when the window allows)."""
         parts = channel.parts(message) if isinstance(channel, Splitting) else (message,)
-        done = int((row.payload or {}).get("parts_sent") or 0) if len(parts) > 1 else 0
+        done = parts_sent(row) if len(parts) > 1 else 0
         limits = rate_limits_of(channel)
         result = SendResult(Outcome.DELIVERED, "ok")
         for i in range(done, len(parts)):
@@ -357,7 +397,7 @@ class GroupSender:
                 return result if len(parts) == 1 else replace(
                     result, detail=f"part {i + 1}/{len(parts)}: {result.detail}")
             if len(parts) > 1:
-                self.outcomes.durably(partial(self.store.mark_parts_sent, row.id, i + 1, len(parts)))
+                self.outcomes.mark_parts_sent(row, i + 1, len(parts))
         if len(parts) > 1:
             return SendResult(Outcome.DELIVERED, f"{result.detail}; in {len(parts)} parts")
         return result
@@ -390,6 +430,9 @@ class GroupSender:
         """A confirmed digest: kept as its own row, its messages sent by it (one transaction)."""
         digest_id = self.outcomes.durably(lambda: self.store.record_digest(
             digest_row(part, rows), [r.id for r in rows], now, detail))
+        said = {r.id: (r.body, s) for r in rows if (s := said_of(r)) is not None}
+        if said:
+            self.outcomes.durably(partial(self.store.keep_as_sent, said))
         for row in rows:
             self.metrics.notifications.labels(row.channel, "delivered").inc()
         self.log.info("digest_delivered", key=part.message.key, digest=digest_id,

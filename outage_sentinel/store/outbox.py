@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from outage_sentinel.field_links import LINK_PREFIX, MAX_AGE
 from outage_sentinel.outgoing import Address, OutboxMessage
-from outage_sentinel.store.claims import ClaimStore
+from outage_sentinel.store.claims import DELIVERING, ClaimStore
 from outage_sentinel.store.schema import incidents_t, kv_t, outbox_t
 
 #: A stored field link is written again (its ``issued`` renewed) at most this often.
@@ -364,6 +364,50 @@ class OutboxStore(ClaimStore):
         rows = [OutboxRow(**r._mapping) for r in conn.execute(q)]
         return [r for r in rows if r.status in ("sent", "inflight", "pending", "held")
                 or r.interruptions or int((r.payload or {}).get("parts_sent") or 0)]
+
+    def mark_sent_as(self, row_id: int, now: datetime, detail: str, body: str,
+                     said: Mapping[str, Any]) -> None:
+        """:meth:`mark_sent` for a message whose words were made true when it went
+        (:func:`outage_sentinel.delivery.as_sent`): in the same statement its ``body`` and the
+        payload keys in ``said`` (its params) become what was sent, so the board and
+        ``/api/outbox``, which show the row, show what the recipient read — not the text
+        queued. Like :meth:`mark_sent`, only from the statuses the deliverer left it in."""
+        with self.transaction() as conn:
+            payload = self.payload_for_update_in(conn, row_id)
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
+                                                outbox_t.c.status.in_(DELIVERING))
+                         .values(status="sent", sent_at=now, inflight_count=0,
+                                 last_error=detail or None, body=body,
+                                 payload={**payload, **said}))
+
+    def mark_parts_sent_as(self, row_id: int, parts: int, of: int, body: str,
+                           said: Mapping[str, Any]) -> None:
+        """:meth:`mark_parts_sent` for a message whose words were made true when it went: its
+        ``body`` and ``said`` kept with the count, in one write. Once a part went the text is
+        frozen: a retry sends the rest of this text (read back from the row), never one
+        rendered anew, whose lines a late line would shift across the cut."""
+        with self.transaction() as conn:
+            payload = self.payload_for_update_in(conn, row_id)
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(
+                body=body, payload={**payload, **said, "parts_sent": parts, "parts": of}))
+
+    def keep_as_sent(self, words: Mapping[int, tuple[str, Mapping[str, Any]]]) -> None:
+        """Messages sent (in a digest) whose words were made true when they went: each id's
+        ``(body, said)`` kept on its row, as :meth:`mark_sent_as` keeps them."""
+        with self.transaction() as conn:
+            for row_id, (body, said) in words.items():
+                payload = self.payload_for_update_in(conn, row_id)
+                conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
+                                                    outbox_t.c.status == "sent")
+                             .values(body=body, payload={**payload, **said}))
+
+    def payload_for_update_in(self, conn: Connection, row_id: int) -> dict[str, Any]:
+        """A message's payload, its row locked until the transaction ends (PostgreSQL; SQLite
+        writes one at a time anyway): the keys another write added meanwhile (a part's
+        count) are kept, not overwritten by a copy read before it."""
+        payload = conn.execute(select(outbox_t.c.payload).where(outbox_t.c.id == row_id)
+                               .with_for_update()).scalar()
+        return dict(payload or {})
 
     def mark_silenced(self, row_id: int, now: datetime, reason: str) -> bool:
         """A pending message muted by a silence: kept, never sent (unless retried)."""
