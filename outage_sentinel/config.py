@@ -149,11 +149,35 @@ class FieldMap(Strict):
     customer: str | None = None
     meter: str | None = None
     #: The work order's category (无电, 电压低, 电费…). With a category path, only records whose
-    #: category contains one of ``outage_categories`` are outage evidence; the others are
-    #: counted and skipped (a low-voltage complaint is not a dead area).
+    #: category contains one of ``outage_categories`` and none of ``not_outage_categories``
+    #: are outage evidence; the others are counted and skipped (a low-voltage complaint is not
+    #: a dead area).
     category: str | None = None
     outage_categories: list[str] = Field(default_factory=lambda: [
         "无电", "停电", "没电", "断电", "缺相", "全部停电", "部分停电", "no power", "outage"])
+    #: Checked first: a category naming one household's own fault (单户无电, 低压故障-单户停电,
+    #: 表后开关跳闸, 入户线故障, 客户内部故障, 计量故障, 欠费停电) says nothing of its area,
+    #: though it says 无电 or 停电: read as evidence it put a fault on the fuse above a lit
+    #: area and told that area's village it was off.
+    not_outage_categories: list[str] = Field(default_factory=lambda: [
+        "单户", "表后", "入户", "进户", "户内", "客户内部", "内部故障", "非电力", "表计",
+        "电能表", "计量", "欠费", "single household"])
+
+    @model_validator(mode="after")
+    def _categories_can_match(self) -> FieldMap:
+        """An empty word matches every category (or, as an exclusion, none is evidence); an
+        outage word containing an exclusion word can never match: refused, naming the word."""
+        problems = [f"{name}: an empty word matches every category"
+                    for name in ("outage_categories", "not_outage_categories")
+                    if any(not w.strip() for w in getattr(self, name))]
+        dead = [w for w in self.outage_categories
+                if any(x.strip() and x in w for x in self.not_outage_categories)]
+        if dead:
+            problems.append(f"outage_categories: {', '.join(map(repr, dead))} can never match: "
+                            "each contains a word of not_outage_categories, checked first")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class PaginationConfig(Strict):

@@ -46,7 +46,8 @@ class Resolved:
 
     ``transformers`` are the areas the event names (by reference, or by precise area text);
     ``possible`` the areas its imprecise area text may mean ("XX村部分用户", 可能受影响), never
-    one of ``transformers``.
+    one of ``transformers``. ``set_aside``: a call's references that name another area than
+    the one it is placed in (:func:`_call_areas`), for the command centre to hear of.
     """
 
     feeder: str | None
@@ -54,6 +55,7 @@ class Resolved:
     device: str | None
     unknown: tuple[str, ...]
     possible: tuple[str, ...] = ()
+    set_aside: tuple[str, ...] = ()
 
 
 def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
@@ -69,12 +71,13 @@ def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
     feeder = lines[0] if len(lines) == 1 else None
     transformers: list[str] = []
     possible: list[str] = []
-    for ref in event.transformers:
-        nid = topology.resolve(ref)
-        if nid is not None and topology.nodes[nid].kind == "transformer":
-            transformers.append(nid)
-        else:
-            _ref_areas(topology, ref, lines, transformers, possible, unknown)
+    set_aside: tuple[str, ...] = ()
+    if event.signal == "call":
+        transformers, possible, set_aside = _call_areas(topology, event.transformers, lines,
+                                                        unknown)
+    else:
+        for ref in event.transformers:
+            _place_ref(topology, ref, lines, transformers, possible, unknown)
     transformers = list(dict.fromkeys(transformers))
     device = _device(topology, event.device, lines) if event.device else None
     if event.device and device is None:
@@ -101,7 +104,49 @@ def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
         if not transformers and not possible and device is None:
             unknown.extend(f for f in scope.unplaced if f not in unknown)
     possible = [t for t in dict.fromkeys(possible) if t not in transformers]
-    return Resolved(feeder, tuple(transformers), device, tuple(unknown), tuple(possible))
+    return Resolved(feeder, tuple(transformers), device, tuple(unknown), tuple(possible),
+                    set_aside)
+
+
+def _place_ref(topology: Topology, ref: str, lines: Sequence[str], transformers: list[str],
+               possible: list[str], unknown: list[str]) -> None:
+    """Place one area reference: an id, name, meter or customer number of one area, else
+    as :func:`_ref_areas` reads it."""
+    nid = topology.resolve(ref)
+    if nid is not None and topology.nodes[nid].kind == "transformer":
+        transformers.append(nid)
+    else:
+        _ref_areas(topology, ref, lines, transformers, possible, unknown)
+
+
+def _call_areas(topology: Topology, refs: Sequence[str], lines: Sequence[str],
+                unknown: list[str]) -> tuple[list[str], list[str], tuple[str, ...]]:
+    """A call's areas, possible areas and the references set aside: one caller is in one
+    place, so the call goes where its most precise reference that places it says — the
+    caller's customer or meter number (:func:`_is_customer_ref`), then the area the work
+    order names (the agent's pick from an address) — never in all of them: a work order whose
+    area disagreed with its customer put one call on two feeders, and a lit village heard it
+    was off. References naming another area are set aside; those placing nothing are
+    ``unknown``, as for any record."""
+    placed: list[tuple[str, list[str], list[str]]] = []
+    for ref in refs:
+        areas: list[str] = []
+        maybe: list[str] = []
+        _place_ref(topology, ref, lines, areas, maybe, unknown)
+        placed.append((ref, areas, maybe))
+    ranked = sorted(placed, key=lambda p: not _is_customer_ref(topology, p[0]))
+    chosen = next((areas for _, areas, _ in ranked if areas), None)
+    if chosen is None:
+        return [], [t for _, _, maybe in placed for t in maybe], ()
+    aside = tuple(ref for ref, areas, _ in placed if areas and not set(areas) <= set(chosen))
+    return chosen, [], aside
+
+
+def _is_customer_ref(topology: Topology, ref: str) -> bool:
+    """Whether ``ref`` is a customer or meter number: placed by the bundle, yet no node's id
+    or name (whatever order a stored event lists its references in)."""
+    return (ref not in topology.pos and not topology.named(ref)
+            and topology.resolve(ref) is not None)
 
 
 def record_lines(topology: Topology, name: str) -> tuple[str, ...]:
@@ -845,9 +890,12 @@ def _as_recorded(incident: Incident, members: dict[str, Member], reporting: Sequ
         incident, kind=kind, start=_start(reporting, members),
         etr=etr_set or _etr(active, notices), etr_set=etr_set, members=members,
         # A record's cause while it is open: an ended one's says how it ended ("已处理完毕恢复
-        # 送电"), which an outage notice to a village still off must not repeat.
-        cause=_latest([m for m in notices if m.status == "active"], "cause") or incident.cause,
-        area_text=_latest(notices, "area_text") or incident.area_text,
+        # 送电"), which an outage notice to a village still off must not repeat. Never a
+        # call's: one caller's words and address (a name, a number) are no village's notice.
+        cause=_latest([m for m in notices if m.status == "active" and m.signal != "call"],
+                      "cause") or incident.cause,
+        area_text=_latest([m for m in notices if m.signal != "call"], "area_text")
+        or incident.area_text,
         unknown_refs=tuple(dict.fromkeys(u for m in members.values() for u in m.unknown)),
         feeder=incident.feeder if incident.feeder != "?" else (feeder or "?"),
         crew_progress="" if revived else incident.crew_progress,
@@ -1607,11 +1655,15 @@ def village_cause(incident: Incident, records: Sequence[Member]) -> str:
     give; without one, the one cause the incident's open records agree on (another village's
     record in a storm says nothing of this one: none then); with no open record giving one, the
     incident's last known cause."""
-    own = sorted((m for m in records if m.status == "active" and m.cause),
+    # Records only (:data:`REPORTING_SIGNALS`): a trouble call's cause is what an agent typed
+    # of one caller — a name, a number to ring back — never for a village group.
+    own = sorted((m for m in records
+                  if m.status == "active" and m.cause and m.signal in REPORTING_SIGNALS),
                  key=lambda m: m.seen_at)
     if own:
         return own[-1].cause
-    causes = {m.cause for m in incident.members.values() if m.status == "active" and m.cause}
+    causes = {m.cause for m in incident.members.values()
+              if m.status == "active" and m.cause and m.signal in REPORTING_SIGNALS}
     if not causes:
         return incident.cause
     return causes.pop() if len(causes) == 1 else ""

@@ -369,6 +369,9 @@ class IncidentProcessor:
         if resolved.unknown:
             log.warning("unknown_references", refs=list(resolved.unknown))
             self._quarantine_unknown(conn, stored, resolved.unknown, now)
+        if resolved.set_aside:  # the work order's area is not its caller's: worth a fix
+            log.warning("call_references_disagree", placed=list(resolved.transformers),
+                        set_aside=list(resolved.set_aside))
         leaving = {**leaving, **left_list(stored)}
         current = self._current(conn, event, resolved, rnd, now, leaving)
         planned = planned_transformers(rnd.open_planned(conn), now)

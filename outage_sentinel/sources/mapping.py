@@ -31,9 +31,12 @@ fails the poll, an empty list in it is no "no outages").
     {"data": {"records": [{"orderNo", "acceptTime", "custNo", "meterNo", "tgNo", "lineName",
                            "address", "faultType", "content"}], "pages"}}
 
-Each becomes a ``call`` event placed by customer number, meter number, area number or address
-(in that order of precision; the topology resolves them). A record whose ``faultType`` names no
-outage (电压低, 电费…) is skipped, not evidence.
+Each becomes a ``call`` event placed by customer number, meter number, area number or address:
+the first of them that resolves, in that order of precision (the topology resolves them; one
+caller is in one area). A record whose ``faultType`` names no outage (电压低, 电费…), or one
+household's own fault (单户无电, 表后…: ``not_outage_categories``), is skipped, not evidence.
+Its cause is ``faultType``; the agent's free text (``content``: names, numbers) stays in the
+raw payload.
 
 Outage-type values (``typeCode`` / ``powerType``) are mapped by :data:`KIND_VALUES_95598`:
 ``1``/``01``/计划停电 → planned, ``2``/``02``/临时停电 → temporary, ``3``/``03``/故障停电 → fault
@@ -192,7 +195,9 @@ _KIND_WORDS: Final[tuple[tuple[str, Kind], ...]] = (
 
 
 #: Trouble calls (95598 / customer-service work orders): one record per call, placed by the
-#: customer or meter number it came from, else the area named, else the address.
+#: customer or meter number it came from, else the area named, else the address. The cause is
+#: the category alone: ``content`` is what the agent typed of the call (a caller's name, a
+#: number to ring back), for the command centre (kept in the raw payload), never for a notice.
 WORK_ORDER_FIELDS: Final = FieldMap(
     event_id="orderNo",
     start="acceptTime",
@@ -203,7 +208,7 @@ WORK_ORDER_FIELDS: Final = FieldMap(
     feeder="lineName",
     area_text="address",
     category="faultType",
-    cause=["faultType", "content"],
+    cause="faultType",
 )
 
 
@@ -500,18 +505,27 @@ class RecordMapper:
         return tuple(unique)
 
     def is_outage(self, record: Mapping[str, Any]) -> bool:
-        """False for a work order whose category names no outage (电压低, 电费…)."""
+        """False for a work order whose category names no outage (电压低, 电费…), or names one
+        household's own fault (单户无电, 表后开关跳闸: ``not_outage_categories``, checked
+        first, as they contain 无电 / 停电 too): no evidence that its area is off."""
         f = self.fields
         category = self._scalar_text(record, "category", f.category)
-        return category is None or any(word in category for word in f.outage_categories)
+        if category is None:
+            return True
+        if any(word in category for word in f.not_outage_categories):
+            return False
+        return any(word in category for word in f.outage_categories)
 
     def _references(self, record: Mapping[str, Any]) -> tuple[str, ...]:
-        """The areas named, then the customer and meter numbers (the topology places each)."""
-        refs = list(self._transformers(record))
+        """The customer and meter numbers, then the areas named: most precise first, as
+        :func:`~outage_sentinel.incidents.resolve_event` places a call by the first that
+        resolves (a work order's area is the agent's pick; the customer is the caller)."""
+        refs: list[str] = []
         for name, path in (("customer", self.fields.customer), ("meter", self.fields.meter)):
             value = self._scalar_text(record, name, path)
             if value and value not in refs:
                 refs.append(value)
+        refs.extend(r for r in self._transformers(record) if r not in refs)
         return tuple(refs)
 
     def merge(self, rows: Sequence[Row]) -> OutageEvent:
