@@ -63,7 +63,7 @@ def make_daemon(tmp_path: Path, db_url: str, topology: Topology,
         "channels": {**{name: {"type": "file", "path": str(tmp_path / "sink.jsonl")}
                         for name in CHANNELS},
                      "sms": {"type": "sms", "endpoint": "http://127.0.0.1:9/",
-                             "access_key_id": "id", "access_key_secret": "secret",
+                             "access_key_id": "id", "access_key_secret": "care-test-key-7f3a9",
                              "sign_name": "某县供电公司", "template_code": "SMS_0"}},
         "command_centre": {"channel": "cc", "target": "指挥中心"},
         **config,
