@@ -512,7 +512,7 @@ def _known_spells(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
     spells = _AreaSpells(row, log, known, remaining_end, _later_back(log), ongoing,
                          records.starts)
     starts = _area_starts(row, steps, records.unbegun)
-    possible = possible_areas(row, topology)
+    possible = possible_areas(row, topology, found_devices(log))
     return [_transformer_area(row, records.class_of(t, off, klass), t, topology, off, back,
                               t not in possible)
             for t in known for off, back in spells.of(t, starts.get(t, row["start"]))]
@@ -581,19 +581,39 @@ def class_of_areas(areas: Sequence[_Area], kind: str) -> str:
     return "fault" if any(a.klass == "fault" for a in counted) else "planned"
 
 
-def possible_areas(row: Mapping[str, Any], topology: Topology) -> frozenset[str]:
+def possible_areas(row: Mapping[str, Any], topology: Topology,
+                   found: Sequence[str] = ()) -> frozenset[str]:
     """The incident's areas only possibly off (可能受影响, as the villages are told): named
     imprecisely ("XX村部分用户": by its words not every customer of them) or only inferred
-    by the localiser, and below no device a source reported operated or the command centre
-    set (below one, the topology makes the whole area off). The report lists them with
-    their customers apart; counting them would state a guess as customers' hours off."""
+    by the localiser, and below no device a source reported operated, the command centre
+    set or the crew found operated (``found``: :func:`found_devices`; below one, the
+    topology makes the whole area off). The report lists them with their customers apart;
+    counting them would state a guess as customers' hours off."""
     state = row.get("state") or {}
     maybe = [t for t, mark in (state.get("scope") or {}).items() if mark != "reported"]
     if not maybe:
         return frozenset()
-    devices = [d for d in _named_devices(state) if d in topology.pos]
+    devices = [d for d in (*_named_devices(state), *found) if d in topology.pos]
     return frozenset(t for t in maybe if t not in topology.pos
                      or not any(topology.is_downstream(t, d) for d in devices))
+
+
+def found_devices(log: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The devices the crews found operated, as the incident's log says: the close-out's
+    (its latest word), else the crew's "fault found" from its page — as the localiser's
+    history reads them (:meth:`~outage_sentinel.store.Store.confirmed_devices`)."""
+    found: list[str] = []
+    by_crew = False
+    for e in log:
+        details = e.get("details") or {}
+        if e["stage"] not in ("closed", "fault_found"):
+            continue
+        if details.get("device"):
+            found = [str(d) for d in details.get("devices") or [details["device"]]]
+            by_crew = by_crew or e["stage"] == "fault_found"
+        elif e["stage"] == "closed" and not by_crew:
+            found = []
+    return found
 
 
 def _named_devices(state: Mapping[str, Any]) -> list[str]:

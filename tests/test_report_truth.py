@@ -92,6 +92,27 @@ def test_an_area_only_the_localiser_inferred_is_not_counted_as_fact(h: Harness) 
     assert marks(r, "T5") == {"possible"}
 
 
+def test_an_inferred_area_below_the_device_the_crew_found_is_counted(h: Harness) -> None:
+    """A fault record names only T1 (东村, 100 customers); the localiser has T2 (50) off too,
+    below the fuse. The close-out says the crew found that fuse operated: below it the whole
+    of T2 was off, and the figures count it (the localiser's guess became the crew's word)."""
+    h.feed(record("A", "", "T1"))
+    h.at(120)
+    h.feed(record("A", "", "T1", status="restored"))
+    h.at(130)
+    before = report(h)
+    guessed = [t for t in ("T2", "T3") if marks(before, t) == {"possible"}]
+    assert guessed, "the localiser put no area beside T1: nothing to check"
+    device = h.daemon.store.load_incidents(open_only=False)[0]["fault_device"]
+    h.daemon.lifecycle.close(h.only_incident(), "operator:cc", "设备故障", device=device,
+                             unconfirmed_ok=True)
+    after = report(h)
+    for t in guessed:
+        assert marks(after, t) == {"confirmed"}, t
+    assert after.summary.iloc[0]["customer_hours"] > before.summary.iloc[0]["customer_hours"]
+    assert after.summary.iloc[0]["possible_customer_hours"] == pytest.approx(0)
+
+
 # -- 2. a fault joining planned work ----------------------------------------------------------
 
 
