@@ -26,7 +26,11 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    reports. An area with fewer registered meters than the threshold needs all of them (never
    fewer than 2). Off times from before the area's last outage closed (a meter whose power-on
    was lost still "off" since then) neither start nor extend a new outage: a second recloser
-   shot is measured from its own start, not the first shot's.
+   shot is measured from its own start, not the first shot's. A meter "off" that arrives once
+   an outage is open moves its start earlier only from within ``window_seconds`` of the start
+   it opened with (and never to before the area's last close): one meter whose clock is hours
+   slow would otherwise stretch a 5-second reclose into an hours-long outage, released at
+   once. An earlier "off" is that meter's own (rule 5), and changes nothing about the area.
 2. **Held for the momentary rule.** An area outage is released (a ``dead`` output) only once it
    has lasted ``min_duration_seconds`` (60 s); restored before that, it was a momentary
    interruption (a recloser's dead time) and is dropped — counted in
@@ -57,6 +61,15 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    whose clock is fast) is taken as ``now`` + 30 s, so one clock ahead can neither push the
    watermark into the future — releasing every later blip at once — nor make its device's
    real reports stale.
+
+   An "off" time more than ``forget_after_hours`` *behind* ``now`` (a clock reset to its
+   factory value — 2000-01-01 — or a long-dead battery) is not believed either: it is set
+   aside (:attr:`ScreenResult.set_aside`, with a reason naming the device and the time; the
+   daemon quarantines it), never applied. It could only open an outage of years, or be
+   forgotten at the next prune. "On" reports are applied whatever their age: an old one
+   closes nothing begun after it, and one replayed after a long stop still closes its outage.
+   So is the other half of such a record (a terminal's ERC14 "on" at a real time): with no
+   outage to close it changes nothing.
 
    If an off and its restore reach the screen together and the outage lasted long enough, both
    the ``dead`` and the ``alive`` output are produced.
@@ -231,6 +244,15 @@ class CustomerFault:
     status: Literal["active", "restored"]
 
 
+@dataclass(frozen=True)
+class SetAside:
+    """A report the screen does not believe (its time is implausibly old) and did not apply:
+    kept with the reason so the daemon can quarantine it rather than drop it silently."""
+
+    event: OutageEvent
+    reason: str
+
+
 @dataclass
 class ScreenResult:
     """What one :meth:`AmiScreen.feed` / :meth:`AmiScreen.tick` produced."""
@@ -248,6 +270,11 @@ class ScreenResult:
     stale: int = 0
     #: Observations for devices in no transformer area (not in the registry, no transformer).
     unknown: int = 0
+    #: ``(source, device reference)`` of each of those observations, so the daemon can name
+    #: the devices (a registry gap is invisible otherwise: their reports count toward nothing).
+    unknown_devices: list[tuple[str, str]] = field(default_factory=list)
+    #: "Off" reports not applied because their time is not believable (:class:`SetAside`).
+    set_aside: list[SetAside] = field(default_factory=list)
     #: Area outages still held by the momentary rule after this call.
     held: int = 0
 
@@ -260,6 +287,8 @@ class ScreenResult:
         self.merged += other.merged
         self.stale += other.stale
         self.unknown += other.unknown
+        self.unknown_devices.extend(other.unknown_devices)
+        self.set_aside.extend(other.set_aside)
         self.held = other.held
 
 
@@ -277,21 +306,25 @@ class _Episode:
     backlog: bool = False
     #: the watermark when the episode was opened (``None``: unknown, a state from before)
     wm_seen: float | None = None
+    #: the start it was opened with: later meter "offs" move the start back only to within
+    #: the window of it (``None``: ``start``)
+    anchor: float | None = None
 
     def to_state(self) -> dict[str, Any]:
         """The episode in :meth:`AmiScreen.to_state`'s snapshot."""
         return {"start": self.start, "basis": self.basis, "meters": sorted(self.meters),
                 "restored": sorted(self.restored), "terminal_off": self.terminal_off,
                 "released": self.released, "seen": self.seen,
-                "backlog": self.backlog, "wm_seen": self.wm_seen}
+                "backlog": self.backlog, "wm_seen": self.wm_seen, "anchor": self.anchor}
 
     @classmethod
     def from_state(cls, e: Mapping[str, Any]) -> _Episode:
         """Inverse of :meth:`to_state` (a state from before lacks the later fields)."""
-        wm_seen = e.get("wm_seen")
+        wm_seen, anchor = e.get("wm_seen"), e.get("anchor")
         return cls(float(e["start"]), e["basis"], set(e["meters"]), set(e["restored"]),
                    bool(e["terminal_off"]), bool(e["released"]), float(e.get("seen", 0.0)),
-                   bool(e.get("backlog", False)), float(wm_seen) if wm_seen is not None else None)
+                   bool(e.get("backlog", False)), float(wm_seen) if wm_seen is not None else None,
+                   float(anchor) if anchor is not None else None)
 
 
 @dataclass
@@ -534,6 +567,7 @@ class AmiScreen:
         ``now``. Reports are applied in time order, whatever order they come in."""
         result = ScreenResult()
         observations: list[Observation] = []
+        oldest = _ts(now) - self.policy.forget_after_hours * 3600.0
         for event in events:
             obs = self.observation(event)
             if obs is None:
@@ -541,14 +575,26 @@ class AmiScreen:
             result.observed += 1
             if not obs.transformer:
                 result.unknown += 1
-                continue
-            observations.append(obs)
+                result.unknown_devices.append((event.source, device_ref(obs.kind, obs.device)))
+            elif obs.action == "off" and _ts(obs.time) < oldest:
+                result.set_aside.append(SetAside(event, self._too_old(obs, now)))
+            else:
+                observations.append(obs)
         observations.sort(key=lambda o: o.time)
         self._t_now = _ts(now)
         for obs in observations:
             self._apply(obs, result)
         result.extend(self.tick(now))
         return result
+
+    def _too_old(self, obs: Observation, now: datetime) -> str:
+        """Why the "off" ``obs`` is set aside: its time is further behind ``now`` than anything
+        the screen remembers, so it says nothing believable about when power went."""
+        hours = self.policy.forget_after_hours
+        return (f"{obs.kind} {obs.device}: power-off time {obs.time.isoformat()} is more than "
+                f"{hours:g} h before now ({now.isoformat()}; ami_screen.forget_after_hours): "
+                f"the device's clock is wrong or was reset, so it is not taken as the time "
+                f"power went off")
 
     def tick(self, now: datetime) -> ScreenResult:
         """Release area outages that have lasted the minimum duration and flag single meters
@@ -670,31 +716,50 @@ class AmiScreen:
     def _meter_off(self, tx: str, area: _Area, meter: str, t: float) -> None:
         area.off[meter] = t
         ep = area.episode
-        if ep is not None:
+        if ep is not None and self._joins(area, ep, t):
             ep.meters.add(meter)
             ep.restored.discard(meter)
             if t < ep.start and not ep.released:
                 ep.start = t
                 self._schedule.push_area(tx, ep)
             return
-        threshold = self._threshold(tx)
-        fresh = area.fresh_offs()
-        if len(fresh) >= threshold:
-            times = sorted(fresh.values())
-            w = self.policy.window_seconds
-            i = 0
-            for j, tj in enumerate(times):
-                while tj - times[i] > w:
-                    i += 1
-                if j - i + 1 >= threshold:
-                    start = times[i]
-                    members = {m for m, mt in fresh.items() if mt >= start}
-                    for m in members:
-                        self._singles.pop(m, None)
-                    self._open(tx, area, _Episode(start, "meters", members))
-                    return
+        if ep is None and self._meters_open(tx, area):
+            return
+        # Off on its own — or too far before the open outage to be part of it (a slow clock):
+        # that meter's own off (rule 5), which changes nothing about the area.
         single = self._singles[meter] = _Single(tx, t, seen=self._t_now)
         self._schedule.push_single(meter, single)
+
+    def _joins(self, area: _Area, ep: _Episode, t: float) -> bool:
+        """Whether a meter "off" at ``t`` belongs to the open outage ``ep``: not before the
+        window of the start ``ep`` opened with, nor before the area's last close. Anything
+        earlier (a meter clock hours slow, an old log) would stretch the outage to its time."""
+        anchor = ep.start if ep.anchor is None else ep.anchor
+        if t < anchor - self.policy.window_seconds:
+            return False
+        return area.closed is None or t >= area.closed
+
+    def _meters_open(self, tx: str, area: _Area) -> bool:
+        """Open an outage of ``tx`` when its threshold of meters went off within the window
+        (from the earliest of them); whether one was opened."""
+        threshold = self._threshold(tx)
+        fresh = area.fresh_offs()
+        if len(fresh) < threshold:
+            return False
+        times = sorted(fresh.values())
+        w = self.policy.window_seconds
+        i = 0
+        for j, tj in enumerate(times):
+            while tj - times[i] > w:
+                i += 1
+            if j - i + 1 >= threshold:
+                start = times[i]
+                members = {m for m, mt in fresh.items() if mt >= start}
+                for m in members:
+                    self._singles.pop(m, None)
+                self._open(tx, area, _Episode(start, "meters", members))
+                return True
+        return False
 
     def _meter_on(self, tx: str, area: _Area, meter: str, t: float, result: ScreenResult) -> None:
         area.off.pop(meter, None)
@@ -728,6 +793,7 @@ class AmiScreen:
                                                         "restored"))
 
     def _open(self, tx: str, area: _Area, episode: _Episode) -> None:
+        episode.anchor = episode.start
         area.episode = episode
         self._schedule.open_area(tx, episode, self._t_now)
 

@@ -130,6 +130,10 @@ class Metrics:
         self.ami_customer_faults = Counter(p + "ami_customer_faults_total",
                                            "Single meters off: customer-side faults, not incidents",
                                            registry=r)
+        self.ami_unknown_devices = Counter(
+            p + "ami_unknown_device_reports_total", "AMI reports from meters or terminals in "
+            "no transformer area (not in meters.csv; kept under unknown_devices: keep, they "
+            "count toward no outage)", ["source"], registry=r)
 
     def serve(self, host: str, port: int,
               ready: Callable[[], str | None] = lambda: None) -> WSGIServer:

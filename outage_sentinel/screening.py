@@ -6,6 +6,12 @@ stores them, the outputs are stored as events of the ``ami`` source, and the scr
 saved at most every :data:`SCREEN_SAVE_SECONDS` with the id of the last report it includes
 (reports after that id are fed again on start; outputs are deterministic, so the re-produced
 ones are duplicates the store ignores).
+
+Nothing the screen passes over goes unsaid: a report it does not believe (a device clock reset
+to years ago) is quarantined with the screen's reason, in the same transaction; each device in
+no transformer area (``ami.unknown_devices: keep``) is named in the log once per source (up to
+:data:`MAX_UNKNOWN_DEVICES_LOGGED`) and all their reports are counted
+(``outage_sentinel_ami_unknown_device_reports_total``).
 """
 
 from __future__ import annotations
@@ -14,13 +20,20 @@ import threading
 import time
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
 from sqlalchemy.engine import Connection
 
-from outage_sentinel.ami import AmiRegistry, AmiScreen, ScreenPolicy, parse_device_ref
+from outage_sentinel.ami import (
+    AmiRegistry,
+    AmiScreen,
+    ScreenPolicy,
+    ScreenResult,
+    SetAside,
+    parse_device_ref,
+)
 from outage_sentinel.config import Config
-from outage_sentinel.events import OutageEvent, PollResult
+from outage_sentinel.events import OutageEvent, PollResult, Quarantined
 from outage_sentinel.logs import get_logger
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.store import IngestCounts, Store, StoredEvent
@@ -31,6 +44,34 @@ AMI_SOURCE = "ami"
 SCREEN_KEY = "ami_screen"
 #: How often the AMI screen state is saved (reports after it are re-screened on start).
 SCREEN_SAVE_SECONDS = 30.0
+#: Devices not in meters.csv named in the log per source, at most: a batch of swapped meters
+#: is named one by one; a registry missing a whole district is counted, not remembered.
+MAX_UNKNOWN_DEVICES_LOGGED = 1000
+#: Characters of a device reference kept and logged (ids come from the feed).
+DEVICE_SHOWN_CHARS = 64
+
+
+class UnknownDevices:
+    """Which devices in no transformer area were named in the log already, per source. Memory
+    is bounded: past :attr:`limit` devices of a source, the rest are only counted."""
+
+    def __init__(self, limit: int = MAX_UNKNOWN_DEVICES_LOGGED) -> None:
+        self.limit = limit
+        self.named: dict[str, set[str]] = {}
+        #: Sources whose limit was reached (said once).
+        self.full: set[str] = set()
+
+    def note(self, source: str, device: str) -> Literal["name", "limit"] | None:
+        """``"name"``: log this device (first time); ``"limit"``: the source's limit was just
+        reached, say so once; ``None``: nothing to log."""
+        named = self.named.setdefault(source, set())
+        if device in named or source in self.full:
+            return None
+        if len(named) >= self.limit:
+            self.full.add(source)
+            return "limit"
+        named.add(device)
+        return "name"
 
 
 class AmiScreener:
@@ -49,6 +90,7 @@ class AmiScreener:
                                 AMI_SOURCE)
         self.row = 0
         self.saved_at = time.monotonic()
+        self.unknown = UnknownDevices()
 
     def use_topology(self, topology: Topology) -> None:
         """Switch to a reloaded bundle (the caller holds :attr:`lock`)."""
@@ -80,7 +122,7 @@ class AmiScreener:
                 with self.store.transaction() as conn:
                     result = self.screen.feed([s.event for s in replay], now)
                     self.row = max(s.row_id for s in replay)
-                    self._store_screened(conn, result, now, force_save=True)
+                    self._store_screened(conn, result, now, force_save=True, replay=True)
                 self.log.info("ami_screen_caught_up", reports=len(replay))
         return self.screen
 
@@ -140,8 +182,11 @@ class AmiScreener:
             with self.lock, self.store.transaction() as conn:
                 self._store_screened(conn, None, now, force_save=True)
 
-    def _store_screened(self, conn: Connection, result: Any, now: datetime,
-                        force_save: bool = False) -> None:
+    def _store_screened(self, conn: Connection, result: ScreenResult | None, now: datetime,
+                        force_save: bool = False, replay: bool = False) -> None:
+        """Store ``result`` in ``conn``'s transaction, and the screen state when due. A
+        ``replay`` (reports screened before a restart) quarantines nothing: what it sets aside
+        was quarantined when first screened, or will be when its unprocessed report is."""
         if result is not None:
             if result.events:
                 self.store.ingest_in(conn, AMI_SOURCE, PollResult(events=list(result.events)),
@@ -151,7 +196,45 @@ class AmiScreener:
             for fault in result.customer_faults:
                 self.log.info("customer_side_fault",
                               **{k: str(v) for k, v in vars(fault).items()})
+            self._name_unknown(result.unknown_devices)
+            if not replay:
+                self._quarantine(conn, result.set_aside, now)
         if force_save or time.monotonic() - self.saved_at >= SCREEN_SAVE_SECONDS:
             self.store.kv_set_in(conn, SCREEN_KEY, {"state": self.screen.to_state(),
                                                     "row": self.row}, now)
             self.saved_at = time.monotonic()
+
+    def _name_unknown(self, devices: list[tuple[str, str]]) -> None:
+        """Count reports of devices in no transformer area and name each device once: with
+        ``unknown_devices: keep`` their reports are stored but count toward no outage, so a
+        batch of swapped meters would otherwise darken a village without a trace."""
+        per_source: dict[str, int] = {}
+        for source, ref in devices:
+            per_source[source] = per_source.get(source, 0) + 1
+            shown = ref[:DEVICE_SHOWN_CHARS]
+            said = self.unknown.note(source, shown)
+            if said == "name":
+                self.log.warning("ami_unknown_device", source=source, device=shown,
+                                 hint="not in meters.csv: its reports are kept but count "
+                                      "toward no transformer area's outage; add it there")
+            elif said == "limit":
+                self.log.warning("ami_unknown_devices_not_named", source=source,
+                                 named=self.unknown.limit,
+                                 hint="more devices of this source are not in meters.csv; "
+                                      "they are counted "
+                                      "(outage_sentinel_ami_unknown_device_reports_total), "
+                                      "not named")
+        for source, n in per_source.items():
+            self.metrics.ami_unknown_devices.labels(source).inc(n)
+
+    def _quarantine(self, conn: Connection, set_aside: list[SetAside], now: datetime) -> None:
+        """Quarantine the reports the screen did not believe, with its reason: the report stays
+        stored, and a person can see why it made no outage."""
+        for item in set_aside:
+            event = item.event
+            self.store.quarantine_in(conn, Quarantined(
+                event.source, item.reason, {"event_id": event.event_id, "record": event.raw}),
+                now)
+            self.metrics.quarantined.labels(event.source).inc()
+            self.log.warning("ami_report_set_aside", source=event.source,
+                             event_id=event.event_id[:200], reason=item.reason)
