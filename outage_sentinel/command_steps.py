@@ -35,6 +35,7 @@ from outage_sentinel.lifecycle import (
     StepInputError,
     confirmed_devices,
 )
+from outage_sentinel.localise import named_nodes, narrowed, shared_message
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.processing import IncidentProcessor, planned_areas
 from outage_sentinel.topology import Topology
@@ -151,7 +152,7 @@ class CommandSteps:
         word: later estimates name them, the crew sent gets new orders, the close-out's
         device defaults to them. The areas stay (``scope`` moves those)."""
         check_texts(incident=incident_id, devices=refs, actor=actor, note=note)
-        devices = confirmed_devices(self.topology, refs)
+        devices = confirmed_devices(self.topology, refs, self.processor.incident(incident_id))
         if not devices:
             raise LifecycleError("no device given")
         return self._correct(incident_id, actor, note, "device_set",
@@ -190,7 +191,7 @@ class CommandSteps:
         """Take areas (ids, names, or villages) out of the scope; their villages hear it
         was a mistake."""
         check_texts(incident=incident_id, remove=refs, actor=actor, note=note)
-        areas = self.areas(refs)
+        areas = self.areas(refs, self.processor.incident(incident_id))
         return self._correct(incident_id, actor, note, "scope_removed",
                              lambda _, inc, now: corrections.exclude_areas(
                                  inc, self.topology, areas, now),
@@ -202,7 +203,7 @@ class CommandSteps:
         inferred or named as possibly affected is confirmed: its village hears it as off."""
         check_texts(incident=incident_id, add=refs, actor=actor, note=note)
         inc = self.processor.active(incident_id)
-        areas = [t for t in self.areas(refs)
+        areas = [t for t in self.areas(refs, inc)
                  if t not in inc.off or inc.scope.get(t, "reported") != "reported"]
         if not areas:
             raise LifecycleError(f"every area given is already confirmed off in {incident_id}")
@@ -225,7 +226,7 @@ class CommandSteps:
                                  "(incidents open)")
         back = list(inc.restored) or (list(inc.estimate.transformers)
                                       if inc.status == "restored" else [])
-        areas = self.areas(refs) if refs else back
+        areas = self.areas(refs, inc) if refs else back
         stray = [t for t in areas if t not in back]
         if stray or not areas:
             named = ", ".join(self.topology.nodes[t].name or t for t in back[:10]) or "none"
@@ -256,7 +257,7 @@ class CommandSteps:
                     note=note)
         if not feeder and not transformers:
             raise StepInputError("give --feeder or --transformers (or both)")
-        areas = self.areas(transformers) if transformers else []
+        areas = self.areas(transformers, feeder=feeder) if transformers else []
         if feeder and feeder not in self.topology.feeder_ids and \
                 feeder not in self.topology.feeder_by_name:
             raise StepInputError(f"unknown feeder {feeder!r}")
@@ -275,23 +276,42 @@ class CommandSteps:
                                  "lie in planned work in force?); see `incidents list`")
         return self.processor.incident(incident_id)
 
-    def areas(self, refs: str | None) -> list[str]:
-        """Transformer area ids for refs of areas (id, name) or villages (id, name)."""
-        out: list[str] = []
+    def areas(self, refs: str | None, inc: Incident | None = None,
+              feeder: str | None = None) -> list[str]:
+        """Transformer area ids for refs of areas (id, name) or villages (id, name). A name
+        several areas or villages share means the one of ``inc`` (its affected areas, its
+        feeders) or on ``feeder`` (id or name); still several, it is refused naming them:
+        the first in the bundle would tell another village and send the crew elsewhere."""
         topo = self.topology
+        tests = area_tests(topo, inc, feeder)
+        out: list[str] = []
         for ref in split_list(refs or ""):
-            village = topo.villages.get(ref) or next(
-                (v for v in topo.villages.values() if v.name == ref), None)
+            village = self._village(ref, tests)
             if village is not None:
-                out += topo.village_transformers(village.id)
+                out += topo.village_transformers(village)
                 continue
-            tid = topo.resolve(ref)
-            if tid is None or topo.nodes[tid].kind != "transformer":
+            nodes = narrowed(named_nodes(topo, ref, ("transformer",)), *tests)
+            if not nodes:
                 raise StepInputError(f"{ref!r} is neither a transformer area nor a village")
-            out.append(tid)
+            if len(nodes) > 1:
+                raise StepInputError(shared_message(topo, ref, nodes))
+            out.append(nodes[0])
         if not out:
             raise StepInputError("no transformer area given")
         return list(dict.fromkeys(out))
+
+    def _village(self, ref: str, tests: Sequence[Callable[[str], bool]]) -> str | None:
+        """The village ``ref`` (id or name) means, narrowed as its areas are; None: none."""
+        topo = self.topology
+        if ref in topo.villages:
+            return ref
+        named = tuple(v.id for v in topo.villages.values() if v.name == ref)
+        found = narrowed(named, *(_of_village(topo, test) for test in tests))
+        if len(found) > 1:
+            listed = ", ".join(f"{v} ({topo.villages[v].township or 'no township'})"
+                               for v in found)
+            raise StepInputError(f"{ref!r} is shared by villages {listed}: give the id")
+        return found[0] if found else None
 
     def _logged(self, now: datetime, step: str, actor: str, note: str,
                 details: dict[str, Any], incident_id: str | None = None) -> Then:
@@ -304,6 +324,24 @@ class CommandSteps:
             if target is not None:
                 store.log_in(conn, target, now, step, actor, note, details)
         return then
+
+
+def area_tests(topology: Topology, inc: Incident | None, feeder: str | None
+               ) -> tuple[Callable[[str], bool], ...]:
+    """What a step knows of which area a shared name means, widest first (for
+    :func:`narrowed`): on the incident's feeders (its own, its areas') or the ``feeder`` given
+    (id or name); among the incident's areas (affected or back)."""
+    feeders = set(topology.feeders_by_name.get(feeder, (feeder,))) if feeder else set()
+    if inc is None:
+        return (lambda t: topology.feeder_of(t) in feeders,) if feeders else ()
+    areas = {*inc.estimate.transformers, *inc.restored}
+    feeders |= {inc.feeder, *(topology.feeder_of(t) for t in areas if t in topology.pos)}
+    return (lambda t: topology.feeder_of(t) in feeders, lambda t: t in areas)
+
+
+def _of_village(topology: Topology, test: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``test`` of areas as a test of villages: one of the village's areas passes it."""
+    return lambda v: any(test(t) for t in topology.village_transformers(v))
 
 
 def _iso(value: datetime | None) -> str | None:

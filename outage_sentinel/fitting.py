@@ -66,10 +66,14 @@ from outage_sentinel.localise import (
     calibrated,
     calibration_for,
     calibration_key,
+    case_feeders,
     devices_per_feeder,
     false_dead_rate,
     kind_factor,
+    named_nodes,
+    narrowed,
     ranks_beside,
+    shared_message,
     window_of,
 )
 from outage_sentinel.storm_rate import (
@@ -120,6 +124,10 @@ FAULT_KINDS = ("source", "breaker", "recloser", "sectionalizer", "fuse", "switch
 CONTEXT_KEYS = ("storm", "faults_elsewhere", "devices_elsewhere")
 
 
+#: The kind a history case's area references (dead, alive, calls) must name.
+AREA_KIND = frozenset({"transformer"})
+
+
 class HistoryError(ValueError):
     """A history case that cannot be used; the message names it."""
 
@@ -139,37 +147,64 @@ def solved_case(topology: Topology, evidence: Evidence, truth: Iterable[str],
                 where: str) -> SolvedCase:
     """Resolve a case's ids (areas, meters, customers, devices) through ``topology``. A truth
     that is no device (where the crew found the fault: a junction, a line, an area) stands for
-    the nearest protective device above it, the one that operated."""
-    def areas(refs: Iterable[str]) -> frozenset[str]:
-        out = set()
-        for ref in refs:
-            nid = topology.resolve(ref)
-            if nid is not None and topology.nodes[nid].kind == "transformer":
-                out.add(nid)
-        return frozenset(out)
-
-    devices = []
-    for ref in truth:
-        nid = topology.resolve(ref)
-        if nid is None or topology.tin[topology.pos[nid]] < 0:
-            raise HistoryError(f"{where}: truth device {ref!r} is not an energised node of "
-                               "the topology")
-        if topology.nodes[nid].kind not in DEVICE_KINDS | PROTECTIVE_KINDS | {"transformer"}:
-            # where the crew found the fault (a junction, a line): the device that operated
-            # is the nearest protective device above it (a transformer is the area's own
-            # fault, a hypothesis of its own)
-            nid = topology.protective_upstream(nid) or nid
-        if nid not in devices:
-            devices.append(nid)
-    if not devices:
-        raise HistoryError(f"{where}: truth has no device")
+    the nearest protective device above it, the one that operated. A name several nodes share
+    means the one on the case's line (:class:`_CaseRefs`)."""
+    truth = list(truth)
+    refs = _CaseRefs(topology, where, case_feeders(topology, (
+        *truth, *evidence.dead, *evidence.alive, *evidence.calls, *evidence.open_devices)))
+    devices = refs.truth(truth)
     calls: dict[str, int] = {}
     for ref, n in evidence.calls.items():
-        for a in areas([ref]):
+        for a in refs.areas([ref]):
             calls[a] = calls.get(a, 0) + n
-    opened = frozenset(d for d in (topology.resolve(r) for r in evidence.open_devices) if d)
-    return SolvedCase(areas(evidence.dead), areas(evidence.alive), calls, opened,
-                      tuple(devices))
+    opened = frozenset(d for d in (refs.one(r, None, "open device")
+                                   for r in evidence.open_devices) if d)
+    return SolvedCase(refs.areas(evidence.dead), refs.areas(evidence.alive), calls, opened,
+                      devices)
+
+
+@dataclass(frozen=True)
+class _CaseRefs:
+    """The nodes one history case's references name. A name several nodes share means the
+    one on the ``feeders`` the case's other references are on; still several, the case is
+    refused naming them (:class:`HistoryError`): a guess would teach the wrong device."""
+
+    topology: Topology
+    where: str
+    feeders: frozenset[str]
+
+    def one(self, ref: str, kinds: frozenset[str] | None, what: str) -> str | None:
+        """The node of ``kinds`` ``ref`` names (None: none of them)."""
+        t, feeders = self.topology, self.feeders
+        nodes = narrowed(named_nodes(t, ref, kinds), lambda n: t.feeder_of(n) in feeders)
+        if len(nodes) > 1:
+            raise HistoryError(f"{self.where}: {what} {shared_message(t, ref, nodes)}")
+        return nodes[0] if nodes else None
+
+    def areas(self, refs: Iterable[str]) -> frozenset[str]:
+        """The transformer areas of ``refs`` (the others are left out, as before)."""
+        return frozenset(a for a in (self.one(r, AREA_KIND, "area") for r in refs) if a)
+
+    def truth(self, refs: Iterable[str]) -> tuple[str, ...]:
+        """The devices the crew found (:class:`HistoryError` for one that is no energised
+        node, or for none)."""
+        t = self.topology
+        devices: list[str] = []
+        for ref in refs:
+            nid = self.one(ref, None, "truth device")
+            if nid is None or t.tin[t.pos[nid]] < 0:
+                raise HistoryError(f"{self.where}: truth device {ref!r} is not an energised "
+                                   "node of the topology")
+            if t.nodes[nid].kind not in DEVICE_KINDS | PROTECTIVE_KINDS | {"transformer"}:
+                # where the crew found the fault (a junction, a line): the device that
+                # operated is the nearest protective device above it (a transformer is the
+                # area's own fault, a hypothesis of its own)
+                nid = t.protective_upstream(nid) or nid
+            if nid not in devices:
+                devices.append(nid)
+        if not devices:
+            raise HistoryError(f"{self.where}: truth has no device")
+        return tuple(devices)
 
 
 def downstream(topology: Topology, node_id: str) -> list[str]:

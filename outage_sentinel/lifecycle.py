@@ -44,6 +44,7 @@ from outage_sentinel.incidents import (
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
 from outage_sentinel.liaison import LiaisonPlanner, reported_devices
+from outage_sentinel.localise import named_nodes, narrowed, shared_message
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.sms_params import command_params
@@ -155,21 +156,44 @@ def close_details(cause_category: str, found: Sequence[str], inc: Incident,
     return details
 
 
-def confirmed_devices(topology: Topology, text: str) -> list[str]:
+def confirmed_devices(topology: Topology, text: str, inc: Incident | None = None) -> list[str]:
     """The device ids of a close-out's ``device`` field (ids or names, separated by commas,
-    、 or spaces; each once, in order); :class:`LifecycleError` naming one that is not a
+    、 or spaces; each once, in order); :class:`StepInputError` naming one that is not a
     device of the topology. A transformer counts: the area's own fault (its drop-out fuse,
-    the transformer itself), which the localiser also considers."""
+    the transformer itself), which the localiser also considers. A name several devices
+    share ("1号开关") means the one ``inc`` points at (:func:`incident_device_tests`); still
+    several, it is refused naming them: the localiser would learn from the wrong device."""
+    tests = incident_device_tests(topology, inc) if inc is not None else ()
     out: list[str] = []
     for ref in re.split(r"[\s,，、;；]+", text.strip()):
         if not ref:
             continue
-        nid = topology.resolve(ref)
-        if nid is None or topology.nodes[nid].kind not in DEVICE_KINDS | OWN_FAULT_KINDS:
+        nodes = narrowed(named_nodes(topology, ref, DEVICE_KINDS | OWN_FAULT_KINDS), *tests)
+        if not nodes:
             raise StepInputError(f"{ref!r} is not a device or transformer of the topology")
-        if nid not in out:
-            out.append(nid)
+        if len(nodes) > 1:
+            raise StepInputError(shared_message(topology, ref, nodes))
+        if nodes[0] not in out:
+            out.append(nodes[0])
     return out
+
+
+def incident_device_tests(topology: Topology, inc: Incident) -> tuple[Callable[[str], bool], ...]:
+    """What ``inc`` knows of where its fault is, widest first (for :func:`narrowed`): on its
+    feeder or its affected areas' feeders; above (or being) one of its affected areas; in its
+    estimate's suspected section or devices, or those the command centre set."""
+    areas = [topology.pos[t] for t in inc.estimate.transformers if t in topology.pos]
+    feeders = {inc.feeder, *(topology.feeder_of(topology.ids[i]) for i in areas)}
+    tin, tout = topology.tin, topology.tout
+    spans = [tin[i] for i in areas if tin[i] >= 0]
+    suspected = {*inc.estimate.section, *inc.estimate.devices, *inc.device_set}
+
+    def above_affected(n: str) -> bool:
+        i = topology.pos[n]
+        return tin[i] >= 0 and any(tin[i] <= s <= tout[i] for s in spans)
+
+    return (lambda n: topology.feeder_of(n) in feeders, above_affected,
+            lambda n: n in suspected)
 
 
 class Lifecycle:
@@ -402,9 +426,10 @@ class Lifecycle:
         now = self.clock()
         if not cause_category:
             raise StepInputError("closing needs a cause category (--cause)")
-        found = confirmed_devices(self.topology, device or "")
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
+            # a device name several share means the one this incident points at
+            found = confirmed_devices(self.topology, device or "", inc)
             if why := close_refused(inc, self.topology, unconfirmed_ok, amend):
                 raise LifecycleError(why)
             amended = inc.stage == "closed"

@@ -66,7 +66,7 @@ import heapq
 import math
 import weakref
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -92,6 +92,10 @@ __all__ = [
     "calibration_key",
     "calibration_for",
     "count_tilt",
+    "named_nodes",
+    "narrowed",
+    "shared_message",
+    "case_feeders",
 ]
 
 #: Importance grades and tags that make a customer "important" in an answer.
@@ -436,6 +440,9 @@ class LocateResult:
     unknown: list[str]
     #: Evidence areas explained by an active planned outage or an already-open device.
     explained: list[str] = field(default_factory=list)
+    #: References naming several nodes the case does not tell apart, each naming them
+    #: (:func:`shared_message`): left out of the evidence, for whoever wrote it to give ids.
+    ambiguous: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> Hypothesis | None:
@@ -446,7 +453,55 @@ class LocateResult:
             "hypotheses": [h.to_json() for h in self.hypotheses],
             "unknown": list(self.unknown),
             "explained": list(self.explained),
+            **({"ambiguous": list(self.ambiguous)} if self.ambiguous else {}),
         }
+
+
+# -- names several nodes share -----------------------------------------------------------------
+
+
+def named_nodes(topology: Topology, ref: str,
+                kinds: Collection[str] | None = None) -> tuple[str, ...]:
+    """The nodes (of ``kinds``; any kind when None) ``ref`` may mean: the one its id, meter,
+    customer or unshared name resolves to, else every node of a name several share
+    (:meth:`Topology.named`). The caller narrows several by what else it knows
+    (:func:`narrowed`): taking the first would send the crew to another village's line."""
+    nid = topology.resolve(ref)
+    nodes = (nid,) if nid is not None else topology.named(ref)
+    if kinds is None:
+        return nodes
+    return tuple(n for n in nodes if topology.nodes[n].kind in kinds)
+
+
+def narrowed(nodes: tuple[str, ...], *tests: Callable[[str], bool]) -> tuple[str, ...]:
+    """``nodes`` narrowed by each test in turn (widest first) while several remain. A test
+    none of them passes is passed over: what the context knows says nothing of this name,
+    and emptying the list would turn a shared name into an unknown one."""
+    for test in tests:
+        if len(nodes) < 2:
+            break
+        nodes = tuple(n for n in nodes if test(n)) or nodes
+    return nodes
+
+
+def shared_message(topology: Topology, ref: str, nodes: Iterable[str]) -> str:
+    """What to tell whoever wrote ``ref`` when it still names several ``nodes``: each with its
+    feeder, so that they can tell which one they meant and give its id."""
+    listed = ", ".join(f"{n} (feeder {topology.feeder_of(n) or 'none'})" for n in nodes)
+    return f"{ref!r} is shared by {listed}: give the id"
+
+
+def case_feeders(topology: Topology, refs: Iterable[str]) -> frozenset[str]:
+    """The feeders of the ``refs`` of one case (evidence, truth) that name one node each:
+    the line a shared name in the same case most likely means."""
+    pos = topology.pos
+    out: set[str] = set()
+    for ref in refs:
+        nid = ref if ref in pos else topology.resolve(ref)
+        if nid is not None:
+            out.add(topology.feeder_of(nid))
+    out.discard("")
+    return frozenset(out)
 
 
 # -- evidence resolution ------------------------------------------------------------------------
@@ -461,6 +516,8 @@ class _Resolved:
     planned: set[int] = field(default_factory=set)
     known_open: set[int] = field(default_factory=set)
     unknown: list[str] = field(default_factory=list)
+    #: references naming several nodes the case does not tell apart (:func:`shared_message`)
+    ambiguous: list[str] = field(default_factory=list)
     #: whether the case had a call source, an alive-report source and telemetry
     calls_observed: bool = True
     alive_observed: bool = True
@@ -469,7 +526,7 @@ class _Resolved:
 
 def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
     """The evidence's references as node positions; what does not resolve is listed."""
-    refs = _Refs(topology)
+    refs = _Refs(topology, evidence)
     out = _Resolved()
     out.dead = refs.areas(evidence.dead)
     out.alive = refs.areas(evidence.alive)
@@ -481,6 +538,7 @@ def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
     out.planned = refs.devices(evidence.planned, allow_area=True)
     out.known_open = refs.devices(evidence.known_open)
     out.unknown = sorted(refs.unknown)
+    out.ambiguous = list(refs.ambiguous)
     out.calls_observed = bool(evidence.calls_observed if evidence.calls_observed is not None
                               else evidence.calls)
     out.alive_observed = (evidence.alive_observed if evidence.alive_observed is not None
@@ -490,24 +548,51 @@ def _resolve(topology: Topology, evidence: Evidence) -> _Resolved:
     return out
 
 
-class _Refs:
-    """Resolves references to transformer areas and devices, remembering the unknown ones."""
+#: The kinds an evidence device reference may name (planned work may name an area too).
+_DEVICE_OR_SOURCE = DEVICE_KINDS | {"source"}
+_AREA_DEVICE_KINDS = _DEVICE_OR_SOURCE | {"transformer"}
 
-    def __init__(self, topology: Topology) -> None:
+
+class _Refs:
+    """Resolves references to transformer areas and devices, remembering the unknown ones. A
+    name several nodes share means the one on the feeders of the case's other references
+    (:func:`case_feeders`); still several, it is listed as :attr:`ambiguous`, not unknown."""
+
+    def __init__(self, topology: Topology, evidence: Evidence) -> None:
         self.topology = topology
+        self.evidence = evidence
         self.pos = topology.pos
         self.kinds = topology.kinds
         self.unknown: dict[str, None] = {}
+        self.ambiguous: dict[str, None] = {}
+        self._feeders: frozenset[str] | None = None
+
+    def node(self, ref: str, kinds: Collection[str]) -> int | None:
+        """The position of the one node of ``kinds`` ``ref`` names in this case, else None
+        (listed as unknown, or as ambiguous naming the nodes it may be)."""
+        topology = self.topology
+        nodes = named_nodes(topology, ref, kinds)
+        if len(nodes) > 1:
+            if self._feeders is None:
+                ev = self.evidence
+                self._feeders = case_feeders(topology, (
+                    *ev.dead, *ev.alive, *ev.calls, *ev.open_devices, *ev.planned,
+                    *ev.known_open))
+            feeders = self._feeders
+            nodes = narrowed(nodes, lambda n: topology.feeder_of(n) in feeders)
+            if len(nodes) > 1:
+                self.ambiguous.setdefault(shared_message(topology, ref, nodes), None)
+                return None
+        if not nodes:
+            self.unknown.setdefault(ref, None)
+            return None
+        return self.pos[nodes[0]]
 
     def area(self, ref: str) -> int | None:
         i = self.pos.get(ref)
-        if i is None:
-            nid = self.topology.resolve(ref)
-            i = self.pos.get(nid) if nid is not None else None
-        if i is None or self.kinds[i] != "transformer":
-            self.unknown.setdefault(ref, None)
-            return None
-        return i
+        if i is not None and self.kinds[i] == "transformer":
+            return i
+        return self.node(ref, ("transformer",))
 
     def areas(self, refs: Iterable[str]) -> set[int]:
         pos_get, kinds = self.pos.get, self.kinds
@@ -521,15 +606,7 @@ class _Refs:
         return out
 
     def device(self, ref: str, allow_area: bool = False) -> int | None:
-        nid = self.topology.resolve(ref)
-        if nid is None:
-            self.unknown.setdefault(ref, None)
-            return None
-        kind = self.kinds[self.pos[nid]]
-        if kind in DEVICE_KINDS or kind == "source" or (allow_area and kind == "transformer"):
-            return self.pos[nid]
-        self.unknown.setdefault(ref, None)
-        return None
+        return self.node(ref, _AREA_DEVICE_KINDS if allow_area else _DEVICE_OR_SOURCE)
 
     def devices(self, refs: Iterable[str], allow_area: bool = False) -> set[int]:
         return {i for i in (self.device(r, allow_area) for r in refs) if i is not None}
@@ -1724,7 +1801,7 @@ def localise(topology: Topology, evidence: Evidence,
         combos = _calibrate(combos, calibration_for(params, key))
     hypotheses = [_describe(topology, devs, prob, math.log(prob) if prob > 0 else -math.inf,
                             excluded) for devs, prob in combos]
-    return LocateResult(hypotheses, ev.unknown, explained)
+    return LocateResult(hypotheses, ev.unknown, explained, ev.ambiguous)
 
 
 def _set_aside(topology: Topology, ev: _Resolved, excluded: list[tuple[int, int]],
@@ -1812,5 +1889,6 @@ def naive_common_ancestor(topology: Topology, evidence: Evidence) -> LocateResul
         if dev is not None:
             devices.append(topology.pos[dev])
     if not devices:
-        return LocateResult([], ev.unknown)
-    return LocateResult([_describe(topology, devices, 1.0, 0.0, [])], ev.unknown)
+        return LocateResult([], ev.unknown, ambiguous=ev.ambiguous)
+    return LocateResult([_describe(topology, devices, 1.0, 0.0, [])], ev.unknown,
+                        ambiguous=ev.ambiguous)

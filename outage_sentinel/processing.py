@@ -70,7 +70,12 @@ from outage_sentinel.lifecycle import (
     StepInputError,
     UnknownIncident,
 )
-from outage_sentinel.localise import FaultContext, devices_per_feeder
+from outage_sentinel.localise import (
+    FaultContext,
+    devices_per_feeder,
+    named_nodes,
+    shared_message,
+)
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.region import id_part
@@ -606,18 +611,8 @@ def restore_event(inc: Incident, topology: Topology, tz: tzinfo, actor: str,
     pending = inc.off if inc.status == "active" else inc.unconfirmed
     if inc.status != "active" and not pending:
         raise LifecycleError(f"{inc.id} is {inc.status}; nothing to restore")
-    what = "an affected transformer area" if inc.status == "active" else \
-        "an area whose restoration is unconfirmed"
-    ids: list[str] = []
-    for ref in split_list(transformers) if transformers else pending:
-        tid = topology.resolve(ref)
-        if tid is None or tid not in (inc.estimate.transformers if inc.status == "active"
-                                      else pending):
-            error = StepInputError if tid is None else LifecycleError
-            raise error(f"{ref!r} is not {what} of {inc.id} "
-                        f"({'affected' if inc.status == 'active' else 'unconfirmed'}: "
-                        f"{', '.join(pending[:10])})")
-        ids.append(tid)
+    ids = [restore_area(inc, topology, ref, pending)
+           for ref in (split_list(transformers) if transformers else pending)]
     when = parse_time(at, "--at", tz) if at else now
     if when > now + timedelta(minutes=1):
         raise StepInputError(f"--at {at} is in the future")
@@ -638,6 +633,25 @@ def restore_event(inc: Incident, topology: Topology, tz: tzinfo, actor: str,
         # ("T1仍停电") were brought back with the step.
         signal="alive", start=when, end=when, transformers=tuple(ids),
         raw={"incident_id": inc.id, "actor": actor, "note": note})
+
+
+def restore_area(inc: Incident, topology: Topology, ref: str, pending: Sequence[str]) -> str:
+    """The area of ``inc`` an operator's restoration names by ``ref`` (id, name, meter,
+    customer): of several areas sharing a name, the one the incident has (affected while it
+    is active, else counted back unconfirmed); refused naming what ``ref`` may be else."""
+    active = inc.status == "active"
+    allowed = inc.estimate.transformers if active else pending
+    nodes = named_nodes(topology, ref)
+    mine = [n for n in nodes if n in allowed]
+    if len(mine) == 1:
+        return mine[0]
+    if len(mine) > 1:
+        raise StepInputError(shared_message(topology, ref, mine))
+    what = "an affected transformer area" if active else \
+        "an area whose restoration is unconfirmed"
+    error = LifecycleError if nodes else StepInputError
+    raise error(f"{ref!r} is not {what} of {inc.id} "
+                f"({'affected' if active else 'unconfirmed'}: {', '.join(pending[:10])})")
 
 
 def off_again_after(inc: Incident, areas: Sequence[str], when: datetime

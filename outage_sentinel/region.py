@@ -24,6 +24,7 @@ from typing import Any
 
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.incidents import resolve_event
+from outage_sentinel.localise import named_nodes
 from outage_sentinel.topology import Topology
 
 #: The region of a daemon that serves the whole bundle (ids and keys as before regions).
@@ -73,12 +74,16 @@ def resolve_region(name: str, substations: Sequence[str], feeders: Sequence[str]
             problems.append(f"region.substations[{i}]: no substation {station!r} in the bundle "
                             f"{topology.source} (it has {_some(by_station)})")
     for i, feeder in enumerate(feeders):
-        fid = feeder if feeder in topology.feeder_ids else topology.feeder_by_name.get(feeder)
-        if fid is None:
+        fids = (feeder,) if feeder in topology.feeder_ids else \
+            topology.feeders_by_name.get(feeder, ())
+        if not fids:
             problems.append(f"region.feeders[{i}]: no feeder {feeder!r} in the bundle "
                             f"{topology.source} (it has {_some(topology.feeder_ids)})")
+        elif len(fids) > 1:  # the first would give the region another substation's line
+            problems.append(f"region.feeders[{i}]: {feeder!r} is the name of feeders "
+                            f"{', '.join(fids)} in the bundle {topology.source}: give the id")
         else:
-            chosen.add(fid)
+            chosen.add(fids[0])
     if problems:
         raise RegionError("; ".join(problems))
     return Region(name, frozenset(chosen))
@@ -143,8 +148,10 @@ class RegionScope:
         t = self.topology
         keep: list[str] = []
         for ref in event.transformers:
-            node = t.resolve(ref)
-            if node is None or not t.energised[t.pos[node]] or self.region.covers(t.feeder_of(node)):
+            # a name several areas share is kept while one of them may be this region's
+            nodes = named_nodes(t, ref)
+            if not nodes or any(not t.energised[t.pos[n]] or self.region.covers(t.feeder_of(n))
+                                for n in nodes):
                 keep.append(ref)
         if len(keep) == len(event.transformers):
             return event
