@@ -160,15 +160,22 @@ class FieldMap(Strict):
     #: though it says 无电 or 停电: read as evidence it put a fault on the fuse above a lit
     #: area and told that area's village it was off.
     not_outage_categories: list[str] = Field(default_factory=lambda: [
-        "单户", "表后", "入户", "进户", "户内", "客户内部", "内部故障", "非电力", "表计",
-        "电能表", "计量", "欠费", "single household"])
+        "单户", "表后", "入户", "进户", "户内", "客户内部", "用户内部", "非电力", "表计故障",
+        "电能表故障", "计量故障", "欠费", "single household"])
+    #: ...unless the category also says the outage is wider than one household (配变内部故障-
+    #: 全部停电, 表计箱烧毁导致片区停电, 多户无电（表后开关正常）, 停电（非单户）): then it is
+    #: evidence after all.
+    area_outage_categories: list[str] = Field(default_factory=lambda: [
+        "非单户", "多户", "全部", "片区", "台区", "整村", "全村", "配变", "变压器", "线路",
+        "大面积", "several households", "whole area"])
 
     @model_validator(mode="after")
     def _categories_can_match(self) -> FieldMap:
         """An empty word matches every category (or, as an exclusion, none is evidence); an
         outage word containing an exclusion word can never match: refused, naming the word."""
         problems = [f"{name}: an empty word matches every category"
-                    for name in ("outage_categories", "not_outage_categories")
+                    for name in ("outage_categories", "not_outage_categories",
+                                 "area_outage_categories")
                     if any(not w.strip() for w in getattr(self, name))]
         dead = [w for w in self.outage_categories
                 if any(x.strip() and x in w for x in self.not_outage_categories)]

@@ -112,7 +112,12 @@ def test_a_single_household_fault_is_no_outage_evidence(category: str) -> None:
     assert mapper.map(order("W1", NOW, custNo="C00127", faultType=category)) is None
 
 
-@pytest.mark.parametrize("category", ["无电", "停电", "低压故障-多户停电", "台区停电", "高压故障-停电"])
+@pytest.mark.parametrize("category", [
+    "无电", "停电", "低压故障-多户停电", "台区停电", "高压故障-停电",
+    # wider than one household, though a word of one household's fault is in it (a review
+    # found these dropped as single-household faults)
+    "配变内部故障-全部停电", "台区变压器内部故障停电", "表计箱烧毁导致片区停电", "计量自动化终端停电",
+    "电能计量装置故障导致整个台区停电", "多户无电（表后开关正常）", "停电（非单户）"])
 def test_an_area_outage_call_is_evidence(category: str) -> None:
     mapper = RecordMapper("orders", FIELDS, TZ)
     assert mapper.map(order("W1", NOW, custNo="C00127", faultType=category)) is not None

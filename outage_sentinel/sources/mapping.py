@@ -507,12 +507,14 @@ class RecordMapper:
     def is_outage(self, record: Mapping[str, Any]) -> bool:
         """False for a work order whose category names no outage (电压低, 电费…), or names one
         household's own fault (单户无电, 表后开关跳闸: ``not_outage_categories``, checked
-        first, as they contain 无电 / 停电 too): no evidence that its area is off."""
+        first, as they contain 无电 / 停电 too) and nothing wider (``area_outage_categories``:
+        配变内部故障-全部停电, 多户无电（表后开关正常）): no evidence that its area is off."""
         f = self.fields
         category = self._scalar_text(record, "category", f.category)
         if category is None:
             return True
-        if any(word in category for word in f.not_outage_categories):
+        if any(word in category for word in f.not_outage_categories) and \
+                not any(word in category for word in f.area_outage_categories):
             return False
         return any(word in category for word in f.outage_categories)
 
