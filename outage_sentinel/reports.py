@@ -87,6 +87,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from outage_sentinel.closeouts import found_devices
 from outage_sentinel.logs import redact
 from outage_sentinel.topology import Topology
 
@@ -586,9 +587,10 @@ def possible_areas(row: Mapping[str, Any], topology: Topology,
     """The incident's areas only possibly off (可能受影响, as the villages are told): named
     imprecisely ("XX村部分用户": by its words not every customer of them) or only inferred
     by the localiser, and below no device a source reported operated, the command centre
-    set or the crew found operated (``found``: :func:`found_devices`; below one, the
-    topology makes the whole area off). The report lists them with their customers apart;
-    counting them would state a guess as customers' hours off."""
+    set or the crew found operated (``found``:
+    :func:`~outage_sentinel.closeouts.found_devices`; below one, the topology makes the
+    whole area off). The report lists them with their customers apart; counting them would
+    state a guess as customers' hours off."""
     state = row.get("state") or {}
     maybe = [t for t, mark in (state.get("scope") or {}).items() if mark != "reported"]
     if not maybe:
@@ -596,24 +598,6 @@ def possible_areas(row: Mapping[str, Any], topology: Topology,
     devices = [d for d in (*_named_devices(state), *found) if d in topology.pos]
     return frozenset(t for t in maybe if t not in topology.pos
                      or not any(topology.is_downstream(t, d) for d in devices))
-
-
-def found_devices(log: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The devices the crews found operated, as the incident's log says: the close-out's
-    (its latest word), else the crew's "fault found" from its page — as the localiser's
-    history reads them (:meth:`~outage_sentinel.store.Store.confirmed_devices`)."""
-    found: list[str] = []
-    by_crew = False
-    for e in log:
-        details = e.get("details") or {}
-        if e["stage"] not in ("closed", "fault_found"):
-            continue
-        if details.get("device"):
-            found = [str(d) for d in details.get("devices") or [details["device"]]]
-            by_crew = by_crew or e["stage"] == "fault_found"
-        elif e["stage"] == "closed" and not by_crew:
-            found = []
-    return found
 
 
 def _named_devices(state: Mapping[str, Any]) -> list[str]:

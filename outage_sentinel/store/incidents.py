@@ -14,6 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from outage_sentinel.closeouts import FOUND_STAGES, found_devices
 from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.schema import events_t, incident_log_t, incidents_t, outbox_t
 
@@ -149,21 +150,15 @@ class IncidentStore(StoreBase):
         crew's "fault found" from its page; the latest word counts."""
         q = (select(incident_log_t.c.incident_id, incident_log_t.c.stage,
                     incident_log_t.c.details)
-             .where(incident_log_t.c.stage.in_(["closed", "fault_found"]))
+             .where(incident_log_t.c.stage.in_(list(FOUND_STAGES)))
              .order_by(incident_log_t.c.id))
-        out: dict[str, list[str]] = {}
-        by_crew: set[str] = set()
+        logs: dict[str, list[dict[str, Any]]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(q):
-                details = r.details or {}
-                device = details.get("device")
-                if device:
-                    out[r.incident_id] = [str(d) for d in details.get("devices") or [device]]
-                    if r.stage == "fault_found":
-                        by_crew.add(r.incident_id)
-                elif r.stage == "closed" and r.incident_id not in by_crew:
-                    out.pop(r.incident_id, None)
-        return out
+                logs.setdefault(r.incident_id, []).append(
+                    {"stage": r.stage, "details": r.details})
+        found = {iid: found_devices(log) for iid, log in logs.items()}
+        return {iid: devices for iid, devices in found.items() if devices}
 
     def report_snapshot(self, start: datetime, end: datetime) -> tuple[
             list[dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, datetime],
