@@ -62,14 +62,19 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    watermark into the future — releasing every later blip at once — nor make its device's
    real reports stale.
 
-   An "off" time more than ``forget_after_hours`` *behind* ``now`` (a clock reset to its
-   factory value — 2000-01-01 — or a long-dead battery) is not believed either: it is set
-   aside (:attr:`ScreenResult.set_aside`, with a reason naming the device and the time; the
-   daemon quarantines it), never applied. It could only open an outage of years, or be
-   forgotten at the next prune. "On" reports are applied whatever their age: an old one
-   closes nothing begun after it, and one replayed after a long stop still closes its outage.
-   So is the other half of such a record (a terminal's ERC14 "on" at a real time): with no
-   outage to close it changes nothing.
+   An "off" time more than :data:`IMPLAUSIBLE_AGE_SECONDS` (365 days) *behind* the time the
+   report was received (a clock reset to its factory value — 2000-01-01, 1970 — or to a
+   firmware build date) is not believed either: it is set aside
+   (:attr:`ScreenResult.set_aside`, with a reason naming the device and the time; the daemon
+   quarantines it), never applied. It could only open an outage of years. The floor is that
+   absolute on purpose: how late a report *arrives* says nothing about its clock. An "off"
+   days late — a head-end backlog, a link down through a typhoon — is a real time and is
+   applied like any backlog (and, once an outage is open, only within the window of its
+   opening start, rule 1). A report is judged against when it was received (``received`` of
+   :meth:`AmiScreen.feed`, else ``now``), so one replayed after a restart, however long the
+   stop, is judged as when it was first screened. "On" reports are applied whatever their
+   age: an old one closes nothing begun after it. So is the other half of a reset record (a
+   terminal's ERC14 "on" at a real time): with no outage to close it changes nothing.
 
    If an off and its restore reach the screen together and the outage lasted long enough, both
    the ``dead`` and the ``alive`` output are produced.
@@ -133,6 +138,10 @@ ON_HISTORY_SECONDS = 7200.0
 #: fast) is taken as ``now`` plus this, so one clock cannot move the watermark (and with it
 #: the momentary rule) into the future, nor make the device's real reports stale.
 AHEAD_TOLERANCE_SECONDS = 30.0
+#: How far behind the time it was received a power-off time is believed (365 days). Older is a
+#: device clock reset (2000-01-01, 1970, a firmware date), never a real outage: no backlog or
+#: link failure delays reports by a year, while a typhoon or a head-end fault can by days.
+IMPLAUSIBLE_AGE_SECONDS = 365 * 86400.0
 
 
 def device_ref(kind: str, device_id: str) -> str:
@@ -562,13 +571,18 @@ class AmiScreen:
                            event.start if event.signal == "dead" else (event.end or event.start),
                            event.event_id)
 
-    def feed(self, events: Iterable[OutageEvent], now: datetime) -> ScreenResult:
+    def feed(self, events: Iterable[OutageEvent], now: datetime,
+             received: Iterable[datetime] | None = None) -> ScreenResult:
         """Apply a batch of events (non-AMI ones are skipped), then release what is due at
-        ``now``. Reports are applied in time order, whatever order they come in."""
+        ``now``. Reports are applied in time order, whatever order they come in.
+        ``received`` (one per event) is when each was first received: a replay after a
+        restart passes it so a report's clock is judged as it was then, not by the stop's
+        length (default: ``now``)."""
         result = ScreenResult()
         observations: list[Observation] = []
-        oldest = _ts(now) - self.policy.forget_after_hours * 3600.0
-        for event in events:
+        events = list(events)
+        times = list(received) if received is not None else [now] * len(events)
+        for event, got in zip(events, times, strict=True):
             obs = self.observation(event)
             if obs is None:
                 continue
@@ -576,8 +590,8 @@ class AmiScreen:
             if not obs.transformer:
                 result.unknown += 1
                 result.unknown_devices.append((event.source, device_ref(obs.kind, obs.device)))
-            elif obs.action == "off" and _ts(obs.time) < oldest:
-                result.set_aside.append(SetAside(event, self._too_old(obs, now)))
+            elif obs.action == "off" and _ts(obs.time) < _ts(got) - IMPLAUSIBLE_AGE_SECONDS:
+                result.set_aside.append(SetAside(event, self._implausible(obs, got)))
             else:
                 observations.append(obs)
         observations.sort(key=lambda o: o.time)
@@ -587,12 +601,13 @@ class AmiScreen:
         result.extend(self.tick(now))
         return result
 
-    def _too_old(self, obs: Observation, now: datetime) -> str:
-        """Why the "off" ``obs`` is set aside: its time is further behind ``now`` than anything
-        the screen remembers, so it says nothing believable about when power went."""
-        hours = self.policy.forget_after_hours
+    @staticmethod
+    def _implausible(obs: Observation, received: datetime) -> str:
+        """Why the "off" ``obs`` is set aside: its time is more than a year before it was
+        received, which no backlog explains, so it says nothing about when power went."""
+        days = IMPLAUSIBLE_AGE_SECONDS / 86400.0
         return (f"{obs.kind} {obs.device}: power-off time {obs.time.isoformat()} is more than "
-                f"{hours:g} h before now ({now.isoformat()}; ami_screen.forget_after_hours): "
+                f"{days:g} days before the report was received ({received.isoformat()}): "
                 f"the device's clock is wrong or was reset, so it is not taken as the time "
                 f"power went off")
 

@@ -8,7 +8,8 @@ saved at most every :data:`SCREEN_SAVE_SECONDS` with the id of the last report i
 ones are duplicates the store ignores).
 
 Nothing the screen passes over goes unsaid: a report it does not believe (a device clock reset
-to years ago) is quarantined with the screen's reason, in the same transaction; each device in
+to years ago) is quarantined with the screen's reason, in the same transaction, and counted in
+the poll's ``quarantined`` (its log line and metric); each device in
 no transformer area (``ami.unknown_devices: keep``) is named in the log once per source (up to
 :data:`MAX_UNKNOWN_DEVICES_LOGGED`) and all their reports are counted
 (``outage_sentinel_ami_unknown_device_reports_total``).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
@@ -120,7 +122,8 @@ class AmiScreener:
                       if s.event is not None and self.is_observation(s.event)]
             if replay:
                 with self.store.transaction() as conn:
-                    result = self.screen.feed([s.event for s in replay], now)
+                    result = self.screen.feed([s.event for s in replay], now,
+                                              [s.received_at for s in replay])
                     self.row = max(s.row_id for s in replay)
                     self._store_screened(conn, result, now, force_save=True, replay=True)
                 self.log.info("ami_screen_caught_up", reports=len(replay))
@@ -138,12 +141,14 @@ class AmiScreener:
                     screened = self.screen.feed(fresh, now)
                     if counts.new_events:
                         self.row = max(self.row, self.store.last_event_row_in(conn, source))
-                    self._store_screened(conn, screened, now)
+                    set_aside = self._store_screened(conn, screened, now)
             except Exception:
                 self.load(now)  # back to the committed state
                 raise
         self.metrics.ami_observations.inc(len(fresh))
-        return counts
+        # The poller logs ("polled") and counts (the quarantine metric) what was quarantined:
+        # the reports the screen set aside were, as much as the source's bad records.
+        return replace(counts, quarantined=counts.quarantined + set_aside)
 
     def screen_stored(self, observations: list[StoredEvent], now: datetime) -> None:
         """Screen stored AMI reports; store the area outputs with the reports' processed marks
@@ -159,6 +164,8 @@ class AmiScreener:
             self.load(now)  # back to the committed state
             raise
         self.metrics.ami_observations.inc(len(observations))
+        for item in result.set_aside:  # no poll counts these: count them here
+            self.metrics.quarantined.labels(item.event.source).inc()
 
     def run_once(self, now: datetime) -> int:
         """Release held AMI outages that have now lasted the minimum duration; returns how many
@@ -183,10 +190,13 @@ class AmiScreener:
                 self._store_screened(conn, None, now, force_save=True)
 
     def _store_screened(self, conn: Connection, result: ScreenResult | None, now: datetime,
-                        force_save: bool = False, replay: bool = False) -> None:
-        """Store ``result`` in ``conn``'s transaction, and the screen state when due. A
-        ``replay`` (reports screened before a restart) quarantines nothing: what it sets aside
-        was quarantined when first screened, or will be when its unprocessed report is."""
+                        force_save: bool = False, replay: bool = False) -> int:
+        """Store ``result`` in ``conn``'s transaction, and the screen state when due; returns
+        how many reports were quarantined (the caller counts them). A ``replay`` (reports
+        screened before a restart) quarantines nothing: it is judged by when each report was
+        received, so it sets aside exactly what was quarantined when first screened (in that
+        transaction), or what will be when its unprocessed report is."""
+        quarantined = 0
         if result is not None:
             if result.events:
                 self.store.ingest_in(conn, AMI_SOURCE, PollResult(events=list(result.events)),
@@ -199,10 +209,12 @@ class AmiScreener:
             self._name_unknown(result.unknown_devices)
             if not replay:
                 self._quarantine(conn, result.set_aside, now)
+                quarantined = len(result.set_aside)
         if force_save or time.monotonic() - self.saved_at >= SCREEN_SAVE_SECONDS:
             self.store.kv_set_in(conn, SCREEN_KEY, {"state": self.screen.to_state(),
                                                     "row": self.row}, now)
             self.saved_at = time.monotonic()
+        return quarantined
 
     def _name_unknown(self, devices: list[tuple[str, str]]) -> None:
         """Count reports of devices in no transformer area and name each device once: with
@@ -229,12 +241,11 @@ class AmiScreener:
 
     def _quarantine(self, conn: Connection, set_aside: list[SetAside], now: datetime) -> None:
         """Quarantine the reports the screen did not believe, with its reason: the report stays
-        stored, and a person can see why it made no outage."""
+        stored, and a person can see why it made no outage. The caller counts them."""
         for item in set_aside:
             event = item.event
             self.store.quarantine_in(conn, Quarantined(
                 event.source, item.reason, {"event_id": event.event_id, "record": event.raw}),
                 now)
-            self.metrics.quarantined.labels(event.source).inc()
             self.log.warning("ami_report_set_aside", source=event.source,
                              event_id=event.event_id[:200], reason=item.reason)

@@ -6,7 +6,7 @@ never passed over silently."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +195,90 @@ def test_the_start_an_outage_opened_with_survives_a_restart() -> None:
     screen.feed([off("M10", -100)], NOW + timedelta(seconds=3))  # 50 s before, 100 s before
     result = screen.tick(NOW + timedelta(minutes=2))
     assert [e.start for e in result.events] == [NOW - timedelta(seconds=50)]
+
+
+def test_a_polled_line_counts_the_reports_set_aside(run: Run) -> None:
+    """The poll's log line is what an operator reads: a reset clock's report quarantined by the
+    screen is counted there with the source's own bad records."""
+    with capture_logs() as logs:
+        run.step(NOW + timedelta(seconds=5), [{"terminal_id": TERMINAL, "code": "ERC14",
+                                               "off_time": "2000-01-01 00:00:00"}])
+    (polled,) = [entry for entry in logs if entry["event"] == "polled"]
+    assert polled["quarantined"] == 1
+    value = run.daemon.metrics.registry.get_sample_value(
+        "outage_sentinel_events_quarantined_total", {"source": "ami-files"})
+    assert value == 1  # once, not by the screener and the poller both
+
+
+def test_a_dark_village_reported_days_late_is_an_outage(run: Run) -> None:
+    """A typhoon took the concentrator's link down for 73 h while the village stayed dark: its
+    meters' offs arrive now, 73 h late. That is a real time, not a reset clock."""
+    run.step(NOW + timedelta(hours=73),
+             [report(m, OFF, NOW + timedelta(seconds=i)) for i, m in enumerate(METERS)])
+    run.step(NOW + timedelta(hours=73, minutes=5))
+    assert run.told() == ["outage"]
+    assert area_outputs(run) == [("active", NOW.isoformat())]
+    assert run.daemon.store.quarantined() == []
+    run.step(NOW + timedelta(hours=74),
+             [report(m, ON, NOW + timedelta(hours=73, minutes=50)) for m in METERS])
+    run.step(NOW + timedelta(hours=74, minutes=5))
+    assert area_outputs(run)[-1] == ("restored", NOW.isoformat())
+
+
+def test_an_outage_of_74_hours_reported_at_its_end_is_kept(run: Run) -> None:
+    """A 74 h outage whose offs and ons all arrive when the link comes back: recorded, with
+    its real start and end, nothing quarantined."""
+    end = NOW + timedelta(hours=74)
+    run.step(end + timedelta(seconds=60),
+             [report(m, OFF, NOW + timedelta(seconds=i)) for i, m in enumerate(METERS)]
+             + [report(m, ON, end) for m in METERS])
+    run.step(end + timedelta(minutes=5))
+    assert area_outputs(run) == [("active", NOW.isoformat()), ("restored", NOW.isoformat())]
+    assert run.daemon.store.quarantined() == []
+    assert len(run.daemon.store.load_incidents(open_only=False)) == 1
+
+
+def test_offs_replayed_after_a_long_stop_are_still_restored(run: Run) -> None:
+    """The daemon screened ten offs, then died before saving its screen; it is restarted 73 h
+    later and replays them. They are judged as when first received (applied), so the ons
+    that follow restore the outage rather than finding nothing to close."""
+    run.step(NOW + timedelta(seconds=2),
+             [report(m, OFF, NOW + timedelta(seconds=i)) for i, m in enumerate(METERS)])
+    crashed = run.daemon
+    run.now = NOW + timedelta(hours=73)
+    run.daemon = Daemon(crashed.config, channels={n: Recorder(n) for n in CHANNELS},
+                        clock=lambda: run.now)
+    try:
+        run.daemon.start()
+        run.step(NOW + timedelta(hours=73, minutes=5))
+        run.step(NOW + timedelta(hours=73, minutes=6),
+                 [report(m, ON, NOW + timedelta(hours=73, minutes=5)) for m in METERS])
+        run.step(NOW + timedelta(hours=73, minutes=10))
+        assert area_outputs(run) == [("active", NOW.isoformat()),
+                                     ("restored", NOW.isoformat())]
+        assert run.daemon.store.quarantined() == []
+    finally:
+        crashed.close()
+
+
+def test_a_replayed_report_is_judged_by_when_it_was_received() -> None:
+    """Pure screen: the restart's time does not decide what is believed. An "off" received as
+    it happened is applied even if replayed more than a year later; one a year older than its
+    receipt (a reset clock) is set aside whenever it is screened."""
+    from outage_sentinel.ami import AmiRegistry, AmiScreen, compact_time, device_ref
+    from outage_sentinel.events import OutageEvent
+
+    def off(meter: str, t: datetime) -> OutageEvent:
+        return OutageEvent(source="ami-files", event_id=f"{meter}:off:{compact_time(t)}",
+                           kind="fault", status="active", signal="dead", start=t,
+                           area_text=device_ref("meter", meter))
+
+    reg = AmiRegistry.from_records([(f"M{i}", "TX", "meter") for i in range(10)])
+    reset = datetime(2000, 1, 1, tzinfo=UTC)
+    events = [off(f"M{i}", NOW) for i in range(9)] + [off("M9", reset)]
+    later = NOW + timedelta(days=400)
+    screen = AmiScreen(reg)
+    result = screen.feed(events, later, [NOW + timedelta(seconds=2)] * len(events))
+    assert [s.event.start for s in result.set_aside] == [reset]
+    released = screen.tick(later + timedelta(minutes=3)).events  # held as a backlog first
+    assert [(e.status, e.start) for e in released] == [("active", NOW)]
