@@ -22,6 +22,9 @@ Text saying a place is *not* out ("南谢庄村除外", "不含王庄村", "南�
 the scope (and listed in ``excluded``), and an excluded fragment that names no one place is
 unplaced. An after-word counts only right after its place: "停电至恢复正常供电", "恢复正常供电
 时间", "保供电用户" are the outage's end or customers, and the places before them stay in.
+A place followed by restoration wording ("北董寨村停电，王庄村已恢复正常供电", "王庄村现已
+正常供电", "王庄村已送电") is back: excluded the same way — unless every place the text names is
+back, as in a restoration record's own scope ("王庄村已恢复送电"), read as named.
 
 The rules are documented in docs/area_text.md. No I/O, no clock; the name index of a topology
 is built once and cached for as long as the topology lives.
@@ -56,6 +59,8 @@ EXCLUDED_AFTER = ("除外", "不停电", "不受影响", "正常供电", "照常
 #: Words before places saying they are not off ("不含南谢庄村", "除了南谢庄村、王庄村");
 #: a bare "除" counts only with its closing "外" ("马集镇除南谢庄村外").
 EXCLUDED_BEFORE = ("除了", "不包括", "不包含", "不含", "除")
+#: Words a restoration phrase after a place starts with ("王庄村 已恢复供电", "王庄村现已…").
+RESTORED_WORDS = ("已", "现已", "恢复", "均已", "目前已")
 #: What closes a list opened by :data:`EXCLUDED_BEFORE` ("除南谢庄村、王庄村以外").
 EXCLUDED_CLOSE = ("以外", "之外", "外")
 #: Between two area numbers: a range ("1号至3号台区", "1-3号台区", "2#~5#公变").
@@ -68,7 +73,7 @@ _RUN_ITEM = re.compile(rf"#?(\d+)(?:号台区|号|#)?({_RANGE})?")
 MAX_RANGE = 50
 #: What a spaced-off word may start with to still belong to the place before it ("王庄村 全村").
 _QUALIFIERS = (*WHOLE_WORDS, *PARTIAL_WORDS, *EXCLUDED_AFTER, *EXCLUDED_CLOSE, *RANGE_WORDS,
-               "(", "号", "行政村")
+               *RESTORED_WORDS, "(", "号", "行政村")
 #: A substation name's own suffix ("马集变", "马集变电站", "马集站" are one substation).
 _STATION_SUFFIX = re.compile(r"(?:变电站|变电所|变|站)$")
 _STATION_WORD = re.compile(r"变电站|变电所|变|站")
@@ -290,9 +295,17 @@ _NUMBER_TAIL = re.compile(rf"(?:#?\d+(?:号台区|号|#)?(?:{_RANGE})?)*#?\d+(?:
 #: Characters before 除 making it a verb, no exclusion ("排除…户外", "拆除", "消除", "清除").
 _REMOVAL = "排拆消清免切去删解扣剔根破废摒革"
 
-#: What a fragment says of its place: read as named, *not* off, or an exclusion that names no
-#: place right before its 除外 ("南谢庄村东头除外"): read as named, and shown as unplaced.
-Named, Out, Doubt = "named", "out", "doubt"
+#: Restoration wording a fragment may end with ("王庄村已恢复正常供电", "王庄村现已正常供电",
+#: "王庄村已送电"); it says its place is back only with 恢复, or 已 and a 电 (see
+#: :func:`_restored_at`).
+_RESTORED = re.compile(r"(?:现|目前|当前|均|都|全部)*(?:已经|业已|已)?(?:恢复)?(?:正常)?"
+                       r"(?:供电|送电|来电|通电)?(?:正常)?[。.!！]*")
+
+#: What a fragment says of its place: read as named, *not* off, an exclusion that names no
+#: place right before its 除外 ("南谢庄村东头除外"): read as named, and shown as unplaced; or
+#: back ("王庄村已恢复供电"): *not* off, unless the text names nothing else (see
+#: :func:`resolve_area_text`).
+Named, Out, Doubt, Back = "named", "out", "doubt", "back"
 
 
 def _pieces(text: str, ix: _Index) -> list[tuple[str, str]]:
@@ -300,15 +313,46 @@ def _pieces(text: str, ix: _Index) -> list[tuple[str, str]]:
     :data:`Out`, :data:`Doubt`). A bracket with an exclusion word in it is a clause of its own
     ("王庄村全村（1号台区除外）")."""
     t = _join_spaced(unicodedata.normalize("NFKC", text), ix)
-    t = _BRACKETED.sub(lambda m: f",{m[1]}," if _marker(m[1], ix)[0] >= 0 else m[0], t)
+    t = _BRACKETED.sub(lambda m: f",{m[1]}," if _marker(m[1], ix)[0] >= 0
+                       or _restored_at(ix, m[1]) is not None else m[0], t)
     out: list[tuple[str, str]] = []
     for clause in _CLAUSES.split(t):
         items = split_fragments(clause, ix.protected)
         if _marker(clause, ix)[0] >= 0:
-            out.extend(_excluding(items, ix))
+            out.extend(_restorations(_excluding(items, ix), ix))
         else:
-            out.extend((item, Named) for item in items)
+            out.extend(_restorations([(item, Named) for item in items], ix))
     return out
+
+
+def _restorations(pieces: list[tuple[str, str]], ix: _Index) -> list[tuple[str, str]]:
+    """``pieces`` of one clause, a named one ending in restoration wording right after its
+    places marked :data:`Back` ("北董寨村停电，王庄村已恢复正常供电": 王庄村 has power; read
+    as named, its village heard 可能受影响). Its places are taken as :func:`_exclude_before`
+    takes them, a bare 、-list before it along ("王庄村、南谢庄村已送电")."""
+    out: list[tuple[str, str]] = []
+    for piece, says in pieces:
+        at = _restored_at(ix, piece) if says == Named else None
+        if at is None:
+            out.append((piece, says))
+        else:
+            _exclude_before(out, piece[:at], ix, Back)
+    return out
+
+
+def _restored_at(ix: _Index, text: str) -> int | None:
+    """Where restoration wording ending ``text`` begins, when places stand right before it
+    ("王庄村全村已恢复送电": 5); else None. "停电至恢复正常供电" / "停电直至正常供电" is the
+    outage's end, not a place that is back: the places before it stay in; "王庄村恢复正常供电
+    时间另行通知" ends with other words. 正常供电 alone is :data:`EXCLUDED_AFTER`'s."""
+    for at in range(1, len(text)):
+        phrase = text[at:]
+        if not _RESTORED.fullmatch(phrase):
+            continue
+        if ("恢复" in phrase or ("已" in phrase and "电" in phrase)) and \
+                _tail_start(ix, text[:at]) is not None:
+            return at
+    return None
 
 
 def _markers(text: str, ix: _Index,
@@ -355,7 +399,7 @@ def _excluding(items: list[str], ix: _Index) -> list[tuple[str, str]]:
         if says == Doubt:
             out.append((item[:at], Doubt))
         elif word in EXCLUDED_AFTER:
-            _exclude_before(out, item[:at], ix)
+            _exclude_before(out, item[:at], ix, Out)
             rest = rest if word == "除外" else ""
         else:
             out.append((item[:at], Named))
@@ -398,20 +442,21 @@ def _bare(ix: _Index, out: list[tuple[str, str]]) -> bool:
     return bool(out) and out[-1][1] == Named and _only_places(ix, normalise(out[-1][0]), False)
 
 
-def _exclude_before(out: list[tuple[str, str]], before: str, ix: _Index) -> None:
+def _exclude_before(out: list[tuple[str, str]], before: str, ix: _Index, says: str) -> None:
     """"…XX除外": XX is the places ``before`` ends with (after any 全村 / 部分 word: "王庄村全村
     1号台区除外" excludes area 1); when they are all of ``before``, the bare places listed just
     before it go with them ("南谢庄村、北董寨村除外": a 、-list is one subject of 除外, as in
-    "（王庄村、南谢庄村除外）"); a fragment with other words ("王庄村全村", "王庄村停电") never does."""
+    "（王庄村、南谢庄村除外）"); a fragment with other words ("王庄村全村", "王庄村停电") never does.
+    XX is marked ``says`` (:data:`Out`, or :data:`Back` for restoration wording)."""
     cut = _tail_start(ix, before) or 0
     if cut:
-        out.extend([(before[:cut], Named), (before[cut:], Out)])
+        out.extend([(before[:cut], Named), (before[cut:], says)])
         return
     k = len(out)
     while _bare(ix, out[:k]):
         k -= 1
-    out[k:] = [(f, Out) for f, _ in out[k:]]
-    out.append((before, Out))
+    out[k:] = [(f, says) for f, _ in out[k:]]
+    out.append((before, says))
 
 
 def _tail_start(ix: _Index, text: str) -> int | None:
@@ -712,10 +757,7 @@ def resolve_area_text(topology: Topology, text: str, feeder: str | None = None) 
     if not text or not text.strip():
         return AreaScope()
     ix = _index(topology)
-    reader = _Reader(ix)
-    pieces = _pieces(text, ix)
-    for fragment, says in pieces:
-        reader.read_piece(fragment, says)
+    pieces, reader = _read_pieces(ix, _pieces(text, ix))
     named = next((f.ids[0] for f in reader.found
                   if f.kind == "feeder" and not f.excluded and len(f.ids) == 1), None)
     on = feeder or named
@@ -728,6 +770,26 @@ def resolve_area_text(topology: Topology, text: str, feeder: str | None = None) 
         unplaced=(*reader.unplaced, *(f for f in unclear if f not in reader.unplaced)),
         excluded=tuple(dict.fromkeys(f for f, says in pieces if says == Out)),
     )
+
+
+def _read_pieces(ix: _Index, pieces: list[tuple[str, str]]
+                 ) -> tuple[list[tuple[str, str]], _Reader]:
+    """Read ``pieces``, the places said to be back (:data:`Back`) as *not* off — unless
+    nothing else is left in: "王庄村已恢复送电" alone is a restoration record's own scope (the
+    areas that came back), which must still name them. Returns the pieces as read."""
+    read = [(f, Out if says == Back else says) for f, says in pieces]
+    reader = _read(ix, read)
+    if any(says == Back for _, says in pieces) and all(f.excluded for f in reader.found):
+        read = [(f, Named if says == Back else says) for f, says in pieces]
+        reader = _read(ix, read)
+    return read, reader
+
+
+def _read(ix: _Index, pieces: list[tuple[str, str]]) -> _Reader:
+    reader = _Reader(ix)
+    for fragment, says in pieces:
+        reader.read_piece(fragment, says)
+    return reader
 
 
 def _scope(topology: Topology, ix: _Index, found: list[_Found], on: str | None

@@ -291,3 +291,48 @@ def test_a_text_that_only_excludes_goes_to_the_command_centre_with_its_words(
     assert told(daemon) == []
     command = [m.body for m in daemon.store.messages() if m.audience == "command"]
     assert any("王庄村、南谢庄村除外" in body for body in command)
+
+
+# -- a place the text says is back: restoration wording right after it ----------------------
+
+#: (text, confirmed, possible, excluded): "XX已恢复正常供电", "XX现已正常供电", "XX已送电"… say XX
+#: has power. Read as a bare place, its village heard 可能受影响 while it had power.
+RESTORED: list[tuple[str, set[str], set[str], tuple[str, ...]]] = [
+    ("北董寨村停电，王庄村已恢复正常供电", set(), areas_of(BDZ), (WZ,)),
+    ("北董寨村全村；王庄村现已正常供电", areas_of(BDZ), set(), (WZ,)),
+    ("北董寨村停电，王庄村恢复正常供电。", set(), areas_of(BDZ), (WZ,)),
+    ("北董寨村全村，王庄村已恢复供电", areas_of(BDZ), set(), (WZ,)),
+    ("北董寨村全村，王庄村已经恢复正常供电", areas_of(BDZ), set(), (WZ,)),
+    ("北董寨村全村，王庄村已送电", areas_of(BDZ), set(), (WZ,)),
+    ("北董寨村全村，王庄村已来电", areas_of(BDZ), set(), (WZ,)),
+    ("北董寨村全村，王庄村 已恢复供电", areas_of(BDZ), set(), (WZ,)),
+    ("北董寨村全村停电（王庄村已恢复供电）", areas_of(BDZ), set(), (WZ,)),
+    ("北董寨村全村，王庄村、南谢庄村已恢复供电", areas_of(BDZ), set(), (WZ, NXZ)),
+    ("北董寨村全村，王庄村1号台区已送电", areas_of(BDZ), set(), ("王庄村1号台区",)),
+    ("王庄村全村，1号台区已恢复供电", areas_of(WZ) - areas_of(WZ, 1), set(), ("1号台区",)),
+    # the outage's end, or a time: the places stay in the outage, as before
+    ("北董寨村、王庄村停电至恢复正常供电", set(), areas_of(BDZ) | areas_of(WZ), ()),
+    ("北董寨村、王庄村停电直至正常供电", set(), areas_of(BDZ) | areas_of(WZ), ()),
+    ("王庄村1号台区停电至恢复正常供电", areas_of(WZ, 1), set(), ()),
+    ("北董寨村全村，王庄村恢复正常供电时间另行通知", areas_of(BDZ), areas_of(WZ), ()),
+    # a text naming only places that are back is a restoration record's own scope
+    ("王庄村已恢复送电", set(), areas_of(WZ), ()),
+]
+
+
+@pytest.mark.parametrize(("text", "confirmed", "possible", "excluded"), RESTORED,
+                         ids=[w[0] for w in RESTORED])
+def test_a_place_said_to_be_back_is_not_in_the_outage_and_says_so(
+        text: str, confirmed: set[str], possible: set[str], excluded: tuple[str, ...]) -> None:
+    scope = resolve_area_text(DEMO, text)
+    assert set(scope.confirmed) == confirmed
+    assert set(scope.possible) == possible
+    assert scope.excluded == excluded and scope.unplaced == ()
+
+
+def test_a_village_said_to_be_back_is_not_told_it_may_be_off(daemon: Daemon) -> None:
+    feed(daemon, 1, ev("F1", area_text="北董寨村停电，王庄村已恢复正常供电"),
+         ev("F2", area_text="南谢庄村全村；前赵店村现已正常供电"))
+    villages = {v for v, _, _ in told(daemon)}
+    assert {"V033", "V035"} <= villages
+    assert not villages & {"V037", "V036"}
