@@ -26,6 +26,15 @@ def cli(config: Path, *args: str, stdin: str | None = None,
                           timeout=120)
 
 
+def up(port: int) -> bool:
+    """Whether the board on ``port`` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.read() == b"ok"
+    except OSError:
+        return False
+
+
 def db(config: Path) -> Store:
     state = yaml.safe_load(config.read_text("utf-8"))["state_dir"]
     return Store(f"sqlite:///{state}/sentinel.db")
@@ -67,14 +76,7 @@ def test_the_board_serves_on_its_own_and_prints_the_first_admin_once(tmp_path: P
                              "board"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    return r.read() == b"ok"
-            except OSError:
-                return False
-
-        assert wait_for(up, 30)
+        assert wait_for(lambda: up(port), 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
@@ -125,26 +127,18 @@ def test_the_standalone_board_keeps_serving_a_bundle_that_cannot_be_reloaded(
                              "board"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     log = tmp_path / "daemon.log"
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return r.read() == b"ok"
-        except OSError:
-            return False
-
     try:
-        assert wait_for(up, 30)
+        assert wait_for(lambda: up(port), 30)
         (bundle / "edges.csv").rename(tmp_path / "edges.csv")
         proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: log.exists() and "topology_reload_failed" in log_text(log), 20)
         line = next(x for x in log_text(log).splitlines() if "topology_reload_failed" in x)
         assert "edges.csv" in line and str(bundle) in line
-        assert up()
+        assert up(port)
         (tmp_path / "edges.csv").rename(bundle / "edges.csv")
         proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: "topology_reloaded" in log_text(log), 20)
-        assert up()
+        assert up(port)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)

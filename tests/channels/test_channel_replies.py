@@ -22,7 +22,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -132,20 +131,6 @@ def test_a_504_after_the_robot_posted_sends_the_notice_twice_at_most(
 
 
 # -- 2. TLS errors: in the handshake, or after the request went out ---------------------------
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    key, crt = d / "key.pem", d / "cert.pem"
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(key), "-out", str(crt)], check=True,
-                       capture_output=True, timeout=60)
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("openssl not available to make a test certificate")
-    return key, crt
 
 
 class TlsRobot:
