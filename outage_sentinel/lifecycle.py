@@ -582,7 +582,6 @@ class Lifecycle:
         """Dispatch waiting faults when a crew is free; escalate arrival deadlines at risk
         (:attr:`at_risk` counts them)."""
         queued = at_risk = 0
-        lang = self.planner.renderer.language
         for row in self.store.load_incidents(open_only=True):
             # Partly restored: the areas still dark keep the commitment until a crew is there.
             if row["kind"] != "fault" or row["stage"] not in ("detected", "confirmed",
@@ -603,27 +602,32 @@ class Lifecycle:
                                               self.params.at_risk_margin_minutes, False):
                     continue
                 at_risk += 1
-                reason = "overdue" if now >= deadline else (
-                    "at_risk" if current.get("crew_id") else "no_crew")
-                pr = self.priority(inc, now)
-                # The crew on its way is named, with its ETA: "no crew" only when none holds it.
-                held = self.dispatcher.held_choice(inc, current.get("crew_id"), area, travel, now)
-                ctx = crews.escalation_context(self.topology, inc, pr, reason, deadline, area,
-                                               now, self.planner.tz, held,
-                                               self.dispatcher.busy(conn, inc.id), lang,
-                                               self.params)
-                body = self.planner.renderer.render("command_escalation", **ctx)
-                # Once per deadline: an outage off again after it was over is warned of again.
-                added = self.store.enqueue_in(conn, self.command_rows(
-                    inc, f"escalation_{reason}", body, revision=escalation_key(deadline)), now)
-                if added:
-                    self.store.log_in(conn, inc.id, now, "escalated", "daemon", reason,
-                                      {"deadline": deadline.isoformat(), "priority": pr.score})
-                    self.log.warning("escalated", incident_id=inc.id, reason=reason,
-                                     deadline=deadline.isoformat())
-                queued += added
+                queued += self._escalate_in(conn, inc, current, deadline, area, travel, now)
         self.at_risk = at_risk
         return queued
+
+    def _escalate_in(self, conn: Connection, inc: Incident, current: dict[str, Any],
+                     deadline: datetime, area: str, travel: float | None, now: datetime) -> int:
+        """Tell the command centre ``inc``'s arrival deadline is at risk, passed, or without a
+        crew — naming the crew on its way, with its ETA ("no crew" only when none holds
+        it) — once per deadline (an outage off again after it was over is warned of again).
+        Returns the rows queued."""
+        reason = "overdue" if now >= deadline else (
+            "at_risk" if current.get("crew_id") else "no_crew")
+        pr = self.priority(inc, now)
+        held = self.dispatcher.held_choice(inc, current.get("crew_id"), area, travel, now)
+        ctx = crews.escalation_context(self.topology, inc, pr, reason, deadline, area, now,
+                                       self.planner.tz, held, self.dispatcher.busy(conn, inc.id),
+                                       self.planner.renderer.language, self.params)
+        body = self.planner.renderer.render("command_escalation", **ctx)
+        added = self.store.enqueue_in(conn, self.command_rows(
+            inc, f"escalation_{reason}", body, revision=escalation_key(deadline)), now)
+        if added:
+            self.store.log_in(conn, inc.id, now, "escalated", "daemon", reason,
+                              {"deadline": deadline.isoformat(), "priority": pr.score})
+            self.log.warning("escalated", incident_id=inc.id, reason=reason,
+                             deadline=deadline.isoformat())
+        return added
 
     @staticmethod
     def _crew_there(inc: Incident, current: dict[str, Any]) -> bool:
