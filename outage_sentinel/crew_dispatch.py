@@ -256,8 +256,8 @@ class CrewDispatch:
                     travel: float | None, now: datetime) -> crews.CrewChoice | None:
         """The crew ``inc`` holds as an escalation names it: who, from where, and its ETA as
         logged at dispatch (``travel``: minutes left, :meth:`deadline_in`; none once passed),
-        else from its base.
-        ``None`` when no crew holds it: only then does a warning say no crew was sent."""
+        else from its base. ``None`` when no crew holds it: only then does a warning say no
+        crew was sent."""
         crew = self.owner.crew_notices.crew(crew_id) if crew_id else None
         if crew is None:
             return None
