@@ -81,7 +81,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "unknown": "Outage", "restored": "Restored", "cancelled": "Cancelled",
         "unconfirmed": "Back unconfirmed", "cancelled_head": "{kind} cancelled",
         "corrected": "Correction: not affected",
-        "call": "if your power is off, call 95598", "as_normal": "supply as normal",
+        "call": "if your power is off, call 95598", "as_normal": "no outage then",
         "care": "Special care", "care_in": " ({village})", "progress": "Repair progress: ",
         "households": " households", "sep": ", ", "colon": ": ", "total": "total ",
         "semi": "; ", "comma": ", ",

@@ -165,6 +165,12 @@ def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
     # outage_sentinel_scheduler_jobs_missed_total); the scheduler's own lines would repeat them.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+    # Python warnings (a bundle's names several nodes share: TopologyWarning) join the same
+    # stream as log lines, not bare text on stderr an operator's log collector would drop.
+    # (Off first: a second configure, or a stale capture, would otherwise leave the printer
+    # someone else put there in place.)
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

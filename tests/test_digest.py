@@ -162,7 +162,7 @@ def test_an_outage_called_off_reads_cancelled_with_its_advice_never_restored() -
     planned = notice("p", "cancelled", "【停电取消】南村", "I2", village="南村", feeder="F2",
                      kind="planned", households=30)
     assert line_of([planned]) == "【计划停电已取消】F2：南村(30户)，届时正常供电；I2"
-    assert line_of([planned], "en").endswith("南村(30 households), supply as normal; I2")
+    assert line_of([planned], "en").endswith("南村(30 households), no outage then; I2")
     summary = notice("s", "summary", "【故障停电】…", feeder="F1", kind="fault",
                      status="cancelled", villages={"西村": 80, "东村": 50},
                      villages_confirmed={"西村": 80, "东村": 50}, households=130)

@@ -172,3 +172,25 @@ def test_log_file_is_created(tmp_path: pytest.TempPathFactory) -> None:
     get_logger().warning("poll_failed", source="feed", phone="15012345678")
     record = json.loads(path.read_text(encoding="utf-8").splitlines()[-1])
     assert record["phone"] == "150****5678" and record["source"] == "feed"
+
+
+def test_a_python_warning_joins_the_json_stream() -> None:
+    """A bundle's names several nodes share are a TopologyWarning: the daemon's log carries
+    it as a JSON line (it was bare text on stderr, which a log collector drops)."""
+    import warnings
+
+    from outage_sentinel.topology.bundle import TopologyWarning
+
+    stream = io.StringIO()
+    configure(level="INFO", fmt="json", stream=stream)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("nodes.csv row 498 (王庄村1号台区): shared", TopologyWarning,
+                          stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["logger"] == "py.warnings" and record["level"] == "warning"
+    assert "TopologyWarning" in record["event"] and "王庄村1号台区" in record["event"]

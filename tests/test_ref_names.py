@@ -156,7 +156,9 @@ def test_check_warns_about_shared_names_and_still_passes(tmp_path: Path) -> None
     bundle = shared_bundle(tmp_path, feeder_name=True)
     r = cli("--config", str(make_config(tmp_path, topology=str(bundle))), "check")
     assert r.returncode == 0, r.stderr
-    assert "王庄村1号台区" in r.stderr and "10kV王庄线" in r.stderr
+    notes = [line for line in r.stdout.splitlines() if line.startswith("note: ")]
+    assert any("王庄村1号台区" in n and "T-MJ02-001" in n for n in notes), r.stdout
+    assert any("10kV王庄线" in n for n in notes), r.stdout
 
 
 # -- through the daemon's processing ----------------------------------------------------------

@@ -27,6 +27,7 @@ import argparse
 import json
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -426,14 +427,21 @@ def _check(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
-    problems = collect_problems(config)
+    from outage_sentinel.topology.bundle import TopologyWarning
+
+    with warnings.catch_warnings(record=True) as caught:  # the bundle's notes: said below
+        warnings.simplefilter("always", TopologyWarning)
+        problems = collect_problems(config)
     if problems:
         print(f"{len(problems)} problem(s):", file=sys.stderr)
         for p in problems:
             print(f"  {redact(p)}", file=sys.stderr)
         return EXIT_PROBLEMS
     failover = [n for n in (config.failover_note(),) if n]
-    for note in sms_template_notes(config)[1] + unused_key_notes(config) + failover:
+    bundle = list(dict.fromkeys(f"{config.topology}/{w.message}" for w in caught
+                                if issubclass(w.category, TopologyWarning)))
+    for note in [*bundle, *sms_template_notes(config)[1], *unused_key_notes(config),
+                 *failover]:
         print(f"note: {note}")
     print(f"ok: {args.config} and topology {config.topology} are valid")
     return EXIT_OK
