@@ -133,6 +133,14 @@ def scrub_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, 
     return {k: _scrub(v) for k, v in event_dict.items()}
 
 
+def capture_warnings() -> None:
+    """Python warnings (a bundle's names several nodes share: TopologyWarning) join the log
+    stream as lines of their own, not bare text on stderr a log collector would drop. Off
+    first: a second configure, or a stale capture, would leave someone else's printer."""
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
+
+
 def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
               stream: TextIO | None = None) -> None:
     """Configure structlog for the daemon and the CLI."""
@@ -165,12 +173,7 @@ def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
     # outage_sentinel_scheduler_jobs_missed_total); the scheduler's own lines would repeat them.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-    # Python warnings (a bundle's names several nodes share: TopologyWarning) join the same
-    # stream as log lines, not bare text on stderr an operator's log collector would drop.
-    # (Off first: a second configure, or a stale capture, would otherwise leave the printer
-    # someone else put there in place.)
-    logging.captureWarnings(False)
-    logging.captureWarnings(True)
+    capture_warnings()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

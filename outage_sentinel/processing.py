@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection
@@ -371,12 +371,7 @@ class IncidentProcessor:
             return None
         resolved = resolve_event(self.topology, event)
         log = self.log.bind(source=event.source, event_id=event.event_id, feeder=resolved.feeder)
-        if resolved.unknown:
-            log.warning("unknown_references", refs=list(resolved.unknown))
-            self._quarantine_unknown(conn, stored, resolved.unknown, now)
-        if resolved.set_aside:  # the work order's area is not its caller's: worth a fix
-            log.warning("call_references_disagree", placed=list(resolved.transformers),
-                        set_aside=list(resolved.set_aside))
+        self._say_unresolved(conn, stored, resolved, log, now)
         leaving = {**leaving, **left_list(stored)}
         current = self._current(conn, event, resolved, rnd, now, leaving)
         planned = planned_transformers(rnd.open_planned(conn), now)
@@ -408,6 +403,19 @@ class IncidentProcessor:
         self._answered_elsewhere(conn, after, fold)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         return after.id
+
+    def _say_unresolved(self, conn: Connection, stored: StoredEvent, resolved: Resolved,
+                        log: Any, now: datetime) -> None:
+        """What of ``stored``'s references could not be used: the unknown ones logged and
+        quarantined with the record; a call's references to another area than the one it is
+        placed in (the work order's area is not its caller's) logged, worth a fix at the
+        source."""
+        if resolved.unknown:
+            log.warning("unknown_references", refs=list(resolved.unknown))
+            self._quarantine_unknown(conn, stored, resolved.unknown, now)
+        if resolved.set_aside:
+            log.warning("call_references_disagree", placed=list(resolved.transformers),
+                        set_aside=list(resolved.set_aside))
 
     def _earlier_calls(self, conn: Connection, event: OutageEvent, resolved: Resolved,
                        now: datetime) -> tuple[tuple[StoredEvent, Resolved], ...]:

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, Literal, TypeVar
 
 from outage_sentinel.channels.base import (
@@ -428,11 +427,9 @@ class GroupSender:
     def _record_digest(self, part: DigestPart, rows: Sequence[OutboxRow], now: datetime,
                        detail: str) -> None:
         """A confirmed digest: kept as its own row, its messages sent by it (one transaction)."""
-        digest_id = self.outcomes.durably(lambda: self.store.record_digest(
-            digest_row(part, rows), [r.id for r in rows], now, detail))
         said = {r.id: (r.body, s) for r in rows if (s := said_of(r)) is not None}
-        if said:
-            self.outcomes.durably(partial(self.store.keep_as_sent, said))
+        digest_id = self.outcomes.durably(lambda: self.store.record_digest(
+            digest_row(part, rows), [r.id for r in rows], now, detail, said))
         for row in rows:
             self.metrics.notifications.labels(row.channel, "delivered").inc()
         self.log.info("digest_delivered", key=part.message.key, digest=digest_id,

@@ -8,7 +8,7 @@ dropped the connection at the commit, :meth:`ClaimStore.is_transient`) changes n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -123,12 +123,14 @@ class ClaimStore(StoreBase):
                          .values(status="dead", last_error=error, sent_at=None, dead_at=now))
 
     def record_digest(self, digest: OutboxMessage, covered: Sequence[int], now: datetime,
-                      detail: str) -> int:
+                      detail: str,
+                      said: Mapping[int, tuple[str, Mapping[str, Any]]] | None = None) -> int:
         """A confirmed digest: stored as its own ``sent`` row (what the group read, with the
         ids it covers in ``payload["covers"]``), and the covered messages marked sent by it
-        (``payload["digest"]`` = its id), in one transaction. Returns the digest's id; asked
-        again for messages a digest already covers (a commit whose acknowledgement was lost),
-        it returns that digest's id and stores nothing."""
+        (``payload["digest"]`` = its id) — those whose words were made true when they went
+        with their ``(body, payload keys)`` as sent (``said``) — in one transaction. Returns
+        the digest's id; asked again for messages a digest already covers (a commit whose
+        acknowledgement was lost), it returns that digest's id and stores nothing."""
         with self.transaction() as conn:
             rows = conn.execute(select(outbox_t.c.id, outbox_t.c.payload, outbox_t.c.status)
                                 .where(outbox_t.c.id.in_(list(covered)))).all()
@@ -144,10 +146,12 @@ class ClaimStore(StoreBase):
             assert key is not None
             digest_id = int(key[0])
             for row_id, payload, _ in rows:
+                body, keys = (said or {}).get(row_id, (None, {}))
                 conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(
                     status="sent", sent_at=now, inflight_count=0,
                     last_error=f"in digest #{digest_id}: {detail}",
-                    payload={**(payload or {}), "digest": digest_id}))
+                    payload={**(payload or {}), **keys, "digest": digest_id},
+                    **({"body": body} if body is not None else {})))
             return digest_id
 
     def mark_parts_sent(self, row_id: int, parts: int, of: int) -> None:

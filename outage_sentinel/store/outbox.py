@@ -391,16 +391,6 @@ class OutboxStore(ClaimStore):
             conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(
                 body=body, payload={**payload, **said, "parts_sent": parts, "parts": of}))
 
-    def keep_as_sent(self, words: Mapping[int, tuple[str, Mapping[str, Any]]]) -> None:
-        """Messages sent (in a digest) whose words were made true when they went: each id's
-        ``(body, said)`` kept on its row, as :meth:`mark_sent_as` keeps them."""
-        with self.transaction() as conn:
-            for row_id, (body, said) in words.items():
-                payload = self.payload_for_update_in(conn, row_id)
-                conn.execute(update(outbox_t).where(outbox_t.c.id == row_id,
-                                                    outbox_t.c.status == "sent")
-                             .values(body=body, payload={**payload, **said}))
-
     def payload_for_update_in(self, conn: Connection, row_id: int) -> dict[str, Any]:
         """A message's payload, its row locked until the transaction ends (PostgreSQL; SQLite
         writes one at a time anyway): the keys another write added meanwhile (a part's
