@@ -26,7 +26,7 @@ from outage_sentinel.lifecycle import LifecycleError
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle, topology_from_records
 from tests.test_field import crew_token
-from tests.test_lifecycle import T0, Harness, ev, node
+from tests.test_lifecycle import T0, Harness, county_records, ev, node
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,37 +35,19 @@ def county(urban: frozenset[str] = frozenset(), two_crews: bool = False) -> Topo
     """tests.test_lifecycle's county (hospital H1 behind T4 on F2), with the villages in
     ``urban`` urban, and with ``two_crews`` a west crew (C1: F1, F3) and an east one (C2: F2)
     and a third feeder F3 (T6, 西村)."""
-    nodes = [
-        node("S1", "source", "F1", feeder_name="10kV一号线"), node("B1", "breaker", "F1"),
-        node("J1", "junction", "F1"), node("FU1", "fuse", "F1"), node("FU2", "fuse", "F1"),
-        node("T1", "transformer", "F1", "V1", 100), node("T2", "transformer", "F1", "V1", 50),
-        node("T3", "transformer", "F1", "V2", 80),
-        node("S2", "source", "F2", lat=36.6, lon=115.6, feeder_name="10kV二号线"),
-        node("B2", "breaker", "F2", lat=36.6, lon=115.6),
-        node("FU3", "fuse", "F2", lat=36.6, lon=115.6),
-        node("T4", "transformer", "F2", "V3", 40, lat=36.6, lon=115.6),
-        node("T5", "transformer", "F2", "V3", 30, lat=36.6, lon=115.6),
-        node("S3", "source", "F3", feeder_name="10kV三号线"), node("B3", "breaker", "F3"),
-        node("T6", "transformer", "F3", "V2", 60),
-    ]
-    edges = [("S1", "B1"), ("B1", "J1"), ("J1", "FU1"), ("FU1", "T1"), ("FU1", "T2"),
-             ("J1", "FU2"), ("FU2", "T3"), ("S2", "B2"), ("B2", "FU3"), ("FU3", "T4"),
-             ("FU3", "T5"), ("S3", "B3"), ("B3", "T6")]
-    villages = [{"id": v, "name": n, "township": "城关镇", "grid": "G1",
-                 "area_type": "urban" if v in urban else "rural"}
-                for v, n in (("V1", "东村"), ("V2", "西村"), ("V3", "南村"))]
-    liaisons = [{"village": v, "name": f"{v}联络人", "role": "village_liaison",
-                 "phone": f"1380000000{i}", "channel": "wecom", "target": f"{v}群"}
-                for i, v in enumerate(("V1", "V2", "V3"))]
-    crews = [{"id": "C1", "name": "抢修一班", "phone": "13900000001", "channel": "sms",
-              "target": "13900000001", "feeders": "F1;F3" if two_crews else "F1;F2;F3",
-              "lat": 36.55, "lon": 115.55}]
+    r = county_records()
+    r["nodes"] += [node("S3", "source", "F3", feeder_name="10kV三号线"),
+                   node("B3", "breaker", "F3"), node("T6", "transformer", "F3", "V2", 60)]
+    r["edges"] += [("S3", "B3"), ("B3", "T6")]
+    for v in r["villages"]:
+        v["area_type"] = "urban" if v["id"] in urban else "rural"
+    r["crews"][0]["feeders"] = "F1;F3" if two_crews else "F1;F2;F3"
     if two_crews:
-        crews.append({"id": "C2", "name": "东区抢修班", "phone": "13900000002", "channel": "sms",
-                      "target": "13900000002", "feeders": "F2", "lat": 36.6, "lon": 115.6})
-    customers = [{"id": "H1", "transformer": "T4", "name": "县人民医院", "phone": "",
-                  "importance": "special", "tags": ""}]
-    return topology_from_records(nodes, edges, villages, liaisons, crews, customers)
+        r["crews"].append({"id": "C2", "name": "东区抢修班", "phone": "13900000002",
+                           "channel": "sms", "target": "13900000002", "feeders": "F2",
+                           "lat": 36.6, "lon": 115.6})
+    r["customers"] = [c for c in r["customers"] if c["id"] == "H1"]  # the hospital alone
+    return topology_from_records(**r)
 
 
 def harness(monkeypatch: pytest.MonkeyPatch, tmp: Path, db_url: str | None,

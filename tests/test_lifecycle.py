@@ -56,6 +56,12 @@ def node(id: str, kind: str, feeder: str, village: str = "", customers: int = 0,
 
 
 def county() -> Topology:
+    return topology_from_records(**county_records())
+
+
+def county_records() -> dict[str, list[Any]]:
+    """The county's bundle as records (nodes, edges, villages, liaisons, crews, customers),
+    for a test to vary before building it."""
     nodes = [
         node("S1", "source", "F1", feeder_name="10kV一号线"), node("B1", "breaker", "F1"),
         node("J1", "junction", "F1"), node("FU1", "fuse", "F1"), node("FU2", "fuse", "F1"),
@@ -83,7 +89,8 @@ def county() -> Topology:
         {"id": "L1", "transformer": "T1", "name": "王大爷", "phone": "13700000001",
          "importance": "", "tags": "elderly_alone"},
     ]
-    return topology_from_records(nodes, edges, villages, liaisons, crews, customers)
+    return {"nodes": nodes, "edges": edges, "villages": villages, "liaisons": liaisons,
+            "crews": crews, "customers": customers}
 
 
 class Harness:
