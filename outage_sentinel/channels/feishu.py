@@ -13,8 +13,10 @@ The whole request body must stay under 20 KB: a longer text is split into parts 
 ``build_payload`` still trims as a last guard until the encoded body fits.
 
 Mentions: Feishu can only @ by user id (``ou_...``) or ``all``, not by phone number; such ids
-in :attr:`Message.mentions` become ``<at user_id=...>`` tags, phone numbers are ignored (the
-liaison is identified in the text by the renderer).
+in :attr:`Message.mentions` become ``<at user_id="...">`` tags in a text message and
+``<at id=...>`` tags in a card's markdown (the two syntaxes Feishu reads there; the other is
+shown as literal text), phone numbers are ignored (the liaison is identified in the text by
+the renderer).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class FeishuChannel(SignedRobotChannel):
     @staticmethod
     def _at_tags(message: Message) -> str:
         ids = [m for m in dict.fromkeys(message.mentions) if m == "all" or m.startswith("ou_")]
+        if message.markdown:
+            return "".join(f"<at id={i}></at>" for i in ids)
         return "".join(f'<at user_id="{i}"></at>' for i in ids)
 
     def _payload(self, message: Message, body_text: str) -> dict[str, Any]:

@@ -54,7 +54,15 @@ def test_markdown_card_and_at_ids(service: FakeService) -> None:
     card = service.requests[0].json()["card"]
     assert card["header"]["title"]["content"] == "汇总"
     content = card["elements"][0]["content"]
-    assert content == '**3** 起<at user_id="ou_abc"></at>'  # phones can't be @-ed on Feishu
+    # A card's markdown reads <at id=...>; the text message's user_id form shows there as text.
+    assert content == "**3** 起<at id=ou_abc></at>"  # phones can't be @-ed on Feishu
+
+
+def test_text_message_at_ids_and_all(service: FakeService) -> None:
+    service.default = Reply(200, {"code": 0})
+    channel(service.url).send(msg(text="3 起故障", mentions=("ou_abc", "all", "ou_abc")))
+    text = service.requests[0].json()["content"]["text"]
+    assert text == '3 起故障<at user_id="ou_abc"></at><at user_id="all"></at>'
 
 
 def test_body_stays_under_20kb(service: FakeService) -> None:
