@@ -24,6 +24,12 @@ Each file is processed once:
   means the file is read again; its events carry deterministic ids (device + off/on + time) so
   the store ignores the repeats. A file changed after it was read is not moved; it is read
   again next poll.
+* Work orders (records, not AMI reports): the rows of one record id read in one poll — in one
+  file or several — are one event (:func:`~outage_sentinel.sources.mapping.merge_rows_by_id`):
+  an export lists a work order once per transformer area, and rows read as replacing each
+  other flipped the record between its villages. Rows that disagree are quarantined together
+  (``record id 'P1' is listed on 2 rows that disagree on start (startTime) (a.csv row 2: ...;
+  b.csv row 2: ...)``). AMI reports are events of their own: never merged.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import errno
 import fnmatch
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -46,6 +52,7 @@ from outage_sentinel.config import FileDropSourceConfig
 from outage_sentinel.events import PollResult, Quarantined, decode_text
 from outage_sentinel.sources.ami_payload import AmiPayloadParser, Parsed, PayloadError
 from outage_sentinel.sources.base import SourceError
+from outage_sentinel.sources.mapping import Row, merge_rows_by_id
 from outage_sentinel.sources.work_orders import WorkOrderParser
 from outage_sentinel.topology import Topology
 
@@ -66,6 +73,26 @@ class _Taken:
     outcome: Literal["done", "failed"]
 
 
+class _LocatedOrders(WorkOrderParser):
+    """A :class:`WorkOrderParser` that keeps where each event was read (``a.csv row 3``), so
+    that the rows of one id are merged over the files of a poll and a conflict names them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.located: list[Row] = []
+
+    def records(self, records: Iterable[tuple[str, Any]], out: Parsed) -> None:
+        for where, record in records:
+            before = len(out.events)
+            super().records(((where, record),), out)
+            self.located.extend((where, e) for e in out.events[before:])
+
+    def take(self) -> list[Row]:
+        """The rows read since the last call, forgotten here."""
+        rows, self.located = self.located, []
+        return rows
+
+
 class FileDropSource:
     """Reads AMI export files from a directory; see the module docstring."""
 
@@ -82,8 +109,8 @@ class FileDropSource:
             registry = AmiRegistry.from_topology(topology)
         tz = ZoneInfo(default_tz) if isinstance(default_tz, str) else default_tz
         self.parser: AmiPayloadParser | WorkOrderParser = (
-            WorkOrderParser(config.name, config.fields, ZoneInfo(config.timezone)
-                            if config.timezone else tz)
+            _LocatedOrders(config.name, config.fields, ZoneInfo(config.timezone)
+                           if config.timezone else tz)
             if config.content == "work_orders"
             else AmiPayloadParser(config.name, config.ami, registry, default_tz))
         self.directory = Path(config.directory)
@@ -111,20 +138,15 @@ class FileDropSource:
             return PollResult(not_modified=True)
         result = PollResult()
         taken: list[_Taken] = []
+        rows: list[Row] = []  # the work orders of the poll, merged once every file is read
         for path, st in ready:
-            parsed, failure = self._read_safely(path, st.st_size)
-            self.stats["records"] += parsed.records
-            self.stats["ignored"] += parsed.ignored
-            if failure is not None:
-                self.stats["quarantined"] += 1
-                result.quarantined.append(Quarantined(self.name, f"{path.name}: {failure[0]}",
-                                                      {"file": path.name, "head": failure[1]}))
-                taken.append(_Taken(path, st.st_size, st.st_mtime_ns, "failed"))
-                continue
-            self.stats["quarantined"] += len(parsed.quarantined)
-            result.events.extend(parsed.events)
-            result.quarantined.extend(parsed.quarantined)
-            taken.append(_Taken(path, st.st_size, st.st_mtime_ns, "done"))
+            outcome = self._take_file(path, st.st_size, result, rows)
+            taken.append(_Taken(path, st.st_size, st.st_mtime_ns, outcome))
+        if isinstance(self.parser, _LocatedOrders):
+            events, conflicts = merge_rows_by_id(self.parser.mapper, rows)
+            result.events.extend(events)
+            result.quarantined.extend(conflicts)
+            self.stats["quarantined"] += len(conflicts)
         self._pending.append((result, taken))
         return result
 
@@ -167,6 +189,27 @@ class FileDropSource:
         """Nothing to release."""
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _take_file(self, path: Path, size: int, result: PollResult,
+                   rows: list[Row]) -> Literal["done", "failed"]:
+        """Read one file into ``result`` (AMI events) or ``rows`` (work orders, merged by
+        :meth:`poll`); what becomes of the file once the poll is committed."""
+        parsed, failure = self._read_safely(path, size)
+        located = self.parser.take() if isinstance(self.parser, _LocatedOrders) else None
+        self.stats["records"] += parsed.records
+        self.stats["ignored"] += parsed.ignored
+        if failure is not None:
+            self.stats["quarantined"] += 1
+            result.quarantined.append(Quarantined(self.name, f"{path.name}: {failure[0]}",
+                                                  {"file": path.name, "head": failure[1]}))
+            return "failed"
+        self.stats["quarantined"] += len(parsed.quarantined)
+        if located is None:
+            result.events.extend(parsed.events)
+        else:
+            rows.extend(located)
+        result.quarantined.extend(parsed.quarantined)
+        return "done"
 
     def _ready_files(self, now_ts: float) -> list[tuple[Path, os.stat_result]]:
         try:

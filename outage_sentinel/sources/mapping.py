@@ -75,6 +75,7 @@ from outage_sentinel.events import (
     Kind,
     LongNumber,
     OutageEvent,
+    Quarantined,
     Status,
     parse_optional_time,
     parse_time,
@@ -678,6 +679,28 @@ class RecordMapper:
             revision=self._scalar_text(record, "revision", f.revision) or "",
             raw=raw,
         )
+
+
+def merge_rows_by_id(mapper: RecordMapper, rows: Iterable[Row]
+                     ) -> tuple[list[OutageEvent], list[Quarantined]]:
+    """One event per record id of the rows one poll read (:meth:`RecordMapper.merge`), in the
+    order the ids first came; the rows of an id that disagree are one quarantined entry (its
+    reason names the id, the field and each row by where it was read; its raw, every row).
+
+    For sources whose rows are records (a feed's list, a dropped export): an AMI report is an
+    event of its own, never merged."""
+    groups: dict[str, list[Row]] = {}
+    for where, event in rows:
+        groups.setdefault(event.event_id, []).append((where, event))
+    events: list[OutageEvent] = []
+    quarantined: list[Quarantined] = []
+    for group in groups.values():
+        try:
+            events.append(mapper.merge(group))
+        except EventError as exc:
+            quarantined.append(Quarantined(mapper.source, str(exc),
+                                           [dict(e.raw) for _, e in group]))
+    return events, quarantined
 
 
 #: Keys an error envelope's message is found under, first found wins.
