@@ -513,6 +513,42 @@ class SmsChannelConfig(ChannelBase):
         return [p for p in PURPOSES if p not in self.templates]
 
 
+class TencentSmsTemplate(Strict):
+    #: The template's id in the Tencent SMS console (``TemplateId``).
+    id: str = Field(coerce_numbers_to_str=True)
+    #: The purpose's parameter names in the order of the template's ``{1}``, ``{2}``…
+    params: list[str]
+
+
+class TencentSmsChannelConfig(ChannelBase):
+    """Tencent Cloud SMS (API 3.0 ``SendSms``); docs/channels.md."""
+
+    type: Literal["tencent_sms"]
+    base_url: str = Field(default="https://sms.tencentcloudapi.com", pattern=r"^https?://")
+    #: Tencent region of the API (``X-TC-Region``).
+    region: str = "ap-guangzhou"
+    secret_id: SecretStr
+    secret_key: SecretStr
+    sms_sdk_app_id: str = Field(coerce_numbers_to_str=True)
+    sign_name: str
+    #: Template per purpose: ``{id, params}``; parameter names per purpose in docs/channels.md.
+    templates: dict[str, TencentSmsTemplate] = Field(min_length=1)
+    #: The console's per-number daily limit (Tencent's default: 10).
+    per_number_per_day: int = Field(default=10, gt=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _template_ids(self) -> TencentSmsChannelConfig:
+        from outage_sentinel.sms_params import PURPOSES
+
+        for purpose, template in self.templates.items():
+            if purpose not in PURPOSES:
+                raise ValueError(f"templates.{purpose}: unknown purpose (one of "
+                                 f"{', '.join(PURPOSES)})")
+            if not template.id.strip():
+                raise ValueError(f"templates.{purpose}.id: must not be empty")
+        return self
+
+
 class EmailChannelConfig(ChannelBase):
     type: Literal["email"]
     host: str
@@ -532,6 +568,7 @@ ChannelConfig = Annotated[
     | WebhookChannelConfig
     | RobotChannelConfig
     | SmsChannelConfig
+    | TencentSmsChannelConfig
     | EmailChannelConfig,
     Field(discriminator="type"),
 ]
@@ -1079,7 +1116,7 @@ def _hide(text: str, used: set[str]) -> str:
 
 
 _TAGS = frozenset({"http_json", "replay", "mqtt", "file_drop", "file", "console", "webhook",
-                   "wecom", "dingtalk", "feishu", "sms", "email"})
+                   "wecom", "dingtalk", "feishu", "sms", "tencent_sms", "email"})
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

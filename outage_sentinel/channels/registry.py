@@ -24,12 +24,14 @@ from outage_sentinel.config import (
     FileChannelConfig,
     RobotChannelConfig,
     SmsChannelConfig,
+    TencentSmsChannelConfig,
     WebhookChannelConfig,
 )
 from outage_sentinel.ratelimit import DAY, DEFAULT_LIMITS, MINUTE, SECOND, RateLimit
 
 ChannelConfigT = (FileChannelConfig | ConsoleChannelConfig | WebhookChannelConfig
-                  | RobotChannelConfig | SmsChannelConfig | EmailChannelConfig)
+                  | RobotChannelConfig | SmsChannelConfig | TencentSmsChannelConfig
+                  | EmailChannelConfig)
 
 
 def default_rate_limits(config: ChannelConfigT) -> tuple[RateLimit, ...]:
@@ -43,7 +45,7 @@ def default_rate_limits(config: ChannelConfigT) -> tuple[RateLimit, ...]:
         if config.per_second is not None:
             per_second = RateLimit(config.per_second, SECOND)
         return tuple(lim for lim in (per_minute, per_second) if lim is not None)
-    if isinstance(config, SmsChannelConfig):
+    if isinstance(config, SmsChannelConfig | TencentSmsChannelConfig):
         return (RateLimit(config.per_number_per_day, DAY),)
     return ()
 
@@ -57,7 +59,7 @@ def rate_keys_of(channel: Any, message: Message) -> tuple[str, ...]:
     """Limiter keys for ``message``, prefixed by the channel name so channels never collide.
 
     Robots count per robot (a hash of its key: targets sharing a robot share its budget);
-    SMS per number and template (one key per number).
+    Aliyun SMS per number and template (one key per number), Tencent SMS per number.
     """
     keys = tuple(channel.rate_keys(message)) if isinstance(channel, RateLimited) \
         else (message.target,)
@@ -115,6 +117,8 @@ def build_channel(name: str, config: ChannelConfigT, *,
         return _robot_channel(name, config, limits, clock)
     if isinstance(config, SmsChannelConfig):
         return _sms_channel(name, config, limits, clock)
+    if isinstance(config, TencentSmsChannelConfig):
+        return _tencent_sms_channel(name, config, limits, clock)
     if isinstance(config, EmailChannelConfig):
         return _email_channel(name, config)
     raise ChannelError(f"channels.{name}.type: unknown channel type "
@@ -159,6 +163,33 @@ def _sms_channel(name: str, config: SmsChannelConfig, limits: tuple[RateLimit, .
         sign_name=config.sign_name, template_code=config.template_code,
         templates=config.templates, endpoint=_check_url(name, "endpoint", config.endpoint),
         region_id=config.region_id, timeout=config.timeout_seconds, rate_limits=limits,
+        clock=clock)
+
+
+def _tencent_sms_channel(name: str, config: TencentSmsChannelConfig,
+                        limits: tuple[RateLimit, ...], clock: Callable[[], float]) -> Channel:
+    """Tencent Cloud SMS: credentials, app, sign name and each template's parameter names
+    checked (a name the purpose does not have would fail every such SMS at outage time)."""
+    from outage_sentinel.channels import tencent_sms
+
+    secret_id = _secret(config.secret_id).strip()
+    secret_key = _secret(config.secret_key).strip()
+    for key, value in (("secret_id", secret_id), ("secret_key", secret_key),
+                       ("sms_sdk_app_id", config.sms_sdk_app_id.strip()),
+                       ("sign_name", config.sign_name.strip()), ("region", config.region.strip())):
+        if not value:
+            raise ChannelError(f"channels.{name}.{key}: must not be empty")
+    templates = {}
+    for purpose, template in config.templates.items():
+        problem = tencent_sms.variable_problem(purpose, template.params)
+        if problem is not None:
+            raise ChannelError(f"channels.{name}.templates.{purpose}.{problem}")
+        templates[purpose] = tencent_sms.Template(template.id.strip(), tuple(template.params))
+    return tencent_sms.TencentSmsChannel(
+        name, secret_id=secret_id, secret_key=secret_key,
+        sms_sdk_app_id=config.sms_sdk_app_id.strip(), sign_name=config.sign_name,
+        templates=templates, base_url=_check_url(name, "base_url", config.base_url),
+        region=config.region.strip(), timeout=config.timeout_seconds, rate_limits=limits,
         clock=clock)
 
 
