@@ -815,15 +815,16 @@ def expected_calibration_error(pairs: Sequence[tuple[float, bool]], bins: int = 
 def history_case(incident_id: str, state: Mapping[str, Any], devices: Sequence[str]
                  ) -> dict[str, Any]:
     """A ``locate`` case with its ``truth``: the evidence an incident gathered (its records'
-    latest revisions, without the dead reports the command centre overruled: as the
-    localiser last saw them), the weather it was last estimated in
+    latest revisions, those since restored as they reported while the outage was on,
+    without the dead reports the command centre overruled: :func:`reported_evidence`), the
+    weather it was last estimated in
     (``storm``, ``faults_elsewhere``, ``devices_elsewhere``, the keys ``locate`` reads; none for
     a calm window or an incident stored before the estimate kept it) and the devices the crews
     confirmed."""
-    from outage_sentinel.incidents import Member, checked_evidence, evidence_of
+    from outage_sentinel.incidents import Member, checked_evidence, reported_evidence
 
     members = [Member.from_json(m) for m in state.get("members", {}).values()]
-    ev = checked_evidence(evidence_of(members), state.get("excluded") or ())
+    ev = checked_evidence(reported_evidence(members), state.get("excluded") or ())
     context = (state.get("estimate") or {}).get("context") or {}
     return {"id": incident_id, "dead": sorted(ev.dead), "alive": sorted(ev.alive),
             "calls": [a for a, n in sorted(ev.calls.items()) for _ in range(n)],

@@ -620,6 +620,20 @@ def evidence_of(members: Iterable[Member]) -> Evidence:
     return Evidence(frozenset(dead), frozenset(alive), calls, frozenset(open_devices))
 
 
+def reported_evidence(members: Iterable[Member]) -> Evidence:
+    """The evidence an incident's records gave while its outage was on, as a close-out's
+    history case needs it: :func:`evidence_of` over every record the source did not call
+    off, a record that has ended included (an area reported off and since restored was
+    reported off; an AMI area back on, ``alive`` and restored, went off first). The live fold
+    keeps open records only, so an incident closed after its restoration had no evidence
+    left at all and the refit learnt that reports are never made."""
+    def as_reported(m: Member) -> Member:
+        if m.signal == "alive" and m.status == "restored":
+            return replace(m, status="active", signal="dead")
+        return replace(m, status="active") if m.status == "restored" else m
+    return evidence_of(as_reported(m) for m in members if m.status != "cancelled")
+
+
 def checked_evidence(evidence: Evidence, excluded: Iterable[str]) -> Evidence:
     """``evidence`` without the dead reports of the areas the command centre took out of the
     scope ("wrongly included"): a report it overruled is no evidence of where the fault is.
