@@ -7,7 +7,9 @@ the words allow:
 
 * ``confirmed``: precise wording — "XX村全村" / "XX全村" / "XX行政村全村" (every area of the
   village), "XX台区", "XX#公变", "XX#变", a transformer area's name or id, a range or list of
-  one village's area numbers ("王庄村1-3号台区", "王庄村1号台区至3号台区");
+  one village's area numbers ("王庄村1-3号台区", "王庄村1号台区至3号台区"); area numbers in
+  Chinese numerals read as in Arabic digits ("王庄村一至三号台区", "二号公变", "第三台区"), but
+  only as area numbers: a place's name keeps its numerals ("三河村", "五一村");
 * ``possible`` (可能受影响): imprecise wording — "XX村部分用户", "XX村部分", "XX村附近", a bare
   village name: the village's areas on the named feeder (all its areas when no feeder is known
   or none of them is on it);
@@ -48,6 +50,14 @@ CONJUNCTIONS = ("及", "和")
 _VOLTAGE = re.compile(r"(?<![\d.])(?:0\.4|10|20|35|110|220)\s*kv", re.IGNORECASE)
 #: Numbered transformer designators, all read as "N号台区": "2#公变", "#2变", "2号配变", "2台区".
 _NUMBERED = re.compile(r"#?(\d+)\s*(?:#|号)?\s*(?:公用变压器|公变|配变|专变|变压器|变台|台区|变)")
+#: Chinese numerals of area numbers ("一号台区", "十二号公变", "廿一号台区", "一〇号台区").
+_CN_DIGITS = {c: k for k, c in enumerate("〇一二三四五六七八九")} | {"零": 0}
+_CN = "[〇零一二两三四五六七八九十廿卅]+"
+_CN_TENS = re.compile("([一二三四五六七八九]?)十([一二三四五六七八九]?)|([廿卅])([一二三四五六七八九]?)")
+#: What makes a number an area number right before it: a designator, maybe after 号 / #; a
+#: bare 变 only after 号 / # ("城关二变" is a substation), and never 变电站 / 变电所; or 号 / #
+#: ending the text ("王庄村一号", as "王庄村1号" of "王庄村1号、2号台区").
+_DESIGNATOR = r"(?:#|号)?(?:公用变压器|公变|配变|专变|变压器|变台|台区)|(?:#|号)(?:变(?!电)|$)"
 #: Unnumbered designators read as "台区" ("南谢庄村公变" = "南谢庄村台区").
 _UNNUMBERED = re.compile(r"公用变压器|公变|配变")
 #: Words saying the whole place is off.
@@ -66,6 +76,12 @@ EXCLUDED_CLOSE = ("以外", "之外", "外")
 #: Between two area numbers: a range ("1号至3号台区", "1-3号台区", "2#~5#公变").
 RANGE_WORDS = ("至", "到", "~", "-", "—", "–", "〜")
 _RANGE = "|".join(map(re.escape, RANGE_WORDS))
+#: Area numbers, maybe after 第, in a run ending right before a designator: one ("三号台区",
+#: "第三台区"), or a list or range of them ("一至三号台区", "一号二号台区", "二#-五#公变"). Each
+#: number but the last is followed by 号 / # / 号台区 or a range word, so a run splits one way.
+_AREA_RUN = re.compile(rf"(?:第?(?:{_CN}|\d+)(?:(?:号台区|号|#)(?:{_RANGE})?|{_RANGE}))*"
+                       rf"第?(?:{_CN}|\d+)(?={_DESIGNATOR})")
+_RUN_NUMBER = re.compile(rf"第?({_CN}|\d+)")
 #: Two or more area numbers of one village, in a list or a range ("1号2号台区", "1-3号台区").
 _RUN = re.compile(rf"(?:#?\d+(?:号台区|号|#)?(?:{_RANGE})?)+")
 _RUN_ITEM = re.compile(rf"#?(\d+)(?:号台区|号|#)?({_RANGE})?")
@@ -98,13 +114,35 @@ class AreaScope:
 def normalise(text: str) -> str:
     """The comparable form of a name or fragment: NFKC (full-width digits, letters and ``＃``
     to half-width), voltage levels, spaces and a trailing "等" removed, "村委会" read as "村",
-    numbered transformer designators ("2#公变", "#2变", "2号台区") in one form."""
+    numbered transformer designators ("2#公变", "#2变", "2号台区") in one form, their numbers
+    in Arabic digits ("二号公变", "第二台区", "一至三号台区": see :func:`_in_arabic`)."""
     t = unicodedata.normalize("NFKC", text)
     t = _VOLTAGE.sub("", t)
     t = t.replace("村民委员会", "村").replace("村委会", "村")
     t = "".join(t.split()).rstrip("等")
+    t = _AREA_RUN.sub(lambda run: _RUN_NUMBER.sub(_in_arabic, run[0]), t)
     t = _NUMBERED.sub(r"\1号台区", t)
     return _UNNUMBERED.sub("台区", t)
+
+
+def _in_arabic(number: re.Match[str]) -> str:
+    """An area number (maybe after 第) in Arabic digits, without 第: "三" -> "3", "十二" ->
+    "12", "二十一" / "廿一" -> "21", "一〇" -> "10", "两" -> "2", "第3" -> "3". Numerals that are
+    no one clean number ("一二": twelve, or one and two?; "五一二": a name's "五一" and 二?) are
+    left as written: an area they would name is not guessed."""
+    text = number[1]
+    if text.isdigit():
+        return text
+    if text == "两":
+        return "2"
+    if tens := _CN_TENS.fullmatch(text):
+        high, low = (tens[1], tens[2]) if tens[3] is None else ("二三"["廿卅".index(tens[3])],
+                                                                tens[4])
+        return str(_CN_DIGITS.get(high, 1) * 10 + _CN_DIGITS.get(low, 0))
+    if len(text) == 1 or (len(text) == 2 and ("〇" in text or "零" in text)):
+        if all(c in _CN_DIGITS for c in text):
+            return "".join(str(_CN_DIGITS[c]) for c in text)
+    return number[0]
 
 
 @dataclass
@@ -290,8 +328,11 @@ _AFTER_END = re.compile(r"(?:之内|以内|内|之列)?[。.!！]*")
 #: Words between a place and its after-word that leave the place excluded ("南谢庄村全村不停电").
 _QUALIFIER_TAIL = re.compile(
     "(?:" + "|".join((*WHOLE_WORDS, *PARTIAL_WORDS, "的", "用户", "村民", "居民")) + ")+$")
-#: Area numbers a text ends with ("1号台区", "1-3号台区", "1号2号台区").
-_NUMBER_TAIL = re.compile(rf"(?:#?\d+(?:号台区|号|#)?(?:{_RANGE})?)*#?\d+(?:号台区|号|#)$")
+#: Area numbers a text ends with ("1号台区", "1-3号台区", "1号2号台区"). Each number but the
+#: last is followed by 号 / # / 号台区 or a range word: a run of digits splits one way only
+#: (read every way, "王庄村1111…1号x除外" took 2^n steps).
+_NUMBER_TAIL = re.compile(
+    rf"(?:#?\d+(?:(?:号台区|号|#)(?:{_RANGE})?|{_RANGE}))*#?\d+(?:号台区|号|#)$")
 #: Characters before 除 making it a verb, no exclusion ("排除…户外", "拆除", "消除", "清除").
 _REMOVAL = "排拆消清免切去删解扣剔根破废摒革"
 
@@ -438,8 +479,13 @@ def _exclusion(item: str, queue: list[str], ix: _Index, after_place: bool
 
 
 def _bare(ix: _Index, out: list[tuple[str, str]]) -> bool:
-    """Whether the last fragment of ``out`` is read as named and is only places."""
-    return bool(out) and out[-1][1] == Named and _only_places(ix, normalise(out[-1][0]), False)
+    """Whether the last fragment of ``out`` is read as named and is only places — or area
+    numbers listed before more ("1、2号台区除外", "王庄村一、二号台区除外": "1", "王庄村一")."""
+    if not out or out[-1][1] != Named:
+        return False
+    fragment = out[-1][0]
+    return any(_only_places(ix, normalise(f), False)
+               for f in (fragment, fragment.rstrip("号#") + "号台区"))
 
 
 def _exclude_before(out: list[tuple[str, str]], before: str, ix: _Index, says: str) -> None:
@@ -515,7 +561,12 @@ def _joins(ix: _Index, left: str, right: str) -> bool:
     key = _skip_context(ix, left)[0]
     n = _prefix(key, ix.villages, ix.longest)
     return (bool(key) and n == len(key) and _prefix(key, ix.areas, ix.longest) < n
-            and (right[0].isdigit() or right.startswith(_QUALIFIERS)))
+            and (_area_number_first(right) or right.startswith(_QUALIFIERS)))
+
+
+def _area_number_first(text: str) -> bool:
+    """Whether ``text`` (normalised) starts with an area number: "2号", "二号", "三#"."""
+    return text[0].isdigit() or normalise(text + "台区")[0].isdigit()
 
 
 def _names_any(ix: _Index, text: str) -> bool:
@@ -624,15 +675,21 @@ class _Reader:
     def __init__(self, ix: _Index) -> None:
         self.ix = ix
         self.village: str | None = None
+        #: the village of the excluded fragment just read, for an excluded "2号台区" after it
+        self.out_village: str | None = None
         self.found: list[_Found] = []
         self.unplaced: list[str] = []
 
     def read_piece(self, fragment: str, says: str) -> None:
         """Read one fragment; an excluded one's places are marked so, and it does not change
-        which village a following "2号台区" belongs to. A doubtful exclusion's places are read
-        as named, and the fragment is unplaced too: a person reads what it may exclude."""
+        which village a following "2号台区" belongs to — but for an excluded one right after it
+        ("北董寨村全村，王庄村1号、2号台区除外": 王庄村's area 2). A doubtful exclusion's places
+        are read as named, and the fragment is unplaced too: a person reads what it may exclude."""
         start, village = len(self.found), self.village
+        if says == Out and self.out_village is not None:
+            self.village = self.out_village
         placed = self.read(normalise(fragment))
+        self.out_village = self.village if says == Out else None
         if says == Out:
             self.village = village
             self.found[start:] = [_Found(f.kind, f.ids, f.whole, f.exact, True, fragment)
