@@ -13,7 +13,7 @@ from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.fitting import downstream, history_case
 from outage_sentinel.incidents import Incident, apply_event, resolve_event
-from tests.test_fitting import DEVICES, TOPOLOGY
+from tests.test_fitting import DEVICES, TOPOLOGY, history
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 FUSE = next(d for d in DEVICES if len(downstream(TOPOLOGY, d)) >= 4)
@@ -64,3 +64,33 @@ def test_a_record_the_source_called_off_is_no_evidence_in_the_case() -> None:
     inc = fold(inc, record("F2", "active", C), 1)
     inc = fold(inc, record("F2", "cancelled", C), 2)
     assert set(case_of(inc)["dead"]) == {A, B}  # type: ignore[arg-type]
+
+
+def test_what_a_closed_incident_exports_is_the_evidence_it_was_given() -> None:
+    """Thirty cases drawn from the fit tests' evidence model, each folded into an incident as
+    a county's sources would report it (an AMI area off per dead area, a ping per alive one,
+    a trouble call per call), every outage then ended, and the incident exported: the case
+    is the evidence drawn, area for area and call for call."""
+    for k, drawn in enumerate(history(30, 11)):
+        dead = [str(a) for a in drawn["dead"]]  # type: ignore[attr-defined]
+        alive = [str(a) for a in drawn["alive"] if a not in dead]  # type: ignore[attr-defined]
+        calls = [str(a) for a in drawn["calls"]]  # type: ignore[attr-defined]
+        if not dead:
+            continue
+        events = ([record(f"{a}@{k}", "active", a, signal="dead", source="ami") for a in dead]
+                  + [record(f"P{a}@{k}", "active", a, signal="alive", source="ami")
+                     for a in alive]
+                  + [record(f"C{i}@{k}", "active", a, signal="call", source="calls")
+                     for i, a in enumerate(calls)])
+        inc: Incident | None = None
+        for minute, event in enumerate(events):
+            inc = fold(inc, event, minute)
+        back = NOW + timedelta(hours=3)
+        for minute, a in enumerate(dead, start=180):
+            inc = fold(inc, record(f"{a}@{k}", "restored", a, signal="alive", source="ami",
+                                   end=back), minute)
+        assert inc is not None and inc.status != "active"
+        case = case_of(inc)
+        assert case["dead"] == sorted(dead), k
+        assert case["alive"] == sorted(alive), k
+        assert sorted(case["calls"]) == sorted(calls), k  # type: ignore[arg-type]
