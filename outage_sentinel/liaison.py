@@ -24,6 +24,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from outage_sentinel import sms_params as sms
+from outage_sentinel.channels.base import SMS_CHANNEL_TYPES, is_sms_type
 from outage_sentinel.config import ChannelConfig
 from outage_sentinel.field_links import PUBLIC, IssuedLink
 from outage_sentinel.incidents import (
@@ -99,8 +100,13 @@ class TemplateFailure:
 #: go only there; every other type — group robots (wecom, dingtalk, feishu), webhooks, and the
 #: file/console sinks, which may stand in for a group and are read by whoever reads the file —
 #: gets the count and who holds the list. Privacy errs on the side of the group.
-INDIVIDUAL_CHANNEL_TYPES = frozenset({"sms", "email"})
-CHANNEL_LABELS = {"zh": {"sms": "短信", "email": "邮件"}, "en": {"sms": "SMS", "email": "e-mail"}}
+INDIVIDUAL_CHANNEL_TYPES = SMS_CHANNEL_TYPES | {"email"}
+#: How a care-list holder's channel is named to the group ("台区经理王五（短信）"): every SMS
+#: type as SMS, whichever carrier sends it.
+CHANNEL_LABELS = {
+    "zh": {**dict.fromkeys(sorted(SMS_CHANNEL_TYPES), "短信"), "email": "邮件"},
+    "en": {**dict.fromkeys(sorted(SMS_CHANNEL_TYPES), "SMS"), "email": "e-mail"},
+}
 LIAISON_ROLE_LABELS = {
     "zh": {"village_liaison": "村联络人", "grid_manager": "网格经理",
            "transformer_manager": "台区经理"},
@@ -111,9 +117,11 @@ LIAISON_ROLE_LABELS = {
 
 def sms_channels(channels: Mapping[str, ChannelConfig]) -> frozenset[str]:
     """The channels whose messages go out as SMS templates with parameters (the link a
-    template variable, not a line of text): those of type ``sms``, and one named ``sms`` of
-    any type (a file or console sink standing in for the carrier, as in the demo)."""
-    return frozenset(name for name, c in channels.items() if c.type == "sms" or name == "sms")
+    template variable, not a line of text): those of an SMS type (:data:`SMS_CHANNEL_TYPES`:
+    Aliyun ``sms``, Tencent ``tencent_sms``), and one named ``sms`` of any type (a file or
+    console sink standing in for the carrier, as in the demo)."""
+    return frozenset(name for name, c in channels.items()
+                     if is_sms_type(c.type) or name == "sms")
 
 
 def individual_channels(channels: Mapping[str, ChannelConfig]) -> dict[str, str]:

@@ -380,14 +380,19 @@ class GroupSender:
         """Send ``message``, in parts when its channel splits it: in order, each confirmed part
         recorded at once, starting after those an earlier attempt confirmed; the first part not
         confirmed is the attempt's outcome. A part after the first needs the limiter's slot too
-        (without one the message retries when the window allows)."""
+        (without one the message retries when the window allows) for the keys it counts
+        against that the slot taken for the message before its first request does not cover:
+        a robot's every part is one more request to the robot, while a Tencent SMS part per
+        number was counted, each number once, with the message (:func:`uncounted_keys`)."""
         parts = channel.parts(message) if isinstance(channel, Splitting) else (message,)
         done = parts_sent(row) if len(parts) > 1 else 0
         limits = rate_limits_of(channel)
         result = SendResult(Outcome.DELIVERED, "ok")
+        counted = list(rate_keys_of(channel, message)) if len(parts) > 1 else []
         for i in range(done, len(parts)):
-            if i > done and limits:
-                decision = self._allow(rate_keys_of(channel, message), clock(), limits)
+            keys = uncounted_keys(counted, rate_keys_of(channel, parts[i]))
+            if i > done and limits and keys:
+                decision = self._allow(keys, clock(), limits)
                 if not decision.ok:
                     return SendResult(Outcome.RETRY, f"part {i + 1}/{len(parts)}: rate limited",
                                       retry_after=decision.wait_seconds)
@@ -578,6 +583,20 @@ class GroupSender:
 #: the section to patrol, the care list with its phone numbers, an incident to pause) are
 #: read whole or not yet.
 WHOLE_AUDIENCES = frozenset({"crew"})
+
+
+def uncounted_keys(counted: list[str], keys: Sequence[str]) -> tuple[str, ...]:
+    """The limiter ``keys`` of one part of a message that ``counted`` — the message's keys,
+    each counted once with it before its first request — no longer covers; the covered ones
+    are taken from ``counted`` (a robot's second part counts its robot again; a Tencent SMS
+    part, one number, is already counted)."""
+    out = []
+    for key in keys:
+        if key in counted:
+            counted.remove(key)
+        else:
+            out.append(key)
+    return tuple(out)
 
 
 def safe_send(channel: Channel, message: Message) -> SendResult:

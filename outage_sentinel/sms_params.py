@@ -7,7 +7,9 @@ a variable. Each purpose below has one builder returning exactly its documented 
 (docs/channels.md, "SMS templates per purpose"), always all of them, always strings (Aliyun
 requires string values), never empty (a missing fact reads "待定"/"待查"). With field links on,
 a liaison's ``outage``, ``update``, ``restored`` and ``unconfirmed`` carry one more, ``link``
-(:func:`with_link`).
+(:func:`with_link`). Both SMS types (:data:`outage_sentinel.channels.base.SMS_CHANNEL_TYPES`)
+send these sets: Aliyun (``sms``) by name, Tencent Cloud (``tencent_sms``) positionally, in
+the order its config's ``params`` give for the template's ``{1}``, ``{2}``….
 
 Length: Aliyun caps one variable of a notification template at 35 characters unless the
 limit is lifted for the template ("单个模板变量的长度可以超过默认的 35 字符上限" only after

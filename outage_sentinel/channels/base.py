@@ -63,6 +63,19 @@ class Message:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: The channel types that send SMS: a registered template and its parameters per purpose
+#: (:mod:`outage_sentinel.sms_params`), never the message's text, to one person's mobile
+#: number — Aliyun (``sms``) and Tencent Cloud (``tencent_sms``). Whatever treats an SMS
+#: channel specially (the care list in person, no progress notices, the field link as the
+#: ``link`` variable, ``check``'s mobile targets) asks :func:`is_sms_type`.
+SMS_CHANNEL_TYPES = frozenset({"sms", "tencent_sms"})
+
+
+def is_sms_type(channel_type: str) -> bool:
+    """Whether a channel of ``channel_type`` sends SMS templates (:data:`SMS_CHANNEL_TYPES`)."""
+    return channel_type in SMS_CHANNEL_TYPES
+
+
 class ChannelError(Exception):
     """A channel could not be built from its config (the message names the key)."""
 

@@ -378,22 +378,44 @@ def _route(config: Any, channel: str, target: str, phone: str) -> list[str]:
         known = ", ".join(sorted(cfg.robots)) or "none"
         out.append(f"no robot for target {effective!r} in channels.{channel}.robots "
                    f"(configured: {known})")
-    elif cfg.type == "sms" and target and not MOBILE.fullmatch(target):
-        out.append(f"SMS target {mask_phones(target)!r} is not a mainland mobile number "
-                   "(11 digits 1[3-9]…, optional +86)")
     elif cfg.type == "email" and "@" not in effective:
         out.append(f"e-mail target {effective!r} is not an address")
+    elif target and (problem := sms_target_problem(cfg.type, target)) is not None:
+        out.append(problem)
     return out
+
+
+def sms_target_problem(channel_type: str, target: str) -> str | None:
+    """Why ``target`` is no number a channel of ``channel_type`` sends an SMS to, or ``None``
+    (also for types that send no SMS). Aliyun: a mainland mobile; Tencent: what its channel
+    takes (a mainland mobile, or E.164)."""
+    from outage_sentinel.channels.base import is_sms_type
+    from outage_sentinel.channels.tencent_sms import e164
+
+    if not is_sms_type(channel_type):
+        return None
+    if channel_type == "tencent_sms":
+        if e164(target) is None:
+            return (f"SMS target {mask_phones(target)!r} is not a mobile number (11 digits "
+                    "1[3-9]…, optional +86, or E.164 +CC…)")
+        return None
+    if not MOBILE.fullmatch(target):
+        return (f"SMS target {mask_phones(target)!r} is not a mainland mobile number "
+                "(11 digits 1[3-9]…, optional +86)")
+    return None
 
 
 def sms_template_notes(config: Any) -> tuple[list[str], list[str]]:
     """SMS purposes without a template code of their own: a problem when there is no
-    ``template_code`` fallback either (those SMS would be refused), else a note."""
-    from outage_sentinel.config import SmsChannelConfig
+    ``template_code`` fallback either (those SMS would be refused; Tencent has no fallback),
+    else a note."""
+    from outage_sentinel.config import SmsChannelConfig, TencentSmsChannelConfig
 
     problems: list[str] = []
     notes: list[str] = []
     for name, ch in config.channels.items():
+        if isinstance(ch, TencentSmsChannelConfig) and ch.enabled:
+            problems += tencent_template_problems(name, ch, bool(config.field.base_url))
         if not isinstance(ch, SmsChannelConfig) or not ch.enabled:
             continue
         missing = ch.purposes_without_code()
@@ -405,6 +427,24 @@ def sms_template_notes(config: Any) -> tuple[list[str], list[str]]:
                          f"template_code {ch.template_code} (parameters differ per purpose; "
                          "see docs/channels.md)")
     return problems, notes
+
+
+def tencent_template_problems(name: str, ch: Any, links: bool) -> list[str]:
+    """A Tencent SMS channel's purposes without a template (it has no fallback: those SMS
+    would be refused), and templates naming ``link`` while field links are off (``links``
+    false: no message has one, so every such SMS would be refused)."""
+    from outage_sentinel.sms_params import PURPOSES
+
+    problems: list[str] = []
+    missing = [p for p in PURPOSES if p not in ch.templates]
+    if missing:
+        problems.append(f"channels.{name}.templates: no template for {', '.join(missing)} "
+                        "(tencent_sms has no fallback template: those SMS would be refused)")
+    for purpose, template in ch.templates.items():
+        if "link" in template.params and not links:
+            problems.append(f"channels.{name}.templates.{purpose}.params: 'link' while field "
+                            "links are off (field.base_url unset): those SMS would be refused")
+    return problems
 
 
 def unused_key_notes(config: Any) -> list[str]:
