@@ -1833,13 +1833,16 @@ def _set_aside(topology: Topology, ev: _Resolved, excluded: list[tuple[int, int]
 def _calibrate(combos: list[tuple[frozenset[int], float]],
                knots: tuple[tuple[float, float], ...]) -> list[tuple[frozenset[int], float]]:
     """The top answer's probability through the calibration map; the others scaled so that
-    the total stays what it was."""
+    the total stays what it was, but never above the top answer: the map says how often the
+    answer given is right, not which other one takes the rest (scaled, a map that lowers the
+    top a lot stated an alternative above the fault point named; what is capped off is left
+    to answers not listed)."""
     if not knots or not combos:
         return combos
     top = combos[0][1]
     new_top = calibrated(knots, top)
     scale = (1.0 - new_top) / (1.0 - top) if top < 1.0 else 0.0
-    return [(combos[0][0], new_top)] + [(d, p * scale) for d, p in combos[1:]]
+    return [(combos[0][0], new_top)] + [(d, min(p * scale, new_top)) for d, p in combos[1:]]
 
 
 def calibrated(knots: Sequence[tuple[float, float]], p: float) -> float:
