@@ -211,9 +211,22 @@ class Daemon:
         if self.refit_job is not None and self.config.localisation.refit_at:
             self.refit_job.restore()
 
+    def daily_report_tick(self, now: datetime) -> int:
+        """The scheduled daily report (:meth:`ReportJob.run_once`). One that fails (the
+        database busy past its timeout, ...) logs and leaves the report to the catch-up tick,
+        which tries again until it is queued or no longer due (the report's outbox key keeps
+        it to one message). Never raises; returns the messages queued."""
+        try:
+            return self.report_job.run_once(now)
+        except Exception as exc:
+            self.log.error("daily_report_failed", error=redact(repr(exc)), retry="catch_up")
+            self.catch_up_due = True
+            return 0
+
     def catch_up_tick(self) -> int:
-        """The report catch-up a term's beginning asked for (:meth:`catch_up_reports`), run
-        once: at start, and by its own job after a standby's takeover."""
+        """The report catch-up a term's beginning (or a failed daily report job) asked for
+        (:meth:`catch_up_reports`), run once: at start, and by its own job after a standby's
+        takeover or the job's failure (again at each tick while it fails)."""
         if not self.catch_up_due or not self.leadership.is_leader():
             return 0
         self.catch_up_due = False
@@ -221,9 +234,9 @@ class Daemon:
 
     def catch_up_reports(self, now: datetime) -> int:
         """A term begins (start, or a standby's takeover): queue yesterday's daily report if
-        ``daily_report_at`` passed today while no node ran the job. Never raises (the next
-        start tries again); the report's outbox key keeps it to one message however often
-        this runs, on however many nodes."""
+        ``daily_report_at`` passed today while no node ran the job (or the job failed).
+        Never raises: a failure leaves it due, for the next tick to try again; the report's
+        outbox key keeps it to one message however often this runs, on however many nodes."""
         cc = self.config.command_centre
         if not (cc.daily_report_at and cc.channel):
             return 0
@@ -231,6 +244,7 @@ class Daemon:
             queued = self.report_job.catch_up(now, cc.daily_report_at)
         except Exception as exc:
             self.log.error("daily_report_catch_up_failed", error=redact(repr(exc)))
+            self.catch_up_due = True
             return 0
         if queued:
             self.log.info("daily_report_caught_up", at=cc.daily_report_at, queued=queued)
@@ -320,7 +334,7 @@ class Daemon:
                        "ami_screen")
         cc = self.config.command_centre
         if cc.daily_report_at and cc.channel:
-            jobs.daily(self._guarded("daily_report", self.report_job.run_once),
+            jobs.daily(self._guarded("daily_report", self.daily_report_tick),
                        cc.daily_report_at, self.tz, "daily_report")
             jobs.every(self._guarded("report_catch_up", lambda _now: self.catch_up_tick()),
                        self.config.lifecycle.check_interval_seconds, "report_catch_up")

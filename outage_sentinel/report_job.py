@@ -2,7 +2,8 @@
 
 The scheduled job only fires inside a running process, so a daemon that was down (or a standby
 that took over) at that time would never send the day's report: :meth:`ReportJob.catch_up`,
-run when a node starts leading, queues the most recent report that was due and is missing
+run when a node starts leading, and again after the day's job failed (the database busy past
+its timeout, ...) until it succeeds, queues the most recent report that was due and is missing
 (never a backlog). Both go through the report's outbox key (``REPORT-…YYYYMMDD``), so a report
 already queued or sent, by this node or another, is never queued again."""
 

@@ -24,7 +24,7 @@ import html
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -402,18 +402,28 @@ def _chart_feeders(report: Report, words: Mapping[str, str], font: FontPropertie
     return _render(fig)
 
 
+def incidents_by_day(report: Report) -> dict[date, dict[str, int]]:
+    """Each local day of the period with its fault and planned incidents, by the day each
+    began (one begun before the period on its first day): the incidents the summary counts
+    (sustained interruptions), not the short ones, false alarms or work still to begin."""
+    first = report.start.astimezone(report.tz).date()
+    last = (report.end.astimezone(report.tz) - timedelta(microseconds=1)).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    counts = {d: {"fault": 0, "planned": 0} for d in days}
+    counted = report.incidents[report.incidents["interruption"] == "sustained"]
+    for s, klass in zip(counted["start"], counted["class"], strict=True):
+        counts[max(first, min(last, s.date()))][klass] += 1
+    return counts
+
+
 def _chart_days(report: Report, words: Mapping[str, str], font: FontProperties | None) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(8, 3.2))
     ax = fig.add_subplot()
-    first = report.start.astimezone(report.tz).date()
-    last = (report.end.astimezone(report.tz) - timedelta(microseconds=1)).date()
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    counts = {d: {"fault": 0, "planned": 0} for d in days}
-    for s, klass in zip(report.incidents["start"], report.incidents["class"], strict=True):
-        counts[max(first, min(last, s.date()))][klass] += 1
+    counts = incidents_by_day(report)
+    days = list(counts)
     x = list(range(len(days)))
     faults = [counts[d]["fault"] for d in days]
     ax.bar(x, faults, label=words["fault"], color="#c0392b")

@@ -37,8 +37,9 @@ start: never off). An area is off in one or more spells:
   centre as a false alarm (``incidents cancel`` keeps a reason), was no interruption at all;
 
 and every interval is clipped to ``[start, min(end, now))`` of the report, so planned outages
-still in the future count 0. An incident that ended with no area off longer than
-:data:`MOMENTARY` (3 minutes: a recloser's operation) is a short interruption (短时停电):
+still in the future count 0 (work not begun by ``now`` is no interruption yet, nor still
+off). An incident that ended with no area off longer than :data:`MOMENTARY` at a time (3
+minutes: a recloser's operation; an area's longest spell) is a short interruption (短时停电):
 counted apart (``momentary_incidents``), not in the figures below; the ``interruption`` column
 says which incidents count (``sustained``), which are short (``momentary``) and which were
 none. With ``c_a`` the customers of area ``a`` (topology) and ``h_a`` its clipped hours off,
@@ -58,8 +59,9 @@ Outages of planned *and* temporary work are 预安排停电 and reported togethe
 faults as ``fault``: each area's spell by the outage notice that took it off (a fault that
 joins planned work counts only the areas it took off; :meth:`_Records.class_of`), an incident
 as ``fault`` when a fault took one of its areas off. Areas only possibly off (可能受影响: named
-imprecisely, "XX村部分用户", or only inferred by the localiser, below no device a source or the
-command centre named: :func:`possible_areas`) are listed (``mark`` ``possible`` in ``areas``,
+imprecisely, "XX村部分用户", or only inferred by the localiser, below no device that operated:
+the crew's finding, else what a source or the command centre named: :func:`possible_areas`)
+are listed (``mark`` ``possible`` in ``areas``,
 ``possible_customers`` / ``possible_customer_hours``) and left out of every figure.
 An incident whose transformers are all unknown to the topology falls back to its ``customers``
 column as one pseudo-area (restoration steps then subtract their
@@ -72,7 +74,10 @@ Other measures: notice latency = first liaison notice actually sent (outbox, aud
 events), in minutes. Crew arrival: the first ``dispatched`` log entry gives the crew and the
 arrival deadline (``details["deadline"]``), the first ``on_site`` entry after it the arrival;
 met = arrived by the deadline, missed = arrived late or not arrived once the deadline passed
-(while the incident was still on), otherwise pending. Dead letters: outbox rows with status
+(while the incident was still on), otherwise pending; the summary counts a met arrival in the
+period of the arrival, a missed one in the period of its deadline. The liaisons' answers count
+in the period they were given; "restored to confirmed" minutes run from the area's last
+return before the answer. Dead letters: outbox rows with status
 ``dead`` given up on in the period (``dead_at``; rows from before schema version 4 have none
 and count by when they were created).
 """
@@ -82,7 +87,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -256,8 +261,8 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     rows, logs, first_evidence, first_notice, dead = store.report_snapshot(start, end)
     upto = min(end, now)
     ctx = _RowContext(topology, tz, now, _feeder_names(topology), first_evidence, first_notice)
-    incident_rows, areas, feeder_touch, village_touch = _in_period(ctx, rows, logs, start, end,
-                                                                   upto)
+    incident_rows, areas, feeder_touch, village_touch, listed = _in_period(
+        ctx, rows, logs, start, end, upto)
     incidents = _incidents_frame(incident_rows, tz)
     area_df = _areas_frame(areas, tz)
     counted = confirmed_areas(area_df)
@@ -265,8 +270,10 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     by_feeder = _by_feeder(topology, scope, incidents, counted, feeder_touch, ctx.feeder_names,
                            hours)
     by_village = _by_village(topology, scope, incidents, counted, village_touch, hours)
-    answers = [a for iid in incidents["id"] for a in store.answers(str(iid))]
-    by_village = _with_confirmations(by_village, area_df, answers, tz)
+    # The liaisons' answers given in the period (a day's report counts that day's).
+    answers = [a for iid in incidents["id"] for a in store.answers(str(iid))
+               if start <= _aware(a["at"]) < end]
+    by_village = _with_confirmations(by_village, listed, answers)
     dead_df = _dead_frame(dead, tz)
     summary = _summary(scope, incidents, counted, dead_df, start, end, tz, now, hours)
     summary["possible_customer_hours"] = union_customer_hours(
@@ -288,15 +295,16 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
                logs: Mapping[str, list[dict[str, Any]]], start: datetime, end: datetime,
                upto: datetime
                ) -> tuple[list[dict[str, Any]], list[_Area], dict[str, set[str]],
-                          dict[str, set[str]]]:
+                          dict[str, set[str]], list[_Area]]:
     """The report lines of the incidents overlapping ``[start, end)``, their areas'
-    intervals clipped to ``[start, upto)``, and the incidents each feeder and each village
-    had."""
+    intervals clipped to ``[start, upto)`` (of those that count), the incidents each feeder
+    and each village had, and the unclipped areas of every incident listed."""
     incident_rows: list[dict[str, Any]] = []
     areas: list[_Area] = []
     # Which incidents each feeder / village had (any area, even with 0 h inside the period).
     feeder_touch: dict[str, set[str]] = {}
     village_touch: dict[str, set[str]] = {}
+    listed: list[_Area] = []
     for row in rows:
         log = logs.get(row["id"], [])
         row = {**row, "start": went_off_at(row, log)}
@@ -306,7 +314,8 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
         nominal_end = eff_end if eff_end is not None else ctx.now
         if not (row["start"] < end and (nominal_end > start or row["start"] >= start)):
             continue
-        interruption = interruption_of(inc_areas, row["start"], eff_end)
+        listed.extend(inc_areas)
+        interruption = interruption_of(inc_areas, row["start"], eff_end, ctx.now)
         clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
         if interruption == "sustained":
             areas.extend(clipped)
@@ -316,23 +325,45 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
             clipped = []
         incident_rows.append({**_incident_row(ctx, row, log, klass, inc_areas, clipped,
                                               eff_end), "interruption": interruption})
-    return incident_rows, areas, feeder_touch, village_touch
+    return incident_rows, areas, feeder_touch, village_touch, listed
 
 
-def interruption_of(areas: Sequence[_Area], start: datetime, end: datetime | None) -> str:
+def interruption_of(areas: Sequence[_Area], start: datetime, end: datetime | None,
+                    now: datetime) -> str:
     """``sustained`` (it counts), ``momentary`` (ended, no area off longer than
-    :data:`MOMENTARY`: 短时停电, counted apart) or ``none`` (no area ever off: a false alarm,
-    work called off or cancelled before it began). An incident still on is sustained; one
-    with no area to count (its customers unknown) goes by its own ``start`` and ``end``."""
+    :data:`MOMENTARY` at a time: 短时停电, counted apart) or ``none`` (no area ever off: a
+    false alarm, work called off or cancelled before it began, or work still to begin at
+    ``now``). An incident still on is sustained; one with no area to count (its customers
+    unknown) goes by its own ``start`` and ``end``."""
+    if start > now:
+        return "none"
     if end is None:
         return "sustained"
-    spells: dict[str | None, float] = {}
-    for a in areas:
-        spells[a.transformer] = spells.get(a.transformer, 0.0) + _hours(a.off_from, a.back_at)
-    longest = max(spells.values()) if spells else _hours(start, end)
+    longest = longest_spell(areas) if areas else _hours(start, end)
     if longest <= 0:
         return "none"
     return "sustained" if longest * 3600 > MOMENTARY.total_seconds() else "momentary"
+
+
+def longest_spell(areas: Sequence[_Area]) -> float:
+    """The hours of the longest time one area was off without a break (its spells joined
+    where they meet or overlap); each piece without a transformer (customers the topology
+    cannot place) is an area of its own."""
+    spells: dict[object, list[tuple[datetime, datetime]]] = {}
+    for i, a in enumerate(areas):
+        key = a.transformer if a.transformer is not None else ("piece", i)
+        spells.setdefault(key, []).append((a.off_from, a.back_at))
+    longest = 0.0
+    for intervals in spells.values():
+        since: datetime | None = None
+        reach: datetime | None = None
+        for off, back in sorted(intervals):
+            if reach is None or since is None or off > reach:
+                since, reach = off, back
+            else:
+                reach = max(reach, back)
+            longest = max(longest, _hours(since, reach))
+    return longest
 
 
 def _note_touched(row: Mapping[str, Any], inc_areas: Sequence[_Area],
@@ -467,8 +498,6 @@ def rs1(aihc1_h: float, hours: float) -> float:
 
 def _aware(value: Any) -> datetime:
     """Aggregates (MIN) bypass the column type on SQLite: parse and mark as UTC."""
-    from datetime import UTC
-
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
@@ -586,16 +615,19 @@ def possible_areas(row: Mapping[str, Any], topology: Topology,
                    found: Sequence[str] = ()) -> frozenset[str]:
     """The incident's areas only possibly off (可能受影响, as the villages are told): named
     imprecisely ("XX村部分用户": by its words not every customer of them) or only inferred
-    by the localiser, and below no device a source reported operated, the command centre
-    set or the crew found operated (``found``:
-    :func:`~outage_sentinel.closeouts.found_devices`; below one, the topology makes the
-    whole area off). The report lists them with their customers apart; counting them would
-    state a guess as customers' hours off."""
+    by the localiser, and below no device that operated (below one, the topology makes the
+    whole area off). Which devices operated: those the crew found (``found``, the close-out's
+    or the crew page's: :func:`~outage_sentinel.closeouts.found_devices`), which correct what
+    a source reported or the command centre set; without a finding (or one the topology does
+    not know), those. The report lists
+    them with their customers apart; counting them would state a guess as customers' hours
+    off. Areas a record reported off always count."""
     state = row.get("state") or {}
     maybe = [t for t, mark in (state.get("scope") or {}).items() if mark != "reported"]
     if not maybe:
         return frozenset()
-    devices = [d for d in (*_named_devices(state), *found) if d in topology.pos]
+    devices = ([d for d in found if d in topology.pos]
+               or [d for d in _named_devices(state) if d in topology.pos])
     return frozenset(t for t in maybe if t not in topology.pos
                      or not any(topology.is_downstream(t, d) for d in devices))
 
@@ -1005,25 +1037,31 @@ def _by_village(topology: Topology, scope: _Scope, incidents: pd.DataFrame, area
                                        *SCOPE_COLUMNS])
 
 
-def _with_confirmations(by_village: pd.DataFrame, areas: pd.DataFrame,
-                        answers: Sequence[Mapping[str, Any]], tz: tzinfo) -> pd.DataFrame:
+def _with_confirmations(by_village: pd.DataFrame, areas: Sequence[_Area],
+                        answers: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Per village, the liaisons' "power back" answers (field links, SMS replies) and the
-    median minutes from an area's restoration to its first confirmation."""
+    median minutes from an area's restoration to its first confirmation: from its last
+    return before that answer (``areas``: the incidents' spells, not cut to the period)."""
     back: dict[tuple[str, str], datetime] = {}
     for a in answers:
         if a["answer"] == "back":
             key, at = (str(a["incident_id"]), str(a["area"])), _aware(a["at"])
             back[key] = min(back.get(key, at), at)
+    returns: dict[tuple[str, str], list[datetime]] = {}
+    village_of: dict[tuple[str, str], str] = {}
+    for area in areas:
+        if area.transformer is not None:
+            key = (area.incident_id, area.transformer)
+            returns.setdefault(key, []).append(area.back_at)
+            village_of[key] = area.village or ""
     counts: dict[str, int] = {}
     minutes: dict[str, list[float]] = {}
-    for (iid, area), at in back.items():
-        rows = areas[(areas["incident_id"] == iid) & (areas["transformer"] == area)]
-        village = str(rows["village"].iloc[0]) if len(rows) else ""
+    for key, at in back.items():
+        village = village_of.get(key, "")
         counts[village] = counts.get(village, 0) + 1
-        if len(rows) and rows["back_at"].iloc[0] is not pd.NaT:
-            restored = rows["back_at"].iloc[0].to_pydatetime()
-            if at >= restored:
-                minutes.setdefault(village, []).append((at - restored).total_seconds() / 60)
+        restored = [b for b in returns.get(key, ()) if b <= at]
+        if restored:
+            minutes.setdefault(village, []).append(_hours(max(restored), at) * 60)
     out = by_village.copy()
     out["field_confirmations"] = [counts.get(v, 0) for v in out["village"]]
     out["confirm_minutes_median"] = [
@@ -1053,10 +1091,10 @@ def _summary(scope: _Scope, incidents: pd.DataFrame, areas: pd.DataFrame,
     klass = _counted(incidents)
     figures = _scope_row(scope.customers, set(incidents["id"]), klass, areas, hours)
     latency = incidents["notice_latency_min"].dropna().astype(float)
-    met = incidents["met_commitment"]
     row = {
-        "period_start": start.astimezone(tz).replace(tzinfo=None),
-        "period_end": end.astimezone(tz).replace(tzinfo=None),
+        # Aware, like every time of the report: the CSV writes them with their UTC offset.
+        "period_start": start.astimezone(tz),
+        "period_end": end.astimezone(tz),
         "timezone": str(tz), "hours_in_period": hours,
         **figures,
         "temporary_incidents": int(((incidents["kind"] == "temporary")
@@ -1066,23 +1104,39 @@ def _summary(scope: _Scope, incidents: pd.DataFrame, areas: pd.DataFrame,
         "cancelled_uncounted": int(((incidents["status"] == "cancelled")
                                     & (incidents["interruption"] != "sustained")).sum()),
         "momentary_incidents": int((incidents["interruption"] == "momentary").sum()),
-        "active_incidents": int((incidents["status"] == "active").sum()),
+        # Still off: work still to begin is no interruption yet.
+        "active_incidents": int(((incidents["status"] == "active")
+                                 & (incidents["interruption"] == "sustained")).sum()),
         "notices_measured": len(latency),
         "notice_latency_median_min": float(latency.median()) if len(latency) else math.nan,
         "notice_latency_p90_min": float(latency.quantile(0.9)) if len(latency) else math.nan,
-        "crew_arrivals_met": int((met == True).sum()),  # noqa: E712 (nullable boolean)
-        "crew_arrivals_missed": int((met == False).sum()),  # noqa: E712
-        # Pending: a crew still expected, i.e. the incident is still off and no arrival was
-        # recorded; a restored incident whose crew never logged an arrival is not "pending".
-        "crew_arrivals_pending": int((incidents["arrival_deadline"].notna() & met.isna()
-                                      & (incidents["status"] == "active")).sum()),
+        **_crew_arrivals(incidents, start, end),
         "dead_letters": len(dead),
         # Still to confirm (or to close out knowingly): incidents not closed out yet.
         "unconfirmed_areas": int(incidents.loc[incidents["stage"] != "closed",
                                                "unconfirmed_areas"].sum()),
-        "generated_at": now.astimezone(tz).replace(tzinfo=None, microsecond=0),
+        "generated_at": now.astimezone(tz).replace(microsecond=0),
     }
     return pd.DataFrame([row])
+
+
+def _crew_arrivals(incidents: pd.DataFrame, start: datetime, end: datetime) -> dict[str, int]:
+    """Crew arrivals met and missed in the period, each in the period its outcome was
+    settled (so an outage over midnight counts its arrival in one day's report): met at the
+    arrival, missed when the deadline passed; and pending: a crew still expected, i.e. the
+    incident is still off and no arrival was recorded (a restored incident whose crew never
+    logged an arrival is not pending)."""
+    met = incidents["met_commitment"]
+    was_met = met.eq(True).fillna(False).astype(bool)
+    was_missed = met.eq(False).fillna(False).astype(bool)
+    settled = incidents["arrived_at"].where(was_met, incidents["arrival_deadline"])
+    inside = ((settled >= start) & (settled < end)).fillna(False).astype(bool)
+    return {
+        "crew_arrivals_met": int((was_met & inside).sum()),
+        "crew_arrivals_missed": int((was_missed & inside).sum()),
+        "crew_arrivals_pending": int((incidents["arrival_deadline"].notna() & met.isna()
+                                      & (incidents["status"] == "active")).sum()),
+    }
 
 
 def _period_hours(start: datetime, end: datetime, now: datetime) -> float:
@@ -1090,7 +1144,9 @@ def _period_hours(start: datetime, end: datetime, now: datetime) -> float:
 
 
 def _hours(a: datetime, b: datetime) -> float:
-    return (b - a).total_seconds() / 3600.0
+    """Hours from ``a`` to ``b``, real ones: in UTC (two times of one zone subtract by the
+    wall clock, so a day the clocks change would have 24 hours, not 23 or 25)."""
+    return (b.astimezone(UTC) - a.astimezone(UTC)).total_seconds() / 3600.0
 
 
 def _local(value: datetime | None, tz: tzinfo) -> datetime | None:

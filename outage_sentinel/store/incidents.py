@@ -168,12 +168,7 @@ class IncidentStore(StoreBase):
         logs, the first evidence and first liaison notice of each, and the period's dead
         letters."""
         t = incidents_t
-        # Updated since: an area counted back at the end may have come back later (a
-        # confirmation, or a new outage that took it on: the report's LATER_BACK_STAGES).
-        q = (select(t).where(self.in_region(t), t.c.start < end,
-                             or_(t.c.end_time.is_(None), t.c.end_time > start,
-                                 t.c.updated_at > start,
-                                 and_(t.c.start >= start, t.c.start < end)))
+        q = (select(t).where(self.in_region(t), *self._overlapping(start, end))
              .order_by(t.c.start, t.c.id))
         with self.engine.connect() as conn, conn.begin():
             rows = [dict(r._mapping) for r in conn.execute(q)]
@@ -197,6 +192,24 @@ class IncidentStore(StoreBase):
                   .order_by(died, outbox_t.c.id))
             dead = [dict(r._mapping) for r in conn.execute(dq)]
         return rows, logs, evidence, notice, dead
+
+    @staticmethod
+    def _overlapping(start: datetime, end: datetime) -> tuple[Any, Any]:
+        """The conditions of the incidents a report over [start, end) may count (the report
+        decides, :func:`outage_sentinel.reports.went_off_at`). Begun before ``end``: by its
+        start, or planned work re-issued under a new id once under way, whose row starts at
+        the re-issue while the power went off at the first record's start (created before
+        ``end``, or re-issued at all: the re-issue may come after a midnight or a week's end).
+        Not over before ``start``: updated since counts too, as an area counted back at the
+        end may have come back later (a confirmation, or a new outage that took it on: the
+        report's LATER_BACK_STAGES)."""
+        t = incidents_t
+        reissued = select(incident_log_t.c.incident_id).where(
+            incident_log_t.c.stage == "reissued")
+        began = or_(t.c.start < end, t.c.created_at < end, t.c.id.in_(reissued))
+        not_over = or_(t.c.end_time.is_(None), t.c.end_time > start, t.c.updated_at > start,
+                       and_(t.c.start >= start, t.c.start < end))
+        return began, not_over
 
     @staticmethod
     def _first_per_incident(conn: Connection, column: Any, ids: Sequence[str],
