@@ -13,8 +13,9 @@ import re
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal
 
 Kind = Literal["planned", "temporary", "fault"]
@@ -41,6 +42,17 @@ class EventError(ValueError):
     """A payload could not be turned into an event; the message says which field and why."""
 
 
+class Unstorable(ValueError):
+    """A value the database cannot keep (NaN or Infinity in JSON); the message names where."""
+
+
+#: The most characters each text field of an event may hold: the widths of the ``events``
+#: table's columns (``store/schema.py`` makes them from these). An event with a longer one is
+#: refused when it is made, naming the field, so that its record alone is quarantined.
+TEXT_LIMITS: Mapping[str, int] = MappingProxyType(
+    {"source": 100, "event_id": 200, "revision": 100, "feeder": 100, "device": 200})
+
+
 @dataclass(frozen=True)
 class OutageEvent:
     """One normalised observation from a source.
@@ -65,8 +77,11 @@ class OutageEvent:
     signal: Signal = "notice"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     revision: str = ""
+    #: Read back from the store: not checked against :data:`TEXT_LIMITS` and for NaN again
+    #: (a SQLite database written before those checks may hold one; it is processed as kept).
+    stored: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, stored: bool = False) -> None:
         if not self.source:
             raise EventError("source: must not be empty")
         if not self.event_id:
@@ -87,8 +102,22 @@ class OutageEvent:
             check_storable(name, getattr(self, name))
         for i, ref in enumerate(self.transformers):
             check_storable(f"transformers[{i}]", ref)
+        if not stored:
+            self._check_fits()
         if not self.revision:
             object.__setattr__(self, "revision", self.fingerprint())
+
+    def _check_fits(self) -> None:
+        """Raise :class:`EventError` for a text longer than its column or a NaN / Infinity in
+        the raw payload (PostgreSQL refuses both, and with them the whole poll's batch)."""
+        for name, limit in TEXT_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and len(value) > limit:
+                raise EventError(f"{name}: {len(value)} characters, more than the {limit} "
+                                 f"the database keeps")
+        found = nonfinite_key(self.raw)
+        if found is not None:
+            raise EventError(nonfinite_reason(*found))
 
     def fingerprint(self) -> str:
         """A short stable hash of the normalised content (not the raw payload)."""
@@ -267,6 +296,61 @@ def _first_long_number(value: Any) -> tuple[str, LongNumber] | None:
         elif isinstance(item, list):
             paths.extend((f"{where}[{k}]", inner) for k, inner in enumerate(item))
     return None
+
+
+def nonfinite_key(value: Any) -> tuple[str, float] | None:
+    """The first NaN / Infinity in ``value`` (a payload; ``json.loads`` reads them from
+    ``NaN``, ``Infinity``, ``-Infinity``) and its key path (``a.b``, ``a[2]``; ``""`` when
+    ``value`` is one), or None. Iterative and cheap when there is none: every event's raw
+    payload goes through it. (No JSON number is either: PostgreSQL's ``json`` refuses them.)"""
+    todo: list[Any] = [value]
+    while todo:  # is there one? (no paths built: the common answer is no)
+        item = todo.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return _first_nonfinite(value)
+        elif isinstance(item, Mapping):
+            todo.extend(v for v in item.values() if type(v) not in _TEXTS)
+        elif isinstance(item, list | tuple):
+            todo.extend(v for v in item if type(v) not in _TEXTS)
+    return None
+
+
+#: Leaves that cannot be a NaN.
+_TEXTS = frozenset((str, int, bool, type(None)))
+
+
+def _first_nonfinite(value: Any) -> tuple[str, float] | None:
+    """:func:`nonfinite_key`'s answer, breadth first: the shallowest one is named."""
+    paths: deque[tuple[str, Any]] = deque([("", value)])
+    while paths:
+        where, item = paths.popleft()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where, item
+        if isinstance(item, Mapping):
+            paths.extend((f"{where}.{key}" if where else str(key), inner)
+                         for key, inner in item.items())
+        elif isinstance(item, list | tuple):
+            paths.extend((f"{where}[{k}]", inner) for k, inner in enumerate(item))
+    return None
+
+
+def nonfinite_reason(where: str, number: float) -> str:
+    """Why a value holding a NaN / Infinity is refused, naming where: ``x: NaN is not a
+    number the database can store (not JSON)``."""
+    text = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+    return f"{where or 'the value'}: {text} is not a number the database can store (not JSON)"
+
+
+def json_for_store(value: Any) -> str:
+    """``value`` as JSON text the database accepts; :class:`Unstorable` naming the key of a
+    NaN / Infinity in it (what JSON cannot take otherwise, a datetime, is kept as its string;
+    a lone surrogate is written as an escape by JSON itself)."""
+    try:
+        return json.dumps(value, default=str, allow_nan=False)
+    except ValueError as exc:
+        found = nonfinite_key(value)
+        raise Unstorable(nonfinite_reason(*found) if found else str(exc)) from None
 
 
 def refuse_long_numbers(record: Any) -> None:

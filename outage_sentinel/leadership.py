@@ -92,7 +92,23 @@ class Lease:
         return self.epoch is not None and self.monotonic() < self.valid_until
 
     def renew(self) -> bool:
-        """Take or renew the lease; tells ``on_change`` when leadership starts or ends."""
+        """Take or renew the lease; tells ``on_change`` when leadership starts or ends. A
+        beginning that took longer than a renewal's interval (a term's start) is followed by
+        one more renewal at once, so that the lease and this node's trust in it count from
+        after it, not from before."""
+        asked = self.monotonic()
+        was, now = self._take()
+        if now != was:
+            self.log.info("leadership", leader=now, epoch=self.epoch)
+            if self._tell(now, was) and now and self.monotonic() - asked > self.seconds / 3:
+                was, now = self._take()
+                if now != was:  # lost meanwhile (another node took the lapsed lease)
+                    self.log.info("leadership", leader=now, epoch=self.epoch)
+                    self._tell(now, was)
+        return self._acting
+
+    def _take(self) -> tuple[bool, bool]:
+        """One bid: (whether this node acted before it, whether it does now)."""
         with self._lock:
             was = self._acting
             asked = self.monotonic()
@@ -101,16 +117,31 @@ class Lease:
             except Exception as exc:  # the database is away: the lease lapses by itself
                 self.log.warning("lease_renewal_failed", error=redact(repr(exc)))
             else:
-                if was and epoch is not None and epoch != self.epoch:
-                    self.on_change(False)  # our lease lapsed and was taken again: a new term
+                if was and epoch is not None and not self._same_term(epoch):
+                    self.on_change(False)  # another node led meanwhile: a new term
                     was = False
                 self.epoch = epoch
                 self.valid_until = asked + self.seconds * VALID_FRACTION if epoch else 0.0
             now = self._acting = self.is_leader()
-        if now != was:
-            self.log.info("leadership", leader=now, epoch=self.epoch)
-            self.on_change(now)
-        return now
+        return was, now
+
+    def _same_term(self, epoch: int) -> bool:
+        """Whether ``epoch`` continues this node's term: its own, or the next one when this
+        node took its own lapsed lease back (no other node held it in between: every change
+        of holder counts one, so another's would make it two or more)."""
+        return self.epoch is not None and epoch in (self.epoch, self.epoch + 1)
+
+    def _tell(self, leader: bool, was: bool) -> bool:
+        """Tell ``on_change``; one that raised is told again at the next renewal (logged
+        ``leadership_change_failed``, not acting meanwhile). Whether it succeeded."""
+        try:
+            self.on_change(leader)
+            return True
+        except Exception as exc:
+            with self._lock:
+                self._acting = was
+            self.log.error("leadership_change_failed", leader=leader, error=redact(repr(exc)))
+            return False
 
     def fence(self, conn: Connection) -> None:
         """The store's fence: refuse writes unless we hold the lease at our epoch."""

@@ -9,9 +9,11 @@ their reports in the same transaction.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +24,7 @@ from outage_sentinel.metrics import Metrics
 from outage_sentinel.sources.base import Source, SourceError
 from outage_sentinel.sources.capabilities import Buffering, Connected, Snapshotting
 from outage_sentinel.store import IngestCounts, Store
+from outage_sentinel.store.events import refusal_reason, refused_value
 
 #: Polls in a row while an AMI source still has a full batch waiting (a storm backlog).
 MAX_DRAIN_POLLS = 50
@@ -35,6 +38,41 @@ Ingest = Callable[[str, PollResult, datetime], IngestCounts]
 
 #: What this daemon's region keeps of a poll, and how many events it leaves to other regions.
 Scope = Callable[[PollResult], tuple[PollResult, int]]
+
+
+#: Starts still to be made before a source's next poll (``source -> start``): the term
+#: (``term.py``) leaves here the start of a source that connects to a broker (it may wait for
+#: it, which the lease's renewal must not) and of one whose start failed (tried again at each
+#: poll until it succeeds). Keyed by the source object, which the term and the poller share.
+_starts: weakref.WeakKeyDictionary[Source, Callable[[], None]] = weakref.WeakKeyDictionary()
+_starts_lock = threading.Lock()
+
+
+def defer_start(source: Source, start: Callable[[], None]) -> None:
+    """Start ``source`` with ``start`` before its next poll (the poller does)."""
+    with _starts_lock:
+        _starts[source] = start
+
+
+def drop_start(source: Source) -> None:
+    """Forget the start left for ``source`` (its term ended)."""
+    with _starts_lock:
+        _starts.pop(source, None)
+
+
+def write_health(store: Store, name: str, now: datetime, error: str) -> str | None:
+    """Write the source's health record for the board (``health:<name>``): whether its last
+    poll (or start) succeeded, when one last did, and the last error. Never raises: why it
+    could not be written, or None."""
+    try:
+        value = dict(store.kv_get(f"health:{name}") or {})
+        value.update(ok=not error, error=error[:300], checked_at=now.isoformat())
+        if not error:
+            value["last_ok"] = now.isoformat()
+        store.kv_set(f"health:{name}", value, now)
+        return None
+    except Exception as exc:  # the board shows an older state; polling goes on
+        return redact(repr(exc))
 
 
 @dataclass
@@ -90,14 +128,38 @@ class Poller:
         return report
 
     def poll(self, source: Source, now: datetime) -> PollResult | None:
-        """Poll one source and persist what it returned. Never raises."""
+        """Poll one source (starting it first if its start is still to be made) and persist
+        what it returned. Never raises."""
         try:
+            if not self._started(source, now):
+                return None
             return self._poll(source, now)
         finally:
             if isinstance(source, Connected):
                 self.metrics.source_connected.labels(source.name).set(int(source.connected))
             if isinstance(source, Snapshotting):
                 self._snapshot_metrics(source.name, source)
+
+    def _started(self, source: Source, now: datetime) -> bool:
+        """Make the start left for ``source`` (:func:`defer_start`), if any; False (logged
+        ``source_start_failed``, its health and a failed poll recorded) while it fails."""
+        with _starts_lock:
+            start = _starts.get(source)
+        if start is None:
+            return True
+        try:
+            start()
+        except Exception as exc:
+            reason = redact(f"start failed: {start_failure(exc)}")
+            self.log.error("source_start_failed", source=source.name, reason=reason)
+            self.health(source.name, now, reason)
+            self.metrics.polls.labels(source.name, "error").inc()
+            return False
+        with _starts_lock:
+            if _starts.get(source) is start:
+                del _starts[source]
+        self._health.pop(source.name, None)  # the next health record is written, whatever
+        return True
 
     def _snapshot_metrics(self, name: str, source: Snapshotting) -> None:
         """Count the source's new incomplete polls; show its held-back polls in a row."""
@@ -122,7 +184,12 @@ class Poller:
         ingest = self.ingest_by_source.get(source.name, self.store.ingest)
         try:
             kept = self._kept(source.name, result)
-            counts = ingest(source.name, kept, now)
+            try:
+                counts = ingest(source.name, kept, now)
+            except Exception as exc:
+                if not (refused_value(exc) and kept.events):
+                    raise
+                counts, kept = self._ingest_each(source.name, kept, now, ingest)
         except Exception as exc:
             self.log.error("store_failed", source=source.name, error=redact(repr(exc)))
             self.metrics.polls.labels(source.name, "error").inc()
@@ -134,6 +201,29 @@ class Poller:
         self._count(source.name, kept, counts, now, time.perf_counter() - started)
         self.health(source.name, now, "")
         return kept
+
+    def _ingest_each(self, name: str, result: PollResult, now: datetime, ingest: Ingest
+                     ) -> tuple[IngestCounts, PollResult]:
+        """The poll's batch held a value the database refuses: store its events one at a
+        time, quarantine those refused with the database's reason, then the rest of the poll
+        (its quarantined records and cursor), so that one record never stalls its source."""
+        stored, refused, parts = [], [], []
+        for e in result.events:
+            try:
+                parts.append(ingest(name, PollResult(events=[e]), now))
+                stored.append(e)
+            except Exception as exc:
+                if not refused_value(exc):
+                    raise
+                reason = f"{e.event_id[:80]}: the database refused it: {refusal_reason(exc)}"
+                refused.append(Quarantined(name, reason, {"event": e.to_json(), "raw": e.raw}))
+        rest = replace(result, events=[], quarantined=[*result.quarantined, *refused])
+        parts.append(ingest(name, rest, now))
+        counts = IngestCounts(sum(c.inserted for c in parts), sum(c.duplicates for c in parts),
+                              sum(c.quarantined for c in parts),
+                              tuple(e for c in parts for e in c.new_events),
+                              tuple(q for c in parts for q in c.refused))
+        return counts, replace(rest, events=stored)
 
     def _kept(self, name: str, result: PollResult) -> PollResult:
         """The region's part of ``result`` (the source is acknowledged the whole of it)."""
@@ -152,15 +242,11 @@ class Poller:
         if before is not None and before[:2] == (ok, error) and \
                 (now - before[2]).total_seconds() < HEALTH_EVERY_SECONDS:
             return
-        try:
-            value = dict(self.store.kv_get(f"health:{name}") or {})
-            value.update(ok=ok, error=error[:300], checked_at=now.isoformat())
-            if ok:
-                value["last_ok"] = now.isoformat()
-            self.store.kv_set(f"health:{name}", value, now)
+        problem = write_health(self.store, name, now, error)
+        if problem is None:
             self._health[name] = (ok, error, now)
-        except Exception as exc:  # the board shows an older state; polling goes on
-            self.log.warning("health_write_failed", source=name, error=redact(repr(exc)))
+        else:  # the board shows an older state; polling goes on
+            self.log.warning("health_write_failed", source=name, error=problem)
 
     def _count(self, name: str, result: PollResult, counts: IngestCounts, now: datetime,
                seconds: float) -> None:
@@ -172,7 +258,7 @@ class Poller:
         m.last_success.labels(name).set(now.timestamp())
         self.last_success = now
         m.poll_duration.labels(name).observe(seconds)
-        for q in result.quarantined:
+        for q in (*result.quarantined, *counts.refused):
             self.log.warning("quarantined", source=name, reason=q.reason)
         if counts.inserted or counts.quarantined:
             self.log.info("polled", source=name, new=counts.inserted, at=now.isoformat(),
@@ -189,3 +275,11 @@ class Poller:
                 self.metrics.quarantined.labels(source.name).inc()
             except Exception as exc:
                 self.log.error("quarantine_failed", source=source.name, error=redact(repr(exc)))
+
+
+def start_failure(exc: BaseException) -> str:
+    """Why a source's start failed, in a line: a file system error names its path and its
+    cause (``[Errno 20] Not a directory: '/srv/drop/done'``), anything else its type too."""
+    if isinstance(exc, SourceError | OSError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,17 +1,27 @@
 """A leader's term: what a node does when it takes the lead (restore the source cursors, the AMI
 screen and the messages a previous process or leader left in flight) and when it loses it
-(stop consuming; the next term starts from the database again)."""
+(stop consuming; the next term starts from the database again).
+
+A term's beginning runs inside the lease's renewal, so nothing in it may wait long nor stop
+it: a source that connects to a broker is started at its first poll (its start may wait for
+the broker), and a step that fails (a source whose ``done/`` cannot be made, a screen that
+cannot be read) is logged and made again at the next poll, the rest of the term going on.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from outage_sentinel.delivery import Deliverer
+from outage_sentinel.logs import redact
 from outage_sentinel.metrics import Metrics
+from outage_sentinel.poller import defer_start, drop_start, start_failure, write_health
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.sources.base import Source
+from outage_sentinel.sources.capabilities import Connected
 from outage_sentinel.store import Store
 from outage_sentinel.supervisor import close_all
 
@@ -25,23 +35,34 @@ class Term:
         self.clock, self.log = clock, log
         #: Whether this node is in a term (polling and sending).
         self.active = False
+        #: Counts the terms begun and ended: a start made for an earlier one is undone.
+        self.number = 0
+        #: Whether the AMI screen was loaded for this term (its sources wait for it).
+        self.screen_loaded = False
+        self._lock = threading.Lock()
 
     def begin(self, **facts: Any) -> None:
         """From here on this node polls and sends (idempotent)."""
         if self.active:
             return
-        self.screener.load(self.clock())
-        for source in self.sources:
-            source.start(self.store.kv_get(f"cursor:{source.name}"))
-        self.deliverer.recover(self.clock())
+        with self._lock:
+            self.number += 1
+            number = self.number
+        self.screen_loaded = self._step("ami_screen", self.screener.load)
+        failed = [s.name for s in self.sources if not self._start(s, number)]
+        self._step("outbox_recovery", self.deliverer.recover)
         self.metrics.leader.labels(self.region).set(1)
         self.active = True
         self.log.info("started", sources=[s.name for s in self.sources], region=self.region,
-                      **facts)
+                      **({"not_started": failed} if failed else {}), **facts)
 
     def end(self) -> None:
         """Deposed (or a standby from the start): nothing is consumed any more."""
         self.metrics.leader.labels(self.region).set(0)
+        with self._lock:
+            self.number += 1
+        for source in self.sources:
+            drop_start(source)
         if self.active:
             self.active = False
             close_all(self.sources, "source", self.log)
@@ -53,3 +74,51 @@ class Term:
             self.begin(**facts)
         else:
             self.end()
+
+    def _step(self, name: str, step: Callable[[datetime], Any]) -> bool:
+        """One step of the beginning; a failure is logged (``term_step_failed``), not raised:
+        the term goes on without it (the screen is loaded again before its sources' first
+        poll; messages left in flight are settled by the deliverer's sweep)."""
+        try:
+            step(self.clock())
+            return True
+        except Exception as exc:
+            self.log.error("term_step_failed", step=name, region=self.region,
+                           error=redact(repr(exc)))
+            return False
+
+    def _start(self, source: Source, number: int) -> bool:
+        """Start ``source`` now, or leave its start to its first poll: one that connects to a
+        broker (it may wait for it), one whose screen is not loaded, and one whose start
+        failed (logged ``source_start_failed``, its health recorded). False for the last."""
+        def start() -> None:
+            self._start_now(source, number)
+
+        if isinstance(source, Connected) or not self._screen_ready(source):
+            defer_start(source, start)
+            return True
+        try:
+            start()
+            return True
+        except Exception as exc:
+            reason = redact(f"start failed: {start_failure(exc)}")
+            self.log.error("source_start_failed", source=source.name, reason=reason)
+            write_health(self.store, source.name, self.clock(), reason)
+            defer_start(source, start)
+            return False
+
+    def _screen_ready(self, source: Source) -> bool:
+        return self.screen_loaded or source.name not in self.screener.sources
+
+    def _start_now(self, source: Source, number: int) -> None:
+        """Start ``source`` with its stored cursor (loading the screen first if its reports
+        are screened and the screen could not be loaded); a start made after its term ended
+        is undone."""
+        if not self._screen_ready(source):
+            self.screener.load(self.clock())
+            self.screen_loaded = True
+        source.start(self.store.kv_get(f"cursor:{source.name}"))
+        with self._lock:
+            current = self.number == number
+        if not current:
+            close_all([source], "source", self.log)

@@ -125,9 +125,16 @@ class FileDropSource:
     # -- Source protocol ----------------------------------------------------------------------
 
     def start(self, cursor: Mapping[str, Any] | None) -> None:
-        """Create ``done/`` and ``failed/``. The cursor is unused: the directory is the state."""
-        for d in (self.done_dir, self.failed_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        """Create ``done/`` and ``failed/``. The cursor is unused: the directory is the state.
+        Raises :class:`SourceError` naming the key and the directory when one cannot be made
+        (a file in the way, a permission, a full disk): the daemon logs it and tries again at
+        the next poll."""
+        for key, d in (("done_dir", self.done_dir), ("failed_dir", self.failed_dir)):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SourceError(f"{self.name}: {key} {d} cannot be created: "
+                                  f"{exc.strerror or exc}") from None
 
     def poll(self, now: datetime) -> PollResult:
         """Parse the ready files. Raises :class:`SourceError` if the directory is unreadable."""

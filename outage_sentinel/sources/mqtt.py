@@ -128,6 +128,9 @@ class MqttSource:
         self._pending: list[tuple[PollResult, list[_Message]]] = []
         self._generation = 0
         self._connected = threading.Event()
+        #: Set once the first connection attempt of a start came to an end (connected and
+        #: subscribed, or failed): ``start`` waits for no more than that.
+        self._settled = threading.Event()
         #: Set once the client's own DISCONNECT (and every PUBACK before it) is written.
         self._gone = threading.Event()
         self._last_error = "not started"
@@ -141,7 +144,11 @@ class MqttSource:
     # -- Source protocol ----------------------------------------------------------------------
 
     def start(self, cursor: Mapping[str, Any] | None) -> None:
-        """Connect (in the background; paho reconnects by itself) and wait briefly for it.
+        """Connect (in the background; paho reconnects by itself) and wait for the first
+        attempt's outcome, ``connect_timeout_seconds`` at most: a broker that refuses or
+        cannot be reached ends the wait at once (``poll`` then raises "not connected", naming
+        why). The daemon makes this start at the source's first poll, never in the lease's
+        renewal (``term.py``), since a broker that does not answer is waited for.
 
         The cursor is unused: the broker session is the cursor.
         """
@@ -165,6 +172,7 @@ class MqttSource:
             )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
@@ -178,8 +186,10 @@ class MqttSource:
         else:
             client.connect_async(c.host, c.port, keepalive=c.keepalive_seconds)
         self._client = client
+        self._settled.clear()
         client.loop_start()
-        if not self._connected.wait(self.connect_timeout_seconds):
+        self._settled.wait(self.connect_timeout_seconds)
+        if not self._connected.is_set():
             log.warning("mqtt.not_connected", source=self.name, host=c.host, port=c.port,
                         reason=self._last_error)
 
@@ -284,6 +294,7 @@ class MqttSource:
         if reason_code.is_failure:
             self._last_error = f"connection refused: {reason_code}"
             log.warning("mqtt.connect_refused", source=self.name, reason=str(reason_code))
+            self._settled.set()
             return
         with self._lock:
             self._generation += 1
@@ -308,11 +319,20 @@ class MqttSource:
             self._last_error = f"subscription refused: {'; '.join(refused)}"
             log.error("mqtt.subscribe_refused", source=self.name, topics=refused)
         self._connected.set()
+        self._settled.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """The broker could not be reached (refused, unreachable, name unknown): paho tries
+        again by itself; ``start`` waits no longer."""
+        c = self.config
+        self._last_error = f"cannot connect to {c.host}:{c.port}"
+        self._settled.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any,
                        flags: mqtt.DisconnectFlags, reason_code: Any, properties: Any) -> None:
         self._connected.clear()
         self._gone.set()
+        self._settled.set()
         self._last_error = f"disconnected: {reason_code}"
         if self._client is not None:
             log.warning("mqtt.disconnected", source=self.name, reason=str(reason_code))

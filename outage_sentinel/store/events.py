@@ -17,8 +17,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError, StatementError
 
-from outage_sentinel.events import OutageEvent, PollResult, Quarantined
+from outage_sentinel.events import (
+    OutageEvent,
+    PollResult,
+    Quarantined,
+    Unstorable,
+    nonfinite_key,
+    nonfinite_reason,
+)
 from outage_sentinel.store.kv import KvStore
 from outage_sentinel.store.schema import events_t, quarantine_t
 
@@ -40,6 +48,25 @@ class IngestCounts:
     quarantined: int
     #: The events that were new (not already stored), in poll order.
     new_events: tuple[OutageEvent, ...] = ()
+    #: What the store quarantined itself (counted in ``quarantined``): a cursor it cannot keep.
+    refused: tuple[Quarantined, ...] = ()
+
+
+def refused_value(exc: BaseException) -> bool:
+    """Whether a write failed for a value the database refuses (too long for its column, NaN
+    in JSON, ...), not for the database being away: storing the rest without it succeeds."""
+    if isinstance(exc, DataError | Unstorable):
+        return True
+    # a value refused before it reached the database (a bind processor raising ValueError)
+    return type(exc) is StatementError and isinstance(exc.orig, ValueError | TypeError)
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The database's reason for refusing a value, in a line (``value too long for type
+    character varying(100)``), without the statement SQLAlchemy adds."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 MARK_PROCESSED = (update(events_t).where(events_t.c.id == bindparam("row_id"))
@@ -57,17 +84,24 @@ def event_row(e: OutageEvent, now: datetime, region: str) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
+    """``value`` as the JSON column takes it; :class:`Unstorable` for a NaN / Infinity."""
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
         return value
     except (TypeError, ValueError):
-        return json.loads(raw_json(value))
+        return json.loads(raw_json(value, strict=True))
 
 
-def raw_json(value: Any) -> str:
+def raw_json(value: Any, strict: bool = False) -> str:
     """A raw payload as JSON text; what JSON cannot take (a datetime) is kept as its string,
-    a lone surrogate (not UTF-8) as U+FFFD. NUL is escaped by JSON itself (``\\u0000``)."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    a lone surrogate (not UTF-8) as U+FFFD. NUL is escaped by JSON itself (``\\u0000``).
+    ``strict`` (for a JSON column): :class:`Unstorable` naming the key of a NaN / Infinity,
+    which PostgreSQL refuses (a quarantined payload is kept as text, NaN and all)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str, allow_nan=not strict)
+    except ValueError as exc:
+        found = nonfinite_key(value)
+        raise Unstorable(nonfinite_reason(*found) if found else str(exc)) from None
     return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
@@ -124,7 +158,11 @@ class EventInsert:
     def run(self, conn: Connection, events: Iterable[OutageEvent], now: datetime,
             processed: Callable[[OutageEvent], bool] | None, region: str) -> None:
         enc = self.encode
-        when, raw = enc["start"], raw_json  # one encoding, no test-encoding first
+        when = enc["start"]
+
+        def raw(value: Any) -> str:  # one encoding, no test-encoding first
+            return raw_json(value, strict=True)
+
         received = enc["received_at"](now)
         flags = {True: enc["processed"](True), False: enc["processed"](False)}
         tx_cache: dict[tuple[str, ...], Any] = {}
@@ -148,7 +186,7 @@ def stored_event(m: Any) -> StoredEvent:
         status=m["status"], signal=m["signal"], start=m["start"], expected_restoration=m["etr"],
         end=m["end_time"], feeder=m["feeder"], device=m["device"],
         transformers=tuple(m["transformers"] or ()), area_text=m["area_text"] or "",
-        cause=m["cause"] or "", raw=m["raw"] or {},
+        cause=m["cause"] or "", raw=m["raw"] or {}, stored=True,
     )
     return StoredEvent(int(m["id"]), event, m["received_at"], m["incident_id"])
 
@@ -192,12 +230,24 @@ class EventStore(KvStore):
                         value["processed"] = processed(e)
                 conn.execute(stmt, values)
             inserted = len(fresh)
-        for q in result.quarantined:
+        refused = self._cursor_in(conn, source, result.cursor, now)
+        for q in (*result.quarantined, *refused):
             self.quarantine_in(conn, q, now)
-        if result.cursor is not None:
-            self.kv_set_in(conn, f"cursor:{source}", result.cursor, now)
-        return IngestCounts(inserted, len(result.events) - inserted, len(result.quarantined),
-                            tuple(fresh.values()) if result.events else ())
+        return IngestCounts(inserted, len(result.events) - inserted,
+                            len(result.quarantined) + len(refused),
+                            tuple(fresh.values()) if result.events else (), refused)
+
+    def _cursor_in(self, conn: Connection, source: str, cursor: dict[str, Any] | None,
+                   now: datetime) -> tuple[Quarantined, ...]:
+        """Keep the source's cursor; one the database cannot keep (a NaN in it) is
+        quarantined instead, and the poll stored without it (the source reads it again)."""
+        if cursor is None:
+            return ()
+        try:
+            self.kv_set_in(conn, f"cursor:{source}", cursor, now)
+        except Unstorable as exc:
+            return (Quarantined(source, f"cursor not stored: {exc}", cursor),)
+        return ()
 
     def _fresh_events(self, conn: Connection, events: Sequence[OutageEvent]
                       ) -> dict[tuple[str, str, str], OutageEvent]:

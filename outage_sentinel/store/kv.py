@@ -12,6 +12,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from outage_sentinel.events import json_for_store
 from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.schema import kv_t
 
@@ -23,6 +24,15 @@ T = TypeVar("T")
 #: channels' rate-limit windows (a robot or an SMS account counts every region's requests).
 #: Every other key belongs to the store's region.
 SHARED_PREFIXES = ("field:link", "rate:")
+
+
+def checked(key: str, value: Any) -> None:
+    """Raise :class:`~outage_sentinel.events.Unstorable` (``kv cursor:feed: page: NaN ...``)
+    unless the JSON column can hold ``value``."""
+    try:
+        json_for_store(value)
+    except ValueError as exc:
+        raise type(exc)(f"kv {key}: {exc}") from None
 
 
 class KvStore(StoreBase):
@@ -44,6 +54,10 @@ class KvStore(StoreBase):
         return conn.execute(select(kv_t.c.value).where(kv_t.c.key == self.kv_key(key))).scalar()
 
     def kv_set_in(self, conn: Connection, key: str, value: Any, now: datetime) -> None:
+        """Store ``value`` under ``key``; :class:`~outage_sentinel.events.Unstorable` naming
+        the key path of a NaN / Infinity in it (checked first: PostgreSQL's json refuses one,
+        and with it the whole transaction)."""
+        checked(key, value)
         stmt = self.insert_stmt(kv_t).values(key=self.kv_key(key), value=value, updated_at=now)
         stmt = stmt.on_conflict_do_update(index_elements=["key"],
                                           set_={"value": value, "updated_at": now})
@@ -56,6 +70,7 @@ class KvStore(StoreBase):
     def kv_setdefault(self, key: str, value: Any, now: datetime) -> Any:
         """The value under ``key``, storing ``value`` first if there is none (first writer
         wins; never fenced: every node may need it at start, leader or not)."""
+        checked(key, value)
         with self.transaction(fenced=False) as conn:
             stmt = self.insert_stmt(kv_t).values(key=self.kv_key(key), value=value,
                                                  updated_at=now)

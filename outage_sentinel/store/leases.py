@@ -8,6 +8,7 @@ leader's last transaction and every later one of its transactions is refused.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from sqlalchemy import func, select, text, update
@@ -34,24 +35,36 @@ class LeaseStore(StoreBase):
             return self._take_lease(region, node, seconds)
         except OperationalError as exc:
             if "lock timeout" in str(exc):
-                self.end_lapsed_holders(region)
+                self.end_lapsed_holders(region, seconds)
             raise
 
-    def end_lapsed_holders(self, region: str) -> int:
-        """End the database sessions holding the lease table locked while the region's lease
-        has lapsed: a leader frozen in the middle of a statement (not idle in a transaction,
+    def end_lapsed_holders(self, region: str, seconds: float = 1.0) -> int:
+        """End the database sessions holding the region's lease row while its lease has
+        lapsed: a leader frozen in the middle of a statement (not idle in a transaction,
         which PostgreSQL ends by itself) would otherwise block every takeover for as long as
-        it stays frozen. Its work is rolled back; returns how many sessions were ended."""
+        it stays frozen. Its work is rolled back; returns how many sessions were ended. Only
+        the sessions this region's row waits for are ended (:meth:`_row_holders`): other
+        regions' leaders, whose fenced transactions hold their own rows, go on."""
         with self.engine.connect() as conn:
-            lapsed = conn.execute(select(leases_t.c.expires_at < func.now())
-                                  .where(leases_t.c.region == region)).scalar()
-            if not lapsed:
+            if not self._lapsed(conn, region):
                 return 0
-            ended = conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = "
-                "'leases'::regclass AND granted AND pid <> pg_backend_pid()")).all()
-            conn.commit()
-            return len(ended)
+            probe = _Probe(self, region, seconds)
+            try:
+                holders = probe.holders(conn)
+                if not holders:
+                    return 0
+                ended = conn.execute(text(  # still lapsed: no new leader's session is ended
+                    "SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS integer[])) "
+                    "AS pid WHERE EXISTS (SELECT 1 FROM leases WHERE region = :region "
+                    "AND expires_at < now())"), {"pids": holders, "region": region}).all()
+                conn.commit()
+                return len(ended)
+            finally:
+                probe.finish()
+
+    def _lapsed(self, conn: Connection, region: str) -> bool:
+        return bool(conn.execute(select(leases_t.c.expires_at < func.now())
+                                 .where(leases_t.c.region == region)).scalar())
 
     def _take_lease(self, region: str, node: str, seconds: float) -> int | None:
         ttl = timedelta(seconds=seconds)
@@ -94,3 +107,47 @@ class LeaseStore(StoreBase):
         with self.engine.connect() as conn:
             row = conn.execute(select(leases_t).where(leases_t.c.region == region)).first()
             return dict(row._mapping) if row else None
+
+
+class _Probe:
+    """A bid for a region's lease row on a connection of its own that, while it waits,
+    shows who holds the row: ``pg_blocking_pids`` of the waiting bid names exactly the
+    sessions with a lock on that row (a row lock is not listed in ``pg_locks`` otherwise).
+    The probe changes nothing and gives up after a quarter of the lease."""
+
+    def __init__(self, store: LeaseStore, region: str, seconds: float) -> None:
+        self.store, self.region = store, region
+        self.millis = max(100, int(seconds * 250))
+        self.pid: int | None = None
+        self.ready, self.done = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._bid, name="lease-probe", daemon=True)
+        self.thread.start()
+
+    def _bid(self) -> None:
+        try:
+            with self.store.engine.connect() as conn, conn.begin() as tx:
+                self.pid = int(conn.execute(select(func.pg_backend_pid())).scalar_one())
+                self.ready.set()
+                conn.execute(text(f"SET LOCAL lock_timeout = {self.millis}"))
+                conn.execute(select(leases_t.c.region).where(leases_t.c.region == self.region)
+                             .with_for_update())
+                tx.rollback()
+        except Exception:  # noqa: S110 - timed out, or its holder ended: nothing to do
+            pass
+        finally:
+            self.ready.set()
+            self.done.set()
+
+    def holders(self, conn: Connection) -> list[int]:
+        """The sessions the probe waits for (none once it got the row or gave up)."""
+        self.ready.wait(self.millis / 1000 + 5)
+        while self.pid is not None and not self.done.is_set():
+            pids = conn.execute(text("SELECT pg_blocking_pids(:pid)"),
+                                {"pid": self.pid}).scalar()
+            if pids:
+                return [int(p) for p in pids]
+            self.done.wait(0.01)
+        return []
+
+    def finish(self) -> None:
+        self.thread.join(self.millis / 1000 + 5)

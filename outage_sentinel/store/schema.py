@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from outage_sentinel.events import TEXT_LIMITS
+
 SCHEMA_VERSION_TABLE = "schema_version"
 
 
@@ -48,17 +50,19 @@ metadata = MetaData()
 events_t = Table(
     "events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("source", String(100), nullable=False),
-    Column("event_id", String(200), nullable=False),
-    Column("revision", String(100), nullable=False),
+    # The event's texts: as wide as an event may hold (``events.TEXT_LIMITS``, checked when
+    # an event is made, so a longer one costs its record only, never the poll's batch).
+    Column("source", String(TEXT_LIMITS["source"]), nullable=False),
+    Column("event_id", String(TEXT_LIMITS["event_id"]), nullable=False),
+    Column("revision", String(TEXT_LIMITS["revision"]), nullable=False),
     Column("kind", String(20), nullable=False),
     Column("status", String(20), nullable=False),
     Column("signal", String(20), nullable=False, server_default="notice"),
     Column("start", UTCDateTime, nullable=False),
     Column("etr", UTCDateTime),
     Column("end_time", UTCDateTime),
-    Column("feeder", String(100)),
-    Column("device", String(200)),
+    Column("feeder", String(TEXT_LIMITS["feeder"])),
+    Column("device", String(TEXT_LIMITS["device"])),
     Column("transformers", JSON, nullable=False),
     Column("area_text", Text, nullable=False, server_default=""),
     Column("cause", Text, nullable=False, server_default=""),
@@ -75,7 +79,7 @@ events_t = Table(
 quarantine_t = Table(
     "quarantine", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("source", String(100), nullable=False),
+    Column("source", String(TEXT_LIMITS["source"]), nullable=False),
     Column("reason", Text, nullable=False),
     Column("raw", Text),
     Column("received_at", UTCDateTime, nullable=False),
