@@ -58,7 +58,7 @@ from outage_sentinel.leadership import build_leadership
 from outage_sentinel.lifecycle_clock import LifecycleClock
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.poller import Poller
+from outage_sentinel.poller import PendingStarts, Poller
 from outage_sentinel.refit_job import RefitJob
 from outage_sentinel.region import RegionError, RegionScope, resolve_region
 from outage_sentinel.report_job import ReportJob
@@ -166,9 +166,10 @@ class Daemon:
             if isinstance(estimator, BayesEstimator) else None
         self.scope = RegionScope(self.region, self.topology)
         self.processor.use_topology(self.topology, self.planner, self.region.feeders)
+        starts = PendingStarts()
         self.poller = Poller(store, metrics, {s.name: s for s in config.sources},
                              {name: self.screener.ingest for name in ami},
-                             scope=lambda result: self.scope.keep(result))
+                             scope=lambda result: self.scope.keep(result), starts=starts)
         self.deliverer = build_deliverer(config, store, self.channels, metrics, self.clock,
                                          on_dead=self.clock_stage.alerts.dead_letter_notice,
                                          muter=Silencing(store, lambda: self.topology),
@@ -176,7 +177,7 @@ class Daemon:
                                          may_send=self.leadership.is_leader)
         #: This node's term as leader: begun at start (or takeover), ended when deposed.
         self.term = Term(store, self.sources, self.screener, self.deliverer, metrics,
-                         self.leadership.region, self.clock, self.log)
+                         self.leadership.region, self.clock, self.log, starts)
 
     # -- one cycle, and the stages as the tests and benchmarks drive them ----------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -40,24 +39,37 @@ Ingest = Callable[[str, PollResult, datetime], IngestCounts]
 Scope = Callable[[PollResult], tuple[PollResult, int]]
 
 
-#: Starts still to be made before a source's next poll (``source -> start``): the term
-#: (``term.py``) leaves here the start of a source that connects to a broker (it may wait for
-#: it, which the lease's renewal must not) and of one whose start failed (tried again at each
-#: poll until it succeeds). Keyed by the source object, which the term and the poller share.
-_starts: weakref.WeakKeyDictionary[Source, Callable[[], None]] = weakref.WeakKeyDictionary()
-_starts_lock = threading.Lock()
+class PendingStarts:
+    """Starts still to be made before a source's next poll, by source name: the term
+    (``term.py``) leaves here the start of a source that connects to a broker (it may wait for
+    it, which the lease's renewal must not) and of one whose start failed (tried again at each
+    poll until it succeeds); the poller makes them. One per daemon, shared by its term and its
+    poller."""
 
+    def __init__(self) -> None:
+        self._starts: dict[str, Callable[[], None]] = {}
+        self._lock = threading.Lock()
 
-def defer_start(source: Source, start: Callable[[], None]) -> None:
-    """Start ``source`` with ``start`` before its next poll (the poller does)."""
-    with _starts_lock:
-        _starts[source] = start
+    def defer(self, name: str, start: Callable[[], None]) -> None:
+        """Start source ``name`` with ``start`` before its next poll."""
+        with self._lock:
+            self._starts[name] = start
 
+    def drop(self, name: str) -> None:
+        """Forget the start left for source ``name`` (its term ended)."""
+        with self._lock:
+            self._starts.pop(name, None)
 
-def drop_start(source: Source) -> None:
-    """Forget the start left for ``source`` (its term ended)."""
-    with _starts_lock:
-        _starts.pop(source, None)
+    def pending(self, name: str) -> Callable[[], None] | None:
+        """The start left for source ``name``, if any."""
+        with self._lock:
+            return self._starts.get(name)
+
+    def made(self, name: str, start: Callable[[], None]) -> None:
+        """``start`` succeeded: forget it (unless a later term left another since)."""
+        with self._lock:
+            if self._starts.get(name) is start:
+                del self._starts[name]
 
 
 def write_health(store: Store, name: str, now: datetime, error: str) -> str | None:
@@ -91,8 +103,10 @@ class Poller:
     def __init__(self, store: Store, metrics: Metrics,
                  configs: dict[str, SourceConfig] | None = None,
                  ingest_by_source: dict[str, Ingest] | None = None,
-                 scope: Scope | None = None) -> None:
+                 scope: Scope | None = None, starts: PendingStarts | None = None) -> None:
         self.store = store
+        #: Starts the term left to the first poll (shared with the term).
+        self.starts = starts or PendingStarts()
         #: The region's part of each poll (None: everything; see ``region.py``).
         self.scope = scope
         self.metrics = metrics
@@ -141,10 +155,9 @@ class Poller:
                 self._snapshot_metrics(source.name, source)
 
     def _started(self, source: Source, now: datetime) -> bool:
-        """Make the start left for ``source`` (:func:`defer_start`), if any; False (logged
+        """Make the start left for ``source`` (:class:`PendingStarts`), if any; False (logged
         ``source_start_failed``, its health and a failed poll recorded) while it fails."""
-        with _starts_lock:
-            start = _starts.get(source)
+        start = self.starts.pending(source.name)
         if start is None:
             return True
         try:
@@ -155,9 +168,7 @@ class Poller:
             self.health(source.name, now, reason)
             self.metrics.polls.labels(source.name, "error").inc()
             return False
-        with _starts_lock:
-            if _starts.get(source) is start:
-                del _starts[source]
+        self.starts.made(source.name, start)
         self._health.pop(source.name, None)  # the next health record is written, whatever
         return True
 

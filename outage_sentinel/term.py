@@ -18,7 +18,7 @@ from typing import Any
 from outage_sentinel.delivery import Deliverer
 from outage_sentinel.logs import redact
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.poller import defer_start, drop_start, start_failure, write_health
+from outage_sentinel.poller import PendingStarts, start_failure, write_health
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.sources.base import Source
 from outage_sentinel.sources.capabilities import Connected
@@ -29,8 +29,11 @@ from outage_sentinel.supervisor import close_all
 class Term:
     def __init__(self, store: Store, sources: Sequence[Source], screener: AmiScreener,
                  deliverer: Deliverer, metrics: Metrics, region: str,
-                 clock: Callable[[], datetime], log: Any) -> None:
+                 clock: Callable[[], datetime], log: Any,
+                 starts: PendingStarts | None = None) -> None:
         self.store, self.sources, self.screener = store, sources, screener
+        #: Starts left to the sources' first polls (the daemon's poller makes them).
+        self.starts = starts or PendingStarts()
         self.deliverer, self.metrics, self.region = deliverer, metrics, region
         self.clock, self.log = clock, log
         #: Whether this node is in a term (polling and sending).
@@ -62,7 +65,7 @@ class Term:
         with self._lock:
             self.number += 1
         for source in self.sources:
-            drop_start(source)
+            self.starts.drop(source.name)
         if self.active:
             self.active = False
             close_all(self.sources, "source", self.log)
@@ -95,7 +98,7 @@ class Term:
             self._start_now(source, number)
 
         if isinstance(source, Connected) or not self._screen_ready(source):
-            defer_start(source, start)
+            self.starts.defer(source.name, start)
             return True
         try:
             start()
@@ -104,7 +107,7 @@ class Term:
             reason = redact(f"start failed: {start_failure(exc)}")
             self.log.error("source_start_failed", source=source.name, reason=reason)
             write_health(self.store, source.name, self.clock(), reason)
-            defer_start(source, start)
+            self.starts.defer(source.name, start)
             return False
 
     def _screen_ready(self, source: Source) -> bool:
