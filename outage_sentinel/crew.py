@@ -28,7 +28,14 @@ from typing import Any
 from urllib.parse import quote
 
 from outage_sentinel import sms_params
-from outage_sentinel.incidents import Incident, unexplained_areas, village_etr, village_start
+from outage_sentinel.incidents import (
+    Incident,
+    evidence_of,
+    stated_percent,
+    unexplained_areas,
+    village_etr,
+    village_start,
+)
 from outage_sentinel.priority import (
     GRADE_LABELS,
     TAG_LABELS,
@@ -75,14 +82,22 @@ CLOSE_ALTERNATIVE = 0.5
 ROLE_LABELS: Mapping[str, Mapping[str, str]] = {
     # Why each device is on the list: the one that opened; the one above, in case it was the
     # one that tripped (over-reach); the ones below, in case one of them failed to clear a
-    # fault in its own zone (the fault may be past them).
+    # fault in its own zone (the fault may be past them); one a source reported operated that
+    # the fault point leaves out; the protection of areas reported off outside the section.
     "zh": {"operated": "疑似动作", "upstream": "上级保护，核对是否越级",
            "downstream": "下级保护，核对是否拒动",
-           "reported": "其下有已报停电台区，不在上述区段，请一并核查"},
+           "named": "数据源报告动作，未列为故障点，请一并核查",
+           "named_alive": "数据源报告动作，但其下{areas}表计报告有电，未列为故障点，请一并核查",
+           "reported": "其下已报停电的{areas}不在上述区段，请一并核查",
+           "also": "；亦为{role}"},
     "en": {"operated": "suspected to have operated",
            "upstream": "upstream protection: check for over-tripping",
            "downstream": "downstream protection: check it did not fail to clear",
-           "reported": "areas below it are reported off outside that section: check it too"},
+           "named": "reported operated by a source, not taken as the fault point: check it too",
+           "named_alive": "reported operated by a source, but meters below it ({areas}) report "
+                          "power; not taken as the fault point: check it too",
+           "reported": "{areas} below it reported off outside that section: check it too",
+           "also": "; also {role}"},
 }
 REASON_LABELS: Mapping[str, Mapping[str, str]] = {
     "zh": {"at_risk": "到达时限将超", "overdue": "已超到达时限", "no_crew": "无可派抢修班组"},
@@ -355,37 +370,114 @@ def _household(topology: Topology, c: Customer, language: str,
 def percent_label(p: float, language: str = "zh") -> str:
     """A probability as people read it, rounded to a whole percent (half up): "约80%" ("about
     80%"), but never 100 % for an inference nor 0 %: only what rounds above 99 (≥ 99.5 %)
-    reads "＞99%", only what rounds below 1 (< 0.5 %) "＜1%" — 0.99 is "约99%", never more."""
+    reads "＞99%", only what rounds below 1 (< 0.5 %) "＜1%" — 0.99 is "约99%", never more.
+    The rounding is :func:`~outage_sentinel.incidents.stated_percent`'s, which a revision
+    follows: every text of one revision states the same number."""
     zh = language == "zh"
-    whole = math.floor(p * 100 + 0.5)
-    if whole > 99:
+    whole = stated_percent(p)
+    if whole is None or whole > 99:
         return "＞99%" if zh else ">99%"
     if whole < 1:
         return "＜1%" if zh else "<1%"
     return f"约{whole}%" if zh else f"about {whole}%"
 
 
+def device_bases(incident: Incident) -> dict[str, str]:
+    """How sure each device of the fault point is, in its order: ``set`` by the command
+    centre, ``reported`` operated by a source (one of the incident's records names it), else
+    ``inferred`` by the localiser. The one per-device basis every surface states: the crew's
+    checks, the summary, ``incidents show`` and the board (:func:`certainty`)."""
+    devices = incident.estimate.devices
+    if incident.device_set:
+        return dict.fromkeys(devices, "set")
+    named = {m.device for m in incident.members.values() if m.device}
+    return {d: "reported" if d in named else "inferred" for d in devices}
+
+
+#: How a set of several devices states its probability: the set's, never each one's.
+JOINT_WORDS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"with": "与{others}同时动作的可能性{p}", "all": "{n}处同时动作的可能性{p}"},
+    "en": {"with": "together with {others}, {p}", "all": "all {n} together, {p}"},
+}
+_ZH_COUNTS = {2: "两", 3: "三", 4: "四", 5: "五", 6: "六", 7: "七", 8: "八", 9: "九"}
+
+
+def joint_label(topology: Topology, devices: Sequence[str], p: float, language: str = "zh",
+                device: str | None = None) -> str:
+    """The probability ``p`` of a fault point of several ``devices`` as the set's: with
+    ``device``, said of it ("与马集2号熔断器同时动作的可能性约55%"), else of all of them
+    ("两处同时动作的可能性约55%"). "" for a fault point of one device."""
+    if len(devices) < 2:
+        return ""
+    words = _labels(JOINT_WORDS, language)
+    label = percent_label(p, language)
+    if device is not None:
+        others = _sep(language).join(_name(topology, d) for d in devices if d != device)
+        return words["with"].format(others=others, p=label)
+    n = len(devices)
+    count = _ZH_COUNTS.get(n, str(n)) if language == "zh" else str(n)
+    return words["all"].format(n=count, p=label)
+
+
+def device_label(topology: Topology, incident: Incident, device: str,
+                 language: str = "zh") -> str:
+    """How sure one device of the fault point is, in words (:func:`device_bases`): "运行人员
+    确认", "数据源报告动作", "疑似动作，可能性约61%", or for one of several inferred
+    "疑似动作，与马集2号熔断器同时动作的可能性约55%" (the set's probability, not its own)."""
+    basis = device_bases(incident).get(device, "inferred")
+    words = _labels(BASIS_LABELS, language)
+    p = incident.estimate.probability
+    if basis != "inferred" or p is None:
+        return words[basis]
+    devices = incident.estimate.devices
+    said = joint_label(topology, devices, p, language, device) or (
+        f"可能性{percent_label(p, language)}" if language == "zh" else percent_label(p, language))
+    return words["inferred"] + ("，" if language == "zh" else ", ") + said
+
+
 def certainty(topology: Topology, incident: Incident, language: str = "zh") -> dict[str, Any]:
     """How sure the fault point is: ``basis`` (``set`` by the command centre, ``reported``
-    operated by a source, ``inferred`` by the localiser, ``""``: none yet), ``set_by``,
-    ``probability`` and its ``probability_label`` (inferred only), ``label`` (the words:
-    "疑似动作，可能性约80%"), and ``alternative``: the next hypothesis (``names``,
+    operated by a source, ``inferred`` when any device of it is the localiser's, ``""``: none
+    yet), ``set_by``, ``probability`` and its ``probability_label`` (inferred only: the
+    set's), ``devices`` (each device's ``id``, ``basis`` and ``label``, :func:`device_label`),
+    ``label`` (the words: "疑似动作，可能性约80%"; for several devices the set's probability,
+    and each named by a source said so), and ``alternative``: the next hypothesis (``names``,
     ``probability``, ``probability_label``) when it is close (:data:`CLOSE_ALTERNATIVE`)."""
     estimate = incident.estimate
-    basis = ("" if not estimate.devices else "set" if incident.device_set
-             else "reported" if set(estimate.devices) <= {m.device for m in
-                                                         incident.members.values()}
-             else "inferred")
-    words = _labels(BASIS_LABELS, language)
+    bases = device_bases(incident)
+    kinds = set(bases.values())
+    basis = "" if not kinds else kinds.pop() if len(kinds) == 1 else "inferred"
     p = estimate.probability if basis == "inferred" else None
-    p_label = percent_label(p, language) if p is not None else ""
-    label = words.get(basis, "")
-    if p_label:
-        label += f"，可能性{p_label}" if language == "zh" else f", {p_label}"
+    devices = [{"id": d, "basis": b, "label": device_label(topology, incident, d, language)}
+               for d, b in bases.items()]
     return {"basis": basis, "set_by": incident.device_set_by if basis == "set" else "",
-            "probability": p, "probability_label": p_label, "label": label,
+            "probability": p, "probability_label": percent_label(p, language) if p is not None
+            else "", "devices": devices,
+            "label": _certainty_label(topology, incident, basis, language),
             "alternative": _alternative(topology, estimate.devices, estimate.hypotheses, p,
                                         language) if p is not None else None}
+
+
+def _certainty_label(topology: Topology, incident: Incident, basis: str, language: str) -> str:
+    """:func:`certainty`'s words for the fault point as a whole: the basis, the probability
+    (the set's), and first the devices a source named when only some were."""
+    words = _labels(BASIS_LABELS, language)
+    estimate, zh = incident.estimate, language == "zh"
+    p = estimate.probability if basis == "inferred" else None
+    if p is None:
+        return words.get(basis, "")
+    said = joint_label(topology, estimate.devices, p, language) or (
+        f"可能性{percent_label(p, language)}" if zh else percent_label(p, language))
+    label = words["inferred"] + ("，" if zh else ", ") + said
+    bases = device_bases(incident)
+    named = [d for d, b in bases.items() if b == "reported"]
+    if not named:
+        return label
+    sep = _sep(language)
+    names = sep.join(_name(topology, d) for d in named)
+    guessed = sep.join(_name(topology, d) for d, b in bases.items() if b != "reported")
+    return (f"{names}{words['reported']}；{guessed}{label}" if zh
+            else f"{names} {words['reported']}; {guessed} {label}")
 
 
 def _alternative(topology: Topology, devices: Sequence[str],
@@ -404,36 +496,80 @@ def _alternative(topology: Topology, devices: Sequence[str],
     return None
 
 
-def _devices_to_check(topology: Topology, devices: Sequence[str], section: Sequence[str],
-                      language: str, operated: str = "", stray: Sequence[str] = ()
-                      ) -> list[dict[str, Any]]:
-    """The devices the crew checks, each with why (``operated``: the words for the fault
-    point's, :func:`certainty`'s label; ``stray``: areas a source reported off that the fault
-    point does not explain, whose protection is checked too)."""
-    roles, kinds = _labels(ROLE_LABELS, language), _labels(DEVICE_LABELS, language)
-    roles = {**roles, "operated": operated or roles["operated"]}
-    out: dict[str, str] = {}
-    for d in devices:
-        out.setdefault(d, "operated")
-    for d in devices:
+def reported_elsewhere(topology: Topology, incident: Incident) -> dict[str, list[str]]:
+    """Devices an open record of ``incident`` reports operated that its fault point leaves
+    out (the estimate dropped them, or the command centre set another), each with the areas
+    below it whose meters report power (what contradicts the report; [] when none do). The
+    crew checks them and the summary names them: a source's word is never dropped silently."""
+    evidence = evidence_of(incident.members.values())
+    out: dict[str, list[str]] = {}
+    for d in sorted(evidence.open_devices - set(incident.estimate.devices)):
         if d in topology.pos:
-            up = topology.protective_upstream(d, include_self=False)
-            # A feeder-head breaker's "upstream" is the substation bus: not the crew's to check.
-            if up is not None and topology.nodes[up].kind != "source":
-                out.setdefault(up, "upstream")
-    for n in section:
-        node = topology.nodes.get(n)
-        if node is not None and node.kind in PROTECTIVE_KINDS:
-            out.setdefault(n, "downstream")
+            out[d] = [t for t in topology.downstream_transformers(d) if t in evidence.alive]
+    return out
+
+
+def _devices_to_check(topology: Topology, incident: Incident, devices: Sequence[str],
+                      section: Sequence[str], language: str) -> list[dict[str, Any]]:
+    """The devices the crew checks, each with why: the fault point's, each as sure as it is
+    (:func:`device_label`); those a source reported operated that the fault point leaves out
+    (:func:`reported_elsewhere`); the protection above (over-tripping) and below (failing to
+    clear); and above areas a source reported off that the fault point does not explain, named
+    (that role wins over the others: those areas are the crew's to find)."""
+    roles, kinds = _labels(ROLE_LABELS, language), _labels(DEVICE_LABELS, language)
+    out = {d: device_label(topology, incident, d, language) for d in devices}
+    role = dict.fromkeys(devices, "operated")
+    for d, alive in reported_elsewhere(topology, incident).items():
+        role[d] = "named"
+        out[d] = roles["named_alive"].format(areas=_names(topology, alive, language)) \
+            if alive else roles["named"]
+    for d, r in _protection(topology, devices, section):
+        if d not in role:
+            role[d], out[d] = r, roles[r]
+    for d, areas in _stray_protection(topology, unexplained_areas(topology, incident)).items():
+        if role.get(d) in (None, "upstream", "downstream"):
+            was = role.get(d)
+            role[d] = "reported"
+            out[d] = roles["reported"].format(areas=_names(topology, areas, language)) + (
+                roles["also"].format(role=roles[was]) if was else "")
+    return [{"id": d, "name": _name(topology, d),
+             "kind_label": kinds.get(topology.nodes[d].kind, topology.nodes[d].kind)
+             if d in topology.nodes else "",
+             "role": role[d], "role_label": label} for d, label in out.items()]
+
+
+def _protection(topology: Topology, devices: Sequence[str], section: Sequence[str]
+                ) -> list[tuple[str, str]]:
+    """The protection above the fault point's devices (``upstream``: a feeder-head breaker's
+    is the substation bus, not the crew's) and in its section below (``downstream``)."""
+    out: list[tuple[str, str]] = []
+    for d in devices:
+        up = topology.protective_upstream(d, include_self=False) if d in topology.pos else None
+        if up is not None and topology.nodes[up].kind != "source":
+            out.append((up, "upstream"))
+    out += [(n, "downstream") for n in section
+            if (node := topology.nodes.get(n)) is not None and node.kind in PROTECTIVE_KINDS]
+    return out
+
+
+def _stray_protection(topology: Topology, stray: Sequence[str]) -> dict[str, list[str]]:
+    """The protection above each of the areas ``stray`` (reported off, not explained by the
+    fault point), with those areas."""
+    out: dict[str, list[str]] = {}
     for t in stray:
         above = topology.protective_upstream(t, include_self=False) if t in topology.pos \
             else None
         if above is not None and topology.nodes[above].kind != "source":
-            out.setdefault(above, "reported")
-    return [{"id": d, "name": _name(topology, d),
-             "kind_label": kinds.get(topology.nodes[d].kind, topology.nodes[d].kind)
-             if d in topology.nodes else "",
-             "role": role, "role_label": roles[role]} for d, role in out.items()]
+            out.setdefault(above, []).append(t)
+    return out
+
+
+def _names(topology: Topology, nodes: Sequence[str], language: str, most: int = 4) -> str:
+    """The names of ``nodes``, the first ``most`` of them ("台区T1、台区T2等5个")."""
+    shown = _sep(language).join(_name(topology, n) for n in nodes[:most])
+    if len(nodes) <= most:
+        return shown
+    return shown + (f"等{len(nodes)}个" if language == "zh" else f" and {len(nodes) - most} more")
 
 
 def dispatch_context(
@@ -459,7 +595,8 @@ def dispatch_context(
     ``preempts_incident``, ``preempts_priority``), deadline (``deadline_local``,
     ``area_type``, ``area_label``, ``commitment_minutes``, ``minutes_left``), where to go
     (``map_link``, ``map_label``, ``patrol_from``, ``patrol_to``, ``patrol_nodes``,
-    ``patrol_more``, ``devices`` to check, the ``section`` patrolled), how sure the fault
+    ``patrol_more``, ``devices`` to check, the ``section`` patrolled, the ``stray_areas``
+    reported off outside it that no device is listed for), how sure the fault
     point is (``certainty``, ``device_basis``, a close ``alternative``: :func:`certainty`),
     and whom to call (``important`` users and special-care ``households`` with full phone
     numbers, ``households_more``).
@@ -614,10 +751,23 @@ def _patrol_context(topology: Topology, incident: Incident, language: str,
         "patrol_to": sep.join(_name(topology, n) for n in boundary),
         "patrol_nodes": [_name(topology, n) for n in walk[: params.max_patrol_nodes]],
         "patrol_more": max(0, len(walk) - params.max_patrol_nodes),
-        "devices": _devices_to_check(topology, devices, section, language, sure["label"],
-                                     unexplained_areas(topology, incident)),
+        **_checks_context(topology, incident, devices, section, language),
         "section": section,
     }
+
+
+def _checks_context(topology: Topology, incident: Incident, devices: Sequence[str],
+                    section: Sequence[str], language: str) -> dict[str, Any]:
+    """The ``devices`` to check (:func:`_devices_to_check`), and the ``stray_areas``: areas
+    reported off outside the section that none of them is listed to be checked for (their
+    protection the feeder head's, or listed for another reason), named for the crew."""
+    checks = _devices_to_check(topology, incident, devices, section, language)
+    listed = {str(c["id"]) for c in checks if c["role"] == "reported"}
+    above = {t: d for d, areas in _stray_protection(
+        topology, unexplained_areas(topology, incident)).items() for t in areas}
+    return {"devices": checks,
+            "stray_areas": [_name(topology, t) for t in unexplained_areas(topology, incident)
+                            if above.get(t) not in listed]}
 
 
 #: An inferred fault point that moved beyond a crew's orders sends it new orders only when

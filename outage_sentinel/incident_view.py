@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from outage_sentinel.crew import percent_label
+from outage_sentinel.crew import device_bases, joint_label, percent_label, reported_elsewhere
 from outage_sentinel.incidents import Incident, contradicted_reports
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, STATUS_LABELS, label
 from outage_sentinel.logs import mask_phones
@@ -31,7 +31,9 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "notices": "通知", "log": "处理记录", "unknown": "未能识别", "area_text": "停电范围原文",
            "withdrawn": "已撤回推断（未通知联络人）", "reopens": "重复停电，关联",
            "dispatched": "在途", "on_site": "已到场",
-           "unexplained": "已报停电、不在故障点下游（按误报处理或另有故障，请核实）"},
+           "unexplained": "已报停电、不在故障点下游（按误报处理或另有故障，请核实）",
+           "named_elsewhere": "数据源报告动作、未列为故障点（请核实）",
+           "alive_below": "其下表计报告有电："},
     "en": {"feeder": "Feeder", "device": "Fault point", "inferred_device": "Estimated fault point",
            "set_device": "Fault point (set by the command centre)", "set_by": "by",
            "probability": "probability", "pending": "unknown", "since": "Since",
@@ -45,7 +47,9 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "withdrawn": "Inference withdrawn (liaisons not told)", "reopens": "Reopens",
            "dispatched": "on its way", "on_site": "on site",
            "unexplained": "Reported off, not below the fault point (read as false, or another "
-                          "fault: check)"},
+                          "fault: check)",
+           "named_elsewhere": "Reported operated by a source, not taken as the fault point (check)",
+           "alive_below": "meters below it report power:"},
 }
 
 
@@ -90,6 +94,7 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         f"({inc.estimate.customers} {w['customers']})",
     ]
     lines += _area_lines(inc, topology, w)
+    lines += _named_elsewhere_lines(inc, topology, w)
     stray = contradicted_reports(topology, inc)
     if stray:
         lines.append(f"{w['unexplained']}: {_area_names(topology, stray)}")
@@ -117,18 +122,41 @@ def _lang(language: str) -> str:
 
 def _device_line(inc: Incident, topology: Topology, w: Mapping[str, str],
                  language: str = "zh") -> str:
-    names = [topology.nodes[d].name or d if d in topology.nodes else d
-             for d in inc.estimate.devices]
-    if not names:
+    """The fault point, each device as sure as it is (:func:`device_bases`): set by the
+    command centre, named by a source, or inferred with the probability (of a set of several,
+    the set's: :func:`joint_label`)."""
+    devices = inc.estimate.devices
+    if not devices:
         return f"{w['device']}: {w['pending']}"
+
+    def names(ds: Sequence[str]) -> str:
+        return "、".join(topology.nodes[d].name or d if d in topology.nodes else d for d in ds)
+
     if inc.device_set:
-        return f"{w['set_device']}: {'、'.join(names)} ({w['set_by']} {mask_phones(inc.device_set_by)})"
-    named = {m.device for m in inc.members.values() if m.device}
-    if set(inc.estimate.devices) <= named:
-        return f"{w['device']}: {'、'.join(names)}"
+        return f"{w['set_device']}: {names(devices)} ({w['set_by']} {mask_phones(inc.device_set_by)})"
+    bases = device_bases(inc)
+    named = [d for d in devices if bases[d] != "inferred"]
+    guessed = [d for d in devices if bases[d] == "inferred"]
+    parts = [f"{w['device']}: {names(named)}"] if named else []
     p = inc.estimate.probability
-    return f"{w['inferred_device']}: {'、'.join(names)}" + (
-        f" ({w['probability']} {percent_label(p, language)})" if p is not None else "")
+    if guessed:
+        joint = "" if p is None else joint_label(topology, devices, p, language,
+                                                 guessed[0] if len(guessed) == 1 else None)
+        said = joint or (f"{w['probability']} {percent_label(p, language)}" if p is not None
+                         else "")
+        parts.append(f"{w['inferred_device']}: {names(guessed)}" + (f" ({said})" if said else ""))
+    return "；".join(parts) if language == "zh" else "; ".join(parts)
+
+
+def _named_elsewhere_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list[str]:
+    """The devices a source reported operated that the fault point leaves out
+    (:func:`reported_elsewhere`), with the areas below them whose meters report power."""
+    elsewhere = reported_elsewhere(topology, inc)
+    if not elsewhere:
+        return []
+    return [f"{w['named_elsewhere']}: " + "、".join(
+        (topology.nodes[d].name or d) + (f" ({w['alive_below']} {_area_names(topology, a)})"
+                                         if a else "") for d, a in elsewhere.items())]
 
 
 def _area_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list[str]:

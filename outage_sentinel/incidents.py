@@ -18,6 +18,7 @@ persists what comes out (the new incident state and the notices to plan) in one 
 
 from __future__ import annotations
 
+import math
 import weakref
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -308,6 +309,15 @@ class Member:
         )
 
 
+def stated_percent(p: float | None) -> int | None:
+    """A probability as the texts state it: a whole percent, rounded half up, 100 for what
+    reads "＞99%" (≥ 99.5 %) and 0 for "＜1%" (< 0.5 %); None for none.
+    (:func:`outage_sentinel.crew.percent_label` words it.)"""
+    if p is None:
+        return None
+    return min(100, max(0, math.floor(p * 100 + 0.5)))
+
+
 def member_of(event: OutageEvent, resolved: Resolved, now: datetime) -> Member:
     return Member(
         key=f"{event.source}|{event.event_id}", kind=event.kind, status=event.status,
@@ -459,6 +469,12 @@ class Incident:
     #: estimate dropped them: rejoining, it hears an update only if a source reports another
     #: of its areas off, or its expected restoration time moved from the one it was told.
     withdrawn_areas: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The devices each village's outage notice named (:func:`village_devices`; () for the
+    #: line alone): every later notice of the outage to it (update, restored, cancelled)
+    #: names the same, whatever the estimate says since, so that it reads as the outage it
+    #: was told of. A village without an entry (told before this was kept) is named the
+    #: devices as they are now.
+    told_devices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def fault_device(self) -> str | None:
@@ -479,15 +495,20 @@ class Incident:
         return tuple(t for t in self.estimate.transformers if self.mark(t) == "reported")
 
     def material(self) -> tuple[Any, ...]:
-        """What recipients care about; a change here is a new revision."""
+        """What recipients care about; a change here is a new revision. The fault point's
+        probability counts as the texts state it (:func:`stated_percent`), and which of its
+        devices a source named: the summary, the crew and the board state them per revision.
+        (Villages are never told either: :func:`plan_notices` gives them no notice for it.)"""
         e = self.estimate
         # Each open record's ETR, and each named area's (None when no record naming it gives
         # one): a village's expected restoration is that of its own records' areas.
         etrs = tuple(sorted((k, m.etr) for k, m in self.members.items()
                             if m.etr is not None and m.status == "active"))
+        named = tuple(sorted({m.device for m in self.members.values() if m.device}
+                             & set(e.devices)))
         return (self.status, self.kind, e.devices, e.transformers, self.etr, self.start,
                 self.off, etrs, tuple(sorted(named_area_etrs(self.members.values()).items())),
-                self.unconfirmed)
+                self.unconfirmed, stated_percent(e.probability), named)
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
@@ -521,6 +542,8 @@ class Incident:
             **({"continued": dict(self.continued)} if self.continued else {}),
             **({"withdrawn_areas": {v: list(a) for v, a in self.withdrawn_areas.items()}}
                if self.withdrawn_areas else {}),
+            **({"told_devices": {v: list(a) for v, a in self.told_devices.items()}}
+               if self.told_devices else {}),
         }
 
     @classmethod
@@ -562,6 +585,7 @@ class Incident:
             unconfirmed=tuple(d.get("unconfirmed") or ()),
             continued=dict(d.get("continued") or {}),
             withdrawn_areas={v: tuple(a) for v, a in (d.get("withdrawn_areas") or {}).items()},
+            told_devices={v: tuple(a) for v, a in (d.get("told_devices") or {}).items()},
         )
 
 
@@ -1409,8 +1433,11 @@ def _plan_while_on(before: Incident | None, after: Incident, topology: Topology 
     withdrawn = [v for v in withdrawn if v not in rejoin] + (
         dropped if dropped_as == "withdrawn" else [])
     told_back = [v for v in after.restored_villages if v not in new] + back
+    told_devices = {**after.told_devices, **{v: village_devices(after, v, topology)
+                                             for v in new if topology is not None}}
     return out, replace(after, notified_villages=tuple(still + rejoin + new),
                         withdrawn_villages=tuple(withdrawn), restored_villages=tuple(told_back),
+                        told_devices=told_devices,
                         **_withdrawn_told(before, after, withdrawn, was_told, topology))
 
 
@@ -1696,6 +1723,20 @@ def _concerns(m: Member, areas: Sequence[str], topology: Topology) -> bool:
         return True
     return m.device is not None and m.device in topology.pos and any(
         topology.is_downstream(t, m.device) for t in areas if t in topology.pos)
+
+
+def village_devices(incident: Incident, village: str, topology: Topology) -> tuple[str, ...]:
+    """The devices of ``incident``'s fault point a village's notice names: those a record of
+    the village (:func:`village_records`) names as operated — an inferred fault point is the
+    command centre's working hypothesis, not a fact to announce — that feed one of the
+    village's areas (a device a record names beside areas it does not supply is no news of
+    this village's outage): its areas in the outage (all of its areas when none is)."""
+    named = {m.device for m in village_records(incident, village, topology) if m.device}
+    own = topology.village_transformers(village)
+    areas = [t for t in incident.estimate.transformers if t in own] or list(own)
+    areas = [t for t in areas if t in topology.pos]
+    return tuple(d for d in incident.estimate.devices if d in named and d in topology.pos
+                 and any(topology.is_downstream(t, d) for t in areas))
 
 
 def village_start(incident: Incident, village: str, topology: Topology | None = None

@@ -37,6 +37,7 @@ from outage_sentinel.incidents import (
     called_off,
     restored_at,
     village_cause,
+    village_devices,
     village_etr,
     village_records,
     village_scope_change,
@@ -285,6 +286,18 @@ def reported_devices(incident: Incident, devices: Sequence[str],
     return [d for d in devices if d in named]
 
 
+def told_devices(incident: Incident, village_id: str, topology: Topology) -> tuple[str, ...]:
+    """The devices every notice of ``incident`` to a village names: those its outage notice
+    named (:attr:`~outage_sentinel.incidents.Incident.told_devices`), so that the update,
+    restored and cancelled notices read as the outage it was told of whatever the estimate
+    says since; else (told before that was kept) the devices as they are now
+    (:func:`~outage_sentinel.incidents.village_devices`: a source named them, and they feed
+    the village)."""
+    if village_id in incident.told_devices:
+        return tuple(incident.told_devices[village_id])
+    return village_devices(incident, village_id, topology)
+
+
 def care_list_holders(liaisons: Sequence[str], liaisons_whole: bool, crew_has_list: bool,
                       crew_label: str) -> tuple[list[str], str]:
     """Whom a village's group may be told holds its special-care list: ``(liaisons, crew)``.
@@ -369,7 +382,11 @@ class LiaisonPlanner:
             "kind": (kind := announced_kind(incident)),
             "kind_label": KIND_LABELS[lang].get(kind, kind),
             "village": village,
-            **self._area_context(incident, estimate, areas, in_village, records),
+            **self._area_context(incident, estimate, areas, in_village),
+            # A device is named to liaisons only when a source named it and it feeds the
+            # village (an inferred fault point is the command centre's working hypothesis,
+            # not a fact to announce), and the same in every notice of the outage.
+            "device_label": self.device_label(told_devices(incident, village_id, topo)),
             **self._time_context(incident, village_id, in_village, now),
             "cause": village_cause(incident, records),
             **_crew_status_context(incident),
@@ -400,8 +417,8 @@ class LiaisonPlanner:
         return estimate, areas, in_village
 
     def _area_context(self, incident: Incident, estimate: Estimate, areas: Sequence[str],
-                      in_village: list[str], records: Sequence[Member]) -> dict[str, Any]:
-        """What a village's notice says is off: the line, the device, the village's areas
+                      in_village: list[str]) -> dict[str, Any]:
+        """What a village's notice says is off: the line, the village's areas
         (reported or only possibly off) and the households."""
         topo = self.topology
         confirmed = [t for t in in_village if incident.mark(t) == "reported"]
@@ -412,10 +429,6 @@ class LiaisonPlanner:
             # and update notices, what is still off) is part of it, or only inferred whole.
             "line_label": self.line_label(incident.feeder, areas, in_village,
                                           self.sure_off(incident, estimate.devices)),
-            # A device is named to liaisons only when a source named it: an inferred fault
-            # point is the command centre's working hypothesis, not a fact to announce.
-            "device_label": self.device_label(reported_devices(incident, estimate.devices,
-                                                               records)),
             "area_label": self._area_label(in_village, incident.area_text),
             "confirmed_label": self._area_label(confirmed, "") if confirmed else "",
             "possible_label": self._area_label(possible, "") if possible else "",

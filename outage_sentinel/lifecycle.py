@@ -43,7 +43,7 @@ from outage_sentinel.incidents import (
     villages_off,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
-from outage_sentinel.liaison import LiaisonPlanner, reported_devices
+from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.localise import named_nodes, narrowed, shared_message
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -60,6 +60,10 @@ WAITING_STAGES = ("confirmed", "partially_restored")
 OWN_FAULT_KINDS = frozenset({"source", "transformer"})
 #: Steps only the crew reports (logged with the crew as actor; the stage does not change).
 CREW_NOTES = ("accepted", "on_the_way", "fault_found", "photo")
+#: After a device a source reported operated that the fault point leaves out, in the
+#: summary: the areas below it whose meters report power.
+NAMED_ELSEWHERE = {"zh": "（其下{areas}表计报告有电）",
+                   "en": " (meters below it report power: {areas})"}
 CREW_NOTE_WORDS = {"zh": {"accepted": "已接单", "on_the_way": "正在赶往现场",
                           "fault_found": "找到故障", "photo": "上传现场照片"}}
 
@@ -285,27 +289,17 @@ class Lifecycle:
         names = [self.topology.villages[v].name for v in inc.estimate.villages
                  if v in self.topology.villages]
         planned = inc.kind in ("planned", "temporary")
-        named = reported_devices(inc, inc.estimate.devices)
         return r.render(
             "command_summary", incident=inc, headline=headline,
             kind_label=KIND_LABELS[r.language].get(inc.kind, inc.kind) + (
                 UNCLASSIFIED_NOTE.get(r.language, "") if announced_kind(inc) == UNCLASSIFIED
                 else ""),
             feeder_label=planner.feeder_names.get(inc.feeder, inc.feeder),
-            device_label=planner.device_label(inc.estimate.devices, own_note=True),
             villages=names, off=len(inc.off),
             customers_off=self.topology.customers_of(inc.off),
             start_local=planner.local_time(inc.start), **self.summary_etr(inc),
             end_local=planner.local_time(inc.end),
-            probability=inc.estimate.probability,
-            probability_label="" if inc.estimate.probability is None else
-            crews.percent_label(inc.estimate.probability, r.language),
-            # Each device as sure as it is: one a source named is a fact, the rest inferred
-            # (planned work's too: the device a record names is switched off, one the
-            # localiser put above its areas is only the likely one).
-            reported_label=planner.device_label(named, own_note=True),
-            inferred_label=planner.device_label(
-                [d for d in inc.estimate.devices if d not in named], own_note=True),
+            **self.fault_point_context(inc),
             device_set=bool(inc.device_set) and not planned,
             planned=planned,
             upcoming=inc.updated_at is not None and inc.start > inc.updated_at,
@@ -325,6 +319,31 @@ class Lifecycle:
             unexplained=area_names(self.topology, contradicted_reports(self.topology, inc)),
             on_word=area_names(self.topology, on_field_word(inc, inc.restored)),
         )
+
+    def fault_point_context(self, inc: Incident) -> dict[str, Any]:
+        """The fault point as the summary states it: each device as sure as it is
+        (:func:`outage_sentinel.crew.device_bases`: one a source named is a fact, the rest
+        inferred; planned work's too: the device a record names is switched off, one the
+        localiser put above its areas is only the likely one), the probability of a set of
+        several as the set's (``joint_label``: :func:`outage_sentinel.crew.joint_label`), and
+        the devices a source reported operated that it leaves out (``named_elsewhere``)."""
+        planner, lang, topo = self.planner, self.planner.renderer.language, self.topology
+        devices, p = inc.estimate.devices, inc.estimate.probability
+        bases = crews.device_bases(inc)
+        named = [d for d in devices if bases[d] != "inferred"]
+        guessed = [d for d in devices if bases[d] == "inferred"]
+        joint = "" if p is None or not guessed else crews.joint_label(
+            topo, devices, p, lang, guessed[0] if len(guessed) == 1 else None)
+        words = NAMED_ELSEWHERE.get(lang, NAMED_ELSEWHERE["en"])
+        elsewhere = [planner.device_label([d]) + (words.format(
+            areas=("、" if lang == "zh" else ", ").join(area_names(topo, alive)))
+            if alive else "") for d, alive in crews.reported_elsewhere(topo, inc).items()]
+        return {"device_label": planner.device_label(devices, own_note=True),
+                "probability": p, "probability_label": "" if p is None
+                else crews.percent_label(p, lang), "joint_label": joint,
+                "reported_label": planner.device_label(named, own_note=True),
+                "inferred_label": planner.device_label(guessed, own_note=True),
+                "named_elsewhere": elsewhere}
 
     def summary_etr(self, inc: Incident) -> dict[str, str | None]:
         """The expected restoration as a summary of ``inc`` states it at its last revision:

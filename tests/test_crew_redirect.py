@@ -125,7 +125,7 @@ def test_orders_name_the_protection_of_reported_areas_the_estimate_leaves_out(
     now = state(daemon, row["id"])
     (order,) = orders(daemon)
     if now.estimate.devices == ("FU2",):  # the record's areas read as false reports
-        assert "一号熔断器（其下有已报停电台区，不在上述区段，请一并核查）" in order
+        assert "一号熔断器（其下已报停电的name-T1、name-T2不在上述区段，请一并核查）" in order
         assert "二号熔断器（数据源报告动作" in order
     else:
         assert "一号熔断器" in order

@@ -360,7 +360,8 @@ def test_summary_states_a_named_device_as_fact_and_an_inferred_one_as_inferred(
         h: Harness) -> None:
     """In a storm the record names FU1; the meters and a call from T3 (under FU2, which nobody
     named) make the localiser add FU2. The command centre reads FU1 as the fault point and FU2
-    as inferred, with its probability — not "故障点：FU1、FU2" as if both were reported."""
+    as inferred, with the pair's probability as the pair's — not "故障点：FU1、FU2" as if both
+    were reported, nor the pair's probability as FU2's own."""
     from outage_sentinel.triage import STORM_KEY, storm_declaration
     h.daemon.store.kv_set(STORM_KEY, storm_declaration(True, "operator:zhang", h.now, hours=12),
                           h.now)
@@ -372,7 +373,7 @@ def test_summary_states_a_named_device_as_fact_and_an_inferred_one_as_inferred(
     inc = h.incident(h.only_incident())["state"]
     assert set(inc["estimate"]["devices"]) == {"FU1", "FU2"}
     summary = h.sent("summary")[-1].text
-    assert "故障点：FU1；推断故障点：FU2（概率" in summary
+    assert "故障点：FU1；推断故障点：FU2（与FU1同时动作的可能性" in summary
     assert "100%" not in summary
 
 
