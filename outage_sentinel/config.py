@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -53,6 +54,17 @@ MAX_KEY_CHARS = 80
 #: Values (scalars, sequence items, mapping keys and values) a YAML document may expand to
 #: once its aliases are followed: a 432-byte "billion laughs" expands to 10^9.
 MAX_YAML_VALUES = 100_000
+
+
+class KeyProblems(ValueError):
+    """Problems a validator found with keys of its model (``(key path below the model's,
+    message)``; an empty key path: the model's own place, or at the root a message that names
+    its keys itself): placed at their keys in :class:`ConfigError`, not at the model's own
+    place with pydantic's ``Value error,``."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {m}" if k else m for k, m in problems))
 
 
 class ConfigError(Exception):
@@ -717,6 +729,18 @@ class NotifyConfig(Strict):
                       Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")]
                       ] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _quiet_windows_end(self) -> NotifyConfig:
+        same = [(f"quiet_hours.{audience}",
+                 f"{text!r} starts and ends at one time: that window never ends (only fault "
+                 "notices would ever go out); give a window such as '22:00-07:00', or leave "
+                 "the audience out for none")
+                for audience, text in self.quiet_hours.items()
+                if text.split("-")[0] == text.split("-")[1]]
+        if same:
+            raise KeyProblems(same)
+        return self
+
     def quiet_windows(self) -> dict[str, tuple[Any, Any]]:
         """``quiet_hours`` as ``(start, end)`` local times."""
         from datetime import time
@@ -779,11 +803,30 @@ class PriorityConfig(Strict):
     #: Names listed per category in the priority reasons.
     max_named: int = Field(default=5, ge=0, le=1000)
 
+    @field_validator("extra_tags")
+    @classmethod
+    def _extra_tags_as_the_bundle_reads_them(cls, tags: dict[str, float]) -> dict[str, float]:
+        """Keys as ``customers.csv`` tags are read (``Cold-Storage`` is ``cold_storage``)."""
+        if not tags:
+            return tags
+        from outage_sentinel.topology.model import normalise_tag  # lazy, as to_weights()
+
+        out: dict[str, float] = {}
+        written: dict[str, str] = {}
+        for tag, weight in tags.items():
+            key = normalise_tag(tag)
+            if key in out:
+                raise KeyProblems([("", f"{written[key]!r} and {tag!r} are both {key!r} as "
+                                        "customers.csv tags are read (case and - ignored)")])
+            out[key], written[key] = weight, tag
+        return out
+
     @model_validator(mode="after")
     def _extra_tags_non_negative(self) -> PriorityConfig:
         bad = sorted(t for t, w in self.extra_tags.items() if w < 0 or not t)
         if bad:
-            raise ValueError(f"extra_tags need a name and a weight >= 0: {', '.join(bad)}")
+            raise KeyProblems([("extra_tags", f"each needs a name and a weight >= 0: "
+                                              f"{', '.join(bad)}")])
         return self
 
     def to_weights(self) -> PriorityWeights:
@@ -833,14 +876,11 @@ class DispatchConfig(Strict):
 
     @model_validator(mode="after")
     def _map_template_formats(self) -> DispatchConfig:
-        try:
-            url = self.map_url_template.format(lat="0", lon="0", label="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                "map_url_template may only use {lat}, {lon} and {label} "
-                f"(write {{{{ and }}}} for literal braces): {exc!r}") from None
-        if not url.startswith(("https://", "http://")):
-            raise ValueError("map_url_template must start with http:// or https://")
+        wrong = map_template_problem(self.map_url_template)
+        if wrong is None and not self.map_url_template.startswith(("https://", "http://")):
+            wrong = "must start with http:// or https://"
+        if wrong is not None:
+            raise KeyProblems([("map_url_template", wrong)])
         return self
 
     def to_params(self) -> DispatchParams:
@@ -856,6 +896,28 @@ class DispatchConfig(Strict):
             remote_speed_kmh=self.speed_kmh.remote, road_factor=self.road_factor,
             map_url_template=self.map_url_template, max_households=self.max_households,
             max_patrol_nodes=self.max_patrol_nodes)
+
+
+#: The fields ``dispatch.map_url_template`` may use.
+MAP_FIELDS = ("lat", "lon", "label")
+
+
+def map_template_problem(template: str) -> str | None:
+    """What is wrong with a map URL template, or None: only ``{lat}``, ``{lon}`` and
+    ``{label}``, plain (no ``{lon.x}``, ``{lat[0]}``, ``{lat!r}``, ``{lat:>9}``: the first two
+    would crash formatting it, the others garble the URL)."""
+    allowed = "may only use {lat}, {lon} and {label} (write {{ and }} for literal braces)"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"{allowed}: {exc}"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in MAP_FIELDS or spec or conversion:
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            return f"{allowed}, not {{{shown}}}"
+    return None
 
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
@@ -1000,28 +1062,48 @@ class Config(Strict):
     localisation: LocalisationConfig = LocalisationConfig()
 
     @model_validator(mode="after")
-    def _unique_sources(self) -> Config:
+    def _cross_field(self) -> Config:
+        """Rules between keys, each problem at its key (all of them at once)."""
+        found = self._cross_field_problems() + self._port_problems()
+        if found:
+            raise KeyProblems(found)
+        return self
+
+    def _cross_field_problems(self) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
         names = [s.name for s in self.sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+            found.append(("sources", f"source names must be unique; repeated: {', '.join(dupes)}"))
         try:
             from zoneinfo import ZoneInfo
 
             ZoneInfo(self.timezone)
         except Exception:
-            raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
+            found.append(("timezone", f"{self.timezone!r} is not a known IANA zone"))
         if self.ha.enabled and not self.database_url().startswith("postgresql"):
-            raise ValueError("ha.enabled needs a PostgreSQL database.url (SQLite is one node: "
-                             "two daemons on one file would both act)")
+            found.append(("", "ha.enabled needs a PostgreSQL database.url (SQLite is one node: "
+                              "two daemons on one file would both act)"))
         cc = self.command_centre.channel
         if cc is not None and cc not in self.channels:
-            raise ValueError(f"command_centre.channel {cc!r} is not a key of 'channels'")
+            found.append(("command_centre.channel", f"{cc!r} is not a key of 'channels'"))
         old = self.ha.region
         if old is not None and self.region.name not in ("default", old):
-            raise ValueError(f"ha.region {old!r} and region.name {self.region.name!r} differ "
-                             "(ha.region is the old name of region.name: keep one)")
-        return self
+            found.append(("", f"ha.region {old!r} and region.name {self.region.name!r} differ "
+                              "(ha.region is the old name of region.name: keep one)"))
+        return found
+
+    def _port_problems(self) -> list[tuple[str, str]]:
+        """``metrics.port`` and ``board.port`` on one address: the second listener of ``run``
+        (or of ``board`` beside it) would fail at start."""
+        m, b = self.metrics, self.board
+        wildcard = ("0.0.0.0", "::", "")
+        if not (m.enabled and m.port and m.port == b.port):
+            return []
+        if m.host != b.host and m.host not in wildcard and b.host not in wildcard:
+            return []
+        return [("metrics.port", f"{m.port} is board.port too: the metrics endpoint and the "
+                                 "board cannot listen on one port; give one of them another")]
 
     @property
     def lease_region(self) -> str:
@@ -1067,10 +1149,10 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[s
     """
     def replace(match: re.Match[str], where: str) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env:
-            used.add(env[name])
-            register_secret(env[name])
-            return env[name]
+        if (value := env.get(name)) is not None and (value or default is None):  # "": default
+            used.add(value)
+            register_secret(value)
+            return value
         if default is not None:
             return default
         problems.append(f"{where or '<root>'}: environment variable {name} is not set")
@@ -1138,6 +1220,15 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "<root>"
 
 
+def _below(loc: tuple[Any, ...], key: str) -> str:
+    """The place of a :class:`KeyProblems` entry, then ``": "``: ``key`` below the model or
+    field at ``loc``; without a key, ``loc`` itself (nothing at the root: the message names
+    its keys)."""
+    if not key:
+        return f"{_loc(loc)}: " if loc else ""
+    return f"{_loc(loc)}.{key}: " if loc else f"{key}: "
+
+
 def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | None = None,
                  base_dir: Path | None = None) -> Config:
     """Validate an already-parsed YAML document."""
@@ -1152,6 +1243,11 @@ def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | Non
         config = Config.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
+            keyed = err.get("ctx", {}).get("error")
+            if isinstance(keyed, KeyProblems):
+                problems += [_hide(f"{_below(tuple(err['loc']), key)}{msg}", used)
+                             for key, msg in keyed.problems]
+                continue
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"

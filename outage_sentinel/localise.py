@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Topology
+from outage_sentinel.topology import CARE_TAGS, DEVICE_KINDS, PROTECTIVE_KINDS, Topology
 
 __all__ = [
     "Evidence",
@@ -98,9 +98,9 @@ __all__ = [
     "case_feeders",
 ]
 
-#: Importance grades and tags that make a customer "important" in an answer.
-SPECIAL_CARE_TAGS = frozenset({"life_support", "elderly_alone", "elderly_living_alone",
-                               "special_care", "medical"})
+#: Tags that make a customer "important" in an answer (besides an importance grade): the
+#: topology's one set of special-care tags.
+SPECIAL_CARE_TAGS = frozenset(CARE_TAGS)
 
 
 def _frozen(values: Iterable[str] | None) -> frozenset[str]:

@@ -30,11 +30,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from outage_sentinel.topology import Customer, Topology
+from outage_sentinel.topology import CARE_TAGS, Customer, Topology
 
 #: Tags that make a household a special-care household (visited by the crew, checked on by
-#: the village liaison). Other tags may carry weight but do not put a household on the list.
-SPECIAL_CARE_TAGS: tuple[str, ...] = ("life_support", "elderly_alone")
+#: the village liaison): the topology's one set, :data:`outage_sentinel.topology.CARE_TAGS`.
+#: Other tags may carry weight but do not put a household on the list.
+SPECIAL_CARE_TAGS: tuple[str, ...] = CARE_TAGS
 GRADES: tuple[str, ...] = ("special", "first", "second")
 
 GRADE_LABELS: Mapping[str, Mapping[str, str]] = {

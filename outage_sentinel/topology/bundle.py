@@ -45,6 +45,18 @@ from outage_sentinel.topology.model import (
     Problem,
     TopologyError,
     Village,
+    split_tags,
+)
+from outage_sentinel.topology.rules import (
+    COORDINATE_LIMITS,
+    PhoneCheck,
+    TagCheck,
+    coordinate_problems,
+    encoding_problem,
+    feeder_problems,
+    header_problems,
+    source_feeders,
+    within,
 )
 
 
@@ -259,6 +271,7 @@ def topology_from_records(
     crews: Iterable[dict[str, Any]] = (),
     customers: Iterable[dict[str, Any]] = (),
     aliases: Iterable[dict[str, Any]] = (),
+    tags: Iterable[str] = (),
 ) -> Topology:
     """Build and validate a topology from in-memory records (same fields as the CSVs), with
     the checks and errors of :func:`load_bundle` (rows are numbered as in a file)."""
@@ -272,42 +285,78 @@ def topology_from_records(
         "aliases.csv": RawTable.from_records(aliases),
     }
     with gc_paused():
-        return parse_tables(tables, {name: 2 for name in tables}, "<memory>")
+        return parse_tables(tables, {name: 2 for name in tables}, "<memory>", tags)
 
 
-def load_bundle(directory: str | Path) -> Topology:
-    """Load and validate a topology bundle directory; raise :class:`TopologyError` on any problem."""
+#: Every file of a bundle and the columns its header must have.
+BUNDLE_FILES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    *REQUIRED_COLUMNS.items(), ("meters.csv", METER_COLUMNS), ("aliases.csv", ALIAS_COLUMNS))
+
+
+#: The files each file's rows refer to: when one of those cannot be read, the file's problems
+#: would be mostly about the missing rows, and are left out.
+REFERS_TO: dict[str, frozenset[str]] = {
+    "edges.csv": frozenset({"nodes.csv"}),
+    "liaisons.csv": frozenset({"villages.csv"}),
+    "crews.csv": frozenset({"nodes.csv"}),
+    "customers.csv": frozenset({"nodes.csv"}),
+    "meters.csv": frozenset({"nodes.csv"}),
+    "aliases.csv": frozenset({"nodes.csv", "villages.csv"}),
+}
+
+
+def load_bundle(directory: str | Path, tags: Iterable[str] = ()) -> Topology:
+    """Load and validate a topology bundle directory; raise :class:`TopologyError` on any
+    problem. ``tags``: further ``customers.csv`` tags the operator weighs (the keys of
+    ``priority.extra_tags``), not warned about as unknown.
+
+    A file that cannot be read (not UTF-8, a header lacking a column) is a problem, and the
+    other files are still checked, but for what refers to the unreadable one."""
     root = Path(directory)
-    problems: list[Problem] = []
     if not root.is_dir():
         raise TopologyError([Problem(str(root), None, None, "not a directory")])
+    problems: list[Problem] = []
     tables: dict[str, RawTable] = {}
     with gc_paused():
-        for name, required in [*REQUIRED_COLUMNS.items(), ("meters.csv", METER_COLUMNS),
-                               ("aliases.csv", ALIAS_COLUMNS)]:
-            path = root / name
-            try:
-                if not path.exists():
-                    if name not in OPTIONAL_FILES:
-                        problems.append(Problem(name, None, None, "file missing"))
-                    continue
-                table = read_table(path)
-            except (UnicodeDecodeError, csv.Error) as exc:
-                problems.append(Problem(name, None, None, f"cannot read as UTF-8 CSV: {exc}"))
-                continue
-            except OSError as exc:  # a directory, no permission, an I/O error: a problem too
-                problems.append(Problem(name, None, None,
-                                        f"cannot read: {exc.strerror or type(exc).__name__}"))
-                continue
-            missing = [c for c in required if c not in table.header]
-            if missing:
-                problems.append(Problem(name, 1, None,
-                                        f"header lacks column(s): {', '.join(missing)}"))
-                continue
-            tables[name] = table
-        if problems:
-            raise TopologyError(problems)
-        return parse_tables(tables, {name: 2 for name in tables}, str(root))
+        for name, required in BUNDLE_FILES:
+            table = _read_bundle_file(root / name, name, required, problems)
+            if table is not None:
+                tables[name] = table
+        first = {name: 2 for name in tables}
+        if not problems:
+            return parse_tables(tables, first, str(root), tags)
+        unread = frozenset(p.file for p in problems)
+        checked = check_tables(tables, first, tags, unread)
+        problems += [p for p in checked.problems if not REFERS_TO.get(p.file, frozenset()) & unread]
+        raise TopologyError(problems)
+
+
+def _read_bundle_file(path: Path, name: str, required: Sequence[str],
+                      problems: list[Problem]) -> RawTable | None:
+    """The table of one bundle file, or None with the reason in ``problems`` (None and no
+    problem for an optional file that is absent)."""
+    try:
+        if not path.exists():
+            if name not in OPTIONAL_FILES:
+                problems.append(Problem(name, None, None, "file missing"))
+            return None
+        table = read_table(path)
+    except UnicodeDecodeError as exc:
+        problems.append(encoding_problem(name, path.read_bytes(), exc))
+        return None
+    except csv.Error as exc:
+        problems.append(Problem(name, None, None, f"cannot read as CSV: {exc}"))
+        return None
+    except OSError as exc:  # a directory, no permission, an I/O error: a problem too
+        problems.append(Problem(name, None, None,
+                                f"cannot read: {exc.strerror or type(exc).__name__}"))
+        return None
+    found = header_problems(name, table.header)
+    missing = [c for c in required if c not in table.header]
+    if missing:
+        found.append(Problem(name, 1, None, f"header lacks column(s): {', '.join(missing)}"))
+    problems.extend(found)
+    return None if found else table
 
 
 _KNOWN = {name: frozenset(columns) for name, columns in REQUIRED_COLUMNS.items()}
@@ -430,7 +479,9 @@ class _NodeRows:
         for v in dict.fromkeys(raw_customers):
             try:
                 value = int(v or "0")
-                customer_map[v] = value if value >= 0 else None
+                # int() also reads "1_2" and full-width "１２": not what a count is written as
+                plain = v.isascii() and "_" not in v
+                customer_map[v] = value if value >= 0 and plain else None
             except ValueError:
                 customer_map[v] = None
         if None not in customer_map.values():
@@ -465,7 +516,7 @@ class _NodeRows:
         number: dict[str, float | None] = {}
         bad: set[str] = set()
         for v in distinct:
-            number[v] = _within(v, limit) if v else None
+            number[v] = within(v, limit) if v else None
             if v and number[v] is None:
                 bad.add(v)
         if bad:
@@ -475,20 +526,6 @@ class _NodeRows:
                                 f"{axis} must be a number from {-limit:g} to {limit:g}, "
                                 f"got {v!r}")
         return list(map(number.__getitem__, raw))
-
-
-def _within(text: str, limit: float) -> float | None:
-    """``text`` as a number from ``-limit`` to ``limit`` (NaN and infinities never are), or
-    None."""
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if -limit <= value <= limit else None
-
-
-#: How far from zero each coordinate column may go (NaN and infinities are never in range).
-COORDINATE_LIMITS = {"lat": 90.0, "lon": 180.0}
 
 
 def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: list[Problem]
@@ -535,47 +572,86 @@ def _parse_edges(table: RawTable, first: int, pos: dict[str, int], problems: lis
     return a[good], b[good]
 
 
-def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source: str) -> Topology:
+def parse_tables(tables: dict[str, RawTable], first_row: dict[str, int], source: str,
+                 tags: Iterable[str] = ()) -> Topology:
     """Check every table of a bundle against every rule; the topology, or a
-    :class:`TopologyError` listing all problems at once."""
-    problems: list[Problem] = []
+    :class:`TopologyError` listing all problems at once. What breaks no rule but may mislead
+    (a name several areas share, an unknown tag) is a :class:`TopologyWarning` each."""
+    checked = check_tables(tables, first_row, tags)
+    if checked.problems:
+        raise TopologyError(checked.problems)
+    topology = Topology.assemble(checked.table, checked.ea, checked.eb, checked.forest,
+                                 checked.villages, checked.liaisons, checked.crews,
+                                 checked.customers, checked.meters, source)
+    topology.aliases = checked.aliases
+    notes = shared_names(topology, checked.row_of, checked.kind_code) + checked.notes
+    for note in notes:
+        warnings.warn(str(note), TopologyWarning, stacklevel=2)
+    return topology
+
+
+class Checked:
+    """A bundle's tables checked: the parts a :class:`Topology` is assembled from, every
+    problem found and the notes (what breaks no rule but is warned about)."""
+
+    table: NodeTable
+    row_of: Sequence[int]
+    kind_code: npt.NDArray[np.int8]
+    ea: IntArray
+    eb: IntArray
+    forest: Forest
+    villages: dict[str, Village]
+    liaisons: list[Liaison]
+    crews: list[Crew]
+    customers: list[Customer]
+    meters: list[Meter]
+    aliases: tuple[Alias, ...]
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.notes: list[Problem] = []
+
+
+def check_tables(tables: dict[str, RawTable], first_row: dict[str, int],
+                 tags: Iterable[str] = (), unread: frozenset[str] = frozenset()) -> Checked:
+    """Every rule checked on ``tables``; ``unread``: bundle files that could not be read (the
+    energised network is not checked without nodes.csv and edges.csv)."""
+    c = Checked()
+    problems = c.problems
     empty = RawTable([], {}, 0)
 
-    def rows(name: str, first: int | None = None) -> Iterator[tuple[int, dict[str, str]]]:
-        start = first if first is not None else first_row.get(name, 2)
+    def rows(name: str) -> Iterator[tuple[int, dict[str, str]]]:
         table = tables.get(name, empty)
-        return zip(table.line_numbers(start), table.dicts(), strict=True)
+        return zip(table.line_numbers(first_row.get(name, 2)), table.dicts(), strict=True)
 
-    villages = _parse_villages(rows("villages.csv"), problems)
-    table, row_of, kind_code, open_ = _parse_nodes(
-        tables.get("nodes.csv", empty), first_row.get("nodes.csv", 2), villages, problems)
-    ea, eb = _parse_edges(tables.get("edges.csv", empty), first_row.get("edges.csv", 2),
-                          table.pos, problems)
-    # energised network: each component one source, a tree
-    forest = Forest(len(table), kind_code, open_, ea, eb)
-    if len(table):
-        problems.extend(forest.check(table, open_, row_of))
-    liaisons = _parse_liaisons(rows("liaisons.csv"), villages, problems)
-    feeders = set(dict.fromkeys(table.feeders)) - {""}
-    crews = _parse_crews(rows("crews.csv"), feeders, problems)
-    pos, kinds = table.pos, table.kinds
+    c.villages = _parse_villages(rows("villages.csv"), problems)
+    c.table, c.row_of, c.kind_code, open_ = _parse_nodes(
+        tables.get("nodes.csv", empty), first_row.get("nodes.csv", 2), c.villages, problems)
+    c.ea, c.eb = _parse_edges(tables.get("edges.csv", empty), first_row.get("edges.csv", 2),
+                              c.table.pos, problems)
+    # energised network: each component one source, a tree; then each node its source's feeder
+    c.forest = Forest(len(c.table), c.kind_code, open_, c.ea, c.eb)
+    feeders = source_feeders(c.table, c.kind_code, c.row_of, problems)
+    if len(c.table) and not {"nodes.csv", "edges.csv"} & unread:
+        network = c.forest.check(c.table, open_, c.row_of)
+        problems.extend(network or feeder_problems(c.table, c.forest.root, c.row_of, feeders))
+    c.liaisons = _parse_liaisons(rows("liaisons.csv"), c.villages, problems)
+    c.crews = _parse_crews(rows("crews.csv"), feeders, problems)
+    pos, kinds = c.table.pos, c.table.kinds
 
     def is_transformer(nid: str) -> bool:
         i = pos.get(nid)
         return i is not None and kinds[i] == "transformer"
 
-    customers = _parse_customers(rows("customers.csv"), is_transformer, problems)
-    meters = _parse_meters(rows("meters.csv", 2), is_transformer, problems)
-    aliases = _parse_aliases(tables.get("aliases.csv", empty), villages, is_transformer,
-                             feeders, problems)
-    if problems:
-        raise TopologyError(problems)
-    topology = Topology.assemble(table, ea, eb, forest, villages, liaisons, crews, customers,
-                                 meters, source)
-    topology.aliases = aliases
-    for note in shared_names(topology, row_of, kind_code):
-        warnings.warn(str(note), TopologyWarning, stacklevel=2)
-    return topology
+    tag_check, phone_check = TagCheck(tags), PhoneCheck()
+    c.customers = _parse_customers(rows("customers.csv"), is_transformer,
+                                   (tag_check, phone_check), problems)
+    c.meters = _parse_meters(rows("meters.csv"), is_transformer, problems)
+    c.aliases = _parse_aliases(tables.get("aliases.csv", empty), villages=c.villages,
+                               is_transformer=is_transformer, feeders=feeders,
+                               problems=problems)
+    c.notes = tag_check.notes() + phone_check.notes()
+    return c
 
 
 class TopologyWarning(UserWarning):
@@ -631,13 +707,15 @@ def _unique(rows: Rows, file: str, what: str, problems: list[Problem]
 
 
 def _parse_villages(rows: Rows, problems: list[Problem]) -> dict[str, Village]:
-    """Rules: a unique id, an area type of AREA_TYPES."""
+    """Rules: a unique id, an area type of AREA_TYPES, a place on Earth (``lat`` / ``lon``,
+    when given)."""
     villages: dict[str, Village] = {}
     for r, vid, row in _unique(rows, "villages.csv", "village", problems):
         area = row.get("area_type", "")
         if area not in AREA_TYPES:
             problems.append(Problem("villages.csv", r, vid,
                                     f"area_type must be one of {'|'.join(AREA_TYPES)}, got {area!r}"))
+        problems.extend(coordinate_problems("villages.csv", r, vid, row))
         villages[vid] = Village(vid, row.get("name", ""), row.get("township", ""),
                                 row.get("grid", ""), area, _extra(row, "villages.csv"))
     return villages
@@ -667,7 +745,8 @@ def _parse_liaisons(rows: Rows, villages: Mapping[str, Village],
 
 
 def _parse_crews(rows: Rows, feeders: set[str], problems: list[Problem]) -> list[Crew]:
-    """Rules: a unique id, known feeders, a channel."""
+    """Rules: a unique id, feeders some source has, a channel, a base on Earth (``lat`` /
+    ``lon``, when given)."""
     crews: list[Crew] = []
     for r, cid, row in _unique(rows, "crews.csv", "crew", problems):
         crew_feeders = tuple(f.strip() for f in row.get("feeders", "").split(";") if f.strip())
@@ -676,15 +755,22 @@ def _parse_crews(rows: Rows, feeders: set[str], problems: list[Problem]) -> list
                 problems.append(Problem("crews.csv", r, cid, f"unknown feeder {f!r}"))
         if not row.get("channel"):
             problems.append(Problem("crews.csv", r, cid, "channel is empty"))
+        problems.extend(coordinate_problems("crews.csv", r, cid, row))
         crews.append(Crew(cid, row.get("name", ""), row.get("phone", ""), row.get("channel", ""),
                           row.get("target", ""), crew_feeders, _extra(row, "crews.csv")))
     return crews
 
 
 def _parse_customers(rows: Rows, is_transformer: Callable[[str], bool],
+                     checks: tuple[TagCheck, PhoneCheck],
                      problems: list[Problem]) -> list[Customer]:
-    """Rules (optional file): a unique id, a known transformer area, an importance grade."""
+    """Rules (optional file): a unique id, a known transformer area, an importance grade.
+    Tags are split at ``;`` (or ``；``, ``、``, ``,``, ``，``) and normalised (``Life-Support``
+    is ``life_support``); unknown tags and phones nobody can call go to ``checks`` (warned
+    about: the household loads)."""
+    tag_check, phone_check = checks
     customers: list[Customer] = []
+    split: dict[str, tuple[str, ...]] = {}  # a few cells recur on every row: split each once
     for r, cid, row in _unique(rows, "customers.csv", "customer", problems):
         tx = row.get("transformer", "")
         if not is_transformer(tx):
@@ -693,8 +779,13 @@ def _parse_customers(rows: Rows, is_transformer: Callable[[str], bool],
         if importance not in IMPORTANCE:
             problems.append(Problem("customers.csv", r, cid,
                                     f"importance must be special|first|second or empty, got {importance!r}"))
-        tags = tuple(t.strip() for t in row.get("tags", "").split(";") if t.strip())
-        customers.append(Customer(cid, tx, row.get("name", ""), row.get("phone", ""), importance,
+        phone = row.get("phone", "")
+        phone_check.see(r, cid, phone)
+        cell = row.get("tags", "")
+        if (tags := split.get(cell)) is None:
+            tags = split[cell] = split_tags(cell)
+        tag_check.see(r, cid, tags)
+        customers.append(Customer(cid, tx, row.get("name", ""), phone, importance,
                                   tags, _extra(row, "customers.csv")))
     return customers
 

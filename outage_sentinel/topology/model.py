@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,38 @@ LIAISON_ROLES = ("village_liaison", "grid_manager", "transformer_manager")
 
 
 IMPORTANCE = ("special", "first", "second", "")
+
+
+#: ``customers.csv`` tags that put a household on the special-care list (the crew visits it,
+#: the village liaison checks on it), most urgent first: a life-support household without
+#: power is in danger within hours. The one set every module uses.
+CARE_TAGS: tuple[str, ...] = ("life_support", "elderly_alone")
+
+
+#: Further tags with a label of their own in notices; like any tag they weigh only when
+#: ``priority.extra_tags`` gives them a weight.
+DESCRIPTIVE_TAGS: tuple[str, ...] = ("cold_storage", "greenhouse", "livestock")
+
+
+#: Every tag a bundle may use without a warning (besides the ``priority.extra_tags`` keys).
+KNOWN_TAGS: tuple[str, ...] = CARE_TAGS + DESCRIPTIVE_TAGS
+
+
+#: What separates tags in one cell: ``;`` and what a Chinese input method or a spreadsheet
+#: gives instead (``；``, ``、``, ``,``, ``，``).
+TAG_SEPARATORS = re.compile(r"[;；、,，]")
+
+
+def normalise_tag(text: str) -> str:
+    """A tag as the daemon compares it: stripped, lower case, ``-`` read as ``_``
+    (``Life-Support`` is ``life_support``)."""
+    return text.strip().lower().replace("-", "_")
+
+
+def split_tags(cell: str) -> tuple[str, ...]:
+    """The tags of one ``tags`` cell, normalised, each once, empty ones dropped."""
+    tags = (normalise_tag(t) for t in TAG_SEPARATORS.split(cell))
+    return tuple(dict.fromkeys(t for t in tags if t))
 
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
