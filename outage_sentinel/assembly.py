@@ -193,12 +193,18 @@ def register_config_secrets(config: Config) -> None:
         register_secret(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])
 
 
+def configured_bundle(config: Config) -> Topology:
+    """The config's topology bundle, its ``customers.csv`` tags read with the ones the
+    operator weighs (``priority.extra_tags``: known, not warned about)."""
+    return load_bundle(config.topology, tags=config.priority.extra_tags)
+
+
 def load_replacement(config: Config, renderer: Renderer, metrics: Metrics, log: Any,
                      kept: str) -> tuple[Topology, LiaisonPlanner] | None:
     """The bundle loaded again and its planner, ready to swap in; None (every problem logged,
     ``kept`` still in use) when the bundle has any problem or cannot be read."""
     try:
-        topology = load_bundle(config.topology)
+        topology = configured_bundle(config)
     except Exception as exc:  # problems, or an unreadable directory: keep running
         metrics.topology_reloads.labels("error").inc()
         problems = [str(p) for p in exc.problems] if isinstance(exc, TopologyError) \

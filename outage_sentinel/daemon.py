@@ -42,6 +42,7 @@ from outage_sentinel.assembly import (
     build_core,
     build_deliverer,
     build_source,
+    configured_bundle,
     load_replacement,
     register_config_secrets,
     screened_sources,
@@ -81,7 +82,7 @@ from outage_sentinel.supervisor import (
     serve_metrics,
 )
 from outage_sentinel.term import Term
-from outage_sentinel.topology import Topology, load_bundle
+from outage_sentinel.topology import Topology
 
 #: How often the AMI screen releases held outages (seconds).
 SCREEN_TICK_SECONDS = 2.0
@@ -113,7 +114,7 @@ class Daemon:
         register_config_secrets(config)
         self.tz = ZoneInfo(config.timezone)
         self.metrics = metrics or Metrics()
-        self.topology = topology or load_bundle(config.topology)
+        self.topology = topology or configured_bundle(config)
         #: The feeders this daemon group serves (``region``; raises RegionError naming the key).
         self.region = resolve_region(config.region.name, config.region.substations,
                                      config.region.feeders, self.topology)

@@ -188,10 +188,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def topology_from_config(config: Any) -> Any:
     """The config's topology bundle, or ``None`` with every problem printed (exit with
     :data:`EXIT_TOPOLOGY`)."""
-    from outage_sentinel.topology import TopologyError, load_bundle
+    from outage_sentinel.assembly import configured_bundle
+    from outage_sentinel.topology import TopologyError
 
     try:
-        return load_bundle(config.topology)
+        return configured_bundle(config)
     except TopologyError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return None
@@ -213,7 +214,8 @@ def _run(args: argparse.Namespace) -> int:
 
         inbox = SignalInbox()
         inbox.install()
-    from outage_sentinel.topology import TopologyError, load_bundle
+    from outage_sentinel.assembly import configured_bundle
+    from outage_sentinel.topology import TopologyError
 
     config = config_from_args(args)
     if config is None:
@@ -222,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
     if _stopped_during_startup(inbox, "config"):
         return EXIT_OK
     try:
-        topology = load_bundle(config.topology)
+        topology = configured_bundle(config)
     except TopologyError as exc:
         print(redact(f"error: {config.topology}: {exc}"), file=sys.stderr)
         return EXIT_TOPOLOGY
@@ -291,14 +293,15 @@ ROBOT_TYPES = ("wecom", "dingtalk", "feishu")
 def collect_problems(config: Any) -> list[str]:
     """Cross-checks between config and topology that neither can do alone, and every notice
     template rendered: ``file:row (who): what`` lines."""
+    from outage_sentinel.assembly import configured_bundle
     from outage_sentinel.config import MqttSourceConfig, ReplaySourceConfig
     from outage_sentinel.sources.mqtt import tls_problem
     from outage_sentinel.template_check import template_problems
-    from outage_sentinel.topology import TopologyError, load_bundle
+    from outage_sentinel.topology import TopologyError
 
     problems: list[str] = []
     try:
-        topology = load_bundle(config.topology)
+        topology = configured_bundle(config)
     except TopologyError as exc:
         problems += [f"{config.topology}/{p}" for p in exc.problems]
     else:

@@ -90,10 +90,11 @@ def _update(verb: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve_board(args: argparse.Namespace, config: Any, topology: Any, store: Any) -> int:
+    from outage_sentinel.assembly import configured_bundle
     from outage_sentinel.board.serve import build, check_port, first_admin, serve
     from outage_sentinel.logs import configure, get_logger, redact
     from outage_sentinel.region import RegionError, region_feeders
-    from outage_sentinel.topology import TopologyError, load_bundle
+    from outage_sentinel.topology import TopologyError
 
     configure(config.log.level, config.log.format, config.log.file)
     settings = config.board.model_copy(update={
@@ -111,7 +112,7 @@ def serve_board(args: argparse.Namespace, config: Any, topology: Any, store: Any
         region's substations or feeders (refused as the daemon refuses it). The board's
         actions run on the new one from their next request (``build``'s core follows it)."""
         try:
-            loaded = load_bundle(config.topology)
+            loaded = configured_bundle(config)
             region_feeders(config.region, loaded)
         except RegionError as exc:
             log.error("topology_reload_refused", topology=str(config.topology),
