@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -1038,6 +1039,10 @@ class LocalisationConfig(Strict):
 class Config(Strict):
     """The whole configuration file."""
 
+    #: Key paths of the secrets written in the file itself, not taken from the environment
+    #: (:meth:`literal_secrets`).
+    _literal: tuple[str, ...] = PrivateAttr(default=())
+
     state_dir: Path = Path("state")
     timezone: str = "Asia/Shanghai"
     topology: Path = Path("topology")
@@ -1112,6 +1117,11 @@ class Config(Strict):
         if self.region.name == "default" and self.ha.region is not None:
             return self.ha.region
         return self.region.name
+
+    def literal_secrets(self) -> tuple[str, ...]:
+        """Key paths of the secrets (credentials, keys, a database password) written in the
+        config file itself rather than as ``${VAR}`` from the environment."""
+        return self._literal
 
     def failover_note(self) -> str | None:
         """Why a standby may take longer than two poll intervals of a source to take over (the
@@ -1259,11 +1269,46 @@ def parse_config(data: Any, path: str = "<config>", env: Mapping[str, str] | Non
         raise ConfigError(path, problems) from None
     except RecursionError:
         raise ConfigError(path, ["<root>: nested too deeply"]) from None
+    config._literal = literal_secret_paths(config, used)
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
     if config.localisation.params_file is not None:
         config = _with_params_file(config, config.localisation.params_file)
     return config
+
+
+def literal_secret_paths(config: Config, from_env: set[str]) -> tuple[str, ...]:
+    """The key paths of ``config``'s secrets whose value is not one the environment gave
+    (``from_env``): a ``SecretStr`` field, and the password of ``database.url``."""
+    found: list[str] = []
+    stack: list[tuple[str, Any]] = [("", config)]
+    while stack:
+        where, value = stack.pop()
+        if where == "database.url":  # a URL: only its password is a secret
+            continue
+        if isinstance(value, SecretStr):
+            secret = value.get_secret_value()
+            if secret and secret not in from_env:
+                found.append(where)
+        elif isinstance(value, BaseModel):
+            stack += [(f"{where}.{k}".lstrip("."), getattr(value, k))
+                      for k in type(value).model_fields]
+        elif isinstance(value, dict):
+            stack += [(f"{where}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            stack += [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    url = config.database.url.get_secret_value() if config.database.url else ""
+    if (password := url_password(url)) and password not in from_env:
+        found.append("database.url")
+    return tuple(sorted(found))
+
+
+def url_password(url: str) -> str:
+    """The password in a URL's ``user:password@`` part, or ""."""
+    auth = url.split("//", 1)[-1].split("@", 1)
+    if len(auth) < 2 or ":" not in auth[0]:
+        return ""
+    return auth[0].split(":", 1)[1]
 
 
 def _with_params_file(config: Config, path: Path) -> Config:

@@ -199,9 +199,17 @@ def topology_from_config(config: Any) -> Any:
 
 
 def _setup_logging(config: Any) -> None:
-    from outage_sentinel.logs import configure
+    from outage_sentinel.logs import configure, get_logger
 
     configure(config.log.level, config.log.format, config.log.file)
+    if literal := config.literal_secrets():  # the key paths only, never the values
+        get_logger(component="config").warning("config_secret_literal", keys=list(literal),
+                                               hint=LITERAL_SECRET_HINT)
+
+
+#: What to do about a secret written in the config file.
+LITERAL_SECRET_HINT = ("a secret written in the config file itself; give it as ${VAR} from the "
+                       "environment (under systemd: /etc/outage-sentinel/env)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -483,8 +491,9 @@ def _check(args: argparse.Namespace) -> int:
     failover = [n for n in (config.failover_note(),) if n]
     bundle = list(dict.fromkeys(f"{config.topology}/{w.message}" for w in caught
                                 if issubclass(w.category, TopologyWarning)))
+    literal = [f"{key}: {LITERAL_SECRET_HINT}" for key in config.literal_secrets()]
     for note in [*bundle, *sms_template_notes(config)[1], *unused_key_notes(config),
-                 *failover]:
+                 *failover, *literal]:
         print(f"note: {note}")
     print(f"ok: {args.config} and topology {config.topology} are valid")
     return EXIT_OK
