@@ -113,24 +113,50 @@ def redact(text: str) -> str:
     return mask_phones(redact_secrets(text))
 
 
+def escape_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate written as its escape (``\\udcb5``): a GBK file
+    name read on a UTF-8 host, a JSON ``"\\ud800"``. UTF-8 cannot encode one, and a log line
+    holding one made the log call itself raise."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return escape_surrogates(redact(value))
     if isinstance(value, int) and not isinstance(value, bool) and PHONE.fullmatch(str(value)):
         return mask_phones(str(value))  # a phone number that arrived as a number
     if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     if isinstance(value, BaseException):
-        return redact(f"{type(value).__name__}: {value}")
+        return _scrub(f"{type(value).__name__}: {value}")
     return value
 
 
 def scrub_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
                     ) -> MutableMapping[str, Any]:
-    """structlog processor: mask phones and secrets in every value."""
-    return {k: _scrub(v) for k, v in event_dict.items()}
+    """structlog processor: mask phones and secrets in every value, escape lone surrogates."""
+    return {escape_surrogates(k): _scrub(v) for k, v in event_dict.items()}
+
+
+class SafePrintLogger(structlog.PrintLogger):
+    """structlog's printer, except that a line it cannot write (a closed stream, a full disk)
+    is dropped, not raised into the caller: a poll or a send never fails for its log line
+    (the standard library's handlers behave so too)."""
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except Exception:  # noqa: S110 (nowhere left to say it)
+            pass
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
 
 def capture_warnings() -> None:
@@ -147,7 +173,10 @@ def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
     out: TextIO = stream or sys.stderr
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        out = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives with process
+        # backslashreplace, as Python's own stderr: nothing written may raise (lone surrogates
+        # are escaped by scrub_processor already; this is for anything that slips past it).
+        out = open(file, "a", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                   buffering=1)  # lives with the process
     renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
     shared: list[Any] = [
@@ -183,7 +212,7 @@ def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=lambda *_args: SafePrintLogger(out),
         cache_logger_on_first_use=False,
     )
 

@@ -25,6 +25,10 @@ from prometheus_client.process_collector import ProcessCollector
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LOCALISE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
+#: Every ``result`` of ``notifications_total``. A dead letter is ``dead`` (given up on by age,
+#: unsure twice, no such channel) or ``permanent`` (refused for good, dead-lettered at once).
+NOTIFICATION_RESULTS = ("delivered", "retry", "uncertain", "permanent", "dead", "dry_run",
+                        "rate_limited", "silenced", "superseded")
 
 
 class Metrics:
@@ -107,8 +111,8 @@ class Metrics:
         self.notifications = Counter(p + "notifications_total",
                                      "Delivery attempts by channel and result (delivered, "
                                      "retry, uncertain: a send whose outcome is unknown, "
-                                     "permanent, dead, dry_run, rate_limited, silenced, "
-                                     "superseded)",
+                                     "permanent: refused, dead-lettered; dead, dry_run, "
+                                     "rate_limited, silenced, superseded)",
                                      ["channel", "result"], registry=r)
         self.outbox_backlog = Gauge(p + "outbox_backlog_messages",
                                     "Messages waiting in the outbox (pending or in flight)",
@@ -119,9 +123,10 @@ class Metrics:
         self.localise_duration = Histogram(p + "localisation_duration_seconds",
                                            "Time to estimate an incident's fault point",
                                            buckets=LOCALISE_BUCKETS, registry=r)
+        # Not ``job``: Prometheus would scrape a metric's own job label as exported_job.
         self.job_missed = Counter(p + "scheduler_jobs_missed_total",
                                   "Scheduled runs skipped because the previous one overran",
-                                  ["job"], registry=r)
+                                  ["job_name"], registry=r)
         self.ami_observations = Counter(p + "ami_observations_total",
                                         "AMI meter/terminal reports screened", registry=r)
         self.ami_momentary = Counter(p + "ami_momentary_total",
@@ -134,6 +139,14 @@ class Metrics:
             p + "ami_unknown_device_reports_total", "AMI reports from meters or terminals in "
             "no transformer area (not in meters.csv; kept under unknown_devices: keep, they "
             "count toward no outage)", ["source"], registry=r)
+
+    def create_channel_series(self, channels: Iterable[str]) -> None:
+        """Export ``notifications_total`` at 0 for every channel x result: a series' first
+        sample is invisible to ``increase()``, so the first dead letter of a channel after a
+        start would not alert if its series were born at 1."""
+        for channel in channels:
+            for result in NOTIFICATION_RESULTS:
+                self.notifications.labels(channel, result)
 
     def serve(self, host: str, port: int,
               ready: Callable[[], str | None] = lambda: None) -> WSGIServer:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any, Protocol
+from wsgiref.simple_server import WSGIServer
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -21,6 +22,7 @@ from apscheduler.events import (
     EVENT_JOB_MISSED,
     JobExecutionEvent,
 )
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from outage_sentinel.config import Config
@@ -77,17 +79,20 @@ class MetricsPortError(Exception):
 
 
 def serve_metrics(config: Config, metrics: Metrics, log: Any,
-                  ready: Callable[[], str | None] = lambda: None) -> None:
-    """Start the metrics endpoint (with ``/healthz`` and ``/readyz``) if enabled;
+                  ready: Callable[[], str | None] = lambda: None) -> WSGIServer | None:
+    """Start the metrics endpoint (with ``/healthz`` and ``/readyz``) if enabled, every
+    configured channel's notification series at 0 from its first scrape; the server, or
     :class:`MetricsPortError` if it cannot listen."""
     if not config.metrics.enabled:
-        return
+        return None
+    metrics.create_channel_series(config.channels)
     host, port = config.metrics.host, config.metrics.port
     try:
-        metrics.serve(host, port, ready)
+        server = metrics.serve(host, port, ready)
     except OSError as exc:  # in use, or an address this host does not have
         raise MetricsPortError(host, port, exc.strerror or str(exc)) from None
     log.info("metrics_listening", host=host, port=port)
+    return server
 
 
 class DatabaseWatch:
@@ -120,26 +125,50 @@ class DatabaseWatch:
         return False
 
 
+#: Jobs with a thread of their own, never held up by the others (a feed hanging until its
+#: timeout): the heartbeat (systemd's watchdog is fed only while it runs), the lease (a leader
+#: that does not renew it is deposed) and the delivery.
+OWN_POOL_JOBS = ("heartbeat", "lease", "deliver")
+#: Threads of the shared pool beyond one for each job on it.
+POOL_MARGIN = 2
+
+
+class SizedScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler is untyped
+    """A scheduler whose shared pool, made as it starts, has a thread for every job on it
+    plus :data:`POOL_MARGIN`: each job runs at most once at a time, so however many sources
+    hang, none waits for a thread (APScheduler's default pool has ten, however many jobs)."""
+
+    def start(self, paused: bool = False) -> None:
+        shared = sum(1 for job in self.get_jobs() if job.executor == "default")
+        self.add_executor(ThreadPoolExecutor(shared + POOL_MARGIN), "default")
+        super().start(paused)
+
+
 @dataclass
 class Schedule:
     """The daemon's jobs, each at most once at a time (an overrunning poll is skipped and
-    counted, not piled up); skipped and failed jobs are counted and logged."""
+    counted, not piled up); skipped and failed jobs are counted and logged. The jobs of
+    :data:`OWN_POOL_JOBS` each have a thread of their own; the others share a pool with a
+    thread for each."""
 
     metrics: Metrics
     log: Any
     now: datetime
-    scheduler: BackgroundScheduler = field(default_factory=lambda: BackgroundScheduler(
+    scheduler: BackgroundScheduler = field(default_factory=lambda: SizedScheduler(
         timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}))
 
     def __post_init__(self) -> None:
         self.scheduler.add_listener(
             self.on_job_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
+        for job_id in OWN_POOL_JOBS:  # threads start only once a job runs there
+            self.scheduler.add_executor(ThreadPoolExecutor(1), job_id)
 
     def every(self, fn: Callable[..., None], seconds: float, job_id: str, grace: float = 30,
               args: list[Any] | None = None) -> None:
         """Run ``fn`` now and every ``seconds``."""
         self.scheduler.add_job(fn, "interval", seconds=seconds, args=args or [], id=job_id,
-                               next_run_time=self.now, misfire_grace_time=max(1, int(grace)))
+                               next_run_time=self.now, misfire_grace_time=max(1, int(grace)),
+                               executor=job_id if job_id in OWN_POOL_JOBS else "default")
 
     def daily(self, fn: Callable[[], None], at: str, tz: tzinfo, job_id: str) -> None:
         """Run ``fn`` every day at local ``HH:MM``."""
