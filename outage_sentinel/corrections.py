@@ -45,11 +45,20 @@ def _revised(before: Incident, after: Incident, now: datetime) -> Incident:
     return replace(after, revision=before.revision + 1, updated_at=now)
 
 
+#: How far in the past an expected restoration time set may be (the minute being typed).
+ETR_LEEWAY = timedelta(minutes=1)
+
+
+def etr_passed(etr: datetime, now: datetime) -> bool:
+    """Whether ``etr`` has passed at ``now``: no expected restoration time to set."""
+    return etr <= now - ETR_LEEWAY
+
+
 def set_etr(inc: Incident, etr: datetime, now: datetime) -> Incident:
     """``inc`` with the command centre's expected restoration time, which wins over the
     sources' from now on."""
     _open(inc, "set the expected restoration time of")
-    if etr <= now - timedelta(minutes=1):
+    if etr_passed(etr, now):
         raise CorrectionError(f"the expected restoration time {etr.isoformat()} has passed")
     if etr < inc.start:
         raise CorrectionError("the expected restoration time is before the outage started")

@@ -7,9 +7,11 @@ retry — as the board's buttons and the CLI's ``outbox`` verbs take it (one cod
   message to its recipient.
 * **release**: a held message is due again now; **retry**: a dead or silenced one is sent
   again with a fresh count of attempts. Both are refused for a message the incident has moved
-  past unless forced (:mod:`outage_sentinel.resend`), and both send to the recipient's address
-  in the contact directory now (a liaison's number fixed since), or refuse when the
-  directory no longer has the recipient.
+  past unless forced (:mod:`outage_sentinel.resend`), and for one a silence in force would
+  mute again at once (the deliverer would, and nothing would go) unless forced: forced, it is
+  marked as sent on past that silence, which then mutes it no more. Both send to the
+  recipient's address in the contact directory now (a liaison's number fixed since), or
+  refuse when the directory no longer has the recipient.
 
 A message being sent (``inflight``) is left to its send: the store changes a message only from
 the statuses an action allows, in the statement that changes it, so the deliverer's claim and
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from outage_sentinel.config import Config
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.outgoing import Address
 from outage_sentinel.resend import GoneRecipient, current_address, stale_among
+from outage_sentinel.silencing import Silencing
 from outage_sentinel.store import OutboxRow, Store
 from outage_sentinel.store.outbox import CONTROLS
 from outage_sentinel.topology import Topology
@@ -67,6 +70,8 @@ class Vetted:
     unknown: list[int] = field(default_factory=list)
     addresses: dict[int, Address] = field(default_factory=dict)
     moved: dict[int, tuple[str, str]] = field(default_factory=dict)
+    #: Those sent on past the silences muting them (forced): id -> the silences' ids.
+    past_silences: dict[int, list[int]] = field(default_factory=dict)
 
     def problems(self) -> str:
         """The refusals in one line ("" if none)."""
@@ -103,14 +108,17 @@ def command_of(config: Config) -> tuple[str, str] | None:
 class OutboxControl:
     """The actions over one store; ``topology`` is read on every call (a reload swaps it,
     and with it the contact directory); ``command`` is the command centre's channel and
-    target in the config."""
+    target in the config; ``tz`` the time zone refusals give times in (``None``: UTC)."""
 
     def __init__(self, store: Store, topology: Callable[[], Topology],
-                 command: tuple[str, str] | None = None) -> None:
+                 command: tuple[str, str] | None = None, tz: tzinfo | None = None) -> None:
         self.store, self.topology, self.command = store, topology, command
+        self.silencing = Silencing(store, topology, tz)
 
-    def vet(self, action: str, ids: Sequence[int] | None, force: bool = False) -> Vetted:
-        """Which of ``ids`` (every dead letter for ``None``, retry only) ``action`` may take."""
+    def vet(self, action: str, ids: Sequence[int] | None, force: bool = False, *,
+            now: datetime) -> Vetted:
+        """Which of ``ids`` (every dead letter for ``None``, retry only) ``action`` may take
+        at ``now``."""
         allowed = RETRYABLE if action == "retry" else CONTROLS[action][0]
         rows = self.store.messages(status="dead") if ids is None \
             else self.store.messages(ids=list(ids))
@@ -124,11 +132,24 @@ class OutboxControl:
             stale = stale_among(self.store, self.topology(), [m.id for m in sending])
             out.refused.update({i: f"out of date ({why}); force resends it anyway"
                                 for i, why in stale.items()})
+        self._silenced([m for m in sending if m.id not in out.refused], force, now, out)
         for m in sending:
             if m.id not in out.refused:
                 self._address(m, out)
         out.ok = sorted(i for i in found if i not in out.refused)
         return out
+
+    def _silenced(self, sending: list[OutboxRow], force: bool, now: datetime,
+                  out: Vetted) -> None:
+        """Those of ``sending`` a silence in force would mute again at once: refused, naming
+        each such silence and its end, or (forced) noted in ``out`` to be sent on past them."""
+        for i, found in self.silencing.muting(sending, now).items():
+            if force:
+                out.past_silences[i] = [s.id for s in found]
+                continue
+            out.refused[i] = ", ".join(f"silence {s.id} in force until "
+                                       f"{self.silencing.shown(s.ends_at)}" for s in found) \
+                + ("; end it or --force" if len(found) == 1 else "; end them or --force")
 
     def _address(self, m: OutboxRow, out: Vetted) -> None:
         """Where ``m`` goes now, noted in ``out`` when it moved (or why it cannot go)."""
@@ -153,9 +174,11 @@ class OutboxControl:
         if not vetted.ok:
             return Done(action, [], {})
         if action == "retry":
-            done = self.store.requeue(vetted.ok, now, note, vetted.addresses)
+            done = self.store.requeue(vetted.ok, now, note, vetted.addresses,
+                                      vetted.past_silences)
         else:
-            done = self.store.control(vetted.ok, action, now, note, vetted.addresses)
+            done = self.store.control(vetted.ok, action, now, note, vetted.addresses,
+                                      vetted.past_silences)
         return Done(action, done, {i: m for i, m in vetted.moved.items() if i in done})
 
     def take_some(self, action: str, ids: Sequence[int] | None, actor: str, now: datetime,
@@ -163,7 +186,7 @@ class OutboxControl:
         """``action`` on those of ``ids`` that may take it (the command line's way, and the
         board's retry of every dead letter), and the rest in one line ("" if none): unknown,
         refused and why, or changed by someone else meanwhile."""
-        vetted = self.vet(action, ids, force)
+        vetted = self.vet(action, ids, force, now=now)
         done = self.apply(action, vetted, actor, now, reason)
         late = sorted(set(vetted.ok) - set(done.ids))
         return done, "; ".join(x for x in (
@@ -176,7 +199,7 @@ class OutboxControl:
         the deliverer claimed between the check and the change is named in the error."""
         if action == "withdraw" and not reason.strip():
             raise MissingReason("reason: say why the message is withdrawn")
-        vetted = self.vet(action, ids, force)
+        vetted = self.vet(action, ids, force, now=now)
         if vetted.unknown:
             raise UnknownMessages(vetted.problems())
         if vetted.refused:

@@ -8,12 +8,13 @@ special-care households unless forced, and gives the deliverer its muter.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from outage_sentinel.incidents import Incident
 from outage_sentinel.priority import special_care_customers
 from outage_sentinel.silences import MATCHERS, Matcher, Silence, addressed, matching
 from outage_sentinel.store import OutboxRow, Store
+from outage_sentinel.store.outbox import PAST_SILENCES
 from outage_sentinel.topology import Topology
 
 
@@ -31,10 +32,12 @@ class NoSuchSilence(SilenceError):
 
 
 class Silencing:
-    """Silences over one store; ``topology`` is read on every call (a reload swaps it)."""
+    """Silences over one store; ``topology`` is read on every call (a reload swaps it);
+    ``tz``: the time zone its refusals give times in (``None``: UTC, ISO)."""
 
-    def __init__(self, store: Store, topology: Callable[[], Topology]) -> None:
-        self.store, self.topology = store, topology
+    def __init__(self, store: Store, topology: Callable[[], Topology],
+                 tz: tzinfo | None = None) -> None:
+        self.store, self.topology, self.tz = store, topology, tz
 
     def has_care(self, village: str) -> bool:
         topo = self.topology()
@@ -42,19 +45,34 @@ class Silencing:
                    for t in topo.village_transformers(village))
 
     def muted(self, rows: Sequence[OutboxRow], now: datetime) -> dict[int, str]:
-        """The deliverer's muter: outbox id -> the silence muting it."""
+        """The deliverer's muter: outbox id -> the silence muting it. The silences the
+        command centre sent a message on past (a forced retry or release, kept in its payload:
+        :data:`~outage_sentinel.store.outbox.PAST_SILENCES`) mute it no more."""
+        return {i: s[0].label() for i, s in self.muting(rows, now, honour_forced=True).items()}
+
+    def muting(self, rows: Sequence[OutboxRow], now: datetime, honour_forced: bool = False
+               ) -> dict[int, list[Silence]]:
+        """Outbox id -> every silence that would mute it if it were sent at ``now``, the one
+        the deliverer names first (``honour_forced``: none it was sent on past, see
+        :meth:`muted`)."""
         holding = self.store.silences(holding_at=now)
         if not holding:
             return {}
         incidents = self.store.incident_addresses({r.incident_id for r in rows})
-        out: dict[int, str] = {}
+        out: dict[int, list[Silence]] = {}
         for row in rows:
             msg = addressed(row.audience, row.incident_id, row.payload,
                             incidents.get(row.incident_id))
-            s = matching(holding, msg, now, self.has_care)
-            if s is not None:
-                out[row.id] = s.label()
+            past = set((row.payload or {}).get(PAST_SILENCES) or ()) if honour_forced else set()
+            found = [h for h in holding if h.id not in past
+                     and matching([h], msg, now, self.has_care) is not None]
+            if found:
+                out[row.id] = found
         return out
+
+    def shown(self, at: datetime) -> str:
+        """A time as this silencing's refusals say it (local, or UTC ISO with no zone)."""
+        return at.isoformat() if self.tz is None else f"{at.astimezone(self.tz):%Y-%m-%d %H:%M}"
 
     def add(self, matcher: str, value: str, until: datetime, reason: str, actor: str,
             now: datetime, force: bool = False) -> Silence:
@@ -64,7 +82,7 @@ class Silencing:
         if not reason.strip():
             raise SilenceInputError("a silence needs a reason (--reason)")
         if until <= now:
-            raise SilenceInputError(f"--until {until.isoformat()} has passed")
+            raise SilenceInputError(f"--until {self.shown(until)} has passed")
         self._known(matcher, value)
         kind: Matcher = matcher  # checked above
         silence = Silence(0, kind, value, now, until, reason.strip(), actor, force)

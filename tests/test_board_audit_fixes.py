@@ -36,6 +36,9 @@ from outage_sentinel.store.schema import outbox_t
 from outage_sentinel.topology import Topology, load_bundle
 from tests.e2e_helpers import sign_in_form
 from tests.test_board_app import PASSWORD, Clock, post, signed_in
+from tests.test_board_page import served as served  # noqa: F401  (the fixture)
+from tests.test_board_page import sign_in as page_sign_in
+from tests.test_board_page import tile_server as tile_server  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A whole mainland mobile number.
@@ -344,8 +347,8 @@ def test_the_boards_refusals_name_its_fields_with_the_right_status(env: Env) -> 
     r = post(client, csrf, "/api/silences", {"matcher": "feeder", "value": "CG01",
                                              "until": past.strftime("%Y-%m-%d %H:%M"),
                                              "reason": "检修"})
-    assert (r.status_code, r.json()["error"]) == (
-        400, f"until: {past.astimezone(UTC).isoformat()} has passed")
+    assert (r.status_code, r.json()["error"]) == (  # the local time typed (it was UTC ISO)
+        400, f"until: {past.strftime('%Y-%m-%d %H:%M')} has passed")
     entries = [a for a in store.audit_trail(10) if a["action"] in ("restore", "silence")]
     assert all("--" not in a["detail"] for a in entries) and len(entries) == 2
 
@@ -379,3 +382,353 @@ def test_a_wrong_current_password_is_audited_and_throttled_like_a_sign_in(env: E
     clock.now += timedelta(minutes=6)
     r = post(client, csrf, "/api/password", {**change, "current": PASSWORD})
     assert r.status_code == 200, r.text
+
+
+# == the second audit ===========================================================================
+# A silenced notice retried while its silence holds; the live stream and the outbox's status
+# changes; a released notice's age; deadlines only where a crew is held to one; times in local
+# time; a storm request without ``declare``; unknown keys; forcing from the page; CSRF
+# refusals audited; ``--force`` named as the board's field.
+
+
+def file_channels(path: Path) -> dict[str, Any]:
+    from outage_sentinel.channels.file import FileChannel
+
+    return {n: FileChannel(n, path=path) for n in ("wecom", "dingtalk", "feishu", "sms")}
+
+
+def refused_channels() -> dict[str, Any]:
+    """Every channel a webhook to a local port nothing listens on: each send fails (and is
+    retried, or dead-lettered once too old)."""
+    from outage_sentinel.channels.webhook import WebhookChannel
+    from tests.e2e_helpers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/hook/{{target}}"
+    return {n: WebhookChannel(n, url=url, timeout=2.0)
+            for n in ("wecom", "dingtalk", "feishu", "sms")}
+
+
+def deliverer_of(board: Board, store: Store, demo: Topology, channels: dict[str, Any]) -> Any:
+    """The daemon's deliverer over the board's store: its retry policy, its silences."""
+    from outage_sentinel.delivery import Deliverer
+    from outage_sentinel.metrics import Metrics
+    from outage_sentinel.retry import RetryPolicy
+    from outage_sentinel.silencing import Silencing
+
+    config = load_config(ROOT / "config.yaml")
+    return Deliverer(store, channels, RetryPolicy.from_config(config.delivery.retry), Metrics(),
+                     tz=TZ, muter=Silencing(store, lambda: demo), rand=lambda: 0.5)
+
+
+def silenced_notice(env: Env, demo: Topology, tmp_path: Path) -> tuple[TestClient, str, int,
+                                                                        int, Any]:
+    """An incident silenced (till tomorrow) and one of its notices muted by the deliverer:
+    the client, its token, the notice, the silence and the deliverer."""
+    app, store, clock, board = env
+    client, csrf = signed_in(app, "ops")
+    iid = open_village(client, csrf)
+    until = (clock() + timedelta(days=1)).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+    r = post(client, csrf, "/api/silences", {"matcher": "incident", "value": iid,
+                                             "until": until, "reason": "村里要求", "force": True})
+    assert r.status_code == 200, r.text
+    deliver = deliverer_of(board, store, demo, file_channels(tmp_path / "sent.jsonl"))
+    deliver.run_once(clock())
+    muted = [m for m in store.messages(incident_id=iid) if m.status == "silenced"]
+    assert muted, [(m.id, m.status, m.audience) for m in store.messages(incident_id=iid)]
+    (silence,) = store.silences(holding_at=clock())
+    return client, csrf, muted[0].id, silence.id, deliver
+
+
+def test_a_silenced_notice_retried_while_its_silence_holds_is_refused_unless_forced(
+        env: Env, demo: Topology, tmp_path: Path) -> None:
+    """It was answered "requeued" and muted again at the next delivery, never sent."""
+    _app, store, clock, _board = env
+    client, csrf, mid, sid, deliver = silenced_notice(env, demo, tmp_path)
+    (silence,) = store.silences(holding_at=clock())
+    end = silence.ends_at.astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [mid]})
+    assert r.status_code == 409, r.text
+    assert f"silence {sid} in force until {end}; end it or force" in r.json()["error"]
+    assert "--force" not in r.json()["error"]
+    assert store.messages(ids=[mid])[0].status == "silenced"
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [mid], "force": True})
+    assert r.status_code == 200, r.text
+    clock.now += timedelta(seconds=1)
+    deliver.run_once(clock())
+    assert store.messages(ids=[mid])[0].status == "sent"  # not muted again
+
+
+def test_a_forced_retry_past_a_silence_is_for_that_retry_only(
+        env: Env, demo: Topology, tmp_path: Path) -> None:
+    """Withdrawn and retried again later, without force, the silence decides again."""
+    _app, store, clock, _board = env
+    client, csrf, mid, sid, deliver = silenced_notice(env, demo, tmp_path)
+    assert post(client, csrf, "/api/outbox/retry", {"ids": [mid], "force": True}
+                ).status_code == 200
+    # Dead before it went (a failing group), then retried without force: refused again.
+    kill_every_message(store, clock(), "HTTP 500")
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [mid]})
+    assert r.status_code == 409 and f"silence {sid} in force" in r.json()["error"], r.text
+    # Once the silence is ended, a plain retry goes (and is not muted).
+    assert post(client, csrf, "/api/silences", {"expire": sid}).status_code == 200
+    assert post(client, csrf, "/api/outbox/retry", {"ids": [mid]}).status_code == 200
+    clock.now += timedelta(seconds=1)
+    deliver.run_once(clock())
+    assert store.messages(ids=[mid])[0].status == "sent"
+
+
+def test_a_retry_forced_past_two_silences_goes_past_both(
+        env: Env, demo: Topology, tmp_path: Path) -> None:
+    _app, store, clock, _board = env
+    client, csrf, mid, sid, deliver = silenced_notice(env, demo, tmp_path)
+    until = (clock() + timedelta(hours=5)).astimezone(TZ)
+    r = post(client, csrf, "/api/silences", {"matcher": "village", "value": "V003",
+                                             "until": until.strftime("%Y-%m-%d %H:%M"),
+                                             "reason": "检修", "force": True})
+    assert r.status_code == 200, r.text
+    other = next(s.id for s in store.silences(holding_at=clock()) if s.id != sid)
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [mid]})
+    said = r.json()["error"]
+    assert r.status_code == 409 and said.endswith("; end them or force"), r.text
+    assert f"silence {other} in force until {until:%Y-%m-%d %H:%M}" in said
+    assert f"silence {sid} in force until " in said
+    assert post(client, csrf, "/api/outbox/retry", {"ids": [mid], "force": True}
+                ).status_code == 200
+    clock.now += timedelta(seconds=1)
+    deliver.run_once(clock())
+    assert store.messages(ids=[mid])[0].status == "sent"
+
+
+def test_the_live_stream_sees_every_status_change_of_the_outbox(env: Env, demo: Topology
+                                                              ) -> None:
+    """Hold, release, withdraw, retry and a dead letter change no row count and no sent count:
+    another page never heard of them."""
+    app, store, clock, board = env
+    client, csrf = signed_in(app, "ops")
+    iid = open_village(client, csrf)
+    # A care list (a liaison's outage notice is out of date once its care list is queued),
+    # and the crew's orders (the care lists wait for the outage notices they follow).
+    first = next(m.id for m in store.messages(incident_id=iid) if m.purpose == "care")
+    second = next(m.id for m in store.messages(incident_id=iid) if m.purpose == "dispatch")
+    seen = [store.change_marker()]
+
+    def moved() -> bool:
+        seen.append(store.change_marker())
+        return seen[-1] != seen[-2]
+
+    for action, body in (("hold", {"ids": [first], "reason": "先核实"}),
+                         ("release", {"ids": [first]}),
+                         ("withdraw", {"ids": [first], "reason": "错村"})):
+        r = post(client, csrf, f"/api/outbox/{action}", body)
+        assert r.status_code == 200, (action, r.text)
+        assert moved(), action
+    clock.now += timedelta(hours=7)  # past delivery.retry.max_age_seconds: the first failure kills
+    deliverer_of(board, store, demo, refused_channels()).run_once(clock())
+    assert store.messages(ids=[second])[0].status == "dead"
+    assert moved(), "dead letter"
+    r = post(client, csrf, "/api/outbox/retry", {"ids": [second]})
+    assert r.status_code == 200, r.text
+    assert moved(), "retry"
+
+
+def test_a_released_notice_gets_its_own_retry_window(env: Env, demo: Topology) -> None:
+    """Held for longer than delivery.retry.max_age_seconds and released: its first failure
+    dead-lettered it (the hold counted as time failing), unlike a retry."""
+    app, store, clock, board = env
+    client, csrf = signed_in(app, "ops")
+    iid = open_village(client, csrf)
+    mid = next(m.id for m in store.messages(incident_id=iid) if m.purpose == "dispatch")
+    assert post(client, csrf, "/api/outbox/hold", {"ids": [mid], "reason": "先核实"}
+                ).status_code == 200
+    clock.now += timedelta(hours=7)
+    assert post(client, csrf, "/api/outbox/release", {"ids": [mid]}).status_code == 200
+    assert store.messages(ids=[mid])[0].age_from == clock.now
+    deliverer_of(board, store, demo, refused_channels()).run_once(clock())
+    m = store.messages(ids=[mid])[0]
+    assert (m.status, m.attempts) == ("pending", 1), (m.status, m.last_error)
+
+
+def ingest_planned(board: Board, store: Store, now: datetime) -> str:
+    from outage_sentinel.events import OutageEvent, PollResult
+
+    store.ingest("feed", PollResult(events=[OutageEvent(
+        source="feed", event_id="P1", kind="planned", status="active",
+        start=now + timedelta(days=1), expected_restoration=now + timedelta(days=1, hours=4),
+        feeder="CG05", device="SW-CG05-1", transformers=("T-CG05-011", "T-CG05-012"),
+        area_text="城关镇谢官庄村部分区域", cause="计划检修")]), now)
+    board.actions.core.processor.process(now)
+    (row,) = [r for r in store.load_incidents(open_only=True) if r["kind"] == "planned"]
+    return str(row["id"])
+
+
+def test_planned_work_counts_down_to_no_arrival_deadline(env: Env) -> None:
+    """Planned for tomorrow, it showed a crew's arrival deadline, red (超时) two hours on."""
+    app, store, clock, board = env
+    client, _csrf = signed_in(app, "ops")
+    iid = ingest_planned(board, store, clock())
+    clock.now += timedelta(hours=2)
+    (card,) = [c for c in client.get("/api/overview").json()["planned"] if c["id"] == iid]
+    assert (card["deadline"], card["deadline_local"], card["deadline_area"]) == (None, None, None)
+    assert card["deadline_state"] != "red"
+    detail = client.get(f"/api/incidents/{iid}").json()
+    assert detail["deadline"] is None and detail["deadline_state"] != "red"
+
+
+def test_a_cancelled_fault_counts_down_to_no_arrival_deadline(env: Env) -> None:
+    """A false alarm, the crew stood down: its page showed the deadline missed, red."""
+    app, _store, clock, _board = env
+    client, csrf = signed_in(app, "ops")
+    iid = open_village(client, csrf)
+    assert client.get(f"/api/incidents/{iid}").json()["deadline"]  # a fault: held to one
+    assert post(client, csrf, f"/api/incidents/{iid}/cancel", {"reason": "误报"}
+                ).status_code == 200
+    clock.now += timedelta(hours=3)
+    detail = client.get(f"/api/incidents/{iid}").json()
+    assert detail["stage"] == "cancelled"
+    assert (detail["deadline"], detail["deadline_state"]) == (None, "ok")
+
+
+def test_the_timeline_shows_times_in_local_time_and_rounded_numbers(env: Env) -> None:
+    app, _store, clock, _board = env
+    client, csrf = signed_in(app, "ops")
+    iid = open_village(client, csrf)
+    assert post(client, csrf, f"/api/incidents/{iid}/dispatch", {}).status_code == 200
+    etr = (clock() + timedelta(days=1)).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+    assert post(client, csrf, f"/api/incidents/{iid}/etr", {"time": etr}).status_code == 200
+    timeline = client.get(f"/api/incidents/{iid}").json()["timeline"]
+    said = {e["stage"]: e["details"] for e in timeline}
+    assert said["etr_set"] == f"etr: {etr}"
+    assert not any(re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", e["details"]) for e in timeline), \
+        said
+    km = re.search(r"distance_km: ([\d.]+)", said["dispatched"])
+    assert km is not None and len(km.group(1).partition(".")[2]) <= 1, said["dispatched"]
+
+
+def test_a_past_etr_or_silence_end_is_a_bad_value_in_the_time_typed(env: Env) -> None:
+    """A past ETR was a 409 (a past ``at`` a 400), and both echoed the time in UTC ISO."""
+    app, _store, clock, _board = env
+    client, csrf = signed_in(app, "ops")
+    iid = open_village(client, csrf)
+    past = (clock() - timedelta(days=1)).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+    r = post(client, csrf, f"/api/incidents/{iid}/etr", {"time": past})
+    assert (r.status_code, r.json()["error"]) == (400, f"time: {past} has passed")
+    r = post(client, csrf, "/api/silences", {"matcher": "feeder", "value": "CG01",
+                                             "until": past, "reason": "检修"})
+    assert (r.status_code, r.json()["error"]) == (400, f"until: {past} has passed")
+
+
+def test_a_storm_request_without_declare_changes_nothing(env: Env) -> None:
+    app, store, clock, _board = env
+    client, csrf = signed_in(app, "ops")
+    assert post(client, csrf, "/api/storm", {"declare": True, "hours": 6}).status_code == 200
+    for body in ({}, {"hours": 12}):
+        r = post(client, csrf, "/api/storm", body)
+        assert r.status_code == 400 and r.json()["error"].startswith("declare: "), r.text
+    from outage_sentinel.triage import STORM_KEY, storm_declared
+    assert storm_declared(store.kv_get(STORM_KEY), clock())
+
+
+def test_an_unknown_key_in_an_action_is_refused_naming_it(env: Env) -> None:
+    """A close-out posted with ``devices`` (the correction's key) closed without the device."""
+    app, store, clock, _board = env
+    client, csrf = signed_in(app, "ops")
+    iid = open_village(client, csrf)
+    clock.now += timedelta(minutes=5)
+    assert post(client, csrf, f"/api/incidents/{iid}/restore", {}).status_code == 200
+    r = post(client, csrf, f"/api/incidents/{iid}/close",
+             {"cause": "设备故障", "devices": "FU-CG05-01", "note": "换保险"})
+    assert r.status_code == 400 and r.json()["error"].startswith("devices: unknown field"), \
+        r.text
+    assert "device" in r.json()["error"].partition("(")[2]  # the fields it takes
+    assert store.get_incident(iid)["stage"] != "closed"  # type: ignore[index]
+    r = post(client, csrf, "/api/storm", {"declared": True})
+    assert r.status_code == 400 and r.json()["error"].startswith("declared: unknown field")
+    r = post(client, csrf, "/api/outbox/hold", {"ids": [1], "reason": "x", "force": True})
+    assert r.status_code == 400 and r.json()["error"].startswith("force: unknown field")
+
+
+#: Every body the board's page posts (board.js), by action: each is taken.
+PAGE_BODIES: dict[str, list[dict[str, Any]]] = {
+    "open": [{"feeder": "", "transformers": "V003", "caller": ""}],
+    "storm": [{"declare": True}],
+    "silence": [{"matcher": "feeder", "value": "CG01", "until": "2099-01-01 08:00",
+                 "reason": "检修", "force": False}, {"expire": 1}],
+    "retry": [{"ids": [1], "partial": True}, {"ids": [1], "force": True}],
+    "release": [{"ids": [1], "force": False}],
+    "hold": [{"ids": [1], "reason": ""}], "withdraw": [{"ids": [1], "reason": "x"}],
+    "ack": [{"note": ""}], "dispatch": [{"crew": "", "note": ""}], "arrive": [{"note": ""}],
+    "restore": [{"transformers": ["T1"], "note": ""}],
+    "scope": [{"remove": ["T1"], "note": ""}, {"add": "T1", "note": ""}],
+    "device": [{"devices": "D1", "note": ""}, {"clear": True, "note": ""}],
+    "etr": [{"time": "2099-01-01 08:00", "note": ""}, {"clear": True, "note": ""}],
+    "cancel": [{"reason": "x"}], "reopen": [{"transformers": ["T1"], "note": ""}],
+    "close": [{"cause": "x", "device": "D1", "note": "", "unconfirmed_ok": True},
+              {"cause": "x", "device": "D1", "note": "", "amend": True}],
+}
+
+
+def test_every_body_the_page_posts_has_only_keys_its_action_takes() -> None:
+    from outage_sentinel.board.actions import unknown_key
+
+    for action, bodies in PAGE_BODIES.items():
+        for body in bodies:
+            assert unknown_key(action, body) is None, (action, body)
+    script = (ROOT / "outage_sentinel" / "board" / "static" / "board.js").read_text("utf-8")
+    for key in re.findall(r"\b(\w+): [^,}]*\.(?:value|checked)\b", script):
+        assert any(key in b for bs in PAGE_BODIES.values() for b in bs) or key in (
+            "class", "id", "href", "name", "title", "placeholder", "type", "src"), key
+
+
+def test_csrf_refusals_are_audited(env: Env) -> None:
+    app, store, _clock, _board = env
+    client, csrf = signed_in(app, "ops")
+    r = client.post("/api/storm", json={"declare": True}, headers={"X-CSRF-Token": "forged"})
+    assert r.status_code == 403
+    assert client.post("/api/outbox/withdraw", json={"ids": [1], "reason": "x"}
+                       ).status_code == 403
+    assert client.post("/logout", data={"csrf": "forged"}).status_code == 403
+    denied = [(a["actor"], a["kind"], a["action"], a["detail"]) for a in store.audit_trail(10)
+              if a["kind"] == "denied"]
+    assert denied == [("ops", "denied", "/logout", "csrf"),
+                      ("ops", "denied", "/api/outbox/withdraw", "csrf"),
+                      ("ops", "denied", "/api/storm", "csrf")]
+
+
+def test_the_boards_refusals_name_force_as_its_field() -> None:
+    from outage_sentinel.board.actions import refusal
+    from outage_sentinel.silencing import SilenceError
+
+    said = refusal(SilenceError("open faults with special-care households in 马集村 would be "
+                                "silenced; they are never muted without --force"))
+    assert said.endswith("never muted without force")
+
+
+@pytest.mark.slow
+def test_the_page_forces_a_retry_the_refusal_says_force_sends(
+        browser: Any, served: tuple[str, Store, Any], tmp_path: Path) -> None:
+    """The refusal said "force" sends it anyway, but the page had no way to force."""
+    url, store, holder = served
+    board = holder["board"]
+    actions = board.actions
+    iid = actions.open_incident({"transformers": "V003"}, "board:ops")
+    until = (datetime.now(UTC) + timedelta(days=1)).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+    actions.silence({"matcher": "incident", "value": iid, "until": until, "reason": "村里要求",
+                     "force": True}, "board:ops")
+    deliver = deliverer_of(board, store, board.topology(), file_channels(tmp_path / "s.jsonl"))
+    deliver.run_once(datetime.now(UTC))
+    mid = next(m.id for m in store.messages(incident_id=iid) if m.status == "silenced")
+    page = page_sign_in(browser, url)
+    page.goto(f"{url}/#/incident/{iid}")
+    retry = f'button.retry[data-message="{mid}"]'
+    page.wait_for_selector(retry, timeout=10000)
+    page.click(retry)
+    page.wait_for_selector("#flash.bad", timeout=10000)
+    assert "end it or force" in (page.text_content("#flash") or "")
+    assert store.messages(ids=[mid])[0].status == "silenced"
+    page.check("#outbox-force")
+    page.click(retry)
+    page.wait_for_selector("#flash:not(.bad):not([hidden])", timeout=10000)
+    assert "requeued 1" in (page.text_content("#flash") or "")
+    m = store.messages(ids=[mid])[0]
+    assert m.status == "pending" and (m.payload or {}).get("past_silences")
+    page.context.close()

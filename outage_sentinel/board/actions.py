@@ -1,9 +1,10 @@
 """The board's buttons: each runs the very lifecycle step the operator verb runs (one code
 path for every actor), with the signed-in user as actor (``board:<name>``).
 
-An action takes the JSON body of the request; a missing or malformed field is a
-:class:`BadValue` naming it, and a step the incident's or the message's state refuses is the
-``LifecycleError`` (``OutboxError``, ``SilenceError``) the CLI prints too. The page is answered
+An action takes the JSON body of the request; a missing or malformed field, or one the
+action does not take (:data:`ACTION_FIELDS`), is a :class:`BadValue` naming it, and a step
+the incident's or the message's state refuses is the ``LifecycleError`` (``OutboxError``,
+``SilenceError``) the CLI prints too. The page is answered
 (:func:`http_status`) 404 for what names no incident, message, silence or action, 400 for a
 value that cannot be used whatever the state, 409 for a valid request the state refuses.
 Every action's audit entry carries the request's essential fields (:func:`request_fields`).
@@ -19,6 +20,7 @@ from typing import Any
 
 from outage_sentinel.assembly import Core
 from outage_sentinel.command_steps import CommandSteps, refs_of
+from outage_sentinel.corrections import etr_passed
 from outage_sentinel.events import EventError, parse_time
 from outage_sentinel.lifecycle import LifecycleError, StepInputError, UnknownIncident
 from outage_sentinel.logs import mask_phones
@@ -89,6 +91,9 @@ class Actions:
         return inc.id
 
     def storm(self, body: Mapping[str, Any], actor: str) -> str:
+        if body.get("declare") is None:  # never read as "end it": that changes the county's mode
+            raise BadValue("declare: required (true declares a storm, false ends the one "
+                           "declared)")
         declare = flag(body, "declare")
         hours = body.get("hours")
         if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int | float)):
@@ -248,7 +253,15 @@ def _etr(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
         if body.get("time") not in (None, ""):
             raise BadValue("time: none with clear (clear takes back the time set)")
         return a.steps.clear_etr(iid, actor, note)
-    return a.steps.etr(iid, text(body, "time"), actor, note)
+    when = text(body, "time")
+    try:
+        etr: datetime | None = parse_time(when, "time", a.tz)
+    except EventError:
+        etr = None  # the step refuses it, naming it
+    if etr is not None and etr_passed(etr, a.clock()):
+        # A bad value whatever the incident's state (as a future ``at`` is), in local time.
+        raise BadValue(f"time: {etr.astimezone(a.tz):%Y-%m-%d %H:%M} has passed")
+    return a.steps.etr(iid, when, actor, note)
 
 
 Step = Callable[[Actions, str, Mapping[str, Any], str], Any]
@@ -281,7 +294,7 @@ BAD_INPUT = (BadValue, StepInputError, EventError, MissingReason, SilenceInputEr
 #: passed``, ``a silence needs a reason (--reason)``), as the request fields the board takes.
 FLAG_FIELDS: Mapping[str, str] = {"--at": "at", "--until": "until", "--reason": "reason",
                                   "--cause": "cause", "--feeder": "feeder",
-                                  "--transformers": "transformers"}
+                                  "--transformers": "transformers", "--force": "force"}
 _FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)(?![\w-])")
 
 
@@ -327,6 +340,34 @@ REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
     "reopen": ("transformers", "note"),
     "close": ("cause", "device", "note", "amend", "unconfirmed_ok"),
 }
+
+
+#: The keys each action's body may hold: its fields and its flags (a reason kept with any
+#: outbox action; ``force`` only where it forces something). Any other is refused, named
+#: (:func:`check_keys`): a close-out posted with the correction's ``devices`` for its
+#: ``device`` closed with no device confirmed.
+ACTION_FIELDS: dict[str, tuple[str, ...]] = {
+    **REQUEST_FIELDS,
+    "retry": ("ids", "reason", "force", "partial"),
+    "release": ("ids", "reason", "force", "partial"),
+    "withdraw": ("ids", "reason", "partial"), "hold": ("ids", "reason", "partial"),
+}
+
+
+def unknown_key(action: str, body: Mapping[str, Any]) -> str | None:
+    """The first key of ``body`` that ``action`` does not take (None: none, or no such
+    action: that is refused as unknown)."""
+    fields = ACTION_FIELDS.get(action)
+    if fields is None:
+        return None
+    return next((k for k in sorted(body) if k not in fields), None)
+
+
+def check_keys(action: str, body: Mapping[str, Any]) -> None:
+    """:class:`BadValue` naming a key of ``body`` that ``action`` does not take."""
+    key = unknown_key(action, body)
+    if key is not None:
+        raise BadValue(f"{key}: unknown field (fields: {', '.join(ACTION_FIELDS[action])})")
 
 
 def request_fields(action: str, body: Mapping[str, Any]) -> dict[str, Any]:

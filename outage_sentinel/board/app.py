@@ -7,7 +7,8 @@ state-changing request also needs the session's CSRF token (``X-CSRF-Token`` hea
 ``csrf`` form field for the sign-out form), and signing in the token the sign-in page set
 (its form field and cookie); acting needs the operator or admin role. Every
 sign-in, failed sign-in (a wrong current password in a password change is one, throttled
-alike) and action is written to the audit table.
+alike), refusal (a role that may not, a missing or wrong CSRF token) and action is written to
+the audit table.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from outage_sentinel.board.actions import (
     USER_ERRORS,
     Actions,
     BadValue,
+    check_keys,
     http_status,
     refusal,
     request_fields,
@@ -61,6 +63,7 @@ from outage_sentinel.board.views import (
     Viewer,
     field_answers,
     field_photos,
+    held_to_deadline,
     incident_detail,
     local,
     notice_row,
@@ -395,8 +398,8 @@ async def progress_photo(request: Request, board: Board, _pages: Environment) ->
 async def check_request(board: Board, request: Request, *, act: bool, admin: bool
                         ) -> dict[str, Any] | Response:
     """The request's session, or the response refusing it: no session (401, or the sign-in
-    page for a page), a state change without the CSRF token (403), a role that may not (403,
-    audited)."""
+    page for a page), a state change without the CSRF token (403, audited), a role that may
+    not (403, audited)."""
     session = await run_in_threadpool(_session, board, request)
     if session is None:
         if request.url.path.startswith("/api/") or request.method != "GET":
@@ -404,7 +407,7 @@ async def check_request(board: Board, request: Request, *, act: bool, admin: boo
         return RedirectResponse("/login", status_code=303)
     if request.method != "GET" and not access.csrf_ok(
             session["csrf"], request.headers.get("x-csrf-token")):
-        return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        return await csrf_refused(board, request, session["user_name"])
     if session.get("must_change") and request.url.path not in ("/", "/password",
                                                                 "/api/password", "/api/me"):
         return JSONResponse({"error": "choose a new password first (/password)"},
@@ -417,6 +420,15 @@ async def check_request(board: Board, request: Request, *, act: bool, admin: boo
                             status_code=403)
     session["language"] = language_of(board, request)
     return session
+
+
+async def csrf_refused(board: Board, request: Request, user: str) -> Response:
+    """403 for a signed-in user's state change without the session's CSRF token (another
+    site's page posting with the user's cookie, or a stale page), audited like a role's
+    refusal (``denied``, detail ``csrf``)."""
+    await run_in_threadpool(board.store.audit, board.clock(), user, "denied", ok=False,
+                            action=request.url.path, remote=_remote(request), detail="csrf")
+    return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
 
 
 def language_of(board: Board, request: Request) -> str:
@@ -486,8 +498,10 @@ async def logout(request: Request, board: Board, _pages: Environment) -> Respons
     token = request.cookies.get(COOKIE)
     session = await run_in_threadpool(_session, board, request)
     form = await request.form()
-    if session is None or not access.csrf_ok(session["csrf"], str(form.get("csrf") or "")):
+    if session is None:
         return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+    if not access.csrf_ok(session["csrf"], str(form.get("csrf") or "")):
+        return await csrf_refused(board, request, session["user_name"])
     if token:
         await run_in_threadpool(board.store.end_session, access.token_hash(token))
         await run_in_threadpool(board.store.audit, board.clock(), session["user_name"],
@@ -602,13 +616,17 @@ def held_deadlines(board: Board, rows: Sequence[Mapping[str, Any]], now: datetim
     """The arrival deadline each incident's crew is held to, and its area type, by incident
     id: the daemon's own (:meth:`CrewDispatch.deadline_in`: the dispatch's recorded deadline
     once a crew holds it, else counted from when the outage was known or went off again),
-    so the countdown turns red when the daemon escalates, not before."""
+    so the countdown turns red when the daemon escalates, not before. An incident no crew
+    is held to (:func:`~outage_sentinel.board.views.held_to_deadline`: planned work, a false
+    alarm, an outage over) has none."""
     dispatcher = board.actions.core.lifecycle.dispatcher
     out: dict[str, Held] = {}
     with board.store.reading() as conn:  # no write lock: the daemon's writers go on
         for row in rows:
-            deadline, area, _travel = dispatcher.deadline_in(
-                conn, Incident.from_json(row["state"]), dict(row), now)
+            inc = Incident.from_json(row["state"])
+            if not held_to_deadline(inc.kind, str(row.get("stage") or inc.stage)):
+                continue
+            deadline, area, _travel = dispatcher.deadline_in(conn, inc, dict(row), now)
             out[str(row["id"])] = (deadline, area)
     return out
 
@@ -827,6 +845,7 @@ async def _respond(request: Request, board: Board, session: dict[str, Any], what
         key = unstorable_key(body)
         if key is not None:  # before anything is written, and audited
             raise BadValue(f"{key}: {UNSTORABLE}")
+        check_keys(what, body)  # a key the action does not take is no key to ignore
         return step(actor, body)
 
     status, data = await run_in_threadpool(_act, board, session, what, target,

@@ -42,8 +42,8 @@ def build(config: Config, store: Store, topology: Callable[[], Topology],
                        refit_stamp(store) if config.localisation.refit_at else lambda: None)
     core = cores()
     tz = ZoneInfo(config.timezone)
-    actions = Actions(cores, store, Silencing(store, topology), clock, tz,
-                      OutboxControl(store, topology, command_of(config)))
+    actions = Actions(cores, store, Silencing(store, topology, tz), clock, tz,
+                      OutboxControl(store, topology, command_of(config), tz))
     f = config.field
     desk = FieldDesk(store, actions, topology, link_secret(config, store, clock()), clock,
                      photos=config.state_dir / "photos", photo_days=f.photo_retention_days,

@@ -7,16 +7,22 @@ local (``YYYY-MM-DD HH:MM``) and also ISO for the page's countdowns.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
 
 from outage_sentinel import crew as crews
 from outage_sentinel.field_links import REDACTED, redact_links
-from outage_sentinel.incidents import Incident, contradicted_reports, villages_off
+from outage_sentinel.incidents import (
+    ACTIVE_STAGES,
+    Incident,
+    contradicted_reports,
+    villages_off,
+)
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
 from outage_sentinel.logs import mask_phones, redact
 from outage_sentinel.outgoing import MAX_ID, OUTBOX_STATUSES
@@ -77,6 +83,13 @@ def deadline_state(deadline: datetime | None, now: datetime, arrived: bool) -> s
     return "red" if left < 0 else "amber" if left < AMBER_MINUTES else "ok"
 
 
+def held_to_deadline(kind: str, stage: str) -> bool:
+    """Whether an incident's crew is held to an arrival deadline: a fault in an active stage
+    (:data:`~outage_sentinel.incidents.ACTIVE_STAGES`), as the lifecycle's deadline checks
+    hold them. Planned or temporary work, a false alarm cancelled, an outage over: none."""
+    return kind == "fault" and stage in ACTIVE_STAGES
+
+
 #: The arrival deadline an incident's crew is held to and its area type.
 Held = tuple[datetime, str]
 #: The :data:`Held` deadline of each incident row given (with its state), by incident id, as
@@ -90,12 +103,16 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
     """One incident as the overview lists it. Its countdown is to ``held``, the deadline the
     daemon holds the crew to (:meth:`CrewDispatch.deadline_in`: the dispatch's, else counted
     from when the outage was known or went off again); a row without it (no store to read
-    the log from) counts from the incident's creation."""
+    the log from) counts from the incident's creation. One no crew is held to
+    (:func:`held_to_deadline`) has none."""
     inc = Incident.from_json(row["state"])
     stage = str(row.get("stage") or inc.stage)
     villages = villages_off(inc, topology)
-    deadline, area_type = held or crews.arrival_deadline(
-        topology, villages, row.get("created_at") or inc.start, commitments)
+    deadline: datetime | None = None
+    area_type: str | None = None
+    if held_to_deadline(inc.kind, stage):
+        deadline, area_type = held or crews.arrival_deadline(
+            topology, villages, row.get("created_at") or inc.start, commitments)
     # Partly restored says nothing of the crew: switching may have come before it did.
     arrived = stage in ("on_site", "restored", "closed") or inc.crew_progress == "on_site"
     off = inc.off
@@ -327,14 +344,28 @@ def found_devices(log: Sequence[Mapping[str, Any]]) -> list[str]:
     return []
 
 
-def step_details(details: Any) -> str:
+#: A time as a log step's details keep it (ISO, with its offset).
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)")
+
+
+def step_details(details: Any, tz: tzinfo = UTC) -> str:
     """A log step's details in a line (the areas removed, the ETR set, the crew sent),
-    numbers masked."""
+    numbers masked, times local in ``tz`` like the rest of the page, fractions rounded."""
     if not isinstance(details, Mapping) or not details:
         return ""
-    parts = [f"{k}: {'、'.join(map(str, v)) if isinstance(v, list) else v}"
+    parts = [f"{k}: {'、'.join(_shown(x, tz) for x in v) if isinstance(v, list) else _shown(v, tz)}"
              for k, v in details.items() if v not in (None, "", [])]
     return mask_phones("; ".join(parts))[:300]
+
+
+def _shown(value: Any, tz: tzinfo) -> str:
+    """One value of a step's details as the page says it: a time (ISO) local, a fraction
+    rounded (a distance to 0.1 km, as the crew's texts say it)."""
+    if isinstance(value, float):
+        return str(round(value, 1) if abs(value) >= 1 else float(f"{value:.2g}"))
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value):
+        return local(datetime.fromisoformat(value), tz) or value
+    return str(value)
 
 
 def closable_devices(inc: Incident, topology: Topology) -> list[dict[str, str]]:
@@ -362,7 +393,7 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                       "stage_label": label(STAGE_LABELS, viewer.language, str(e["stage"])),
                       "actor": mask_phones(str(e.get("actor") or "")),
                       "note": mask_phones(str(e.get("note") or "")),
-                      "details": step_details(e.get("details"))} for e in log],
+                      "details": step_details(e.get("details"), viewer.tz)} for e in log],
         # What the close-out confirmed (the crews' finding), in place of the estimate.
         "found": [{"id": d, "name": name_of(topology, d)} for d in found_devices(log)],
         "evidence": [_evidence(s, viewer) for s in evidence],

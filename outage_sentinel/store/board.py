@@ -152,14 +152,17 @@ class BoardStore(KvStore):
 
     def change_marker(self) -> str:
         """A value that changes whenever the daemon or an operator commits anything the board
-        shows: incidents, their log, the outbox, the kv state (storm, source health), silences."""
+        shows: incidents, their log, the outbox (a new message, or one changing status: each
+        status's count), the kv state (storm, source health), silences."""
         with self.engine.connect() as conn:
             parts = [
                 conn.execute(select(func.max(incidents_t.c.updated_at))).scalar(),
                 conn.execute(select(func.max(incident_log_t.c.id))).scalar(),
                 conn.execute(select(func.max(outbox_t.c.id))).scalar(),
-                conn.execute(select(func.count()).select_from(outbox_t)
-                             .where(outbox_t.c.status == "sent")).scalar(),
+                # Every status's count, not only the sent one: a hold, a release, a withdrawal,
+                # a retry or a dead letter changes no row count and sends nothing.
+                sorted(tuple(r) for r in conn.execute(
+                    select(outbox_t.c.status, func.count()).group_by(outbox_t.c.status))),
                 conn.execute(select(func.max(kv_t.c.updated_at), func.count())
                              .where(~kv_t.c.key.like("%cursor:%"))).first(),
                 conn.execute(select(func.max(silences_t.c.id))).scalar(),

@@ -38,6 +38,11 @@ CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
 #: wrong village``, :mod:`outage_sentinel.outbox_control`); the daemon's own take-backs give
 #: their reason, never this.
 WITHDRAWN_BY = "withdrawn by "
+#: The payload key of a message the command centre sent on past the silences muting it (a
+#: forced retry or release): those silences' ids, which then mute it no more
+#: (:meth:`outage_sentinel.silencing.Silencing.muted`). Set or cleared at each retry and
+#: release, so it holds for that send only.
+PAST_SILENCES = "past_silences"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -408,12 +413,15 @@ class OutboxStore(ClaimStore):
             return bool(res.rowcount)
 
     def requeue(self, row_ids: Sequence[int] | None, now: datetime, note: str,
-                addresses: Mapping[int, Address] | None = None) -> list[int]:
+                addresses: Mapping[int, Address] | None = None,
+                past_silences: Mapping[int, Sequence[int]] | None = None) -> list[int]:
         """Dead or silenced messages (the given ones, or every dead letter for ``None``) made
         pending again, due now, with a fresh count of attempts. Returns the ids requeued;
         a message sent or still pending is left alone (sending it again would be a
         duplicate, not a retry). A message whose recipient the contact directory now reaches
-        elsewhere goes to its address in ``addresses`` (see :meth:`readdress_in`)."""
+        elsewhere goes to its address in ``addresses`` (see :meth:`readdress_in`); one sent on
+        past the silences muting it (forced) is marked so (``past_silences``: id -> the
+        silences' ids, :meth:`past_silences_in`)."""
         cond = outbox_t.c.status.in_(("dead", "silenced")) if row_ids is not None \
             else outbox_t.c.status == "dead"
         q = select(outbox_t.c.id).where(self.in_region(outbox_t), cond)
@@ -428,17 +436,21 @@ class OutboxStore(ClaimStore):
                     age_from=now))  # an operator's retry: its own retry window
                 self.readdress_in(conn, {i: a for i, a in (addresses or {}).items()
                                          if i in ids}, now, note)
+                self.past_silences_in(conn, ids, past_silences or {})
         return ids
 
     def control(self, row_ids: Sequence[int], action: str, now: datetime, note: str,
-                addresses: Mapping[int, Address] | None = None) -> list[int]:
+                addresses: Mapping[int, Address] | None = None,
+                past_silences: Mapping[int, Sequence[int]] | None = None) -> list[int]:
         """The command centre's ``action`` (a key of :data:`CONTROLS`: withdraw, hold,
         release) on the given messages. Each changes only from a status the action allows,
         in one statement whose condition is that status: a message the deliverer claimed
         meanwhile (in flight) is left alone, and one withdrawn or held first is never claimed
         after (the claim, :meth:`mark_inflight`, asks for ``pending``). ``note`` (who, why) is
         kept as its last word, after what that said (``… (was dead: HTTP 500)``); a released
-        one is due now, at its address in ``addresses`` if given. Returns the ids changed."""
+        one is due now, with its own retry window (``age_from``: the hold's time counts as no
+        time failing), at its address in ``addresses`` if given, marked as sent on past the
+        silences in ``past_silences`` (:meth:`requeue`). Returns the ids changed."""
         allowed, to = CONTROLS[action]
         values: dict[str, Any] = {"status": to, "last_error": literal(note) + " (was "
                                   + outbox_t.c.status + func.coalesce(
@@ -446,7 +458,8 @@ class OutboxStore(ClaimStore):
         if action == "withdraw":
             values["dead_at"] = now
         if action == "release":
-            values.update(next_attempt_at=now, last_error=note)
+            # Its own retry window, as a retry's: time held on purpose is not time failing.
+            values.update(next_attempt_at=now, last_error=note, age_from=now)
         stmt = update(outbox_t).where(
             self.in_region(outbox_t), outbox_t.c.id.in_(list(row_ids)),
             outbox_t.c.status.in_(allowed)).values(**values).returning(outbox_t.c.id)
@@ -454,7 +467,25 @@ class OutboxStore(ClaimStore):
             done = sorted(int(i) for i in conn.execute(stmt).scalars())
             self.readdress_in(conn, {i: a for i, a in (addresses or {}).items() if i in done},
                               now, note)
+            if action == "release":
+                self.past_silences_in(conn, done, past_silences or {})
         return done
+
+    def past_silences_in(self, conn: Connection, row_ids: Sequence[int],
+                         past: Mapping[int, Sequence[int]]) -> None:
+        """Messages ``row_ids`` sent again: those in ``past`` marked as sent on past those
+        silences (:data:`PAST_SILENCES`), the rest no longer (a mark is for one send)."""
+        if not row_ids:
+            return
+        rows = conn.execute(select(outbox_t.c.id, outbox_t.c.payload)
+                            .where(outbox_t.c.id.in_(list(row_ids)))).all()
+        for row_id, payload in rows:
+            silences = sorted(past.get(int(row_id)) or ())
+            if not silences and PAST_SILENCES not in (payload or {}):
+                continue
+            kept = {k: v for k, v in (payload or {}).items() if k != PAST_SILENCES}
+            conn.execute(update(outbox_t).where(outbox_t.c.id == row_id).values(
+                payload={**kept, PAST_SILENCES: silences} if silences else kept))
 
     def readdress_in(self, conn: Connection, addresses: Mapping[int, Address], now: datetime,
                      note: str) -> None:

@@ -27,7 +27,7 @@ const WORDS = {
     map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
     hours: "小时（可空）", silenced: "已静默", withdrawn: "已撤回", superseded: "已被取代", answers: "联络人反馈", stillDark: "联络人反馈仍停电", photos: "现场照片", silences: "静默", until: "截止", expire: "结束",
     smsTemplate: "短信模板（实际发送的参数）", held: "已暂扣", hold: "暂扣", release: "放行", withdraw: "撤回",
-    outboxReason: "暂扣/撤回原因（撤回必填）", readdressed: "已改发至新地址，原地址",
+    outboxReason: "暂扣/撤回原因（撤回必填）", outboxForce: "强制（force：已过时或静默中也重发/放行）", readdressed: "已改发至新地址，原地址",
     clear: "清除", clearDevice: "清除运行人员设置的故障点（按证据重新推断）", clearEtr: "清除设置的预计恢复时间（改按停电信息）", setNow: "已设置",
     add: "添加", scopeAdd: "加入范围", setDevice: "设为故障点（运行人员确认）", faultDevice: "故障设备（候选中选，可多选）", setBy: "设置人", alternative: "另一可能", certainty: "把握", unexplained: "已报停电、不在故障点下游（按误报处理或另有故障，请核实）", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
@@ -55,7 +55,7 @@ const WORDS = {
     map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
     hours: "hours (optional)", silenced: "silenced", withdrawn: "withdrawn", superseded: "superseded", answers: "Liaisons' answers", stillDark: "reported still off", photos: "photos", silences: "Silences", until: "until",
     smsTemplate: "SMS template (the parameters sent)", held: "held", hold: "Hold", release: "Release", withdraw: "Withdraw",
-    outboxReason: "why hold / withdraw (required to withdraw)", readdressed: "re-addressed; was",
+    outboxReason: "why hold / withdraw (required to withdraw)", outboxForce: "force (retry / release even if out of date or silenced)", readdressed: "re-addressed; was",
     clear: "Clear", clearDevice: "Take back the fault point set (estimate it from the evidence again)", clearEtr: "Take back the expected restoration set (the sources' again)", setNow: "set",
     expire: "End", add: "Add", scopeAdd: "Add to scope", setDevice: "Set as fault point (command centre)", faultDevice: "Fault device (from the candidates; several: Ctrl-click)", setBy: "set by", alternative: "next most likely", certainty: "How sure", unexplained: "Reported off, not below the fault point (read as false, or another fault: check)", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
@@ -171,7 +171,8 @@ function devicePicker(c, name, chosen = c.device_set) {
 
 // -- overview ----------------------------------------------------------------------------------
 
-function incidentRow(c) {
+// Planned work holds no crew to an arrival deadline: its table has no such column.
+function incidentRow(c, withDeadline = true) {
   return h("tr", {class: `stage-${c.stage}`, "data-incident": c.id},
     h("td", {}, h("a", {href: `#/incident/${encodeURIComponent(c.id)}`}, c.id)),
     h("td", {}, c.feeder_name),
@@ -181,7 +182,7 @@ function incidentRow(c) {
     h("td", {class: "num"}, `${c.important}/${c.special_care}`),
     h("td", {}, c.stage_label, fieldBadges(c)),
     h("td", {}, c.crew_name || ""),
-    h("td", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state}, countdown(c.deadline, c.deadline_state)),
+    withDeadline ? h("td", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state}, countdown(c.deadline, c.deadline_state)) : null,
     h("td", {}, c.etr_local || ""));
 }
 
@@ -196,9 +197,9 @@ function fieldBadges(c) {
 
 function overviewView(data) {
   const head = [W.feeder, W.point, W.customers, W.villages, W.special, W.stage, W.crew, W.deadline, W.etr];
-  const table = (rows) => h("table", {class: "grid"},
-    h("thead", {}, h("tr", {}, h("th", {}, "#"), head.map((t) => h("th", {}, t)))),
-    h("tbody", {}, rows.length ? rows.map(incidentRow) : h("tr", {}, h("td", {colspan: 10}, W.none))));
+  const table = (rows, withDeadline = true) => h("table", {class: "grid", id: withDeadline ? "incidents-table" : "planned-table"},
+    h("thead", {}, h("tr", {}, h("th", {}, "#"), head.filter((t) => withDeadline || t !== W.deadline).map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows.length ? rows.map((c) => incidentRow(c, withDeadline)) : h("tr", {}, h("td", {colspan: withDeadline ? 10 : 9}, W.none))));
   const sources = h("ul", {class: "sources"}, data.sources.map((s) =>
     h("li", {class: s.ok ? "ok" : "bad"}, `${s.name}: ${s.ok ? W.ok : W.failing} · ${W.lastPoll} ${s.last_ok_local || "-"}${s.error ? " · " + s.error : ""}`)));
   const ob = data.outbox;
@@ -210,7 +211,7 @@ function overviewView(data) {
     onclick: () => act("/api/storm", {declare: !data.storm})}, data.storm ? W.endStorm : W.declare) : null;
   return h("div", {class: "overview"},
     h("section", {}, h("h2", {}, `${W.incidents} (${data.incidents.length}) · ${data.totals.customers} ${W.customers}`), table(data.incidents)),
-    h("section", {}, h("h2", {}, W.planned), table(data.planned)),
+    h("section", {}, h("h2", {}, W.planned), table(data.planned, false)),
     h("section", {class: "side"}, h("h2", {}, W.sources), sources, h("h2", {}, W.outbox), outbox,
       h("div", {class: "actions"}, storm, MAY_ACT ? openForm() : h("p", {class: "muted"}, W.viewerNote)),
       h("h2", {}, W.silences), h("div", {id: "silences"}, silencesPanel(data.silences || [])),
@@ -314,18 +315,21 @@ function incidentView(c) {
 }
 
 // The incident's messages, each with the buttons its status allows: hold or withdraw one not
-// sent yet, release a held one, retry a dead or silenced one (one reason box for them all).
+// sent yet, release a held one, retry a dead or silenced one (one reason box for them all, and
+// one force box: a retry or release the refusal said "force" sends anyway — out of date, or a
+// silence in force).
 function noticesSection(notices, withIncident = false) {
   const reason = MAY_ACT ? h("input", {name: "outbox_reason", id: "outbox-reason", placeholder: W.outboxReason}) : null;
+  const force = MAY_ACT ? h("input", {type: "checkbox", name: "outbox_force", id: "outbox-force"}) : null;
   const control = (m, action, label) => h("button", {type: "button", class: `small ${action}`, "data-message": String(m.id),
-    onclick: () => act(`/api/outbox/${action}`, {ids: [m.id], ...(action === "withdraw" || action === "hold" ? {reason: reason.value} : {})})}, label);
+    onclick: () => act(`/api/outbox/${action}`, {ids: [m.id], ...(action === "withdraw" || action === "hold" ? {reason: reason.value} : {force: force.checked})})}, label);
   const buttons = (m) => !MAY_ACT ? [] : [
     m.status === "pending" ? control(m, "hold", W.hold) : null,
     m.status === "held" ? control(m, "release", W.release) : null,
     m.status === "dead" || m.status === "silenced" ? control(m, "retry", W.retry) : null,
     ["pending", "held", "dead", "silenced"].includes(m.status) ? control(m, "withdraw", W.withdraw) : null];
   const target = (m) => (m.readdressed || []).length ? `${m.target} (${W.readdressed} ${m.readdressed.map((x) => x.from).join(", ")})` : m.target;
-  return section(W.notices, reason, h("table", {class: "grid", id: "notices"}, h("tbody", {}, notices.map((m) =>
+  return section(W.notices, reason, force ? h("label", {class: "force"}, force, W.outboxForce) : null, h("table", {class: "grid", id: "notices"}, h("tbody", {}, notices.map((m) =>
     h("tr", {class: `status-${m.status}`, "data-message": String(m.id)}, h("td", {}, m.id),
       withIncident ? h("td", {}, m.incident ? h("a", {href: `#/incident/${encodeURIComponent(m.incident)}`}, m.incident) : "") : null,
       h("td", {}, m.status), h("td", {}, m.purpose), h("td", {}, m.channel),
