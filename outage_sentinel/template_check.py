@@ -12,11 +12,15 @@ template that only breaks for a planned outage, or when the ETR is unknown, is c
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from jinja2 import TemplateError, meta
 
 from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
@@ -177,8 +181,9 @@ def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, pa
 
 def template_problems(config: Config) -> list[str]:
     """Every template that fails to compile or render, built-in and override, each language:
-    ``"<file>:<line>: <error>"`` lines, sorted, each once."""
-    problems: dict[str, None] = {}
+    ``"<file>:<line>: <error>"`` lines, sorted, each once; and what the override directory
+    holds that is never used (:func:`override_dir_problems`)."""
+    problems: dict[str, None] = dict.fromkeys(override_dir_problems(config.notify.templates_dir))
     for language in LANGUAGES:
         renderer = Renderer(language, config.notify.templates_dir)
         for p in renderer.syntax_problems():
@@ -193,3 +198,57 @@ def rendered_names(config: Config) -> set[str]:
     """The template files :func:`template_problems` renders (``liaison_outage.zh.j2``...)."""
     return {f"{name}.{language}.j2" for language in LANGUAGES
             for name, _ in sample_contexts(config, language)}
+
+
+def override_dir_problems(directory: Path | None) -> list[str]:
+    """Why overrides in ``directory`` would silently not be used, as ``<path>: <why>``: the
+    directory does not exist (or is no directory, or cannot be read), or a ``*.j2`` file is
+    named for no template (``liaison_outge.zh.j2``, ``liaison_outage.j2``; the closest name
+    given) and no other override includes it. Every built-in template would go out instead."""
+    if directory is None:
+        return []
+    if not directory.exists():
+        return [f"{directory}: does not exist (the built-in templates would be used)"]
+    if not directory.is_dir():
+        return [f"{directory}: not a directory"]
+    try:
+        files = sorted(p for p in directory.glob("*.j2") if p.is_file())
+    except OSError as exc:
+        return [f"{directory}: cannot be read: {exc.strerror or exc}"]
+    known = set(Renderer("zh").builtin_env.list_templates(extensions=["j2"]))
+    used = _included(files)
+    if used is None:  # an include whose name is computed: any file may be used
+        return []
+    return [f"{path}: {_unknown_name(path.name, known)}" for path in files
+            if path.name not in known and path.name not in used]
+
+
+def _included(files: list[Path]) -> set[str] | None:
+    """The names the override ``files`` include, extend or import; ``None`` if one computes
+    a name (any file may then be meant). A file that does not parse is left to
+    :meth:`Renderer.syntax_problems`."""
+    env = Renderer("zh").builtin_env
+    names: set[str] = set()
+    for path in files:
+        try:
+            found = meta.find_referenced_templates(env.parse(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, TemplateError):
+            continue
+        for name in found:
+            if name is None:
+                return None
+            names.add(name)
+    return names
+
+
+def _unknown_name(name: str, known: set[str]) -> str:
+    """What to say of an override file named ``name``, which is no template's: the closest
+    template name (in the file's language, or in each)."""
+    base, _, rest = name.removesuffix(".j2").partition(".")
+    close = difflib.get_close_matches(base, sorted({k.split(".")[0] for k in known}), n=1,
+                                      cutoff=0.6)
+    languages = [rest] if rest in LANGUAGES else list(LANGUAGES)
+    hint = ("did you mean " + " or ".join(f"{close[0]}.{lang}.j2" for lang in languages) + "?"
+            if close else "templates: " + ", ".join(sorted({k.split(".")[0] for k in known})))
+    return (f"matches no template, so it is never used (an override is named "
+            f"<template>.<{'|'.join(LANGUAGES)}>.j2 as a built-in one; {hint})")

@@ -17,15 +17,19 @@ Verbs::
 
 Exit codes (also in the README):
     0 success · 1 problems found / a run failed · 2 usage error · 3 config invalid (also: the
-    metrics port is taken) · 4 topology invalid · 5 database unusable · 6 the SQLite file was
-    deleted or replaced under the running daemon
+    metrics port is taken, the log file or state directory cannot be made) · 4 topology
+    invalid · 5 database unusable · 6 the SQLite file was deleted or replaced under the running
+    daemon · 141 the output was closed before all of it was written (``… | head``)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
+import select
 import sys
 import warnings
 from collections.abc import Sequence
@@ -45,6 +49,8 @@ EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_TOPOLOGY = 4
 EXIT_DATABASE = 5
+#: Standard output closed early (``… | head``): the status of a command killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +95,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. Output cut short by its reader (``… | head``) ends the command
+    quietly with :data:`EXIT_BROKEN_PIPE`, never a traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is noise
+        return code
+    except BrokenPipeError:
+        if not stdout_closed():
+            raise  # a socket's, say: a real failure
+        # Later writes (the interpreter's last flush) go nowhere instead of raising again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def stdout_closed() -> bool:
+    """Whether standard output is a pipe or socket nothing reads any more."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.verb is None:
@@ -198,13 +230,86 @@ def topology_from_config(config: Any) -> Any:
         return None
 
 
-def _setup_logging(config: Any) -> None:
+def _setup_logging(config: Any) -> str | None:
+    """Logging as the config says, then what it should warn of; or why ``log.file`` cannot
+    be opened (``log.file: path: cause``, for exit 3), nothing logged."""
     from outage_sentinel.logs import configure, get_logger
+    from outage_sentinel.template_check import override_dir_problems
 
-    configure(config.log.level, config.log.format, config.log.file)
+    try:
+        configure(config.log.level, config.log.format, config.log.file)
+    except OSError as exc:
+        file = config.log.file
+        return f"log.file: {file}: {file_problem(file) or os_cause(exc, file)}"
+    log = get_logger(component="config")
     if literal := config.literal_secrets():  # the key paths only, never the values
-        get_logger(component="config").warning("config_secret_literal", keys=list(literal),
-                                               hint=LITERAL_SECRET_HINT)
+        log.warning("config_secret_literal", keys=list(literal), hint=LITERAL_SECRET_HINT)
+    for problem in override_dir_problems(config.notify.templates_dir):
+        log.warning("templates_dir_ignored", key="notify.templates_dir", problem=problem)
+    return None
+
+
+def make_state_dir(config: Any) -> str | None:
+    """Create ``state_dir``; or why it cannot be made or written in (``state_dir: path:
+    cause``, for exit 3: the daemon would fail on it with no key named)."""
+    path = config.state_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"state_dir: {path}: {directory_problem(path) or os_cause(exc, path)}"
+    problem = directory_problem(path)
+    return None if problem is None else f"state_dir: {path}: {problem}"
+
+
+def os_cause(exc: OSError, path: Path | None = None) -> str:
+    """``No such file or directory (/proc/x)``: the error and the path it names, unless that
+    is ``path`` (named already)."""
+    named = exc.filename is not None and str(exc.filename) != str(path)
+    return f"{exc.strerror or exc}" + (f" ({exc.filename})" if named else "")
+
+
+def directory_problem(path: Path, access: int = os.W_OK | os.X_OK) -> str | None:
+    """Why the daemon could not make ``path`` and write in it (``not a directory``,
+    ``not writable``, ``cannot be created: …``), or ``None``. A directory yet to be made is
+    tried: its first missing ancestor is created and removed again, nothing left behind."""
+    if os.path.isdir(path):
+        return None if os.access(path, access) else "not writable"
+    if os.path.lexists(path):
+        return "not a directory"
+    first = Path(os.path.abspath(path))
+    while not os.path.lexists(first.parent):
+        first = first.parent
+    if not first.parent.is_dir():
+        return f"cannot be created: {first.parent} is not a directory"
+    try:
+        first.mkdir()
+    except OSError as exc:
+        return f"cannot be created: {os_cause(exc, Path(os.path.abspath(path)))}"
+    with contextlib.suppress(OSError):
+        first.rmdir()
+    return None
+
+
+def file_problem(path: Path) -> str | None:
+    """Why the daemon could not append to file ``path`` (creating it and its directory), or
+    ``None``. A file yet to be made is tried (created and removed again) when its directory
+    exists. A symbolic link is followed, as opening the file follows it."""
+    path = Path(os.path.realpath(path))
+    if os.path.isdir(path):
+        return "is a directory"
+    if os.path.exists(path):
+        return None if os.access(path, os.W_OK) else "not writable"
+    parent = Path(os.path.abspath(path)).parent
+    if not parent.is_dir():
+        problem = directory_problem(parent)
+        return None if problem is None else f"directory {parent}: {problem}"
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        return f"cannot be created: {os_cause(exc, path)}"
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return None
 
 
 #: What to do about a secret written in the config file.
@@ -228,7 +333,9 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config is None:
         return EXIT_CONFIG
-    _setup_logging(config)
+    if (unusable := _setup_logging(config) or make_state_dir(config)) is not None:
+        print(redact(f"error: {args.config}: {unusable}"), file=sys.stderr)
+        return EXIT_CONFIG
     if _stopped_during_startup(inbox, "config"):
         return EXIT_OK
     try:
@@ -245,12 +352,7 @@ def _run(args: argparse.Namespace) -> int:
     if isinstance(daemon, int):
         return daemon
     if args.once:
-        try:
-            report = daemon.run_once()
-        finally:
-            daemon.close()
-        print(json.dumps(report.__dict__), file=sys.stdout)
-        return EXIT_OK if report.failed_polls == 0 else EXIT_PROBLEMS
+        return _run_once(daemon)
     try:
         return daemon.run(install_signals=False)  # installed above
     except (MetricsPortError, BoardPortError) as exc:
@@ -259,6 +361,16 @@ def _run(args: argparse.Namespace) -> int:
     except SecondDaemonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATABASE
+
+
+def _run_once(daemon: Daemon) -> int:
+    """One cycle, its report printed as JSON; exit 1 if a poll failed."""
+    try:
+        report = daemon.run_once()
+    finally:
+        daemon.close()
+    print(json.dumps(report.__dict__), file=sys.stdout)
+    return EXIT_OK if report.failed_polls == 0 else EXIT_PROBLEMS
 
 
 def _build_daemon(args: argparse.Namespace, config: Any, topology: Any,
@@ -310,13 +422,15 @@ def collect_problems(config: Any) -> list[str]:
     problems: list[str] = []
     try:
         topology = configured_bundle(config)
-    except TopologyError as exc:
-        problems += [f"{config.topology}/{p}" for p in exc.problems]
+    except TopologyError as exc:  # a problem of the directory itself names it already
+        problems += [str(p) if Path(getattr(p, "file", "")).is_absolute()
+                     else f"{config.topology}/{p}" for p in exc.problems]
     else:
         problems += routing_problems(config, topology)
         problems += region_problems(config, topology)
     problems += sms_template_notes(config)[0]
     problems += channel_problems(config)
+    problems += path_problems(config)
     for i, s in enumerate(config.sources):
         if isinstance(s, ReplaySourceConfig) and not Path(s.scenario).is_file():
             problems.append(f"sources[{i}].scenario: file {s.scenario} does not exist")
@@ -325,6 +439,38 @@ def collect_problems(config: Any) -> list[str]:
     problems += [f"notify.templates_dir: {p}" if not p.startswith("<built-in>") else p
                  for p in template_problems(config)]
     return list(dict.fromkeys(problems))
+
+
+def path_problems(config: Any) -> list[str]:
+    """The directories and files ``run`` makes and writes (``state_dir``, ``log.file``, each
+    enabled ``file_drop`` source's ``directory``, ``done_dir`` and ``failed_dir``), each that
+    cannot be made or written as ``key: path: cause``. Nothing is left behind (see
+    :func:`directory_problem`)."""
+    found = [("state_dir", config.state_dir, directory_problem(config.state_dir))]
+    if config.log.file is not None:
+        found.append(("log.file", config.log.file, file_problem(config.log.file)))
+    for i, source in enumerate(config.sources):
+        found += [(f"sources[{i}].{key}", path, problem)
+                  for key, path, problem in file_drop_problems(source)]
+    return [f"{key}: {path}: {problem}" for key, path, problem in found if problem]
+
+
+def file_drop_problems(source: Any) -> list[tuple[str, Path, str | None]]:
+    """(key, path, problem or None) of an enabled ``file_drop`` source's directories: the
+    source reads and empties ``directory`` and makes ``done_dir`` and ``failed_dir``
+    (default: inside ``directory``, which they create) when it starts."""
+    from outage_sentinel.config import FileDropSourceConfig
+
+    if not isinstance(source, FileDropSourceConfig) or not source.enabled:
+        return []
+    drop = Path(source.directory)
+    done = Path(source.done_dir) if source.done_dir else drop / "done"
+    failed = Path(source.failed_dir) if source.failed_dir else drop / "failed"
+    problem = directory_problem(drop, os.R_OK | os.W_OK | os.X_OK)
+    if problem is None and not drop.exists() and drop not in (*done.parents, *failed.parents):
+        problem = "does not exist (done_dir and failed_dir are elsewhere: nothing creates it)"
+    return [("directory", drop, problem), ("done_dir", done, directory_problem(done)),
+            ("failed_dir", failed, directory_problem(failed))]
 
 
 def channel_problems(config: Any) -> list[str]:

@@ -1,5 +1,5 @@
 """``outage-sentinel board`` (the command-centre board on its own) and
-``outage-sentinel users add|passwd|disable|enable|list`` (who may sign in to it)."""
+``outage-sentinel users add|passwd|role|disable|enable|list`` (who may sign in to it)."""
 
 from __future__ import annotations
 
@@ -67,14 +67,28 @@ def users(args: argparse.Namespace, store: Any) -> int:
                 print(f"{u['name']:20} {u['role']:9} {state}"
                       + ("  (must change password)" if u["must_change"] else ""))
         else:
-            values = _update(verb, args)
-            if not store.update_user(args.name, now, **values):
-                raise access.AccessError(f"no user {args.name!r}")
-            print(f"user {args.name}: {verb} done")
+            print(_change(verb, args, store, now))
     except (access.AccessError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     return 0
+
+
+def _change(verb: str, args: argparse.Namespace, store: Any, now: datetime) -> str:
+    """Apply ``users passwd|role|disable|enable`` and say what was done
+    (``user wang: role viewer → operator``)."""
+    from outage_sentinel.board import access
+
+    before = next((u for u in store.users() if u["name"] == args.name), None)
+    values = _update(verb, args)
+    if before is None or not store.update_user(args.name, now, **values):
+        raise access.AccessError(f"no user {args.name!r}")
+    if verb == "role":
+        return f"user {args.name}: role {before['role']} → {values['role']}" + (
+            " (unchanged)" if before["role"] == values["role"] else "")
+    return {"passwd": f"user {args.name}: password changed (signed out everywhere)",
+            "disable": f"user {args.name}: disabled (signed out everywhere)",
+            "enable": f"user {args.name}: enabled"}[verb]
 
 
 def _update(verb: str, args: argparse.Namespace) -> dict[str, Any]:
