@@ -181,9 +181,10 @@ def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, pa
 
 def template_problems(config: Config) -> list[str]:
     """Every template that fails to compile or render, built-in and override, each language:
-    ``"<file>:<line>: <error>"`` lines, sorted, each once; and what the override directory
-    holds that is never used (:func:`override_dir_problems`)."""
-    problems: dict[str, None] = dict.fromkeys(override_dir_problems(config.notify.templates_dir))
+    ``"<file>:<line>: <error>"`` lines, sorted, each once. (What the override directory holds
+    that is never used is a note, :func:`override_dir_problems`: ``run`` goes on with the
+    built-in templates.)"""
+    problems: dict[str, None] = {}
     for language in LANGUAGES:
         renderer = Renderer(language, config.notify.templates_dir)
         for p in renderer.syntax_problems():

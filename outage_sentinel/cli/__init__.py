@@ -442,17 +442,29 @@ def collect_problems(config: Any) -> list[str]:
 
 
 def path_problems(config: Any) -> list[str]:
-    """The directories and files ``run`` makes and writes (``state_dir``, ``log.file``, each
-    enabled ``file_drop`` source's ``directory``, ``done_dir`` and ``failed_dir``), each that
-    cannot be made or written as ``key: path: cause``. Nothing is left behind (see
-    :func:`directory_problem`)."""
+    """The directories and files ``run`` makes and writes and cannot run without
+    (``state_dir``, ``log.file``), each that cannot be made or written as ``key: path:
+    cause``. Nothing is left behind (see :func:`directory_problem`)."""
     found = [("state_dir", config.state_dir, directory_problem(config.state_dir))]
     if config.log.file is not None:
         found.append(("log.file", config.log.file, file_problem(config.log.file)))
-    for i, source in enumerate(config.sources):
-        found += [(f"sources[{i}].{key}", path, problem)
-                  for key, path, problem in file_drop_problems(source)]
     return [f"{key}: {path}: {problem}" for key, path, problem in found if problem]
+
+
+def degraded_notes(config: Any) -> list[str]:
+    """What ``run`` goes on without, said by ``check`` as notes rather than problems (a
+    problem fails ``check``, which the unit runs before ``run`` and before each reload: the
+    whole daemon would stay down for it): a ``file_drop`` source whose directories cannot be
+    made or written (that source alone fails, and is started again at each poll), and
+    overrides in ``notify.templates_dir`` that would never be used (the built-in templates go
+    out instead)."""
+    from outage_sentinel.template_check import override_dir_problems
+
+    found = [f"sources[{i}].{key}: {path}: {problem}"
+             for i, source in enumerate(config.sources)
+             for key, path, problem in file_drop_problems(source) if problem]
+    return found + [f"notify.templates_dir: {p}"
+                    for p in override_dir_problems(config.notify.templates_dir)]
 
 
 def file_drop_problems(source: Any) -> list[tuple[str, Path, str | None]]:
@@ -639,7 +651,7 @@ def _check(args: argparse.Namespace) -> int:
                                 if issubclass(w.category, TopologyWarning)))
     literal = [f"{key}: {LITERAL_SECRET_HINT}" for key in config.literal_secrets()]
     for note in [*bundle, *sms_template_notes(config)[1], *unused_key_notes(config),
-                 *failover, *literal]:
+                 *failover, *literal, *degraded_notes(config)]:
         print(f"note: {note}")
     print(f"ok: {args.config} and topology {config.topology} are valid")
     return EXIT_OK
