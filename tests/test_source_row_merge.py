@@ -13,7 +13,6 @@ real Mosquitto at 127.0.0.1:1883 for MQTT.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable
@@ -110,36 +109,57 @@ def test_the_same_rows_read_again_or_reordered_do_not_flip_the_areas(tmp_path: P
     assert set(event.transformers) == BOTH
 
 
-def test_rows_of_one_id_in_two_files_of_one_poll_are_merged(tmp_path: Path) -> None:
-    drop(tmp_path / "a.csv", HEADER + ROW_A + OTHER)
-    drop(tmp_path / "b.jsonl", json.dumps(
-        {"powerOffId": "P1", "typeCode": "1", "startTime": "2026-11-24 08:00:00",
-         "stopTime": "2026-11-24 16:00:00", "lineName": "10kV王庄线",
-         "pubTranName": "前罗堤村1号台区", "scope": "前罗堤村"}, ensure_ascii=False) + "\n")
+def test_two_files_are_two_exports_each_its_own_state_of_the_record(tmp_path: Path) -> None:
+    """An export lists a work order on a row per area; another file is another export (the
+    daemon was down, a standby took over, the export runs more often than the poll): its rows
+    are the record's next state, not more rows of the first file's."""
+    drop(tmp_path / "a.csv", HEADER + ROW_A + ROW_B + OTHER, age=120)
+    drop(tmp_path / "b.csv", HEADER + ROW_B, age=60)  # the work moved off 王庄村
     source = notices_source(tmp_path)
     result = source.poll(NOW)
-    assert set(by_id(result)["P1"].transformers) == BOTH
+    p1 = [e for e in result.events if e.event_id == "P1"]
+    assert [set(e.transformers) for e in p1] == [BOTH, {"前罗堤村1号台区"}]
     source.acknowledge(result)
-    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["a.csv", "b.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["a.csv", "b.csv"]
 
 
-def test_rows_that_disagree_are_quarantined_together_naming_files_and_rows(
+def test_a_later_export_cancelling_the_work_in_the_same_poll_is_stored(tmp_path: Path) -> None:
+    """Two exports of one order in one poll, the second calling the work off: the
+    cancellation is the record's last word (a village must hear 停电取消), never a conflict
+    quarantining both."""
+    drop(tmp_path / "a.csv", HEADER + ROW_A + ROW_B, age=300)
+    cancelled = HEADER.replace("scope\n", "scope,status\n")
+    drop(tmp_path / "b.csv", cancelled + ROW_A.replace("\n", ",2\n")
+         + ROW_B.replace("\n", ",2\n"), age=120)
+    source = notices_source(tmp_path, fields={**NOTICE_FIELDS, "status": "status",
+                                              "status_values": {"1": "active",
+                                                                "2": "cancelled"}})
+    result = source.poll(NOW)
+    assert not result.quarantined, [q.reason for q in result.quarantined]
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    store.migrate()
+    store.ingest("notice-files", result, NOW)
+    source.acknowledge(result)
+    assert [e.status for e in stored(store, "P1")][-1] == "cancelled"
+
+
+def test_rows_of_one_file_that_disagree_are_quarantined_together_naming_rows(
         tmp_path: Path) -> None:
     """Which row's start is right cannot be told: neither is used, the other records of the
-    files are, and the files are done (the quarantine keeps both rows)."""
-    drop(tmp_path / "a.csv", HEADER + ROW_A + OTHER)
-    drop(tmp_path / "b.csv", HEADER + ROW_B.replace("2026-11-24 08:00:00", "2026-11-24 09:00:00"))
+    file are, and the file is done (the quarantine keeps both rows)."""
+    drop(tmp_path / "a.csv", HEADER + ROW_A + OTHER
+         + ROW_B.replace("2026-11-24 08:00:00", "2026-11-24 09:00:00"))
     source = notices_source(tmp_path)
     result = source.poll(NOW)
     assert list(by_id(result)) == ["P2"]
     (bad,) = result.quarantined
     assert "'P1'" in bad.reason and "start (startTime)" in bad.reason
     assert "a.csv row 2: 2026-11-24 08:00:00" in bad.reason
-    assert "b.csv row 2: 2026-11-24 09:00:00" in bad.reason
+    assert "a.csv row 4: 2026-11-24 09:00:00" in bad.reason
     assert sorted(r["pubTranName"] for r in bad.raw) == sorted(BOTH)
     assert source.stats["quarantined"] == 1
     source.acknowledge(result)
-    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["a.csv", "b.csv"]
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["a.csv"]
 
 
 def test_trouble_call_rows_of_one_order_are_one_call(tmp_path: Path) -> None:

@@ -24,12 +24,14 @@ Each file is processed once:
   means the file is read again; its events carry deterministic ids (device + off/on + time) so
   the store ignores the repeats. A file changed after it was read is not moved; it is read
   again next poll.
-* Work orders (records, not AMI reports): the rows of one record id read in one poll — in one
-  file or several — are one event (:func:`~outage_sentinel.sources.mapping.merge_rows_by_id`):
-  an export lists a work order once per transformer area, and rows read as replacing each
-  other flipped the record between its villages. Rows that disagree are quarantined together
-  (``record id 'P1' is listed on 2 rows that disagree on start (startTime) (a.csv row 2: ...;
-  b.csv row 2: ...)``). AMI reports are events of their own: never merged.
+* Work orders (records, not AMI reports): the rows of one record id in one file are one
+  event (:func:`~outage_sentinel.sources.mapping.merge_rows_by_id`): an export lists a work
+  order once per transformer area, and rows read as replacing each other flipped the record
+  between its villages. Rows of one file that disagree are quarantined together (``record id
+  'P1' is listed on 2 rows that disagree on start (startTime) (a.csv row 2: ...; a.csv row
+  5: ...)``). Another file is another export, read in order of modification: a later state
+  of its records (the work cancelled, the power back), its own event even when both are read
+  in one poll. AMI reports are events of their own: never merged.
 """
 
 from __future__ import annotations
@@ -145,15 +147,9 @@ class FileDropSource:
             return PollResult(not_modified=True)
         result = PollResult()
         taken: list[_Taken] = []
-        rows: list[Row] = []  # the work orders of the poll, merged once every file is read
         for path, st in ready:
-            outcome = self._take_file(path, st.st_size, result, rows)
+            outcome = self._take_file(path, st.st_size, result)
             taken.append(_Taken(path, st.st_size, st.st_mtime_ns, outcome))
-        if isinstance(self.parser, _LocatedOrders):
-            events, conflicts = merge_rows_by_id(self.parser.mapper, rows)
-            result.events.extend(events)
-            result.quarantined.extend(conflicts)
-            self.stats["quarantined"] += len(conflicts)
         self._pending.append((result, taken))
         return result
 
@@ -197,10 +193,10 @@ class FileDropSource:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _take_file(self, path: Path, size: int, result: PollResult,
-                   rows: list[Row]) -> Literal["done", "failed"]:
-        """Read one file into ``result`` (AMI events) or ``rows`` (work orders, merged by
-        :meth:`poll`); what becomes of the file once the poll is committed."""
+    def _take_file(self, path: Path, size: int, result: PollResult) -> Literal["done", "failed"]:
+        """Read one file into ``result`` (work orders merged per id within the file: one
+        export; a later file is a later state of its records, its own event); what becomes of
+        the file once the poll is committed."""
         parsed, failure = self._read_safely(path, size)
         located = self.parser.take() if isinstance(self.parser, _LocatedOrders) else None
         self.stats["records"] += parsed.records
@@ -211,11 +207,14 @@ class FileDropSource:
                                                   {"file": path.name, "head": failure[1]}))
             return "failed"
         self.stats["quarantined"] += len(parsed.quarantined)
+        result.quarantined.extend(parsed.quarantined)
         if located is None:
             result.events.extend(parsed.events)
-        else:
-            rows.extend(located)
-        result.quarantined.extend(parsed.quarantined)
+            return "done"
+        events, conflicts = merge_rows_by_id(self.parser.mapper, located)  # type: ignore[union-attr]
+        result.events.extend(events)
+        result.quarantined.extend(conflicts)
+        self.stats["quarantined"] += len(conflicts)
         return "done"
 
     def _ready_files(self, now_ts: float) -> list[tuple[Path, os.stat_result]]:
