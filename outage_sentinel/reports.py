@@ -270,9 +270,10 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     by_feeder = _by_feeder(topology, scope, incidents, counted, feeder_touch, ctx.feeder_names,
                            hours)
     by_village = _by_village(topology, scope, incidents, counted, village_touch, hours)
-    # The liaisons' answers given in the period (a day's report counts that day's).
-    answers = [a for iid in incidents["id"] for a in store.answers(str(iid))
-               if start <= _aware(a["at"]) < end]
+    # The liaisons' answers given in the period (a day's report counts that day's), to any
+    # incident read: one over before midnight is confirmed after it, in the next day's.
+    answers = [a for iid in dict.fromkeys(r["id"] for r in rows)
+               for a in store.answers(str(iid)) if start <= _aware(a["at"]) < end]
     by_village = _with_confirmations(by_village, listed, answers)
     dead_df = _dead_frame(dead, tz)
     summary = _summary(scope, incidents, counted, dead_df, start, end, tz, now, hours)
@@ -298,7 +299,8 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
                           dict[str, set[str]], list[_Area]]:
     """The report lines of the incidents overlapping ``[start, end)``, their areas'
     intervals clipped to ``[start, upto)`` (of those that count), the incidents each feeder
-    and each village had, and the unclipped areas of every incident listed."""
+    and each village had, and the unclipped areas of every incident read (those over before
+    the period too: a confirmation given in it is measured from their return)."""
     incident_rows: list[dict[str, Any]] = []
     areas: list[_Area] = []
     # Which incidents each feeder / village had (any area, even with 0 h inside the period).
@@ -312,9 +314,9 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
                                        ctx.now)
         klass = class_of_areas(inc_areas, row["kind"])
         nominal_end = eff_end if eff_end is not None else ctx.now
+        listed.extend(inc_areas)
         if not (row["start"] < end and (nominal_end > start or row["start"] >= start)):
             continue
-        listed.extend(inc_areas)
         interruption = interruption_of(inc_areas, row["start"], eff_end, ctx.now)
         clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
         if interruption == "sustained":

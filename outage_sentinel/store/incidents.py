@@ -16,7 +16,13 @@ from sqlalchemy.engine import Connection
 
 from outage_sentinel.closeouts import FOUND_STAGES, found_devices
 from outage_sentinel.store.base import StoreBase
-from outage_sentinel.store.schema import events_t, incident_log_t, incidents_t, outbox_t
+from outage_sentinel.store.schema import (
+    events_t,
+    field_answers_t,
+    incident_log_t,
+    incidents_t,
+    outbox_t,
+)
 
 
 class IncidentStore(StoreBase):
@@ -202,13 +208,16 @@ class IncidentStore(StoreBase):
         ``end``, or re-issued at all: the re-issue may come after a midnight or a week's end).
         Not over before ``start``: updated since counts too, as an area counted back at the
         end may have come back later (a confirmation, or a new outage that took it on: the
-        report's LATER_BACK_STAGES)."""
+        report's LATER_BACK_STAGES), and so does one a liaison answered about in the period
+        (its confirmation counts in the period it was given)."""
         t = incidents_t
         reissued = select(incident_log_t.c.incident_id).where(
             incident_log_t.c.stage == "reissued")
+        answered = select(field_answers_t.c.incident_id).where(
+            field_answers_t.c.at >= start, field_answers_t.c.at < end)
         began = or_(t.c.start < end, t.c.created_at < end, t.c.id.in_(reissued))
         not_over = or_(t.c.end_time.is_(None), t.c.end_time > start, t.c.updated_at > start,
-                       and_(t.c.start >= start, t.c.start < end))
+                       and_(t.c.start >= start, t.c.start < end), t.c.id.in_(answered))
         return began, not_over
 
     @staticmethod
