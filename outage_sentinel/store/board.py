@@ -152,8 +152,9 @@ class BoardStore(KvStore):
 
     def change_marker(self) -> str:
         """A value that changes whenever the daemon or an operator commits anything the board
-        shows: incidents, their log, the outbox (a new message, or one changing status: each
-        status's count), the kv state (storm, source health), silences."""
+        shows: incidents, their log, the outbox (a new message, one changing status: each
+        status's count; an attempt made: their sum), the kv state (storm, source health),
+        silences."""
         with self.engine.connect() as conn:
             parts = [
                 conn.execute(select(func.max(incidents_t.c.updated_at))).scalar(),
@@ -163,6 +164,10 @@ class BoardStore(KvStore):
                 # a retry or a dead letter changes no row count and sends nothing.
                 sorted(tuple(r) for r in conn.execute(
                     select(outbox_t.c.status, func.count()).group_by(outbox_t.c.status))),
+                # A failed attempt (pending again, one more attempt, a new error) moves no
+                # status count: the attempts made and when the next is due do.
+                conn.execute(select(func.sum(outbox_t.c.attempts),
+                                    func.max(outbox_t.c.next_attempt_at))).first(),
                 conn.execute(select(func.max(kv_t.c.updated_at), func.count())
                              .where(~kv_t.c.key.like("%cursor:%"))).first(),
                 conn.execute(select(func.max(silences_t.c.id))).scalar(),
