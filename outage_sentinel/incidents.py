@@ -679,7 +679,11 @@ def unexplained_areas(topology: Topology, incident: Incident) -> list[str]:
     for d in incident.estimate.devices:
         if d in topology.pos:
             below.update(topology.downstream_transformers(d))
-    return [t for t in incident.off if incident.mark(t) == "reported" and t not in below]
+    found = [t for t in incident.off if incident.mark(t) == "reported" and t not in below]
+    # In the feeder's order, whatever order the estimate holds them in: the texts that list
+    # them say the same words at every revision (and on every run).
+    return sorted(found, key=lambda t: (topology.tin[topology.pos[t]] if t in topology.pos
+                                        else -1, t))
 
 
 def contradicted_reports(topology: Topology, incident: Incident) -> list[str]:
@@ -1035,9 +1039,11 @@ def widen_scope(scope: Mapping[str, str], reported: Iterable[str], possible: Ite
     inferred areas added, and inferred areas the estimate dropped (not back) taken out."""
     inferred = tuple(inferred)
     out = dict(scope)
-    for t in reported:
+    # Sets come in an order that changes from run to run: areas newly added are added sorted,
+    # so that the texts listing them (after the localiser's own) say the same every time.
+    for t in sorted(reported):
         out[t] = "reported"
-    for t in possible:
+    for t in sorted(possible):
         if out.get(t) != "reported":
             out[t] = "possible"
     for t in inferred:
