@@ -393,11 +393,17 @@ class Daemon:
     # -- scheduler jobs ---------------------------------------------------------------------
 
     def _poll_job(self, source: Source) -> None:
+        """Poll ``source`` and fold what it brought. A failure (the database away: the poll
+        itself never raises, the processing may) is logged ``poll_job_failed``, never raised;
+        the next run tries again."""
         if self._stop.is_set() or not self.leadership.is_leader() or not self.database.intact():
             return
-        self.poller.run_once(source, self.clock, keep_going=lambda: not self._stop.is_set()
-                             and self.leadership.is_leader())
-        self.process()
+        try:
+            self.poller.run_once(source, self.clock, keep_going=lambda: not self._stop.is_set()
+                                 and self.leadership.is_leader())
+            self.process()
+        except Exception as exc:
+            self.log.error("poll_job_failed", source=source.name, error=redact(repr(exc)))
 
     def _guarded(self, what: str, step: Callable[[datetime], Any]) -> Callable[[], None]:
         """A job running ``step(now)`` that logs a failure (the database may be briefly

@@ -2,6 +2,15 @@
 
 Names carry units and ``_total``; labels are low-cardinality (source and channel names from
 config, result words), never villages or incidents. See README "Metrics" for the list.
+
+Two kinds. Per process: what this process did or is (counters and histograms of its own
+work, whether it leads, its start, its configuration, its scheduler): a standby's counters
+stay flat, so sums and rates across instances hold. Per leader (:class:`LeaderGauge`): the
+state of the region that only its leader knows (a source's last successful poll and health,
+the open incidents, the outbox's backlog and dead letters, deadlines at risk, the storm):
+exported only during a term of this node's leadership, from the first time the term sets it;
+a standby exports none of it and a deposed leader drops it (``Metrics.end_term``), so that no
+frozen value alerts or counts twice in a sum across the region's nodes.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from prometheus_client import (
     make_wsgi_app,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -29,6 +39,77 @@ LOCALISE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
 #: unsure twice, no such channel) or ``permanent`` (refused for good, dead-lettered at once).
 NOTIFICATION_RESULTS = ("delivered", "retry", "uncertain", "permanent", "dead", "dry_run",
                         "rate_limited", "silenced", "superseded")
+
+
+#: The metrics only the region's leader exports (README "Metrics", docs/operations.md).
+PER_LEADER_METRICS = tuple("outage_sentinel_" + name for name in (
+    "last_successful_poll_timestamp_seconds", "source_connected", "snapshot_held_polls",
+    "incidents_active", "storm_declared", "outbox_backlog_messages",
+    "outbox_dead_letters_messages", "arrival_deadline_at_risk_incidents"))
+
+
+class LeaderGauge:
+    """A gauge of the region's state, exported only while this node's term holds it.
+
+    Used as a prometheus_client ``Gauge``: ``set(v)`` unlabelled, ``labels(*values).set(v)``
+    labelled. A value is exported once set in the term; :meth:`close` (the term ended) drops
+    every value and ignores the sets that come after it (a job or a send of the ended term
+    finishing late), until :meth:`open` (the next term)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = (),
+                 registry: CollectorRegistry | None = None) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self._labelnames = labelnames  # where prometheus_client's own metrics keep them
+        self._values: dict[tuple[str, ...], float] = {}
+        self._open = True
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def labels(self, *values: object) -> LeaderGaugeChild:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: labels {self.labelnames}, given {values}")
+        return LeaderGaugeChild(self, tuple(str(v) for v in values))
+
+    def set(self, value: float) -> None:
+        self.labels().set(value)
+
+    def set_labelled(self, key: tuple[str, ...], value: float) -> None:
+        with self._lock:
+            if self._open:
+                self._values[key] = float(value)
+
+    def open(self) -> None:
+        """A term begins: values set from now on are exported."""
+        with self._lock:
+            self._open = True
+
+    def close(self) -> None:
+        """The term ended: nothing is exported, and later sets are ignored until :meth:`open`."""
+        with self._lock:
+            self._open = False
+            self._values.clear()
+
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> list[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            values = sorted(self._values.items())
+        for key, value in values:
+            family.add_metric(list(key), value)
+        return [family]
+
+
+class LeaderGaugeChild:
+    """One labelled series of a :class:`LeaderGauge` (``gauge.labels(...)``)."""
+
+    def __init__(self, gauge: LeaderGauge, key: tuple[str, ...]) -> None:
+        self.gauge, self.key = gauge, key
+
+    def set(self, value: float) -> None:
+        self.gauge.set_labelled(self.key, value)
 
 
 class Metrics:
@@ -49,9 +130,10 @@ class Metrics:
             "Times the SQLite file was found deleted or replaced under the daemon (it stops)",
             registry=r)
         self.up = Gauge(p + "start_time_seconds", "Unix time the daemon started", registry=r)
-        self.deadline_at_risk = Gauge(p + "arrival_deadline_at_risk_incidents",
-                                      "Fault incidents that will miss or have missed the crew "
-                                      "arrival commitment (no crew on site yet)", registry=r)
+        self.deadline_at_risk = LeaderGauge(p + "arrival_deadline_at_risk_incidents",
+                                            "Fault incidents that will miss or have missed the "
+                                            "crew arrival commitment (no crew on site yet)",
+                                            registry=r)
         self.leader = Gauge(p + "leader", "1 while this daemon leads its region (a single "
                             "node always does)", ["region"], registry=r)
         # The standard process (CPU, memory, file descriptors), Python and GC collectors.
@@ -63,8 +145,10 @@ class Metrics:
         """Polls, ingestion, and what the sources say of themselves."""
         self.polls = Counter(p + "polls_total", "Source polls by result "
                              "(ok, not_modified, error, skipped)", ["source", "result"], registry=r)
-        self.last_success = Gauge(p + "last_successful_poll_timestamp_seconds",
-                                  "Unix time of the last successful poll", ["source"], registry=r)
+        self.last_success = LeaderGauge(p + "last_successful_poll_timestamp_seconds",
+                                        "Unix time of the last successful poll (at the start "
+                                        "of a term: the last one stored, else the term's "
+                                        "start)", ("source",), registry=r)
         self.poll_duration = Histogram(p + "poll_duration_seconds", "Time of one poll incl. storing",
                                        ["source"], buckets=LATENCY_BUCKETS, registry=r)
         self.events = Counter(p + "events_ingested_total", "New events stored", ["source"],
@@ -81,30 +165,31 @@ class Metrics:
         self.poll_interval = Gauge(p + "poll_interval_seconds",
                                    "Configured poll interval of each source (the stale-source "
                                    "alert fires after three)", ["source"], registry=r)
-        self.source_connected = Gauge(p + "source_connected",
-                                      "1 while a streaming source (MQTT) is connected to its "
-                                      "broker", ["source"], registry=r)
+        self.source_connected = LeaderGauge(p + "source_connected",
+                                            "1 while a streaming source (MQTT) is connected to "
+                                            "its broker", ("source",), registry=r)
         self.snapshot_incomplete = Counter(
             p + "snapshot_incomplete_polls_total", "Snapshot feed polls that saw less than the "
             "whole list (fewer records than the feed counts, totals changed between pages, "
             "page limit, null list): no record was ended from them", ["source"], registry=r)
-        self.snapshot_held = Gauge(
+        self.snapshot_held = LeaderGauge(
             p + "snapshot_held_polls", "Polls in a row that held back a record gone from a "
             "snapshot feed (incomplete polls, or a record without a readable id that may be "
-            "it): its villages are not told their power is back", ["source"], registry=r)
+            "it): its villages are not told their power is back", ("source",), registry=r)
 
     def _incident_metrics(self, r: CollectorRegistry, p: str) -> None:
         """Processing, incidents, the storm."""
         self.processing_errors = Counter(p + "event_processing_errors_total",
                                          "Events whose processing raised (left for retry)",
                                          registry=r)
-        self.incidents_active = Gauge(p + "incidents_active", "Open incidents", ["kind"],
-                                      registry=r)
+        self.incidents_active = LeaderGauge(p + "incidents_active", "Open incidents",
+                                            ("kind",), registry=r)
         self.topology_reloads = Counter(p + "topology_reloads_total",
                                         "Topology reloads (SIGHUP) by result (ok, error)",
                                         ["result"], registry=r)
-        self.storm_declared = Gauge(p + "storm_declared",
-                                    "1 while an operator's storm declaration holds", registry=r)
+        self.storm_declared = LeaderGauge(p + "storm_declared",
+                                          "1 while an operator's storm declaration holds",
+                                          registry=r)
 
     def _delivery_metrics(self, r: CollectorRegistry, p: str) -> None:
         """The outbox, the localiser, the scheduler and the AMI screen."""
@@ -114,12 +199,12 @@ class Metrics:
                                      "permanent: refused, dead-lettered; dead, dry_run, "
                                      "rate_limited, silenced, superseded)",
                                      ["channel", "result"], registry=r)
-        self.outbox_backlog = Gauge(p + "outbox_backlog_messages",
-                                    "Messages waiting in the outbox (pending or in flight)",
-                                    registry=r)
-        self.dead_letters = Gauge(p + "outbox_dead_letters_messages",
-                                  "Messages given up on (see the command-centre summary)",
-                                  registry=r)
+        self.outbox_backlog = LeaderGauge(p + "outbox_backlog_messages",
+                                          "Messages waiting in the outbox (pending or in "
+                                          "flight)", registry=r)
+        self.dead_letters = LeaderGauge(p + "outbox_dead_letters_messages",
+                                        "Messages given up on (see the command-centre "
+                                        "summary)", registry=r)
         self.localise_duration = Histogram(p + "localisation_duration_seconds",
                                            "Time to estimate an incident's fault point",
                                            buckets=LOCALISE_BUCKETS, registry=r)
@@ -139,6 +224,20 @@ class Metrics:
             p + "ami_unknown_device_reports_total", "AMI reports from meters or terminals in "
             "no transformer area (not in meters.csv; kept under unknown_devices: keep, they "
             "count toward no outage)", ["source"], registry=r)
+
+    def per_leader(self) -> list[LeaderGauge]:
+        """The gauges only the region's leader exports (:data:`PER_LEADER_METRICS`)."""
+        return [m for m in vars(self).values() if isinstance(m, LeaderGauge)]
+
+    def begin_term(self) -> None:
+        """This node leads: the region's state is exported as the term sets it."""
+        for gauge in self.per_leader():
+            gauge.open()
+
+    def end_term(self) -> None:
+        """Deposed, or a standby: none of the region's state is exported (idempotent)."""
+        for gauge in self.per_leader():
+            gauge.close()
 
     def create_channel_series(self, channels: Iterable[str]) -> None:
         """Export ``notifications_total`` at 0 for every channel x result: a series' first

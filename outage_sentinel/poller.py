@@ -233,7 +233,8 @@ class Poller:
         counts = IngestCounts(sum(c.inserted for c in parts), sum(c.duplicates for c in parts),
                               sum(c.quarantined for c in parts),
                               tuple(e for c in parts for e in c.new_events),
-                              tuple(q for c in parts for q in c.refused))
+                              tuple(q for c in parts for q in c.refused),
+                              tuple(q for c in parts for q in c.repeated))
         return counts, replace(rest, events=stored)
 
     def _kept(self, name: str, result: PollResult) -> PollResult:
@@ -269,8 +270,10 @@ class Poller:
         m.last_success.labels(name).set(now.timestamp())
         self.last_success = now
         m.poll_duration.labels(name).observe(seconds)
+        again = {id(q) for q in counts.repeated}  # kept already today: its row counts it
         for q in (*result.quarantined, *counts.refused):
-            self.log.warning("quarantined", source=name, reason=q.reason)
+            if id(q) not in again:
+                self.log.warning("quarantined", source=name, reason=q.reason)
         if counts.inserted or counts.quarantined:
             self.log.info("polled", source=name, new=counts.inserted, at=now.isoformat(),
                           duplicates=counts.duplicates, quarantined=counts.quarantined)
@@ -282,8 +285,8 @@ class Poller:
         self.metrics.polls.labels(source.name, "error").inc()
         if raw is not None:
             try:
-                self.store.quarantine(Quarantined(source.name, reason, raw), now)
-                self.metrics.quarantined.labels(source.name).inc()
+                if self.store.quarantine(Quarantined(source.name, reason, raw), now):
+                    self.metrics.quarantined.labels(source.name).inc()
             except Exception as exc:
                 self.log.error("quarantine_failed", source=source.name, error=redact(repr(exc)))
 

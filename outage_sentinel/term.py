@@ -2,6 +2,11 @@
 screen and the messages a previous process or leader left in flight) and when it loses it
 (stop consuming; the next term starts from the database again).
 
+Only a term exports the region's state in the metrics (``metrics.py``, per leader): it begins
+with each source's last success as the store knows it (``health:<source>``'s ``last_ok``, else
+the term's start), so the stale-source alert counts from there for a source that does not
+succeed in this term; it ends with none of it exported.
+
 A term's beginning runs inside the lease's renewal, so nothing in it may wait long nor stop
 it: a source that connects to a broker is started at its first poll (its start may wait for
 the broker), and a step that fails (a source whose ``done/`` cannot be made, a screen that
@@ -51,6 +56,8 @@ class Term:
         with self._lock:
             self.number += 1
             number = self.number
+        self.metrics.begin_term()
+        self._step("last_success", self._last_success)
         self.screen_loaded = self._step("ami_screen", self.screener.load)
         failed = [s.name for s in self.sources if not self._start(s, number)]
         self._step("outbox_recovery", self.deliverer.recover)
@@ -60,8 +67,10 @@ class Term:
                       **({"not_started": failed} if failed else {}), **facts)
 
     def end(self) -> None:
-        """Deposed (or a standby from the start): nothing is consumed any more."""
+        """Deposed (or a standby from the start): nothing is consumed any more, and none of
+        the region's state is exported (a standby's frozen values would alert and add up)."""
         self.metrics.leader.labels(self.region).set(0)
+        self.metrics.end_term()
         with self._lock:
             self.number += 1
         for source in self.sources:
@@ -89,6 +98,20 @@ class Term:
             self.log.error("term_step_failed", step=name, region=self.region,
                            error=redact(repr(exc)))
             return False
+
+    def _last_success(self, now: datetime) -> None:
+        """Each source's last successful poll as the store knows it (whichever node made it),
+        else ``now``: a source that does not succeed in this term is stale from here (also
+        when the store cannot be read: the failure is raised after, for the step's log)."""
+        failed: Exception | None = None
+        for source in self.sources:
+            try:
+                health = self.store.kv_get(f"health:{source.name}")
+            except Exception as exc:
+                health, failed = None, exc
+            self.metrics.last_success.labels(source.name).set(last_ok(health, now).timestamp())
+        if failed is not None:
+            raise failed
 
     def _start(self, source: Source, number: int) -> bool:
         """Start ``source`` now, or leave its start to its first poll: one that connects to a
@@ -125,3 +148,14 @@ class Term:
             current = self.number == number
         if not current:
             close_all([source], "source", self.log)
+
+
+def last_ok(health: Any, default: datetime) -> datetime:
+    """When a health record (``poller.write_health``) says its source last succeeded;
+    ``default`` when it says nothing readable."""
+    value = health.get("last_ok") if isinstance(health, dict) else None
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return default
+    return when if when is not None and when.tzinfo is not None else default

@@ -193,7 +193,7 @@ def test_a_database_of_an_earlier_version_keeps_its_data_in_the_default_region(
             {"t": T0.replace(tzinfo=None)})
     engine.dispose()
     store = Store(db_url)
-    assert store.migrate() == len(MIGRATIONS) == 13
+    assert store.migrate() == len(MIGRATIONS) == 14
     assert [e.event.event_id for e in store.unprocessed_events()] == ["E1"]
     if store.dialect == "postgresql":
         other = Store(db_url, region="west")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -50,6 +51,24 @@ class IngestCounts:
     new_events: tuple[OutageEvent, ...] = ()
     #: What the store quarantined itself (counted in ``quarantined``): a cursor it cannot keep.
     refused: tuple[Quarantined, ...] = ()
+    #: Quarantined payloads already kept within :data:`QUARANTINE_REPEAT_WINDOW` (not counted
+    #: in ``quarantined``: the row's ``repeats`` and ``last_seen`` changed instead).
+    repeated: tuple[Quarantined, ...] = ()
+
+
+#: The same payload of a source with the same reason is kept (and counted) once in this long,
+#: counted from the row's first sighting: a bad record a snapshot feed lists at every poll
+#: makes one row a day, not one a poll.
+QUARANTINE_REPEAT_WINDOW = timedelta(hours=24)
+
+
+def quarantine_digest(source: str, reason: str, raw: str) -> str:
+    """What makes two quarantined payloads the same: sha256 of source, reason and raw text."""
+    h = hashlib.sha256()
+    for part in (source, reason, raw):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
 
 
 def refused_value(exc: BaseException) -> bool:
@@ -231,11 +250,13 @@ class EventStore(KvStore):
                 conn.execute(stmt, values)
             inserted = len(fresh)
         refused = self._cursor_in(conn, source, result.cursor, now)
+        kept: list[Quarantined] = []
+        again: list[Quarantined] = []
         for q in (*result.quarantined, *refused):
-            self.quarantine_in(conn, q, now)
-        return IngestCounts(inserted, len(result.events) - inserted,
-                            len(result.quarantined) + len(refused),
-                            tuple(fresh.values()) if result.events else (), refused)
+            (kept if self.quarantine_in(conn, q, now) else again).append(q)
+        return IngestCounts(inserted, len(result.events) - inserted, len(kept),
+                            tuple(fresh.values()) if result.events else (), refused,
+                            tuple(again))
 
     def _cursor_in(self, conn: Connection, source: str, cursor: dict[str, Any] | None,
                    now: datetime) -> tuple[Quarantined, ...]:
@@ -285,17 +306,32 @@ class EventStore(KvStore):
             known.setdefault(key, set()).add(state_of(e.revision))
         return fresh
 
-    def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> None:
+    def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> bool:
         """Keep a payload that failed, whatever it holds: a quarantined payload is exactly the
-        one that may carry NUL or a lone surrogate, so both are made storable here."""
-        raw = q.raw if isinstance(q.raw, str) else raw_json(q.raw)
-        conn.execute(quarantine_t.insert().values(
-            source=storable_text(q.source), reason=storable_text(q.reason),
-            raw=storable_text(raw), received_at=now, region=self.region))
+        one that may carry NUL or a lone surrogate, so both are made storable here. One kept
+        already (same source, reason and raw) within :data:`QUARANTINE_REPEAT_WINDOW` is not
+        kept again: its row's ``last_seen`` and ``repeats`` change. Whether a row was added."""
+        raw = storable_text(q.raw if isinstance(q.raw, str) else raw_json(q.raw))
+        source, reason = storable_text(q.source), storable_text(q.reason)
+        digest = quarantine_digest(source, reason, raw)
+        t = quarantine_t
+        row = conn.execute(select(t.c.id).where(
+            self.in_region(t), t.c.digest == digest,
+            t.c.received_at > now - QUARANTINE_REPEAT_WINDOW).order_by(t.c.id.desc())
+            .limit(1)).scalar()
+        if row is not None:
+            conn.execute(update(t).where(t.c.id == row).values(
+                last_seen=now, repeats=t.c.repeats + 1))
+            return False
+        conn.execute(t.insert().values(source=source, reason=reason, raw=raw, received_at=now,
+                                       region=self.region, digest=digest, last_seen=now,
+                                       repeats=0))
+        return True
 
-    def quarantine(self, q: Quarantined, now: datetime) -> None:
+    def quarantine(self, q: Quarantined, now: datetime) -> bool:
+        """:meth:`quarantine_in` in a transaction of its own; whether a row was added."""
         with self.transaction() as conn:
-            self.quarantine_in(conn, q, now)
+            return self.quarantine_in(conn, q, now)
 
     def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

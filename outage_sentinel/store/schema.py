@@ -86,6 +86,12 @@ quarantine_t = Table(
     # The region that received it (schema version 9): a province-wide feed's bad payload is
     # each region's to see, once.
     Column("region", String(40), nullable=False, server_default="default"),
+    # Schema version 14: the same payload of a source with the same reason is kept once a
+    # day (``store/events.py``); ``digest`` is sha256 of (source, reason, raw), and the row
+    # says when it was last seen again and how often (NULL / 0 for older rows).
+    Column("digest", String(64)),
+    Column("last_seen", UTCDateTime),
+    Column("repeats", Integer, nullable=False, server_default="0"),
 )
 
 incidents_t = Table(
@@ -356,12 +362,21 @@ def _m13_age_from(conn: Connection) -> None:
     _add_missing_columns(conn, outbox_t, ["age_from"])
 
 
+def _m14_quarantine_repeats(conn: Connection) -> None:
+    """A bad record a snapshot feed lists at every poll is kept once a day, not once a poll:
+    found again by its digest, the row's ``last_seen`` and ``repeats`` change instead."""
+    _add_missing_columns(conn, quarantine_t, ["digest", "last_seen", "repeats"])
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_quarantine_digest "
+                      "ON quarantine (region, digest, received_at)"))
+
+
 #: Ordered migrations; index + 1 is the schema version each one brings the database to.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_indexes, _m3_lifecycle,
                                                   _m4_dead_at, _m5_silences, _m6_board,
                                                   _m7_leases, _m8_field_answers, _m9_regions,
                                                   _m10_outbox_chains, _m11_calls_by_start,
-                                                  _m12_fault_devices, _m13_age_from]
+                                                  _m12_fault_devices, _m13_age_from,
+                                                  _m14_quarantine_repeats]
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
