@@ -134,7 +134,8 @@ class CommandSteps:
         check_texts(incident=incident_id, time=when, actor=actor, note=note)
         etr = parse_time(when, "time (the ETR)", self.processor.tz)
         return self._correct(incident_id, actor, note, "etr_set",
-                             lambda _, inc, now: corrections.set_etr(inc, etr, now),
+                             lambda _, inc, now: corrections.set_etr(
+                                 inc, etr, now, self.processor.tz),
                              {"etr": etr.isoformat()})
 
     def clear_etr(self, incident_id: str, actor: str, note: str = "") -> Incident:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from outage_sentinel.incidents import (
     Estimator,
@@ -54,12 +54,15 @@ def etr_passed(etr: datetime, now: datetime) -> bool:
     return etr <= now - ETR_LEEWAY
 
 
-def set_etr(inc: Incident, etr: datetime, now: datetime) -> Incident:
+def set_etr(inc: Incident, etr: datetime, now: datetime, tz: tzinfo | None = None
+            ) -> Incident:
     """``inc`` with the command centre's expected restoration time, which wins over the
-    sources' from now on."""
+    sources' from now on. A refusal names the time in ``tz`` as it was typed (local,
+    ``YYYY-MM-DD HH:MM``; ``None``: UTC ISO)."""
     _open(inc, "set the expected restoration time of")
     if etr_passed(etr, now):
-        raise CorrectionError(f"the expected restoration time {etr.isoformat()} has passed")
+        shown = etr.isoformat() if tz is None else f"{etr.astimezone(tz):%Y-%m-%d %H:%M}"
+        raise CorrectionError(f"the expected restoration time {shown} has passed")
     if etr < inc.start:
         raise CorrectionError("the expected restoration time is before the outage started")
     return _revised(inc, replace(inc, etr=etr, etr_set=etr), now)

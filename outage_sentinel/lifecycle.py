@@ -68,6 +68,16 @@ CREW_NOTE_WORDS = {"zh": {"accepted": "已接单", "on_the_way": "正在赶往�
                           "fault_found": "找到故障", "photo": "上传现场照片"}}
 
 
+def held_to_deadline(kind: str, stage: str) -> bool:
+    """Whether an incident's crew is held to an arrival deadline: a fault in an active stage
+    (:data:`~outage_sentinel.incidents.ACTIVE_STAGES`). Planned or temporary work, a false
+    alarm cancelled, an outage over: none. A crew on site (``on_site``, or a partly restored
+    fault whose crew reported it there) was held to one and has met it: the board shows it
+    met, and :meth:`Lifecycle.check` no longer escalates it. The one rule of the daemon's
+    checks and the board's countdowns."""
+    return kind == "fault" and stage in ACTIVE_STAGES
+
+
 def crew_may_report(inc: Incident) -> bool:
     """Whether a crew's step (arrived, fault found, a note) is taken for ``inc``: while the
     outage is on, and once power came back by other hands until the close-out — the crew
@@ -602,10 +612,9 @@ class Lifecycle:
         (:attr:`at_risk` counts them)."""
         queued = at_risk = 0
         for row in self.store.load_incidents(open_only=True):
-            # Partly restored: the areas still dark keep the commitment until a crew is there.
-            if row["kind"] != "fault" or row["stage"] not in ("detected", "confirmed",
-                                                                "dispatched",
-                                                                "partially_restored"):
+            # On site, the deadline is met; partly restored, the areas still dark keep the
+            # commitment until a crew is there (:meth:`_crew_there`).
+            if not held_to_deadline(row["kind"], row["stage"]) or row["stage"] == "on_site":
                 continue
             with self.store.transaction() as conn:
                 inc, current = self.load_in(conn, row["id"])

@@ -4,8 +4,10 @@ A message that waited (dead-lettered, or held by a silence) was true when it was
 incident may have moved past it since; sending it then leaves the recipient reading what is
 no longer so. It is *stale* when:
 
-* a later message to the same recipient about the same incident was queued since (a newer
-  expected time, a correction, the power back, off again) and was not given up on;
+* a later message to the same recipient about the same incident that replaces it
+  (:func:`overtakes`: a newer expected time, a correction, the power back, off again, a newer
+  one of its kind) was queued since and was not given up on — a care list or a crew's progress
+  replaces nothing but a newer one of its own: it adds to the outage notice it follows;
 * it tells a village its power is off (outage, update, planned work) and the incident is over;
 * it tells a village its power is back (restored, cancelled) and the village is off again.
 
@@ -23,6 +25,7 @@ from collections.abc import Collection
 from typing import Any, Protocol
 
 from outage_sentinel.incidents import BACK_NOTICES, Incident, villages_off
+from outage_sentinel.ordering import BACK_PURPOSES, is_off_notice
 from outage_sentinel.outgoing import Address
 from outage_sentinel.store.outbox import OutboxRow
 from outage_sentinel.topology import Topology
@@ -30,6 +33,32 @@ from outage_sentinel.topology import Topology
 #: Notices that tell a village its power is off (or when it comes back); those that tell it
 #: the power is back are :data:`~outage_sentinel.incidents.BACK_NOTICES`.
 OFF_NOTICES = ("outage", "planned", "update")
+#: Messages that add to what a recipient was told without replacing it: a special-care list,
+#: a crew's progress (``progress_on_site``). Both they and the notice they follow are needed.
+ADDENDA = ("care", "progress_")
+
+
+def overtakes(later: str, earlier: str) -> bool:
+    """Whether a message of purpose ``later``, queued after one of purpose ``earlier`` to the
+    same recipient about the same incident, replaces it (sending the earlier one then says
+    what is no longer so): a newer one of its kind; for a notice of whether the power is off
+    (outage, update, planned work, its reminders) or back (restored, cancelled, corrected),
+    any later such notice; for an addendum (:data:`ADDENDA`), the power back (its outage over
+    for the recipient); for anything else (a crew's orders, the command centre's summary),
+    any later message but an addendum."""
+    if later == earlier:
+        return True
+    if later.startswith(ADDENDA):
+        return False
+    if _about_power(earlier):
+        return _about_power(later)
+    if earlier.startswith(ADDENDA):
+        return later in BACK_PURPOSES
+    return True
+
+
+def _about_power(purpose: str) -> bool:
+    return is_off_notice(purpose) or purpose in BACK_PURPOSES
 
 
 class MessageStore(Protocol):
@@ -46,7 +75,7 @@ def why_stale(store: MessageStore, topology: Topology, m: OutboxRow) -> str:
         return ""
     later = [o for o in store.messages(incident_id=m.incident_id)
              if o.recipient == m.recipient and o.id > m.id
-             and o.status in ("pending", "inflight", "sent")]
+             and o.status in ("pending", "inflight", "sent") and overtakes(o.purpose, m.purpose)]
     if later:
         return f"overtaken by message {later[-1].id} ({later[-1].purpose})"
     row = store.get_incident(m.incident_id)

@@ -63,7 +63,6 @@ from outage_sentinel.board.views import (
     Viewer,
     field_answers,
     field_photos,
-    held_to_deadline,
     incident_detail,
     local,
     notice_row,
@@ -75,6 +74,7 @@ from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
 from outage_sentinel.events import UNSTORABLE, unstorable_key
 from outage_sentinel.incidents import Incident
+from outage_sentinel.lifecycle import held_to_deadline
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.store import Store
 from outage_sentinel.store.events import storable_text
@@ -617,7 +617,7 @@ def held_deadlines(board: Board, rows: Sequence[Mapping[str, Any]], now: datetim
     id: the daemon's own (:meth:`CrewDispatch.deadline_in`: the dispatch's recorded deadline
     once a crew holds it, else counted from when the outage was known or went off again),
     so the countdown turns red when the daemon escalates, not before. An incident no crew
-    is held to (:func:`~outage_sentinel.board.views.held_to_deadline`: planned work, a false
+    is held to (:func:`~outage_sentinel.lifecycle.held_to_deadline`: planned work, a false
     alarm, an outage over) has none."""
     dispatcher = board.actions.core.lifecycle.dispatcher
     out: dict[str, Held] = {}

@@ -17,13 +17,9 @@ from urllib.parse import quote
 
 from outage_sentinel import crew as crews
 from outage_sentinel.field_links import REDACTED, redact_links
-from outage_sentinel.incidents import (
-    ACTIVE_STAGES,
-    Incident,
-    contradicted_reports,
-    villages_off,
-)
+from outage_sentinel.incidents import Incident, contradicted_reports, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
+from outage_sentinel.lifecycle import held_to_deadline
 from outage_sentinel.logs import mask_phones, redact
 from outage_sentinel.outgoing import MAX_ID, OUTBOX_STATUSES
 from outage_sentinel.priority import affected_customers, special_care_customers
@@ -83,13 +79,6 @@ def deadline_state(deadline: datetime | None, now: datetime, arrived: bool) -> s
     return "red" if left < 0 else "amber" if left < AMBER_MINUTES else "ok"
 
 
-def held_to_deadline(kind: str, stage: str) -> bool:
-    """Whether an incident's crew is held to an arrival deadline: a fault in an active stage
-    (:data:`~outage_sentinel.incidents.ACTIVE_STAGES`), as the lifecycle's deadline checks
-    hold them. Planned or temporary work, a false alarm cancelled, an outage over: none."""
-    return kind == "fault" and stage in ACTIVE_STAGES
-
-
 #: The arrival deadline an incident's crew is held to and its area type.
 Held = tuple[datetime, str]
 #: The :data:`Held` deadline of each incident row given (with its state), by incident id, as
@@ -117,21 +106,13 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
     arrived = stage in ("on_site", "restored", "closed") or inc.crew_progress == "on_site"
     off = inc.off
     care = special_care_customers(affected_customers(topology, off))
-    named = {m.device for m in inc.members.values() if m.device}
     return {
         "id": inc.id, "kind": inc.kind, "kind_label": label(KIND_LABELS, viewer.language, inc.kind),
         "status": inc.status, "stage": stage,
         "stage_label": label(STAGE_LABELS, viewer.language, stage),
         "priority": int(row.get("priority") or 0),
         "feeder": inc.feeder, "feeder_name": topology.feeder_names.get(inc.feeder, inc.feeder),
-        "devices": [{"id": d, "name": name_of(topology, d)} for d in inc.estimate.devices],
-        # Named by a source (a fact) or inferred by the localiser (a probability).
-        "device_reported": bool(inc.estimate.devices) and set(inc.estimate.devices) <= named,
-        "probability": None if inc.estimate.probability is None
-        else round(inc.estimate.probability, 4),
-        # How sure, in the crew's words: set by the command centre (and by whom), reported,
-        # or the localiser's probability with a close alternative.
-        "certainty": _certainty(inc, topology, viewer),
+        **fault_point(inc, topology, viewer),
         # Areas reported off that the fault point does not explain (read as false reports).
         "unexplained": [name_of(topology, t) for t in contradicted_reports(topology, inc)],
         "customers": inc.estimate.customers, "areas_off": len(off),
@@ -144,6 +125,24 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
         "deadline": iso(deadline), "deadline_local": local(deadline, viewer.tz),
         "deadline_area": area_type, "deadline_state": deadline_state(deadline, now, arrived),
         "parent": inc.parent_id, "arrived": arrived,
+    }
+
+
+def fault_point(inc: Incident, topology: Topology, viewer: Viewer) -> dict[str, Any]:
+    """The card's fault point: its ``devices``; ``device_reported`` when a source named every
+    one of them (a fact: :func:`crew.device_bases`, as the crew's checks say it — not one the
+    command centre set, nor a pair part inferred); the ``probability`` (the number, for
+    sorting) and its ``probability_label``, the texts' own words for it
+    (:func:`crew.percent_label`: one rounding, the page never rounds again); and
+    ``certainty``, how sure in the crew's words (set by the command centre and by whom,
+    reported, or the localiser's probability with a close alternative)."""
+    p = inc.estimate.probability
+    return {
+        "devices": [{"id": d, "name": name_of(topology, d)} for d in inc.estimate.devices],
+        "device_reported": set(crews.device_bases(inc).values()) == {"reported"},
+        "probability": p,
+        "probability_label": "" if p is None else crews.percent_label(p, viewer.language),
+        "certainty": _certainty(inc, topology, viewer),
     }
 
 
@@ -397,7 +396,7 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
         # What the close-out confirmed (the crews' finding), in place of the estimate.
         "found": [{"id": d, "name": name_of(topology, d)} for d in found_devices(log)],
         "evidence": [_evidence(s, viewer) for s in evidence],
-        "hypotheses": hypotheses(inc.estimate.hypotheses, topology),
+        "hypotheses": hypotheses(inc.estimate.hypotheses, topology, viewer.language),
         "section": [{"id": d, "name": name_of(topology, d)} for d in inc.estimate.section],
         "closable": closable_devices(inc, topology),
         # The fault point the command centre set: the close-out's device field starts there.
@@ -462,17 +461,23 @@ def _evidence(stored: Any, viewer: Viewer) -> dict[str, Any]:
             "text": mask_phones(e.area_text or str((e.raw or {}).get("note") or ""))}
 
 
-def hypotheses(ranked: Sequence[Mapping[str, Any]], topology: Topology) -> list[dict[str, Any]]:
+def hypotheses(ranked: Sequence[Mapping[str, Any]], topology: Topology, language: str = "zh"
+               ) -> list[dict[str, Any]]:
     """The ranked hypotheses, each with what separates it from the first: the areas only it
-    would have off, and the areas only the first would (where a patrol or a call-back decides)."""
+    would have off, and the areas only the first would (where a patrol or a call-back decides);
+    each probability with the texts' words for it (:func:`crew.percent_label`)."""
     top = set(ranked[0].get("transformers", ())) if ranked else set()
     out = []
     for h in ranked:
         areas = set(h.get("transformers", ()))
+        p = h.get("probability")
         out.append({
             "devices": [{"id": str(d), "name": name_of(topology, str(d))}
                         for d in h.get("devices", ())],
-            "probability": h.get("probability"), "customers": h.get("customers"),
+            "probability": p,
+            "probability_label": crews.percent_label(float(p), language)
+            if isinstance(p, int | float) else "",
+            "customers": h.get("customers"),
             "areas": len(areas),
             "only_here": [name_of(topology, t) for t in sorted(areas - top)][:8],
             "only_first": [name_of(topology, t) for t in sorted(top - areas)][:8],

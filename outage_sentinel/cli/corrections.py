@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from outage_sentinel.cli import EXIT_PROBLEMS, EXIT_USAGE
@@ -67,13 +67,17 @@ def add_incident_verbs(isub: Any) -> None:
     _actor(op)
 
 
+#: What ``outbox retry|release --force`` sends anyway: both refusals it goes past.
+FORCE_HELP = ("{verb} also messages the incident has moved past (a later notice replacing it, "
+              "the outage over, the village off again) and those a silence in force would mute "
+              "again at once (sent on past that silence)")
+
+
 def add_other_verbs(sub: Any, osub: Any) -> None:
     retry = osub.add_parser("retry", help="send dead (or silenced) messages again")
     retry.add_argument("ids", nargs="*", type=int, help="outbox ids (see outbox list)")
     retry.add_argument("--dead", action="store_true", help="every dead letter")
-    retry.add_argument("--force", action="store_true",
-                       help="resend also messages the incident has moved past (a later message "
-                            "to the same recipient, the outage over, the village off again)")
+    retry.add_argument("--force", action="store_true", help=FORCE_HELP.format(verb="resend"))
     _actor(retry)
     wd = osub.add_parser("withdraw", help="never send these messages (pending, held, dead or "
                                           "silenced); kept with who and why")
@@ -86,8 +90,7 @@ def add_other_verbs(sub: Any, osub: Any) -> None:
     _actor(hold)
     rel = osub.add_parser("release", help="send held messages (to the current address)")
     rel.add_argument("ids", nargs="+", type=int)
-    rel.add_argument("--force", action="store_true",
-                     help="release also messages the incident has moved past")
+    rel.add_argument("--force", action="store_true", help=FORCE_HELP.format(verb="release"))
     _actor(rel)
     sil = sub.add_parser("silence", help="mute liaison notices during known work")
     ssub = sil.add_subparsers(dest="silence_verb", metavar="ACTION")
@@ -174,7 +177,8 @@ def _outbox_step(store: Any, topology: Any, config: Any, args: argparse.Namespac
     from outage_sentinel.outbox_control import OutboxControl, OutboxError, command_of
 
     actor, now = parse_actor(args.actor), _utcnow()
-    control = OutboxControl(store, lambda: topology, command_of(config))
+    # Refusals name times (a silence's end) in local time, like the board's.
+    control = OutboxControl(store, lambda: topology, command_of(config), _tz(config))
     reason = getattr(args, "reason", "") or ""
     try:
         done, left = control.take_some(action, ids, actor, now, reason,
@@ -214,14 +218,13 @@ def asked_of(action: str, args: argparse.Namespace, **given: Any) -> dict[str, A
 
 
 def silence(store: Any, topology: Any, config: Any, args: argparse.Namespace) -> int:
-    from zoneinfo import ZoneInfo
-
     from outage_sentinel.events import parse_time
     from outage_sentinel.lifecycle import parse_actor
     from outage_sentinel.logs import mask_phones, redact
     from outage_sentinel.silencing import SilenceError, Silencing
 
-    silencing, now, tz = Silencing(store, lambda: topology), _utcnow(), ZoneInfo(config.timezone)
+    tz = _tz(config)
+    silencing, now = Silencing(store, lambda: topology, tz), _utcnow()
     verb, asked = args.silence_verb, {}
     try:
         if verb == "add":
@@ -266,3 +269,10 @@ def _said(store: Any, now: datetime, args: argparse.Namespace, asked: dict[str, 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _tz(config: Any) -> tzinfo:
+    """The config's time zone: the one the CLI names times in, as the board does."""
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(config.timezone)

@@ -115,16 +115,6 @@ async function act(path, body) {
   } catch (e) { flash(e.message, true); }
 }
 
-// An inference is never shown as certain: above 99 % it reads ">99%", below 1 % "<1%".
-function pct(p) {
-  if (p === null || p === undefined) return "";
-  // As the texts say it (crew.percent_label): only what rounds above 99 is ">99%".
-  const whole = Math.floor(p * 100 + 0.5);
-  if (whole > 99) return ">99%";
-  if (whole < 1) return "<1%";
-  return `${whole}%`;
-}
-
 function countdown(iso, state) {
   if (!iso) return "";
   if (state === "met") return "✓";
@@ -144,7 +134,13 @@ function pointText(c) {
   const names = c.devices.map((d) => d.name).join("、");
   const sure = c.certainty || {};
   if (sure.basis === "set") return `${names} · ${sure.label} (${W.setBy} ${sure.set_by})`;
-  return c.device_reported ? `${names} ${W.reported}` : `${W.inferred}: ${names} (${pct(c.probability)})`;
+  if (c.device_reported) return `${names} ${W.reported}`;
+  // Part named by a source, part inferred: the crew's words, which say which is which and
+  // state the set's probability ("马集2号熔断器数据源报告动作；马集1号熔断器疑似动作，…约55%").
+  if ((sure.devices || []).some((d) => d.basis === "reported")) return sure.label;
+  // Every probability the page shows is the texts' own label (crew.percent_label): never
+  // rounded again here, so the board and the texts state the same number.
+  return `${W.inferred}: ${names} (${c.probability_label})`;
 }
 
 // How sure the fault point is, in the words the crew reads: the command centre's (by whom),
@@ -299,7 +295,7 @@ function incidentView(c) {
     h("p", {}, `${W.etr}: ${c.etr_local || "-"} · ${W.crew}: ${c.crew_name || "-"}${c.cause ? " · " + W.cause + ": " + c.cause : ""}`));
   return h("div", {class: "incident"}, head,
     c.status === "active" || ["restored", "cancelled", "closed"].includes(c.stage) ? (MAY_ACT ? actionsPanel(c) : h("p", {class: "muted", id: "read-only"}, W.viewerNote)) : null,
-    section(W.hypotheses, list(c.hypotheses, (x) => `${x.devices.map((d) => d.name).join("、")} · ${W.prob} ${pct(x.probability)} · ${x.customers} ${W.customers}` +
+    section(W.hypotheses, list(c.hypotheses, (x) => `${x.devices.map((d) => d.name).join("、")} · ${W.prob} ${x.probability_label} · ${x.customers} ${W.customers}` +
       (x.only_here.length ? ` · ${W.onlyHere}: ${x.only_here.join("、")}` : "") + (x.only_first.length ? ` · ${W.onlyFirst}: ${x.only_first.join("、")}` : ""))),
     section(W.section, list(c.section, (d) => d.name)),
     section(W.areas, h("table", {class: "grid"}, h("tbody", {}, c.areas.map((a) =>
