@@ -352,15 +352,19 @@ def step_details(details: Any, tz: tzinfo = UTC) -> str:
     numbers masked, times local in ``tz`` like the rest of the page, fractions rounded."""
     if not isinstance(details, Mapping) or not details:
         return ""
-    parts = [f"{k}: {'、'.join(_shown(x, tz) for x in v) if isinstance(v, list) else _shown(v, tz)}"
+    parts = [f"{k}: {'、'.join(_shown(x, tz, k) for x in v) if isinstance(v, list) else _shown(v, tz, k)}"
              for k, v in details.items() if v not in (None, "", [])]
     return mask_phones("; ".join(parts))[:300]
 
 
-def _shown(value: Any, tz: tzinfo) -> str:
+#: Detail keys whose numbers are coordinates: shown as kept (0.1° is 11 km off).
+COORDINATE_KEYS = frozenset({"lat", "lon", "latitude", "longitude"})
+
+
+def _shown(value: Any, tz: tzinfo, key: str = "") -> str:
     """One value of a step's details as the page says it: a time (ISO) local, a fraction
-    rounded (a distance to 0.1 km, as the crew's texts say it)."""
-    if isinstance(value, float):
+    rounded (a distance to 0.1 km, as the crew's texts say it), a coordinate as kept."""
+    if isinstance(value, float) and key not in COORDINATE_KEYS:
         return str(round(value, 1) if abs(value) >= 1 else float(f"{value:.2g}"))
     if isinstance(value, str) and _ISO_TIME.fullmatch(value):
         return local(datetime.fromisoformat(value), tz) or value
