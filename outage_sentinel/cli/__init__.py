@@ -131,39 +131,44 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"error: {refused}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        if args.verb == "run":
-            return _run(args)
-        if args.verb == "check":
-            return _check(args)
-        if args.verb == "topology":
-            if args.topology_verb == "stats":
-                return _stats(args)
-            if args.topology_verb == "import":
-                from outage_sentinel.locate import import_main
-
-                return int(import_main(args.format, args.src, args.outdir))
-            print("usage: outage-sentinel topology {stats,import} (see --help)", file=sys.stderr)
-            return EXIT_USAGE
-        if args.verb == "locate":
-            return _locate(args)
-        if args.verb == "localisation":
-            from outage_sentinel.cli import localisation as localisation_cli
-
-            return localisation_cli.dispatch(args)
-        if args.verb == "report":
-            from outage_sentinel.cli import report as report_cli
-
-            return int(report_cli.dispatch(args))
-        from outage_sentinel.cli import operator as operator_cli
-
-        if args.verb in ("board", "users"):
-            from outage_sentinel.cli import board as board_cli
-
-            opened = operator_cli.open_config(args)
-            return opened if isinstance(opened, int) else board_cli.dispatch(args, opened)
-        return operator_cli.dispatch(args)
+        return _dispatch(args)
     except KeyboardInterrupt:
         return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the verb ``args`` name (its module imported only when it runs)."""
+    if args.verb == "run":
+        return _run(args)
+    if args.verb == "check":
+        return _check(args)
+    if args.verb == "topology":
+        if args.topology_verb == "stats":
+            return _stats(args)
+        if args.topology_verb == "import":
+            from outage_sentinel.locate import import_main
+
+            return int(import_main(args.format, args.src, args.outdir))
+        print("usage: outage-sentinel topology {stats,import} (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.verb == "locate":
+        return _locate(args)
+    if args.verb == "localisation":
+        from outage_sentinel.cli import localisation as localisation_cli
+
+        return localisation_cli.dispatch(args)
+    if args.verb == "report":
+        from outage_sentinel.cli import report as report_cli
+
+        return int(report_cli.dispatch(args))
+    from outage_sentinel.cli import operator as operator_cli
+
+    if args.verb in ("board", "users"):
+        from outage_sentinel.cli import board as board_cli
+
+        opened = operator_cli.open_config(args)
+        return opened if isinstance(opened, int) else board_cli.dispatch(args, opened)
+    return operator_cli.dispatch(args)
 
 
 #: Verbs whose arguments the database keeps (notes, reasons, names, what was asked).
