@@ -272,9 +272,9 @@ def build_report(store: Store, topology: Topology, start: datetime, end: datetim
     by_village = _by_village(topology, scope, incidents, counted, village_touch, hours)
     # The liaisons' answers given in the period (a day's report counts that day's), to any
     # incident read: one over before midnight is confirmed after it, in the next day's.
-    answers = [a for iid in dict.fromkeys(r["id"] for r in rows)
-               for a in store.answers(str(iid)) if start <= _aware(a["at"]) < end]
-    by_village = _with_confirmations(by_village, listed, answers)
+    given = [a for iid in dict.fromkeys(r["id"] for r in rows) for a in store.answers(str(iid))]
+    answers = [a for a in given if start <= _aware(a["at"]) < end]
+    by_village = _with_confirmations(by_village, listed, given, (start, end))
     dead_df = _dead_frame(dead, tz)
     summary = _summary(scope, incidents, counted, dead_df, start, end, tz, now, hours)
     summary["possible_customer_hours"] = union_customer_hours(
@@ -1040,15 +1040,19 @@ def _by_village(topology: Topology, scope: _Scope, incidents: pd.DataFrame, area
 
 
 def _with_confirmations(by_village: pd.DataFrame, areas: Sequence[_Area],
-                        answers: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per village, the liaisons' "power back" answers (field links, SMS replies) and the
-    median minutes from an area's restoration to its first confirmation: from its last
-    return before that answer (``areas``: the incidents' spells, not cut to the period)."""
+                        answers: Sequence[Mapping[str, Any]],
+                        period: tuple[datetime, datetime]) -> pd.DataFrame:
+    """Per village, the areas the liaisons confirmed back (field links, SMS replies) in
+    ``period`` — each area of an incident once, in the period of its first confirmation
+    among all ``answers`` (two liaisons either side of midnight: the first day's) — and the
+    median minutes to that first confirmation from the area's last return before it
+    (``areas``: the incidents' spells, not cut to the period)."""
     back: dict[tuple[str, str], datetime] = {}
     for a in answers:
         if a["answer"] == "back":
             key, at = (str(a["incident_id"]), str(a["area"])), _aware(a["at"])
             back[key] = min(back.get(key, at), at)
+    back = {k: at for k, at in back.items() if period[0] <= at < period[1]}
     returns: dict[tuple[str, str], list[datetime]] = {}
     village_of: dict[tuple[str, str], str] = {}
     for area in areas:
