@@ -655,7 +655,9 @@ def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
     # Records the sources sent that could not be taken in: kept, and shown, never dropped.
     data["quarantine"] = {"total": board.store.count("quarantine"), "latest": [
         {"id": q["id"], "source": q["source"], "reason": redact(str(q["reason"]))[:300],
-         "at": local(q["received_at"], viewer.tz)} for q in board.store.quarantined(10)]}
+         "at": local(q["received_at"], viewer.tz), "repeats": q.get("repeats") or 0,
+         "last_seen": local(q["last_seen"], viewer.tz) if q.get("repeats") else None}
+        for q in board.store.quarantined(10)]}
     said = board.store.answer_counts()
     for card in data["incidents"]:  # what the field said, and the crew's photos
         card["field_back"] = said.get(card["id"], {}).get("back", 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -301,8 +302,17 @@ def _quarantine_list(store: Any, args: argparse.Namespace, tz: tzinfo = UTC) -> 
         raw = mask_phones(q["raw"] or "")[:200]
         received = q["received_at"].astimezone(tz).isoformat(sep=" ", timespec="seconds")
         print(f"{q['id']:6} {received} {q['source']:12} "
-              f"{mask_phones(q['reason'])}\n       raw: {raw}")
+              f"{mask_phones(q['reason'])}{_again(q, tz)}\n       raw: {raw}")
     return 0
+
+
+def _again(row: Mapping[str, Any], tz: tzinfo) -> str:
+    """How often a quarantined record came again, and when last (the row is kept once)."""
+    repeats, last = row.get("repeats") or 0, row.get("last_seen")
+    if not repeats or last is None:
+        return ""
+    seen = last.astimezone(tz).isoformat(sep=" ", timespec="seconds")
+    return f" (again {repeats} times, last {seen})"
 
 
 def _view(args: argparse.Namespace) -> int:
