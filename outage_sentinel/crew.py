@@ -397,7 +397,8 @@ def device_bases(incident: Incident) -> dict[str, str]:
 #: How a set of several devices states its probability: the set's, never each one's.
 JOINT_WORDS: Mapping[str, Mapping[str, str]] = {
     "zh": {"with": "与{others}同时动作的可能性{p}", "all": "{n}处同时动作的可能性{p}"},
-    "en": {"with": "together with {others}, {p}", "all": "all {n} together, {p}"},
+    "en": {"with": "together with {others}, {p}", "all": "all {n} together, {p}",
+           "both": "both together, {p}"},
 }
 _ZH_COUNTS = {2: "两", 3: "三", 4: "四", 5: "五", 6: "六", 7: "七", 8: "八", 9: "九"}
 
@@ -415,6 +416,8 @@ def joint_label(topology: Topology, devices: Sequence[str], p: float, language: 
         others = _sep(language).join(_name(topology, d) for d in devices if d != device)
         return words["with"].format(others=others, p=label)
     n = len(devices)
+    if n == 2 and "both" in words:
+        return words["both"].format(p=label)
     count = _ZH_COUNTS.get(n, str(n)) if language == "zh" else str(n)
     return words["all"].format(n=count, p=label)
 
