@@ -988,7 +988,25 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
         topology, incident.device_set, estimate.transformers, scope, restored) else ()
     if device_set:
         estimate = with_devices(topology, estimate, device_set)
-    return estimate, scope, corrected, device_set
+    return steady(incident.estimate, estimate), scope, corrected, device_set
+
+
+#: Points the stated probability must move, the fault point and its areas unchanged, for a
+#: new estimate to replace the one stated (each stated figure is a revision, and each revision
+#: a summary to the command centre: every meter reading of a storm moved it by a point).
+STEADY_POINTS = 5
+
+
+def steady(before: Estimate, after: Estimate) -> Estimate:
+    """``after``, or ``before`` when it says the same but for a probability within
+    :data:`STEADY_POINTS` of the one stated: the same devices, areas, customers and villages.
+    The figure every text states stays the one stated until it moves by that much."""
+    same = (before.devices, before.transformers, before.customers, before.villages) == \
+        (after.devices, after.transformers, after.customers, after.villages)
+    was, now = stated_percent(before.probability), stated_percent(after.probability)
+    if not same or was is None or now is None or abs(now - was) >= STEADY_POINTS:
+        return after
+    return before
 
 
 def _supersede(members: dict[str, Member], keys: Iterable[str], by: str, now: datetime
