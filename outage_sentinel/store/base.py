@@ -115,8 +115,11 @@ class StoreBase:
         return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
 
     def migrate(self) -> int:
-        """Apply pending migrations; return the schema version now in force."""
-        with self.engine.begin() as conn:
+        """Apply pending migrations; return the schema version now in force. On SQLite the
+        write lock is taken first (:meth:`transaction`): two processes starting together (the
+        daemon and an operator's CLI) queue, where a deferred transaction that read the version
+        and then wrote failed with "database is locked" and the daemon exited 5."""
+        with self.transaction(fenced=False) as conn:
             if self.dialect == "postgresql":  # nodes starting together upgrade one at a time
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             schema_version_t.create(conn, checkfirst=True)
