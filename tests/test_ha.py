@@ -89,16 +89,24 @@ class Cluster:
         self.configs = {n: node_config(tmp, n, pg_url, self.sink,
                                        webhook.url if webhook else None) for n in names}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_from: dict[str, int] = {}
         self.deaths = 20
         self.engine = sa.create_engine(pg_url)
 
     def start(self, name: str) -> None:
+        log = self.configs[name].parent / "daemon.log"
+        self.log_from[name] = len(log_text(log))  # a restarted node's log goes on
         self.procs[name] = start_daemon(self.configs[name])
 
     def warm(self, name: str) -> bool:
-        """Whether node ``name`` has started and stands by (its log says so)."""
+        """Whether node ``name`` has started (this time) and stands by (its log says so)."""
         log = self.configs[name].parent / "daemon.log"
-        return log.exists() and '"standby"' in log_text(log)
+        return '"standby"' in log_text(log)[self.log_from.get(name, 0):]
+
+    def warm_standby(self) -> bool:
+        """Whether there is a leader and a warm node besides it."""
+        holder = self.holder()
+        return holder is not None and any(self.warm(n) for n in self.procs if n != holder[0])
 
     def holder(self) -> tuple[str, int] | None:
         try:
@@ -195,6 +203,9 @@ def test_leader_deaths_lose_no_notice_and_send_none_twice(cluster: Cluster) -> N
     stopped: list[str] = []
     for round_ in range(cluster.deaths):
         time.sleep(rng.uniform(0.5, 2.5))  # a random point of the leader's work
+        # Each takeover is timed from a warm standby too: a node killed a round before may
+        # still be starting (on a loaded machine both standbys were, and none took over).
+        assert wait_for(lambda: cluster.warm_standby(), 60), f"round {round_}: none warm"
         holder = cluster.holder()
         assert holder is not None, f"round {round_}: no leader"
         leader, epoch = holder
@@ -352,6 +363,62 @@ def test_a_leader_frozen_inside_a_transaction_does_not_block_the_takeover(pg_url
     finally:
         a_store.close()
         b_store.close()
+
+
+def test_two_standbys_bidding_past_a_frozen_leader_end_it_not_each_other(pg_url: str) -> None:
+    """Two standbys bid for a lapsed lease whose row a frozen leader still holds. The second
+    bid queues behind the first, and PostgreSQL names the first bid as what blocks it: each
+    standby ended the other's bid (and never the frozen leader), round after round, and the
+    county had no leader for 7-10 s (the HA test's failover outliers). A bid ends only the
+    sessions at the end of the chain of waiting bids, never another bid."""
+    import threading
+
+    from outage_sentinel.store import Store
+
+    leader, b_store, c_store = Store(pg_url), Store(pg_url), Store(pg_url)
+    leader.migrate()
+    errors: dict[str, list[str]] = {"b": [], "c": []}
+    took: dict[str, float] = {}
+    try:
+        assert leader.take_lease("county", "a", 0.5) == 1
+
+        def frozen_mid_statement() -> None:
+            try:
+                with leader.transaction(fenced=False) as conn:
+                    conn.execute(sa.text("SELECT epoch FROM leases FOR SHARE"))
+                    conn.execute(sa.text("SELECT pg_sleep(30)"))
+            except Exception:  # noqa: S110 - ended by a standby, as it should be
+                pass
+
+        frozen = threading.Thread(target=frozen_mid_statement)
+        frozen.start()
+        time.sleep(1.0)  # the lease (0.5 s) has lapsed; the row is still held
+        start = threading.Barrier(2)
+        began = time.monotonic()
+
+        def standby(name: str, store: Store) -> None:
+            start.wait()
+            while not took and time.monotonic() - began < 10:
+                try:
+                    if store.take_lease("county", name, 0.5):
+                        took[name] = time.monotonic() - began
+                except sa.exc.OperationalError as exc:
+                    errors[name].append(str(exc).splitlines()[0])
+                time.sleep(0.05)
+
+        bidders = [threading.Thread(target=standby, args=(n, s))
+                   for n, s in (("b", b_store), ("c", c_store))]
+        for t in bidders:
+            t.start()
+        for t in bidders:
+            t.join(15)
+        frozen.join(10)
+        ended = [e for errs in errors.values() for e in errs if "lock timeout" not in e]
+        assert ended == [], errors  # no standby's own session was ended
+        assert took and min(took.values()) < 2.0, (took, errors)
+    finally:
+        for s in (leader, b_store, c_store):
+            s.close()
 
 
 def test_a_leader_stuck_in_a_statement_does_not_block_the_takeover(pg_url: str) -> None:

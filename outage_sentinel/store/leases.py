@@ -23,6 +23,36 @@ class FencedError(RuntimeError):
     """A write by a node that no longer leads its region (refused, rolled back)."""
 
 
+#: The ``application_name`` a bid for a lease row carries while it runs (``SET LOCAL``): a
+#: takeover never ends another node's bid, only what the bids wait for.
+BID_NAME = "outage-sentinel lease bid"
+
+#: The sessions a waiting bid is blocked by, followed through the bids queued before it: a
+#: row lock's second waiter is blocked by the first waiter (which holds the row's tuple lock),
+#: not by the session holding the row, so the chain is followed through bids (and only
+#: through bids: a holder's own waits are none of the takeover's business) to its ends.
+BLOCKERS_SQL = """
+WITH RECURSIVE chain(pid, bid) AS (
+    SELECT b.pid, coalesce(a.application_name = :bid_name, false)
+    FROM unnest(pg_blocking_pids(:probe)) AS b(pid)
+    LEFT JOIN pg_stat_activity a ON a.pid = b.pid
+  UNION
+    SELECT n.pid, coalesce(a.application_name = :bid_name, false)
+    FROM chain c CROSS JOIN LATERAL unnest(pg_blocking_pids(c.pid)) AS n(pid)
+    LEFT JOIN pg_stat_activity a ON a.pid = n.pid
+    WHERE c.bid
+)
+SELECT DISTINCT pid FROM chain WHERE NOT bid
+"""
+
+
+def mark_bid(conn: Connection, seconds: float) -> None:
+    """Make the transaction on ``conn`` a bid for a lease row of ``seconds``: it waits for
+    the row a quarter of the lease at most, and is known as a bid (:data:`BID_NAME`)."""
+    conn.execute(text(f"SET LOCAL lock_timeout = {max(100, int(seconds * 250))}"))
+    conn.execute(text(f"SET LOCAL application_name = '{BID_NAME}'"))
+
+
 class LeaseStore(StoreBase):
     """The ``leases`` table."""
 
@@ -43,8 +73,9 @@ class LeaseStore(StoreBase):
         lapsed: a leader frozen in the middle of a statement (not idle in a transaction,
         which PostgreSQL ends by itself) would otherwise block every takeover for as long as
         it stays frozen. Its work is rolled back; returns how many sessions were ended. Only
-        the sessions this region's row waits for are ended (:meth:`_row_holders`): other
-        regions' leaders, whose fenced transactions hold their own rows, go on."""
+        the sessions this region's row waits for are ended (:class:`_Probe`): other
+        regions' leaders, whose fenced transactions hold their own rows, go on, and so do the
+        other standbys' bids queued for the row (:data:`BID_NAME`)."""
         with self.engine.connect() as conn:
             if not self._lapsed(conn, region):
                 return 0
@@ -70,7 +101,7 @@ class LeaseStore(StoreBase):
         ttl = timedelta(seconds=seconds)
         with self.transaction(fenced=False) as conn:
             if self.dialect == "postgresql":  # a held row: give up, and see why, in time
-                conn.execute(text(f"SET LOCAL lock_timeout = {max(100, int(seconds * 250))}"))
+                mark_bid(conn, seconds)
             now = conn.execute(select(func.now())).scalar_one()
             row = conn.execute(select(leases_t).where(leases_t.c.region == region)
                                .with_for_update()).first()
@@ -111,12 +142,12 @@ class LeaseStore(StoreBase):
 
 class _Probe:
     """A bid for a region's lease row on a connection of its own that, while it waits,
-    shows who holds the row: ``pg_blocking_pids`` of the waiting bid names exactly the
-    sessions with a lock on that row (a row lock is not listed in ``pg_locks`` otherwise).
+    shows who holds the row: the ends of the chain of sessions it waits for
+    (:data:`BLOCKERS_SQL`; a row lock is not listed in ``pg_locks`` otherwise).
     The probe changes nothing and gives up after a quarter of the lease."""
 
     def __init__(self, store: LeaseStore, region: str, seconds: float) -> None:
-        self.store, self.region = store, region
+        self.store, self.region, self.seconds = store, region, seconds
         self.millis = max(100, int(seconds * 250))
         self.pid: int | None = None
         self.ready, self.done = threading.Event(), threading.Event()
@@ -126,9 +157,9 @@ class _Probe:
     def _bid(self) -> None:
         try:
             with self.store.engine.connect() as conn, conn.begin() as tx:
+                mark_bid(conn, self.seconds)
                 self.pid = int(conn.execute(select(func.pg_backend_pid())).scalar_one())
                 self.ready.set()
-                conn.execute(text(f"SET LOCAL lock_timeout = {self.millis}"))
                 conn.execute(select(leases_t.c.region).where(leases_t.c.region == self.region)
                              .with_for_update())
                 tx.rollback()
@@ -142,10 +173,10 @@ class _Probe:
         """The sessions the probe waits for (none once it got the row or gave up)."""
         self.ready.wait(self.millis / 1000 + 5)
         while self.pid is not None and not self.done.is_set():
-            pids = conn.execute(text("SELECT pg_blocking_pids(:pid)"),
-                                {"pid": self.pid}).scalar()
+            pids = conn.execute(text(BLOCKERS_SQL),
+                                {"probe": self.pid, "bid_name": BID_NAME}).scalars().all()
             if pids:
-                return [int(p) for p in pids]
+                return sorted(int(p) for p in pids)
             self.done.wait(0.01)
         return []
 
