@@ -89,6 +89,12 @@ class Lease:
         self.store.engine.dispose()  # connections opened before now get it when reopened
 
     def is_leader(self) -> bool:
+        """Whether this node acts: it holds the lease by its own clock, and its term's
+        beginning did not fail (``on_change(True)`` raised: told again at the next renewal,
+        and until then it neither polls, sends nor writes)."""
+        return self._acting and self._holds()
+
+    def _holds(self) -> bool:
         return self.epoch is not None and self.monotonic() < self.valid_until
 
     def renew(self) -> bool:
@@ -122,7 +128,7 @@ class Lease:
                     was = False
                 self.epoch = epoch
                 self.valid_until = asked + self.seconds * VALID_FRACTION if epoch else 0.0
-            now = self._acting = self.is_leader()
+            now = self._acting = self._holds()
         return was, now
 
     def _same_term(self, epoch: int) -> bool:

@@ -454,3 +454,33 @@ def test_a_leader_stuck_in_a_statement_does_not_block_the_takeover(pg_url: str) 
     finally:
         leader.close()
         standby.close()
+
+
+def test_a_leader_whose_term_failed_to_begin_does_not_act_until_it_begins(pg_url: str) -> None:
+    """``on_change(True)`` raised (the term's beginning failed): until the next renewal tells
+    it again, the node held the lease and ``is_leader()`` said so, so its jobs polled and sent
+    and its writes passed the fence with no term begun."""
+    from outage_sentinel.leadership import Lease
+    from outage_sentinel.store import FencedError, Store
+
+    store = Store(pg_url)
+    store.migrate()
+    told: list[bool] = []
+
+    def on_change(up: bool) -> None:
+        told.append(up)
+        if len(told) == 1:
+            raise RuntimeError("the term's beginning failed")
+
+    lease = Lease(store, "r", "a", 30, on_change)
+    try:
+        assert not lease.renew()
+        assert not lease.is_leader()
+        with pytest.raises(FencedError):
+            store.kv_set("x", 1, datetime.now(UTC))
+        assert lease.renew() and lease.is_leader()  # told again, and it began
+        store.kv_set("x", 2, datetime.now(UTC))
+        assert told == [True, True] and store.kv_get("x") == 2
+    finally:
+        lease.release()
+        store.close()
