@@ -998,15 +998,18 @@ STEADY_POINTS = 5
 
 
 def steady(before: Estimate, after: Estimate) -> Estimate:
-    """``after``, or ``before`` when it says the same but for a probability within
-    :data:`STEADY_POINTS` of the one stated: the same devices, areas, customers and villages.
-    The figure every text states stays the one stated until it moves by that much."""
+    """``after``, or what ``before`` states when ``after`` says the same but for a probability
+    within :data:`STEADY_POINTS` of the one stated: the same devices, areas, customers and
+    villages. The figure every text states stays the one stated until it moves by that much
+    (and with it what else the texts show: the hypotheses, the section); what no text states,
+    the weather it was estimated in (``context``), is ``after``'s: a storm declared meanwhile
+    is the window the close-out's history case localises the incident in again."""
     same = (before.devices, before.transformers, before.customers, before.villages) == \
         (after.devices, after.transformers, after.customers, after.villages)
     was, now = stated_percent(before.probability), stated_percent(after.probability)
     if not same or was is None or now is None or abs(now - was) >= STEADY_POINTS:
         return after
-    return before
+    return replace(before, context=after.context)
 
 
 def _supersede(members: dict[str, Member], keys: Iterable[str], by: str, now: datetime
