@@ -62,10 +62,22 @@ class IngestCounts:
 QUARANTINE_REPEAT_WINDOW = timedelta(hours=24)
 
 
+#: Where in its batch a source found a bad record (``page 2: record 3``, ``orders.csv row 5``,
+#: ``line 7 item 1``): a reordered feed lists the same record at another place. A page alone
+#: (``page 2: not JSON``) is not a record's place but what failed: it stays.
+QUARANTINE_POSITION = re.compile(r"\b(?:page \d+: )?(record|row|line|item) \d+\b")
+
+
+def quarantine_problem(reason: str) -> str:
+    """``reason`` with the places of records in their batch left out (``record #``)."""
+    return QUARANTINE_POSITION.sub(r"\1 #", reason)
+
+
 def quarantine_digest(source: str, reason: str, raw: str) -> str:
-    """What makes two quarantined payloads the same: sha256 of source, reason and raw text."""
+    """What makes two quarantined payloads the same: sha256 of source, problem (the reason
+    but for where in its batch the record was, :func:`quarantine_problem`) and raw text."""
     h = hashlib.sha256()
-    for part in (source, reason, raw):
+    for part in (source, quarantine_problem(reason), raw):
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
     return h.hexdigest()
@@ -309,8 +321,10 @@ class EventStore(KvStore):
     def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> bool:
         """Keep a payload that failed, whatever it holds: a quarantined payload is exactly the
         one that may carry NUL or a lone surrogate, so both are made storable here. One kept
-        already (same source, reason and raw) within :data:`QUARANTINE_REPEAT_WINDOW` is not
-        kept again: its row's ``last_seen`` and ``repeats`` change. Whether a row was added."""
+        already (same source, problem and raw: :func:`quarantine_digest`) within
+        :data:`QUARANTINE_REPEAT_WINDOW` is not kept again: its row's ``last_seen`` and
+        ``repeats`` change, and its reason is this one (the same record found elsewhere in a
+        reordered batch: the row says where it was last). Whether a row was added."""
         raw = storable_text(q.raw if isinstance(q.raw, str) else raw_json(q.raw))
         source, reason = storable_text(q.source), storable_text(q.reason)
         digest = quarantine_digest(source, reason, raw)
@@ -321,7 +335,7 @@ class EventStore(KvStore):
             .limit(1)).scalar()
         if row is not None:
             conn.execute(update(t).where(t.c.id == row).values(
-                last_seen=now, repeats=t.c.repeats + 1))
+                reason=reason, last_seen=now, repeats=t.c.repeats + 1))
             return False
         conn.execute(t.insert().values(source=source, reason=reason, raw=raw, received_at=now,
                                        region=self.region, digest=digest, last_seen=now,
