@@ -663,17 +663,20 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    """A bundle's counts: ``--topology``'s alone, else the config's as the daemon reads it
+    (the tags ``priority.extra_tags`` weighs known, not warned about)."""
+    from outage_sentinel.assembly import configured_bundle
     from outage_sentinel.topology import TopologyError, load_bundle
 
     if args.topology:
-        directory = Path(args.topology)
+        config, directory = None, Path(args.topology)
     else:
         config = config_from_args(args)
         if config is None:
             return EXIT_CONFIG
         directory = config.topology
     try:
-        topology = load_bundle(directory)
+        topology = load_bundle(directory) if config is None else configured_bundle(config)
     except TopologyError as exc:
         print(redact(f"error: {directory}: {exc}"), file=sys.stderr)
         return EXIT_TOPOLOGY
