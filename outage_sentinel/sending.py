@@ -12,8 +12,13 @@ before the outcome was recorded — is resent once at most (:meth:`GroupSender.s
 counted in the row's ``interruptions``, which only an operator's retry resets); at the next such
 send the message is dead-lettered as "delivery uncertain". A service that refuses the target for
 a while (``SendResult.rate_limited``: DingTalk 130101, WeCom 45009, Aliyun flow control, HTTP
-429) blocks that target in the shared rate-limit state until its hint runs out, so the group's
-other messages wait (and are merged into a digest) instead of each trying once.
+429, a Tencent number's daily limit) blocks that target — for a message sent in parts, the
+target of the part refused: a Tencent SMS's one number — in the shared rate-limit state until
+its hint runs out, so the group's other messages wait (and are merged into a digest) instead of
+each trying once. A message in parts goes as far as its first part whose target is blocked and
+takes its limiter slot for the parts before it that it still owes (:meth:`GroupSender._slot`):
+a Tencent SMS resumed after some numbers got it counts only the others, and one whose second
+number is held reaches the first at once.
 """
 
 from __future__ import annotations
@@ -368,43 +373,71 @@ class GroupSender:
                 return False  # claimed by someone else or re-addressed meanwhile
             if not self.may_send():  # deposed since the claim: the next leader resends it
                 return False
-            result = self._send_parts(channel, row, message, clock or (lambda: now))
+            result, refused = self._send_parts(channel, row, message, clock or (lambda: now))
             done = clock() if clock else now
             # the block first: every other worker, node and region sees it at once, not after
             # the outcome's write (which may wait for the database)
-            self._note_block(channel, message, result, done)
+            self._note_block(channel, refused, result, done)
             return self.outcomes.settle(row, result, done, log)
 
     def _send_parts(self, channel: Channel, row: OutboxRow, message: Message,
-                    clock: Callable[[], datetime]) -> SendResult:
+                    clock: Callable[[], datetime]) -> tuple[SendResult, Message]:
         """Send ``message``, in parts when its channel splits it: in order, each confirmed part
         recorded at once, starting after those an earlier attempt confirmed; the first part not
-        confirmed is the attempt's outcome. A part after the first needs the limiter's slot too
-        (without one the message retries when the window allows) for the keys it counts
-        against that the slot taken for the message before its first request does not cover:
-        a robot's every part is one more request to the robot, while a Tencent SMS part per
-        number was counted, each number once, with the message (:func:`uncounted_keys`)."""
+        confirmed is the attempt's outcome, returned with that part (a service's refusal holds
+        back its target: a Tencent part's one number). A part after the first waits (the
+        message retries then) while its target is blocked, and needs the limiter's slot for
+        the keys it counts against that the message's slot (:meth:`_slot`) did not cover: a
+        robot's every part is one more request to the robot, while a Tencent SMS part per
+        number was counted with the message (:func:`uncounted_keys`)."""
         parts = channel.parts(message) if isinstance(channel, Splitting) else (message,)
         done = parts_sent(row) if len(parts) > 1 else 0
-        limits = rate_limits_of(channel)
         result = SendResult(Outcome.DELIVERED, "ok")
-        counted = list(rate_keys_of(channel, message)) if len(parts) > 1 else []
+        counted = list(self._slot(channel, row, clock())[0]) if len(parts) > 1 else []
         for i in range(done, len(parts)):
             keys = uncounted_keys(counted, rate_keys_of(channel, parts[i]))
-            if i > done and limits and keys:
-                decision = self._allow(keys, clock(), limits)
-                if not decision.ok:
-                    return SendResult(Outcome.RETRY, f"part {i + 1}/{len(parts)}: rate limited",
-                                      retry_after=decision.wait_seconds)
+            waits = self._part_waits(channel, parts[i], keys, clock()) if i > done else None
+            if waits is not None:
+                return SendResult(Outcome.RETRY, f"part {i + 1}/{len(parts)}: rate limited: "
+                                  f"{waits.why}", retry_after=waits.wait_seconds), parts[i]
             result = safe_send(channel, parts[i])
             if result.outcome is not Outcome.DELIVERED:
-                return result if len(parts) == 1 else replace(
-                    result, detail=f"part {i + 1}/{len(parts)}: {result.detail}")
+                return (result, message) if len(parts) == 1 else (replace(
+                    result, detail=f"part {i + 1}/{len(parts)}: {result.detail}"), parts[i])
             if len(parts) > 1:
                 self.outcomes.mark_parts_sent(row, i + 1, len(parts))
         if len(parts) > 1:
-            return SendResult(Outcome.DELIVERED, f"{result.detail}; in {len(parts)} parts")
-        return result
+            return SendResult(Outcome.DELIVERED, f"{result.detail}; in {len(parts)} parts"), \
+                message
+        return result, message
+
+    def _part_waits(self, channel: Channel, part: Message, keys: Sequence[str],
+                    now: datetime) -> Decision | None:
+        """Why a part after an attempt's first must wait (``None``: it goes): the limiter's
+        slot for its ``keys`` not covered yet, refused (a blocked target is refused too);
+        covered, or without limits, its target blocked by the service."""
+        limits = rate_limits_of(channel)
+        if limits and keys:
+            decision = self._allow(keys, now, limits)
+            return None if decision.ok else decision
+        wait = self.limits.blocked_for(rate_keys_of(channel, part), now)
+        return Decision(False, wait, blocked=True) if wait else None
+
+    def _slot(self, channel: Channel, row: OutboxRow, now: datetime
+              ) -> tuple[tuple[str, ...], float]:
+        """The limiter keys ``row``'s next attempt takes its slot for — those of the parts it
+        still owes (:func:`owed_parts`) before the first whose target the service blocks, where
+        the attempt will stop — and how long the very first owed part is blocked (0: it is
+        not; the message then waits without a request)."""
+        parts = owed_parts(channel, row)
+        every = keys_of_parts(channel, parts)
+        saved = self.limits.saved(every)
+        for i, part in enumerate(parts):
+            wait = max((saved.blocked_for(k, now) for k in rate_keys_of(channel, part)),
+                       default=0.0)
+            if wait:
+                return keys_of_parts(channel, parts[:i]), wait if i == 0 else 0.0
+        return every, 0.0
 
     # -- rate limits and digests ---------------------------------------------------------------
 
@@ -417,9 +450,10 @@ class GroupSender:
             return
         keys = rate_keys_of(channel, message)
         if len(keys) != 1:
-            # an SMS to several numbers: the quota refused is one number's, and which one
-            # the reply does not say; blocking them all would hold back every other notice
+            # an Aliyun SMS to several numbers: the quota refused is one number's, and which
+            # one the reply does not say; blocking them all would hold back every other notice
             # to the others (until the next day for a daily quota). Only this message waits.
+            # (A Tencent SMS goes as a part per number: ``message`` is the number refused.)
             return
         seconds = BLOCK_WITHOUT_HINT_SECONDS if result.retry_after is None \
             else result.retry_after
@@ -450,7 +484,7 @@ class GroupSender:
         """``rows`` of a channel without limits of its own, one by one, while the service takes
         the target (it may still have refused it for a while: HTTP 429)."""
         def held(row: OutboxRow, now: datetime) -> tuple[float, str] | None:
-            wait = self.limits.blocked_for(rate_keys_of(channel, message_of(row)), now)
+            wait = self._slot(channel, row, now)[1]
             return (wait, "blocked by the service") if wait else None
 
         self._deliver_in_turn(rows, clock, gate, held)
@@ -500,7 +534,7 @@ class GroupSender:
         limits = rate_limits_of(channel)
         whole = [r for r in rows if r.audience in WHOLE_AUDIENCES]
         rest = [r for r in rows if r.audience not in WHOLE_AUDIENCES]
-        self._deliver_each(keys, whole, clock, gate, limits)
+        self._deliver_each(channel, whole, clock, gate, limits)
         if not rest or self.stopping.is_set():
             return
         now = clock()
@@ -508,15 +542,19 @@ class GroupSender:
         budget = min(saved.budget(k, now, limits) for k in keys)
         digest_limit = channel.digest_limit_bytes if isinstance(channel, Digestible) else None
         if len(rest) <= budget or len(rest) == 1 or not digest_limit:
-            self._deliver_each(keys, rest, clock, gate, limits)
+            self._deliver_each(channel, rest, clock, gate, limits)
             return
         self._deliver_digests(channel, keys, rest, clock, limits, int(digest_limit))
 
-    def _deliver_each(self, keys: tuple[str, ...], rows: Sequence[OutboxRow],
+    def _deliver_each(self, channel: Channel, rows: Sequence[OutboxRow],
                       clock: Callable[[], datetime], gate: ChainGate,
                       limits: Sequence[RateLimit]) -> None:
-        """Deliver ``rows`` one by one while the limiter allows; the rest wait."""
-        def held(_: OutboxRow, now: datetime) -> tuple[float, str] | None:
+        """Deliver ``rows`` one by one while the limiter allows each its slot (:meth:`_slot`);
+        the rest wait."""
+        def held(row: OutboxRow, now: datetime) -> tuple[float, str] | None:
+            keys, blocked = self._slot(channel, row, now)
+            if blocked:
+                return blocked, "blocked by the service"
             decision = self._allow(keys, now, limits)
             return None if decision.ok else (decision.wait_seconds, decision.why)
 
@@ -583,6 +621,20 @@ class GroupSender:
 #: the section to patrol, the care list with its phone numbers, an incident to pause) are
 #: read whole or not yet.
 WHOLE_AUDIENCES = frozenset({"crew"})
+
+
+def owed_parts(channel: Channel, row: OutboxRow) -> tuple[Message, ...]:
+    """The requests ``row``'s message still takes: its parts (:class:`Splitting`) after those
+    an earlier attempt confirmed, or the message itself."""
+    message = message_of(row)
+    parts = channel.parts(message) if isinstance(channel, Splitting) else (message,)
+    return parts[parts_sent(row):] if len(parts) > 1 else parts
+
+
+def keys_of_parts(channel: Channel, parts: Sequence[Message]) -> tuple[str, ...]:
+    """The limiter keys ``parts`` count against, each once (a robot's parts: its robot; a
+    Tencent SMS's parts: their numbers)."""
+    return tuple(dict.fromkeys(k for p in parts for k in rate_keys_of(channel, p)))
 
 
 def uncounted_keys(counted: list[str], keys: Sequence[str]) -> tuple[str, ...]:
