@@ -634,8 +634,9 @@ class FieldConfig(Strict):
     #: The links' signing key (32 bytes or more, from the environment: ``${LINK_SECRET}``).
     #: Unset: one is generated once and kept in the database.
     link_secret: SecretStr | None = None
-    #: The secret path part of the SMS reply webhook (``/hooks/sms/<token>``, Aliyun's uplink
-    #: push); None: no webhook. From the environment: ``${SMS_REPLY_TOKEN}``.
+    #: The secret path part of the SMS reply webhooks (``/hooks/sms/<token>``, Aliyun's uplink
+    #: push; ``/hooks/sms/<token>/tencent``, Tencent's reply callback); None: no webhook. From
+    #: the environment: ``${SMS_REPLY_TOKEN}``.
     sms_reply_token: SecretStr | None = None
     #: The app secret of a DingTalk outgoing robot in the liaisons' groups (``/hooks/dingtalk``);
     #: None: no callback. From the environment: ``${DINGTALK_ROBOT_SECRET}``.

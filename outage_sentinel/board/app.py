@@ -55,6 +55,7 @@ from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
 from outage_sentinel.board.photos import photo_path, photos_of, thumbnail
+from outage_sentinel.board.sms_uplink import answer as uplink_answer
 from outage_sentinel.board.views import (
     CardCache,
     Held,
@@ -295,6 +296,7 @@ def _link_routes(public: Wrap) -> list[Route]:
         Route("/p/{token}", public(field_html("progress.html", lambda d: d.public_page)),
               methods=["GET"]),
         Route("/hooks/sms/{token}", public(sms_hook), methods=["POST"]),
+        Route("/hooks/sms/{token}/{provider}", public(sms_hook), methods=["POST"]),
         Route("/hooks/dingtalk", public(dingtalk_hook), methods=["POST"]),
         Route("/hooks/feishu", public(feishu_hook), methods=["POST"]),
         Route("/p/{token}/{name}", public(progress_photo), methods=["GET"]),
@@ -343,16 +345,22 @@ def field_json(call: FieldCall, raw: bool = False) -> Callable[[Request, Board, 
 
 
 async def sms_hook(request: Request, board: Board, _pages: Environment) -> Response:
-    """Aliyun's SMS uplink push: answers it as the platform expects (``code`` 0)."""
+    """An SMS provider's reply push (:mod:`outage_sentinel.board.sms_uplink`): Aliyun's at
+    ``/hooks/sms/<token>``, Tencent's at ``/hooks/sms/<token>/tencent``; each is answered as
+    its provider expects (Aliyun ``code`` 0, Tencent ``result`` 0), a refusal too."""
+    provider = request.path_params.get("provider", "aliyun")
     try:
-        body = json.loads(await request.body() or b"[]")
-        counts = await run_in_threadpool(board.field_desk.sms_replies,
-                                         request.path_params["token"], body)
-    except FieldError as exc:
-        return JSONResponse({"code": 1, "msg": str(exc)}, status_code=exc.status)
+        body = json.loads(await request.body() or b"null")
     except ValueError:
-        return JSONResponse({"code": 1, "msg": "the body must be JSON"}, status_code=400)
-    return JSONResponse({"code": 0, "msg": "ok", **counts})
+        return JSONResponse(uplink_answer(provider, error="the body must be JSON"),
+                            status_code=400)
+    try:
+        counts = await run_in_threadpool(board.field_desk.sms_replies,
+                                         request.path_params["token"], body, provider,
+                                         board.sms_channels)
+    except FieldError as exc:
+        return JSONResponse(uplink_answer(provider, error=str(exc)), status_code=exc.status)
+    return JSONResponse(uplink_answer(provider, counts))
 
 
 async def dingtalk_hook(request: Request, board: Board, _pages: Environment) -> Response:

@@ -21,17 +21,23 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from outage_sentinel.board.access import token_hash
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.photos import PhotoError, photo_path, photos_of, prune, store_photo
-from outage_sentinel.events import UNSTORABLE, OutageEvent, parse_optional_time, unstorable_key
+from outage_sentinel.board.sms_uplink import (
+    PROVIDERS,
+    SmsReply,
+    UplinkError,
+    aliyun_replies,
+    tencent_replies,
+)
+from outage_sentinel.events import UNSTORABLE, OutageEvent, unstorable_key
 from outage_sentinel.field_links import (
     LINK_PREFIX,
     PUBLIC,
@@ -44,7 +50,7 @@ from outage_sentinel.field_links import (
 )
 from outage_sentinel.incidents import FIELD_SOURCE, Incident
 from outage_sentinel.lifecycle import StepInputError, confirmed_devices
-from outage_sentinel.store import Store
+from outage_sentinel.store import OutboxRow, Store
 from outage_sentinel.topology import Topology
 
 #: An SMS reply older than this when it arrives is not taken (a replay or a stale queue).
@@ -52,9 +58,9 @@ SMS_REPLY_MAX_AGE = timedelta(minutes=30)
 #: How long a reply's replay marker is kept. Every channel refuses a reply older than an hour
 #: by its own timestamp, so a marker past this age guards nothing and is deleted.
 REPLY_MEMORY = timedelta(days=2)
-#: Aliyun sends reply times in Beijing time without an offset.
-CHINA = ZoneInfo("Asia/Shanghai")
 ANSWERS = {"back": "已来电", "dark": "仍停电"}
+#: The notices a keyword reply answers (the latest of them sent to the number or group).
+REPLY_PURPOSES = ("outage", "update", "restored")
 
 
 class FieldError(ValueError):
@@ -416,38 +422,43 @@ class FieldDesk:
             found["devices"] = devices
         return found
 
-    def sms_replies(self, token: str, body: Any) -> dict[str, int]:
-        """Replies to SMS notices: a keyword (1 = 已来电, 2 = 仍停电) answers for every area of
-        the village the replying number was last told about. A reply is taken once (its
-        ``sequence_id``), and only within :data:`SMS_REPLY_MAX_AGE` of being sent."""
-        if self.sms_token is None or not hmac.compare_digest(token, self.sms_token):
+    def sms_replies(self, token: str, body: Any, provider: str = "aliyun",
+                    channels: Collection[str] = ("sms",)) -> dict[str, int]:
+        """Replies to SMS notices, as ``provider`` pushes them (:mod:`.sms_uplink`): a keyword
+        (1 = 已来电, 2 = 仍停电) answers for every area of the village the replying number was
+        last told about on one of the SMS ``channels``. A reply is taken once (Aliyun's
+        ``sequence_id``; Tencent's number, time and text), and only within
+        :data:`SMS_REPLY_MAX_AGE` of being sent. A Tencent push of the wrong shape is a
+        :class:`FieldError` naming the key; an Aliyun reply of the wrong shape is ignored."""
+        if self.sms_token is None or provider not in PROVIDERS or not hmac.compare_digest(
+                token.encode("utf-8", "surrogatepass"), self.sms_token.encode()):
             raise FieldError("unknown webhook", 404)
-        replies = body if isinstance(body, list) else [body]
+        try:
+            replies: list[SmsReply | None] = [*tencent_replies(body)] \
+                if provider == "tencent" else aliyun_replies(body)
+        except UplinkError as exc:
+            raise FieldError(str(exc)) from None
         counts = {"accepted": 0, "ignored": 0}
-        for reply in replies[:1000]:
-            counts["accepted" if self._sms_reply(reply) else "ignored"] += 1
+        for reply in replies:
+            taken = reply is not None and self._sms_reply(reply, channels)
+            counts["accepted" if taken else "ignored"] += 1
         return counts
 
-    def _sms_reply(self, reply: Any) -> bool:
-        """One reply of the push: ignored (False) when malformed, or when the texts it would
-        be kept by (its number, its sequence id) hold a character the database cannot
-        store."""
-        if not isinstance(reply, dict) or unstorable_key(
-                {k: reply.get(k) for k in ("phone_number", "sequence_id")}) is not None:
+    def _sms_reply(self, reply: SmsReply, channels: Collection[str]) -> bool:
+        """One reply, taken (True) when fresh and a keyword answering a notice."""
+        if self.clock() - reply.sent > SMS_REPLY_MAX_AGE:
             return False
-        phone, content = str(reply.get("phone_number") or ""), str(reply.get("content") or "")
-        try:
-            sent = parse_optional_time(reply.get("send_time"), "send_time", CHINA)
-        except ValueError:
-            return False
-        if not phone or sent is None or self.clock() - sent > SMS_REPLY_MAX_AGE:
-            return False
-        return self.reply("sms", phone, content,
-                          f"sms_reply:{reply.get('sequence_id') or phone + ':' + str(sent)}")
+        return self.reply_from(channels, reply.numbers, reply.content, reply.once)
 
     def reply(self, channel: str, target: str, content: str, once: str) -> bool:
         """A keyword reply (SMS, a robot's group) answers for every affected area of the
         village ``target`` was last told about; ``once`` names it so a replay is ignored."""
+        return self.reply_from((channel,), (target,), content, once)
+
+    def reply_from(self, channels: Collection[str], targets: Collection[str], content: str,
+                   once: str) -> bool:
+        """:meth:`reply` from whichever of ``targets`` (the forms of one number) on whichever
+        of ``channels`` was told last."""
         answer = self.sms_keywords.get(content.strip())
         if answer is None:
             return False
@@ -456,14 +467,13 @@ class FieldDesk:
         if self.store.kv_setdefault(once, marker, now) != marker:
             return False  # a replay
         self.store.kv_forget(once.split(":", 1)[0] + ":", now - REPLY_MEMORY)
-        notice = self.store.last_liaison_notice(channel, target, ("outage", "update",
-                                                                  "restored"))
+        notice = self.last_notice(channels, targets)
         if notice is None:
             return False
         village = str(notice.payload.get("village") or "")
         processor = self.actions.core.processor
         inc = processor.incident(notice.incident_id)
-        key = hashlib.sha256(f"{channel}:{target}:{inc.id}".encode()).hexdigest()
+        key = hashlib.sha256(f"{notice.channel}:{notice.target}:{inc.id}".encode()).hexdigest()
         areas = [t for t in inc.estimate.transformers
                  if t in self.topology().village_transformers(village)]
         # After the end, a notice that asked about the areas nobody confirmed is answered
@@ -471,8 +481,17 @@ class FieldDesk:
         asked = [t for t in areas if t in inc.unconfirmed]
         areas = asked if inc.status != "active" and asked else areas
         for area in areas:
-            self._take_answer(key, inc, area, village, answer, f"{channel} 回复")
+            self._take_answer(key, inc, area, village, answer, f"{notice.channel} 回复")
         return bool(areas)
+
+    def last_notice(self, channels: Collection[str], targets: Collection[str]
+                    ) -> OutboxRow | None:
+        """The latest liaison notice a reply answers (:data:`REPLY_PURPOSES`) sent to one of
+        ``targets`` on one of ``channels`` (one still queued was never read)."""
+        found = [n for c in sorted(channels) for t in dict.fromkeys(targets)
+                 if (n := self.store.last_liaison_notice(c, t, REPLY_PURPOSES)) is not None]
+        return max(found, default=None,
+                   key=lambda n: (n.sent_at.timestamp() if n.sent_at else 0.0, n.id))
 
     # -- DingTalk outgoing robot ---------------------------------------------------------------
 
