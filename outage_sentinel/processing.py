@@ -159,15 +159,30 @@ def left_list(stored: StoredEvent) -> dict[str, datetime]:
     return {f"{stored.event.source}|{i}": stored.received_at for i in ids if isinstance(i, str)}
 
 
+def late_report(event: OutageEvent) -> bool:
+    """Whether ``event`` is a source's report of areas off that may come in after the outage
+    it is about was over (:func:`lagging_incident`): an outage system's record or the meters'
+    report (a backlog uploaded late). A liaison's 仍停电 after the end and the command
+    centre's word are news of now, not a late report of then."""
+    if event.status != "active":
+        return False
+    return event.signal == "notice" or (
+        event.signal == "dead" and event.source not in (FIELD_SOURCE, OPERATOR_SOURCE))
+
+
 def lagging_incident(store: Store, conn: Connection, event: OutageEvent, resolved: Resolved,
                      now: datetime, window: timedelta) -> Incident | None:
-    """The incident restored a little while ago (within ``window``) that an outage system's
-    record, published late, is about: its areas, and an outage that began before they came
-    back. Folded into it, the record does not undo the restoration (as inside an open
-    incident); on its own it opened a new incident and told the villages the power was off
-    again while every meter said it was on."""
+    """The incident restored a little while ago (within ``window``) that a late report
+    (:func:`late_report`: an outage system's record, the meters' report) is about: its areas,
+    and an outage that began before the incident ended. Folded into it, decided by time as
+    inside an open incident: a report of an outage that began before a restoration step does
+    not undo it (on its own it opened a new incident and told the villages the power was off
+    again while every meter said it was on); one that nothing says came back after it began
+    (the meters: dark since 08:02, still; the incident ended at 08:30 on its records' end)
+    takes the incident on again, and its villages told 恢复送电 hear the correction (on its
+    own it was a new outage, told as news, timed before the power back they had read)."""
     areas = set(resolved.transformers)
-    if event.status != "active" or event.signal != "notice" or not areas:
+    if not late_report(event) or not areas:
         return None
     for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
                                     status="restored", ended_after=now - window):
