@@ -84,6 +84,9 @@ class Lease:
             cursor = dbapi_conn.cursor()
             cursor.execute(f"SET idle_in_transaction_session_timeout = {millis}")
             cursor.close()
+            # The SET began a transaction: committed, it holds for the session; left open, the
+            # connection's first rollback (a read's end) undid it.
+            dbapi_conn.commit()
 
         event.listen(self.store.engine, "connect", bound)
         self.store.engine.dispose()  # connections opened before now get it when reopened
