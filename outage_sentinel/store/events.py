@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -21,12 +23,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, StatementError
 
 from outage_sentinel.events import (
+    EventError,
     OutageEvent,
     PollResult,
     Quarantined,
     Unstorable,
     nonfinite_key,
     nonfinite_reason,
+    parse_time,
 )
 from outage_sentinel.store.kv import KvStore
 from outage_sentinel.store.schema import events_t, quarantine_t
@@ -49,7 +53,9 @@ class IngestCounts:
     quarantined: int
     #: The events that were new (not already stored), in poll order.
     new_events: tuple[OutageEvent, ...] = ()
-    #: What the store quarantined itself (counted in ``quarantined``): a cursor it cannot keep.
+    #: What the store quarantined itself (counted in ``quarantined``): a stale copy of a
+    #: record (a version of its source's older than one stored, :func:`judge_revision`), a
+    #: cursor it cannot keep.
     refused: tuple[Quarantined, ...] = ()
     #: Quarantined payloads already kept within :data:`QUARANTINE_REPEAT_WINDOW` (not counted
     #: in ``quarantined``: the row's ``repeats`` and ``last_seen`` changed instead).
@@ -159,6 +165,81 @@ def state_of(revision: str) -> str:
     return head if sep and tail.isdigit() else revision
 
 
+# -- a record's versions: the revisions its source gives ---------------------------------------
+
+#: A version that is a number ("7", "12", "3.5"; the mapping writes a JSON number 9.0 as "9").
+_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+#: Reads a time twice: one without an offset of its own reads differently in another zone.
+_OTHER_ZONE = timezone(timedelta(hours=1))
+
+#: What :func:`judge_revision` says of a version: news, a copy of one stored, older than one.
+NEW, DUPLICATE, STALE = "new", "duplicate", "stale"
+
+
+def given_revision(event: OutageEvent) -> bool:
+    """Whether ``event``'s revision is its source's own version of the record (a feed's
+    ``revision`` field, a field answer's count), not the fingerprint of its content that an
+    event without one gets (:meth:`OutageEvent.fingerprint`)."""
+    return state_of(event.revision) != event.fingerprint()
+
+
+def _revision_time(revision: str) -> tuple[datetime, bool] | None:
+    """A version that is a time, as a feed writes times (:func:`parse_time`), and whether it
+    gives its zone (an offset, an epoch); None when it is no time."""
+    try:
+        at = parse_time(revision, "revision", UTC)
+        return at, at == parse_time(revision, "revision", _OTHER_ZONE)
+    except (EventError, ValueError, OverflowError):
+        return None
+
+
+def revision_order(a: str, b: str) -> int | None:
+    """-1, 0 or 1 as a source's version ``a`` of a record is older than, the same as or newer
+    than ``b``: numbers compare as numbers ("9" is older than "10"), times as times
+    ("2026/3/1 8:45" is older than "2026-03-01 09:00:00"; a time with its zone is compared
+    only with one with a zone too, one without only with one without). None when they are
+    not both numbers or both times: such versions are only the same or not."""
+    if a == b:
+        return 0
+    if _NUMBER.fullmatch(a) and _NUMBER.fullmatch(b):
+        x, y = Decimal(a), Decimal(b)
+        return (x > y) - (x < y)
+    ta, tb = _revision_time(a), _revision_time(b)
+    if ta is None or tb is None or ta[1] != tb[1]:
+        return None
+    return (ta[0] > tb[0]) - (ta[0] < tb[0])
+
+
+def judge_revision(revision: str, history: Sequence[tuple[str, bool]]) -> tuple[str, str]:
+    """What a source's own version ``revision`` of a record is, given the record's stored
+    revisions (oldest first, each with whether its source gave it, :func:`given_revision`):
+    ``(NEW, "")``; ``(DUPLICATE, "")``, a copy of a version stored (a lagging replica, a
+    cache or a retried page serving it again); or ``(STALE, newer)``, older than the stored
+    version ``newer`` (:func:`revision_order`). The source's newest version listed again
+    after a revision of the daemon's own making (a snapshot record that left the list, ended
+    by its fingerprint) is news: the record is back."""
+    versions = [state_of(r) for r, given in history if given]
+    if not versions:
+        return NEW, ""
+    if revision_order(revision, versions[-1]) == 0:
+        return (DUPLICATE, "") if history[-1][1] else (NEW, "")
+    if any(revision_order(revision, v) == 0 for v in versions):
+        return DUPLICATE, ""
+    newer = [v for v in versions if revision_order(revision, v) == -1]
+    return (STALE, newer[-1]) if newer else (NEW, "")
+
+
+def stale_copy(event: OutageEvent, newer: str) -> Quarantined:
+    """The quarantine entry of a stale copy of a record (:data:`STALE`): not used, kept for
+    the operator (``quarantine list``, the ``quarantined`` log line)."""
+    return Quarantined(
+        event.source,
+        f"{event.event_id[:80]}: revision {event.revision!r} is older than revision "
+        f"{newer!r} of the record, stored already: a stale copy (a lagging replica or cache, "
+        "a page served again), not used",
+        {"event": event.to_json(), "raw": event.raw})
+
+
 class EventInsert:
     """The SQLite executemany of new event rows, encoded column by column.
 
@@ -229,7 +310,9 @@ class EventStore(KvStore):
     def ingest(self, source: str, result: PollResult, now: datetime) -> IngestCounts:
         """Persist a poll's events, quarantined payloads and cursor in one transaction.
 
-        Duplicates (same source, event id and revision) are skipped by the unique constraint.
+        Duplicates (same source, event id and revision) are skipped by the unique constraint;
+        a stale copy of a record (its source's version older than one stored) is quarantined
+        (:meth:`_fresh_events`).
         """
         with self.transaction() as conn:
             counts = self.ingest_in(conn, source, result, now)
@@ -240,12 +323,13 @@ class EventStore(KvStore):
                   processed: Callable[[OutageEvent], bool] | None = None) -> IngestCounts:
         """:meth:`ingest` inside the caller's transaction. Events for which ``processed`` says
         so are stored as already handled (the caller handles them in this same transaction)."""
-        inserted = 0
+        fresh: dict[tuple[str, str, str], OutageEvent] = {}
+        stale: list[Quarantined] = []
         if result.events:
             # Find what is already stored with one query per chunk, then insert the rest in one
             # executemany (a storm brings thousands of AMI reports per poll). The unique
             # constraint still guards against a concurrent writer (ON CONFLICT DO NOTHING).
-            fresh = self._fresh_events(conn, result.events)
+            fresh, stale = self._fresh_events(conn, result.events)
             if fresh and self.dialect == "sqlite":
                 insert = self.statements.get(EventInsert)
                 if insert is None:
@@ -260,15 +344,13 @@ class EventStore(KvStore):
                     for value, e in zip(values, fresh.values(), strict=True):
                         value["processed"] = processed(e)
                 conn.execute(stmt, values)
-            inserted = len(fresh)
-        refused = self._cursor_in(conn, source, result.cursor, now)
+        refused = (*stale, *self._cursor_in(conn, source, result.cursor, now))
         kept: list[Quarantined] = []
         again: list[Quarantined] = []
         for q in (*result.quarantined, *refused):
             (kept if self.quarantine_in(conn, q, now) else again).append(q)
-        return IngestCounts(inserted, len(result.events) - inserted, len(kept),
-                            tuple(fresh.values()) if result.events else (), refused,
-                            tuple(again))
+        return IngestCounts(len(fresh), len(result.events) - len(fresh) - len(stale),
+                            len(kept), tuple(fresh.values()), refused, tuple(again))
 
     def _cursor_in(self, conn: Connection, source: str, cursor: dict[str, Any] | None,
                    now: datetime) -> tuple[Quarantined, ...]:
@@ -283,13 +365,48 @@ class EventStore(KvStore):
         return ()
 
     def _fresh_events(self, conn: Connection, events: Sequence[OutageEvent]
-                      ) -> dict[tuple[str, str, str], OutageEvent]:
-        """The events not stored yet, by (source, event id, revision).
+                      ) -> tuple[dict[tuple[str, str, str], OutageEvent], list[Quarantined]]:
+        """The events not stored yet, by (source, event id, revision), and the stale copies
+        among the rest (quarantined, :func:`stale_copy`).
 
-        A record whose content returns to an earlier state (停电 → 已复电 → 停电, or a record
-        inferred restored that the feed lists again) hashes to a revision already stored; it
-        is a new state all the same, and is stored under that revision with ``~r<n>`` added.
-        Only a repeat of the record's latest state is a duplicate."""
+        A repeat of the record's latest state is a duplicate. A record whose content returns
+        to an earlier state (停电 → 已复电 → 停电, or a record inferred restored that the feed
+        lists again) hashes to a revision already stored; it is a new state all the same, and
+        is stored under that revision with ``~r<n>`` added. But a revision its source gave
+        (:func:`given_revision`: the feed's version of the record) says which version it is:
+        one stored already is a copy, one older than a stored one is stale
+        (:func:`judge_revision`) — a lagging replica serving v1 after v2 must not reopen the
+        outage nor flip its villages at every poll."""
+        stored = self._stored_revisions(conn, events)
+        changed = {(e.source, e.event_id) for e in events if (e.source, e.event_id) in stored
+                   and state_of(stored[(e.source, e.event_id)][-1][1]) != e.revision}
+        given = self._given_rows(conn, {(e.source, e.event_id) for e in events
+                                        if (e.source, e.event_id) in changed
+                                        and given_revision(e)})
+        history = {key: [(r, row in given) for row, r in rows] for key, rows in stored.items()}
+        repeated = {k for k, n in Counter((e.source, e.event_id) for e in events).items() if n > 1}
+        fresh: dict[tuple[str, str, str], OutageEvent] = {}
+        stale: list[Quarantined] = []
+        for e in events:
+            key = (e.source, e.event_id)
+            past = history.setdefault(key, [])
+            if past and state_of(past[-1][0]) == e.revision:
+                continue  # the record's current state, seen again
+            own = (bool(past) or key in repeated) and given_revision(e)
+            verdict, newer = judge_revision(e.revision, past) if own else (NEW, "")
+            if verdict == STALE:
+                stale.append(stale_copy(e, newer))
+            if verdict != NEW:
+                continue
+            if any(state_of(r) == e.revision for r, _ in past):
+                e = replace(e, revision=f"{e.revision[:90]}~r{len(past) + 1}")
+            fresh.setdefault((e.source, e.event_id, e.revision), e)
+            past.append((e.revision, own))
+        return fresh, stale
+
+    def _stored_revisions(self, conn: Connection, events: Sequence[OutageEvent]
+                          ) -> dict[tuple[str, str], list[tuple[int, str]]]:
+        """(row id, revision) of every stored row of the events' records, in the order stored."""
         stored: dict[tuple[str, str], list[tuple[int, str]]] = {}
         by_source: dict[str, list[str]] = {}
         for e in events:
@@ -302,21 +419,26 @@ class EventStore(KvStore):
                         .where(self.in_region(events_t), events_t.c.source == src,
                                events_t.c.event_id.in_(ids[i:i + 500]))):
                     stored.setdefault((src, row[1]), []).append((row[0], row[2]))
-        latest = {key: max(rows)[1] for key, rows in stored.items()}
-        known = {key: {state_of(r) for _, r in rows} for key, rows in stored.items()}
-        fresh: dict[tuple[str, str, str], OutageEvent] = {}
-        for e in events:
-            key = (e.source, e.event_id)
-            if key in latest and state_of(latest[key]) == e.revision:
-                continue  # the record's current state, seen again
-            if e.revision in known.get(key, ()):
-                n = len(stored.get(key, ())) + 1
-                e = replace(e, revision=f"{e.revision[:90]}~r{n}")
-                stored.setdefault(key, []).append((0, e.revision))
-            fresh.setdefault((e.source, e.event_id, e.revision), e)
-            latest[key] = e.revision
-            known.setdefault(key, set()).add(state_of(e.revision))
-        return fresh
+        return {key: sorted(rows) for key, rows in stored.items()}
+
+    def _given_rows(self, conn: Connection, keys: Iterable[tuple[str, str]]) -> set[int]:
+        """The stored rows of the records ``keys`` whose revision their source gave
+        (:func:`given_revision`), by row id. Read only for records a source's version changed:
+        a snapshot feed listing its records again at every poll costs no more than before."""
+        by_source: dict[str, list[str]] = {}
+        for source, event_id in keys:
+            by_source.setdefault(source, []).append(event_id)
+        out: set[int] = set()
+        for src, ids in by_source.items():
+            ids = sorted(ids)
+            for i in range(0, len(ids), 500):
+                for row in conn.execute(select(events_t).where(
+                        self.in_region(events_t), events_t.c.source == src,
+                        events_t.c.event_id.in_(ids[i:i + 500]))):
+                    s = stored_event(row._mapping)
+                    if given_revision(s.event):
+                        out.add(s.row_id)
+        return out
 
     def quarantine_in(self, conn: Connection, q: Quarantined, now: datetime) -> bool:
         """Keep a payload that failed, whatever it holds: a quarantined payload is exactly the
