@@ -15,6 +15,9 @@ the words allow:
   or none of them is on it);
 * ``feeder``: the first line the text names ("10kV马集线", "马集变10kV王庄线"), for events that
   named none; a name several lines share and no substation tells apart names none;
+* a whole line — "10kV马集线全线停电", "马集线整条线路停电", "马集线全部台区", or "全线停电" alone
+  beside the record's own line — is every area of that line, ``confirmed`` (the areas the
+  bundle has it feed); of a name several lines share, ``possible``;
 * ``unplaced``: the fragments nothing in the bundle matched.
 
 A space inside one place's words does not split it ("王庄村 全村", "建设路社区 1号台区").
@@ -38,7 +41,7 @@ import re
 import unicodedata
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from outage_sentinel.topology import Topology
 
@@ -62,6 +65,12 @@ _DESIGNATOR = r"(?:#|号)?(?:公用变压器|公变|配变|专变|变压器|变�
 _UNNUMBERED = re.compile(r"公用变压器|公变|配变")
 #: Words saying the whole place is off.
 WHOLE_WORDS = ("全村", "全部", "所有", "整村", "全体", "全域")
+#: Words saying a whole line is off, right after its name ("马集线全线停电", "马集线全线路停电",
+#: "马集线整条线路停电", "马集线整线停电") or alone, of the record's own line ("全线停电").
+LINE_WORDS = ("全线", "整条线", "整线")
+#: Words saying so right after a line's name only ("马集线全部台区", "马集线所有公变",
+#: "马集线全部停电"): alone, "全部台区" may be a village's.
+LINE_WHOLE_WORDS = (*LINE_WORDS, "全部", "所有", "全体")
 #: Words saying only part of it may be.
 PARTIAL_WORDS = ("部分", "附近", "周边", "周围", "一带", "局部", "个别", "少数", "沿线")
 #: Words after places saying they are *not* off ("南谢庄村除外", "南谢庄村不停电").
@@ -156,6 +165,8 @@ class _Index:
     village_areas: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: transformer id -> its village id (those with one)
     area_village: dict[str, str] = field(default_factory=dict)
+    #: feeder id -> the transformer areas it feeds (bundle order)
+    feeder_areas: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: village id -> the name fragments after it are tried with ("2号台区" after "王庄村1号")
     village_key: dict[str, str] = field(default_factory=dict)
     #: county and township names, read as context and skipped ("马集镇王庄村")
@@ -224,15 +235,18 @@ def _index_places(ix: _Index, topology: Topology) -> list[str]:
     """Index the areas, villages and admin names; returns the display names indexed."""
     names: list[str] = []
     by_village: dict[str, list[str]] = {}
+    by_feeder: dict[str, list[str]] = {}
     for t in topology.transformers:
         node = topology.nodes[t]
         _add(ix.areas, normalise(t), t)
         _add(ix.areas, normalise(node.name), t)
         names.append(node.name)
+        by_feeder.setdefault(topology.feeder_of(t), []).append(t)
         if node.village:
             by_village.setdefault(node.village, []).append(t)
             ix.area_village[t] = node.village
     ix.village_areas = {v: tuple(ts) for v, ts in by_village.items()}
+    ix.feeder_areas = {f: tuple(ts) for f, ts in by_feeder.items()}
     for vid, village in topology.villages.items():
         if vid in ix.village_areas:
             _add(ix.villages, normalise(village.name), vid)
@@ -552,13 +566,16 @@ def _join_spaced(text: str, ix: _Index) -> str:
 
 def _joins(ix: _Index, left: str, right: str) -> bool:
     """Whether ``right`` (normalised, naming no place) continues ``left`` across a space: a
-    qualifier or area number after a lone village name ("王庄村 全村", "王庄村 1号台区"), or
-    a range ("1号台区 至 3号台区"). Anything else stays a fragment of its own, as before."""
+    qualifier or area number after a lone village name ("王庄村 全村", "王庄村 1号台区"), a
+    whole-line word after a lone line name ("马集线 全线停电"), or a range ("1号台区 至
+    3号台区"). Anything else stays a fragment of its own, as before."""
     if not left or not right or _names_any(ix, right):
         return False
     if left.endswith(RANGE_WORDS) or right.startswith(RANGE_WORDS):
         return True
     key = _skip_context(ix, left)[0]
+    if key and _prefix(key, ix.feeders, ix.longest) == len(key) and _whole_line(right):
+        return True
     n = _prefix(key, ix.villages, ix.longest)
     return (bool(key) and n == len(key) and _prefix(key, ix.areas, ix.longest) < n
             and (_area_number_first(right) or right.startswith(_QUALIFIERS)))
@@ -583,7 +600,9 @@ class _Found:
     """One place a fragment names: areas (maybe ambiguous), a village, or a feeder."""
 
     kind: str  # area | village | feeder
+    #: a feeder's: empty for the record's own line ("全线停电" alone)
     ids: tuple[str, ...]
+    #: a whole village ("全村"), or a whole line ("全线停电": every area of it)
     whole: bool = False
     #: a village named with nothing after it but whole words ("南谢庄村", "南谢庄村全村")
     exact: bool = False
@@ -689,6 +708,8 @@ class _Reader:
         if says == Out and self.out_village is not None:
             self.village = self.out_village
         placed = self.read(normalise(fragment))
+        self.found[start:] = [replace(f, text=fragment) if f.kind == "feeder" and not f.ids
+                              else f for f in self.found[start:]]
         self.out_village = self.village if says == Out else None
         if says == Out:
             self.village = village
@@ -704,6 +725,9 @@ class _Reader:
         if not key:
             return True  # only a county, township or substation: context, not a place
         if self._numbered(key, depth):
+            return True
+        if depth == 0 and _whole_line(key, LINE_WORDS):
+            self.found.append(_Found("feeder", (), whole=True))  # the record's own line
             return True
         lengths = [_prefix(key, ix.areas, ix.longest), _prefix(key, ix.villages, ix.longest),
                    _prefix(key, ix.feeders, ix.longest)]
@@ -733,7 +757,7 @@ class _Reader:
             ids = tuple(f for f in ids if ix.feeder_station.get(f) == station)
         if not ids:
             return False
-        self.found.append(_Found("feeder", ids))
+        self.found.append(_Found("feeder", ids, whole=_whole_line(rest)))
         self._rest(rest, depth)
         return True
 
@@ -807,6 +831,12 @@ class _Reader:
         return False
 
 
+def _whole_line(text: str, words: tuple[str, ...] = LINE_WHOLE_WORDS) -> bool:
+    """Whether ``text`` (normalised, what follows a line's name) says the whole line is off:
+    it starts with one of ``words`` and says nothing of a part ("全线部分停电")."""
+    return text.startswith(words) and not any(w in text for w in PARTIAL_WORDS)
+
+
 def resolve_area_text(topology: Topology, text: str, feeder: str | None = None) -> AreaScope:
     """The areas ``text`` names (see the module doc). ``feeder`` is the event's resolved feeder
     id, if any: it narrows imprecise wording to the village's areas on that feeder. Never raises
@@ -820,11 +850,14 @@ def resolve_area_text(topology: Topology, text: str, feeder: str | None = None) 
     on = feeder or named
     confirmed, possible = _scope(topology, ix, [f for f in reader.found if not f.excluded], on)
     off, unclear = _excluded(topology, ix, [f for f in reader.found if f.excluded], on)
+    if on is None:  # "全线停电" of no line known: a person reads it
+        unclear.extend(f.text for f in reader.found if f.kind == "feeder" and not f.ids)
     return AreaScope(
         confirmed=tuple(t for t in confirmed if t not in off),
         possible=tuple(t for t in possible if t not in confirmed and t not in off),
         feeder=named,
-        unplaced=(*reader.unplaced, *(f for f in unclear if f not in reader.unplaced)),
+        unplaced=(*reader.unplaced, *(f for f in dict.fromkeys(unclear)
+                                      if f not in reader.unplaced)),
         excluded=tuple(dict.fromkeys(f for f, says in pieces if says == Out)),
     )
 
@@ -858,6 +891,10 @@ def _scope(topology: Topology, ix: _Index, found: list[_Found], on: str | None
         if f.kind == "area":
             ids = _narrow(topology, f.ids, on)
             (confirmed if len(ids) == 1 else possible).update(dict.fromkeys(ids))
+        elif f.kind == "feeder" and f.whole:
+            lines = _whole_lines(f.ids, on)
+            fed = (t for line in lines for t in ix.feeder_areas.get(line, ()))
+            (confirmed if len(lines) == 1 else possible).update(dict.fromkeys(fed))
         elif f.kind == "village":
             vids = _narrow_villages(topology, ix, f.ids, on)
             if f.whole and len(vids) == 1:
@@ -868,6 +905,14 @@ def _scope(topology: Topology, ix: _Index, found: list[_Found], on: str | None
                 narrowed = _on_feeder(topology, areas, on) if on is not None else ()
                 possible.update(dict.fromkeys(narrowed or areas))
     return confirmed, possible
+
+
+def _whole_lines(ids: tuple[str, ...], on: str | None) -> tuple[str, ...]:
+    """The lines a whole-line wording means: those named (of several sharing a name, the
+    record's line ``on`` if it is one of them), or, named none, the record's line."""
+    if not ids:
+        return (on,) if on is not None else ()
+    return (on,) if len(ids) > 1 and on in ids else ids
 
 
 def _excluded(topology: Topology, ix: _Index, found: list[_Found], on: str | None
