@@ -211,6 +211,17 @@ def confirming_incident(store: Store, conn: Connection, event: OutageEvent,
     return None
 
 
+def called_after_return(call: OutageEvent, placed: Resolved, outage: Resolved,
+                        back: Sequence[tuple[frozenset[str], datetime]]) -> bool:
+    """Whether ``call`` is about an outage already over: placed after an incident counted its
+    areas back (``back``: areas, when), and about none of the areas of the new ``outage``
+    (「早上停电了」: had the area gone dark again, it would be the new outage's caller)."""
+    areas = set(placed.transformers)
+    if not areas or areas & set(outage.transformers):
+        return False
+    return any(areas <= restored and at <= call.start for restored, at in back)
+
+
 class IncidentProcessor:
     """Folds stored events into incidents; one per process, shared by every actor. Owns the
     batches and rounds (failures retried, then quarantined), each event's reading (resolve,
@@ -437,17 +448,34 @@ class IncidentProcessor:
         """The trouble calls an incident ``event`` opens takes in: calls processed before it
         that joined no incident, placed on its line, within the correlation window of its
         start: those that, had they come after, :func:`correlate` would have put in it. Not
-        for planned work (a call is never its evidence), nor a line nobody could place."""
+        for planned work (a call is never its evidence), nor a line nobody could place, nor a
+        call about an outage already over (:func:`called_after_return`)."""
         if incident_class(event.kind) != "unplanned" or resolved.feeder is None:
             return ()
+        reopen = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
+        back = self._areas_back_on(conn, resolved.feeder, event.start - self.window - reopen)
         out: list[tuple[StoredEvent, Resolved]] = []
         for stored in self.store.unattached_calls_in(conn, event.start - self.window,
                                                      now + self.window):
             placed = resolve_event(self.topology, stored.event)
             if placed.feeder == resolved.feeder and incident_class(stored.event.kind) \
-                    == "unplanned":
+                    == "unplanned" and not called_after_return(stored.event, placed, resolved,
+                                                               back):
                 out.append((stored, placed))
         return tuple(out)
+
+    def _areas_back_on(self, conn: Connection, feeder: str, since: datetime
+                       ) -> list[tuple[frozenset[str], datetime]]:
+        """The areas of ``feeder``'s incidents restored since ``since`` (a call is about its
+        outage that long after it, ``lifecycle.reopen_window_minutes``, at most), each with
+        when they came back."""
+        out = []
+        for row in self.store.load_incidents(conn=conn, open_only=False, feeder=feeder,
+                                             status="restored", ended_after=since):
+            prev = Incident.from_json(row["state"])
+            if prev.end is not None:
+                out.append((frozenset(prev.estimate.transformers), prev.end))
+        return out
 
     def _estimated(self, conn: Connection, current: Incident | None, f: Fold) -> Incident:
         """The incident after the event (estimate and revision; nothing written yet)."""
