@@ -79,34 +79,49 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    If an off and its restore reach the screen together and the outage lasted long enough, both
    the ``dead`` and the ``alive`` output are produced.
 3. An area outage is *restored* (an ``alive`` output with ``end``) when the terminal reports
-   power on, or when ``restore_share`` (half) of the meters that went off report power on.
-   Neither overrules a clear word of the other: a few meters reporting on (fewer than the
-   area's threshold) don't restore an area whose terminal still says off, and a terminal "on"
-   (whether or not it reported "off" first) doesn't restore an area while at least the
-   threshold, and most, of the outage's meters still say off — their restores do. An "on"
-   from before the outage began (an old log uploaded late) restores nothing.
+   power on, or when ``restore_share`` (half) of the meters that went off report power on, or
+   when the area's threshold of meters report power on after the outage began, whether or not
+   their "off" was heard (a concentrator's last gasp alone: the meters' offs were lost with
+   it). Never while at least the area's threshold of the outage's meters still say off: by
+   rule 1 those are an area outage (a phase left dark), whatever the other meters or the
+   terminal say; their restores close it. Meters and terminals don't overrule each other's
+   clear word otherwise either: a few meters reporting on (fewer than the threshold) don't
+   restore an area a terminal still says off, and an area with more than one terminal in the
+   registry is off by the terminals' word while any of them says off. Meters still off when
+   their area is restored (fewer than the threshold) are each off on their own from the
+   close (rule 5). An "on" from before the outage began (an old log uploaded late) restores
+   nothing.
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
    second code for the same event, an older log) changes nothing and is counted in
    ``merged`` (the device's latest time is kept); a report older than the last one applied
    for that device is ``stale`` and ignored. The exception: a meter or terminal still off
    from before its area's last outage closed (its power-on was lost) that reports "off"
    again, timed after that close, is off anew — applied as a fresh "off" from its new time,
-   not merged. A terminal "off" from before the last close no longer says the area is off
-   (the meters' restores closed that outage): it holds back no meter restoration since.
+   not merged. Likewise a device whose last "on" is from before the area's open outage began
+   that reports "on" again, timed after the start, is on anew (its "off" was lost). A
+   terminal "off" from before the last close no longer says the area is off (the meters'
+   restores closed that outage): it holds back no meter restoration since. An "off" timed
+   within the area's last closed outage (from the window before its start to its close) —
+   the meters' power-down logs read hours later, a re-sent ERC14 — is that outage reported
+   again: it opens nothing (a meter of it still off is off on its own from the close).
 5. A meter off that does not become part of an area outage within the window, and is still off
    after ``max(window, min_duration)``, is a :class:`CustomerFault` (``status="active"``; a
    later power-on gives one with ``status="restored"``). Shorter single-meter blips are dropped
-   as momentary.
+   as momentary — except a meter off on its own from its area's close (rules 3 and 4), whose
+   "on" soon after is a slow report of the restoration, neither a fault nor a blip.
 
 Single-meter flags (rule 5) are held the same way. ``now`` is only ever passed in.
 
-State is in memory, bounded by the number of devices currently off or heard from lately (a
-device's last "on" is kept :data:`ON_HISTORY_SECONDS`, 2 h, after it was *seen*, so an older
-"off" that arrives after it — a backlog split over polls — is stale; devices off longer than
-``forget_after_hours`` are forgotten), and
-serialisable with :meth:`AmiScreen.to_state` / :meth:`AmiScreen.from_state` so the daemon can
-persist it with its commits, or rebuild it by re-feeding the last hour of observations (the
-outputs are deterministic, so re-produced outputs dedupe in the store).
+State is in memory, bounded by the registry: one last report per device heard from within
+``forget_after_hours`` (a device's last "on" is kept that long, never less than
+:data:`ON_HISTORY_SECONDS`, after it was *seen*, so an older "off" that arrives after it — a
+backlog split over polls, the meters' logs read hours later — is stale; devices off longer
+than that are forgotten) and, per area, its devices off, its open outage and its last close
+(kept ``forget_after_hours`` too). The per-area state and the rules that need only it are in
+:mod:`outage_sentinel.ami_areas`. The state is serialisable with :meth:`AmiScreen.to_state` /
+:meth:`AmiScreen.from_state` (which reads the versions saved before) so the daemon can persist
+it with its commits, or rebuild it by re-feeding the last hour of observations (the outputs
+are deterministic, so re-produced outputs dedupe in the store).
 """
 
 from __future__ import annotations
@@ -118,6 +133,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from outage_sentinel.ami_areas import AreaState, Episode, SingleMeter
 from outage_sentinel.events import OutageEvent
 
 if TYPE_CHECKING:
@@ -127,12 +143,14 @@ DeviceKind = Literal["meter", "terminal"]
 Action = Literal["off", "on"]
 DEVICE_KINDS: tuple[DeviceKind, ...] = ("meter", "terminal")
 
-_STATE_VERSION = 2
-#: State versions :meth:`AmiScreen.from_state` reads (1: no ``seen`` time in ``last``).
-_STATE_VERSIONS = (1, 2)
-#: How long a device's last "on" is remembered after it was *seen* (processing time), so that
-#: an older "off" arriving later — a head-end backlog split over polls, ons first, or offs read
-#: from the meters' logs after the ons came live — is stale, not a new outage.
+_STATE_VERSION = 3
+#: State versions :meth:`AmiScreen.from_state` reads (1: no ``seen`` time in ``last``; 1 and
+#: 2: one ``terminal_off`` per area, no ``back`` in episodes, four fields per single).
+_STATE_VERSIONS = (1, 2, 3)
+#: The least time a device's last "on" is remembered after it was *seen* (processing time); it
+#: is kept ``forget_after_hours`` (72 h) by default, so that an older "off" arriving later — a
+#: head-end backlog split over polls, ons first, or offs read from the meters' logs hours after
+#: the ons came live — is stale, not a new outage (:meth:`AmiScreen.on_history_seconds`).
 ON_HISTORY_SECONDS = 7200.0
 #: How far ahead of ``now`` a report time is believed. A later one (a device whose clock is
 #: fast) is taken as ``now`` plus this, so one clock cannot move the watermark (and with it
@@ -301,86 +319,6 @@ class ScreenResult:
         self.held = other.held
 
 
-@dataclass
-class _Episode:
-    start: float
-    basis: Literal["terminal", "meters"]
-    meters: set[str] = field(default_factory=set)
-    restored: set[str] = field(default_factory=set)
-    terminal_off: bool = False
-    released: bool = False
-    #: processing time (``now``) when the episode was opened
-    seen: float = 0.0
-    #: first seen more than ``min_duration + lateness`` after its start (a backlog)
-    backlog: bool = False
-    #: the watermark when the episode was opened (``None``: unknown, a state from before)
-    wm_seen: float | None = None
-    #: the start it was opened with: later meter "offs" move the start back only to within
-    #: the window of it (``None``: ``start``)
-    anchor: float | None = None
-
-    def to_state(self) -> dict[str, Any]:
-        """The episode in :meth:`AmiScreen.to_state`'s snapshot."""
-        return {"start": self.start, "basis": self.basis, "meters": sorted(self.meters),
-                "restored": sorted(self.restored), "terminal_off": self.terminal_off,
-                "released": self.released, "seen": self.seen,
-                "backlog": self.backlog, "wm_seen": self.wm_seen, "anchor": self.anchor}
-
-    @classmethod
-    def from_state(cls, e: Mapping[str, Any]) -> _Episode:
-        """Inverse of :meth:`to_state` (a state from before lacks the later fields)."""
-        wm_seen, anchor = e.get("wm_seen"), e.get("anchor")
-        return cls(float(e["start"]), e["basis"], set(e["meters"]), set(e["restored"]),
-                   bool(e["terminal_off"]), bool(e["released"]), float(e.get("seen", 0.0)),
-                   bool(e.get("backlog", False)), float(wm_seen) if wm_seen is not None else None,
-                   float(anchor) if anchor is not None else None)
-
-
-@dataclass
-class _Area:
-    #: meters of this area currently off -> off time (epoch seconds)
-    off: dict[str, float] = field(default_factory=dict)
-    terminal_off: float | None = None
-    episode: _Episode | None = None
-    #: report time the area's last outage (held or released) closed; meters' off times before
-    #: it are stale (their power-on was lost) and start no new outage
-    closed: float | None = None
-
-    def terminal_off_anew(self, t: float) -> bool:
-        """The terminal's "off" on record is from before the area's last close and ``t`` is
-        not: a new power-off, not a retry of the old one."""
-        old = self.terminal_off
-        return self.closed is not None and old is not None and old < self.closed <= t
-
-    def terminal_says_off(self) -> bool:
-        """The terminal's last word is "off", about the outage now: an "off" from before the
-        area's last close (the meters restored the area; the terminal's "on" was lost) is
-        stale, and says nothing of the outage since."""
-        off = self.terminal_off
-        return off is not None and (self.closed is None or off >= self.closed)
-
-    def off_anew(self, meter: str, t: float) -> bool:
-        """``meter``'s recorded off time is from before the area's last close and ``t`` is
-        not: a repeated "off" that is a new power-off, not a retry of the old one."""
-        old = self.off.get(meter)
-        return self.closed is not None and old is not None and old < self.closed <= t
-
-    def fresh_offs(self) -> dict[str, float]:
-        """Meters off since the area's last close (older off times start no new outage)."""
-        if self.closed is None:
-            return self.off
-        closed = self.closed
-        return {m: mt for m, mt in self.off.items() if mt >= closed}
-
-
-@dataclass
-class _Single:
-    transformer: str
-    start: float
-    flagged: bool = False
-    seen: float = 0.0
-
-
 def _ts(t: datetime) -> float:
     return t.timestamp()
 
@@ -446,7 +384,7 @@ class ReleaseSchedule:
         heapq.heappush(self._wheap, (max(due, seen + (late if hold is None else hold)),
                                      self._seq, what, key))
 
-    def open_area(self, tx: str, ep: _Episode, t_now: float) -> None:
+    def open_area(self, tx: str, ep: Episode, t_now: float) -> None:
         """Note area ``tx``'s outage ``ep`` as first seen at ``t_now`` (a backlog when it began
         more than ``min_duration + lateness`` before; the watermark then) and schedule its
         release."""
@@ -456,12 +394,12 @@ class ReleaseSchedule:
         ep.wm_seen = self.watermark
         self.push_area(tx, ep)
 
-    def push_area(self, tx: str, ep: _Episode) -> None:
+    def push_area(self, tx: str, ep: Episode) -> None:
         """Schedule the release of area ``tx``'s held outage ``ep``."""
         self.push(ep.start + self.policy.min_duration_seconds, ep.seen, "area", tx,
                   self._area_hold(ep))
 
-    def push_single(self, meter: str, single: _Single) -> None:
+    def push_single(self, meter: str, single: SingleMeter) -> None:
         """Schedule the customer-fault flag of ``meter``, off on its own."""
         self.push(single.start + self.single_hold(), single.seen, "single", meter)
 
@@ -469,12 +407,12 @@ class ReleaseSchedule:
         """How long a single meter must stay off to be flagged (report time)."""
         return max(self.policy.window_seconds, self.policy.min_duration_seconds)
 
-    def area_due(self, ep: _Episode, wm: float, t_now: float) -> bool:
+    def area_due(self, ep: Episode, wm: float, t_now: float) -> bool:
         """Whether ``ep`` has lasted the minimum duration, as rule 2 judges it."""
         return self._is_due(ep.start + self.policy.min_duration_seconds, ep.seen, wm, t_now,
                             self._area_hold(ep), self._area_by_watermark(ep, wm, t_now))
 
-    def single_due(self, single: _Single, wm: float, t_now: float) -> bool:
+    def single_due(self, single: SingleMeter, wm: float, t_now: float) -> bool:
         """Whether a single meter has been off long enough to be flagged."""
         return self._is_due(single.start + self.single_hold(), single.seen, wm, t_now)
 
@@ -488,13 +426,13 @@ class ReleaseSchedule:
         known = late if hold is None else hold
         return t_now >= due and ((by_watermark and wm >= due + late) or t_now >= seen + known)
 
-    def _area_hold(self, ep: _Episode) -> float:
+    def _area_hold(self, ep: Episode) -> float:
         """How long ``ep`` must be known before it is released on that ground."""
         p = self.policy
         return max(p.backlog_hold_seconds, p.lateness_seconds) if ep.backlog \
             else p.lateness_seconds
 
-    def _area_by_watermark(self, ep: _Episode, wm: float, t_now: float) -> bool:
+    def _area_by_watermark(self, ep: Episode, wm: float, t_now: float) -> bool:
         """Whether the watermark rule may release ``ep``: always for a live outage. For a
         backlog only while the report stream as a whole is a backlog too (its watermark more
         than ``min_duration + lateness`` behind ``now``: a replay) and had not passed ``ep``'s
@@ -534,11 +472,11 @@ class AmiScreen:
         self.registry = registry
         self.policy = policy or ScreenPolicy()
         self.source = source
-        self._areas: dict[str, _Area] = {}
+        self._areas: dict[str, AreaState] = {}
         #: device -> (time, action, seen) of the last applied report (for merge / stale
         #: checks); ``seen`` is the processing time it was last confirmed
         self._last: dict[str, tuple[float, Action, float]] = {}
-        self._singles: dict[str, _Single] = {}
+        self._singles: dict[str, SingleMeter] = {}
         self._schedule = ReleaseSchedule(self.policy)
         self._last_prune: float = -math.inf
         self._t_now: float = 0.0
@@ -666,74 +604,77 @@ class AmiScreen:
         self._last[obs.device] = (t, obs.action, self._t_now)
         area = self._areas.get(obs.transformer)
         if area is None:
-            area = self._areas[obs.transformer] = _Area()
+            area = self._areas[obs.transformer] = AreaState()
+        self._dispatch(obs, area, t, result)
+        if area.empty():
+            del self._areas[obs.transformer]
+
+    def _dispatch(self, obs: Observation, area: AreaState, t: float, result: ScreenResult) -> None:
+        """Apply ``obs`` (report time ``t``, as believed) to its ``area``."""
         if obs.kind == "terminal":
             if obs.action == "off":
-                self._terminal_off(obs.transformer, area, t)
+                self._terminal_off(obs.transformer, area, obs.device, t)
             else:
-                self._terminal_on(obs.transformer, area, t, result)
+                self._terminal_on(obs.transformer, area, obs.device, t, result)
         elif obs.action == "off":
             self._meter_off(obs.transformer, area, obs.device, t)
         else:
             self._meter_on(obs.transformer, area, obs.device, t, result)
-        if area.episode is None and not area.off and area.terminal_off is None:
-            del self._areas[obs.transformer]
 
     def _repeated(self, obs: Observation, t: float, last_t: float,
                   result: ScreenResult) -> None:
         """The state ``obs``'s device last reported, reported again (duplicate, retry, or an
         older log of the same state): merged, keeping the latest time, so an "on" from before
         the current "off" (or an "off" from before the current "on") stays stale. The
-        exception: a device off since before its area's last close (its on was lost — the
+        exceptions: a device off since before its area's last close (its on was lost — the
         meters restored the area) that reports "off" again, timed after that close, is off
-        anew, from its new time: a re-trip, be it a meter's or the terminal's word."""
+        anew, from its new time: a re-trip, be it a meter's or the terminal's word. And a
+        device whose last "on" is from before its area's open outage began that reports "on"
+        again, timed after the start, is on anew (its "off" of this outage was lost)."""
         self._last[obs.device] = (max(t, last_t), obs.action, self._t_now)
         area = self._areas.get(obs.transformer)
-        if obs.action == "off" and area is not None:
-            if obs.kind == "meter" and area.off_anew(obs.device, t):
-                self._meter_off(obs.transformer, area, obs.device, t)
-                return
-            if obs.kind == "terminal" and area.terminal_off_anew(t):
-                self._terminal_off(obs.transformer, area, t)
-                return
+        if area is not None and area.anew(obs.kind, obs.action, obs.device, last_t, t):
+            self._dispatch(obs, area, t, result)
+            return
         result.merged += 1
 
-    def _terminal_off(self, tx: str, area: _Area, t: float) -> None:
-        area.terminal_off = t
+    def _terminal_off(self, tx: str, area: AreaState, terminal: str, t: float) -> None:
+        area.terminals_off[terminal] = t
         ep = area.episode
+        w = self.policy.window_seconds
         if ep is not None:
             # An off from well before the outage began (an old log) is not this outage's.
-            ep.terminal_off = ep.terminal_off or t >= ep.start - self.policy.window_seconds
+            ep.terminal_off = ep.terminal_off or t >= ep.start - w
             return
-        w = self.policy.window_seconds
+        if area.of_last_outage(t, w):
+            return  # the area's last outage, reported again (a re-sent ERC14)
         fresh = area.fresh_offs()
         joined = {m for m, mt in fresh.items() if mt >= t - w}
         start = min([t] + [fresh[m] for m in joined])
-        self._open(tx, area, _Episode(start, "terminal", joined, terminal_off=True))
+        self._open(tx, area, Episode(start, "terminal", joined, terminal_off=True))
 
-    def _terminal_on(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
-        area.terminal_off = None
+    def _terminal_on(self, tx: str, area: AreaState, terminal: str, t: float,
+                     result: ScreenResult) -> None:
+        area.terminals_off.pop(terminal, None)
+        area.terminals_off.pop("", None)  # a saved state's word of "a terminal" of the area
         ep = area.episode
         if ep is None or t < ep.start:
             return  # an on from before the outage began closes nothing
-        if self._meters_hold(tx, ep):
+        if area.terminal_says_off():
+            return  # another concentrator of the area still says off
+        if ep.holds(self._threshold(tx)):
             # Enough of the outage's meters still say off (whether or not the terminal said
             # off first): their restores close it, not the terminal's word alone.
             return
         self._close(tx, area, t, result)
 
-    def _meters_hold(self, tx: str, ep: _Episode) -> bool:
-        """Enough of ``ep``'s meters still off to overrule a terminal's "on": at least the
-        area's outage threshold, and most of the meters that went off."""
-        still_off = len(ep.meters) - len(ep.restored)
-        return still_off >= self._threshold(tx) and 2 * still_off > len(ep.meters)
-
-    def _meter_off(self, tx: str, area: _Area, meter: str, t: float) -> None:
+    def _meter_off(self, tx: str, area: AreaState, meter: str, t: float) -> None:
         area.off[meter] = t
         ep = area.episode
-        if ep is not None and self._joins(area, ep, t):
+        if ep is not None and area.joins(ep, t, self.policy.window_seconds):
             ep.meters.add(meter)
             ep.restored.discard(meter)
+            ep.back.discard(meter)
             if t < ep.start and not ep.released:
                 ep.start = t
                 self._schedule.push_area(tx, ep)
@@ -741,20 +682,17 @@ class AmiScreen:
         if ep is None and self._meters_open(tx, area):
             return
         # Off on its own — or too far before the open outage to be part of it (a slow clock):
-        # that meter's own off (rule 5), which changes nothing about the area.
-        single = self._singles[meter] = _Single(tx, t, seen=self._t_now)
+        # that meter's own off (rule 5), which changes nothing about the area. An off of the
+        # area's last outage (its log, read late): its own only if still off since the close.
+        if area.of_last_outage(t, self.policy.window_seconds):
+            assert area.closed is not None
+            single = SingleMeter(tx, area.closed, seen=self._t_now, after_area=True)
+        else:
+            single = SingleMeter(tx, t, seen=self._t_now)
+        self._singles[meter] = single
         self._schedule.push_single(meter, single)
 
-    def _joins(self, area: _Area, ep: _Episode, t: float) -> bool:
-        """Whether a meter "off" at ``t`` belongs to the open outage ``ep``: not before the
-        window of the start ``ep`` opened with, nor before the area's last close. Anything
-        earlier (a meter clock hours slow, an old log) would stretch the outage to its time."""
-        anchor = ep.start if ep.anchor is None else ep.anchor
-        if t < anchor - self.policy.window_seconds:
-            return False
-        return area.closed is None or t >= area.closed
-
-    def _meters_open(self, tx: str, area: _Area) -> bool:
+    def _meters_open(self, tx: str, area: AreaState) -> bool:
         """Open an outage of ``tx`` when its threshold of meters went off within the window
         (from the earliest of them); whether one was opened."""
         threshold = self._threshold(tx)
@@ -772,11 +710,11 @@ class AmiScreen:
                 members = {m for m, mt in fresh.items() if mt >= start}
                 for m in members:
                     self._singles.pop(m, None)
-                self._open(tx, area, _Episode(start, "meters", members))
+                self._open(tx, area, Episode(start, "meters", members))
                 return True
         return False
 
-    def _meter_on(self, tx: str, area: _Area, meter: str, t: float, result: ScreenResult) -> None:
+    def _meter_on(self, tx: str, area: AreaState, meter: str, t: float, result: ScreenResult) -> None:
         area.off.pop(meter, None)
         ep = area.episode
         if ep is not None and meter in ep.meters and t < ep.start:
@@ -784,14 +722,16 @@ class AmiScreen:
             ep.meters.discard(meter)
             ep.restored.discard(meter)
             return
-        if ep is not None and meter in ep.meters:
-            ep.restored.add(meter)
-            need = math.ceil(self.policy.restore_share * len(ep.meters) - 1e-9)
-            if area.terminal_says_off() and len(ep.restored) < self._threshold(tx):
-                return  # the terminal still says off: too few meters say on to overrule it
-            if len(ep.restored) >= max(need, 1):
+        if ep is not None and t >= ep.start:
+            (ep.restored if meter in ep.meters else ep.back).add(meter)
+            if area.restored_by_meters(ep, self._threshold(tx), self.policy.restore_share):
                 self._close(tx, area, t, result)
-            return
+            if meter in ep.meters:
+                return
+        self._single_on(tx, meter, t, result)
+
+    def _single_on(self, tx: str, meter: str, t: float, result: ScreenResult) -> None:
+        """``meter``'s "on" ends its own power-off (rule 5), if it was off on its own."""
         single = self._singles.pop(meter, None)
         if single is None:
             return
@@ -799,7 +739,7 @@ class AmiScreen:
             result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), _dt(t),
                                                         "restored"))
         elif t - single.start < self.policy.min_duration_seconds:
-            result.momentary += 1
+            result.momentary += 0 if single.after_area else 1
         else:
             # Lasted long enough but the flag was not due yet (both reports in one batch).
             result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), None,
@@ -807,22 +747,32 @@ class AmiScreen:
             result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), _dt(t),
                                                         "restored"))
 
-    def _open(self, tx: str, area: _Area, episode: _Episode) -> None:
+    def _open(self, tx: str, area: AreaState, episode: Episode) -> None:
         episode.anchor = episode.start
         area.episode = episode
         self._schedule.open_area(tx, episode, self._t_now)
 
-    def _close(self, tx: str, area: _Area, t: float, result: ScreenResult) -> None:
+    def _close(self, tx: str, area: AreaState, t: float, result: ScreenResult) -> None:
         ep = area.episode
         assert ep is not None
         area.episode = None
-        area.closed = t if area.closed is None else max(area.closed, t)
+        if area.closed is None or t >= area.closed:
+            area.closed, area.opened = t, ep.start
+        self._left_dark(tx, area, ep, t)
         if not ep.released:
             if t - ep.start < self.policy.min_duration_seconds:
                 result.momentary += 1
                 return
             result.events.append(self._output(tx, ep, None))
         result.events.append(self._output(tx, ep, t))
+
+    def _left_dark(self, tx: str, area: AreaState, ep: Episode, t: float) -> None:
+        """The meters of ``ep`` still off when it closed at ``t`` (fewer than the threshold):
+        each is off on its own since ``t`` (rule 5), flagged if it stays off."""
+        for meter in ep.meters - ep.restored:
+            if meter in area.off:
+                single = self._singles[meter] = SingleMeter(tx, t, seen=self._t_now, after_area=True)
+                self._schedule.push_single(meter, single)
 
     def _release_area(self, tx: str, wm: float, t_now: float, result: ScreenResult) -> None:
         area = self._areas.get(tx)
@@ -848,7 +798,7 @@ class AmiScreen:
         result.customer_faults.append(CustomerFault(meter, single.transformer,
                                                     _dt(single.start), None, "active"))
 
-    def _output(self, tx: str, ep: _Episode, end: float | None) -> OutageEvent:
+    def _output(self, tx: str, ep: Episode, end: float | None) -> OutageEvent:
         start = _dt(ep.start)
         return OutageEvent(
             source=self.source,
@@ -864,14 +814,17 @@ class AmiScreen:
             # 线路故障 / nothing). The evidence is in ``raw``.
             cause="",
             raw={"basis": ep.basis, "meters_off": len(ep.meters),
-                 "meters_restored": len(ep.restored), "terminal_off": ep.terminal_off},
+                 "meters_restored": len(ep.restored), "meters_on_unrecorded_off": len(ep.back),
+                 "terminal_off": ep.terminal_off},
         )
 
     def on_history_seconds(self) -> float:
-        """How long a device's last "on" is kept after it was seen (processing time)."""
+        """How long a device's last "on" is kept after it was seen (processing time):
+        ``forget_after_hours``, as long as an "off" is believed, so an "off" older than the
+        "on" is stale however late it comes (never less than :data:`ON_HISTORY_SECONDS`)."""
         p = self.policy
-        return max(ON_HISTORY_SECONDS, 2 * (p.window_seconds + p.min_duration_seconds),
-                   p.lateness_seconds)
+        return max(ON_HISTORY_SECONDS, p.forget_after_hours * 3600.0,
+                   2 * (p.window_seconds + p.min_duration_seconds), p.lateness_seconds)
 
     def _prune(self, t_now: float) -> None:
         """Drop power-on history seen longer ago than the horizon and devices off too long."""
@@ -887,9 +840,11 @@ class AmiScreen:
             for m in [m for m, t in area.off.items() if t < forget]:
                 del area.off[m]
                 self._singles.pop(m, None)
-            if area.terminal_off is not None and area.terminal_off < forget:
-                area.terminal_off = None
-            if area.episode is None and not area.off and area.terminal_off is None:
+            for d in [d for d, t in area.terminals_off.items() if t < forget]:
+                del area.terminals_off[d]
+            if area.closed is not None and area.closed < forget:
+                area.closed = area.opened = None
+            if area.empty():
                 del self._areas[tx]
         self._schedule.compact(self._singles, self._areas)
 
@@ -899,18 +854,12 @@ class AmiScreen:
         """A JSON-ready snapshot of the screening state."""
         areas: dict[str, Any] = {}
         for tx, a in self._areas.items():
-            ep = a.episode
-            areas[tx] = {
-                "off": a.off,
-                "terminal_off": a.terminal_off,
-                "closed": a.closed,
-                "episode": None if ep is None else ep.to_state(),
-            }
+            areas[tx] = a.to_state()
         return {
             "version": _STATE_VERSION,
             "areas": areas,
             "last": {d: [t, a, seen] for d, (t, a, seen) in self._last.items()},
-            "singles": {m: [s.transformer, s.start, s.flagged, s.seen]
+            "singles": {m: [s.transformer, s.start, s.flagged, s.seen, s.after_area]
                         for m, s in self._singles.items()},
             "watermark": self._schedule.watermark,
         }
@@ -923,22 +872,17 @@ class AmiScreen:
             raise ValueError(f"AMI screen state: unsupported version {state.get('version')!r}")
         screen = cls(registry, policy, source)
         for tx, a in state.get("areas", {}).items():
-            closed = a.get("closed")
-            area = _Area(off={str(m): float(t) for m, t in a.get("off", {}).items()},
-                         terminal_off=a.get("terminal_off"),
-                         closed=float(closed) if closed is not None else None)
-            e = a.get("episode")
-            if e is not None:
-                ep = area.episode = _Episode.from_state(e)
-                if not ep.released:
-                    screen._schedule.push_area(tx, ep)
-            screen._areas[tx] = area
+            area = screen._areas[tx] = AreaState.from_state(a)
+            ep = area.episode
+            if ep is not None and not ep.released:
+                screen._schedule.push_area(tx, ep)
         for d, (t, act, *seen) in state.get("last", {}).items():
             # Version 1 kept no seen time: the report time stands in (the old horizon's basis).
             screen._last[d] = (float(t), "off" if act == "off" else "on",
                                float(seen[0]) if seen else float(t))
-        for m, (tx, start, flagged, seen) in state.get("singles", {}).items():
-            single = screen._singles[m] = _Single(tx, float(start), bool(flagged), float(seen))
+        for m, (tx, start, flagged, seen, *after) in state.get("singles", {}).items():
+            single = screen._singles[m] = SingleMeter(tx, float(start), bool(flagged), float(seen),
+                                                  bool(after and after[0]))
             if not flagged:
                 screen._schedule.push_single(m, single)
         wm = state.get("watermark")

@@ -381,6 +381,11 @@ def test_state_stays_small_after_many_blips() -> None:
         screen.feed(batch, at(base + 40))
     screen.tick(at(30000))
     state = screen.to_state()
+    # One last close per area and one last "on" per meter, until forget_after_hours.
+    assert all(a["episode"] is None and a["off"] == {} for a in state["areas"].values())
+    assert len(state["areas"]) == 50 and len(state["last"]) == 500 and state["singles"] == {}
+    screen.tick(at(20000 + 72 * 3600 + 120))
+    state = screen.to_state()
     assert state["areas"] == {} and state["last"] == {} and state["singles"] == {}
     assert len(screen._schedule) < 4000
 
@@ -465,8 +470,8 @@ def test_old_meter_power_down_records_do_not_restore_an_outage_in_progress() -> 
         screen.feed([obs(f"TX0-M{m}", "off", m)], at(7200 + 2500))
         assert screen.feed([obs(f"TX0-M{m}", "on", 30 + m)], at(7200 + 2501)).events == []
     assert screen.outages() == {"TX0": at(7200)}
-    back = screen.feed(meters_on(0, 5, at=9000), at(9005)).events
-    assert [(e.signal, e.start, e.end) for e in back] == [("alive", at(7200), at(9004))]
+    back = screen.feed(meters_on(0, 6, at=9000), at(9006)).events
+    assert [(e.signal, e.start, e.end) for e in back] == [("alive", at(7200), at(9005))]
 
 
 def test_an_on_before_the_outage_began_does_not_close_it() -> None:
@@ -503,9 +508,9 @@ def test_an_old_terminal_off_on_record_does_not_restore_a_meter_outage() -> None
     # whose ten meters still say off; their restores do, and the outage was the terminal's too.
     assert screen.feed([obs("TX0-T", "off", 7201, kind="terminal"),
                         obs("TX0-T", "on", 9500, kind="terminal")], at(9501)).events == []
-    back = screen.feed(meters_on(0, 5, at=9600), at(9605)).events
+    back = screen.feed(meters_on(0, 6, at=9600), at(9606)).events
     assert [(e.signal, e.end, e.raw["terminal_off"]) for e in back] == [
-        ("alive", at(9604), True)]
+        ("alive", at(9605), True)]
 
 
 def test_a_terminal_on_alone_does_not_overrule_meters_still_off() -> None:
@@ -517,8 +522,8 @@ def test_a_terminal_on_alone_does_not_overrule_meters_still_off() -> None:
     assert [e.signal for e in screen.tick(at(120)).events] == ["dead"]
     assert screen.feed([obs("TX0-T", "on", 300, kind="terminal")], at(301)).events == []
     assert screen.outages() == {"TX0": T}
-    back = screen.feed(meters_on(0, 5, at=600), at(605)).events
-    assert [(e.signal, e.end) for e in back] == [("alive", at(604))]
+    back = screen.feed(meters_on(0, 6, at=600), at(606)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(605))]
     # Fewer still off than an outage needs: the terminal's on is believed.
     screen.feed(meters_off(1, 5), at(5))
     screen.tick(at(120))
@@ -554,8 +559,10 @@ def test_on_history_is_forgotten_after_the_horizon_and_survives_a_restart() -> N
     again = AmiScreen.from_state(state, reg)
     again.tick(at(10800 + 600))
     assert again.feed(meters_off(0, 10, at=-3600), at(10800 + 660)).stale == 10
-    again.tick(at(10800 + 7300))
-    assert again.to_state()["last"] == {}  # two hours after they were seen
+    again.tick(at(10800 + 71 * 3600))
+    assert len(again.to_state()["last"]) == 10  # kept forget_after_hours (72 h)
+    again.tick(at(10800 + 72 * 3600 + 100))
+    assert again.to_state()["last"] == {}  # 72 hours after they were seen
 
 
 def test_a_saved_state_of_the_previous_version_loads() -> None:
@@ -608,8 +615,8 @@ def test_a_terminal_on_does_not_restore_while_most_meters_still_say_off() -> Non
     assert [e.signal for e in screen.tick(at(180)).events] == ["dead"]
     assert screen.feed([obs("TX0-T", "on", 540, kind="terminal")], at(600)).events == []
     assert screen.outages() == {"TX0": T}
-    back = screen.feed(meters_on(0, 5, at=4140), at(4200)).events
-    assert [(e.signal, e.end) for e in back] == [("alive", at(4144))]
+    back = screen.feed(meters_on(0, 6, at=4140), at(4200)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(4145))]
 
 
 def test_a_meter_whose_restore_was_lost_does_not_stretch_the_next_blip() -> None:
@@ -682,7 +689,7 @@ def test_a_concentrator_backlog_is_not_announced_as_a_live_outage() -> None:
     assert screen.next_due() == at(now + 120)
     r = screen.feed(meters_on(0, 10, at=3600), at(now + 20))
     assert [(e.signal, e.start, e.end) for e in r.events] == [
-        ("dead", T, None), ("alive", T, at(3604))]
+        ("dead", T, None), ("alive", T, at(3605))]
     # A backlog whose ons never come is released after the hold, not before.
     screen.feed(meters_off(1, 10), at(now))
     assert screen.tick(at(now + 119)).events == []

@@ -46,8 +46,8 @@ def restored_by_meters_terminal_on_lost() -> AmiScreen:
     screen = AmiScreen(registry(meters=200))
     screen.feed([terminal("off", 0)] + meters_off(0, 10), at(10))
     assert [e.signal for e in screen.tick(at(120)).events] == ["dead"]
-    back = screen.feed(meters_on(0, 5, at=1800), at(1805)).events
-    assert [(e.signal, e.end) for e in back] == [("alive", at(1804))]
+    back = screen.feed(meters_on(0, 6, at=1800), at(1806)).events
+    assert [(e.signal, e.end) for e in back] == [("alive", at(1805))]
     return screen
 
 

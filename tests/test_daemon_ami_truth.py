@@ -118,7 +118,7 @@ def test_a_terminal_on_alone_waits_for_the_meters(run: Run) -> None:
          "time": (NOW + timedelta(minutes=9)).isoformat()}])
     assert run.told() == ["outage"]
     run.step(NOW + timedelta(minutes=12), [report(m, "3.26.0.216", NOW + timedelta(minutes=11))
-                                           for m in METERS[:5]])
+                                           for m in METERS[:6]])
     assert run.told() == ["outage", "restored"]
 
 
