@@ -810,12 +810,13 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
     kind = _worst_kind(m.kind for m in notices)
     estimate, scope, corrected, device_set, restored = _where_off(
         incident, members, active, topology, estimator,
-        planned if incident_class(kind) == "unplanned" else frozenset())
+        planned if incident_class(kind) == "unplanned" else frozenset(), kind)
     status, end, restored = _status_after(incident, members, reporting, active, estimate,
                                           restored, now)
     continued = incident.continued if status == "restored" else {}
     unconfirmed = tuple(t for t in unconfirmed_back(members.values(), status,
-                                                    estimate.transformers, restored, topology)
+                                                    estimate.transformers, restored, topology,
+                                                    kind)
                         if t not in continued)
     # The command centre's time was for the outage that ended; off again, it is unknown, and
     # the crew it held had finished (the lifecycle frees it: ``revived_in``).
@@ -853,16 +854,17 @@ def recorded_etr(incident: Incident) -> datetime | None:
 
 
 def _where_off(incident: Incident, members: dict[str, Member], active: Sequence[Member],
-               topology: Topology, estimator: Estimator, planned: frozenset[str]
+               topology: Topology, estimator: Estimator, planned: frozenset[str],
+               kind: Kind = "fault"
                ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...], dict[str, datetime]]:
-    """The estimate, scope, standing corrections and fault point set of ``incident`` with its
-    records ``members`` (re-estimated only while a record is open: :func:`_rescoped`), and
-    the areas back so far, with when (:func:`_restored_so_far`)."""
+    """The estimate, scope, standing corrections and fault point set of ``incident`` (of
+    ``kind``) with its records ``members`` (re-estimated only while a record is open:
+    :func:`_rescoped`), and the areas back so far, with when (:func:`_restored_so_far`)."""
     scope = dict(incident.scope) or {t: "reported" for t in incident.estimate.transformers}
     restored = _restored_so_far(incident, members, active, scope)
     if active:
         estimate, scope, corrected, device_set = _rescoped(
-            incident, members, active, scope, restored, topology, estimator, planned)
+            incident, members, active, scope, restored, topology, estimator, planned, kind)
     else:
         estimate, corrected, device_set = incident.estimate, incident, incident.device_set
     return estimate, scope, corrected, device_set, restored
@@ -903,22 +905,50 @@ def _status_after(incident: Incident, members: Mapping[str, Member],
 
 
 def unconfirmed_back(members: Iterable[Member], status: IncidentStatus, areas: Sequence[str],
-                     restored: Mapping[str, datetime], topology: Topology) -> tuple[str, ...]:
-    """The ``areas`` of an incident over (``status`` "restored") counted back with no
-    evidence that they are (:attr:`Incident.unconfirmed`): none of :func:`areas_back`, nor
-    below a device a record named that was restored (its device closed again). An incident
-    ends when its last record does, and trouble calls and inferences are no records: an area
-    only they put in the outage may still be dark. Empty while the incident is on or was
-    called off (all its areas off again, or never off)."""
+                     restored: Mapping[str, datetime], topology: Topology,
+                     kind: Kind = "fault") -> tuple[str, ...]:
+    """The ``areas`` of an incident (of ``kind``) over (``status`` "restored") counted back
+    with no evidence that they are (:attr:`Incident.unconfirmed`): none of :func:`areas_back`
+    (for a fault, a withdrawn record's end is none: :func:`_back_on_record`), nor below a
+    device a record named that was restored (its device closed again). An incident ends when
+    its last record does, and trouble calls and inferences are no records: an area only they
+    put in the outage may still be dark. Empty while the incident is on or was called off
+    (all its areas off again, or never off)."""
     if status != "restored":
         return ()
     members = list(members)
-    back = set(areas_back(members))
+    back = _back_on_record(members, kind, topology)
     for m in members:
         if (m.device in topology.pos and m.status == "restored"
                 and m.signal in ("notice", "device_open")):
             back.update(topology.downstream_transformers(m.device))
     return tuple(t for t in areas if t in restored and t not in back)
+
+
+def _back_on_record(members: Sequence[Member], kind: Kind, topology: Topology) -> set[str]:
+    """The areas :func:`areas_back` says are back, but for a fault, where a withdrawn record
+    (cancelled) is no word that power is on (the rule of :func:`called_off`): an area named
+    only by records withdrawn, beside one that ended, was counted back at the withdrawal and
+    would be told back as fact; it is asked about instead. Not so in a village for which the
+    outage was called off (every record of it withdrawn): it heard 停电取消, as when the
+    whole incident is, and is no restoration to confirm."""
+    back = set(areas_back(members))
+    if incident_class(kind) != "unplanned":
+        return back
+    on_record = set(areas_back(m for m in members if m.status != "cancelled"))
+    return on_record | {t for t in back - on_record
+                        if _withdrawn_village(members, t, topology)}
+
+
+def _withdrawn_village(members: Sequence[Member], area: str, topology: Topology) -> bool:
+    """Whether every record that says something of ``area``'s village (:func:`_concerns`)
+    was withdrawn (cancelled), one at least."""
+    if area not in topology.nodes:
+        return False
+    areas = topology.village_transformers(topology.nodes[area].village)
+    records = [m for m in members if m.signal in REPORTING_SIGNALS
+               and _concerns(m, areas, topology)]
+    return bool(records) and all(m.status == "cancelled" for m in records)
 
 
 def _as_recorded(incident: Incident, members: dict[str, Member], reporting: Sequence[Member],
@@ -931,11 +961,9 @@ def _as_recorded(incident: Incident, members: dict[str, Member], reporting: Sequ
     return replace(
         incident, kind=kind, start=_start(reporting, members),
         etr=etr_set or _etr(active, notices), etr_set=etr_set, members=members,
-        # A record's cause while it is open: an ended one's says how it ended ("已处理完毕恢复
-        # 送电"), which an outage notice to a village still off must not repeat. Never a
-        # call's: one caller's words and address (a name, a number) are no village's notice.
-        cause=_latest([m for m in notices if m.status == "active" and m.signal != "call"],
-                      "cause") or incident.cause,
+        # The cause the open records agree on (:func:`agreed_cause`), none when they differ;
+        # the last known when no open record gives one.
+        cause=_or_known(agreed_cause(notices), incident.cause),
         area_text=_latest([m for m in notices if m.signal != "call"], "area_text")
         or incident.area_text,
         unknown_refs=tuple(dict.fromkeys(u for m in members.values() for u in m.unknown)),
@@ -961,12 +989,15 @@ def _folded_members(incident: Incident, member: Member, joined: Iterable[Member]
 
 def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequence[Member],
               scope: dict[str, str], restored: Mapping[str, datetime], topology: Topology,
-              estimator: Estimator, planned: frozenset[str]
+              estimator: Estimator, planned: frozenset[str], kind: Kind = "fault"
               ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...]]:
-    """The estimate and scope of an incident with open records, the incident with the
-    command centre's exclusions that still stand (:func:`readmit_named_anew`), and the fault
-    point it set while that still explains the outage. ``planned``: areas explained by
-    planned work in force (for a fault incident)."""
+    """The estimate and scope of an incident (of ``kind``) with open records, the incident
+    with the command centre's exclusions that still stand (:func:`readmit_named_anew`), and
+    the fault point it set while that still explains the outage. ``planned``: areas
+    explained by planned work in force (for a fault incident). Planned or temporary work
+    takes on by inference only the areas below a device its records name
+    (:func:`work_areas`): the localiser's fault point is shown to the command centre, never
+    announced to villages as the work's."""
     corrected = readmit_named_anew(incident, members.values())
     ev = checked_evidence(evidence_of(members.values()), corrected.excluded)
     # Restoration steps ("restore first, repair after": switching brings parts back before
@@ -978,7 +1009,8 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
                                            planned=planned))
     told_back = set(incident.restored_villages)
     inferred = [t for t in estimate.transformers
-                if t in scope or topology.nodes[t].village not in told_back]
+                if (t in scope or topology.nodes[t].village not in told_back)
+                and work_areas(topology, kind, active, t)]
     scope = widen_scope(scope, ev.dead, possible_areas(active) - ev.dead, inferred, restored)
     scope = {t: m for t, m in scope.items() if t not in corrected.excluded}
     estimate = scoped_estimate(topology, estimate, scope)
@@ -989,6 +1021,20 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
     if device_set:
         estimate = with_devices(topology, estimate, device_set)
     return steady(incident.estimate, estimate), scope, corrected, device_set
+
+
+def work_areas(topology: Topology, kind: Kind, active: Iterable[Member], area: str) -> bool:
+    """Whether an incident of ``kind`` with the open records ``active`` may take on ``area``
+    by inference: any area for a fault; for planned or temporary work, whose scope is what
+    its records say (:func:`contradicted_reports`), only an area below a device one of them
+    names (work on a switch takes off everything it feeds). A fuse the localiser infers
+    above the one area a work order names is no work on the area beside it: its village
+    would be told of planned work, reminded and asked after it of an outage it never had."""
+    if incident_class(kind) == "unplanned":
+        return True
+    return area in topology.pos and any(
+        m.device in topology.pos and topology.is_downstream(area, str(m.device))
+        for m in active)
 
 
 #: Points the stated probability must move, the fault point and its areas unchanged, for a
@@ -1718,6 +1764,25 @@ def named_area_etrs(members: Iterable[Member]) -> dict[str, datetime | None]:
     return out
 
 
+def agreed_cause(members: Iterable[Member]) -> str | None:
+    """The cause the open ones of ``members`` agree on: the one they give, "" when they give
+    different ones (in a storm one record's word is its own area's, not the outage's: stated
+    for the whole incident, the crew and the command centre read "雷击" of an area whose
+    record says 树线矛盾), ``None`` when none gives one. A record's cause while it is open
+    only: an ended one's says how it ended ("已处理完毕恢复送电"). Never a call's: one
+    caller's words (a name, a number to ring back) are no record's."""
+    causes = {m.cause for m in members
+              if m.status == "active" and m.cause and m.signal != "call"}
+    if not causes:
+        return None
+    return causes.pop() if len(causes) == 1 else ""
+
+
+def _or_known(cause: str | None, known: str) -> str:
+    """``cause`` (:func:`agreed_cause`), or the ``known`` one when no open record gives one."""
+    return known if cause is None else cause
+
+
 def village_cause(incident: Incident, records: Sequence[Member]) -> str:
     """The cause a village is told: the latest its own open records (:func:`village_records`)
     give; without one, the one cause the incident's open records agree on (another village's
@@ -1730,11 +1795,8 @@ def village_cause(incident: Incident, records: Sequence[Member]) -> str:
                  key=lambda m: m.seen_at)
     if own:
         return own[-1].cause
-    causes = {m.cause for m in incident.members.values()
-              if m.status == "active" and m.cause and m.signal in REPORTING_SIGNALS}
-    if not causes:
-        return incident.cause
-    return causes.pop() if len(causes) == 1 else ""
+    return _or_known(agreed_cause(m for m in incident.members.values()
+                                  if m.signal in REPORTING_SIGNALS), incident.cause)
 
 
 def village_records(incident: Incident, village: str, topology: Topology) -> list[Member]:

@@ -88,7 +88,8 @@ def test_planned_work_first_seen_after_its_stop_is_not_announced(daemon: Daemon)
     assert liaison_texts(daemon, work.id) == []
     assert work.status == "active" and work.notified_villages == ()
     (step,) = [e for e in daemon.store.incident_log(work.id) if e["stage"] == "past_stop"]
-    assert set(step["details"]["villages"]) == {"V2", "V3"}
+    # V2 alone: the work names T4, and no device (the fuse above it is no work on T5).
+    assert set(step["details"]["villages"]) == {"V2"}
     # The feed ends it: nobody was told, nobody hears "power back".
     feed(daemon, 200, ev("P1", "T4", kind="planned", expected_restoration=T0 + 2 * H,
                          status="restored", end=T0 + 2 * H))

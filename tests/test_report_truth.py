@@ -76,10 +76,11 @@ def test_a_record_naming_part_of_a_village_counts_only_the_areas_it_confirms(h: 
 
 
 def test_an_area_only_the_localiser_inferred_is_not_counted_as_fact(h: Harness) -> None:
-    """Planned work names 南村's T4 (40 customers); the localiser puts T5 (30) in its scope
+    """A fault record names 南村's T4 (40 customers); the localiser puts T5 (30) in its scope
     too (below FU3), which no record names and no device reported operated explains: listed
-    as possibly off, like an imprecise name, not counted."""
-    work = {"kind": "planned", "start": T0, "etr": T0 + 4 * H, "feeder": "F2"}
+    as possibly off, like an imprecise name, not counted. (Planned work's scope is its
+    record's: the localiser adds nothing to it.)"""
+    work = {"kind": "fault", "start": T0, "etr": T0 + 4 * H, "feeder": "F2"}
     h.feed(ev("P1", "T4", **work))
     h.at(240)
     h.feed(ev("P1", "T4", **work, status="restored"))
@@ -88,7 +89,7 @@ def test_an_area_only_the_localiser_inferred_is_not_counted_as_fact(h: Harness) 
     s = r.summary.iloc[0]
     assert s["customer_hours"] == pytest.approx(40 * 4)
     assert s["possible_customer_hours"] == pytest.approx(30 * 4)
-    assert spells(r, "T5") == [("planned", pytest.approx(4.0))]
+    assert spells(r, "T5") == [("fault", pytest.approx(4.0))]
     assert marks(r, "T5") == {"possible"}
 
 
