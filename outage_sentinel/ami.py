@@ -122,6 +122,11 @@ than that are forgotten) and, per area, its devices off, its open outage and its
 :meth:`AmiScreen.from_state` (which reads the versions saved before) so the daemon can persist
 it with its commits, or rebuild it by re-feeding the last hour of observations (the outputs
 are deterministic, so re-produced outputs dedupe in the store).
+
+The screen also notes, per source, how far each report's time is from when it was received
+(:class:`~outage_sentinel.clock_offset.ClockOffsets`, saved with the state): a source whose
+reports sit steadily a whole number of hours away is probably read in the wrong zone
+(:attr:`ScreenResult.clock_offsets`, :meth:`AmiScreen.clock_offsets`). Nothing is shifted.
 """
 
 from __future__ import annotations
@@ -134,6 +139,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from outage_sentinel.ami_areas import AreaState, Episode, SingleMeter
+from outage_sentinel.clock_offset import ClockOffsets, OffsetChange
 from outage_sentinel.events import OutageEvent
 
 if TYPE_CHECKING:
@@ -304,6 +310,9 @@ class ScreenResult:
     set_aside: list[SetAside] = field(default_factory=list)
     #: Area outages still held by the momentary rule after this call.
     held: int = 0
+    #: Sources flagged or cleared as read in the wrong zone by this call (the screen's
+    #: :class:`~outage_sentinel.clock_offset.ClockOffsets`; :meth:`AmiScreen.clock_offsets`).
+    clock_offsets: list[OffsetChange] = field(default_factory=list)
 
     def extend(self, other: ScreenResult) -> None:
         """Add ``other``'s outputs and counters to this result."""
@@ -317,6 +326,7 @@ class ScreenResult:
         self.unknown_devices.extend(other.unknown_devices)
         self.set_aside.extend(other.set_aside)
         self.held = other.held
+        self.clock_offsets.extend(other.clock_offsets)
 
 
 def _ts(t: datetime) -> float:
@@ -480,6 +490,8 @@ class AmiScreen:
         self._schedule = ReleaseSchedule(self.policy)
         self._last_prune: float = -math.inf
         self._t_now: float = 0.0
+        #: How far each source's report times are from their arrival (a zone read wrong).
+        self.clock = ClockOffsets()
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -525,6 +537,7 @@ class AmiScreen:
             if obs is None:
                 continue
             result.observed += 1
+            self.clock.observe(event.source, obs.time, got)
             if not obs.transformer:
                 result.unknown += 1
                 result.unknown_devices.append((event.source, device_ref(obs.kind, obs.device)))
@@ -533,6 +546,7 @@ class AmiScreen:
             else:
                 observations.append(obs)
         observations.sort(key=lambda o: o.time)
+        result.clock_offsets = self.clock.review(now)
         self._t_now = _ts(now)
         for obs in observations:
             self._apply(obs, result)
@@ -566,6 +580,12 @@ class AmiScreen:
         result.held = sum(1 for a in self._areas.values()
                           if a.episode is not None and not a.episode.released)
         return result
+
+    def clock_offsets(self) -> dict[str, float]:
+        """AMI sources whose reports sit steadily a whole (or half) number of hours from
+        their arrival -> that offset in hours (report time minus arrival): probably read in
+        the wrong zone (:mod:`outage_sentinel.clock_offset`). Their times are not shifted."""
+        return self.clock.flags()
 
     def next_due(self) -> datetime | None:
         """When :meth:`tick` may next have something to release (``None``: nothing held)."""
@@ -862,6 +882,7 @@ class AmiScreen:
             "singles": {m: [s.transformer, s.start, s.flagged, s.seen, s.after_area]
                         for m, s in self._singles.items()},
             "watermark": self._schedule.watermark,
+            "clock": self.clock.to_state(),
         }
 
     @classmethod
@@ -887,4 +908,5 @@ class AmiScreen:
                 screen._schedule.push_single(m, single)
         wm = state.get("watermark")
         screen._schedule.watermark = float(wm) if wm is not None else None
+        screen.clock = ClockOffsets.from_state(state.get("clock"))
         return screen

@@ -45,7 +45,8 @@ NOTIFICATION_RESULTS = ("delivered", "retry", "uncertain", "permanent", "dead", 
 PER_LEADER_METRICS = tuple("outage_sentinel_" + name for name in (
     "last_successful_poll_timestamp_seconds", "source_connected", "snapshot_held_polls",
     "incidents_active", "storm_declared", "outbox_backlog_messages",
-    "outbox_dead_letters_messages", "arrival_deadline_at_risk_incidents"))
+    "outbox_dead_letters_messages", "arrival_deadline_at_risk_incidents",
+    "ami_clock_offset_hours"))
 
 
 class LeaderGauge:
@@ -224,6 +225,11 @@ class Metrics:
             p + "ami_unknown_device_reports_total", "AMI reports from meters or terminals in "
             "no transformer area (not in meters.csv; kept under unknown_devices: keep, they "
             "count toward no outage)", ["source"], registry=r)
+        self.ami_clock_offset = LeaderGauge(
+            p + "ami_clock_offset_hours", "Hours an AMI source's report times sit steadily "
+            "from their arrival (report time minus arrival; 0: none): its times without an "
+            "offset are probably read in the wrong zone (set its ami.timezone)", ("source",),
+            registry=r)
 
     def per_leader(self) -> list[LeaderGauge]:
         """The gauges only the region's leader exports (:data:`PER_LEADER_METRICS`)."""

@@ -12,7 +12,10 @@ to years ago) is quarantined with the screen's reason, in the same transaction, 
 the poll's ``quarantined`` (its log line and metric); each device in
 no transformer area (``ami.unknown_devices: keep``) is named in the log once per source (up to
 :data:`MAX_UNKNOWN_DEVICES_LOGGED`) and all their reports are counted
-(``outage_sentinel_ami_unknown_device_reports_total``).
+(``outage_sentinel_ami_unknown_device_reports_total``). A source whose report times sit steadily
+a whole number of hours from their arrival (read in the wrong zone,
+:mod:`outage_sentinel.clock_offset`) is logged once (``ami_clock_offset``, naming the config
+key to set) and exported (``outage_sentinel_ami_clock_offset_hours``) until it clears.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from outage_sentinel.ami import (
     SetAside,
     parse_device_ref,
 )
+from outage_sentinel.clock_offset import OffsetChange, offset_fields
 from outage_sentinel.config import Config
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined
 from outage_sentinel.logs import get_logger
@@ -127,6 +131,7 @@ class AmiScreener:
                     self.row = max(s.row_id for s in replay)
                     self._store_screened(conn, result, now, force_save=True, replay=True)
                 self.log.info("ami_screen_caught_up", reports=len(replay))
+        self._export_clock_offsets()
         return self.screen
 
     def ingest(self, source: str, result: PollResult, now: datetime) -> IngestCounts:
@@ -207,6 +212,7 @@ class AmiScreener:
                 self.log.info("customer_side_fault",
                               **{k: str(v) for k, v in vars(fault).items()})
             self._name_unknown(result.unknown_devices)
+            self._clock_offsets(result.clock_offsets, now)
             if not replay:
                 self._quarantine(conn, result.set_aside, now)
                 quarantined = len(result.set_aside)
@@ -215,6 +221,25 @@ class AmiScreener:
                                                     "row": self.row}, now)
             self.saved_at = time.monotonic()
         return quarantined
+
+    def _clock_offsets(self, changes: list[OffsetChange], now: datetime) -> None:
+        """Say once when a source is flagged as read in the wrong zone (and when it clears);
+        export every AMI source's offset (0: none)."""
+        for change in changes:
+            if change.hours is not None:
+                self.log.warning("ami_clock_offset", **offset_fields(
+                    change, self.config.sources, self.config.timezone, now))
+            else:
+                self.log.info("ami_clock_offset_cleared", source=change.source,
+                              offset_hours=change.previous, reports=change.reports,
+                              median_offset_minutes=round(change.median_seconds / 60.0, 1))
+        if changes:
+            self._export_clock_offsets()
+
+    def _export_clock_offsets(self) -> None:
+        flags = self.screen.clock_offsets()
+        for source in sorted(self.sources):
+            self.metrics.ami_clock_offset.labels(source).set(flags.get(source, 0.0))
 
     def _name_unknown(self, devices: list[tuple[str, str]]) -> None:
         """Count reports of devices in no transformer area and name each device once: with

@@ -40,7 +40,7 @@ LAST_SUCCESS = "outage_sentinel_last_successful_poll_timestamp_seconds"
 PER_LEADER = {"outage_sentinel_" + n for n in (
     "last_successful_poll_timestamp_seconds", "incidents_active", "outbox_backlog_messages",
     "outbox_dead_letters_messages", "arrival_deadline_at_risk_incidents", "storm_declared",
-    "source_connected", "snapshot_held_polls")}
+    "source_connected", "snapshot_held_polls", "ami_clock_offset_hours")}
 
 GOOD = {"powerOffId": "GOOD-1", "subsName": "马集变", "typeCode": "3",
         "startTime": "2026-11-23 14:00:00", "stopTime": "", "scope": "马集镇南谢庄村部分区域",
