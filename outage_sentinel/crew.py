@@ -268,6 +268,11 @@ def deadline_at_risk(deadline: datetime, now: datetime, travel_minutes: float | 
 # -- crew choice --------------------------------------------------------------------------------
 
 
+#: A crew choice with what ranks it within its tier: the distance (unknown: last), the
+#: priority of the work it leaves (none: 0), the crew's id.
+RankedChoice = tuple[float, int, str, CrewChoice]
+
+
 def choose_crew(
     topology: Topology,
     incident_feeder: str | None,
@@ -296,28 +301,39 @@ def choose_crew(
     ``area_type`` (of the site) picks the assumed travel speed; the default area type if None.
     """
     speed_area = area_type or params.commitments.default_area_type
-    tiers: list[list[tuple[float, int, str, CrewChoice]]] = [[], [], [], []]
+    tiers: list[list[RankedChoice]] = [[], [], [], []]
     for crew in topology.crews:
-        busy_raw = crews_busy.get(crew.id)
-        busy = Busy(int(busy_raw)) if isinstance(busy_raw, int | float) else busy_raw
-        if busy is not None and (busy.priority >= priority or busy.on_site or busy.kept):
-            continue  # as urgent or more, at work on site, or kept: never pulled off
-        covers = bool(incident_feeder) and incident_feeder in crew.feeders
-        base = crew_base(crew)
-        distance = haversine_km(base, location) if base is not None and location else None
-        minutes = travel_minutes(distance, speed_area, params) if distance is not None else None
-        choice = CrewChoice(
-            crew=crew, distance_km=distance, travel_minutes=minutes,
-            eta=now + timedelta(minutes=minutes) if minutes is not None else None,
-            outside_area=not covers, preempts=busy)
-        tier = (0 if covers else 2) + (1 if busy is not None else 0)
-        key = (distance if distance is not None else math.inf,
-               busy.priority if busy is not None else 0, crew.id, choice)
-        tiers[tier].append(key)
+        placed = _tiered_choice(crew, incident_feeder, location, priority,
+                                crews_busy.get(crew.id), now, params, speed_area)
+        if placed is not None:
+            tiers[placed[0]].append(placed[1])
     for tier_choices in tiers:
         if tier_choices:
             return min(tier_choices, key=lambda k: k[:3])[3]
     return None
+
+
+def _tiered_choice(crew: Crew, incident_feeder: str | None,
+                   location: tuple[float, float] | None, priority: int,
+                   busy_raw: int | Busy | None, now: datetime, params: DispatchParams,
+                   speed_area: str) -> tuple[int, RankedChoice] | None:
+    """``crew`` as a choice for work of ``priority``, with its tier in :func:`choose_crew`
+    (0: its area, free; 1: its area, preempting; 2 and 3: outside it) and its rank; ``None``
+    when it is busy and may not be pulled off."""
+    busy = Busy(int(busy_raw)) if isinstance(busy_raw, int | float) else busy_raw
+    if busy is not None and (busy.priority >= priority or busy.on_site or busy.kept):
+        return None  # as urgent or more, at work on site, or kept: never pulled off
+    covers = bool(incident_feeder) and incident_feeder in crew.feeders
+    base = crew_base(crew)
+    distance = haversine_km(base, location) if base is not None and location else None
+    minutes = travel_minutes(distance, speed_area, params) if distance is not None else None
+    choice = CrewChoice(
+        crew=crew, distance_km=distance, travel_minutes=minutes,
+        eta=now + timedelta(minutes=minutes) if minutes is not None else None,
+        outside_area=not covers, preempts=busy)
+    tier = (0 if covers else 2) + (1 if busy is not None else 0)
+    return tier, (distance if distance is not None else math.inf,
+                  busy.priority if busy is not None else 0, crew.id, choice)
 
 
 # -- template contexts --------------------------------------------------------------------------
@@ -875,14 +891,6 @@ def escalation_context(
     """
     base = dispatch_context(topology, incident, priority, choice, deadline, area_type, now, tz,
                             language, params)
-    busy_rows = []
-    crews = {c.id: c for c in topology.crews}
-    for crew_id, raw in sorted((busy or {}).items()):
-        b = Busy(int(raw)) if isinstance(raw, int | float) else raw
-        busy_rows.append({"crew_id": crew_id,
-                          "crew_name": crews[crew_id].name if crew_id in crews else crew_id,
-                          "incident_id": b.incident_id, "priority": b.priority,
-                          "on_site": b.on_site})
     return {
         **{k: base[k] for k in (
             "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
@@ -892,10 +900,25 @@ def escalation_context(
             "area_label", "commitment_minutes", "minutes_left", "map_link", "map_label")},
         "reason": reason,
         "reason_label": _labels(REASON_LABELS, language).get(reason, reason),
-        "busy": busy_rows,
+        "busy": _busy_rows(topology, busy),
         "special_care_count": len(priority.special_care),
         "important_count": len(priority.important),
     }
+
+
+def _busy_rows(topology: Topology, busy: Mapping[str, int | Busy] | None
+               ) -> list[dict[str, Any]]:
+    """What the busy crews are doing (crew, incident, its priority, on site or not), by crew
+    id: an escalation's list for the command centre to decide whom to pull off."""
+    crews = {c.id: c for c in topology.crews}
+    rows = []
+    for crew_id, raw in sorted((busy or {}).items()):
+        b = Busy(int(raw)) if isinstance(raw, int | float) else raw
+        rows.append({"crew_id": crew_id,
+                     "crew_name": crews[crew_id].name if crew_id in crews else crew_id,
+                     "incident_id": b.incident_id, "priority": b.priority,
+                     "on_site": b.on_site})
+    return rows
 
 
 #: Why a crew is stood down: the incident was cancelled, or given to another crew.

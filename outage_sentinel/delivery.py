@@ -257,8 +257,7 @@ class Deliverer:
         moot: Moot | None = None,
         may_send: Callable[[], bool] = lambda: True,
     ) -> None:
-        if workers_per_channel < 1:
-            raise ValueError("workers_per_channel must be >= 1")
+        self._init_lanes(workers_per_channel)
         self.store = store
         self.channels = channels
         self.metrics = metrics or Metrics()
@@ -266,7 +265,6 @@ class Deliverer:
         self.dry_run = dry_run
         self.quiet_hours = dict(quiet_hours or {})
         self.tz = tz
-        self.workers_per_channel = workers_per_channel
         self.clock = clock
         self.muter = muter
         self.moot = moot
@@ -275,16 +273,24 @@ class Deliverer:
         #: The channels' rate-limit windows, shared by every node and region.
         self.limits = SharedLimits(store, clock())
         self._gauge_lock = threading.Lock()
+        #: What a group's job does: claim, send, record (and the claims not yet settled).
+        self.sender = GroupSender(store, channels, policy, self.metrics, self.limits, self.log,
+                                  self._stopping, dry_run=dry_run, rand=rand, language=language,
+                                  on_dead=on_dead, may_send=may_send)
+
+    def _init_lanes(self, workers_per_channel: int) -> None:
+        """The lanes' bookkeeping: ``workers_per_channel`` threads at most on each channel's
+        lane, the groups whose job is queued or running, the lanes, the jobs handed to them,
+        and the stop that ends claiming."""
+        if workers_per_channel < 1:
+            raise ValueError("workers_per_channel must be >= 1")
+        self.workers_per_channel = workers_per_channel
         #: Guards the bookkeeping below.
         self._lock = threading.Lock()
         self._busy: set[GroupKey] = set()
         self._lanes: dict[str, Lane] = {}
         self._jobs: set[Future[int]] = set()
         self._stopping = threading.Event()
-        #: What a group's job does: claim, send, record (and the claims not yet settled).
-        self.sender = GroupSender(store, channels, policy, self.metrics, self.limits, self.log,
-                                  self._stopping, dry_run=dry_run, rand=rand, language=language,
-                                  on_dead=on_dead, may_send=may_send)
 
     def recover(self, now: datetime) -> int:
         """Settle messages a previous process (or leader) left in flight, each as a send whose

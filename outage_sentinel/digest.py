@@ -458,20 +458,25 @@ def build_digest(
     target = target if target is not None else first.target
     mentions = tuple(dict.fromkeys(phone for m in messages for phone in m.mentions))
     n = len(groups)
-    parts: list[DigestPart] = []
-    for i, group in enumerate(groups, 1):
-        covers = tuple(k for e, _ in group for k in e.keys)
-        title = header + (labels["part"].format(i=i, n=n) if n > 1 else "")
-        digest_id = hashlib.sha256("\n".join(sorted(covers)).encode()).hexdigest()[:16]
-        parts.append(DigestPart(
-            message=Message(
-                key=f"digest/{channel}/{target}/{digest_id}", channel=channel, target=target,
-                text="\n".join([title, *(line for _, line in group)]), subject=title,
-                mentions=mentions, audience=first.audience, purpose="digest",
-                incident_id="", params={"covers": list(covers), "part": i, "parts": n}),
-            covers=covers,
-        ))
-    return parts
+    return [_part(group, header + (labels["part"].format(i=i, n=n) if n > 1 else ""), i, n,
+                  channel=channel, target=target, mentions=mentions, audience=first.audience)
+            for i, group in enumerate(groups, 1)]
+
+
+def _part(lines: Sequence[tuple[DigestEntry, str]], title: str, i: int, n: int, *,
+          channel: str, target: str, mentions: tuple[str, ...], audience: str) -> DigestPart:
+    """Part ``i`` of ``n`` of a digest: ``lines`` under ``title``, keyed by the keys its
+    entries cover (the same part rebuilt after a crash has the same key)."""
+    covers = tuple(k for e, _ in lines for k in e.keys)
+    digest_id = hashlib.sha256("\n".join(sorted(covers)).encode()).hexdigest()[:16]
+    return DigestPart(
+        message=Message(
+            key=f"digest/{channel}/{target}/{digest_id}", channel=channel, target=target,
+            text="\n".join([title, *(line for _, line in lines)]), subject=title,
+            mentions=mentions, audience=audience, purpose="digest",
+            incident_id="", params={"covers": list(covers), "part": i, "parts": n}),
+        covers=covers,
+    )
 
 
 def _header(entries: Sequence[DigestEntry], labels: Mapping[str, str]) -> str:

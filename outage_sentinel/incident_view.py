@@ -74,7 +74,6 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
     """The whole of ``incidents show``: what is off, since when, who was told, what was done."""
     w = _WORDS[_lang(language)]
     inc = Incident.from_json(row["state"])
-    stage = str(row.get("stage") or inc.stage)
     lines = [
         f"{inc.id}  {label(KIND_LABELS, language, inc.kind)}  "
         f"{label(STATUS_LABELS, language, inc.status)}  (rev {inc.revision})",
@@ -82,19 +81,42 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         _device_line(inc, topology, w, language),
         f"{w['since']}: {local(inc.start, tz)}   {w['etr']}: {local(inc.etr, tz)}"
         + (f"   {w['end']}: {local(inc.end, tz)}" if inc.end else ""),
-        f"{w['stage']}: {label(STAGE_LABELS, language, stage)}"
-        + (f"   {w['crew']}: {_crew_name(topology, row.get('crew_id'))}"
-           # where the crew is, when the stage does not say (partly restored)
-           + (f" · {w[inc.crew_progress]}" if inc.crew_progress and inc.crew_progress != stage
-              else "")
-           if row.get("crew_id") else "")
-        + (f"   {w['cause']}: {row.get('cause_category') or inc.cause}"
-           if (row.get("cause_category") or inc.cause) else ""),
+        _stage_line(row, inc, topology, w, language),
         f"{w['villages']}: {_village_names(topology, inc.estimate.villages, 12)}  "
         f"({inc.estimate.customers} {w['customers']})",
     ]
     lines += _area_lines(inc, topology, w)
     lines += _named_elsewhere_lines(inc, topology, w)
+    lines += _remark_lines(inc, topology, w)
+    lines.append(f"{w['log']}:")
+    lines += [f"  {local(e['at'], tz)}  {label(STAGE_LABELS, language, str(e['stage'])):6} "
+              f"{mask_phones(str(e.get('actor') or ''))}"
+              + (f"  {mask_phones(str(e['note']))}" if e.get("note") else "") for e in log]
+    lines.append(f"{w['notices']}:")
+    lines += [f"  {m.status:8} {m.purpose:10} {m.channel:10} {mask_phones(m.target):24} "
+              f"{local(m.sent_at, tz) if m.sent_at else ''}" for m in notices]
+    return "\n".join(lines)
+
+
+def _stage_line(row: Mapping[str, Any], inc: Incident, topology: Topology,
+                w: Mapping[str, str], language: str) -> str:
+    """The stage, the crew (and where it is, when the stage does not say) and the cause."""
+    stage = str(row.get("stage") or inc.stage)
+    return (f"{w['stage']}: {label(STAGE_LABELS, language, stage)}"
+            + (f"   {w['crew']}: {_crew_name(topology, row.get('crew_id'))}"
+               # where the crew is, when the stage does not say (partly restored)
+               + (f" · {w[inc.crew_progress]}" if inc.crew_progress and inc.crew_progress != stage
+                  else "")
+               if row.get("crew_id") else "")
+            + (f"   {w['cause']}: {row.get('cause_category') or inc.cause}"
+               if (row.get("cause_category") or inc.cause) else ""))
+
+
+def _remark_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list[str]:
+    """What else an operator must know of ``inc``: areas reported off the fault point does
+    not explain, inferences withdrawn, the scope as reported, references not recognised, the
+    incident it reopens."""
+    lines = []
     stray = contradicted_reports(topology, inc)
     if stray:
         lines.append(f"{w['unexplained']}: {_area_names(topology, stray)}")
@@ -106,14 +128,7 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         lines.append(f"{w['unknown']}: {', '.join(inc.unknown_refs[:10])}")
     if inc.parent_id:
         lines.append(f"{w['reopens']}: {inc.parent_id}")
-    lines.append(f"{w['log']}:")
-    lines += [f"  {local(e['at'], tz)}  {label(STAGE_LABELS, language, str(e['stage'])):6} "
-              f"{mask_phones(str(e.get('actor') or ''))}"
-              + (f"  {mask_phones(str(e['note']))}" if e.get("note") else "") for e in log]
-    lines.append(f"{w['notices']}:")
-    lines += [f"  {m.status:8} {m.purpose:10} {m.channel:10} {mask_phones(m.target):24} "
-              f"{local(m.sent_at, tz) if m.sent_at else ''}" for m in notices]
-    return "\n".join(lines)
+    return lines
 
 
 def _lang(language: str) -> str:

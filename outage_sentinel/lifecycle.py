@@ -7,7 +7,8 @@ in ``incident_log`` with its time and actor. Steps come from three places:
   system's notice, restoration steps, restoration;
 * operators (``outage-sentinel incidents ack|dispatch|arrive|restore|close``), against the same
   database as the running daemon;
-* the clock (:meth:`Lifecycle.check`, a scheduler job): planned-outage reminders, crew arrival
+* the clock (:meth:`Lifecycle.check`, a scheduler job; the checks are
+  :class:`outage_sentinel.clock_checks.ClockChecks`'): planned-outage reminders, crew arrival
   deadlines at risk escalated to the command centre.
 
 Sending crews — the choice, the orders, new orders, the care lists — is
@@ -22,15 +23,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
+from outage_sentinel.clock_checks import ClockChecks
 from outage_sentinel.config import Config
-from outage_sentinel.crew_dispatch import CrewDispatch, escalation_key
+from outage_sentinel.crew_dispatch import CrewDispatch
 from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.incidents import (
     ACTIVE_STAGES,
@@ -40,7 +42,6 @@ from outage_sentinel.incidents import (
     announced_kind,
     contradicted_reports,
     on_field_word,
-    villages_off,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
 from outage_sentinel.liaison import LiaisonPlanner
@@ -225,11 +226,11 @@ class Lifecycle:
         self.clock = clock
         self.weights = config.priority.to_weights()
         self.params = config.dispatch.to_params()
-        #: Fault incidents whose arrival deadline was at risk or missed at the last check.
-        self.at_risk = 0
         self.log = get_logger(component="lifecycle")
         self.crew_notices = CrewNotices(self)
         self.dispatcher = CrewDispatch(self)
+        #: The clock checks: reminders, faults waiting for a crew, arrival deadlines.
+        self.checks = ClockChecks(self)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -562,7 +563,8 @@ class Lifecycle:
         new window): its reminders not sent yet announce a time that is no longer true, and
         would reach the village beside the update giving the new one — they are taken back.
         The new start's reminders are queued by :meth:`check` when due (keyed by that start,
-        :func:`reminder_revision`). Returns how many were taken back."""
+        :func:`~outage_sentinel.clock_checks.reminder_revision`). Returns how many were taken
+        back."""
         if before is None or before.start == after.start or after.kind == "fault":
             return 0
         taken = self.store.withdraw_pending_in(
@@ -577,126 +579,14 @@ class Lifecycle:
     # -- clock checks -------------------------------------------------------------------------
 
     def check(self, now: datetime) -> int:
-        """Planned-outage reminders, crew deadlines; returns how many rows were queued.
+        """Planned-outage reminders, crew deadlines (:meth:`ClockChecks.check`); returns how
+        many rows were queued."""
+        return self.checks.check(now)
 
-        The open incidents are read without a lock, only to find the work a reminder may be
-        due for; each reminder is decided again on the incident locked in the transaction
-        that queues it (:meth:`remind_in`): a cancellation or a new start committed meanwhile
-        by the poll, the CLI or the board must win, or the village reads 【停电取消】 and
-        then a reminder that the work goes ahead."""
-        queued = self._check_deadlines(now)
-        hours = self.config.planned.reminder_hours
-        for row in self.store.load_incidents(open_only=True):
-            if row["kind"] == "fault":
-                continue
-            inc = Incident.from_json(row["state"])
-            if due_reminder(inc, hours, now) is None:
-                continue
-            with self.store.transaction() as conn:
-                queued += self.remind_in(conn, inc.id, inc.start, now)
-        return queued
-
-    def remind_in(self, conn: Connection, incident_id: str, start: datetime, now: datetime
-                  ) -> int:
-        """Queue the reminder due for ``incident_id`` if, locked and read again, it is still
-        active work starting at ``start`` (moved meanwhile: the next check reminds of the new
-        start). Returns how many rows were queued (none when this start's was already)."""
-        inc, _row = self.load_in(conn, incident_id)
-        purpose = due_reminder(inc, self.config.planned.reminder_hours, now)
-        if inc.start != start or purpose is None:
-            return 0
-        return self.store.enqueue_in(conn, self._reminder_rows(inc, purpose, now), now)
-
-    def _check_deadlines(self, now: datetime) -> int:
-        """Dispatch waiting faults when a crew is free; escalate arrival deadlines at risk
-        (:attr:`at_risk` counts them)."""
-        queued = at_risk = 0
-        for row in self.store.load_incidents(open_only=True):
-            # On site, the deadline is met; partly restored, the areas still dark keep the
-            # commitment until a crew is there (:meth:`_crew_there`).
-            if not held_to_deadline(row["kind"], row["stage"]) or row["stage"] == "on_site":
-                continue
-            with self.store.transaction() as conn:
-                inc, current = self.load_in(conn, row["id"])
-                if inc.status != "active" or self._crew_there(inc, current):
-                    continue
-                if (current["crew_id"] is None and inc.stage in WAITING_STAGES
-                        and self.config.lifecycle.auto_dispatch
-                        and (inc.off or inc.feeder != "?")):  # unplaced: a person decides
-                    inc = self.dispatch_in(conn, inc, current, now, "daemon")
-                    current = dict(current, crew_id=self._crew_of(conn, inc.id))
-                deadline, area, travel = self.dispatcher.deadline_in(conn, inc, current, now)
-                if not crews.deadline_at_risk(deadline, now, travel,
-                                              self.params.at_risk_margin_minutes, False):
-                    continue
-                at_risk += 1
-                queued += self._escalate_in(conn, inc, current, deadline, area, travel, now)
-        self.at_risk = at_risk
-        return queued
-
-    def _escalate_in(self, conn: Connection, inc: Incident, current: dict[str, Any],
-                     deadline: datetime, area: str, travel: float | None, now: datetime) -> int:
-        """Tell the command centre ``inc``'s arrival deadline is at risk, passed, or without a
-        crew — naming the crew on its way, with its ETA ("no crew" only when none holds
-        it) — once per deadline (an outage off again after it was over is warned of again).
-        Returns the rows queued."""
-        reason = "overdue" if now >= deadline else (
-            "at_risk" if current.get("crew_id") else "no_crew")
-        pr = self.priority(inc, now)
-        held = self.dispatcher.held_choice(inc, current.get("crew_id"), area, travel, now)
-        ctx = crews.escalation_context(self.topology, inc, pr, reason, deadline, area, now,
-                                       self.planner.tz, held, self.dispatcher.busy(conn, inc.id),
-                                       self.planner.renderer.language, self.params)
-        body = self.planner.renderer.render("command_escalation", **ctx)
-        added = self.store.enqueue_in(conn, self.command_rows(
-            inc, f"escalation_{reason}", body, revision=escalation_key(deadline)), now)
-        if added:
-            self.store.log_in(conn, inc.id, now, "escalated", "daemon", reason,
-                              {"deadline": deadline.isoformat(), "priority": pr.score})
-            self.log.warning("escalated", incident_id=inc.id, reason=reason,
-                             deadline=deadline.isoformat())
-        return added
-
-    @staticmethod
-    def _crew_there(inc: Incident, current: dict[str, Any]) -> bool:
-        """The crew of a partly restored fault has reported it is on site (that stage does
-        not say whether it came)."""
-        return bool(current.get("crew_id")) and inc.crew_progress == "on_site"
-
-    def _crew_of(self, conn: Connection, incident_id: str) -> str | None:
-        return self.store.crew_of_in(conn, incident_id)
-
-    def _reminder_rows(self, inc: Incident, purpose: str, now: datetime) -> list[OutboxMessage]:
-        from outage_sentinel.incidents import Notice
-
-        villages = tuple(villages_off(inc, self.topology))
-        # Keyed by the start it announces: once per start, whatever revisions follow (a
-        # restart queues nothing twice), and again when the work moves to another start.
-        revision = reminder_revision(inc.start)
-        return [r.but(revision=revision, purpose=purpose)
-                for r in self.planner.rows(inc, [Notice("reminder", villages)], now)]
-
-
-def reminder_revision(start: datetime) -> int:
-    """The outbox revision of a reminder of work starting at ``start``: its minutes since
-    1970 (UTC), so that the outbox's unique key holds one reminder per start and purpose —
-    a postponed job's reminders for the new date are new messages, a restart's are not."""
-    return int(start.timestamp()) // 60
-
-
-def due_reminder(inc: Incident, hours: Sequence[float], now: datetime) -> str | None:
-    """The purpose of the reminder due for ``inc`` at ``now`` (``reminder_24h``), or ``None``:
-    not active planned or temporary work, started already, no window reached, or the first
-    notice itself came inside the window. Only the nearest due window counts: one reminder
-    a check, and never a day-before one within the last hour."""
-    if inc.kind == "fault" or inc.status != "active" or inc.start <= now:
-        return None
-    announced = inc.created_at or inc.start
-    for h in sorted(hours):
-        due = inc.start - timedelta(hours=h)
-        if due <= now and announced < due:
-            return f"reminder_{h:g}h"
-    return None
+    @property
+    def at_risk(self) -> int:
+        """Fault incidents whose arrival deadline was at risk or missed at the last check."""
+        return self.checks.at_risk
 
 
 def parse_actor(actor: str | None) -> str:

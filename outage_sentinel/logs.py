@@ -170,21 +170,46 @@ def capture_warnings() -> None:
 def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
               stream: TextIO | None = None) -> None:
     """Configure structlog for the daemon and the CLI."""
-    out: TextIO = stream or sys.stderr
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        # backslashreplace, as Python's own stderr: nothing written may raise (lone surrogates
-        # are escaped by scrub_processor already; this is for anything that slips past it).
-        out = open(file, "a", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
-                   buffering=1)  # lives with the process
+    out = _log_stream(file, stream)
     renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    # Libraries (APScheduler, paho) log through the standard library: render their records
-    # the same way, into the same stream, so an operator's log is one JSON object per line.
+    _route_library_logs(out, shared, renderer, level)
+    capture_warnings()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            *shared,
+            structlog.processors.format_exc_info,
+            scrub_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
+        logger_factory=lambda *_args: SafePrintLogger(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _log_stream(file: Path | None, stream: TextIO | None) -> TextIO:
+    """Where the log lines go: ``file`` (appended to, its folder made), else ``stream``, else
+    stderr."""
+    if file is None:
+        return stream or sys.stderr
+    file.parent.mkdir(parents=True, exist_ok=True)
+    # backslashreplace, as Python's own stderr: nothing written may raise (lone surrogates
+    # are escaped by scrub_processor already; this is for anything that slips past it).
+    return open(file, "a", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                buffering=1)  # lives with the process
+
+
+def _route_library_logs(out: TextIO, shared: list[Any], renderer: Any, level: str) -> None:
+    """Libraries (APScheduler, paho) log through the standard library: their records are
+    rendered the same way (``shared`` processors, then scrubbed, then ``renderer``), into the
+    same stream ``out``, so an operator's log is one JSON object per line. The handler a
+    previous call installed is replaced."""
     handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -202,19 +227,6 @@ def configure(level: str = "INFO", fmt: str = "json", file: Path | None = None,
     # outage_sentinel_scheduler_jobs_missed_total); the scheduler's own lines would repeat them.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-    capture_warnings()
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            *shared,
-            structlog.processors.format_exc_info,
-            scrub_processor,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=lambda *_args: SafePrintLogger(out),
-        cache_logger_on_first_use=False,
-    )
 
 
 def get_logger(**bind: Any) -> Any:

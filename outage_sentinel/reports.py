@@ -1230,7 +1230,16 @@ def daily_report_message(report: Report, top: int = 3) -> str:
         f"用户平均停电时间 AIHC-1 {_fmt(s['aihc1_h'], 4)} 小时/户，"
         f"供电可靠率 RS-1 {_fmt(s['rs1_pct'], 4)}%",
         *_possible_line(s),
+        *_service_lines(s),
+        *_attention_lines(report, s, top),
     ]
+    return "\n".join(lines)
+
+
+def _service_lines(s: pd.Series) -> list[str]:
+    """How fast the liaisons heard (from detection to the first notice) and whether the crews
+    arrived in time, when there was any."""
+    lines = []
     if s["notices_measured"]:
         lines.append(f"发现到首条村联络通知：中位 {_fmt(s['notice_latency_median_min'])} 分钟，"
                      f"P90 {_fmt(s['notice_latency_p90_min'])} 分钟")
@@ -1240,6 +1249,13 @@ def daily_report_message(report: Report, top: int = 3) -> str:
                      f"超时 {int(s['crew_arrivals_missed'])} 次"
                      + (f"，待到达 {int(s['crew_arrivals_pending'])} 次"
                         if s["crew_arrivals_pending"] else ""))
+    return lines
+
+
+def _attention_lines(report: Report, s: pd.Series, top: int) -> list[str]:
+    """What needs the command centre: the ``top`` feeders by customer-hours, dead letters,
+    areas counted back that nothing confirmed (naming at most ``top`` open incidents)."""
+    lines = []
     worst = report.by_feeder[report.by_feeder["customer_hours"] > 0].nlargest(
         top, "customer_hours")
     if not worst.empty:
@@ -1255,4 +1271,4 @@ def daily_report_message(report: Report, top: int = 3) -> str:
         lines.append(f"恢复送电未经确认的台区 {int(s['unconfirmed_areas'])} 个（"
                      + "、".join(ids[:top]) + (f"等{len(ids)}起" if len(ids) > top else "")
                      + "），请核实后记录恢复")
-    return "\n".join(lines)
+    return lines

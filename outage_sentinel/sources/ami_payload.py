@@ -356,6 +356,24 @@ class AmiPayloadParser:
         refuse_long_numbers(record)
         if not isinstance(record, dict) and not isinstance(record, Mapping):
             raise EventError(f"record: expected an object, got {type(record).__name__}")
+        meaning = self._meaning(record)
+        if meaning is None or meaning.action == "ignore":
+            return None
+        device = self._device(record)
+        kind, transformer, feeder = self._resolve(record, device, meaning)
+        ref = device_ref(kind, device)
+        if meaning.action == "off" or meaning.action == "off_on":
+            return self._off_events(record, device, ref, transformer, feeder,
+                                    meaning.action == "off_on")
+        raw_on = _first(record, self._time) or _first(record, self._on_time)
+        if raw_on is None:
+            raise EventError(f"time: none of {', '.join(f for f, _ in self._time)} present")
+        return [self._event(device, ref, transformer, feeder, "on",
+                            parse_time(raw_on, "time", self.tz), record)]
+
+    def _meaning(self, record: Mapping[str, Any]) -> AmiCodeConfig | None:
+        """What the record's event code means; ``None`` for a code not mapped (skipped and
+        logged, or :class:`EventError` when ``unknown_codes`` quarantines them)."""
         code_value = _first(record, self._code)
         if code_value is None:
             raise EventError(f"event code: none of {', '.join(f for f, _ in self._code)} present")
@@ -368,37 +386,28 @@ class AmiPayloadParser:
                 raise EventError(f"event code: {code!r} is not mapped to power off/on "
                                  f"(configure it under ami.codes)")
             self._skipped_unknown(code)
-            return None
-        if meaning.action == "ignore":
-            return None
-        device = self._device(record)
-        kind, transformer, feeder = self._resolve(record, device, meaning)
-        ref = device_ref(kind, device)
-        action = meaning.action
-        out: list[OutageEvent] = []
-        if action == "off" or action == "off_on":
-            raw_off = _first(record, self._off_time if action == "off_on" else self._time)
-            if raw_off is None:
-                raw_off = _first(record, self._time if action == "off_on" else self._off_time)
-            if raw_off is None:
-                raise EventError(f"time: none of {', '.join(f for f, _ in self._time)} present")
-            t_off = parse_time(raw_off, "off time" if action == "off_on" else "time", self.tz)
-            out.append(self._event(device, ref, transformer, feeder, "off", t_off, record))
-            if action == "off_on":
-                t_on = parse_optional_time(_first(record, self._on_time), "on time", self.tz)
-                if t_on is not None:  # none yet (or a placeholder): power is still off
-                    if t_on < t_off - CLOCK_DRIFT:
-                        raise EventError(f"on time: {_first(record, self._on_time)!r} is before "
-                                         f"the off time {raw_off!r}")
-                    # a terminal clock a little off: back at once (a blip, screened as one)
-                    out.append(self._event(device, ref, transformer, feeder, "on",
-                                           max(t_on, t_off), record))
-        else:
-            raw_on = _first(record, self._time) or _first(record, self._on_time)
-            if raw_on is None:
-                raise EventError(f"time: none of {', '.join(f for f, _ in self._time)} present")
-            out.append(self._event(device, ref, transformer, feeder, "on",
-                                   parse_time(raw_on, "time", self.tz), record))
+        return meaning
+
+    def _off_events(self, record: Mapping[str, Any], device: str, ref: str, transformer: str,
+                    feeder: str | None, off_on: bool) -> list[OutageEvent]:
+        """The off event of a record and, for one that carries both times (``off_on``), its
+        on event if the power came back."""
+        raw_off = _first(record, self._off_time if off_on else self._time)
+        if raw_off is None:
+            raw_off = _first(record, self._time if off_on else self._off_time)
+        if raw_off is None:
+            raise EventError(f"time: none of {', '.join(f for f, _ in self._time)} present")
+        t_off = parse_time(raw_off, "off time" if off_on else "time", self.tz)
+        out = [self._event(device, ref, transformer, feeder, "off", t_off, record)]
+        if off_on:
+            t_on = parse_optional_time(_first(record, self._on_time), "on time", self.tz)
+            if t_on is not None:  # none yet (or a placeholder): power is still off
+                if t_on < t_off - CLOCK_DRIFT:
+                    raise EventError(f"on time: {_first(record, self._on_time)!r} is before "
+                                     f"the off time {raw_off!r}")
+                # a terminal clock a little off: back at once (a blip, screened as one)
+                out.append(self._event(device, ref, transformer, feeder, "on", max(t_on, t_off),
+                                       record))
         return out
 
     def _device(self, record: Mapping[str, Any]) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from outage_sentinel.store.base import StoreBase
 from outage_sentinel.store.board import BoardStore
+from outage_sentinel.store.controls import ControlStore
 from outage_sentinel.store.events import EventStore, IngestCounts, StoredEvent
 from outage_sentinel.store.incidents import IncidentStore
 from outage_sentinel.store.kv import KvStore
@@ -44,7 +45,7 @@ __all__ = ["MIGRATIONS", "FencedError", "SCHEMA_VERSION_TABLE", "IngestCounts", 
            "metadata", "outbox_t", "quarantine_t", "schema_version_t"]
 
 
-class Store(EventStore, IncidentStore, OutboxStore, SilenceStore, BoardStore, KvStore,
-            LeaseStore):
+class Store(EventStore, IncidentStore, OutboxStore, ControlStore, SilenceStore, BoardStore,
+            KvStore, LeaseStore):
     """All database access, by aggregate (events, incidents, outbox, silences, key-value
     state) over one engine. One instance per process; thread-safe through the engine pool."""
