@@ -520,10 +520,12 @@ class SmsChannelConfig(ChannelBase):
         return self
 
     def purposes_without_code(self) -> list[str]:
-        """Purposes with no template code of their own (they use ``template_code``, if any)."""
-        from outage_sentinel.sms_params import PURPOSES
+        """Purposes with no template code of their own (they use ``template_code``, if any),
+        but for one sent on its fallback purpose's code (:func:`~outage_sentinel.sms_params.
+        purpose_on`)."""
+        from outage_sentinel.sms_params import PURPOSES, purpose_on
 
-        return [p for p in PURPOSES if p not in self.templates]
+        return [p for p in PURPOSES if purpose_on(p, self.templates) not in self.templates]
 
 
 class TencentSmsTemplate(Strict):

@@ -49,6 +49,8 @@ class Resolved:
     ``possible`` the areas its imprecise area text may mean ("XX村部分用户", 可能受影响), never
     one of ``transformers``. ``set_aside``: a call's references that name another area than
     the one it is placed in (:func:`_call_areas`), for the command centre to hear of.
+    ``caller``: who made a call, the customer or meter number it names (:func:`call_caller`);
+    "" when it names none the bundle knows.
     """
 
     feeder: str | None
@@ -57,6 +59,7 @@ class Resolved:
     unknown: tuple[str, ...]
     possible: tuple[str, ...] = ()
     set_aside: tuple[str, ...] = ()
+    caller: str = ""
 
 
 def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
@@ -105,8 +108,9 @@ def resolve_event(topology: Topology, event: OutageEvent) -> Resolved:
         if not transformers and not possible and device is None:
             unknown.extend(f for f in scope.unplaced if f not in unknown)
     possible = [t for t in dict.fromkeys(possible) if t not in transformers]
+    caller = call_caller(topology, event.transformers) if event.signal == "call" else ""
     return Resolved(feeder, tuple(transformers), device, tuple(unknown), tuple(possible),
-                    set_aside)
+                    set_aside, caller)
 
 
 def _place_ref(topology: Topology, ref: str, lines: Sequence[str], transformers: list[str],
@@ -141,6 +145,14 @@ def _call_areas(topology: Topology, refs: Sequence[str], lines: Sequence[str],
         return [], [t for _, _, maybe in placed for t in maybe], ()
     aside = tuple(ref for ref, areas, _ in placed if areas and not set(areas) <= set(chosen))
     return chosen, [], aside
+
+
+def call_caller(topology: Topology, refs: Sequence[str]) -> str:
+    """Who made a call: the first of its references that is a customer or meter number the
+    bundle knows (:func:`_is_customer_ref`; the mapper lists the customer first), "" when
+    none is (a work order placed by its area or address alone). Two work orders of one
+    caller are one customer calling twice (:func:`evidence_of`)."""
+    return next((ref for ref in refs if _is_customer_ref(topology, ref)), "")
 
 
 def _is_customer_ref(topology: Topology, ref: str) -> bool:
@@ -280,6 +292,9 @@ class Member:
     #: Areas planned or temporary work named and no longer does, edited under its own id
     #: before it began: the work is called off for them (:func:`edited_out`).
     left: tuple[str, ...] = ()
+    #: A call's caller (:attr:`Resolved.caller`): its work orders count once
+    #: (:func:`evidence_of`). "" for any other record, and for a call naming no customer.
+    caller: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -291,6 +306,7 @@ class Member:
             **({} if self.kind_known else {"kind_known": False}),
             **({"superseded_by": self.superseded_by} if self.superseded_by else {}),
             **({"left": list(self.left)} if self.left else {}),
+            **({"caller": self.caller} if self.caller else {}),
         }
 
     @classmethod
@@ -306,6 +322,7 @@ class Member:
             kind_known=bool(d.get("kind_known", True)),
             superseded_by=str(d.get("superseded_by") or ""),
             left=tuple(d.get("left") or ()),
+            caller=str(d.get("caller") or ""),
         )
 
 
@@ -325,6 +342,7 @@ def member_of(event: OutageEvent, resolved: Resolved, now: datetime) -> Member:
         device=resolved.device, transformers=resolved.transformers, unknown=resolved.unknown,
         area_text=event.area_text, cause=event.cause, seen_at=now,
         possible=resolved.possible, kind_known=not kind_unclassified(event),
+        caller=resolved.caller,
     )
 
 
@@ -623,10 +641,14 @@ def correlate(
 
 
 def evidence_of(members: Iterable[Member]) -> Evidence:
-    """Fold members into evidence. Later members override earlier ones per transformer."""
+    """Fold members into evidence. Later members override earlier ones per transformer.
+
+    An area's ``calls`` are how many callers it has (the localiser reads them as how many of
+    its customers called): the work orders of one caller (:attr:`Member.caller`) count
+    once, one a customer placed nowhere known counts as its own caller."""
     dead: set[str] = set()
     alive: set[str] = set()
-    calls: dict[str, int] = {}
+    callers: dict[str, set[str]] = {}
     open_devices: set[str] = set()
     for m in sorted(members, key=lambda m: (m.seen_at, m.key)):
         if m.status == "active":
@@ -638,9 +660,10 @@ def evidence_of(members: Iterable[Member]) -> Evidence:
                 dead.difference_update(m.transformers)
             elif m.signal == "call":
                 for t in m.transformers:
-                    calls[t] = calls.get(t, 0) + 1
+                    callers.setdefault(t, set()).add(m.caller or f"\x00{m.key}")
             if m.device and m.signal in ("notice", "device_open"):
                 open_devices.add(m.device)
+    calls = {t: len(who) for t, who in callers.items()}
     return Evidence(frozenset(dead), frozenset(alive), calls, frozenset(open_devices))
 
 
@@ -821,7 +844,7 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
     # The command centre's time was for the outage that ended; off again, it is unknown, and
     # the crew it held had finished (the lifecycle frees it: ``revived_in``).
     revived = incident.status != "active" and status == "active"
-    updated = _as_recorded(incident, members, reporting, active, notices, kind, feeder, revived)
+    updated = _as_recorded(incident, members, active, notices, kind, feeder, revived)
     return replace(
         updated, status=status, end=end, estimate=estimate, updated_at=now, scope=scope,
         restored=restored, excluded=corrected.excluded,
@@ -951,15 +974,15 @@ def _withdrawn_village(members: Sequence[Member], area: str, topology: Topology)
     return bool(records) and all(m.status == "cancelled" for m in records)
 
 
-def _as_recorded(incident: Incident, members: dict[str, Member], reporting: Sequence[Member],
-                 active: Sequence[Member], notices: Sequence[Member], kind: Kind,
-                 feeder: str | None, revived: bool) -> Incident:
+def _as_recorded(incident: Incident, members: dict[str, Member], active: Sequence[Member],
+                 notices: Sequence[Member], kind: Kind, feeder: str | None,
+                 revived: bool) -> Incident:
     """``incident`` with what its records ``members`` say: kind, start, expected restoration,
     cause, area text, unresolved references, feeder. ``revived``: off again after it ended,
     the command centre's time and the crew's progress are dropped."""
     etr_set = None if revived else incident.etr_set
     return replace(
-        incident, kind=kind, start=_start(reporting, members),
+        incident, kind=kind, start=_start(members),
         etr=etr_set or _etr(active, notices), etr_set=etr_set, members=members,
         # The cause the open records agree on (:func:`agreed_cause`), none when they differ;
         # the last known when no open record gives one.
@@ -1171,11 +1194,12 @@ def _status(reporting: Sequence[Member], active: Sequence[Member], off: Sequence
     return "restored", max(times) if times else now
 
 
-def _start(reporting: Sequence[Member], members: Mapping[str, Member]) -> datetime:
-    """The earliest start of the records (those that report an outage if any), leaving out
-    records re-issued under a new id while another is left: a shifted window is the new
-    record's."""
-    pool = reporting or list(members.values())
+def _start(members: Mapping[str, Member]) -> datetime:
+    """The earliest start of the records (those that report an outage if any,
+    :func:`reports_outage`: an area whose meters came back was off from its record's start,
+    and the outage's start must not move later when it comes back), leaving out records
+    re-issued under a new id while another is left: a shifted window is the new record's."""
+    pool = [m for m in members.values() if reports_outage(m)] or list(members.values())
     return min(m.start for m in ([m for m in pool if not m.superseded_by] or pool))
 
 
@@ -1193,6 +1217,20 @@ def _latest(members: Sequence[Member], name: str) -> str:
 
 #: Signals that say an area is off (and so keep an incident open while active).
 REPORTING_SIGNALS = ("notice", "dead", "device_open")
+
+
+def reports_outage(m: Member) -> bool:
+    """Whether ``m`` is a record of an outage, for when an outage began: one of
+    :data:`REPORTING_SIGNALS`, or an area's outage that ended in a restoration — ``alive``
+    and restored, begun before it ended (the AMI screen replaces an area's dark report with
+    such a record when its meters come back, its start kept: the area was off from then).
+    A restoration step given as a moment (start = end) and a reading (active ``alive``)
+    are none. (:func:`_reported_span` reads the same records as outages.)"""
+    if m.signal in REPORTING_SIGNALS:
+        return True
+    return (m.signal == "alive" and m.status == "restored" and m.end is not None
+            and m.start < m.end)
+
 
 #: An incident's status: the outage is on, over, or was a false alarm.
 IncidentStatus = Literal["active", "restored", "cancelled"]
@@ -1801,10 +1839,12 @@ def village_cause(incident: Incident, records: Sequence[Member]) -> str:
 
 def village_records(incident: Incident, village: str, topology: Topology) -> list[Member]:
     """The records that say something of ``village``: those naming one of its areas, and
-    those naming an operated device that feeds one of them."""
+    those naming an operated device that feeds one of them; outage reports
+    (:func:`reports_outage`), an area's outage that ended in its meters coming back
+    included (its start is when the village went dark)."""
     areas = topology.village_transformers(village)
     return [m for m in incident.members.values()
-            if m.signal in REPORTING_SIGNALS and _concerns(m, areas, topology)]
+            if reports_outage(m) and _concerns(m, areas, topology)]
 
 
 def _concerns(m: Member, areas: Sequence[str], topology: Topology) -> bool:

@@ -504,7 +504,7 @@ class LiaisonPlanner:
         households = int(context["village_customers"])
         # Of those households, the ones in areas a source reported (the rest inferred).
         confirmed = int(context.get("confirmed_customers", households))
-        sms_purpose = sms.sms_purpose(purpose, incident.kind)
+        sms_purpose = sms.sms_purpose(purpose, incident.kind, begun=not context["not_started"])
         if sms_purpose == "restored" and context.get("unconfirmed_label"):
             sms_purpose = "unconfirmed"
         common = {"village": village, "feeder": context["outage_label"],
@@ -518,7 +518,7 @@ class LiaisonPlanner:
                 start=context["start_local"], ended=context["restored_local"],
                 areas=context["unconfirmed_names"],
                 households=int(context["unconfirmed_customers"]), **common)
-        elif sms_purpose in ("cancelled", "corrected"):
+        elif sms_purpose in ("cancelled", "cancelled_begun", "corrected"):
             values = sms.cancelled_params(kind=context["kind_label"],
                                           start=context["start_local"], **common)
         elif sms_purpose in ("planned", "reminder"):

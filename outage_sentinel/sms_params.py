@@ -22,7 +22,7 @@ whole items at a time and end with the total ("等3户"), so a cut is never sile
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from outage_sentinel.priority import SPECIAL_CARE_TAGS
@@ -31,8 +31,25 @@ from outage_sentinel.priority import SPECIAL_CARE_TAGS
 VARIABLE_LIMIT = 35
 
 #: The SMS purposes, each with its own template code key (``channels.<sms>.templates``).
-PURPOSES = ("outage", "planned", "update", "restored", "unconfirmed", "cancelled", "corrected",
-            "reminder", "care", "dispatch", "command")
+#: ``cancelled_begun``: planned or temporary work called off after it began (its text cannot
+#: say ``cancelled``'s 届时正常供电: :func:`sms_purpose`).
+PURPOSES = ("outage", "planned", "update", "restored", "unconfirmed", "cancelled",
+            "cancelled_begun", "corrected", "reminder", "care", "dispatch", "command")
+
+#: A purpose a channel may have no template of its own for, and the purpose whose template it
+#: is sent on then (the same parameters): a template added in an upgrade must not stop the
+#: daemon until the provider approves the new one. ``check`` notes it.
+FALLBACK_PURPOSES = {"cancelled_begun": "cancelled"}
+
+
+def purpose_on(purpose: str, configured: Collection[str]) -> str:
+    """The purpose whose template an SMS of ``purpose`` is sent on, given the purposes a
+    channel has templates for (``configured``): its own, else its fallback's when that has
+    one (:data:`FALLBACK_PURPOSES`)."""
+    fallback = FALLBACK_PURPOSES.get(purpose)
+    if purpose in configured or fallback is None or fallback not in configured:
+        return purpose
+    return fallback
 
 _LABELS: dict[str, dict[str, str]] = {
     "zh": {"unknown_time": "待定", "unknown_cause": "待查", "none": "无", "sep": "、",
@@ -165,7 +182,8 @@ def unconfirmed_params(*, village: str, feeder: str, start: str | None, ended: s
 
 def cancelled_params(*, village: str, feeder: str, kind: str, start: str | None,
                      incident: str, language: str = "zh") -> dict[str, str]:
-    """Announced work called off, or (the ``corrected`` template) a notice taken back: the
+    """Announced work called off (the ``cancelled`` template before it began, the
+    ``cancelled_begun`` one after), or (the ``corrected`` template) a notice taken back: the
     village is not in the outage after all, or the fault it was told of was called off (a
     duplicate or false record): ``village feeder kind start incident``."""
     return {"village": fit(village), "feeder": fit(feeder), "kind": fit(kind),
@@ -370,10 +388,12 @@ def command_params(*, summary: str, incident: str) -> dict[str, str]:
     return {"summary": fit(plain) or "-", "incident": fit(incident) or "-"}
 
 
-def sms_purpose(purpose: str, kind: str = "fault") -> str:
+def sms_purpose(purpose: str, kind: str = "fault", begun: bool = False) -> str:
     """The SMS template purpose of an outbox purpose (``reminder_24h`` → ``reminder``; an
     outage notice of planned/temporary work → ``planned``; command-centre purposes →
-    ``command``)."""
+    ``command``). ``begun``: the village's outage had begun when the notice was planned
+    (work called off then is ``cancelled_begun``: the power may be off since its start, and
+    ``cancelled``'s text says 届时正常供电, as the group notice says only of work ahead)."""
     if purpose == "outage" and kind in ("planned", "temporary"):
         return "planned"
     if purpose.startswith("reminder"):
@@ -382,6 +402,8 @@ def sms_purpose(purpose: str, kind: str = "fault") -> str:
         # a fault record called off is no word that the power is on ("届时正常供电" is for
         # announced work): the village hears the notice it had was taken back
         return "corrected"
+    if purpose == "cancelled" and begun:
+        return "cancelled_begun"
     return purpose if purpose in PURPOSES else "command"
 
 

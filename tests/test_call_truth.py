@@ -183,15 +183,18 @@ def test_an_outage_notice_still_names_every_area() -> None:
 
 
 def test_calls_whose_work_order_names_another_area_tell_no_other_village(run: Run) -> None:
-    """Three customers of dark area 002 phone; their work orders name area 011 (the agent
-    picked it from the address): V002 was told 可能受影响 and the estimate dragged to 002's
-    neighbours. The command centre hears the work orders' area is wrong."""
+    """Three callers of dark area 002 phone (its two registered customers, and one by meter
+    number); their work orders name area 011 (the agent picked it from the address): V002 was
+    told 可能受影响 and the estimate dragged to 002's neighbours. The command centre hears the
+    work orders' area is wrong. (A customer phoning twice is one caller: three orders of two
+    customers no longer say as much as three callers do.)"""
     dark_002(run)
     mapper = RecordMapper("orders", FIELDS, TZ)
     at = NOW + timedelta(minutes=4)
-    orders = [mapper.map(order(f"W{i}", at + timedelta(seconds=i), custNo=c, tgNo="T-CG01-011",
-                               lineName="CG01"))
-              for i, c in enumerate([*CUSTOMERS_002, CUSTOMERS_002[0]])]
+    callers = [*({"custNo": c} for c in CUSTOMERS_002), {"meterNo": "M-T-CG01-002-003"}]
+    orders = [mapper.map(order(f"W{i}", at + timedelta(seconds=i), tgNo="T-CG01-011",
+                               lineName="CG01", **caller))
+              for i, caller in enumerate(callers)]
     with capture_logs() as logs:
         calls_in(run, orders, NOW + timedelta(minutes=5))
     assert villages_told(run) == {"V001"}

@@ -56,7 +56,7 @@ from outage_sentinel.channels.common import (
     unconfirmed,
 )
 from outage_sentinel.ratelimit import RateLimit
-from outage_sentinel.sms_params import template_purpose, template_values
+from outage_sentinel.sms_params import purpose_on, template_purpose, template_values
 
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com/"
 API_VERSION = "2017-05-25"
@@ -207,7 +207,8 @@ class SmsChannel(HttpChannel):
 
     def template_for(self, message: Message) -> str | None:
         """The template code for ``message``'s purpose, else the fallback, else ``None``."""
-        return self.templates.get(message_purpose(message)) or self.template_code
+        purpose = purpose_on(message_purpose(message), self.templates)
+        return self.templates.get(purpose) or self.template_code
 
     def rate_keys(self, message: Any) -> tuple[str, ...]:
         """Aliyun counts per number and template, so the limiter does too."""

@@ -61,6 +61,7 @@ from outage_sentinel.channels.sms import (
 )
 from outage_sentinel.logs import PHONE
 from outage_sentinel.ratelimit import RateLimit
+from outage_sentinel.sms_params import purpose_on
 
 DEFAULT_BASE_URL = "https://sms.tencentcloudapi.com"
 DEFAULT_REGION = "ap-guangzhou"
@@ -80,6 +81,7 @@ VARIABLES: Mapping[str, frozenset[str]] = {
     "restored": _BASE | {"restored", "link"},
     "unconfirmed": _BASE | {"ended", "areas", "households", "link"},
     "cancelled": _BASE | {"kind"},
+    "cancelled_begun": _BASE | {"kind"},
     "corrected": _BASE | {"kind"},
     "reminder": _BASE | {"kind", "end", "hours", "households"},
     "care": frozenset({"village", "count", "tags", "households", "start", "etr", "incident"}),
@@ -302,7 +304,7 @@ class TencentSmsChannel(HttpChannel):
         return self.numbers(message)
 
     def template_for(self, message: Message) -> tuple[str, Template | None]:
-        purpose = message_purpose(message)
+        purpose = purpose_on(message_purpose(message), self.templates)
         return purpose, self.templates.get(purpose)
 
     def build_body(self, message: Message, template: Template) -> bytes:

@@ -32,7 +32,7 @@ import re
 import select
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -590,8 +590,10 @@ def sms_template_notes(config: Any) -> tuple[list[str], list[str]]:
     for name, ch in config.channels.items():
         if isinstance(ch, TencentSmsChannelConfig) and ch.enabled:
             problems += tencent_template_problems(name, ch, bool(config.field.base_url))
+            notes += fallback_notes(name, ch.templates)
         if not isinstance(ch, SmsChannelConfig) or not ch.enabled:
             continue
+        notes += fallback_notes(name, ch.templates)
         missing = ch.purposes_without_code()
         if missing and not ch.template_code:
             problems.append(f"channels.{name}.templates: no template code for "
@@ -603,14 +605,27 @@ def sms_template_notes(config: Any) -> tuple[list[str], list[str]]:
     return problems, notes
 
 
+def fallback_notes(name: str, templates: Mapping[str, Any]) -> list[str]:
+    """The purposes a channel sends on another purpose's template, having none of its own
+    (:data:`~outage_sentinel.sms_params.FALLBACK_PURPOSES`): a note each, since that text
+    was written for the other case."""
+    from outage_sentinel.sms_params import FALLBACK_PURPOSES, purpose_on
+
+    return [f"channels.{name}.templates: {purpose} has no template and is sent on {fallback}'s "
+            f"(planned work called off after it began would read as {fallback}: register one, "
+            "see docs/channels.md)"
+            for purpose, fallback in FALLBACK_PURPOSES.items()
+            if purpose_on(purpose, templates) == fallback]
+
+
 def tencent_template_problems(name: str, ch: Any, links: bool) -> list[str]:
     """A Tencent SMS channel's purposes without a template (it has no fallback: those SMS
     would be refused), and templates naming ``link`` while field links are off (``links``
     false: no message has one, so every such SMS would be refused)."""
-    from outage_sentinel.sms_params import PURPOSES
+    from outage_sentinel.sms_params import PURPOSES, purpose_on
 
     problems: list[str] = []
-    missing = [p for p in PURPOSES if p not in ch.templates]
+    missing = [p for p in PURPOSES if purpose_on(p, ch.templates) not in ch.templates]
     if missing:
         problems.append(f"channels.{name}.templates: no template for {', '.join(missing)} "
                         "(tencent_sms has no fallback template: those SMS would be refused)")

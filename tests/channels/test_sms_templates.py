@@ -68,8 +68,9 @@ def test_check_notes_purposes_on_the_fallback_code(tmp_path: Path) -> None:
     r = _check(tmp_path, {**SMS, "template_code": "SMS_1",
                           "templates": {"outage": "SMS_2", "restored": "SMS_3"}})
     assert r.returncode == 0, r.stderr
-    assert ("note: channels.sms.templates: planned, update, unconfirmed, cancelled, corrected, "
-            "reminder, care, dispatch, command use the fallback template_code SMS_1") in r.stdout
+    assert ("note: channels.sms.templates: planned, update, unconfirmed, cancelled, "
+            "cancelled_begun, corrected, reminder, care, dispatch, command use the fallback "
+            "template_code SMS_1") in r.stdout
 
 
 def test_check_fails_on_purposes_without_any_code(tmp_path: Path) -> None:

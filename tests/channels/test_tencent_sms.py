@@ -510,7 +510,7 @@ def test_the_variables_per_purpose_are_the_parameter_sets() -> None:
                                                customers=1, cause=None, care=0),
         "command": sms_params.command_params(summary="s", incident="i"),
     }
-    built["corrected"] = built["cancelled"]
+    built["corrected"] = built["cancelled_begun"] = built["cancelled"]
     linked = {"outage", "update", "restored", "unconfirmed", "dispatch"}
     assert set(VARIABLES) == set(sms_params.PURPOSES) == set(built)
     for purpose, values in built.items():
