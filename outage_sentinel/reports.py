@@ -577,8 +577,8 @@ class _Records:
             at = _parse_time(m.get("start"))
             if at is None or key in unbegun:
                 continue
-            if m.get("signal") in ("notice", "dead") and (m.get("status") != "cancelled"
-                                                          or m.get("superseded_by")):
+            if (m.get("signal") in ("notice", "dead") or _outage_spell(m)) and (
+                    m.get("status") != "cancelled" or m.get("superseded_by")):
                 for t in m.get("transformers") or ():
                     starts.setdefault(t, []).append(at)
             if m.get("signal") == "notice":
@@ -708,6 +708,15 @@ def _called_off(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> set
             for t in (e.get("details") or {}).get("transformers") or () if t in restored}
 
 
+def _outage_spell(member: Mapping[str, Any]) -> bool:
+    """Whether a stored record is an area's outage that ended in its restoration: ``alive``,
+    restored, begun before it ended (the AMI screen's record once the meters are back, its
+    start kept; :func:`outage_sentinel.incidents.reports_outage`), not a reading."""
+    start, end = _parse_time(member.get("start")), _parse_time(member.get("end"))
+    return (member.get("signal") == "alive" and member.get("status") == "restored"
+            and start is not None and end is not None and start < end)
+
+
 def _area_starts(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
                  unbegun: Collection[str] = ()) -> dict[str, datetime]:
     """When each area named by the incident's records went off: the earliest start of the
@@ -724,7 +733,8 @@ def _area_starts(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
     starts: dict[str, datetime] = {}
     for key, member in ((row.get("state") or {}).get("members") or {}).items():
         at = _parse_time(member.get("start"))
-        if at is None or member.get("signal") in ("alive", "device_closed") or key in unbegun:
+        if at is None or key in unbegun or member.get("signal") == "device_closed" or (
+                member.get("signal") == "alive" and not _outage_spell(member)):
             continue
         for t in member.get("transformers") or ():
             starts[t] = min(starts.get(t, at), at)
