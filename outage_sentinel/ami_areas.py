@@ -16,6 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+#: The share of an outage's meters that must still be off for them to hold the area out
+#: (besides the area's threshold): a phase is about a third of the meters; restores lost in
+#: transit are a few in a hundred.
+HOLD_SHARE = 0.2
+
 
 @dataclass
 class Episode:
@@ -42,9 +47,12 @@ class Episode:
 
     def holds(self, threshold: int) -> bool:
         """Enough of the outage's meters still off that the area is out by rule 1 (at least
-        ``threshold``, the area's): no "on", a terminal's or other meters', restores it until
-        they report — a phase left dark is still an area outage."""
-        return len(self.meters) - len(self.restored) >= threshold
+        ``threshold``, the area's) and more than :data:`HOLD_SHARE` of them: no "on", a
+        terminal's or other meters', restores it until they report — a phase left dark (a
+        third of the meters) is still an area outage, while a few meters whose restores were
+        lost (a handful of a hundred) must not keep the area out for ever."""
+        still_off = len(self.meters) - len(self.restored)
+        return still_off >= threshold and still_off > HOLD_SHARE * len(self.meters)
 
     def to_state(self) -> dict[str, Any]:
         """The episode in the screen's saved state."""
