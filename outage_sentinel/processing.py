@@ -215,9 +215,10 @@ def called_after_return(call: OutageEvent, placed: Resolved, outage: Resolved,
                         back: Sequence[tuple[frozenset[str], datetime]]) -> bool:
     """Whether ``call`` is about an outage already over: placed after an incident counted its
     areas back (``back``: areas, when), and about none of the areas of the new ``outage``
-    (「早上停电了」: had the area gone dark again, it would be the new outage's caller)."""
+    (「早上停电了」: had the area gone dark again, it would be the new outage's caller). Never
+    when the new outage names no area (a device alone tripped: its calls are what places it)."""
     areas = set(placed.transformers)
-    if not areas or areas & set(outage.transformers):
+    if not areas or not outage.transformers or areas & set(outage.transformers):
         return False
     return any(areas <= restored and at <= call.start for restored, at in back)
 
