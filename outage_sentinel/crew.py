@@ -40,8 +40,10 @@ from outage_sentinel.priority import (
     GRADE_LABELS,
     TAG_LABELS,
     Priority,
+    PriorityWeights,
     affected_customers,
     important_customers,
+    score,
     special_care_customers,
     summary,
 )
@@ -640,6 +642,33 @@ def crew_areas(incident: Incident) -> Sequence[str]:
         else incident.estimate.transformers
 
 
+def unplaced(topology: Topology, incident: Incident) -> bool:
+    """No transformer area of ``incident`` is known (its records named none the bundle has,
+    and their area text could not be read): how many are off is for a person to check. The
+    crew's orders then state no count (停电户数待核实, with the record's area text), and its
+    priority counts its line's customers (:func:`outage_sentinel.priority.score`)."""
+    return not any(t in topology.nodes for t in crew_areas(incident))
+
+
+def incident_priority(topology: Topology, incident: Incident, now: datetime,
+                      weights: PriorityWeights, language: str = "zh") -> Priority:
+    """``incident``'s repair priority: its areas still off, scored from its start; an active
+    outage nobody could place (:func:`unplaced`) as its line's customers, not as nobody off
+    (:func:`outage_sentinel.priority.score`'s ``unplaced``)."""
+    return score(topology, incident.off, incident.start, now, weights, language,
+                 unplaced=incident.status == "active" and unplaced(topology, incident),
+                 feeder=incident.feeder)
+
+
+#: An unplaced outage's SMS dispatch variables (the template says 影响${villages}共${customers}户).
+UNPLACED_SMS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"villages": "未定位到台区", "customers": "待核实"},
+    "en": {"villages": "no area placed", "customers": "to be checked"},
+}
+#: At most this many characters of a record's area text in a crew's orders.
+AREA_TEXT_CHARS = 120
+
+
 def crew_care_list(topology: Topology, off: Sequence[str],
                    params: DispatchParams = DispatchParams()) -> tuple[list[Customer], int]:
     """The special-care households a crew's dispatch lists for the areas ``off`` (most urgent
@@ -690,10 +719,19 @@ def _incident_context(topology: Topology, incident: Incident, off: Sequence[str]
         "confirmed_customers": topology.customers_of(
             [t for t in off if incident.mark(t) == "reported"]),
         "restored_customers": incident.estimate.customers - topology.customers_of(off),
+        # No area known (:func:`unplaced`): the count is to be checked, the area text read.
+        "unplaced": not any(t in topology.nodes for t in off),
+        "area_text": _clipped(incident.area_text, AREA_TEXT_CHARS),
         "start_local": _local(incident.start, tz),
         "etr_local": _local(incident.etr, tz),
         "now_local": _local(now, tz),
     }
+
+
+def _clipped(text: str, most: int) -> str:
+    """``text`` on one line, at most ``most`` characters (cut ones end with "…")."""
+    line = " ".join(text.split())
+    return line if len(line) <= most else line[: most - 1] + "…"
 
 
 def _deadline_context(deadline: datetime, area_type: str, now: datetime, tz: tzinfo,
@@ -813,17 +851,19 @@ def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, A
     digest's facts (feeder, villages, households, kind, priority), the SMS template purpose
     and its parameter set (:func:`outage_sentinel.sms_params.dispatch_params`)."""
     care = len(ctx["households"]) + int(ctx["households_more"])
+    sms = sms_params.dispatch_params(
+        incident=ctx["incident_id"], priority=int(ctx["priority_score"]),
+        deadline=ctx["deadline_local"], feeder=ctx["feeder_label"],
+        device=ctx["patrol_from"], villages=ctx["villages"], customers=ctx["customers"],
+        cause=ctx["cause"], care=care, language=language, basis=ctx["device_basis"],
+        probability=ctx["device_probability"], confirmed=ctx["confirmed_customers"])
+    if ctx.get("unplaced"):  # no area known: no count (影响未定位到台区共待核实户)
+        sms = {**sms, **_labels(UNPLACED_SMS, language)}
     return {
         "incident": ctx["incident_id"], "priority": ctx["priority_score"],
         "deadline": ctx["deadline_local"] or "", "feeder": ctx["feeder_label"],
         "villages": list(ctx["villages"]), "households": ctx["customers"],
-        "kind": ctx["kind"], "sms_template": "dispatch",
-        "sms": sms_params.dispatch_params(
-            incident=ctx["incident_id"], priority=int(ctx["priority_score"]),
-            deadline=ctx["deadline_local"], feeder=ctx["feeder_label"],
-            device=ctx["patrol_from"], villages=ctx["villages"], customers=ctx["customers"],
-            cause=ctx["cause"], care=care, language=language, basis=ctx["device_basis"],
-            probability=ctx["device_probability"], confirmed=ctx["confirmed_customers"]),
+        "kind": ctx["kind"], "sms_template": "dispatch", "sms": sms,
     }
 
 
@@ -894,7 +934,8 @@ def escalation_context(
     return {
         **{k: base[k] for k in (
             "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
-            "customers", "restored_customers", "start_local", "etr_local", "now_local",
+            "customers", "restored_customers", "unplaced", "area_text", "start_local",
+            "etr_local", "now_local",
             "priority_score", "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area",
             "distance_km", "travel_minutes", "eta_local", "deadline_local", "area_type",
             "area_label", "commitment_minutes", "minutes_left", "map_link", "map_label")},

@@ -50,21 +50,20 @@ def escalation_key(deadline: datetime) -> int:
 
 class DispatchOwner(Protocol):
     """What crew dispatch reads of the lifecycle: the store, the topology and the planner (a
-    topology reload replaces these two), the config and dispatch parameters, the crew notices,
-    and the incident row, priority and command-centre helpers every step shares."""
+    topology reload replaces these two), the config, dispatch parameters and priority weights,
+    the crew notices, and the incident row and command-centre helpers every step shares."""
 
     store: Store
     topology: Topology
     planner: LiaisonPlanner
     config: Config
     params: crews.DispatchParams
+    weights: prio.PriorityWeights
     crew_notices: CrewNotices
 
     def load_in(self, conn: Connection, incident_id: str) -> tuple[Incident, dict[str, Any]]: ...
 
     def save_in(self, conn: Connection, inc: Incident, now: datetime, **extra: Any) -> None: ...
-
-    def priority(self, inc: Incident, now: datetime) -> prio.Priority: ...
 
     def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
                      ) -> list[OutboxMessage]: ...
@@ -101,6 +100,12 @@ class CrewDispatch:
     @property
     def params(self) -> crews.DispatchParams:
         return self.owner.params
+
+    def priority(self, inc: Incident, now: datetime) -> prio.Priority:
+        """``inc``'s priority as its crew is chosen and told it (:func:`crew.incident_priority`:
+        an outage nobody could place is scored as its line's customers, not as nobody off)."""
+        return crews.incident_priority(self.topology, inc, now, self.owner.weights,
+                                       self.planner.renderer.language)
 
     # -- what the choice reads ------------------------------------------------------------------
 
@@ -175,7 +180,7 @@ class CrewDispatch:
     def dispatch_in(self, conn: Connection, inc: Incident, row: dict[str, Any], now: datetime,
                     actor: str, crew_id: str | None = None, note: str = "") -> Incident:
         """Choose and send a crew inside the caller's transaction (also used by the daemon)."""
-        pr = self.owner.priority(inc, now)
+        pr = self.priority(inc, now)
         villages = villages_off(inc, self.topology)
         deadline, area = self.held_deadline_in(conn, inc, row)
         held = self.held_in(conn, inc.id)
@@ -367,7 +372,7 @@ class CrewDispatch:
         told = f"crew:{crew.id}" in self.store.told_in(conn, inc.id, ("dispatch",))
         self.store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
                                        "superseded by new orders", recipients=(f"crew:{crew.id}",))
-        return self._dispatch_rows(inc, self.owner.priority(inc, now),
+        return self._dispatch_rows(inc, self.priority(inc, now),
                                    self._named_choice(inc, crew, location, area, now),
                                    deadline, area, now, update=why if told else "")
 

@@ -479,8 +479,10 @@ class Lifecycle:
     # -- priority and dispatch ----------------------------------------------------------------
 
     def priority(self, inc: Incident, now: datetime) -> prio.Priority:
-        return prio.score(self.topology, inc.off, inc.start, now, self.weights,
-                          self.planner.renderer.language)
+        """The incident's priority as its crew's orders state it (an outage nobody could
+        place scored as its line's customers: :func:`crews.incident_priority`)."""
+        return crews.incident_priority(self.topology, inc, now, self.weights,
+                                       self.planner.renderer.language)
 
     def revived_in(self, conn: Connection, inc: Incident, now: datetime, actor: str) -> None:
         """``inc`` is off again after it was over: the crew it held had finished, so it waits

@@ -21,6 +21,15 @@ logarithmic so that no ordinary outage outranks a special-grade user (1000 point
 second-grade user (150) above anything under ~5 600 ordinary customers. Elapsed time is capped
 so that a forgotten incident does not outrank every new one forever: after the cap it is the
 command centre's job (the deadline escalation) rather than the score's.
+
+An outage nobody could place (``unplaced``: no transformer area known, so how many are off is
+for a person to check) is not scored as if nobody were off: its customer term counts the
+customers of its whole line (``feeder``), or of the bundle's largest line when its line is
+unknown — the most it may be — and its reasons say the count is to be checked. It has no
+grade or tag terms (nobody is known to be off). So it comes before known outages of fewer
+ordinary customers than that line, and stays below any special- or first-grade user or
+life-support household known to be off. Only the caller's ``unplaced`` says so: a score of no areas is
+otherwise nothing off (the score stays monotone in the areas off).
 """
 
 from __future__ import annotations
@@ -105,6 +114,13 @@ class Priority:
     counts: dict[str, int] = field(default_factory=dict, hash=False)
     customers: int = 0
     elapsed_hours: float = 0.0
+    #: No transformer area of the outage is known (:func:`score`'s ``unplaced``): how many are
+    #: off is to be checked; ``customers`` is then 0 and ``assumed_customers`` what it is scored as.
+    unplaced: bool = False
+    #: The customers an unplaced outage is scored as (:func:`unplaced_customers`), else 0.
+    assumed_customers: int = 0
+    #: Whether ``assumed_customers`` is its own line's (else the largest line's, its line unknown).
+    assumed_line: bool = False
 
 
 def affected_customers(topology: Topology, transformers: Iterable[str]) -> list[Customer]:
@@ -130,43 +146,64 @@ def important_customers(customers: Iterable[Customer]) -> list[Customer]:
     return sorted((c for c in customers if c.importance in rank), key=lambda c: rank[c.importance])
 
 
-def score(
-    topology: Topology,
-    transformers: Iterable[str],
-    start: datetime,
-    now: datetime,
-    weights: PriorityWeights = PriorityWeights(),
-    language: str = "zh",
-) -> Priority:
+def score(topology: Topology, transformers: Iterable[str], start: datetime, now: datetime,
+          weights: PriorityWeights = PriorityWeights(), language: str = "zh", *,
+          unplaced: bool = False, feeder: str | None = None) -> Priority:
     """Score an outage of ``transformers`` (transformer-area ids) that began at ``start``.
 
     ``now`` before ``start`` (clock skew between sources) counts as zero elapsed time rather
     than lowering the score. ``language`` (``zh``/``en``) is only for :attr:`Priority.reasons`.
+    ``unplaced``: the outage could not be placed on any area (on line ``feeder``; ``"?"`` or
+    ``None``: unknown); with no known area among ``transformers`` it is scored as its line's
+    customers (:func:`unplaced_customers`, the module docstring's rule).
     """
     areas = [t for t in dict.fromkeys(transformers) if t in topology.nodes]
     rows = affected_customers(topology, areas)
     customers = topology.customers_of(areas)
+    unplaced = unplaced and not areas
+    assumed, own_line = unplaced_customers(topology, feeder) if unplaced else (0, False)
     hours = max(0.0, (now - start).total_seconds() / 3600.0)
     important = important_customers(rows)
     breakdown, counts = _breakdown(rows, important, weights)
-    breakdown["customers"] = weights.per_customer_log * math.log10(1 + customers)
+    breakdown["customers"] = weights.per_customer_log * math.log10(1 + (customers or assumed))
     breakdown["elapsed"] = weights.per_hour * min(hours, weights.elapsed_cap_hours)
     zh = language == "zh"
     reasons = _grade_reasons(important, weights, language) + \
         _tag_reasons(rows, weights, language)
-    reasons.append(f"停电{customers}户" if zh else f"{customers} customers off")
+    reasons.append(UNPLACED_REASON[language if zh else "en"] + _count(0, assumed, own_line, zh)
+                   if unplaced else _count(customers, None, False, zh))
     if hours >= 1 / 60:
         reasons.append(f"已停电{_duration(hours, zh)}" if zh else f"off for {_duration(hours, zh)}")
     return Priority(
-        score=int(round(sum(breakdown.values()))),
-        breakdown=breakdown,
-        reasons=tuple(reasons),
+        score=int(round(sum(breakdown.values()))), breakdown=breakdown, reasons=tuple(reasons),
         special_care=tuple(c.id for c in special_care_customers(rows)),
-        important=tuple(c.id for c in important),
-        counts=counts,
-        customers=customers,
-        elapsed_hours=hours,
-    )
+        important=tuple(c.id for c in important), counts=counts, customers=customers,
+        elapsed_hours=hours, unplaced=unplaced, assumed_customers=assumed, assumed_line=own_line)
+
+
+#: What an unplaced outage's reasons say before its count (:func:`_count`).
+UNPLACED_REASON = {"zh": "无法定位到台区，", "en": "no transformer area placed: "}
+
+
+def unplaced_customers(topology: Topology, feeder: str | None) -> tuple[int, bool]:
+    """The customers an outage placed on no area is scored as, and whether they are its own
+    line's: every customer ``feeder`` energises, else (the line unknown, or not in the
+    bundle) those of the bundle's largest line — it may be any of them."""
+    heads = topology.sources
+    own = [s for s in heads if feeder and topology.feeder_of(s) == feeder]
+    counts = [topology.downstream_customers(s) for s in (own or heads)]
+    return max(counts, default=0), bool(own)
+
+
+def _count(customers: int, assumed: int | None, own_line: bool, zh: bool) -> str:
+    """How many are off: 停电1111户; for an unplaced outage (``assumed`` not None, the count
+    it is scored as) 停电户数待核实（按全线200户计）, never 停电0户."""
+    if assumed is None:
+        return f"停电{customers}户" if zh else f"{customers} customers off"
+    if zh:
+        return f"停电户数待核实（按{'全线' if own_line else '最大线路'}{assumed}户计）"
+    line = "the whole line" if own_line else "the largest line"
+    return f"customers off to be checked (scored as {line}'s {assumed})"
 
 
 def _breakdown(rows: list[Customer], important: list[Customer], weights: PriorityWeights
@@ -247,7 +284,8 @@ def summary(priority: Priority, language: str = "zh") -> str:
         else:
             label = tag_labels.get(key, key)
             parts.append(f"{label}{n}户" if zh else f"{n} {label}")
-    parts.append(f"停电{priority.customers}户" if zh else f"{priority.customers} customers off")
+    parts.append(_count(priority.customers, priority.assumed_customers if priority.unplaced
+                        else None, priority.assumed_line, zh))
     if priority.elapsed_hours >= 1 / 60:
         duration = _duration(priority.elapsed_hours, zh)
         parts.append(f"已停电{duration}" if zh else f"off for {duration}")
