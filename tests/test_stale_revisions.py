@@ -210,3 +210,23 @@ def test_a_feed_version_read_by_the_mapping_is_compared_as_a_number(store: Store
     assert ingest(store, record(9.0, "停电")) == (0, 0, 1)
     assert ingest(store, record(10, "停电")) == (0, 1, 0)
     assert revisions(store) == ["10", "11"]
+
+
+def test_dotted_versions_are_only_the_same_or_not() -> None:
+    """Review: "1.10" read as a decimal was older than "1.9", so a release-numbered update
+    was quarantined as a stale copy and never used."""
+    from outage_sentinel.store.events import judge_revision, revision_order
+
+    assert revision_order("1.10", "1.9") is None
+    assert judge_revision("1.10", [("1.9", True)])[0] == "new"
+
+
+def test_digits_of_a_times_length_are_compared_as_times_not_numbers() -> None:
+    """Review: an epoch (1772340000: 2026-03-01 12:40 +08:00) read as a number was older than
+    a compact local time (20260301090000), so a feed that changed its time format had every
+    later update quarantined as stale."""
+    from outage_sentinel.store.events import revision_order
+
+    assert revision_order("1772340000", "20260301090000") != -1
+    assert revision_order("20260301090000", "20260301100000") == -1
+    assert revision_order("9", "10") == -1

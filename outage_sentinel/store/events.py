@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -167,8 +166,12 @@ def state_of(revision: str) -> str:
 
 # -- a record's versions: the revisions its source gives ---------------------------------------
 
-#: A version that is a number ("7", "12", "3.5"; the mapping writes a JSON number 9.0 as "9").
-_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+#: A version that is a counter ("7", "12"; the mapping writes a JSON number 9.0 as "9"). A
+#: dotted one ("1.9", "1.10") may be a decimal or a release number: only the same or not.
+_COUNTER = re.compile(r"\d+")
+#: Digits this long may be a time (20260301, an epoch, 20260301090000): two of different
+#: lengths are compared as times, if they are (a counter is rarely this long).
+_TIME_DIGITS = 8
 #: Reads a time twice: one without an offset of its own reads differently in another zone.
 _OTHER_ZONE = timezone(timedelta(hours=1))
 
@@ -195,14 +198,16 @@ def _revision_time(revision: str) -> tuple[datetime, bool] | None:
 
 def revision_order(a: str, b: str) -> int | None:
     """-1, 0 or 1 as a source's version ``a`` of a record is older than, the same as or newer
-    than ``b``: numbers compare as numbers ("9" is older than "10"), times as times
-    ("2026/3/1 8:45" is older than "2026-03-01 09:00:00"; a time with its zone is compared
-    only with one with a zone too, one without only with one without). None when they are
-    not both numbers or both times: such versions are only the same or not."""
+    than ``b``: counters compare as numbers ("9" is older than "10"; digits of a time's
+    length only with as many digits, else as times), times as times ("2026/3/1 8:45" is
+    older than "2026-03-01 09:00:00"; a time with its zone is compared only with one with a
+    zone too, one without only with one without). None when they are not both counters or
+    both times (a dotted "1.9" and "1.10" among them): such versions are only the same or not."""
     if a == b:
         return 0
-    if _NUMBER.fullmatch(a) and _NUMBER.fullmatch(b):
-        x, y = Decimal(a), Decimal(b)
+    if _COUNTER.fullmatch(a) and _COUNTER.fullmatch(b) and (
+            len(a) == len(b) or max(len(a), len(b)) < _TIME_DIGITS):
+        x, y = int(a), int(b)
         return (x > y) - (x < y)
     ta, tb = _revision_time(a), _revision_time(b)
     if ta is None or tb is None or ta[1] != tb[1]:
