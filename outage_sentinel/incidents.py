@@ -965,10 +965,13 @@ def _back_on_record(members: Sequence[Member], kind: Kind, topology: Topology) -
 
 def _withdrawn_village(members: Sequence[Member], area: str, topology: Topology) -> bool:
     """Whether every record that says something of ``area``'s village (:func:`_concerns`)
-    was withdrawn (cancelled), one at least."""
+    was withdrawn (cancelled), one at least, and nothing saw an area of it come back (the
+    village then hears 恢复送电, not 停电取消: the rule of :func:`called_off`)."""
     if area not in topology.nodes:
         return False
     areas = topology.village_transformers(topology.nodes[area].village)
+    if seen_coming_back(members, areas):
+        return False
     records = [m for m in members if m.signal in REPORTING_SIGNALS
                and _concerns(m, areas, topology)]
     return bool(records) and all(m.status == "cancelled" for m in records)

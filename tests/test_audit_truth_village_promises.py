@@ -195,3 +195,20 @@ def test_a_cause_the_open_records_agree_on_is_the_outages(daemon: Daemon) -> Non
     feed(d, 40, ev("N1", "T1", start=at(0), cause="已处理完毕", status="restored", end=at(40)))
     (inc,) = incidents(d)
     assert inc.cause == "雷击"
+
+
+def test_a_withdrawn_records_area_is_asked_about_when_the_meters_saw_the_village_back(
+        daemon: Daemon) -> None:  # noqa: F811
+    """Review: N1 (T1, T2) withdrawn; T1's meters went dark and came back. The village hears
+    恢复送电 (the outage was real), and T2, named only by the withdrawn record, was counted
+    back as fact (本村70户) because the village's only record had been withdrawn."""
+    feed(daemon, 1, ev("N1", "T1", "T2", start=at(0)),
+         ev("A1", "T1", start=at(0), signal="dead"))
+    deliver(daemon, 2)
+    feed(daemon, 10, ev("N1", "T1", "T2", start=at(0), status="cancelled"))
+    deliver(daemon, 11)
+    feed(daemon, 60, ev("A1", "T1", start=at(0), signal="alive", status="restored",
+                        end=at(60)))
+    deliver(daemon, 61)
+    (inc,) = incidents(daemon)
+    assert inc.status == "restored" and inc.unconfirmed == ("T2",)
