@@ -163,6 +163,13 @@ def run_every_purpose(county: County) -> None:
     county.at(10 * 60)
     county.feed(ev("f2", "T1", start=T0 + timedelta(hours=9), status="restored"),
                 ev("f3", "T4", start=T0 + timedelta(hours=9), status="cancelled"))
+    # Planned work on 西村 begun at 20:30 and called off at 21:30: its own template
+    # (cancelled_begun), which promises nothing of a day gone by.
+    begun, until = T0 + timedelta(hours=10, minutes=30), T0 + timedelta(hours=14)
+    county.at(11 * 60)
+    county.feed(ev("p2", "T3", kind="planned", start=begun, etr=until))
+    county.at(11 * 60 + 30)
+    county.feed(ev("p2", "T3", kind="planned", status="cancelled", start=begun, etr=until))
 
 
 #: The documented parameter set of every purpose (docs/channels.md, "SMS templates").
@@ -174,6 +181,7 @@ KEYS = {
     "reminder": {"village", "feeder", "kind", "start", "end", "hours", "households",
                  "incident"},
     "cancelled": {"village", "feeder", "kind", "start", "incident"},
+    "cancelled_begun": {"village", "feeder", "kind", "start", "incident"},
     "corrected": {"village", "feeder", "kind", "start", "incident"},
     "unconfirmed": {"village", "feeder", "start", "ended", "areas", "households", "incident"},
     "care": {"village", "count", "tags", "households", "start", "etr", "incident"},
@@ -238,7 +246,7 @@ def test_every_purpose_has_its_template_code_and_parameters(
     assert int(of("SMS_DISPATCH")[0][1]["priority"]) > 0
     # Planned work: announced on its own template with the planned end, reminded with the
     # hours left, cancelled.
-    assert by_code["SMS_PLANNED"] == [
+    assert [(n, p) for n, p in by_code["SMS_PLANNED"] if p["incident"] == PLANNED] == [
         (LIAISON_V3, {"village": "南村", "feeder": "10kV二号线", "kind": "计划停电",
                       "start": "2026-11-24 16:00", "end": "2026-11-24 20:00",
                       "cause": "线路故障", "households": "40", "incident": PLANNED})]
@@ -249,6 +257,10 @@ def test_every_purpose_has_its_template_code_and_parameters(
     assert by_code["SMS_CANCELLED"] == [
         (LIAISON_V3, {"village": "南村", "feeder": "10kV二号线", "kind": "计划停电",
                       "start": "2026-11-24 16:00", "incident": PLANNED})]
+    # Work called off after it began: its own template, never cancelled's 届时正常供电.
+    [(number, begun)] = by_code["SMS_CANCELLED_BEGUN"]
+    assert number == LIAISON_V2 and begun["village"] == "西村" and begun["kind"] == "计划停电"
+    assert begun["start"] == "2026-11-23 20:30"
     # The second fault's record named 1号台区 only: 2号台区's 50 households are possibly off.
     assert [(n, p["households"]) for n, p in by_code["SMS_OUTAGE"]
             if p["incident"] != FAULT and p["village"] == "东村"] == [
