@@ -5,30 +5,15 @@ the incident's start, 10:00."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from outage_sentinel.reports import build_report
-from tests.test_daemon_ami_truth import NOW, Run, report
+from tests.test_calls_after_restoration import OFF, ON, area
+from tests.test_calls_after_restoration import run as run  # noqa: F401  (the fixture)
+from tests.test_daemon_ami_truth import NOW, Run
 
 TZ = ZoneInfo("Asia/Shanghai")
-OFF, ON = "3.26.0.85", "3.26.0.216"
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    r = Run(tmp_path)
-    yield r
-    r.daemon.close()
-
-
-def area(run: Run, name: str, code: str, at: datetime) -> None:
-    run.step(at + timedelta(seconds=12), [report(f"M-{name}-{i:03d}", code, at + timedelta(
-        seconds=i)) for i in range(1, 11)])
 
 
 def off_from(run: Run, transformer: str) -> str:
