@@ -24,6 +24,10 @@ The structured facts come from :attr:`Message.params` (the renderer fills them):
                "possibly affected", inferred); ``villages_confirmed`` the same per village
                for a message naming several; missing: all confirmed
 ``etr``        expected restoration, local time text (``"2026-03-01 12:00"``)
+``begun``      of a cancellation: whether the work had begun when it was called off (the
+               area may have been off since its start). Missing: begun unless the message
+               is a ``cancelled`` notice of work ahead (``sms_template`` not
+               ``cancelled_begun``), :func:`_work_ahead`
 ``incident``   the incident id (also ``Message.incident_id``)
 =============  ====================================================================
 
@@ -31,9 +35,12 @@ A digest line states each incident's latest state: a later message wins, and one
 village speaks for the whole incident (a crew's messages never reach a digest: delivery sends
 them whole, :data:`outage_sentinel.sending.WHOLE_AUDIENCES`). An outage called
 off reads 故障停电已取消 with the cancelled notice's advice (如仍停电请拨打95598), never
-"restored". A line keeps what the notices it stands for kept apart: a village only possibly
-affected is listed under 可能受影响, households are given as confirmed plus possible, and the
-expected restoration time and the incident id close the line.
+"restored"; planned or temporary work reads 届时正常供电 only for a village whose
+cancellation came before the work began (called off after it began, the village may have
+been off since the start: it gets 如仍停电请拨打95598, as its notice did). A line keeps
+what the notices it stands for kept apart: a village only possibly affected is listed under
+可能受影响, households are given as confirmed plus possible, and the expected restoration
+time and the incident id close the line.
 
 Notices that say nothing of whether a village is off still say something, quoted in the line:
 a special-care notice by its count-and-holder line (a group's notice names nobody) and the
@@ -112,6 +119,9 @@ class DigestEntry:
     restored: dict[str, int] = field(default_factory=dict)
     #: Villages whose outage was called off (a false alarm, planned work cancelled).
     cancelled: dict[str, int] = field(default_factory=dict)
+    #: Of ``cancelled``, the villages whose planned or temporary work was called off before
+    #: it began: only they may read 届时正常供电 (:func:`_work_ahead`).
+    ahead: set[str] = field(default_factory=set)
     #: Villages whose outage records ended with no evidence their supply is back.
     unconfirmed: dict[str, int] = field(default_factory=dict)
     #: Villages an operator's correction took out of the incident (never off by it).
@@ -226,6 +236,8 @@ def _take(e: DigestEntry, m: Message, p: Mapping[str, Any]) -> None:
     if status == "neutral":
         return
     villages = _message_villages(p)
+    if status == "cancelled":
+        _mark_ahead(e, villages or e.villages, _work_ahead(m, p))
     _fold(e, status, villages)
     _note(e, status, villages, p)
     _total(e, status, villages, p)
@@ -239,6 +251,26 @@ def _take(e: DigestEntry, m: Message, p: Mapping[str, Any]) -> None:
     first_line = (m.text or m.subject).strip().splitlines()
     if first_line:
         e.summary = first_line[0].strip()
+
+
+def _work_ahead(m: Message, p: Mapping[str, Any]) -> bool:
+    """Whether a cancellation was of work that had not begun: its params say so (``begun``),
+    else only a liaison's ``cancelled`` notice not sent as ``cancelled_begun`` is taken as
+    one (a summary's status says nothing of when the work was called off, and "届时正常供电"
+    is a promise of supply no message may make without a notice behind it)."""
+    if "begun" in p:
+        return p["begun"] is False
+    return m.purpose == "cancelled" and p.get("sms_template") != "cancelled_begun"
+
+
+def _mark_ahead(e: DigestEntry, villages: Mapping[str, int], ahead: bool) -> None:
+    """The villages a cancellation names are (or are no longer) of work called off ahead:
+    the latest cancellation of a village decides its advice."""
+    for name in villages:
+        if ahead:
+            e.ahead.add(name)
+        else:
+            e.ahead.discard(name)
 
 
 def _note_slot(m: Message, p: Mapping[str, Any]) -> tuple[str, int] | None:
@@ -390,19 +422,32 @@ def _head(e: DigestEntry, labels: Mapping[str, str]) -> str:
 
 def _state_parts(e: DigestEntry, labels: Mapping[str, str]) -> list[str]:
     """The villages by state, each named unless the head already says it; villages called
-    off with the advice their notice gave."""
+    off with the advice their notice gave (:func:`_cancelled_parts`)."""
     parts = [_off_places(e, labels)] if e.villages else []
-    for places, name in ((e.unconfirmed, "unconfirmed"), (e.restored, "restored"),
-                         (e.cancelled, "cancelled")):
+    for places, name in ((e.unconfirmed, "unconfirmed"), (e.restored, "restored")):
         if places:
             said = not parts and e.status == name
-            text = ("" if said else labels[name] + labels["colon"]) + _places(places, labels)
-            if name == "cancelled":
-                advice = "as_normal" if e.kind in ("planned", "temporary") else "call"
-                text += labels["comma"] + labels[advice]
-            parts.append(text)
+            parts.append(("" if said else labels[name] + labels["colon"])
+                         + _places(places, labels))
+    if e.cancelled:
+        parts += _cancelled_parts(e, labels, said=not parts and e.status == "cancelled")
     if not parts and e.corrected:
         parts.append(_places(e.corrected, labels))
+    return parts
+
+
+def _cancelled_parts(e: DigestEntry, labels: Mapping[str, str], said: bool) -> list[str]:
+    """The villages called off, labelled unless the head ``said`` it: work called off before
+    it began with 届时正常供电, the rest (begun work, a fault) with 如仍停电请拨打95598 — a
+    village whose work had begun may have been off since its start, so "normal supply then"
+    would be false."""
+    work = e.kind in ("planned", "temporary")
+    ahead = {v: hh for v, hh in e.cancelled.items() if work and v in e.ahead}
+    rest = {v: hh for v, hh in e.cancelled.items() if v not in ahead}
+    parts = [_places(places, labels) + labels["comma"] + labels[advice]
+             for places, advice in ((ahead, "as_normal"), (rest, "call")) if places]
+    if not said:
+        parts[0] = labels["cancelled"] + labels["colon"] + parts[0]
     return parts
 
 

@@ -338,6 +338,41 @@ PROGRESS_WORDS = {
 }
 
 
+def sms_values(incident: Incident, sms_purpose: str, context: dict[str, Any], now: datetime,
+               households: int, confirmed: int, language: str) -> dict[str, str]:
+    """The SMS template's fixed parameters (:mod:`outage_sentinel.sms_params`) for a
+    liaison notice sent as ``sms_purpose``: each template has its own set."""
+    common = {"village": context["village"].name, "feeder": context["outage_label"],
+              "incident": incident.id, "language": language}
+    if sms_purpose == "restored":
+        return sms.restored_params(start=context["start_local"],
+                                   restored=context["restored_local"], **common)
+    if sms_purpose == "unconfirmed":
+        return sms.unconfirmed_params(
+            start=context["start_local"], ended=context["restored_local"],
+            areas=context["unconfirmed_names"],
+            households=int(context["unconfirmed_customers"]), **common)
+    if sms_purpose in ("cancelled", "cancelled_begun", "corrected"):
+        return sms.cancelled_params(kind=context["kind_label"],
+                                    start=context["start_local"], **common)
+    if sms_purpose in ("planned", "reminder"):
+        # areas a record names only loosely ("XX村部分用户") are possible, as the text says
+        timing = {"kind": context["kind_label"], "start": context["start_local"],
+                  "end": context["etr_local"], "households": households,
+                  "confirmed": confirmed}
+        if sms_purpose == "planned":
+            return sms.planned_params(cause=context["cause"], **timing, **common)
+        # How long before the start it is queued (24, 1, …); the deliverer states it
+        # again when the SMS goes (quiet hours, retries: sms.with_hours).
+        hours = (incident.start - now).total_seconds() / 3600.0
+        return sms.reminder_params(hours=hours, **timing, **common)
+    # outage and update (new times) of a fault
+    build = sms.update_params if sms_purpose == "update" else sms.outage_params
+    return build(kind=context["kind_label"], start=context["start_local"],
+                 etr=context["etr_local"], cause=context["cause"],
+                 households=households, confirmed=confirmed, **common)
+
+
 class LiaisonPlanner:
     """Turns incident notices into outbox rows for village liaisons."""
 
@@ -499,6 +534,8 @@ class LiaisonPlanner:
         """``payload["params"]`` of a liaison notice: the digest's facts (village, feeder,
         households, kind; see :mod:`outage_sentinel.digest`), the SMS template purpose
         (``sms_template``) and its fixed parameter set (``sms``, :mod:`outage_sentinel.sms_params`).
+        A cancellation says whether the work had begun (``begun``): a digest may then say
+        届时正常供电 only of work called off ahead, as the notice itself does.
         """
         village = context["village"].name
         households = int(context["village_customers"])
@@ -507,37 +544,8 @@ class LiaisonPlanner:
         sms_purpose = sms.sms_purpose(purpose, incident.kind, begun=not context["not_started"])
         if sms_purpose == "restored" and context.get("unconfirmed_label"):
             sms_purpose = "unconfirmed"
-        common = {"village": village, "feeder": context["outage_label"],
-                  "incident": incident.id, "language": self.renderer.language}
-        values: dict[str, str]
-        if sms_purpose == "restored":
-            values = sms.restored_params(start=context["start_local"],
-                                         restored=context["restored_local"], **common)
-        elif sms_purpose == "unconfirmed":
-            values = sms.unconfirmed_params(
-                start=context["start_local"], ended=context["restored_local"],
-                areas=context["unconfirmed_names"],
-                households=int(context["unconfirmed_customers"]), **common)
-        elif sms_purpose in ("cancelled", "cancelled_begun", "corrected"):
-            values = sms.cancelled_params(kind=context["kind_label"],
-                                          start=context["start_local"], **common)
-        elif sms_purpose in ("planned", "reminder"):
-            # areas a record names only loosely ("XX村部分用户") are possible, as the text says
-            timing = {"kind": context["kind_label"], "start": context["start_local"],
-                      "end": context["etr_local"], "households": households,
-                      "confirmed": confirmed}
-            if sms_purpose == "planned":
-                values = sms.planned_params(cause=context["cause"], **timing, **common)
-            else:
-                # How long before the start it is queued (24, 1, …); the deliverer states it
-                # again when the SMS goes (quiet hours, retries: sms.with_hours).
-                hours = (incident.start - now).total_seconds() / 3600.0
-                values = sms.reminder_params(hours=hours, **timing, **common)
-        else:  # outage and update (new times) of a fault
-            build = sms.update_params if sms_purpose == "update" else sms.outage_params
-            values = build(kind=context["kind_label"], start=context["start_local"],
-                           etr=context["etr_local"], cause=context["cause"],
-                           households=households, confirmed=confirmed, **common)
+        values = sms_values(incident, sms_purpose, context, now, households, confirmed,
+                            self.renderer.language)
         if sms_purpose == "unconfirmed":  # the digest counts the households asked about
             households = confirmed = int(context["unconfirmed_customers"])
         return {"village": village, "feeder": context["feeder_label"],
@@ -545,6 +553,7 @@ class LiaisonPlanner:
                 "households": households, "incident": incident.id, "kind": context["kind"],
                 "confirmed": confirmed,
                 "sms_template": sms_purpose, "sms": values,
+                **({"begun": not context["not_started"]} if purpose == "cancelled" else {}),
                 # a digest lists the village as not confirmed back, not as back
                 **({"status": "unconfirmed"} if sms_purpose == "unconfirmed" else {})}
 
