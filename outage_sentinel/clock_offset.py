@@ -24,6 +24,10 @@ source when most of a recent window sits at a steady offset close to a whole or 
   daemon restarted); a window at another zone offset moves the flag there. A source gone
   quiet keeps its flag: nothing says the times are right.
 
+The board shows a flagged source with its offset and the key to set: the screen keeps one
+record per flagged source in the store's kv, ``clock_offset:<source>``
+(:data:`CLOCK_OFFSET_PREFIX`, :func:`offset_records`), removed when the flag clears.
+
 Nothing is shifted: the command centre decides (the source's ``ami.timezone``). A stream
 batched over more than ~20 minutes (hourly exports) is not steady by this measure and is not
 flagged; neither is one concentrator of many on UTC (its share of the source is too small).
@@ -40,6 +44,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 HALF_HOUR = 1800.0
+#: The kv key prefix of a flagged source's record for the board (``clock_offset:<source>``):
+#: :func:`offset_record`, written with the screen state that raised the flag and removed in
+#: the one that clears it (:func:`offset_records`).
+CLOCK_OFFSET_PREFIX = "clock_offset:"
 #: Reports within this of a flagged offset still count for it when deciding to clear it.
 KEEP_SECONDS = 1800.0
 
@@ -227,3 +235,19 @@ def offset_fields(change: OffsetChange, sources: Iterable[Any], default_zone: st
                  f"times from it (in notices too) are then {abs(change.hours):g} h wrong. "
                  f"Nothing is shifted: if so, set {key} and restart"),
     }
+
+
+def offset_record(change: OffsetChange, sources: Iterable[Any], default_zone: str,
+                  now: datetime) -> dict[str, Any]:
+    """What the board shows of a flagged source: the warning's fields (the offset, the zones,
+    the key to set: the board has no config to look the key up in) and when it was raised."""
+    return {**offset_fields(change, sources, default_zone, now), "flagged_at": now.isoformat()}
+
+
+def offset_records(changes: Iterable[OffsetChange], sources: Iterable[Any], default_zone: str,
+                   now: datetime) -> dict[str, dict[str, Any] | None]:
+    """The kv writes that keep the board's records as ``changes`` leave the flags: key ->
+    the record (a flag raised or moved) or ``None`` (cleared: delete the key)."""
+    sources = list(sources)
+    return {CLOCK_OFFSET_PREFIX + c.source: None if c.hours is None
+            else offset_record(c, sources, default_zone, now) for c in changes}

@@ -71,6 +71,7 @@ from outage_sentinel.board.views import (
     overview,
     said_text,
 )
+from outage_sentinel.clock_offset import CLOCK_OFFSET_PREFIX
 from outage_sentinel.config import BoardConfig
 from outage_sentinel.crew import Commitments
 from outage_sentinel.events import UNSTORABLE, unstorable_key
@@ -651,7 +652,8 @@ def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
                     [c for c in cards if c["kind"] != "fault" and (c["start"] or "") < horizon],
                     now, storm=storm if storm_declared(storm, now) else None,
                     health=board.store.kv_prefixed(HEALTH_PREFIX),
-                    outbox=board.store.outbox_counts(), viewer=viewer)
+                    outbox=board.store.outbox_counts(), viewer=viewer,
+                    clock_offsets=board.store.kv_prefixed(CLOCK_OFFSET_PREFIX))
     data["silences"] = [silence_row(s, board.tz) for s in board.store.silences(holding_at=now)]
     # Over but not closed out (the cause and the devices found are still to be recorded).
     data["to_close"] = [{"id": r["id"], "kind": r["kind"], "status": r["status"],

@@ -7,6 +7,7 @@ local (``YYYY-MM-DD HH:MM``) and also ISO for the page's countdowns.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -209,31 +210,66 @@ class CardCache:
 
 def overview(cards: list[dict[str, Any]], planned: list[dict[str, Any]], now: datetime, *,
              storm: Mapping[str, Any] | None, health: Mapping[str, Any],
-             outbox: Mapping[str, int], viewer: Viewer) -> dict[str, Any]:
-    """The overview: active incidents by priority, planned work, storm, sources, outbox."""
+             outbox: Mapping[str, int], viewer: Viewer,
+             clock_offsets: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The overview: active incidents by priority, planned work, storm, sources, outbox.
+    ``clock_offsets``: the AMI sources flagged as read in the wrong zone, by source (the kv
+    records under :data:`~outage_sentinel.clock_offset.CLOCK_OFFSET_PREFIX`); a flagged
+    source is listed even with no health record, so no flag goes unseen."""
     cards = sorted(cards, key=lambda c: (-c["priority"], c["start"] or ""))
+    offsets = clock_offsets or {}
     return {
         "now": iso(now), "incidents": cards, "planned": planned,
         "storm": {k: mask_phones(v) if isinstance(v, str) else v for k, v in storm.items()}
         if storm else None,
-        "sources": [source_health(k, v, viewer) for k, v in sorted(health.items())],
+        "sources": [source_health(k, health.get(k), viewer, offsets.get(k))
+                    for k in sorted({*health, *offsets})],
         "outbox": dict(outbox),
         "totals": {"customers": sum(c["customers"] for c in cards),
                    "special_care": sum(c["special_care"] for c in cards)},
     }
 
 
-def source_health(name: str, value: Any, viewer: Viewer) -> dict[str, Any]:
-    """One source as the overview shows it: ok or failing, its last successful poll."""
-    value = value if isinstance(value, Mapping) else {}
-    last_ok = value.get("last_ok")
+def _when(value: Any) -> datetime | None:
+    """A stored ISO time, or None (missing or unreadable)."""
     try:
-        last = datetime.fromisoformat(str(last_ok)) if last_ok else None
+        return datetime.fromisoformat(str(value)) if value else None
     except ValueError:
-        last = None
+        return None
+
+
+def source_health(name: str, value: Any, viewer: Viewer, clock_offset: Any = None
+                  ) -> dict[str, Any]:
+    """One source as the overview shows it: ok or failing, its last successful poll, and
+    (``clock_offset``) its times' offset when they look read in the wrong zone."""
+    value = value if isinstance(value, Mapping) else {}
+    last = _when(value.get("last_ok"))
     return {"name": name, "ok": bool(value.get("ok")), "last_ok": iso(last),
             "last_ok_local": local(last, viewer.tz),
-            "error": redact(str(value.get("error") or ""))}
+            "error": redact(str(value.get("error") or "")),
+            "clock_offset": clock_offset_view(clock_offset, viewer)}
+
+
+def clock_offset_view(record: Any, viewer: Viewer) -> dict[str, Any] | None:
+    """A flagged AMI source's offset as the board shows it (None: not flagged): the hours its
+    report times sit from their arrival (report minus arrival), the zone they are read in and
+    the one they look stamped in, and the config key to set. Outage times from the source —
+    in notices too — may be that far off until someone checks, so the command centre must
+    see it where it sees the source; nothing is shifted by the daemon."""
+    if not isinstance(record, Mapping):
+        return None
+    try:
+        hours = float(record["offset_hours"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not math.isfinite(hours) or hours == 0:
+        return None
+    since = _when(record.get("flagged_at"))
+    return {"hours": hours, "config_key": str(record.get("config_key") or "ami.timezone"),
+            "read_in": str(record.get("read_in") or ""),
+            "stamped_in": str(record.get("stamped_in") or ""),
+            "reports": reports if isinstance(reports := record.get("reports"), int) else 0,
+            "since": iso(since), "since_local": local(since, viewer.tz)}
 
 
 def notice_row(m: Any, viewer: Viewer) -> dict[str, Any]:

@@ -23,6 +23,7 @@ const WORDS = {
     again: (n, at) => `此后又收到${n}次，最近${at}`,
     best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", reopens: "再次停电，接续", outboxList: "逐条查看", outboxMore: "只列出最新200条", amendClose: "更正销号", toCloseAll: "（列出近7天最新50起，其余请按编号查询）", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
+    clockOffset: (o, n, dir) => `时钟偏差：报告时间比接收时间${dir === "behind" ? "早" : "晚"}${n}小时（按${o.read_in || "-"}读取，疑似按${o.stamped_in || "-"}记时）；其停电时间（含通知中的）可能相差${n}小时，未作调整。核实后设置 ${o.config_key} 并重启${o.since_local ? "（" + o.since_local + "起）" : ""}`,
     left: "剩余", over: "超时", open: "新建（电话报修）", transformers: "台区（逗号分隔）",
     caller: "来电", onlyHere: "仅此假设停电", onlyFirst: "仅首选停电", prob: "概率",
     map: "地图", off: "停电", sourceNamed: "数据源指明", viewerNote: "只读账号：不能操作",
@@ -52,6 +53,7 @@ const WORDS = {
     unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", reopens: "off again after", outboxList: "list them", outboxMore: "the latest 200 listed", amendClose: "Correct the close-out", toCloseAll: "(the latest 50 of 7 days listed; find the rest by id)", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
     dead: "dead", retry: "Retry", pending: "pending", sent: "sent", lastPoll: "last success",
     failing: "failing", ok: "ok", missed: "missed", left: "left", over: "over",
+    clockOffset: (o, n, dir) => `Clock offset: report times sit ${n} h ${dir === "behind" ? "behind" : "ahead of"} their arrival (read in ${o.read_in || "-"}, probably stamped in ${o.stamped_in || "-"}); its outage times, in notices too, may be ${n} h off and are not shifted. If so, set ${o.config_key} and restart${o.since_local ? " (since " + o.since_local + ")" : ""}`,
     open: "Open (phone call)", transformers: "Areas (comma-separated)", caller: "Caller",
     onlyHere: "only this one has off", onlyFirst: "only the first has off", prob: "probability",
     map: "Map", off: "off", sourceNamed: "named by a source", viewerNote: "Viewer: read only",
@@ -193,13 +195,21 @@ function fieldBadges(c) {
   return parts.length ? h("span", {class: "badges"}, ...parts) : null;
 }
 
+// An AMI source whose times look read in the wrong zone: the offset and the key to set.
+function clockOffsetNote(o) {
+  if (!o) return null;
+  const n = Math.abs(o.hours);
+  return h("div", {class: "warn clock-offset"}, W.clockOffset(o, n, o.hours < 0 ? "behind" : "ahead"));
+}
+
 function overviewView(data) {
   const head = [W.feeder, W.point, W.customers, W.villages, W.special, W.stage, W.crew, W.deadline, W.etr];
   const table = (rows, withDeadline = true) => h("table", {class: "grid", id: withDeadline ? "incidents-table" : "planned-table"},
     h("thead", {}, h("tr", {}, h("th", {}, "#"), head.filter((t) => withDeadline || t !== W.deadline).map((t) => h("th", {}, t)))),
     h("tbody", {}, rows.length ? rows.map((c) => incidentRow(c, withDeadline)) : h("tr", {}, h("td", {colspan: withDeadline ? 10 : 9}, W.none))));
   const sources = h("ul", {class: "sources"}, data.sources.map((s) =>
-    h("li", {class: s.ok ? "ok" : "bad"}, `${s.name}: ${s.ok ? W.ok : W.failing} · ${W.lastPoll} ${s.last_ok_local || "-"}${s.error ? " · " + s.error : ""}`)));
+    h("li", {class: s.ok ? "ok" : "bad", "data-source": s.name}, `${s.name}: ${s.ok ? W.ok : W.failing} · ${W.lastPoll} ${s.last_ok_local || "-"}${s.error ? " · " + s.error : ""}`,
+      clockOffsetNote(s.clock_offset))));
   const ob = data.outbox;
   const outbox = h("div", {id: "outbox"},
     `${W.pending} ${(ob.pending || 0) + (ob.inflight || 0)} · ${W.sent} ${ob.sent || 0} · ${W.dead} ${ob.dead || 0} · ${W.silenced} ${ob.silenced || 0} · ${W.held} ${ob.held || 0} · ${W.withdrawn} ${ob.withdrawn || 0} · ${W.superseded} ${ob.superseded || 0}`,
