@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +85,53 @@ def publish() -> Iterator[Callable[[str, Any], None]]:
     yield send
     client.disconnect()
     client.loop_stop()
+
+
+class LaggingLink:
+    """A TCP relay to the broker that hands on what the client writes ``lag`` seconds late: the
+    broker reads that connection behind time, as a loaded Mosquitto does (it reads one packet
+    per connection per turn of its loop)."""
+
+    def __init__(self) -> None:
+        self.lag = 0.0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            broker = socket.create_connection((HOST, PORT))
+            threading.Thread(target=self._relay, args=(client, broker), daemon=True).start()
+
+    def _relay(self, client: socket.socket, broker: socket.socket) -> None:
+        back = threading.Thread(target=self._pump, args=(broker, client, False), daemon=True)
+        back.start()
+        self._pump(client, broker, True)
+        back.join()
+        client.close()
+        broker.close()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, lagged: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if lagged:
+                    time.sleep(self.lag)
+                dst.sendall(data)
+        except OSError:
+            pass
+        with suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def lagging_link() -> Iterator[LaggingLink]:
+    link = LaggingLink()
+    yield link
+    link.server.close()
 
 
 def make_source(ids: dict[str, str], **extra: Any) -> MqttSource:
@@ -403,3 +452,31 @@ def test_a_csv_payload_with_a_stray_carriage_return_loses_no_row(
         assert bad.raw == {"line": "T1-M0,3.26.0.85,2026-07-01T08:00:00Z,a\rb\n"}
     finally:
         source.close()
+
+
+def test_what_close_acknowledged_is_not_redelivered_to_the_next_connection(
+        ids: dict[str, str], publish: Callable[[str, Any], None],
+        lagging_link: LaggingLink) -> None:
+    """The next term (on this node or another) connects under the same client id as soon as
+    this one closed. A broker that had not yet read the old connection's last PUBACKs hands
+    the session over to the new connection without them and delivers those messages again
+    (duplicate events; the flaky reconnect checks above). ``close`` returns only once the
+    broker has read all that came before it."""
+    source = make_source(ids, port=lagging_link.port)
+    try:
+        for m in range(3):
+            publish(ids["topic"], ev(f"T1-M{m}", "3.26.0.85", f"2026-07-01T08:00:0{m}Z"))
+        deadline = time.monotonic() + 5
+        while source.buffered < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lagging_link.lag = 0.5  # from now on the broker reads this connection late
+        result = source.poll(NOW)
+        assert len(result.events) == 3
+        source.acknowledge(result)  # committed
+    finally:
+        source.close()
+    again = make_source(ids)  # straight to the broker: takes the session over at once
+    try:
+        assert poll_until(again, 1, timeout=1.0) == []
+    finally:
+        again.close()

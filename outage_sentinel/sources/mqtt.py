@@ -15,6 +15,11 @@ Delivery: at least once, end to end.
 * On a reconnect where the broker still has the session, it redelivers every unacknowledged
   message, so copies buffered from the old connection are dropped; acknowledgements for
   messages of an old connection are skipped (their packet ids belong to the old connection).
+* ``close`` returns only once the broker has *read* the acknowledgements sent before it (it
+  answers an UNSUBSCRIBE of a filter the session does not hold, and a broker reads a
+  connection in order). Written is not read: the next connection under this ``client_id``
+  (the next term, on this node or another) takes the session over, and Mosquitto closes the
+  old connection without reading what is left in it — acknowledged messages came again.
 
 Flow control. Messages are acknowledged once per poll, so the broker must let a whole poll's
 worth of messages be in flight unacknowledged. With MQTT 5 (the default) the client announces
@@ -61,8 +66,22 @@ log = structlog.get_logger(__name__)
 #: At most this many characters of a quarantined payload are kept.
 RAW_LIMIT = 65536
 
-#: How long ``close`` waits for the last acknowledgements and the DISCONNECT to be written.
+#: How long ``close`` waits for the broker to have read the last acknowledgements, and then
+#: for the DISCONNECT to be written.
 CLOSE_SECONDS = 5.0
+
+#: The filter ``close`` unsubscribes from to learn the broker has read all before it; never
+#: subscribed to (a configured topic of that name gets a suffix, see :func:`barrier_filter`).
+BARRIER_FILTER = "outage-sentinel/close-barrier"
+
+
+def barrier_filter(topics: list[str]) -> str:
+    """A topic filter none of ``topics`` is: unsubscribing from it leaves the session's
+    subscriptions alone (an UNSUBSCRIBE matches filters exactly, wildcards included)."""
+    name = BARRIER_FILTER
+    while name in topics:
+        name += "/_"
+    return name
 
 
 def tls_problem(config: MqttSourceConfig) -> str | None:
@@ -133,6 +152,8 @@ class MqttSource:
         self._settled = threading.Event()
         #: Set once the client's own DISCONNECT (and every PUBACK before it) is written.
         self._gone = threading.Event()
+        #: Set by an UNSUBACK (only ``close`` unsubscribes) or a disconnection.
+        self._read_up = threading.Event()
         self._last_error = "not started"
         self._client: mqtt.Client | None = None
         self._subscribe_mid: int | None = None
@@ -176,6 +197,7 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         properties: Properties | None = None
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -257,7 +279,9 @@ class MqttSource:
         self.parser.registry = AmiRegistry.from_topology(topology)
 
     def close(self) -> None:
-        """Disconnect cleanly; unacknowledged messages stay with the broker's session."""
+        """Disconnect cleanly once the broker has read the acknowledgements already sent (the
+        next connection under this client id may take the session over at once); unacknowledged
+        messages stay with the broker's session."""
         client = self._client
         if client is None:
             return
@@ -265,6 +289,8 @@ class MqttSource:
         was_connected = self._connected.is_set()
         self._gone.clear()
         try:
+            if was_connected:
+                self._wait_until_read(client)
             client.disconnect()
             # The network thread writes the PUBACKs of the last acknowledge, then the
             # DISCONNECT; stopping it before then would drop them and the broker would deliver
@@ -274,6 +300,17 @@ class MqttSource:
         finally:
             client.loop_stop()
             self._connected.clear()
+
+    def _wait_until_read(self, client: mqtt.Client) -> None:
+        """Wait (``CLOSE_SECONDS`` at most) until the broker has read all this connection sent
+        so far, acknowledgements included: it answers an UNSUBSCRIBE only after reading what
+        came before it. Bounded: a broker that never answers costs redeliveries, not a hang."""
+        self._read_up.clear()
+        if not self._connected.is_set():  # gone meanwhile: nothing more can be read
+            return
+        rc, _ = client.unsubscribe(barrier_filter(self.config.topics))
+        if rc == mqtt.MQTT_ERR_SUCCESS:
+            self._read_up.wait(CLOSE_SECONDS)
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -321,6 +358,11 @@ class MqttSource:
         self._connected.set()
         self._settled.set()
 
+    def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                        reason_codes: list[Any], properties: Any) -> None:
+        """The answer ``close`` waits for; its reason (no such subscription) does not matter."""
+        self._read_up.set()
+
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         """The broker could not be reached (refused, unreachable, name unknown): paho tries
         again by itself; ``start`` waits no longer."""
@@ -333,6 +375,7 @@ class MqttSource:
         self._connected.clear()
         self._gone.set()
         self._settled.set()
+        self._read_up.set()
         self._last_error = f"disconnected: {reason_code}"
         if self._client is not None:
             log.warning("mqtt.disconnected", source=self.name, reason=str(reason_code))
