@@ -524,9 +524,12 @@ class Incident:
                             if m.etr is not None and m.status == "active"))
         named = tuple(sorted({m.device for m in self.members.values() if m.device}
                              & set(e.devices)))
+        # An area the meters hold off against a record's end or a liaison's 已来电 is news
+        # for the command centre (:func:`disputed_areas`), though the villages hear nothing.
         return (self.status, self.kind, e.devices, e.transformers, self.etr, self.start,
                 self.off, etrs, tuple(sorted(named_area_etrs(self.members.values()).items())),
-                self.unconfirmed, stated_percent(e.probability), named)
+                self.unconfirmed, stated_percent(e.probability), named,
+                tuple(sorted(disputed_areas(self).items())))
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
@@ -1306,13 +1309,74 @@ def restoration_signals(members: Iterable[Member]) -> dict[str, datetime]:
 def _steps(members: Iterable[Member]) -> dict[str, list[datetime]]:
     """The times of each area's restoration steps (:func:`restoration_signals`), in order. A
     report called off (a trouble call withdrawn, a meter's report the source cancelled) is
-    no word that power came back."""
+    no word that power came back; nor is a liaison's 已来电 while the area's meters still
+    report it off (:func:`meters_dark`): the village would be told 恢复送电 against the
+    meters. The answer is kept; the meters' own power-on or the command centre's step
+    brings the area back (:func:`disputed_areas` shows the command centre the conflict)."""
+    members = list(members)
+    dark = meters_dark(members)
     out: dict[str, list[datetime]] = {}
     for m in members:
         if m.signal in ("alive", "dead") and m.status == "restored":
             for t in m.transformers:
-                out.setdefault(t, []).append(m.end or m.start)
+                if t not in dark or source_of(m) != FIELD_SOURCE:
+                    out.setdefault(t, []).append(m.end or m.start)
     return {t: sorted(times) for t, times in out.items()}
+
+
+def source_of(m: Member) -> str:
+    """The source of the record ``m`` (its key is ``source|event_id``)."""
+    return m.key.split("|", 1)[0]
+
+
+def meters_dark(members: Iterable[Member]) -> dict[str, datetime]:
+    """Areas the meters report off now, with since when: an open ``dead`` report of a
+    source that measures (the AMI screen's area outage), not a person's word (a liaison's
+    or the command centre's "still off")."""
+    out: dict[str, datetime] = {}
+    for m in members:
+        if m.signal == "dead" and m.status == "active" \
+                and source_of(m) not in (FIELD_SOURCE, OPERATOR_SOURCE):
+            for t in m.transformers:
+                out[t] = min(m.start, out.get(t, m.start))
+    return out
+
+
+def _said_back(m: Member) -> datetime | None:
+    """When ``m`` said its areas' power is back, if it is a word the meters may contradict:
+    an outage-system record that ended (restored), or a liaison's 已来电."""
+    if m.status != "restored":
+        return None
+    if m.signal == "notice" or (m.signal == "alive" and source_of(m) == FIELD_SOURCE):
+        return m.end or m.seen_at
+    return None
+
+
+def disputed_areas(incident: Incident) -> dict[str, tuple[str, ...]]:
+    """The areas ``incident`` holds off because their meters still report them off, though
+    a record ended or a liaison said 已来电 after the meters went dark, each with those
+    records (member keys): the village is not told 恢复送电, and the command centre sees
+    who said what (the meters, or its own restoration step, settle it)."""
+    dark = meters_dark(incident.members.values())
+    out: dict[str, tuple[str, ...]] = {}
+    for t in incident.off:
+        if t not in dark:
+            continue
+        keys = tuple(m.key for m in incident.members.values()
+                     if t in m.transformers and (at := _said_back(m)) is not None
+                     and at >= dark[t])
+        if keys:
+            out[t] = keys
+    return out
+
+
+def newly_disputed(before: Incident | None, after: Incident) -> dict[str, tuple[str, ...]]:
+    """The records (by area) that :func:`disputed_areas` names in ``after`` and did not in
+    ``before``: what a revision's log tells the command centre."""
+    was = disputed_areas(before) if before is not None else {}
+    out = {t: tuple(k for k in keys if k not in was.get(t, ()))
+           for t, keys in disputed_areas(after).items()}
+    return {t: keys for t, keys in out.items() if keys}
 
 
 def _back_since(steps: Sequence[datetime], spans: Sequence[tuple[datetime, datetime | None]]

@@ -49,7 +49,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "continued": "未确认恢复的台区仍停电，转入新停电事件",
            "continued_undone": "转入的新停电事件已取消，台区恢复待确认",
            "held_back": "暂不通知恢复送电（该村仍有台区在其他停电事件中停电）",
-           "held_released": "暂缓的恢复送电通知已发出"},
+           "held_released": "暂缓的恢复送电通知已发出",
+           "evidence_conflict": "联络人反馈已来电，但电表仍报停电（未按恢复处理）"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
@@ -68,7 +69,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "continued": "areas never confirmed back are off in a new incident",
            "continued_undone": "the new incident was called off: back unconfirmed again",
            "held_back": "power-back notice held (the village is off in another incident)",
-           "held_released": "held power-back notice sent"},
+           "held_released": "held power-back notice sent",
+           "evidence_conflict": "liaison said power back; the meters still say off (not taken)"},
 }
 
 #: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).

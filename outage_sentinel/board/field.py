@@ -5,8 +5,11 @@ the incident ends.
 
 An answer is evidence, folded by the same processor as every feed (source ``field``): "still
 off" for an area the incident says is back reopens it (a nested fault, a missed step) and the
-command centre is told; "power back" restores the area; "still off" for an area the incident
-does not hold is a new trouble report. Answers are idempotent per link and area: a second tap
+command centre is told; "power back" restores the area — unless the area's meters still report
+it off: then the answer is kept, the incident keeps the area off, and the command centre sees
+the disagreement (an ``evidence_conflict`` log step and a ``field_conflict`` message; its own
+restoration step settles it); "still off" for an area the incident does not hold is a new
+trouble report. Answers are idempotent per link and area: a second tap
 changes the answer, it adds no report. Requests are limited per link and per address.
 """
 
@@ -48,7 +51,7 @@ from outage_sentinel.field_links import (
     verify,
     verify_short,
 )
-from outage_sentinel.incidents import FIELD_SOURCE, Incident
+from outage_sentinel.incidents import FIELD_SOURCE, Incident, newly_disputed
 from outage_sentinel.lifecycle import StepInputError, confirmed_devices
 from outage_sentinel.store import OutboxRow, Store
 from outage_sentinel.topology import Topology
@@ -305,8 +308,30 @@ class FieldDesk:
         if inc.status == "cancelled" and answer == "dark":
             self._ask_command_centre(inc, area, village, revision, now)
             return
-        self.actions.core.processor.report(answer_event(key, inc, area, answer, revision, now),
-                                           now)
+        event = answer_event(key, inc, area, answer, revision, now)
+        self.actions.core.processor.report(event, now)
+        if answer == "back":
+            self._meters_disagree(inc, area, village, event, now)
+
+    def _meters_disagree(self, before: Incident, area: str, village: str, event: OutageEvent,
+                         now: datetime) -> None:
+        """A liaison's 已来电 for ``area`` that the meters contradict (they still report it off,
+        so the incident holds it off: :func:`disputed_areas`) is kept and shown: a log step
+        naming the area, the answer and the meters, and a word to the command centre, which
+        restores the area by hand if the liaison is right. Nobody else is told anything."""
+        after = self.actions.core.processor.incident(before.id)
+        if f"{event.source}|{event.event_id}" not in newly_disputed(before, after).get(area, ()):
+            return
+        life = self.actions.core.lifecycle
+        body = disagreement(self.topology(), after, area, village,
+                            life.planner.renderer.language)
+        with self.store.transaction() as conn:
+            self.store.log_in(conn, after.id, now, "evidence_conflict", f"liaison:{village}",
+                              CONFLICT_NOTE, {"transformers": [area], "village": village,
+                                              "said": "field_back", "against": "meters"})
+            self.store.enqueue_in(conn, life.command_rows(
+                after, "field_conflict", body, revision=zlib.crc32(
+                    f"{area}:{event.event_id}:{event.revision}".encode()) & 0x7FFFFFFF), now)
 
     def _ask_command_centre(self, inc: Incident, area: str, village: str, revision: int,
                             now: datetime) -> None:
@@ -570,6 +595,25 @@ class FieldDesk:
             return False
         return self.reply("feishu", target, words[0],
                           f"feishu:{header.get('event_id') or message.get('message_id')}")
+
+
+#: The log step's note when a liaison's 已来电 is not taken because the meters say off.
+CONFLICT_NOTE = ("liaison replied power back (已来电); the area's meters still report it off: "
+                 "kept off until they agree or the command centre restores it")
+
+
+def disagreement(topology: Topology, inc: Incident, area: str, village: str,
+                 language: str) -> str:
+    """The command centre's word that ``village``'s liaison said ``area`` has power back
+    while its meters still report it off (the answer was not taken as a restoration)."""
+    name = topology.villages[village].name if village in topology.villages else village
+    area_name = topology.nodes[area].name if area in topology.nodes else area
+    if language == "zh":
+        return (f"【联络人反馈与电表不符】{name}联络人回复{area_name}已来电，但该台区电表仍报"
+                f"停电（{inc.id}）。未按恢复送电处理；请核实，确已来电请执行恢复操作。")
+    return (f"[Liaison and meters disagree] {name}'s liaison replied {area_name} has power "
+            f"back, but its meters still report it off ({inc.id}). Not taken as restored: "
+            "check, and record the restoration if the liaison is right.")
 
 
 def refuse_unstorable(body: Any) -> None:
