@@ -28,6 +28,7 @@ from outage_sentinel.estimation import default_estimator
 from outage_sentinel.field_links import PUBLIC, IssuedLink, link_record, short_token
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.liaison import (
+    ClockFlags,
     LiaisonPlanner,
     LinkMaker,
     Renderer,
@@ -41,6 +42,7 @@ from outage_sentinel.metrics import Metrics
 from outage_sentinel.processing import IncidentProcessor, ObservationScreen
 from outage_sentinel.refit_job import kept_params
 from outage_sentinel.retry import RetryPolicy
+from outage_sentinel.screening import AmiScreener
 from outage_sentinel.sources.base import Source
 from outage_sentinel.store import OutboxRow, Store
 from outage_sentinel.topology import Topology, TopologyError, load_bundle
@@ -65,7 +67,7 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
                         on_failure=on_template_failure)
     planner = LiaisonPlanner(topology, renderer, ZoneInfo(config.timezone),
                              config.notify.liaison_roles, links=link_maker(config, store, clock),
-                             sms=sms_channels(config.channels))
+                             sms=sms_channels(config.channels), clock_flags=clock_flags(screen))
     lifecycle = Lifecycle(store, topology, planner, config, clock)
     processor = IncidentProcessor(
         store, topology, planner, lifecycle, config, metrics,
@@ -73,6 +75,16 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
                                        config.localisation.area_min_probability), lock=lock,
         screen=screen)
     return Core(renderer, planner, lifecycle, processor)
+
+
+def clock_flags(screen: ObservationScreen | None) -> ClockFlags | None:
+    """The AMI sources flagged as read in the wrong zone, as the AMI screen has them now: a
+    village's notices state no start that only they give (:func:`liaison.stated_start`).
+    Read through the screener, whose screen a reload of its saved state replaces. ``None``
+    (no flags) without an AMI screen (the board, the CLI: they run no AMI source)."""
+    if not isinstance(screen, AmiScreener):
+        return None
+    return lambda: screen.screen.clock_offsets()
 
 
 def localiser_params(config: Config, store: Store) -> LocaliserParams:

@@ -361,6 +361,7 @@ class Daemon:
         if scope is None:
             return False
         planner.links = self.planner.links  # the field links go on with the new bundle
+        planner.clock_flags = self.planner.clock_flags  # and the AMI screen's clock flags
         with self.process_lock:  # between two processing rounds, never inside one
             before = len(self.topology.transformers)
             self.topology, self.planner = topology, planner

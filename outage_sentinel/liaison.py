@@ -8,7 +8,7 @@ get one message that @-mentions all of them, not one each; an SMS target is one 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ from outage_sentinel.incidents import (
     announced_kind,
     back_on_field_word,
     called_off,
+    reports_outage,
     restored_at,
+    source_of,
     village_cause,
     village_devices,
     village_etr,
@@ -298,6 +300,36 @@ def told_devices(incident: Incident, village_id: str, topology: Topology) -> tup
     return village_devices(incident, village_id, topology)
 
 
+#: The source of the AMI screen's area outage records (member keys ``ami|…``:
+#: :data:`outage_sentinel.screening.AMI_SOURCE`): their times are the AMI sources' as read.
+AMI_RECORDS = "ami"
+#: ``() ->`` the AMI sources flagged now as read in the wrong zone, source -> offset hours
+#: (:meth:`outage_sentinel.ami.AmiScreen.clock_offsets`; empty: none).
+ClockFlags = Callable[[], Mapping[str, float]]
+
+
+def stated_start(incident: Incident, village_id: str, topology: Topology,
+                 clock_flagged: bool) -> datetime | None:
+    """When a village's notices may say its outage began: :func:`village_start`, unless an
+    AMI source is flagged as read in the wrong zone (``clock_flagged``,
+    :mod:`outage_sentinel.clock_offset`): its times may then be hours wrong, and the area
+    records do not say which AMI source they came from, so the AMI screen's records give no
+    start. The start is then the other records' (the village's own; for a village none names,
+    the incident's), and ``None`` — 待核实 — when only the AMI screen's give one: a notice
+    never states as fact what may be hours wrong."""
+    start = village_start(incident, village_id, topology)
+    others = {k: m for k, m in incident.members.items() if source_of(m) != AMI_RECORDS}
+    if not clock_flagged or len(others) == len(incident.members):
+        return start
+    trimmed = replace(incident, members=others)
+    if village_records(trimmed, village_id, topology):
+        return village_start(trimmed, village_id, topology)
+    if village_records(incident, village_id, topology):
+        return None  # the village's own records are all the meters'
+    starts = [m.start for m in others.values() if reports_outage(m)]
+    return min(starts) if starts else None
+
+
 def care_list_holders(liaisons: Sequence[str], liaisons_whole: bool, crew_has_list: bool,
                       crew_label: str) -> tuple[list[str], str]:
     """Whom a village's group may be told holds its special-care list: ``(liaisons, crew)``.
@@ -311,6 +343,24 @@ def care_list_holders(liaisons: Sequence[str], liaisons_whole: bool, crew_has_li
     if liaisons and liaisons_whole:
         return list(liaisons), ""
     return [], crew_label if crew_has_list else ""
+
+
+def care_holders(topology: Topology, roles: Collection[str], lang: str, village_id: str,
+                 individual: Mapping[str, str]) -> list[str]:
+    """Who in the village receives the care list in person (its liaisons of ``roles`` on a
+    channel of ``individual``): "村联络人张三（短信）"."""
+    role_labels, channels = LIAISON_ROLE_LABELS[lang], CHANNEL_LABELS[lang]
+    out: list[str] = []
+    for liaison in topology.liaisons_by_village.get(village_id, []):
+        if liaison.role not in roles or liaison.channel not in individual:
+            continue
+        label = channels.get(individual[liaison.channel], individual[liaison.channel])
+        role = role_labels.get(liaison.role, liaison.role)
+        text = (f"{role}{liaison.name}（{label}）" if lang == "zh"
+                else f"{role} {liaison.name} ({label})")
+        if text not in out:
+            out.append(text)
+    return out
 
 
 #: ``(incident id, village, recipient) ->`` that recipient's short link to its field page.
@@ -344,20 +394,19 @@ def sms_values(incident: Incident, sms_purpose: str, context: dict[str, Any], no
     liaison notice sent as ``sms_purpose``: each template has its own set."""
     common = {"village": context["village"].name, "feeder": context["outage_label"],
               "incident": incident.id, "language": language}
+    start = sms.start_value(context["start_local"], context["start_unverified"], language)
     if sms_purpose == "restored":
-        return sms.restored_params(start=context["start_local"],
-                                   restored=context["restored_local"], **common)
+        return sms.restored_params(start=start, restored=context["restored_local"], **common)
     if sms_purpose == "unconfirmed":
         return sms.unconfirmed_params(
-            start=context["start_local"], ended=context["restored_local"],
+            start=start, ended=context["restored_local"],
             areas=context["unconfirmed_names"],
             households=int(context["unconfirmed_customers"]), **common)
     if sms_purpose in ("cancelled", "cancelled_begun", "corrected"):
-        return sms.cancelled_params(kind=context["kind_label"],
-                                    start=context["start_local"], **common)
+        return sms.cancelled_params(kind=context["kind_label"], start=start, **common)
     if sms_purpose in ("planned", "reminder"):
         # areas a record names only loosely ("XX村部分用户") are possible, as the text says
-        timing = {"kind": context["kind_label"], "start": context["start_local"],
+        timing = {"kind": context["kind_label"], "start": start,
                   "end": context["etr_local"], "households": households,
                   "confirmed": confirmed}
         if sms_purpose == "planned":
@@ -368,8 +417,8 @@ def sms_values(incident: Incident, sms_purpose: str, context: dict[str, Any], no
         return sms.reminder_params(hours=hours, **timing, **common)
     # outage and update (new times) of a fault
     build = sms.update_params if sms_purpose == "update" else sms.outage_params
-    return build(kind=context["kind_label"], start=context["start_local"],
-                 etr=context["etr_local"], cause=context["cause"],
+    return build(kind=context["kind_label"], start=start, etr=context["etr_local"],
+                 cause=context["cause"],
                  households=households, confirmed=confirmed, **common)
 
 
@@ -379,8 +428,11 @@ class LiaisonPlanner:
     def __init__(self, topology: Topology, renderer: Renderer, tz: tzinfo,
                  roles: Sequence[str] = ("village_liaison", "grid_manager",
                                          "transformer_manager"),
-                 links: LinkMaker | None = None, sms: Collection[str] = ("sms",)) -> None:
+                 links: LinkMaker | None = None, sms: Collection[str] = ("sms",),
+                 clock_flags: ClockFlags | None = None) -> None:
         self.topology = topology
+        #: The AMI sources flagged as read in the wrong zone (:func:`stated_start`).
+        self.clock_flags = clock_flags
         #: A personal link per liaison row of :data:`LINKED_PURPOSES` (``field.base_url``).
         self.links = links
         #: The channels that send SMS templates (:func:`sms_channels`).
@@ -475,12 +527,14 @@ class LiaisonPlanner:
     def _time_context(self, incident: Incident, village_id: str, in_village: Sequence[str],
                       now: datetime) -> dict[str, Any]:
         """The times a village's notice states: its own start and expected restoration, the
-        end, and when its last area came back."""
-        start = village_start(incident, village_id, self.topology)
+        end, and when its last area came back. A start that may be hours wrong is stated as
+        to be confirmed (``start_local`` ``None``, ``start_unverified``: :func:`stated_start`;
+        the meters that gave it report the area dark, so the outage has begun)."""
+        start = self.start_stated(incident, village_id)
         return {
-            "start_local": self.local_time(start),
+            "start_local": self.local_time(start), "start_unverified": start is None,
             # "prepare in advance" only for work that has not begun yet
-            "not_started": start > now,
+            "not_started": start is not None and start > now,
             **self.etr_context(village_etr(incident, village_id, self.topology), now),
             "end_local": self.local_time(incident.end),
             # When the village's last area came back (a partial restoration is not the end).
@@ -488,6 +542,11 @@ class LiaisonPlanner:
                                               or incident.end or now),
             "now_local": self.local_time(now),
         }
+
+    def start_stated(self, incident: Incident, village_id: str) -> datetime | None:
+        """The start a village's notices state (:func:`stated_start`; ``None``: 待核实)."""
+        flagged = self.clock_flags is not None and bool(self.clock_flags())
+        return stated_start(incident, village_id, self.topology, flagged)
 
     def etr_context(self, etr: datetime | None, now: datetime) -> dict[str, str | None]:
         """The village's expected restoration as a notice may state it: ``etr_local`` only
@@ -549,7 +608,8 @@ class LiaisonPlanner:
         if sms_purpose == "unconfirmed":  # the digest counts the households asked about
             households = confirmed = int(context["unconfirmed_customers"])
         return {"village": village, "feeder": context["feeder_label"],
-                "start": context["start_local"], "etr": context["etr_local"] or "",
+                "start": context["start_local"] or "", "etr": context["etr_local"] or "",
+                **({"start_unverified": True} if context["start_unverified"] else {}),
                 "households": households, "incident": incident.id, "kind": context["kind"],
                 "confirmed": confirmed,
                 "sms_template": sms_purpose, "sms": values,
@@ -658,15 +718,19 @@ class LiaisonPlanner:
         (see :data:`INDIVIDUAL_CHANNEL_TYPES`). Those rows carry the list; rows to any other
         channel (a group) carry only the count and who holds the list
         (:func:`care_list_holders`; the crew named is kept as the payload's ``crew_named``).
+        The start is the one the village's notices state (:meth:`start_stated`).
         """
         lang = self.renderer.language
+        start = self.start_stated(incident, village_id)
+        care = {**care, "start_local": self.local_time(start)}
         households = list(care["households"])
         more = int(care.get("households_more") or 0)
         total = len(households) + more
         # The digest's facts; no household count: the digest would read it as customers off.
         facts = {"village": care["village_name"], "kind": incident.kind, "incident": incident.id}
         values = sms.care_params(village=care["village_name"], households=households,
-                                 total=total, start=care["start_local"], etr=care["etr_local"],
+                                 total=total, etr=care["etr_local"],
+                                 start=sms.start_value(care["start_local"], start is None, lang),
                                  incident=incident.id, language=lang,
                                  tag_counts=care.get("tag_counts"))
         # Revision 0: a village's liaisons get the list once per incident, not again with every
@@ -675,8 +739,8 @@ class LiaisonPlanner:
                                  self.renderer.render("liaison_care", **care), revision=0,
                                  params={**facts, "sms_template": "care", "sms": values})
         crew_has = bool(care.get("crew_has_list"))
-        holders, named = care_list_holders(self.care_holders(village_id, individual),
-                                           more == 0, crew_has, crew_label)
+        in_person = care_holders(self.topology, self.roles, lang, village_id, individual)
+        holders, named = care_list_holders(in_person, more == 0, crew_has, crew_label)
         group_body = self.renderer.render("liaison_care_group", **{
             **care, "count": total, "holders": holders, "crew_label": crew_label,
             "crew_has_list": crew_has})
@@ -685,22 +749,6 @@ class LiaisonPlanner:
                     body=group_body, subject=group_body.splitlines()[0],
                     payload={**row.payload, "params": dict(facts), "crew_named": named})
                 for row in rows]
-
-    def care_holders(self, village_id: str, individual: Mapping[str, str]) -> list[str]:
-        """Who in the village receives the care list in person: "村联络人张三（短信）"."""
-        lang = self.renderer.language
-        roles, channels = LIAISON_ROLE_LABELS[lang], CHANNEL_LABELS[lang]
-        out: list[str] = []
-        for liaison in self.topology.liaisons_by_village.get(village_id, []):
-            if liaison.role not in self.roles or liaison.channel not in individual:
-                continue
-            label = channels.get(individual[liaison.channel], individual[liaison.channel])
-            role = roles.get(liaison.role, liaison.role)
-            text = (f"{role}{liaison.name}（{label}）" if lang == "zh"
-                    else f"{role} {liaison.name} ({label})")
-            if text not in out:
-                out.append(text)
-        return out
 
     def _feeder_label(self, feeder: str) -> str:
         return self.feeder_names.get(feeder, feeder)

@@ -5,7 +5,8 @@ robot message its text cannot say anything the template does not: a restoration 
 template, and every fact the reader needs (cause, expected restoration, restored time) must be
 a variable. Each purpose below has one builder returning exactly its documented keys
 (docs/channels.md, "SMS templates per purpose"), always all of them, always strings (Aliyun
-requires string values), never empty (a missing fact reads "待定"/"待查"). With field links on,
+requires string values), never empty (a missing fact reads "待定"/"待查"; a start that may be
+hours wrong, "待核实": :func:`start_value`). With field links on,
 a liaison's ``outage``, ``update``, ``restored`` and ``unconfirmed`` carry one more, ``link``
 (:func:`with_link`). Both SMS types (:data:`outage_sentinel.channels.base.SMS_CHANNEL_TYPES`)
 send these sets: Aliyun (``sms``) by name, Tencent Cloud (``tencent_sms``) positionally, in
@@ -52,10 +53,12 @@ def purpose_on(purpose: str, configured: Collection[str]) -> str:
     return fallback
 
 _LABELS: dict[str, dict[str, str]] = {
-    "zh": {"unknown_time": "待定", "unknown_cause": "待查", "none": "无", "sep": "、",
+    "zh": {"unknown_time": "待定", "unverified_time": "待核实", "unknown_cause": "待查",
+           "none": "无", "sep": "、",
            "more_households": "等{n}户", "more_villages": "等{n}个村", "more_areas": "等{n}个台区",
            "more": "等{n}项"},
-    "en": {"unknown_time": "TBD", "unknown_cause": "under investigation", "none": "none",
+    "en": {"unknown_time": "TBD", "unverified_time": "to be confirmed",
+           "unknown_cause": "under investigation", "none": "none",
            "sep": ", ", "more_households": " ({n} in all)", "more_villages": " ({n} in all)",
            "more_areas": " ({n} in all)",
            "more": " ({n} in all)"},
@@ -101,6 +104,14 @@ def pack(items: Sequence[str], total: int, more: str, sep: str = "、",
 
 def _time(value: str | None, language: str) -> str:
     return fit(value) if value else _labels(language)["unknown_time"]
+
+
+def start_value(start: str | None, unverified: bool, language: str = "zh") -> str | None:
+    """The ``start`` an SMS states: ``start``; for a start that may be hours wrong
+    (``unverified``: only an AMI source flagged as read in the wrong zone gives it,
+    :func:`outage_sentinel.liaison.stated_start`) "待核实" — in doubt, not merely unknown
+    (待定), and never the time as read."""
+    return _labels(language)["unverified_time"] if unverified else start
 
 
 def _cause(value: str | None, language: str) -> str:
