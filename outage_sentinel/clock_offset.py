@@ -175,6 +175,17 @@ class ClockOffsets:
         """Sources flagged now -> their offset (hours, report time minus arrival)."""
         return dict(self._flags)
 
+    def standing(self) -> list[OffsetChange]:
+        """Every flag as it stands, as the change that would raise it now (its window's
+        reports and median): what a restart writes again for the board."""
+        out = []
+        for source, hours in sorted(self._flags.items()):
+            w = self._windows.get(source)
+            offsets = [o for _, o in w.samples] if w is not None else []
+            median = statistics.median(offsets) if offsets else hours * 3600.0
+            out.append(OffsetChange(source, hours, None, len(offsets), median))
+        return out
+
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready snapshot (the windows and the flags)."""
         return {"flags": dict(self._flags),
@@ -243,6 +254,12 @@ def offset_record(change: OffsetChange, sources: Iterable[Any], default_zone: st
     """What the board shows of a flagged source: the warning's fields (the offset, the zones,
     the key to set: the board has no config to look the key up in) and when it was raised."""
     return {**offset_fields(change, sources, default_zone, now), "flagged_at": now.isoformat()}
+
+
+def stale_records(kept: Iterable[str], flags: Mapping[str, float]) -> list[str]:
+    """The board's records (kv keys) of ``kept`` sources (keys without the prefix) that no
+    flag stands for: a flag cleared in a screen state never saved, or a source gone."""
+    return [CLOCK_OFFSET_PREFIX + s for s in kept if s not in flags]
 
 
 def offset_records(changes: Iterable[OffsetChange], sources: Iterable[Any], default_zone: str,

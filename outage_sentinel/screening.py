@@ -37,7 +37,13 @@ from outage_sentinel.ami import (
     SetAside,
     parse_device_ref,
 )
-from outage_sentinel.clock_offset import OffsetChange, offset_fields
+from outage_sentinel.clock_offset import (
+    CLOCK_OFFSET_PREFIX,
+    OffsetChange,
+    offset_fields,
+    offset_records,
+    stale_records,
+)
 from outage_sentinel.config import Config
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined
 from outage_sentinel.logs import get_logger
@@ -131,6 +137,7 @@ class AmiScreener:
                     self.row = max(s.row_id for s in replay)
                     self._store_screened(conn, result, now, force_save=True, replay=True)
                 self.log.info("ami_screen_caught_up", reports=len(replay))
+        self._sync_offset_records(now)
         self._export_clock_offsets()
         return self.screen
 
@@ -212,7 +219,7 @@ class AmiScreener:
                 self.log.info("customer_side_fault",
                               **{k: str(v) for k, v in vars(fault).items()})
             self._name_unknown(result.unknown_devices)
-            self._clock_offsets(result.clock_offsets, now)
+            self._clock_offsets(conn, result.clock_offsets, now)
             if not replay:
                 self._quarantine(conn, result.set_aside, now)
                 quarantined = len(result.set_aside)
@@ -222,9 +229,12 @@ class AmiScreener:
             self.saved_at = time.monotonic()
         return quarantined
 
-    def _clock_offsets(self, changes: list[OffsetChange], now: datetime) -> None:
+    def _clock_offsets(self, conn: Connection, changes: list[OffsetChange], now: datetime
+                       ) -> None:
         """Say once when a source is flagged as read in the wrong zone (and when it clears);
-        export every AMI source's offset (0: none)."""
+        keep the board's record of each flag (kv ``clock_offset:<source>``, in the screen's
+        transaction); export every AMI source's offset (0: none)."""
+        self._write_offset_records(conn, changes, now)
         for change in changes:
             if change.hours is not None:
                 self.log.warning("ami_clock_offset", **offset_fields(
@@ -235,6 +245,26 @@ class AmiScreener:
                               median_offset_minutes=round(change.median_seconds / 60.0, 1))
         if changes:
             self._export_clock_offsets()
+
+    def _write_offset_records(self, conn: Connection, changes: list[OffsetChange],
+                              now: datetime) -> None:
+        records = offset_records(changes, self.config.sources, self.config.timezone, now)
+        for key, record in records.items():
+            if record is None:
+                self.store.kv_delete_in(conn, key)
+            else:
+                self.store.kv_set_in(conn, key, record, now)
+
+    def _sync_offset_records(self, now: datetime) -> None:
+        """The board's records as the loaded screen's flags stand (its saved state may lag
+        the records by up to :data:`SCREEN_SAVE_SECONDS`: a flag raised or cleared since)."""
+        flags = self.screen.clock_offsets()
+        kept = self.store.kv_prefixed(CLOCK_OFFSET_PREFIX)
+        with self.store.transaction() as conn:
+            for key in stale_records(kept, flags):
+                self.store.kv_delete_in(conn, key)
+            missing = [c for c in self.screen.clock.standing() if c.source not in kept]
+            self._write_offset_records(conn, missing, now)
 
     def _export_clock_offsets(self) -> None:
         flags = self.screen.clock_offsets()

@@ -271,3 +271,33 @@ def test_core_stamped_zone_names_the_utc_offset() -> None:
     assert stamped_zone("Asia/Shanghai", -8.0, NOW) == "UTC"
     assert stamped_zone("Asia/Shanghai", -2.5, NOW) == "UTC+05:30"
     assert stamped_zone("UTC", -5.0, NOW) == "UTC-05:00"
+
+
+def board_record(run: Stream) -> Any:
+    """What the board reads of the source's flag (kv ``clock_offset:<source>``)."""
+    return run.daemon.store.kv_prefixed("clock_offset:").get(SOURCE)
+
+
+def test_the_daemon_keeps_the_boards_record_of_the_flag_while_it_stands(tmp_path: Path
+                                                                        ) -> None:
+    """The flag reaches the board: the screen writes its record in the transaction that
+    raises it and deletes it in the one that clears it; a start puts back a record lost
+    with a state saved late, and drops one no flag stands for."""
+    run = Stream(tmp_path)
+    trickle(run, NOW, 25, zone_hours=0)
+    record = board_record(run)
+    assert record["offset_hours"] == -8.0 and record["stamped_in"] == "UTC"
+    assert record["config_key"] == f"sources ({SOURCE}).ami.timezone"
+    with run.daemon.store.transaction() as conn:  # lost; and one of a source long gone
+        run.daemon.store.kv_delete_in(conn, f"clock_offset:{SOURCE}")
+        run.daemon.store.kv_set_in(conn, "clock_offset:old-head-end", {"offset_hours": 8.0},
+                                   run.now)
+    run.daemon.close()
+    run = Stream(tmp_path, zone="UTC")
+    try:
+        assert set(run.daemon.store.kv_prefixed("clock_offset:")) == {SOURCE}
+        assert board_record(run)["offset_hours"] == -8.0
+        trickle(run, NOW + timedelta(minutes=30), 30, zone_hours=0)
+        assert run.gauge() == 0.0 and board_record(run) is None
+    finally:
+        run.daemon.close()
