@@ -306,10 +306,12 @@ class CrewDispatch:
         Its orders there not sent yet are taken back: sent after the new ones (they are
         another chain, and may be waiting for a retry), they would be the last it read."""
         other, _ = self.owner.load_in(conn, incident_id)
-        why = f"higher-priority {by}" if actor == "daemon" else f"{by} by {actor}"
+        pulled = f"higher-priority {by}" if actor == "daemon" else by
+        why = pulled if actor == "daemon" else f"{by} by {actor}"
+        # The record names who (store.outbox.taken_back_note) and keeps a hold's word.
         self.store.withdraw_pending_in(conn, incident_id, ("dispatch",), now,
-                                       f"crew pulled off for {why}",
-                                       recipients=(f"crew:{crew_id}",))
+                                       f"crew pulled off for {pulled}",
+                                       recipients=(f"crew:{crew_id}",), actor=actor)
         if other.stage in ("dispatched", "on_site"):
             other = replace(other, stage="confirmed")
         self.owner.save_in(conn, replace(other, crew_progress=""), now, crew_id=None)

@@ -46,7 +46,7 @@ from outage_sentinel.incidents import (
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.localise import named_nodes, narrowed, shared_message
-from outage_sentinel.logs import get_logger
+from outage_sentinel.logs import get_logger, mask_phones
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.store import Store
@@ -249,7 +249,8 @@ class Lifecycle:
     def digest_facts(self, inc: Incident) -> dict[str, Any]:
         """What a digest says of ``inc`` (:mod:`outage_sentinel.digest`): feeder, kind,
         status, the villages with their households off and how many of those are confirmed,
-        the expected restoration and the id."""
+        the expected restoration and the id; a cancellation, whether the work had begun by
+        the time it was called off (its end): only work called off ahead reads 届时正常供电."""
         topo = self.topology
         areas = inc.off if inc.status == "active" else inc.estimate.transformers
         by_village: dict[str, list[str]] = {}
@@ -264,7 +265,9 @@ class Lifecycle:
                 "villages_confirmed": {v: topo.customers_of(t for t in ts
                                                             if inc.mark(t) == "reported")
                                        for v, ts in by_village.items()},
-                "households": topo.customers_of(areas)}
+                "households": topo.customers_of(areas),
+                **({"begun": inc.end is None or inc.start <= inc.end}
+                   if inc.status == "cancelled" else {})}
 
     def command_rows_for(self, incident_id: str, revision: int, purpose: str, body: str,
                          facts: Mapping[str, Any] | None = None) -> list[OutboxMessage]:
@@ -547,8 +550,12 @@ class Lifecycle:
             by = crews.restored_by(source or "operator", self.planner.renderer.language)
             self.crew_notices.stand_down_in(conn, inc, crew, now, actor, "cancelled", note=note,
                                             by=by)
+        # Named: a message the command centre held keeps who held it and why, and who called
+        # the incident off and why (store.outbox.taken_back_note; numbers masked, as an
+        # explicit withdrawal's reason is: the board shows the record).
         self.store.withdraw_pending_in(conn, inc.id, TAKEN_BACK + self.reminder_purposes(), now,
-                                       "incident cancelled")
+                                       f"incident cancelled: {mask_phones(note)}" if note
+                                       else "incident cancelled", actor=actor)
         kept = [replace(n, villages=tuple(v for v in n.villages if v in told))
                 if n.purpose == "cancelled" else n for n in notices]
         return [n for n in kept if n.villages]

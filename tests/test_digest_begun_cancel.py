@@ -61,6 +61,15 @@ def test_a_digest_of_work_called_off_before_it_began_still_says_normal_supply(
     assert "如仍停电" not in line, line
 
 
+def test_the_command_centre_digest_of_work_called_off_ahead_says_normal_supply(
+        daemon: Daemon) -> None:  # noqa: F811
+    """The summary's facts say whether the work had begun when it was called off (its end):
+    work called off two hours ahead keeps its promise in the command centre's digest."""
+    work_on_t1(daemon, -120)
+    line = digest_of(daemon, "command", "command:")
+    assert line.startswith("【计划停电已取消】") and "届时正常供电" in line, line
+
+
 def cancel(key: str, village: str, begun: bool) -> Message:
     return Message(key=key, channel="wecom", target="g", text=f"【停电取消】{village}",
                    incident_id="I1", purpose="cancelled",

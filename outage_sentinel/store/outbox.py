@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import (
     Select,
     and_,
+    case,
     delete,
     func,
+    literal,
     or_,
     select,
     update,
@@ -37,6 +39,14 @@ CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
 #: wrong village``, :mod:`outage_sentinel.outbox_control`); the daemon's own take-backs give
 #: their reason, never this.
 WITHDRAWN_BY = "withdrawn by "
+#: Who takes back a message when no one is named: the daemon itself (a crew change it made, a
+#: new estimate). A message the daemon takes back of itself, pending, keeps only the reason.
+DAEMON = "daemon"
+#: How the record of a message taken back by something done to its incident (a cancel, a crew
+#: change) goes on after the reason: ``incident cancelled: 误报; taken back by operator:li (was
+#: held: held by operator:wang: …)``. Not :data:`WITHDRAWN_BY`: that is the command centre's
+#: own word about this one message (:meth:`OutboxStore.withdrawn_by_command_in`).
+TAKEN_BACK_BY = "; taken back by "
 #: The payload key of a message the command centre sent on past the silences muting it (a
 #: forced retry or release): those silences' ids, which then mute it no more
 #: (:meth:`outage_sentinel.silencing.Silencing.muted`). Set or cleared at each retry and
@@ -221,13 +231,16 @@ class OutboxStore(ClaimStore):
     def withdraw_pending_in(self, conn: Connection, incident_id: str,
                             purposes: Sequence[str] | None, now: datetime, reason: str,
                             recipients: Sequence[str] | None = None, *,
-                            but: Sequence[str] = ()) -> int:
+                            but: Sequence[str] = (), actor: str = DAEMON) -> int:
         """Messages of ``incident_id`` with ``purposes`` (``None``: any purpose but those in
         ``but``; to ``recipients``, or anyone) not sent yet (pending: never tried, or waiting
         to be tried again; held by the command centre; not one being sent) taken back: status
         ``withdrawn``, kept and shown, never sent. Returns how many. A message tried before
         may have reached its recipient: the caller asks :meth:`told_in` (or
-        :meth:`heard_in`, after this: a claim made meanwhile is then seen in flight)."""
+        :meth:`heard_in`, after this: a claim made meanwhile is then seen in flight).
+        The record (:func:`taken_back_note`) names ``actor`` (who did what took them back)
+        and keeps what a held one said: the command centre must still see who held it and
+        why."""
         cond = [self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
                 outbox_t.c.status.in_(("pending", "held"))]
         if purposes is not None:
@@ -237,7 +250,8 @@ class OutboxStore(ClaimStore):
         if recipients is not None:
             cond.append(outbox_t.c.recipient.in_(list(recipients)))
         res = conn.execute(update(outbox_t).where(*cond)
-                           .values(status="withdrawn", last_error=reason, dead_at=now))
+                           .values(status="withdrawn", last_error=taken_back_note(reason, actor),
+                                   dead_at=now))
         return int(res.rowcount or 0)
 
     def queued_in(self, conn: Connection, incident_id: str, purposes: Sequence[str]
@@ -417,3 +431,18 @@ class OutboxStore(ClaimStore):
             rows = conn.execute(select(outbox_t.c.status, func.count())
                                 .where(self.in_region(outbox_t)).group_by(outbox_t.c.status))
             return {str(s): int(n) for s, n in rows}
+
+
+def taken_back_note(reason: str, actor: str = DAEMON) -> Any:
+    """The record of a message :meth:`OutboxStore.withdraw_pending_in` takes back (an SQL
+    expression, as the row's status and last word are read in the same statement):
+    ``reason``, then who (``actor``) and what it was before, as the command centre's own
+    withdrawal keeps it (``(was held: held by operator:wang: …)``) — a hold's who and why must
+    not vanish with it. A pending message the daemon takes back of itself keeps the reason
+    alone: nobody's word is lost, and its last word was only the deliverer's (a retry, quiet
+    hours)."""
+    was = (literal(f"{reason}{TAKEN_BACK_BY}{actor} (was ") + outbox_t.c.status
+           + func.coalesce(": " + outbox_t.c.last_error, "") + ")")
+    if actor != DAEMON:
+        return was
+    return case((outbox_t.c.status == "held", was), else_=literal(reason))
