@@ -101,6 +101,12 @@ ROLE_LABELS: Mapping[str, Mapping[str, str]] = {
            "reported": "{areas} below it reported off outside that section: check it too",
            "also": "; also {role}"},
 }
+#: How a dispatch counts the time to its arrival deadline (:func:`deadline_count`): minutes
+#: left, or minutes past it.
+COUNT_LABELS: Mapping[str, Mapping[str, str]] = {
+    "zh": {"left": "剩{n}分钟", "overdue": "已超{n}分钟"},
+    "en": {"left": "{n} min left", "overdue": "{n} min overdue"},
+}
 REASON_LABELS: Mapping[str, Mapping[str, str]] = {
     "zh": {"at_risk": "到达时限将超", "overdue": "已超到达时限", "no_crew": "无可派抢修班组"},
     "en": {"at_risk": "arrival deadline at risk", "overdue": "arrival deadline missed",
@@ -736,14 +742,54 @@ def _clipped(text: str, most: int) -> str:
 
 def _deadline_context(deadline: datetime, area_type: str, now: datetime, tz: tzinfo,
                       language: str, params: DispatchParams) -> dict[str, Any]:
-    """By when the crew must arrive: the commitment of the area type, and the minutes left."""
+    """By when the crew must arrive: the commitment of the area type, and the minutes left
+    (``deadline_count``, the words the dispatch says them in; ``deadline_at``, the deadline
+    itself, so that a dispatch sent later counts them again: :func:`dispatch_true_at`)."""
+    left = minutes_left(deadline, now)
     return {
         "deadline_local": _local(deadline, tz),
+        "deadline_at": deadline.isoformat(),
         "area_type": area_type,
         "area_label": _labels(AREA_LABELS, language).get(area_type, area_type),
         "commitment_minutes": int(params.commitments.minutes(area_type)),
-        "minutes_left": int(math.floor((deadline - now).total_seconds() / 60.0)),
+        "minutes_left": left,
+        "deadline_count": deadline_count(left, language),
     }
+
+
+def minutes_left(deadline: datetime, now: datetime) -> int:
+    """Whole minutes from ``now`` to ``deadline``, rounded down (negative once it passed)."""
+    return int(math.floor((deadline - now).total_seconds() / 60.0))
+
+
+def deadline_count(left: int, language: str = "zh") -> str:
+    """``left`` minutes to the arrival deadline in words (剩30分钟, 已超5分钟): made here
+    only, so that the count a dispatch was queued with can be found in its text and
+    replaced when it is sent (:func:`dispatch_true_at`)."""
+    words = _labels(COUNT_LABELS, language)
+    return words["left"].format(n=left) if left >= 0 else words["overdue"].format(n=-left)
+
+
+def dispatch_true_at(body: str, params: Mapping[str, Any], now: datetime,
+                     language: str = "zh") -> tuple[str, dict[str, Any]]:
+    """A queued dispatch's text and ``payload["params"]`` as true at ``now``: its deadline
+    line counts the minutes left (or past) at ``now``, not at queueing — a dispatch held by
+    the command centre, or retried, would otherwise tell the crew 剩90分钟 with 30 left, or
+    剩1分钟 after the deadline went. Only the count changes (in the line stating the
+    deadline, ``params["deadline"]``). A dispatch queued without ``deadline_at`` (before
+    this was kept), or whose text does not carry its count (a template of one's own), is
+    left as it is."""
+    stated, at, local = (params.get(k) for k in ("deadline_count", "deadline_at", "deadline"))
+    if not (isinstance(stated, str) and stated and isinstance(at, str) and at and local):
+        return body, dict(params)
+    count = deadline_count(minutes_left(datetime.fromisoformat(at), now), language)
+    lines = body.split("\n")
+    for i, line in enumerate(lines):
+        head, sep, tail = line.partition(str(local))
+        if sep and stated in tail:
+            lines[i] = head + sep + tail.replace(stated, count, 1)
+            return "\n".join(lines), {**params, "deadline_count": count}
+    return body, dict(params)
 
 
 def _households_context(topology: Topology, off: Sequence[str], language: str,
@@ -862,6 +908,8 @@ def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, A
     return {
         "incident": ctx["incident_id"], "priority": ctx["priority_score"],
         "deadline": ctx["deadline_local"] or "", "feeder": ctx["feeder_label"],
+        # what dispatch_true_at counts the minutes left from when the dispatch goes
+        "deadline_at": ctx["deadline_at"], "deadline_count": ctx["deadline_count"],
         "villages": list(ctx["villages"]), "households": ctx["customers"],
         "kind": ctx["kind"], "sms_template": "dispatch", "sms": sms,
     }
