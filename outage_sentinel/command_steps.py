@@ -12,6 +12,7 @@ path every source takes, their log line written in the transaction that folds th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,6 +57,9 @@ Change = Callable[[Connection, Incident, datetime], Incident]
 Details = Callable[[Incident, Incident], dict[str, Any]]
 #: What :meth:`IncidentProcessor.report_with` runs in the report's transaction.
 Then = Callable[[Connection, str | None], None]
+#: Why the crew a step's incident holds gets new orders ("": none), given the incident
+#: before and after the step.
+CrewTold = Callable[[Incident, Incident], str]
 
 
 class CommandSteps:
@@ -72,11 +76,13 @@ class CommandSteps:
 
     def _correct(self, incident_id: str, actor: str, note: str, step: str, change: Change,
                  details: dict[str, Any] | Details, dropped_as: str = "withdrawn",
-                 crew_told: str = "") -> Incident:
+                 crew_told: str | CrewTold = "", then: Change | None = None) -> Incident:
         """Apply ``change`` and write the revision, its notices, the log line and the
         command centre's summary in one transaction (``crew_told``: why the crew the
-        incident holds gets new orders too — ``device`` set, ``cleared`` taken back — and the
-        villages it grew to their care lists)."""
+        incident holds gets new orders too — ``device`` set, ``cleared`` taken back, or a
+        function of the incident before and after saying so, "" for none — and the
+        villages it grew to their care lists; ``then``: what follows from the change in the
+        same revision, planned after it, :meth:`_notices`)."""
         life, now = self.lifecycle, self.clock()
         with life.store.transaction() as conn:
             before, row = life.load_in(conn, incident_id)
@@ -84,35 +90,39 @@ class CommandSteps:
                 after = change(conn, before, now)
             except corrections.CorrectionError as exc:
                 raise LifecycleError(str(exc)) from None
-            said = details(before, after) if callable(details) else details
             notices, after, owed = self._notices(conn, before, after, now, actor, note,
-                                                 dropped_as)
+                                                 dropped_as, then)
+            said = details(before, after) if callable(details) else details
             rows = [r for r in life.planner.rows(after, notices, now, previous=before)
                     if r.purpose != "corrected" or r.recipient in owed]
             crew = row.get("crew_id")
-            if crew_told:
-                rows += life.dispatch_update_in(conn, after, crew, now, crew_told)
+            why = crew_told(before, after) if callable(crew_told) else crew_told
+            if why:
+                rows += life.dispatch_update_in(conn, after, crew, now, why)
                 said = {**said, "was": list(before.estimate.devices), "crew": crew}
             rows += life.command_rows(after, step, life.render_summary(
                 after, headline=step, crew=crew))
             life.save_in(conn, after, now)
             life.store.log_in(conn, after.id, now, step, actor, note, said)
             life.store.enqueue_in(conn, rows, now)
-            if crew_told and set(villages_off(after, self.topology)) - set(
+            if why and set(villages_off(after, self.topology)) - set(
                     villages_off(before, self.topology)):
-                # A fault point taken back: the localiser's may have the outage wider.
+                # A fault point taken back or moved: the localiser's may have it wider.
                 life.care_for_new_villages_in(conn, after, now, tell_crew=False)
         return after
 
     def _notices(self, conn: Connection, before: Incident, after: Incident, now: datetime,
-                 actor: str, note: str, dropped_as: str
+                 actor: str, note: str, dropped_as: str, then: Change | None = None
                  ) -> tuple[list[Notice], Incident, set[str]]:
         """The notices of a correction, the incident as they leave it, and the recipients
         owed a 【更正】 (:meth:`RevisionWriter.take_back_corrected`: only those an outage
-        notice reached; one channel of a village may have delivered it and another not)."""
+        notice reached; one channel of a village may have delivered it and another not).
+        ``then``: what follows from the correction in the same revision (:meth:`_followed`)."""
         life = self.lifecycle
         # The operator's word is news to every village it concerns, however small the move.
         notices, after = plan_notices(before, after, self.topology, timedelta(0), dropped_as)
+        if then is not None:
+            notices, after = self._followed(conn, before, after, notices, now, then)
         # A village still off in another open incident is not told its supply is normal.
         if any(n.purpose in BACK_NOTICES for n in notices):
             notices, after, held = hold_back(
@@ -128,6 +138,21 @@ class CommandSteps:
             notices = life.take_back_in(conn, after, notices, now, actor, note)
             self.processor.writer.give_back(conn, after, now, actor)
         return notices, after, owed
+
+    def _followed(self, conn: Connection, before: Incident, corrected: Incident,
+                  notices: list[Notice], now: datetime, then: Change
+                  ) -> tuple[list[Notice], Incident]:
+        """``corrected`` (its villages' notices ``notices`` planned) followed by ``then`` in
+        the same revision, and the notices of what ``then`` moved, planned as any revision's
+        — a village only its inference dropped is withdrawn, not told of a correction the
+        command centre never made for it. (Planned against ``corrected`` under ``before``'s
+        revision: :func:`plan_notices` plans nothing between two copies of one revision.)"""
+        followed = then(conn, corrected, now)
+        if followed.material() == corrected.material():
+            return notices, corrected
+        more, followed = plan_notices(replace(corrected, revision=before.revision), followed,
+                                      self.topology, timedelta(0))
+        return notices + more, followed
 
     def etr(self, incident_id: str, when: str, actor: str, note: str = "") -> Incident:
         """Set the expected restoration time (local time, e.g. ``2026-11-23 18:00``)."""
@@ -181,6 +206,14 @@ class CommandSteps:
                                          proc.estimator_for(conn, inc.feeder, now),
                                          planned_areas(proc.store, conn, now), now)
 
+    def _narrowed(self, conn: Connection, inc: Incident, now: datetime) -> Incident:
+        """``inc`` with areas taken out, estimated again without their reports
+        (:func:`corrections.reestimate_narrowed`), as the processor folds now."""
+        proc = self.processor
+        return corrections.reestimate_narrowed(inc, self.topology,
+                                               proc.estimator_for(conn, inc.feeder, now),
+                                               planned_areas(proc.store, conn, now), now)
+
     def cancel(self, incident_id: str, reason: str, actor: str) -> Incident:
         """Cancel a false alarm: everyone told hears it is cancelled."""
         check_texts(incident=incident_id, reason=reason, actor=actor)
@@ -196,7 +229,12 @@ class CommandSteps:
         return self._correct(incident_id, actor, note, "scope_removed",
                              lambda _, inc, now: corrections.exclude_areas(
                                  inc, self.topology, areas, now),
-                             {"transformers": areas}, dropped_as="corrected")
+                             lambda before, after: {"transformers": areas, **(
+                                 {"was": list(before.estimate.devices),
+                                  "now": list(after.estimate.devices)}
+                                 if _fault_point_moved(before, after) else {})},
+                             dropped_as="corrected", crew_told=_orders_moved,
+                             then=self._narrowed)
 
     def add(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
         """Add areas the command centre knows are off (an operator report: they stay off
@@ -343,6 +381,20 @@ def area_tests(topology: Topology, inc: Incident | None, feeder: str | None
 def _of_village(topology: Topology, test: Callable[[str], bool]) -> Callable[[str], bool]:
     """``test`` of areas as a test of villages: one of the village's areas passes it."""
     return lambda v: any(test(t) for t in topology.village_transformers(v))
+
+
+def _fault_point_moved(before: Incident, after: Incident) -> bool:
+    """Whether the fault point the crew patrols from moved: other devices, or another
+    section below them."""
+    return (before.estimate.devices, before.estimate.section) != (
+        after.estimate.devices, after.estimate.section)
+
+
+def _orders_moved(before: Incident, after: Incident) -> str:
+    """New orders for the crew when a scope correction moved the fault point (``narrowed``:
+    the crew is told the command centre took areas out and where the fault point is now, as
+    inferred as it is); none when it did not, or no fault point is left to patrol from."""
+    return "narrowed" if after.estimate.devices and _fault_point_moved(before, after) else ""
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -8,7 +8,8 @@ false alarm. Each correction is kept on the incident
 :func:`~outage_sentinel.incidents.apply_event`, never undoes it — but for an area taken out,
 which another record reporting it off later takes back in (``excluded_against``: the records
 the correction overruled); the command centre may take back its time and its fault point
-(:func:`clear_etr`, :func:`clear_devices`: the records' word again). Each makes a new revision,
+(:func:`clear_etr`, :func:`clear_devices`: the records' word again); an area taken out takes
+its reports out of the estimate too (:func:`reestimate_narrowed`). Each makes a new revision,
 whose notices :func:`~outage_sentinel.incidents.plan_notices` then plans like any other
 (removed villages hear a correction, not "power restored"). Areas an operator adds are
 evidence, not a correction: the processor folds them in as an operator report.
@@ -86,6 +87,22 @@ def exclude_areas(inc: Incident, topology: Topology, areas: Sequence[str], now: 
     return _revised(inc, replace(inc, estimate=estimate, scope=scope, restored=restored,
                                  excluded=tuple(dict.fromkeys([*inc.excluded, *areas])),
                                  excluded_against=against), now)
+
+
+def reestimate_narrowed(inc: Incident, topology: Topology, estimator: Estimator,
+                        planned: frozenset[str], now: datetime) -> Incident:
+    """``inc``, whose scope :func:`exclude_areas` narrowed, estimated afresh from its records
+    by ``estimator`` (the processor's, in the weather of ``now``; ``planned``: areas planned
+    work in force explains), the reports of the areas taken out no evidence any more
+    (:func:`~outage_sentinel.incidents.checked_evidence`): a fault point that only they argued
+    for goes with them, and so do the areas inferred below it — the board, the summary and
+    the crew would otherwise name a fuse above a village known to have power. The areas
+    taken out stay out. A fault point the command centre set stands (its word, not the
+    localiser's, and what is left is still below it): ``inc`` as it is. The revision stays
+    ``inc``'s."""
+    if inc.device_set:
+        return inc
+    return reestimated(inc, topology, estimator, planned, now)
 
 
 def set_devices(inc: Incident, topology: Topology, devices: Sequence[str], actor: str,
