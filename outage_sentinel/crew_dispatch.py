@@ -203,7 +203,7 @@ class CrewDispatch:
             "outside_area": choice.outside_area, "named": crew_id is not None,
             "preempts": choice.preempts.incident_id if choice.preempts else None})
         c, had = choice.crew, row.get("crew_id")
-        rows = self._dispatch_rows(inc, pr, choice, deadline, area, now)
+        rows = self._dispatch_rows(inc, pr, self._as_told(conn, choice), deadline, area, now)
         rows += self._care_rows(conn, inc, villages, c.name or c.id, now,
                                 retell=had is not None and had != c.id)
         rows += self.owner.command_rows(inc, "dispatched",
@@ -213,6 +213,16 @@ class CrewDispatch:
                       deadline=deadline.isoformat(), preempts=choice.preempts.incident_id
                       if choice.preempts else None)
         return inc
+
+    def _as_told(self, conn: Connection, choice: crews.CrewChoice) -> crews.CrewChoice:
+        """``choice`` as its orders tell the crew: the work it is pulled off named (请暂停…)
+        only when it was told of that work (:meth:`CrewNotices.told_of`); orders for it that
+        never went (held and withdrawn, or taken back now) told it nothing to pause."""
+        left = choice.preempts
+        if left is None or left.incident_id is None or self.owner.crew_notices.told_of(
+                conn, left.incident_id, choice.crew.id):
+            return choice
+        return replace(choice, preempts=None)
 
     def _choice_in(self, inc: Incident, score: int, area: str, busy: dict[str, crews.Busy],
                    held: Sequence[Held], now: datetime, crew_id: str | None

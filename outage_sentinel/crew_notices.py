@@ -5,7 +5,8 @@ A dispatch is a promise to a crew as much as an outage notice is to a village: a
 a false alarm, or to a fault someone else's switching already brought back, is told. Messages
 go by the crew's own channel (by SMS through the ``command`` template, its summary the first
 line, or for power back what the SMS must not lose: the areas nobody confirmed and that the
-orders stand, :func:`sms_params.power_back_summary`), each logged in the incident's log.
+orders stand, :func:`sms_params.power_back_summary`), each logged in the incident's log. A
+crew hears of changes only to work it was told of (:meth:`CrewNotices.told_of`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class CrewNotices:
     def crew(self, crew_id: str | None) -> Crew | None:
         return next((c for c in self.owner.topology.crews if c.id == crew_id), None)
 
+    def told_of(self, conn: Connection, incident_id: str, crew_id: str) -> bool:
+        """Whether ``crew_id`` was told to go to ``incident_id``: a dispatch of it sent, or
+        tried (it may have reached the crew). Only then may a message speak to the crew of
+        that work — a stand-down, or orders for other work that pull it off it (请暂停…):
+        orders held and withdrawn, or taken back before they went, told it nothing, and a
+        message about them would be about work it never heard of."""
+        return f"crew:{crew_id}" in self.owner.store.told_in(conn, incident_id, ("dispatch",))
+
     def stand_down_in(self, conn: Connection, inc: Incident, crew_id: str, now: datetime,
                       actor: str, reason: str, other: str | None = None, note: str = "",
                       by: str = "") -> bool:
@@ -52,9 +61,10 @@ class CrewNotices:
         yet is withdrawn, a crew that was or may have been told gets a stand-down message.
         Logged either way; returns whether a message was queued."""
         store, recipient = self.owner.store, f"crew:{crew_id}"
-        told = recipient in store.told_in(conn, inc.id, ("dispatch",))
+        told = self.told_of(conn, inc.id, crew_id)
         store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
-                                  f"crew stood down: {reason}", recipients=(recipient,))
+                                  f"crew stood down: {reason}", recipients=(recipient,),
+                                  actor=actor)
         store.log_in(conn, inc.id, now, "stood_down", actor, note,
                      {"crew": crew_id, "reason": reason, "to": other, "told": told})
         crew = self.crew(crew_id)
