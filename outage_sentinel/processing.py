@@ -5,7 +5,8 @@ For each unprocessed event, in rounds of :data:`ROUND_EVENTS` per transaction::
     resolve on the topology ─▶ correlate with the open incidents of its feeder
         ─▶ triage (pure: :mod:`outage_sentinel.triage`)
         ─▶ apply (estimate, revision) ─▶ plan notices ─▶ incident row + outbox rows + log steps
-           + processed mark, in one transaction
+           + processed mark, in one transaction (a village's outage and update notices of a
+           round's revisions queued once, when every event of the round is folded)
 
 The processor reads each event into the incident's next state; writing that revision — its
 notices, outbox rows, row, log steps and crew steps, and the faults queued for a crew once the
@@ -307,15 +308,18 @@ class IncidentProcessor:
         and processed marks still commit together). If any event fails, the whole round is
         rolled back and redone with a transaction per event, so a failing event is retried or
         quarantined alone as before (a savepoint per event cost more than the storm's saves).
+        A village's outage and update notices are queued once per round and incident
+        (:class:`~outage_sentinel.revision_writer.OwedNotices`: not one per storm report).
         ``leaving``: the records the whole batch ends (:func:`batch_endings`)."""
         if len(chunk) == 1:
             return int(self._process_one(chunk[0], now, leaving))
         try:
             with self.store.transaction() as conn:
-                rnd = RoundCache(self.store)
+                rnd = RoundCache(self.store, gather=True)
                 rnd.preload(conn, chunk)
                 for stored in chunk:
                     rnd.done(stored, self._apply(conn, stored, rnd, now, leaving))
+                self.writer.owed.settle(conn, rnd, now)
         except Exception as exc:
             self.log.warning("processing_round_failed", events=len(chunk),
                              error=redact(repr(exc)), retry="one transaction per event")

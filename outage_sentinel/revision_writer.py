@@ -41,6 +41,9 @@ from outage_sentinel.incidents import (
     reported_dark,
     restoration_step,
     superseded_now,
+    village_etr,
+    village_scope_change,
+    village_start,
     villages_of_scope,
     villages_off,
 )
@@ -49,7 +52,7 @@ from outage_sentinel.lifecycle import WAITING_STAGES, Lifecycle, incident_column
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.ordering import BACK_PURPOSES, owed_correction
 from outage_sentinel.outgoing import OutboxMessage
-from outage_sentinel.round_cache import RoundCache
+from outage_sentinel.round_cache import Owed, RoundCache
 from outage_sentinel.store import Store, StoredEvent
 from outage_sentinel.topology import Topology
 
@@ -69,6 +72,38 @@ class Fold:
     calls: tuple[tuple[StoredEvent, Resolved], ...] = ()
     #: The records of the incident that the event re-issues under a new id (ended with it).
     supersedes: tuple[str, ...] = ()
+
+
+#: The villages' notices a round gathers (:class:`OwedNotices`): those that say the power is
+#: off, and how.
+GATHERED = ("outage", "update")
+
+
+def gathered(current: Incident | None, after: Incident, notices: list[Notice]) -> bool:
+    """Whether ``after``'s ``notices`` may wait in the round for the revisions after it: the
+    incident on before and after it and nothing but outage and update notices (a "power
+    back", a withdrawn inference or a correction goes in its turn, with what it takes back)."""
+    return (after.status == "active" and (current is None or current.status == "active")
+            and all(n.purpose in GATHERED for n in notices))
+
+
+def still_news(o: Owed, topology: Topology, etr_step: timedelta) -> bool:
+    """Whether the update owed to ``o``'s village still tells it something, the incident as
+    the round has it (:attr:`Owed.final`) against what the village was told before the
+    round: areas reported off or taken out, its expected restoration time moved by
+    ``etr_step`` or more, planned work's start moved (as
+    :func:`~outage_sentinel.incidents.plan_notices` decides an update). An area off and back
+    within one poll is no news: sent, the update said it was off while it was on."""
+    if o.purpose != "update" or o.previous is None:
+        return True
+    before, after, v = o.previous, o.final or o.latest, o.village
+    added, removed = village_scope_change(before, after, v, topology)
+    told, etr = before.told_etr.get(v, before.etr), village_etr(after, v, topology)
+    moved = (told is None) != (etr is None) if told is None or etr is None \
+        else abs(etr - told) >= etr_step
+    started = after.kind != "fault" and village_start(before, v, topology) \
+        != village_start(after, v, topology)
+    return bool(added or removed) or moved or started
 
 
 #: How long before a cancelled outage began the incidents it may have taken areas from
@@ -95,6 +130,46 @@ class RevisionOwner(Protocol):
     planner: LiaisonPlanner
 
 
+class OwedNotices:
+    """Queues the villages' outage and update notices a round gathers
+    (:class:`~outage_sentinel.round_cache.Owed`, :func:`gathered`): one per village and
+    incident, of the first one's purpose, saying what the last revision with news for it says,
+    compared with what the village was told before the round. A storm's reports folded one by
+    one made a revision each, and the village heard 停电 and an update per area within a
+    second: a flood of near-identical notices is one people stop reading. One per writer."""
+
+    def __init__(self, owner: RevisionOwner, log: Any) -> None:
+        self.owner, self.store, self.log = owner, owner.store, log
+
+    def before(self, conn: Connection, current: Incident | None, after: Incident,
+               f: Fold) -> None:
+        """Queue the notices the round owes before a revision whose notices it does not
+        gather (decided on its plan): what that revision takes back (a withdrawn inference,
+        a cancellation), reads (who was told) or queues after them (a "power back") must
+        find them in the outbox, in the order they were decided."""
+        if not f.rnd.owed:
+            return
+        notices, _ = plan_notices(current, after, self.owner.topology, self.owner.etr_step)
+        if not gathered(current, after, notices):
+            self.settle(conn, f.rnd, f.now)
+
+    def settle(self, conn: Connection, rnd: RoundCache, now: datetime) -> int:
+        """Queue the notices the round owes, in the order first owed, each saying what the
+        last revision with news for its village says (an update whose news the round undid
+        is dropped: :func:`still_news`); returns the rows."""
+        rows: list[OutboxMessage] = []
+        for o in rnd.take_owed():
+            news = still_news(o, self.owner.topology, self.owner.etr_step)
+            if news:
+                rows += self.owner.planner.rows(o.latest, [Notice(o.purpose, (o.village,))],
+                                                now, previous=o.previous)
+            if len(o.revisions) > 1 or not news:
+                self.log.info("notices_gathered", incident_id=o.latest.id, village=o.village,
+                              purpose=o.purpose, revisions=list(o.revisions),
+                              sent=news)
+        return self.store.enqueue_in(conn, rows, now) if rows else 0
+
+
 class RevisionWriter:
     """Owns writing an incident revision inside the processor's transaction: the notices it
     sends and what they hold back or take back, its outbox rows and summary, the incident row
@@ -110,6 +185,8 @@ class RevisionWriter:
         self.log = get_logger(component="processor")
         #: Faults folded in the batch under way that may need a crew (in order).
         self.waiting: dict[str, None] = {}
+        #: The villages' notices a round gathers, queued when it ends.
+        self.owed = OwedNotices(owner, self.log)
 
     @property
     def topology(self) -> Topology:
@@ -124,14 +201,18 @@ class RevisionWriter:
         """Write ``after``, the incident after the event (estimate and revision, from
         ``current``), with its notices and its log steps; returns it as written."""
         event, now = f.event, f.now
+        self.owed.before(conn, current, after, f)
         notices, after = self._planned_notices(conn, current, after, f)
         told = self.as_told_back(conn, current, after, notices, now)
-        rows = self._outbox_rows(conn, current, after, notices, f, told)
+        owed = f.rnd.owed is not None and gathered(current, after, notices)
+        rows = self._outbox_rows(conn, current, after, [] if owed else notices, f, told)
+        if owed:
+            f.rnd.owe(after, notices, told)
         self._save_incident(conn, current, after, f)
         self._log_steps(conn, current, after, event, now)
         added = self.store.enqueue_in(conn, rows, now)
         self.lifecycle.start_moved_in(conn, current, after, now)  # old start's reminders
-        self._crew_and_care_steps(conn, current, after, event, now)
+        self._crew_and_care_steps(conn, current, after, f)
         if current is None or current.revision != after.revision:
             self.log.info("incident_revised", source=event.source, event_id=event.event_id,
                           at=now.isoformat(),
@@ -142,7 +223,7 @@ class RevisionWriter:
                           customers=after.estimate.customers,
                           villages=len(after.estimate.villages),
                           notices=[f"{n.purpose}:{len(n.villages)}" for n in notices],
-                          queued=added)
+                          queued=added, owed=owed)
         return after
 
     # -- the notices ----------------------------------------------------------------------------
@@ -429,10 +510,12 @@ class RevisionWriter:
     # -- crews and care -------------------------------------------------------------------------
 
     def _crew_and_care_steps(self, conn: Connection, current: Incident | None,
-                             after: Incident, event: OutageEvent, now: datetime) -> None:
+                             after: Incident, f: Fold) -> None:
         """What the revision sets going for crews and care: the crew told power is back, a
         revived incident's crew freed, a fault queued for a crew, the villages it grew to
-        cared for, or the crew on its way redirected."""
+        cared for (their outage notices the round owes queued first: the care list follows
+        the notice), or the crew on its way redirected."""
+        event, now = f.event, f.now
         if current is not None and current.status == "active" and after.status == "restored":
             self._tell_crew_power_back(conn, after, event, now)
         if current is not None and current.status != "active" and after.status == "active":
@@ -445,6 +528,8 @@ class RevisionWriter:
             if self._may_need_crew(after):  # sent once every event of the call is in
                 self.waiting[after.id] = None
             if grew:
+                if sent_before:
+                    self.owed.settle(conn, f.rnd, now)
                 self.lifecycle.care_for_new_villages_in(conn, after, now, sent_before)
             elif current is not None:  # the crew on its way follows the estimate
                 self.lifecycle.redirect_in(conn, current, after, now)

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from outage_sentinel.incidents import Incident
+from outage_sentinel.incidents import Incident, Notice
 from outage_sentinel.store import Store, StoredEvent
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A village's outage or update notices of one incident that the round's revisions
+    decided and that are not queued yet: a storm's reports for the areas of one village,
+    folded one by one, each made a revision with news for it, and the village heard 停电
+    and then an update per area within a second. Queued once, as one notice
+    (:class:`outage_sentinel.revision_writer.OwedNotices`): of the first one's purpose,
+    saying what the last one says, against what the village was told before the round."""
+
+    village: str
+    #: The first one's purpose: "outage" when the round first tells the village.
+    purpose: str
+    #: The incident as the village was told before the first one (``None``: a new one).
+    previous: Incident | None
+    #: The last revision with news for the village: what the notice says (what the last of
+    #: them would have said, to the word).
+    latest: Incident
+    #: The revisions that had news for it (the log keeps each revision's own steps).
+    revisions: tuple[int, ...]
+    #: The incident as the round has it when the notice is queued (a later revision with no
+    #: news for the village may have undone what the last one said: an area back).
+    final: Incident | None = None
 
 
 class RoundCache:
@@ -20,8 +45,11 @@ class RoundCache:
     database stays the truth for ids, reopen links, dispatch), the cache only saves reads.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, gather: bool = False) -> None:
         self.store = store
+        #: The villages' outage and update notices owed and not queued yet, by (incident,
+        #: village), when the round gathers them (``None``: each revision's are queued at once).
+        self.owed: dict[tuple[str, str], Owed] | None = {} if gather else None
         self.processed: dict[int, bool] = {}
         self.members: dict[tuple[str, str], tuple[int, str]] = {}
         self.members_known: set[tuple[str, str]] = set()
@@ -54,6 +82,29 @@ class RoundCache:
             hit = self.members.get(key)
             return hit[1] if hit else None
         return self.store.member_incident_in(conn, source, event_id)
+
+    def owe(self, after: Incident, notices: Sequence[Notice], previous: Incident | None
+            ) -> None:
+        """``after``'s outage and update ``notices`` are owed to their villages (``previous``:
+        the incident as they were told before it); one already owed to a village in the
+        round now says what ``after`` says, of the purpose it had."""
+        if self.owed is None:
+            raise RuntimeError("this round queues each revision's notices at once")
+        for notice in notices:
+            for village in notice.villages:
+                had = self.owed.get((after.id, village))
+                self.owed[(after.id, village)] = Owed(
+                    village, notice.purpose, previous, after, (after.revision,)
+                ) if had is None else replace(had, latest=after,
+                                              revisions=(*had.revisions, after.revision))
+
+    def take_owed(self) -> list[Owed]:
+        """The notices owed, in the order first owed, each with its incident as the round
+        has it now (:attr:`Owed.final`); none owed any more."""
+        if not self.owed:
+            return []
+        owed, self.owed = list(self.owed.values()), {}
+        return [replace(o, final=self.incidents.get(o.latest.id) or o.latest) for o in owed]
 
     def done(self, stored: StoredEvent, incident_id: str | None) -> None:
         """The event was folded (in this round's transaction) into this incident."""
