@@ -99,6 +99,7 @@ from time import monotonic
 from typing import Literal, Protocol
 
 from outage_sentinel.channels.base import Channel, Timed
+from outage_sentinel.crew import dispatch_true_at
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ordering import REMINDER_PREFIX, chain_of, order
@@ -615,9 +616,15 @@ def true_now(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") ->
     """``row``'s words as they are true at ``now``: a reminder's SMS ``hours`` counted from
     now (:func:`~outage_sentinel.sms_params.with_hours`), and a liaison's announcement or
     update with :func:`late_lines` under its heading — and, when the expected restoration it
-    states has passed, its SMS ``etr`` 待定 (:func:`~outage_sentinel.sms_params.without_etr`)."""
+    states has passed, its SMS ``etr`` 待定 (:func:`~outage_sentinel.sms_params.without_etr`);
+    a crew dispatch's minutes left counted now (:func:`~outage_sentinel.crew.dispatch_true_at`:
+    held or retried, it said the minutes left when it was queued)."""
     params = params_of(row)
     payload = row.payload or {}
+    if row.purpose == "dispatch":
+        body, said = dispatch_true_at(row.body, params, now, language)
+        return row if body == row.body else replace(row, body=body,
+                                                    payload={**payload, "params": said})
     start = outage_start(params, tz)
     if row.purpose.startswith(REMINDER_PREFIX) and start is not None:
         hours = (start - now).total_seconds() / 3600.0

@@ -13,6 +13,7 @@ from pathlib import Path
 from outage_sentinel import crew as crews
 from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
+from outage_sentinel.outbox_control import OutboxControl
 from outage_sentinel.store import OutboxRow
 from tests.conftest import T0, build_grid
 from tests.test_lifecycle import Recorder
@@ -92,3 +93,25 @@ def test_a_dispatch_queued_without_its_deadline_kept_is_left_as_it_is(
     old = {k: v for k, v in row.payload["params"].items()
            if k not in ("deadline_at", "deadline_count")}
     assert crews.dispatch_true_at(row.body, old, T0 + timedelta(hours=3), "zh") == (row.body, old)
+
+
+def test_the_deliverer_sends_a_released_dispatch_with_the_minutes_left_then(
+        daemon: Daemon) -> None:  # noqa: F811
+    """End to end: the command centre holds the orders; released an hour later, the crew reads
+    the minutes left at the release, and the row keeps what was sent."""
+    row = queued_dispatch(daemon)
+    control = OutboxControl(daemon.store, lambda: daemon.topology)
+    control.take("hold", [row.id], "board:wang", daemon.clock(), reason="核实班组")
+    left = crews.minutes_left(datetime.fromisoformat(row.payload["params"]["deadline_at"]),
+                              daemon.clock())
+    daemon.clock.now += timedelta(minutes=60)  # type: ignore[attr-defined]
+    control.take("release", [row.id], "board:wang", daemon.clock())
+    while daemon.deliverer.run_once(daemon.clock()):
+        pass
+    sent = [m for ch in daemon.channels.values() for m in ch.sent  # type: ignore[attr-defined]
+            if m.purpose == "dispatch"]
+    assert sent, "the released dispatch was sent"
+    line = deadline_line(sent[-1].text, "到达时限：")
+    assert f"剩{left - 60}分钟" in line and f"剩{left}分钟" not in line, line
+    (kept,) = [m for m in daemon.store.messages() if m.id == row.id]
+    assert kept.status == "sent" and f"剩{left - 60}分钟" in kept.body
