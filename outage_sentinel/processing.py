@@ -667,6 +667,11 @@ def restore_event(inc: Incident, topology: Topology, tz: tzinfo, actor: str,
     pending = inc.off if inc.status == "active" else inc.unconfirmed
     if inc.status != "active" and not pending:
         raise LifecycleError(f"{inc.id} is {inc.status}; nothing to restore")
+    if not pending:  # a call's incident placed on a line: a restoration of nothing is no step
+        raise LifecycleError(
+            f"{inc.id} has no transformer area known off, so a restoration has nothing to "
+            f"bring back: name the areas that were off (incidents scope {inc.id} --add ...), "
+            "then restore them; or cancel it if there was no outage")
     ids = [restore_area(inc, topology, ref, pending)
            for ref in (split_list(transformers) if transformers else pending)]
     when = parse_time(at, "--at", tz) if at else now
