@@ -69,6 +69,16 @@ CREW_NOTE_WORDS = {"zh": {"accepted": "已接单", "on_the_way": "正在赶往�
                           "fault_found": "找到故障", "photo": "上传现场照片"}}
 
 
+def step_outcome(inc: Incident) -> str:
+    """What a step left the incident as, in one line (the CLI's output, the board's answer,
+    the audit's outcome): its stage and status (once when they are one word), and the areas
+    off while it is active — a false alarm called off has none ("cancelled, cancelled, 9
+    area(s) off" read as nine areas still dark)."""
+    state = inc.status if inc.stage == inc.status else f"stage {inc.stage}, status {inc.status}"
+    off = f", {len(inc.off)} area(s) off" if inc.status == "active" else ""
+    return f"{inc.id}: {state}{off}"
+
+
 def held_to_deadline(kind: str, stage: str) -> bool:
     """Whether an incident's crew is held to an arrival deadline: a fault in an active stage
     (:data:`~outage_sentinel.incidents.ACTIVE_STAGES`). Planned or temporary work, a false

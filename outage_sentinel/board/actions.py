@@ -22,7 +22,12 @@ from outage_sentinel.assembly import Core
 from outage_sentinel.command_steps import CommandSteps, refs_of
 from outage_sentinel.corrections import etr_passed
 from outage_sentinel.events import EventError, parse_time
-from outage_sentinel.lifecycle import LifecycleError, StepInputError, UnknownIncident
+from outage_sentinel.lifecycle import (
+    LifecycleError,
+    StepInputError,
+    UnknownIncident,
+    step_outcome,
+)
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.outbox_control import (
     MissingReason,
@@ -81,7 +86,7 @@ class Actions:
             raise UnknownAction(f"unknown action {action!r} (actions: "
                                 f"{', '.join(INCIDENT_STEPS)})")
         inc = step(self, incident_id, body, actor)
-        return f"{inc.id}: {inc.stage}, {inc.status}, {len(inc.off)} area(s) off"
+        return step_outcome(inc)
 
     def open_incident(self, body: Mapping[str, Any], actor: str) -> str:
         inc = self.steps.open(actor, feeder=text(body, "feeder", required=False) or None,

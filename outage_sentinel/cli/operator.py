@@ -153,7 +153,7 @@ def _act(args: argparse.Namespace) -> int:
     """Lifecycle steps: the incident core the daemon runs, without sources or channels."""
     from outage_sentinel.assembly import build_core
     from outage_sentinel.events import EventError
-    from outage_sentinel.lifecycle import LifecycleError, parse_actor
+    from outage_sentinel.lifecycle import LifecycleError, parse_actor, step_outcome
     from outage_sentinel.metrics import Metrics
 
     problem = corrections.usage_problem(args)
@@ -170,7 +170,7 @@ def _act(args: argparse.Namespace) -> int:
     target = getattr(args, "incident_id", None) or ""
     try:
         inc = _step(core, args, actor)
-        said = f"{inc.id}: stage {inc.stage}, status {inc.status}, {len(inc.off)} area(s) off"
+        said = step_outcome(inc)
         corrections.audit(store, _utcnow(), actor, action, ok=True, outcome=said, asked=asked,
                           target=target or inc.id)
     except (LifecycleError, EventError) as exc:
