@@ -154,6 +154,16 @@ def sample_contexts(config: Config, language: str) -> list[tuple[str, dict[str, 
     return recorder.seen
 
 
+def unverified_starts(seen: list[tuple[str, dict[str, Any]]]
+                      ) -> list[tuple[str, dict[str, Any]]]:
+    """Each village notice's context again with its start to be confirmed (an AMI source
+    flagged as read in the wrong zone: :func:`~outage_sentinel.liaison.stated_start`), so a
+    template printing ``start_local`` unguarded is caught before it says "停电时间：None"."""
+    return [(name, {**ctx, "start_local": None, "start_unverified": True,
+                    "not_started": False})
+            for name, ctx in seen if name.startswith("liaison_") and ctx.get("start_local")]
+
+
 def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, params: Any,
                    weights: Any) -> list[tuple[str, dict[str, Any]]]:
     pr = prio.score(topology, inc.off, inc.start, NOW, weights, language)
@@ -177,6 +187,31 @@ def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, pa
             topology, inc, pr, reason, deadline, area, NOW, tz,
             None if reason == "no_crew" else choice, busy, language, params)))
     return out
+
+
+def unverified_start_notes(config: Config) -> list[str]:
+    """Overrides of village notices that break, or print "None", when the start is to be
+    confirmed (:func:`unverified_starts`): notes, not problems — the daemon sends the built-in
+    notice for one that fails, and a case this rare should not keep it down — each
+    ``"<file>: ..."`` once."""
+    notes: dict[str, None] = {}
+    for language in LANGUAGES:
+        renderer = Renderer(language, config.notify.templates_dir)
+        for name, context in unverified_starts(sample_contexts(config, language)):
+            override = renderer.override_path(name)
+            if override is None:
+                continue
+            try:
+                text = renderer.env.get_template(renderer.file_name(name)).render(**context)
+            except Exception as exc:  # noqa: BLE001 - any failure is the note
+                notes.setdefault(f"{override}: fails when the start is to be confirmed "
+                                 f"(start_local unset): {exc}", None)
+                continue
+            if "None" in text:
+                notes.setdefault(f"{override}: prints None when the start is to be confirmed "
+                                 "(start_local unset, an AMI source's clock flagged): test it "
+                                 "with {% if start_local %}, as the built-in one does", None)
+    return list(notes)
 
 
 def template_problems(config: Config) -> list[str]:

@@ -24,6 +24,7 @@ from outage_sentinel.template_check import (
     rendered_names,
     sample_contexts,
     template_problems,
+    unverified_start_notes,
 )
 from tests.e2e_helpers import (
     ROOT,
@@ -183,3 +184,25 @@ def test_a_broken_override_at_run_time_falls_back_and_alerts_the_command_centre(
     assert "template_failed" in events
     assert "processing_failed" not in events and "Traceback" not in log
     assert not marker.exists()
+
+
+def test_check_notes_an_override_printing_a_start_that_may_be_unset(tmp_path: Path) -> None:
+    """While an AMI source is flagged as read in the wrong zone, a start only its meters give
+    is not stated (``start_local`` None, 待核实): an override printing it unguarded would tell
+    the village 停电时间：None. ``check`` renders that case and notes the file (a note: the
+    daemon still starts — a case this rare must not keep it down)."""
+    builtin = (BUILTIN / "liaison_outage.zh.j2").read_text("utf-8")
+    text = builtin.replace('{{ start_local or "待核实" }}', "{{ start_local }}")
+    assert text != builtin
+    cfg = config_with_templates(tmp_path, {"liaison_outage.zh.j2": text})
+    r = cli("--config", str(cfg), "check")
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "tpl" / "liaison_outage.zh.j2"
+    (note,) = [ln for ln in r.stdout.splitlines() if str(path) in ln]
+    assert note.startswith(f"note: notify.templates_dir: {path}: prints None"), note
+    assert "start_local" in note, note
+    # An override that guards it (the built-in text itself) is noted for nothing.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    guarded = config_with_templates(plain, {"liaison_outage.zh.j2": builtin})
+    assert unverified_start_notes(load_config(guarded)) == []

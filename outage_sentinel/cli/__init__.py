@@ -462,14 +462,15 @@ def degraded_notes(config: Any) -> list[str]:
     whole daemon would stay down for it): a ``file_drop`` source whose directories cannot be
     made or written (that source alone fails, and is started again at each poll), and
     overrides in ``notify.templates_dir`` that would never be used (the built-in templates go
-    out instead)."""
-    from outage_sentinel.template_check import override_dir_problems
+    out instead, or would fail or print "None" when a start is to be confirmed)."""
+    from outage_sentinel.template_check import override_dir_problems, unverified_start_notes
 
     found = [f"sources[{i}].{key}: {path}: {problem}"
              for i, source in enumerate(config.sources)
              for key, path, problem in file_drop_problems(source) if problem]
     return found + [f"notify.templates_dir: {p}"
-                    for p in override_dir_problems(config.notify.templates_dir)]
+                    for p in [*override_dir_problems(config.notify.templates_dir),
+                              *unverified_start_notes(config)]]
 
 
 def file_drop_problems(source: Any) -> list[tuple[str, Path, str | None]]:
