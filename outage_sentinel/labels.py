@@ -50,7 +50,9 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "continued_undone": "转入的新停电事件已取消，台区恢复待确认",
            "held_back": "暂不通知恢复送电（该村仍有台区在其他停电事件中停电）",
            "held_released": "暂缓的恢复送电通知已发出",
-           "evidence_conflict": "联络人反馈已来电，但电表仍报停电（未按恢复处理）"},
+           "evidence_conflict": "联络人反馈已来电，但电表仍报停电（未按恢复处理）",
+           "meters_disagree": "停电记录已结束，但电表仍报停电",
+           "back_untold": "停电通知未发出即已恢复，未通知恢复送电"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
            "restored": "restored", "cancelled": "cancelled", "closed": "closed",
@@ -70,7 +72,9 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "continued_undone": "the new incident was called off: back unconfirmed again",
            "held_back": "power-back notice held (the village is off in another incident)",
            "held_released": "held power-back notice sent",
-           "evidence_conflict": "liaison said power back; the meters still say off (not taken)"},
+           "evidence_conflict": "liaison said power back; the meters still say off (not taken)",
+           "meters_disagree": "record ended; the meters still say off",
+           "back_untold": "over before its notice went out: no power-back sent"},
 }
 
 #: Report classes (DL/T 836): faults, and planned plus temporary work (预安排停电).

@@ -26,6 +26,7 @@ from outage_sentinel.events import OutageEvent
 from outage_sentinel.held_notices import keep_held_in, work_ahead
 from outage_sentinel.incidents import (
     BACK_NOTICES,
+    FIELD_SOURCE,
     OPERATOR_SOURCE,
     Incident,
     Notice,
@@ -36,6 +37,7 @@ from outage_sentinel.incidents import (
     dark_villages,
     handed_back,
     hold_back,
+    newly_disputed,
     past_stop_unannounced,
     plan_notices,
     reported_dark,
@@ -111,6 +113,26 @@ def still_news(o: Owed, topology: Topology, etr_step: timedelta) -> bool:
 HAND_BACK_LOOKBACK = timedelta(days=2)
 
 
+def disputed_by_records(before: Incident | None, after: Incident, topology: Topology
+                        ) -> dict[str, Any] | None:
+    """The ``meters_disagree`` step's details when ``after`` newly holds areas off against an
+    outage-system record that ended (:func:`newly_disputed`): the areas, the records (member
+    keys) and their customers, so the command centre sees the record said restored and the
+    meters disagree. A liaison's 已来电 the meters contradict is not here: the field desk logs
+    it (``evidence_conflict``). ``None``: no such area."""
+    areas: dict[str, None] = {}
+    records: dict[str, None] = {}
+    for area, keys in newly_disputed(before, after).items():
+        ended = [k for k in keys if k.split("|", 1)[0] != FIELD_SOURCE]
+        if ended:
+            areas[area] = None
+            records.update(dict.fromkeys(ended))
+    if not areas:
+        return None
+    return {"transformers": list(areas), "records": list(records),
+            "customers": topology.customers_of(list(areas))}
+
+
 def actor_of(event: OutageEvent) -> str:
     """Who a step of ``event`` is logged as: the operator who took it, else its source."""
     if event.source == OPERATOR_SOURCE:
@@ -136,22 +158,72 @@ class OwedNotices:
     incident, of the first one's purpose, saying what the last revision with news for it says,
     compared with what the village was told before the round. A storm's reports folded one by
     one made a revision each, and the village heard 停电 and an update per area within a
-    second: a flood of near-identical notices is one people stop reading. One per writer."""
+    second: a flood of near-identical notices is one people stop reading. A village whose
+    outage ends before its notice went out hears neither (:meth:`never_told_back`). One per
+    writer."""
 
     def __init__(self, owner: RevisionOwner, log: Any) -> None:
         self.owner, self.store, self.log = owner, owner.store, log
 
     def before(self, conn: Connection, current: Incident | None, after: Incident,
-               f: Fold) -> None:
+               f: Fold) -> tuple[str, ...]:
         """Queue the notices the round owes before a revision whose notices it does not
         gather (decided on its plan): what that revision takes back (a withdrawn inference,
         a cancellation), reads (who was told) or queues after them (a "power back") must
-        find them in the outbox, in the order they were decided."""
+        find them in the outbox, in the order they were decided. Returns the villages it
+        tells their power is back whose outage notice of it the round still owed: that
+        notice is not queued (the outage ended before it went out), and neither is their
+        "power back" (:meth:`never_told_back`)."""
         if not f.rnd.owed:
-            return
+            return ()
         notices, _ = plan_notices(current, after, self.owner.topology, self.owner.etr_step)
-        if not gathered(current, after, notices):
-            self.settle(conn, f.rnd, f.now)
+        if gathered(current, after, notices):
+            return ()
+        forgone = f.rnd.forgo_outage(
+            after.id, [v for n in notices if n.purpose in BACK_NOTICES for v in n.villages])
+        self.settle(conn, f.rnd, f.now)
+        return forgone
+
+    def never_told_back(self, conn: Connection, after: Incident, notices: list[Notice],
+                        f: Fold, forgone: tuple[str, ...]) -> tuple[list[Notice], Incident]:
+        """A village never told of the outage is not told 恢复送电 of it (it would read of an
+        outage it never heard of: a terminal's off and on, or a backlog, uploaded together):
+        its outage notice was still owed in the round (``forgone``: :meth:`before`) or was
+        queued at this same instant and waits, never tried, for every recipient. Its "power
+        back" is not sent nor counted told, what waits for it of the incident (outage,
+        update, care) is taken back, and the log says so (``back_untold``); the command
+        centre's summary still covers the incident. One merely waiting since before (quiet
+        hours, a channel down) was meant to reach it first: its village still hears the end."""
+        back = list(dict.fromkeys(v for n in notices if n.purpose in BACK_NOTICES
+                                  for v in n.villages))
+        if not back:
+            return notices, after
+        recipients = {v: self.owner.planner.village_recipients(v) for v in back}
+        untold = [v for v in back if v in forgone or v in self._queued_now(
+            conn, after.id, recipients, f.now)]
+        if not untold:
+            return notices, after
+        notices, after, _ = hold_back(notices, after, untold)
+        taken = self.store.withdraw_pending_in(
+            conn, after.id, ("outage", "update", "care"), f.now,
+            f"the outage was over before its notice went out (revision {after.revision})",
+            [r for v in untold for r in recipients[v]])
+        self.store.log_in(conn, after.id, f.now, "back_untold", actor_of(f.event), "",
+                          {"villages": untold, "withdrawn": taken})
+        self.log.info("back_notices_untold", incident_id=after.id, villages=untold,
+                      messages=taken)
+        return notices, after
+
+    def _queued_now(self, conn: Connection, incident_id: str,
+                    recipients: dict[str, list[str]], now: datetime) -> set[str]:
+        """The villages whose every recipient's latest outage notice of the incident was
+        queued at ``now`` (this processing instant) and waits, never tried."""
+        everyone = [r for rs in recipients.values() for r in rs]
+        latest = {m.recipient: m for m in self.store.heard_in(conn, incident_id, everyone)
+                  if m.purpose == "outage"}
+        return {v for v, rs in recipients.items() if rs and all(
+            (m := latest.get(r)) is not None and m.status in ("pending", "held")
+            and not m.attempts and m.created_at >= now for r in rs)}
 
     def settle(self, conn: Connection, rnd: RoundCache, now: datetime) -> int:
         """Queue the notices the round owes, in the order first owed, each saying what the
@@ -201,8 +273,8 @@ class RevisionWriter:
         """Write ``after``, the incident after the event (estimate and revision, from
         ``current``), with its notices and its log steps; returns it as written."""
         event, now = f.event, f.now
-        self.owed.before(conn, current, after, f)
-        notices, after = self._planned_notices(conn, current, after, f)
+        forgone = self.owed.before(conn, current, after, f)
+        notices, after = self._planned_notices(conn, current, after, f, forgone)
         told = self.as_told_back(conn, current, after, notices, now)
         owed = f.rnd.owed is not None and gathered(current, after, notices)
         rows = self._outbox_rows(conn, current, after, [] if owed else notices, f, told)
@@ -229,13 +301,14 @@ class RevisionWriter:
     # -- the notices ----------------------------------------------------------------------------
 
     def _planned_notices(self, conn: Connection, current: Incident | None, after: Incident,
-                         f: Fold) -> tuple[list[Notice], Incident]:
-        """The notices ``after`` sends, and the incident as they leave it: the villages still
-        dark in another incident held back from "power back" (not from the cancellation of
-        work not begun: :func:`work_ahead`), planned work past its stop left
-        unannounced, withdrawn inferences taken back, and what a cancellation takes back."""
+                         f: Fold, forgone: tuple[str, ...]) -> tuple[list[Notice], Incident]:
+        """The notices ``after`` sends, and the incident as they leave it: no "power back" to
+        a village never told of the outage (:meth:`OwedNotices.never_told_back`) nor, held
+        back, to one dark in another incident (but work not begun called off: :func:`work_ahead`),
+        planned work past its stop unannounced, withdrawn inferences and cancellations taken back."""
         event, rnd, now = f.event, f.rnd, f.now
         notices, after = plan_notices(current, after, self.topology, self.etr_step)
+        notices, after = self.owed.never_told_back(conn, after, notices, f, forgone)
         held: tuple[str, ...] = ()
         if any(n.purpose in BACK_NOTICES for n in notices):  # only then: a storm's rounds
             # Work called off before it began speaks of its day, not of the supply now.
@@ -406,6 +479,8 @@ class RevisionWriter:
             else ""
         self._log_restoration(conn, before, after, actor, now, note)
         self._log_reissued(conn, before, after, actor, now)
+        if (disputed := disputed_by_records(before, after, self.topology)) is not None:
+            self.store.log_in(conn, after.id, now, "meters_disagree", actor, "", disputed)
         old_stage = before.stage if before is not None else None
         if after.stage != old_stage and after.stage in ("confirmed", "cancelled"):
             self.store.log_in(conn, after.id, now, after.stage, actor)

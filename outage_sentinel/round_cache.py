@@ -98,6 +98,19 @@ class RoundCache:
                 ) if had is None else replace(had, latest=after,
                                               revisions=(*had.revisions, after.revision))
 
+    def forgo_outage(self, incident_id: str, villages: Sequence[str]) -> tuple[str, ...]:
+        """Of ``villages``, those owed the outage notice of ``incident_id`` (the round
+        first tells them of it): no longer owed, for the outage ended before it went out
+        (a terminal's off and on uploaded together). A village owed an update was told of
+        the outage before the round: it keeps its notice. Returns the villages forgone."""
+        if not self.owed:
+            return ()
+        gone = tuple(dict.fromkeys(v for v in villages if (o := self.owed.get(
+            (incident_id, v))) is not None and o.purpose == "outage"))
+        for v in gone:
+            del self.owed[(incident_id, v)]
+        return gone
+
     def take_owed(self) -> list[Owed]:
         """The notices owed, in the order first owed, each with its incident as the round
         has it now (:attr:`Owed.final`); none owed any more."""

@@ -95,6 +95,7 @@ def test_a_liaisons_power_back_does_not_overrule_meters_still_dark(field_board: 
     (alert,) = [m for m in store.messages(incident_id=iid) if m.purpose == "field_conflict"]
     assert alert.audience == "command" and "电表仍报停电" in alert.body
     assert list(disputed_areas(inc)) == [area]
+    assert not [e for e in store.incident_log(iid) if e["stage"] == "meters_disagree"]
     # the same reply again (a second tap) adds nothing
     assert sms_reply(board, client, phone, "1", clock.now, 2)["accepted"] == 1
     assert len([e for e in store.incident_log(iid) if e["stage"] == "evidence_conflict"]) == 1
@@ -158,3 +159,9 @@ def test_a_record_ending_while_the_meters_are_dark_is_a_revision_naming_the_area
     assert len([m for m in store.messages(incident_id=iid)
                 if m.purpose == "summary"]) == summaries + 1
     assert liaison_purposes(store, iid, li.village) == ["outage"]
+    # the log says the record ended and the meters disagree: once, naming the record
+    (step,) = [e for e in store.incident_log(iid) if e["stage"] == "meters_disagree"]
+    assert step["details"]["transformers"] == [area]
+    assert step["details"]["records"] == ["oms|R1"]
+    assert step["details"]["customers"] == topology.customers_of([area]) > 0
+    assert not [e for e in store.incident_log(iid) if e["stage"] == "evidence_conflict"]
