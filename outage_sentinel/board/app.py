@@ -55,6 +55,7 @@ from outage_sentinel.board.field import FieldDesk, FieldError
 from outage_sentinel.board.geo import Layout, layout, map_payload
 from outage_sentinel.board.live import ChangeWatcher
 from outage_sentinel.board.photos import photo_path, photos_of, thumbnail
+from outage_sentinel.board.replies import FieldReplies
 from outage_sentinel.board.sms_uplink import answer as uplink_answer
 from outage_sentinel.board.views import (
     CardCache,
@@ -356,7 +357,7 @@ async def sms_hook(request: Request, board: Board, _pages: Environment) -> Respo
         return JSONResponse(uplink_answer(provider, error="the body must be JSON"),
                             status_code=400)
     try:
-        counts = await run_in_threadpool(board.field_desk.sms_replies,
+        counts = await run_in_threadpool(FieldReplies(board.field_desk).sms_replies,
                                          request.path_params["token"], body, provider,
                                          board.sms_channels)
     except FieldError as exc:
@@ -368,7 +369,7 @@ async def dingtalk_hook(request: Request, board: Board, _pages: Environment) -> 
     """A DingTalk outgoing robot's callback; the robot answers in the group."""
     try:
         body = json.loads(await request.body() or b"{}")
-        said = await run_in_threadpool(board.field_desk.dingtalk,
+        said = await run_in_threadpool(FieldReplies(board.field_desk).dingtalk,
                                        request.headers.get("timestamp", ""),
                                        request.headers.get("sign", ""), body)
     except FieldError as exc:
@@ -384,7 +385,7 @@ async def feishu_hook(request: Request, board: Board, _pages: Environment) -> Re
     """Feishu's event callback (and its URL verification)."""
     raw = await request.body()
     try:
-        out = await run_in_threadpool(board.field_desk.feishu,
+        out = await run_in_threadpool(FieldReplies(board.field_desk).feishu,
                                       {k.lower(): v for k, v in request.headers.items()}, raw)
     except FieldError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)

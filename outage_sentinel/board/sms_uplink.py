@@ -1,5 +1,5 @@
 """The SMS providers' reply (uplink) pushes, read into one shape — who replied, what, when —
-for :meth:`outage_sentinel.board.field.FieldDesk.sms_replies`, and the answer each provider
+for :meth:`outage_sentinel.board.replies.FieldReplies.sms_replies`, and the answer each provider
 expects. Pure: no clock, no store.
 
 **Aliyun** pushes to ``/hooks/sms/<token>`` a JSON list of replies (or one reply), each
