@@ -9,7 +9,7 @@ deadline at risk, passed, or without a crew escalated to the command centre, onc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -47,8 +47,8 @@ class ChecksOwner(Protocol):
 
     def priority(self, inc: Incident, now: datetime) -> prio.Priority: ...
 
-    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
-                     ) -> list[OutboxMessage]: ...
+    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None,
+                     extra: Mapping[str, Any] | None = None) -> list[OutboxMessage]: ...
 
 
 class ClockChecks:
@@ -140,8 +140,10 @@ class ClockChecks:
                                        life.planner.tz, held, life.dispatcher.busy(conn, inc.id),
                                        life.planner.renderer.language, life.params)
         body = life.planner.renderer.render("command_escalation", **ctx)
+        # its deadline kept, for the minutes to be counted again when it goes (held, retried)
         added = life.store.enqueue_in(conn, life.command_rows(
-            inc, f"escalation_{reason}", body, revision=escalation_key(deadline)), now)
+            inc, f"escalation_{reason}", body, revision=escalation_key(deadline),
+            extra=crews.deadline_params(ctx)), now)
         if added:
             life.store.log_in(conn, inc.id, now, "escalated", "daemon", reason,
                               {"deadline": deadline.isoformat(), "priority": pr.score})

@@ -744,7 +744,8 @@ def _deadline_context(deadline: datetime, area_type: str, now: datetime, tz: tzi
                       language: str, params: DispatchParams) -> dict[str, Any]:
     """By when the crew must arrive: the commitment of the area type, and the minutes left
     (``deadline_count``, the words the dispatch says them in; ``deadline_at``, the deadline
-    itself, so that a dispatch sent later counts them again: :func:`dispatch_true_at`)."""
+    itself, so that a dispatch or escalation sent later counts them again:
+    :func:`deadline_true_at`)."""
     left = minutes_left(deadline, now)
     return {
         "deadline_local": _local(deadline, tz),
@@ -765,20 +766,21 @@ def minutes_left(deadline: datetime, now: datetime) -> int:
 def deadline_count(left: int, language: str = "zh") -> str:
     """``left`` minutes to the arrival deadline in words (剩30分钟, 已超5分钟): made here
     only, so that the count a dispatch was queued with can be found in its text and
-    replaced when it is sent (:func:`dispatch_true_at`)."""
+    replaced when it is sent (:func:`deadline_true_at`)."""
     words = _labels(COUNT_LABELS, language)
     return words["left"].format(n=left) if left >= 0 else words["overdue"].format(n=-left)
 
 
-def dispatch_true_at(body: str, params: Mapping[str, Any], now: datetime,
+def deadline_true_at(body: str, params: Mapping[str, Any], now: datetime,
                      language: str = "zh") -> tuple[str, dict[str, Any]]:
-    """A queued dispatch's text and ``payload["params"]`` as true at ``now``: its deadline
-    line counts the minutes left (or past) at ``now``, not at queueing — a dispatch held by
-    the command centre, or retried, would otherwise tell the crew 剩90分钟 with 30 left, or
-    剩1分钟 after the deadline went. Only the count changes (in the line stating the
-    deadline, ``params["deadline"]``). A dispatch queued without ``deadline_at`` (before
-    this was kept), or whose text does not carry its count (a template of one's own), is
-    left as it is."""
+    """A queued crew dispatch's or command-centre escalation's text and ``payload["params"]``
+    as true at ``now``: its deadline line counts the minutes left (or past) at ``now``, not at
+    queueing — a message held by the command centre, or retried, would otherwise tell the crew
+    剩90分钟 with 30 left, or the command centre 剩14分钟 after the deadline went. Only the
+    count changes (in the line stating the deadline, ``params["deadline"]``:
+    :func:`deadline_params`). A message queued without ``deadline_at`` (before this was
+    kept), or whose text does not carry its count (a template of one's own), is left as it
+    is."""
     stated, at, local = (params.get(k) for k in ("deadline_count", "deadline_at", "deadline"))
     if not (isinstance(stated, str) and stated and isinstance(at, str) and at and local):
         return body, dict(params)
@@ -790,6 +792,18 @@ def dispatch_true_at(body: str, params: Mapping[str, Any], now: datetime,
             lines[i] = head + sep + tail.replace(stated, count, 1)
             return "\n".join(lines), {**params, "deadline_count": count}
     return body, dict(params)
+
+
+#: The name :func:`deadline_true_at` had while only a dispatch was counted again.
+dispatch_true_at = deadline_true_at
+
+
+def deadline_params(ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """What a dispatch's or an escalation's ``payload["params"]`` keep of its deadline (from
+    its context), for :func:`deadline_true_at` to count the minutes again when it goes: the
+    deadline as the text states it, the deadline itself, and the count as rendered."""
+    return {"deadline": ctx["deadline_local"] or "", "deadline_at": ctx["deadline_at"],
+            "deadline_count": ctx["deadline_count"]}
 
 
 def _households_context(topology: Topology, off: Sequence[str], language: str,
@@ -907,9 +921,9 @@ def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, A
         sms = {**sms, **_labels(UNPLACED_SMS, language)}
     return {
         "incident": ctx["incident_id"], "priority": ctx["priority_score"],
-        "deadline": ctx["deadline_local"] or "", "feeder": ctx["feeder_label"],
-        # what dispatch_true_at counts the minutes left from when the dispatch goes
-        "deadline_at": ctx["deadline_at"], "deadline_count": ctx["deadline_count"],
+        "feeder": ctx["feeder_label"],
+        # what deadline_true_at counts the minutes left from when the dispatch goes
+        **deadline_params(ctx),
         "villages": list(ctx["villages"]), "households": ctx["customers"],
         "kind": ctx["kind"], "sms_template": "dispatch", "sms": sms,
     }
@@ -986,7 +1000,8 @@ def escalation_context(
             "etr_local", "now_local",
             "priority_score", "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area",
             "distance_km", "travel_minutes", "eta_local", "deadline_local", "area_type",
-            "area_label", "commitment_minutes", "minutes_left", "map_link", "map_label")},
+            "area_label", "commitment_minutes", "minutes_left", "deadline_at", "deadline_count",
+            "map_link", "map_label")},
         "reason": reason,
         "reason_label": _labels(REASON_LABELS, language).get(reason, reason),
         "busy": _busy_rows(topology, busy),

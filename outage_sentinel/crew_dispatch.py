@@ -10,7 +10,7 @@ the processor and the command steps all send crews through here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -65,8 +65,8 @@ class DispatchOwner(Protocol):
 
     def save_in(self, conn: Connection, inc: Incident, now: datetime, **extra: Any) -> None: ...
 
-    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
-                     ) -> list[OutboxMessage]: ...
+    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None,
+                     extra: Mapping[str, Any] | None = None) -> list[OutboxMessage]: ...
 
     def render_summary(self, inc: Incident, headline: str | None = None,
                        crew: str | None = None) -> str: ...
@@ -261,7 +261,7 @@ class CrewDispatch:
                                        self.planner.tz, None, busy, lang, self.params)
         added = self.store.enqueue_in(conn, self.owner.command_rows(
             inc, "waiting_for_crew", self.planner.renderer.render("command_escalation", **ctx),
-            revision=escalation_key(deadline)), now)
+            revision=escalation_key(deadline), extra=crews.deadline_params(ctx)), now)
         if added or self.owner.config.command_centre.channel is None:
             self.store.log_in(conn, inc.id, now, "note", actor, "no crew available",
                               {"priority": pr.score, "deadline": deadline.isoformat()})

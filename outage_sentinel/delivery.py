@@ -99,7 +99,7 @@ from time import monotonic
 from typing import Literal, Protocol
 
 from outage_sentinel.channels.base import Channel, Timed
-from outage_sentinel.crew import dispatch_true_at
+from outage_sentinel.crew import deadline_true_at
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ordering import REMINDER_PREFIX, chain_of, order
@@ -127,6 +127,11 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 #: outage already in force states, when that time falls inside the quiet hours: held to the
 #: window's end, "预计恢复时间调整为 06:00" would be read at 07:00, a time gone by.
 PRE_START_LEAD = timedelta(hours=1)
+#: Purposes whose text counts the minutes to a crew's arrival deadline (剩N分钟), counted again
+#: when they go (:func:`recounted`): the crew's dispatch, the command centre's warning that no
+#: crew is free, and the escalations (``escalation_at_risk``, ``escalation_overdue``, …).
+COUNTED_PURPOSES = frozenset({"dispatch", "waiting_for_crew"})
+ESCALATION_PREFIX = "escalation_"
 #: Purposes whose words promise the expected restoration they carry (``params["etr"]``).
 ETR_PURPOSES = frozenset({"outage", "update"})
 #: The lines a liaison's notice sent after a time it speaks of carries under its heading
@@ -617,14 +622,13 @@ def true_now(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") ->
     now (:func:`~outage_sentinel.sms_params.with_hours`), and a liaison's announcement or
     update with :func:`late_lines` under its heading — and, when the expected restoration it
     states has passed, its SMS ``etr`` 待定 (:func:`~outage_sentinel.sms_params.without_etr`);
-    a crew dispatch's minutes left counted now (:func:`~outage_sentinel.crew.dispatch_true_at`:
-    held or retried, it said the minutes left when it was queued)."""
+    a crew dispatch's or a command-centre escalation's minutes to the arrival deadline
+    counted now (:func:`recounted`: held or retried, it said the minutes left when it was
+    queued)."""
     params = params_of(row)
     payload = row.payload or {}
-    if row.purpose == "dispatch":
-        body, said = dispatch_true_at(row.body, params, now, language)
-        return row if body == row.body else replace(row, body=body,
-                                                    payload={**payload, "params": said})
+    if row.purpose in COUNTED_PURPOSES or row.purpose.startswith(ESCALATION_PREFIX):
+        return recounted(row, now, language)
     start = outage_start(params, tz)
     if row.purpose.startswith(REMINDER_PREFIX) and start is not None:
         hours = (start - now).total_seconds() / 3600.0
@@ -637,6 +641,22 @@ def true_now(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") ->
         payload = {**payload, "params": without_etr(params, language)}
     head, sep, rest = row.body.partition("\n")
     return replace(row, body="\n".join([head, *lines]) + sep + rest, payload=payload)
+
+
+def recounted(row: OutboxRow, now: datetime, language: str = "zh") -> OutboxRow:
+    """``row`` (a dispatch or an escalation) with the minutes to its arrival deadline counted
+    at ``now`` (:func:`~outage_sentinel.crew.deadline_true_at`), in its text and in the
+    markdown a group robot sends instead of it; unchanged when its params keep no deadline."""
+    params, payload = params_of(row), row.payload or {}
+    body, said = deadline_true_at(row.body, params, now, language)
+    if body == row.body:
+        return row
+    payload = {**payload, "params": said}
+    markdown = payload.get("markdown")
+    if isinstance(markdown, str) and markdown:
+        payload["markdown"] = body if markdown == row.body else deadline_true_at(
+            markdown, params, now, language)[0]
+    return replace(row, body=body, payload=payload)
 
 
 def late_lines(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") -> list[str]:

@@ -250,11 +250,14 @@ class Lifecycle:
             raise UnknownIncident(f"no incident {incident_id!r}")
         return Incident.from_json(m["state"]), m
 
-    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None
-                     ) -> list[OutboxMessage]:
-        """Outbox rows for the command centre (none when no command-centre channel is set)."""
+    def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None,
+                     extra: Mapping[str, Any] | None = None) -> list[OutboxMessage]:
+        """Outbox rows for the command centre (none when no command-centre channel is set);
+        their params are what a digest reads of ``inc`` and ``extra`` (an escalation's
+        deadline, for its minutes to be counted again when it goes:
+        :func:`outage_sentinel.crew.deadline_params`)."""
         return self.command_rows_for(inc.id, inc.revision if revision is None else revision,
-                                  purpose, body, self.digest_facts(inc))
+                                  purpose, body, {**self.digest_facts(inc), **(extra or {})})
 
     def digest_facts(self, inc: Incident) -> dict[str, Any]:
         """What a digest says of ``inc`` (:mod:`outage_sentinel.digest`): feeder, kind,
