@@ -153,15 +153,23 @@ def test_run_once_then_operator_verbs_read_the_same_database(tmp_path: Path) -> 
     assert r.returncode == 0
     shown = json.loads(r.stdout)
     assert shown["status"] == "restored"
-    # Every notice went out, but an outage notice the restoration overtook in the same cycle
-    # (superseded: never sent after it), and its recipient heard the restoration.
+    # Every notice went out, but an outage notice the restoration overtook (superseded:
+    # never sent after it; its recipient heard the restoration), and one whose outage was
+    # over before it went out (both processed at one instant: withdrawn, and the recipient
+    # hears no 恢复送电 of an outage it never heard of — the log says back_untold).
     notices = [(n["key"].split("/")[2], n["key"].rsplit("/", 1)[1], n["status"])
                for n in shown["notices"]]  # (recipient, purpose, status)
-    assert {status for _, _, status in notices} <= {"sent", "superseded"}
+    assert {status for _, _, status in notices} <= {"sent", "superseded", "withdrawn"}
     for recipient, purpose, status in notices:
         if status == "superseded":
             assert purpose in ("outage", "update")
             assert (recipient, "restored", "sent") in notices
+        if status == "withdrawn":
+            assert purpose in ("outage", "update", "care")
+            assert not any(r == recipient and s == "sent" for r, _, s in notices)
+    if any(status == "withdrawn" for _, _, status in notices):
+        said = cli("--config", str(cfg), "incidents", "show", fault["id"]).stdout
+        assert "停电通知未发出即已恢复，未通知恢复送电" in said, said
 
     # An operator's screen masks the SMS recipients' numbers the outbox keys hold.
     shows = [cli("--config", str(cfg), "incidents", "show", i["id"], "--json").stdout
