@@ -48,7 +48,7 @@ from outage_sentinel.config import Config
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined
 from outage_sentinel.logs import get_logger
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.store import IngestCounts, Store, StoredEvent
+from outage_sentinel.store import FencedError, IngestCounts, Store, StoredEvent
 from outage_sentinel.topology import Topology
 
 #: Source name of the screened AMI outputs (per transformer area), and the kv key of its state.
@@ -257,14 +257,26 @@ class AmiScreener:
 
     def _sync_offset_records(self, now: datetime) -> None:
         """The board's records as the loaded screen's flags stand (its saved state may lag
-        the records by up to :data:`SCREEN_SAVE_SECONDS`: a flag raised or cleared since)."""
+        the records by up to :data:`SCREEN_SAVE_SECONDS`: a flag raised or cleared since).
+        Only by a node that screens AMI sources, and only when something is to be put right:
+        a standby loads the screen before it leads, and may write nothing then (the term it
+        begins loads it again)."""
+        if not self.sources:
+            return
         flags = self.screen.clock_offsets()
         kept = self.store.kv_prefixed(CLOCK_OFFSET_PREFIX)
-        with self.store.transaction() as conn:
-            for key in stale_records(kept, flags):
-                self.store.kv_delete_in(conn, key)
-            missing = [c for c in self.screen.clock.standing() if c.source not in kept]
-            self._write_offset_records(conn, missing, now)
+        stale = stale_records(kept, flags)
+        missing = [c for c in self.screen.clock.standing() if c.source not in kept]
+        if not stale and not missing:
+            return
+        try:
+            with self.store.transaction() as conn:
+                for key in stale:
+                    self.store.kv_delete_in(conn, key)
+                self._write_offset_records(conn, missing, now)
+        except FencedError:
+            self.log.info("ami_clock_records_left", reason="not leading", stale=len(stale),
+                          missing=len(missing))
 
     def _export_clock_offsets(self) -> None:
         flags = self.screen.clock_offsets()
