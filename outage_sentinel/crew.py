@@ -794,10 +794,6 @@ def deadline_true_at(body: str, params: Mapping[str, Any], now: datetime,
     return body, dict(params)
 
 
-#: The name :func:`deadline_true_at` had while only a dispatch was counted again.
-dispatch_true_at = deadline_true_at
-
-
 def deadline_params(ctx: Mapping[str, Any]) -> dict[str, Any]:
     """What a dispatch's or an escalation's ``payload["params"]`` keep of its deadline (from
     its context), for :func:`deadline_true_at` to count the minutes again when it goes: the

@@ -1,5 +1,5 @@
 """A crew dispatch held by the command centre, or retried, and sent later counts the minutes to
-its arrival deadline as they are when it goes (:func:`outage_sentinel.crew.dispatch_true_at`):
+its arrival deadline as they are when it goes (:func:`outage_sentinel.crew.deadline_true_at`):
 queued with 剩89分钟 and released an hour later it says 剩29分钟, and past the deadline 已超N分钟
 — never the count it had when queued. Only that count changes; the rest of the orders stand.
 
@@ -41,10 +41,10 @@ def test_a_dispatch_sent_later_counts_the_minutes_left_then(daemon: Daemon) -> N
     queued = deadline_line(row.body, "到达时限：")
     assert f"剩{left}分钟" in queued
     # Sent at once: nothing changes (the deliverer keeps the row as queued).
-    assert crews.dispatch_true_at(row.body, params, T0 + timedelta(minutes=1), "zh") == (
+    assert crews.deadline_true_at(row.body, params, T0 + timedelta(minutes=1), "zh") == (
         row.body, params)
     # Held an hour, then released: the minutes left then.
-    body, said = crews.dispatch_true_at(row.body, params, T0 + timedelta(minutes=61), "zh")
+    body, said = crews.deadline_true_at(row.body, params, T0 + timedelta(minutes=61), "zh")
     line = deadline_line(body, "到达时限：")
     assert line == queued.replace(f"剩{left}分钟", f"剩{left - 60}分钟")
     assert said == {**params, "deadline_count": f"剩{left - 60}分钟"}
@@ -52,11 +52,11 @@ def test_a_dispatch_sent_later_counts_the_minutes_left_then(daemon: Daemon) -> N
     assert [a for a in body.splitlines() if a != line] == [
         b for b in row.body.splitlines() if b != queued]
     # Past the deadline: overdue, and by how much.
-    body, said = crews.dispatch_true_at(row.body, params, deadline + timedelta(minutes=7), "zh")
+    body, said = crews.deadline_true_at(row.body, params, deadline + timedelta(minutes=7), "zh")
     assert deadline_line(body, "到达时限：") == queued.replace(f"剩{left}分钟", "已超7分钟")
     assert "剩" not in deadline_line(body, "到达时限：")
     # Sent again from what was sent (the row keeps it): counted afresh from that text too.
-    again, _ = crews.dispatch_true_at(body, said, deadline + timedelta(minutes=20), "zh")
+    again, _ = crews.deadline_true_at(body, said, deadline + timedelta(minutes=20), "zh")
     assert deadline_line(again, "到达时限：") == queued.replace(f"剩{left}分钟", "已超20分钟")
 
 
@@ -81,7 +81,7 @@ def test_the_english_dispatch_is_counted_again_too(tmp_path: Path, db_url: str) 
     queued = deadline_line(row.body, "Arrive by ")
     left = crews.minutes_left(deadline, T0 + timedelta(minutes=1))
     assert f"; {left} min left)" in queued
-    body, _ = crews.dispatch_true_at(row.body, params, deadline + timedelta(minutes=3), "en")
+    body, _ = crews.deadline_true_at(row.body, params, deadline + timedelta(minutes=3), "en")
     assert deadline_line(body, "Arrive by ") == queued.replace(f"{left} min left",
                                                               "3 min overdue")
 
@@ -92,7 +92,7 @@ def test_a_dispatch_queued_without_its_deadline_kept_is_left_as_it_is(
     row = queued_dispatch(daemon)
     old = {k: v for k, v in row.payload["params"].items()
            if k not in ("deadline_at", "deadline_count")}
-    assert crews.dispatch_true_at(row.body, old, T0 + timedelta(hours=3), "zh") == (row.body, old)
+    assert crews.deadline_true_at(row.body, old, T0 + timedelta(hours=3), "zh") == (row.body, old)
 
 
 def test_the_deliverer_sends_a_released_dispatch_with_the_minutes_left_then(

@@ -119,5 +119,5 @@ def test_the_english_escalation_is_counted_again_too(h_en: Harness) -> None:
                                                                      "3 min overdue")
     assert said["deadline_count"] == "3 min overdue"
     # The old name still counts a dispatch's (or an escalation's) minutes.
-    assert crews.dispatch_true_at(row.body, params, deadline + timedelta(minutes=3), "en") == (
+    assert crews.deadline_true_at(row.body, params, deadline + timedelta(minutes=3), "en") == (
         body, said)
