@@ -295,6 +295,15 @@ class Member:
     #: A call's caller (:attr:`Resolved.caller`): its work orders count once
     #: (:func:`evidence_of`). "" for any other record, and for a call naming no customer.
     caller: str = ""
+    #: When the record stated its ``cause`` (the revision that first gave it; ``None``: the
+    #: revision seen at ``seen_at``): a feed re-stating every record each poll, or an update
+    #: that gives none, does not make an older word the latest (:func:`agreed_cause`).
+    cause_at: datetime | None = None
+
+    @property
+    def cause_stated(self) -> datetime:
+        """When :attr:`cause` was stated."""
+        return self.cause_at or self.seen_at
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -307,6 +316,7 @@ class Member:
             **({"superseded_by": self.superseded_by} if self.superseded_by else {}),
             **({"left": list(self.left)} if self.left else {}),
             **({"caller": self.caller} if self.caller else {}),
+            **({"cause_at": self.cause_at.isoformat()} if self.cause_at else {}),
         }
 
     @classmethod
@@ -323,6 +333,7 @@ class Member:
             superseded_by=str(d.get("superseded_by") or ""),
             left=tuple(d.get("left") or ()),
             caller=str(d.get("caller") or ""),
+            cause_at=parse_optional_time(d.get("cause_at"), "cause_at"),
         )
 
 
@@ -777,6 +788,21 @@ def edited_out(member: Member, before: Member | None, now: datetime) -> Member:
     return replace(member, left=tuple(left)) if left or member.left else member
 
 
+def kept_cause(member: Member, before: Member | None) -> Member:
+    """``member``, a record's new revision, with the cause it stated before: an open
+    record's update that gives none keeps it (an outage system's edit that left the field
+    blank, a feed that sends it only once: a known cause is never dropped for an empty one,
+    and the villages would read 原因待查 of a cause they were told), and one that states the
+    same again keeps when it was first stated (:attr:`Member.cause_at`)."""
+    if before is None or not before.cause or member.status != "active":
+        return member
+    if not member.cause:
+        return replace(member, cause=before.cause, cause_at=before.cause_stated)
+    if member.cause == before.cause:
+        return replace(member, cause_at=before.cause_stated)
+    return member
+
+
 def _ending_keeps_areas(member: Member, before: Member | None) -> Member:
     """A record's ending that names no areas (a snapshot feed's record gone from the list,
     inferred restored) ends the areas it named before: without them the areas would stay off
@@ -904,11 +930,30 @@ def _restored_so_far(incident: Incident, members: Mapping[str, Member],
     evidence now gives (a record published late, ended after the one that brought the area
     back, moves it; an area counted back unconfirmed takes the time someone vouches for)."""
     back = areas_back(members.values())
-    restored = {t: at for t, at in incident.restored.items() if t in back or not active}
+    kept = inferred_back(incident, members.values(), scope)
+    restored = {t: at for t, at in incident.restored.items()
+                if t in back or t in kept or not active}
     for t, at in back.items():  # the time the evidence gives now: a late record moves it
         if t in scope or t in restored:
             restored[t] = at
     return restored
+
+
+def inferred_back(incident: Incident, members: Iterable[Member], scope: Mapping[str, str]
+                  ) -> frozenset[str]:
+    """The areas ``incident`` counted back on evidence (not :attr:`Incident.unconfirmed`: a
+    device's restoration, a step) that only an inference ever put off (scope mark
+    ``inferred``) and that no open report names off now: they stay back when the incident is
+    on again (a late record of the same outage, a record re-opened). Nothing reported them
+    off; an estimate that infers them again is no evidence, and their villages, told their
+    power is back, would hear 停电 again on a guess. A source reporting one off is evidence:
+    it is off again, reported. An area counted back with no evidence goes off again with
+    the outage (nothing said it was back)."""
+    open_now = {t for t, spans in outages_reported(members).items()
+                if any(end is None for _, end in spans)}
+    unsure = {*incident.unconfirmed, *incident.continued}
+    return frozenset(t for t in incident.restored if scope.get(t) == "inferred"
+                     and t not in open_now and t not in unsure)
 
 
 def _status_after(incident: Incident, members: Mapping[str, Member],
@@ -1010,7 +1055,7 @@ def _folded_members(incident: Incident, member: Member, joined: Iterable[Member]
     for m in joined:
         members.setdefault(m.key, m)
     before = members.get(member.key)
-    member = edited_out(_ending_keeps_areas(member, before), before, now)
+    member = edited_out(_ending_keeps_areas(kept_cause(member, before), before), before, now)
     members[member.key] = _still_superseded(member, before)
     members = _supersede(members, supersedes, member.key, now)
     return _superseded_reports(members)
@@ -1870,14 +1915,24 @@ def named_area_etrs(members: Iterable[Member]) -> dict[str, datetime | None]:
 
 
 def agreed_cause(members: Iterable[Member]) -> str | None:
-    """The cause the open ones of ``members`` agree on: the one they give, "" when they give
-    different ones (in a storm one record's word is its own area's, not the outage's: stated
-    for the whole incident, the crew and the command centre read "雷击" of an area whose
-    record says 树线矛盾), ``None`` when none gives one. A record's cause while it is open
-    only: an ended one's says how it ended ("已处理完毕恢复送电"). Never a call's: one
-    caller's words (a name, a number to ring back) are no record's."""
-    causes = {m.cause for m in members
-              if m.status == "active" and m.cause and m.signal != "call"}
+    """The cause the open ones of ``members`` agree on: for each area they name (a device,
+    or the record itself, when it names none) the latest stated (:attr:`Member.cause_stated`:
+    a second record of the same outage, or the same record edited, corrects the first); the
+    one cause every area has, "" when areas have different ones (in a storm one record's
+    word is its own area's, not the outage's: stated for the whole incident, the crew and
+    the command centre read "雷击" of an area whose record says 树线矛盾), ``None`` when none
+    gives one. A record's cause while it is open only: an ended one's says how it ended
+    ("已处理完毕恢复送电"). Never a call's: one caller's words (a name, a number to ring
+    back) are no record's."""
+    latest: dict[str, Member] = {}
+    for m in members:
+        if m.status != "active" or not m.cause or m.signal == "call":
+            continue
+        for where in (*m.transformers, *m.possible) or (m.device or m.key,):
+            was = latest.get(where)
+            if was is None or (m.cause_stated, m.key) > (was.cause_stated, was.key):
+                latest[where] = m
+    causes = {m.cause for m in latest.values()}
     if not causes:
         return None
     return causes.pop() if len(causes) == 1 else ""
@@ -1897,7 +1952,7 @@ def village_cause(incident: Incident, records: Sequence[Member]) -> str:
     # of one caller — a name, a number to ring back — never for a village group.
     own = sorted((m for m in records
                   if m.status == "active" and m.cause and m.signal in REPORTING_SIGNALS),
-                 key=lambda m: m.seen_at)
+                 key=lambda m: (m.cause_stated, m.key))
     if own:
         return own[-1].cause
     return _or_known(agreed_cause(m for m in incident.members.values()
