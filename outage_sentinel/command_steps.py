@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from outage_sentinel import corrections
+from outage_sentinel.crew import restored_by
 from outage_sentinel.events import UNSTORABLE, OutageEvent, parse_time, split_list, unstorable_key
 from outage_sentinel.held_notices import keep_held_in, work_ahead
 from outage_sentinel.incidents import (
@@ -100,6 +101,8 @@ class CommandSteps:
             if why:
                 rows += life.dispatch_update_in(conn, after, crew, now, why)
                 said = {**said, "was": list(before.estimate.devices), "crew": crew}
+            elif self._tell_power_back(conn, before, after, crew, now):
+                said = {**said, "crew": crew, "crew_told": "power_back"}
             rows += life.command_rows(after, step, life.render_summary(
                 after, headline=step, crew=crew))
             life.save_in(conn, after, now)
@@ -110,6 +113,23 @@ class CommandSteps:
                 # A fault point taken back or moved: the localiser's may have it wider.
                 life.care_for_new_villages_in(conn, after, now, tell_crew=False)
         return after
+
+    def _tell_power_back(self, conn: Connection, before: Incident, after: Incident,
+                         crew: str | None, now: datetime) -> bool:
+        """The crew sent to an outage the step ended as restored hears that the power is back
+        (:meth:`CrewNotices.power_back_in`), as when a source ends it: taking out the last
+        areas still off, the others back on their records, leaves nothing to patrol for, and
+        the crew told of them would otherwise drive on. Said after the record that brought
+        the others back (:func:`restored_by_record`), naming the areas the command centre
+        took out. Returns whether a message was queued."""
+        if crew is None or before.status != "active" or after.status != "restored":
+            return False
+        language = self.lifecycle.planner.renderer.language
+        # Only the command centre's word: an area an inference alone put off is no news.
+        taken = [t for t in before.off if t in after.excluded and t not in before.excluded]
+        return self.lifecycle.crew_notices.power_back_in(
+            conn, after, crew, now, restored_by(restored_by_record(after), language),
+            taken_out=taken)
 
     def _notices(self, conn: Connection, before: Incident, after: Incident, now: datetime,
                  actor: str, note: str, dropped_as: str, then: Change | None = None
@@ -135,7 +155,9 @@ class CommandSteps:
         # Villages taken out: what waits for them is withdrawn, and only those told hear 更正.
         notices, owed = self.processor.writer.take_back_corrected(conn, after, notices, now)
         if after.status == "cancelled":
-            notices = life.take_back_in(conn, after, notices, now, actor, note)
+            # The reason kept when the step gave none (a scope that left nothing off).
+            notices = life.take_back_in(conn, after, notices, now, actor,
+                                        note or after.cancel_reason)
             self.processor.writer.give_back(conn, after, now, actor)
         return notices, after, owed
 
@@ -206,13 +228,22 @@ class CommandSteps:
                                          proc.estimator_for(conn, inc.feeder, now),
                                          planned_areas(proc.store, conn, now), now)
 
-    def _narrowed(self, conn: Connection, inc: Incident, now: datetime) -> Incident:
+    def _narrowed(self, conn: Connection, inc: Incident, now: datetime, reason: str = ""
+                  ) -> Incident:
         """``inc`` with areas taken out, estimated again without their reports
-        (:func:`corrections.reestimate_narrowed`), as the processor folds now."""
+        (:func:`corrections.reestimate_narrowed`), as the processor folds now; called off for
+        ``reason`` when nothing is left."""
         proc = self.processor
         return corrections.reestimate_narrowed(inc, self.topology,
                                                proc.estimator_for(conn, inc.feeder, now),
-                                               planned_areas(proc.store, conn, now), now)
+                                               planned_areas(proc.store, conn, now), now,
+                                               reason)
+
+    def _no_area_left(self) -> str:
+        """Why an outage the command centre took every area out of is called off, in the
+        notices' language (:data:`corrections.NO_AREA_LEFT`)."""
+        language = self.lifecycle.planner.renderer.language
+        return corrections.NO_AREA_LEFT.get(language, corrections.NO_AREA_LEFT["en"])
 
     def cancel(self, incident_id: str, reason: str, actor: str) -> Incident:
         """Cancel a false alarm: everyone told hears it is cancelled."""
@@ -232,9 +263,12 @@ class CommandSteps:
                              lambda before, after: {"transformers": areas, **(
                                  {"was": list(before.estimate.devices),
                                   "now": list(after.estimate.devices)}
-                                 if _fault_point_moved(before, after) else {})},
+                                 if _fault_point_moved(before, after) else {}), **(
+                                 {"cancelled": after.cancel_reason}
+                                 if after.status == "cancelled" else {})},
                              dropped_as="corrected", crew_told=_orders_moved,
-                             then=self._narrowed)
+                             then=lambda conn, inc, now: self._narrowed(
+                                 conn, inc, now, note or self._no_area_left()))
 
     def add(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
         """Add areas the command centre knows are off (an operator report: they stay off
@@ -395,6 +429,16 @@ def _orders_moved(before: Incident, after: Incident) -> str:
     the crew is told the command centre took areas out and where the fault point is now, as
     inferred as it is); none when it did not, or no fault point is left to patrol from."""
     return "narrowed" if after.estimate.devices and _fault_point_moved(before, after) else ""
+
+
+def restored_by_record(inc: Incident) -> str:
+    """The source of the record whose end brought ``inc``'s areas back last (the command
+    centre's, ``operator``, when none did: its word ended the outage)."""
+    ended = [m for m in inc.members.values() if m.status == "restored" and m.end is not None]
+    if not ended:
+        return OPERATOR_SOURCE
+    last = max(ended, key=lambda m: m.end or m.seen_at)
+    return last.key.split("|", 1)[0]
 
 
 def _iso(value: datetime | None) -> str | None:

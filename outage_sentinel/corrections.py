@@ -89,8 +89,15 @@ def exclude_areas(inc: Incident, topology: Topology, areas: Sequence[str], now: 
                                  excluded_against=against), now)
 
 
+#: Why an outage whose every area the command centre took out was called off, when the step
+#: gave no words of its own (kept as its ``cancel_reason``: a later poll never reopens it).
+NO_AREA_LEFT = {"zh": "指挥中心已将全部停电台区移出停电范围",
+                "en": "the command centre took every area out of the outage"}
+
+
 def reestimate_narrowed(inc: Incident, topology: Topology, estimator: Estimator,
-                        planned: frozenset[str], now: datetime) -> Incident:
+                        planned: frozenset[str], now: datetime, reason: str = ""
+                        ) -> Incident:
     """``inc``, whose scope :func:`exclude_areas` narrowed, estimated afresh from its records
     by ``estimator`` (the processor's, in the weather of ``now``; ``planned``: areas planned
     work in force explains), the reports of the areas taken out no evidence any more
@@ -99,10 +106,20 @@ def reestimate_narrowed(inc: Incident, topology: Topology, estimator: Estimator,
     the crew would otherwise name a fuse above a village known to have power. The areas
     taken out stay out. A fault point the command centre set stands (its word, not the
     localiser's, and what is left is still below it): ``inc`` as it is. The revision stays
-    ``inc``'s."""
+    ``inc``'s.
+
+    Nothing left (every area a source reported taken out, the rest only inferred from them):
+    the command centre has said the outage was never there, and ``inc`` is called off as
+    :func:`cancel_incident` calls it off, for ``reason`` (the step's words, else
+    :data:`NO_AREA_LEFT`) — its crew stands down told why, its villages told hear it is
+    cancelled. Left open with no area, it kept its crew patrolling for nothing."""
     if inc.device_set:
         return inc
-    return reestimated(inc, topology, estimator, planned, now)
+    out = reestimated(inc, topology, estimator, planned, now)
+    if inc.estimate.transformers and not out.estimate.transformers:
+        return replace(out, status="cancelled", stage="cancelled", end=now,
+                       cancel_reason=reason.strip() or NO_AREA_LEFT["zh"])
+    return out
 
 
 def set_devices(inc: Incident, topology: Topology, devices: Sequence[str], actor: str,

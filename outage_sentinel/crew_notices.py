@@ -11,6 +11,7 @@ crew hears of changes only to work it was told of (:meth:`CrewNotices.told_of`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -77,19 +78,23 @@ class CrewNotices:
         return True
 
     def power_back_in(self, conn: Connection, inc: Incident, crew_id: str, now: datetime,
-                      by: str) -> bool:
+                      by: str, taken_out: Sequence[str] = ()) -> bool:
         """``inc`` is restored by other hands (``by``: a source or person) while ``crew_id``,
         told to go, may be on its way: it hears when and from whom; its orders stand until the
         command centre says otherwise. Orders still to be sent count: they go out all the
         same, and this message after them (one chain, sent in order); orders the command
-        centre holds or silenced do not. Returns whether a message was queued."""
+        centre holds or silenced do not. ``taken_out``: areas its orders named off that the
+        command centre took out of the outage, ending it (the template's ``taken_out``, their
+        names: never off, not back). Returns whether a message was queued."""
         crew, store = self.crew(crew_id), self.owner.store
         orders = store.told_in(conn, inc.id, ("dispatch",)) | store.pending_in(
             conn, inc.id, ("dispatch",))
         if crew is None or f"crew:{crew_id}" not in orders:
             return False
-        ctx = crews.power_back_context(self.owner.topology, inc, crew, by, now,
-                                       self.owner.planner.tz)
+        topo = self.owner.topology
+        ctx = crews.power_back_context(topo, inc, crew, by, now, self.owner.planner.tz)
+        ctx["taken_out"] = [topo.nodes[t].name or t if t in topo.nodes else t
+                            for t in taken_out]
         summary = power_back_summary(by, ctx["unconfirmed"],
                                      self.owner.planner.renderer.language)
         self._send(conn, inc, crew, "crew_power_back", "crew_power_back", ctx, now, summary)
