@@ -96,13 +96,22 @@ def parts_sent(row: OutboxRow) -> int:
     return int((row.payload or {}).get("parts_sent") or 0)
 
 
+#: The payload keys that hold a message's words as a channel sends them, kept as sent: an
+#: SMS template's ``params`` and the ``markdown`` a group robot sends instead of the body
+#: (the body itself is the row's own column).
+SAID_KEYS = ("params", "markdown")
+
+
 def said_of(row: OutboxRow) -> dict[str, Any] | None:
-    """The payload keys to keep on ``row``'s stored message when it goes — its params as
-    sent and :data:`AS_SENT` — or ``None`` when its words are as queued (nothing to keep)."""
+    """The payload keys to keep on ``row``'s stored message when it goes — its words as each
+    channel got them (:data:`SAID_KEYS`: an escalation counted again at send says 已超N分钟 in
+    its robot's markdown too, and the record must not show the 剩N分钟 it was queued with)
+    and :data:`AS_SENT` — or ``None`` when its words are as queued (nothing to keep)."""
     payload: Mapping[str, Any] = row.payload or {}
     if AS_SENT not in payload:
         return None
-    return {"params": payload.get("params") or {}, AS_SENT: payload[AS_SENT]}
+    said = {key: payload[key] for key in SAID_KEYS if payload.get(key) is not None}
+    return {**said, "params": payload.get("params") or {}, AS_SENT: payload[AS_SENT]}
 
 
 class Outcomes:
