@@ -793,8 +793,10 @@ def kept_cause(member: Member, before: Member | None) -> Member:
     record's update that gives none keeps it (an outage system's edit that left the field
     blank, a feed that sends it only once: a known cause is never dropped for an empty one,
     and the villages would read 原因待查 of a cause they were told), and one that states the
-    same again keeps when it was first stated (:attr:`Member.cause_at`)."""
-    if before is None or not before.cause or member.status != "active":
+    same again keeps when it was first stated (:attr:`Member.cause_at`). Its ending that
+    gives none keeps it too: a village whose meters have yet to come back is still told
+    its record's cause (:func:`own_cause`), not another's."""
+    if before is None or not before.cause:
         return member
     if not member.cause:
         return replace(member, cause=before.cause, cause_at=before.cause_stated)
@@ -1944,19 +1946,40 @@ def _or_known(cause: str | None, known: str) -> str:
 
 
 def village_cause(incident: Incident, records: Sequence[Member]) -> str:
-    """The cause a village is told: the latest its own open records (:func:`village_records`)
-    give; without one, the one cause the incident's open records agree on (another village's
-    record in a storm says nothing of this one: none then); with no open record giving one, the
-    incident's last known cause."""
-    # Records only (:data:`REPORTING_SIGNALS`): a trouble call's cause is what an agent typed
-    # of one caller — a name, a number to ring back — never for a village group.
-    own = sorted((m for m in records
-                  if m.status == "active" and m.cause and m.signal in REPORTING_SIGNALS),
-                 key=lambda m: (m.cause_stated, m.key))
-    if own:
-        return own[-1].cause
+    """The cause a village is told: what its own records (:func:`village_records`) say
+    (:func:`own_cause`) — never another village's record: in a storm, one branch's fuse is
+    no cause of a village its breaker's record concerned, and that record's ending does not
+    make the fuse's word this village's. A village whose records are evidence only (its
+    meters, a device seen open: they say where, never why) hears the cause the incident's
+    open records that place nothing (no area, no device: their scope may be this village)
+    agree on; one no record concerns (its areas only inferred), the one the incident's open
+    records agree on, else the incident's last known cause."""
+    own = own_cause(records)
+    if own is not None:
+        return own
+    if records:
+        unplaced = (m for m in incident.members.values() if m.signal in REPORTING_SIGNALS
+                    and not (m.transformers or m.possible or m.device))
+        return agreed_cause(unplaced) or ""
     return _or_known(agreed_cause(m for m in incident.members.values()
                                   if m.signal in REPORTING_SIGNALS), incident.cause)
+
+
+def own_cause(records: Sequence[Member]) -> str | None:
+    """The cause a village's ``records`` give: the latest stated by its open outage-system
+    records while one is open ("" when none of them gives one: an ended record's word is of
+    the outage it ended, not of the one on now); once none is, the latest its ended ones
+    stated (the outage it was told of, its meters yet to say the power is back); ``None``
+    when no outage-system record concerns it and no record gives one. Records only
+    (:data:`REPORTING_SIGNALS`): a trouble call's cause is what an agent typed of one
+    caller — a name, a number to ring back — never for a village group."""
+    reporting = [m for m in records if m.signal in REPORTING_SIGNALS]
+    open_ = [m for m in reporting if m.status == "active"]
+    said = [m for m in (open_ if any(m.signal == "notice" for m in open_) else reporting)
+            if m.cause]
+    if said:
+        return max(said, key=lambda m: (m.cause_stated, m.key)).cause
+    return "" if any(m.signal == "notice" for m in reporting) else None
 
 
 def village_records(incident: Incident, village: str, topology: Topology) -> list[Member]:
@@ -1981,13 +2004,25 @@ def village_devices(incident: Incident, village: str, topology: Topology) -> tup
     the village (:func:`village_records`) names as operated — an inferred fault point is the
     command centre's working hypothesis, not a fact to announce — that feed one of the
     village's areas (a device a record names beside areas it does not supply is no news of
-    this village's outage): its areas in the outage (all of its areas when none is)."""
-    named = {m.device for m in village_records(incident, village, topology) if m.device}
+    this village's outage): its areas in the outage (all of its areas when none is). Its
+    open records' when one is open (:func:`open_or_ended`): a breaker that reclosed an hour
+    ago is no news of the fuse that blew since."""
+    named = {m.device for m in open_or_ended(village_records(incident, village, topology))
+             if m.device}
     own = topology.village_transformers(village)
     areas = [t for t in incident.estimate.transformers if t in own] or list(own)
     areas = [t for t in areas if t in topology.pos]
     return tuple(d for d in incident.estimate.devices if d in named and d in topology.pos
                  and any(topology.is_downstream(t, d) for t in areas))
+
+
+def open_or_ended(records: Sequence[Member]) -> list[Member]:
+    """The open ones of a village's ``records`` that can name a device (outage-system
+    records, devices seen open: not its meters) when one is open — the outage it is in now;
+    else all of them (the one it was told of, ended, its meters yet to say it is back)."""
+    open_ = [m for m in records
+             if m.status == "active" and m.signal in ("notice", "device_open")]
+    return open_ or list(records)
 
 
 def village_start(incident: Incident, village: str, topology: Topology | None = None
@@ -2018,6 +2053,17 @@ def restored_at(incident: Incident, areas: Iterable[str]) -> datetime | None:
     """The latest time one of ``areas`` came back (``None``: none of them is recorded back)."""
     times = [incident.restored[t] for t in areas if t in incident.restored]
     return max(times) if times else None
+
+
+def off_since_back(before: Incident, after: Incident, village: str, topology: Topology
+                   ) -> bool:
+    """Whether ``village``, back in ``before`` (:func:`restored_at` of its areas), is off in
+    ``after`` in an outage that began after it came back (:func:`village_start`): a new
+    outage, not the old one still on. Its 恢复送电 was true, so its notice is no
+    correction (更正) of a mistake but news of another outage (再次停电); one whose outage
+    began before (a late report of an area that never came back) corrects it."""
+    back = restored_at(before, topology.village_transformers(village))
+    return back is not None and village_start(after, village, topology) > back
 
 
 def village_scope_change(before: Incident, after: Incident, village: str, topology: Topology

@@ -35,6 +35,7 @@ from outage_sentinel.incidents import (
     announced_kind,
     back_on_field_word,
     called_off,
+    off_since_back,
     reports_outage,
     restored_at,
     source_of,
@@ -268,6 +269,10 @@ def _told_before_context(incident: Incident, purpose: str, village_id: str,
         "purpose": purpose,
         # Told its power was back (by this incident), and off now: the notice says so.
         "off_again": told_back and not told_off,
+        # ... in an outage that began after it came back: that 恢复送电 was true, and this is
+        # news of another outage (再次停电), no correction (更正) of a mistake.
+        "off_anew": told_back and not told_off and previous is not None
+        and off_since_back(previous, incident, village_id, topology),
         # ... where that notice only asked whether an area was back (the records had ended)
         "asked_before": previous is not None
         and bool(set(previous.unconfirmed) & set(in_village)),

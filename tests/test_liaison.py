@@ -33,10 +33,11 @@ def incident(grid: Topology, dead: set[str], **kw: Any) -> Incident:
 
 
 def naming(inc: Incident, device: str) -> Incident:
-    """``inc`` with a feed record that names ``device`` as the operated one."""
+    """``inc`` with a feed record that names ``device`` as the operated one, and the
+    incident's cause (a village is told the cause its own records give)."""
     member = Member(key="feed|E1", kind="fault", status="active", signal="notice", start=T0,
                     etr=None, end=None, device=device, transformers=(), unknown=(),
-                    area_text="", cause="", seen_at=T0)
+                    area_text="", cause=inc.cause, seen_at=T0)
     return replace(inc, members={member.key: member})
 
 
