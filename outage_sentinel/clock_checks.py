@@ -138,7 +138,8 @@ class ClockChecks:
         held = life.dispatcher.held_choice(inc, current.get("crew_id"), area, travel, now)
         ctx = crews.escalation_context(life.topology, inc, pr, reason, deadline, area, now,
                                        life.planner.tz, held, life.dispatcher.busy(conn, inc.id),
-                                       life.planner.renderer.language, life.params)
+                                       life.planner.renderer.language, life.params,
+                                       clock_flagged=life.planner.clock_flagged())
         body = life.planner.renderer.render("command_escalation", **ctx)
         # its deadline kept, for the minutes to be counted again when it goes (held, retried)
         added = life.store.enqueue_in(conn, life.command_rows(

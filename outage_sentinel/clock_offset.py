@@ -243,9 +243,10 @@ def offset_fields(change: OffsetChange, sources: Iterable[Any], default_zone: st
         "hint": (f"{change.reports} recent reports of {change.source} are timed "
                  f"{abs(change.hours):g} h {behind} their arrival, steadily: its times "
                  f"without an offset are probably stamped in {stamped}, not {zone}. Outage "
-                 f"times from it are then {abs(change.hours):g} h wrong: villages are told "
-                 f"starts only it gives as 待核实 meanwhile; restored times are still as read. "
-                 f"Nothing is shifted: if so, set {key} and restart"),
+                 f"times from it are then {abs(change.hours):g} h wrong: meanwhile villages, "
+                 f"crews and the command centre are told starts and restored times only it "
+                 f"gives as 待核实 (to be confirmed). Nothing is shifted: if so, set {key} "
+                 f"and restart"),
     }
 
 

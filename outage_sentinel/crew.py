@@ -36,6 +36,7 @@ from outage_sentinel.incidents import (
     village_etr,
     village_start,
 )
+from outage_sentinel.liaison import checked_start, stated_restored
 from outage_sentinel.priority import (
     GRADE_LABELS,
     TAG_LABELS,
@@ -610,12 +611,15 @@ def dispatch_context(
     tz: tzinfo,
     language: str = "zh",
     params: DispatchParams = DispatchParams(),
+    clock_flagged: bool = False,
 ) -> dict[str, Any]:
     """The context of ``crew_dispatch.{zh,en}.j2`` for sending ``choice.crew`` to ``incident``.
 
     Keys: incident (``incident_id``, ``revision``, ``update``, ``kind``/``kind_label``, ``cause``,
     ``feeder_label``, ``villages`` and ``customers`` still off, ``restored_customers`` (a
-    part back by switching), ``start_local``, ``etr_local``,
+    part back by switching), ``start_local`` (``None``, ``start_unverified``, while
+    ``clock_flagged`` when only the AMI screen's records give it:
+    :func:`~outage_sentinel.liaison.checked_start`), ``etr_local``,
     ``now_local``), priority (``priority_score``, ``priority_reasons``,
     ``priority_summary``), crew (``crew_name``,
     ``crew_leader``, ``outside_area``, ``distance_km``, ``travel_minutes``, ``eta_local``,
@@ -630,7 +634,7 @@ def dispatch_context(
     """
     off = crew_areas(incident)
     return {
-        **_incident_context(topology, incident, off, now, tz, language),
+        **_incident_context(topology, incident, off, now, tz, language, clock_flagged),
         "priority_score": priority.score,
         "priority_reasons": list(priority.reasons),
         "priority_summary": summary(priority, language),
@@ -706,9 +710,12 @@ def tag_counts(households: Iterable[Customer]) -> dict[str, int]:
 
 
 def _incident_context(topology: Topology, incident: Incident, off: Sequence[str],
-                      now: datetime, tz: tzinfo, language: str) -> dict[str, Any]:
+                      now: datetime, tz: tzinfo, language: str,
+                      clock_flagged: bool = False) -> dict[str, Any]:
     """What the outage is: kind, cause, line, the villages and customers ``off`` (and those
-    back by switching), and its times."""
+    back by switching), and its times (the start to be confirmed while ``clock_flagged``
+    when only the meters give it: :func:`~outage_sentinel.liaison.checked_start`)."""
+    start = checked_start(incident, clock_flagged)
     return {
         "incident_id": incident.id,
         "revision": incident.revision,
@@ -728,7 +735,7 @@ def _incident_context(topology: Topology, incident: Incident, off: Sequence[str]
         # No area known (:func:`unplaced`): the count is to be checked, the area text read.
         "unplaced": not any(t in topology.nodes for t in off),
         "area_text": _clipped(incident.area_text, AREA_TEXT_CHARS),
-        "start_local": _local(incident.start, tz),
+        "start_local": _local(start, tz), "start_unverified": start is None,
         "etr_local": _local(incident.etr, tz),
         "now_local": _local(now, tz),
     }
@@ -776,30 +783,60 @@ def deadline_true_at(body: str, params: Mapping[str, Any], now: datetime,
     """A queued crew dispatch's or command-centre escalation's text and ``payload["params"]``
     as true at ``now``: its deadline line counts the minutes left (or past) at ``now``, not at
     queueing — a message held by the command centre, or retried, would otherwise tell the crew
-    剩90分钟 with 30 left, or the command centre 剩14分钟 after the deadline went. Only the
-    count changes (in the line stating the deadline, ``params["deadline"]``:
-    :func:`deadline_params`). A message queued without ``deadline_at`` (before this was
-    kept), or whose text does not carry its count (a template of one's own), is left as it
-    is."""
+    剩90分钟 with 30 left, or the command centre 剩14分钟 after the deadline went. The count
+    changes (in the line stating the deadline, ``params["deadline"]``:
+    :func:`deadline_params`), and so does the heading of an escalation queued as at risk
+    that goes after the deadline (:func:`overdue_heading`): 已超6分钟 under 到达时限将超
+    would say both. A message queued without ``deadline_at`` (before this was kept), or
+    whose text does not carry its count (a template of one's own), is left as it is."""
     stated, at, local = (params.get(k) for k in ("deadline_count", "deadline_at", "deadline"))
     if not (isinstance(stated, str) and stated and isinstance(at, str) and at and local):
         return body, dict(params)
-    count = deadline_count(minutes_left(datetime.fromisoformat(at), now), language)
+    left = minutes_left(datetime.fromisoformat(at), now)
+    count = deadline_count(left, language)
     lines = body.split("\n")
     for i, line in enumerate(lines):
         head, sep, tail = line.partition(str(local))
         if sep and stated in tail:
             lines[i] = head + sep + tail.replace(stated, count, 1)
-            return "\n".join(lines), {**params, "deadline_count": count}
+            said = {**params, "deadline_count": count}
+            if left < 0:
+                return overdue_heading("\n".join(lines), said, language)
+            return "\n".join(lines), said
     return body, dict(params)
+
+
+def overdue_heading(body: str, params: Mapping[str, Any], language: str = "zh"
+                    ) -> tuple[str, dict[str, Any]]:
+    """An escalation queued as at risk (``params["escalation_reason"]``, kept by
+    :func:`deadline_params`; one queued before it was kept: its heading says so) and sent
+    once the deadline passed: its heading says the deadline was missed (到达时限将超 →
+    已超到达时限, the heading the clock check gives an escalation queued after it), and so do
+    its params (``escalation_reason``; the SMS ``summary``, its first line). Any other
+    message is left as it is."""
+    words = _labels(REASON_LABELS, language)
+    head, sep, rest = body.partition("\n")
+    if params.get("escalation_reason", "at_risk") != "at_risk" or words["at_risk"] not in head:
+        return body, dict(params)
+    heading = head.replace(words["at_risk"], words["overdue"], 1)
+    said: dict[str, Any] = {**params, "escalation_reason": "overdue"}
+    sms = params.get("sms")
+    was = sms_params.command_params(summary=head, incident="-")["summary"]
+    if isinstance(sms, Mapping) and sms.get("summary") == was:
+        said["sms"] = {**sms, "summary": sms_params.command_params(
+            summary=heading, incident="-")["summary"]}
+    return heading + sep + rest, said
 
 
 def deadline_params(ctx: Mapping[str, Any]) -> dict[str, Any]:
     """What a dispatch's or an escalation's ``payload["params"]`` keep of its deadline (from
     its context), for :func:`deadline_true_at` to count the minutes again when it goes: the
-    deadline as the text states it, the deadline itself, and the count as rendered."""
+    deadline as the text states it, the deadline itself, and the count as rendered; an
+    escalation's, its reason too (``escalation_reason``: one at risk that goes after the
+    deadline says it was missed, :func:`overdue_heading`)."""
     return {"deadline": ctx["deadline_local"] or "", "deadline_at": ctx["deadline_at"],
-            "deadline_count": ctx["deadline_count"]}
+            "deadline_count": ctx["deadline_count"],
+            **({"escalation_reason": ctx["reason"]} if "reason" in ctx else {})}
 
 
 def _households_context(topology: Topology, off: Sequence[str], language: str,
@@ -979,21 +1016,23 @@ def escalation_context(
     busy: Mapping[str, int | Busy] | None = None,
     language: str = "zh",
     params: DispatchParams = DispatchParams(),
+    clock_flagged: bool = False,
 ) -> dict[str, Any]:
     """The context of ``command_escalation.{zh,en}.j2``.
 
     ``reason`` is ``at_risk`` (crew would arrive within the margin of the deadline),
     ``overdue`` (deadline passed, no crew on site) or ``no_crew``. ``choice`` is the crew
     assigned or on its way, if any; ``busy`` lists what the other crews are doing so the
-    command centre can decide whom to pull off.
+    command centre can decide whom to pull off. ``clock_flagged``: an AMI source is flagged as
+    read in the wrong zone (the start as :func:`dispatch_context` states it).
     """
     base = dispatch_context(topology, incident, priority, choice, deadline, area_type, now, tz,
-                            language, params)
+                            language, params, clock_flagged)
     return {
         **{k: base[k] for k in (
             "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
             "customers", "restored_customers", "unplaced", "area_text", "start_local",
-            "etr_local", "now_local",
+            "start_unverified", "etr_local", "now_local",
             "priority_score", "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area",
             "distance_km", "travel_minutes", "eta_local", "deadline_local", "area_type",
             "area_label", "commitment_minutes", "minutes_left", "deadline_at", "deadline_count",
@@ -1027,20 +1066,23 @@ STAND_DOWN_REASONS = ("cancelled", "reassigned")
 
 def stand_down_context(topology: Topology, incident: Incident, crew: Crew, reason: str,
                        now: datetime, tz: tzinfo, other: Crew | None = None,
-                       note: str = "", by: str = "") -> dict[str, Any]:
+                       note: str = "", by: str = "", clock_flagged: bool = False
+                       ) -> dict[str, Any]:
     """The context of ``crew_stand_down.{zh,en}.j2``: ``crew`` dispatched to ``incident`` is
     no longer wanted there (``reason`` one of :data:`STAND_DOWN_REASONS`; ``other`` the crew
     it went to, ``note`` the command centre's words, ``by`` who cancelled: the command centre
-    or a source, :func:`restored_by`)."""
+    or a source, :func:`restored_by`; the start as the dispatch states it, ``clock_flagged``:
+    :func:`~outage_sentinel.liaison.checked_start`)."""
     if reason not in STAND_DOWN_REASONS:
         raise ValueError(f"stand-down reason {reason!r}: one of {STAND_DOWN_REASONS}")
+    start = checked_start(incident, clock_flagged)
     return {
         "incident_id": incident.id, "revision": incident.revision, "reason": reason,
         "crew_name": crew.name or crew.id,
         "other_crew": (other.name or other.id) if other is not None else None,
         "feeder_label": feeder_label(topology, incident.feeder),
-        "start_local": _local(incident.start, tz), "now_local": _local(now, tz),
-        "note": " ".join(note.split())[:200], "by": by,
+        "start_local": _local(start, tz), "start_unverified": start is None,
+        "now_local": _local(now, tz), "note": " ".join(note.split())[:200], "by": by,
     }
 
 
@@ -1055,20 +1097,33 @@ def restored_by(source: str, language: str = "zh") -> str:
 
 
 def power_back_context(topology: Topology, incident: Incident, crew: Crew, by: str,
-                       now: datetime, tz: tzinfo) -> dict[str, Any]:
+                       now: datetime, tz: tzinfo, clock_flagged: bool = False,
+                       taken_out: Sequence[str] = ()) -> dict[str, Any]:
     """The context of ``crew_power_back.{zh,en}.j2``: ``incident`` is restored by other hands
-    (``by``, the source or person that said so) while ``crew`` was sent to it."""
-    back = max(incident.restored.values(), default=incident.end or now)
+    (``by``, the source or person that said so) while ``crew`` was sent to it. Its start and
+    when its last area came back are to be confirmed (``None``) while ``clock_flagged`` when
+    only the meters give them (:func:`~outage_sentinel.liaison.checked_start`,
+    :func:`~outage_sentinel.liaison.stated_restored`). ``taken_out``: areas its orders named
+    off that the command centre took out of the outage, ending it (named: never off, not
+    back)."""
+    start = checked_start(incident, clock_flagged)
+    back = stated_restored(incident, tuple(incident.restored), clock_flagged, now)
     return {
         "incident_id": incident.id, "revision": incident.revision,
         "crew_name": crew.name or crew.id, "by": by,
         "feeder_label": feeder_label(topology, incident.feeder),
-        "start_local": _local(incident.start, tz), "restored_local": _local(back, tz),
+        "start_local": _local(start, tz), "start_unverified": start is None,
+        "restored_local": _local(back, tz), "restored_unverified": back is None,
         "now_local": _local(now, tz),
         # areas counted back that nothing confirmed: the crew can look on its way
-        "unconfirmed": [topology.nodes[t].name or t if t in topology.nodes else t
-                        for t in incident.unconfirmed],
+        "unconfirmed": area_names(topology, incident.unconfirmed),
+        "taken_out": area_names(topology, taken_out),
     }
+
+
+def area_names(topology: Topology, areas: Iterable[str]) -> list[str]:
+    """Each area's name in the bundle (its id where it has none, or is unknown)."""
+    return [topology.nodes[t].name or t if t in topology.nodes else t for t in areas]
 
 
 def _ahead(etr: datetime | None, now: datetime) -> datetime | None:

@@ -258,7 +258,8 @@ class CrewDispatch:
         lang = self.planner.renderer.language
         self.owner.save_in(conn, inc, now, priority=pr.score)
         ctx = crews.escalation_context(self.topology, inc, pr, "no_crew", deadline, area, now,
-                                       self.planner.tz, None, busy, lang, self.params)
+                                       self.planner.tz, None, busy, lang, self.params,
+                                       clock_flagged=self.planner.clock_flagged())
         added = self.store.enqueue_in(conn, self.owner.command_rows(
             inc, "waiting_for_crew", self.planner.renderer.render("command_escalation", **ctx),
             revision=escalation_key(deadline), extra=crews.deadline_params(ctx)), now)
@@ -352,7 +353,9 @@ class CrewDispatch:
         outage reached more villages), with its page's link."""
         lang = self.planner.renderer.language
         ctx = {**crews.dispatch_context(self.topology, inc, pr, choice, deadline, area, now,
-                                        self.planner.tz, lang, self.params), "update": update}
+                                        self.planner.tz, lang, self.params,
+                                        clock_flagged=self.planner.clock_flagged()),
+               "update": update}
         body = self.planner.renderer.render("crew_dispatch", **ctx)
         c = choice.crew
         body, params, links = self._crew_link(inc.id, c, lang, body,

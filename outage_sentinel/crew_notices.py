@@ -72,7 +72,8 @@ class CrewNotices:
         if not told or crew is None:
             return False
         ctx = crews.stand_down_context(self.owner.topology, inc, crew, reason, now,
-                                       self.owner.planner.tz, self.crew(other), note, by)
+                                       self.owner.planner.tz, self.crew(other), note, by,
+                                       clock_flagged=self.owner.planner.clock_flagged())
         self._send(conn, inc, crew, "stand_down", "crew_stand_down", ctx, now)
         self.log.info("crew_stood_down", incident_id=inc.id, crew=crew_id, reason=reason)
         return True
@@ -92,9 +93,9 @@ class CrewNotices:
         if crew is None or f"crew:{crew_id}" not in orders:
             return False
         topo = self.owner.topology
-        ctx = crews.power_back_context(topo, inc, crew, by, now, self.owner.planner.tz)
-        ctx["taken_out"] = [topo.nodes[t].name or t if t in topo.nodes else t
-                            for t in taken_out]
+        ctx = crews.power_back_context(topo, inc, crew, by, now, self.owner.planner.tz,
+                                       clock_flagged=self.owner.planner.clock_flagged(),
+                                       taken_out=taken_out)
         summary = power_back_summary(by, ctx["unconfirmed"],
                                      self.owner.planner.renderer.language)
         self._send(conn, inc, crew, "crew_power_back", "crew_power_back", ctx, now, summary)

@@ -33,6 +33,7 @@ from outage_sentinel.incidents import (
     Member,
     Notice,
     announced_kind,
+    areas_back,
     back_on_field_word,
     called_off,
     off_since_back,
@@ -313,6 +314,12 @@ AMI_RECORDS = "ami"
 ClockFlags = Callable[[], Mapping[str, float]]
 
 
+def meters_free(incident: Incident) -> dict[str, Member]:
+    """``incident``'s records but the AMI screen's (:data:`AMI_RECORDS`): those whose times
+    hold while an AMI source is flagged as read in the wrong zone."""
+    return {k: m for k, m in incident.members.items() if source_of(m) != AMI_RECORDS}
+
+
 def stated_start(incident: Incident, village_id: str, topology: Topology,
                  clock_flagged: bool) -> datetime | None:
     """When a village's notices may say its outage began: :func:`village_start`, unless an
@@ -320,10 +327,10 @@ def stated_start(incident: Incident, village_id: str, topology: Topology,
     :mod:`outage_sentinel.clock_offset`): its times may then be hours wrong, and the area
     records do not say which AMI source they came from, so the AMI screen's records give no
     start. The start is then the other records' (the village's own; for a village none names,
-    the incident's), and ``None`` — 待核实 — when only the AMI screen's give one: a notice
-    never states as fact what may be hours wrong."""
+    the incident's: :func:`checked_start`), and ``None`` — 待核实 — when only the AMI
+    screen's give one: a notice never states as fact what may be hours wrong."""
     start = village_start(incident, village_id, topology)
-    others = {k: m for k, m in incident.members.items() if source_of(m) != AMI_RECORDS}
+    others = meters_free(incident)
     if not clock_flagged or len(others) == len(incident.members):
         return start
     trimmed = replace(incident, members=others)
@@ -331,8 +338,44 @@ def stated_start(incident: Incident, village_id: str, topology: Topology,
         return village_start(trimmed, village_id, topology)
     if village_records(incident, village_id, topology):
         return None  # the village's own records are all the meters'
+    return checked_start(incident, clock_flagged)
+
+
+def checked_start(incident: Incident, clock_flagged: bool) -> datetime | None:
+    """When ``incident`` began as a crew's orders and the command centre's texts state it:
+    its start, unless an AMI source is flagged as read in the wrong zone and the AMI screen's
+    records are among its own (the rule of :func:`stated_start`, for the whole outage): then
+    the earliest start another record of an outage gives, and ``None`` — to be confirmed —
+    when none does. A crew told "off since 02:30" of an outage at 10:30 reads an eight-hour
+    outage that never was."""
+    others = meters_free(incident)
+    if not clock_flagged or len(others) == len(incident.members):
+        return incident.start
     starts = [m.start for m in others.values() if reports_outage(m)]
     return min(starts) if starts else None
+
+
+def stated_restored(incident: Incident, areas: Sequence[str], clock_flagged: bool,
+                    now: datetime) -> datetime | None:
+    """When ``areas`` came back, as a notice may state it: :func:`restored_at` (else the
+    incident's end, else ``now``), unless an AMI source is flagged as read in the wrong zone
+    (the rule of :func:`stated_start`): an area's time is then what the other records give
+    (:func:`areas_back` of :func:`meters_free`), and ``None`` — 恢复时间待核实 — when one
+    came back at a time only the AMI screen's records give (their power-on, as read hours
+    wrong), or when no area did and the end is such a time."""
+    back = [t for t in areas if t in incident.restored]
+    fallback = restored_at(incident, back) or incident.end or now
+    meters = [m for m in incident.members.values() if source_of(m) == AMI_RECORDS]
+    if not clock_flagged or not meters:
+        return fallback
+    read = {m.start for m in meters} | {m.end for m in meters if m.end is not None}
+    sure = areas_back(meters_free(incident).values())
+    times = [sure.get(t) or incident.restored[t] for t in back]
+    if any(t not in sure and incident.restored[t] in read for t in back):
+        return None
+    if times:
+        return max(times)
+    return None if fallback in read else fallback
 
 
 def care_list_holders(liaisons: Sequence[str], liaisons_whole: bool, crew_has_list: bool,
@@ -400,11 +443,13 @@ def sms_values(incident: Incident, sms_purpose: str, context: dict[str, Any], no
     common = {"village": context["village"].name, "feeder": context["outage_label"],
               "incident": incident.id, "language": language}
     start = sms.start_value(context["start_local"], context["start_unverified"], language)
+    back = sms.restored_value(context["restored_local"], context["restored_unverified"],
+                              language)
     if sms_purpose == "restored":
-        return sms.restored_params(start=start, restored=context["restored_local"], **common)
+        return sms.restored_params(start=start, restored=back, **common)
     if sms_purpose == "unconfirmed":
         return sms.unconfirmed_params(
-            start=start, ended=context["restored_local"],
+            start=start, ended=back,
             areas=context["unconfirmed_names"],
             households=int(context["unconfirmed_customers"]), **common)
     if sms_purpose in ("cancelled", "cancelled_begun", "corrected"):
@@ -534,24 +579,32 @@ class LiaisonPlanner:
         """The times a village's notice states: its own start and expected restoration, the
         end, and when its last area came back. A start that may be hours wrong is stated as
         to be confirmed (``start_local`` ``None``, ``start_unverified``: :func:`stated_start`;
-        the meters that gave it report the area dark, so the outage has begun)."""
+        the meters that gave it report the area dark, so the outage has begun), and so is a
+        time it came back (``restored_local`` ``None``, ``restored_unverified``:
+        :func:`stated_restored`)."""
         start = self.start_stated(incident, village_id)
+        # When the village's last area came back (a partial restoration is not the end).
+        back = stated_restored(incident, in_village, self.clock_flagged(), now)
         return {
             "start_local": self.local_time(start), "start_unverified": start is None,
             # "prepare in advance" only for work that has not begun yet
             "not_started": start is not None and start > now,
             **self.etr_context(village_etr(incident, village_id, self.topology), now),
             "end_local": self.local_time(incident.end),
-            # When the village's last area came back (a partial restoration is not the end).
-            "restored_local": self.local_time(restored_at(incident, in_village)
-                                              or incident.end or now),
+            "restored_local": self.local_time(back), "restored_unverified": back is None,
             "now_local": self.local_time(now),
         }
 
+    def clock_flagged(self) -> bool:
+        """Whether an AMI source is flagged now as read in the wrong zone (:attr:`clock_flags`):
+        what every text stating an outage's times asks (:func:`stated_start`,
+        :func:`checked_start`, :func:`stated_restored`), the crews' and the command centre's
+        included."""
+        return self.clock_flags is not None and bool(self.clock_flags())
+
     def start_stated(self, incident: Incident, village_id: str) -> datetime | None:
         """The start a village's notices state (:func:`stated_start`; ``None``: 待核实)."""
-        flagged = self.clock_flags is not None and bool(self.clock_flags())
-        return stated_start(incident, village_id, self.topology, flagged)
+        return stated_start(incident, village_id, self.topology, self.clock_flagged())
 
     def etr_context(self, etr: datetime | None, now: datetime) -> dict[str, str | None]:
         """The village's expected restoration as a notice may state it: ``etr_local`` only

@@ -32,6 +32,7 @@ from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
 from outage_sentinel.clock_checks import ClockChecks
 from outage_sentinel.config import Config
+from outage_sentinel.crew import area_names
 from outage_sentinel.crew_dispatch import CrewDispatch
 from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.incidents import (
@@ -44,7 +45,7 @@ from outage_sentinel.incidents import (
     on_field_word,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
-from outage_sentinel.liaison import LiaisonPlanner
+from outage_sentinel.liaison import LiaisonPlanner, checked_start, stated_restored
 from outage_sentinel.localise import named_nodes, narrowed, shared_message
 from outage_sentinel.logs import get_logger, mask_phones
 from outage_sentinel.outgoing import OutboxMessage
@@ -122,11 +123,6 @@ def incident_columns(inc: Incident, now: datetime, **extra: Any) -> dict[str, An
     }
     row.update(extra)
     return row
-
-
-def area_names(topology: Topology, areas: Sequence[str]) -> list[str]:
-    """Each area's name in the bundle (its id where it has none, or is unknown)."""
-    return [(topology.nodes[t].name or t) if t in topology.nodes else t for t in areas]
 
 
 def unasked_areas(inc: Incident, topology: Topology,
@@ -324,8 +320,7 @@ class Lifecycle:
             feeder_label=planner.feeder_names.get(inc.feeder, inc.feeder),
             villages=names, off=len(inc.off),
             customers_off=self.topology.customers_of(inc.off),
-            start_local=planner.local_time(inc.start), **self.summary_etr(inc),
-            end_local=planner.local_time(inc.end),
+            **self.summary_times(inc),
             **self.fault_point_context(inc),
             device_set=bool(inc.device_set) and not planned,
             planned=planned,
@@ -371,6 +366,21 @@ class Lifecycle:
                 "reported_label": planner.device_label(named, own_note=True),
                 "inferred_label": planner.device_label(guessed, own_note=True),
                 "named_elsewhere": elsewhere}
+
+    def summary_times(self, inc: Incident) -> dict[str, Any]:
+        """The times a summary of ``inc`` states: its start, expected restoration
+        (:meth:`summary_etr`) and end — the start and end to be confirmed (``None``, with
+        ``start_unverified`` / ``end_unverified``) when only the meters of an AMI source
+        flagged as read in the wrong zone give them (:func:`~outage_sentinel.liaison.
+        checked_start`, :func:`~outage_sentinel.liaison.stated_restored`), as the villages and
+        the crew are told."""
+        flagged, planner = self.planner.clock_flagged(), self.planner
+        start = checked_start(inc, flagged)
+        end = None if inc.end is None else stated_restored(
+            inc, inc.estimate.transformers, flagged, inc.end)
+        return {"start_local": planner.local_time(start), "start_unverified": start is None,
+                **self.summary_etr(inc), "end_local": planner.local_time(end),
+                "end_unverified": inc.end is not None and end is None}
 
     def summary_etr(self, inc: Incident) -> dict[str, str | None]:
         """The expected restoration as a summary of ``inc`` states it at its last revision:

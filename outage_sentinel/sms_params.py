@@ -5,12 +5,13 @@ robot message its text cannot say anything the template does not: a restoration 
 template, and every fact the reader needs (cause, expected restoration, restored time) must be
 a variable. Each purpose below has one builder returning exactly its documented keys
 (docs/channels.md, "SMS templates per purpose"), always all of them, always strings (Aliyun
-requires string values), never empty (a missing fact reads "待定"/"待查"; a start that may be
-hours wrong, "待核实": :func:`start_value`). With field links on,
-a liaison's ``outage``, ``update``, ``restored`` and ``unconfirmed`` carry one more, ``link``
-(:func:`with_link`). Both SMS types (:data:`outage_sentinel.channels.base.SMS_CHANNEL_TYPES`)
-send these sets: Aliyun (``sms``) by name, Tencent Cloud (``tencent_sms``) positionally, in
-the order its config's ``params`` give for the template's ``{1}``, ``{2}``….
+requires string values), never empty (a missing fact reads "待定"/"待查"; a start or a
+restored time that may be hours wrong, "待核实": :func:`start_value`, :func:`restored_value`).
+With field links on, a liaison's ``outage``, ``update``, ``restored`` and ``unconfirmed``
+carry one more, ``link`` (:func:`with_link`). Both SMS types
+(:data:`outage_sentinel.channels.base.SMS_CHANNEL_TYPES`) send these sets: Aliyun (``sms``)
+by name, Tencent Cloud (``tencent_sms``) positionally, in the order its config's ``params``
+give for the template's ``{1}``, ``{2}``….
 
 Length: Aliyun caps one variable of a notification template at 35 characters unless the
 limit is lifted for the template ("单个模板变量的长度可以超过默认的 35 字符上限" only after
@@ -112,6 +113,13 @@ def start_value(start: str | None, unverified: bool, language: str = "zh") -> st
     :func:`outage_sentinel.liaison.stated_start`) "待核实" — in doubt, not merely unknown
     (待定), and never the time as read."""
     return _labels(language)["unverified_time"] if unverified else start
+
+
+def restored_value(restored: str | None, unverified: bool, language: str = "zh") -> str | None:
+    """The ``restored`` (``ended``) an SMS states: ``restored``; "待核实" for a time only an
+    AMI source flagged as read in the wrong zone gives (its meters' power-on, as read hours
+    wrong: :func:`outage_sentinel.liaison.stated_restored`), as :func:`start_value` does."""
+    return start_value(restored, unverified, language)
 
 
 def _cause(value: str | None, language: str) -> str:

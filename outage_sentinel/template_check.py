@@ -154,14 +154,30 @@ def sample_contexts(config: Config, language: str) -> list[tuple[str, dict[str, 
     return recorder.seen
 
 
+#: The times a context states that an AMI source flagged as read in the wrong zone may leave
+#: to be confirmed (``None``): the key, and the flag the context then carries.
+UNVERIFIED_TIMES = {"start_local": "start_unverified", "restored_local": "restored_unverified",
+                    "end_local": "end_unverified"}
+
+
 def unverified_starts(seen: list[tuple[str, dict[str, Any]]]
                       ) -> list[tuple[str, dict[str, Any]]]:
-    """Each village notice's context again with its start to be confirmed (an AMI source
-    flagged as read in the wrong zone: :func:`~outage_sentinel.liaison.stated_start`), so a
-    template printing ``start_local`` unguarded is caught before it says "停电时间：None"."""
-    return [(name, {**ctx, "start_local": None, "start_unverified": True,
-                    "not_started": False})
-            for name, ctx in seen if name.startswith("liaison_") and ctx.get("start_local")]
+    """Each context that states a start again with its times to be confirmed (an AMI source
+    flagged as read in the wrong zone: :func:`~outage_sentinel.liaison.stated_start`,
+    :func:`~outage_sentinel.liaison.checked_start`,
+    :func:`~outage_sentinel.liaison.stated_restored`) — village notices, crews' orders and
+    notices, the command centre's escalations and summaries — so a template printing
+    ``start_local`` or ``restored_local`` unguarded is caught before it says
+    "停电时间：None"."""
+    out = []
+    for name, ctx in seen:
+        if not ctx.get("start_local"):
+            continue
+        unset = {**{k: None for k in UNVERIFIED_TIMES if ctx.get(k)},
+                 **{flag: True for k, flag in UNVERIFIED_TIMES.items() if ctx.get(k)}}
+        out.append((name, {**ctx, **unset, **({"not_started": False}
+                                              if name.startswith("liaison_") else {})}))
+    return out
 
 
 def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, params: Any,
@@ -190,11 +206,11 @@ def _crew_contexts(topology: Topology, inc: Incident, tz: Any, language: str, pa
 
 
 def unverified_start_notes(config: Config) -> list[str]:
-    """Overrides of village notices that break, or print "None", when the start is to be
-    confirmed (:func:`unverified_starts`): notes, not problems — the daemon sends the built-in
-    notice for one that fails, and a case this rare should not keep it down — each
-    ``"<file>: ..."`` once."""
-    notes: dict[str, None] = {}
+    """Overrides that break, or print "None", when the start (or the time power came back)
+    is to be confirmed (:func:`unverified_starts`): notes, not problems — the daemon sends
+    the built-in notice for one that fails, and a case this rare should not keep it down —
+    each ``"<file>: ..."`` once."""
+    notes: dict[str, str] = {}
     for language in LANGUAGES:
         renderer = Renderer(language, config.notify.templates_dir)
         for name, context in unverified_starts(sample_contexts(config, language)):
@@ -204,14 +220,21 @@ def unverified_start_notes(config: Config) -> list[str]:
             try:
                 text = renderer.env.get_template(renderer.file_name(name)).render(**context)
             except Exception as exc:  # noqa: BLE001 - any failure is the note
-                notes.setdefault(f"{override}: fails when the start is to be confirmed "
-                                 f"(start_local unset): {exc}", None)
+                notes.setdefault(str(override), f"{override}: fails when the start is to be "
+                                 f"confirmed ({unset_names(context)} unset): {exc}")
                 continue
             if "None" in text:
-                notes.setdefault(f"{override}: prints None when the start is to be confirmed "
-                                 "(start_local unset, an AMI source's clock flagged): test it "
-                                 "with {% if start_local %}, as the built-in one does", None)
-    return list(notes)
+                notes.setdefault(str(override), f"{override}: prints None when the start is "
+                                 f"to be confirmed ({unset_names(context)} unset, an AMI "
+                                 "source's clock flagged): test each with {% if start_local %}, "
+                                 "as the built-in one does")
+    return list(notes.values())
+
+
+def unset_names(context: dict[str, Any]) -> str:
+    """The times :func:`unverified_starts` left unset in ``context`` ("start_local,
+    restored_local")."""
+    return ", ".join(k for k, flag in UNVERIFIED_TIMES.items() if context.get(flag))
 
 
 def template_problems(config: Config) -> list[str]:
