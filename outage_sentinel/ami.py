@@ -90,7 +90,7 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    registry is off by the terminals' word while any of them says off. Meters still off when
    their area is restored (fewer than the threshold) are each off on their own from the
    close (rule 5). An "on" from before the outage began (an old log uploaded late) restores
-   nothing.
+   nothing. The ``alive`` of a released outage waits for rule 6.
 4. Repeated reports merge: a second "off" from a meter already off (a retry, a redelivery, a
    second code for the same event, an older log) changes nothing and is counted in
    ``merged`` (the device's latest time is kept); a report older than the last one applied
@@ -110,6 +110,23 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
    as momentary — except a meter off on its own from its area's close (rules 3 and 4), whose
    "on" soon after is a slow report of the restoration, neither a fault nor a blip.
 
+6. **Held until the area stays on.** A released outage that closes (rule 3) is *closing*
+   (:class:`~outage_sentinel.ami_areas.Closing`, :class:`RestoreSettle`): its ``alive`` is
+   released only once the area has stayed on for ``restore_settle_seconds`` (judged as rule 2
+   judges ``min_duration``: the clock past the close plus the settle time, and the close known
+   for ``lateness``, or the watermark ``lateness`` past it; a close heard late — an upload —
+   known for ``backlog_hold`` instead, the watermark not counting). If the area goes off
+   again before then (its threshold of meters, or its terminal, rule 1), that is the same
+   outage carrying on: no new outage, no output, the close dropped (counted in
+   :attr:`ScreenResult.flapped`); its outputs keep the start it was released with
+   (``Episode.origin``), and its one ``alive`` carries the time of the last close. A flapping
+   area (a failing fuse, a transformer tripping on load pickup: minutes off, minutes on)
+   is one outage for its village, not a notice pair per flicker. An outage that opens after
+   the settle time is a new one, and the settling ``alive`` is released before it. An
+   outage that closed before it was released (both ends in one batch) is not held: nobody
+   was told of it. ``0``: restored at the first "on" (a bare :class:`ScreenPolicy`'s
+   default; the daemon's, from its config, is 300 s).
+
 Single-meter flags (rule 5) are held the same way. ``now`` is only ever passed in.
 
 State is in memory, bounded by the registry: one last report per device heard from within
@@ -117,7 +134,8 @@ State is in memory, bounded by the registry: one last report per device heard fr
 :data:`ON_HISTORY_SECONDS`, after it was *seen*, so an older "off" that arrives after it — a
 backlog split over polls, the meters' logs read hours later — is stale; devices off longer
 than that are forgotten) and, per area, its devices off, its open outage and its last close
-(kept ``forget_after_hours`` too). The per-area state and the rules that need only it are in
+(kept ``forget_after_hours`` too), and its closing outage (rule 6) until its restoration is
+released. The per-area state and the rules that need only it are in
 :mod:`outage_sentinel.ami_areas`. The state is serialisable with :meth:`AmiScreen.to_state` /
 :meth:`AmiScreen.from_state` (which reads the versions saved before) so the daemon can persist
 it with its commits, or rebuild it by re-feeding the last hour of observations (the outputs
@@ -138,7 +156,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from outage_sentinel.ami_areas import AreaState, Episode, SingleMeter
+from outage_sentinel.ami_areas import AreaState, Closing, Episode, SingleMeter
 from outage_sentinel.clock_offset import ClockOffsets, OffsetChange
 from outage_sentinel.events import OutageEvent
 
@@ -149,10 +167,11 @@ DeviceKind = Literal["meter", "terminal"]
 Action = Literal["off", "on"]
 DEVICE_KINDS: tuple[DeviceKind, ...] = ("meter", "terminal")
 
-_STATE_VERSION = 3
+_STATE_VERSION = 4
 #: State versions :meth:`AmiScreen.from_state` reads (1: no ``seen`` time in ``last``; 1 and
-#: 2: one ``terminal_off`` per area, no ``back`` in episodes, four fields per single).
-_STATE_VERSIONS = (1, 2, 3)
+#: 2: one ``terminal_off`` per area, no ``back`` in episodes, four fields per single; 1 to 3:
+#: no settling restorations, no ``origin`` in episodes).
+_STATE_VERSIONS = (1, 2, 3, 4)
 #: The least time a device's last "on" is remembered after it was *seen* (processing time); it
 #: is kept ``forget_after_hours`` (72 h) by default, so that an older "off" arriving later — a
 #: head-end backlog split over polls, ons first, or offs read from the meters' logs hours after
@@ -232,6 +251,26 @@ class AmiRegistry:
         """``(transformer, kind)`` of a device, or ``None`` when it is not registered."""
         return self.devices.get(device_id)
 
+    def observation(self, event: OutageEvent) -> Observation | None:
+        """Resolve an AMI observation event; ``None`` for non-AMI events. A device not
+        registered keeps the event's transformer, if any (``""``: none)."""
+        if event.signal not in ("dead", "alive"):
+            return None
+        ref = parse_device_ref(event.area_text)
+        if ref is None:
+            return None
+        kind, device = ref
+        known = self.lookup(device)
+        if known is not None:
+            transformer, kind = known
+        elif event.transformers:
+            transformer = event.transformers[0]
+        else:
+            transformer = ""
+        return Observation(device, kind, transformer, "off" if event.signal == "dead" else "on",
+                           event.start if event.signal == "dead" else (event.end or event.start),
+                           event.event_id)
+
 
 @dataclass(frozen=True)
 class ScreenPolicy:
@@ -247,6 +286,29 @@ class ScreenPolicy:
     #: How long an outage first seen as a backlog (already older than ``min_duration +
     #: lateness``) must be known before it is released on that ground (module docstring).
     backlog_hold_seconds: float = 120.0
+    #: How long a released outage's area must stay on before its restoration is released
+    #: (rule 6). 0 here, the rule of a bare screen: restored at the first "on"; the daemon's
+    #: default is the config's (``ami_screen.restore_settle_seconds``, 300 s).
+    restore_settle_seconds: float = 0.0
+
+    def on_history_seconds(self) -> float:
+        """How long a device's last "on" is kept after it was seen (processing time):
+        ``forget_after_hours``, as long as an "off" is believed, so an "off" older than the
+        "on" is stale however late it comes (never less than :data:`ON_HISTORY_SECONDS`)."""
+        return max(ON_HISTORY_SECONDS, self.forget_after_hours * 3600.0,
+                   2 * (self.window_seconds + self.min_duration_seconds), self.lateness_seconds)
+
+    def threshold(self, registered: int) -> int:
+        """How many meters of an area with ``registered`` meters (0: unknown) going off make
+        an area outage (rule 1): ``min_share`` of them or ``min_meters``, at most all of them,
+        never fewer than 2."""
+        if self.min_share is not None and registered:
+            n = math.ceil(self.min_share * registered - 1e-9)
+        else:
+            n = self.min_meters
+        if registered:
+            n = min(n, registered)
+        return max(n, 2)
 
     @classmethod
     def from_config(cls, config: Any) -> ScreenPolicy:
@@ -310,6 +372,9 @@ class ScreenResult:
     set_aside: list[SetAside] = field(default_factory=list)
     #: Area outages still held by the momentary rule after this call.
     held: int = 0
+    #: ``(area, the close dropped)`` of each restoration taken back because its area went off
+    #: again before it settled (rule 6): the outage carried on, one outage for the village.
+    flapped: list[tuple[str, datetime]] = field(default_factory=list)
     #: Sources flagged or cleared as read in the wrong zone by this call (the screen's
     #: :class:`~outage_sentinel.clock_offset.ClockOffsets`; :meth:`AmiScreen.clock_offsets`).
     clock_offsets: list[OffsetChange] = field(default_factory=list)
@@ -326,7 +391,42 @@ class ScreenResult:
         self.unknown_devices.extend(other.unknown_devices)
         self.set_aside.extend(other.set_aside)
         self.held = other.held
+        self.flapped.extend(other.flapped)
         self.clock_offsets.extend(other.clock_offsets)
+
+
+def implausible(obs: Observation, received: datetime) -> str:
+    """Why the "off" ``obs`` is set aside: its time is more than a year before it was
+    received, which no backlog explains, so it says nothing about when power went."""
+    days = IMPLAUSIBLE_AGE_SECONDS / 86400.0
+    return (f"{obs.kind} {obs.device}: power-off time {obs.time.isoformat()} is more than "
+            f"{days:g} days before the report was received ({received.isoformat()}): "
+            f"the device's clock is wrong or was reset, so it is not taken as the time "
+            f"power went off")
+
+
+def area_event(source: str, feeder: str | None, tx: str, ep: Episode,
+               end: float | None) -> OutageEvent:
+    """The screen's output for area ``tx``'s outage ``ep``: ``dead`` (``end`` ``None``) or
+    ``alive`` at ``end``, under one id, ``<area>@<start>`` (the start it was released with)."""
+    start = _dt(ep.published)
+    return OutageEvent(
+        source=source,
+        event_id=f"{tx}@{compact_time(start)}",
+        kind="fault",
+        status="active" if end is None else "restored",
+        signal="dead" if end is None else "alive",
+        start=start,
+        end=_dt(end) if end is not None else None,
+        feeder=feeder,
+        transformers=(tx,),
+        # Meters going dark say where, not why: no cause (the notices' templates say
+        # 线路故障 / nothing). The evidence is in ``raw``.
+        cause="",
+        raw={"basis": ep.basis, "meters_off": len(ep.meters),
+             "meters_restored": len(ep.restored), "meters_on_unrecorded_off": len(ep.back),
+             "terminal_off": ep.terminal_off},
+    )
 
 
 def _ts(t: datetime) -> float:
@@ -413,6 +513,28 @@ class ReleaseSchedule:
         """Schedule the customer-fault flag of ``meter``, off on its own."""
         self.push(single.start + self.single_hold(), single.seen, "single", meter)
 
+    def push_settle(self, tx: str, closing: Closing) -> None:
+        """Schedule the release of area ``tx``'s settling restoration (rule 6)."""
+        self.push(closing.ended + self.policy.restore_settle_seconds, closing.seen, "settle",
+                  tx, self._settle_hold(closing))
+
+    def settle_due(self, closing: Closing, wm: float, t_now: float) -> bool:
+        """Whether ``closing``'s area has stayed on for the settle time, judged as rule 2
+        judges an outage's minimum duration: a close heard late (an upload, a backlog) is
+        held ``backlog_hold`` after it was seen, and the watermark does not count for it — its
+        area's next "off" may be in the upload's next part."""
+        return self._is_due(closing.ended + self.policy.restore_settle_seconds, closing.seen,
+                            wm, t_now, self._settle_hold(closing), not self._late(closing))
+
+    def _late(self, closing: Closing) -> bool:
+        p = self.policy
+        return closing.seen - closing.ended > p.restore_settle_seconds + p.lateness_seconds
+
+    def _settle_hold(self, closing: Closing) -> float:
+        p = self.policy
+        late = self._late(closing)
+        return max(p.backlog_hold_seconds, p.lateness_seconds) if late else p.lateness_seconds
+
     def single_hold(self) -> float:
         """How long a single meter must stay off to be flagged (report time)."""
         return max(self.policy.window_seconds, self.policy.min_duration_seconds)
@@ -463,12 +585,53 @@ class ReleaseSchedule:
 
         def live(heap: list[tuple[float, int, str, str]]) -> list[tuple[float, int, str, str]]:
             kept = [e for e in heap if (e[2] == "single" and e[3] in singles)
-                    or (e[2] == "area" and e[3] in areas)]
+                    or (e[2] != "single" and e[3] in areas)]
             heapq.heapify(kept)
             return kept
 
         self._eheap = live(self._eheap)
         self._wheap = live(self._wheap)
+
+
+class RestoreSettle:
+    """Rule 6 (module docstring): a released outage's restoration is held (the area's
+    :class:`~outage_sentinel.ami_areas.Closing`) until its area stayed on for
+    ``restore_settle_seconds``; an outage of the area that opens before then is the same one
+    carrying on — released already, under the start it was released with — and the close is
+    dropped. Pure; :class:`AmiScreen` makes the outputs of what it decides."""
+
+    def __init__(self, policy: ScreenPolicy, schedule: ReleaseSchedule) -> None:
+        self.settle = policy.restore_settle_seconds
+        self.schedule = schedule
+
+    def hold(self, tx: str, area: AreaState, ep: Episode, t: float, t_now: float) -> bool:
+        """Hold the restoration at ``t`` of ``tx``'s released outage ``ep`` (seen at ``t_now``);
+        ``False``: no settle time, the caller releases it now."""
+        if self.settle <= 0:
+            return False
+        area.closing = Closing(ep, t, t_now)
+        self.schedule.push_settle(tx, area.closing)
+        return True
+
+    def open(self, area: AreaState, episode: Episode) -> tuple[bool, Closing | None]:
+        """An outage ``episode`` opens in ``area``: ``(True, the close dropped)`` when it is
+        the settling one carrying on (``episode`` takes over its release and its start), else
+        ``(False, the settling restoration the caller releases now, if any)``: the area
+        stayed on long enough, and the new outage is a new one."""
+        closing, area.closing = area.closing, None
+        if closing is None or not closing.carried_on_by(episode.start, self.settle):
+            return False, closing
+        episode.released = True
+        episode.origin = closing.episode.published
+        return True, closing
+
+    def due(self, area: AreaState, wm: float, t_now: float) -> Closing | None:
+        """``area``'s settling restoration, taken, when it is due (watermark ``wm``)."""
+        closing = area.closing
+        if closing is None or not self.schedule.settle_due(closing, wm, t_now):
+            return None  # carried on, or held again since: another entry covers it
+        area.closing = None
+        return closing
 
 
 class AmiScreen:
@@ -488,6 +651,7 @@ class AmiScreen:
         self._last: dict[str, tuple[float, Action, float]] = {}
         self._singles: dict[str, SingleMeter] = {}
         self._schedule = ReleaseSchedule(self.policy)
+        self._settle = RestoreSettle(self.policy, self._schedule)
         self._last_prune: float = -math.inf
         self._t_now: float = 0.0
         #: How far each source's report times are from their arrival (a zone read wrong).
@@ -504,22 +668,7 @@ class AmiScreen:
 
     def observation(self, event: OutageEvent) -> Observation | None:
         """Resolve an AMI observation event; ``None`` for non-AMI events or unknown devices."""
-        if event.signal not in ("dead", "alive"):
-            return None
-        ref = parse_device_ref(event.area_text)
-        if ref is None:
-            return None
-        kind, device = ref
-        known = self.registry.lookup(device)
-        if known is not None:
-            transformer, kind = known
-        elif event.transformers:
-            transformer = event.transformers[0]
-        else:
-            transformer = ""
-        return Observation(device, kind, transformer, "off" if event.signal == "dead" else "on",
-                           event.start if event.signal == "dead" else (event.end or event.start),
-                           event.event_id)
+        return self.registry.observation(event)
 
     def feed(self, events: Iterable[OutageEvent], now: datetime,
              received: Iterable[datetime] | None = None) -> ScreenResult:
@@ -542,7 +691,7 @@ class AmiScreen:
                 result.unknown += 1
                 result.unknown_devices.append((event.source, device_ref(obs.kind, obs.device)))
             elif obs.action == "off" and _ts(obs.time) < _ts(got) - IMPLAUSIBLE_AGE_SECONDS:
-                result.set_aside.append(SetAside(event, self._implausible(obs, got)))
+                result.set_aside.append(SetAside(event, implausible(obs, got)))
             else:
                 observations.append(obs)
         observations.sort(key=lambda o: o.time)
@@ -553,16 +702,6 @@ class AmiScreen:
         result.extend(self.tick(now))
         return result
 
-    @staticmethod
-    def _implausible(obs: Observation, received: datetime) -> str:
-        """Why the "off" ``obs`` is set aside: its time is more than a year before it was
-        received, which no backlog explains, so it says nothing about when power went."""
-        days = IMPLAUSIBLE_AGE_SECONDS / 86400.0
-        return (f"{obs.kind} {obs.device}: power-off time {obs.time.isoformat()} is more than "
-                f"{days:g} days before the report was received ({received.isoformat()}): "
-                f"the device's clock is wrong or was reset, so it is not taken as the time "
-                f"power went off")
-
     def tick(self, now: datetime) -> ScreenResult:
         """Release area outages that have lasted the minimum duration and flag single meters
         that stayed off, as of ``now``; prune old state."""
@@ -572,6 +711,8 @@ class AmiScreen:
         for what, key in self._schedule.due(wm, t_now):
             if what == "area":
                 self._release_area(key, wm, t_now, result)
+            elif what == "settle":
+                self._release_restoration(key, wm, t_now, result)
             else:
                 self._flag_single(key, wm, t_now, result)
         if t_now - self._last_prune >= 60.0:
@@ -594,21 +735,13 @@ class AmiScreen:
 
     def outages(self) -> dict[str, datetime]:
         """Transformer areas currently out (released outages) -> outage start."""
-        return {tx: _dt(a.episode.start) for tx, a in self._areas.items()
+        return {tx: _dt(a.episode.published) for tx, a in self._areas.items()
                 if a.episode is not None and a.episode.released}
 
     # -- rules --------------------------------------------------------------------------------
 
     def _threshold(self, transformer: str) -> int:
-        p = self.policy
-        registered = self.registry.meters_per_transformer.get(transformer, 0)
-        if p.min_share is not None and registered:
-            n = math.ceil(p.min_share * registered - 1e-9)
-        else:
-            n = p.min_meters
-        if registered:
-            n = min(n, registered)
-        return max(n, 2)
+        return self.policy.threshold(self.registry.meters_per_transformer.get(transformer, 0))
 
     def _apply(self, obs: Observation, result: ScreenResult) -> None:
         t = self._schedule.observe(_ts(obs.time), self._t_now)
@@ -633,11 +766,11 @@ class AmiScreen:
         """Apply ``obs`` (report time ``t``, as believed) to its ``area``."""
         if obs.kind == "terminal":
             if obs.action == "off":
-                self._terminal_off(obs.transformer, area, obs.device, t)
+                self._terminal_off(obs.transformer, area, obs.device, t, result)
             else:
                 self._terminal_on(obs.transformer, area, obs.device, t, result)
         elif obs.action == "off":
-            self._meter_off(obs.transformer, area, obs.device, t)
+            self._meter_off(obs.transformer, area, obs.device, t, result)
         else:
             self._meter_on(obs.transformer, area, obs.device, t, result)
 
@@ -658,7 +791,8 @@ class AmiScreen:
             return
         result.merged += 1
 
-    def _terminal_off(self, tx: str, area: AreaState, terminal: str, t: float) -> None:
+    def _terminal_off(self, tx: str, area: AreaState, terminal: str, t: float,
+                      result: ScreenResult) -> None:
         area.terminals_off[terminal] = t
         ep = area.episode
         w = self.policy.window_seconds
@@ -671,7 +805,7 @@ class AmiScreen:
         fresh = area.fresh_offs()
         joined = {m for m, mt in fresh.items() if mt >= t - w}
         start = min([t] + [fresh[m] for m in joined])
-        self._open(tx, area, Episode(start, "terminal", joined, terminal_off=True))
+        self._open(tx, area, Episode(start, "terminal", joined, terminal_off=True), result)
 
     def _terminal_on(self, tx: str, area: AreaState, terminal: str, t: float,
                      result: ScreenResult) -> None:
@@ -688,7 +822,8 @@ class AmiScreen:
             return
         self._close(tx, area, t, result)
 
-    def _meter_off(self, tx: str, area: AreaState, meter: str, t: float) -> None:
+    def _meter_off(self, tx: str, area: AreaState, meter: str, t: float,
+                   result: ScreenResult) -> None:
         area.off[meter] = t
         ep = area.episode
         if ep is not None and area.joins(ep, t, self.policy.window_seconds):
@@ -699,7 +834,7 @@ class AmiScreen:
                 ep.start = t
                 self._schedule.push_area(tx, ep)
             return
-        if ep is None and self._meters_open(tx, area):
+        if ep is None and self._meters_open(tx, area, result):
             return
         # Off on its own — or too far before the open outage to be part of it (a slow clock):
         # that meter's own off (rule 5), which changes nothing about the area. An off of the
@@ -712,27 +847,17 @@ class AmiScreen:
         self._singles[meter] = single
         self._schedule.push_single(meter, single)
 
-    def _meters_open(self, tx: str, area: AreaState) -> bool:
+    def _meters_open(self, tx: str, area: AreaState, result: ScreenResult) -> bool:
         """Open an outage of ``tx`` when its threshold of meters went off within the window
         (from the earliest of them); whether one was opened."""
-        threshold = self._threshold(tx)
-        fresh = area.fresh_offs()
-        if len(fresh) < threshold:
+        start = area.meters_out_since(self._threshold(tx), self.policy.window_seconds)
+        if start is None:
             return False
-        times = sorted(fresh.values())
-        w = self.policy.window_seconds
-        i = 0
-        for j, tj in enumerate(times):
-            while tj - times[i] > w:
-                i += 1
-            if j - i + 1 >= threshold:
-                start = times[i]
-                members = {m for m, mt in fresh.items() if mt >= start}
-                for m in members:
-                    self._singles.pop(m, None)
-                self._open(tx, area, Episode(start, "meters", members))
-                return True
-        return False
+        members = {m for m, mt in area.fresh_offs().items() if mt >= start}
+        for m in members:
+            self._singles.pop(m, None)
+        self._open(tx, area, Episode(start, "meters", members), result)
+        return True
 
     def _meter_on(self, tx: str, area: AreaState, meter: str, t: float, result: ScreenResult) -> None:
         area.off.pop(meter, None)
@@ -767,9 +892,18 @@ class AmiScreen:
             result.customer_faults.append(CustomerFault(meter, tx, _dt(single.start), _dt(t),
                                                         "restored"))
 
-    def _open(self, tx: str, area: AreaState, episode: Episode) -> None:
+    def _open(self, tx: str, area: AreaState, episode: Episode, result: ScreenResult) -> None:
+        """Open ``episode``: the settling outage of the area carrying on (its restoration
+        dropped), or a new one held by the momentary rule (any settling one restored first)."""
         episode.anchor = episode.start
         area.episode = episode
+        carried, closing = self._settle.open(area, episode)
+        if carried:
+            assert closing is not None
+            result.flapped.append((tx, _dt(closing.ended)))
+            return
+        if closing is not None:
+            result.events.append(self._output(tx, closing.episode, closing.ended))
         self._schedule.open_area(tx, episode, self._t_now)
 
     def _close(self, tx: str, area: AreaState, t: float, result: ScreenResult) -> None:
@@ -777,14 +911,26 @@ class AmiScreen:
         assert ep is not None
         area.episode = None
         if area.closed is None or t >= area.closed:
-            area.closed, area.opened = t, ep.start
+            area.closed, area.opened = t, ep.published
         self._left_dark(tx, area, ep, t)
         if not ep.released:
             if t - ep.start < self.policy.min_duration_seconds:
                 result.momentary += 1
                 return
+            # Over before it was released (both ends in one batch): nobody was told of it,
+            # so its end is not held back — the outage notice is never sent.
             result.events.append(self._output(tx, ep, None))
+        elif self._settle.hold(tx, area, ep, t, self._t_now):
+            return
         result.events.append(self._output(tx, ep, t))
+
+    def _release_restoration(self, tx: str, wm: float, t_now: float,
+                             result: ScreenResult) -> None:
+        """Release area ``tx``'s restoration once the area stayed on for the settle time."""
+        area = self._areas.get(tx)
+        closing = self._settle.due(area, wm, t_now) if area is not None else None
+        if closing is not None:
+            result.events.append(self._output(tx, closing.episode, closing.ended))
 
     def _left_dark(self, tx: str, area: AreaState, ep: Episode, t: float) -> None:
         """The meters of ``ep`` still off when it closed at ``t`` (fewer than the threshold):
@@ -819,32 +965,12 @@ class AmiScreen:
                                                     _dt(single.start), None, "active"))
 
     def _output(self, tx: str, ep: Episode, end: float | None) -> OutageEvent:
-        start = _dt(ep.start)
-        return OutageEvent(
-            source=self.source,
-            event_id=f"{tx}@{compact_time(start)}",
-            kind="fault",
-            status="active" if end is None else "restored",
-            signal="dead" if end is None else "alive",
-            start=start,
-            end=_dt(end) if end is not None else None,
-            feeder=self.registry.feeder_of.get(tx),
-            transformers=(tx,),
-            # Meters going dark say where, not why: no cause (the notices' templates say
-            # 线路故障 / nothing). The evidence is in ``raw``.
-            cause="",
-            raw={"basis": ep.basis, "meters_off": len(ep.meters),
-                 "meters_restored": len(ep.restored), "meters_on_unrecorded_off": len(ep.back),
-                 "terminal_off": ep.terminal_off},
-        )
+        return area_event(self.source, self.registry.feeder_of.get(tx), tx, ep, end)
 
     def on_history_seconds(self) -> float:
-        """How long a device's last "on" is kept after it was seen (processing time):
-        ``forget_after_hours``, as long as an "off" is believed, so an "off" older than the
-        "on" is stale however late it comes (never less than :data:`ON_HISTORY_SECONDS`)."""
-        p = self.policy
-        return max(ON_HISTORY_SECONDS, p.forget_after_hours * 3600.0,
-                   2 * (p.window_seconds + p.min_duration_seconds), p.lateness_seconds)
+        """How long a device's last "on" is kept after it was seen (:meth:`ScreenPolicy.
+        on_history_seconds`)."""
+        return self.policy.on_history_seconds()
 
     def _prune(self, t_now: float) -> None:
         """Drop power-on history seen longer ago than the horizon and devices off too long."""
@@ -857,13 +983,8 @@ class AmiScreen:
             del self._last[d]
         for tx in list(self._areas):
             area = self._areas[tx]
-            for m in [m for m, t in area.off.items() if t < forget]:
-                del area.off[m]
+            for m in area.forget(forget):
                 self._singles.pop(m, None)
-            for d in [d for d, t in area.terminals_off.items() if t < forget]:
-                del area.terminals_off[d]
-            if area.closed is not None and area.closed < forget:
-                area.closed = area.opened = None
             if area.empty():
                 del self._areas[tx]
         self._schedule.compact(self._singles, self._areas)
@@ -897,6 +1018,8 @@ class AmiScreen:
             ep = area.episode
             if ep is not None and not ep.released:
                 screen._schedule.push_area(tx, ep)
+            if area.closing is not None:
+                screen._schedule.push_settle(tx, area.closing)
         for d, (t, act, *seen) in state.get("last", {}).items():
             # Version 1 kept no seen time: the report time stands in (the old horizon's basis).
             screen._last[d] = (float(t), "off" if act == "off" else "on",

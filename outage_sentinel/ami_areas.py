@@ -4,9 +4,10 @@ area rules that read it: an area's open outage (:class:`Episode`), its devices' 
 the screen's saved state. Pure: no I/O, no clock; times are epoch seconds of report time.
 
 The rules here (docs/ami.md, "Screening") are the ones that need nothing but the area: whether
-a meter "off" belongs to the open outage, whether the meters still off hold the area out, and
-whether the meters reporting "on" restore it. The thresholds come from the screen's policy and
-registry, passed in.
+a meter "off" belongs to the open outage, whether the meters still off hold the area out,
+whether the meters reporting "on" restore it, and whether an outage that opens while the
+area's last restoration settles (:class:`Closing`) is that outage carrying on (a flapping
+area). The thresholds come from the screen's policy and registry, passed in.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ class Episode:
     #: meters not among ``meters`` that reported "on" after the start (their "off" was lost —
     #: with the concentrator that relayed it, say): evidence of power back all the same
     back: set[str] = field(default_factory=set)
+    #: the start the outage was released with (its event id), when it carried on after the
+    #: area came back for less than the settle time (a flapping area): ``start`` is then the
+    #: start of its latest power-off, which the area's rules read (``None``: ``start``)
+    origin: float | None = None
+
+    @property
+    def published(self) -> float:
+        """The start the outage's outputs carry: the first power-off of a flapping area."""
+        return self.start if self.origin is None else self.origin
 
     def holds(self, threshold: int) -> bool:
         """Enough of the outage's meters still off that the area is out by rule 1 (at least
@@ -60,16 +70,43 @@ class Episode:
                 "restored": sorted(self.restored), "terminal_off": self.terminal_off,
                 "released": self.released, "seen": self.seen,
                 "backlog": self.backlog, "wm_seen": self.wm_seen, "anchor": self.anchor,
-                "back": sorted(self.back)}
+                "back": sorted(self.back), "origin": self.origin}
 
     @classmethod
     def from_state(cls, e: Mapping[str, Any]) -> Episode:
         """Inverse of :meth:`to_state` (a state from before lacks the later fields)."""
-        wm_seen, anchor = e.get("wm_seen"), e.get("anchor")
+        wm_seen, anchor, origin = e.get("wm_seen"), e.get("anchor"), e.get("origin")
         return cls(float(e["start"]), e["basis"], set(e["meters"]), set(e["restored"]),
                    bool(e["terminal_off"]), bool(e["released"]), float(e.get("seen", 0.0)),
                    bool(e.get("backlog", False)), float(wm_seen) if wm_seen is not None else None,
-                   float(anchor) if anchor is not None else None, set(e.get("back", ())))
+                   float(anchor) if anchor is not None else None, set(e.get("back", ())),
+                   float(origin) if origin is not None else None)
+
+
+@dataclass
+class Closing:
+    """A released outage whose area came back at ``ended`` (report time, first heard at
+    processing time ``seen``): its restoration is held until the area has stayed on for the
+    screen's ``restore_settle_seconds``, so an area flickering off and on is one outage with
+    one restoration (at its last close), not one per flicker."""
+
+    episode: Episode
+    ended: float
+    seen: float
+
+    def carried_on_by(self, start: float, settle: float) -> bool:
+        """Whether an outage of the area starting at ``start`` is this one carrying on: it
+        began within ``settle`` seconds of the close (an area on for longer was back)."""
+        return start - self.ended <= settle
+
+    def to_state(self) -> dict[str, Any]:
+        """The closing outage in the screen's saved state."""
+        return {"episode": self.episode.to_state(), "ended": self.ended, "seen": self.seen}
+
+    @classmethod
+    def from_state(cls, c: Mapping[str, Any]) -> Closing:
+        """Inverse of :meth:`to_state`."""
+        return cls(Episode.from_state(c["episode"]), float(c["ended"]), float(c["seen"]))
 
 
 @dataclass
@@ -90,25 +127,30 @@ class AreaState:
     closed: float | None = None
     #: the start of the outage that closed at ``closed`` (``None``: unknown, an older state)
     opened: float | None = None
+    #: the released outage that closed last, its restoration not yet released (settling)
+    closing: Closing | None = None
 
     def to_state(self) -> dict[str, Any]:
         """The area in the screen's saved state."""
         ep = self.episode
         return {"off": self.off, "terminals_off": self.terminals_off, "closed": self.closed,
-                "opened": self.opened, "episode": None if ep is None else ep.to_state()}
+                "opened": self.opened, "episode": None if ep is None else ep.to_state(),
+                "closing": None if self.closing is None else self.closing.to_state()}
 
     @classmethod
     def from_state(cls, a: Mapping[str, Any]) -> AreaState:
         """Inverse of :meth:`to_state`. Versions 1 and 2 kept one ``terminal_off`` time per
         area: it becomes the word of "a terminal" of the area (key ``""``)."""
-        closed, opened, e = a.get("closed"), a.get("opened"), a.get("episode")
+        closed, opened = a.get("closed"), a.get("opened")
+        e, c = a.get("episode"), a.get("closing")
         terminals = {str(d): float(t) for d, t in (a.get("terminals_off") or {}).items()}
         if a.get("terminal_off") is not None:
             terminals.setdefault("", float(a["terminal_off"]))
         return cls(off={str(m): float(t) for m, t in a.get("off", {}).items()},
                    terminals_off=terminals, closed=float(closed) if closed is not None else None,
                    opened=float(opened) if opened is not None else None,
-                   episode=Episode.from_state(e) if e is not None else None)
+                   episode=Episode.from_state(e) if e is not None else None,
+                   closing=Closing.from_state(c) if c is not None else None)
 
     def joins(self, ep: Episode, t: float, window: float) -> bool:
         """Whether a meter "off" at ``t`` belongs to the open outage ``ep``: not before the
@@ -133,10 +175,22 @@ class AreaState:
         need = math.ceil(restore_share * len(ep.meters) - 1e-9)
         return len(ep.restored) >= max(need, 1) or ons >= threshold
 
+    def forget(self, before: float) -> list[str]:
+        """Forget devices off since before ``before`` (their power-on was lost) and a close
+        older than that; the meters forgotten."""
+        meters = [m for m, t in self.off.items() if t < before]
+        for m in meters:
+            del self.off[m]
+        for d in [d for d, t in self.terminals_off.items() if t < before]:
+            del self.terminals_off[d]
+        if self.closed is not None and self.closed < before:
+            self.closed = self.opened = None
+        return meters
+
     def empty(self) -> bool:
-        """Nothing to remember: no outage, no device off, no close."""
-        return (self.episode is None and not self.off and not self.terminals_off
-                and self.closed is None)
+        """Nothing to remember: no outage (open or settling), no device off, no close."""
+        return (self.episode is None and self.closing is None and not self.off
+                and not self.terminals_off and self.closed is None)
 
     def of_last_outage(self, t: float, window: float) -> bool:
         """Whether a power-off at ``t`` is of the area's last closed outage (from the window
@@ -177,6 +231,18 @@ class AreaState:
         not: a repeated "off" that is a new power-off, not a retry of the old one."""
         old = self.off.get(meter)
         return self.closed is not None and old is not None and old < self.closed <= t
+
+    def meters_out_since(self, threshold: int, window: float) -> float | None:
+        """The start of an outage of the area by its meters (rule 1): the earliest off time
+        from which ``threshold`` fresh offs fall within ``window``; ``None``: not out."""
+        times = sorted(self.fresh_offs().values())
+        i = 0
+        for j, tj in enumerate(times):
+            while tj - times[i] > window:
+                i += 1
+            if j - i + 1 >= threshold:
+                return times[i]
+        return None
 
     def fresh_offs(self) -> dict[str, float]:
         """Meters off since the area's last close (older off times start no new outage)."""

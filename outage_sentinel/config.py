@@ -373,6 +373,14 @@ class AmiScreenConfig(Strict):
     #: concentrator's log uploaded after it reconnects) must be known this long instead of
     #: ``lateness_seconds`` before it is released, so the upload's power-ons can still arrive.
     backlog_hold_seconds: float = Field(default=120.0, ge=0, le=MAX_SECONDS)
+    #: An area outage released (its village told) is restored only once the area has stayed
+    #: on this long: an area that goes off again sooner (a loose or failing fuse, a
+    #: transformer tripping on load pickup, minutes off and minutes on) carries on the same
+    #: outage, so its village hears one outage and one restoration, timed at the last "on",
+    #: not one pair per flicker. Five minutes covers the on-spells of a flapping area seen in
+    #: the field (two minutes and more, longer than ``min_duration_seconds``); the cost is a
+    #: restoration notice that much later. 0: restored at the first "on".
+    restore_settle_seconds: float = Field(default=300.0, ge=0, le=MAX_SECONDS)
 
 
 class MqttSourceConfig(SourceBase):

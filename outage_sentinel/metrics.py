@@ -218,6 +218,10 @@ class Metrics:
         self.ami_momentary = Counter(p + "ami_momentary_total",
                                      "AMI outages shorter than the minimum duration (dropped)",
                                      registry=r)
+        self.ami_flapped = Counter(p + "ami_flapped_total",
+                                   "AMI area restorations taken back: the area went off again "
+                                   "before it settled (ami_screen.restore_settle_seconds), one "
+                                   "outage", registry=r)
         self.ami_customer_faults = Counter(p + "ami_customer_faults_total",
                                            "Single meters off: customer-side faults, not incidents",
                                            registry=r)

@@ -15,7 +15,9 @@ no transformer area (``ami.unknown_devices: keep``) is named in the log once per
 (``outage_sentinel_ami_unknown_device_reports_total``). A source whose report times sit steadily
 a whole number of hours from their arrival (read in the wrong zone,
 :mod:`outage_sentinel.clock_offset`) is logged once (``ami_clock_offset``, naming the config
-key to set) and exported (``outage_sentinel_ami_clock_offset_hours``) until it clears.
+key to set) and exported (``outage_sentinel_ami_clock_offset_hours``) until it clears. An
+area whose restoration was taken back because it went off again before it settled (a flapping
+area, one outage) is logged (``ami_area_flapped``).
 """
 
 from __future__ import annotations
@@ -214,6 +216,11 @@ class AmiScreener:
                 self.store.ingest_in(conn, AMI_SOURCE, PollResult(events=list(result.events)),
                                      now)
             self.metrics.ami_momentary.inc(result.momentary)
+            self.metrics.ami_flapped.inc(len(result.flapped))
+            for area, dropped in result.flapped:
+                self.log.info("ami_area_flapped", area=area, dropped_close=dropped.isoformat(),
+                              hint="off again before its restoration settled "
+                                   "(ami_screen.restore_settle_seconds): the same outage")
             self.metrics.ami_customer_faults.inc(len(result.customer_faults))
             for fault in result.customer_faults:
                 self.log.info("customer_side_fault",

@@ -322,7 +322,7 @@ def test_one_outage_reported_live_then_from_the_meters_logs_is_one_incident(run:
     run.step(NOW + timedelta(seconds=3), [erc14(NOW)])
     run.step(NOW + timedelta(minutes=3))
     run.step(back + timedelta(seconds=3), [erc14(NOW, back)])
-    run.step(back + timedelta(minutes=1))
+    run.step(back + timedelta(minutes=6))  # the area stayed on (restore_settle_seconds)
     assert run.told() == ["outage", "restored"]
     for k in range(10, 180, 10):  # the county's other meters keep reporting
         t = back + timedelta(minutes=k)

@@ -46,7 +46,7 @@ def test_a_call_about_an_outage_already_over_does_not_place_the_next_one(run: Ru
     area(run, "T-CG01-002", OFF, NOW)
     run.step(NOW + timedelta(minutes=3))
     area(run, "T-CG01-002", ON, NOW + timedelta(minutes=40))
-    run.step(NOW + timedelta(minutes=42))
+    run.step(NOW + timedelta(minutes=46))  # the area stayed on (restore_settle_seconds)
     assert active(run) == []
     call_from_002(run, NOW + timedelta(minutes=70))  # half an hour after it came back
     area(run, "T-CG01-022", OFF, NOW + timedelta(minutes=80))  # another fuse's area
@@ -63,7 +63,7 @@ def test_a_call_from_an_area_dark_again_is_still_the_next_outages_evidence(run: 
     area(run, "T-CG01-002", OFF, NOW)
     run.step(NOW + timedelta(minutes=3))
     area(run, "T-CG01-002", ON, NOW + timedelta(minutes=40))
-    run.step(NOW + timedelta(minutes=42))
+    run.step(NOW + timedelta(minutes=46))  # the area stayed on (restore_settle_seconds)
     call_from_002(run, NOW + timedelta(minutes=70))
     area(run, "T-CG01-002", OFF, NOW + timedelta(minutes=71))
     run.step(NOW + timedelta(minutes=74))

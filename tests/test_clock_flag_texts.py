@@ -220,7 +220,7 @@ def test_the_restored_notice_states_the_meters_time_with_no_flag(run: Stream) ->
     run.step(BACK + timedelta(seconds=12), [
         {"device_id": m, "code": ON, "time": stamp(BACK + timedelta(seconds=i), 8)}
         for i, m in enumerate(METERS)])
-    run.step(BACK + timedelta(minutes=3))
+    run.step(BACK + timedelta(minutes=6))  # the area stayed on (restore_settle_seconds)
     rows = [m for m in run.daemon.store.messages()
             if m.audience == "liaison" and ":V001:" in m.key and m.purpose == "restored"]
     assert rows and all(f"已于{BACK_LOCAL}恢复送电" in r.body for r in rows)

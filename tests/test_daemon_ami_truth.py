@@ -119,6 +119,8 @@ def test_a_terminal_on_alone_waits_for_the_meters(run: Run) -> None:
     assert run.told() == ["outage"]
     run.step(NOW + timedelta(minutes=12), [report(m, "3.26.0.216", NOW + timedelta(minutes=11))
                                            for m in METERS[:6]])
+    assert run.told() == ["outage"]  # held until the area stayed on (restore_settle_seconds)
+    run.step(NOW + timedelta(minutes=17))
     assert run.told() == ["outage", "restored"]
 
 
@@ -170,6 +172,7 @@ def test_a_terminal_on_while_its_meters_say_off_waits_for_the_meters(run: Run) -
     assert run.told() == ["outage"]
     run.step(NOW + timedelta(minutes=70), [report(m, "3.26.0.216", NOW + timedelta(minutes=69))
                                            for m in METERS])
+    run.step(NOW + timedelta(minutes=75))  # the area stayed on (restore_settle_seconds)
     assert run.told() == ["outage", "restored"]
 
 
@@ -245,6 +248,6 @@ def test_planned_work_ending_while_its_meters_are_dark_does_not_tell_the_village
     assert len(run.daemon.store.load_incidents(open_only=False)) == 1
     run.step(NOW + timedelta(minutes=90),
              [report(m, "3.26.0.216", NOW + timedelta(minutes=89)) for m in dark])
-    run.step(NOW + timedelta(minutes=92))
+    run.step(NOW + timedelta(minutes=95))  # the area stayed on (restore_settle_seconds)
     assert run.told()[-1] == "restored"
     assert run.daemon.store.load_incidents(open_only=True) == []

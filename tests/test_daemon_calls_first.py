@@ -108,6 +108,7 @@ def test_a_call_joins_one_incident_and_never_planned_work(run: Run) -> None:
     # That fault restored, a second outage on the line within the window takes none of them.
     run.step(NOW + timedelta(minutes=20),
              [report(m, "3.26.0.216", NOW + timedelta(minutes=19)) for m in DARK])
+    run.step(NOW + timedelta(minutes=24, seconds=30))  # stayed on (restore_settle_seconds)
     assert fault.id not in {r["id"] for r in run.daemon.store.load_incidents(open_only=True)}
     meters_dark(run, NOW + timedelta(minutes=25))
     faults = [i for i in incidents(run) if i.kind == "fault"]

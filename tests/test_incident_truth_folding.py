@@ -5,8 +5,8 @@ the AMI screen and the processor built as the daemon builds it (``assembly.build
   end brought back is never put off again by an inference: a late record of the same outage
   reopens what it reports, not the villages told their power is back.
 - An area whose meters flap (off / on / off / on within minutes) tells its village of one
-  outage, not one per flap: pinned as a known defect (``xfail``, strict) until the AMI screen
-  holds an area's restoration until it is stable (see the test).
+  outage, not one per flap: the AMI screen holds an area's restoration until the area stayed
+  on (``ami_screen.restore_settle_seconds``).
 """
 
 from __future__ import annotations
@@ -161,11 +161,6 @@ def meter_reports(topology: Topology, area: str, on: bool, at: datetime) -> list
             for m in meters]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the AMI screen closes an area outage at the meters' first 'on' and opens a new one at "
-    "the next 'off' minutes later; each is a new incident (a re-trip after a restoration is "
-    "a new outage, linked as reopened: tests/test_meters_still_dark.py) and a new notice. "
-    "Needs the screen to hold a restoration until the area stayed on (screening/ami.py)"))
 def test_an_area_flapping_for_minutes_tells_its_village_of_one_outage(
         tmp_path: Path, store: Store, demo: Topology) -> None:
     rig = Rig(tmp_path, store, demo)

@@ -122,7 +122,7 @@ def two_areas_first_back(run: Run) -> None:
     meters(run, "T-CG01-022", OFF, NOW + timedelta(minutes=20), timedelta(seconds=12))
     run.step(NOW + timedelta(minutes=23))
     meters(run, "T-CG01-002", ON, NOW + timedelta(minutes=30), timedelta(seconds=5))
-    run.step(NOW + timedelta(minutes=32))
+    run.step(NOW + timedelta(minutes=36))  # the area stayed on (restore_settle_seconds)
 
 
 def v001(run: Run, purpose: str) -> list[tuple[str, dict[str, str]]]:
