@@ -632,8 +632,17 @@ def correlate(
     resolved: Resolved,
     now: datetime,
     window: timedelta,
+    topology: Topology | None = None,
 ) -> Incident | None:
-    """The open incident ``event`` belongs to, or ``None`` for a new one."""
+    """The open incident ``event`` belongs to, or ``None`` for a new one.
+
+    A fault record joins an open fault incident on its feeder (the latest begun, of several)
+    when it began no earlier than ``window`` before the incident, and either is the same
+    outage seen again (:func:`same_outage`) or began within ``window`` of the incident's
+    latest onset (:func:`last_onset`). Not "before now": an outage open for a day took in
+    every later fault on its line, however far away, and the new village was counted in the
+    old days' reports and the old outage's close-out. A record naming no place on the line
+    cannot be told apart and joins as before, up to ``window`` after now."""
     key = f"{event.source}|{event.event_id}"
     candidates = list(incidents)
     for inc in candidates:
@@ -641,17 +650,58 @@ def correlate(
             return inc
     if incident_class(event.kind) != "unplanned" or resolved.feeder is None:
         return None
+    placed = bool(resolved.transformers) or resolved.device is not None
     best: Incident | None = None
     for inc in candidates:
         if inc.status != "active" or inc.feeder != resolved.feeder:
             continue
-        if incident_class(inc.kind) != "unplanned":
+        if incident_class(inc.kind) != "unplanned" or event.start < inc.start - window:
             continue
-        lo = inc.start - window
-        hi = (inc.end or now) + window
-        if lo <= event.start <= hi and (best is None or inc.start > best.start):
+        if placed:
+            joins = (event.start <= last_onset(inc) + window
+                     or same_outage(topology, inc, resolved))
+        else:
+            joins = event.start <= (inc.end or now) + window
+        if joins and (best is None or inc.start > best.start):
             best = inc
     return best
+
+
+def last_onset(inc: Incident) -> datetime:
+    """When the latest part of ``inc``'s outage began: the latest start of a record of an
+    outage (:func:`reports_outage`) the source did not call off, or the incident's start.
+    A record's ``seen_at`` is none: an old outage's record seen in this poll says nothing
+    of when a fault began."""
+    starts = [m.start for m in inc.members.values()
+              if m.status != "cancelled" and reports_outage(m)]
+    return max([inc.start, *starts])
+
+
+def same_outage(topology: Topology | None, inc: Incident, resolved: Resolved) -> bool:
+    """Whether a record is ``inc``'s outage seen again, however late: it names an area the
+    incident holds off (reported, or inferred below its fault point: a village told
+    already) or brought back while it is still open (switching that failed, an area off
+    again while the crew is on the line: its crew and villages are this incident's), or areas or a device above or below a device the incident's records named or
+    the command centre set (a fuse blowing under the breaker a storm's record named). The
+    estimate's own fault point is an inference and joins nothing by itself: on a line whose
+    first record named two areas it may be the breaker, and everything is below it.
+    (Without ``topology``, a device only by its name.)"""
+    named = {m.device for m in inc.members.values() if m.device and m.status != "cancelled"}
+    named.update(inc.device_set)
+    held = {*inc.off, *inc.restored}
+    if held & set(resolved.transformers):
+        return True
+    device = resolved.device
+    if topology is None:
+        return device is not None and device in named
+    known = [d for d in named if d in topology.pos]
+    places = [t for t in resolved.transformers if t in topology.pos]
+    if device is not None and device in topology.pos:
+        places.append(device)
+        if held & set(topology.downstream_transformers(device)):
+            return True
+    return any(topology.is_downstream(p, d) or topology.is_downstream(d, p)
+               for p in places for d in known)
 
 
 def evidence_of(members: Iterable[Member]) -> Evidence:

@@ -160,6 +160,10 @@ def left_list(stored: StoredEvent) -> dict[str, datetime]:
     return {f"{stored.event.source}|{i}": stored.received_at for i in ids if isinstance(i, str)}
 
 
+def _iso_or_none(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
 def late_report(event: OutageEvent) -> bool:
     """Whether ``event`` is a source's report of areas off that may come in after the outage
     it is about was over (:func:`lagging_incident`): an outage system's record or the meters'
@@ -189,6 +193,67 @@ def lagging_incident(store: Store, conn: Connection, event: OutageEvent, resolve
                                     status="restored", ended_after=now - window):
         prev = Incident.from_json(row["state"])
         if (prev.stage != "closed" and prev.end is not None and event.start < prev.end
+                and areas <= set(prev.estimate.transformers)):
+            return prev
+    return None
+
+
+def closed_over(store: Store, conn: Connection, event: OutageEvent, resolved: Resolved
+                ) -> Incident | None:
+    """The closed-out incident that counted ``event``'s areas back after the moment ``event``
+    says they went off: the village was told its power came back inside the span the
+    report's stamp claims. A close-out's record is final (:func:`lagging_incident` leaves it
+    alone), so the report is news of now, not of then (:func:`stamped_after_closeout`)."""
+    areas = set(resolved.transformers)
+    if event.signal == "call" or event.status == "cancelled" or not areas:
+        return None
+    for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
+                                    status="restored", ended_after=event.start):
+        prev = Incident.from_json(row["state"])
+        if (prev.stage == "closed" and prev.end is not None and event.start < prev.end
+                and areas & set(prev.estimate.transformers)):
+            return prev
+    return None
+
+
+def stamped_after_closeout(store: Store, conn: Connection, event: OutageEvent,
+                           resolved: Resolved, current: Incident | None, received: datetime
+                           ) -> OutageEvent:
+    """``event`` as the outage it reports is told: a late report of areas off (the meters:
+    dark since 02:02, no power back yet) stamped before the end of a closed-out incident that
+    counted them back is timed when it arrived (``received``), its stamp kept in ``raw``
+    (``stamped_start``). Timed by its stamp, the new outage was told to a village as begun an
+    hour ago, inside the span it had been told its power was back. A later revision of the
+    record keeps the time its first one was given."""
+    key = f"{event.source}|{event.event_id}"
+    known = current.members.get(key) if current is not None else None
+    if known is None and (current is not None or not late_report(event)):
+        return event
+    if known is not None and known.start <= event.start:
+        return event
+    closed = closed_over(store, conn, event, resolved)
+    if closed is None:
+        return event
+    at = known.start if known is not None else max(received, event.start)
+    return replace(event, start=at, raw={**event.raw, "stamped_start": event.start.isoformat(),
+                                         "closed_incident": closed.id})
+
+
+def finished_within_closeout(store: Store, conn: Connection, event: OutageEvent,
+                             resolved: Resolved, window: timedelta) -> Incident | None:
+    """The closed-out incident a late report of an outage already over (off 02:01, on 02:29)
+    fell inside: its areas, begun after the incident began (less ``window``) and before it
+    ended. Recorded in that incident's log, never folded in (a close-out's record is final)
+    and never told to a village (it is over); dropped, no incident had it at all."""
+    areas = set(resolved.transformers)
+    if (event.status != "restored" or event.end is None or not event.start < event.end
+            or event.signal == "call" or not areas):
+        return None
+    for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
+                                    status="restored", ended_after=event.start):
+        prev = Incident.from_json(row["state"])
+        if (prev.stage == "closed" and prev.end is not None
+                and prev.start - window <= event.start < prev.end
                 and areas <= set(prev.estimate.transformers)):
             return prev
     return None
@@ -382,7 +447,7 @@ class IncidentProcessor:
                 answered, event, resolved) else None
         if current is None and resolved.feeder is not None:
             current = correlate(rnd.open_on(conn, resolved.feeder), event, resolved, now,
-                                self.window) or reissued_work(
+                                self.window, self.topology) or reissued_work(
                 rnd.open_on(conn, resolved.feeder), event, resolved, leaving)
         if current is None and resolved.feeder is not None:
             window = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
@@ -405,6 +470,8 @@ class IncidentProcessor:
         self._say_unresolved(conn, stored, resolved, log, now)
         leaving = {**leaving, **left_list(stored)}
         current = self._current(conn, event, resolved, rnd, now, leaving)
+        event = stamped_after_closeout(self.store, conn, event, resolved, current,
+                                       stored.received_at)
         planned = planned_transformers(rnd.open_planned(conn), now)
         decision = triage(current, event, resolved, planned)
         host = (explaining_outage(rnd.open_planned(conn), event, resolved, now)
@@ -419,6 +486,8 @@ class IncidentProcessor:
             decision = triage(current, event, resolved, frozenset())
         if decision.action != "incident":
             self.store.mark_processed_in(conn, stored.row_id, None)
+            if self._late_for_closeout(conn, event, resolved, log, now):
+                return None
             if decision.action == "explained":
                 log.info("explained_by_planned_outage", transformers=list(resolved.transformers))
             else:
@@ -431,9 +500,37 @@ class IncidentProcessor:
         supersedes = continued_records(current, event, resolved, leaving) if current else ()
         fold = Fold(event, resolved, rnd, now, planned, decision.unplaced, calls, supersedes)
         after = self._revise(conn, current, fold)
+        self._note_stamp(conn, current, after, event, now)
         self._answered_elsewhere(conn, after, fold)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         return after.id
+
+    def _late_for_closeout(self, conn: Connection, event: OutageEvent, resolved: Resolved,
+                           log: Any, now: datetime) -> bool:
+        """Record a late report of an outage over, inside a closed-out incident
+        (:func:`finished_within_closeout`), in that incident's log; True if it was."""
+        closed = finished_within_closeout(self.store, conn, event, resolved, self.window)
+        if closed is None:
+            return False
+        self.store.log_in(conn, closed.id, now, "late_report", f"source:{event.source}", "", {
+            "event_id": event.event_id, "transformers": list(resolved.transformers),
+            "start": event.start.isoformat(), "end": _iso_or_none(event.end),
+            "customers": self.topology.customers_of(resolved.transformers)})
+        log.info("late_report_after_closeout", incident_id=closed.id,
+                 transformers=list(resolved.transformers))
+        return True
+
+    def _note_stamp(self, conn: Connection, current: Incident | None, after: Incident,
+                    event: OutageEvent, now: datetime) -> None:
+        """Log, on the incident a late report opened, the stamp it was not timed by
+        (:func:`stamped_after_closeout`) and the closed-out incident it fell inside."""
+        stamp = event.raw.get("stamped_start")
+        if current is not None or not stamp:
+            return
+        self.store.log_in(conn, after.id, now, "late_stamp", f"source:{event.source}", "", {
+            "event_id": event.event_id, "stamped_start": stamp,
+            "closed_incident": event.raw.get("closed_incident")})
+
 
     def _say_unresolved(self, conn: Connection, stored: StoredEvent, resolved: Resolved,
                         log: Any, now: datetime) -> None:
