@@ -21,6 +21,7 @@ log incident and customer ids, never these contexts.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -39,10 +40,12 @@ from outage_sentinel.incidents import (
 from outage_sentinel.liaison import checked_start, stated_restored
 from outage_sentinel.priority import (
     GRADE_LABELS,
+    REASON_SEPARATORS,
     TAG_LABELS,
     Priority,
     PriorityWeights,
     affected_customers,
+    elapsed_words,
     important_customers,
     score,
     special_care_customers,
@@ -621,7 +624,8 @@ def dispatch_context(
     ``clock_flagged`` when only the AMI screen's records give it:
     :func:`~outage_sentinel.liaison.checked_start`), ``etr_local``,
     ``now_local``), priority (``priority_score``, ``priority_reasons``,
-    ``priority_summary``), crew (``crew_name``,
+    ``priority_summary``; ``outage_for``, how long the outage has lasted as they say it, and
+    ``outage_since``, its start: :func:`duration_true_at`), crew (``crew_name``,
     ``crew_leader``, ``outside_area``, ``distance_km``, ``travel_minutes``, ``eta_local``,
     ``preempts_incident``, ``preempts_priority``), deadline (``deadline_local``,
     ``area_type``, ``area_label``, ``commitment_minutes``, ``minutes_left``), where to go
@@ -638,6 +642,10 @@ def dispatch_context(
         "priority_score": priority.score,
         "priority_reasons": list(priority.reasons),
         "priority_summary": summary(priority, language),
+        # how long the outage has lasted as the reasons say it, and since when, so that a
+        # message sent later says it as true then (duration_true_at)
+        "outage_for": elapsed_words(priority.elapsed_hours, language),
+        "outage_since": priority.start.isoformat() if priority.start is not None else None,
         **_crew_context(choice, tz),
         **_deadline_context(deadline, area_type, now, tz, language, params),
         **_patrol_context(topology, incident, language, params),
@@ -787,8 +795,17 @@ def deadline_true_at(body: str, params: Mapping[str, Any], now: datetime,
     changes (in the line stating the deadline, ``params["deadline"]``:
     :func:`deadline_params`), and so does the heading of an escalation queued as at risk
     that goes after the deadline (:func:`overdue_heading`): 已超6分钟 under 到达时限将超
-    would say both. A message queued without ``deadline_at`` (before this was kept), or
-    whose text does not carry its count (a template of one's own), is left as it is."""
+    would say both; and so does how long the outage has lasted, in its priority reason
+    (:func:`duration_true_at`). A message queued without ``deadline_at`` (before this was
+    kept), or whose text does not carry its count (a template of one's own), keeps its
+    count as it is."""
+    counted, said = _count_true_at(body, params, now, language)
+    return duration_true_at(counted, said, now, language)
+
+
+def _count_true_at(body: str, params: Mapping[str, Any], now: datetime,
+                   language: str) -> tuple[str, dict[str, Any]]:
+    """:func:`deadline_true_at`'s count of the minutes to the deadline (and heading)."""
     stated, at, local = (params.get(k) for k in ("deadline_count", "deadline_at", "deadline"))
     if not (isinstance(stated, str) and stated and isinstance(at, str) and at and local):
         return body, dict(params)
@@ -803,6 +820,32 @@ def deadline_true_at(body: str, params: Mapping[str, Any], now: datetime,
             if left < 0:
                 return overdue_heading("\n".join(lines), said, language)
             return "\n".join(lines), said
+    return body, dict(params)
+
+
+def duration_true_at(body: str, params: Mapping[str, Any], now: datetime,
+                     language: str = "zh") -> tuple[str, dict[str, Any]]:
+    """A queued dispatch's or escalation's text and ``payload["params"]`` saying how long the
+    outage has lasted at ``now`` (its priority reason's 已停电N分钟, the last of them, after
+    the count: :func:`outage_sentinel.priority.elapsed_words`), not at queueing — held or
+    retried 90 minutes, 已停电3分钟 would tell the crew the outage had just begun. Only that
+    phrase changes, and ``params["outage_for"]`` with it, so a second count starts from what
+    was sent. A message queued without ``outage_since`` (before it was kept), stating no
+    duration (under a minute), or whose text does not carry it, is left as it is."""
+    stated, since = params.get("outage_for"), params.get("outage_since")
+    if not (isinstance(stated, str) and stated and isinstance(since, str) and since):
+        return body, dict(params)
+    hours = max(0.0, (now - datetime.fromisoformat(since)).total_seconds() / 3600.0)
+    words, sep = elapsed_words(hours, language), REASON_SEPARATORS.get(language, "; ")
+    if not words or words == stated:
+        return body, dict(params)
+    said = re.compile(re.escape(sep + stated) + r"(?=[。.；;]|$)")
+    lines = body.split("\n")
+    for i, line in enumerate(lines):
+        found = said.search(line)
+        if found:
+            lines[i] = line[: found.start()] + sep + words + line[found.end():]
+            return "\n".join(lines), {**params, "outage_for": words}
     return body, dict(params)
 
 
@@ -833,10 +876,14 @@ def deadline_params(ctx: Mapping[str, Any]) -> dict[str, Any]:
     its context), for :func:`deadline_true_at` to count the minutes again when it goes: the
     deadline as the text states it, the deadline itself, and the count as rendered; an
     escalation's, its reason too (``escalation_reason``: one at risk that goes after the
-    deadline says it was missed, :func:`overdue_heading`)."""
+    deadline says it was missed, :func:`overdue_heading`); and how long the outage had lasted
+    as its priority reason says it, and since when (``outage_for``, ``outage_since``: counted
+    again too, :func:`duration_true_at`)."""
     return {"deadline": ctx["deadline_local"] or "", "deadline_at": ctx["deadline_at"],
             "deadline_count": ctx["deadline_count"],
-            **({"escalation_reason": ctx["reason"]} if "reason" in ctx else {})}
+            **({"escalation_reason": ctx["reason"]} if "reason" in ctx else {}),
+            **({"outage_for": ctx["outage_for"], "outage_since": ctx["outage_since"]}
+               if ctx.get("outage_since") else {})}
 
 
 def _households_context(topology: Topology, off: Sequence[str], language: str,
@@ -1033,7 +1080,8 @@ def escalation_context(
             "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
             "customers", "restored_customers", "unplaced", "area_text", "start_local",
             "start_unverified", "etr_local", "now_local",
-            "priority_score", "priority_reasons", "priority_summary", "crew_id", "crew_name", "outside_area",
+            "priority_score", "priority_reasons", "priority_summary", "outage_for",
+            "outage_since", "crew_id", "crew_name", "outside_area",
             "distance_km", "travel_minutes", "eta_local", "deadline_local", "area_type",
             "area_label", "commitment_minutes", "minutes_left", "deadline_at", "deadline_count",
             "map_link", "map_label")},

@@ -121,6 +121,9 @@ class Priority:
     assumed_customers: int = 0
     #: Whether ``assumed_customers`` is its own line's (else the largest line's, its line unknown).
     assumed_line: bool = False
+    #: When the outage began (what ``elapsed_hours`` counts from), so that a message stating
+    #: how long it has lasted (:func:`elapsed_words`) can count it again when it is sent.
+    start: datetime | None = None
 
 
 def affected_customers(topology: Topology, transformers: Iterable[str]) -> list[Customer]:
@@ -172,13 +175,14 @@ def score(topology: Topology, transformers: Iterable[str], start: datetime, now:
         _tag_reasons(rows, weights, language)
     reasons.append(UNPLACED_REASON[language if zh else "en"] + _count(0, assumed, own_line, zh)
                    if unplaced else _count(customers, None, False, zh))
-    if hours >= 1 / 60:
-        reasons.append(f"已停电{_duration(hours, zh)}" if zh else f"off for {_duration(hours, zh)}")
+    if elapsed_words(hours, language):
+        reasons.append(elapsed_words(hours, language))
     return Priority(
         score=int(round(sum(breakdown.values()))), breakdown=breakdown, reasons=tuple(reasons),
         special_care=tuple(c.id for c in special_care_customers(rows)),
         important=tuple(c.id for c in important), counts=counts, customers=customers,
-        elapsed_hours=hours, unplaced=unplaced, assumed_customers=assumed, assumed_line=own_line)
+        elapsed_hours=hours, unplaced=unplaced, assumed_customers=assumed, assumed_line=own_line,
+        start=start)
 
 
 #: What an unplaced outage's reasons say before its count (:func:`_count`).
@@ -261,8 +265,27 @@ def _tag_reasons(rows: list[Customer], weights: PriorityWeights, language: str) 
     return reasons
 
 
+def elapsed_words(hours: float, language: str = "zh") -> str:
+    """How long the outage has lasted, as the last of :attr:`Priority.reasons` and of
+    :func:`summary` say it (已停电1小时33分钟, off for 1 h 33 min); empty under a minute (they
+    say nothing of it). Worded here only, so that a message queued with it can find it in its
+    text and say it again as true when it is sent
+    (:func:`outage_sentinel.crew.duration_true_at`)."""
+    if hours < 1 / 60:
+        return ""
+    zh = language == "zh"
+    return f"已停电{_duration(hours, zh)}" if zh else f"off for {_duration(hours, zh)}"
+
+
+#: Between the parts of :func:`summary` (and the templates' join of the reasons): the duration
+#: follows the count after it (:func:`outage_sentinel.crew.duration_true_at` finds it so).
+REASON_SEPARATORS: Mapping[str, str] = {"zh": "；", "en": "; "}
+
+
 def _duration(hours: float, zh: bool) -> str:
-    minutes = int(hours * 60)
+    # whole minutes, rounded down; the tolerance keeps 7380 s (2.05 h) 2小时3分钟, not the
+    # 2小时2分钟 its binary fraction would floor to
+    minutes = int(math.floor(hours * 60 + 1e-6))
     h, m = divmod(minutes, 60)
     if zh:
         return f"{h}小时{m}分钟" if h else f"{m}分钟"
@@ -286,7 +309,6 @@ def summary(priority: Priority, language: str = "zh") -> str:
             parts.append(f"{label}{n}户" if zh else f"{n} {label}")
     parts.append(_count(priority.customers, priority.assumed_customers if priority.unplaced
                         else None, priority.assumed_line, zh))
-    if priority.elapsed_hours >= 1 / 60:
-        duration = _duration(priority.elapsed_hours, zh)
-        parts.append(f"已停电{duration}" if zh else f"off for {duration}")
-    return ("；" if zh else "; ").join(parts)
+    if elapsed_words(priority.elapsed_hours, language):
+        parts.append(elapsed_words(priority.elapsed_hours, language))
+    return REASON_SEPARATORS["zh" if zh else "en"].join(parts)

@@ -47,10 +47,12 @@ def test_a_dispatch_sent_later_counts_the_minutes_left_then(daemon: Daemon) -> N
     body, said = crews.deadline_true_at(row.body, params, T0 + timedelta(minutes=61), "zh")
     line = deadline_line(body, "到达时限：")
     assert line == queued.replace(f"剩{left}分钟", f"剩{left - 60}分钟")
-    assert said == {**params, "deadline_count": f"剩{left - 60}分钟"}
-    # Every other line of the orders is as it was queued.
-    assert [a for a in body.splitlines() if a != line] == [
-        b for b in row.body.splitlines() if b != queued]
+    # (and how long the outage has lasted: tests/test_priority_minutes_sent.py)
+    assert said == {**params, "deadline_count": f"剩{left - 60}分钟",
+                    "outage_for": "已停电1小时1分钟"}
+    # Every other line of the orders but the priority reason's is as it was queued.
+    assert [a for a in body.splitlines() if a != line and not a.startswith("优先原因：")] == [
+        b for b in row.body.splitlines() if b != queued and not b.startswith("优先原因：")]
     # Past the deadline: overdue, and by how much.
     body, said = crews.deadline_true_at(row.body, params, deadline + timedelta(minutes=7), "zh")
     assert deadline_line(body, "到达时限：") == queued.replace(f"剩{left}分钟", "已超7分钟")
@@ -91,7 +93,7 @@ def test_a_dispatch_queued_without_its_deadline_kept_is_left_as_it_is(
     """Queued before the deadline was kept with it: nothing to count from, nothing changed."""
     row = queued_dispatch(daemon)
     old = {k: v for k, v in row.payload["params"].items()
-           if k not in ("deadline_at", "deadline_count")}
+           if k not in ("deadline_at", "deadline_count", "outage_since", "outage_for")}
     assert crews.deadline_true_at(row.body, old, T0 + timedelta(hours=3), "zh") == (row.body, old)
 
 
