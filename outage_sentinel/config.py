@@ -791,6 +791,13 @@ class CommandCentreConfig(Strict):
     target: str = "command-centre"
     #: Send a summary for every new incident revision (else only escalations/dead letters).
     summaries: bool = True
+    #: At most one summary of an incident per this many seconds: one queued sooner after the
+    #: last that went waits (pending) for the interval to pass, and one not sent yet is
+    #: replaced (``superseded``) by a newer one of the same incident, so a storm's revisions
+    #: reach the group as one summary of the latest state per interval, not one per area.
+    #: An incident's first summary and one whose status or kind changed (restored,
+    #: cancelled, reopened) never wait. 0: every revision's summary goes at once.
+    summary_min_interval_seconds: float = Field(default=60.0, ge=0, le=MAX_SECONDS)
     #: Send the daily report at this local time (HH:MM), or never.
     daily_report_at: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 

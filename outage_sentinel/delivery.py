@@ -22,6 +22,9 @@ The guarantees (docs/design.md §3) and how they are kept:
   incident to one recipient (a *chain*) go in the order they were queued, and an off-notice a
   later back-notice made moot is superseded, never sent (:mod:`outage_sentinel.ordering`,
   applied to each run's batch from the outbox, so it holds across workers and restarts).
+  A command-centre summary not sent yet is superseded by a later whole summary of its
+  incident, and one waiting for ``command_centre.summary_min_interval_seconds`` (queued with
+  its time by :class:`~outage_sentinel.revision_writer.RevisionWriter`) holds up nothing else.
 * A notice is true when it goes, not only when it was queued (:func:`moot_after_start`,
   :func:`as_sent`): a reminder of planned work ("将于…停电，请提前做好准备") still waiting when
   the work begins (a channel down, a retry) is superseded, never sent — a warning after the
@@ -103,6 +106,7 @@ from outage_sentinel.crew import deadline_true_at
 from outage_sentinel.logs import get_logger, mask_phones, redact
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.ordering import REMINDER_PREFIX, chain_of, order
+from outage_sentinel.outgoing import LATEST_ONLY
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.sending import AS_SENT, GroupSender, parts_sent
 from outage_sentinel.sending import message_of as message_of
@@ -450,11 +454,13 @@ class Deliverer:
 
     def _in_order(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """``rows`` their chains let go now, in id order; the off-notices a later back-notice
-        made moot are marked ``superseded`` (see :mod:`outage_sentinel.ordering`)."""
+        made moot, and the command centre's summaries a later whole summary of their
+        incident made out of date, are marked ``superseded`` (see
+        :mod:`outage_sentinel.ordering`)."""
         if not rows:
             return rows
         chains = self.store.chain_messages({chain_of(r) for r in rows})
-        plan = order(rows, chains)
+        plan = order(rows, chains, {r.id for r in chains if (r.payload or {}).get(LATEST_ONLY)})
         purposes = {r.id: r.purpose for r in chains}
         for row in chains:
             back = plan.superseded.get(row.id)
@@ -644,9 +650,11 @@ def true_now(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") ->
 
 
 def recounted(row: OutboxRow, now: datetime, language: str = "zh") -> OutboxRow:
-    """``row`` (a dispatch or an escalation) with the minutes to its arrival deadline counted
-    at ``now`` (:func:`~outage_sentinel.crew.deadline_true_at`), in its text and in the
-    markdown a group robot sends instead of it; unchanged when its params keep no deadline."""
+    """``row`` (a dispatch or an escalation) with the minutes to its arrival deadline and the
+    outage's duration counted at ``now`` (:func:`~outage_sentinel.crew.deadline_true_at`), in
+    its text, in the markdown a group robot sends instead of it and in its subject (the text's
+    first line: an at-risk heading turned overdue goes with it); unchanged when its params
+    keep neither."""
     params, payload = params_of(row), row.payload or {}
     body, said = deadline_true_at(row.body, params, now, language)
     if body == row.body:
@@ -656,7 +664,9 @@ def recounted(row: OutboxRow, now: datetime, language: str = "zh") -> OutboxRow:
     if isinstance(markdown, str) and markdown:
         payload["markdown"] = body if markdown == row.body else deadline_true_at(
             markdown, params, now, language)[0]
-    return replace(row, body=body, payload=payload)
+    head = row.body.split("\n", 1)[0]
+    subject = body.split("\n", 1)[0] if row.subject == head else row.subject
+    return replace(row, body=body, subject=subject, payload=payload)
 
 
 def late_lines(row: OutboxRow, now: datetime, tz: tzinfo, language: str = "zh") -> list[str]:

@@ -12,6 +12,16 @@ messages of one *chain* — one incident, one recipient — are delivered in out
   not sent yet when a later back-notice (restored, cancelled, corrected) of its chain exists is
   *superseded*: never sent, kept with that status and the notice that made it moot.
 
+A command-centre summary of an incident (``summary``, one per revision) is a snapshot of
+which only the latest matters (:data:`~outage_sentinel.outgoing.LATEST_ONLY`, set when
+``command_centre.summary_min_interval_seconds`` is on): one not sent yet is *superseded* by a
+later whole summary of its chain of a later revision (:data:`WHOLE_SUMMARIES`: another
+summary, or a step's message, which carries the summary of its revision under its headline),
+and one waiting for the interval (:func:`summary_due`) holds up nothing else of its chain —
+an escalation or a step goes at once. A storm's 60 revisions in two minutes reached the
+group as 60 messages a line apart; staff mute such a group, and then miss the one that
+matters.
+
 The rule is read from the outbox on every delivery run, so it holds across the workers of the
 (channel, target) groups, across nodes and across restarts.
 
@@ -23,9 +33,10 @@ corrects a word its people never read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 #: Purposes that tell a recipient the power is, or will be, off.
 OFF_PURPOSES = ("outage", "update", "planned")
@@ -36,6 +47,22 @@ REMINDER_PREFIX = "reminder"
 BACK_PURPOSES = ("restored", "cancelled", "corrected")
 #: Statuses of a message that is not settled: it holds back the later ones of its chain.
 UNSETTLED = ("pending", "inflight")
+#: The command centre's summary of each incident revision: the purpose paced and replaced.
+SUMMARY = "summary"
+#: Purposes of the command centre's messages whose text is the whole summary of their
+#: incident at a revision (:meth:`~outage_sentinel.lifecycle.Lifecycle.render_summary`): the
+#: per-revision summary, one of an outage nobody could place, a dispatch, a close-out, and the
+#: command centre's corrections under their headlines. A later one makes an earlier summary
+#: not sent yet moot; one that went starts the interval the next summary waits for.
+WHOLE_SUMMARIES = (SUMMARY, "unplaced", "dispatched", "closed", "close_amended", "etr_set",
+                   "etr_cleared", "device_set", "device_cleared", "scope_removed", "cancelled")
+#: Statuses of a message that stands: sent, being sent, or to be sent.
+STANDING = (*UNSETTLED, "sent")
+
+#: What a summary says of its incident's state that must never wait: its status and kind
+#: (``params["status"]``, ``params["kind"]``, as every command-centre row of an incident
+#: carries them: :meth:`~outage_sentinel.lifecycle.Lifecycle.digest_facts`).
+State = tuple[str, str]
 
 #: ``(incident id, recipient)``.
 Chain = tuple[str, str]
@@ -48,6 +75,8 @@ class Queued(Protocol):
     def id(self) -> int: ...
     @property
     def incident_id(self) -> str: ...
+    @property
+    def revision(self) -> int: ...
     @property
     def recipient(self) -> str: ...
     @property
@@ -114,20 +143,71 @@ def superseded_by(rows: Iterable[Queued]) -> dict[int, int]:
     return out
 
 
-def order(due: Sequence[Queued], chains: Iterable[Queued]) -> Order:
+def summaries_superseded(rows: Iterable[Queued], latest_only: Collection[int]
+                         ) -> dict[int, int]:
+    """Pending summaries of which only the latest matters (their ids in ``latest_only``)
+    with a later whole summary (:data:`WHOLE_SUMMARIES`) of a later revision standing in
+    their chain: id -> the latest such message's id, whose state makes the older one out
+    of date. A dispatch of the summary's own revision (the same words, with the crew) does
+    not replace it: each says something the other does not."""
+    if not latest_only:
+        return {}
+    by_chain: dict[Chain, list[Queued]] = {}
+    for r in rows:
+        by_chain.setdefault(chain_of(r), []).append(r)
+    out: dict[int, int] = {}
+    for chain in by_chain.values():
+        later: list[Queued] = []  # whole summaries standing, newest first
+        for r in sorted(chain, key=lambda r: r.id, reverse=True):
+            if r.id in latest_only and r.status == "pending":
+                newer = next((w.id for w in later if w.revision > r.revision), None)
+                if newer is not None:
+                    out[r.id] = newer
+                    continue
+            if r.purpose in WHOLE_SUMMARIES and r.status in STANDING:
+                later.append(r)
+    return out
+
+
+def summary_state(payload: Mapping[str, Any] | None) -> State:
+    """A command-centre message's incident state as its params state it."""
+    params = (payload or {}).get("params")
+    params = params if isinstance(params, Mapping) else {}
+    return (str(params.get("status") or ""), str(params.get("kind") or ""))
+
+
+def summary_due(state: State, last: tuple[datetime, State] | None, now: datetime,
+                interval: timedelta) -> datetime:
+    """When a summary of an incident in ``state`` may go, given ``last``: when the last
+    whole summary of its chain went (sent, or claimed) and the state it said (``None``:
+    none went yet). At once (``now``) for the first (a new outage is urgent), for one whose
+    state changed (restored, cancelled, reopened, its kind settled), or when pacing is off
+    (``interval`` 0); else once ``interval`` has passed since the last went."""
+    if last is None or not interval or last[1] != state:
+        return now
+    return max(now, last[0] + interval)
+
+
+def order(due: Sequence[Queued], chains: Iterable[Queued],
+          latest_only: Collection[int] = ()) -> Order:
     """Which of ``due`` (one run's batch) may go now, given every row of their chains
-    (``chains``: the outbox's rows of those (incident, recipient) pairs, any status).
+    (``chains``: the outbox's rows of those (incident, recipient) pairs, any status) and
+    the ids of those of which only the latest matters (``latest_only``: summaries).
 
     A due message is ready when every earlier unsettled message of its chain is ready too:
     the chain's leading run of due messages goes, in id order, and the job sending them stops
-    a chain at its first message not confirmed (see :class:`ChainGate`)."""
+    a chain at its first message not confirmed (see :class:`ChainGate`). A pending summary
+    of ``latest_only`` holds up nothing: it says a state, and waits for its interval on
+    purpose."""
     rows = list(chains)
-    gone = superseded_by(rows)
+    gone = {**superseded_by(rows), **summaries_superseded(rows, latest_only)}
     due_ids = {r.id for r in due} - gone.keys()
     wanted = {chain_of(r) for r in due}
     blocked_from: dict[Chain, int] = {}
     for r in rows:
         c = chain_of(r)
+        if r.id in latest_only and r.status == "pending":
+            continue
         if c in wanted and r.status in UNSETTLED and r.id not in gone and r.id not in due_ids:
             blocked_from[c] = min(blocked_from.get(c, r.id), r.id)
     ready = sorted(r.id for r in due if r.id in due_ids

@@ -22,6 +22,11 @@ AUDIENCES: tuple[Audience, ...] = ("liaison", "command", "crew")
 #: command centre until released.
 OUTBOX_STATUSES = ("pending", "inflight", "sent", "dead", "silenced", "withdrawn", "superseded",
                    "held")
+#: The payload key of a message of which only the latest matters (a command-centre summary of
+#: an incident, paced by ``command_centre.summary_min_interval_seconds``): one not sent yet is
+#: superseded by a later whole summary of its incident to the same recipient, and while it
+#: waits it holds up nothing else of that chain (:mod:`outage_sentinel.ordering`).
+LATEST_ONLY = "latest_only"
 #: The largest id a stored row (a message, a silence) may have: a signed 64-bit integer, what
 #: the databases' drivers take.
 MAX_ID = 2**63 - 1

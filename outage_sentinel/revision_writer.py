@@ -52,8 +52,15 @@ from outage_sentinel.incidents import (
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.lifecycle import WAITING_STAGES, Lifecycle, incident_columns
 from outage_sentinel.logs import get_logger, redact
-from outage_sentinel.ordering import BACK_PURPOSES, owed_correction
-from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.ordering import (
+    BACK_PURPOSES,
+    SUMMARY,
+    WHOLE_SUMMARIES,
+    owed_correction,
+    summary_due,
+    summary_state,
+)
+from outage_sentinel.outgoing import LATEST_ONLY, OutboxMessage
 from outage_sentinel.round_cache import Owed, RoundCache
 from outage_sentinel.store import Store, StoredEvent
 from outage_sentinel.topology import Topology
@@ -242,6 +249,57 @@ class OwedNotices:
         return self.store.enqueue_in(conn, rows, now) if rows else 0
 
 
+class PacedSummaries:
+    """Queues the command centre's summary of each revision so that its group reads at most
+    one per incident per ``command_centre.summary_min_interval_seconds``, saying the latest
+    state: a storm released an incident's areas one report at a time and the group got a
+    summary per area (60 in two minutes, each one area apart) — staff mute such a group, and
+    then miss the one that matters. The incident log and the board keep every revision.
+
+    Each summary is queued marked :data:`~outage_sentinel.outgoing.LATEST_ONLY`; the earlier
+    ones of its incident not sent yet are superseded by it (kept, naming it); and it waits,
+    pending, until the interval since the last whole summary that went has passed
+    (:func:`~outage_sentinel.ordering.summary_due`: the first of an incident, and one whose
+    status or kind changed, go at once). All of it is in the outbox, written in the
+    revision's transaction: a restart, or another node taking the lead, reads it from there,
+    and the deliverer's claims keep it sent once. The command centre's steps, dispatches and
+    escalations are purposes of their own and are never paced. Interval 0: every summary
+    goes at once, as before."""
+
+    def __init__(self, store: Store, config: Config, log: Any) -> None:
+        self.store, self.config, self.log = store, config, log
+
+    def enqueue_in(self, conn: Connection, rows: list[OutboxMessage], now: datetime) -> int:
+        """Queue ``rows``, the summaries among them paced; returns how many were added."""
+        interval = timedelta(seconds=self.config.command_centre.summary_min_interval_seconds)
+        paced = [r for r in rows if r.purpose == SUMMARY and interval]
+        added = self.store.enqueue_in(conn, [r for r in rows if r not in paced], now)
+        return added + sum(self.queue_in(conn, r, now, interval) for r in paced)
+
+    def queue_in(self, conn: Connection, row: OutboxMessage, now: datetime,
+                 interval: timedelta) -> int:
+        """Queue one summary: the earlier ones of its chain not sent yet superseded by it, and
+        it due when :func:`summary_due` says. Returns 1, or 0 when it was queued already."""
+        row = row.but(payload={**row.payload, LATEST_ONLY: True})
+        row_id = self.store.enqueue_one_in(conn, row, now)
+        if row_id is None:
+            return 0
+        replaced = self.store.supersede_earlier_in(
+            conn, row_id, row.incident_id, row.recipient, (SUMMARY,), now,
+            f"superseded by #{row_id} ({row.purpose}) before it could be sent")
+        last = self.store.last_gone_in(conn, row.incident_id, row.recipient, WHOLE_SUMMARIES)
+        said = None if last is None else (last[0], summary_state(last[1].payload))
+        due = summary_due(summary_state(row.payload), said, now, interval)
+        if last is not None and due > now:
+            self.store.wait_in(conn, row_id, due, (
+                f"waits for the summary interval: #{last[1].id} ({last[1].purpose}) went at "
+                f"{last[0].isoformat(timespec='seconds')}"))
+        if replaced or due > now:
+            self.log.info("summary_paced", incident_id=row.incident_id, revision=row.revision,
+                          superseded=replaced, due=due.isoformat())
+        return 1
+
+
 class RevisionWriter:
     """Owns writing an incident revision inside the processor's transaction: the notices it
     sends and what they hold back or take back, its outbox rows and summary, the incident row
@@ -259,6 +317,8 @@ class RevisionWriter:
         self.waiting: dict[str, None] = {}
         #: The villages' notices a round gathers, queued when it ends.
         self.owed = OwedNotices(owner, self.log)
+        #: The command centre's summaries, one per incident per interval.
+        self.summaries = PacedSummaries(owner.store, owner.config, self.log)
 
     @property
     def topology(self) -> Topology:
@@ -282,7 +342,7 @@ class RevisionWriter:
             f.rnd.owe(after, notices, told)
         self._save_incident(conn, current, after, f)
         self._log_steps(conn, current, after, event, now)
-        added = self.store.enqueue_in(conn, rows, now)
+        added = self.summaries.enqueue_in(conn, rows, now)
         self.lifecycle.start_moved_in(conn, current, after, now)  # old start's reminders
         self._crew_and_care_steps(conn, current, after, f)
         if current is None or current.revision != after.revision:

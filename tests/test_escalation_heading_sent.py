@@ -85,9 +85,12 @@ def test_an_at_risk_escalation_released_after_the_deadline_says_it_was_missed(
     assert head == queued_head.replace(AT_RISK["zh"], MISSED["zh"]), head
     assert f"已超{over}分钟" in sent.text and AT_RISK["zh"] not in sent.text
     assert (sent.markdown or "").splitlines()[0] == head
-    # Only the heading and the count changed; every other line is as queued.
+    assert sent.subject == head  # an email's Subject, a Feishu or DingTalk title
+    # Only the heading, the count and how long the outage has lasted (its priority reason:
+    # tests/test_priority_minutes_sent.py) changed; every other line is as queued.
     def rest(text: str) -> list[str]:
-        return [ln for ln in text.splitlines()[1:] if not ln.startswith("到达时限：")]
+        return [ln for ln in text.splitlines()[1:]
+                if not ln.startswith(("到达时限：", "优先原因："))]
     assert rest(sent.text) == rest(row.body)
     params = sent.params
     assert params["escalation_reason"] == "overdue"

@@ -108,6 +108,55 @@ class OutboxStore(ClaimStore):
         self.keep_links_in(conn, list(links.values()), now)
         return added
 
+    def enqueue_one_in(self, conn: Connection, row: OutboxMessage, now: datetime
+                       ) -> int | None:
+        """:meth:`enqueue_in` of one row; returns its id, or ``None`` when its key existed
+        already (nothing added)."""
+        if not self.enqueue_in(conn, [row], now):
+            return None
+        return int(conn.execute(select(outbox_t.c.id).where(
+            outbox_t.c.incident_id == row.incident_id, outbox_t.c.revision == row.revision,
+            outbox_t.c.recipient == row.recipient, outbox_t.c.purpose == row.purpose)
+        ).scalar_one())
+
+    def supersede_earlier_in(self, conn: Connection, row_id: int, incident_id: str,
+                             recipient: str, purposes: Sequence[str], now: datetime,
+                             reason: str) -> int:
+        """The messages of ``purposes`` to ``recipient`` about ``incident_id`` queued before
+        message ``row_id`` and not sent yet (pending: never tried, waiting, or to be tried
+        again; not one being sent, nor one the command centre holds) superseded by it: kept
+        with ``reason``, never sent. Returns how many."""
+        res = conn.execute(update(outbox_t).where(
+            self.in_region(outbox_t), outbox_t.c.id < row_id, outbox_t.c.status == "pending",
+            outbox_t.c.incident_id == incident_id, outbox_t.c.recipient == recipient,
+            outbox_t.c.purpose.in_(list(purposes)),
+        ).values(status="superseded", last_error=reason, dead_at=now))
+        return int(res.rowcount or 0)
+
+    def last_gone_in(self, conn: Connection, incident_id: str, recipient: str,
+                     purposes: Sequence[str]) -> tuple[datetime, OutboxRow] | None:
+        """When the last message of ``purposes`` to ``recipient`` about ``incident_id`` went
+        (sent: its ``sent_at``; being sent: its claim, ``next_attempt_at``), with the latest
+        of those messages (what the recipient last read of the incident); ``None``: none."""
+        q = (select(outbox_t).where(
+            self.in_region(outbox_t), outbox_t.c.incident_id == incident_id,
+            outbox_t.c.recipient == recipient, outbox_t.c.purpose.in_(list(purposes)),
+            outbox_t.c.status.in_(("sent", "inflight")))
+             .order_by(outbox_t.c.id.desc()).limit(50))
+        rows = [OutboxRow(**r._mapping) for r in conn.execute(q)]
+        if not rows:
+            return None
+        at = max((r.sent_at if r.status == "sent" and r.sent_at is not None
+                  else r.next_attempt_at) for r in rows)
+        return at, rows[0]
+
+    def wait_in(self, conn: Connection, row_id: int, until: datetime, note: str) -> None:
+        """A pending message due no earlier than ``until`` on purpose (not a failure: its
+        age limit counts from then), ``note`` saying why."""
+        conn.execute(update(outbox_t)
+                     .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending")
+                     .values(next_attempt_at=until, last_error=note, age_from=until))
+
     def keep_links_in(self, conn: Connection, links: Sequence[dict[str, str]],
                       now: datetime) -> None:
         """Store short field links (``issued`` = ``now``, so a link's age counts from the last
@@ -164,8 +213,9 @@ class OutboxStore(ClaimStore):
         return [r for r in rows if (r.incident_id, r.recipient) in wanted]
 
     def mark_superseded(self, row_id: int, now: datetime, reason: str) -> bool:
-        """A pending off-notice made moot by a later back-notice to the same recipient about
-        the same incident: kept and shown, never sent."""
+        """A pending message made moot by a later one to the same recipient about the same
+        incident (an off-notice by a back-notice, a summary by a newer summary): kept and
+        shown with ``reason``, never sent."""
         with self.transaction() as conn:
             res = conn.execute(update(outbox_t)
                                .where(outbox_t.c.id == row_id, outbox_t.c.status == "pending")
