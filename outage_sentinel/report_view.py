@@ -8,7 +8,7 @@ and for people the workbook and the page). For people it presents it:
   stages in words (:mod:`outage_sentinel.labels`);
 * names, not ids: feeders, villages and crews by name;
 * values rounded to what they mean (hours to 0.01, customer-hours to 0.1, AIHC-1 and RS-1 to
-  four decimals, minutes to 0.1), times as local ``YYYY-MM-DD HH:MM``, phone numbers masked
+  four decimals, minutes to 0.01), times as local ``YYYY-MM-DD HH:MM``, phone numbers masked
   and secrets removed;
 * a page that fits a 1400 px screen and an A4 landscape sheet: the incidents table is split in
   two (the outage, then notices and crews), columns wrap, charts scale;
@@ -77,7 +77,7 @@ INCIDENT_VIEW: Sequence[Column] = (
 RESPONSE_VIEW: Sequence[Column] = (
     ("id", "编号", "Incident", "text"),
     ("stage", "阶段", "Stage", "stage"),
-    ("notice_latency_min", "首条村通知用时（分钟）", "First village notice (min)", "f1"),
+    ("notice_latency_min", "首条村通知用时（分钟）", "First village notice (min)", "min"),
     ("crew_name", "抢修班组", "Crew", "text"),
     ("arrival_deadline", "到达时限", "Arrival deadline", "time"),
     ("arrived_at", "到达时间", "Arrived", "time"),
@@ -103,7 +103,7 @@ VILLAGE_VIEW: Sequence[Column] = (
     *SCOPE_VIEW,
     ("field_confirmations", "联络人确认来电", "Confirmed back by liaisons", "int"),
     ("confirm_minutes_median", "恢复到确认（分钟，中位）", "Restored to confirmed (min, median)",
-     "f1"),
+     "min"),
 )
 DEAD_VIEW: Sequence[Column] = (
     ("incident_id", "事件编号", "Incident", "text"),
@@ -139,9 +139,9 @@ SUMMARY_VIEW: Sequence[Column] = (
     ("momentary_incidents", "短时停电（不计入）", "Short interruptions (not counted)", "int"),
     ("active_incidents", "仍在停电", "Still off", "int"),
     ("notice_latency_median_min", "首条村通知用时中位数（分钟）",
-     "First village notice, median (min)", "f1"),
+     "First village notice, median (min)", "min"),
     ("notice_latency_p90_min", "首条村通知用时P90（分钟）", "First village notice, p90 (min)",
-     "f1"),
+     "min"),
     ("crew_arrivals_met", "抢修按时到达", "Crew arrivals on time", "int"),
     ("crew_arrivals_missed", "抢修超时", "Crew arrivals late", "int"),
     ("crew_arrivals_pending", "待到达", "Crew arrivals pending", "int"),
@@ -216,7 +216,8 @@ def _cell(value: Any, fmt: str, language: str) -> Any:
 
 
 #: Decimal places of the numeric formats (``None``: an integer).
-_DIGITS: Mapping[str, int | None] = {"int": None, "h2": 2, "f1": 1, "f4": 4}
+#: Minutes (``min``) to 0.01: a notice sent within seconds reads 0.03, not 0.0.
+_DIGITS: Mapping[str, int | None] = {"int": None, "h2": 2, "f1": 1, "f4": 4, "min": 2}
 
 
 def _missing(value: Any) -> bool:
@@ -272,6 +273,7 @@ _FORMATS: dict[str, Callable[[Any, str], str]] = {
     "int": lambda v, _l: f"{int(v):,}",
     "h2": lambda v, _l: f"{float(v):,.2f}",
     "f1": lambda v, _l: f"{float(v):,.1f}",
+    "min": lambda v, _l: f"{float(v):,.2f}",
     "f4": lambda v, _l: f"{float(v):.4f}",
     "time": _time,
     "bool": _bool,

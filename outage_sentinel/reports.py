@@ -20,11 +20,14 @@ start: never off). An area is off in one or more spells:
   new id once under way is off from its first record's start (:func:`went_off_at`);
 * until a restoration step (incident-log stage ``partially_restored`` or ``restored``) whose
   ``details["transformers"]`` lists it; a step without a transformer list restores every area
-  still off; an operator's ``restoration_undone`` step listing it (``incidents reopen``) starts
-  another spell; an area back that a record begun since says is off again is off again from
-  that record's start (the time it was back is not counted), until a restoration step lists it
-  or, while the incident is on and its state counts it off, on (with no such record, when it
-  went off again is not known: off on from its last return);
+  still off; an operator's ``restoration_undone`` step listing it (``incidents reopen``: still
+  off) undoes the restoration — it never happened, the spell goes on — unless the meters saw
+  the area back (:meth:`_AreaSpells._seen_back`) or the step's note says supply was lost
+  again (:data:`LOST_AGAIN_WORDS`): then another spell starts; an area back that a record
+  begun since says is off again is off again from that record's start (the time it was back
+  is not counted), until a restoration step lists it or, while the incident is on and its
+  state counts it off, on (with no such record, when it went off again is not known: off on
+  from its last return);
 * a spell still open ends at the incident's ``end_time``; if that is missing: ``now`` while
   the incident is active, else the time it was last updated;
 * an area counted back unconfirmed at the end is off until a later ``confirmed_back`` step
@@ -33,13 +36,17 @@ start: never off). An area is off in one or more spells:
   ``continued_undone`` step, that outage called off, undoes its ``continued``; the steps are
   read in the order they were written);
 * a **cancelled** incident is off at most until it was cancelled (its first ``cancelled`` log
-  entry, else its last update); one cancelled before it started, or cancelled by the command
-  centre as a false alarm (``incidents cancel`` keeps a reason), was no interruption at all;
+  entry, else its last update); one cancelled before it started was no interruption at all;
+  one the command centre cancelled (``incidents cancel`` keeps a reason) counts only the
+  areas a source saw off (:func:`seen_off`), and nothing when the reason says it was a false
+  alarm (:data:`FALSE_ALARM_WORDS`) or every area it counts was off at once in an incident
+  not cancelled (a duplicate, :func:`_without_duplicates`);
 
 and every interval is clipped to ``[start, min(end, now))`` of the report, so planned outages
 still in the future count 0 (work not begun by ``now`` is no interruption yet, nor still
 off). An incident that ended with no area off longer than :data:`MOMENTARY` at a time (3
-minutes: a recloser's operation; an area's longest spell) is a short interruption (短时停电):
+minutes: a recloser's operation; the longest spell of an area counted) is a short
+interruption (短时停电):
 counted apart (``momentary_incidents``), not in the figures below; the ``interruption`` column
 says which incidents count (``sustained``), which are short (``momentary``) and which were
 none. With ``c_a`` the customers of area ``a`` (topology) and ``h_a`` its clipped hours off,
@@ -57,7 +64,9 @@ transformers it energises; an area's hours count to the feeder that energises it
 differ from the incident's feeder after a transfer) or a village (its transformers' customers).
 Outages of planned *and* temporary work are 预安排停电 and reported together as ``planned``;
 faults as ``fault``: each area's spell by the outage notice that took it off (a fault that
-joins planned work counts only the areas it took off; :meth:`_Records.class_of`), an incident
+joins planned work counts only the areas it took off; :meth:`_Records.class_of`); where a
+planned and a fault spell of one area overlap, the time is planned (planned = union of the
+planned spells, fault = what the faults add), an incident
 as ``fault`` when a fault took one of its areas off. Areas only possibly off (可能受影响: named
 imprecisely, "XX村部分用户", or only inferred by the localiser, below no device that operated:
 the crew's finding, else what a source or the command centre named: :func:`possible_areas`)
@@ -93,6 +102,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from outage_sentinel.closeouts import found_devices
+from outage_sentinel.incidents import FIELD_SOURCE, OPERATOR_SOURCE
 from outage_sentinel.logs import redact
 from outage_sentinel.topology import Topology
 
@@ -110,6 +120,20 @@ LATER_BACK_STAGES = frozenset({"confirmed_back", "continued"})
 #: An interruption no longer than this is 短时停电 (DL/T 836.1: at most 3 minutes, a
 #: recloser's or a transfer's): counted apart, not in the customer-hours, AIHC-1 and RS-1.
 MOMENTARY = timedelta(minutes=3)
+#: Sources whose word is not a sighting of the power: the command centre's own steps, and
+#: liaisons' answers (the command centre overrules them). Their return is no proof against
+#: ``incidents reopen``; an outage only they reported, cancelled, was never seen off.
+WORD_SOURCES = frozenset({OPERATOR_SOURCE, FIELD_SOURCE})
+#: Words of an ``incidents reopen`` note saying supply was lost again after a real return (a
+#: re-trip), not that the restoration recorded was wrong (误恢复, 仍停电: still off).
+LOST_AGAIN_WORDS = ("又跳", "再次", "又停", "重新停", "复跳", "重合", "again", "re-trip",
+                    "retrip", "tripped")
+#: Words of an ``incidents cancel`` reason saying no supply was lost (误报: the reports were
+#: false, a customer's own breaker): nothing of the outage counts. Any other reason (a
+#: duplicate ticket, merged into another) is no proof the power stayed on.
+FALSE_ALARM_WORDS = ("误报", "虚报", "不实", "未停电", "没有停电", "无停电", "未失电",
+                     "用户内部", "客户内部", "用户侧", "false alarm", "false report",
+                     "no outage", "not an outage", "never off", "customer's own")
 #: Table names in the order they are written.
 TABLES = ("incidents", "by_feeder", "by_village", "summary", "dead_letters", "areas")
 
@@ -307,11 +331,8 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
     feeder_touch: dict[str, set[str]] = {}
     village_touch: dict[str, set[str]] = {}
     listed: list[_Area] = []
-    for row in rows:
-        log = logs.get(row["id"], [])
-        row = {**row, "start": went_off_at(row, log)}
-        inc_areas, eff_end = _areas_of(row, log, ctx.topology, incident_class_of(row["kind"]),
-                                       ctx.now)
+    for row, log, inc_areas, eff_end in _without_duplicates(
+            [_read(ctx, row, logs.get(row["id"], [])) for row in rows]):
         klass = class_of_areas(inc_areas, row["kind"])
         nominal_end = eff_end if eff_end is not None else ctx.now
         listed.extend(inc_areas)
@@ -321,13 +342,50 @@ def _in_period(ctx: _RowContext, rows: Sequence[Mapping[str, Any]],
         clipped = [c for c in (_clip(a, start, upto) for a in inc_areas) if c is not None]
         if interruption == "sustained":
             areas.extend(clipped)
-            _note_touched(row, [a for a in inc_areas if a.confirmed], feeder_touch,
-                          village_touch)
+            # The feeders and villages of its areas counted off in the period (its own
+            # feeder when it has no area counted at all).
+            here = [a for a in clipped if a.confirmed]
+            if here or not any(a.confirmed for a in inc_areas):
+                _note_touched(row, here, feeder_touch, village_touch)
         else:
             clipped = []
         incident_rows.append({**_incident_row(ctx, row, log, klass, inc_areas, clipped,
                                               eff_end), "interruption": interruption})
     return incident_rows, areas, feeder_touch, village_touch, listed
+
+
+_Read = tuple[dict[str, Any], Sequence[Mapping[str, Any]], list[_Area], "datetime | None"]
+
+
+def _read(ctx: _RowContext, row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> _Read:
+    """One incident as the report reads it: its row (its start when its power went off), its
+    log, its areas' spells unclipped and its effective end (:func:`_areas_of`)."""
+    row = {**row, "start": went_off_at(row, log)}
+    inc_areas, eff_end = _areas_of(row, log, ctx.topology, incident_class_of(row["kind"]),
+                                   ctx.now)
+    return row, log, inc_areas, eff_end
+
+
+def _without_duplicates(read: list[_Read]) -> list[_Read]:
+    """``read`` with the duplicates taken out: an incident the command centre cancelled (not
+    as a false alarm) whose every area counted was off at the same time in an incident not
+    cancelled is the same outage told twice — it was no interruption of its own (its hours
+    are the other's; counted, it would be one incident too many)."""
+    held: dict[str, list[tuple[datetime, datetime]]] = {}
+    for row, _, areas, _ in read:
+        if row["status"] != "cancelled":
+            for a in areas:
+                if a.confirmed and a.transformer is not None:
+                    held.setdefault(a.transformer, []).append((a.off_from, a.back_at))
+    out: list[_Read] = []
+    for row, log, areas, eff_end in read:
+        counted = [a for a in areas if a.confirmed]
+        if _cancelled_areas(row) and counted and all(
+                any(lo < a.back_at and a.off_from < hi for lo, hi in held.get(str(a.transformer), ()))
+                for a in counted):
+            areas, eff_end = [], row["start"]
+        out.append((row, log, areas, eff_end))
+    return out
 
 
 def interruption_of(areas: Sequence[_Area], start: datetime, end: datetime | None,
@@ -341,7 +399,9 @@ def interruption_of(areas: Sequence[_Area], start: datetime, end: datetime | Non
         return "none"
     if end is None:
         return "sustained"
-    longest = longest_spell(areas) if areas else _hours(start, end)
+    # By the areas counted (those only possibly off are not), when there are any.
+    counted = [a for a in areas if a.confirmed] or list(areas)
+    longest = longest_spell(counted) if counted else _hours(start, end)
     if longest <= 0:
         return "none"
     return "sustained" if longest * 3600 > MOMENTARY.total_seconds() else "momentary"
@@ -515,7 +575,8 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
     steps = [e for e in log if e["stage"] in RESTORATION_STAGES]
     known = _known_areas(row, steps, topology, log)
     cancelled_at = _cancelled_at(row, log) if row["status"] == "cancelled" else None
-    if cancelled_at is not None and (cancelled_at <= start or _false_alarm(row)):
+    counts = _cancelled_areas(row)
+    if cancelled_at is not None and (cancelled_at <= start or counts == frozenset()):
         return [], start
     rest_end = _rest_end(row, steps, cancelled_at, now)
     remaining_end = rest_end if rest_end is not None else max(now, start)
@@ -526,6 +587,10 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
         areas += _renamed_areas(row, klass, known, steps, topology, remaining_end)
     else:
         areas = _unplaced_areas(row, klass, steps, remaining_end)
+    if counts is not None:  # cancelled, no false alarm: what a source saw off
+        areas = [a for a in areas if a.transformer in counts]
+        if not areas:
+            return [], start
     eff_end = rest_end
     if eff_end is not None and later and areas:  # an area back after the records ended
         eff_end = max(eff_end, *(a.back_at for a in areas))
@@ -679,10 +744,40 @@ def went_off_at(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> dat
     return start
 
 
-def _false_alarm(row: Mapping[str, Any]) -> bool:
-    """Cancelled by the command centre as a false alarm (``incidents cancel`` keeps why):
-    no supply was lost, so nothing of it counts."""
-    return bool((row.get("state") or {}).get("cancel_reason"))
+def says_lost_again(note: Any) -> bool:
+    """Whether an ``incidents reopen`` note says supply was lost again (:data:`LOST_AGAIN_WORDS`)."""
+    text = str(note or "").lower()
+    return any(w in text for w in LOST_AGAIN_WORDS)
+
+
+def says_false_alarm(reason: Any) -> bool:
+    """Whether an ``incidents cancel`` reason says no supply was lost (:data:`FALSE_ALARM_WORDS`)."""
+    text = str(reason or "").lower()
+    return any(w in text for w in FALSE_ALARM_WORDS)
+
+
+def seen_off(row: Mapping[str, Any]) -> frozenset[str]:
+    """The areas of the incident a source saw off (meters, the outage system's record, not
+    called off by it): not the command centre's or a liaison's word (:data:`WORD_SOURCES`),
+    not a trouble call, not an area the command centre took out of the scope."""
+    state = row.get("state") or {}
+    excluded = set(state.get("excluded") or ())
+    return frozenset(
+        t for key, m in (state.get("members") or {}).items()
+        if str(key).split("|", 1)[0] not in WORD_SOURCES
+        and m.get("signal") in ("notice", "dead") and m.get("status") != "cancelled"
+        for t in m.get("transformers") or () if t not in excluded)
+
+
+def _cancelled_areas(row: Mapping[str, Any]) -> frozenset[str] | None:
+    """What of an incident the command centre cancelled counts (``incidents cancel`` keeps
+    why): nothing when the reason says it was a false alarm (:func:`says_false_alarm`), else
+    the areas a source saw off (:func:`seen_off`) — a cancel is no proof that the power
+    stayed on. ``None``: not cancelled by the command centre."""
+    reason = (row.get("state") or {}).get("cancel_reason")
+    if row["status"] != "cancelled" or not reason:
+        return None
+    return frozenset() if says_false_alarm(reason) else seen_off(row)
 
 
 def _known_areas(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
@@ -784,7 +879,7 @@ class _AreaSpells:
                 spells.append((since, max(since, min(e["at"], self.remaining_end))))
                 since = None
             elif e["stage"] == "restoration_undone" and since is None:
-                since = max(off_from, e["at"])
+                since = self._undone(t, e, spells, off_from)
         if since is None and spells and self._off_again(t):
             since = self._again(t, spells[-1][1], self.remaining_end) or spells.pop()[0]
         if since is not None:
@@ -793,6 +888,34 @@ class _AreaSpells:
             since = spells[-1][0]
             spells[-1] = (since, max(since, self.later[t]))
         return spells
+
+    def _undone(self, t: str, step: Mapping[str, Any], spells: list[tuple[datetime, datetime]],
+                off_from: datetime) -> datetime:
+        """Where area ``t``'s spell resumes at the command centre's ``restoration_undone``
+        ``step`` (``incidents reopen``: "still off"). A restoration it undid never happened:
+        the last spell goes on from its start (``spells`` loses it), the time recorded back
+        counted off. Only a return the meters saw (:meth:`_seen_back`) or supply lost again
+        by the step's words (:data:`LOST_AGAIN_WORDS`) was real: a new spell, from a record
+        begun since saying it is off, else from the step."""
+        at: datetime = step["at"]
+        if not spells:
+            return max(off_from, at)
+        if self._seen_back(t, spells[-1][0], at) or says_lost_again(step.get("note")):
+            return self._again(t, spells[-1][1], at) or max(off_from, at)
+        return spells.pop()[0]
+
+    def _seen_back(self, t: str, since: datetime, until: datetime) -> bool:
+        """Whether readings (the meters': signals ``alive`` / ``dead``, not an outage record's
+        paperwork, not the command centre's word or a liaison's it overruled) saw area ``t``
+        back between ``since`` and ``until``."""
+        for key, m in ((self.row.get("state") or {}).get("members") or {}).items():
+            if str(key).split("|", 1)[0] in WORD_SOURCES or m.get("signal") not in (
+                    "alive", "dead") or t not in (m.get("transformers") or ()):
+                continue
+            at = _parse_time(m.get("end")) or _parse_time(m.get("start"))
+            if m.get("status") == "restored" and at is not None and since < at <= until:
+                return True
+        return False
 
     def _again(self, t: str, back: datetime, until: datetime) -> datetime | None:
         """When area ``t``, back at ``back``, went off again before ``until``: the first
@@ -962,13 +1085,16 @@ def _scope_row(customers: int, incident_ids: set[str], klass: Mapping[str, str],
     """The scope's figures; ``klass`` holds the incidents that count (sustained ones)."""
     incident_ids = {i for i in incident_ids if i in klass}
     ch = union_customer_hours(scope_areas)
-    fault = union_customer_hours(scope_areas[scope_areas["class"] == "fault"])
+    # The work's areas stay planned while a fault keeps them off: planned is the union of
+    # the planned spells, fault what the faults add to it.
+    planned = union_customer_hours(scope_areas[scope_areas["class"] == "planned"])
     a = aihc1(ch, customers)
     return {
         "customers": customers, "incidents": len(incident_ids),
         "fault_incidents": sum(1 for i in incident_ids if klass.get(i) == "fault"),
         "planned_incidents": sum(1 for i in incident_ids if klass.get(i) == "planned"),
-        "customer_hours": ch, "fault_customer_hours": fault, "planned_customer_hours": ch - fault,
+        "customer_hours": ch, "fault_customer_hours": max(0.0, ch - planned),
+        "planned_customer_hours": planned,
         "aihc1_h": a, "rs1_pct": rs1(a, hours),
     }
 
@@ -1056,7 +1182,8 @@ def _with_confirmations(by_village: pd.DataFrame, areas: Sequence[_Area],
     ``period`` — each area of an incident once, in the period of its first confirmation
     among all ``answers`` (two liaisons either side of midnight: the first day's) — and the
     median minutes to that first confirmation from the area's last return before it
-    (``areas``: the incidents' spells, not cut to the period)."""
+    (``areas``: the incidents' spells, not cut to the period). An answer with no return
+    recorded before it (the answer itself brought the area back) confirmed nothing."""
     back: dict[tuple[str, str], datetime] = {}
     for a in answers:
         if a["answer"] == "back":
@@ -1073,11 +1200,14 @@ def _with_confirmations(by_village: pd.DataFrame, areas: Sequence[_Area],
     counts: dict[str, int] = {}
     minutes: dict[str, list[float]] = {}
     for key, at in back.items():
+        # A return recorded before the answer: an answer that was itself the return (the
+        # area back at it) reported the restoration, it confirmed none.
+        restored = [b for b in returns.get(key, ()) if b < at]
+        if not restored:
+            continue
         village = village_of.get(key, "")
         counts[village] = counts.get(village, 0) + 1
-        restored = [b for b in returns.get(key, ()) if b <= at]
-        if restored:
-            minutes.setdefault(village, []).append(_hours(max(restored), at) * 60)
+        minutes.setdefault(village, []).append(_hours(max(restored), at) * 60)
     out = by_village.copy()
     out["field_confirmations"] = [counts.get(v, 0) for v in out["village"]]
     out["confirm_minutes_median"] = [
@@ -1204,6 +1334,15 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return "—" if math.isnan(v) else f"{v:.{digits}f}"
 
 
+def _minutes(value: Any) -> str:
+    """Minutes to 0.1, under a minute to 0.01: a notice sent in two seconds is not 0.0."""
+    try:
+        small = 0 < float(value) < 1
+    except (TypeError, ValueError):
+        small = False
+    return _fmt(value, 2 if small else 1)
+
+
 def _apart(s: pd.Series) -> str:
     """The incidents the figures leave out: cancelled ones, short interruptions."""
     parts = []
@@ -1251,8 +1390,8 @@ def _service_lines(s: pd.Series) -> list[str]:
     arrived in time, when there was any."""
     lines = []
     if s["notices_measured"]:
-        lines.append(f"发现到首条村联络通知：中位 {_fmt(s['notice_latency_median_min'])} 分钟，"
-                     f"P90 {_fmt(s['notice_latency_p90_min'])} 分钟")
+        lines.append(f"发现到首条村联络通知：中位 {_minutes(s['notice_latency_median_min'])} 分钟，"
+                     f"P90 {_minutes(s['notice_latency_p90_min'])} 分钟")
     arrivals = int(s["crew_arrivals_met"]) + int(s["crew_arrivals_missed"])
     if arrivals or s["crew_arrivals_pending"]:
         lines.append(f"抢修到达：按时 {int(s['crew_arrivals_met'])} 次，"

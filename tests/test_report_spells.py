@@ -51,7 +51,7 @@ def test_an_area_restored_then_reopened_counts_both_spells(h: Harness) -> None:
     h.at(60)
     restore(h, iid, "T3", "11:00")
     h.at(70)
-    steps(h).reopen(iid, "T3", "operator:li", "仍停电")
+    steps(h).reopen(iid, "T3", "operator:li", "又跳闸")  # lost again, not "still off"
     h.at(120)
     restore(h, iid, None, "12:00")
     h.at(300)
