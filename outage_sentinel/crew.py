@@ -49,6 +49,8 @@ from outage_sentinel.priority import (
     important_customers,
     score,
     special_care_customers,
+    stated_from,
+    stated_hours,
     summary,
 )
 from outage_sentinel.topology import DEVICE_KINDS, PROTECTIVE_KINDS, Crew, Customer, Topology
@@ -625,8 +627,10 @@ def dispatch_context(
     :func:`~outage_sentinel.liaison.checked_start`), ``etr_local``,
     ``now_local``), priority (``priority_score``, ``priority_reasons``,
     ``priority_summary``; ``outage_for``, how long the outage has lasted as they say it, and
-    ``outage_since``, its start: :func:`duration_true_at`), crew (``crew_name``,
-    ``crew_leader``, ``outside_area``, ``distance_km``, ``travel_minutes``, ``eta_local``,
+    ``outage_since``, its start: :func:`duration_true_at`; neither, and no 已停电N分钟 in
+    the reasons, while the start is to be confirmed:
+    :func:`~outage_sentinel.priority.stated_from`), crew (``crew_name``, ``crew_leader``,
+    ``outside_area``, ``distance_km``, ``travel_minutes``, ``eta_local``,
     ``preempts_incident``, ``preempts_priority``), deadline (``deadline_local``,
     ``area_type``, ``area_label``, ``commitment_minutes``, ``minutes_left``), where to go
     (``map_link``, ``map_label``, ``patrol_from``, ``patrol_to``, ``patrol_nodes``,
@@ -637,15 +641,19 @@ def dispatch_context(
     numbers, ``households_more``).
     """
     off = crew_areas(incident)
+    # the duration as the start may be stated (none while only a flagged meter gives it)
+    said = stated_from(priority, checked_start(incident, clock_flagged), now, language)
+    hours = stated_hours(said)
     return {
         **_incident_context(topology, incident, off, now, tz, language, clock_flagged),
         "priority_score": priority.score,
-        "priority_reasons": list(priority.reasons),
-        "priority_summary": summary(priority, language),
+        "priority_reasons": list(said.reasons),
+        "priority_summary": summary(said, language),
         # how long the outage has lasted as the reasons say it, and since when, so that a
-        # message sent later says it as true then (duration_true_at)
-        "outage_for": elapsed_words(priority.elapsed_hours, language),
-        "outage_since": priority.start.isoformat() if priority.start is not None else None,
+        # message sent later says it as true then (duration_true_at); neither when the start
+        # is unverified: nothing is stated, so nothing is counted again
+        "outage_for": elapsed_words(hours, language) if hours is not None else "",
+        "outage_since": said.start.isoformat() if said.start is not None else None,
         **_crew_context(choice, tz),
         **_deadline_context(deadline, area_type, now, tz, language, params),
         **_patrol_context(topology, incident, language, params),
@@ -727,8 +735,9 @@ def _incident_context(topology: Topology, incident: Incident, off: Sequence[str]
     return {
         "incident_id": incident.id,
         "revision": incident.revision,
-        # New orders for a crew sent already (the fault point corrected); set by the caller.
-        "update": "",
+        # New orders for a crew sent already (the fault point corrected), and the villages
+        # they add to and drop from its latest ones; set by the caller.
+        "update": "", "update_added": [], "update_left": [],
         "kind": incident.kind,
         "kind_label": _labels(KIND_LABELS, language).get(incident.kind, incident.kind),
         "cause": incident.cause,

@@ -140,11 +140,14 @@ class CrewDispatch:
         return bool(sent.get("named"))
 
     def detected_at(self, conn: Connection, inc: Incident, row: dict[str, Any]) -> datetime:
-        """When the outage the crew goes to was first known: the incident's first step, or
-        when it went off again after it was over."""
+        """When the outage the crew goes to was first known: its detection step (else the
+        log's first step), or when it went off again after it was over."""
         again = self.store.last_log_at_in(conn, inc.id, "off_again")
+        # The detection step, logged when it was made: the log's earliest step may be a
+        # restoration logged at the time power came back, before anyone knew of the outage.
+        found = self.store.last_log_at_in(conn, inc.id, "detected")
         first = self.store.first_log_at_in(conn, inc.id)
-        return again or first or row.get("created_at") or inc.start
+        return again or found or first or row.get("created_at") or inc.start
 
     def deadline_in(self, conn: Connection, inc: Incident, row: dict[str, Any],
                     now: datetime) -> tuple[datetime, str, float | None]:
@@ -159,21 +162,24 @@ class CrewDispatch:
     def held_deadline_in(self, conn: Connection, inc: Incident, row: dict[str, Any]
                          ) -> tuple[datetime, str]:
         """The arrival deadline and area type: from when the outage was known
-        (:meth:`detected_at`), by the strictest area type of the villages off now — or the one
-        a crew was given in this episode, when earlier. An outage grown into an urban village
-        is held to the urban minutes from detection, not the rural ones it was first given;
-        one partly restored keeps the deadline already promised."""
+        (:meth:`detected_at`), by the strictest area type of the villages off now — unless a
+        crew was given one in this episode: that one stands (a commitment does not move on
+        new orders), but for one rule: an outage grown into a stricter area type (an urban
+        village) is held to its minutes from detection, when earlier. One partly restored,
+        or shrunk, keeps the deadline already promised."""
         detected = self.detected_at(conn, inc, row)
         deadline, area = crews.arrival_deadline(self.topology, villages_off(inc, self.topology),
                                                 detected, self.params.commitments)
         given = self.store.last_log_details_in(conn, inc.id, "dispatched") or {}
         given_at = self.store.last_log_at_in(conn, inc.id, "dispatched")
-        if given.get("deadline") and given_at is not None and given_at >= detected:
-            earlier = parse_time(given["deadline"], "deadline")
-            if earlier < deadline:
-                return earlier, str(given.get("area_type")
-                                    or self.params.commitments.default_area_type)
-        return deadline, area
+        if not given.get("deadline") or given_at is None or given_at < detected:
+            return deadline, area
+        promised = parse_time(given["deadline"], "deadline")
+        was = str(given.get("area_type") or self.params.commitments.default_area_type)
+        minutes = self.params.commitments.minutes
+        if minutes(area) < minutes(was) and deadline < promised:
+            return deadline, area
+        return promised, was
 
     # -- sending a crew -------------------------------------------------------------------------
 
@@ -345,17 +351,20 @@ class CrewDispatch:
         return body + "\n" + line.format(url=link.url), params, [link.record]
 
     def _dispatch_rows(self, inc: Incident, pr: prio.Priority, choice: crews.CrewChoice,
-                       deadline: datetime, area: str, now: datetime, update: str = ""
+                       deadline: datetime, area: str, now: datetime,
+                       update: tuple[str, list[str], list[str]] | None = None
                        ) -> list[OutboxMessage]:
         """The dispatch message to ``choice.crew`` (``update``: new orders for a crew sent
-        already, and why: ``device`` the fault point corrected, ``cleared`` the command
-        centre's fault point taken back (the localiser's named as inferred), ``grown`` the
-        outage reached more villages), with its page's link."""
+        already, why (:meth:`scope_change_in`: ``device`` the fault point corrected,
+        ``cleared`` the command centre's fault point taken back (the localiser's named as
+        inferred), ``grown``, ``shrunk``, ``scope``, ``moved``, ``narrowed``), and the villages
+        added to and gone from its latest orders), with its page's link."""
         lang = self.planner.renderer.language
+        why, added, left = update or ("", [], [])
         ctx = {**crews.dispatch_context(self.topology, inc, pr, choice, deadline, area, now,
                                         self.planner.tz, lang, self.params,
                                         clock_flagged=self.planner.clock_flagged()),
-               "update": update}
+               "update": why, "update_added": added, "update_left": left}
         body = self.planner.renderer.render("crew_dispatch", **ctx)
         c = choice.crew
         body, params, links = self._crew_link(inc.id, c, lang, body,
@@ -374,9 +383,10 @@ class CrewDispatch:
     def dispatch_update_in(self, conn: Connection, inc: Incident, crew_id: str | None,
                            now: datetime, why: str = "device") -> list[OutboxMessage]:
         """New orders for the crew ``inc`` holds (``why``: its fault point corrected or
-        ``cleared``, the outage ``grown`` to more villages, or the estimate ``moved``): the dispatch
-        again at ``inc``'s revision, under the deadline it is held to now (the first one, or
-        an earlier one when the outage grew into a stricter area type), headed as an update
+        ``cleared``, the outage's villages changed (``grown``: worded by what changed since
+        its latest orders, :meth:`scope_change_in`), or the estimate ``moved``): the dispatch
+        again at ``inc``'s revision, under the deadline it was given (an earlier one only
+        when the outage grew into a stricter area type), headed as an update
         when an earlier one may have reached the crew; a dispatch to it not sent yet is
         withdrawn (the new one says all). None when no crew holds it."""
         crew = self.owner.crew_notices.crew(crew_id)
@@ -385,11 +395,36 @@ class CrewDispatch:
         deadline, area = self.held_deadline_in(conn, inc, {})
         location = crews.incident_location(self.topology, inc.estimate.devices, inc.off)
         told = f"crew:{crew.id}" in self.store.told_in(conn, inc.id, ("dispatch",))
+        change = self.scope_change_in(conn, inc, crew.id, why)
         self.store.withdraw_pending_in(conn, inc.id, ("dispatch",), now,
                                        "superseded by new orders", recipients=(f"crew:{crew.id}",))
         return self._dispatch_rows(inc, self.priority(inc, now),
                                    self._named_choice(inc, crew, location, area, now),
-                                   deadline, area, now, update=why if told else "")
+                                   deadline, area, now, update=change if told else None)
+
+    def scope_change_in(self, conn: Connection, inc: Incident, crew_id: str, why: str
+                        ) -> tuple[str, list[str], list[str]]:
+        """Why new orders go to ``crew_id``, as they may say it, with the villages they add to
+        its latest orders and those its orders named that are no longer off. A change of
+        villages (``grown``) is worded by what changed since those orders, not since the last
+        revision: ``grown`` only when they add a village; else ``moved`` when the fault point
+        left what the orders cover, ``shrunk`` when villages they named are no longer off,
+        ``scope`` (the areas off changed) otherwise — an outage that shrank and then took
+        back one of its villages did not grow."""
+        sent = self.store.last_payload_in(conn, inc.id, "dispatch", f"crew:{crew_id}") or {}
+        named = (sent.get("params") or {}).get("villages")
+        if not isinstance(named, list):
+            return why, [], []
+        ids = self.topology.villages_of(crews.crew_areas(inc))
+        now_named = [self.topology.villages[v].name for v in ids if v in self.topology.villages]
+        added = [v for v in now_named if v not in named]
+        left = [str(v) for v in named if v not in now_named]
+        if why != "grown" or added:
+            return why, added, left
+        covers, devices = sent.get("covers"), inc.estimate.devices
+        if isinstance(covers, list) and devices and not crews.orders_cover(covers, devices):
+            return "moved", [], left
+        return ("shrunk" if left else "scope"), [], left
 
     def redirect_in(self, conn: Connection, before: Incident, inc: Incident,
                     now: datetime) -> int:

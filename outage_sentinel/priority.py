@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from outage_sentinel.topology import CARE_TAGS, Customer, Topology
@@ -124,6 +124,41 @@ class Priority:
     #: When the outage began (what ``elapsed_hours`` counts from), so that a message stating
     #: how long it has lasted (:func:`elapsed_words`) can count it again when it is sent.
     start: datetime | None = None
+    #: How long the outage has lasted as a message states it, when counted from another start
+    #: than the score's (:func:`stated_from`); ``None``: ``elapsed_hours``.
+    stated_hours: float | None = None
+    #: The start a message could state is unverified (:func:`stated_from` with ``None``): no
+    #: duration is stated (nor counted again when it is sent), whatever the score counts.
+    unverified: bool = False
+
+
+def stated_from(priority: Priority, start: datetime | None, now: datetime,
+                language: str = "zh") -> Priority:
+    """``priority`` as a message states it when the start it may state is ``start``
+    (:func:`outage_sentinel.liaison.checked_start`): its duration counted from ``start``, or
+    none at all (``None``: only a meter read hours off gives the start, so 已停电N小时 would
+    be a guess stated as fact). The score and its breakdown stay as they are: the order of
+    work may use the meters' start, a sentence to a person may not."""
+    if start == priority.start:
+        return priority
+    said = elapsed_words(priority.elapsed_hours, language)
+    reasons = list(priority.reasons)
+    if said and reasons and reasons[-1] == said:
+        reasons.pop()
+    if start is None:
+        return replace(priority, reasons=tuple(reasons), start=None, unverified=True)
+    hours = max(0.0, (now - start).total_seconds() / 3600.0)
+    if elapsed_words(hours, language):
+        reasons.append(elapsed_words(hours, language))
+    return replace(priority, reasons=tuple(reasons), start=start, stated_hours=hours)
+
+
+def stated_hours(priority: Priority) -> float | None:
+    """How long the outage has lasted as a message says it (:func:`stated_from`); ``None``:
+    it says nothing of it (the start is unverified)."""
+    if priority.unverified:
+        return None
+    return priority.elapsed_hours if priority.stated_hours is None else priority.stated_hours
 
 
 def affected_customers(topology: Topology, transformers: Iterable[str]) -> list[Customer]:
@@ -309,6 +344,7 @@ def summary(priority: Priority, language: str = "zh") -> str:
             parts.append(f"{label}{n}户" if zh else f"{n} {label}")
     parts.append(_count(priority.customers, priority.assumed_customers if priority.unplaced
                         else None, priority.assumed_line, zh))
-    if elapsed_words(priority.elapsed_hours, language):
-        parts.append(elapsed_words(priority.elapsed_hours, language))
+    hours = stated_hours(priority)
+    if hours is not None and elapsed_words(hours, language):
+        parts.append(elapsed_words(hours, language))
     return REASON_SEPARATORS["zh" if zh else "en"].join(parts)
