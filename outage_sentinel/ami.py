@@ -129,6 +129,14 @@ Rules (:class:`ScreenPolicy`, defaults after the field practice in docs/design.m
 
 Single-meter flags (rule 5) are held the same way. ``now`` is only ever passed in.
 
+**What the screen holds is dark evidence too.** An outage held by rule 2 (not yet released,
+no power-on since) is named by :meth:`AmiScreen.held_dark`: the processor does not count its
+area back on an outage-system record's end (:func:`outage_sentinel.incidents.held_off`) —
+the village is not told 恢复送电 while the meters' power-off waits for its hold, to hear
+更正：仍停电 once it is released. The area stays off until the screen releases the outage
+(its ``dead``), or closes it (its ``dead`` and ``alive``), or drops it as a blip (the
+processor asks again: :meth:`outage_sentinel.processing.IncidentProcessor.recheck_held`).
+
 State is in memory, bounded by the registry: one last report per device heard from within
 ``forget_after_hours`` (a device's last "on" is kept that long, never less than
 :data:`ON_HISTORY_SECONDS`, after it was *seen*, so an older "off" that arrives after it — a
@@ -737,6 +745,17 @@ class AmiScreen:
         """Transformer areas currently out (released outages) -> outage start."""
         return {tx: _dt(a.episode.published) for tx, a in self._areas.items()
                 if a.episode is not None and a.episode.released}
+
+    def held_dark(self, areas: Iterable[str] | None = None) -> set[str]:
+        """The transformer areas (of ``areas``; ``None``: all) whose outage the screen holds
+        and has not released (rule 2: the momentary rule, a backlog's hold), with no power-on
+        since that closed it. Dark evidence all the same: an incident whose records end while
+        the screen holds them must not tell their village 恢复送电 on the records' word
+        (:func:`outage_sentinel.incidents.apply_event`, ``held``). Released outages are not
+        among them: their ``dead`` output is the incident's evidence."""
+        wanted = self._areas if areas is None else areas
+        return {tx for tx in wanted if (a := self._areas.get(tx)) is not None
+                and a.episode is not None and not a.episode.released}
 
     # -- rules --------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.localise import LocaliserParams
 from outage_sentinel.logs import redact, register_secret
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.processing import IncidentProcessor, ObservationScreen
+from outage_sentinel.processing import HeldDark, IncidentProcessor, ObservationScreen
 from outage_sentinel.refit_job import kept_params
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.screening import AmiScreener
@@ -73,8 +73,15 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
         store, topology, planner, lifecycle, config, metrics,
         estimator or default_estimator(localiser_params(config, store),
                                        config.localisation.area_min_probability), lock=lock,
-        screen=screen)
+        screen=screen, held=held_dark(screen))
     return Core(renderer, planner, lifecycle, processor)
+
+
+def held_dark(screen: ObservationScreen | None) -> HeldDark | None:
+    """What the AMI screen holds dark, for the processor to keep off when a record's end
+    says otherwise (:meth:`AmiScreener.held_dark`). ``None`` (nothing held) without an AMI
+    screen (the board, the CLI: they screen nothing; only the leader screens)."""
+    return screen if isinstance(screen, AmiScreener) else None
 
 
 def clock_flags(screen: ObservationScreen | None) -> ClockFlags | None:

@@ -504,6 +504,10 @@ class Incident:
     #: was told of. A village without an entry (told before this was kept) is named the
     #: devices as they are now.
     told_devices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Areas kept off only because the AMI screen holds their power-off, not yet released
+    #: (:func:`held_off`): a record's end said they were back, the meters say dark. The
+    #: processor asks the screen again until it releases or drops them.
+    held: tuple[str, ...] = ()
 
     @property
     def fault_device(self) -> str | None:
@@ -576,6 +580,7 @@ class Incident:
                if self.withdrawn_areas else {}),
             **({"told_devices": {v: list(a) for v, a in self.told_devices.items()}}
                if self.told_devices else {}),
+            **({"held": list(self.held)} if self.held else {}),
         }
 
     @classmethod
@@ -618,6 +623,7 @@ class Incident:
             continued=dict(d.get("continued") or {}),
             withdrawn_areas={v: tuple(a) for v, a in (d.get("withdrawn_areas") or {}).items()},
             told_devices={v: tuple(a) for v, a in (d.get("told_devices") or {}).items()},
+            held=tuple(d.get("held") or ()),
         )
 
 
@@ -681,7 +687,8 @@ def same_outage(topology: Topology | None, inc: Incident, resolved: Resolved) ->
     """Whether a record is ``inc``'s outage seen again, however late: it names an area the
     incident holds off (reported, or inferred below its fault point: a village told
     already) or brought back while it is still open (switching that failed, an area off
-    again while the crew is on the line: its crew and villages are this incident's), or areas or a device above or below a device the incident's records named or
+    again while the crew is on the line: its crew and villages are this incident's), or
+    areas or a device above or below a device the incident's records named or
     the command centre set (a fuse blowing under the breaker a storm's record named). The
     estimate's own fault point is an inference and joins nothing by itself: on a line whose
     first record named two areas it may be the breaker, and everything is below it.
@@ -877,6 +884,7 @@ def apply_event(
     planned: frozenset[str] = frozenset(),
     joined: Iterable[Member] = (),
     supersedes: Iterable[str] = (),
+    held: frozenset[str] = frozenset(),
 ) -> Incident:
     """Fold ``event`` into ``incident`` (or start a new one) and return the new state.
 
@@ -890,12 +898,14 @@ def apply_event(
     named imprecisely, plus what the localiser infers from the evidence. An area leaves the
     off list only on evidence that its supply is back (:func:`areas_back`); an area only ever
     inferred that a new estimate no longer covers is withdrawn instead (never "restored").
+    ``held``: the areas the AMI screen holds off, not yet released (:func:`held_off`).
     """
     member = member_of(event, resolved, now)
     if incident is None:
         incident = _blank(new_id(), resolved.feeder or (event.feeder or "?"), event, now)
     members = _folded_members(incident, member, joined, supersedes, now)
-    updated = _refolded(incident, members, resolved.feeder, topology, estimator, planned, now)
+    updated = _refolded(incident, members, resolved.feeder, topology, estimator, planned, now,
+                        held)
     updated = replace(updated, stage=next_stage(incident, updated))
     if updated.material() != incident.material() or incident.revision == 0:
         updated = replace(updated, revision=incident.revision + 1)
@@ -903,11 +913,12 @@ def apply_event(
 
 
 def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None,
-              topology: Topology, estimator: Estimator, planned: frozenset[str], now: datetime
-              ) -> Incident:
+              topology: Topology, estimator: Estimator, planned: frozenset[str], now: datetime,
+              held: frozenset[str] = frozenset()) -> Incident:
     """``incident`` re-derived from its records ``members`` (the event folded in): kind,
     scope and estimate, status and end, times and words (stage and revision still
-    ``incident``'s). ``feeder``: the event's, for an incident not yet placed on one."""
+    ``incident``'s). ``feeder``: the event's, for an incident not yet placed on one.
+    ``held``: areas the AMI screen holds off (:func:`held_off`)."""
     reporting = [m for m in members.values() if m.signal in REPORTING_SIGNALS]
     active = [m for m in reporting if m.status == "active"]
     notices = [m for m in members.values() if m.signal == "notice"] or list(members.values())
@@ -915,8 +926,9 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
     estimate, scope, corrected, device_set, restored = _where_off(
         incident, members, active, topology, estimator,
         planned if incident_class(kind) == "unplanned" else frozenset(), kind)
+    restored, kept = held_off(incident, estimate, restored, held)
     status, end, restored = _status_after(incident, members, reporting, active, estimate,
-                                          restored, now)
+                                          restored, now, bool(kept))
     continued = incident.continued if status == "restored" else {}
     unconfirmed = tuple(t for t in unconfirmed_back(members.values(), status,
                                                     estimate.transformers, restored, topology,
@@ -932,19 +944,21 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
         excluded_against=corrected.excluded_against, device_set=device_set,
         device_set_by=incident.device_set_by if device_set else "", unconfirmed=unconfirmed,
         # On again, its areas are its own again: the next end asks about them afresh.
-        continued=continued)
+        continued=continued, held=kept)
 
 
 def reestimated(incident: Incident, topology: Topology, estimator: Estimator,
-                planned: frozenset[str], now: datetime) -> Incident:
+                planned: frozenset[str], now: datetime, held: frozenset[str] = frozenset()
+                ) -> Incident:
     """``incident`` derived afresh from its own records by ``estimator``, as folding a record
     that says nothing new would derive it: estimate, scope, status, times and words, with
     the command centre's corrections that stand (its time, its exclusions, its fault point
     while that explains the outage) and the stage moved on as a fold moves it. The revision
     stays ``incident``'s: the step that asks for it makes the new one. ``planned``: areas
-    explained by planned work in force (for a fault incident)."""
+    explained by planned work in force (for a fault incident). ``held``: areas the AMI
+    screen holds off (:func:`held_off`)."""
     updated = _refolded(incident, dict(incident.members), None, topology, estimator, planned,
-                        now)
+                        now, held)
     return replace(updated, stage=next_stage(incident, updated))
 
 
@@ -1010,14 +1024,17 @@ def inferred_back(incident: Incident, members: Iterable[Member], scope: Mapping[
 
 def _status_after(incident: Incident, members: Mapping[str, Member],
                   reporting: Sequence[Member], active: Sequence[Member], estimate: Estimate,
-                  restored: Mapping[str, datetime], now: datetime
+                  restored: Mapping[str, datetime], now: datetime, held: bool = False
                   ) -> tuple[IncidentStatus, datetime | None, dict[str, datetime]]:
     """The status and end of ``incident`` with its records ``members``, and its areas back
     (``restored``, with the areas still off marked back at the end once the whole incident
-    is over)."""
+    is over). ``held``: an area is kept off on the AMI screen's word (:func:`held_off`): an
+    incident whose records all ended is still on, not over."""
     off = [t for t in estimate.transformers if t not in restored]
     status, end = _status(reporting, active, off, bool(estimate.transformers), restored, now,
                           seen_coming_back(members.values()))
+    if held and status == "restored":
+        status, end = "active", None
     if incident.cancel_reason:  # a false alarm stays cancelled; its evidence is still kept
         status, end = "cancelled", incident.end
     restored = dict(restored)
@@ -1025,6 +1042,24 @@ def _status_after(incident: Incident, members: Mapping[str, Member],
         for t in off:  # the whole incident is over: the rest came back now
             restored[t] = end or now
     return status, end, restored
+
+
+def held_off(incident: Incident, estimate: Estimate, restored: Mapping[str, datetime],
+             held: frozenset[str]) -> tuple[dict[str, datetime], tuple[str, ...]]:
+    """``restored`` without the areas of ``estimate`` the AMI screen holds off (``held``:
+    a power-off it has not released yet — the momentary rule, a backlog's hold — and no
+    power-on since), unless ``incident`` had counted them back already; and those areas.
+    A record's end is no word against the meters (the rule of :func:`meters_dark`): the
+    village would hear 恢复送电 while the screen still holds its areas' power-off, and a
+    correction (仍停电) once it released it. They stay off until the screen releases the
+    outage (its ``dead`` is then the evidence) or closes or drops it (the processor asks
+    again: :attr:`Incident.held`). An area already told back is not taken off again on a
+    report nobody released (a new outage's ``dead`` does that)."""
+    if not held:
+        return dict(restored), ()
+    kept = tuple(t for t in estimate.transformers
+                 if t in held and t not in incident.restored)
+    return {t: at for t, at in restored.items() if t not in kept}, kept
 
 
 def unconfirmed_back(members: Iterable[Member], status: IncidentStatus, areas: Sequence[str],

@@ -116,6 +116,16 @@ class AmiScreener:
         return (event.source in self.sources and event.signal in ("dead", "alive")
                 and parse_device_ref(event.area_text) is not None)
 
+    def held_dark(self, areas: Collection[str] | None = None) -> set[str]:
+        """The areas (of ``areas``; ``None``: all) whose power-off the screen holds, not yet
+        released and not closed by a power-on (:meth:`AmiScreen.held_dark`): the processor
+        keeps them off when an incident's records end (:class:`~outage_sentinel.processing.
+        HeldDark`). Empty for a node that screens no AMI source: only the node that runs
+        them (the leader, which loads the screen as its term begins) knows what it holds."""
+        if not self.sources:
+            return set()
+        return self.screen.held_dark(areas)
+
     def load(self, now: datetime) -> AmiScreen:
         """The screen as of its last saved state, caught up with the reports stored since."""
         saved = self.store.kv_get(SCREEN_KEY) or {}
