@@ -135,7 +135,7 @@ area back on an outage-system record's end (:func:`outage_sentinel.incidents.hel
 the village is not told 恢复送电 while the meters' power-off waits for its hold, to hear
 更正：仍停电 once it is released. The area stays off until the screen releases the outage
 (its ``dead``), or closes it (its ``dead`` and ``alive``), or drops it as a blip (the
-processor asks again: :meth:`outage_sentinel.processing.IncidentProcessor.recheck_held`).
+processor asks again: :meth:`outage_sentinel.held_areas.HeldAreas.recheck`).
 
 State is in memory, bounded by the registry: one last report per device heard from within
 ``forget_after_hours`` (a device's last "on" is kept that long, never less than

@@ -26,6 +26,7 @@ from outage_sentinel.config import (
 from outage_sentinel.delivery import Deliverer, Moot, Muter
 from outage_sentinel.estimation import default_estimator
 from outage_sentinel.field_links import PUBLIC, IssuedLink, link_record, short_token
+from outage_sentinel.held_areas import HeldDark
 from outage_sentinel.incidents import Estimator
 from outage_sentinel.liaison import (
     ClockFlags,
@@ -39,7 +40,7 @@ from outage_sentinel.lifecycle import Lifecycle
 from outage_sentinel.localise import LocaliserParams
 from outage_sentinel.logs import redact, register_secret
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.processing import HeldDark, IncidentProcessor, ObservationScreen
+from outage_sentinel.processing import IncidentProcessor, ObservationScreen
 from outage_sentinel.refit_job import kept_params
 from outage_sentinel.retry import RetryPolicy
 from outage_sentinel.screening import AmiScreener

@@ -20,7 +20,7 @@ AMI reports are handed to the screen (:class:`ObservationScreen`) instead. What 
 holds dark and has not released (:class:`HeldDark`) is asked for each batch: a record's end
 does not bring those areas back (:func:`outage_sentinel.incidents.held_off`), and the
 incidents kept on by them are derived again once the screen lets one go
-(:meth:`IncidentProcessor.recheck_held`). A round that fails
+(:class:`outage_sentinel.held_areas.HeldAreas`). A round that fails
 is redone one transaction per event; an event that fails :data:`MAX_PROCESSING_FAILURES`
 times is quarantined (its row stays stored: nothing accepted is lost).
 
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
@@ -54,6 +54,7 @@ from outage_sentinel.events import (
     parse_time,
     split_list,
 )
+from outage_sentinel.held_areas import HeldAreas, HeldDark
 from outage_sentinel.incidents import (
     FIELD_SOURCE,
     OPERATOR_SOURCE,
@@ -66,7 +67,6 @@ from outage_sentinel.incidents import (
     incident_class,
     member_of,
     outages_reported,
-    reestimated,
     resolve_event,
 )
 from outage_sentinel.liaison import LiaisonPlanner
@@ -120,21 +120,6 @@ class ObservationScreen(Protocol):
         """Screen stored reports and mark them processed, in one transaction."""
 
 
-class HeldDark(Protocol):
-    """What the AMI screen holds dark as the processor asks it
-    (:meth:`outage_sentinel.screening.AmiScreener.held_dark`): areas whose power-off it has
-    not released yet, and no power-on since. A record's end does not bring them back
-    (:func:`outage_sentinel.incidents.held_off`)."""
-
-    def held_dark(self, areas: Collection[str] | None = None) -> set[str]:
-        """The areas of ``areas`` (``None``: all) the screen holds off."""
-
-
-#: The source named for a revision the processor makes when the AMI screen let go of areas
-#: it held dark (:meth:`IncidentProcessor.recheck_held`): the screen's own name.
-HELD_SOURCE = "ami"
-
-
 @dataclass
 class ProcessReport:
     """What one :meth:`IncidentProcessor.run_once` did."""
@@ -169,19 +154,6 @@ def batch_endings(events: list[StoredEvent]) -> dict[str, datetime]:
         else:
             out[key] = s.event.end or s.received_at
     return out
-
-
-def pending_dark(events: list[StoredEvent]) -> frozenset[str]:
-    """The areas the AMI screen released as off that a batch is still to fold: an open
-    ``dead`` of the screen's (:data:`HELD_SOURCE`) with no end of it in the batch. Held by
-    the screen a moment ago, folded after the record of the batch that names them: the
-    record's end must not count them back in between (a village told 恢复送电, then 仍停电)."""
-    ended = {s.event.event_id for s in events
-             if s.event.source == HELD_SOURCE and s.event.status != "active"}
-    return frozenset(t for s in events
-                     if s.event.source == HELD_SOURCE and s.event.signal == "dead"
-                     and s.event.status == "active" and s.event.event_id not in ended
-                     for t in s.event.transformers)
 
 
 def left_list(stored: StoredEvent) -> dict[str, datetime]:
@@ -340,13 +312,8 @@ class IncidentProcessor:
         self.metrics = metrics
         self.estimator = estimator
         self.screen = screen
-        #: The AMI screen's areas held dark (None: no screen here: nothing is held).
-        self.held = held
-        #: The screen's held areas as this process last saw them (None: not asked yet):
-        #: when one is let go, the incidents holding it are derived again.
-        self.held_seen: set[str] | None = None
-        #: The screen's held areas for the batch being folded (asked once per batch).
-        self.held_batch: frozenset[str] | None = None
+        #: The AMI screen's areas held dark (:class:`HeldAreas`; no screen: nothing held).
+        self.held = HeldAreas(self, held, lambda conn, now: planned_areas(store, conn, now))
         self.lock = lock or threading.Lock()
         self.tz = ZoneInfo(config.timezone)
         self.window = timedelta(minutes=config.correlation.window_minutes)
@@ -376,8 +343,8 @@ class IncidentProcessor:
             try:
                 done = self._batches(now)
             finally:
-                self.held_batch = None
-            self._recheck_held_logged(now)
+                self.held.batch = None
+            self.held.recheck_logged(now)
             self._update_incident_gauge()
         return done
 
@@ -390,7 +357,7 @@ class IncidentProcessor:
                      if self.failures.get(s.row_id, 0) < MAX_PROCESSING_FAILURES]
             progress = self._screen_observations(batch, now)
             rest = endings_last([s for s in batch if not self._is_observation(s.event)])
-            self.held_batch = self.held_now() | pending_dark(rest)
+            self.held.start_batch(rest)
             leaving = batch_endings(rest)
             for i in range(0, len(rest), ROUND_EVENTS):
                 progress += self._process_round(rest[i:i + ROUND_EVENTS], now, leaving)
@@ -400,15 +367,6 @@ class IncidentProcessor:
             done += progress
             if len(fetched) < BATCH or progress == 0:
                 return done
-
-    def _recheck_held_logged(self, now: datetime) -> None:
-        """:meth:`recheck_held`, a failure logged and the look done again next time (the
-        events folded stay folded)."""
-        try:
-            self.recheck_held(now)
-        except Exception:
-            self.held_seen = None
-            self.log.exception("held_recheck_failed")
 
     def _is_observation(self, event: OutageEvent) -> bool:
         return self.screen is not None and self.screen.is_observation(event)
@@ -645,67 +603,13 @@ class IncidentProcessor:
         after = apply_event(current, f.event, f.resolved, self.topology, estimator, f.now,
                             lambda: self._new_incident_id(conn, f.event.start), f.planned,
                             joined=[member_of(s.event, placed, f.now) for s, placed in f.calls],
-                            supersedes=f.supersedes, held=self.held_now(after_fold=True))
+                            supersedes=f.supersedes, held=self.held.now(after_fold=True))
         self.metrics.localise_duration.observe(time.perf_counter() - started)
         if f.unplaced:
             after = replace(after, feeder=f.resolved.feeder or "?")
         if current is None and incident_class(after.kind) == "unplanned":
             after = self._link_reopened(conn, after, f)
         return after
-
-    def held_now(self, after_fold: bool = False) -> frozenset[str]:
-        """The areas the AMI screen holds dark now (empty without a screen). ``after_fold``:
-        asked for a fold, whose incident :meth:`recheck_held` must look at again once the
-        screen lets them go. Within a batch, the batch's (the screen changes only between)."""
-        if after_fold and self.held_batch is not None:
-            held = self.held_batch
-        else:
-            held = frozenset(self.held.held_dark()) if self.held is not None else frozenset()
-        if after_fold and held and self.held_seen is not None:
-            self.held_seen |= held
-        return held
-
-    def recheck_held(self, now: datetime) -> int:
-        """Derive again the open incidents that kept areas off because the AMI screen held
-        their power-off (:attr:`Incident.held`) once it lets one go without an output of its
-        own (a blip dropped by the momentary rule, state forgotten): their records' end
-        stands then, and their villages hear 恢复送电. Looked for at the first call and
-        when an area the screen held is held no longer. Returns how many were revised."""
-        if self.held is None:
-            return 0
-        held = self.held_now()
-        gone = self.held_seen is None or bool(self.held_seen - held)
-        self.held_seen = set(held)
-        if not gone:
-            return 0
-        revised = 0
-        with self.store.transaction() as conn:
-            for row in self.store.load_incidents(open_only=True, conn=conn):
-                inc = Incident.from_json(row["state"])
-                if inc.status == "active" and set(inc.held) - held:
-                    revised += self._released_from_hold(conn, inc, held, now)
-        return revised
-
-    def _released_from_hold(self, conn: Connection, inc: Incident, held: frozenset[str],
-                            now: datetime) -> int:
-        """``inc`` derived again with the screen's ``held`` areas now, and written (a
-        revision, its notices) if that changed it; 1 if it did."""
-        planned = planned_areas(self.store, conn, now)
-        after = reestimated(inc, self.topology, self.estimator_for(conn, inc.feeder, now),
-                            planned, now, held)
-        if after.material() == inc.material() and after.held == inc.held:
-            return 0
-        after = replace(after, revision=inc.revision + int(after.material() != inc.material()))
-        areas = tuple(t for t in inc.held if t not in held)
-        event = OutageEvent(source=HELD_SOURCE, event_id=f"held:{inc.id}:{now.isoformat()}",
-                            kind=inc.kind, status="restored", start=now, end=now,
-                            feeder=inc.feeder, transformers=areas, signal="alive")
-        resolved = Resolved(feeder=inc.feeder, transformers=areas, device=None, unknown=())
-        self.writer.write(conn, inc, after, Fold(event, resolved, RoundCache(self.store), now,
-                                                 planned, False))
-        self.log.info("held_areas_let_go", incident_id=inc.id, transformers=list(areas),
-                      status=after.status)
-        return 1
 
     def estimator_for(self, conn: Connection, feeder: str | None, now: datetime) -> Estimator:
         """The estimator an event of ``feeder`` is folded with now, inside the caller's

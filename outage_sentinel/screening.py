@@ -119,7 +119,7 @@ class AmiScreener:
     def held_dark(self, areas: Collection[str] | None = None) -> set[str]:
         """The areas (of ``areas``; ``None``: all) whose power-off the screen holds, not yet
         released and not closed by a power-on (:meth:`AmiScreen.held_dark`): the processor
-        keeps them off when an incident's records end (:class:`~outage_sentinel.processing.
+        keeps them off when an incident's records end (:class:`~outage_sentinel.held_areas.
         HeldDark`). Empty for a node that screens no AMI source: only the node that runs
         them (the leader, which loads the screen as its term begins) knows what it holds."""
         if not self.sources:

@@ -153,7 +153,7 @@ def test_a_processor_without_a_screen_holds_nothing(
         tmp_path: Path, store: Store, demo: Topology) -> None:
     """The board, the CLI: no AMI source, nothing held (only the leader screens)."""
     core = build_core(config(tmp_path), store, demo, metrics=Metrics(), clock=lambda: NOW)
-    assert core.processor.held is None and core.processor.held_now() == frozenset()
+    assert core.processor.held.held is None and core.processor.held.now() == frozenset()
 
 
 def test_outages_the_screen_releases_together_are_not_counted_back_between_folds(
