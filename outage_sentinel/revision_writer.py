@@ -105,7 +105,7 @@ def still_news(o: Owed, topology: Topology, etr_step: timedelta) -> bool:
     within one poll is no news: sent, the update said it was off while it was on."""
     if o.purpose != "update" or o.previous is None:
         return True
-    before, after, v = o.previous, o.final or o.latest, o.village
+    before, after, v = o.previous, o.said, o.village
     added, removed = village_scope_change(before, after, v, topology)
     told, etr = before.told_etr.get(v, before.etr), village_etr(after, v, topology)
     moved = (told is None) != (etr is None) if told is None or etr is None \
@@ -162,12 +162,14 @@ class RevisionOwner(Protocol):
 class OwedNotices:
     """Queues the villages' outage and update notices a round gathers
     (:class:`~outage_sentinel.round_cache.Owed`, :func:`gathered`): one per village and
-    incident, of the first one's purpose, saying what the last revision with news for it says,
-    compared with what the village was told before the round. A storm's reports folded one by
-    one made a revision each, and the village heard 停电 and an update per area within a
-    second: a flood of near-identical notices is one people stop reading. A village whose
-    outage ends before its notice went out hears neither (:meth:`never_told_back`). One per
-    writer."""
+    incident, of the first one's purpose, saying what the incident's last revision of the
+    round says (the state the round ended in; not the last revision with news for the
+    village: an area back later in the round is no news on its own, and the village read it
+    still off), compared with what the village was told before the round. A storm's reports
+    folded one by one made a revision each, and the village heard 停电 and an update per area
+    within a second: a flood of near-identical notices is one people stop reading. A village
+    whose outage ends before its notice went out hears neither (:meth:`never_told_back`).
+    One per writer."""
 
     def __init__(self, owner: RevisionOwner, log: Any) -> None:
         self.owner, self.store, self.log = owner, owner.store, log
@@ -234,18 +236,19 @@ class OwedNotices:
 
     def settle(self, conn: Connection, rnd: RoundCache, now: datetime) -> int:
         """Queue the notices the round owes, in the order first owed, each saying what the
-        last revision with news for its village says (an update whose news the round undid
-        is dropped: :func:`still_news`); returns the rows."""
+        incident's last revision of the round says (:attr:`Owed.final`: the state it ended
+        in), an update whose news the round undid dropped (:func:`still_news`); returns the
+        rows."""
         rows: list[OutboxMessage] = []
         for o in rnd.take_owed():
-            news = still_news(o, self.owner.topology, self.owner.etr_step)
+            news, said = still_news(o, self.owner.topology, self.owner.etr_step), o.said
             if news:
-                rows += self.owner.planner.rows(o.latest, [Notice(o.purpose, (o.village,))],
+                rows += self.owner.planner.rows(said, [Notice(o.purpose, (o.village,))],
                                                 now, previous=o.previous)
-            if len(o.revisions) > 1 or not news:
-                self.log.info("notices_gathered", incident_id=o.latest.id, village=o.village,
+            if len(o.revisions) > 1 or not news or said.revision != o.latest.revision:
+                self.log.info("notices_gathered", incident_id=said.id, village=o.village,
                               purpose=o.purpose, revisions=list(o.revisions),
-                              sent=news)
+                              said=said.revision, sent=news)
         return self.store.enqueue_in(conn, rows, now) if rows else 0
 
 

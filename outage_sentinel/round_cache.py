@@ -20,21 +20,31 @@ class Owed:
     folded one by one, each made a revision with news for it, and the village heard 停电
     and then an update per area within a second. Queued once, as one notice
     (:class:`outage_sentinel.revision_writer.OwedNotices`): of the first one's purpose,
-    saying what the last one says, against what the village was told before the round."""
+    saying what the round's last revision of the incident says (:attr:`final`), against what
+    the village was told before the round. Not the last revision with news for the village:
+    a later one with none of its own (an area back) would be missing from it — 薛店村 read
+    "已确认停电：2#、6#、7#" while the round ended with 6# and 7# off."""
 
     village: str
     #: The first one's purpose: "outage" when the round first tells the village.
     purpose: str
     #: The incident as the village was told before the first one (``None``: a new one).
     previous: Incident | None
-    #: The last revision with news for the village: what the notice says (what the last of
-    #: them would have said, to the word).
+    #: The last revision with news for the village (the log names it beside the one said).
     latest: Incident
     #: The revisions that had news for it (the log keeps each revision's own steps).
     revisions: tuple[int, ...]
-    #: The incident as the round has it when the notice is queued (a later revision with no
-    #: news for the village may have undone what the last one said: an area back).
+    #: The incident as the round has it when the notice is queued
+    #: (:meth:`RoundCache.take_owed`): what the notice says, and what decides whether an
+    #: update is still news (a later revision with no news for the village may have undone
+    #: what the last one said: an area back).
     final: Incident | None = None
+
+    @property
+    def said(self) -> Incident:
+        """The revision the notice is written from: the round's final state of the incident
+        (:attr:`final`), else — not taken yet — the last one with news for the village."""
+        return self.final or self.latest
 
 
 class RoundCache:
@@ -113,7 +123,8 @@ class RoundCache:
 
     def take_owed(self) -> list[Owed]:
         """The notices owed, in the order first owed, each with its incident as the round
-        has it now (:attr:`Owed.final`); none owed any more."""
+        has it now (:attr:`Owed.final`: the state the round ended in, or the one before the
+        revision that settles them); none owed any more."""
         if not self.owed:
             return []
         owed, self.owed = list(self.owed.values()), {}

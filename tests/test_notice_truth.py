@@ -68,8 +68,9 @@ def test_reported_villages_told_as_confirmed_inferred_as_possible(daemon: Daemon
     assert set(outage) == {"V1", "V2", "V3"}  # the village FU2 does not cover is told too
     assert len(told) == len({(village_of(m.key), m.target) for m in told})  # once each
     assert not [m for m in rec.sent if m.purpose in ("restored", "withdrawn")]
-    # Told at revision 1, before the meters' word: B1 was the estimate then, T2 inferred.
-    assert "已确认停电：台区T1；可能受影响：台区T2" in outage["V1"]
+    # Told the round's final state: the meters' word came in the same round (T2 has power),
+    # so T2 is not said to be possibly off, as it was at revision 1 (B1 the estimate then).
+    assert "已确认停电：台区T1，本村" in outage["V1"] and "台区T2" not in outage["V1"]
     assert "已确认停电：台区T4" in outage["V2"]
     assert "可能受影响：台区T5" in outage["V3"] and "已确认停电" not in outage["V3"]
     assert all("马集2号熔断器" not in text for text in outage.values())  # inferred device
