@@ -78,12 +78,14 @@ def test_an_area_a_later_record_adds_is_off_from_that_records_start(h: Harness) 
     h.feed(ev("A", "T1"))  # 10:00
     iid = h.only_incident()
     h.at(60)
-    h.feed(ev("B", "T3", start=T0 + H))  # 11:00, another village
+    # 10:30, another village: within the correlation window of the outage's onset, so the
+    # same incident (a fault an hour later elsewhere on the line would be its own)
+    h.feed(ev("B", "T3", start=T0 + H / 2))
     h.at(120)
     restore(h, iid, None, "12:00")
     h.at(300)
     r = report(h)
-    assert hours_of(r, "T3") == pytest.approx(1.0)
+    assert hours_of(r, "T3") == pytest.approx(1.5)
     assert hours_of(r, "T1") == pytest.approx(2.0)
 
 
@@ -230,19 +232,20 @@ def test_a_regions_figures_are_of_its_own_customers(tmp_path: Path) -> None:
 
 
 def test_an_area_is_off_from_its_own_records_start_not_its_villages(h: Harness) -> None:
-    """T1 and T2 share village V1. T1's record ends at 11:00; T2's begins at 12:00: T1 was
-    off 10:00-11:00 (not from V1's newer start), T2 12:00-13:00."""
+    """T1 and T2 share village V1. T1's record ends at 11:00; T2's, published at 12:00, began
+    at 10:30 (within the correlation window of the outage's onset: the same incident): T1 was
+    off 10:00-11:00 (not from V1's newer start), T2 10:30-13:00."""
     h.feed(ev("A", "T1"), ev("C", "T3"))
     iid = h.only_incident()
     h.at(60)
     h.feed(ev("A", "T1", status="restored"))
     h.at(120)
-    h.feed(ev("B", "T2", start=T0 + 2 * H))
+    h.feed(ev("B", "T2", start=T0 + H / 2))
     h.at(180)
     restore(h, iid, None, "13:00")
     h.at(300)
     r = report(h)
-    assert (hours_of(r, "T1"), hours_of(r, "T2")) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert (hours_of(r, "T1"), hours_of(r, "T2")) == (pytest.approx(1.0), pytest.approx(2.5))
 
 
 def test_an_area_taken_out_of_the_scope_after_its_return_is_not_off_again(h: Harness) -> None:
