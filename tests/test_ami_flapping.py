@@ -11,7 +11,6 @@ The screen is driven as the daemon drives it: reports fed as they arrive, and a 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,13 +23,14 @@ from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.screening import AMI_SOURCE, AmiScreener
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology, load_bundle
+from outage_sentinel.topology import Topology
+from tests.shared_setup import demo as demo  # noqa: F401  (the fixture)
+from tests.shared_setup import store as store  # noqa: F401  (the fixture)
 from tests.test_ami import T, at, meters_off, meters_on, obs, registry
 from tests.test_incident_truth_folding import NOW, Rig, config, meter_reports
 
 SETTLE = 300.0
 POLICY = ScreenPolicy(restore_settle_seconds=SETTLE)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Driven:
@@ -165,19 +165,6 @@ def test_the_setting_defaults_to_five_minutes_and_reaches_the_screen() -> None:
 
 
 # -- through the store and the processor ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def demo() -> Topology:
-    return load_bundle(ROOT / "topology")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def test_a_flapping_village_hears_one_outage_and_one_restoration_at_the_last_on(

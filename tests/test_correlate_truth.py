@@ -11,36 +11,21 @@ below them), however late.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology, load_bundle
+from outage_sentinel.topology import Topology
+from tests.shared_setup import demo as demo  # noqa: F401  (the fixture)
+from tests.shared_setup import store as store  # noqa: F401  (the fixture)
 from tests.test_incident_truth_folding import NOW, Rig
 
-ROOT = Path(__file__).resolve().parents[1]
 #: 10kV 城关I线 (CG01): FU-CG01-01 feeds V001 (T-CG01-001, 002, ...); FU-CG01-02 feeds V002
 #: (T-CG01-008..011).
 OLD_AREAS = ("T-CG01-001", "T-CG01-002")
 NEW_AREAS = ("T-CG01-008", "T-CG01-009", "T-CG01-010")
-
-
-@pytest.fixture(scope="module")
-def demo() -> Topology:
-    return load_bundle(ROOT / "topology")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def fault(event_id: str, areas: tuple[str, ...], start: Any, **kw: Any) -> OutageEvent:

@@ -10,34 +10,19 @@ demo bundle, a real SQLite store, the processor and lifecycle built as the daemo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology, load_bundle
+from outage_sentinel.topology import Topology
+from tests.shared_setup import demo as demo  # noqa: F401  (the fixture)
+from tests.shared_setup import store as store  # noqa: F401  (the fixture)
 from tests.test_incident_truth_folding import NOW, Rig
 
-ROOT = Path(__file__).resolve().parents[1]
 AREAS = ("T-CG01-008", "T-CG01-009", "T-CG01-010")
 VILLAGE = "V002"
-
-
-@pytest.fixture(scope="module")
-def demo() -> Topology:
-    return load_bundle(ROOT / "topology")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def rec(event_id: str, status: str, start: Any, end: Any = None, **kw: Any) -> OutageEvent:

@@ -11,16 +11,14 @@ SQLite / PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from outage_sentinel import crew as crews
 from outage_sentinel.channels.base import Message
-from outage_sentinel.outbox_control import OutboxControl
 from outage_sentinel.store import OutboxRow
+from tests.shared_setup import h as h  # noqa: F401  (the fixture)
+from tests.shared_setup import h_en as h_en  # noqa: F401  (the fixture)
+from tests.shared_setup import hold_then_send
 from tests.test_lifecycle import Harness, ev
 
 AT_RISK = {"zh": "到达时限将超", "en": "arrival deadline at risk"}
@@ -44,29 +42,9 @@ def released_late(h: Harness, row: OutboxRow, past: int) -> tuple[Message, int]:
     """``row`` held, released ``past`` minutes after its deadline and delivered: what was
     sent, and the minutes it was over by then."""
     deadline = datetime.fromisoformat(row.payload["params"]["deadline_at"])
-    control = OutboxControl(h.daemon.store, lambda: h.daemon.topology)
-    control.take("hold", [row.id], "board:wang", h.now, reason="核实")
-    h.now = deadline + timedelta(minutes=past)
-    control.take("release", [row.id], "board:wang", h.now)
-    while h.daemon.deliverer.run_once(h.now):
-        pass
-    sent = [m for m in h.channel.sent if m.purpose == row.purpose]
+    sent = hold_then_send(h, row, deadline + timedelta(minutes=past))
     assert sent, "the released escalation was sent"
     return sent[-1], -crews.minutes_left(deadline, h.now)
-
-
-@pytest.fixture
-def h(tmp_path: Path, db_url: str) -> Iterator[Harness]:
-    harness = Harness(tmp_path, db_url)
-    yield harness
-    harness.daemon.close()
-
-
-@pytest.fixture
-def h_en(tmp_path: Path, db_url: str) -> Iterator[Harness]:
-    harness = Harness(tmp_path, db_url, notify={"language": "en"})
-    yield harness
-    harness.daemon.close()
 
 
 def test_the_at_risk_escalation_keeps_its_reason_for_when_it_goes(h: Harness) -> None:

@@ -9,16 +9,14 @@ SQLite / PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from outage_sentinel import crew as crews
-from outage_sentinel.outbox_control import OutboxControl
 from outage_sentinel.store import OutboxRow
-from tests.test_lifecycle import Harness, ev
+from tests.shared_setup import h as h  # noqa: F401  (the fixture)
+from tests.shared_setup import h_en as h_en  # noqa: F401  (the fixture)
+from tests.shared_setup import hold_then_send
+from tests.test_lifecycle import T0, Harness, ev
 
 
 def deadline_line(text: str, marker: str) -> str:
@@ -37,20 +35,6 @@ def queued_escalation(h: Harness) -> OutboxRow:
     (row,) = [m for m in h.daemon.store.messages() if m.purpose.startswith("escalation_")]
     assert row.status == "pending" and row.audience == "command"
     return row
-
-
-@pytest.fixture
-def h(tmp_path: Path, db_url: str) -> Iterator[Harness]:
-    harness = Harness(tmp_path, db_url)
-    yield harness
-    harness.daemon.close()
-
-
-@pytest.fixture
-def h_en(tmp_path: Path, db_url: str) -> Iterator[Harness]:
-    harness = Harness(tmp_path, db_url, notify={"language": "en"})
-    yield harness
-    harness.daemon.close()
 
 
 def test_the_escalation_row_keeps_its_deadline_beside_the_digest_facts(h: Harness) -> None:
@@ -76,13 +60,7 @@ def test_a_held_escalation_released_late_says_the_minutes_then(h: Harness) -> No
     deadline = datetime.fromisoformat(row.payload["params"]["deadline_at"])
     left = crews.minutes_left(deadline, h.now)
     assert left > 0
-    control = OutboxControl(h.daemon.store, lambda: h.daemon.topology)
-    control.take("hold", [row.id], "board:wang", h.now, reason="核实")
-    h.at(76 + left + 6)
-    control.take("release", [row.id], "board:wang", h.now)
-    while h.daemon.deliverer.run_once(h.now):
-        pass
-    sent = [m for m in h.channel.sent if m.purpose == row.purpose]
+    sent = hold_then_send(h, row, T0 + timedelta(minutes=76 + left + 6))
     assert sent, "the released escalation was sent"
     over = crews.minutes_left(deadline, h.now)
     assert over < 0

@@ -13,11 +13,8 @@ held 027/028 dark, and 20 s later 更正：…仍停电.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from outage_sentinel.ami import compact_time, device_ref
 from outage_sentinel.assembly import build_core
@@ -26,27 +23,15 @@ from outage_sentinel.incidents import Incident
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology, load_bundle
+from outage_sentinel.topology import Topology
+from tests.shared_setup import demo as demo  # noqa: F401  (the fixture)
+from tests.shared_setup import store as store  # noqa: F401  (the fixture)
 from tests.test_incident_truth_folding import NOW, config
 
-ROOT = Path(__file__).resolve().parents[1]
 VILLAGE = "V020"  # 薛店村
 FUSE = "FU-CG04-05"
 AREAS = tuple(f"T-CG04-{i:03d}" for i in range(23, 29))
 BACK, DARK = AREAS[:4], AREAS[4:]
-
-
-@pytest.fixture(scope="module")
-def demo() -> Topology:
-    return load_bundle(ROOT / "topology")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 class Daemon:

@@ -12,12 +12,9 @@ the AMI screen and the processor built as the daemon builds it (``assembly.build
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from outage_sentinel.ami import compact_time, device_ref
 from outage_sentinel.assembly import Core, build_core
@@ -27,28 +24,17 @@ from outage_sentinel.incidents import Incident
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology, load_bundle
+from outage_sentinel.topology import Topology
+from tests.shared_setup import ROOT
+from tests.shared_setup import demo as demo  # noqa: F401  (the fixture)
+from tests.shared_setup import store as store  # noqa: F401  (the fixture)
 
-ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 #: 10kV 石门线 (LH04): recloser RC-LH04-2 feeds 松树沟村 (V074: T-LH04-019..021) and 柏岭村
 #: (V075: T-LH04-022, 023).
 RECLOSER = "RC-LH04-2"
 REPORTED = "T-LH04-019"
 INFERRED_VILLAGE = "V075"
-
-
-@pytest.fixture(scope="module")
-def demo() -> Topology:
-    return load_bundle(ROOT / "topology")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def config(tmp: Path) -> Config:

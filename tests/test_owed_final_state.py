@@ -12,29 +12,15 @@ built as the daemon builds it, and the deliverer sending to recording channels.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from outage_sentinel.events import PollResult
 from outage_sentinel.store import Store
-from outage_sentinel.topology import Topology, load_bundle
-from tests.test_storm_notice_flood import NOW, ROOT, Rig, feed, sent_per_recipient
-
-
-@pytest.fixture(scope="module")
-def demo() -> Topology:
-    return load_bundle(ROOT / "topology")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    s.migrate()
-    yield s
-    s.close()
+from outage_sentinel.topology import Topology
+from tests.shared_setup import demo as demo  # noqa: F401  (the fixture)
+from tests.shared_setup import store as store  # noqa: F401  (the fixture)
+from tests.test_storm_notice_flood import NOW, Rig, feed, sent_per_recipient
 
 
 def test_the_update_says_the_rounds_final_state_not_its_last_news(

@@ -12,34 +12,18 @@ SQLite / PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
 from outage_sentinel.events import PollResult
-from outage_sentinel.outbox_control import OutboxControl
 from outage_sentinel.store import OutboxRow
+from tests.shared_setup import h as h  # noqa: F401  (the fixture)
+from tests.shared_setup import h_en as h_en  # noqa: F401  (the fixture)
+from tests.shared_setup import hold_then_send
 from tests.test_escalation_minutes_sent import queued_escalation
 from tests.test_lifecycle import T0, Harness, ev
 from tests.test_waiting_for_crew_sent import queued_warning
-
-
-@pytest.fixture
-def h(tmp_path: Path, db_url: str) -> Iterator[Harness]:
-    harness = Harness(tmp_path, db_url)
-    yield harness
-    harness.daemon.close()
-
-
-@pytest.fixture
-def h_en(tmp_path: Path, db_url: str) -> Iterator[Harness]:
-    harness = Harness(tmp_path, db_url, notify={"language": "en"})
-    yield harness
-    harness.daemon.close()
 
 
 def lasted(start: datetime, now: datetime, zh: bool = True) -> str:
@@ -53,17 +37,6 @@ def lasted(start: datetime, now: datetime, zh: bool = True) -> str:
 def priority_line(text: str, marker: str = "优先原因：") -> str:
     (line,) = [ln for ln in text.splitlines() if ln.startswith(marker)]
     return line
-
-
-def release_later(h: Harness, row: OutboxRow, minutes: float) -> None:
-    """The command centre holds ``row``, then releases it ``minutes`` later; the deliverer
-    sends it."""
-    control = OutboxControl(h.daemon.store, lambda: h.daemon.topology)
-    control.take("hold", [row.id], "board:wang", h.now, reason="核实")
-    h.now += timedelta(minutes=minutes)
-    control.take("release", [row.id], "board:wang", h.now)
-    while h.daemon.deliverer.run_once(h.now):
-        pass
 
 
 def sent_as_true(h: Harness, row: OutboxRow, start: datetime, queued_at: datetime,
@@ -94,14 +67,14 @@ def sent_as_true(h: Harness, row: OutboxRow, start: datetime, queued_at: datetim
 def test_a_held_escalation_released_90_minutes_later_says_how_long_then(h: Harness) -> None:
     row = queued_escalation(h)  # F1 (its crew taken) began at T0, queued at minute 76
     queued_at = h.now
-    release_later(h, row, 90)
+    hold_then_send(h, row, queued_at + timedelta(minutes=90))
     sent_as_true(h, row, T0, queued_at)
 
 
 def test_a_held_no_crew_warning_says_how_long_then(h: Harness) -> None:
     row = queued_warning(h)  # F1 began at T0, queued at minute 3: 已停电3分钟
     queued_at = h.now
-    release_later(h, row, 90)
+    hold_then_send(h, row, queued_at + timedelta(minutes=90))
     sent_as_true(h, row, T0, queued_at)
 
 
@@ -112,14 +85,14 @@ def test_a_held_dispatch_says_how_long_then(h: Harness) -> None:
     (row,) = [m for m in h.daemon.store.messages() if m.purpose == "dispatch"]
     assert row.status == "pending"
     queued_at = h.now
-    release_later(h, row, 90)
+    hold_then_send(h, row, queued_at + timedelta(minutes=90))
     sent_as_true(h, row, T0, queued_at)
 
 
 def test_the_english_escalation_says_how_long_then(h_en: Harness) -> None:
     row = queued_escalation(h_en)
     queued_at = h_en.now
-    release_later(h_en, row, 90)
+    hold_then_send(h_en, row, queued_at + timedelta(minutes=90))
     sent_as_true(h_en, row, T0, queued_at, "Priority: ", zh=False)
 
 
