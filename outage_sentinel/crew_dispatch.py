@@ -3,9 +3,10 @@
 The crew half of :class:`outage_sentinel.lifecycle.Lifecycle`: choosing a crew (the operator's,
 or the best by service area, distance and priority, taking one off lower-priority work when
 it must), its dispatch message with the link to its page, new orders when the fault point or
-the outage's villages change, and the special-care lists the village liaisons check. Each
-step writes inside the caller's transaction; the lifecycle's operator steps, its clock checks,
-the processor and the command steps all send crews through here.
+the outage's villages change, and (through :mod:`care_lists`) the special-care lists the
+village liaisons check. Each step writes inside the caller's transaction; the lifecycle's
+operator steps, its clock checks, the processor and the command steps all send crews through
+here.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from sqlalchemy.engine import Connection
 
 from outage_sentinel import crew as crews
 from outage_sentinel import priority as prio
+from outage_sentinel.care_lists import CareLists
 from outage_sentinel.config import Config
 from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.events import parse_time
 from outage_sentinel.incidents import Incident, unexplained_areas, villages_off
-from outage_sentinel.liaison import LiaisonPlanner, individual_channels
+from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.sms_params import with_link as sms_with_link
@@ -78,10 +80,12 @@ class CrewDispatch:
     """Owns sending crews: the choice of crew (named, or chosen; preempting lower-priority
     work), the dispatch and its link, new orders (fault point corrected or moved, outage
     grown), a crew reassigned or released, the busy crews, the arrival deadline a fault is
-    held to, and the special-care lists sent with a dispatch. One per lifecycle."""
+    held to; the special-care lists sent with a dispatch are :class:`CareLists`'.
+    One per lifecycle."""
 
     def __init__(self, owner: DispatchOwner) -> None:
         self.owner = owner
+        self.care = CareLists(owner)
         # The lifecycle's steps log under its name, wherever their code lives.
         self.log = get_logger(component="lifecycle")
 
@@ -210,8 +214,8 @@ class CrewDispatch:
             "preempts": choice.preempts.incident_id if choice.preempts else None})
         c, had = choice.crew, row.get("crew_id")
         rows = self._dispatch_rows(inc, pr, self._as_told(conn, choice), deadline, area, now)
-        rows += self._care_rows(conn, inc, villages, c.name or c.id, now,
-                                retell=had is not None and had != c.id)
+        rows += self.care.rows_in(conn, inc, villages, c.name or c.id, now,
+                                 retell=had is not None and had != c.id)
         rows += self.owner.command_rows(inc, "dispatched",
                                         self.owner.render_summary(inc, crew=c.id))
         self.store.enqueue_in(conn, rows, now)
@@ -455,42 +459,6 @@ class CrewDispatch:
 
     # -- special-care lists ---------------------------------------------------------------------
 
-    def _care_rows(self, conn: Connection, inc: Incident, villages: Sequence[str],
-                   crew_label: str, now: datetime, retell: bool = False) -> list[OutboxMessage]:
-        """Village liaisons check on the special-care households of their village; the list
-        itself goes only to liaisons reached in person (a group hears the count and who holds
-        the list). Once per liaison, not once per crew sent (in a storm crews are pulled
-        between incidents many times): a group's message naming another crew not sent yet
-        is taken back for one naming ``crew_label``, and one sent already is followed by
-        one only when ``retell`` (the command centre gave the incident to another crew).
-        None goes to a recipient whose notice the command centre withdrew."""
-        lang = self.planner.renderer.language
-        individual = individual_channels(self.owner.config.channels)
-        named = self.store.care_crews_in(conn, inc.id)
-        # A notice taken back unsent holds the once-per-incident key: a new one needs its own;
-        # one the command centre withdrew is its word that the recipient gets none.
-        taken_back = self.store.taken_back_in(conn, inc.id, ("care",))
-        refused = self.store.withdrawn_by_command_in(conn, inc.id, ("care",))
-        rows: list[OutboxMessage] = []
-        for v in villages:
-            care = crews.care_list_context(self.topology, inc, v, now, self.planner.tz, lang,
-                                           self.params)
-            if not care.get("households"):
-                continue
-            for r in self.planner.care_rows(inc, v, care, individual, crew_label):
-                if r.recipient in refused:
-                    continue
-                if r.recipient not in named:
-                    rows.append(r.but(revision=inc.revision) if r.recipient in taken_back
-                                else r)
-                elif r.payload.get("crew_named") and named[r.recipient] != crew_label:
-                    taken = self.store.withdraw_pending_in(conn, inc.id, ("care",), now,
-                                                           "another crew holds the list",
-                                                           recipients=(r.recipient,))
-                    if taken or retell:
-                        rows.append(r.but(revision=inc.revision))
-        return rows
-
     def care_for_new_villages_in(self, conn: Connection, inc: Incident, now: datetime,
                                  tell_crew: bool = True) -> int:
         """A crew was sent already and the outage reached more villages (a report, a
@@ -501,8 +469,8 @@ class CrewDispatch:
         crew = self.store.crew_of_in(conn, inc.id)
         if crew is None:
             return 0
-        rows = self._care_rows(conn, inc, villages_off(inc, self.topology),
-                               self.owner.crew_label(crew), now)
+        rows = self.care.rows_in(conn, inc, villages_off(inc, self.topology),
+                                self.owner.crew_label(crew), now)
         if tell_crew:
             rows += self.dispatch_update_in(conn, inc, crew, now, "grown")
         return self.store.enqueue_in(conn, rows, now) if rows else 0
