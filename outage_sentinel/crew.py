@@ -625,11 +625,7 @@ def dispatch_context(
     part back by switching), ``start_local`` (``None``, ``start_unverified``, while
     ``clock_flagged`` when only the AMI screen's records give it:
     :func:`~outage_sentinel.liaison.checked_start`), ``etr_local``,
-    ``now_local``), priority (``priority_score``, ``priority_reasons``,
-    ``priority_summary``; ``outage_for``, how long the outage has lasted as they say it, and
-    ``outage_since``, its start: :func:`duration_true_at`; neither, and no 已停电N分钟 in
-    the reasons, while the start is to be confirmed:
-    :func:`~outage_sentinel.priority.stated_from`), crew (``crew_name``, ``crew_leader``,
+    ``now_local``), priority (:func:`_priority_context`), crew (``crew_name``, ``crew_leader``,
     ``outside_area``, ``distance_km``, ``travel_minutes``, ``eta_local``,
     ``preempts_incident``, ``preempts_priority``), deadline (``deadline_local``,
     ``area_type``, ``area_label``, ``commitment_minutes``, ``minutes_left``), where to go
@@ -641,25 +637,35 @@ def dispatch_context(
     numbers, ``households_more``).
     """
     off = crew_areas(incident)
-    # the duration as the start may be stated (none while only a flagged meter gives it)
-    said = stated_from(priority, checked_start(incident, clock_flagged), now, language)
-    hours = stated_hours(said)
     return {
         **_incident_context(topology, incident, off, now, tz, language, clock_flagged),
-        "priority_score": priority.score,
-        "priority_reasons": list(said.reasons),
-        "priority_summary": summary(said, language),
-        # how long the outage has lasted as the reasons say it, and since when, so that a
-        # message sent later says it as true then (duration_true_at); neither when the start
-        # is unverified: nothing is stated, so nothing is counted again
-        "outage_for": elapsed_words(hours, language) if hours is not None else "",
-        "outage_since": said.start.isoformat() if said.start is not None else None,
+        **_priority_context(incident, priority, now, language, clock_flagged),
         **_crew_context(choice, tz),
         **_deadline_context(deadline, area_type, now, tz, language, params),
         **_patrol_context(topology, incident, language, params),
         **_households_context(topology, off, language, params),
     }
 
+
+
+def _priority_context(incident: Incident, priority: Priority, now: datetime, language: str,
+                      clock_flagged: bool) -> dict[str, Any]:
+    """The priority keys of :func:`dispatch_context`: ``priority_score``, ``priority_reasons``
+    and ``priority_summary`` as the start may be stated (no duration while only a flagged
+    meter gives it), ``outage_for``, how long the outage has lasted as the reasons say it,
+    and ``outage_since``, since when, so that a message sent later
+    says it as true then (:func:`duration_true_at`); neither, and no 已停电N分钟 in the
+    reasons, while the start is to be confirmed (:func:`~outage_sentinel.priority.stated_from`):
+    nothing is stated, so nothing is counted again."""
+    said = stated_from(priority, checked_start(incident, clock_flagged), now, language)
+    hours = stated_hours(said)
+    return {
+        "priority_score": priority.score,
+        "priority_reasons": list(said.reasons),
+        "priority_summary": summary(said, language),
+        "outage_for": elapsed_words(hours, language) if hours is not None else "",
+        "outage_since": said.start.isoformat() if said.start is not None else None,
+    }
 
 def crew_areas(incident: Incident) -> Sequence[str]:
     """The areas a crew's orders cover: what is still off (a part restored by switching needs
@@ -1059,6 +1065,17 @@ def care_list_context(
     }
 
 
+#: The keys of :func:`dispatch_context` an escalation shows the command centre.
+ESCALATION_KEYS = (
+    "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
+    "customers", "restored_customers", "unplaced", "area_text", "start_local",
+    "start_unverified", "etr_local", "now_local",
+    "priority_score", "priority_reasons", "priority_summary", "outage_for",
+    "outage_since", "crew_id", "crew_name", "outside_area",
+    "distance_km", "travel_minutes", "eta_local", "deadline_local", "area_type",
+    "area_label", "commitment_minutes", "minutes_left", "deadline_at", "deadline_count",
+    "map_link", "map_label")
+
 def escalation_context(
     topology: Topology,
     incident: Incident,
@@ -1085,15 +1102,7 @@ def escalation_context(
     base = dispatch_context(topology, incident, priority, choice, deadline, area_type, now, tz,
                             language, params, clock_flagged)
     return {
-        **{k: base[k] for k in (
-            "incident_id", "revision", "kind", "kind_label", "cause", "feeder_label", "villages",
-            "customers", "restored_customers", "unplaced", "area_text", "start_local",
-            "start_unverified", "etr_local", "now_local",
-            "priority_score", "priority_reasons", "priority_summary", "outage_for",
-            "outage_since", "crew_id", "crew_name", "outside_area",
-            "distance_km", "travel_minutes", "eta_local", "deadline_local", "area_type",
-            "area_label", "commitment_minutes", "minutes_left", "deadline_at", "deadline_count",
-            "map_link", "map_label")},
+        **{k: base[k] for k in ESCALATION_KEYS},
         "reason": reason,
         "reason_label": _labels(REASON_LABELS, language).get(reason, reason),
         "busy": _busy_rows(topology, busy),
