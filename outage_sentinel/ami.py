@@ -159,7 +159,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -747,12 +747,10 @@ class AmiScreen:
                 if a.episode is not None and a.episode.released}
 
     def held_dark(self, areas: Iterable[str] | None = None) -> set[str]:
-        """The transformer areas (of ``areas``; ``None``: all) whose outage the screen holds
-        and has not released (rule 2: the momentary rule, a backlog's hold), with no power-on
-        since that closed it. Dark evidence all the same: an incident whose records end while
-        the screen holds them must not tell their village 恢复送电 on the records' word
-        (:func:`outage_sentinel.incidents.apply_event`, ``held``). Released outages are not
-        among them: their ``dead`` output is the incident's evidence."""
+        """The areas (of ``areas``; ``None``: all) whose outage the screen holds unreleased
+        (rule 2: the momentary rule, a backlog's hold) with no power-on since: dark all the
+        same, so a record's end must not tell their village 恢复送电 (``held`` in
+        :func:`outage_sentinel.incidents.apply_event`; released ones are ``dead`` output)."""
         wanted = self._areas if areas is None else areas
         return {tx for tx in wanted if (a := self._areas.get(tx)) is not None
                 and a.episode is not None and not a.episode.released}
@@ -1012,15 +1010,11 @@ class AmiScreen:
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready snapshot of the screening state."""
-        areas: dict[str, Any] = {}
-        for tx, a in self._areas.items():
-            areas[tx] = a.to_state()
         return {
             "version": _STATE_VERSION,
-            "areas": areas,
+            "areas": {tx: a.to_state() for tx, a in self._areas.items()},
             "last": {d: [t, a, seen] for d, (t, a, seen) in self._last.items()},
-            "singles": {m: [s.transformer, s.start, s.flagged, s.seen, s.after_area]
-                        for m, s in self._singles.items()},
+            "singles": {m: s.to_state() for m, s in self._singles.items()},
             "watermark": self._schedule.watermark,
             "clock": self.clock.to_state(),
         }
@@ -1039,16 +1033,19 @@ class AmiScreen:
                 screen._schedule.push_area(tx, ep)
             if area.closing is not None:
                 screen._schedule.push_settle(tx, area.closing)
-        for d, (t, act, *seen) in state.get("last", {}).items():
-            # Version 1 kept no seen time: the report time stands in (the old horizon's basis).
-            screen._last[d] = (float(t), "off" if act == "off" else "on",
-                               float(seen[0]) if seen else float(t))
-        for m, (tx, start, flagged, seen, *after) in state.get("singles", {}).items():
-            single = screen._singles[m] = SingleMeter(tx, float(start), bool(flagged), float(seen),
-                                                  bool(after and after[0]))
-            if not flagged:
+        screen._last = last_from_state(state.get("last", {}))
+        for m, raw in state.get("singles", {}).items():
+            single = screen._singles[m] = SingleMeter.from_state(raw)
+            if not single.flagged:
                 screen._schedule.push_single(m, single)
         wm = state.get("watermark")
         screen._schedule.watermark = float(wm) if wm is not None else None
         screen.clock = ClockOffsets.from_state(state.get("clock"))
         return screen
+
+
+def last_from_state(raw: Mapping[str, Sequence[Any]]) -> dict[str, tuple[float, Action, float]]:
+    """Each device's last report as :meth:`AmiScreen.to_state` saved it: (time, "off" or "on",
+    seen). Version 1 kept no seen time: the report time stands in (the old horizon's basis)."""
+    return {d: (float(t), "off" if act == "off" else "on", float(seen[0]) if seen else float(t))
+            for d, (t, act, *seen) in raw.items()}

@@ -13,7 +13,7 @@ area). The thresholds come from the screen's policy and registry, passed in.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -263,3 +263,13 @@ class SingleMeter:
     #: still off when its area's outage closed at ``start``: its "on" soon after is a slow
     #: report of that restoration, not a blip of its own
     after_area: bool = False
+
+    def to_state(self) -> list[Any]:
+        """A JSON-ready snapshot (:meth:`from_state` reads it back)."""
+        return [self.transformer, self.start, self.flagged, self.seen, self.after_area]
+
+    @classmethod
+    def from_state(cls, raw: Sequence[Any]) -> SingleMeter:
+        """The meter :meth:`to_state` saved (states saved before ``after_area`` lack it)."""
+        tx, start, flagged, seen, *after = raw
+        return cls(tx, float(start), bool(flagged), float(seen), bool(after and after[0]))
