@@ -249,3 +249,28 @@ def test_two_nodes_at_the_end_of_the_interval_send_the_waiting_summary_once(
         t.join()
     sent = [m for m in rig.summaries_sent() if m["purpose"] == "summary"]
     assert len(sent) == 2 and "第4版" in sent[-1]["text"]
+
+
+def test_a_superseded_summary_cannot_be_sent_again_nor_held_up_the_latest_can(
+        tmp_path: Path, store: Store, demo: Topology) -> None:
+    """The command centre cannot resend a summary the pacing replaced (it would read an old
+    state after the latest): retry, hold and withdraw are refused naming why, even forced;
+    the summary waiting for the interval is the one it may hold."""
+    from outage_sentinel.outbox_control import OutboxControl, OutboxError
+    rig = Rig(tmp_path, store, demo)
+    storm(rig, rig.areas()[:4])
+    rows = summaries(store)
+    gone = [r for r in rows if r.status == "superseded"]
+    [waiting] = [r for r in rows if r.status == "pending"]
+    assert gone
+    control = OutboxControl(store, lambda: demo)
+    for action, reason in (("retry", ""), ("hold", "核实"), ("withdraw", "核实")):
+        with pytest.raises(OutboxError, match="superseded by a later notice"):
+            control.take(action, [gone[0].id], "board:wang", rig.now, reason=reason,
+                         force=True)
+    done, problems = control.take_some("retry", [r.id for r in gone], "cli:wang", rig.now,
+                                       force=True)
+    assert not done.ids and "superseded by a later notice" in problems
+    control.take("hold", [waiting.id], "board:wang", rig.now, reason="核实")
+    assert {r.id: r.status for r in summaries(store)}[waiting.id] == "held"
+    assert all(r.status == "superseded" for r in summaries(store) if r.id in {g.id for g in gone})
