@@ -22,7 +22,8 @@ does not bring those areas back (:func:`outage_sentinel.incidents.held_off`), an
 incidents kept on by them are derived again once the screen lets one go
 (:class:`outage_sentinel.held_areas.HeldAreas`). A round that fails
 is redone one transaction per event; an event that fails :data:`MAX_PROCESSING_FAILURES`
-times is quarantined (its row stays stored: nothing accepted is lost).
+times is quarantined (its row stays stored: nothing accepted is lost), until the operator puts
+it back (``quarantine retry``) once the bug is fixed.
 
 Operator steps (``incidents restore``) enter as events of the ``operator`` source through
 :meth:`IncidentProcessor.operator_restore`, so the daemon, the CLI and the board share one path;
@@ -88,6 +89,7 @@ from outage_sentinel.region import id_part
 from outage_sentinel.revision_writer import Fold, RevisionWriter
 from outage_sentinel.round_cache import RoundCache
 from outage_sentinel.store import Store, StoredEvent
+from outage_sentinel.store.events import PROCESSING_FAILED
 from outage_sentinel.topology import Topology
 from outage_sentinel.triage import (
     STORM_KEY,
@@ -425,7 +427,11 @@ class IncidentProcessor:
 
     def _failed(self, stored: StoredEvent, exc: Exception, now: datetime) -> None:
         """Count a processing failure; after a few, quarantine the event and stop retrying
-        (the event row itself stays stored, so nothing accepted is lost)."""
+        (the event row itself stays stored, so nothing accepted is lost). Its quarantine row
+        names the event (``event_row``): once the bug is fixed the operator puts it back
+        (``quarantine retry``, :meth:`~outage_sentinel.store.events.EventStore.
+        requeue_quarantined`), and the count starts afresh — nothing retries it by itself,
+        so a bug still there cannot fail it at every restart unseen."""
         event = stored.event
         n = self.failures.get(stored.row_id, 0) + 1
         self.failures[stored.row_id] = n
@@ -435,12 +441,17 @@ class IncidentProcessor:
         try:
             with self.store.transaction() as conn:
                 self.store.quarantine_in(conn, Quarantined(
-                    event.source, f"processing failed {n} times: "
+                    event.source, f"{PROCESSING_FAILED} {n} times: "
                     f"{redact(type(exc).__name__ + ': ' + str(exc))}",
                     {"event_row": stored.row_id, **event.to_json()}), now)
                 self.store.mark_processed_in(conn, stored.row_id, None)
         except Exception:
             self.log.exception("quarantine_failed", source=event.source, event_id=event.event_id)
+            return
+        self.failures.pop(stored.row_id, None)  # processed now; put back, it tries afresh
+        self.log.error("event_quarantined", source=event.source, event_id=event.event_id,
+                       event_row=stored.row_id, failures=n,
+                       retry="outage-sentinel quarantine list; quarantine retry ID")
 
     # -- one event ------------------------------------------------------------------------------
 

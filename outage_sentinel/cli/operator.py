@@ -2,7 +2,7 @@
 
 ``incidents list|show|ack|dispatch|arrive|restore|close`` (and the corrections of
 :mod:`outage_sentinel.cli.corrections`), ``outbox list|retry``, ``silence add|list|expire``,
-``calls list``, ``quarantine list``, ``storm declare|end|status``.
+``calls list``, ``quarantine list|retry``, ``storm declare|end|status``.
 They open the same database as the daemon (SQLite in WAL mode and write transactions taken up
 front, PostgreSQL row locks), so they are safe while it runs. Steps that notify people queue
 their messages in the outbox; the running daemon delivers them.
@@ -119,10 +119,17 @@ def _add_intake_verbs(sub: Any) -> None:
                        help="only calls that could not be placed in a transformer area")
     clist.add_argument("--limit", type=int, default=50)
 
-    q = sub.add_parser("quarantine", help="payloads that failed validation")
+    q = sub.add_parser("quarantine", help="payloads that failed validation, and events "
+                                          "whose processing kept failing")
     qsub = q.add_subparsers(dest="quarantine_verb", metavar="ACTION")
     qlist = qsub.add_parser("list", help="newest first")
     qlist.add_argument("--limit", type=int, default=20)
+    qretry = qsub.add_parser("retry", help="put the stored event of a processing failure "
+                                           "back for the daemon to fold (once the bug is "
+                                           "fixed; it is quarantined again if it fails again)")
+    qretry.add_argument("ids", nargs="+", type=int, metavar="ID",
+                        help="quarantine row id (quarantine list)")
+    qretry.add_argument("--actor", help="who (default: your user name)")
 
 
 def _open_store(config: Any) -> Any:
@@ -263,6 +270,8 @@ def _on_store(store: Any, args: argparse.Namespace, verb: str, action: str,
         return _storm(store, args, tz)
     if verb == "quarantine" and action == "list":
         return _quarantine_list(store, args, tz)
+    if verb == "quarantine" and action == "retry":
+        return _quarantine_retry(store, args)
     return None
 
 
@@ -304,6 +313,30 @@ def _quarantine_list(store: Any, args: argparse.Namespace, tz: tzinfo = UTC) -> 
         print(f"{q['id']:6} {received} {q['source']:12} "
               f"{mask_phones(q['reason'])}{_again(q, tz)}\n       raw: {raw}")
     return 0
+
+
+def _quarantine_retry(store: Any, args: argparse.Namespace) -> int:
+    """``quarantine retry ID…``: each processing failure's stored event put back for the
+    daemon to fold at its next run (:meth:`~outage_sentinel.store.events.EventStore.
+    requeue_quarantined`); the others refused, saying why (exit 1). Kept in the audit trail."""
+    from outage_sentinel.lifecycle import parse_actor
+    from outage_sentinel.store.events import RequeueRefused
+
+    actor, now, refused = parse_actor(args.actor), _utcnow(), []
+    for qid in args.ids:
+        try:
+            s = store.requeue_quarantined(qid, now, actor)
+        except RequeueRefused as exc:
+            refused.append(mask_phones(str(exc)))
+            continue
+        print(f"#{qid}: re-queued {s.event.source}/{s.event.event_id} (event row {s.row_id}); "
+              "the daemon folds it at its next run, and quarantines it again if it fails again")
+    for line in refused:
+        print(f"error: {line}", file=sys.stderr)
+    corrections.audit(store, now, actor, "quarantine retry", ok=not refused,
+                      outcome="; ".join(refused) or "re-queued", asked={"ids": args.ids},
+                      target=",".join(map(str, args.ids)))
+    return EXIT_PROBLEMS if refused else 0
 
 
 def _again(row: Mapping[str, Any], tz: tzinfo) -> str:

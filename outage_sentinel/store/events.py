@@ -67,6 +67,35 @@ class IngestCounts:
 QUARANTINE_REPEAT_WINDOW = timedelta(hours=24)
 
 
+#: How the processor's quarantine reason of an event it failed to fold begins
+#: (:meth:`EventStore.requeue_quarantined` puts such an event back for processing).
+PROCESSING_FAILED = "processing failed"
+#: What the reason of a quarantine row put back says after it (when, and by whom).
+REQUEUED = "; re-queued "
+
+
+class RequeueRefused(ValueError):
+    """A quarantine row :meth:`EventStore.requeue_quarantined` does not put back, and why."""
+
+
+def failed_event(reason: str, raw: str | None) -> tuple[int, str, str] | None:
+    """The stored event a processing failure's quarantine row names — its events row, source
+    and id, as the processor kept them in the payload — or ``None`` for any other row (a
+    payload refused by validation was never stored: there is nothing to fold)."""
+    if not reason.startswith(PROCESSING_FAILED):
+        return None
+    try:
+        data = json.loads(raw or "")
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    row, source, event_id = data.get("event_row"), data.get("source"), data.get("event_id")
+    if type(row) is int and isinstance(source, str) and isinstance(event_id, str):
+        return row, source, event_id
+    return None
+
+
 #: Where in its batch a source found a bad record (``page 2: record 3``, ``orders.csv row 5``,
 #: ``line 7 item 1``): a reordered feed lists the same record at another place. A page alone
 #: (``page 2: not JSON``) is not a record's place but what failed: it stays.
@@ -309,6 +338,15 @@ def stored_event(m: Any) -> StoredEvent:
 
 
 
+def _requeue_refusal(m: Any) -> str | None:
+    """Why a quarantined event's row ``m`` is not put back (``None``: it may be)."""
+    if not m["processed"]:
+        return "its event waits to be processed already"
+    if m["incident_id"] is not None:
+        return f"its event was folded into {m['incident_id']} since"
+    return None
+
+
 class EventStore(KvStore):
     """The ``events`` and ``quarantine`` tables."""
 
@@ -473,6 +511,40 @@ class EventStore(KvStore):
         """:meth:`quarantine_in` in a transaction of its own; whether a row was added."""
         with self.transaction() as conn:
             return self.quarantine_in(conn, q, now)
+
+    def requeue_quarantined(self, quarantine_id: int, now: datetime, actor: str
+                            ) -> StoredEvent:
+        """Put the stored event of a processing failure's quarantine row back for processing
+        (``quarantine retry``): a bug fixed since, the daemon folds it at its next run. The
+        row's reason then says when and by whom (:data:`REQUEUED`); failing again, the event
+        is quarantined again into the same row (``repeats``), its reason the failure's.
+        Refused (:class:`RequeueRefused`, naming why) for a row of another region or none, a
+        payload refused by validation, an event gone, waiting already, folded into an
+        incident, or put back already from this row. Returns the event put back."""
+        with self.transaction() as conn:
+            q = conn.execute(select(quarantine_t.c.reason, quarantine_t.c.raw).where(
+                self.in_region(quarantine_t), quarantine_t.c.id == quarantine_id)).mappings().first()
+            if q is None:
+                raise RequeueRefused(f"#{quarantine_id}: no quarantined payload of this id")
+            named = failed_event(q["reason"], q["raw"])
+            if named is None:
+                raise RequeueRefused(f"#{quarantine_id}: not a processing failure (the payload "
+                                     "was refused as it came: fix the source, it sends it again)")
+            if REQUEUED in q["reason"]:
+                raise RequeueRefused(f"#{quarantine_id}: re-queued already "
+                                     f"({q['reason'].split(REQUEUED, 1)[1]})")
+            m = conn.execute(select(events_t).where(
+                self.in_region(events_t), events_t.c.id == named[0],
+                events_t.c.source == named[1], events_t.c.event_id == named[2])).first()
+            refusal = None if m is None else _requeue_refusal(m._mapping)
+            if m is None or refusal is not None:
+                raise RequeueRefused(f"#{quarantine_id}: {refusal or 'its event is gone'}")
+            conn.execute(update(events_t).where(events_t.c.id == named[0])
+                         .values(processed=False))
+            stamp = now.astimezone(UTC).isoformat(timespec="seconds")
+            conn.execute(update(quarantine_t).where(quarantine_t.c.id == quarantine_id).values(
+                reason=storable_text(f"{q['reason']}{REQUEUED}{stamp} by {actor}")))
+            return stored_event(m._mapping)
 
     def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
