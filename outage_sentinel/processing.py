@@ -13,17 +13,21 @@ notices, outbox rows, row, log steps and crew steps, and the faults queued for a
 batch is in — is :class:`outage_sentinel.revision_writer.RevisionWriter`.
 
 A new fault incident takes in, in that same transaction, the trouble calls of its line that came
-before it within the correlation window and joined no incident (:meth:`_earlier_calls`): they
-count as the calls after it do.
+before it within the correlation window and joined no incident
+(:class:`outage_sentinel.earlier_calls.EarlierCalls`): they count as the calls after it do. A
+report arriving after the outage it is about was over goes where
+:mod:`outage_sentinel.late_reports` says (an incident restored a little while ago, a closed-out
+incident's log, or a new incident timed when it arrived).
 
 AMI reports are handed to the screen (:class:`ObservationScreen`) instead. What the screen
 holds dark and has not released (:class:`HeldDark`) is asked for each batch: a record's end
 does not bring those areas back (:func:`outage_sentinel.incidents.held_off`), and the
 incidents kept on by them are derived again once the screen lets one go
 (:class:`outage_sentinel.held_areas.HeldAreas`). A round that fails
-is redone one transaction per event; an event that fails :data:`MAX_PROCESSING_FAILURES`
-times is quarantined (its row stays stored: nothing accepted is lost), until the operator puts
-it back (``quarantine retry``) once the bug is fixed.
+is redone one transaction per event; an event that fails
+:data:`~outage_sentinel.failures.MAX_PROCESSING_FAILURES` times is quarantined
+(:class:`outage_sentinel.failures.ProcessingFailures`; its row stays stored: nothing accepted
+is lost), until the operator puts it back (``quarantine retry``) once the bug is fixed.
 
 Operator steps (``incidents restore``) enter as events of the ``operator`` source through
 :meth:`IncidentProcessor.operator_restore`, so the daemon, the CLI and the board share one path;
@@ -46,6 +50,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.config import Config
+from outage_sentinel.earlier_calls import EarlierCalls
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import (
     LEFT_LIST,
@@ -55,6 +60,7 @@ from outage_sentinel.events import (
     parse_time,
     split_list,
 )
+from outage_sentinel.failures import ProcessingFailures
 from outage_sentinel.held_areas import HeldAreas, HeldDark
 from outage_sentinel.incidents import (
     FIELD_SOURCE,
@@ -69,6 +75,12 @@ from outage_sentinel.incidents import (
     member_of,
     outages_reported,
     resolve_event,
+)
+from outage_sentinel.late_reports import (
+    LateReports,
+    confirming_incident,
+    lagging_incident,
+    stamped_after_closeout,
 )
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.lifecycle import (
@@ -89,10 +101,10 @@ from outage_sentinel.region import id_part
 from outage_sentinel.revision_writer import Fold, RevisionWriter
 from outage_sentinel.round_cache import RoundCache
 from outage_sentinel.store import Store, StoredEvent
-from outage_sentinel.store.events import PROCESSING_FAILED
 from outage_sentinel.topology import Topology
 from outage_sentinel.triage import (
     STORM_KEY,
+    Triage,
     continued_records,
     explaining_outage,
     planned_transformers,
@@ -103,8 +115,6 @@ from outage_sentinel.triage import (
     unknown_references_reason,
 )
 
-#: Give up processing an event after this many failures (it is quarantined, not lost).
-MAX_PROCESSING_FAILURES = 3
 #: Stored events fetched per processing round (AMI reports are screened a round at a time).
 BATCH = 5000
 #: Non-observation events folded into incidents per transaction (a failure redoes the round
@@ -167,135 +177,6 @@ def left_list(stored: StoredEvent) -> dict[str, datetime]:
     return {f"{stored.event.source}|{i}": stored.received_at for i in ids if isinstance(i, str)}
 
 
-def _iso_or_none(at: datetime | None) -> str | None:
-    return at.isoformat() if at is not None else None
-
-
-def late_report(event: OutageEvent) -> bool:
-    """Whether ``event`` is a source's report of areas off that may come in after the outage
-    it is about was over (:func:`lagging_incident`): an outage system's record or the meters'
-    report (a backlog uploaded late). A liaison's 仍停电 after the end and the command
-    centre's word are news of now, not a late report of then."""
-    if event.status != "active":
-        return False
-    return event.signal == "notice" or (
-        event.signal == "dead" and event.source not in (FIELD_SOURCE, OPERATOR_SOURCE))
-
-
-def lagging_incident(store: Store, conn: Connection, event: OutageEvent, resolved: Resolved,
-                     now: datetime, window: timedelta) -> Incident | None:
-    """The incident restored a little while ago (within ``window``) that a late report
-    (:func:`late_report`: an outage system's record, the meters' report) is about: its areas,
-    and an outage that began before the incident ended. Folded into it, decided by time as
-    inside an open incident: a report of an outage that began before a restoration step does
-    not undo it (on its own it opened a new incident and told the villages the power was off
-    again while every meter said it was on); one that nothing says came back after it began
-    (the meters: dark since 08:02, still; the incident ended at 08:30 on its records' end)
-    takes the incident on again, and its villages told 恢复送电 hear the correction (on its
-    own it was a new outage, told as news, timed before the power back they had read)."""
-    areas = set(resolved.transformers)
-    if not late_report(event) or not areas:
-        return None
-    for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
-                                    status="restored", ended_after=now - window):
-        prev = Incident.from_json(row["state"])
-        if (prev.stage != "closed" and prev.end is not None and event.start < prev.end
-                and areas <= set(prev.estimate.transformers)):
-            return prev
-    return None
-
-
-def closed_over(store: Store, conn: Connection, event: OutageEvent, resolved: Resolved
-                ) -> Incident | None:
-    """The closed-out incident that counted ``event``'s areas back after the moment ``event``
-    says they went off: the village was told its power came back inside the span the
-    report's stamp claims. A close-out's record is final (:func:`lagging_incident` leaves it
-    alone), so the report is news of now, not of then (:func:`stamped_after_closeout`)."""
-    areas = set(resolved.transformers)
-    if event.signal == "call" or event.status == "cancelled" or not areas:
-        return None
-    for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
-                                    status="restored", ended_after=event.start):
-        prev = Incident.from_json(row["state"])
-        if (prev.stage == "closed" and prev.end is not None and event.start < prev.end
-                and areas & set(prev.estimate.transformers)):
-            return prev
-    return None
-
-
-def stamped_after_closeout(store: Store, conn: Connection, event: OutageEvent,
-                           resolved: Resolved, current: Incident | None, received: datetime
-                           ) -> OutageEvent:
-    """``event`` as the outage it reports is told: a late report of areas off (the meters:
-    dark since 02:02, no power back yet) stamped before the end of a closed-out incident that
-    counted them back is timed when it arrived (``received``), its stamp kept in ``raw``
-    (``stamped_start``). Timed by its stamp, the new outage was told to a village as begun an
-    hour ago, inside the span it had been told its power was back. A later revision of the
-    record keeps the time its first one was given."""
-    key = f"{event.source}|{event.event_id}"
-    known = current.members.get(key) if current is not None else None
-    if known is None and (current is not None or not late_report(event)):
-        return event
-    if known is not None and known.start <= event.start:
-        return event
-    closed = closed_over(store, conn, event, resolved)
-    if closed is None:
-        return event
-    at = known.start if known is not None else max(received, event.start)
-    return replace(event, start=at, raw={**event.raw, "stamped_start": event.start.isoformat(),
-                                         "closed_incident": closed.id})
-
-
-def finished_within_closeout(store: Store, conn: Connection, event: OutageEvent,
-                             resolved: Resolved, window: timedelta) -> Incident | None:
-    """The closed-out incident a late report of an outage already over (off 02:01, on 02:29)
-    fell inside: its areas, begun after the incident began (less ``window``) and before it
-    ended. Recorded in that incident's log, never folded in (a close-out's record is final)
-    and never told to a village (it is over); dropped, no incident had it at all."""
-    areas = set(resolved.transformers)
-    if (event.status != "restored" or event.end is None or not event.start < event.end
-            or event.signal == "call" or not areas):
-        return None
-    for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
-                                    status="restored", ended_after=event.start):
-        prev = Incident.from_json(row["state"])
-        if (prev.stage == "closed" and prev.end is not None
-                and prev.start - window <= event.start < prev.end
-                and areas <= set(prev.estimate.transformers)):
-            return prev
-    return None
-
-
-def confirming_incident(store: Store, conn: Connection, event: OutageEvent,
-                        resolved: Resolved, now: datetime, window: timedelta
-                        ) -> Incident | None:
-    """The incident restored a little while ago (within ``window``) that counted an area
-    back with no evidence (:attr:`Incident.unconfirmed`) which ``event``, a restoration
-    signal (a meter's power-restore), now says is back: folded into it, it confirms the
-    area; on its own it was evidence of nothing."""
-    areas = set(resolved.transformers)
-    if event.status == "active" or event.signal not in ("alive", "dead") or not areas:
-        return None
-    for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
-                                    status="restored", ended_after=now - window):
-        prev = Incident.from_json(row["state"])
-        if prev.stage != "closed" and areas & set(prev.unconfirmed):
-            return prev
-    return None
-
-
-def called_after_return(call: OutageEvent, placed: Resolved, outage: Resolved,
-                        back: Sequence[tuple[frozenset[str], datetime]]) -> bool:
-    """Whether ``call`` is about an outage already over: placed after an incident counted its
-    areas back (``back``: areas, when), and about none of the areas of the new ``outage``
-    (「早上停电了」: had the area gone dark again, it would be the new outage's caller). Never
-    when the new outage names no area (a device alone tripped: its calls are what places it)."""
-    areas = set(placed.transformers)
-    if not areas or not outage.transformers or areas & set(outage.transformers):
-        return False
-    return any(areas <= restored and at <= call.start for restored, at in back)
-
-
 class IncidentProcessor:
     """Folds stored events into incidents; one per process, shared by every actor. Owns the
     batches and rounds (failures retried, then quarantined), each event's reading (resolve,
@@ -321,7 +202,8 @@ class IncidentProcessor:
         self.window = timedelta(minutes=config.correlation.window_minutes)
         self.etr_step = timedelta(minutes=config.notify.etr_update_minutes)
         self.log = get_logger(component="processor")
-        self.failures: dict[int, int] = {}
+        #: events whose processing failed, counted until quarantined
+        self.failures = ProcessingFailures(store, metrics, self.log)
         self.use_topology(topology, planner)
         self.writer = RevisionWriter(self)
 
@@ -334,6 +216,10 @@ class IncidentProcessor:
         self.protective = {f: n for f, n in devices_per_feeder(topology).items()
                            if feeders is None or f in feeders}
         self.protective_total = sum(self.protective.values())
+        #: late reports' log steps, and the calls a new incident takes in from before it
+        self.late = LateReports(self.store, topology, self.window)
+        self.earlier = EarlierCalls(self.store, topology, self.window, timedelta(
+            minutes=self.config.lifecycle.reopen_window_minutes))
 
     def run_once(self, now: datetime) -> ProcessReport:
         """Fold every stored, unprocessed event into incidents."""
@@ -355,8 +241,7 @@ class IncidentProcessor:
         done = 0
         while True:
             fetched = self.store.unprocessed_events(BATCH)
-            batch = [s for s in fetched
-                     if self.failures.get(s.row_id, 0) < MAX_PROCESSING_FAILURES]
+            batch = self.failures.due(fetched)
             progress = self._screen_observations(batch, now)
             rest = endings_last([s for s in batch if not self._is_observation(s.event)])
             self.held.start_batch(rest)
@@ -383,7 +268,7 @@ class IncidentProcessor:
         except Exception as exc:
             self.log.exception("ami_screening_failed", reports=len(observations))
             for s in observations:
-                self._failed(s, exc, now)
+                self.failures.failed(s, exc, now)
             return 0
 
     def _process_round(self, chunk: list[StoredEvent], now: datetime,
@@ -409,7 +294,7 @@ class IncidentProcessor:
                              error=redact(repr(exc)), retry="one transaction per event")
             return sum(self._process_one(s, now, leaving) for s in chunk)
         for stored in chunk:
-            self.failures.pop(stored.row_id, None)
+            self.failures.clear(stored)
         return len(chunk)
 
     def _process_one(self, stored: StoredEvent, now: datetime,
@@ -417,41 +302,13 @@ class IncidentProcessor:
         try:
             with self.store.transaction() as conn:
                 self._apply(conn, stored, RoundCache(self.store), now, leaving)
-            self.failures.pop(stored.row_id, None)
+            self.failures.clear(stored)
             return True
         except Exception as exc:
             self.log.exception("processing_failed", source=stored.event.source,
                                event_id=stored.event.event_id)
-            self._failed(stored, exc, now)
+            self.failures.failed(stored, exc, now)
             return False
-
-    def _failed(self, stored: StoredEvent, exc: Exception, now: datetime) -> None:
-        """Count a processing failure; after a few, quarantine the event and stop retrying
-        (the event row itself stays stored, so nothing accepted is lost). Its quarantine row
-        names the event (``event_row``): once the bug is fixed the operator puts it back
-        (``quarantine retry``, :meth:`~outage_sentinel.store.events.EventStore.
-        requeue_quarantined`), and the count starts afresh — nothing retries it by itself,
-        so a bug still there cannot fail it at every restart unseen."""
-        event = stored.event
-        n = self.failures.get(stored.row_id, 0) + 1
-        self.failures[stored.row_id] = n
-        self.metrics.processing_errors.inc()
-        if n < MAX_PROCESSING_FAILURES:
-            return
-        try:
-            with self.store.transaction() as conn:
-                self.store.quarantine_in(conn, Quarantined(
-                    event.source, f"{PROCESSING_FAILED} {n} times: "
-                    f"{redact(type(exc).__name__ + ': ' + str(exc))}",
-                    {"event_row": stored.row_id, **event.to_json()}), now)
-                self.store.mark_processed_in(conn, stored.row_id, None)
-        except Exception:
-            self.log.exception("quarantine_failed", source=event.source, event_id=event.event_id)
-            return
-        self.failures.pop(stored.row_id, None)  # processed now; put back, it tries afresh
-        self.log.error("event_quarantined", source=event.source, event_id=event.event_id,
-                       event_row=stored.row_id, failures=n,
-                       retry="outage-sentinel quarantine list; quarantine retry ID")
 
     # -- one event ------------------------------------------------------------------------------
 
@@ -501,20 +358,10 @@ class IncidentProcessor:
         event = stamped_after_closeout(self.store, conn, event, resolved, current,
                                        stored.received_at)
         planned = planned_transformers(rnd.open_planned(conn), now)
-        decision = triage(current, event, resolved, planned)
-        host = (explaining_outage(rnd.open_planned(conn), event, resolved, now)
-                if decision.action == "explained" else None)
-        if host is not None:
-            log.info("explained_by_planned_outage", incident_id=host.id, joined=True,
-                     transformers=list(resolved.transformers))
-            current, decision = host, triage(host, event, resolved, planned)
-        elif decision.action == "explained":
-            # Inside several works but no one of them: no one work explains it (a record was
-            # dropped here, and its villages heard 恢复送电 when the works ended).
-            decision = triage(current, event, resolved, frozenset())
+        current, decision = self._triaged(conn, rnd, current, event, resolved, planned, log, now)
         if decision.action != "incident":
             self.store.mark_processed_in(conn, stored.row_id, None)
-            if self._late_for_closeout(conn, event, resolved, log, now):
+            if self.late.closed_out_in(conn, event, resolved, log, now):
                 return None
             if decision.action == "explained":
                 log.info("explained_by_planned_outage", transformers=list(resolved.transformers))
@@ -524,41 +371,31 @@ class IncidentProcessor:
         if decision.unplaced:
             log.warning("event_unlocatable", area_text=event.area_text,
                         reason="no known transformer area or device", action="command_centre")
-        calls = self._earlier_calls(conn, event, resolved, now) if current is None else ()
+        calls = self.earlier.calls_in(conn, event, resolved, now) if current is None else ()
         supersedes = continued_records(current, event, resolved, leaving) if current else ()
         fold = Fold(event, resolved, rnd, now, planned, decision.unplaced, calls, supersedes)
         after = self._revise(conn, current, fold)
-        self._note_stamp(conn, current, after, event, now)
+        self.late.note_stamp_in(conn, current, after, event, now)
         self._answered_elsewhere(conn, after, fold)
         self.store.mark_processed_in(conn, stored.row_id, after.id)
         return after.id
 
-    def _late_for_closeout(self, conn: Connection, event: OutageEvent, resolved: Resolved,
-                           log: Any, now: datetime) -> bool:
-        """Record a late report of an outage over, inside a closed-out incident
-        (:func:`finished_within_closeout`), in that incident's log; True if it was."""
-        closed = finished_within_closeout(self.store, conn, event, resolved, self.window)
-        if closed is None:
-            return False
-        self.store.log_in(conn, closed.id, now, "late_report", f"source:{event.source}", "", {
-            "event_id": event.event_id, "transformers": list(resolved.transformers),
-            "start": event.start.isoformat(), "end": _iso_or_none(event.end),
-            "customers": self.topology.customers_of(resolved.transformers)})
-        log.info("late_report_after_closeout", incident_id=closed.id,
+    def _triaged(self, conn: Connection, rnd: RoundCache, current: Incident | None,
+                 event: OutageEvent, resolved: Resolved, planned: frozenset[str], log: Any,
+                 now: datetime) -> tuple[Incident | None, Triage]:
+        """The incident ``event`` goes to and what to do with it (:func:`triage`): one planned
+        work it falls inside takes it (:func:`explaining_outage`); inside several works but
+        no one of them, no one work explains it (a record was dropped here, and its villages
+        heard 恢复送电 when the works ended)."""
+        decision = triage(current, event, resolved, planned)
+        if decision.action != "explained":
+            return current, decision
+        host = explaining_outage(rnd.open_planned(conn), event, resolved, now)
+        if host is None:
+            return current, triage(current, event, resolved, frozenset())
+        log.info("explained_by_planned_outage", incident_id=host.id, joined=True,
                  transformers=list(resolved.transformers))
-        return True
-
-    def _note_stamp(self, conn: Connection, current: Incident | None, after: Incident,
-                    event: OutageEvent, now: datetime) -> None:
-        """Log, on the incident a late report opened, the stamp it was not timed by
-        (:func:`stamped_after_closeout`) and the closed-out incident it fell inside."""
-        stamp = event.raw.get("stamped_start")
-        if current is not None or not stamp:
-            return
-        self.store.log_in(conn, after.id, now, "late_stamp", f"source:{event.source}", "", {
-            "event_id": event.event_id, "stamped_start": stamp,
-            "closed_incident": event.raw.get("closed_incident")})
-
+        return host, triage(host, event, resolved, planned)
 
     def _say_unresolved(self, conn: Connection, stored: StoredEvent, resolved: Resolved,
                         log: Any, now: datetime) -> None:
@@ -568,44 +405,13 @@ class IncidentProcessor:
         source."""
         if resolved.unknown:
             log.warning("unknown_references", refs=list(resolved.unknown))
-            self._quarantine_unknown(conn, stored, resolved.unknown, now)
+            event = stored.event  # kept for the operator (quarantine list) with the reason
+            self.store.quarantine_in(conn, Quarantined(
+                event.source, unknown_references_reason(event, resolved.unknown),
+                dict(event.raw) or {"event_row": stored.row_id, **event.to_json()}), now)
         if resolved.set_aside:
             log.warning("call_references_disagree", placed=list(resolved.transformers),
                         set_aside=list(resolved.set_aside))
-
-    def _earlier_calls(self, conn: Connection, event: OutageEvent, resolved: Resolved,
-                       now: datetime) -> tuple[tuple[StoredEvent, Resolved], ...]:
-        """The trouble calls an incident ``event`` opens takes in: calls processed before it
-        that joined no incident, placed on its line, within the correlation window of its
-        start: those that, had they come after, :func:`correlate` would have put in it. Not
-        for planned work (a call is never its evidence), nor a line nobody could place, nor a
-        call about an outage already over (:func:`called_after_return`)."""
-        if incident_class(event.kind) != "unplanned" or resolved.feeder is None:
-            return ()
-        reopen = timedelta(minutes=self.config.lifecycle.reopen_window_minutes)
-        back = self._areas_back_on(conn, resolved.feeder, event.start - self.window - reopen)
-        out: list[tuple[StoredEvent, Resolved]] = []
-        for stored in self.store.unattached_calls_in(conn, event.start - self.window,
-                                                     now + self.window):
-            placed = resolve_event(self.topology, stored.event)
-            if placed.feeder == resolved.feeder and incident_class(stored.event.kind) \
-                    == "unplanned" and not called_after_return(stored.event, placed, resolved,
-                                                               back):
-                out.append((stored, placed))
-        return tuple(out)
-
-    def _areas_back_on(self, conn: Connection, feeder: str, since: datetime
-                       ) -> list[tuple[frozenset[str], datetime]]:
-        """The areas of ``feeder``'s incidents restored since ``since`` (a call is about its
-        outage that long after it, ``lifecycle.reopen_window_minutes``, at most), each with
-        when they came back."""
-        out = []
-        for row in self.store.load_incidents(conn=conn, open_only=False, feeder=feeder,
-                                             status="restored", ended_after=since):
-            prev = Incident.from_json(row["state"])
-            if prev.end is not None:
-                out.append((frozenset(prev.estimate.transformers), prev.end))
-        return out
 
     def _estimated(self, conn: Connection, current: Incident | None, f: Fold) -> Incident:
         """The incident after the event (estimate and revision; nothing written yet)."""
@@ -643,15 +449,6 @@ class IncidentProcessor:
         """Villages of ``inc``'s scope with an area still off in another open incident
         (:meth:`RevisionWriter.dark_elsewhere`)."""
         return self.writer.dark_elsewhere(conn, inc, now, rnd)
-
-    def _quarantine_unknown(self, conn: Connection, stored: StoredEvent, refs: tuple[str, ...],
-                            now: datetime) -> None:
-        """Keep a record naming unknown lines/areas for the operator (``quarantine list``) with
-        the reason; what did resolve is still processed."""
-        event = stored.event
-        self.store.quarantine_in(conn, Quarantined(
-            event.source, unknown_references_reason(event, refs),
-            dict(event.raw) or {"event_row": stored.row_id, **event.to_json()}), now)
 
     # -- operator steps -------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from outage_sentinel.earlier_calls import called_after_return
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.incidents import Resolved
-from outage_sentinel.processing import called_after_return
 
 BACK = [(frozenset({"T-A", "T-B"}), datetime(2026, 3, 1, 9, 0, tzinfo=UTC))]
 

@@ -28,9 +28,9 @@ from outage_sentinel.assembly import Core, build_core
 from outage_sentinel.config import Config, load_config
 from outage_sentinel.estimation import default_estimator
 from outage_sentinel.events import OutageEvent, PollResult, Quarantined
+from outage_sentinel.failures import MAX_PROCESSING_FAILURES
 from outage_sentinel.incidents import Estimate, Evidence
 from outage_sentinel.metrics import Metrics
-from outage_sentinel.processing import MAX_PROCESSING_FAILURES
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology, load_bundle
 from tests.e2e_helpers import ROOT, make_config

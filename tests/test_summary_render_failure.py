@@ -98,7 +98,7 @@ def assert_revision_written(rig: Rig) -> str:
     store = rig.store
     assert store.unprocessed_events() == []
     assert store.quarantined() == []
-    assert rig.core.processor.failures == {}
+    assert rig.core.processor.failures.counts == {}
     (row,) = store.load_incidents(open_only=True)
     village_rows = [m for m in rig.rows("outage", "liaison")
                     if m.recipient.startswith(f"village:{VILLAGE}:")]
