@@ -5,8 +5,8 @@ after the incident that had them counted them back. Where it belongs is decided 
 of the processor's loop: folded into an incident restored a little while ago
 (:func:`lagging_incident`, :func:`confirming_incident`), timed when it arrived when its stamp
 falls inside a closed-out incident's span (:func:`stamped_after_closeout`), or, an outage
-already over inside a closed-out incident, recorded in that incident's log and told to
-nobody (:func:`finished_within_closeout`). :class:`LateReports` writes those log steps
+already over inside an ended incident, recorded in that incident's log and told to nobody
+(:func:`finished_within_ended`). :class:`LateReports` writes those log steps
 (``late_report``, ``late_stamp``) inside the processor's transaction.
 """
 
@@ -99,12 +99,13 @@ def stamped_after_closeout(store: Store, conn: Connection, event: OutageEvent,
                                          "closed_incident": closed.id})
 
 
-def finished_within_closeout(store: Store, conn: Connection, event: OutageEvent,
-                             resolved: Resolved, window: timedelta) -> Incident | None:
-    """The closed-out incident a late report of an outage already over (off 02:01, on 02:29)
-    fell inside: its areas, begun after the incident began (less ``window``) and before it
-    ended. Recorded in that incident's log, never folded in (a close-out's record is final)
-    and never told to a village (it is over); dropped, no incident had it at all."""
+def finished_within_ended(store: Store, conn: Connection, event: OutageEvent,
+                          resolved: Resolved, window: timedelta) -> Incident | None:
+    """The ended incident (restored, closed out or not) a late report of an outage already
+    over (off 02:01, on 02:29) fell inside: its areas, begun after the incident began (less
+    ``window``) and before it ended. Recorded in that incident's log, never folded in (a
+    close-out's record is final, and the outage it reports is over) and never told to a
+    village; dropped, no incident had it at all."""
     areas = set(resolved.transformers)
     if (event.status != "restored" or event.end is None or not event.start < event.end
             or event.signal == "call" or not areas):
@@ -112,8 +113,7 @@ def finished_within_closeout(store: Store, conn: Connection, event: OutageEvent,
     for row in store.load_incidents(conn=conn, open_only=False, feeder=resolved.feeder,
                                     status="restored", ended_after=event.start):
         prev = Incident.from_json(row["state"])
-        if (prev.stage == "closed" and prev.end is not None
-                and prev.start - window <= event.start < prev.end
+        if (prev.end is not None and prev.start - window <= event.start < prev.end
                 and areas <= set(prev.estimate.transformers)):
             return prev
     return None
@@ -139,17 +139,17 @@ def confirming_incident(store: Store, conn: Connection, event: OutageEvent,
 
 class LateReports:
     """The log steps of late reports, in the processor's transaction: an outage already over
-    inside a closed-out incident (``late_report``), and the stamp a new incident was not timed
+    inside an ended incident (``late_report``), and the stamp a new incident was not timed
     by (``late_stamp``)."""
 
     def __init__(self, store: Store, topology: Topology, window: timedelta) -> None:
         self.store, self.topology, self.window = store, topology, window
 
-    def closed_out_in(self, conn: Connection, event: OutageEvent, resolved: Resolved,
-                      log: Any, now: datetime) -> bool:
-        """Record a late report of an outage over, inside a closed-out incident
-        (:func:`finished_within_closeout`), in that incident's log; True if it was."""
-        closed = finished_within_closeout(self.store, conn, event, resolved, self.window)
+    def finished_in(self, conn: Connection, event: OutageEvent, resolved: Resolved,
+                    log: Any, now: datetime) -> bool:
+        """Record a late report of an outage over, inside an ended incident
+        (:func:`finished_within_ended`), in that incident's log; True if it was."""
+        closed = finished_within_ended(self.store, conn, event, resolved, self.window)
         if closed is None:
             return False
         self.store.log_in(conn, closed.id, now, "late_report", f"source:{event.source}", "", {

@@ -16,7 +16,7 @@ A new fault incident takes in, in that same transaction, the trouble calls of it
 before it within the correlation window and joined no incident
 (:class:`outage_sentinel.earlier_calls.EarlierCalls`): they count as the calls after it do. A
 report arriving after the outage it is about was over goes where
-:mod:`outage_sentinel.late_reports` says (an incident restored a little while ago, a closed-out
+:mod:`outage_sentinel.late_reports` says (an incident restored a little while ago, an ended
 incident's log, or a new incident timed when it arrived).
 
 AMI reports are handed to the screen (:class:`ObservationScreen`) instead. What the screen
@@ -361,7 +361,7 @@ class IncidentProcessor:
         current, decision = self._triaged(conn, rnd, current, event, resolved, planned, log, now)
         if decision.action != "incident":
             self.store.mark_processed_in(conn, stored.row_id, None)
-            if self.late.closed_out_in(conn, event, resolved, log, now):
+            if self.late.finished_in(conn, event, resolved, log, now):
                 return None
             if decision.action == "explained":
                 log.info("explained_by_planned_outage", transformers=list(resolved.transformers))

@@ -84,3 +84,24 @@ def test_meters_dark_since_before_the_closeout_open_a_new_outage_timed_by_arriva
     rig.feed(back, meter("M2", AREAS[1], "restored", stamp, back), source="meters")
     (new,) = [i for i in rig.incidents() if i.id != iid]
     assert new.start == arrived and new.status == "restored"
+
+
+def test_a_finished_late_outage_is_recorded_against_a_restored_incident_not_closed_yet(
+        tmp_path: Path, store: Store, demo: Topology) -> None:
+    """The same late report before the close-out: the incident is restored, not closed; the
+    outage it reports is over inside its span. It was dropped (no incident had it at all)."""
+    rig = Rig(tmp_path, store, demo)
+    rig.feed(NOW, rec("R1", "active", NOW))
+    end = NOW + timedelta(minutes=30)
+    rig.feed(end, rec("R1", "restored", NOW, end))
+    (inc,) = rig.incidents()
+    assert inc.status == "restored" and inc.stage != "closed"
+    outages, restored = rig.told(VILLAGE, "outage"), rig.told(VILLAGE, "restored")
+    late = NOW + timedelta(minutes=50)
+    rig.feed(late, meter("M1", AREAS[0], "restored", NOW + timedelta(minutes=1),
+                         NOW + timedelta(minutes=29)), source="meters")
+    assert [i.id for i in rig.incidents()] == [inc.id]
+    logged = [e for e in store.incident_log(inc.id) if e["stage"] == "late_report"]
+    assert len(logged) == 1 and logged[0]["details"]["transformers"] == [AREAS[0]]
+    assert rig.told(VILLAGE, "outage") == outages
+    assert rig.told(VILLAGE, "restored") == restored
