@@ -735,6 +735,13 @@ class NotifyConfig(Strict):
     #: A village is sent an update when its expected restoration time moves at least this much
     #: from the one it was last told (or appears or disappears).
     etr_update_minutes: float = Field(default=15.0, ge=0, le=MAX_MINUTES)
+    #: A village's update whose only news is that its expected restoration time is no longer
+    #: known (the record that gave it ended or was withdrawn; nothing else changed for the
+    #: village) waits this long: its 恢复送电, or any other news of it, within the hold
+    #: supersedes it (a record's end is often the power coming back a poll later, and the
+    #: meters' power-on is a restoration only ``ami_screen.restore_settle_seconds`` after it:
+    #: the default covers that and a poll); else it goes at the end of the hold. 0: at once.
+    void_etr_hold_seconds: float = Field(default=360.0, ge=0, le=MAX_SECONDS)
     #: Per audience (liaison, crew, command), local hours in which only fault notices go out;
     #: the rest wait until the window ends, e.g. ``{liaison: "22:00-07:00"}``.
     quiet_hours: dict[Literal["liaison", "crew", "command"],

@@ -135,6 +135,19 @@ def individual_channels(channels: Mapping[str, ChannelConfig]) -> dict[str, str]
             if c.type in INDIVIDUAL_CHANNEL_TYPES and c.enabled}
 
 
+class BlankText(ValueError):
+    """A template rendered no text: sent, it is an empty message to a person."""
+
+
+def nonblank(text: str) -> str:
+    """``text`` stripped, or :class:`BlankText` when nothing is left: an override whose
+    conditions leave nothing out (``{% if false %}…``) is a failed template, not a notice."""
+    out = text.strip()
+    if not out:
+        raise BlankText("the template rendered no text")
+    return out
+
+
 class Renderer:
     """Jinja2 templates, built-in under ``outage_sentinel/templates``, overridable by a directory.
 
@@ -178,7 +191,7 @@ class Renderer:
         override = self.override_path(name)
         if override is not None:
             try:
-                return self.env.get_template(file).render(**context).strip()
+                return nonblank(self.env.get_template(file).render(**context))
             except Exception as exc:  # any failure of operator input: fall back, say so
                 failure = TemplateFailure(name, _where(exc, str(override)),
                                           _error_text(exc), _incident_of(context))
@@ -200,7 +213,7 @@ class Renderer:
         out = []
         for env, label in envs:
             try:
-                env.get_template(file).render(**context)
+                nonblank(env.get_template(file).render(**context))
             except Exception as exc:
                 out.append(f"{_where(exc, label)}: {_error_text(exc)}")
         return out
@@ -304,6 +317,35 @@ def told_devices(incident: Incident, village_id: str, topology: Topology) -> tup
     if village_id in incident.told_devices:
         return tuple(incident.told_devices[village_id])
     return village_devices(incident, village_id, topology)
+
+
+#: The payload key of a village's update whose only news is that its expected restoration
+#: time is no longer known (:func:`etr_void_only`). Queued with ``notify.void_etr_hold_seconds``
+#: on, it waits that long, marked :data:`~outage_sentinel.outgoing.LATEST_ONLY`: a later
+#: notice of its chain that says the village's state (its 恢复送电, another update) supersedes
+#: it (:func:`outage_sentinel.ordering.held_superseded`). A record's end is often the power
+#: coming back a poll later; "恢复时间待定" just before it tells people to expect a long wait.
+VOID_ETR = "void_etr"
+
+
+def etr_void_only(previous: Incident | None, incident: Incident, village_id: str,
+                  topology: Topology) -> bool:
+    """Whether an update of ``incident`` to ``village_id`` tells it nothing but that its
+    expected restoration time is no longer known, against ``previous`` (the incident as the
+    village was told it): it was told a time the records gave (not the command centre's: one
+    the command centre clears is its deliberate word), none stands now, and its areas, start,
+    kind and cause are as it was told. A time told that has passed (原预计…恢复，已超时) is no
+    exception: it goes void the same way, with the record that gave it."""
+    if previous is None or previous.etr_set is not None or incident.etr_set is not None:
+        return False
+    told = previous.told_etr.get(village_id, previous.etr)
+    if told is None or village_etr(incident, village_id, topology) is not None:
+        return False
+    added, removed = village_scope_change(previous, incident, village_id, topology)
+    said = [(village_start(i, village_id, topology), announced_kind(i),
+             village_cause(i, village_records(i, village_id, topology)))
+            for i in (previous, incident)]
+    return not (added or removed) and said[0] == said[1]
 
 
 #: The source of the AMI screen's area outage records (member keys ``ami|…``:
@@ -499,7 +541,11 @@ class LiaisonPlanner:
             if notice.purpose in COMMAND_ONLY_PURPOSES:
                 continue  # a withdrawn inference is the command centre's business only
             for village_id in notice.villages:
-                out.extend(self._village_rows(incident, notice, village_id, now, previous))
+                rows = self._village_rows(incident, notice, village_id, now, previous)
+                if notice.purpose == "update" and etr_void_only(previous, incident, village_id,
+                                                                self.topology):
+                    rows = [r.but(payload={**r.payload, VOID_ETR: True}) for r in rows]
+                out.extend(rows)
         return out
 
     def _village_rows(self, incident: Incident, notice: Notice, village_id: str, now: datetime,

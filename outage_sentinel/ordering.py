@@ -22,6 +22,13 @@ an escalation or a step goes at once. A storm's 60 revisions in two minutes reac
 group as 60 messages a line apart; staff mute such a group, and then miss the one that
 matters.
 
+A village's update whose only news is that its expected restoration time is no longer known
+(:data:`~outage_sentinel.liaison.VOID_ETR`, held ``notify.void_etr_hold_seconds`` when queued)
+is latest-only the same way: while it waits it holds up nothing of its chain, and a later
+off- or back-notice of its chain standing (the village's 恢复送电, an update with news)
+supersedes it (:func:`held_superseded`): the record's end was followed by the power coming
+back, or by news the later notice says with the rest.
+
 The rule is read from the outbox on every delivery run, so it holds across the workers of the
 (channel, target) groups, across nodes and across restarts.
 
@@ -169,6 +176,29 @@ def summaries_superseded(rows: Iterable[Queued], latest_only: Collection[int]
     return out
 
 
+def held_superseded(rows: Iterable[Queued], latest_only: Collection[int]) -> dict[int, int]:
+    """Pending off-notices of which only the latest matters (their ids in ``latest_only``: a
+    village's update held for its void expected restoration time) with a later off- or
+    back-notice standing in their chain: id -> the latest such message's id, which says the
+    village's state since. A care list or a progress notice says no state: it does not."""
+    if not latest_only:
+        return {}
+    by_chain: dict[Chain, list[Queued]] = {}
+    for r in rows:
+        by_chain.setdefault(chain_of(r), []).append(r)
+    out: dict[int, int] = {}
+    for chain in by_chain.values():
+        newest: int | None = None
+        for r in sorted(chain, key=lambda r: r.id, reverse=True):
+            if (r.id in latest_only and r.status == "pending" and is_off_notice(r.purpose)
+                    and newest is not None):
+                out[r.id] = newest
+            elif newest is None and r.status in STANDING and (
+                    is_off_notice(r.purpose) or r.purpose in BACK_PURPOSES):
+                newest = r.id
+    return out
+
+
 def summary_state(payload: Mapping[str, Any] | None) -> State:
     """A command-centre message's incident state as its params state it."""
     params = (payload or {}).get("params")
@@ -192,15 +222,17 @@ def order(due: Sequence[Queued], chains: Iterable[Queued],
           latest_only: Collection[int] = ()) -> Order:
     """Which of ``due`` (one run's batch) may go now, given every row of their chains
     (``chains``: the outbox's rows of those (incident, recipient) pairs, any status) and
-    the ids of those of which only the latest matters (``latest_only``: summaries).
+    the ids of those of which only the latest matters (``latest_only``: summaries, and the
+    villages' updates held for a void expected restoration time).
 
     A due message is ready when every earlier unsettled message of its chain is ready too:
     the chain's leading run of due messages goes, in id order, and the job sending them stops
-    a chain at its first message not confirmed (see :class:`ChainGate`). A pending summary
-    of ``latest_only`` holds up nothing: it says a state, and waits for its interval on
-    purpose."""
+    a chain at its first message not confirmed (see :class:`ChainGate`). A pending message
+    of ``latest_only`` holds up nothing: it says a state, and waits (for its interval, its
+    hold) on purpose."""
     rows = list(chains)
-    gone = {**superseded_by(rows), **summaries_superseded(rows, latest_only)}
+    gone = {**superseded_by(rows), **summaries_superseded(rows, latest_only),
+            **held_superseded(rows, latest_only)}
     due_ids = {r.id for r in due} - gone.keys()
     wanted = {chain_of(r) for r in due}
     blocked_from: dict[Chain, int] = {}

@@ -23,9 +23,11 @@ AUDIENCES: tuple[Audience, ...] = ("liaison", "command", "crew")
 OUTBOX_STATUSES = ("pending", "inflight", "sent", "dead", "silenced", "withdrawn", "superseded",
                    "held")
 #: The payload key of a message of which only the latest matters (a command-centre summary of
-#: an incident, paced by ``command_centre.summary_min_interval_seconds``): one not sent yet is
-#: superseded by a later whole summary of its incident to the same recipient, and while it
-#: waits it holds up nothing else of that chain (:mod:`outage_sentinel.ordering`).
+#: an incident, paced by ``command_centre.summary_min_interval_seconds``, or a village's update
+#: held for its void expected restoration time, ``notify.void_etr_hold_seconds``): one not
+#: sent yet is superseded by a later message of its chain that says the state since (a whole
+#: summary; the village's 恢复送电 or update), and while it waits it holds up nothing else of
+#: that chain (:mod:`outage_sentinel.ordering`).
 LATEST_ONLY = "latest_only"
 #: The largest id a stored row (a message, a silence) may have: a signed 64-bit integer, what
 #: the databases' drivers take.

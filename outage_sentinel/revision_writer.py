@@ -52,7 +52,7 @@ from outage_sentinel.incidents import (
     villages_of_scope,
     villages_off,
 )
-from outage_sentinel.liaison import LiaisonPlanner, Renderer, TemplateFailure
+from outage_sentinel.liaison import VOID_ETR, LiaisonPlanner, Renderer, TemplateFailure
 from outage_sentinel.lifecycle import WAITING_STAGES, Lifecycle, incident_columns
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.ordering import (
@@ -176,6 +176,8 @@ class OwedNotices:
 
     def __init__(self, owner: RevisionOwner, log: Any) -> None:
         self.owner, self.store, self.log = owner, owner.store, log
+        #: Queues the rows: a village's update of a void expected restoration time held.
+        self.queue = PacedSummaries(owner.store, owner.config, log)
 
     def before(self, conn: Connection, current: Incident | None, after: Incident,
                f: Fold) -> tuple[str, ...]:
@@ -252,7 +254,7 @@ class OwedNotices:
                 self.log.info("notices_gathered", incident_id=said.id, village=o.village,
                               purpose=o.purpose, revisions=list(o.revisions),
                               said=said.revision, sent=news)
-        return self.store.enqueue_in(conn, rows, now) if rows else 0
+        return self.queue.enqueue_in(conn, rows, now) if rows else 0
 
 
 class PacedSummaries:
@@ -270,17 +272,43 @@ class PacedSummaries:
     revision's transaction: a restart, or another node taking the lead, reads it from there,
     and the deliverer's claims keep it sent once. The command centre's steps, dispatches and
     escalations are purposes of their own and are never paced. Interval 0: every summary
-    goes at once, as before."""
+    goes at once, as before.
+
+    A village's update whose only news is that its expected restoration time is no longer
+    known (:data:`~outage_sentinel.liaison.VOID_ETR`) is held the same way, for
+    ``notify.void_etr_hold_seconds`` (:meth:`hold_in`)."""
 
     def __init__(self, store: Store, config: Config, log: Any) -> None:
         self.store, self.config, self.log = store, config, log
 
     def enqueue_in(self, conn: Connection, rows: list[OutboxMessage], now: datetime) -> int:
-        """Queue ``rows``, the summaries among them paced; returns how many were added."""
+        """Queue ``rows``, the summaries among them paced and the villages' updates of a void
+        expected restoration time held; returns how many were added."""
         interval = timedelta(seconds=self.config.command_centre.summary_min_interval_seconds)
+        hold = timedelta(seconds=self.config.notify.void_etr_hold_seconds)
         paced = [r for r in rows if r.purpose == SUMMARY and interval]
-        added = self.store.enqueue_in(conn, [r for r in rows if r not in paced], now)
-        return added + sum(self.queue_in(conn, r, now, interval) for r in paced)
+        held = [r for r in rows if hold and r.payload.get(VOID_ETR)]
+        added = self.store.enqueue_in(conn, [r for r in rows if r not in paced + held], now)
+        return (added + sum(self.queue_in(conn, r, now, interval) for r in paced)
+                + sum(self.hold_in(conn, r, now, now + hold) for r in held))
+
+    def hold_in(self, conn: Connection, row: OutboxMessage, now: datetime, due: datetime
+                ) -> int:
+        """Queue a village's update whose only news is that its expected restoration time is
+        no longer known (the record that gave it ended): of which only the latest matters,
+        due at ``due``. Its 恢复送电, or an update with news, queued meanwhile supersedes it
+        when delivered (:func:`~outage_sentinel.ordering.held_superseded`): a record's end is
+        often the power coming back a poll later. Returns 1, or 0 when it was queued already."""
+        row = row.but(payload={**row.payload, LATEST_ONLY: True})
+        row_id = self.store.enqueue_one_in(conn, row, now)
+        if row_id is None:
+            return 0
+        self.store.wait_in(conn, row_id, due, (
+            "held: its only news is that the expected restoration time is no longer known; "
+            "the village's restoration or other news before then supersedes it"))
+        self.log.info("void_etr_held", incident_id=row.incident_id, revision=row.revision,
+                      village=row.payload.get("village"), due=due.isoformat())
+        return 1
 
     def queue_in(self, conn: Connection, row: OutboxMessage, now: datetime,
                  interval: timedelta) -> int:
