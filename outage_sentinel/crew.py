@@ -1001,6 +1001,28 @@ def orders_cover(covered: Collection[str], devices: Sequence[str]) -> bool:
     return all(d in covered for d in devices)
 
 
+def may_redirect(topology: Topology, before: Incident, inc: Incident) -> bool:
+    """Whether the revision ``before`` → ``inc`` may send its crew new orders at all: the
+    outage on, the crew on its way (not on site), a fault point named and either moved or
+    more areas back, no area a source reported off left out of it, and the point, inferred,
+    sure enough (:data:`REDIRECT_MIN`)."""
+    est = inc.estimate
+    if (inc.status != "active" or inc.crew_progress != "dispatched" or not est.devices
+            or (set(est.devices) == set(before.estimate.devices)
+                and set(inc.restored) == set(before.restored))
+            or unexplained_areas(topology, inc)):
+        return False
+    sure = certainty(topology, inc)
+    return sure["basis"] != "inferred" or (sure["probability"] or 0.0) >= REDIRECT_MIN
+
+def named_back(topology: Topology, inc: Incident, named: Sequence[str]) -> list[str]:
+    """The devices of ``named`` (those a crew's orders named operated) no longer ``inc``'s
+    fault point with none of the areas still off below them (:func:`crew_areas`): the crew
+    would patrol a branch back on supply."""
+    off = crew_areas(inc)
+    return [d for d in named if d not in inc.estimate.devices and d in topology.pos
+            and not any(t in topology.pos and topology.is_downstream(t, d) for t in off)]
+
 def dispatch_params(ctx: Mapping[str, Any], language: str = "zh") -> dict[str, Any]:
     """``payload["params"]`` of a crew dispatch, from its :func:`dispatch_context`: the
     digest's facts (feeder, villages, households, kind, priority), the SMS template purpose

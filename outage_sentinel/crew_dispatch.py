@@ -24,7 +24,7 @@ from outage_sentinel.care_lists import CareLists
 from outage_sentinel.config import Config
 from outage_sentinel.crew_notices import CrewNotices
 from outage_sentinel.events import parse_time
-from outage_sentinel.incidents import Incident, unexplained_areas, villages_off
+from outage_sentinel.incidents import Incident, villages_off
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
@@ -380,8 +380,10 @@ class CrewDispatch:
             payload={"mentions": [c.phone] if c.phone else [], "crew": c.id,
                      "params": params, "field_links": links,
                      # what these orders have the crew look at (a later estimate beyond it
-                     # gets new orders: crews.orders_cover)
-                     "covers": crews.orders_covered(ctx)},
+                     # gets new orders: crews.orders_cover), and the devices they name
+                     # operated (one whose areas all came back since: new orders too)
+                     "covers": crews.orders_covered(ctx),
+                     "operated": list(inc.estimate.devices)},
         )]
 
     def dispatch_update_in(self, conn: Connection, inc: Incident, crew_id: str | None,
@@ -433,22 +435,22 @@ class CrewDispatch:
     def redirect_in(self, conn: Connection, before: Incident, inc: Incident,
                     now: datetime) -> int:
         """The crew on its way gets new orders when the fault point moved where its orders do
-        not lead it (more reports, a part restored by switching, a device reported operated):
+        not lead it (more reports, a part restored by switching, a device reported operated),
+        or its orders name operated a device no longer the fault point whose areas are all
+        back (:func:`crew.named_back`: a fuse of a reclose whose branch came back a poll later):
         not for a near-tie, whose orders name the close alternative, not when the new point
         leaves out an area a source reported off, nor once the crew is on site. Returns the
         rows queued."""
         est = inc.estimate
-        if (inc.status != "active" or inc.crew_progress != "dispatched" or not est.devices
-                or set(est.devices) == set(before.estimate.devices)
-                or unexplained_areas(self.topology, inc)):
-            return 0
-        sure = crews.certainty(self.topology, inc)
-        if sure["basis"] == "inferred" and (sure["probability"] or 0.0) < crews.REDIRECT_MIN:
+        moved = set(est.devices) != set(before.estimate.devices)
+        if not crews.may_redirect(self.topology, before, inc):
             return 0
         crew = self.store.crew_of_in(conn, inc.id)
         sent = self.store.last_payload_in(conn, inc.id, "dispatch", f"crew:{crew}") \
             if crew else None
-        if not sent or "covers" not in sent or crews.orders_cover(sent["covers"], est.devices):
+        if not sent or "covers" not in sent or (
+                (not moved or crews.orders_cover(sent["covers"], est.devices))
+                and not crews.named_back(self.topology, inc, sent.get("operated") or ())):
             return 0
         self.store.log_in(conn, inc.id, now, "note", "daemon",
                           "new orders to the crew: the fault point moved",

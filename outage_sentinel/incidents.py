@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import weakref
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -925,7 +925,7 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
     kind = _worst_kind(m.kind for m in notices)
     estimate, scope, corrected, device_set, restored = _where_off(
         incident, members, active, topology, estimator,
-        planned if incident_class(kind) == "unplanned" else frozenset(), kind)
+        planned if incident_class(kind) == "unplanned" else frozenset(), kind, held)
     restored, kept = held_off(incident, estimate, restored, held)
     status, end, restored = _status_after(incident, members, reporting, active, estimate,
                                           restored, now, bool(kept))
@@ -973,16 +973,18 @@ def recorded_etr(incident: Incident) -> datetime | None:
 
 def _where_off(incident: Incident, members: dict[str, Member], active: Sequence[Member],
                topology: Topology, estimator: Estimator, planned: frozenset[str],
-               kind: Kind = "fault"
+               kind: Kind = "fault", held: frozenset[str] = frozenset()
                ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...], dict[str, datetime]]:
     """The estimate, scope, standing corrections and fault point set of ``incident`` (of
     ``kind``) with its records ``members`` (re-estimated only while a record is open:
-    :func:`_rescoped`), and the areas back so far, with when (:func:`_restored_so_far`)."""
+    :func:`_rescoped`), and the areas back so far, with when (:func:`_restored_so_far`).
+    ``held``: areas the AMI screen holds off (:func:`held_off`)."""
     scope = dict(incident.scope) or {t: "reported" for t in incident.estimate.transformers}
     restored = _restored_so_far(incident, members, active, scope)
     if active:
         estimate, scope, corrected, device_set = _rescoped(
-            incident, members, active, scope, restored, topology, estimator, planned, kind)
+            incident, members, active, scope, restored, topology, estimator, planned, kind,
+            held)
     else:
         estimate, corrected, device_set = incident.estimate, incident, incident.device_set
     return estimate, scope, corrected, device_set, restored
@@ -1150,7 +1152,8 @@ def _folded_members(incident: Incident, member: Member, joined: Iterable[Member]
 
 def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequence[Member],
               scope: dict[str, str], restored: Mapping[str, datetime], topology: Topology,
-              estimator: Estimator, planned: frozenset[str], kind: Kind = "fault"
+              estimator: Estimator, planned: frozenset[str], kind: Kind = "fault",
+              held: frozenset[str] = frozenset()
               ) -> tuple[Estimate, dict[str, str], Incident, tuple[str, ...]]:
     """The estimate and scope of an incident (of ``kind``) with open records, the incident
     with the command centre's exclusions that still stand (:func:`readmit_named_anew`), and
@@ -1158,16 +1161,17 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
     explained by planned work in force (for a fault incident). Planned or temporary work
     takes on by inference only the areas below a device its records name
     (:func:`work_areas`): the localiser's fault point is shown to the command centre, never
-    announced to villages as the work's."""
+    announced to villages as the work's. The areas back are evidence as
+    :func:`estimated_past_restoration` says; ``held``: areas the AMI screen holds off."""
     corrected = readmit_named_anew(incident, members.values())
     ev = checked_evidence(evidence_of(members.values()), corrected.excluded)
-    # Restoration steps ("restore first, repair after": switching brings parts back before
-    # the fault is repaired) say nothing about where the fault is, so the estimator still
-    # sees those areas as dead. Areas of a record that ended are no evidence at all.
+    # Areas a restoration step brought back are no evidence of where the fault is, unless
+    # the device named is re-energised: :func:`estimated_past_restoration`.
     steps = restoration_signals(members.values())
-    gone = frozenset(t for t in restored if t in steps)
-    estimate = estimator(topology, replace(ev, dead=ev.dead | gone, alive=ev.alive - gone,
-                                           planned=planned))
+    estimate = estimated_past_restoration(
+        topology, estimator, replace(ev, planned=planned),
+        frozenset(t for t in restored if t in steps),
+        frozenset(t for t in restored if t not in held))
     told_back = set(incident.restored_villages)
     inferred = [t for t in estimate.transformers
                 if (t in scope or topology.nodes[t].village not in told_back)
@@ -1182,6 +1186,58 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
     if device_set:
         estimate = with_devices(topology, estimate, device_set)
     return steady(incident.estimate, estimate), scope, corrected, device_set
+
+
+def estimated_past_restoration(topology: Topology, estimator: Estimator, ev: Evidence,
+                               gone: frozenset[str], back: frozenset[str]) -> Estimate:
+    """The estimate of the evidence ``ev`` of an incident some of whose areas are ``back``
+    on supply on evidence (none the AMI screen holds off), ``gone`` those a restoration step
+    brought back.
+
+    "Restore first, repair after": switching brings parts back before the fault is repaired
+    (a tie transfer, an isolating switch opened), so the areas a step brought back say
+    nothing of where the fault is and the estimator still sees them dead; the areas of a
+    record that ended are no evidence at all. Not once a device the estimate names is
+    re-energised (:func:`reclosed_devices`: its own section all back): closed again with its
+    own areas on supply, it has no permanent fault there, and the areas back below it are
+    alive; the fault is below a device still open (a reclosed breaker with two fuses' areas
+    dark: the fuses). A record naming the device operated is no longer taken for it open.
+    Fed round the fault, its own section stays dark: it stays the fault point; so it does
+    when nothing still dark is left to place a fault below it (all back, a record still
+    open: what operated is all there is to name)."""
+    estimate = estimator(topology, replace(ev, dead=ev.dead | gone, alive=ev.alive - gone))
+    reclosed = reclosed_devices(topology, estimate.devices, back)
+    if not reclosed:
+        return estimate
+    fed = frozenset(t for t in back if t in topology.pos
+                    and any(topology.is_downstream(t, d) for d in reclosed))
+    below = estimator(topology, replace(
+        ev, dead=(ev.dead | gone) - fed, alive=(ev.alive - gone) | fed,
+        open_devices=ev.open_devices - frozenset(reclosed)))
+    return below if below.devices else estimate
+
+
+def own_section(topology: Topology, device: str) -> tuple[str, ...]:
+    """The areas of ``device``'s own section: those whose nearest protective device above
+    them is ``device`` (none for a device not protective, or not in ``topology``)."""
+    if device not in topology.pos:
+        return ()
+    return tuple(t for t in topology.downstream_transformers(device)
+                 if topology.protective_upstream(t) == device)
+
+
+def reclosed_devices(topology: Topology, devices: Iterable[str], back: Collection[str]
+                     ) -> tuple[str, ...]:
+    """The ``devices`` re-energised: each with an own section (:func:`own_section`) every
+    area of which is ``back`` on supply. A device with no area of its own says nothing."""
+    if not back:
+        return ()
+    out = []
+    for d in devices:
+        own = own_section(topology, d)
+        if own and all(t in back for t in own):
+            out.append(d)
+    return tuple(out)
 
 
 def work_areas(topology: Topology, kind: Kind, active: Iterable[Member], area: str) -> bool:
