@@ -245,12 +245,17 @@ class CommandSteps:
         language = self.lifecycle.planner.renderer.language
         return corrections.NO_AREA_LEFT.get(language, corrections.NO_AREA_LEFT["en"])
 
-    def cancel(self, incident_id: str, reason: str, actor: str) -> Incident:
-        """Cancel a false alarm: everyone told hears it is cancelled."""
+    def cancel(self, incident_id: str, reason: str, actor: str,
+               false_alarm: bool | None = None) -> Incident:
+        """Cancel the incident: everyone told hears it is cancelled. ``false_alarm``: the
+        operator's word that no supply was lost (``incidents cancel --false-alarm``; False: a
+        cancel for another reason, a duplicate work order, the areas a source saw off still
+        off), kept in the step's details for the reports; ``None`` keeps none (the reports
+        read the reason's words, as for steps stored before the flag)."""
         check_texts(incident=incident_id, reason=reason, actor=actor)
         return self._correct(incident_id, actor, reason, "cancelled",
                              lambda _, inc, now: corrections.cancel_incident(inc, reason, now),
-                             {"reason": reason})
+                             {"reason": reason, **_said("false_alarm", false_alarm)})
 
     def remove(self, incident_id: str, refs: str, actor: str, note: str = "") -> Incident:
         """Take areas (ids, names, or villages) out of the scope; their villages hear it
@@ -287,11 +292,16 @@ class CommandSteps:
                           {"transformers": readmitted})
         return self._still_off(inc, "add", "scope_added", areas, actor, note)
 
-    def reopen(self, incident_id: str, refs: str | None, actor: str, note: str = "") -> Incident:
+    def reopen(self, incident_id: str, refs: str | None, actor: str, note: str = "",
+               again: bool | None = None) -> Incident:
         """Areas recorded back that are still off (a mistaken restoration, or supply lost
         again): off again in the same incident, as an operator report that a later report of
         the same restoration does not undo; their villages hear they are off (saying they
-        were told otherwise). All areas back unless ``refs`` names some."""
+        were told otherwise). All areas back unless ``refs`` names some. ``again``: the
+        operator's word that supply was lost again after a real return (``incidents reopen
+        --again``: another spell off in the reports; False: the restoration was a mistake,
+        the outage carried on), kept in the step's details; ``None`` keeps none (the reports
+        read the note's words, as for steps stored before the flag)."""
         check_texts(incident=incident_id, transformers=refs, actor=actor, note=note)
         inc = self.processor.incident(incident_id)
         if inc.stage in ("closed", "cancelled"):
@@ -305,19 +315,22 @@ class CommandSteps:
             named = ", ".join(self.topology.nodes[t].name or t for t in back[:10]) or "none"
             raise LifecycleError(f"{', '.join(stray) or 'no area'}: not recorded back in "
                                  f"{incident_id} (back: {named})")
-        return self._still_off(inc, "reopen", "restoration_undone", areas, actor, note)
+        return self._still_off(inc, "reopen", "restoration_undone", areas, actor, note,
+                               _said("again", again))
 
     def _still_off(self, inc: Incident, verb: str, step: str, areas: list[str], actor: str,
-                   note: str) -> Incident:
+                   note: str, said: dict[str, Any] | None = None) -> Incident:
         """The operator's report that ``areas`` of ``inc`` are off (folded in as any source's
-        report; it stands until a restoration after it), logged as ``step``."""
+        report; it stands until a restoration after it), logged as ``step`` (its details the
+        areas, and what else the step ``said``)."""
         now = self.clock()
         self.processor.report_with(OutageEvent(
             source=OPERATOR_SOURCE, event_id=f"{inc.id}:{verb}:{now.isoformat()}",
             kind=inc.kind, status="active", signal="dead", start=now,
             transformers=tuple(areas),  # the note is words, not a scope (see operator_restore)
             raw={"incident_id": inc.id, "actor": actor, "note": note}), now,
-            self._logged(now, step, actor, note, {"transformers": areas}, inc.id))
+            self._logged(now, step, actor, note, {"transformers": areas, **(said or {})},
+                         inc.id))
         return self.processor.incident(inc.id)
 
     def open(self, actor: str, *, feeder: str | None, transformers: str | None,
@@ -439,6 +452,11 @@ def restored_by_record(inc: Incident) -> str:
         return OPERATOR_SOURCE
     last = max(ended, key=lambda m: m.end or m.seen_at)
     return last.key.split("|", 1)[0]
+
+
+def _said(key: str, flag: bool | None) -> dict[str, bool]:
+    """A step's explicit yes or no as its details keep it: nothing when it said neither."""
+    return {} if flag is None else {key: bool(flag)}
 
 
 def _iso(value: datetime | None) -> str | None:

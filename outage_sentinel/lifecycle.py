@@ -161,15 +161,20 @@ def close_refused(inc: Incident, topology: Topology, unconfirmed_ok: bool, amend
 
 
 def close_details(cause_category: str, found: Sequence[str], inc: Incident,
-                  before: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The close-out step's details: the cause, the devices ``found`` (a correction of the
-    close-out ``before`` keeps its devices when none are given again), the areas still
-    unconfirmed."""
+                  before: Mapping[str, Any] | None, not_fed: Sequence[str] = ()
+                  ) -> dict[str, Any]:
+    """The close-out step's details: the cause, the devices ``found`` and the areas confirmed
+    off they do not feed (``not_fed``, kept on the operator's word: :func:`unfed_areas`; a
+    correction of the close-out ``before`` keeps both when no device is given again), the
+    areas still unconfirmed."""
     details: dict[str, Any] = {"cause_category": cause_category}
     if found:
         details["device"], details["devices"] = found[0], list(found)
+        if not_fed:
+            details["not_fed"] = list(not_fed)
     elif before:
-        details.update({k: before[k] for k in ("device", "devices") if k in before})
+        details.update({k: before[k] for k in ("device", "devices", "not_fed")
+                        if k in before})
     if before is not None:
         details["amended"] = True
     if inc.unconfirmed:
@@ -197,6 +202,50 @@ def confirmed_devices(topology: Topology, text: str, inc: Incident | None = None
         if nodes[0] not in out:
             out.append(nodes[0])
     return out
+
+
+def unfed_areas(topology: Topology, inc: Incident, devices: Sequence[str]) -> list[str]:
+    """The areas ``inc`` confirmed off (:attr:`Incident.confirmed`: a source reported them
+    off, not inferred, not taken out) that none of ``devices`` feeds: a close-out naming only
+    those would teach the localiser's history a case that never happened (several devices,
+    a double fault, feed them together). Areas the topology no longer places (renamed,
+    unenergised) are not held against them. None when no device is given."""
+    if not devices:
+        return []
+    placed = [t for t in inc.confirmed if t in topology.pos
+              and topology.tin[topology.pos[t]] >= 0]
+    return [t for t in placed if not any(topology.is_downstream(t, d) for d in devices)]
+
+
+def close_unfed(topology: Topology, inc: Incident, found: Sequence[str],
+                before: Mapping[str, Any] | None, anyway: bool, log: Any) -> list[str]:
+    """The areas confirmed off a close-out's devices ``found`` do not feed
+    (:func:`unfed_areas`), taken on the operator's word (``anyway``: logged
+    ``close_device_not_feeding``), else a :class:`LifecycleError` naming them. A correction
+    of the close-out ``before`` naming its devices again keeps its word on them (a cause
+    corrected alone is not refused again)."""
+    if before and found and list(found) == list(before.get("devices") or ()):
+        return list(before.get("not_fed") or ())
+    not_fed = unfed_areas(topology, inc, found)
+    if not_fed and not anyway:
+        raise LifecycleError(unfed_message(topology, inc, found, not_fed))
+    if not_fed:
+        log.warning("close_device_not_feeding", incident_id=inc.id, devices=list(found),
+                    areas=not_fed)
+    return not_fed
+
+
+def unfed_message(topology: Topology, inc: Incident, devices: Sequence[str],
+                  not_fed: Sequence[str]) -> str:
+    """Why a close-out naming ``devices`` is refused: the areas confirmed off they do not
+    feed, named (:func:`unfed_areas`), and how to close anyway."""
+    shown = "、".join(f"{d}（{topology.nodes[d].name}）" if topology.nodes[d].name else d
+                     for d in devices)
+    areas = "、".join(area_names(topology, not_fed[:10])) + (" …" if len(not_fed) > 10 else "")
+    return (f"{inc.id}: 设备{shown}不在台区{areas}的上游 / {', '.join(devices)} does not feed "
+            f"{len(not_fed)} area(s) {inc.id} confirmed off ({areas}); name the device(s) "
+            "above them too (a double fault: each one), or, if the crew found it so, close "
+            "with --device-anyway (the board: 设备不符也销号)")
 
 
 def incident_device_tests(topology: Topology, inc: Incident) -> tuple[Callable[[str], bool], ...]:
@@ -392,10 +441,8 @@ class Lifecycle:
 
     def crew_label(self, crew_id: str | None) -> str:
         """``抢修一班`` for a crew of the bundle, its id otherwise ('' for none)."""
-        if crew_id is None:
-            return ""
         crew = next((c for c in self.topology.crews if c.id == crew_id), None)
-        return (crew.name or crew_id) if crew is not None else crew_id
+        return (crew.name or crew.id) if crew is not None else (crew_id or "")
 
     def save_in(self, conn: Connection, inc: Incident, now: datetime, **extra: Any) -> None:
         self.store.save_incident_in(conn, incident_columns(inc, now, **extra))
@@ -471,27 +518,26 @@ class Lifecycle:
 
     def close(self, incident_id: str, actor: str, cause_category: str, note: str = "",
               device: str | None = None, unconfirmed_ok: bool = False,
-              amend: bool = False) -> Incident:
-        """Close out (销号) a restored or cancelled incident with its cause category and, if the
-        crews confirmed them, the devices that operated (``device``: one id or several
-        separated by commas or spaces; the localiser learns from these). One with areas back
-        unconfirmed is closed only on the operator's ``unconfirmed_ok`` (the log lists them).
-        A close-out is corrected by closing again with ``amend``: the latest word counts, for
-        the reports and for the localiser's history (:func:`close_refused`); devices not given
-        again stay as the close-out named them."""
+              amend: bool = False, device_anyway: bool = False) -> Incident:
+        """Close out (销号) a restored or cancelled incident with its cause category and the
+        devices the crews confirmed operated (``device``: ids separated by commas or spaces;
+        the localiser learns from these), which must feed every area it confirmed off unless
+        ``device_anyway`` (:func:`close_unfed`). One with areas back unconfirmed is closed only
+        on ``unconfirmed_ok``. A close-out is corrected by closing again with ``amend``
+        (:func:`close_refused`): the latest word counts; devices not given again stay."""
         now = self.clock()
         if not cause_category:
             raise StepInputError("closing needs a cause category (--cause)")
         with self.store.transaction() as conn:
             inc, row = self.load_in(conn, incident_id)
-            # a device name several share means the one this incident points at
             found = confirmed_devices(self.topology, device or "", inc)
             if why := close_refused(inc, self.topology, unconfirmed_ok, amend):
                 raise LifecycleError(why)
             amended = inc.stage == "closed"
-            details = close_details(cause_category, found, inc, (
-                self.store.last_log_details_in(conn, inc.id, "closed") or {}) if amended
-                else None)
+            before = (self.store.last_log_details_in(conn, inc.id, "closed") or {}) if amended \
+                else None
+            not_fed = close_unfed(self.topology, inc, found, before, device_anyway, self.log)
+            details = close_details(cause_category, found, inc, before, not_fed)
             inc = replace(inc, stage="closed")
             self.save_in(conn, inc, now, cause_category=cause_category,
                          **({} if amended else {"closed_at": now}))

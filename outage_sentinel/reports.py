@@ -22,8 +22,9 @@ start: never off). An area is off in one or more spells:
   ``details["transformers"]`` lists it; a step without a transformer list restores every area
   still off; an operator's ``restoration_undone`` step listing it (``incidents reopen``: still
   off) undoes the restoration — it never happened, the spell goes on — unless the meters saw
-  the area back (:meth:`_AreaSpells._seen_back`) or the step's note says supply was lost
-  again (:data:`LOST_AGAIN_WORDS`): then another spell starts; an area back that a record
+  the area back (:meth:`_AreaSpells._seen_back`) or the step says supply was lost again
+  (``incidents reopen --again``, ``details["again"]``; a step stored before that flag, by
+  its note's words, :data:`LOST_AGAIN_WORDS`): then another spell starts; an area back that a record
   begun since says is off again is off again from that record's start (the time it was back
   is not counted), until a restoration step lists it or, while the incident is on and its
   state counts it off, on (with no such record, when it went off again is not known: off on
@@ -38,9 +39,11 @@ start: never off). An area is off in one or more spells:
 * a **cancelled** incident is off at most until it was cancelled (its first ``cancelled`` log
   entry, else its last update); one cancelled before it started was no interruption at all;
   one the command centre cancelled (``incidents cancel`` keeps a reason) counts only the
-  areas a source saw off (:func:`seen_off`), and nothing when the reason says it was a false
-  alarm (:data:`FALSE_ALARM_WORDS`) or every area it counts was off at once in an incident
-  not cancelled (a duplicate, :func:`_without_duplicates`);
+  areas a source saw off (:func:`seen_off`), and nothing when the step says it was a false
+  alarm (``incidents cancel --false-alarm``, ``details["false_alarm"]`` of its ``cancelled``
+  step; a step stored before that flag, by its reason's words, :data:`FALSE_ALARM_WORDS`) or
+  every area it counts was off at once in an incident not cancelled (a duplicate,
+  :func:`_without_duplicates`);
 
 and every interval is clipped to ``[start, min(end, now))`` of the report, so planned outages
 still in the future count 0 (work not begun by ``now`` is no interruption yet, nor still
@@ -125,12 +128,14 @@ MOMENTARY = timedelta(minutes=3)
 #: ``incidents reopen``; an outage only they reported, cancelled, was never seen off.
 WORD_SOURCES = frozenset({OPERATOR_SOURCE, FIELD_SOURCE})
 #: Words of an ``incidents reopen`` note saying supply was lost again after a real return (a
-#: re-trip), not that the restoration recorded was wrong (误恢复, 仍停电: still off).
+#: re-trip), not that the restoration recorded was wrong (误恢复, 仍停电: still off). Read only
+#: for steps stored before ``--again`` was kept in their details (:func:`lost_again`).
 LOST_AGAIN_WORDS = ("又跳", "再次", "又停", "重新停", "复跳", "重合", "again", "re-trip",
                     "retrip", "tripped")
 #: Words of an ``incidents cancel`` reason saying no supply was lost (误报: the reports were
 #: false, a customer's own breaker): nothing of the outage counts. Any other reason (a
-#: duplicate ticket, merged into another) is no proof the power stayed on.
+#: duplicate ticket, merged into another) is no proof the power stayed on. Read only for
+#: steps stored before ``--false-alarm`` was kept in their details (:func:`false_alarm`).
 FALSE_ALARM_WORDS = ("误报", "虚报", "不实", "未停电", "没有停电", "无停电", "未失电",
                      "用户内部", "客户内部", "用户侧", "false alarm", "false report",
                      "no outage", "not an outage", "never off", "customer's own")
@@ -380,7 +385,7 @@ def _without_duplicates(read: list[_Read]) -> list[_Read]:
     out: list[_Read] = []
     for row, log, areas, eff_end in read:
         counted = [a for a in areas if a.confirmed]
-        if _cancelled_areas(row) and counted and all(
+        if _cancelled_areas(row, log) and counted and all(
                 any(lo < a.back_at and a.off_from < hi for lo, hi in held.get(str(a.transformer), ()))
                 for a in counted):
             areas, eff_end = [], row["start"]
@@ -575,7 +580,7 @@ def _areas_of(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]], topology
     steps = [e for e in log if e["stage"] in RESTORATION_STAGES]
     known = _known_areas(row, steps, topology, log)
     cancelled_at = _cancelled_at(row, log) if row["status"] == "cancelled" else None
-    counts = _cancelled_areas(row)
+    counts = _cancelled_areas(row, log)
     if cancelled_at is not None and (cancelled_at <= start or counts == frozenset()):
         return [], start
     rest_end = _rest_end(row, steps, cancelled_at, now)
@@ -756,6 +761,26 @@ def says_false_alarm(reason: Any) -> bool:
     return any(w in text for w in FALSE_ALARM_WORDS)
 
 
+def lost_again(step: Mapping[str, Any]) -> bool:
+    """Whether an ``incidents reopen`` step (``restoration_undone``) says supply was lost again
+    after a real return: its ``again`` flag (``--again``), else, stored before the flag, its
+    note's words (:func:`says_lost_again`)."""
+    flag = (step.get("details") or {}).get("again")
+    return bool(flag) if isinstance(flag, bool) else says_lost_again(step.get("note"))
+
+
+def false_alarm(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the command centre cancelled the incident as a false alarm, no supply lost:
+    the ``false_alarm`` flag of its latest ``cancelled`` step keeping one (``incidents cancel
+    --false-alarm``), else, stored before the flag, its reason's words
+    (:func:`says_false_alarm`)."""
+    for e in reversed(log):
+        flag = (e.get("details") or {}).get("false_alarm") if e["stage"] == "cancelled" else None
+        if isinstance(flag, bool):
+            return flag
+    return says_false_alarm((row.get("state") or {}).get("cancel_reason"))
+
+
 def seen_off(row: Mapping[str, Any]) -> frozenset[str]:
     """The areas of the incident a source saw off (meters, the outage system's record, not
     called off by it): not the command centre's or a liaison's word (:data:`WORD_SOURCES`),
@@ -769,15 +794,16 @@ def seen_off(row: Mapping[str, Any]) -> frozenset[str]:
         for t in m.get("transformers") or () if t not in excluded)
 
 
-def _cancelled_areas(row: Mapping[str, Any]) -> frozenset[str] | None:
+def _cancelled_areas(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]]
+                     ) -> frozenset[str] | None:
     """What of an incident the command centre cancelled counts (``incidents cancel`` keeps
-    why): nothing when the reason says it was a false alarm (:func:`says_false_alarm`), else
-    the areas a source saw off (:func:`seen_off`) — a cancel is no proof that the power
-    stayed on. ``None``: not cancelled by the command centre."""
+    why): nothing when it was a false alarm (:func:`false_alarm`), else the areas a source
+    saw off (:func:`seen_off`) — a cancel is no proof that the power stayed on. ``None``: not
+    cancelled by the command centre."""
     reason = (row.get("state") or {}).get("cancel_reason")
     if row["status"] != "cancelled" or not reason:
         return None
-    return frozenset() if says_false_alarm(reason) else seen_off(row)
+    return frozenset() if false_alarm(row, log) else seen_off(row)
 
 
 def _known_areas(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
@@ -895,12 +921,13 @@ class _AreaSpells:
         ``step`` (``incidents reopen``: "still off"). A restoration it undid never happened:
         the last spell goes on from its start (``spells`` loses it), the time recorded back
         counted off. Only a return the meters saw (:meth:`_seen_back`) or supply lost again
-        by the step's words (:data:`LOST_AGAIN_WORDS`) was real: a new spell, from a record
-        begun since saying it is off, else from the step."""
+        by the step's word (:func:`lost_again`: ``--again``, or the words of a step stored
+        before it) was real: a new spell, from a record begun since saying it is off, else
+        from the step."""
         at: datetime = step["at"]
         if not spells:
             return max(off_from, at)
-        if self._seen_back(t, spells[-1][0], at) or says_lost_again(step.get("note")):
+        if self._seen_back(t, spells[-1][0], at) or lost_again(step):
             return self._again(t, spells[-1][1], at) or max(off_from, at)
         return spells.pop()[0]
 

@@ -661,9 +661,12 @@ PAGE_BODIES: dict[str, list[dict[str, Any]]] = {
     "scope": [{"remove": ["T1"], "note": ""}, {"add": "T1", "note": ""}],
     "device": [{"devices": "D1", "note": ""}, {"clear": True, "note": ""}],
     "etr": [{"time": "2099-01-01 08:00", "note": ""}, {"clear": True, "note": ""}],
-    "cancel": [{"reason": "x"}], "reopen": [{"transformers": ["T1"], "note": ""}],
-    "close": [{"cause": "x", "device": "D1", "note": "", "unconfirmed_ok": True},
-              {"cause": "x", "device": "D1", "note": "", "amend": True}],
+    "cancel": [{"reason": "x"}, {"reason": "x", "false_alarm": True}],
+    "reopen": [{"transformers": ["T1"], "note": ""},
+               {"transformers": ["T1"], "note": "", "again": True}],
+    "close": [{"cause": "x", "device": "D1", "note": "", "unconfirmed_ok": True,
+               "device_anyway": True},
+              {"cause": "x", "device": "D1", "note": "", "amend": True, "device_anyway": True}],
 }
 
 

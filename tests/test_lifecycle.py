@@ -220,15 +220,15 @@ def test_one_fault_through_every_state_with_two_restoration_steps(h: Harness) ->
     with pytest.raises(LifecycleError, match="already closed.*--amend"):
         life.close(inc, "operator:zhang", "设备故障")
     h.at(190)
-    life.close(inc, "operator:li", "设备故障", "班组核实为绝缘子击穿", device="FU1", amend=True)
+    life.close(inc, "operator:li", "设备故障", "班组核实为绝缘子击穿", device="B1", amend=True)
     assert h.incident(inc)["cause_category"] == "设备故障"
     assert h.incident(inc)["closed_at"] == closed_at
     closes = [r["details"] for r in h.daemon.store.incident_log(inc) if r["stage"] == "closed"]
-    assert closes[-1] == {"cause_category": "设备故障", "device": "FU1", "devices": ["FU1"],
+    assert closes[-1] == {"cause_category": "设备故障", "device": "B1", "devices": ["B1"],
                           "amended": True}
-    assert h.daemon.store.confirmed_devices()[inc] == ["FU1"]
+    assert h.daemon.store.confirmed_devices()[inc] == ["B1"]
     life.close(inc, "operator:li", "外力破坏", amend=True)  # the cause alone: devices stand
-    assert h.daemon.store.confirmed_devices()[inc] == ["FU1"]
+    assert h.daemon.store.confirmed_devices()[inc] == ["B1"]
     assert h.incident(inc)["cause_category"] == "外力破坏"
     h.deliver()
     assert h.sent("close_amended", "command")[-1].text.startswith("【销号更正】")

@@ -223,11 +223,14 @@ def _scope(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
 
 
 def _reopen(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
-    """Areas recorded back that are still off: the ones ticked (none ticked is refused)."""
+    """Areas recorded back that are still off: the ones ticked (none ticked is refused);
+    ``again``: supply was lost again after it came back (``incidents reopen --again``), else
+    the restoration was a mistake."""
     areas = refs(body, "transformers", required=False)
     if not areas:
         raise BadValue("transformers: tick the areas still off (none ticked)")
-    return a.steps.reopen(iid, areas, actor, text(body, "note", required=False))
+    return a.steps.reopen(iid, areas, actor, text(body, "note", required=False),
+                          again=flag(body, "again"))
 
 
 def _device(a: Actions, iid: str, body: Mapping[str, Any], actor: str) -> Any:
@@ -281,11 +284,14 @@ INCIDENT_STEPS: dict[str, Step] = {
     "etr": _etr,
     "scope": _scope,
     "device": _device,
-    "cancel": lambda a, i, b, u: a.steps.cancel(i, text(b, "reason"), u),
+    # ``false_alarm``: no supply was lost (``incidents cancel --false-alarm``).
+    "cancel": lambda a, i, b, u: a.steps.cancel(i, text(b, "reason"), u,
+                                                flag(b, "false_alarm")),
     "reopen": _reopen,
     "close": lambda a, i, b, u: a.core.lifecycle.close(
         i, u, text(b, "cause"), text(b, "note", False), device=text(b, "device", False) or None,
-        unconfirmed_ok=flag(b, "unconfirmed_ok"), amend=flag(b, "amend")),
+        unconfirmed_ok=flag(b, "unconfirmed_ok"), amend=flag(b, "amend"),
+        device_anyway=flag(b, "device_anyway")),
 }
 
 #: Errors a step raises that are the user's to fix (shown on the page, status 400/404/409).
@@ -341,9 +347,9 @@ REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
     "ack": ("note",), "dispatch": ("crew", "note"), "arrive": ("note",),
     "restore": ("transformers", "at", "note"), "etr": ("time", "clear", "note"),
     "scope": ("add", "remove", "note"), "device": ("devices", "clear", "note"),
-    "cancel": ("reason",),
-    "reopen": ("transformers", "note"),
-    "close": ("cause", "device", "note", "amend", "unconfirmed_ok"),
+    "cancel": ("reason", "false_alarm"),
+    "reopen": ("transformers", "note", "again"),
+    "close": ("cause", "device", "note", "amend", "unconfirmed_ok", "device_anyway"),
 }
 
 

@@ -48,15 +48,30 @@ def add_incident_verbs(isub: Any) -> None:
                      help="take back the device(s) set: the localiser estimates it again")
     dev.add_argument("--note", default="")
     _actor(dev)
-    cancel = isub.add_parser("cancel", help="cancel a false alarm (everyone told hears so)")
+    _add_undo_verbs(isub)
+
+
+def _add_undo_verbs(isub: Any) -> None:
+    """``incidents cancel|reopen|open``: what the command centre says the daemon has wrong
+    about whether there is an outage at all."""
+    cancel = isub.add_parser("cancel", help="cancel an incident (everyone told hears so): "
+                                            "a false alarm, a duplicate work order")
     cancel.add_argument("incident_id")
     cancel.add_argument("--reason", required=True)
+    cancel.add_argument("--false-alarm", action="store_true",
+                        help="no supply was lost: the reports count nothing of it (without "
+                             "it, cancelled for another reason: the areas a source saw off "
+                             "still count)")
     _actor(cancel)
     reo = isub.add_parser("reopen", help="areas recorded back that are still off (their "
                                          "villages hear they are off)")
     reo.add_argument("incident_id")
     reo.add_argument("--transformers", help="areas/villages still off (default: every area "
                                             "recorded back)")
+    reo.add_argument("--again", action="store_true",
+                     help="supply was lost again after it came back: another spell off in "
+                          "the reports (without it, the restoration was a mistake: the "
+                          "outage carried on)")
     reo.add_argument("--note", default="")
     _actor(reo)
     op = isub.add_parser("open", help="open an incident from a phone call")
@@ -136,13 +151,14 @@ def run_incident_step(core: Any, args: argparse.Namespace, actor: str) -> Any:
             return steps.clear_etr(args.incident_id, actor, args.note)
         return steps.etr(args.incident_id, args.time, actor, args.note)
     if action == "cancel":
-        return steps.cancel(args.incident_id, args.reason, actor)
+        return steps.cancel(args.incident_id, args.reason, actor, args.false_alarm)
     if action == "device":
         if args.clear:
             return steps.clear_device(args.incident_id, actor, args.note)
         return steps.device(args.incident_id, refs_of(args.devices), actor, args.note)
     if action == "reopen":
-        return steps.reopen(args.incident_id, args.transformers, actor, args.note)
+        return steps.reopen(args.incident_id, args.transformers, actor, args.note,
+                            args.again)
     if action == "open":
         return steps.open(actor, feeder=args.feeder, transformers=args.transformers,
                           caller=args.caller, note=args.note)

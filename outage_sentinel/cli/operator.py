@@ -83,6 +83,10 @@ def _add_lifecycle_verbs(isub: Any) -> None:
     close.add_argument("--amend", action="store_true",
                        help="correct the cause or devices of an incident closed out already "
                             "(the latest close-out counts, for reports and the localiser)")
+    close.add_argument("--device-anyway", action="store_true",
+                       help="keep the --device(s) although they do not feed every area the "
+                            "incident confirmed off (the crew knows better than the records: "
+                            "a warning is logged, the close-out names the areas)")
     close.add_argument("--note", default="")
     close.add_argument("--actor")
 
@@ -206,7 +210,8 @@ def _step(core: Any, args: argparse.Namespace, actor: str) -> Any:
         return life.arrive(args.incident_id, actor, args.note)
     if action == "close":
         return life.close(args.incident_id, actor, args.cause, args.note, device=args.device,
-                          unconfirmed_ok=args.unconfirmed_ok, amend=args.amend)
+                          unconfirmed_ok=args.unconfirmed_ok, amend=args.amend,
+                          device_anyway=args.device_anyway)
     if action == "dispatch":
         return life.dispatch(args.incident_id, actor, crew_id=args.crew, note=args.note)
     return core.processor.operator_restore(args.incident_id, actor, args.transformers, args.at,

@@ -17,7 +17,8 @@ const WORDS = {
     timeline: "处理记录", evidence: "收到的证据", hypotheses: "候选故障点", section: "巡线区段",
     areas: "受影响台区", care: "重点关怀户", notices: "通知", actions: "操作",
     ack: "确认", dispatch: "派单", arrive: "到达现场", restore: "恢复送电（所选台区）", reopen: "仍停电（撤销所选台区的恢复）",
-    setEtr: "设置预计恢复时间", cancel: "误报撤销", close: "销号", scopeRemove: "移出范围",
+    setEtr: "设置预计恢复时间", cancel: "撤销事件", close: "销号", scopeRemove: "移出范围",
+    falseAlarm: "误报（未停电，不计停电）", lostAgain: "恢复后再次失电（另计一次停电；不勾：恢复为误操作，停电持续）", deviceAnyway: "设备不符也销号（所选设备不在已确认停电台区的上游）",
     cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", toClose: "待销号",
     quarantine: "未能接收的记录（隔离）", note: "备注", reason: "原因",
     again: (n, at) => `此后又收到${n}次，最近${at}`,
@@ -44,7 +45,8 @@ const WORDS = {
     hypotheses: "Hypotheses", section: "Section to patrol", areas: "Affected areas",
     care: "Special-care households", notices: "Notices", actions: "Actions", ack: "Confirm",
     dispatch: "Dispatch", arrive: "Crew on site", restore: "Restore (selected areas)", reopen: "Still off (undo the selected areas' restoration)",
-    setEtr: "Set expected restoration", cancel: "Cancel as false alarm", close: "Close out",
+    setEtr: "Set expected restoration", cancel: "Cancel", close: "Close out",
+    falseAlarm: "False alarm (no supply was lost: nothing counts)", lostAgain: "Lost again after it came back (another outage spell; unticked: the restoration was a mistake, the outage carried on)", deviceAnyway: "Close although the devices do not feed every area confirmed off",
     scopeRemove: "Take out of scope", cause: "Cause category", device: "Devices the crews found (several: Ctrl-click)",
     deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out", toClose: "Awaiting close-out",
     quarantine: "Records not taken in (quarantine)",
@@ -382,6 +384,9 @@ function actionsPanel(c) {
   const etr = h("input", {type: "datetime-local", name: "etr"});
   const more = h("input", {name: "add", placeholder: W.transformers});
   const reason = h("input", {name: "reason", placeholder: W.reason});
+  // No supply lost at all (the reports count nothing) is the operator's word: a duplicate
+  // work order cancelled still counts what a source saw off.
+  const falseAlarm = h("input", {type: "checkbox", name: "false_alarm", id: "cancel-false-alarm"});
   const cause = h("select", {name: "cause"}, CAUSES.map((k) => h("option", {value: k}, k)));
   // Several devices in a storm: every one the crews found (the localiser learns how many a storm takes);
   // one the estimate never named (the crews found it elsewhere) typed by id or name.
@@ -392,15 +397,23 @@ function actionsPanel(c) {
   const chosen = () => ticked(picks);
   // Areas recorded back that are still off (a mistaken restoration): none ticked by default.
   const back = c.areas.filter((a) => a.restored).map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "back", value: a.id}), a.name));
+  // Supply lost again after a real return (another spell in the reports) is the operator's
+  // word, not the default: unticked, the restoration recorded was the mistake.
+  const again = h("input", {type: "checkbox", name: "again", id: "reopen-again"});
   const reopen = back.length && c.stage !== "closed" ? h("div", {class: "row", id: "reopen-row"}, back,
-    button("act-reopen", W.reopen, () => act(`${base}/reopen`, {transformers: ticked(back), note: note.value}))) : null;
+    h("label", {}, again, W.lostAgain),
+    button("act-reopen", W.reopen, () => act(`${base}/reopen`, {transformers: ticked(back), note: note.value, ...(again.checked ? {again: true} : {})}))) : null;
   // Counted back when the records ended, nothing saying so: the command centre's word confirms them.
   const unsure = c.areas.filter((a) => a.unconfirmed).map((a) => h("label", {class: "pick"}, h("input", {type: "checkbox", name: "unconfirmed", value: a.id, checked: true}), a.name));
   // Closing out with such areas is a choice the close-out's record keeps, not a default.
   const anyway = unsure.length ? h("input", {type: "checkbox", name: "unconfirmed_ok", id: "close-unconfirmed-ok"}) : null;
+  // Devices that do not feed every area confirmed off are refused unless the crew found it so.
+  const deviceAnyway = (id) => h("input", {type: "checkbox", name: "device_anyway", id});
+  const unfed = deviceAnyway("close-device-anyway");
   const closing = h("div", {class: "row"}, h("label", {}, W.cause, cause), h("label", {}, W.device, found.select), found.other,
+    h("label", {}, unfed, W.deviceAnyway),
     anyway ? h("label", {}, anyway, W.closeUnconfirmed) : null,
-    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value, ...(anyway && anyway.checked ? {unconfirmed_ok: true} : {})})));
+    button("act-close", W.close, () => act(`${base}/close`, {cause: cause.value, device: found.value(), note: note.value, ...(anyway && anyway.checked ? {unconfirmed_ok: true} : {}), ...(unfed.checked ? {device_anyway: true} : {})})));
   const confirm = unsure.length ? h("div", {class: "row", id: "confirm-row"}, unsure,
     button("act-confirm", W.confirmBack, () => act(`${base}/restore`, {transformers: ticked(unsure), note: note.value}))) : null;
   // Closed out already: only the close-out itself may be corrected (the latest counts), its
@@ -408,9 +421,11 @@ function actionsPanel(c) {
   if (c.stage === "closed") {
     const was = h("select", {name: "cause"}, [...new Set([c.cause, ...CAUSES].filter(Boolean))].map((k) => h("option", {value: k, selected: k === c.cause}, k)));
     const said = devicePicker(c, "device", c.found);
+    const amendUnfed = deviceAnyway("amend-device-anyway");
     return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note),
       h("div", {class: "row"}, h("label", {}, W.cause, was), h("label", {}, W.device, said.select), said.other,
-        button("act-amend-close", W.amendClose, () => act(`${base}/close`, {cause: was.value, device: said.value(), note: note.value, amend: true}))));
+        h("label", {}, amendUnfed, W.deviceAnyway),
+        button("act-amend-close", W.amendClose, () => act(`${base}/close`, {cause: was.value, device: said.value(), note: note.value, amend: true, ...(amendUnfed.checked ? {device_anyway: true} : {})}))));
   }
   if (c.status !== "active") return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions), h("div", {class: "row"}, note), c.status === "restored" ? confirm : null, c.status === "restored" ? reopen : null, closing);
   return h("section", {class: "actions", id: "actions"}, h("h2", {}, W.actions),
@@ -427,7 +442,8 @@ function actionsPanel(c) {
       c.device_set.length ? clearing("device", c.device_set.map((d) => d.name).join("、"), W.clearDevice, "device") : null) : null,
     h("div", {class: "row"}, etr, button("act-etr", W.setEtr, () => act(`${base}/etr`, {time: etr.value.replace("T", " "), note: note.value})),
       c.etr_set ? clearing("etr", c.etr_set, W.clearEtr, "etr") : null,
-      reason, button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value}))));
+      reason, h("label", {}, falseAlarm, W.falseAlarm),
+      button("act-cancel", W.cancel, () => act(`${base}/cancel`, {reason: reason.value, ...(falseAlarm.checked ? {false_alarm: true} : {})}))));
 }
 
 // -- map ---------------------------------------------------------------------------------------
