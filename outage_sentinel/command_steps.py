@@ -226,7 +226,8 @@ class CommandSteps:
         proc = self.processor
         return corrections.clear_devices(inc, self.topology,
                                          proc.estimator_for(conn, inc.feeder, now),
-                                         planned_areas(proc.store, conn, now), now)
+                                         planned_areas(proc.store, conn, now), now,
+                                         proc.held.now())
 
     def _narrowed(self, conn: Connection, inc: Incident, now: datetime, reason: str = ""
                   ) -> Incident:
@@ -237,7 +238,7 @@ class CommandSteps:
         return corrections.reestimate_narrowed(inc, self.topology,
                                                proc.estimator_for(conn, inc.feeder, now),
                                                planned_areas(proc.store, conn, now), now,
-                                               reason)
+                                               reason, proc.held.now())
 
     def _no_area_left(self) -> str:
         """Why an outage the command centre took every area out of is called off, in the

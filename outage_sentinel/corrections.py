@@ -96,8 +96,8 @@ NO_AREA_LEFT = {"zh": "指挥中心已将全部停电台区移出停电范围",
 
 
 def reestimate_narrowed(inc: Incident, topology: Topology, estimator: Estimator,
-                        planned: frozenset[str], now: datetime, reason: str = ""
-                        ) -> Incident:
+                        planned: frozenset[str], now: datetime, reason: str = "",
+                        held: frozenset[str] = frozenset()) -> Incident:
     """``inc``, whose scope :func:`exclude_areas` narrowed, estimated afresh from its records
     by ``estimator`` (the processor's, in the weather of ``now``; ``planned``: areas planned
     work in force explains), the reports of the areas taken out no evidence any more
@@ -112,10 +112,11 @@ def reestimate_narrowed(inc: Incident, topology: Topology, estimator: Estimator,
     the command centre has said the outage was never there, and ``inc`` is called off as
     :func:`cancel_incident` calls it off, for ``reason`` (the step's words, else
     :data:`NO_AREA_LEFT`) — its crew stands down told why, its villages told hear it is
-    cancelled. Left open with no area, it kept its crew patrolling for nothing."""
+    cancelled. Left open with no area, it kept its crew patrolling for nothing. ``held``:
+    areas the AMI screen holds off (a record's end does not count them back here either)."""
     if inc.device_set:
         return inc
-    out = reestimated(inc, topology, estimator, planned, now)
+    out = reestimated(inc, topology, estimator, planned, now, held)
     if inc.estimate.transformers and not out.estimate.transformers:
         return replace(out, status="cancelled", stage="cancelled", end=now,
                        cancel_reason=reason.strip() or NO_AREA_LEFT["zh"])
@@ -151,17 +152,19 @@ def set_devices(inc: Incident, topology: Topology, devices: Sequence[str], actor
 
 
 def clear_devices(inc: Incident, topology: Topology, estimator: Estimator,
-                  planned: frozenset[str], now: datetime) -> Incident:
+                  planned: frozenset[str], now: datetime, held: frozenset[str] = frozenset()
+                  ) -> Incident:
     """``inc`` without the fault device the command centre set: estimated from its records
     again by ``estimator`` (the processor's, in the weather of ``now``; ``planned``: areas
-    planned work in force explains), as if none had been set — the localiser's fault point,
-    and the areas it infers from it. Refused when none is set."""
+    planned work in force explains; ``held``: areas the AMI screen holds off), as if none had
+    been set — the localiser's fault point, and the areas it infers from it. Refused when
+    none is set."""
     _open(inc, "clear the fault device of")
     if not inc.device_set:
         raise CorrectionError(f"{inc.id} has no fault device set by the command centre: "
                               "nothing to clear")
     cleared = replace(inc, device_set=(), device_set_by="")
-    return _revised(inc, reestimated(cleared, topology, estimator, planned, now), now)
+    return _revised(inc, reestimated(cleared, topology, estimator, planned, now, held), now)
 
 
 def clear_etr(inc: Incident, now: datetime) -> Incident:

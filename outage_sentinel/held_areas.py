@@ -7,7 +7,9 @@ record's end does not bring its areas back (:func:`outage_sentinel.incidents.hel
 screen's releases the batch is still to fold: :func:`pending_dark`), and once the screen lets an
 area go without an output of its own (a blip dropped, state forgotten) derives again the open
 incidents it kept on (:meth:`HeldAreas.recheck`): their records' end stands then, and their
-villages hear 恢复送电."""
+villages hear 恢复送电. A process that runs no screen (the board, the CLI: a liaison's 已来电,
+a command step) folds with the held areas the screen's node keeps in the store
+(:class:`outage_sentinel.screening.KeptHeld`); the daemon's recheck lets them go."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from outage_sentinel.events import OutageEvent
 from outage_sentinel.incidents import Estimator, Incident, Resolved, reestimated
 from outage_sentinel.revision_writer import Fold, RevisionWriter
 from outage_sentinel.round_cache import RoundCache
+from outage_sentinel.screening import KeptHeld
 from outage_sentinel.store import Store, StoredEvent
 from outage_sentinel.topology import Topology
 
@@ -68,12 +71,15 @@ def pending_dark(events: list[StoredEvent]) -> frozenset[str]:
 
 class HeldAreas:
     """The screen's held areas for the processor ``owner`` (``held`` ``None``: no screen
-    here, nothing is held); ``planned(conn, now)``: the areas planned work explains now."""
+    here; the areas its node keeps in the store are held, :attr:`kept`, and never let go
+    here); ``planned(conn, now)``: the areas planned work explains now."""
 
     def __init__(self, owner: HeldOwner, held: HeldDark | None,
                  planned: Callable[[Connection, datetime], frozenset[str]]) -> None:
         self.owner = owner
         self.held = held
+        #: What the screen holds as its node wrote it, for a process without the screen.
+        self.kept: HeldDark = KeptHeld(owner.store)
         self.planned = planned
         #: The held areas as this process last saw them (None: not asked yet): when one is
         #: let go, the incidents holding it are derived again.
@@ -86,13 +92,14 @@ class HeldAreas:
         self.batch = self.now() | pending_dark(rest)
 
     def now(self, after_fold: bool = False) -> frozenset[str]:
-        """The areas the screen holds dark now (empty without a screen). ``after_fold``:
-        asked for a fold, whose incident :meth:`recheck` must look at again once the screen
-        lets them go. Within a batch, the batch's (the screen changes only between)."""
+        """The areas the screen holds dark now (without a screen here, as its node kept them
+        in the store). ``after_fold``: asked for a fold, whose incident :meth:`recheck` must
+        look at again once the screen lets them go. Within a batch, the batch's (the screen
+        changes only between)."""
         if after_fold and self.batch is not None:
             held = self.batch
         else:
-            held = frozenset(self.held.held_dark()) if self.held is not None else frozenset()
+            held = frozenset((self.held if self.held is not None else self.kept).held_dark())
         if after_fold and held and self.seen is not None:
             self.seen |= held
         return held

@@ -3,8 +3,9 @@ and ``calls list``.
 
 Pure: given the stored incident row, its notices and log, the topology and the time zone, return
 text. Local times, words for kinds and stages (:mod:`outage_sentinel.labels`), names instead of
-ids, affected areas split into confirmed (reported by a source) and inferred, phone numbers
-masked. ``--json`` keeps the machine form.
+ids, affected areas split into confirmed (reported by a source) and inferred, the areas kept
+off because the meters say off against a record's end or a liaison's 已来电 (with who said
+back), phone numbers masked. ``--json`` keeps the machine form.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from outage_sentinel.crew import device_bases, joint_label, percent_label, reported_elsewhere
-from outage_sentinel.incidents import Incident, contradicted_reports
+from outage_sentinel.incidents import (
+    FIELD_SOURCE,
+    Incident,
+    contradicted_reports,
+    disputed_areas,
+    held_disputes,
+)
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, STATUS_LABELS, label
 from outage_sentinel.logs import mask_phones
 from outage_sentinel.topology import Topology
@@ -33,7 +40,10 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "dispatched": "在途", "on_site": "已到场",
            "unexplained": "已报停电、不在故障点下游（按误报处理或另有故障，请核实）",
            "named_elsewhere": "数据源报告动作、未列为故障点（请核实）",
-           "alive_below": "其下表计报告有电："},
+           "alive_below": "其下表计报告有电：",
+           "disputed": "电表仍报停电，未按恢复处理",
+           "disputed_held": "电表仍报停电（暂未确认），未按恢复处理",
+           "said_back": "称已恢复", "liaison": "联络人"},
     "en": {"feeder": "Feeder", "device": "Fault point", "inferred_device": "Estimated fault point",
            "set_device": "Fault point (set by the command centre)", "set_by": "by",
            "probability": "probability", "pending": "unknown", "since": "Since",
@@ -49,7 +59,10 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "unexplained": "Reported off, not below the fault point (read as false, or another "
                           "fault: check)",
            "named_elsewhere": "Reported operated by a source, not taken as the fault point (check)",
-           "alive_below": "meters below it report power:"},
+           "alive_below": "meters below it report power:",
+           "disputed": "Meters still report off, not taken as back",
+           "disputed_held": "Meters still report off (not yet confirmed), not taken as back",
+           "said_back": "said back", "liaison": "liaison"},
 }
 
 
@@ -86,6 +99,7 @@ def incident_text(row: Mapping[str, Any], notices: Sequence[Any], log: Sequence[
         f"({inc.estimate.customers} {w['customers']})",
     ]
     lines += _area_lines(inc, topology, w)
+    lines += _dispute_lines(inc, topology, w)
     lines += _named_elsewhere_lines(inc, topology, w)
     lines += _remark_lines(inc, topology, w)
     lines.append(f"{w['log']}:")
@@ -191,6 +205,25 @@ def _area_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list
     for by in dict.fromkeys(inc.continued.values()):  # in the order they were taken on
         areas = [t for t, i in inc.continued.items() if i == by]
         out.append(f"{w['continued']} {by} ({len(areas)} {w['areas']}): {names(areas)}")
+    return out
+
+
+def _dispute_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list[str]:
+    """The areas kept off because their meters say off against a record's end or a
+    liaison's 已来电 (:func:`disputed_areas`): a released outage, or a power-off the AMI
+    screen holds, not yet released (:func:`held_disputes`: 暂未确认); with who said back
+    (a record as ``source:id``, a liaison's answer as the liaison)."""
+    disputed = disputed_areas(inc)
+    held = set(held_disputes(inc))
+    out = []
+    for key, areas in (("disputed", [t for t in disputed if t not in held]),
+                       ("disputed_held", [t for t in disputed if t in held])):
+        if not areas:
+            continue
+        said = dict.fromkeys(w["liaison"] if k.split("|", 1)[0] == FIELD_SOURCE
+                             else k.replace("|", ":", 1) for t in areas for k in disputed[t])
+        out.append(f"{w[key]} ({len(areas)} {w['areas']}): {_area_names(topology, areas)}"
+                   f" ({w['said_back']}: {mask_phones(', '.join(said))})")
     return out
 
 

@@ -926,7 +926,7 @@ def _refolded(incident: Incident, members: dict[str, Member], feeder: str | None
     estimate, scope, corrected, device_set, restored = _where_off(
         incident, members, active, topology, estimator,
         planned if incident_class(kind) == "unplanned" else frozenset(), kind, held)
-    restored, kept = held_off(incident, estimate, restored, held)
+    restored, kept = held_off(incident, estimate, restored, held, members.values())
     status, end, restored = _status_after(incident, members, reporting, active, estimate,
                                           restored, now, bool(kept))
     continued = incident.continued if status == "restored" else {}
@@ -1047,20 +1047,25 @@ def _status_after(incident: Incident, members: Mapping[str, Member],
 
 
 def held_off(incident: Incident, estimate: Estimate, restored: Mapping[str, datetime],
-             held: frozenset[str]) -> tuple[dict[str, datetime], tuple[str, ...]]:
+             held: frozenset[str], members: Iterable[Member] = ()
+             ) -> tuple[dict[str, datetime], tuple[str, ...]]:
     """``restored`` without the areas of ``estimate`` the AMI screen holds off (``held``:
     a power-off it has not released yet — the momentary rule, a backlog's hold — and no
-    power-on since), unless ``incident`` had counted them back already; and those areas.
-    A record's end is no word against the meters (the rule of :func:`meters_dark`): the
-    village would hear 恢复送电 while the screen still holds its areas' power-off, and a
-    correction (仍停电) once it released it. They stay off until the screen releases the
+    power-on since), unless ``incident`` had counted them back already or the command
+    centre's (or a crew's) restoration step among ``members`` brought them back; and those
+    areas. A record's end or a liaison's 已来电 is no word against the meters (the rule of
+    :func:`meters_dark`): the village would hear 恢复送电 while the screen still holds its
+    areas' power-off, and a correction (仍停电) once it released it. They stay off, a
+    dispute the command centre sees (:func:`disputed_areas`), until the screen releases the
     outage (its ``dead`` is then the evidence) or closes or drops it (the processor asks
-    again: :attr:`Incident.held`). An area already told back is not taken off again on a
-    report nobody released (a new outage's ``dead`` does that)."""
+    again: :attr:`Incident.held`), or the command centre restores them. An area already
+    told back is not taken off again on a report nobody released (a new outage's ``dead``
+    does that)."""
     if not held:
         return dict(restored), ()
+    stepped = restoration_signals(m for m in members if source_of(m) == OPERATOR_SOURCE)
     kept = tuple(t for t in estimate.transformers
-                 if t in held and t not in incident.restored)
+                 if t in held and t not in incident.restored and t not in stepped)
     return {t: at for t, at in restored.items() if t not in kept}, kept
 
 
@@ -1544,18 +1549,40 @@ def disputed_areas(incident: Incident) -> dict[str, tuple[str, ...]]:
     """The areas ``incident`` holds off because their meters still report them off, though
     a record ended or a liaison said 已来电 after the meters went dark, each with those
     records (member keys): the village is not told 恢复送电, and the command centre sees
-    who said what (the meters, or its own restoration step, settle it)."""
+    who said what (the meters, or its own restoration step, settle it). The meters' word is
+    a released outage (:func:`meters_dark`) or a power-off the AMI screen holds, not
+    released yet (:attr:`Incident.held`, :func:`held_disputes`: 电表仍报停电（暂未确认）)."""
     dark = meters_dark(incident.members.values())
     out: dict[str, tuple[str, ...]] = {}
     for t in incident.off:
-        if t not in dark:
+        if t in dark:
+            keys = tuple(m.key for m in incident.members.values()
+                         if t in m.transformers and (at := _said_back(m)) is not None
+                         and at >= dark[t])
+        elif t in incident.held:
+            keys = tuple(m.key for m in incident.members.values() if _ended_for(m, t))
+        else:
             continue
-        keys = tuple(m.key for m in incident.members.values()
-                     if t in m.transformers and (at := _said_back(m)) is not None
-                     and at >= dark[t])
         if keys:
             out[t] = keys
     return out
+
+
+def held_disputes(incident: Incident) -> tuple[str, ...]:
+    """The areas of :func:`disputed_areas` whose meters' word is only the AMI screen's
+    hold (a power-off not released yet: the momentary rule, a backlog's hold), no released
+    outage: 电表仍报停电（暂未确认）. The screen may still drop it as a blip."""
+    dark = meters_dark(incident.members.values())
+    return tuple(t for t in disputed_areas(incident) if t not in dark)
+
+
+def _ended_for(m: Member, area: str) -> bool:
+    """Whether the record ``m`` said ``area`` is back in a word the screen's hold stands
+    against: an outage-system record that ended (restored or called off) naming it, or a
+    liaison's 已来电 for it."""
+    if _said_back(m) is None and not (m.signal == "notice" and m.status != "active"):
+        return False
+    return area in m.transformers or (m.signal == "notice" and area in m.possible)
 
 
 def newly_disputed(before: Incident | None, after: Incident) -> dict[str, tuple[str, ...]]:

@@ -18,6 +18,11 @@ a whole number of hours from their arrival (read in the wrong zone,
 key to set) and exported (``outage_sentinel_ami_clock_offset_hours``) until it clears. An
 area whose restoration was taken back because it went off again before it settled (a flapping
 area, one outage) is logged (``ami_area_flapped``).
+
+What the screen holds dark (a power-off not released yet, :meth:`AmiScreener.held_dark`) is
+kept in the store too (kv :data:`HELD_KEY`), written in the transaction that stores the
+outputs which change it: a process that runs no screen (the board, the CLI) folds a liaison's
+answer or a step knowing it (:class:`KeptHeld`), as the daemon does.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ from outage_sentinel.topology import Topology
 #: Source name of the screened AMI outputs (per transformer area), and the kv key of its state.
 AMI_SOURCE = "ami"
 SCREEN_KEY = "ami_screen"
+#: The kv key of the areas the screen holds dark (``{"areas": [...]}``), as its last committed
+#: outputs left them (:class:`KeptHeld`).
+HELD_KEY = "ami_screen:held"
 #: How often the AMI screen state is saved (reports after it are re-screened on start).
 SCREEN_SAVE_SECONDS = 30.0
 #: Devices not in meters.csv named in the log per source, at most: a batch of swapped meters
@@ -88,6 +96,24 @@ class UnknownDevices:
         return "name"
 
 
+class KeptHeld:
+    """What the AMI screen holds dark as the node running it last wrote it (kv
+    :data:`HELD_KEY`, in the transaction of the screen's outputs that changed it): the
+    :class:`~outage_sentinel.held_areas.HeldDark` of a process that runs no screen (the
+    board, the CLI), so that a liaison's 已来电 or a record's end folded there does not count
+    back an area whose meters' power-off the screen has not released yet. Empty when no
+    screen ever wrote it (no AMI source)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def held_dark(self, areas: Collection[str] | None = None) -> set[str]:
+        """The areas (of ``areas``; ``None``: all) the screen holds dark, as it wrote them."""
+        kept = self.store.kv_get(HELD_KEY)
+        held = {str(a) for a in kept.get("areas") or ()} if isinstance(kept, dict) else set()
+        return held if areas is None else held & set(areas)
+
+
 class AmiScreener:
     """Screens the reports of the AMI sources named ``sources`` (none: it screens nothing)."""
 
@@ -105,6 +131,8 @@ class AmiScreener:
         self.row = 0
         self.saved_at = time.monotonic()
         self.unknown = UnknownDevices()
+        #: The held areas as last written to the store (None: not known to be written).
+        self.held_written: frozenset[str] | None = None
 
     def use_topology(self, topology: Topology) -> None:
         """Switch to a reloaded bundle (the caller holds :attr:`lock`)."""
@@ -121,7 +149,8 @@ class AmiScreener:
         released and not closed by a power-on (:meth:`AmiScreen.held_dark`): the processor
         keeps them off when an incident's records end (:class:`~outage_sentinel.held_areas.
         HeldDark`). Empty for a node that screens no AMI source: only the node that runs
-        them (the leader, which loads the screen as its term begins) knows what it holds."""
+        them (the leader, which loads the screen as its term begins) knows what it holds;
+        it keeps it in the store for the others (:class:`KeptHeld`)."""
         if not self.sources:
             return set()
         return self.screen.held_dark(areas)
@@ -139,6 +168,7 @@ class AmiScreener:
         self.screen = screen or AmiScreen(self.registry, policy, AMI_SOURCE)
         self.row = int(saved.get("row", 0)) if screen is not None else 0
         self.saved_at = time.monotonic()
+        self.held_written = None
         if self.sources:
             replay = [s for s in self.store.events_after(self.row, self.sources)
                       if s.event is not None and self.is_observation(s.event)]
@@ -149,6 +179,7 @@ class AmiScreener:
                     self.row = max(s.row_id for s in replay)
                     self._store_screened(conn, result, now, force_save=True, replay=True)
                 self.log.info("ami_screen_caught_up", reports=len(replay))
+        self._sync_held(now)
         self._sync_offset_records(now)
         self._export_clock_offsets()
         return self.screen
@@ -240,11 +271,41 @@ class AmiScreener:
             if not replay:
                 self._quarantine(conn, result.set_aside, now)
                 quarantined = len(result.set_aside)
+        self._write_held(conn, now)
         if force_save or time.monotonic() - self.saved_at >= SCREEN_SAVE_SECONDS:
             self.store.kv_set_in(conn, SCREEN_KEY, {"state": self.screen.to_state(),
                                                     "row": self.row}, now)
             self.saved_at = time.monotonic()
         return quarantined
+
+    def _write_held(self, conn: Connection, now: datetime) -> None:
+        """Keep the areas the screen holds dark in the store (:data:`HELD_KEY`) when they
+        changed, in ``conn``'s transaction: the outputs that changed them commit with them."""
+        if not self.sources:
+            return
+        held = frozenset(self.screen.held_dark())
+        if held != self.held_written:
+            self.store.kv_set_in(conn, HELD_KEY, {"areas": sorted(held)}, now)
+            self.held_written = held
+
+    def _sync_held(self, now: datetime) -> None:
+        """The store's held areas as the loaded screen holds them (a release the screen's
+        saved state had not caught up with, a restart after a long stop); none kept once the
+        config has no AMI source left (the areas held then would stay held for the board).
+        Not by a standby (fenced: the term it begins loads it again)."""
+        if self.held_written is not None:
+            return
+        if not self.sources and self.store.kv_get(HELD_KEY) is None:
+            return
+        try:
+            with self.store.transaction() as conn:
+                if self.sources:
+                    self._write_held(conn, now)
+                else:
+                    self.store.kv_delete_in(conn, HELD_KEY)
+        except FencedError:
+            self.held_written = None
+            self.log.info("ami_held_record_left", reason="not leading")
 
     def _clock_offsets(self, conn: Connection, changes: list[OffsetChange], now: datetime
                        ) -> None:
