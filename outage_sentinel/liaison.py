@@ -348,6 +348,18 @@ def etr_void_only(previous: Incident | None, incident: Incident, village_id: str
     return not (added or removed) and said[0] == said[1]
 
 
+def void_marked(rows: list[OutboxMessage], void: bool) -> list[OutboxMessage]:
+    """``rows`` marked :data:`VOID_ETR` when ``void`` (an update whose only news is that the
+    village's expected restoration time is no longer known: :func:`etr_void_only`)."""
+    return [r.but(payload={**r.payload, VOID_ETR: True}) for r in rows] if void else rows
+
+def sure_off(topology: Topology, incident: Incident, devices: Sequence[str]) -> set[str]:
+    """Areas a source reported off, or below a device one named as operated."""
+    named = reported_devices(incident, devices)
+    return ({t for t in incident.estimate.transformers if incident.mark(t) == "reported"}
+            | {t for d in named if d in topology.pos
+               for t in topology.downstream_transformers(d)})
+
 #: The source of the AMI screen's area outage records (member keys ``ami|…``:
 #: :data:`outage_sentinel.screening.AMI_SOURCE`): their times are the AMI sources' as read.
 AMI_RECORDS = "ami"
@@ -541,11 +553,10 @@ class LiaisonPlanner:
             if notice.purpose in COMMAND_ONLY_PURPOSES:
                 continue  # a withdrawn inference is the command centre's business only
             for village_id in notice.villages:
-                rows = self._village_rows(incident, notice, village_id, now, previous)
-                if notice.purpose == "update" and etr_void_only(previous, incident, village_id,
-                                                                self.topology):
-                    rows = [r.but(payload={**r.payload, VOID_ETR: True}) for r in rows]
-                out.extend(rows)
+                out.extend(void_marked(
+                    self._village_rows(incident, notice, village_id, now, previous),
+                    notice.purpose == "update"
+                    and etr_void_only(previous, incident, village_id, self.topology)))
         return out
 
     def _village_rows(self, incident: Incident, notice: Notice, village_id: str, now: datetime,
@@ -611,7 +622,7 @@ class LiaisonPlanner:
             # "10kV…线停电" says the whole line is off: qualified when what is off (for outage
             # and update notices, what is still off) is part of it, or only inferred whole.
             "line_label": self.line_label(incident.feeder, areas, in_village,
-                                          self.sure_off(incident, estimate.devices)),
+                                          sure_off(self.topology, incident, estimate.devices)),
             "area_label": self._area_label(in_village, incident.area_text),
             "confirmed_label": self._area_label(confirmed, "") if confirmed else "",
             "possible_label": self._area_label(possible, "") if possible else "",
@@ -887,13 +898,6 @@ class LiaisonPlanner:
                 return f"{context['feeder_label']}（{context['device_label']}）"
             return f"{context['feeder_label']} ({context['device_label']})"
         return str(context["line_label"])
-
-    def sure_off(self, incident: Incident, devices: Sequence[str]) -> set[str]:
-        """Areas a source reported off, or below a device one named as operated."""
-        topo = self.topology
-        named = reported_devices(incident, devices)
-        return ({t for t in incident.estimate.transformers if incident.mark(t) == "reported"}
-                | {t for d in named if d in topo.pos for t in topo.downstream_transformers(d)})
 
     def device_label(self, devices: Sequence[str], own_note: bool = False) -> str:
         """The devices' names; with ``own_note`` a transformer says it stands for the area's

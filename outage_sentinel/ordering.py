@@ -132,17 +132,20 @@ def owed_correction(heard: Iterable[Queued]) -> set[str]:
     return {r.recipient for r in last.values() if r.purpose not in BACK_PURPOSES}
 
 
-def superseded_by(rows: Iterable[Queued]) -> dict[int, int]:
-    """Pending off-notices with a later back-notice in their chain (not given up on):
-    id -> the first such back-notice's id."""
+def newest_first(rows: Iterable[Queued]) -> list[list[Queued]]:
+    """``rows`` by chain (:func:`chain_of`), each chain's rows newest first (by id)."""
     by_chain: dict[Chain, list[Queued]] = {}
     for r in rows:
         by_chain.setdefault(chain_of(r), []).append(r)
+    return [sorted(chain, key=lambda r: r.id, reverse=True) for chain in by_chain.values()]
+
+def superseded_by(rows: Iterable[Queued]) -> dict[int, int]:
+    """Pending off-notices with a later back-notice in their chain (not given up on):
+    id -> the first such back-notice's id."""
     out: dict[int, int] = {}
-    for chain in by_chain.values():
-        chain.sort(key=lambda r: r.id)
+    for chain in newest_first(rows):
         back: int | None = None
-        for r in reversed(chain):
+        for r in chain:
             if r.purpose in BACK_PURPOSES and r.status in (*UNSETTLED, "sent"):
                 back = r.id
             elif back is not None and r.status == "pending" and is_off_notice(r.purpose):
@@ -159,13 +162,10 @@ def summaries_superseded(rows: Iterable[Queued], latest_only: Collection[int]
     not replace it: each says something the other does not."""
     if not latest_only:
         return {}
-    by_chain: dict[Chain, list[Queued]] = {}
-    for r in rows:
-        by_chain.setdefault(chain_of(r), []).append(r)
     out: dict[int, int] = {}
-    for chain in by_chain.values():
+    for chain in newest_first(rows):
         later: list[Queued] = []  # whole summaries standing, newest first
-        for r in sorted(chain, key=lambda r: r.id, reverse=True):
+        for r in chain:
             if r.id in latest_only and r.status == "pending":
                 newer = next((w.id for w in later if w.revision > r.revision), None)
                 if newer is not None:
@@ -183,13 +183,10 @@ def held_superseded(rows: Iterable[Queued], latest_only: Collection[int]) -> dic
     village's state since. A care list or a progress notice says no state: it does not."""
     if not latest_only:
         return {}
-    by_chain: dict[Chain, list[Queued]] = {}
-    for r in rows:
-        by_chain.setdefault(chain_of(r), []).append(r)
     out: dict[int, int] = {}
-    for chain in by_chain.values():
+    for chain in newest_first(rows):
         newest: int | None = None
-        for r in sorted(chain, key=lambda r: r.id, reverse=True):
+        for r in chain:
             if (r.id in latest_only and r.status == "pending" and is_off_notice(r.purpose)
                     and newest is not None):
                 out[r.id] = newest

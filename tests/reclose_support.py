@@ -15,7 +15,6 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from outage_sentinel.ami import compact_time, device_ref
 from outage_sentinel.assembly import Core, build_core
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.incidents import Incident
@@ -23,6 +22,7 @@ from outage_sentinel.metrics import Metrics
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.store import OutboxRow, Store
 from outage_sentinel.topology import Topology
+from tests.shared_setup import terminal_reports
 from tests.test_incident_truth_folding import NOW, config
 
 BREAKER = "BRK-CG04"
@@ -54,14 +54,7 @@ class Rig:
 
     def terminals(self, now: datetime, areas: tuple[str, ...], on: bool) -> None:
         """The terminals of ``areas`` report power off (on) at ``now``, received then."""
-        word = "on" if on else "off"
-        events = [OutageEvent(source="ami-mqtt", event_id=f"TM-{a}:{word}:{compact_time(now)}",
-                              kind="fault", status="restored" if on else "active",
-                              signal="alive" if on else "dead", start=now,
-                              end=now if on else None, transformers=(a,),
-                              area_text=device_ref("terminal", f"TM-{a}"))
-                  for a in areas]
-        self.screen.ingest("ami-mqtt", PollResult(events=events), now)
+        self.screen.ingest("ami-mqtt", PollResult(events=terminal_reports(areas, on, now)), now)
         self.process(now)
 
     def trip_record(self, now: datetime) -> None:

@@ -3,6 +3,7 @@
 - The demo county: ``demo``, the topology bundle shipped in ``topology/`` (loaded once per
   module), and ``store``, a fresh SQLite store of the test's own (it stands in for conftest's
   ``store``, which is also run on PostgreSQL).
+- The AMI terminals of areas reporting power off or on: :func:`terminal_reports`.
 - A message held, then sent: ``h`` and ``h_en``, the daemon's core (:class:`Harness`, SQLite /
   PostgreSQL) notifying in Chinese or in English, and :func:`hold_then_send`, the command
   centre holding a queued row and releasing it later, and the deliverer sending it.
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from outage_sentinel.ami import compact_time, device_ref
 from outage_sentinel.channels.base import Message
+from outage_sentinel.events import OutageEvent
 from outage_sentinel.outbox_control import OutboxControl
 from outage_sentinel.store import OutboxRow, Store
 from outage_sentinel.topology import Topology, load_bundle
@@ -44,6 +47,17 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.migrate()
     yield s
     s.close()
+
+
+def terminal_reports(areas: tuple[str, ...], on: bool, at: datetime) -> list[OutageEvent]:
+    """The terminal of each of ``areas`` (``TM-<area>``, source ``ami-mqtt``) reporting power
+    off (``on``: on) at ``at``, as an AMI source hands them to the screen."""
+    word = "on" if on else "off"
+    return [OutageEvent(source="ami-mqtt", event_id=f"TM-{a}:{word}:{compact_time(at)}",
+                        kind="fault", status="restored" if on else "active",
+                        signal="alive" if on else "dead", start=at, end=at if on else None,
+                        transformers=(a,), area_text=device_ref("terminal", f"TM-{a}"))
+            for a in areas]
 
 
 # -- a message held, then sent ------------------------------------------------------------------

@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from starlette.testclient import TestClient
 
-from outage_sentinel.ami import compact_time, device_ref
 from outage_sentinel.assembly import build_core
 from outage_sentinel.board.app import create_app
 from outage_sentinel.board.serve import build
@@ -39,7 +38,7 @@ from outage_sentinel.metrics import Metrics
 from outage_sentinel.screening import AmiScreener
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
-from tests.shared_setup import ROOT
+from tests.shared_setup import ROOT, terminal_reports
 from tests.shared_setup import demo as demo  # noqa: F401  (the fixture)
 from tests.shared_setup import store as store  # noqa: F401  (the fixture)
 from tests.test_evidence_conflicts import HOOK, sms_reply
@@ -78,14 +77,7 @@ class County:
 
     def terminals(self, now: datetime, areas: tuple[str, ...], on: bool, at: datetime) -> None:
         """The terminals of ``areas`` report power off (on) at ``at``, received at ``now``."""
-        word = "on" if on else "off"
-        events = [OutageEvent(source="ami-mqtt", event_id=f"TM-{a}:{word}:{compact_time(at)}",
-                              kind="fault", status="restored" if on else "active",
-                              signal="alive" if on else "dead", start=at,
-                              end=at if on else None, transformers=(a,),
-                              area_text=device_ref("terminal", f"TM-{a}"))
-                  for a in areas]
-        self.screen.ingest("ami-mqtt", PollResult(events=events), now)
+        self.screen.ingest("ami-mqtt", PollResult(events=terminal_reports(areas, on, at)), now)
         self.process(now)
 
     def record(self, now: datetime, status: str, end: datetime | None = None) -> None:

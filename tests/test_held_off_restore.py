@@ -16,7 +16,6 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from outage_sentinel.ami import compact_time, device_ref
 from outage_sentinel.assembly import build_core
 from outage_sentinel.events import OutageEvent, PollResult
 from outage_sentinel.incidents import Incident
@@ -26,6 +25,7 @@ from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 from tests.shared_setup import demo as demo  # noqa: F401  (the fixture)
 from tests.shared_setup import store as store  # noqa: F401  (the fixture)
+from tests.shared_setup import terminal_reports
 from tests.test_incident_truth_folding import NOW, config
 
 VILLAGE = "V020"  # 薛店村
@@ -48,14 +48,7 @@ class Daemon:
 
     def terminals(self, now: datetime, areas: tuple[str, ...], on: bool, at: datetime) -> None:
         """The terminals of ``areas`` report power off (on) at ``at``, received at ``now``."""
-        word = "on" if on else "off"
-        events = [OutageEvent(source="ami-mqtt", event_id=f"TM-{a}:{word}:{compact_time(at)}",
-                              kind="fault", status="restored" if on else "active",
-                              signal="alive" if on else "dead", start=at,
-                              end=at if on else None, transformers=(a,),
-                              area_text=device_ref("terminal", f"TM-{a}"))
-                  for a in areas]
-        self.screen.ingest("ami-mqtt", PollResult(events=events), now)
+        self.screen.ingest("ami-mqtt", PollResult(events=terminal_reports(areas, on, at)), now)
         self.process(now)
 
     def record(self, now: datetime, status: str, start: datetime,
