@@ -36,6 +36,8 @@ from outage_sentinel.incidents import (
     areas_back,
     back_on_field_word,
     called_off,
+    disputed_areas,
+    held_disputes,
     off_since_back,
     reports_outage,
     restored_at,
@@ -488,6 +490,22 @@ PROGRESS_WORDS = {
            "unknown": "being established",
            "page": "Progress and photos from the site: {url}"},
 }
+
+
+def dispute_names(topology: Topology, incident: Incident) -> dict[str, list[str]]:
+    """The command-centre summary's names of the areas ``incident`` keeps off because their
+    meters still report them off against a record's end or a liaison's 已来电
+    (:func:`disputed_areas`): ``disputed``, a released outage (电表仍报停电，未按恢复处理), and
+    ``disputed_held``, a power-off the AMI screen holds, not released yet
+    (:func:`held_disputes`: 电表仍报停电（暂未确认）)."""
+    held = set(held_disputes(incident))
+    disputed = list(disputed_areas(incident))
+
+    def name(t: str) -> str:
+        return topology.nodes[t].name or t if t in topology.nodes else t
+
+    return {"disputed": [name(t) for t in disputed if t not in held],
+            "disputed_held": [name(t) for t in disputed if t in held]}
 
 
 def sms_values(incident: Incident, sms_purpose: str, context: dict[str, Any], now: datetime,

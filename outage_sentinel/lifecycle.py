@@ -45,7 +45,7 @@ from outage_sentinel.incidents import (
     on_field_word,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
-from outage_sentinel.liaison import LiaisonPlanner, checked_start, stated_restored
+from outage_sentinel.liaison import LiaisonPlanner, checked_start, dispute_names, stated_restored
 from outage_sentinel.localise import named_nodes, narrowed, shared_message
 from outage_sentinel.logs import get_logger, mask_phones
 from outage_sentinel.outgoing import OutboxMessage
@@ -389,6 +389,7 @@ class Lifecycle:
             # reports as false (or misses a fault), which "confirmed off" must not hide.
             unexplained=area_names(self.topology, contradicted_reports(self.topology, inc)),
             on_word=area_names(self.topology, on_field_word(inc, inc.restored)),
+            **dispute_names(self.topology, inc),
         )
 
     def fault_point_context(self, inc: Incident) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from outage_sentinel.incidents import (
     continued_in,
     dark_villages,
     handed_back,
+    held_disputes,
     hold_back,
     newly_disputed,
     past_stop_unannounced,
@@ -128,8 +129,10 @@ def disputed_by_records(before: Incident | None, after: Incident, topology: Topo
     """The ``meters_disagree`` step's details when ``after`` newly holds areas off against an
     outage-system record that ended (:func:`newly_disputed`): the areas, the records (member
     keys) and their customers, so the command centre sees the record said restored and the
-    meters disagree. A liaison's 已来电 the meters contradict is not here: the field desk logs
-    it (``evidence_conflict``). ``None``: no such area."""
+    meters disagree; ``unreleased``, those of them whose meters' power-off the AMI screen
+    holds and has not released yet (:func:`held_disputes`: 电表仍报停电（暂未确认）), when any.
+    A liaison's 已来电 the meters contradict is not here: the field desk logs it
+    (``evidence_conflict``). ``None``: no such area."""
     areas: dict[str, None] = {}
     records: dict[str, None] = {}
     for area, keys in newly_disputed(before, after).items():
@@ -139,8 +142,16 @@ def disputed_by_records(before: Incident | None, after: Incident, topology: Topo
             records.update(dict.fromkeys(ended))
     if not areas:
         return None
+    held = set(held_disputes(after))
+    unreleased = {"unreleased": [t for t in areas if t in held]} if held & set(areas) else {}
     return {"transformers": list(areas), "records": list(records),
-            "customers": topology.customers_of(list(areas))}
+            "customers": topology.customers_of(list(areas)), **unreleased}
+
+
+#: The ``meters_disagree`` step's note when the meters' word is only the AMI screen's hold.
+UNRELEASED_NOTE = ("the meters' power-off is held by the AMI screen, not released yet "
+                   "(电表仍报停电（暂未确认）): kept off until it releases or drops it, or the "
+                   "command centre restores it")
 
 
 def actor_of(event: OutageEvent) -> str:
@@ -675,7 +686,8 @@ class RevisionWriter:
         self._log_restoration(conn, before, after, actor, now, note)
         self._log_reissued(conn, before, after, actor, now)
         if (disputed := disputed_by_records(before, after, self.topology)) is not None:
-            self.store.log_in(conn, after.id, now, "meters_disagree", actor, "", disputed)
+            note = UNRELEASED_NOTE if "unreleased" in disputed else ""
+            self.store.log_in(conn, after.id, now, "meters_disagree", actor, note, disputed)
         old_stage = before.stage if before is not None else None
         if after.stage != old_stage and after.stage in ("confirmed", "cancelled"):
             self.store.log_in(conn, after.id, now, after.stage, actor)

@@ -42,7 +42,7 @@ from outage_sentinel.field_links import (
     verify,
     verify_short,
 )
-from outage_sentinel.incidents import FIELD_SOURCE, Incident, newly_disputed
+from outage_sentinel.incidents import FIELD_SOURCE, Incident, held_disputes, newly_disputed
 from outage_sentinel.lifecycle import StepInputError, confirmed_devices
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
@@ -442,15 +442,19 @@ CONFLICT_NOTE = ("liaison replied power back (已来电); the area's meters stil
 def disagreement(topology: Topology, inc: Incident, area: str, village: str,
                  language: str) -> str:
     """The command centre's word that ``village``'s liaison said ``area`` has power back
-    while its meters still report it off (the answer was not taken as a restoration)."""
+    while its meters still report it off (the answer was not taken as a restoration): 暂未确认
+    when that is a power-off the AMI screen holds, not released yet (:func:`held_disputes`)."""
     name = topology.villages[village].name if village in topology.villages else village
     area_name = topology.nodes[area].name if area in topology.nodes else area
+    held = area in held_disputes(inc)
     if language == "zh":
         return (f"【联络人反馈与电表不符】{name}联络人回复{area_name}已来电，但该台区电表仍报"
-                f"停电（{inc.id}）。未按恢复送电处理；请核实，确已来电请执行恢复操作。")
+                f"停电{'（暂未确认）' if held else ''}（{inc.id}）。未按恢复送电处理；"
+                "请核实，确已来电请执行恢复操作。")
     return (f"[Liaison and meters disagree] {name}'s liaison replied {area_name} has power "
-            f"back, but its meters still report it off ({inc.id}). Not taken as restored: "
-            "check, and record the restoration if the liaison is right.")
+            f"back, but its meters still report it off{' (not confirmed yet)' if held else ''}"
+            f" ({inc.id}). Not taken as restored: check, and record the restoration if the "
+            "liaison is right.")
 
 
 def answer_event(key: str, inc: Incident, area: str, answer: str, revision: int,

@@ -20,6 +20,7 @@ from outage_sentinel import crew as crews
 from outage_sentinel.field_links import REDACTED, redact_links
 from outage_sentinel.incidents import Incident, contradicted_reports, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
+from outage_sentinel.liaison import dispute_names
 from outage_sentinel.lifecycle import held_to_deadline
 from outage_sentinel.logs import mask_phones, redact
 from outage_sentinel.outgoing import MAX_ID, OUTBOX_STATUSES
@@ -114,8 +115,9 @@ def incident_card(row: Mapping[str, Any], topology: Topology, now: datetime, vie
         "priority": int(row.get("priority") or 0),
         "feeder": inc.feeder, "feeder_name": topology.feeder_names.get(inc.feeder, inc.feeder),
         **fault_point(inc, topology, viewer),
-        # Areas reported off that the fault point does not explain (read as false reports).
+        # Reported off, unexplained by the fault point; kept off as the meters say (disputed).
         "unexplained": [name_of(topology, t) for t in contradicted_reports(topology, inc)],
+        **dispute_names(topology, inc),
         "customers": inc.estimate.customers, "areas_off": len(off),
         "areas_confirmed": sum(1 for t in off if inc.mark(t) == "reported"),
         "villages": [{"id": v, "name": village_name(topology, v)} for v in villages],

@@ -32,7 +32,7 @@ const WORDS = {
     smsTemplate: "短信模板（实际发送的参数）", held: "已暂扣", hold: "暂扣", release: "放行", withdraw: "撤回",
     outboxReason: "暂扣/撤回原因（撤回必填）", outboxForce: "强制（force：已过时或静默中也重发/放行）", readdressed: "已改发至新地址，原地址",
     clear: "清除", clearDevice: "清除运行人员设置的故障点（按证据重新推断）", clearEtr: "清除设置的预计恢复时间（改按停电信息）", setNow: "已设置",
-    add: "添加", scopeAdd: "加入范围", setDevice: "设为故障点（运行人员确认）", faultDevice: "故障设备（候选中选，可多选）", setBy: "设置人", alternative: "另一可能", certainty: "把握", unexplained: "已报停电、不在故障点下游（按误报处理或另有故障，请核实）", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
+    add: "添加", scopeAdd: "加入范围", setDevice: "设为故障点（运行人员确认）", faultDevice: "故障设备（候选中选，可多选）", setBy: "设置人", alternative: "另一可能", certainty: "把握", unexplained: "已报停电、不在故障点下游（按误报处理或另有故障，请核实）", disputed: "电表仍报停电，未按恢复处理", disputedHeld: "电表仍报停电（暂未确认），未按恢复处理", force: "含重点关怀户也静默", matchers: {feeder: "线路", village: "村庄", incident: "事件"},
   },
   en: {
     incidents: "Active fault outages", planned: "Planned/temporary outages, today and tomorrow",
@@ -63,7 +63,7 @@ const WORDS = {
     smsTemplate: "SMS template (the parameters sent)", held: "held", hold: "Hold", release: "Release", withdraw: "Withdraw",
     outboxReason: "why hold / withdraw (required to withdraw)", outboxForce: "force (retry / release even if out of date or silenced)", readdressed: "re-addressed; was",
     clear: "Clear", clearDevice: "Take back the fault point set (estimate it from the evidence again)", clearEtr: "Take back the expected restoration set (the sources' again)", setNow: "set",
-    expire: "End", add: "Add", scopeAdd: "Add to scope", setDevice: "Set as fault point (command centre)", faultDevice: "Fault device (from the candidates; several: Ctrl-click)", setBy: "set by", alternative: "next most likely", certainty: "How sure", unexplained: "Reported off, not below the fault point (read as false, or another fault: check)", force: "also over special-care households",
+    expire: "End", add: "Add", scopeAdd: "Add to scope", setDevice: "Set as fault point (command centre)", faultDevice: "Fault device (from the candidates; several: Ctrl-click)", setBy: "set by", alternative: "next most likely", certainty: "How sure", unexplained: "Reported off, not below the fault point (read as false, or another fault: check)", disputed: "Meters still report off, not counted back", disputedHeld: "Meters still report off (not confirmed yet), not counted back", force: "also over special-care households",
     matchers: {feeder: "feeder", village: "village", incident: "incident"},
   },
 };
@@ -303,6 +303,8 @@ function incidentView(c) {
     h("p", {}, `${W.feeder}: ${c.feeder_name} · ${W.point}: ${pointText(c)}`),
     c.devices.length ? h("p", {id: "certainty"}, `${W.certainty}: ${certaintyText(c)}`) : null,
     (c.unexplained || []).length ? h("p", {id: "unexplained", class: "warn"}, `${W.unexplained}: ${c.unexplained.join("、")}`) : null,
+    (c.disputed || []).length ? h("p", {id: "disputed", class: "warn"}, `${W.disputed}: ${c.disputed.join("、")}`) : null,
+    (c.disputed_held || []).length ? h("p", {id: "disputed-held", class: "warn"}, `${W.disputedHeld}: ${c.disputed_held.join("、")}`) : null,
     h("p", {}, `${W.customers}: ${c.customers} · ${W.villages}: ${(c.villages.length ? c.villages : c.villages_all).map((v) => v.name).join("、")}`),
     h("p", {class: `deadline ${deadlineClass(c.deadline, c.deadline_state)}`, "data-deadline": c.deadline || "", "data-state": c.deadline_state},
       `${W.deadline}: ${c.deadline_local || "-"} ${countdown(c.deadline, c.deadline_state)}`),
