@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from outage_sentinel.reports import Report, build_report
 from outage_sentinel.store import Store
 from outage_sentinel.topology import load_bundle
 from tests.e2e_helpers import ROOT, make_config, wait_for
+from tests.shared_setup import h as h  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.test_board_app import PASSWORD, post, signed_in
 from tests.test_board_app import board_env as board_env  # noqa: F401  (the fixture)
 from tests.test_board_app import demo as demo  # noqa: F401  (the fixture)
@@ -107,14 +107,7 @@ def test_false_alarm_flag_counts_nothing_whatever_the_reason_says(tmp_path: Path
         store.close()
 
 
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, f"sqlite:///{tmp_path}/db.sqlite")
-    yield harness
-    harness.daemon.close()
-
-
-def test_a_cancel_stored_without_the_flag_is_read_by_its_words(h: Harness) -> None:
+def test_a_cancel_stored_without_the_flag_is_read_by_its_words(h: Harness) -> None:  # noqa: F811
     """History written before the flag: its ``cancelled`` step has no ``false_alarm``; the
     reason's words still decide (误报: nothing counts; 重复工单: the areas seen off count)."""
     steps = CommandSteps(h.daemon.lifecycle, h.daemon.processor, lambda: h.now)

@@ -11,7 +11,6 @@ the board as served in-process, and the report is built on the same real store."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from outage_sentinel.config import load_config
 from outage_sentinel.reports import Report, build_report
 from outage_sentinel.store import Store
 from tests.e2e_helpers import wait_for
+from tests.shared_setup import h as h  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 from tests.test_board_app import PASSWORD, post, signed_in
 from tests.test_board_app import board_env as board_env  # noqa: F401  (the fixture)
 from tests.test_board_app import demo as demo  # noqa: F401  (the fixture)
@@ -92,14 +92,7 @@ def test_again_flag_starts_another_spell_whatever_the_note_says(tmp_path: Path) 
         store.close()
 
 
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, f"sqlite:///{tmp_path}/db.sqlite")
-    yield harness
-    harness.daemon.close()
-
-
-def test_a_reopen_stored_without_the_flag_is_read_by_its_words(h: Harness) -> None:
+def test_a_reopen_stored_without_the_flag_is_read_by_its_words(h: Harness) -> None:  # noqa: F811
     """History written before the flag: its ``restoration_undone`` step has no ``again``; the
     note's words still decide (又跳: two spells)."""
     steps = CommandSteps(h.daemon.lifecycle, h.daemon.processor, lambda: h.now)
