@@ -597,10 +597,10 @@ def test_the_timeline_shows_times_in_local_time_and_rounded_numbers(env: Env) ->
     assert post(client, csrf, f"/api/incidents/{iid}/etr", {"time": etr}).status_code == 200
     timeline = client.get(f"/api/incidents/{iid}").json()["timeline"]
     said = {e["stage"]: e["details"] for e in timeline}
-    assert said["etr_set"] == f"etr: {etr}"
+    assert said["etr_set"] == f"预计恢复：{etr}"
     assert not any(re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", e["details"]) for e in timeline), \
         said
-    km = re.search(r"distance_km: ([\d.]+)", said["dispatched"])
+    km = re.search(r"距离（公里）：([\d.]+)", said["dispatched"])
     assert km is not None and len(km.group(1).partition(".")[2]) <= 1, said["dispatched"]
 
 

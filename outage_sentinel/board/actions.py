@@ -38,6 +38,7 @@ from outage_sentinel.outbox_control import (
 from outage_sentinel.outgoing import MAX_ID
 from outage_sentinel.silencing import NoSuchSilence, SilenceError, SilenceInputError, Silencing
 from outage_sentinel.store import Store
+from outage_sentinel.store.events import RequeueRefused
 from outage_sentinel.triage import STORM_KEY, storm_declaration
 
 
@@ -53,6 +54,11 @@ class BadValue(ActionError):
 
 class UnknownAction(ActionError):
     """A button the board does not have (404)."""
+
+
+class RetryRefused(ActionError):
+    """A quarantined payload not put back (409), each named with why: not a processing
+    failure, put back already, its event gone, waiting or folded since."""
 
 
 @dataclass
@@ -140,6 +146,29 @@ class Actions:
                                     force=force).line()
         done, left = self.outbox.take_some(action, ids, actor, self.clock(), reason, force)
         return done.line() + (f"; left as they are: {left}" if left else "")
+
+    def quarantine_retry(self, body: Mapping[str, Any], actor: str) -> str:
+        """Put the stored events of the processing failures ``ids`` back for the daemon to
+        fold at its next run (``quarantine retry``: :meth:`~outage_sentinel.store.events.
+        EventStore.requeue_quarantined`, the same function), each on its own as the CLI
+        does; any refused (:class:`RetryRefused`, 409) named with why, and what was put
+        back."""
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not ids or not all(is_id(i) for i in ids):
+            raise BadValue(f"ids: a list of quarantine ids (whole numbers from 1 to {MAX_ID})")
+        now, done, refused = self.clock(), [], []
+        for qid in dict.fromkeys(ids):
+            try:
+                s = self.store.requeue_quarantined(qid, now, actor)
+            except RequeueRefused as exc:
+                refused.append(mask_phones(str(exc)))
+                continue
+            done.append(f"#{qid}: re-queued {s.event.source}/{s.event.event_id}")
+        said = "; ".join(done)
+        if refused:
+            raise RetryRefused("; ".join(refused) + (f" (done: {said})" if said else ""))
+        return said + "; the daemon folds it at its next run (quarantined again if it fails " \
+                      "again)"
 
     def silence(self, body: Mapping[str, Any], actor: str) -> str:
         now = self.clock()
@@ -344,6 +373,8 @@ REQUEST_FIELDS: dict[str, tuple[str, ...]] = {
     "hold": ("ids", "reason"),
     "release": ("ids", "force"),
     "silence": ("matcher", "value", "until", "reason", "force", "expire"),
+    # As the CLI's ``quarantine retry`` keeps it (its audit entry's action and request).
+    "quarantine retry": ("ids",),
     "ack": ("note",), "dispatch": ("crew", "note"), "arrive": ("note",),
     "restore": ("transformers", "at", "note"), "etr": ("time", "clear", "note"),
     "scope": ("add", "remove", "note"), "device": ("devices", "clear", "note"),

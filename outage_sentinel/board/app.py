@@ -70,6 +70,7 @@ from outage_sentinel.board.views import (
     notice_row,
     outbox_query,
     overview,
+    quarantine_row,
     said_text,
 )
 from outage_sentinel.clock_offset import CLOCK_OFFSET_PREFIX
@@ -273,6 +274,9 @@ def _board_routes(signed_in: Wrap, page: Callable[..., Handler], events: Handler
         Route("/api/outbox", signed_in(outbox_json)),
         *(Route(f"/api/outbox/{what}", signed_in(global_action(what), act=True),
                 methods=["POST"]) for what in ("retry", "withdraw", "hold", "release")),
+        # ``quarantine retry``: acting like the outbox's retry (the operator or admin role).
+        Route("/api/quarantine/retry", signed_in(quarantine_retry, act=True),
+              methods=["POST"]),
         Route("/api/silences", signed_in(silences_json)),
         Route("/api/silences", signed_in(global_action("silence"), act=True),
               methods=["POST"]),
@@ -664,11 +668,9 @@ def overview_data(board: Board, viewer: Viewer) -> dict[str, Any]:
     # ... and how many in all: the list shows the latest of a week, never silently all.
     data["to_close_total"] = board.store.awaiting_closeout_count()
     # Records the sources sent that could not be taken in: kept, and shown, never dropped.
+    # A processing failure's stored event may be put back (``quarantine retry``).
     data["quarantine"] = {"total": board.store.count("quarantine"), "latest": [
-        {"id": q["id"], "source": q["source"], "reason": redact(str(q["reason"]))[:300],
-         "at": local(q["received_at"], viewer.tz), "repeats": q.get("repeats") or 0,
-         "last_seen": local(q["last_seen"], viewer.tz) if q.get("repeats") else None}
-        for q in board.store.quarantined(10)]}
+        quarantine_row(q, viewer) for q in board.store.quarantined(10)]}
     said = board.store.answer_counts()
     for card in data["incidents"]:  # what the field said, and the crew's photos
         card["field_back"] = said.get(card["id"], {}).get("back", 0)
@@ -888,3 +890,13 @@ def global_action(what: str) -> Handler:
         return await _respond(request, board, session, what, "",
                               lambda actor, body: step(board.actions, body, actor))
     return endpoint
+
+
+async def quarantine_retry(request: Request, board: Board, session: dict[str, Any]
+                           ) -> Response:
+    """``quarantine retry ID…`` from the board: audited as the CLI's entry is (the action
+    ``quarantine retry``, the ids as target and request), its kind the board's."""
+    ids = (await _json(request)).get("ids")
+    target = ",".join(map(str, ids[:50]))[:300] if isinstance(ids, list) else ""
+    return await _respond(request, board, session, "quarantine retry", storable_text(target),
+                          lambda actor, body: board.actions.quarantine_retry(body, actor))

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from outage_sentinel import crew as crews
+from outage_sentinel.board.step_text import detail_parts
 from outage_sentinel.field_links import REDACTED, redact_links
 from outage_sentinel.incidents import Incident, contradicted_reports, villages_off
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, label
@@ -26,6 +27,7 @@ from outage_sentinel.logs import mask_phones, redact
 from outage_sentinel.outgoing import MAX_ID, OUTBOX_STATUSES
 from outage_sentinel.priority import affected_customers, special_care_customers
 from outage_sentinel.sms_params import template_purpose, template_values
+from outage_sentinel.store.events import REQUEUED, failed_event
 from outage_sentinel.topology import DEVICE_KINDS, Topology
 
 #: Minutes before the arrival deadline when the countdown turns amber.
@@ -385,11 +387,18 @@ def found_devices(log: Sequence[Mapping[str, Any]]) -> list[str]:
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)")
 
 
-def step_details(details: Any, tz: tzinfo = UTC) -> str:
+def step_details(details: Any, tz: tzinfo = UTC, language: str = "", stage: str = "",
+                 topology: Topology | None = None) -> str:
     """A log step's details in a line (the areas removed, the ETR set, the crew sent),
-    numbers masked, times local in ``tz`` like the rest of the page, fractions rounded."""
+    numbers masked, times local in ``tz`` like the rest of the page, fractions rounded; in
+    ``language``'s words (:mod:`~outage_sentinel.board.step_text`: the operator's flags as
+    what they mean, ids named from ``topology``), or keys as kept without one."""
     if not isinstance(details, Mapping) or not details:
         return ""
+    if language:
+        parts = detail_parts(details, stage, language, topology,
+                             lambda v, k: _shown(v, tz, k))
+        return mask_phones(("；" if language == "zh" else "; ").join(parts))[:500]
     parts = [f"{k}: {'、'.join(_shown(x, tz, k) for x in v) if isinstance(v, list) else _shown(v, tz, k)}"
              for k, v in details.items() if v not in (None, "", [])]
     return mask_phones("; ".join(parts))[:300]
@@ -407,6 +416,34 @@ def _shown(value: Any, tz: tzinfo, key: str = "") -> str:
     if isinstance(value, str) and _ISO_TIME.fullmatch(value):
         return local(datetime.fromisoformat(value), tz) or value
     return str(value)
+
+
+#: Why a quarantined payload has no retry button, by language.
+NOT_RETRIED: Mapping[str, Mapping[str, str]] = {
+    "zh": {"refused": "校验未通过、未入库的记录，无可重新处理的事件（请修正数据源，它会再次发送）",
+           "requeued": "已重新排队"},
+    "en": {"refused": "refused as it came, never stored: nothing to process again (fix the "
+                      "source, it sends it again)",
+           "requeued": "re-queued already"},
+}
+
+
+def quarantine_row(q: Mapping[str, Any], viewer: Viewer) -> dict[str, Any]:
+    """A quarantined payload on the overview: when, from where, why (secrets cut, numbers
+    masked), how often again; ``retry``: whether it is a processing failure's stored event
+    not put back yet (:func:`~outage_sentinel.store.events.failed_event`, the rule
+    ``quarantine retry`` applies first), else ``not_retried`` says why not."""
+    reason = str(q["reason"] or "")
+    words = NOT_RETRIED.get(viewer.language, NOT_RETRIED["en"])
+    why = None
+    if failed_event(reason, q.get("raw")) is None:
+        why = words["refused"]
+    elif REQUEUED in reason:
+        why = f"{words['requeued']} ({reason.split(REQUEUED, 1)[1]})"
+    return {"id": q["id"], "source": q["source"], "reason": redact(reason)[:300],
+            "at": local(q["received_at"], viewer.tz), "repeats": q.get("repeats") or 0,
+            "last_seen": local(q["last_seen"], viewer.tz) if q.get("repeats") else None,
+            "retry": why is None, "not_retried": mask_phones(redact(why)) if why else None}
 
 
 def closable_devices(inc: Incident, topology: Topology) -> list[dict[str, str]]:
@@ -434,7 +471,8 @@ def incident_detail(row: Mapping[str, Any], log: Sequence[Mapping[str, Any]],
                       "stage_label": label(STAGE_LABELS, viewer.language, str(e["stage"])),
                       "actor": mask_phones(str(e.get("actor") or "")),
                       "note": mask_phones(str(e.get("note") or "")),
-                      "details": step_details(e.get("details"), viewer.tz)} for e in log],
+                      "details": step_details(e.get("details"), viewer.tz, viewer.language,
+                                              str(e["stage"]), topology)} for e in log],
         # What the close-out confirmed (the crews' finding), in place of the estimate.
         "found": [{"id": d, "name": name_of(topology, d)} for d in found_devices(log)],
         "evidence": [_evidence(s, viewer) for s in evidence],

@@ -21,6 +21,7 @@ const WORDS = {
     falseAlarm: "误报（未停电，不计停电）", lostAgain: "恢复后再次失电（另计一次停电；不勾：恢复为误操作，停电持续）", deviceAnyway: "设备不符也销号（所选设备不在已确认停电台区的上游）",
     cause: "原因分类", device: "确认的故障设备（可多选）", deviceOther: "其他设备（编号或名称，逗号分隔）", otherArea: "非本线路班组", found: "销号确认故障设备", toClose: "待销号",
     quarantine: "未能接收的记录（隔离）", note: "备注", reason: "原因",
+    quarantineRetry: "重新处理", notRetried: "不能重新处理",
     again: (n, at) => `此后又收到${n}次，最近${at}`,
     best: "推荐班组（自动）", back: "已恢复", unconfirmed: "恢复待确认（记录已结束，无来电证据）", continued: "未确认恢复，仍停电，转入", reopens: "再次停电，接续", outboxList: "逐条查看", outboxMore: "只列出最新200条", amendClose: "更正销号", toCloseAll: "（列出近7天最新50起，其余请按编号查询）", confirmBack: "确认已恢复（所选台区）", closeUnconfirmed: "恢复未经确认也销号", dead: "死信", retry: "重发", pending: "待发",
     sent: "已发", lastPoll: "最近成功", failing: "失败", ok: "正常", missed: "已超时",
@@ -50,6 +51,7 @@ const WORDS = {
     scopeRemove: "Take out of scope", cause: "Cause category", device: "Devices the crews found (several: Ctrl-click)",
     deviceOther: "Other devices (ids or names, comma-separated)", otherArea: "outside its feeders", found: "found at close-out", toClose: "Awaiting close-out",
     quarantine: "Records not taken in (quarantine)",
+    quarantineRetry: "Process again", notRetried: "cannot be processed again",
     again: (n, at) => `came again ${n} times, last ${at}`,
     note: "Note", reason: "Reason", best: "Suggested crew (automatic)", back: "back",
     unconfirmed: "back unconfirmed (records ended, no evidence)", continued: "never confirmed back, off in", reopens: "off again after", outboxList: "list them", outboxMore: "the latest 200 listed", amendClose: "Correct the close-out", toCloseAll: "(the latest 50 of 7 days listed; find the rest by id)", confirmBack: "Confirm back (selected areas)", closeUnconfirmed: "Close although not confirmed back",
@@ -229,8 +231,16 @@ function overviewView(data) {
       h("ul", {id: "to-close"}, (data.to_close || []).map((t) => h("li", {},
         h("a", {href: `#/incident/${encodeURIComponent(t.id)}`}, t.id), ` ${t.feeder_name} · ${t.status} · ${t.end_local || ""}`))),
       h("h2", {}, `${W.quarantine} (${data.quarantine ? data.quarantine.total : 0})`),
-      h("ul", {id: "quarantine"}, (data.quarantine ? data.quarantine.latest : []).map((q) =>
-        h("li", {}, `${q.at} · ${q.source} · ${q.reason}${q.repeats ? ` · ${W.again(q.repeats, q.last_seen)}` : ""}`)))));
+      h("ul", {id: "quarantine"}, (data.quarantine ? data.quarantine.latest : []).map(quarantineItem))));
+}
+
+// A quarantined record: a processing failure's stored event may be put back for the daemon
+// (quarantine retry); any other says why not.
+function quarantineItem(q) {
+  return h("li", {"data-quarantine": String(q.id)}, `#${q.id} ${q.at} · ${q.source} · ${q.reason}${q.repeats ? ` · ${W.again(q.repeats, q.last_seen)}` : ""} `,
+    q.retry ? (MAY_ACT ? h("button", {type: "button", class: "small quarantine-retry", "data-quarantine": String(q.id),
+      onclick: () => act("/api/quarantine/retry", {ids: [q.id]})}, W.quarantineRetry) : null)
+      : h("span", {class: "muted not-retried"}, `${W.notRetried}: ${q.not_retried}`));
 }
 
 function silencesPanel(rows) {
