@@ -69,7 +69,7 @@ def build_core(config: Config, store: Store, topology: Topology, *, metrics: Met
     planner = LiaisonPlanner(topology, renderer, ZoneInfo(config.timezone),
                              config.notify.liaison_roles, links=link_maker(config, store, clock),
                              sms=sms_channels(config.channels), clock_flags=clock_flags(screen))
-    lifecycle = Lifecycle(store, topology, planner, config, clock)
+    lifecycle = Lifecycle(store, topology, planner, config, clock, metrics=metrics)
     processor = IncidentProcessor(
         store, topology, planner, lifecycle, config, metrics,
         estimator or default_estimator(localiser_params(config, store),

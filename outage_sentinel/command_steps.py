@@ -103,8 +103,7 @@ class CommandSteps:
                 said = {**said, "was": list(before.estimate.devices), "crew": crew}
             elif self._tell_power_back(conn, before, after, crew, now):
                 said = {**said, "crew": crew, "crew_told": "power_back"}
-            rows += life.command_rows(after, step, life.render_summary(
-                after, headline=step, crew=crew))
+            rows += life.summaries.rows(after, step, headline=step, crew=crew)
             life.save_in(conn, after, now)
             life.store.log_in(conn, after.id, now, step, actor, note, said)
             life.store.enqueue_in(conn, rows, now)

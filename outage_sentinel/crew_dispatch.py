@@ -30,6 +30,7 @@ from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.sms_params import with_link as sms_with_link
 from outage_sentinel.store import Store
+from outage_sentinel.summaries import Summaries
 from outage_sentinel.topology import Crew, Topology
 
 #: Stages in which an incident holds its crew.
@@ -53,7 +54,8 @@ def escalation_key(deadline: datetime) -> int:
 class DispatchOwner(Protocol):
     """What crew dispatch reads of the lifecycle: the store, the topology and the planner (a
     topology reload replaces these two), the config, dispatch parameters and priority weights,
-    the crew notices, and the incident row and command-centre helpers every step shares."""
+    the crew notices, the command centre's summaries (guarded), and the incident row and
+    command-centre helpers every step shares."""
 
     store: Store
     topology: Topology
@@ -62,6 +64,7 @@ class DispatchOwner(Protocol):
     params: crews.DispatchParams
     weights: prio.PriorityWeights
     crew_notices: CrewNotices
+    summaries: Summaries
 
     def load_in(self, conn: Connection, incident_id: str) -> tuple[Incident, dict[str, Any]]: ...
 
@@ -69,9 +72,6 @@ class DispatchOwner(Protocol):
 
     def command_rows(self, inc: Incident, purpose: str, body: str, revision: int | None = None,
                      extra: Mapping[str, Any] | None = None) -> list[OutboxMessage]: ...
-
-    def render_summary(self, inc: Incident, headline: str | None = None,
-                       crew: str | None = None) -> str: ...
 
     def crew_label(self, crew_id: str | None) -> str: ...
 
@@ -216,8 +216,7 @@ class CrewDispatch:
         rows = self._dispatch_rows(inc, pr, self._as_told(conn, choice), deadline, area, now)
         rows += self.care.rows_in(conn, inc, villages, c.name or c.id, now,
                                  retell=had is not None and had != c.id)
-        rows += self.owner.command_rows(inc, "dispatched",
-                                        self.owner.render_summary(inc, crew=c.id))
+        rows += self.owner.summaries.rows(inc, "dispatched", crew=c.id)
         self.store.enqueue_in(conn, rows, now)
         self.log.info("dispatched", incident_id=inc.id, crew=c.id, priority=pr.score,
                       deadline=deadline.isoformat(), preempts=choice.preempts.incident_id

@@ -35,22 +35,16 @@ from outage_sentinel.config import Config
 from outage_sentinel.crew import area_names
 from outage_sentinel.crew_dispatch import CrewDispatch
 from outage_sentinel.crew_notices import CrewNotices
-from outage_sentinel.incidents import (
-    ACTIVE_STAGES,
-    UNCLASSIFIED,
-    Incident,
-    Notice,
-    announced_kind,
-    contradicted_reports,
-    on_field_word,
-)
-from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
-from outage_sentinel.liaison import LiaisonPlanner, checked_start, dispute_names, stated_restored
+from outage_sentinel.incidents import ACTIVE_STAGES, Incident, Notice
+from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.localise import named_nodes, narrowed, shared_message
 from outage_sentinel.logs import get_logger, mask_phones
+from outage_sentinel.metrics import Metrics
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.sms_params import command_params
 from outage_sentinel.store import Store
+from outage_sentinel.summaries import Summaries
+from outage_sentinel.summaries import unasked_areas as unasked_areas  # where it lived
 from outage_sentinel.topology import DEVICE_KINDS, Topology
 
 #: What a cancelled incident's unsent messages may say that is no longer true.
@@ -62,10 +56,6 @@ WAITING_STAGES = ("confirmed", "partially_restored")
 OWN_FAULT_KINDS = frozenset({"source", "transformer"})
 #: Steps only the crew reports (logged with the crew as actor; the stage does not change).
 CREW_NOTES = ("accepted", "on_the_way", "fault_found", "photo")
-#: After a device a source reported operated that the fault point leaves out, in the
-#: summary: the areas below it whose meters report power.
-NAMED_ELSEWHERE = {"zh": "（其下{areas}表计报告有电）",
-                   "en": " (meters below it report power: {areas})"}
 CREW_NOTE_WORDS = {"zh": {"accepted": "已接单", "on_the_way": "正在赶往现场",
                           "fault_found": "找到故障", "photo": "上传现场照片"}}
 
@@ -123,20 +113,6 @@ def incident_columns(inc: Incident, now: datetime, **extra: Any) -> dict[str, An
     }
     row.update(extra)
     return row
-
-
-def unasked_areas(inc: Incident, topology: Topology,
-                  recipients: Callable[[str], Sequence[str]]) -> list[str]:
-    """The areas ``inc`` counts back unconfirmed whose village was not asked about them: no
-    liaison to ask (``recipients`` of the village), or not told (held back: still dark in
-    another outage)."""
-    told = set(inc.restored_villages)
-    out = []
-    for t in inc.unconfirmed:
-        village = topology.nodes[t].village if t in topology.nodes else None
-        if not village or village not in told or not recipients(village):
-            out.append(t)
-    return out
 
 
 def close_refused(inc: Incident, topology: Topology, unconfirmed_ok: bool, amend: bool
@@ -269,11 +245,12 @@ def incident_device_tests(topology: Topology, inc: Incident) -> tuple[Callable[[
 class Lifecycle:
     """Owns the incident's lifecycle steps over the store: operator steps (ack, dispatch,
     arrive, crew notes, close), an incident revived or cancelled, the command centre's
-    summaries, and the clock checks (reminders, arrival deadlines). Crews are sent by its
-    :attr:`dispatcher`. One per process."""
+    rows, and the clock checks (reminders, arrival deadlines). Crews are sent by its
+    :attr:`dispatcher`, summaries rendered (guarded) by its :attr:`summaries`. One per
+    process."""
 
     def __init__(self, store: Store, topology: Topology, planner: LiaisonPlanner, config: Config,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], metrics: Metrics | None = None) -> None:
         self.store = store
         self.topology = topology
         self.planner = planner
@@ -282,6 +259,8 @@ class Lifecycle:
         self.weights = config.priority.to_weights()
         self.params = config.dispatch.to_params()
         self.log = get_logger(component="lifecycle")
+        #: The command centre's summaries (guarded; ``metrics`` counts their fallbacks).
+        self.summaries = Summaries(self, metrics)
         self.crew_notices = CrewNotices(self)
         self.dispatcher = CrewDispatch(self)
         #: The clock checks: reminders, faults waiting for a crew, arrival deadlines.
@@ -318,7 +297,7 @@ class Lifecycle:
                 by_village.setdefault(village.name, []).append(t)
         return {"feeder": self.planner.feeder_names.get(inc.feeder, inc.feeder),
                 "kind": inc.kind, "status": inc.status, "incident": inc.id,
-                "etr": self.summary_etr(inc)["etr_local"] or "",
+                "etr": self.summaries.etr(inc)["etr_local"] or "",
                 "villages": {v: topo.customers_of(ts) for v, ts in by_village.items()},
                 "villages_confirmed": {v: topo.customers_of(t for t in ts
                                                             if inc.mark(t) == "reported")
@@ -342,103 +321,11 @@ class Lifecycle:
                 "sms": command_params(summary=body.splitlines()[0], incident=incident_id)}},
         )]
 
-    def summary_rows(self, before: Incident | None, inc: Incident, crew: str | None = None
-                     ) -> list[OutboxMessage]:
-        """A command-centre summary for every new revision (when enabled); ``crew`` is the
-        crew the incident holds."""
-        if not self.config.command_centre.summaries:
-            return []
-        if before is not None and before.revision == inc.revision:
-            return []
-        return self.command_rows(inc, "summary", self.render_summary(inc, crew=crew))
-
     def render_summary(self, inc: Incident, headline: str | None = None,
                        crew: str | None = None) -> str:
-        """The command centre's summary of ``inc`` as of its last revision (``updated_at``):
-        planned work described as planned (its device not an estimate, its start possibly
-        still to come), the crew named."""
-        r, planner = self.planner.renderer, self.planner
-        names = [self.topology.villages[v].name for v in inc.estimate.villages
-                 if v in self.topology.villages]
-        planned = inc.kind in ("planned", "temporary")
-        return r.render(
-            "command_summary", incident=inc, headline=headline,
-            kind_label=KIND_LABELS[r.language].get(inc.kind, inc.kind) + (
-                UNCLASSIFIED_NOTE.get(r.language, "") if announced_kind(inc) == UNCLASSIFIED
-                else ""),
-            feeder_label=planner.feeder_names.get(inc.feeder, inc.feeder),
-            villages=names, off=len(inc.off),
-            customers_off=self.topology.customers_of(inc.off),
-            **self.summary_times(inc),
-            **self.fault_point_context(inc),
-            device_set=bool(inc.device_set) and not planned,
-            planned=planned,
-            upcoming=inc.updated_at is not None and inc.start > inc.updated_at,
-            crew_label=self.crew_label(crew),
-            stage_label=label(STAGE_LABELS, r.language, inc.stage),
-            # Of the areas still off, those a source reported (one back is no longer off).
-            confirmed=len([t for t in inc.confirmed if t not in inc.restored]),
-            withdrawn=[self.topology.villages[v].name for v in inc.withdrawn_villages
-                       if v in self.topology.villages],
-            # Counted back when the records ended, nothing saying so: the villages are asked
-            # (those without a liaison, or held back as still dark elsewhere, are not).
-            unconfirmed=area_names(self.topology, inc.unconfirmed),
-            unasked=area_names(self.topology, unasked_areas(
-                inc, self.topology, self.planner.village_recipients)),
-            # Areas reported off the fault point does not explain: the estimate reads their
-            # reports as false (or misses a fault), which "confirmed off" must not hide.
-            unexplained=area_names(self.topology, contradicted_reports(self.topology, inc)),
-            on_word=area_names(self.topology, on_field_word(inc, inc.restored)),
-            **dispute_names(self.topology, inc),
-        )
-
-    def fault_point_context(self, inc: Incident) -> dict[str, Any]:
-        """The fault point as the summary states it: each device as sure as it is
-        (:func:`outage_sentinel.crew.device_bases`: one a source named is a fact, the rest
-        inferred; planned work's too: the device a record names is switched off, one the
-        localiser put above its areas is only the likely one), the probability of a set of
-        several as the set's (``joint_label``: :func:`outage_sentinel.crew.joint_label`), and
-        the devices a source reported operated that it leaves out (``named_elsewhere``)."""
-        planner, lang, topo = self.planner, self.planner.renderer.language, self.topology
-        devices, p = inc.estimate.devices, inc.estimate.probability
-        bases = crews.device_bases(inc)
-        named = [d for d in devices if bases[d] != "inferred"]
-        guessed = [d for d in devices if bases[d] == "inferred"]
-        joint = "" if p is None or not guessed else crews.joint_label(
-            topo, devices, p, lang, guessed[0] if len(guessed) == 1 else None)
-        words = NAMED_ELSEWHERE.get(lang, NAMED_ELSEWHERE["en"])
-        elsewhere = [planner.device_label([d]) + (words.format(
-            areas=("、" if lang == "zh" else ", ").join(area_names(topo, alive)))
-            if alive else "") for d, alive in crews.reported_elsewhere(topo, inc).items()]
-        return {"device_label": planner.device_label(devices, own_note=True),
-                "probability": p, "probability_label": "" if p is None
-                else crews.percent_label(p, lang), "joint_label": joint,
-                "reported_label": planner.device_label(named, own_note=True),
-                "inferred_label": planner.device_label(guessed, own_note=True),
-                "named_elsewhere": elsewhere}
-
-    def summary_times(self, inc: Incident) -> dict[str, Any]:
-        """The times a summary of ``inc`` states: its start, expected restoration
-        (:meth:`summary_etr`) and end — the start and end to be confirmed (``None``, with
-        ``start_unverified`` / ``end_unverified``) when only the meters of an AMI source
-        flagged as read in the wrong zone give them (:func:`~outage_sentinel.liaison.
-        checked_start`, :func:`~outage_sentinel.liaison.stated_restored`), as the villages and
-        the crew are told."""
-        flagged, planner = self.planner.clock_flagged(), self.planner
-        start = checked_start(inc, flagged)
-        end = None if inc.end is None else stated_restored(
-            inc, inc.estimate.transformers, flagged, inc.end)
-        return {"start_local": planner.local_time(start), "start_unverified": start is None,
-                **self.summary_etr(inc), "end_local": planner.local_time(end),
-                "end_unverified": inc.end is not None and end is None}
-
-    def summary_etr(self, inc: Incident) -> dict[str, str | None]:
-        """The expected restoration as a summary of ``inc`` states it at its last revision:
-        while the outage is on, a time gone by is an overrun (原预计…恢复，已超时), never
-        "预计<a past time>恢复"; once over, the time it was expected, for the record."""
-        if inc.status != "active":
-            return {"etr_local": self.planner.local_time(inc.etr), "overrun_local": None}
-        return self.planner.etr_context(inc.etr, inc.updated_at or self.clock())
+        """The command centre's summary of ``inc``, unguarded (:meth:`Summaries.render`: what
+        ``check`` renders); a step queues it through :meth:`Summaries.rows`, guarded."""
+        return self.summaries.render(inc, headline, crew)
 
     def crew_label(self, crew_id: str | None) -> str:
         """``抢修一班`` for a crew of the bundle, its id otherwise ('' for none)."""
@@ -544,9 +431,8 @@ class Lifecycle:
                          **({} if amended else {"closed_at": now}))
             self.store.log_in(conn, inc.id, now, "closed", actor, note, details)
             headline = "close_amended" if amended else "closed"
-            self.store.enqueue_in(conn, self.command_rows(
-                inc, headline, self.render_summary(inc, headline=headline,
-                                                   crew=row.get("crew_id"))), now)
+            self.store.enqueue_in(conn, self.summaries.rows(
+                inc, headline, headline=headline, crew=row.get("crew_id")), now)
         return inc
 
     # -- priority and dispatch ----------------------------------------------------------------

@@ -39,6 +39,9 @@ LOCALISE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
 #: unsure twice, no such channel) or ``permanent`` (refused for good, dead-lettered at once).
 NOTIFICATION_RESULTS = ("delivered", "retry", "uncertain", "permanent", "dead", "dry_run",
                         "rate_limited", "silenced", "superseded")
+#: Every ``fallback`` of ``summaries_unrendered_total``: the built-in template rendered the
+#: command centre's summary, or a plain text naming the incident stood in for it.
+SUMMARY_FALLBACKS = ("builtin", "plain")
 
 
 #: The metrics only the region's leader exports (README "Metrics", docs/operations.md).
@@ -126,6 +129,13 @@ class Metrics:
                                          "Override templates that failed to render (the "
                                          "built-in template was used instead)", ["template"],
                                          registry=r)
+        self.summaries_unrendered = Counter(
+            p + "summaries_unrendered_total", "Command-centre summaries that could not be "
+            "rendered as configured, by the fallback sent in their place (builtin: the "
+            "built-in template; plain: a plain text naming the incident)", ["fallback"],
+            registry=r)
+        for fallback in SUMMARY_FALLBACKS:  # at 0: the first one must show in increase()
+            self.summaries_unrendered.labels(fallback)
         self.database_file_replaced = Counter(
             p + "database_file_replaced_total",
             "Times the SQLite file was found deleted or replaced under the daemon (it stops)",

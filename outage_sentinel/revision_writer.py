@@ -11,12 +11,11 @@ written, all in the processor's transaction::
 Faults that need a crew are queued and sent one once the whole batch is folded
 (:meth:`RevisionWriter.dispatch_waiting`). The command-centre summary never stops the rest:
 one that cannot be rendered is rendered from the built-in template, else stated in plain
-text (:class:`SummaryFallback`).
+text (:meth:`outage_sentinel.summaries.Summaries.rows`, as every step's summary is).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -53,7 +52,7 @@ from outage_sentinel.incidents import (
     villages_of_scope,
     villages_off,
 )
-from outage_sentinel.liaison import VOID_ETR, LiaisonPlanner, Renderer, TemplateFailure
+from outage_sentinel.liaison import VOID_ETR, LiaisonPlanner
 from outage_sentinel.lifecycle import WAITING_STAGES, Lifecycle, incident_columns
 from outage_sentinel.logs import get_logger, redact
 from outage_sentinel.ordering import (
@@ -345,110 +344,6 @@ class PacedSummaries:
         return 1
 
 
-#: The command centre's summary when not even the built-in template renders it: the incident,
-#: its revision and why (:meth:`SummaryFallback.plain`).
-UNRENDERED_SUMMARY = {
-    "zh": ("【汇总无法生成】{incident} 第{revision}版\n指挥中心汇总未能生成（{error}）；"
-           "各村通知不受影响。请在看板或用 outage-sentinel incidents show {incident} 查看该事件。"),
-    "en": ("[Summary unavailable] {incident} revision {revision}\nThe command-centre summary "
-           "could not be rendered ({error}); the villages' notices are not affected. See the "
-           "incident on the board or with outage-sentinel incidents show {incident}."),
-}
-
-
-def failure_text(exc: BaseException) -> str:
-    """An exception as a log line and the command centre read it: its type and message,
-    secrets taken out, cut short."""
-    return redact(f"{type(exc).__name__}: {exc}")[:300]
-
-
-class SummaryFallback:
-    """The command centre's summary of a revision is never the reason the revision is lost:
-    the villages' notices and the crew and care steps it sets going do not hang on the
-    command centre's template. A summary that fails to render — an override that raises is rendered from the
-    built-in template by the renderer itself, but one that renders no text at all, or a value
-    its facts cannot be built from, raised in the revision's transaction, and the event was
-    retried until quarantined — is rendered again from the built-in template (logged
-    ``summary_render_failed``; when an override of ``command_summary`` is in use it is
-    reported as a failed template, counted and alerted once per incident like a liaison
-    template), and one not even the built-in renders is :data:`UNRENDERED_SUMMARY`, a plain
-    text naming the incident (logged ``summary_unrendered``). One per writer."""
-
-    TEMPLATE = "command_summary"
-
-    def __init__(self, owner: RevisionOwner, log: Any) -> None:
-        self.owner, self.log = owner, log
-
-    def of_revision(self, conn: Connection, current: Incident | None, after: Incident,
-                    unplaced: bool) -> list[OutboxMessage]:
-        """The command centre's rows of the revision ``current`` → ``after``: its summary
-        (when summaries are on), or, switched off, still one for an outage nobody could
-        place (``unplaced``): it goes to a person."""
-        crew = self.owner.store.crew_of_in(conn, after.id)
-        rows = self.rows(after, "summary", lambda life: life.summary_rows(current, after, crew))
-        if unplaced and not any(r.audience == "command" for r in rows):
-            rows += self.rows(after, "unplaced", lambda life: life.command_rows(
-                after, "unplaced", life.render_summary(after)))
-        return rows
-
-    def rows(self, inc: Incident, purpose: str,
-             make: Callable[[Lifecycle], list[OutboxMessage]]) -> list[OutboxMessage]:
-        """``make``'s rows from the lifecycle in use; from one rendering with the built-in
-        templates only when that raises; else the plain text's, as ``purpose``."""
-        life = self.owner.lifecycle
-        try:
-            return make(life)
-        except Exception as exc:
-            first = exc
-        try:
-            rows = make(self.builtin(life))
-        except Exception as exc:
-            self.log.error("summary_unrendered", incident_id=inc.id, revision=inc.revision,
-                           purpose=purpose, error=failure_text(first),
-                           builtin_error=failure_text(exc), exc_info=first)
-            return self.plain(life, inc, purpose, first)
-        self.log.error("summary_render_failed", incident_id=inc.id, revision=inc.revision,
-                       purpose=purpose, error=failure_text(first), fallback="built-in",
-                       exc_info=first)
-        self.report(life, inc, first)
-        return rows
-
-    @staticmethod
-    def builtin(life: Lifecycle) -> Lifecycle:
-        """``life`` rendering with the built-in templates alone (its topology, config and
-        clock; the planner's links, channels and clock flags)."""
-        p = life.planner
-        planner = LiaisonPlanner(p.topology, Renderer(p.renderer.language), p.tz, p.roles,
-                                 links=p.links, sms=p.sms, clock_flags=p.clock_flags)
-        return Lifecycle(life.store, life.topology, planner, life.config, life.clock)
-
-    def report(self, life: Lifecycle, inc: Incident, exc: BaseException) -> None:
-        """An override of the summary failed and the built-in one was used: handed to the
-        renderer's failure callback (the daemon counts it and tells the command centre)."""
-        renderer = life.planner.renderer
-        override = renderer.override_path(self.TEMPLATE)
-        if override is None or renderer.on_failure is None:
-            return
-        try:
-            renderer.on_failure(TemplateFailure(self.TEMPLATE, str(override),
-                                                failure_text(exc), inc.id))
-        except Exception:  # the summary itself is queued; the alert is extra
-            self.log.exception("template_failure_report_failed", incident_id=inc.id)
-
-    def plain(self, life: Lifecycle, inc: Incident, purpose: str, exc: BaseException
-              ) -> list[OutboxMessage]:
-        """The plain text in the summary's place, with what a digest reads of ``inc`` (the
-        least of it when even those facts cannot be had)."""
-        words = UNRENDERED_SUMMARY.get(life.planner.renderer.language, UNRENDERED_SUMMARY["en"])
-        body = words.format(incident=inc.id, revision=inc.revision, error=failure_text(exc))
-        try:
-            facts = life.digest_facts(inc)
-        except Exception:
-            facts = {"incident": inc.id, "kind": inc.kind, "status": inc.status,
-                     "feeder": inc.feeder}
-        return life.command_rows_for(inc.id, inc.revision, purpose, body, facts)
-
-
 class RevisionWriter:
     """Owns writing an incident revision inside the processor's transaction: the notices it
     sends and what they hold back or take back, its outbox rows and summary, the incident row
@@ -468,8 +363,6 @@ class RevisionWriter:
         self.owed = OwedNotices(owner, self.log)
         #: The command centre's summaries, one per incident per interval.
         self.summaries = PacedSummaries(owner.store, owner.config, self.log)
-        #: The revision's summary (one that cannot be rendered: the built-in, a plain text).
-        self.summary = SummaryFallback(owner, self.log)
 
     @property
     def topology(self) -> Topology:
@@ -652,9 +545,11 @@ class RevisionWriter:
                      ) -> list[OutboxMessage]:
         """The liaisons' notices (worded after what the villages were ``told``: the
         incident before, as far as its notices went out) and the command centre's summary of
-        the revision (:meth:`SummaryFallback.of_revision`: never the reason it is not written)."""
+        the revision (:meth:`~outage_sentinel.summaries.Summaries.of_revision`: never the
+        reason it is not written)."""
         rows = self.planner.rows(after, notices, f.now, previous=told)
-        return rows + self.summary.of_revision(conn, current, after, f.unplaced)
+        crew = self.store.crew_of_in(conn, after.id)
+        return rows + self.lifecycle.summaries.of_revision(current, after, crew, f.unplaced)
 
     def _save_incident(self, conn: Connection, current: Incident | None, after: Incident,
                        f: Fold) -> None:

@@ -127,7 +127,7 @@ def sample_contexts(config: Config, language: str) -> list[tuple[str, dict[str, 
     planner = LiaisonPlanner(topology, recorder, tz, config.notify.liaison_roles)
     params = config.dispatch.to_params()
     weights = config.priority.to_weights()
-    store = Store("sqlite://")  # render_summary reads no database; Lifecycle wants a store
+    store = Store("sqlite://")  # a summary reads no database; Lifecycle wants a store
     try:
         life = Lifecycle(store, topology, planner, config, lambda: NOW)
         for inc in sample_incidents(topology):
@@ -140,9 +140,11 @@ def sample_contexts(config: Config, language: str) -> list[tuple[str, dict[str, 
             # a restoration nothing confirmed for T2 (V2's other area, T3, back)
             planner.rows(replace(inc, status="restored", unconfirmed=("T2",), estimate=whole),
                          [Notice("restored", villages)], NOW, previous=inc)
+            # Unguarded (not ``summaries.rows``): a summary that fails is a problem to report,
+            # not one the daemon's fallback may hide.
             for headline in (None, "closed"):
-                life.render_summary(inc, headline=headline)
-            life.render_summary(replace(inc, status="restored", unconfirmed=("T2",)))
+                life.summaries.render(inc, headline=headline)
+            life.summaries.render(replace(inc, status="restored", unconfirmed=("T2",)))
             recorder.seen += _crew_contexts(topology, inc, tz, language, params, weights)
             for village in villages_off(inc, topology):
                 # The list for a liaison reached in person, the count for the group chats.

@@ -28,10 +28,11 @@ from structlog.testing import capture_logs
 from outage_sentinel.assembly import Core, build_core
 from outage_sentinel.config import Config, parse_config
 from outage_sentinel.events import OutageEvent, PollResult
-from outage_sentinel.lifecycle import Lifecycle
+from outage_sentinel.liaison import Renderer
 from outage_sentinel.lifecycle_clock import LifecycleClock
 from outage_sentinel.metrics import Metrics
 from outage_sentinel.store import Store
+from outage_sentinel.summaries import Summaries
 from outage_sentinel.topology import Topology, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def demo() -> Topology:
     return load_bundle(ROOT / "topology")
 
 
-def config(tmp: Path, templates: dict[str, str]) -> Config:
+def config(tmp: Path, templates: dict[str, str], **extra: Any) -> Config:
     tpl = tmp / "tpl"
     tpl.mkdir(exist_ok=True)
     for name, text in templates.items():
@@ -57,7 +58,7 @@ def config(tmp: Path, templates: dict[str, str]) -> Config:
         "sources": [{"name": "feed", "type": "replay", "scenario": str(tmp / "feed.jsonl")}],
         "channels": {n: {"type": "file", "path": str(tmp / f"{n}.jsonl")} for n in CHANNELS},
         "command_centre": {"channel": "cc", "target": "指挥中心"},
-        "notify": {"templates_dir": str(tpl)}})
+        "notify": {"templates_dir": str(tpl)}, **extra})
 
 
 class Rig:
@@ -65,11 +66,12 @@ class Rig:
     counted by the clock stage and alerted to the command centre at its next run."""
 
     def __init__(self, tmp: Path, store: Store, topology: Topology,
-                 templates: dict[str, str]) -> None:
-        self.cfg, self.store, self.topology = config(tmp, templates), store, topology
+                 templates: dict[str, str], **extra: Any) -> None:
+        self.cfg, self.store, self.topology = config(tmp, templates, **extra), store, topology
         self.metrics = Metrics()
+        self.now = NOW
         self.core: Core = build_core(self.cfg, store, topology, metrics=self.metrics,
-                                     clock=lambda: NOW,
+                                     clock=lambda: self.now,
                                      on_template_failure=lambda f: self.clock.template_failed(f))
         self.clock = LifecycleClock(self.core.lifecycle, store, self.metrics)
 
@@ -77,12 +79,17 @@ class Rig:
         return sorted(t for t, n in self.topology.nodes.items()
                       if n.kind == "transformer" and n.village == VILLAGE)[0]
 
-    def fold(self) -> None:
-        """One outage-system record of an area of 王庄村, stored and folded."""
-        event = OutageEvent(source="feed", event_id="R1", kind="fault", status="active",
-                            start=NOW, transformers=(self.area(),), signal="notice")
-        self.store.ingest("feed", PollResult(events=[event]), NOW)
-        self.core.processor.run_once(NOW)
+    def fold(self, restored_at: datetime | None = None) -> None:
+        """One outage-system record of an area of 王庄村, stored and folded (``restored_at``:
+        its record ending then, the clock moved there)."""
+        if restored_at is not None:
+            self.now = restored_at
+        event = OutageEvent(source="feed", event_id="R1", kind="fault",
+                            status="active" if restored_at is None else "restored",
+                            start=NOW, end=restored_at, transformers=(self.area(),),
+                            signal="notice", revision="" if restored_at is None else "2")
+        self.store.ingest("feed", PollResult(events=[event]), self.now)
+        self.core.processor.run_once(self.now)
 
     def rows(self, purpose: str, audience: str | None = None) -> list[Any]:
         return [m for m in self.store.messages()
@@ -90,6 +97,11 @@ class Rig:
 
     def failed_templates(self, name: str) -> float:
         return float(self.metrics.template_failures.labels(name)._value.get())
+
+    def unrendered(self) -> dict[str, float]:
+        """``summaries_unrendered_total`` by fallback."""
+        return {f: self.metrics.summaries_unrendered.labels(f)._value.get()
+                for f in ("builtin", "plain")}
 
 
 def assert_revision_written(rig: Rig) -> str:
@@ -135,10 +147,10 @@ def test_a_summary_not_even_the_builtin_renders_is_a_plain_text_naming_the_incid
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Building the summary's facts raises (a value neither template can be given): the
     revision is written, and the command centre still hears of the outage."""
-    def chokes(self: Lifecycle, inc: Any) -> dict[str, Any]:
+    def chokes(self: Summaries, inc: Any) -> dict[str, Any]:
         raise ValueError("cannot convert float NaN to integer")
 
-    monkeypatch.setattr(Lifecycle, "fault_point_context", chokes)
+    monkeypatch.setattr(Summaries, "fault_point_context", chokes)
     rig = Rig(tmp_path, sqlite_store, demo, {})
     with capture_logs() as logs:
         rig.fold()
@@ -154,3 +166,32 @@ def test_a_summary_not_even_the_builtin_renders_is_a_plain_text_naming_the_incid
     assert unrendered and unrendered[0]["incident_id"] == incident
     assert "NaN" in unrendered[0]["error"]
     assert not [e for e in logs if e["event"] == "processing_failed"]
+    # Counted: the revision's summary, and the one of the crew it sent (auto-dispatch).
+    assert [m.purpose for m in rig.store.messages() if m.audience == "command"] == [
+        "summary", "dispatched"]
+    assert rig.unrendered() == {"builtin": 0, "plain": 2}
+
+
+def test_a_summary_the_configured_renderer_fails_on_is_the_builtins_and_counted(
+        tmp_path: Path, sqlite_store: Store, demo: Topology,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The renderer in use raises for the summary (its failure callback raising, an override
+    directory it cannot read): the built-in template's summary goes, logged and counted."""
+    rig = Rig(tmp_path, sqlite_store, demo, {}, lifecycle={"auto_dispatch": False})
+    real = Renderer.render
+
+    def render(self: Renderer, name: str, **context: Any) -> str:
+        if name == "command_summary" and self is rig.core.renderer:
+            raise PermissionError(13, "Permission denied", "/etc/outage-sentinel/templates")
+        return real(self, name, **context)
+
+    monkeypatch.setattr(Renderer, "render", render)
+    with capture_logs() as logs:
+        rig.fold()
+    incident = assert_revision_written(rig)
+    (summary,) = rig.rows("summary")
+    assert summary.body.startswith(f"【故障停电】{incident} 第1版"), summary.body
+    failed = [e for e in logs if e["event"] == "summary_render_failed"]
+    assert failed and failed[0]["incident_id"] == incident and failed[0]["purpose"] == "summary"
+    assert "PermissionError" in failed[0]["error"]
+    assert rig.unrendered() == {"builtin": 1, "plain": 0}
