@@ -224,7 +224,7 @@ def test_a_crew_on_a_phone_goes_from_accept_to_restored(
 
     url, store, holder = served
     board = holder["board"]
-    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "board:ops")
+    iid = board.actions.open_incident({"transformers": "T-CG01-002,T-CG01-003"}, "board:ops")
     board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "board:ops")
     message = [m for m in store.messages(incident_id=iid) if m.purpose == "dispatch"][-1]
     token = re.search(r"/c/(\S+)", message.body).group(1)  # type: ignore[union-attr]

@@ -284,7 +284,7 @@ def test_the_crew_page_refuses_a_pole_as_the_fault_device(store: Store, tmp_path
     clock = Clock()
     board = build(config, store, lambda: topology, clock)
     client = TestClient(create_app(board), base_url="http://127.0.0.1")
-    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    iid = board.actions.open_incident({"transformers": "T-CG01-002,T-CG01-003"}, "operator:x")
     board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
     _crew, token = crew_token(store, iid)
     section = board.actions.core.processor.incident(iid).estimate.section

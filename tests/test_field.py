@@ -223,7 +223,7 @@ def crew_token(store: Store, incident_id: str) -> tuple[str, str]:
 def test_a_crew_reports_from_its_page_through_the_lifecycle(field_board: Any) -> None:
     board, store, clock, topology = field_board
     client = TestClient(create_app(board), base_url="http://127.0.0.1")
-    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    iid = board.actions.open_incident({"transformers": "T-CG01-002,T-CG01-003"}, "operator:x")
     board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")  # on WeCom
     crew, token = crew_token(store, iid)
     page = client.get(f"/c/{token}")
@@ -523,7 +523,7 @@ def test_the_crews_fault_found_device_is_the_confirmed_device_for_learning(
         field_board: Any) -> None:
     board, store, clock, _topology = field_board
     client = TestClient(create_app(board), base_url="http://127.0.0.1")
-    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    iid = board.actions.open_incident({"transformers": "T-CG01-002,T-CG01-003"}, "operator:x")
     board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
     _crew, token = crew_token(store, iid)
     device = board.actions.core.processor.incident(iid).estimate.section[0]
@@ -676,7 +676,7 @@ def test_photos_reach_signed_in_staff_and_a_liaisons_never_the_public_page(
 
     board, store, clock, topology = field_board
     client = TestClient(create_app(board), base_url="http://127.0.0.1")
-    iid = board.actions.open_incident({"transformers": "T-CG01-001,T-CG01-002"}, "operator:x")
+    iid = board.actions.open_incident({"transformers": "T-CG01-002,T-CG01-003"}, "operator:x")
     board.actions.incident_step(iid, "dispatch", {"crew": "CR01"}, "operator:x")
     _crew, crew = crew_token(store, iid)
     village, liaison = next(iter(links_of(store, iid).items()))

@@ -7,10 +7,15 @@ An answer is evidence, folded by the same processor as every feed (source ``fiel
 off" for an area the incident says is back reopens it (a nested fault, a missed step) and the
 command centre is told; "power back" restores the area — unless the area's meters still report
 it off: then the answer is kept, the incident keeps the area off, and the command centre sees
-the disagreement (an ``evidence_conflict`` log step and a ``field_conflict`` message; its own
-restoration step settles it); "still off" for an area the incident does not hold is a new
-trouble report. Answers are idempotent per link and area: a second tap
+the disagreement (an ``evidence_conflict`` log step per area, and one ``field_conflict``
+message per answer naming every area it disputes: a keyword reply answers for a whole village;
+its own restoration step settles it); "still off" for an area the incident does not hold is a
+new trouble report. Answers are idempotent per link and area: a second tap
 changes the answer, it adds no report. Requests are limited per link and per address.
+
+A crew's "fault found" names what the close-out would take, and devices that feed every area
+the incident confirmed off (:func:`lifecycle.unfed_areas`), else it is refused naming the
+areas; sent anyway (设备不符也上报), its step keeps them (``not_fed``) and says so.
 
 Keyword replies (SMS, DingTalk, Feishu) are answers too, taken by :mod:`.replies` through
 :meth:`FieldDesk.take_answer`; their webhook secrets and keywords are configured here.
@@ -22,7 +27,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +36,7 @@ from typing import Any
 from outage_sentinel.board.access import token_hash
 from outage_sentinel.board.actions import USER_ERRORS, Actions
 from outage_sentinel.board.photos import PhotoError, photo_path, photos_of, prune, store_photo
+from outage_sentinel.crew import area_names
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.field_links import (
     LINK_PREFIX,
@@ -43,11 +49,13 @@ from outage_sentinel.field_links import (
     verify_short,
 )
 from outage_sentinel.incidents import FIELD_SOURCE, Incident, held_disputes, newly_disputed
-from outage_sentinel.lifecycle import StepInputError, confirmed_devices
+from outage_sentinel.lifecycle import StepInputError, confirmed_devices, unfed_areas
+from outage_sentinel.logs import get_logger
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
 ANSWERS = {"back": "已来电", "dark": "仍停电"}
+LOG = get_logger(component="field")
 
 
 class FieldError(ValueError):
@@ -280,63 +288,84 @@ class FieldDesk:
             raise FieldError("answer: back or dark")
         if area not in self.topology().village_transformers(link.village):
             raise FieldError("area: one of this village's transformer areas")
-        self.take_answer(token_hash(token), inc, area, link.village, answer, note)
+        self.take_answer(token_hash(token), inc, [area], link.village, answer, note)
         return self.view(link, self.actions.core.processor.incident(inc.id))
 
-    def take_answer(self, key: str, inc: Incident, area: str, village: str, answer: str,
-                    note: str) -> None:
-        """Record a liaison's answer (a tap on the page, or a keyword reply: :mod:`.replies`)
-        and let it act: "back" or "dark" as a report on the incident. A "dark" on an incident
-        the command centre cancelled (a false alarm) does not reopen it and tell the village
-        of an outage at once: it goes to the command centre to check."""
+    def take_answer(self, key: str, inc: Incident, areas: Sequence[str], village: str,
+                    answer: str, note: str) -> None:
+        """Record a liaison's answer for ``areas`` of ``village`` (a tap on the page: one
+        area; a keyword reply, :mod:`.replies`: every area the village was told of) and let
+        it act: "back" or "dark" as a report on the incident, per area. One answer is one
+        word to the command centre, naming every area it concerns: the areas whose meters
+        contradict a "back" (:meth:`_meters_disagree`), or a "dark" on an incident the
+        command centre cancelled (a false alarm), which does not reopen it and tell the
+        village of an outage at once: the command centre checks."""
         now = self.clock()
-        revision = self.store.record_answer(key, area, inc.id, village, answer, note, now)
-        if revision is None:
+        taken = {area: revision for area in dict.fromkeys(areas)
+                 if (revision := self.store.record_answer(key, area, inc.id, village, answer,
+                                                          note, now)) is not None}
+        if not taken:
             return
         if inc.status == "cancelled" and answer == "dark":
-            self._ask_command_centre(inc, area, village, revision, now)
+            self._ask_command_centre(inc, taken, village, now)
             return
-        event = answer_event(key, inc, area, answer, revision, now)
-        self.actions.core.processor.report(event, now)
+        events = [answer_event(key, inc, area, answer, revision, now)
+                  for area, revision in taken.items()]
+        for event in events:
+            self.actions.core.processor.report(event, now)
         if answer == "back":
-            self._meters_disagree(inc, area, village, event, now)
+            self._meters_disagree(inc, village, events, now)
 
-    def _meters_disagree(self, before: Incident, area: str, village: str, event: OutageEvent,
+    def _meters_disagree(self, before: Incident, village: str, events: Sequence[OutageEvent],
                          now: datetime) -> None:
-        """A liaison's 已来电 for ``area`` that the meters contradict (they still report it off,
-        so the incident holds it off: :func:`disputed_areas`) is kept and shown: a log step
-        naming the area, the answer and the meters, and a word to the command centre, which
-        restores the area by hand if the liaison is right. Nobody else is told anything."""
+        """A liaison's 已来电 that the meters contradict for some of its areas (they still
+        report them off, so the incident holds them off: :func:`disputed_areas`) is kept and
+        shown: a log step per such area naming it, the answer and the meters, and one word to
+        the command centre naming them all, which restores an area by hand if the liaison is
+        right. Nobody else is told anything."""
         after = self.actions.core.processor.incident(before.id)
-        if f"{event.source}|{event.event_id}" not in newly_disputed(before, after).get(area, ()):
+        new = newly_disputed(before, after)
+        disputed = [e for e in events
+                    if f"{e.source}|{e.event_id}" in new.get(e.transformers[0], ())]
+        if not disputed:
             return
+        areas = [e.transformers[0] for e in disputed]
         life = self.actions.core.lifecycle
-        body = disagreement(self.topology(), after, area, village,
+        body = disagreement(self.topology(), after, areas, village,
                             life.planner.renderer.language)
+        answer = "|".join(f"{e.event_id}:{e.revision}" for e in disputed)
         with self.store.transaction() as conn:
-            self.store.log_in(conn, after.id, now, "evidence_conflict", f"liaison:{village}",
-                              CONFLICT_NOTE, {"transformers": [area], "village": village,
-                                              "said": "field_back", "against": "meters"})
+            for area in areas:
+                self.store.log_in(conn, after.id, now, "evidence_conflict",
+                                  f"liaison:{village}", CONFLICT_NOTE,
+                                  {"transformers": [area], "village": village,
+                                   "said": "field_back", "against": "meters"})
+            # one message per answer (its areas and their revisions): the outbox key stays
+            # unique
             self.store.enqueue_in(conn, life.command_rows(
-                after, "field_conflict", body, revision=zlib.crc32(
-                    f"{area}:{event.event_id}:{event.revision}".encode()) & 0x7FFFFFFF), now)
+                after, "field_conflict", body,
+                revision=zlib.crc32(answer.encode()) & 0x7FFFFFFF), now)
 
-    def _ask_command_centre(self, inc: Incident, area: str, village: str, revision: int,
+    def _ask_command_centre(self, inc: Incident, taken: Mapping[str, int], village: str,
                             now: datetime) -> None:
+        """A liaison's 仍停电 for the ``taken`` areas (with their answers' revisions) of an
+        incident the command centre cancelled: one word asking it to check."""
         life, topo = self.actions.core.lifecycle, self.topology()
         name = topo.villages[village].name if village in topo.villages else village
-        area_name = topo.nodes[area].name if area in topo.nodes else area
-        body = (f"【联络人反馈待核实】{name}联络人报告{area_name}仍停电，但{inc.id}已取消"
+        areas = "、".join(area_names(topo, taken))
+        body = (f"【联络人反馈待核实】{name}联络人报告{areas}仍停电，但{inc.id}已取消"
                 f"（{inc.cancel_reason or '误报'}）。请核实：确有停电请新建事件或撤销取消。"
                 if life.planner.renderer.language == "zh" else
-                f"[Liaison report to check] {name}'s liaison reports {area_name} still off, "
+                f"[Liaison report to check] {name}'s liaison reports {areas} still off, "
                 f"but {inc.id} was cancelled ({inc.cancel_reason or 'false alarm'}). Check: "
                 "open an incident if it is off.")
+        answer = "|".join(f"{area}:{revision}" for area, revision in taken.items())
         with self.store.transaction() as conn:
-            # one message per area and answer (its revision): the outbox key stays unique
+            # one message per answer (its areas and their revisions): the outbox key stays
+            # unique
             self.store.enqueue_in(conn, life.command_rows(
                 inc, "field_dark", body,
-                revision=zlib.crc32(f"{area}:{revision}".encode()) & 0x7FFFFFFF), now)
+                revision=zlib.crc32(answer.encode()) & 0x7FFFFFFF), now)
 
     # -- the crew's page -----------------------------------------------------------------------
 
@@ -376,8 +405,10 @@ class FieldDesk:
             if step == "arrive":
                 life.arrive(inc.id, actor, note, position(body))
             elif step == "fault_found":
-                life.crew_note(inc.id, actor, step, note,
-                               self._found(self.topology(), inc, body))
+                topology = self.topology()
+                found = self._found(topology, inc, body)
+                life.crew_note(inc.id, actor, step, found_note(
+                    topology, note, found, life.planner.renderer.language), found)
             elif step in ("accepted", "on_the_way"):
                 life.crew_note(inc.id, actor, step, note)
             elif step == "restore":
@@ -419,19 +450,66 @@ class FieldDesk:
     def _found(topology: Topology, inc: Incident, body: dict[str, Any]) -> dict[str, Any]:
         """A crew's "fault found": where (one or several devices of the suspected section,
         comma separated: a storm's crew may find two blown fuses) and the cause. Only what
-        the close-out would take (:func:`fault_device_refused`): the device is kept as the
-        truth the localiser is refitted from."""
+        the close-out would take (:func:`fault_device_refused`), feeding together every area
+        the incident confirmed off (:func:`unfed_areas`) unless ``device_anyway`` (then the
+        areas they do not feed are kept, ``not_fed``): the device is kept as the truth the
+        localiser is refitted from."""
         devices = [d for d in str(body.get("device") or "").split(",") if d]
+        anyway = body.get("device_anyway")
+        if anyway not in (None, True, False):
+            raise FieldError("device_anyway: true or false")
         if any(d not in inc.estimate.section + inc.estimate.devices for d in devices):
             raise FieldError("device: one of the suspected section")
         for d in devices:
             if why := fault_device_refused(topology, d):
                 raise FieldError(why)
+        # The close-out's rule too: the devices feed every area confirmed off, or the crew
+        # says so anyway (the areas kept with the step, as ``close --device-anyway`` does).
+        not_fed = unfed_areas(topology, inc, devices)
+        if not_fed and not anyway:
+            raise FieldError(crew_unfed_message(topology, inc, devices, not_fed), 409)
         found: dict[str, Any] = {"device": devices[0] if devices else "",
                                  "cause": str(body.get("cause") or "")[:60]}
         if len(devices) > 1:
             found["devices"] = devices
+        if not_fed:
+            found["not_fed"] = not_fed
+            LOG.warning("crew_device_not_feeding", incident_id=inc.id, devices=devices,
+                        areas=not_fed)
         return found
+
+
+#: The crew page's box that sends a "fault found" whose devices do not feed every area off.
+ANYWAY_LABEL = "设备不符也上报"
+
+
+def shown_areas(topology: Topology, areas: Sequence[str]) -> str:
+    """``areas`` by name, the first ten (… for the rest)."""
+    return "、".join(area_names(topology, areas[:10])) + (" …" if len(areas) > 10 else "")
+
+
+def crew_unfed_message(topology: Topology, inc: Incident, devices: Sequence[str],
+                       not_fed: Sequence[str]) -> str:
+    """Why the crew's "fault found" at ``devices`` is refused: the areas ``inc`` confirmed
+    off that they do not feed (:func:`unfed_areas`), named, and how to send it anyway."""
+    shown = "、".join(area_names(topology, devices))
+    areas = shown_areas(topology, not_fed)
+    return (f"{inc.id}: 设备{shown}不在台区{areas}的上游。请同时选上供这些台区的设备（多处"
+            f"故障各选一个）；现场确系如此，勾选“{ANYWAY_LABEL}”后再提交 / {', '.join(devices)} "
+            f"does not feed {len(not_fed)} area(s) confirmed off ({areas}): name the "
+            f"device(s) above them too, or tick {ANYWAY_LABEL} and send again")
+
+
+def found_note(topology: Topology, note: str, found: Mapping[str, Any], language: str) -> str:
+    """The crew's note on a "fault found", and, when it was sent anyway, that its devices do
+    not feed the areas named (so the command centre's word says so, not only the log)."""
+    not_fed = list(found.get("not_fed") or ())
+    if not not_fed:
+        return note
+    areas = shown_areas(topology, not_fed)
+    said = (f"所报设备不在台区{areas}的上游（班组确认上报）" if language == "zh" else
+            f"the device named does not feed {areas} (sent anyway by the crew)")
+    return f"{note}；{said}" if note else said
 
 
 #: The log step's note when a liaison's 已来电 is not taken because the meters say off.
@@ -439,22 +517,29 @@ CONFLICT_NOTE = ("liaison replied power back (已来电); the area's meters stil
                  "kept off until they agree or the command centre restores it")
 
 
-def disagreement(topology: Topology, inc: Incident, area: str, village: str,
+def disagreement(topology: Topology, inc: Incident, areas: Sequence[str], village: str,
                  language: str) -> str:
-    """The command centre's word that ``village``'s liaison said ``area`` has power back
-    while its meters still report it off (the answer was not taken as a restoration): 暂未确认
-    when that is a power-off the AMI screen holds, not released yet (:func:`held_disputes`)."""
+    """The command centre's word that ``village``'s liaison said ``areas`` have power back
+    while their meters still report them off (the answer was not taken as a restoration):
+    暂未确认 for those whose power-off the AMI screen holds, not released yet
+    (:func:`held_disputes`)."""
     name = topology.villages[village].name if village in topology.villages else village
-    area_name = topology.nodes[area].name if area in topology.nodes else area
-    held = area in held_disputes(inc)
+    names = area_names(topology, areas)
+    held = set(held_disputes(inc))
+    unsure = [n for t, n in zip(areas, names, strict=True) if t in held]
     if language == "zh":
-        return (f"【联络人反馈与电表不符】{name}联络人回复{area_name}已来电，但该台区电表仍报"
-                f"停电{'（暂未确认）' if held else ''}（{inc.id}）。未按恢复送电处理；"
-                "请核实，确已来电请执行恢复操作。")
-    return (f"[Liaison and meters disagree] {name}'s liaison replied {area_name} has power "
-            f"back, but its meters still report it off{' (not confirmed yet)' if held else ''}"
-            f" ({inc.id}). Not taken as restored: check, and record the restoration if the "
-            "liaison is right.")
+        some = "" if not unsure else "（暂未确认）" if len(unsure) == len(names) else \
+            f"（其中{'、'.join(unsure)}暂未确认）"
+        return (f"【联络人反馈与电表不符】{name}联络人回复{'、'.join(names)}已来电，但"
+                f"{'该' if len(names) == 1 else '这些'}台区电表仍报停电{some}（{inc.id}）。"
+                "未按恢复送电处理；请核实，确已来电请执行恢复操作。")
+    one = len(names) == 1
+    some = "" if not unsure else " (not confirmed yet)" if len(unsure) == len(names) else \
+        f" ({', '.join(unsure)} not confirmed yet)"
+    return (f"[Liaison and meters disagree] {name}'s liaison replied {', '.join(names)} "
+            f"{'has' if one else 'have'} power back, but {'its' if one else 'their'} meters "
+            f"still report {'it' if one else 'them'} off{some} ({inc.id}). Not taken as "
+            "restored: check, and record the restoration if the liaison is right.")
 
 
 def answer_event(key: str, inc: Incident, area: str, answer: str, revision: int,

@@ -1,8 +1,9 @@
 """Keyword replies to the liaisons' notices, taken as their answers: SMS replies (Aliyun's and
 Tencent's uplink pushes, :mod:`.sms_uplink`), a DingTalk outgoing robot's callback and Feishu's
 event callbacks. A keyword (1 = 已来电, 2 = 仍停电 by default) answers for every affected area
-of the village the replying number or group was last told about, through the same path as a
-tap on the liaison's page (:meth:`.field.FieldDesk.take_answer`). Kept apart from the pages
+of the village the replying number or group was last told about, as one answer (one word to
+the command centre naming the areas it concerns), through the same path as a tap on the
+liaison's page (:meth:`.field.FieldDesk.take_answer`). Kept apart from the pages
 themselves: each channel here authenticates its own way (a path secret, a signature, a
 verification token) and is taken once per message, not per link.
 """
@@ -107,8 +108,8 @@ class FieldReplies:
         # for those alone (the others' records said they are back).
         asked = [t for t in areas if t in inc.unconfirmed]
         areas = asked if inc.status != "active" and asked else areas
-        for area in areas:
-            self.desk.take_answer(key, inc, area, village, answer, f"{notice.channel} 回复")
+        # One answer for them all: the command centre hears of it once, naming the areas.
+        self.desk.take_answer(key, inc, areas, village, answer, f"{notice.channel} 回复")
         return bool(areas)
 
     def last_notice(self, channels: Collection[str], targets: Collection[str]

@@ -8,6 +8,9 @@ for (const button of document.querySelectorAll("#crew button[data-step]")) {
     if (step === "fault_found") {
       body.device = [...document.getElementById("crew-device").selectedOptions].map((o) => o.value).join(",");
       body.cause = document.getElementById("crew-cause").value;
+      // Shown once the page refused the devices (they do not feed every area off): ticked,
+      // the crew's finding is sent anyway and the command centre told which areas.
+      body.device_anyway = document.getElementById("crew-device-anyway").checked;
     } else if (step === "restore") {
       body.transformers = [...document.querySelectorAll("#crew-areas input:checked")].map((i) => i.value);
     } else if (step === "arrive" && navigator.geolocation) {
@@ -23,8 +26,17 @@ for (const button of document.querySelectorAll("#crew button[data-step]")) {
     const data = await res.json();
     const failed = document.getElementById("crew-failed");
     const done = document.getElementById("crew-done");
-    if (!res.ok) { failed.textContent = data.error; failed.hidden = false; done.hidden = true; return; }
+    const anyway = document.getElementById("crew-anyway");
+    if (!res.ok) {
+      failed.textContent = data.error; failed.hidden = false; done.hidden = true;
+      if (step === "fault_found" && res.status === 409) { anyway.hidden = false; }
+      return;
+    }
     failed.hidden = true;
+    if (step === "fault_found") {
+      anyway.hidden = true;
+      document.getElementById("crew-device-anyway").checked = false;
+    }
     done.textContent = `已记录：${button.textContent}`;
     done.hidden = false;
     document.querySelector("#crew-stage b").textContent = data.stage;
