@@ -52,6 +52,8 @@ from outage_sentinel.incidents import (
 )
 from outage_sentinel.labels import KIND_LABELS
 from outage_sentinel.logs import get_logger
+from outage_sentinel.ordering import ETR_ONLY, ETR_SAID
+from outage_sentinel.ordering import VOID_ETR as VOID_ETR  # revision_writer reads it here
 from outage_sentinel.outgoing import OutboxMessage
 from outage_sentinel.topology import Topology
 
@@ -321,27 +323,27 @@ def told_devices(incident: Incident, village_id: str, topology: Topology) -> tup
     return village_devices(incident, village_id, topology)
 
 
-#: The payload key of a village's update whose only news is that its expected restoration
-#: time is no longer known (:func:`etr_void_only`). Queued with ``notify.void_etr_hold_seconds``
-#: on, it waits that long, marked :data:`~outage_sentinel.outgoing.LATEST_ONLY`: a later
-#: notice of its chain that says the village's state (its 恢复送电, another update) supersedes
-#: it (:func:`outage_sentinel.ordering.held_superseded`). A record's end is often the power
-#: coming back a poll later; "恢复时间待定" just before it tells people to expect a long wait.
-VOID_ETR = "void_etr"
+# The payload keys of a village's notice that ordering reads (:mod:`outage_sentinel.ordering`):
+# VOID_ETR, an update whose only news is that its expected restoration time is no longer
+# known (:func:`etr_void_only`). Queued with ``notify.void_etr_hold_seconds`` on, it waits
+# that long, marked :data:`~outage_sentinel.outgoing.LATEST_ONLY`: a later notice of its chain
+# that says the village's state (its 恢复送电, another update) supersedes it
+# (:func:`outage_sentinel.ordering.held_superseded`). A record's end is often the power coming
+# back a poll later; "恢复时间待定" just before it tells people to expect a long wait.
+# ETR_ONLY, an update whose only news is the time (:func:`etr_only`), and ETR_SAID, the time
+# an outage notice or update states: an update of the time alone that says the time the
+# village's last word said is superseded by it (:func:`outage_sentinel.ordering.restated`) —
+# the record re-issued within the hold with the time the village was told is no news.
+#: The notices that state the village's expected restoration time (:data:`ETR_SAID`).
+STATING_ETR = ("outage", "update")
 
 
-def etr_void_only(previous: Incident | None, incident: Incident, village_id: str,
-                  topology: Topology) -> bool:
-    """Whether an update of ``incident`` to ``village_id`` tells it nothing but that its
-    expected restoration time is no longer known, against ``previous`` (the incident as the
-    village was told it): it was told a time the records gave (not the command centre's: one
-    the command centre clears is its deliberate word), none stands now, and its areas, start,
-    kind and cause are as it was told. A time told that has passed (原预计…恢复，已超时) is no
-    exception: it goes void the same way, with the record that gave it."""
-    if previous is None or previous.etr_set is not None or incident.etr_set is not None:
-        return False
-    told = previous.told_etr.get(village_id, previous.etr)
-    if told is None or village_etr(incident, village_id, topology) is not None:
+def etr_only(previous: Incident | None, incident: Incident, village_id: str,
+             topology: Topology) -> bool:
+    """Whether an update of ``incident`` to ``village_id`` tells it nothing but its expected
+    restoration time, against ``previous`` (the incident as the village was told it): its
+    areas, start, kind and cause are as it was told."""
+    if previous is None:
         return False
     added, removed = village_scope_change(previous, incident, village_id, topology)
     said = [(village_start(i, village_id, topology), announced_kind(i),
@@ -350,10 +352,41 @@ def etr_void_only(previous: Incident | None, incident: Incident, village_id: str
     return not (added or removed) and said[0] == said[1]
 
 
-def void_marked(rows: list[OutboxMessage], void: bool) -> list[OutboxMessage]:
-    """``rows`` marked :data:`VOID_ETR` when ``void`` (an update whose only news is that the
-    village's expected restoration time is no longer known: :func:`etr_void_only`)."""
-    return [r.but(payload={**r.payload, VOID_ETR: True}) for r in rows] if void else rows
+def etr_void_only(previous: Incident | None, incident: Incident, village_id: str,
+                  topology: Topology) -> bool:
+    """Whether an update of ``incident`` to ``village_id`` tells it nothing but that its
+    expected restoration time is no longer known, against ``previous`` (the incident as the
+    village was told it): it was told a time the records gave (not the command centre's: one
+    the command centre clears is its deliberate word), none stands now, and nothing else
+    changed (:func:`etr_only`). A time told that has passed (原预计…恢复，已超时) is no
+    exception: it goes void the same way, with the record that gave it."""
+    if previous is None or previous.etr_set is not None or incident.etr_set is not None:
+        return False
+    told = previous.told_etr.get(village_id, previous.etr)
+    if told is None or village_etr(incident, village_id, topology) is not None:
+        return False
+    return etr_only(previous, incident, village_id, topology)
+
+
+def etr_marks(previous: Incident | None, incident: Incident, purpose: str, village_id: str,
+              topology: Topology) -> dict[str, Any]:
+    """The payload marks of a village's notice of ``purpose`` (:data:`ETR_SAID`,
+    :data:`ETR_ONLY`, :data:`VOID_ETR`; none for a notice that states no time)."""
+    if purpose not in STATING_ETR:
+        return {}
+    etr = village_etr(incident, village_id, topology)
+    marked: dict[str, Any] = {ETR_SAID: etr.isoformat() if etr is not None else None}
+    if purpose == "update" and etr_only(previous, incident, village_id, topology):
+        marked[ETR_ONLY] = True
+        if etr_void_only(previous, incident, village_id, topology):
+            marked[VOID_ETR] = True
+    return marked
+
+
+def marked(rows: list[OutboxMessage], marks: Mapping[str, Any]) -> list[OutboxMessage]:
+    """``rows`` with ``marks`` in their payloads."""
+    return [r.but(payload={**r.payload, **marks}) for r in rows] if marks else rows
+
 
 def sure_off(topology: Topology, incident: Incident, devices: Sequence[str]) -> set[str]:
     """Areas a source reported off, or below a device one named as operated."""
@@ -571,10 +604,9 @@ class LiaisonPlanner:
             if notice.purpose in COMMAND_ONLY_PURPOSES:
                 continue  # a withdrawn inference is the command centre's business only
             for village_id in notice.villages:
-                out.extend(void_marked(
+                out.extend(marked(
                     self._village_rows(incident, notice, village_id, now, previous),
-                    notice.purpose == "update"
-                    and etr_void_only(previous, incident, village_id, self.topology)))
+                    etr_marks(previous, incident, notice.purpose, village_id, self.topology)))
         return out
 
     def _village_rows(self, incident: Incident, notice: Notice, village_id: str, now: datetime,

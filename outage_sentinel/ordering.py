@@ -23,11 +23,16 @@ group as 60 messages a line apart; staff mute such a group, and then miss the on
 matters.
 
 A village's update whose only news is that its expected restoration time is no longer known
-(:data:`~outage_sentinel.liaison.VOID_ETR`, held ``notify.void_etr_hold_seconds`` when queued)
+(:data:`VOID_ETR`, held ``notify.void_etr_hold_seconds`` when queued)
 is latest-only the same way: while it waits it holds up nothing of its chain, and a later
 off- or back-notice of its chain standing (the village's 恢复送电, an update with news)
 supersedes it (:func:`held_superseded`): the record's end was followed by the power coming
-back, or by news the later notice says with the rest.
+back, or by news the later notice says with the rest. An update whose only news is the
+village's expected restoration time (:data:`ETR_ONLY`), when that time is the one the
+village's last word of the incident states (:data:`ETR_SAID`: its outage notice or an update
+that reached it, or is still to), is superseded by that word (:func:`restated`): the record
+re-issued within the hold with the time the village was told would else be read as
+"恢复时间调整为 X", X the very time it had — a notice of a change that is no change.
 
 The rule is read from the outbox on every delivery run, so it holds across the workers of the
 (channel, target) groups, across nodes and across restarts.
@@ -43,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 #: Purposes that tell a recipient the power is, or will be, off.
 OFF_PURPOSES = ("outage", "update", "planned")
@@ -66,6 +71,17 @@ WHOLE_SUMMARIES = (SUMMARY, "unplaced", "dispatched", "closed", "close_amended",
 #: Statuses of a message that stands: sent, being sent, or to be sent.
 STANDING = (*UNSETTLED, "sent")
 
+#: The payload key of a village's update whose only news is that its expected restoration
+#: time is no longer known (:func:`outage_sentinel.liaison.etr_void_only`): held
+#: ``notify.void_etr_hold_seconds`` when queued, latest-only (:func:`held_superseded`).
+VOID_ETR = "void_etr"
+#: The payload key of a village's update whose only news is its expected restoration time
+#: (:func:`outage_sentinel.liaison.etr_only`: its areas, start, kind and cause as told).
+ETR_ONLY = "etr_only"
+#: The payload key of a village's outage notice and update: the expected restoration time it
+#: states (ISO 8601; ``None``: none, 待定).
+ETR_SAID = "etr_said"
+
 #: What a summary says of its incident's state that must never wait: its status and kind
 #: (``params["status"]``, ``params["kind"]``, as every command-centre row of an incident
 #: carries them: :meth:`~outage_sentinel.lifecycle.Lifecycle.digest_facts`).
@@ -73,6 +89,19 @@ State = tuple[str, str]
 
 #: ``(incident id, recipient)``.
 Chain = tuple[str, str]
+
+
+@runtime_checkable
+class Marked(Protocol):
+    """An outbox row with its payload (:func:`marks`)."""
+
+    @property
+    def payload(self) -> Mapping[str, Any] | None: ...
+
+
+def marks(row: object) -> Mapping[str, Any]:
+    """``row``'s payload (empty for a row that carries none)."""
+    return (row.payload or {}) if isinstance(row, Marked) else {}
 
 
 class Queued(Protocol):
@@ -196,6 +225,41 @@ def held_superseded(rows: Iterable[Queued], latest_only: Collection[int]) -> dic
     return out
 
 
+def restated(rows: Iterable[Queued], gone: Collection[int]) -> dict[int, int]:
+    """Pending updates whose only news is the village's expected restoration time
+    (:data:`ETR_ONLY`) when the village's last word of the incident states that very time
+    (:data:`ETR_SAID`): id -> that word's id. The last word is the latest earlier off- or
+    back-notice of the chain that reached the village or is still to (standing, not in
+    ``gone``), past the updates of the time alone that never reached it nor will (a void
+    update held and superseded, one dead or withdrawn): those said nothing else, and what the
+    village read is that word. One whose payload does not state its time never matches."""
+    out: dict[int, int] = {}
+    for chain in newest_first(rows):
+        earlier = chain[::-1]  # oldest first
+        for i, r in enumerate(earlier):
+            if r.status != "pending" or r.id in gone or not marks(r).get(ETR_ONLY):
+                continue
+            word = last_word(earlier[:i], {*gone, *out})
+            if word is not None and ETR_SAID in marks(word) \
+                    and marks(word).get(ETR_SAID) == marks(r).get(ETR_SAID):
+                out[r.id] = word.id
+    return out
+
+
+def last_word(earlier: Sequence[Queued], gone: Collection[int]) -> Queued | None:
+    """The off-notice that is the village's last word of its state among ``earlier`` (one
+    chain's rows, oldest first; ``gone``: those not to be sent): ``None`` when that is a
+    back-notice, or a message that never reached it nor will and said more than a time."""
+    for r in reversed(earlier):
+        if not (is_off_notice(r.purpose) or r.purpose in BACK_PURPOSES):
+            continue
+        standing = r.status in STANDING and r.id not in gone
+        if not standing and marks(r).get(ETR_ONLY):
+            continue
+        return r if standing and is_off_notice(r.purpose) else None
+    return None
+
+
 def summary_state(payload: Mapping[str, Any] | None) -> State:
     """A command-centre message's incident state as its params state it."""
     params = (payload or {}).get("params")
@@ -230,6 +294,7 @@ def order(due: Sequence[Queued], chains: Iterable[Queued],
     rows = list(chains)
     gone = {**superseded_by(rows), **summaries_superseded(rows, latest_only),
             **held_superseded(rows, latest_only)}
+    gone.update(restated(rows, gone))
     due_ids = {r.id for r in due} - gone.keys()
     wanted = {chain_of(r) for r in due}
     blocked_from: dict[Chain, int] = {}
