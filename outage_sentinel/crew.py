@@ -965,6 +965,8 @@ def _patrol_context(topology: Topology, incident: Incident, language: str,
         "patrol_more": max(0, len(walk) - params.max_patrol_nodes),
         **_checks_context(topology, incident, devices, section, language),
         "section": section,
+        # the devices that bound the section: the crew walks to them, not along their branches
+        "section_edge": boundary,
     }
 
 
@@ -989,15 +991,20 @@ REDIRECT_MIN = 0.5
 
 def orders_covered(ctx: Mapping[str, Any]) -> list[str]:
     """The nodes a dispatch of :func:`dispatch_context` has the crew walk: the fault point
-    and the section below it, down to the next devices. (The protection above it is only
-    checked for over-tripping: a fault point moved up there is a section not patrolled.)"""
+    and the section below it, down to the next devices — not those devices (``section_edge``):
+    the crew walks up to a fuse at the section's edge, never along the branch below it, so a
+    fault point moved to that fuse is a branch not patrolled. (The protection above it is
+    only checked for over-tripping: a fault point moved up there is a section not patrolled
+    either.)"""
+    edge = {str(n) for n in ctx.get("section_edge") or ()}
     return sorted({str(d["id"]) for d in ctx["devices"] if d["role"] == "operated"}
-                  | {str(n) for n in ctx["section"]})
+                  | {str(n) for n in ctx["section"] if str(n) not in edge})
 
 
 def orders_cover(covered: Collection[str], devices: Sequence[str]) -> bool:
-    """Whether orders that had the crew walk ``covered`` lead it to ``devices`` (a fault
-    point estimated since): none of them outside what it was sent to patrol."""
+    """Whether orders that had the crew walk ``covered`` (:func:`orders_covered`) lead it to
+    ``devices`` (a fault point estimated since): none of them outside what it was sent to
+    patrol — a device at the edge of its section is outside (its branch was not)."""
     return all(d in covered for d in devices)
 
 

@@ -433,22 +433,23 @@ class CrewDispatch:
 
     def redirect_in(self, conn: Connection, before: Incident, inc: Incident,
                     now: datetime) -> int:
-        """The crew on its way gets new orders when the fault point moved where its orders do
-        not lead it (more reports, a part restored by switching, a device reported operated),
+        """The crew on its way gets new orders when the fault point is where its orders do
+        not lead it (moved by more reports, a part restored by switching, a device reported
+        operated — in this revision, or in an earlier one that could not redirect),
         or its orders name operated a device no longer the fault point whose areas are all
         back (:func:`crew.named_back`: a fuse of a reclose whose branch came back a poll later):
         not for a near-tie, whose orders name the close alternative, not when the new point
         leaves out an area a source reported off, nor once the crew is on site. Returns the
         rows queued."""
         est = inc.estimate
-        moved = set(est.devices) != set(before.estimate.devices)
         if not crews.may_redirect(self.topology, before, inc):
             return 0
         crew = self.store.crew_of_in(conn, inc.id)
         sent = self.store.last_payload_in(conn, inc.id, "dispatch", f"crew:{crew}") \
             if crew else None
         if not sent or "covers" not in sent or (
-                (not moved or crews.orders_cover(sent["covers"], est.devices))
+                (set(est.devices) == set(sent.get("operated") or ())
+                 or crews.orders_cover(sent["covers"], est.devices))
                 and not crews.named_back(self.topology, inc, sent.get("operated") or ())):
             return 0
         self.store.log_in(conn, inc.id, now, "note", "daemon",
