@@ -21,22 +21,14 @@ import pytest
 
 from outage_sentinel import crew
 from outage_sentinel.daemon import Daemon
-from tests.conftest import GRID_CREWS, T0, build_topology
-from tests.test_crew_redirect import deliver, orders, state
-from tests.test_shared_areas import ev, feed, make_daemon
+from tests.conftest import T0
+from tests.test_crew_redirect import deliver, orders, state, two_fuses
+from tests.test_shared_areas import ev, feed
 
 
 @pytest.fixture
 def daemon(tmp_path: Path, db_url: str) -> Iterator[Daemon]:
-    topology = build_topology(
-        [("S1", "B1"), ("B1", "J1"), ("J1", "T0"), ("J1", "FU1"), ("FU1", "T1"),
-         ("FU1", "T2"), ("J1", "FU2"), ("FU2", "T3"), ("FU2", "T4")],
-        customers={"T0": 60, "T1": 40, "T2": 30, "T3": 50, "T4": 20},
-        names={"FU1": "一号熔断器", "FU2": "二号熔断器", "B1": "出线开关"},
-        liaisons=[{"village": "V1", "name": "张三", "role": "village_liaison",
-                   "phone": "13800000001", "channel": "wecom", "target": "group-v1"}],
-        crews=[GRID_CREWS[0]])
-    d = make_daemon(tmp_path, db_url, topology)
+    d = two_fuses(tmp_path, db_url, own_area=True)
     yield d
     d.close()
 

@@ -20,17 +20,27 @@ from tests.conftest import GRID_CREWS, T0, build_topology
 from tests.test_shared_areas import ev, feed, make_daemon
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, db_url: str) -> Iterator[Daemon]:
+def two_fuses(tmp_path: Path, db_url: str, own_area: bool = False) -> Daemon:
+    """The daemon on the feeder above; ``own_area``: with T0 (60 customers) on J1 itself,
+    in the breaker's own section."""
+    edges = [("S1", "B1"), ("B1", "J1"), ("J1", "FU1"), ("FU1", "T1"), ("FU1", "T2"),
+             ("J1", "FU2"), ("FU2", "T3"), ("FU2", "T4")]
+    customers = {"T1": 40, "T2": 30, "T3": 50, "T4": 20}
+    if own_area:
+        edges.insert(2, ("J1", "T0"))
+        customers["T0"] = 60
     topology = build_topology(
-        [("S1", "B1"), ("B1", "J1"), ("J1", "FU1"), ("FU1", "T1"), ("FU1", "T2"),
-         ("J1", "FU2"), ("FU2", "T3"), ("FU2", "T4")],
-        customers={"T1": 40, "T2": 30, "T3": 50, "T4": 20},
+        edges, customers=customers,
         names={"FU1": "一号熔断器", "FU2": "二号熔断器", "B1": "出线开关"},
         liaisons=[{"village": "V1", "name": "张三", "role": "village_liaison",
                    "phone": "13800000001", "channel": "wecom", "target": "group-v1"}],
         crews=[GRID_CREWS[0]])
-    d = make_daemon(tmp_path, db_url, topology)
+    return make_daemon(tmp_path, db_url, topology)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, db_url: str) -> Iterator[Daemon]:
+    d = two_fuses(tmp_path, db_url)
     yield d
     d.close()
 
