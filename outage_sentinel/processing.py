@@ -39,6 +39,7 @@ estimator and planned areas a fold would use now (:meth:`IncidentProcessor.estim
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +55,7 @@ from outage_sentinel.earlier_calls import EarlierCalls
 from outage_sentinel.estimation import BayesEstimator
 from outage_sentinel.events import (
     LEFT_LIST,
+    TEXT_LIMITS,
     OutageEvent,
     PollResult,
     Quarantined,
@@ -610,12 +612,23 @@ def restore_event(inc: Incident, topology: Topology, tz: tzinfo, actor: str,
             + f": a restoration at {when.astimezone(tz):%Y-%m-%d %H:%M} does not bring "
             "it back (give the time it came back after that, or leave it out)")
     return OutageEvent(
-        source=OPERATOR_SOURCE, event_id=f"{inc.id}:restore:{when.isoformat()}:"
-        f"{','.join(sorted(ids))}", kind=inc.kind, status="restored",
+        source=OPERATOR_SOURCE, event_id=restore_id(inc.id, when, ids), kind=inc.kind,
+        status="restored",
         # The note is the operator's words, not a scope: as area text, the areas it named
         # ("T1仍停电") were brought back with the step.
         signal="alive", start=when, end=when, transformers=tuple(ids),
         raw={"incident_id": inc.id, "actor": actor, "note": note})
+
+
+def restore_id(incident_id: str, when: datetime, areas: Sequence[str]) -> str:
+    """The event id of an operator's restoration of ``areas`` at ``when``: the areas named,
+    or, when they would not fit the store's 200 characters (a restoration of 15 areas and
+    more), how many and a digest of them — the same step is the same id either way."""
+    named = ",".join(sorted(areas))
+    head = f"{incident_id}:restore:{when.isoformat()}:"
+    if len(head) + len(named) <= TEXT_LIMITS["event_id"]:
+        return head + named
+    return f"{head}{len(areas)} areas:{hashlib.sha256(named.encode()).hexdigest()[:32]}"
 
 
 def restore_area(inc: Incident, topology: Topology, ref: str, pending: Sequence[str]) -> str:

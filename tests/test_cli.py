@@ -13,6 +13,7 @@ import yaml
 
 from outage_sentinel import __version__
 from outage_sentinel.logs import PHONE
+from outage_sentinel.topology import load_bundle
 from tests.e2e_helpers import ROOT, make_config
 
 
@@ -344,6 +345,8 @@ def test_impossible_times_dates_and_text_are_usage_errors_naming_the_option(
             # bytes of the command line that are not UTF-8: no database can store them
             (("incidents", "ack", iid, "--note", "a\udcffb"),
              "error: --note: contains a character the database cannot store"),
+            (("quarantine", "retry", "1", "--actor", "a\udcffb"),
+             "error: --actor: contains a character the database cannot store"),
             (("report", "daily", "--date", "9999-12-31"),
              "argument --date: 9999-12-31 is out of range: a day from 1970-01-01 to 2199-12-31"),
             (("report", "range", "--from", "0001-01-01", "--to", "0001-01-02"),
@@ -355,6 +358,24 @@ def test_impossible_times_dates_and_text_are_usage_errors_naming_the_option(
         assert "Traceback" not in r.stderr
     shown = cli("--config", cfg, "incidents", "show", iid, "--json")
     assert json.loads(shown.stdout)["stage"] not in ("acknowledged", "restored")
+
+
+def test_a_restoration_of_many_areas_is_one_step(tmp_path: Path) -> None:
+    """An incident of 20 areas restored at once: the step's event id named every area and
+    was refused by the store past 200 characters (about 15 areas); it now names how many
+    and a digest, and the incident is restored."""
+    cfg = str(make_config(tmp_path))
+    areas = [n.id for n in load_bundle(ROOT / "topology").nodes.values()
+             if n.kind == "transformer" and n.feeder == "CG06"][:20]
+    assert len(areas) == 20
+    r = cli("--config", cfg, "incidents", "open", "--feeder", "CG06",
+            "--transformers", ",".join(areas))
+    assert r.returncode == 0, r.stderr
+    iid = r.stdout.strip().splitlines()[-1].split(":")[0]
+    r = cli("--config", cfg, "incidents", "restore", iid)
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(cli("--config", cfg, "incidents", "show", iid, "--json").stdout)
+    assert set(areas) <= set(shown["restored"])
 
 
 def test_quarantine_list_masks_phone_numbers(tmp_path: Path) -> None:

@@ -10,6 +10,10 @@ Verbs::
     outage-sentinel [--config PATH] localisation history [--out FILE]
     outage-sentinel localisation fit --topology DIR --history FILE --out PARAMS.yaml
     outage-sentinel [--config PATH] incidents list|show|ack|dispatch|arrive|restore|close ...
+    outage-sentinel [--config PATH] incidents open|etr|scope|device|cancel|reopen ...
+    outage-sentinel [--config PATH] outbox list|retry|withdraw|hold|release ...
+    outage-sentinel [--config PATH] silence add|list|expire ...
+    outage-sentinel [--config PATH] calls list · quarantine list|retry · storm declare|end|show
     outage-sentinel [--config PATH] board [--host H] [--port P]
     outage-sentinel [--config PATH] users add|passwd|role|disable|enable|list ...
     outage-sentinel [--config PATH] report daily|weekly|range [--format csv|xlsx|html] [--out PATH]
@@ -172,7 +176,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 #: Verbs whose arguments the database keeps (notes, reasons, names, what was asked).
-STORED_VERBS = ("incidents", "outbox", "silence", "storm", "users")
+STORED_VERBS = ("incidents", "outbox", "silence", "storm", "users", "quarantine")
 
 
 def unstorable_argument(args: argparse.Namespace, argv: Sequence[str]) -> str | None:

@@ -40,7 +40,8 @@ def add_verbs(sub: Any) -> None:
 
 def _add_incident_verbs(sub: Any) -> None:
     """``incidents``: the views, the lifecycle steps and the corrections."""
-    inc = sub.add_parser("incidents", help="list or show incidents")
+    inc = sub.add_parser("incidents", help="incidents: list, show, their steps and the "
+                         "command centre's corrections")
     isub = inc.add_subparsers(dest="incidents_verb", metavar="ACTION")
     lst = isub.add_parser("list", help="incidents, newest first")
     lst.add_argument("--all", action="store_true", help="include restored/closed incidents")
