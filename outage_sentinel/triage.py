@@ -10,7 +10,10 @@ row of a table-driven test:
 * ``explained`` — a new unplanned outage whose areas all lie inside an announced planned
   outage's window: explained by the planned work, not a fault (it joins that work's incident
   as evidence, :func:`explaining_outage`, and opens none; one inside several works but wholly
-  inside none of them is no work's news: the processor takes it as an ``incident``);
+  inside none of them is no work's news: the processor takes it as an ``incident``). The
+  meters' dark report is the work's anywhere in its scope, vaguely named areas too; an
+  outage-system record only where the work's own records name its areas
+  (:func:`named_by_work`): a fault record beside work whose text is vague is a fault;
 * ``incident`` — fold it into (or open) an incident (a planned record new under an id the
   outage system re-issued joins the work it continues, :func:`reissued_work`); ``unplaced``
   when a new one names no area or device the bundle knows (it still opens an incident, whose
@@ -66,16 +69,38 @@ def explaining_outage(incidents: Iterable[Incident], event: OutageEvent, resolve
     report still holds areas off (the record still lists them, or no meter reported power on
     since), they stay off, as for any record of an incident
     (:func:`outage_sentinel.incidents.areas_back`), and the
-    villages are not told their power is back until a source or an operator says it is."""
+    villages are not told their power is back until a source or an operator says it is.
+
+    What the work explains depends on who reports. The meters' dark report is evidence of
+    the work anywhere in its scope, the areas its text names only vaguely ("XX村部分区域",
+    可能受影响) too: the work is why they are dark. An outage-system record is the
+    system's own word, and names its areas: it is the work's only where the work's records
+    in force name every one of them (:func:`named_by_work`), the system restating the work's
+    outage. A fault record of areas the work names only vaguely is a fault of its own
+    (a fuse blowing beside the work): joined, it made the work a fault, its areas 误报 and
+    the work's start the fault's."""
     if event.signal not in ("notice", "dead"):
         return None
     areas = set(resolved.transformers)
     for inc in incidents:
         if (inc.kind in ("planned", "temporary") and inc.status == "active"
                 and inc.start <= now and (inc.etr is None or now <= inc.etr)
-                and areas <= set(inc.estimate.transformers)):
+                and areas <= (named_by_work(inc) if event.signal == "notice"
+                              else set(inc.estimate.transformers))):
             return inc
     return None
+
+
+def named_by_work(incident: Incident) -> set[str]:
+    """The areas planned or temporary work ``incident``'s records in force name explicitly:
+    those they list, and those below a device one of them names (its scope's inferred areas:
+    work infers only those, :func:`outage_sentinel.incidents.work_areas`). Not the areas
+    its text names vaguely (possible), nor those only the meters reported dark."""
+    named = {t for m in incident.members.values()
+             if m.signal == "notice" and incident_class(m.kind) != "unplanned"
+             and m.status == "active" for t in m.transformers}
+    named.update(t for t, mark in incident.scope.items() if mark == "inferred")
+    return named & set(incident.estimate.transformers)
 
 
 def restoring_work(incidents: Iterable[Incident], event: OutageEvent, resolved: Resolved,

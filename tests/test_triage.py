@@ -11,6 +11,7 @@ from outage_sentinel.events import OutageEvent
 from outage_sentinel.incidents import Estimate, Incident, Member, Resolved
 from outage_sentinel.triage import (
     continued_records,
+    explaining_outage,
     planned_transformers,
     reissued_work,
     storm_declared,
@@ -166,3 +167,64 @@ def test_continued_records_table(inc: Incident, ev: OutageEvent, resolved: Resol
                                  leaving: dict[str, datetime], expected: tuple[str, ...]) -> None:
     assert continued_records(inc, ev, resolved, leaving) == expected
     assert (reissued_work([incident(), inc], ev, resolved, leaving) is inc) == bool(expected)
+
+
+# -- what planned work in force explains --------------------------------------------------------
+
+
+def vague_work(*, listed: tuple[str, ...] = ("T6",), status: str = "active",
+               device: str | None = None, inferred: tuple[str, ...] = (),
+               met: tuple[str, ...] = ()) -> Incident:
+    """Work under way on F1 (since NOW-1h, until NOW+1h) whose record lists ``listed`` (below
+    ``device`` if named: ``inferred``) and whose text names T2 and T3 vaguely (村部分区域);
+    ``met``: areas only the meters reported dark (AMI members)."""
+    record = Member(key="feed|P1", kind="planned", status=status,  # type: ignore[arg-type]
+                    signal="notice", start=NOW - H, etr=NOW + H, end=None, device=device,
+                    transformers=listed, unknown=(), area_text="某村部分区域", cause="",
+                    seen_at=NOW, possible=("T2", "T3"))
+    meters = {f"ami|{t}": Member(key=f"ami|{t}", kind="fault", status="active", signal="dead",
+                                 start=NOW, etr=None, end=None, device=None, transformers=(t,),
+                                 unknown=(), area_text="", cause="", seen_at=NOW)
+              for t in met}
+    scope = {**{t: "reported" for t in (*listed, *met)}, **{t: "inferred" for t in inferred},
+             "T2": "possible", "T3": "possible"}
+    inc = incident(kind="planned", start=NOW - H, etr=NOW + H, areas=tuple(scope))
+    return replace(inc, members={record.key: record, **meters}, scope=scope)
+
+
+def report(*areas: str, signal: str = "notice", kind: str = "fault") -> tuple[OutageEvent,
+                                                                            Resolved]:
+    ev = OutageEvent(source="feed", event_id="F1", kind=kind, status="active",  # type: ignore[arg-type]
+                     start=NOW, signal=signal, transformers=areas)  # type: ignore[arg-type]
+    return ev, Resolved(feeder="F1", transformers=areas, device=None, unknown=())
+
+
+EXPLAINED_CASES = [
+    # (why, work, areas, signal) -> joins the work
+    ("a fault record of areas the work names only vaguely is a fault of its own",
+     vague_work(), ("T2", "T3"), "notice", False),
+    ("a fault record partly in the work's listed areas, partly in its vague ones",
+     vague_work(), ("T6", "T2"), "notice", False),
+    ("a fault record of the work's listed areas restates the work",
+     vague_work(listed=("T6", "T7")), ("T6", "T7"), "notice", True),
+    ("a fault record below the device the work names",
+     vague_work(device="FU2", inferred=("T8",)), ("T8",), "notice", True),
+    ("a fault record of areas only the meters reported dark in the work",
+     vague_work(met=("T2",)), ("T2",), "notice", False),
+    ("a fault record of areas a record no longer in force named",
+     vague_work(status="restored", met=("T6",)), ("T6",), "notice", False),
+    ("meters dark in the work's listed areas: the work",
+     vague_work(), ("T6",), "dead", True),
+    ("meters dark in the areas the work names vaguely: the work, as before",
+     vague_work(), ("T2", "T3"), "dead", True),
+    ("meters dark outside the work", vague_work(), ("T6", "T9"), "dead", False),
+]
+
+
+@pytest.mark.parametrize("work_inc,areas,signal,joins", [c[1:] for c in EXPLAINED_CASES],
+                         ids=[c[0] for c in EXPLAINED_CASES])
+def test_what_planned_work_explains(work_inc: Incident, areas: tuple[str, ...], signal: str,
+                                    joins: bool) -> None:
+    ev, resolved = report(*areas, signal=signal)
+    host = explaining_outage([incident(), work_inc], ev, resolved, NOW)
+    assert (host is work_inc) == joins
