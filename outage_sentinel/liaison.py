@@ -726,10 +726,12 @@ class LiaisonPlanner:
         """What an update tells the village changed since ``previous``: its areas off
         (``areas_changed``; ``removed_label`` names those the command centre took out,
         ``called_off_label`` those the work's records no longer name) and its expected
-        restoration time (``etr_changed``, also when nothing else did)."""
+        restoration time (``etr_changed``, also when nothing else did; ``etr_before``: the
+        village was told a time, which a time now changes — "调整为" — while after 待定, or
+        not knowing what it was told, a time is given, not adjusted)."""
         if previous is None:
             return {"areas_changed": False, "removed_label": "", "called_off_label": "",
-                    "etr_changed": True}
+                    "etr_changed": True, "etr_before": False}
         added, removed = village_scope_change(previous, incident, village_id, self.topology)
         told = previous.told_etr.get(village_id, previous.etr)
         etr = village_etr(incident, village_id, self.topology)
@@ -738,7 +740,7 @@ class LiaisonPlanner:
         return {"areas_changed": bool(added or removed),
                 "removed_label": self._area_label(by_centre, "") if by_centre else "",
                 "called_off_label": self._area_label(called, "") if called else "",
-                "etr_changed": told != etr or not (added or removed)}
+                "etr_changed": told != etr or not (added or removed), "etr_before": told is not None}
 
     def unconfirmed_context(self, incident: Incident, in_village: Sequence[str]
                             ) -> dict[str, Any]:

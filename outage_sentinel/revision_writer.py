@@ -26,6 +26,7 @@ from outage_sentinel.config import Config
 from outage_sentinel.crew import restored_by
 from outage_sentinel.events import OutageEvent
 from outage_sentinel.held_notices import keep_held_in, work_ahead
+from outage_sentinel.held_void import HeldVoid
 from outage_sentinel.incidents import (
     BACK_NOTICES,
     FIELD_SOURCE,
@@ -188,6 +189,8 @@ class OwedNotices:
         self.owner, self.store, self.log = owner, owner.store, log
         #: Queues the rows: a village's update of a void expected restoration time held.
         self.queue = PacedSummaries(owner.store, owner.config, log)
+        #: Renews a held update of a void time that a revision overtook (an area back).
+        self.void = HeldVoid(owner, self.queue, log)
 
     def before(self, conn: Connection, current: Incident | None, after: Incident,
                f: Fold) -> tuple[str, ...]:
@@ -255,16 +258,29 @@ class OwedNotices:
         in), an update whose news the round undid dropped (:func:`still_news`); returns the
         rows."""
         rows: list[OutboxMessage] = []
+        told: set[tuple[str, str]] = set()
         for o in rnd.take_owed():
             news, said = still_news(o, self.owner.topology, self.owner.etr_step), o.said
             if news:
                 rows += self.owner.planner.rows(said, [Notice(o.purpose, (o.village,))],
                                                 now, previous=o.previous)
+                told.add((said.id, o.village))
             if len(o.revisions) > 1 or not news or said.revision != o.latest.revision:
                 self.log.info("notices_gathered", incident_id=said.id, village=o.village,
                               purpose=o.purpose, revisions=list(o.revisions),
                               said=said.revision, sent=news)
-        return self.queue.enqueue_in(conn, rows, now) if rows else 0
+        added = self.queue.enqueue_in(conn, rows, now) if rows else 0
+        return added + self.void.renew_in(conn, rnd, lambda i: rnd.get(conn, i), now, told)
+
+    def overtaken_in(self, conn: Connection, current: Incident | None, after: Incident,
+                     notices: list[Notice], f: Fold) -> int:
+        """A village's update held for its void time that ``after`` overtook without telling
+        it anything (an area back: :func:`~outage_sentinel.held_void.overtaken`) is queued
+        again, said of the incident now (:class:`~outage_sentinel.held_void.HeldVoid`): at
+        once, or when the round's notices are (:meth:`settle`). Returns the rows queued."""
+        if not self.void.note(current, after, notices, f.rnd) or f.rnd.owed is not None:
+            return 0
+        return self.void.renew_in(conn, f.rnd, {after.id: after}.get, f.now)
 
 
 class PacedSummaries:
@@ -386,7 +402,8 @@ class RevisionWriter:
             f.rnd.owe(after, notices, told)
         self._save_incident(conn, current, after, f)
         self._log_steps(conn, current, after, event, now)
-        added = self.summaries.enqueue_in(conn, rows, now)
+        added = self.summaries.enqueue_in(conn, rows, now) + self.owed.overtaken_in(
+            conn, current, after, notices, f)
         self.lifecycle.start_moved_in(conn, current, after, now)  # old start's reminders
         self._crew_and_care_steps(conn, current, after, f)
         if current is None or current.revision != after.revision:

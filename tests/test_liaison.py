@@ -184,6 +184,10 @@ def test_update_and_cancelled_notices(grid: Topology) -> None:
     inc = incident(grid, {"T1"}, revision=2, etr=T0 + timedelta(hours=5))
     (_, upd) = planner(grid).rows(inc, [Notice("update", ("V1",))], T0)
     assert upd.purpose == "update" and upd.revision == 2
+    # what the village was told unknown, no adjustment of a time is claimed
+    assert "预计恢复时间：2026-03-01 13:00" in upd.body and "调整为" not in upd.body
+    told = replace(inc, revision=1, told_etr={"V1": T0 + timedelta(hours=2)})
+    (_, upd) = planner(grid).rows(inc, [Notice("update", ("V1",))], T0, previous=told)
     assert "预计恢复时间调整为：2026-03-01 13:00" in upd.body
     can = planner(grid).rows(replace(inc, status="cancelled"), [Notice("cancelled", ("V1",))], T0)
     assert all(r.purpose == "cancelled" and "已取消" in r.body for r in can)
