@@ -299,6 +299,13 @@ class Member:
     #: revision seen at ``seen_at``): a feed re-stating every record each poll, or an update
     #: that gives none, does not make an older word the latest (:func:`agreed_cause`).
     cause_at: datetime | None = None
+    #: Areas an outage-system record of a fault named off and no longer names, edited under
+    #: its own id while open (:func:`dropped_from`), each with when the edit was seen: the
+    #: record stopped reporting them off there (its outage for them ended then), which is no
+    #: word that their power is back (the rest switched to another supply, or a record put
+    #: right): counted back unconfirmed (:func:`unconfirmed_back`). An area named again
+    #: leaves the list.
+    dropped: tuple[tuple[str, datetime], ...] = ()
 
     @property
     def cause_stated(self) -> datetime:
@@ -317,6 +324,8 @@ class Member:
             **({"left": list(self.left)} if self.left else {}),
             **({"caller": self.caller} if self.caller else {}),
             **({"cause_at": self.cause_at.isoformat()} if self.cause_at else {}),
+            **({"dropped": {t: at.isoformat() for t, at in self.dropped}}
+               if self.dropped else {}),
         }
 
     @classmethod
@@ -334,6 +343,8 @@ class Member:
             left=tuple(d.get("left") or ()),
             caller=str(d.get("caller") or ""),
             cause_at=parse_optional_time(d.get("cause_at"), "cause_at"),
+            dropped=tuple((t, parse_time(at, "dropped"))
+                          for t, at in (d.get("dropped") or {}).items()),
         )
 
 
@@ -845,6 +856,28 @@ def edited_out(member: Member, before: Member | None, now: datetime) -> Member:
     return replace(member, left=tuple(left)) if left or member.left else member
 
 
+def dropped_from(member: Member, before: Member | None) -> Member:
+    """``member``, a fault's outage-system record edited under its own id, with the areas
+    its open revision ``before`` named (off or possibly) and it no longer does
+    (:attr:`Member.dropped`, at the edit): the record no longer reports them off (P-F7 "已
+    转供部分负荷": 8 areas, then 3). Its later revisions, its time and its end are no longer
+    theirs; nothing said their power is back either: they are counted back unconfirmed
+    (:func:`unconfirmed_back`), asked about, unless another record or the meters keep them
+    off. Planned or temporary work edited so is :func:`edited_out`'s (before it began)."""
+    if before is None or member.signal != "notice" or before.signal != "notice" \
+            or incident_class(member.kind) != "unplanned":
+        return member
+    named = {*member.transformers, *member.possible, *member.left}
+    dropped = {t: at for t, at in before.dropped if t not in named}
+    if before.status == "active":
+        for t in (*before.transformers, *before.possible):
+            if t not in named:
+                dropped.setdefault(t, member.seen_at)
+    if not dropped and not member.dropped:
+        return member
+    return replace(member, dropped=tuple(dropped.items()))
+
+
 def kept_cause(member: Member, before: Member | None) -> Member:
     """``member``, a record's new revision, with the cause it stated before: an open
     record's update that gives none keeps it (an outage system's edit that left the field
@@ -1072,22 +1105,48 @@ def held_off(incident: Incident, estimate: Estimate, restored: Mapping[str, date
 def unconfirmed_back(members: Iterable[Member], status: IncidentStatus, areas: Sequence[str],
                      restored: Mapping[str, datetime], topology: Topology,
                      kind: Kind = "fault") -> tuple[str, ...]:
-    """The ``areas`` of an incident (of ``kind``) over (``status`` "restored") counted back
-    with no evidence that they are (:attr:`Incident.unconfirmed`): none of :func:`areas_back`
-    (for a fault, a withdrawn record's end is none: :func:`_back_on_record`), nor below a
-    device a record named that was restored (its device closed again). An incident ends when
-    its last record does, and trouble calls and inferences are no records: an area only they
-    put in the outage may still be dark. Empty while the incident is on or was called off
-    (all its areas off again, or never off)."""
-    if status != "restored":
-        return ()
+    """The ``areas`` of an incident (of ``kind``) counted back with no evidence that they are
+    (:attr:`Incident.unconfirmed`): none of :func:`areas_back` (for a fault, a withdrawn record's
+    end is none: :func:`_back_on_record`; nor a record's edit that stopped naming them,
+    :attr:`Member.dropped`), nor below a device a record named that was restored (its device
+    closed again; not an area that record had dropped). An incident ends when its last record
+    does, and trouble calls and inferences are no records: an area only they put in the
+    outage may still be dark. While the incident is on, only the areas a record dropped
+    (counted back at the edit). Empty when it was called off (all its areas off again, or
+    never off)."""
     members = list(members)
-    back = _back_on_record(members, kind, topology)
+    left = {t for m in members for t, _ in m.dropped}
+    if status == "cancelled" or (status != "restored" and not left):
+        return ()
+    back = _back_on_record([replace(m, dropped=()) for m in members], kind, topology)
     for m in members:
         if (m.device in topology.pos and m.status == "restored"
                 and m.signal in ("notice", "device_open")):
-            back.update(topology.downstream_transformers(m.device))
-    return tuple(t for t in areas if t in restored and t not in back)
+            gone = {t for t, _ in m.dropped}
+            back.update(t for t in topology.downstream_transformers(m.device) if t not in gone)
+    return tuple(t for t in areas if t in restored and t not in back
+                 and (status == "restored" or t in left))
+
+
+def dropped_unsure(members: Iterable[Member]) -> frozenset[str]:
+    """The areas a record stopped naming (:attr:`Member.dropped`) with no evidence that they
+    are back (:func:`areas_back` but for those edits): counted back, never on supply for the
+    estimator (a transfer round the fault leaves the device that operated open: its section
+    is no proof it reclosed, :func:`estimated_past_restoration`)."""
+    members = list(members)
+    left = {t for m in members for t, _ in m.dropped}
+    if not left:
+        return frozenset()
+    return frozenset(left - set(areas_back(replace(m, dropped=()) for m in members)))
+
+
+def dropped_areas(incident: Incident) -> tuple[str, ...]:
+    """The areas ``incident`` counts back unconfirmed (:attr:`Incident.unconfirmed`) because
+    a record stopped naming them (:func:`dropped_from`), not because its records ended: what
+    the command centre reads as 已移出停电记录（疑似转供） and a village is asked about
+    without being told its record ended."""
+    unsure = dropped_unsure(incident.members.values())
+    return tuple(t for t in incident.unconfirmed if t in unsure)
 
 
 def _back_on_record(members: Sequence[Member], kind: Kind, topology: Topology) -> set[str]:
@@ -1150,6 +1209,7 @@ def _folded_members(incident: Incident, member: Member, joined: Iterable[Member]
         members.setdefault(m.key, m)
     before = members.get(member.key)
     member = edited_out(_ending_keeps_areas(kept_cause(member, before), before), before, now)
+    member = dropped_from(member, before)
     members[member.key] = _still_superseded(member, before)
     members = _supersede(members, supersedes, member.key, now)
     return _superseded_reports(members)
@@ -1173,10 +1233,11 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
     # Areas a restoration step brought back are no evidence of where the fault is, unless
     # the device named is re-energised: :func:`estimated_past_restoration`.
     steps = restoration_signals(members.values())
+    unsure = held | dropped_unsure(members.values())
     estimate = estimated_past_restoration(
         topology, estimator, replace(ev, planned=planned),
         frozenset(t for t in restored if t in steps),
-        frozenset(t for t in restored if t not in held))
+        frozenset(t for t in restored if t not in unsure))
     told_back = set(incident.restored_villages)
     inferred = [t for t in estimate.transformers
                 if (t in scope or topology.nodes[t].village not in told_back)
@@ -1618,20 +1679,51 @@ def outages_reported(members: Iterable[Member]
     """Each area's outages as its records report them: when each began and ended (``None``
     while the record is open). Every outage-system record naming the area (off or possibly:
     open, restored or cancelled; planned work edited to leave it out ends for it at the
-    edit), every open report of it off (meters, a device, an operator's or a liaison's word)
+    edit, a fault's record edited to no longer name it at that edit, :attr:`Member.dropped`),
+    every open report of it off (meters, a device, an operator's or a liaison's word)
     and a meter's outage that ended in a power-restore. A step given as a moment (start =
-    end) and a meter's report called off are none."""
+    end) and a meter's report called off are none. An open record's vague words
+    (:attr:`Member.possible`) are no outage of an area a record named off and ended since
+    that record began (:func:`_vaguely_named`)."""
+    members = list(members)
+    ended = _explicit_ends(members)
     out: dict[str, list[tuple[datetime, datetime | None]]] = {}
     for m in members:
         span = _reported_span(m)
         if span is not None:
-            named = m.transformers if m.signal != "notice" and m.status != "active" \
-                else (*m.transformers, *m.possible)
-            for t in named:
+            for t in _vaguely_named(m, ended):
                 out.setdefault(t, []).append(span)
         for t in m.left:
             out.setdefault(t, []).append((m.start, m.end or m.seen_at))
+        for t, at in m.dropped:
+            out.setdefault(t, []).append((m.start, max(m.start, at)))
     return out
+
+
+def _explicit_ends(members: Sequence[Member]) -> dict[str, datetime]:
+    """Each area an outage-system record named off (not only possibly) and that record
+    ended (restored or called off), with the latest such end."""
+    out: dict[str, datetime] = {}
+    for m in members:
+        if m.signal == "notice" and m.status != "active":
+            at = m.end or m.seen_at
+            for t in m.transformers:
+                out[t] = max(at, out.get(t, at))
+    return out
+
+
+def _vaguely_named(m: Member, ended: Mapping[str, datetime]) -> tuple[str, ...]:
+    """The areas whose outage the record ``m`` reports (:func:`outages_reported`): those it
+    names, and while it is an open outage-system record those it names imprecisely — but
+    for an area a record named explicitly and ended (``ended``) at or after ``m`` began:
+    B-F2's "王庄村部分区域" makes T-002 possibly off, it does not keep it off once B-F1,
+    which named it, ended (vague words are never an area's report against an explicit
+    end). Vague words of an outage begun after that end are news: possibly off again."""
+    if m.signal != "notice" and m.status != "active":
+        return m.transformers
+    if m.signal != "notice" or m.status != "active":
+        return (*m.transformers, *m.possible)
+    return (*m.transformers, *(t for t in m.possible if t not in ended or ended[t] < m.start))
 
 
 def _reported_span(m: Member) -> tuple[datetime, datetime | None] | None:
