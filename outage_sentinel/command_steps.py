@@ -126,8 +126,9 @@ class CommandSteps:
         language = self.lifecycle.planner.renderer.language
         # Only the command centre's word: an area an inference alone put off is no news.
         taken = [t for t in before.off if t in after.excluded and t not in before.excluded]
+        source, signal = restored_by_record(after)
         return self.lifecycle.crew_notices.power_back_in(
-            conn, after, crew, now, restored_by(restored_by_record(after), language),
+            conn, after, crew, now, restored_by(source, language, signal),
             taken_out=taken)
 
     def _notices(self, conn: Connection, before: Incident, after: Incident, now: datetime,
@@ -444,14 +445,14 @@ def _orders_moved(before: Incident, after: Incident) -> str:
     return "narrowed" if after.estimate.devices and _fault_point_moved(before, after) else ""
 
 
-def restored_by_record(inc: Incident) -> str:
-    """The source of the record whose end brought ``inc``'s areas back last (the command
-    centre's, ``operator``, when none did: its word ended the outage)."""
+def restored_by_record(inc: Incident) -> tuple[str, str]:
+    """The source and signal of the record whose end brought ``inc``'s areas back last (the
+    command centre's, ``operator``, when none did: its word ended the outage)."""
     ended = [m for m in inc.members.values() if m.status == "restored" and m.end is not None]
     if not ended:
-        return OPERATOR_SOURCE
+        return OPERATOR_SOURCE, "notice"
     last = max(ended, key=lambda m: m.end or m.seen_at)
-    return last.key.split("|", 1)[0]
+    return last.key.split("|", 1)[0], last.signal
 
 
 def _said(key: str, flag: bool | None) -> dict[str, bool]:

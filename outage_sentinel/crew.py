@@ -1181,14 +1181,27 @@ def stand_down_context(topology: Topology, incident: Incident, crew: Crew, reaso
     }
 
 
-#: Who said the power is back, for the crew, by source (else the source's own name).
+#: Who said the power is back (or called the outage off), for the crew, by source.
 BY_SOURCE = {"zh": {"operator": "指挥中心", "field": "村联络人反馈"},
              "en": {"operator": "the command centre", "field": "the village liaison"}}
+#: ... and for any other source, by what kind of record it sent: a crew reads what the
+#: system is, never the name a config gave the source (``feed``, ``county-95598``).
+BY_SIGNAL = {"zh": {"notice": "停电信息系统", "dead": "用电信息采集（电表）",
+                    "alive": "用电信息采集（电表）", "call": "95598工单",
+                    "device_open": "配电自动化（开关动作）"},
+             "en": {"notice": "the outage information system", "dead": "the meters (AMI)",
+                    "alive": "the meters (AMI)", "call": "the trouble calls",
+                    "device_open": "distribution automation"}}
 
 
-def restored_by(source: str, language: str = "zh") -> str:
-    """Whom a crew is told the restoration came from, for a source name."""
-    return _labels(BY_SOURCE, language).get(source, source)
+def restored_by(source: str, language: str = "zh", signal: str = "notice") -> str:
+    """Whom a crew is told the restoration (or cancellation) came from: the command centre
+    or a liaison by source, any other source by the ``signal`` of its record."""
+    known = _labels(BY_SOURCE, language).get(source)
+    if known is not None:
+        return known
+    by_signal = _labels(BY_SIGNAL, language)
+    return by_signal.get(signal, by_signal["notice"])
 
 
 def power_back_context(topology: Topology, incident: Incident, crew: Crew, by: str,

@@ -736,7 +736,7 @@ class RevisionWriter:
         crew = self.store.crew_of_in(conn, inc.id)
         if crew is None or event.source == OPERATOR_SOURCE:
             return
-        by = restored_by(event.source, self.planner.renderer.language)
+        by = restored_by(event.source, self.planner.renderer.language, event.signal)
         self.lifecycle.crew_notices.power_back_in(conn, inc, crew, now, by)
 
     def _may_need_crew(self, inc: Incident) -> bool:

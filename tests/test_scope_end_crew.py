@@ -54,8 +54,8 @@ def test_taking_out_the_last_area_off_tells_the_crew_the_power_is_back(
     (msg,) = messages(daemon, iid, "crew_power_back")
     assert msg.revision == after.revision and msg.target == "crew-1"
     # When, and on whose word: T4's record's end, not the command centre's correction.
-    assert "已于2026-03-01 08:18恢复送电（据feed）" in msg.body and "派工未撤回" in msg.body
-    assert msg.payload["params"]["sms"]["summary"] == "已恢复送电（据feed）；派工未撤回"
+    assert "已于2026-03-01 08:18恢复送电（据停电信息系统）" in msg.body and "派工未撤回" in msg.body
+    assert msg.payload["params"]["sms"]["summary"] == "已恢复送电（据停电信息系统）；派工未撤回"
     # The village the command centre took out hears its correction, not "power restored".
     assert [m.purpose for m in messages(daemon, iid) if m.recipient.startswith("village:V3")
             ] == ["outage", "corrected"]

@@ -138,11 +138,11 @@ def test_a_crew_on_its_way_hears_the_power_is_back_unless_it_brought_it_back(
     assert crew_messages(daemon, iid)[-1] == ("CR1", "crew_power_back", "sent")
     (msg,) = [m for m in daemon.store.messages(incident_id=iid)
               if m.purpose == "crew_power_back"]
-    assert "已于" in msg.body and "据feed" in msg.body and "派工未撤回" in msg.body
+    assert "已于" in msg.body and "据停电信息系统" in msg.body and "派工未撤回" in msg.body
     # 台区T5 only inferred: nothing says it is back. By SMS the crew reads the summary alone,
     # which used to be the first line cut ("已恢复送电 INC-…：马集I线（2026…").
     assert msg.subject.startswith("【已恢复送电·部分未确认】")
-    assert msg.payload["params"]["sms"]["summary"] == "已恢复送电（据feed），台区T5来电未确认；派工未撤回"
+    assert msg.payload["params"]["sms"]["summary"] == "已恢复送电（据停电信息系统），台区T5来电未确认；派工未撤回"
     # The crew's own restoration step tells the crew nothing.
     feed(daemon, 30, ev("N2", "T5", start=T0 + timedelta(minutes=30)))
     other = next(r["id"] for r in daemon.store.load_incidents(open_only=True))
@@ -205,7 +205,7 @@ def test_the_outage_system_cancelling_says_so_and_a_finished_job_is_not_stood_do
     deliver(daemon)
     feed(daemon, 20, ev("N1", "T4", status="cancelled", end=T0 + timedelta(minutes=20)))
     (msg,) = [m for m in daemon.store.messages(incident_id=iid) if m.purpose == "stand_down"]
-    assert "已由feed取消" in msg.body and "指挥中心" not in msg.body
+    assert "已由停电信息系统取消" in msg.body and "指挥中心" not in msg.body
     # Restored, then the record is listed cancelled: the crew's job was done; no stand-down.
     feed(daemon, 30, ev("N2", "T5", start=T0 + timedelta(minutes=30)))
     other = next(r["id"] for r in daemon.store.load_incidents(open_only=True))

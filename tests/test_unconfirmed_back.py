@@ -81,7 +81,7 @@ def test_a_crew_by_sms_hears_which_areas_nobody_confirmed_and_that_its_orders_st
     assert back.text.startswith("【已恢复送电·部分未确认】")
     assert back.params["sms_template"] == "command"
     summary = back.params["sms"]["summary"]
-    assert summary == "已恢复送电（据feed），T2来电未确认；派工未撤回"
+    assert summary == "已恢复送电（据停电信息系统），T2来电未确认；派工未撤回"
     assert len(summary) <= VARIABLE_LIMIT
 
 
