@@ -20,6 +20,7 @@ from outage_sentinel.incidents import (
     Incident,
     contradicted_reports,
     disputed_areas,
+    dropped_areas,
     held_disputes,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, STATUS_LABELS, label
@@ -33,6 +34,7 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "end": "结束", "stage": "阶段", "crew": "抢修班组", "cause": "原因",
            "confirmed": "已确认停电", "possible": "可能受影响", "restored": "已恢复",
            "unconfirmed": "恢复待确认（记录已结束，无来电证据）",
+           "dropped": "恢复待确认（已移出停电记录，疑似转供，无来电证据）",
            "continued": "未确认恢复，仍停电，转入",
            "villages": "涉及村庄", "customers": "户", "areas": "个台区", "none": "无",
            "notices": "通知", "log": "处理记录", "unknown": "未能识别", "area_text": "停电范围原文",
@@ -51,6 +53,8 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
            "cause": "Cause", "confirmed": "Confirmed off", "possible": "Possibly affected",
            "restored": "Back", "villages": "Villages", "customers": "customers",
            "unconfirmed": "Back unconfirmed (records ended, no evidence of supply)",
+           "dropped": "Back unconfirmed (dropped from a record still open, perhaps switched; "
+                      "no evidence of supply)",
            "continued": "Never confirmed back, off in",
            "areas": "areas", "none": "none", "notices": "Notices", "log": "Log",
            "unknown": "Not recognised", "area_text": "Scope as reported",
@@ -197,9 +201,11 @@ def _area_lines(inc: Incident, topology: Topology, w: Mapping[str, str]) -> list
     possible = [t for t in off if inc.mark(t) != "reported"]
     back = [t for t in inc.estimate.transformers
             if t in inc.restored and t not in inc.unconfirmed and t not in inc.continued]
+    dropped = set(dropped_areas(inc))
     out = [f"{w['confirmed']} ({len(confirmed)} {w['areas']}): {names(confirmed)}"]
     for key, areas in (("possible", possible), ("restored", back),
-                       ("unconfirmed", list(inc.unconfirmed))):
+                       ("dropped", [t for t in inc.unconfirmed if t in dropped]),
+                       ("unconfirmed", [t for t in inc.unconfirmed if t not in dropped])):
         if areas:
             out.append(f"{w[key]} ({len(areas)} {w['areas']}): {names(areas)}")
     for by in dict.fromkeys(inc.continued.values()):  # in the order they were taken on

@@ -28,6 +28,7 @@ from outage_sentinel.channels.base import SMS_CHANNEL_TYPES, is_sms_type
 from outage_sentinel.config import ChannelConfig
 from outage_sentinel.field_links import PUBLIC, IssuedLink
 from outage_sentinel.incidents import (
+    REPORTING_SIGNALS,
     Estimate,
     Incident,
     Member,
@@ -37,7 +38,9 @@ from outage_sentinel.incidents import (
     back_on_field_word,
     called_off,
     disputed_areas,
+    dropped_areas,
     held_disputes,
+    meters_dark,
     off_since_back,
     reports_outage,
     restored_at,
@@ -388,6 +391,50 @@ def marked(rows: list[OutboxMessage], marks: Mapping[str, Any]) -> list[OutboxMe
     return [r.but(payload={**r.payload, **marks}) for r in rows] if marks else rows
 
 
+def records_over(incident: Incident, records: Sequence[Member], areas: Sequence[str]) -> str:
+    """How the outage system's records of a village (``records``:
+    :func:`~outage_sentinel.incidents.village_records`) ended when every one of them has and
+    its meters hold one of its ``areas`` off (an open report of the meters,
+    :func:`~outage_sentinel.incidents.meters_dark`, or a power-off the AMI screen holds,
+    :attr:`Incident.held`): "restored", "cancelled", or "ended" (some each); "" otherwise.
+    Their closing words ("已恢复", "误报") are then no cause of the outage the village is
+    still in."""
+    notices = [m for m in records if m.signal == "notice"]
+    if not notices or any(m.status == "active" for m in notices):
+        return ""
+    dark = {*meters_dark(incident.members.values()), *incident.held}
+    if not dark & set(areas):
+        return ""
+    statuses = {m.status for m in notices}
+    return statuses.pop() if len(statuses) == 1 else "ended"
+
+
+def closing_word(records: Sequence[Member]) -> bool:
+    """Whether the cause a village's ``records`` give once none is open
+    (:func:`~outage_sentinel.incidents.own_cause`: the latest stated) is the word a record
+    ended with ("已恢复", "误报"): stated in its last revision, or at or after its end —
+    not the cause it had stated while open, which its ending kept
+    (:func:`~outage_sentinel.incidents.kept_cause`)."""
+    said = [m for m in records if m.signal in REPORTING_SIGNALS and m.cause]
+    if not said:
+        return False
+    m = max(said, key=lambda m: (m.cause_stated, m.key))
+    return m.status != "active" and (m.cause_stated >= m.seen_at
+                                      or (m.end is not None and m.cause_stated >= m.end))
+
+
+def cause_context(incident: Incident, records: Sequence[Member], areas: Sequence[str]
+                  ) -> dict[str, str]:
+    """The cause a village's notice states (:func:`~outage_sentinel.incidents.village_cause`)
+    and ``records_over`` (:func:`records_over`): when its records all ended and the meters
+    still hold it off, the notice says the outage system reports the outage over (or called
+    off) while the meters show it still off, being checked — and states no cause its records
+    only gave as they ended (:func:`closing_word`): that is no cause of this outage."""
+    over = records_over(incident, records, areas)
+    cause = "" if over and closing_word(records) else village_cause(incident, records)
+    return {"cause": cause, "records_over": over}
+
+
 def sure_off(topology: Topology, incident: Incident, devices: Sequence[str]) -> set[str]:
     """Areas a source reported off, or below a device one named as operated."""
     named = reported_devices(incident, devices)
@@ -573,7 +620,8 @@ def sms_values(incident: Incident, sms_purpose: str, context: dict[str, Any], no
     # outage and update (new times) of a fault
     build = sms.update_params if sms_purpose == "update" else sms.outage_params
     return build(kind=context["kind_label"], start=start, etr=context["etr_local"],
-                 cause=context["cause"],
+                 cause=context["cause"] or sms.records_over_cause(context["records_over"],
+                                                                  language),
                  households=households, confirmed=confirmed, **common)
 
 
@@ -632,7 +680,7 @@ class LiaisonPlanner:
             # not a fact to announce), and the same in every notice of the outage.
             "device_label": self.device_label(told_devices(incident, village_id, topo)),
             **self._time_context(incident, village_id, in_village, now),
-            "cause": village_cause(incident, records),
+            **cause_context(incident, records, in_village),
             **_crew_status_context(incident),
             **_told_before_context(incident, notice.purpose, village_id, in_village, previous,
                                    topo),
@@ -746,10 +794,12 @@ class LiaisonPlanner:
                             ) -> dict[str, Any]:
         """What a "restored" notice says of the village's areas counted back with no evidence
         that they are (:attr:`Incident.unconfirmed`): ``unconfirmed_label`` and its households,
-        asked about rather than said back, and ``back_label``, the village's areas that are."""
+        asked about rather than said back; ``back_label``, the village's areas that are; and
+        ``dropped``, one is an area a record stopped naming (:func:`dropped_areas`)."""
         unsure = [t for t in in_village if t in incident.unconfirmed]
         back = [t for t in in_village if t not in incident.unconfirmed]
         return {"unconfirmed_label": self._area_label(unsure, "") if unsure else "",
+                "dropped": bool(set(unsure) & set(dropped_areas(incident))),
                 "unconfirmed_names": [self.topology.nodes[t].name or t for t in unsure],
                 "unconfirmed_customers": self.topology.customers_of(unsure),
                 "back_label": self._area_label(back, "") if unsure and back else "",

@@ -122,6 +122,27 @@ def restored_value(restored: str | None, unverified: bool, language: str = "zh")
     return start_value(restored, unverified, language)
 
 
+#: The ``cause`` of a village's outage or update SMS when the outage system's records of it
+#: all ended (:func:`outage_sentinel.liaison.records_over`: restored, cancelled, or ended —
+#: some each) and the meters still hold it off: their closing words are no cause of it.
+_RECORDS_OVER: dict[str, dict[str, str]] = {
+    "zh": {"restored": "已恢复", "cancelled": "已取消", "ended": "已结束",
+           "cause": "待查（停电信息系统报{word}，电表仍显示停电）"},
+    "en": {"restored": "over", "cancelled": "cancelled", "ended": "ended",
+           "cause": "records {word}, meters still off"},
+}
+
+
+def records_over_cause(over: str, language: str = "zh") -> str:
+    """The ``cause`` an SMS states of a village its records no longer report off and its
+    meters still do (``over``: how the records ended, :data:`_RECORDS_OVER`; "" when they
+    have not): "待查（停电信息系统报已取消，电表仍显示停电）"; "" for ``over`` ""."""
+    if not over:
+        return ""
+    words = _RECORDS_OVER.get(language, _RECORDS_OVER["zh"])
+    return fit(words["cause"].format(word=words.get(over, words["ended"])))
+
+
 def _cause(value: str | None, language: str) -> str:
     return fit(value) if value and value.strip() else _labels(language)["unknown_cause"]
 
@@ -187,10 +208,14 @@ def restored_params(*, village: str, feeder: str, start: str | None, restored: s
 def unconfirmed_params(*, village: str, feeder: str, start: str | None, ended: str | None,
                        areas: Sequence[str], households: int, incident: str,
                        language: str = "zh") -> dict[str, str]:
-    """The outage's records ended, and the village's ``areas`` (names; only possibly
-    affected: no record named them) are not confirmed back: ``village feeder start ended
-    areas households incident`` (``households`` = theirs; ``areas`` cut whole names at a time
-    with the total). The liaison is asked whether the power is back."""
+    """The village's ``areas`` (names) left the outage's records and are not confirmed back:
+    the records ended and no record named them (only possibly affected), or a record still
+    open stopped naming them (:func:`outage_sentinel.incidents.dropped_areas`, perhaps
+    supplied from another line now). ``village feeder start ended areas households
+    incident`` (``ended``: when they left the records — the last record's end, or the edit
+    that dropped them, never a claim that an open record ended; ``households`` = theirs;
+    ``areas`` cut whole names at a time with the total). The liaison is asked whether the
+    power is back."""
     labels = _labels(language)
     return {"village": fit(village), "feeder": fit(feeder), "start": _time(start, language),
             "ended": _time(ended, language),

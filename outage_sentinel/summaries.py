@@ -31,6 +31,7 @@ from outage_sentinel.incidents import (
     Incident,
     announced_kind,
     contradicted_reports,
+    dropped_areas,
     on_field_word,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
@@ -80,6 +81,34 @@ def unasked_areas(inc: Incident, topology: Topology,
         if not village or village not in told or not recipients(village):
             out.append(t)
     return out
+
+
+def cancellation_word(inc: Incident) -> str:
+    """Why ``inc`` was called off, as far as anyone said: the command centre's reason
+    (:attr:`Incident.cancel_reason`), else the latest cause a withdrawn record gave on
+    withdrawal ("误报，经核实线路正常"): one differing from the cause the incident stated
+    while on (:attr:`Incident.cause`; when it had none agreed, one the record's last revision
+    stated, :attr:`~outage_sentinel.incidents.Member.cause_stated`). A record withdrawn
+    without a word keeps its old cause (:func:`~outage_sentinel.incidents.kept_cause`),
+    which is no reason for the withdrawal; neither is a call's, nor a record re-issued."""
+    if inc.cancel_reason:
+        return inc.cancel_reason
+    said = [m for m in inc.members.values()
+            if m.status == "cancelled" and m.signal != "call" and not m.superseded_by
+            and m.cause and m.cause != inc.cause
+            and (inc.cause or m.cause_stated >= m.seen_at)]
+    return max(said, key=lambda m: (m.cause_stated, m.key)).cause if said else ""
+
+
+def cause_context(inc: Incident) -> dict[str, str]:
+    """The cause a summary of ``inc`` states: ``cause`` while it is not called off; once it
+    is, ``cancel_cause`` (:func:`cancellation_word`), else the cause it had stated as such
+    (``cause_reported``, 原报原因): a false alarm's summary never gives the fault's cause as
+    the outage's."""
+    if inc.status != "cancelled":
+        return {"cause": inc.cause, "cancel_cause": "", "cause_reported": ""}
+    word = cancellation_word(inc)
+    return {"cause": "", "cancel_cause": word, "cause_reported": "" if word else inc.cause}
 
 
 def builtin_planner(p: LiaisonPlanner) -> LiaisonPlanner:
@@ -232,16 +261,30 @@ class Summaries:
             confirmed=len([t for t in inc.confirmed if t not in inc.restored]),
             withdrawn=[topo.villages[v].name for v in inc.withdrawn_villages
                        if v in topo.villages],
-            # Counted back when the records ended, nothing saying so: the villages are asked
-            # (those without a liaison, or held back as still dark elsewhere, are not).
-            unconfirmed=area_names(topo, inc.unconfirmed),
-            unasked=area_names(topo, unasked_areas(inc, topo, planner.village_recipients)),
+            **self.unconfirmed(inc),
+            **cause_context(inc),
             # Areas reported off the fault point does not explain: the estimate reads their
             # reports as false (or misses a fault), which "confirmed off" must not hide.
             unexplained=area_names(topo, contradicted_reports(topo, inc)),
             on_word=area_names(topo, on_field_word(inc, inc.restored)),
             **dispute_names(topo, inc),
         )
+
+    def unconfirmed(self, inc: Incident) -> dict[str, list[str]]:
+        """The areas counted back with nothing saying so, whose villages are asked (those
+        without a liaison, or held back as still dark elsewhere, are not: ``unasked``,
+        ``dropped_unasked``): ``dropped``, those a record still names no longer
+        (:func:`~outage_sentinel.incidents.dropped_areas`: 已移出停电记录（疑似转供）, the record
+        may be open), and ``unconfirmed``, the rest (counted back when the records ended)."""
+        topo = self.topology
+        moved = set(dropped_areas(inc))
+        unasked = set(unasked_areas(inc, topo, self.planner.village_recipients))
+        ended = [t for t in inc.unconfirmed if t not in moved]
+        left = [t for t in inc.unconfirmed if t in moved]
+        return {"unconfirmed": area_names(topo, ended),
+                "unasked": area_names(topo, [t for t in ended if t in unasked]),
+                "dropped": area_names(topo, left),
+                "dropped_unasked": area_names(topo, [t for t in left if t in unasked])}
 
     def fault_point_context(self, inc: Incident) -> dict[str, Any]:
         """The fault point as the summary states it: each device as sure as it is
@@ -286,7 +329,10 @@ class Summaries:
     def etr(self, inc: Incident) -> dict[str, str | None]:
         """The expected restoration as a summary of ``inc`` states it at its last revision:
         while the outage is on, a time gone by is an overrun (原预计…恢复，已超时), never
-        "预计<a past time>恢复"; once over, the time it was expected, for the record."""
+        "预计<a past time>恢复"; once over, the time it was expected, for the record; called
+        off, none (an outage that was not is restored at no time)."""
+        if inc.status == "cancelled":  # called off: no restoration was ever due
+            return {"etr_local": None, "overrun_local": None}
         if inc.status != "active":
             return {"etr_local": self.planner.local_time(inc.etr), "overrun_local": None}
         return self.planner.etr_context(inc.etr, inc.updated_at or self.owner.clock())
