@@ -142,7 +142,8 @@ def test_a_crew_on_its_way_hears_the_power_is_back_unless_it_brought_it_back(
     # 台区T5 only inferred: nothing says it is back. By SMS the crew reads the summary alone,
     # which used to be the first line cut ("已恢复送电 INC-…：马集I线（2026…").
     assert msg.subject.startswith("【已恢复送电·部分未确认】")
-    assert msg.payload["params"]["sms"]["summary"] == "已恢复送电（据停电信息系统），台区T5来电未确认；派工未撤回"
+    assert msg.payload["params"]["sms"]["summary"] == \
+        "已恢复送电（据停电信息系统），台区T5来电未确认；派工未撤回"
     # The crew's own restoration step tells the crew nothing.
     feed(daemon, 30, ev("N2", "T5", start=T0 + timedelta(minutes=30)))
     other = next(r["id"] for r in daemon.store.load_incidents(open_only=True))
