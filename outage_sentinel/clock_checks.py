@@ -1,10 +1,12 @@
-"""The lifecycle's clock checks: planned-outage reminders and crew arrival deadlines.
+"""The lifecycle's clock checks: planned-outage reminders, crew arrival deadlines, overruns.
 
 The clock-driven steps of :class:`outage_sentinel.lifecycle.Lifecycle` (its ``check``, which
 :class:`outage_sentinel.lifecycle_clock.LifecycleClock` runs on a schedule): the reminder due
 for planned or temporary work, decided again on the incident locked in the transaction that
 queues it; a fault waiting for a crew dispatched when one is free (auto-dispatch); an arrival
-deadline at risk, passed, or without a crew escalated to the command centre, once per deadline.
+deadline at risk, passed, or without a crew escalated to the command centre, once per deadline;
+a village still off past the expected restoration time it was told followed up, once per time
+told (:mod:`outage_sentinel.overruns`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from outage_sentinel.incidents import Incident, Notice, villages_off
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.logs import get_logger
 from outage_sentinel.outgoing import OutboxMessage
+from outage_sentinel.overruns import Overruns
 from outage_sentinel.store import Store
 from outage_sentinel.topology import Topology
 
@@ -62,9 +65,13 @@ class ClockChecks:
         self.at_risk = 0
         # The lifecycle's steps log under its name, wherever their code lives.
         self.log = get_logger(component="lifecycle")
+        #: The villages' expected restoration times gone by, followed up.
+        self.overruns = Overruns(owner)
 
     def check(self, now: datetime) -> int:
-        """Planned-outage reminders, crew deadlines; returns how many rows were queued.
+        """Planned-outage reminders, crew deadlines, the villages' expected restoration times
+        gone by (:class:`~outage_sentinel.overruns.Overruns`); returns how many rows were
+        queued.
 
         The open incidents are read without a lock, only to find the work a reminder may be
         due for; each reminder is decided again on the incident locked in the transaction
@@ -82,7 +89,7 @@ class ClockChecks:
                 continue
             with store.transaction() as conn:
                 queued += self.remind_in(conn, inc.id, inc.start, now)
-        return queued
+        return queued + self.overruns.check(now)
 
     def remind_in(self, conn: Connection, incident_id: str, start: datetime, now: datetime
                   ) -> int:

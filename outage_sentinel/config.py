@@ -742,6 +742,11 @@ class NotifyConfig(Strict):
     #: meters' power-on is a restoration only ``ami_screen.restore_settle_seconds`` after it:
     #: the default covers that and a poll); else it goes at the end of the hold. 0: at once.
     void_etr_hold_seconds: float = Field(default=360.0, ge=0, le=MAX_SECONDS)
+    #: A village still off this long after the expected restoration time it was last told
+    #: (a fault's, the command centre's, planned work's stop) hears once that the time has
+    #: passed and the new one is not known (原预计…恢复，已超时 / 超出计划时间仍停电), and the
+    #: command centre is alerted (:mod:`outage_sentinel.overruns`). 0: never.
+    overrun_grace_minutes: float = Field(default=15.0, ge=0, le=MAX_MINUTES)
     #: Per audience (liaison, crew, command), local hours in which only fault notices go out;
     #: the rest wait until the window ends, e.g. ``{liaison: "22:00-07:00"}``.
     quiet_hours: dict[Literal["liaison", "crew", "command"],

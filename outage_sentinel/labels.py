@@ -52,6 +52,7 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "held_released": "暂缓的恢复送电通知已发出",
            "evidence_conflict": "联络人反馈已来电，但电表仍报停电（未按恢复处理）",
            "meters_disagree": "停电记录已结束，但电表仍报停电",
+           "overrun": "预计恢复时间已过仍停电（已告知村、已提醒指挥中心）",
            "back_untold": "停电通知未发出即已恢复，未通知恢复送电"},
     "en": {"detected": "detected", "confirmed": "confirmed", "dispatched": "crew dispatched",
            "on_site": "crew on site", "partially_restored": "partly restored",
@@ -74,6 +75,8 @@ STAGE_LABELS: Mapping[str, Mapping[str, str]] = {
            "held_released": "held power-back notice sent",
            "evidence_conflict": "liaison said power back; the meters still say off (not taken)",
            "meters_disagree": "record ended; the meters still say off",
+           "overrun": "expected restoration passed, still off (villages told, command "
+                      "centre alerted)",
            "back_untold": "over before its notice went out: no power-back sent"},
 }
 

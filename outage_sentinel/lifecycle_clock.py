@@ -1,11 +1,14 @@
 """The lifecycle clock: deadline, reminder and storm checks, and template alerts (a daemon stage).
 
 The clock-driven half of :class:`outage_sentinel.lifecycle.Lifecycle` run on a schedule:
-planned-outage reminders, crew arrival deadlines at risk escalated to the command centre, the
-"power back" notices held back while another incident kept the village dark, once they are
-true (:mod:`outage_sentinel.held_notices`), the storm gauge. It also collects the override
-templates that failed while rendering (the built-in one was used) and tells the command
-centre, once per incident and template — outside the transaction that rendered the notice.
+planned-outage reminders, crew arrival deadlines at risk escalated to the command centre, a
+village's expected restoration time gone by while it is still off followed up once per time
+told (:mod:`outage_sentinel.overruns`: the village told the time has passed, the command
+centre alerted), the "power back" notices held back while another incident kept the village
+dark, once they are true (:mod:`outage_sentinel.held_notices`), the storm gauge. It also
+collects the override templates that failed while rendering (the built-in one was used) and
+tells the command centre, once per incident and template — outside the transaction that
+rendered the notice.
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ class LifecycleClock:
         self.pending.append(failure)
 
     def run_once(self, now: datetime) -> ClockReport:
-        """Deadline and reminder checks, held "power back" notices now true, the storm
-        gauge, then the template alerts."""
+        """Deadline, reminder and overrun checks, held "power back" notices now true, the
+        storm gauge, then the template alerts."""
         self.lifecycle.check(now)
         self.held.release(now)
         self.metrics.deadline_at_risk.set(self.lifecycle.at_risk)

@@ -133,7 +133,9 @@ def test_an_extension_inside_quiet_hours_goes_before_its_new_time(
     h = harness(notify=QUIET)
     new_stop = extended_night_work(h)
     sent = run(h, 15 * 60 + 55, 21 * 60 + 30)
-    (update,) = [(at, m) for at, m in sent if m.purpose == "update"]
+    update, overrun = [(at, m) for at, m in sent if m.purpose == "update"]
+    # still off at 06:15: told its stop has passed (notify.overrun_grace_minutes), at 07:00
+    assert "超出计划时间仍停电（原计划2026-11-24 06:00恢复）" in overrun[1].text
     at, message = update
     assert at == new_stop - timedelta(hours=1)  # 05:00, not 07:00
     assert "预计恢复时间调整为：2026-11-24 06:00" in message.text
