@@ -33,6 +33,8 @@ from outage_sentinel.incidents import (
     contradicted_reports,
     dropped_areas,
     on_field_word,
+    village_etr,
+    villages_off,
 )
 from outage_sentinel.labels import KIND_LABELS, STAGE_LABELS, UNCLASSIFIED_NOTE, label
 from outage_sentinel.liaison import (
@@ -323,8 +325,19 @@ class Summaries:
         end = None if inc.end is None else stated_restored(
             inc, inc.estimate.transformers, flagged, inc.end)
         return {"start_local": planner.local_time(start), "start_unverified": start is None,
-                **self.etr(inc), "end_local": planner.local_time(end),
+                **self.etr(inc), "etr_pending": self.etr_pending(inc),
+                "end_local": planner.local_time(end),
                 "end_unverified": inc.end is not None and end is None}
+
+    def etr_pending(self, inc: Incident) -> list[str]:
+        """The villages still off in ``inc`` whose own expected restoration is unknown while
+        the incident states one (their records give none: :func:`village_etr`): a summary
+        saying 预计21:30恢复 is no promise for them, and says so."""
+        if inc.status != "active" or inc.etr is None:
+            return []
+        topo = self.topology
+        return [topo.villages[v].name if v in topo.villages else v
+                for v in villages_off(inc, topo) if village_etr(inc, v, topo) is None]
 
     def etr(self, inc: Incident) -> dict[str, str | None]:
         """The expected restoration as a summary of ``inc`` states it at its last revision:
