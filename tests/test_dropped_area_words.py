@@ -23,31 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from outage_sentinel.config import parse_config
 from outage_sentinel.daemon import Daemon
 from outage_sentinel.incidents import dropped_areas
 from tests.conftest import T0, build_grid
-from tests.test_lifecycle import Recorder
-from tests.test_shared_areas import CHANNELS, Clock, ev, feed, incident
+from tests.test_shared_areas import ev, feed, incident, make_daemon
 
 H = timedelta(hours=1)
 EDIT = 26  # minutes after T0: the revision that drops T3
 
 
 def make(tmp_path: Path, db_url: str, language: str) -> Daemon:
-    config = parse_config({
-        "state_dir": str(tmp_path / "state"),
-        "database": {"url": db_url},
-        "sources": [{"name": "unused", "type": "replay", "scenario": str(tmp_path / "x.jsonl")}],
-        "channels": {name: {"type": "file", "path": str(tmp_path / "sink.jsonl")}
-                     for name in CHANNELS},
-        "command_centre": {"channel": "cc", "target": "指挥中心"},
-        "notify": {"language": language},
-    })
-    d = Daemon(config, topology=build_grid(), sources=[],
-               channels={name: Recorder("all") for name in CHANNELS}, clock=Clock())
-    d.start()
-    return d
+    return make_daemon(tmp_path, db_url, build_grid(), notify={"language": language})
 
 
 @pytest.fixture(params=["zh", "en"])

@@ -40,8 +40,9 @@ def daemon(tmp_path: Path, db_url: str) -> Iterator[Daemon]:
     d.close()
 
 
-def make_daemon(tmp_path: Path, db_url: str, topology: Topology) -> Daemon:
-    """A started daemon on ``topology`` with recording channels and a hand-set clock."""
+def make_daemon(tmp_path: Path, db_url: str, topology: Topology, **extra: Any) -> Daemon:
+    """A started daemon on ``topology`` with recording channels and a hand-set clock
+    (``extra``: more config sections, e.g. ``notify``)."""
     config = parse_config({
         "state_dir": str(tmp_path / "state"),
         "database": {"url": db_url},
@@ -49,6 +50,7 @@ def make_daemon(tmp_path: Path, db_url: str, topology: Topology) -> Daemon:
         "channels": {name: {"type": "file", "path": str(tmp_path / "sink.jsonl")}
                      for name in CHANNELS},
         "command_centre": {"channel": "cc", "target": "指挥中心"},
+        **extra,
     })
     d = Daemon(config, topology=topology, sources=[],
                channels={name: Recorder("all") for name in CHANNELS}, clock=Clock())
