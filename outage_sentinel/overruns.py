@@ -35,7 +35,13 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Connection
 
 from outage_sentinel.config import Config
-from outage_sentinel.incidents import Incident, Notice, village_etr, villages_off
+from outage_sentinel.incidents import (
+    Incident,
+    Notice,
+    announced_kind,
+    village_etr,
+    villages_off,
+)
 from outage_sentinel.labels import KIND_LABELS, label
 from outage_sentinel.liaison import LiaisonPlanner
 from outage_sentinel.logs import get_logger, redact
@@ -262,7 +268,7 @@ class Overruns:
         words = ALERT_WORDS.get(lang, ALERT_WORDS["en"])
         names = [topo.villages[v].name if v in topo.villages else v for v in villages]
         off = [t for t in inc.off if t in topo.nodes and topo.nodes[t].village in villages]
-        kind = "fault" if inc.kind == "fault" else "planned"
+        kind = "planned" if announced_kind(inc) in ("planned", "temporary") else "fault"
         heading = words[kind] + (
             f"{inc.id}（{label(KIND_LABELS, lang, inc.kind)}，"
             f"{planner.feeder_names.get(inc.feeder, inc.feeder)}）" if lang == "zh" else

@@ -219,3 +219,19 @@ def test_a_notice_of_the_time_going_only_after_it_is_not_followed_by_another(
     assert [m.purpose for m in told] == ["update"]
     assert "已过预计恢复时间2026-11-23 10:30" in told[0].text
     assert not command(later)
+
+
+def test_an_outage_of_unclassified_kind_is_followed_up_as_a_fault_not_planned_work(
+        h: Harness) -> None:
+    """A record the source could not classify (announced as a neutral 停电) is handled as a
+    fault: its time gone by is 原预计…已超时, never 超出计划时间 (there was no plan)."""
+    from dataclasses import replace
+
+    from outage_sentinel.events import UNCLASSIFIED_KIND
+
+    h.feed(replace(ev("F-1", "T1", "T2", etr=ETR), raw={UNCLASSIFIED_KIND: "未知"}))
+    sent = at(h, 25)
+    (told,) = liaison(sent)
+    assert FAULT_OVERRUN in told.text and "超出计划时间" not in told.text, told.text
+    (alert,) = command(sent)
+    assert alert.text.startswith("【超时未恢复】"), alert.text
