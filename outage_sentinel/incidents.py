@@ -821,13 +821,10 @@ def readmit_named_anew(incident: Incident, members: Iterable[Member]) -> Inciden
 
 def _superseded_reports(members: dict[str, Member]) -> dict[str, Member]:
     """``members`` with each command-centre report of areas off (an area added, a restoration
-    undone, an incident it opened from a call naming areas) ended once every area it names
-    has evidence of being back since the report: the operator's word stands against what it
-    overruled, not against a later restoration. (Its ``incidents open`` left open, the
-    incident whose every area it named the operator restored was kept on by its own record,
-    and the localiser placed a new fault elsewhere from areas all back.)"""
+    undone) ended once every area it names has evidence of being back since the report: the
+    operator's word stands against what it overruled, not against a later restoration."""
     ops = [m for m in members.values() if m.key.startswith(OPERATOR_SOURCE + "|")
-           and m.signal in ("dead", "notice") and m.status == "active" and m.transformers]
+           and m.signal == "dead" and m.status == "active" and m.transformers]
     if not ops:
         return members
     others = [m for m in members.values() if m not in ops]
@@ -1233,8 +1230,18 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
     :func:`estimated_past_restoration` says; ``held``: areas the AMI screen holds off."""
     corrected = readmit_named_anew(incident, members.values())
     ev = checked_evidence(evidence_of(members.values()), corrected.excluded)
-    estimate, inferred = _estimated_now(corrected, members, active, scope, restored, ev,
-                                        topology, estimator, planned, kind, held)
+    # Areas a restoration step brought back are no evidence of where the fault is, unless
+    # the device named is re-energised: :func:`estimated_past_restoration`.
+    steps = restoration_signals(members.values())
+    unsure = held | dropped_unsure(members.values())
+    estimate = estimated_past_restoration(
+        topology, estimator, replace(ev, planned=planned),
+        frozenset(t for t in restored if t in steps),
+        frozenset(t for t in restored if t not in unsure))
+    told_back = set(incident.restored_villages)
+    inferred = [t for t in estimate.transformers
+                if (t in scope or topology.nodes[t].village not in told_back)
+                and work_areas(topology, kind, active, t)]
     scope = widen_scope(scope, ev.dead, possible_areas(active) - ev.dead, inferred, restored)
     scope = {t: m for t, m in scope.items() if t not in corrected.excluded}
     estimate = scoped_estimate(topology, estimate, scope)
@@ -1245,82 +1252,6 @@ def _rescoped(incident: Incident, members: Mapping[str, Member], active: Sequenc
     if device_set:
         estimate = with_devices(topology, estimate, device_set)
     return steady(incident.estimate, estimate), scope, corrected, device_set
-
-
-def _estimated_now(incident: Incident, members: Mapping[str, Member], active: Sequence[Member],
-                   scope: Mapping[str, str], restored: Mapping[str, datetime], ev: Evidence,
-                   topology: Topology, estimator: Estimator, planned: frozenset[str],
-                   kind: Kind, held: frozenset[str]) -> tuple[Estimate, list[str]]:
-    """The estimate of ``incident``'s evidence ``ev`` (:func:`estimated_past_restoration`)
-    and the areas it infers off that the incident may take on. Once everything its open
-    records say is off is back (:func:`all_heard_back`), the fault point is what the
-    evidence placed before anything came back (what operated: the close-out and the report
-    read it), and it takes on no new area (:func:`still_inferred`): past the restoration,
-    the localiser, left with areas all back, placed a "silent" fault beside them (a sibling
-    fuse at 56 %, its villages "possibly affected") and kept the outage on."""
-    # Areas a record stopped naming are counted back, no evidence of supply for the
-    # estimator; those the AMI screen holds are off.
-    counted = {t: at for t, at in restored.items() if t not in held}
-    quiet = all_heard_back(members.values(), active, scope, ev, counted, topology,
-                           frozenset(incident.excluded))
-    unsure = held | dropped_unsure(members.values())
-    # Areas a restoration step brought back are no evidence of where the fault is, unless
-    # the device named is re-energised: :func:`estimated_past_restoration`.
-    steps = restoration_signals(members.values())
-    back = {t: at for t, at in restored.items() if t not in unsure}
-    estimate = estimated_past_restoration(
-        topology, estimator, replace(ev, planned=planned),
-        frozenset(t for t in restored if t in steps), frozenset() if quiet else frozenset(back))
-    if quiet:
-        return estimate, still_inferred(topology, estimate, scope, back)
-    told_back = set(incident.restored_villages)
-    inferred = [t for t in estimate.transformers
-                if (t in scope or topology.nodes[t].village not in told_back)
-                and work_areas(topology, kind, active, t)]
-    return estimate, inferred
-
-
-def still_inferred(topology: Topology, estimate: Estimate, scope: Mapping[str, str],
-                   back: Mapping[str, datetime]) -> list[str]:
-    """Of the areas ``scope`` holds inferred and not ``back``, those below a device of
-    ``estimate`` not re-energised (:func:`reclosed_devices`): a fuse whose own section is
-    not all back still keeps what it feeds off, as it did before (a record naming one area
-    of two below it, that area restored). Below a device re-energised, or outside the fault
-    point, nothing keeps an inferred area off: it is withdrawn, never taken on anew."""
-    reclosed = reclosed_devices(topology, estimate.devices, back)
-    open_ = [d for d in estimate.devices if d in topology.pos and d not in reclosed]
-    return [t for t in estimate.transformers
-            if scope.get(t) == "inferred" and t not in back and t in topology.pos
-            and any(topology.is_downstream(t, d) for d in open_)]
-
-
-def all_heard_back(members: Iterable[Member], active: Sequence[Member],
-                   scope: Mapping[str, str], ev: Evidence, back: Mapping[str, datetime],
-                   topology: Topology, excluded: frozenset[str] = frozenset()) -> bool:
-    """Whether nothing the open records of an incident say is off is still off: each open
-    record (``active``) names areas or a device, and every area they name off or possibly
-    (``ev.dead``, their possible areas, the scope's reported and possible areas) and every
-    area below a device named open is ``back`` (counted back: none the AMI screen holds),
-    and each area of a trouble call came back after the call. An outage-system record
-    still open whose every area the command centre restored then keeps nothing off (the
-    record re-stated, the same start, still does: :func:`restoration_signals` decides by
-    time; re-issued with a start after the restoration, or naming another area, it is an
-    outage again). A record placed on a line only, or nothing heard at all, leaves the
-    localiser to place the outage. Areas the command centre took out of the scope
-    (``excluded``) are not asked about: its word stands against the reports it overruled."""
-    if not active or any(not (m.transformers or m.possible or m.device) for m in active):
-        return False
-    heard = {*ev.dead, *possible_areas(active),
-             *(t for t, mark in scope.items() if mark in ("reported", "possible"))}
-    for d in ev.open_devices:
-        if d not in topology.pos:
-            return False
-        heard.update(topology.downstream_transformers(d))
-    heard -= excluded
-    if not heard or any(t not in back for t in heard):
-        return False
-    return all(t in back and back[t] >= m.start for m in members
-               if m.signal == "call" and m.status == "active" for t in m.transformers)
 
 
 def estimated_past_restoration(topology: Topology, estimator: Estimator, ev: Evidence,
